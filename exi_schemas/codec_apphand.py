@@ -56,24 +56,57 @@ def _d_apphand_AppProtocolType(r: BitReader) -> _apphand.AppProtocolType:
     return _apphand.AppProtocolType(ProtocolNamespace=f_ProtocolNamespace, VersionNumberMajor=f_VersionNumberMajor, VersionNumberMinor=f_VersionNumberMinor, SchemaID=f_SchemaID, Priority=f_Priority)
 
 def _e_apphand_AppProtocolType(w: BitWriter, o: _apphand.AppProtocolType) -> None:
+    a = w.acc
+    k = w.n
     if o.ProtocolNamespace is None:
         raise encode_error('AppProtocolType.ProtocolNamespace', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if len(o.ProtocolNamespace) > 100:
         raise encode_error('AppProtocolType.ProtocolNamespace', f'length {len(o.ProtocolNamespace)} outside 0..100')
+    w.acc = a
+    w.n = k
     w.string(o.ProtocolNamespace)
+    a = w.acc
+    k = w.n
     if o.VersionNumberMajor is None:
         raise encode_error('AppProtocolType.VersionNumberMajor', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     if o.VersionNumberMajor < 0 or (w.strict and (o.VersionNumberMajor > 4294967295)):
         raise encode_error('AppProtocolType.VersionNumberMajor', f'{o.VersionNumberMajor!r} outside 0..4294967295')
-    w.uint(o.VersionNumberMajor)
+    u = o.VersionNumberMajor
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.VersionNumberMinor is None:
         raise encode_error('AppProtocolType.VersionNumberMinor', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     if o.VersionNumberMinor < 0 or (w.strict and (o.VersionNumberMinor > 4294967295)):
         raise encode_error('AppProtocolType.VersionNumberMinor', f'{o.VersionNumberMinor!r} outside 0..4294967295')
-    w.uint(o.VersionNumberMinor)
+    u = o.VersionNumberMinor
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.SchemaID is None:
         raise encode_error('AppProtocolType.SchemaID', 'required value missing')
     if o.SchemaID < 0 or o.SchemaID > 255:
@@ -82,7 +115,12 @@ def _e_apphand_AppProtocolType(w: BitWriter, o: _apphand.AppProtocolType) -> Non
         raise encode_error('AppProtocolType.Priority', 'required value missing')
     if o.Priority < 1 or o.Priority > 32 or (w.strict and (o.Priority > 20)):
         raise encode_error('AppProtocolType.Priority', f'{o.Priority!r} outside 1..20')
-    w.bits((o.SchemaID) << 10 | (o.Priority - 1) << 2, 21)
+    a = (a << 21) | (o.SchemaID) << 10 | (o.Priority - 1) << 2
+    k += 21
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_apphand_supportedAppProtocolReq(r: BitReader) -> _apphand.supportedAppProtocolReq:
     f_AppProtocol: list[_apphand.AppProtocolType] = []
@@ -162,30 +200,64 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader) -> _apphand.supportedAppPro
     return _apphand.supportedAppProtocolReq(AppProtocol=f_AppProtocol)
 
 def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppProtocolReq) -> None:
+    a = w.acc
+    k = w.n
     i_AppProtocol = 0
     s = 0
     if i_AppProtocol < len(o.AppProtocol):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_AppProtocol = o.AppProtocol[i_AppProtocol]
         i_AppProtocol += 1
         if x_AppProtocol.ProtocolNamespace is None:
             raise encode_error('AppProtocolType.ProtocolNamespace', 'required value missing')
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         if len(x_AppProtocol.ProtocolNamespace) > 100:
             raise encode_error('AppProtocolType.ProtocolNamespace', f'length {len(x_AppProtocol.ProtocolNamespace)} outside 0..100')
+        w.acc = a
+        w.n = k
         w.string(x_AppProtocol.ProtocolNamespace)
+        a = w.acc
+        k = w.n
         if x_AppProtocol.VersionNumberMajor is None:
             raise encode_error('AppProtocolType.VersionNumberMajor', 'required value missing')
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if x_AppProtocol.VersionNumberMajor < 0 or (w.strict and (x_AppProtocol.VersionNumberMajor > 4294967295)):
             raise encode_error('AppProtocolType.VersionNumberMajor', f'{x_AppProtocol.VersionNumberMajor!r} outside 0..4294967295')
-        w.uint(x_AppProtocol.VersionNumberMajor)
+        u = x_AppProtocol.VersionNumberMajor
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_AppProtocol.VersionNumberMinor is None:
             raise encode_error('AppProtocolType.VersionNumberMinor', 'required value missing')
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if x_AppProtocol.VersionNumberMinor < 0 or (w.strict and (x_AppProtocol.VersionNumberMinor > 4294967295)):
             raise encode_error('AppProtocolType.VersionNumberMinor', f'{x_AppProtocol.VersionNumberMinor!r} outside 0..4294967295')
-        w.uint(x_AppProtocol.VersionNumberMinor)
+        u = x_AppProtocol.VersionNumberMinor
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_AppProtocol.SchemaID is None:
             raise encode_error('AppProtocolType.SchemaID', 'required value missing')
         if x_AppProtocol.SchemaID < 0 or x_AppProtocol.SchemaID > 255:
@@ -194,34 +266,67 @@ def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppPro
             raise encode_error('AppProtocolType.Priority', 'required value missing')
         if x_AppProtocol.Priority < 1 or x_AppProtocol.Priority > 32 or (w.strict and (x_AppProtocol.Priority > 20)):
             raise encode_error('AppProtocolType.Priority', f'{x_AppProtocol.Priority!r} outside 1..20')
-        w.bits((x_AppProtocol.SchemaID) << 10 | (x_AppProtocol.Priority - 1) << 2, 21)
+        a = (a << 21) | (x_AppProtocol.SchemaID) << 10 | (x_AppProtocol.Priority - 1) << 2
+        k += 21
         s = 1
     else:
         raise encode_error('supportedAppProtocolReq', 'missing SE(AppProtocol)')
     n = 0
     while True:
         if i_AppProtocol < len(o.AppProtocol):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_AppProtocol = o.AppProtocol[i_AppProtocol]
             i_AppProtocol += 1
             if x_AppProtocol.ProtocolNamespace is None:
                 raise encode_error('AppProtocolType.ProtocolNamespace', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if len(x_AppProtocol.ProtocolNamespace) > 100:
                 raise encode_error('AppProtocolType.ProtocolNamespace', f'length {len(x_AppProtocol.ProtocolNamespace)} outside 0..100')
+            w.acc = a
+            w.n = k
             w.string(x_AppProtocol.ProtocolNamespace)
+            a = w.acc
+            k = w.n
             if x_AppProtocol.VersionNumberMajor is None:
                 raise encode_error('AppProtocolType.VersionNumberMajor', 'required value missing')
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if x_AppProtocol.VersionNumberMajor < 0 or (w.strict and (x_AppProtocol.VersionNumberMajor > 4294967295)):
                 raise encode_error('AppProtocolType.VersionNumberMajor', f'{x_AppProtocol.VersionNumberMajor!r} outside 0..4294967295')
-            w.uint(x_AppProtocol.VersionNumberMajor)
+            u = x_AppProtocol.VersionNumberMajor
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_AppProtocol.VersionNumberMinor is None:
                 raise encode_error('AppProtocolType.VersionNumberMinor', 'required value missing')
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if x_AppProtocol.VersionNumberMinor < 0 or (w.strict and (x_AppProtocol.VersionNumberMinor > 4294967295)):
                 raise encode_error('AppProtocolType.VersionNumberMinor', f'{x_AppProtocol.VersionNumberMinor!r} outside 0..4294967295')
-            w.uint(x_AppProtocol.VersionNumberMinor)
+            u = x_AppProtocol.VersionNumberMinor
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_AppProtocol.SchemaID is None:
                 raise encode_error('AppProtocolType.SchemaID', 'required value missing')
             if x_AppProtocol.SchemaID < 0 or x_AppProtocol.SchemaID > 255:
@@ -230,7 +335,8 @@ def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppPro
                 raise encode_error('AppProtocolType.Priority', 'required value missing')
             if x_AppProtocol.Priority < 1 or x_AppProtocol.Priority > 32 or (w.strict and (x_AppProtocol.Priority > 20)):
                 raise encode_error('AppProtocolType.Priority', f'{x_AppProtocol.Priority!r} outside 1..20')
-            w.bits((x_AppProtocol.SchemaID) << 10 | (x_AppProtocol.Priority - 1) << 2, 21)
+            a = (a << 21) | (x_AppProtocol.SchemaID) << 10 | (x_AppProtocol.Priority - 1) << 2
+            k += 21
             n += 1
             if n == 19:
                 s = 20
@@ -238,13 +344,19 @@ def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppPro
                     raise encode_error('supportedAppProtocolReq.AppProtocol', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 20:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_apphand_supportedAppProtocolRes(r: BitReader) -> _apphand.supportedAppProtocolRes:
     f_ResponseCode: _apphand.responseCodeType
@@ -276,23 +388,33 @@ def _d_apphand_supportedAppProtocolRes(r: BitReader) -> _apphand.supportedAppPro
     return _apphand.supportedAppProtocolRes(ResponseCode=f_ResponseCode, SchemaID=f_SchemaID)
 
 def _e_apphand_supportedAppProtocolRes(w: BitWriter, o: _apphand.supportedAppProtocolRes) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.ResponseCode is None:
         raise encode_error('supportedAppProtocolRes.ResponseCode', 'required value missing')
-    w.bits((_I_apphand_responseCodeType[o.ResponseCode]) << 1, 5)
+    a = (a << 5) | (_I_apphand_responseCodeType[o.ResponseCode]) << 1
+    k += 5
     s = 1
     if o.SchemaID is not None:
         if o.SchemaID < 0 or o.SchemaID > 255:
             raise encode_error('supportedAppProtocolRes.SchemaID', f'{o.SchemaID!r} outside 0..255')
-        w.bits((o.SchemaID) << 1, 12)
+        a = (a << 12) | (o.SchemaID) << 1
+        k += 12
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v0(r: BitReader) -> object:
     c = r.bits(7)
@@ -302,9 +424,16 @@ def _d_v0(r: BitReader) -> object:
     return v
 
 def _e_v0(w: BitWriter, o: Any) -> None:
+    a = w.acc
+    k = w.n
     if o < 1 or o > 32 or (w.strict and (o > 20)):
         raise encode_error('value', f'{o!r} outside 1..20')
-    w.bits((o - 1) << 1, 7)
+    a = (a << 7) | (o - 1) << 1
+    k += 7
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v1(r: BitReader) -> object:
     c = r.bits(9)
@@ -319,11 +448,23 @@ def _d_v1(r: BitReader) -> object:
     return v
 
 def _e_v1(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 100:
         raise encode_error('value', f'length {len(o)} outside 0..100')
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v2(r: BitReader) -> object:
     c = r.bits(4)
@@ -336,7 +477,14 @@ def _d_v2(r: BitReader) -> object:
     return v
 
 def _e_v2(w: BitWriter, o: Any) -> None:
-    w.bits((_I_apphand_responseCodeType[o]) << 1, 4)
+    a = w.acc
+    k = w.n
+    a = (a << 4) | (_I_apphand_responseCodeType[o]) << 1
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v3(r: BitReader) -> object:
     c = r.bits(10)
@@ -346,9 +494,16 @@ def _d_v3(r: BitReader) -> object:
     return v
 
 def _e_v3(w: BitWriter, o: Any) -> None:
+    a = w.acc
+    k = w.n
     if o < 0 or o > 255:
         raise encode_error('value', f'{o!r} outside 0..255')
-    w.bits((o) << 1, 10)
+    a = (a << 10) | (o) << 1
+    k += 10
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v4(r: BitReader) -> object:
     c = r.bits(9)
@@ -363,11 +518,31 @@ def _d_v4(r: BitReader) -> object:
     return v
 
 def _e_v4(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if o < 0 or (w.strict and (o > 4294967295)):
         raise encode_error('value', f'{o!r} outside 0..4294967295')
-    w.uint(o)
-    w.bits(0x0, 1)
+    u = o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 DOCUMENT: EntryTable = (
     ('urn:iso:15118:2:2010:AppProtocol', 'supportedAppProtocolReq', _d_apphand_supportedAppProtocolReq, _e_apphand_supportedAppProtocolReq, _apphand.supportedAppProtocolReq),

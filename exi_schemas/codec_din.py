@@ -85,19 +85,32 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
     return _xmldsig.CanonicalizationMethodType(Algorithm=f_Algorithm)
 
 def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.CanonicalizationMethodType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Algorithm is None:
         raise encode_error('CanonicalizationMethodType.Algorithm', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Algorithm)
+    a = w.acc
+    k = w.n
     s = 1
     if True:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     f_P: bytes | None = None
@@ -256,87 +269,162 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     return _xmldsig.DSAKeyValueType(P=f_P, Q=f_Q, G=f_G, Y=f_Y, J=f_J, Seed=f_Seed, PgenCounter=f_PgenCounter)
 
 def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.P is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.P)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif o.G is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.G)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     elif o.Y is not None:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.Y)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 3
     else:
         raise encode_error('DSAKeyValueType', 'missing SE(P), SE(G), SE(Y)')
     if s == 1:
         if o.Q is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.binary(o.Q)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 4
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(Q)')
     if s == 4:
         if o.G is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.binary(o.G)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 2
         elif o.Y is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
+            w.acc = a
+            w.n = k
             w.binary(o.Y)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 3
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(G), SE(Y)')
     if s == 2:
         if o.Y is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.binary(o.Y)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 3
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(Y)')
     if o.J is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.J)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 5
     elif o.Seed is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.Seed)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 6
     else:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         s = -1
     if s == 5:
         if o.Seed is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.binary(o.Seed)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 6
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 6:
         if o.PgenCounter is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.binary(o.PgenCounter)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 7
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(PgenCounter)')
     if s == 7:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
     f_Algorithm: str
@@ -375,19 +463,32 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
     return _xmldsig.DigestMethodType(Algorithm=f_Algorithm)
 
 def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Algorithm is None:
         raise encode_error('DigestMethodType.Algorithm', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Algorithm)
+    a = w.acc
+    k = w.n
     s = 1
     if True:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     f_Id: str | None = None
@@ -548,6 +649,8 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     return _xmldsig.KeyInfoType(Id=f_Id, KeyName=f_KeyName, KeyValue=f_KeyValue, RetrievalMethod=f_RetrievalMethod, X509Data=f_X509Data, PGPData=f_PGPData, SPKIData=f_SPKIData, MgmtData=f_MgmtData)
 
 def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
+    a = w.acc
+    k = w.n
     i_KeyName = 0
     i_KeyValue = 0
     i_RetrievalMethod = 0
@@ -557,52 +660,94 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     i_MgmtData = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 4)
+        a <<= 4
+        k += 4
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif i_KeyName < len(o.KeyName):
         x_KeyName = o.KeyName[i_KeyName]
         i_KeyName += 1
-        w.bits(0x2, 5)
+        a = (a << 5) | 0x2
+        k += 5
+        w.acc = a
+        w.n = k
         w.string(x_KeyName)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     elif i_KeyValue < len(o.KeyValue):
-        w.bits(0x2, 4)
+        a = (a << 4) | 0x2
+        k += 4
         x_KeyValue = o.KeyValue[i_KeyValue]
         i_KeyValue += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_KeyValueType(w, x_KeyValue)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_RetrievalMethod < len(o.RetrievalMethod):
-        w.bits(0x3, 4)
+        a = (a << 4) | 0x3
+        k += 4
         x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
         i_RetrievalMethod += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_X509Data < len(o.X509Data):
-        w.bits(0x4, 4)
+        a = (a << 4) | 0x4
+        k += 4
         x_X509Data = o.X509Data[i_X509Data]
         i_X509Data += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_X509DataType(w, x_X509Data)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_PGPData < len(o.PGPData):
-        w.bits(0x5, 4)
+        a = (a << 4) | 0x5
+        k += 4
         x_PGPData = o.PGPData[i_PGPData]
         i_PGPData += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_PGPDataType(w, x_PGPData)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_SPKIData < len(o.SPKIData):
-        w.bits(0x6, 4)
+        a = (a << 4) | 0x6
+        k += 4
         x_SPKIData = o.SPKIData[i_SPKIData]
         i_SPKIData += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_SPKIDataType(w, x_SPKIData)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_MgmtData < len(o.MgmtData):
         x_MgmtData = o.MgmtData[i_MgmtData]
         i_MgmtData += 1
-        w.bits(0xe, 5)
+        a = (a << 5) | 0xe
+        k += 5
+        w.acc = a
+        w.n = k
         w.string(x_MgmtData)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
         raise encode_error('KeyInfoType', 'missing AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData)')
@@ -610,46 +755,83 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
         if i_KeyName < len(o.KeyName):
             x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
-            w.bits(0x0, 5)
+            a <<= 5
+            k += 5
+            w.acc = a
+            w.n = k
             w.string(x_KeyName)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 2
         elif i_KeyValue < len(o.KeyValue):
-            w.bits(0x1, 4)
+            a = (a << 4) | 0x1
+            k += 4
             x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_KeyValueType(w, x_KeyValue)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_RetrievalMethod < len(o.RetrievalMethod):
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_X509Data < len(o.X509Data):
-            w.bits(0x3, 4)
+            a = (a << 4) | 0x3
+            k += 4
             x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_X509DataType(w, x_X509Data)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_PGPData < len(o.PGPData):
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_PGPDataType(w, x_PGPData)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_SPKIData < len(o.SPKIData):
-            w.bits(0x5, 4)
+            a = (a << 4) | 0x5
+            k += 4
             x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_SPKIDataType(w, x_SPKIData)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_MgmtData < len(o.MgmtData):
             x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
-            w.bits(0xc, 5)
+            a = (a << 5) | 0xc
+            k += 5
+            w.acc = a
+            w.n = k
             w.string(x_MgmtData)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 2
         else:
             raise encode_error('KeyInfoType', 'missing SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData)')
@@ -657,44 +839,86 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
         if i_KeyName < len(o.KeyName):
             x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
-            w.bits(0x0, 5)
+            a <<= 5
+            k += 5
+            w.acc = a
+            w.n = k
             w.string(x_KeyName)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         elif i_KeyValue < len(o.KeyValue):
-            w.bits(0x1, 4)
+            a = (a << 4) | 0x1
+            k += 4
             x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_KeyValueType(w, x_KeyValue)
+            a = w.acc
+            k = w.n
         elif i_RetrievalMethod < len(o.RetrievalMethod):
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
+            a = w.acc
+            k = w.n
         elif i_X509Data < len(o.X509Data):
-            w.bits(0x3, 4)
+            a = (a << 4) | 0x3
+            k += 4
             x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_X509DataType(w, x_X509Data)
+            a = w.acc
+            k = w.n
         elif i_PGPData < len(o.PGPData):
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_PGPDataType(w, x_PGPData)
+            a = w.acc
+            k = w.n
         elif i_SPKIData < len(o.SPKIData):
-            w.bits(0x5, 4)
+            a = (a << 4) | 0x5
+            k += 4
             x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_SPKIDataType(w, x_SPKIData)
+            a = w.acc
+            k = w.n
         elif i_MgmtData < len(o.MgmtData):
             x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
-            w.bits(0xc, 5)
+            a = (a << 5) | 0xc
+            k += 5
+            w.acc = a
+            w.n = k
             w.string(x_MgmtData)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         else:
-            w.bits(0x8, 4)
+            a = (a << 4) | 0x8
+            k += 4
             s = -1
             break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
     f_DSAKeyValue: _xmldsig.DSAKeyValueType | None = None
@@ -741,26 +965,49 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
     return _xmldsig.KeyValueType(DSAKeyValue=f_DSAKeyValue, RSAKeyValue=f_RSAKeyValue)
 
 def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
+    a = w.acc
+    k = w.n
     if o.DSAKeyValue is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         _e_xmldsig_DSAKeyValueType(w, o.DSAKeyValue)
+        a = w.acc
+        k = w.n
         if o.RSAKeyValue is not None:
             raise encode_error('KeyValueType.RSAKeyValue', 'cannot be combined with DSAKeyValue')
     elif o.RSAKeyValue is not None:
         if o.RSAKeyValue.Modulus is None:
             raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
-        w.bits(0x4, 5)
+        a = (a << 5) | 0x4
+        k += 5
+        w.acc = a
+        w.n = k
         w.binary(o.RSAKeyValue.Modulus)
+        a = w.acc
+        k = w.n
         if o.RSAKeyValue.Exponent is None:
             raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.RSAKeyValue.Exponent)
-        w.bits(0x0, 2)
+        a = w.acc
+        k = w.n
+        a <<= 2
+        k += 2
     else:
         raise encode_error('KeyValueType', 'missing SE(DSAKeyValue), SE(RSAKeyValue)')
     if True:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         pass
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
     f_Id: str | None = None
@@ -807,49 +1054,82 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
     return _xmldsig.ManifestType(Id=f_Id, Reference=f_Reference)
 
 def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
+    a = w.acc
+    k = w.n
     i_Reference = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif i_Reference < len(o.Reference):
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ReferenceType(w, x_Reference)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('ManifestType', 'missing AT(Id), SE(Reference)')
     if s == 1:
         if i_Reference < len(o.Reference):
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             x_Reference = o.Reference[i_Reference]
             i_Reference += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_ReferenceType(w, x_Reference)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('ManifestType', 'missing SE(Reference)')
     if i_Reference < len(o.Reference):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ReferenceType(w, x_Reference)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         while True:
             if i_Reference < len(o.Reference):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Reference = o.Reference[i_Reference]
                 i_Reference += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_ReferenceType(w, x_Reference)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     f_Encoding: str | None = None
@@ -955,50 +1235,91 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     return _xmldsig.ObjectType(Encoding=f_Encoding, Id=f_Id, MimeType=f_MimeType)
 
 def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Encoding is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Encoding)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.Id is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.MimeType is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.MimeType)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
         s = -1
     if s == 1:
         if o.Id is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.Id)
+            a = w.acc
+            k = w.n
             s = 2
         elif o.MimeType is not None:
-            w.bits(0x1, 3)
+            a = (a << 3) | 0x1
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.MimeType)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 2:
         if o.MimeType is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.MimeType)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             s = -1
     if s == 3:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 4:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     f_PGPKeyID: bytes | None = None
@@ -1088,19 +1409,33 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     return _xmldsig.PGPDataType(PGPKeyID=f_PGPKeyID, PGPKeyPacket=f_PGPKeyPacket)
 
 def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
+    a = w.acc
+    k = w.n
     i_PGPKeyPacket = 0
     s = 0
     if o.PGPKeyID is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.PGPKeyID)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif i_PGPKeyPacket < len(o.PGPKeyPacket):
         x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
         i_PGPKeyPacket += 1
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(x_PGPKeyPacket)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
         s = 2
@@ -1110,31 +1445,46 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
             i_PGPKeyPacket += 1
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.binary(x_PGPKeyPacket)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             if i_PGPKeyPacket < len(o.PGPKeyPacket):
                 raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
             s = 3
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 2:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 4:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 5:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     f_Modulus: bytes
@@ -1159,15 +1509,32 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     return _xmldsig.RSAKeyValueType(Modulus=f_Modulus, Exponent=f_Exponent)
 
 def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> None:
+    a = w.acc
+    k = w.n
     if o.Modulus is None:
         raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     w.binary(o.Modulus)
+    a = w.acc
+    k = w.n
     if o.Exponent is None:
         raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
     w.binary(o.Exponent)
-    w.bits(0x0, 2)
+    a = w.acc
+    k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     f_Id: str | None = None
@@ -1279,88 +1646,175 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     return _xmldsig.ReferenceType(Id=f_Id, Type=f_Type, URI=f_URI, Transforms=f_Transforms, DigestMethod=f_DigestMethod, DigestValue=f_DigestValue)
 
 def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.Type is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Type)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.URI is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.URI)
+        a = w.acc
+        k = w.n
         s = 3
     elif o.Transforms is not None:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
+        w.acc = a
+        w.n = k
         _e_xmldsig_TransformsType(w, o.Transforms)
+        a = w.acc
+        k = w.n
         s = 4
     elif o.DigestMethod is not None:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
+        w.acc = a
+        w.n = k
         _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+        a = w.acc
+        k = w.n
         s = 5
     else:
         raise encode_error('ReferenceType', 'missing AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 1:
         if o.Type is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.Type)
+            a = w.acc
+            k = w.n
             s = 2
         elif o.URI is not None:
-            w.bits(0x1, 3)
+            a = (a << 3) | 0x1
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.URI)
+            a = w.acc
+            k = w.n
             s = 3
         elif o.Transforms is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
+            w.acc = a
+            w.n = k
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 2:
         if o.URI is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.string(o.URI)
+            a = w.acc
+            k = w.n
             s = 3
         elif o.Transforms is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 3:
         if o.Transforms is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing SE(Transforms), SE(DigestMethod)')
     if s == 4:
         if o.DigestMethod is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing SE(DigestMethod)')
     if o.DigestValue is None:
         raise encode_error('ReferenceType.DigestValue', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     w.binary(o.DigestValue)
-    w.bits(0x0, 2)
+    a = w.acc
+    k = w.n
+    a <<= 2
+    k += 2
     s = 6
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType:
     f_Type: str | None = None
@@ -1422,46 +1876,86 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
     return _xmldsig.RetrievalMethodType(Type=f_Type, URI=f_URI, Transforms=f_Transforms)
 
 def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Type is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Type)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.URI is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.URI)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.Transforms is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         _e_xmldsig_TransformsType(w, o.Transforms)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
         s = -1
     if s == 1:
         if o.URI is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.string(o.URI)
+            a = w.acc
+            k = w.n
             s = 2
         elif o.Transforms is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 2:
         if o.Transforms is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
     f_SPKISexp: list[bytes] = []
@@ -1518,6 +2012,8 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
     return _xmldsig.SPKIDataType(SPKISexp=f_SPKISexp)
 
 def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
+    a = w.acc
+    k = w.n
     i_SPKISexp = 0
     s = 0
     while s >= 0:
@@ -1525,9 +2021,15 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
             if i_SPKISexp < len(o.SPKISexp):
                 x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
+                w.acc = a
+                w.n = k
                 w.binary(x_SPKISexp)
-                w.bits(0x0, 1)
+                a = w.acc
+                k = w.n
+                a <<= 1
+                k += 1
                 s = 1
             else:
                 raise encode_error('SPKIDataType', 'missing SE(SPKISexp)')
@@ -1536,24 +2038,42 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
                 if i_SPKISexp < len(o.SPKISexp):
                     x_SPKISexp = o.SPKISexp[i_SPKISexp]
                     i_SPKISexp += 1
-                    w.bits(0x0, 3)
+                    a <<= 3
+                    k += 3
+                    w.acc = a
+                    w.n = k
                     w.binary(x_SPKISexp)
-                    w.bits(0x0, 1)
+                    a = w.acc
+                    k = w.n
+                    a <<= 1
+                    k += 1
                 else:
-                    w.bits(0x2, 2)
+                    a = (a << 2) | 0x2
+                    k += 2
                     s = -1
                     break
         if s == 2:
             if i_SPKISexp < len(o.SPKISexp):
                 x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
-                w.bits(0x0, 3)
+                a <<= 3
+                k += 3
+                w.acc = a
+                w.n = k
                 w.binary(x_SPKISexp)
-                w.bits(0x0, 1)
+                a = w.acc
+                k = w.n
+                a <<= 1
+                k += 1
                 s = 1
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType:
     f_Algorithm: str
@@ -1618,28 +2138,56 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
     return _xmldsig.SignatureMethodType(Algorithm=f_Algorithm, HMACOutputLength=f_HMACOutputLength)
 
 def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Algorithm is None:
         raise encode_error('SignatureMethodType.Algorithm', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Algorithm)
+    a = w.acc
+    k = w.n
     s = 1
     if o.HMACOutputLength is not None:
-        w.bits(0x0, 4)
-        w.integer(o.HMACOutputLength)
-        w.bits(0x0, 1)
+        a = (a << 5) | (1 if o.HMACOutputLength < 0 else 0)
+        k += 5
+        u = -o.HMACOutputLength - 1 if o.HMACOutputLength < 0 else o.HMACOutputLength
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
         s = -1
     if s == 2:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignaturePropertiesType:
     f_Id: str | None = None
@@ -1686,49 +2234,82 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
     return _xmldsig.SignaturePropertiesType(Id=f_Id, SignatureProperty=f_SignatureProperty)
 
 def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignaturePropertiesType) -> None:
+    a = w.acc
+    k = w.n
     i_SignatureProperty = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif i_SignatureProperty < len(o.SignatureProperty):
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignaturePropertiesType', 'missing AT(Id), SE(SignatureProperty)')
     if s == 1:
         if i_SignatureProperty < len(o.SignatureProperty):
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
             i_SignatureProperty += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignaturePropertiesType', 'missing SE(SignatureProperty)')
     if i_SignatureProperty < len(o.SignatureProperty):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         while True:
             if i_SignatureProperty < len(o.SignatureProperty):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
                 i_SignatureProperty += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignaturePropertyType:
     f_Id: str | None = None
@@ -1795,33 +2376,56 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
     return _xmldsig.SignaturePropertyType(Id=f_Id, Target=f_Target)
 
 def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignaturePropertyType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.Target is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Target)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignaturePropertyType', 'missing AT(Id), AT(Target)')
     if s == 1:
         if o.Target is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             w.string(o.Target)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignaturePropertyType', 'missing AT(Target)')
     else:
         raise encode_error('SignaturePropertyType', 'missing ')
     if True:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 4:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     f_Id: str | None = None
@@ -1887,64 +2491,113 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     return _xmldsig.SignatureType(Id=f_Id, SignedInfo=f_SignedInfo, SignatureValue=f_SignatureValue, KeyInfo=f_KeyInfo, Object=f_Object)
 
 def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
+    a = w.acc
+    k = w.n
     i_Object = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.SignedInfo is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_xmldsig_SignedInfoType(w, o.SignedInfo)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignatureType', 'missing AT(Id), SE(SignedInfo)')
     if s == 1:
         if o.SignedInfo is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_SignedInfoType(w, o.SignedInfo)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignatureType', 'missing SE(SignedInfo)')
     if o.SignatureValue is None:
         raise encode_error('SignatureType.SignatureValue', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_xmldsig_SignatureValueType(w, o.SignatureValue)
+    a = w.acc
+    k = w.n
     s = 3
     if o.KeyInfo is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_xmldsig_KeyInfoType(w, o.KeyInfo)
+        a = w.acc
+        k = w.n
         s = 4
     elif i_Object < len(o.Object):
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         x_Object = o.Object[i_Object]
         i_Object += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ObjectType(w, x_Object)
+        a = w.acc
+        k = w.n
         s = 5
     else:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         s = -1
     if s == 4:
         if i_Object < len(o.Object):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_Object = o.Object[i_Object]
             i_Object += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_ObjectType(w, x_Object)
+            a = w.acc
+            k = w.n
             s = 5
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 5:
         while True:
             if i_Object < len(o.Object):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Object = o.Object[i_Object]
                 i_Object += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_ObjectType(w, x_Object)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     f_Id: str | None = None
@@ -1983,26 +2636,48 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     return _xmldsig.SignatureValueType(Id=f_Id, value=f_value)
 
 def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.value is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         w.binary(o.value)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignatureValueType', 'missing AT(Id), CH')
     if s == 1:
         if o.value is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             w.binary(o.value)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignatureValueType', 'missing CH')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     f_Id: str | None = None
@@ -2059,58 +2734,101 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     return _xmldsig.SignedInfoType(Id=f_Id, CanonicalizationMethod=f_CanonicalizationMethod, SignatureMethod=f_SignatureMethod, Reference=f_Reference)
 
 def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
+    a = w.acc
+    k = w.n
     i_Reference = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.CanonicalizationMethod is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_xmldsig_CanonicalizationMethodType(w, o.CanonicalizationMethod)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignedInfoType', 'missing AT(Id), SE(CanonicalizationMethod)')
     if s == 1:
         if o.CanonicalizationMethod is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_CanonicalizationMethodType(w, o.CanonicalizationMethod)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignedInfoType', 'missing SE(CanonicalizationMethod)')
     if o.SignatureMethod is None:
         raise encode_error('SignedInfoType.SignatureMethod', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_xmldsig_SignatureMethodType(w, o.SignatureMethod)
+    a = w.acc
+    k = w.n
     s = 3
     if i_Reference < len(o.Reference):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ReferenceType(w, x_Reference)
+        a = w.acc
+        k = w.n
         s = 4
     else:
         raise encode_error('SignedInfoType', 'missing SE(Reference)')
     if i_Reference < len(o.Reference):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ReferenceType(w, x_Reference)
+        a = w.acc
+        k = w.n
         s = 5
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 5:
         while True:
             if i_Reference < len(o.Reference):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Reference = o.Reference[i_Reference]
                 i_Reference += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_ReferenceType(w, x_Reference)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     f_Algorithm: str
@@ -2145,22 +2863,40 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     return _xmldsig.TransformType(Algorithm=f_Algorithm, XPath=f_XPath)
 
 def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
+    a = w.acc
+    k = w.n
     i_XPath = 0
     if o.Algorithm is None:
         raise encode_error('TransformType.Algorithm', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Algorithm)
+    a = w.acc
+    k = w.n
     while True:
         if i_XPath < len(o.XPath):
             x_XPath = o.XPath[i_XPath]
             i_XPath += 1
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
+            w.acc = a
+            w.n = k
             w.string(x_XPath)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         else:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             pass
             break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
     f_Transform: list[_xmldsig.TransformType] = []
@@ -2191,36 +2927,59 @@ def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
     return _xmldsig.TransformsType(Transform=f_Transform)
 
 def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
+    a = w.acc
+    k = w.n
     i_Transform = 0
     s = 0
     if i_Transform < len(o.Transform):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_Transform = o.Transform[i_Transform]
         i_Transform += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_TransformType(w, x_Transform)
+        a = w.acc
+        k = w.n
         s = 1
     else:
         raise encode_error('TransformsType', 'missing SE(Transform)')
     if i_Transform < len(o.Transform):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_Transform = o.Transform[i_Transform]
         i_Transform += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_TransformType(w, x_Transform)
+        a = w.acc
+        k = w.n
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         while True:
             if i_Transform < len(o.Transform):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Transform = o.Transform[i_Transform]
                 i_Transform += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_TransformType(w, x_Transform)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     f_X509IssuerSerial: list[_xmldsig.X509IssuerSerialType] = []
@@ -2365,92 +3124,187 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     return _xmldsig.X509DataType(X509IssuerSerial=f_X509IssuerSerial, X509SKI=f_X509SKI, X509SubjectName=f_X509SubjectName, X509Certificate=f_X509Certificate, X509CRL=f_X509CRL)
 
 def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
+    a = w.acc
+    k = w.n
     i_X509IssuerSerial = 0
     i_X509SKI = 0
     i_X509SubjectName = 0
     i_X509Certificate = 0
     i_X509CRL = 0
     if i_X509IssuerSerial < len(o.X509IssuerSerial):
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
         if x_X509IssuerSerial.X509IssuerName is None:
             raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(x_X509IssuerSerial.X509IssuerName)
+        a = w.acc
+        k = w.n
         if x_X509IssuerSerial.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        w.bits(0x0, 3)
-        w.integer(x_X509IssuerSerial.X509SerialNumber)
-        w.bits(0x0, 2)
+        a = (a << 4) | (1 if x_X509IssuerSerial.X509SerialNumber < 0 else 0)
+        k += 4
+        u = -x_X509IssuerSerial.X509SerialNumber - 1 if x_X509IssuerSerial.X509SerialNumber < 0 else x_X509IssuerSerial.X509SerialNumber
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
     elif i_X509SKI < len(o.X509SKI):
         x_X509SKI = o.X509SKI[i_X509SKI]
         i_X509SKI += 1
-        w.bits(0x2, 4)
+        a = (a << 4) | 0x2
+        k += 4
+        w.acc = a
+        w.n = k
         w.binary(x_X509SKI)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     elif i_X509SubjectName < len(o.X509SubjectName):
         x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
         i_X509SubjectName += 1
-        w.bits(0x4, 4)
+        a = (a << 4) | 0x4
+        k += 4
+        w.acc = a
+        w.n = k
         w.string(x_X509SubjectName)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     elif i_X509Certificate < len(o.X509Certificate):
         x_X509Certificate = o.X509Certificate[i_X509Certificate]
         i_X509Certificate += 1
-        w.bits(0x6, 4)
+        a = (a << 4) | 0x6
+        k += 4
+        w.acc = a
+        w.n = k
         w.binary(x_X509Certificate)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     elif i_X509CRL < len(o.X509CRL):
         x_X509CRL = o.X509CRL[i_X509CRL]
         i_X509CRL += 1
-        w.bits(0x8, 4)
+        a = (a << 4) | 0x8
+        k += 4
+        w.acc = a
+        w.n = k
         w.binary(x_X509CRL)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     else:
         raise encode_error('X509DataType', 'missing SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL)')
     while True:
         if i_X509IssuerSerial < len(o.X509IssuerSerial):
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
             if x_X509IssuerSerial.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.string(x_X509IssuerSerial.X509IssuerName)
+            a = w.acc
+            k = w.n
             if x_X509IssuerSerial.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            w.bits(0x0, 3)
-            w.integer(x_X509IssuerSerial.X509SerialNumber)
-            w.bits(0x0, 2)
+            a = (a << 4) | (1 if x_X509IssuerSerial.X509SerialNumber < 0 else 0)
+            k += 4
+            u = -x_X509IssuerSerial.X509SerialNumber - 1 if x_X509IssuerSerial.X509SerialNumber < 0 else x_X509IssuerSerial.X509SerialNumber
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
         elif i_X509SKI < len(o.X509SKI):
             x_X509SKI = o.X509SKI[i_X509SKI]
             i_X509SKI += 1
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
+            w.acc = a
+            w.n = k
             w.binary(x_X509SKI)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         elif i_X509SubjectName < len(o.X509SubjectName):
             x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
             i_X509SubjectName += 1
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
+            w.acc = a
+            w.n = k
             w.string(x_X509SubjectName)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         elif i_X509Certificate < len(o.X509Certificate):
             x_X509Certificate = o.X509Certificate[i_X509Certificate]
             i_X509Certificate += 1
-            w.bits(0x6, 4)
+            a = (a << 4) | 0x6
+            k += 4
+            w.acc = a
+            w.n = k
             w.binary(x_X509Certificate)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         elif i_X509CRL < len(o.X509CRL):
             x_X509CRL = o.X509CRL[i_X509CRL]
             i_X509CRL += 1
-            w.bits(0x8, 4)
+            a = (a << 4) | 0x8
+            k += 4
+            w.acc = a
+            w.n = k
             w.binary(x_X509CRL)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         else:
-            w.bits(0x6, 3)
+            a = (a << 3) | 0x6
+            k += 3
             pass
             break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialType:
     f_X509IssuerName: str
@@ -2476,15 +3330,40 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
     return _xmldsig.X509IssuerSerialType(X509IssuerName=f_X509IssuerName, X509SerialNumber=f_X509SerialNumber)
 
 def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialType) -> None:
+    a = w.acc
+    k = w.n
     if o.X509IssuerName is None:
         raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     w.string(o.X509IssuerName)
+    a = w.acc
+    k = w.n
     if o.X509SerialNumber is None:
         raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-    w.bits(0x0, 3)
-    w.integer(o.X509SerialNumber)
-    w.bits(0x0, 2)
+    a = (a << 4) | (1 if o.X509SerialNumber < 0 else 0)
+    k += 4
+    u = -o.X509SerialNumber - 1 if o.X509SerialNumber < 0 else o.X509SerialNumber
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_CableCheckReqType(r: BitReader) -> _din.CableCheckReqType:
     f_DC_EVStatus: _din.DC_EVStatusType
@@ -2496,11 +3375,23 @@ def _d_din_CableCheckReqType(r: BitReader) -> _din.CableCheckReqType:
     return _din.CableCheckReqType(DC_EVStatus=f_DC_EVStatus)
 
 def _e_din_CableCheckReqType(w: BitWriter, o: _din.CableCheckReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.DC_EVStatus is None:
         raise encode_error('CableCheckReqType.DC_EVStatus', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_din_DC_EVStatusType(w, o.DC_EVStatus)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_CableCheckResType(r: BitReader) -> _din.CableCheckResType:
     f_ResponseCode: _din.responseCodeType
@@ -2521,15 +3412,27 @@ def _d_din_CableCheckResType(r: BitReader) -> _din.CableCheckResType:
     return _din.CableCheckResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEProcessing=f_EVSEProcessing)
 
 def _e_din_CableCheckResType(w: BitWriter, o: _din.CableCheckResType) -> None:
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('CableCheckResType.ResponseCode', 'required value missing')
     if o.DC_EVSEStatus is None:
         raise encode_error('CableCheckResType.DC_EVSEStatus', 'required value missing')
-    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 2, 9)
+    a = (a << 9) | (_I_din_responseCodeType[o.ResponseCode]) << 2
+    k += 9
+    w.acc = a
+    w.n = k
     _e_din_DC_EVSEStatusType(w, o.DC_EVSEStatus)
+    a = w.acc
+    k = w.n
     if o.EVSEProcessing is None:
         raise encode_error('CableCheckResType.EVSEProcessing', 'required value missing')
-    w.bits((_I_din_EVSEProcessingType[o.EVSEProcessing]) << 2, 5)
+    a = (a << 5) | (_I_din_EVSEProcessingType[o.EVSEProcessing]) << 2
+    k += 5
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_CertificateInstallationReqType(r: BitReader) -> _din.CertificateInstallationReqType:
     f_Id: str | None = None
@@ -2589,44 +3492,78 @@ def _d_din_CertificateInstallationReqType(r: BitReader) -> _din.CertificateInsta
     return _din.CertificateInstallationReqType(Id=f_Id, OEMProvisioningCert=f_OEMProvisioningCert, ListOfRootCertificateIDs=f_ListOfRootCertificateIDs, DHParams=f_DHParams)
 
 def _e_din_CertificateInstallationReqType(w: BitWriter, o: _din.CertificateInstallationReqType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.OEMProvisioningCert is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
         if len(o.OEMProvisioningCert) > 1200:
             raise encode_error('CertificateInstallationReqType.OEMProvisioningCert', f'length {len(o.OEMProvisioningCert)} outside 0..1200')
+        w.acc = a
+        w.n = k
         w.binary(o.OEMProvisioningCert)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
         raise encode_error('CertificateInstallationReqType', 'missing AT(Id), SE(OEMProvisioningCert)')
     if s == 1:
         if o.OEMProvisioningCert is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if len(o.OEMProvisioningCert) > 1200:
                 raise encode_error('CertificateInstallationReqType.OEMProvisioningCert', f'length {len(o.OEMProvisioningCert)} outside 0..1200')
+            w.acc = a
+            w.n = k
             w.binary(o.OEMProvisioningCert)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 2
         else:
             raise encode_error('CertificateInstallationReqType', 'missing SE(OEMProvisioningCert)')
     if o.ListOfRootCertificateIDs is None:
         raise encode_error('CertificateInstallationReqType.ListOfRootCertificateIDs', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_din_ListOfRootCertificateIDsType(w, o.ListOfRootCertificateIDs)
+    a = w.acc
+    k = w.n
     if o.DHParams is None:
         raise encode_error('CertificateInstallationReqType.DHParams', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     s = 3
     if len(o.DHParams) > 256:
         raise encode_error('CertificateInstallationReqType.DHParams', f'length {len(o.DHParams)} outside 0..256')
+    w.acc = a
+    w.n = k
     w.binary(o.DHParams)
-    w.bits(0x0, 2)
+    a = w.acc
+    k = w.n
+    a <<= 2
+    k += 2
     s = 4
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_CertificateInstallationResType(r: BitReader) -> _din.CertificateInstallationResType:
     f_Id: str
@@ -2677,35 +3614,67 @@ def _d_din_CertificateInstallationResType(r: BitReader) -> _din.CertificateInsta
     return _din.CertificateInstallationResType(Id=f_Id, ResponseCode=f_ResponseCode, ContractSignatureCertChain=f_ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey=f_ContractSignatureEncryptedPrivateKey, DHParams=f_DHParams, ContractID=f_ContractID)
 
 def _e_din_CertificateInstallationResType(w: BitWriter, o: _din.CertificateInstallationResType) -> None:
+    a = w.acc
+    k = w.n
     if o.Id is None:
         raise encode_error('CertificateInstallationResType.Id', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Id)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('CertificateInstallationResType.ResponseCode', 'required value missing')
     if o.ContractSignatureCertChain is None:
         raise encode_error('CertificateInstallationResType.ContractSignatureCertChain', 'required value missing')
-    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 2, 9)
+    a = (a << 9) | (_I_din_responseCodeType[o.ResponseCode]) << 2
+    k += 9
+    w.acc = a
+    w.n = k
     _e_din_CertificateChainType(w, o.ContractSignatureCertChain)
+    a = w.acc
+    k = w.n
     if o.ContractSignatureEncryptedPrivateKey is None:
         raise encode_error('CertificateInstallationResType.ContractSignatureEncryptedPrivateKey', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if len(o.ContractSignatureEncryptedPrivateKey) > 128:
         raise encode_error('CertificateInstallationResType.ContractSignatureEncryptedPrivateKey', f'length {len(o.ContractSignatureEncryptedPrivateKey)} outside 0..128')
+    w.acc = a
+    w.n = k
     w.binary(o.ContractSignatureEncryptedPrivateKey)
+    a = w.acc
+    k = w.n
     if o.DHParams is None:
         raise encode_error('CertificateInstallationResType.DHParams', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     if len(o.DHParams) > 256:
         raise encode_error('CertificateInstallationResType.DHParams', f'length {len(o.DHParams)} outside 0..256')
+    w.acc = a
+    w.n = k
     w.binary(o.DHParams)
+    a = w.acc
+    k = w.n
     if o.ContractID is None:
         raise encode_error('CertificateInstallationResType.ContractID', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     if len(o.ContractID) > 24:
         raise encode_error('CertificateInstallationResType.ContractID', f'length {len(o.ContractID)} outside 0..24')
+    w.acc = a
+    w.n = k
     w.string(o.ContractID)
-    w.bits(0x0, 2)
+    a = w.acc
+    k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_CertificateUpdateReqType(r: BitReader) -> _din.CertificateUpdateReqType:
     f_Id: str | None = None
@@ -2761,45 +3730,82 @@ def _d_din_CertificateUpdateReqType(r: BitReader) -> _din.CertificateUpdateReqTy
     return _din.CertificateUpdateReqType(Id=f_Id, ContractSignatureCertChain=f_ContractSignatureCertChain, ContractID=f_ContractID, ListOfRootCertificateIDs=f_ListOfRootCertificateIDs, DHParams=f_DHParams)
 
 def _e_din_CertificateUpdateReqType(w: BitWriter, o: _din.CertificateUpdateReqType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.ContractSignatureCertChain is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_din_CertificateChainType(w, o.ContractSignatureCertChain)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('CertificateUpdateReqType', 'missing AT(Id), SE(ContractSignatureCertChain)')
     if s == 1:
         if o.ContractSignatureCertChain is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             _e_din_CertificateChainType(w, o.ContractSignatureCertChain)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('CertificateUpdateReqType', 'missing SE(ContractSignatureCertChain)')
     if o.ContractID is None:
         raise encode_error('CertificateUpdateReqType.ContractID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if len(o.ContractID) > 24:
         raise encode_error('CertificateUpdateReqType.ContractID', f'length {len(o.ContractID)} outside 0..24')
+    w.acc = a
+    w.n = k
     w.string(o.ContractID)
+    a = w.acc
+    k = w.n
     if o.ListOfRootCertificateIDs is None:
         raise encode_error('CertificateUpdateReqType.ListOfRootCertificateIDs', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     s = 3
+    w.acc = a
+    w.n = k
     _e_din_ListOfRootCertificateIDsType(w, o.ListOfRootCertificateIDs)
+    a = w.acc
+    k = w.n
     if o.DHParams is None:
         raise encode_error('CertificateUpdateReqType.DHParams', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     s = 4
     if len(o.DHParams) > 256:
         raise encode_error('CertificateUpdateReqType.DHParams', f'length {len(o.DHParams)} outside 0..256')
+    w.acc = a
+    w.n = k
     w.binary(o.DHParams)
-    w.bits(0x0, 2)
+    a = w.acc
+    k = w.n
+    a <<= 2
+    k += 2
     s = 5
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_CertificateUpdateResType(r: BitReader) -> _din.CertificateUpdateResType:
     f_Id: str
@@ -2859,41 +3865,86 @@ def _d_din_CertificateUpdateResType(r: BitReader) -> _din.CertificateUpdateResTy
     return _din.CertificateUpdateResType(Id=f_Id, ResponseCode=f_ResponseCode, ContractSignatureCertChain=f_ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey=f_ContractSignatureEncryptedPrivateKey, DHParams=f_DHParams, ContractID=f_ContractID, RetryCounter=f_RetryCounter)
 
 def _e_din_CertificateUpdateResType(w: BitWriter, o: _din.CertificateUpdateResType) -> None:
+    a = w.acc
+    k = w.n
     if o.Id is None:
         raise encode_error('CertificateUpdateResType.Id', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Id)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('CertificateUpdateResType.ResponseCode', 'required value missing')
     if o.ContractSignatureCertChain is None:
         raise encode_error('CertificateUpdateResType.ContractSignatureCertChain', 'required value missing')
-    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 2, 9)
+    a = (a << 9) | (_I_din_responseCodeType[o.ResponseCode]) << 2
+    k += 9
+    w.acc = a
+    w.n = k
     _e_din_CertificateChainType(w, o.ContractSignatureCertChain)
+    a = w.acc
+    k = w.n
     if o.ContractSignatureEncryptedPrivateKey is None:
         raise encode_error('CertificateUpdateResType.ContractSignatureEncryptedPrivateKey', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if len(o.ContractSignatureEncryptedPrivateKey) > 128:
         raise encode_error('CertificateUpdateResType.ContractSignatureEncryptedPrivateKey', f'length {len(o.ContractSignatureEncryptedPrivateKey)} outside 0..128')
+    w.acc = a
+    w.n = k
     w.binary(o.ContractSignatureEncryptedPrivateKey)
+    a = w.acc
+    k = w.n
     if o.DHParams is None:
         raise encode_error('CertificateUpdateResType.DHParams', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     if len(o.DHParams) > 256:
         raise encode_error('CertificateUpdateResType.DHParams', f'length {len(o.DHParams)} outside 0..256')
+    w.acc = a
+    w.n = k
     w.binary(o.DHParams)
+    a = w.acc
+    k = w.n
     if o.ContractID is None:
         raise encode_error('CertificateUpdateResType.ContractID', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     if len(o.ContractID) > 24:
         raise encode_error('CertificateUpdateResType.ContractID', f'length {len(o.ContractID)} outside 0..24')
+    w.acc = a
+    w.n = k
     w.string(o.ContractID)
+    a = w.acc
+    k = w.n
     if o.RetryCounter is None:
         raise encode_error('CertificateUpdateResType.RetryCounter', 'required value missing')
-    w.bits(0x0, 3)
     if (w.strict and (o.RetryCounter < -32768 or o.RetryCounter > 32767)):
         raise encode_error('CertificateUpdateResType.RetryCounter', f'{o.RetryCounter!r} outside -32768..32767')
-    w.integer(o.RetryCounter)
-    w.bits(0x0, 2)
+    a = (a << 4) | (1 if o.RetryCounter < 0 else 0)
+    k += 4
+    u = -o.RetryCounter - 1 if o.RetryCounter < 0 else o.RetryCounter
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_ChargeParameterDiscoveryReqType(r: BitReader) -> _din.ChargeParameterDiscoveryReqType:
     f_EVRequestedEnergyTransferType: _din.EVRequestedEnergyTransferType
@@ -2923,26 +3974,45 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader) -> _din.ChargeParameter
     return _din.ChargeParameterDiscoveryReqType(EVRequestedEnergyTransferType=f_EVRequestedEnergyTransferType, AC_EVChargeParameter=f_AC_EVChargeParameter, DC_EVChargeParameter=f_DC_EVChargeParameter, EVChargeParameter=f_EVChargeParameter)
 
 def _e_din_ChargeParameterDiscoveryReqType(w: BitWriter, o: _din.ChargeParameterDiscoveryReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.EVRequestedEnergyTransferType is None:
         raise encode_error('ChargeParameterDiscoveryReqType.EVRequestedEnergyTransferType', 'required value missing')
-    w.bits((_I_din_EVRequestedEnergyTransferType[o.EVRequestedEnergyTransferType]) << 1, 6)
+    a = (a << 6) | (_I_din_EVRequestedEnergyTransferType[o.EVRequestedEnergyTransferType]) << 1
+    k += 6
     if o.AC_EVChargeParameter is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_din_AC_EVChargeParameterType(w, o.AC_EVChargeParameter)
+        a = w.acc
+        k = w.n
         if o.DC_EVChargeParameter is not None:
             raise encode_error('ChargeParameterDiscoveryReqType.DC_EVChargeParameter', 'cannot be combined with AC_EVChargeParameter')
         if o.EVChargeParameter is not None:
             raise encode_error('ChargeParameterDiscoveryReqType.EVChargeParameter', 'cannot be combined with AC_EVChargeParameter')
     elif o.DC_EVChargeParameter is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_din_DC_EVChargeParameterType(w, o.DC_EVChargeParameter)
+        a = w.acc
+        k = w.n
         if o.EVChargeParameter is not None:
             raise encode_error('ChargeParameterDiscoveryReqType.EVChargeParameter', 'cannot be combined with DC_EVChargeParameter')
     elif o.EVChargeParameter is not None:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
     else:
         raise encode_error('ChargeParameterDiscoveryReqType', 'missing SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameterDiscoveryResType:
     f_ResponseCode: _din.responseCodeType
@@ -2986,37 +4056,62 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameter
     return _din.ChargeParameterDiscoveryResType(ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, SAScheduleList=f_SAScheduleList, SASchedules=f_SASchedules, AC_EVSEChargeParameter=f_AC_EVSEChargeParameter, DC_EVSEChargeParameter=f_DC_EVSEChargeParameter, EVSEChargeParameter=f_EVSEChargeParameter)
 
 def _e_din_ChargeParameterDiscoveryResType(w: BitWriter, o: _din.ChargeParameterDiscoveryResType) -> None:
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('ChargeParameterDiscoveryResType.ResponseCode', 'required value missing')
     if o.EVSEProcessing is None:
         raise encode_error('ChargeParameterDiscoveryResType.EVSEProcessing', 'required value missing')
-    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 5 | (_I_din_EVSEProcessingType[o.EVSEProcessing]) << 1, 12)
+    a = (a << 12) | (_I_din_responseCodeType[o.ResponseCode]) << 5 | (_I_din_EVSEProcessingType[o.EVSEProcessing]) << 1
+    k += 12
     if o.SAScheduleList is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_din_SAScheduleListType(w, o.SAScheduleList)
+        a = w.acc
+        k = w.n
         if o.SASchedules is not None:
             raise encode_error('ChargeParameterDiscoveryResType.SASchedules', 'cannot be combined with SAScheduleList')
     elif o.SASchedules is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
     else:
         raise encode_error('ChargeParameterDiscoveryResType', 'missing SE(SAScheduleList), SE(SASchedules)')
     if o.AC_EVSEChargeParameter is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_din_AC_EVSEChargeParameterType(w, o.AC_EVSEChargeParameter)
+        a = w.acc
+        k = w.n
         if o.DC_EVSEChargeParameter is not None:
             raise encode_error('ChargeParameterDiscoveryResType.DC_EVSEChargeParameter', 'cannot be combined with AC_EVSEChargeParameter')
         if o.EVSEChargeParameter is not None:
             raise encode_error('ChargeParameterDiscoveryResType.EVSEChargeParameter', 'cannot be combined with AC_EVSEChargeParameter')
     elif o.DC_EVSEChargeParameter is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_din_DC_EVSEChargeParameterType(w, o.DC_EVSEChargeParameter)
+        a = w.acc
+        k = w.n
         if o.EVSEChargeParameter is not None:
             raise encode_error('ChargeParameterDiscoveryResType.EVSEChargeParameter', 'cannot be combined with DC_EVSEChargeParameter')
     elif o.EVSEChargeParameter is not None:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
     else:
         raise encode_error('ChargeParameterDiscoveryResType', 'missing SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_ChargingStatusReqType(r: BitReader) -> _din.ChargingStatusReqType:
     if r.bits(1):
@@ -3024,7 +4119,14 @@ def _d_din_ChargingStatusReqType(r: BitReader) -> _din.ChargingStatusReqType:
     return _din.ChargingStatusReqType()
 
 def _e_din_ChargingStatusReqType(w: BitWriter, o: _din.ChargingStatusReqType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
     f_ResponseCode: _din.responseCodeType
@@ -3116,51 +4218,90 @@ def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
     return _din.ChargingStatusResType(ResponseCode=f_ResponseCode, EVSEID=f_EVSEID, SAScheduleTupleID=f_SAScheduleTupleID, EVSEMaxCurrent=f_EVSEMaxCurrent, MeterInfo=f_MeterInfo, ReceiptRequired=f_ReceiptRequired, AC_EVSEStatus=f_AC_EVSEStatus)
 
 def _e_din_ChargingStatusResType(w: BitWriter, o: _din.ChargingStatusResType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.ResponseCode is None:
         raise encode_error('ChargingStatusResType.ResponseCode', 'required value missing')
     if o.EVSEID is None:
         raise encode_error('ChargingStatusResType.EVSEID', 'required value missing')
-    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 3, 10)
+    a = (a << 10) | (_I_din_responseCodeType[o.ResponseCode]) << 3
+    k += 10
     s = 1
     if len(o.EVSEID) > 32:
         raise encode_error('ChargingStatusResType.EVSEID', f'length {len(o.EVSEID)} outside 0..32')
+    w.acc = a
+    w.n = k
     w.binary(o.EVSEID)
+    a = w.acc
+    k = w.n
     if o.SAScheduleTupleID is None:
         raise encode_error('ChargingStatusResType.SAScheduleTupleID', 'required value missing')
-    w.bits(0x0, 3)
-    s = 2
     if (w.strict and (o.SAScheduleTupleID < -32768 or o.SAScheduleTupleID > 32767)):
         raise encode_error('ChargingStatusResType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside -32768..32767')
-    w.integer(o.SAScheduleTupleID)
-    w.bits(0x0, 1)
+    a = (a << 4) | (1 if o.SAScheduleTupleID < 0 else 0)
+    k += 4
+    s = 2
+    u = -o.SAScheduleTupleID - 1 if o.SAScheduleTupleID < 0 else o.SAScheduleTupleID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 3
     if o.EVSEMaxCurrent is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_din_PhysicalValueType(w, o.EVSEMaxCurrent)
+        a = w.acc
+        k = w.n
         s = 4
     elif o.MeterInfo is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_din_MeterInfoType(w, o.MeterInfo)
+        a = w.acc
+        k = w.n
         s = 5
     elif o.ReceiptRequired is not None:
-        w.bits((1 if o.ReceiptRequired else 0) << 1 | 0x10, 5)
+        a = (a << 5) | (1 if o.ReceiptRequired else 0) << 1 | 0x10
+        k += 5
         s = 6
     else:
         raise encode_error('ChargingStatusResType', 'missing SE(EVSEMaxCurrent), SE(MeterInfo), SE(ReceiptRequired)')
     if s == 4:
         if o.MeterInfo is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_din_MeterInfoType(w, o.MeterInfo)
+            a = w.acc
+            k = w.n
             s = 5
         elif o.ReceiptRequired is not None:
-            w.bits((1 if o.ReceiptRequired else 0) << 1 | 0x8, 5)
+            a = (a << 5) | (1 if o.ReceiptRequired else 0) << 1 | 0x8
+            k += 5
             s = 6
         else:
             raise encode_error('ChargingStatusResType', 'missing SE(MeterInfo), SE(ReceiptRequired)')
     if s == 5:
         if o.ReceiptRequired is not None:
-            w.bits((1 if o.ReceiptRequired else 0) << 1, 4)
+            a = (a << 4) | (1 if o.ReceiptRequired else 0) << 1
+            k += 4
             s = 6
         else:
             raise encode_error('ChargingStatusResType', 'missing SE(ReceiptRequired)')
@@ -3172,15 +4313,33 @@ def _e_din_ChargingStatusResType(w: BitWriter, o: _din.ChargingStatusResType) ->
         raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
     if o.AC_EVSEStatus.NotificationMaxDelay is None:
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-    w.bits((1 if o.AC_EVSEStatus.PowerSwitchClosed else 0) << 7 | (1 if o.AC_EVSEStatus.RCD else 0) << 3, 11)
+    a = (a << 11) | (1 if o.AC_EVSEStatus.PowerSwitchClosed else 0) << 7 | (1 if o.AC_EVSEStatus.RCD else 0) << 3
+    k += 11
     if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 4294967295)):
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..4294967295')
-    w.uint(o.AC_EVSEStatus.NotificationMaxDelay)
+    u = o.AC_EVSEStatus.NotificationMaxDelay
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.AC_EVSEStatus.EVSENotification is None:
         raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-    w.bits((_I_din_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 3, 8)
+    a = (a << 8) | (_I_din_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 3
+    k += 8
     s = 7
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_ContractAuthenticationReqType(r: BitReader) -> _din.ContractAuthenticationReqType:
     f_Id: str | None = None
@@ -3234,32 +4393,58 @@ def _d_din_ContractAuthenticationReqType(r: BitReader) -> _din.ContractAuthentic
     return _din.ContractAuthenticationReqType(Id=f_Id, GenChallenge=f_GenChallenge)
 
 def _e_din_ContractAuthenticationReqType(w: BitWriter, o: _din.ContractAuthenticationReqType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.GenChallenge is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.GenChallenge)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         s = -1
     if s == 1:
         if o.GenChallenge is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.GenChallenge)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 2
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 2:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_ContractAuthenticationResType(r: BitReader) -> _din.ContractAuthenticationResType:
     f_ResponseCode: _din.responseCodeType
@@ -3275,11 +4460,18 @@ def _d_din_ContractAuthenticationResType(r: BitReader) -> _din.ContractAuthentic
     return _din.ContractAuthenticationResType(ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing)
 
 def _e_din_ContractAuthenticationResType(w: BitWriter, o: _din.ContractAuthenticationResType) -> None:
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('ContractAuthenticationResType.ResponseCode', 'required value missing')
     if o.EVSEProcessing is None:
         raise encode_error('ContractAuthenticationResType.EVSEProcessing', 'required value missing')
-    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 6 | (_I_din_EVSEProcessingType[o.EVSEProcessing]) << 2, 13)
+    a = (a << 13) | (_I_din_responseCodeType[o.ResponseCode]) << 6 | (_I_din_EVSEProcessingType[o.EVSEProcessing]) << 2
+    k += 13
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
     f_DC_EVStatus: _din.DC_EVStatusType
@@ -3423,116 +4615,202 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
     return _din.CurrentDemandReqType(DC_EVStatus=f_DC_EVStatus, EVTargetCurrent=f_EVTargetCurrent, EVMaximumVoltageLimit=f_EVMaximumVoltageLimit, EVMaximumCurrentLimit=f_EVMaximumCurrentLimit, EVMaximumPowerLimit=f_EVMaximumPowerLimit, BulkChargingComplete=f_BulkChargingComplete, ChargingComplete=f_ChargingComplete, RemainingTimeToFullSoC=f_RemainingTimeToFullSoC, RemainingTimeToBulkSoC=f_RemainingTimeToBulkSoC, EVTargetVoltage=f_EVTargetVoltage)
 
 def _e_din_CurrentDemandReqType(w: BitWriter, o: _din.CurrentDemandReqType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.DC_EVStatus is None:
         raise encode_error('CurrentDemandReqType.DC_EVStatus', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_din_DC_EVStatusType(w, o.DC_EVStatus)
+    a = w.acc
+    k = w.n
     if o.EVTargetCurrent is None:
         raise encode_error('CurrentDemandReqType.EVTargetCurrent', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = 1
+    w.acc = a
+    w.n = k
     _e_din_PhysicalValueType(w, o.EVTargetCurrent)
+    a = w.acc
+    k = w.n
     s = 2
     if o.EVMaximumVoltageLimit is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         _e_din_PhysicalValueType(w, o.EVMaximumVoltageLimit)
+        a = w.acc
+        k = w.n
         s = 3
     elif o.EVMaximumCurrentLimit is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         _e_din_PhysicalValueType(w, o.EVMaximumCurrentLimit)
+        a = w.acc
+        k = w.n
         s = 4
     elif o.EVMaximumPowerLimit is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         _e_din_PhysicalValueType(w, o.EVMaximumPowerLimit)
+        a = w.acc
+        k = w.n
         s = 5
     elif o.BulkChargingComplete is not None:
-        w.bits((1 if o.BulkChargingComplete else 0) << 1 | 0x18, 6)
+        a = (a << 6) | (1 if o.BulkChargingComplete else 0) << 1 | 0x18
+        k += 6
         s = 6
     elif o.ChargingComplete is not None:
-        w.bits((1 if o.ChargingComplete else 0) << 1 | 0x20, 6)
+        a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x20
+        k += 6
         s = 7
     else:
         raise encode_error('CurrentDemandReqType', 'missing SE(EVMaximumVoltageLimit), SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 3:
         if o.EVMaximumCurrentLimit is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             _e_din_PhysicalValueType(w, o.EVMaximumCurrentLimit)
+            a = w.acc
+            k = w.n
             s = 4
         elif o.EVMaximumPowerLimit is not None:
-            w.bits(0x1, 3)
+            a = (a << 3) | 0x1
+            k += 3
+            w.acc = a
+            w.n = k
             _e_din_PhysicalValueType(w, o.EVMaximumPowerLimit)
+            a = w.acc
+            k = w.n
             s = 5
         elif o.BulkChargingComplete is not None:
-            w.bits((1 if o.BulkChargingComplete else 0) << 1 | 0x10, 6)
+            a = (a << 6) | (1 if o.BulkChargingComplete else 0) << 1 | 0x10
+            k += 6
             s = 6
         elif o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x18, 6)
+            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x18
+            k += 6
             s = 7
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 4:
         if o.EVMaximumPowerLimit is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_din_PhysicalValueType(w, o.EVMaximumPowerLimit)
+            a = w.acc
+            k = w.n
             s = 5
         elif o.BulkChargingComplete is not None:
-            w.bits((1 if o.BulkChargingComplete else 0) << 1 | 0x8, 5)
+            a = (a << 5) | (1 if o.BulkChargingComplete else 0) << 1 | 0x8
+            k += 5
             s = 6
         elif o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x10, 5)
+            a = (a << 5) | (1 if o.ChargingComplete else 0) << 1 | 0x10
+            k += 5
             s = 7
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 5:
         if o.BulkChargingComplete is not None:
-            w.bits((1 if o.BulkChargingComplete else 0) << 1, 5)
+            a = (a << 5) | (1 if o.BulkChargingComplete else 0) << 1
+            k += 5
             s = 6
         elif o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x8, 5)
+            a = (a << 5) | (1 if o.ChargingComplete else 0) << 1 | 0x8
+            k += 5
             s = 7
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 6:
         if o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1, 4)
+            a = (a << 4) | (1 if o.ChargingComplete else 0) << 1
+            k += 4
             s = 7
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(ChargingComplete)')
     if o.RemainingTimeToFullSoC is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_din_PhysicalValueType(w, o.RemainingTimeToFullSoC)
+        a = w.acc
+        k = w.n
         s = 8
     elif o.RemainingTimeToBulkSoC is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_din_PhysicalValueType(w, o.RemainingTimeToBulkSoC)
+        a = w.acc
+        k = w.n
         s = 9
     elif o.EVTargetVoltage is not None:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_din_PhysicalValueType(w, o.EVTargetVoltage)
+        a = w.acc
+        k = w.n
         s = 10
     else:
         raise encode_error('CurrentDemandReqType', 'missing SE(RemainingTimeToFullSoC), SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     if s == 8:
         if o.RemainingTimeToBulkSoC is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_din_PhysicalValueType(w, o.RemainingTimeToBulkSoC)
+            a = w.acc
+            k = w.n
             s = 9
         elif o.EVTargetVoltage is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_din_PhysicalValueType(w, o.EVTargetVoltage)
+            a = w.acc
+            k = w.n
             s = 10
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     if s == 9:
         if o.EVTargetVoltage is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             _e_din_PhysicalValueType(w, o.EVTargetVoltage)
+            a = w.acc
+            k = w.n
             s = 10
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(EVTargetVoltage)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_CurrentDemandResType(r: BitReader) -> _din.CurrentDemandResType:
     f_ResponseCode: _din.responseCodeType
@@ -3615,74 +4893,130 @@ def _d_din_CurrentDemandResType(r: BitReader) -> _din.CurrentDemandResType:
     return _din.CurrentDemandResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEPresentVoltage=f_EVSEPresentVoltage, EVSEPresentCurrent=f_EVSEPresentCurrent, EVSECurrentLimitAchieved=f_EVSECurrentLimitAchieved, EVSEVoltageLimitAchieved=f_EVSEVoltageLimitAchieved, EVSEPowerLimitAchieved=f_EVSEPowerLimitAchieved, EVSEMaximumVoltageLimit=f_EVSEMaximumVoltageLimit, EVSEMaximumCurrentLimit=f_EVSEMaximumCurrentLimit, EVSEMaximumPowerLimit=f_EVSEMaximumPowerLimit)
 
 def _e_din_CurrentDemandResType(w: BitWriter, o: _din.CurrentDemandResType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.ResponseCode is None:
         raise encode_error('CurrentDemandResType.ResponseCode', 'required value missing')
     if o.DC_EVSEStatus is None:
         raise encode_error('CurrentDemandResType.DC_EVSEStatus', 'required value missing')
-    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 2, 9)
+    a = (a << 9) | (_I_din_responseCodeType[o.ResponseCode]) << 2
+    k += 9
     s = 1
+    w.acc = a
+    w.n = k
     _e_din_DC_EVSEStatusType(w, o.DC_EVSEStatus)
+    a = w.acc
+    k = w.n
     if o.EVSEPresentVoltage is None:
         raise encode_error('CurrentDemandResType.EVSEPresentVoltage', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = 2
+    w.acc = a
+    w.n = k
     _e_din_PhysicalValueType(w, o.EVSEPresentVoltage)
+    a = w.acc
+    k = w.n
     if o.EVSEPresentCurrent is None:
         raise encode_error('CurrentDemandResType.EVSEPresentCurrent', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = 3
+    w.acc = a
+    w.n = k
     _e_din_PhysicalValueType(w, o.EVSEPresentCurrent)
+    a = w.acc
+    k = w.n
     if o.EVSECurrentLimitAchieved is None:
         raise encode_error('CurrentDemandResType.EVSECurrentLimitAchieved', 'required value missing')
     if o.EVSEVoltageLimitAchieved is None:
         raise encode_error('CurrentDemandResType.EVSEVoltageLimitAchieved', 'required value missing')
     if o.EVSEPowerLimitAchieved is None:
         raise encode_error('CurrentDemandResType.EVSEPowerLimitAchieved', 'required value missing')
-    w.bits((1 if o.EVSECurrentLimitAchieved else 0) << 9 | (1 if o.EVSEVoltageLimitAchieved else 0) << 5 | (1 if o.EVSEPowerLimitAchieved else 0) << 1, 12)
+    a = (a << 12) | (1 if o.EVSECurrentLimitAchieved else 0) << 9 | (1 if o.EVSEVoltageLimitAchieved else 0) << 5 | (1 if o.EVSEPowerLimitAchieved else 0) << 1
+    k += 12
     s = 4
     s = 5
     s = 6
     s = 7
     if o.EVSEMaximumVoltageLimit is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         _e_din_PhysicalValueType(w, o.EVSEMaximumVoltageLimit)
+        a = w.acc
+        k = w.n
         s = 8
     elif o.EVSEMaximumCurrentLimit is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         _e_din_PhysicalValueType(w, o.EVSEMaximumCurrentLimit)
+        a = w.acc
+        k = w.n
         s = 9
     elif o.EVSEMaximumPowerLimit is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         _e_din_PhysicalValueType(w, o.EVSEMaximumPowerLimit)
+        a = w.acc
+        k = w.n
         s = 10
     else:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
         s = -1
     if s == 8:
         if o.EVSEMaximumCurrentLimit is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_din_PhysicalValueType(w, o.EVSEMaximumCurrentLimit)
+            a = w.acc
+            k = w.n
             s = 9
         elif o.EVSEMaximumPowerLimit is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_din_PhysicalValueType(w, o.EVSEMaximumPowerLimit)
+            a = w.acc
+            k = w.n
             s = 10
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 9:
         if o.EVSEMaximumPowerLimit is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_din_PhysicalValueType(w, o.EVSEMaximumPowerLimit)
+            a = w.acc
+            k = w.n
             s = 10
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 10:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_MeteringReceiptReqType(r: BitReader) -> _din.MeteringReceiptReqType:
     f_Id: str | None = None
@@ -3753,52 +5087,100 @@ def _d_din_MeteringReceiptReqType(r: BitReader) -> _din.MeteringReceiptReqType:
     return _din.MeteringReceiptReqType(Id=f_Id, SessionID=f_SessionID, SAScheduleTupleID=f_SAScheduleTupleID, MeterInfo=f_MeterInfo)
 
 def _e_din_MeteringReceiptReqType(w: BitWriter, o: _din.MeteringReceiptReqType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.SessionID is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
         if len(o.SessionID) > 8:
             raise encode_error('MeteringReceiptReqType.SessionID', f'length {len(o.SessionID)} outside 0..8')
+        w.acc = a
+        w.n = k
         w.binary(o.SessionID)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
         raise encode_error('MeteringReceiptReqType', 'missing AT(Id), SE(SessionID)')
     if s == 1:
         if o.SessionID is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if len(o.SessionID) > 8:
                 raise encode_error('MeteringReceiptReqType.SessionID', f'length {len(o.SessionID)} outside 0..8')
+            w.acc = a
+            w.n = k
             w.binary(o.SessionID)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 2
         else:
             raise encode_error('MeteringReceiptReqType', 'missing SE(SessionID)')
     if o.SAScheduleTupleID is not None:
-        w.bits(0x0, 3)
         if (w.strict and (o.SAScheduleTupleID < -32768 or o.SAScheduleTupleID > 32767)):
             raise encode_error('MeteringReceiptReqType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside -32768..32767')
-        w.integer(o.SAScheduleTupleID)
-        w.bits(0x0, 1)
+        a = (a << 4) | (1 if o.SAScheduleTupleID < 0 else 0)
+        k += 4
+        u = -o.SAScheduleTupleID - 1 if o.SAScheduleTupleID < 0 else o.SAScheduleTupleID
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 3
     elif o.MeterInfo is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_din_MeterInfoType(w, o.MeterInfo)
+        a = w.acc
+        k = w.n
         s = 4
     else:
         raise encode_error('MeteringReceiptReqType', 'missing SE(SAScheduleTupleID), SE(MeterInfo)')
     if s == 3:
         if o.MeterInfo is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             _e_din_MeterInfoType(w, o.MeterInfo)
+            a = w.acc
+            k = w.n
             s = 4
         else:
             raise encode_error('MeteringReceiptReqType', 'missing SE(MeterInfo)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_MeteringReceiptResType(r: BitReader) -> _din.MeteringReceiptResType:
     f_ResponseCode: _din.responseCodeType
@@ -3827,6 +5209,8 @@ def _d_din_MeteringReceiptResType(r: BitReader) -> _din.MeteringReceiptResType:
     return _din.MeteringReceiptResType(ResponseCode=f_ResponseCode, AC_EVSEStatus=f_AC_EVSEStatus)
 
 def _e_din_MeteringReceiptResType(w: BitWriter, o: _din.MeteringReceiptResType) -> None:
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('MeteringReceiptResType.ResponseCode', 'required value missing')
     if o.AC_EVSEStatus is None:
@@ -3837,13 +5221,31 @@ def _e_din_MeteringReceiptResType(w: BitWriter, o: _din.MeteringReceiptResType) 
         raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
     if o.AC_EVSEStatus.NotificationMaxDelay is None:
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 12 | (1 if o.AC_EVSEStatus.PowerSwitchClosed else 0) << 7 | (1 if o.AC_EVSEStatus.RCD else 0) << 3, 19)
+    a = (a << 19) | (_I_din_responseCodeType[o.ResponseCode]) << 12 | (1 if o.AC_EVSEStatus.PowerSwitchClosed else 0) << 7 | (1 if o.AC_EVSEStatus.RCD else 0) << 3
+    k += 19
     if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 4294967295)):
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..4294967295')
-    w.uint(o.AC_EVSEStatus.NotificationMaxDelay)
+    u = o.AC_EVSEStatus.NotificationMaxDelay
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.AC_EVSEStatus.EVSENotification is None:
         raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-    w.bits((_I_din_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 3, 8)
+    a = (a << 8) | (_I_din_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 3
+    k += 8
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_PaymentDetailsReqType(r: BitReader) -> _din.PaymentDetailsReqType:
     f_ContractID: str
@@ -3864,17 +5266,34 @@ def _d_din_PaymentDetailsReqType(r: BitReader) -> _din.PaymentDetailsReqType:
     return _din.PaymentDetailsReqType(ContractID=f_ContractID, ContractSignatureCertChain=f_ContractSignatureCertChain)
 
 def _e_din_PaymentDetailsReqType(w: BitWriter, o: _din.PaymentDetailsReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.ContractID is None:
         raise encode_error('PaymentDetailsReqType.ContractID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if len(o.ContractID) > 24:
         raise encode_error('PaymentDetailsReqType.ContractID', f'length {len(o.ContractID)} outside 0..24')
+    w.acc = a
+    w.n = k
     w.string(o.ContractID)
+    a = w.acc
+    k = w.n
     if o.ContractSignatureCertChain is None:
         raise encode_error('PaymentDetailsReqType.ContractSignatureCertChain', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     _e_din_CertificateChainType(w, o.ContractSignatureCertChain)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_PaymentDetailsResType(r: BitReader) -> _din.PaymentDetailsResType:
     f_ResponseCode: _din.responseCodeType
@@ -3905,19 +5324,44 @@ def _d_din_PaymentDetailsResType(r: BitReader) -> _din.PaymentDetailsResType:
     return _din.PaymentDetailsResType(ResponseCode=f_ResponseCode, GenChallenge=f_GenChallenge, DateTimeNow=f_DateTimeNow)
 
 def _e_din_PaymentDetailsResType(w: BitWriter, o: _din.PaymentDetailsResType) -> None:
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('PaymentDetailsResType.ResponseCode', 'required value missing')
     if o.GenChallenge is None:
         raise encode_error('PaymentDetailsResType.GenChallenge', 'required value missing')
-    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 3, 10)
+    a = (a << 10) | (_I_din_responseCodeType[o.ResponseCode]) << 3
+    k += 10
+    w.acc = a
+    w.n = k
     w.string(o.GenChallenge)
+    a = w.acc
+    k = w.n
     if o.DateTimeNow is None:
         raise encode_error('PaymentDetailsResType.DateTimeNow', 'required value missing')
-    w.bits(0x0, 3)
     if (w.strict and (o.DateTimeNow < -9223372036854775808 or o.DateTimeNow > 9223372036854775807)):
         raise encode_error('PaymentDetailsResType.DateTimeNow', f'{o.DateTimeNow!r} outside -9223372036854775808..9223372036854775807')
-    w.integer(o.DateTimeNow)
-    w.bits(0x0, 2)
+    a = (a << 4) | (1 if o.DateTimeNow < 0 else 0)
+    k += 4
+    u = -o.DateTimeNow - 1 if o.DateTimeNow < 0 else o.DateTimeNow
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_PowerDeliveryReqType(r: BitReader) -> _din.PowerDeliveryReqType:
     f_ReadyToChargeState: bool
@@ -3967,44 +5411,71 @@ def _d_din_PowerDeliveryReqType(r: BitReader) -> _din.PowerDeliveryReqType:
     return _din.PowerDeliveryReqType(ReadyToChargeState=f_ReadyToChargeState, ChargingProfile=f_ChargingProfile, DC_EVPowerDeliveryParameter=f_DC_EVPowerDeliveryParameter, EVPowerDeliveryParameter=f_EVPowerDeliveryParameter)
 
 def _e_din_PowerDeliveryReqType(w: BitWriter, o: _din.PowerDeliveryReqType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.ReadyToChargeState is None:
         raise encode_error('PowerDeliveryReqType.ReadyToChargeState', 'required value missing')
-    w.bits((1 if o.ReadyToChargeState else 0) << 1, 4)
+    a = (a << 4) | (1 if o.ReadyToChargeState else 0) << 1
+    k += 4
     s = 1
     if o.ChargingProfile is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         _e_din_ChargingProfileType(w, o.ChargingProfile)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.DC_EVPowerDeliveryParameter is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         _e_din_DC_EVPowerDeliveryParameterType(w, o.DC_EVPowerDeliveryParameter)
+        a = w.acc
+        k = w.n
         if o.EVPowerDeliveryParameter is not None:
             raise encode_error('PowerDeliveryReqType.EVPowerDeliveryParameter', 'cannot be combined with DC_EVPowerDeliveryParameter')
         s = 3
     elif o.EVPowerDeliveryParameter is not None:
-        w.bits(0x4, 4)
+        a = (a << 4) | 0x4
+        k += 4
         s = 3
     else:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
         s = -1
     if s == 2:
         if o.DC_EVPowerDeliveryParameter is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_din_DC_EVPowerDeliveryParameterType(w, o.DC_EVPowerDeliveryParameter)
+            a = w.acc
+            k = w.n
             if o.EVPowerDeliveryParameter is not None:
                 raise encode_error('PowerDeliveryReqType.EVPowerDeliveryParameter', 'cannot be combined with DC_EVPowerDeliveryParameter')
             s = 3
         elif o.EVPowerDeliveryParameter is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             s = 3
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_PowerDeliveryResType(r: BitReader) -> _din.PowerDeliveryResType:
     f_ResponseCode: _din.responseCodeType
@@ -4050,9 +5521,12 @@ def _d_din_PowerDeliveryResType(r: BitReader) -> _din.PowerDeliveryResType:
     return _din.PowerDeliveryResType(ResponseCode=f_ResponseCode, AC_EVSEStatus=f_AC_EVSEStatus, DC_EVSEStatus=f_DC_EVSEStatus, EVSEStatus=f_EVSEStatus)
 
 def _e_din_PowerDeliveryResType(w: BitWriter, o: _din.PowerDeliveryResType) -> None:
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('PowerDeliveryResType.ResponseCode', 'required value missing')
-    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 1, 8)
+    a = (a << 8) | (_I_din_responseCodeType[o.ResponseCode]) << 1
+    k += 8
     if o.AC_EVSEStatus is not None:
         if o.AC_EVSEStatus.PowerSwitchClosed is None:
             raise encode_error('AC_EVSEStatusType.PowerSwitchClosed', 'required value missing')
@@ -4060,27 +5534,52 @@ def _e_din_PowerDeliveryResType(w: BitWriter, o: _din.PowerDeliveryResType) -> N
             raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
         if o.AC_EVSEStatus.NotificationMaxDelay is None:
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        w.bits((1 if o.AC_EVSEStatus.PowerSwitchClosed else 0) << 7 | (1 if o.AC_EVSEStatus.RCD else 0) << 3, 12)
+        a = (a << 12) | (1 if o.AC_EVSEStatus.PowerSwitchClosed else 0) << 7 | (1 if o.AC_EVSEStatus.RCD else 0) << 3
+        k += 12
         if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 4294967295)):
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..4294967295')
-        w.uint(o.AC_EVSEStatus.NotificationMaxDelay)
+        u = o.AC_EVSEStatus.NotificationMaxDelay
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.AC_EVSEStatus.EVSENotification is None:
             raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-        w.bits((_I_din_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 2, 7)
+        a = (a << 7) | (_I_din_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 2
+        k += 7
         if o.DC_EVSEStatus is not None:
             raise encode_error('PowerDeliveryResType.DC_EVSEStatus', 'cannot be combined with AC_EVSEStatus')
         if o.EVSEStatus is not None:
             raise encode_error('PowerDeliveryResType.EVSEStatus', 'cannot be combined with AC_EVSEStatus')
     elif o.DC_EVSEStatus is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_din_DC_EVSEStatusType(w, o.DC_EVSEStatus)
+        a = w.acc
+        k = w.n
         if o.EVSEStatus is not None:
             raise encode_error('PowerDeliveryResType.EVSEStatus', 'cannot be combined with DC_EVSEStatus')
     elif o.EVSEStatus is not None:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
     else:
         raise encode_error('PowerDeliveryResType', 'missing SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_PreChargeReqType(r: BitReader) -> _din.PreChargeReqType:
     f_DC_EVStatus: _din.DC_EVStatusType
@@ -4100,19 +5599,41 @@ def _d_din_PreChargeReqType(r: BitReader) -> _din.PreChargeReqType:
     return _din.PreChargeReqType(DC_EVStatus=f_DC_EVStatus, EVTargetVoltage=f_EVTargetVoltage, EVTargetCurrent=f_EVTargetCurrent)
 
 def _e_din_PreChargeReqType(w: BitWriter, o: _din.PreChargeReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.DC_EVStatus is None:
         raise encode_error('PreChargeReqType.DC_EVStatus', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_din_DC_EVStatusType(w, o.DC_EVStatus)
+    a = w.acc
+    k = w.n
     if o.EVTargetVoltage is None:
         raise encode_error('PreChargeReqType.EVTargetVoltage', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_din_PhysicalValueType(w, o.EVTargetVoltage)
+    a = w.acc
+    k = w.n
     if o.EVTargetCurrent is None:
         raise encode_error('PreChargeReqType.EVTargetCurrent', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_din_PhysicalValueType(w, o.EVTargetCurrent)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_PreChargeResType(r: BitReader) -> _din.PreChargeResType:
     f_ResponseCode: _din.responseCodeType
@@ -4134,17 +5655,34 @@ def _d_din_PreChargeResType(r: BitReader) -> _din.PreChargeResType:
     return _din.PreChargeResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEPresentVoltage=f_EVSEPresentVoltage)
 
 def _e_din_PreChargeResType(w: BitWriter, o: _din.PreChargeResType) -> None:
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('PreChargeResType.ResponseCode', 'required value missing')
     if o.DC_EVSEStatus is None:
         raise encode_error('PreChargeResType.DC_EVSEStatus', 'required value missing')
-    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 2, 9)
+    a = (a << 9) | (_I_din_responseCodeType[o.ResponseCode]) << 2
+    k += 9
+    w.acc = a
+    w.n = k
     _e_din_DC_EVSEStatusType(w, o.DC_EVSEStatus)
+    a = w.acc
+    k = w.n
     if o.EVSEPresentVoltage is None:
         raise encode_error('PreChargeResType.EVSEPresentVoltage', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_din_PhysicalValueType(w, o.EVSEPresentVoltage)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_ServiceDetailReqType(r: BitReader) -> _din.ServiceDetailReqType:
     f_ServiceID: int
@@ -4161,13 +5699,33 @@ def _d_din_ServiceDetailReqType(r: BitReader) -> _din.ServiceDetailReqType:
     return _din.ServiceDetailReqType(ServiceID=f_ServiceID)
 
 def _e_din_ServiceDetailReqType(w: BitWriter, o: _din.ServiceDetailReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.ServiceID is None:
         raise encode_error('ServiceDetailReqType.ServiceID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
         raise encode_error('ServiceDetailReqType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-    w.uint(o.ServiceID)
-    w.bits(0x0, 2)
+    u = o.ServiceID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_ServiceDetailResType(r: BitReader) -> _din.ServiceDetailResType:
     f_ResponseCode: _din.responseCodeType
@@ -4205,29 +5763,56 @@ def _d_din_ServiceDetailResType(r: BitReader) -> _din.ServiceDetailResType:
     return _din.ServiceDetailResType(ResponseCode=f_ResponseCode, ServiceID=f_ServiceID, ServiceParameterList=f_ServiceParameterList)
 
 def _e_din_ServiceDetailResType(w: BitWriter, o: _din.ServiceDetailResType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.ResponseCode is None:
         raise encode_error('ServiceDetailResType.ResponseCode', 'required value missing')
     if o.ServiceID is None:
         raise encode_error('ServiceDetailResType.ServiceID', 'required value missing')
-    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 3, 10)
+    a = (a << 10) | (_I_din_responseCodeType[o.ResponseCode]) << 3
+    k += 10
     s = 1
     if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
         raise encode_error('ServiceDetailResType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-    w.uint(o.ServiceID)
-    w.bits(0x0, 1)
+    u = o.ServiceID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 2
     if o.ServiceParameterList is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_din_ServiceParameterListType(w, o.ServiceParameterList)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_ServiceDiscoveryReqType(r: BitReader) -> _din.ServiceDiscoveryReqType:
     f_ServiceScope: str | None = None
@@ -4275,31 +5860,48 @@ def _d_din_ServiceDiscoveryReqType(r: BitReader) -> _din.ServiceDiscoveryReqType
     return _din.ServiceDiscoveryReqType(ServiceScope=f_ServiceScope, ServiceCategory=f_ServiceCategory)
 
 def _e_din_ServiceDiscoveryReqType(w: BitWriter, o: _din.ServiceDiscoveryReqType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.ServiceScope is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if len(o.ServiceScope) > 32:
             raise encode_error('ServiceDiscoveryReqType.ServiceScope', f'length {len(o.ServiceScope)} outside 0..32')
+        w.acc = a
+        w.n = k
         w.string(o.ServiceScope)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif o.ServiceCategory is not None:
-        w.bits((_I_din_serviceCategoryType[o.ServiceCategory]) << 1 | 0x10, 6)
+        a = (a << 6) | (_I_din_serviceCategoryType[o.ServiceCategory]) << 1 | 0x10
+        k += 6
         s = 2
     else:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         s = -1
     if s == 1:
         if o.ServiceCategory is not None:
-            w.bits((_I_din_serviceCategoryType[o.ServiceCategory]) << 1, 6)
+            a = (a << 6) | (_I_din_serviceCategoryType[o.ServiceCategory]) << 1
+            k += 6
             s = 2
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 2:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_ServiceDiscoveryResType(r: BitReader) -> _din.ServiceDiscoveryResType:
     f_ResponseCode: _din.responseCodeType
@@ -4337,31 +5939,54 @@ def _d_din_ServiceDiscoveryResType(r: BitReader) -> _din.ServiceDiscoveryResType
     return _din.ServiceDiscoveryResType(ResponseCode=f_ResponseCode, PaymentOptions=f_PaymentOptions, ChargeService=f_ChargeService, ServiceList=f_ServiceList)
 
 def _e_din_ServiceDiscoveryResType(w: BitWriter, o: _din.ServiceDiscoveryResType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.ResponseCode is None:
         raise encode_error('ServiceDiscoveryResType.ResponseCode', 'required value missing')
     if o.PaymentOptions is None:
         raise encode_error('ServiceDiscoveryResType.PaymentOptions', 'required value missing')
-    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 2, 9)
+    a = (a << 9) | (_I_din_responseCodeType[o.ResponseCode]) << 2
+    k += 9
     s = 1
+    w.acc = a
+    w.n = k
     _e_din_PaymentOptionsType(w, o.PaymentOptions)
+    a = w.acc
+    k = w.n
     if o.ChargeService is None:
         raise encode_error('ServiceDiscoveryResType.ChargeService', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = 2
+    w.acc = a
+    w.n = k
     _e_din_ServiceChargeType(w, o.ChargeService)
+    a = w.acc
+    k = w.n
     s = 3
     if o.ServiceList is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_din_ServiceTagListType(w, o.ServiceList)
+        a = w.acc
+        k = w.n
         s = 4
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 4:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_ServicePaymentSelectionReqType(r: BitReader) -> _din.ServicePaymentSelectionReqType:
     f_SelectedPaymentOption: _din.paymentOptionType
@@ -4376,13 +6001,25 @@ def _d_din_ServicePaymentSelectionReqType(r: BitReader) -> _din.ServicePaymentSe
     return _din.ServicePaymentSelectionReqType(SelectedPaymentOption=f_SelectedPaymentOption, SelectedServiceList=f_SelectedServiceList)
 
 def _e_din_ServicePaymentSelectionReqType(w: BitWriter, o: _din.ServicePaymentSelectionReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.SelectedPaymentOption is None:
         raise encode_error('ServicePaymentSelectionReqType.SelectedPaymentOption', 'required value missing')
     if o.SelectedServiceList is None:
         raise encode_error('ServicePaymentSelectionReqType.SelectedServiceList', 'required value missing')
-    w.bits((_I_din_paymentOptionType[o.SelectedPaymentOption]) << 2, 5)
+    a = (a << 5) | (_I_din_paymentOptionType[o.SelectedPaymentOption]) << 2
+    k += 5
+    w.acc = a
+    w.n = k
     _e_din_SelectedServiceListType(w, o.SelectedServiceList)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_ServicePaymentSelectionResType(r: BitReader) -> _din.ServicePaymentSelectionResType:
     f_ResponseCode: _din.responseCodeType
@@ -4396,9 +6033,16 @@ def _d_din_ServicePaymentSelectionResType(r: BitReader) -> _din.ServicePaymentSe
     return _din.ServicePaymentSelectionResType(ResponseCode=f_ResponseCode)
 
 def _e_din_ServicePaymentSelectionResType(w: BitWriter, o: _din.ServicePaymentSelectionResType) -> None:
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('ServicePaymentSelectionResType.ResponseCode', 'required value missing')
-    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 2, 9)
+    a = (a << 9) | (_I_din_responseCodeType[o.ResponseCode]) << 2
+    k += 9
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_SessionSetupReqType(r: BitReader) -> _din.SessionSetupReqType:
     f_EVCCID: bytes
@@ -4415,13 +6059,25 @@ def _d_din_SessionSetupReqType(r: BitReader) -> _din.SessionSetupReqType:
     return _din.SessionSetupReqType(EVCCID=f_EVCCID)
 
 def _e_din_SessionSetupReqType(w: BitWriter, o: _din.SessionSetupReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.EVCCID is None:
         raise encode_error('SessionSetupReqType.EVCCID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if len(o.EVCCID) > 8:
         raise encode_error('SessionSetupReqType.EVCCID', f'length {len(o.EVCCID)} outside 0..8')
+    w.acc = a
+    w.n = k
     w.binary(o.EVCCID)
-    w.bits(0x0, 2)
+    a = w.acc
+    k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_SessionSetupResType(r: BitReader) -> _din.SessionSetupResType:
     f_ResponseCode: _din.responseCodeType
@@ -4468,32 +6124,60 @@ def _d_din_SessionSetupResType(r: BitReader) -> _din.SessionSetupResType:
     return _din.SessionSetupResType(ResponseCode=f_ResponseCode, EVSEID=f_EVSEID, DateTimeNow=f_DateTimeNow)
 
 def _e_din_SessionSetupResType(w: BitWriter, o: _din.SessionSetupResType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.ResponseCode is None:
         raise encode_error('SessionSetupResType.ResponseCode', 'required value missing')
     if o.EVSEID is None:
         raise encode_error('SessionSetupResType.EVSEID', 'required value missing')
-    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 3, 10)
+    a = (a << 10) | (_I_din_responseCodeType[o.ResponseCode]) << 3
+    k += 10
     s = 1
     if len(o.EVSEID) > 32:
         raise encode_error('SessionSetupResType.EVSEID', f'length {len(o.EVSEID)} outside 0..32')
+    w.acc = a
+    w.n = k
     w.binary(o.EVSEID)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     s = 2
     if o.DateTimeNow is not None:
-        w.bits(0x0, 3)
         if (w.strict and (o.DateTimeNow < -9223372036854775808 or o.DateTimeNow > 9223372036854775807)):
             raise encode_error('SessionSetupResType.DateTimeNow', f'{o.DateTimeNow!r} outside -9223372036854775808..9223372036854775807')
-        w.integer(o.DateTimeNow)
-        w.bits(0x0, 1)
+        a = (a << 4) | (1 if o.DateTimeNow < 0 else 0)
+        k += 4
+        u = -o.DateTimeNow - 1 if o.DateTimeNow < 0 else o.DateTimeNow
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_SessionStopResType(r: BitReader) -> _din.SessionStopResType:
     f_ResponseCode: _din.responseCodeType
@@ -4507,9 +6191,16 @@ def _d_din_SessionStopResType(r: BitReader) -> _din.SessionStopResType:
     return _din.SessionStopResType(ResponseCode=f_ResponseCode)
 
 def _e_din_SessionStopResType(w: BitWriter, o: _din.SessionStopResType) -> None:
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('SessionStopResType.ResponseCode', 'required value missing')
-    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 2, 9)
+    a = (a << 9) | (_I_din_responseCodeType[o.ResponseCode]) << 2
+    k += 9
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_SessionStopType(r: BitReader) -> _din.SessionStopType:
     if r.bits(1):
@@ -4517,7 +6208,14 @@ def _d_din_SessionStopType(r: BitReader) -> _din.SessionStopType:
     return _din.SessionStopType()
 
 def _e_din_SessionStopType(w: BitWriter, o: _din.SessionStopType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_WeldingDetectionReqType(r: BitReader) -> _din.WeldingDetectionReqType:
     f_DC_EVStatus: _din.DC_EVStatusType
@@ -4529,11 +6227,23 @@ def _d_din_WeldingDetectionReqType(r: BitReader) -> _din.WeldingDetectionReqType
     return _din.WeldingDetectionReqType(DC_EVStatus=f_DC_EVStatus)
 
 def _e_din_WeldingDetectionReqType(w: BitWriter, o: _din.WeldingDetectionReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.DC_EVStatus is None:
         raise encode_error('WeldingDetectionReqType.DC_EVStatus', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_din_DC_EVStatusType(w, o.DC_EVStatus)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_WeldingDetectionResType(r: BitReader) -> _din.WeldingDetectionResType:
     f_ResponseCode: _din.responseCodeType
@@ -4555,17 +6265,34 @@ def _d_din_WeldingDetectionResType(r: BitReader) -> _din.WeldingDetectionResType
     return _din.WeldingDetectionResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEPresentVoltage=f_EVSEPresentVoltage)
 
 def _e_din_WeldingDetectionResType(w: BitWriter, o: _din.WeldingDetectionResType) -> None:
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('WeldingDetectionResType.ResponseCode', 'required value missing')
     if o.DC_EVSEStatus is None:
         raise encode_error('WeldingDetectionResType.DC_EVSEStatus', 'required value missing')
-    w.bits((_I_din_responseCodeType[o.ResponseCode]) << 2, 9)
+    a = (a << 9) | (_I_din_responseCodeType[o.ResponseCode]) << 2
+    k += 9
+    w.acc = a
+    w.n = k
     _e_din_DC_EVSEStatusType(w, o.DC_EVSEStatus)
+    a = w.acc
+    k = w.n
     if o.EVSEPresentVoltage is None:
         raise encode_error('WeldingDetectionResType.EVSEPresentVoltage', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_din_PhysicalValueType(w, o.EVSEPresentVoltage)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_AC_EVChargeParameterType(r: BitReader) -> _din.AC_EVChargeParameterType:
     f_DepartureTime: int
@@ -4598,29 +6325,69 @@ def _d_din_AC_EVChargeParameterType(r: BitReader) -> _din.AC_EVChargeParameterTy
     return _din.AC_EVChargeParameterType(DepartureTime=f_DepartureTime, EAmount=f_EAmount, EVMaxVoltage=f_EVMaxVoltage, EVMaxCurrent=f_EVMaxCurrent, EVMinCurrent=f_EVMinCurrent)
 
 def _e_din_AC_EVChargeParameterType(w: BitWriter, o: _din.AC_EVChargeParameterType) -> None:
+    a = w.acc
+    k = w.n
     if o.DepartureTime is None:
         raise encode_error('AC_EVChargeParameterType.DepartureTime', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
         raise encode_error('AC_EVChargeParameterType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-    w.uint(o.DepartureTime)
+    u = o.DepartureTime
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EAmount is None:
         raise encode_error('AC_EVChargeParameterType.EAmount', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     _e_din_PhysicalValueType(w, o.EAmount)
+    a = w.acc
+    k = w.n
     if o.EVMaxVoltage is None:
         raise encode_error('AC_EVChargeParameterType.EVMaxVoltage', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_din_PhysicalValueType(w, o.EVMaxVoltage)
+    a = w.acc
+    k = w.n
     if o.EVMaxCurrent is None:
         raise encode_error('AC_EVChargeParameterType.EVMaxCurrent', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_din_PhysicalValueType(w, o.EVMaxCurrent)
+    a = w.acc
+    k = w.n
     if o.EVMinCurrent is None:
         raise encode_error('AC_EVChargeParameterType.EVMinCurrent', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_din_PhysicalValueType(w, o.EVMinCurrent)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_AC_EVSEChargeParameterType(r: BitReader) -> _din.AC_EVSEChargeParameterType:
     f_AC_EVSEStatus: _din.AC_EVSEStatusType
@@ -4656,6 +6423,8 @@ def _d_din_AC_EVSEChargeParameterType(r: BitReader) -> _din.AC_EVSEChargeParamet
     return _din.AC_EVSEChargeParameterType(AC_EVSEStatus=f_AC_EVSEStatus, EVSEMaxVoltage=f_EVSEMaxVoltage, EVSEMaxCurrent=f_EVSEMaxCurrent, EVSEMinCurrent=f_EVSEMinCurrent)
 
 def _e_din_AC_EVSEChargeParameterType(w: BitWriter, o: _din.AC_EVSEChargeParameterType) -> None:
+    a = w.acc
+    k = w.n
     if o.AC_EVSEStatus is None:
         raise encode_error('AC_EVSEChargeParameterType.AC_EVSEStatus', 'required value missing')
     if o.AC_EVSEStatus.PowerSwitchClosed is None:
@@ -4664,25 +6433,58 @@ def _e_din_AC_EVSEChargeParameterType(w: BitWriter, o: _din.AC_EVSEChargeParamet
         raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
     if o.AC_EVSEStatus.NotificationMaxDelay is None:
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-    w.bits((1 if o.AC_EVSEStatus.PowerSwitchClosed else 0) << 7 | (1 if o.AC_EVSEStatus.RCD else 0) << 3, 11)
+    a = (a << 11) | (1 if o.AC_EVSEStatus.PowerSwitchClosed else 0) << 7 | (1 if o.AC_EVSEStatus.RCD else 0) << 3
+    k += 11
     if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 4294967295)):
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..4294967295')
-    w.uint(o.AC_EVSEStatus.NotificationMaxDelay)
+    u = o.AC_EVSEStatus.NotificationMaxDelay
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.AC_EVSEStatus.EVSENotification is None:
         raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
     if o.EVSEMaxVoltage is None:
         raise encode_error('AC_EVSEChargeParameterType.EVSEMaxVoltage', 'required value missing')
-    w.bits((_I_din_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 3, 8)
+    a = (a << 8) | (_I_din_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 3
+    k += 8
+    w.acc = a
+    w.n = k
     _e_din_PhysicalValueType(w, o.EVSEMaxVoltage)
+    a = w.acc
+    k = w.n
     if o.EVSEMaxCurrent is None:
         raise encode_error('AC_EVSEChargeParameterType.EVSEMaxCurrent', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_din_PhysicalValueType(w, o.EVSEMaxCurrent)
+    a = w.acc
+    k = w.n
     if o.EVSEMinCurrent is None:
         raise encode_error('AC_EVSEChargeParameterType.EVSEMinCurrent', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_din_PhysicalValueType(w, o.EVSEMinCurrent)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_AC_EVSEStatusType(r: BitReader) -> _din.AC_EVSEStatusType:
     f_PowerSwitchClosed: bool
@@ -4708,19 +6510,39 @@ def _d_din_AC_EVSEStatusType(r: BitReader) -> _din.AC_EVSEStatusType:
     return _din.AC_EVSEStatusType(PowerSwitchClosed=f_PowerSwitchClosed, RCD=f_RCD, NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification)
 
 def _e_din_AC_EVSEStatusType(w: BitWriter, o: _din.AC_EVSEStatusType) -> None:
+    a = w.acc
+    k = w.n
     if o.PowerSwitchClosed is None:
         raise encode_error('AC_EVSEStatusType.PowerSwitchClosed', 'required value missing')
     if o.RCD is None:
         raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
     if o.NotificationMaxDelay is None:
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-    w.bits((1 if o.PowerSwitchClosed else 0) << 7 | (1 if o.RCD else 0) << 3, 10)
+    a = (a << 10) | (1 if o.PowerSwitchClosed else 0) << 7 | (1 if o.RCD else 0) << 3
+    k += 10
     if o.NotificationMaxDelay < 0 or (w.strict and (o.NotificationMaxDelay > 4294967295)):
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..4294967295')
-    w.uint(o.NotificationMaxDelay)
+    u = o.NotificationMaxDelay
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSENotification is None:
         raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-    w.bits((_I_din_EVSENotificationType[o.EVSENotification]) << 2, 7)
+    a = (a << 7) | (_I_din_EVSENotificationType[o.EVSENotification]) << 2
+    k += 7
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_CertificateChainType(r: BitReader) -> _din.CertificateChainType:
     f_Certificate: bytes
@@ -4752,26 +6574,45 @@ def _d_din_CertificateChainType(r: BitReader) -> _din.CertificateChainType:
     return _din.CertificateChainType(Certificate=f_Certificate, SubCertificates=f_SubCertificates)
 
 def _e_din_CertificateChainType(w: BitWriter, o: _din.CertificateChainType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Certificate is None:
         raise encode_error('CertificateChainType.Certificate', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if len(o.Certificate) > 1200:
         raise encode_error('CertificateChainType.Certificate', f'length {len(o.Certificate)} outside 0..1200')
+    w.acc = a
+    w.n = k
     w.binary(o.Certificate)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     s = 1
     if o.SubCertificates is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_din_SubCertificatesType(w, o.SubCertificates)
+        a = w.acc
+        k = w.n
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_ChargingProfileType(r: BitReader) -> _din.ChargingProfileType:
     f_SAScheduleTupleID: int
@@ -4863,80 +6704,186 @@ def _d_din_ChargingProfileType(r: BitReader) -> _din.ChargingProfileType:
     return _din.ChargingProfileType(SAScheduleTupleID=f_SAScheduleTupleID, ProfileEntry=f_ProfileEntry)
 
 def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> None:
+    a = w.acc
+    k = w.n
     i_ProfileEntry = 0
     s = 0
     if o.SAScheduleTupleID is None:
         raise encode_error('ChargingProfileType.SAScheduleTupleID', 'required value missing')
-    w.bits(0x0, 2)
     if (w.strict and (o.SAScheduleTupleID < -32768 or o.SAScheduleTupleID > 32767)):
         raise encode_error('ChargingProfileType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside -32768..32767')
-    w.integer(o.SAScheduleTupleID)
-    w.bits(0x0, 1)
+    a = (a << 3) | (1 if o.SAScheduleTupleID < 0 else 0)
+    k += 3
+    u = -o.SAScheduleTupleID - 1 if o.SAScheduleTupleID < 0 else o.SAScheduleTupleID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 1
     if i_ProfileEntry < len(o.ProfileEntry):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_ProfileEntry = o.ProfileEntry[i_ProfileEntry]
         i_ProfileEntry += 1
         if x_ProfileEntry.ChargingProfileEntryStart is None:
             raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'required value missing')
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         if x_ProfileEntry.ChargingProfileEntryStart < 0 or (w.strict and (x_ProfileEntry.ChargingProfileEntryStart > 4294967295)):
             raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{x_ProfileEntry.ChargingProfileEntryStart!r} outside 0..4294967295')
-        w.uint(x_ProfileEntry.ChargingProfileEntryStart)
+        u = x_ProfileEntry.ChargingProfileEntryStart
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_ProfileEntry.ChargingProfileEntryMaxPower is None:
             raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'required value missing')
-        w.bits(0x0, 3)
         if (w.strict and (x_ProfileEntry.ChargingProfileEntryMaxPower < -32768 or x_ProfileEntry.ChargingProfileEntryMaxPower > 32767)):
             raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', f'{x_ProfileEntry.ChargingProfileEntryMaxPower!r} outside -32768..32767')
-        w.integer(x_ProfileEntry.ChargingProfileEntryMaxPower)
-        w.bits(0x0, 2)
+        a = (a << 4) | (1 if x_ProfileEntry.ChargingProfileEntryMaxPower < 0 else 0)
+        k += 4
+        u = -x_ProfileEntry.ChargingProfileEntryMaxPower - 1 if x_ProfileEntry.ChargingProfileEntryMaxPower < 0 else x_ProfileEntry.ChargingProfileEntryMaxPower
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 2
     else:
         raise encode_error('ChargingProfileType', 'missing SE(ProfileEntry)')
     if i_ProfileEntry < len(o.ProfileEntry):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_ProfileEntry = o.ProfileEntry[i_ProfileEntry]
         i_ProfileEntry += 1
         if x_ProfileEntry.ChargingProfileEntryStart is None:
             raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'required value missing')
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         if x_ProfileEntry.ChargingProfileEntryStart < 0 or (w.strict and (x_ProfileEntry.ChargingProfileEntryStart > 4294967295)):
             raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{x_ProfileEntry.ChargingProfileEntryStart!r} outside 0..4294967295')
-        w.uint(x_ProfileEntry.ChargingProfileEntryStart)
+        u = x_ProfileEntry.ChargingProfileEntryStart
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_ProfileEntry.ChargingProfileEntryMaxPower is None:
             raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'required value missing')
-        w.bits(0x0, 3)
         if (w.strict and (x_ProfileEntry.ChargingProfileEntryMaxPower < -32768 or x_ProfileEntry.ChargingProfileEntryMaxPower > 32767)):
             raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', f'{x_ProfileEntry.ChargingProfileEntryMaxPower!r} outside -32768..32767')
-        w.integer(x_ProfileEntry.ChargingProfileEntryMaxPower)
-        w.bits(0x0, 2)
+        a = (a << 4) | (1 if x_ProfileEntry.ChargingProfileEntryMaxPower < 0 else 0)
+        k += 4
+        u = -x_ProfileEntry.ChargingProfileEntryMaxPower - 1 if x_ProfileEntry.ChargingProfileEntryMaxPower < 0 else x_ProfileEntry.ChargingProfileEntryMaxPower
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         while True:
             if i_ProfileEntry < len(o.ProfileEntry):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_ProfileEntry = o.ProfileEntry[i_ProfileEntry]
                 i_ProfileEntry += 1
                 if x_ProfileEntry.ChargingProfileEntryStart is None:
                     raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'required value missing')
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 if x_ProfileEntry.ChargingProfileEntryStart < 0 or (w.strict and (x_ProfileEntry.ChargingProfileEntryStart > 4294967295)):
                     raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{x_ProfileEntry.ChargingProfileEntryStart!r} outside 0..4294967295')
-                w.uint(x_ProfileEntry.ChargingProfileEntryStart)
+                u = x_ProfileEntry.ChargingProfileEntryStart
+                if u < 0x80:
+                    a = (a << 8) | u
+                    k += 8
+                elif u < 0x4000:
+                    a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                    k += 16
+                else:
+                    w.acc = a
+                    w.n = k
+                    w.uint(u)
+                    a = w.acc
+                    k = w.n
                 if x_ProfileEntry.ChargingProfileEntryMaxPower is None:
                     raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'required value missing')
-                w.bits(0x0, 3)
                 if (w.strict and (x_ProfileEntry.ChargingProfileEntryMaxPower < -32768 or x_ProfileEntry.ChargingProfileEntryMaxPower > 32767)):
                     raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', f'{x_ProfileEntry.ChargingProfileEntryMaxPower!r} outside -32768..32767')
-                w.integer(x_ProfileEntry.ChargingProfileEntryMaxPower)
-                w.bits(0x0, 2)
+                a = (a << 4) | (1 if x_ProfileEntry.ChargingProfileEntryMaxPower < 0 else 0)
+                k += 4
+                u = -x_ProfileEntry.ChargingProfileEntryMaxPower - 1 if x_ProfileEntry.ChargingProfileEntryMaxPower < 0 else x_ProfileEntry.ChargingProfileEntryMaxPower
+                if u < 0x80:
+                    a = (a << 8) | u
+                    k += 8
+                elif u < 0x4000:
+                    a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                    k += 16
+                else:
+                    w.acc = a
+                    w.n = k
+                    w.uint(u)
+                    a = w.acc
+                    k = w.n
+                a <<= 2
+                k += 2
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_ConsumptionCostType(r: BitReader) -> _din.ConsumptionCostType:
     f_startValue: int
@@ -4974,36 +6921,68 @@ def _d_din_ConsumptionCostType(r: BitReader) -> _din.ConsumptionCostType:
     return _din.ConsumptionCostType(startValue=f_startValue, Cost=f_Cost)
 
 def _e_din_ConsumptionCostType(w: BitWriter, o: _din.ConsumptionCostType) -> None:
+    a = w.acc
+    k = w.n
     i_Cost = 0
     s = 0
     if o.startValue is None:
         raise encode_error('ConsumptionCostType.startValue', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.startValue < 0 or (w.strict and (o.startValue > 4294967295)):
         raise encode_error('ConsumptionCostType.startValue', f'{o.startValue!r} outside 0..4294967295')
-    w.uint(o.startValue)
-    w.bits(0x0, 1)
+    u = o.startValue
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 1
     if i_Cost < len(o.Cost):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_Cost = o.Cost[i_Cost]
         i_Cost += 1
+        w.acc = a
+        w.n = k
         _e_din_CostType(w, x_Cost)
+        a = w.acc
+        k = w.n
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         while True:
             if i_Cost < len(o.Cost):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Cost = o.Cost[i_Cost]
                 i_Cost += 1
+                w.acc = a
+                w.n = k
                 _e_din_CostType(w, x_Cost)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_CostType(r: BitReader) -> _din.CostType:
     f_costKind: _din.costKindType
@@ -5044,30 +7023,53 @@ def _d_din_CostType(r: BitReader) -> _din.CostType:
     return _din.CostType(costKind=f_costKind, amount=f_amount, amountMultiplier=f_amountMultiplier)
 
 def _e_din_CostType(w: BitWriter, o: _din.CostType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.costKind is None:
         raise encode_error('CostType.costKind', 'required value missing')
     if o.amount is None:
         raise encode_error('CostType.amount', 'required value missing')
-    w.bits((_I_din_costKindType[o.costKind]) << 3, 7)
+    a = (a << 7) | (_I_din_costKindType[o.costKind]) << 3
+    k += 7
     s = 1
     if o.amount < 0 or (w.strict and (o.amount > 4294967295)):
         raise encode_error('CostType.amount', f'{o.amount!r} outside 0..4294967295')
-    w.uint(o.amount)
-    w.bits(0x0, 1)
+    u = o.amount
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 2
     if o.amountMultiplier is not None:
         if o.amountMultiplier < -3 or o.amountMultiplier > 4 or (w.strict and (o.amountMultiplier > 3)):
             raise encode_error('CostType.amountMultiplier', f'{o.amountMultiplier!r} outside -3..3')
-        w.bits((o.amountMultiplier + 3) << 1, 7)
+        a = (a << 7) | (o.amountMultiplier + 3) << 1
+        k += 7
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterType:
     f_DC_EVStatus: _din.DC_EVStatusType
@@ -5184,100 +7186,158 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
     return _din.DC_EVChargeParameterType(DC_EVStatus=f_DC_EVStatus, EVMaximumCurrentLimit=f_EVMaximumCurrentLimit, EVMaximumPowerLimit=f_EVMaximumPowerLimit, EVMaximumVoltageLimit=f_EVMaximumVoltageLimit, EVEnergyCapacity=f_EVEnergyCapacity, EVEnergyRequest=f_EVEnergyRequest, FullSOC=f_FullSOC, BulkSOC=f_BulkSOC)
 
 def _e_din_DC_EVChargeParameterType(w: BitWriter, o: _din.DC_EVChargeParameterType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.DC_EVStatus is None:
         raise encode_error('DC_EVChargeParameterType.DC_EVStatus', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_din_DC_EVStatusType(w, o.DC_EVStatus)
+    a = w.acc
+    k = w.n
     if o.EVMaximumCurrentLimit is None:
         raise encode_error('DC_EVChargeParameterType.EVMaximumCurrentLimit', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = 1
+    w.acc = a
+    w.n = k
     _e_din_PhysicalValueType(w, o.EVMaximumCurrentLimit)
+    a = w.acc
+    k = w.n
     s = 2
     if o.EVMaximumPowerLimit is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_din_PhysicalValueType(w, o.EVMaximumPowerLimit)
+        a = w.acc
+        k = w.n
         s = 3
     elif o.EVMaximumVoltageLimit is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_din_PhysicalValueType(w, o.EVMaximumVoltageLimit)
+        a = w.acc
+        k = w.n
         s = 4
     else:
         raise encode_error('DC_EVChargeParameterType', 'missing SE(EVMaximumPowerLimit), SE(EVMaximumVoltageLimit)')
     if s == 3:
         if o.EVMaximumVoltageLimit is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             _e_din_PhysicalValueType(w, o.EVMaximumVoltageLimit)
+            a = w.acc
+            k = w.n
             s = 4
         else:
             raise encode_error('DC_EVChargeParameterType', 'missing SE(EVMaximumVoltageLimit)')
     if o.EVEnergyCapacity is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         _e_din_PhysicalValueType(w, o.EVEnergyCapacity)
+        a = w.acc
+        k = w.n
         s = 5
     elif o.EVEnergyRequest is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         _e_din_PhysicalValueType(w, o.EVEnergyRequest)
+        a = w.acc
+        k = w.n
         s = 6
     elif o.FullSOC is not None:
         if o.FullSOC < 0 or o.FullSOC > 127 or (w.strict and (o.FullSOC > 100)):
             raise encode_error('DC_EVChargeParameterType.FullSOC', f'{o.FullSOC!r} outside 0..100')
-        w.bits((o.FullSOC) << 1 | 0x400, 12)
+        a = (a << 12) | (o.FullSOC) << 1 | 0x400
+        k += 12
         s = 7
     elif o.BulkSOC is not None:
         if o.BulkSOC < 0 or o.BulkSOC > 127 or (w.strict and (o.BulkSOC > 100)):
             raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
-        w.bits((o.BulkSOC) << 1 | 0x600, 12)
+        a = (a << 12) | (o.BulkSOC) << 1 | 0x600
+        k += 12
         s = 8
     else:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
         s = -1
     if s == 5:
         if o.EVEnergyRequest is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             _e_din_PhysicalValueType(w, o.EVEnergyRequest)
+            a = w.acc
+            k = w.n
             s = 6
         elif o.FullSOC is not None:
             if o.FullSOC < 0 or o.FullSOC > 127 or (w.strict and (o.FullSOC > 100)):
                 raise encode_error('DC_EVChargeParameterType.FullSOC', f'{o.FullSOC!r} outside 0..100')
-            w.bits((o.FullSOC) << 1 | 0x200, 12)
+            a = (a << 12) | (o.FullSOC) << 1 | 0x200
+            k += 12
             s = 7
         elif o.BulkSOC is not None:
             if o.BulkSOC < 0 or o.BulkSOC > 127 or (w.strict and (o.BulkSOC > 100)):
                 raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
-            w.bits((o.BulkSOC) << 1 | 0x400, 12)
+            a = (a << 12) | (o.BulkSOC) << 1 | 0x400
+            k += 12
             s = 8
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 6:
         if o.FullSOC is not None:
             if o.FullSOC < 0 or o.FullSOC > 127 or (w.strict and (o.FullSOC > 100)):
                 raise encode_error('DC_EVChargeParameterType.FullSOC', f'{o.FullSOC!r} outside 0..100')
-            w.bits((o.FullSOC) << 1, 11)
+            a = (a << 11) | (o.FullSOC) << 1
+            k += 11
             s = 7
         elif o.BulkSOC is not None:
             if o.BulkSOC < 0 or o.BulkSOC > 127 or (w.strict and (o.BulkSOC > 100)):
                 raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
-            w.bits((o.BulkSOC) << 1 | 0x200, 11)
+            a = (a << 11) | (o.BulkSOC) << 1 | 0x200
+            k += 11
             s = 8
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 7:
         if o.BulkSOC is not None:
             if o.BulkSOC < 0 or o.BulkSOC > 127 or (w.strict and (o.BulkSOC > 100)):
                 raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
-            w.bits((o.BulkSOC) << 1, 11)
+            a = (a << 11) | (o.BulkSOC) << 1
+            k += 11
             s = 8
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 8:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_DC_EVPowerDeliveryParameterType(r: BitReader) -> _din.DC_EVPowerDeliveryParameterType:
     f_DC_EVStatus: _din.DC_EVStatusType
@@ -5316,28 +7376,43 @@ def _d_din_DC_EVPowerDeliveryParameterType(r: BitReader) -> _din.DC_EVPowerDeliv
     return _din.DC_EVPowerDeliveryParameterType(DC_EVStatus=f_DC_EVStatus, BulkChargingComplete=f_BulkChargingComplete, ChargingComplete=f_ChargingComplete)
 
 def _e_din_DC_EVPowerDeliveryParameterType(w: BitWriter, o: _din.DC_EVPowerDeliveryParameterType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.DC_EVStatus is None:
         raise encode_error('DC_EVPowerDeliveryParameterType.DC_EVStatus', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_din_DC_EVStatusType(w, o.DC_EVStatus)
+    a = w.acc
+    k = w.n
     s = 1
     if o.BulkChargingComplete is not None:
-        w.bits((1 if o.BulkChargingComplete else 0) << 1, 5)
+        a = (a << 5) | (1 if o.BulkChargingComplete else 0) << 1
+        k += 5
         s = 2
     elif o.ChargingComplete is not None:
-        w.bits((1 if o.ChargingComplete else 0) << 1 | 0x8, 5)
+        a = (a << 5) | (1 if o.ChargingComplete else 0) << 1 | 0x8
+        k += 5
         s = 3
     else:
         raise encode_error('DC_EVPowerDeliveryParameterType', 'missing SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 2:
         if o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1, 4)
+            a = (a << 4) | (1 if o.ChargingComplete else 0) << 1
+            k += 4
             s = 3
         else:
             raise encode_error('DC_EVPowerDeliveryParameterType', 'missing SE(ChargingComplete)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParameterType:
     f_DC_EVSEStatus: _din.DC_EVSEStatusType
@@ -5412,72 +7487,135 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
     return _din.DC_EVSEChargeParameterType(DC_EVSEStatus=f_DC_EVSEStatus, EVSEMaximumCurrentLimit=f_EVSEMaximumCurrentLimit, EVSEMaximumPowerLimit=f_EVSEMaximumPowerLimit, EVSEMaximumVoltageLimit=f_EVSEMaximumVoltageLimit, EVSEMinimumCurrentLimit=f_EVSEMinimumCurrentLimit, EVSEMinimumVoltageLimit=f_EVSEMinimumVoltageLimit, EVSECurrentRegulationTolerance=f_EVSECurrentRegulationTolerance, EVSEPeakCurrentRipple=f_EVSEPeakCurrentRipple, EVSEEnergyToBeDelivered=f_EVSEEnergyToBeDelivered)
 
 def _e_din_DC_EVSEChargeParameterType(w: BitWriter, o: _din.DC_EVSEChargeParameterType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.DC_EVSEStatus is None:
         raise encode_error('DC_EVSEChargeParameterType.DC_EVSEStatus', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_din_DC_EVSEStatusType(w, o.DC_EVSEStatus)
+    a = w.acc
+    k = w.n
     if o.EVSEMaximumCurrentLimit is None:
         raise encode_error('DC_EVSEChargeParameterType.EVSEMaximumCurrentLimit', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = 1
+    w.acc = a
+    w.n = k
     _e_din_PhysicalValueType(w, o.EVSEMaximumCurrentLimit)
+    a = w.acc
+    k = w.n
     s = 2
     if o.EVSEMaximumPowerLimit is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_din_PhysicalValueType(w, o.EVSEMaximumPowerLimit)
+        a = w.acc
+        k = w.n
         s = 3
     elif o.EVSEMaximumVoltageLimit is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_din_PhysicalValueType(w, o.EVSEMaximumVoltageLimit)
+        a = w.acc
+        k = w.n
         s = 4
     else:
         raise encode_error('DC_EVSEChargeParameterType', 'missing SE(EVSEMaximumPowerLimit), SE(EVSEMaximumVoltageLimit)')
     if s == 3:
         if o.EVSEMaximumVoltageLimit is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             _e_din_PhysicalValueType(w, o.EVSEMaximumVoltageLimit)
+            a = w.acc
+            k = w.n
             s = 4
         else:
             raise encode_error('DC_EVSEChargeParameterType', 'missing SE(EVSEMaximumVoltageLimit)')
     if o.EVSEMinimumCurrentLimit is None:
         raise encode_error('DC_EVSEChargeParameterType.EVSEMinimumCurrentLimit', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_din_PhysicalValueType(w, o.EVSEMinimumCurrentLimit)
+    a = w.acc
+    k = w.n
     if o.EVSEMinimumVoltageLimit is None:
         raise encode_error('DC_EVSEChargeParameterType.EVSEMinimumVoltageLimit', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = 5
+    w.acc = a
+    w.n = k
     _e_din_PhysicalValueType(w, o.EVSEMinimumVoltageLimit)
+    a = w.acc
+    k = w.n
     s = 6
     if o.EVSECurrentRegulationTolerance is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_din_PhysicalValueType(w, o.EVSECurrentRegulationTolerance)
+        a = w.acc
+        k = w.n
         s = 7
     elif o.EVSEPeakCurrentRipple is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_din_PhysicalValueType(w, o.EVSEPeakCurrentRipple)
+        a = w.acc
+        k = w.n
         s = 8
     else:
         raise encode_error('DC_EVSEChargeParameterType', 'missing SE(EVSECurrentRegulationTolerance), SE(EVSEPeakCurrentRipple)')
     if s == 7:
         if o.EVSEPeakCurrentRipple is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             _e_din_PhysicalValueType(w, o.EVSEPeakCurrentRipple)
+            a = w.acc
+            k = w.n
             s = 8
         else:
             raise encode_error('DC_EVSEChargeParameterType', 'missing SE(EVSEPeakCurrentRipple)')
     if o.EVSEEnergyToBeDelivered is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_din_PhysicalValueType(w, o.EVSEEnergyToBeDelivered)
+        a = w.acc
+        k = w.n
         s = 9
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 9:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_DC_EVSEStatusType(r: BitReader) -> _din.DC_EVSEStatusType:
     f_EVSEIsolationStatus: _din.isolationLevelType | None = None
@@ -5533,33 +7671,56 @@ def _d_din_DC_EVSEStatusType(r: BitReader) -> _din.DC_EVSEStatusType:
     return _din.DC_EVSEStatusType(EVSEIsolationStatus=f_EVSEIsolationStatus, EVSEStatusCode=f_EVSEStatusCode, NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification)
 
 def _e_din_DC_EVSEStatusType(w: BitWriter, o: _din.DC_EVSEStatusType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.EVSEIsolationStatus is not None:
-        w.bits((_I_din_isolationLevelType[o.EVSEIsolationStatus]) << 1, 6)
+        a = (a << 6) | (_I_din_isolationLevelType[o.EVSEIsolationStatus]) << 1
+        k += 6
         s = 1
     elif o.EVSEStatusCode is not None:
-        w.bits((_I_din_DC_EVSEStatusCodeType[o.EVSEStatusCode]) << 1 | 0x40, 8)
+        a = (a << 8) | (_I_din_DC_EVSEStatusCodeType[o.EVSEStatusCode]) << 1 | 0x40
+        k += 8
         s = 2
     else:
         raise encode_error('DC_EVSEStatusType', 'missing SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     if s == 1:
         if o.EVSEStatusCode is not None:
-            w.bits((_I_din_DC_EVSEStatusCodeType[o.EVSEStatusCode]) << 1, 7)
+            a = (a << 7) | (_I_din_DC_EVSEStatusCodeType[o.EVSEStatusCode]) << 1
+            k += 7
             s = 2
         else:
             raise encode_error('DC_EVSEStatusType', 'missing SE(EVSEStatusCode)')
     if o.NotificationMaxDelay is None:
         raise encode_error('DC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.NotificationMaxDelay < 0 or (w.strict and (o.NotificationMaxDelay > 4294967295)):
         raise encode_error('DC_EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..4294967295')
-    w.uint(o.NotificationMaxDelay)
+    u = o.NotificationMaxDelay
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSENotification is None:
         raise encode_error('DC_EVSEStatusType.EVSENotification', 'required value missing')
-    w.bits((_I_din_EVSENotificationType[o.EVSENotification]) << 2, 7)
+    a = (a << 7) | (_I_din_EVSENotificationType[o.EVSENotification]) << 2
+    k += 7
     s = 3
     s = 4
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_DC_EVStatusType(r: BitReader) -> _din.DC_EVStatusType:
     f_EVReady: bool
@@ -5634,34 +7795,43 @@ def _d_din_DC_EVStatusType(r: BitReader) -> _din.DC_EVStatusType:
     return _din.DC_EVStatusType(EVReady=f_EVReady, EVCabinConditioning=f_EVCabinConditioning, EVRESSConditioning=f_EVRESSConditioning, EVErrorCode=f_EVErrorCode, EVRESSSOC=f_EVRESSSOC)
 
 def _e_din_DC_EVStatusType(w: BitWriter, o: _din.DC_EVStatusType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.EVReady is None:
         raise encode_error('DC_EVStatusType.EVReady', 'required value missing')
-    w.bits((1 if o.EVReady else 0) << 1, 4)
+    a = (a << 4) | (1 if o.EVReady else 0) << 1
+    k += 4
     s = 1
     if o.EVCabinConditioning is not None:
-        w.bits((1 if o.EVCabinConditioning else 0) << 1, 5)
+        a = (a << 5) | (1 if o.EVCabinConditioning else 0) << 1
+        k += 5
         s = 2
     elif o.EVRESSConditioning is not None:
-        w.bits((1 if o.EVRESSConditioning else 0) << 1 | 0x8, 5)
+        a = (a << 5) | (1 if o.EVRESSConditioning else 0) << 1 | 0x8
+        k += 5
         s = 3
     elif o.EVErrorCode is not None:
-        w.bits((_I_din_DC_EVErrorCodeType[o.EVErrorCode]) << 1 | 0x80, 8)
+        a = (a << 8) | (_I_din_DC_EVErrorCodeType[o.EVErrorCode]) << 1 | 0x80
+        k += 8
         s = 4
     else:
         raise encode_error('DC_EVStatusType', 'missing SE(EVCabinConditioning), SE(EVRESSConditioning), SE(EVErrorCode)')
     if s == 2:
         if o.EVRESSConditioning is not None:
-            w.bits((1 if o.EVRESSConditioning else 0) << 1, 5)
+            a = (a << 5) | (1 if o.EVRESSConditioning else 0) << 1
+            k += 5
             s = 3
         elif o.EVErrorCode is not None:
-            w.bits((_I_din_DC_EVErrorCodeType[o.EVErrorCode]) << 1 | 0x40, 8)
+            a = (a << 8) | (_I_din_DC_EVErrorCodeType[o.EVErrorCode]) << 1 | 0x40
+            k += 8
             s = 4
         else:
             raise encode_error('DC_EVStatusType', 'missing SE(EVRESSConditioning), SE(EVErrorCode)')
     if s == 3:
         if o.EVErrorCode is not None:
-            w.bits((_I_din_DC_EVErrorCodeType[o.EVErrorCode]) << 1, 7)
+            a = (a << 7) | (_I_din_DC_EVErrorCodeType[o.EVErrorCode]) << 1
+            k += 7
             s = 4
         else:
             raise encode_error('DC_EVStatusType', 'missing SE(EVErrorCode)')
@@ -5669,9 +7839,14 @@ def _e_din_DC_EVStatusType(w: BitWriter, o: _din.DC_EVStatusType) -> None:
         raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
     if o.EVRESSSOC < 0 or o.EVRESSSOC > 127 or (w.strict and (o.EVRESSSOC > 100)):
         raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.EVRESSSOC!r} outside 0..100')
-    w.bits((o.EVRESSSOC) << 2, 11)
+    a = (a << 11) | (o.EVRESSSOC) << 2
+    k += 11
     s = 5
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_EVChargeParameterType(r: BitReader) -> _din.EVChargeParameterType:
     if r.bits(1):
@@ -5679,7 +7854,14 @@ def _d_din_EVChargeParameterType(r: BitReader) -> _din.EVChargeParameterType:
     return _din.EVChargeParameterType()
 
 def _e_din_EVChargeParameterType(w: BitWriter, o: _din.EVChargeParameterType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_EVPowerDeliveryParameterType(r: BitReader) -> _din.EVPowerDeliveryParameterType:
     if r.bits(1):
@@ -5687,7 +7869,14 @@ def _d_din_EVPowerDeliveryParameterType(r: BitReader) -> _din.EVPowerDeliveryPar
     return _din.EVPowerDeliveryParameterType()
 
 def _e_din_EVPowerDeliveryParameterType(w: BitWriter, o: _din.EVPowerDeliveryParameterType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_EVSEChargeParameterType(r: BitReader) -> _din.EVSEChargeParameterType:
     if r.bits(1):
@@ -5695,7 +7884,14 @@ def _d_din_EVSEChargeParameterType(r: BitReader) -> _din.EVSEChargeParameterType
     return _din.EVSEChargeParameterType()
 
 def _e_din_EVSEChargeParameterType(w: BitWriter, o: _din.EVSEChargeParameterType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_EVSEStatusType(r: BitReader) -> _din.EVSEStatusType:
     if r.bits(1):
@@ -5703,7 +7899,14 @@ def _d_din_EVSEStatusType(r: BitReader) -> _din.EVSEStatusType:
     return _din.EVSEStatusType()
 
 def _e_din_EVSEStatusType(w: BitWriter, o: _din.EVSEStatusType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_EVStatusType(r: BitReader) -> _din.EVStatusType:
     if r.bits(1):
@@ -5711,7 +7914,14 @@ def _d_din_EVStatusType(r: BitReader) -> _din.EVStatusType:
     return _din.EVStatusType()
 
 def _e_din_EVStatusType(w: BitWriter, o: _din.EVStatusType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_EntryType(r: BitReader) -> _din.EntryType:
     f_RelativeTimeInterval: _din.RelativeTimeIntervalType | None = None
@@ -5731,16 +7941,29 @@ def _d_din_EntryType(r: BitReader) -> _din.EntryType:
     return _din.EntryType(RelativeTimeInterval=f_RelativeTimeInterval, TimeInterval=f_TimeInterval)
 
 def _e_din_EntryType(w: BitWriter, o: _din.EntryType) -> None:
+    a = w.acc
+    k = w.n
     if o.RelativeTimeInterval is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_din_RelativeTimeIntervalType(w, o.RelativeTimeInterval)
+        a = w.acc
+        k = w.n
         if o.TimeInterval is not None:
             raise encode_error('EntryType.TimeInterval', 'cannot be combined with RelativeTimeInterval')
     elif o.TimeInterval is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
     else:
         raise encode_error('EntryType', 'missing SE(RelativeTimeInterval), SE(TimeInterval)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_IntervalType(r: BitReader) -> _din.IntervalType:
     if r.bits(1):
@@ -5748,7 +7971,14 @@ def _d_din_IntervalType(r: BitReader) -> _din.IntervalType:
     return _din.IntervalType()
 
 def _e_din_IntervalType(w: BitWriter, o: _din.IntervalType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_ListOfRootCertificateIDsType(r: BitReader) -> _din.ListOfRootCertificateIDsType:
     f_RootCertificateID: list[str] = []
@@ -5801,45 +8031,71 @@ def _d_din_ListOfRootCertificateIDsType(r: BitReader) -> _din.ListOfRootCertific
     return _din.ListOfRootCertificateIDsType(RootCertificateID=f_RootCertificateID)
 
 def _e_din_ListOfRootCertificateIDsType(w: BitWriter, o: _din.ListOfRootCertificateIDsType) -> None:
+    a = w.acc
+    k = w.n
     i_RootCertificateID = 0
     s = 0
     if i_RootCertificateID < len(o.RootCertificateID):
         x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         if len(x_RootCertificateID) > 40:
             raise encode_error('ListOfRootCertificateIDsType.RootCertificateID', f'length {len(x_RootCertificateID)} outside 0..40')
+        w.acc = a
+        w.n = k
         w.string(x_RootCertificateID)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 1
     else:
         raise encode_error('ListOfRootCertificateIDsType', 'missing SE(RootCertificateID)')
     if i_RootCertificateID < len(o.RootCertificateID):
         x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if len(x_RootCertificateID) > 40:
             raise encode_error('ListOfRootCertificateIDsType.RootCertificateID', f'length {len(x_RootCertificateID)} outside 0..40')
+        w.acc = a
+        w.n = k
         w.string(x_RootCertificateID)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         while True:
             if i_RootCertificateID < len(o.RootCertificateID):
                 x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
                 i_RootCertificateID += 1
-                w.bits(0x0, 3)
+                a <<= 3
+                k += 3
                 if len(x_RootCertificateID) > 40:
                     raise encode_error('ListOfRootCertificateIDsType.RootCertificateID', f'length {len(x_RootCertificateID)} outside 0..40')
+                w.acc = a
+                w.n = k
                 w.string(x_RootCertificateID)
-                w.bits(0x0, 1)
+                a = w.acc
+                k = w.n
+                a <<= 1
+                k += 1
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
     f_MeterID: str
@@ -5998,101 +8254,233 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
     return _din.MeterInfoType(MeterID=f_MeterID, MeterReading=f_MeterReading, SigMeterReading=f_SigMeterReading, MeterStatus=f_MeterStatus, TMeter=f_TMeter)
 
 def _e_din_MeterInfoType(w: BitWriter, o: _din.MeterInfoType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.MeterID is None:
         raise encode_error('MeterInfoType.MeterID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if len(o.MeterID) > 32:
         raise encode_error('MeterInfoType.MeterID', f'length {len(o.MeterID)} outside 0..32')
+    w.acc = a
+    w.n = k
     w.string(o.MeterID)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     s = 1
     if o.MeterReading is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         _e_din_PhysicalValueType(w, o.MeterReading)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.SigMeterReading is not None:
-        w.bits(0x2, 4)
+        a = (a << 4) | 0x2
+        k += 4
         if len(o.SigMeterReading) > 32:
             raise encode_error('MeterInfoType.SigMeterReading', f'length {len(o.SigMeterReading)} outside 0..32')
+        w.acc = a
+        w.n = k
         w.binary(o.SigMeterReading)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 3
     elif o.MeterStatus is not None:
-        w.bits(0x4, 4)
         if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
             raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-        w.integer(o.MeterStatus)
-        w.bits(0x0, 1)
+        a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x8
+        k += 5
+        u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 4
     elif o.TMeter is not None:
-        w.bits(0x6, 4)
         if (w.strict and (o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807)):
             raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
-        w.integer(o.TMeter)
-        w.bits(0x0, 1)
+        a = (a << 5) | (1 if o.TMeter < 0 else 0) | 0xc
+        k += 5
+        u = -o.TMeter - 1 if o.TMeter < 0 else o.TMeter
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 5
     else:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
         s = -1
     if s == 2:
         if o.SigMeterReading is not None:
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
             if len(o.SigMeterReading) > 32:
                 raise encode_error('MeterInfoType.SigMeterReading', f'length {len(o.SigMeterReading)} outside 0..32')
+            w.acc = a
+            w.n = k
             w.binary(o.SigMeterReading)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 3
         elif o.MeterStatus is not None:
-            w.bits(0x2, 4)
             if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            w.integer(o.MeterStatus)
-            w.bits(0x0, 1)
+            a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x4
+            k += 5
+            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         elif o.TMeter is not None:
-            w.bits(0x4, 4)
             if (w.strict and (o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807)):
                 raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
-            w.integer(o.TMeter)
-            w.bits(0x0, 1)
+            a = (a << 5) | (1 if o.TMeter < 0 else 0) | 0x8
+            k += 5
+            u = -o.TMeter - 1 if o.TMeter < 0 else o.TMeter
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 3:
         if o.MeterStatus is not None:
-            w.bits(0x0, 3)
             if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            w.integer(o.MeterStatus)
-            w.bits(0x0, 1)
+            a = (a << 4) | (1 if o.MeterStatus < 0 else 0)
+            k += 4
+            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         elif o.TMeter is not None:
-            w.bits(0x2, 3)
             if (w.strict and (o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807)):
                 raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
-            w.integer(o.TMeter)
-            w.bits(0x0, 1)
+            a = (a << 4) | (1 if o.TMeter < 0 else 0) | 0x4
+            k += 4
+            u = -o.TMeter - 1 if o.TMeter < 0 else o.TMeter
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 4:
         if o.TMeter is not None:
-            w.bits(0x0, 3)
             if (w.strict and (o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807)):
                 raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
-            w.integer(o.TMeter)
-            w.bits(0x0, 1)
+            a = (a << 4) | (1 if o.TMeter < 0 else 0)
+            k += 4
+            u = -o.TMeter - 1 if o.TMeter < 0 else o.TMeter
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 5:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_NotificationType(r: BitReader) -> _din.NotificationType:
     f_FaultCode: _din.faultCodeType
@@ -6129,25 +8517,40 @@ def _d_din_NotificationType(r: BitReader) -> _din.NotificationType:
     return _din.NotificationType(FaultCode=f_FaultCode, FaultMsg=f_FaultMsg)
 
 def _e_din_NotificationType(w: BitWriter, o: _din.NotificationType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.FaultCode is None:
         raise encode_error('NotificationType.FaultCode', 'required value missing')
-    w.bits((_I_din_faultCodeType[o.FaultCode]) << 1, 5)
+    a = (a << 5) | (_I_din_faultCodeType[o.FaultCode]) << 1
+    k += 5
     s = 1
     if o.FaultMsg is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if len(o.FaultMsg) > 64:
             raise encode_error('NotificationType.FaultMsg', f'length {len(o.FaultMsg)} outside 0..64')
+        w.acc = a
+        w.n = k
         w.string(o.FaultMsg)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_PMaxScheduleEntryType(r: BitReader) -> _din.PMaxScheduleEntryType:
     f_RelativeTimeInterval: _din.RelativeTimeIntervalType | None = None
@@ -6177,22 +8580,48 @@ def _d_din_PMaxScheduleEntryType(r: BitReader) -> _din.PMaxScheduleEntryType:
     return _din.PMaxScheduleEntryType(RelativeTimeInterval=f_RelativeTimeInterval, TimeInterval=f_TimeInterval, PMax=f_PMax)
 
 def _e_din_PMaxScheduleEntryType(w: BitWriter, o: _din.PMaxScheduleEntryType) -> None:
+    a = w.acc
+    k = w.n
     if o.RelativeTimeInterval is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_din_RelativeTimeIntervalType(w, o.RelativeTimeInterval)
+        a = w.acc
+        k = w.n
         if o.TimeInterval is not None:
             raise encode_error('PMaxScheduleEntryType.TimeInterval', 'cannot be combined with RelativeTimeInterval')
     elif o.TimeInterval is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
     else:
         raise encode_error('PMaxScheduleEntryType', 'missing SE(RelativeTimeInterval), SE(TimeInterval)')
     if o.PMax is None:
         raise encode_error('PMaxScheduleEntryType.PMax', 'required value missing')
-    w.bits(0x0, 2)
     if (w.strict and (o.PMax < -32768 or o.PMax > 32767)):
         raise encode_error('PMaxScheduleEntryType.PMax', f'{o.PMax!r} outside -32768..32767')
-    w.integer(o.PMax)
-    w.bits(0x0, 2)
+    a = (a << 3) | (1 if o.PMax < 0 else 0)
+    k += 3
+    u = -o.PMax - 1 if o.PMax < 0 else o.PMax
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_PMaxScheduleType(r: BitReader) -> _din.PMaxScheduleType:
     f_PMaxScheduleID: int
@@ -6234,44 +8663,81 @@ def _d_din_PMaxScheduleType(r: BitReader) -> _din.PMaxScheduleType:
     return _din.PMaxScheduleType(PMaxScheduleID=f_PMaxScheduleID, PMaxScheduleEntry=f_PMaxScheduleEntry)
 
 def _e_din_PMaxScheduleType(w: BitWriter, o: _din.PMaxScheduleType) -> None:
+    a = w.acc
+    k = w.n
     i_PMaxScheduleEntry = 0
     s = 0
     if o.PMaxScheduleID is None:
         raise encode_error('PMaxScheduleType.PMaxScheduleID', 'required value missing')
-    w.bits(0x0, 2)
     if (w.strict and (o.PMaxScheduleID < -32768 or o.PMaxScheduleID > 32767)):
         raise encode_error('PMaxScheduleType.PMaxScheduleID', f'{o.PMaxScheduleID!r} outside -32768..32767')
-    w.integer(o.PMaxScheduleID)
-    w.bits(0x0, 1)
+    a = (a << 3) | (1 if o.PMaxScheduleID < 0 else 0)
+    k += 3
+    u = -o.PMaxScheduleID - 1 if o.PMaxScheduleID < 0 else o.PMaxScheduleID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 1
     if i_PMaxScheduleEntry < len(o.PMaxScheduleEntry):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_PMaxScheduleEntry = o.PMaxScheduleEntry[i_PMaxScheduleEntry]
         i_PMaxScheduleEntry += 1
+        w.acc = a
+        w.n = k
         _e_din_PMaxScheduleEntryType(w, x_PMaxScheduleEntry)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('PMaxScheduleType', 'missing SE(PMaxScheduleEntry)')
     if i_PMaxScheduleEntry < len(o.PMaxScheduleEntry):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_PMaxScheduleEntry = o.PMaxScheduleEntry[i_PMaxScheduleEntry]
         i_PMaxScheduleEntry += 1
+        w.acc = a
+        w.n = k
         _e_din_PMaxScheduleEntryType(w, x_PMaxScheduleEntry)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         while True:
             if i_PMaxScheduleEntry < len(o.PMaxScheduleEntry):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_PMaxScheduleEntry = o.PMaxScheduleEntry[i_PMaxScheduleEntry]
                 i_PMaxScheduleEntry += 1
+                w.acc = a
+                w.n = k
                 _e_din_PMaxScheduleEntryType(w, x_PMaxScheduleEntry)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
     f_ParameterSetID: int
@@ -6313,44 +8779,81 @@ def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
     return _din.ParameterSetType(ParameterSetID=f_ParameterSetID, Parameter=f_Parameter)
 
 def _e_din_ParameterSetType(w: BitWriter, o: _din.ParameterSetType) -> None:
+    a = w.acc
+    k = w.n
     i_Parameter = 0
     s = 0
     if o.ParameterSetID is None:
         raise encode_error('ParameterSetType.ParameterSetID', 'required value missing')
-    w.bits(0x0, 2)
     if (w.strict and (o.ParameterSetID < -32768 or o.ParameterSetID > 32767)):
         raise encode_error('ParameterSetType.ParameterSetID', f'{o.ParameterSetID!r} outside -32768..32767')
-    w.integer(o.ParameterSetID)
-    w.bits(0x0, 1)
+    a = (a << 3) | (1 if o.ParameterSetID < 0 else 0)
+    k += 3
+    u = -o.ParameterSetID - 1 if o.ParameterSetID < 0 else o.ParameterSetID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 1
     if i_Parameter < len(o.Parameter):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_Parameter = o.Parameter[i_Parameter]
         i_Parameter += 1
+        w.acc = a
+        w.n = k
         _e_din_ParameterType(w, x_Parameter)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('ParameterSetType', 'missing SE(Parameter)')
     if i_Parameter < len(o.Parameter):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_Parameter = o.Parameter[i_Parameter]
         i_Parameter += 1
+        w.acc = a
+        w.n = k
         _e_din_ParameterType(w, x_Parameter)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         while True:
             if i_Parameter < len(o.Parameter):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Parameter = o.Parameter[i_Parameter]
                 i_Parameter += 1
+                w.acc = a
+                w.n = k
                 _e_din_ParameterType(w, x_Parameter)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_ParameterType(r: BitReader) -> _din.ParameterType:
     f_Name: str
@@ -6427,15 +8930,24 @@ def _d_din_ParameterType(r: BitReader) -> _din.ParameterType:
     return _din.ParameterType(Name=f_Name, ValueType=f_ValueType, boolValue=f_boolValue, byteValue=f_byteValue, shortValue=f_shortValue, intValue=f_intValue, physicalValue=f_physicalValue, stringValue=f_stringValue)
 
 def _e_din_ParameterType(w: BitWriter, o: _din.ParameterType) -> None:
+    a = w.acc
+    k = w.n
     if o.Name is None:
         raise encode_error('ParameterType.Name', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Name)
+    a = w.acc
+    k = w.n
     if o.ValueType is None:
         raise encode_error('ParameterType.ValueType', 'required value missing')
-    w.bits(_I_din_valueType[o.ValueType], 4)
+    a = (a << 4) | (_I_din_valueType[o.ValueType])
+    k += 4
     if o.boolValue is not None:
-        w.bits((1 if o.boolValue else 0) << 1, 6)
+        a = (a << 6) | (1 if o.boolValue else 0) << 1
+        k += 6
         if o.byteValue is not None:
             raise encode_error('ParameterType.byteValue', 'cannot be combined with boolValue')
         if o.shortValue is not None:
@@ -6449,7 +8961,8 @@ def _e_din_ParameterType(w: BitWriter, o: _din.ParameterType) -> None:
     elif o.byteValue is not None:
         if o.byteValue < -128 or o.byteValue > 127:
             raise encode_error('ParameterType.byteValue', f'{o.byteValue!r} outside -128..127')
-        w.bits((o.byteValue + 128) << 1 | 0x400, 13)
+        a = (a << 13) | (o.byteValue + 128) << 1 | 0x400
+        k += 13
         if o.shortValue is not None:
             raise encode_error('ParameterType.shortValue', 'cannot be combined with byteValue')
         if o.intValue is not None:
@@ -6459,11 +8972,25 @@ def _e_din_ParameterType(w: BitWriter, o: _din.ParameterType) -> None:
         if o.stringValue is not None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with byteValue')
     elif o.shortValue is not None:
-        w.bits(0x4, 4)
         if (w.strict and (o.shortValue < -32768 or o.shortValue > 32767)):
             raise encode_error('ParameterType.shortValue', f'{o.shortValue!r} outside -32768..32767')
-        w.integer(o.shortValue)
-        w.bits(0x0, 1)
+        a = (a << 5) | (1 if o.shortValue < 0 else 0) | 0x8
+        k += 5
+        u = -o.shortValue - 1 if o.shortValue < 0 else o.shortValue
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         if o.intValue is not None:
             raise encode_error('ParameterType.intValue', 'cannot be combined with shortValue')
         if o.physicalValue is not None:
@@ -6471,27 +8998,57 @@ def _e_din_ParameterType(w: BitWriter, o: _din.ParameterType) -> None:
         if o.stringValue is not None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with shortValue')
     elif o.intValue is not None:
-        w.bits(0x6, 4)
         if (w.strict and (o.intValue < -2147483648 or o.intValue > 2147483647)):
             raise encode_error('ParameterType.intValue', f'{o.intValue!r} outside -2147483648..2147483647')
-        w.integer(o.intValue)
-        w.bits(0x0, 1)
+        a = (a << 5) | (1 if o.intValue < 0 else 0) | 0xc
+        k += 5
+        u = -o.intValue - 1 if o.intValue < 0 else o.intValue
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         if o.physicalValue is not None:
             raise encode_error('ParameterType.physicalValue', 'cannot be combined with intValue')
         if o.stringValue is not None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with intValue')
     elif o.physicalValue is not None:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
+        w.acc = a
+        w.n = k
         _e_din_PhysicalValueType(w, o.physicalValue)
+        a = w.acc
+        k = w.n
         if o.stringValue is not None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with physicalValue')
     elif o.stringValue is not None:
-        w.bits(0xa, 4)
+        a = (a << 4) | 0xa
+        k += 4
+        w.acc = a
+        w.n = k
         w.string(o.stringValue)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     else:
         raise encode_error('ParameterType', 'missing SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_PaymentOptionsType(r: BitReader) -> _din.PaymentOptionsType:
     f_PaymentOption: list[_din.paymentOptionType] = []
@@ -6528,33 +9085,44 @@ def _d_din_PaymentOptionsType(r: BitReader) -> _din.PaymentOptionsType:
     return _din.PaymentOptionsType(PaymentOption=f_PaymentOption)
 
 def _e_din_PaymentOptionsType(w: BitWriter, o: _din.PaymentOptionsType) -> None:
+    a = w.acc
+    k = w.n
     i_PaymentOption = 0
     s = 0
     if i_PaymentOption < len(o.PaymentOption):
         x_PaymentOption = o.PaymentOption[i_PaymentOption]
         i_PaymentOption += 1
-        w.bits((_I_din_paymentOptionType[x_PaymentOption]) << 1, 4)
+        a = (a << 4) | (_I_din_paymentOptionType[x_PaymentOption]) << 1
+        k += 4
         s = 1
     else:
         raise encode_error('PaymentOptionsType', 'missing SE(PaymentOption)')
     if i_PaymentOption < len(o.PaymentOption):
         x_PaymentOption = o.PaymentOption[i_PaymentOption]
         i_PaymentOption += 1
-        w.bits((_I_din_paymentOptionType[x_PaymentOption]) << 1, 5)
+        a = (a << 5) | (_I_din_paymentOptionType[x_PaymentOption]) << 1
+        k += 5
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         while True:
             if i_PaymentOption < len(o.PaymentOption):
                 x_PaymentOption = o.PaymentOption[i_PaymentOption]
                 i_PaymentOption += 1
-                w.bits((_I_din_paymentOptionType[x_PaymentOption]) << 1, 5)
+                a = (a << 5) | (_I_din_paymentOptionType[x_PaymentOption]) << 1
+                k += 5
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_PhysicalValueType(r: BitReader) -> _din.PhysicalValueType:
     f_Multiplier: int
@@ -6608,37 +9176,74 @@ def _d_din_PhysicalValueType(r: BitReader) -> _din.PhysicalValueType:
     return _din.PhysicalValueType(Multiplier=f_Multiplier, Unit=f_Unit, Value=f_Value)
 
 def _e_din_PhysicalValueType(w: BitWriter, o: _din.PhysicalValueType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
     if o.Multiplier < -3 or o.Multiplier > 4 or (w.strict and (o.Multiplier > 3)):
         raise encode_error('PhysicalValueType.Multiplier', f'{o.Multiplier!r} outside -3..3')
-    w.bits((o.Multiplier + 3) << 1, 6)
+    a = (a << 6) | (o.Multiplier + 3) << 1
+    k += 6
     s = 1
     if o.Unit is not None:
-        w.bits((_I_din_unitSymbolType[o.Unit]) << 1, 8)
+        a = (a << 8) | (_I_din_unitSymbolType[o.Unit]) << 1
+        k += 8
         s = 2
     elif o.Value is not None:
-        w.bits(0x2, 3)
         if (w.strict and (o.Value < -32768 or o.Value > 32767)):
             raise encode_error('PhysicalValueType.Value', f'{o.Value!r} outside -32768..32767')
-        w.integer(o.Value)
-        w.bits(0x0, 1)
+        a = (a << 4) | (1 if o.Value < 0 else 0) | 0x4
+        k += 4
+        u = -o.Value - 1 if o.Value < 0 else o.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 3
     else:
         raise encode_error('PhysicalValueType', 'missing SE(Unit), SE(Value)')
     if s == 2:
         if o.Value is not None:
-            w.bits(0x0, 2)
             if (w.strict and (o.Value < -32768 or o.Value > 32767)):
                 raise encode_error('PhysicalValueType.Value', f'{o.Value!r} outside -32768..32767')
-            w.integer(o.Value)
-            w.bits(0x0, 1)
+            a = (a << 3) | (1 if o.Value < 0 else 0)
+            k += 3
+            u = -o.Value - 1 if o.Value < 0 else o.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 3
         else:
             raise encode_error('PhysicalValueType', 'missing SE(Value)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_ProfileEntryType(r: BitReader) -> _din.ProfileEntryType:
     f_ChargingProfileEntryStart: int
@@ -6664,19 +9269,52 @@ def _d_din_ProfileEntryType(r: BitReader) -> _din.ProfileEntryType:
     return _din.ProfileEntryType(ChargingProfileEntryStart=f_ChargingProfileEntryStart, ChargingProfileEntryMaxPower=f_ChargingProfileEntryMaxPower)
 
 def _e_din_ProfileEntryType(w: BitWriter, o: _din.ProfileEntryType) -> None:
+    a = w.acc
+    k = w.n
     if o.ChargingProfileEntryStart is None:
         raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.ChargingProfileEntryStart < 0 or (w.strict and (o.ChargingProfileEntryStart > 4294967295)):
         raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{o.ChargingProfileEntryStart!r} outside 0..4294967295')
-    w.uint(o.ChargingProfileEntryStart)
+    u = o.ChargingProfileEntryStart
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.ChargingProfileEntryMaxPower is None:
         raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'required value missing')
-    w.bits(0x0, 3)
     if (w.strict and (o.ChargingProfileEntryMaxPower < -32768 or o.ChargingProfileEntryMaxPower > 32767)):
         raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', f'{o.ChargingProfileEntryMaxPower!r} outside -32768..32767')
-    w.integer(o.ChargingProfileEntryMaxPower)
-    w.bits(0x0, 2)
+    a = (a << 4) | (1 if o.ChargingProfileEntryMaxPower < 0 else 0)
+    k += 4
+    u = -o.ChargingProfileEntryMaxPower - 1 if o.ChargingProfileEntryMaxPower < 0 else o.ChargingProfileEntryMaxPower
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_RelativeTimeIntervalType(r: BitReader) -> _din.RelativeTimeIntervalType:
     f_start: int
@@ -6716,29 +9354,65 @@ def _d_din_RelativeTimeIntervalType(r: BitReader) -> _din.RelativeTimeIntervalTy
     return _din.RelativeTimeIntervalType(start=f_start, duration=f_duration)
 
 def _e_din_RelativeTimeIntervalType(w: BitWriter, o: _din.RelativeTimeIntervalType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.start is None:
         raise encode_error('RelativeTimeIntervalType.start', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.start < 0 or (w.strict and (o.start > 4294967295)):
         raise encode_error('RelativeTimeIntervalType.start', f'{o.start!r} outside 0..4294967295')
-    w.uint(o.start)
-    w.bits(0x0, 1)
+    u = o.start
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 1
     if o.duration is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if o.duration < 0 or (w.strict and (o.duration > 4294967295)):
             raise encode_error('RelativeTimeIntervalType.duration', f'{o.duration!r} outside 0..4294967295')
-        w.uint(o.duration)
-        w.bits(0x0, 1)
+        u = o.duration
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_SAScheduleListType(r: BitReader) -> _din.SAScheduleListType:
     f_SAScheduleTuple: list[_din.SAScheduleTupleType] = []
@@ -6769,36 +9443,59 @@ def _d_din_SAScheduleListType(r: BitReader) -> _din.SAScheduleListType:
     return _din.SAScheduleListType(SAScheduleTuple=f_SAScheduleTuple)
 
 def _e_din_SAScheduleListType(w: BitWriter, o: _din.SAScheduleListType) -> None:
+    a = w.acc
+    k = w.n
     i_SAScheduleTuple = 0
     s = 0
     if i_SAScheduleTuple < len(o.SAScheduleTuple):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_SAScheduleTuple = o.SAScheduleTuple[i_SAScheduleTuple]
         i_SAScheduleTuple += 1
+        w.acc = a
+        w.n = k
         _e_din_SAScheduleTupleType(w, x_SAScheduleTuple)
+        a = w.acc
+        k = w.n
         s = 1
     else:
         raise encode_error('SAScheduleListType', 'missing SE(SAScheduleTuple)')
     if i_SAScheduleTuple < len(o.SAScheduleTuple):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_SAScheduleTuple = o.SAScheduleTuple[i_SAScheduleTuple]
         i_SAScheduleTuple += 1
+        w.acc = a
+        w.n = k
         _e_din_SAScheduleTupleType(w, x_SAScheduleTuple)
+        a = w.acc
+        k = w.n
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         while True:
             if i_SAScheduleTuple < len(o.SAScheduleTuple):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_SAScheduleTuple = o.SAScheduleTuple[i_SAScheduleTuple]
                 i_SAScheduleTuple += 1
+                w.acc = a
+                w.n = k
                 _e_din_SAScheduleTupleType(w, x_SAScheduleTuple)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_SAScheduleTupleType(r: BitReader) -> _din.SAScheduleTupleType:
     f_SAScheduleTupleID: int
@@ -6835,30 +9532,61 @@ def _d_din_SAScheduleTupleType(r: BitReader) -> _din.SAScheduleTupleType:
     return _din.SAScheduleTupleType(SAScheduleTupleID=f_SAScheduleTupleID, PMaxSchedule=f_PMaxSchedule, SalesTariff=f_SalesTariff)
 
 def _e_din_SAScheduleTupleType(w: BitWriter, o: _din.SAScheduleTupleType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.SAScheduleTupleID is None:
         raise encode_error('SAScheduleTupleType.SAScheduleTupleID', 'required value missing')
-    w.bits(0x0, 2)
     if (w.strict and (o.SAScheduleTupleID < -32768 or o.SAScheduleTupleID > 32767)):
         raise encode_error('SAScheduleTupleType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside -32768..32767')
-    w.integer(o.SAScheduleTupleID)
+    a = (a << 3) | (1 if o.SAScheduleTupleID < 0 else 0)
+    k += 3
+    u = -o.SAScheduleTupleID - 1 if o.SAScheduleTupleID < 0 else o.SAScheduleTupleID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.PMaxSchedule is None:
         raise encode_error('SAScheduleTupleType.PMaxSchedule', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     s = 1
+    w.acc = a
+    w.n = k
     _e_din_PMaxScheduleType(w, o.PMaxSchedule)
+    a = w.acc
+    k = w.n
     s = 2
     if o.SalesTariff is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_din_SalesTariffType(w, o.SalesTariff)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_SASchedulesType(r: BitReader) -> _din.SASchedulesType:
     if r.bits(1):
@@ -6866,7 +9594,14 @@ def _d_din_SASchedulesType(r: BitReader) -> _din.SASchedulesType:
     return _din.SASchedulesType()
 
 def _e_din_SASchedulesType(w: BitWriter, o: _din.SASchedulesType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_SalesTariffEntryType(r: BitReader) -> _din.SalesTariffEntryType:
     f_RelativeTimeInterval: _din.RelativeTimeIntervalType | None = None
@@ -6912,16 +9647,24 @@ def _d_din_SalesTariffEntryType(r: BitReader) -> _din.SalesTariffEntryType:
     return _din.SalesTariffEntryType(RelativeTimeInterval=f_RelativeTimeInterval, TimeInterval=f_TimeInterval, EPriceLevel=f_EPriceLevel, ConsumptionCost=f_ConsumptionCost)
 
 def _e_din_SalesTariffEntryType(w: BitWriter, o: _din.SalesTariffEntryType) -> None:
+    a = w.acc
+    k = w.n
     i_ConsumptionCost = 0
     s = 0
     if o.RelativeTimeInterval is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_din_RelativeTimeIntervalType(w, o.RelativeTimeInterval)
+        a = w.acc
+        k = w.n
         if o.TimeInterval is not None:
             raise encode_error('SalesTariffEntryType.TimeInterval', 'cannot be combined with RelativeTimeInterval')
         s = 1
     elif o.TimeInterval is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
         s = 1
     else:
         raise encode_error('SalesTariffEntryType', 'missing SE(RelativeTimeInterval), SE(TimeInterval)')
@@ -6929,28 +9672,45 @@ def _e_din_SalesTariffEntryType(w: BitWriter, o: _din.SalesTariffEntryType) -> N
         raise encode_error('SalesTariffEntryType.EPriceLevel', 'required value missing')
     if o.EPriceLevel < 0 or o.EPriceLevel > 255:
         raise encode_error('SalesTariffEntryType.EPriceLevel', f'{o.EPriceLevel!r} outside 0..255')
-    w.bits((o.EPriceLevel) << 1, 11)
+    a = (a << 11) | (o.EPriceLevel) << 1
+    k += 11
     s = 2
     if i_ConsumptionCost < len(o.ConsumptionCost):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_ConsumptionCost = o.ConsumptionCost[i_ConsumptionCost]
         i_ConsumptionCost += 1
+        w.acc = a
+        w.n = k
         _e_din_ConsumptionCostType(w, x_ConsumptionCost)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         while True:
             if i_ConsumptionCost < len(o.ConsumptionCost):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_ConsumptionCost = o.ConsumptionCost[i_ConsumptionCost]
                 i_ConsumptionCost += 1
+                w.acc = a
+                w.n = k
                 _e_din_ConsumptionCostType(w, x_ConsumptionCost)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_SalesTariffType(r: BitReader) -> _din.SalesTariffType:
     f_Id: str
@@ -7031,32 +9791,60 @@ def _d_din_SalesTariffType(r: BitReader) -> _din.SalesTariffType:
     return _din.SalesTariffType(Id=f_Id, SalesTariffID=f_SalesTariffID, SalesTariffDescription=f_SalesTariffDescription, NumEPriceLevels=f_NumEPriceLevels, SalesTariffEntry=f_SalesTariffEntry)
 
 def _e_din_SalesTariffType(w: BitWriter, o: _din.SalesTariffType) -> None:
+    a = w.acc
+    k = w.n
     i_SalesTariffEntry = 0
     s = 0
     if o.Id is None:
         raise encode_error('SalesTariffType.Id', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Id)
+    a = w.acc
+    k = w.n
     if o.SalesTariffID is None:
         raise encode_error('SalesTariffType.SalesTariffID', 'required value missing')
-    w.bits(0x0, 2)
-    s = 1
     if (w.strict and (o.SalesTariffID < -32768 or o.SalesTariffID > 32767)):
         raise encode_error('SalesTariffType.SalesTariffID', f'{o.SalesTariffID!r} outside -32768..32767')
-    w.integer(o.SalesTariffID)
-    w.bits(0x0, 1)
+    a = (a << 3) | (1 if o.SalesTariffID < 0 else 0)
+    k += 3
+    s = 1
+    u = -o.SalesTariffID - 1 if o.SalesTariffID < 0 else o.SalesTariffID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 2
     if o.SalesTariffDescription is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if len(o.SalesTariffDescription) > 32:
             raise encode_error('SalesTariffType.SalesTariffDescription', f'length {len(o.SalesTariffDescription)} outside 0..32')
+        w.acc = a
+        w.n = k
         w.string(o.SalesTariffDescription)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 3
     elif o.NumEPriceLevels is not None:
         if o.NumEPriceLevels < 0 or o.NumEPriceLevels > 255:
             raise encode_error('SalesTariffType.NumEPriceLevels', f'{o.NumEPriceLevels!r} outside 0..255')
-        w.bits((o.NumEPriceLevels) << 1 | 0x400, 12)
+        a = (a << 12) | (o.NumEPriceLevels) << 1 | 0x400
+        k += 12
         s = 4
     else:
         raise encode_error('SalesTariffType', 'missing SE(SalesTariffDescription), SE(NumEPriceLevels)')
@@ -7064,38 +9852,60 @@ def _e_din_SalesTariffType(w: BitWriter, o: _din.SalesTariffType) -> None:
         if o.NumEPriceLevels is not None:
             if o.NumEPriceLevels < 0 or o.NumEPriceLevels > 255:
                 raise encode_error('SalesTariffType.NumEPriceLevels', f'{o.NumEPriceLevels!r} outside 0..255')
-            w.bits((o.NumEPriceLevels) << 1, 11)
+            a = (a << 11) | (o.NumEPriceLevels) << 1
+            k += 11
             s = 4
         else:
             raise encode_error('SalesTariffType', 'missing SE(NumEPriceLevels)')
     if i_SalesTariffEntry < len(o.SalesTariffEntry):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_SalesTariffEntry = o.SalesTariffEntry[i_SalesTariffEntry]
         i_SalesTariffEntry += 1
+        w.acc = a
+        w.n = k
         _e_din_SalesTariffEntryType(w, x_SalesTariffEntry)
+        a = w.acc
+        k = w.n
         s = 5
     else:
         raise encode_error('SalesTariffType', 'missing SE(SalesTariffEntry)')
     if i_SalesTariffEntry < len(o.SalesTariffEntry):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_SalesTariffEntry = o.SalesTariffEntry[i_SalesTariffEntry]
         i_SalesTariffEntry += 1
+        w.acc = a
+        w.n = k
         _e_din_SalesTariffEntryType(w, x_SalesTariffEntry)
+        a = w.acc
+        k = w.n
         s = 6
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 6:
         while True:
             if i_SalesTariffEntry < len(o.SalesTariffEntry):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_SalesTariffEntry = o.SalesTariffEntry[i_SalesTariffEntry]
                 i_SalesTariffEntry += 1
+                w.acc = a
+                w.n = k
                 _e_din_SalesTariffEntryType(w, x_SalesTariffEntry)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_SelectedServiceListType(r: BitReader) -> _din.SelectedServiceListType:
     f_SelectedService: list[_din.SelectedServiceType] = []
@@ -7126,36 +9936,59 @@ def _d_din_SelectedServiceListType(r: BitReader) -> _din.SelectedServiceListType
     return _din.SelectedServiceListType(SelectedService=f_SelectedService)
 
 def _e_din_SelectedServiceListType(w: BitWriter, o: _din.SelectedServiceListType) -> None:
+    a = w.acc
+    k = w.n
     i_SelectedService = 0
     s = 0
     if i_SelectedService < len(o.SelectedService):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_SelectedService = o.SelectedService[i_SelectedService]
         i_SelectedService += 1
+        w.acc = a
+        w.n = k
         _e_din_SelectedServiceType(w, x_SelectedService)
+        a = w.acc
+        k = w.n
         s = 1
     else:
         raise encode_error('SelectedServiceListType', 'missing SE(SelectedService)')
     if i_SelectedService < len(o.SelectedService):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_SelectedService = o.SelectedService[i_SelectedService]
         i_SelectedService += 1
+        w.acc = a
+        w.n = k
         _e_din_SelectedServiceType(w, x_SelectedService)
+        a = w.acc
+        k = w.n
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         while True:
             if i_SelectedService < len(o.SelectedService):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_SelectedService = o.SelectedService[i_SelectedService]
                 i_SelectedService += 1
+                w.acc = a
+                w.n = k
                 _e_din_SelectedServiceType(w, x_SelectedService)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_SelectedServiceType(r: BitReader) -> _din.SelectedServiceType:
     f_ServiceID: int
@@ -7196,29 +10029,65 @@ def _d_din_SelectedServiceType(r: BitReader) -> _din.SelectedServiceType:
     return _din.SelectedServiceType(ServiceID=f_ServiceID, ParameterSetID=f_ParameterSetID)
 
 def _e_din_SelectedServiceType(w: BitWriter, o: _din.SelectedServiceType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.ServiceID is None:
         raise encode_error('SelectedServiceType.ServiceID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
         raise encode_error('SelectedServiceType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-    w.uint(o.ServiceID)
-    w.bits(0x0, 1)
+    u = o.ServiceID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 1
     if o.ParameterSetID is not None:
-        w.bits(0x0, 3)
         if (w.strict and (o.ParameterSetID < -32768 or o.ParameterSetID > 32767)):
             raise encode_error('SelectedServiceType.ParameterSetID', f'{o.ParameterSetID!r} outside -32768..32767')
-        w.integer(o.ParameterSetID)
-        w.bits(0x0, 1)
+        a = (a << 4) | (1 if o.ParameterSetID < 0 else 0)
+        k += 4
+        u = -o.ParameterSetID - 1 if o.ParameterSetID < 0 else o.ParameterSetID
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_ServiceChargeType(r: BitReader) -> _din.ServiceChargeType:
     f_ServiceTag: _din.ServiceTagType
@@ -7238,15 +10107,27 @@ def _d_din_ServiceChargeType(r: BitReader) -> _din.ServiceChargeType:
     return _din.ServiceChargeType(ServiceTag=f_ServiceTag, FreeService=f_FreeService, EnergyTransferType=f_EnergyTransferType)
 
 def _e_din_ServiceChargeType(w: BitWriter, o: _din.ServiceChargeType) -> None:
+    a = w.acc
+    k = w.n
     if o.ServiceTag is None:
         raise encode_error('ServiceChargeType.ServiceTag', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_din_ServiceTagType(w, o.ServiceTag)
+    a = w.acc
+    k = w.n
     if o.FreeService is None:
         raise encode_error('ServiceChargeType.FreeService', 'required value missing')
     if o.EnergyTransferType is None:
         raise encode_error('ServiceChargeType.EnergyTransferType', 'required value missing')
-    w.bits((1 if o.FreeService else 0) << 9 | (_I_din_EVSESupportedEnergyTransferType[o.EnergyTransferType]) << 2, 12)
+    a = (a << 12) | (1 if o.FreeService else 0) << 9 | (_I_din_EVSESupportedEnergyTransferType[o.EnergyTransferType]) << 2
+    k += 12
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_ServiceParameterListType(r: BitReader) -> _din.ServiceParameterListType:
     f_ParameterSet: list[_din.ParameterSetType] = []
@@ -7277,36 +10158,59 @@ def _d_din_ServiceParameterListType(r: BitReader) -> _din.ServiceParameterListTy
     return _din.ServiceParameterListType(ParameterSet=f_ParameterSet)
 
 def _e_din_ServiceParameterListType(w: BitWriter, o: _din.ServiceParameterListType) -> None:
+    a = w.acc
+    k = w.n
     i_ParameterSet = 0
     s = 0
     if i_ParameterSet < len(o.ParameterSet):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_ParameterSet = o.ParameterSet[i_ParameterSet]
         i_ParameterSet += 1
+        w.acc = a
+        w.n = k
         _e_din_ParameterSetType(w, x_ParameterSet)
+        a = w.acc
+        k = w.n
         s = 1
     else:
         raise encode_error('ServiceParameterListType', 'missing SE(ParameterSet)')
     if i_ParameterSet < len(o.ParameterSet):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_ParameterSet = o.ParameterSet[i_ParameterSet]
         i_ParameterSet += 1
+        w.acc = a
+        w.n = k
         _e_din_ParameterSetType(w, x_ParameterSet)
+        a = w.acc
+        k = w.n
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         while True:
             if i_ParameterSet < len(o.ParameterSet):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_ParameterSet = o.ParameterSet[i_ParameterSet]
                 i_ParameterSet += 1
+                w.acc = a
+                w.n = k
                 _e_din_ParameterSetType(w, x_ParameterSet)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_ServiceTagListType(r: BitReader) -> _din.ServiceTagListType:
     f_Service: list[_din.ServiceType] = []
@@ -7337,36 +10241,59 @@ def _d_din_ServiceTagListType(r: BitReader) -> _din.ServiceTagListType:
     return _din.ServiceTagListType(Service=f_Service)
 
 def _e_din_ServiceTagListType(w: BitWriter, o: _din.ServiceTagListType) -> None:
+    a = w.acc
+    k = w.n
     i_Service = 0
     s = 0
     if i_Service < len(o.Service):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_Service = o.Service[i_Service]
         i_Service += 1
+        w.acc = a
+        w.n = k
         _e_din_ServiceType(w, x_Service)
+        a = w.acc
+        k = w.n
         s = 1
     else:
         raise encode_error('ServiceTagListType', 'missing SE(Service)')
     if i_Service < len(o.Service):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_Service = o.Service[i_Service]
         i_Service += 1
+        w.acc = a
+        w.n = k
         _e_din_ServiceType(w, x_Service)
+        a = w.acc
+        k = w.n
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         while True:
             if i_Service < len(o.Service):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Service = o.Service[i_Service]
                 i_Service += 1
+                w.acc = a
+                w.n = k
                 _e_din_ServiceType(w, x_Service)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_ServiceTagType(r: BitReader) -> _din.ServiceTagType:
     f_ServiceID: int
@@ -7435,47 +10362,83 @@ def _d_din_ServiceTagType(r: BitReader) -> _din.ServiceTagType:
     return _din.ServiceTagType(ServiceID=f_ServiceID, ServiceName=f_ServiceName, ServiceCategory=f_ServiceCategory, ServiceScope=f_ServiceScope)
 
 def _e_din_ServiceTagType(w: BitWriter, o: _din.ServiceTagType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.ServiceID is None:
         raise encode_error('ServiceTagType.ServiceID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
         raise encode_error('ServiceTagType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-    w.uint(o.ServiceID)
-    w.bits(0x0, 1)
+    u = o.ServiceID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 1
     if o.ServiceName is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if len(o.ServiceName) > 32:
             raise encode_error('ServiceTagType.ServiceName', f'length {len(o.ServiceName)} outside 0..32')
+        w.acc = a
+        w.n = k
         w.string(o.ServiceName)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     elif o.ServiceCategory is not None:
-        w.bits((_I_din_serviceCategoryType[o.ServiceCategory]) << 1 | 0x10, 6)
+        a = (a << 6) | (_I_din_serviceCategoryType[o.ServiceCategory]) << 1 | 0x10
+        k += 6
         s = 3
     else:
         raise encode_error('ServiceTagType', 'missing SE(ServiceName), SE(ServiceCategory)')
     if s == 2:
         if o.ServiceCategory is not None:
-            w.bits((_I_din_serviceCategoryType[o.ServiceCategory]) << 1, 5)
+            a = (a << 5) | (_I_din_serviceCategoryType[o.ServiceCategory]) << 1
+            k += 5
             s = 3
         else:
             raise encode_error('ServiceTagType', 'missing SE(ServiceCategory)')
     if o.ServiceScope is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if len(o.ServiceScope) > 32:
             raise encode_error('ServiceTagType.ServiceScope', f'length {len(o.ServiceScope)} outside 0..32')
+        w.acc = a
+        w.n = k
         w.string(o.ServiceScope)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 4
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 4:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_ServiceType(r: BitReader) -> _din.ServiceType:
     f_ServiceTag: _din.ServiceTagType
@@ -7490,13 +10453,25 @@ def _d_din_ServiceType(r: BitReader) -> _din.ServiceType:
     return _din.ServiceType(ServiceTag=f_ServiceTag, FreeService=f_FreeService)
 
 def _e_din_ServiceType(w: BitWriter, o: _din.ServiceType) -> None:
+    a = w.acc
+    k = w.n
     if o.ServiceTag is None:
         raise encode_error('ServiceType.ServiceTag', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_din_ServiceTagType(w, o.ServiceTag)
+    a = w.acc
+    k = w.n
     if o.FreeService is None:
         raise encode_error('ServiceType.FreeService', 'required value missing')
-    w.bits((1 if o.FreeService else 0) << 2, 5)
+    a = (a << 5) | (1 if o.FreeService else 0) << 2
+    k += 5
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_SubCertificatesType(r: BitReader) -> _din.SubCertificatesType:
     f_Certificate: list[bytes] = []
@@ -7549,45 +10524,71 @@ def _d_din_SubCertificatesType(r: BitReader) -> _din.SubCertificatesType:
     return _din.SubCertificatesType(Certificate=f_Certificate)
 
 def _e_din_SubCertificatesType(w: BitWriter, o: _din.SubCertificatesType) -> None:
+    a = w.acc
+    k = w.n
     i_Certificate = 0
     s = 0
     if i_Certificate < len(o.Certificate):
         x_Certificate = o.Certificate[i_Certificate]
         i_Certificate += 1
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         if len(x_Certificate) > 1200:
             raise encode_error('SubCertificatesType.Certificate', f'length {len(x_Certificate)} outside 0..1200')
+        w.acc = a
+        w.n = k
         w.binary(x_Certificate)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 1
     else:
         raise encode_error('SubCertificatesType', 'missing SE(Certificate)')
     if i_Certificate < len(o.Certificate):
         x_Certificate = o.Certificate[i_Certificate]
         i_Certificate += 1
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if len(x_Certificate) > 1200:
             raise encode_error('SubCertificatesType.Certificate', f'length {len(x_Certificate)} outside 0..1200')
+        w.acc = a
+        w.n = k
         w.binary(x_Certificate)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         while True:
             if i_Certificate < len(o.Certificate):
                 x_Certificate = o.Certificate[i_Certificate]
                 i_Certificate += 1
-                w.bits(0x0, 3)
+                a <<= 3
+                k += 3
                 if len(x_Certificate) > 1200:
                     raise encode_error('SubCertificatesType.Certificate', f'length {len(x_Certificate)} outside 0..1200')
+                w.acc = a
+                w.n = k
                 w.binary(x_Certificate)
-                w.bits(0x0, 1)
+                a = w.acc
+                k = w.n
+                a <<= 1
+                k += 1
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_BodyBaseType(r: BitReader) -> _din.BodyBaseType:
     if r.bits(1):
@@ -7595,7 +10596,14 @@ def _d_din_BodyBaseType(r: BitReader) -> _din.BodyBaseType:
     return _din.BodyBaseType()
 
 def _e_din_BodyBaseType(w: BitWriter, o: _din.BodyBaseType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_BodyType(r: BitReader) -> _din.BodyType:
     kw: dict[str, Any] = {}
@@ -7809,9 +10817,12 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
     return _din.BodyType(**kw)
 
 def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.BodyElement is not None:
-        w.bits(0x0, 7)
+        a <<= 7
+        k += 7
         if o.CableCheckReq is not None:
             raise encode_error('BodyType.CableCheckReq', 'cannot be combined with BodyElement')
         if o.CableCheckRes is not None:
@@ -7882,8 +10893,13 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with BodyElement')
         s = 1
     elif o.CableCheckReq is not None:
-        w.bits(0x1, 6)
+        a = (a << 6) | 0x1
+        k += 6
+        w.acc = a
+        w.n = k
         _e_din_CableCheckReqType(w, o.CableCheckReq)
+        a = w.acc
+        k = w.n
         if o.CableCheckRes is not None:
             raise encode_error('BodyType.CableCheckRes', 'cannot be combined with CableCheckReq')
         if o.CertificateInstallationReq is not None:
@@ -7952,8 +10968,13 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CableCheckReq')
         s = 1
     elif o.CableCheckRes is not None:
-        w.bits(0x2, 6)
+        a = (a << 6) | 0x2
+        k += 6
+        w.acc = a
+        w.n = k
         _e_din_CableCheckResType(w, o.CableCheckRes)
+        a = w.acc
+        k = w.n
         if o.CertificateInstallationReq is not None:
             raise encode_error('BodyType.CertificateInstallationReq', 'cannot be combined with CableCheckRes')
         if o.CertificateInstallationRes is not None:
@@ -8020,8 +11041,13 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CableCheckRes')
         s = 1
     elif o.CertificateInstallationReq is not None:
-        w.bits(0x3, 6)
+        a = (a << 6) | 0x3
+        k += 6
+        w.acc = a
+        w.n = k
         _e_din_CertificateInstallationReqType(w, o.CertificateInstallationReq)
+        a = w.acc
+        k = w.n
         if o.CertificateInstallationRes is not None:
             raise encode_error('BodyType.CertificateInstallationRes', 'cannot be combined with CertificateInstallationReq')
         if o.CertificateUpdateReq is not None:
@@ -8086,8 +11112,13 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CertificateInstallationReq')
         s = 1
     elif o.CertificateInstallationRes is not None:
-        w.bits(0x4, 6)
+        a = (a << 6) | 0x4
+        k += 6
+        w.acc = a
+        w.n = k
         _e_din_CertificateInstallationResType(w, o.CertificateInstallationRes)
+        a = w.acc
+        k = w.n
         if o.CertificateUpdateReq is not None:
             raise encode_error('BodyType.CertificateUpdateReq', 'cannot be combined with CertificateInstallationRes')
         if o.CertificateUpdateRes is not None:
@@ -8150,8 +11181,13 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CertificateInstallationRes')
         s = 1
     elif o.CertificateUpdateReq is not None:
-        w.bits(0x5, 6)
+        a = (a << 6) | 0x5
+        k += 6
+        w.acc = a
+        w.n = k
         _e_din_CertificateUpdateReqType(w, o.CertificateUpdateReq)
+        a = w.acc
+        k = w.n
         if o.CertificateUpdateRes is not None:
             raise encode_error('BodyType.CertificateUpdateRes', 'cannot be combined with CertificateUpdateReq')
         if o.ChargeParameterDiscoveryReq is not None:
@@ -8212,8 +11248,13 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CertificateUpdateReq')
         s = 1
     elif o.CertificateUpdateRes is not None:
-        w.bits(0x6, 6)
+        a = (a << 6) | 0x6
+        k += 6
+        w.acc = a
+        w.n = k
         _e_din_CertificateUpdateResType(w, o.CertificateUpdateRes)
+        a = w.acc
+        k = w.n
         if o.ChargeParameterDiscoveryReq is not None:
             raise encode_error('BodyType.ChargeParameterDiscoveryReq', 'cannot be combined with CertificateUpdateRes')
         if o.ChargeParameterDiscoveryRes is not None:
@@ -8272,8 +11313,13 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CertificateUpdateRes')
         s = 1
     elif o.ChargeParameterDiscoveryReq is not None:
-        w.bits(0x7, 6)
+        a = (a << 6) | 0x7
+        k += 6
+        w.acc = a
+        w.n = k
         _e_din_ChargeParameterDiscoveryReqType(w, o.ChargeParameterDiscoveryReq)
+        a = w.acc
+        k = w.n
         if o.ChargeParameterDiscoveryRes is not None:
             raise encode_error('BodyType.ChargeParameterDiscoveryRes', 'cannot be combined with ChargeParameterDiscoveryReq')
         if o.ChargingStatusReq is not None:
@@ -8330,8 +11376,13 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ChargeParameterDiscoveryReq')
         s = 1
     elif o.ChargeParameterDiscoveryRes is not None:
-        w.bits(0x8, 6)
+        a = (a << 6) | 0x8
+        k += 6
+        w.acc = a
+        w.n = k
         _e_din_ChargeParameterDiscoveryResType(w, o.ChargeParameterDiscoveryRes)
+        a = w.acc
+        k = w.n
         if o.ChargingStatusReq is not None:
             raise encode_error('BodyType.ChargingStatusReq', 'cannot be combined with ChargeParameterDiscoveryRes')
         if o.ChargingStatusRes is not None:
@@ -8386,7 +11437,8 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ChargeParameterDiscoveryRes')
         s = 1
     elif o.ChargingStatusReq is not None:
-        w.bits(0x12, 7)
+        a = (a << 7) | 0x12
+        k += 7
         if o.ChargingStatusRes is not None:
             raise encode_error('BodyType.ChargingStatusRes', 'cannot be combined with ChargingStatusReq')
         if o.ContractAuthenticationReq is not None:
@@ -8439,8 +11491,13 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ChargingStatusReq')
         s = 1
     elif o.ChargingStatusRes is not None:
-        w.bits(0xa, 6)
+        a = (a << 6) | 0xa
+        k += 6
+        w.acc = a
+        w.n = k
         _e_din_ChargingStatusResType(w, o.ChargingStatusRes)
+        a = w.acc
+        k = w.n
         if o.ContractAuthenticationReq is not None:
             raise encode_error('BodyType.ContractAuthenticationReq', 'cannot be combined with ChargingStatusRes')
         if o.ContractAuthenticationRes is not None:
@@ -8491,8 +11548,13 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ChargingStatusRes')
         s = 1
     elif o.ContractAuthenticationReq is not None:
-        w.bits(0xb, 6)
+        a = (a << 6) | 0xb
+        k += 6
+        w.acc = a
+        w.n = k
         _e_din_ContractAuthenticationReqType(w, o.ContractAuthenticationReq)
+        a = w.acc
+        k = w.n
         if o.ContractAuthenticationRes is not None:
             raise encode_error('BodyType.ContractAuthenticationRes', 'cannot be combined with ContractAuthenticationReq')
         if o.CurrentDemandReq is not None:
@@ -8545,7 +11607,8 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('ContractAuthenticationResType.ResponseCode', 'required value missing')
         if o.ContractAuthenticationRes.EVSEProcessing is None:
             raise encode_error('ContractAuthenticationResType.EVSEProcessing', 'required value missing')
-        w.bits((_I_din_responseCodeType[o.ContractAuthenticationRes.ResponseCode]) << 6 | (_I_din_EVSEProcessingType[o.ContractAuthenticationRes.EVSEProcessing]) << 2 | 0x18000, 19)
+        a = (a << 19) | (_I_din_responseCodeType[o.ContractAuthenticationRes.ResponseCode]) << 6 | (_I_din_EVSEProcessingType[o.ContractAuthenticationRes.EVSEProcessing]) << 2 | 0x18000
+        k += 19
         if o.CurrentDemandReq is not None:
             raise encode_error('BodyType.CurrentDemandReq', 'cannot be combined with ContractAuthenticationRes')
         if o.CurrentDemandRes is not None:
@@ -8592,8 +11655,13 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ContractAuthenticationRes')
         s = 1
     elif o.CurrentDemandReq is not None:
-        w.bits(0xd, 6)
+        a = (a << 6) | 0xd
+        k += 6
+        w.acc = a
+        w.n = k
         _e_din_CurrentDemandReqType(w, o.CurrentDemandReq)
+        a = w.acc
+        k = w.n
         if o.CurrentDemandRes is not None:
             raise encode_error('BodyType.CurrentDemandRes', 'cannot be combined with CurrentDemandReq')
         if o.MeteringReceiptReq is not None:
@@ -8638,8 +11706,13 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CurrentDemandReq')
         s = 1
     elif o.CurrentDemandRes is not None:
-        w.bits(0xe, 6)
+        a = (a << 6) | 0xe
+        k += 6
+        w.acc = a
+        w.n = k
         _e_din_CurrentDemandResType(w, o.CurrentDemandRes)
+        a = w.acc
+        k = w.n
         if o.MeteringReceiptReq is not None:
             raise encode_error('BodyType.MeteringReceiptReq', 'cannot be combined with CurrentDemandRes')
         if o.MeteringReceiptRes is not None:
@@ -8682,8 +11755,13 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CurrentDemandRes')
         s = 1
     elif o.MeteringReceiptReq is not None:
-        w.bits(0xf, 6)
+        a = (a << 6) | 0xf
+        k += 6
+        w.acc = a
+        w.n = k
         _e_din_MeteringReceiptReqType(w, o.MeteringReceiptReq)
+        a = w.acc
+        k = w.n
         if o.MeteringReceiptRes is not None:
             raise encode_error('BodyType.MeteringReceiptRes', 'cannot be combined with MeteringReceiptReq')
         if o.PaymentDetailsReq is not None:
@@ -8734,13 +11812,27 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
         if o.MeteringReceiptRes.AC_EVSEStatus.NotificationMaxDelay is None:
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        w.bits((_I_din_responseCodeType[o.MeteringReceiptRes.ResponseCode]) << 12 | (1 if o.MeteringReceiptRes.AC_EVSEStatus.PowerSwitchClosed else 0) << 7 | (1 if o.MeteringReceiptRes.AC_EVSEStatus.RCD else 0) << 3 | 0x800000, 25)
+        a = (a << 25) | (_I_din_responseCodeType[o.MeteringReceiptRes.ResponseCode]) << 12 | (1 if o.MeteringReceiptRes.AC_EVSEStatus.PowerSwitchClosed else 0) << 7 | (1 if o.MeteringReceiptRes.AC_EVSEStatus.RCD else 0) << 3 | 0x800000
+        k += 25
         if o.MeteringReceiptRes.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.MeteringReceiptRes.AC_EVSEStatus.NotificationMaxDelay > 4294967295)):
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.MeteringReceiptRes.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..4294967295')
-        w.uint(o.MeteringReceiptRes.AC_EVSEStatus.NotificationMaxDelay)
+        u = o.MeteringReceiptRes.AC_EVSEStatus.NotificationMaxDelay
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.MeteringReceiptRes.AC_EVSEStatus.EVSENotification is None:
             raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-        w.bits((_I_din_EVSENotificationType[o.MeteringReceiptRes.AC_EVSEStatus.EVSENotification]) << 3, 8)
+        a = (a << 8) | (_I_din_EVSENotificationType[o.MeteringReceiptRes.AC_EVSEStatus.EVSENotification]) << 3
+        k += 8
         if o.PaymentDetailsReq is not None:
             raise encode_error('BodyType.PaymentDetailsReq', 'cannot be combined with MeteringReceiptRes')
         if o.PaymentDetailsRes is not None:
@@ -8779,8 +11871,13 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with MeteringReceiptRes')
         s = 1
     elif o.PaymentDetailsReq is not None:
-        w.bits(0x11, 6)
+        a = (a << 6) | 0x11
+        k += 6
+        w.acc = a
+        w.n = k
         _e_din_PaymentDetailsReqType(w, o.PaymentDetailsReq)
+        a = w.acc
+        k = w.n
         if o.PaymentDetailsRes is not None:
             raise encode_error('BodyType.PaymentDetailsRes', 'cannot be combined with PaymentDetailsReq')
         if o.PowerDeliveryReq is not None:
@@ -8821,15 +11918,34 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('PaymentDetailsResType.ResponseCode', 'required value missing')
         if o.PaymentDetailsRes.GenChallenge is None:
             raise encode_error('PaymentDetailsResType.GenChallenge', 'required value missing')
-        w.bits((_I_din_responseCodeType[o.PaymentDetailsRes.ResponseCode]) << 3 | 0x4800, 16)
+        a = (a << 16) | (_I_din_responseCodeType[o.PaymentDetailsRes.ResponseCode]) << 3 | 0x4800
+        k += 16
+        w.acc = a
+        w.n = k
         w.string(o.PaymentDetailsRes.GenChallenge)
+        a = w.acc
+        k = w.n
         if o.PaymentDetailsRes.DateTimeNow is None:
             raise encode_error('PaymentDetailsResType.DateTimeNow', 'required value missing')
-        w.bits(0x0, 3)
         if (w.strict and (o.PaymentDetailsRes.DateTimeNow < -9223372036854775808 or o.PaymentDetailsRes.DateTimeNow > 9223372036854775807)):
             raise encode_error('PaymentDetailsResType.DateTimeNow', f'{o.PaymentDetailsRes.DateTimeNow!r} outside -9223372036854775808..9223372036854775807')
-        w.integer(o.PaymentDetailsRes.DateTimeNow)
-        w.bits(0x0, 2)
+        a = (a << 4) | (1 if o.PaymentDetailsRes.DateTimeNow < 0 else 0)
+        k += 4
+        u = -o.PaymentDetailsRes.DateTimeNow - 1 if o.PaymentDetailsRes.DateTimeNow < 0 else o.PaymentDetailsRes.DateTimeNow
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         if o.PowerDeliveryReq is not None:
             raise encode_error('BodyType.PowerDeliveryReq', 'cannot be combined with PaymentDetailsRes')
         if o.PowerDeliveryRes is not None:
@@ -8864,8 +11980,13 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PaymentDetailsRes')
         s = 1
     elif o.PowerDeliveryReq is not None:
-        w.bits(0x13, 6)
+        a = (a << 6) | 0x13
+        k += 6
+        w.acc = a
+        w.n = k
         _e_din_PowerDeliveryReqType(w, o.PowerDeliveryReq)
+        a = w.acc
+        k = w.n
         if o.PowerDeliveryRes is not None:
             raise encode_error('BodyType.PowerDeliveryRes', 'cannot be combined with PowerDeliveryReq')
         if o.PreChargeReq is not None:
@@ -8898,8 +12019,13 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PowerDeliveryReq')
         s = 1
     elif o.PowerDeliveryRes is not None:
-        w.bits(0x14, 6)
+        a = (a << 6) | 0x14
+        k += 6
+        w.acc = a
+        w.n = k
         _e_din_PowerDeliveryResType(w, o.PowerDeliveryRes)
+        a = w.acc
+        k = w.n
         if o.PreChargeReq is not None:
             raise encode_error('BodyType.PreChargeReq', 'cannot be combined with PowerDeliveryRes')
         if o.PreChargeRes is not None:
@@ -8930,8 +12056,13 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PowerDeliveryRes')
         s = 1
     elif o.PreChargeReq is not None:
-        w.bits(0x15, 6)
+        a = (a << 6) | 0x15
+        k += 6
+        w.acc = a
+        w.n = k
         _e_din_PreChargeReqType(w, o.PreChargeReq)
+        a = w.acc
+        k = w.n
         if o.PreChargeRes is not None:
             raise encode_error('BodyType.PreChargeRes', 'cannot be combined with PreChargeReq')
         if o.ServiceDetailReq is not None:
@@ -8960,8 +12091,13 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PreChargeReq')
         s = 1
     elif o.PreChargeRes is not None:
-        w.bits(0x16, 6)
+        a = (a << 6) | 0x16
+        k += 6
+        w.acc = a
+        w.n = k
         _e_din_PreChargeResType(w, o.PreChargeRes)
+        a = w.acc
+        k = w.n
         if o.ServiceDetailReq is not None:
             raise encode_error('BodyType.ServiceDetailReq', 'cannot be combined with PreChargeRes')
         if o.ServiceDetailRes is not None:
@@ -8990,11 +12126,25 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
     elif o.ServiceDetailReq is not None:
         if o.ServiceDetailReq.ServiceID is None:
             raise encode_error('ServiceDetailReqType.ServiceID', 'required value missing')
-        w.bits(0x5c, 8)
+        a = (a << 8) | 0x5c
+        k += 8
         if o.ServiceDetailReq.ServiceID < 0 or (w.strict and (o.ServiceDetailReq.ServiceID > 65535)):
             raise encode_error('ServiceDetailReqType.ServiceID', f'{o.ServiceDetailReq.ServiceID!r} outside 0..65535')
-        w.uint(o.ServiceDetailReq.ServiceID)
-        w.bits(0x0, 2)
+        u = o.ServiceDetailReq.ServiceID
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         if o.ServiceDetailRes is not None:
             raise encode_error('BodyType.ServiceDetailRes', 'cannot be combined with ServiceDetailReq')
         if o.ServiceDiscoveryReq is not None:
@@ -9019,8 +12169,13 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ServiceDetailReq')
         s = 1
     elif o.ServiceDetailRes is not None:
-        w.bits(0x18, 6)
+        a = (a << 6) | 0x18
+        k += 6
+        w.acc = a
+        w.n = k
         _e_din_ServiceDetailResType(w, o.ServiceDetailRes)
+        a = w.acc
+        k = w.n
         if o.ServiceDiscoveryReq is not None:
             raise encode_error('BodyType.ServiceDiscoveryReq', 'cannot be combined with ServiceDetailRes')
         if o.ServiceDiscoveryRes is not None:
@@ -9043,8 +12198,13 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ServiceDetailRes')
         s = 1
     elif o.ServiceDiscoveryReq is not None:
-        w.bits(0x19, 6)
+        a = (a << 6) | 0x19
+        k += 6
+        w.acc = a
+        w.n = k
         _e_din_ServiceDiscoveryReqType(w, o.ServiceDiscoveryReq)
+        a = w.acc
+        k = w.n
         if o.ServiceDiscoveryRes is not None:
             raise encode_error('BodyType.ServiceDiscoveryRes', 'cannot be combined with ServiceDiscoveryReq')
         if o.ServicePaymentSelectionReq is not None:
@@ -9065,8 +12225,13 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ServiceDiscoveryReq')
         s = 1
     elif o.ServiceDiscoveryRes is not None:
-        w.bits(0x1a, 6)
+        a = (a << 6) | 0x1a
+        k += 6
+        w.acc = a
+        w.n = k
         _e_din_ServiceDiscoveryResType(w, o.ServiceDiscoveryRes)
+        a = w.acc
+        k = w.n
         if o.ServicePaymentSelectionReq is not None:
             raise encode_error('BodyType.ServicePaymentSelectionReq', 'cannot be combined with ServiceDiscoveryRes')
         if o.ServicePaymentSelectionRes is not None:
@@ -9085,8 +12250,13 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ServiceDiscoveryRes')
         s = 1
     elif o.ServicePaymentSelectionReq is not None:
-        w.bits(0x1b, 6)
+        a = (a << 6) | 0x1b
+        k += 6
+        w.acc = a
+        w.n = k
         _e_din_ServicePaymentSelectionReqType(w, o.ServicePaymentSelectionReq)
+        a = w.acc
+        k = w.n
         if o.ServicePaymentSelectionRes is not None:
             raise encode_error('BodyType.ServicePaymentSelectionRes', 'cannot be combined with ServicePaymentSelectionReq')
         if o.SessionSetupReq is not None:
@@ -9105,7 +12275,8 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
     elif o.ServicePaymentSelectionRes is not None:
         if o.ServicePaymentSelectionRes.ResponseCode is None:
             raise encode_error('ServicePaymentSelectionResType.ResponseCode', 'required value missing')
-        w.bits((_I_din_responseCodeType[o.ServicePaymentSelectionRes.ResponseCode]) << 2 | 0x3800, 15)
+        a = (a << 15) | (_I_din_responseCodeType[o.ServicePaymentSelectionRes.ResponseCode]) << 2 | 0x3800
+        k += 15
         if o.SessionSetupReq is not None:
             raise encode_error('BodyType.SessionSetupReq', 'cannot be combined with ServicePaymentSelectionRes')
         if o.SessionSetupRes is not None:
@@ -9122,11 +12293,17 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
     elif o.SessionSetupReq is not None:
         if o.SessionSetupReq.EVCCID is None:
             raise encode_error('SessionSetupReqType.EVCCID', 'required value missing')
-        w.bits(0x74, 8)
+        a = (a << 8) | 0x74
+        k += 8
         if len(o.SessionSetupReq.EVCCID) > 8:
             raise encode_error('SessionSetupReqType.EVCCID', f'length {len(o.SessionSetupReq.EVCCID)} outside 0..8')
+        w.acc = a
+        w.n = k
         w.binary(o.SessionSetupReq.EVCCID)
-        w.bits(0x0, 2)
+        a = w.acc
+        k = w.n
+        a <<= 2
+        k += 2
         if o.SessionSetupRes is not None:
             raise encode_error('BodyType.SessionSetupRes', 'cannot be combined with SessionSetupReq')
         if o.SessionStopReq is not None:
@@ -9139,8 +12316,13 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with SessionSetupReq')
         s = 1
     elif o.SessionSetupRes is not None:
-        w.bits(0x1e, 6)
+        a = (a << 6) | 0x1e
+        k += 6
+        w.acc = a
+        w.n = k
         _e_din_SessionSetupResType(w, o.SessionSetupRes)
+        a = w.acc
+        k = w.n
         if o.SessionStopReq is not None:
             raise encode_error('BodyType.SessionStopReq', 'cannot be combined with SessionSetupRes')
         if o.SessionStopRes is not None:
@@ -9151,7 +12333,8 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with SessionSetupRes')
         s = 1
     elif o.SessionStopReq is not None:
-        w.bits(0x3e, 7)
+        a = (a << 7) | 0x3e
+        k += 7
         if o.SessionStopRes is not None:
             raise encode_error('BodyType.SessionStopRes', 'cannot be combined with SessionStopReq')
         if o.WeldingDetectionReq is not None:
@@ -9162,29 +12345,46 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
     elif o.SessionStopRes is not None:
         if o.SessionStopRes.ResponseCode is None:
             raise encode_error('SessionStopResType.ResponseCode', 'required value missing')
-        w.bits((_I_din_responseCodeType[o.SessionStopRes.ResponseCode]) << 2 | 0x4000, 15)
+        a = (a << 15) | (_I_din_responseCodeType[o.SessionStopRes.ResponseCode]) << 2 | 0x4000
+        k += 15
         if o.WeldingDetectionReq is not None:
             raise encode_error('BodyType.WeldingDetectionReq', 'cannot be combined with SessionStopRes')
         if o.WeldingDetectionRes is not None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with SessionStopRes')
         s = 1
     elif o.WeldingDetectionReq is not None:
-        w.bits(0x21, 6)
+        a = (a << 6) | 0x21
+        k += 6
+        w.acc = a
+        w.n = k
         _e_din_WeldingDetectionReqType(w, o.WeldingDetectionReq)
+        a = w.acc
+        k = w.n
         if o.WeldingDetectionRes is not None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with WeldingDetectionReq')
         s = 1
     elif o.WeldingDetectionRes is not None:
-        w.bits(0x22, 6)
+        a = (a << 6) | 0x22
+        k += 6
+        w.acc = a
+        w.n = k
         _e_din_WeldingDetectionResType(w, o.WeldingDetectionRes)
+        a = w.acc
+        k = w.n
         s = 1
     else:
-        w.bits(0x23, 6)
+        a = (a << 6) | 0x23
+        k += 6
         s = -1
     if s == 1:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_V2G_Message(r: BitReader) -> _din.V2G_Message:
     f_Header: _din.MessageHeaderType
@@ -9200,15 +12400,32 @@ def _d_din_V2G_Message(r: BitReader) -> _din.V2G_Message:
     return _din.V2G_Message(Header=f_Header, Body=f_Body)
 
 def _e_din_V2G_Message(w: BitWriter, o: _din.V2G_Message) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('V2G_Message.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_din_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.Body is None:
         raise encode_error('V2G_Message.Body', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_din_BodyType(w, o.Body)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_din_MessageHeaderType(r: BitReader) -> _din.MessageHeaderType:
     f_SessionID: bytes
@@ -9253,38 +12470,68 @@ def _d_din_MessageHeaderType(r: BitReader) -> _din.MessageHeaderType:
     return _din.MessageHeaderType(SessionID=f_SessionID, Notification=f_Notification, Signature=f_Signature)
 
 def _e_din_MessageHeaderType(w: BitWriter, o: _din.MessageHeaderType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.SessionID is None:
         raise encode_error('MessageHeaderType.SessionID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if len(o.SessionID) > 8:
         raise encode_error('MessageHeaderType.SessionID', f'length {len(o.SessionID)} outside 0..8')
+    w.acc = a
+    w.n = k
     w.binary(o.SessionID)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     s = 1
     if o.Notification is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_din_NotificationType(w, o.Notification)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.Signature is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_xmldsig_SignatureType(w, o.Signature)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         s = -1
     if s == 2:
         if o.Signature is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_SignatureType(w, o.Signature)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v0(r: BitReader) -> object:
     c = r.bits(9)
@@ -9299,9 +12546,21 @@ def _d_v0(r: BitReader) -> object:
     return v
 
 def _e_v0(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v1(r: BitReader) -> object:
     c = r.bits(9)
@@ -9316,9 +12575,21 @@ def _d_v1(r: BitReader) -> object:
     return v
 
 def _e_v1(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v2(r: BitReader) -> object:
     c = r.bits(3)
@@ -9328,7 +12599,14 @@ def _d_v2(r: BitReader) -> object:
     return v
 
 def _e_v2(w: BitWriter, o: Any) -> None:
-    w.bits((1 if o else 0) << 1, 3)
+    a = w.acc
+    k = w.n
+    a = (a << 3) | (1 if o else 0) << 1
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v3(r: BitReader) -> object:
     c = r.bits(9)
@@ -9338,9 +12616,16 @@ def _d_v3(r: BitReader) -> object:
     return v
 
 def _e_v3(w: BitWriter, o: Any) -> None:
+    a = w.acc
+    k = w.n
     if o < 0 or o > 127 or (w.strict and (o > 100)):
         raise encode_error('value', f'{o!r} outside 0..100')
-    w.bits((o) << 1, 9)
+    a = (a << 9) | (o) << 1
+    k += 9
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v4(r: BitReader) -> object:
     c = r.bits(9)
@@ -9355,11 +12640,23 @@ def _d_v4(r: BitReader) -> object:
     return v
 
 def _e_v4(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 1200:
         raise encode_error('value', f'length {len(o)} outside 0..1200')
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v5(r: BitReader) -> object:
     c = r.bits(10)
@@ -9375,11 +12672,31 @@ def _d_v5(r: BitReader) -> object:
     return v
 
 def _e_v5(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
     if (w.strict and (o < -32768 or o > 32767)):
         raise encode_error('value', f'{o!r} outside -32768..32767')
-    w.integer(o)
-    w.bits(0x0, 1)
+    a = (a << 2) | (1 if o < 0 else 0)
+    k += 2
+    u = -o - 1 if o < 0 else o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v6(r: BitReader) -> object:
     c = r.bits(9)
@@ -9394,11 +12711,31 @@ def _d_v6(r: BitReader) -> object:
     return v
 
 def _e_v6(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if o < 0 or (w.strict and (o > 4294967295)):
         raise encode_error('value', f'{o!r} outside 0..4294967295')
-    w.uint(o)
-    w.bits(0x0, 1)
+    u = o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v7(r: BitReader) -> object:
     c = r.bits(9)
@@ -9413,11 +12750,23 @@ def _d_v7(r: BitReader) -> object:
     return v
 
 def _e_v7(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 24:
         raise encode_error('value', f'length {len(o)} outside 0..24')
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v8(r: BitReader) -> object:
     c = r.bits(9)
@@ -9432,11 +12781,23 @@ def _d_v8(r: BitReader) -> object:
     return v
 
 def _e_v8(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 128:
         raise encode_error('value', f'length {len(o)} outside 0..128')
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v9(r: BitReader) -> object:
     c = r.bits(9)
@@ -9451,11 +12812,23 @@ def _d_v9(r: BitReader) -> object:
     return v
 
 def _e_v9(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 256:
         raise encode_error('value', f'length {len(o)} outside 0..256')
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v10(r: BitReader) -> object:
     c = r.bits(10)
@@ -9471,11 +12844,31 @@ def _d_v10(r: BitReader) -> object:
     return v
 
 def _e_v10(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
     if (w.strict and (o < -9223372036854775808 or o > 9223372036854775807)):
         raise encode_error('value', f'{o!r} outside -9223372036854775808..9223372036854775807')
-    w.integer(o)
-    w.bits(0x0, 1)
+    a = (a << 2) | (1 if o < 0 else 0)
+    k += 2
+    u = -o - 1 if o < 0 else o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v11(r: BitReader) -> object:
     c = r.bits(10)
@@ -9485,9 +12878,16 @@ def _d_v11(r: BitReader) -> object:
     return v
 
 def _e_v11(w: BitWriter, o: Any) -> None:
+    a = w.acc
+    k = w.n
     if o < 0 or o > 255:
         raise encode_error('value', f'{o!r} outside 0..255')
-    w.bits((o) << 1, 10)
+    a = (a << 10) | (o) << 1
+    k += 10
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v12(r: BitReader) -> object:
     c = r.bits(9)
@@ -9502,11 +12902,23 @@ def _d_v12(r: BitReader) -> object:
     return v
 
 def _e_v12(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 8:
         raise encode_error('value', f'length {len(o)} outside 0..8')
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v13(r: BitReader) -> object:
     c = r.bits(6)
@@ -9519,7 +12931,14 @@ def _d_v13(r: BitReader) -> object:
     return v
 
 def _e_v13(w: BitWriter, o: Any) -> None:
-    w.bits((_I_din_DC_EVErrorCodeType[o]) << 1, 6)
+    a = w.acc
+    k = w.n
+    a = (a << 6) | (_I_din_DC_EVErrorCodeType[o]) << 1
+    k += 6
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v14(r: BitReader) -> object:
     c = r.bits(5)
@@ -9532,7 +12951,14 @@ def _d_v14(r: BitReader) -> object:
     return v
 
 def _e_v14(w: BitWriter, o: Any) -> None:
-    w.bits((_I_din_EVRequestedEnergyTransferType[o]) << 1, 5)
+    a = w.acc
+    k = w.n
+    a = (a << 5) | (_I_din_EVRequestedEnergyTransferType[o]) << 1
+    k += 5
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v15(r: BitReader) -> object:
     c = r.bits(9)
@@ -9547,11 +12973,23 @@ def _d_v15(r: BitReader) -> object:
     return v
 
 def _e_v15(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 32:
         raise encode_error('value', f'length {len(o)} outside 0..32')
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v16(r: BitReader) -> object:
     c = r.bits(4)
@@ -9561,7 +12999,14 @@ def _d_v16(r: BitReader) -> object:
     return v
 
 def _e_v16(w: BitWriter, o: Any) -> None:
-    w.bits((_I_din_isolationLevelType[o]) << 1, 4)
+    a = w.acc
+    k = w.n
+    a = (a << 4) | (_I_din_isolationLevelType[o]) << 1
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v17(r: BitReader) -> object:
     c = r.bits(4)
@@ -9574,7 +13019,14 @@ def _d_v17(r: BitReader) -> object:
     return v
 
 def _e_v17(w: BitWriter, o: Any) -> None:
-    w.bits((_I_din_EVSENotificationType[o]) << 1, 4)
+    a = w.acc
+    k = w.n
+    a = (a << 4) | (_I_din_EVSENotificationType[o]) << 1
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v18(r: BitReader) -> object:
     c = r.bits(3)
@@ -9584,7 +13036,14 @@ def _d_v18(r: BitReader) -> object:
     return v
 
 def _e_v18(w: BitWriter, o: Any) -> None:
-    w.bits((_I_din_EVSEProcessingType[o]) << 1, 3)
+    a = w.acc
+    k = w.n
+    a = (a << 3) | (_I_din_EVSEProcessingType[o]) << 1
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v19(r: BitReader) -> object:
     c = r.bits(6)
@@ -9597,7 +13056,14 @@ def _d_v19(r: BitReader) -> object:
     return v
 
 def _e_v19(w: BitWriter, o: Any) -> None:
-    w.bits((_I_din_DC_EVSEStatusCodeType[o]) << 1, 6)
+    a = w.acc
+    k = w.n
+    a = (a << 6) | (_I_din_DC_EVSEStatusCodeType[o]) << 1
+    k += 6
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v20(r: BitReader) -> object:
     c = r.bits(6)
@@ -9610,7 +13076,14 @@ def _d_v20(r: BitReader) -> object:
     return v
 
 def _e_v20(w: BitWriter, o: Any) -> None:
-    w.bits((_I_din_EVSESupportedEnergyTransferType[o]) << 1, 6)
+    a = w.acc
+    k = w.n
+    a = (a << 6) | (_I_din_EVSESupportedEnergyTransferType[o]) << 1
+    k += 6
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v21(r: BitReader) -> object:
     c = r.bits(9)
@@ -9625,9 +13098,21 @@ def _d_v21(r: BitReader) -> object:
     return v
 
 def _e_v21(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v22(r: BitReader) -> object:
     c = r.bits(4)
@@ -9640,7 +13125,14 @@ def _d_v22(r: BitReader) -> object:
     return v
 
 def _e_v22(w: BitWriter, o: Any) -> None:
-    w.bits((_I_din_faultCodeType[o]) << 1, 4)
+    a = w.acc
+    k = w.n
+    a = (a << 4) | (_I_din_faultCodeType[o]) << 1
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v23(r: BitReader) -> object:
     c = r.bits(9)
@@ -9655,11 +13147,23 @@ def _d_v23(r: BitReader) -> object:
     return v
 
 def _e_v23(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 64:
         raise encode_error('value', f'length {len(o)} outside 0..64')
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v24(r: BitReader) -> object:
     c = r.bits(9)
@@ -9674,9 +13178,21 @@ def _d_v24(r: BitReader) -> object:
     return v
 
 def _e_v24(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v25(r: BitReader) -> object:
     c = r.bits(10)
@@ -9692,9 +13208,29 @@ def _d_v25(r: BitReader) -> object:
     return v
 
 def _e_v25(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
-    w.integer(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a = (a << 2) | (1 if o < 0 else 0)
+    k += 2
+    u = -o - 1 if o < 0 else o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v26(r: BitReader) -> object:
     c = r.bits(9)
@@ -9709,11 +13245,23 @@ def _d_v26(r: BitReader) -> object:
     return v
 
 def _e_v26(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 32:
         raise encode_error('value', f'length {len(o)} outside 0..32')
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v27(r: BitReader) -> object:
     c = r.bits(10)
@@ -9729,11 +13277,31 @@ def _d_v27(r: BitReader) -> object:
     return v
 
 def _e_v27(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
     if (w.strict and (o < -32768 or o > 32767)):
         raise encode_error('value', f'{o!r} outside -32768..32767')
-    w.integer(o)
-    w.bits(0x0, 1)
+    a = (a << 2) | (1 if o < 0 else 0)
+    k += 2
+    u = -o - 1 if o < 0 else o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v28(r: BitReader) -> object:
     c = r.bits(5)
@@ -9743,9 +13311,16 @@ def _d_v28(r: BitReader) -> object:
     return v
 
 def _e_v28(w: BitWriter, o: Any) -> None:
+    a = w.acc
+    k = w.n
     if o < -3 or o > 4 or (w.strict and (o > 3)):
         raise encode_error('value', f'{o!r} outside -3..3')
-    w.bits((o + 3) << 1, 5)
+    a = (a << 5) | (o + 3) << 1
+    k += 5
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v29(r: BitReader) -> object:
     c = r.bits(9)
@@ -9760,9 +13335,21 @@ def _d_v29(r: BitReader) -> object:
     return v
 
 def _e_v29(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v30(r: BitReader) -> object:
     c = r.bits(10)
@@ -9778,11 +13365,31 @@ def _d_v30(r: BitReader) -> object:
     return v
 
 def _e_v30(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
     if (w.strict and (o < -32768 or o > 32767)):
         raise encode_error('value', f'{o!r} outside -32768..32767')
-    w.integer(o)
-    w.bits(0x0, 1)
+    a = (a << 2) | (1 if o < 0 else 0)
+    k += 2
+    u = -o - 1 if o < 0 else o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v31(r: BitReader) -> object:
     c = r.bits(10)
@@ -9798,11 +13405,31 @@ def _d_v31(r: BitReader) -> object:
     return v
 
 def _e_v31(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
     if (w.strict and (o < -32768 or o > 32767)):
         raise encode_error('value', f'{o!r} outside -32768..32767')
-    w.integer(o)
-    w.bits(0x0, 1)
+    a = (a << 2) | (1 if o < 0 else 0)
+    k += 2
+    u = -o - 1 if o < 0 else o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v32(r: BitReader) -> object:
     c = r.bits(3)
@@ -9812,7 +13439,14 @@ def _d_v32(r: BitReader) -> object:
     return v
 
 def _e_v32(w: BitWriter, o: Any) -> None:
-    w.bits((_I_din_paymentOptionType[o]) << 1, 3)
+    a = w.acc
+    k = w.n
+    a = (a << 3) | (_I_din_paymentOptionType[o]) << 1
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v33(r: BitReader) -> object:
     c = r.bits(7)
@@ -9825,7 +13459,14 @@ def _d_v33(r: BitReader) -> object:
     return v
 
 def _e_v33(w: BitWriter, o: Any) -> None:
-    w.bits((_I_din_responseCodeType[o]) << 1, 7)
+    a = w.acc
+    k = w.n
+    a = (a << 7) | (_I_din_responseCodeType[o]) << 1
+    k += 7
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v34(r: BitReader) -> object:
     c = r.bits(9)
@@ -9840,11 +13481,23 @@ def _d_v34(r: BitReader) -> object:
     return v
 
 def _e_v34(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 40:
         raise encode_error('value', f'length {len(o)} outside 0..40')
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v35(r: BitReader) -> object:
     c = r.bits(9)
@@ -9859,11 +13512,23 @@ def _d_v35(r: BitReader) -> object:
     return v
 
 def _e_v35(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 32:
         raise encode_error('value', f'length {len(o)} outside 0..32')
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v36(r: BitReader) -> object:
     c = r.bits(4)
@@ -9873,7 +13538,14 @@ def _d_v36(r: BitReader) -> object:
     return v
 
 def _e_v36(w: BitWriter, o: Any) -> None:
-    w.bits((_I_din_serviceCategoryType[o]) << 1, 4)
+    a = w.acc
+    k = w.n
+    a = (a << 4) | (_I_din_serviceCategoryType[o]) << 1
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v37(r: BitReader) -> object:
     c = r.bits(9)
@@ -9888,11 +13560,31 @@ def _d_v37(r: BitReader) -> object:
     return v
 
 def _e_v37(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if o < 0 or (w.strict and (o > 65535)):
         raise encode_error('value', f'{o!r} outside 0..65535')
-    w.uint(o)
-    w.bits(0x0, 1)
+    u = o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v38(r: BitReader) -> object:
     c = r.bits(9)
@@ -9907,11 +13599,23 @@ def _d_v38(r: BitReader) -> object:
     return v
 
 def _e_v38(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 32:
         raise encode_error('value', f'length {len(o)} outside 0..32')
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v39(r: BitReader) -> object:
     c = r.bits(9)
@@ -9926,11 +13630,23 @@ def _d_v39(r: BitReader) -> object:
     return v
 
 def _e_v39(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 32:
         raise encode_error('value', f'length {len(o)} outside 0..32')
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v40(r: BitReader) -> object:
     c = r.bits(9)
@@ -9945,11 +13661,23 @@ def _d_v40(r: BitReader) -> object:
     return v
 
 def _e_v40(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 8:
         raise encode_error('value', f'length {len(o)} outside 0..8')
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v41(r: BitReader) -> object:
     c = r.bits(9)
@@ -9964,11 +13692,23 @@ def _d_v41(r: BitReader) -> object:
     return v
 
 def _e_v41(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 32:
         raise encode_error('value', f'length {len(o)} outside 0..32')
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v42(r: BitReader) -> object:
     c = r.bits(6)
@@ -9981,7 +13721,14 @@ def _d_v42(r: BitReader) -> object:
     return v
 
 def _e_v42(w: BitWriter, o: Any) -> None:
-    w.bits((_I_din_unitSymbolType[o]) << 1, 6)
+    a = w.acc
+    k = w.n
+    a = (a << 6) | (_I_din_unitSymbolType[o]) << 1
+    k += 6
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v43(r: BitReader) -> object:
     c = r.bits(10)
@@ -9997,9 +13744,29 @@ def _d_v43(r: BitReader) -> object:
     return v
 
 def _e_v43(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
-    w.integer(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a = (a << 2) | (1 if o < 0 else 0)
+    k += 2
+    u = -o - 1 if o < 0 else o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v44(r: BitReader) -> object:
     c = r.bits(10)
@@ -10009,9 +13776,16 @@ def _d_v44(r: BitReader) -> object:
     return v
 
 def _e_v44(w: BitWriter, o: Any) -> None:
+    a = w.acc
+    k = w.n
     if o < -128 or o > 127:
         raise encode_error('value', f'{o!r} outside -128..127')
-    w.bits((o + 128) << 1, 10)
+    a = (a << 10) | (o + 128) << 1
+    k += 10
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v45(r: BitReader) -> object:
     c = r.bits(4)
@@ -10024,7 +13798,14 @@ def _d_v45(r: BitReader) -> object:
     return v
 
 def _e_v45(w: BitWriter, o: Any) -> None:
-    w.bits((_I_din_costKindType[o]) << 1, 4)
+    a = w.acc
+    k = w.n
+    a = (a << 4) | (_I_din_costKindType[o]) << 1
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v46(r: BitReader) -> object:
     c = r.bits(10)
@@ -10040,11 +13821,31 @@ def _d_v46(r: BitReader) -> object:
     return v
 
 def _e_v46(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
     if (w.strict and (o < -2147483648 or o > 2147483647)):
         raise encode_error('value', f'{o!r} outside -2147483648..2147483647')
-    w.integer(o)
-    w.bits(0x0, 1)
+    a = (a << 2) | (1 if o < 0 else 0)
+    k += 2
+    u = -o - 1 if o < 0 else o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 DOCUMENT: EntryTable = (
     ('urn:din:70121:2012:MsgDataTypes', 'AC_EVChargeParameter', _d_din_AC_EVChargeParameterType, _e_din_AC_EVChargeParameterType, _din.AC_EVChargeParameterType),

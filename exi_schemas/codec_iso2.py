@@ -85,19 +85,32 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
     return _xmldsig.CanonicalizationMethodType(Algorithm=f_Algorithm)
 
 def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.CanonicalizationMethodType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Algorithm is None:
         raise encode_error('CanonicalizationMethodType.Algorithm', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Algorithm)
+    a = w.acc
+    k = w.n
     s = 1
     if True:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     f_P: bytes | None = None
@@ -256,87 +269,162 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     return _xmldsig.DSAKeyValueType(P=f_P, Q=f_Q, G=f_G, Y=f_Y, J=f_J, Seed=f_Seed, PgenCounter=f_PgenCounter)
 
 def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.P is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.P)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif o.G is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.G)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     elif o.Y is not None:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.Y)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 3
     else:
         raise encode_error('DSAKeyValueType', 'missing SE(P), SE(G), SE(Y)')
     if s == 1:
         if o.Q is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.binary(o.Q)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 4
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(Q)')
     if s == 4:
         if o.G is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.binary(o.G)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 2
         elif o.Y is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
+            w.acc = a
+            w.n = k
             w.binary(o.Y)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 3
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(G), SE(Y)')
     if s == 2:
         if o.Y is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.binary(o.Y)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 3
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(Y)')
     if o.J is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.J)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 5
     elif o.Seed is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.Seed)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 6
     else:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         s = -1
     if s == 5:
         if o.Seed is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.binary(o.Seed)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 6
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 6:
         if o.PgenCounter is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.binary(o.PgenCounter)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 7
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(PgenCounter)')
     if s == 7:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
     f_Algorithm: str
@@ -375,19 +463,32 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
     return _xmldsig.DigestMethodType(Algorithm=f_Algorithm)
 
 def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Algorithm is None:
         raise encode_error('DigestMethodType.Algorithm', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Algorithm)
+    a = w.acc
+    k = w.n
     s = 1
     if True:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     f_Id: str | None = None
@@ -548,6 +649,8 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     return _xmldsig.KeyInfoType(Id=f_Id, KeyName=f_KeyName, KeyValue=f_KeyValue, RetrievalMethod=f_RetrievalMethod, X509Data=f_X509Data, PGPData=f_PGPData, SPKIData=f_SPKIData, MgmtData=f_MgmtData)
 
 def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
+    a = w.acc
+    k = w.n
     i_KeyName = 0
     i_KeyValue = 0
     i_RetrievalMethod = 0
@@ -557,52 +660,94 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     i_MgmtData = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 4)
+        a <<= 4
+        k += 4
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif i_KeyName < len(o.KeyName):
         x_KeyName = o.KeyName[i_KeyName]
         i_KeyName += 1
-        w.bits(0x2, 5)
+        a = (a << 5) | 0x2
+        k += 5
+        w.acc = a
+        w.n = k
         w.string(x_KeyName)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     elif i_KeyValue < len(o.KeyValue):
-        w.bits(0x2, 4)
+        a = (a << 4) | 0x2
+        k += 4
         x_KeyValue = o.KeyValue[i_KeyValue]
         i_KeyValue += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_KeyValueType(w, x_KeyValue)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_RetrievalMethod < len(o.RetrievalMethod):
-        w.bits(0x3, 4)
+        a = (a << 4) | 0x3
+        k += 4
         x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
         i_RetrievalMethod += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_X509Data < len(o.X509Data):
-        w.bits(0x4, 4)
+        a = (a << 4) | 0x4
+        k += 4
         x_X509Data = o.X509Data[i_X509Data]
         i_X509Data += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_X509DataType(w, x_X509Data)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_PGPData < len(o.PGPData):
-        w.bits(0x5, 4)
+        a = (a << 4) | 0x5
+        k += 4
         x_PGPData = o.PGPData[i_PGPData]
         i_PGPData += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_PGPDataType(w, x_PGPData)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_SPKIData < len(o.SPKIData):
-        w.bits(0x6, 4)
+        a = (a << 4) | 0x6
+        k += 4
         x_SPKIData = o.SPKIData[i_SPKIData]
         i_SPKIData += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_SPKIDataType(w, x_SPKIData)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_MgmtData < len(o.MgmtData):
         x_MgmtData = o.MgmtData[i_MgmtData]
         i_MgmtData += 1
-        w.bits(0xe, 5)
+        a = (a << 5) | 0xe
+        k += 5
+        w.acc = a
+        w.n = k
         w.string(x_MgmtData)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
         raise encode_error('KeyInfoType', 'missing AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData)')
@@ -610,46 +755,83 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
         if i_KeyName < len(o.KeyName):
             x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
-            w.bits(0x0, 5)
+            a <<= 5
+            k += 5
+            w.acc = a
+            w.n = k
             w.string(x_KeyName)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 2
         elif i_KeyValue < len(o.KeyValue):
-            w.bits(0x1, 4)
+            a = (a << 4) | 0x1
+            k += 4
             x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_KeyValueType(w, x_KeyValue)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_RetrievalMethod < len(o.RetrievalMethod):
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_X509Data < len(o.X509Data):
-            w.bits(0x3, 4)
+            a = (a << 4) | 0x3
+            k += 4
             x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_X509DataType(w, x_X509Data)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_PGPData < len(o.PGPData):
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_PGPDataType(w, x_PGPData)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_SPKIData < len(o.SPKIData):
-            w.bits(0x5, 4)
+            a = (a << 4) | 0x5
+            k += 4
             x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_SPKIDataType(w, x_SPKIData)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_MgmtData < len(o.MgmtData):
             x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
-            w.bits(0xc, 5)
+            a = (a << 5) | 0xc
+            k += 5
+            w.acc = a
+            w.n = k
             w.string(x_MgmtData)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 2
         else:
             raise encode_error('KeyInfoType', 'missing SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData)')
@@ -657,44 +839,86 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
         if i_KeyName < len(o.KeyName):
             x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
-            w.bits(0x0, 5)
+            a <<= 5
+            k += 5
+            w.acc = a
+            w.n = k
             w.string(x_KeyName)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         elif i_KeyValue < len(o.KeyValue):
-            w.bits(0x1, 4)
+            a = (a << 4) | 0x1
+            k += 4
             x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_KeyValueType(w, x_KeyValue)
+            a = w.acc
+            k = w.n
         elif i_RetrievalMethod < len(o.RetrievalMethod):
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
+            a = w.acc
+            k = w.n
         elif i_X509Data < len(o.X509Data):
-            w.bits(0x3, 4)
+            a = (a << 4) | 0x3
+            k += 4
             x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_X509DataType(w, x_X509Data)
+            a = w.acc
+            k = w.n
         elif i_PGPData < len(o.PGPData):
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_PGPDataType(w, x_PGPData)
+            a = w.acc
+            k = w.n
         elif i_SPKIData < len(o.SPKIData):
-            w.bits(0x5, 4)
+            a = (a << 4) | 0x5
+            k += 4
             x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_SPKIDataType(w, x_SPKIData)
+            a = w.acc
+            k = w.n
         elif i_MgmtData < len(o.MgmtData):
             x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
-            w.bits(0xc, 5)
+            a = (a << 5) | 0xc
+            k += 5
+            w.acc = a
+            w.n = k
             w.string(x_MgmtData)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         else:
-            w.bits(0x8, 4)
+            a = (a << 4) | 0x8
+            k += 4
             s = -1
             break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
     f_DSAKeyValue: _xmldsig.DSAKeyValueType | None = None
@@ -741,26 +965,49 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
     return _xmldsig.KeyValueType(DSAKeyValue=f_DSAKeyValue, RSAKeyValue=f_RSAKeyValue)
 
 def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
+    a = w.acc
+    k = w.n
     if o.DSAKeyValue is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         _e_xmldsig_DSAKeyValueType(w, o.DSAKeyValue)
+        a = w.acc
+        k = w.n
         if o.RSAKeyValue is not None:
             raise encode_error('KeyValueType.RSAKeyValue', 'cannot be combined with DSAKeyValue')
     elif o.RSAKeyValue is not None:
         if o.RSAKeyValue.Modulus is None:
             raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
-        w.bits(0x4, 5)
+        a = (a << 5) | 0x4
+        k += 5
+        w.acc = a
+        w.n = k
         w.binary(o.RSAKeyValue.Modulus)
+        a = w.acc
+        k = w.n
         if o.RSAKeyValue.Exponent is None:
             raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.RSAKeyValue.Exponent)
-        w.bits(0x0, 2)
+        a = w.acc
+        k = w.n
+        a <<= 2
+        k += 2
     else:
         raise encode_error('KeyValueType', 'missing SE(DSAKeyValue), SE(RSAKeyValue)')
     if True:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         pass
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
     f_Id: str | None = None
@@ -807,49 +1054,82 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
     return _xmldsig.ManifestType(Id=f_Id, Reference=f_Reference)
 
 def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
+    a = w.acc
+    k = w.n
     i_Reference = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif i_Reference < len(o.Reference):
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ReferenceType(w, x_Reference)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('ManifestType', 'missing AT(Id), SE(Reference)')
     if s == 1:
         if i_Reference < len(o.Reference):
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             x_Reference = o.Reference[i_Reference]
             i_Reference += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_ReferenceType(w, x_Reference)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('ManifestType', 'missing SE(Reference)')
     if i_Reference < len(o.Reference):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ReferenceType(w, x_Reference)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         while True:
             if i_Reference < len(o.Reference):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Reference = o.Reference[i_Reference]
                 i_Reference += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_ReferenceType(w, x_Reference)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     f_Encoding: str | None = None
@@ -955,50 +1235,91 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     return _xmldsig.ObjectType(Encoding=f_Encoding, Id=f_Id, MimeType=f_MimeType)
 
 def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Encoding is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Encoding)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.Id is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.MimeType is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.MimeType)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
         s = -1
     if s == 1:
         if o.Id is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.Id)
+            a = w.acc
+            k = w.n
             s = 2
         elif o.MimeType is not None:
-            w.bits(0x1, 3)
+            a = (a << 3) | 0x1
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.MimeType)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 2:
         if o.MimeType is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.MimeType)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             s = -1
     if s == 3:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 4:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     f_PGPKeyID: bytes | None = None
@@ -1088,19 +1409,33 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     return _xmldsig.PGPDataType(PGPKeyID=f_PGPKeyID, PGPKeyPacket=f_PGPKeyPacket)
 
 def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
+    a = w.acc
+    k = w.n
     i_PGPKeyPacket = 0
     s = 0
     if o.PGPKeyID is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.PGPKeyID)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif i_PGPKeyPacket < len(o.PGPKeyPacket):
         x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
         i_PGPKeyPacket += 1
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(x_PGPKeyPacket)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
         s = 2
@@ -1110,31 +1445,46 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
             i_PGPKeyPacket += 1
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.binary(x_PGPKeyPacket)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             if i_PGPKeyPacket < len(o.PGPKeyPacket):
                 raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
             s = 3
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 2:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 4:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 5:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     f_Modulus: bytes
@@ -1159,15 +1509,32 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     return _xmldsig.RSAKeyValueType(Modulus=f_Modulus, Exponent=f_Exponent)
 
 def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> None:
+    a = w.acc
+    k = w.n
     if o.Modulus is None:
         raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     w.binary(o.Modulus)
+    a = w.acc
+    k = w.n
     if o.Exponent is None:
         raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
     w.binary(o.Exponent)
-    w.bits(0x0, 2)
+    a = w.acc
+    k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     f_Id: str | None = None
@@ -1279,88 +1646,175 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     return _xmldsig.ReferenceType(Id=f_Id, Type=f_Type, URI=f_URI, Transforms=f_Transforms, DigestMethod=f_DigestMethod, DigestValue=f_DigestValue)
 
 def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.Type is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Type)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.URI is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.URI)
+        a = w.acc
+        k = w.n
         s = 3
     elif o.Transforms is not None:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
+        w.acc = a
+        w.n = k
         _e_xmldsig_TransformsType(w, o.Transforms)
+        a = w.acc
+        k = w.n
         s = 4
     elif o.DigestMethod is not None:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
+        w.acc = a
+        w.n = k
         _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+        a = w.acc
+        k = w.n
         s = 5
     else:
         raise encode_error('ReferenceType', 'missing AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 1:
         if o.Type is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.Type)
+            a = w.acc
+            k = w.n
             s = 2
         elif o.URI is not None:
-            w.bits(0x1, 3)
+            a = (a << 3) | 0x1
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.URI)
+            a = w.acc
+            k = w.n
             s = 3
         elif o.Transforms is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
+            w.acc = a
+            w.n = k
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 2:
         if o.URI is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.string(o.URI)
+            a = w.acc
+            k = w.n
             s = 3
         elif o.Transforms is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 3:
         if o.Transforms is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing SE(Transforms), SE(DigestMethod)')
     if s == 4:
         if o.DigestMethod is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing SE(DigestMethod)')
     if o.DigestValue is None:
         raise encode_error('ReferenceType.DigestValue', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     w.binary(o.DigestValue)
-    w.bits(0x0, 2)
+    a = w.acc
+    k = w.n
+    a <<= 2
+    k += 2
     s = 6
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType:
     f_Type: str | None = None
@@ -1422,46 +1876,86 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
     return _xmldsig.RetrievalMethodType(Type=f_Type, URI=f_URI, Transforms=f_Transforms)
 
 def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Type is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Type)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.URI is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.URI)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.Transforms is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         _e_xmldsig_TransformsType(w, o.Transforms)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
         s = -1
     if s == 1:
         if o.URI is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.string(o.URI)
+            a = w.acc
+            k = w.n
             s = 2
         elif o.Transforms is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 2:
         if o.Transforms is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
     f_SPKISexp: list[bytes] = []
@@ -1518,6 +2012,8 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
     return _xmldsig.SPKIDataType(SPKISexp=f_SPKISexp)
 
 def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
+    a = w.acc
+    k = w.n
     i_SPKISexp = 0
     s = 0
     while s >= 0:
@@ -1525,9 +2021,15 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
             if i_SPKISexp < len(o.SPKISexp):
                 x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
+                w.acc = a
+                w.n = k
                 w.binary(x_SPKISexp)
-                w.bits(0x0, 1)
+                a = w.acc
+                k = w.n
+                a <<= 1
+                k += 1
                 s = 1
             else:
                 raise encode_error('SPKIDataType', 'missing SE(SPKISexp)')
@@ -1536,24 +2038,42 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
                 if i_SPKISexp < len(o.SPKISexp):
                     x_SPKISexp = o.SPKISexp[i_SPKISexp]
                     i_SPKISexp += 1
-                    w.bits(0x0, 3)
+                    a <<= 3
+                    k += 3
+                    w.acc = a
+                    w.n = k
                     w.binary(x_SPKISexp)
-                    w.bits(0x0, 1)
+                    a = w.acc
+                    k = w.n
+                    a <<= 1
+                    k += 1
                 else:
-                    w.bits(0x2, 2)
+                    a = (a << 2) | 0x2
+                    k += 2
                     s = -1
                     break
         if s == 2:
             if i_SPKISexp < len(o.SPKISexp):
                 x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
-                w.bits(0x0, 3)
+                a <<= 3
+                k += 3
+                w.acc = a
+                w.n = k
                 w.binary(x_SPKISexp)
-                w.bits(0x0, 1)
+                a = w.acc
+                k = w.n
+                a <<= 1
+                k += 1
                 s = 1
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType:
     f_Algorithm: str
@@ -1618,28 +2138,56 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
     return _xmldsig.SignatureMethodType(Algorithm=f_Algorithm, HMACOutputLength=f_HMACOutputLength)
 
 def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Algorithm is None:
         raise encode_error('SignatureMethodType.Algorithm', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Algorithm)
+    a = w.acc
+    k = w.n
     s = 1
     if o.HMACOutputLength is not None:
-        w.bits(0x0, 4)
-        w.integer(o.HMACOutputLength)
-        w.bits(0x0, 1)
+        a = (a << 5) | (1 if o.HMACOutputLength < 0 else 0)
+        k += 5
+        u = -o.HMACOutputLength - 1 if o.HMACOutputLength < 0 else o.HMACOutputLength
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
         s = -1
     if s == 2:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignaturePropertiesType:
     f_Id: str | None = None
@@ -1686,49 +2234,82 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
     return _xmldsig.SignaturePropertiesType(Id=f_Id, SignatureProperty=f_SignatureProperty)
 
 def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignaturePropertiesType) -> None:
+    a = w.acc
+    k = w.n
     i_SignatureProperty = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif i_SignatureProperty < len(o.SignatureProperty):
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignaturePropertiesType', 'missing AT(Id), SE(SignatureProperty)')
     if s == 1:
         if i_SignatureProperty < len(o.SignatureProperty):
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
             i_SignatureProperty += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignaturePropertiesType', 'missing SE(SignatureProperty)')
     if i_SignatureProperty < len(o.SignatureProperty):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         while True:
             if i_SignatureProperty < len(o.SignatureProperty):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
                 i_SignatureProperty += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignaturePropertyType:
     f_Id: str | None = None
@@ -1795,33 +2376,56 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
     return _xmldsig.SignaturePropertyType(Id=f_Id, Target=f_Target)
 
 def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignaturePropertyType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.Target is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Target)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignaturePropertyType', 'missing AT(Id), AT(Target)')
     if s == 1:
         if o.Target is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             w.string(o.Target)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignaturePropertyType', 'missing AT(Target)')
     else:
         raise encode_error('SignaturePropertyType', 'missing ')
     if True:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 4:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     f_Id: str | None = None
@@ -1887,64 +2491,113 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     return _xmldsig.SignatureType(Id=f_Id, SignedInfo=f_SignedInfo, SignatureValue=f_SignatureValue, KeyInfo=f_KeyInfo, Object=f_Object)
 
 def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
+    a = w.acc
+    k = w.n
     i_Object = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.SignedInfo is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_xmldsig_SignedInfoType(w, o.SignedInfo)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignatureType', 'missing AT(Id), SE(SignedInfo)')
     if s == 1:
         if o.SignedInfo is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_SignedInfoType(w, o.SignedInfo)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignatureType', 'missing SE(SignedInfo)')
     if o.SignatureValue is None:
         raise encode_error('SignatureType.SignatureValue', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_xmldsig_SignatureValueType(w, o.SignatureValue)
+    a = w.acc
+    k = w.n
     s = 3
     if o.KeyInfo is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_xmldsig_KeyInfoType(w, o.KeyInfo)
+        a = w.acc
+        k = w.n
         s = 4
     elif i_Object < len(o.Object):
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         x_Object = o.Object[i_Object]
         i_Object += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ObjectType(w, x_Object)
+        a = w.acc
+        k = w.n
         s = 5
     else:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         s = -1
     if s == 4:
         if i_Object < len(o.Object):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_Object = o.Object[i_Object]
             i_Object += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_ObjectType(w, x_Object)
+            a = w.acc
+            k = w.n
             s = 5
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 5:
         while True:
             if i_Object < len(o.Object):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Object = o.Object[i_Object]
                 i_Object += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_ObjectType(w, x_Object)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     f_Id: str | None = None
@@ -1983,26 +2636,48 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     return _xmldsig.SignatureValueType(Id=f_Id, value=f_value)
 
 def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.value is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         w.binary(o.value)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignatureValueType', 'missing AT(Id), CH')
     if s == 1:
         if o.value is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             w.binary(o.value)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignatureValueType', 'missing CH')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     f_Id: str | None = None
@@ -2059,58 +2734,101 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     return _xmldsig.SignedInfoType(Id=f_Id, CanonicalizationMethod=f_CanonicalizationMethod, SignatureMethod=f_SignatureMethod, Reference=f_Reference)
 
 def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
+    a = w.acc
+    k = w.n
     i_Reference = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.CanonicalizationMethod is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_xmldsig_CanonicalizationMethodType(w, o.CanonicalizationMethod)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignedInfoType', 'missing AT(Id), SE(CanonicalizationMethod)')
     if s == 1:
         if o.CanonicalizationMethod is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_CanonicalizationMethodType(w, o.CanonicalizationMethod)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignedInfoType', 'missing SE(CanonicalizationMethod)')
     if o.SignatureMethod is None:
         raise encode_error('SignedInfoType.SignatureMethod', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_xmldsig_SignatureMethodType(w, o.SignatureMethod)
+    a = w.acc
+    k = w.n
     s = 3
     if i_Reference < len(o.Reference):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ReferenceType(w, x_Reference)
+        a = w.acc
+        k = w.n
         s = 4
     else:
         raise encode_error('SignedInfoType', 'missing SE(Reference)')
     if i_Reference < len(o.Reference):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ReferenceType(w, x_Reference)
+        a = w.acc
+        k = w.n
         s = 5
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 5:
         while True:
             if i_Reference < len(o.Reference):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Reference = o.Reference[i_Reference]
                 i_Reference += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_ReferenceType(w, x_Reference)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     f_Algorithm: str
@@ -2145,22 +2863,40 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     return _xmldsig.TransformType(Algorithm=f_Algorithm, XPath=f_XPath)
 
 def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
+    a = w.acc
+    k = w.n
     i_XPath = 0
     if o.Algorithm is None:
         raise encode_error('TransformType.Algorithm', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Algorithm)
+    a = w.acc
+    k = w.n
     while True:
         if i_XPath < len(o.XPath):
             x_XPath = o.XPath[i_XPath]
             i_XPath += 1
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
+            w.acc = a
+            w.n = k
             w.string(x_XPath)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         else:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             pass
             break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
     f_Transform: list[_xmldsig.TransformType] = []
@@ -2191,36 +2927,59 @@ def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
     return _xmldsig.TransformsType(Transform=f_Transform)
 
 def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
+    a = w.acc
+    k = w.n
     i_Transform = 0
     s = 0
     if i_Transform < len(o.Transform):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_Transform = o.Transform[i_Transform]
         i_Transform += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_TransformType(w, x_Transform)
+        a = w.acc
+        k = w.n
         s = 1
     else:
         raise encode_error('TransformsType', 'missing SE(Transform)')
     if i_Transform < len(o.Transform):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_Transform = o.Transform[i_Transform]
         i_Transform += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_TransformType(w, x_Transform)
+        a = w.acc
+        k = w.n
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         while True:
             if i_Transform < len(o.Transform):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Transform = o.Transform[i_Transform]
                 i_Transform += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_TransformType(w, x_Transform)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     f_X509IssuerSerial: list[_xmldsig.X509IssuerSerialType] = []
@@ -2365,92 +3124,187 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     return _xmldsig.X509DataType(X509IssuerSerial=f_X509IssuerSerial, X509SKI=f_X509SKI, X509SubjectName=f_X509SubjectName, X509Certificate=f_X509Certificate, X509CRL=f_X509CRL)
 
 def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
+    a = w.acc
+    k = w.n
     i_X509IssuerSerial = 0
     i_X509SKI = 0
     i_X509SubjectName = 0
     i_X509Certificate = 0
     i_X509CRL = 0
     if i_X509IssuerSerial < len(o.X509IssuerSerial):
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
         if x_X509IssuerSerial.X509IssuerName is None:
             raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(x_X509IssuerSerial.X509IssuerName)
+        a = w.acc
+        k = w.n
         if x_X509IssuerSerial.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        w.bits(0x0, 3)
-        w.integer(x_X509IssuerSerial.X509SerialNumber)
-        w.bits(0x0, 2)
+        a = (a << 4) | (1 if x_X509IssuerSerial.X509SerialNumber < 0 else 0)
+        k += 4
+        u = -x_X509IssuerSerial.X509SerialNumber - 1 if x_X509IssuerSerial.X509SerialNumber < 0 else x_X509IssuerSerial.X509SerialNumber
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
     elif i_X509SKI < len(o.X509SKI):
         x_X509SKI = o.X509SKI[i_X509SKI]
         i_X509SKI += 1
-        w.bits(0x2, 4)
+        a = (a << 4) | 0x2
+        k += 4
+        w.acc = a
+        w.n = k
         w.binary(x_X509SKI)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     elif i_X509SubjectName < len(o.X509SubjectName):
         x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
         i_X509SubjectName += 1
-        w.bits(0x4, 4)
+        a = (a << 4) | 0x4
+        k += 4
+        w.acc = a
+        w.n = k
         w.string(x_X509SubjectName)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     elif i_X509Certificate < len(o.X509Certificate):
         x_X509Certificate = o.X509Certificate[i_X509Certificate]
         i_X509Certificate += 1
-        w.bits(0x6, 4)
+        a = (a << 4) | 0x6
+        k += 4
+        w.acc = a
+        w.n = k
         w.binary(x_X509Certificate)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     elif i_X509CRL < len(o.X509CRL):
         x_X509CRL = o.X509CRL[i_X509CRL]
         i_X509CRL += 1
-        w.bits(0x8, 4)
+        a = (a << 4) | 0x8
+        k += 4
+        w.acc = a
+        w.n = k
         w.binary(x_X509CRL)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     else:
         raise encode_error('X509DataType', 'missing SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL)')
     while True:
         if i_X509IssuerSerial < len(o.X509IssuerSerial):
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
             if x_X509IssuerSerial.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.string(x_X509IssuerSerial.X509IssuerName)
+            a = w.acc
+            k = w.n
             if x_X509IssuerSerial.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            w.bits(0x0, 3)
-            w.integer(x_X509IssuerSerial.X509SerialNumber)
-            w.bits(0x0, 2)
+            a = (a << 4) | (1 if x_X509IssuerSerial.X509SerialNumber < 0 else 0)
+            k += 4
+            u = -x_X509IssuerSerial.X509SerialNumber - 1 if x_X509IssuerSerial.X509SerialNumber < 0 else x_X509IssuerSerial.X509SerialNumber
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
         elif i_X509SKI < len(o.X509SKI):
             x_X509SKI = o.X509SKI[i_X509SKI]
             i_X509SKI += 1
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
+            w.acc = a
+            w.n = k
             w.binary(x_X509SKI)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         elif i_X509SubjectName < len(o.X509SubjectName):
             x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
             i_X509SubjectName += 1
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
+            w.acc = a
+            w.n = k
             w.string(x_X509SubjectName)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         elif i_X509Certificate < len(o.X509Certificate):
             x_X509Certificate = o.X509Certificate[i_X509Certificate]
             i_X509Certificate += 1
-            w.bits(0x6, 4)
+            a = (a << 4) | 0x6
+            k += 4
+            w.acc = a
+            w.n = k
             w.binary(x_X509Certificate)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         elif i_X509CRL < len(o.X509CRL):
             x_X509CRL = o.X509CRL[i_X509CRL]
             i_X509CRL += 1
-            w.bits(0x8, 4)
+            a = (a << 4) | 0x8
+            k += 4
+            w.acc = a
+            w.n = k
             w.binary(x_X509CRL)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         else:
-            w.bits(0x6, 3)
+            a = (a << 3) | 0x6
+            k += 3
             pass
             break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialType:
     f_X509IssuerName: str
@@ -2476,15 +3330,40 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
     return _xmldsig.X509IssuerSerialType(X509IssuerName=f_X509IssuerName, X509SerialNumber=f_X509SerialNumber)
 
 def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialType) -> None:
+    a = w.acc
+    k = w.n
     if o.X509IssuerName is None:
         raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     w.string(o.X509IssuerName)
+    a = w.acc
+    k = w.n
     if o.X509SerialNumber is None:
         raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-    w.bits(0x0, 3)
-    w.integer(o.X509SerialNumber)
-    w.bits(0x0, 2)
+    a = (a << 4) | (1 if o.X509SerialNumber < 0 else 0)
+    k += 4
+    u = -o.X509SerialNumber - 1 if o.X509SerialNumber < 0 else o.X509SerialNumber
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_AuthorizationReqType(r: BitReader) -> _iso2.AuthorizationReqType:
     f_Id: str | None = None
@@ -2538,36 +3417,62 @@ def _d_iso2_AuthorizationReqType(r: BitReader) -> _iso2.AuthorizationReqType:
     return _iso2.AuthorizationReqType(Id=f_Id, GenChallenge=f_GenChallenge)
 
 def _e_iso2_AuthorizationReqType(w: BitWriter, o: _iso2.AuthorizationReqType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.GenChallenge is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
         if (len(o.GenChallenge) < 16 and w.strict) or len(o.GenChallenge) > 16:
             raise encode_error('AuthorizationReqType.GenChallenge', f'length {len(o.GenChallenge)} outside 16..16')
+        w.acc = a
+        w.n = k
         w.binary(o.GenChallenge)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         s = -1
     if s == 1:
         if o.GenChallenge is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if (len(o.GenChallenge) < 16 and w.strict) or len(o.GenChallenge) > 16:
                 raise encode_error('AuthorizationReqType.GenChallenge', f'length {len(o.GenChallenge)} outside 16..16')
+            w.acc = a
+            w.n = k
             w.binary(o.GenChallenge)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 2
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 2:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_AuthorizationResType(r: BitReader) -> _iso2.AuthorizationResType:
     f_ResponseCode: _iso2.responseCodeType
@@ -2586,11 +3491,18 @@ def _d_iso2_AuthorizationResType(r: BitReader) -> _iso2.AuthorizationResType:
     return _iso2.AuthorizationResType(ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing)
 
 def _e_iso2_AuthorizationResType(w: BitWriter, o: _iso2.AuthorizationResType) -> None:
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('AuthorizationResType.ResponseCode', 'required value missing')
     if o.EVSEProcessing is None:
         raise encode_error('AuthorizationResType.EVSEProcessing', 'required value missing')
-    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 7 | (_I_iso2_EVSEProcessingType[o.EVSEProcessing]) << 2, 14)
+    a = (a << 14) | (_I_iso2_responseCodeType[o.ResponseCode]) << 7 | (_I_iso2_EVSEProcessingType[o.EVSEProcessing]) << 2
+    k += 14
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_BodyBaseType(r: BitReader) -> _iso2.BodyBaseType:
     if r.bits(1):
@@ -2598,7 +3510,14 @@ def _d_iso2_BodyBaseType(r: BitReader) -> _iso2.BodyBaseType:
     return _iso2.BodyBaseType()
 
 def _e_iso2_BodyBaseType(w: BitWriter, o: _iso2.BodyBaseType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
     kw: dict[str, Any] = {}
@@ -2854,10 +3773,17 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
     return _iso2.BodyType(**kw)
 
 def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.AuthorizationReq is not None:
-        w.bits(0x0, 6)
+        a <<= 6
+        k += 6
+        w.acc = a
+        w.n = k
         _e_iso2_AuthorizationReqType(w, o.AuthorizationReq)
+        a = w.acc
+        k = w.n
         if o.AuthorizationRes is not None:
             raise encode_error('BodyType.AuthorizationRes', 'cannot be combined with AuthorizationReq')
         if o.BodyElement is not None:
@@ -2932,7 +3858,8 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('AuthorizationResType.ResponseCode', 'required value missing')
         if o.AuthorizationRes.EVSEProcessing is None:
             raise encode_error('AuthorizationResType.EVSEProcessing', 'required value missing')
-        w.bits((_I_iso2_responseCodeType[o.AuthorizationRes.ResponseCode]) << 7 | (_I_iso2_EVSEProcessingType[o.AuthorizationRes.EVSEProcessing]) << 2 | 0x4000, 20)
+        a = (a << 20) | (_I_iso2_responseCodeType[o.AuthorizationRes.ResponseCode]) << 7 | (_I_iso2_EVSEProcessingType[o.AuthorizationRes.EVSEProcessing]) << 2 | 0x4000
+        k += 20
         if o.BodyElement is not None:
             raise encode_error('BodyType.BodyElement', 'cannot be combined with AuthorizationRes')
         if o.CableCheckReq is not None:
@@ -3001,7 +3928,8 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with AuthorizationRes')
         s = 1
     elif o.BodyElement is not None:
-        w.bits(0x4, 7)
+        a = (a << 7) | 0x4
+        k += 7
         if o.CableCheckReq is not None:
             raise encode_error('BodyType.CableCheckReq', 'cannot be combined with BodyElement')
         if o.CableCheckRes is not None:
@@ -3078,7 +4006,8 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
         if o.CableCheckReq.DC_EVStatus.EVRESSSOC < 0 or o.CableCheckReq.DC_EVStatus.EVRESSSOC > 127 or (w.strict and (o.CableCheckReq.DC_EVStatus.EVRESSSOC > 100)):
             raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.CableCheckReq.DC_EVStatus.EVRESSSOC!r} outside 0..100')
-        w.bits((1 if o.CableCheckReq.DC_EVStatus.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[o.CableCheckReq.DC_EVStatus.EVErrorCode]) << 13 | (o.CableCheckReq.DC_EVStatus.EVRESSSOC) << 3 | 0x3000000, 30)
+        a = (a << 30) | (1 if o.CableCheckReq.DC_EVStatus.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[o.CableCheckReq.DC_EVStatus.EVErrorCode]) << 13 | (o.CableCheckReq.DC_EVStatus.EVRESSSOC) << 3 | 0x3000000
+        k += 30
         if o.CableCheckRes is not None:
             raise encode_error('BodyType.CableCheckRes', 'cannot be combined with CableCheckReq')
         if o.CertificateInstallationReq is not None:
@@ -3143,8 +4072,13 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CableCheckReq')
         s = 1
     elif o.CableCheckRes is not None:
-        w.bits(0x4, 6)
+        a = (a << 6) | 0x4
+        k += 6
+        w.acc = a
+        w.n = k
         _e_iso2_CableCheckResType(w, o.CableCheckRes)
+        a = w.acc
+        k = w.n
         if o.CertificateInstallationReq is not None:
             raise encode_error('BodyType.CertificateInstallationReq', 'cannot be combined with CableCheckRes')
         if o.CertificateInstallationRes is not None:
@@ -3207,8 +4141,13 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CableCheckRes')
         s = 1
     elif o.CertificateInstallationReq is not None:
-        w.bits(0x5, 6)
+        a = (a << 6) | 0x5
+        k += 6
+        w.acc = a
+        w.n = k
         _e_iso2_CertificateInstallationReqType(w, o.CertificateInstallationReq)
+        a = w.acc
+        k = w.n
         if o.CertificateInstallationRes is not None:
             raise encode_error('BodyType.CertificateInstallationRes', 'cannot be combined with CertificateInstallationReq')
         if o.CertificateUpdateReq is not None:
@@ -3269,8 +4208,13 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CertificateInstallationReq')
         s = 1
     elif o.CertificateInstallationRes is not None:
-        w.bits(0x6, 6)
+        a = (a << 6) | 0x6
+        k += 6
+        w.acc = a
+        w.n = k
         _e_iso2_CertificateInstallationResType(w, o.CertificateInstallationRes)
+        a = w.acc
+        k = w.n
         if o.CertificateUpdateReq is not None:
             raise encode_error('BodyType.CertificateUpdateReq', 'cannot be combined with CertificateInstallationRes')
         if o.CertificateUpdateRes is not None:
@@ -3329,8 +4273,13 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CertificateInstallationRes')
         s = 1
     elif o.CertificateUpdateReq is not None:
-        w.bits(0x7, 6)
+        a = (a << 6) | 0x7
+        k += 6
+        w.acc = a
+        w.n = k
         _e_iso2_CertificateUpdateReqType(w, o.CertificateUpdateReq)
+        a = w.acc
+        k = w.n
         if o.CertificateUpdateRes is not None:
             raise encode_error('BodyType.CertificateUpdateRes', 'cannot be combined with CertificateUpdateReq')
         if o.ChargeParameterDiscoveryReq is not None:
@@ -3387,8 +4336,13 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CertificateUpdateReq')
         s = 1
     elif o.CertificateUpdateRes is not None:
-        w.bits(0x8, 6)
+        a = (a << 6) | 0x8
+        k += 6
+        w.acc = a
+        w.n = k
         _e_iso2_CertificateUpdateResType(w, o.CertificateUpdateRes)
+        a = w.acc
+        k = w.n
         if o.ChargeParameterDiscoveryReq is not None:
             raise encode_error('BodyType.ChargeParameterDiscoveryReq', 'cannot be combined with CertificateUpdateRes')
         if o.ChargeParameterDiscoveryRes is not None:
@@ -3443,8 +4397,13 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CertificateUpdateRes')
         s = 1
     elif o.ChargeParameterDiscoveryReq is not None:
-        w.bits(0x9, 6)
+        a = (a << 6) | 0x9
+        k += 6
+        w.acc = a
+        w.n = k
         _e_iso2_ChargeParameterDiscoveryReqType(w, o.ChargeParameterDiscoveryReq)
+        a = w.acc
+        k = w.n
         if o.ChargeParameterDiscoveryRes is not None:
             raise encode_error('BodyType.ChargeParameterDiscoveryRes', 'cannot be combined with ChargeParameterDiscoveryReq')
         if o.ChargingStatusReq is not None:
@@ -3497,8 +4456,13 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ChargeParameterDiscoveryReq')
         s = 1
     elif o.ChargeParameterDiscoveryRes is not None:
-        w.bits(0xa, 6)
+        a = (a << 6) | 0xa
+        k += 6
+        w.acc = a
+        w.n = k
         _e_iso2_ChargeParameterDiscoveryResType(w, o.ChargeParameterDiscoveryRes)
+        a = w.acc
+        k = w.n
         if o.ChargingStatusReq is not None:
             raise encode_error('BodyType.ChargingStatusReq', 'cannot be combined with ChargeParameterDiscoveryRes')
         if o.ChargingStatusRes is not None:
@@ -3549,7 +4513,8 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ChargeParameterDiscoveryRes')
         s = 1
     elif o.ChargingStatusReq is not None:
-        w.bits(0x16, 7)
+        a = (a << 7) | 0x16
+        k += 7
         if o.ChargingStatusRes is not None:
             raise encode_error('BodyType.ChargingStatusRes', 'cannot be combined with ChargingStatusReq')
         if o.CurrentDemandReq is not None:
@@ -3598,8 +4563,13 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ChargingStatusReq')
         s = 1
     elif o.ChargingStatusRes is not None:
-        w.bits(0xc, 6)
+        a = (a << 6) | 0xc
+        k += 6
+        w.acc = a
+        w.n = k
         _e_iso2_ChargingStatusResType(w, o.ChargingStatusRes)
+        a = w.acc
+        k = w.n
         if o.CurrentDemandReq is not None:
             raise encode_error('BodyType.CurrentDemandReq', 'cannot be combined with ChargingStatusRes')
         if o.CurrentDemandRes is not None:
@@ -3646,8 +4616,13 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ChargingStatusRes')
         s = 1
     elif o.CurrentDemandReq is not None:
-        w.bits(0xd, 6)
+        a = (a << 6) | 0xd
+        k += 6
+        w.acc = a
+        w.n = k
         _e_iso2_CurrentDemandReqType(w, o.CurrentDemandReq)
+        a = w.acc
+        k = w.n
         if o.CurrentDemandRes is not None:
             raise encode_error('BodyType.CurrentDemandRes', 'cannot be combined with CurrentDemandReq')
         if o.MeteringReceiptReq is not None:
@@ -3692,8 +4667,13 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CurrentDemandReq')
         s = 1
     elif o.CurrentDemandRes is not None:
-        w.bits(0xe, 6)
+        a = (a << 6) | 0xe
+        k += 6
+        w.acc = a
+        w.n = k
         _e_iso2_CurrentDemandResType(w, o.CurrentDemandRes)
+        a = w.acc
+        k = w.n
         if o.MeteringReceiptReq is not None:
             raise encode_error('BodyType.MeteringReceiptReq', 'cannot be combined with CurrentDemandRes')
         if o.MeteringReceiptRes is not None:
@@ -3736,8 +4716,13 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CurrentDemandRes')
         s = 1
     elif o.MeteringReceiptReq is not None:
-        w.bits(0xf, 6)
+        a = (a << 6) | 0xf
+        k += 6
+        w.acc = a
+        w.n = k
         _e_iso2_MeteringReceiptReqType(w, o.MeteringReceiptReq)
+        a = w.acc
+        k = w.n
         if o.MeteringReceiptRes is not None:
             raise encode_error('BodyType.MeteringReceiptRes', 'cannot be combined with MeteringReceiptReq')
         if o.PaymentDetailsReq is not None:
@@ -3778,8 +4763,13 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with MeteringReceiptReq')
         s = 1
     elif o.MeteringReceiptRes is not None:
-        w.bits(0x10, 6)
+        a = (a << 6) | 0x10
+        k += 6
+        w.acc = a
+        w.n = k
         _e_iso2_MeteringReceiptResType(w, o.MeteringReceiptRes)
+        a = w.acc
+        k = w.n
         if o.PaymentDetailsReq is not None:
             raise encode_error('BodyType.PaymentDetailsReq', 'cannot be combined with MeteringReceiptRes')
         if o.PaymentDetailsRes is not None:
@@ -3818,8 +4808,13 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with MeteringReceiptRes')
         s = 1
     elif o.PaymentDetailsReq is not None:
-        w.bits(0x11, 6)
+        a = (a << 6) | 0x11
+        k += 6
+        w.acc = a
+        w.n = k
         _e_iso2_PaymentDetailsReqType(w, o.PaymentDetailsReq)
+        a = w.acc
+        k = w.n
         if o.PaymentDetailsRes is not None:
             raise encode_error('BodyType.PaymentDetailsRes', 'cannot be combined with PaymentDetailsReq')
         if o.PaymentServiceSelectionReq is not None:
@@ -3860,17 +4855,36 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('PaymentDetailsResType.ResponseCode', 'required value missing')
         if o.PaymentDetailsRes.GenChallenge is None:
             raise encode_error('PaymentDetailsResType.GenChallenge', 'required value missing')
-        w.bits((_I_iso2_responseCodeType[o.PaymentDetailsRes.ResponseCode]) << 3 | 0x4800, 16)
+        a = (a << 16) | (_I_iso2_responseCodeType[o.PaymentDetailsRes.ResponseCode]) << 3 | 0x4800
+        k += 16
         if (len(o.PaymentDetailsRes.GenChallenge) < 16 and w.strict) or len(o.PaymentDetailsRes.GenChallenge) > 16:
             raise encode_error('PaymentDetailsResType.GenChallenge', f'length {len(o.PaymentDetailsRes.GenChallenge)} outside 16..16')
+        w.acc = a
+        w.n = k
         w.binary(o.PaymentDetailsRes.GenChallenge)
+        a = w.acc
+        k = w.n
         if o.PaymentDetailsRes.EVSETimeStamp is None:
             raise encode_error('PaymentDetailsResType.EVSETimeStamp', 'required value missing')
-        w.bits(0x0, 3)
         if (w.strict and (o.PaymentDetailsRes.EVSETimeStamp < -9223372036854775808 or o.PaymentDetailsRes.EVSETimeStamp > 9223372036854775807)):
             raise encode_error('PaymentDetailsResType.EVSETimeStamp', f'{o.PaymentDetailsRes.EVSETimeStamp!r} outside -9223372036854775808..9223372036854775807')
-        w.integer(o.PaymentDetailsRes.EVSETimeStamp)
-        w.bits(0x0, 2)
+        a = (a << 4) | (1 if o.PaymentDetailsRes.EVSETimeStamp < 0 else 0)
+        k += 4
+        u = -o.PaymentDetailsRes.EVSETimeStamp - 1 if o.PaymentDetailsRes.EVSETimeStamp < 0 else o.PaymentDetailsRes.EVSETimeStamp
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         if o.PaymentServiceSelectionReq is not None:
             raise encode_error('BodyType.PaymentServiceSelectionReq', 'cannot be combined with PaymentDetailsRes')
         if o.PaymentServiceSelectionRes is not None:
@@ -3905,8 +4919,13 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PaymentDetailsRes')
         s = 1
     elif o.PaymentServiceSelectionReq is not None:
-        w.bits(0x13, 6)
+        a = (a << 6) | 0x13
+        k += 6
+        w.acc = a
+        w.n = k
         _e_iso2_PaymentServiceSelectionReqType(w, o.PaymentServiceSelectionReq)
+        a = w.acc
+        k = w.n
         if o.PaymentServiceSelectionRes is not None:
             raise encode_error('BodyType.PaymentServiceSelectionRes', 'cannot be combined with PaymentServiceSelectionReq')
         if o.PowerDeliveryReq is not None:
@@ -3941,7 +4960,8 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
     elif o.PaymentServiceSelectionRes is not None:
         if o.PaymentServiceSelectionRes.ResponseCode is None:
             raise encode_error('PaymentServiceSelectionResType.ResponseCode', 'required value missing')
-        w.bits((_I_iso2_responseCodeType[o.PaymentServiceSelectionRes.ResponseCode]) << 2 | 0x2800, 15)
+        a = (a << 15) | (_I_iso2_responseCodeType[o.PaymentServiceSelectionRes.ResponseCode]) << 2 | 0x2800
+        k += 15
         if o.PowerDeliveryReq is not None:
             raise encode_error('BodyType.PowerDeliveryReq', 'cannot be combined with PaymentServiceSelectionRes')
         if o.PowerDeliveryRes is not None:
@@ -3972,8 +4992,13 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PaymentServiceSelectionRes')
         s = 1
     elif o.PowerDeliveryReq is not None:
-        w.bits(0x15, 6)
+        a = (a << 6) | 0x15
+        k += 6
+        w.acc = a
+        w.n = k
         _e_iso2_PowerDeliveryReqType(w, o.PowerDeliveryReq)
+        a = w.acc
+        k = w.n
         if o.PowerDeliveryRes is not None:
             raise encode_error('BodyType.PowerDeliveryRes', 'cannot be combined with PowerDeliveryReq')
         if o.PreChargeReq is not None:
@@ -4002,8 +5027,13 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PowerDeliveryReq')
         s = 1
     elif o.PowerDeliveryRes is not None:
-        w.bits(0x16, 6)
+        a = (a << 6) | 0x16
+        k += 6
+        w.acc = a
+        w.n = k
         _e_iso2_PowerDeliveryResType(w, o.PowerDeliveryRes)
+        a = w.acc
+        k = w.n
         if o.PreChargeReq is not None:
             raise encode_error('BodyType.PreChargeReq', 'cannot be combined with PowerDeliveryRes')
         if o.PreChargeRes is not None:
@@ -4050,10 +5080,23 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if o.PreChargeReq.EVTargetVoltage.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        w.bits((1 if o.PreChargeReq.DC_EVStatus.EVReady else 0) << 34 | (_I_iso2_DC_EVErrorCodeType[o.PreChargeReq.DC_EVStatus.EVErrorCode]) << 27 | (o.PreChargeReq.DC_EVStatus.EVRESSSOC) << 17 | (o.PreChargeReq.EVTargetVoltage.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.PreChargeReq.EVTargetVoltage.Unit]) << 3 | 0x5c000000000, 44)
         if (w.strict and (o.PreChargeReq.EVTargetVoltage.Value < -32768 or o.PreChargeReq.EVTargetVoltage.Value > 32767)):
             raise encode_error('PhysicalValueType.Value', f'{o.PreChargeReq.EVTargetVoltage.Value!r} outside -32768..32767')
-        w.integer(o.PreChargeReq.EVTargetVoltage.Value)
+        a = (a << 45) | (1 if o.PreChargeReq.DC_EVStatus.EVReady else 0) << 35 | (_I_iso2_DC_EVErrorCodeType[o.PreChargeReq.DC_EVStatus.EVErrorCode]) << 28 | (o.PreChargeReq.DC_EVStatus.EVRESSSOC) << 18 | (o.PreChargeReq.EVTargetVoltage.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.PreChargeReq.EVTargetVoltage.Unit]) << 4 | (1 if o.PreChargeReq.EVTargetVoltage.Value < 0 else 0) | 0xb8000000000
+        k += 45
+        u = -o.PreChargeReq.EVTargetVoltage.Value - 1 if o.PreChargeReq.EVTargetVoltage.Value < 0 else o.PreChargeReq.EVTargetVoltage.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.PreChargeReq.EVTargetCurrent is None:
             raise encode_error('PreChargeReqType.EVTargetCurrent', 'required value missing')
         if o.PreChargeReq.EVTargetCurrent.Multiplier is None:
@@ -4064,11 +5107,25 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if o.PreChargeReq.EVTargetCurrent.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        w.bits((o.PreChargeReq.EVTargetCurrent.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.PreChargeReq.EVTargetCurrent.Unit]) << 3, 17)
         if (w.strict and (o.PreChargeReq.EVTargetCurrent.Value < -32768 or o.PreChargeReq.EVTargetCurrent.Value > 32767)):
             raise encode_error('PhysicalValueType.Value', f'{o.PreChargeReq.EVTargetCurrent.Value!r} outside -32768..32767')
-        w.integer(o.PreChargeReq.EVTargetCurrent.Value)
-        w.bits(0x0, 3)
+        a = (a << 18) | (o.PreChargeReq.EVTargetCurrent.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.PreChargeReq.EVTargetCurrent.Unit]) << 4 | (1 if o.PreChargeReq.EVTargetCurrent.Value < 0 else 0)
+        k += 18
+        u = -o.PreChargeReq.EVTargetCurrent.Value - 1 if o.PreChargeReq.EVTargetCurrent.Value < 0 else o.PreChargeReq.EVTargetCurrent.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         if o.PreChargeRes is not None:
             raise encode_error('BodyType.PreChargeRes', 'cannot be combined with PreChargeReq')
         if o.ServiceDetailReq is not None:
@@ -4093,8 +5150,13 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PreChargeReq')
         s = 1
     elif o.PreChargeRes is not None:
-        w.bits(0x18, 6)
+        a = (a << 6) | 0x18
+        k += 6
+        w.acc = a
+        w.n = k
         _e_iso2_PreChargeResType(w, o.PreChargeRes)
+        a = w.acc
+        k = w.n
         if o.ServiceDetailReq is not None:
             raise encode_error('BodyType.ServiceDetailReq', 'cannot be combined with PreChargeRes')
         if o.ServiceDetailRes is not None:
@@ -4119,11 +5181,25 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
     elif o.ServiceDetailReq is not None:
         if o.ServiceDetailReq.ServiceID is None:
             raise encode_error('ServiceDetailReqType.ServiceID', 'required value missing')
-        w.bits(0x64, 8)
+        a = (a << 8) | 0x64
+        k += 8
         if o.ServiceDetailReq.ServiceID < 0 or (w.strict and (o.ServiceDetailReq.ServiceID > 65535)):
             raise encode_error('ServiceDetailReqType.ServiceID', f'{o.ServiceDetailReq.ServiceID!r} outside 0..65535')
-        w.uint(o.ServiceDetailReq.ServiceID)
-        w.bits(0x0, 2)
+        u = o.ServiceDetailReq.ServiceID
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         if o.ServiceDetailRes is not None:
             raise encode_error('BodyType.ServiceDetailRes', 'cannot be combined with ServiceDetailReq')
         if o.ServiceDiscoveryReq is not None:
@@ -4144,8 +5220,13 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ServiceDetailReq')
         s = 1
     elif o.ServiceDetailRes is not None:
-        w.bits(0x1a, 6)
+        a = (a << 6) | 0x1a
+        k += 6
+        w.acc = a
+        w.n = k
         _e_iso2_ServiceDetailResType(w, o.ServiceDetailRes)
+        a = w.acc
+        k = w.n
         if o.ServiceDiscoveryReq is not None:
             raise encode_error('BodyType.ServiceDiscoveryReq', 'cannot be combined with ServiceDetailRes')
         if o.ServiceDiscoveryRes is not None:
@@ -4164,8 +5245,13 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ServiceDetailRes')
         s = 1
     elif o.ServiceDiscoveryReq is not None:
-        w.bits(0x1b, 6)
+        a = (a << 6) | 0x1b
+        k += 6
+        w.acc = a
+        w.n = k
         _e_iso2_ServiceDiscoveryReqType(w, o.ServiceDiscoveryReq)
+        a = w.acc
+        k = w.n
         if o.ServiceDiscoveryRes is not None:
             raise encode_error('BodyType.ServiceDiscoveryRes', 'cannot be combined with ServiceDiscoveryReq')
         if o.SessionSetupReq is not None:
@@ -4182,8 +5268,13 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ServiceDiscoveryReq')
         s = 1
     elif o.ServiceDiscoveryRes is not None:
-        w.bits(0x1c, 6)
+        a = (a << 6) | 0x1c
+        k += 6
+        w.acc = a
+        w.n = k
         _e_iso2_ServiceDiscoveryResType(w, o.ServiceDiscoveryRes)
+        a = w.acc
+        k = w.n
         if o.SessionSetupReq is not None:
             raise encode_error('BodyType.SessionSetupReq', 'cannot be combined with ServiceDiscoveryRes')
         if o.SessionSetupRes is not None:
@@ -4200,11 +5291,17 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
     elif o.SessionSetupReq is not None:
         if o.SessionSetupReq.EVCCID is None:
             raise encode_error('SessionSetupReqType.EVCCID', 'required value missing')
-        w.bits(0x74, 8)
+        a = (a << 8) | 0x74
+        k += 8
         if len(o.SessionSetupReq.EVCCID) > 6:
             raise encode_error('SessionSetupReqType.EVCCID', f'length {len(o.SessionSetupReq.EVCCID)} outside 0..6')
+        w.acc = a
+        w.n = k
         w.binary(o.SessionSetupReq.EVCCID)
-        w.bits(0x0, 2)
+        a = w.acc
+        k = w.n
+        a <<= 2
+        k += 2
         if o.SessionSetupRes is not None:
             raise encode_error('BodyType.SessionSetupRes', 'cannot be combined with SessionSetupReq')
         if o.SessionStopReq is not None:
@@ -4217,8 +5314,13 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with SessionSetupReq')
         s = 1
     elif o.SessionSetupRes is not None:
-        w.bits(0x1e, 6)
+        a = (a << 6) | 0x1e
+        k += 6
+        w.acc = a
+        w.n = k
         _e_iso2_SessionSetupResType(w, o.SessionSetupRes)
+        a = w.acc
+        k = w.n
         if o.SessionStopReq is not None:
             raise encode_error('BodyType.SessionStopReq', 'cannot be combined with SessionSetupRes')
         if o.SessionStopRes is not None:
@@ -4231,7 +5333,8 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
     elif o.SessionStopReq is not None:
         if o.SessionStopReq.ChargingSession is None:
             raise encode_error('SessionStopReqType.ChargingSession', 'required value missing')
-        w.bits((_I_iso2_chargingSessionType[o.SessionStopReq.ChargingSession]) << 2 | 0x3e0, 11)
+        a = (a << 11) | (_I_iso2_chargingSessionType[o.SessionStopReq.ChargingSession]) << 2 | 0x3e0
+        k += 11
         if o.SessionStopRes is not None:
             raise encode_error('BodyType.SessionStopRes', 'cannot be combined with SessionStopReq')
         if o.WeldingDetectionReq is not None:
@@ -4242,7 +5345,8 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
     elif o.SessionStopRes is not None:
         if o.SessionStopRes.ResponseCode is None:
             raise encode_error('SessionStopResType.ResponseCode', 'required value missing')
-        w.bits((_I_iso2_responseCodeType[o.SessionStopRes.ResponseCode]) << 2 | 0x4000, 15)
+        a = (a << 15) | (_I_iso2_responseCodeType[o.SessionStopRes.ResponseCode]) << 2 | 0x4000
+        k += 15
         if o.WeldingDetectionReq is not None:
             raise encode_error('BodyType.WeldingDetectionReq', 'cannot be combined with SessionStopRes')
         if o.WeldingDetectionRes is not None:
@@ -4259,21 +5363,33 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
         if o.WeldingDetectionReq.DC_EVStatus.EVRESSSOC < 0 or o.WeldingDetectionReq.DC_EVStatus.EVRESSSOC > 127 or (w.strict and (o.WeldingDetectionReq.DC_EVStatus.EVRESSSOC > 100)):
             raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.WeldingDetectionReq.DC_EVStatus.EVRESSSOC!r} outside 0..100')
-        w.bits((1 if o.WeldingDetectionReq.DC_EVStatus.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[o.WeldingDetectionReq.DC_EVStatus.EVErrorCode]) << 13 | (o.WeldingDetectionReq.DC_EVStatus.EVRESSSOC) << 3 | 0x21000000, 30)
+        a = (a << 30) | (1 if o.WeldingDetectionReq.DC_EVStatus.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[o.WeldingDetectionReq.DC_EVStatus.EVErrorCode]) << 13 | (o.WeldingDetectionReq.DC_EVStatus.EVRESSSOC) << 3 | 0x21000000
+        k += 30
         if o.WeldingDetectionRes is not None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with WeldingDetectionReq')
         s = 1
     elif o.WeldingDetectionRes is not None:
-        w.bits(0x22, 6)
+        a = (a << 6) | 0x22
+        k += 6
+        w.acc = a
+        w.n = k
         _e_iso2_WeldingDetectionResType(w, o.WeldingDetectionRes)
+        a = w.acc
+        k = w.n
         s = 1
     else:
-        w.bits(0x23, 6)
+        a = (a << 6) | 0x23
+        k += 6
         s = -1
     if s == 1:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_CableCheckReqType(r: BitReader) -> _iso2.CableCheckReqType:
     f_DC_EVStatus: _iso2.DC_EVStatusType
@@ -4290,6 +5406,8 @@ def _d_iso2_CableCheckReqType(r: BitReader) -> _iso2.CableCheckReqType:
     return _iso2.CableCheckReqType(DC_EVStatus=f_DC_EVStatus)
 
 def _e_iso2_CableCheckReqType(w: BitWriter, o: _iso2.CableCheckReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.DC_EVStatus is None:
         raise encode_error('CableCheckReqType.DC_EVStatus', 'required value missing')
     if o.DC_EVStatus.EVReady is None:
@@ -4300,7 +5418,12 @@ def _e_iso2_CableCheckReqType(w: BitWriter, o: _iso2.CableCheckReqType) -> None:
         raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
     if o.DC_EVStatus.EVRESSSOC < 0 or o.DC_EVStatus.EVRESSSOC > 127 or (w.strict and (o.DC_EVStatus.EVRESSSOC > 100)):
         raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.DC_EVStatus.EVRESSSOC!r} outside 0..100')
-    w.bits((1 if o.DC_EVStatus.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[o.DC_EVStatus.EVErrorCode]) << 13 | (o.DC_EVStatus.EVRESSSOC) << 3, 24)
+    a = (a << 24) | (1 if o.DC_EVStatus.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[o.DC_EVStatus.EVErrorCode]) << 13 | (o.DC_EVStatus.EVRESSSOC) << 3
+    k += 24
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_CableCheckResType(r: BitReader) -> _iso2.CableCheckResType:
     f_ResponseCode: _iso2.responseCodeType
@@ -4324,15 +5447,27 @@ def _d_iso2_CableCheckResType(r: BitReader) -> _iso2.CableCheckResType:
     return _iso2.CableCheckResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEProcessing=f_EVSEProcessing)
 
 def _e_iso2_CableCheckResType(w: BitWriter, o: _iso2.CableCheckResType) -> None:
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('CableCheckResType.ResponseCode', 'required value missing')
     if o.DC_EVSEStatus is None:
         raise encode_error('CableCheckResType.DC_EVSEStatus', 'required value missing')
-    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 2, 9)
+    a = (a << 9) | (_I_iso2_responseCodeType[o.ResponseCode]) << 2
+    k += 9
+    w.acc = a
+    w.n = k
     _e_iso2_DC_EVSEStatusType(w, o.DC_EVSEStatus)
+    a = w.acc
+    k = w.n
     if o.EVSEProcessing is None:
         raise encode_error('CableCheckResType.EVSEProcessing', 'required value missing')
-    w.bits((_I_iso2_EVSEProcessingType[o.EVSEProcessing]) << 2, 6)
+    a = (a << 6) | (_I_iso2_EVSEProcessingType[o.EVSEProcessing]) << 2
+    k += 6
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_CertificateInstallationReqType(r: BitReader) -> _iso2.CertificateInstallationReqType:
     f_Id: str
@@ -4361,21 +5496,43 @@ def _d_iso2_CertificateInstallationReqType(r: BitReader) -> _iso2.CertificateIns
     return _iso2.CertificateInstallationReqType(Id=f_Id, OEMProvisioningCert=f_OEMProvisioningCert, ListOfRootCertificateIDs=f_ListOfRootCertificateIDs)
 
 def _e_iso2_CertificateInstallationReqType(w: BitWriter, o: _iso2.CertificateInstallationReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.Id is None:
         raise encode_error('CertificateInstallationReqType.Id', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Id)
+    a = w.acc
+    k = w.n
     if o.OEMProvisioningCert is None:
         raise encode_error('CertificateInstallationReqType.OEMProvisioningCert', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if len(o.OEMProvisioningCert) > 800:
         raise encode_error('CertificateInstallationReqType.OEMProvisioningCert', f'length {len(o.OEMProvisioningCert)} outside 0..800')
+    w.acc = a
+    w.n = k
     w.binary(o.OEMProvisioningCert)
+    a = w.acc
+    k = w.n
     if o.ListOfRootCertificateIDs is None:
         raise encode_error('CertificateInstallationReqType.ListOfRootCertificateIDs', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     _e_iso2_ListOfRootCertificateIDsType(w, o.ListOfRootCertificateIDs)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateInstallationResType:
     f_ResponseCode: _iso2.responseCodeType
@@ -4446,53 +5603,100 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
     return _iso2.CertificateInstallationResType(ResponseCode=f_ResponseCode, SAProvisioningCertificateChain=f_SAProvisioningCertificateChain, ContractSignatureCertChain=f_ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey=f_ContractSignatureEncryptedPrivateKey, DHpublickey=f_DHpublickey, eMAID=f_eMAID)
 
 def _e_iso2_CertificateInstallationResType(w: BitWriter, o: _iso2.CertificateInstallationResType) -> None:
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('CertificateInstallationResType.ResponseCode', 'required value missing')
     if o.SAProvisioningCertificateChain is None:
         raise encode_error('CertificateInstallationResType.SAProvisioningCertificateChain', 'required value missing')
-    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 2, 9)
+    a = (a << 9) | (_I_iso2_responseCodeType[o.ResponseCode]) << 2
+    k += 9
+    w.acc = a
+    w.n = k
     _e_iso2_CertificateChainType(w, o.SAProvisioningCertificateChain)
+    a = w.acc
+    k = w.n
     if o.ContractSignatureCertChain is None:
         raise encode_error('CertificateInstallationResType.ContractSignatureCertChain', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso2_CertificateChainType(w, o.ContractSignatureCertChain)
+    a = w.acc
+    k = w.n
     if o.ContractSignatureEncryptedPrivateKey is None:
         raise encode_error('CertificateInstallationResType.ContractSignatureEncryptedPrivateKey', 'required value missing')
     if o.ContractSignatureEncryptedPrivateKey.Id is None:
         raise encode_error('ContractSignatureEncryptedPrivateKeyType.Id', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     w.string(o.ContractSignatureEncryptedPrivateKey.Id)
+    a = w.acc
+    k = w.n
     if o.ContractSignatureEncryptedPrivateKey.value is None:
         raise encode_error('ContractSignatureEncryptedPrivateKeyType.value', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     if len(o.ContractSignatureEncryptedPrivateKey.value) > 48:
         raise encode_error('ContractSignatureEncryptedPrivateKeyType.value', f'length {len(o.ContractSignatureEncryptedPrivateKey.value)} outside 0..48')
+    w.acc = a
+    w.n = k
     w.binary(o.ContractSignatureEncryptedPrivateKey.value)
+    a = w.acc
+    k = w.n
     if o.DHpublickey is None:
         raise encode_error('CertificateInstallationResType.DHpublickey', 'required value missing')
     if o.DHpublickey.Id is None:
         raise encode_error('DiffieHellmanPublickeyType.Id', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
     w.string(o.DHpublickey.Id)
+    a = w.acc
+    k = w.n
     if o.DHpublickey.value is None:
         raise encode_error('DiffieHellmanPublickeyType.value', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     if len(o.DHpublickey.value) > 65:
         raise encode_error('DiffieHellmanPublickeyType.value', f'length {len(o.DHpublickey.value)} outside 0..65')
+    w.acc = a
+    w.n = k
     w.binary(o.DHpublickey.value)
+    a = w.acc
+    k = w.n
     if o.eMAID is None:
         raise encode_error('CertificateInstallationResType.eMAID', 'required value missing')
     if o.eMAID.Id is None:
         raise encode_error('EMAIDType.Id', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
     w.string(o.eMAID.Id)
+    a = w.acc
+    k = w.n
     if o.eMAID.value is None:
         raise encode_error('EMAIDType.value', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     if (len(o.eMAID.value) < 14 and w.strict) or len(o.eMAID.value) > 15:
         raise encode_error('EMAIDType.value', f'length {len(o.eMAID.value)} outside 14..15')
+    w.acc = a
+    w.n = k
     w.string(o.eMAID.value)
-    w.bits(0x0, 2)
+    a = w.acc
+    k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_CertificateUpdateReqType(r: BitReader) -> _iso2.CertificateUpdateReqType:
     f_Id: str
@@ -4525,25 +5729,52 @@ def _d_iso2_CertificateUpdateReqType(r: BitReader) -> _iso2.CertificateUpdateReq
     return _iso2.CertificateUpdateReqType(Id=f_Id, ContractSignatureCertChain=f_ContractSignatureCertChain, eMAID=f_eMAID, ListOfRootCertificateIDs=f_ListOfRootCertificateIDs)
 
 def _e_iso2_CertificateUpdateReqType(w: BitWriter, o: _iso2.CertificateUpdateReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.Id is None:
         raise encode_error('CertificateUpdateReqType.Id', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Id)
+    a = w.acc
+    k = w.n
     if o.ContractSignatureCertChain is None:
         raise encode_error('CertificateUpdateReqType.ContractSignatureCertChain', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso2_CertificateChainType(w, o.ContractSignatureCertChain)
+    a = w.acc
+    k = w.n
     if o.eMAID is None:
         raise encode_error('CertificateUpdateReqType.eMAID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if (len(o.eMAID) < 14 and w.strict) or len(o.eMAID) > 15:
         raise encode_error('CertificateUpdateReqType.eMAID', f'length {len(o.eMAID)} outside 14..15')
+    w.acc = a
+    w.n = k
     w.string(o.eMAID)
+    a = w.acc
+    k = w.n
     if o.ListOfRootCertificateIDs is None:
         raise encode_error('CertificateUpdateReqType.ListOfRootCertificateIDs', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     _e_iso2_ListOfRootCertificateIDsType(w, o.ListOfRootCertificateIDs)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateResType:
     f_ResponseCode: _iso2.responseCodeType
@@ -4643,74 +5874,137 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
     return _iso2.CertificateUpdateResType(ResponseCode=f_ResponseCode, SAProvisioningCertificateChain=f_SAProvisioningCertificateChain, ContractSignatureCertChain=f_ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey=f_ContractSignatureEncryptedPrivateKey, DHpublickey=f_DHpublickey, eMAID=f_eMAID, RetryCounter=f_RetryCounter)
 
 def _e_iso2_CertificateUpdateResType(w: BitWriter, o: _iso2.CertificateUpdateResType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.ResponseCode is None:
         raise encode_error('CertificateUpdateResType.ResponseCode', 'required value missing')
     if o.SAProvisioningCertificateChain is None:
         raise encode_error('CertificateUpdateResType.SAProvisioningCertificateChain', 'required value missing')
-    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 2, 9)
+    a = (a << 9) | (_I_iso2_responseCodeType[o.ResponseCode]) << 2
+    k += 9
     s = 1
+    w.acc = a
+    w.n = k
     _e_iso2_CertificateChainType(w, o.SAProvisioningCertificateChain)
+    a = w.acc
+    k = w.n
     if o.ContractSignatureCertChain is None:
         raise encode_error('CertificateUpdateResType.ContractSignatureCertChain', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = 2
+    w.acc = a
+    w.n = k
     _e_iso2_CertificateChainType(w, o.ContractSignatureCertChain)
+    a = w.acc
+    k = w.n
     if o.ContractSignatureEncryptedPrivateKey is None:
         raise encode_error('CertificateUpdateResType.ContractSignatureEncryptedPrivateKey', 'required value missing')
     if o.ContractSignatureEncryptedPrivateKey.Id is None:
         raise encode_error('ContractSignatureEncryptedPrivateKeyType.Id', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     s = 3
+    w.acc = a
+    w.n = k
     w.string(o.ContractSignatureEncryptedPrivateKey.Id)
+    a = w.acc
+    k = w.n
     if o.ContractSignatureEncryptedPrivateKey.value is None:
         raise encode_error('ContractSignatureEncryptedPrivateKeyType.value', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     if len(o.ContractSignatureEncryptedPrivateKey.value) > 48:
         raise encode_error('ContractSignatureEncryptedPrivateKeyType.value', f'length {len(o.ContractSignatureEncryptedPrivateKey.value)} outside 0..48')
+    w.acc = a
+    w.n = k
     w.binary(o.ContractSignatureEncryptedPrivateKey.value)
+    a = w.acc
+    k = w.n
     if o.DHpublickey is None:
         raise encode_error('CertificateUpdateResType.DHpublickey', 'required value missing')
     if o.DHpublickey.Id is None:
         raise encode_error('DiffieHellmanPublickeyType.Id', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     s = 4
+    w.acc = a
+    w.n = k
     w.string(o.DHpublickey.Id)
+    a = w.acc
+    k = w.n
     if o.DHpublickey.value is None:
         raise encode_error('DiffieHellmanPublickeyType.value', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     if len(o.DHpublickey.value) > 65:
         raise encode_error('DiffieHellmanPublickeyType.value', f'length {len(o.DHpublickey.value)} outside 0..65')
+    w.acc = a
+    w.n = k
     w.binary(o.DHpublickey.value)
+    a = w.acc
+    k = w.n
     if o.eMAID is None:
         raise encode_error('CertificateUpdateResType.eMAID', 'required value missing')
     if o.eMAID.Id is None:
         raise encode_error('EMAIDType.Id', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     s = 5
+    w.acc = a
+    w.n = k
     w.string(o.eMAID.Id)
+    a = w.acc
+    k = w.n
     if o.eMAID.value is None:
         raise encode_error('EMAIDType.value', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     if (len(o.eMAID.value) < 14 and w.strict) or len(o.eMAID.value) > 15:
         raise encode_error('EMAIDType.value', f'length {len(o.eMAID.value)} outside 14..15')
+    w.acc = a
+    w.n = k
     w.string(o.eMAID.value)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     s = 6
     if o.RetryCounter is not None:
-        w.bits(0x0, 3)
         if (w.strict and (o.RetryCounter < -32768 or o.RetryCounter > 32767)):
             raise encode_error('CertificateUpdateResType.RetryCounter', f'{o.RetryCounter!r} outside -32768..32767')
-        w.integer(o.RetryCounter)
-        w.bits(0x0, 1)
+        a = (a << 4) | (1 if o.RetryCounter < 0 else 0)
+        k += 4
+        u = -o.RetryCounter - 1 if o.RetryCounter < 0 else o.RetryCounter
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 7
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 7:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2.ChargeParameterDiscoveryReqType:
     f_MaxEntriesSAScheduleTuple: int | None = None
@@ -4771,47 +6065,85 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2.ChargeParamet
     return _iso2.ChargeParameterDiscoveryReqType(MaxEntriesSAScheduleTuple=f_MaxEntriesSAScheduleTuple, RequestedEnergyTransferMode=f_RequestedEnergyTransferMode, AC_EVChargeParameter=f_AC_EVChargeParameter, DC_EVChargeParameter=f_DC_EVChargeParameter, EVChargeParameter=f_EVChargeParameter)
 
 def _e_iso2_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso2.ChargeParameterDiscoveryReqType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.MaxEntriesSAScheduleTuple is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if o.MaxEntriesSAScheduleTuple < 0 or (w.strict and (o.MaxEntriesSAScheduleTuple > 65535)):
             raise encode_error('ChargeParameterDiscoveryReqType.MaxEntriesSAScheduleTuple', f'{o.MaxEntriesSAScheduleTuple!r} outside 0..65535')
-        w.uint(o.MaxEntriesSAScheduleTuple)
-        w.bits(0x0, 1)
+        u = o.MaxEntriesSAScheduleTuple
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif o.RequestedEnergyTransferMode is not None:
-        w.bits((_I_iso2_EnergyTransferModeType[o.RequestedEnergyTransferMode]) << 1 | 0x20, 7)
+        a = (a << 7) | (_I_iso2_EnergyTransferModeType[o.RequestedEnergyTransferMode]) << 1 | 0x20
+        k += 7
         s = 2
     else:
         raise encode_error('ChargeParameterDiscoveryReqType', 'missing SE(MaxEntriesSAScheduleTuple), SE(RequestedEnergyTransferMode)')
     if s == 1:
         if o.RequestedEnergyTransferMode is not None:
-            w.bits((_I_iso2_EnergyTransferModeType[o.RequestedEnergyTransferMode]) << 1, 6)
+            a = (a << 6) | (_I_iso2_EnergyTransferModeType[o.RequestedEnergyTransferMode]) << 1
+            k += 6
             s = 2
         else:
             raise encode_error('ChargeParameterDiscoveryReqType', 'missing SE(RequestedEnergyTransferMode)')
     if o.AC_EVChargeParameter is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso2_AC_EVChargeParameterType(w, o.AC_EVChargeParameter)
+        a = w.acc
+        k = w.n
         if o.DC_EVChargeParameter is not None:
             raise encode_error('ChargeParameterDiscoveryReqType.DC_EVChargeParameter', 'cannot be combined with AC_EVChargeParameter')
         if o.EVChargeParameter is not None:
             raise encode_error('ChargeParameterDiscoveryReqType.EVChargeParameter', 'cannot be combined with AC_EVChargeParameter')
         s = 3
     elif o.DC_EVChargeParameter is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso2_DC_EVChargeParameterType(w, o.DC_EVChargeParameter)
+        a = w.acc
+        k = w.n
         if o.EVChargeParameter is not None:
             raise encode_error('ChargeParameterDiscoveryReqType.EVChargeParameter', 'cannot be combined with DC_EVChargeParameter')
         s = 3
     elif o.EVChargeParameter is not None:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso2_EVChargeParameterType(w, o.EVChargeParameter)
+        a = w.acc
+        k = w.n
         s = 3
     else:
         raise encode_error('ChargeParameterDiscoveryReqType', 'missing SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParameterDiscoveryResType:
     f_ResponseCode: _iso2.responseCodeType
@@ -4966,32 +6298,54 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
     return _iso2.ChargeParameterDiscoveryResType(ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, SAScheduleList=f_SAScheduleList, SASchedules=f_SASchedules, AC_EVSEChargeParameter=f_AC_EVSEChargeParameter, DC_EVSEChargeParameter=f_DC_EVSEChargeParameter, EVSEChargeParameter=f_EVSEChargeParameter)
 
 def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParameterDiscoveryResType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.ResponseCode is None:
         raise encode_error('ChargeParameterDiscoveryResType.ResponseCode', 'required value missing')
     if o.EVSEProcessing is None:
         raise encode_error('ChargeParameterDiscoveryResType.EVSEProcessing', 'required value missing')
-    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 6 | (_I_iso2_EVSEProcessingType[o.EVSEProcessing]) << 1, 13)
+    a = (a << 13) | (_I_iso2_responseCodeType[o.ResponseCode]) << 6 | (_I_iso2_EVSEProcessingType[o.EVSEProcessing]) << 1
+    k += 13
     s = 1
     s = 2
     if o.SAScheduleList is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso2_SAScheduleListType(w, o.SAScheduleList)
+        a = w.acc
+        k = w.n
         if o.SASchedules is not None:
             raise encode_error('ChargeParameterDiscoveryResType.SASchedules', 'cannot be combined with SAScheduleList')
         s = 3
     elif o.SASchedules is not None:
-        w.bits(0x2, 4)
+        a = (a << 4) | 0x2
+        k += 4
         s = 3
     elif o.AC_EVSEChargeParameter is not None:
         if o.AC_EVSEChargeParameter.AC_EVSEStatus is None:
             raise encode_error('AC_EVSEChargeParameterType.AC_EVSEStatus', 'required value missing')
         if o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay is None:
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        w.bits(0x10, 6)
+        a = (a << 6) | 0x10
+        k += 6
         if o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay > 65535)):
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-        w.uint(o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay)
+        u = o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.AC_EVSEChargeParameter.AC_EVSEStatus.EVSENotification is None:
             raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
         if o.AC_EVSEChargeParameter.AC_EVSEStatus.RCD is None:
@@ -5006,10 +6360,23 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if o.AC_EVSEChargeParameter.EVSENominalVoltage.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        w.bits((_I_iso2_EVSENotificationType[o.AC_EVSEChargeParameter.AC_EVSEStatus.EVSENotification]) << 21 | (1 if o.AC_EVSEChargeParameter.AC_EVSEStatus.RCD else 0) << 17 | (o.AC_EVSEChargeParameter.EVSENominalVoltage.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.AC_EVSEChargeParameter.EVSENominalVoltage.Unit]) << 3, 26)
         if (w.strict and (o.AC_EVSEChargeParameter.EVSENominalVoltage.Value < -32768 or o.AC_EVSEChargeParameter.EVSENominalVoltage.Value > 32767)):
             raise encode_error('PhysicalValueType.Value', f'{o.AC_EVSEChargeParameter.EVSENominalVoltage.Value!r} outside -32768..32767')
-        w.integer(o.AC_EVSEChargeParameter.EVSENominalVoltage.Value)
+        a = (a << 27) | (_I_iso2_EVSENotificationType[o.AC_EVSEChargeParameter.AC_EVSEStatus.EVSENotification]) << 22 | (1 if o.AC_EVSEChargeParameter.AC_EVSEStatus.RCD else 0) << 18 | (o.AC_EVSEChargeParameter.EVSENominalVoltage.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.AC_EVSEChargeParameter.EVSENominalVoltage.Unit]) << 4 | (1 if o.AC_EVSEChargeParameter.EVSENominalVoltage.Value < 0 else 0)
+        k += 27
+        u = -o.AC_EVSEChargeParameter.EVSENominalVoltage.Value - 1 if o.AC_EVSEChargeParameter.EVSENominalVoltage.Value < 0 else o.AC_EVSEChargeParameter.EVSENominalVoltage.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.AC_EVSEChargeParameter.EVSEMaxCurrent is None:
             raise encode_error('AC_EVSEChargeParameterType.EVSEMaxCurrent', 'required value missing')
         if o.AC_EVSEChargeParameter.EVSEMaxCurrent.Multiplier is None:
@@ -5020,24 +6387,44 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        w.bits((o.AC_EVSEChargeParameter.EVSEMaxCurrent.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.AC_EVSEChargeParameter.EVSEMaxCurrent.Unit]) << 3, 17)
         if (w.strict and (o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value < -32768 or o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value > 32767)):
             raise encode_error('PhysicalValueType.Value', f'{o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value!r} outside -32768..32767')
-        w.integer(o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value)
-        w.bits(0x0, 3)
+        a = (a << 18) | (o.AC_EVSEChargeParameter.EVSEMaxCurrent.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.AC_EVSEChargeParameter.EVSEMaxCurrent.Unit]) << 4 | (1 if o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value < 0 else 0)
+        k += 18
+        u = -o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value - 1 if o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value < 0 else o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         if o.DC_EVSEChargeParameter is not None:
             raise encode_error('ChargeParameterDiscoveryResType.DC_EVSEChargeParameter', 'cannot be combined with AC_EVSEChargeParameter')
         if o.EVSEChargeParameter is not None:
             raise encode_error('ChargeParameterDiscoveryResType.EVSEChargeParameter', 'cannot be combined with AC_EVSEChargeParameter')
         s = 4
     elif o.DC_EVSEChargeParameter is not None:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso2_DC_EVSEChargeParameterType(w, o.DC_EVSEChargeParameter)
+        a = w.acc
+        k = w.n
         if o.EVSEChargeParameter is not None:
             raise encode_error('ChargeParameterDiscoveryResType.EVSEChargeParameter', 'cannot be combined with DC_EVSEChargeParameter')
         s = 4
     elif o.EVSEChargeParameter is not None:
-        w.bits(0x8, 4)
+        a = (a << 4) | 0x8
+        k += 4
         s = 4
     else:
         raise encode_error('ChargeParameterDiscoveryResType', 'missing SE(SAScheduleList), SE(SASchedules), SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
@@ -5047,10 +6434,23 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
                 raise encode_error('AC_EVSEChargeParameterType.AC_EVSEStatus', 'required value missing')
             if o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay is None:
                 raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-            w.bits(0x0, 5)
+            a <<= 5
+            k += 5
             if o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay > 65535)):
                 raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-            w.uint(o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay)
+            u = o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.AC_EVSEChargeParameter.AC_EVSEStatus.EVSENotification is None:
                 raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
             if o.AC_EVSEChargeParameter.AC_EVSEStatus.RCD is None:
@@ -5065,10 +6465,23 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
             if o.AC_EVSEChargeParameter.EVSENominalVoltage.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            w.bits((_I_iso2_EVSENotificationType[o.AC_EVSEChargeParameter.AC_EVSEStatus.EVSENotification]) << 21 | (1 if o.AC_EVSEChargeParameter.AC_EVSEStatus.RCD else 0) << 17 | (o.AC_EVSEChargeParameter.EVSENominalVoltage.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.AC_EVSEChargeParameter.EVSENominalVoltage.Unit]) << 3, 26)
             if (w.strict and (o.AC_EVSEChargeParameter.EVSENominalVoltage.Value < -32768 or o.AC_EVSEChargeParameter.EVSENominalVoltage.Value > 32767)):
                 raise encode_error('PhysicalValueType.Value', f'{o.AC_EVSEChargeParameter.EVSENominalVoltage.Value!r} outside -32768..32767')
-            w.integer(o.AC_EVSEChargeParameter.EVSENominalVoltage.Value)
+            a = (a << 27) | (_I_iso2_EVSENotificationType[o.AC_EVSEChargeParameter.AC_EVSEStatus.EVSENotification]) << 22 | (1 if o.AC_EVSEChargeParameter.AC_EVSEStatus.RCD else 0) << 18 | (o.AC_EVSEChargeParameter.EVSENominalVoltage.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.AC_EVSEChargeParameter.EVSENominalVoltage.Unit]) << 4 | (1 if o.AC_EVSEChargeParameter.EVSENominalVoltage.Value < 0 else 0)
+            k += 27
+            u = -o.AC_EVSEChargeParameter.EVSENominalVoltage.Value - 1 if o.AC_EVSEChargeParameter.EVSENominalVoltage.Value < 0 else o.AC_EVSEChargeParameter.EVSENominalVoltage.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.AC_EVSEChargeParameter.EVSEMaxCurrent is None:
                 raise encode_error('AC_EVSEChargeParameterType.EVSEMaxCurrent', 'required value missing')
             if o.AC_EVSEChargeParameter.EVSEMaxCurrent.Multiplier is None:
@@ -5079,29 +6492,54 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
             if o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            w.bits((o.AC_EVSEChargeParameter.EVSEMaxCurrent.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.AC_EVSEChargeParameter.EVSEMaxCurrent.Unit]) << 3, 17)
             if (w.strict and (o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value < -32768 or o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value > 32767)):
                 raise encode_error('PhysicalValueType.Value', f'{o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value!r} outside -32768..32767')
-            w.integer(o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value)
-            w.bits(0x0, 3)
+            a = (a << 18) | (o.AC_EVSEChargeParameter.EVSEMaxCurrent.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.AC_EVSEChargeParameter.EVSEMaxCurrent.Unit]) << 4 | (1 if o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value < 0 else 0)
+            k += 18
+            u = -o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value - 1 if o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value < 0 else o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             if o.DC_EVSEChargeParameter is not None:
                 raise encode_error('ChargeParameterDiscoveryResType.DC_EVSEChargeParameter', 'cannot be combined with AC_EVSEChargeParameter')
             if o.EVSEChargeParameter is not None:
                 raise encode_error('ChargeParameterDiscoveryResType.EVSEChargeParameter', 'cannot be combined with AC_EVSEChargeParameter')
             s = 4
         elif o.DC_EVSEChargeParameter is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso2_DC_EVSEChargeParameterType(w, o.DC_EVSEChargeParameter)
+            a = w.acc
+            k = w.n
             if o.EVSEChargeParameter is not None:
                 raise encode_error('ChargeParameterDiscoveryResType.EVSEChargeParameter', 'cannot be combined with DC_EVSEChargeParameter')
             s = 4
         elif o.EVSEChargeParameter is not None:
-            w.bits(0x4, 3)
+            a = (a << 3) | 0x4
+            k += 3
             s = 4
         else:
             raise encode_error('ChargeParameterDiscoveryResType', 'missing SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_ChargingStatusReqType(r: BitReader) -> _iso2.ChargingStatusReqType:
     if r.bits(1):
@@ -5109,7 +6547,14 @@ def _d_iso2_ChargingStatusReqType(r: BitReader) -> _iso2.ChargingStatusReqType:
     return _iso2.ChargingStatusReqType()
 
 def _e_iso2_ChargingStatusReqType(w: BitWriter, o: _iso2.ChargingStatusReqType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
     f_ResponseCode: _iso2.responseCodeType
@@ -5270,21 +6715,29 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
     return _iso2.ChargingStatusResType(ResponseCode=f_ResponseCode, EVSEID=f_EVSEID, SAScheduleTupleID=f_SAScheduleTupleID, EVSEMaxCurrent=f_EVSEMaxCurrent, MeterInfo=f_MeterInfo, ReceiptRequired=f_ReceiptRequired, AC_EVSEStatus=f_AC_EVSEStatus)
 
 def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.ResponseCode is None:
         raise encode_error('ChargingStatusResType.ResponseCode', 'required value missing')
     if o.EVSEID is None:
         raise encode_error('ChargingStatusResType.EVSEID', 'required value missing')
-    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 3, 10)
+    a = (a << 10) | (_I_iso2_responseCodeType[o.ResponseCode]) << 3
+    k += 10
     s = 1
     if (len(o.EVSEID) < 7 and w.strict) or len(o.EVSEID) > 37:
         raise encode_error('ChargingStatusResType.EVSEID', f'length {len(o.EVSEID)} outside 7..37')
+    w.acc = a
+    w.n = k
     w.string(o.EVSEID)
+    a = w.acc
+    k = w.n
     if o.SAScheduleTupleID is None:
         raise encode_error('ChargingStatusResType.SAScheduleTupleID', 'required value missing')
     if o.SAScheduleTupleID < 1 or o.SAScheduleTupleID > 256 or (w.strict and (o.SAScheduleTupleID > 255)):
         raise encode_error('ChargingStatusResType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside 1..255')
-    w.bits((o.SAScheduleTupleID - 1) << 1, 12)
+    a = (a << 12) | (o.SAScheduleTupleID - 1) << 1
+    k += 12
     s = 2
     s = 3
     if o.EVSEMaxCurrent is not None:
@@ -5296,73 +6749,142 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if o.EVSEMaxCurrent.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        w.bits((o.EVSEMaxCurrent.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEMaxCurrent.Unit]) << 3, 17)
         if (w.strict and (o.EVSEMaxCurrent.Value < -32768 or o.EVSEMaxCurrent.Value > 32767)):
             raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaxCurrent.Value!r} outside -32768..32767')
-        w.integer(o.EVSEMaxCurrent.Value)
-        w.bits(0x0, 2)
+        a = (a << 18) | (o.EVSEMaxCurrent.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEMaxCurrent.Unit]) << 4 | (1 if o.EVSEMaxCurrent.Value < 0 else 0)
+        k += 18
+        u = -o.EVSEMaxCurrent.Value - 1 if o.EVSEMaxCurrent.Value < 0 else o.EVSEMaxCurrent.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 4
     elif o.MeterInfo is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso2_MeterInfoType(w, o.MeterInfo)
+        a = w.acc
+        k = w.n
         s = 5
     elif o.ReceiptRequired is not None:
-        w.bits((1 if o.ReceiptRequired else 0) << 1 | 0x10, 6)
+        a = (a << 6) | (1 if o.ReceiptRequired else 0) << 1 | 0x10
+        k += 6
         s = 6
     elif o.AC_EVSEStatus is not None:
         if o.AC_EVSEStatus.NotificationMaxDelay is None:
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        w.bits(0xc, 5)
+        a = (a << 5) | 0xc
+        k += 5
         if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 65535)):
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-        w.uint(o.AC_EVSEStatus.NotificationMaxDelay)
+        u = o.AC_EVSEStatus.NotificationMaxDelay
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.AC_EVSEStatus.EVSENotification is None:
             raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
         if o.AC_EVSEStatus.RCD is None:
             raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-        w.bits((_I_iso2_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 6 | (1 if o.AC_EVSEStatus.RCD else 0) << 2, 11)
+        a = (a << 11) | (_I_iso2_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 6 | (1 if o.AC_EVSEStatus.RCD else 0) << 2
+        k += 11
         s = 7
     else:
         raise encode_error('ChargingStatusResType', 'missing SE(EVSEMaxCurrent), SE(MeterInfo), SE(ReceiptRequired), SE(AC_EVSEStatus)')
     if s == 4:
         if o.MeterInfo is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso2_MeterInfoType(w, o.MeterInfo)
+            a = w.acc
+            k = w.n
             s = 5
         elif o.ReceiptRequired is not None:
-            w.bits((1 if o.ReceiptRequired else 0) << 1 | 0x8, 5)
+            a = (a << 5) | (1 if o.ReceiptRequired else 0) << 1 | 0x8
+            k += 5
             s = 6
         elif o.AC_EVSEStatus is not None:
             if o.AC_EVSEStatus.NotificationMaxDelay is None:
                 raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-            w.bits(0x8, 4)
+            a = (a << 4) | 0x8
+            k += 4
             if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 65535)):
                 raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-            w.uint(o.AC_EVSEStatus.NotificationMaxDelay)
+            u = o.AC_EVSEStatus.NotificationMaxDelay
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.AC_EVSEStatus.EVSENotification is None:
                 raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
             if o.AC_EVSEStatus.RCD is None:
                 raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-            w.bits((_I_iso2_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 6 | (1 if o.AC_EVSEStatus.RCD else 0) << 2, 11)
+            a = (a << 11) | (_I_iso2_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 6 | (1 if o.AC_EVSEStatus.RCD else 0) << 2
+            k += 11
             s = 7
         else:
             raise encode_error('ChargingStatusResType', 'missing SE(MeterInfo), SE(ReceiptRequired), SE(AC_EVSEStatus)')
     if s == 5:
         if o.ReceiptRequired is not None:
-            w.bits((1 if o.ReceiptRequired else 0) << 1, 5)
+            a = (a << 5) | (1 if o.ReceiptRequired else 0) << 1
+            k += 5
             s = 6
         elif o.AC_EVSEStatus is not None:
             if o.AC_EVSEStatus.NotificationMaxDelay is None:
                 raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 65535)):
                 raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-            w.uint(o.AC_EVSEStatus.NotificationMaxDelay)
+            u = o.AC_EVSEStatus.NotificationMaxDelay
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.AC_EVSEStatus.EVSENotification is None:
                 raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
             if o.AC_EVSEStatus.RCD is None:
                 raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-            w.bits((_I_iso2_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 6 | (1 if o.AC_EVSEStatus.RCD else 0) << 2, 11)
+            a = (a << 11) | (_I_iso2_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 6 | (1 if o.AC_EVSEStatus.RCD else 0) << 2
+            k += 11
             s = 7
         else:
             raise encode_error('ChargingStatusResType', 'missing SE(ReceiptRequired), SE(AC_EVSEStatus)')
@@ -5370,20 +6892,39 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
         if o.AC_EVSEStatus is not None:
             if o.AC_EVSEStatus.NotificationMaxDelay is None:
                 raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 65535)):
                 raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-            w.uint(o.AC_EVSEStatus.NotificationMaxDelay)
+            u = o.AC_EVSEStatus.NotificationMaxDelay
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.AC_EVSEStatus.EVSENotification is None:
                 raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
             if o.AC_EVSEStatus.RCD is None:
                 raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-            w.bits((_I_iso2_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 6 | (1 if o.AC_EVSEStatus.RCD else 0) << 2, 11)
+            a = (a << 11) | (_I_iso2_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 6 | (1 if o.AC_EVSEStatus.RCD else 0) << 2
+            k += 11
             s = 7
         else:
             raise encode_error('ChargingStatusResType', 'missing SE(AC_EVSEStatus)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
     f_DC_EVStatus: _iso2.DC_EVStatusType
@@ -5734,6 +7275,8 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
     return _iso2.CurrentDemandReqType(DC_EVStatus=f_DC_EVStatus, EVTargetCurrent=f_EVTargetCurrent, EVMaximumVoltageLimit=f_EVMaximumVoltageLimit, EVMaximumCurrentLimit=f_EVMaximumCurrentLimit, EVMaximumPowerLimit=f_EVMaximumPowerLimit, BulkChargingComplete=f_BulkChargingComplete, ChargingComplete=f_ChargingComplete, RemainingTimeToFullSoC=f_RemainingTimeToFullSoC, RemainingTimeToBulkSoC=f_RemainingTimeToBulkSoC, EVTargetVoltage=f_EVTargetVoltage)
 
 def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.DC_EVStatus is None:
         raise encode_error('CurrentDemandReqType.DC_EVStatus', 'required value missing')
@@ -5755,12 +7298,26 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if o.EVTargetCurrent.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    w.bits((1 if o.DC_EVStatus.EVReady else 0) << 34 | (_I_iso2_DC_EVErrorCodeType[o.DC_EVStatus.EVErrorCode]) << 27 | (o.DC_EVStatus.EVRESSSOC) << 17 | (o.EVTargetCurrent.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVTargetCurrent.Unit]) << 3, 38)
-    s = 1
     if (w.strict and (o.EVTargetCurrent.Value < -32768 or o.EVTargetCurrent.Value > 32767)):
         raise encode_error('PhysicalValueType.Value', f'{o.EVTargetCurrent.Value!r} outside -32768..32767')
-    w.integer(o.EVTargetCurrent.Value)
-    w.bits(0x0, 2)
+    a = (a << 39) | (1 if o.DC_EVStatus.EVReady else 0) << 35 | (_I_iso2_DC_EVErrorCodeType[o.DC_EVStatus.EVErrorCode]) << 28 | (o.DC_EVStatus.EVRESSSOC) << 18 | (o.EVTargetCurrent.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVTargetCurrent.Unit]) << 4 | (1 if o.EVTargetCurrent.Value < 0 else 0)
+    k += 39
+    s = 1
+    u = -o.EVTargetCurrent.Value - 1 if o.EVTargetCurrent.Value < 0 else o.EVTargetCurrent.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
     s = 2
     if o.EVMaximumVoltageLimit is not None:
         if o.EVMaximumVoltageLimit.Multiplier is None:
@@ -5771,11 +7328,25 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if o.EVMaximumVoltageLimit.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        w.bits((o.EVMaximumVoltageLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVMaximumVoltageLimit.Unit]) << 3, 17)
         if (w.strict and (o.EVMaximumVoltageLimit.Value < -32768 or o.EVMaximumVoltageLimit.Value > 32767)):
             raise encode_error('PhysicalValueType.Value', f'{o.EVMaximumVoltageLimit.Value!r} outside -32768..32767')
-        w.integer(o.EVMaximumVoltageLimit.Value)
-        w.bits(0x0, 2)
+        a = (a << 18) | (o.EVMaximumVoltageLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVMaximumVoltageLimit.Unit]) << 4 | (1 if o.EVMaximumVoltageLimit.Value < 0 else 0)
+        k += 18
+        u = -o.EVMaximumVoltageLimit.Value - 1 if o.EVMaximumVoltageLimit.Value < 0 else o.EVMaximumVoltageLimit.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 3
     elif o.EVMaximumCurrentLimit is not None:
         if o.EVMaximumCurrentLimit.Multiplier is None:
@@ -5786,11 +7357,25 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if o.EVMaximumCurrentLimit.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        w.bits((o.EVMaximumCurrentLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVMaximumCurrentLimit.Unit]) << 3 | 0x4000, 17)
         if (w.strict and (o.EVMaximumCurrentLimit.Value < -32768 or o.EVMaximumCurrentLimit.Value > 32767)):
             raise encode_error('PhysicalValueType.Value', f'{o.EVMaximumCurrentLimit.Value!r} outside -32768..32767')
-        w.integer(o.EVMaximumCurrentLimit.Value)
-        w.bits(0x0, 2)
+        a = (a << 18) | (o.EVMaximumCurrentLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVMaximumCurrentLimit.Unit]) << 4 | (1 if o.EVMaximumCurrentLimit.Value < 0 else 0) | 0x8000
+        k += 18
+        u = -o.EVMaximumCurrentLimit.Value - 1 if o.EVMaximumCurrentLimit.Value < 0 else o.EVMaximumCurrentLimit.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 4
     elif o.EVMaximumPowerLimit is not None:
         if o.EVMaximumPowerLimit.Multiplier is None:
@@ -5801,17 +7386,33 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if o.EVMaximumPowerLimit.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        w.bits((o.EVMaximumPowerLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVMaximumPowerLimit.Unit]) << 3 | 0x8000, 17)
         if (w.strict and (o.EVMaximumPowerLimit.Value < -32768 or o.EVMaximumPowerLimit.Value > 32767)):
             raise encode_error('PhysicalValueType.Value', f'{o.EVMaximumPowerLimit.Value!r} outside -32768..32767')
-        w.integer(o.EVMaximumPowerLimit.Value)
-        w.bits(0x0, 2)
+        a = (a << 18) | (o.EVMaximumPowerLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVMaximumPowerLimit.Unit]) << 4 | (1 if o.EVMaximumPowerLimit.Value < 0 else 0) | 0x10000
+        k += 18
+        u = -o.EVMaximumPowerLimit.Value - 1 if o.EVMaximumPowerLimit.Value < 0 else o.EVMaximumPowerLimit.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 5
     elif o.BulkChargingComplete is not None:
-        w.bits((1 if o.BulkChargingComplete else 0) << 1 | 0x18, 6)
+        a = (a << 6) | (1 if o.BulkChargingComplete else 0) << 1 | 0x18
+        k += 6
         s = 6
     elif o.ChargingComplete is not None:
-        w.bits((1 if o.ChargingComplete else 0) << 1 | 0x20, 6)
+        a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x20
+        k += 6
         s = 7
     else:
         raise encode_error('CurrentDemandReqType', 'missing SE(EVMaximumVoltageLimit), SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
@@ -5825,11 +7426,25 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
             if o.EVMaximumCurrentLimit.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            w.bits((o.EVMaximumCurrentLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVMaximumCurrentLimit.Unit]) << 3, 17)
             if (w.strict and (o.EVMaximumCurrentLimit.Value < -32768 or o.EVMaximumCurrentLimit.Value > 32767)):
                 raise encode_error('PhysicalValueType.Value', f'{o.EVMaximumCurrentLimit.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumCurrentLimit.Value)
-            w.bits(0x0, 2)
+            a = (a << 18) | (o.EVMaximumCurrentLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVMaximumCurrentLimit.Unit]) << 4 | (1 if o.EVMaximumCurrentLimit.Value < 0 else 0)
+            k += 18
+            u = -o.EVMaximumCurrentLimit.Value - 1 if o.EVMaximumCurrentLimit.Value < 0 else o.EVMaximumCurrentLimit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 4
         elif o.EVMaximumPowerLimit is not None:
             if o.EVMaximumPowerLimit.Multiplier is None:
@@ -5840,17 +7455,33 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
             if o.EVMaximumPowerLimit.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            w.bits((o.EVMaximumPowerLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVMaximumPowerLimit.Unit]) << 3 | 0x4000, 17)
             if (w.strict and (o.EVMaximumPowerLimit.Value < -32768 or o.EVMaximumPowerLimit.Value > 32767)):
                 raise encode_error('PhysicalValueType.Value', f'{o.EVMaximumPowerLimit.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumPowerLimit.Value)
-            w.bits(0x0, 2)
+            a = (a << 18) | (o.EVMaximumPowerLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVMaximumPowerLimit.Unit]) << 4 | (1 if o.EVMaximumPowerLimit.Value < 0 else 0) | 0x8000
+            k += 18
+            u = -o.EVMaximumPowerLimit.Value - 1 if o.EVMaximumPowerLimit.Value < 0 else o.EVMaximumPowerLimit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 5
         elif o.BulkChargingComplete is not None:
-            w.bits((1 if o.BulkChargingComplete else 0) << 1 | 0x10, 6)
+            a = (a << 6) | (1 if o.BulkChargingComplete else 0) << 1 | 0x10
+            k += 6
             s = 6
         elif o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x18, 6)
+            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x18
+            k += 6
             s = 7
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
@@ -5864,32 +7495,51 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
             if o.EVMaximumPowerLimit.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            w.bits((o.EVMaximumPowerLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVMaximumPowerLimit.Unit]) << 3, 16)
             if (w.strict and (o.EVMaximumPowerLimit.Value < -32768 or o.EVMaximumPowerLimit.Value > 32767)):
                 raise encode_error('PhysicalValueType.Value', f'{o.EVMaximumPowerLimit.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumPowerLimit.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVMaximumPowerLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVMaximumPowerLimit.Unit]) << 4 | (1 if o.EVMaximumPowerLimit.Value < 0 else 0)
+            k += 17
+            u = -o.EVMaximumPowerLimit.Value - 1 if o.EVMaximumPowerLimit.Value < 0 else o.EVMaximumPowerLimit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 5
         elif o.BulkChargingComplete is not None:
-            w.bits((1 if o.BulkChargingComplete else 0) << 1 | 0x8, 5)
+            a = (a << 5) | (1 if o.BulkChargingComplete else 0) << 1 | 0x8
+            k += 5
             s = 6
         elif o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x10, 5)
+            a = (a << 5) | (1 if o.ChargingComplete else 0) << 1 | 0x10
+            k += 5
             s = 7
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 5:
         if o.BulkChargingComplete is not None:
-            w.bits((1 if o.BulkChargingComplete else 0) << 1, 5)
+            a = (a << 5) | (1 if o.BulkChargingComplete else 0) << 1
+            k += 5
             s = 6
         elif o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x8, 5)
+            a = (a << 5) | (1 if o.ChargingComplete else 0) << 1 | 0x8
+            k += 5
             s = 7
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 6:
         if o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1, 4)
+            a = (a << 4) | (1 if o.ChargingComplete else 0) << 1
+            k += 4
             s = 7
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(ChargingComplete)')
@@ -5902,11 +7552,25 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if o.RemainingTimeToFullSoC.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        w.bits((o.RemainingTimeToFullSoC.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.RemainingTimeToFullSoC.Unit]) << 3, 16)
         if (w.strict and (o.RemainingTimeToFullSoC.Value < -32768 or o.RemainingTimeToFullSoC.Value > 32767)):
             raise encode_error('PhysicalValueType.Value', f'{o.RemainingTimeToFullSoC.Value!r} outside -32768..32767')
-        w.integer(o.RemainingTimeToFullSoC.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.RemainingTimeToFullSoC.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.RemainingTimeToFullSoC.Unit]) << 4 | (1 if o.RemainingTimeToFullSoC.Value < 0 else 0)
+        k += 17
+        u = -o.RemainingTimeToFullSoC.Value - 1 if o.RemainingTimeToFullSoC.Value < 0 else o.RemainingTimeToFullSoC.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 8
     elif o.RemainingTimeToBulkSoC is not None:
         if o.RemainingTimeToBulkSoC.Multiplier is None:
@@ -5917,11 +7581,25 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if o.RemainingTimeToBulkSoC.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        w.bits((o.RemainingTimeToBulkSoC.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.RemainingTimeToBulkSoC.Unit]) << 3 | 0x4000, 16)
         if (w.strict and (o.RemainingTimeToBulkSoC.Value < -32768 or o.RemainingTimeToBulkSoC.Value > 32767)):
             raise encode_error('PhysicalValueType.Value', f'{o.RemainingTimeToBulkSoC.Value!r} outside -32768..32767')
-        w.integer(o.RemainingTimeToBulkSoC.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.RemainingTimeToBulkSoC.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.RemainingTimeToBulkSoC.Unit]) << 4 | (1 if o.RemainingTimeToBulkSoC.Value < 0 else 0) | 0x8000
+        k += 17
+        u = -o.RemainingTimeToBulkSoC.Value - 1 if o.RemainingTimeToBulkSoC.Value < 0 else o.RemainingTimeToBulkSoC.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 9
     elif o.EVTargetVoltage is not None:
         if o.EVTargetVoltage.Multiplier is None:
@@ -5932,11 +7610,25 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if o.EVTargetVoltage.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        w.bits((o.EVTargetVoltage.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVTargetVoltage.Unit]) << 3 | 0x8000, 16)
         if (w.strict and (o.EVTargetVoltage.Value < -32768 or o.EVTargetVoltage.Value > 32767)):
             raise encode_error('PhysicalValueType.Value', f'{o.EVTargetVoltage.Value!r} outside -32768..32767')
-        w.integer(o.EVTargetVoltage.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVTargetVoltage.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVTargetVoltage.Unit]) << 4 | (1 if o.EVTargetVoltage.Value < 0 else 0) | 0x10000
+        k += 17
+        u = -o.EVTargetVoltage.Value - 1 if o.EVTargetVoltage.Value < 0 else o.EVTargetVoltage.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 10
     else:
         raise encode_error('CurrentDemandReqType', 'missing SE(RemainingTimeToFullSoC), SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
@@ -5950,11 +7642,25 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
             if o.RemainingTimeToBulkSoC.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            w.bits((o.RemainingTimeToBulkSoC.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.RemainingTimeToBulkSoC.Unit]) << 3, 16)
             if (w.strict and (o.RemainingTimeToBulkSoC.Value < -32768 or o.RemainingTimeToBulkSoC.Value > 32767)):
                 raise encode_error('PhysicalValueType.Value', f'{o.RemainingTimeToBulkSoC.Value!r} outside -32768..32767')
-            w.integer(o.RemainingTimeToBulkSoC.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.RemainingTimeToBulkSoC.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.RemainingTimeToBulkSoC.Unit]) << 4 | (1 if o.RemainingTimeToBulkSoC.Value < 0 else 0)
+            k += 17
+            u = -o.RemainingTimeToBulkSoC.Value - 1 if o.RemainingTimeToBulkSoC.Value < 0 else o.RemainingTimeToBulkSoC.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.EVTargetVoltage is not None:
             if o.EVTargetVoltage.Multiplier is None:
@@ -5965,11 +7671,25 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
             if o.EVTargetVoltage.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            w.bits((o.EVTargetVoltage.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVTargetVoltage.Unit]) << 3 | 0x4000, 16)
             if (w.strict and (o.EVTargetVoltage.Value < -32768 or o.EVTargetVoltage.Value > 32767)):
                 raise encode_error('PhysicalValueType.Value', f'{o.EVTargetVoltage.Value!r} outside -32768..32767')
-            w.integer(o.EVTargetVoltage.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVTargetVoltage.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVTargetVoltage.Unit]) << 4 | (1 if o.EVTargetVoltage.Value < 0 else 0) | 0x8000
+            k += 17
+            u = -o.EVTargetVoltage.Value - 1 if o.EVTargetVoltage.Value < 0 else o.EVTargetVoltage.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 10
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
@@ -5983,16 +7703,35 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
             if o.EVTargetVoltage.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            w.bits((o.EVTargetVoltage.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVTargetVoltage.Unit]) << 3, 15)
             if (w.strict and (o.EVTargetVoltage.Value < -32768 or o.EVTargetVoltage.Value > 32767)):
                 raise encode_error('PhysicalValueType.Value', f'{o.EVTargetVoltage.Value!r} outside -32768..32767')
-            w.integer(o.EVTargetVoltage.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVTargetVoltage.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVTargetVoltage.Unit]) << 4 | (1 if o.EVTargetVoltage.Value < 0 else 0)
+            k += 16
+            u = -o.EVTargetVoltage.Value - 1 if o.EVTargetVoltage.Value < 0 else o.EVTargetVoltage.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 10
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(EVTargetVoltage)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
     f_ResponseCode: _iso2.responseCodeType
@@ -6266,14 +8005,21 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
     return _iso2.CurrentDemandResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEPresentVoltage=f_EVSEPresentVoltage, EVSEPresentCurrent=f_EVSEPresentCurrent, EVSECurrentLimitAchieved=f_EVSECurrentLimitAchieved, EVSEVoltageLimitAchieved=f_EVSEVoltageLimitAchieved, EVSEPowerLimitAchieved=f_EVSEPowerLimitAchieved, EVSEMaximumVoltageLimit=f_EVSEMaximumVoltageLimit, EVSEMaximumCurrentLimit=f_EVSEMaximumCurrentLimit, EVSEMaximumPowerLimit=f_EVSEMaximumPowerLimit, EVSEID=f_EVSEID, SAScheduleTupleID=f_SAScheduleTupleID, MeterInfo=f_MeterInfo, ReceiptRequired=f_ReceiptRequired)
 
 def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.ResponseCode is None:
         raise encode_error('CurrentDemandResType.ResponseCode', 'required value missing')
     if o.DC_EVSEStatus is None:
         raise encode_error('CurrentDemandResType.DC_EVSEStatus', 'required value missing')
-    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 2, 9)
+    a = (a << 9) | (_I_iso2_responseCodeType[o.ResponseCode]) << 2
+    k += 9
     s = 1
+    w.acc = a
+    w.n = k
     _e_iso2_DC_EVSEStatusType(w, o.DC_EVSEStatus)
+    a = w.acc
+    k = w.n
     if o.EVSEPresentVoltage is None:
         raise encode_error('CurrentDemandResType.EVSEPresentVoltage', 'required value missing')
     if o.EVSEPresentVoltage.Multiplier is None:
@@ -6284,11 +8030,24 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if o.EVSEPresentVoltage.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    w.bits((o.EVSEPresentVoltage.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEPresentVoltage.Unit]) << 3, 15)
-    s = 2
     if (w.strict and (o.EVSEPresentVoltage.Value < -32768 or o.EVSEPresentVoltage.Value > 32767)):
         raise encode_error('PhysicalValueType.Value', f'{o.EVSEPresentVoltage.Value!r} outside -32768..32767')
-    w.integer(o.EVSEPresentVoltage.Value)
+    a = (a << 16) | (o.EVSEPresentVoltage.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEPresentVoltage.Unit]) << 4 | (1 if o.EVSEPresentVoltage.Value < 0 else 0)
+    k += 16
+    s = 2
+    u = -o.EVSEPresentVoltage.Value - 1 if o.EVSEPresentVoltage.Value < 0 else o.EVSEPresentVoltage.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSEPresentCurrent is None:
         raise encode_error('CurrentDemandResType.EVSEPresentCurrent', 'required value missing')
     if o.EVSEPresentCurrent.Multiplier is None:
@@ -6299,18 +8058,32 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if o.EVSEPresentCurrent.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    w.bits((o.EVSEPresentCurrent.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEPresentCurrent.Unit]) << 3, 17)
-    s = 3
     if (w.strict and (o.EVSEPresentCurrent.Value < -32768 or o.EVSEPresentCurrent.Value > 32767)):
         raise encode_error('PhysicalValueType.Value', f'{o.EVSEPresentCurrent.Value!r} outside -32768..32767')
-    w.integer(o.EVSEPresentCurrent.Value)
+    a = (a << 18) | (o.EVSEPresentCurrent.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEPresentCurrent.Unit]) << 4 | (1 if o.EVSEPresentCurrent.Value < 0 else 0)
+    k += 18
+    s = 3
+    u = -o.EVSEPresentCurrent.Value - 1 if o.EVSEPresentCurrent.Value < 0 else o.EVSEPresentCurrent.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSECurrentLimitAchieved is None:
         raise encode_error('CurrentDemandResType.EVSECurrentLimitAchieved', 'required value missing')
     if o.EVSEVoltageLimitAchieved is None:
         raise encode_error('CurrentDemandResType.EVSEVoltageLimitAchieved', 'required value missing')
     if o.EVSEPowerLimitAchieved is None:
         raise encode_error('CurrentDemandResType.EVSEPowerLimitAchieved', 'required value missing')
-    w.bits((1 if o.EVSECurrentLimitAchieved else 0) << 9 | (1 if o.EVSEVoltageLimitAchieved else 0) << 5 | (1 if o.EVSEPowerLimitAchieved else 0) << 1, 14)
+    a = (a << 14) | (1 if o.EVSECurrentLimitAchieved else 0) << 9 | (1 if o.EVSEVoltageLimitAchieved else 0) << 5 | (1 if o.EVSEPowerLimitAchieved else 0) << 1
+    k += 14
     s = 4
     s = 5
     s = 6
@@ -6324,11 +8097,25 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if o.EVSEMaximumVoltageLimit.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        w.bits((o.EVSEMaximumVoltageLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEMaximumVoltageLimit.Unit]) << 3, 17)
         if (w.strict and (o.EVSEMaximumVoltageLimit.Value < -32768 or o.EVSEMaximumVoltageLimit.Value > 32767)):
             raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaximumVoltageLimit.Value!r} outside -32768..32767')
-        w.integer(o.EVSEMaximumVoltageLimit.Value)
-        w.bits(0x0, 2)
+        a = (a << 18) | (o.EVSEMaximumVoltageLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEMaximumVoltageLimit.Unit]) << 4 | (1 if o.EVSEMaximumVoltageLimit.Value < 0 else 0)
+        k += 18
+        u = -o.EVSEMaximumVoltageLimit.Value - 1 if o.EVSEMaximumVoltageLimit.Value < 0 else o.EVSEMaximumVoltageLimit.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 8
     elif o.EVSEMaximumCurrentLimit is not None:
         if o.EVSEMaximumCurrentLimit.Multiplier is None:
@@ -6339,11 +8126,25 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if o.EVSEMaximumCurrentLimit.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        w.bits((o.EVSEMaximumCurrentLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEMaximumCurrentLimit.Unit]) << 3 | 0x4000, 17)
         if (w.strict and (o.EVSEMaximumCurrentLimit.Value < -32768 or o.EVSEMaximumCurrentLimit.Value > 32767)):
             raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaximumCurrentLimit.Value!r} outside -32768..32767')
-        w.integer(o.EVSEMaximumCurrentLimit.Value)
-        w.bits(0x0, 2)
+        a = (a << 18) | (o.EVSEMaximumCurrentLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEMaximumCurrentLimit.Unit]) << 4 | (1 if o.EVSEMaximumCurrentLimit.Value < 0 else 0) | 0x8000
+        k += 18
+        u = -o.EVSEMaximumCurrentLimit.Value - 1 if o.EVSEMaximumCurrentLimit.Value < 0 else o.EVSEMaximumCurrentLimit.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 9
     elif o.EVSEMaximumPowerLimit is not None:
         if o.EVSEMaximumPowerLimit.Multiplier is None:
@@ -6354,18 +8155,38 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if o.EVSEMaximumPowerLimit.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        w.bits((o.EVSEMaximumPowerLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEMaximumPowerLimit.Unit]) << 3 | 0x8000, 17)
         if (w.strict and (o.EVSEMaximumPowerLimit.Value < -32768 or o.EVSEMaximumPowerLimit.Value > 32767)):
             raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaximumPowerLimit.Value!r} outside -32768..32767')
-        w.integer(o.EVSEMaximumPowerLimit.Value)
-        w.bits(0x0, 2)
+        a = (a << 18) | (o.EVSEMaximumPowerLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEMaximumPowerLimit.Unit]) << 4 | (1 if o.EVSEMaximumPowerLimit.Value < 0 else 0) | 0x10000
+        k += 18
+        u = -o.EVSEMaximumPowerLimit.Value - 1 if o.EVSEMaximumPowerLimit.Value < 0 else o.EVSEMaximumPowerLimit.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 10
     elif o.EVSEID is not None:
-        w.bits(0x6, 4)
+        a = (a << 4) | 0x6
+        k += 4
         if (len(o.EVSEID) < 7 and w.strict) or len(o.EVSEID) > 37:
             raise encode_error('CurrentDemandResType.EVSEID', f'length {len(o.EVSEID)} outside 7..37')
+        w.acc = a
+        w.n = k
         w.string(o.EVSEID)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 11
     else:
         raise encode_error('CurrentDemandResType', 'missing SE(EVSEMaximumVoltageLimit), SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), SE(EVSEID)')
@@ -6379,11 +8200,25 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
             if o.EVSEMaximumCurrentLimit.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumCurrentLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEMaximumCurrentLimit.Unit]) << 3, 16)
             if (w.strict and (o.EVSEMaximumCurrentLimit.Value < -32768 or o.EVSEMaximumCurrentLimit.Value > 32767)):
                 raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaximumCurrentLimit.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumCurrentLimit.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVSEMaximumCurrentLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEMaximumCurrentLimit.Unit]) << 4 | (1 if o.EVSEMaximumCurrentLimit.Value < 0 else 0)
+            k += 17
+            u = -o.EVSEMaximumCurrentLimit.Value - 1 if o.EVSEMaximumCurrentLimit.Value < 0 else o.EVSEMaximumCurrentLimit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.EVSEMaximumPowerLimit is not None:
             if o.EVSEMaximumPowerLimit.Multiplier is None:
@@ -6394,18 +8229,38 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
             if o.EVSEMaximumPowerLimit.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumPowerLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEMaximumPowerLimit.Unit]) << 3 | 0x4000, 16)
             if (w.strict and (o.EVSEMaximumPowerLimit.Value < -32768 or o.EVSEMaximumPowerLimit.Value > 32767)):
                 raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaximumPowerLimit.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumPowerLimit.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVSEMaximumPowerLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEMaximumPowerLimit.Unit]) << 4 | (1 if o.EVSEMaximumPowerLimit.Value < 0 else 0) | 0x8000
+            k += 17
+            u = -o.EVSEMaximumPowerLimit.Value - 1 if o.EVSEMaximumPowerLimit.Value < 0 else o.EVSEMaximumPowerLimit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 10
         elif o.EVSEID is not None:
-            w.bits(0x4, 3)
+            a = (a << 3) | 0x4
+            k += 3
             if (len(o.EVSEID) < 7 and w.strict) or len(o.EVSEID) > 37:
                 raise encode_error('CurrentDemandResType.EVSEID', f'length {len(o.EVSEID)} outside 7..37')
+            w.acc = a
+            w.n = k
             w.string(o.EVSEID)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 11
         else:
             raise encode_error('CurrentDemandResType', 'missing SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), SE(EVSEID)')
@@ -6419,28 +8274,54 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
             if o.EVSEMaximumPowerLimit.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumPowerLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEMaximumPowerLimit.Unit]) << 3, 16)
             if (w.strict and (o.EVSEMaximumPowerLimit.Value < -32768 or o.EVSEMaximumPowerLimit.Value > 32767)):
                 raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaximumPowerLimit.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumPowerLimit.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVSEMaximumPowerLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEMaximumPowerLimit.Unit]) << 4 | (1 if o.EVSEMaximumPowerLimit.Value < 0 else 0)
+            k += 17
+            u = -o.EVSEMaximumPowerLimit.Value - 1 if o.EVSEMaximumPowerLimit.Value < 0 else o.EVSEMaximumPowerLimit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 10
         elif o.EVSEID is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             if (len(o.EVSEID) < 7 and w.strict) or len(o.EVSEID) > 37:
                 raise encode_error('CurrentDemandResType.EVSEID', f'length {len(o.EVSEID)} outside 7..37')
+            w.acc = a
+            w.n = k
             w.string(o.EVSEID)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 11
         else:
             raise encode_error('CurrentDemandResType', 'missing SE(EVSEMaximumPowerLimit), SE(EVSEID)')
     if s == 10:
         if o.EVSEID is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if (len(o.EVSEID) < 7 and w.strict) or len(o.EVSEID) > 37:
                 raise encode_error('CurrentDemandResType.EVSEID', f'length {len(o.EVSEID)} outside 7..37')
+            w.acc = a
+            w.n = k
             w.string(o.EVSEID)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 11
         else:
             raise encode_error('CurrentDemandResType', 'missing SE(EVSEID)')
@@ -6448,29 +8329,44 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
         raise encode_error('CurrentDemandResType.SAScheduleTupleID', 'required value missing')
     if o.SAScheduleTupleID < 1 or o.SAScheduleTupleID > 256 or (w.strict and (o.SAScheduleTupleID > 255)):
         raise encode_error('CurrentDemandResType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside 1..255')
-    w.bits((o.SAScheduleTupleID - 1) << 1, 11)
+    a = (a << 11) | (o.SAScheduleTupleID - 1) << 1
+    k += 11
     s = 12
     if o.MeterInfo is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso2_MeterInfoType(w, o.MeterInfo)
+        a = w.acc
+        k = w.n
         s = 13
     elif o.ReceiptRequired is not None:
-        w.bits((1 if o.ReceiptRequired else 0) << 1 | 0x8, 5)
+        a = (a << 5) | (1 if o.ReceiptRequired else 0) << 1 | 0x8
+        k += 5
         s = 14
     else:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         s = -1
     if s == 13:
         if o.ReceiptRequired is not None:
-            w.bits((1 if o.ReceiptRequired else 0) << 1, 5)
+            a = (a << 5) | (1 if o.ReceiptRequired else 0) << 1
+            k += 5
             s = 14
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 14:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_MeteringReceiptReqType(r: BitReader) -> _iso2.MeteringReceiptReqType:
     f_Id: str | None = None
@@ -6535,50 +8431,85 @@ def _d_iso2_MeteringReceiptReqType(r: BitReader) -> _iso2.MeteringReceiptReqType
     return _iso2.MeteringReceiptReqType(Id=f_Id, SessionID=f_SessionID, SAScheduleTupleID=f_SAScheduleTupleID, MeterInfo=f_MeterInfo)
 
 def _e_iso2_MeteringReceiptReqType(w: BitWriter, o: _iso2.MeteringReceiptReqType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.SessionID is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
         if len(o.SessionID) > 8:
             raise encode_error('MeteringReceiptReqType.SessionID', f'length {len(o.SessionID)} outside 0..8')
+        w.acc = a
+        w.n = k
         w.binary(o.SessionID)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
         raise encode_error('MeteringReceiptReqType', 'missing AT(Id), SE(SessionID)')
     if s == 1:
         if o.SessionID is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if len(o.SessionID) > 8:
                 raise encode_error('MeteringReceiptReqType.SessionID', f'length {len(o.SessionID)} outside 0..8')
+            w.acc = a
+            w.n = k
             w.binary(o.SessionID)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 2
         else:
             raise encode_error('MeteringReceiptReqType', 'missing SE(SessionID)')
     if o.SAScheduleTupleID is not None:
         if o.SAScheduleTupleID < 1 or o.SAScheduleTupleID > 256 or (w.strict and (o.SAScheduleTupleID > 255)):
             raise encode_error('MeteringReceiptReqType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside 1..255')
-        w.bits((o.SAScheduleTupleID - 1) << 1, 12)
+        a = (a << 12) | (o.SAScheduleTupleID - 1) << 1
+        k += 12
         s = 3
     elif o.MeterInfo is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso2_MeterInfoType(w, o.MeterInfo)
+        a = w.acc
+        k = w.n
         s = 4
     else:
         raise encode_error('MeteringReceiptReqType', 'missing SE(SAScheduleTupleID), SE(MeterInfo)')
     if s == 3:
         if o.MeterInfo is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             _e_iso2_MeterInfoType(w, o.MeterInfo)
+            a = w.acc
+            k = w.n
             s = 4
         else:
             raise encode_error('MeteringReceiptReqType', 'missing SE(MeterInfo)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_MeteringReceiptResType(r: BitReader) -> _iso2.MeteringReceiptResType:
     f_ResponseCode: _iso2.responseCodeType
@@ -6635,43 +8566,84 @@ def _d_iso2_MeteringReceiptResType(r: BitReader) -> _iso2.MeteringReceiptResType
     return _iso2.MeteringReceiptResType(ResponseCode=f_ResponseCode, AC_EVSEStatus=f_AC_EVSEStatus, DC_EVSEStatus=f_DC_EVSEStatus, EVSEStatus=f_EVSEStatus)
 
 def _e_iso2_MeteringReceiptResType(w: BitWriter, o: _iso2.MeteringReceiptResType) -> None:
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('MeteringReceiptResType.ResponseCode', 'required value missing')
-    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 1, 8)
+    a = (a << 8) | (_I_iso2_responseCodeType[o.ResponseCode]) << 1
+    k += 8
     if o.AC_EVSEStatus is not None:
         if o.AC_EVSEStatus.NotificationMaxDelay is None:
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        w.bits(0x0, 4)
+        a <<= 4
+        k += 4
         if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 65535)):
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-        w.uint(o.AC_EVSEStatus.NotificationMaxDelay)
+        u = o.AC_EVSEStatus.NotificationMaxDelay
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.AC_EVSEStatus.EVSENotification is None:
             raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
         if o.AC_EVSEStatus.RCD is None:
             raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-        w.bits((_I_iso2_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 6 | (1 if o.AC_EVSEStatus.RCD else 0) << 2, 11)
+        a = (a << 11) | (_I_iso2_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 6 | (1 if o.AC_EVSEStatus.RCD else 0) << 2
+        k += 11
         if o.DC_EVSEStatus is not None:
             raise encode_error('MeteringReceiptResType.DC_EVSEStatus', 'cannot be combined with AC_EVSEStatus')
         if o.EVSEStatus is not None:
             raise encode_error('MeteringReceiptResType.EVSEStatus', 'cannot be combined with AC_EVSEStatus')
     elif o.DC_EVSEStatus is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso2_DC_EVSEStatusType(w, o.DC_EVSEStatus)
+        a = w.acc
+        k = w.n
         if o.EVSEStatus is not None:
             raise encode_error('MeteringReceiptResType.EVSEStatus', 'cannot be combined with DC_EVSEStatus')
     elif o.EVSEStatus is not None:
         if o.EVSEStatus.NotificationMaxDelay is None:
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        w.bits(0x8, 4)
+        a = (a << 4) | 0x8
+        k += 4
         if o.EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.EVSEStatus.NotificationMaxDelay > 65535)):
             raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-        w.uint(o.EVSEStatus.NotificationMaxDelay)
+        u = o.EVSEStatus.NotificationMaxDelay
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.EVSEStatus.EVSENotification is None:
             raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
-        w.bits((_I_iso2_EVSENotificationType[o.EVSEStatus.EVSENotification]) << 2, 7)
+        a = (a << 7) | (_I_iso2_EVSENotificationType[o.EVSEStatus.EVSENotification]) << 2
+        k += 7
     else:
         raise encode_error('MeteringReceiptResType', 'missing SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_PaymentDetailsReqType(r: BitReader) -> _iso2.PaymentDetailsReqType:
     f_eMAID: str
@@ -6692,17 +8664,34 @@ def _d_iso2_PaymentDetailsReqType(r: BitReader) -> _iso2.PaymentDetailsReqType:
     return _iso2.PaymentDetailsReqType(eMAID=f_eMAID, ContractSignatureCertChain=f_ContractSignatureCertChain)
 
 def _e_iso2_PaymentDetailsReqType(w: BitWriter, o: _iso2.PaymentDetailsReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.eMAID is None:
         raise encode_error('PaymentDetailsReqType.eMAID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if (len(o.eMAID) < 14 and w.strict) or len(o.eMAID) > 15:
         raise encode_error('PaymentDetailsReqType.eMAID', f'length {len(o.eMAID)} outside 14..15')
+    w.acc = a
+    w.n = k
     w.string(o.eMAID)
+    a = w.acc
+    k = w.n
     if o.ContractSignatureCertChain is None:
         raise encode_error('PaymentDetailsReqType.ContractSignatureCertChain', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     _e_iso2_CertificateChainType(w, o.ContractSignatureCertChain)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_PaymentDetailsResType(r: BitReader) -> _iso2.PaymentDetailsResType:
     f_ResponseCode: _iso2.responseCodeType
@@ -6733,21 +8722,46 @@ def _d_iso2_PaymentDetailsResType(r: BitReader) -> _iso2.PaymentDetailsResType:
     return _iso2.PaymentDetailsResType(ResponseCode=f_ResponseCode, GenChallenge=f_GenChallenge, EVSETimeStamp=f_EVSETimeStamp)
 
 def _e_iso2_PaymentDetailsResType(w: BitWriter, o: _iso2.PaymentDetailsResType) -> None:
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('PaymentDetailsResType.ResponseCode', 'required value missing')
     if o.GenChallenge is None:
         raise encode_error('PaymentDetailsResType.GenChallenge', 'required value missing')
-    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 3, 10)
+    a = (a << 10) | (_I_iso2_responseCodeType[o.ResponseCode]) << 3
+    k += 10
     if (len(o.GenChallenge) < 16 and w.strict) or len(o.GenChallenge) > 16:
         raise encode_error('PaymentDetailsResType.GenChallenge', f'length {len(o.GenChallenge)} outside 16..16')
+    w.acc = a
+    w.n = k
     w.binary(o.GenChallenge)
+    a = w.acc
+    k = w.n
     if o.EVSETimeStamp is None:
         raise encode_error('PaymentDetailsResType.EVSETimeStamp', 'required value missing')
-    w.bits(0x0, 3)
     if (w.strict and (o.EVSETimeStamp < -9223372036854775808 or o.EVSETimeStamp > 9223372036854775807)):
         raise encode_error('PaymentDetailsResType.EVSETimeStamp', f'{o.EVSETimeStamp!r} outside -9223372036854775808..9223372036854775807')
-    w.integer(o.EVSETimeStamp)
-    w.bits(0x0, 2)
+    a = (a << 4) | (1 if o.EVSETimeStamp < 0 else 0)
+    k += 4
+    u = -o.EVSETimeStamp - 1 if o.EVSETimeStamp < 0 else o.EVSETimeStamp
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_PaymentServiceSelectionReqType(r: BitReader) -> _iso2.PaymentServiceSelectionReqType:
     f_SelectedPaymentOption: _iso2.paymentOptionType
@@ -6762,13 +8776,25 @@ def _d_iso2_PaymentServiceSelectionReqType(r: BitReader) -> _iso2.PaymentService
     return _iso2.PaymentServiceSelectionReqType(SelectedPaymentOption=f_SelectedPaymentOption, SelectedServiceList=f_SelectedServiceList)
 
 def _e_iso2_PaymentServiceSelectionReqType(w: BitWriter, o: _iso2.PaymentServiceSelectionReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.SelectedPaymentOption is None:
         raise encode_error('PaymentServiceSelectionReqType.SelectedPaymentOption', 'required value missing')
     if o.SelectedServiceList is None:
         raise encode_error('PaymentServiceSelectionReqType.SelectedServiceList', 'required value missing')
-    w.bits((_I_iso2_paymentOptionType[o.SelectedPaymentOption]) << 2, 5)
+    a = (a << 5) | (_I_iso2_paymentOptionType[o.SelectedPaymentOption]) << 2
+    k += 5
+    w.acc = a
+    w.n = k
     _e_iso2_SelectedServiceListType(w, o.SelectedServiceList)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_PaymentServiceSelectionResType(r: BitReader) -> _iso2.PaymentServiceSelectionResType:
     f_ResponseCode: _iso2.responseCodeType
@@ -6782,9 +8808,16 @@ def _d_iso2_PaymentServiceSelectionResType(r: BitReader) -> _iso2.PaymentService
     return _iso2.PaymentServiceSelectionResType(ResponseCode=f_ResponseCode)
 
 def _e_iso2_PaymentServiceSelectionResType(w: BitWriter, o: _iso2.PaymentServiceSelectionResType) -> None:
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('PaymentServiceSelectionResType.ResponseCode', 'required value missing')
-    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 2, 9)
+    a = (a << 9) | (_I_iso2_responseCodeType[o.ResponseCode]) << 2
+    k += 9
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_PowerDeliveryReqType(r: BitReader) -> _iso2.PowerDeliveryReqType:
     f_ChargeProgress: _iso2.chargeProgressType
@@ -6840,6 +8873,8 @@ def _d_iso2_PowerDeliveryReqType(r: BitReader) -> _iso2.PowerDeliveryReqType:
     return _iso2.PowerDeliveryReqType(ChargeProgress=f_ChargeProgress, SAScheduleTupleID=f_SAScheduleTupleID, ChargingProfile=f_ChargingProfile, DC_EVPowerDeliveryParameter=f_DC_EVPowerDeliveryParameter, EVPowerDeliveryParameter=f_EVPowerDeliveryParameter)
 
 def _e_iso2_PowerDeliveryReqType(w: BitWriter, o: _iso2.PowerDeliveryReqType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.ChargeProgress is None:
         raise encode_error('PowerDeliveryReqType.ChargeProgress', 'required value missing')
@@ -6847,42 +8882,67 @@ def _e_iso2_PowerDeliveryReqType(w: BitWriter, o: _iso2.PowerDeliveryReqType) ->
         raise encode_error('PowerDeliveryReqType.SAScheduleTupleID', 'required value missing')
     if o.SAScheduleTupleID < 1 or o.SAScheduleTupleID > 256 or (w.strict and (o.SAScheduleTupleID > 255)):
         raise encode_error('PowerDeliveryReqType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside 1..255')
-    w.bits((_I_iso2_chargeProgressType[o.ChargeProgress]) << 12 | (o.SAScheduleTupleID - 1) << 1, 16)
+    a = (a << 16) | (_I_iso2_chargeProgressType[o.ChargeProgress]) << 12 | (o.SAScheduleTupleID - 1) << 1
+    k += 16
     s = 1
     s = 2
     if o.ChargingProfile is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso2_ChargingProfileType(w, o.ChargingProfile)
+        a = w.acc
+        k = w.n
         s = 3
     elif o.DC_EVPowerDeliveryParameter is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso2_DC_EVPowerDeliveryParameterType(w, o.DC_EVPowerDeliveryParameter)
+        a = w.acc
+        k = w.n
         if o.EVPowerDeliveryParameter is not None:
             raise encode_error('PowerDeliveryReqType.EVPowerDeliveryParameter', 'cannot be combined with DC_EVPowerDeliveryParameter')
         s = 4
     elif o.EVPowerDeliveryParameter is not None:
-        w.bits(0x4, 4)
+        a = (a << 4) | 0x4
+        k += 4
         s = 4
     else:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
         s = -1
     if s == 3:
         if o.DC_EVPowerDeliveryParameter is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso2_DC_EVPowerDeliveryParameterType(w, o.DC_EVPowerDeliveryParameter)
+            a = w.acc
+            k = w.n
             if o.EVPowerDeliveryParameter is not None:
                 raise encode_error('PowerDeliveryReqType.EVPowerDeliveryParameter', 'cannot be combined with DC_EVPowerDeliveryParameter')
             s = 4
         elif o.EVPowerDeliveryParameter is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             s = 4
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 4:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_PowerDeliveryResType(r: BitReader) -> _iso2.PowerDeliveryResType:
     f_ResponseCode: _iso2.responseCodeType
@@ -6939,43 +8999,84 @@ def _d_iso2_PowerDeliveryResType(r: BitReader) -> _iso2.PowerDeliveryResType:
     return _iso2.PowerDeliveryResType(ResponseCode=f_ResponseCode, AC_EVSEStatus=f_AC_EVSEStatus, DC_EVSEStatus=f_DC_EVSEStatus, EVSEStatus=f_EVSEStatus)
 
 def _e_iso2_PowerDeliveryResType(w: BitWriter, o: _iso2.PowerDeliveryResType) -> None:
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('PowerDeliveryResType.ResponseCode', 'required value missing')
-    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 1, 8)
+    a = (a << 8) | (_I_iso2_responseCodeType[o.ResponseCode]) << 1
+    k += 8
     if o.AC_EVSEStatus is not None:
         if o.AC_EVSEStatus.NotificationMaxDelay is None:
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        w.bits(0x0, 4)
+        a <<= 4
+        k += 4
         if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 65535)):
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-        w.uint(o.AC_EVSEStatus.NotificationMaxDelay)
+        u = o.AC_EVSEStatus.NotificationMaxDelay
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.AC_EVSEStatus.EVSENotification is None:
             raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
         if o.AC_EVSEStatus.RCD is None:
             raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-        w.bits((_I_iso2_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 6 | (1 if o.AC_EVSEStatus.RCD else 0) << 2, 11)
+        a = (a << 11) | (_I_iso2_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 6 | (1 if o.AC_EVSEStatus.RCD else 0) << 2
+        k += 11
         if o.DC_EVSEStatus is not None:
             raise encode_error('PowerDeliveryResType.DC_EVSEStatus', 'cannot be combined with AC_EVSEStatus')
         if o.EVSEStatus is not None:
             raise encode_error('PowerDeliveryResType.EVSEStatus', 'cannot be combined with AC_EVSEStatus')
     elif o.DC_EVSEStatus is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso2_DC_EVSEStatusType(w, o.DC_EVSEStatus)
+        a = w.acc
+        k = w.n
         if o.EVSEStatus is not None:
             raise encode_error('PowerDeliveryResType.EVSEStatus', 'cannot be combined with DC_EVSEStatus')
     elif o.EVSEStatus is not None:
         if o.EVSEStatus.NotificationMaxDelay is None:
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        w.bits(0x8, 4)
+        a = (a << 4) | 0x8
+        k += 4
         if o.EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.EVSEStatus.NotificationMaxDelay > 65535)):
             raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-        w.uint(o.EVSEStatus.NotificationMaxDelay)
+        u = o.EVSEStatus.NotificationMaxDelay
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.EVSEStatus.EVSENotification is None:
             raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
-        w.bits((_I_iso2_EVSENotificationType[o.EVSEStatus.EVSENotification]) << 2, 7)
+        a = (a << 7) | (_I_iso2_EVSENotificationType[o.EVSEStatus.EVSENotification]) << 2
+        k += 7
     else:
         raise encode_error('PowerDeliveryResType', 'missing SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_PreChargeReqType(r: BitReader) -> _iso2.PreChargeReqType:
     f_DC_EVStatus: _iso2.DC_EVStatusType
@@ -7022,6 +9123,8 @@ def _d_iso2_PreChargeReqType(r: BitReader) -> _iso2.PreChargeReqType:
     return _iso2.PreChargeReqType(DC_EVStatus=f_DC_EVStatus, EVTargetVoltage=f_EVTargetVoltage, EVTargetCurrent=f_EVTargetCurrent)
 
 def _e_iso2_PreChargeReqType(w: BitWriter, o: _iso2.PreChargeReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.DC_EVStatus is None:
         raise encode_error('PreChargeReqType.DC_EVStatus', 'required value missing')
     if o.DC_EVStatus.EVReady is None:
@@ -7042,10 +9145,23 @@ def _e_iso2_PreChargeReqType(w: BitWriter, o: _iso2.PreChargeReqType) -> None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if o.EVTargetVoltage.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    w.bits((1 if o.DC_EVStatus.EVReady else 0) << 34 | (_I_iso2_DC_EVErrorCodeType[o.DC_EVStatus.EVErrorCode]) << 27 | (o.DC_EVStatus.EVRESSSOC) << 17 | (o.EVTargetVoltage.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVTargetVoltage.Unit]) << 3, 38)
     if (w.strict and (o.EVTargetVoltage.Value < -32768 or o.EVTargetVoltage.Value > 32767)):
         raise encode_error('PhysicalValueType.Value', f'{o.EVTargetVoltage.Value!r} outside -32768..32767')
-    w.integer(o.EVTargetVoltage.Value)
+    a = (a << 39) | (1 if o.DC_EVStatus.EVReady else 0) << 35 | (_I_iso2_DC_EVErrorCodeType[o.DC_EVStatus.EVErrorCode]) << 28 | (o.DC_EVStatus.EVRESSSOC) << 18 | (o.EVTargetVoltage.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVTargetVoltage.Unit]) << 4 | (1 if o.EVTargetVoltage.Value < 0 else 0)
+    k += 39
+    u = -o.EVTargetVoltage.Value - 1 if o.EVTargetVoltage.Value < 0 else o.EVTargetVoltage.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVTargetCurrent is None:
         raise encode_error('PreChargeReqType.EVTargetCurrent', 'required value missing')
     if o.EVTargetCurrent.Multiplier is None:
@@ -7056,11 +9172,29 @@ def _e_iso2_PreChargeReqType(w: BitWriter, o: _iso2.PreChargeReqType) -> None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if o.EVTargetCurrent.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    w.bits((o.EVTargetCurrent.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVTargetCurrent.Unit]) << 3, 17)
     if (w.strict and (o.EVTargetCurrent.Value < -32768 or o.EVTargetCurrent.Value > 32767)):
         raise encode_error('PhysicalValueType.Value', f'{o.EVTargetCurrent.Value!r} outside -32768..32767')
-    w.integer(o.EVTargetCurrent.Value)
-    w.bits(0x0, 3)
+    a = (a << 18) | (o.EVTargetCurrent.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVTargetCurrent.Unit]) << 4 | (1 if o.EVTargetCurrent.Value < 0 else 0)
+    k += 18
+    u = -o.EVTargetCurrent.Value - 1 if o.EVTargetCurrent.Value < 0 else o.EVTargetCurrent.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_PreChargeResType(r: BitReader) -> _iso2.PreChargeResType:
     f_ResponseCode: _iso2.responseCodeType
@@ -7094,12 +9228,19 @@ def _d_iso2_PreChargeResType(r: BitReader) -> _iso2.PreChargeResType:
     return _iso2.PreChargeResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEPresentVoltage=f_EVSEPresentVoltage)
 
 def _e_iso2_PreChargeResType(w: BitWriter, o: _iso2.PreChargeResType) -> None:
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('PreChargeResType.ResponseCode', 'required value missing')
     if o.DC_EVSEStatus is None:
         raise encode_error('PreChargeResType.DC_EVSEStatus', 'required value missing')
-    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 2, 9)
+    a = (a << 9) | (_I_iso2_responseCodeType[o.ResponseCode]) << 2
+    k += 9
+    w.acc = a
+    w.n = k
     _e_iso2_DC_EVSEStatusType(w, o.DC_EVSEStatus)
+    a = w.acc
+    k = w.n
     if o.EVSEPresentVoltage is None:
         raise encode_error('PreChargeResType.EVSEPresentVoltage', 'required value missing')
     if o.EVSEPresentVoltage.Multiplier is None:
@@ -7110,11 +9251,29 @@ def _e_iso2_PreChargeResType(w: BitWriter, o: _iso2.PreChargeResType) -> None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if o.EVSEPresentVoltage.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    w.bits((o.EVSEPresentVoltage.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEPresentVoltage.Unit]) << 3, 15)
     if (w.strict and (o.EVSEPresentVoltage.Value < -32768 or o.EVSEPresentVoltage.Value > 32767)):
         raise encode_error('PhysicalValueType.Value', f'{o.EVSEPresentVoltage.Value!r} outside -32768..32767')
-    w.integer(o.EVSEPresentVoltage.Value)
-    w.bits(0x0, 3)
+    a = (a << 16) | (o.EVSEPresentVoltage.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEPresentVoltage.Unit]) << 4 | (1 if o.EVSEPresentVoltage.Value < 0 else 0)
+    k += 16
+    u = -o.EVSEPresentVoltage.Value - 1 if o.EVSEPresentVoltage.Value < 0 else o.EVSEPresentVoltage.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_ServiceDetailReqType(r: BitReader) -> _iso2.ServiceDetailReqType:
     f_ServiceID: int
@@ -7131,13 +9290,33 @@ def _d_iso2_ServiceDetailReqType(r: BitReader) -> _iso2.ServiceDetailReqType:
     return _iso2.ServiceDetailReqType(ServiceID=f_ServiceID)
 
 def _e_iso2_ServiceDetailReqType(w: BitWriter, o: _iso2.ServiceDetailReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.ServiceID is None:
         raise encode_error('ServiceDetailReqType.ServiceID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
         raise encode_error('ServiceDetailReqType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-    w.uint(o.ServiceID)
-    w.bits(0x0, 2)
+    u = o.ServiceID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_ServiceDetailResType(r: BitReader) -> _iso2.ServiceDetailResType:
     f_ResponseCode: _iso2.responseCodeType
@@ -7175,29 +9354,56 @@ def _d_iso2_ServiceDetailResType(r: BitReader) -> _iso2.ServiceDetailResType:
     return _iso2.ServiceDetailResType(ResponseCode=f_ResponseCode, ServiceID=f_ServiceID, ServiceParameterList=f_ServiceParameterList)
 
 def _e_iso2_ServiceDetailResType(w: BitWriter, o: _iso2.ServiceDetailResType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.ResponseCode is None:
         raise encode_error('ServiceDetailResType.ResponseCode', 'required value missing')
     if o.ServiceID is None:
         raise encode_error('ServiceDetailResType.ServiceID', 'required value missing')
-    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 3, 10)
+    a = (a << 10) | (_I_iso2_responseCodeType[o.ResponseCode]) << 3
+    k += 10
     s = 1
     if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
         raise encode_error('ServiceDetailResType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-    w.uint(o.ServiceID)
-    w.bits(0x0, 1)
+    u = o.ServiceID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 2
     if o.ServiceParameterList is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso2_ServiceParameterListType(w, o.ServiceParameterList)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_ServiceDiscoveryReqType(r: BitReader) -> _iso2.ServiceDiscoveryReqType:
     f_ServiceScope: str | None = None
@@ -7245,31 +9451,48 @@ def _d_iso2_ServiceDiscoveryReqType(r: BitReader) -> _iso2.ServiceDiscoveryReqTy
     return _iso2.ServiceDiscoveryReqType(ServiceScope=f_ServiceScope, ServiceCategory=f_ServiceCategory)
 
 def _e_iso2_ServiceDiscoveryReqType(w: BitWriter, o: _iso2.ServiceDiscoveryReqType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.ServiceScope is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if len(o.ServiceScope) > 64:
             raise encode_error('ServiceDiscoveryReqType.ServiceScope', f'length {len(o.ServiceScope)} outside 0..64')
+        w.acc = a
+        w.n = k
         w.string(o.ServiceScope)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif o.ServiceCategory is not None:
-        w.bits((_I_iso2_serviceCategoryType[o.ServiceCategory]) << 1 | 0x10, 6)
+        a = (a << 6) | (_I_iso2_serviceCategoryType[o.ServiceCategory]) << 1 | 0x10
+        k += 6
         s = 2
     else:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         s = -1
     if s == 1:
         if o.ServiceCategory is not None:
-            w.bits((_I_iso2_serviceCategoryType[o.ServiceCategory]) << 1, 6)
+            a = (a << 6) | (_I_iso2_serviceCategoryType[o.ServiceCategory]) << 1
+            k += 6
             s = 2
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 2:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_ServiceDiscoveryResType(r: BitReader) -> _iso2.ServiceDiscoveryResType:
     f_ResponseCode: _iso2.responseCodeType
@@ -7307,31 +9530,54 @@ def _d_iso2_ServiceDiscoveryResType(r: BitReader) -> _iso2.ServiceDiscoveryResTy
     return _iso2.ServiceDiscoveryResType(ResponseCode=f_ResponseCode, PaymentOptionList=f_PaymentOptionList, ChargeService=f_ChargeService, ServiceList=f_ServiceList)
 
 def _e_iso2_ServiceDiscoveryResType(w: BitWriter, o: _iso2.ServiceDiscoveryResType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.ResponseCode is None:
         raise encode_error('ServiceDiscoveryResType.ResponseCode', 'required value missing')
     if o.PaymentOptionList is None:
         raise encode_error('ServiceDiscoveryResType.PaymentOptionList', 'required value missing')
-    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 2, 9)
+    a = (a << 9) | (_I_iso2_responseCodeType[o.ResponseCode]) << 2
+    k += 9
     s = 1
+    w.acc = a
+    w.n = k
     _e_iso2_PaymentOptionListType(w, o.PaymentOptionList)
+    a = w.acc
+    k = w.n
     if o.ChargeService is None:
         raise encode_error('ServiceDiscoveryResType.ChargeService', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = 2
+    w.acc = a
+    w.n = k
     _e_iso2_ChargeServiceType(w, o.ChargeService)
+    a = w.acc
+    k = w.n
     s = 3
     if o.ServiceList is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso2_ServiceListType(w, o.ServiceList)
+        a = w.acc
+        k = w.n
         s = 4
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 4:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_SessionSetupReqType(r: BitReader) -> _iso2.SessionSetupReqType:
     f_EVCCID: bytes
@@ -7348,13 +9594,25 @@ def _d_iso2_SessionSetupReqType(r: BitReader) -> _iso2.SessionSetupReqType:
     return _iso2.SessionSetupReqType(EVCCID=f_EVCCID)
 
 def _e_iso2_SessionSetupReqType(w: BitWriter, o: _iso2.SessionSetupReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.EVCCID is None:
         raise encode_error('SessionSetupReqType.EVCCID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if len(o.EVCCID) > 6:
         raise encode_error('SessionSetupReqType.EVCCID', f'length {len(o.EVCCID)} outside 0..6')
+    w.acc = a
+    w.n = k
     w.binary(o.EVCCID)
-    w.bits(0x0, 2)
+    a = w.acc
+    k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_SessionSetupResType(r: BitReader) -> _iso2.SessionSetupResType:
     f_ResponseCode: _iso2.responseCodeType
@@ -7401,32 +9659,60 @@ def _d_iso2_SessionSetupResType(r: BitReader) -> _iso2.SessionSetupResType:
     return _iso2.SessionSetupResType(ResponseCode=f_ResponseCode, EVSEID=f_EVSEID, EVSETimeStamp=f_EVSETimeStamp)
 
 def _e_iso2_SessionSetupResType(w: BitWriter, o: _iso2.SessionSetupResType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.ResponseCode is None:
         raise encode_error('SessionSetupResType.ResponseCode', 'required value missing')
     if o.EVSEID is None:
         raise encode_error('SessionSetupResType.EVSEID', 'required value missing')
-    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 3, 10)
+    a = (a << 10) | (_I_iso2_responseCodeType[o.ResponseCode]) << 3
+    k += 10
     s = 1
     if (len(o.EVSEID) < 7 and w.strict) or len(o.EVSEID) > 37:
         raise encode_error('SessionSetupResType.EVSEID', f'length {len(o.EVSEID)} outside 7..37')
+    w.acc = a
+    w.n = k
     w.string(o.EVSEID)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     s = 2
     if o.EVSETimeStamp is not None:
-        w.bits(0x0, 3)
         if (w.strict and (o.EVSETimeStamp < -9223372036854775808 or o.EVSETimeStamp > 9223372036854775807)):
             raise encode_error('SessionSetupResType.EVSETimeStamp', f'{o.EVSETimeStamp!r} outside -9223372036854775808..9223372036854775807')
-        w.integer(o.EVSETimeStamp)
-        w.bits(0x0, 1)
+        a = (a << 4) | (1 if o.EVSETimeStamp < 0 else 0)
+        k += 4
+        u = -o.EVSETimeStamp - 1 if o.EVSETimeStamp < 0 else o.EVSETimeStamp
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_SessionStopReqType(r: BitReader) -> _iso2.SessionStopReqType:
     f_ChargingSession: _iso2.chargingSessionType
@@ -7437,9 +9723,16 @@ def _d_iso2_SessionStopReqType(r: BitReader) -> _iso2.SessionStopReqType:
     return _iso2.SessionStopReqType(ChargingSession=f_ChargingSession)
 
 def _e_iso2_SessionStopReqType(w: BitWriter, o: _iso2.SessionStopReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.ChargingSession is None:
         raise encode_error('SessionStopReqType.ChargingSession', 'required value missing')
-    w.bits((_I_iso2_chargingSessionType[o.ChargingSession]) << 2, 5)
+    a = (a << 5) | (_I_iso2_chargingSessionType[o.ChargingSession]) << 2
+    k += 5
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_SessionStopResType(r: BitReader) -> _iso2.SessionStopResType:
     f_ResponseCode: _iso2.responseCodeType
@@ -7453,9 +9746,16 @@ def _d_iso2_SessionStopResType(r: BitReader) -> _iso2.SessionStopResType:
     return _iso2.SessionStopResType(ResponseCode=f_ResponseCode)
 
 def _e_iso2_SessionStopResType(w: BitWriter, o: _iso2.SessionStopResType) -> None:
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('SessionStopResType.ResponseCode', 'required value missing')
-    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 2, 9)
+    a = (a << 9) | (_I_iso2_responseCodeType[o.ResponseCode]) << 2
+    k += 9
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_WeldingDetectionReqType(r: BitReader) -> _iso2.WeldingDetectionReqType:
     f_DC_EVStatus: _iso2.DC_EVStatusType
@@ -7472,6 +9772,8 @@ def _d_iso2_WeldingDetectionReqType(r: BitReader) -> _iso2.WeldingDetectionReqTy
     return _iso2.WeldingDetectionReqType(DC_EVStatus=f_DC_EVStatus)
 
 def _e_iso2_WeldingDetectionReqType(w: BitWriter, o: _iso2.WeldingDetectionReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.DC_EVStatus is None:
         raise encode_error('WeldingDetectionReqType.DC_EVStatus', 'required value missing')
     if o.DC_EVStatus.EVReady is None:
@@ -7482,7 +9784,12 @@ def _e_iso2_WeldingDetectionReqType(w: BitWriter, o: _iso2.WeldingDetectionReqTy
         raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
     if o.DC_EVStatus.EVRESSSOC < 0 or o.DC_EVStatus.EVRESSSOC > 127 or (w.strict and (o.DC_EVStatus.EVRESSSOC > 100)):
         raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.DC_EVStatus.EVRESSSOC!r} outside 0..100')
-    w.bits((1 if o.DC_EVStatus.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[o.DC_EVStatus.EVErrorCode]) << 13 | (o.DC_EVStatus.EVRESSSOC) << 3, 24)
+    a = (a << 24) | (1 if o.DC_EVStatus.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[o.DC_EVStatus.EVErrorCode]) << 13 | (o.DC_EVStatus.EVRESSSOC) << 3
+    k += 24
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_WeldingDetectionResType(r: BitReader) -> _iso2.WeldingDetectionResType:
     f_ResponseCode: _iso2.responseCodeType
@@ -7516,12 +9823,19 @@ def _d_iso2_WeldingDetectionResType(r: BitReader) -> _iso2.WeldingDetectionResTy
     return _iso2.WeldingDetectionResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEPresentVoltage=f_EVSEPresentVoltage)
 
 def _e_iso2_WeldingDetectionResType(w: BitWriter, o: _iso2.WeldingDetectionResType) -> None:
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('WeldingDetectionResType.ResponseCode', 'required value missing')
     if o.DC_EVSEStatus is None:
         raise encode_error('WeldingDetectionResType.DC_EVSEStatus', 'required value missing')
-    w.bits((_I_iso2_responseCodeType[o.ResponseCode]) << 2, 9)
+    a = (a << 9) | (_I_iso2_responseCodeType[o.ResponseCode]) << 2
+    k += 9
+    w.acc = a
+    w.n = k
     _e_iso2_DC_EVSEStatusType(w, o.DC_EVSEStatus)
+    a = w.acc
+    k = w.n
     if o.EVSEPresentVoltage is None:
         raise encode_error('WeldingDetectionResType.EVSEPresentVoltage', 'required value missing')
     if o.EVSEPresentVoltage.Multiplier is None:
@@ -7532,11 +9846,29 @@ def _e_iso2_WeldingDetectionResType(w: BitWriter, o: _iso2.WeldingDetectionResTy
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if o.EVSEPresentVoltage.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    w.bits((o.EVSEPresentVoltage.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEPresentVoltage.Unit]) << 3, 15)
     if (w.strict and (o.EVSEPresentVoltage.Value < -32768 or o.EVSEPresentVoltage.Value > 32767)):
         raise encode_error('PhysicalValueType.Value', f'{o.EVSEPresentVoltage.Value!r} outside -32768..32767')
-    w.integer(o.EVSEPresentVoltage.Value)
-    w.bits(0x0, 3)
+    a = (a << 16) | (o.EVSEPresentVoltage.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEPresentVoltage.Unit]) << 4 | (1 if o.EVSEPresentVoltage.Value < 0 else 0)
+    k += 16
+    u = -o.EVSEPresentVoltage.Value - 1 if o.EVSEPresentVoltage.Value < 0 else o.EVSEPresentVoltage.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameterType:
     f_DepartureTime: int | None = None
@@ -7650,13 +9982,29 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
     return _iso2.AC_EVChargeParameterType(DepartureTime=f_DepartureTime, EAmount=f_EAmount, EVMaxVoltage=f_EVMaxVoltage, EVMaxCurrent=f_EVMaxCurrent, EVMinCurrent=f_EVMinCurrent)
 
 def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameterType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('AC_EVChargeParameterType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        w.uint(o.DepartureTime)
-        w.bits(0x0, 1)
+        u = o.DepartureTime
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif o.EAmount is not None:
         if o.EAmount.Multiplier is None:
@@ -7667,11 +10015,25 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if o.EAmount.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        w.bits((o.EAmount.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EAmount.Unit]) << 3 | 0x4000, 16)
         if (w.strict and (o.EAmount.Value < -32768 or o.EAmount.Value > 32767)):
             raise encode_error('PhysicalValueType.Value', f'{o.EAmount.Value!r} outside -32768..32767')
-        w.integer(o.EAmount.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EAmount.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EAmount.Unit]) << 4 | (1 if o.EAmount.Value < 0 else 0) | 0x8000
+        k += 17
+        u = -o.EAmount.Value - 1 if o.EAmount.Value < 0 else o.EAmount.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 2
     else:
         raise encode_error('AC_EVChargeParameterType', 'missing SE(DepartureTime), SE(EAmount)')
@@ -7685,11 +10047,25 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
             if o.EAmount.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            w.bits((o.EAmount.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EAmount.Unit]) << 3, 15)
             if (w.strict and (o.EAmount.Value < -32768 or o.EAmount.Value > 32767)):
                 raise encode_error('PhysicalValueType.Value', f'{o.EAmount.Value!r} outside -32768..32767')
-            w.integer(o.EAmount.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EAmount.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EAmount.Unit]) << 4 | (1 if o.EAmount.Value < 0 else 0)
+            k += 16
+            u = -o.EAmount.Value - 1 if o.EAmount.Value < 0 else o.EAmount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 2
         else:
             raise encode_error('AC_EVChargeParameterType', 'missing SE(EAmount)')
@@ -7703,10 +10079,23 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if o.EVMaxVoltage.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    w.bits((o.EVMaxVoltage.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVMaxVoltage.Unit]) << 3, 15)
     if (w.strict and (o.EVMaxVoltage.Value < -32768 or o.EVMaxVoltage.Value > 32767)):
         raise encode_error('PhysicalValueType.Value', f'{o.EVMaxVoltage.Value!r} outside -32768..32767')
-    w.integer(o.EVMaxVoltage.Value)
+    a = (a << 16) | (o.EVMaxVoltage.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVMaxVoltage.Unit]) << 4 | (1 if o.EVMaxVoltage.Value < 0 else 0)
+    k += 16
+    u = -o.EVMaxVoltage.Value - 1 if o.EVMaxVoltage.Value < 0 else o.EVMaxVoltage.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMaxCurrent is None:
         raise encode_error('AC_EVChargeParameterType.EVMaxCurrent', 'required value missing')
     if o.EVMaxCurrent.Multiplier is None:
@@ -7717,11 +10106,24 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if o.EVMaxCurrent.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    w.bits((o.EVMaxCurrent.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVMaxCurrent.Unit]) << 3, 17)
-    s = 3
     if (w.strict and (o.EVMaxCurrent.Value < -32768 or o.EVMaxCurrent.Value > 32767)):
         raise encode_error('PhysicalValueType.Value', f'{o.EVMaxCurrent.Value!r} outside -32768..32767')
-    w.integer(o.EVMaxCurrent.Value)
+    a = (a << 18) | (o.EVMaxCurrent.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVMaxCurrent.Unit]) << 4 | (1 if o.EVMaxCurrent.Value < 0 else 0)
+    k += 18
+    s = 3
+    u = -o.EVMaxCurrent.Value - 1 if o.EVMaxCurrent.Value < 0 else o.EVMaxCurrent.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMinCurrent is None:
         raise encode_error('AC_EVChargeParameterType.EVMinCurrent', 'required value missing')
     if o.EVMinCurrent.Multiplier is None:
@@ -7732,14 +10134,32 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if o.EVMinCurrent.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    w.bits((o.EVMinCurrent.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVMinCurrent.Unit]) << 3, 17)
-    s = 4
     if (w.strict and (o.EVMinCurrent.Value < -32768 or o.EVMinCurrent.Value > 32767)):
         raise encode_error('PhysicalValueType.Value', f'{o.EVMinCurrent.Value!r} outside -32768..32767')
-    w.integer(o.EVMinCurrent.Value)
-    w.bits(0x0, 3)
+    a = (a << 18) | (o.EVMinCurrent.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVMinCurrent.Unit]) << 4 | (1 if o.EVMinCurrent.Value < 0 else 0)
+    k += 18
+    s = 4
+    u = -o.EVMinCurrent.Value - 1 if o.EVMinCurrent.Value < 0 else o.EVMinCurrent.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
     s = 5
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_AC_EVSEChargeParameterType(r: BitReader) -> _iso2.AC_EVSEChargeParameterType:
     f_AC_EVSEStatus: _iso2.AC_EVSEStatusType
@@ -7792,14 +10212,29 @@ def _d_iso2_AC_EVSEChargeParameterType(r: BitReader) -> _iso2.AC_EVSEChargeParam
     return _iso2.AC_EVSEChargeParameterType(AC_EVSEStatus=f_AC_EVSEStatus, EVSENominalVoltage=f_EVSENominalVoltage, EVSEMaxCurrent=f_EVSEMaxCurrent)
 
 def _e_iso2_AC_EVSEChargeParameterType(w: BitWriter, o: _iso2.AC_EVSEChargeParameterType) -> None:
+    a = w.acc
+    k = w.n
     if o.AC_EVSEStatus is None:
         raise encode_error('AC_EVSEChargeParameterType.AC_EVSEStatus', 'required value missing')
     if o.AC_EVSEStatus.NotificationMaxDelay is None:
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 65535)):
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-    w.uint(o.AC_EVSEStatus.NotificationMaxDelay)
+    u = o.AC_EVSEStatus.NotificationMaxDelay
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.AC_EVSEStatus.EVSENotification is None:
         raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
     if o.AC_EVSEStatus.RCD is None:
@@ -7814,10 +10249,23 @@ def _e_iso2_AC_EVSEChargeParameterType(w: BitWriter, o: _iso2.AC_EVSEChargeParam
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if o.EVSENominalVoltage.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    w.bits((_I_iso2_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 21 | (1 if o.AC_EVSEStatus.RCD else 0) << 17 | (o.EVSENominalVoltage.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSENominalVoltage.Unit]) << 3, 26)
     if (w.strict and (o.EVSENominalVoltage.Value < -32768 or o.EVSENominalVoltage.Value > 32767)):
         raise encode_error('PhysicalValueType.Value', f'{o.EVSENominalVoltage.Value!r} outside -32768..32767')
-    w.integer(o.EVSENominalVoltage.Value)
+    a = (a << 27) | (_I_iso2_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 22 | (1 if o.AC_EVSEStatus.RCD else 0) << 18 | (o.EVSENominalVoltage.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSENominalVoltage.Unit]) << 4 | (1 if o.EVSENominalVoltage.Value < 0 else 0)
+    k += 27
+    u = -o.EVSENominalVoltage.Value - 1 if o.EVSENominalVoltage.Value < 0 else o.EVSENominalVoltage.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSEMaxCurrent is None:
         raise encode_error('AC_EVSEChargeParameterType.EVSEMaxCurrent', 'required value missing')
     if o.EVSEMaxCurrent.Multiplier is None:
@@ -7828,11 +10276,29 @@ def _e_iso2_AC_EVSEChargeParameterType(w: BitWriter, o: _iso2.AC_EVSEChargeParam
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if o.EVSEMaxCurrent.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    w.bits((o.EVSEMaxCurrent.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEMaxCurrent.Unit]) << 3, 17)
     if (w.strict and (o.EVSEMaxCurrent.Value < -32768 or o.EVSEMaxCurrent.Value > 32767)):
         raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaxCurrent.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMaxCurrent.Value)
-    w.bits(0x0, 3)
+    a = (a << 18) | (o.EVSEMaxCurrent.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEMaxCurrent.Unit]) << 4 | (1 if o.EVSEMaxCurrent.Value < 0 else 0)
+    k += 18
+    u = -o.EVSEMaxCurrent.Value - 1 if o.EVSEMaxCurrent.Value < 0 else o.EVSEMaxCurrent.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_AC_EVSEStatusType(r: BitReader) -> _iso2.AC_EVSEStatusType:
     f_NotificationMaxDelay: int
@@ -7856,17 +10322,37 @@ def _d_iso2_AC_EVSEStatusType(r: BitReader) -> _iso2.AC_EVSEStatusType:
     return _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification, RCD=f_RCD)
 
 def _e_iso2_AC_EVSEStatusType(w: BitWriter, o: _iso2.AC_EVSEStatusType) -> None:
+    a = w.acc
+    k = w.n
     if o.NotificationMaxDelay is None:
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.NotificationMaxDelay < 0 or (w.strict and (o.NotificationMaxDelay > 65535)):
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
-    w.uint(o.NotificationMaxDelay)
+    u = o.NotificationMaxDelay
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSENotification is None:
         raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
     if o.RCD is None:
         raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-    w.bits((_I_iso2_EVSENotificationType[o.EVSENotification]) << 6 | (1 if o.RCD else 0) << 2, 11)
+    a = (a << 11) | (_I_iso2_EVSENotificationType[o.EVSENotification]) << 6 | (1 if o.RCD else 0) << 2
+    k += 11
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_CertificateChainType(r: BitReader) -> _iso2.CertificateChainType:
     f_Id: str | None = None
@@ -7922,41 +10408,71 @@ def _d_iso2_CertificateChainType(r: BitReader) -> _iso2.CertificateChainType:
     return _iso2.CertificateChainType(Id=f_Id, Certificate=f_Certificate, SubCertificates=f_SubCertificates)
 
 def _e_iso2_CertificateChainType(w: BitWriter, o: _iso2.CertificateChainType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.Certificate is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
         if len(o.Certificate) > 800:
             raise encode_error('CertificateChainType.Certificate', f'length {len(o.Certificate)} outside 0..800')
+        w.acc = a
+        w.n = k
         w.binary(o.Certificate)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
         raise encode_error('CertificateChainType', 'missing AT(Id), SE(Certificate)')
     if s == 1:
         if o.Certificate is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if len(o.Certificate) > 800:
                 raise encode_error('CertificateChainType.Certificate', f'length {len(o.Certificate)} outside 0..800')
+            w.acc = a
+            w.n = k
             w.binary(o.Certificate)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 2
         else:
             raise encode_error('CertificateChainType', 'missing SE(Certificate)')
     if o.SubCertificates is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso2_SubCertificatesType(w, o.SubCertificates)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
     f_ServiceID: int
@@ -8040,58 +10556,100 @@ def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
     return _iso2.ChargeServiceType(ServiceID=f_ServiceID, ServiceName=f_ServiceName, ServiceCategory=f_ServiceCategory, ServiceScope=f_ServiceScope, FreeService=f_FreeService, SupportedEnergyTransferMode=f_SupportedEnergyTransferMode)
 
 def _e_iso2_ChargeServiceType(w: BitWriter, o: _iso2.ChargeServiceType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.ServiceID is None:
         raise encode_error('ChargeServiceType.ServiceID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
         raise encode_error('ChargeServiceType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-    w.uint(o.ServiceID)
-    w.bits(0x0, 1)
+    u = o.ServiceID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 1
     if o.ServiceName is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if len(o.ServiceName) > 32:
             raise encode_error('ChargeServiceType.ServiceName', f'length {len(o.ServiceName)} outside 0..32')
+        w.acc = a
+        w.n = k
         w.string(o.ServiceName)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     elif o.ServiceCategory is not None:
-        w.bits((_I_iso2_serviceCategoryType[o.ServiceCategory]) << 1 | 0x10, 6)
+        a = (a << 6) | (_I_iso2_serviceCategoryType[o.ServiceCategory]) << 1 | 0x10
+        k += 6
         s = 3
     else:
         raise encode_error('ChargeServiceType', 'missing SE(ServiceName), SE(ServiceCategory)')
     if s == 2:
         if o.ServiceCategory is not None:
-            w.bits((_I_iso2_serviceCategoryType[o.ServiceCategory]) << 1, 5)
+            a = (a << 5) | (_I_iso2_serviceCategoryType[o.ServiceCategory]) << 1
+            k += 5
             s = 3
         else:
             raise encode_error('ChargeServiceType', 'missing SE(ServiceCategory)')
     if o.ServiceScope is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if len(o.ServiceScope) > 64:
             raise encode_error('ChargeServiceType.ServiceScope', f'length {len(o.ServiceScope)} outside 0..64')
+        w.acc = a
+        w.n = k
         w.string(o.ServiceScope)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 4
     elif o.FreeService is not None:
-        w.bits((1 if o.FreeService else 0) << 1 | 0x8, 5)
+        a = (a << 5) | (1 if o.FreeService else 0) << 1 | 0x8
+        k += 5
         s = 5
     else:
         raise encode_error('ChargeServiceType', 'missing SE(ServiceScope), SE(FreeService)')
     if s == 4:
         if o.FreeService is not None:
-            w.bits((1 if o.FreeService else 0) << 1, 4)
+            a = (a << 4) | (1 if o.FreeService else 0) << 1
+            k += 4
             s = 5
         else:
             raise encode_error('ChargeServiceType', 'missing SE(FreeService)')
     if o.SupportedEnergyTransferMode is None:
         raise encode_error('ChargeServiceType.SupportedEnergyTransferMode', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso2_SupportedEnergyTransferModeType(w, o.SupportedEnergyTransferMode)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     s = 6
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_ChargingProfileType(r: BitReader) -> _iso2.ChargingProfileType:
     f_ProfileEntry: list[_iso2.ProfileEntryType] = []
@@ -8121,23 +10679,35 @@ def _d_iso2_ChargingProfileType(r: BitReader) -> _iso2.ChargingProfileType:
     return _iso2.ChargingProfileType(ProfileEntry=f_ProfileEntry)
 
 def _e_iso2_ChargingProfileType(w: BitWriter, o: _iso2.ChargingProfileType) -> None:
+    a = w.acc
+    k = w.n
     i_ProfileEntry = 0
     s = 0
     if i_ProfileEntry < len(o.ProfileEntry):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_ProfileEntry = o.ProfileEntry[i_ProfileEntry]
         i_ProfileEntry += 1
+        w.acc = a
+        w.n = k
         _e_iso2_ProfileEntryType(w, x_ProfileEntry)
+        a = w.acc
+        k = w.n
         s = 1
     else:
         raise encode_error('ChargingProfileType', 'missing SE(ProfileEntry)')
     n = 0
     while True:
         if i_ProfileEntry < len(o.ProfileEntry):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_ProfileEntry = o.ProfileEntry[i_ProfileEntry]
             i_ProfileEntry += 1
+            w.acc = a
+            w.n = k
             _e_iso2_ProfileEntryType(w, x_ProfileEntry)
+            a = w.acc
+            k = w.n
             n += 1
             if n == 23:
                 s = 24
@@ -8145,13 +10715,19 @@ def _e_iso2_ChargingProfileType(w: BitWriter, o: _iso2.ChargingProfileType) -> N
                     raise encode_error('ChargingProfileType.ProfileEntry', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 24:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_ConsumptionCostType(r: BitReader) -> _iso2.ConsumptionCostType:
     f_startValue: _iso2.PhysicalValueType
@@ -8202,6 +10778,8 @@ def _d_iso2_ConsumptionCostType(r: BitReader) -> _iso2.ConsumptionCostType:
     return _iso2.ConsumptionCostType(startValue=f_startValue, Cost=f_Cost)
 
 def _e_iso2_ConsumptionCostType(w: BitWriter, o: _iso2.ConsumptionCostType) -> None:
+    a = w.acc
+    k = w.n
     i_Cost = 0
     s = 0
     if o.startValue is None:
@@ -8214,45 +10792,81 @@ def _e_iso2_ConsumptionCostType(w: BitWriter, o: _iso2.ConsumptionCostType) -> N
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if o.startValue.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    w.bits((o.startValue.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.startValue.Unit]) << 3, 15)
     if (w.strict and (o.startValue.Value < -32768 or o.startValue.Value > 32767)):
         raise encode_error('PhysicalValueType.Value', f'{o.startValue.Value!r} outside -32768..32767')
-    w.integer(o.startValue.Value)
-    w.bits(0x0, 2)
+    a = (a << 16) | (o.startValue.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.startValue.Unit]) << 4 | (1 if o.startValue.Value < 0 else 0)
+    k += 16
+    u = -o.startValue.Value - 1 if o.startValue.Value < 0 else o.startValue.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
     s = 1
     if i_Cost < len(o.Cost):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_Cost = o.Cost[i_Cost]
         i_Cost += 1
+        w.acc = a
+        w.n = k
         _e_iso2_CostType(w, x_Cost)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('ConsumptionCostType', 'missing SE(Cost)')
     if i_Cost < len(o.Cost):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_Cost = o.Cost[i_Cost]
         i_Cost += 1
+        w.acc = a
+        w.n = k
         _e_iso2_CostType(w, x_Cost)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         if i_Cost < len(o.Cost):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_Cost = o.Cost[i_Cost]
             i_Cost += 1
+            w.acc = a
+            w.n = k
             _e_iso2_CostType(w, x_Cost)
+            a = w.acc
+            k = w.n
             if i_Cost < len(o.Cost):
                 raise encode_error('ConsumptionCostType.Cost', 'too many entries')
             s = 4
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 4:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_ContractSignatureEncryptedPrivateKeyType(r: BitReader) -> _iso2.ContractSignatureEncryptedPrivateKeyType:
     f_Id: str
@@ -8276,17 +10890,34 @@ def _d_iso2_ContractSignatureEncryptedPrivateKeyType(r: BitReader) -> _iso2.Cont
     return _iso2.ContractSignatureEncryptedPrivateKeyType(Id=f_Id, value=f_value)
 
 def _e_iso2_ContractSignatureEncryptedPrivateKeyType(w: BitWriter, o: _iso2.ContractSignatureEncryptedPrivateKeyType) -> None:
+    a = w.acc
+    k = w.n
     if o.Id is None:
         raise encode_error('ContractSignatureEncryptedPrivateKeyType.Id', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Id)
+    a = w.acc
+    k = w.n
     if o.value is None:
         raise encode_error('ContractSignatureEncryptedPrivateKeyType.value', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     if len(o.value) > 48:
         raise encode_error('ContractSignatureEncryptedPrivateKeyType.value', f'length {len(o.value)} outside 0..48')
+    w.acc = a
+    w.n = k
     w.binary(o.value)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_CostType(r: BitReader) -> _iso2.CostType:
     f_costKind: _iso2.costKindType
@@ -8327,30 +10958,53 @@ def _d_iso2_CostType(r: BitReader) -> _iso2.CostType:
     return _iso2.CostType(costKind=f_costKind, amount=f_amount, amountMultiplier=f_amountMultiplier)
 
 def _e_iso2_CostType(w: BitWriter, o: _iso2.CostType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.costKind is None:
         raise encode_error('CostType.costKind', 'required value missing')
     if o.amount is None:
         raise encode_error('CostType.amount', 'required value missing')
-    w.bits((_I_iso2_costKindType[o.costKind]) << 3, 7)
+    a = (a << 7) | (_I_iso2_costKindType[o.costKind]) << 3
+    k += 7
     s = 1
     if o.amount < 0 or (w.strict and (o.amount > 4294967295)):
         raise encode_error('CostType.amount', f'{o.amount!r} outside 0..4294967295')
-    w.uint(o.amount)
-    w.bits(0x0, 1)
+    u = o.amount
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 2
     if o.amountMultiplier is not None:
         if o.amountMultiplier < -3 or o.amountMultiplier > 4 or (w.strict and (o.amountMultiplier > 3)):
             raise encode_error('CostType.amountMultiplier', f'{o.amountMultiplier!r} outside -3..3')
-        w.bits((o.amountMultiplier + 3) << 1, 7)
+        a = (a << 7) | (o.amountMultiplier + 3) << 1
+        k += 7
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameterType:
     f_DepartureTime: int | None = None
@@ -8610,13 +11264,29 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
     return _iso2.DC_EVChargeParameterType(DepartureTime=f_DepartureTime, DC_EVStatus=f_DC_EVStatus, EVMaximumCurrentLimit=f_EVMaximumCurrentLimit, EVMaximumPowerLimit=f_EVMaximumPowerLimit, EVMaximumVoltageLimit=f_EVMaximumVoltageLimit, EVEnergyCapacity=f_EVEnergyCapacity, EVEnergyRequest=f_EVEnergyRequest, FullSOC=f_FullSOC, BulkSOC=f_BulkSOC)
 
 def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameterType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('DC_EVChargeParameterType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        w.uint(o.DepartureTime)
-        w.bits(0x0, 1)
+        u = o.DepartureTime
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif o.DC_EVStatus is not None:
         if o.DC_EVStatus.EVReady is None:
@@ -8627,7 +11297,8 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
             raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
         if o.DC_EVStatus.EVRESSSOC < 0 or o.DC_EVStatus.EVRESSSOC > 127 or (w.strict and (o.DC_EVStatus.EVRESSSOC > 100)):
             raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.DC_EVStatus.EVRESSSOC!r} outside 0..100')
-        w.bits((1 if o.DC_EVStatus.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[o.DC_EVStatus.EVErrorCode]) << 12 | (o.DC_EVStatus.EVRESSSOC) << 2 | 0x400000, 24)
+        a = (a << 24) | (1 if o.DC_EVStatus.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[o.DC_EVStatus.EVErrorCode]) << 12 | (o.DC_EVStatus.EVRESSSOC) << 2 | 0x400000
+        k += 24
         s = 2
     else:
         raise encode_error('DC_EVChargeParameterType', 'missing SE(DepartureTime), SE(DC_EVStatus)')
@@ -8641,7 +11312,8 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
                 raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
             if o.DC_EVStatus.EVRESSSOC < 0 or o.DC_EVStatus.EVRESSSOC > 127 or (w.strict and (o.DC_EVStatus.EVRESSSOC > 100)):
                 raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.DC_EVStatus.EVRESSSOC!r} outside 0..100')
-            w.bits((1 if o.DC_EVStatus.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[o.DC_EVStatus.EVErrorCode]) << 12 | (o.DC_EVStatus.EVRESSSOC) << 2, 23)
+            a = (a << 23) | (1 if o.DC_EVStatus.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[o.DC_EVStatus.EVErrorCode]) << 12 | (o.DC_EVStatus.EVRESSSOC) << 2
+            k += 23
             s = 2
         else:
             raise encode_error('DC_EVChargeParameterType', 'missing SE(DC_EVStatus)')
@@ -8655,11 +11327,25 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if o.EVMaximumCurrentLimit.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    w.bits((o.EVMaximumCurrentLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVMaximumCurrentLimit.Unit]) << 3, 15)
     if (w.strict and (o.EVMaximumCurrentLimit.Value < -32768 or o.EVMaximumCurrentLimit.Value > 32767)):
         raise encode_error('PhysicalValueType.Value', f'{o.EVMaximumCurrentLimit.Value!r} outside -32768..32767')
-    w.integer(o.EVMaximumCurrentLimit.Value)
-    w.bits(0x0, 2)
+    a = (a << 16) | (o.EVMaximumCurrentLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVMaximumCurrentLimit.Unit]) << 4 | (1 if o.EVMaximumCurrentLimit.Value < 0 else 0)
+    k += 16
+    u = -o.EVMaximumCurrentLimit.Value - 1 if o.EVMaximumCurrentLimit.Value < 0 else o.EVMaximumCurrentLimit.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
     s = 3
     if o.EVMaximumPowerLimit is not None:
         if o.EVMaximumPowerLimit.Multiplier is None:
@@ -8670,11 +11356,25 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if o.EVMaximumPowerLimit.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        w.bits((o.EVMaximumPowerLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVMaximumPowerLimit.Unit]) << 3, 16)
         if (w.strict and (o.EVMaximumPowerLimit.Value < -32768 or o.EVMaximumPowerLimit.Value > 32767)):
             raise encode_error('PhysicalValueType.Value', f'{o.EVMaximumPowerLimit.Value!r} outside -32768..32767')
-        w.integer(o.EVMaximumPowerLimit.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVMaximumPowerLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVMaximumPowerLimit.Unit]) << 4 | (1 if o.EVMaximumPowerLimit.Value < 0 else 0)
+        k += 17
+        u = -o.EVMaximumPowerLimit.Value - 1 if o.EVMaximumPowerLimit.Value < 0 else o.EVMaximumPowerLimit.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 4
     elif o.EVMaximumVoltageLimit is not None:
         if o.EVMaximumVoltageLimit.Multiplier is None:
@@ -8685,11 +11385,25 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if o.EVMaximumVoltageLimit.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        w.bits((o.EVMaximumVoltageLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVMaximumVoltageLimit.Unit]) << 3 | 0x4000, 16)
         if (w.strict and (o.EVMaximumVoltageLimit.Value < -32768 or o.EVMaximumVoltageLimit.Value > 32767)):
             raise encode_error('PhysicalValueType.Value', f'{o.EVMaximumVoltageLimit.Value!r} outside -32768..32767')
-        w.integer(o.EVMaximumVoltageLimit.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVMaximumVoltageLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVMaximumVoltageLimit.Unit]) << 4 | (1 if o.EVMaximumVoltageLimit.Value < 0 else 0) | 0x8000
+        k += 17
+        u = -o.EVMaximumVoltageLimit.Value - 1 if o.EVMaximumVoltageLimit.Value < 0 else o.EVMaximumVoltageLimit.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 5
     else:
         raise encode_error('DC_EVChargeParameterType', 'missing SE(EVMaximumPowerLimit), SE(EVMaximumVoltageLimit)')
@@ -8703,11 +11417,25 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
             if o.EVMaximumVoltageLimit.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            w.bits((o.EVMaximumVoltageLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVMaximumVoltageLimit.Unit]) << 3, 15)
             if (w.strict and (o.EVMaximumVoltageLimit.Value < -32768 or o.EVMaximumVoltageLimit.Value > 32767)):
                 raise encode_error('PhysicalValueType.Value', f'{o.EVMaximumVoltageLimit.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumVoltageLimit.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVMaximumVoltageLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVMaximumVoltageLimit.Unit]) << 4 | (1 if o.EVMaximumVoltageLimit.Value < 0 else 0)
+            k += 16
+            u = -o.EVMaximumVoltageLimit.Value - 1 if o.EVMaximumVoltageLimit.Value < 0 else o.EVMaximumVoltageLimit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 5
         else:
             raise encode_error('DC_EVChargeParameterType', 'missing SE(EVMaximumVoltageLimit)')
@@ -8720,11 +11448,25 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if o.EVEnergyCapacity.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        w.bits((o.EVEnergyCapacity.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVEnergyCapacity.Unit]) << 3, 17)
         if (w.strict and (o.EVEnergyCapacity.Value < -32768 or o.EVEnergyCapacity.Value > 32767)):
             raise encode_error('PhysicalValueType.Value', f'{o.EVEnergyCapacity.Value!r} outside -32768..32767')
-        w.integer(o.EVEnergyCapacity.Value)
-        w.bits(0x0, 2)
+        a = (a << 18) | (o.EVEnergyCapacity.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVEnergyCapacity.Unit]) << 4 | (1 if o.EVEnergyCapacity.Value < 0 else 0)
+        k += 18
+        u = -o.EVEnergyCapacity.Value - 1 if o.EVEnergyCapacity.Value < 0 else o.EVEnergyCapacity.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 6
     elif o.EVEnergyRequest is not None:
         if o.EVEnergyRequest.Multiplier is None:
@@ -8735,24 +11477,41 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if o.EVEnergyRequest.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        w.bits((o.EVEnergyRequest.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVEnergyRequest.Unit]) << 3 | 0x4000, 17)
         if (w.strict and (o.EVEnergyRequest.Value < -32768 or o.EVEnergyRequest.Value > 32767)):
             raise encode_error('PhysicalValueType.Value', f'{o.EVEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 18) | (o.EVEnergyRequest.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVEnergyRequest.Unit]) << 4 | (1 if o.EVEnergyRequest.Value < 0 else 0) | 0x8000
+        k += 18
+        u = -o.EVEnergyRequest.Value - 1 if o.EVEnergyRequest.Value < 0 else o.EVEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 7
     elif o.FullSOC is not None:
         if o.FullSOC < 0 or o.FullSOC > 127 or (w.strict and (o.FullSOC > 100)):
             raise encode_error('DC_EVChargeParameterType.FullSOC', f'{o.FullSOC!r} outside 0..100')
-        w.bits((o.FullSOC) << 1 | 0x400, 12)
+        a = (a << 12) | (o.FullSOC) << 1 | 0x400
+        k += 12
         s = 8
     elif o.BulkSOC is not None:
         if o.BulkSOC < 0 or o.BulkSOC > 127 or (w.strict and (o.BulkSOC > 100)):
             raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
-        w.bits((o.BulkSOC) << 1 | 0x600, 12)
+        a = (a << 12) | (o.BulkSOC) << 1 | 0x600
+        k += 12
         s = 9
     else:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
         s = -1
     if s == 6:
         if o.EVEnergyRequest is not None:
@@ -8764,52 +11523,79 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
             if o.EVEnergyRequest.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            w.bits((o.EVEnergyRequest.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVEnergyRequest.Unit]) << 3, 17)
             if (w.strict and (o.EVEnergyRequest.Value < -32768 or o.EVEnergyRequest.Value > 32767)):
                 raise encode_error('PhysicalValueType.Value', f'{o.EVEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 18) | (o.EVEnergyRequest.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVEnergyRequest.Unit]) << 4 | (1 if o.EVEnergyRequest.Value < 0 else 0)
+            k += 18
+            u = -o.EVEnergyRequest.Value - 1 if o.EVEnergyRequest.Value < 0 else o.EVEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 7
         elif o.FullSOC is not None:
             if o.FullSOC < 0 or o.FullSOC > 127 or (w.strict and (o.FullSOC > 100)):
                 raise encode_error('DC_EVChargeParameterType.FullSOC', f'{o.FullSOC!r} outside 0..100')
-            w.bits((o.FullSOC) << 1 | 0x200, 12)
+            a = (a << 12) | (o.FullSOC) << 1 | 0x200
+            k += 12
             s = 8
         elif o.BulkSOC is not None:
             if o.BulkSOC < 0 or o.BulkSOC > 127 or (w.strict and (o.BulkSOC > 100)):
                 raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
-            w.bits((o.BulkSOC) << 1 | 0x400, 12)
+            a = (a << 12) | (o.BulkSOC) << 1 | 0x400
+            k += 12
             s = 9
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 7:
         if o.FullSOC is not None:
             if o.FullSOC < 0 or o.FullSOC > 127 or (w.strict and (o.FullSOC > 100)):
                 raise encode_error('DC_EVChargeParameterType.FullSOC', f'{o.FullSOC!r} outside 0..100')
-            w.bits((o.FullSOC) << 1, 11)
+            a = (a << 11) | (o.FullSOC) << 1
+            k += 11
             s = 8
         elif o.BulkSOC is not None:
             if o.BulkSOC < 0 or o.BulkSOC > 127 or (w.strict and (o.BulkSOC > 100)):
                 raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
-            w.bits((o.BulkSOC) << 1 | 0x200, 11)
+            a = (a << 11) | (o.BulkSOC) << 1 | 0x200
+            k += 11
             s = 9
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 8:
         if o.BulkSOC is not None:
             if o.BulkSOC < 0 or o.BulkSOC > 127 or (w.strict and (o.BulkSOC > 100)):
                 raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
-            w.bits((o.BulkSOC) << 1, 11)
+            a = (a << 11) | (o.BulkSOC) << 1
+            k += 11
             s = 9
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 9:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_DC_EVPowerDeliveryParameterType(r: BitReader) -> _iso2.DC_EVPowerDeliveryParameterType:
     f_DC_EVStatus: _iso2.DC_EVStatusType
@@ -8854,6 +11640,8 @@ def _d_iso2_DC_EVPowerDeliveryParameterType(r: BitReader) -> _iso2.DC_EVPowerDel
     return _iso2.DC_EVPowerDeliveryParameterType(DC_EVStatus=f_DC_EVStatus, BulkChargingComplete=f_BulkChargingComplete, ChargingComplete=f_ChargingComplete)
 
 def _e_iso2_DC_EVPowerDeliveryParameterType(w: BitWriter, o: _iso2.DC_EVPowerDeliveryParameterType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.DC_EVStatus is None:
         raise encode_error('DC_EVPowerDeliveryParameterType.DC_EVStatus', 'required value missing')
@@ -8865,24 +11653,33 @@ def _e_iso2_DC_EVPowerDeliveryParameterType(w: BitWriter, o: _iso2.DC_EVPowerDel
         raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
     if o.DC_EVStatus.EVRESSSOC < 0 or o.DC_EVStatus.EVRESSSOC > 127 or (w.strict and (o.DC_EVStatus.EVRESSSOC > 100)):
         raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.DC_EVStatus.EVRESSSOC!r} outside 0..100')
-    w.bits((1 if o.DC_EVStatus.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[o.DC_EVStatus.EVErrorCode]) << 12 | (o.DC_EVStatus.EVRESSSOC) << 2, 23)
+    a = (a << 23) | (1 if o.DC_EVStatus.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[o.DC_EVStatus.EVErrorCode]) << 12 | (o.DC_EVStatus.EVRESSSOC) << 2
+    k += 23
     s = 1
     if o.BulkChargingComplete is not None:
-        w.bits((1 if o.BulkChargingComplete else 0) << 1, 5)
+        a = (a << 5) | (1 if o.BulkChargingComplete else 0) << 1
+        k += 5
         s = 2
     elif o.ChargingComplete is not None:
-        w.bits((1 if o.ChargingComplete else 0) << 1 | 0x8, 5)
+        a = (a << 5) | (1 if o.ChargingComplete else 0) << 1 | 0x8
+        k += 5
         s = 3
     else:
         raise encode_error('DC_EVPowerDeliveryParameterType', 'missing SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 2:
         if o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1, 4)
+            a = (a << 4) | (1 if o.ChargingComplete else 0) << 1
+            k += 4
             s = 3
         else:
             raise encode_error('DC_EVPowerDeliveryParameterType', 'missing SE(ChargingComplete)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParameterType:
     f_DC_EVSEStatus: _iso2.DC_EVSEStatusType
@@ -9069,11 +11866,18 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
     return _iso2.DC_EVSEChargeParameterType(DC_EVSEStatus=f_DC_EVSEStatus, EVSEMaximumCurrentLimit=f_EVSEMaximumCurrentLimit, EVSEMaximumPowerLimit=f_EVSEMaximumPowerLimit, EVSEMaximumVoltageLimit=f_EVSEMaximumVoltageLimit, EVSEMinimumCurrentLimit=f_EVSEMinimumCurrentLimit, EVSEMinimumVoltageLimit=f_EVSEMinimumVoltageLimit, EVSECurrentRegulationTolerance=f_EVSECurrentRegulationTolerance, EVSEPeakCurrentRipple=f_EVSEPeakCurrentRipple, EVSEEnergyToBeDelivered=f_EVSEEnergyToBeDelivered)
 
 def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParameterType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.DC_EVSEStatus is None:
         raise encode_error('DC_EVSEChargeParameterType.DC_EVSEStatus', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso2_DC_EVSEStatusType(w, o.DC_EVSEStatus)
+    a = w.acc
+    k = w.n
     if o.EVSEMaximumCurrentLimit is None:
         raise encode_error('DC_EVSEChargeParameterType.EVSEMaximumCurrentLimit', 'required value missing')
     if o.EVSEMaximumCurrentLimit.Multiplier is None:
@@ -9084,11 +11888,24 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if o.EVSEMaximumCurrentLimit.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    w.bits((o.EVSEMaximumCurrentLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEMaximumCurrentLimit.Unit]) << 3, 15)
-    s = 1
     if (w.strict and (o.EVSEMaximumCurrentLimit.Value < -32768 or o.EVSEMaximumCurrentLimit.Value > 32767)):
         raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaximumCurrentLimit.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMaximumCurrentLimit.Value)
+    a = (a << 16) | (o.EVSEMaximumCurrentLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEMaximumCurrentLimit.Unit]) << 4 | (1 if o.EVSEMaximumCurrentLimit.Value < 0 else 0)
+    k += 16
+    s = 1
+    u = -o.EVSEMaximumCurrentLimit.Value - 1 if o.EVSEMaximumCurrentLimit.Value < 0 else o.EVSEMaximumCurrentLimit.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSEMaximumPowerLimit is None:
         raise encode_error('DC_EVSEChargeParameterType.EVSEMaximumPowerLimit', 'required value missing')
     if o.EVSEMaximumPowerLimit.Multiplier is None:
@@ -9099,11 +11916,24 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if o.EVSEMaximumPowerLimit.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    w.bits((o.EVSEMaximumPowerLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEMaximumPowerLimit.Unit]) << 3, 17)
-    s = 2
     if (w.strict and (o.EVSEMaximumPowerLimit.Value < -32768 or o.EVSEMaximumPowerLimit.Value > 32767)):
         raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaximumPowerLimit.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMaximumPowerLimit.Value)
+    a = (a << 18) | (o.EVSEMaximumPowerLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEMaximumPowerLimit.Unit]) << 4 | (1 if o.EVSEMaximumPowerLimit.Value < 0 else 0)
+    k += 18
+    s = 2
+    u = -o.EVSEMaximumPowerLimit.Value - 1 if o.EVSEMaximumPowerLimit.Value < 0 else o.EVSEMaximumPowerLimit.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSEMaximumVoltageLimit is None:
         raise encode_error('DC_EVSEChargeParameterType.EVSEMaximumVoltageLimit', 'required value missing')
     if o.EVSEMaximumVoltageLimit.Multiplier is None:
@@ -9114,11 +11944,24 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if o.EVSEMaximumVoltageLimit.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    w.bits((o.EVSEMaximumVoltageLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEMaximumVoltageLimit.Unit]) << 3, 17)
-    s = 3
     if (w.strict and (o.EVSEMaximumVoltageLimit.Value < -32768 or o.EVSEMaximumVoltageLimit.Value > 32767)):
         raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaximumVoltageLimit.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMaximumVoltageLimit.Value)
+    a = (a << 18) | (o.EVSEMaximumVoltageLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEMaximumVoltageLimit.Unit]) << 4 | (1 if o.EVSEMaximumVoltageLimit.Value < 0 else 0)
+    k += 18
+    s = 3
+    u = -o.EVSEMaximumVoltageLimit.Value - 1 if o.EVSEMaximumVoltageLimit.Value < 0 else o.EVSEMaximumVoltageLimit.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSEMinimumCurrentLimit is None:
         raise encode_error('DC_EVSEChargeParameterType.EVSEMinimumCurrentLimit', 'required value missing')
     if o.EVSEMinimumCurrentLimit.Multiplier is None:
@@ -9129,11 +11972,24 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if o.EVSEMinimumCurrentLimit.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    w.bits((o.EVSEMinimumCurrentLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEMinimumCurrentLimit.Unit]) << 3, 17)
-    s = 4
     if (w.strict and (o.EVSEMinimumCurrentLimit.Value < -32768 or o.EVSEMinimumCurrentLimit.Value > 32767)):
         raise encode_error('PhysicalValueType.Value', f'{o.EVSEMinimumCurrentLimit.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMinimumCurrentLimit.Value)
+    a = (a << 18) | (o.EVSEMinimumCurrentLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEMinimumCurrentLimit.Unit]) << 4 | (1 if o.EVSEMinimumCurrentLimit.Value < 0 else 0)
+    k += 18
+    s = 4
+    u = -o.EVSEMinimumCurrentLimit.Value - 1 if o.EVSEMinimumCurrentLimit.Value < 0 else o.EVSEMinimumCurrentLimit.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSEMinimumVoltageLimit is None:
         raise encode_error('DC_EVSEChargeParameterType.EVSEMinimumVoltageLimit', 'required value missing')
     if o.EVSEMinimumVoltageLimit.Multiplier is None:
@@ -9144,12 +12000,26 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if o.EVSEMinimumVoltageLimit.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    w.bits((o.EVSEMinimumVoltageLimit.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEMinimumVoltageLimit.Unit]) << 3, 17)
-    s = 5
     if (w.strict and (o.EVSEMinimumVoltageLimit.Value < -32768 or o.EVSEMinimumVoltageLimit.Value > 32767)):
         raise encode_error('PhysicalValueType.Value', f'{o.EVSEMinimumVoltageLimit.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMinimumVoltageLimit.Value)
-    w.bits(0x0, 2)
+    a = (a << 18) | (o.EVSEMinimumVoltageLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEMinimumVoltageLimit.Unit]) << 4 | (1 if o.EVSEMinimumVoltageLimit.Value < 0 else 0)
+    k += 18
+    s = 5
+    u = -o.EVSEMinimumVoltageLimit.Value - 1 if o.EVSEMinimumVoltageLimit.Value < 0 else o.EVSEMinimumVoltageLimit.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
     s = 6
     if o.EVSECurrentRegulationTolerance is not None:
         if o.EVSECurrentRegulationTolerance.Multiplier is None:
@@ -9160,11 +12030,25 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if o.EVSECurrentRegulationTolerance.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        w.bits((o.EVSECurrentRegulationTolerance.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSECurrentRegulationTolerance.Unit]) << 3, 16)
         if (w.strict and (o.EVSECurrentRegulationTolerance.Value < -32768 or o.EVSECurrentRegulationTolerance.Value > 32767)):
             raise encode_error('PhysicalValueType.Value', f'{o.EVSECurrentRegulationTolerance.Value!r} outside -32768..32767')
-        w.integer(o.EVSECurrentRegulationTolerance.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVSECurrentRegulationTolerance.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSECurrentRegulationTolerance.Unit]) << 4 | (1 if o.EVSECurrentRegulationTolerance.Value < 0 else 0)
+        k += 17
+        u = -o.EVSECurrentRegulationTolerance.Value - 1 if o.EVSECurrentRegulationTolerance.Value < 0 else o.EVSECurrentRegulationTolerance.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 7
     elif o.EVSEPeakCurrentRipple is not None:
         if o.EVSEPeakCurrentRipple.Multiplier is None:
@@ -9175,11 +12059,25 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if o.EVSEPeakCurrentRipple.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        w.bits((o.EVSEPeakCurrentRipple.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEPeakCurrentRipple.Unit]) << 3 | 0x4000, 16)
         if (w.strict and (o.EVSEPeakCurrentRipple.Value < -32768 or o.EVSEPeakCurrentRipple.Value > 32767)):
             raise encode_error('PhysicalValueType.Value', f'{o.EVSEPeakCurrentRipple.Value!r} outside -32768..32767')
-        w.integer(o.EVSEPeakCurrentRipple.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVSEPeakCurrentRipple.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEPeakCurrentRipple.Unit]) << 4 | (1 if o.EVSEPeakCurrentRipple.Value < 0 else 0) | 0x8000
+        k += 17
+        u = -o.EVSEPeakCurrentRipple.Value - 1 if o.EVSEPeakCurrentRipple.Value < 0 else o.EVSEPeakCurrentRipple.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 8
     else:
         raise encode_error('DC_EVSEChargeParameterType', 'missing SE(EVSECurrentRegulationTolerance), SE(EVSEPeakCurrentRipple)')
@@ -9193,11 +12091,25 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
             if o.EVSEPeakCurrentRipple.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            w.bits((o.EVSEPeakCurrentRipple.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEPeakCurrentRipple.Unit]) << 3, 15)
             if (w.strict and (o.EVSEPeakCurrentRipple.Value < -32768 or o.EVSEPeakCurrentRipple.Value > 32767)):
                 raise encode_error('PhysicalValueType.Value', f'{o.EVSEPeakCurrentRipple.Value!r} outside -32768..32767')
-            w.integer(o.EVSEPeakCurrentRipple.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVSEPeakCurrentRipple.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEPeakCurrentRipple.Unit]) << 4 | (1 if o.EVSEPeakCurrentRipple.Value < 0 else 0)
+            k += 16
+            u = -o.EVSEPeakCurrentRipple.Value - 1 if o.EVSEPeakCurrentRipple.Value < 0 else o.EVSEPeakCurrentRipple.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 8
         else:
             raise encode_error('DC_EVSEChargeParameterType', 'missing SE(EVSEPeakCurrentRipple)')
@@ -9210,19 +12122,39 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if o.EVSEEnergyToBeDelivered.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        w.bits((o.EVSEEnergyToBeDelivered.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.EVSEEnergyToBeDelivered.Unit]) << 3, 16)
         if (w.strict and (o.EVSEEnergyToBeDelivered.Value < -32768 or o.EVSEEnergyToBeDelivered.Value > 32767)):
             raise encode_error('PhysicalValueType.Value', f'{o.EVSEEnergyToBeDelivered.Value!r} outside -32768..32767')
-        w.integer(o.EVSEEnergyToBeDelivered.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVSEEnergyToBeDelivered.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEEnergyToBeDelivered.Unit]) << 4 | (1 if o.EVSEEnergyToBeDelivered.Value < 0 else 0)
+        k += 17
+        u = -o.EVSEEnergyToBeDelivered.Value - 1 if o.EVSEEnergyToBeDelivered.Value < 0 else o.EVSEEnergyToBeDelivered.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 9
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 9:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_DC_EVSEStatusType(r: BitReader) -> _iso2.DC_EVSEStatusType:
     f_NotificationMaxDelay: int
@@ -9282,34 +12214,58 @@ def _d_iso2_DC_EVSEStatusType(r: BitReader) -> _iso2.DC_EVSEStatusType:
     return _iso2.DC_EVSEStatusType(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification, EVSEIsolationStatus=f_EVSEIsolationStatus, EVSEStatusCode=f_EVSEStatusCode)
 
 def _e_iso2_DC_EVSEStatusType(w: BitWriter, o: _iso2.DC_EVSEStatusType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.NotificationMaxDelay is None:
         raise encode_error('DC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.NotificationMaxDelay < 0 or (w.strict and (o.NotificationMaxDelay > 65535)):
         raise encode_error('DC_EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
-    w.uint(o.NotificationMaxDelay)
+    u = o.NotificationMaxDelay
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSENotification is None:
         raise encode_error('DC_EVSEStatusType.EVSENotification', 'required value missing')
-    w.bits((_I_iso2_EVSENotificationType[o.EVSENotification]) << 1, 6)
+    a = (a << 6) | (_I_iso2_EVSENotificationType[o.EVSENotification]) << 1
+    k += 6
     s = 1
     s = 2
     if o.EVSEIsolationStatus is not None:
-        w.bits((_I_iso2_isolationLevelType[o.EVSEIsolationStatus]) << 1, 7)
+        a = (a << 7) | (_I_iso2_isolationLevelType[o.EVSEIsolationStatus]) << 1
+        k += 7
         s = 3
     elif o.EVSEStatusCode is not None:
-        w.bits((_I_iso2_DC_EVSEStatusCodeType[o.EVSEStatusCode]) << 1 | 0x40, 8)
+        a = (a << 8) | (_I_iso2_DC_EVSEStatusCodeType[o.EVSEStatusCode]) << 1 | 0x40
+        k += 8
         s = 4
     else:
         raise encode_error('DC_EVSEStatusType', 'missing SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     if s == 3:
         if o.EVSEStatusCode is not None:
-            w.bits((_I_iso2_DC_EVSEStatusCodeType[o.EVSEStatusCode]) << 1, 7)
+            a = (a << 7) | (_I_iso2_DC_EVSEStatusCodeType[o.EVSEStatusCode]) << 1
+            k += 7
             s = 4
         else:
             raise encode_error('DC_EVSEStatusType', 'missing SE(EVSEStatusCode)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_DC_EVStatusType(r: BitReader) -> _iso2.DC_EVStatusType:
     f_EVReady: bool
@@ -9327,6 +12283,8 @@ def _d_iso2_DC_EVStatusType(r: BitReader) -> _iso2.DC_EVStatusType:
     return _iso2.DC_EVStatusType(EVReady=f_EVReady, EVErrorCode=f_EVErrorCode, EVRESSSOC=f_EVRESSSOC)
 
 def _e_iso2_DC_EVStatusType(w: BitWriter, o: _iso2.DC_EVStatusType) -> None:
+    a = w.acc
+    k = w.n
     if o.EVReady is None:
         raise encode_error('DC_EVStatusType.EVReady', 'required value missing')
     if o.EVErrorCode is None:
@@ -9335,7 +12293,12 @@ def _e_iso2_DC_EVStatusType(w: BitWriter, o: _iso2.DC_EVStatusType) -> None:
         raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
     if o.EVRESSSOC < 0 or o.EVRESSSOC > 127 or (w.strict and (o.EVRESSSOC > 100)):
         raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.EVRESSSOC!r} outside 0..100')
-    w.bits((1 if o.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[o.EVErrorCode]) << 12 | (o.EVRESSSOC) << 2, 22)
+    a = (a << 22) | (1 if o.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[o.EVErrorCode]) << 12 | (o.EVRESSSOC) << 2
+    k += 22
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_DiffieHellmanPublickeyType(r: BitReader) -> _iso2.DiffieHellmanPublickeyType:
     f_Id: str
@@ -9359,17 +12322,34 @@ def _d_iso2_DiffieHellmanPublickeyType(r: BitReader) -> _iso2.DiffieHellmanPubli
     return _iso2.DiffieHellmanPublickeyType(Id=f_Id, value=f_value)
 
 def _e_iso2_DiffieHellmanPublickeyType(w: BitWriter, o: _iso2.DiffieHellmanPublickeyType) -> None:
+    a = w.acc
+    k = w.n
     if o.Id is None:
         raise encode_error('DiffieHellmanPublickeyType.Id', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Id)
+    a = w.acc
+    k = w.n
     if o.value is None:
         raise encode_error('DiffieHellmanPublickeyType.value', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     if len(o.value) > 65:
         raise encode_error('DiffieHellmanPublickeyType.value', f'length {len(o.value)} outside 0..65')
+    w.acc = a
+    w.n = k
     w.binary(o.value)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_EMAIDType(r: BitReader) -> _iso2.EMAIDType:
     f_Id: str
@@ -9393,17 +12373,34 @@ def _d_iso2_EMAIDType(r: BitReader) -> _iso2.EMAIDType:
     return _iso2.EMAIDType(Id=f_Id, value=f_value)
 
 def _e_iso2_EMAIDType(w: BitWriter, o: _iso2.EMAIDType) -> None:
+    a = w.acc
+    k = w.n
     if o.Id is None:
         raise encode_error('EMAIDType.Id', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Id)
+    a = w.acc
+    k = w.n
     if o.value is None:
         raise encode_error('EMAIDType.value', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     if (len(o.value) < 14 and w.strict) or len(o.value) > 15:
         raise encode_error('EMAIDType.value', f'length {len(o.value)} outside 14..15')
+    w.acc = a
+    w.n = k
     w.string(o.value)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_EVChargeParameterType(r: BitReader) -> _iso2.EVChargeParameterType:
     f_DepartureTime: int | None = None
@@ -9432,21 +12429,43 @@ def _d_iso2_EVChargeParameterType(r: BitReader) -> _iso2.EVChargeParameterType:
     return _iso2.EVChargeParameterType(DepartureTime=f_DepartureTime)
 
 def _e_iso2_EVChargeParameterType(w: BitWriter, o: _iso2.EVChargeParameterType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('EVChargeParameterType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        w.uint(o.DepartureTime)
-        w.bits(0x0, 1)
+        u = o.DepartureTime
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 1
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 1:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_EVPowerDeliveryParameterType(r: BitReader) -> _iso2.EVPowerDeliveryParameterType:
     if r.bits(1):
@@ -9454,7 +12473,14 @@ def _d_iso2_EVPowerDeliveryParameterType(r: BitReader) -> _iso2.EVPowerDeliveryP
     return _iso2.EVPowerDeliveryParameterType()
 
 def _e_iso2_EVPowerDeliveryParameterType(w: BitWriter, o: _iso2.EVPowerDeliveryParameterType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_EVSEChargeParameterType(r: BitReader) -> _iso2.EVSEChargeParameterType:
     if r.bits(1):
@@ -9462,7 +12488,14 @@ def _d_iso2_EVSEChargeParameterType(r: BitReader) -> _iso2.EVSEChargeParameterTy
     return _iso2.EVSEChargeParameterType()
 
 def _e_iso2_EVSEChargeParameterType(w: BitWriter, o: _iso2.EVSEChargeParameterType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_EVSEStatusType(r: BitReader) -> _iso2.EVSEStatusType:
     f_NotificationMaxDelay: int
@@ -9484,15 +12517,35 @@ def _d_iso2_EVSEStatusType(r: BitReader) -> _iso2.EVSEStatusType:
     return _iso2.EVSEStatusType(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification)
 
 def _e_iso2_EVSEStatusType(w: BitWriter, o: _iso2.EVSEStatusType) -> None:
+    a = w.acc
+    k = w.n
     if o.NotificationMaxDelay is None:
         raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.NotificationMaxDelay < 0 or (w.strict and (o.NotificationMaxDelay > 65535)):
         raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
-    w.uint(o.NotificationMaxDelay)
+    u = o.NotificationMaxDelay
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSENotification is None:
         raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
-    w.bits((_I_iso2_EVSENotificationType[o.EVSENotification]) << 2, 7)
+    a = (a << 7) | (_I_iso2_EVSENotificationType[o.EVSENotification]) << 2
+    k += 7
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_EVStatusType(r: BitReader) -> _iso2.EVStatusType:
     if r.bits(1):
@@ -9500,7 +12553,14 @@ def _d_iso2_EVStatusType(r: BitReader) -> _iso2.EVStatusType:
     return _iso2.EVStatusType()
 
 def _e_iso2_EVStatusType(w: BitWriter, o: _iso2.EVStatusType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_EntryType(r: BitReader) -> _iso2.EntryType:
     f_RelativeTimeInterval: _iso2.RelativeTimeIntervalType | None = None
@@ -9520,16 +12580,29 @@ def _d_iso2_EntryType(r: BitReader) -> _iso2.EntryType:
     return _iso2.EntryType(RelativeTimeInterval=f_RelativeTimeInterval, TimeInterval=f_TimeInterval)
 
 def _e_iso2_EntryType(w: BitWriter, o: _iso2.EntryType) -> None:
+    a = w.acc
+    k = w.n
     if o.RelativeTimeInterval is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso2_RelativeTimeIntervalType(w, o.RelativeTimeInterval)
+        a = w.acc
+        k = w.n
         if o.TimeInterval is not None:
             raise encode_error('EntryType.TimeInterval', 'cannot be combined with RelativeTimeInterval')
     elif o.TimeInterval is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
     else:
         raise encode_error('EntryType', 'missing SE(RelativeTimeInterval), SE(TimeInterval)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_IntervalType(r: BitReader) -> _iso2.IntervalType:
     if r.bits(1):
@@ -9537,7 +12610,14 @@ def _d_iso2_IntervalType(r: BitReader) -> _iso2.IntervalType:
     return _iso2.IntervalType()
 
 def _e_iso2_IntervalType(w: BitWriter, o: _iso2.IntervalType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_ListOfRootCertificateIDsType(r: BitReader) -> _iso2.ListOfRootCertificateIDsType:
     f_RootCertificateID: list[_xmldsig.X509IssuerSerialType] = []
@@ -9601,39 +12681,81 @@ def _d_iso2_ListOfRootCertificateIDsType(r: BitReader) -> _iso2.ListOfRootCertif
     return _iso2.ListOfRootCertificateIDsType(RootCertificateID=f_RootCertificateID)
 
 def _e_iso2_ListOfRootCertificateIDsType(w: BitWriter, o: _iso2.ListOfRootCertificateIDsType) -> None:
+    a = w.acc
+    k = w.n
     i_RootCertificateID = 0
     s = 0
     if i_RootCertificateID < len(o.RootCertificateID):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
         if x_RootCertificateID.X509IssuerName is None:
             raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(x_RootCertificateID.X509IssuerName)
+        a = w.acc
+        k = w.n
         if x_RootCertificateID.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        w.bits(0x0, 3)
-        w.integer(x_RootCertificateID.X509SerialNumber)
-        w.bits(0x0, 2)
+        a = (a << 4) | (1 if x_RootCertificateID.X509SerialNumber < 0 else 0)
+        k += 4
+        u = -x_RootCertificateID.X509SerialNumber - 1 if x_RootCertificateID.X509SerialNumber < 0 else x_RootCertificateID.X509SerialNumber
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 1
     else:
         raise encode_error('ListOfRootCertificateIDsType', 'missing SE(RootCertificateID)')
     n = 0
     while True:
         if i_RootCertificateID < len(o.RootCertificateID):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
             if x_RootCertificateID.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.string(x_RootCertificateID.X509IssuerName)
+            a = w.acc
+            k = w.n
             if x_RootCertificateID.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            w.bits(0x0, 3)
-            w.integer(x_RootCertificateID.X509SerialNumber)
-            w.bits(0x0, 2)
+            a = (a << 4) | (1 if x_RootCertificateID.X509SerialNumber < 0 else 0)
+            k += 4
+            u = -x_RootCertificateID.X509SerialNumber - 1 if x_RootCertificateID.X509SerialNumber < 0 else x_RootCertificateID.X509SerialNumber
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             n += 1
             if n == 19:
                 s = 20
@@ -9641,13 +12763,19 @@ def _e_iso2_ListOfRootCertificateIDsType(w: BitWriter, o: _iso2.ListOfRootCertif
                     raise encode_error('ListOfRootCertificateIDsType.RootCertificateID', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 20:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
     f_MeterID: str
@@ -9814,104 +12942,245 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
     return _iso2.MeterInfoType(MeterID=f_MeterID, MeterReading=f_MeterReading, SigMeterReading=f_SigMeterReading, MeterStatus=f_MeterStatus, TMeter=f_TMeter)
 
 def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.MeterID is None:
         raise encode_error('MeterInfoType.MeterID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if len(o.MeterID) > 32:
         raise encode_error('MeterInfoType.MeterID', f'length {len(o.MeterID)} outside 0..32')
+    w.acc = a
+    w.n = k
     w.string(o.MeterID)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     s = 1
     if o.MeterReading is not None:
-        w.bits(0x0, 4)
+        a <<= 4
+        k += 4
         if o.MeterReading < 0 or (w.strict and (o.MeterReading > 18446744073709551615)):
             raise encode_error('MeterInfoType.MeterReading', f'{o.MeterReading!r} outside 0..18446744073709551615')
-        w.uint(o.MeterReading)
-        w.bits(0x0, 1)
+        u = o.MeterReading
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 2
     elif o.SigMeterReading is not None:
-        w.bits(0x2, 4)
+        a = (a << 4) | 0x2
+        k += 4
         if len(o.SigMeterReading) > 64:
             raise encode_error('MeterInfoType.SigMeterReading', f'length {len(o.SigMeterReading)} outside 0..64')
+        w.acc = a
+        w.n = k
         w.binary(o.SigMeterReading)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 3
     elif o.MeterStatus is not None:
-        w.bits(0x4, 4)
         if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
             raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-        w.integer(o.MeterStatus)
-        w.bits(0x0, 1)
+        a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x8
+        k += 5
+        u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 4
     elif o.TMeter is not None:
-        w.bits(0x6, 4)
         if (w.strict and (o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807)):
             raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
-        w.integer(o.TMeter)
-        w.bits(0x0, 1)
+        a = (a << 5) | (1 if o.TMeter < 0 else 0) | 0xc
+        k += 5
+        u = -o.TMeter - 1 if o.TMeter < 0 else o.TMeter
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 5
     else:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
         s = -1
     if s == 2:
         if o.SigMeterReading is not None:
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
             if len(o.SigMeterReading) > 64:
                 raise encode_error('MeterInfoType.SigMeterReading', f'length {len(o.SigMeterReading)} outside 0..64')
+            w.acc = a
+            w.n = k
             w.binary(o.SigMeterReading)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 3
         elif o.MeterStatus is not None:
-            w.bits(0x2, 4)
             if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            w.integer(o.MeterStatus)
-            w.bits(0x0, 1)
+            a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x4
+            k += 5
+            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         elif o.TMeter is not None:
-            w.bits(0x4, 4)
             if (w.strict and (o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807)):
                 raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
-            w.integer(o.TMeter)
-            w.bits(0x0, 1)
+            a = (a << 5) | (1 if o.TMeter < 0 else 0) | 0x8
+            k += 5
+            u = -o.TMeter - 1 if o.TMeter < 0 else o.TMeter
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 3:
         if o.MeterStatus is not None:
-            w.bits(0x0, 3)
             if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            w.integer(o.MeterStatus)
-            w.bits(0x0, 1)
+            a = (a << 4) | (1 if o.MeterStatus < 0 else 0)
+            k += 4
+            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         elif o.TMeter is not None:
-            w.bits(0x2, 3)
             if (w.strict and (o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807)):
                 raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
-            w.integer(o.TMeter)
-            w.bits(0x0, 1)
+            a = (a << 4) | (1 if o.TMeter < 0 else 0) | 0x4
+            k += 4
+            u = -o.TMeter - 1 if o.TMeter < 0 else o.TMeter
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 4:
         if o.TMeter is not None:
-            w.bits(0x0, 3)
             if (w.strict and (o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807)):
                 raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
-            w.integer(o.TMeter)
-            w.bits(0x0, 1)
+            a = (a << 4) | (1 if o.TMeter < 0 else 0)
+            k += 4
+            u = -o.TMeter - 1 if o.TMeter < 0 else o.TMeter
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 5:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_NotificationType(r: BitReader) -> _iso2.NotificationType:
     f_FaultCode: _iso2.faultCodeType
@@ -9948,25 +13217,40 @@ def _d_iso2_NotificationType(r: BitReader) -> _iso2.NotificationType:
     return _iso2.NotificationType(FaultCode=f_FaultCode, FaultMsg=f_FaultMsg)
 
 def _e_iso2_NotificationType(w: BitWriter, o: _iso2.NotificationType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.FaultCode is None:
         raise encode_error('NotificationType.FaultCode', 'required value missing')
-    w.bits((_I_iso2_faultCodeType[o.FaultCode]) << 1, 5)
+    a = (a << 5) | (_I_iso2_faultCodeType[o.FaultCode]) << 1
+    k += 5
     s = 1
     if o.FaultMsg is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if len(o.FaultMsg) > 64:
             raise encode_error('NotificationType.FaultMsg', f'length {len(o.FaultMsg)} outside 0..64')
+        w.acc = a
+        w.n = k
         w.string(o.FaultMsg)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_PMaxScheduleEntryType(r: BitReader) -> _iso2.PMaxScheduleEntryType:
     f_RelativeTimeInterval: _iso2.RelativeTimeIntervalType | None = None
@@ -10002,13 +13286,21 @@ def _d_iso2_PMaxScheduleEntryType(r: BitReader) -> _iso2.PMaxScheduleEntryType:
     return _iso2.PMaxScheduleEntryType(RelativeTimeInterval=f_RelativeTimeInterval, TimeInterval=f_TimeInterval, PMax=f_PMax)
 
 def _e_iso2_PMaxScheduleEntryType(w: BitWriter, o: _iso2.PMaxScheduleEntryType) -> None:
+    a = w.acc
+    k = w.n
     if o.RelativeTimeInterval is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso2_RelativeTimeIntervalType(w, o.RelativeTimeInterval)
+        a = w.acc
+        k = w.n
         if o.TimeInterval is not None:
             raise encode_error('PMaxScheduleEntryType.TimeInterval', 'cannot be combined with RelativeTimeInterval')
     elif o.TimeInterval is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
     else:
         raise encode_error('PMaxScheduleEntryType', 'missing SE(RelativeTimeInterval), SE(TimeInterval)')
     if o.PMax is None:
@@ -10021,11 +13313,29 @@ def _e_iso2_PMaxScheduleEntryType(w: BitWriter, o: _iso2.PMaxScheduleEntryType) 
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if o.PMax.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    w.bits((o.PMax.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.PMax.Unit]) << 3, 15)
     if (w.strict and (o.PMax.Value < -32768 or o.PMax.Value > 32767)):
         raise encode_error('PhysicalValueType.Value', f'{o.PMax.Value!r} outside -32768..32767')
-    w.integer(o.PMax.Value)
-    w.bits(0x0, 3)
+    a = (a << 16) | (o.PMax.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.PMax.Unit]) << 4 | (1 if o.PMax.Value < 0 else 0)
+    k += 16
+    u = -o.PMax.Value - 1 if o.PMax.Value < 0 else o.PMax.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_PMaxScheduleType(r: BitReader) -> _iso2.PMaxScheduleType:
     f_PMaxScheduleEntry: list[_iso2.PMaxScheduleEntryType] = []
@@ -10055,23 +13365,35 @@ def _d_iso2_PMaxScheduleType(r: BitReader) -> _iso2.PMaxScheduleType:
     return _iso2.PMaxScheduleType(PMaxScheduleEntry=f_PMaxScheduleEntry)
 
 def _e_iso2_PMaxScheduleType(w: BitWriter, o: _iso2.PMaxScheduleType) -> None:
+    a = w.acc
+    k = w.n
     i_PMaxScheduleEntry = 0
     s = 0
     if i_PMaxScheduleEntry < len(o.PMaxScheduleEntry):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_PMaxScheduleEntry = o.PMaxScheduleEntry[i_PMaxScheduleEntry]
         i_PMaxScheduleEntry += 1
+        w.acc = a
+        w.n = k
         _e_iso2_PMaxScheduleEntryType(w, x_PMaxScheduleEntry)
+        a = w.acc
+        k = w.n
         s = 1
     else:
         raise encode_error('PMaxScheduleType', 'missing SE(PMaxScheduleEntry)')
     n = 0
     while True:
         if i_PMaxScheduleEntry < len(o.PMaxScheduleEntry):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_PMaxScheduleEntry = o.PMaxScheduleEntry[i_PMaxScheduleEntry]
             i_PMaxScheduleEntry += 1
+            w.acc = a
+            w.n = k
             _e_iso2_PMaxScheduleEntryType(w, x_PMaxScheduleEntry)
+            a = w.acc
+            k = w.n
             n += 1
             if n == 1023:
                 s = 1024
@@ -10079,13 +13401,19 @@ def _e_iso2_PMaxScheduleType(w: BitWriter, o: _iso2.PMaxScheduleType) -> None:
                     raise encode_error('PMaxScheduleType.PMaxScheduleEntry', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 1024:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_ParameterSetType(r: BitReader) -> _iso2.ParameterSetType:
     f_ParameterSetID: int
@@ -10126,31 +13454,57 @@ def _d_iso2_ParameterSetType(r: BitReader) -> _iso2.ParameterSetType:
     return _iso2.ParameterSetType(ParameterSetID=f_ParameterSetID, Parameter=f_Parameter)
 
 def _e_iso2_ParameterSetType(w: BitWriter, o: _iso2.ParameterSetType) -> None:
+    a = w.acc
+    k = w.n
     i_Parameter = 0
     s = 0
     if o.ParameterSetID is None:
         raise encode_error('ParameterSetType.ParameterSetID', 'required value missing')
-    w.bits(0x0, 2)
     if (w.strict and (o.ParameterSetID < -32768 or o.ParameterSetID > 32767)):
         raise encode_error('ParameterSetType.ParameterSetID', f'{o.ParameterSetID!r} outside -32768..32767')
-    w.integer(o.ParameterSetID)
-    w.bits(0x0, 1)
+    a = (a << 3) | (1 if o.ParameterSetID < 0 else 0)
+    k += 3
+    u = -o.ParameterSetID - 1 if o.ParameterSetID < 0 else o.ParameterSetID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 1
     if i_Parameter < len(o.Parameter):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_Parameter = o.Parameter[i_Parameter]
         i_Parameter += 1
+        w.acc = a
+        w.n = k
         _e_iso2_ParameterType(w, x_Parameter)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('ParameterSetType', 'missing SE(Parameter)')
     n = 0
     while True:
         if i_Parameter < len(o.Parameter):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_Parameter = o.Parameter[i_Parameter]
             i_Parameter += 1
+            w.acc = a
+            w.n = k
             _e_iso2_ParameterType(w, x_Parameter)
+            a = w.acc
+            k = w.n
             n += 1
             if n == 15:
                 s = 17
@@ -10158,13 +13512,19 @@ def _e_iso2_ParameterSetType(w: BitWriter, o: _iso2.ParameterSetType) -> None:
                     raise encode_error('ParameterSetType.Parameter', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 17:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_ParameterType(r: BitReader) -> _iso2.ParameterType:
     f_Name: str
@@ -10250,12 +13610,20 @@ def _d_iso2_ParameterType(r: BitReader) -> _iso2.ParameterType:
     return _iso2.ParameterType(Name=f_Name, boolValue=f_boolValue, byteValue=f_byteValue, shortValue=f_shortValue, intValue=f_intValue, physicalValue=f_physicalValue, stringValue=f_stringValue)
 
 def _e_iso2_ParameterType(w: BitWriter, o: _iso2.ParameterType) -> None:
+    a = w.acc
+    k = w.n
     if o.Name is None:
         raise encode_error('ParameterType.Name', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Name)
+    a = w.acc
+    k = w.n
     if o.boolValue is not None:
-        w.bits((1 if o.boolValue else 0) << 1, 6)
+        a = (a << 6) | (1 if o.boolValue else 0) << 1
+        k += 6
         if o.byteValue is not None:
             raise encode_error('ParameterType.byteValue', 'cannot be combined with boolValue')
         if o.shortValue is not None:
@@ -10269,7 +13637,8 @@ def _e_iso2_ParameterType(w: BitWriter, o: _iso2.ParameterType) -> None:
     elif o.byteValue is not None:
         if o.byteValue < -128 or o.byteValue > 127:
             raise encode_error('ParameterType.byteValue', f'{o.byteValue!r} outside -128..127')
-        w.bits((o.byteValue + 128) << 1 | 0x400, 13)
+        a = (a << 13) | (o.byteValue + 128) << 1 | 0x400
+        k += 13
         if o.shortValue is not None:
             raise encode_error('ParameterType.shortValue', 'cannot be combined with byteValue')
         if o.intValue is not None:
@@ -10279,11 +13648,25 @@ def _e_iso2_ParameterType(w: BitWriter, o: _iso2.ParameterType) -> None:
         if o.stringValue is not None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with byteValue')
     elif o.shortValue is not None:
-        w.bits(0x4, 4)
         if (w.strict and (o.shortValue < -32768 or o.shortValue > 32767)):
             raise encode_error('ParameterType.shortValue', f'{o.shortValue!r} outside -32768..32767')
-        w.integer(o.shortValue)
-        w.bits(0x0, 1)
+        a = (a << 5) | (1 if o.shortValue < 0 else 0) | 0x8
+        k += 5
+        u = -o.shortValue - 1 if o.shortValue < 0 else o.shortValue
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         if o.intValue is not None:
             raise encode_error('ParameterType.intValue', 'cannot be combined with shortValue')
         if o.physicalValue is not None:
@@ -10291,11 +13674,25 @@ def _e_iso2_ParameterType(w: BitWriter, o: _iso2.ParameterType) -> None:
         if o.stringValue is not None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with shortValue')
     elif o.intValue is not None:
-        w.bits(0x6, 4)
         if (w.strict and (o.intValue < -2147483648 or o.intValue > 2147483647)):
             raise encode_error('ParameterType.intValue', f'{o.intValue!r} outside -2147483648..2147483647')
-        w.integer(o.intValue)
-        w.bits(0x0, 1)
+        a = (a << 5) | (1 if o.intValue < 0 else 0) | 0xc
+        k += 5
+        u = -o.intValue - 1 if o.intValue < 0 else o.intValue
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         if o.physicalValue is not None:
             raise encode_error('ParameterType.physicalValue', 'cannot be combined with intValue')
         if o.stringValue is not None:
@@ -10309,20 +13706,45 @@ def _e_iso2_ParameterType(w: BitWriter, o: _iso2.ParameterType) -> None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if o.physicalValue.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        w.bits((o.physicalValue.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.physicalValue.Unit]) << 3 | 0x10000, 17)
         if (w.strict and (o.physicalValue.Value < -32768 or o.physicalValue.Value > 32767)):
             raise encode_error('PhysicalValueType.Value', f'{o.physicalValue.Value!r} outside -32768..32767')
-        w.integer(o.physicalValue.Value)
-        w.bits(0x0, 2)
+        a = (a << 18) | (o.physicalValue.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.physicalValue.Unit]) << 4 | (1 if o.physicalValue.Value < 0 else 0) | 0x20000
+        k += 18
+        u = -o.physicalValue.Value - 1 if o.physicalValue.Value < 0 else o.physicalValue.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         if o.stringValue is not None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with physicalValue')
     elif o.stringValue is not None:
-        w.bits(0xa, 4)
+        a = (a << 4) | 0xa
+        k += 4
+        w.acc = a
+        w.n = k
         w.string(o.stringValue)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     else:
         raise encode_error('ParameterType', 'missing SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_PaymentOptionListType(r: BitReader) -> _iso2.PaymentOptionListType:
     f_PaymentOption: list[_iso2.paymentOptionType] = []
@@ -10350,29 +13772,39 @@ def _d_iso2_PaymentOptionListType(r: BitReader) -> _iso2.PaymentOptionListType:
     return _iso2.PaymentOptionListType(PaymentOption=f_PaymentOption)
 
 def _e_iso2_PaymentOptionListType(w: BitWriter, o: _iso2.PaymentOptionListType) -> None:
+    a = w.acc
+    k = w.n
     i_PaymentOption = 0
     s = 0
     if i_PaymentOption < len(o.PaymentOption):
         x_PaymentOption = o.PaymentOption[i_PaymentOption]
         i_PaymentOption += 1
-        w.bits((_I_iso2_paymentOptionType[x_PaymentOption]) << 1, 4)
+        a = (a << 4) | (_I_iso2_paymentOptionType[x_PaymentOption]) << 1
+        k += 4
         s = 1
     else:
         raise encode_error('PaymentOptionListType', 'missing SE(PaymentOption)')
     if i_PaymentOption < len(o.PaymentOption):
         x_PaymentOption = o.PaymentOption[i_PaymentOption]
         i_PaymentOption += 1
-        w.bits((_I_iso2_paymentOptionType[x_PaymentOption]) << 1, 5)
+        a = (a << 5) | (_I_iso2_paymentOptionType[x_PaymentOption]) << 1
+        k += 5
         if i_PaymentOption < len(o.PaymentOption):
             raise encode_error('PaymentOptionListType.PaymentOption', 'too many entries')
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_PhysicalValueType(r: BitReader) -> _iso2.PhysicalValueType:
     f_Multiplier: int
@@ -10397,6 +13829,8 @@ def _d_iso2_PhysicalValueType(r: BitReader) -> _iso2.PhysicalValueType:
     return _iso2.PhysicalValueType(Multiplier=f_Multiplier, Unit=f_Unit, Value=f_Value)
 
 def _e_iso2_PhysicalValueType(w: BitWriter, o: _iso2.PhysicalValueType) -> None:
+    a = w.acc
+    k = w.n
     if o.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
     if o.Multiplier < -3 or o.Multiplier > 4 or (w.strict and (o.Multiplier > 3)):
@@ -10405,11 +13839,29 @@ def _e_iso2_PhysicalValueType(w: BitWriter, o: _iso2.PhysicalValueType) -> None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if o.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    w.bits((o.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.Unit]) << 3, 14)
     if (w.strict and (o.Value < -32768 or o.Value > 32767)):
         raise encode_error('PhysicalValueType.Value', f'{o.Value!r} outside -32768..32767')
-    w.integer(o.Value)
-    w.bits(0x0, 2)
+    a = (a << 15) | (o.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.Unit]) << 4 | (1 if o.Value < 0 else 0)
+    k += 15
+    u = -o.Value - 1 if o.Value < 0 else o.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_ProfileEntryType(r: BitReader) -> _iso2.ProfileEntryType:
     f_ChargingProfileEntryStart: int
@@ -10460,13 +13912,28 @@ def _d_iso2_ProfileEntryType(r: BitReader) -> _iso2.ProfileEntryType:
     return _iso2.ProfileEntryType(ChargingProfileEntryStart=f_ChargingProfileEntryStart, ChargingProfileEntryMaxPower=f_ChargingProfileEntryMaxPower, ChargingProfileEntryMaxNumberOfPhasesInUse=f_ChargingProfileEntryMaxNumberOfPhasesInUse)
 
 def _e_iso2_ProfileEntryType(w: BitWriter, o: _iso2.ProfileEntryType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.ChargingProfileEntryStart is None:
         raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.ChargingProfileEntryStart < 0 or (w.strict and (o.ChargingProfileEntryStart > 4294967295)):
         raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{o.ChargingProfileEntryStart!r} outside 0..4294967295')
-    w.uint(o.ChargingProfileEntryStart)
+    u = o.ChargingProfileEntryStart
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.ChargingProfileEntryMaxPower is None:
         raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'required value missing')
     if o.ChargingProfileEntryMaxPower.Multiplier is None:
@@ -10477,25 +13944,46 @@ def _e_iso2_ProfileEntryType(w: BitWriter, o: _iso2.ProfileEntryType) -> None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if o.ChargingProfileEntryMaxPower.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    w.bits((o.ChargingProfileEntryMaxPower.Multiplier + 3) << 9 | (_I_iso2_unitSymbolType[o.ChargingProfileEntryMaxPower.Unit]) << 3, 16)
-    s = 1
     if (w.strict and (o.ChargingProfileEntryMaxPower.Value < -32768 or o.ChargingProfileEntryMaxPower.Value > 32767)):
         raise encode_error('PhysicalValueType.Value', f'{o.ChargingProfileEntryMaxPower.Value!r} outside -32768..32767')
-    w.integer(o.ChargingProfileEntryMaxPower.Value)
-    w.bits(0x0, 2)
+    a = (a << 17) | (o.ChargingProfileEntryMaxPower.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.ChargingProfileEntryMaxPower.Unit]) << 4 | (1 if o.ChargingProfileEntryMaxPower.Value < 0 else 0)
+    k += 17
+    s = 1
+    u = -o.ChargingProfileEntryMaxPower.Value - 1 if o.ChargingProfileEntryMaxPower.Value < 0 else o.ChargingProfileEntryMaxPower.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
     s = 2
     if o.ChargingProfileEntryMaxNumberOfPhasesInUse is not None:
         if o.ChargingProfileEntryMaxNumberOfPhasesInUse < 1 or o.ChargingProfileEntryMaxNumberOfPhasesInUse > 4 or (w.strict and (o.ChargingProfileEntryMaxNumberOfPhasesInUse > 3)):
             raise encode_error('ProfileEntryType.ChargingProfileEntryMaxNumberOfPhasesInUse', f'{o.ChargingProfileEntryMaxNumberOfPhasesInUse!r} outside 1..3')
-        w.bits((o.ChargingProfileEntryMaxNumberOfPhasesInUse - 1) << 1, 6)
+        a = (a << 6) | (o.ChargingProfileEntryMaxNumberOfPhasesInUse - 1) << 1
+        k += 6
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_RelativeTimeIntervalType(r: BitReader) -> _iso2.RelativeTimeIntervalType:
     f_start: int
@@ -10535,29 +14023,65 @@ def _d_iso2_RelativeTimeIntervalType(r: BitReader) -> _iso2.RelativeTimeInterval
     return _iso2.RelativeTimeIntervalType(start=f_start, duration=f_duration)
 
 def _e_iso2_RelativeTimeIntervalType(w: BitWriter, o: _iso2.RelativeTimeIntervalType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.start is None:
         raise encode_error('RelativeTimeIntervalType.start', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.start < 0 or (w.strict and (o.start > 16777214)):
         raise encode_error('RelativeTimeIntervalType.start', f'{o.start!r} outside 0..16777214')
-    w.uint(o.start)
-    w.bits(0x0, 1)
+    u = o.start
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 1
     if o.duration is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if o.duration < 0 or (w.strict and (o.duration > 86400)):
             raise encode_error('RelativeTimeIntervalType.duration', f'{o.duration!r} outside 0..86400')
-        w.uint(o.duration)
-        w.bits(0x0, 1)
+        u = o.duration
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_SAScheduleListType(r: BitReader) -> _iso2.SAScheduleListType:
     f_SAScheduleTuple: list[_iso2.SAScheduleTupleType] = []
@@ -10591,41 +14115,65 @@ def _d_iso2_SAScheduleListType(r: BitReader) -> _iso2.SAScheduleListType:
     return _iso2.SAScheduleListType(SAScheduleTuple=f_SAScheduleTuple)
 
 def _e_iso2_SAScheduleListType(w: BitWriter, o: _iso2.SAScheduleListType) -> None:
+    a = w.acc
+    k = w.n
     i_SAScheduleTuple = 0
     s = 0
     if i_SAScheduleTuple < len(o.SAScheduleTuple):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_SAScheduleTuple = o.SAScheduleTuple[i_SAScheduleTuple]
         i_SAScheduleTuple += 1
+        w.acc = a
+        w.n = k
         _e_iso2_SAScheduleTupleType(w, x_SAScheduleTuple)
+        a = w.acc
+        k = w.n
         s = 1
     else:
         raise encode_error('SAScheduleListType', 'missing SE(SAScheduleTuple)')
     if i_SAScheduleTuple < len(o.SAScheduleTuple):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_SAScheduleTuple = o.SAScheduleTuple[i_SAScheduleTuple]
         i_SAScheduleTuple += 1
+        w.acc = a
+        w.n = k
         _e_iso2_SAScheduleTupleType(w, x_SAScheduleTuple)
+        a = w.acc
+        k = w.n
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if i_SAScheduleTuple < len(o.SAScheduleTuple):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_SAScheduleTuple = o.SAScheduleTuple[i_SAScheduleTuple]
             i_SAScheduleTuple += 1
+            w.acc = a
+            w.n = k
             _e_iso2_SAScheduleTupleType(w, x_SAScheduleTuple)
+            a = w.acc
+            k = w.n
             if i_SAScheduleTuple < len(o.SAScheduleTuple):
                 raise encode_error('SAScheduleListType.SAScheduleTuple', 'too many entries')
             s = 3
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_SAScheduleTupleType(r: BitReader) -> _iso2.SAScheduleTupleType:
     f_SAScheduleTupleID: int
@@ -10655,6 +14203,8 @@ def _d_iso2_SAScheduleTupleType(r: BitReader) -> _iso2.SAScheduleTupleType:
     return _iso2.SAScheduleTupleType(SAScheduleTupleID=f_SAScheduleTupleID, PMaxSchedule=f_PMaxSchedule, SalesTariff=f_SalesTariff)
 
 def _e_iso2_SAScheduleTupleType(w: BitWriter, o: _iso2.SAScheduleTupleType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.SAScheduleTupleID is None:
         raise encode_error('SAScheduleTupleType.SAScheduleTupleID', 'required value missing')
@@ -10662,21 +14212,37 @@ def _e_iso2_SAScheduleTupleType(w: BitWriter, o: _iso2.SAScheduleTupleType) -> N
         raise encode_error('SAScheduleTupleType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside 1..255')
     if o.PMaxSchedule is None:
         raise encode_error('SAScheduleTupleType.PMaxSchedule', 'required value missing')
-    w.bits((o.SAScheduleTupleID - 1) << 2, 12)
+    a = (a << 12) | (o.SAScheduleTupleID - 1) << 2
+    k += 12
     s = 1
+    w.acc = a
+    w.n = k
     _e_iso2_PMaxScheduleType(w, o.PMaxSchedule)
+    a = w.acc
+    k = w.n
     s = 2
     if o.SalesTariff is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso2_SalesTariffType(w, o.SalesTariff)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_SASchedulesType(r: BitReader) -> _iso2.SASchedulesType:
     if r.bits(1):
@@ -10684,7 +14250,14 @@ def _d_iso2_SASchedulesType(r: BitReader) -> _iso2.SASchedulesType:
     return _iso2.SASchedulesType()
 
 def _e_iso2_SASchedulesType(w: BitWriter, o: _iso2.SASchedulesType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
     f_RelativeTimeInterval: _iso2.RelativeTimeIntervalType | None = None
@@ -10753,69 +14326,107 @@ def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
     return _iso2.SalesTariffEntryType(RelativeTimeInterval=f_RelativeTimeInterval, TimeInterval=f_TimeInterval, EPriceLevel=f_EPriceLevel, ConsumptionCost=f_ConsumptionCost)
 
 def _e_iso2_SalesTariffEntryType(w: BitWriter, o: _iso2.SalesTariffEntryType) -> None:
+    a = w.acc
+    k = w.n
     i_ConsumptionCost = 0
     s = 0
     if o.RelativeTimeInterval is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso2_RelativeTimeIntervalType(w, o.RelativeTimeInterval)
+        a = w.acc
+        k = w.n
         if o.TimeInterval is not None:
             raise encode_error('SalesTariffEntryType.TimeInterval', 'cannot be combined with RelativeTimeInterval')
         s = 1
     elif o.TimeInterval is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
         s = 1
     else:
         raise encode_error('SalesTariffEntryType', 'missing SE(RelativeTimeInterval), SE(TimeInterval)')
     if o.EPriceLevel is not None:
         if o.EPriceLevel < 0 or o.EPriceLevel > 255:
             raise encode_error('SalesTariffEntryType.EPriceLevel', f'{o.EPriceLevel!r} outside 0..255')
-        w.bits((o.EPriceLevel) << 1, 12)
+        a = (a << 12) | (o.EPriceLevel) << 1
+        k += 12
         s = 2
     elif i_ConsumptionCost < len(o.ConsumptionCost):
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         x_ConsumptionCost = o.ConsumptionCost[i_ConsumptionCost]
         i_ConsumptionCost += 1
+        w.acc = a
+        w.n = k
         _e_iso2_ConsumptionCostType(w, x_ConsumptionCost)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         s = -1
     if s == 2:
         if i_ConsumptionCost < len(o.ConsumptionCost):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_ConsumptionCost = o.ConsumptionCost[i_ConsumptionCost]
             i_ConsumptionCost += 1
+            w.acc = a
+            w.n = k
             _e_iso2_ConsumptionCostType(w, x_ConsumptionCost)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if i_ConsumptionCost < len(o.ConsumptionCost):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_ConsumptionCost = o.ConsumptionCost[i_ConsumptionCost]
             i_ConsumptionCost += 1
+            w.acc = a
+            w.n = k
             _e_iso2_ConsumptionCostType(w, x_ConsumptionCost)
+            a = w.acc
+            k = w.n
             s = 4
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 4:
         if i_ConsumptionCost < len(o.ConsumptionCost):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_ConsumptionCost = o.ConsumptionCost[i_ConsumptionCost]
             i_ConsumptionCost += 1
+            w.acc = a
+            w.n = k
             _e_iso2_ConsumptionCostType(w, x_ConsumptionCost)
+            a = w.acc
+            k = w.n
             if i_ConsumptionCost < len(o.ConsumptionCost):
                 raise encode_error('SalesTariffEntryType.ConsumptionCost', 'too many entries')
             s = 5
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 5:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_SalesTariffType(r: BitReader) -> _iso2.SalesTariffType:
     f_Id: str | None = None
@@ -10910,16 +14521,24 @@ def _d_iso2_SalesTariffType(r: BitReader) -> _iso2.SalesTariffType:
     return _iso2.SalesTariffType(Id=f_Id, SalesTariffID=f_SalesTariffID, SalesTariffDescription=f_SalesTariffDescription, NumEPriceLevels=f_NumEPriceLevels, SalesTariffEntry=f_SalesTariffEntry)
 
 def _e_iso2_SalesTariffType(w: BitWriter, o: _iso2.SalesTariffType) -> None:
+    a = w.acc
+    k = w.n
     i_SalesTariffEntry = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.SalesTariffID is not None:
         if o.SalesTariffID < 1 or o.SalesTariffID > 256 or (w.strict and (o.SalesTariffID > 255)):
             raise encode_error('SalesTariffType.SalesTariffID', f'{o.SalesTariffID!r} outside 1..255')
-        w.bits((o.SalesTariffID - 1) << 1 | 0x400, 12)
+        a = (a << 12) | (o.SalesTariffID - 1) << 1 | 0x400
+        k += 12
         s = 2
     else:
         raise encode_error('SalesTariffType', 'missing AT(Id), SE(SalesTariffID)')
@@ -10927,27 +14546,40 @@ def _e_iso2_SalesTariffType(w: BitWriter, o: _iso2.SalesTariffType) -> None:
         if o.SalesTariffID is not None:
             if o.SalesTariffID < 1 or o.SalesTariffID > 256 or (w.strict and (o.SalesTariffID > 255)):
                 raise encode_error('SalesTariffType.SalesTariffID', f'{o.SalesTariffID!r} outside 1..255')
-            w.bits((o.SalesTariffID - 1) << 1, 11)
+            a = (a << 11) | (o.SalesTariffID - 1) << 1
+            k += 11
             s = 2
         else:
             raise encode_error('SalesTariffType', 'missing SE(SalesTariffID)')
     if o.SalesTariffDescription is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if len(o.SalesTariffDescription) > 32:
             raise encode_error('SalesTariffType.SalesTariffDescription', f'length {len(o.SalesTariffDescription)} outside 0..32')
+        w.acc = a
+        w.n = k
         w.string(o.SalesTariffDescription)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 3
     elif o.NumEPriceLevels is not None:
         if o.NumEPriceLevels < 0 or o.NumEPriceLevels > 255:
             raise encode_error('SalesTariffType.NumEPriceLevels', f'{o.NumEPriceLevels!r} outside 0..255')
-        w.bits((o.NumEPriceLevels) << 1 | 0x400, 12)
+        a = (a << 12) | (o.NumEPriceLevels) << 1 | 0x400
+        k += 12
         s = 4
     elif i_SalesTariffEntry < len(o.SalesTariffEntry):
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         x_SalesTariffEntry = o.SalesTariffEntry[i_SalesTariffEntry]
         i_SalesTariffEntry += 1
+        w.acc = a
+        w.n = k
         _e_iso2_SalesTariffEntryType(w, x_SalesTariffEntry)
+        a = w.acc
+        k = w.n
         s = 5
     else:
         raise encode_error('SalesTariffType', 'missing SE(SalesTariffDescription), SE(NumEPriceLevels), SE(SalesTariffEntry)')
@@ -10955,32 +14587,48 @@ def _e_iso2_SalesTariffType(w: BitWriter, o: _iso2.SalesTariffType) -> None:
         if o.NumEPriceLevels is not None:
             if o.NumEPriceLevels < 0 or o.NumEPriceLevels > 255:
                 raise encode_error('SalesTariffType.NumEPriceLevels', f'{o.NumEPriceLevels!r} outside 0..255')
-            w.bits((o.NumEPriceLevels) << 1, 12)
+            a = (a << 12) | (o.NumEPriceLevels) << 1
+            k += 12
             s = 4
         elif i_SalesTariffEntry < len(o.SalesTariffEntry):
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             x_SalesTariffEntry = o.SalesTariffEntry[i_SalesTariffEntry]
             i_SalesTariffEntry += 1
+            w.acc = a
+            w.n = k
             _e_iso2_SalesTariffEntryType(w, x_SalesTariffEntry)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('SalesTariffType', 'missing SE(NumEPriceLevels), SE(SalesTariffEntry)')
     if s == 4:
         if i_SalesTariffEntry < len(o.SalesTariffEntry):
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             x_SalesTariffEntry = o.SalesTariffEntry[i_SalesTariffEntry]
             i_SalesTariffEntry += 1
+            w.acc = a
+            w.n = k
             _e_iso2_SalesTariffEntryType(w, x_SalesTariffEntry)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('SalesTariffType', 'missing SE(SalesTariffEntry)')
     n = 0
     while True:
         if i_SalesTariffEntry < len(o.SalesTariffEntry):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_SalesTariffEntry = o.SalesTariffEntry[i_SalesTariffEntry]
             i_SalesTariffEntry += 1
+            w.acc = a
+            w.n = k
             _e_iso2_SalesTariffEntryType(w, x_SalesTariffEntry)
+            a = w.acc
+            k = w.n
             n += 1
             if n == 1023:
                 s = 1028
@@ -10988,13 +14636,19 @@ def _e_iso2_SalesTariffType(w: BitWriter, o: _iso2.SalesTariffType) -> None:
                     raise encode_error('SalesTariffType.SalesTariffEntry', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 1028:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_SelectedServiceListType(r: BitReader) -> _iso2.SelectedServiceListType:
     f_SelectedService: list[_iso2.SelectedServiceType] = []
@@ -11024,23 +14678,35 @@ def _d_iso2_SelectedServiceListType(r: BitReader) -> _iso2.SelectedServiceListTy
     return _iso2.SelectedServiceListType(SelectedService=f_SelectedService)
 
 def _e_iso2_SelectedServiceListType(w: BitWriter, o: _iso2.SelectedServiceListType) -> None:
+    a = w.acc
+    k = w.n
     i_SelectedService = 0
     s = 0
     if i_SelectedService < len(o.SelectedService):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_SelectedService = o.SelectedService[i_SelectedService]
         i_SelectedService += 1
+        w.acc = a
+        w.n = k
         _e_iso2_SelectedServiceType(w, x_SelectedService)
+        a = w.acc
+        k = w.n
         s = 1
     else:
         raise encode_error('SelectedServiceListType', 'missing SE(SelectedService)')
     n = 0
     while True:
         if i_SelectedService < len(o.SelectedService):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_SelectedService = o.SelectedService[i_SelectedService]
             i_SelectedService += 1
+            w.acc = a
+            w.n = k
             _e_iso2_SelectedServiceType(w, x_SelectedService)
+            a = w.acc
+            k = w.n
             n += 1
             if n == 15:
                 s = 16
@@ -11048,13 +14714,19 @@ def _e_iso2_SelectedServiceListType(w: BitWriter, o: _iso2.SelectedServiceListTy
                     raise encode_error('SelectedServiceListType.SelectedService', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 16:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_SelectedServiceType(r: BitReader) -> _iso2.SelectedServiceType:
     f_ServiceID: int
@@ -11095,29 +14767,65 @@ def _d_iso2_SelectedServiceType(r: BitReader) -> _iso2.SelectedServiceType:
     return _iso2.SelectedServiceType(ServiceID=f_ServiceID, ParameterSetID=f_ParameterSetID)
 
 def _e_iso2_SelectedServiceType(w: BitWriter, o: _iso2.SelectedServiceType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.ServiceID is None:
         raise encode_error('SelectedServiceType.ServiceID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
         raise encode_error('SelectedServiceType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-    w.uint(o.ServiceID)
-    w.bits(0x0, 1)
+    u = o.ServiceID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 1
     if o.ParameterSetID is not None:
-        w.bits(0x0, 3)
         if (w.strict and (o.ParameterSetID < -32768 or o.ParameterSetID > 32767)):
             raise encode_error('SelectedServiceType.ParameterSetID', f'{o.ParameterSetID!r} outside -32768..32767')
-        w.integer(o.ParameterSetID)
-        w.bits(0x0, 1)
+        a = (a << 4) | (1 if o.ParameterSetID < 0 else 0)
+        k += 4
+        u = -o.ParameterSetID - 1 if o.ParameterSetID < 0 else o.ParameterSetID
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_ServiceListType(r: BitReader) -> _iso2.ServiceListType:
     f_Service: list[_iso2.ServiceType] = []
@@ -11147,23 +14855,35 @@ def _d_iso2_ServiceListType(r: BitReader) -> _iso2.ServiceListType:
     return _iso2.ServiceListType(Service=f_Service)
 
 def _e_iso2_ServiceListType(w: BitWriter, o: _iso2.ServiceListType) -> None:
+    a = w.acc
+    k = w.n
     i_Service = 0
     s = 0
     if i_Service < len(o.Service):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_Service = o.Service[i_Service]
         i_Service += 1
+        w.acc = a
+        w.n = k
         _e_iso2_ServiceType(w, x_Service)
+        a = w.acc
+        k = w.n
         s = 1
     else:
         raise encode_error('ServiceListType', 'missing SE(Service)')
     n = 0
     while True:
         if i_Service < len(o.Service):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_Service = o.Service[i_Service]
             i_Service += 1
+            w.acc = a
+            w.n = k
             _e_iso2_ServiceType(w, x_Service)
+            a = w.acc
+            k = w.n
             n += 1
             if n == 7:
                 s = 8
@@ -11171,13 +14891,19 @@ def _e_iso2_ServiceListType(w: BitWriter, o: _iso2.ServiceListType) -> None:
                     raise encode_error('ServiceListType.Service', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 8:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_ServiceParameterListType(r: BitReader) -> _iso2.ServiceParameterListType:
     f_ParameterSet: list[_iso2.ParameterSetType] = []
@@ -11207,23 +14933,35 @@ def _d_iso2_ServiceParameterListType(r: BitReader) -> _iso2.ServiceParameterList
     return _iso2.ServiceParameterListType(ParameterSet=f_ParameterSet)
 
 def _e_iso2_ServiceParameterListType(w: BitWriter, o: _iso2.ServiceParameterListType) -> None:
+    a = w.acc
+    k = w.n
     i_ParameterSet = 0
     s = 0
     if i_ParameterSet < len(o.ParameterSet):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_ParameterSet = o.ParameterSet[i_ParameterSet]
         i_ParameterSet += 1
+        w.acc = a
+        w.n = k
         _e_iso2_ParameterSetType(w, x_ParameterSet)
+        a = w.acc
+        k = w.n
         s = 1
     else:
         raise encode_error('ServiceParameterListType', 'missing SE(ParameterSet)')
     n = 0
     while True:
         if i_ParameterSet < len(o.ParameterSet):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_ParameterSet = o.ParameterSet[i_ParameterSet]
             i_ParameterSet += 1
+            w.acc = a
+            w.n = k
             _e_iso2_ParameterSetType(w, x_ParameterSet)
+            a = w.acc
+            k = w.n
             n += 1
             if n == 254:
                 s = 255
@@ -11231,13 +14969,19 @@ def _e_iso2_ServiceParameterListType(w: BitWriter, o: _iso2.ServiceParameterList
                     raise encode_error('ServiceParameterListType.ParameterSet', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 255:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_ServiceType(r: BitReader) -> _iso2.ServiceType:
     f_ServiceID: int
@@ -11316,53 +15060,90 @@ def _d_iso2_ServiceType(r: BitReader) -> _iso2.ServiceType:
     return _iso2.ServiceType(ServiceID=f_ServiceID, ServiceName=f_ServiceName, ServiceCategory=f_ServiceCategory, ServiceScope=f_ServiceScope, FreeService=f_FreeService)
 
 def _e_iso2_ServiceType(w: BitWriter, o: _iso2.ServiceType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.ServiceID is None:
         raise encode_error('ServiceType.ServiceID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
         raise encode_error('ServiceType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-    w.uint(o.ServiceID)
-    w.bits(0x0, 1)
+    u = o.ServiceID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 1
     if o.ServiceName is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if len(o.ServiceName) > 32:
             raise encode_error('ServiceType.ServiceName', f'length {len(o.ServiceName)} outside 0..32')
+        w.acc = a
+        w.n = k
         w.string(o.ServiceName)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     elif o.ServiceCategory is not None:
-        w.bits((_I_iso2_serviceCategoryType[o.ServiceCategory]) << 1 | 0x10, 6)
+        a = (a << 6) | (_I_iso2_serviceCategoryType[o.ServiceCategory]) << 1 | 0x10
+        k += 6
         s = 3
     else:
         raise encode_error('ServiceType', 'missing SE(ServiceName), SE(ServiceCategory)')
     if s == 2:
         if o.ServiceCategory is not None:
-            w.bits((_I_iso2_serviceCategoryType[o.ServiceCategory]) << 1, 5)
+            a = (a << 5) | (_I_iso2_serviceCategoryType[o.ServiceCategory]) << 1
+            k += 5
             s = 3
         else:
             raise encode_error('ServiceType', 'missing SE(ServiceCategory)')
     if o.ServiceScope is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if len(o.ServiceScope) > 64:
             raise encode_error('ServiceType.ServiceScope', f'length {len(o.ServiceScope)} outside 0..64')
+        w.acc = a
+        w.n = k
         w.string(o.ServiceScope)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 4
     elif o.FreeService is not None:
-        w.bits((1 if o.FreeService else 0) << 1 | 0x8, 5)
+        a = (a << 5) | (1 if o.FreeService else 0) << 1 | 0x8
+        k += 5
         s = 5
     else:
         raise encode_error('ServiceType', 'missing SE(ServiceScope), SE(FreeService)')
     if s == 4:
         if o.FreeService is not None:
-            w.bits((1 if o.FreeService else 0) << 1, 4)
+            a = (a << 4) | (1 if o.FreeService else 0) << 1
+            k += 4
             s = 5
         else:
             raise encode_error('ServiceType', 'missing SE(FreeService)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_SubCertificatesType(r: BitReader) -> _iso2.SubCertificatesType:
     f_Certificate: list[bytes] = []
@@ -11435,63 +15216,97 @@ def _d_iso2_SubCertificatesType(r: BitReader) -> _iso2.SubCertificatesType:
     return _iso2.SubCertificatesType(Certificate=f_Certificate)
 
 def _e_iso2_SubCertificatesType(w: BitWriter, o: _iso2.SubCertificatesType) -> None:
+    a = w.acc
+    k = w.n
     i_Certificate = 0
     s = 0
     if i_Certificate < len(o.Certificate):
         x_Certificate = o.Certificate[i_Certificate]
         i_Certificate += 1
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         if len(x_Certificate) > 800:
             raise encode_error('SubCertificatesType.Certificate', f'length {len(x_Certificate)} outside 0..800')
+        w.acc = a
+        w.n = k
         w.binary(x_Certificate)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 1
     else:
         raise encode_error('SubCertificatesType', 'missing SE(Certificate)')
     if i_Certificate < len(o.Certificate):
         x_Certificate = o.Certificate[i_Certificate]
         i_Certificate += 1
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if len(x_Certificate) > 800:
             raise encode_error('SubCertificatesType.Certificate', f'length {len(x_Certificate)} outside 0..800')
+        w.acc = a
+        w.n = k
         w.binary(x_Certificate)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if i_Certificate < len(o.Certificate):
             x_Certificate = o.Certificate[i_Certificate]
             i_Certificate += 1
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if len(x_Certificate) > 800:
                 raise encode_error('SubCertificatesType.Certificate', f'length {len(x_Certificate)} outside 0..800')
+            w.acc = a
+            w.n = k
             w.binary(x_Certificate)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 3
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if i_Certificate < len(o.Certificate):
             x_Certificate = o.Certificate[i_Certificate]
             i_Certificate += 1
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if len(x_Certificate) > 800:
                 raise encode_error('SubCertificatesType.Certificate', f'length {len(x_Certificate)} outside 0..800')
+            w.acc = a
+            w.n = k
             w.binary(x_Certificate)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             if i_Certificate < len(o.Certificate):
                 raise encode_error('SubCertificatesType.Certificate', 'too many entries')
             s = 4
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 4:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_SupportedEnergyTransferModeType(r: BitReader) -> _iso2.SupportedEnergyTransferModeType:
     f_EnergyTransferMode: list[_iso2.EnergyTransferModeType] = []
@@ -11531,12 +15346,15 @@ def _d_iso2_SupportedEnergyTransferModeType(r: BitReader) -> _iso2.SupportedEner
     return _iso2.SupportedEnergyTransferModeType(EnergyTransferMode=f_EnergyTransferMode)
 
 def _e_iso2_SupportedEnergyTransferModeType(w: BitWriter, o: _iso2.SupportedEnergyTransferModeType) -> None:
+    a = w.acc
+    k = w.n
     i_EnergyTransferMode = 0
     s = 0
     if i_EnergyTransferMode < len(o.EnergyTransferMode):
         x_EnergyTransferMode = o.EnergyTransferMode[i_EnergyTransferMode]
         i_EnergyTransferMode += 1
-        w.bits((_I_iso2_EnergyTransferModeType[x_EnergyTransferMode]) << 1, 6)
+        a = (a << 6) | (_I_iso2_EnergyTransferModeType[x_EnergyTransferMode]) << 1
+        k += 6
         s = 1
     else:
         raise encode_error('SupportedEnergyTransferModeType', 'missing SE(EnergyTransferMode)')
@@ -11545,7 +15363,8 @@ def _e_iso2_SupportedEnergyTransferModeType(w: BitWriter, o: _iso2.SupportedEner
         if i_EnergyTransferMode < len(o.EnergyTransferMode):
             x_EnergyTransferMode = o.EnergyTransferMode[i_EnergyTransferMode]
             i_EnergyTransferMode += 1
-            w.bits((_I_iso2_EnergyTransferModeType[x_EnergyTransferMode]) << 1, 7)
+            a = (a << 7) | (_I_iso2_EnergyTransferModeType[x_EnergyTransferMode]) << 1
+            k += 7
             n += 1
             if n == 5:
                 s = 6
@@ -11553,13 +15372,19 @@ def _e_iso2_SupportedEnergyTransferModeType(w: BitWriter, o: _iso2.SupportedEner
                     raise encode_error('SupportedEnergyTransferModeType.EnergyTransferMode', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 6:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_V2G_Message(r: BitReader) -> _iso2.V2G_Message:
     f_Header: _iso2.MessageHeaderType
@@ -11575,15 +15400,32 @@ def _d_iso2_V2G_Message(r: BitReader) -> _iso2.V2G_Message:
     return _iso2.V2G_Message(Header=f_Header, Body=f_Body)
 
 def _e_iso2_V2G_Message(w: BitWriter, o: _iso2.V2G_Message) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('V2G_Message.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso2_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.Body is None:
         raise encode_error('V2G_Message.Body', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso2_BodyType(w, o.Body)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso2_MessageHeaderType(r: BitReader) -> _iso2.MessageHeaderType:
     f_SessionID: bytes
@@ -11628,38 +15470,68 @@ def _d_iso2_MessageHeaderType(r: BitReader) -> _iso2.MessageHeaderType:
     return _iso2.MessageHeaderType(SessionID=f_SessionID, Notification=f_Notification, Signature=f_Signature)
 
 def _e_iso2_MessageHeaderType(w: BitWriter, o: _iso2.MessageHeaderType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.SessionID is None:
         raise encode_error('MessageHeaderType.SessionID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if len(o.SessionID) > 8:
         raise encode_error('MessageHeaderType.SessionID', f'length {len(o.SessionID)} outside 0..8')
+    w.acc = a
+    w.n = k
     w.binary(o.SessionID)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     s = 1
     if o.Notification is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso2_NotificationType(w, o.Notification)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.Signature is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_xmldsig_SignatureType(w, o.Signature)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         s = -1
     if s == 2:
         if o.Signature is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_SignatureType(w, o.Signature)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v0(r: BitReader) -> object:
     c = r.bits(9)
@@ -11674,9 +15546,21 @@ def _d_v0(r: BitReader) -> object:
     return v
 
 def _e_v0(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v1(r: BitReader) -> object:
     c = r.bits(9)
@@ -11691,9 +15575,21 @@ def _d_v1(r: BitReader) -> object:
     return v
 
 def _e_v1(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v2(r: BitReader) -> object:
     c = r.bits(3)
@@ -11703,7 +15599,14 @@ def _d_v2(r: BitReader) -> object:
     return v
 
 def _e_v2(w: BitWriter, o: Any) -> None:
-    w.bits((1 if o else 0) << 1, 3)
+    a = w.acc
+    k = w.n
+    a = (a << 3) | (1 if o else 0) << 1
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v3(r: BitReader) -> object:
     c = r.bits(9)
@@ -11713,9 +15616,16 @@ def _d_v3(r: BitReader) -> object:
     return v
 
 def _e_v3(w: BitWriter, o: Any) -> None:
+    a = w.acc
+    k = w.n
     if o < 0 or o > 127 or (w.strict and (o > 100)):
         raise encode_error('value', f'{o!r} outside 0..100')
-    w.bits((o) << 1, 9)
+    a = (a << 9) | (o) << 1
+    k += 9
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v4(r: BitReader) -> object:
     c = r.bits(9)
@@ -11730,11 +15640,23 @@ def _d_v4(r: BitReader) -> object:
     return v
 
 def _e_v4(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 800:
         raise encode_error('value', f'length {len(o)} outside 0..800')
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v5(r: BitReader) -> object:
     c = r.bits(4)
@@ -11747,7 +15669,14 @@ def _d_v5(r: BitReader) -> object:
     return v
 
 def _e_v5(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso2_chargeProgressType[o]) << 1, 4)
+    a = w.acc
+    k = w.n
+    a = (a << 4) | (_I_iso2_chargeProgressType[o]) << 1
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v6(r: BitReader) -> object:
     c = r.bits(4)
@@ -11757,9 +15686,16 @@ def _d_v6(r: BitReader) -> object:
     return v
 
 def _e_v6(w: BitWriter, o: Any) -> None:
+    a = w.acc
+    k = w.n
     if o < 1 or o > 4 or (w.strict and (o > 3)):
         raise encode_error('value', f'{o!r} outside 1..3')
-    w.bits((o - 1) << 1, 4)
+    a = (a << 4) | (o - 1) << 1
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v7(r: BitReader) -> object:
     c = r.bits(9)
@@ -11774,11 +15710,31 @@ def _d_v7(r: BitReader) -> object:
     return v
 
 def _e_v7(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if o < 0 or (w.strict and (o > 4294967295)):
         raise encode_error('value', f'{o!r} outside 0..4294967295')
-    w.uint(o)
-    w.bits(0x0, 1)
+    u = o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v8(r: BitReader) -> object:
     c = r.bits(3)
@@ -11788,7 +15744,14 @@ def _d_v8(r: BitReader) -> object:
     return v
 
 def _e_v8(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso2_chargingSessionType[o]) << 1, 3)
+    a = w.acc
+    k = w.n
+    a = (a << 3) | (_I_iso2_chargingSessionType[o]) << 1
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v9(r: BitReader) -> object:
     c = r.bits(10)
@@ -11798,9 +15761,16 @@ def _d_v9(r: BitReader) -> object:
     return v
 
 def _e_v9(w: BitWriter, o: Any) -> None:
+    a = w.acc
+    k = w.n
     if o < 0 or o > 255:
         raise encode_error('value', f'{o!r} outside 0..255')
-    w.bits((o) << 1, 10)
+    a = (a << 10) | (o) << 1
+    k += 10
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v10(r: BitReader) -> object:
     c = r.bits(9)
@@ -11815,11 +15785,23 @@ def _d_v10(r: BitReader) -> object:
     return v
 
 def _e_v10(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 6:
         raise encode_error('value', f'length {len(o)} outside 0..6')
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v11(r: BitReader) -> object:
     c = r.bits(6)
@@ -11832,7 +15814,14 @@ def _d_v11(r: BitReader) -> object:
     return v
 
 def _e_v11(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso2_DC_EVErrorCodeType[o]) << 1, 6)
+    a = w.acc
+    k = w.n
+    a = (a << 6) | (_I_iso2_DC_EVErrorCodeType[o]) << 1
+    k += 6
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v12(r: BitReader) -> object:
     c = r.bits(9)
@@ -11847,11 +15836,23 @@ def _d_v12(r: BitReader) -> object:
     return v
 
 def _e_v12(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if (len(o) < 7 and w.strict) or len(o) > 37:
         raise encode_error('value', f'length {len(o)} outside 7..37')
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v13(r: BitReader) -> object:
     c = r.bits(5)
@@ -11864,7 +15865,14 @@ def _d_v13(r: BitReader) -> object:
     return v
 
 def _e_v13(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso2_isolationLevelType[o]) << 1, 5)
+    a = w.acc
+    k = w.n
+    a = (a << 5) | (_I_iso2_isolationLevelType[o]) << 1
+    k += 5
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v14(r: BitReader) -> object:
     c = r.bits(4)
@@ -11877,7 +15885,14 @@ def _d_v14(r: BitReader) -> object:
     return v
 
 def _e_v14(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso2_EVSENotificationType[o]) << 1, 4)
+    a = w.acc
+    k = w.n
+    a = (a << 4) | (_I_iso2_EVSENotificationType[o]) << 1
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v15(r: BitReader) -> object:
     c = r.bits(4)
@@ -11890,7 +15905,14 @@ def _d_v15(r: BitReader) -> object:
     return v
 
 def _e_v15(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso2_EVSEProcessingType[o]) << 1, 4)
+    a = w.acc
+    k = w.n
+    a = (a << 4) | (_I_iso2_EVSEProcessingType[o]) << 1
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v16(r: BitReader) -> object:
     c = r.bits(6)
@@ -11903,7 +15925,14 @@ def _d_v16(r: BitReader) -> object:
     return v
 
 def _e_v16(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso2_DC_EVSEStatusCodeType[o]) << 1, 6)
+    a = w.acc
+    k = w.n
+    a = (a << 6) | (_I_iso2_DC_EVSEStatusCodeType[o]) << 1
+    k += 6
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v17(r: BitReader) -> object:
     c = r.bits(10)
@@ -11919,11 +15948,31 @@ def _d_v17(r: BitReader) -> object:
     return v
 
 def _e_v17(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
     if (w.strict and (o < -9223372036854775808 or o > 9223372036854775807)):
         raise encode_error('value', f'{o!r} outside -9223372036854775808..9223372036854775807')
-    w.integer(o)
-    w.bits(0x0, 1)
+    a = (a << 2) | (1 if o < 0 else 0)
+    k += 2
+    u = -o - 1 if o < 0 else o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v18(r: BitReader) -> object:
     c = r.bits(5)
@@ -11936,7 +15985,14 @@ def _d_v18(r: BitReader) -> object:
     return v
 
 def _e_v18(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso2_EnergyTransferModeType[o]) << 1, 5)
+    a = w.acc
+    k = w.n
+    a = (a << 5) | (_I_iso2_EnergyTransferModeType[o]) << 1
+    k += 5
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v19(r: BitReader) -> object:
     c = r.bits(9)
@@ -11951,9 +16007,21 @@ def _d_v19(r: BitReader) -> object:
     return v
 
 def _e_v19(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v20(r: BitReader) -> object:
     c = r.bits(4)
@@ -11966,7 +16034,14 @@ def _d_v20(r: BitReader) -> object:
     return v
 
 def _e_v20(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso2_faultCodeType[o]) << 1, 4)
+    a = w.acc
+    k = w.n
+    a = (a << 4) | (_I_iso2_faultCodeType[o]) << 1
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v21(r: BitReader) -> object:
     c = r.bits(9)
@@ -11981,11 +16056,23 @@ def _d_v21(r: BitReader) -> object:
     return v
 
 def _e_v21(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 64:
         raise encode_error('value', f'length {len(o)} outside 0..64')
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v22(r: BitReader) -> object:
     c = r.bits(9)
@@ -12000,11 +16087,23 @@ def _d_v22(r: BitReader) -> object:
     return v
 
 def _e_v22(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if (len(o) < 16 and w.strict) or len(o) > 16:
         raise encode_error('value', f'length {len(o)} outside 16..16')
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v23(r: BitReader) -> object:
     c = r.bits(10)
@@ -12020,9 +16119,29 @@ def _d_v23(r: BitReader) -> object:
     return v
 
 def _e_v23(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
-    w.integer(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a = (a << 2) | (1 if o < 0 else 0)
+    k += 2
+    u = -o - 1 if o < 0 else o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v24(r: BitReader) -> object:
     c = r.bits(9)
@@ -12037,11 +16156,31 @@ def _d_v24(r: BitReader) -> object:
     return v
 
 def _e_v24(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if o < 0 or (w.strict and (o > 65535)):
         raise encode_error('value', f'{o!r} outside 0..65535')
-    w.uint(o)
-    w.bits(0x0, 1)
+    u = o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v25(r: BitReader) -> object:
     c = r.bits(9)
@@ -12056,11 +16195,23 @@ def _d_v25(r: BitReader) -> object:
     return v
 
 def _e_v25(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 32:
         raise encode_error('value', f'length {len(o)} outside 0..32')
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v26(r: BitReader) -> object:
     c = r.bits(9)
@@ -12075,11 +16226,31 @@ def _d_v26(r: BitReader) -> object:
     return v
 
 def _e_v26(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if o < 0 or (w.strict and (o > 18446744073709551615)):
         raise encode_error('value', f'{o!r} outside 0..18446744073709551615')
-    w.uint(o)
-    w.bits(0x0, 1)
+    u = o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v27(r: BitReader) -> object:
     c = r.bits(10)
@@ -12095,11 +16266,31 @@ def _d_v27(r: BitReader) -> object:
     return v
 
 def _e_v27(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
     if (w.strict and (o < -32768 or o > 32767)):
         raise encode_error('value', f'{o!r} outside -32768..32767')
-    w.integer(o)
-    w.bits(0x0, 1)
+    a = (a << 2) | (1 if o < 0 else 0)
+    k += 2
+    u = -o - 1 if o < 0 else o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v28(r: BitReader) -> object:
     c = r.bits(5)
@@ -12109,9 +16300,16 @@ def _d_v28(r: BitReader) -> object:
     return v
 
 def _e_v28(w: BitWriter, o: Any) -> None:
+    a = w.acc
+    k = w.n
     if o < -3 or o > 4 or (w.strict and (o > 3)):
         raise encode_error('value', f'{o!r} outside -3..3')
-    w.bits((o + 3) << 1, 5)
+    a = (a << 5) | (o + 3) << 1
+    k += 5
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v29(r: BitReader) -> object:
     c = r.bits(9)
@@ -12126,9 +16324,21 @@ def _d_v29(r: BitReader) -> object:
     return v
 
 def _e_v29(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v30(r: BitReader) -> object:
     c = r.bits(10)
@@ -12144,11 +16354,31 @@ def _d_v30(r: BitReader) -> object:
     return v
 
 def _e_v30(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
     if (w.strict and (o < -32768 or o > 32767)):
         raise encode_error('value', f'{o!r} outside -32768..32767')
-    w.integer(o)
-    w.bits(0x0, 1)
+    a = (a << 2) | (1 if o < 0 else 0)
+    k += 2
+    u = -o - 1 if o < 0 else o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v31(r: BitReader) -> object:
     c = r.bits(3)
@@ -12158,7 +16388,14 @@ def _d_v31(r: BitReader) -> object:
     return v
 
 def _e_v31(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso2_paymentOptionType[o]) << 1, 3)
+    a = w.acc
+    k = w.n
+    a = (a << 3) | (_I_iso2_paymentOptionType[o]) << 1
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v32(r: BitReader) -> object:
     c = r.bits(7)
@@ -12171,7 +16408,14 @@ def _d_v32(r: BitReader) -> object:
     return v
 
 def _e_v32(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso2_responseCodeType[o]) << 1, 7)
+    a = w.acc
+    k = w.n
+    a = (a << 7) | (_I_iso2_responseCodeType[o]) << 1
+    k += 7
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v33(r: BitReader) -> object:
     c = r.bits(10)
@@ -12181,9 +16425,16 @@ def _d_v33(r: BitReader) -> object:
     return v
 
 def _e_v33(w: BitWriter, o: Any) -> None:
+    a = w.acc
+    k = w.n
     if o < 1 or o > 256 or (w.strict and (o > 255)):
         raise encode_error('value', f'{o!r} outside 1..255')
-    w.bits((o - 1) << 1, 10)
+    a = (a << 10) | (o - 1) << 1
+    k += 10
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v34(r: BitReader) -> object:
     c = r.bits(9)
@@ -12198,11 +16449,23 @@ def _d_v34(r: BitReader) -> object:
     return v
 
 def _e_v34(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 32:
         raise encode_error('value', f'length {len(o)} outside 0..32')
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v35(r: BitReader) -> object:
     c = r.bits(4)
@@ -12212,7 +16475,14 @@ def _d_v35(r: BitReader) -> object:
     return v
 
 def _e_v35(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso2_serviceCategoryType[o]) << 1, 4)
+    a = w.acc
+    k = w.n
+    a = (a << 4) | (_I_iso2_serviceCategoryType[o]) << 1
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v36(r: BitReader) -> object:
     c = r.bits(9)
@@ -12227,11 +16497,31 @@ def _d_v36(r: BitReader) -> object:
     return v
 
 def _e_v36(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if o < 0 or (w.strict and (o > 65535)):
         raise encode_error('value', f'{o!r} outside 0..65535')
-    w.uint(o)
-    w.bits(0x0, 1)
+    u = o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v37(r: BitReader) -> object:
     c = r.bits(9)
@@ -12246,11 +16536,23 @@ def _d_v37(r: BitReader) -> object:
     return v
 
 def _e_v37(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 32:
         raise encode_error('value', f'length {len(o)} outside 0..32')
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v38(r: BitReader) -> object:
     c = r.bits(9)
@@ -12265,11 +16567,23 @@ def _d_v38(r: BitReader) -> object:
     return v
 
 def _e_v38(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 64:
         raise encode_error('value', f'length {len(o)} outside 0..64')
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v39(r: BitReader) -> object:
     c = r.bits(9)
@@ -12284,11 +16598,23 @@ def _d_v39(r: BitReader) -> object:
     return v
 
 def _e_v39(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 8:
         raise encode_error('value', f'length {len(o)} outside 0..8')
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v40(r: BitReader) -> object:
     c = r.bits(9)
@@ -12303,11 +16629,23 @@ def _d_v40(r: BitReader) -> object:
     return v
 
 def _e_v40(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 64:
         raise encode_error('value', f'length {len(o)} outside 0..64')
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v41(r: BitReader) -> object:
     c = r.bits(5)
@@ -12320,7 +16658,14 @@ def _d_v41(r: BitReader) -> object:
     return v
 
 def _e_v41(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso2_unitSymbolType[o]) << 1, 5)
+    a = w.acc
+    k = w.n
+    a = (a << 5) | (_I_iso2_unitSymbolType[o]) << 1
+    k += 5
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v42(r: BitReader) -> object:
     c = r.bits(10)
@@ -12336,9 +16681,29 @@ def _d_v42(r: BitReader) -> object:
     return v
 
 def _e_v42(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
-    w.integer(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a = (a << 2) | (1 if o < 0 else 0)
+    k += 2
+    u = -o - 1 if o < 0 else o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v43(r: BitReader) -> object:
     c = r.bits(10)
@@ -12348,9 +16713,16 @@ def _d_v43(r: BitReader) -> object:
     return v
 
 def _e_v43(w: BitWriter, o: Any) -> None:
+    a = w.acc
+    k = w.n
     if o < -128 or o > 127:
         raise encode_error('value', f'{o!r} outside -128..127')
-    w.bits((o + 128) << 1, 10)
+    a = (a << 10) | (o + 128) << 1
+    k += 10
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v44(r: BitReader) -> object:
     c = r.bits(4)
@@ -12363,7 +16735,14 @@ def _d_v44(r: BitReader) -> object:
     return v
 
 def _e_v44(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso2_costKindType[o]) << 1, 4)
+    a = w.acc
+    k = w.n
+    a = (a << 4) | (_I_iso2_costKindType[o]) << 1
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v45(r: BitReader) -> object:
     c = r.bits(9)
@@ -12378,11 +16757,31 @@ def _d_v45(r: BitReader) -> object:
     return v
 
 def _e_v45(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if o < 0 or (w.strict and (o > 86400)):
         raise encode_error('value', f'{o!r} outside 0..86400')
-    w.uint(o)
-    w.bits(0x0, 1)
+    u = o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v46(r: BitReader) -> object:
     c = r.bits(10)
@@ -12398,11 +16797,31 @@ def _d_v46(r: BitReader) -> object:
     return v
 
 def _e_v46(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
     if (w.strict and (o < -2147483648 or o > 2147483647)):
         raise encode_error('value', f'{o!r} outside -2147483648..2147483647')
-    w.integer(o)
-    w.bits(0x0, 1)
+    a = (a << 2) | (1 if o < 0 else 0)
+    k += 2
+    u = -o - 1 if o < 0 else o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v47(r: BitReader) -> object:
     c = r.bits(9)
@@ -12417,11 +16836,31 @@ def _d_v47(r: BitReader) -> object:
     return v
 
 def _e_v47(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if o < 0 or (w.strict and (o > 16777214)):
         raise encode_error('value', f'{o!r} outside 0..16777214')
-    w.uint(o)
-    w.bits(0x0, 1)
+    u = o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 DOCUMENT: EntryTable = (
     ('urn:iso:15118:2:2013:MsgDataTypes', 'AC_EVChargeParameter', _d_iso2_AC_EVChargeParameterType, _e_iso2_AC_EVChargeParameterType, _iso2.AC_EVChargeParameterType),

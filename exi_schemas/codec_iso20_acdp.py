@@ -74,19 +74,32 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
     return _xmldsig.CanonicalizationMethodType(Algorithm=f_Algorithm)
 
 def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.CanonicalizationMethodType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Algorithm is None:
         raise encode_error('CanonicalizationMethodType.Algorithm', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Algorithm)
+    a = w.acc
+    k = w.n
     s = 1
     if True:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     f_P: bytes | None = None
@@ -245,87 +258,162 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     return _xmldsig.DSAKeyValueType(P=f_P, Q=f_Q, G=f_G, Y=f_Y, J=f_J, Seed=f_Seed, PgenCounter=f_PgenCounter)
 
 def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.P is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.P)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif o.G is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.G)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     elif o.Y is not None:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.Y)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 3
     else:
         raise encode_error('DSAKeyValueType', 'missing SE(P), SE(G), SE(Y)')
     if s == 1:
         if o.Q is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.binary(o.Q)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 4
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(Q)')
     if s == 4:
         if o.G is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.binary(o.G)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 2
         elif o.Y is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
+            w.acc = a
+            w.n = k
             w.binary(o.Y)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 3
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(G), SE(Y)')
     if s == 2:
         if o.Y is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.binary(o.Y)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 3
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(Y)')
     if o.J is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.J)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 5
     elif o.Seed is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.Seed)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 6
     else:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         s = -1
     if s == 5:
         if o.Seed is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.binary(o.Seed)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 6
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 6:
         if o.PgenCounter is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.binary(o.PgenCounter)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 7
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(PgenCounter)')
     if s == 7:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
     f_Algorithm: str
@@ -364,19 +452,32 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
     return _xmldsig.DigestMethodType(Algorithm=f_Algorithm)
 
 def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Algorithm is None:
         raise encode_error('DigestMethodType.Algorithm', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Algorithm)
+    a = w.acc
+    k = w.n
     s = 1
     if True:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     f_Id: str | None = None
@@ -537,6 +638,8 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     return _xmldsig.KeyInfoType(Id=f_Id, KeyName=f_KeyName, KeyValue=f_KeyValue, RetrievalMethod=f_RetrievalMethod, X509Data=f_X509Data, PGPData=f_PGPData, SPKIData=f_SPKIData, MgmtData=f_MgmtData)
 
 def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
+    a = w.acc
+    k = w.n
     i_KeyName = 0
     i_KeyValue = 0
     i_RetrievalMethod = 0
@@ -546,52 +649,94 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     i_MgmtData = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 4)
+        a <<= 4
+        k += 4
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif i_KeyName < len(o.KeyName):
         x_KeyName = o.KeyName[i_KeyName]
         i_KeyName += 1
-        w.bits(0x2, 5)
+        a = (a << 5) | 0x2
+        k += 5
+        w.acc = a
+        w.n = k
         w.string(x_KeyName)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     elif i_KeyValue < len(o.KeyValue):
-        w.bits(0x2, 4)
+        a = (a << 4) | 0x2
+        k += 4
         x_KeyValue = o.KeyValue[i_KeyValue]
         i_KeyValue += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_KeyValueType(w, x_KeyValue)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_RetrievalMethod < len(o.RetrievalMethod):
-        w.bits(0x3, 4)
+        a = (a << 4) | 0x3
+        k += 4
         x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
         i_RetrievalMethod += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_X509Data < len(o.X509Data):
-        w.bits(0x4, 4)
+        a = (a << 4) | 0x4
+        k += 4
         x_X509Data = o.X509Data[i_X509Data]
         i_X509Data += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_X509DataType(w, x_X509Data)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_PGPData < len(o.PGPData):
-        w.bits(0x5, 4)
+        a = (a << 4) | 0x5
+        k += 4
         x_PGPData = o.PGPData[i_PGPData]
         i_PGPData += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_PGPDataType(w, x_PGPData)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_SPKIData < len(o.SPKIData):
-        w.bits(0x6, 4)
+        a = (a << 4) | 0x6
+        k += 4
         x_SPKIData = o.SPKIData[i_SPKIData]
         i_SPKIData += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_SPKIDataType(w, x_SPKIData)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_MgmtData < len(o.MgmtData):
         x_MgmtData = o.MgmtData[i_MgmtData]
         i_MgmtData += 1
-        w.bits(0xe, 5)
+        a = (a << 5) | 0xe
+        k += 5
+        w.acc = a
+        w.n = k
         w.string(x_MgmtData)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
         raise encode_error('KeyInfoType', 'missing AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData)')
@@ -599,46 +744,83 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
         if i_KeyName < len(o.KeyName):
             x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
-            w.bits(0x0, 5)
+            a <<= 5
+            k += 5
+            w.acc = a
+            w.n = k
             w.string(x_KeyName)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 2
         elif i_KeyValue < len(o.KeyValue):
-            w.bits(0x1, 4)
+            a = (a << 4) | 0x1
+            k += 4
             x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_KeyValueType(w, x_KeyValue)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_RetrievalMethod < len(o.RetrievalMethod):
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_X509Data < len(o.X509Data):
-            w.bits(0x3, 4)
+            a = (a << 4) | 0x3
+            k += 4
             x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_X509DataType(w, x_X509Data)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_PGPData < len(o.PGPData):
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_PGPDataType(w, x_PGPData)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_SPKIData < len(o.SPKIData):
-            w.bits(0x5, 4)
+            a = (a << 4) | 0x5
+            k += 4
             x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_SPKIDataType(w, x_SPKIData)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_MgmtData < len(o.MgmtData):
             x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
-            w.bits(0xc, 5)
+            a = (a << 5) | 0xc
+            k += 5
+            w.acc = a
+            w.n = k
             w.string(x_MgmtData)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 2
         else:
             raise encode_error('KeyInfoType', 'missing SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData)')
@@ -646,44 +828,86 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
         if i_KeyName < len(o.KeyName):
             x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
-            w.bits(0x0, 5)
+            a <<= 5
+            k += 5
+            w.acc = a
+            w.n = k
             w.string(x_KeyName)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         elif i_KeyValue < len(o.KeyValue):
-            w.bits(0x1, 4)
+            a = (a << 4) | 0x1
+            k += 4
             x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_KeyValueType(w, x_KeyValue)
+            a = w.acc
+            k = w.n
         elif i_RetrievalMethod < len(o.RetrievalMethod):
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
+            a = w.acc
+            k = w.n
         elif i_X509Data < len(o.X509Data):
-            w.bits(0x3, 4)
+            a = (a << 4) | 0x3
+            k += 4
             x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_X509DataType(w, x_X509Data)
+            a = w.acc
+            k = w.n
         elif i_PGPData < len(o.PGPData):
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_PGPDataType(w, x_PGPData)
+            a = w.acc
+            k = w.n
         elif i_SPKIData < len(o.SPKIData):
-            w.bits(0x5, 4)
+            a = (a << 4) | 0x5
+            k += 4
             x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_SPKIDataType(w, x_SPKIData)
+            a = w.acc
+            k = w.n
         elif i_MgmtData < len(o.MgmtData):
             x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
-            w.bits(0xc, 5)
+            a = (a << 5) | 0xc
+            k += 5
+            w.acc = a
+            w.n = k
             w.string(x_MgmtData)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         else:
-            w.bits(0x8, 4)
+            a = (a << 4) | 0x8
+            k += 4
             s = -1
             break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
     f_DSAKeyValue: _xmldsig.DSAKeyValueType | None = None
@@ -730,26 +954,49 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
     return _xmldsig.KeyValueType(DSAKeyValue=f_DSAKeyValue, RSAKeyValue=f_RSAKeyValue)
 
 def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
+    a = w.acc
+    k = w.n
     if o.DSAKeyValue is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         _e_xmldsig_DSAKeyValueType(w, o.DSAKeyValue)
+        a = w.acc
+        k = w.n
         if o.RSAKeyValue is not None:
             raise encode_error('KeyValueType.RSAKeyValue', 'cannot be combined with DSAKeyValue')
     elif o.RSAKeyValue is not None:
         if o.RSAKeyValue.Modulus is None:
             raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
-        w.bits(0x4, 5)
+        a = (a << 5) | 0x4
+        k += 5
+        w.acc = a
+        w.n = k
         w.binary(o.RSAKeyValue.Modulus)
+        a = w.acc
+        k = w.n
         if o.RSAKeyValue.Exponent is None:
             raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.RSAKeyValue.Exponent)
-        w.bits(0x0, 2)
+        a = w.acc
+        k = w.n
+        a <<= 2
+        k += 2
     else:
         raise encode_error('KeyValueType', 'missing SE(DSAKeyValue), SE(RSAKeyValue)')
     if True:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         pass
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
     f_Id: str | None = None
@@ -796,49 +1043,82 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
     return _xmldsig.ManifestType(Id=f_Id, Reference=f_Reference)
 
 def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
+    a = w.acc
+    k = w.n
     i_Reference = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif i_Reference < len(o.Reference):
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ReferenceType(w, x_Reference)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('ManifestType', 'missing AT(Id), SE(Reference)')
     if s == 1:
         if i_Reference < len(o.Reference):
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             x_Reference = o.Reference[i_Reference]
             i_Reference += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_ReferenceType(w, x_Reference)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('ManifestType', 'missing SE(Reference)')
     if i_Reference < len(o.Reference):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ReferenceType(w, x_Reference)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         while True:
             if i_Reference < len(o.Reference):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Reference = o.Reference[i_Reference]
                 i_Reference += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_ReferenceType(w, x_Reference)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     f_Encoding: str | None = None
@@ -944,50 +1224,91 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     return _xmldsig.ObjectType(Encoding=f_Encoding, Id=f_Id, MimeType=f_MimeType)
 
 def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Encoding is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Encoding)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.Id is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.MimeType is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.MimeType)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
         s = -1
     if s == 1:
         if o.Id is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.Id)
+            a = w.acc
+            k = w.n
             s = 2
         elif o.MimeType is not None:
-            w.bits(0x1, 3)
+            a = (a << 3) | 0x1
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.MimeType)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 2:
         if o.MimeType is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.MimeType)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             s = -1
     if s == 3:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 4:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     f_PGPKeyID: bytes | None = None
@@ -1077,19 +1398,33 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     return _xmldsig.PGPDataType(PGPKeyID=f_PGPKeyID, PGPKeyPacket=f_PGPKeyPacket)
 
 def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
+    a = w.acc
+    k = w.n
     i_PGPKeyPacket = 0
     s = 0
     if o.PGPKeyID is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.PGPKeyID)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif i_PGPKeyPacket < len(o.PGPKeyPacket):
         x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
         i_PGPKeyPacket += 1
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(x_PGPKeyPacket)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
         s = 2
@@ -1099,31 +1434,46 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
             i_PGPKeyPacket += 1
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.binary(x_PGPKeyPacket)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             if i_PGPKeyPacket < len(o.PGPKeyPacket):
                 raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
             s = 3
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 2:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 4:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 5:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     f_Modulus: bytes
@@ -1148,15 +1498,32 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     return _xmldsig.RSAKeyValueType(Modulus=f_Modulus, Exponent=f_Exponent)
 
 def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> None:
+    a = w.acc
+    k = w.n
     if o.Modulus is None:
         raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     w.binary(o.Modulus)
+    a = w.acc
+    k = w.n
     if o.Exponent is None:
         raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
     w.binary(o.Exponent)
-    w.bits(0x0, 2)
+    a = w.acc
+    k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     f_Id: str | None = None
@@ -1268,88 +1635,175 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     return _xmldsig.ReferenceType(Id=f_Id, Type=f_Type, URI=f_URI, Transforms=f_Transforms, DigestMethod=f_DigestMethod, DigestValue=f_DigestValue)
 
 def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.Type is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Type)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.URI is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.URI)
+        a = w.acc
+        k = w.n
         s = 3
     elif o.Transforms is not None:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
+        w.acc = a
+        w.n = k
         _e_xmldsig_TransformsType(w, o.Transforms)
+        a = w.acc
+        k = w.n
         s = 4
     elif o.DigestMethod is not None:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
+        w.acc = a
+        w.n = k
         _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+        a = w.acc
+        k = w.n
         s = 5
     else:
         raise encode_error('ReferenceType', 'missing AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 1:
         if o.Type is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.Type)
+            a = w.acc
+            k = w.n
             s = 2
         elif o.URI is not None:
-            w.bits(0x1, 3)
+            a = (a << 3) | 0x1
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.URI)
+            a = w.acc
+            k = w.n
             s = 3
         elif o.Transforms is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
+            w.acc = a
+            w.n = k
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 2:
         if o.URI is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.string(o.URI)
+            a = w.acc
+            k = w.n
             s = 3
         elif o.Transforms is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 3:
         if o.Transforms is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing SE(Transforms), SE(DigestMethod)')
     if s == 4:
         if o.DigestMethod is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing SE(DigestMethod)')
     if o.DigestValue is None:
         raise encode_error('ReferenceType.DigestValue', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     w.binary(o.DigestValue)
-    w.bits(0x0, 2)
+    a = w.acc
+    k = w.n
+    a <<= 2
+    k += 2
     s = 6
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType:
     f_Type: str | None = None
@@ -1411,46 +1865,86 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
     return _xmldsig.RetrievalMethodType(Type=f_Type, URI=f_URI, Transforms=f_Transforms)
 
 def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Type is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Type)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.URI is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.URI)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.Transforms is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         _e_xmldsig_TransformsType(w, o.Transforms)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
         s = -1
     if s == 1:
         if o.URI is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.string(o.URI)
+            a = w.acc
+            k = w.n
             s = 2
         elif o.Transforms is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 2:
         if o.Transforms is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
     f_SPKISexp: list[bytes] = []
@@ -1507,6 +2001,8 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
     return _xmldsig.SPKIDataType(SPKISexp=f_SPKISexp)
 
 def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
+    a = w.acc
+    k = w.n
     i_SPKISexp = 0
     s = 0
     while s >= 0:
@@ -1514,9 +2010,15 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
             if i_SPKISexp < len(o.SPKISexp):
                 x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
+                w.acc = a
+                w.n = k
                 w.binary(x_SPKISexp)
-                w.bits(0x0, 1)
+                a = w.acc
+                k = w.n
+                a <<= 1
+                k += 1
                 s = 1
             else:
                 raise encode_error('SPKIDataType', 'missing SE(SPKISexp)')
@@ -1525,24 +2027,42 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
                 if i_SPKISexp < len(o.SPKISexp):
                     x_SPKISexp = o.SPKISexp[i_SPKISexp]
                     i_SPKISexp += 1
-                    w.bits(0x0, 3)
+                    a <<= 3
+                    k += 3
+                    w.acc = a
+                    w.n = k
                     w.binary(x_SPKISexp)
-                    w.bits(0x0, 1)
+                    a = w.acc
+                    k = w.n
+                    a <<= 1
+                    k += 1
                 else:
-                    w.bits(0x2, 2)
+                    a = (a << 2) | 0x2
+                    k += 2
                     s = -1
                     break
         if s == 2:
             if i_SPKISexp < len(o.SPKISexp):
                 x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
-                w.bits(0x0, 3)
+                a <<= 3
+                k += 3
+                w.acc = a
+                w.n = k
                 w.binary(x_SPKISexp)
-                w.bits(0x0, 1)
+                a = w.acc
+                k = w.n
+                a <<= 1
+                k += 1
                 s = 1
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType:
     f_Algorithm: str
@@ -1607,28 +2127,56 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
     return _xmldsig.SignatureMethodType(Algorithm=f_Algorithm, HMACOutputLength=f_HMACOutputLength)
 
 def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Algorithm is None:
         raise encode_error('SignatureMethodType.Algorithm', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Algorithm)
+    a = w.acc
+    k = w.n
     s = 1
     if o.HMACOutputLength is not None:
-        w.bits(0x0, 4)
-        w.integer(o.HMACOutputLength)
-        w.bits(0x0, 1)
+        a = (a << 5) | (1 if o.HMACOutputLength < 0 else 0)
+        k += 5
+        u = -o.HMACOutputLength - 1 if o.HMACOutputLength < 0 else o.HMACOutputLength
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
         s = -1
     if s == 2:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignaturePropertiesType:
     f_Id: str | None = None
@@ -1675,49 +2223,82 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
     return _xmldsig.SignaturePropertiesType(Id=f_Id, SignatureProperty=f_SignatureProperty)
 
 def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignaturePropertiesType) -> None:
+    a = w.acc
+    k = w.n
     i_SignatureProperty = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif i_SignatureProperty < len(o.SignatureProperty):
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignaturePropertiesType', 'missing AT(Id), SE(SignatureProperty)')
     if s == 1:
         if i_SignatureProperty < len(o.SignatureProperty):
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
             i_SignatureProperty += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignaturePropertiesType', 'missing SE(SignatureProperty)')
     if i_SignatureProperty < len(o.SignatureProperty):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         while True:
             if i_SignatureProperty < len(o.SignatureProperty):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
                 i_SignatureProperty += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignaturePropertyType:
     f_Id: str | None = None
@@ -1784,33 +2365,56 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
     return _xmldsig.SignaturePropertyType(Id=f_Id, Target=f_Target)
 
 def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignaturePropertyType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.Target is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Target)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignaturePropertyType', 'missing AT(Id), AT(Target)')
     if s == 1:
         if o.Target is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             w.string(o.Target)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignaturePropertyType', 'missing AT(Target)')
     else:
         raise encode_error('SignaturePropertyType', 'missing ')
     if True:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 4:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     f_Id: str | None = None
@@ -1876,64 +2480,113 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     return _xmldsig.SignatureType(Id=f_Id, SignedInfo=f_SignedInfo, SignatureValue=f_SignatureValue, KeyInfo=f_KeyInfo, Object=f_Object)
 
 def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
+    a = w.acc
+    k = w.n
     i_Object = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.SignedInfo is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_xmldsig_SignedInfoType(w, o.SignedInfo)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignatureType', 'missing AT(Id), SE(SignedInfo)')
     if s == 1:
         if o.SignedInfo is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_SignedInfoType(w, o.SignedInfo)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignatureType', 'missing SE(SignedInfo)')
     if o.SignatureValue is None:
         raise encode_error('SignatureType.SignatureValue', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_xmldsig_SignatureValueType(w, o.SignatureValue)
+    a = w.acc
+    k = w.n
     s = 3
     if o.KeyInfo is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_xmldsig_KeyInfoType(w, o.KeyInfo)
+        a = w.acc
+        k = w.n
         s = 4
     elif i_Object < len(o.Object):
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         x_Object = o.Object[i_Object]
         i_Object += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ObjectType(w, x_Object)
+        a = w.acc
+        k = w.n
         s = 5
     else:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         s = -1
     if s == 4:
         if i_Object < len(o.Object):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_Object = o.Object[i_Object]
             i_Object += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_ObjectType(w, x_Object)
+            a = w.acc
+            k = w.n
             s = 5
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 5:
         while True:
             if i_Object < len(o.Object):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Object = o.Object[i_Object]
                 i_Object += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_ObjectType(w, x_Object)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     f_Id: str | None = None
@@ -1972,26 +2625,48 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     return _xmldsig.SignatureValueType(Id=f_Id, value=f_value)
 
 def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.value is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         w.binary(o.value)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignatureValueType', 'missing AT(Id), CH')
     if s == 1:
         if o.value is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             w.binary(o.value)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignatureValueType', 'missing CH')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     f_Id: str | None = None
@@ -2048,58 +2723,101 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     return _xmldsig.SignedInfoType(Id=f_Id, CanonicalizationMethod=f_CanonicalizationMethod, SignatureMethod=f_SignatureMethod, Reference=f_Reference)
 
 def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
+    a = w.acc
+    k = w.n
     i_Reference = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.CanonicalizationMethod is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_xmldsig_CanonicalizationMethodType(w, o.CanonicalizationMethod)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignedInfoType', 'missing AT(Id), SE(CanonicalizationMethod)')
     if s == 1:
         if o.CanonicalizationMethod is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_CanonicalizationMethodType(w, o.CanonicalizationMethod)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignedInfoType', 'missing SE(CanonicalizationMethod)')
     if o.SignatureMethod is None:
         raise encode_error('SignedInfoType.SignatureMethod', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_xmldsig_SignatureMethodType(w, o.SignatureMethod)
+    a = w.acc
+    k = w.n
     s = 3
     if i_Reference < len(o.Reference):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ReferenceType(w, x_Reference)
+        a = w.acc
+        k = w.n
         s = 4
     else:
         raise encode_error('SignedInfoType', 'missing SE(Reference)')
     if i_Reference < len(o.Reference):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ReferenceType(w, x_Reference)
+        a = w.acc
+        k = w.n
         s = 5
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 5:
         while True:
             if i_Reference < len(o.Reference):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Reference = o.Reference[i_Reference]
                 i_Reference += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_ReferenceType(w, x_Reference)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     f_Algorithm: str
@@ -2134,22 +2852,40 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     return _xmldsig.TransformType(Algorithm=f_Algorithm, XPath=f_XPath)
 
 def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
+    a = w.acc
+    k = w.n
     i_XPath = 0
     if o.Algorithm is None:
         raise encode_error('TransformType.Algorithm', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Algorithm)
+    a = w.acc
+    k = w.n
     while True:
         if i_XPath < len(o.XPath):
             x_XPath = o.XPath[i_XPath]
             i_XPath += 1
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
+            w.acc = a
+            w.n = k
             w.string(x_XPath)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         else:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             pass
             break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
     f_Transform: list[_xmldsig.TransformType] = []
@@ -2180,36 +2916,59 @@ def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
     return _xmldsig.TransformsType(Transform=f_Transform)
 
 def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
+    a = w.acc
+    k = w.n
     i_Transform = 0
     s = 0
     if i_Transform < len(o.Transform):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_Transform = o.Transform[i_Transform]
         i_Transform += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_TransformType(w, x_Transform)
+        a = w.acc
+        k = w.n
         s = 1
     else:
         raise encode_error('TransformsType', 'missing SE(Transform)')
     if i_Transform < len(o.Transform):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_Transform = o.Transform[i_Transform]
         i_Transform += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_TransformType(w, x_Transform)
+        a = w.acc
+        k = w.n
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         while True:
             if i_Transform < len(o.Transform):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Transform = o.Transform[i_Transform]
                 i_Transform += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_TransformType(w, x_Transform)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     f_X509IssuerSerial: list[_xmldsig.X509IssuerSerialType] = []
@@ -2354,92 +3113,187 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     return _xmldsig.X509DataType(X509IssuerSerial=f_X509IssuerSerial, X509SKI=f_X509SKI, X509SubjectName=f_X509SubjectName, X509Certificate=f_X509Certificate, X509CRL=f_X509CRL)
 
 def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
+    a = w.acc
+    k = w.n
     i_X509IssuerSerial = 0
     i_X509SKI = 0
     i_X509SubjectName = 0
     i_X509Certificate = 0
     i_X509CRL = 0
     if i_X509IssuerSerial < len(o.X509IssuerSerial):
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
         if x_X509IssuerSerial.X509IssuerName is None:
             raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(x_X509IssuerSerial.X509IssuerName)
+        a = w.acc
+        k = w.n
         if x_X509IssuerSerial.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        w.bits(0x0, 3)
-        w.integer(x_X509IssuerSerial.X509SerialNumber)
-        w.bits(0x0, 2)
+        a = (a << 4) | (1 if x_X509IssuerSerial.X509SerialNumber < 0 else 0)
+        k += 4
+        u = -x_X509IssuerSerial.X509SerialNumber - 1 if x_X509IssuerSerial.X509SerialNumber < 0 else x_X509IssuerSerial.X509SerialNumber
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
     elif i_X509SKI < len(o.X509SKI):
         x_X509SKI = o.X509SKI[i_X509SKI]
         i_X509SKI += 1
-        w.bits(0x2, 4)
+        a = (a << 4) | 0x2
+        k += 4
+        w.acc = a
+        w.n = k
         w.binary(x_X509SKI)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     elif i_X509SubjectName < len(o.X509SubjectName):
         x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
         i_X509SubjectName += 1
-        w.bits(0x4, 4)
+        a = (a << 4) | 0x4
+        k += 4
+        w.acc = a
+        w.n = k
         w.string(x_X509SubjectName)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     elif i_X509Certificate < len(o.X509Certificate):
         x_X509Certificate = o.X509Certificate[i_X509Certificate]
         i_X509Certificate += 1
-        w.bits(0x6, 4)
+        a = (a << 4) | 0x6
+        k += 4
+        w.acc = a
+        w.n = k
         w.binary(x_X509Certificate)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     elif i_X509CRL < len(o.X509CRL):
         x_X509CRL = o.X509CRL[i_X509CRL]
         i_X509CRL += 1
-        w.bits(0x8, 4)
+        a = (a << 4) | 0x8
+        k += 4
+        w.acc = a
+        w.n = k
         w.binary(x_X509CRL)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     else:
         raise encode_error('X509DataType', 'missing SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL)')
     while True:
         if i_X509IssuerSerial < len(o.X509IssuerSerial):
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
             if x_X509IssuerSerial.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.string(x_X509IssuerSerial.X509IssuerName)
+            a = w.acc
+            k = w.n
             if x_X509IssuerSerial.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            w.bits(0x0, 3)
-            w.integer(x_X509IssuerSerial.X509SerialNumber)
-            w.bits(0x0, 2)
+            a = (a << 4) | (1 if x_X509IssuerSerial.X509SerialNumber < 0 else 0)
+            k += 4
+            u = -x_X509IssuerSerial.X509SerialNumber - 1 if x_X509IssuerSerial.X509SerialNumber < 0 else x_X509IssuerSerial.X509SerialNumber
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
         elif i_X509SKI < len(o.X509SKI):
             x_X509SKI = o.X509SKI[i_X509SKI]
             i_X509SKI += 1
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
+            w.acc = a
+            w.n = k
             w.binary(x_X509SKI)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         elif i_X509SubjectName < len(o.X509SubjectName):
             x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
             i_X509SubjectName += 1
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
+            w.acc = a
+            w.n = k
             w.string(x_X509SubjectName)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         elif i_X509Certificate < len(o.X509Certificate):
             x_X509Certificate = o.X509Certificate[i_X509Certificate]
             i_X509Certificate += 1
-            w.bits(0x6, 4)
+            a = (a << 4) | 0x6
+            k += 4
+            w.acc = a
+            w.n = k
             w.binary(x_X509Certificate)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         elif i_X509CRL < len(o.X509CRL):
             x_X509CRL = o.X509CRL[i_X509CRL]
             i_X509CRL += 1
-            w.bits(0x8, 4)
+            a = (a << 4) | 0x8
+            k += 4
+            w.acc = a
+            w.n = k
             w.binary(x_X509CRL)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         else:
-            w.bits(0x6, 3)
+            a = (a << 3) | 0x6
+            k += 3
             pass
             break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialType:
     f_X509IssuerName: str
@@ -2465,15 +3319,40 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
     return _xmldsig.X509IssuerSerialType(X509IssuerName=f_X509IssuerName, X509SerialNumber=f_X509SerialNumber)
 
 def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialType) -> None:
+    a = w.acc
+    k = w.n
     if o.X509IssuerName is None:
         raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     w.string(o.X509IssuerName)
+    a = w.acc
+    k = w.n
     if o.X509SerialNumber is None:
         raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-    w.bits(0x0, 3)
-    w.integer(o.X509SerialNumber)
-    w.bits(0x0, 2)
+    a = (a << 4) | (1 if o.X509SerialNumber < 0 else 0)
+    k += 4
+    u = -o.X509SerialNumber - 1 if o.X509SerialNumber < 0 else o.X509SerialNumber
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_acdp_ACDP_ConnectReqType(r: BitReader) -> _iso20_acdp.ACDP_ConnectReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -2488,13 +3367,25 @@ def _d_iso20_acdp_ACDP_ConnectReqType(r: BitReader) -> _iso20_acdp.ACDP_ConnectR
     return _iso20_acdp.ACDP_ConnectReqType(Header=f_Header, EVElectricalChargingDeviceStatus=f_EVElectricalChargingDeviceStatus)
 
 def _e_iso20_acdp_ACDP_ConnectReqType(w: BitWriter, o: _iso20_acdp.ACDP_ConnectReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('ACDP_ConnectReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.EVElectricalChargingDeviceStatus is None:
         raise encode_error('ACDP_ConnectReqType.EVElectricalChargingDeviceStatus', 'required value missing')
-    w.bits((_I_iso20_acdp_electricalChargingDeviceStatusType[o.EVElectricalChargingDeviceStatus]) << 2, 6)
+    a = (a << 6) | (_I_iso20_acdp_electricalChargingDeviceStatusType[o.EVElectricalChargingDeviceStatus]) << 2
+    k += 6
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_acdp_ACDP_ConnectResType(r: BitReader) -> _iso20_acdp.ACDP_ConnectResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -2524,10 +3415,17 @@ def _d_iso20_acdp_ACDP_ConnectResType(r: BitReader) -> _iso20_acdp.ACDP_ConnectR
     return _iso20_acdp.ACDP_ConnectResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, EVSEElectricalChargingDeviceStatus=f_EVSEElectricalChargingDeviceStatus, EVSEMechanicalChargingDeviceStatus=f_EVSEMechanicalChargingDeviceStatus)
 
 def _e_iso20_acdp_ACDP_ConnectResType(w: BitWriter, o: _iso20_acdp.ACDP_ConnectResType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('ACDP_ConnectResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('ACDP_ConnectResType.ResponseCode', 'required value missing')
     if o.EVSEProcessing is None:
@@ -2536,7 +3434,12 @@ def _e_iso20_acdp_ACDP_ConnectResType(w: BitWriter, o: _iso20_acdp.ACDP_ConnectR
         raise encode_error('ACDP_ConnectResType.EVSEElectricalChargingDeviceStatus', 'required value missing')
     if o.EVSEMechanicalChargingDeviceStatus is None:
         raise encode_error('ACDP_ConnectResType.EVSEMechanicalChargingDeviceStatus', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 17 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 12 | (_I_iso20_acdp_electricalChargingDeviceStatusType[o.EVSEElectricalChargingDeviceStatus]) << 7 | (_I_iso20_acdp_mechanicalChargingDeviceStatusType[o.EVSEMechanicalChargingDeviceStatus]) << 2, 25)
+    a = (a << 25) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 17 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 12 | (_I_iso20_acdp_electricalChargingDeviceStatusType[o.EVSEElectricalChargingDeviceStatus]) << 7 | (_I_iso20_acdp_mechanicalChargingDeviceStatusType[o.EVSEMechanicalChargingDeviceStatus]) << 2
+    k += 25
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_acdp_ACDP_SystemStatusReqType(r: BitReader) -> _iso20_acdp.ACDP_SystemStatusReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -2552,15 +3455,32 @@ def _d_iso20_acdp_ACDP_SystemStatusReqType(r: BitReader) -> _iso20_acdp.ACDP_Sys
     return _iso20_acdp.ACDP_SystemStatusReqType(Header=f_Header, EVTechnicalStatus=f_EVTechnicalStatus)
 
 def _e_iso20_acdp_ACDP_SystemStatusReqType(w: BitWriter, o: _iso20_acdp.ACDP_SystemStatusReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('ACDP_SystemStatusReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.EVTechnicalStatus is None:
         raise encode_error('ACDP_SystemStatusReqType.EVTechnicalStatus', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_acdp_EVTechnicalStatusType(w, o.EVTechnicalStatus)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_acdp_ACDP_SystemStatusResType(r: BitReader) -> _iso20_acdp.ACDP_SystemStatusResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -2599,10 +3519,17 @@ def _d_iso20_acdp_ACDP_SystemStatusResType(r: BitReader) -> _iso20_acdp.ACDP_Sys
     return _iso20_acdp.ACDP_SystemStatusResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEMechanicalChargingDeviceStatus=f_EVSEMechanicalChargingDeviceStatus, EVSEReadyToCharge=f_EVSEReadyToCharge, EVSEIsolationStatus=f_EVSEIsolationStatus, EVSEDisabled=f_EVSEDisabled, EVSEUtilityInterruptEvent=f_EVSEUtilityInterruptEvent, EVSEEmergencyShutdown=f_EVSEEmergencyShutdown, EVSEMalfunction=f_EVSEMalfunction, EVInChargePosition=f_EVInChargePosition, EVAssociationStatus=f_EVAssociationStatus)
 
 def _e_iso20_acdp_ACDP_SystemStatusResType(w: BitWriter, o: _iso20_acdp.ACDP_SystemStatusResType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('ACDP_SystemStatusResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('ACDP_SystemStatusResType.ResponseCode', 'required value missing')
     if o.EVSEMechanicalChargingDeviceStatus is None:
@@ -2623,7 +3550,12 @@ def _e_iso20_acdp_ACDP_SystemStatusResType(w: BitWriter, o: _iso20_acdp.ACDP_Sys
         raise encode_error('ACDP_SystemStatusResType.EVInChargePosition', 'required value missing')
     if o.EVAssociationStatus is None:
         raise encode_error('ACDP_SystemStatusResType.EVAssociationStatus', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 40 | (_I_iso20_acdp_mechanicalChargingDeviceStatusType[o.EVSEMechanicalChargingDeviceStatus]) << 35 | (1 if o.EVSEReadyToCharge else 0) << 31 | (_I_iso20_acdp_isolationStatusType[o.EVSEIsolationStatus]) << 26 | (1 if o.EVSEDisabled else 0) << 22 | (1 if o.EVSEUtilityInterruptEvent else 0) << 18 | (1 if o.EVSEEmergencyShutdown else 0) << 14 | (1 if o.EVSEMalfunction else 0) << 10 | (1 if o.EVInChargePosition else 0) << 6 | (1 if o.EVAssociationStatus else 0) << 2, 48)
+    a = (a << 48) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 40 | (_I_iso20_acdp_mechanicalChargingDeviceStatusType[o.EVSEMechanicalChargingDeviceStatus]) << 35 | (1 if o.EVSEReadyToCharge else 0) << 31 | (_I_iso20_acdp_isolationStatusType[o.EVSEIsolationStatus]) << 26 | (1 if o.EVSEDisabled else 0) << 22 | (1 if o.EVSEUtilityInterruptEvent else 0) << 18 | (1 if o.EVSEEmergencyShutdown else 0) << 14 | (1 if o.EVSEMalfunction else 0) << 10 | (1 if o.EVInChargePosition else 0) << 6 | (1 if o.EVAssociationStatus else 0) << 2
+    k += 48
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_acdp_ACDP_VehiclePositioningReqType(r: BitReader) -> _iso20_acdp.ACDP_VehiclePositioningReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -2640,15 +3572,27 @@ def _d_iso20_acdp_ACDP_VehiclePositioningReqType(r: BitReader) -> _iso20_acdp.AC
     return _iso20_acdp.ACDP_VehiclePositioningReqType(Header=f_Header, EVMobilityStatus=f_EVMobilityStatus, EVPositioningSupport=f_EVPositioningSupport)
 
 def _e_iso20_acdp_ACDP_VehiclePositioningReqType(w: BitWriter, o: _iso20_acdp.ACDP_VehiclePositioningReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('ACDP_VehiclePositioningReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.EVMobilityStatus is None:
         raise encode_error('ACDP_VehiclePositioningReqType.EVMobilityStatus', 'required value missing')
     if o.EVPositioningSupport is None:
         raise encode_error('ACDP_VehiclePositioningReqType.EVPositioningSupport', 'required value missing')
-    w.bits((1 if o.EVMobilityStatus else 0) << 6 | (1 if o.EVPositioningSupport else 0) << 2, 9)
+    a = (a << 9) | (1 if o.EVMobilityStatus else 0) << 6 | (1 if o.EVPositioningSupport else 0) << 2
+    k += 9
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader) -> _iso20_acdp.ACDP_VehiclePositioningResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -2711,10 +3655,17 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader) -> _iso20_acdp.AC
     return _iso20_acdp.ACDP_VehiclePositioningResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, EVSEPositioningSupport=f_EVSEPositioningSupport, EVRelativeXDeviation=f_EVRelativeXDeviation, EVRelativeYDeviation=f_EVRelativeYDeviation, ContactWindowXc=f_ContactWindowXc, ContactWindowYc=f_ContactWindowYc, EVInChargePosition=f_EVInChargePosition)
 
 def _e_iso20_acdp_ACDP_VehiclePositioningResType(w: BitWriter, o: _iso20_acdp.ACDP_VehiclePositioningResType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('ACDP_VehiclePositioningResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('ACDP_VehiclePositioningResType.ResponseCode', 'required value missing')
     if o.EVSEProcessing is None:
@@ -2723,31 +3674,88 @@ def _e_iso20_acdp_ACDP_VehiclePositioningResType(w: BitWriter, o: _iso20_acdp.AC
         raise encode_error('ACDP_VehiclePositioningResType.EVSEPositioningSupport', 'required value missing')
     if o.EVRelativeXDeviation is None:
         raise encode_error('ACDP_VehiclePositioningResType.EVRelativeXDeviation', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 12 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 7 | (1 if o.EVSEPositioningSupport else 0) << 3, 20)
     if (w.strict and (o.EVRelativeXDeviation < -32768 or o.EVRelativeXDeviation > 32767)):
         raise encode_error('ACDP_VehiclePositioningResType.EVRelativeXDeviation', f'{o.EVRelativeXDeviation!r} outside -32768..32767')
-    w.integer(o.EVRelativeXDeviation)
+    a = (a << 21) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 13 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 8 | (1 if o.EVSEPositioningSupport else 0) << 4 | (1 if o.EVRelativeXDeviation < 0 else 0)
+    k += 21
+    u = -o.EVRelativeXDeviation - 1 if o.EVRelativeXDeviation < 0 else o.EVRelativeXDeviation
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVRelativeYDeviation is None:
         raise encode_error('ACDP_VehiclePositioningResType.EVRelativeYDeviation', 'required value missing')
-    w.bits(0x0, 3)
     if (w.strict and (o.EVRelativeYDeviation < -32768 or o.EVRelativeYDeviation > 32767)):
         raise encode_error('ACDP_VehiclePositioningResType.EVRelativeYDeviation', f'{o.EVRelativeYDeviation!r} outside -32768..32767')
-    w.integer(o.EVRelativeYDeviation)
+    a = (a << 4) | (1 if o.EVRelativeYDeviation < 0 else 0)
+    k += 4
+    u = -o.EVRelativeYDeviation - 1 if o.EVRelativeYDeviation < 0 else o.EVRelativeYDeviation
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.ContactWindowXc is None:
         raise encode_error('ACDP_VehiclePositioningResType.ContactWindowXc', 'required value missing')
-    w.bits(0x0, 3)
     if (w.strict and (o.ContactWindowXc < -32768 or o.ContactWindowXc > 32767)):
         raise encode_error('ACDP_VehiclePositioningResType.ContactWindowXc', f'{o.ContactWindowXc!r} outside -32768..32767')
-    w.integer(o.ContactWindowXc)
+    a = (a << 4) | (1 if o.ContactWindowXc < 0 else 0)
+    k += 4
+    u = -o.ContactWindowXc - 1 if o.ContactWindowXc < 0 else o.ContactWindowXc
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.ContactWindowYc is None:
         raise encode_error('ACDP_VehiclePositioningResType.ContactWindowYc', 'required value missing')
-    w.bits(0x0, 3)
     if (w.strict and (o.ContactWindowYc < -32768 or o.ContactWindowYc > 32767)):
         raise encode_error('ACDP_VehiclePositioningResType.ContactWindowYc', f'{o.ContactWindowYc!r} outside -32768..32767')
-    w.integer(o.ContactWindowYc)
+    a = (a << 4) | (1 if o.ContactWindowYc < 0 else 0)
+    k += 4
+    u = -o.ContactWindowYc - 1 if o.ContactWindowYc < 0 else o.ContactWindowYc
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVInChargePosition is None:
         raise encode_error('ACDP_VehiclePositioningResType.EVInChargePosition', 'required value missing')
-    w.bits((1 if o.EVInChargePosition else 0) << 2, 6)
+    a = (a << 6) | (1 if o.EVInChargePosition else 0) << 2
+    k += 6
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnicalStatusType:
     f_EVReadyToCharge: bool
@@ -2976,16 +3984,20 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
     return _iso20_acdp.EVTechnicalStatusType(EVReadyToCharge=f_EVReadyToCharge, EVImmobilizationRequest=f_EVImmobilizationRequest, EVImmobilized=f_EVImmobilized, EVWLANStrength=f_EVWLANStrength, EVCPStatus=f_EVCPStatus, EVSOC=f_EVSOC, EVErrorCode=f_EVErrorCode, EVTimeout=f_EVTimeout)
 
 def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnicalStatusType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.EVReadyToCharge is None:
         raise encode_error('EVTechnicalStatusType.EVReadyToCharge', 'required value missing')
     if o.EVImmobilizationRequest is None:
         raise encode_error('EVTechnicalStatusType.EVImmobilizationRequest', 'required value missing')
-    w.bits((1 if o.EVReadyToCharge else 0) << 5 | (1 if o.EVImmobilizationRequest else 0) << 1, 8)
+    a = (a << 8) | (1 if o.EVReadyToCharge else 0) << 5 | (1 if o.EVImmobilizationRequest else 0) << 1
+    k += 8
     s = 1
     s = 2
     if o.EVImmobilized is not None:
-        w.bits((1 if o.EVImmobilized else 0) << 1, 6)
+        a = (a << 6) | (1 if o.EVImmobilized else 0) << 1
+        k += 6
         s = 3
     elif o.EVWLANStrength is not None:
         if o.EVWLANStrength.Exponent is None:
@@ -2994,28 +4006,47 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
             raise encode_error('RationalNumberType.Exponent', f'{o.EVWLANStrength.Exponent!r} outside -128..127')
         if o.EVWLANStrength.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVWLANStrength.Exponent + 128) << 3 | 0x2000, 16)
         if (w.strict and (o.EVWLANStrength.Value < -32768 or o.EVWLANStrength.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVWLANStrength.Value!r} outside -32768..32767')
-        w.integer(o.EVWLANStrength.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVWLANStrength.Exponent + 128) << 4 | (1 if o.EVWLANStrength.Value < 0 else 0) | 0x4000
+        k += 17
+        u = -o.EVWLANStrength.Value - 1 if o.EVWLANStrength.Value < 0 else o.EVWLANStrength.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 4
     elif o.EVCPStatus is not None:
-        w.bits((_I_iso20_acdp_cpStatusType[o.EVCPStatus]) << 1 | 0x40, 8)
+        a = (a << 8) | (_I_iso20_acdp_cpStatusType[o.EVCPStatus]) << 1 | 0x40
+        k += 8
         s = 5
     elif o.EVSOC is not None:
         if o.EVSOC < 0 or o.EVSOC > 127 or (w.strict and (o.EVSOC > 100)):
             raise encode_error('EVTechnicalStatusType.EVSOC', f'{o.EVSOC!r} outside 0..100')
-        w.bits((o.EVSOC) << 1 | 0x600, 12)
+        a = (a << 12) | (o.EVSOC) << 1 | 0x600
+        k += 12
         s = 6
     elif o.EVErrorCode is not None:
-        w.bits((_I_iso20_acdp_errorCodeType[o.EVErrorCode]) << 1 | 0x100, 9)
+        a = (a << 9) | (_I_iso20_acdp_errorCodeType[o.EVErrorCode]) << 1 | 0x100
+        k += 9
         s = 7
     elif o.EVTimeout is not None:
-        w.bits((1 if o.EVTimeout else 0) << 1 | 0x28, 6)
+        a = (a << 6) | (1 if o.EVTimeout else 0) << 1 | 0x28
+        k += 6
         s = 8
     else:
-        w.bits(0x6, 3)
+        a = (a << 3) | 0x6
+        k += 3
         s = -1
     if s == 3:
         if o.EVWLANStrength is not None:
@@ -3025,83 +4056,121 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVWLANStrength.Exponent!r} outside -128..127')
             if o.EVWLANStrength.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVWLANStrength.Exponent + 128) << 3, 16)
             if (w.strict and (o.EVWLANStrength.Value < -32768 or o.EVWLANStrength.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVWLANStrength.Value!r} outside -32768..32767')
-            w.integer(o.EVWLANStrength.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVWLANStrength.Exponent + 128) << 4 | (1 if o.EVWLANStrength.Value < 0 else 0)
+            k += 17
+            u = -o.EVWLANStrength.Value - 1 if o.EVWLANStrength.Value < 0 else o.EVWLANStrength.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 4
         elif o.EVCPStatus is not None:
-            w.bits((_I_iso20_acdp_cpStatusType[o.EVCPStatus]) << 1 | 0x20, 8)
+            a = (a << 8) | (_I_iso20_acdp_cpStatusType[o.EVCPStatus]) << 1 | 0x20
+            k += 8
             s = 5
         elif o.EVSOC is not None:
             if o.EVSOC < 0 or o.EVSOC > 127 or (w.strict and (o.EVSOC > 100)):
                 raise encode_error('EVTechnicalStatusType.EVSOC', f'{o.EVSOC!r} outside 0..100')
-            w.bits((o.EVSOC) << 1 | 0x400, 12)
+            a = (a << 12) | (o.EVSOC) << 1 | 0x400
+            k += 12
             s = 6
         elif o.EVErrorCode is not None:
-            w.bits((_I_iso20_acdp_errorCodeType[o.EVErrorCode]) << 1 | 0xc0, 9)
+            a = (a << 9) | (_I_iso20_acdp_errorCodeType[o.EVErrorCode]) << 1 | 0xc0
+            k += 9
             s = 7
         elif o.EVTimeout is not None:
-            w.bits((1 if o.EVTimeout else 0) << 1 | 0x20, 6)
+            a = (a << 6) | (1 if o.EVTimeout else 0) << 1 | 0x20
+            k += 6
             s = 8
         else:
-            w.bits(0x5, 3)
+            a = (a << 3) | 0x5
+            k += 3
             s = -1
     if s == 4:
         if o.EVCPStatus is not None:
-            w.bits((_I_iso20_acdp_cpStatusType[o.EVCPStatus]) << 1, 8)
+            a = (a << 8) | (_I_iso20_acdp_cpStatusType[o.EVCPStatus]) << 1
+            k += 8
             s = 5
         elif o.EVSOC is not None:
             if o.EVSOC < 0 or o.EVSOC > 127 or (w.strict and (o.EVSOC > 100)):
                 raise encode_error('EVTechnicalStatusType.EVSOC', f'{o.EVSOC!r} outside 0..100')
-            w.bits((o.EVSOC) << 1 | 0x200, 12)
+            a = (a << 12) | (o.EVSOC) << 1 | 0x200
+            k += 12
             s = 6
         elif o.EVErrorCode is not None:
-            w.bits((_I_iso20_acdp_errorCodeType[o.EVErrorCode]) << 1 | 0x80, 9)
+            a = (a << 9) | (_I_iso20_acdp_errorCodeType[o.EVErrorCode]) << 1 | 0x80
+            k += 9
             s = 7
         elif o.EVTimeout is not None:
-            w.bits((1 if o.EVTimeout else 0) << 1 | 0x18, 6)
+            a = (a << 6) | (1 if o.EVTimeout else 0) << 1 | 0x18
+            k += 6
             s = 8
         else:
-            w.bits(0x4, 3)
+            a = (a << 3) | 0x4
+            k += 3
             s = -1
     if s == 5:
         if o.EVSOC is not None:
             if o.EVSOC < 0 or o.EVSOC > 127 or (w.strict and (o.EVSOC > 100)):
                 raise encode_error('EVTechnicalStatusType.EVSOC', f'{o.EVSOC!r} outside 0..100')
-            w.bits((o.EVSOC) << 1, 12)
+            a = (a << 12) | (o.EVSOC) << 1
+            k += 12
             s = 6
         elif o.EVErrorCode is not None:
-            w.bits((_I_iso20_acdp_errorCodeType[o.EVErrorCode]) << 1 | 0x40, 9)
+            a = (a << 9) | (_I_iso20_acdp_errorCodeType[o.EVErrorCode]) << 1 | 0x40
+            k += 9
             s = 7
         elif o.EVTimeout is not None:
-            w.bits((1 if o.EVTimeout else 0) << 1 | 0x10, 6)
+            a = (a << 6) | (1 if o.EVTimeout else 0) << 1 | 0x10
+            k += 6
             s = 8
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 6:
         if o.EVErrorCode is not None:
-            w.bits((_I_iso20_acdp_errorCodeType[o.EVErrorCode]) << 1, 8)
+            a = (a << 8) | (_I_iso20_acdp_errorCodeType[o.EVErrorCode]) << 1
+            k += 8
             s = 7
         elif o.EVTimeout is not None:
-            w.bits((1 if o.EVTimeout else 0) << 1 | 0x8, 5)
+            a = (a << 5) | (1 if o.EVTimeout else 0) << 1 | 0x8
+            k += 5
             s = 8
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 7:
         if o.EVTimeout is not None:
-            w.bits((1 if o.EVTimeout else 0) << 1, 5)
+            a = (a << 5) | (1 if o.EVTimeout else 0) << 1
+            k += 5
             s = 8
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 8:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_CLReqControlModeType(r: BitReader) -> _iso20_common_types.CLReqControlModeType:
     if r.bits(1):
@@ -3109,7 +4178,14 @@ def _d_iso20_common_types_CLReqControlModeType(r: BitReader) -> _iso20_common_ty
     return _iso20_common_types.CLReqControlModeType()
 
 def _e_iso20_common_types_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.CLReqControlModeType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_CLResControlModeType(r: BitReader) -> _iso20_common_types.CLResControlModeType:
     if r.bits(1):
@@ -3117,7 +4193,14 @@ def _d_iso20_common_types_CLResControlModeType(r: BitReader) -> _iso20_common_ty
     return _iso20_common_types.CLResControlModeType()
 
 def _e_iso20_common_types_CLResControlModeType(w: BitWriter, o: _iso20_common_types.CLResControlModeType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types.ChargeLoopReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -3153,29 +4236,48 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
     return _iso20_common_types.ChargeLoopReqType(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested)
 
 def _e_iso20_common_types_ChargeLoopReqType(w: BitWriter, o: _iso20_common_types.ChargeLoopReqType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Header is None:
         raise encode_error('ChargeLoopReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     s = 1
     if o.DisplayParameters is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_common_types_DisplayParametersType(w, o.DisplayParameters)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.MeterInfoRequested is not None:
-        w.bits((1 if o.MeterInfoRequested else 0) << 1 | 0x8, 5)
+        a = (a << 5) | (1 if o.MeterInfoRequested else 0) << 1 | 0x8
+        k += 5
         s = 3
     else:
         raise encode_error('ChargeLoopReqType', 'missing SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
         if o.MeterInfoRequested is not None:
-            w.bits((1 if o.MeterInfoRequested else 0) << 1, 4)
+            a = (a << 4) | (1 if o.MeterInfoRequested else 0) << 1
+            k += 4
             s = 3
         else:
             raise encode_error('ChargeLoopReqType', 'missing SE(MeterInfoRequested)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types.ChargeLoopResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -3252,62 +4354,117 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
     return _iso20_common_types.ChargeLoopResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt)
 
 def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types.ChargeLoopResType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Header is None:
         raise encode_error('ChargeLoopResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('ChargeLoopResType.ResponseCode', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 1, 9)
+    a = (a << 9) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 1
+    k += 9
     s = 1
     s = 2
     if o.EVSEStatus is not None:
         if o.EVSEStatus.NotificationMaxDelay is None:
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        w.bits(0x0, 5)
+        a <<= 5
+        k += 5
         if o.EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.EVSEStatus.NotificationMaxDelay > 65535)):
             raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-        w.uint(o.EVSEStatus.NotificationMaxDelay)
+        u = o.EVSEStatus.NotificationMaxDelay
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.EVSEStatus.EVSENotification is None:
             raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
-        w.bits((_I_iso20_common_types_evseNotificationType[o.EVSEStatus.EVSENotification]) << 2, 8)
+        a = (a << 8) | (_I_iso20_common_types_evseNotificationType[o.EVSEStatus.EVSENotification]) << 2
+        k += 8
         s = 3
     elif o.MeterInfo is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso20_common_types_MeterInfoType(w, o.MeterInfo)
+        a = w.acc
+        k = w.n
         s = 4
     elif o.Receipt is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso20_common_types_ReceiptType(w, o.Receipt)
+        a = w.acc
+        k = w.n
         s = 5
     else:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
         s = -1
     if s == 3:
         if o.MeterInfo is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_common_types_MeterInfoType(w, o.MeterInfo)
+            a = w.acc
+            k = w.n
             s = 4
         elif o.Receipt is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_common_types_ReceiptType(w, o.Receipt)
+            a = w.acc
+            k = w.n
             s = 5
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 4:
         if o.Receipt is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_common_types_ReceiptType(w, o.Receipt)
+            a = w.acc
+            k = w.n
             s = 5
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 5:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_common_types.ChargeParameterDiscoveryReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -3319,11 +4476,23 @@ def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2
     return _iso20_common_types.ChargeParameterDiscoveryReqType(Header=f_Header)
 
 def _e_iso20_common_types_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('ChargeParameterDiscoveryReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_common_types.ChargeParameterDiscoveryResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -3341,13 +4510,25 @@ def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2
     return _iso20_common_types.ChargeParameterDiscoveryResType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_types_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryResType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('ChargeParameterDiscoveryResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('ChargeParameterDiscoveryResType.ResponseCode', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2, 10)
+    a = (a << 10) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2
+    k += 10
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.DetailedCostType:
     f_Amount: _iso20_common_types.RationalNumberType
@@ -3378,6 +4559,8 @@ def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.
     return _iso20_common_types.DetailedCostType(Amount=f_Amount, CostPerUnit=f_CostPerUnit)
 
 def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.DetailedCostType) -> None:
+    a = w.acc
+    k = w.n
     if o.Amount is None:
         raise encode_error('DetailedCostType.Amount', 'required value missing')
     if o.Amount.Exponent is None:
@@ -3386,10 +4569,23 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
         raise encode_error('RationalNumberType.Exponent', f'{o.Amount.Exponent!r} outside -128..127')
     if o.Amount.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.Amount.Exponent + 128) << 3, 14)
     if (w.strict and (o.Amount.Value < -32768 or o.Amount.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.Amount.Value!r} outside -32768..32767')
-    w.integer(o.Amount.Value)
+    a = (a << 15) | (o.Amount.Exponent + 128) << 4 | (1 if o.Amount.Value < 0 else 0)
+    k += 15
+    u = -o.Amount.Value - 1 if o.Amount.Value < 0 else o.Amount.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.CostPerUnit is None:
         raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
     if o.CostPerUnit.Exponent is None:
@@ -3398,11 +4594,29 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
         raise encode_error('RationalNumberType.Exponent', f'{o.CostPerUnit.Exponent!r} outside -128..127')
     if o.CostPerUnit.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.CostPerUnit.Exponent + 128) << 3, 16)
     if (w.strict and (o.CostPerUnit.Value < -32768 or o.CostPerUnit.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.CostPerUnit.Value!r} outside -32768..32767')
-    w.integer(o.CostPerUnit.Value)
-    w.bits(0x0, 3)
+    a = (a << 17) | (o.CostPerUnit.Exponent + 128) << 4 | (1 if o.CostPerUnit.Value < 0 else 0)
+    k += 17
+    u = -o.CostPerUnit.Value - 1 if o.CostPerUnit.Value < 0 else o.CostPerUnit.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.DetailedTaxType:
     f_TaxRuleID: int
@@ -3430,12 +4644,27 @@ def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.D
     return _iso20_common_types.DetailedTaxType(TaxRuleID=f_TaxRuleID, Amount=f_Amount)
 
 def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.DetailedTaxType) -> None:
+    a = w.acc
+    k = w.n
     if o.TaxRuleID is None:
         raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.TaxRuleID < 0 or (w.strict and (o.TaxRuleID < 1 or o.TaxRuleID > 4294967295)):
         raise encode_error('DetailedTaxType.TaxRuleID', f'{o.TaxRuleID!r} outside 1..4294967295')
-    w.uint(o.TaxRuleID)
+    u = o.TaxRuleID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.Amount is None:
         raise encode_error('DetailedTaxType.Amount', 'required value missing')
     if o.Amount.Exponent is None:
@@ -3444,11 +4673,29 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
         raise encode_error('RationalNumberType.Exponent', f'{o.Amount.Exponent!r} outside -128..127')
     if o.Amount.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.Amount.Exponent + 128) << 3, 15)
     if (w.strict and (o.Amount.Value < -32768 or o.Amount.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.Amount.Value!r} outside -32768..32767')
-    w.integer(o.Amount.Value)
-    w.bits(0x0, 3)
+    a = (a << 16) | (o.Amount.Exponent + 128) << 4 | (1 if o.Amount.Value < 0 else 0)
+    k += 16
+    u = -o.Amount.Value - 1 if o.Amount.Value < 0 else o.Amount.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_types.DisplayParametersType:
     kw: dict[str, Any] = {}
@@ -4021,50 +5268,99 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     return _iso20_common_types.DisplayParametersType(**kw)
 
 def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_types.DisplayParametersType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.PresentSOC is not None:
         if o.PresentSOC < 0 or o.PresentSOC > 127 or (w.strict and (o.PresentSOC > 100)):
             raise encode_error('DisplayParametersType.PresentSOC', f'{o.PresentSOC!r} outside 0..100')
-        w.bits((o.PresentSOC) << 1, 13)
+        a = (a << 13) | (o.PresentSOC) << 1
+        k += 13
         s = 1
     elif o.MinimumSOC is not None:
         if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
             raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        w.bits((o.MinimumSOC) << 1 | 0x200, 13)
+        a = (a << 13) | (o.MinimumSOC) << 1 | 0x200
+        k += 13
         s = 2
     elif o.TargetSOC is not None:
         if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
             raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        w.bits((o.TargetSOC) << 1 | 0x400, 13)
+        a = (a << 13) | (o.TargetSOC) << 1 | 0x400
+        k += 13
         s = 3
     elif o.MaximumSOC is not None:
         if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
             raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-        w.bits((o.MaximumSOC) << 1 | 0x600, 13)
+        a = (a << 13) | (o.MaximumSOC) << 1 | 0x600
+        k += 13
         s = 4
     elif o.RemainingTimeToMinimumSOC is not None:
-        w.bits(0x8, 5)
+        a = (a << 5) | 0x8
+        k += 5
         if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
             raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-        w.uint(o.RemainingTimeToMinimumSOC)
-        w.bits(0x0, 1)
+        u = o.RemainingTimeToMinimumSOC
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 5
     elif o.RemainingTimeToTargetSOC is not None:
-        w.bits(0xa, 5)
+        a = (a << 5) | 0xa
+        k += 5
         if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
             raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-        w.uint(o.RemainingTimeToTargetSOC)
-        w.bits(0x0, 1)
+        u = o.RemainingTimeToTargetSOC
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 6
     elif o.RemainingTimeToMaximumSOC is not None:
-        w.bits(0xc, 5)
+        a = (a << 5) | 0xc
+        k += 5
         if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
             raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-        w.uint(o.RemainingTimeToMaximumSOC)
-        w.bits(0x0, 1)
+        u = o.RemainingTimeToMaximumSOC
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 7
     elif o.ChargingComplete is not None:
-        w.bits((1 if o.ChargingComplete else 0) << 1 | 0x38, 7)
+        a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x38
+        k += 7
         s = 8
     elif o.BatteryEnergyCapacity is not None:
         if o.BatteryEnergyCapacity.Exponent is None:
@@ -4073,57 +5369,119 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
         if o.BatteryEnergyCapacity.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x10000, 17)
         if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-        w.integer(o.BatteryEnergyCapacity.Value)
-        w.bits(0x0, 2)
+        a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x20000
+        k += 18
+        u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 9
     elif o.InletHot is not None:
-        w.bits((1 if o.InletHot else 0) << 1 | 0x48, 7)
+        a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x48
+        k += 7
         s = 10
     else:
-        w.bits(0xa, 4)
+        a = (a << 4) | 0xa
+        k += 4
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
             if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
                 raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            w.bits((o.MinimumSOC) << 1, 13)
+            a = (a << 13) | (o.MinimumSOC) << 1
+            k += 13
             s = 2
         elif o.TargetSOC is not None:
             if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits((o.TargetSOC) << 1 | 0x200, 13)
+            a = (a << 13) | (o.TargetSOC) << 1 | 0x200
+            k += 13
             s = 3
         elif o.MaximumSOC is not None:
             if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            w.bits((o.MaximumSOC) << 1 | 0x400, 13)
+            a = (a << 13) | (o.MaximumSOC) << 1 | 0x400
+            k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
-            w.bits(0x6, 5)
+            a = (a << 5) | 0x6
+            k += 5
             if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMinimumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(0x8, 5)
+            a = (a << 5) | 0x8
+            k += 5
             if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToTargetSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(0xa, 5)
+            a = (a << 5) | 0xa
+            k += 5
             if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMaximumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x30, 7)
+            a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x30
+            k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
             if o.BatteryEnergyCapacity.Exponent is None:
@@ -4132,52 +5490,113 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0xe000, 17)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x1c000
+            k += 18
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x40, 7)
+            a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x40
+            k += 7
             s = 10
         else:
-            w.bits(0x9, 4)
+            a = (a << 4) | 0x9
+            k += 4
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
             if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits((o.TargetSOC) << 1, 13)
+            a = (a << 13) | (o.TargetSOC) << 1
+            k += 13
             s = 3
         elif o.MaximumSOC is not None:
             if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            w.bits((o.MaximumSOC) << 1 | 0x200, 13)
+            a = (a << 13) | (o.MaximumSOC) << 1 | 0x200
+            k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
-            w.bits(0x4, 5)
+            a = (a << 5) | 0x4
+            k += 5
             if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMinimumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(0x6, 5)
+            a = (a << 5) | 0x6
+            k += 5
             if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToTargetSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(0x8, 5)
+            a = (a << 5) | 0x8
+            k += 5
             if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMaximumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x28, 7)
+            a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x28
+            k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
             if o.BatteryEnergyCapacity.Exponent is None:
@@ -4186,47 +5605,107 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0xc000, 17)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x18000
+            k += 18
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x38, 7)
+            a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x38
+            k += 7
             s = 10
         else:
-            w.bits(0x8, 4)
+            a = (a << 4) | 0x8
+            k += 4
             s = -1
     if s == 3:
         if o.MaximumSOC is not None:
             if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            w.bits((o.MaximumSOC) << 1, 13)
+            a = (a << 13) | (o.MaximumSOC) << 1
+            k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
-            w.bits(0x2, 5)
+            a = (a << 5) | 0x2
+            k += 5
             if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMinimumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(0x4, 5)
+            a = (a << 5) | 0x4
+            k += 5
             if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToTargetSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(0x6, 5)
+            a = (a << 5) | 0x6
+            k += 5
             if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMaximumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x20, 7)
+            a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x20
+            k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
             if o.BatteryEnergyCapacity.Exponent is None:
@@ -4235,42 +5714,101 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0xa000, 17)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x14000
+            k += 18
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x30, 7)
+            a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x30
+            k += 7
             s = 10
         else:
-            w.bits(0x7, 4)
+            a = (a << 4) | 0x7
+            k += 4
             s = -1
     if s == 4:
         if o.RemainingTimeToMinimumSOC is not None:
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
             if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMinimumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToTargetSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMaximumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x18, 6)
+            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x18
+            k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
             if o.BatteryEnergyCapacity.Exponent is None:
@@ -4279,35 +5817,80 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x8000, 16)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x10000
+            k += 17
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x28, 6)
+            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x28
+            k += 6
             s = 10
         else:
-            w.bits(0x6, 3)
+            a = (a << 3) | 0x6
+            k += 3
             s = -1
     if s == 5:
         if o.RemainingTimeToTargetSOC is not None:
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
             if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToTargetSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMaximumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x10, 6)
+            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x10
+            k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
             if o.BatteryEnergyCapacity.Exponent is None:
@@ -4316,28 +5899,59 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x6000, 16)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0xc000
+            k += 17
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x20, 6)
+            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x20
+            k += 6
             s = 10
         else:
-            w.bits(0x5, 3)
+            a = (a << 3) | 0x5
+            k += 3
             s = -1
     if s == 6:
         if o.RemainingTimeToMaximumSOC is not None:
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
             if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMaximumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x8, 6)
+            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x8
+            k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
             if o.BatteryEnergyCapacity.Exponent is None:
@@ -4346,21 +5960,38 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x4000, 16)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x8000
+            k += 17
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x18, 6)
+            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x18
+            k += 6
             s = 10
         else:
-            w.bits(0x4, 3)
+            a = (a << 3) | 0x4
+            k += 3
             s = -1
     if s == 7:
         if o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1, 6)
+            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1
+            k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
             if o.BatteryEnergyCapacity.Exponent is None:
@@ -4369,17 +6000,33 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x2000, 16)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x4000
+            k += 17
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x10, 6)
+            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x10
+            k += 6
             s = 10
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 8:
         if o.BatteryEnergyCapacity is not None:
@@ -4389,29 +6036,52 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3, 15)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0)
+            k += 16
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x8, 5)
+            a = (a << 5) | (1 if o.InletHot else 0) << 1 | 0x8
+            k += 5
             s = 10
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 9:
         if o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1, 5)
+            a = (a << 5) | (1 if o.InletHot else 0) << 1
+            k += 5
             s = 10
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 10:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_common_types.Dynamic_CLReqControlModeType:
     f_DepartureTime: int | None = None
@@ -4493,13 +6163,29 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     return _iso20_common_types.Dynamic_CLReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
 
 def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLReqControlModeType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('Dynamic_CLReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        w.uint(o.DepartureTime)
-        w.bits(0x0, 1)
+        u = o.DepartureTime
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif o.EVTargetEnergyRequest is not None:
         if o.EVTargetEnergyRequest.Exponent is None:
@@ -4508,11 +6194,25 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
             raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
         if o.EVTargetEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3 | 0x2000, 15)
         if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVTargetEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 16) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0) | 0x4000
+        k += 16
+        u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 2
     else:
         raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
@@ -4524,11 +6224,25 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
             if o.EVTargetEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3, 14)
             if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVTargetEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 15) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0)
+            k += 15
+            u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 2
         else:
             raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
@@ -4540,10 +6254,23 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
     if o.EVMaximumEnergyRequest.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3, 14)
     if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-    w.integer(o.EVMaximumEnergyRequest.Value)
+    a = (a << 15) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0)
+    k += 15
+    u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMinimumEnergyRequest is None:
         raise encode_error('Dynamic_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
     if o.EVMinimumEnergyRequest.Exponent is None:
@@ -4552,14 +6279,32 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
     if o.EVMinimumEnergyRequest.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3, 16)
-    s = 3
     if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-    w.integer(o.EVMinimumEnergyRequest.Value)
-    w.bits(0x0, 3)
+    a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0)
+    k += 17
+    s = 3
+    u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
     s = 4
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_common_types.Dynamic_CLResControlModeType:
     f_DepartureTime: int | None = None
@@ -4683,86 +6428,172 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     return _iso20_common_types.Dynamic_CLResControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay)
 
 def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLResControlModeType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0x0, 4)
+        a <<= 4
+        k += 4
         if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('Dynamic_CLResControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        w.uint(o.DepartureTime)
-        w.bits(0x0, 1)
+        u = o.DepartureTime
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif o.MinimumSOC is not None:
         if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
             raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        w.bits((o.MinimumSOC) << 1 | 0x200, 12)
+        a = (a << 12) | (o.MinimumSOC) << 1 | 0x200
+        k += 12
         s = 2
     elif o.TargetSOC is not None:
         if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
             raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        w.bits((o.TargetSOC) << 1 | 0x400, 12)
+        a = (a << 12) | (o.TargetSOC) << 1 | 0x400
+        k += 12
         s = 3
     elif o.AckMaxDelay is not None:
-        w.bits(0x6, 4)
+        a = (a << 4) | 0x6
+        k += 4
         if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
             raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-        w.uint(o.AckMaxDelay)
-        w.bits(0x0, 1)
+        u = o.AckMaxDelay
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 4
     else:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
             if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
                 raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            w.bits((o.MinimumSOC) << 1, 12)
+            a = (a << 12) | (o.MinimumSOC) << 1
+            k += 12
             s = 2
         elif o.TargetSOC is not None:
             if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits((o.TargetSOC) << 1 | 0x200, 12)
+            a = (a << 12) | (o.TargetSOC) << 1 | 0x200
+            k += 12
             s = 3
         elif o.AckMaxDelay is not None:
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            w.uint(o.AckMaxDelay)
-            w.bits(0x0, 1)
+            u = o.AckMaxDelay
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
             if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits((o.TargetSOC) << 1, 11)
+            a = (a << 11) | (o.TargetSOC) << 1
+            k += 11
             s = 3
         elif o.AckMaxDelay is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            w.uint(o.AckMaxDelay)
-            w.bits(0x0, 1)
+            u = o.AckMaxDelay
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 3:
         if o.AckMaxDelay is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            w.uint(o.AckMaxDelay)
-            w.bits(0x0, 1)
+            u = o.AckMaxDelay
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 4:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EVSEStatusType:
     f_NotificationMaxDelay: int
@@ -4784,15 +6615,35 @@ def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EV
     return _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification)
 
 def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EVSEStatusType) -> None:
+    a = w.acc
+    k = w.n
     if o.NotificationMaxDelay is None:
         raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.NotificationMaxDelay < 0 or (w.strict and (o.NotificationMaxDelay > 65535)):
         raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
-    w.uint(o.NotificationMaxDelay)
+    u = o.NotificationMaxDelay
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSENotification is None:
         raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
-    w.bits((_I_iso20_common_types_evseNotificationType[o.EVSENotification]) << 2, 8)
+    a = (a << 8) | (_I_iso20_common_types_evseNotificationType[o.EVSENotification]) << 2
+    k += 8
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_common_types.ListOfRootCertificateIDsType:
     f_RootCertificateID: list[_xmldsig.X509IssuerSerialType] = []
@@ -4856,39 +6707,81 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
     return _iso20_common_types.ListOfRootCertificateIDsType(RootCertificateID=f_RootCertificateID)
 
 def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_common_types.ListOfRootCertificateIDsType) -> None:
+    a = w.acc
+    k = w.n
     i_RootCertificateID = 0
     s = 0
     if i_RootCertificateID < len(o.RootCertificateID):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
         if x_RootCertificateID.X509IssuerName is None:
             raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(x_RootCertificateID.X509IssuerName)
+        a = w.acc
+        k = w.n
         if x_RootCertificateID.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        w.bits(0x0, 3)
-        w.integer(x_RootCertificateID.X509SerialNumber)
-        w.bits(0x0, 2)
+        a = (a << 4) | (1 if x_RootCertificateID.X509SerialNumber < 0 else 0)
+        k += 4
+        u = -x_RootCertificateID.X509SerialNumber - 1 if x_RootCertificateID.X509SerialNumber < 0 else x_RootCertificateID.X509SerialNumber
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 1
     else:
         raise encode_error('ListOfRootCertificateIDsType', 'missing SE(RootCertificateID)')
     n = 0
     while True:
         if i_RootCertificateID < len(o.RootCertificateID):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
             if x_RootCertificateID.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.string(x_RootCertificateID.X509IssuerName)
+            a = w.acc
+            k = w.n
             if x_RootCertificateID.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            w.bits(0x0, 3)
-            w.integer(x_RootCertificateID.X509SerialNumber)
-            w.bits(0x0, 2)
+            a = (a << 4) | (1 if x_RootCertificateID.X509SerialNumber < 0 else 0)
+            k += 4
+            u = -x_RootCertificateID.X509SerialNumber - 1 if x_RootCertificateID.X509SerialNumber < 0 else x_RootCertificateID.X509SerialNumber
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             n += 1
             if n == 19:
                 s = 20
@@ -4896,13 +6789,19 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
                     raise encode_error('ListOfRootCertificateIDsType.RootCertificateID', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 20:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types.MessageHeaderType:
     f_SessionID: bytes
@@ -4943,33 +6842,65 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     return _iso20_common_types.MessageHeaderType(SessionID=f_SessionID, TimeStamp=f_TimeStamp, Signature=f_Signature)
 
 def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types.MessageHeaderType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.SessionID is None:
         raise encode_error('MessageHeaderType.SessionID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if (len(o.SessionID) < 8 and w.strict) or len(o.SessionID) > 8:
         raise encode_error('MessageHeaderType.SessionID', f'length {len(o.SessionID)} outside 8..8')
+    w.acc = a
+    w.n = k
     w.binary(o.SessionID)
+    a = w.acc
+    k = w.n
     if o.TimeStamp is None:
         raise encode_error('MessageHeaderType.TimeStamp', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     s = 1
     if o.TimeStamp < 0 or (w.strict and (o.TimeStamp > 18446744073709551615)):
         raise encode_error('MessageHeaderType.TimeStamp', f'{o.TimeStamp!r} outside 0..18446744073709551615')
-    w.uint(o.TimeStamp)
-    w.bits(0x0, 1)
+    u = o.TimeStamp
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 2
     if o.Signature is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_xmldsig_SignatureType(w, o.Signature)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.MeterInfoType:
     f_MeterID: str
@@ -5278,196 +7209,490 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     return _iso20_common_types.MeterInfoType(MeterID=f_MeterID, ChargedEnergyReadingWh=f_ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh=f_BPT_DischargedEnergyReadingWh, CapacitiveEnergyReadingVARh=f_CapacitiveEnergyReadingVARh, BPT_InductiveEnergyReadingVARh=f_BPT_InductiveEnergyReadingVARh, MeterSignature=f_MeterSignature, MeterStatus=f_MeterStatus, MeterTimestamp=f_MeterTimestamp)
 
 def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.MeterInfoType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.MeterID is None:
         raise encode_error('MeterInfoType.MeterID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if len(o.MeterID) > 32:
         raise encode_error('MeterInfoType.MeterID', f'length {len(o.MeterID)} outside 0..32')
+    w.acc = a
+    w.n = k
     w.string(o.MeterID)
+    a = w.acc
+    k = w.n
     if o.ChargedEnergyReadingWh is None:
         raise encode_error('MeterInfoType.ChargedEnergyReadingWh', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     s = 1
     if o.ChargedEnergyReadingWh < 0 or (w.strict and (o.ChargedEnergyReadingWh > 18446744073709551615)):
         raise encode_error('MeterInfoType.ChargedEnergyReadingWh', f'{o.ChargedEnergyReadingWh!r} outside 0..18446744073709551615')
-    w.uint(o.ChargedEnergyReadingWh)
-    w.bits(0x0, 1)
+    u = o.ChargedEnergyReadingWh
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 2
     if o.BPT_DischargedEnergyReadingWh is not None:
-        w.bits(0x0, 4)
+        a <<= 4
+        k += 4
         if o.BPT_DischargedEnergyReadingWh < 0 or (w.strict and (o.BPT_DischargedEnergyReadingWh > 18446744073709551615)):
             raise encode_error('MeterInfoType.BPT_DischargedEnergyReadingWh', f'{o.BPT_DischargedEnergyReadingWh!r} outside 0..18446744073709551615')
-        w.uint(o.BPT_DischargedEnergyReadingWh)
-        w.bits(0x0, 1)
+        u = o.BPT_DischargedEnergyReadingWh
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 3
     elif o.CapacitiveEnergyReadingVARh is not None:
-        w.bits(0x2, 4)
+        a = (a << 4) | 0x2
+        k += 4
         if o.CapacitiveEnergyReadingVARh < 0 or (w.strict and (o.CapacitiveEnergyReadingVARh > 18446744073709551615)):
             raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-        w.uint(o.CapacitiveEnergyReadingVARh)
-        w.bits(0x0, 1)
+        u = o.CapacitiveEnergyReadingVARh
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 4
     elif o.BPT_InductiveEnergyReadingVARh is not None:
-        w.bits(0x4, 4)
+        a = (a << 4) | 0x4
+        k += 4
         if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
             raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-        w.uint(o.BPT_InductiveEnergyReadingVARh)
-        w.bits(0x0, 1)
+        u = o.BPT_InductiveEnergyReadingVARh
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 5
     elif o.MeterSignature is not None:
-        w.bits(0x6, 4)
+        a = (a << 4) | 0x6
+        k += 4
         if len(o.MeterSignature) > 64:
             raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
+        w.acc = a
+        w.n = k
         w.binary(o.MeterSignature)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 6
     elif o.MeterStatus is not None:
-        w.bits(0x8, 4)
         if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
             raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-        w.integer(o.MeterStatus)
-        w.bits(0x0, 1)
+        a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x10
+        k += 5
+        u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 7
     elif o.MeterTimestamp is not None:
-        w.bits(0xa, 4)
+        a = (a << 4) | 0xa
+        k += 4
         if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
             raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-        w.uint(o.MeterTimestamp)
-        w.bits(0x0, 1)
+        u = o.MeterTimestamp
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 8
     else:
-        w.bits(0x6, 3)
+        a = (a << 3) | 0x6
+        k += 3
         s = -1
     if s == 3:
         if o.CapacitiveEnergyReadingVARh is not None:
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
             if o.CapacitiveEnergyReadingVARh < 0 or (w.strict and (o.CapacitiveEnergyReadingVARh > 18446744073709551615)):
                 raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-            w.uint(o.CapacitiveEnergyReadingVARh)
-            w.bits(0x0, 1)
+            u = o.CapacitiveEnergyReadingVARh
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         elif o.BPT_InductiveEnergyReadingVARh is not None:
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
                 raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-            w.uint(o.BPT_InductiveEnergyReadingVARh)
-            w.bits(0x0, 1)
+            u = o.BPT_InductiveEnergyReadingVARh
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         elif o.MeterSignature is not None:
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             if len(o.MeterSignature) > 64:
                 raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
+            w.acc = a
+            w.n = k
             w.binary(o.MeterSignature)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.MeterStatus is not None:
-            w.bits(0x6, 4)
             if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            w.integer(o.MeterStatus)
-            w.bits(0x0, 1)
+            a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0xc
+            k += 5
+            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(0x8, 4)
+            a = (a << 4) | 0x8
+            k += 4
             if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            w.uint(o.MeterTimestamp)
-            w.bits(0x0, 1)
+            u = o.MeterTimestamp
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 8
         else:
-            w.bits(0x5, 3)
+            a = (a << 3) | 0x5
+            k += 3
             s = -1
     if s == 4:
         if o.BPT_InductiveEnergyReadingVARh is not None:
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
             if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
                 raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-            w.uint(o.BPT_InductiveEnergyReadingVARh)
-            w.bits(0x0, 1)
+            u = o.BPT_InductiveEnergyReadingVARh
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         elif o.MeterSignature is not None:
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             if len(o.MeterSignature) > 64:
                 raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
+            w.acc = a
+            w.n = k
             w.binary(o.MeterSignature)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.MeterStatus is not None:
-            w.bits(0x4, 4)
             if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            w.integer(o.MeterStatus)
-            w.bits(0x0, 1)
+            a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x8
+            k += 5
+            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(0x6, 4)
+            a = (a << 4) | 0x6
+            k += 4
             if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            w.uint(o.MeterTimestamp)
-            w.bits(0x0, 1)
+            u = o.MeterTimestamp
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 8
         else:
-            w.bits(0x4, 3)
+            a = (a << 3) | 0x4
+            k += 3
             s = -1
     if s == 5:
         if o.MeterSignature is not None:
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
             if len(o.MeterSignature) > 64:
                 raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
+            w.acc = a
+            w.n = k
             w.binary(o.MeterSignature)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.MeterStatus is not None:
-            w.bits(0x2, 4)
             if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            w.integer(o.MeterStatus)
-            w.bits(0x0, 1)
+            a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x4
+            k += 5
+            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            w.uint(o.MeterTimestamp)
-            w.bits(0x0, 1)
+            u = o.MeterTimestamp
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 8
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 6:
         if o.MeterStatus is not None:
-            w.bits(0x0, 3)
             if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            w.integer(o.MeterStatus)
-            w.bits(0x0, 1)
+            a = (a << 4) | (1 if o.MeterStatus < 0 else 0)
+            k += 4
+            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            w.uint(o.MeterTimestamp)
-            w.bits(0x0, 1)
+            u = o.MeterTimestamp
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 8
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 7:
         if o.MeterTimestamp is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            w.uint(o.MeterTimestamp)
-            w.bits(0x0, 1)
+            u = o.MeterTimestamp
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 8
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 8:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_types.RationalNumberType:
     f_Exponent: int
@@ -5487,17 +7712,37 @@ def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_type
     return _iso20_common_types.RationalNumberType(Exponent=f_Exponent, Value=f_Value)
 
 def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_types.RationalNumberType) -> None:
+    a = w.acc
+    k = w.n
     if o.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     if o.Exponent < -128 or o.Exponent > 127:
         raise encode_error('RationalNumberType.Exponent', f'{o.Exponent!r} outside -128..127')
     if o.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.Exponent + 128) << 3, 13)
     if (w.strict and (o.Value < -32768 or o.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.Value!r} outside -32768..32767')
-    w.integer(o.Value)
-    w.bits(0x0, 2)
+    a = (a << 14) | (o.Exponent + 128) << 4 | (1 if o.Value < 0 else 0)
+    k += 14
+    u = -o.Value - 1 if o.Value < 0 else o.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.ReceiptType:
     f_TimeAnchor: int
@@ -5964,15 +8209,31 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     return _iso20_common_types.ReceiptType(TimeAnchor=f_TimeAnchor, EnergyCosts=f_EnergyCosts, OccupancyCosts=f_OccupancyCosts, AdditionalServicesCosts=f_AdditionalServicesCosts, OverstayCosts=f_OverstayCosts, TaxCosts=f_TaxCosts)
 
 def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.ReceiptType) -> None:
+    a = w.acc
+    k = w.n
     i_TaxCosts = 0
     s = 0
     if o.TimeAnchor is None:
         raise encode_error('ReceiptType.TimeAnchor', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
         raise encode_error('ReceiptType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-    w.uint(o.TimeAnchor)
-    w.bits(0x0, 1)
+    u = o.TimeAnchor
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 1
     if o.EnergyCosts is not None:
         if o.EnergyCosts.Amount is None:
@@ -5983,10 +8244,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.EnergyCosts.Amount.Exponent!r} outside -128..127')
         if o.EnergyCosts.Amount.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EnergyCosts.Amount.Exponent + 128) << 3, 17)
         if (w.strict and (o.EnergyCosts.Amount.Value < -32768 or o.EnergyCosts.Amount.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EnergyCosts.Amount.Value!r} outside -32768..32767')
-        w.integer(o.EnergyCosts.Amount.Value)
+        a = (a << 18) | (o.EnergyCosts.Amount.Exponent + 128) << 4 | (1 if o.EnergyCosts.Amount.Value < 0 else 0)
+        k += 18
+        u = -o.EnergyCosts.Amount.Value - 1 if o.EnergyCosts.Amount.Value < 0 else o.EnergyCosts.Amount.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.EnergyCosts.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
         if o.EnergyCosts.CostPerUnit.Exponent is None:
@@ -5995,11 +8269,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.EnergyCosts.CostPerUnit.Exponent!r} outside -128..127')
         if o.EnergyCosts.CostPerUnit.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EnergyCosts.CostPerUnit.Exponent + 128) << 3, 16)
         if (w.strict and (o.EnergyCosts.CostPerUnit.Value < -32768 or o.EnergyCosts.CostPerUnit.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EnergyCosts.CostPerUnit.Value!r} outside -32768..32767')
-        w.integer(o.EnergyCosts.CostPerUnit.Value)
-        w.bits(0x0, 3)
+        a = (a << 17) | (o.EnergyCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.EnergyCosts.CostPerUnit.Value < 0 else 0)
+        k += 17
+        u = -o.EnergyCosts.CostPerUnit.Value - 1 if o.EnergyCosts.CostPerUnit.Value < 0 else o.EnergyCosts.CostPerUnit.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         s = 2
     elif o.OccupancyCosts is not None:
         if o.OccupancyCosts.Amount is None:
@@ -6010,10 +8298,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.Amount.Exponent!r} outside -128..127')
         if o.OccupancyCosts.Amount.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.OccupancyCosts.Amount.Exponent + 128) << 3 | 0x4000, 17)
         if (w.strict and (o.OccupancyCosts.Amount.Value < -32768 or o.OccupancyCosts.Amount.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.Amount.Value!r} outside -32768..32767')
-        w.integer(o.OccupancyCosts.Amount.Value)
+        a = (a << 18) | (o.OccupancyCosts.Amount.Exponent + 128) << 4 | (1 if o.OccupancyCosts.Amount.Value < 0 else 0) | 0x8000
+        k += 18
+        u = -o.OccupancyCosts.Amount.Value - 1 if o.OccupancyCosts.Amount.Value < 0 else o.OccupancyCosts.Amount.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.OccupancyCosts.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
         if o.OccupancyCosts.CostPerUnit.Exponent is None:
@@ -6022,11 +8323,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.CostPerUnit.Exponent!r} outside -128..127')
         if o.OccupancyCosts.CostPerUnit.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.OccupancyCosts.CostPerUnit.Exponent + 128) << 3, 16)
         if (w.strict and (o.OccupancyCosts.CostPerUnit.Value < -32768 or o.OccupancyCosts.CostPerUnit.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.CostPerUnit.Value!r} outside -32768..32767')
-        w.integer(o.OccupancyCosts.CostPerUnit.Value)
-        w.bits(0x0, 3)
+        a = (a << 17) | (o.OccupancyCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OccupancyCosts.CostPerUnit.Value < 0 else 0)
+        k += 17
+        u = -o.OccupancyCosts.CostPerUnit.Value - 1 if o.OccupancyCosts.CostPerUnit.Value < 0 else o.OccupancyCosts.CostPerUnit.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         s = 3
     elif o.AdditionalServicesCosts is not None:
         if o.AdditionalServicesCosts.Amount is None:
@@ -6037,10 +8352,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
         if o.AdditionalServicesCosts.Amount.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.AdditionalServicesCosts.Amount.Exponent + 128) << 3 | 0x8000, 17)
         if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
-        w.integer(o.AdditionalServicesCosts.Amount.Value)
+        a = (a << 18) | (o.AdditionalServicesCosts.Amount.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.Amount.Value < 0 else 0) | 0x10000
+        k += 18
+        u = -o.AdditionalServicesCosts.Amount.Value - 1 if o.AdditionalServicesCosts.Amount.Value < 0 else o.AdditionalServicesCosts.Amount.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.AdditionalServicesCosts.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
         if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
@@ -6049,11 +8377,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
         if o.AdditionalServicesCosts.CostPerUnit.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 3, 16)
         if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
-        w.integer(o.AdditionalServicesCosts.CostPerUnit.Value)
-        w.bits(0x0, 3)
+        a = (a << 17) | (o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else 0)
+        k += 17
+        u = -o.AdditionalServicesCosts.CostPerUnit.Value - 1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else o.AdditionalServicesCosts.CostPerUnit.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         s = 4
     elif o.OverstayCosts is not None:
         if o.OverstayCosts.Amount is None:
@@ -6064,10 +8406,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
         if o.OverstayCosts.Amount.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3 | 0xc000, 17)
         if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-        w.integer(o.OverstayCosts.Amount.Value)
+        a = (a << 18) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0) | 0x18000
+        k += 18
+        u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.OverstayCosts.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
         if o.OverstayCosts.CostPerUnit.Exponent is None:
@@ -6076,22 +8431,50 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
         if o.OverstayCosts.CostPerUnit.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
         if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-        w.integer(o.OverstayCosts.CostPerUnit.Value)
-        w.bits(0x0, 3)
+        a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+        k += 17
+        u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         s = 5
     elif i_TaxCosts < len(o.TaxCosts):
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
         x_TaxCosts = o.TaxCosts[i_TaxCosts]
         i_TaxCosts += 1
         if x_TaxCosts.TaxRuleID is None:
             raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
             raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-        w.uint(x_TaxCosts.TaxRuleID)
+        u = x_TaxCosts.TaxRuleID
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_TaxCosts.Amount is None:
             raise encode_error('DetailedTaxType.Amount', 'required value missing')
         if x_TaxCosts.Amount.Exponent is None:
@@ -6100,14 +8483,29 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
         if x_TaxCosts.Amount.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
         if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-        w.integer(x_TaxCosts.Amount.Value)
-        w.bits(0x0, 3)
+        a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+        k += 16
+        u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         s = 6
     else:
-        w.bits(0x5, 3)
+        a = (a << 3) | 0x5
+        k += 3
         s = -1
     if s == 2:
         if o.OccupancyCosts is not None:
@@ -6119,10 +8517,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.Amount.Exponent!r} outside -128..127')
             if o.OccupancyCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OccupancyCosts.Amount.Exponent + 128) << 3, 17)
             if (w.strict and (o.OccupancyCosts.Amount.Value < -32768 or o.OccupancyCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(o.OccupancyCosts.Amount.Value)
+            a = (a << 18) | (o.OccupancyCosts.Amount.Exponent + 128) << 4 | (1 if o.OccupancyCosts.Amount.Value < 0 else 0)
+            k += 18
+            u = -o.OccupancyCosts.Amount.Value - 1 if o.OccupancyCosts.Amount.Value < 0 else o.OccupancyCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.OccupancyCosts.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
             if o.OccupancyCosts.CostPerUnit.Exponent is None:
@@ -6131,11 +8542,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.CostPerUnit.Exponent!r} outside -128..127')
             if o.OccupancyCosts.CostPerUnit.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OccupancyCosts.CostPerUnit.Exponent + 128) << 3, 16)
             if (w.strict and (o.OccupancyCosts.CostPerUnit.Value < -32768 or o.OccupancyCosts.CostPerUnit.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.CostPerUnit.Value!r} outside -32768..32767')
-            w.integer(o.OccupancyCosts.CostPerUnit.Value)
-            w.bits(0x0, 3)
+            a = (a << 17) | (o.OccupancyCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OccupancyCosts.CostPerUnit.Value < 0 else 0)
+            k += 17
+            u = -o.OccupancyCosts.CostPerUnit.Value - 1 if o.OccupancyCosts.CostPerUnit.Value < 0 else o.OccupancyCosts.CostPerUnit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 3
         elif o.AdditionalServicesCosts is not None:
             if o.AdditionalServicesCosts.Amount is None:
@@ -6146,10 +8571,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
             if o.AdditionalServicesCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.AdditionalServicesCosts.Amount.Exponent + 128) << 3 | 0x4000, 17)
             if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(o.AdditionalServicesCosts.Amount.Value)
+            a = (a << 18) | (o.AdditionalServicesCosts.Amount.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.Amount.Value < 0 else 0) | 0x8000
+            k += 18
+            u = -o.AdditionalServicesCosts.Amount.Value - 1 if o.AdditionalServicesCosts.Amount.Value < 0 else o.AdditionalServicesCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.AdditionalServicesCosts.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
             if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
@@ -6158,11 +8596,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
             if o.AdditionalServicesCosts.CostPerUnit.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 3, 16)
             if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
-            w.integer(o.AdditionalServicesCosts.CostPerUnit.Value)
-            w.bits(0x0, 3)
+            a = (a << 17) | (o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else 0)
+            k += 17
+            u = -o.AdditionalServicesCosts.CostPerUnit.Value - 1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else o.AdditionalServicesCosts.CostPerUnit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 4
         elif o.OverstayCosts is not None:
             if o.OverstayCosts.Amount is None:
@@ -6173,10 +8625,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
             if o.OverstayCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3 | 0x8000, 17)
             if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(o.OverstayCosts.Amount.Value)
+            a = (a << 18) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0) | 0x10000
+            k += 18
+            u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.OverstayCosts.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
             if o.OverstayCosts.CostPerUnit.Exponent is None:
@@ -6185,22 +8650,50 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
             if o.OverstayCosts.CostPerUnit.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
             if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-            w.integer(o.OverstayCosts.CostPerUnit.Value)
-            w.bits(0x0, 3)
+            a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+            k += 17
+            u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             if x_TaxCosts.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
                 raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            w.uint(x_TaxCosts.TaxRuleID)
+            u = x_TaxCosts.TaxRuleID
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_TaxCosts.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
             if x_TaxCosts.Amount.Exponent is None:
@@ -6209,14 +8702,29 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
             if x_TaxCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
             if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(x_TaxCosts.Amount.Value)
-            w.bits(0x0, 3)
+            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            k += 16
+            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 6
         else:
-            w.bits(0x4, 3)
+            a = (a << 3) | 0x4
+            k += 3
             s = -1
     if s == 3:
         if o.AdditionalServicesCosts is not None:
@@ -6228,10 +8736,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
             if o.AdditionalServicesCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.AdditionalServicesCosts.Amount.Exponent + 128) << 3, 17)
             if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(o.AdditionalServicesCosts.Amount.Value)
+            a = (a << 18) | (o.AdditionalServicesCosts.Amount.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.Amount.Value < 0 else 0)
+            k += 18
+            u = -o.AdditionalServicesCosts.Amount.Value - 1 if o.AdditionalServicesCosts.Amount.Value < 0 else o.AdditionalServicesCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.AdditionalServicesCosts.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
             if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
@@ -6240,11 +8761,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
             if o.AdditionalServicesCosts.CostPerUnit.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 3, 16)
             if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
-            w.integer(o.AdditionalServicesCosts.CostPerUnit.Value)
-            w.bits(0x0, 3)
+            a = (a << 17) | (o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else 0)
+            k += 17
+            u = -o.AdditionalServicesCosts.CostPerUnit.Value - 1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else o.AdditionalServicesCosts.CostPerUnit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 4
         elif o.OverstayCosts is not None:
             if o.OverstayCosts.Amount is None:
@@ -6255,10 +8790,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
             if o.OverstayCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3 | 0x4000, 17)
             if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(o.OverstayCosts.Amount.Value)
+            a = (a << 18) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0) | 0x8000
+            k += 18
+            u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.OverstayCosts.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
             if o.OverstayCosts.CostPerUnit.Exponent is None:
@@ -6267,22 +8815,50 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
             if o.OverstayCosts.CostPerUnit.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
             if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-            w.integer(o.OverstayCosts.CostPerUnit.Value)
-            w.bits(0x0, 3)
+            a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+            k += 17
+            u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             if x_TaxCosts.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
                 raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            w.uint(x_TaxCosts.TaxRuleID)
+            u = x_TaxCosts.TaxRuleID
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_TaxCosts.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
             if x_TaxCosts.Amount.Exponent is None:
@@ -6291,14 +8867,29 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
             if x_TaxCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
             if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(x_TaxCosts.Amount.Value)
-            w.bits(0x0, 3)
+            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            k += 16
+            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 6
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 4:
         if o.OverstayCosts is not None:
@@ -6310,10 +8901,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
             if o.OverstayCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3, 16)
             if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(o.OverstayCosts.Amount.Value)
+            a = (a << 17) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0)
+            k += 17
+            u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.OverstayCosts.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
             if o.OverstayCosts.CostPerUnit.Exponent is None:
@@ -6322,22 +8926,50 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
             if o.OverstayCosts.CostPerUnit.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
             if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-            w.integer(o.OverstayCosts.CostPerUnit.Value)
-            w.bits(0x0, 3)
+            a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+            k += 17
+            u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             if x_TaxCosts.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
                 raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            w.uint(x_TaxCosts.TaxRuleID)
+            u = x_TaxCosts.TaxRuleID
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_TaxCosts.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
             if x_TaxCosts.Amount.Exponent is None:
@@ -6346,26 +8978,55 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
             if x_TaxCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
             if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(x_TaxCosts.Amount.Value)
-            w.bits(0x0, 3)
+            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            k += 16
+            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 6
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 5:
         if i_TaxCosts < len(o.TaxCosts):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             if x_TaxCosts.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
                 raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            w.uint(x_TaxCosts.TaxRuleID)
+            u = x_TaxCosts.TaxRuleID
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_TaxCosts.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
             if x_TaxCosts.Amount.Exponent is None:
@@ -6374,28 +9035,57 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
             if x_TaxCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
             if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(x_TaxCosts.Amount.Value)
-            w.bits(0x0, 3)
+            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            k += 16
+            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 6
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 6:
         n = 0
         while True:
             if i_TaxCosts < len(o.TaxCosts):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_TaxCosts = o.TaxCosts[i_TaxCosts]
                 i_TaxCosts += 1
                 if x_TaxCosts.TaxRuleID is None:
                     raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
                     raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-                w.uint(x_TaxCosts.TaxRuleID)
+                u = x_TaxCosts.TaxRuleID
+                if u < 0x80:
+                    a = (a << 8) | u
+                    k += 8
+                elif u < 0x4000:
+                    a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                    k += 16
+                else:
+                    w.acc = a
+                    w.n = k
+                    w.uint(u)
+                    a = w.acc
+                    k = w.n
                 if x_TaxCosts.Amount is None:
                     raise encode_error('DetailedTaxType.Amount', 'required value missing')
                 if x_TaxCosts.Amount.Exponent is None:
@@ -6404,11 +9094,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                     raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
                 if x_TaxCosts.Amount.Value is None:
                     raise encode_error('RationalNumberType.Value', 'required value missing')
-                w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
                 if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
                     raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-                w.integer(x_TaxCosts.Amount.Value)
-                w.bits(0x0, 3)
+                a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+                k += 16
+                u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+                if u < 0x80:
+                    a = (a << 8) | u
+                    k += 8
+                elif u < 0x4000:
+                    a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                    k += 16
+                else:
+                    w.acc = a
+                    w.n = k
+                    w.uint(u)
+                    a = w.acc
+                    k = w.n
+                a <<= 3
+                k += 3
                 n += 1
                 if n == 9:
                     s = 15
@@ -6416,13 +9120,19 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                         raise encode_error('ReceiptType.TaxCosts', 'too many entries')
                     break
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
     if s == 15:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20_common_types.Scheduled_CLReqControlModeType:
     f_EVTargetEnergyRequest: _iso20_common_types.RationalNumberType | None = None
@@ -6544,6 +9254,8 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
     return _iso20_common_types.Scheduled_CLReqControlModeType(EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
 
 def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLReqControlModeType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.EVTargetEnergyRequest is not None:
         if o.EVTargetEnergyRequest.Exponent is None:
@@ -6552,11 +9264,25 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
         if o.EVTargetEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3, 16)
         if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVTargetEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0)
+        k += 17
+        u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
         if o.EVMaximumEnergyRequest.Exponent is None:
@@ -6565,11 +9291,25 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
         if o.EVMaximumEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3 | 0x2000, 16)
         if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVMaximumEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0) | 0x4000
+        k += 17
+        u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
         if o.EVMinimumEnergyRequest.Exponent is None:
@@ -6578,14 +9318,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
         if o.EVMinimumEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3 | 0x4000, 16)
         if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVMinimumEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0) | 0x8000
+        k += 17
+        u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 3
     else:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
         s = -1
     if s == 1:
         if o.EVMaximumEnergyRequest is not None:
@@ -6595,11 +9350,25 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
             if o.EVMaximumEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3, 15)
             if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0)
+            k += 16
+            u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
             if o.EVMinimumEnergyRequest.Exponent is None:
@@ -6608,14 +9377,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
             if o.EVMinimumEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3 | 0x2000, 15)
             if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0) | 0x4000
+            k += 16
+            u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 3
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 2:
         if o.EVMinimumEnergyRequest is not None:
@@ -6625,19 +9409,39 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
             if o.EVMinimumEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3, 15)
             if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0)
+            k += 16
+            u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 3
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_Scheduled_CLResControlModeType(r: BitReader) -> _iso20_common_types.Scheduled_CLResControlModeType:
     if r.bits(1):
@@ -6645,7 +9449,14 @@ def _d_iso20_common_types_Scheduled_CLResControlModeType(r: BitReader) -> _iso20
     return _iso20_common_types.Scheduled_CLResControlModeType()
 
 def _e_iso20_common_types_Scheduled_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLResControlModeType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_V2GMessageType(r: BitReader) -> _iso20_common_types.V2GMessageType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -6657,11 +9468,23 @@ def _d_iso20_common_types_V2GMessageType(r: BitReader) -> _iso20_common_types.V2
     return _iso20_common_types.V2GMessageType(Header=f_Header)
 
 def _e_iso20_common_types_V2GMessageType(w: BitWriter, o: _iso20_common_types.V2GMessageType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('V2GMessageType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_V2GRequestType(r: BitReader) -> _iso20_common_types.V2GRequestType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -6673,11 +9496,23 @@ def _d_iso20_common_types_V2GRequestType(r: BitReader) -> _iso20_common_types.V2
     return _iso20_common_types.V2GRequestType(Header=f_Header)
 
 def _e_iso20_common_types_V2GRequestType(w: BitWriter, o: _iso20_common_types.V2GRequestType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('V2GRequestType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V2GResponseType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -6695,13 +9530,25 @@ def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V
     return _iso20_common_types.V2GResponseType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_types_V2GResponseType(w: BitWriter, o: _iso20_common_types.V2GResponseType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('V2GResponseType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('V2GResponseType.ResponseCode', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2, 10)
+    a = (a << 10) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2
+    k += 10
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v0(r: BitReader) -> object:
     c = r.bits(9)
@@ -6716,9 +9563,21 @@ def _d_v0(r: BitReader) -> object:
     return v
 
 def _e_v0(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v1(r: BitReader) -> object:
     c = r.bits(9)
@@ -6733,9 +9592,21 @@ def _d_v1(r: BitReader) -> object:
     return v
 
 def _e_v1(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v2(r: BitReader) -> object:
     c = r.bits(9)
@@ -6750,11 +9621,31 @@ def _d_v2(r: BitReader) -> object:
     return v
 
 def _e_v2(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if o < 0 or (w.strict and (o > 65535)):
         raise encode_error('value', f'{o!r} outside 0..65535')
-    w.uint(o)
-    w.bits(0x0, 1)
+    u = o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v3(r: BitReader) -> object:
     c = r.bits(9)
@@ -6769,11 +9660,31 @@ def _d_v3(r: BitReader) -> object:
     return v
 
 def _e_v3(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if o < 0 or (w.strict and (o > 18446744073709551615)):
         raise encode_error('value', f'{o!r} outside 0..18446744073709551615')
-    w.uint(o)
-    w.bits(0x0, 1)
+    u = o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v4(r: BitReader) -> object:
     c = r.bits(3)
@@ -6783,7 +9694,14 @@ def _d_v4(r: BitReader) -> object:
     return v
 
 def _e_v4(w: BitWriter, o: Any) -> None:
-    w.bits((1 if o else 0) << 1, 3)
+    a = w.acc
+    k = w.n
+    a = (a << 3) | (1 if o else 0) << 1
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v5(r: BitReader) -> object:
     c = r.bits(10)
@@ -6799,11 +9717,31 @@ def _d_v5(r: BitReader) -> object:
     return v
 
 def _e_v5(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
     if (w.strict and (o < -32768 or o > 32767)):
         raise encode_error('value', f'{o!r} outside -32768..32767')
-    w.integer(o)
-    w.bits(0x0, 1)
+    a = (a << 2) | (1 if o < 0 else 0)
+    k += 2
+    u = -o - 1 if o < 0 else o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v6(r: BitReader) -> object:
     c = r.bits(9)
@@ -6818,11 +9756,31 @@ def _d_v6(r: BitReader) -> object:
     return v
 
 def _e_v6(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if o < 0 or (w.strict and (o > 4294967295)):
         raise encode_error('value', f'{o!r} outside 0..4294967295')
-    w.uint(o)
-    w.bits(0x0, 1)
+    u = o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v7(r: BitReader) -> object:
     c = r.bits(5)
@@ -6835,7 +9793,14 @@ def _d_v7(r: BitReader) -> object:
     return v
 
 def _e_v7(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_acdp_cpStatusType[o]) << 1, 5)
+    a = w.acc
+    k = w.n
+    a = (a << 5) | (_I_iso20_acdp_cpStatusType[o]) << 1
+    k += 5
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v8(r: BitReader) -> object:
     c = r.bits(4)
@@ -6845,7 +9810,14 @@ def _d_v8(r: BitReader) -> object:
     return v
 
 def _e_v8(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_acdp_electricalChargingDeviceStatusType[o]) << 1, 4)
+    a = w.acc
+    k = w.n
+    a = (a << 4) | (_I_iso20_acdp_electricalChargingDeviceStatusType[o]) << 1
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v9(r: BitReader) -> object:
     c = r.bits(6)
@@ -6858,7 +9830,14 @@ def _d_v9(r: BitReader) -> object:
     return v
 
 def _e_v9(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_acdp_errorCodeType[o]) << 1, 6)
+    a = w.acc
+    k = w.n
+    a = (a << 6) | (_I_iso20_acdp_errorCodeType[o]) << 1
+    k += 6
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v10(r: BitReader) -> object:
     c = r.bits(4)
@@ -6868,7 +9847,14 @@ def _d_v10(r: BitReader) -> object:
     return v
 
 def _e_v10(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_acdp_isolationStatusType[o]) << 1, 4)
+    a = w.acc
+    k = w.n
+    a = (a << 4) | (_I_iso20_acdp_isolationStatusType[o]) << 1
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v11(r: BitReader) -> object:
     c = r.bits(4)
@@ -6881,7 +9867,14 @@ def _d_v11(r: BitReader) -> object:
     return v
 
 def _e_v11(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_acdp_mechanicalChargingDeviceStatusType[o]) << 1, 4)
+    a = w.acc
+    k = w.n
+    a = (a << 4) | (_I_iso20_acdp_mechanicalChargingDeviceStatusType[o]) << 1
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v12(r: BitReader) -> object:
     c = r.bits(5)
@@ -6894,7 +9887,14 @@ def _d_v12(r: BitReader) -> object:
     return v
 
 def _e_v12(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_common_types_evseNotificationType[o]) << 1, 5)
+    a = w.acc
+    k = w.n
+    a = (a << 5) | (_I_iso20_common_types_evseNotificationType[o]) << 1
+    k += 5
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v13(r: BitReader) -> object:
     c = r.bits(4)
@@ -6907,7 +9907,14 @@ def _d_v13(r: BitReader) -> object:
     return v
 
 def _e_v13(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_common_types_processingType[o]) << 1, 4)
+    a = w.acc
+    k = w.n
+    a = (a << 4) | (_I_iso20_common_types_processingType[o]) << 1
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v14(r: BitReader) -> object:
     c = r.bits(9)
@@ -6917,9 +9924,16 @@ def _d_v14(r: BitReader) -> object:
     return v
 
 def _e_v14(w: BitWriter, o: Any) -> None:
+    a = w.acc
+    k = w.n
     if o < 0 or o > 127 or (w.strict and (o > 100)):
         raise encode_error('value', f'{o!r} outside 0..100')
-    w.bits((o) << 1, 9)
+    a = (a << 9) | (o) << 1
+    k += 9
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v15(r: BitReader) -> object:
     c = r.bits(9)
@@ -6934,9 +9948,21 @@ def _d_v15(r: BitReader) -> object:
     return v
 
 def _e_v15(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v16(r: BitReader) -> object:
     c = r.bits(10)
@@ -6946,9 +9972,16 @@ def _d_v16(r: BitReader) -> object:
     return v
 
 def _e_v16(w: BitWriter, o: Any) -> None:
+    a = w.acc
+    k = w.n
     if o < -128 or o > 127:
         raise encode_error('value', f'{o!r} outside -128..127')
-    w.bits((o + 128) << 1, 10)
+    a = (a << 10) | (o + 128) << 1
+    k += 10
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v17(r: BitReader) -> object:
     c = r.bits(10)
@@ -6964,9 +9997,29 @@ def _d_v17(r: BitReader) -> object:
     return v
 
 def _e_v17(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
-    w.integer(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a = (a << 2) | (1 if o < 0 else 0)
+    k += 2
+    u = -o - 1 if o < 0 else o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v18(r: BitReader) -> object:
     c = r.bits(9)
@@ -6981,11 +10034,23 @@ def _d_v18(r: BitReader) -> object:
     return v
 
 def _e_v18(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 32:
         raise encode_error('value', f'length {len(o)} outside 0..32')
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v19(r: BitReader) -> object:
     c = r.bits(9)
@@ -7000,11 +10065,23 @@ def _d_v19(r: BitReader) -> object:
     return v
 
 def _e_v19(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 64:
         raise encode_error('value', f'length {len(o)} outside 0..64')
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v20(r: BitReader) -> object:
     c = r.bits(9)
@@ -7019,9 +10096,21 @@ def _d_v20(r: BitReader) -> object:
     return v
 
 def _e_v20(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v21(r: BitReader) -> object:
     c = r.bits(8)
@@ -7034,7 +10123,14 @@ def _d_v21(r: BitReader) -> object:
     return v
 
 def _e_v21(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_common_types_responseCodeType[o]) << 1, 8)
+    a = w.acc
+    k = w.n
+    a = (a << 8) | (_I_iso20_common_types_responseCodeType[o]) << 1
+    k += 8
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v22(r: BitReader) -> object:
     c = r.bits(9)
@@ -7049,11 +10145,23 @@ def _d_v22(r: BitReader) -> object:
     return v
 
 def _e_v22(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if (len(o) < 8 and w.strict) or len(o) > 8:
         raise encode_error('value', f'length {len(o)} outside 8..8')
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v23(r: BitReader) -> object:
     c = r.bits(9)
@@ -7068,11 +10176,31 @@ def _d_v23(r: BitReader) -> object:
     return v
 
 def _e_v23(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if o < 0 or (w.strict and (o < 1 or o > 4294967295)):
         raise encode_error('value', f'{o!r} outside 1..4294967295')
-    w.uint(o)
-    w.bits(0x0, 1)
+    u = o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v24(r: BitReader) -> object:
     c = r.bits(10)
@@ -7088,9 +10216,29 @@ def _d_v24(r: BitReader) -> object:
     return v
 
 def _e_v24(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
-    w.integer(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a = (a << 2) | (1 if o < 0 else 0)
+    k += 2
+    u = -o - 1 if o < 0 else o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 DOCUMENT: EntryTable = (
     ('urn:iso:std:iso:15118:-20:ACDP', 'ACDP_ConnectReq', _d_iso20_acdp_ACDP_ConnectReqType, _e_iso20_acdp_ACDP_ConnectReqType, _iso20_acdp.ACDP_ConnectReqType),

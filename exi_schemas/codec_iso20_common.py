@@ -84,19 +84,32 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
     return _xmldsig.CanonicalizationMethodType(Algorithm=f_Algorithm)
 
 def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.CanonicalizationMethodType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Algorithm is None:
         raise encode_error('CanonicalizationMethodType.Algorithm', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Algorithm)
+    a = w.acc
+    k = w.n
     s = 1
     if True:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     f_P: bytes | None = None
@@ -255,87 +268,162 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     return _xmldsig.DSAKeyValueType(P=f_P, Q=f_Q, G=f_G, Y=f_Y, J=f_J, Seed=f_Seed, PgenCounter=f_PgenCounter)
 
 def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.P is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.P)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif o.G is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.G)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     elif o.Y is not None:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.Y)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 3
     else:
         raise encode_error('DSAKeyValueType', 'missing SE(P), SE(G), SE(Y)')
     if s == 1:
         if o.Q is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.binary(o.Q)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 4
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(Q)')
     if s == 4:
         if o.G is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.binary(o.G)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 2
         elif o.Y is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
+            w.acc = a
+            w.n = k
             w.binary(o.Y)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 3
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(G), SE(Y)')
     if s == 2:
         if o.Y is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.binary(o.Y)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 3
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(Y)')
     if o.J is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.J)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 5
     elif o.Seed is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.Seed)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 6
     else:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         s = -1
     if s == 5:
         if o.Seed is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.binary(o.Seed)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 6
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 6:
         if o.PgenCounter is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.binary(o.PgenCounter)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 7
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(PgenCounter)')
     if s == 7:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
     f_Algorithm: str
@@ -374,19 +462,32 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
     return _xmldsig.DigestMethodType(Algorithm=f_Algorithm)
 
 def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Algorithm is None:
         raise encode_error('DigestMethodType.Algorithm', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Algorithm)
+    a = w.acc
+    k = w.n
     s = 1
     if True:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     f_Id: str | None = None
@@ -547,6 +648,8 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     return _xmldsig.KeyInfoType(Id=f_Id, KeyName=f_KeyName, KeyValue=f_KeyValue, RetrievalMethod=f_RetrievalMethod, X509Data=f_X509Data, PGPData=f_PGPData, SPKIData=f_SPKIData, MgmtData=f_MgmtData)
 
 def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
+    a = w.acc
+    k = w.n
     i_KeyName = 0
     i_KeyValue = 0
     i_RetrievalMethod = 0
@@ -556,52 +659,94 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     i_MgmtData = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 4)
+        a <<= 4
+        k += 4
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif i_KeyName < len(o.KeyName):
         x_KeyName = o.KeyName[i_KeyName]
         i_KeyName += 1
-        w.bits(0x2, 5)
+        a = (a << 5) | 0x2
+        k += 5
+        w.acc = a
+        w.n = k
         w.string(x_KeyName)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     elif i_KeyValue < len(o.KeyValue):
-        w.bits(0x2, 4)
+        a = (a << 4) | 0x2
+        k += 4
         x_KeyValue = o.KeyValue[i_KeyValue]
         i_KeyValue += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_KeyValueType(w, x_KeyValue)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_RetrievalMethod < len(o.RetrievalMethod):
-        w.bits(0x3, 4)
+        a = (a << 4) | 0x3
+        k += 4
         x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
         i_RetrievalMethod += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_X509Data < len(o.X509Data):
-        w.bits(0x4, 4)
+        a = (a << 4) | 0x4
+        k += 4
         x_X509Data = o.X509Data[i_X509Data]
         i_X509Data += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_X509DataType(w, x_X509Data)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_PGPData < len(o.PGPData):
-        w.bits(0x5, 4)
+        a = (a << 4) | 0x5
+        k += 4
         x_PGPData = o.PGPData[i_PGPData]
         i_PGPData += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_PGPDataType(w, x_PGPData)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_SPKIData < len(o.SPKIData):
-        w.bits(0x6, 4)
+        a = (a << 4) | 0x6
+        k += 4
         x_SPKIData = o.SPKIData[i_SPKIData]
         i_SPKIData += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_SPKIDataType(w, x_SPKIData)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_MgmtData < len(o.MgmtData):
         x_MgmtData = o.MgmtData[i_MgmtData]
         i_MgmtData += 1
-        w.bits(0xe, 5)
+        a = (a << 5) | 0xe
+        k += 5
+        w.acc = a
+        w.n = k
         w.string(x_MgmtData)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
         raise encode_error('KeyInfoType', 'missing AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData)')
@@ -609,46 +754,83 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
         if i_KeyName < len(o.KeyName):
             x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
-            w.bits(0x0, 5)
+            a <<= 5
+            k += 5
+            w.acc = a
+            w.n = k
             w.string(x_KeyName)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 2
         elif i_KeyValue < len(o.KeyValue):
-            w.bits(0x1, 4)
+            a = (a << 4) | 0x1
+            k += 4
             x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_KeyValueType(w, x_KeyValue)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_RetrievalMethod < len(o.RetrievalMethod):
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_X509Data < len(o.X509Data):
-            w.bits(0x3, 4)
+            a = (a << 4) | 0x3
+            k += 4
             x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_X509DataType(w, x_X509Data)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_PGPData < len(o.PGPData):
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_PGPDataType(w, x_PGPData)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_SPKIData < len(o.SPKIData):
-            w.bits(0x5, 4)
+            a = (a << 4) | 0x5
+            k += 4
             x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_SPKIDataType(w, x_SPKIData)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_MgmtData < len(o.MgmtData):
             x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
-            w.bits(0xc, 5)
+            a = (a << 5) | 0xc
+            k += 5
+            w.acc = a
+            w.n = k
             w.string(x_MgmtData)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 2
         else:
             raise encode_error('KeyInfoType', 'missing SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData)')
@@ -656,44 +838,86 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
         if i_KeyName < len(o.KeyName):
             x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
-            w.bits(0x0, 5)
+            a <<= 5
+            k += 5
+            w.acc = a
+            w.n = k
             w.string(x_KeyName)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         elif i_KeyValue < len(o.KeyValue):
-            w.bits(0x1, 4)
+            a = (a << 4) | 0x1
+            k += 4
             x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_KeyValueType(w, x_KeyValue)
+            a = w.acc
+            k = w.n
         elif i_RetrievalMethod < len(o.RetrievalMethod):
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
+            a = w.acc
+            k = w.n
         elif i_X509Data < len(o.X509Data):
-            w.bits(0x3, 4)
+            a = (a << 4) | 0x3
+            k += 4
             x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_X509DataType(w, x_X509Data)
+            a = w.acc
+            k = w.n
         elif i_PGPData < len(o.PGPData):
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_PGPDataType(w, x_PGPData)
+            a = w.acc
+            k = w.n
         elif i_SPKIData < len(o.SPKIData):
-            w.bits(0x5, 4)
+            a = (a << 4) | 0x5
+            k += 4
             x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_SPKIDataType(w, x_SPKIData)
+            a = w.acc
+            k = w.n
         elif i_MgmtData < len(o.MgmtData):
             x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
-            w.bits(0xc, 5)
+            a = (a << 5) | 0xc
+            k += 5
+            w.acc = a
+            w.n = k
             w.string(x_MgmtData)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         else:
-            w.bits(0x8, 4)
+            a = (a << 4) | 0x8
+            k += 4
             s = -1
             break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
     f_DSAKeyValue: _xmldsig.DSAKeyValueType | None = None
@@ -740,26 +964,49 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
     return _xmldsig.KeyValueType(DSAKeyValue=f_DSAKeyValue, RSAKeyValue=f_RSAKeyValue)
 
 def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
+    a = w.acc
+    k = w.n
     if o.DSAKeyValue is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         _e_xmldsig_DSAKeyValueType(w, o.DSAKeyValue)
+        a = w.acc
+        k = w.n
         if o.RSAKeyValue is not None:
             raise encode_error('KeyValueType.RSAKeyValue', 'cannot be combined with DSAKeyValue')
     elif o.RSAKeyValue is not None:
         if o.RSAKeyValue.Modulus is None:
             raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
-        w.bits(0x4, 5)
+        a = (a << 5) | 0x4
+        k += 5
+        w.acc = a
+        w.n = k
         w.binary(o.RSAKeyValue.Modulus)
+        a = w.acc
+        k = w.n
         if o.RSAKeyValue.Exponent is None:
             raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.RSAKeyValue.Exponent)
-        w.bits(0x0, 2)
+        a = w.acc
+        k = w.n
+        a <<= 2
+        k += 2
     else:
         raise encode_error('KeyValueType', 'missing SE(DSAKeyValue), SE(RSAKeyValue)')
     if True:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         pass
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
     f_Id: str | None = None
@@ -806,49 +1053,82 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
     return _xmldsig.ManifestType(Id=f_Id, Reference=f_Reference)
 
 def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
+    a = w.acc
+    k = w.n
     i_Reference = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif i_Reference < len(o.Reference):
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ReferenceType(w, x_Reference)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('ManifestType', 'missing AT(Id), SE(Reference)')
     if s == 1:
         if i_Reference < len(o.Reference):
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             x_Reference = o.Reference[i_Reference]
             i_Reference += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_ReferenceType(w, x_Reference)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('ManifestType', 'missing SE(Reference)')
     if i_Reference < len(o.Reference):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ReferenceType(w, x_Reference)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         while True:
             if i_Reference < len(o.Reference):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Reference = o.Reference[i_Reference]
                 i_Reference += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_ReferenceType(w, x_Reference)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     f_Encoding: str | None = None
@@ -954,50 +1234,91 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     return _xmldsig.ObjectType(Encoding=f_Encoding, Id=f_Id, MimeType=f_MimeType)
 
 def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Encoding is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Encoding)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.Id is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.MimeType is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.MimeType)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
         s = -1
     if s == 1:
         if o.Id is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.Id)
+            a = w.acc
+            k = w.n
             s = 2
         elif o.MimeType is not None:
-            w.bits(0x1, 3)
+            a = (a << 3) | 0x1
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.MimeType)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 2:
         if o.MimeType is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.MimeType)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             s = -1
     if s == 3:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 4:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     f_PGPKeyID: bytes | None = None
@@ -1087,19 +1408,33 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     return _xmldsig.PGPDataType(PGPKeyID=f_PGPKeyID, PGPKeyPacket=f_PGPKeyPacket)
 
 def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
+    a = w.acc
+    k = w.n
     i_PGPKeyPacket = 0
     s = 0
     if o.PGPKeyID is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.PGPKeyID)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif i_PGPKeyPacket < len(o.PGPKeyPacket):
         x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
         i_PGPKeyPacket += 1
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(x_PGPKeyPacket)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
         s = 2
@@ -1109,31 +1444,46 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
             i_PGPKeyPacket += 1
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.binary(x_PGPKeyPacket)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             if i_PGPKeyPacket < len(o.PGPKeyPacket):
                 raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
             s = 3
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 2:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 4:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 5:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     f_Modulus: bytes
@@ -1158,15 +1508,32 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     return _xmldsig.RSAKeyValueType(Modulus=f_Modulus, Exponent=f_Exponent)
 
 def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> None:
+    a = w.acc
+    k = w.n
     if o.Modulus is None:
         raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     w.binary(o.Modulus)
+    a = w.acc
+    k = w.n
     if o.Exponent is None:
         raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
     w.binary(o.Exponent)
-    w.bits(0x0, 2)
+    a = w.acc
+    k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     f_Id: str | None = None
@@ -1278,88 +1645,175 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     return _xmldsig.ReferenceType(Id=f_Id, Type=f_Type, URI=f_URI, Transforms=f_Transforms, DigestMethod=f_DigestMethod, DigestValue=f_DigestValue)
 
 def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.Type is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Type)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.URI is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.URI)
+        a = w.acc
+        k = w.n
         s = 3
     elif o.Transforms is not None:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
+        w.acc = a
+        w.n = k
         _e_xmldsig_TransformsType(w, o.Transforms)
+        a = w.acc
+        k = w.n
         s = 4
     elif o.DigestMethod is not None:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
+        w.acc = a
+        w.n = k
         _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+        a = w.acc
+        k = w.n
         s = 5
     else:
         raise encode_error('ReferenceType', 'missing AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 1:
         if o.Type is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.Type)
+            a = w.acc
+            k = w.n
             s = 2
         elif o.URI is not None:
-            w.bits(0x1, 3)
+            a = (a << 3) | 0x1
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.URI)
+            a = w.acc
+            k = w.n
             s = 3
         elif o.Transforms is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
+            w.acc = a
+            w.n = k
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 2:
         if o.URI is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.string(o.URI)
+            a = w.acc
+            k = w.n
             s = 3
         elif o.Transforms is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 3:
         if o.Transforms is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing SE(Transforms), SE(DigestMethod)')
     if s == 4:
         if o.DigestMethod is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing SE(DigestMethod)')
     if o.DigestValue is None:
         raise encode_error('ReferenceType.DigestValue', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     w.binary(o.DigestValue)
-    w.bits(0x0, 2)
+    a = w.acc
+    k = w.n
+    a <<= 2
+    k += 2
     s = 6
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType:
     f_Type: str | None = None
@@ -1421,46 +1875,86 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
     return _xmldsig.RetrievalMethodType(Type=f_Type, URI=f_URI, Transforms=f_Transforms)
 
 def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Type is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Type)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.URI is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.URI)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.Transforms is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         _e_xmldsig_TransformsType(w, o.Transforms)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
         s = -1
     if s == 1:
         if o.URI is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.string(o.URI)
+            a = w.acc
+            k = w.n
             s = 2
         elif o.Transforms is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 2:
         if o.Transforms is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
     f_SPKISexp: list[bytes] = []
@@ -1517,6 +2011,8 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
     return _xmldsig.SPKIDataType(SPKISexp=f_SPKISexp)
 
 def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
+    a = w.acc
+    k = w.n
     i_SPKISexp = 0
     s = 0
     while s >= 0:
@@ -1524,9 +2020,15 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
             if i_SPKISexp < len(o.SPKISexp):
                 x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
+                w.acc = a
+                w.n = k
                 w.binary(x_SPKISexp)
-                w.bits(0x0, 1)
+                a = w.acc
+                k = w.n
+                a <<= 1
+                k += 1
                 s = 1
             else:
                 raise encode_error('SPKIDataType', 'missing SE(SPKISexp)')
@@ -1535,24 +2037,42 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
                 if i_SPKISexp < len(o.SPKISexp):
                     x_SPKISexp = o.SPKISexp[i_SPKISexp]
                     i_SPKISexp += 1
-                    w.bits(0x0, 3)
+                    a <<= 3
+                    k += 3
+                    w.acc = a
+                    w.n = k
                     w.binary(x_SPKISexp)
-                    w.bits(0x0, 1)
+                    a = w.acc
+                    k = w.n
+                    a <<= 1
+                    k += 1
                 else:
-                    w.bits(0x2, 2)
+                    a = (a << 2) | 0x2
+                    k += 2
                     s = -1
                     break
         if s == 2:
             if i_SPKISexp < len(o.SPKISexp):
                 x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
-                w.bits(0x0, 3)
+                a <<= 3
+                k += 3
+                w.acc = a
+                w.n = k
                 w.binary(x_SPKISexp)
-                w.bits(0x0, 1)
+                a = w.acc
+                k = w.n
+                a <<= 1
+                k += 1
                 s = 1
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType:
     f_Algorithm: str
@@ -1617,28 +2137,56 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
     return _xmldsig.SignatureMethodType(Algorithm=f_Algorithm, HMACOutputLength=f_HMACOutputLength)
 
 def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Algorithm is None:
         raise encode_error('SignatureMethodType.Algorithm', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Algorithm)
+    a = w.acc
+    k = w.n
     s = 1
     if o.HMACOutputLength is not None:
-        w.bits(0x0, 4)
-        w.integer(o.HMACOutputLength)
-        w.bits(0x0, 1)
+        a = (a << 5) | (1 if o.HMACOutputLength < 0 else 0)
+        k += 5
+        u = -o.HMACOutputLength - 1 if o.HMACOutputLength < 0 else o.HMACOutputLength
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
         s = -1
     if s == 2:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignaturePropertiesType:
     f_Id: str | None = None
@@ -1685,49 +2233,82 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
     return _xmldsig.SignaturePropertiesType(Id=f_Id, SignatureProperty=f_SignatureProperty)
 
 def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignaturePropertiesType) -> None:
+    a = w.acc
+    k = w.n
     i_SignatureProperty = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif i_SignatureProperty < len(o.SignatureProperty):
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignaturePropertiesType', 'missing AT(Id), SE(SignatureProperty)')
     if s == 1:
         if i_SignatureProperty < len(o.SignatureProperty):
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
             i_SignatureProperty += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignaturePropertiesType', 'missing SE(SignatureProperty)')
     if i_SignatureProperty < len(o.SignatureProperty):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         while True:
             if i_SignatureProperty < len(o.SignatureProperty):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
                 i_SignatureProperty += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignaturePropertyType:
     f_Id: str | None = None
@@ -1794,33 +2375,56 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
     return _xmldsig.SignaturePropertyType(Id=f_Id, Target=f_Target)
 
 def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignaturePropertyType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.Target is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Target)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignaturePropertyType', 'missing AT(Id), AT(Target)')
     if s == 1:
         if o.Target is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             w.string(o.Target)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignaturePropertyType', 'missing AT(Target)')
     else:
         raise encode_error('SignaturePropertyType', 'missing ')
     if True:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 4:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     f_Id: str | None = None
@@ -1886,64 +2490,113 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     return _xmldsig.SignatureType(Id=f_Id, SignedInfo=f_SignedInfo, SignatureValue=f_SignatureValue, KeyInfo=f_KeyInfo, Object=f_Object)
 
 def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
+    a = w.acc
+    k = w.n
     i_Object = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.SignedInfo is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_xmldsig_SignedInfoType(w, o.SignedInfo)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignatureType', 'missing AT(Id), SE(SignedInfo)')
     if s == 1:
         if o.SignedInfo is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_SignedInfoType(w, o.SignedInfo)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignatureType', 'missing SE(SignedInfo)')
     if o.SignatureValue is None:
         raise encode_error('SignatureType.SignatureValue', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_xmldsig_SignatureValueType(w, o.SignatureValue)
+    a = w.acc
+    k = w.n
     s = 3
     if o.KeyInfo is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_xmldsig_KeyInfoType(w, o.KeyInfo)
+        a = w.acc
+        k = w.n
         s = 4
     elif i_Object < len(o.Object):
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         x_Object = o.Object[i_Object]
         i_Object += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ObjectType(w, x_Object)
+        a = w.acc
+        k = w.n
         s = 5
     else:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         s = -1
     if s == 4:
         if i_Object < len(o.Object):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_Object = o.Object[i_Object]
             i_Object += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_ObjectType(w, x_Object)
+            a = w.acc
+            k = w.n
             s = 5
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 5:
         while True:
             if i_Object < len(o.Object):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Object = o.Object[i_Object]
                 i_Object += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_ObjectType(w, x_Object)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     f_Id: str | None = None
@@ -1982,26 +2635,48 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     return _xmldsig.SignatureValueType(Id=f_Id, value=f_value)
 
 def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.value is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         w.binary(o.value)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignatureValueType', 'missing AT(Id), CH')
     if s == 1:
         if o.value is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             w.binary(o.value)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignatureValueType', 'missing CH')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     f_Id: str | None = None
@@ -2058,58 +2733,101 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     return _xmldsig.SignedInfoType(Id=f_Id, CanonicalizationMethod=f_CanonicalizationMethod, SignatureMethod=f_SignatureMethod, Reference=f_Reference)
 
 def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
+    a = w.acc
+    k = w.n
     i_Reference = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.CanonicalizationMethod is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_xmldsig_CanonicalizationMethodType(w, o.CanonicalizationMethod)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignedInfoType', 'missing AT(Id), SE(CanonicalizationMethod)')
     if s == 1:
         if o.CanonicalizationMethod is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_CanonicalizationMethodType(w, o.CanonicalizationMethod)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignedInfoType', 'missing SE(CanonicalizationMethod)')
     if o.SignatureMethod is None:
         raise encode_error('SignedInfoType.SignatureMethod', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_xmldsig_SignatureMethodType(w, o.SignatureMethod)
+    a = w.acc
+    k = w.n
     s = 3
     if i_Reference < len(o.Reference):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ReferenceType(w, x_Reference)
+        a = w.acc
+        k = w.n
         s = 4
     else:
         raise encode_error('SignedInfoType', 'missing SE(Reference)')
     if i_Reference < len(o.Reference):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ReferenceType(w, x_Reference)
+        a = w.acc
+        k = w.n
         s = 5
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 5:
         while True:
             if i_Reference < len(o.Reference):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Reference = o.Reference[i_Reference]
                 i_Reference += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_ReferenceType(w, x_Reference)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     f_Algorithm: str
@@ -2144,22 +2862,40 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     return _xmldsig.TransformType(Algorithm=f_Algorithm, XPath=f_XPath)
 
 def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
+    a = w.acc
+    k = w.n
     i_XPath = 0
     if o.Algorithm is None:
         raise encode_error('TransformType.Algorithm', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Algorithm)
+    a = w.acc
+    k = w.n
     while True:
         if i_XPath < len(o.XPath):
             x_XPath = o.XPath[i_XPath]
             i_XPath += 1
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
+            w.acc = a
+            w.n = k
             w.string(x_XPath)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         else:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             pass
             break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
     f_Transform: list[_xmldsig.TransformType] = []
@@ -2190,36 +2926,59 @@ def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
     return _xmldsig.TransformsType(Transform=f_Transform)
 
 def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
+    a = w.acc
+    k = w.n
     i_Transform = 0
     s = 0
     if i_Transform < len(o.Transform):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_Transform = o.Transform[i_Transform]
         i_Transform += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_TransformType(w, x_Transform)
+        a = w.acc
+        k = w.n
         s = 1
     else:
         raise encode_error('TransformsType', 'missing SE(Transform)')
     if i_Transform < len(o.Transform):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_Transform = o.Transform[i_Transform]
         i_Transform += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_TransformType(w, x_Transform)
+        a = w.acc
+        k = w.n
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         while True:
             if i_Transform < len(o.Transform):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Transform = o.Transform[i_Transform]
                 i_Transform += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_TransformType(w, x_Transform)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     f_X509IssuerSerial: list[_xmldsig.X509IssuerSerialType] = []
@@ -2364,92 +3123,187 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     return _xmldsig.X509DataType(X509IssuerSerial=f_X509IssuerSerial, X509SKI=f_X509SKI, X509SubjectName=f_X509SubjectName, X509Certificate=f_X509Certificate, X509CRL=f_X509CRL)
 
 def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
+    a = w.acc
+    k = w.n
     i_X509IssuerSerial = 0
     i_X509SKI = 0
     i_X509SubjectName = 0
     i_X509Certificate = 0
     i_X509CRL = 0
     if i_X509IssuerSerial < len(o.X509IssuerSerial):
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
         if x_X509IssuerSerial.X509IssuerName is None:
             raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(x_X509IssuerSerial.X509IssuerName)
+        a = w.acc
+        k = w.n
         if x_X509IssuerSerial.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        w.bits(0x0, 3)
-        w.integer(x_X509IssuerSerial.X509SerialNumber)
-        w.bits(0x0, 2)
+        a = (a << 4) | (1 if x_X509IssuerSerial.X509SerialNumber < 0 else 0)
+        k += 4
+        u = -x_X509IssuerSerial.X509SerialNumber - 1 if x_X509IssuerSerial.X509SerialNumber < 0 else x_X509IssuerSerial.X509SerialNumber
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
     elif i_X509SKI < len(o.X509SKI):
         x_X509SKI = o.X509SKI[i_X509SKI]
         i_X509SKI += 1
-        w.bits(0x2, 4)
+        a = (a << 4) | 0x2
+        k += 4
+        w.acc = a
+        w.n = k
         w.binary(x_X509SKI)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     elif i_X509SubjectName < len(o.X509SubjectName):
         x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
         i_X509SubjectName += 1
-        w.bits(0x4, 4)
+        a = (a << 4) | 0x4
+        k += 4
+        w.acc = a
+        w.n = k
         w.string(x_X509SubjectName)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     elif i_X509Certificate < len(o.X509Certificate):
         x_X509Certificate = o.X509Certificate[i_X509Certificate]
         i_X509Certificate += 1
-        w.bits(0x6, 4)
+        a = (a << 4) | 0x6
+        k += 4
+        w.acc = a
+        w.n = k
         w.binary(x_X509Certificate)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     elif i_X509CRL < len(o.X509CRL):
         x_X509CRL = o.X509CRL[i_X509CRL]
         i_X509CRL += 1
-        w.bits(0x8, 4)
+        a = (a << 4) | 0x8
+        k += 4
+        w.acc = a
+        w.n = k
         w.binary(x_X509CRL)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     else:
         raise encode_error('X509DataType', 'missing SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL)')
     while True:
         if i_X509IssuerSerial < len(o.X509IssuerSerial):
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
             if x_X509IssuerSerial.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.string(x_X509IssuerSerial.X509IssuerName)
+            a = w.acc
+            k = w.n
             if x_X509IssuerSerial.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            w.bits(0x0, 3)
-            w.integer(x_X509IssuerSerial.X509SerialNumber)
-            w.bits(0x0, 2)
+            a = (a << 4) | (1 if x_X509IssuerSerial.X509SerialNumber < 0 else 0)
+            k += 4
+            u = -x_X509IssuerSerial.X509SerialNumber - 1 if x_X509IssuerSerial.X509SerialNumber < 0 else x_X509IssuerSerial.X509SerialNumber
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
         elif i_X509SKI < len(o.X509SKI):
             x_X509SKI = o.X509SKI[i_X509SKI]
             i_X509SKI += 1
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
+            w.acc = a
+            w.n = k
             w.binary(x_X509SKI)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         elif i_X509SubjectName < len(o.X509SubjectName):
             x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
             i_X509SubjectName += 1
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
+            w.acc = a
+            w.n = k
             w.string(x_X509SubjectName)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         elif i_X509Certificate < len(o.X509Certificate):
             x_X509Certificate = o.X509Certificate[i_X509Certificate]
             i_X509Certificate += 1
-            w.bits(0x6, 4)
+            a = (a << 4) | 0x6
+            k += 4
+            w.acc = a
+            w.n = k
             w.binary(x_X509Certificate)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         elif i_X509CRL < len(o.X509CRL):
             x_X509CRL = o.X509CRL[i_X509CRL]
             i_X509CRL += 1
-            w.bits(0x8, 4)
+            a = (a << 4) | 0x8
+            k += 4
+            w.acc = a
+            w.n = k
             w.binary(x_X509CRL)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         else:
-            w.bits(0x6, 3)
+            a = (a << 3) | 0x6
+            k += 3
             pass
             break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialType:
     f_X509IssuerName: str
@@ -2475,15 +3329,40 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
     return _xmldsig.X509IssuerSerialType(X509IssuerName=f_X509IssuerName, X509SerialNumber=f_X509SerialNumber)
 
 def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialType) -> None:
+    a = w.acc
+    k = w.n
     if o.X509IssuerName is None:
         raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     w.string(o.X509IssuerName)
+    a = w.acc
+    k = w.n
     if o.X509SerialNumber is None:
         raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-    w.bits(0x0, 3)
-    w.integer(o.X509SerialNumber)
-    w.bits(0x0, 2)
+    a = (a << 4) | (1 if o.X509SerialNumber < 0 else 0)
+    k += 4
+    u = -o.X509SerialNumber - 1 if o.X509SerialNumber < 0 else o.X509SerialNumber
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_common_messages.AbsolutePriceScheduleType:
     f_Id: str | None = None
@@ -2706,78 +3585,156 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
     return _iso20_common_messages.AbsolutePriceScheduleType(Id=f_Id, TimeAnchor=f_TimeAnchor, PriceScheduleID=f_PriceScheduleID, PriceScheduleDescription=f_PriceScheduleDescription, Currency=f_Currency, Language=f_Language, PriceAlgorithm=f_PriceAlgorithm, MinimumCost=f_MinimumCost, MaximumCost=f_MaximumCost, TaxRules=f_TaxRules, PriceRuleStacks=f_PriceRuleStacks, OverstayRules=f_OverstayRules, AdditionalSelectedServices=f_AdditionalSelectedServices)
 
 def _e_iso20_common_messages_AbsolutePriceScheduleType(w: BitWriter, o: _iso20_common_messages.AbsolutePriceScheduleType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.TimeAnchor is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
         if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
             raise encode_error('AbsolutePriceScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-        w.uint(o.TimeAnchor)
-        w.bits(0x0, 1)
+        u = o.TimeAnchor
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
         raise encode_error('AbsolutePriceScheduleType', 'missing AT(Id), SE(TimeAnchor)')
     if s == 1:
         if o.TimeAnchor is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
                 raise encode_error('AbsolutePriceScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-            w.uint(o.TimeAnchor)
-            w.bits(0x0, 1)
+            u = o.TimeAnchor
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 2
         else:
             raise encode_error('AbsolutePriceScheduleType', 'missing SE(TimeAnchor)')
     if o.PriceScheduleID is None:
         raise encode_error('AbsolutePriceScheduleType.PriceScheduleID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.PriceScheduleID < 0 or (w.strict and (o.PriceScheduleID < 1 or o.PriceScheduleID > 4294967295)):
         raise encode_error('AbsolutePriceScheduleType.PriceScheduleID', f'{o.PriceScheduleID!r} outside 1..4294967295')
-    w.uint(o.PriceScheduleID)
-    w.bits(0x0, 1)
+    u = o.PriceScheduleID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 3
     if o.PriceScheduleDescription is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if len(o.PriceScheduleDescription) > 160:
             raise encode_error('AbsolutePriceScheduleType.PriceScheduleDescription', f'length {len(o.PriceScheduleDescription)} outside 0..160')
+        w.acc = a
+        w.n = k
         w.string(o.PriceScheduleDescription)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 4
     elif o.Currency is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
         if len(o.Currency) > 3:
             raise encode_error('AbsolutePriceScheduleType.Currency', f'length {len(o.Currency)} outside 0..3')
+        w.acc = a
+        w.n = k
         w.string(o.Currency)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 5
     else:
         raise encode_error('AbsolutePriceScheduleType', 'missing SE(PriceScheduleDescription), SE(Currency)')
     if s == 4:
         if o.Currency is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if len(o.Currency) > 3:
                 raise encode_error('AbsolutePriceScheduleType.Currency', f'length {len(o.Currency)} outside 0..3')
+            w.acc = a
+            w.n = k
             w.string(o.Currency)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 5
         else:
             raise encode_error('AbsolutePriceScheduleType', 'missing SE(Currency)')
     if o.Language is None:
         raise encode_error('AbsolutePriceScheduleType.Language', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if len(o.Language) > 3:
         raise encode_error('AbsolutePriceScheduleType.Language', f'length {len(o.Language)} outside 0..3')
+    w.acc = a
+    w.n = k
     w.string(o.Language)
+    a = w.acc
+    k = w.n
     if o.PriceAlgorithm is None:
         raise encode_error('AbsolutePriceScheduleType.PriceAlgorithm', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     s = 6
     if len(o.PriceAlgorithm) > 255:
         raise encode_error('AbsolutePriceScheduleType.PriceAlgorithm', f'length {len(o.PriceAlgorithm)} outside 0..255')
+    w.acc = a
+    w.n = k
     w.string(o.PriceAlgorithm)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     s = 7
     if o.MinimumCost is not None:
         if o.MinimumCost.Exponent is None:
@@ -2786,11 +3743,25 @@ def _e_iso20_common_messages_AbsolutePriceScheduleType(w: BitWriter, o: _iso20_c
             raise encode_error('RationalNumberType.Exponent', f'{o.MinimumCost.Exponent!r} outside -128..127')
         if o.MinimumCost.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.MinimumCost.Exponent + 128) << 3, 16)
         if (w.strict and (o.MinimumCost.Value < -32768 or o.MinimumCost.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.MinimumCost.Value!r} outside -32768..32767')
-        w.integer(o.MinimumCost.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.MinimumCost.Exponent + 128) << 4 | (1 if o.MinimumCost.Value < 0 else 0)
+        k += 17
+        u = -o.MinimumCost.Value - 1 if o.MinimumCost.Value < 0 else o.MinimumCost.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 8
     elif o.MaximumCost is not None:
         if o.MaximumCost.Exponent is None:
@@ -2799,19 +3770,43 @@ def _e_iso20_common_messages_AbsolutePriceScheduleType(w: BitWriter, o: _iso20_c
             raise encode_error('RationalNumberType.Exponent', f'{o.MaximumCost.Exponent!r} outside -128..127')
         if o.MaximumCost.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.MaximumCost.Exponent + 128) << 3 | 0x2000, 16)
         if (w.strict and (o.MaximumCost.Value < -32768 or o.MaximumCost.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.MaximumCost.Value!r} outside -32768..32767')
-        w.integer(o.MaximumCost.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.MaximumCost.Exponent + 128) << 4 | (1 if o.MaximumCost.Value < 0 else 0) | 0x4000
+        k += 17
+        u = -o.MaximumCost.Value - 1 if o.MaximumCost.Value < 0 else o.MaximumCost.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 9
     elif o.TaxRules is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_TaxRuleListType(w, o.TaxRules)
+        a = w.acc
+        k = w.n
         s = 10
     elif o.PriceRuleStacks is not None:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_PriceRuleStackListType(w, o.PriceRuleStacks)
+        a = w.acc
+        k = w.n
         s = 11
     else:
         raise encode_error('AbsolutePriceScheduleType', 'missing SE(MinimumCost), SE(MaximumCost), SE(TaxRules), SE(PriceRuleStacks)')
@@ -2823,63 +3818,124 @@ def _e_iso20_common_messages_AbsolutePriceScheduleType(w: BitWriter, o: _iso20_c
                 raise encode_error('RationalNumberType.Exponent', f'{o.MaximumCost.Exponent!r} outside -128..127')
             if o.MaximumCost.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.MaximumCost.Exponent + 128) << 3, 15)
             if (w.strict and (o.MaximumCost.Value < -32768 or o.MaximumCost.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.MaximumCost.Value!r} outside -32768..32767')
-            w.integer(o.MaximumCost.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.MaximumCost.Exponent + 128) << 4 | (1 if o.MaximumCost.Value < 0 else 0)
+            k += 16
+            u = -o.MaximumCost.Value - 1 if o.MaximumCost.Value < 0 else o.MaximumCost.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.TaxRules is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_TaxRuleListType(w, o.TaxRules)
+            a = w.acc
+            k = w.n
             s = 10
         elif o.PriceRuleStacks is not None:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_PriceRuleStackListType(w, o.PriceRuleStacks)
+            a = w.acc
+            k = w.n
             s = 11
         else:
             raise encode_error('AbsolutePriceScheduleType', 'missing SE(MaximumCost), SE(TaxRules), SE(PriceRuleStacks)')
     if s == 9:
         if o.TaxRules is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_TaxRuleListType(w, o.TaxRules)
+            a = w.acc
+            k = w.n
             s = 10
         elif o.PriceRuleStacks is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_PriceRuleStackListType(w, o.PriceRuleStacks)
+            a = w.acc
+            k = w.n
             s = 11
         else:
             raise encode_error('AbsolutePriceScheduleType', 'missing SE(TaxRules), SE(PriceRuleStacks)')
     if s == 10:
         if o.PriceRuleStacks is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_PriceRuleStackListType(w, o.PriceRuleStacks)
+            a = w.acc
+            k = w.n
             s = 11
         else:
             raise encode_error('AbsolutePriceScheduleType', 'missing SE(PriceRuleStacks)')
     if o.OverstayRules is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_OverstayRuleListType(w, o.OverstayRules)
+        a = w.acc
+        k = w.n
         s = 12
     elif o.AdditionalSelectedServices is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_AdditionalServiceListType(w, o.AdditionalSelectedServices)
+        a = w.acc
+        k = w.n
         s = 13
     else:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         s = -1
     if s == 12:
         if o.AdditionalSelectedServices is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_AdditionalServiceListType(w, o.AdditionalSelectedServices)
+            a = w.acc
+            k = w.n
             s = 13
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 13:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_AdditionalServiceListType(r: BitReader) -> _iso20_common_messages.AdditionalServiceListType:
     f_AdditionalService: list[_iso20_common_messages.AdditionalServiceType] = []
@@ -2947,18 +4003,26 @@ def _d_iso20_common_messages_AdditionalServiceListType(r: BitReader) -> _iso20_c
     return _iso20_common_messages.AdditionalServiceListType(AdditionalService=f_AdditionalService)
 
 def _e_iso20_common_messages_AdditionalServiceListType(w: BitWriter, o: _iso20_common_messages.AdditionalServiceListType) -> None:
+    a = w.acc
+    k = w.n
     i_AdditionalService = 0
     s = 0
     if i_AdditionalService < len(o.AdditionalService):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_AdditionalService = o.AdditionalService[i_AdditionalService]
         i_AdditionalService += 1
         if x_AdditionalService.ServiceName is None:
             raise encode_error('AdditionalServiceType.ServiceName', 'required value missing')
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         if len(x_AdditionalService.ServiceName) > 80:
             raise encode_error('AdditionalServiceType.ServiceName', f'length {len(x_AdditionalService.ServiceName)} outside 0..80')
+        w.acc = a
+        w.n = k
         w.string(x_AdditionalService.ServiceName)
+        a = w.acc
+        k = w.n
         if x_AdditionalService.ServiceFee is None:
             raise encode_error('AdditionalServiceType.ServiceFee', 'required value missing')
         if x_AdditionalService.ServiceFee.Exponent is None:
@@ -2967,26 +4031,46 @@ def _e_iso20_common_messages_AdditionalServiceListType(w: BitWriter, o: _iso20_c
             raise encode_error('RationalNumberType.Exponent', f'{x_AdditionalService.ServiceFee.Exponent!r} outside -128..127')
         if x_AdditionalService.ServiceFee.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((x_AdditionalService.ServiceFee.Exponent + 128) << 3, 15)
         if (w.strict and (x_AdditionalService.ServiceFee.Value < -32768 or x_AdditionalService.ServiceFee.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{x_AdditionalService.ServiceFee.Value!r} outside -32768..32767')
-        w.integer(x_AdditionalService.ServiceFee.Value)
-        w.bits(0x0, 3)
+        a = (a << 16) | (x_AdditionalService.ServiceFee.Exponent + 128) << 4 | (1 if x_AdditionalService.ServiceFee.Value < 0 else 0)
+        k += 16
+        u = -x_AdditionalService.ServiceFee.Value - 1 if x_AdditionalService.ServiceFee.Value < 0 else x_AdditionalService.ServiceFee.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         s = 1
     else:
         raise encode_error('AdditionalServiceListType', 'missing SE(AdditionalService)')
     n = 0
     while True:
         if i_AdditionalService < len(o.AdditionalService):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_AdditionalService = o.AdditionalService[i_AdditionalService]
             i_AdditionalService += 1
             if x_AdditionalService.ServiceName is None:
                 raise encode_error('AdditionalServiceType.ServiceName', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if len(x_AdditionalService.ServiceName) > 80:
                 raise encode_error('AdditionalServiceType.ServiceName', f'length {len(x_AdditionalService.ServiceName)} outside 0..80')
+            w.acc = a
+            w.n = k
             w.string(x_AdditionalService.ServiceName)
+            a = w.acc
+            k = w.n
             if x_AdditionalService.ServiceFee is None:
                 raise encode_error('AdditionalServiceType.ServiceFee', 'required value missing')
             if x_AdditionalService.ServiceFee.Exponent is None:
@@ -2995,11 +4079,25 @@ def _e_iso20_common_messages_AdditionalServiceListType(w: BitWriter, o: _iso20_c
                 raise encode_error('RationalNumberType.Exponent', f'{x_AdditionalService.ServiceFee.Exponent!r} outside -128..127')
             if x_AdditionalService.ServiceFee.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((x_AdditionalService.ServiceFee.Exponent + 128) << 3, 15)
             if (w.strict and (x_AdditionalService.ServiceFee.Value < -32768 or x_AdditionalService.ServiceFee.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{x_AdditionalService.ServiceFee.Value!r} outside -32768..32767')
-            w.integer(x_AdditionalService.ServiceFee.Value)
-            w.bits(0x0, 3)
+            a = (a << 16) | (x_AdditionalService.ServiceFee.Exponent + 128) << 4 | (1 if x_AdditionalService.ServiceFee.Value < 0 else 0)
+            k += 16
+            u = -x_AdditionalService.ServiceFee.Value - 1 if x_AdditionalService.ServiceFee.Value < 0 else x_AdditionalService.ServiceFee.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             n += 1
             if n == 4:
                 s = 5
@@ -3007,13 +4105,19 @@ def _e_iso20_common_messages_AdditionalServiceListType(w: BitWriter, o: _iso20_c
                     raise encode_error('AdditionalServiceListType.AdditionalService', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 5:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_AdditionalServiceType(r: BitReader) -> _iso20_common_messages.AdditionalServiceType:
     f_ServiceName: str
@@ -3041,12 +4145,19 @@ def _d_iso20_common_messages_AdditionalServiceType(r: BitReader) -> _iso20_commo
     return _iso20_common_messages.AdditionalServiceType(ServiceName=f_ServiceName, ServiceFee=f_ServiceFee)
 
 def _e_iso20_common_messages_AdditionalServiceType(w: BitWriter, o: _iso20_common_messages.AdditionalServiceType) -> None:
+    a = w.acc
+    k = w.n
     if o.ServiceName is None:
         raise encode_error('AdditionalServiceType.ServiceName', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if len(o.ServiceName) > 80:
         raise encode_error('AdditionalServiceType.ServiceName', f'length {len(o.ServiceName)} outside 0..80')
+    w.acc = a
+    w.n = k
     w.string(o.ServiceName)
+    a = w.acc
+    k = w.n
     if o.ServiceFee is None:
         raise encode_error('AdditionalServiceType.ServiceFee', 'required value missing')
     if o.ServiceFee.Exponent is None:
@@ -3055,11 +4166,29 @@ def _e_iso20_common_messages_AdditionalServiceType(w: BitWriter, o: _iso20_commo
         raise encode_error('RationalNumberType.Exponent', f'{o.ServiceFee.Exponent!r} outside -128..127')
     if o.ServiceFee.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.ServiceFee.Exponent + 128) << 3, 15)
     if (w.strict and (o.ServiceFee.Value < -32768 or o.ServiceFee.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.ServiceFee.Value!r} outside -32768..32767')
-    w.integer(o.ServiceFee.Value)
-    w.bits(0x0, 3)
+    a = (a << 16) | (o.ServiceFee.Exponent + 128) << 4 | (1 if o.ServiceFee.Value < 0 else 0)
+    k += 16
+    u = -o.ServiceFee.Value - 1 if o.ServiceFee.Value < 0 else o.ServiceFee.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_AuthorizationReqType(r: BitReader) -> _iso20_common_messages.AuthorizationReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -3087,23 +4216,42 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader) -> _iso20_common
     return _iso20_common_messages.AuthorizationReqType(Header=f_Header, SelectedAuthorizationService=f_SelectedAuthorizationService, EIM_AReqAuthorizationMode=f_EIM_AReqAuthorizationMode, PnC_AReqAuthorizationMode=f_PnC_AReqAuthorizationMode)
 
 def _e_iso20_common_messages_AuthorizationReqType(w: BitWriter, o: _iso20_common_messages.AuthorizationReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('AuthorizationReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.SelectedAuthorizationService is None:
         raise encode_error('AuthorizationReqType.SelectedAuthorizationService', 'required value missing')
-    w.bits((_I_iso20_common_messages_authorizationType[o.SelectedAuthorizationService]) << 1, 4)
+    a = (a << 4) | (_I_iso20_common_messages_authorizationType[o.SelectedAuthorizationService]) << 1
+    k += 4
     if o.EIM_AReqAuthorizationMode is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if o.PnC_AReqAuthorizationMode is not None:
             raise encode_error('AuthorizationReqType.PnC_AReqAuthorizationMode', 'cannot be combined with EIM_AReqAuthorizationMode')
     elif o.PnC_AReqAuthorizationMode is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_PnC_AReqAuthorizationModeType(w, o.PnC_AReqAuthorizationMode)
+        a = w.acc
+        k = w.n
     else:
         raise encode_error('AuthorizationReqType', 'missing SE(EIM_AReqAuthorizationMode), SE(PnC_AReqAuthorizationMode)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_AuthorizationResType(r: BitReader) -> _iso20_common_messages.AuthorizationResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -3126,15 +4274,27 @@ def _d_iso20_common_messages_AuthorizationResType(r: BitReader) -> _iso20_common
     return _iso20_common_messages.AuthorizationResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing)
 
 def _e_iso20_common_messages_AuthorizationResType(w: BitWriter, o: _iso20_common_messages.AuthorizationResType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('AuthorizationResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('AuthorizationResType.ResponseCode', 'required value missing')
     if o.EVSEProcessing is None:
         raise encode_error('AuthorizationResType.EVSEProcessing', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 7 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 2, 15)
+    a = (a << 15) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 7 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 2
+    k += 15
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_AuthorizationSetupReqType(r: BitReader) -> _iso20_common_messages.AuthorizationSetupReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -3146,11 +4306,23 @@ def _d_iso20_common_messages_AuthorizationSetupReqType(r: BitReader) -> _iso20_c
     return _iso20_common_messages.AuthorizationSetupReqType(Header=f_Header)
 
 def _e_iso20_common_messages_AuthorizationSetupReqType(w: BitWriter, o: _iso20_common_messages.AuthorizationSetupReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('AuthorizationSetupReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader) -> _iso20_common_messages.AuthorizationSetupResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -3213,55 +4385,78 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader) -> _iso20_c
     return _iso20_common_messages.AuthorizationSetupResType(Header=f_Header, ResponseCode=f_ResponseCode, AuthorizationServices=f_AuthorizationServices, CertificateInstallationService=f_CertificateInstallationService, EIM_ASResAuthorizationMode=f_EIM_ASResAuthorizationMode, PnC_ASResAuthorizationMode=f_PnC_ASResAuthorizationMode)
 
 def _e_iso20_common_messages_AuthorizationSetupResType(w: BitWriter, o: _iso20_common_messages.AuthorizationSetupResType) -> None:
+    a = w.acc
+    k = w.n
     i_AuthorizationServices = 0
     s = 0
     if o.Header is None:
         raise encode_error('AuthorizationSetupResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('AuthorizationSetupResType.ResponseCode', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 1, 9)
+    a = (a << 9) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 1
+    k += 9
     s = 1
     s = 2
     if i_AuthorizationServices < len(o.AuthorizationServices):
         x_AuthorizationServices = o.AuthorizationServices[i_AuthorizationServices]
         i_AuthorizationServices += 1
-        w.bits((_I_iso20_common_messages_authorizationType[x_AuthorizationServices]) << 1, 4)
+        a = (a << 4) | (_I_iso20_common_messages_authorizationType[x_AuthorizationServices]) << 1
+        k += 4
         s = 3
     else:
         raise encode_error('AuthorizationSetupResType', 'missing SE(AuthorizationServices)')
     if i_AuthorizationServices < len(o.AuthorizationServices):
         x_AuthorizationServices = o.AuthorizationServices[i_AuthorizationServices]
         i_AuthorizationServices += 1
-        w.bits((_I_iso20_common_messages_authorizationType[x_AuthorizationServices]) << 1, 5)
+        a = (a << 5) | (_I_iso20_common_messages_authorizationType[x_AuthorizationServices]) << 1
+        k += 5
         if i_AuthorizationServices < len(o.AuthorizationServices):
             raise encode_error('AuthorizationSetupResType.AuthorizationServices', 'too many entries')
         s = 4
     elif o.CertificateInstallationService is not None:
-        w.bits((1 if o.CertificateInstallationService else 0) << 1 | 0x8, 5)
+        a = (a << 5) | (1 if o.CertificateInstallationService else 0) << 1 | 0x8
+        k += 5
         s = 5
     else:
         raise encode_error('AuthorizationSetupResType', 'missing SE(AuthorizationServices), SE(CertificateInstallationService)')
     if s == 4:
         if o.CertificateInstallationService is not None:
-            w.bits((1 if o.CertificateInstallationService else 0) << 1, 4)
+            a = (a << 4) | (1 if o.CertificateInstallationService else 0) << 1
+            k += 4
             s = 5
         else:
             raise encode_error('AuthorizationSetupResType', 'missing SE(CertificateInstallationService)')
     if o.EIM_ASResAuthorizationMode is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if o.PnC_ASResAuthorizationMode is not None:
             raise encode_error('AuthorizationSetupResType.PnC_ASResAuthorizationMode', 'cannot be combined with EIM_ASResAuthorizationMode')
         s = 6
     elif o.PnC_ASResAuthorizationMode is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_PnC_ASResAuthorizationModeType(w, o.PnC_ASResAuthorizationMode)
+        a = w.acc
+        k = w.n
         s = 6
     else:
         raise encode_error('AuthorizationSetupResType', 'missing SE(EIM_ASResAuthorizationMode), SE(PnC_ASResAuthorizationMode)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_CertificateChainType(r: BitReader) -> _iso20_common_messages.CertificateChainType:
     f_Certificate: bytes
@@ -3293,26 +4488,45 @@ def _d_iso20_common_messages_CertificateChainType(r: BitReader) -> _iso20_common
     return _iso20_common_messages.CertificateChainType(Certificate=f_Certificate, SubCertificates=f_SubCertificates)
 
 def _e_iso20_common_messages_CertificateChainType(w: BitWriter, o: _iso20_common_messages.CertificateChainType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Certificate is None:
         raise encode_error('CertificateChainType.Certificate', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if len(o.Certificate) > 1600:
         raise encode_error('CertificateChainType.Certificate', f'length {len(o.Certificate)} outside 0..1600')
+    w.acc = a
+    w.n = k
     w.binary(o.Certificate)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     s = 1
     if o.SubCertificates is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_SubCertificatesType(w, o.SubCertificates)
+        a = w.acc
+        k = w.n
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader) -> _iso20_common_messages.CertificateInstallationReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -3353,39 +4567,68 @@ def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader) -> _is
     return _iso20_common_messages.CertificateInstallationReqType(Header=f_Header, OEMProvisioningCertificateChain=f_OEMProvisioningCertificateChain, ListOfRootCertificateIDs=f_ListOfRootCertificateIDs, MaximumContractCertificateChains=f_MaximumContractCertificateChains, PrioritizedEMAIDs=f_PrioritizedEMAIDs)
 
 def _e_iso20_common_messages_CertificateInstallationReqType(w: BitWriter, o: _iso20_common_messages.CertificateInstallationReqType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Header is None:
         raise encode_error('CertificateInstallationReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.OEMProvisioningCertificateChain is None:
         raise encode_error('CertificateInstallationReqType.OEMProvisioningCertificateChain', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_messages_SignedCertificateChainType(w, o.OEMProvisioningCertificateChain)
+    a = w.acc
+    k = w.n
     if o.ListOfRootCertificateIDs is None:
         raise encode_error('CertificateInstallationReqType.ListOfRootCertificateIDs', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = 2
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_ListOfRootCertificateIDsType(w, o.ListOfRootCertificateIDs)
+    a = w.acc
+    k = w.n
     if o.MaximumContractCertificateChains is None:
         raise encode_error('CertificateInstallationReqType.MaximumContractCertificateChains', 'required value missing')
     if o.MaximumContractCertificateChains < 0 or o.MaximumContractCertificateChains > 255:
         raise encode_error('CertificateInstallationReqType.MaximumContractCertificateChains', f'{o.MaximumContractCertificateChains!r} outside 0..255')
-    w.bits((o.MaximumContractCertificateChains) << 1, 11)
+    a = (a << 11) | (o.MaximumContractCertificateChains) << 1
+    k += 11
     s = 3
     s = 4
     if o.PrioritizedEMAIDs is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_EMAIDListType(w, o.PrioritizedEMAIDs)
+        a = w.acc
+        k = w.n
         s = 5
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 5:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader) -> _iso20_common_messages.CertificateInstallationResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -3419,27 +4662,49 @@ def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader) -> _is
     return _iso20_common_messages.CertificateInstallationResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, CPSCertificateChain=f_CPSCertificateChain, SignedInstallationData=f_SignedInstallationData, RemainingContractCertificateChains=f_RemainingContractCertificateChains)
 
 def _e_iso20_common_messages_CertificateInstallationResType(w: BitWriter, o: _iso20_common_messages.CertificateInstallationResType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('CertificateInstallationResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('CertificateInstallationResType.ResponseCode', 'required value missing')
     if o.EVSEProcessing is None:
         raise encode_error('CertificateInstallationResType.EVSEProcessing', 'required value missing')
     if o.CPSCertificateChain is None:
         raise encode_error('CertificateInstallationResType.CPSCertificateChain', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 7 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 2, 15)
+    a = (a << 15) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 7 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 2
+    k += 15
+    w.acc = a
+    w.n = k
     _e_iso20_common_messages_CertificateChainType(w, o.CPSCertificateChain)
+    a = w.acc
+    k = w.n
     if o.SignedInstallationData is None:
         raise encode_error('CertificateInstallationResType.SignedInstallationData', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_messages_SignedInstallationDataType(w, o.SignedInstallationData)
+    a = w.acc
+    k = w.n
     if o.RemainingContractCertificateChains is None:
         raise encode_error('CertificateInstallationResType.RemainingContractCertificateChains', 'required value missing')
     if o.RemainingContractCertificateChains < 0 or o.RemainingContractCertificateChains > 255:
         raise encode_error('CertificateInstallationResType.RemainingContractCertificateChains', f'{o.RemainingContractCertificateChains!r} outside 0..255')
-    w.bits((o.RemainingContractCertificateChains) << 2, 12)
+    a = (a << 12) | (o.RemainingContractCertificateChains) << 2
+    k += 12
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_ChargingScheduleType(r: BitReader) -> _iso20_common_messages.ChargingScheduleType:
     f_PowerSchedule: _iso20_common_messages.PowerScheduleType
@@ -3469,29 +4734,52 @@ def _d_iso20_common_messages_ChargingScheduleType(r: BitReader) -> _iso20_common
     return _iso20_common_messages.ChargingScheduleType(PowerSchedule=f_PowerSchedule, AbsolutePriceSchedule=f_AbsolutePriceSchedule, PriceLevelSchedule=f_PriceLevelSchedule)
 
 def _e_iso20_common_messages_ChargingScheduleType(w: BitWriter, o: _iso20_common_messages.ChargingScheduleType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.PowerSchedule is None:
         raise encode_error('ChargingScheduleType.PowerSchedule', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_messages_PowerScheduleType(w, o.PowerSchedule)
+    a = w.acc
+    k = w.n
     s = 1
     if o.AbsolutePriceSchedule is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_AbsolutePriceScheduleType(w, o.AbsolutePriceSchedule)
+        a = w.acc
+        k = w.n
         if o.PriceLevelSchedule is not None:
             raise encode_error('ChargingScheduleType.PriceLevelSchedule', 'cannot be combined with AbsolutePriceSchedule')
         s = 2
     elif o.PriceLevelSchedule is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_PriceLevelScheduleType(w, o.PriceLevelSchedule)
+        a = w.acc
+        k = w.n
         s = 2
     else:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         s = -1
     if s == 2:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_ContractCertificateChainType(r: BitReader) -> _iso20_common_messages.ContractCertificateChainType:
     f_Certificate: bytes
@@ -3512,17 +4800,34 @@ def _d_iso20_common_messages_ContractCertificateChainType(r: BitReader) -> _iso2
     return _iso20_common_messages.ContractCertificateChainType(Certificate=f_Certificate, SubCertificates=f_SubCertificates)
 
 def _e_iso20_common_messages_ContractCertificateChainType(w: BitWriter, o: _iso20_common_messages.ContractCertificateChainType) -> None:
+    a = w.acc
+    k = w.n
     if o.Certificate is None:
         raise encode_error('ContractCertificateChainType.Certificate', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if len(o.Certificate) > 1600:
         raise encode_error('ContractCertificateChainType.Certificate', f'length {len(o.Certificate)} outside 0..1600')
+    w.acc = a
+    w.n = k
     w.binary(o.Certificate)
+    a = w.acc
+    k = w.n
     if o.SubCertificates is None:
         raise encode_error('ContractCertificateChainType.SubCertificates', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     _e_iso20_common_messages_SubCertificatesType(w, o.SubCertificates)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_Dynamic_EVPPTControlModeType(r: BitReader) -> _iso20_common_messages.Dynamic_EVPPTControlModeType:
     if r.bits(1):
@@ -3530,7 +4835,14 @@ def _d_iso20_common_messages_Dynamic_EVPPTControlModeType(r: BitReader) -> _iso2
     return _iso20_common_messages.Dynamic_EVPPTControlModeType()
 
 def _e_iso20_common_messages_Dynamic_EVPPTControlModeType(w: BitWriter, o: _iso20_common_messages.Dynamic_EVPPTControlModeType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso20_common_messages.Dynamic_SEReqControlModeType:
     f_DepartureTime: int
@@ -3711,24 +5023,42 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
     return _iso20_common_messages.Dynamic_SEReqControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVMaximumV2XEnergyRequest=f_EVMaximumV2XEnergyRequest, EVMinimumV2XEnergyRequest=f_EVMinimumV2XEnergyRequest)
 
 def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso20_common_messages.Dynamic_SEReqControlModeType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.DepartureTime is None:
         raise encode_error('Dynamic_SEReqControlModeType.DepartureTime', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
         raise encode_error('Dynamic_SEReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-    w.uint(o.DepartureTime)
-    w.bits(0x0, 1)
+    u = o.DepartureTime
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 1
     if o.MinimumSOC is not None:
         if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
             raise encode_error('Dynamic_SEReqControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        w.bits((o.MinimumSOC) << 1, 11)
+        a = (a << 11) | (o.MinimumSOC) << 1
+        k += 11
         s = 2
     elif o.TargetSOC is not None:
         if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
             raise encode_error('Dynamic_SEReqControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        w.bits((o.TargetSOC) << 1 | 0x200, 11)
+        a = (a << 11) | (o.TargetSOC) << 1 | 0x200
+        k += 11
         s = 3
     elif o.EVTargetEnergyRequest is not None:
         if o.EVTargetEnergyRequest.Exponent is None:
@@ -3737,11 +5067,25 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
             raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
         if o.EVTargetEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3 | 0x4000, 15)
         if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVTargetEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 16) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0) | 0x8000
+        k += 16
+        u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 4
     else:
         raise encode_error('Dynamic_SEReqControlModeType', 'missing SE(MinimumSOC), SE(TargetSOC), SE(EVTargetEnergyRequest)')
@@ -3749,7 +5093,8 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
         if o.TargetSOC is not None:
             if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('Dynamic_SEReqControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits((o.TargetSOC) << 1, 11)
+            a = (a << 11) | (o.TargetSOC) << 1
+            k += 11
             s = 3
         elif o.EVTargetEnergyRequest is not None:
             if o.EVTargetEnergyRequest.Exponent is None:
@@ -3758,11 +5103,25 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
             if o.EVTargetEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3 | 0x2000, 15)
             if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVTargetEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0) | 0x4000
+            k += 16
+            u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 4
         else:
             raise encode_error('Dynamic_SEReqControlModeType', 'missing SE(TargetSOC), SE(EVTargetEnergyRequest)')
@@ -3774,11 +5133,25 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
             if o.EVTargetEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3, 14)
             if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVTargetEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 15) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0)
+            k += 15
+            u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 4
         else:
             raise encode_error('Dynamic_SEReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
@@ -3790,10 +5163,23 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
     if o.EVMaximumEnergyRequest.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3, 14)
     if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-    w.integer(o.EVMaximumEnergyRequest.Value)
+    a = (a << 15) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0)
+    k += 15
+    u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMinimumEnergyRequest is None:
         raise encode_error('Dynamic_SEReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
     if o.EVMinimumEnergyRequest.Exponent is None:
@@ -3802,12 +5188,26 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
     if o.EVMinimumEnergyRequest.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3, 16)
-    s = 5
     if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-    w.integer(o.EVMinimumEnergyRequest.Value)
-    w.bits(0x0, 2)
+    a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0)
+    k += 17
+    s = 5
+    u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
     s = 6
     if o.EVMaximumV2XEnergyRequest is not None:
         if o.EVMaximumV2XEnergyRequest.Exponent is None:
@@ -3816,11 +5216,25 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumV2XEnergyRequest.Exponent!r} outside -128..127')
         if o.EVMaximumV2XEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMaximumV2XEnergyRequest.Exponent + 128) << 3, 15)
         if (w.strict and (o.EVMaximumV2XEnergyRequest.Value < -32768 or o.EVMaximumV2XEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMaximumV2XEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVMaximumV2XEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 16) | (o.EVMaximumV2XEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumV2XEnergyRequest.Value < 0 else 0)
+        k += 16
+        u = -o.EVMaximumV2XEnergyRequest.Value - 1 if o.EVMaximumV2XEnergyRequest.Value < 0 else o.EVMaximumV2XEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 7
     elif o.EVMinimumV2XEnergyRequest is not None:
         if o.EVMinimumV2XEnergyRequest.Exponent is None:
@@ -3829,14 +5243,29 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumV2XEnergyRequest.Exponent!r} outside -128..127')
         if o.EVMinimumV2XEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMinimumV2XEnergyRequest.Exponent + 128) << 3 | 0x2000, 15)
         if (w.strict and (o.EVMinimumV2XEnergyRequest.Value < -32768 or o.EVMinimumV2XEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMinimumV2XEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVMinimumV2XEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 16) | (o.EVMinimumV2XEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumV2XEnergyRequest.Value < 0 else 0) | 0x4000
+        k += 16
+        u = -o.EVMinimumV2XEnergyRequest.Value - 1 if o.EVMinimumV2XEnergyRequest.Value < 0 else o.EVMinimumV2XEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 8
     else:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         s = -1
     if s == 7:
         if o.EVMinimumV2XEnergyRequest is not None:
@@ -3846,19 +5275,39 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumV2XEnergyRequest.Exponent!r} outside -128..127')
             if o.EVMinimumV2XEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumV2XEnergyRequest.Exponent + 128) << 3, 15)
             if (w.strict and (o.EVMinimumV2XEnergyRequest.Value < -32768 or o.EVMinimumV2XEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumV2XEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumV2XEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVMinimumV2XEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumV2XEnergyRequest.Value < 0 else 0)
+            k += 16
+            u = -o.EVMinimumV2XEnergyRequest.Value - 1 if o.EVMinimumV2XEnergyRequest.Value < 0 else o.EVMinimumV2XEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 8
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 8:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader) -> _iso20_common_messages.Dynamic_SEResControlModeType:
     f_DepartureTime: int | None = None
@@ -3963,98 +5412,168 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader) -> _iso2
     return _iso20_common_messages.Dynamic_SEResControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AbsolutePriceSchedule=f_AbsolutePriceSchedule, PriceLevelSchedule=f_PriceLevelSchedule)
 
 def _e_iso20_common_messages_Dynamic_SEResControlModeType(w: BitWriter, o: _iso20_common_messages.Dynamic_SEResControlModeType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0x0, 4)
+        a <<= 4
+        k += 4
         if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('Dynamic_SEResControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        w.uint(o.DepartureTime)
-        w.bits(0x0, 1)
+        u = o.DepartureTime
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif o.MinimumSOC is not None:
         if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
             raise encode_error('Dynamic_SEResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        w.bits((o.MinimumSOC) << 1 | 0x200, 12)
+        a = (a << 12) | (o.MinimumSOC) << 1 | 0x200
+        k += 12
         s = 2
     elif o.TargetSOC is not None:
         if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
             raise encode_error('Dynamic_SEResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        w.bits((o.TargetSOC) << 1 | 0x400, 12)
+        a = (a << 12) | (o.TargetSOC) << 1 | 0x400
+        k += 12
         s = 3
     elif o.AbsolutePriceSchedule is not None:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_AbsolutePriceScheduleType(w, o.AbsolutePriceSchedule)
+        a = w.acc
+        k = w.n
         if o.PriceLevelSchedule is not None:
             raise encode_error('Dynamic_SEResControlModeType.PriceLevelSchedule', 'cannot be combined with AbsolutePriceSchedule')
         s = 4
     elif o.PriceLevelSchedule is not None:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_PriceLevelScheduleType(w, o.PriceLevelSchedule)
+        a = w.acc
+        k = w.n
         s = 4
     else:
-        w.bits(0x5, 3)
+        a = (a << 3) | 0x5
+        k += 3
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
             if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
                 raise encode_error('Dynamic_SEResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            w.bits((o.MinimumSOC) << 1, 12)
+            a = (a << 12) | (o.MinimumSOC) << 1
+            k += 12
             s = 2
         elif o.TargetSOC is not None:
             if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('Dynamic_SEResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits((o.TargetSOC) << 1 | 0x200, 12)
+            a = (a << 12) | (o.TargetSOC) << 1 | 0x200
+            k += 12
             s = 3
         elif o.AbsolutePriceSchedule is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_AbsolutePriceScheduleType(w, o.AbsolutePriceSchedule)
+            a = w.acc
+            k = w.n
             if o.PriceLevelSchedule is not None:
                 raise encode_error('Dynamic_SEResControlModeType.PriceLevelSchedule', 'cannot be combined with AbsolutePriceSchedule')
             s = 4
         elif o.PriceLevelSchedule is not None:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_PriceLevelScheduleType(w, o.PriceLevelSchedule)
+            a = w.acc
+            k = w.n
             s = 4
         else:
-            w.bits(0x4, 3)
+            a = (a << 3) | 0x4
+            k += 3
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
             if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('Dynamic_SEResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits((o.TargetSOC) << 1, 12)
+            a = (a << 12) | (o.TargetSOC) << 1
+            k += 12
             s = 3
         elif o.AbsolutePriceSchedule is not None:
-            w.bits(0x1, 3)
+            a = (a << 3) | 0x1
+            k += 3
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_AbsolutePriceScheduleType(w, o.AbsolutePriceSchedule)
+            a = w.acc
+            k = w.n
             if o.PriceLevelSchedule is not None:
                 raise encode_error('Dynamic_SEResControlModeType.PriceLevelSchedule', 'cannot be combined with AbsolutePriceSchedule')
             s = 4
         elif o.PriceLevelSchedule is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_PriceLevelScheduleType(w, o.PriceLevelSchedule)
+            a = w.acc
+            k = w.n
             s = 4
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 3:
         if o.AbsolutePriceSchedule is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_AbsolutePriceScheduleType(w, o.AbsolutePriceSchedule)
+            a = w.acc
+            k = w.n
             if o.PriceLevelSchedule is not None:
                 raise encode_error('Dynamic_SEResControlModeType.PriceLevelSchedule', 'cannot be combined with AbsolutePriceSchedule')
             s = 4
         elif o.PriceLevelSchedule is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_PriceLevelScheduleType(w, o.PriceLevelSchedule)
+            a = w.acc
+            k = w.n
             s = 4
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 4:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_Dynamic_SMDTControlModeType(r: BitReader) -> _iso20_common_messages.Dynamic_SMDTControlModeType:
     if r.bits(1):
@@ -4062,7 +5581,14 @@ def _d_iso20_common_messages_Dynamic_SMDTControlModeType(r: BitReader) -> _iso20
     return _iso20_common_messages.Dynamic_SMDTControlModeType()
 
 def _e_iso20_common_messages_Dynamic_SMDTControlModeType(w: BitWriter, o: _iso20_common_messages.Dynamic_SMDTControlModeType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_EIM_AReqAuthorizationModeType(r: BitReader) -> _iso20_common_messages.EIM_AReqAuthorizationModeType:
     if r.bits(1):
@@ -4070,7 +5596,14 @@ def _d_iso20_common_messages_EIM_AReqAuthorizationModeType(r: BitReader) -> _iso
     return _iso20_common_messages.EIM_AReqAuthorizationModeType()
 
 def _e_iso20_common_messages_EIM_AReqAuthorizationModeType(w: BitWriter, o: _iso20_common_messages.EIM_AReqAuthorizationModeType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_EIM_ASResAuthorizationModeType(r: BitReader) -> _iso20_common_messages.EIM_ASResAuthorizationModeType:
     if r.bits(1):
@@ -4078,7 +5611,14 @@ def _d_iso20_common_messages_EIM_ASResAuthorizationModeType(r: BitReader) -> _is
     return _iso20_common_messages.EIM_ASResAuthorizationModeType()
 
 def _e_iso20_common_messages_EIM_ASResAuthorizationModeType(w: BitWriter, o: _iso20_common_messages.EIM_ASResAuthorizationModeType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_EMAIDListType(r: BitReader) -> _iso20_common_messages.EMAIDListType:
     f_EMAID: list[str] = []
@@ -4122,16 +5662,24 @@ def _d_iso20_common_messages_EMAIDListType(r: BitReader) -> _iso20_common_messag
     return _iso20_common_messages.EMAIDListType(EMAID=f_EMAID)
 
 def _e_iso20_common_messages_EMAIDListType(w: BitWriter, o: _iso20_common_messages.EMAIDListType) -> None:
+    a = w.acc
+    k = w.n
     i_EMAID = 0
     s = 0
     if i_EMAID < len(o.EMAID):
         x_EMAID = o.EMAID[i_EMAID]
         i_EMAID += 1
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         if len(x_EMAID) > 255:
             raise encode_error('EMAIDListType.EMAID', f'length {len(x_EMAID)} outside 0..255')
+        w.acc = a
+        w.n = k
         w.string(x_EMAID)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 1
     else:
         raise encode_error('EMAIDListType', 'missing SE(EMAID)')
@@ -4140,11 +5688,17 @@ def _e_iso20_common_messages_EMAIDListType(w: BitWriter, o: _iso20_common_messag
         if i_EMAID < len(o.EMAID):
             x_EMAID = o.EMAID[i_EMAID]
             i_EMAID += 1
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if len(x_EMAID) > 255:
                 raise encode_error('EMAIDListType.EMAID', f'length {len(x_EMAID)} outside 0..255')
+            w.acc = a
+            w.n = k
             w.string(x_EMAID)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             n += 1
             if n == 7:
                 s = 8
@@ -4152,13 +5706,19 @@ def _e_iso20_common_messages_EMAIDListType(w: BitWriter, o: _iso20_common_messag
                     raise encode_error('EMAIDListType.EMAID', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 8:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_EVAbsolutePriceScheduleType(r: BitReader) -> _iso20_common_messages.EVAbsolutePriceScheduleType:
     f_TimeAnchor: int
@@ -4195,29 +5755,64 @@ def _d_iso20_common_messages_EVAbsolutePriceScheduleType(r: BitReader) -> _iso20
     return _iso20_common_messages.EVAbsolutePriceScheduleType(TimeAnchor=f_TimeAnchor, Currency=f_Currency, PriceAlgorithm=f_PriceAlgorithm, EVPriceRuleStacks=f_EVPriceRuleStacks)
 
 def _e_iso20_common_messages_EVAbsolutePriceScheduleType(w: BitWriter, o: _iso20_common_messages.EVAbsolutePriceScheduleType) -> None:
+    a = w.acc
+    k = w.n
     if o.TimeAnchor is None:
         raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
         raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-    w.uint(o.TimeAnchor)
+    u = o.TimeAnchor
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.Currency is None:
         raise encode_error('EVAbsolutePriceScheduleType.Currency', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     if len(o.Currency) > 3:
         raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(o.Currency)} outside 0..3')
+    w.acc = a
+    w.n = k
     w.string(o.Currency)
+    a = w.acc
+    k = w.n
     if o.PriceAlgorithm is None:
         raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     if len(o.PriceAlgorithm) > 255:
         raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(o.PriceAlgorithm)} outside 0..255')
+    w.acc = a
+    w.n = k
     w.string(o.PriceAlgorithm)
+    a = w.acc
+    k = w.n
     if o.EVPriceRuleStacks is None:
         raise encode_error('EVAbsolutePriceScheduleType.EVPriceRuleStacks', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     _e_iso20_common_messages_EVPriceRuleStackListType(w, o.EVPriceRuleStacks)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_EVEnergyOfferType(r: BitReader) -> _iso20_common_messages.EVEnergyOfferType:
     f_EVPowerSchedule: _iso20_common_messages.EVPowerScheduleType
@@ -4233,15 +5828,32 @@ def _d_iso20_common_messages_EVEnergyOfferType(r: BitReader) -> _iso20_common_me
     return _iso20_common_messages.EVEnergyOfferType(EVPowerSchedule=f_EVPowerSchedule, EVAbsolutePriceSchedule=f_EVAbsolutePriceSchedule)
 
 def _e_iso20_common_messages_EVEnergyOfferType(w: BitWriter, o: _iso20_common_messages.EVEnergyOfferType) -> None:
+    a = w.acc
+    k = w.n
     if o.EVPowerSchedule is None:
         raise encode_error('EVEnergyOfferType.EVPowerSchedule', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_messages_EVPowerScheduleType(w, o.EVPowerSchedule)
+    a = w.acc
+    k = w.n
     if o.EVAbsolutePriceSchedule is None:
         raise encode_error('EVEnergyOfferType.EVAbsolutePriceSchedule', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_messages_EVAbsolutePriceScheduleType(w, o.EVAbsolutePriceSchedule)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_EVPowerProfileEntryListType(r: BitReader) -> _iso20_common_messages.EVPowerProfileEntryListType:
     f_EVPowerProfileEntry: list[_iso20_common_messages.PowerScheduleEntryType] = []
@@ -4271,23 +5883,35 @@ def _d_iso20_common_messages_EVPowerProfileEntryListType(r: BitReader) -> _iso20
     return _iso20_common_messages.EVPowerProfileEntryListType(EVPowerProfileEntry=f_EVPowerProfileEntry)
 
 def _e_iso20_common_messages_EVPowerProfileEntryListType(w: BitWriter, o: _iso20_common_messages.EVPowerProfileEntryListType) -> None:
+    a = w.acc
+    k = w.n
     i_EVPowerProfileEntry = 0
     s = 0
     if i_EVPowerProfileEntry < len(o.EVPowerProfileEntry):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_EVPowerProfileEntry = o.EVPowerProfileEntry[i_EVPowerProfileEntry]
         i_EVPowerProfileEntry += 1
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_PowerScheduleEntryType(w, x_EVPowerProfileEntry)
+        a = w.acc
+        k = w.n
         s = 1
     else:
         raise encode_error('EVPowerProfileEntryListType', 'missing SE(EVPowerProfileEntry)')
     n = 0
     while True:
         if i_EVPowerProfileEntry < len(o.EVPowerProfileEntry):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_EVPowerProfileEntry = o.EVPowerProfileEntry[i_EVPowerProfileEntry]
             i_EVPowerProfileEntry += 1
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_PowerScheduleEntryType(w, x_EVPowerProfileEntry)
+            a = w.acc
+            k = w.n
             n += 1
             if n == 2047:
                 s = 2048
@@ -4295,13 +5919,19 @@ def _e_iso20_common_messages_EVPowerProfileEntryListType(w: BitWriter, o: _iso20
                     raise encode_error('EVPowerProfileEntryListType.EVPowerProfileEntry', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 2048:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_EVPowerProfileType(r: BitReader) -> _iso20_common_messages.EVPowerProfileType:
     f_TimeAnchor: int
@@ -4335,27 +5965,59 @@ def _d_iso20_common_messages_EVPowerProfileType(r: BitReader) -> _iso20_common_m
     return _iso20_common_messages.EVPowerProfileType(TimeAnchor=f_TimeAnchor, Dynamic_EVPPTControlMode=f_Dynamic_EVPPTControlMode, Scheduled_EVPPTControlMode=f_Scheduled_EVPPTControlMode, EVPowerProfileEntries=f_EVPowerProfileEntries)
 
 def _e_iso20_common_messages_EVPowerProfileType(w: BitWriter, o: _iso20_common_messages.EVPowerProfileType) -> None:
+    a = w.acc
+    k = w.n
     if o.TimeAnchor is None:
         raise encode_error('EVPowerProfileType.TimeAnchor', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
         raise encode_error('EVPowerProfileType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-    w.uint(o.TimeAnchor)
-    w.bits(0x0, 1)
+    u = o.TimeAnchor
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     if o.Dynamic_EVPPTControlMode is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if o.Scheduled_EVPPTControlMode is not None:
             raise encode_error('EVPowerProfileType.Scheduled_EVPPTControlMode', 'cannot be combined with Dynamic_EVPPTControlMode')
     elif o.Scheduled_EVPPTControlMode is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_Scheduled_EVPPTControlModeType(w, o.Scheduled_EVPPTControlMode)
+        a = w.acc
+        k = w.n
     else:
         raise encode_error('EVPowerProfileType', 'missing SE(Dynamic_EVPPTControlMode), SE(Scheduled_EVPPTControlMode)')
     if o.EVPowerProfileEntries is None:
         raise encode_error('EVPowerProfileType.EVPowerProfileEntries', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_messages_EVPowerProfileEntryListType(w, o.EVPowerProfileEntries)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_EVPowerScheduleEntryListType(r: BitReader) -> _iso20_common_messages.EVPowerScheduleEntryListType:
     f_EVPowerScheduleEntry: list[_iso20_common_messages.EVPowerScheduleEntryType] = []
@@ -4423,18 +6085,34 @@ def _d_iso20_common_messages_EVPowerScheduleEntryListType(r: BitReader) -> _iso2
     return _iso20_common_messages.EVPowerScheduleEntryListType(EVPowerScheduleEntry=f_EVPowerScheduleEntry)
 
 def _e_iso20_common_messages_EVPowerScheduleEntryListType(w: BitWriter, o: _iso20_common_messages.EVPowerScheduleEntryListType) -> None:
+    a = w.acc
+    k = w.n
     i_EVPowerScheduleEntry = 0
     s = 0
     if i_EVPowerScheduleEntry < len(o.EVPowerScheduleEntry):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_EVPowerScheduleEntry = o.EVPowerScheduleEntry[i_EVPowerScheduleEntry]
         i_EVPowerScheduleEntry += 1
         if x_EVPowerScheduleEntry.Duration is None:
             raise encode_error('EVPowerScheduleEntryType.Duration', 'required value missing')
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         if x_EVPowerScheduleEntry.Duration < 0 or (w.strict and (x_EVPowerScheduleEntry.Duration > 4294967295)):
             raise encode_error('EVPowerScheduleEntryType.Duration', f'{x_EVPowerScheduleEntry.Duration!r} outside 0..4294967295')
-        w.uint(x_EVPowerScheduleEntry.Duration)
+        u = x_EVPowerScheduleEntry.Duration
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_EVPowerScheduleEntry.Power is None:
             raise encode_error('EVPowerScheduleEntryType.Power', 'required value missing')
         if x_EVPowerScheduleEntry.Power.Exponent is None:
@@ -4443,26 +6121,54 @@ def _e_iso20_common_messages_EVPowerScheduleEntryListType(w: BitWriter, o: _iso2
             raise encode_error('RationalNumberType.Exponent', f'{x_EVPowerScheduleEntry.Power.Exponent!r} outside -128..127')
         if x_EVPowerScheduleEntry.Power.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((x_EVPowerScheduleEntry.Power.Exponent + 128) << 3, 15)
         if (w.strict and (x_EVPowerScheduleEntry.Power.Value < -32768 or x_EVPowerScheduleEntry.Power.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{x_EVPowerScheduleEntry.Power.Value!r} outside -32768..32767')
-        w.integer(x_EVPowerScheduleEntry.Power.Value)
-        w.bits(0x0, 3)
+        a = (a << 16) | (x_EVPowerScheduleEntry.Power.Exponent + 128) << 4 | (1 if x_EVPowerScheduleEntry.Power.Value < 0 else 0)
+        k += 16
+        u = -x_EVPowerScheduleEntry.Power.Value - 1 if x_EVPowerScheduleEntry.Power.Value < 0 else x_EVPowerScheduleEntry.Power.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         s = 1
     else:
         raise encode_error('EVPowerScheduleEntryListType', 'missing SE(EVPowerScheduleEntry)')
     n = 0
     while True:
         if i_EVPowerScheduleEntry < len(o.EVPowerScheduleEntry):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_EVPowerScheduleEntry = o.EVPowerScheduleEntry[i_EVPowerScheduleEntry]
             i_EVPowerScheduleEntry += 1
             if x_EVPowerScheduleEntry.Duration is None:
                 raise encode_error('EVPowerScheduleEntryType.Duration', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if x_EVPowerScheduleEntry.Duration < 0 or (w.strict and (x_EVPowerScheduleEntry.Duration > 4294967295)):
                 raise encode_error('EVPowerScheduleEntryType.Duration', f'{x_EVPowerScheduleEntry.Duration!r} outside 0..4294967295')
-            w.uint(x_EVPowerScheduleEntry.Duration)
+            u = x_EVPowerScheduleEntry.Duration
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_EVPowerScheduleEntry.Power is None:
                 raise encode_error('EVPowerScheduleEntryType.Power', 'required value missing')
             if x_EVPowerScheduleEntry.Power.Exponent is None:
@@ -4471,11 +6177,25 @@ def _e_iso20_common_messages_EVPowerScheduleEntryListType(w: BitWriter, o: _iso2
                 raise encode_error('RationalNumberType.Exponent', f'{x_EVPowerScheduleEntry.Power.Exponent!r} outside -128..127')
             if x_EVPowerScheduleEntry.Power.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((x_EVPowerScheduleEntry.Power.Exponent + 128) << 3, 15)
             if (w.strict and (x_EVPowerScheduleEntry.Power.Value < -32768 or x_EVPowerScheduleEntry.Power.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{x_EVPowerScheduleEntry.Power.Value!r} outside -32768..32767')
-            w.integer(x_EVPowerScheduleEntry.Power.Value)
-            w.bits(0x0, 3)
+            a = (a << 16) | (x_EVPowerScheduleEntry.Power.Exponent + 128) << 4 | (1 if x_EVPowerScheduleEntry.Power.Value < 0 else 0)
+            k += 16
+            u = -x_EVPowerScheduleEntry.Power.Value - 1 if x_EVPowerScheduleEntry.Power.Value < 0 else x_EVPowerScheduleEntry.Power.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             n += 1
             if n == 1023:
                 s = 1024
@@ -4483,13 +6203,19 @@ def _e_iso20_common_messages_EVPowerScheduleEntryListType(w: BitWriter, o: _iso2
                     raise encode_error('EVPowerScheduleEntryListType.EVPowerScheduleEntry', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 1024:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_EVPowerScheduleEntryType(r: BitReader) -> _iso20_common_messages.EVPowerScheduleEntryType:
     f_Duration: int
@@ -4517,12 +6243,27 @@ def _d_iso20_common_messages_EVPowerScheduleEntryType(r: BitReader) -> _iso20_co
     return _iso20_common_messages.EVPowerScheduleEntryType(Duration=f_Duration, Power=f_Power)
 
 def _e_iso20_common_messages_EVPowerScheduleEntryType(w: BitWriter, o: _iso20_common_messages.EVPowerScheduleEntryType) -> None:
+    a = w.acc
+    k = w.n
     if o.Duration is None:
         raise encode_error('EVPowerScheduleEntryType.Duration', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.Duration < 0 or (w.strict and (o.Duration > 4294967295)):
         raise encode_error('EVPowerScheduleEntryType.Duration', f'{o.Duration!r} outside 0..4294967295')
-    w.uint(o.Duration)
+    u = o.Duration
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.Power is None:
         raise encode_error('EVPowerScheduleEntryType.Power', 'required value missing')
     if o.Power.Exponent is None:
@@ -4531,11 +6272,29 @@ def _e_iso20_common_messages_EVPowerScheduleEntryType(w: BitWriter, o: _iso20_co
         raise encode_error('RationalNumberType.Exponent', f'{o.Power.Exponent!r} outside -128..127')
     if o.Power.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.Power.Exponent + 128) << 3, 15)
     if (w.strict and (o.Power.Value < -32768 or o.Power.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.Power.Value!r} outside -32768..32767')
-    w.integer(o.Power.Value)
-    w.bits(0x0, 3)
+    a = (a << 16) | (o.Power.Exponent + 128) << 4 | (1 if o.Power.Value < 0 else 0)
+    k += 16
+    u = -o.Power.Value - 1 if o.Power.Value < 0 else o.Power.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_EVPowerScheduleType(r: BitReader) -> _iso20_common_messages.EVPowerScheduleType:
     f_TimeAnchor: int
@@ -4556,17 +6315,42 @@ def _d_iso20_common_messages_EVPowerScheduleType(r: BitReader) -> _iso20_common_
     return _iso20_common_messages.EVPowerScheduleType(TimeAnchor=f_TimeAnchor, EVPowerScheduleEntries=f_EVPowerScheduleEntries)
 
 def _e_iso20_common_messages_EVPowerScheduleType(w: BitWriter, o: _iso20_common_messages.EVPowerScheduleType) -> None:
+    a = w.acc
+    k = w.n
     if o.TimeAnchor is None:
         raise encode_error('EVPowerScheduleType.TimeAnchor', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
         raise encode_error('EVPowerScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-    w.uint(o.TimeAnchor)
+    u = o.TimeAnchor
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVPowerScheduleEntries is None:
         raise encode_error('EVPowerScheduleType.EVPowerScheduleEntries', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     _e_iso20_common_messages_EVPowerScheduleEntryListType(w, o.EVPowerScheduleEntries)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_EVPriceRuleStackListType(r: BitReader) -> _iso20_common_messages.EVPriceRuleStackListType:
     f_EVPriceRuleStack: list[_iso20_common_messages.EVPriceRuleStackType] = []
@@ -4596,23 +6380,35 @@ def _d_iso20_common_messages_EVPriceRuleStackListType(r: BitReader) -> _iso20_co
     return _iso20_common_messages.EVPriceRuleStackListType(EVPriceRuleStack=f_EVPriceRuleStack)
 
 def _e_iso20_common_messages_EVPriceRuleStackListType(w: BitWriter, o: _iso20_common_messages.EVPriceRuleStackListType) -> None:
+    a = w.acc
+    k = w.n
     i_EVPriceRuleStack = 0
     s = 0
     if i_EVPriceRuleStack < len(o.EVPriceRuleStack):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_EVPriceRuleStack = o.EVPriceRuleStack[i_EVPriceRuleStack]
         i_EVPriceRuleStack += 1
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_EVPriceRuleStackType(w, x_EVPriceRuleStack)
+        a = w.acc
+        k = w.n
         s = 1
     else:
         raise encode_error('EVPriceRuleStackListType', 'missing SE(EVPriceRuleStack)')
     n = 0
     while True:
         if i_EVPriceRuleStack < len(o.EVPriceRuleStack):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_EVPriceRuleStack = o.EVPriceRuleStack[i_EVPriceRuleStack]
             i_EVPriceRuleStack += 1
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_EVPriceRuleStackType(w, x_EVPriceRuleStack)
+            a = w.acc
+            k = w.n
             n += 1
             if n == 1023:
                 s = 1024
@@ -4620,13 +6416,19 @@ def _e_iso20_common_messages_EVPriceRuleStackListType(w: BitWriter, o: _iso20_co
                     raise encode_error('EVPriceRuleStackListType.EVPriceRuleStack', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 1024:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_EVPriceRuleStackType(r: BitReader) -> _iso20_common_messages.EVPriceRuleStackType:
     f_Duration: int
@@ -4709,18 +6511,35 @@ def _d_iso20_common_messages_EVPriceRuleStackType(r: BitReader) -> _iso20_common
     return _iso20_common_messages.EVPriceRuleStackType(Duration=f_Duration, EVPriceRule=f_EVPriceRule)
 
 def _e_iso20_common_messages_EVPriceRuleStackType(w: BitWriter, o: _iso20_common_messages.EVPriceRuleStackType) -> None:
+    a = w.acc
+    k = w.n
     i_EVPriceRule = 0
     s = 0
     if o.Duration is None:
         raise encode_error('EVPriceRuleStackType.Duration', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.Duration < 0 or (w.strict and (o.Duration > 4294967295)):
         raise encode_error('EVPriceRuleStackType.Duration', f'{o.Duration!r} outside 0..4294967295')
-    w.uint(o.Duration)
-    w.bits(0x0, 1)
+    u = o.Duration
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 1
     if i_EVPriceRule < len(o.EVPriceRule):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_EVPriceRule = o.EVPriceRule[i_EVPriceRule]
         i_EVPriceRule += 1
         if x_EVPriceRule.EnergyFee is None:
@@ -4731,10 +6550,23 @@ def _e_iso20_common_messages_EVPriceRuleStackType(w: BitWriter, o: _iso20_common
             raise encode_error('RationalNumberType.Exponent', f'{x_EVPriceRule.EnergyFee.Exponent!r} outside -128..127')
         if x_EVPriceRule.EnergyFee.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((x_EVPriceRule.EnergyFee.Exponent + 128) << 3, 14)
         if (w.strict and (x_EVPriceRule.EnergyFee.Value < -32768 or x_EVPriceRule.EnergyFee.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{x_EVPriceRule.EnergyFee.Value!r} outside -32768..32767')
-        w.integer(x_EVPriceRule.EnergyFee.Value)
+        a = (a << 15) | (x_EVPriceRule.EnergyFee.Exponent + 128) << 4 | (1 if x_EVPriceRule.EnergyFee.Value < 0 else 0)
+        k += 15
+        u = -x_EVPriceRule.EnergyFee.Value - 1 if x_EVPriceRule.EnergyFee.Value < 0 else x_EVPriceRule.EnergyFee.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_EVPriceRule.PowerRangeStart is None:
             raise encode_error('EVPriceRuleType.PowerRangeStart', 'required value missing')
         if x_EVPriceRule.PowerRangeStart.Exponent is None:
@@ -4743,18 +6575,33 @@ def _e_iso20_common_messages_EVPriceRuleStackType(w: BitWriter, o: _iso20_common
             raise encode_error('RationalNumberType.Exponent', f'{x_EVPriceRule.PowerRangeStart.Exponent!r} outside -128..127')
         if x_EVPriceRule.PowerRangeStart.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((x_EVPriceRule.PowerRangeStart.Exponent + 128) << 3, 16)
         if (w.strict and (x_EVPriceRule.PowerRangeStart.Value < -32768 or x_EVPriceRule.PowerRangeStart.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{x_EVPriceRule.PowerRangeStart.Value!r} outside -32768..32767')
-        w.integer(x_EVPriceRule.PowerRangeStart.Value)
-        w.bits(0x0, 3)
+        a = (a << 17) | (x_EVPriceRule.PowerRangeStart.Exponent + 128) << 4 | (1 if x_EVPriceRule.PowerRangeStart.Value < 0 else 0)
+        k += 17
+        u = -x_EVPriceRule.PowerRangeStart.Value - 1 if x_EVPriceRule.PowerRangeStart.Value < 0 else x_EVPriceRule.PowerRangeStart.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         s = 2
     else:
         raise encode_error('EVPriceRuleStackType', 'missing SE(EVPriceRule)')
     n = 0
     while True:
         if i_EVPriceRule < len(o.EVPriceRule):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_EVPriceRule = o.EVPriceRule[i_EVPriceRule]
             i_EVPriceRule += 1
             if x_EVPriceRule.EnergyFee is None:
@@ -4765,10 +6612,23 @@ def _e_iso20_common_messages_EVPriceRuleStackType(w: BitWriter, o: _iso20_common
                 raise encode_error('RationalNumberType.Exponent', f'{x_EVPriceRule.EnergyFee.Exponent!r} outside -128..127')
             if x_EVPriceRule.EnergyFee.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((x_EVPriceRule.EnergyFee.Exponent + 128) << 3, 14)
             if (w.strict and (x_EVPriceRule.EnergyFee.Value < -32768 or x_EVPriceRule.EnergyFee.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{x_EVPriceRule.EnergyFee.Value!r} outside -32768..32767')
-            w.integer(x_EVPriceRule.EnergyFee.Value)
+            a = (a << 15) | (x_EVPriceRule.EnergyFee.Exponent + 128) << 4 | (1 if x_EVPriceRule.EnergyFee.Value < 0 else 0)
+            k += 15
+            u = -x_EVPriceRule.EnergyFee.Value - 1 if x_EVPriceRule.EnergyFee.Value < 0 else x_EVPriceRule.EnergyFee.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_EVPriceRule.PowerRangeStart is None:
                 raise encode_error('EVPriceRuleType.PowerRangeStart', 'required value missing')
             if x_EVPriceRule.PowerRangeStart.Exponent is None:
@@ -4777,11 +6637,25 @@ def _e_iso20_common_messages_EVPriceRuleStackType(w: BitWriter, o: _iso20_common
                 raise encode_error('RationalNumberType.Exponent', f'{x_EVPriceRule.PowerRangeStart.Exponent!r} outside -128..127')
             if x_EVPriceRule.PowerRangeStart.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((x_EVPriceRule.PowerRangeStart.Exponent + 128) << 3, 16)
             if (w.strict and (x_EVPriceRule.PowerRangeStart.Value < -32768 or x_EVPriceRule.PowerRangeStart.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{x_EVPriceRule.PowerRangeStart.Value!r} outside -32768..32767')
-            w.integer(x_EVPriceRule.PowerRangeStart.Value)
-            w.bits(0x0, 3)
+            a = (a << 17) | (x_EVPriceRule.PowerRangeStart.Exponent + 128) << 4 | (1 if x_EVPriceRule.PowerRangeStart.Value < 0 else 0)
+            k += 17
+            u = -x_EVPriceRule.PowerRangeStart.Value - 1 if x_EVPriceRule.PowerRangeStart.Value < 0 else x_EVPriceRule.PowerRangeStart.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             n += 1
             if n == 7:
                 s = 9
@@ -4789,13 +6663,19 @@ def _e_iso20_common_messages_EVPriceRuleStackType(w: BitWriter, o: _iso20_common
                     raise encode_error('EVPriceRuleStackType.EVPriceRule', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 9:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_EVPriceRuleType(r: BitReader) -> _iso20_common_messages.EVPriceRuleType:
     f_EnergyFee: _iso20_common_types.RationalNumberType
@@ -4826,6 +6706,8 @@ def _d_iso20_common_messages_EVPriceRuleType(r: BitReader) -> _iso20_common_mess
     return _iso20_common_messages.EVPriceRuleType(EnergyFee=f_EnergyFee, PowerRangeStart=f_PowerRangeStart)
 
 def _e_iso20_common_messages_EVPriceRuleType(w: BitWriter, o: _iso20_common_messages.EVPriceRuleType) -> None:
+    a = w.acc
+    k = w.n
     if o.EnergyFee is None:
         raise encode_error('EVPriceRuleType.EnergyFee', 'required value missing')
     if o.EnergyFee.Exponent is None:
@@ -4834,10 +6716,23 @@ def _e_iso20_common_messages_EVPriceRuleType(w: BitWriter, o: _iso20_common_mess
         raise encode_error('RationalNumberType.Exponent', f'{o.EnergyFee.Exponent!r} outside -128..127')
     if o.EnergyFee.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EnergyFee.Exponent + 128) << 3, 14)
     if (w.strict and (o.EnergyFee.Value < -32768 or o.EnergyFee.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EnergyFee.Value!r} outside -32768..32767')
-    w.integer(o.EnergyFee.Value)
+    a = (a << 15) | (o.EnergyFee.Exponent + 128) << 4 | (1 if o.EnergyFee.Value < 0 else 0)
+    k += 15
+    u = -o.EnergyFee.Value - 1 if o.EnergyFee.Value < 0 else o.EnergyFee.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.PowerRangeStart is None:
         raise encode_error('EVPriceRuleType.PowerRangeStart', 'required value missing')
     if o.PowerRangeStart.Exponent is None:
@@ -4846,11 +6741,29 @@ def _e_iso20_common_messages_EVPriceRuleType(w: BitWriter, o: _iso20_common_mess
         raise encode_error('RationalNumberType.Exponent', f'{o.PowerRangeStart.Exponent!r} outside -128..127')
     if o.PowerRangeStart.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.PowerRangeStart.Exponent + 128) << 3, 16)
     if (w.strict and (o.PowerRangeStart.Value < -32768 or o.PowerRangeStart.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.PowerRangeStart.Value!r} outside -32768..32767')
-    w.integer(o.PowerRangeStart.Value)
-    w.bits(0x0, 3)
+    a = (a << 17) | (o.PowerRangeStart.Exponent + 128) << 4 | (1 if o.PowerRangeStart.Value < 0 else 0)
+    k += 17
+    u = -o.PowerRangeStart.Value - 1 if o.PowerRangeStart.Value < 0 else o.PowerRangeStart.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_MeteringConfirmationReqType(r: BitReader) -> _iso20_common_messages.MeteringConfirmationReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -4866,15 +6779,32 @@ def _d_iso20_common_messages_MeteringConfirmationReqType(r: BitReader) -> _iso20
     return _iso20_common_messages.MeteringConfirmationReqType(Header=f_Header, SignedMeteringData=f_SignedMeteringData)
 
 def _e_iso20_common_messages_MeteringConfirmationReqType(w: BitWriter, o: _iso20_common_messages.MeteringConfirmationReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('MeteringConfirmationReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.SignedMeteringData is None:
         raise encode_error('MeteringConfirmationReqType.SignedMeteringData', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_messages_SignedMeteringDataType(w, o.SignedMeteringData)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_MeteringConfirmationResType(r: BitReader) -> _iso20_common_messages.MeteringConfirmationResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -4892,13 +6822,25 @@ def _d_iso20_common_messages_MeteringConfirmationResType(r: BitReader) -> _iso20
     return _iso20_common_messages.MeteringConfirmationResType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_messages_MeteringConfirmationResType(w: BitWriter, o: _iso20_common_messages.MeteringConfirmationResType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('MeteringConfirmationResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('MeteringConfirmationResType.ResponseCode', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2, 10)
+    a = (a << 10) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2
+    k += 10
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_OverstayRuleListType(r: BitReader) -> _iso20_common_messages.OverstayRuleListType:
     f_OverstayTimeThreshold: int | None = None
@@ -4986,14 +6928,30 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader) -> _iso20_common
     return _iso20_common_messages.OverstayRuleListType(OverstayTimeThreshold=f_OverstayTimeThreshold, OverstayPowerThreshold=f_OverstayPowerThreshold, OverstayRule=f_OverstayRule)
 
 def _e_iso20_common_messages_OverstayRuleListType(w: BitWriter, o: _iso20_common_messages.OverstayRuleListType) -> None:
+    a = w.acc
+    k = w.n
     i_OverstayRule = 0
     s = 0
     if o.OverstayTimeThreshold is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if o.OverstayTimeThreshold < 0 or (w.strict and (o.OverstayTimeThreshold > 4294967295)):
             raise encode_error('OverstayRuleListType.OverstayTimeThreshold', f'{o.OverstayTimeThreshold!r} outside 0..4294967295')
-        w.uint(o.OverstayTimeThreshold)
-        w.bits(0x0, 1)
+        u = o.OverstayTimeThreshold
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif o.OverstayPowerThreshold is not None:
         if o.OverstayPowerThreshold.Exponent is None:
@@ -5002,17 +6960,36 @@ def _e_iso20_common_messages_OverstayRuleListType(w: BitWriter, o: _iso20_common
             raise encode_error('RationalNumberType.Exponent', f'{o.OverstayPowerThreshold.Exponent!r} outside -128..127')
         if o.OverstayPowerThreshold.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.OverstayPowerThreshold.Exponent + 128) << 3 | 0x2000, 15)
         if (w.strict and (o.OverstayPowerThreshold.Value < -32768 or o.OverstayPowerThreshold.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.OverstayPowerThreshold.Value!r} outside -32768..32767')
-        w.integer(o.OverstayPowerThreshold.Value)
-        w.bits(0x0, 2)
+        a = (a << 16) | (o.OverstayPowerThreshold.Exponent + 128) << 4 | (1 if o.OverstayPowerThreshold.Value < 0 else 0) | 0x4000
+        k += 16
+        u = -o.OverstayPowerThreshold.Value - 1 if o.OverstayPowerThreshold.Value < 0 else o.OverstayPowerThreshold.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 2
     elif i_OverstayRule < len(o.OverstayRule):
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         x_OverstayRule = o.OverstayRule[i_OverstayRule]
         i_OverstayRule += 1
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_OverstayRuleType(w, x_OverstayRule)
+        a = w.acc
+        k = w.n
         s = 3
     else:
         raise encode_error('OverstayRuleListType', 'missing SE(OverstayTimeThreshold), SE(OverstayPowerThreshold), SE(OverstayRule)')
@@ -5024,36 +7001,65 @@ def _e_iso20_common_messages_OverstayRuleListType(w: BitWriter, o: _iso20_common
                 raise encode_error('RationalNumberType.Exponent', f'{o.OverstayPowerThreshold.Exponent!r} outside -128..127')
             if o.OverstayPowerThreshold.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OverstayPowerThreshold.Exponent + 128) << 3, 15)
             if (w.strict and (o.OverstayPowerThreshold.Value < -32768 or o.OverstayPowerThreshold.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OverstayPowerThreshold.Value!r} outside -32768..32767')
-            w.integer(o.OverstayPowerThreshold.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.OverstayPowerThreshold.Exponent + 128) << 4 | (1 if o.OverstayPowerThreshold.Value < 0 else 0)
+            k += 16
+            u = -o.OverstayPowerThreshold.Value - 1 if o.OverstayPowerThreshold.Value < 0 else o.OverstayPowerThreshold.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 2
         elif i_OverstayRule < len(o.OverstayRule):
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             x_OverstayRule = o.OverstayRule[i_OverstayRule]
             i_OverstayRule += 1
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_OverstayRuleType(w, x_OverstayRule)
+            a = w.acc
+            k = w.n
             s = 3
         else:
             raise encode_error('OverstayRuleListType', 'missing SE(OverstayPowerThreshold), SE(OverstayRule)')
     if s == 2:
         if i_OverstayRule < len(o.OverstayRule):
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             x_OverstayRule = o.OverstayRule[i_OverstayRule]
             i_OverstayRule += 1
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_OverstayRuleType(w, x_OverstayRule)
+            a = w.acc
+            k = w.n
             s = 3
         else:
             raise encode_error('OverstayRuleListType', 'missing SE(OverstayRule)')
     n = 0
     while True:
         if i_OverstayRule < len(o.OverstayRule):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_OverstayRule = o.OverstayRule[i_OverstayRule]
             i_OverstayRule += 1
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_OverstayRuleType(w, x_OverstayRule)
+            a = w.acc
+            k = w.n
             n += 1
             if n == 4:
                 s = 7
@@ -5061,13 +7067,19 @@ def _e_iso20_common_messages_OverstayRuleListType(w: BitWriter, o: _iso20_common
                     raise encode_error('OverstayRuleListType.OverstayRule', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 7:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_OverstayRuleType(r: BitReader) -> _iso20_common_messages.OverstayRuleType:
     f_OverstayRuleDescription: str | None = None
@@ -5138,30 +7150,66 @@ def _d_iso20_common_messages_OverstayRuleType(r: BitReader) -> _iso20_common_mes
     return _iso20_common_messages.OverstayRuleType(OverstayRuleDescription=f_OverstayRuleDescription, StartTime=f_StartTime, OverstayFee=f_OverstayFee, OverstayFeePeriod=f_OverstayFeePeriod)
 
 def _e_iso20_common_messages_OverstayRuleType(w: BitWriter, o: _iso20_common_messages.OverstayRuleType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.OverstayRuleDescription is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if len(o.OverstayRuleDescription) > 160:
             raise encode_error('OverstayRuleType.OverstayRuleDescription', f'length {len(o.OverstayRuleDescription)} outside 0..160')
+        w.acc = a
+        w.n = k
         w.string(o.OverstayRuleDescription)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif o.StartTime is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
         if o.StartTime < 0 or (w.strict and (o.StartTime > 4294967295)):
             raise encode_error('OverstayRuleType.StartTime', f'{o.StartTime!r} outside 0..4294967295')
-        w.uint(o.StartTime)
-        w.bits(0x0, 1)
+        u = o.StartTime
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
         raise encode_error('OverstayRuleType', 'missing SE(OverstayRuleDescription), SE(StartTime)')
     if s == 1:
         if o.StartTime is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if o.StartTime < 0 or (w.strict and (o.StartTime > 4294967295)):
                 raise encode_error('OverstayRuleType.StartTime', f'{o.StartTime!r} outside 0..4294967295')
-            w.uint(o.StartTime)
-            w.bits(0x0, 1)
+            u = o.StartTime
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 2
         else:
             raise encode_error('OverstayRuleType', 'missing SE(StartTime)')
@@ -5173,20 +7221,51 @@ def _e_iso20_common_messages_OverstayRuleType(w: BitWriter, o: _iso20_common_mes
         raise encode_error('RationalNumberType.Exponent', f'{o.OverstayFee.Exponent!r} outside -128..127')
     if o.OverstayFee.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.OverstayFee.Exponent + 128) << 3, 14)
     if (w.strict and (o.OverstayFee.Value < -32768 or o.OverstayFee.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.OverstayFee.Value!r} outside -32768..32767')
-    w.integer(o.OverstayFee.Value)
+    a = (a << 15) | (o.OverstayFee.Exponent + 128) << 4 | (1 if o.OverstayFee.Value < 0 else 0)
+    k += 15
+    u = -o.OverstayFee.Value - 1 if o.OverstayFee.Value < 0 else o.OverstayFee.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.OverstayFeePeriod is None:
         raise encode_error('OverstayRuleType.OverstayFeePeriod', 'required value missing')
-    w.bits(0x0, 4)
+    a <<= 4
+    k += 4
     s = 3
     if o.OverstayFeePeriod < 0 or (w.strict and (o.OverstayFeePeriod > 4294967295)):
         raise encode_error('OverstayRuleType.OverstayFeePeriod', f'{o.OverstayFeePeriod!r} outside 0..4294967295')
-    w.uint(o.OverstayFeePeriod)
-    w.bits(0x0, 2)
+    u = o.OverstayFeePeriod
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
     s = 4
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_ParameterSetType(r: BitReader) -> _iso20_common_messages.ParameterSetType:
     f_ParameterSetID: int
@@ -5226,31 +7305,57 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader) -> _iso20_common_mes
     return _iso20_common_messages.ParameterSetType(ParameterSetID=f_ParameterSetID, Parameter=f_Parameter)
 
 def _e_iso20_common_messages_ParameterSetType(w: BitWriter, o: _iso20_common_messages.ParameterSetType) -> None:
+    a = w.acc
+    k = w.n
     i_Parameter = 0
     s = 0
     if o.ParameterSetID is None:
         raise encode_error('ParameterSetType.ParameterSetID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.ParameterSetID < 0 or (w.strict and (o.ParameterSetID > 65535)):
         raise encode_error('ParameterSetType.ParameterSetID', f'{o.ParameterSetID!r} outside 0..65535')
-    w.uint(o.ParameterSetID)
-    w.bits(0x0, 1)
+    u = o.ParameterSetID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 1
     if i_Parameter < len(o.Parameter):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_Parameter = o.Parameter[i_Parameter]
         i_Parameter += 1
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_ParameterType(w, x_Parameter)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('ParameterSetType', 'missing SE(Parameter)')
     n = 0
     while True:
         if i_Parameter < len(o.Parameter):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_Parameter = o.Parameter[i_Parameter]
             i_Parameter += 1
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_ParameterType(w, x_Parameter)
+            a = w.acc
+            k = w.n
             n += 1
             if n == 31:
                 s = 33
@@ -5258,13 +7363,19 @@ def _e_iso20_common_messages_ParameterSetType(w: BitWriter, o: _iso20_common_mes
                     raise encode_error('ParameterSetType.Parameter', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 33:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_ParameterType(r: BitReader) -> _iso20_common_messages.ParameterType:
     f_Name: str
@@ -5346,14 +7457,22 @@ def _d_iso20_common_messages_ParameterType(r: BitReader) -> _iso20_common_messag
     return _iso20_common_messages.ParameterType(Name=f_Name, boolValue=f_boolValue, byteValue=f_byteValue, shortValue=f_shortValue, intValue=f_intValue, rationalNumber=f_rationalNumber, finiteString=f_finiteString)
 
 def _e_iso20_common_messages_ParameterType(w: BitWriter, o: _iso20_common_messages.ParameterType) -> None:
+    a = w.acc
+    k = w.n
     if o.Name is None:
         raise encode_error('ParameterType.Name', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     if len(o.Name) > 80:
         raise encode_error('ParameterType.Name', f'length {len(o.Name)} outside 0..80')
+    w.acc = a
+    w.n = k
     w.string(o.Name)
+    a = w.acc
+    k = w.n
     if o.boolValue is not None:
-        w.bits((1 if o.boolValue else 0) << 1, 6)
+        a = (a << 6) | (1 if o.boolValue else 0) << 1
+        k += 6
         if o.byteValue is not None:
             raise encode_error('ParameterType.byteValue', 'cannot be combined with boolValue')
         if o.shortValue is not None:
@@ -5367,7 +7486,8 @@ def _e_iso20_common_messages_ParameterType(w: BitWriter, o: _iso20_common_messag
     elif o.byteValue is not None:
         if o.byteValue < -128 or o.byteValue > 127:
             raise encode_error('ParameterType.byteValue', f'{o.byteValue!r} outside -128..127')
-        w.bits((o.byteValue + 128) << 1 | 0x400, 13)
+        a = (a << 13) | (o.byteValue + 128) << 1 | 0x400
+        k += 13
         if o.shortValue is not None:
             raise encode_error('ParameterType.shortValue', 'cannot be combined with byteValue')
         if o.intValue is not None:
@@ -5377,11 +7497,25 @@ def _e_iso20_common_messages_ParameterType(w: BitWriter, o: _iso20_common_messag
         if o.finiteString is not None:
             raise encode_error('ParameterType.finiteString', 'cannot be combined with byteValue')
     elif o.shortValue is not None:
-        w.bits(0x4, 4)
         if (w.strict and (o.shortValue < -32768 or o.shortValue > 32767)):
             raise encode_error('ParameterType.shortValue', f'{o.shortValue!r} outside -32768..32767')
-        w.integer(o.shortValue)
-        w.bits(0x0, 1)
+        a = (a << 5) | (1 if o.shortValue < 0 else 0) | 0x8
+        k += 5
+        u = -o.shortValue - 1 if o.shortValue < 0 else o.shortValue
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         if o.intValue is not None:
             raise encode_error('ParameterType.intValue', 'cannot be combined with shortValue')
         if o.rationalNumber is not None:
@@ -5389,11 +7523,25 @@ def _e_iso20_common_messages_ParameterType(w: BitWriter, o: _iso20_common_messag
         if o.finiteString is not None:
             raise encode_error('ParameterType.finiteString', 'cannot be combined with shortValue')
     elif o.intValue is not None:
-        w.bits(0x6, 4)
         if (w.strict and (o.intValue < -2147483648 or o.intValue > 2147483647)):
             raise encode_error('ParameterType.intValue', f'{o.intValue!r} outside -2147483648..2147483647')
-        w.integer(o.intValue)
-        w.bits(0x0, 1)
+        a = (a << 5) | (1 if o.intValue < 0 else 0) | 0xc
+        k += 5
+        u = -o.intValue - 1 if o.intValue < 0 else o.intValue
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         if o.rationalNumber is not None:
             raise encode_error('ParameterType.rationalNumber', 'cannot be combined with intValue')
         if o.finiteString is not None:
@@ -5405,22 +7553,47 @@ def _e_iso20_common_messages_ParameterType(w: BitWriter, o: _iso20_common_messag
             raise encode_error('RationalNumberType.Exponent', f'{o.rationalNumber.Exponent!r} outside -128..127')
         if o.rationalNumber.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.rationalNumber.Exponent + 128) << 3 | 0x8000, 16)
         if (w.strict and (o.rationalNumber.Value < -32768 or o.rationalNumber.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.rationalNumber.Value!r} outside -32768..32767')
-        w.integer(o.rationalNumber.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.rationalNumber.Exponent + 128) << 4 | (1 if o.rationalNumber.Value < 0 else 0) | 0x10000
+        k += 17
+        u = -o.rationalNumber.Value - 1 if o.rationalNumber.Value < 0 else o.rationalNumber.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         if o.finiteString is not None:
             raise encode_error('ParameterType.finiteString', 'cannot be combined with rationalNumber')
     elif o.finiteString is not None:
-        w.bits(0xa, 4)
+        a = (a << 4) | 0xa
+        k += 4
         if len(o.finiteString) > 80:
             raise encode_error('ParameterType.finiteString', f'length {len(o.finiteString)} outside 0..80')
+        w.acc = a
+        w.n = k
         w.string(o.finiteString)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     else:
         raise encode_error('ParameterType', 'missing SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(rationalNumber), SE(finiteString)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_PnC_AReqAuthorizationModeType(r: BitReader) -> _iso20_common_messages.PnC_AReqAuthorizationModeType:
     f_Id: str
@@ -5449,21 +7622,43 @@ def _d_iso20_common_messages_PnC_AReqAuthorizationModeType(r: BitReader) -> _iso
     return _iso20_common_messages.PnC_AReqAuthorizationModeType(Id=f_Id, GenChallenge=f_GenChallenge, ContractCertificateChain=f_ContractCertificateChain)
 
 def _e_iso20_common_messages_PnC_AReqAuthorizationModeType(w: BitWriter, o: _iso20_common_messages.PnC_AReqAuthorizationModeType) -> None:
+    a = w.acc
+    k = w.n
     if o.Id is None:
         raise encode_error('PnC_AReqAuthorizationModeType.Id', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Id)
+    a = w.acc
+    k = w.n
     if o.GenChallenge is None:
         raise encode_error('PnC_AReqAuthorizationModeType.GenChallenge', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if (len(o.GenChallenge) < 16 and w.strict) or len(o.GenChallenge) > 16:
         raise encode_error('PnC_AReqAuthorizationModeType.GenChallenge', f'length {len(o.GenChallenge)} outside 16..16')
+    w.acc = a
+    w.n = k
     w.binary(o.GenChallenge)
+    a = w.acc
+    k = w.n
     if o.ContractCertificateChain is None:
         raise encode_error('PnC_AReqAuthorizationModeType.ContractCertificateChain', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     _e_iso20_common_messages_ContractCertificateChainType(w, o.ContractCertificateChain)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_PnC_ASResAuthorizationModeType(r: BitReader) -> _iso20_common_messages.PnC_ASResAuthorizationModeType:
     f_GenChallenge: bytes
@@ -5495,26 +7690,45 @@ def _d_iso20_common_messages_PnC_ASResAuthorizationModeType(r: BitReader) -> _is
     return _iso20_common_messages.PnC_ASResAuthorizationModeType(GenChallenge=f_GenChallenge, SupportedProviders=f_SupportedProviders)
 
 def _e_iso20_common_messages_PnC_ASResAuthorizationModeType(w: BitWriter, o: _iso20_common_messages.PnC_ASResAuthorizationModeType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.GenChallenge is None:
         raise encode_error('PnC_ASResAuthorizationModeType.GenChallenge', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if (len(o.GenChallenge) < 16 and w.strict) or len(o.GenChallenge) > 16:
         raise encode_error('PnC_ASResAuthorizationModeType.GenChallenge', f'length {len(o.GenChallenge)} outside 16..16')
+    w.acc = a
+    w.n = k
     w.binary(o.GenChallenge)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     s = 1
     if o.SupportedProviders is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_SupportedProvidersListType(w, o.SupportedProviders)
+        a = w.acc
+        k = w.n
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader) -> _iso20_common_messages.PowerDeliveryReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -5570,40 +7784,62 @@ def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader) -> _iso20_common
     return _iso20_common_messages.PowerDeliveryReqType(Header=f_Header, EVProcessing=f_EVProcessing, ChargeProgress=f_ChargeProgress, EVPowerProfile=f_EVPowerProfile, BPT_ChannelSelection=f_BPT_ChannelSelection)
 
 def _e_iso20_common_messages_PowerDeliveryReqType(w: BitWriter, o: _iso20_common_messages.PowerDeliveryReqType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Header is None:
         raise encode_error('PowerDeliveryReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.EVProcessing is None:
         raise encode_error('PowerDeliveryReqType.EVProcessing', 'required value missing')
     if o.ChargeProgress is None:
         raise encode_error('PowerDeliveryReqType.ChargeProgress', 'required value missing')
-    w.bits((_I_iso20_common_types_processingType[o.EVProcessing]) << 6 | (_I_iso20_common_messages_chargeProgressType[o.ChargeProgress]) << 1, 10)
+    a = (a << 10) | (_I_iso20_common_types_processingType[o.EVProcessing]) << 6 | (_I_iso20_common_messages_chargeProgressType[o.ChargeProgress]) << 1
+    k += 10
     s = 1
     s = 2
     s = 3
     if o.EVPowerProfile is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_EVPowerProfileType(w, o.EVPowerProfile)
+        a = w.acc
+        k = w.n
         s = 4
     elif o.BPT_ChannelSelection is not None:
-        w.bits((_I_iso20_common_messages_channelSelectionType[o.BPT_ChannelSelection]) << 1 | 0x8, 5)
+        a = (a << 5) | (_I_iso20_common_messages_channelSelectionType[o.BPT_ChannelSelection]) << 1 | 0x8
+        k += 5
         s = 5
     else:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         s = -1
     if s == 4:
         if o.BPT_ChannelSelection is not None:
-            w.bits((_I_iso20_common_messages_channelSelectionType[o.BPT_ChannelSelection]) << 1, 5)
+            a = (a << 5) | (_I_iso20_common_messages_channelSelectionType[o.BPT_ChannelSelection]) << 1
+            k += 5
             s = 5
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 5:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_PowerDeliveryResType(r: BitReader) -> _iso20_common_messages.PowerDeliveryResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -5651,34 +7887,62 @@ def _d_iso20_common_messages_PowerDeliveryResType(r: BitReader) -> _iso20_common
     return _iso20_common_messages.PowerDeliveryResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus)
 
 def _e_iso20_common_messages_PowerDeliveryResType(w: BitWriter, o: _iso20_common_messages.PowerDeliveryResType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Header is None:
         raise encode_error('PowerDeliveryResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('PowerDeliveryResType.ResponseCode', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 1, 9)
+    a = (a << 9) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 1
+    k += 9
     s = 1
     s = 2
     if o.EVSEStatus is not None:
         if o.EVSEStatus.NotificationMaxDelay is None:
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        w.bits(0x0, 4)
+        a <<= 4
+        k += 4
         if o.EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.EVSEStatus.NotificationMaxDelay > 65535)):
             raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-        w.uint(o.EVSEStatus.NotificationMaxDelay)
+        u = o.EVSEStatus.NotificationMaxDelay
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.EVSEStatus.EVSENotification is None:
             raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
-        w.bits((_I_iso20_common_types_evseNotificationType[o.EVSEStatus.EVSENotification]) << 2, 8)
+        a = (a << 8) | (_I_iso20_common_types_evseNotificationType[o.EVSEStatus.EVSENotification]) << 2
+        k += 8
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_PowerScheduleEntryListType(r: BitReader) -> _iso20_common_messages.PowerScheduleEntryListType:
     f_PowerScheduleEntry: list[_iso20_common_messages.PowerScheduleEntryType] = []
@@ -5708,23 +7972,35 @@ def _d_iso20_common_messages_PowerScheduleEntryListType(r: BitReader) -> _iso20_
     return _iso20_common_messages.PowerScheduleEntryListType(PowerScheduleEntry=f_PowerScheduleEntry)
 
 def _e_iso20_common_messages_PowerScheduleEntryListType(w: BitWriter, o: _iso20_common_messages.PowerScheduleEntryListType) -> None:
+    a = w.acc
+    k = w.n
     i_PowerScheduleEntry = 0
     s = 0
     if i_PowerScheduleEntry < len(o.PowerScheduleEntry):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_PowerScheduleEntry = o.PowerScheduleEntry[i_PowerScheduleEntry]
         i_PowerScheduleEntry += 1
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_PowerScheduleEntryType(w, x_PowerScheduleEntry)
+        a = w.acc
+        k = w.n
         s = 1
     else:
         raise encode_error('PowerScheduleEntryListType', 'missing SE(PowerScheduleEntry)')
     n = 0
     while True:
         if i_PowerScheduleEntry < len(o.PowerScheduleEntry):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_PowerScheduleEntry = o.PowerScheduleEntry[i_PowerScheduleEntry]
             i_PowerScheduleEntry += 1
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_PowerScheduleEntryType(w, x_PowerScheduleEntry)
+            a = w.acc
+            k = w.n
             n += 1
             if n == 1023:
                 s = 1024
@@ -5732,13 +8008,19 @@ def _e_iso20_common_messages_PowerScheduleEntryListType(w: BitWriter, o: _iso20_
                     raise encode_error('PowerScheduleEntryListType.PowerScheduleEntry', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 1024:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader) -> _iso20_common_messages.PowerScheduleEntryType:
     f_Duration: int
@@ -5831,13 +8113,28 @@ def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader) -> _iso20_comm
     return _iso20_common_messages.PowerScheduleEntryType(Duration=f_Duration, Power=f_Power, Power_L2=f_Power_L2, Power_L3=f_Power_L3)
 
 def _e_iso20_common_messages_PowerScheduleEntryType(w: BitWriter, o: _iso20_common_messages.PowerScheduleEntryType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Duration is None:
         raise encode_error('PowerScheduleEntryType.Duration', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.Duration < 0 or (w.strict and (o.Duration > 4294967295)):
         raise encode_error('PowerScheduleEntryType.Duration', f'{o.Duration!r} outside 0..4294967295')
-    w.uint(o.Duration)
+    u = o.Duration
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.Power is None:
         raise encode_error('PowerScheduleEntryType.Power', 'required value missing')
     if o.Power.Exponent is None:
@@ -5846,12 +8143,26 @@ def _e_iso20_common_messages_PowerScheduleEntryType(w: BitWriter, o: _iso20_comm
         raise encode_error('RationalNumberType.Exponent', f'{o.Power.Exponent!r} outside -128..127')
     if o.Power.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.Power.Exponent + 128) << 3, 15)
-    s = 1
     if (w.strict and (o.Power.Value < -32768 or o.Power.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.Power.Value!r} outside -32768..32767')
-    w.integer(o.Power.Value)
-    w.bits(0x0, 2)
+    a = (a << 16) | (o.Power.Exponent + 128) << 4 | (1 if o.Power.Value < 0 else 0)
+    k += 16
+    s = 1
+    u = -o.Power.Value - 1 if o.Power.Value < 0 else o.Power.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
     s = 2
     if o.Power_L2 is not None:
         if o.Power_L2.Exponent is None:
@@ -5860,11 +8171,25 @@ def _e_iso20_common_messages_PowerScheduleEntryType(w: BitWriter, o: _iso20_comm
             raise encode_error('RationalNumberType.Exponent', f'{o.Power_L2.Exponent!r} outside -128..127')
         if o.Power_L2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.Power_L2.Exponent + 128) << 3, 15)
         if (w.strict and (o.Power_L2.Value < -32768 or o.Power_L2.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.Power_L2.Value!r} outside -32768..32767')
-        w.integer(o.Power_L2.Value)
-        w.bits(0x0, 2)
+        a = (a << 16) | (o.Power_L2.Exponent + 128) << 4 | (1 if o.Power_L2.Value < 0 else 0)
+        k += 16
+        u = -o.Power_L2.Value - 1 if o.Power_L2.Value < 0 else o.Power_L2.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 3
     elif o.Power_L3 is not None:
         if o.Power_L3.Exponent is None:
@@ -5873,14 +8198,29 @@ def _e_iso20_common_messages_PowerScheduleEntryType(w: BitWriter, o: _iso20_comm
             raise encode_error('RationalNumberType.Exponent', f'{o.Power_L3.Exponent!r} outside -128..127')
         if o.Power_L3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.Power_L3.Exponent + 128) << 3 | 0x2000, 15)
         if (w.strict and (o.Power_L3.Value < -32768 or o.Power_L3.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.Power_L3.Value!r} outside -32768..32767')
-        w.integer(o.Power_L3.Value)
-        w.bits(0x0, 2)
+        a = (a << 16) | (o.Power_L3.Exponent + 128) << 4 | (1 if o.Power_L3.Value < 0 else 0) | 0x4000
+        k += 16
+        u = -o.Power_L3.Value - 1 if o.Power_L3.Value < 0 else o.Power_L3.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 4
     else:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         s = -1
     if s == 3:
         if o.Power_L3 is not None:
@@ -5890,19 +8230,39 @@ def _e_iso20_common_messages_PowerScheduleEntryType(w: BitWriter, o: _iso20_comm
                 raise encode_error('RationalNumberType.Exponent', f'{o.Power_L3.Exponent!r} outside -128..127')
             if o.Power_L3.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.Power_L3.Exponent + 128) << 3, 15)
             if (w.strict and (o.Power_L3.Value < -32768 or o.Power_L3.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.Power_L3.Value!r} outside -32768..32767')
-            w.integer(o.Power_L3.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.Power_L3.Exponent + 128) << 4 | (1 if o.Power_L3.Value < 0 else 0)
+            k += 16
+            u = -o.Power_L3.Value - 1 if o.Power_L3.Value < 0 else o.Power_L3.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 4
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 4:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_PowerScheduleType(r: BitReader) -> _iso20_common_messages.PowerScheduleType:
     f_TimeAnchor: int
@@ -5990,14 +8350,30 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader) -> _iso20_common_me
     return _iso20_common_messages.PowerScheduleType(TimeAnchor=f_TimeAnchor, AvailableEnergy=f_AvailableEnergy, PowerTolerance=f_PowerTolerance, PowerScheduleEntries=f_PowerScheduleEntries)
 
 def _e_iso20_common_messages_PowerScheduleType(w: BitWriter, o: _iso20_common_messages.PowerScheduleType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.TimeAnchor is None:
         raise encode_error('PowerScheduleType.TimeAnchor', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
         raise encode_error('PowerScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-    w.uint(o.TimeAnchor)
-    w.bits(0x0, 1)
+    u = o.TimeAnchor
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 1
     if o.AvailableEnergy is not None:
         if o.AvailableEnergy.Exponent is None:
@@ -6006,11 +8382,25 @@ def _e_iso20_common_messages_PowerScheduleType(w: BitWriter, o: _iso20_common_me
             raise encode_error('RationalNumberType.Exponent', f'{o.AvailableEnergy.Exponent!r} outside -128..127')
         if o.AvailableEnergy.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.AvailableEnergy.Exponent + 128) << 3, 15)
         if (w.strict and (o.AvailableEnergy.Value < -32768 or o.AvailableEnergy.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.AvailableEnergy.Value!r} outside -32768..32767')
-        w.integer(o.AvailableEnergy.Value)
-        w.bits(0x0, 2)
+        a = (a << 16) | (o.AvailableEnergy.Exponent + 128) << 4 | (1 if o.AvailableEnergy.Value < 0 else 0)
+        k += 16
+        u = -o.AvailableEnergy.Value - 1 if o.AvailableEnergy.Value < 0 else o.AvailableEnergy.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 2
     elif o.PowerTolerance is not None:
         if o.PowerTolerance.Exponent is None:
@@ -6019,15 +8409,34 @@ def _e_iso20_common_messages_PowerScheduleType(w: BitWriter, o: _iso20_common_me
             raise encode_error('RationalNumberType.Exponent', f'{o.PowerTolerance.Exponent!r} outside -128..127')
         if o.PowerTolerance.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.PowerTolerance.Exponent + 128) << 3 | 0x2000, 15)
         if (w.strict and (o.PowerTolerance.Value < -32768 or o.PowerTolerance.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.PowerTolerance.Value!r} outside -32768..32767')
-        w.integer(o.PowerTolerance.Value)
-        w.bits(0x0, 2)
+        a = (a << 16) | (o.PowerTolerance.Exponent + 128) << 4 | (1 if o.PowerTolerance.Value < 0 else 0) | 0x4000
+        k += 16
+        u = -o.PowerTolerance.Value - 1 if o.PowerTolerance.Value < 0 else o.PowerTolerance.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 3
     elif o.PowerScheduleEntries is not None:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_PowerScheduleEntryListType(w, o.PowerScheduleEntries)
+        a = w.acc
+        k = w.n
         s = 4
     else:
         raise encode_error('PowerScheduleType', 'missing SE(AvailableEnergy), SE(PowerTolerance), SE(PowerScheduleEntries)')
@@ -6039,27 +8448,56 @@ def _e_iso20_common_messages_PowerScheduleType(w: BitWriter, o: _iso20_common_me
                 raise encode_error('RationalNumberType.Exponent', f'{o.PowerTolerance.Exponent!r} outside -128..127')
             if o.PowerTolerance.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.PowerTolerance.Exponent + 128) << 3, 15)
             if (w.strict and (o.PowerTolerance.Value < -32768 or o.PowerTolerance.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.PowerTolerance.Value!r} outside -32768..32767')
-            w.integer(o.PowerTolerance.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.PowerTolerance.Exponent + 128) << 4 | (1 if o.PowerTolerance.Value < 0 else 0)
+            k += 16
+            u = -o.PowerTolerance.Value - 1 if o.PowerTolerance.Value < 0 else o.PowerTolerance.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 3
         elif o.PowerScheduleEntries is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_PowerScheduleEntryListType(w, o.PowerScheduleEntries)
+            a = w.acc
+            k = w.n
             s = 4
         else:
             raise encode_error('PowerScheduleType', 'missing SE(PowerTolerance), SE(PowerScheduleEntries)')
     if s == 3:
         if o.PowerScheduleEntries is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_PowerScheduleEntryListType(w, o.PowerScheduleEntries)
+            a = w.acc
+            k = w.n
             s = 4
         else:
             raise encode_error('PowerScheduleType', 'missing SE(PowerScheduleEntries)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_PriceLevelScheduleEntryListType(r: BitReader) -> _iso20_common_messages.PriceLevelScheduleEntryListType:
     f_PriceLevelScheduleEntry: list[_iso20_common_messages.PriceLevelScheduleEntryType] = []
@@ -6109,43 +8547,75 @@ def _d_iso20_common_messages_PriceLevelScheduleEntryListType(r: BitReader) -> _i
     return _iso20_common_messages.PriceLevelScheduleEntryListType(PriceLevelScheduleEntry=f_PriceLevelScheduleEntry)
 
 def _e_iso20_common_messages_PriceLevelScheduleEntryListType(w: BitWriter, o: _iso20_common_messages.PriceLevelScheduleEntryListType) -> None:
+    a = w.acc
+    k = w.n
     i_PriceLevelScheduleEntry = 0
     s = 0
     if i_PriceLevelScheduleEntry < len(o.PriceLevelScheduleEntry):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_PriceLevelScheduleEntry = o.PriceLevelScheduleEntry[i_PriceLevelScheduleEntry]
         i_PriceLevelScheduleEntry += 1
         if x_PriceLevelScheduleEntry.Duration is None:
             raise encode_error('PriceLevelScheduleEntryType.Duration', 'required value missing')
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         if x_PriceLevelScheduleEntry.Duration < 0 or (w.strict and (x_PriceLevelScheduleEntry.Duration > 4294967295)):
             raise encode_error('PriceLevelScheduleEntryType.Duration', f'{x_PriceLevelScheduleEntry.Duration!r} outside 0..4294967295')
-        w.uint(x_PriceLevelScheduleEntry.Duration)
+        u = x_PriceLevelScheduleEntry.Duration
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_PriceLevelScheduleEntry.PriceLevel is None:
             raise encode_error('PriceLevelScheduleEntryType.PriceLevel', 'required value missing')
         if x_PriceLevelScheduleEntry.PriceLevel < 0 or x_PriceLevelScheduleEntry.PriceLevel > 255:
             raise encode_error('PriceLevelScheduleEntryType.PriceLevel', f'{x_PriceLevelScheduleEntry.PriceLevel!r} outside 0..255')
-        w.bits((x_PriceLevelScheduleEntry.PriceLevel) << 2, 13)
+        a = (a << 13) | (x_PriceLevelScheduleEntry.PriceLevel) << 2
+        k += 13
         s = 1
     else:
         raise encode_error('PriceLevelScheduleEntryListType', 'missing SE(PriceLevelScheduleEntry)')
     n = 0
     while True:
         if i_PriceLevelScheduleEntry < len(o.PriceLevelScheduleEntry):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_PriceLevelScheduleEntry = o.PriceLevelScheduleEntry[i_PriceLevelScheduleEntry]
             i_PriceLevelScheduleEntry += 1
             if x_PriceLevelScheduleEntry.Duration is None:
                 raise encode_error('PriceLevelScheduleEntryType.Duration', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if x_PriceLevelScheduleEntry.Duration < 0 or (w.strict and (x_PriceLevelScheduleEntry.Duration > 4294967295)):
                 raise encode_error('PriceLevelScheduleEntryType.Duration', f'{x_PriceLevelScheduleEntry.Duration!r} outside 0..4294967295')
-            w.uint(x_PriceLevelScheduleEntry.Duration)
+            u = x_PriceLevelScheduleEntry.Duration
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_PriceLevelScheduleEntry.PriceLevel is None:
                 raise encode_error('PriceLevelScheduleEntryType.PriceLevel', 'required value missing')
             if x_PriceLevelScheduleEntry.PriceLevel < 0 or x_PriceLevelScheduleEntry.PriceLevel > 255:
                 raise encode_error('PriceLevelScheduleEntryType.PriceLevel', f'{x_PriceLevelScheduleEntry.PriceLevel!r} outside 0..255')
-            w.bits((x_PriceLevelScheduleEntry.PriceLevel) << 2, 13)
+            a = (a << 13) | (x_PriceLevelScheduleEntry.PriceLevel) << 2
+            k += 13
             n += 1
             if n == 1023:
                 s = 1024
@@ -6153,13 +8623,19 @@ def _e_iso20_common_messages_PriceLevelScheduleEntryListType(w: BitWriter, o: _i
                     raise encode_error('PriceLevelScheduleEntryListType.PriceLevelScheduleEntry', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 1024:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_PriceLevelScheduleEntryType(r: BitReader) -> _iso20_common_messages.PriceLevelScheduleEntryType:
     f_Duration: int
@@ -6178,17 +8654,37 @@ def _d_iso20_common_messages_PriceLevelScheduleEntryType(r: BitReader) -> _iso20
     return _iso20_common_messages.PriceLevelScheduleEntryType(Duration=f_Duration, PriceLevel=f_PriceLevel)
 
 def _e_iso20_common_messages_PriceLevelScheduleEntryType(w: BitWriter, o: _iso20_common_messages.PriceLevelScheduleEntryType) -> None:
+    a = w.acc
+    k = w.n
     if o.Duration is None:
         raise encode_error('PriceLevelScheduleEntryType.Duration', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.Duration < 0 or (w.strict and (o.Duration > 4294967295)):
         raise encode_error('PriceLevelScheduleEntryType.Duration', f'{o.Duration!r} outside 0..4294967295')
-    w.uint(o.Duration)
+    u = o.Duration
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.PriceLevel is None:
         raise encode_error('PriceLevelScheduleEntryType.PriceLevel', 'required value missing')
     if o.PriceLevel < 0 or o.PriceLevel > 255:
         raise encode_error('PriceLevelScheduleEntryType.PriceLevel', f'{o.PriceLevel!r} outside 0..255')
-    w.bits((o.PriceLevel) << 2, 13)
+    a = (a << 13) | (o.PriceLevel) << 2
+    k += 13
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader) -> _iso20_common_messages.PriceLevelScheduleType:
     f_Id: str | None = None
@@ -6278,49 +8774,105 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader) -> _iso20_comm
     return _iso20_common_messages.PriceLevelScheduleType(Id=f_Id, TimeAnchor=f_TimeAnchor, PriceScheduleID=f_PriceScheduleID, PriceScheduleDescription=f_PriceScheduleDescription, NumberOfPriceLevels=f_NumberOfPriceLevels, PriceLevelScheduleEntries=f_PriceLevelScheduleEntries)
 
 def _e_iso20_common_messages_PriceLevelScheduleType(w: BitWriter, o: _iso20_common_messages.PriceLevelScheduleType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.TimeAnchor is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
         if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
             raise encode_error('PriceLevelScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-        w.uint(o.TimeAnchor)
-        w.bits(0x0, 1)
+        u = o.TimeAnchor
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
         raise encode_error('PriceLevelScheduleType', 'missing AT(Id), SE(TimeAnchor)')
     if s == 1:
         if o.TimeAnchor is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
                 raise encode_error('PriceLevelScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-            w.uint(o.TimeAnchor)
-            w.bits(0x0, 1)
+            u = o.TimeAnchor
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 2
         else:
             raise encode_error('PriceLevelScheduleType', 'missing SE(TimeAnchor)')
     if o.PriceScheduleID is None:
         raise encode_error('PriceLevelScheduleType.PriceScheduleID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.PriceScheduleID < 0 or (w.strict and (o.PriceScheduleID < 1 or o.PriceScheduleID > 4294967295)):
         raise encode_error('PriceLevelScheduleType.PriceScheduleID', f'{o.PriceScheduleID!r} outside 1..4294967295')
-    w.uint(o.PriceScheduleID)
-    w.bits(0x0, 1)
+    u = o.PriceScheduleID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 3
     if o.PriceScheduleDescription is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if len(o.PriceScheduleDescription) > 160:
             raise encode_error('PriceLevelScheduleType.PriceScheduleDescription', f'length {len(o.PriceScheduleDescription)} outside 0..160')
+        w.acc = a
+        w.n = k
         w.string(o.PriceScheduleDescription)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 4
     elif o.NumberOfPriceLevels is not None:
         if o.NumberOfPriceLevels < 0 or o.NumberOfPriceLevels > 255:
             raise encode_error('PriceLevelScheduleType.NumberOfPriceLevels', f'{o.NumberOfPriceLevels!r} outside 0..255')
-        w.bits((o.NumberOfPriceLevels) << 1 | 0x400, 12)
+        a = (a << 12) | (o.NumberOfPriceLevels) << 1 | 0x400
+        k += 12
         s = 5
     else:
         raise encode_error('PriceLevelScheduleType', 'missing SE(PriceScheduleDescription), SE(NumberOfPriceLevels)')
@@ -6328,17 +8880,28 @@ def _e_iso20_common_messages_PriceLevelScheduleType(w: BitWriter, o: _iso20_comm
         if o.NumberOfPriceLevels is not None:
             if o.NumberOfPriceLevels < 0 or o.NumberOfPriceLevels > 255:
                 raise encode_error('PriceLevelScheduleType.NumberOfPriceLevels', f'{o.NumberOfPriceLevels!r} outside 0..255')
-            w.bits((o.NumberOfPriceLevels) << 1, 11)
+            a = (a << 11) | (o.NumberOfPriceLevels) << 1
+            k += 11
             s = 5
         else:
             raise encode_error('PriceLevelScheduleType', 'missing SE(NumberOfPriceLevels)')
     if o.PriceLevelScheduleEntries is None:
         raise encode_error('PriceLevelScheduleType.PriceLevelScheduleEntries', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_messages_PriceLevelScheduleEntryListType(w, o.PriceLevelScheduleEntries)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     s = 6
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_PriceRuleStackListType(r: BitReader) -> _iso20_common_messages.PriceRuleStackListType:
     f_PriceRuleStack: list[_iso20_common_messages.PriceRuleStackType] = []
@@ -6368,23 +8931,35 @@ def _d_iso20_common_messages_PriceRuleStackListType(r: BitReader) -> _iso20_comm
     return _iso20_common_messages.PriceRuleStackListType(PriceRuleStack=f_PriceRuleStack)
 
 def _e_iso20_common_messages_PriceRuleStackListType(w: BitWriter, o: _iso20_common_messages.PriceRuleStackListType) -> None:
+    a = w.acc
+    k = w.n
     i_PriceRuleStack = 0
     s = 0
     if i_PriceRuleStack < len(o.PriceRuleStack):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_PriceRuleStack = o.PriceRuleStack[i_PriceRuleStack]
         i_PriceRuleStack += 1
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_PriceRuleStackType(w, x_PriceRuleStack)
+        a = w.acc
+        k = w.n
         s = 1
     else:
         raise encode_error('PriceRuleStackListType', 'missing SE(PriceRuleStack)')
     n = 0
     while True:
         if i_PriceRuleStack < len(o.PriceRuleStack):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_PriceRuleStack = o.PriceRuleStack[i_PriceRuleStack]
             i_PriceRuleStack += 1
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_PriceRuleStackType(w, x_PriceRuleStack)
+            a = w.acc
+            k = w.n
             n += 1
             if n == 1023:
                 s = 1024
@@ -6392,13 +8967,19 @@ def _e_iso20_common_messages_PriceRuleStackListType(w: BitWriter, o: _iso20_comm
                     raise encode_error('PriceRuleStackListType.PriceRuleStack', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 1024:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_PriceRuleStackType(r: BitReader) -> _iso20_common_messages.PriceRuleStackType:
     f_Duration: int
@@ -6438,31 +9019,57 @@ def _d_iso20_common_messages_PriceRuleStackType(r: BitReader) -> _iso20_common_m
     return _iso20_common_messages.PriceRuleStackType(Duration=f_Duration, PriceRule=f_PriceRule)
 
 def _e_iso20_common_messages_PriceRuleStackType(w: BitWriter, o: _iso20_common_messages.PriceRuleStackType) -> None:
+    a = w.acc
+    k = w.n
     i_PriceRule = 0
     s = 0
     if o.Duration is None:
         raise encode_error('PriceRuleStackType.Duration', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.Duration < 0 or (w.strict and (o.Duration > 4294967295)):
         raise encode_error('PriceRuleStackType.Duration', f'{o.Duration!r} outside 0..4294967295')
-    w.uint(o.Duration)
-    w.bits(0x0, 1)
+    u = o.Duration
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 1
     if i_PriceRule < len(o.PriceRule):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_PriceRule = o.PriceRule[i_PriceRule]
         i_PriceRule += 1
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_PriceRuleType(w, x_PriceRule)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('PriceRuleStackType', 'missing SE(PriceRule)')
     n = 0
     while True:
         if i_PriceRule < len(o.PriceRule):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_PriceRule = o.PriceRule[i_PriceRule]
             i_PriceRule += 1
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_PriceRuleType(w, x_PriceRule)
+            a = w.acc
+            k = w.n
             n += 1
             if n == 7:
                 s = 9
@@ -6470,13 +9077,19 @@ def _e_iso20_common_messages_PriceRuleStackType(w: BitWriter, o: _iso20_common_m
                     raise encode_error('PriceRuleStackType.PriceRule', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 9:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messages.PriceRuleType:
     f_EnergyFee: _iso20_common_types.RationalNumberType
@@ -6690,6 +9303,8 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
     return _iso20_common_messages.PriceRuleType(EnergyFee=f_EnergyFee, ParkingFee=f_ParkingFee, ParkingFeePeriod=f_ParkingFeePeriod, CarbonDioxideEmission=f_CarbonDioxideEmission, RenewableGenerationPercentage=f_RenewableGenerationPercentage, PowerRangeStart=f_PowerRangeStart)
 
 def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messages.PriceRuleType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.EnergyFee is None:
         raise encode_error('PriceRuleType.EnergyFee', 'required value missing')
@@ -6699,11 +9314,25 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
         raise encode_error('RationalNumberType.Exponent', f'{o.EnergyFee.Exponent!r} outside -128..127')
     if o.EnergyFee.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EnergyFee.Exponent + 128) << 3, 14)
     if (w.strict and (o.EnergyFee.Value < -32768 or o.EnergyFee.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EnergyFee.Value!r} outside -32768..32767')
-    w.integer(o.EnergyFee.Value)
-    w.bits(0x0, 2)
+    a = (a << 15) | (o.EnergyFee.Exponent + 128) << 4 | (1 if o.EnergyFee.Value < 0 else 0)
+    k += 15
+    u = -o.EnergyFee.Value - 1 if o.EnergyFee.Value < 0 else o.EnergyFee.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
     s = 1
     if o.ParkingFee is not None:
         if o.ParkingFee.Exponent is None:
@@ -6712,30 +9341,73 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
             raise encode_error('RationalNumberType.Exponent', f'{o.ParkingFee.Exponent!r} outside -128..127')
         if o.ParkingFee.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.ParkingFee.Exponent + 128) << 3, 16)
         if (w.strict and (o.ParkingFee.Value < -32768 or o.ParkingFee.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.ParkingFee.Value!r} outside -32768..32767')
-        w.integer(o.ParkingFee.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.ParkingFee.Exponent + 128) << 4 | (1 if o.ParkingFee.Value < 0 else 0)
+        k += 17
+        u = -o.ParkingFee.Value - 1 if o.ParkingFee.Value < 0 else o.ParkingFee.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 2
     elif o.ParkingFeePeriod is not None:
-        w.bits(0x2, 4)
+        a = (a << 4) | 0x2
+        k += 4
         if o.ParkingFeePeriod < 0 or (w.strict and (o.ParkingFeePeriod > 4294967295)):
             raise encode_error('PriceRuleType.ParkingFeePeriod', f'{o.ParkingFeePeriod!r} outside 0..4294967295')
-        w.uint(o.ParkingFeePeriod)
-        w.bits(0x0, 1)
+        u = o.ParkingFeePeriod
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 3
     elif o.CarbonDioxideEmission is not None:
-        w.bits(0x4, 4)
+        a = (a << 4) | 0x4
+        k += 4
         if o.CarbonDioxideEmission < 0 or (w.strict and (o.CarbonDioxideEmission > 65535)):
             raise encode_error('PriceRuleType.CarbonDioxideEmission', f'{o.CarbonDioxideEmission!r} outside 0..65535')
-        w.uint(o.CarbonDioxideEmission)
-        w.bits(0x0, 1)
+        u = o.CarbonDioxideEmission
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 4
     elif o.RenewableGenerationPercentage is not None:
         if o.RenewableGenerationPercentage < 0 or o.RenewableGenerationPercentage > 255:
             raise encode_error('PriceRuleType.RenewableGenerationPercentage', f'{o.RenewableGenerationPercentage!r} outside 0..255')
-        w.bits((o.RenewableGenerationPercentage) << 1 | 0xc00, 13)
+        a = (a << 13) | (o.RenewableGenerationPercentage) << 1 | 0xc00
+        k += 13
         s = 5
     elif o.PowerRangeStart is not None:
         if o.PowerRangeStart.Exponent is None:
@@ -6744,33 +9416,76 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
             raise encode_error('RationalNumberType.Exponent', f'{o.PowerRangeStart.Exponent!r} outside -128..127')
         if o.PowerRangeStart.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.PowerRangeStart.Exponent + 128) << 3 | 0x8000, 16)
         if (w.strict and (o.PowerRangeStart.Value < -32768 or o.PowerRangeStart.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.PowerRangeStart.Value!r} outside -32768..32767')
-        w.integer(o.PowerRangeStart.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.PowerRangeStart.Exponent + 128) << 4 | (1 if o.PowerRangeStart.Value < 0 else 0) | 0x10000
+        k += 17
+        u = -o.PowerRangeStart.Value - 1 if o.PowerRangeStart.Value < 0 else o.PowerRangeStart.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 6
     else:
         raise encode_error('PriceRuleType', 'missing SE(ParkingFee), SE(ParkingFeePeriod), SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
     if s == 2:
         if o.ParkingFeePeriod is not None:
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
             if o.ParkingFeePeriod < 0 or (w.strict and (o.ParkingFeePeriod > 4294967295)):
                 raise encode_error('PriceRuleType.ParkingFeePeriod', f'{o.ParkingFeePeriod!r} outside 0..4294967295')
-            w.uint(o.ParkingFeePeriod)
-            w.bits(0x0, 1)
+            u = o.ParkingFeePeriod
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 3
         elif o.CarbonDioxideEmission is not None:
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             if o.CarbonDioxideEmission < 0 or (w.strict and (o.CarbonDioxideEmission > 65535)):
                 raise encode_error('PriceRuleType.CarbonDioxideEmission', f'{o.CarbonDioxideEmission!r} outside 0..65535')
-            w.uint(o.CarbonDioxideEmission)
-            w.bits(0x0, 1)
+            u = o.CarbonDioxideEmission
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         elif o.RenewableGenerationPercentage is not None:
             if o.RenewableGenerationPercentage < 0 or o.RenewableGenerationPercentage > 255:
                 raise encode_error('PriceRuleType.RenewableGenerationPercentage', f'{o.RenewableGenerationPercentage!r} outside 0..255')
-            w.bits((o.RenewableGenerationPercentage) << 1 | 0x800, 13)
+            a = (a << 13) | (o.RenewableGenerationPercentage) << 1 | 0x800
+            k += 13
             s = 5
         elif o.PowerRangeStart is not None:
             if o.PowerRangeStart.Exponent is None:
@@ -6779,26 +9494,55 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
                 raise encode_error('RationalNumberType.Exponent', f'{o.PowerRangeStart.Exponent!r} outside -128..127')
             if o.PowerRangeStart.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.PowerRangeStart.Exponent + 128) << 3 | 0x6000, 16)
             if (w.strict and (o.PowerRangeStart.Value < -32768 or o.PowerRangeStart.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.PowerRangeStart.Value!r} outside -32768..32767')
-            w.integer(o.PowerRangeStart.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.PowerRangeStart.Exponent + 128) << 4 | (1 if o.PowerRangeStart.Value < 0 else 0) | 0xc000
+            k += 17
+            u = -o.PowerRangeStart.Value - 1 if o.PowerRangeStart.Value < 0 else o.PowerRangeStart.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 6
         else:
             raise encode_error('PriceRuleType', 'missing SE(ParkingFeePeriod), SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
     if s == 3:
         if o.CarbonDioxideEmission is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if o.CarbonDioxideEmission < 0 or (w.strict and (o.CarbonDioxideEmission > 65535)):
                 raise encode_error('PriceRuleType.CarbonDioxideEmission', f'{o.CarbonDioxideEmission!r} outside 0..65535')
-            w.uint(o.CarbonDioxideEmission)
-            w.bits(0x0, 1)
+            u = o.CarbonDioxideEmission
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         elif o.RenewableGenerationPercentage is not None:
             if o.RenewableGenerationPercentage < 0 or o.RenewableGenerationPercentage > 255:
                 raise encode_error('PriceRuleType.RenewableGenerationPercentage', f'{o.RenewableGenerationPercentage!r} outside 0..255')
-            w.bits((o.RenewableGenerationPercentage) << 1 | 0x400, 12)
+            a = (a << 12) | (o.RenewableGenerationPercentage) << 1 | 0x400
+            k += 12
             s = 5
         elif o.PowerRangeStart is not None:
             if o.PowerRangeStart.Exponent is None:
@@ -6807,11 +9551,25 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
                 raise encode_error('RationalNumberType.Exponent', f'{o.PowerRangeStart.Exponent!r} outside -128..127')
             if o.PowerRangeStart.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.PowerRangeStart.Exponent + 128) << 3 | 0x4000, 15)
             if (w.strict and (o.PowerRangeStart.Value < -32768 or o.PowerRangeStart.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.PowerRangeStart.Value!r} outside -32768..32767')
-            w.integer(o.PowerRangeStart.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.PowerRangeStart.Exponent + 128) << 4 | (1 if o.PowerRangeStart.Value < 0 else 0) | 0x8000
+            k += 16
+            u = -o.PowerRangeStart.Value - 1 if o.PowerRangeStart.Value < 0 else o.PowerRangeStart.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 6
         else:
             raise encode_error('PriceRuleType', 'missing SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
@@ -6819,7 +9577,8 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
         if o.RenewableGenerationPercentage is not None:
             if o.RenewableGenerationPercentage < 0 or o.RenewableGenerationPercentage > 255:
                 raise encode_error('PriceRuleType.RenewableGenerationPercentage', f'{o.RenewableGenerationPercentage!r} outside 0..255')
-            w.bits((o.RenewableGenerationPercentage) << 1, 12)
+            a = (a << 12) | (o.RenewableGenerationPercentage) << 1
+            k += 12
             s = 5
         elif o.PowerRangeStart is not None:
             if o.PowerRangeStart.Exponent is None:
@@ -6828,11 +9587,25 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
                 raise encode_error('RationalNumberType.Exponent', f'{o.PowerRangeStart.Exponent!r} outside -128..127')
             if o.PowerRangeStart.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.PowerRangeStart.Exponent + 128) << 3 | 0x2000, 15)
             if (w.strict and (o.PowerRangeStart.Value < -32768 or o.PowerRangeStart.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.PowerRangeStart.Value!r} outside -32768..32767')
-            w.integer(o.PowerRangeStart.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.PowerRangeStart.Exponent + 128) << 4 | (1 if o.PowerRangeStart.Value < 0 else 0) | 0x4000
+            k += 16
+            u = -o.PowerRangeStart.Value - 1 if o.PowerRangeStart.Value < 0 else o.PowerRangeStart.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 6
         else:
             raise encode_error('PriceRuleType', 'missing SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
@@ -6844,16 +9617,35 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
                 raise encode_error('RationalNumberType.Exponent', f'{o.PowerRangeStart.Exponent!r} outside -128..127')
             if o.PowerRangeStart.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.PowerRangeStart.Exponent + 128) << 3, 14)
             if (w.strict and (o.PowerRangeStart.Value < -32768 or o.PowerRangeStart.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.PowerRangeStart.Value!r} outside -32768..32767')
-            w.integer(o.PowerRangeStart.Value)
-            w.bits(0x0, 2)
+            a = (a << 15) | (o.PowerRangeStart.Exponent + 128) << 4 | (1 if o.PowerRangeStart.Value < 0 else 0)
+            k += 15
+            u = -o.PowerRangeStart.Value - 1 if o.PowerRangeStart.Value < 0 else o.PowerRangeStart.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 6
         else:
             raise encode_error('PriceRuleType', 'missing SE(PowerRangeStart)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_PriceScheduleType(r: BitReader) -> _iso20_common_messages.PriceScheduleType:
     f_TimeAnchor: int
@@ -6902,36 +9694,77 @@ def _d_iso20_common_messages_PriceScheduleType(r: BitReader) -> _iso20_common_me
     return _iso20_common_messages.PriceScheduleType(TimeAnchor=f_TimeAnchor, PriceScheduleID=f_PriceScheduleID, PriceScheduleDescription=f_PriceScheduleDescription)
 
 def _e_iso20_common_messages_PriceScheduleType(w: BitWriter, o: _iso20_common_messages.PriceScheduleType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.TimeAnchor is None:
         raise encode_error('PriceScheduleType.TimeAnchor', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
         raise encode_error('PriceScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-    w.uint(o.TimeAnchor)
+    u = o.TimeAnchor
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.PriceScheduleID is None:
         raise encode_error('PriceScheduleType.PriceScheduleID', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     s = 1
     if o.PriceScheduleID < 0 or (w.strict and (o.PriceScheduleID < 1 or o.PriceScheduleID > 4294967295)):
         raise encode_error('PriceScheduleType.PriceScheduleID', f'{o.PriceScheduleID!r} outside 1..4294967295')
-    w.uint(o.PriceScheduleID)
-    w.bits(0x0, 1)
+    u = o.PriceScheduleID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 2
     if o.PriceScheduleDescription is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if len(o.PriceScheduleDescription) > 160:
             raise encode_error('PriceScheduleType.PriceScheduleDescription', f'length {len(o.PriceScheduleDescription)} outside 0..160')
+        w.acc = a
+        w.n = k
         w.string(o.PriceScheduleDescription)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_ScheduleExchangeReqType(r: BitReader) -> _iso20_common_messages.ScheduleExchangeReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -6957,26 +9790,49 @@ def _d_iso20_common_messages_ScheduleExchangeReqType(r: BitReader) -> _iso20_com
     return _iso20_common_messages.ScheduleExchangeReqType(Header=f_Header, MaximumSupportingPoints=f_MaximumSupportingPoints, Dynamic_SEReqControlMode=f_Dynamic_SEReqControlMode, Scheduled_SEReqControlMode=f_Scheduled_SEReqControlMode)
 
 def _e_iso20_common_messages_ScheduleExchangeReqType(w: BitWriter, o: _iso20_common_messages.ScheduleExchangeReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('ScheduleExchangeReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.MaximumSupportingPoints is None:
         raise encode_error('ScheduleExchangeReqType.MaximumSupportingPoints', 'required value missing')
     if o.MaximumSupportingPoints < 12 or o.MaximumSupportingPoints > 1035 or (w.strict and (o.MaximumSupportingPoints > 1024)):
         raise encode_error('ScheduleExchangeReqType.MaximumSupportingPoints', f'{o.MaximumSupportingPoints!r} outside 12..1024')
-    w.bits((o.MaximumSupportingPoints - 12) << 1, 13)
+    a = (a << 13) | (o.MaximumSupportingPoints - 12) << 1
+    k += 13
     if o.Dynamic_SEReqControlMode is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_Dynamic_SEReqControlModeType(w, o.Dynamic_SEReqControlMode)
+        a = w.acc
+        k = w.n
         if o.Scheduled_SEReqControlMode is not None:
             raise encode_error('ScheduleExchangeReqType.Scheduled_SEReqControlMode', 'cannot be combined with Dynamic_SEReqControlMode')
     elif o.Scheduled_SEReqControlMode is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_Scheduled_SEReqControlModeType(w, o.Scheduled_SEReqControlMode)
+        a = w.acc
+        k = w.n
     else:
         raise encode_error('ScheduleExchangeReqType', 'missing SE(Dynamic_SEReqControlMode), SE(Scheduled_SEReqControlMode)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader) -> _iso20_common_messages.ScheduleExchangeResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -7034,49 +9890,83 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader) -> _iso20_com
     return _iso20_common_messages.ScheduleExchangeResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, GoToPause=f_GoToPause, Dynamic_SEResControlMode=f_Dynamic_SEResControlMode, Scheduled_SEResControlMode=f_Scheduled_SEResControlMode)
 
 def _e_iso20_common_messages_ScheduleExchangeResType(w: BitWriter, o: _iso20_common_messages.ScheduleExchangeResType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Header is None:
         raise encode_error('ScheduleExchangeResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('ScheduleExchangeResType.ResponseCode', 'required value missing')
     if o.EVSEProcessing is None:
         raise encode_error('ScheduleExchangeResType.EVSEProcessing', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 6 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 1, 14)
+    a = (a << 14) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 6 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 1
+    k += 14
     s = 1
     s = 2
     s = 3
     if o.GoToPause is not None:
-        w.bits((1 if o.GoToPause else 0) << 1, 5)
+        a = (a << 5) | (1 if o.GoToPause else 0) << 1
+        k += 5
         s = 4
     elif o.Dynamic_SEResControlMode is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_Dynamic_SEResControlModeType(w, o.Dynamic_SEResControlMode)
+        a = w.acc
+        k = w.n
         if o.Scheduled_SEResControlMode is not None:
             raise encode_error('ScheduleExchangeResType.Scheduled_SEResControlMode', 'cannot be combined with Dynamic_SEResControlMode')
         s = 5
     elif o.Scheduled_SEResControlMode is not None:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_Scheduled_SEResControlModeType(w, o.Scheduled_SEResControlMode)
+        a = w.acc
+        k = w.n
         s = 5
     else:
         raise encode_error('ScheduleExchangeResType', 'missing SE(GoToPause), SE(Dynamic_SEResControlMode), SE(Scheduled_SEResControlMode)')
     if s == 4:
         if o.Dynamic_SEResControlMode is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_Dynamic_SEResControlModeType(w, o.Dynamic_SEResControlMode)
+            a = w.acc
+            k = w.n
             if o.Scheduled_SEResControlMode is not None:
                 raise encode_error('ScheduleExchangeResType.Scheduled_SEResControlMode', 'cannot be combined with Dynamic_SEResControlMode')
             s = 5
         elif o.Scheduled_SEResControlMode is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_Scheduled_SEResControlModeType(w, o.Scheduled_SEResControlMode)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('ScheduleExchangeResType', 'missing SE(Dynamic_SEResControlMode), SE(Scheduled_SEResControlMode)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_ScheduleTupleType(r: BitReader) -> _iso20_common_messages.ScheduleTupleType:
     f_ScheduleTupleID: int
@@ -7112,30 +10002,61 @@ def _d_iso20_common_messages_ScheduleTupleType(r: BitReader) -> _iso20_common_me
     return _iso20_common_messages.ScheduleTupleType(ScheduleTupleID=f_ScheduleTupleID, ChargingSchedule=f_ChargingSchedule, DischargingSchedule=f_DischargingSchedule)
 
 def _e_iso20_common_messages_ScheduleTupleType(w: BitWriter, o: _iso20_common_messages.ScheduleTupleType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.ScheduleTupleID is None:
         raise encode_error('ScheduleTupleType.ScheduleTupleID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.ScheduleTupleID < 0 or (w.strict and (o.ScheduleTupleID < 1 or o.ScheduleTupleID > 4294967295)):
         raise encode_error('ScheduleTupleType.ScheduleTupleID', f'{o.ScheduleTupleID!r} outside 1..4294967295')
-    w.uint(o.ScheduleTupleID)
+    u = o.ScheduleTupleID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.ChargingSchedule is None:
         raise encode_error('ScheduleTupleType.ChargingSchedule', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     s = 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_messages_ChargingScheduleType(w, o.ChargingSchedule)
+    a = w.acc
+    k = w.n
     s = 2
     if o.DischargingSchedule is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_ChargingScheduleType(w, o.DischargingSchedule)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_Scheduled_EVPPTControlModeType(r: BitReader) -> _iso20_common_messages.Scheduled_EVPPTControlModeType:
     f_SelectedScheduleTupleID: int
@@ -7170,25 +10091,48 @@ def _d_iso20_common_messages_Scheduled_EVPPTControlModeType(r: BitReader) -> _is
     return _iso20_common_messages.Scheduled_EVPPTControlModeType(SelectedScheduleTupleID=f_SelectedScheduleTupleID, PowerToleranceAcceptance=f_PowerToleranceAcceptance)
 
 def _e_iso20_common_messages_Scheduled_EVPPTControlModeType(w: BitWriter, o: _iso20_common_messages.Scheduled_EVPPTControlModeType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.SelectedScheduleTupleID is None:
         raise encode_error('Scheduled_EVPPTControlModeType.SelectedScheduleTupleID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.SelectedScheduleTupleID < 0 or (w.strict and (o.SelectedScheduleTupleID < 1 or o.SelectedScheduleTupleID > 4294967295)):
         raise encode_error('Scheduled_EVPPTControlModeType.SelectedScheduleTupleID', f'{o.SelectedScheduleTupleID!r} outside 1..4294967295')
-    w.uint(o.SelectedScheduleTupleID)
-    w.bits(0x0, 1)
+    u = o.SelectedScheduleTupleID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 1
     if o.PowerToleranceAcceptance is not None:
-        w.bits((_I_iso20_common_messages_powerToleranceAcceptanceType[o.PowerToleranceAcceptance]) << 1, 5)
+        a = (a << 5) | (_I_iso20_common_messages_powerToleranceAcceptanceType[o.PowerToleranceAcceptance]) << 1
+        k += 5
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _iso20_common_messages.Scheduled_SEReqControlModeType:
     f_DepartureTime: int | None = None
@@ -7395,13 +10339,29 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
     return _iso20_common_messages.Scheduled_SEReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVEnergyOffer=f_EVEnergyOffer)
 
 def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _iso20_common_messages.Scheduled_SEReqControlModeType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0x0, 4)
+        a <<= 4
+        k += 4
         if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('Scheduled_SEReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        w.uint(o.DepartureTime)
-        w.bits(0x0, 1)
+        u = o.DepartureTime
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif o.EVTargetEnergyRequest is not None:
         if o.EVTargetEnergyRequest.Exponent is None:
@@ -7410,11 +10370,25 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
         if o.EVTargetEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3 | 0x2000, 16)
         if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVTargetEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0) | 0x4000
+        k += 17
+        u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 2
     elif o.EVMaximumEnergyRequest is not None:
         if o.EVMaximumEnergyRequest.Exponent is None:
@@ -7423,11 +10397,25 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
         if o.EVMaximumEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3 | 0x4000, 16)
         if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVMaximumEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0) | 0x8000
+        k += 17
+        u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 3
     elif o.EVMinimumEnergyRequest is not None:
         if o.EVMinimumEnergyRequest.Exponent is None:
@@ -7436,18 +10424,38 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
         if o.EVMinimumEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3 | 0x6000, 16)
         if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVMinimumEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0) | 0xc000
+        k += 17
+        u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 4
     elif o.EVEnergyOffer is not None:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_EVEnergyOfferType(w, o.EVEnergyOffer)
+        a = w.acc
+        k = w.n
         s = 5
     else:
-        w.bits(0x5, 3)
+        a = (a << 3) | 0x5
+        k += 3
         s = -1
     if s == 1:
         if o.EVTargetEnergyRequest is not None:
@@ -7457,11 +10465,25 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
             if o.EVTargetEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3, 16)
             if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVTargetEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0)
+            k += 17
+            u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 2
         elif o.EVMaximumEnergyRequest is not None:
             if o.EVMaximumEnergyRequest.Exponent is None:
@@ -7470,11 +10492,25 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
             if o.EVMaximumEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3 | 0x2000, 16)
             if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0) | 0x4000
+            k += 17
+            u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 3
         elif o.EVMinimumEnergyRequest is not None:
             if o.EVMinimumEnergyRequest.Exponent is None:
@@ -7483,18 +10519,38 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
             if o.EVMinimumEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3 | 0x4000, 16)
             if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0) | 0x8000
+            k += 17
+            u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 4
         elif o.EVEnergyOffer is not None:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_EVEnergyOfferType(w, o.EVEnergyOffer)
+            a = w.acc
+            k = w.n
             s = 5
         else:
-            w.bits(0x4, 3)
+            a = (a << 3) | 0x4
+            k += 3
             s = -1
     if s == 2:
         if o.EVMaximumEnergyRequest is not None:
@@ -7504,11 +10560,25 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
             if o.EVMaximumEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3, 16)
             if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0)
+            k += 17
+            u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 3
         elif o.EVMinimumEnergyRequest is not None:
             if o.EVMinimumEnergyRequest.Exponent is None:
@@ -7517,18 +10587,38 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
             if o.EVMinimumEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3 | 0x2000, 16)
             if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0) | 0x4000
+            k += 17
+            u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 4
         elif o.EVEnergyOffer is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_EVEnergyOfferType(w, o.EVEnergyOffer)
+            a = w.acc
+            k = w.n
             s = 5
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 3:
         if o.EVMinimumEnergyRequest is not None:
@@ -7538,31 +10628,62 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
             if o.EVMinimumEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3, 15)
             if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0)
+            k += 16
+            u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 4
         elif o.EVEnergyOffer is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_EVEnergyOfferType(w, o.EVEnergyOffer)
+            a = w.acc
+            k = w.n
             s = 5
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 4:
         if o.EVEnergyOffer is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_EVEnergyOfferType(w, o.EVEnergyOffer)
+            a = w.acc
+            k = w.n
             s = 5
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 5:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_Scheduled_SEResControlModeType(r: BitReader) -> _iso20_common_messages.Scheduled_SEResControlModeType:
     f_ScheduleTuple: list[_iso20_common_messages.ScheduleTupleType] = []
@@ -7596,41 +10717,65 @@ def _d_iso20_common_messages_Scheduled_SEResControlModeType(r: BitReader) -> _is
     return _iso20_common_messages.Scheduled_SEResControlModeType(ScheduleTuple=f_ScheduleTuple)
 
 def _e_iso20_common_messages_Scheduled_SEResControlModeType(w: BitWriter, o: _iso20_common_messages.Scheduled_SEResControlModeType) -> None:
+    a = w.acc
+    k = w.n
     i_ScheduleTuple = 0
     s = 0
     if i_ScheduleTuple < len(o.ScheduleTuple):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_ScheduleTuple = o.ScheduleTuple[i_ScheduleTuple]
         i_ScheduleTuple += 1
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_ScheduleTupleType(w, x_ScheduleTuple)
+        a = w.acc
+        k = w.n
         s = 1
     else:
         raise encode_error('Scheduled_SEResControlModeType', 'missing SE(ScheduleTuple)')
     if i_ScheduleTuple < len(o.ScheduleTuple):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_ScheduleTuple = o.ScheduleTuple[i_ScheduleTuple]
         i_ScheduleTuple += 1
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_ScheduleTupleType(w, x_ScheduleTuple)
+        a = w.acc
+        k = w.n
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if i_ScheduleTuple < len(o.ScheduleTuple):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_ScheduleTuple = o.ScheduleTuple[i_ScheduleTuple]
             i_ScheduleTuple += 1
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_ScheduleTupleType(w, x_ScheduleTuple)
+            a = w.acc
+            k = w.n
             if i_ScheduleTuple < len(o.ScheduleTuple):
                 raise encode_error('Scheduled_SEResControlModeType.ScheduleTuple', 'too many entries')
             s = 3
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_Scheduled_SMDTControlModeType(r: BitReader) -> _iso20_common_messages.Scheduled_SMDTControlModeType:
     f_SelectedScheduleTupleID: int
@@ -7647,13 +10792,33 @@ def _d_iso20_common_messages_Scheduled_SMDTControlModeType(r: BitReader) -> _iso
     return _iso20_common_messages.Scheduled_SMDTControlModeType(SelectedScheduleTupleID=f_SelectedScheduleTupleID)
 
 def _e_iso20_common_messages_Scheduled_SMDTControlModeType(w: BitWriter, o: _iso20_common_messages.Scheduled_SMDTControlModeType) -> None:
+    a = w.acc
+    k = w.n
     if o.SelectedScheduleTupleID is None:
         raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.SelectedScheduleTupleID < 0 or (w.strict and (o.SelectedScheduleTupleID < 1 or o.SelectedScheduleTupleID > 4294967295)):
         raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', f'{o.SelectedScheduleTupleID!r} outside 1..4294967295')
-    w.uint(o.SelectedScheduleTupleID)
-    w.bits(0x0, 2)
+    u = o.SelectedScheduleTupleID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_SelectedServiceListType(r: BitReader) -> _iso20_common_messages.SelectedServiceListType:
     f_SelectedService: list[_iso20_common_messages.SelectedServiceType] = []
@@ -7715,47 +10880,105 @@ def _d_iso20_common_messages_SelectedServiceListType(r: BitReader) -> _iso20_com
     return _iso20_common_messages.SelectedServiceListType(SelectedService=f_SelectedService)
 
 def _e_iso20_common_messages_SelectedServiceListType(w: BitWriter, o: _iso20_common_messages.SelectedServiceListType) -> None:
+    a = w.acc
+    k = w.n
     i_SelectedService = 0
     s = 0
     if i_SelectedService < len(o.SelectedService):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_SelectedService = o.SelectedService[i_SelectedService]
         i_SelectedService += 1
         if x_SelectedService.ServiceID is None:
             raise encode_error('SelectedServiceType.ServiceID', 'required value missing')
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         if x_SelectedService.ServiceID < 0 or (w.strict and (x_SelectedService.ServiceID > 65535)):
             raise encode_error('SelectedServiceType.ServiceID', f'{x_SelectedService.ServiceID!r} outside 0..65535')
-        w.uint(x_SelectedService.ServiceID)
+        u = x_SelectedService.ServiceID
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_SelectedService.ParameterSetID is None:
             raise encode_error('SelectedServiceType.ParameterSetID', 'required value missing')
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if x_SelectedService.ParameterSetID < 0 or (w.strict and (x_SelectedService.ParameterSetID > 65535)):
             raise encode_error('SelectedServiceType.ParameterSetID', f'{x_SelectedService.ParameterSetID!r} outside 0..65535')
-        w.uint(x_SelectedService.ParameterSetID)
-        w.bits(0x0, 2)
+        u = x_SelectedService.ParameterSetID
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 1
     else:
         raise encode_error('SelectedServiceListType', 'missing SE(SelectedService)')
     n = 0
     while True:
         if i_SelectedService < len(o.SelectedService):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_SelectedService = o.SelectedService[i_SelectedService]
             i_SelectedService += 1
             if x_SelectedService.ServiceID is None:
                 raise encode_error('SelectedServiceType.ServiceID', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if x_SelectedService.ServiceID < 0 or (w.strict and (x_SelectedService.ServiceID > 65535)):
                 raise encode_error('SelectedServiceType.ServiceID', f'{x_SelectedService.ServiceID!r} outside 0..65535')
-            w.uint(x_SelectedService.ServiceID)
+            u = x_SelectedService.ServiceID
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_SelectedService.ParameterSetID is None:
                 raise encode_error('SelectedServiceType.ParameterSetID', 'required value missing')
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if x_SelectedService.ParameterSetID < 0 or (w.strict and (x_SelectedService.ParameterSetID > 65535)):
                 raise encode_error('SelectedServiceType.ParameterSetID', f'{x_SelectedService.ParameterSetID!r} outside 0..65535')
-            w.uint(x_SelectedService.ParameterSetID)
-            w.bits(0x0, 2)
+            u = x_SelectedService.ParameterSetID
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             n += 1
             if n == 15:
                 s = 16
@@ -7763,13 +10986,19 @@ def _e_iso20_common_messages_SelectedServiceListType(w: BitWriter, o: _iso20_com
                     raise encode_error('SelectedServiceListType.SelectedService', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 16:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_SelectedServiceType(r: BitReader) -> _iso20_common_messages.SelectedServiceType:
     f_ServiceID: int
@@ -7794,19 +11023,52 @@ def _d_iso20_common_messages_SelectedServiceType(r: BitReader) -> _iso20_common_
     return _iso20_common_messages.SelectedServiceType(ServiceID=f_ServiceID, ParameterSetID=f_ParameterSetID)
 
 def _e_iso20_common_messages_SelectedServiceType(w: BitWriter, o: _iso20_common_messages.SelectedServiceType) -> None:
+    a = w.acc
+    k = w.n
     if o.ServiceID is None:
         raise encode_error('SelectedServiceType.ServiceID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
         raise encode_error('SelectedServiceType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-    w.uint(o.ServiceID)
+    u = o.ServiceID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.ParameterSetID is None:
         raise encode_error('SelectedServiceType.ParameterSetID', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     if o.ParameterSetID < 0 or (w.strict and (o.ParameterSetID > 65535)):
         raise encode_error('SelectedServiceType.ParameterSetID', f'{o.ParameterSetID!r} outside 0..65535')
-    w.uint(o.ParameterSetID)
-    w.bits(0x0, 2)
+    u = o.ParameterSetID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_ServiceDetailReqType(r: BitReader) -> _iso20_common_messages.ServiceDetailReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -7827,17 +11089,42 @@ def _d_iso20_common_messages_ServiceDetailReqType(r: BitReader) -> _iso20_common
     return _iso20_common_messages.ServiceDetailReqType(Header=f_Header, ServiceID=f_ServiceID)
 
 def _e_iso20_common_messages_ServiceDetailReqType(w: BitWriter, o: _iso20_common_messages.ServiceDetailReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('ServiceDetailReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ServiceID is None:
         raise encode_error('ServiceDetailReqType.ServiceID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
         raise encode_error('ServiceDetailReqType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-    w.uint(o.ServiceID)
-    w.bits(0x0, 2)
+    u = o.ServiceID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_ServiceDetailResType(r: BitReader) -> _iso20_common_messages.ServiceDetailResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -7867,23 +11154,53 @@ def _d_iso20_common_messages_ServiceDetailResType(r: BitReader) -> _iso20_common
     return _iso20_common_messages.ServiceDetailResType(Header=f_Header, ResponseCode=f_ResponseCode, ServiceID=f_ServiceID, ServiceParameterList=f_ServiceParameterList)
 
 def _e_iso20_common_messages_ServiceDetailResType(w: BitWriter, o: _iso20_common_messages.ServiceDetailResType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('ServiceDetailResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('ServiceDetailResType.ResponseCode', 'required value missing')
     if o.ServiceID is None:
         raise encode_error('ServiceDetailResType.ServiceID', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 3, 11)
+    a = (a << 11) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 3
+    k += 11
     if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
         raise encode_error('ServiceDetailResType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-    w.uint(o.ServiceID)
+    u = o.ServiceID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.ServiceParameterList is None:
         raise encode_error('ServiceDetailResType.ServiceParameterList', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     _e_iso20_common_messages_ServiceParameterListType(w, o.ServiceParameterList)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_ServiceDiscoveryReqType(r: BitReader) -> _iso20_common_messages.ServiceDiscoveryReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -7909,23 +11226,41 @@ def _d_iso20_common_messages_ServiceDiscoveryReqType(r: BitReader) -> _iso20_com
     return _iso20_common_messages.ServiceDiscoveryReqType(Header=f_Header, SupportedServiceIDs=f_SupportedServiceIDs)
 
 def _e_iso20_common_messages_ServiceDiscoveryReqType(w: BitWriter, o: _iso20_common_messages.ServiceDiscoveryReqType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Header is None:
         raise encode_error('ServiceDiscoveryReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     s = 1
     if o.SupportedServiceIDs is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_ServiceIDListType(w, o.SupportedServiceIDs)
+        a = w.acc
+        k = w.n
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_ServiceDiscoveryResType(r: BitReader) -> _iso20_common_messages.ServiceDiscoveryResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -7966,34 +11301,57 @@ def _d_iso20_common_messages_ServiceDiscoveryResType(r: BitReader) -> _iso20_com
     return _iso20_common_messages.ServiceDiscoveryResType(Header=f_Header, ResponseCode=f_ResponseCode, ServiceRenegotiationSupported=f_ServiceRenegotiationSupported, EnergyTransferServiceList=f_EnergyTransferServiceList, VASList=f_VASList)
 
 def _e_iso20_common_messages_ServiceDiscoveryResType(w: BitWriter, o: _iso20_common_messages.ServiceDiscoveryResType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Header is None:
         raise encode_error('ServiceDiscoveryResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('ServiceDiscoveryResType.ResponseCode', 'required value missing')
     if o.ServiceRenegotiationSupported is None:
         raise encode_error('ServiceDiscoveryResType.ServiceRenegotiationSupported', 'required value missing')
     if o.EnergyTransferServiceList is None:
         raise encode_error('ServiceDiscoveryResType.EnergyTransferServiceList', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 6 | (1 if o.ServiceRenegotiationSupported else 0) << 2, 14)
+    a = (a << 14) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 6 | (1 if o.ServiceRenegotiationSupported else 0) << 2
+    k += 14
     s = 1
     s = 2
     s = 3
+    w.acc = a
+    w.n = k
     _e_iso20_common_messages_ServiceListType(w, o.EnergyTransferServiceList)
+    a = w.acc
+    k = w.n
     s = 4
     if o.VASList is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_ServiceListType(w, o.VASList)
+        a = w.acc
+        k = w.n
         s = 5
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 5:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_ServiceIDListType(r: BitReader) -> _iso20_common_messages.ServiceIDListType:
     f_ServiceID: list[int] = []
@@ -8037,16 +11395,32 @@ def _d_iso20_common_messages_ServiceIDListType(r: BitReader) -> _iso20_common_me
     return _iso20_common_messages.ServiceIDListType(ServiceID=f_ServiceID)
 
 def _e_iso20_common_messages_ServiceIDListType(w: BitWriter, o: _iso20_common_messages.ServiceIDListType) -> None:
+    a = w.acc
+    k = w.n
     i_ServiceID = 0
     s = 0
     if i_ServiceID < len(o.ServiceID):
         x_ServiceID = o.ServiceID[i_ServiceID]
         i_ServiceID += 1
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         if x_ServiceID < 0 or (w.strict and (x_ServiceID > 65535)):
             raise encode_error('ServiceIDListType.ServiceID', f'{x_ServiceID!r} outside 0..65535')
-        w.uint(x_ServiceID)
-        w.bits(0x0, 1)
+        u = x_ServiceID
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 1
     else:
         raise encode_error('ServiceIDListType', 'missing SE(ServiceID)')
@@ -8055,11 +11429,25 @@ def _e_iso20_common_messages_ServiceIDListType(w: BitWriter, o: _iso20_common_me
         if i_ServiceID < len(o.ServiceID):
             x_ServiceID = o.ServiceID[i_ServiceID]
             i_ServiceID += 1
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if x_ServiceID < 0 or (w.strict and (x_ServiceID > 65535)):
                 raise encode_error('ServiceIDListType.ServiceID', f'{x_ServiceID!r} outside 0..65535')
-            w.uint(x_ServiceID)
-            w.bits(0x0, 1)
+            u = x_ServiceID
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             n += 1
             if n == 15:
                 s = 16
@@ -8067,13 +11455,19 @@ def _e_iso20_common_messages_ServiceIDListType(w: BitWriter, o: _iso20_common_me
                     raise encode_error('ServiceIDListType.ServiceID', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 16:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_ServiceListType(r: BitReader) -> _iso20_common_messages.ServiceListType:
     f_Service: list[_iso20_common_messages.ServiceType] = []
@@ -8123,39 +11517,71 @@ def _d_iso20_common_messages_ServiceListType(r: BitReader) -> _iso20_common_mess
     return _iso20_common_messages.ServiceListType(Service=f_Service)
 
 def _e_iso20_common_messages_ServiceListType(w: BitWriter, o: _iso20_common_messages.ServiceListType) -> None:
+    a = w.acc
+    k = w.n
     i_Service = 0
     s = 0
     if i_Service < len(o.Service):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_Service = o.Service[i_Service]
         i_Service += 1
         if x_Service.ServiceID is None:
             raise encode_error('ServiceType.ServiceID', 'required value missing')
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         if x_Service.ServiceID < 0 or (w.strict and (x_Service.ServiceID > 65535)):
             raise encode_error('ServiceType.ServiceID', f'{x_Service.ServiceID!r} outside 0..65535')
-        w.uint(x_Service.ServiceID)
+        u = x_Service.ServiceID
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_Service.FreeService is None:
             raise encode_error('ServiceType.FreeService', 'required value missing')
-        w.bits((1 if x_Service.FreeService else 0) << 2, 6)
+        a = (a << 6) | (1 if x_Service.FreeService else 0) << 2
+        k += 6
         s = 1
     else:
         raise encode_error('ServiceListType', 'missing SE(Service)')
     n = 0
     while True:
         if i_Service < len(o.Service):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_Service = o.Service[i_Service]
             i_Service += 1
             if x_Service.ServiceID is None:
                 raise encode_error('ServiceType.ServiceID', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if x_Service.ServiceID < 0 or (w.strict and (x_Service.ServiceID > 65535)):
                 raise encode_error('ServiceType.ServiceID', f'{x_Service.ServiceID!r} outside 0..65535')
-            w.uint(x_Service.ServiceID)
+            u = x_Service.ServiceID
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_Service.FreeService is None:
                 raise encode_error('ServiceType.FreeService', 'required value missing')
-            w.bits((1 if x_Service.FreeService else 0) << 2, 6)
+            a = (a << 6) | (1 if x_Service.FreeService else 0) << 2
+            k += 6
             n += 1
             if n == 7:
                 s = 8
@@ -8163,13 +11589,19 @@ def _e_iso20_common_messages_ServiceListType(w: BitWriter, o: _iso20_common_mess
                     raise encode_error('ServiceListType.Service', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 8:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_ServiceParameterListType(r: BitReader) -> _iso20_common_messages.ServiceParameterListType:
     f_ParameterSet: list[_iso20_common_messages.ParameterSetType] = []
@@ -8199,23 +11631,35 @@ def _d_iso20_common_messages_ServiceParameterListType(r: BitReader) -> _iso20_co
     return _iso20_common_messages.ServiceParameterListType(ParameterSet=f_ParameterSet)
 
 def _e_iso20_common_messages_ServiceParameterListType(w: BitWriter, o: _iso20_common_messages.ServiceParameterListType) -> None:
+    a = w.acc
+    k = w.n
     i_ParameterSet = 0
     s = 0
     if i_ParameterSet < len(o.ParameterSet):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_ParameterSet = o.ParameterSet[i_ParameterSet]
         i_ParameterSet += 1
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_ParameterSetType(w, x_ParameterSet)
+        a = w.acc
+        k = w.n
         s = 1
     else:
         raise encode_error('ServiceParameterListType', 'missing SE(ParameterSet)')
     n = 0
     while True:
         if i_ParameterSet < len(o.ParameterSet):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_ParameterSet = o.ParameterSet[i_ParameterSet]
             i_ParameterSet += 1
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_ParameterSetType(w, x_ParameterSet)
+            a = w.acc
+            k = w.n
             n += 1
             if n == 31:
                 s = 32
@@ -8223,13 +11667,19 @@ def _e_iso20_common_messages_ServiceParameterListType(w: BitWriter, o: _iso20_co
                     raise encode_error('ServiceParameterListType.ParameterSet', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 32:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_ServiceSelectionReqType(r: BitReader) -> _iso20_common_messages.ServiceSelectionReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -8274,39 +11724,84 @@ def _d_iso20_common_messages_ServiceSelectionReqType(r: BitReader) -> _iso20_com
     return _iso20_common_messages.ServiceSelectionReqType(Header=f_Header, SelectedEnergyTransferService=f_SelectedEnergyTransferService, SelectedVASList=f_SelectedVASList)
 
 def _e_iso20_common_messages_ServiceSelectionReqType(w: BitWriter, o: _iso20_common_messages.ServiceSelectionReqType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Header is None:
         raise encode_error('ServiceSelectionReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.SelectedEnergyTransferService is None:
         raise encode_error('ServiceSelectionReqType.SelectedEnergyTransferService', 'required value missing')
     if o.SelectedEnergyTransferService.ServiceID is None:
         raise encode_error('SelectedServiceType.ServiceID', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     s = 1
     if o.SelectedEnergyTransferService.ServiceID < 0 or (w.strict and (o.SelectedEnergyTransferService.ServiceID > 65535)):
         raise encode_error('SelectedServiceType.ServiceID', f'{o.SelectedEnergyTransferService.ServiceID!r} outside 0..65535')
-    w.uint(o.SelectedEnergyTransferService.ServiceID)
+    u = o.SelectedEnergyTransferService.ServiceID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.SelectedEnergyTransferService.ParameterSetID is None:
         raise encode_error('SelectedServiceType.ParameterSetID', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     if o.SelectedEnergyTransferService.ParameterSetID < 0 or (w.strict and (o.SelectedEnergyTransferService.ParameterSetID > 65535)):
         raise encode_error('SelectedServiceType.ParameterSetID', f'{o.SelectedEnergyTransferService.ParameterSetID!r} outside 0..65535')
-    w.uint(o.SelectedEnergyTransferService.ParameterSetID)
-    w.bits(0x0, 2)
+    u = o.SelectedEnergyTransferService.ParameterSetID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
     s = 2
     if o.SelectedVASList is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_SelectedServiceListType(w, o.SelectedVASList)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_ServiceSelectionResType(r: BitReader) -> _iso20_common_messages.ServiceSelectionResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -8324,13 +11819,25 @@ def _d_iso20_common_messages_ServiceSelectionResType(r: BitReader) -> _iso20_com
     return _iso20_common_messages.ServiceSelectionResType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_messages_ServiceSelectionResType(w: BitWriter, o: _iso20_common_messages.ServiceSelectionResType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('ServiceSelectionResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('ServiceSelectionResType.ResponseCode', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2, 10)
+    a = (a << 10) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2
+    k += 10
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_ServiceType(r: BitReader) -> _iso20_common_messages.ServiceType:
     f_ServiceID: int
@@ -8349,15 +11856,35 @@ def _d_iso20_common_messages_ServiceType(r: BitReader) -> _iso20_common_messages
     return _iso20_common_messages.ServiceType(ServiceID=f_ServiceID, FreeService=f_FreeService)
 
 def _e_iso20_common_messages_ServiceType(w: BitWriter, o: _iso20_common_messages.ServiceType) -> None:
+    a = w.acc
+    k = w.n
     if o.ServiceID is None:
         raise encode_error('ServiceType.ServiceID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
         raise encode_error('ServiceType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-    w.uint(o.ServiceID)
+    u = o.ServiceID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.FreeService is None:
         raise encode_error('ServiceType.FreeService', 'required value missing')
-    w.bits((1 if o.FreeService else 0) << 2, 6)
+    a = (a << 6) | (1 if o.FreeService else 0) << 2
+    k += 6
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_SessionSetupReqType(r: BitReader) -> _iso20_common_messages.SessionSetupReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -8378,17 +11905,34 @@ def _d_iso20_common_messages_SessionSetupReqType(r: BitReader) -> _iso20_common_
     return _iso20_common_messages.SessionSetupReqType(Header=f_Header, EVCCID=f_EVCCID)
 
 def _e_iso20_common_messages_SessionSetupReqType(w: BitWriter, o: _iso20_common_messages.SessionSetupReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('SessionSetupReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.EVCCID is None:
         raise encode_error('SessionSetupReqType.EVCCID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if len(o.EVCCID) > 255:
         raise encode_error('SessionSetupReqType.EVCCID', f'length {len(o.EVCCID)} outside 0..255')
+    w.acc = a
+    w.n = k
     w.string(o.EVCCID)
-    w.bits(0x0, 2)
+    a = w.acc
+    k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_SessionSetupResType(r: BitReader) -> _iso20_common_messages.SessionSetupResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -8414,19 +11958,36 @@ def _d_iso20_common_messages_SessionSetupResType(r: BitReader) -> _iso20_common_
     return _iso20_common_messages.SessionSetupResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEID=f_EVSEID)
 
 def _e_iso20_common_messages_SessionSetupResType(w: BitWriter, o: _iso20_common_messages.SessionSetupResType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('SessionSetupResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('SessionSetupResType.ResponseCode', 'required value missing')
     if o.EVSEID is None:
         raise encode_error('SessionSetupResType.EVSEID', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 3, 11)
+    a = (a << 11) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 3
+    k += 11
     if len(o.EVSEID) > 255:
         raise encode_error('SessionSetupResType.EVSEID', f'length {len(o.EVSEID)} outside 0..255')
+    w.acc = a
+    w.n = k
     w.string(o.EVSEID)
-    w.bits(0x0, 2)
+    a = w.acc
+    k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_SessionStopReqType(r: BitReader) -> _iso20_common_messages.SessionStopReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -8497,48 +12058,81 @@ def _d_iso20_common_messages_SessionStopReqType(r: BitReader) -> _iso20_common_m
     return _iso20_common_messages.SessionStopReqType(Header=f_Header, ChargingSession=f_ChargingSession, EVTerminationCode=f_EVTerminationCode, EVTerminationExplanation=f_EVTerminationExplanation)
 
 def _e_iso20_common_messages_SessionStopReqType(w: BitWriter, o: _iso20_common_messages.SessionStopReqType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Header is None:
         raise encode_error('SessionStopReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ChargingSession is None:
         raise encode_error('SessionStopReqType.ChargingSession', 'required value missing')
-    w.bits((_I_iso20_common_messages_chargingSessionType[o.ChargingSession]) << 1, 5)
+    a = (a << 5) | (_I_iso20_common_messages_chargingSessionType[o.ChargingSession]) << 1
+    k += 5
     s = 1
     s = 2
     if o.EVTerminationCode is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if len(o.EVTerminationCode) > 80:
             raise encode_error('SessionStopReqType.EVTerminationCode', f'length {len(o.EVTerminationCode)} outside 0..80')
+        w.acc = a
+        w.n = k
         w.string(o.EVTerminationCode)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 3
     elif o.EVTerminationExplanation is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
         if len(o.EVTerminationExplanation) > 160:
             raise encode_error('SessionStopReqType.EVTerminationExplanation', f'length {len(o.EVTerminationExplanation)} outside 0..160')
+        w.acc = a
+        w.n = k
         w.string(o.EVTerminationExplanation)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 4
     else:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         s = -1
     if s == 3:
         if o.EVTerminationExplanation is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if len(o.EVTerminationExplanation) > 160:
                 raise encode_error('SessionStopReqType.EVTerminationExplanation', f'length {len(o.EVTerminationExplanation)} outside 0..160')
+            w.acc = a
+            w.n = k
             w.string(o.EVTerminationExplanation)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 4
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 4:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_SessionStopResType(r: BitReader) -> _iso20_common_messages.SessionStopResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -8556,13 +12150,25 @@ def _d_iso20_common_messages_SessionStopResType(r: BitReader) -> _iso20_common_m
     return _iso20_common_messages.SessionStopResType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_messages_SessionStopResType(w: BitWriter, o: _iso20_common_messages.SessionStopResType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('SessionStopResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('SessionStopResType.ResponseCode', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2, 10)
+    a = (a << 10) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2
+    k += 10
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_SignedCertificateChainType(r: BitReader) -> _iso20_common_messages.SignedCertificateChainType:
     f_Id: str
@@ -8603,31 +12209,55 @@ def _d_iso20_common_messages_SignedCertificateChainType(r: BitReader) -> _iso20_
     return _iso20_common_messages.SignedCertificateChainType(Id=f_Id, Certificate=f_Certificate, SubCertificates=f_SubCertificates)
 
 def _e_iso20_common_messages_SignedCertificateChainType(w: BitWriter, o: _iso20_common_messages.SignedCertificateChainType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is None:
         raise encode_error('SignedCertificateChainType.Id', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Id)
+    a = w.acc
+    k = w.n
     if o.Certificate is None:
         raise encode_error('SignedCertificateChainType.Certificate', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     s = 1
     if len(o.Certificate) > 1600:
         raise encode_error('SignedCertificateChainType.Certificate', f'length {len(o.Certificate)} outside 0..1600')
+    w.acc = a
+    w.n = k
     w.binary(o.Certificate)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     s = 2
     if o.SubCertificates is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_SubCertificatesType(w, o.SubCertificates)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader) -> _iso20_common_messages.SignedInstallationDataType:
     f_Id: str
@@ -8696,50 +12326,91 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader) -> _iso20_
     return _iso20_common_messages.SignedInstallationDataType(Id=f_Id, ContractCertificateChain=f_ContractCertificateChain, ECDHCurve=f_ECDHCurve, DHPublicKey=f_DHPublicKey, SECP521_EncryptedPrivateKey=f_SECP521_EncryptedPrivateKey, X448_EncryptedPrivateKey=f_X448_EncryptedPrivateKey, TPM_EncryptedPrivateKey=f_TPM_EncryptedPrivateKey)
 
 def _e_iso20_common_messages_SignedInstallationDataType(w: BitWriter, o: _iso20_common_messages.SignedInstallationDataType) -> None:
+    a = w.acc
+    k = w.n
     if o.Id is None:
         raise encode_error('SignedInstallationDataType.Id', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Id)
+    a = w.acc
+    k = w.n
     if o.ContractCertificateChain is None:
         raise encode_error('SignedInstallationDataType.ContractCertificateChain', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_messages_ContractCertificateChainType(w, o.ContractCertificateChain)
+    a = w.acc
+    k = w.n
     if o.ECDHCurve is None:
         raise encode_error('SignedInstallationDataType.ECDHCurve', 'required value missing')
     if o.DHPublicKey is None:
         raise encode_error('SignedInstallationDataType.DHPublicKey', 'required value missing')
-    w.bits((_I_iso20_common_messages_ecdhCurveType[o.ECDHCurve]) << 3, 6)
+    a = (a << 6) | (_I_iso20_common_messages_ecdhCurveType[o.ECDHCurve]) << 3
+    k += 6
     if (len(o.DHPublicKey) < 133 and w.strict) or len(o.DHPublicKey) > 133:
         raise encode_error('SignedInstallationDataType.DHPublicKey', f'length {len(o.DHPublicKey)} outside 133..133')
+    w.acc = a
+    w.n = k
     w.binary(o.DHPublicKey)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if o.SECP521_EncryptedPrivateKey is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if (len(o.SECP521_EncryptedPrivateKey) < 94 and w.strict) or len(o.SECP521_EncryptedPrivateKey) > 94:
             raise encode_error('SignedInstallationDataType.SECP521_EncryptedPrivateKey', f'length {len(o.SECP521_EncryptedPrivateKey)} outside 94..94')
+        w.acc = a
+        w.n = k
         w.binary(o.SECP521_EncryptedPrivateKey)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         if o.X448_EncryptedPrivateKey is not None:
             raise encode_error('SignedInstallationDataType.X448_EncryptedPrivateKey', 'cannot be combined with SECP521_EncryptedPrivateKey')
         if o.TPM_EncryptedPrivateKey is not None:
             raise encode_error('SignedInstallationDataType.TPM_EncryptedPrivateKey', 'cannot be combined with SECP521_EncryptedPrivateKey')
     elif o.X448_EncryptedPrivateKey is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
         if (len(o.X448_EncryptedPrivateKey) < 84 and w.strict) or len(o.X448_EncryptedPrivateKey) > 84:
             raise encode_error('SignedInstallationDataType.X448_EncryptedPrivateKey', f'length {len(o.X448_EncryptedPrivateKey)} outside 84..84')
+        w.acc = a
+        w.n = k
         w.binary(o.X448_EncryptedPrivateKey)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         if o.TPM_EncryptedPrivateKey is not None:
             raise encode_error('SignedInstallationDataType.TPM_EncryptedPrivateKey', 'cannot be combined with X448_EncryptedPrivateKey')
     elif o.TPM_EncryptedPrivateKey is not None:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
         if (len(o.TPM_EncryptedPrivateKey) < 206 and w.strict) or len(o.TPM_EncryptedPrivateKey) > 206:
             raise encode_error('SignedInstallationDataType.TPM_EncryptedPrivateKey', f'length {len(o.TPM_EncryptedPrivateKey)} outside 206..206')
+        w.acc = a
+        w.n = k
         w.binary(o.TPM_EncryptedPrivateKey)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     else:
         raise encode_error('SignedInstallationDataType', 'missing SE(SECP521_EncryptedPrivateKey), SE(X448_EncryptedPrivateKey), SE(TPM_EncryptedPrivateKey)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader) -> _iso20_common_messages.SignedMeteringDataType:
     f_Id: str
@@ -8823,63 +12494,120 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader) -> _iso20_comm
     return _iso20_common_messages.SignedMeteringDataType(Id=f_Id, SessionID=f_SessionID, MeterInfo=f_MeterInfo, Receipt=f_Receipt, Dynamic_SMDTControlMode=f_Dynamic_SMDTControlMode, Scheduled_SMDTControlMode=f_Scheduled_SMDTControlMode)
 
 def _e_iso20_common_messages_SignedMeteringDataType(w: BitWriter, o: _iso20_common_messages.SignedMeteringDataType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is None:
         raise encode_error('SignedMeteringDataType.Id', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Id)
+    a = w.acc
+    k = w.n
     if o.SessionID is None:
         raise encode_error('SignedMeteringDataType.SessionID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     s = 1
     if (len(o.SessionID) < 8 and w.strict) or len(o.SessionID) > 8:
         raise encode_error('SignedMeteringDataType.SessionID', f'length {len(o.SessionID)} outside 8..8')
+    w.acc = a
+    w.n = k
     w.binary(o.SessionID)
+    a = w.acc
+    k = w.n
     if o.MeterInfo is None:
         raise encode_error('SignedMeteringDataType.MeterInfo', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     s = 2
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MeterInfoType(w, o.MeterInfo)
+    a = w.acc
+    k = w.n
     s = 3
     if o.Receipt is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_common_types_ReceiptType(w, o.Receipt)
+        a = w.acc
+        k = w.n
         s = 4
     elif o.Dynamic_SMDTControlMode is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
         if o.Scheduled_SMDTControlMode is not None:
             raise encode_error('SignedMeteringDataType.Scheduled_SMDTControlMode', 'cannot be combined with Dynamic_SMDTControlMode')
         s = 5
     elif o.Scheduled_SMDTControlMode is not None:
         if o.Scheduled_SMDTControlMode.SelectedScheduleTupleID is None:
             raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', 'required value missing')
-        w.bits(0x8, 4)
+        a = (a << 4) | 0x8
+        k += 4
         if o.Scheduled_SMDTControlMode.SelectedScheduleTupleID < 0 or (w.strict and (o.Scheduled_SMDTControlMode.SelectedScheduleTupleID < 1 or o.Scheduled_SMDTControlMode.SelectedScheduleTupleID > 4294967295)):
             raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', f'{o.Scheduled_SMDTControlMode.SelectedScheduleTupleID!r} outside 1..4294967295')
-        w.uint(o.Scheduled_SMDTControlMode.SelectedScheduleTupleID)
-        w.bits(0x0, 2)
+        u = o.Scheduled_SMDTControlMode.SelectedScheduleTupleID
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 5
     else:
         raise encode_error('SignedMeteringDataType', 'missing SE(Receipt), SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
     if s == 4:
         if o.Dynamic_SMDTControlMode is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if o.Scheduled_SMDTControlMode is not None:
                 raise encode_error('SignedMeteringDataType.Scheduled_SMDTControlMode', 'cannot be combined with Dynamic_SMDTControlMode')
             s = 5
         elif o.Scheduled_SMDTControlMode is not None:
             if o.Scheduled_SMDTControlMode.SelectedScheduleTupleID is None:
                 raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', 'required value missing')
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             if o.Scheduled_SMDTControlMode.SelectedScheduleTupleID < 0 or (w.strict and (o.Scheduled_SMDTControlMode.SelectedScheduleTupleID < 1 or o.Scheduled_SMDTControlMode.SelectedScheduleTupleID > 4294967295)):
                 raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', f'{o.Scheduled_SMDTControlMode.SelectedScheduleTupleID!r} outside 1..4294967295')
-            w.uint(o.Scheduled_SMDTControlMode.SelectedScheduleTupleID)
-            w.bits(0x0, 2)
+            u = o.Scheduled_SMDTControlMode.SelectedScheduleTupleID
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 5
         else:
             raise encode_error('SignedMeteringDataType', 'missing SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_SubCertificatesType(r: BitReader) -> _iso20_common_messages.SubCertificatesType:
     f_Certificate: list[bytes] = []
@@ -8935,50 +12663,77 @@ def _d_iso20_common_messages_SubCertificatesType(r: BitReader) -> _iso20_common_
     return _iso20_common_messages.SubCertificatesType(Certificate=f_Certificate)
 
 def _e_iso20_common_messages_SubCertificatesType(w: BitWriter, o: _iso20_common_messages.SubCertificatesType) -> None:
+    a = w.acc
+    k = w.n
     i_Certificate = 0
     s = 0
     if i_Certificate < len(o.Certificate):
         x_Certificate = o.Certificate[i_Certificate]
         i_Certificate += 1
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         if len(x_Certificate) > 1600:
             raise encode_error('SubCertificatesType.Certificate', f'length {len(x_Certificate)} outside 0..1600')
+        w.acc = a
+        w.n = k
         w.binary(x_Certificate)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 1
     else:
         raise encode_error('SubCertificatesType', 'missing SE(Certificate)')
     if i_Certificate < len(o.Certificate):
         x_Certificate = o.Certificate[i_Certificate]
         i_Certificate += 1
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if len(x_Certificate) > 1600:
             raise encode_error('SubCertificatesType.Certificate', f'length {len(x_Certificate)} outside 0..1600')
+        w.acc = a
+        w.n = k
         w.binary(x_Certificate)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if i_Certificate < len(o.Certificate):
             x_Certificate = o.Certificate[i_Certificate]
             i_Certificate += 1
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if len(x_Certificate) > 1600:
                 raise encode_error('SubCertificatesType.Certificate', f'length {len(x_Certificate)} outside 0..1600')
+            w.acc = a
+            w.n = k
             w.binary(x_Certificate)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             if i_Certificate < len(o.Certificate):
                 raise encode_error('SubCertificatesType.Certificate', 'too many entries')
             s = 3
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_SupportedProvidersListType(r: BitReader) -> _iso20_common_messages.SupportedProvidersListType:
     f_ProviderID: list[str] = []
@@ -9022,16 +12777,24 @@ def _d_iso20_common_messages_SupportedProvidersListType(r: BitReader) -> _iso20_
     return _iso20_common_messages.SupportedProvidersListType(ProviderID=f_ProviderID)
 
 def _e_iso20_common_messages_SupportedProvidersListType(w: BitWriter, o: _iso20_common_messages.SupportedProvidersListType) -> None:
+    a = w.acc
+    k = w.n
     i_ProviderID = 0
     s = 0
     if i_ProviderID < len(o.ProviderID):
         x_ProviderID = o.ProviderID[i_ProviderID]
         i_ProviderID += 1
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         if len(x_ProviderID) > 80:
             raise encode_error('SupportedProvidersListType.ProviderID', f'length {len(x_ProviderID)} outside 0..80')
+        w.acc = a
+        w.n = k
         w.string(x_ProviderID)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 1
     else:
         raise encode_error('SupportedProvidersListType', 'missing SE(ProviderID)')
@@ -9040,11 +12803,17 @@ def _e_iso20_common_messages_SupportedProvidersListType(w: BitWriter, o: _iso20_
         if i_ProviderID < len(o.ProviderID):
             x_ProviderID = o.ProviderID[i_ProviderID]
             i_ProviderID += 1
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if len(x_ProviderID) > 80:
                 raise encode_error('SupportedProvidersListType.ProviderID', f'length {len(x_ProviderID)} outside 0..80')
+            w.acc = a
+            w.n = k
             w.string(x_ProviderID)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             n += 1
             if n == 127:
                 s = 128
@@ -9052,13 +12821,19 @@ def _e_iso20_common_messages_SupportedProvidersListType(w: BitWriter, o: _iso20_
                     raise encode_error('SupportedProvidersListType.ProviderID', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 128:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_TargetPositionType(r: BitReader) -> _iso20_common_messages.TargetPositionType:
     f_TargetOffsetX: int
@@ -9083,19 +12858,52 @@ def _d_iso20_common_messages_TargetPositionType(r: BitReader) -> _iso20_common_m
     return _iso20_common_messages.TargetPositionType(TargetOffsetX=f_TargetOffsetX, TargetOffsetY=f_TargetOffsetY)
 
 def _e_iso20_common_messages_TargetPositionType(w: BitWriter, o: _iso20_common_messages.TargetPositionType) -> None:
+    a = w.acc
+    k = w.n
     if o.TargetOffsetX is None:
         raise encode_error('TargetPositionType.TargetOffsetX', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.TargetOffsetX < 0 or (w.strict and (o.TargetOffsetX > 65535)):
         raise encode_error('TargetPositionType.TargetOffsetX', f'{o.TargetOffsetX!r} outside 0..65535')
-    w.uint(o.TargetOffsetX)
+    u = o.TargetOffsetX
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.TargetOffsetY is None:
         raise encode_error('TargetPositionType.TargetOffsetY', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     if o.TargetOffsetY < 0 or (w.strict and (o.TargetOffsetY > 65535)):
         raise encode_error('TargetPositionType.TargetOffsetY', f'{o.TargetOffsetY!r} outside 0..65535')
-    w.uint(o.TargetOffsetY)
-    w.bits(0x0, 2)
+    u = o.TargetOffsetY
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_TaxRuleListType(r: BitReader) -> _iso20_common_messages.TaxRuleListType:
     f_TaxRule: list[_iso20_common_messages.TaxRuleType] = []
@@ -9125,23 +12933,35 @@ def _d_iso20_common_messages_TaxRuleListType(r: BitReader) -> _iso20_common_mess
     return _iso20_common_messages.TaxRuleListType(TaxRule=f_TaxRule)
 
 def _e_iso20_common_messages_TaxRuleListType(w: BitWriter, o: _iso20_common_messages.TaxRuleListType) -> None:
+    a = w.acc
+    k = w.n
     i_TaxRule = 0
     s = 0
     if i_TaxRule < len(o.TaxRule):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_TaxRule = o.TaxRule[i_TaxRule]
         i_TaxRule += 1
+        w.acc = a
+        w.n = k
         _e_iso20_common_messages_TaxRuleType(w, x_TaxRule)
+        a = w.acc
+        k = w.n
         s = 1
     else:
         raise encode_error('TaxRuleListType', 'missing SE(TaxRule)')
     n = 0
     while True:
         if i_TaxRule < len(o.TaxRule):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_TaxRule = o.TaxRule[i_TaxRule]
             i_TaxRule += 1
+            w.acc = a
+            w.n = k
             _e_iso20_common_messages_TaxRuleType(w, x_TaxRule)
+            a = w.acc
+            k = w.n
             n += 1
             if n == 9:
                 s = 10
@@ -9149,13 +12969,19 @@ def _e_iso20_common_messages_TaxRuleListType(w: BitWriter, o: _iso20_common_mess
                     raise encode_error('TaxRuleListType.TaxRule', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 10:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_TaxRuleType(r: BitReader) -> _iso20_common_messages.TaxRuleType:
     f_TaxRuleID: int
@@ -9257,21 +13083,43 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader) -> _iso20_common_messages
     return _iso20_common_messages.TaxRuleType(TaxRuleID=f_TaxRuleID, TaxRuleName=f_TaxRuleName, TaxRate=f_TaxRate, TaxIncludedInPrice=f_TaxIncludedInPrice, AppliesToEnergyFee=f_AppliesToEnergyFee, AppliesToParkingFee=f_AppliesToParkingFee, AppliesToOverstayFee=f_AppliesToOverstayFee, AppliesMinimumMaximumCost=f_AppliesMinimumMaximumCost)
 
 def _e_iso20_common_messages_TaxRuleType(w: BitWriter, o: _iso20_common_messages.TaxRuleType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.TaxRuleID is None:
         raise encode_error('TaxRuleType.TaxRuleID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.TaxRuleID < 0 or (w.strict and (o.TaxRuleID < 1 or o.TaxRuleID > 4294967295)):
         raise encode_error('TaxRuleType.TaxRuleID', f'{o.TaxRuleID!r} outside 1..4294967295')
-    w.uint(o.TaxRuleID)
-    w.bits(0x0, 1)
+    u = o.TaxRuleID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 1
     if o.TaxRuleName is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if len(o.TaxRuleName) > 80:
             raise encode_error('TaxRuleType.TaxRuleName', f'length {len(o.TaxRuleName)} outside 0..80')
+        w.acc = a
+        w.n = k
         w.string(o.TaxRuleName)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     elif o.TaxRate is not None:
         if o.TaxRate.Exponent is None:
@@ -9280,11 +13128,25 @@ def _e_iso20_common_messages_TaxRuleType(w: BitWriter, o: _iso20_common_messages
             raise encode_error('RationalNumberType.Exponent', f'{o.TaxRate.Exponent!r} outside -128..127')
         if o.TaxRate.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.TaxRate.Exponent + 128) << 3 | 0x2000, 15)
         if (w.strict and (o.TaxRate.Value < -32768 or o.TaxRate.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.TaxRate.Value!r} outside -32768..32767')
-        w.integer(o.TaxRate.Value)
-        w.bits(0x0, 2)
+        a = (a << 16) | (o.TaxRate.Exponent + 128) << 4 | (1 if o.TaxRate.Value < 0 else 0) | 0x4000
+        k += 16
+        u = -o.TaxRate.Value - 1 if o.TaxRate.Value < 0 else o.TaxRate.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 3
     else:
         raise encode_error('TaxRuleType', 'missing SE(TaxRuleName), SE(TaxRate)')
@@ -9296,25 +13158,42 @@ def _e_iso20_common_messages_TaxRuleType(w: BitWriter, o: _iso20_common_messages
                 raise encode_error('RationalNumberType.Exponent', f'{o.TaxRate.Exponent!r} outside -128..127')
             if o.TaxRate.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.TaxRate.Exponent + 128) << 3, 14)
             if (w.strict and (o.TaxRate.Value < -32768 or o.TaxRate.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.TaxRate.Value!r} outside -32768..32767')
-            w.integer(o.TaxRate.Value)
-            w.bits(0x0, 2)
+            a = (a << 15) | (o.TaxRate.Exponent + 128) << 4 | (1 if o.TaxRate.Value < 0 else 0)
+            k += 15
+            u = -o.TaxRate.Value - 1 if o.TaxRate.Value < 0 else o.TaxRate.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 3
         else:
             raise encode_error('TaxRuleType', 'missing SE(TaxRate)')
     if o.TaxIncludedInPrice is not None:
-        w.bits((1 if o.TaxIncludedInPrice else 0) << 1, 5)
+        a = (a << 5) | (1 if o.TaxIncludedInPrice else 0) << 1
+        k += 5
         s = 4
     elif o.AppliesToEnergyFee is not None:
-        w.bits((1 if o.AppliesToEnergyFee else 0) << 1 | 0x8, 5)
+        a = (a << 5) | (1 if o.AppliesToEnergyFee else 0) << 1 | 0x8
+        k += 5
         s = 5
     else:
         raise encode_error('TaxRuleType', 'missing SE(TaxIncludedInPrice), SE(AppliesToEnergyFee)')
     if s == 4:
         if o.AppliesToEnergyFee is not None:
-            w.bits((1 if o.AppliesToEnergyFee else 0) << 1, 4)
+            a = (a << 4) | (1 if o.AppliesToEnergyFee else 0) << 1
+            k += 4
             s = 5
         else:
             raise encode_error('TaxRuleType', 'missing SE(AppliesToEnergyFee)')
@@ -9324,11 +13203,16 @@ def _e_iso20_common_messages_TaxRuleType(w: BitWriter, o: _iso20_common_messages
         raise encode_error('TaxRuleType.AppliesToOverstayFee', 'required value missing')
     if o.AppliesMinimumMaximumCost is None:
         raise encode_error('TaxRuleType.AppliesMinimumMaximumCost', 'required value missing')
-    w.bits((1 if o.AppliesToParkingFee else 0) << 10 | (1 if o.AppliesToOverstayFee else 0) << 6 | (1 if o.AppliesMinimumMaximumCost else 0) << 2, 13)
+    a = (a << 13) | (1 if o.AppliesToParkingFee else 0) << 10 | (1 if o.AppliesToOverstayFee else 0) << 6 | (1 if o.AppliesMinimumMaximumCost else 0) << 2
+    k += 13
     s = 6
     s = 7
     s = 8
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_common_messages.VehicleCheckInReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -9451,76 +13335,176 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_commo
     return _iso20_common_messages.VehicleCheckInReqType(Header=f_Header, EVCheckInStatus=f_EVCheckInStatus, ParkingMethod=f_ParkingMethod, VehicleFrame=f_VehicleFrame, DeviceOffset=f_DeviceOffset, VehicleTravel=f_VehicleTravel)
 
 def _e_iso20_common_messages_VehicleCheckInReqType(w: BitWriter, o: _iso20_common_messages.VehicleCheckInReqType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Header is None:
         raise encode_error('VehicleCheckInReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.EVCheckInStatus is None:
         raise encode_error('VehicleCheckInReqType.EVCheckInStatus', 'required value missing')
     if o.ParkingMethod is None:
         raise encode_error('VehicleCheckInReqType.ParkingMethod', 'required value missing')
-    w.bits((_I_iso20_common_messages_evCheckInStatusType[o.EVCheckInStatus]) << 6 | (_I_iso20_common_messages_parkingMethodType[o.ParkingMethod]) << 1, 10)
+    a = (a << 10) | (_I_iso20_common_messages_evCheckInStatusType[o.EVCheckInStatus]) << 6 | (_I_iso20_common_messages_parkingMethodType[o.ParkingMethod]) << 1
+    k += 10
     s = 1
     s = 2
     s = 3
     if o.VehicleFrame is not None:
-        w.bits(0x0, 4)
         if (w.strict and (o.VehicleFrame < -32768 or o.VehicleFrame > 32767)):
             raise encode_error('VehicleCheckInReqType.VehicleFrame', f'{o.VehicleFrame!r} outside -32768..32767')
-        w.integer(o.VehicleFrame)
-        w.bits(0x0, 1)
+        a = (a << 5) | (1 if o.VehicleFrame < 0 else 0)
+        k += 5
+        u = -o.VehicleFrame - 1 if o.VehicleFrame < 0 else o.VehicleFrame
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 4
     elif o.DeviceOffset is not None:
-        w.bits(0x2, 4)
         if (w.strict and (o.DeviceOffset < -32768 or o.DeviceOffset > 32767)):
             raise encode_error('VehicleCheckInReqType.DeviceOffset', f'{o.DeviceOffset!r} outside -32768..32767')
-        w.integer(o.DeviceOffset)
-        w.bits(0x0, 1)
+        a = (a << 5) | (1 if o.DeviceOffset < 0 else 0) | 0x4
+        k += 5
+        u = -o.DeviceOffset - 1 if o.DeviceOffset < 0 else o.DeviceOffset
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 5
     elif o.VehicleTravel is not None:
-        w.bits(0x4, 4)
         if (w.strict and (o.VehicleTravel < -32768 or o.VehicleTravel > 32767)):
             raise encode_error('VehicleCheckInReqType.VehicleTravel', f'{o.VehicleTravel!r} outside -32768..32767')
-        w.integer(o.VehicleTravel)
-        w.bits(0x0, 1)
+        a = (a << 5) | (1 if o.VehicleTravel < 0 else 0) | 0x8
+        k += 5
+        u = -o.VehicleTravel - 1 if o.VehicleTravel < 0 else o.VehicleTravel
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 6
     else:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
         s = -1
     if s == 4:
         if o.DeviceOffset is not None:
-            w.bits(0x0, 3)
             if (w.strict and (o.DeviceOffset < -32768 or o.DeviceOffset > 32767)):
                 raise encode_error('VehicleCheckInReqType.DeviceOffset', f'{o.DeviceOffset!r} outside -32768..32767')
-            w.integer(o.DeviceOffset)
-            w.bits(0x0, 1)
+            a = (a << 4) | (1 if o.DeviceOffset < 0 else 0)
+            k += 4
+            u = -o.DeviceOffset - 1 if o.DeviceOffset < 0 else o.DeviceOffset
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         elif o.VehicleTravel is not None:
-            w.bits(0x2, 3)
             if (w.strict and (o.VehicleTravel < -32768 or o.VehicleTravel > 32767)):
                 raise encode_error('VehicleCheckInReqType.VehicleTravel', f'{o.VehicleTravel!r} outside -32768..32767')
-            w.integer(o.VehicleTravel)
-            w.bits(0x0, 1)
+            a = (a << 4) | (1 if o.VehicleTravel < 0 else 0) | 0x4
+            k += 4
+            u = -o.VehicleTravel - 1 if o.VehicleTravel < 0 else o.VehicleTravel
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 6
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 5:
         if o.VehicleTravel is not None:
-            w.bits(0x0, 3)
             if (w.strict and (o.VehicleTravel < -32768 or o.VehicleTravel > 32767)):
                 raise encode_error('VehicleCheckInReqType.VehicleTravel', f'{o.VehicleTravel!r} outside -32768..32767')
-            w.integer(o.VehicleTravel)
-            w.bits(0x0, 1)
+            a = (a << 4) | (1 if o.VehicleTravel < 0 else 0)
+            k += 4
+            u = -o.VehicleTravel - 1 if o.VehicleTravel < 0 else o.VehicleTravel
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 6
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 6:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_common_messages.VehicleCheckInResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -9637,73 +13621,173 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_commo
     return _iso20_common_messages.VehicleCheckInResType(Header=f_Header, ResponseCode=f_ResponseCode, ParkingSpace=f_ParkingSpace, DeviceLocation=f_DeviceLocation, TargetDistance=f_TargetDistance)
 
 def _e_iso20_common_messages_VehicleCheckInResType(w: BitWriter, o: _iso20_common_messages.VehicleCheckInResType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Header is None:
         raise encode_error('VehicleCheckInResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('VehicleCheckInResType.ResponseCode', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 1, 9)
+    a = (a << 9) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 1
+    k += 9
     s = 1
     s = 2
     if o.ParkingSpace is not None:
-        w.bits(0x0, 4)
         if (w.strict and (o.ParkingSpace < -32768 or o.ParkingSpace > 32767)):
             raise encode_error('VehicleCheckInResType.ParkingSpace', f'{o.ParkingSpace!r} outside -32768..32767')
-        w.integer(o.ParkingSpace)
-        w.bits(0x0, 1)
+        a = (a << 5) | (1 if o.ParkingSpace < 0 else 0)
+        k += 5
+        u = -o.ParkingSpace - 1 if o.ParkingSpace < 0 else o.ParkingSpace
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 3
     elif o.DeviceLocation is not None:
-        w.bits(0x2, 4)
         if (w.strict and (o.DeviceLocation < -32768 or o.DeviceLocation > 32767)):
             raise encode_error('VehicleCheckInResType.DeviceLocation', f'{o.DeviceLocation!r} outside -32768..32767')
-        w.integer(o.DeviceLocation)
-        w.bits(0x0, 1)
+        a = (a << 5) | (1 if o.DeviceLocation < 0 else 0) | 0x4
+        k += 5
+        u = -o.DeviceLocation - 1 if o.DeviceLocation < 0 else o.DeviceLocation
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 4
     elif o.TargetDistance is not None:
-        w.bits(0x4, 4)
         if (w.strict and (o.TargetDistance < -32768 or o.TargetDistance > 32767)):
             raise encode_error('VehicleCheckInResType.TargetDistance', f'{o.TargetDistance!r} outside -32768..32767')
-        w.integer(o.TargetDistance)
-        w.bits(0x0, 1)
+        a = (a << 5) | (1 if o.TargetDistance < 0 else 0) | 0x8
+        k += 5
+        u = -o.TargetDistance - 1 if o.TargetDistance < 0 else o.TargetDistance
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 5
     else:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
         s = -1
     if s == 3:
         if o.DeviceLocation is not None:
-            w.bits(0x0, 3)
             if (w.strict and (o.DeviceLocation < -32768 or o.DeviceLocation > 32767)):
                 raise encode_error('VehicleCheckInResType.DeviceLocation', f'{o.DeviceLocation!r} outside -32768..32767')
-            w.integer(o.DeviceLocation)
-            w.bits(0x0, 1)
+            a = (a << 4) | (1 if o.DeviceLocation < 0 else 0)
+            k += 4
+            u = -o.DeviceLocation - 1 if o.DeviceLocation < 0 else o.DeviceLocation
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         elif o.TargetDistance is not None:
-            w.bits(0x2, 3)
             if (w.strict and (o.TargetDistance < -32768 or o.TargetDistance > 32767)):
                 raise encode_error('VehicleCheckInResType.TargetDistance', f'{o.TargetDistance!r} outside -32768..32767')
-            w.integer(o.TargetDistance)
-            w.bits(0x0, 1)
+            a = (a << 4) | (1 if o.TargetDistance < 0 else 0) | 0x4
+            k += 4
+            u = -o.TargetDistance - 1 if o.TargetDistance < 0 else o.TargetDistance
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 4:
         if o.TargetDistance is not None:
-            w.bits(0x0, 3)
             if (w.strict and (o.TargetDistance < -32768 or o.TargetDistance > 32767)):
                 raise encode_error('VehicleCheckInResType.TargetDistance', f'{o.TargetDistance!r} outside -32768..32767')
-            w.integer(o.TargetDistance)
-            w.bits(0x0, 1)
+            a = (a << 4) | (1 if o.TargetDistance < 0 else 0)
+            k += 4
+            u = -o.TargetDistance - 1 if o.TargetDistance < 0 else o.TargetDistance
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 5:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_VehicleCheckOutReqType(r: BitReader) -> _iso20_common_messages.VehicleCheckOutReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -9729,19 +13813,44 @@ def _d_iso20_common_messages_VehicleCheckOutReqType(r: BitReader) -> _iso20_comm
     return _iso20_common_messages.VehicleCheckOutReqType(Header=f_Header, EVCheckOutStatus=f_EVCheckOutStatus, CheckOutTime=f_CheckOutTime)
 
 def _e_iso20_common_messages_VehicleCheckOutReqType(w: BitWriter, o: _iso20_common_messages.VehicleCheckOutReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('VehicleCheckOutReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.EVCheckOutStatus is None:
         raise encode_error('VehicleCheckOutReqType.EVCheckOutStatus', 'required value missing')
     if o.CheckOutTime is None:
         raise encode_error('VehicleCheckOutReqType.CheckOutTime', 'required value missing')
-    w.bits((_I_iso20_common_messages_evCheckOutStatusType[o.EVCheckOutStatus]) << 3, 7)
+    a = (a << 7) | (_I_iso20_common_messages_evCheckOutStatusType[o.EVCheckOutStatus]) << 3
+    k += 7
     if o.CheckOutTime < 0 or (w.strict and (o.CheckOutTime > 18446744073709551615)):
         raise encode_error('VehicleCheckOutReqType.CheckOutTime', f'{o.CheckOutTime!r} outside 0..18446744073709551615')
-    w.uint(o.CheckOutTime)
-    w.bits(0x0, 2)
+    u = o.CheckOutTime
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_messages_VehicleCheckOutResType(r: BitReader) -> _iso20_common_messages.VehicleCheckOutResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -9761,15 +13870,27 @@ def _d_iso20_common_messages_VehicleCheckOutResType(r: BitReader) -> _iso20_comm
     return _iso20_common_messages.VehicleCheckOutResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSECheckOutStatus=f_EVSECheckOutStatus)
 
 def _e_iso20_common_messages_VehicleCheckOutResType(w: BitWriter, o: _iso20_common_messages.VehicleCheckOutResType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('VehicleCheckOutResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('VehicleCheckOutResType.ResponseCode', 'required value missing')
     if o.EVSECheckOutStatus is None:
         raise encode_error('VehicleCheckOutResType.EVSECheckOutStatus', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 6 | (_I_iso20_common_messages_evseCheckOutStatusType[o.EVSECheckOutStatus]) << 2, 14)
+    a = (a << 14) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 6 | (_I_iso20_common_messages_evseCheckOutStatusType[o.EVSECheckOutStatus]) << 2
+    k += 14
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_CLReqControlModeType(r: BitReader) -> _iso20_common_types.CLReqControlModeType:
     if r.bits(1):
@@ -9777,7 +13898,14 @@ def _d_iso20_common_types_CLReqControlModeType(r: BitReader) -> _iso20_common_ty
     return _iso20_common_types.CLReqControlModeType()
 
 def _e_iso20_common_types_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.CLReqControlModeType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_CLResControlModeType(r: BitReader) -> _iso20_common_types.CLResControlModeType:
     if r.bits(1):
@@ -9785,7 +13913,14 @@ def _d_iso20_common_types_CLResControlModeType(r: BitReader) -> _iso20_common_ty
     return _iso20_common_types.CLResControlModeType()
 
 def _e_iso20_common_types_CLResControlModeType(w: BitWriter, o: _iso20_common_types.CLResControlModeType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types.ChargeLoopReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -9821,29 +13956,48 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
     return _iso20_common_types.ChargeLoopReqType(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested)
 
 def _e_iso20_common_types_ChargeLoopReqType(w: BitWriter, o: _iso20_common_types.ChargeLoopReqType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Header is None:
         raise encode_error('ChargeLoopReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     s = 1
     if o.DisplayParameters is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_common_types_DisplayParametersType(w, o.DisplayParameters)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.MeterInfoRequested is not None:
-        w.bits((1 if o.MeterInfoRequested else 0) << 1 | 0x8, 5)
+        a = (a << 5) | (1 if o.MeterInfoRequested else 0) << 1 | 0x8
+        k += 5
         s = 3
     else:
         raise encode_error('ChargeLoopReqType', 'missing SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
         if o.MeterInfoRequested is not None:
-            w.bits((1 if o.MeterInfoRequested else 0) << 1, 4)
+            a = (a << 4) | (1 if o.MeterInfoRequested else 0) << 1
+            k += 4
             s = 3
         else:
             raise encode_error('ChargeLoopReqType', 'missing SE(MeterInfoRequested)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types.ChargeLoopResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -9920,62 +14074,117 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
     return _iso20_common_types.ChargeLoopResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt)
 
 def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types.ChargeLoopResType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Header is None:
         raise encode_error('ChargeLoopResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('ChargeLoopResType.ResponseCode', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 1, 9)
+    a = (a << 9) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 1
+    k += 9
     s = 1
     s = 2
     if o.EVSEStatus is not None:
         if o.EVSEStatus.NotificationMaxDelay is None:
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        w.bits(0x0, 5)
+        a <<= 5
+        k += 5
         if o.EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.EVSEStatus.NotificationMaxDelay > 65535)):
             raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-        w.uint(o.EVSEStatus.NotificationMaxDelay)
+        u = o.EVSEStatus.NotificationMaxDelay
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.EVSEStatus.EVSENotification is None:
             raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
-        w.bits((_I_iso20_common_types_evseNotificationType[o.EVSEStatus.EVSENotification]) << 2, 8)
+        a = (a << 8) | (_I_iso20_common_types_evseNotificationType[o.EVSEStatus.EVSENotification]) << 2
+        k += 8
         s = 3
     elif o.MeterInfo is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso20_common_types_MeterInfoType(w, o.MeterInfo)
+        a = w.acc
+        k = w.n
         s = 4
     elif o.Receipt is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso20_common_types_ReceiptType(w, o.Receipt)
+        a = w.acc
+        k = w.n
         s = 5
     else:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
         s = -1
     if s == 3:
         if o.MeterInfo is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_common_types_MeterInfoType(w, o.MeterInfo)
+            a = w.acc
+            k = w.n
             s = 4
         elif o.Receipt is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_common_types_ReceiptType(w, o.Receipt)
+            a = w.acc
+            k = w.n
             s = 5
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 4:
         if o.Receipt is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_common_types_ReceiptType(w, o.Receipt)
+            a = w.acc
+            k = w.n
             s = 5
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 5:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_common_types.ChargeParameterDiscoveryReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -9987,11 +14196,23 @@ def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2
     return _iso20_common_types.ChargeParameterDiscoveryReqType(Header=f_Header)
 
 def _e_iso20_common_types_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('ChargeParameterDiscoveryReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_common_types.ChargeParameterDiscoveryResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -10009,13 +14230,25 @@ def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2
     return _iso20_common_types.ChargeParameterDiscoveryResType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_types_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryResType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('ChargeParameterDiscoveryResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('ChargeParameterDiscoveryResType.ResponseCode', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2, 10)
+    a = (a << 10) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2
+    k += 10
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.DetailedCostType:
     f_Amount: _iso20_common_types.RationalNumberType
@@ -10046,6 +14279,8 @@ def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.
     return _iso20_common_types.DetailedCostType(Amount=f_Amount, CostPerUnit=f_CostPerUnit)
 
 def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.DetailedCostType) -> None:
+    a = w.acc
+    k = w.n
     if o.Amount is None:
         raise encode_error('DetailedCostType.Amount', 'required value missing')
     if o.Amount.Exponent is None:
@@ -10054,10 +14289,23 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
         raise encode_error('RationalNumberType.Exponent', f'{o.Amount.Exponent!r} outside -128..127')
     if o.Amount.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.Amount.Exponent + 128) << 3, 14)
     if (w.strict and (o.Amount.Value < -32768 or o.Amount.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.Amount.Value!r} outside -32768..32767')
-    w.integer(o.Amount.Value)
+    a = (a << 15) | (o.Amount.Exponent + 128) << 4 | (1 if o.Amount.Value < 0 else 0)
+    k += 15
+    u = -o.Amount.Value - 1 if o.Amount.Value < 0 else o.Amount.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.CostPerUnit is None:
         raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
     if o.CostPerUnit.Exponent is None:
@@ -10066,11 +14314,29 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
         raise encode_error('RationalNumberType.Exponent', f'{o.CostPerUnit.Exponent!r} outside -128..127')
     if o.CostPerUnit.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.CostPerUnit.Exponent + 128) << 3, 16)
     if (w.strict and (o.CostPerUnit.Value < -32768 or o.CostPerUnit.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.CostPerUnit.Value!r} outside -32768..32767')
-    w.integer(o.CostPerUnit.Value)
-    w.bits(0x0, 3)
+    a = (a << 17) | (o.CostPerUnit.Exponent + 128) << 4 | (1 if o.CostPerUnit.Value < 0 else 0)
+    k += 17
+    u = -o.CostPerUnit.Value - 1 if o.CostPerUnit.Value < 0 else o.CostPerUnit.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.DetailedTaxType:
     f_TaxRuleID: int
@@ -10098,12 +14364,27 @@ def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.D
     return _iso20_common_types.DetailedTaxType(TaxRuleID=f_TaxRuleID, Amount=f_Amount)
 
 def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.DetailedTaxType) -> None:
+    a = w.acc
+    k = w.n
     if o.TaxRuleID is None:
         raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.TaxRuleID < 0 or (w.strict and (o.TaxRuleID < 1 or o.TaxRuleID > 4294967295)):
         raise encode_error('DetailedTaxType.TaxRuleID', f'{o.TaxRuleID!r} outside 1..4294967295')
-    w.uint(o.TaxRuleID)
+    u = o.TaxRuleID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.Amount is None:
         raise encode_error('DetailedTaxType.Amount', 'required value missing')
     if o.Amount.Exponent is None:
@@ -10112,11 +14393,29 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
         raise encode_error('RationalNumberType.Exponent', f'{o.Amount.Exponent!r} outside -128..127')
     if o.Amount.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.Amount.Exponent + 128) << 3, 15)
     if (w.strict and (o.Amount.Value < -32768 or o.Amount.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.Amount.Value!r} outside -32768..32767')
-    w.integer(o.Amount.Value)
-    w.bits(0x0, 3)
+    a = (a << 16) | (o.Amount.Exponent + 128) << 4 | (1 if o.Amount.Value < 0 else 0)
+    k += 16
+    u = -o.Amount.Value - 1 if o.Amount.Value < 0 else o.Amount.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_types.DisplayParametersType:
     kw: dict[str, Any] = {}
@@ -10689,50 +14988,99 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     return _iso20_common_types.DisplayParametersType(**kw)
 
 def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_types.DisplayParametersType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.PresentSOC is not None:
         if o.PresentSOC < 0 or o.PresentSOC > 127 or (w.strict and (o.PresentSOC > 100)):
             raise encode_error('DisplayParametersType.PresentSOC', f'{o.PresentSOC!r} outside 0..100')
-        w.bits((o.PresentSOC) << 1, 13)
+        a = (a << 13) | (o.PresentSOC) << 1
+        k += 13
         s = 1
     elif o.MinimumSOC is not None:
         if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
             raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        w.bits((o.MinimumSOC) << 1 | 0x200, 13)
+        a = (a << 13) | (o.MinimumSOC) << 1 | 0x200
+        k += 13
         s = 2
     elif o.TargetSOC is not None:
         if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
             raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        w.bits((o.TargetSOC) << 1 | 0x400, 13)
+        a = (a << 13) | (o.TargetSOC) << 1 | 0x400
+        k += 13
         s = 3
     elif o.MaximumSOC is not None:
         if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
             raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-        w.bits((o.MaximumSOC) << 1 | 0x600, 13)
+        a = (a << 13) | (o.MaximumSOC) << 1 | 0x600
+        k += 13
         s = 4
     elif o.RemainingTimeToMinimumSOC is not None:
-        w.bits(0x8, 5)
+        a = (a << 5) | 0x8
+        k += 5
         if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
             raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-        w.uint(o.RemainingTimeToMinimumSOC)
-        w.bits(0x0, 1)
+        u = o.RemainingTimeToMinimumSOC
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 5
     elif o.RemainingTimeToTargetSOC is not None:
-        w.bits(0xa, 5)
+        a = (a << 5) | 0xa
+        k += 5
         if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
             raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-        w.uint(o.RemainingTimeToTargetSOC)
-        w.bits(0x0, 1)
+        u = o.RemainingTimeToTargetSOC
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 6
     elif o.RemainingTimeToMaximumSOC is not None:
-        w.bits(0xc, 5)
+        a = (a << 5) | 0xc
+        k += 5
         if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
             raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-        w.uint(o.RemainingTimeToMaximumSOC)
-        w.bits(0x0, 1)
+        u = o.RemainingTimeToMaximumSOC
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 7
     elif o.ChargingComplete is not None:
-        w.bits((1 if o.ChargingComplete else 0) << 1 | 0x38, 7)
+        a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x38
+        k += 7
         s = 8
     elif o.BatteryEnergyCapacity is not None:
         if o.BatteryEnergyCapacity.Exponent is None:
@@ -10741,57 +15089,119 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
         if o.BatteryEnergyCapacity.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x10000, 17)
         if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-        w.integer(o.BatteryEnergyCapacity.Value)
-        w.bits(0x0, 2)
+        a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x20000
+        k += 18
+        u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 9
     elif o.InletHot is not None:
-        w.bits((1 if o.InletHot else 0) << 1 | 0x48, 7)
+        a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x48
+        k += 7
         s = 10
     else:
-        w.bits(0xa, 4)
+        a = (a << 4) | 0xa
+        k += 4
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
             if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
                 raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            w.bits((o.MinimumSOC) << 1, 13)
+            a = (a << 13) | (o.MinimumSOC) << 1
+            k += 13
             s = 2
         elif o.TargetSOC is not None:
             if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits((o.TargetSOC) << 1 | 0x200, 13)
+            a = (a << 13) | (o.TargetSOC) << 1 | 0x200
+            k += 13
             s = 3
         elif o.MaximumSOC is not None:
             if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            w.bits((o.MaximumSOC) << 1 | 0x400, 13)
+            a = (a << 13) | (o.MaximumSOC) << 1 | 0x400
+            k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
-            w.bits(0x6, 5)
+            a = (a << 5) | 0x6
+            k += 5
             if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMinimumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(0x8, 5)
+            a = (a << 5) | 0x8
+            k += 5
             if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToTargetSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(0xa, 5)
+            a = (a << 5) | 0xa
+            k += 5
             if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMaximumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x30, 7)
+            a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x30
+            k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
             if o.BatteryEnergyCapacity.Exponent is None:
@@ -10800,52 +15210,113 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0xe000, 17)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x1c000
+            k += 18
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x40, 7)
+            a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x40
+            k += 7
             s = 10
         else:
-            w.bits(0x9, 4)
+            a = (a << 4) | 0x9
+            k += 4
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
             if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits((o.TargetSOC) << 1, 13)
+            a = (a << 13) | (o.TargetSOC) << 1
+            k += 13
             s = 3
         elif o.MaximumSOC is not None:
             if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            w.bits((o.MaximumSOC) << 1 | 0x200, 13)
+            a = (a << 13) | (o.MaximumSOC) << 1 | 0x200
+            k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
-            w.bits(0x4, 5)
+            a = (a << 5) | 0x4
+            k += 5
             if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMinimumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(0x6, 5)
+            a = (a << 5) | 0x6
+            k += 5
             if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToTargetSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(0x8, 5)
+            a = (a << 5) | 0x8
+            k += 5
             if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMaximumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x28, 7)
+            a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x28
+            k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
             if o.BatteryEnergyCapacity.Exponent is None:
@@ -10854,47 +15325,107 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0xc000, 17)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x18000
+            k += 18
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x38, 7)
+            a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x38
+            k += 7
             s = 10
         else:
-            w.bits(0x8, 4)
+            a = (a << 4) | 0x8
+            k += 4
             s = -1
     if s == 3:
         if o.MaximumSOC is not None:
             if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            w.bits((o.MaximumSOC) << 1, 13)
+            a = (a << 13) | (o.MaximumSOC) << 1
+            k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
-            w.bits(0x2, 5)
+            a = (a << 5) | 0x2
+            k += 5
             if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMinimumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(0x4, 5)
+            a = (a << 5) | 0x4
+            k += 5
             if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToTargetSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(0x6, 5)
+            a = (a << 5) | 0x6
+            k += 5
             if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMaximumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x20, 7)
+            a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x20
+            k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
             if o.BatteryEnergyCapacity.Exponent is None:
@@ -10903,42 +15434,101 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0xa000, 17)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x14000
+            k += 18
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x30, 7)
+            a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x30
+            k += 7
             s = 10
         else:
-            w.bits(0x7, 4)
+            a = (a << 4) | 0x7
+            k += 4
             s = -1
     if s == 4:
         if o.RemainingTimeToMinimumSOC is not None:
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
             if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMinimumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToTargetSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMaximumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x18, 6)
+            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x18
+            k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
             if o.BatteryEnergyCapacity.Exponent is None:
@@ -10947,35 +15537,80 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x8000, 16)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x10000
+            k += 17
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x28, 6)
+            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x28
+            k += 6
             s = 10
         else:
-            w.bits(0x6, 3)
+            a = (a << 3) | 0x6
+            k += 3
             s = -1
     if s == 5:
         if o.RemainingTimeToTargetSOC is not None:
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
             if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToTargetSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMaximumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x10, 6)
+            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x10
+            k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
             if o.BatteryEnergyCapacity.Exponent is None:
@@ -10984,28 +15619,59 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x6000, 16)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0xc000
+            k += 17
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x20, 6)
+            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x20
+            k += 6
             s = 10
         else:
-            w.bits(0x5, 3)
+            a = (a << 3) | 0x5
+            k += 3
             s = -1
     if s == 6:
         if o.RemainingTimeToMaximumSOC is not None:
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
             if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMaximumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x8, 6)
+            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x8
+            k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
             if o.BatteryEnergyCapacity.Exponent is None:
@@ -11014,21 +15680,38 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x4000, 16)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x8000
+            k += 17
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x18, 6)
+            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x18
+            k += 6
             s = 10
         else:
-            w.bits(0x4, 3)
+            a = (a << 3) | 0x4
+            k += 3
             s = -1
     if s == 7:
         if o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1, 6)
+            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1
+            k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
             if o.BatteryEnergyCapacity.Exponent is None:
@@ -11037,17 +15720,33 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x2000, 16)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x4000
+            k += 17
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x10, 6)
+            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x10
+            k += 6
             s = 10
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 8:
         if o.BatteryEnergyCapacity is not None:
@@ -11057,29 +15756,52 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3, 15)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0)
+            k += 16
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x8, 5)
+            a = (a << 5) | (1 if o.InletHot else 0) << 1 | 0x8
+            k += 5
             s = 10
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 9:
         if o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1, 5)
+            a = (a << 5) | (1 if o.InletHot else 0) << 1
+            k += 5
             s = 10
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 10:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_common_types.Dynamic_CLReqControlModeType:
     f_DepartureTime: int | None = None
@@ -11161,13 +15883,29 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     return _iso20_common_types.Dynamic_CLReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
 
 def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLReqControlModeType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('Dynamic_CLReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        w.uint(o.DepartureTime)
-        w.bits(0x0, 1)
+        u = o.DepartureTime
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif o.EVTargetEnergyRequest is not None:
         if o.EVTargetEnergyRequest.Exponent is None:
@@ -11176,11 +15914,25 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
             raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
         if o.EVTargetEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3 | 0x2000, 15)
         if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVTargetEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 16) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0) | 0x4000
+        k += 16
+        u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 2
     else:
         raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
@@ -11192,11 +15944,25 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
             if o.EVTargetEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3, 14)
             if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVTargetEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 15) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0)
+            k += 15
+            u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 2
         else:
             raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
@@ -11208,10 +15974,23 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
     if o.EVMaximumEnergyRequest.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3, 14)
     if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-    w.integer(o.EVMaximumEnergyRequest.Value)
+    a = (a << 15) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0)
+    k += 15
+    u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMinimumEnergyRequest is None:
         raise encode_error('Dynamic_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
     if o.EVMinimumEnergyRequest.Exponent is None:
@@ -11220,14 +15999,32 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
     if o.EVMinimumEnergyRequest.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3, 16)
-    s = 3
     if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-    w.integer(o.EVMinimumEnergyRequest.Value)
-    w.bits(0x0, 3)
+    a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0)
+    k += 17
+    s = 3
+    u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
     s = 4
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_common_types.Dynamic_CLResControlModeType:
     f_DepartureTime: int | None = None
@@ -11351,86 +16148,172 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     return _iso20_common_types.Dynamic_CLResControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay)
 
 def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLResControlModeType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0x0, 4)
+        a <<= 4
+        k += 4
         if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('Dynamic_CLResControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        w.uint(o.DepartureTime)
-        w.bits(0x0, 1)
+        u = o.DepartureTime
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif o.MinimumSOC is not None:
         if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
             raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        w.bits((o.MinimumSOC) << 1 | 0x200, 12)
+        a = (a << 12) | (o.MinimumSOC) << 1 | 0x200
+        k += 12
         s = 2
     elif o.TargetSOC is not None:
         if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
             raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        w.bits((o.TargetSOC) << 1 | 0x400, 12)
+        a = (a << 12) | (o.TargetSOC) << 1 | 0x400
+        k += 12
         s = 3
     elif o.AckMaxDelay is not None:
-        w.bits(0x6, 4)
+        a = (a << 4) | 0x6
+        k += 4
         if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
             raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-        w.uint(o.AckMaxDelay)
-        w.bits(0x0, 1)
+        u = o.AckMaxDelay
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 4
     else:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
             if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
                 raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            w.bits((o.MinimumSOC) << 1, 12)
+            a = (a << 12) | (o.MinimumSOC) << 1
+            k += 12
             s = 2
         elif o.TargetSOC is not None:
             if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits((o.TargetSOC) << 1 | 0x200, 12)
+            a = (a << 12) | (o.TargetSOC) << 1 | 0x200
+            k += 12
             s = 3
         elif o.AckMaxDelay is not None:
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            w.uint(o.AckMaxDelay)
-            w.bits(0x0, 1)
+            u = o.AckMaxDelay
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
             if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits((o.TargetSOC) << 1, 11)
+            a = (a << 11) | (o.TargetSOC) << 1
+            k += 11
             s = 3
         elif o.AckMaxDelay is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            w.uint(o.AckMaxDelay)
-            w.bits(0x0, 1)
+            u = o.AckMaxDelay
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 3:
         if o.AckMaxDelay is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            w.uint(o.AckMaxDelay)
-            w.bits(0x0, 1)
+            u = o.AckMaxDelay
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 4:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EVSEStatusType:
     f_NotificationMaxDelay: int
@@ -11452,15 +16335,35 @@ def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EV
     return _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification)
 
 def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EVSEStatusType) -> None:
+    a = w.acc
+    k = w.n
     if o.NotificationMaxDelay is None:
         raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.NotificationMaxDelay < 0 or (w.strict and (o.NotificationMaxDelay > 65535)):
         raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
-    w.uint(o.NotificationMaxDelay)
+    u = o.NotificationMaxDelay
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSENotification is None:
         raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
-    w.bits((_I_iso20_common_types_evseNotificationType[o.EVSENotification]) << 2, 8)
+    a = (a << 8) | (_I_iso20_common_types_evseNotificationType[o.EVSENotification]) << 2
+    k += 8
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_common_types.ListOfRootCertificateIDsType:
     f_RootCertificateID: list[_xmldsig.X509IssuerSerialType] = []
@@ -11524,39 +16427,81 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
     return _iso20_common_types.ListOfRootCertificateIDsType(RootCertificateID=f_RootCertificateID)
 
 def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_common_types.ListOfRootCertificateIDsType) -> None:
+    a = w.acc
+    k = w.n
     i_RootCertificateID = 0
     s = 0
     if i_RootCertificateID < len(o.RootCertificateID):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
         if x_RootCertificateID.X509IssuerName is None:
             raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(x_RootCertificateID.X509IssuerName)
+        a = w.acc
+        k = w.n
         if x_RootCertificateID.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        w.bits(0x0, 3)
-        w.integer(x_RootCertificateID.X509SerialNumber)
-        w.bits(0x0, 2)
+        a = (a << 4) | (1 if x_RootCertificateID.X509SerialNumber < 0 else 0)
+        k += 4
+        u = -x_RootCertificateID.X509SerialNumber - 1 if x_RootCertificateID.X509SerialNumber < 0 else x_RootCertificateID.X509SerialNumber
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 1
     else:
         raise encode_error('ListOfRootCertificateIDsType', 'missing SE(RootCertificateID)')
     n = 0
     while True:
         if i_RootCertificateID < len(o.RootCertificateID):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
             if x_RootCertificateID.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.string(x_RootCertificateID.X509IssuerName)
+            a = w.acc
+            k = w.n
             if x_RootCertificateID.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            w.bits(0x0, 3)
-            w.integer(x_RootCertificateID.X509SerialNumber)
-            w.bits(0x0, 2)
+            a = (a << 4) | (1 if x_RootCertificateID.X509SerialNumber < 0 else 0)
+            k += 4
+            u = -x_RootCertificateID.X509SerialNumber - 1 if x_RootCertificateID.X509SerialNumber < 0 else x_RootCertificateID.X509SerialNumber
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             n += 1
             if n == 19:
                 s = 20
@@ -11564,13 +16509,19 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
                     raise encode_error('ListOfRootCertificateIDsType.RootCertificateID', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 20:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types.MessageHeaderType:
     f_SessionID: bytes
@@ -11611,33 +16562,65 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     return _iso20_common_types.MessageHeaderType(SessionID=f_SessionID, TimeStamp=f_TimeStamp, Signature=f_Signature)
 
 def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types.MessageHeaderType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.SessionID is None:
         raise encode_error('MessageHeaderType.SessionID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if (len(o.SessionID) < 8 and w.strict) or len(o.SessionID) > 8:
         raise encode_error('MessageHeaderType.SessionID', f'length {len(o.SessionID)} outside 8..8')
+    w.acc = a
+    w.n = k
     w.binary(o.SessionID)
+    a = w.acc
+    k = w.n
     if o.TimeStamp is None:
         raise encode_error('MessageHeaderType.TimeStamp', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     s = 1
     if o.TimeStamp < 0 or (w.strict and (o.TimeStamp > 18446744073709551615)):
         raise encode_error('MessageHeaderType.TimeStamp', f'{o.TimeStamp!r} outside 0..18446744073709551615')
-    w.uint(o.TimeStamp)
-    w.bits(0x0, 1)
+    u = o.TimeStamp
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 2
     if o.Signature is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_xmldsig_SignatureType(w, o.Signature)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.MeterInfoType:
     f_MeterID: str
@@ -11946,196 +16929,490 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     return _iso20_common_types.MeterInfoType(MeterID=f_MeterID, ChargedEnergyReadingWh=f_ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh=f_BPT_DischargedEnergyReadingWh, CapacitiveEnergyReadingVARh=f_CapacitiveEnergyReadingVARh, BPT_InductiveEnergyReadingVARh=f_BPT_InductiveEnergyReadingVARh, MeterSignature=f_MeterSignature, MeterStatus=f_MeterStatus, MeterTimestamp=f_MeterTimestamp)
 
 def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.MeterInfoType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.MeterID is None:
         raise encode_error('MeterInfoType.MeterID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if len(o.MeterID) > 32:
         raise encode_error('MeterInfoType.MeterID', f'length {len(o.MeterID)} outside 0..32')
+    w.acc = a
+    w.n = k
     w.string(o.MeterID)
+    a = w.acc
+    k = w.n
     if o.ChargedEnergyReadingWh is None:
         raise encode_error('MeterInfoType.ChargedEnergyReadingWh', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     s = 1
     if o.ChargedEnergyReadingWh < 0 or (w.strict and (o.ChargedEnergyReadingWh > 18446744073709551615)):
         raise encode_error('MeterInfoType.ChargedEnergyReadingWh', f'{o.ChargedEnergyReadingWh!r} outside 0..18446744073709551615')
-    w.uint(o.ChargedEnergyReadingWh)
-    w.bits(0x0, 1)
+    u = o.ChargedEnergyReadingWh
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 2
     if o.BPT_DischargedEnergyReadingWh is not None:
-        w.bits(0x0, 4)
+        a <<= 4
+        k += 4
         if o.BPT_DischargedEnergyReadingWh < 0 or (w.strict and (o.BPT_DischargedEnergyReadingWh > 18446744073709551615)):
             raise encode_error('MeterInfoType.BPT_DischargedEnergyReadingWh', f'{o.BPT_DischargedEnergyReadingWh!r} outside 0..18446744073709551615')
-        w.uint(o.BPT_DischargedEnergyReadingWh)
-        w.bits(0x0, 1)
+        u = o.BPT_DischargedEnergyReadingWh
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 3
     elif o.CapacitiveEnergyReadingVARh is not None:
-        w.bits(0x2, 4)
+        a = (a << 4) | 0x2
+        k += 4
         if o.CapacitiveEnergyReadingVARh < 0 or (w.strict and (o.CapacitiveEnergyReadingVARh > 18446744073709551615)):
             raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-        w.uint(o.CapacitiveEnergyReadingVARh)
-        w.bits(0x0, 1)
+        u = o.CapacitiveEnergyReadingVARh
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 4
     elif o.BPT_InductiveEnergyReadingVARh is not None:
-        w.bits(0x4, 4)
+        a = (a << 4) | 0x4
+        k += 4
         if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
             raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-        w.uint(o.BPT_InductiveEnergyReadingVARh)
-        w.bits(0x0, 1)
+        u = o.BPT_InductiveEnergyReadingVARh
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 5
     elif o.MeterSignature is not None:
-        w.bits(0x6, 4)
+        a = (a << 4) | 0x6
+        k += 4
         if len(o.MeterSignature) > 64:
             raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
+        w.acc = a
+        w.n = k
         w.binary(o.MeterSignature)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 6
     elif o.MeterStatus is not None:
-        w.bits(0x8, 4)
         if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
             raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-        w.integer(o.MeterStatus)
-        w.bits(0x0, 1)
+        a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x10
+        k += 5
+        u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 7
     elif o.MeterTimestamp is not None:
-        w.bits(0xa, 4)
+        a = (a << 4) | 0xa
+        k += 4
         if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
             raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-        w.uint(o.MeterTimestamp)
-        w.bits(0x0, 1)
+        u = o.MeterTimestamp
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 8
     else:
-        w.bits(0x6, 3)
+        a = (a << 3) | 0x6
+        k += 3
         s = -1
     if s == 3:
         if o.CapacitiveEnergyReadingVARh is not None:
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
             if o.CapacitiveEnergyReadingVARh < 0 or (w.strict and (o.CapacitiveEnergyReadingVARh > 18446744073709551615)):
                 raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-            w.uint(o.CapacitiveEnergyReadingVARh)
-            w.bits(0x0, 1)
+            u = o.CapacitiveEnergyReadingVARh
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         elif o.BPT_InductiveEnergyReadingVARh is not None:
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
                 raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-            w.uint(o.BPT_InductiveEnergyReadingVARh)
-            w.bits(0x0, 1)
+            u = o.BPT_InductiveEnergyReadingVARh
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         elif o.MeterSignature is not None:
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             if len(o.MeterSignature) > 64:
                 raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
+            w.acc = a
+            w.n = k
             w.binary(o.MeterSignature)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.MeterStatus is not None:
-            w.bits(0x6, 4)
             if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            w.integer(o.MeterStatus)
-            w.bits(0x0, 1)
+            a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0xc
+            k += 5
+            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(0x8, 4)
+            a = (a << 4) | 0x8
+            k += 4
             if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            w.uint(o.MeterTimestamp)
-            w.bits(0x0, 1)
+            u = o.MeterTimestamp
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 8
         else:
-            w.bits(0x5, 3)
+            a = (a << 3) | 0x5
+            k += 3
             s = -1
     if s == 4:
         if o.BPT_InductiveEnergyReadingVARh is not None:
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
             if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
                 raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-            w.uint(o.BPT_InductiveEnergyReadingVARh)
-            w.bits(0x0, 1)
+            u = o.BPT_InductiveEnergyReadingVARh
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         elif o.MeterSignature is not None:
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             if len(o.MeterSignature) > 64:
                 raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
+            w.acc = a
+            w.n = k
             w.binary(o.MeterSignature)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.MeterStatus is not None:
-            w.bits(0x4, 4)
             if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            w.integer(o.MeterStatus)
-            w.bits(0x0, 1)
+            a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x8
+            k += 5
+            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(0x6, 4)
+            a = (a << 4) | 0x6
+            k += 4
             if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            w.uint(o.MeterTimestamp)
-            w.bits(0x0, 1)
+            u = o.MeterTimestamp
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 8
         else:
-            w.bits(0x4, 3)
+            a = (a << 3) | 0x4
+            k += 3
             s = -1
     if s == 5:
         if o.MeterSignature is not None:
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
             if len(o.MeterSignature) > 64:
                 raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
+            w.acc = a
+            w.n = k
             w.binary(o.MeterSignature)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.MeterStatus is not None:
-            w.bits(0x2, 4)
             if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            w.integer(o.MeterStatus)
-            w.bits(0x0, 1)
+            a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x4
+            k += 5
+            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            w.uint(o.MeterTimestamp)
-            w.bits(0x0, 1)
+            u = o.MeterTimestamp
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 8
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 6:
         if o.MeterStatus is not None:
-            w.bits(0x0, 3)
             if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            w.integer(o.MeterStatus)
-            w.bits(0x0, 1)
+            a = (a << 4) | (1 if o.MeterStatus < 0 else 0)
+            k += 4
+            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            w.uint(o.MeterTimestamp)
-            w.bits(0x0, 1)
+            u = o.MeterTimestamp
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 8
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 7:
         if o.MeterTimestamp is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            w.uint(o.MeterTimestamp)
-            w.bits(0x0, 1)
+            u = o.MeterTimestamp
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 8
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 8:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_types.RationalNumberType:
     f_Exponent: int
@@ -12155,17 +17432,37 @@ def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_type
     return _iso20_common_types.RationalNumberType(Exponent=f_Exponent, Value=f_Value)
 
 def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_types.RationalNumberType) -> None:
+    a = w.acc
+    k = w.n
     if o.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     if o.Exponent < -128 or o.Exponent > 127:
         raise encode_error('RationalNumberType.Exponent', f'{o.Exponent!r} outside -128..127')
     if o.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.Exponent + 128) << 3, 13)
     if (w.strict and (o.Value < -32768 or o.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.Value!r} outside -32768..32767')
-    w.integer(o.Value)
-    w.bits(0x0, 2)
+    a = (a << 14) | (o.Exponent + 128) << 4 | (1 if o.Value < 0 else 0)
+    k += 14
+    u = -o.Value - 1 if o.Value < 0 else o.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.ReceiptType:
     f_TimeAnchor: int
@@ -12632,15 +17929,31 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     return _iso20_common_types.ReceiptType(TimeAnchor=f_TimeAnchor, EnergyCosts=f_EnergyCosts, OccupancyCosts=f_OccupancyCosts, AdditionalServicesCosts=f_AdditionalServicesCosts, OverstayCosts=f_OverstayCosts, TaxCosts=f_TaxCosts)
 
 def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.ReceiptType) -> None:
+    a = w.acc
+    k = w.n
     i_TaxCosts = 0
     s = 0
     if o.TimeAnchor is None:
         raise encode_error('ReceiptType.TimeAnchor', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
         raise encode_error('ReceiptType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-    w.uint(o.TimeAnchor)
-    w.bits(0x0, 1)
+    u = o.TimeAnchor
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 1
     if o.EnergyCosts is not None:
         if o.EnergyCosts.Amount is None:
@@ -12651,10 +17964,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.EnergyCosts.Amount.Exponent!r} outside -128..127')
         if o.EnergyCosts.Amount.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EnergyCosts.Amount.Exponent + 128) << 3, 17)
         if (w.strict and (o.EnergyCosts.Amount.Value < -32768 or o.EnergyCosts.Amount.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EnergyCosts.Amount.Value!r} outside -32768..32767')
-        w.integer(o.EnergyCosts.Amount.Value)
+        a = (a << 18) | (o.EnergyCosts.Amount.Exponent + 128) << 4 | (1 if o.EnergyCosts.Amount.Value < 0 else 0)
+        k += 18
+        u = -o.EnergyCosts.Amount.Value - 1 if o.EnergyCosts.Amount.Value < 0 else o.EnergyCosts.Amount.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.EnergyCosts.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
         if o.EnergyCosts.CostPerUnit.Exponent is None:
@@ -12663,11 +17989,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.EnergyCosts.CostPerUnit.Exponent!r} outside -128..127')
         if o.EnergyCosts.CostPerUnit.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EnergyCosts.CostPerUnit.Exponent + 128) << 3, 16)
         if (w.strict and (o.EnergyCosts.CostPerUnit.Value < -32768 or o.EnergyCosts.CostPerUnit.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EnergyCosts.CostPerUnit.Value!r} outside -32768..32767')
-        w.integer(o.EnergyCosts.CostPerUnit.Value)
-        w.bits(0x0, 3)
+        a = (a << 17) | (o.EnergyCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.EnergyCosts.CostPerUnit.Value < 0 else 0)
+        k += 17
+        u = -o.EnergyCosts.CostPerUnit.Value - 1 if o.EnergyCosts.CostPerUnit.Value < 0 else o.EnergyCosts.CostPerUnit.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         s = 2
     elif o.OccupancyCosts is not None:
         if o.OccupancyCosts.Amount is None:
@@ -12678,10 +18018,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.Amount.Exponent!r} outside -128..127')
         if o.OccupancyCosts.Amount.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.OccupancyCosts.Amount.Exponent + 128) << 3 | 0x4000, 17)
         if (w.strict and (o.OccupancyCosts.Amount.Value < -32768 or o.OccupancyCosts.Amount.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.Amount.Value!r} outside -32768..32767')
-        w.integer(o.OccupancyCosts.Amount.Value)
+        a = (a << 18) | (o.OccupancyCosts.Amount.Exponent + 128) << 4 | (1 if o.OccupancyCosts.Amount.Value < 0 else 0) | 0x8000
+        k += 18
+        u = -o.OccupancyCosts.Amount.Value - 1 if o.OccupancyCosts.Amount.Value < 0 else o.OccupancyCosts.Amount.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.OccupancyCosts.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
         if o.OccupancyCosts.CostPerUnit.Exponent is None:
@@ -12690,11 +18043,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.CostPerUnit.Exponent!r} outside -128..127')
         if o.OccupancyCosts.CostPerUnit.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.OccupancyCosts.CostPerUnit.Exponent + 128) << 3, 16)
         if (w.strict and (o.OccupancyCosts.CostPerUnit.Value < -32768 or o.OccupancyCosts.CostPerUnit.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.CostPerUnit.Value!r} outside -32768..32767')
-        w.integer(o.OccupancyCosts.CostPerUnit.Value)
-        w.bits(0x0, 3)
+        a = (a << 17) | (o.OccupancyCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OccupancyCosts.CostPerUnit.Value < 0 else 0)
+        k += 17
+        u = -o.OccupancyCosts.CostPerUnit.Value - 1 if o.OccupancyCosts.CostPerUnit.Value < 0 else o.OccupancyCosts.CostPerUnit.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         s = 3
     elif o.AdditionalServicesCosts is not None:
         if o.AdditionalServicesCosts.Amount is None:
@@ -12705,10 +18072,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
         if o.AdditionalServicesCosts.Amount.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.AdditionalServicesCosts.Amount.Exponent + 128) << 3 | 0x8000, 17)
         if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
-        w.integer(o.AdditionalServicesCosts.Amount.Value)
+        a = (a << 18) | (o.AdditionalServicesCosts.Amount.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.Amount.Value < 0 else 0) | 0x10000
+        k += 18
+        u = -o.AdditionalServicesCosts.Amount.Value - 1 if o.AdditionalServicesCosts.Amount.Value < 0 else o.AdditionalServicesCosts.Amount.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.AdditionalServicesCosts.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
         if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
@@ -12717,11 +18097,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
         if o.AdditionalServicesCosts.CostPerUnit.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 3, 16)
         if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
-        w.integer(o.AdditionalServicesCosts.CostPerUnit.Value)
-        w.bits(0x0, 3)
+        a = (a << 17) | (o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else 0)
+        k += 17
+        u = -o.AdditionalServicesCosts.CostPerUnit.Value - 1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else o.AdditionalServicesCosts.CostPerUnit.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         s = 4
     elif o.OverstayCosts is not None:
         if o.OverstayCosts.Amount is None:
@@ -12732,10 +18126,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
         if o.OverstayCosts.Amount.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3 | 0xc000, 17)
         if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-        w.integer(o.OverstayCosts.Amount.Value)
+        a = (a << 18) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0) | 0x18000
+        k += 18
+        u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.OverstayCosts.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
         if o.OverstayCosts.CostPerUnit.Exponent is None:
@@ -12744,22 +18151,50 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
         if o.OverstayCosts.CostPerUnit.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
         if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-        w.integer(o.OverstayCosts.CostPerUnit.Value)
-        w.bits(0x0, 3)
+        a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+        k += 17
+        u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         s = 5
     elif i_TaxCosts < len(o.TaxCosts):
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
         x_TaxCosts = o.TaxCosts[i_TaxCosts]
         i_TaxCosts += 1
         if x_TaxCosts.TaxRuleID is None:
             raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
             raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-        w.uint(x_TaxCosts.TaxRuleID)
+        u = x_TaxCosts.TaxRuleID
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_TaxCosts.Amount is None:
             raise encode_error('DetailedTaxType.Amount', 'required value missing')
         if x_TaxCosts.Amount.Exponent is None:
@@ -12768,14 +18203,29 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
         if x_TaxCosts.Amount.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
         if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-        w.integer(x_TaxCosts.Amount.Value)
-        w.bits(0x0, 3)
+        a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+        k += 16
+        u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         s = 6
     else:
-        w.bits(0x5, 3)
+        a = (a << 3) | 0x5
+        k += 3
         s = -1
     if s == 2:
         if o.OccupancyCosts is not None:
@@ -12787,10 +18237,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.Amount.Exponent!r} outside -128..127')
             if o.OccupancyCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OccupancyCosts.Amount.Exponent + 128) << 3, 17)
             if (w.strict and (o.OccupancyCosts.Amount.Value < -32768 or o.OccupancyCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(o.OccupancyCosts.Amount.Value)
+            a = (a << 18) | (o.OccupancyCosts.Amount.Exponent + 128) << 4 | (1 if o.OccupancyCosts.Amount.Value < 0 else 0)
+            k += 18
+            u = -o.OccupancyCosts.Amount.Value - 1 if o.OccupancyCosts.Amount.Value < 0 else o.OccupancyCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.OccupancyCosts.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
             if o.OccupancyCosts.CostPerUnit.Exponent is None:
@@ -12799,11 +18262,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.CostPerUnit.Exponent!r} outside -128..127')
             if o.OccupancyCosts.CostPerUnit.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OccupancyCosts.CostPerUnit.Exponent + 128) << 3, 16)
             if (w.strict and (o.OccupancyCosts.CostPerUnit.Value < -32768 or o.OccupancyCosts.CostPerUnit.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.CostPerUnit.Value!r} outside -32768..32767')
-            w.integer(o.OccupancyCosts.CostPerUnit.Value)
-            w.bits(0x0, 3)
+            a = (a << 17) | (o.OccupancyCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OccupancyCosts.CostPerUnit.Value < 0 else 0)
+            k += 17
+            u = -o.OccupancyCosts.CostPerUnit.Value - 1 if o.OccupancyCosts.CostPerUnit.Value < 0 else o.OccupancyCosts.CostPerUnit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 3
         elif o.AdditionalServicesCosts is not None:
             if o.AdditionalServicesCosts.Amount is None:
@@ -12814,10 +18291,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
             if o.AdditionalServicesCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.AdditionalServicesCosts.Amount.Exponent + 128) << 3 | 0x4000, 17)
             if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(o.AdditionalServicesCosts.Amount.Value)
+            a = (a << 18) | (o.AdditionalServicesCosts.Amount.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.Amount.Value < 0 else 0) | 0x8000
+            k += 18
+            u = -o.AdditionalServicesCosts.Amount.Value - 1 if o.AdditionalServicesCosts.Amount.Value < 0 else o.AdditionalServicesCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.AdditionalServicesCosts.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
             if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
@@ -12826,11 +18316,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
             if o.AdditionalServicesCosts.CostPerUnit.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 3, 16)
             if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
-            w.integer(o.AdditionalServicesCosts.CostPerUnit.Value)
-            w.bits(0x0, 3)
+            a = (a << 17) | (o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else 0)
+            k += 17
+            u = -o.AdditionalServicesCosts.CostPerUnit.Value - 1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else o.AdditionalServicesCosts.CostPerUnit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 4
         elif o.OverstayCosts is not None:
             if o.OverstayCosts.Amount is None:
@@ -12841,10 +18345,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
             if o.OverstayCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3 | 0x8000, 17)
             if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(o.OverstayCosts.Amount.Value)
+            a = (a << 18) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0) | 0x10000
+            k += 18
+            u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.OverstayCosts.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
             if o.OverstayCosts.CostPerUnit.Exponent is None:
@@ -12853,22 +18370,50 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
             if o.OverstayCosts.CostPerUnit.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
             if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-            w.integer(o.OverstayCosts.CostPerUnit.Value)
-            w.bits(0x0, 3)
+            a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+            k += 17
+            u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             if x_TaxCosts.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
                 raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            w.uint(x_TaxCosts.TaxRuleID)
+            u = x_TaxCosts.TaxRuleID
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_TaxCosts.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
             if x_TaxCosts.Amount.Exponent is None:
@@ -12877,14 +18422,29 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
             if x_TaxCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
             if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(x_TaxCosts.Amount.Value)
-            w.bits(0x0, 3)
+            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            k += 16
+            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 6
         else:
-            w.bits(0x4, 3)
+            a = (a << 3) | 0x4
+            k += 3
             s = -1
     if s == 3:
         if o.AdditionalServicesCosts is not None:
@@ -12896,10 +18456,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
             if o.AdditionalServicesCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.AdditionalServicesCosts.Amount.Exponent + 128) << 3, 17)
             if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(o.AdditionalServicesCosts.Amount.Value)
+            a = (a << 18) | (o.AdditionalServicesCosts.Amount.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.Amount.Value < 0 else 0)
+            k += 18
+            u = -o.AdditionalServicesCosts.Amount.Value - 1 if o.AdditionalServicesCosts.Amount.Value < 0 else o.AdditionalServicesCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.AdditionalServicesCosts.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
             if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
@@ -12908,11 +18481,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
             if o.AdditionalServicesCosts.CostPerUnit.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 3, 16)
             if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
-            w.integer(o.AdditionalServicesCosts.CostPerUnit.Value)
-            w.bits(0x0, 3)
+            a = (a << 17) | (o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else 0)
+            k += 17
+            u = -o.AdditionalServicesCosts.CostPerUnit.Value - 1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else o.AdditionalServicesCosts.CostPerUnit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 4
         elif o.OverstayCosts is not None:
             if o.OverstayCosts.Amount is None:
@@ -12923,10 +18510,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
             if o.OverstayCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3 | 0x4000, 17)
             if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(o.OverstayCosts.Amount.Value)
+            a = (a << 18) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0) | 0x8000
+            k += 18
+            u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.OverstayCosts.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
             if o.OverstayCosts.CostPerUnit.Exponent is None:
@@ -12935,22 +18535,50 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
             if o.OverstayCosts.CostPerUnit.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
             if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-            w.integer(o.OverstayCosts.CostPerUnit.Value)
-            w.bits(0x0, 3)
+            a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+            k += 17
+            u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             if x_TaxCosts.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
                 raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            w.uint(x_TaxCosts.TaxRuleID)
+            u = x_TaxCosts.TaxRuleID
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_TaxCosts.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
             if x_TaxCosts.Amount.Exponent is None:
@@ -12959,14 +18587,29 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
             if x_TaxCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
             if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(x_TaxCosts.Amount.Value)
-            w.bits(0x0, 3)
+            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            k += 16
+            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 6
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 4:
         if o.OverstayCosts is not None:
@@ -12978,10 +18621,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
             if o.OverstayCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3, 16)
             if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(o.OverstayCosts.Amount.Value)
+            a = (a << 17) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0)
+            k += 17
+            u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.OverstayCosts.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
             if o.OverstayCosts.CostPerUnit.Exponent is None:
@@ -12990,22 +18646,50 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
             if o.OverstayCosts.CostPerUnit.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
             if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-            w.integer(o.OverstayCosts.CostPerUnit.Value)
-            w.bits(0x0, 3)
+            a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+            k += 17
+            u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             if x_TaxCosts.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
                 raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            w.uint(x_TaxCosts.TaxRuleID)
+            u = x_TaxCosts.TaxRuleID
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_TaxCosts.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
             if x_TaxCosts.Amount.Exponent is None:
@@ -13014,26 +18698,55 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
             if x_TaxCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
             if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(x_TaxCosts.Amount.Value)
-            w.bits(0x0, 3)
+            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            k += 16
+            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 6
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 5:
         if i_TaxCosts < len(o.TaxCosts):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             if x_TaxCosts.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
                 raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            w.uint(x_TaxCosts.TaxRuleID)
+            u = x_TaxCosts.TaxRuleID
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_TaxCosts.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
             if x_TaxCosts.Amount.Exponent is None:
@@ -13042,28 +18755,57 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
             if x_TaxCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
             if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(x_TaxCosts.Amount.Value)
-            w.bits(0x0, 3)
+            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            k += 16
+            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 6
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 6:
         n = 0
         while True:
             if i_TaxCosts < len(o.TaxCosts):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_TaxCosts = o.TaxCosts[i_TaxCosts]
                 i_TaxCosts += 1
                 if x_TaxCosts.TaxRuleID is None:
                     raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
                     raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-                w.uint(x_TaxCosts.TaxRuleID)
+                u = x_TaxCosts.TaxRuleID
+                if u < 0x80:
+                    a = (a << 8) | u
+                    k += 8
+                elif u < 0x4000:
+                    a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                    k += 16
+                else:
+                    w.acc = a
+                    w.n = k
+                    w.uint(u)
+                    a = w.acc
+                    k = w.n
                 if x_TaxCosts.Amount is None:
                     raise encode_error('DetailedTaxType.Amount', 'required value missing')
                 if x_TaxCosts.Amount.Exponent is None:
@@ -13072,11 +18814,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                     raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
                 if x_TaxCosts.Amount.Value is None:
                     raise encode_error('RationalNumberType.Value', 'required value missing')
-                w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
                 if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
                     raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-                w.integer(x_TaxCosts.Amount.Value)
-                w.bits(0x0, 3)
+                a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+                k += 16
+                u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+                if u < 0x80:
+                    a = (a << 8) | u
+                    k += 8
+                elif u < 0x4000:
+                    a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                    k += 16
+                else:
+                    w.acc = a
+                    w.n = k
+                    w.uint(u)
+                    a = w.acc
+                    k = w.n
+                a <<= 3
+                k += 3
                 n += 1
                 if n == 9:
                     s = 15
@@ -13084,13 +18840,19 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                         raise encode_error('ReceiptType.TaxCosts', 'too many entries')
                     break
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
     if s == 15:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20_common_types.Scheduled_CLReqControlModeType:
     f_EVTargetEnergyRequest: _iso20_common_types.RationalNumberType | None = None
@@ -13212,6 +18974,8 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
     return _iso20_common_types.Scheduled_CLReqControlModeType(EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
 
 def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLReqControlModeType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.EVTargetEnergyRequest is not None:
         if o.EVTargetEnergyRequest.Exponent is None:
@@ -13220,11 +18984,25 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
         if o.EVTargetEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3, 16)
         if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVTargetEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0)
+        k += 17
+        u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
         if o.EVMaximumEnergyRequest.Exponent is None:
@@ -13233,11 +19011,25 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
         if o.EVMaximumEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3 | 0x2000, 16)
         if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVMaximumEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0) | 0x4000
+        k += 17
+        u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
         if o.EVMinimumEnergyRequest.Exponent is None:
@@ -13246,14 +19038,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
         if o.EVMinimumEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3 | 0x4000, 16)
         if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVMinimumEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0) | 0x8000
+        k += 17
+        u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 3
     else:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
         s = -1
     if s == 1:
         if o.EVMaximumEnergyRequest is not None:
@@ -13263,11 +19070,25 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
             if o.EVMaximumEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3, 15)
             if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0)
+            k += 16
+            u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
             if o.EVMinimumEnergyRequest.Exponent is None:
@@ -13276,14 +19097,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
             if o.EVMinimumEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3 | 0x2000, 15)
             if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0) | 0x4000
+            k += 16
+            u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 3
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 2:
         if o.EVMinimumEnergyRequest is not None:
@@ -13293,19 +19129,39 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
             if o.EVMinimumEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3, 15)
             if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0)
+            k += 16
+            u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 3
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_Scheduled_CLResControlModeType(r: BitReader) -> _iso20_common_types.Scheduled_CLResControlModeType:
     if r.bits(1):
@@ -13313,7 +19169,14 @@ def _d_iso20_common_types_Scheduled_CLResControlModeType(r: BitReader) -> _iso20
     return _iso20_common_types.Scheduled_CLResControlModeType()
 
 def _e_iso20_common_types_Scheduled_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLResControlModeType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_V2GMessageType(r: BitReader) -> _iso20_common_types.V2GMessageType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -13325,11 +19188,23 @@ def _d_iso20_common_types_V2GMessageType(r: BitReader) -> _iso20_common_types.V2
     return _iso20_common_types.V2GMessageType(Header=f_Header)
 
 def _e_iso20_common_types_V2GMessageType(w: BitWriter, o: _iso20_common_types.V2GMessageType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('V2GMessageType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_V2GRequestType(r: BitReader) -> _iso20_common_types.V2GRequestType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -13341,11 +19216,23 @@ def _d_iso20_common_types_V2GRequestType(r: BitReader) -> _iso20_common_types.V2
     return _iso20_common_types.V2GRequestType(Header=f_Header)
 
 def _e_iso20_common_types_V2GRequestType(w: BitWriter, o: _iso20_common_types.V2GRequestType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('V2GRequestType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V2GResponseType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -13363,13 +19250,25 @@ def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V
     return _iso20_common_types.V2GResponseType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_types_V2GResponseType(w: BitWriter, o: _iso20_common_types.V2GResponseType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('V2GResponseType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('V2GResponseType.ResponseCode', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2, 10)
+    a = (a << 10) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2
+    k += 10
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v0(r: BitReader) -> object:
     c = r.bits(9)
@@ -13384,9 +19283,21 @@ def _d_v0(r: BitReader) -> object:
     return v
 
 def _e_v0(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v1(r: BitReader) -> object:
     c = r.bits(9)
@@ -13401,9 +19312,21 @@ def _d_v1(r: BitReader) -> object:
     return v
 
 def _e_v1(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v2(r: BitReader) -> object:
     c = r.bits(9)
@@ -13418,11 +19341,31 @@ def _d_v2(r: BitReader) -> object:
     return v
 
 def _e_v2(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if o < 0 or (w.strict and (o > 65535)):
         raise encode_error('value', f'{o!r} outside 0..65535')
-    w.uint(o)
-    w.bits(0x0, 1)
+    u = o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v3(r: BitReader) -> object:
     c = r.bits(3)
@@ -13432,7 +19375,14 @@ def _d_v3(r: BitReader) -> object:
     return v
 
 def _e_v3(w: BitWriter, o: Any) -> None:
-    w.bits((1 if o else 0) << 1, 3)
+    a = w.acc
+    k = w.n
+    a = (a << 3) | (1 if o else 0) << 1
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v4(r: BitReader) -> object:
     c = r.bits(3)
@@ -13442,7 +19392,14 @@ def _d_v4(r: BitReader) -> object:
     return v
 
 def _e_v4(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_common_messages_authorizationType[o]) << 1, 3)
+    a = w.acc
+    k = w.n
+    a = (a << 3) | (_I_iso20_common_messages_authorizationType[o]) << 1
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v5(r: BitReader) -> object:
     c = r.bits(3)
@@ -13452,7 +19409,14 @@ def _d_v5(r: BitReader) -> object:
     return v
 
 def _e_v5(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_common_messages_channelSelectionType[o]) << 1, 3)
+    a = w.acc
+    k = w.n
+    a = (a << 3) | (_I_iso20_common_messages_channelSelectionType[o]) << 1
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v6(r: BitReader) -> object:
     c = r.bits(9)
@@ -13467,11 +19431,31 @@ def _d_v6(r: BitReader) -> object:
     return v
 
 def _e_v6(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if o < 0 or (w.strict and (o > 18446744073709551615)):
         raise encode_error('value', f'{o!r} outside 0..18446744073709551615')
-    w.uint(o)
-    w.bits(0x0, 1)
+    u = o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v7(r: BitReader) -> object:
     c = r.bits(9)
@@ -13486,11 +19470,23 @@ def _d_v7(r: BitReader) -> object:
     return v
 
 def _e_v7(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 1600:
         raise encode_error('value', f'length {len(o)} outside 0..1600')
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v8(r: BitReader) -> object:
     c = r.bits(4)
@@ -13500,7 +19496,14 @@ def _d_v8(r: BitReader) -> object:
     return v
 
 def _e_v8(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_common_messages_chargeProgressType[o]) << 1, 4)
+    a = w.acc
+    k = w.n
+    a = (a << 4) | (_I_iso20_common_messages_chargeProgressType[o]) << 1
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v9(r: BitReader) -> object:
     c = r.bits(4)
@@ -13513,7 +19516,14 @@ def _d_v9(r: BitReader) -> object:
     return v
 
 def _e_v9(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_common_messages_chargingSessionType[o]) << 1, 4)
+    a = w.acc
+    k = w.n
+    a = (a << 4) | (_I_iso20_common_messages_chargingSessionType[o]) << 1
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v10(r: BitReader) -> object:
     c = r.bits(9)
@@ -13528,11 +19538,23 @@ def _d_v10(r: BitReader) -> object:
     return v
 
 def _e_v10(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 3:
         raise encode_error('value', f'length {len(o)} outside 0..3')
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v11(r: BitReader) -> object:
     c = r.bits(9)
@@ -13547,11 +19569,23 @@ def _d_v11(r: BitReader) -> object:
     return v
 
 def _e_v11(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if (len(o) < 133 and w.strict) or len(o) > 133:
         raise encode_error('value', f'length {len(o)} outside 133..133')
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v12(r: BitReader) -> object:
     c = r.bits(9)
@@ -13566,11 +19600,31 @@ def _d_v12(r: BitReader) -> object:
     return v
 
 def _e_v12(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if o < 0 or (w.strict and (o > 4294967295)):
         raise encode_error('value', f'{o!r} outside 0..4294967295')
-    w.uint(o)
-    w.bits(0x0, 1)
+    u = o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v13(r: BitReader) -> object:
     c = r.bits(10)
@@ -13586,11 +19640,31 @@ def _d_v13(r: BitReader) -> object:
     return v
 
 def _e_v13(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
     if (w.strict and (o < -32768 or o > 32767)):
         raise encode_error('value', f'{o!r} outside -32768..32767')
-    w.integer(o)
-    w.bits(0x0, 1)
+    a = (a << 2) | (1 if o < 0 else 0)
+    k += 2
+    u = -o - 1 if o < 0 else o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v14(r: BitReader) -> object:
     c = r.bits(3)
@@ -13600,7 +19674,14 @@ def _d_v14(r: BitReader) -> object:
     return v
 
 def _e_v14(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_common_messages_ecdhCurveType[o]) << 1, 3)
+    a = w.acc
+    k = w.n
+    a = (a << 3) | (_I_iso20_common_messages_ecdhCurveType[o]) << 1
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v15(r: BitReader) -> object:
     c = r.bits(9)
@@ -13615,11 +19696,23 @@ def _d_v15(r: BitReader) -> object:
     return v
 
 def _e_v15(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 255:
         raise encode_error('value', f'length {len(o)} outside 0..255')
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v16(r: BitReader) -> object:
     c = r.bits(4)
@@ -13632,7 +19725,14 @@ def _d_v16(r: BitReader) -> object:
     return v
 
 def _e_v16(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_common_messages_evCheckInStatusType[o]) << 1, 4)
+    a = w.acc
+    k = w.n
+    a = (a << 4) | (_I_iso20_common_messages_evCheckInStatusType[o]) << 1
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v17(r: BitReader) -> object:
     c = r.bits(4)
@@ -13645,7 +19745,14 @@ def _d_v17(r: BitReader) -> object:
     return v
 
 def _e_v17(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_common_messages_evCheckOutStatusType[o]) << 1, 4)
+    a = w.acc
+    k = w.n
+    a = (a << 4) | (_I_iso20_common_messages_evCheckOutStatusType[o]) << 1
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v18(r: BitReader) -> object:
     c = r.bits(4)
@@ -13658,7 +19765,14 @@ def _d_v18(r: BitReader) -> object:
     return v
 
 def _e_v18(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_common_types_processingType[o]) << 1, 4)
+    a = w.acc
+    k = w.n
+    a = (a << 4) | (_I_iso20_common_types_processingType[o]) << 1
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v19(r: BitReader) -> object:
     c = r.bits(3)
@@ -13668,7 +19782,14 @@ def _d_v19(r: BitReader) -> object:
     return v
 
 def _e_v19(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_common_messages_evseCheckOutStatusType[o]) << 1, 3)
+    a = w.acc
+    k = w.n
+    a = (a << 3) | (_I_iso20_common_messages_evseCheckOutStatusType[o]) << 1
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v20(r: BitReader) -> object:
     c = r.bits(5)
@@ -13681,7 +19802,14 @@ def _d_v20(r: BitReader) -> object:
     return v
 
 def _e_v20(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_common_types_evseNotificationType[o]) << 1, 5)
+    a = w.acc
+    k = w.n
+    a = (a << 5) | (_I_iso20_common_types_evseNotificationType[o]) << 1
+    k += 5
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v21(r: BitReader) -> object:
     c = r.bits(9)
@@ -13696,11 +19824,23 @@ def _d_v21(r: BitReader) -> object:
     return v
 
 def _e_v21(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 80:
         raise encode_error('value', f'length {len(o)} outside 0..80')
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v22(r: BitReader) -> object:
     c = r.bits(9)
@@ -13715,11 +19855,23 @@ def _d_v22(r: BitReader) -> object:
     return v
 
 def _e_v22(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 160:
         raise encode_error('value', f'length {len(o)} outside 0..160')
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v23(r: BitReader) -> object:
     c = r.bits(9)
@@ -13734,9 +19886,21 @@ def _d_v23(r: BitReader) -> object:
     return v
 
 def _e_v23(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v24(r: BitReader) -> object:
     c = r.bits(10)
@@ -13746,9 +19910,16 @@ def _d_v24(r: BitReader) -> object:
     return v
 
 def _e_v24(w: BitWriter, o: Any) -> None:
+    a = w.acc
+    k = w.n
     if o < -128 or o > 127:
         raise encode_error('value', f'{o!r} outside -128..127')
-    w.bits((o + 128) << 1, 10)
+    a = (a << 10) | (o + 128) << 1
+    k += 10
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v25(r: BitReader) -> object:
     c = r.bits(9)
@@ -13763,11 +19934,23 @@ def _d_v25(r: BitReader) -> object:
     return v
 
 def _e_v25(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if (len(o) < 16 and w.strict) or len(o) > 16:
         raise encode_error('value', f'length {len(o)} outside 16..16')
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v26(r: BitReader) -> object:
     c = r.bits(10)
@@ -13783,9 +19966,29 @@ def _d_v26(r: BitReader) -> object:
     return v
 
 def _e_v26(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
-    w.integer(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a = (a << 2) | (1 if o < 0 else 0)
+    k += 2
+    u = -o - 1 if o < 0 else o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v27(r: BitReader) -> object:
     c = r.bits(9)
@@ -13800,11 +20003,23 @@ def _d_v27(r: BitReader) -> object:
     return v
 
 def _e_v27(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 3:
         raise encode_error('value', f'length {len(o)} outside 0..3')
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v28(r: BitReader) -> object:
     c = r.bits(10)
@@ -13814,9 +20029,16 @@ def _d_v28(r: BitReader) -> object:
     return v
 
 def _e_v28(w: BitWriter, o: Any) -> None:
+    a = w.acc
+    k = w.n
     if o < 0 or o > 255:
         raise encode_error('value', f'{o!r} outside 0..255')
-    w.bits((o) << 1, 10)
+    a = (a << 10) | (o) << 1
+    k += 10
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v29(r: BitReader) -> object:
     c = r.bits(9)
@@ -13826,9 +20048,16 @@ def _d_v29(r: BitReader) -> object:
     return v
 
 def _e_v29(w: BitWriter, o: Any) -> None:
+    a = w.acc
+    k = w.n
     if o < 0 or o > 127 or (w.strict and (o > 100)):
         raise encode_error('value', f'{o!r} outside 0..100')
-    w.bits((o) << 1, 9)
+    a = (a << 9) | (o) << 1
+    k += 9
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v30(r: BitReader) -> object:
     c = r.bits(12)
@@ -13838,9 +20067,16 @@ def _d_v30(r: BitReader) -> object:
     return v
 
 def _e_v30(w: BitWriter, o: Any) -> None:
+    a = w.acc
+    k = w.n
     if o < 12 or o > 1035 or (w.strict and (o > 1024)):
         raise encode_error('value', f'{o!r} outside 12..1024')
-    w.bits((o - 12) << 1, 12)
+    a = (a << 12) | (o - 12) << 1
+    k += 12
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v31(r: BitReader) -> object:
     c = r.bits(9)
@@ -13855,11 +20091,23 @@ def _d_v31(r: BitReader) -> object:
     return v
 
 def _e_v31(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 32:
         raise encode_error('value', f'length {len(o)} outside 0..32')
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v32(r: BitReader) -> object:
     c = r.bits(9)
@@ -13874,11 +20122,23 @@ def _d_v32(r: BitReader) -> object:
     return v
 
 def _e_v32(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 64:
         raise encode_error('value', f'length {len(o)} outside 0..64')
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v33(r: BitReader) -> object:
     c = r.bits(9)
@@ -13893,9 +20153,21 @@ def _d_v33(r: BitReader) -> object:
     return v
 
 def _e_v33(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v34(r: BitReader) -> object:
     c = r.bits(9)
@@ -13910,11 +20182,31 @@ def _d_v34(r: BitReader) -> object:
     return v
 
 def _e_v34(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if o < 0 or (w.strict and (o > 65535)):
         raise encode_error('value', f'{o!r} outside 0..65535')
-    w.uint(o)
-    w.bits(0x0, 1)
+    u = o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v35(r: BitReader) -> object:
     c = r.bits(4)
@@ -13927,7 +20219,14 @@ def _d_v35(r: BitReader) -> object:
     return v
 
 def _e_v35(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_common_messages_parkingMethodType[o]) << 1, 4)
+    a = w.acc
+    k = w.n
+    a = (a << 4) | (_I_iso20_common_messages_parkingMethodType[o]) << 1
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v36(r: BitReader) -> object:
     c = r.bits(3)
@@ -13937,7 +20236,14 @@ def _d_v36(r: BitReader) -> object:
     return v
 
 def _e_v36(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_common_messages_powerToleranceAcceptanceType[o]) << 1, 3)
+    a = w.acc
+    k = w.n
+    a = (a << 3) | (_I_iso20_common_messages_powerToleranceAcceptanceType[o]) << 1
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v37(r: BitReader) -> object:
     c = r.bits(9)
@@ -13952,11 +20258,31 @@ def _d_v37(r: BitReader) -> object:
     return v
 
 def _e_v37(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if o < 0 or (w.strict and (o < 1 or o > 4294967295)):
         raise encode_error('value', f'{o!r} outside 1..4294967295')
-    w.uint(o)
-    w.bits(0x0, 1)
+    u = o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v38(r: BitReader) -> object:
     c = r.bits(8)
@@ -13969,7 +20295,14 @@ def _d_v38(r: BitReader) -> object:
     return v
 
 def _e_v38(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_common_types_responseCodeType[o]) << 1, 8)
+    a = w.acc
+    k = w.n
+    a = (a << 8) | (_I_iso20_common_types_responseCodeType[o]) << 1
+    k += 8
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v39(r: BitReader) -> object:
     c = r.bits(9)
@@ -13984,11 +20317,23 @@ def _d_v39(r: BitReader) -> object:
     return v
 
 def _e_v39(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if (len(o) < 94 and w.strict) or len(o) > 94:
         raise encode_error('value', f'length {len(o)} outside 94..94')
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v40(r: BitReader) -> object:
     c = r.bits(9)
@@ -14003,11 +20348,23 @@ def _d_v40(r: BitReader) -> object:
     return v
 
 def _e_v40(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if (len(o) < 8 and w.strict) or len(o) > 8:
         raise encode_error('value', f'length {len(o)} outside 8..8')
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v41(r: BitReader) -> object:
     c = r.bits(9)
@@ -14022,11 +20379,23 @@ def _d_v41(r: BitReader) -> object:
     return v
 
 def _e_v41(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if (len(o) < 206 and w.strict) or len(o) > 206:
         raise encode_error('value', f'length {len(o)} outside 206..206')
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v42(r: BitReader) -> object:
     c = r.bits(9)
@@ -14041,11 +20410,23 @@ def _d_v42(r: BitReader) -> object:
     return v
 
 def _e_v42(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if (len(o) < 84 and w.strict) or len(o) > 84:
         raise encode_error('value', f'length {len(o)} outside 84..84')
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v43(r: BitReader) -> object:
     c = r.bits(10)
@@ -14061,9 +20442,29 @@ def _d_v43(r: BitReader) -> object:
     return v
 
 def _e_v43(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
-    w.integer(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a = (a << 2) | (1 if o < 0 else 0)
+    k += 2
+    u = -o - 1 if o < 0 else o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v44(r: BitReader) -> object:
     c = r.bits(10)
@@ -14079,11 +20480,31 @@ def _d_v44(r: BitReader) -> object:
     return v
 
 def _e_v44(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
     if (w.strict and (o < -2147483648 or o > 2147483647)):
         raise encode_error('value', f'{o!r} outside -2147483648..2147483647')
-    w.integer(o)
-    w.bits(0x0, 1)
+    a = (a << 2) | (1 if o < 0 else 0)
+    k += 2
+    u = -o - 1 if o < 0 else o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 DOCUMENT: EntryTable = (
     ('urn:iso:std:iso:15118:-20:CommonMessages', 'AuthorizationReq', _d_iso20_common_messages_AuthorizationReqType, _e_iso20_common_messages_AuthorizationReqType, _iso20_common_messages.AuthorizationReqType),

@@ -64,19 +64,32 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
     return _xmldsig.CanonicalizationMethodType(Algorithm=f_Algorithm)
 
 def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.CanonicalizationMethodType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Algorithm is None:
         raise encode_error('CanonicalizationMethodType.Algorithm', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Algorithm)
+    a = w.acc
+    k = w.n
     s = 1
     if True:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     f_P: bytes | None = None
@@ -235,87 +248,162 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     return _xmldsig.DSAKeyValueType(P=f_P, Q=f_Q, G=f_G, Y=f_Y, J=f_J, Seed=f_Seed, PgenCounter=f_PgenCounter)
 
 def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.P is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.P)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif o.G is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.G)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     elif o.Y is not None:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.Y)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 3
     else:
         raise encode_error('DSAKeyValueType', 'missing SE(P), SE(G), SE(Y)')
     if s == 1:
         if o.Q is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.binary(o.Q)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 4
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(Q)')
     if s == 4:
         if o.G is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.binary(o.G)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 2
         elif o.Y is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
+            w.acc = a
+            w.n = k
             w.binary(o.Y)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 3
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(G), SE(Y)')
     if s == 2:
         if o.Y is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.binary(o.Y)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 3
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(Y)')
     if o.J is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.J)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 5
     elif o.Seed is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.Seed)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 6
     else:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         s = -1
     if s == 5:
         if o.Seed is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.binary(o.Seed)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 6
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 6:
         if o.PgenCounter is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.binary(o.PgenCounter)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 7
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(PgenCounter)')
     if s == 7:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
     f_Algorithm: str
@@ -354,19 +442,32 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
     return _xmldsig.DigestMethodType(Algorithm=f_Algorithm)
 
 def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Algorithm is None:
         raise encode_error('DigestMethodType.Algorithm', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Algorithm)
+    a = w.acc
+    k = w.n
     s = 1
     if True:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     f_Id: str | None = None
@@ -527,6 +628,8 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     return _xmldsig.KeyInfoType(Id=f_Id, KeyName=f_KeyName, KeyValue=f_KeyValue, RetrievalMethod=f_RetrievalMethod, X509Data=f_X509Data, PGPData=f_PGPData, SPKIData=f_SPKIData, MgmtData=f_MgmtData)
 
 def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
+    a = w.acc
+    k = w.n
     i_KeyName = 0
     i_KeyValue = 0
     i_RetrievalMethod = 0
@@ -536,52 +639,94 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     i_MgmtData = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 4)
+        a <<= 4
+        k += 4
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif i_KeyName < len(o.KeyName):
         x_KeyName = o.KeyName[i_KeyName]
         i_KeyName += 1
-        w.bits(0x2, 5)
+        a = (a << 5) | 0x2
+        k += 5
+        w.acc = a
+        w.n = k
         w.string(x_KeyName)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     elif i_KeyValue < len(o.KeyValue):
-        w.bits(0x2, 4)
+        a = (a << 4) | 0x2
+        k += 4
         x_KeyValue = o.KeyValue[i_KeyValue]
         i_KeyValue += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_KeyValueType(w, x_KeyValue)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_RetrievalMethod < len(o.RetrievalMethod):
-        w.bits(0x3, 4)
+        a = (a << 4) | 0x3
+        k += 4
         x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
         i_RetrievalMethod += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_X509Data < len(o.X509Data):
-        w.bits(0x4, 4)
+        a = (a << 4) | 0x4
+        k += 4
         x_X509Data = o.X509Data[i_X509Data]
         i_X509Data += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_X509DataType(w, x_X509Data)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_PGPData < len(o.PGPData):
-        w.bits(0x5, 4)
+        a = (a << 4) | 0x5
+        k += 4
         x_PGPData = o.PGPData[i_PGPData]
         i_PGPData += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_PGPDataType(w, x_PGPData)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_SPKIData < len(o.SPKIData):
-        w.bits(0x6, 4)
+        a = (a << 4) | 0x6
+        k += 4
         x_SPKIData = o.SPKIData[i_SPKIData]
         i_SPKIData += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_SPKIDataType(w, x_SPKIData)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_MgmtData < len(o.MgmtData):
         x_MgmtData = o.MgmtData[i_MgmtData]
         i_MgmtData += 1
-        w.bits(0xe, 5)
+        a = (a << 5) | 0xe
+        k += 5
+        w.acc = a
+        w.n = k
         w.string(x_MgmtData)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
         raise encode_error('KeyInfoType', 'missing AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData)')
@@ -589,46 +734,83 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
         if i_KeyName < len(o.KeyName):
             x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
-            w.bits(0x0, 5)
+            a <<= 5
+            k += 5
+            w.acc = a
+            w.n = k
             w.string(x_KeyName)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 2
         elif i_KeyValue < len(o.KeyValue):
-            w.bits(0x1, 4)
+            a = (a << 4) | 0x1
+            k += 4
             x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_KeyValueType(w, x_KeyValue)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_RetrievalMethod < len(o.RetrievalMethod):
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_X509Data < len(o.X509Data):
-            w.bits(0x3, 4)
+            a = (a << 4) | 0x3
+            k += 4
             x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_X509DataType(w, x_X509Data)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_PGPData < len(o.PGPData):
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_PGPDataType(w, x_PGPData)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_SPKIData < len(o.SPKIData):
-            w.bits(0x5, 4)
+            a = (a << 4) | 0x5
+            k += 4
             x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_SPKIDataType(w, x_SPKIData)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_MgmtData < len(o.MgmtData):
             x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
-            w.bits(0xc, 5)
+            a = (a << 5) | 0xc
+            k += 5
+            w.acc = a
+            w.n = k
             w.string(x_MgmtData)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 2
         else:
             raise encode_error('KeyInfoType', 'missing SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData)')
@@ -636,44 +818,86 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
         if i_KeyName < len(o.KeyName):
             x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
-            w.bits(0x0, 5)
+            a <<= 5
+            k += 5
+            w.acc = a
+            w.n = k
             w.string(x_KeyName)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         elif i_KeyValue < len(o.KeyValue):
-            w.bits(0x1, 4)
+            a = (a << 4) | 0x1
+            k += 4
             x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_KeyValueType(w, x_KeyValue)
+            a = w.acc
+            k = w.n
         elif i_RetrievalMethod < len(o.RetrievalMethod):
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
+            a = w.acc
+            k = w.n
         elif i_X509Data < len(o.X509Data):
-            w.bits(0x3, 4)
+            a = (a << 4) | 0x3
+            k += 4
             x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_X509DataType(w, x_X509Data)
+            a = w.acc
+            k = w.n
         elif i_PGPData < len(o.PGPData):
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_PGPDataType(w, x_PGPData)
+            a = w.acc
+            k = w.n
         elif i_SPKIData < len(o.SPKIData):
-            w.bits(0x5, 4)
+            a = (a << 4) | 0x5
+            k += 4
             x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_SPKIDataType(w, x_SPKIData)
+            a = w.acc
+            k = w.n
         elif i_MgmtData < len(o.MgmtData):
             x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
-            w.bits(0xc, 5)
+            a = (a << 5) | 0xc
+            k += 5
+            w.acc = a
+            w.n = k
             w.string(x_MgmtData)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         else:
-            w.bits(0x8, 4)
+            a = (a << 4) | 0x8
+            k += 4
             s = -1
             break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
     f_DSAKeyValue: _xmldsig.DSAKeyValueType | None = None
@@ -720,26 +944,49 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
     return _xmldsig.KeyValueType(DSAKeyValue=f_DSAKeyValue, RSAKeyValue=f_RSAKeyValue)
 
 def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
+    a = w.acc
+    k = w.n
     if o.DSAKeyValue is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         _e_xmldsig_DSAKeyValueType(w, o.DSAKeyValue)
+        a = w.acc
+        k = w.n
         if o.RSAKeyValue is not None:
             raise encode_error('KeyValueType.RSAKeyValue', 'cannot be combined with DSAKeyValue')
     elif o.RSAKeyValue is not None:
         if o.RSAKeyValue.Modulus is None:
             raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
-        w.bits(0x4, 5)
+        a = (a << 5) | 0x4
+        k += 5
+        w.acc = a
+        w.n = k
         w.binary(o.RSAKeyValue.Modulus)
+        a = w.acc
+        k = w.n
         if o.RSAKeyValue.Exponent is None:
             raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.RSAKeyValue.Exponent)
-        w.bits(0x0, 2)
+        a = w.acc
+        k = w.n
+        a <<= 2
+        k += 2
     else:
         raise encode_error('KeyValueType', 'missing SE(DSAKeyValue), SE(RSAKeyValue)')
     if True:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         pass
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
     f_Id: str | None = None
@@ -786,49 +1033,82 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
     return _xmldsig.ManifestType(Id=f_Id, Reference=f_Reference)
 
 def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
+    a = w.acc
+    k = w.n
     i_Reference = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif i_Reference < len(o.Reference):
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ReferenceType(w, x_Reference)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('ManifestType', 'missing AT(Id), SE(Reference)')
     if s == 1:
         if i_Reference < len(o.Reference):
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             x_Reference = o.Reference[i_Reference]
             i_Reference += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_ReferenceType(w, x_Reference)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('ManifestType', 'missing SE(Reference)')
     if i_Reference < len(o.Reference):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ReferenceType(w, x_Reference)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         while True:
             if i_Reference < len(o.Reference):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Reference = o.Reference[i_Reference]
                 i_Reference += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_ReferenceType(w, x_Reference)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     f_Encoding: str | None = None
@@ -934,50 +1214,91 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     return _xmldsig.ObjectType(Encoding=f_Encoding, Id=f_Id, MimeType=f_MimeType)
 
 def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Encoding is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Encoding)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.Id is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.MimeType is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.MimeType)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
         s = -1
     if s == 1:
         if o.Id is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.Id)
+            a = w.acc
+            k = w.n
             s = 2
         elif o.MimeType is not None:
-            w.bits(0x1, 3)
+            a = (a << 3) | 0x1
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.MimeType)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 2:
         if o.MimeType is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.MimeType)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             s = -1
     if s == 3:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 4:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     f_PGPKeyID: bytes | None = None
@@ -1067,19 +1388,33 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     return _xmldsig.PGPDataType(PGPKeyID=f_PGPKeyID, PGPKeyPacket=f_PGPKeyPacket)
 
 def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
+    a = w.acc
+    k = w.n
     i_PGPKeyPacket = 0
     s = 0
     if o.PGPKeyID is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.PGPKeyID)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif i_PGPKeyPacket < len(o.PGPKeyPacket):
         x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
         i_PGPKeyPacket += 1
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(x_PGPKeyPacket)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
         s = 2
@@ -1089,31 +1424,46 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
             i_PGPKeyPacket += 1
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.binary(x_PGPKeyPacket)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             if i_PGPKeyPacket < len(o.PGPKeyPacket):
                 raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
             s = 3
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 2:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 4:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 5:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     f_Modulus: bytes
@@ -1138,15 +1488,32 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     return _xmldsig.RSAKeyValueType(Modulus=f_Modulus, Exponent=f_Exponent)
 
 def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> None:
+    a = w.acc
+    k = w.n
     if o.Modulus is None:
         raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     w.binary(o.Modulus)
+    a = w.acc
+    k = w.n
     if o.Exponent is None:
         raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
     w.binary(o.Exponent)
-    w.bits(0x0, 2)
+    a = w.acc
+    k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     f_Id: str | None = None
@@ -1258,88 +1625,175 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     return _xmldsig.ReferenceType(Id=f_Id, Type=f_Type, URI=f_URI, Transforms=f_Transforms, DigestMethod=f_DigestMethod, DigestValue=f_DigestValue)
 
 def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.Type is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Type)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.URI is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.URI)
+        a = w.acc
+        k = w.n
         s = 3
     elif o.Transforms is not None:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
+        w.acc = a
+        w.n = k
         _e_xmldsig_TransformsType(w, o.Transforms)
+        a = w.acc
+        k = w.n
         s = 4
     elif o.DigestMethod is not None:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
+        w.acc = a
+        w.n = k
         _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+        a = w.acc
+        k = w.n
         s = 5
     else:
         raise encode_error('ReferenceType', 'missing AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 1:
         if o.Type is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.Type)
+            a = w.acc
+            k = w.n
             s = 2
         elif o.URI is not None:
-            w.bits(0x1, 3)
+            a = (a << 3) | 0x1
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.URI)
+            a = w.acc
+            k = w.n
             s = 3
         elif o.Transforms is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
+            w.acc = a
+            w.n = k
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 2:
         if o.URI is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.string(o.URI)
+            a = w.acc
+            k = w.n
             s = 3
         elif o.Transforms is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 3:
         if o.Transforms is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing SE(Transforms), SE(DigestMethod)')
     if s == 4:
         if o.DigestMethod is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing SE(DigestMethod)')
     if o.DigestValue is None:
         raise encode_error('ReferenceType.DigestValue', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     w.binary(o.DigestValue)
-    w.bits(0x0, 2)
+    a = w.acc
+    k = w.n
+    a <<= 2
+    k += 2
     s = 6
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType:
     f_Type: str | None = None
@@ -1401,46 +1855,86 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
     return _xmldsig.RetrievalMethodType(Type=f_Type, URI=f_URI, Transforms=f_Transforms)
 
 def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Type is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Type)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.URI is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.URI)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.Transforms is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         _e_xmldsig_TransformsType(w, o.Transforms)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
         s = -1
     if s == 1:
         if o.URI is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.string(o.URI)
+            a = w.acc
+            k = w.n
             s = 2
         elif o.Transforms is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 2:
         if o.Transforms is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
     f_SPKISexp: list[bytes] = []
@@ -1497,6 +1991,8 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
     return _xmldsig.SPKIDataType(SPKISexp=f_SPKISexp)
 
 def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
+    a = w.acc
+    k = w.n
     i_SPKISexp = 0
     s = 0
     while s >= 0:
@@ -1504,9 +2000,15 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
             if i_SPKISexp < len(o.SPKISexp):
                 x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
+                w.acc = a
+                w.n = k
                 w.binary(x_SPKISexp)
-                w.bits(0x0, 1)
+                a = w.acc
+                k = w.n
+                a <<= 1
+                k += 1
                 s = 1
             else:
                 raise encode_error('SPKIDataType', 'missing SE(SPKISexp)')
@@ -1515,24 +2017,42 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
                 if i_SPKISexp < len(o.SPKISexp):
                     x_SPKISexp = o.SPKISexp[i_SPKISexp]
                     i_SPKISexp += 1
-                    w.bits(0x0, 3)
+                    a <<= 3
+                    k += 3
+                    w.acc = a
+                    w.n = k
                     w.binary(x_SPKISexp)
-                    w.bits(0x0, 1)
+                    a = w.acc
+                    k = w.n
+                    a <<= 1
+                    k += 1
                 else:
-                    w.bits(0x2, 2)
+                    a = (a << 2) | 0x2
+                    k += 2
                     s = -1
                     break
         if s == 2:
             if i_SPKISexp < len(o.SPKISexp):
                 x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
-                w.bits(0x0, 3)
+                a <<= 3
+                k += 3
+                w.acc = a
+                w.n = k
                 w.binary(x_SPKISexp)
-                w.bits(0x0, 1)
+                a = w.acc
+                k = w.n
+                a <<= 1
+                k += 1
                 s = 1
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType:
     f_Algorithm: str
@@ -1597,28 +2117,56 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
     return _xmldsig.SignatureMethodType(Algorithm=f_Algorithm, HMACOutputLength=f_HMACOutputLength)
 
 def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Algorithm is None:
         raise encode_error('SignatureMethodType.Algorithm', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Algorithm)
+    a = w.acc
+    k = w.n
     s = 1
     if o.HMACOutputLength is not None:
-        w.bits(0x0, 4)
-        w.integer(o.HMACOutputLength)
-        w.bits(0x0, 1)
+        a = (a << 5) | (1 if o.HMACOutputLength < 0 else 0)
+        k += 5
+        u = -o.HMACOutputLength - 1 if o.HMACOutputLength < 0 else o.HMACOutputLength
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
         s = -1
     if s == 2:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignaturePropertiesType:
     f_Id: str | None = None
@@ -1665,49 +2213,82 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
     return _xmldsig.SignaturePropertiesType(Id=f_Id, SignatureProperty=f_SignatureProperty)
 
 def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignaturePropertiesType) -> None:
+    a = w.acc
+    k = w.n
     i_SignatureProperty = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif i_SignatureProperty < len(o.SignatureProperty):
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignaturePropertiesType', 'missing AT(Id), SE(SignatureProperty)')
     if s == 1:
         if i_SignatureProperty < len(o.SignatureProperty):
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
             i_SignatureProperty += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignaturePropertiesType', 'missing SE(SignatureProperty)')
     if i_SignatureProperty < len(o.SignatureProperty):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         while True:
             if i_SignatureProperty < len(o.SignatureProperty):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
                 i_SignatureProperty += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignaturePropertyType:
     f_Id: str | None = None
@@ -1774,33 +2355,56 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
     return _xmldsig.SignaturePropertyType(Id=f_Id, Target=f_Target)
 
 def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignaturePropertyType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.Target is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Target)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignaturePropertyType', 'missing AT(Id), AT(Target)')
     if s == 1:
         if o.Target is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             w.string(o.Target)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignaturePropertyType', 'missing AT(Target)')
     else:
         raise encode_error('SignaturePropertyType', 'missing ')
     if True:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 4:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     f_Id: str | None = None
@@ -1866,64 +2470,113 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     return _xmldsig.SignatureType(Id=f_Id, SignedInfo=f_SignedInfo, SignatureValue=f_SignatureValue, KeyInfo=f_KeyInfo, Object=f_Object)
 
 def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
+    a = w.acc
+    k = w.n
     i_Object = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.SignedInfo is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_xmldsig_SignedInfoType(w, o.SignedInfo)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignatureType', 'missing AT(Id), SE(SignedInfo)')
     if s == 1:
         if o.SignedInfo is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_SignedInfoType(w, o.SignedInfo)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignatureType', 'missing SE(SignedInfo)')
     if o.SignatureValue is None:
         raise encode_error('SignatureType.SignatureValue', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_xmldsig_SignatureValueType(w, o.SignatureValue)
+    a = w.acc
+    k = w.n
     s = 3
     if o.KeyInfo is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_xmldsig_KeyInfoType(w, o.KeyInfo)
+        a = w.acc
+        k = w.n
         s = 4
     elif i_Object < len(o.Object):
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         x_Object = o.Object[i_Object]
         i_Object += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ObjectType(w, x_Object)
+        a = w.acc
+        k = w.n
         s = 5
     else:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         s = -1
     if s == 4:
         if i_Object < len(o.Object):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_Object = o.Object[i_Object]
             i_Object += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_ObjectType(w, x_Object)
+            a = w.acc
+            k = w.n
             s = 5
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 5:
         while True:
             if i_Object < len(o.Object):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Object = o.Object[i_Object]
                 i_Object += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_ObjectType(w, x_Object)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     f_Id: str | None = None
@@ -1962,26 +2615,48 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     return _xmldsig.SignatureValueType(Id=f_Id, value=f_value)
 
 def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.value is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         w.binary(o.value)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignatureValueType', 'missing AT(Id), CH')
     if s == 1:
         if o.value is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             w.binary(o.value)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignatureValueType', 'missing CH')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     f_Id: str | None = None
@@ -2038,58 +2713,101 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     return _xmldsig.SignedInfoType(Id=f_Id, CanonicalizationMethod=f_CanonicalizationMethod, SignatureMethod=f_SignatureMethod, Reference=f_Reference)
 
 def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
+    a = w.acc
+    k = w.n
     i_Reference = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.CanonicalizationMethod is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_xmldsig_CanonicalizationMethodType(w, o.CanonicalizationMethod)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignedInfoType', 'missing AT(Id), SE(CanonicalizationMethod)')
     if s == 1:
         if o.CanonicalizationMethod is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_CanonicalizationMethodType(w, o.CanonicalizationMethod)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignedInfoType', 'missing SE(CanonicalizationMethod)')
     if o.SignatureMethod is None:
         raise encode_error('SignedInfoType.SignatureMethod', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_xmldsig_SignatureMethodType(w, o.SignatureMethod)
+    a = w.acc
+    k = w.n
     s = 3
     if i_Reference < len(o.Reference):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ReferenceType(w, x_Reference)
+        a = w.acc
+        k = w.n
         s = 4
     else:
         raise encode_error('SignedInfoType', 'missing SE(Reference)')
     if i_Reference < len(o.Reference):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ReferenceType(w, x_Reference)
+        a = w.acc
+        k = w.n
         s = 5
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 5:
         while True:
             if i_Reference < len(o.Reference):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Reference = o.Reference[i_Reference]
                 i_Reference += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_ReferenceType(w, x_Reference)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     f_Algorithm: str
@@ -2124,22 +2842,40 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     return _xmldsig.TransformType(Algorithm=f_Algorithm, XPath=f_XPath)
 
 def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
+    a = w.acc
+    k = w.n
     i_XPath = 0
     if o.Algorithm is None:
         raise encode_error('TransformType.Algorithm', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Algorithm)
+    a = w.acc
+    k = w.n
     while True:
         if i_XPath < len(o.XPath):
             x_XPath = o.XPath[i_XPath]
             i_XPath += 1
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
+            w.acc = a
+            w.n = k
             w.string(x_XPath)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         else:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             pass
             break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
     f_Transform: list[_xmldsig.TransformType] = []
@@ -2170,36 +2906,59 @@ def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
     return _xmldsig.TransformsType(Transform=f_Transform)
 
 def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
+    a = w.acc
+    k = w.n
     i_Transform = 0
     s = 0
     if i_Transform < len(o.Transform):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_Transform = o.Transform[i_Transform]
         i_Transform += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_TransformType(w, x_Transform)
+        a = w.acc
+        k = w.n
         s = 1
     else:
         raise encode_error('TransformsType', 'missing SE(Transform)')
     if i_Transform < len(o.Transform):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_Transform = o.Transform[i_Transform]
         i_Transform += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_TransformType(w, x_Transform)
+        a = w.acc
+        k = w.n
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         while True:
             if i_Transform < len(o.Transform):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Transform = o.Transform[i_Transform]
                 i_Transform += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_TransformType(w, x_Transform)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     f_X509IssuerSerial: list[_xmldsig.X509IssuerSerialType] = []
@@ -2344,92 +3103,187 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     return _xmldsig.X509DataType(X509IssuerSerial=f_X509IssuerSerial, X509SKI=f_X509SKI, X509SubjectName=f_X509SubjectName, X509Certificate=f_X509Certificate, X509CRL=f_X509CRL)
 
 def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
+    a = w.acc
+    k = w.n
     i_X509IssuerSerial = 0
     i_X509SKI = 0
     i_X509SubjectName = 0
     i_X509Certificate = 0
     i_X509CRL = 0
     if i_X509IssuerSerial < len(o.X509IssuerSerial):
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
         if x_X509IssuerSerial.X509IssuerName is None:
             raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(x_X509IssuerSerial.X509IssuerName)
+        a = w.acc
+        k = w.n
         if x_X509IssuerSerial.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        w.bits(0x0, 3)
-        w.integer(x_X509IssuerSerial.X509SerialNumber)
-        w.bits(0x0, 2)
+        a = (a << 4) | (1 if x_X509IssuerSerial.X509SerialNumber < 0 else 0)
+        k += 4
+        u = -x_X509IssuerSerial.X509SerialNumber - 1 if x_X509IssuerSerial.X509SerialNumber < 0 else x_X509IssuerSerial.X509SerialNumber
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
     elif i_X509SKI < len(o.X509SKI):
         x_X509SKI = o.X509SKI[i_X509SKI]
         i_X509SKI += 1
-        w.bits(0x2, 4)
+        a = (a << 4) | 0x2
+        k += 4
+        w.acc = a
+        w.n = k
         w.binary(x_X509SKI)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     elif i_X509SubjectName < len(o.X509SubjectName):
         x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
         i_X509SubjectName += 1
-        w.bits(0x4, 4)
+        a = (a << 4) | 0x4
+        k += 4
+        w.acc = a
+        w.n = k
         w.string(x_X509SubjectName)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     elif i_X509Certificate < len(o.X509Certificate):
         x_X509Certificate = o.X509Certificate[i_X509Certificate]
         i_X509Certificate += 1
-        w.bits(0x6, 4)
+        a = (a << 4) | 0x6
+        k += 4
+        w.acc = a
+        w.n = k
         w.binary(x_X509Certificate)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     elif i_X509CRL < len(o.X509CRL):
         x_X509CRL = o.X509CRL[i_X509CRL]
         i_X509CRL += 1
-        w.bits(0x8, 4)
+        a = (a << 4) | 0x8
+        k += 4
+        w.acc = a
+        w.n = k
         w.binary(x_X509CRL)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     else:
         raise encode_error('X509DataType', 'missing SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL)')
     while True:
         if i_X509IssuerSerial < len(o.X509IssuerSerial):
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
             if x_X509IssuerSerial.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.string(x_X509IssuerSerial.X509IssuerName)
+            a = w.acc
+            k = w.n
             if x_X509IssuerSerial.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            w.bits(0x0, 3)
-            w.integer(x_X509IssuerSerial.X509SerialNumber)
-            w.bits(0x0, 2)
+            a = (a << 4) | (1 if x_X509IssuerSerial.X509SerialNumber < 0 else 0)
+            k += 4
+            u = -x_X509IssuerSerial.X509SerialNumber - 1 if x_X509IssuerSerial.X509SerialNumber < 0 else x_X509IssuerSerial.X509SerialNumber
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
         elif i_X509SKI < len(o.X509SKI):
             x_X509SKI = o.X509SKI[i_X509SKI]
             i_X509SKI += 1
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
+            w.acc = a
+            w.n = k
             w.binary(x_X509SKI)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         elif i_X509SubjectName < len(o.X509SubjectName):
             x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
             i_X509SubjectName += 1
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
+            w.acc = a
+            w.n = k
             w.string(x_X509SubjectName)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         elif i_X509Certificate < len(o.X509Certificate):
             x_X509Certificate = o.X509Certificate[i_X509Certificate]
             i_X509Certificate += 1
-            w.bits(0x6, 4)
+            a = (a << 4) | 0x6
+            k += 4
+            w.acc = a
+            w.n = k
             w.binary(x_X509Certificate)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         elif i_X509CRL < len(o.X509CRL):
             x_X509CRL = o.X509CRL[i_X509CRL]
             i_X509CRL += 1
-            w.bits(0x8, 4)
+            a = (a << 4) | 0x8
+            k += 4
+            w.acc = a
+            w.n = k
             w.binary(x_X509CRL)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         else:
-            w.bits(0x6, 3)
+            a = (a << 3) | 0x6
+            k += 3
             pass
             break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialType:
     f_X509IssuerName: str
@@ -2455,15 +3309,40 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
     return _xmldsig.X509IssuerSerialType(X509IssuerName=f_X509IssuerName, X509SerialNumber=f_X509SerialNumber)
 
 def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialType) -> None:
+    a = w.acc
+    k = w.n
     if o.X509IssuerName is None:
         raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     w.string(o.X509IssuerName)
+    a = w.acc
+    k = w.n
     if o.X509SerialNumber is None:
         raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-    w.bits(0x0, 3)
-    w.integer(o.X509SerialNumber)
-    w.bits(0x0, 2)
+    a = (a << 4) | (1 if o.X509SerialNumber < 0 else 0)
+    k += 4
+    u = -o.X509SerialNumber - 1 if o.X509SerialNumber < 0 else o.X509SerialNumber
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_CLReqControlModeType(r: BitReader) -> _iso20_common_types.CLReqControlModeType:
     if r.bits(1):
@@ -2471,7 +3350,14 @@ def _d_iso20_common_types_CLReqControlModeType(r: BitReader) -> _iso20_common_ty
     return _iso20_common_types.CLReqControlModeType()
 
 def _e_iso20_common_types_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.CLReqControlModeType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_CLResControlModeType(r: BitReader) -> _iso20_common_types.CLResControlModeType:
     if r.bits(1):
@@ -2479,7 +3365,14 @@ def _d_iso20_common_types_CLResControlModeType(r: BitReader) -> _iso20_common_ty
     return _iso20_common_types.CLResControlModeType()
 
 def _e_iso20_common_types_CLResControlModeType(w: BitWriter, o: _iso20_common_types.CLResControlModeType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types.ChargeLoopReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -2515,29 +3408,48 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
     return _iso20_common_types.ChargeLoopReqType(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested)
 
 def _e_iso20_common_types_ChargeLoopReqType(w: BitWriter, o: _iso20_common_types.ChargeLoopReqType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Header is None:
         raise encode_error('ChargeLoopReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     s = 1
     if o.DisplayParameters is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_common_types_DisplayParametersType(w, o.DisplayParameters)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.MeterInfoRequested is not None:
-        w.bits((1 if o.MeterInfoRequested else 0) << 1 | 0x8, 5)
+        a = (a << 5) | (1 if o.MeterInfoRequested else 0) << 1 | 0x8
+        k += 5
         s = 3
     else:
         raise encode_error('ChargeLoopReqType', 'missing SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
         if o.MeterInfoRequested is not None:
-            w.bits((1 if o.MeterInfoRequested else 0) << 1, 4)
+            a = (a << 4) | (1 if o.MeterInfoRequested else 0) << 1
+            k += 4
             s = 3
         else:
             raise encode_error('ChargeLoopReqType', 'missing SE(MeterInfoRequested)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types.ChargeLoopResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -2614,62 +3526,117 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
     return _iso20_common_types.ChargeLoopResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt)
 
 def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types.ChargeLoopResType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Header is None:
         raise encode_error('ChargeLoopResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('ChargeLoopResType.ResponseCode', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 1, 9)
+    a = (a << 9) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 1
+    k += 9
     s = 1
     s = 2
     if o.EVSEStatus is not None:
         if o.EVSEStatus.NotificationMaxDelay is None:
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        w.bits(0x0, 5)
+        a <<= 5
+        k += 5
         if o.EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.EVSEStatus.NotificationMaxDelay > 65535)):
             raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-        w.uint(o.EVSEStatus.NotificationMaxDelay)
+        u = o.EVSEStatus.NotificationMaxDelay
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.EVSEStatus.EVSENotification is None:
             raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
-        w.bits((_I_iso20_common_types_evseNotificationType[o.EVSEStatus.EVSENotification]) << 2, 8)
+        a = (a << 8) | (_I_iso20_common_types_evseNotificationType[o.EVSEStatus.EVSENotification]) << 2
+        k += 8
         s = 3
     elif o.MeterInfo is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso20_common_types_MeterInfoType(w, o.MeterInfo)
+        a = w.acc
+        k = w.n
         s = 4
     elif o.Receipt is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso20_common_types_ReceiptType(w, o.Receipt)
+        a = w.acc
+        k = w.n
         s = 5
     else:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
         s = -1
     if s == 3:
         if o.MeterInfo is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_common_types_MeterInfoType(w, o.MeterInfo)
+            a = w.acc
+            k = w.n
             s = 4
         elif o.Receipt is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_common_types_ReceiptType(w, o.Receipt)
+            a = w.acc
+            k = w.n
             s = 5
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 4:
         if o.Receipt is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_common_types_ReceiptType(w, o.Receipt)
+            a = w.acc
+            k = w.n
             s = 5
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 5:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_common_types.ChargeParameterDiscoveryReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -2681,11 +3648,23 @@ def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2
     return _iso20_common_types.ChargeParameterDiscoveryReqType(Header=f_Header)
 
 def _e_iso20_common_types_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('ChargeParameterDiscoveryReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_common_types.ChargeParameterDiscoveryResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -2703,13 +3682,25 @@ def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2
     return _iso20_common_types.ChargeParameterDiscoveryResType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_types_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryResType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('ChargeParameterDiscoveryResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('ChargeParameterDiscoveryResType.ResponseCode', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2, 10)
+    a = (a << 10) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2
+    k += 10
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.DetailedCostType:
     f_Amount: _iso20_common_types.RationalNumberType
@@ -2740,6 +3731,8 @@ def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.
     return _iso20_common_types.DetailedCostType(Amount=f_Amount, CostPerUnit=f_CostPerUnit)
 
 def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.DetailedCostType) -> None:
+    a = w.acc
+    k = w.n
     if o.Amount is None:
         raise encode_error('DetailedCostType.Amount', 'required value missing')
     if o.Amount.Exponent is None:
@@ -2748,10 +3741,23 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
         raise encode_error('RationalNumberType.Exponent', f'{o.Amount.Exponent!r} outside -128..127')
     if o.Amount.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.Amount.Exponent + 128) << 3, 14)
     if (w.strict and (o.Amount.Value < -32768 or o.Amount.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.Amount.Value!r} outside -32768..32767')
-    w.integer(o.Amount.Value)
+    a = (a << 15) | (o.Amount.Exponent + 128) << 4 | (1 if o.Amount.Value < 0 else 0)
+    k += 15
+    u = -o.Amount.Value - 1 if o.Amount.Value < 0 else o.Amount.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.CostPerUnit is None:
         raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
     if o.CostPerUnit.Exponent is None:
@@ -2760,11 +3766,29 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
         raise encode_error('RationalNumberType.Exponent', f'{o.CostPerUnit.Exponent!r} outside -128..127')
     if o.CostPerUnit.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.CostPerUnit.Exponent + 128) << 3, 16)
     if (w.strict and (o.CostPerUnit.Value < -32768 or o.CostPerUnit.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.CostPerUnit.Value!r} outside -32768..32767')
-    w.integer(o.CostPerUnit.Value)
-    w.bits(0x0, 3)
+    a = (a << 17) | (o.CostPerUnit.Exponent + 128) << 4 | (1 if o.CostPerUnit.Value < 0 else 0)
+    k += 17
+    u = -o.CostPerUnit.Value - 1 if o.CostPerUnit.Value < 0 else o.CostPerUnit.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.DetailedTaxType:
     f_TaxRuleID: int
@@ -2792,12 +3816,27 @@ def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.D
     return _iso20_common_types.DetailedTaxType(TaxRuleID=f_TaxRuleID, Amount=f_Amount)
 
 def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.DetailedTaxType) -> None:
+    a = w.acc
+    k = w.n
     if o.TaxRuleID is None:
         raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.TaxRuleID < 0 or (w.strict and (o.TaxRuleID < 1 or o.TaxRuleID > 4294967295)):
         raise encode_error('DetailedTaxType.TaxRuleID', f'{o.TaxRuleID!r} outside 1..4294967295')
-    w.uint(o.TaxRuleID)
+    u = o.TaxRuleID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.Amount is None:
         raise encode_error('DetailedTaxType.Amount', 'required value missing')
     if o.Amount.Exponent is None:
@@ -2806,11 +3845,29 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
         raise encode_error('RationalNumberType.Exponent', f'{o.Amount.Exponent!r} outside -128..127')
     if o.Amount.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.Amount.Exponent + 128) << 3, 15)
     if (w.strict and (o.Amount.Value < -32768 or o.Amount.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.Amount.Value!r} outside -32768..32767')
-    w.integer(o.Amount.Value)
-    w.bits(0x0, 3)
+    a = (a << 16) | (o.Amount.Exponent + 128) << 4 | (1 if o.Amount.Value < 0 else 0)
+    k += 16
+    u = -o.Amount.Value - 1 if o.Amount.Value < 0 else o.Amount.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_types.DisplayParametersType:
     kw: dict[str, Any] = {}
@@ -3383,50 +4440,99 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     return _iso20_common_types.DisplayParametersType(**kw)
 
 def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_types.DisplayParametersType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.PresentSOC is not None:
         if o.PresentSOC < 0 or o.PresentSOC > 127 or (w.strict and (o.PresentSOC > 100)):
             raise encode_error('DisplayParametersType.PresentSOC', f'{o.PresentSOC!r} outside 0..100')
-        w.bits((o.PresentSOC) << 1, 13)
+        a = (a << 13) | (o.PresentSOC) << 1
+        k += 13
         s = 1
     elif o.MinimumSOC is not None:
         if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
             raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        w.bits((o.MinimumSOC) << 1 | 0x200, 13)
+        a = (a << 13) | (o.MinimumSOC) << 1 | 0x200
+        k += 13
         s = 2
     elif o.TargetSOC is not None:
         if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
             raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        w.bits((o.TargetSOC) << 1 | 0x400, 13)
+        a = (a << 13) | (o.TargetSOC) << 1 | 0x400
+        k += 13
         s = 3
     elif o.MaximumSOC is not None:
         if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
             raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-        w.bits((o.MaximumSOC) << 1 | 0x600, 13)
+        a = (a << 13) | (o.MaximumSOC) << 1 | 0x600
+        k += 13
         s = 4
     elif o.RemainingTimeToMinimumSOC is not None:
-        w.bits(0x8, 5)
+        a = (a << 5) | 0x8
+        k += 5
         if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
             raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-        w.uint(o.RemainingTimeToMinimumSOC)
-        w.bits(0x0, 1)
+        u = o.RemainingTimeToMinimumSOC
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 5
     elif o.RemainingTimeToTargetSOC is not None:
-        w.bits(0xa, 5)
+        a = (a << 5) | 0xa
+        k += 5
         if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
             raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-        w.uint(o.RemainingTimeToTargetSOC)
-        w.bits(0x0, 1)
+        u = o.RemainingTimeToTargetSOC
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 6
     elif o.RemainingTimeToMaximumSOC is not None:
-        w.bits(0xc, 5)
+        a = (a << 5) | 0xc
+        k += 5
         if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
             raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-        w.uint(o.RemainingTimeToMaximumSOC)
-        w.bits(0x0, 1)
+        u = o.RemainingTimeToMaximumSOC
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 7
     elif o.ChargingComplete is not None:
-        w.bits((1 if o.ChargingComplete else 0) << 1 | 0x38, 7)
+        a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x38
+        k += 7
         s = 8
     elif o.BatteryEnergyCapacity is not None:
         if o.BatteryEnergyCapacity.Exponent is None:
@@ -3435,57 +4541,119 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
         if o.BatteryEnergyCapacity.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x10000, 17)
         if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-        w.integer(o.BatteryEnergyCapacity.Value)
-        w.bits(0x0, 2)
+        a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x20000
+        k += 18
+        u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 9
     elif o.InletHot is not None:
-        w.bits((1 if o.InletHot else 0) << 1 | 0x48, 7)
+        a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x48
+        k += 7
         s = 10
     else:
-        w.bits(0xa, 4)
+        a = (a << 4) | 0xa
+        k += 4
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
             if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
                 raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            w.bits((o.MinimumSOC) << 1, 13)
+            a = (a << 13) | (o.MinimumSOC) << 1
+            k += 13
             s = 2
         elif o.TargetSOC is not None:
             if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits((o.TargetSOC) << 1 | 0x200, 13)
+            a = (a << 13) | (o.TargetSOC) << 1 | 0x200
+            k += 13
             s = 3
         elif o.MaximumSOC is not None:
             if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            w.bits((o.MaximumSOC) << 1 | 0x400, 13)
+            a = (a << 13) | (o.MaximumSOC) << 1 | 0x400
+            k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
-            w.bits(0x6, 5)
+            a = (a << 5) | 0x6
+            k += 5
             if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMinimumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(0x8, 5)
+            a = (a << 5) | 0x8
+            k += 5
             if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToTargetSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(0xa, 5)
+            a = (a << 5) | 0xa
+            k += 5
             if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMaximumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x30, 7)
+            a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x30
+            k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
             if o.BatteryEnergyCapacity.Exponent is None:
@@ -3494,52 +4662,113 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0xe000, 17)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x1c000
+            k += 18
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x40, 7)
+            a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x40
+            k += 7
             s = 10
         else:
-            w.bits(0x9, 4)
+            a = (a << 4) | 0x9
+            k += 4
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
             if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits((o.TargetSOC) << 1, 13)
+            a = (a << 13) | (o.TargetSOC) << 1
+            k += 13
             s = 3
         elif o.MaximumSOC is not None:
             if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            w.bits((o.MaximumSOC) << 1 | 0x200, 13)
+            a = (a << 13) | (o.MaximumSOC) << 1 | 0x200
+            k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
-            w.bits(0x4, 5)
+            a = (a << 5) | 0x4
+            k += 5
             if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMinimumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(0x6, 5)
+            a = (a << 5) | 0x6
+            k += 5
             if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToTargetSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(0x8, 5)
+            a = (a << 5) | 0x8
+            k += 5
             if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMaximumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x28, 7)
+            a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x28
+            k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
             if o.BatteryEnergyCapacity.Exponent is None:
@@ -3548,47 +4777,107 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0xc000, 17)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x18000
+            k += 18
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x38, 7)
+            a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x38
+            k += 7
             s = 10
         else:
-            w.bits(0x8, 4)
+            a = (a << 4) | 0x8
+            k += 4
             s = -1
     if s == 3:
         if o.MaximumSOC is not None:
             if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            w.bits((o.MaximumSOC) << 1, 13)
+            a = (a << 13) | (o.MaximumSOC) << 1
+            k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
-            w.bits(0x2, 5)
+            a = (a << 5) | 0x2
+            k += 5
             if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMinimumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(0x4, 5)
+            a = (a << 5) | 0x4
+            k += 5
             if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToTargetSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(0x6, 5)
+            a = (a << 5) | 0x6
+            k += 5
             if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMaximumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x20, 7)
+            a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x20
+            k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
             if o.BatteryEnergyCapacity.Exponent is None:
@@ -3597,42 +4886,101 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0xa000, 17)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x14000
+            k += 18
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x30, 7)
+            a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x30
+            k += 7
             s = 10
         else:
-            w.bits(0x7, 4)
+            a = (a << 4) | 0x7
+            k += 4
             s = -1
     if s == 4:
         if o.RemainingTimeToMinimumSOC is not None:
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
             if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMinimumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToTargetSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMaximumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x18, 6)
+            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x18
+            k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
             if o.BatteryEnergyCapacity.Exponent is None:
@@ -3641,35 +4989,80 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x8000, 16)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x10000
+            k += 17
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x28, 6)
+            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x28
+            k += 6
             s = 10
         else:
-            w.bits(0x6, 3)
+            a = (a << 3) | 0x6
+            k += 3
             s = -1
     if s == 5:
         if o.RemainingTimeToTargetSOC is not None:
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
             if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToTargetSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMaximumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x10, 6)
+            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x10
+            k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
             if o.BatteryEnergyCapacity.Exponent is None:
@@ -3678,28 +5071,59 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x6000, 16)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0xc000
+            k += 17
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x20, 6)
+            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x20
+            k += 6
             s = 10
         else:
-            w.bits(0x5, 3)
+            a = (a << 3) | 0x5
+            k += 3
             s = -1
     if s == 6:
         if o.RemainingTimeToMaximumSOC is not None:
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
             if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMaximumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x8, 6)
+            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x8
+            k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
             if o.BatteryEnergyCapacity.Exponent is None:
@@ -3708,21 +5132,38 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x4000, 16)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x8000
+            k += 17
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x18, 6)
+            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x18
+            k += 6
             s = 10
         else:
-            w.bits(0x4, 3)
+            a = (a << 3) | 0x4
+            k += 3
             s = -1
     if s == 7:
         if o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1, 6)
+            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1
+            k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
             if o.BatteryEnergyCapacity.Exponent is None:
@@ -3731,17 +5172,33 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x2000, 16)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x4000
+            k += 17
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x10, 6)
+            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x10
+            k += 6
             s = 10
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 8:
         if o.BatteryEnergyCapacity is not None:
@@ -3751,29 +5208,52 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3, 15)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0)
+            k += 16
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x8, 5)
+            a = (a << 5) | (1 if o.InletHot else 0) << 1 | 0x8
+            k += 5
             s = 10
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 9:
         if o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1, 5)
+            a = (a << 5) | (1 if o.InletHot else 0) << 1
+            k += 5
             s = 10
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 10:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_common_types.Dynamic_CLReqControlModeType:
     f_DepartureTime: int | None = None
@@ -3855,13 +5335,29 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     return _iso20_common_types.Dynamic_CLReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
 
 def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLReqControlModeType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('Dynamic_CLReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        w.uint(o.DepartureTime)
-        w.bits(0x0, 1)
+        u = o.DepartureTime
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif o.EVTargetEnergyRequest is not None:
         if o.EVTargetEnergyRequest.Exponent is None:
@@ -3870,11 +5366,25 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
             raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
         if o.EVTargetEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3 | 0x2000, 15)
         if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVTargetEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 16) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0) | 0x4000
+        k += 16
+        u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 2
     else:
         raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
@@ -3886,11 +5396,25 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
             if o.EVTargetEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3, 14)
             if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVTargetEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 15) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0)
+            k += 15
+            u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 2
         else:
             raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
@@ -3902,10 +5426,23 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
     if o.EVMaximumEnergyRequest.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3, 14)
     if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-    w.integer(o.EVMaximumEnergyRequest.Value)
+    a = (a << 15) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0)
+    k += 15
+    u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMinimumEnergyRequest is None:
         raise encode_error('Dynamic_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
     if o.EVMinimumEnergyRequest.Exponent is None:
@@ -3914,14 +5451,32 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
     if o.EVMinimumEnergyRequest.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3, 16)
-    s = 3
     if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-    w.integer(o.EVMinimumEnergyRequest.Value)
-    w.bits(0x0, 3)
+    a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0)
+    k += 17
+    s = 3
+    u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
     s = 4
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_common_types.Dynamic_CLResControlModeType:
     f_DepartureTime: int | None = None
@@ -4045,86 +5600,172 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     return _iso20_common_types.Dynamic_CLResControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay)
 
 def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLResControlModeType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0x0, 4)
+        a <<= 4
+        k += 4
         if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('Dynamic_CLResControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        w.uint(o.DepartureTime)
-        w.bits(0x0, 1)
+        u = o.DepartureTime
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif o.MinimumSOC is not None:
         if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
             raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        w.bits((o.MinimumSOC) << 1 | 0x200, 12)
+        a = (a << 12) | (o.MinimumSOC) << 1 | 0x200
+        k += 12
         s = 2
     elif o.TargetSOC is not None:
         if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
             raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        w.bits((o.TargetSOC) << 1 | 0x400, 12)
+        a = (a << 12) | (o.TargetSOC) << 1 | 0x400
+        k += 12
         s = 3
     elif o.AckMaxDelay is not None:
-        w.bits(0x6, 4)
+        a = (a << 4) | 0x6
+        k += 4
         if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
             raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-        w.uint(o.AckMaxDelay)
-        w.bits(0x0, 1)
+        u = o.AckMaxDelay
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 4
     else:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
             if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
                 raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            w.bits((o.MinimumSOC) << 1, 12)
+            a = (a << 12) | (o.MinimumSOC) << 1
+            k += 12
             s = 2
         elif o.TargetSOC is not None:
             if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits((o.TargetSOC) << 1 | 0x200, 12)
+            a = (a << 12) | (o.TargetSOC) << 1 | 0x200
+            k += 12
             s = 3
         elif o.AckMaxDelay is not None:
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            w.uint(o.AckMaxDelay)
-            w.bits(0x0, 1)
+            u = o.AckMaxDelay
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
             if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits((o.TargetSOC) << 1, 11)
+            a = (a << 11) | (o.TargetSOC) << 1
+            k += 11
             s = 3
         elif o.AckMaxDelay is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            w.uint(o.AckMaxDelay)
-            w.bits(0x0, 1)
+            u = o.AckMaxDelay
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 3:
         if o.AckMaxDelay is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            w.uint(o.AckMaxDelay)
-            w.bits(0x0, 1)
+            u = o.AckMaxDelay
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 4:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EVSEStatusType:
     f_NotificationMaxDelay: int
@@ -4146,15 +5787,35 @@ def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EV
     return _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification)
 
 def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EVSEStatusType) -> None:
+    a = w.acc
+    k = w.n
     if o.NotificationMaxDelay is None:
         raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.NotificationMaxDelay < 0 or (w.strict and (o.NotificationMaxDelay > 65535)):
         raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
-    w.uint(o.NotificationMaxDelay)
+    u = o.NotificationMaxDelay
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSENotification is None:
         raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
-    w.bits((_I_iso20_common_types_evseNotificationType[o.EVSENotification]) << 2, 8)
+    a = (a << 8) | (_I_iso20_common_types_evseNotificationType[o.EVSENotification]) << 2
+    k += 8
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_common_types.ListOfRootCertificateIDsType:
     f_RootCertificateID: list[_xmldsig.X509IssuerSerialType] = []
@@ -4218,39 +5879,81 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
     return _iso20_common_types.ListOfRootCertificateIDsType(RootCertificateID=f_RootCertificateID)
 
 def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_common_types.ListOfRootCertificateIDsType) -> None:
+    a = w.acc
+    k = w.n
     i_RootCertificateID = 0
     s = 0
     if i_RootCertificateID < len(o.RootCertificateID):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
         if x_RootCertificateID.X509IssuerName is None:
             raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(x_RootCertificateID.X509IssuerName)
+        a = w.acc
+        k = w.n
         if x_RootCertificateID.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        w.bits(0x0, 3)
-        w.integer(x_RootCertificateID.X509SerialNumber)
-        w.bits(0x0, 2)
+        a = (a << 4) | (1 if x_RootCertificateID.X509SerialNumber < 0 else 0)
+        k += 4
+        u = -x_RootCertificateID.X509SerialNumber - 1 if x_RootCertificateID.X509SerialNumber < 0 else x_RootCertificateID.X509SerialNumber
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 1
     else:
         raise encode_error('ListOfRootCertificateIDsType', 'missing SE(RootCertificateID)')
     n = 0
     while True:
         if i_RootCertificateID < len(o.RootCertificateID):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
             if x_RootCertificateID.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.string(x_RootCertificateID.X509IssuerName)
+            a = w.acc
+            k = w.n
             if x_RootCertificateID.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            w.bits(0x0, 3)
-            w.integer(x_RootCertificateID.X509SerialNumber)
-            w.bits(0x0, 2)
+            a = (a << 4) | (1 if x_RootCertificateID.X509SerialNumber < 0 else 0)
+            k += 4
+            u = -x_RootCertificateID.X509SerialNumber - 1 if x_RootCertificateID.X509SerialNumber < 0 else x_RootCertificateID.X509SerialNumber
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             n += 1
             if n == 19:
                 s = 20
@@ -4258,13 +5961,19 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
                     raise encode_error('ListOfRootCertificateIDsType.RootCertificateID', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 20:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types.MessageHeaderType:
     f_SessionID: bytes
@@ -4305,33 +6014,65 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     return _iso20_common_types.MessageHeaderType(SessionID=f_SessionID, TimeStamp=f_TimeStamp, Signature=f_Signature)
 
 def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types.MessageHeaderType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.SessionID is None:
         raise encode_error('MessageHeaderType.SessionID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if (len(o.SessionID) < 8 and w.strict) or len(o.SessionID) > 8:
         raise encode_error('MessageHeaderType.SessionID', f'length {len(o.SessionID)} outside 8..8')
+    w.acc = a
+    w.n = k
     w.binary(o.SessionID)
+    a = w.acc
+    k = w.n
     if o.TimeStamp is None:
         raise encode_error('MessageHeaderType.TimeStamp', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     s = 1
     if o.TimeStamp < 0 or (w.strict and (o.TimeStamp > 18446744073709551615)):
         raise encode_error('MessageHeaderType.TimeStamp', f'{o.TimeStamp!r} outside 0..18446744073709551615')
-    w.uint(o.TimeStamp)
-    w.bits(0x0, 1)
+    u = o.TimeStamp
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 2
     if o.Signature is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_xmldsig_SignatureType(w, o.Signature)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.MeterInfoType:
     f_MeterID: str
@@ -4640,196 +6381,490 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     return _iso20_common_types.MeterInfoType(MeterID=f_MeterID, ChargedEnergyReadingWh=f_ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh=f_BPT_DischargedEnergyReadingWh, CapacitiveEnergyReadingVARh=f_CapacitiveEnergyReadingVARh, BPT_InductiveEnergyReadingVARh=f_BPT_InductiveEnergyReadingVARh, MeterSignature=f_MeterSignature, MeterStatus=f_MeterStatus, MeterTimestamp=f_MeterTimestamp)
 
 def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.MeterInfoType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.MeterID is None:
         raise encode_error('MeterInfoType.MeterID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if len(o.MeterID) > 32:
         raise encode_error('MeterInfoType.MeterID', f'length {len(o.MeterID)} outside 0..32')
+    w.acc = a
+    w.n = k
     w.string(o.MeterID)
+    a = w.acc
+    k = w.n
     if o.ChargedEnergyReadingWh is None:
         raise encode_error('MeterInfoType.ChargedEnergyReadingWh', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     s = 1
     if o.ChargedEnergyReadingWh < 0 or (w.strict and (o.ChargedEnergyReadingWh > 18446744073709551615)):
         raise encode_error('MeterInfoType.ChargedEnergyReadingWh', f'{o.ChargedEnergyReadingWh!r} outside 0..18446744073709551615')
-    w.uint(o.ChargedEnergyReadingWh)
-    w.bits(0x0, 1)
+    u = o.ChargedEnergyReadingWh
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 2
     if o.BPT_DischargedEnergyReadingWh is not None:
-        w.bits(0x0, 4)
+        a <<= 4
+        k += 4
         if o.BPT_DischargedEnergyReadingWh < 0 or (w.strict and (o.BPT_DischargedEnergyReadingWh > 18446744073709551615)):
             raise encode_error('MeterInfoType.BPT_DischargedEnergyReadingWh', f'{o.BPT_DischargedEnergyReadingWh!r} outside 0..18446744073709551615')
-        w.uint(o.BPT_DischargedEnergyReadingWh)
-        w.bits(0x0, 1)
+        u = o.BPT_DischargedEnergyReadingWh
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 3
     elif o.CapacitiveEnergyReadingVARh is not None:
-        w.bits(0x2, 4)
+        a = (a << 4) | 0x2
+        k += 4
         if o.CapacitiveEnergyReadingVARh < 0 or (w.strict and (o.CapacitiveEnergyReadingVARh > 18446744073709551615)):
             raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-        w.uint(o.CapacitiveEnergyReadingVARh)
-        w.bits(0x0, 1)
+        u = o.CapacitiveEnergyReadingVARh
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 4
     elif o.BPT_InductiveEnergyReadingVARh is not None:
-        w.bits(0x4, 4)
+        a = (a << 4) | 0x4
+        k += 4
         if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
             raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-        w.uint(o.BPT_InductiveEnergyReadingVARh)
-        w.bits(0x0, 1)
+        u = o.BPT_InductiveEnergyReadingVARh
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 5
     elif o.MeterSignature is not None:
-        w.bits(0x6, 4)
+        a = (a << 4) | 0x6
+        k += 4
         if len(o.MeterSignature) > 64:
             raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
+        w.acc = a
+        w.n = k
         w.binary(o.MeterSignature)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 6
     elif o.MeterStatus is not None:
-        w.bits(0x8, 4)
         if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
             raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-        w.integer(o.MeterStatus)
-        w.bits(0x0, 1)
+        a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x10
+        k += 5
+        u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 7
     elif o.MeterTimestamp is not None:
-        w.bits(0xa, 4)
+        a = (a << 4) | 0xa
+        k += 4
         if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
             raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-        w.uint(o.MeterTimestamp)
-        w.bits(0x0, 1)
+        u = o.MeterTimestamp
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 8
     else:
-        w.bits(0x6, 3)
+        a = (a << 3) | 0x6
+        k += 3
         s = -1
     if s == 3:
         if o.CapacitiveEnergyReadingVARh is not None:
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
             if o.CapacitiveEnergyReadingVARh < 0 or (w.strict and (o.CapacitiveEnergyReadingVARh > 18446744073709551615)):
                 raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-            w.uint(o.CapacitiveEnergyReadingVARh)
-            w.bits(0x0, 1)
+            u = o.CapacitiveEnergyReadingVARh
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         elif o.BPT_InductiveEnergyReadingVARh is not None:
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
                 raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-            w.uint(o.BPT_InductiveEnergyReadingVARh)
-            w.bits(0x0, 1)
+            u = o.BPT_InductiveEnergyReadingVARh
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         elif o.MeterSignature is not None:
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             if len(o.MeterSignature) > 64:
                 raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
+            w.acc = a
+            w.n = k
             w.binary(o.MeterSignature)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.MeterStatus is not None:
-            w.bits(0x6, 4)
             if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            w.integer(o.MeterStatus)
-            w.bits(0x0, 1)
+            a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0xc
+            k += 5
+            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(0x8, 4)
+            a = (a << 4) | 0x8
+            k += 4
             if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            w.uint(o.MeterTimestamp)
-            w.bits(0x0, 1)
+            u = o.MeterTimestamp
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 8
         else:
-            w.bits(0x5, 3)
+            a = (a << 3) | 0x5
+            k += 3
             s = -1
     if s == 4:
         if o.BPT_InductiveEnergyReadingVARh is not None:
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
             if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
                 raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-            w.uint(o.BPT_InductiveEnergyReadingVARh)
-            w.bits(0x0, 1)
+            u = o.BPT_InductiveEnergyReadingVARh
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         elif o.MeterSignature is not None:
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             if len(o.MeterSignature) > 64:
                 raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
+            w.acc = a
+            w.n = k
             w.binary(o.MeterSignature)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.MeterStatus is not None:
-            w.bits(0x4, 4)
             if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            w.integer(o.MeterStatus)
-            w.bits(0x0, 1)
+            a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x8
+            k += 5
+            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(0x6, 4)
+            a = (a << 4) | 0x6
+            k += 4
             if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            w.uint(o.MeterTimestamp)
-            w.bits(0x0, 1)
+            u = o.MeterTimestamp
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 8
         else:
-            w.bits(0x4, 3)
+            a = (a << 3) | 0x4
+            k += 3
             s = -1
     if s == 5:
         if o.MeterSignature is not None:
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
             if len(o.MeterSignature) > 64:
                 raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
+            w.acc = a
+            w.n = k
             w.binary(o.MeterSignature)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.MeterStatus is not None:
-            w.bits(0x2, 4)
             if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            w.integer(o.MeterStatus)
-            w.bits(0x0, 1)
+            a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x4
+            k += 5
+            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            w.uint(o.MeterTimestamp)
-            w.bits(0x0, 1)
+            u = o.MeterTimestamp
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 8
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 6:
         if o.MeterStatus is not None:
-            w.bits(0x0, 3)
             if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            w.integer(o.MeterStatus)
-            w.bits(0x0, 1)
+            a = (a << 4) | (1 if o.MeterStatus < 0 else 0)
+            k += 4
+            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            w.uint(o.MeterTimestamp)
-            w.bits(0x0, 1)
+            u = o.MeterTimestamp
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 8
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 7:
         if o.MeterTimestamp is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            w.uint(o.MeterTimestamp)
-            w.bits(0x0, 1)
+            u = o.MeterTimestamp
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 8
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 8:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_types.RationalNumberType:
     f_Exponent: int
@@ -4849,17 +6884,37 @@ def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_type
     return _iso20_common_types.RationalNumberType(Exponent=f_Exponent, Value=f_Value)
 
 def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_types.RationalNumberType) -> None:
+    a = w.acc
+    k = w.n
     if o.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     if o.Exponent < -128 or o.Exponent > 127:
         raise encode_error('RationalNumberType.Exponent', f'{o.Exponent!r} outside -128..127')
     if o.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.Exponent + 128) << 3, 13)
     if (w.strict and (o.Value < -32768 or o.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.Value!r} outside -32768..32767')
-    w.integer(o.Value)
-    w.bits(0x0, 2)
+    a = (a << 14) | (o.Exponent + 128) << 4 | (1 if o.Value < 0 else 0)
+    k += 14
+    u = -o.Value - 1 if o.Value < 0 else o.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.ReceiptType:
     f_TimeAnchor: int
@@ -5326,15 +7381,31 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     return _iso20_common_types.ReceiptType(TimeAnchor=f_TimeAnchor, EnergyCosts=f_EnergyCosts, OccupancyCosts=f_OccupancyCosts, AdditionalServicesCosts=f_AdditionalServicesCosts, OverstayCosts=f_OverstayCosts, TaxCosts=f_TaxCosts)
 
 def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.ReceiptType) -> None:
+    a = w.acc
+    k = w.n
     i_TaxCosts = 0
     s = 0
     if o.TimeAnchor is None:
         raise encode_error('ReceiptType.TimeAnchor', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
         raise encode_error('ReceiptType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-    w.uint(o.TimeAnchor)
-    w.bits(0x0, 1)
+    u = o.TimeAnchor
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 1
     if o.EnergyCosts is not None:
         if o.EnergyCosts.Amount is None:
@@ -5345,10 +7416,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.EnergyCosts.Amount.Exponent!r} outside -128..127')
         if o.EnergyCosts.Amount.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EnergyCosts.Amount.Exponent + 128) << 3, 17)
         if (w.strict and (o.EnergyCosts.Amount.Value < -32768 or o.EnergyCosts.Amount.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EnergyCosts.Amount.Value!r} outside -32768..32767')
-        w.integer(o.EnergyCosts.Amount.Value)
+        a = (a << 18) | (o.EnergyCosts.Amount.Exponent + 128) << 4 | (1 if o.EnergyCosts.Amount.Value < 0 else 0)
+        k += 18
+        u = -o.EnergyCosts.Amount.Value - 1 if o.EnergyCosts.Amount.Value < 0 else o.EnergyCosts.Amount.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.EnergyCosts.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
         if o.EnergyCosts.CostPerUnit.Exponent is None:
@@ -5357,11 +7441,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.EnergyCosts.CostPerUnit.Exponent!r} outside -128..127')
         if o.EnergyCosts.CostPerUnit.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EnergyCosts.CostPerUnit.Exponent + 128) << 3, 16)
         if (w.strict and (o.EnergyCosts.CostPerUnit.Value < -32768 or o.EnergyCosts.CostPerUnit.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EnergyCosts.CostPerUnit.Value!r} outside -32768..32767')
-        w.integer(o.EnergyCosts.CostPerUnit.Value)
-        w.bits(0x0, 3)
+        a = (a << 17) | (o.EnergyCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.EnergyCosts.CostPerUnit.Value < 0 else 0)
+        k += 17
+        u = -o.EnergyCosts.CostPerUnit.Value - 1 if o.EnergyCosts.CostPerUnit.Value < 0 else o.EnergyCosts.CostPerUnit.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         s = 2
     elif o.OccupancyCosts is not None:
         if o.OccupancyCosts.Amount is None:
@@ -5372,10 +7470,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.Amount.Exponent!r} outside -128..127')
         if o.OccupancyCosts.Amount.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.OccupancyCosts.Amount.Exponent + 128) << 3 | 0x4000, 17)
         if (w.strict and (o.OccupancyCosts.Amount.Value < -32768 or o.OccupancyCosts.Amount.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.Amount.Value!r} outside -32768..32767')
-        w.integer(o.OccupancyCosts.Amount.Value)
+        a = (a << 18) | (o.OccupancyCosts.Amount.Exponent + 128) << 4 | (1 if o.OccupancyCosts.Amount.Value < 0 else 0) | 0x8000
+        k += 18
+        u = -o.OccupancyCosts.Amount.Value - 1 if o.OccupancyCosts.Amount.Value < 0 else o.OccupancyCosts.Amount.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.OccupancyCosts.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
         if o.OccupancyCosts.CostPerUnit.Exponent is None:
@@ -5384,11 +7495,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.CostPerUnit.Exponent!r} outside -128..127')
         if o.OccupancyCosts.CostPerUnit.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.OccupancyCosts.CostPerUnit.Exponent + 128) << 3, 16)
         if (w.strict and (o.OccupancyCosts.CostPerUnit.Value < -32768 or o.OccupancyCosts.CostPerUnit.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.CostPerUnit.Value!r} outside -32768..32767')
-        w.integer(o.OccupancyCosts.CostPerUnit.Value)
-        w.bits(0x0, 3)
+        a = (a << 17) | (o.OccupancyCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OccupancyCosts.CostPerUnit.Value < 0 else 0)
+        k += 17
+        u = -o.OccupancyCosts.CostPerUnit.Value - 1 if o.OccupancyCosts.CostPerUnit.Value < 0 else o.OccupancyCosts.CostPerUnit.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         s = 3
     elif o.AdditionalServicesCosts is not None:
         if o.AdditionalServicesCosts.Amount is None:
@@ -5399,10 +7524,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
         if o.AdditionalServicesCosts.Amount.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.AdditionalServicesCosts.Amount.Exponent + 128) << 3 | 0x8000, 17)
         if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
-        w.integer(o.AdditionalServicesCosts.Amount.Value)
+        a = (a << 18) | (o.AdditionalServicesCosts.Amount.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.Amount.Value < 0 else 0) | 0x10000
+        k += 18
+        u = -o.AdditionalServicesCosts.Amount.Value - 1 if o.AdditionalServicesCosts.Amount.Value < 0 else o.AdditionalServicesCosts.Amount.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.AdditionalServicesCosts.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
         if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
@@ -5411,11 +7549,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
         if o.AdditionalServicesCosts.CostPerUnit.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 3, 16)
         if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
-        w.integer(o.AdditionalServicesCosts.CostPerUnit.Value)
-        w.bits(0x0, 3)
+        a = (a << 17) | (o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else 0)
+        k += 17
+        u = -o.AdditionalServicesCosts.CostPerUnit.Value - 1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else o.AdditionalServicesCosts.CostPerUnit.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         s = 4
     elif o.OverstayCosts is not None:
         if o.OverstayCosts.Amount is None:
@@ -5426,10 +7578,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
         if o.OverstayCosts.Amount.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3 | 0xc000, 17)
         if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-        w.integer(o.OverstayCosts.Amount.Value)
+        a = (a << 18) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0) | 0x18000
+        k += 18
+        u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.OverstayCosts.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
         if o.OverstayCosts.CostPerUnit.Exponent is None:
@@ -5438,22 +7603,50 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
         if o.OverstayCosts.CostPerUnit.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
         if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-        w.integer(o.OverstayCosts.CostPerUnit.Value)
-        w.bits(0x0, 3)
+        a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+        k += 17
+        u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         s = 5
     elif i_TaxCosts < len(o.TaxCosts):
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
         x_TaxCosts = o.TaxCosts[i_TaxCosts]
         i_TaxCosts += 1
         if x_TaxCosts.TaxRuleID is None:
             raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
             raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-        w.uint(x_TaxCosts.TaxRuleID)
+        u = x_TaxCosts.TaxRuleID
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_TaxCosts.Amount is None:
             raise encode_error('DetailedTaxType.Amount', 'required value missing')
         if x_TaxCosts.Amount.Exponent is None:
@@ -5462,14 +7655,29 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
         if x_TaxCosts.Amount.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
         if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-        w.integer(x_TaxCosts.Amount.Value)
-        w.bits(0x0, 3)
+        a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+        k += 16
+        u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         s = 6
     else:
-        w.bits(0x5, 3)
+        a = (a << 3) | 0x5
+        k += 3
         s = -1
     if s == 2:
         if o.OccupancyCosts is not None:
@@ -5481,10 +7689,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.Amount.Exponent!r} outside -128..127')
             if o.OccupancyCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OccupancyCosts.Amount.Exponent + 128) << 3, 17)
             if (w.strict and (o.OccupancyCosts.Amount.Value < -32768 or o.OccupancyCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(o.OccupancyCosts.Amount.Value)
+            a = (a << 18) | (o.OccupancyCosts.Amount.Exponent + 128) << 4 | (1 if o.OccupancyCosts.Amount.Value < 0 else 0)
+            k += 18
+            u = -o.OccupancyCosts.Amount.Value - 1 if o.OccupancyCosts.Amount.Value < 0 else o.OccupancyCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.OccupancyCosts.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
             if o.OccupancyCosts.CostPerUnit.Exponent is None:
@@ -5493,11 +7714,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.CostPerUnit.Exponent!r} outside -128..127')
             if o.OccupancyCosts.CostPerUnit.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OccupancyCosts.CostPerUnit.Exponent + 128) << 3, 16)
             if (w.strict and (o.OccupancyCosts.CostPerUnit.Value < -32768 or o.OccupancyCosts.CostPerUnit.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.CostPerUnit.Value!r} outside -32768..32767')
-            w.integer(o.OccupancyCosts.CostPerUnit.Value)
-            w.bits(0x0, 3)
+            a = (a << 17) | (o.OccupancyCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OccupancyCosts.CostPerUnit.Value < 0 else 0)
+            k += 17
+            u = -o.OccupancyCosts.CostPerUnit.Value - 1 if o.OccupancyCosts.CostPerUnit.Value < 0 else o.OccupancyCosts.CostPerUnit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 3
         elif o.AdditionalServicesCosts is not None:
             if o.AdditionalServicesCosts.Amount is None:
@@ -5508,10 +7743,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
             if o.AdditionalServicesCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.AdditionalServicesCosts.Amount.Exponent + 128) << 3 | 0x4000, 17)
             if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(o.AdditionalServicesCosts.Amount.Value)
+            a = (a << 18) | (o.AdditionalServicesCosts.Amount.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.Amount.Value < 0 else 0) | 0x8000
+            k += 18
+            u = -o.AdditionalServicesCosts.Amount.Value - 1 if o.AdditionalServicesCosts.Amount.Value < 0 else o.AdditionalServicesCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.AdditionalServicesCosts.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
             if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
@@ -5520,11 +7768,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
             if o.AdditionalServicesCosts.CostPerUnit.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 3, 16)
             if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
-            w.integer(o.AdditionalServicesCosts.CostPerUnit.Value)
-            w.bits(0x0, 3)
+            a = (a << 17) | (o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else 0)
+            k += 17
+            u = -o.AdditionalServicesCosts.CostPerUnit.Value - 1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else o.AdditionalServicesCosts.CostPerUnit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 4
         elif o.OverstayCosts is not None:
             if o.OverstayCosts.Amount is None:
@@ -5535,10 +7797,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
             if o.OverstayCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3 | 0x8000, 17)
             if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(o.OverstayCosts.Amount.Value)
+            a = (a << 18) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0) | 0x10000
+            k += 18
+            u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.OverstayCosts.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
             if o.OverstayCosts.CostPerUnit.Exponent is None:
@@ -5547,22 +7822,50 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
             if o.OverstayCosts.CostPerUnit.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
             if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-            w.integer(o.OverstayCosts.CostPerUnit.Value)
-            w.bits(0x0, 3)
+            a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+            k += 17
+            u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             if x_TaxCosts.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
                 raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            w.uint(x_TaxCosts.TaxRuleID)
+            u = x_TaxCosts.TaxRuleID
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_TaxCosts.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
             if x_TaxCosts.Amount.Exponent is None:
@@ -5571,14 +7874,29 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
             if x_TaxCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
             if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(x_TaxCosts.Amount.Value)
-            w.bits(0x0, 3)
+            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            k += 16
+            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 6
         else:
-            w.bits(0x4, 3)
+            a = (a << 3) | 0x4
+            k += 3
             s = -1
     if s == 3:
         if o.AdditionalServicesCosts is not None:
@@ -5590,10 +7908,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
             if o.AdditionalServicesCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.AdditionalServicesCosts.Amount.Exponent + 128) << 3, 17)
             if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(o.AdditionalServicesCosts.Amount.Value)
+            a = (a << 18) | (o.AdditionalServicesCosts.Amount.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.Amount.Value < 0 else 0)
+            k += 18
+            u = -o.AdditionalServicesCosts.Amount.Value - 1 if o.AdditionalServicesCosts.Amount.Value < 0 else o.AdditionalServicesCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.AdditionalServicesCosts.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
             if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
@@ -5602,11 +7933,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
             if o.AdditionalServicesCosts.CostPerUnit.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 3, 16)
             if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
-            w.integer(o.AdditionalServicesCosts.CostPerUnit.Value)
-            w.bits(0x0, 3)
+            a = (a << 17) | (o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else 0)
+            k += 17
+            u = -o.AdditionalServicesCosts.CostPerUnit.Value - 1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else o.AdditionalServicesCosts.CostPerUnit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 4
         elif o.OverstayCosts is not None:
             if o.OverstayCosts.Amount is None:
@@ -5617,10 +7962,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
             if o.OverstayCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3 | 0x4000, 17)
             if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(o.OverstayCosts.Amount.Value)
+            a = (a << 18) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0) | 0x8000
+            k += 18
+            u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.OverstayCosts.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
             if o.OverstayCosts.CostPerUnit.Exponent is None:
@@ -5629,22 +7987,50 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
             if o.OverstayCosts.CostPerUnit.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
             if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-            w.integer(o.OverstayCosts.CostPerUnit.Value)
-            w.bits(0x0, 3)
+            a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+            k += 17
+            u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             if x_TaxCosts.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
                 raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            w.uint(x_TaxCosts.TaxRuleID)
+            u = x_TaxCosts.TaxRuleID
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_TaxCosts.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
             if x_TaxCosts.Amount.Exponent is None:
@@ -5653,14 +8039,29 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
             if x_TaxCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
             if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(x_TaxCosts.Amount.Value)
-            w.bits(0x0, 3)
+            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            k += 16
+            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 6
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 4:
         if o.OverstayCosts is not None:
@@ -5672,10 +8073,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
             if o.OverstayCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3, 16)
             if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(o.OverstayCosts.Amount.Value)
+            a = (a << 17) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0)
+            k += 17
+            u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.OverstayCosts.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
             if o.OverstayCosts.CostPerUnit.Exponent is None:
@@ -5684,22 +8098,50 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
             if o.OverstayCosts.CostPerUnit.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
             if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-            w.integer(o.OverstayCosts.CostPerUnit.Value)
-            w.bits(0x0, 3)
+            a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+            k += 17
+            u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             if x_TaxCosts.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
                 raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            w.uint(x_TaxCosts.TaxRuleID)
+            u = x_TaxCosts.TaxRuleID
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_TaxCosts.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
             if x_TaxCosts.Amount.Exponent is None:
@@ -5708,26 +8150,55 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
             if x_TaxCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
             if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(x_TaxCosts.Amount.Value)
-            w.bits(0x0, 3)
+            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            k += 16
+            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 6
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 5:
         if i_TaxCosts < len(o.TaxCosts):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             if x_TaxCosts.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
                 raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            w.uint(x_TaxCosts.TaxRuleID)
+            u = x_TaxCosts.TaxRuleID
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_TaxCosts.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
             if x_TaxCosts.Amount.Exponent is None:
@@ -5736,28 +8207,57 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
             if x_TaxCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
             if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(x_TaxCosts.Amount.Value)
-            w.bits(0x0, 3)
+            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            k += 16
+            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 6
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 6:
         n = 0
         while True:
             if i_TaxCosts < len(o.TaxCosts):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_TaxCosts = o.TaxCosts[i_TaxCosts]
                 i_TaxCosts += 1
                 if x_TaxCosts.TaxRuleID is None:
                     raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
                     raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-                w.uint(x_TaxCosts.TaxRuleID)
+                u = x_TaxCosts.TaxRuleID
+                if u < 0x80:
+                    a = (a << 8) | u
+                    k += 8
+                elif u < 0x4000:
+                    a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                    k += 16
+                else:
+                    w.acc = a
+                    w.n = k
+                    w.uint(u)
+                    a = w.acc
+                    k = w.n
                 if x_TaxCosts.Amount is None:
                     raise encode_error('DetailedTaxType.Amount', 'required value missing')
                 if x_TaxCosts.Amount.Exponent is None:
@@ -5766,11 +8266,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                     raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
                 if x_TaxCosts.Amount.Value is None:
                     raise encode_error('RationalNumberType.Value', 'required value missing')
-                w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
                 if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
                     raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-                w.integer(x_TaxCosts.Amount.Value)
-                w.bits(0x0, 3)
+                a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+                k += 16
+                u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+                if u < 0x80:
+                    a = (a << 8) | u
+                    k += 8
+                elif u < 0x4000:
+                    a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                    k += 16
+                else:
+                    w.acc = a
+                    w.n = k
+                    w.uint(u)
+                    a = w.acc
+                    k = w.n
+                a <<= 3
+                k += 3
                 n += 1
                 if n == 9:
                     s = 15
@@ -5778,13 +8292,19 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                         raise encode_error('ReceiptType.TaxCosts', 'too many entries')
                     break
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
     if s == 15:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20_common_types.Scheduled_CLReqControlModeType:
     f_EVTargetEnergyRequest: _iso20_common_types.RationalNumberType | None = None
@@ -5906,6 +8426,8 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
     return _iso20_common_types.Scheduled_CLReqControlModeType(EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
 
 def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLReqControlModeType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.EVTargetEnergyRequest is not None:
         if o.EVTargetEnergyRequest.Exponent is None:
@@ -5914,11 +8436,25 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
         if o.EVTargetEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3, 16)
         if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVTargetEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0)
+        k += 17
+        u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
         if o.EVMaximumEnergyRequest.Exponent is None:
@@ -5927,11 +8463,25 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
         if o.EVMaximumEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3 | 0x2000, 16)
         if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVMaximumEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0) | 0x4000
+        k += 17
+        u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
         if o.EVMinimumEnergyRequest.Exponent is None:
@@ -5940,14 +8490,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
         if o.EVMinimumEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3 | 0x4000, 16)
         if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVMinimumEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0) | 0x8000
+        k += 17
+        u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 3
     else:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
         s = -1
     if s == 1:
         if o.EVMaximumEnergyRequest is not None:
@@ -5957,11 +8522,25 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
             if o.EVMaximumEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3, 15)
             if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0)
+            k += 16
+            u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
             if o.EVMinimumEnergyRequest.Exponent is None:
@@ -5970,14 +8549,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
             if o.EVMinimumEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3 | 0x2000, 15)
             if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0) | 0x4000
+            k += 16
+            u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 3
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 2:
         if o.EVMinimumEnergyRequest is not None:
@@ -5987,19 +8581,39 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
             if o.EVMinimumEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3, 15)
             if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0)
+            k += 16
+            u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 3
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_Scheduled_CLResControlModeType(r: BitReader) -> _iso20_common_types.Scheduled_CLResControlModeType:
     if r.bits(1):
@@ -6007,7 +8621,14 @@ def _d_iso20_common_types_Scheduled_CLResControlModeType(r: BitReader) -> _iso20
     return _iso20_common_types.Scheduled_CLResControlModeType()
 
 def _e_iso20_common_types_Scheduled_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLResControlModeType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_V2GMessageType(r: BitReader) -> _iso20_common_types.V2GMessageType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -6019,11 +8640,23 @@ def _d_iso20_common_types_V2GMessageType(r: BitReader) -> _iso20_common_types.V2
     return _iso20_common_types.V2GMessageType(Header=f_Header)
 
 def _e_iso20_common_types_V2GMessageType(w: BitWriter, o: _iso20_common_types.V2GMessageType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('V2GMessageType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_V2GRequestType(r: BitReader) -> _iso20_common_types.V2GRequestType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -6035,11 +8668,23 @@ def _d_iso20_common_types_V2GRequestType(r: BitReader) -> _iso20_common_types.V2
     return _iso20_common_types.V2GRequestType(Header=f_Header)
 
 def _e_iso20_common_types_V2GRequestType(w: BitWriter, o: _iso20_common_types.V2GRequestType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('V2GRequestType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V2GResponseType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -6057,13 +8702,25 @@ def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V
     return _iso20_common_types.V2GResponseType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_types_V2GResponseType(w: BitWriter, o: _iso20_common_types.V2GResponseType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('V2GResponseType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('V2GResponseType.ResponseCode', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2, 10)
+    a = (a << 10) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2
+    k += 10
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.BPT_DC_CPDReqEnergyTransferModeType:
     f_EVMaximumChargePower: _iso20_common_types.RationalNumberType
@@ -6226,6 +8883,8 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     return _iso20_dc.BPT_DC_CPDReqEnergyTransferModeType(EVMaximumChargePower=f_EVMaximumChargePower, EVMinimumChargePower=f_EVMinimumChargePower, EVMaximumChargeCurrent=f_EVMaximumChargeCurrent, EVMinimumChargeCurrent=f_EVMinimumChargeCurrent, EVMaximumVoltage=f_EVMaximumVoltage, EVMinimumVoltage=f_EVMinimumVoltage, TargetSOC=f_TargetSOC, EVMaximumDischargePower=f_EVMaximumDischargePower, EVMinimumDischargePower=f_EVMinimumDischargePower, EVMaximumDischargeCurrent=f_EVMaximumDischargeCurrent, EVMinimumDischargeCurrent=f_EVMinimumDischargeCurrent)
 
 def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.BPT_DC_CPDReqEnergyTransferModeType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.EVMaximumChargePower is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMaximumChargePower', 'required value missing')
@@ -6235,10 +8894,23 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargePower.Exponent!r} outside -128..127')
     if o.EVMaximumChargePower.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMaximumChargePower.Exponent + 128) << 3, 14)
     if (w.strict and (o.EVMaximumChargePower.Value < -32768 or o.EVMaximumChargePower.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargePower.Value!r} outside -32768..32767')
-    w.integer(o.EVMaximumChargePower.Value)
+    a = (a << 15) | (o.EVMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVMaximumChargePower.Value < 0 else 0)
+    k += 15
+    u = -o.EVMaximumChargePower.Value - 1 if o.EVMaximumChargePower.Value < 0 else o.EVMaximumChargePower.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMinimumChargePower is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMinimumChargePower', 'required value missing')
     if o.EVMinimumChargePower.Exponent is None:
@@ -6247,11 +8919,24 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumChargePower.Exponent!r} outside -128..127')
     if o.EVMinimumChargePower.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMinimumChargePower.Exponent + 128) << 3, 16)
-    s = 1
     if (w.strict and (o.EVMinimumChargePower.Value < -32768 or o.EVMinimumChargePower.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMinimumChargePower.Value!r} outside -32768..32767')
-    w.integer(o.EVMinimumChargePower.Value)
+    a = (a << 17) | (o.EVMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVMinimumChargePower.Value < 0 else 0)
+    k += 17
+    s = 1
+    u = -o.EVMinimumChargePower.Value - 1 if o.EVMinimumChargePower.Value < 0 else o.EVMinimumChargePower.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMaximumChargeCurrent is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMaximumChargeCurrent', 'required value missing')
     if o.EVMaximumChargeCurrent.Exponent is None:
@@ -6260,11 +8945,24 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargeCurrent.Exponent!r} outside -128..127')
     if o.EVMaximumChargeCurrent.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMaximumChargeCurrent.Exponent + 128) << 3, 16)
-    s = 2
     if (w.strict and (o.EVMaximumChargeCurrent.Value < -32768 or o.EVMaximumChargeCurrent.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargeCurrent.Value!r} outside -32768..32767')
-    w.integer(o.EVMaximumChargeCurrent.Value)
+    a = (a << 17) | (o.EVMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumChargeCurrent.Value < 0 else 0)
+    k += 17
+    s = 2
+    u = -o.EVMaximumChargeCurrent.Value - 1 if o.EVMaximumChargeCurrent.Value < 0 else o.EVMaximumChargeCurrent.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMinimumChargeCurrent is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMinimumChargeCurrent', 'required value missing')
     if o.EVMinimumChargeCurrent.Exponent is None:
@@ -6273,11 +8971,24 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumChargeCurrent.Exponent!r} outside -128..127')
     if o.EVMinimumChargeCurrent.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMinimumChargeCurrent.Exponent + 128) << 3, 16)
-    s = 3
     if (w.strict and (o.EVMinimumChargeCurrent.Value < -32768 or o.EVMinimumChargeCurrent.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMinimumChargeCurrent.Value!r} outside -32768..32767')
-    w.integer(o.EVMinimumChargeCurrent.Value)
+    a = (a << 17) | (o.EVMinimumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVMinimumChargeCurrent.Value < 0 else 0)
+    k += 17
+    s = 3
+    u = -o.EVMinimumChargeCurrent.Value - 1 if o.EVMinimumChargeCurrent.Value < 0 else o.EVMinimumChargeCurrent.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMaximumVoltage is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMaximumVoltage', 'required value missing')
     if o.EVMaximumVoltage.Exponent is None:
@@ -6286,11 +8997,24 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
     if o.EVMaximumVoltage.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMaximumVoltage.Exponent + 128) << 3, 16)
-    s = 4
     if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
-    w.integer(o.EVMaximumVoltage.Value)
+    a = (a << 17) | (o.EVMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVMaximumVoltage.Value < 0 else 0)
+    k += 17
+    s = 4
+    u = -o.EVMaximumVoltage.Value - 1 if o.EVMaximumVoltage.Value < 0 else o.EVMaximumVoltage.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMinimumVoltage is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMinimumVoltage', 'required value missing')
     if o.EVMinimumVoltage.Exponent is None:
@@ -6299,17 +9023,32 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
     if o.EVMinimumVoltage.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMinimumVoltage.Exponent + 128) << 3, 16)
-    s = 5
     if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
-    w.integer(o.EVMinimumVoltage.Value)
-    w.bits(0x0, 2)
+    a = (a << 17) | (o.EVMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVMinimumVoltage.Value < 0 else 0)
+    k += 17
+    s = 5
+    u = -o.EVMinimumVoltage.Value - 1 if o.EVMinimumVoltage.Value < 0 else o.EVMinimumVoltage.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
     s = 6
     if o.TargetSOC is not None:
         if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
             raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        w.bits((o.TargetSOC) << 1, 11)
+        a = (a << 11) | (o.TargetSOC) << 1
+        k += 11
         s = 7
     elif o.EVMaximumDischargePower is not None:
         if o.EVMaximumDischargePower.Exponent is None:
@@ -6318,11 +9057,25 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargePower.Exponent!r} outside -128..127')
         if o.EVMaximumDischargePower.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMaximumDischargePower.Exponent + 128) << 3 | 0x2000, 15)
         if (w.strict and (o.EVMaximumDischargePower.Value < -32768 or o.EVMaximumDischargePower.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargePower.Value!r} outside -32768..32767')
-        w.integer(o.EVMaximumDischargePower.Value)
-        w.bits(0x0, 2)
+        a = (a << 16) | (o.EVMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVMaximumDischargePower.Value < 0 else 0) | 0x4000
+        k += 16
+        u = -o.EVMaximumDischargePower.Value - 1 if o.EVMaximumDischargePower.Value < 0 else o.EVMaximumDischargePower.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 8
     else:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType', 'missing SE(TargetSOC), SE(EVMaximumDischargePower)')
@@ -6334,11 +9087,25 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargePower.Exponent!r} outside -128..127')
             if o.EVMaximumDischargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumDischargePower.Exponent + 128) << 3, 14)
             if (w.strict and (o.EVMaximumDischargePower.Value < -32768 or o.EVMaximumDischargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumDischargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 15) | (o.EVMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVMaximumDischargePower.Value < 0 else 0)
+            k += 15
+            u = -o.EVMaximumDischargePower.Value - 1 if o.EVMaximumDischargePower.Value < 0 else o.EVMaximumDischargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 8
         else:
             raise encode_error('BPT_DC_CPDReqEnergyTransferModeType', 'missing SE(EVMaximumDischargePower)')
@@ -6350,10 +9117,23 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumDischargePower.Exponent!r} outside -128..127')
     if o.EVMinimumDischargePower.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMinimumDischargePower.Exponent + 128) << 3, 14)
     if (w.strict and (o.EVMinimumDischargePower.Value < -32768 or o.EVMinimumDischargePower.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMinimumDischargePower.Value!r} outside -32768..32767')
-    w.integer(o.EVMinimumDischargePower.Value)
+    a = (a << 15) | (o.EVMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVMinimumDischargePower.Value < 0 else 0)
+    k += 15
+    u = -o.EVMinimumDischargePower.Value - 1 if o.EVMinimumDischargePower.Value < 0 else o.EVMinimumDischargePower.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMaximumDischargeCurrent is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMaximumDischargeCurrent', 'required value missing')
     if o.EVMaximumDischargeCurrent.Exponent is None:
@@ -6362,11 +9142,24 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargeCurrent.Exponent!r} outside -128..127')
     if o.EVMaximumDischargeCurrent.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMaximumDischargeCurrent.Exponent + 128) << 3, 16)
-    s = 9
     if (w.strict and (o.EVMaximumDischargeCurrent.Value < -32768 or o.EVMaximumDischargeCurrent.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargeCurrent.Value!r} outside -32768..32767')
-    w.integer(o.EVMaximumDischargeCurrent.Value)
+    a = (a << 17) | (o.EVMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumDischargeCurrent.Value < 0 else 0)
+    k += 17
+    s = 9
+    u = -o.EVMaximumDischargeCurrent.Value - 1 if o.EVMaximumDischargeCurrent.Value < 0 else o.EVMaximumDischargeCurrent.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMinimumDischargeCurrent is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMinimumDischargeCurrent', 'required value missing')
     if o.EVMinimumDischargeCurrent.Exponent is None:
@@ -6375,14 +9168,32 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumDischargeCurrent.Exponent!r} outside -128..127')
     if o.EVMinimumDischargeCurrent.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMinimumDischargeCurrent.Exponent + 128) << 3, 16)
-    s = 10
     if (w.strict and (o.EVMinimumDischargeCurrent.Value < -32768 or o.EVMinimumDischargeCurrent.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMinimumDischargeCurrent.Value!r} outside -32768..32767')
-    w.integer(o.EVMinimumDischargeCurrent.Value)
-    w.bits(0x0, 3)
+    a = (a << 17) | (o.EVMinimumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVMinimumDischargeCurrent.Value < 0 else 0)
+    k += 17
+    s = 10
+    u = -o.EVMinimumDischargeCurrent.Value - 1 if o.EVMinimumDischargeCurrent.Value < 0 else o.EVMinimumDischargeCurrent.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
     s = 11
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.BPT_DC_CPDResEnergyTransferModeType:
     f_EVSEMaximumChargePower: _iso20_common_types.RationalNumberType
@@ -6554,6 +9365,8 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     return _iso20_dc.BPT_DC_CPDResEnergyTransferModeType(EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMaximumChargeCurrent=f_EVSEMaximumChargeCurrent, EVSEMinimumChargeCurrent=f_EVSEMinimumChargeCurrent, EVSEMaximumVoltage=f_EVSEMaximumVoltage, EVSEMinimumVoltage=f_EVSEMinimumVoltage, EVSEPowerRampLimitation=f_EVSEPowerRampLimitation, EVSEMaximumDischargePower=f_EVSEMaximumDischargePower, EVSEMinimumDischargePower=f_EVSEMinimumDischargePower, EVSEMaximumDischargeCurrent=f_EVSEMaximumDischargeCurrent, EVSEMinimumDischargeCurrent=f_EVSEMinimumDischargeCurrent)
 
 def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.BPT_DC_CPDResEnergyTransferModeType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.EVSEMaximumChargePower is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMaximumChargePower', 'required value missing')
@@ -6563,10 +9376,23 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
     if o.EVSEMaximumChargePower.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVSEMaximumChargePower.Exponent + 128) << 3, 14)
     if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMaximumChargePower.Value)
+    a = (a << 15) | (o.EVSEMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargePower.Value < 0 else 0)
+    k += 15
+    u = -o.EVSEMaximumChargePower.Value - 1 if o.EVSEMaximumChargePower.Value < 0 else o.EVSEMaximumChargePower.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSEMinimumChargePower is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMinimumChargePower', 'required value missing')
     if o.EVSEMinimumChargePower.Exponent is None:
@@ -6575,11 +9401,24 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumChargePower.Exponent!r} outside -128..127')
     if o.EVSEMinimumChargePower.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVSEMinimumChargePower.Exponent + 128) << 3, 16)
-    s = 1
     if (w.strict and (o.EVSEMinimumChargePower.Value < -32768 or o.EVSEMinimumChargePower.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumChargePower.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMinimumChargePower.Value)
+    a = (a << 17) | (o.EVSEMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumChargePower.Value < 0 else 0)
+    k += 17
+    s = 1
+    u = -o.EVSEMinimumChargePower.Value - 1 if o.EVSEMinimumChargePower.Value < 0 else o.EVSEMinimumChargePower.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSEMaximumChargeCurrent is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMaximumChargeCurrent', 'required value missing')
     if o.EVSEMaximumChargeCurrent.Exponent is None:
@@ -6588,11 +9427,24 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargeCurrent.Exponent!r} outside -128..127')
     if o.EVSEMaximumChargeCurrent.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVSEMaximumChargeCurrent.Exponent + 128) << 3, 16)
-    s = 2
     if (w.strict and (o.EVSEMaximumChargeCurrent.Value < -32768 or o.EVSEMaximumChargeCurrent.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargeCurrent.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMaximumChargeCurrent.Value)
+    a = (a << 17) | (o.EVSEMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargeCurrent.Value < 0 else 0)
+    k += 17
+    s = 2
+    u = -o.EVSEMaximumChargeCurrent.Value - 1 if o.EVSEMaximumChargeCurrent.Value < 0 else o.EVSEMaximumChargeCurrent.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSEMinimumChargeCurrent is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMinimumChargeCurrent', 'required value missing')
     if o.EVSEMinimumChargeCurrent.Exponent is None:
@@ -6601,11 +9453,24 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumChargeCurrent.Exponent!r} outside -128..127')
     if o.EVSEMinimumChargeCurrent.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVSEMinimumChargeCurrent.Exponent + 128) << 3, 16)
-    s = 3
     if (w.strict and (o.EVSEMinimumChargeCurrent.Value < -32768 or o.EVSEMinimumChargeCurrent.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumChargeCurrent.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMinimumChargeCurrent.Value)
+    a = (a << 17) | (o.EVSEMinimumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMinimumChargeCurrent.Value < 0 else 0)
+    k += 17
+    s = 3
+    u = -o.EVSEMinimumChargeCurrent.Value - 1 if o.EVSEMinimumChargeCurrent.Value < 0 else o.EVSEMinimumChargeCurrent.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSEMaximumVoltage is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMaximumVoltage', 'required value missing')
     if o.EVSEMaximumVoltage.Exponent is None:
@@ -6614,11 +9479,24 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
     if o.EVSEMaximumVoltage.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVSEMaximumVoltage.Exponent + 128) << 3, 16)
-    s = 4
     if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMaximumVoltage.Value)
+    a = (a << 17) | (o.EVSEMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMaximumVoltage.Value < 0 else 0)
+    k += 17
+    s = 4
+    u = -o.EVSEMaximumVoltage.Value - 1 if o.EVSEMaximumVoltage.Value < 0 else o.EVSEMaximumVoltage.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSEMinimumVoltage is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMinimumVoltage', 'required value missing')
     if o.EVSEMinimumVoltage.Exponent is None:
@@ -6627,12 +9505,26 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
     if o.EVSEMinimumVoltage.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVSEMinimumVoltage.Exponent + 128) << 3, 16)
-    s = 5
     if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMinimumVoltage.Value)
-    w.bits(0x0, 2)
+    a = (a << 17) | (o.EVSEMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMinimumVoltage.Value < 0 else 0)
+    k += 17
+    s = 5
+    u = -o.EVSEMinimumVoltage.Value - 1 if o.EVSEMinimumVoltage.Value < 0 else o.EVSEMinimumVoltage.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
     s = 6
     if o.EVSEPowerRampLimitation is not None:
         if o.EVSEPowerRampLimitation.Exponent is None:
@@ -6641,11 +9533,25 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
             raise encode_error('RationalNumberType.Exponent', f'{o.EVSEPowerRampLimitation.Exponent!r} outside -128..127')
         if o.EVSEPowerRampLimitation.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVSEPowerRampLimitation.Exponent + 128) << 3, 15)
         if (w.strict and (o.EVSEPowerRampLimitation.Value < -32768 or o.EVSEPowerRampLimitation.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVSEPowerRampLimitation.Value!r} outside -32768..32767')
-        w.integer(o.EVSEPowerRampLimitation.Value)
-        w.bits(0x0, 2)
+        a = (a << 16) | (o.EVSEPowerRampLimitation.Exponent + 128) << 4 | (1 if o.EVSEPowerRampLimitation.Value < 0 else 0)
+        k += 16
+        u = -o.EVSEPowerRampLimitation.Value - 1 if o.EVSEPowerRampLimitation.Value < 0 else o.EVSEPowerRampLimitation.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 7
     elif o.EVSEMaximumDischargePower is not None:
         if o.EVSEMaximumDischargePower.Exponent is None:
@@ -6654,11 +9560,25 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
             raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargePower.Exponent!r} outside -128..127')
         if o.EVSEMaximumDischargePower.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVSEMaximumDischargePower.Exponent + 128) << 3 | 0x2000, 15)
         if (w.strict and (o.EVSEMaximumDischargePower.Value < -32768 or o.EVSEMaximumDischargePower.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargePower.Value!r} outside -32768..32767')
-        w.integer(o.EVSEMaximumDischargePower.Value)
-        w.bits(0x0, 2)
+        a = (a << 16) | (o.EVSEMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargePower.Value < 0 else 0) | 0x4000
+        k += 16
+        u = -o.EVSEMaximumDischargePower.Value - 1 if o.EVSEMaximumDischargePower.Value < 0 else o.EVSEMaximumDischargePower.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 8
     else:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType', 'missing SE(EVSEPowerRampLimitation), SE(EVSEMaximumDischargePower)')
@@ -6670,11 +9590,25 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargePower.Exponent!r} outside -128..127')
             if o.EVSEMaximumDischargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumDischargePower.Exponent + 128) << 3, 14)
             if (w.strict and (o.EVSEMaximumDischargePower.Value < -32768 or o.EVSEMaximumDischargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumDischargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 15) | (o.EVSEMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargePower.Value < 0 else 0)
+            k += 15
+            u = -o.EVSEMaximumDischargePower.Value - 1 if o.EVSEMaximumDischargePower.Value < 0 else o.EVSEMaximumDischargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 8
         else:
             raise encode_error('BPT_DC_CPDResEnergyTransferModeType', 'missing SE(EVSEMaximumDischargePower)')
@@ -6686,10 +9620,23 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumDischargePower.Exponent!r} outside -128..127')
     if o.EVSEMinimumDischargePower.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVSEMinimumDischargePower.Exponent + 128) << 3, 14)
     if (w.strict and (o.EVSEMinimumDischargePower.Value < -32768 or o.EVSEMinimumDischargePower.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumDischargePower.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMinimumDischargePower.Value)
+    a = (a << 15) | (o.EVSEMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumDischargePower.Value < 0 else 0)
+    k += 15
+    u = -o.EVSEMinimumDischargePower.Value - 1 if o.EVSEMinimumDischargePower.Value < 0 else o.EVSEMinimumDischargePower.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSEMaximumDischargeCurrent is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMaximumDischargeCurrent', 'required value missing')
     if o.EVSEMaximumDischargeCurrent.Exponent is None:
@@ -6698,11 +9645,24 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargeCurrent.Exponent!r} outside -128..127')
     if o.EVSEMaximumDischargeCurrent.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVSEMaximumDischargeCurrent.Exponent + 128) << 3, 16)
-    s = 9
     if (w.strict and (o.EVSEMaximumDischargeCurrent.Value < -32768 or o.EVSEMaximumDischargeCurrent.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargeCurrent.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMaximumDischargeCurrent.Value)
+    a = (a << 17) | (o.EVSEMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargeCurrent.Value < 0 else 0)
+    k += 17
+    s = 9
+    u = -o.EVSEMaximumDischargeCurrent.Value - 1 if o.EVSEMaximumDischargeCurrent.Value < 0 else o.EVSEMaximumDischargeCurrent.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSEMinimumDischargeCurrent is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMinimumDischargeCurrent', 'required value missing')
     if o.EVSEMinimumDischargeCurrent.Exponent is None:
@@ -6711,14 +9671,32 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumDischargeCurrent.Exponent!r} outside -128..127')
     if o.EVSEMinimumDischargeCurrent.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVSEMinimumDischargeCurrent.Exponent + 128) << 3, 16)
-    s = 10
     if (w.strict and (o.EVSEMinimumDischargeCurrent.Value < -32768 or o.EVSEMinimumDischargeCurrent.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumDischargeCurrent.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMinimumDischargeCurrent.Value)
-    w.bits(0x0, 3)
+    a = (a << 17) | (o.EVSEMinimumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMinimumDischargeCurrent.Value < 0 else 0)
+    k += 17
+    s = 10
+    u = -o.EVSEMinimumDischargeCurrent.Value - 1 if o.EVSEMinimumDischargeCurrent.Value < 0 else o.EVSEMinimumDischargeCurrent.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
     s = 11
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.BPT_Dynamic_DC_CLReqControlModeType:
     f_DepartureTime: int | None = None
@@ -6957,13 +9935,29 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     return _iso20_dc.BPT_Dynamic_DC_CLReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVMaximumChargePower=f_EVMaximumChargePower, EVMinimumChargePower=f_EVMinimumChargePower, EVMaximumChargeCurrent=f_EVMaximumChargeCurrent, EVMaximumVoltage=f_EVMaximumVoltage, EVMinimumVoltage=f_EVMinimumVoltage, EVMaximumDischargePower=f_EVMaximumDischargePower, EVMinimumDischargePower=f_EVMinimumDischargePower, EVMaximumDischargeCurrent=f_EVMaximumDischargeCurrent, EVMaximumV2XEnergyRequest=f_EVMaximumV2XEnergyRequest, EVMinimumV2XEnergyRequest=f_EVMinimumV2XEnergyRequest)
 
 def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.BPT_Dynamic_DC_CLReqControlModeType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        w.uint(o.DepartureTime)
-        w.bits(0x0, 1)
+        u = o.DepartureTime
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif o.EVTargetEnergyRequest is not None:
         if o.EVTargetEnergyRequest.Exponent is None:
@@ -6972,11 +9966,25 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
             raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
         if o.EVTargetEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3 | 0x2000, 15)
         if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVTargetEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 16) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0) | 0x4000
+        k += 16
+        u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 2
     else:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
@@ -6988,11 +9996,25 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
             if o.EVTargetEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3, 14)
             if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVTargetEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 15) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0)
+            k += 15
+            u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 2
         else:
             raise encode_error('BPT_Dynamic_DC_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
@@ -7004,10 +10026,23 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
     if o.EVMaximumEnergyRequest.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3, 14)
     if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-    w.integer(o.EVMaximumEnergyRequest.Value)
+    a = (a << 15) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0)
+    k += 15
+    u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMinimumEnergyRequest is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
     if o.EVMinimumEnergyRequest.Exponent is None:
@@ -7016,11 +10051,24 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
     if o.EVMinimumEnergyRequest.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3, 16)
-    s = 3
     if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-    w.integer(o.EVMinimumEnergyRequest.Value)
+    a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0)
+    k += 17
+    s = 3
+    u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMaximumChargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMaximumChargePower', 'required value missing')
     if o.EVMaximumChargePower.Exponent is None:
@@ -7029,11 +10077,24 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargePower.Exponent!r} outside -128..127')
     if o.EVMaximumChargePower.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMaximumChargePower.Exponent + 128) << 3, 16)
-    s = 4
     if (w.strict and (o.EVMaximumChargePower.Value < -32768 or o.EVMaximumChargePower.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargePower.Value!r} outside -32768..32767')
-    w.integer(o.EVMaximumChargePower.Value)
+    a = (a << 17) | (o.EVMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVMaximumChargePower.Value < 0 else 0)
+    k += 17
+    s = 4
+    u = -o.EVMaximumChargePower.Value - 1 if o.EVMaximumChargePower.Value < 0 else o.EVMaximumChargePower.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMinimumChargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMinimumChargePower', 'required value missing')
     if o.EVMinimumChargePower.Exponent is None:
@@ -7042,11 +10103,24 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumChargePower.Exponent!r} outside -128..127')
     if o.EVMinimumChargePower.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMinimumChargePower.Exponent + 128) << 3, 16)
-    s = 5
     if (w.strict and (o.EVMinimumChargePower.Value < -32768 or o.EVMinimumChargePower.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMinimumChargePower.Value!r} outside -32768..32767')
-    w.integer(o.EVMinimumChargePower.Value)
+    a = (a << 17) | (o.EVMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVMinimumChargePower.Value < 0 else 0)
+    k += 17
+    s = 5
+    u = -o.EVMinimumChargePower.Value - 1 if o.EVMinimumChargePower.Value < 0 else o.EVMinimumChargePower.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMaximumChargeCurrent is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMaximumChargeCurrent', 'required value missing')
     if o.EVMaximumChargeCurrent.Exponent is None:
@@ -7055,11 +10129,24 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargeCurrent.Exponent!r} outside -128..127')
     if o.EVMaximumChargeCurrent.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMaximumChargeCurrent.Exponent + 128) << 3, 16)
-    s = 6
     if (w.strict and (o.EVMaximumChargeCurrent.Value < -32768 or o.EVMaximumChargeCurrent.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargeCurrent.Value!r} outside -32768..32767')
-    w.integer(o.EVMaximumChargeCurrent.Value)
+    a = (a << 17) | (o.EVMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumChargeCurrent.Value < 0 else 0)
+    k += 17
+    s = 6
+    u = -o.EVMaximumChargeCurrent.Value - 1 if o.EVMaximumChargeCurrent.Value < 0 else o.EVMaximumChargeCurrent.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMaximumVoltage is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMaximumVoltage', 'required value missing')
     if o.EVMaximumVoltage.Exponent is None:
@@ -7068,11 +10155,24 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
     if o.EVMaximumVoltage.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMaximumVoltage.Exponent + 128) << 3, 16)
-    s = 7
     if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
-    w.integer(o.EVMaximumVoltage.Value)
+    a = (a << 17) | (o.EVMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVMaximumVoltage.Value < 0 else 0)
+    k += 17
+    s = 7
+    u = -o.EVMaximumVoltage.Value - 1 if o.EVMaximumVoltage.Value < 0 else o.EVMaximumVoltage.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMinimumVoltage is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMinimumVoltage', 'required value missing')
     if o.EVMinimumVoltage.Exponent is None:
@@ -7081,11 +10181,24 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
     if o.EVMinimumVoltage.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMinimumVoltage.Exponent + 128) << 3, 16)
-    s = 8
     if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
-    w.integer(o.EVMinimumVoltage.Value)
+    a = (a << 17) | (o.EVMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVMinimumVoltage.Value < 0 else 0)
+    k += 17
+    s = 8
+    u = -o.EVMinimumVoltage.Value - 1 if o.EVMinimumVoltage.Value < 0 else o.EVMinimumVoltage.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMaximumDischargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMaximumDischargePower', 'required value missing')
     if o.EVMaximumDischargePower.Exponent is None:
@@ -7094,11 +10207,24 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargePower.Exponent!r} outside -128..127')
     if o.EVMaximumDischargePower.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMaximumDischargePower.Exponent + 128) << 3, 16)
-    s = 9
     if (w.strict and (o.EVMaximumDischargePower.Value < -32768 or o.EVMaximumDischargePower.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargePower.Value!r} outside -32768..32767')
-    w.integer(o.EVMaximumDischargePower.Value)
+    a = (a << 17) | (o.EVMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVMaximumDischargePower.Value < 0 else 0)
+    k += 17
+    s = 9
+    u = -o.EVMaximumDischargePower.Value - 1 if o.EVMaximumDischargePower.Value < 0 else o.EVMaximumDischargePower.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMinimumDischargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMinimumDischargePower', 'required value missing')
     if o.EVMinimumDischargePower.Exponent is None:
@@ -7107,11 +10233,24 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumDischargePower.Exponent!r} outside -128..127')
     if o.EVMinimumDischargePower.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMinimumDischargePower.Exponent + 128) << 3, 16)
-    s = 10
     if (w.strict and (o.EVMinimumDischargePower.Value < -32768 or o.EVMinimumDischargePower.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMinimumDischargePower.Value!r} outside -32768..32767')
-    w.integer(o.EVMinimumDischargePower.Value)
+    a = (a << 17) | (o.EVMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVMinimumDischargePower.Value < 0 else 0)
+    k += 17
+    s = 10
+    u = -o.EVMinimumDischargePower.Value - 1 if o.EVMinimumDischargePower.Value < 0 else o.EVMinimumDischargePower.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMaximumDischargeCurrent is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMaximumDischargeCurrent', 'required value missing')
     if o.EVMaximumDischargeCurrent.Exponent is None:
@@ -7120,12 +10259,26 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargeCurrent.Exponent!r} outside -128..127')
     if o.EVMaximumDischargeCurrent.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMaximumDischargeCurrent.Exponent + 128) << 3, 16)
-    s = 11
     if (w.strict and (o.EVMaximumDischargeCurrent.Value < -32768 or o.EVMaximumDischargeCurrent.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargeCurrent.Value!r} outside -32768..32767')
-    w.integer(o.EVMaximumDischargeCurrent.Value)
-    w.bits(0x0, 2)
+    a = (a << 17) | (o.EVMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumDischargeCurrent.Value < 0 else 0)
+    k += 17
+    s = 11
+    u = -o.EVMaximumDischargeCurrent.Value - 1 if o.EVMaximumDischargeCurrent.Value < 0 else o.EVMaximumDischargeCurrent.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
     s = 12
     if o.EVMaximumV2XEnergyRequest is not None:
         if o.EVMaximumV2XEnergyRequest.Exponent is None:
@@ -7134,11 +10287,25 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumV2XEnergyRequest.Exponent!r} outside -128..127')
         if o.EVMaximumV2XEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMaximumV2XEnergyRequest.Exponent + 128) << 3, 15)
         if (w.strict and (o.EVMaximumV2XEnergyRequest.Value < -32768 or o.EVMaximumV2XEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMaximumV2XEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVMaximumV2XEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 16) | (o.EVMaximumV2XEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumV2XEnergyRequest.Value < 0 else 0)
+        k += 16
+        u = -o.EVMaximumV2XEnergyRequest.Value - 1 if o.EVMaximumV2XEnergyRequest.Value < 0 else o.EVMaximumV2XEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 13
     elif o.EVMinimumV2XEnergyRequest is not None:
         if o.EVMinimumV2XEnergyRequest.Exponent is None:
@@ -7147,14 +10314,29 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumV2XEnergyRequest.Exponent!r} outside -128..127')
         if o.EVMinimumV2XEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMinimumV2XEnergyRequest.Exponent + 128) << 3 | 0x2000, 15)
         if (w.strict and (o.EVMinimumV2XEnergyRequest.Value < -32768 or o.EVMinimumV2XEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMinimumV2XEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVMinimumV2XEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 16) | (o.EVMinimumV2XEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumV2XEnergyRequest.Value < 0 else 0) | 0x4000
+        k += 16
+        u = -o.EVMinimumV2XEnergyRequest.Value - 1 if o.EVMinimumV2XEnergyRequest.Value < 0 else o.EVMinimumV2XEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 14
     else:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         s = -1
     if s == 13:
         if o.EVMinimumV2XEnergyRequest is not None:
@@ -7164,19 +10346,39 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumV2XEnergyRequest.Exponent!r} outside -128..127')
             if o.EVMinimumV2XEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumV2XEnergyRequest.Exponent + 128) << 3, 15)
             if (w.strict and (o.EVMinimumV2XEnergyRequest.Value < -32768 or o.EVMinimumV2XEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumV2XEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumV2XEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVMinimumV2XEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumV2XEnergyRequest.Value < 0 else 0)
+            k += 16
+            u = -o.EVMinimumV2XEnergyRequest.Value - 1 if o.EVMinimumV2XEnergyRequest.Value < 0 else o.EVMinimumV2XEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 14
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 14:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.BPT_Dynamic_DC_CLResControlModeType:
     f_DepartureTime: int | None = None
@@ -7452,30 +10654,62 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
     return _iso20_dc.BPT_Dynamic_DC_CLResControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay, EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMaximumChargeCurrent=f_EVSEMaximumChargeCurrent, EVSEMaximumVoltage=f_EVSEMaximumVoltage, EVSEMaximumDischargePower=f_EVSEMaximumDischargePower, EVSEMinimumDischargePower=f_EVSEMinimumDischargePower, EVSEMaximumDischargeCurrent=f_EVSEMaximumDischargeCurrent, EVSEMinimumVoltage=f_EVSEMinimumVoltage)
 
 def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.BPT_Dynamic_DC_CLResControlModeType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0x0, 4)
+        a <<= 4
+        k += 4
         if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('BPT_Dynamic_DC_CLResControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        w.uint(o.DepartureTime)
-        w.bits(0x0, 1)
+        u = o.DepartureTime
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif o.MinimumSOC is not None:
         if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
             raise encode_error('BPT_Dynamic_DC_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        w.bits((o.MinimumSOC) << 1 | 0x200, 12)
+        a = (a << 12) | (o.MinimumSOC) << 1 | 0x200
+        k += 12
         s = 2
     elif o.TargetSOC is not None:
         if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
             raise encode_error('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        w.bits((o.TargetSOC) << 1 | 0x400, 12)
+        a = (a << 12) | (o.TargetSOC) << 1 | 0x400
+        k += 12
         s = 3
     elif o.AckMaxDelay is not None:
-        w.bits(0x6, 4)
+        a = (a << 4) | 0x6
+        k += 4
         if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
             raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-        w.uint(o.AckMaxDelay)
-        w.bits(0x0, 1)
+        u = o.AckMaxDelay
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 4
     elif o.EVSEMaximumChargePower is not None:
         if o.EVSEMaximumChargePower.Exponent is None:
@@ -7484,11 +10718,25 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
             raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
         if o.EVSEMaximumChargePower.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVSEMaximumChargePower.Exponent + 128) << 3 | 0x8000, 16)
         if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
-        w.integer(o.EVSEMaximumChargePower.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVSEMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargePower.Value < 0 else 0) | 0x10000
+        k += 17
+        u = -o.EVSEMaximumChargePower.Value - 1 if o.EVSEMaximumChargePower.Value < 0 else o.EVSEMaximumChargePower.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 5
     else:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType', 'missing SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
@@ -7496,19 +10744,35 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         if o.MinimumSOC is not None:
             if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
                 raise encode_error('BPT_Dynamic_DC_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            w.bits((o.MinimumSOC) << 1, 12)
+            a = (a << 12) | (o.MinimumSOC) << 1
+            k += 12
             s = 2
         elif o.TargetSOC is not None:
             if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits((o.TargetSOC) << 1 | 0x200, 12)
+            a = (a << 12) | (o.TargetSOC) << 1 | 0x200
+            k += 12
             s = 3
         elif o.AckMaxDelay is not None:
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            w.uint(o.AckMaxDelay)
-            w.bits(0x0, 1)
+            u = o.AckMaxDelay
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         elif o.EVSEMaximumChargePower is not None:
             if o.EVSEMaximumChargePower.Exponent is None:
@@ -7517,11 +10781,25 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
             if o.EVSEMaximumChargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumChargePower.Exponent + 128) << 3 | 0x6000, 16)
             if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumChargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVSEMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargePower.Value < 0 else 0) | 0xc000
+            k += 17
+            u = -o.EVSEMaximumChargePower.Value - 1 if o.EVSEMaximumChargePower.Value < 0 else o.EVSEMaximumChargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 5
         else:
             raise encode_error('BPT_Dynamic_DC_CLResControlModeType', 'missing SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
@@ -7529,14 +10807,29 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         if o.TargetSOC is not None:
             if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits((o.TargetSOC) << 1, 11)
+            a = (a << 11) | (o.TargetSOC) << 1
+            k += 11
             s = 3
         elif o.AckMaxDelay is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            w.uint(o.AckMaxDelay)
-            w.bits(0x0, 1)
+            u = o.AckMaxDelay
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         elif o.EVSEMaximumChargePower is not None:
             if o.EVSEMaximumChargePower.Exponent is None:
@@ -7545,21 +10838,49 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
             if o.EVSEMaximumChargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumChargePower.Exponent + 128) << 3 | 0x4000, 15)
             if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumChargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVSEMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargePower.Value < 0 else 0) | 0x8000
+            k += 16
+            u = -o.EVSEMaximumChargePower.Value - 1 if o.EVSEMaximumChargePower.Value < 0 else o.EVSEMaximumChargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 5
         else:
             raise encode_error('BPT_Dynamic_DC_CLResControlModeType', 'missing SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 3:
         if o.AckMaxDelay is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            w.uint(o.AckMaxDelay)
-            w.bits(0x0, 1)
+            u = o.AckMaxDelay
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         elif o.EVSEMaximumChargePower is not None:
             if o.EVSEMaximumChargePower.Exponent is None:
@@ -7568,11 +10889,25 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
             if o.EVSEMaximumChargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumChargePower.Exponent + 128) << 3 | 0x2000, 15)
             if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumChargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVSEMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargePower.Value < 0 else 0) | 0x4000
+            k += 16
+            u = -o.EVSEMaximumChargePower.Value - 1 if o.EVSEMaximumChargePower.Value < 0 else o.EVSEMaximumChargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 5
         else:
             raise encode_error('BPT_Dynamic_DC_CLResControlModeType', 'missing SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
@@ -7584,11 +10919,25 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
             if o.EVSEMaximumChargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumChargePower.Exponent + 128) << 3, 14)
             if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumChargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 15) | (o.EVSEMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargePower.Value < 0 else 0)
+            k += 15
+            u = -o.EVSEMaximumChargePower.Value - 1 if o.EVSEMaximumChargePower.Value < 0 else o.EVSEMaximumChargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 5
         else:
             raise encode_error('BPT_Dynamic_DC_CLResControlModeType', 'missing SE(EVSEMaximumChargePower)')
@@ -7600,10 +10949,23 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumChargePower.Exponent!r} outside -128..127')
     if o.EVSEMinimumChargePower.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVSEMinimumChargePower.Exponent + 128) << 3, 14)
     if (w.strict and (o.EVSEMinimumChargePower.Value < -32768 or o.EVSEMinimumChargePower.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumChargePower.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMinimumChargePower.Value)
+    a = (a << 15) | (o.EVSEMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumChargePower.Value < 0 else 0)
+    k += 15
+    u = -o.EVSEMinimumChargePower.Value - 1 if o.EVSEMinimumChargePower.Value < 0 else o.EVSEMinimumChargePower.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSEMaximumChargeCurrent is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMaximumChargeCurrent', 'required value missing')
     if o.EVSEMaximumChargeCurrent.Exponent is None:
@@ -7612,11 +10974,24 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargeCurrent.Exponent!r} outside -128..127')
     if o.EVSEMaximumChargeCurrent.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVSEMaximumChargeCurrent.Exponent + 128) << 3, 16)
-    s = 6
     if (w.strict and (o.EVSEMaximumChargeCurrent.Value < -32768 or o.EVSEMaximumChargeCurrent.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargeCurrent.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMaximumChargeCurrent.Value)
+    a = (a << 17) | (o.EVSEMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargeCurrent.Value < 0 else 0)
+    k += 17
+    s = 6
+    u = -o.EVSEMaximumChargeCurrent.Value - 1 if o.EVSEMaximumChargeCurrent.Value < 0 else o.EVSEMaximumChargeCurrent.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSEMaximumVoltage is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMaximumVoltage', 'required value missing')
     if o.EVSEMaximumVoltage.Exponent is None:
@@ -7625,11 +11000,24 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
     if o.EVSEMaximumVoltage.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVSEMaximumVoltage.Exponent + 128) << 3, 16)
-    s = 7
     if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMaximumVoltage.Value)
+    a = (a << 17) | (o.EVSEMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMaximumVoltage.Value < 0 else 0)
+    k += 17
+    s = 7
+    u = -o.EVSEMaximumVoltage.Value - 1 if o.EVSEMaximumVoltage.Value < 0 else o.EVSEMaximumVoltage.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSEMaximumDischargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMaximumDischargePower', 'required value missing')
     if o.EVSEMaximumDischargePower.Exponent is None:
@@ -7638,11 +11026,24 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargePower.Exponent!r} outside -128..127')
     if o.EVSEMaximumDischargePower.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVSEMaximumDischargePower.Exponent + 128) << 3, 16)
-    s = 8
     if (w.strict and (o.EVSEMaximumDischargePower.Value < -32768 or o.EVSEMaximumDischargePower.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargePower.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMaximumDischargePower.Value)
+    a = (a << 17) | (o.EVSEMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargePower.Value < 0 else 0)
+    k += 17
+    s = 8
+    u = -o.EVSEMaximumDischargePower.Value - 1 if o.EVSEMaximumDischargePower.Value < 0 else o.EVSEMaximumDischargePower.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSEMinimumDischargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMinimumDischargePower', 'required value missing')
     if o.EVSEMinimumDischargePower.Exponent is None:
@@ -7651,11 +11052,24 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumDischargePower.Exponent!r} outside -128..127')
     if o.EVSEMinimumDischargePower.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVSEMinimumDischargePower.Exponent + 128) << 3, 16)
-    s = 9
     if (w.strict and (o.EVSEMinimumDischargePower.Value < -32768 or o.EVSEMinimumDischargePower.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumDischargePower.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMinimumDischargePower.Value)
+    a = (a << 17) | (o.EVSEMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumDischargePower.Value < 0 else 0)
+    k += 17
+    s = 9
+    u = -o.EVSEMinimumDischargePower.Value - 1 if o.EVSEMinimumDischargePower.Value < 0 else o.EVSEMinimumDischargePower.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSEMaximumDischargeCurrent is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMaximumDischargeCurrent', 'required value missing')
     if o.EVSEMaximumDischargeCurrent.Exponent is None:
@@ -7664,11 +11078,24 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargeCurrent.Exponent!r} outside -128..127')
     if o.EVSEMaximumDischargeCurrent.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVSEMaximumDischargeCurrent.Exponent + 128) << 3, 16)
-    s = 10
     if (w.strict and (o.EVSEMaximumDischargeCurrent.Value < -32768 or o.EVSEMaximumDischargeCurrent.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargeCurrent.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMaximumDischargeCurrent.Value)
+    a = (a << 17) | (o.EVSEMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargeCurrent.Value < 0 else 0)
+    k += 17
+    s = 10
+    u = -o.EVSEMaximumDischargeCurrent.Value - 1 if o.EVSEMaximumDischargeCurrent.Value < 0 else o.EVSEMaximumDischargeCurrent.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSEMinimumVoltage is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMinimumVoltage', 'required value missing')
     if o.EVSEMinimumVoltage.Exponent is None:
@@ -7677,14 +11104,32 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
     if o.EVSEMinimumVoltage.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVSEMinimumVoltage.Exponent + 128) << 3, 16)
-    s = 11
     if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMinimumVoltage.Value)
-    w.bits(0x0, 3)
+    a = (a << 17) | (o.EVSEMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMinimumVoltage.Value < 0 else 0)
+    k += 17
+    s = 11
+    u = -o.EVSEMinimumVoltage.Value - 1 if o.EVSEMinimumVoltage.Value < 0 else o.EVSEMinimumVoltage.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
     s = 12
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.BPT_Scheduled_DC_CLReqControlModeType:
     kw: dict[str, Any] = {}
@@ -8461,6 +11906,8 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
     return _iso20_dc.BPT_Scheduled_DC_CLReqControlModeType(EVTargetCurrent=f_EVTargetCurrent, EVTargetVoltage=f_EVTargetVoltage, **kw)
 
 def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.BPT_Scheduled_DC_CLReqControlModeType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.EVTargetEnergyRequest is not None:
         if o.EVTargetEnergyRequest.Exponent is None:
@@ -8469,11 +11916,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
         if o.EVTargetEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3, 16)
         if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVTargetEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0)
+        k += 17
+        u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
         if o.EVMaximumEnergyRequest.Exponent is None:
@@ -8482,11 +11943,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
         if o.EVMaximumEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3 | 0x2000, 16)
         if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVMaximumEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0) | 0x4000
+        k += 17
+        u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
         if o.EVMinimumEnergyRequest.Exponent is None:
@@ -8495,11 +11970,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
         if o.EVMinimumEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3 | 0x4000, 16)
         if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVMinimumEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0) | 0x8000
+        k += 17
+        u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 3
     elif o.EVTargetCurrent is not None:
         if o.EVTargetCurrent.Exponent is None:
@@ -8508,11 +11997,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetCurrent.Exponent!r} outside -128..127')
         if o.EVTargetCurrent.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVTargetCurrent.Exponent + 128) << 3 | 0x6000, 16)
         if (w.strict and (o.EVTargetCurrent.Value < -32768 or o.EVTargetCurrent.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVTargetCurrent.Value!r} outside -32768..32767')
-        w.integer(o.EVTargetCurrent.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVTargetCurrent.Exponent + 128) << 4 | (1 if o.EVTargetCurrent.Value < 0 else 0) | 0xc000
+        k += 17
+        u = -o.EVTargetCurrent.Value - 1 if o.EVTargetCurrent.Value < 0 else o.EVTargetCurrent.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 4
     else:
         raise encode_error('BPT_Scheduled_DC_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
@@ -8524,11 +12027,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
             if o.EVMaximumEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3, 15)
             if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0)
+            k += 16
+            u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
             if o.EVMinimumEnergyRequest.Exponent is None:
@@ -8537,11 +12054,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
             if o.EVMinimumEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3 | 0x2000, 15)
             if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0) | 0x4000
+            k += 16
+            u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 3
         elif o.EVTargetCurrent is not None:
             if o.EVTargetCurrent.Exponent is None:
@@ -8550,11 +12081,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetCurrent.Exponent!r} outside -128..127')
             if o.EVTargetCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVTargetCurrent.Exponent + 128) << 3 | 0x4000, 15)
             if (w.strict and (o.EVTargetCurrent.Value < -32768 or o.EVTargetCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVTargetCurrent.Value!r} outside -32768..32767')
-            w.integer(o.EVTargetCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVTargetCurrent.Exponent + 128) << 4 | (1 if o.EVTargetCurrent.Value < 0 else 0) | 0x8000
+            k += 16
+            u = -o.EVTargetCurrent.Value - 1 if o.EVTargetCurrent.Value < 0 else o.EVTargetCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 4
         else:
             raise encode_error('BPT_Scheduled_DC_CLReqControlModeType', 'missing SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
@@ -8566,11 +12111,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
             if o.EVMinimumEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3, 15)
             if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0)
+            k += 16
+            u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 3
         elif o.EVTargetCurrent is not None:
             if o.EVTargetCurrent.Exponent is None:
@@ -8579,11 +12138,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetCurrent.Exponent!r} outside -128..127')
             if o.EVTargetCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVTargetCurrent.Exponent + 128) << 3 | 0x2000, 15)
             if (w.strict and (o.EVTargetCurrent.Value < -32768 or o.EVTargetCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVTargetCurrent.Value!r} outside -32768..32767')
-            w.integer(o.EVTargetCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVTargetCurrent.Exponent + 128) << 4 | (1 if o.EVTargetCurrent.Value < 0 else 0) | 0x4000
+            k += 16
+            u = -o.EVTargetCurrent.Value - 1 if o.EVTargetCurrent.Value < 0 else o.EVTargetCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 4
         else:
             raise encode_error('BPT_Scheduled_DC_CLReqControlModeType', 'missing SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
@@ -8595,11 +12168,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetCurrent.Exponent!r} outside -128..127')
             if o.EVTargetCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVTargetCurrent.Exponent + 128) << 3, 14)
             if (w.strict and (o.EVTargetCurrent.Value < -32768 or o.EVTargetCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVTargetCurrent.Value!r} outside -32768..32767')
-            w.integer(o.EVTargetCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 15) | (o.EVTargetCurrent.Exponent + 128) << 4 | (1 if o.EVTargetCurrent.Value < 0 else 0)
+            k += 15
+            u = -o.EVTargetCurrent.Value - 1 if o.EVTargetCurrent.Value < 0 else o.EVTargetCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 4
         else:
             raise encode_error('BPT_Scheduled_DC_CLReqControlModeType', 'missing SE(EVTargetCurrent)')
@@ -8611,11 +12198,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetVoltage.Exponent!r} outside -128..127')
     if o.EVTargetVoltage.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVTargetVoltage.Exponent + 128) << 3, 14)
     if (w.strict and (o.EVTargetVoltage.Value < -32768 or o.EVTargetVoltage.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVTargetVoltage.Value!r} outside -32768..32767')
-    w.integer(o.EVTargetVoltage.Value)
-    w.bits(0x0, 2)
+    a = (a << 15) | (o.EVTargetVoltage.Exponent + 128) << 4 | (1 if o.EVTargetVoltage.Value < 0 else 0)
+    k += 15
+    u = -o.EVTargetVoltage.Value - 1 if o.EVTargetVoltage.Value < 0 else o.EVTargetVoltage.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
     s = 5
     if o.EVMaximumChargePower is not None:
         if o.EVMaximumChargePower.Exponent is None:
@@ -8624,11 +12225,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargePower.Exponent!r} outside -128..127')
         if o.EVMaximumChargePower.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMaximumChargePower.Exponent + 128) << 3, 17)
         if (w.strict and (o.EVMaximumChargePower.Value < -32768 or o.EVMaximumChargePower.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargePower.Value!r} outside -32768..32767')
-        w.integer(o.EVMaximumChargePower.Value)
-        w.bits(0x0, 2)
+        a = (a << 18) | (o.EVMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVMaximumChargePower.Value < 0 else 0)
+        k += 18
+        u = -o.EVMaximumChargePower.Value - 1 if o.EVMaximumChargePower.Value < 0 else o.EVMaximumChargePower.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 6
     elif o.EVMinimumChargePower is not None:
         if o.EVMinimumChargePower.Exponent is None:
@@ -8637,11 +12252,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumChargePower.Exponent!r} outside -128..127')
         if o.EVMinimumChargePower.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMinimumChargePower.Exponent + 128) << 3 | 0x2000, 17)
         if (w.strict and (o.EVMinimumChargePower.Value < -32768 or o.EVMinimumChargePower.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMinimumChargePower.Value!r} outside -32768..32767')
-        w.integer(o.EVMinimumChargePower.Value)
-        w.bits(0x0, 2)
+        a = (a << 18) | (o.EVMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVMinimumChargePower.Value < 0 else 0) | 0x4000
+        k += 18
+        u = -o.EVMinimumChargePower.Value - 1 if o.EVMinimumChargePower.Value < 0 else o.EVMinimumChargePower.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 7
     elif o.EVMaximumChargeCurrent is not None:
         if o.EVMaximumChargeCurrent.Exponent is None:
@@ -8650,11 +12279,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargeCurrent.Exponent!r} outside -128..127')
         if o.EVMaximumChargeCurrent.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMaximumChargeCurrent.Exponent + 128) << 3 | 0x4000, 17)
         if (w.strict and (o.EVMaximumChargeCurrent.Value < -32768 or o.EVMaximumChargeCurrent.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargeCurrent.Value!r} outside -32768..32767')
-        w.integer(o.EVMaximumChargeCurrent.Value)
-        w.bits(0x0, 2)
+        a = (a << 18) | (o.EVMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumChargeCurrent.Value < 0 else 0) | 0x8000
+        k += 18
+        u = -o.EVMaximumChargeCurrent.Value - 1 if o.EVMaximumChargeCurrent.Value < 0 else o.EVMaximumChargeCurrent.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 8
     elif o.EVMaximumVoltage is not None:
         if o.EVMaximumVoltage.Exponent is None:
@@ -8663,11 +12306,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
         if o.EVMaximumVoltage.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMaximumVoltage.Exponent + 128) << 3 | 0x6000, 17)
         if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
-        w.integer(o.EVMaximumVoltage.Value)
-        w.bits(0x0, 2)
+        a = (a << 18) | (o.EVMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVMaximumVoltage.Value < 0 else 0) | 0xc000
+        k += 18
+        u = -o.EVMaximumVoltage.Value - 1 if o.EVMaximumVoltage.Value < 0 else o.EVMaximumVoltage.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 9
     elif o.EVMinimumVoltage is not None:
         if o.EVMinimumVoltage.Exponent is None:
@@ -8676,11 +12333,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
         if o.EVMinimumVoltage.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMinimumVoltage.Exponent + 128) << 3 | 0x8000, 17)
         if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
-        w.integer(o.EVMinimumVoltage.Value)
-        w.bits(0x0, 2)
+        a = (a << 18) | (o.EVMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVMinimumVoltage.Value < 0 else 0) | 0x10000
+        k += 18
+        u = -o.EVMinimumVoltage.Value - 1 if o.EVMinimumVoltage.Value < 0 else o.EVMinimumVoltage.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 10
     elif o.EVMaximumDischargePower is not None:
         if o.EVMaximumDischargePower.Exponent is None:
@@ -8689,11 +12360,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargePower.Exponent!r} outside -128..127')
         if o.EVMaximumDischargePower.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMaximumDischargePower.Exponent + 128) << 3 | 0xa000, 17)
         if (w.strict and (o.EVMaximumDischargePower.Value < -32768 or o.EVMaximumDischargePower.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargePower.Value!r} outside -32768..32767')
-        w.integer(o.EVMaximumDischargePower.Value)
-        w.bits(0x0, 2)
+        a = (a << 18) | (o.EVMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVMaximumDischargePower.Value < 0 else 0) | 0x14000
+        k += 18
+        u = -o.EVMaximumDischargePower.Value - 1 if o.EVMaximumDischargePower.Value < 0 else o.EVMaximumDischargePower.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 11
     elif o.EVMinimumDischargePower is not None:
         if o.EVMinimumDischargePower.Exponent is None:
@@ -8702,11 +12387,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumDischargePower.Exponent!r} outside -128..127')
         if o.EVMinimumDischargePower.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMinimumDischargePower.Exponent + 128) << 3 | 0xc000, 17)
         if (w.strict and (o.EVMinimumDischargePower.Value < -32768 or o.EVMinimumDischargePower.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMinimumDischargePower.Value!r} outside -32768..32767')
-        w.integer(o.EVMinimumDischargePower.Value)
-        w.bits(0x0, 2)
+        a = (a << 18) | (o.EVMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVMinimumDischargePower.Value < 0 else 0) | 0x18000
+        k += 18
+        u = -o.EVMinimumDischargePower.Value - 1 if o.EVMinimumDischargePower.Value < 0 else o.EVMinimumDischargePower.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 12
     elif o.EVMaximumDischargeCurrent is not None:
         if o.EVMaximumDischargeCurrent.Exponent is None:
@@ -8715,14 +12414,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargeCurrent.Exponent!r} outside -128..127')
         if o.EVMaximumDischargeCurrent.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMaximumDischargeCurrent.Exponent + 128) << 3 | 0xe000, 17)
         if (w.strict and (o.EVMaximumDischargeCurrent.Value < -32768 or o.EVMaximumDischargeCurrent.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargeCurrent.Value!r} outside -32768..32767')
-        w.integer(o.EVMaximumDischargeCurrent.Value)
-        w.bits(0x0, 2)
+        a = (a << 18) | (o.EVMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumDischargeCurrent.Value < 0 else 0) | 0x1c000
+        k += 18
+        u = -o.EVMaximumDischargeCurrent.Value - 1 if o.EVMaximumDischargeCurrent.Value < 0 else o.EVMaximumDischargeCurrent.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 13
     else:
-        w.bits(0x8, 4)
+        a = (a << 4) | 0x8
+        k += 4
         s = -1
     if s == 6:
         if o.EVMinimumChargePower is not None:
@@ -8732,11 +12446,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumChargePower.Exponent!r} outside -128..127')
             if o.EVMinimumChargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumChargePower.Exponent + 128) << 3, 17)
             if (w.strict and (o.EVMinimumChargePower.Value < -32768 or o.EVMinimumChargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumChargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumChargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 18) | (o.EVMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVMinimumChargePower.Value < 0 else 0)
+            k += 18
+            u = -o.EVMinimumChargePower.Value - 1 if o.EVMinimumChargePower.Value < 0 else o.EVMinimumChargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 7
         elif o.EVMaximumChargeCurrent is not None:
             if o.EVMaximumChargeCurrent.Exponent is None:
@@ -8745,11 +12473,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargeCurrent.Exponent!r} outside -128..127')
             if o.EVMaximumChargeCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumChargeCurrent.Exponent + 128) << 3 | 0x2000, 17)
             if (w.strict and (o.EVMaximumChargeCurrent.Value < -32768 or o.EVMaximumChargeCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargeCurrent.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumChargeCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 18) | (o.EVMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumChargeCurrent.Value < 0 else 0) | 0x4000
+            k += 18
+            u = -o.EVMaximumChargeCurrent.Value - 1 if o.EVMaximumChargeCurrent.Value < 0 else o.EVMaximumChargeCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 8
         elif o.EVMaximumVoltage is not None:
             if o.EVMaximumVoltage.Exponent is None:
@@ -8758,11 +12500,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
             if o.EVMaximumVoltage.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumVoltage.Exponent + 128) << 3 | 0x4000, 17)
             if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumVoltage.Value)
-            w.bits(0x0, 2)
+            a = (a << 18) | (o.EVMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVMaximumVoltage.Value < 0 else 0) | 0x8000
+            k += 18
+            u = -o.EVMaximumVoltage.Value - 1 if o.EVMaximumVoltage.Value < 0 else o.EVMaximumVoltage.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.EVMinimumVoltage is not None:
             if o.EVMinimumVoltage.Exponent is None:
@@ -8771,11 +12527,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
             if o.EVMinimumVoltage.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumVoltage.Exponent + 128) << 3 | 0x6000, 17)
             if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumVoltage.Value)
-            w.bits(0x0, 2)
+            a = (a << 18) | (o.EVMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVMinimumVoltage.Value < 0 else 0) | 0xc000
+            k += 18
+            u = -o.EVMinimumVoltage.Value - 1 if o.EVMinimumVoltage.Value < 0 else o.EVMinimumVoltage.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 10
         elif o.EVMaximumDischargePower is not None:
             if o.EVMaximumDischargePower.Exponent is None:
@@ -8784,11 +12554,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargePower.Exponent!r} outside -128..127')
             if o.EVMaximumDischargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumDischargePower.Exponent + 128) << 3 | 0x8000, 17)
             if (w.strict and (o.EVMaximumDischargePower.Value < -32768 or o.EVMaximumDischargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumDischargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 18) | (o.EVMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVMaximumDischargePower.Value < 0 else 0) | 0x10000
+            k += 18
+            u = -o.EVMaximumDischargePower.Value - 1 if o.EVMaximumDischargePower.Value < 0 else o.EVMaximumDischargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 11
         elif o.EVMinimumDischargePower is not None:
             if o.EVMinimumDischargePower.Exponent is None:
@@ -8797,11 +12581,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumDischargePower.Exponent!r} outside -128..127')
             if o.EVMinimumDischargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumDischargePower.Exponent + 128) << 3 | 0xa000, 17)
             if (w.strict and (o.EVMinimumDischargePower.Value < -32768 or o.EVMinimumDischargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumDischargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumDischargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 18) | (o.EVMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVMinimumDischargePower.Value < 0 else 0) | 0x14000
+            k += 18
+            u = -o.EVMinimumDischargePower.Value - 1 if o.EVMinimumDischargePower.Value < 0 else o.EVMinimumDischargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 12
         elif o.EVMaximumDischargeCurrent is not None:
             if o.EVMaximumDischargeCurrent.Exponent is None:
@@ -8810,14 +12608,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargeCurrent.Exponent!r} outside -128..127')
             if o.EVMaximumDischargeCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumDischargeCurrent.Exponent + 128) << 3 | 0xc000, 17)
             if (w.strict and (o.EVMaximumDischargeCurrent.Value < -32768 or o.EVMaximumDischargeCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargeCurrent.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumDischargeCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 18) | (o.EVMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumDischargeCurrent.Value < 0 else 0) | 0x18000
+            k += 18
+            u = -o.EVMaximumDischargeCurrent.Value - 1 if o.EVMaximumDischargeCurrent.Value < 0 else o.EVMaximumDischargeCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 13
         else:
-            w.bits(0x7, 4)
+            a = (a << 4) | 0x7
+            k += 4
             s = -1
     if s == 7:
         if o.EVMaximumChargeCurrent is not None:
@@ -8827,11 +12640,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargeCurrent.Exponent!r} outside -128..127')
             if o.EVMaximumChargeCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumChargeCurrent.Exponent + 128) << 3, 16)
             if (w.strict and (o.EVMaximumChargeCurrent.Value < -32768 or o.EVMaximumChargeCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargeCurrent.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumChargeCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumChargeCurrent.Value < 0 else 0)
+            k += 17
+            u = -o.EVMaximumChargeCurrent.Value - 1 if o.EVMaximumChargeCurrent.Value < 0 else o.EVMaximumChargeCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 8
         elif o.EVMaximumVoltage is not None:
             if o.EVMaximumVoltage.Exponent is None:
@@ -8840,11 +12667,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
             if o.EVMaximumVoltage.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumVoltage.Exponent + 128) << 3 | 0x2000, 16)
             if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumVoltage.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVMaximumVoltage.Value < 0 else 0) | 0x4000
+            k += 17
+            u = -o.EVMaximumVoltage.Value - 1 if o.EVMaximumVoltage.Value < 0 else o.EVMaximumVoltage.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.EVMinimumVoltage is not None:
             if o.EVMinimumVoltage.Exponent is None:
@@ -8853,11 +12694,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
             if o.EVMinimumVoltage.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumVoltage.Exponent + 128) << 3 | 0x4000, 16)
             if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumVoltage.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVMinimumVoltage.Value < 0 else 0) | 0x8000
+            k += 17
+            u = -o.EVMinimumVoltage.Value - 1 if o.EVMinimumVoltage.Value < 0 else o.EVMinimumVoltage.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 10
         elif o.EVMaximumDischargePower is not None:
             if o.EVMaximumDischargePower.Exponent is None:
@@ -8866,11 +12721,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargePower.Exponent!r} outside -128..127')
             if o.EVMaximumDischargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumDischargePower.Exponent + 128) << 3 | 0x6000, 16)
             if (w.strict and (o.EVMaximumDischargePower.Value < -32768 or o.EVMaximumDischargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumDischargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVMaximumDischargePower.Value < 0 else 0) | 0xc000
+            k += 17
+            u = -o.EVMaximumDischargePower.Value - 1 if o.EVMaximumDischargePower.Value < 0 else o.EVMaximumDischargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 11
         elif o.EVMinimumDischargePower is not None:
             if o.EVMinimumDischargePower.Exponent is None:
@@ -8879,11 +12748,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumDischargePower.Exponent!r} outside -128..127')
             if o.EVMinimumDischargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumDischargePower.Exponent + 128) << 3 | 0x8000, 16)
             if (w.strict and (o.EVMinimumDischargePower.Value < -32768 or o.EVMinimumDischargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumDischargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumDischargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVMinimumDischargePower.Value < 0 else 0) | 0x10000
+            k += 17
+            u = -o.EVMinimumDischargePower.Value - 1 if o.EVMinimumDischargePower.Value < 0 else o.EVMinimumDischargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 12
         elif o.EVMaximumDischargeCurrent is not None:
             if o.EVMaximumDischargeCurrent.Exponent is None:
@@ -8892,14 +12775,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargeCurrent.Exponent!r} outside -128..127')
             if o.EVMaximumDischargeCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumDischargeCurrent.Exponent + 128) << 3 | 0xa000, 16)
             if (w.strict and (o.EVMaximumDischargeCurrent.Value < -32768 or o.EVMaximumDischargeCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargeCurrent.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumDischargeCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumDischargeCurrent.Value < 0 else 0) | 0x14000
+            k += 17
+            u = -o.EVMaximumDischargeCurrent.Value - 1 if o.EVMaximumDischargeCurrent.Value < 0 else o.EVMaximumDischargeCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 13
         else:
-            w.bits(0x6, 3)
+            a = (a << 3) | 0x6
+            k += 3
             s = -1
     if s == 8:
         if o.EVMaximumVoltage is not None:
@@ -8909,11 +12807,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
             if o.EVMaximumVoltage.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumVoltage.Exponent + 128) << 3, 16)
             if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumVoltage.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVMaximumVoltage.Value < 0 else 0)
+            k += 17
+            u = -o.EVMaximumVoltage.Value - 1 if o.EVMaximumVoltage.Value < 0 else o.EVMaximumVoltage.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.EVMinimumVoltage is not None:
             if o.EVMinimumVoltage.Exponent is None:
@@ -8922,11 +12834,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
             if o.EVMinimumVoltage.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumVoltage.Exponent + 128) << 3 | 0x2000, 16)
             if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumVoltage.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVMinimumVoltage.Value < 0 else 0) | 0x4000
+            k += 17
+            u = -o.EVMinimumVoltage.Value - 1 if o.EVMinimumVoltage.Value < 0 else o.EVMinimumVoltage.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 10
         elif o.EVMaximumDischargePower is not None:
             if o.EVMaximumDischargePower.Exponent is None:
@@ -8935,11 +12861,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargePower.Exponent!r} outside -128..127')
             if o.EVMaximumDischargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumDischargePower.Exponent + 128) << 3 | 0x4000, 16)
             if (w.strict and (o.EVMaximumDischargePower.Value < -32768 or o.EVMaximumDischargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumDischargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVMaximumDischargePower.Value < 0 else 0) | 0x8000
+            k += 17
+            u = -o.EVMaximumDischargePower.Value - 1 if o.EVMaximumDischargePower.Value < 0 else o.EVMaximumDischargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 11
         elif o.EVMinimumDischargePower is not None:
             if o.EVMinimumDischargePower.Exponent is None:
@@ -8948,11 +12888,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumDischargePower.Exponent!r} outside -128..127')
             if o.EVMinimumDischargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumDischargePower.Exponent + 128) << 3 | 0x6000, 16)
             if (w.strict and (o.EVMinimumDischargePower.Value < -32768 or o.EVMinimumDischargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumDischargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumDischargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVMinimumDischargePower.Value < 0 else 0) | 0xc000
+            k += 17
+            u = -o.EVMinimumDischargePower.Value - 1 if o.EVMinimumDischargePower.Value < 0 else o.EVMinimumDischargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 12
         elif o.EVMaximumDischargeCurrent is not None:
             if o.EVMaximumDischargeCurrent.Exponent is None:
@@ -8961,14 +12915,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargeCurrent.Exponent!r} outside -128..127')
             if o.EVMaximumDischargeCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumDischargeCurrent.Exponent + 128) << 3 | 0x8000, 16)
             if (w.strict and (o.EVMaximumDischargeCurrent.Value < -32768 or o.EVMaximumDischargeCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargeCurrent.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumDischargeCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumDischargeCurrent.Value < 0 else 0) | 0x10000
+            k += 17
+            u = -o.EVMaximumDischargeCurrent.Value - 1 if o.EVMaximumDischargeCurrent.Value < 0 else o.EVMaximumDischargeCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 13
         else:
-            w.bits(0x5, 3)
+            a = (a << 3) | 0x5
+            k += 3
             s = -1
     if s == 9:
         if o.EVMinimumVoltage is not None:
@@ -8978,11 +12947,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
             if o.EVMinimumVoltage.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumVoltage.Exponent + 128) << 3, 16)
             if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumVoltage.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVMinimumVoltage.Value < 0 else 0)
+            k += 17
+            u = -o.EVMinimumVoltage.Value - 1 if o.EVMinimumVoltage.Value < 0 else o.EVMinimumVoltage.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 10
         elif o.EVMaximumDischargePower is not None:
             if o.EVMaximumDischargePower.Exponent is None:
@@ -8991,11 +12974,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargePower.Exponent!r} outside -128..127')
             if o.EVMaximumDischargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumDischargePower.Exponent + 128) << 3 | 0x2000, 16)
             if (w.strict and (o.EVMaximumDischargePower.Value < -32768 or o.EVMaximumDischargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumDischargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVMaximumDischargePower.Value < 0 else 0) | 0x4000
+            k += 17
+            u = -o.EVMaximumDischargePower.Value - 1 if o.EVMaximumDischargePower.Value < 0 else o.EVMaximumDischargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 11
         elif o.EVMinimumDischargePower is not None:
             if o.EVMinimumDischargePower.Exponent is None:
@@ -9004,11 +13001,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumDischargePower.Exponent!r} outside -128..127')
             if o.EVMinimumDischargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumDischargePower.Exponent + 128) << 3 | 0x4000, 16)
             if (w.strict and (o.EVMinimumDischargePower.Value < -32768 or o.EVMinimumDischargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumDischargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumDischargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVMinimumDischargePower.Value < 0 else 0) | 0x8000
+            k += 17
+            u = -o.EVMinimumDischargePower.Value - 1 if o.EVMinimumDischargePower.Value < 0 else o.EVMinimumDischargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 12
         elif o.EVMaximumDischargeCurrent is not None:
             if o.EVMaximumDischargeCurrent.Exponent is None:
@@ -9017,14 +13028,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargeCurrent.Exponent!r} outside -128..127')
             if o.EVMaximumDischargeCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumDischargeCurrent.Exponent + 128) << 3 | 0x6000, 16)
             if (w.strict and (o.EVMaximumDischargeCurrent.Value < -32768 or o.EVMaximumDischargeCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargeCurrent.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumDischargeCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumDischargeCurrent.Value < 0 else 0) | 0xc000
+            k += 17
+            u = -o.EVMaximumDischargeCurrent.Value - 1 if o.EVMaximumDischargeCurrent.Value < 0 else o.EVMaximumDischargeCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 13
         else:
-            w.bits(0x4, 3)
+            a = (a << 3) | 0x4
+            k += 3
             s = -1
     if s == 10:
         if o.EVMaximumDischargePower is not None:
@@ -9034,11 +13060,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargePower.Exponent!r} outside -128..127')
             if o.EVMaximumDischargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumDischargePower.Exponent + 128) << 3, 16)
             if (w.strict and (o.EVMaximumDischargePower.Value < -32768 or o.EVMaximumDischargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumDischargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVMaximumDischargePower.Value < 0 else 0)
+            k += 17
+            u = -o.EVMaximumDischargePower.Value - 1 if o.EVMaximumDischargePower.Value < 0 else o.EVMaximumDischargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 11
         elif o.EVMinimumDischargePower is not None:
             if o.EVMinimumDischargePower.Exponent is None:
@@ -9047,11 +13087,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumDischargePower.Exponent!r} outside -128..127')
             if o.EVMinimumDischargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumDischargePower.Exponent + 128) << 3 | 0x2000, 16)
             if (w.strict and (o.EVMinimumDischargePower.Value < -32768 or o.EVMinimumDischargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumDischargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumDischargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVMinimumDischargePower.Value < 0 else 0) | 0x4000
+            k += 17
+            u = -o.EVMinimumDischargePower.Value - 1 if o.EVMinimumDischargePower.Value < 0 else o.EVMinimumDischargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 12
         elif o.EVMaximumDischargeCurrent is not None:
             if o.EVMaximumDischargeCurrent.Exponent is None:
@@ -9060,14 +13114,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargeCurrent.Exponent!r} outside -128..127')
             if o.EVMaximumDischargeCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumDischargeCurrent.Exponent + 128) << 3 | 0x4000, 16)
             if (w.strict and (o.EVMaximumDischargeCurrent.Value < -32768 or o.EVMaximumDischargeCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargeCurrent.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumDischargeCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumDischargeCurrent.Value < 0 else 0) | 0x8000
+            k += 17
+            u = -o.EVMaximumDischargeCurrent.Value - 1 if o.EVMaximumDischargeCurrent.Value < 0 else o.EVMaximumDischargeCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 13
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 11:
         if o.EVMinimumDischargePower is not None:
@@ -9077,11 +13146,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumDischargePower.Exponent!r} outside -128..127')
             if o.EVMinimumDischargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumDischargePower.Exponent + 128) << 3, 15)
             if (w.strict and (o.EVMinimumDischargePower.Value < -32768 or o.EVMinimumDischargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumDischargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumDischargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVMinimumDischargePower.Value < 0 else 0)
+            k += 16
+            u = -o.EVMinimumDischargePower.Value - 1 if o.EVMinimumDischargePower.Value < 0 else o.EVMinimumDischargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 12
         elif o.EVMaximumDischargeCurrent is not None:
             if o.EVMaximumDischargeCurrent.Exponent is None:
@@ -9090,14 +13173,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargeCurrent.Exponent!r} outside -128..127')
             if o.EVMaximumDischargeCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumDischargeCurrent.Exponent + 128) << 3 | 0x2000, 15)
             if (w.strict and (o.EVMaximumDischargeCurrent.Value < -32768 or o.EVMaximumDischargeCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargeCurrent.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumDischargeCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumDischargeCurrent.Value < 0 else 0) | 0x4000
+            k += 16
+            u = -o.EVMaximumDischargeCurrent.Value - 1 if o.EVMaximumDischargeCurrent.Value < 0 else o.EVMaximumDischargeCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 13
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 12:
         if o.EVMaximumDischargeCurrent is not None:
@@ -9107,19 +13205,39 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargeCurrent.Exponent!r} outside -128..127')
             if o.EVMaximumDischargeCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumDischargeCurrent.Exponent + 128) << 3, 15)
             if (w.strict and (o.EVMaximumDischargeCurrent.Value < -32768 or o.EVMaximumDischargeCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargeCurrent.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumDischargeCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumDischargeCurrent.Value < 0 else 0)
+            k += 16
+            u = -o.EVMaximumDischargeCurrent.Value - 1 if o.EVMaximumDischargeCurrent.Value < 0 else o.EVMaximumDischargeCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 13
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 13:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.BPT_Scheduled_DC_CLResControlModeType:
     f_EVSEMaximumChargePower: _iso20_common_types.RationalNumberType | None = None
@@ -9726,6 +13844,8 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
     return _iso20_dc.BPT_Scheduled_DC_CLResControlModeType(EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMaximumChargeCurrent=f_EVSEMaximumChargeCurrent, EVSEMaximumVoltage=f_EVSEMaximumVoltage, EVSEMaximumDischargePower=f_EVSEMaximumDischargePower, EVSEMinimumDischargePower=f_EVSEMinimumDischargePower, EVSEMaximumDischargeCurrent=f_EVSEMaximumDischargeCurrent, EVSEMinimumVoltage=f_EVSEMinimumVoltage)
 
 def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.BPT_Scheduled_DC_CLResControlModeType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.EVSEMaximumChargePower is not None:
         if o.EVSEMaximumChargePower.Exponent is None:
@@ -9734,11 +13854,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
         if o.EVSEMaximumChargePower.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVSEMaximumChargePower.Exponent + 128) << 3, 17)
         if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
-        w.integer(o.EVSEMaximumChargePower.Value)
-        w.bits(0x0, 2)
+        a = (a << 18) | (o.EVSEMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargePower.Value < 0 else 0)
+        k += 18
+        u = -o.EVSEMaximumChargePower.Value - 1 if o.EVSEMaximumChargePower.Value < 0 else o.EVSEMaximumChargePower.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 1
     elif o.EVSEMinimumChargePower is not None:
         if o.EVSEMinimumChargePower.Exponent is None:
@@ -9747,11 +13881,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumChargePower.Exponent!r} outside -128..127')
         if o.EVSEMinimumChargePower.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVSEMinimumChargePower.Exponent + 128) << 3 | 0x2000, 17)
         if (w.strict and (o.EVSEMinimumChargePower.Value < -32768 or o.EVSEMinimumChargePower.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumChargePower.Value!r} outside -32768..32767')
-        w.integer(o.EVSEMinimumChargePower.Value)
-        w.bits(0x0, 2)
+        a = (a << 18) | (o.EVSEMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumChargePower.Value < 0 else 0) | 0x4000
+        k += 18
+        u = -o.EVSEMinimumChargePower.Value - 1 if o.EVSEMinimumChargePower.Value < 0 else o.EVSEMinimumChargePower.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 2
     elif o.EVSEMaximumChargeCurrent is not None:
         if o.EVSEMaximumChargeCurrent.Exponent is None:
@@ -9760,11 +13908,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargeCurrent.Exponent!r} outside -128..127')
         if o.EVSEMaximumChargeCurrent.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVSEMaximumChargeCurrent.Exponent + 128) << 3 | 0x4000, 17)
         if (w.strict and (o.EVSEMaximumChargeCurrent.Value < -32768 or o.EVSEMaximumChargeCurrent.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargeCurrent.Value!r} outside -32768..32767')
-        w.integer(o.EVSEMaximumChargeCurrent.Value)
-        w.bits(0x0, 2)
+        a = (a << 18) | (o.EVSEMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargeCurrent.Value < 0 else 0) | 0x8000
+        k += 18
+        u = -o.EVSEMaximumChargeCurrent.Value - 1 if o.EVSEMaximumChargeCurrent.Value < 0 else o.EVSEMaximumChargeCurrent.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 3
     elif o.EVSEMaximumVoltage is not None:
         if o.EVSEMaximumVoltage.Exponent is None:
@@ -9773,11 +13935,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
         if o.EVSEMaximumVoltage.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVSEMaximumVoltage.Exponent + 128) << 3 | 0x6000, 17)
         if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
-        w.integer(o.EVSEMaximumVoltage.Value)
-        w.bits(0x0, 2)
+        a = (a << 18) | (o.EVSEMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMaximumVoltage.Value < 0 else 0) | 0xc000
+        k += 18
+        u = -o.EVSEMaximumVoltage.Value - 1 if o.EVSEMaximumVoltage.Value < 0 else o.EVSEMaximumVoltage.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 4
     elif o.EVSEMaximumDischargePower is not None:
         if o.EVSEMaximumDischargePower.Exponent is None:
@@ -9786,11 +13962,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargePower.Exponent!r} outside -128..127')
         if o.EVSEMaximumDischargePower.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVSEMaximumDischargePower.Exponent + 128) << 3 | 0x8000, 17)
         if (w.strict and (o.EVSEMaximumDischargePower.Value < -32768 or o.EVSEMaximumDischargePower.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargePower.Value!r} outside -32768..32767')
-        w.integer(o.EVSEMaximumDischargePower.Value)
-        w.bits(0x0, 2)
+        a = (a << 18) | (o.EVSEMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargePower.Value < 0 else 0) | 0x10000
+        k += 18
+        u = -o.EVSEMaximumDischargePower.Value - 1 if o.EVSEMaximumDischargePower.Value < 0 else o.EVSEMaximumDischargePower.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 5
     elif o.EVSEMinimumDischargePower is not None:
         if o.EVSEMinimumDischargePower.Exponent is None:
@@ -9799,11 +13989,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumDischargePower.Exponent!r} outside -128..127')
         if o.EVSEMinimumDischargePower.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVSEMinimumDischargePower.Exponent + 128) << 3 | 0xa000, 17)
         if (w.strict and (o.EVSEMinimumDischargePower.Value < -32768 or o.EVSEMinimumDischargePower.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumDischargePower.Value!r} outside -32768..32767')
-        w.integer(o.EVSEMinimumDischargePower.Value)
-        w.bits(0x0, 2)
+        a = (a << 18) | (o.EVSEMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumDischargePower.Value < 0 else 0) | 0x14000
+        k += 18
+        u = -o.EVSEMinimumDischargePower.Value - 1 if o.EVSEMinimumDischargePower.Value < 0 else o.EVSEMinimumDischargePower.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 6
     elif o.EVSEMaximumDischargeCurrent is not None:
         if o.EVSEMaximumDischargeCurrent.Exponent is None:
@@ -9812,11 +14016,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargeCurrent.Exponent!r} outside -128..127')
         if o.EVSEMaximumDischargeCurrent.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVSEMaximumDischargeCurrent.Exponent + 128) << 3 | 0xc000, 17)
         if (w.strict and (o.EVSEMaximumDischargeCurrent.Value < -32768 or o.EVSEMaximumDischargeCurrent.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargeCurrent.Value!r} outside -32768..32767')
-        w.integer(o.EVSEMaximumDischargeCurrent.Value)
-        w.bits(0x0, 2)
+        a = (a << 18) | (o.EVSEMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargeCurrent.Value < 0 else 0) | 0x18000
+        k += 18
+        u = -o.EVSEMaximumDischargeCurrent.Value - 1 if o.EVSEMaximumDischargeCurrent.Value < 0 else o.EVSEMaximumDischargeCurrent.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 7
     elif o.EVSEMinimumVoltage is not None:
         if o.EVSEMinimumVoltage.Exponent is None:
@@ -9825,14 +14043,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
         if o.EVSEMinimumVoltage.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVSEMinimumVoltage.Exponent + 128) << 3 | 0xe000, 17)
         if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
-        w.integer(o.EVSEMinimumVoltage.Value)
-        w.bits(0x0, 2)
+        a = (a << 18) | (o.EVSEMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMinimumVoltage.Value < 0 else 0) | 0x1c000
+        k += 18
+        u = -o.EVSEMinimumVoltage.Value - 1 if o.EVSEMinimumVoltage.Value < 0 else o.EVSEMinimumVoltage.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 8
     else:
-        w.bits(0x8, 4)
+        a = (a << 4) | 0x8
+        k += 4
         s = -1
     if s == 1:
         if o.EVSEMinimumChargePower is not None:
@@ -9842,11 +14075,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumChargePower.Exponent!r} outside -128..127')
             if o.EVSEMinimumChargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMinimumChargePower.Exponent + 128) << 3, 17)
             if (w.strict and (o.EVSEMinimumChargePower.Value < -32768 or o.EVSEMinimumChargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumChargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMinimumChargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 18) | (o.EVSEMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumChargePower.Value < 0 else 0)
+            k += 18
+            u = -o.EVSEMinimumChargePower.Value - 1 if o.EVSEMinimumChargePower.Value < 0 else o.EVSEMinimumChargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 2
         elif o.EVSEMaximumChargeCurrent is not None:
             if o.EVSEMaximumChargeCurrent.Exponent is None:
@@ -9855,11 +14102,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargeCurrent.Exponent!r} outside -128..127')
             if o.EVSEMaximumChargeCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumChargeCurrent.Exponent + 128) << 3 | 0x2000, 17)
             if (w.strict and (o.EVSEMaximumChargeCurrent.Value < -32768 or o.EVSEMaximumChargeCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargeCurrent.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumChargeCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 18) | (o.EVSEMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargeCurrent.Value < 0 else 0) | 0x4000
+            k += 18
+            u = -o.EVSEMaximumChargeCurrent.Value - 1 if o.EVSEMaximumChargeCurrent.Value < 0 else o.EVSEMaximumChargeCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 3
         elif o.EVSEMaximumVoltage is not None:
             if o.EVSEMaximumVoltage.Exponent is None:
@@ -9868,11 +14129,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
             if o.EVSEMaximumVoltage.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumVoltage.Exponent + 128) << 3 | 0x4000, 17)
             if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumVoltage.Value)
-            w.bits(0x0, 2)
+            a = (a << 18) | (o.EVSEMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMaximumVoltage.Value < 0 else 0) | 0x8000
+            k += 18
+            u = -o.EVSEMaximumVoltage.Value - 1 if o.EVSEMaximumVoltage.Value < 0 else o.EVSEMaximumVoltage.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 4
         elif o.EVSEMaximumDischargePower is not None:
             if o.EVSEMaximumDischargePower.Exponent is None:
@@ -9881,11 +14156,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargePower.Exponent!r} outside -128..127')
             if o.EVSEMaximumDischargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumDischargePower.Exponent + 128) << 3 | 0x6000, 17)
             if (w.strict and (o.EVSEMaximumDischargePower.Value < -32768 or o.EVSEMaximumDischargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumDischargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 18) | (o.EVSEMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargePower.Value < 0 else 0) | 0xc000
+            k += 18
+            u = -o.EVSEMaximumDischargePower.Value - 1 if o.EVSEMaximumDischargePower.Value < 0 else o.EVSEMaximumDischargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 5
         elif o.EVSEMinimumDischargePower is not None:
             if o.EVSEMinimumDischargePower.Exponent is None:
@@ -9894,11 +14183,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumDischargePower.Exponent!r} outside -128..127')
             if o.EVSEMinimumDischargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMinimumDischargePower.Exponent + 128) << 3 | 0x8000, 17)
             if (w.strict and (o.EVSEMinimumDischargePower.Value < -32768 or o.EVSEMinimumDischargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumDischargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMinimumDischargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 18) | (o.EVSEMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumDischargePower.Value < 0 else 0) | 0x10000
+            k += 18
+            u = -o.EVSEMinimumDischargePower.Value - 1 if o.EVSEMinimumDischargePower.Value < 0 else o.EVSEMinimumDischargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 6
         elif o.EVSEMaximumDischargeCurrent is not None:
             if o.EVSEMaximumDischargeCurrent.Exponent is None:
@@ -9907,11 +14210,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargeCurrent.Exponent!r} outside -128..127')
             if o.EVSEMaximumDischargeCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumDischargeCurrent.Exponent + 128) << 3 | 0xa000, 17)
             if (w.strict and (o.EVSEMaximumDischargeCurrent.Value < -32768 or o.EVSEMaximumDischargeCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargeCurrent.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumDischargeCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 18) | (o.EVSEMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargeCurrent.Value < 0 else 0) | 0x14000
+            k += 18
+            u = -o.EVSEMaximumDischargeCurrent.Value - 1 if o.EVSEMaximumDischargeCurrent.Value < 0 else o.EVSEMaximumDischargeCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 7
         elif o.EVSEMinimumVoltage is not None:
             if o.EVSEMinimumVoltage.Exponent is None:
@@ -9920,14 +14237,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
             if o.EVSEMinimumVoltage.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMinimumVoltage.Exponent + 128) << 3 | 0xc000, 17)
             if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMinimumVoltage.Value)
-            w.bits(0x0, 2)
+            a = (a << 18) | (o.EVSEMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMinimumVoltage.Value < 0 else 0) | 0x18000
+            k += 18
+            u = -o.EVSEMinimumVoltage.Value - 1 if o.EVSEMinimumVoltage.Value < 0 else o.EVSEMinimumVoltage.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 8
         else:
-            w.bits(0x7, 4)
+            a = (a << 4) | 0x7
+            k += 4
             s = -1
     if s == 2:
         if o.EVSEMaximumChargeCurrent is not None:
@@ -9937,11 +14269,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargeCurrent.Exponent!r} outside -128..127')
             if o.EVSEMaximumChargeCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumChargeCurrent.Exponent + 128) << 3, 16)
             if (w.strict and (o.EVSEMaximumChargeCurrent.Value < -32768 or o.EVSEMaximumChargeCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargeCurrent.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumChargeCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVSEMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargeCurrent.Value < 0 else 0)
+            k += 17
+            u = -o.EVSEMaximumChargeCurrent.Value - 1 if o.EVSEMaximumChargeCurrent.Value < 0 else o.EVSEMaximumChargeCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 3
         elif o.EVSEMaximumVoltage is not None:
             if o.EVSEMaximumVoltage.Exponent is None:
@@ -9950,11 +14296,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
             if o.EVSEMaximumVoltage.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumVoltage.Exponent + 128) << 3 | 0x2000, 16)
             if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumVoltage.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVSEMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMaximumVoltage.Value < 0 else 0) | 0x4000
+            k += 17
+            u = -o.EVSEMaximumVoltage.Value - 1 if o.EVSEMaximumVoltage.Value < 0 else o.EVSEMaximumVoltage.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 4
         elif o.EVSEMaximumDischargePower is not None:
             if o.EVSEMaximumDischargePower.Exponent is None:
@@ -9963,11 +14323,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargePower.Exponent!r} outside -128..127')
             if o.EVSEMaximumDischargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumDischargePower.Exponent + 128) << 3 | 0x4000, 16)
             if (w.strict and (o.EVSEMaximumDischargePower.Value < -32768 or o.EVSEMaximumDischargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumDischargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVSEMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargePower.Value < 0 else 0) | 0x8000
+            k += 17
+            u = -o.EVSEMaximumDischargePower.Value - 1 if o.EVSEMaximumDischargePower.Value < 0 else o.EVSEMaximumDischargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 5
         elif o.EVSEMinimumDischargePower is not None:
             if o.EVSEMinimumDischargePower.Exponent is None:
@@ -9976,11 +14350,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumDischargePower.Exponent!r} outside -128..127')
             if o.EVSEMinimumDischargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMinimumDischargePower.Exponent + 128) << 3 | 0x6000, 16)
             if (w.strict and (o.EVSEMinimumDischargePower.Value < -32768 or o.EVSEMinimumDischargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumDischargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMinimumDischargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVSEMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumDischargePower.Value < 0 else 0) | 0xc000
+            k += 17
+            u = -o.EVSEMinimumDischargePower.Value - 1 if o.EVSEMinimumDischargePower.Value < 0 else o.EVSEMinimumDischargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 6
         elif o.EVSEMaximumDischargeCurrent is not None:
             if o.EVSEMaximumDischargeCurrent.Exponent is None:
@@ -9989,11 +14377,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargeCurrent.Exponent!r} outside -128..127')
             if o.EVSEMaximumDischargeCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumDischargeCurrent.Exponent + 128) << 3 | 0x8000, 16)
             if (w.strict and (o.EVSEMaximumDischargeCurrent.Value < -32768 or o.EVSEMaximumDischargeCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargeCurrent.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumDischargeCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVSEMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargeCurrent.Value < 0 else 0) | 0x10000
+            k += 17
+            u = -o.EVSEMaximumDischargeCurrent.Value - 1 if o.EVSEMaximumDischargeCurrent.Value < 0 else o.EVSEMaximumDischargeCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 7
         elif o.EVSEMinimumVoltage is not None:
             if o.EVSEMinimumVoltage.Exponent is None:
@@ -10002,14 +14404,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
             if o.EVSEMinimumVoltage.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMinimumVoltage.Exponent + 128) << 3 | 0xa000, 16)
             if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMinimumVoltage.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVSEMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMinimumVoltage.Value < 0 else 0) | 0x14000
+            k += 17
+            u = -o.EVSEMinimumVoltage.Value - 1 if o.EVSEMinimumVoltage.Value < 0 else o.EVSEMinimumVoltage.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 8
         else:
-            w.bits(0x6, 3)
+            a = (a << 3) | 0x6
+            k += 3
             s = -1
     if s == 3:
         if o.EVSEMaximumVoltage is not None:
@@ -10019,11 +14436,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
             if o.EVSEMaximumVoltage.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumVoltage.Exponent + 128) << 3, 16)
             if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumVoltage.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVSEMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMaximumVoltage.Value < 0 else 0)
+            k += 17
+            u = -o.EVSEMaximumVoltage.Value - 1 if o.EVSEMaximumVoltage.Value < 0 else o.EVSEMaximumVoltage.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 4
         elif o.EVSEMaximumDischargePower is not None:
             if o.EVSEMaximumDischargePower.Exponent is None:
@@ -10032,11 +14463,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargePower.Exponent!r} outside -128..127')
             if o.EVSEMaximumDischargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumDischargePower.Exponent + 128) << 3 | 0x2000, 16)
             if (w.strict and (o.EVSEMaximumDischargePower.Value < -32768 or o.EVSEMaximumDischargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumDischargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVSEMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargePower.Value < 0 else 0) | 0x4000
+            k += 17
+            u = -o.EVSEMaximumDischargePower.Value - 1 if o.EVSEMaximumDischargePower.Value < 0 else o.EVSEMaximumDischargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 5
         elif o.EVSEMinimumDischargePower is not None:
             if o.EVSEMinimumDischargePower.Exponent is None:
@@ -10045,11 +14490,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumDischargePower.Exponent!r} outside -128..127')
             if o.EVSEMinimumDischargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMinimumDischargePower.Exponent + 128) << 3 | 0x4000, 16)
             if (w.strict and (o.EVSEMinimumDischargePower.Value < -32768 or o.EVSEMinimumDischargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumDischargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMinimumDischargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVSEMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumDischargePower.Value < 0 else 0) | 0x8000
+            k += 17
+            u = -o.EVSEMinimumDischargePower.Value - 1 if o.EVSEMinimumDischargePower.Value < 0 else o.EVSEMinimumDischargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 6
         elif o.EVSEMaximumDischargeCurrent is not None:
             if o.EVSEMaximumDischargeCurrent.Exponent is None:
@@ -10058,11 +14517,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargeCurrent.Exponent!r} outside -128..127')
             if o.EVSEMaximumDischargeCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumDischargeCurrent.Exponent + 128) << 3 | 0x6000, 16)
             if (w.strict and (o.EVSEMaximumDischargeCurrent.Value < -32768 or o.EVSEMaximumDischargeCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargeCurrent.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumDischargeCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVSEMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargeCurrent.Value < 0 else 0) | 0xc000
+            k += 17
+            u = -o.EVSEMaximumDischargeCurrent.Value - 1 if o.EVSEMaximumDischargeCurrent.Value < 0 else o.EVSEMaximumDischargeCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 7
         elif o.EVSEMinimumVoltage is not None:
             if o.EVSEMinimumVoltage.Exponent is None:
@@ -10071,14 +14544,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
             if o.EVSEMinimumVoltage.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMinimumVoltage.Exponent + 128) << 3 | 0x8000, 16)
             if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMinimumVoltage.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVSEMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMinimumVoltage.Value < 0 else 0) | 0x10000
+            k += 17
+            u = -o.EVSEMinimumVoltage.Value - 1 if o.EVSEMinimumVoltage.Value < 0 else o.EVSEMinimumVoltage.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 8
         else:
-            w.bits(0x5, 3)
+            a = (a << 3) | 0x5
+            k += 3
             s = -1
     if s == 4:
         if o.EVSEMaximumDischargePower is not None:
@@ -10088,11 +14576,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargePower.Exponent!r} outside -128..127')
             if o.EVSEMaximumDischargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumDischargePower.Exponent + 128) << 3, 16)
             if (w.strict and (o.EVSEMaximumDischargePower.Value < -32768 or o.EVSEMaximumDischargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumDischargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVSEMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargePower.Value < 0 else 0)
+            k += 17
+            u = -o.EVSEMaximumDischargePower.Value - 1 if o.EVSEMaximumDischargePower.Value < 0 else o.EVSEMaximumDischargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 5
         elif o.EVSEMinimumDischargePower is not None:
             if o.EVSEMinimumDischargePower.Exponent is None:
@@ -10101,11 +14603,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumDischargePower.Exponent!r} outside -128..127')
             if o.EVSEMinimumDischargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMinimumDischargePower.Exponent + 128) << 3 | 0x2000, 16)
             if (w.strict and (o.EVSEMinimumDischargePower.Value < -32768 or o.EVSEMinimumDischargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumDischargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMinimumDischargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVSEMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumDischargePower.Value < 0 else 0) | 0x4000
+            k += 17
+            u = -o.EVSEMinimumDischargePower.Value - 1 if o.EVSEMinimumDischargePower.Value < 0 else o.EVSEMinimumDischargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 6
         elif o.EVSEMaximumDischargeCurrent is not None:
             if o.EVSEMaximumDischargeCurrent.Exponent is None:
@@ -10114,11 +14630,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargeCurrent.Exponent!r} outside -128..127')
             if o.EVSEMaximumDischargeCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumDischargeCurrent.Exponent + 128) << 3 | 0x4000, 16)
             if (w.strict and (o.EVSEMaximumDischargeCurrent.Value < -32768 or o.EVSEMaximumDischargeCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargeCurrent.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumDischargeCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVSEMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargeCurrent.Value < 0 else 0) | 0x8000
+            k += 17
+            u = -o.EVSEMaximumDischargeCurrent.Value - 1 if o.EVSEMaximumDischargeCurrent.Value < 0 else o.EVSEMaximumDischargeCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 7
         elif o.EVSEMinimumVoltage is not None:
             if o.EVSEMinimumVoltage.Exponent is None:
@@ -10127,14 +14657,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
             if o.EVSEMinimumVoltage.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMinimumVoltage.Exponent + 128) << 3 | 0x6000, 16)
             if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMinimumVoltage.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVSEMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMinimumVoltage.Value < 0 else 0) | 0xc000
+            k += 17
+            u = -o.EVSEMinimumVoltage.Value - 1 if o.EVSEMinimumVoltage.Value < 0 else o.EVSEMinimumVoltage.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 8
         else:
-            w.bits(0x4, 3)
+            a = (a << 3) | 0x4
+            k += 3
             s = -1
     if s == 5:
         if o.EVSEMinimumDischargePower is not None:
@@ -10144,11 +14689,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumDischargePower.Exponent!r} outside -128..127')
             if o.EVSEMinimumDischargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMinimumDischargePower.Exponent + 128) << 3, 16)
             if (w.strict and (o.EVSEMinimumDischargePower.Value < -32768 or o.EVSEMinimumDischargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumDischargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMinimumDischargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVSEMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumDischargePower.Value < 0 else 0)
+            k += 17
+            u = -o.EVSEMinimumDischargePower.Value - 1 if o.EVSEMinimumDischargePower.Value < 0 else o.EVSEMinimumDischargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 6
         elif o.EVSEMaximumDischargeCurrent is not None:
             if o.EVSEMaximumDischargeCurrent.Exponent is None:
@@ -10157,11 +14716,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargeCurrent.Exponent!r} outside -128..127')
             if o.EVSEMaximumDischargeCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumDischargeCurrent.Exponent + 128) << 3 | 0x2000, 16)
             if (w.strict and (o.EVSEMaximumDischargeCurrent.Value < -32768 or o.EVSEMaximumDischargeCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargeCurrent.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumDischargeCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVSEMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargeCurrent.Value < 0 else 0) | 0x4000
+            k += 17
+            u = -o.EVSEMaximumDischargeCurrent.Value - 1 if o.EVSEMaximumDischargeCurrent.Value < 0 else o.EVSEMaximumDischargeCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 7
         elif o.EVSEMinimumVoltage is not None:
             if o.EVSEMinimumVoltage.Exponent is None:
@@ -10170,14 +14743,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
             if o.EVSEMinimumVoltage.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMinimumVoltage.Exponent + 128) << 3 | 0x4000, 16)
             if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMinimumVoltage.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVSEMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMinimumVoltage.Value < 0 else 0) | 0x8000
+            k += 17
+            u = -o.EVSEMinimumVoltage.Value - 1 if o.EVSEMinimumVoltage.Value < 0 else o.EVSEMinimumVoltage.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 8
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 6:
         if o.EVSEMaximumDischargeCurrent is not None:
@@ -10187,11 +14775,25 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargeCurrent.Exponent!r} outside -128..127')
             if o.EVSEMaximumDischargeCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumDischargeCurrent.Exponent + 128) << 3, 15)
             if (w.strict and (o.EVSEMaximumDischargeCurrent.Value < -32768 or o.EVSEMaximumDischargeCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargeCurrent.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumDischargeCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVSEMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargeCurrent.Value < 0 else 0)
+            k += 16
+            u = -o.EVSEMaximumDischargeCurrent.Value - 1 if o.EVSEMaximumDischargeCurrent.Value < 0 else o.EVSEMaximumDischargeCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 7
         elif o.EVSEMinimumVoltage is not None:
             if o.EVSEMinimumVoltage.Exponent is None:
@@ -10200,14 +14802,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
             if o.EVSEMinimumVoltage.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMinimumVoltage.Exponent + 128) << 3 | 0x2000, 15)
             if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMinimumVoltage.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVSEMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMinimumVoltage.Value < 0 else 0) | 0x4000
+            k += 16
+            u = -o.EVSEMinimumVoltage.Value - 1 if o.EVSEMinimumVoltage.Value < 0 else o.EVSEMinimumVoltage.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 8
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 7:
         if o.EVSEMinimumVoltage is not None:
@@ -10217,19 +14834,39 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
             if o.EVSEMinimumVoltage.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMinimumVoltage.Exponent + 128) << 3, 15)
             if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMinimumVoltage.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVSEMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMinimumVoltage.Value < 0 else 0)
+            k += 16
+            u = -o.EVSEMinimumVoltage.Value - 1 if o.EVSEMinimumVoltage.Value < 0 else o.EVSEMinimumVoltage.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 8
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 8:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CPDReqEnergyTransferModeType:
     f_EVMaximumChargePower: _iso20_common_types.RationalNumberType
@@ -10327,6 +14964,8 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     return _iso20_dc.DC_CPDReqEnergyTransferModeType(EVMaximumChargePower=f_EVMaximumChargePower, EVMinimumChargePower=f_EVMinimumChargePower, EVMaximumChargeCurrent=f_EVMaximumChargeCurrent, EVMinimumChargeCurrent=f_EVMinimumChargeCurrent, EVMaximumVoltage=f_EVMaximumVoltage, EVMinimumVoltage=f_EVMinimumVoltage, TargetSOC=f_TargetSOC)
 
 def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CPDReqEnergyTransferModeType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.EVMaximumChargePower is None:
         raise encode_error('DC_CPDReqEnergyTransferModeType.EVMaximumChargePower', 'required value missing')
@@ -10336,10 +14975,23 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargePower.Exponent!r} outside -128..127')
     if o.EVMaximumChargePower.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMaximumChargePower.Exponent + 128) << 3, 14)
     if (w.strict and (o.EVMaximumChargePower.Value < -32768 or o.EVMaximumChargePower.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargePower.Value!r} outside -32768..32767')
-    w.integer(o.EVMaximumChargePower.Value)
+    a = (a << 15) | (o.EVMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVMaximumChargePower.Value < 0 else 0)
+    k += 15
+    u = -o.EVMaximumChargePower.Value - 1 if o.EVMaximumChargePower.Value < 0 else o.EVMaximumChargePower.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMinimumChargePower is None:
         raise encode_error('DC_CPDReqEnergyTransferModeType.EVMinimumChargePower', 'required value missing')
     if o.EVMinimumChargePower.Exponent is None:
@@ -10348,11 +15000,24 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumChargePower.Exponent!r} outside -128..127')
     if o.EVMinimumChargePower.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMinimumChargePower.Exponent + 128) << 3, 16)
-    s = 1
     if (w.strict and (o.EVMinimumChargePower.Value < -32768 or o.EVMinimumChargePower.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMinimumChargePower.Value!r} outside -32768..32767')
-    w.integer(o.EVMinimumChargePower.Value)
+    a = (a << 17) | (o.EVMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVMinimumChargePower.Value < 0 else 0)
+    k += 17
+    s = 1
+    u = -o.EVMinimumChargePower.Value - 1 if o.EVMinimumChargePower.Value < 0 else o.EVMinimumChargePower.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMaximumChargeCurrent is None:
         raise encode_error('DC_CPDReqEnergyTransferModeType.EVMaximumChargeCurrent', 'required value missing')
     if o.EVMaximumChargeCurrent.Exponent is None:
@@ -10361,11 +15026,24 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargeCurrent.Exponent!r} outside -128..127')
     if o.EVMaximumChargeCurrent.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMaximumChargeCurrent.Exponent + 128) << 3, 16)
-    s = 2
     if (w.strict and (o.EVMaximumChargeCurrent.Value < -32768 or o.EVMaximumChargeCurrent.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargeCurrent.Value!r} outside -32768..32767')
-    w.integer(o.EVMaximumChargeCurrent.Value)
+    a = (a << 17) | (o.EVMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumChargeCurrent.Value < 0 else 0)
+    k += 17
+    s = 2
+    u = -o.EVMaximumChargeCurrent.Value - 1 if o.EVMaximumChargeCurrent.Value < 0 else o.EVMaximumChargeCurrent.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMinimumChargeCurrent is None:
         raise encode_error('DC_CPDReqEnergyTransferModeType.EVMinimumChargeCurrent', 'required value missing')
     if o.EVMinimumChargeCurrent.Exponent is None:
@@ -10374,11 +15052,24 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumChargeCurrent.Exponent!r} outside -128..127')
     if o.EVMinimumChargeCurrent.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMinimumChargeCurrent.Exponent + 128) << 3, 16)
-    s = 3
     if (w.strict and (o.EVMinimumChargeCurrent.Value < -32768 or o.EVMinimumChargeCurrent.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMinimumChargeCurrent.Value!r} outside -32768..32767')
-    w.integer(o.EVMinimumChargeCurrent.Value)
+    a = (a << 17) | (o.EVMinimumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVMinimumChargeCurrent.Value < 0 else 0)
+    k += 17
+    s = 3
+    u = -o.EVMinimumChargeCurrent.Value - 1 if o.EVMinimumChargeCurrent.Value < 0 else o.EVMinimumChargeCurrent.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMaximumVoltage is None:
         raise encode_error('DC_CPDReqEnergyTransferModeType.EVMaximumVoltage', 'required value missing')
     if o.EVMaximumVoltage.Exponent is None:
@@ -10387,11 +15078,24 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
     if o.EVMaximumVoltage.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMaximumVoltage.Exponent + 128) << 3, 16)
-    s = 4
     if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
-    w.integer(o.EVMaximumVoltage.Value)
+    a = (a << 17) | (o.EVMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVMaximumVoltage.Value < 0 else 0)
+    k += 17
+    s = 4
+    u = -o.EVMaximumVoltage.Value - 1 if o.EVMaximumVoltage.Value < 0 else o.EVMaximumVoltage.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMinimumVoltage is None:
         raise encode_error('DC_CPDReqEnergyTransferModeType.EVMinimumVoltage', 'required value missing')
     if o.EVMinimumVoltage.Exponent is None:
@@ -10400,25 +15104,46 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
     if o.EVMinimumVoltage.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMinimumVoltage.Exponent + 128) << 3, 16)
-    s = 5
     if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
-    w.integer(o.EVMinimumVoltage.Value)
-    w.bits(0x0, 2)
+    a = (a << 17) | (o.EVMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVMinimumVoltage.Value < 0 else 0)
+    k += 17
+    s = 5
+    u = -o.EVMinimumVoltage.Value - 1 if o.EVMinimumVoltage.Value < 0 else o.EVMinimumVoltage.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
     s = 6
     if o.TargetSOC is not None:
         if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
             raise encode_error('DC_CPDReqEnergyTransferModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        w.bits((o.TargetSOC) << 1, 11)
+        a = (a << 11) | (o.TargetSOC) << 1
+        k += 11
         s = 7
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 7:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CPDResEnergyTransferModeType:
     f_EVSEMaximumChargePower: _iso20_common_types.RationalNumberType
@@ -10525,6 +15250,8 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     return _iso20_dc.DC_CPDResEnergyTransferModeType(EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMaximumChargeCurrent=f_EVSEMaximumChargeCurrent, EVSEMinimumChargeCurrent=f_EVSEMinimumChargeCurrent, EVSEMaximumVoltage=f_EVSEMaximumVoltage, EVSEMinimumVoltage=f_EVSEMinimumVoltage, EVSEPowerRampLimitation=f_EVSEPowerRampLimitation)
 
 def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CPDResEnergyTransferModeType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.EVSEMaximumChargePower is None:
         raise encode_error('DC_CPDResEnergyTransferModeType.EVSEMaximumChargePower', 'required value missing')
@@ -10534,10 +15261,23 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
     if o.EVSEMaximumChargePower.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVSEMaximumChargePower.Exponent + 128) << 3, 14)
     if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMaximumChargePower.Value)
+    a = (a << 15) | (o.EVSEMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargePower.Value < 0 else 0)
+    k += 15
+    u = -o.EVSEMaximumChargePower.Value - 1 if o.EVSEMaximumChargePower.Value < 0 else o.EVSEMaximumChargePower.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSEMinimumChargePower is None:
         raise encode_error('DC_CPDResEnergyTransferModeType.EVSEMinimumChargePower', 'required value missing')
     if o.EVSEMinimumChargePower.Exponent is None:
@@ -10546,11 +15286,24 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumChargePower.Exponent!r} outside -128..127')
     if o.EVSEMinimumChargePower.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVSEMinimumChargePower.Exponent + 128) << 3, 16)
-    s = 1
     if (w.strict and (o.EVSEMinimumChargePower.Value < -32768 or o.EVSEMinimumChargePower.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumChargePower.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMinimumChargePower.Value)
+    a = (a << 17) | (o.EVSEMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumChargePower.Value < 0 else 0)
+    k += 17
+    s = 1
+    u = -o.EVSEMinimumChargePower.Value - 1 if o.EVSEMinimumChargePower.Value < 0 else o.EVSEMinimumChargePower.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSEMaximumChargeCurrent is None:
         raise encode_error('DC_CPDResEnergyTransferModeType.EVSEMaximumChargeCurrent', 'required value missing')
     if o.EVSEMaximumChargeCurrent.Exponent is None:
@@ -10559,11 +15312,24 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargeCurrent.Exponent!r} outside -128..127')
     if o.EVSEMaximumChargeCurrent.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVSEMaximumChargeCurrent.Exponent + 128) << 3, 16)
-    s = 2
     if (w.strict and (o.EVSEMaximumChargeCurrent.Value < -32768 or o.EVSEMaximumChargeCurrent.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargeCurrent.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMaximumChargeCurrent.Value)
+    a = (a << 17) | (o.EVSEMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargeCurrent.Value < 0 else 0)
+    k += 17
+    s = 2
+    u = -o.EVSEMaximumChargeCurrent.Value - 1 if o.EVSEMaximumChargeCurrent.Value < 0 else o.EVSEMaximumChargeCurrent.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSEMinimumChargeCurrent is None:
         raise encode_error('DC_CPDResEnergyTransferModeType.EVSEMinimumChargeCurrent', 'required value missing')
     if o.EVSEMinimumChargeCurrent.Exponent is None:
@@ -10572,11 +15338,24 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumChargeCurrent.Exponent!r} outside -128..127')
     if o.EVSEMinimumChargeCurrent.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVSEMinimumChargeCurrent.Exponent + 128) << 3, 16)
-    s = 3
     if (w.strict and (o.EVSEMinimumChargeCurrent.Value < -32768 or o.EVSEMinimumChargeCurrent.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumChargeCurrent.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMinimumChargeCurrent.Value)
+    a = (a << 17) | (o.EVSEMinimumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMinimumChargeCurrent.Value < 0 else 0)
+    k += 17
+    s = 3
+    u = -o.EVSEMinimumChargeCurrent.Value - 1 if o.EVSEMinimumChargeCurrent.Value < 0 else o.EVSEMinimumChargeCurrent.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSEMaximumVoltage is None:
         raise encode_error('DC_CPDResEnergyTransferModeType.EVSEMaximumVoltage', 'required value missing')
     if o.EVSEMaximumVoltage.Exponent is None:
@@ -10585,11 +15364,24 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
     if o.EVSEMaximumVoltage.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVSEMaximumVoltage.Exponent + 128) << 3, 16)
-    s = 4
     if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMaximumVoltage.Value)
+    a = (a << 17) | (o.EVSEMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMaximumVoltage.Value < 0 else 0)
+    k += 17
+    s = 4
+    u = -o.EVSEMaximumVoltage.Value - 1 if o.EVSEMaximumVoltage.Value < 0 else o.EVSEMaximumVoltage.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSEMinimumVoltage is None:
         raise encode_error('DC_CPDResEnergyTransferModeType.EVSEMinimumVoltage', 'required value missing')
     if o.EVSEMinimumVoltage.Exponent is None:
@@ -10598,12 +15390,26 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
     if o.EVSEMinimumVoltage.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVSEMinimumVoltage.Exponent + 128) << 3, 16)
-    s = 5
     if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMinimumVoltage.Value)
-    w.bits(0x0, 2)
+    a = (a << 17) | (o.EVSEMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMinimumVoltage.Value < 0 else 0)
+    k += 17
+    s = 5
+    u = -o.EVSEMinimumVoltage.Value - 1 if o.EVSEMinimumVoltage.Value < 0 else o.EVSEMinimumVoltage.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
     s = 6
     if o.EVSEPowerRampLimitation is not None:
         if o.EVSEPowerRampLimitation.Exponent is None:
@@ -10612,19 +15418,39 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
             raise encode_error('RationalNumberType.Exponent', f'{o.EVSEPowerRampLimitation.Exponent!r} outside -128..127')
         if o.EVSEPowerRampLimitation.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVSEPowerRampLimitation.Exponent + 128) << 3, 15)
         if (w.strict and (o.EVSEPowerRampLimitation.Value < -32768 or o.EVSEPowerRampLimitation.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVSEPowerRampLimitation.Value!r} outside -32768..32767')
-        w.integer(o.EVSEPowerRampLimitation.Value)
-        w.bits(0x0, 2)
+        a = (a << 16) | (o.EVSEPowerRampLimitation.Exponent + 128) << 4 | (1 if o.EVSEPowerRampLimitation.Value < 0 else 0)
+        k += 16
+        u = -o.EVSEPowerRampLimitation.Value - 1 if o.EVSEPowerRampLimitation.Value < 0 else o.EVSEPowerRampLimitation.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 7
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 7:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_dc_DC_CableCheckReqType(r: BitReader) -> _iso20_dc.DC_CableCheckReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -10636,11 +15462,23 @@ def _d_iso20_dc_DC_CableCheckReqType(r: BitReader) -> _iso20_dc.DC_CableCheckReq
     return _iso20_dc.DC_CableCheckReqType(Header=f_Header)
 
 def _e_iso20_dc_DC_CableCheckReqType(w: BitWriter, o: _iso20_dc.DC_CableCheckReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('DC_CableCheckReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_dc_DC_CableCheckResType(r: BitReader) -> _iso20_dc.DC_CableCheckResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -10663,15 +15501,27 @@ def _d_iso20_dc_DC_CableCheckResType(r: BitReader) -> _iso20_dc.DC_CableCheckRes
     return _iso20_dc.DC_CableCheckResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing)
 
 def _e_iso20_dc_DC_CableCheckResType(w: BitWriter, o: _iso20_dc.DC_CableCheckResType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('DC_CableCheckResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('DC_CableCheckResType.ResponseCode', 'required value missing')
     if o.EVSEProcessing is None:
         raise encode_error('DC_CableCheckResType.EVSEProcessing', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 7 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 2, 15)
+    a = (a << 15) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 7 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 2
+    k += 15
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -10747,24 +15597,38 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
     return _iso20_dc.DC_ChargeLoopReqType(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested, EVPresentVoltage=f_EVPresentVoltage, BPT_Dynamic_DC_CLReqControlMode=f_BPT_Dynamic_DC_CLReqControlMode, BPT_Scheduled_DC_CLReqControlMode=f_BPT_Scheduled_DC_CLReqControlMode, CLReqControlMode=f_CLReqControlMode, Dynamic_DC_CLReqControlMode=f_Dynamic_DC_CLReqControlMode, Scheduled_DC_CLReqControlMode=f_Scheduled_DC_CLReqControlMode)
 
 def _e_iso20_dc_DC_ChargeLoopReqType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopReqType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Header is None:
         raise encode_error('DC_ChargeLoopReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     s = 1
     if o.DisplayParameters is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_common_types_DisplayParametersType(w, o.DisplayParameters)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.MeterInfoRequested is not None:
-        w.bits((1 if o.MeterInfoRequested else 0) << 1 | 0x8, 5)
+        a = (a << 5) | (1 if o.MeterInfoRequested else 0) << 1 | 0x8
+        k += 5
         s = 3
     else:
         raise encode_error('DC_ChargeLoopReqType', 'missing SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
         if o.MeterInfoRequested is not None:
-            w.bits((1 if o.MeterInfoRequested else 0) << 1, 4)
+            a = (a << 4) | (1 if o.MeterInfoRequested else 0) << 1
+            k += 4
             s = 3
         else:
             raise encode_error('DC_ChargeLoopReqType', 'missing SE(MeterInfoRequested)')
@@ -10776,15 +15640,34 @@ def _e_iso20_dc_DC_ChargeLoopReqType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopReq
         raise encode_error('RationalNumberType.Exponent', f'{o.EVPresentVoltage.Exponent!r} outside -128..127')
     if o.EVPresentVoltage.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVPresentVoltage.Exponent + 128) << 3, 14)
     if (w.strict and (o.EVPresentVoltage.Value < -32768 or o.EVPresentVoltage.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVPresentVoltage.Value!r} outside -32768..32767')
-    w.integer(o.EVPresentVoltage.Value)
-    w.bits(0x0, 2)
+    a = (a << 15) | (o.EVPresentVoltage.Exponent + 128) << 4 | (1 if o.EVPresentVoltage.Value < 0 else 0)
+    k += 15
+    u = -o.EVPresentVoltage.Value - 1 if o.EVPresentVoltage.Value < 0 else o.EVPresentVoltage.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
     s = 4
     if o.BPT_Dynamic_DC_CLReqControlMode is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w, o.BPT_Dynamic_DC_CLReqControlMode)
+        a = w.acc
+        k = w.n
         if o.BPT_Scheduled_DC_CLReqControlMode is not None:
             raise encode_error('DC_ChargeLoopReqType.BPT_Scheduled_DC_CLReqControlMode', 'cannot be combined with BPT_Dynamic_DC_CLReqControlMode')
         if o.CLReqControlMode is not None:
@@ -10795,8 +15678,13 @@ def _e_iso20_dc_DC_ChargeLoopReqType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopReq
             raise encode_error('DC_ChargeLoopReqType.Scheduled_DC_CLReqControlMode', 'cannot be combined with BPT_Dynamic_DC_CLReqControlMode')
         s = 5
     elif o.BPT_Scheduled_DC_CLReqControlMode is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w, o.BPT_Scheduled_DC_CLReqControlMode)
+        a = w.acc
+        k = w.n
         if o.CLReqControlMode is not None:
             raise encode_error('DC_ChargeLoopReqType.CLReqControlMode', 'cannot be combined with BPT_Scheduled_DC_CLReqControlMode')
         if o.Dynamic_DC_CLReqControlMode is not None:
@@ -10805,26 +15693,42 @@ def _e_iso20_dc_DC_ChargeLoopReqType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopReq
             raise encode_error('DC_ChargeLoopReqType.Scheduled_DC_CLReqControlMode', 'cannot be combined with BPT_Scheduled_DC_CLReqControlMode')
         s = 5
     elif o.CLReqControlMode is not None:
-        w.bits(0x4, 4)
+        a = (a << 4) | 0x4
+        k += 4
         if o.Dynamic_DC_CLReqControlMode is not None:
             raise encode_error('DC_ChargeLoopReqType.Dynamic_DC_CLReqControlMode', 'cannot be combined with CLReqControlMode')
         if o.Scheduled_DC_CLReqControlMode is not None:
             raise encode_error('DC_ChargeLoopReqType.Scheduled_DC_CLReqControlMode', 'cannot be combined with CLReqControlMode')
         s = 5
     elif o.Dynamic_DC_CLReqControlMode is not None:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w, o.Dynamic_DC_CLReqControlMode)
+        a = w.acc
+        k = w.n
         if o.Scheduled_DC_CLReqControlMode is not None:
             raise encode_error('DC_ChargeLoopReqType.Scheduled_DC_CLReqControlMode', 'cannot be combined with Dynamic_DC_CLReqControlMode')
         s = 5
     elif o.Scheduled_DC_CLReqControlMode is not None:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w, o.Scheduled_DC_CLReqControlMode)
+        a = w.acc
+        k = w.n
         s = 5
     else:
         raise encode_error('DC_ChargeLoopReqType', 'missing SE(BPT_Dynamic_DC_CLReqControlMode), SE(BPT_Scheduled_DC_CLReqControlMode), SE(CLReqControlMode), SE(Dynamic_DC_CLReqControlMode), SE(Scheduled_DC_CLReqControlMode)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -11004,34 +15908,66 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
     return _iso20_dc.DC_ChargeLoopResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt, EVSEPresentCurrent=f_EVSEPresentCurrent, EVSEPresentVoltage=f_EVSEPresentVoltage, EVSEPowerLimitAchieved=f_EVSEPowerLimitAchieved, EVSECurrentLimitAchieved=f_EVSECurrentLimitAchieved, EVSEVoltageLimitAchieved=f_EVSEVoltageLimitAchieved, BPT_Dynamic_DC_CLResControlMode=f_BPT_Dynamic_DC_CLResControlMode, BPT_Scheduled_DC_CLResControlMode=f_BPT_Scheduled_DC_CLResControlMode, CLResControlMode=f_CLResControlMode, Dynamic_DC_CLResControlMode=f_Dynamic_DC_CLResControlMode, Scheduled_DC_CLResControlMode=f_Scheduled_DC_CLResControlMode)
 
 def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopResType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Header is None:
         raise encode_error('DC_ChargeLoopResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('DC_ChargeLoopResType.ResponseCode', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 1, 9)
+    a = (a << 9) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 1
+    k += 9
     s = 1
     s = 2
     if o.EVSEStatus is not None:
         if o.EVSEStatus.NotificationMaxDelay is None:
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        w.bits(0x0, 5)
+        a <<= 5
+        k += 5
         if o.EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.EVSEStatus.NotificationMaxDelay > 65535)):
             raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-        w.uint(o.EVSEStatus.NotificationMaxDelay)
+        u = o.EVSEStatus.NotificationMaxDelay
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.EVSEStatus.EVSENotification is None:
             raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
-        w.bits((_I_iso20_common_types_evseNotificationType[o.EVSEStatus.EVSENotification]) << 2, 8)
+        a = (a << 8) | (_I_iso20_common_types_evseNotificationType[o.EVSEStatus.EVSENotification]) << 2
+        k += 8
         s = 3
     elif o.MeterInfo is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso20_common_types_MeterInfoType(w, o.MeterInfo)
+        a = w.acc
+        k = w.n
         s = 4
     elif o.Receipt is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso20_common_types_ReceiptType(w, o.Receipt)
+        a = w.acc
+        k = w.n
         s = 5
     elif o.EVSEPresentCurrent is not None:
         if o.EVSEPresentCurrent.Exponent is None:
@@ -11040,22 +15976,46 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
             raise encode_error('RationalNumberType.Exponent', f'{o.EVSEPresentCurrent.Exponent!r} outside -128..127')
         if o.EVSEPresentCurrent.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVSEPresentCurrent.Exponent + 128) << 3 | 0x6000, 16)
         if (w.strict and (o.EVSEPresentCurrent.Value < -32768 or o.EVSEPresentCurrent.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVSEPresentCurrent.Value!r} outside -32768..32767')
-        w.integer(o.EVSEPresentCurrent.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVSEPresentCurrent.Exponent + 128) << 4 | (1 if o.EVSEPresentCurrent.Value < 0 else 0) | 0xc000
+        k += 17
+        u = -o.EVSEPresentCurrent.Value - 1 if o.EVSEPresentCurrent.Value < 0 else o.EVSEPresentCurrent.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 6
     else:
         raise encode_error('DC_ChargeLoopResType', 'missing SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVSEPresentCurrent)')
     if s == 3:
         if o.MeterInfo is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_common_types_MeterInfoType(w, o.MeterInfo)
+            a = w.acc
+            k = w.n
             s = 4
         elif o.Receipt is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_common_types_ReceiptType(w, o.Receipt)
+            a = w.acc
+            k = w.n
             s = 5
         elif o.EVSEPresentCurrent is not None:
             if o.EVSEPresentCurrent.Exponent is None:
@@ -11064,18 +16024,37 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEPresentCurrent.Exponent!r} outside -128..127')
             if o.EVSEPresentCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEPresentCurrent.Exponent + 128) << 3 | 0x4000, 15)
             if (w.strict and (o.EVSEPresentCurrent.Value < -32768 or o.EVSEPresentCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEPresentCurrent.Value!r} outside -32768..32767')
-            w.integer(o.EVSEPresentCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVSEPresentCurrent.Exponent + 128) << 4 | (1 if o.EVSEPresentCurrent.Value < 0 else 0) | 0x8000
+            k += 16
+            u = -o.EVSEPresentCurrent.Value - 1 if o.EVSEPresentCurrent.Value < 0 else o.EVSEPresentCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 6
         else:
             raise encode_error('DC_ChargeLoopResType', 'missing SE(MeterInfo), SE(Receipt), SE(EVSEPresentCurrent)')
     if s == 4:
         if o.Receipt is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_common_types_ReceiptType(w, o.Receipt)
+            a = w.acc
+            k = w.n
             s = 5
         elif o.EVSEPresentCurrent is not None:
             if o.EVSEPresentCurrent.Exponent is None:
@@ -11084,11 +16063,25 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEPresentCurrent.Exponent!r} outside -128..127')
             if o.EVSEPresentCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEPresentCurrent.Exponent + 128) << 3 | 0x2000, 15)
             if (w.strict and (o.EVSEPresentCurrent.Value < -32768 or o.EVSEPresentCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEPresentCurrent.Value!r} outside -32768..32767')
-            w.integer(o.EVSEPresentCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVSEPresentCurrent.Exponent + 128) << 4 | (1 if o.EVSEPresentCurrent.Value < 0 else 0) | 0x4000
+            k += 16
+            u = -o.EVSEPresentCurrent.Value - 1 if o.EVSEPresentCurrent.Value < 0 else o.EVSEPresentCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 6
         else:
             raise encode_error('DC_ChargeLoopResType', 'missing SE(Receipt), SE(EVSEPresentCurrent)')
@@ -11100,11 +16093,25 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEPresentCurrent.Exponent!r} outside -128..127')
             if o.EVSEPresentCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEPresentCurrent.Exponent + 128) << 3, 14)
             if (w.strict and (o.EVSEPresentCurrent.Value < -32768 or o.EVSEPresentCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEPresentCurrent.Value!r} outside -32768..32767')
-            w.integer(o.EVSEPresentCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 15) | (o.EVSEPresentCurrent.Exponent + 128) << 4 | (1 if o.EVSEPresentCurrent.Value < 0 else 0)
+            k += 15
+            u = -o.EVSEPresentCurrent.Value - 1 if o.EVSEPresentCurrent.Value < 0 else o.EVSEPresentCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 6
         else:
             raise encode_error('DC_ChargeLoopResType', 'missing SE(EVSEPresentCurrent)')
@@ -11116,24 +16123,43 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
         raise encode_error('RationalNumberType.Exponent', f'{o.EVSEPresentVoltage.Exponent!r} outside -128..127')
     if o.EVSEPresentVoltage.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVSEPresentVoltage.Exponent + 128) << 3, 14)
     if (w.strict and (o.EVSEPresentVoltage.Value < -32768 or o.EVSEPresentVoltage.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVSEPresentVoltage.Value!r} outside -32768..32767')
-    w.integer(o.EVSEPresentVoltage.Value)
+    a = (a << 15) | (o.EVSEPresentVoltage.Exponent + 128) << 4 | (1 if o.EVSEPresentVoltage.Value < 0 else 0)
+    k += 15
+    u = -o.EVSEPresentVoltage.Value - 1 if o.EVSEPresentVoltage.Value < 0 else o.EVSEPresentVoltage.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSEPowerLimitAchieved is None:
         raise encode_error('DC_ChargeLoopResType.EVSEPowerLimitAchieved', 'required value missing')
     if o.EVSECurrentLimitAchieved is None:
         raise encode_error('DC_ChargeLoopResType.EVSECurrentLimitAchieved', 'required value missing')
     if o.EVSEVoltageLimitAchieved is None:
         raise encode_error('DC_ChargeLoopResType.EVSEVoltageLimitAchieved', 'required value missing')
-    w.bits((1 if o.EVSEPowerLimitAchieved else 0) << 9 | (1 if o.EVSECurrentLimitAchieved else 0) << 5 | (1 if o.EVSEVoltageLimitAchieved else 0) << 1, 14)
+    a = (a << 14) | (1 if o.EVSEPowerLimitAchieved else 0) << 9 | (1 if o.EVSECurrentLimitAchieved else 0) << 5 | (1 if o.EVSEVoltageLimitAchieved else 0) << 1
+    k += 14
     s = 7
     s = 8
     s = 9
     s = 10
     if o.BPT_Dynamic_DC_CLResControlMode is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w, o.BPT_Dynamic_DC_CLResControlMode)
+        a = w.acc
+        k = w.n
         if o.BPT_Scheduled_DC_CLResControlMode is not None:
             raise encode_error('DC_ChargeLoopResType.BPT_Scheduled_DC_CLResControlMode', 'cannot be combined with BPT_Dynamic_DC_CLResControlMode')
         if o.CLResControlMode is not None:
@@ -11144,8 +16170,13 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
             raise encode_error('DC_ChargeLoopResType.Scheduled_DC_CLResControlMode', 'cannot be combined with BPT_Dynamic_DC_CLResControlMode')
         s = 11
     elif o.BPT_Scheduled_DC_CLResControlMode is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w, o.BPT_Scheduled_DC_CLResControlMode)
+        a = w.acc
+        k = w.n
         if o.CLResControlMode is not None:
             raise encode_error('DC_ChargeLoopResType.CLResControlMode', 'cannot be combined with BPT_Scheduled_DC_CLResControlMode')
         if o.Dynamic_DC_CLResControlMode is not None:
@@ -11154,26 +16185,42 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
             raise encode_error('DC_ChargeLoopResType.Scheduled_DC_CLResControlMode', 'cannot be combined with BPT_Scheduled_DC_CLResControlMode')
         s = 11
     elif o.CLResControlMode is not None:
-        w.bits(0x4, 4)
+        a = (a << 4) | 0x4
+        k += 4
         if o.Dynamic_DC_CLResControlMode is not None:
             raise encode_error('DC_ChargeLoopResType.Dynamic_DC_CLResControlMode', 'cannot be combined with CLResControlMode')
         if o.Scheduled_DC_CLResControlMode is not None:
             raise encode_error('DC_ChargeLoopResType.Scheduled_DC_CLResControlMode', 'cannot be combined with CLResControlMode')
         s = 11
     elif o.Dynamic_DC_CLResControlMode is not None:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso20_dc_Dynamic_DC_CLResControlModeType(w, o.Dynamic_DC_CLResControlMode)
+        a = w.acc
+        k = w.n
         if o.Scheduled_DC_CLResControlMode is not None:
             raise encode_error('DC_ChargeLoopResType.Scheduled_DC_CLResControlMode', 'cannot be combined with Dynamic_DC_CLResControlMode')
         s = 11
     elif o.Scheduled_DC_CLResControlMode is not None:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso20_dc_Scheduled_DC_CLResControlModeType(w, o.Scheduled_DC_CLResControlMode)
+        a = w.acc
+        k = w.n
         s = 11
     else:
         raise encode_error('DC_ChargeLoopResType', 'missing SE(BPT_Dynamic_DC_CLResControlMode), SE(BPT_Scheduled_DC_CLResControlMode), SE(CLResControlMode), SE(Dynamic_DC_CLResControlMode), SE(Scheduled_DC_CLResControlMode)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_dc_DC_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_dc.DC_ChargeParameterDiscoveryReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -11195,21 +16242,43 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_dc.DC
     return _iso20_dc.DC_ChargeParameterDiscoveryReqType(Header=f_Header, BPT_DC_CPDReqEnergyTransferMode=f_BPT_DC_CPDReqEnergyTransferMode, DC_CPDReqEnergyTransferMode=f_DC_CPDReqEnergyTransferMode)
 
 def _e_iso20_dc_DC_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_dc.DC_ChargeParameterDiscoveryReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('DC_ChargeParameterDiscoveryReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.BPT_DC_CPDReqEnergyTransferMode is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w, o.BPT_DC_CPDReqEnergyTransferMode)
+        a = w.acc
+        k = w.n
         if o.DC_CPDReqEnergyTransferMode is not None:
             raise encode_error('DC_ChargeParameterDiscoveryReqType.DC_CPDReqEnergyTransferMode', 'cannot be combined with BPT_DC_CPDReqEnergyTransferMode')
     elif o.DC_CPDReqEnergyTransferMode is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w, o.DC_CPDReqEnergyTransferMode)
+        a = w.acc
+        k = w.n
     else:
         raise encode_error('DC_ChargeParameterDiscoveryReqType', 'missing SE(BPT_DC_CPDReqEnergyTransferMode), SE(DC_CPDReqEnergyTransferMode)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_dc_DC_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_dc.DC_ChargeParameterDiscoveryResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -11238,24 +16307,47 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_dc.DC
     return _iso20_dc.DC_ChargeParameterDiscoveryResType(Header=f_Header, ResponseCode=f_ResponseCode, BPT_DC_CPDResEnergyTransferMode=f_BPT_DC_CPDResEnergyTransferMode, DC_CPDResEnergyTransferMode=f_DC_CPDResEnergyTransferMode)
 
 def _e_iso20_dc_DC_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_dc.DC_ChargeParameterDiscoveryResType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('DC_ChargeParameterDiscoveryResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('DC_ChargeParameterDiscoveryResType.ResponseCode', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 1, 9)
+    a = (a << 9) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 1
+    k += 9
     if o.BPT_DC_CPDResEnergyTransferMode is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w, o.BPT_DC_CPDResEnergyTransferMode)
+        a = w.acc
+        k = w.n
         if o.DC_CPDResEnergyTransferMode is not None:
             raise encode_error('DC_ChargeParameterDiscoveryResType.DC_CPDResEnergyTransferMode', 'cannot be combined with BPT_DC_CPDResEnergyTransferMode')
     elif o.DC_CPDResEnergyTransferMode is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_dc_DC_CPDResEnergyTransferModeType(w, o.DC_CPDResEnergyTransferMode)
+        a = w.acc
+        k = w.n
     else:
         raise encode_error('DC_ChargeParameterDiscoveryResType', 'missing SE(BPT_DC_CPDResEnergyTransferMode), SE(DC_CPDResEnergyTransferMode)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_dc_DC_PreChargeReqType(r: BitReader) -> _iso20_dc.DC_PreChargeReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -11295,10 +16387,17 @@ def _d_iso20_dc_DC_PreChargeReqType(r: BitReader) -> _iso20_dc.DC_PreChargeReqTy
     return _iso20_dc.DC_PreChargeReqType(Header=f_Header, EVProcessing=f_EVProcessing, EVPresentVoltage=f_EVPresentVoltage, EVTargetVoltage=f_EVTargetVoltage)
 
 def _e_iso20_dc_DC_PreChargeReqType(w: BitWriter, o: _iso20_dc.DC_PreChargeReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('DC_PreChargeReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.EVProcessing is None:
         raise encode_error('DC_PreChargeReqType.EVProcessing', 'required value missing')
     if o.EVPresentVoltage is None:
@@ -11309,10 +16408,23 @@ def _e_iso20_dc_DC_PreChargeReqType(w: BitWriter, o: _iso20_dc.DC_PreChargeReqTy
         raise encode_error('RationalNumberType.Exponent', f'{o.EVPresentVoltage.Exponent!r} outside -128..127')
     if o.EVPresentVoltage.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((_I_iso20_common_types_processingType[o.EVProcessing]) << 15 | (o.EVPresentVoltage.Exponent + 128) << 3, 19)
     if (w.strict and (o.EVPresentVoltage.Value < -32768 or o.EVPresentVoltage.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVPresentVoltage.Value!r} outside -32768..32767')
-    w.integer(o.EVPresentVoltage.Value)
+    a = (a << 20) | (_I_iso20_common_types_processingType[o.EVProcessing]) << 16 | (o.EVPresentVoltage.Exponent + 128) << 4 | (1 if o.EVPresentVoltage.Value < 0 else 0)
+    k += 20
+    u = -o.EVPresentVoltage.Value - 1 if o.EVPresentVoltage.Value < 0 else o.EVPresentVoltage.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVTargetVoltage is None:
         raise encode_error('DC_PreChargeReqType.EVTargetVoltage', 'required value missing')
     if o.EVTargetVoltage.Exponent is None:
@@ -11321,11 +16433,29 @@ def _e_iso20_dc_DC_PreChargeReqType(w: BitWriter, o: _iso20_dc.DC_PreChargeReqTy
         raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetVoltage.Exponent!r} outside -128..127')
     if o.EVTargetVoltage.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVTargetVoltage.Exponent + 128) << 3, 16)
     if (w.strict and (o.EVTargetVoltage.Value < -32768 or o.EVTargetVoltage.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVTargetVoltage.Value!r} outside -32768..32767')
-    w.integer(o.EVTargetVoltage.Value)
-    w.bits(0x0, 3)
+    a = (a << 17) | (o.EVTargetVoltage.Exponent + 128) << 4 | (1 if o.EVTargetVoltage.Value < 0 else 0)
+    k += 17
+    u = -o.EVTargetVoltage.Value - 1 if o.EVTargetVoltage.Value < 0 else o.EVTargetVoltage.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_dc_DC_PreChargeResType(r: BitReader) -> _iso20_dc.DC_PreChargeResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -11354,10 +16484,17 @@ def _d_iso20_dc_DC_PreChargeResType(r: BitReader) -> _iso20_dc.DC_PreChargeResTy
     return _iso20_dc.DC_PreChargeResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEPresentVoltage=f_EVSEPresentVoltage)
 
 def _e_iso20_dc_DC_PreChargeResType(w: BitWriter, o: _iso20_dc.DC_PreChargeResType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('DC_PreChargeResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('DC_PreChargeResType.ResponseCode', 'required value missing')
     if o.EVSEPresentVoltage is None:
@@ -11368,11 +16505,29 @@ def _e_iso20_dc_DC_PreChargeResType(w: BitWriter, o: _iso20_dc.DC_PreChargeResTy
         raise encode_error('RationalNumberType.Exponent', f'{o.EVSEPresentVoltage.Exponent!r} outside -128..127')
     if o.EVSEPresentVoltage.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 15 | (o.EVSEPresentVoltage.Exponent + 128) << 3, 23)
     if (w.strict and (o.EVSEPresentVoltage.Value < -32768 or o.EVSEPresentVoltage.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVSEPresentVoltage.Value!r} outside -32768..32767')
-    w.integer(o.EVSEPresentVoltage.Value)
-    w.bits(0x0, 3)
+    a = (a << 24) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 16 | (o.EVSEPresentVoltage.Exponent + 128) << 4 | (1 if o.EVSEPresentVoltage.Value < 0 else 0)
+    k += 24
+    u = -o.EVSEPresentVoltage.Value - 1 if o.EVSEPresentVoltage.Value < 0 else o.EVSEPresentVoltage.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_dc_DC_WeldingDetectionReqType(r: BitReader) -> _iso20_dc.DC_WeldingDetectionReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -11390,13 +16545,25 @@ def _d_iso20_dc_DC_WeldingDetectionReqType(r: BitReader) -> _iso20_dc.DC_Welding
     return _iso20_dc.DC_WeldingDetectionReqType(Header=f_Header, EVProcessing=f_EVProcessing)
 
 def _e_iso20_dc_DC_WeldingDetectionReqType(w: BitWriter, o: _iso20_dc.DC_WeldingDetectionReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('DC_WeldingDetectionReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.EVProcessing is None:
         raise encode_error('DC_WeldingDetectionReqType.EVProcessing', 'required value missing')
-    w.bits((_I_iso20_common_types_processingType[o.EVProcessing]) << 2, 6)
+    a = (a << 6) | (_I_iso20_common_types_processingType[o.EVProcessing]) << 2
+    k += 6
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_dc_DC_WeldingDetectionResType(r: BitReader) -> _iso20_dc.DC_WeldingDetectionResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -11425,10 +16592,17 @@ def _d_iso20_dc_DC_WeldingDetectionResType(r: BitReader) -> _iso20_dc.DC_Welding
     return _iso20_dc.DC_WeldingDetectionResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEPresentVoltage=f_EVSEPresentVoltage)
 
 def _e_iso20_dc_DC_WeldingDetectionResType(w: BitWriter, o: _iso20_dc.DC_WeldingDetectionResType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('DC_WeldingDetectionResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('DC_WeldingDetectionResType.ResponseCode', 'required value missing')
     if o.EVSEPresentVoltage is None:
@@ -11439,11 +16613,29 @@ def _e_iso20_dc_DC_WeldingDetectionResType(w: BitWriter, o: _iso20_dc.DC_Welding
         raise encode_error('RationalNumberType.Exponent', f'{o.EVSEPresentVoltage.Exponent!r} outside -128..127')
     if o.EVSEPresentVoltage.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 15 | (o.EVSEPresentVoltage.Exponent + 128) << 3, 23)
     if (w.strict and (o.EVSEPresentVoltage.Value < -32768 or o.EVSEPresentVoltage.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVSEPresentVoltage.Value!r} outside -32768..32767')
-    w.integer(o.EVSEPresentVoltage.Value)
-    w.bits(0x0, 3)
+    a = (a << 24) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 16 | (o.EVSEPresentVoltage.Exponent + 128) << 4 | (1 if o.EVSEPresentVoltage.Value < 0 else 0)
+    k += 24
+    u = -o.EVSEPresentVoltage.Value - 1 if o.EVSEPresentVoltage.Value < 0 else o.EVSEPresentVoltage.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynamic_DC_CLReqControlModeType:
     f_DepartureTime: int | None = None
@@ -11585,13 +16777,29 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     return _iso20_dc.Dynamic_DC_CLReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVMaximumChargePower=f_EVMaximumChargePower, EVMinimumChargePower=f_EVMinimumChargePower, EVMaximumChargeCurrent=f_EVMaximumChargeCurrent, EVMaximumVoltage=f_EVMaximumVoltage, EVMinimumVoltage=f_EVMinimumVoltage)
 
 def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynamic_DC_CLReqControlModeType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('Dynamic_DC_CLReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        w.uint(o.DepartureTime)
-        w.bits(0x0, 1)
+        u = o.DepartureTime
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif o.EVTargetEnergyRequest is not None:
         if o.EVTargetEnergyRequest.Exponent is None:
@@ -11600,11 +16808,25 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
         if o.EVTargetEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3 | 0x2000, 15)
         if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVTargetEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 16) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0) | 0x4000
+        k += 16
+        u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 2
     else:
         raise encode_error('Dynamic_DC_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
@@ -11616,11 +16838,25 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
             if o.EVTargetEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3, 14)
             if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVTargetEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 15) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0)
+            k += 15
+            u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 2
         else:
             raise encode_error('Dynamic_DC_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
@@ -11632,10 +16868,23 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
     if o.EVMaximumEnergyRequest.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3, 14)
     if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-    w.integer(o.EVMaximumEnergyRequest.Value)
+    a = (a << 15) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0)
+    k += 15
+    u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMinimumEnergyRequest is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
     if o.EVMinimumEnergyRequest.Exponent is None:
@@ -11644,11 +16893,24 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
     if o.EVMinimumEnergyRequest.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3, 16)
-    s = 3
     if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-    w.integer(o.EVMinimumEnergyRequest.Value)
+    a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0)
+    k += 17
+    s = 3
+    u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMaximumChargePower is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMaximumChargePower', 'required value missing')
     if o.EVMaximumChargePower.Exponent is None:
@@ -11657,11 +16919,24 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargePower.Exponent!r} outside -128..127')
     if o.EVMaximumChargePower.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMaximumChargePower.Exponent + 128) << 3, 16)
-    s = 4
     if (w.strict and (o.EVMaximumChargePower.Value < -32768 or o.EVMaximumChargePower.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargePower.Value!r} outside -32768..32767')
-    w.integer(o.EVMaximumChargePower.Value)
+    a = (a << 17) | (o.EVMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVMaximumChargePower.Value < 0 else 0)
+    k += 17
+    s = 4
+    u = -o.EVMaximumChargePower.Value - 1 if o.EVMaximumChargePower.Value < 0 else o.EVMaximumChargePower.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMinimumChargePower is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMinimumChargePower', 'required value missing')
     if o.EVMinimumChargePower.Exponent is None:
@@ -11670,11 +16945,24 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumChargePower.Exponent!r} outside -128..127')
     if o.EVMinimumChargePower.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMinimumChargePower.Exponent + 128) << 3, 16)
-    s = 5
     if (w.strict and (o.EVMinimumChargePower.Value < -32768 or o.EVMinimumChargePower.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMinimumChargePower.Value!r} outside -32768..32767')
-    w.integer(o.EVMinimumChargePower.Value)
+    a = (a << 17) | (o.EVMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVMinimumChargePower.Value < 0 else 0)
+    k += 17
+    s = 5
+    u = -o.EVMinimumChargePower.Value - 1 if o.EVMinimumChargePower.Value < 0 else o.EVMinimumChargePower.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMaximumChargeCurrent is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMaximumChargeCurrent', 'required value missing')
     if o.EVMaximumChargeCurrent.Exponent is None:
@@ -11683,11 +16971,24 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargeCurrent.Exponent!r} outside -128..127')
     if o.EVMaximumChargeCurrent.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMaximumChargeCurrent.Exponent + 128) << 3, 16)
-    s = 6
     if (w.strict and (o.EVMaximumChargeCurrent.Value < -32768 or o.EVMaximumChargeCurrent.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargeCurrent.Value!r} outside -32768..32767')
-    w.integer(o.EVMaximumChargeCurrent.Value)
+    a = (a << 17) | (o.EVMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumChargeCurrent.Value < 0 else 0)
+    k += 17
+    s = 6
+    u = -o.EVMaximumChargeCurrent.Value - 1 if o.EVMaximumChargeCurrent.Value < 0 else o.EVMaximumChargeCurrent.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMaximumVoltage is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMaximumVoltage', 'required value missing')
     if o.EVMaximumVoltage.Exponent is None:
@@ -11696,11 +16997,24 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
     if o.EVMaximumVoltage.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMaximumVoltage.Exponent + 128) << 3, 16)
-    s = 7
     if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
-    w.integer(o.EVMaximumVoltage.Value)
+    a = (a << 17) | (o.EVMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVMaximumVoltage.Value < 0 else 0)
+    k += 17
+    s = 7
+    u = -o.EVMaximumVoltage.Value - 1 if o.EVMaximumVoltage.Value < 0 else o.EVMaximumVoltage.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMinimumVoltage is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMinimumVoltage', 'required value missing')
     if o.EVMinimumVoltage.Exponent is None:
@@ -11709,14 +17023,32 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
     if o.EVMinimumVoltage.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMinimumVoltage.Exponent + 128) << 3, 16)
-    s = 8
     if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
-    w.integer(o.EVMinimumVoltage.Value)
-    w.bits(0x0, 3)
+    a = (a << 17) | (o.EVMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVMinimumVoltage.Value < 0 else 0)
+    k += 17
+    s = 8
+    u = -o.EVMinimumVoltage.Value - 1 if o.EVMinimumVoltage.Value < 0 else o.EVMinimumVoltage.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
     s = 9
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynamic_DC_CLResControlModeType:
     f_DepartureTime: int | None = None
@@ -11944,30 +17276,62 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
     return _iso20_dc.Dynamic_DC_CLResControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay, EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMaximumChargeCurrent=f_EVSEMaximumChargeCurrent, EVSEMaximumVoltage=f_EVSEMaximumVoltage)
 
 def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynamic_DC_CLResControlModeType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0x0, 4)
+        a <<= 4
+        k += 4
         if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('Dynamic_DC_CLResControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        w.uint(o.DepartureTime)
-        w.bits(0x0, 1)
+        u = o.DepartureTime
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif o.MinimumSOC is not None:
         if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
             raise encode_error('Dynamic_DC_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        w.bits((o.MinimumSOC) << 1 | 0x200, 12)
+        a = (a << 12) | (o.MinimumSOC) << 1 | 0x200
+        k += 12
         s = 2
     elif o.TargetSOC is not None:
         if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
             raise encode_error('Dynamic_DC_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        w.bits((o.TargetSOC) << 1 | 0x400, 12)
+        a = (a << 12) | (o.TargetSOC) << 1 | 0x400
+        k += 12
         s = 3
     elif o.AckMaxDelay is not None:
-        w.bits(0x6, 4)
+        a = (a << 4) | 0x6
+        k += 4
         if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
             raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-        w.uint(o.AckMaxDelay)
-        w.bits(0x0, 1)
+        u = o.AckMaxDelay
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 4
     elif o.EVSEMaximumChargePower is not None:
         if o.EVSEMaximumChargePower.Exponent is None:
@@ -11976,11 +17340,25 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
         if o.EVSEMaximumChargePower.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVSEMaximumChargePower.Exponent + 128) << 3 | 0x8000, 16)
         if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
-        w.integer(o.EVSEMaximumChargePower.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVSEMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargePower.Value < 0 else 0) | 0x10000
+        k += 17
+        u = -o.EVSEMaximumChargePower.Value - 1 if o.EVSEMaximumChargePower.Value < 0 else o.EVSEMaximumChargePower.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 5
     else:
         raise encode_error('Dynamic_DC_CLResControlModeType', 'missing SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
@@ -11988,19 +17366,35 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         if o.MinimumSOC is not None:
             if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
                 raise encode_error('Dynamic_DC_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            w.bits((o.MinimumSOC) << 1, 12)
+            a = (a << 12) | (o.MinimumSOC) << 1
+            k += 12
             s = 2
         elif o.TargetSOC is not None:
             if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('Dynamic_DC_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits((o.TargetSOC) << 1 | 0x200, 12)
+            a = (a << 12) | (o.TargetSOC) << 1 | 0x200
+            k += 12
             s = 3
         elif o.AckMaxDelay is not None:
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            w.uint(o.AckMaxDelay)
-            w.bits(0x0, 1)
+            u = o.AckMaxDelay
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         elif o.EVSEMaximumChargePower is not None:
             if o.EVSEMaximumChargePower.Exponent is None:
@@ -12009,11 +17403,25 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
             if o.EVSEMaximumChargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumChargePower.Exponent + 128) << 3 | 0x6000, 16)
             if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumChargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVSEMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargePower.Value < 0 else 0) | 0xc000
+            k += 17
+            u = -o.EVSEMaximumChargePower.Value - 1 if o.EVSEMaximumChargePower.Value < 0 else o.EVSEMaximumChargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 5
         else:
             raise encode_error('Dynamic_DC_CLResControlModeType', 'missing SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
@@ -12021,14 +17429,29 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         if o.TargetSOC is not None:
             if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('Dynamic_DC_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits((o.TargetSOC) << 1, 11)
+            a = (a << 11) | (o.TargetSOC) << 1
+            k += 11
             s = 3
         elif o.AckMaxDelay is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            w.uint(o.AckMaxDelay)
-            w.bits(0x0, 1)
+            u = o.AckMaxDelay
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         elif o.EVSEMaximumChargePower is not None:
             if o.EVSEMaximumChargePower.Exponent is None:
@@ -12037,21 +17460,49 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
             if o.EVSEMaximumChargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumChargePower.Exponent + 128) << 3 | 0x4000, 15)
             if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumChargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVSEMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargePower.Value < 0 else 0) | 0x8000
+            k += 16
+            u = -o.EVSEMaximumChargePower.Value - 1 if o.EVSEMaximumChargePower.Value < 0 else o.EVSEMaximumChargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 5
         else:
             raise encode_error('Dynamic_DC_CLResControlModeType', 'missing SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 3:
         if o.AckMaxDelay is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            w.uint(o.AckMaxDelay)
-            w.bits(0x0, 1)
+            u = o.AckMaxDelay
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         elif o.EVSEMaximumChargePower is not None:
             if o.EVSEMaximumChargePower.Exponent is None:
@@ -12060,11 +17511,25 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
             if o.EVSEMaximumChargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumChargePower.Exponent + 128) << 3 | 0x2000, 15)
             if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumChargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVSEMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargePower.Value < 0 else 0) | 0x4000
+            k += 16
+            u = -o.EVSEMaximumChargePower.Value - 1 if o.EVSEMaximumChargePower.Value < 0 else o.EVSEMaximumChargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 5
         else:
             raise encode_error('Dynamic_DC_CLResControlModeType', 'missing SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
@@ -12076,11 +17541,25 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
             if o.EVSEMaximumChargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumChargePower.Exponent + 128) << 3, 14)
             if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumChargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 15) | (o.EVSEMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargePower.Value < 0 else 0)
+            k += 15
+            u = -o.EVSEMaximumChargePower.Value - 1 if o.EVSEMaximumChargePower.Value < 0 else o.EVSEMaximumChargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 5
         else:
             raise encode_error('Dynamic_DC_CLResControlModeType', 'missing SE(EVSEMaximumChargePower)')
@@ -12092,10 +17571,23 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumChargePower.Exponent!r} outside -128..127')
     if o.EVSEMinimumChargePower.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVSEMinimumChargePower.Exponent + 128) << 3, 14)
     if (w.strict and (o.EVSEMinimumChargePower.Value < -32768 or o.EVSEMinimumChargePower.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumChargePower.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMinimumChargePower.Value)
+    a = (a << 15) | (o.EVSEMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumChargePower.Value < 0 else 0)
+    k += 15
+    u = -o.EVSEMinimumChargePower.Value - 1 if o.EVSEMinimumChargePower.Value < 0 else o.EVSEMinimumChargePower.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSEMaximumChargeCurrent is None:
         raise encode_error('Dynamic_DC_CLResControlModeType.EVSEMaximumChargeCurrent', 'required value missing')
     if o.EVSEMaximumChargeCurrent.Exponent is None:
@@ -12104,11 +17596,24 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargeCurrent.Exponent!r} outside -128..127')
     if o.EVSEMaximumChargeCurrent.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVSEMaximumChargeCurrent.Exponent + 128) << 3, 16)
-    s = 6
     if (w.strict and (o.EVSEMaximumChargeCurrent.Value < -32768 or o.EVSEMaximumChargeCurrent.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargeCurrent.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMaximumChargeCurrent.Value)
+    a = (a << 17) | (o.EVSEMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargeCurrent.Value < 0 else 0)
+    k += 17
+    s = 6
+    u = -o.EVSEMaximumChargeCurrent.Value - 1 if o.EVSEMaximumChargeCurrent.Value < 0 else o.EVSEMaximumChargeCurrent.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSEMaximumVoltage is None:
         raise encode_error('Dynamic_DC_CLResControlModeType.EVSEMaximumVoltage', 'required value missing')
     if o.EVSEMaximumVoltage.Exponent is None:
@@ -12117,14 +17622,32 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
     if o.EVSEMaximumVoltage.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVSEMaximumVoltage.Exponent + 128) << 3, 16)
-    s = 7
     if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
-    w.integer(o.EVSEMaximumVoltage.Value)
-    w.bits(0x0, 3)
+    a = (a << 17) | (o.EVSEMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMaximumVoltage.Value < 0 else 0)
+    k += 17
+    s = 7
+    u = -o.EVSEMaximumVoltage.Value - 1 if o.EVSEMaximumVoltage.Value < 0 else o.EVSEMaximumVoltage.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
     s = 8
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Scheduled_DC_CLReqControlModeType:
     f_EVTargetEnergyRequest: _iso20_common_types.RationalNumberType | None = None
@@ -12575,6 +18098,8 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
     return _iso20_dc.Scheduled_DC_CLReqControlModeType(EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVTargetCurrent=f_EVTargetCurrent, EVTargetVoltage=f_EVTargetVoltage, EVMaximumChargePower=f_EVMaximumChargePower, EVMinimumChargePower=f_EVMinimumChargePower, EVMaximumChargeCurrent=f_EVMaximumChargeCurrent, EVMaximumVoltage=f_EVMaximumVoltage, EVMinimumVoltage=f_EVMinimumVoltage)
 
 def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Scheduled_DC_CLReqControlModeType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.EVTargetEnergyRequest is not None:
         if o.EVTargetEnergyRequest.Exponent is None:
@@ -12583,11 +18108,25 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
         if o.EVTargetEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3, 16)
         if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVTargetEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0)
+        k += 17
+        u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
         if o.EVMaximumEnergyRequest.Exponent is None:
@@ -12596,11 +18135,25 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
         if o.EVMaximumEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3 | 0x2000, 16)
         if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVMaximumEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0) | 0x4000
+        k += 17
+        u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
         if o.EVMinimumEnergyRequest.Exponent is None:
@@ -12609,11 +18162,25 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
         if o.EVMinimumEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3 | 0x4000, 16)
         if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVMinimumEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0) | 0x8000
+        k += 17
+        u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 3
     elif o.EVTargetCurrent is not None:
         if o.EVTargetCurrent.Exponent is None:
@@ -12622,11 +18189,25 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetCurrent.Exponent!r} outside -128..127')
         if o.EVTargetCurrent.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVTargetCurrent.Exponent + 128) << 3 | 0x6000, 16)
         if (w.strict and (o.EVTargetCurrent.Value < -32768 or o.EVTargetCurrent.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVTargetCurrent.Value!r} outside -32768..32767')
-        w.integer(o.EVTargetCurrent.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVTargetCurrent.Exponent + 128) << 4 | (1 if o.EVTargetCurrent.Value < 0 else 0) | 0xc000
+        k += 17
+        u = -o.EVTargetCurrent.Value - 1 if o.EVTargetCurrent.Value < 0 else o.EVTargetCurrent.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 4
     else:
         raise encode_error('Scheduled_DC_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
@@ -12638,11 +18219,25 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
             if o.EVMaximumEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3, 15)
             if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0)
+            k += 16
+            u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
             if o.EVMinimumEnergyRequest.Exponent is None:
@@ -12651,11 +18246,25 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
             if o.EVMinimumEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3 | 0x2000, 15)
             if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0) | 0x4000
+            k += 16
+            u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 3
         elif o.EVTargetCurrent is not None:
             if o.EVTargetCurrent.Exponent is None:
@@ -12664,11 +18273,25 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetCurrent.Exponent!r} outside -128..127')
             if o.EVTargetCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVTargetCurrent.Exponent + 128) << 3 | 0x4000, 15)
             if (w.strict and (o.EVTargetCurrent.Value < -32768 or o.EVTargetCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVTargetCurrent.Value!r} outside -32768..32767')
-            w.integer(o.EVTargetCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVTargetCurrent.Exponent + 128) << 4 | (1 if o.EVTargetCurrent.Value < 0 else 0) | 0x8000
+            k += 16
+            u = -o.EVTargetCurrent.Value - 1 if o.EVTargetCurrent.Value < 0 else o.EVTargetCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 4
         else:
             raise encode_error('Scheduled_DC_CLReqControlModeType', 'missing SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
@@ -12680,11 +18303,25 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
             if o.EVMinimumEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3, 15)
             if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0)
+            k += 16
+            u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 3
         elif o.EVTargetCurrent is not None:
             if o.EVTargetCurrent.Exponent is None:
@@ -12693,11 +18330,25 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetCurrent.Exponent!r} outside -128..127')
             if o.EVTargetCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVTargetCurrent.Exponent + 128) << 3 | 0x2000, 15)
             if (w.strict and (o.EVTargetCurrent.Value < -32768 or o.EVTargetCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVTargetCurrent.Value!r} outside -32768..32767')
-            w.integer(o.EVTargetCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVTargetCurrent.Exponent + 128) << 4 | (1 if o.EVTargetCurrent.Value < 0 else 0) | 0x4000
+            k += 16
+            u = -o.EVTargetCurrent.Value - 1 if o.EVTargetCurrent.Value < 0 else o.EVTargetCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 4
         else:
             raise encode_error('Scheduled_DC_CLReqControlModeType', 'missing SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
@@ -12709,11 +18360,25 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetCurrent.Exponent!r} outside -128..127')
             if o.EVTargetCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVTargetCurrent.Exponent + 128) << 3, 14)
             if (w.strict and (o.EVTargetCurrent.Value < -32768 or o.EVTargetCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVTargetCurrent.Value!r} outside -32768..32767')
-            w.integer(o.EVTargetCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 15) | (o.EVTargetCurrent.Exponent + 128) << 4 | (1 if o.EVTargetCurrent.Value < 0 else 0)
+            k += 15
+            u = -o.EVTargetCurrent.Value - 1 if o.EVTargetCurrent.Value < 0 else o.EVTargetCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 4
         else:
             raise encode_error('Scheduled_DC_CLReqControlModeType', 'missing SE(EVTargetCurrent)')
@@ -12725,11 +18390,25 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetVoltage.Exponent!r} outside -128..127')
     if o.EVTargetVoltage.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVTargetVoltage.Exponent + 128) << 3, 14)
     if (w.strict and (o.EVTargetVoltage.Value < -32768 or o.EVTargetVoltage.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVTargetVoltage.Value!r} outside -32768..32767')
-    w.integer(o.EVTargetVoltage.Value)
-    w.bits(0x0, 2)
+    a = (a << 15) | (o.EVTargetVoltage.Exponent + 128) << 4 | (1 if o.EVTargetVoltage.Value < 0 else 0)
+    k += 15
+    u = -o.EVTargetVoltage.Value - 1 if o.EVTargetVoltage.Value < 0 else o.EVTargetVoltage.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
     s = 5
     if o.EVMaximumChargePower is not None:
         if o.EVMaximumChargePower.Exponent is None:
@@ -12738,11 +18417,25 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargePower.Exponent!r} outside -128..127')
         if o.EVMaximumChargePower.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMaximumChargePower.Exponent + 128) << 3, 16)
         if (w.strict and (o.EVMaximumChargePower.Value < -32768 or o.EVMaximumChargePower.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargePower.Value!r} outside -32768..32767')
-        w.integer(o.EVMaximumChargePower.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVMaximumChargePower.Value < 0 else 0)
+        k += 17
+        u = -o.EVMaximumChargePower.Value - 1 if o.EVMaximumChargePower.Value < 0 else o.EVMaximumChargePower.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 6
     elif o.EVMinimumChargePower is not None:
         if o.EVMinimumChargePower.Exponent is None:
@@ -12751,11 +18444,25 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumChargePower.Exponent!r} outside -128..127')
         if o.EVMinimumChargePower.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMinimumChargePower.Exponent + 128) << 3 | 0x2000, 16)
         if (w.strict and (o.EVMinimumChargePower.Value < -32768 or o.EVMinimumChargePower.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMinimumChargePower.Value!r} outside -32768..32767')
-        w.integer(o.EVMinimumChargePower.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVMinimumChargePower.Value < 0 else 0) | 0x4000
+        k += 17
+        u = -o.EVMinimumChargePower.Value - 1 if o.EVMinimumChargePower.Value < 0 else o.EVMinimumChargePower.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 7
     elif o.EVMaximumChargeCurrent is not None:
         if o.EVMaximumChargeCurrent.Exponent is None:
@@ -12764,11 +18471,25 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargeCurrent.Exponent!r} outside -128..127')
         if o.EVMaximumChargeCurrent.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMaximumChargeCurrent.Exponent + 128) << 3 | 0x4000, 16)
         if (w.strict and (o.EVMaximumChargeCurrent.Value < -32768 or o.EVMaximumChargeCurrent.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargeCurrent.Value!r} outside -32768..32767')
-        w.integer(o.EVMaximumChargeCurrent.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumChargeCurrent.Value < 0 else 0) | 0x8000
+        k += 17
+        u = -o.EVMaximumChargeCurrent.Value - 1 if o.EVMaximumChargeCurrent.Value < 0 else o.EVMaximumChargeCurrent.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 8
     elif o.EVMaximumVoltage is not None:
         if o.EVMaximumVoltage.Exponent is None:
@@ -12777,11 +18498,25 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
         if o.EVMaximumVoltage.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMaximumVoltage.Exponent + 128) << 3 | 0x6000, 16)
         if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
-        w.integer(o.EVMaximumVoltage.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVMaximumVoltage.Value < 0 else 0) | 0xc000
+        k += 17
+        u = -o.EVMaximumVoltage.Value - 1 if o.EVMaximumVoltage.Value < 0 else o.EVMaximumVoltage.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 9
     elif o.EVMinimumVoltage is not None:
         if o.EVMinimumVoltage.Exponent is None:
@@ -12790,14 +18525,29 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
         if o.EVMinimumVoltage.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMinimumVoltage.Exponent + 128) << 3 | 0x8000, 16)
         if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
-        w.integer(o.EVMinimumVoltage.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVMinimumVoltage.Value < 0 else 0) | 0x10000
+        k += 17
+        u = -o.EVMinimumVoltage.Value - 1 if o.EVMinimumVoltage.Value < 0 else o.EVMinimumVoltage.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 10
     else:
-        w.bits(0x5, 3)
+        a = (a << 3) | 0x5
+        k += 3
         s = -1
     if s == 6:
         if o.EVMinimumChargePower is not None:
@@ -12807,11 +18557,25 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumChargePower.Exponent!r} outside -128..127')
             if o.EVMinimumChargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumChargePower.Exponent + 128) << 3, 16)
             if (w.strict and (o.EVMinimumChargePower.Value < -32768 or o.EVMinimumChargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumChargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumChargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVMinimumChargePower.Value < 0 else 0)
+            k += 17
+            u = -o.EVMinimumChargePower.Value - 1 if o.EVMinimumChargePower.Value < 0 else o.EVMinimumChargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 7
         elif o.EVMaximumChargeCurrent is not None:
             if o.EVMaximumChargeCurrent.Exponent is None:
@@ -12820,11 +18584,25 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargeCurrent.Exponent!r} outside -128..127')
             if o.EVMaximumChargeCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumChargeCurrent.Exponent + 128) << 3 | 0x2000, 16)
             if (w.strict and (o.EVMaximumChargeCurrent.Value < -32768 or o.EVMaximumChargeCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargeCurrent.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumChargeCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumChargeCurrent.Value < 0 else 0) | 0x4000
+            k += 17
+            u = -o.EVMaximumChargeCurrent.Value - 1 if o.EVMaximumChargeCurrent.Value < 0 else o.EVMaximumChargeCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 8
         elif o.EVMaximumVoltage is not None:
             if o.EVMaximumVoltage.Exponent is None:
@@ -12833,11 +18611,25 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
             if o.EVMaximumVoltage.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumVoltage.Exponent + 128) << 3 | 0x4000, 16)
             if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumVoltage.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVMaximumVoltage.Value < 0 else 0) | 0x8000
+            k += 17
+            u = -o.EVMaximumVoltage.Value - 1 if o.EVMaximumVoltage.Value < 0 else o.EVMaximumVoltage.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.EVMinimumVoltage is not None:
             if o.EVMinimumVoltage.Exponent is None:
@@ -12846,14 +18638,29 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
             if o.EVMinimumVoltage.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumVoltage.Exponent + 128) << 3 | 0x6000, 16)
             if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumVoltage.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVMinimumVoltage.Value < 0 else 0) | 0xc000
+            k += 17
+            u = -o.EVMinimumVoltage.Value - 1 if o.EVMinimumVoltage.Value < 0 else o.EVMinimumVoltage.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 10
         else:
-            w.bits(0x4, 3)
+            a = (a << 3) | 0x4
+            k += 3
             s = -1
     if s == 7:
         if o.EVMaximumChargeCurrent is not None:
@@ -12863,11 +18670,25 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargeCurrent.Exponent!r} outside -128..127')
             if o.EVMaximumChargeCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumChargeCurrent.Exponent + 128) << 3, 16)
             if (w.strict and (o.EVMaximumChargeCurrent.Value < -32768 or o.EVMaximumChargeCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargeCurrent.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumChargeCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumChargeCurrent.Value < 0 else 0)
+            k += 17
+            u = -o.EVMaximumChargeCurrent.Value - 1 if o.EVMaximumChargeCurrent.Value < 0 else o.EVMaximumChargeCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 8
         elif o.EVMaximumVoltage is not None:
             if o.EVMaximumVoltage.Exponent is None:
@@ -12876,11 +18697,25 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
             if o.EVMaximumVoltage.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumVoltage.Exponent + 128) << 3 | 0x2000, 16)
             if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumVoltage.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVMaximumVoltage.Value < 0 else 0) | 0x4000
+            k += 17
+            u = -o.EVMaximumVoltage.Value - 1 if o.EVMaximumVoltage.Value < 0 else o.EVMaximumVoltage.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.EVMinimumVoltage is not None:
             if o.EVMinimumVoltage.Exponent is None:
@@ -12889,14 +18724,29 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
             if o.EVMinimumVoltage.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumVoltage.Exponent + 128) << 3 | 0x4000, 16)
             if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumVoltage.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVMinimumVoltage.Value < 0 else 0) | 0x8000
+            k += 17
+            u = -o.EVMinimumVoltage.Value - 1 if o.EVMinimumVoltage.Value < 0 else o.EVMinimumVoltage.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 10
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 8:
         if o.EVMaximumVoltage is not None:
@@ -12906,11 +18756,25 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
             if o.EVMaximumVoltage.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumVoltage.Exponent + 128) << 3, 15)
             if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumVoltage.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVMaximumVoltage.Value < 0 else 0)
+            k += 16
+            u = -o.EVMaximumVoltage.Value - 1 if o.EVMaximumVoltage.Value < 0 else o.EVMaximumVoltage.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.EVMinimumVoltage is not None:
             if o.EVMinimumVoltage.Exponent is None:
@@ -12919,14 +18783,29 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
             if o.EVMinimumVoltage.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumVoltage.Exponent + 128) << 3 | 0x2000, 15)
             if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumVoltage.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVMinimumVoltage.Value < 0 else 0) | 0x4000
+            k += 16
+            u = -o.EVMinimumVoltage.Value - 1 if o.EVMinimumVoltage.Value < 0 else o.EVMinimumVoltage.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 10
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 9:
         if o.EVMinimumVoltage is not None:
@@ -12936,19 +18815,39 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
             if o.EVMinimumVoltage.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumVoltage.Exponent + 128) << 3, 15)
             if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumVoltage.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVMinimumVoltage.Value < 0 else 0)
+            k += 16
+            u = -o.EVMinimumVoltage.Value - 1 if o.EVMinimumVoltage.Value < 0 else o.EVMinimumVoltage.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 10
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 10:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Scheduled_DC_CLResControlModeType:
     f_EVSEMaximumChargePower: _iso20_common_types.RationalNumberType | None = None
@@ -13137,6 +19036,8 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
     return _iso20_dc.Scheduled_DC_CLResControlModeType(EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMaximumChargeCurrent=f_EVSEMaximumChargeCurrent, EVSEMaximumVoltage=f_EVSEMaximumVoltage)
 
 def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Scheduled_DC_CLResControlModeType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.EVSEMaximumChargePower is not None:
         if o.EVSEMaximumChargePower.Exponent is None:
@@ -13145,11 +19046,25 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
         if o.EVSEMaximumChargePower.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVSEMaximumChargePower.Exponent + 128) << 3, 16)
         if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
-        w.integer(o.EVSEMaximumChargePower.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVSEMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargePower.Value < 0 else 0)
+        k += 17
+        u = -o.EVSEMaximumChargePower.Value - 1 if o.EVSEMaximumChargePower.Value < 0 else o.EVSEMaximumChargePower.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 1
     elif o.EVSEMinimumChargePower is not None:
         if o.EVSEMinimumChargePower.Exponent is None:
@@ -13158,11 +19073,25 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumChargePower.Exponent!r} outside -128..127')
         if o.EVSEMinimumChargePower.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVSEMinimumChargePower.Exponent + 128) << 3 | 0x2000, 16)
         if (w.strict and (o.EVSEMinimumChargePower.Value < -32768 or o.EVSEMinimumChargePower.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumChargePower.Value!r} outside -32768..32767')
-        w.integer(o.EVSEMinimumChargePower.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVSEMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumChargePower.Value < 0 else 0) | 0x4000
+        k += 17
+        u = -o.EVSEMinimumChargePower.Value - 1 if o.EVSEMinimumChargePower.Value < 0 else o.EVSEMinimumChargePower.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 2
     elif o.EVSEMaximumChargeCurrent is not None:
         if o.EVSEMaximumChargeCurrent.Exponent is None:
@@ -13171,11 +19100,25 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargeCurrent.Exponent!r} outside -128..127')
         if o.EVSEMaximumChargeCurrent.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVSEMaximumChargeCurrent.Exponent + 128) << 3 | 0x4000, 16)
         if (w.strict and (o.EVSEMaximumChargeCurrent.Value < -32768 or o.EVSEMaximumChargeCurrent.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargeCurrent.Value!r} outside -32768..32767')
-        w.integer(o.EVSEMaximumChargeCurrent.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVSEMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargeCurrent.Value < 0 else 0) | 0x8000
+        k += 17
+        u = -o.EVSEMaximumChargeCurrent.Value - 1 if o.EVSEMaximumChargeCurrent.Value < 0 else o.EVSEMaximumChargeCurrent.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 3
     elif o.EVSEMaximumVoltage is not None:
         if o.EVSEMaximumVoltage.Exponent is None:
@@ -13184,14 +19127,29 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
         if o.EVSEMaximumVoltage.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVSEMaximumVoltage.Exponent + 128) << 3 | 0x6000, 16)
         if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
-        w.integer(o.EVSEMaximumVoltage.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVSEMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMaximumVoltage.Value < 0 else 0) | 0xc000
+        k += 17
+        u = -o.EVSEMaximumVoltage.Value - 1 if o.EVSEMaximumVoltage.Value < 0 else o.EVSEMaximumVoltage.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 4
     else:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
         s = -1
     if s == 1:
         if o.EVSEMinimumChargePower is not None:
@@ -13201,11 +19159,25 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumChargePower.Exponent!r} outside -128..127')
             if o.EVSEMinimumChargePower.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMinimumChargePower.Exponent + 128) << 3, 16)
             if (w.strict and (o.EVSEMinimumChargePower.Value < -32768 or o.EVSEMinimumChargePower.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumChargePower.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMinimumChargePower.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVSEMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumChargePower.Value < 0 else 0)
+            k += 17
+            u = -o.EVSEMinimumChargePower.Value - 1 if o.EVSEMinimumChargePower.Value < 0 else o.EVSEMinimumChargePower.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 2
         elif o.EVSEMaximumChargeCurrent is not None:
             if o.EVSEMaximumChargeCurrent.Exponent is None:
@@ -13214,11 +19186,25 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargeCurrent.Exponent!r} outside -128..127')
             if o.EVSEMaximumChargeCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumChargeCurrent.Exponent + 128) << 3 | 0x2000, 16)
             if (w.strict and (o.EVSEMaximumChargeCurrent.Value < -32768 or o.EVSEMaximumChargeCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargeCurrent.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumChargeCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVSEMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargeCurrent.Value < 0 else 0) | 0x4000
+            k += 17
+            u = -o.EVSEMaximumChargeCurrent.Value - 1 if o.EVSEMaximumChargeCurrent.Value < 0 else o.EVSEMaximumChargeCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 3
         elif o.EVSEMaximumVoltage is not None:
             if o.EVSEMaximumVoltage.Exponent is None:
@@ -13227,14 +19213,29 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
             if o.EVSEMaximumVoltage.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumVoltage.Exponent + 128) << 3 | 0x4000, 16)
             if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumVoltage.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.EVSEMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMaximumVoltage.Value < 0 else 0) | 0x8000
+            k += 17
+            u = -o.EVSEMaximumVoltage.Value - 1 if o.EVSEMaximumVoltage.Value < 0 else o.EVSEMaximumVoltage.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 4
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 2:
         if o.EVSEMaximumChargeCurrent is not None:
@@ -13244,11 +19245,25 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargeCurrent.Exponent!r} outside -128..127')
             if o.EVSEMaximumChargeCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumChargeCurrent.Exponent + 128) << 3, 15)
             if (w.strict and (o.EVSEMaximumChargeCurrent.Value < -32768 or o.EVSEMaximumChargeCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargeCurrent.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumChargeCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVSEMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargeCurrent.Value < 0 else 0)
+            k += 16
+            u = -o.EVSEMaximumChargeCurrent.Value - 1 if o.EVSEMaximumChargeCurrent.Value < 0 else o.EVSEMaximumChargeCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 3
         elif o.EVSEMaximumVoltage is not None:
             if o.EVSEMaximumVoltage.Exponent is None:
@@ -13257,14 +19272,29 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
             if o.EVSEMaximumVoltage.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumVoltage.Exponent + 128) << 3 | 0x2000, 15)
             if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumVoltage.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVSEMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMaximumVoltage.Value < 0 else 0) | 0x4000
+            k += 16
+            u = -o.EVSEMaximumVoltage.Value - 1 if o.EVSEMaximumVoltage.Value < 0 else o.EVSEMaximumVoltage.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 4
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 3:
         if o.EVSEMaximumVoltage is not None:
@@ -13274,19 +19304,39 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
             if o.EVSEMaximumVoltage.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVSEMaximumVoltage.Exponent + 128) << 3, 15)
             if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
-            w.integer(o.EVSEMaximumVoltage.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVSEMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMaximumVoltage.Value < 0 else 0)
+            k += 16
+            u = -o.EVSEMaximumVoltage.Value - 1 if o.EVSEMaximumVoltage.Value < 0 else o.EVSEMaximumVoltage.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 4
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 4:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v0(r: BitReader) -> object:
     c = r.bits(9)
@@ -13301,9 +19351,21 @@ def _d_v0(r: BitReader) -> object:
     return v
 
 def _e_v0(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v1(r: BitReader) -> object:
     c = r.bits(9)
@@ -13318,9 +19380,21 @@ def _d_v1(r: BitReader) -> object:
     return v
 
 def _e_v1(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v2(r: BitReader) -> object:
     c = r.bits(9)
@@ -13335,11 +19409,31 @@ def _d_v2(r: BitReader) -> object:
     return v
 
 def _e_v2(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if o < 0 or (w.strict and (o > 65535)):
         raise encode_error('value', f'{o!r} outside 0..65535')
-    w.uint(o)
-    w.bits(0x0, 1)
+    u = o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v3(r: BitReader) -> object:
     c = r.bits(9)
@@ -13354,11 +19448,31 @@ def _d_v3(r: BitReader) -> object:
     return v
 
 def _e_v3(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if o < 0 or (w.strict and (o > 18446744073709551615)):
         raise encode_error('value', f'{o!r} outside 0..18446744073709551615')
-    w.uint(o)
-    w.bits(0x0, 1)
+    u = o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v4(r: BitReader) -> object:
     c = r.bits(3)
@@ -13368,7 +19482,14 @@ def _d_v4(r: BitReader) -> object:
     return v
 
 def _e_v4(w: BitWriter, o: Any) -> None:
-    w.bits((1 if o else 0) << 1, 3)
+    a = w.acc
+    k = w.n
+    a = (a << 3) | (1 if o else 0) << 1
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v5(r: BitReader) -> object:
     c = r.bits(9)
@@ -13383,11 +19504,31 @@ def _d_v5(r: BitReader) -> object:
     return v
 
 def _e_v5(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if o < 0 or (w.strict and (o > 4294967295)):
         raise encode_error('value', f'{o!r} outside 0..4294967295')
-    w.uint(o)
-    w.bits(0x0, 1)
+    u = o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v6(r: BitReader) -> object:
     c = r.bits(4)
@@ -13400,7 +19541,14 @@ def _d_v6(r: BitReader) -> object:
     return v
 
 def _e_v6(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_common_types_processingType[o]) << 1, 4)
+    a = w.acc
+    k = w.n
+    a = (a << 4) | (_I_iso20_common_types_processingType[o]) << 1
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v7(r: BitReader) -> object:
     c = r.bits(5)
@@ -13413,7 +19561,14 @@ def _d_v7(r: BitReader) -> object:
     return v
 
 def _e_v7(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_common_types_evseNotificationType[o]) << 1, 5)
+    a = w.acc
+    k = w.n
+    a = (a << 5) | (_I_iso20_common_types_evseNotificationType[o]) << 1
+    k += 5
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v8(r: BitReader) -> object:
     c = r.bits(9)
@@ -13428,9 +19583,21 @@ def _d_v8(r: BitReader) -> object:
     return v
 
 def _e_v8(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v9(r: BitReader) -> object:
     c = r.bits(10)
@@ -13440,9 +19607,16 @@ def _d_v9(r: BitReader) -> object:
     return v
 
 def _e_v9(w: BitWriter, o: Any) -> None:
+    a = w.acc
+    k = w.n
     if o < -128 or o > 127:
         raise encode_error('value', f'{o!r} outside -128..127')
-    w.bits((o + 128) << 1, 10)
+    a = (a << 10) | (o + 128) << 1
+    k += 10
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v10(r: BitReader) -> object:
     c = r.bits(10)
@@ -13458,9 +19632,29 @@ def _d_v10(r: BitReader) -> object:
     return v
 
 def _e_v10(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
-    w.integer(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a = (a << 2) | (1 if o < 0 else 0)
+    k += 2
+    u = -o - 1 if o < 0 else o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v11(r: BitReader) -> object:
     c = r.bits(9)
@@ -13470,9 +19664,16 @@ def _d_v11(r: BitReader) -> object:
     return v
 
 def _e_v11(w: BitWriter, o: Any) -> None:
+    a = w.acc
+    k = w.n
     if o < 0 or o > 127 or (w.strict and (o > 100)):
         raise encode_error('value', f'{o!r} outside 0..100')
-    w.bits((o) << 1, 9)
+    a = (a << 9) | (o) << 1
+    k += 9
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v12(r: BitReader) -> object:
     c = r.bits(9)
@@ -13487,11 +19688,23 @@ def _d_v12(r: BitReader) -> object:
     return v
 
 def _e_v12(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 32:
         raise encode_error('value', f'length {len(o)} outside 0..32')
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v13(r: BitReader) -> object:
     c = r.bits(9)
@@ -13506,11 +19719,23 @@ def _d_v13(r: BitReader) -> object:
     return v
 
 def _e_v13(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 64:
         raise encode_error('value', f'length {len(o)} outside 0..64')
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v14(r: BitReader) -> object:
     c = r.bits(10)
@@ -13526,11 +19751,31 @@ def _d_v14(r: BitReader) -> object:
     return v
 
 def _e_v14(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
     if (w.strict and (o < -32768 or o > 32767)):
         raise encode_error('value', f'{o!r} outside -32768..32767')
-    w.integer(o)
-    w.bits(0x0, 1)
+    a = (a << 2) | (1 if o < 0 else 0)
+    k += 2
+    u = -o - 1 if o < 0 else o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v15(r: BitReader) -> object:
     c = r.bits(9)
@@ -13545,9 +19790,21 @@ def _d_v15(r: BitReader) -> object:
     return v
 
 def _e_v15(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v16(r: BitReader) -> object:
     c = r.bits(8)
@@ -13560,7 +19817,14 @@ def _d_v16(r: BitReader) -> object:
     return v
 
 def _e_v16(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_common_types_responseCodeType[o]) << 1, 8)
+    a = w.acc
+    k = w.n
+    a = (a << 8) | (_I_iso20_common_types_responseCodeType[o]) << 1
+    k += 8
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v17(r: BitReader) -> object:
     c = r.bits(9)
@@ -13575,11 +19839,23 @@ def _d_v17(r: BitReader) -> object:
     return v
 
 def _e_v17(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if (len(o) < 8 and w.strict) or len(o) > 8:
         raise encode_error('value', f'length {len(o)} outside 8..8')
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v18(r: BitReader) -> object:
     c = r.bits(9)
@@ -13594,11 +19870,31 @@ def _d_v18(r: BitReader) -> object:
     return v
 
 def _e_v18(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if o < 0 or (w.strict and (o < 1 or o > 4294967295)):
         raise encode_error('value', f'{o!r} outside 1..4294967295')
-    w.uint(o)
-    w.bits(0x0, 1)
+    u = o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v19(r: BitReader) -> object:
     c = r.bits(10)
@@ -13614,9 +19910,29 @@ def _d_v19(r: BitReader) -> object:
     return v
 
 def _e_v19(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
-    w.integer(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a = (a << 2) | (1 if o < 0 else 0)
+    k += 2
+    u = -o - 1 if o < 0 else o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 DOCUMENT: EntryTable = (
     ('urn:iso:std:iso:15118:-20:DC', 'BPT_DC_CPDReqEnergyTransferMode', _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType, _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType, _iso20_dc.BPT_DC_CPDReqEnergyTransferModeType),

@@ -78,19 +78,32 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
     return _xmldsig.CanonicalizationMethodType(Algorithm=f_Algorithm)
 
 def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.CanonicalizationMethodType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Algorithm is None:
         raise encode_error('CanonicalizationMethodType.Algorithm', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Algorithm)
+    a = w.acc
+    k = w.n
     s = 1
     if True:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     f_P: bytes | None = None
@@ -249,87 +262,162 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     return _xmldsig.DSAKeyValueType(P=f_P, Q=f_Q, G=f_G, Y=f_Y, J=f_J, Seed=f_Seed, PgenCounter=f_PgenCounter)
 
 def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.P is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.P)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif o.G is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.G)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     elif o.Y is not None:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.Y)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 3
     else:
         raise encode_error('DSAKeyValueType', 'missing SE(P), SE(G), SE(Y)')
     if s == 1:
         if o.Q is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.binary(o.Q)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 4
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(Q)')
     if s == 4:
         if o.G is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.binary(o.G)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 2
         elif o.Y is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
+            w.acc = a
+            w.n = k
             w.binary(o.Y)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 3
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(G), SE(Y)')
     if s == 2:
         if o.Y is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.binary(o.Y)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 3
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(Y)')
     if o.J is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.J)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 5
     elif o.Seed is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.Seed)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 6
     else:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         s = -1
     if s == 5:
         if o.Seed is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.binary(o.Seed)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 6
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 6:
         if o.PgenCounter is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.binary(o.PgenCounter)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 7
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(PgenCounter)')
     if s == 7:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
     f_Algorithm: str
@@ -368,19 +456,32 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
     return _xmldsig.DigestMethodType(Algorithm=f_Algorithm)
 
 def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Algorithm is None:
         raise encode_error('DigestMethodType.Algorithm', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Algorithm)
+    a = w.acc
+    k = w.n
     s = 1
     if True:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     f_Id: str | None = None
@@ -541,6 +642,8 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     return _xmldsig.KeyInfoType(Id=f_Id, KeyName=f_KeyName, KeyValue=f_KeyValue, RetrievalMethod=f_RetrievalMethod, X509Data=f_X509Data, PGPData=f_PGPData, SPKIData=f_SPKIData, MgmtData=f_MgmtData)
 
 def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
+    a = w.acc
+    k = w.n
     i_KeyName = 0
     i_KeyValue = 0
     i_RetrievalMethod = 0
@@ -550,52 +653,94 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     i_MgmtData = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 4)
+        a <<= 4
+        k += 4
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif i_KeyName < len(o.KeyName):
         x_KeyName = o.KeyName[i_KeyName]
         i_KeyName += 1
-        w.bits(0x2, 5)
+        a = (a << 5) | 0x2
+        k += 5
+        w.acc = a
+        w.n = k
         w.string(x_KeyName)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     elif i_KeyValue < len(o.KeyValue):
-        w.bits(0x2, 4)
+        a = (a << 4) | 0x2
+        k += 4
         x_KeyValue = o.KeyValue[i_KeyValue]
         i_KeyValue += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_KeyValueType(w, x_KeyValue)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_RetrievalMethod < len(o.RetrievalMethod):
-        w.bits(0x3, 4)
+        a = (a << 4) | 0x3
+        k += 4
         x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
         i_RetrievalMethod += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_X509Data < len(o.X509Data):
-        w.bits(0x4, 4)
+        a = (a << 4) | 0x4
+        k += 4
         x_X509Data = o.X509Data[i_X509Data]
         i_X509Data += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_X509DataType(w, x_X509Data)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_PGPData < len(o.PGPData):
-        w.bits(0x5, 4)
+        a = (a << 4) | 0x5
+        k += 4
         x_PGPData = o.PGPData[i_PGPData]
         i_PGPData += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_PGPDataType(w, x_PGPData)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_SPKIData < len(o.SPKIData):
-        w.bits(0x6, 4)
+        a = (a << 4) | 0x6
+        k += 4
         x_SPKIData = o.SPKIData[i_SPKIData]
         i_SPKIData += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_SPKIDataType(w, x_SPKIData)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_MgmtData < len(o.MgmtData):
         x_MgmtData = o.MgmtData[i_MgmtData]
         i_MgmtData += 1
-        w.bits(0xe, 5)
+        a = (a << 5) | 0xe
+        k += 5
+        w.acc = a
+        w.n = k
         w.string(x_MgmtData)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
         raise encode_error('KeyInfoType', 'missing AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData)')
@@ -603,46 +748,83 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
         if i_KeyName < len(o.KeyName):
             x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
-            w.bits(0x0, 5)
+            a <<= 5
+            k += 5
+            w.acc = a
+            w.n = k
             w.string(x_KeyName)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 2
         elif i_KeyValue < len(o.KeyValue):
-            w.bits(0x1, 4)
+            a = (a << 4) | 0x1
+            k += 4
             x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_KeyValueType(w, x_KeyValue)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_RetrievalMethod < len(o.RetrievalMethod):
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_X509Data < len(o.X509Data):
-            w.bits(0x3, 4)
+            a = (a << 4) | 0x3
+            k += 4
             x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_X509DataType(w, x_X509Data)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_PGPData < len(o.PGPData):
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_PGPDataType(w, x_PGPData)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_SPKIData < len(o.SPKIData):
-            w.bits(0x5, 4)
+            a = (a << 4) | 0x5
+            k += 4
             x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_SPKIDataType(w, x_SPKIData)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_MgmtData < len(o.MgmtData):
             x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
-            w.bits(0xc, 5)
+            a = (a << 5) | 0xc
+            k += 5
+            w.acc = a
+            w.n = k
             w.string(x_MgmtData)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 2
         else:
             raise encode_error('KeyInfoType', 'missing SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData)')
@@ -650,44 +832,86 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
         if i_KeyName < len(o.KeyName):
             x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
-            w.bits(0x0, 5)
+            a <<= 5
+            k += 5
+            w.acc = a
+            w.n = k
             w.string(x_KeyName)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         elif i_KeyValue < len(o.KeyValue):
-            w.bits(0x1, 4)
+            a = (a << 4) | 0x1
+            k += 4
             x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_KeyValueType(w, x_KeyValue)
+            a = w.acc
+            k = w.n
         elif i_RetrievalMethod < len(o.RetrievalMethod):
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
+            a = w.acc
+            k = w.n
         elif i_X509Data < len(o.X509Data):
-            w.bits(0x3, 4)
+            a = (a << 4) | 0x3
+            k += 4
             x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_X509DataType(w, x_X509Data)
+            a = w.acc
+            k = w.n
         elif i_PGPData < len(o.PGPData):
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_PGPDataType(w, x_PGPData)
+            a = w.acc
+            k = w.n
         elif i_SPKIData < len(o.SPKIData):
-            w.bits(0x5, 4)
+            a = (a << 4) | 0x5
+            k += 4
             x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_SPKIDataType(w, x_SPKIData)
+            a = w.acc
+            k = w.n
         elif i_MgmtData < len(o.MgmtData):
             x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
-            w.bits(0xc, 5)
+            a = (a << 5) | 0xc
+            k += 5
+            w.acc = a
+            w.n = k
             w.string(x_MgmtData)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         else:
-            w.bits(0x8, 4)
+            a = (a << 4) | 0x8
+            k += 4
             s = -1
             break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
     f_DSAKeyValue: _xmldsig.DSAKeyValueType | None = None
@@ -734,26 +958,49 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
     return _xmldsig.KeyValueType(DSAKeyValue=f_DSAKeyValue, RSAKeyValue=f_RSAKeyValue)
 
 def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
+    a = w.acc
+    k = w.n
     if o.DSAKeyValue is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         _e_xmldsig_DSAKeyValueType(w, o.DSAKeyValue)
+        a = w.acc
+        k = w.n
         if o.RSAKeyValue is not None:
             raise encode_error('KeyValueType.RSAKeyValue', 'cannot be combined with DSAKeyValue')
     elif o.RSAKeyValue is not None:
         if o.RSAKeyValue.Modulus is None:
             raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
-        w.bits(0x4, 5)
+        a = (a << 5) | 0x4
+        k += 5
+        w.acc = a
+        w.n = k
         w.binary(o.RSAKeyValue.Modulus)
+        a = w.acc
+        k = w.n
         if o.RSAKeyValue.Exponent is None:
             raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.RSAKeyValue.Exponent)
-        w.bits(0x0, 2)
+        a = w.acc
+        k = w.n
+        a <<= 2
+        k += 2
     else:
         raise encode_error('KeyValueType', 'missing SE(DSAKeyValue), SE(RSAKeyValue)')
     if True:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         pass
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
     f_Id: str | None = None
@@ -800,49 +1047,82 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
     return _xmldsig.ManifestType(Id=f_Id, Reference=f_Reference)
 
 def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
+    a = w.acc
+    k = w.n
     i_Reference = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif i_Reference < len(o.Reference):
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ReferenceType(w, x_Reference)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('ManifestType', 'missing AT(Id), SE(Reference)')
     if s == 1:
         if i_Reference < len(o.Reference):
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             x_Reference = o.Reference[i_Reference]
             i_Reference += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_ReferenceType(w, x_Reference)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('ManifestType', 'missing SE(Reference)')
     if i_Reference < len(o.Reference):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ReferenceType(w, x_Reference)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         while True:
             if i_Reference < len(o.Reference):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Reference = o.Reference[i_Reference]
                 i_Reference += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_ReferenceType(w, x_Reference)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     f_Encoding: str | None = None
@@ -948,50 +1228,91 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     return _xmldsig.ObjectType(Encoding=f_Encoding, Id=f_Id, MimeType=f_MimeType)
 
 def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Encoding is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Encoding)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.Id is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.MimeType is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.MimeType)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
         s = -1
     if s == 1:
         if o.Id is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.Id)
+            a = w.acc
+            k = w.n
             s = 2
         elif o.MimeType is not None:
-            w.bits(0x1, 3)
+            a = (a << 3) | 0x1
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.MimeType)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 2:
         if o.MimeType is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.MimeType)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             s = -1
     if s == 3:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 4:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     f_PGPKeyID: bytes | None = None
@@ -1081,19 +1402,33 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     return _xmldsig.PGPDataType(PGPKeyID=f_PGPKeyID, PGPKeyPacket=f_PGPKeyPacket)
 
 def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
+    a = w.acc
+    k = w.n
     i_PGPKeyPacket = 0
     s = 0
     if o.PGPKeyID is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.PGPKeyID)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif i_PGPKeyPacket < len(o.PGPKeyPacket):
         x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
         i_PGPKeyPacket += 1
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(x_PGPKeyPacket)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
         s = 2
@@ -1103,31 +1438,46 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
             i_PGPKeyPacket += 1
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.binary(x_PGPKeyPacket)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             if i_PGPKeyPacket < len(o.PGPKeyPacket):
                 raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
             s = 3
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 2:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 4:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 5:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     f_Modulus: bytes
@@ -1152,15 +1502,32 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     return _xmldsig.RSAKeyValueType(Modulus=f_Modulus, Exponent=f_Exponent)
 
 def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> None:
+    a = w.acc
+    k = w.n
     if o.Modulus is None:
         raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     w.binary(o.Modulus)
+    a = w.acc
+    k = w.n
     if o.Exponent is None:
         raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
     w.binary(o.Exponent)
-    w.bits(0x0, 2)
+    a = w.acc
+    k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     f_Id: str | None = None
@@ -1272,88 +1639,175 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     return _xmldsig.ReferenceType(Id=f_Id, Type=f_Type, URI=f_URI, Transforms=f_Transforms, DigestMethod=f_DigestMethod, DigestValue=f_DigestValue)
 
 def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.Type is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Type)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.URI is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.URI)
+        a = w.acc
+        k = w.n
         s = 3
     elif o.Transforms is not None:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
+        w.acc = a
+        w.n = k
         _e_xmldsig_TransformsType(w, o.Transforms)
+        a = w.acc
+        k = w.n
         s = 4
     elif o.DigestMethod is not None:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
+        w.acc = a
+        w.n = k
         _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+        a = w.acc
+        k = w.n
         s = 5
     else:
         raise encode_error('ReferenceType', 'missing AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 1:
         if o.Type is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.Type)
+            a = w.acc
+            k = w.n
             s = 2
         elif o.URI is not None:
-            w.bits(0x1, 3)
+            a = (a << 3) | 0x1
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.URI)
+            a = w.acc
+            k = w.n
             s = 3
         elif o.Transforms is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
+            w.acc = a
+            w.n = k
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 2:
         if o.URI is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.string(o.URI)
+            a = w.acc
+            k = w.n
             s = 3
         elif o.Transforms is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 3:
         if o.Transforms is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing SE(Transforms), SE(DigestMethod)')
     if s == 4:
         if o.DigestMethod is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing SE(DigestMethod)')
     if o.DigestValue is None:
         raise encode_error('ReferenceType.DigestValue', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     w.binary(o.DigestValue)
-    w.bits(0x0, 2)
+    a = w.acc
+    k = w.n
+    a <<= 2
+    k += 2
     s = 6
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType:
     f_Type: str | None = None
@@ -1415,46 +1869,86 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
     return _xmldsig.RetrievalMethodType(Type=f_Type, URI=f_URI, Transforms=f_Transforms)
 
 def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Type is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Type)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.URI is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.URI)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.Transforms is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         _e_xmldsig_TransformsType(w, o.Transforms)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
         s = -1
     if s == 1:
         if o.URI is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.string(o.URI)
+            a = w.acc
+            k = w.n
             s = 2
         elif o.Transforms is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 2:
         if o.Transforms is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
     f_SPKISexp: list[bytes] = []
@@ -1511,6 +2005,8 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
     return _xmldsig.SPKIDataType(SPKISexp=f_SPKISexp)
 
 def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
+    a = w.acc
+    k = w.n
     i_SPKISexp = 0
     s = 0
     while s >= 0:
@@ -1518,9 +2014,15 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
             if i_SPKISexp < len(o.SPKISexp):
                 x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
+                w.acc = a
+                w.n = k
                 w.binary(x_SPKISexp)
-                w.bits(0x0, 1)
+                a = w.acc
+                k = w.n
+                a <<= 1
+                k += 1
                 s = 1
             else:
                 raise encode_error('SPKIDataType', 'missing SE(SPKISexp)')
@@ -1529,24 +2031,42 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
                 if i_SPKISexp < len(o.SPKISexp):
                     x_SPKISexp = o.SPKISexp[i_SPKISexp]
                     i_SPKISexp += 1
-                    w.bits(0x0, 3)
+                    a <<= 3
+                    k += 3
+                    w.acc = a
+                    w.n = k
                     w.binary(x_SPKISexp)
-                    w.bits(0x0, 1)
+                    a = w.acc
+                    k = w.n
+                    a <<= 1
+                    k += 1
                 else:
-                    w.bits(0x2, 2)
+                    a = (a << 2) | 0x2
+                    k += 2
                     s = -1
                     break
         if s == 2:
             if i_SPKISexp < len(o.SPKISexp):
                 x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
-                w.bits(0x0, 3)
+                a <<= 3
+                k += 3
+                w.acc = a
+                w.n = k
                 w.binary(x_SPKISexp)
-                w.bits(0x0, 1)
+                a = w.acc
+                k = w.n
+                a <<= 1
+                k += 1
                 s = 1
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType:
     f_Algorithm: str
@@ -1611,28 +2131,56 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
     return _xmldsig.SignatureMethodType(Algorithm=f_Algorithm, HMACOutputLength=f_HMACOutputLength)
 
 def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Algorithm is None:
         raise encode_error('SignatureMethodType.Algorithm', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Algorithm)
+    a = w.acc
+    k = w.n
     s = 1
     if o.HMACOutputLength is not None:
-        w.bits(0x0, 4)
-        w.integer(o.HMACOutputLength)
-        w.bits(0x0, 1)
+        a = (a << 5) | (1 if o.HMACOutputLength < 0 else 0)
+        k += 5
+        u = -o.HMACOutputLength - 1 if o.HMACOutputLength < 0 else o.HMACOutputLength
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
         s = -1
     if s == 2:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignaturePropertiesType:
     f_Id: str | None = None
@@ -1679,49 +2227,82 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
     return _xmldsig.SignaturePropertiesType(Id=f_Id, SignatureProperty=f_SignatureProperty)
 
 def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignaturePropertiesType) -> None:
+    a = w.acc
+    k = w.n
     i_SignatureProperty = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif i_SignatureProperty < len(o.SignatureProperty):
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignaturePropertiesType', 'missing AT(Id), SE(SignatureProperty)')
     if s == 1:
         if i_SignatureProperty < len(o.SignatureProperty):
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
             i_SignatureProperty += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignaturePropertiesType', 'missing SE(SignatureProperty)')
     if i_SignatureProperty < len(o.SignatureProperty):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         while True:
             if i_SignatureProperty < len(o.SignatureProperty):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
                 i_SignatureProperty += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignaturePropertyType:
     f_Id: str | None = None
@@ -1788,33 +2369,56 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
     return _xmldsig.SignaturePropertyType(Id=f_Id, Target=f_Target)
 
 def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignaturePropertyType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.Target is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Target)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignaturePropertyType', 'missing AT(Id), AT(Target)')
     if s == 1:
         if o.Target is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             w.string(o.Target)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignaturePropertyType', 'missing AT(Target)')
     else:
         raise encode_error('SignaturePropertyType', 'missing ')
     if True:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 4:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     f_Id: str | None = None
@@ -1880,64 +2484,113 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     return _xmldsig.SignatureType(Id=f_Id, SignedInfo=f_SignedInfo, SignatureValue=f_SignatureValue, KeyInfo=f_KeyInfo, Object=f_Object)
 
 def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
+    a = w.acc
+    k = w.n
     i_Object = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.SignedInfo is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_xmldsig_SignedInfoType(w, o.SignedInfo)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignatureType', 'missing AT(Id), SE(SignedInfo)')
     if s == 1:
         if o.SignedInfo is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_SignedInfoType(w, o.SignedInfo)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignatureType', 'missing SE(SignedInfo)')
     if o.SignatureValue is None:
         raise encode_error('SignatureType.SignatureValue', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_xmldsig_SignatureValueType(w, o.SignatureValue)
+    a = w.acc
+    k = w.n
     s = 3
     if o.KeyInfo is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_xmldsig_KeyInfoType(w, o.KeyInfo)
+        a = w.acc
+        k = w.n
         s = 4
     elif i_Object < len(o.Object):
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         x_Object = o.Object[i_Object]
         i_Object += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ObjectType(w, x_Object)
+        a = w.acc
+        k = w.n
         s = 5
     else:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         s = -1
     if s == 4:
         if i_Object < len(o.Object):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_Object = o.Object[i_Object]
             i_Object += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_ObjectType(w, x_Object)
+            a = w.acc
+            k = w.n
             s = 5
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 5:
         while True:
             if i_Object < len(o.Object):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Object = o.Object[i_Object]
                 i_Object += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_ObjectType(w, x_Object)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     f_Id: str | None = None
@@ -1976,26 +2629,48 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     return _xmldsig.SignatureValueType(Id=f_Id, value=f_value)
 
 def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.value is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         w.binary(o.value)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignatureValueType', 'missing AT(Id), CH')
     if s == 1:
         if o.value is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             w.binary(o.value)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignatureValueType', 'missing CH')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     f_Id: str | None = None
@@ -2052,58 +2727,101 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     return _xmldsig.SignedInfoType(Id=f_Id, CanonicalizationMethod=f_CanonicalizationMethod, SignatureMethod=f_SignatureMethod, Reference=f_Reference)
 
 def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
+    a = w.acc
+    k = w.n
     i_Reference = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.CanonicalizationMethod is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_xmldsig_CanonicalizationMethodType(w, o.CanonicalizationMethod)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignedInfoType', 'missing AT(Id), SE(CanonicalizationMethod)')
     if s == 1:
         if o.CanonicalizationMethod is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_CanonicalizationMethodType(w, o.CanonicalizationMethod)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignedInfoType', 'missing SE(CanonicalizationMethod)')
     if o.SignatureMethod is None:
         raise encode_error('SignedInfoType.SignatureMethod', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_xmldsig_SignatureMethodType(w, o.SignatureMethod)
+    a = w.acc
+    k = w.n
     s = 3
     if i_Reference < len(o.Reference):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ReferenceType(w, x_Reference)
+        a = w.acc
+        k = w.n
         s = 4
     else:
         raise encode_error('SignedInfoType', 'missing SE(Reference)')
     if i_Reference < len(o.Reference):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ReferenceType(w, x_Reference)
+        a = w.acc
+        k = w.n
         s = 5
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 5:
         while True:
             if i_Reference < len(o.Reference):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Reference = o.Reference[i_Reference]
                 i_Reference += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_ReferenceType(w, x_Reference)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     f_Algorithm: str
@@ -2138,22 +2856,40 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     return _xmldsig.TransformType(Algorithm=f_Algorithm, XPath=f_XPath)
 
 def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
+    a = w.acc
+    k = w.n
     i_XPath = 0
     if o.Algorithm is None:
         raise encode_error('TransformType.Algorithm', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Algorithm)
+    a = w.acc
+    k = w.n
     while True:
         if i_XPath < len(o.XPath):
             x_XPath = o.XPath[i_XPath]
             i_XPath += 1
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
+            w.acc = a
+            w.n = k
             w.string(x_XPath)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         else:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             pass
             break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
     f_Transform: list[_xmldsig.TransformType] = []
@@ -2184,36 +2920,59 @@ def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
     return _xmldsig.TransformsType(Transform=f_Transform)
 
 def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
+    a = w.acc
+    k = w.n
     i_Transform = 0
     s = 0
     if i_Transform < len(o.Transform):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_Transform = o.Transform[i_Transform]
         i_Transform += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_TransformType(w, x_Transform)
+        a = w.acc
+        k = w.n
         s = 1
     else:
         raise encode_error('TransformsType', 'missing SE(Transform)')
     if i_Transform < len(o.Transform):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_Transform = o.Transform[i_Transform]
         i_Transform += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_TransformType(w, x_Transform)
+        a = w.acc
+        k = w.n
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         while True:
             if i_Transform < len(o.Transform):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Transform = o.Transform[i_Transform]
                 i_Transform += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_TransformType(w, x_Transform)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     f_X509IssuerSerial: list[_xmldsig.X509IssuerSerialType] = []
@@ -2358,92 +3117,187 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     return _xmldsig.X509DataType(X509IssuerSerial=f_X509IssuerSerial, X509SKI=f_X509SKI, X509SubjectName=f_X509SubjectName, X509Certificate=f_X509Certificate, X509CRL=f_X509CRL)
 
 def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
+    a = w.acc
+    k = w.n
     i_X509IssuerSerial = 0
     i_X509SKI = 0
     i_X509SubjectName = 0
     i_X509Certificate = 0
     i_X509CRL = 0
     if i_X509IssuerSerial < len(o.X509IssuerSerial):
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
         if x_X509IssuerSerial.X509IssuerName is None:
             raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(x_X509IssuerSerial.X509IssuerName)
+        a = w.acc
+        k = w.n
         if x_X509IssuerSerial.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        w.bits(0x0, 3)
-        w.integer(x_X509IssuerSerial.X509SerialNumber)
-        w.bits(0x0, 2)
+        a = (a << 4) | (1 if x_X509IssuerSerial.X509SerialNumber < 0 else 0)
+        k += 4
+        u = -x_X509IssuerSerial.X509SerialNumber - 1 if x_X509IssuerSerial.X509SerialNumber < 0 else x_X509IssuerSerial.X509SerialNumber
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
     elif i_X509SKI < len(o.X509SKI):
         x_X509SKI = o.X509SKI[i_X509SKI]
         i_X509SKI += 1
-        w.bits(0x2, 4)
+        a = (a << 4) | 0x2
+        k += 4
+        w.acc = a
+        w.n = k
         w.binary(x_X509SKI)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     elif i_X509SubjectName < len(o.X509SubjectName):
         x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
         i_X509SubjectName += 1
-        w.bits(0x4, 4)
+        a = (a << 4) | 0x4
+        k += 4
+        w.acc = a
+        w.n = k
         w.string(x_X509SubjectName)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     elif i_X509Certificate < len(o.X509Certificate):
         x_X509Certificate = o.X509Certificate[i_X509Certificate]
         i_X509Certificate += 1
-        w.bits(0x6, 4)
+        a = (a << 4) | 0x6
+        k += 4
+        w.acc = a
+        w.n = k
         w.binary(x_X509Certificate)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     elif i_X509CRL < len(o.X509CRL):
         x_X509CRL = o.X509CRL[i_X509CRL]
         i_X509CRL += 1
-        w.bits(0x8, 4)
+        a = (a << 4) | 0x8
+        k += 4
+        w.acc = a
+        w.n = k
         w.binary(x_X509CRL)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     else:
         raise encode_error('X509DataType', 'missing SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL)')
     while True:
         if i_X509IssuerSerial < len(o.X509IssuerSerial):
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
             if x_X509IssuerSerial.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.string(x_X509IssuerSerial.X509IssuerName)
+            a = w.acc
+            k = w.n
             if x_X509IssuerSerial.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            w.bits(0x0, 3)
-            w.integer(x_X509IssuerSerial.X509SerialNumber)
-            w.bits(0x0, 2)
+            a = (a << 4) | (1 if x_X509IssuerSerial.X509SerialNumber < 0 else 0)
+            k += 4
+            u = -x_X509IssuerSerial.X509SerialNumber - 1 if x_X509IssuerSerial.X509SerialNumber < 0 else x_X509IssuerSerial.X509SerialNumber
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
         elif i_X509SKI < len(o.X509SKI):
             x_X509SKI = o.X509SKI[i_X509SKI]
             i_X509SKI += 1
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
+            w.acc = a
+            w.n = k
             w.binary(x_X509SKI)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         elif i_X509SubjectName < len(o.X509SubjectName):
             x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
             i_X509SubjectName += 1
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
+            w.acc = a
+            w.n = k
             w.string(x_X509SubjectName)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         elif i_X509Certificate < len(o.X509Certificate):
             x_X509Certificate = o.X509Certificate[i_X509Certificate]
             i_X509Certificate += 1
-            w.bits(0x6, 4)
+            a = (a << 4) | 0x6
+            k += 4
+            w.acc = a
+            w.n = k
             w.binary(x_X509Certificate)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         elif i_X509CRL < len(o.X509CRL):
             x_X509CRL = o.X509CRL[i_X509CRL]
             i_X509CRL += 1
-            w.bits(0x8, 4)
+            a = (a << 4) | 0x8
+            k += 4
+            w.acc = a
+            w.n = k
             w.binary(x_X509CRL)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         else:
-            w.bits(0x6, 3)
+            a = (a << 3) | 0x6
+            k += 3
             pass
             break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialType:
     f_X509IssuerName: str
@@ -2469,15 +3323,40 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
     return _xmldsig.X509IssuerSerialType(X509IssuerName=f_X509IssuerName, X509SerialNumber=f_X509SerialNumber)
 
 def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialType) -> None:
+    a = w.acc
+    k = w.n
     if o.X509IssuerName is None:
         raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     w.string(o.X509IssuerName)
+    a = w.acc
+    k = w.n
     if o.X509SerialNumber is None:
         raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-    w.bits(0x0, 3)
-    w.integer(o.X509SerialNumber)
-    w.bits(0x0, 2)
+    a = (a << 4) | (1 if o.X509SerialNumber < 0 else 0)
+    k += 4
+    u = -o.X509SerialNumber - 1 if o.X509SerialNumber < 0 else o.X509SerialNumber
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_CLReqControlModeType(r: BitReader) -> _iso20_common_types.CLReqControlModeType:
     if r.bits(1):
@@ -2485,7 +3364,14 @@ def _d_iso20_common_types_CLReqControlModeType(r: BitReader) -> _iso20_common_ty
     return _iso20_common_types.CLReqControlModeType()
 
 def _e_iso20_common_types_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.CLReqControlModeType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_CLResControlModeType(r: BitReader) -> _iso20_common_types.CLResControlModeType:
     if r.bits(1):
@@ -2493,7 +3379,14 @@ def _d_iso20_common_types_CLResControlModeType(r: BitReader) -> _iso20_common_ty
     return _iso20_common_types.CLResControlModeType()
 
 def _e_iso20_common_types_CLResControlModeType(w: BitWriter, o: _iso20_common_types.CLResControlModeType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types.ChargeLoopReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -2529,29 +3422,48 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
     return _iso20_common_types.ChargeLoopReqType(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested)
 
 def _e_iso20_common_types_ChargeLoopReqType(w: BitWriter, o: _iso20_common_types.ChargeLoopReqType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Header is None:
         raise encode_error('ChargeLoopReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     s = 1
     if o.DisplayParameters is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_common_types_DisplayParametersType(w, o.DisplayParameters)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.MeterInfoRequested is not None:
-        w.bits((1 if o.MeterInfoRequested else 0) << 1 | 0x8, 5)
+        a = (a << 5) | (1 if o.MeterInfoRequested else 0) << 1 | 0x8
+        k += 5
         s = 3
     else:
         raise encode_error('ChargeLoopReqType', 'missing SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
         if o.MeterInfoRequested is not None:
-            w.bits((1 if o.MeterInfoRequested else 0) << 1, 4)
+            a = (a << 4) | (1 if o.MeterInfoRequested else 0) << 1
+            k += 4
             s = 3
         else:
             raise encode_error('ChargeLoopReqType', 'missing SE(MeterInfoRequested)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types.ChargeLoopResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -2628,62 +3540,117 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
     return _iso20_common_types.ChargeLoopResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt)
 
 def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types.ChargeLoopResType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Header is None:
         raise encode_error('ChargeLoopResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('ChargeLoopResType.ResponseCode', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 1, 9)
+    a = (a << 9) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 1
+    k += 9
     s = 1
     s = 2
     if o.EVSEStatus is not None:
         if o.EVSEStatus.NotificationMaxDelay is None:
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        w.bits(0x0, 5)
+        a <<= 5
+        k += 5
         if o.EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.EVSEStatus.NotificationMaxDelay > 65535)):
             raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-        w.uint(o.EVSEStatus.NotificationMaxDelay)
+        u = o.EVSEStatus.NotificationMaxDelay
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.EVSEStatus.EVSENotification is None:
             raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
-        w.bits((_I_iso20_common_types_evseNotificationType[o.EVSEStatus.EVSENotification]) << 2, 8)
+        a = (a << 8) | (_I_iso20_common_types_evseNotificationType[o.EVSEStatus.EVSENotification]) << 2
+        k += 8
         s = 3
     elif o.MeterInfo is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso20_common_types_MeterInfoType(w, o.MeterInfo)
+        a = w.acc
+        k = w.n
         s = 4
     elif o.Receipt is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso20_common_types_ReceiptType(w, o.Receipt)
+        a = w.acc
+        k = w.n
         s = 5
     else:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
         s = -1
     if s == 3:
         if o.MeterInfo is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_common_types_MeterInfoType(w, o.MeterInfo)
+            a = w.acc
+            k = w.n
             s = 4
         elif o.Receipt is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_common_types_ReceiptType(w, o.Receipt)
+            a = w.acc
+            k = w.n
             s = 5
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 4:
         if o.Receipt is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_common_types_ReceiptType(w, o.Receipt)
+            a = w.acc
+            k = w.n
             s = 5
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 5:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_common_types.ChargeParameterDiscoveryReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -2695,11 +3662,23 @@ def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2
     return _iso20_common_types.ChargeParameterDiscoveryReqType(Header=f_Header)
 
 def _e_iso20_common_types_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryReqType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('ChargeParameterDiscoveryReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_common_types.ChargeParameterDiscoveryResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -2717,13 +3696,25 @@ def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2
     return _iso20_common_types.ChargeParameterDiscoveryResType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_types_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryResType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('ChargeParameterDiscoveryResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('ChargeParameterDiscoveryResType.ResponseCode', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2, 10)
+    a = (a << 10) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2
+    k += 10
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.DetailedCostType:
     f_Amount: _iso20_common_types.RationalNumberType
@@ -2754,6 +3745,8 @@ def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.
     return _iso20_common_types.DetailedCostType(Amount=f_Amount, CostPerUnit=f_CostPerUnit)
 
 def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.DetailedCostType) -> None:
+    a = w.acc
+    k = w.n
     if o.Amount is None:
         raise encode_error('DetailedCostType.Amount', 'required value missing')
     if o.Amount.Exponent is None:
@@ -2762,10 +3755,23 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
         raise encode_error('RationalNumberType.Exponent', f'{o.Amount.Exponent!r} outside -128..127')
     if o.Amount.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.Amount.Exponent + 128) << 3, 14)
     if (w.strict and (o.Amount.Value < -32768 or o.Amount.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.Amount.Value!r} outside -32768..32767')
-    w.integer(o.Amount.Value)
+    a = (a << 15) | (o.Amount.Exponent + 128) << 4 | (1 if o.Amount.Value < 0 else 0)
+    k += 15
+    u = -o.Amount.Value - 1 if o.Amount.Value < 0 else o.Amount.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.CostPerUnit is None:
         raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
     if o.CostPerUnit.Exponent is None:
@@ -2774,11 +3780,29 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
         raise encode_error('RationalNumberType.Exponent', f'{o.CostPerUnit.Exponent!r} outside -128..127')
     if o.CostPerUnit.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.CostPerUnit.Exponent + 128) << 3, 16)
     if (w.strict and (o.CostPerUnit.Value < -32768 or o.CostPerUnit.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.CostPerUnit.Value!r} outside -32768..32767')
-    w.integer(o.CostPerUnit.Value)
-    w.bits(0x0, 3)
+    a = (a << 17) | (o.CostPerUnit.Exponent + 128) << 4 | (1 if o.CostPerUnit.Value < 0 else 0)
+    k += 17
+    u = -o.CostPerUnit.Value - 1 if o.CostPerUnit.Value < 0 else o.CostPerUnit.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.DetailedTaxType:
     f_TaxRuleID: int
@@ -2806,12 +3830,27 @@ def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.D
     return _iso20_common_types.DetailedTaxType(TaxRuleID=f_TaxRuleID, Amount=f_Amount)
 
 def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.DetailedTaxType) -> None:
+    a = w.acc
+    k = w.n
     if o.TaxRuleID is None:
         raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.TaxRuleID < 0 or (w.strict and (o.TaxRuleID < 1 or o.TaxRuleID > 4294967295)):
         raise encode_error('DetailedTaxType.TaxRuleID', f'{o.TaxRuleID!r} outside 1..4294967295')
-    w.uint(o.TaxRuleID)
+    u = o.TaxRuleID
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.Amount is None:
         raise encode_error('DetailedTaxType.Amount', 'required value missing')
     if o.Amount.Exponent is None:
@@ -2820,11 +3859,29 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
         raise encode_error('RationalNumberType.Exponent', f'{o.Amount.Exponent!r} outside -128..127')
     if o.Amount.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.Amount.Exponent + 128) << 3, 15)
     if (w.strict and (o.Amount.Value < -32768 or o.Amount.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.Amount.Value!r} outside -32768..32767')
-    w.integer(o.Amount.Value)
-    w.bits(0x0, 3)
+    a = (a << 16) | (o.Amount.Exponent + 128) << 4 | (1 if o.Amount.Value < 0 else 0)
+    k += 16
+    u = -o.Amount.Value - 1 if o.Amount.Value < 0 else o.Amount.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_types.DisplayParametersType:
     kw: dict[str, Any] = {}
@@ -3397,50 +4454,99 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     return _iso20_common_types.DisplayParametersType(**kw)
 
 def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_types.DisplayParametersType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.PresentSOC is not None:
         if o.PresentSOC < 0 or o.PresentSOC > 127 or (w.strict and (o.PresentSOC > 100)):
             raise encode_error('DisplayParametersType.PresentSOC', f'{o.PresentSOC!r} outside 0..100')
-        w.bits((o.PresentSOC) << 1, 13)
+        a = (a << 13) | (o.PresentSOC) << 1
+        k += 13
         s = 1
     elif o.MinimumSOC is not None:
         if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
             raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        w.bits((o.MinimumSOC) << 1 | 0x200, 13)
+        a = (a << 13) | (o.MinimumSOC) << 1 | 0x200
+        k += 13
         s = 2
     elif o.TargetSOC is not None:
         if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
             raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        w.bits((o.TargetSOC) << 1 | 0x400, 13)
+        a = (a << 13) | (o.TargetSOC) << 1 | 0x400
+        k += 13
         s = 3
     elif o.MaximumSOC is not None:
         if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
             raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-        w.bits((o.MaximumSOC) << 1 | 0x600, 13)
+        a = (a << 13) | (o.MaximumSOC) << 1 | 0x600
+        k += 13
         s = 4
     elif o.RemainingTimeToMinimumSOC is not None:
-        w.bits(0x8, 5)
+        a = (a << 5) | 0x8
+        k += 5
         if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
             raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-        w.uint(o.RemainingTimeToMinimumSOC)
-        w.bits(0x0, 1)
+        u = o.RemainingTimeToMinimumSOC
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 5
     elif o.RemainingTimeToTargetSOC is not None:
-        w.bits(0xa, 5)
+        a = (a << 5) | 0xa
+        k += 5
         if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
             raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-        w.uint(o.RemainingTimeToTargetSOC)
-        w.bits(0x0, 1)
+        u = o.RemainingTimeToTargetSOC
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 6
     elif o.RemainingTimeToMaximumSOC is not None:
-        w.bits(0xc, 5)
+        a = (a << 5) | 0xc
+        k += 5
         if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
             raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-        w.uint(o.RemainingTimeToMaximumSOC)
-        w.bits(0x0, 1)
+        u = o.RemainingTimeToMaximumSOC
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 7
     elif o.ChargingComplete is not None:
-        w.bits((1 if o.ChargingComplete else 0) << 1 | 0x38, 7)
+        a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x38
+        k += 7
         s = 8
     elif o.BatteryEnergyCapacity is not None:
         if o.BatteryEnergyCapacity.Exponent is None:
@@ -3449,57 +4555,119 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
         if o.BatteryEnergyCapacity.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x10000, 17)
         if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-        w.integer(o.BatteryEnergyCapacity.Value)
-        w.bits(0x0, 2)
+        a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x20000
+        k += 18
+        u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 9
     elif o.InletHot is not None:
-        w.bits((1 if o.InletHot else 0) << 1 | 0x48, 7)
+        a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x48
+        k += 7
         s = 10
     else:
-        w.bits(0xa, 4)
+        a = (a << 4) | 0xa
+        k += 4
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
             if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
                 raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            w.bits((o.MinimumSOC) << 1, 13)
+            a = (a << 13) | (o.MinimumSOC) << 1
+            k += 13
             s = 2
         elif o.TargetSOC is not None:
             if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits((o.TargetSOC) << 1 | 0x200, 13)
+            a = (a << 13) | (o.TargetSOC) << 1 | 0x200
+            k += 13
             s = 3
         elif o.MaximumSOC is not None:
             if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            w.bits((o.MaximumSOC) << 1 | 0x400, 13)
+            a = (a << 13) | (o.MaximumSOC) << 1 | 0x400
+            k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
-            w.bits(0x6, 5)
+            a = (a << 5) | 0x6
+            k += 5
             if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMinimumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(0x8, 5)
+            a = (a << 5) | 0x8
+            k += 5
             if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToTargetSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(0xa, 5)
+            a = (a << 5) | 0xa
+            k += 5
             if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMaximumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x30, 7)
+            a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x30
+            k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
             if o.BatteryEnergyCapacity.Exponent is None:
@@ -3508,52 +4676,113 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0xe000, 17)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x1c000
+            k += 18
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x40, 7)
+            a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x40
+            k += 7
             s = 10
         else:
-            w.bits(0x9, 4)
+            a = (a << 4) | 0x9
+            k += 4
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
             if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits((o.TargetSOC) << 1, 13)
+            a = (a << 13) | (o.TargetSOC) << 1
+            k += 13
             s = 3
         elif o.MaximumSOC is not None:
             if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            w.bits((o.MaximumSOC) << 1 | 0x200, 13)
+            a = (a << 13) | (o.MaximumSOC) << 1 | 0x200
+            k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
-            w.bits(0x4, 5)
+            a = (a << 5) | 0x4
+            k += 5
             if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMinimumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(0x6, 5)
+            a = (a << 5) | 0x6
+            k += 5
             if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToTargetSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(0x8, 5)
+            a = (a << 5) | 0x8
+            k += 5
             if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMaximumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x28, 7)
+            a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x28
+            k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
             if o.BatteryEnergyCapacity.Exponent is None:
@@ -3562,47 +4791,107 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0xc000, 17)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x18000
+            k += 18
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x38, 7)
+            a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x38
+            k += 7
             s = 10
         else:
-            w.bits(0x8, 4)
+            a = (a << 4) | 0x8
+            k += 4
             s = -1
     if s == 3:
         if o.MaximumSOC is not None:
             if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
                 raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            w.bits((o.MaximumSOC) << 1, 13)
+            a = (a << 13) | (o.MaximumSOC) << 1
+            k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
-            w.bits(0x2, 5)
+            a = (a << 5) | 0x2
+            k += 5
             if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMinimumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(0x4, 5)
+            a = (a << 5) | 0x4
+            k += 5
             if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToTargetSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(0x6, 5)
+            a = (a << 5) | 0x6
+            k += 5
             if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMaximumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x20, 7)
+            a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x20
+            k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
             if o.BatteryEnergyCapacity.Exponent is None:
@@ -3611,42 +4900,101 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0xa000, 17)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x14000
+            k += 18
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x30, 7)
+            a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x30
+            k += 7
             s = 10
         else:
-            w.bits(0x7, 4)
+            a = (a << 4) | 0x7
+            k += 4
             s = -1
     if s == 4:
         if o.RemainingTimeToMinimumSOC is not None:
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
             if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMinimumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMinimumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         elif o.RemainingTimeToTargetSOC is not None:
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToTargetSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMaximumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x18, 6)
+            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x18
+            k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
             if o.BatteryEnergyCapacity.Exponent is None:
@@ -3655,35 +5003,80 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x8000, 16)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x10000
+            k += 17
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x28, 6)
+            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x28
+            k += 6
             s = 10
         else:
-            w.bits(0x6, 3)
+            a = (a << 3) | 0x6
+            k += 3
             s = -1
     if s == 5:
         if o.RemainingTimeToTargetSOC is not None:
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
             if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToTargetSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToTargetSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.RemainingTimeToMaximumSOC is not None:
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMaximumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x10, 6)
+            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x10
+            k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
             if o.BatteryEnergyCapacity.Exponent is None:
@@ -3692,28 +5085,59 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x6000, 16)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0xc000
+            k += 17
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x20, 6)
+            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x20
+            k += 6
             s = 10
         else:
-            w.bits(0x5, 3)
+            a = (a << 3) | 0x5
+            k += 3
             s = -1
     if s == 6:
         if o.RemainingTimeToMaximumSOC is not None:
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
             if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
                 raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            w.uint(o.RemainingTimeToMaximumSOC)
-            w.bits(0x0, 1)
+            u = o.RemainingTimeToMaximumSOC
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1 | 0x8, 6)
+            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x8
+            k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
             if o.BatteryEnergyCapacity.Exponent is None:
@@ -3722,21 +5146,38 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x4000, 16)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x8000
+            k += 17
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x18, 6)
+            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x18
+            k += 6
             s = 10
         else:
-            w.bits(0x4, 3)
+            a = (a << 3) | 0x4
+            k += 3
             s = -1
     if s == 7:
         if o.ChargingComplete is not None:
-            w.bits((1 if o.ChargingComplete else 0) << 1, 6)
+            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1
+            k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
             if o.BatteryEnergyCapacity.Exponent is None:
@@ -3745,17 +5186,33 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3 | 0x2000, 16)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x4000
+            k += 17
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x10, 6)
+            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x10
+            k += 6
             s = 10
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 8:
         if o.BatteryEnergyCapacity is not None:
@@ -3765,29 +5222,52 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
             if o.BatteryEnergyCapacity.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.BatteryEnergyCapacity.Exponent + 128) << 3, 15)
             if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            w.integer(o.BatteryEnergyCapacity.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0)
+            k += 16
+            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 9
         elif o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1 | 0x8, 5)
+            a = (a << 5) | (1 if o.InletHot else 0) << 1 | 0x8
+            k += 5
             s = 10
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 9:
         if o.InletHot is not None:
-            w.bits((1 if o.InletHot else 0) << 1, 5)
+            a = (a << 5) | (1 if o.InletHot else 0) << 1
+            k += 5
             s = 10
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 10:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_common_types.Dynamic_CLReqControlModeType:
     f_DepartureTime: int | None = None
@@ -3869,13 +5349,29 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     return _iso20_common_types.Dynamic_CLReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
 
 def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLReqControlModeType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('Dynamic_CLReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        w.uint(o.DepartureTime)
-        w.bits(0x0, 1)
+        u = o.DepartureTime
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif o.EVTargetEnergyRequest is not None:
         if o.EVTargetEnergyRequest.Exponent is None:
@@ -3884,11 +5380,25 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
             raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
         if o.EVTargetEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3 | 0x2000, 15)
         if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVTargetEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 16) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0) | 0x4000
+        k += 16
+        u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 2
     else:
         raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
@@ -3900,11 +5410,25 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
             if o.EVTargetEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3, 14)
             if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVTargetEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 15) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0)
+            k += 15
+            u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 2
         else:
             raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
@@ -3916,10 +5440,23 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
     if o.EVMaximumEnergyRequest.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3, 14)
     if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-    w.integer(o.EVMaximumEnergyRequest.Value)
+    a = (a << 15) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0)
+    k += 15
+    u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVMinimumEnergyRequest is None:
         raise encode_error('Dynamic_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
     if o.EVMinimumEnergyRequest.Exponent is None:
@@ -3928,14 +5465,32 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
     if o.EVMinimumEnergyRequest.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3, 16)
-    s = 3
     if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-    w.integer(o.EVMinimumEnergyRequest.Value)
-    w.bits(0x0, 3)
+    a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0)
+    k += 17
+    s = 3
+    u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
     s = 4
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_common_types.Dynamic_CLResControlModeType:
     f_DepartureTime: int | None = None
@@ -4059,86 +5614,172 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
     return _iso20_common_types.Dynamic_CLResControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay)
 
 def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLResControlModeType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.DepartureTime is not None:
-        w.bits(0x0, 4)
+        a <<= 4
+        k += 4
         if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
             raise encode_error('Dynamic_CLResControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        w.uint(o.DepartureTime)
-        w.bits(0x0, 1)
+        u = o.DepartureTime
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif o.MinimumSOC is not None:
         if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
             raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        w.bits((o.MinimumSOC) << 1 | 0x200, 12)
+        a = (a << 12) | (o.MinimumSOC) << 1 | 0x200
+        k += 12
         s = 2
     elif o.TargetSOC is not None:
         if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
             raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        w.bits((o.TargetSOC) << 1 | 0x400, 12)
+        a = (a << 12) | (o.TargetSOC) << 1 | 0x400
+        k += 12
         s = 3
     elif o.AckMaxDelay is not None:
-        w.bits(0x6, 4)
+        a = (a << 4) | 0x6
+        k += 4
         if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
             raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-        w.uint(o.AckMaxDelay)
-        w.bits(0x0, 1)
+        u = o.AckMaxDelay
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 4
     else:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
             if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
                 raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            w.bits((o.MinimumSOC) << 1, 12)
+            a = (a << 12) | (o.MinimumSOC) << 1
+            k += 12
             s = 2
         elif o.TargetSOC is not None:
             if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits((o.TargetSOC) << 1 | 0x200, 12)
+            a = (a << 12) | (o.TargetSOC) << 1 | 0x200
+            k += 12
             s = 3
         elif o.AckMaxDelay is not None:
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            w.uint(o.AckMaxDelay)
-            w.bits(0x0, 1)
+            u = o.AckMaxDelay
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
             if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
                 raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            w.bits((o.TargetSOC) << 1, 11)
+            a = (a << 11) | (o.TargetSOC) << 1
+            k += 11
             s = 3
         elif o.AckMaxDelay is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            w.uint(o.AckMaxDelay)
-            w.bits(0x0, 1)
+            u = o.AckMaxDelay
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 3:
         if o.AckMaxDelay is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
                 raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            w.uint(o.AckMaxDelay)
-            w.bits(0x0, 1)
+            u = o.AckMaxDelay
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 4:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EVSEStatusType:
     f_NotificationMaxDelay: int
@@ -4160,15 +5801,35 @@ def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EV
     return _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification)
 
 def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EVSEStatusType) -> None:
+    a = w.acc
+    k = w.n
     if o.NotificationMaxDelay is None:
         raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.NotificationMaxDelay < 0 or (w.strict and (o.NotificationMaxDelay > 65535)):
         raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
-    w.uint(o.NotificationMaxDelay)
+    u = o.NotificationMaxDelay
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVSENotification is None:
         raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
-    w.bits((_I_iso20_common_types_evseNotificationType[o.EVSENotification]) << 2, 8)
+    a = (a << 8) | (_I_iso20_common_types_evseNotificationType[o.EVSENotification]) << 2
+    k += 8
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_common_types.ListOfRootCertificateIDsType:
     f_RootCertificateID: list[_xmldsig.X509IssuerSerialType] = []
@@ -4232,39 +5893,81 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
     return _iso20_common_types.ListOfRootCertificateIDsType(RootCertificateID=f_RootCertificateID)
 
 def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_common_types.ListOfRootCertificateIDsType) -> None:
+    a = w.acc
+    k = w.n
     i_RootCertificateID = 0
     s = 0
     if i_RootCertificateID < len(o.RootCertificateID):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
         if x_RootCertificateID.X509IssuerName is None:
             raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(x_RootCertificateID.X509IssuerName)
+        a = w.acc
+        k = w.n
         if x_RootCertificateID.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        w.bits(0x0, 3)
-        w.integer(x_RootCertificateID.X509SerialNumber)
-        w.bits(0x0, 2)
+        a = (a << 4) | (1 if x_RootCertificateID.X509SerialNumber < 0 else 0)
+        k += 4
+        u = -x_RootCertificateID.X509SerialNumber - 1 if x_RootCertificateID.X509SerialNumber < 0 else x_RootCertificateID.X509SerialNumber
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 1
     else:
         raise encode_error('ListOfRootCertificateIDsType', 'missing SE(RootCertificateID)')
     n = 0
     while True:
         if i_RootCertificateID < len(o.RootCertificateID):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
             if x_RootCertificateID.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.string(x_RootCertificateID.X509IssuerName)
+            a = w.acc
+            k = w.n
             if x_RootCertificateID.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            w.bits(0x0, 3)
-            w.integer(x_RootCertificateID.X509SerialNumber)
-            w.bits(0x0, 2)
+            a = (a << 4) | (1 if x_RootCertificateID.X509SerialNumber < 0 else 0)
+            k += 4
+            u = -x_RootCertificateID.X509SerialNumber - 1 if x_RootCertificateID.X509SerialNumber < 0 else x_RootCertificateID.X509SerialNumber
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             n += 1
             if n == 19:
                 s = 20
@@ -4272,13 +5975,19 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
                     raise encode_error('ListOfRootCertificateIDsType.RootCertificateID', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 20:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types.MessageHeaderType:
     f_SessionID: bytes
@@ -4319,33 +6028,65 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     return _iso20_common_types.MessageHeaderType(SessionID=f_SessionID, TimeStamp=f_TimeStamp, Signature=f_Signature)
 
 def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types.MessageHeaderType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.SessionID is None:
         raise encode_error('MessageHeaderType.SessionID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if (len(o.SessionID) < 8 and w.strict) or len(o.SessionID) > 8:
         raise encode_error('MessageHeaderType.SessionID', f'length {len(o.SessionID)} outside 8..8')
+    w.acc = a
+    w.n = k
     w.binary(o.SessionID)
+    a = w.acc
+    k = w.n
     if o.TimeStamp is None:
         raise encode_error('MessageHeaderType.TimeStamp', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     s = 1
     if o.TimeStamp < 0 or (w.strict and (o.TimeStamp > 18446744073709551615)):
         raise encode_error('MessageHeaderType.TimeStamp', f'{o.TimeStamp!r} outside 0..18446744073709551615')
-    w.uint(o.TimeStamp)
-    w.bits(0x0, 1)
+    u = o.TimeStamp
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 2
     if o.Signature is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_xmldsig_SignatureType(w, o.Signature)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.MeterInfoType:
     f_MeterID: str
@@ -4654,196 +6395,490 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     return _iso20_common_types.MeterInfoType(MeterID=f_MeterID, ChargedEnergyReadingWh=f_ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh=f_BPT_DischargedEnergyReadingWh, CapacitiveEnergyReadingVARh=f_CapacitiveEnergyReadingVARh, BPT_InductiveEnergyReadingVARh=f_BPT_InductiveEnergyReadingVARh, MeterSignature=f_MeterSignature, MeterStatus=f_MeterStatus, MeterTimestamp=f_MeterTimestamp)
 
 def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.MeterInfoType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.MeterID is None:
         raise encode_error('MeterInfoType.MeterID', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if len(o.MeterID) > 32:
         raise encode_error('MeterInfoType.MeterID', f'length {len(o.MeterID)} outside 0..32')
+    w.acc = a
+    w.n = k
     w.string(o.MeterID)
+    a = w.acc
+    k = w.n
     if o.ChargedEnergyReadingWh is None:
         raise encode_error('MeterInfoType.ChargedEnergyReadingWh', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     s = 1
     if o.ChargedEnergyReadingWh < 0 or (w.strict and (o.ChargedEnergyReadingWh > 18446744073709551615)):
         raise encode_error('MeterInfoType.ChargedEnergyReadingWh', f'{o.ChargedEnergyReadingWh!r} outside 0..18446744073709551615')
-    w.uint(o.ChargedEnergyReadingWh)
-    w.bits(0x0, 1)
+    u = o.ChargedEnergyReadingWh
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 2
     if o.BPT_DischargedEnergyReadingWh is not None:
-        w.bits(0x0, 4)
+        a <<= 4
+        k += 4
         if o.BPT_DischargedEnergyReadingWh < 0 or (w.strict and (o.BPT_DischargedEnergyReadingWh > 18446744073709551615)):
             raise encode_error('MeterInfoType.BPT_DischargedEnergyReadingWh', f'{o.BPT_DischargedEnergyReadingWh!r} outside 0..18446744073709551615')
-        w.uint(o.BPT_DischargedEnergyReadingWh)
-        w.bits(0x0, 1)
+        u = o.BPT_DischargedEnergyReadingWh
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 3
     elif o.CapacitiveEnergyReadingVARh is not None:
-        w.bits(0x2, 4)
+        a = (a << 4) | 0x2
+        k += 4
         if o.CapacitiveEnergyReadingVARh < 0 or (w.strict and (o.CapacitiveEnergyReadingVARh > 18446744073709551615)):
             raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-        w.uint(o.CapacitiveEnergyReadingVARh)
-        w.bits(0x0, 1)
+        u = o.CapacitiveEnergyReadingVARh
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 4
     elif o.BPT_InductiveEnergyReadingVARh is not None:
-        w.bits(0x4, 4)
+        a = (a << 4) | 0x4
+        k += 4
         if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
             raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-        w.uint(o.BPT_InductiveEnergyReadingVARh)
-        w.bits(0x0, 1)
+        u = o.BPT_InductiveEnergyReadingVARh
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 5
     elif o.MeterSignature is not None:
-        w.bits(0x6, 4)
+        a = (a << 4) | 0x6
+        k += 4
         if len(o.MeterSignature) > 64:
             raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
+        w.acc = a
+        w.n = k
         w.binary(o.MeterSignature)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 6
     elif o.MeterStatus is not None:
-        w.bits(0x8, 4)
         if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
             raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-        w.integer(o.MeterStatus)
-        w.bits(0x0, 1)
+        a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x10
+        k += 5
+        u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 7
     elif o.MeterTimestamp is not None:
-        w.bits(0xa, 4)
+        a = (a << 4) | 0xa
+        k += 4
         if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
             raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-        w.uint(o.MeterTimestamp)
-        w.bits(0x0, 1)
+        u = o.MeterTimestamp
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 8
     else:
-        w.bits(0x6, 3)
+        a = (a << 3) | 0x6
+        k += 3
         s = -1
     if s == 3:
         if o.CapacitiveEnergyReadingVARh is not None:
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
             if o.CapacitiveEnergyReadingVARh < 0 or (w.strict and (o.CapacitiveEnergyReadingVARh > 18446744073709551615)):
                 raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-            w.uint(o.CapacitiveEnergyReadingVARh)
-            w.bits(0x0, 1)
+            u = o.CapacitiveEnergyReadingVARh
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         elif o.BPT_InductiveEnergyReadingVARh is not None:
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
                 raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-            w.uint(o.BPT_InductiveEnergyReadingVARh)
-            w.bits(0x0, 1)
+            u = o.BPT_InductiveEnergyReadingVARh
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         elif o.MeterSignature is not None:
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             if len(o.MeterSignature) > 64:
                 raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
+            w.acc = a
+            w.n = k
             w.binary(o.MeterSignature)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.MeterStatus is not None:
-            w.bits(0x6, 4)
             if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            w.integer(o.MeterStatus)
-            w.bits(0x0, 1)
+            a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0xc
+            k += 5
+            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(0x8, 4)
+            a = (a << 4) | 0x8
+            k += 4
             if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            w.uint(o.MeterTimestamp)
-            w.bits(0x0, 1)
+            u = o.MeterTimestamp
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 8
         else:
-            w.bits(0x5, 3)
+            a = (a << 3) | 0x5
+            k += 3
             s = -1
     if s == 4:
         if o.BPT_InductiveEnergyReadingVARh is not None:
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
             if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
                 raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-            w.uint(o.BPT_InductiveEnergyReadingVARh)
-            w.bits(0x0, 1)
+            u = o.BPT_InductiveEnergyReadingVARh
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 5
         elif o.MeterSignature is not None:
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             if len(o.MeterSignature) > 64:
                 raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
+            w.acc = a
+            w.n = k
             w.binary(o.MeterSignature)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.MeterStatus is not None:
-            w.bits(0x4, 4)
             if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            w.integer(o.MeterStatus)
-            w.bits(0x0, 1)
+            a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x8
+            k += 5
+            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(0x6, 4)
+            a = (a << 4) | 0x6
+            k += 4
             if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            w.uint(o.MeterTimestamp)
-            w.bits(0x0, 1)
+            u = o.MeterTimestamp
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 8
         else:
-            w.bits(0x4, 3)
+            a = (a << 3) | 0x4
+            k += 3
             s = -1
     if s == 5:
         if o.MeterSignature is not None:
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
             if len(o.MeterSignature) > 64:
                 raise encode_error('MeterInfoType.MeterSignature', f'length {len(o.MeterSignature)} outside 0..64')
+            w.acc = a
+            w.n = k
             w.binary(o.MeterSignature)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 6
         elif o.MeterStatus is not None:
-            w.bits(0x2, 4)
             if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            w.integer(o.MeterStatus)
-            w.bits(0x0, 1)
+            a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x4
+            k += 5
+            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            w.uint(o.MeterTimestamp)
-            w.bits(0x0, 1)
+            u = o.MeterTimestamp
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 8
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 6:
         if o.MeterStatus is not None:
-            w.bits(0x0, 3)
             if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
                 raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            w.integer(o.MeterStatus)
-            w.bits(0x0, 1)
+            a = (a << 4) | (1 if o.MeterStatus < 0 else 0)
+            k += 4
+            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 7
         elif o.MeterTimestamp is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            w.uint(o.MeterTimestamp)
-            w.bits(0x0, 1)
+            u = o.MeterTimestamp
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 8
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 7:
         if o.MeterTimestamp is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
                 raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            w.uint(o.MeterTimestamp)
-            w.bits(0x0, 1)
+            u = o.MeterTimestamp
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 8
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 8:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_types.RationalNumberType:
     f_Exponent: int
@@ -4863,17 +6898,37 @@ def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_type
     return _iso20_common_types.RationalNumberType(Exponent=f_Exponent, Value=f_Value)
 
 def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_types.RationalNumberType) -> None:
+    a = w.acc
+    k = w.n
     if o.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     if o.Exponent < -128 or o.Exponent > 127:
         raise encode_error('RationalNumberType.Exponent', f'{o.Exponent!r} outside -128..127')
     if o.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.Exponent + 128) << 3, 13)
     if (w.strict and (o.Value < -32768 or o.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.Value!r} outside -32768..32767')
-    w.integer(o.Value)
-    w.bits(0x0, 2)
+    a = (a << 14) | (o.Exponent + 128) << 4 | (1 if o.Value < 0 else 0)
+    k += 14
+    u = -o.Value - 1 if o.Value < 0 else o.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.ReceiptType:
     f_TimeAnchor: int
@@ -5340,15 +7395,31 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     return _iso20_common_types.ReceiptType(TimeAnchor=f_TimeAnchor, EnergyCosts=f_EnergyCosts, OccupancyCosts=f_OccupancyCosts, AdditionalServicesCosts=f_AdditionalServicesCosts, OverstayCosts=f_OverstayCosts, TaxCosts=f_TaxCosts)
 
 def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.ReceiptType) -> None:
+    a = w.acc
+    k = w.n
     i_TaxCosts = 0
     s = 0
     if o.TimeAnchor is None:
         raise encode_error('ReceiptType.TimeAnchor', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
         raise encode_error('ReceiptType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-    w.uint(o.TimeAnchor)
-    w.bits(0x0, 1)
+    u = o.TimeAnchor
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 1
     if o.EnergyCosts is not None:
         if o.EnergyCosts.Amount is None:
@@ -5359,10 +7430,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.EnergyCosts.Amount.Exponent!r} outside -128..127')
         if o.EnergyCosts.Amount.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EnergyCosts.Amount.Exponent + 128) << 3, 17)
         if (w.strict and (o.EnergyCosts.Amount.Value < -32768 or o.EnergyCosts.Amount.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EnergyCosts.Amount.Value!r} outside -32768..32767')
-        w.integer(o.EnergyCosts.Amount.Value)
+        a = (a << 18) | (o.EnergyCosts.Amount.Exponent + 128) << 4 | (1 if o.EnergyCosts.Amount.Value < 0 else 0)
+        k += 18
+        u = -o.EnergyCosts.Amount.Value - 1 if o.EnergyCosts.Amount.Value < 0 else o.EnergyCosts.Amount.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.EnergyCosts.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
         if o.EnergyCosts.CostPerUnit.Exponent is None:
@@ -5371,11 +7455,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.EnergyCosts.CostPerUnit.Exponent!r} outside -128..127')
         if o.EnergyCosts.CostPerUnit.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EnergyCosts.CostPerUnit.Exponent + 128) << 3, 16)
         if (w.strict and (o.EnergyCosts.CostPerUnit.Value < -32768 or o.EnergyCosts.CostPerUnit.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EnergyCosts.CostPerUnit.Value!r} outside -32768..32767')
-        w.integer(o.EnergyCosts.CostPerUnit.Value)
-        w.bits(0x0, 3)
+        a = (a << 17) | (o.EnergyCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.EnergyCosts.CostPerUnit.Value < 0 else 0)
+        k += 17
+        u = -o.EnergyCosts.CostPerUnit.Value - 1 if o.EnergyCosts.CostPerUnit.Value < 0 else o.EnergyCosts.CostPerUnit.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         s = 2
     elif o.OccupancyCosts is not None:
         if o.OccupancyCosts.Amount is None:
@@ -5386,10 +7484,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.Amount.Exponent!r} outside -128..127')
         if o.OccupancyCosts.Amount.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.OccupancyCosts.Amount.Exponent + 128) << 3 | 0x4000, 17)
         if (w.strict and (o.OccupancyCosts.Amount.Value < -32768 or o.OccupancyCosts.Amount.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.Amount.Value!r} outside -32768..32767')
-        w.integer(o.OccupancyCosts.Amount.Value)
+        a = (a << 18) | (o.OccupancyCosts.Amount.Exponent + 128) << 4 | (1 if o.OccupancyCosts.Amount.Value < 0 else 0) | 0x8000
+        k += 18
+        u = -o.OccupancyCosts.Amount.Value - 1 if o.OccupancyCosts.Amount.Value < 0 else o.OccupancyCosts.Amount.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.OccupancyCosts.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
         if o.OccupancyCosts.CostPerUnit.Exponent is None:
@@ -5398,11 +7509,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.CostPerUnit.Exponent!r} outside -128..127')
         if o.OccupancyCosts.CostPerUnit.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.OccupancyCosts.CostPerUnit.Exponent + 128) << 3, 16)
         if (w.strict and (o.OccupancyCosts.CostPerUnit.Value < -32768 or o.OccupancyCosts.CostPerUnit.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.CostPerUnit.Value!r} outside -32768..32767')
-        w.integer(o.OccupancyCosts.CostPerUnit.Value)
-        w.bits(0x0, 3)
+        a = (a << 17) | (o.OccupancyCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OccupancyCosts.CostPerUnit.Value < 0 else 0)
+        k += 17
+        u = -o.OccupancyCosts.CostPerUnit.Value - 1 if o.OccupancyCosts.CostPerUnit.Value < 0 else o.OccupancyCosts.CostPerUnit.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         s = 3
     elif o.AdditionalServicesCosts is not None:
         if o.AdditionalServicesCosts.Amount is None:
@@ -5413,10 +7538,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
         if o.AdditionalServicesCosts.Amount.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.AdditionalServicesCosts.Amount.Exponent + 128) << 3 | 0x8000, 17)
         if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
-        w.integer(o.AdditionalServicesCosts.Amount.Value)
+        a = (a << 18) | (o.AdditionalServicesCosts.Amount.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.Amount.Value < 0 else 0) | 0x10000
+        k += 18
+        u = -o.AdditionalServicesCosts.Amount.Value - 1 if o.AdditionalServicesCosts.Amount.Value < 0 else o.AdditionalServicesCosts.Amount.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.AdditionalServicesCosts.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
         if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
@@ -5425,11 +7563,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
         if o.AdditionalServicesCosts.CostPerUnit.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 3, 16)
         if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
-        w.integer(o.AdditionalServicesCosts.CostPerUnit.Value)
-        w.bits(0x0, 3)
+        a = (a << 17) | (o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else 0)
+        k += 17
+        u = -o.AdditionalServicesCosts.CostPerUnit.Value - 1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else o.AdditionalServicesCosts.CostPerUnit.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         s = 4
     elif o.OverstayCosts is not None:
         if o.OverstayCosts.Amount is None:
@@ -5440,10 +7592,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
         if o.OverstayCosts.Amount.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3 | 0xc000, 17)
         if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-        w.integer(o.OverstayCosts.Amount.Value)
+        a = (a << 18) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0) | 0x18000
+        k += 18
+        u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.OverstayCosts.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
         if o.OverstayCosts.CostPerUnit.Exponent is None:
@@ -5452,22 +7617,50 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
         if o.OverstayCosts.CostPerUnit.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
         if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-        w.integer(o.OverstayCosts.CostPerUnit.Value)
-        w.bits(0x0, 3)
+        a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+        k += 17
+        u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         s = 5
     elif i_TaxCosts < len(o.TaxCosts):
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
         x_TaxCosts = o.TaxCosts[i_TaxCosts]
         i_TaxCosts += 1
         if x_TaxCosts.TaxRuleID is None:
             raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
             raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-        w.uint(x_TaxCosts.TaxRuleID)
+        u = x_TaxCosts.TaxRuleID
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_TaxCosts.Amount is None:
             raise encode_error('DetailedTaxType.Amount', 'required value missing')
         if x_TaxCosts.Amount.Exponent is None:
@@ -5476,14 +7669,29 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
         if x_TaxCosts.Amount.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
         if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-        w.integer(x_TaxCosts.Amount.Value)
-        w.bits(0x0, 3)
+        a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+        k += 16
+        u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         s = 6
     else:
-        w.bits(0x5, 3)
+        a = (a << 3) | 0x5
+        k += 3
         s = -1
     if s == 2:
         if o.OccupancyCosts is not None:
@@ -5495,10 +7703,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.Amount.Exponent!r} outside -128..127')
             if o.OccupancyCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OccupancyCosts.Amount.Exponent + 128) << 3, 17)
             if (w.strict and (o.OccupancyCosts.Amount.Value < -32768 or o.OccupancyCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(o.OccupancyCosts.Amount.Value)
+            a = (a << 18) | (o.OccupancyCosts.Amount.Exponent + 128) << 4 | (1 if o.OccupancyCosts.Amount.Value < 0 else 0)
+            k += 18
+            u = -o.OccupancyCosts.Amount.Value - 1 if o.OccupancyCosts.Amount.Value < 0 else o.OccupancyCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.OccupancyCosts.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
             if o.OccupancyCosts.CostPerUnit.Exponent is None:
@@ -5507,11 +7728,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.CostPerUnit.Exponent!r} outside -128..127')
             if o.OccupancyCosts.CostPerUnit.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OccupancyCosts.CostPerUnit.Exponent + 128) << 3, 16)
             if (w.strict and (o.OccupancyCosts.CostPerUnit.Value < -32768 or o.OccupancyCosts.CostPerUnit.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.CostPerUnit.Value!r} outside -32768..32767')
-            w.integer(o.OccupancyCosts.CostPerUnit.Value)
-            w.bits(0x0, 3)
+            a = (a << 17) | (o.OccupancyCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OccupancyCosts.CostPerUnit.Value < 0 else 0)
+            k += 17
+            u = -o.OccupancyCosts.CostPerUnit.Value - 1 if o.OccupancyCosts.CostPerUnit.Value < 0 else o.OccupancyCosts.CostPerUnit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 3
         elif o.AdditionalServicesCosts is not None:
             if o.AdditionalServicesCosts.Amount is None:
@@ -5522,10 +7757,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
             if o.AdditionalServicesCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.AdditionalServicesCosts.Amount.Exponent + 128) << 3 | 0x4000, 17)
             if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(o.AdditionalServicesCosts.Amount.Value)
+            a = (a << 18) | (o.AdditionalServicesCosts.Amount.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.Amount.Value < 0 else 0) | 0x8000
+            k += 18
+            u = -o.AdditionalServicesCosts.Amount.Value - 1 if o.AdditionalServicesCosts.Amount.Value < 0 else o.AdditionalServicesCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.AdditionalServicesCosts.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
             if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
@@ -5534,11 +7782,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
             if o.AdditionalServicesCosts.CostPerUnit.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 3, 16)
             if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
-            w.integer(o.AdditionalServicesCosts.CostPerUnit.Value)
-            w.bits(0x0, 3)
+            a = (a << 17) | (o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else 0)
+            k += 17
+            u = -o.AdditionalServicesCosts.CostPerUnit.Value - 1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else o.AdditionalServicesCosts.CostPerUnit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 4
         elif o.OverstayCosts is not None:
             if o.OverstayCosts.Amount is None:
@@ -5549,10 +7811,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
             if o.OverstayCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3 | 0x8000, 17)
             if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(o.OverstayCosts.Amount.Value)
+            a = (a << 18) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0) | 0x10000
+            k += 18
+            u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.OverstayCosts.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
             if o.OverstayCosts.CostPerUnit.Exponent is None:
@@ -5561,22 +7836,50 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
             if o.OverstayCosts.CostPerUnit.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
             if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-            w.integer(o.OverstayCosts.CostPerUnit.Value)
-            w.bits(0x0, 3)
+            a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+            k += 17
+            u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             if x_TaxCosts.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
                 raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            w.uint(x_TaxCosts.TaxRuleID)
+            u = x_TaxCosts.TaxRuleID
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_TaxCosts.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
             if x_TaxCosts.Amount.Exponent is None:
@@ -5585,14 +7888,29 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
             if x_TaxCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
             if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(x_TaxCosts.Amount.Value)
-            w.bits(0x0, 3)
+            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            k += 16
+            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 6
         else:
-            w.bits(0x4, 3)
+            a = (a << 3) | 0x4
+            k += 3
             s = -1
     if s == 3:
         if o.AdditionalServicesCosts is not None:
@@ -5604,10 +7922,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
             if o.AdditionalServicesCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.AdditionalServicesCosts.Amount.Exponent + 128) << 3, 17)
             if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(o.AdditionalServicesCosts.Amount.Value)
+            a = (a << 18) | (o.AdditionalServicesCosts.Amount.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.Amount.Value < 0 else 0)
+            k += 18
+            u = -o.AdditionalServicesCosts.Amount.Value - 1 if o.AdditionalServicesCosts.Amount.Value < 0 else o.AdditionalServicesCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.AdditionalServicesCosts.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
             if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
@@ -5616,11 +7947,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
             if o.AdditionalServicesCosts.CostPerUnit.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 3, 16)
             if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
-            w.integer(o.AdditionalServicesCosts.CostPerUnit.Value)
-            w.bits(0x0, 3)
+            a = (a << 17) | (o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else 0)
+            k += 17
+            u = -o.AdditionalServicesCosts.CostPerUnit.Value - 1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else o.AdditionalServicesCosts.CostPerUnit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 4
         elif o.OverstayCosts is not None:
             if o.OverstayCosts.Amount is None:
@@ -5631,10 +7976,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
             if o.OverstayCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3 | 0x4000, 17)
             if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(o.OverstayCosts.Amount.Value)
+            a = (a << 18) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0) | 0x8000
+            k += 18
+            u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.OverstayCosts.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
             if o.OverstayCosts.CostPerUnit.Exponent is None:
@@ -5643,22 +8001,50 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
             if o.OverstayCosts.CostPerUnit.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
             if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-            w.integer(o.OverstayCosts.CostPerUnit.Value)
-            w.bits(0x0, 3)
+            a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+            k += 17
+            u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             if x_TaxCosts.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
                 raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            w.uint(x_TaxCosts.TaxRuleID)
+            u = x_TaxCosts.TaxRuleID
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_TaxCosts.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
             if x_TaxCosts.Amount.Exponent is None:
@@ -5667,14 +8053,29 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
             if x_TaxCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
             if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(x_TaxCosts.Amount.Value)
-            w.bits(0x0, 3)
+            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            k += 16
+            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 6
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 4:
         if o.OverstayCosts is not None:
@@ -5686,10 +8087,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
             if o.OverstayCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OverstayCosts.Amount.Exponent + 128) << 3, 16)
             if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(o.OverstayCosts.Amount.Value)
+            a = (a << 17) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0)
+            k += 17
+            u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.OverstayCosts.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
             if o.OverstayCosts.CostPerUnit.Exponent is None:
@@ -5698,22 +8112,50 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
             if o.OverstayCosts.CostPerUnit.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.OverstayCosts.CostPerUnit.Exponent + 128) << 3, 16)
             if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-            w.integer(o.OverstayCosts.CostPerUnit.Value)
-            w.bits(0x0, 3)
+            a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+            k += 17
+            u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 5
         elif i_TaxCosts < len(o.TaxCosts):
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             if x_TaxCosts.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
                 raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            w.uint(x_TaxCosts.TaxRuleID)
+            u = x_TaxCosts.TaxRuleID
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_TaxCosts.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
             if x_TaxCosts.Amount.Exponent is None:
@@ -5722,26 +8164,55 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
             if x_TaxCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
             if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(x_TaxCosts.Amount.Value)
-            w.bits(0x0, 3)
+            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            k += 16
+            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 6
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 5:
         if i_TaxCosts < len(o.TaxCosts):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
             if x_TaxCosts.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
                 raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            w.uint(x_TaxCosts.TaxRuleID)
+            u = x_TaxCosts.TaxRuleID
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_TaxCosts.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
             if x_TaxCosts.Amount.Exponent is None:
@@ -5750,28 +8221,57 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
             if x_TaxCosts.Amount.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
             if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            w.integer(x_TaxCosts.Amount.Value)
-            w.bits(0x0, 3)
+            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            k += 16
+            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 6
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 6:
         n = 0
         while True:
             if i_TaxCosts < len(o.TaxCosts):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_TaxCosts = o.TaxCosts[i_TaxCosts]
                 i_TaxCosts += 1
                 if x_TaxCosts.TaxRuleID is None:
                     raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
                     raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-                w.uint(x_TaxCosts.TaxRuleID)
+                u = x_TaxCosts.TaxRuleID
+                if u < 0x80:
+                    a = (a << 8) | u
+                    k += 8
+                elif u < 0x4000:
+                    a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                    k += 16
+                else:
+                    w.acc = a
+                    w.n = k
+                    w.uint(u)
+                    a = w.acc
+                    k = w.n
                 if x_TaxCosts.Amount is None:
                     raise encode_error('DetailedTaxType.Amount', 'required value missing')
                 if x_TaxCosts.Amount.Exponent is None:
@@ -5780,11 +8280,25 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                     raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
                 if x_TaxCosts.Amount.Value is None:
                     raise encode_error('RationalNumberType.Value', 'required value missing')
-                w.bits((x_TaxCosts.Amount.Exponent + 128) << 3, 15)
                 if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
                     raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-                w.integer(x_TaxCosts.Amount.Value)
-                w.bits(0x0, 3)
+                a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+                k += 16
+                u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+                if u < 0x80:
+                    a = (a << 8) | u
+                    k += 8
+                elif u < 0x4000:
+                    a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                    k += 16
+                else:
+                    w.acc = a
+                    w.n = k
+                    w.uint(u)
+                    a = w.acc
+                    k = w.n
+                a <<= 3
+                k += 3
                 n += 1
                 if n == 9:
                     s = 15
@@ -5792,13 +8306,19 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                         raise encode_error('ReceiptType.TaxCosts', 'too many entries')
                     break
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
     if s == 15:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20_common_types.Scheduled_CLReqControlModeType:
     f_EVTargetEnergyRequest: _iso20_common_types.RationalNumberType | None = None
@@ -5920,6 +8440,8 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
     return _iso20_common_types.Scheduled_CLReqControlModeType(EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
 
 def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLReqControlModeType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.EVTargetEnergyRequest is not None:
         if o.EVTargetEnergyRequest.Exponent is None:
@@ -5928,11 +8450,25 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
         if o.EVTargetEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVTargetEnergyRequest.Exponent + 128) << 3, 16)
         if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVTargetEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0)
+        k += 17
+        u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
         if o.EVMaximumEnergyRequest.Exponent is None:
@@ -5941,11 +8477,25 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
         if o.EVMaximumEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3 | 0x2000, 16)
         if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVMaximumEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0) | 0x4000
+        k += 17
+        u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
         if o.EVMinimumEnergyRequest.Exponent is None:
@@ -5954,14 +8504,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
         if o.EVMinimumEnergyRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3 | 0x4000, 16)
         if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVMinimumEnergyRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0) | 0x8000
+        k += 17
+        u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 3
     else:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
         s = -1
     if s == 1:
         if o.EVMaximumEnergyRequest is not None:
@@ -5971,11 +8536,25 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
             if o.EVMaximumEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMaximumEnergyRequest.Exponent + 128) << 3, 15)
             if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVMaximumEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0)
+            k += 16
+            u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
             if o.EVMinimumEnergyRequest.Exponent is None:
@@ -5984,14 +8563,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
             if o.EVMinimumEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3 | 0x2000, 15)
             if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0) | 0x4000
+            k += 16
+            u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 3
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 2:
         if o.EVMinimumEnergyRequest is not None:
@@ -6001,19 +8595,39 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
             if o.EVMinimumEnergyRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVMinimumEnergyRequest.Exponent + 128) << 3, 15)
             if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVMinimumEnergyRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0)
+            k += 16
+            u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 3
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_Scheduled_CLResControlModeType(r: BitReader) -> _iso20_common_types.Scheduled_CLResControlModeType:
     if r.bits(1):
@@ -6021,7 +8635,14 @@ def _d_iso20_common_types_Scheduled_CLResControlModeType(r: BitReader) -> _iso20
     return _iso20_common_types.Scheduled_CLResControlModeType()
 
 def _e_iso20_common_types_Scheduled_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLResControlModeType) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_V2GMessageType(r: BitReader) -> _iso20_common_types.V2GMessageType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -6033,11 +8654,23 @@ def _d_iso20_common_types_V2GMessageType(r: BitReader) -> _iso20_common_types.V2
     return _iso20_common_types.V2GMessageType(Header=f_Header)
 
 def _e_iso20_common_types_V2GMessageType(w: BitWriter, o: _iso20_common_types.V2GMessageType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('V2GMessageType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_V2GRequestType(r: BitReader) -> _iso20_common_types.V2GRequestType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -6049,11 +8682,23 @@ def _d_iso20_common_types_V2GRequestType(r: BitReader) -> _iso20_common_types.V2
     return _iso20_common_types.V2GRequestType(Header=f_Header)
 
 def _e_iso20_common_types_V2GRequestType(w: BitWriter, o: _iso20_common_types.V2GRequestType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('V2GRequestType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V2GResponseType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -6071,13 +8716,25 @@ def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V
     return _iso20_common_types.V2GResponseType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_types_V2GResponseType(w: BitWriter, o: _iso20_common_types.V2GResponseType) -> None:
+    a = w.acc
+    k = w.n
     if o.Header is None:
         raise encode_error('V2GResponseType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('V2GResponseType.ResponseCode', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2, 10)
+    a = (a << 10) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2
+    k += 10
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_AlternativeSECCListType(r: BitReader) -> _iso20_wpt.AlternativeSECCListType:
     f_AlternativeSECC: list[_iso20_wpt.AlternativeSECCType] = []
@@ -6107,23 +8764,35 @@ def _d_iso20_wpt_AlternativeSECCListType(r: BitReader) -> _iso20_wpt.Alternative
     return _iso20_wpt.AlternativeSECCListType(AlternativeSECC=f_AlternativeSECC)
 
 def _e_iso20_wpt_AlternativeSECCListType(w: BitWriter, o: _iso20_wpt.AlternativeSECCListType) -> None:
+    a = w.acc
+    k = w.n
     i_AlternativeSECC = 0
     s = 0
     if i_AlternativeSECC < len(o.AlternativeSECC):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_AlternativeSECC = o.AlternativeSECC[i_AlternativeSECC]
         i_AlternativeSECC += 1
+        w.acc = a
+        w.n = k
         _e_iso20_wpt_AlternativeSECCType(w, x_AlternativeSECC)
+        a = w.acc
+        k = w.n
         s = 1
     else:
         raise encode_error('AlternativeSECCListType', 'missing SE(AlternativeSECC)')
     n = 0
     while True:
         if i_AlternativeSECC < len(o.AlternativeSECC):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_AlternativeSECC = o.AlternativeSECC[i_AlternativeSECC]
             i_AlternativeSECC += 1
+            w.acc = a
+            w.n = k
             _e_iso20_wpt_AlternativeSECCType(w, x_AlternativeSECC)
+            a = w.acc
+            k = w.n
             n += 1
             if n == 7:
                 s = 8
@@ -6131,13 +8800,19 @@ def _e_iso20_wpt_AlternativeSECCListType(w: BitWriter, o: _iso20_wpt.Alternative
                     raise encode_error('AlternativeSECCListType.AlternativeSECC', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 8:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECCType:
     f_SSID: str | None = None
@@ -6286,96 +8961,199 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
     return _iso20_wpt.AlternativeSECCType(SSID=f_SSID, BSSID=f_BSSID, IPAddress=f_IPAddress, Port=f_Port)
 
 def _e_iso20_wpt_AlternativeSECCType(w: BitWriter, o: _iso20_wpt.AlternativeSECCType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.SSID is not None:
-        w.bits(0x0, 4)
+        a <<= 4
+        k += 4
         if len(o.SSID) > 255:
             raise encode_error('AlternativeSECCType.SSID', f'length {len(o.SSID)} outside 0..255')
+        w.acc = a
+        w.n = k
         w.string(o.SSID)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif o.BSSID is not None:
-        w.bits(0x2, 4)
+        a = (a << 4) | 0x2
+        k += 4
         if len(o.BSSID) > 12:
             raise encode_error('AlternativeSECCType.BSSID', f'length {len(o.BSSID)} outside 0..12')
+        w.acc = a
+        w.n = k
         w.string(o.BSSID)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     elif o.IPAddress is not None:
-        w.bits(0x4, 4)
+        a = (a << 4) | 0x4
+        k += 4
         if len(o.IPAddress) > 39:
             raise encode_error('AlternativeSECCType.IPAddress', f'length {len(o.IPAddress)} outside 0..39')
+        w.acc = a
+        w.n = k
         w.string(o.IPAddress)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 3
     elif o.Port is not None:
-        w.bits(0x6, 4)
+        a = (a << 4) | 0x6
+        k += 4
         if o.Port < 0 or (w.strict and (o.Port > 65535)):
             raise encode_error('AlternativeSECCType.Port', f'{o.Port!r} outside 0..65535')
-        w.uint(o.Port)
-        w.bits(0x0, 1)
+        u = o.Port
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 4
     else:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
         s = -1
     if s == 1:
         if o.BSSID is not None:
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
             if len(o.BSSID) > 12:
                 raise encode_error('AlternativeSECCType.BSSID', f'length {len(o.BSSID)} outside 0..12')
+            w.acc = a
+            w.n = k
             w.string(o.BSSID)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 2
         elif o.IPAddress is not None:
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             if len(o.IPAddress) > 39:
                 raise encode_error('AlternativeSECCType.IPAddress', f'length {len(o.IPAddress)} outside 0..39')
+            w.acc = a
+            w.n = k
             w.string(o.IPAddress)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 3
         elif o.Port is not None:
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             if o.Port < 0 or (w.strict and (o.Port > 65535)):
                 raise encode_error('AlternativeSECCType.Port', f'{o.Port!r} outside 0..65535')
-            w.uint(o.Port)
-            w.bits(0x0, 1)
+            u = o.Port
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 2:
         if o.IPAddress is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if len(o.IPAddress) > 39:
                 raise encode_error('AlternativeSECCType.IPAddress', f'length {len(o.IPAddress)} outside 0..39')
+            w.acc = a
+            w.n = k
             w.string(o.IPAddress)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 3
         elif o.Port is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             if o.Port < 0 or (w.strict and (o.Port > 65535)):
                 raise encode_error('AlternativeSECCType.Port', f'{o.Port!r} outside 0..65535')
-            w.uint(o.Port)
-            w.bits(0x0, 1)
+            u = o.Port
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 3:
         if o.Port is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if o.Port < 0 or (w.strict and (o.Port > 65535)):
                 raise encode_error('AlternativeSECCType.Port', f'{o.Port!r} outside 0..65535')
-            w.uint(o.Port)
-            w.bits(0x0, 1)
+            u = o.Port
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 4:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r: BitReader) -> _iso20_wpt.WPT_AlignmentCheckMethodListType:
     f_WPT_AlignmentCheckMethod: list[_iso20_wpt.WPT_AlignmentCheckMethodType] = []
@@ -6415,12 +9193,15 @@ def _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r: BitReader) -> _iso20_wpt.WP
     return _iso20_wpt.WPT_AlignmentCheckMethodListType(WPT_AlignmentCheckMethod=f_WPT_AlignmentCheckMethod)
 
 def _e_iso20_wpt_WPT_AlignmentCheckMethodListType(w: BitWriter, o: _iso20_wpt.WPT_AlignmentCheckMethodListType) -> None:
+    a = w.acc
+    k = w.n
     i_WPT_AlignmentCheckMethod = 0
     s = 0
     if i_WPT_AlignmentCheckMethod < len(o.WPT_AlignmentCheckMethod):
         x_WPT_AlignmentCheckMethod = o.WPT_AlignmentCheckMethod[i_WPT_AlignmentCheckMethod]
         i_WPT_AlignmentCheckMethod += 1
-        w.bits((_I_iso20_wpt_WPT_AlignmentCheckMethodType[x_WPT_AlignmentCheckMethod]) << 1, 5)
+        a = (a << 5) | (_I_iso20_wpt_WPT_AlignmentCheckMethodType[x_WPT_AlignmentCheckMethod]) << 1
+        k += 5
         s = 1
     else:
         raise encode_error('WPT_AlignmentCheckMethodListType', 'missing SE(WPT_AlignmentCheckMethod)')
@@ -6429,7 +9210,8 @@ def _e_iso20_wpt_WPT_AlignmentCheckMethodListType(w: BitWriter, o: _iso20_wpt.WP
         if i_WPT_AlignmentCheckMethod < len(o.WPT_AlignmentCheckMethod):
             x_WPT_AlignmentCheckMethod = o.WPT_AlignmentCheckMethod[i_WPT_AlignmentCheckMethod]
             i_WPT_AlignmentCheckMethod += 1
-            w.bits((_I_iso20_wpt_WPT_AlignmentCheckMethodType[x_WPT_AlignmentCheckMethod]) << 1, 6)
+            a = (a << 6) | (_I_iso20_wpt_WPT_AlignmentCheckMethodType[x_WPT_AlignmentCheckMethod]) << 1
+            k += 6
             n += 1
             if n == 7:
                 s = 8
@@ -6437,13 +9219,19 @@ def _e_iso20_wpt_WPT_AlignmentCheckMethodListType(w: BitWriter, o: _iso20_wpt.WP
                     raise encode_error('WPT_AlignmentCheckMethodListType.WPT_AlignmentCheckMethod', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 8:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_AlignmentCheckReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -6529,15 +9317,23 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
     return _iso20_wpt.WPT_AlignmentCheckReqType(Header=f_Header, EVProcessing=f_EVProcessing, TargetCoilCurrent=f_TargetCoilCurrent, EVResultCode=f_EVResultCode, VendorSpecificDataContainer=f_VendorSpecificDataContainer)
 
 def _e_iso20_wpt_WPT_AlignmentCheckReqType(w: BitWriter, o: _iso20_wpt.WPT_AlignmentCheckReqType) -> None:
+    a = w.acc
+    k = w.n
     i_VendorSpecificDataContainer = 0
     s = 0
     if o.Header is None:
         raise encode_error('WPT_AlignmentCheckReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.EVProcessing is None:
         raise encode_error('WPT_AlignmentCheckReqType.EVProcessing', 'required value missing')
-    w.bits((_I_iso20_common_types_processingType[o.EVProcessing]) << 1, 5)
+    a = (a << 5) | (_I_iso20_common_types_processingType[o.EVProcessing]) << 1
+    k += 5
     s = 1
     s = 2
     if o.TargetCoilCurrent is not None:
@@ -6547,20 +9343,36 @@ def _e_iso20_wpt_WPT_AlignmentCheckReqType(w: BitWriter, o: _iso20_wpt.WPT_Align
             raise encode_error('RationalNumberType.Exponent', f'{o.TargetCoilCurrent.Exponent!r} outside -128..127')
         if o.TargetCoilCurrent.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.TargetCoilCurrent.Exponent + 128) << 3, 15)
         if (w.strict and (o.TargetCoilCurrent.Value < -32768 or o.TargetCoilCurrent.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.TargetCoilCurrent.Value!r} outside -32768..32767')
-        w.integer(o.TargetCoilCurrent.Value)
-        w.bits(0x0, 2)
+        a = (a << 16) | (o.TargetCoilCurrent.Exponent + 128) << 4 | (1 if o.TargetCoilCurrent.Value < 0 else 0)
+        k += 16
+        u = -o.TargetCoilCurrent.Value - 1 if o.TargetCoilCurrent.Value < 0 else o.TargetCoilCurrent.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 3
     elif o.EVResultCode is not None:
-        w.bits((_I_iso20_wpt_WPT_EVResultType[o.EVResultCode]) << 1 | 0x10, 6)
+        a = (a << 6) | (_I_iso20_wpt_WPT_EVResultType[o.EVResultCode]) << 1 | 0x10
+        k += 6
         s = 4
     else:
         raise encode_error('WPT_AlignmentCheckReqType', 'missing SE(TargetCoilCurrent), SE(EVResultCode)')
     if s == 3:
         if o.EVResultCode is not None:
-            w.bits((_I_iso20_wpt_WPT_EVResultType[o.EVResultCode]) << 1, 5)
+            a = (a << 5) | (_I_iso20_wpt_WPT_EVResultType[o.EVResultCode]) << 1
+            k += 5
             s = 4
         else:
             raise encode_error('WPT_AlignmentCheckReqType', 'missing SE(EVResultCode)')
@@ -6569,11 +9381,17 @@ def _e_iso20_wpt_WPT_AlignmentCheckReqType(w: BitWriter, o: _iso20_wpt.WPT_Align
         if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
             x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if len(x_VendorSpecificDataContainer) > 256:
                 raise encode_error('WPT_AlignmentCheckReqType.VendorSpecificDataContainer', f'length {len(x_VendorSpecificDataContainer)} outside 0..256')
+            w.acc = a
+            w.n = k
             w.binary(x_VendorSpecificDataContainer)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             n += 1
             if n == 16:
                 s = 20
@@ -6581,13 +9399,19 @@ def _e_iso20_wpt_WPT_AlignmentCheckReqType(w: BitWriter, o: _iso20_wpt.WPT_Align
                     raise encode_error('WPT_AlignmentCheckReqType.VendorSpecificDataContainer', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 20:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_AlignmentCheckResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -6739,17 +9563,25 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
     return _iso20_wpt.WPT_AlignmentCheckResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, PowerTransmitted=f_PowerTransmitted, SupplyDeviceCurrent=f_SupplyDeviceCurrent, VendorSpecificDataContainer=f_VendorSpecificDataContainer)
 
 def _e_iso20_wpt_WPT_AlignmentCheckResType(w: BitWriter, o: _iso20_wpt.WPT_AlignmentCheckResType) -> None:
+    a = w.acc
+    k = w.n
     i_VendorSpecificDataContainer = 0
     s = 0
     if o.Header is None:
         raise encode_error('WPT_AlignmentCheckResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('WPT_AlignmentCheckResType.ResponseCode', 'required value missing')
     if o.EVSEProcessing is None:
         raise encode_error('WPT_AlignmentCheckResType.EVSEProcessing', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 6 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 1, 14)
+    a = (a << 14) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 6 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 1
+    k += 14
     s = 1
     s = 2
     s = 3
@@ -6760,11 +9592,25 @@ def _e_iso20_wpt_WPT_AlignmentCheckResType(w: BitWriter, o: _iso20_wpt.WPT_Align
             raise encode_error('RationalNumberType.Exponent', f'{o.PowerTransmitted.Exponent!r} outside -128..127')
         if o.PowerTransmitted.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.PowerTransmitted.Exponent + 128) << 3, 16)
         if (w.strict and (o.PowerTransmitted.Value < -32768 or o.PowerTransmitted.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.PowerTransmitted.Value!r} outside -32768..32767')
-        w.integer(o.PowerTransmitted.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.PowerTransmitted.Exponent + 128) << 4 | (1 if o.PowerTransmitted.Value < 0 else 0)
+        k += 17
+        u = -o.PowerTransmitted.Value - 1 if o.PowerTransmitted.Value < 0 else o.PowerTransmitted.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 4
     elif o.SupplyDeviceCurrent is not None:
         if o.SupplyDeviceCurrent.Exponent is None:
@@ -6773,23 +9619,44 @@ def _e_iso20_wpt_WPT_AlignmentCheckResType(w: BitWriter, o: _iso20_wpt.WPT_Align
             raise encode_error('RationalNumberType.Exponent', f'{o.SupplyDeviceCurrent.Exponent!r} outside -128..127')
         if o.SupplyDeviceCurrent.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.SupplyDeviceCurrent.Exponent + 128) << 3 | 0x2000, 16)
         if (w.strict and (o.SupplyDeviceCurrent.Value < -32768 or o.SupplyDeviceCurrent.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.SupplyDeviceCurrent.Value!r} outside -32768..32767')
-        w.integer(o.SupplyDeviceCurrent.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.SupplyDeviceCurrent.Exponent + 128) << 4 | (1 if o.SupplyDeviceCurrent.Value < 0 else 0) | 0x4000
+        k += 17
+        u = -o.SupplyDeviceCurrent.Value - 1 if o.SupplyDeviceCurrent.Value < 0 else o.SupplyDeviceCurrent.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 5
     elif i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
         x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
         i_VendorSpecificDataContainer += 1
-        w.bits(0x4, 4)
+        a = (a << 4) | 0x4
+        k += 4
         if len(x_VendorSpecificDataContainer) > 256:
             raise encode_error('WPT_AlignmentCheckResType.VendorSpecificDataContainer', f'length {len(x_VendorSpecificDataContainer)} outside 0..256')
+        w.acc = a
+        w.n = k
         w.binary(x_VendorSpecificDataContainer)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 6
     else:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
         s = -1
     if s == 4:
         if o.SupplyDeviceCurrent is not None:
@@ -6799,36 +9666,64 @@ def _e_iso20_wpt_WPT_AlignmentCheckResType(w: BitWriter, o: _iso20_wpt.WPT_Align
                 raise encode_error('RationalNumberType.Exponent', f'{o.SupplyDeviceCurrent.Exponent!r} outside -128..127')
             if o.SupplyDeviceCurrent.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.SupplyDeviceCurrent.Exponent + 128) << 3, 15)
             if (w.strict and (o.SupplyDeviceCurrent.Value < -32768 or o.SupplyDeviceCurrent.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.SupplyDeviceCurrent.Value!r} outside -32768..32767')
-            w.integer(o.SupplyDeviceCurrent.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.SupplyDeviceCurrent.Exponent + 128) << 4 | (1 if o.SupplyDeviceCurrent.Value < 0 else 0)
+            k += 16
+            u = -o.SupplyDeviceCurrent.Value - 1 if o.SupplyDeviceCurrent.Value < 0 else o.SupplyDeviceCurrent.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 5
         elif i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
             x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             if len(x_VendorSpecificDataContainer) > 256:
                 raise encode_error('WPT_AlignmentCheckResType.VendorSpecificDataContainer', f'length {len(x_VendorSpecificDataContainer)} outside 0..256')
+            w.acc = a
+            w.n = k
             w.binary(x_VendorSpecificDataContainer)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 6
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 5:
         if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
             x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if len(x_VendorSpecificDataContainer) > 256:
                 raise encode_error('WPT_AlignmentCheckResType.VendorSpecificDataContainer', f'length {len(x_VendorSpecificDataContainer)} outside 0..256')
+            w.acc = a
+            w.n = k
             w.binary(x_VendorSpecificDataContainer)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 6
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 6:
         n = 0
@@ -6836,11 +9731,17 @@ def _e_iso20_wpt_WPT_AlignmentCheckResType(w: BitWriter, o: _iso20_wpt.WPT_Align
             if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
                 x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
                 i_VendorSpecificDataContainer += 1
-                w.bits(0x0, 3)
+                a <<= 3
+                k += 3
                 if len(x_VendorSpecificDataContainer) > 256:
                     raise encode_error('WPT_AlignmentCheckResType.VendorSpecificDataContainer', f'length {len(x_VendorSpecificDataContainer)} outside 0..256')
+                w.acc = a
+                w.n = k
                 w.binary(x_VendorSpecificDataContainer)
-                w.bits(0x0, 1)
+                a = w.acc
+                k = w.n
+                a <<= 1
+                k += 1
                 n += 1
                 if n == 15:
                     s = 21
@@ -6848,13 +9749,19 @@ def _e_iso20_wpt_WPT_AlignmentCheckResType(w: BitWriter, o: _iso20_wpt.WPT_Align
                         raise encode_error('WPT_AlignmentCheckResType.VendorSpecificDataContainer', 'too many entries')
                     break
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
     if s == 21:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoopReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -7104,25 +10011,39 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     return _iso20_wpt.WPT_ChargeLoopReqType(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested, EVPCPowerRequest=f_EVPCPowerRequest, EVPCPowerOutput=f_EVPCPowerOutput, EVPCChargeDiagnostics=f_EVPCChargeDiagnostics, EVPCOperatingFrequency=f_EVPCOperatingFrequency, EVPCPowerControlParameter=f_EVPCPowerControlParameter, ManufacturerSpecificDataContainer=f_ManufacturerSpecificDataContainer)
 
 def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoopReqType) -> None:
+    a = w.acc
+    k = w.n
     i_ManufacturerSpecificDataContainer = 0
     s = 0
     if o.Header is None:
         raise encode_error('WPT_ChargeLoopReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     s = 1
     if o.DisplayParameters is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_common_types_DisplayParametersType(w, o.DisplayParameters)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.MeterInfoRequested is not None:
-        w.bits((1 if o.MeterInfoRequested else 0) << 1 | 0x8, 5)
+        a = (a << 5) | (1 if o.MeterInfoRequested else 0) << 1 | 0x8
+        k += 5
         s = 3
     else:
         raise encode_error('WPT_ChargeLoopReqType', 'missing SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
         if o.MeterInfoRequested is not None:
-            w.bits((1 if o.MeterInfoRequested else 0) << 1, 4)
+            a = (a << 4) | (1 if o.MeterInfoRequested else 0) << 1
+            k += 4
             s = 3
         else:
             raise encode_error('WPT_ChargeLoopReqType', 'missing SE(MeterInfoRequested)')
@@ -7134,10 +10055,23 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerRequest.Exponent!r} outside -128..127')
     if o.EVPCPowerRequest.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVPCPowerRequest.Exponent + 128) << 3, 14)
     if (w.strict and (o.EVPCPowerRequest.Value < -32768 or o.EVPCPowerRequest.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerRequest.Value!r} outside -32768..32767')
-    w.integer(o.EVPCPowerRequest.Value)
+    a = (a << 15) | (o.EVPCPowerRequest.Exponent + 128) << 4 | (1 if o.EVPCPowerRequest.Value < 0 else 0)
+    k += 15
+    u = -o.EVPCPowerRequest.Value - 1 if o.EVPCPowerRequest.Value < 0 else o.EVPCPowerRequest.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVPCPowerOutput is None:
         raise encode_error('WPT_ChargeLoopReqType.EVPCPowerOutput', 'required value missing')
     if o.EVPCPowerOutput.Exponent is None:
@@ -7146,14 +10080,28 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerOutput.Exponent!r} outside -128..127')
     if o.EVPCPowerOutput.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVPCPowerOutput.Exponent + 128) << 3, 16)
-    s = 4
     if (w.strict and (o.EVPCPowerOutput.Value < -32768 or o.EVPCPowerOutput.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerOutput.Value!r} outside -32768..32767')
-    w.integer(o.EVPCPowerOutput.Value)
+    a = (a << 17) | (o.EVPCPowerOutput.Exponent + 128) << 4 | (1 if o.EVPCPowerOutput.Value < 0 else 0)
+    k += 17
+    s = 4
+    u = -o.EVPCPowerOutput.Value - 1 if o.EVPCPowerOutput.Value < 0 else o.EVPCPowerOutput.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVPCChargeDiagnostics is None:
         raise encode_error('WPT_ChargeLoopReqType.EVPCChargeDiagnostics', 'required value missing')
-    w.bits((_I_iso20_wpt_WPT_EVPCChargeDiagnosticsType[o.EVPCChargeDiagnostics]) << 1, 7)
+    a = (a << 7) | (_I_iso20_wpt_WPT_EVPCChargeDiagnosticsType[o.EVPCChargeDiagnostics]) << 1
+    k += 7
     s = 5
     s = 6
     if o.EVPCOperatingFrequency is not None:
@@ -7163,11 +10111,25 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             raise encode_error('RationalNumberType.Exponent', f'{o.EVPCOperatingFrequency.Exponent!r} outside -128..127')
         if o.EVPCOperatingFrequency.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVPCOperatingFrequency.Exponent + 128) << 3, 16)
         if (w.strict and (o.EVPCOperatingFrequency.Value < -32768 or o.EVPCOperatingFrequency.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVPCOperatingFrequency.Value!r} outside -32768..32767')
-        w.integer(o.EVPCOperatingFrequency.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVPCOperatingFrequency.Exponent + 128) << 4 | (1 if o.EVPCOperatingFrequency.Value < 0 else 0)
+        k += 17
+        u = -o.EVPCOperatingFrequency.Value - 1 if o.EVPCOperatingFrequency.Value < 0 else o.EVPCOperatingFrequency.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 7
     elif o.EVPCPowerControlParameter is not None:
         if o.EVPCPowerControlParameter.EVPCCoilCurrentRequest is None:
@@ -7178,10 +10140,23 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Exponent!r} outside -128..127')
         if o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Exponent + 128) << 3 | 0x4000, 17)
         if (w.strict and (o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value < -32768 or o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value)
+        a = (a << 18) | (o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Exponent + 128) << 4 | (1 if o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value < 0 else 0) | 0x8000
+        k += 18
+        u = -o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value - 1 if o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value < 0 else o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.EVPCPowerControlParameter.EVPCCoilCurrentInformation is None:
             raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCoilCurrentInformation', 'required value missing')
         if o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Exponent is None:
@@ -7190,10 +10165,23 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Exponent!r} outside -128..127')
         if o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Exponent + 128) << 3, 16)
         if (w.strict and (o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value < -32768 or o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value!r} outside -32768..32767')
-        w.integer(o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value)
+        a = (a << 17) | (o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Exponent + 128) << 4 | (1 if o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value < 0 else 0)
+        k += 17
+        u = -o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value - 1 if o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value < 0 else o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.EVPCPowerControlParameter.EVPCCurrentOutputInformation is None:
             raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCurrentOutputInformation', 'required value missing')
         if o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Exponent is None:
@@ -7202,10 +10190,23 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Exponent!r} outside -128..127')
         if o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Exponent + 128) << 3, 16)
         if (w.strict and (o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value < -32768 or o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value!r} outside -32768..32767')
-        w.integer(o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value)
+        a = (a << 17) | (o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Exponent + 128) << 4 | (1 if o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value < 0 else 0)
+        k += 17
+        u = -o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value - 1 if o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value < 0 else o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.EVPCPowerControlParameter.EVPCVoltageOutputInformation is None:
             raise encode_error('WPT_EVPCPowerControlParameterType.EVPCVoltageOutputInformation', 'required value missing')
         if o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Exponent is None:
@@ -7214,23 +10215,44 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Exponent!r} outside -128..127')
         if o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Exponent + 128) << 3, 16)
         if (w.strict and (o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value < -32768 or o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value!r} outside -32768..32767')
-        w.integer(o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value)
-        w.bits(0x0, 3)
+        a = (a << 17) | (o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Exponent + 128) << 4 | (1 if o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value < 0 else 0)
+        k += 17
+        u = -o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value - 1 if o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value < 0 else o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         s = 8
     elif i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
         x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
         i_ManufacturerSpecificDataContainer += 1
-        w.bits(0x4, 4)
+        a = (a << 4) | 0x4
+        k += 4
         if len(x_ManufacturerSpecificDataContainer) > 256:
             raise encode_error('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', f'length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
+        w.acc = a
+        w.n = k
         w.binary(x_ManufacturerSpecificDataContainer)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 9
     else:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
         s = -1
     if s == 7:
         if o.EVPCPowerControlParameter is not None:
@@ -7242,10 +10264,23 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Exponent!r} outside -128..127')
             if o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Exponent + 128) << 3, 16)
             if (w.strict and (o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value < -32768 or o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value)
+            a = (a << 17) | (o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Exponent + 128) << 4 | (1 if o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value < 0 else 0)
+            k += 17
+            u = -o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value - 1 if o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value < 0 else o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.EVPCPowerControlParameter.EVPCCoilCurrentInformation is None:
                 raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCoilCurrentInformation', 'required value missing')
             if o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Exponent is None:
@@ -7254,10 +10289,23 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Exponent!r} outside -128..127')
             if o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Exponent + 128) << 3, 16)
             if (w.strict and (o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value < -32768 or o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value!r} outside -32768..32767')
-            w.integer(o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value)
+            a = (a << 17) | (o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Exponent + 128) << 4 | (1 if o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value < 0 else 0)
+            k += 17
+            u = -o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value - 1 if o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value < 0 else o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.EVPCPowerControlParameter.EVPCCurrentOutputInformation is None:
                 raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCurrentOutputInformation', 'required value missing')
             if o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Exponent is None:
@@ -7266,10 +10314,23 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Exponent!r} outside -128..127')
             if o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Exponent + 128) << 3, 16)
             if (w.strict and (o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value < -32768 or o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value!r} outside -32768..32767')
-            w.integer(o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value)
+            a = (a << 17) | (o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Exponent + 128) << 4 | (1 if o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value < 0 else 0)
+            k += 17
+            u = -o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value - 1 if o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value < 0 else o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if o.EVPCPowerControlParameter.EVPCVoltageOutputInformation is None:
                 raise encode_error('WPT_EVPCPowerControlParameterType.EVPCVoltageOutputInformation', 'required value missing')
             if o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Exponent is None:
@@ -7278,36 +10339,64 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Exponent!r} outside -128..127')
             if o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Exponent + 128) << 3, 16)
             if (w.strict and (o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value < -32768 or o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value!r} outside -32768..32767')
-            w.integer(o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value)
-            w.bits(0x0, 3)
+            a = (a << 17) | (o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Exponent + 128) << 4 | (1 if o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value < 0 else 0)
+            k += 17
+            u = -o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value - 1 if o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value < 0 else o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 8
         elif i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
             x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
             i_ManufacturerSpecificDataContainer += 1
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             if len(x_ManufacturerSpecificDataContainer) > 256:
                 raise encode_error('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', f'length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
+            w.acc = a
+            w.n = k
             w.binary(x_ManufacturerSpecificDataContainer)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 9
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 8:
         if i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
             x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
             i_ManufacturerSpecificDataContainer += 1
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if len(x_ManufacturerSpecificDataContainer) > 256:
                 raise encode_error('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', f'length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
+            w.acc = a
+            w.n = k
             w.binary(x_ManufacturerSpecificDataContainer)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 9
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 9:
         n = 0
@@ -7315,11 +10404,17 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             if i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
                 x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
                 i_ManufacturerSpecificDataContainer += 1
-                w.bits(0x0, 3)
+                a <<= 3
+                k += 3
                 if len(x_ManufacturerSpecificDataContainer) > 256:
                     raise encode_error('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', f'length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
+                w.acc = a
+                w.n = k
                 w.binary(x_ManufacturerSpecificDataContainer)
-                w.bits(0x0, 1)
+                a = w.acc
+                k = w.n
+                a <<= 1
+                k += 1
                 n += 1
                 if n == 15:
                     s = 24
@@ -7327,13 +10422,19 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
                         raise encode_error('WPT_ChargeLoopReqType.ManufacturerSpecificDataContainer', 'too many entries')
                     break
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
     if s == 24:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoopResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -7660,35 +10761,67 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     return _iso20_wpt.WPT_ChargeLoopResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt, EVPCPowerRequest=f_EVPCPowerRequest, SDPowerInput=f_SDPowerInput, SPCMaxOutputPowerLimit=f_SPCMaxOutputPowerLimit, SPCMinOutputPowerLimit=f_SPCMinOutputPowerLimit, SPCChargeDiagnostics=f_SPCChargeDiagnostics, SPCOperatingFrequency=f_SPCOperatingFrequency, SPCPowerControlParameter=f_SPCPowerControlParameter, ManufacturerSpecificDataContainer=f_ManufacturerSpecificDataContainer)
 
 def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoopResType) -> None:
+    a = w.acc
+    k = w.n
     i_ManufacturerSpecificDataContainer = 0
     s = 0
     if o.Header is None:
         raise encode_error('WPT_ChargeLoopResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('WPT_ChargeLoopResType.ResponseCode', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 1, 9)
+    a = (a << 9) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 1
+    k += 9
     s = 1
     s = 2
     if o.EVSEStatus is not None:
         if o.EVSEStatus.NotificationMaxDelay is None:
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        w.bits(0x0, 5)
+        a <<= 5
+        k += 5
         if o.EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.EVSEStatus.NotificationMaxDelay > 65535)):
             raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-        w.uint(o.EVSEStatus.NotificationMaxDelay)
+        u = o.EVSEStatus.NotificationMaxDelay
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.EVSEStatus.EVSENotification is None:
             raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
-        w.bits((_I_iso20_common_types_evseNotificationType[o.EVSEStatus.EVSENotification]) << 2, 8)
+        a = (a << 8) | (_I_iso20_common_types_evseNotificationType[o.EVSEStatus.EVSENotification]) << 2
+        k += 8
         s = 3
     elif o.MeterInfo is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso20_common_types_MeterInfoType(w, o.MeterInfo)
+        a = w.acc
+        k = w.n
         s = 4
     elif o.Receipt is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso20_common_types_ReceiptType(w, o.Receipt)
+        a = w.acc
+        k = w.n
         s = 5
     elif o.EVPCPowerRequest is not None:
         if o.EVPCPowerRequest.Exponent is None:
@@ -7697,22 +10830,46 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerRequest.Exponent!r} outside -128..127')
         if o.EVPCPowerRequest.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.EVPCPowerRequest.Exponent + 128) << 3 | 0x6000, 16)
         if (w.strict and (o.EVPCPowerRequest.Value < -32768 or o.EVPCPowerRequest.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerRequest.Value!r} outside -32768..32767')
-        w.integer(o.EVPCPowerRequest.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.EVPCPowerRequest.Exponent + 128) << 4 | (1 if o.EVPCPowerRequest.Value < 0 else 0) | 0xc000
+        k += 17
+        u = -o.EVPCPowerRequest.Value - 1 if o.EVPCPowerRequest.Value < 0 else o.EVPCPowerRequest.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 6
     else:
         raise encode_error('WPT_ChargeLoopResType', 'missing SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
     if s == 3:
         if o.MeterInfo is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_common_types_MeterInfoType(w, o.MeterInfo)
+            a = w.acc
+            k = w.n
             s = 4
         elif o.Receipt is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_common_types_ReceiptType(w, o.Receipt)
+            a = w.acc
+            k = w.n
             s = 5
         elif o.EVPCPowerRequest is not None:
             if o.EVPCPowerRequest.Exponent is None:
@@ -7721,18 +10878,37 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerRequest.Exponent!r} outside -128..127')
             if o.EVPCPowerRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVPCPowerRequest.Exponent + 128) << 3 | 0x4000, 15)
             if (w.strict and (o.EVPCPowerRequest.Value < -32768 or o.EVPCPowerRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVPCPowerRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVPCPowerRequest.Exponent + 128) << 4 | (1 if o.EVPCPowerRequest.Value < 0 else 0) | 0x8000
+            k += 16
+            u = -o.EVPCPowerRequest.Value - 1 if o.EVPCPowerRequest.Value < 0 else o.EVPCPowerRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 6
         else:
             raise encode_error('WPT_ChargeLoopResType', 'missing SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
     if s == 4:
         if o.Receipt is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_common_types_ReceiptType(w, o.Receipt)
+            a = w.acc
+            k = w.n
             s = 5
         elif o.EVPCPowerRequest is not None:
             if o.EVPCPowerRequest.Exponent is None:
@@ -7741,11 +10917,25 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerRequest.Exponent!r} outside -128..127')
             if o.EVPCPowerRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVPCPowerRequest.Exponent + 128) << 3 | 0x2000, 15)
             if (w.strict and (o.EVPCPowerRequest.Value < -32768 or o.EVPCPowerRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVPCPowerRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 16) | (o.EVPCPowerRequest.Exponent + 128) << 4 | (1 if o.EVPCPowerRequest.Value < 0 else 0) | 0x4000
+            k += 16
+            u = -o.EVPCPowerRequest.Value - 1 if o.EVPCPowerRequest.Value < 0 else o.EVPCPowerRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 6
         else:
             raise encode_error('WPT_ChargeLoopResType', 'missing SE(Receipt), SE(EVPCPowerRequest)')
@@ -7757,11 +10947,25 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
                 raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerRequest.Exponent!r} outside -128..127')
             if o.EVPCPowerRequest.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.EVPCPowerRequest.Exponent + 128) << 3, 14)
             if (w.strict and (o.EVPCPowerRequest.Value < -32768 or o.EVPCPowerRequest.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerRequest.Value!r} outside -32768..32767')
-            w.integer(o.EVPCPowerRequest.Value)
-            w.bits(0x0, 2)
+            a = (a << 15) | (o.EVPCPowerRequest.Exponent + 128) << 4 | (1 if o.EVPCPowerRequest.Value < 0 else 0)
+            k += 15
+            u = -o.EVPCPowerRequest.Value - 1 if o.EVPCPowerRequest.Value < 0 else o.EVPCPowerRequest.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 6
         else:
             raise encode_error('WPT_ChargeLoopResType', 'missing SE(EVPCPowerRequest)')
@@ -7772,11 +10976,25 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             raise encode_error('RationalNumberType.Exponent', f'{o.SDPowerInput.Exponent!r} outside -128..127')
         if o.SDPowerInput.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.SDPowerInput.Exponent + 128) << 3, 15)
         if (w.strict and (o.SDPowerInput.Value < -32768 or o.SDPowerInput.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.SDPowerInput.Value!r} outside -32768..32767')
-        w.integer(o.SDPowerInput.Value)
-        w.bits(0x0, 2)
+        a = (a << 16) | (o.SDPowerInput.Exponent + 128) << 4 | (1 if o.SDPowerInput.Value < 0 else 0)
+        k += 16
+        u = -o.SDPowerInput.Value - 1 if o.SDPowerInput.Value < 0 else o.SDPowerInput.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 7
     elif o.SPCMaxOutputPowerLimit is not None:
         if o.SPCMaxOutputPowerLimit.Exponent is None:
@@ -7785,11 +11003,25 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             raise encode_error('RationalNumberType.Exponent', f'{o.SPCMaxOutputPowerLimit.Exponent!r} outside -128..127')
         if o.SPCMaxOutputPowerLimit.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.SPCMaxOutputPowerLimit.Exponent + 128) << 3 | 0x2000, 15)
         if (w.strict and (o.SPCMaxOutputPowerLimit.Value < -32768 or o.SPCMaxOutputPowerLimit.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.SPCMaxOutputPowerLimit.Value!r} outside -32768..32767')
-        w.integer(o.SPCMaxOutputPowerLimit.Value)
-        w.bits(0x0, 2)
+        a = (a << 16) | (o.SPCMaxOutputPowerLimit.Exponent + 128) << 4 | (1 if o.SPCMaxOutputPowerLimit.Value < 0 else 0) | 0x4000
+        k += 16
+        u = -o.SPCMaxOutputPowerLimit.Value - 1 if o.SPCMaxOutputPowerLimit.Value < 0 else o.SPCMaxOutputPowerLimit.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 8
     else:
         raise encode_error('WPT_ChargeLoopResType', 'missing SE(SDPowerInput), SE(SPCMaxOutputPowerLimit)')
@@ -7801,11 +11033,25 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
                 raise encode_error('RationalNumberType.Exponent', f'{o.SPCMaxOutputPowerLimit.Exponent!r} outside -128..127')
             if o.SPCMaxOutputPowerLimit.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.SPCMaxOutputPowerLimit.Exponent + 128) << 3, 14)
             if (w.strict and (o.SPCMaxOutputPowerLimit.Value < -32768 or o.SPCMaxOutputPowerLimit.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.SPCMaxOutputPowerLimit.Value!r} outside -32768..32767')
-            w.integer(o.SPCMaxOutputPowerLimit.Value)
-            w.bits(0x0, 2)
+            a = (a << 15) | (o.SPCMaxOutputPowerLimit.Exponent + 128) << 4 | (1 if o.SPCMaxOutputPowerLimit.Value < 0 else 0)
+            k += 15
+            u = -o.SPCMaxOutputPowerLimit.Value - 1 if o.SPCMaxOutputPowerLimit.Value < 0 else o.SPCMaxOutputPowerLimit.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             s = 8
         else:
             raise encode_error('WPT_ChargeLoopResType', 'missing SE(SPCMaxOutputPowerLimit)')
@@ -7817,13 +11063,27 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         raise encode_error('RationalNumberType.Exponent', f'{o.SPCMinOutputPowerLimit.Exponent!r} outside -128..127')
     if o.SPCMinOutputPowerLimit.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.SPCMinOutputPowerLimit.Exponent + 128) << 3, 14)
     if (w.strict and (o.SPCMinOutputPowerLimit.Value < -32768 or o.SPCMinOutputPowerLimit.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.SPCMinOutputPowerLimit.Value!r} outside -32768..32767')
-    w.integer(o.SPCMinOutputPowerLimit.Value)
+    a = (a << 15) | (o.SPCMinOutputPowerLimit.Exponent + 128) << 4 | (1 if o.SPCMinOutputPowerLimit.Value < 0 else 0)
+    k += 15
+    u = -o.SPCMinOutputPowerLimit.Value - 1 if o.SPCMinOutputPowerLimit.Value < 0 else o.SPCMinOutputPowerLimit.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.SPCChargeDiagnostics is None:
         raise encode_error('WPT_ChargeLoopResType.SPCChargeDiagnostics', 'required value missing')
-    w.bits((_I_iso20_wpt_WPT_SPCChargeDiagnosticsType[o.SPCChargeDiagnostics]) << 1, 8)
+    a = (a << 8) | (_I_iso20_wpt_WPT_SPCChargeDiagnosticsType[o.SPCChargeDiagnostics]) << 1
+    k += 8
     s = 9
     s = 10
     if o.SPCOperatingFrequency is not None:
@@ -7833,11 +11093,25 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             raise encode_error('RationalNumberType.Exponent', f'{o.SPCOperatingFrequency.Exponent!r} outside -128..127')
         if o.SPCOperatingFrequency.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.SPCOperatingFrequency.Exponent + 128) << 3, 16)
         if (w.strict and (o.SPCOperatingFrequency.Value < -32768 or o.SPCOperatingFrequency.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.SPCOperatingFrequency.Value!r} outside -32768..32767')
-        w.integer(o.SPCOperatingFrequency.Value)
-        w.bits(0x0, 2)
+        a = (a << 17) | (o.SPCOperatingFrequency.Exponent + 128) << 4 | (1 if o.SPCOperatingFrequency.Value < 0 else 0)
+        k += 17
+        u = -o.SPCOperatingFrequency.Value - 1 if o.SPCOperatingFrequency.Value < 0 else o.SPCOperatingFrequency.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 11
     elif o.SPCPowerControlParameter is not None:
         if o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation is None:
@@ -7848,23 +11122,44 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             raise encode_error('RationalNumberType.Exponent', f'{o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Exponent!r} outside -128..127')
         if o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Exponent + 128) << 3 | 0x4000, 17)
         if (w.strict and (o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value < -32768 or o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value!r} outside -32768..32767')
-        w.integer(o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value)
-        w.bits(0x0, 3)
+        a = (a << 18) | (o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Exponent + 128) << 4 | (1 if o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value < 0 else 0) | 0x8000
+        k += 18
+        u = -o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value - 1 if o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value < 0 else o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         s = 12
     elif i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
         x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
         i_ManufacturerSpecificDataContainer += 1
-        w.bits(0x4, 4)
+        a = (a << 4) | 0x4
+        k += 4
         if len(x_ManufacturerSpecificDataContainer) > 256:
             raise encode_error('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', f'length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
+        w.acc = a
+        w.n = k
         w.binary(x_ManufacturerSpecificDataContainer)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 13
     else:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
         s = -1
     if s == 11:
         if o.SPCPowerControlParameter is not None:
@@ -7876,36 +11171,64 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
                 raise encode_error('RationalNumberType.Exponent', f'{o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Exponent!r} outside -128..127')
             if o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            w.bits((o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Exponent + 128) << 3, 16)
             if (w.strict and (o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value < -32768 or o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value!r} outside -32768..32767')
-            w.integer(o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value)
-            w.bits(0x0, 3)
+            a = (a << 17) | (o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Exponent + 128) << 4 | (1 if o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value < 0 else 0)
+            k += 17
+            u = -o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value - 1 if o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value < 0 else o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             s = 12
         elif i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
             x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
             i_ManufacturerSpecificDataContainer += 1
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             if len(x_ManufacturerSpecificDataContainer) > 256:
                 raise encode_error('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', f'length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
+            w.acc = a
+            w.n = k
             w.binary(x_ManufacturerSpecificDataContainer)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 13
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 12:
         if i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
             x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
             i_ManufacturerSpecificDataContainer += 1
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if len(x_ManufacturerSpecificDataContainer) > 256:
                 raise encode_error('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', f'length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
+            w.acc = a
+            w.n = k
             w.binary(x_ManufacturerSpecificDataContainer)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 13
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 13:
         n = 0
@@ -7913,11 +11236,17 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             if i_ManufacturerSpecificDataContainer < len(o.ManufacturerSpecificDataContainer):
                 x_ManufacturerSpecificDataContainer = o.ManufacturerSpecificDataContainer[i_ManufacturerSpecificDataContainer]
                 i_ManufacturerSpecificDataContainer += 1
-                w.bits(0x0, 3)
+                a <<= 3
+                k += 3
                 if len(x_ManufacturerSpecificDataContainer) > 256:
                     raise encode_error('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', f'length {len(x_ManufacturerSpecificDataContainer)} outside 0..256')
+                w.acc = a
+                w.n = k
                 w.binary(x_ManufacturerSpecificDataContainer)
-                w.bits(0x0, 1)
+                a = w.acc
+                k = w.n
+                a <<= 1
+                k += 1
                 n += 1
                 if n == 15:
                     s = 28
@@ -7925,13 +11254,19 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
                         raise encode_error('WPT_ChargeLoopResType.ManufacturerSpecificDataContainer', 'too many entries')
                     break
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
     if s == 28:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeParameterDiscoveryReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -8018,12 +11353,19 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
     return _iso20_wpt.WPT_ChargeParameterDiscoveryReqType(Header=f_Header, EVPCMaxReceivablePower=f_EVPCMaxReceivablePower, SDMaxGroundClearence=f_SDMaxGroundClearence, SDMinGroundClearence=f_SDMinGroundClearence, EVPCNaturalFrequency=f_EVPCNaturalFrequency, EVPCDeviceLocalControl=f_EVPCDeviceLocalControl, VendorSpecificDataContainer=f_VendorSpecificDataContainer)
 
 def _e_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeParameterDiscoveryReqType) -> None:
+    a = w.acc
+    k = w.n
     i_VendorSpecificDataContainer = 0
     s = 0
     if o.Header is None:
         raise encode_error('WPT_ChargeParameterDiscoveryReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.EVPCMaxReceivablePower is None:
         raise encode_error('WPT_ChargeParameterDiscoveryReqType.EVPCMaxReceivablePower', 'required value missing')
     if o.EVPCMaxReceivablePower.Exponent is None:
@@ -8032,25 +11374,64 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_wpt
         raise encode_error('RationalNumberType.Exponent', f'{o.EVPCMaxReceivablePower.Exponent!r} outside -128..127')
     if o.EVPCMaxReceivablePower.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVPCMaxReceivablePower.Exponent + 128) << 3, 14)
-    s = 1
     if (w.strict and (o.EVPCMaxReceivablePower.Value < -32768 or o.EVPCMaxReceivablePower.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVPCMaxReceivablePower.Value!r} outside -32768..32767')
-    w.integer(o.EVPCMaxReceivablePower.Value)
+    a = (a << 15) | (o.EVPCMaxReceivablePower.Exponent + 128) << 4 | (1 if o.EVPCMaxReceivablePower.Value < 0 else 0)
+    k += 15
+    s = 1
+    u = -o.EVPCMaxReceivablePower.Value - 1 if o.EVPCMaxReceivablePower.Value < 0 else o.EVPCMaxReceivablePower.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.SDMaxGroundClearence is None:
         raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMaxGroundClearence', 'required value missing')
-    w.bits(0x0, 4)
+    a <<= 4
+    k += 4
     s = 2
     if o.SDMaxGroundClearence < 0 or (w.strict and (o.SDMaxGroundClearence > 65535)):
         raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMaxGroundClearence', f'{o.SDMaxGroundClearence!r} outside 0..65535')
-    w.uint(o.SDMaxGroundClearence)
+    u = o.SDMaxGroundClearence
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.SDMinGroundClearence is None:
         raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMinGroundClearence', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     s = 3
     if o.SDMinGroundClearence < 0 or (w.strict and (o.SDMinGroundClearence > 65535)):
         raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMinGroundClearence', f'{o.SDMinGroundClearence!r} outside 0..65535')
-    w.uint(o.SDMinGroundClearence)
+    u = o.SDMinGroundClearence
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVPCNaturalFrequency is None:
         raise encode_error('WPT_ChargeParameterDiscoveryReqType.EVPCNaturalFrequency', 'required value missing')
     if o.EVPCNaturalFrequency.Exponent is None:
@@ -8059,14 +11440,28 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_wpt
         raise encode_error('RationalNumberType.Exponent', f'{o.EVPCNaturalFrequency.Exponent!r} outside -128..127')
     if o.EVPCNaturalFrequency.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVPCNaturalFrequency.Exponent + 128) << 3, 15)
-    s = 4
     if (w.strict and (o.EVPCNaturalFrequency.Value < -32768 or o.EVPCNaturalFrequency.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVPCNaturalFrequency.Value!r} outside -32768..32767')
-    w.integer(o.EVPCNaturalFrequency.Value)
+    a = (a << 16) | (o.EVPCNaturalFrequency.Exponent + 128) << 4 | (1 if o.EVPCNaturalFrequency.Value < 0 else 0)
+    k += 16
+    s = 4
+    u = -o.EVPCNaturalFrequency.Value - 1 if o.EVPCNaturalFrequency.Value < 0 else o.EVPCNaturalFrequency.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVPCDeviceLocalControl is None:
         raise encode_error('WPT_ChargeParameterDiscoveryReqType.EVPCDeviceLocalControl', 'required value missing')
-    w.bits((1 if o.EVPCDeviceLocalControl else 0) << 1, 6)
+    a = (a << 6) | (1 if o.EVPCDeviceLocalControl else 0) << 1
+    k += 6
     s = 5
     s = 6
     n = 0
@@ -8074,11 +11469,17 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_wpt
         if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
             x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if len(x_VendorSpecificDataContainer) > 256:
                 raise encode_error('WPT_ChargeParameterDiscoveryReqType.VendorSpecificDataContainer', f'length {len(x_VendorSpecificDataContainer)} outside 0..256')
+            w.acc = a
+            w.n = k
             w.binary(x_VendorSpecificDataContainer)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             n += 1
             if n == 16:
                 s = 22
@@ -8086,13 +11487,19 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_wpt
                     raise encode_error('WPT_ChargeParameterDiscoveryReqType.VendorSpecificDataContainer', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 22:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt.WPT_ChargeParameterDiscoveryResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -8209,12 +11616,19 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
     return _iso20_wpt.WPT_ChargeParameterDiscoveryResType(Header=f_Header, ResponseCode=f_ResponseCode, PDInputPowerClass=f_PDInputPowerClass, SDMinOutputPower=f_SDMinOutputPower, SDMaxOutputPower=f_SDMaxOutputPower, SDMaxGroundClearanceSupport=f_SDMaxGroundClearanceSupport, SDMinGroundClearanceSupport=f_SDMinGroundClearanceSupport, PDMinCoilCurrent=f_PDMinCoilCurrent, PDMaxCoilCurrent=f_PDMaxCoilCurrent, SDManufacturerSpecificDataContainer=f_SDManufacturerSpecificDataContainer)
 
 def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeParameterDiscoveryResType) -> None:
+    a = w.acc
+    k = w.n
     i_SDManufacturerSpecificDataContainer = 0
     s = 0
     if o.Header is None:
         raise encode_error('WPT_ChargeParameterDiscoveryResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('WPT_ChargeParameterDiscoveryResType.ResponseCode', 'required value missing')
     if o.PDInputPowerClass is None:
@@ -8227,13 +11641,26 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
         raise encode_error('RationalNumberType.Exponent', f'{o.SDMinOutputPower.Exponent!r} outside -128..127')
     if o.SDMinOutputPower.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 20 | (_I_iso20_wpt_WPT_PowerClassType[o.PDInputPowerClass]) << 15 | (o.SDMinOutputPower.Exponent + 128) << 3, 28)
+    if (w.strict and (o.SDMinOutputPower.Value < -32768 or o.SDMinOutputPower.Value > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{o.SDMinOutputPower.Value!r} outside -32768..32767')
+    a = (a << 29) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 21 | (_I_iso20_wpt_WPT_PowerClassType[o.PDInputPowerClass]) << 16 | (o.SDMinOutputPower.Exponent + 128) << 4 | (1 if o.SDMinOutputPower.Value < 0 else 0)
+    k += 29
     s = 1
     s = 2
     s = 3
-    if (w.strict and (o.SDMinOutputPower.Value < -32768 or o.SDMinOutputPower.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.SDMinOutputPower.Value!r} outside -32768..32767')
-    w.integer(o.SDMinOutputPower.Value)
+    u = -o.SDMinOutputPower.Value - 1 if o.SDMinOutputPower.Value < 0 else o.SDMinOutputPower.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.SDMaxOutputPower is None:
         raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMaxOutputPower', 'required value missing')
     if o.SDMaxOutputPower.Exponent is None:
@@ -8242,25 +11669,64 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
         raise encode_error('RationalNumberType.Exponent', f'{o.SDMaxOutputPower.Exponent!r} outside -128..127')
     if o.SDMaxOutputPower.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.SDMaxOutputPower.Exponent + 128) << 3, 16)
-    s = 4
     if (w.strict and (o.SDMaxOutputPower.Value < -32768 or o.SDMaxOutputPower.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.SDMaxOutputPower.Value!r} outside -32768..32767')
-    w.integer(o.SDMaxOutputPower.Value)
+    a = (a << 17) | (o.SDMaxOutputPower.Exponent + 128) << 4 | (1 if o.SDMaxOutputPower.Value < 0 else 0)
+    k += 17
+    s = 4
+    u = -o.SDMaxOutputPower.Value - 1 if o.SDMaxOutputPower.Value < 0 else o.SDMaxOutputPower.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.SDMaxGroundClearanceSupport is None:
         raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMaxGroundClearanceSupport', 'required value missing')
-    w.bits(0x0, 4)
+    a <<= 4
+    k += 4
     s = 5
     if o.SDMaxGroundClearanceSupport < 0 or (w.strict and (o.SDMaxGroundClearanceSupport > 65535)):
         raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMaxGroundClearanceSupport', f'{o.SDMaxGroundClearanceSupport!r} outside 0..65535')
-    w.uint(o.SDMaxGroundClearanceSupport)
+    u = o.SDMaxGroundClearanceSupport
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.SDMinGroundClearanceSupport is None:
         raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMinGroundClearanceSupport', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     s = 6
     if o.SDMinGroundClearanceSupport < 0 or (w.strict and (o.SDMinGroundClearanceSupport > 65535)):
         raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMinGroundClearanceSupport', f'{o.SDMinGroundClearanceSupport!r} outside 0..65535')
-    w.uint(o.SDMinGroundClearanceSupport)
+    u = o.SDMinGroundClearanceSupport
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.PDMinCoilCurrent is None:
         raise encode_error('WPT_ChargeParameterDiscoveryResType.PDMinCoilCurrent', 'required value missing')
     if o.PDMinCoilCurrent.Exponent is None:
@@ -8269,11 +11735,24 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
         raise encode_error('RationalNumberType.Exponent', f'{o.PDMinCoilCurrent.Exponent!r} outside -128..127')
     if o.PDMinCoilCurrent.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.PDMinCoilCurrent.Exponent + 128) << 3, 15)
-    s = 7
     if (w.strict and (o.PDMinCoilCurrent.Value < -32768 or o.PDMinCoilCurrent.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.PDMinCoilCurrent.Value!r} outside -32768..32767')
-    w.integer(o.PDMinCoilCurrent.Value)
+    a = (a << 16) | (o.PDMinCoilCurrent.Exponent + 128) << 4 | (1 if o.PDMinCoilCurrent.Value < 0 else 0)
+    k += 16
+    s = 7
+    u = -o.PDMinCoilCurrent.Value - 1 if o.PDMinCoilCurrent.Value < 0 else o.PDMinCoilCurrent.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.PDMaxCoilCurrent is None:
         raise encode_error('WPT_ChargeParameterDiscoveryResType.PDMaxCoilCurrent', 'required value missing')
     if o.PDMaxCoilCurrent.Exponent is None:
@@ -8282,23 +11761,43 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
         raise encode_error('RationalNumberType.Exponent', f'{o.PDMaxCoilCurrent.Exponent!r} outside -128..127')
     if o.PDMaxCoilCurrent.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.PDMaxCoilCurrent.Exponent + 128) << 3, 16)
-    s = 8
     if (w.strict and (o.PDMaxCoilCurrent.Value < -32768 or o.PDMaxCoilCurrent.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.PDMaxCoilCurrent.Value!r} outside -32768..32767')
-    w.integer(o.PDMaxCoilCurrent.Value)
-    w.bits(0x0, 2)
+    a = (a << 17) | (o.PDMaxCoilCurrent.Exponent + 128) << 4 | (1 if o.PDMaxCoilCurrent.Value < 0 else 0)
+    k += 17
+    s = 8
+    u = -o.PDMaxCoilCurrent.Value - 1 if o.PDMaxCoilCurrent.Value < 0 else o.PDMaxCoilCurrent.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
     s = 9
     n = 0
     while True:
         if i_SDManufacturerSpecificDataContainer < len(o.SDManufacturerSpecificDataContainer):
             x_SDManufacturerSpecificDataContainer = o.SDManufacturerSpecificDataContainer[i_SDManufacturerSpecificDataContainer]
             i_SDManufacturerSpecificDataContainer += 1
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if len(x_SDManufacturerSpecificDataContainer) > 256:
                 raise encode_error('WPT_ChargeParameterDiscoveryResType.SDManufacturerSpecificDataContainer', f'length {len(x_SDManufacturerSpecificDataContainer)} outside 0..256')
+            w.acc = a
+            w.n = k
             w.binary(x_SDManufacturerSpecificDataContainer)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             n += 1
             if n == 16:
                 s = 25
@@ -8306,13 +11805,19 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
                     raise encode_error('WPT_ChargeParameterDiscoveryResType.SDManufacturerSpecificDataContainer', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 25:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_CoordinateXYZType(r: BitReader) -> _iso20_wpt.WPT_CoordinateXYZType:
     f_Coord_X: int
@@ -8348,25 +11853,71 @@ def _d_iso20_wpt_WPT_CoordinateXYZType(r: BitReader) -> _iso20_wpt.WPT_Coordinat
     return _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_Coord_X, Coord_Y=f_Coord_Y, Coord_Z=f_Coord_Z)
 
 def _e_iso20_wpt_WPT_CoordinateXYZType(w: BitWriter, o: _iso20_wpt.WPT_CoordinateXYZType) -> None:
+    a = w.acc
+    k = w.n
     if o.Coord_X is None:
         raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-    w.bits(0x0, 2)
     if (w.strict and (o.Coord_X < -32768 or o.Coord_X > 32767)):
         raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{o.Coord_X!r} outside -32768..32767')
-    w.integer(o.Coord_X)
+    a = (a << 3) | (1 if o.Coord_X < 0 else 0)
+    k += 3
+    u = -o.Coord_X - 1 if o.Coord_X < 0 else o.Coord_X
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.Coord_Y is None:
         raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-    w.bits(0x0, 3)
     if (w.strict and (o.Coord_Y < -32768 or o.Coord_Y > 32767)):
         raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{o.Coord_Y!r} outside -32768..32767')
-    w.integer(o.Coord_Y)
+    a = (a << 4) | (1 if o.Coord_Y < 0 else 0)
+    k += 4
+    u = -o.Coord_Y - 1 if o.Coord_Y < 0 else o.Coord_Y
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.Coord_Z is None:
         raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-    w.bits(0x0, 3)
     if (w.strict and (o.Coord_Z < -32768 or o.Coord_Z > 32767)):
         raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{o.Coord_Z!r} outside -32768..32767')
-    w.integer(o.Coord_Z)
-    w.bits(0x0, 2)
+    a = (a << 4) | (1 if o.Coord_Z < 0 else 0)
+    k += 4
+    u = -o.Coord_Z - 1 if o.Coord_Z < 0 else o.Coord_Z
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_EVPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.WPT_EVPCPowerControlParameterType:
     f_EVPCCoilCurrentRequest: _iso20_common_types.RationalNumberType
@@ -8419,6 +11970,8 @@ def _d_iso20_wpt_WPT_EVPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.W
     return _iso20_wpt.WPT_EVPCPowerControlParameterType(EVPCCoilCurrentRequest=f_EVPCCoilCurrentRequest, EVPCCoilCurrentInformation=f_EVPCCoilCurrentInformation, EVPCCurrentOutputInformation=f_EVPCCurrentOutputInformation, EVPCVoltageOutputInformation=f_EVPCVoltageOutputInformation)
 
 def _e_iso20_wpt_WPT_EVPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.WPT_EVPCPowerControlParameterType) -> None:
+    a = w.acc
+    k = w.n
     if o.EVPCCoilCurrentRequest is None:
         raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCoilCurrentRequest', 'required value missing')
     if o.EVPCCoilCurrentRequest.Exponent is None:
@@ -8427,10 +11980,23 @@ def _e_iso20_wpt_WPT_EVPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.W
         raise encode_error('RationalNumberType.Exponent', f'{o.EVPCCoilCurrentRequest.Exponent!r} outside -128..127')
     if o.EVPCCoilCurrentRequest.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVPCCoilCurrentRequest.Exponent + 128) << 3, 14)
     if (w.strict and (o.EVPCCoilCurrentRequest.Value < -32768 or o.EVPCCoilCurrentRequest.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVPCCoilCurrentRequest.Value!r} outside -32768..32767')
-    w.integer(o.EVPCCoilCurrentRequest.Value)
+    a = (a << 15) | (o.EVPCCoilCurrentRequest.Exponent + 128) << 4 | (1 if o.EVPCCoilCurrentRequest.Value < 0 else 0)
+    k += 15
+    u = -o.EVPCCoilCurrentRequest.Value - 1 if o.EVPCCoilCurrentRequest.Value < 0 else o.EVPCCoilCurrentRequest.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVPCCoilCurrentInformation is None:
         raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCoilCurrentInformation', 'required value missing')
     if o.EVPCCoilCurrentInformation.Exponent is None:
@@ -8439,10 +12005,23 @@ def _e_iso20_wpt_WPT_EVPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.W
         raise encode_error('RationalNumberType.Exponent', f'{o.EVPCCoilCurrentInformation.Exponent!r} outside -128..127')
     if o.EVPCCoilCurrentInformation.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVPCCoilCurrentInformation.Exponent + 128) << 3, 16)
     if (w.strict and (o.EVPCCoilCurrentInformation.Value < -32768 or o.EVPCCoilCurrentInformation.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVPCCoilCurrentInformation.Value!r} outside -32768..32767')
-    w.integer(o.EVPCCoilCurrentInformation.Value)
+    a = (a << 17) | (o.EVPCCoilCurrentInformation.Exponent + 128) << 4 | (1 if o.EVPCCoilCurrentInformation.Value < 0 else 0)
+    k += 17
+    u = -o.EVPCCoilCurrentInformation.Value - 1 if o.EVPCCoilCurrentInformation.Value < 0 else o.EVPCCoilCurrentInformation.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVPCCurrentOutputInformation is None:
         raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCurrentOutputInformation', 'required value missing')
     if o.EVPCCurrentOutputInformation.Exponent is None:
@@ -8451,10 +12030,23 @@ def _e_iso20_wpt_WPT_EVPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.W
         raise encode_error('RationalNumberType.Exponent', f'{o.EVPCCurrentOutputInformation.Exponent!r} outside -128..127')
     if o.EVPCCurrentOutputInformation.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVPCCurrentOutputInformation.Exponent + 128) << 3, 16)
     if (w.strict and (o.EVPCCurrentOutputInformation.Value < -32768 or o.EVPCCurrentOutputInformation.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVPCCurrentOutputInformation.Value!r} outside -32768..32767')
-    w.integer(o.EVPCCurrentOutputInformation.Value)
+    a = (a << 17) | (o.EVPCCurrentOutputInformation.Exponent + 128) << 4 | (1 if o.EVPCCurrentOutputInformation.Value < 0 else 0)
+    k += 17
+    u = -o.EVPCCurrentOutputInformation.Value - 1 if o.EVPCCurrentOutputInformation.Value < 0 else o.EVPCCurrentOutputInformation.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EVPCVoltageOutputInformation is None:
         raise encode_error('WPT_EVPCPowerControlParameterType.EVPCVoltageOutputInformation', 'required value missing')
     if o.EVPCVoltageOutputInformation.Exponent is None:
@@ -8463,11 +12055,29 @@ def _e_iso20_wpt_WPT_EVPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.W
         raise encode_error('RationalNumberType.Exponent', f'{o.EVPCVoltageOutputInformation.Exponent!r} outside -128..127')
     if o.EVPCVoltageOutputInformation.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EVPCVoltageOutputInformation.Exponent + 128) << 3, 16)
     if (w.strict and (o.EVPCVoltageOutputInformation.Value < -32768 or o.EVPCVoltageOutputInformation.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EVPCVoltageOutputInformation.Value!r} outside -32768..32767')
-    w.integer(o.EVPCVoltageOutputInformation.Value)
-    w.bits(0x0, 3)
+    a = (a << 17) | (o.EVPCVoltageOutputInformation.Exponent + 128) << 4 | (1 if o.EVPCVoltageOutputInformation.Value < 0 else 0)
+    k += 17
+    u = -o.EVPCVoltageOutputInformation.Value - 1 if o.EVPCVoltageOutputInformation.Value < 0 else o.EVPCVoltageOutputInformation.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_FinePositioningMethodListType(r: BitReader) -> _iso20_wpt.WPT_FinePositioningMethodListType:
     f_WPT_FinePositioningMethod: list[_iso20_wpt.WPT_FinePositioningMethodType] = []
@@ -8507,12 +12117,15 @@ def _d_iso20_wpt_WPT_FinePositioningMethodListType(r: BitReader) -> _iso20_wpt.W
     return _iso20_wpt.WPT_FinePositioningMethodListType(WPT_FinePositioningMethod=f_WPT_FinePositioningMethod)
 
 def _e_iso20_wpt_WPT_FinePositioningMethodListType(w: BitWriter, o: _iso20_wpt.WPT_FinePositioningMethodListType) -> None:
+    a = w.acc
+    k = w.n
     i_WPT_FinePositioningMethod = 0
     s = 0
     if i_WPT_FinePositioningMethod < len(o.WPT_FinePositioningMethod):
         x_WPT_FinePositioningMethod = o.WPT_FinePositioningMethod[i_WPT_FinePositioningMethod]
         i_WPT_FinePositioningMethod += 1
-        w.bits((_I_iso20_wpt_WPT_FinePositioningMethodType[x_WPT_FinePositioningMethod]) << 1, 6)
+        a = (a << 6) | (_I_iso20_wpt_WPT_FinePositioningMethodType[x_WPT_FinePositioningMethod]) << 1
+        k += 6
         s = 1
     else:
         raise encode_error('WPT_FinePositioningMethodListType', 'missing SE(WPT_FinePositioningMethod)')
@@ -8521,7 +12134,8 @@ def _e_iso20_wpt_WPT_FinePositioningMethodListType(w: BitWriter, o: _iso20_wpt.W
         if i_WPT_FinePositioningMethod < len(o.WPT_FinePositioningMethod):
             x_WPT_FinePositioningMethod = o.WPT_FinePositioningMethod[i_WPT_FinePositioningMethod]
             i_WPT_FinePositioningMethod += 1
-            w.bits((_I_iso20_wpt_WPT_FinePositioningMethodType[x_WPT_FinePositioningMethod]) << 1, 7)
+            a = (a << 7) | (_I_iso20_wpt_WPT_FinePositioningMethodType[x_WPT_FinePositioningMethod]) << 1
+            k += 7
             n += 1
             if n == 7:
                 s = 8
@@ -8529,13 +12143,19 @@ def _e_iso20_wpt_WPT_FinePositioningMethodListType(w: BitWriter, o: _iso20_wpt.W
                     raise encode_error('WPT_FinePositioningMethodListType.WPT_FinePositioningMethod', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 8:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_FinePositioningReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -8603,17 +12223,25 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
     return _iso20_wpt.WPT_FinePositioningReqType(Header=f_Header, EVProcessing=f_EVProcessing, EVResultCode=f_EVResultCode, VendorSpecificDataContainer=f_VendorSpecificDataContainer, WPT_LF_DataPackageList=f_WPT_LF_DataPackageList)
 
 def _e_iso20_wpt_WPT_FinePositioningReqType(w: BitWriter, o: _iso20_wpt.WPT_FinePositioningReqType) -> None:
+    a = w.acc
+    k = w.n
     i_VendorSpecificDataContainer = 0
     s = 0
     if o.Header is None:
         raise encode_error('WPT_FinePositioningReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.EVProcessing is None:
         raise encode_error('WPT_FinePositioningReqType.EVProcessing', 'required value missing')
     if o.EVResultCode is None:
         raise encode_error('WPT_FinePositioningReqType.EVResultCode', 'required value missing')
-    w.bits((_I_iso20_common_types_processingType[o.EVProcessing]) << 6 | (_I_iso20_wpt_WPT_EVResultType[o.EVResultCode]) << 1, 10)
+    a = (a << 10) | (_I_iso20_common_types_processingType[o.EVProcessing]) << 6 | (_I_iso20_wpt_WPT_EVResultType[o.EVResultCode]) << 1
+    k += 10
     s = 1
     s = 2
     s = 3
@@ -8622,11 +12250,17 @@ def _e_iso20_wpt_WPT_FinePositioningReqType(w: BitWriter, o: _iso20_wpt.WPT_Fine
         if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
             x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if len(x_VendorSpecificDataContainer) > 256:
                 raise encode_error('WPT_FinePositioningReqType.VendorSpecificDataContainer', f'length {len(x_VendorSpecificDataContainer)} outside 0..256')
+            w.acc = a
+            w.n = k
             w.binary(x_VendorSpecificDataContainer)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             n += 1
             if n == 16:
                 s = 20
@@ -8634,26 +12268,43 @@ def _e_iso20_wpt_WPT_FinePositioningReqType(w: BitWriter, o: _iso20_wpt.WPT_Fine
                     raise encode_error('WPT_FinePositioningReqType.VendorSpecificDataContainer', 'too many entries')
                 break
         elif o.WPT_LF_DataPackageList is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_wpt_WPT_LF_DataPackageListType(w, o.WPT_LF_DataPackageList)
+            a = w.acc
+            k = w.n
             s = 5
             break
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
             break
     if s == 20:
         if o.WPT_LF_DataPackageList is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_wpt_WPT_LF_DataPackageListType(w, o.WPT_LF_DataPackageList)
+            a = w.acc
+            k = w.n
             s = 5
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 5:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_FinePositioningResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -8721,17 +12372,25 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
     return _iso20_wpt.WPT_FinePositioningResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, VendorSpecificDataContainer=f_VendorSpecificDataContainer, WPT_LF_DataPackageList=f_WPT_LF_DataPackageList)
 
 def _e_iso20_wpt_WPT_FinePositioningResType(w: BitWriter, o: _iso20_wpt.WPT_FinePositioningResType) -> None:
+    a = w.acc
+    k = w.n
     i_VendorSpecificDataContainer = 0
     s = 0
     if o.Header is None:
         raise encode_error('WPT_FinePositioningResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('WPT_FinePositioningResType.ResponseCode', 'required value missing')
     if o.EVSEProcessing is None:
         raise encode_error('WPT_FinePositioningResType.EVSEProcessing', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 6 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 1, 14)
+    a = (a << 14) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 6 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 1
+    k += 14
     s = 1
     s = 2
     s = 3
@@ -8740,11 +12399,17 @@ def _e_iso20_wpt_WPT_FinePositioningResType(w: BitWriter, o: _iso20_wpt.WPT_Fine
         if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
             x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if len(x_VendorSpecificDataContainer) > 256:
                 raise encode_error('WPT_FinePositioningResType.VendorSpecificDataContainer', f'length {len(x_VendorSpecificDataContainer)} outside 0..256')
+            w.acc = a
+            w.n = k
             w.binary(x_VendorSpecificDataContainer)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             n += 1
             if n == 16:
                 s = 20
@@ -8752,26 +12417,43 @@ def _e_iso20_wpt_WPT_FinePositioningResType(w: BitWriter, o: _iso20_wpt.WPT_Fine
                     raise encode_error('WPT_FinePositioningResType.VendorSpecificDataContainer', 'too many entries')
                 break
         elif o.WPT_LF_DataPackageList is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_wpt_WPT_LF_DataPackageListType(w, o.WPT_LF_DataPackageList)
+            a = w.acc
+            k = w.n
             s = 5
             break
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
             break
     if s == 20:
         if o.WPT_LF_DataPackageList is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_wpt_WPT_LF_DataPackageListType(w, o.WPT_LF_DataPackageList)
+            a = w.acc
+            k = w.n
             s = 5
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 5:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT_FinePositioningSetupReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -8857,49 +12539,91 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
     return _iso20_wpt.WPT_FinePositioningSetupReqType(Header=f_Header, EVProcessing=f_EVProcessing, EVDeviceFinePositioningMethodList=f_EVDeviceFinePositioningMethodList, EVDevicePairingMethodList=f_EVDevicePairingMethodList, EVDeviceAlignmentCheckMethodList=f_EVDeviceAlignmentCheckMethodList, NaturalOffset=f_NaturalOffset, VendorSpecificDataContainer=f_VendorSpecificDataContainer, LF_SystemSetupData=f_LF_SystemSetupData)
 
 def _e_iso20_wpt_WPT_FinePositioningSetupReqType(w: BitWriter, o: _iso20_wpt.WPT_FinePositioningSetupReqType) -> None:
+    a = w.acc
+    k = w.n
     i_VendorSpecificDataContainer = 0
     s = 0
     if o.Header is None:
         raise encode_error('WPT_FinePositioningSetupReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.EVProcessing is None:
         raise encode_error('WPT_FinePositioningSetupReqType.EVProcessing', 'required value missing')
     if o.EVDeviceFinePositioningMethodList is None:
         raise encode_error('WPT_FinePositioningSetupReqType.EVDeviceFinePositioningMethodList', 'required value missing')
-    w.bits((_I_iso20_common_types_processingType[o.EVProcessing]) << 2, 6)
+    a = (a << 6) | (_I_iso20_common_types_processingType[o.EVProcessing]) << 2
+    k += 6
     s = 1
     s = 2
+    w.acc = a
+    w.n = k
     _e_iso20_wpt_WPT_FinePositioningMethodListType(w, o.EVDeviceFinePositioningMethodList)
+    a = w.acc
+    k = w.n
     if o.EVDevicePairingMethodList is None:
         raise encode_error('WPT_FinePositioningSetupReqType.EVDevicePairingMethodList', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = 3
+    w.acc = a
+    w.n = k
     _e_iso20_wpt_WPT_PairingMethodListType(w, o.EVDevicePairingMethodList)
+    a = w.acc
+    k = w.n
     if o.EVDeviceAlignmentCheckMethodList is None:
         raise encode_error('WPT_FinePositioningSetupReqType.EVDeviceAlignmentCheckMethodList', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = 4
+    w.acc = a
+    w.n = k
     _e_iso20_wpt_WPT_AlignmentCheckMethodListType(w, o.EVDeviceAlignmentCheckMethodList)
+    a = w.acc
+    k = w.n
     if o.NaturalOffset is None:
         raise encode_error('WPT_FinePositioningSetupReqType.NaturalOffset', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     s = 5
     if o.NaturalOffset < 0 or (w.strict and (o.NaturalOffset > 65535)):
         raise encode_error('WPT_FinePositioningSetupReqType.NaturalOffset', f'{o.NaturalOffset!r} outside 0..65535')
-    w.uint(o.NaturalOffset)
-    w.bits(0x0, 1)
+    u = o.NaturalOffset
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 6
     n = 0
     while True:
         if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
             x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if len(x_VendorSpecificDataContainer) > 256:
                 raise encode_error('WPT_FinePositioningSetupReqType.VendorSpecificDataContainer', f'length {len(x_VendorSpecificDataContainer)} outside 0..256')
+            w.acc = a
+            w.n = k
             w.binary(x_VendorSpecificDataContainer)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             n += 1
             if n == 16:
                 s = 23
@@ -8907,26 +12631,43 @@ def _e_iso20_wpt_WPT_FinePositioningSetupReqType(w: BitWriter, o: _iso20_wpt.WPT
                     raise encode_error('WPT_FinePositioningSetupReqType.VendorSpecificDataContainer', 'too many entries')
                 break
         elif o.LF_SystemSetupData is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_wpt_WPT_LF_SystemSetupDataType(w, o.LF_SystemSetupData)
+            a = w.acc
+            k = w.n
             s = 8
             break
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
             break
     if s == 23:
         if o.LF_SystemSetupData is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_wpt_WPT_LF_SystemSetupDataType(w, o.LF_SystemSetupData)
+            a = w.acc
+            k = w.n
             s = 8
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 8:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT_FinePositioningSetupResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -9012,49 +12753,91 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
     return _iso20_wpt.WPT_FinePositioningSetupResType(Header=f_Header, ResponseCode=f_ResponseCode, PrimaryDeviceFinePositioningMethodList=f_PrimaryDeviceFinePositioningMethodList, PrimaryDevicePairingMethodList=f_PrimaryDevicePairingMethodList, PrimaryDeviceAlignmentCheckMethodList=f_PrimaryDeviceAlignmentCheckMethodList, NaturalOffset=f_NaturalOffset, VendorSpecificDataContainer=f_VendorSpecificDataContainer, LF_SystemSetupData=f_LF_SystemSetupData)
 
 def _e_iso20_wpt_WPT_FinePositioningSetupResType(w: BitWriter, o: _iso20_wpt.WPT_FinePositioningSetupResType) -> None:
+    a = w.acc
+    k = w.n
     i_VendorSpecificDataContainer = 0
     s = 0
     if o.Header is None:
         raise encode_error('WPT_FinePositioningSetupResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('WPT_FinePositioningSetupResType.ResponseCode', 'required value missing')
     if o.PrimaryDeviceFinePositioningMethodList is None:
         raise encode_error('WPT_FinePositioningSetupResType.PrimaryDeviceFinePositioningMethodList', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2, 10)
+    a = (a << 10) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 2
+    k += 10
     s = 1
     s = 2
+    w.acc = a
+    w.n = k
     _e_iso20_wpt_WPT_FinePositioningMethodListType(w, o.PrimaryDeviceFinePositioningMethodList)
+    a = w.acc
+    k = w.n
     if o.PrimaryDevicePairingMethodList is None:
         raise encode_error('WPT_FinePositioningSetupResType.PrimaryDevicePairingMethodList', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = 3
+    w.acc = a
+    w.n = k
     _e_iso20_wpt_WPT_PairingMethodListType(w, o.PrimaryDevicePairingMethodList)
+    a = w.acc
+    k = w.n
     if o.PrimaryDeviceAlignmentCheckMethodList is None:
         raise encode_error('WPT_FinePositioningSetupResType.PrimaryDeviceAlignmentCheckMethodList', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = 4
+    w.acc = a
+    w.n = k
     _e_iso20_wpt_WPT_AlignmentCheckMethodListType(w, o.PrimaryDeviceAlignmentCheckMethodList)
+    a = w.acc
+    k = w.n
     if o.NaturalOffset is None:
         raise encode_error('WPT_FinePositioningSetupResType.NaturalOffset', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     s = 5
     if o.NaturalOffset < 0 or (w.strict and (o.NaturalOffset > 65535)):
         raise encode_error('WPT_FinePositioningSetupResType.NaturalOffset', f'{o.NaturalOffset!r} outside 0..65535')
-    w.uint(o.NaturalOffset)
-    w.bits(0x0, 1)
+    u = o.NaturalOffset
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
     s = 6
     n = 0
     while True:
         if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
             x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if len(x_VendorSpecificDataContainer) > 256:
                 raise encode_error('WPT_FinePositioningSetupResType.VendorSpecificDataContainer', f'length {len(x_VendorSpecificDataContainer)} outside 0..256')
+            w.acc = a
+            w.n = k
             w.binary(x_VendorSpecificDataContainer)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             n += 1
             if n == 16:
                 s = 23
@@ -9062,26 +12845,43 @@ def _e_iso20_wpt_WPT_FinePositioningSetupResType(w: BitWriter, o: _iso20_wpt.WPT
                     raise encode_error('WPT_FinePositioningSetupResType.VendorSpecificDataContainer', 'too many entries')
                 break
         elif o.LF_SystemSetupData is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_wpt_WPT_LF_SystemSetupDataType(w, o.LF_SystemSetupData)
+            a = w.acc
+            k = w.n
             s = 8
             break
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
             break
     if s == 23:
         if o.LF_SystemSetupData is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_wpt_WPT_LF_SystemSetupDataType(w, o.LF_SystemSetupData)
+            a = w.acc
+            k = w.n
             s = 8
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 8:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_LF_DataPackageListType(r: BitReader) -> _iso20_wpt.WPT_LF_DataPackageListType:
     f_NumPackages: int
@@ -9096,15 +12896,27 @@ def _d_iso20_wpt_WPT_LF_DataPackageListType(r: BitReader) -> _iso20_wpt.WPT_LF_D
     return _iso20_wpt.WPT_LF_DataPackageListType(NumPackages=f_NumPackages, WPT_LF_DataPackage=f_WPT_LF_DataPackage)
 
 def _e_iso20_wpt_WPT_LF_DataPackageListType(w: BitWriter, o: _iso20_wpt.WPT_LF_DataPackageListType) -> None:
+    a = w.acc
+    k = w.n
     if o.NumPackages is None:
         raise encode_error('WPT_LF_DataPackageListType.NumPackages', 'required value missing')
     if o.NumPackages < 0 or o.NumPackages > 255:
         raise encode_error('WPT_LF_DataPackageListType.NumPackages', f'{o.NumPackages!r} outside 0..255')
     if o.WPT_LF_DataPackage is None:
         raise encode_error('WPT_LF_DataPackageListType.WPT_LF_DataPackage', 'required value missing')
-    w.bits((o.NumPackages) << 2, 12)
+    a = (a << 12) | (o.NumPackages) << 2
+    k += 12
+    w.acc = a
+    w.n = k
     _e_iso20_wpt_WPT_LF_DataPackageType(w, o.WPT_LF_DataPackage)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_LF_DataPackageType(r: BitReader) -> _iso20_wpt.WPT_LF_DataPackageType:
     f_PackageIndex: int
@@ -9177,20 +12989,36 @@ def _d_iso20_wpt_WPT_LF_DataPackageType(r: BitReader) -> _iso20_wpt.WPT_LF_DataP
     return _iso20_wpt.WPT_LF_DataPackageType(PackageIndex=f_PackageIndex, LF_TxData=f_LF_TxData, LF_RxData=f_LF_RxData)
 
 def _e_iso20_wpt_WPT_LF_DataPackageType(w: BitWriter, o: _iso20_wpt.WPT_LF_DataPackageType) -> None:
+    a = w.acc
+    k = w.n
     if o.PackageIndex is None:
         raise encode_error('WPT_LF_DataPackageType.PackageIndex', 'required value missing')
     if o.PackageIndex < 0 or o.PackageIndex > 255:
         raise encode_error('WPT_LF_DataPackageType.PackageIndex', f'{o.PackageIndex!r} outside 0..255')
-    w.bits((o.PackageIndex) << 1, 11)
+    a = (a << 11) | (o.PackageIndex) << 1
+    k += 11
     if o.LF_TxData is not None:
         if o.LF_TxData.WPT_LF_TxDataList is None:
             raise encode_error('WPT_LF_TxDataListType.WPT_LF_TxDataList', 'required value missing')
         if o.LF_TxData.WPT_LF_TxDataList.TxIdentifier is None:
             raise encode_error('WPT_LF_TxDataType.TxIdentifier', 'required value missing')
-        w.bits(0x0, 5)
+        a <<= 5
+        k += 5
         if o.LF_TxData.WPT_LF_TxDataList.TxIdentifier < 0 or (w.strict and (o.LF_TxData.WPT_LF_TxDataList.TxIdentifier < 1 or o.LF_TxData.WPT_LF_TxDataList.TxIdentifier > 4294967295)):
             raise encode_error('WPT_LF_TxDataType.TxIdentifier', f'{o.LF_TxData.WPT_LF_TxDataList.TxIdentifier!r} outside 1..4294967295')
-        w.uint(o.LF_TxData.WPT_LF_TxDataList.TxIdentifier)
+        u = o.LF_TxData.WPT_LF_TxDataList.TxIdentifier
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.LF_TxData.WPT_LF_TxDataList.EIRP is None:
             raise encode_error('WPT_LF_TxDataType.EIRP', 'required value missing')
         if o.LF_TxData.WPT_LF_TxDataList.EIRP.Exponent is None:
@@ -9199,11 +13027,25 @@ def _e_iso20_wpt_WPT_LF_DataPackageType(w: BitWriter, o: _iso20_wpt.WPT_LF_DataP
             raise encode_error('RationalNumberType.Exponent', f'{o.LF_TxData.WPT_LF_TxDataList.EIRP.Exponent!r} outside -128..127')
         if o.LF_TxData.WPT_LF_TxDataList.EIRP.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.LF_TxData.WPT_LF_TxDataList.EIRP.Exponent + 128) << 3, 15)
         if (w.strict and (o.LF_TxData.WPT_LF_TxDataList.EIRP.Value < -32768 or o.LF_TxData.WPT_LF_TxDataList.EIRP.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.LF_TxData.WPT_LF_TxDataList.EIRP.Value!r} outside -32768..32767')
-        w.integer(o.LF_TxData.WPT_LF_TxDataList.EIRP.Value)
-        w.bits(0x0, 4)
+        a = (a << 16) | (o.LF_TxData.WPT_LF_TxDataList.EIRP.Exponent + 128) << 4 | (1 if o.LF_TxData.WPT_LF_TxDataList.EIRP.Value < 0 else 0)
+        k += 16
+        u = -o.LF_TxData.WPT_LF_TxDataList.EIRP.Value - 1 if o.LF_TxData.WPT_LF_TxDataList.EIRP.Value < 0 else o.LF_TxData.WPT_LF_TxDataList.EIRP.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 4
+        k += 4
         if o.LF_RxData is not None:
             raise encode_error('WPT_LF_DataPackageType.LF_RxData', 'cannot be combined with LF_TxData')
     elif o.LF_RxData is not None:
@@ -9211,20 +13053,46 @@ def _e_iso20_wpt_WPT_LF_DataPackageType(w: BitWriter, o: _iso20_wpt.WPT_LF_DataP
             raise encode_error('WPT_LF_RxDataListType.WPT_LF_RxDataList', 'required value missing')
         if o.LF_RxData.WPT_LF_RxDataList.RxIdentifier is None:
             raise encode_error('WPT_LF_RxDataType.RxIdentifier', 'required value missing')
-        w.bits(0x8, 5)
+        a = (a << 5) | 0x8
+        k += 5
         if o.LF_RxData.WPT_LF_RxDataList.RxIdentifier < 0 or (w.strict and (o.LF_RxData.WPT_LF_RxDataList.RxIdentifier < 1 or o.LF_RxData.WPT_LF_RxDataList.RxIdentifier > 4294967295)):
             raise encode_error('WPT_LF_RxDataType.RxIdentifier', f'{o.LF_RxData.WPT_LF_RxDataList.RxIdentifier!r} outside 1..4294967295')
-        w.uint(o.LF_RxData.WPT_LF_RxDataList.RxIdentifier)
+        u = o.LF_RxData.WPT_LF_RxDataList.RxIdentifier
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.LF_RxData.WPT_LF_RxDataList.RSSIData is None:
             raise encode_error('WPT_LF_RxDataType.RSSIData', 'required value missing')
         if o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList is None:
             raise encode_error('WPT_LF_RxRSSIListType.RSSIDataList', 'required value missing')
         if o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier is None:
             raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'required value missing')
-        w.bits(0x0, 5)
+        a <<= 5
+        k += 5
         if o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier < 0 or (w.strict and (o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier < 1 or o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier > 4294967295)):
             raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier!r} outside 1..4294967295')
-        w.uint(o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier)
+        u = o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI is None:
             raise encode_error('WPT_LF_RxRSSIType.RSSI', 'required value missing')
         if o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Exponent is None:
@@ -9233,14 +13101,33 @@ def _e_iso20_wpt_WPT_LF_DataPackageType(w: BitWriter, o: _iso20_wpt.WPT_LF_DataP
             raise encode_error('RationalNumberType.Exponent', f'{o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Exponent!r} outside -128..127')
         if o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        w.bits((o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Exponent + 128) << 3, 15)
         if (w.strict and (o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value < -32768 or o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value > 32767)):
             raise encode_error('RationalNumberType.Value', f'{o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value!r} outside -32768..32767')
-        w.integer(o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value)
-        w.bits(0x0, 6)
+        a = (a << 16) | (o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Exponent + 128) << 4 | (1 if o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value < 0 else 0)
+        k += 16
+        u = -o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value - 1 if o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value < 0 else o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 6
+        k += 6
     else:
         raise encode_error('WPT_LF_DataPackageType', 'missing SE(LF_TxData), SE(LF_RxData)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_ReceiverDataType:
     f_NumberOfReceivers: int
@@ -9450,175 +13337,457 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
     return _iso20_wpt.WPT_LF_ReceiverDataType(NumberOfReceivers=f_NumberOfReceivers, RxSpecData=f_RxSpecData)
 
 def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_ReceiverDataType) -> None:
+    a = w.acc
+    k = w.n
     i_RxSpecData = 0
     s = 0
     if o.NumberOfReceivers is None:
         raise encode_error('WPT_LF_ReceiverDataType.NumberOfReceivers', 'required value missing')
     if o.NumberOfReceivers < 0 or o.NumberOfReceivers > 255:
         raise encode_error('WPT_LF_ReceiverDataType.NumberOfReceivers', f'{o.NumberOfReceivers!r} outside 0..255')
-    w.bits((o.NumberOfReceivers) << 1, 11)
+    a = (a << 11) | (o.NumberOfReceivers) << 1
+    k += 11
     s = 1
     if i_RxSpecData < len(o.RxSpecData):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_RxSpecData = o.RxSpecData[i_RxSpecData]
         i_RxSpecData += 1
         if x_RxSpecData.TxRxIdentifier is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         if x_RxSpecData.TxRxIdentifier < 0 or (w.strict and (x_RxSpecData.TxRxIdentifier < 1 or x_RxSpecData.TxRxIdentifier > 4294967295)):
             raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{x_RxSpecData.TxRxIdentifier!r} outside 1..4294967295')
-        w.uint(x_RxSpecData.TxRxIdentifier)
+        u = x_RxSpecData.TxRxIdentifier
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_RxSpecData.TxRxPosition is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
         if x_RxSpecData.TxRxPosition.Coord_X is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-        w.bits(0x0, 4)
         if (w.strict and (x_RxSpecData.TxRxPosition.Coord_X < -32768 or x_RxSpecData.TxRxPosition.Coord_X > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_RxSpecData.TxRxPosition.Coord_X!r} outside -32768..32767')
-        w.integer(x_RxSpecData.TxRxPosition.Coord_X)
+        a = (a << 5) | (1 if x_RxSpecData.TxRxPosition.Coord_X < 0 else 0)
+        k += 5
+        u = -x_RxSpecData.TxRxPosition.Coord_X - 1 if x_RxSpecData.TxRxPosition.Coord_X < 0 else x_RxSpecData.TxRxPosition.Coord_X
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_RxSpecData.TxRxPosition.Coord_Y is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-        w.bits(0x0, 3)
         if (w.strict and (x_RxSpecData.TxRxPosition.Coord_Y < -32768 or x_RxSpecData.TxRxPosition.Coord_Y > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_RxSpecData.TxRxPosition.Coord_Y!r} outside -32768..32767')
-        w.integer(x_RxSpecData.TxRxPosition.Coord_Y)
+        a = (a << 4) | (1 if x_RxSpecData.TxRxPosition.Coord_Y < 0 else 0)
+        k += 4
+        u = -x_RxSpecData.TxRxPosition.Coord_Y - 1 if x_RxSpecData.TxRxPosition.Coord_Y < 0 else x_RxSpecData.TxRxPosition.Coord_Y
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_RxSpecData.TxRxPosition.Coord_Z is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-        w.bits(0x0, 3)
         if (w.strict and (x_RxSpecData.TxRxPosition.Coord_Z < -32768 or x_RxSpecData.TxRxPosition.Coord_Z > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_RxSpecData.TxRxPosition.Coord_Z!r} outside -32768..32767')
-        w.integer(x_RxSpecData.TxRxPosition.Coord_Z)
+        a = (a << 4) | (1 if x_RxSpecData.TxRxPosition.Coord_Z < 0 else 0)
+        k += 4
+        u = -x_RxSpecData.TxRxPosition.Coord_Z - 1 if x_RxSpecData.TxRxPosition.Coord_Z < 0 else x_RxSpecData.TxRxPosition.Coord_Z
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_RxSpecData.TxRxOrientation is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
         if x_RxSpecData.TxRxOrientation.Coord_X is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-        w.bits(0x0, 5)
         if (w.strict and (x_RxSpecData.TxRxOrientation.Coord_X < -32768 or x_RxSpecData.TxRxOrientation.Coord_X > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_RxSpecData.TxRxOrientation.Coord_X!r} outside -32768..32767')
-        w.integer(x_RxSpecData.TxRxOrientation.Coord_X)
+        a = (a << 6) | (1 if x_RxSpecData.TxRxOrientation.Coord_X < 0 else 0)
+        k += 6
+        u = -x_RxSpecData.TxRxOrientation.Coord_X - 1 if x_RxSpecData.TxRxOrientation.Coord_X < 0 else x_RxSpecData.TxRxOrientation.Coord_X
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_RxSpecData.TxRxOrientation.Coord_Y is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-        w.bits(0x0, 3)
         if (w.strict and (x_RxSpecData.TxRxOrientation.Coord_Y < -32768 or x_RxSpecData.TxRxOrientation.Coord_Y > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_RxSpecData.TxRxOrientation.Coord_Y!r} outside -32768..32767')
-        w.integer(x_RxSpecData.TxRxOrientation.Coord_Y)
+        a = (a << 4) | (1 if x_RxSpecData.TxRxOrientation.Coord_Y < 0 else 0)
+        k += 4
+        u = -x_RxSpecData.TxRxOrientation.Coord_Y - 1 if x_RxSpecData.TxRxOrientation.Coord_Y < 0 else x_RxSpecData.TxRxOrientation.Coord_Y
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_RxSpecData.TxRxOrientation.Coord_Z is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-        w.bits(0x0, 3)
         if (w.strict and (x_RxSpecData.TxRxOrientation.Coord_Z < -32768 or x_RxSpecData.TxRxOrientation.Coord_Z > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_RxSpecData.TxRxOrientation.Coord_Z!r} outside -32768..32767')
-        w.integer(x_RxSpecData.TxRxOrientation.Coord_Z)
-        w.bits(0x0, 3)
+        a = (a << 4) | (1 if x_RxSpecData.TxRxOrientation.Coord_Z < 0 else 0)
+        k += 4
+        u = -x_RxSpecData.TxRxOrientation.Coord_Z - 1 if x_RxSpecData.TxRxOrientation.Coord_Z < 0 else x_RxSpecData.TxRxOrientation.Coord_Z
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         s = 2
     else:
         raise encode_error('WPT_LF_ReceiverDataType', 'missing SE(RxSpecData)')
     if i_RxSpecData < len(o.RxSpecData):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_RxSpecData = o.RxSpecData[i_RxSpecData]
         i_RxSpecData += 1
         if x_RxSpecData.TxRxIdentifier is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         if x_RxSpecData.TxRxIdentifier < 0 or (w.strict and (x_RxSpecData.TxRxIdentifier < 1 or x_RxSpecData.TxRxIdentifier > 4294967295)):
             raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{x_RxSpecData.TxRxIdentifier!r} outside 1..4294967295')
-        w.uint(x_RxSpecData.TxRxIdentifier)
+        u = x_RxSpecData.TxRxIdentifier
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_RxSpecData.TxRxPosition is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
         if x_RxSpecData.TxRxPosition.Coord_X is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-        w.bits(0x0, 4)
         if (w.strict and (x_RxSpecData.TxRxPosition.Coord_X < -32768 or x_RxSpecData.TxRxPosition.Coord_X > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_RxSpecData.TxRxPosition.Coord_X!r} outside -32768..32767')
-        w.integer(x_RxSpecData.TxRxPosition.Coord_X)
+        a = (a << 5) | (1 if x_RxSpecData.TxRxPosition.Coord_X < 0 else 0)
+        k += 5
+        u = -x_RxSpecData.TxRxPosition.Coord_X - 1 if x_RxSpecData.TxRxPosition.Coord_X < 0 else x_RxSpecData.TxRxPosition.Coord_X
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_RxSpecData.TxRxPosition.Coord_Y is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-        w.bits(0x0, 3)
         if (w.strict and (x_RxSpecData.TxRxPosition.Coord_Y < -32768 or x_RxSpecData.TxRxPosition.Coord_Y > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_RxSpecData.TxRxPosition.Coord_Y!r} outside -32768..32767')
-        w.integer(x_RxSpecData.TxRxPosition.Coord_Y)
+        a = (a << 4) | (1 if x_RxSpecData.TxRxPosition.Coord_Y < 0 else 0)
+        k += 4
+        u = -x_RxSpecData.TxRxPosition.Coord_Y - 1 if x_RxSpecData.TxRxPosition.Coord_Y < 0 else x_RxSpecData.TxRxPosition.Coord_Y
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_RxSpecData.TxRxPosition.Coord_Z is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-        w.bits(0x0, 3)
         if (w.strict and (x_RxSpecData.TxRxPosition.Coord_Z < -32768 or x_RxSpecData.TxRxPosition.Coord_Z > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_RxSpecData.TxRxPosition.Coord_Z!r} outside -32768..32767')
-        w.integer(x_RxSpecData.TxRxPosition.Coord_Z)
+        a = (a << 4) | (1 if x_RxSpecData.TxRxPosition.Coord_Z < 0 else 0)
+        k += 4
+        u = -x_RxSpecData.TxRxPosition.Coord_Z - 1 if x_RxSpecData.TxRxPosition.Coord_Z < 0 else x_RxSpecData.TxRxPosition.Coord_Z
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_RxSpecData.TxRxOrientation is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
         if x_RxSpecData.TxRxOrientation.Coord_X is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-        w.bits(0x0, 5)
         if (w.strict and (x_RxSpecData.TxRxOrientation.Coord_X < -32768 or x_RxSpecData.TxRxOrientation.Coord_X > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_RxSpecData.TxRxOrientation.Coord_X!r} outside -32768..32767')
-        w.integer(x_RxSpecData.TxRxOrientation.Coord_X)
+        a = (a << 6) | (1 if x_RxSpecData.TxRxOrientation.Coord_X < 0 else 0)
+        k += 6
+        u = -x_RxSpecData.TxRxOrientation.Coord_X - 1 if x_RxSpecData.TxRxOrientation.Coord_X < 0 else x_RxSpecData.TxRxOrientation.Coord_X
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_RxSpecData.TxRxOrientation.Coord_Y is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-        w.bits(0x0, 3)
         if (w.strict and (x_RxSpecData.TxRxOrientation.Coord_Y < -32768 or x_RxSpecData.TxRxOrientation.Coord_Y > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_RxSpecData.TxRxOrientation.Coord_Y!r} outside -32768..32767')
-        w.integer(x_RxSpecData.TxRxOrientation.Coord_Y)
+        a = (a << 4) | (1 if x_RxSpecData.TxRxOrientation.Coord_Y < 0 else 0)
+        k += 4
+        u = -x_RxSpecData.TxRxOrientation.Coord_Y - 1 if x_RxSpecData.TxRxOrientation.Coord_Y < 0 else x_RxSpecData.TxRxOrientation.Coord_Y
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_RxSpecData.TxRxOrientation.Coord_Z is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-        w.bits(0x0, 3)
         if (w.strict and (x_RxSpecData.TxRxOrientation.Coord_Z < -32768 or x_RxSpecData.TxRxOrientation.Coord_Z > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_RxSpecData.TxRxOrientation.Coord_Z!r} outside -32768..32767')
-        w.integer(x_RxSpecData.TxRxOrientation.Coord_Z)
-        w.bits(0x0, 3)
+        a = (a << 4) | (1 if x_RxSpecData.TxRxOrientation.Coord_Z < 0 else 0)
+        k += 4
+        u = -x_RxSpecData.TxRxOrientation.Coord_Z - 1 if x_RxSpecData.TxRxOrientation.Coord_Z < 0 else x_RxSpecData.TxRxOrientation.Coord_Z
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         s = 3
     else:
         raise encode_error('WPT_LF_ReceiverDataType', 'missing SE(RxSpecData)')
     n = 0
     while True:
         if i_RxSpecData < len(o.RxSpecData):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_RxSpecData = o.RxSpecData[i_RxSpecData]
             i_RxSpecData += 1
             if x_RxSpecData.TxRxIdentifier is None:
                 raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if x_RxSpecData.TxRxIdentifier < 0 or (w.strict and (x_RxSpecData.TxRxIdentifier < 1 or x_RxSpecData.TxRxIdentifier > 4294967295)):
                 raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{x_RxSpecData.TxRxIdentifier!r} outside 1..4294967295')
-            w.uint(x_RxSpecData.TxRxIdentifier)
+            u = x_RxSpecData.TxRxIdentifier
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_RxSpecData.TxRxPosition is None:
                 raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
             if x_RxSpecData.TxRxPosition.Coord_X is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-            w.bits(0x0, 4)
             if (w.strict and (x_RxSpecData.TxRxPosition.Coord_X < -32768 or x_RxSpecData.TxRxPosition.Coord_X > 32767)):
                 raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_RxSpecData.TxRxPosition.Coord_X!r} outside -32768..32767')
-            w.integer(x_RxSpecData.TxRxPosition.Coord_X)
+            a = (a << 5) | (1 if x_RxSpecData.TxRxPosition.Coord_X < 0 else 0)
+            k += 5
+            u = -x_RxSpecData.TxRxPosition.Coord_X - 1 if x_RxSpecData.TxRxPosition.Coord_X < 0 else x_RxSpecData.TxRxPosition.Coord_X
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_RxSpecData.TxRxPosition.Coord_Y is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-            w.bits(0x0, 3)
             if (w.strict and (x_RxSpecData.TxRxPosition.Coord_Y < -32768 or x_RxSpecData.TxRxPosition.Coord_Y > 32767)):
                 raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_RxSpecData.TxRxPosition.Coord_Y!r} outside -32768..32767')
-            w.integer(x_RxSpecData.TxRxPosition.Coord_Y)
+            a = (a << 4) | (1 if x_RxSpecData.TxRxPosition.Coord_Y < 0 else 0)
+            k += 4
+            u = -x_RxSpecData.TxRxPosition.Coord_Y - 1 if x_RxSpecData.TxRxPosition.Coord_Y < 0 else x_RxSpecData.TxRxPosition.Coord_Y
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_RxSpecData.TxRxPosition.Coord_Z is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-            w.bits(0x0, 3)
             if (w.strict and (x_RxSpecData.TxRxPosition.Coord_Z < -32768 or x_RxSpecData.TxRxPosition.Coord_Z > 32767)):
                 raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_RxSpecData.TxRxPosition.Coord_Z!r} outside -32768..32767')
-            w.integer(x_RxSpecData.TxRxPosition.Coord_Z)
+            a = (a << 4) | (1 if x_RxSpecData.TxRxPosition.Coord_Z < 0 else 0)
+            k += 4
+            u = -x_RxSpecData.TxRxPosition.Coord_Z - 1 if x_RxSpecData.TxRxPosition.Coord_Z < 0 else x_RxSpecData.TxRxPosition.Coord_Z
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_RxSpecData.TxRxOrientation is None:
                 raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
             if x_RxSpecData.TxRxOrientation.Coord_X is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-            w.bits(0x0, 5)
             if (w.strict and (x_RxSpecData.TxRxOrientation.Coord_X < -32768 or x_RxSpecData.TxRxOrientation.Coord_X > 32767)):
                 raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_RxSpecData.TxRxOrientation.Coord_X!r} outside -32768..32767')
-            w.integer(x_RxSpecData.TxRxOrientation.Coord_X)
+            a = (a << 6) | (1 if x_RxSpecData.TxRxOrientation.Coord_X < 0 else 0)
+            k += 6
+            u = -x_RxSpecData.TxRxOrientation.Coord_X - 1 if x_RxSpecData.TxRxOrientation.Coord_X < 0 else x_RxSpecData.TxRxOrientation.Coord_X
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_RxSpecData.TxRxOrientation.Coord_Y is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-            w.bits(0x0, 3)
             if (w.strict and (x_RxSpecData.TxRxOrientation.Coord_Y < -32768 or x_RxSpecData.TxRxOrientation.Coord_Y > 32767)):
                 raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_RxSpecData.TxRxOrientation.Coord_Y!r} outside -32768..32767')
-            w.integer(x_RxSpecData.TxRxOrientation.Coord_Y)
+            a = (a << 4) | (1 if x_RxSpecData.TxRxOrientation.Coord_Y < 0 else 0)
+            k += 4
+            u = -x_RxSpecData.TxRxOrientation.Coord_Y - 1 if x_RxSpecData.TxRxOrientation.Coord_Y < 0 else x_RxSpecData.TxRxOrientation.Coord_Y
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_RxSpecData.TxRxOrientation.Coord_Z is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-            w.bits(0x0, 3)
             if (w.strict and (x_RxSpecData.TxRxOrientation.Coord_Z < -32768 or x_RxSpecData.TxRxOrientation.Coord_Z > 32767)):
                 raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_RxSpecData.TxRxOrientation.Coord_Z!r} outside -32768..32767')
-            w.integer(x_RxSpecData.TxRxOrientation.Coord_Z)
-            w.bits(0x0, 3)
+            a = (a << 4) | (1 if x_RxSpecData.TxRxOrientation.Coord_Z < 0 else 0)
+            k += 4
+            u = -x_RxSpecData.TxRxOrientation.Coord_Z - 1 if x_RxSpecData.TxRxOrientation.Coord_Z < 0 else x_RxSpecData.TxRxOrientation.Coord_Z
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             n += 1
             if n == 253:
                 s = 256
@@ -9626,13 +13795,19 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
                     raise encode_error('WPT_LF_ReceiverDataType.RxSpecData', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 256:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_LF_RxDataListType(r: BitReader) -> _iso20_wpt.WPT_LF_RxDataListType:
     f_WPT_LF_RxDataList: _iso20_wpt.WPT_LF_RxDataType
@@ -9669,24 +13844,52 @@ def _d_iso20_wpt_WPT_LF_RxDataListType(r: BitReader) -> _iso20_wpt.WPT_LF_RxData
     return _iso20_wpt.WPT_LF_RxDataListType(WPT_LF_RxDataList=f_WPT_LF_RxDataList)
 
 def _e_iso20_wpt_WPT_LF_RxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxDataListType) -> None:
+    a = w.acc
+    k = w.n
     if o.WPT_LF_RxDataList is None:
         raise encode_error('WPT_LF_RxDataListType.WPT_LF_RxDataList', 'required value missing')
     if o.WPT_LF_RxDataList.RxIdentifier is None:
         raise encode_error('WPT_LF_RxDataType.RxIdentifier', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     if o.WPT_LF_RxDataList.RxIdentifier < 0 or (w.strict and (o.WPT_LF_RxDataList.RxIdentifier < 1 or o.WPT_LF_RxDataList.RxIdentifier > 4294967295)):
         raise encode_error('WPT_LF_RxDataType.RxIdentifier', f'{o.WPT_LF_RxDataList.RxIdentifier!r} outside 1..4294967295')
-    w.uint(o.WPT_LF_RxDataList.RxIdentifier)
+    u = o.WPT_LF_RxDataList.RxIdentifier
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.WPT_LF_RxDataList.RSSIData is None:
         raise encode_error('WPT_LF_RxDataType.RSSIData', 'required value missing')
     if o.WPT_LF_RxDataList.RSSIData.RSSIDataList is None:
         raise encode_error('WPT_LF_RxRSSIListType.RSSIDataList', 'required value missing')
     if o.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier is None:
         raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'required value missing')
-    w.bits(0x0, 5)
+    a <<= 5
+    k += 5
     if o.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier < 0 or (w.strict and (o.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier < 1 or o.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier > 4294967295)):
         raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{o.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier!r} outside 1..4294967295')
-    w.uint(o.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier)
+    u = o.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI is None:
         raise encode_error('WPT_LF_RxRSSIType.RSSI', 'required value missing')
     if o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Exponent is None:
@@ -9695,11 +13898,29 @@ def _e_iso20_wpt_WPT_LF_RxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxData
         raise encode_error('RationalNumberType.Exponent', f'{o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Exponent!r} outside -128..127')
     if o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Exponent + 128) << 3, 15)
     if (w.strict and (o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value < -32768 or o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value!r} outside -32768..32767')
-    w.integer(o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value)
-    w.bits(0x0, 6)
+    a = (a << 16) | (o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Exponent + 128) << 4 | (1 if o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value < 0 else 0)
+    k += 16
+    u = -o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value - 1 if o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value < 0 else o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 6
+    k += 6
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_LF_RxDataType(r: BitReader) -> _iso20_wpt.WPT_LF_RxDataType:
     f_RxIdentifier: int
@@ -9736,22 +13957,50 @@ def _d_iso20_wpt_WPT_LF_RxDataType(r: BitReader) -> _iso20_wpt.WPT_LF_RxDataType
     return _iso20_wpt.WPT_LF_RxDataType(RxIdentifier=f_RxIdentifier, RSSIData=f_RSSIData)
 
 def _e_iso20_wpt_WPT_LF_RxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxDataType) -> None:
+    a = w.acc
+    k = w.n
     if o.RxIdentifier is None:
         raise encode_error('WPT_LF_RxDataType.RxIdentifier', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.RxIdentifier < 0 or (w.strict and (o.RxIdentifier < 1 or o.RxIdentifier > 4294967295)):
         raise encode_error('WPT_LF_RxDataType.RxIdentifier', f'{o.RxIdentifier!r} outside 1..4294967295')
-    w.uint(o.RxIdentifier)
+    u = o.RxIdentifier
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.RSSIData is None:
         raise encode_error('WPT_LF_RxDataType.RSSIData', 'required value missing')
     if o.RSSIData.RSSIDataList is None:
         raise encode_error('WPT_LF_RxRSSIListType.RSSIDataList', 'required value missing')
     if o.RSSIData.RSSIDataList.TxIdentifier is None:
         raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'required value missing')
-    w.bits(0x0, 5)
+    a <<= 5
+    k += 5
     if o.RSSIData.RSSIDataList.TxIdentifier < 0 or (w.strict and (o.RSSIData.RSSIDataList.TxIdentifier < 1 or o.RSSIData.RSSIDataList.TxIdentifier > 4294967295)):
         raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{o.RSSIData.RSSIDataList.TxIdentifier!r} outside 1..4294967295')
-    w.uint(o.RSSIData.RSSIDataList.TxIdentifier)
+    u = o.RSSIData.RSSIDataList.TxIdentifier
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.RSSIData.RSSIDataList.RSSI is None:
         raise encode_error('WPT_LF_RxRSSIType.RSSI', 'required value missing')
     if o.RSSIData.RSSIDataList.RSSI.Exponent is None:
@@ -9760,11 +14009,29 @@ def _e_iso20_wpt_WPT_LF_RxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxDataType
         raise encode_error('RationalNumberType.Exponent', f'{o.RSSIData.RSSIDataList.RSSI.Exponent!r} outside -128..127')
     if o.RSSIData.RSSIDataList.RSSI.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.RSSIData.RSSIDataList.RSSI.Exponent + 128) << 3, 15)
     if (w.strict and (o.RSSIData.RSSIDataList.RSSI.Value < -32768 or o.RSSIData.RSSIDataList.RSSI.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.RSSIData.RSSIDataList.RSSI.Value!r} outside -32768..32767')
-    w.integer(o.RSSIData.RSSIDataList.RSSI.Value)
-    w.bits(0x0, 5)
+    a = (a << 16) | (o.RSSIData.RSSIDataList.RSSI.Exponent + 128) << 4 | (1 if o.RSSIData.RSSIDataList.RSSI.Value < 0 else 0)
+    k += 16
+    u = -o.RSSIData.RSSIDataList.RSSI.Value - 1 if o.RSSIData.RSSIDataList.RSSI.Value < 0 else o.RSSIData.RSSIDataList.RSSI.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 5
+    k += 5
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_LF_RxRSSIListType(r: BitReader) -> _iso20_wpt.WPT_LF_RxRSSIListType:
     f_RSSIDataList: _iso20_wpt.WPT_LF_RxRSSIType
@@ -9792,14 +14059,29 @@ def _d_iso20_wpt_WPT_LF_RxRSSIListType(r: BitReader) -> _iso20_wpt.WPT_LF_RxRSSI
     return _iso20_wpt.WPT_LF_RxRSSIListType(RSSIDataList=f_RSSIDataList)
 
 def _e_iso20_wpt_WPT_LF_RxRSSIListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxRSSIListType) -> None:
+    a = w.acc
+    k = w.n
     if o.RSSIDataList is None:
         raise encode_error('WPT_LF_RxRSSIListType.RSSIDataList', 'required value missing')
     if o.RSSIDataList.TxIdentifier is None:
         raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     if o.RSSIDataList.TxIdentifier < 0 or (w.strict and (o.RSSIDataList.TxIdentifier < 1 or o.RSSIDataList.TxIdentifier > 4294967295)):
         raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{o.RSSIDataList.TxIdentifier!r} outside 1..4294967295')
-    w.uint(o.RSSIDataList.TxIdentifier)
+    u = o.RSSIDataList.TxIdentifier
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.RSSIDataList.RSSI is None:
         raise encode_error('WPT_LF_RxRSSIType.RSSI', 'required value missing')
     if o.RSSIDataList.RSSI.Exponent is None:
@@ -9808,11 +14090,29 @@ def _e_iso20_wpt_WPT_LF_RxRSSIListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxRSSI
         raise encode_error('RationalNumberType.Exponent', f'{o.RSSIDataList.RSSI.Exponent!r} outside -128..127')
     if o.RSSIDataList.RSSI.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.RSSIDataList.RSSI.Exponent + 128) << 3, 15)
     if (w.strict and (o.RSSIDataList.RSSI.Value < -32768 or o.RSSIDataList.RSSI.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.RSSIDataList.RSSI.Value!r} outside -32768..32767')
-    w.integer(o.RSSIDataList.RSSI.Value)
-    w.bits(0x0, 4)
+    a = (a << 16) | (o.RSSIDataList.RSSI.Exponent + 128) << 4 | (1 if o.RSSIDataList.RSSI.Value < 0 else 0)
+    k += 16
+    u = -o.RSSIDataList.RSSI.Value - 1 if o.RSSIDataList.RSSI.Value < 0 else o.RSSIDataList.RSSI.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 4
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_LF_RxRSSIType(r: BitReader) -> _iso20_wpt.WPT_LF_RxRSSIType:
     f_TxIdentifier: int
@@ -9840,12 +14140,27 @@ def _d_iso20_wpt_WPT_LF_RxRSSIType(r: BitReader) -> _iso20_wpt.WPT_LF_RxRSSIType
     return _iso20_wpt.WPT_LF_RxRSSIType(TxIdentifier=f_TxIdentifier, RSSI=f_RSSI)
 
 def _e_iso20_wpt_WPT_LF_RxRSSIType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxRSSIType) -> None:
+    a = w.acc
+    k = w.n
     if o.TxIdentifier is None:
         raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.TxIdentifier < 0 or (w.strict and (o.TxIdentifier < 1 or o.TxIdentifier > 4294967295)):
         raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{o.TxIdentifier!r} outside 1..4294967295')
-    w.uint(o.TxIdentifier)
+    u = o.TxIdentifier
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.RSSI is None:
         raise encode_error('WPT_LF_RxRSSIType.RSSI', 'required value missing')
     if o.RSSI.Exponent is None:
@@ -9854,11 +14169,29 @@ def _e_iso20_wpt_WPT_LF_RxRSSIType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxRSSIType
         raise encode_error('RationalNumberType.Exponent', f'{o.RSSI.Exponent!r} outside -128..127')
     if o.RSSI.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.RSSI.Exponent + 128) << 3, 15)
     if (w.strict and (o.RSSI.Value < -32768 or o.RSSI.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.RSSI.Value!r} outside -32768..32767')
-    w.integer(o.RSSI.Value)
-    w.bits(0x0, 3)
+    a = (a << 16) | (o.RSSI.Exponent + 128) << 4 | (1 if o.RSSI.Value < 0 else 0)
+    k += 16
+    u = -o.RSSI.Value - 1 if o.RSSI.Value < 0 else o.RSSI.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_LF_SystemSetupDataType(r: BitReader) -> _iso20_wpt.WPT_LF_SystemSetupDataType:
     f_LF_TransmitterSetupData: _iso20_wpt.WPT_LF_TransmitterDataType | None = None
@@ -9876,17 +14209,34 @@ def _d_iso20_wpt_WPT_LF_SystemSetupDataType(r: BitReader) -> _iso20_wpt.WPT_LF_S
     return _iso20_wpt.WPT_LF_SystemSetupDataType(LF_TransmitterSetupData=f_LF_TransmitterSetupData, LF_ReceiverSetupData=f_LF_ReceiverSetupData)
 
 def _e_iso20_wpt_WPT_LF_SystemSetupDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_SystemSetupDataType) -> None:
+    a = w.acc
+    k = w.n
     if o.LF_TransmitterSetupData is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_wpt_WPT_LF_TransmitterDataType(w, o.LF_TransmitterSetupData)
+        a = w.acc
+        k = w.n
         if o.LF_ReceiverSetupData is not None:
             raise encode_error('WPT_LF_SystemSetupDataType.LF_ReceiverSetupData', 'cannot be combined with LF_TransmitterSetupData')
     elif o.LF_ReceiverSetupData is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_iso20_wpt_WPT_LF_ReceiverDataType(w, o.LF_ReceiverSetupData)
+        a = w.acc
+        k = w.n
     else:
         raise encode_error('WPT_LF_SystemSetupDataType', 'missing SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_TransmitterDataType:
     f_NumberOfTransmitters: int
@@ -10122,6 +14472,8 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
     return _iso20_wpt.WPT_LF_TransmitterDataType(NumberOfTransmitters=f_NumberOfTransmitters, SignalFrequency=f_SignalFrequency, TxSpecData=f_TxSpecData, TxPackageSpecData=f_TxPackageSpecData)
 
 def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_TransmitterDataType) -> None:
+    a = w.acc
+    k = w.n
     i_TxSpecData = 0
     s = 0
     if o.NumberOfTransmitters is None:
@@ -10136,174 +14488,467 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
         raise encode_error('RationalNumberType.Exponent', f'{o.SignalFrequency.Exponent!r} outside -128..127')
     if o.SignalFrequency.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.NumberOfTransmitters) << 15 | (o.SignalFrequency.Exponent + 128) << 3, 25)
-    s = 1
     if (w.strict and (o.SignalFrequency.Value < -32768 or o.SignalFrequency.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.SignalFrequency.Value!r} outside -32768..32767')
-    w.integer(o.SignalFrequency.Value)
-    w.bits(0x0, 2)
+    a = (a << 26) | (o.NumberOfTransmitters) << 16 | (o.SignalFrequency.Exponent + 128) << 4 | (1 if o.SignalFrequency.Value < 0 else 0)
+    k += 26
+    s = 1
+    u = -o.SignalFrequency.Value - 1 if o.SignalFrequency.Value < 0 else o.SignalFrequency.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
     s = 2
     if i_TxSpecData < len(o.TxSpecData):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_TxSpecData = o.TxSpecData[i_TxSpecData]
         i_TxSpecData += 1
         if x_TxSpecData.TxRxIdentifier is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         if x_TxSpecData.TxRxIdentifier < 0 or (w.strict and (x_TxSpecData.TxRxIdentifier < 1 or x_TxSpecData.TxRxIdentifier > 4294967295)):
             raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{x_TxSpecData.TxRxIdentifier!r} outside 1..4294967295')
-        w.uint(x_TxSpecData.TxRxIdentifier)
+        u = x_TxSpecData.TxRxIdentifier
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_TxSpecData.TxRxPosition is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
         if x_TxSpecData.TxRxPosition.Coord_X is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-        w.bits(0x0, 4)
         if (w.strict and (x_TxSpecData.TxRxPosition.Coord_X < -32768 or x_TxSpecData.TxRxPosition.Coord_X > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_TxSpecData.TxRxPosition.Coord_X!r} outside -32768..32767')
-        w.integer(x_TxSpecData.TxRxPosition.Coord_X)
+        a = (a << 5) | (1 if x_TxSpecData.TxRxPosition.Coord_X < 0 else 0)
+        k += 5
+        u = -x_TxSpecData.TxRxPosition.Coord_X - 1 if x_TxSpecData.TxRxPosition.Coord_X < 0 else x_TxSpecData.TxRxPosition.Coord_X
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_TxSpecData.TxRxPosition.Coord_Y is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-        w.bits(0x0, 3)
         if (w.strict and (x_TxSpecData.TxRxPosition.Coord_Y < -32768 or x_TxSpecData.TxRxPosition.Coord_Y > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_TxSpecData.TxRxPosition.Coord_Y!r} outside -32768..32767')
-        w.integer(x_TxSpecData.TxRxPosition.Coord_Y)
+        a = (a << 4) | (1 if x_TxSpecData.TxRxPosition.Coord_Y < 0 else 0)
+        k += 4
+        u = -x_TxSpecData.TxRxPosition.Coord_Y - 1 if x_TxSpecData.TxRxPosition.Coord_Y < 0 else x_TxSpecData.TxRxPosition.Coord_Y
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_TxSpecData.TxRxPosition.Coord_Z is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-        w.bits(0x0, 3)
         if (w.strict and (x_TxSpecData.TxRxPosition.Coord_Z < -32768 or x_TxSpecData.TxRxPosition.Coord_Z > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_TxSpecData.TxRxPosition.Coord_Z!r} outside -32768..32767')
-        w.integer(x_TxSpecData.TxRxPosition.Coord_Z)
+        a = (a << 4) | (1 if x_TxSpecData.TxRxPosition.Coord_Z < 0 else 0)
+        k += 4
+        u = -x_TxSpecData.TxRxPosition.Coord_Z - 1 if x_TxSpecData.TxRxPosition.Coord_Z < 0 else x_TxSpecData.TxRxPosition.Coord_Z
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_TxSpecData.TxRxOrientation is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
         if x_TxSpecData.TxRxOrientation.Coord_X is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-        w.bits(0x0, 5)
         if (w.strict and (x_TxSpecData.TxRxOrientation.Coord_X < -32768 or x_TxSpecData.TxRxOrientation.Coord_X > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_TxSpecData.TxRxOrientation.Coord_X!r} outside -32768..32767')
-        w.integer(x_TxSpecData.TxRxOrientation.Coord_X)
+        a = (a << 6) | (1 if x_TxSpecData.TxRxOrientation.Coord_X < 0 else 0)
+        k += 6
+        u = -x_TxSpecData.TxRxOrientation.Coord_X - 1 if x_TxSpecData.TxRxOrientation.Coord_X < 0 else x_TxSpecData.TxRxOrientation.Coord_X
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_TxSpecData.TxRxOrientation.Coord_Y is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-        w.bits(0x0, 3)
         if (w.strict and (x_TxSpecData.TxRxOrientation.Coord_Y < -32768 or x_TxSpecData.TxRxOrientation.Coord_Y > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_TxSpecData.TxRxOrientation.Coord_Y!r} outside -32768..32767')
-        w.integer(x_TxSpecData.TxRxOrientation.Coord_Y)
+        a = (a << 4) | (1 if x_TxSpecData.TxRxOrientation.Coord_Y < 0 else 0)
+        k += 4
+        u = -x_TxSpecData.TxRxOrientation.Coord_Y - 1 if x_TxSpecData.TxRxOrientation.Coord_Y < 0 else x_TxSpecData.TxRxOrientation.Coord_Y
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_TxSpecData.TxRxOrientation.Coord_Z is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-        w.bits(0x0, 3)
         if (w.strict and (x_TxSpecData.TxRxOrientation.Coord_Z < -32768 or x_TxSpecData.TxRxOrientation.Coord_Z > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_TxSpecData.TxRxOrientation.Coord_Z!r} outside -32768..32767')
-        w.integer(x_TxSpecData.TxRxOrientation.Coord_Z)
-        w.bits(0x0, 3)
+        a = (a << 4) | (1 if x_TxSpecData.TxRxOrientation.Coord_Z < 0 else 0)
+        k += 4
+        u = -x_TxSpecData.TxRxOrientation.Coord_Z - 1 if x_TxSpecData.TxRxOrientation.Coord_Z < 0 else x_TxSpecData.TxRxOrientation.Coord_Z
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         s = 3
     else:
         raise encode_error('WPT_LF_TransmitterDataType', 'missing SE(TxSpecData)')
     if i_TxSpecData < len(o.TxSpecData):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_TxSpecData = o.TxSpecData[i_TxSpecData]
         i_TxSpecData += 1
         if x_TxSpecData.TxRxIdentifier is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         if x_TxSpecData.TxRxIdentifier < 0 or (w.strict and (x_TxSpecData.TxRxIdentifier < 1 or x_TxSpecData.TxRxIdentifier > 4294967295)):
             raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{x_TxSpecData.TxRxIdentifier!r} outside 1..4294967295')
-        w.uint(x_TxSpecData.TxRxIdentifier)
+        u = x_TxSpecData.TxRxIdentifier
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_TxSpecData.TxRxPosition is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
         if x_TxSpecData.TxRxPosition.Coord_X is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-        w.bits(0x0, 4)
         if (w.strict and (x_TxSpecData.TxRxPosition.Coord_X < -32768 or x_TxSpecData.TxRxPosition.Coord_X > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_TxSpecData.TxRxPosition.Coord_X!r} outside -32768..32767')
-        w.integer(x_TxSpecData.TxRxPosition.Coord_X)
+        a = (a << 5) | (1 if x_TxSpecData.TxRxPosition.Coord_X < 0 else 0)
+        k += 5
+        u = -x_TxSpecData.TxRxPosition.Coord_X - 1 if x_TxSpecData.TxRxPosition.Coord_X < 0 else x_TxSpecData.TxRxPosition.Coord_X
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_TxSpecData.TxRxPosition.Coord_Y is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-        w.bits(0x0, 3)
         if (w.strict and (x_TxSpecData.TxRxPosition.Coord_Y < -32768 or x_TxSpecData.TxRxPosition.Coord_Y > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_TxSpecData.TxRxPosition.Coord_Y!r} outside -32768..32767')
-        w.integer(x_TxSpecData.TxRxPosition.Coord_Y)
+        a = (a << 4) | (1 if x_TxSpecData.TxRxPosition.Coord_Y < 0 else 0)
+        k += 4
+        u = -x_TxSpecData.TxRxPosition.Coord_Y - 1 if x_TxSpecData.TxRxPosition.Coord_Y < 0 else x_TxSpecData.TxRxPosition.Coord_Y
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_TxSpecData.TxRxPosition.Coord_Z is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-        w.bits(0x0, 3)
         if (w.strict and (x_TxSpecData.TxRxPosition.Coord_Z < -32768 or x_TxSpecData.TxRxPosition.Coord_Z > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_TxSpecData.TxRxPosition.Coord_Z!r} outside -32768..32767')
-        w.integer(x_TxSpecData.TxRxPosition.Coord_Z)
+        a = (a << 4) | (1 if x_TxSpecData.TxRxPosition.Coord_Z < 0 else 0)
+        k += 4
+        u = -x_TxSpecData.TxRxPosition.Coord_Z - 1 if x_TxSpecData.TxRxPosition.Coord_Z < 0 else x_TxSpecData.TxRxPosition.Coord_Z
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_TxSpecData.TxRxOrientation is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
         if x_TxSpecData.TxRxOrientation.Coord_X is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-        w.bits(0x0, 5)
         if (w.strict and (x_TxSpecData.TxRxOrientation.Coord_X < -32768 or x_TxSpecData.TxRxOrientation.Coord_X > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_TxSpecData.TxRxOrientation.Coord_X!r} outside -32768..32767')
-        w.integer(x_TxSpecData.TxRxOrientation.Coord_X)
+        a = (a << 6) | (1 if x_TxSpecData.TxRxOrientation.Coord_X < 0 else 0)
+        k += 6
+        u = -x_TxSpecData.TxRxOrientation.Coord_X - 1 if x_TxSpecData.TxRxOrientation.Coord_X < 0 else x_TxSpecData.TxRxOrientation.Coord_X
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_TxSpecData.TxRxOrientation.Coord_Y is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-        w.bits(0x0, 3)
         if (w.strict and (x_TxSpecData.TxRxOrientation.Coord_Y < -32768 or x_TxSpecData.TxRxOrientation.Coord_Y > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_TxSpecData.TxRxOrientation.Coord_Y!r} outside -32768..32767')
-        w.integer(x_TxSpecData.TxRxOrientation.Coord_Y)
+        a = (a << 4) | (1 if x_TxSpecData.TxRxOrientation.Coord_Y < 0 else 0)
+        k += 4
+        u = -x_TxSpecData.TxRxOrientation.Coord_Y - 1 if x_TxSpecData.TxRxOrientation.Coord_Y < 0 else x_TxSpecData.TxRxOrientation.Coord_Y
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_TxSpecData.TxRxOrientation.Coord_Z is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-        w.bits(0x0, 3)
         if (w.strict and (x_TxSpecData.TxRxOrientation.Coord_Z < -32768 or x_TxSpecData.TxRxOrientation.Coord_Z > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_TxSpecData.TxRxOrientation.Coord_Z!r} outside -32768..32767')
-        w.integer(x_TxSpecData.TxRxOrientation.Coord_Z)
-        w.bits(0x0, 3)
+        a = (a << 4) | (1 if x_TxSpecData.TxRxOrientation.Coord_Z < 0 else 0)
+        k += 4
+        u = -x_TxSpecData.TxRxOrientation.Coord_Z - 1 if x_TxSpecData.TxRxOrientation.Coord_Z < 0 else x_TxSpecData.TxRxOrientation.Coord_Z
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         s = 4
     else:
         raise encode_error('WPT_LF_TransmitterDataType', 'missing SE(TxSpecData)')
     n = 0
     while True:
         if i_TxSpecData < len(o.TxSpecData):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_TxSpecData = o.TxSpecData[i_TxSpecData]
             i_TxSpecData += 1
             if x_TxSpecData.TxRxIdentifier is None:
                 raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if x_TxSpecData.TxRxIdentifier < 0 or (w.strict and (x_TxSpecData.TxRxIdentifier < 1 or x_TxSpecData.TxRxIdentifier > 4294967295)):
                 raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{x_TxSpecData.TxRxIdentifier!r} outside 1..4294967295')
-            w.uint(x_TxSpecData.TxRxIdentifier)
+            u = x_TxSpecData.TxRxIdentifier
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_TxSpecData.TxRxPosition is None:
                 raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
             if x_TxSpecData.TxRxPosition.Coord_X is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-            w.bits(0x0, 4)
             if (w.strict and (x_TxSpecData.TxRxPosition.Coord_X < -32768 or x_TxSpecData.TxRxPosition.Coord_X > 32767)):
                 raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_TxSpecData.TxRxPosition.Coord_X!r} outside -32768..32767')
-            w.integer(x_TxSpecData.TxRxPosition.Coord_X)
+            a = (a << 5) | (1 if x_TxSpecData.TxRxPosition.Coord_X < 0 else 0)
+            k += 5
+            u = -x_TxSpecData.TxRxPosition.Coord_X - 1 if x_TxSpecData.TxRxPosition.Coord_X < 0 else x_TxSpecData.TxRxPosition.Coord_X
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_TxSpecData.TxRxPosition.Coord_Y is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-            w.bits(0x0, 3)
             if (w.strict and (x_TxSpecData.TxRxPosition.Coord_Y < -32768 or x_TxSpecData.TxRxPosition.Coord_Y > 32767)):
                 raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_TxSpecData.TxRxPosition.Coord_Y!r} outside -32768..32767')
-            w.integer(x_TxSpecData.TxRxPosition.Coord_Y)
+            a = (a << 4) | (1 if x_TxSpecData.TxRxPosition.Coord_Y < 0 else 0)
+            k += 4
+            u = -x_TxSpecData.TxRxPosition.Coord_Y - 1 if x_TxSpecData.TxRxPosition.Coord_Y < 0 else x_TxSpecData.TxRxPosition.Coord_Y
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_TxSpecData.TxRxPosition.Coord_Z is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-            w.bits(0x0, 3)
             if (w.strict and (x_TxSpecData.TxRxPosition.Coord_Z < -32768 or x_TxSpecData.TxRxPosition.Coord_Z > 32767)):
                 raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_TxSpecData.TxRxPosition.Coord_Z!r} outside -32768..32767')
-            w.integer(x_TxSpecData.TxRxPosition.Coord_Z)
+            a = (a << 4) | (1 if x_TxSpecData.TxRxPosition.Coord_Z < 0 else 0)
+            k += 4
+            u = -x_TxSpecData.TxRxPosition.Coord_Z - 1 if x_TxSpecData.TxRxPosition.Coord_Z < 0 else x_TxSpecData.TxRxPosition.Coord_Z
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_TxSpecData.TxRxOrientation is None:
                 raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
             if x_TxSpecData.TxRxOrientation.Coord_X is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-            w.bits(0x0, 5)
             if (w.strict and (x_TxSpecData.TxRxOrientation.Coord_X < -32768 or x_TxSpecData.TxRxOrientation.Coord_X > 32767)):
                 raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_TxSpecData.TxRxOrientation.Coord_X!r} outside -32768..32767')
-            w.integer(x_TxSpecData.TxRxOrientation.Coord_X)
+            a = (a << 6) | (1 if x_TxSpecData.TxRxOrientation.Coord_X < 0 else 0)
+            k += 6
+            u = -x_TxSpecData.TxRxOrientation.Coord_X - 1 if x_TxSpecData.TxRxOrientation.Coord_X < 0 else x_TxSpecData.TxRxOrientation.Coord_X
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_TxSpecData.TxRxOrientation.Coord_Y is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-            w.bits(0x0, 3)
             if (w.strict and (x_TxSpecData.TxRxOrientation.Coord_Y < -32768 or x_TxSpecData.TxRxOrientation.Coord_Y > 32767)):
                 raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_TxSpecData.TxRxOrientation.Coord_Y!r} outside -32768..32767')
-            w.integer(x_TxSpecData.TxRxOrientation.Coord_Y)
+            a = (a << 4) | (1 if x_TxSpecData.TxRxOrientation.Coord_Y < 0 else 0)
+            k += 4
+            u = -x_TxSpecData.TxRxOrientation.Coord_Y - 1 if x_TxSpecData.TxRxOrientation.Coord_Y < 0 else x_TxSpecData.TxRxOrientation.Coord_Y
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_TxSpecData.TxRxOrientation.Coord_Z is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-            w.bits(0x0, 3)
             if (w.strict and (x_TxSpecData.TxRxOrientation.Coord_Z < -32768 or x_TxSpecData.TxRxOrientation.Coord_Z > 32767)):
                 raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_TxSpecData.TxRxOrientation.Coord_Z!r} outside -32768..32767')
-            w.integer(x_TxSpecData.TxRxOrientation.Coord_Z)
-            w.bits(0x0, 3)
+            a = (a << 4) | (1 if x_TxSpecData.TxRxOrientation.Coord_Z < 0 else 0)
+            k += 4
+            u = -x_TxSpecData.TxRxOrientation.Coord_Z - 1 if x_TxSpecData.TxRxOrientation.Coord_Z < 0 else x_TxSpecData.TxRxOrientation.Coord_Z
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 3
+            k += 3
             n += 1
             if n == 253:
                 s = 258
@@ -10311,26 +14956,43 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
                     raise encode_error('WPT_LF_TransmitterDataType.TxSpecData', 'too many entries')
                 break
         elif o.TxPackageSpecData is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w, o.TxPackageSpecData)
+            a = w.acc
+            k = w.n
             s = 6
             break
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
             break
     if s == 258:
         if o.TxPackageSpecData is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w, o.TxPackageSpecData)
+            a = w.acc
+            k = w.n
             s = 6
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 6:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_LF_TxDataListType(r: BitReader) -> _iso20_wpt.WPT_LF_TxDataListType:
     f_WPT_LF_TxDataList: _iso20_wpt.WPT_LF_TxDataType
@@ -10358,14 +15020,29 @@ def _d_iso20_wpt_WPT_LF_TxDataListType(r: BitReader) -> _iso20_wpt.WPT_LF_TxData
     return _iso20_wpt.WPT_LF_TxDataListType(WPT_LF_TxDataList=f_WPT_LF_TxDataList)
 
 def _e_iso20_wpt_WPT_LF_TxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_TxDataListType) -> None:
+    a = w.acc
+    k = w.n
     if o.WPT_LF_TxDataList is None:
         raise encode_error('WPT_LF_TxDataListType.WPT_LF_TxDataList', 'required value missing')
     if o.WPT_LF_TxDataList.TxIdentifier is None:
         raise encode_error('WPT_LF_TxDataType.TxIdentifier', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     if o.WPT_LF_TxDataList.TxIdentifier < 0 or (w.strict and (o.WPT_LF_TxDataList.TxIdentifier < 1 or o.WPT_LF_TxDataList.TxIdentifier > 4294967295)):
         raise encode_error('WPT_LF_TxDataType.TxIdentifier', f'{o.WPT_LF_TxDataList.TxIdentifier!r} outside 1..4294967295')
-    w.uint(o.WPT_LF_TxDataList.TxIdentifier)
+    u = o.WPT_LF_TxDataList.TxIdentifier
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.WPT_LF_TxDataList.EIRP is None:
         raise encode_error('WPT_LF_TxDataType.EIRP', 'required value missing')
     if o.WPT_LF_TxDataList.EIRP.Exponent is None:
@@ -10374,11 +15051,29 @@ def _e_iso20_wpt_WPT_LF_TxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_TxData
         raise encode_error('RationalNumberType.Exponent', f'{o.WPT_LF_TxDataList.EIRP.Exponent!r} outside -128..127')
     if o.WPT_LF_TxDataList.EIRP.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.WPT_LF_TxDataList.EIRP.Exponent + 128) << 3, 15)
     if (w.strict and (o.WPT_LF_TxDataList.EIRP.Value < -32768 or o.WPT_LF_TxDataList.EIRP.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.WPT_LF_TxDataList.EIRP.Value!r} outside -32768..32767')
-    w.integer(o.WPT_LF_TxDataList.EIRP.Value)
-    w.bits(0x0, 4)
+    a = (a << 16) | (o.WPT_LF_TxDataList.EIRP.Exponent + 128) << 4 | (1 if o.WPT_LF_TxDataList.EIRP.Value < 0 else 0)
+    k += 16
+    u = -o.WPT_LF_TxDataList.EIRP.Value - 1 if o.WPT_LF_TxDataList.EIRP.Value < 0 else o.WPT_LF_TxDataList.EIRP.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 4
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_LF_TxDataType(r: BitReader) -> _iso20_wpt.WPT_LF_TxDataType:
     f_TxIdentifier: int
@@ -10406,12 +15101,27 @@ def _d_iso20_wpt_WPT_LF_TxDataType(r: BitReader) -> _iso20_wpt.WPT_LF_TxDataType
     return _iso20_wpt.WPT_LF_TxDataType(TxIdentifier=f_TxIdentifier, EIRP=f_EIRP)
 
 def _e_iso20_wpt_WPT_LF_TxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_TxDataType) -> None:
+    a = w.acc
+    k = w.n
     if o.TxIdentifier is None:
         raise encode_error('WPT_LF_TxDataType.TxIdentifier', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.TxIdentifier < 0 or (w.strict and (o.TxIdentifier < 1 or o.TxIdentifier > 4294967295)):
         raise encode_error('WPT_LF_TxDataType.TxIdentifier', f'{o.TxIdentifier!r} outside 1..4294967295')
-    w.uint(o.TxIdentifier)
+    u = o.TxIdentifier
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.EIRP is None:
         raise encode_error('WPT_LF_TxDataType.EIRP', 'required value missing')
     if o.EIRP.Exponent is None:
@@ -10420,11 +15130,29 @@ def _e_iso20_wpt_WPT_LF_TxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_TxDataType
         raise encode_error('RationalNumberType.Exponent', f'{o.EIRP.Exponent!r} outside -128..127')
     if o.EIRP.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.EIRP.Exponent + 128) << 3, 15)
     if (w.strict and (o.EIRP.Value < -32768 or o.EIRP.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.EIRP.Value!r} outside -32768..32767')
-    w.integer(o.EIRP.Value)
-    w.bits(0x0, 3)
+    a = (a << 16) | (o.EIRP.Exponent + 128) << 4 | (1 if o.EIRP.Value < 0 else 0)
+    k += 16
+    u = -o.EIRP.Value - 1 if o.EIRP.Value < 0 else o.EIRP.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_PairingMethodListType(r: BitReader) -> _iso20_wpt.WPT_PairingMethodListType:
     f_WPT_PairingMethod: list[_iso20_wpt.WPT_PairingMethodType] = []
@@ -10464,12 +15192,15 @@ def _d_iso20_wpt_WPT_PairingMethodListType(r: BitReader) -> _iso20_wpt.WPT_Pairi
     return _iso20_wpt.WPT_PairingMethodListType(WPT_PairingMethod=f_WPT_PairingMethod)
 
 def _e_iso20_wpt_WPT_PairingMethodListType(w: BitWriter, o: _iso20_wpt.WPT_PairingMethodListType) -> None:
+    a = w.acc
+    k = w.n
     i_WPT_PairingMethod = 0
     s = 0
     if i_WPT_PairingMethod < len(o.WPT_PairingMethod):
         x_WPT_PairingMethod = o.WPT_PairingMethod[i_WPT_PairingMethod]
         i_WPT_PairingMethod += 1
-        w.bits((_I_iso20_wpt_WPT_PairingMethodType[x_WPT_PairingMethod]) << 1, 6)
+        a = (a << 6) | (_I_iso20_wpt_WPT_PairingMethodType[x_WPT_PairingMethod]) << 1
+        k += 6
         s = 1
     else:
         raise encode_error('WPT_PairingMethodListType', 'missing SE(WPT_PairingMethod)')
@@ -10478,7 +15209,8 @@ def _e_iso20_wpt_WPT_PairingMethodListType(w: BitWriter, o: _iso20_wpt.WPT_Pairi
         if i_WPT_PairingMethod < len(o.WPT_PairingMethod):
             x_WPT_PairingMethod = o.WPT_PairingMethod[i_WPT_PairingMethod]
             i_WPT_PairingMethod += 1
-            w.bits((_I_iso20_wpt_WPT_PairingMethodType[x_WPT_PairingMethod]) << 1, 7)
+            a = (a << 7) | (_I_iso20_wpt_WPT_PairingMethodType[x_WPT_PairingMethod]) << 1
+            k += 7
             n += 1
             if n == 7:
                 s = 8
@@ -10486,13 +15218,19 @@ def _e_iso20_wpt_WPT_PairingMethodListType(w: BitWriter, o: _iso20_wpt.WPT_Pairi
                     raise encode_error('WPT_PairingMethodListType.WPT_PairingMethod', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 8:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -10574,32 +15312,56 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqTy
     return _iso20_wpt.WPT_PairingReqType(Header=f_Header, EVProcessing=f_EVProcessing, ObservedIDCode=f_ObservedIDCode, EVResultCode=f_EVResultCode, VendorSpecificDataContainer=f_VendorSpecificDataContainer)
 
 def _e_iso20_wpt_WPT_PairingReqType(w: BitWriter, o: _iso20_wpt.WPT_PairingReqType) -> None:
+    a = w.acc
+    k = w.n
     i_VendorSpecificDataContainer = 0
     s = 0
     if o.Header is None:
         raise encode_error('WPT_PairingReqType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.EVProcessing is None:
         raise encode_error('WPT_PairingReqType.EVProcessing', 'required value missing')
-    w.bits((_I_iso20_common_types_processingType[o.EVProcessing]) << 1, 5)
+    a = (a << 5) | (_I_iso20_common_types_processingType[o.EVProcessing]) << 1
+    k += 5
     s = 1
     s = 2
     if o.ObservedIDCode is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if o.ObservedIDCode < 0 or (w.strict and (o.ObservedIDCode < 1 or o.ObservedIDCode > 4294967295)):
             raise encode_error('WPT_PairingReqType.ObservedIDCode', f'{o.ObservedIDCode!r} outside 1..4294967295')
-        w.uint(o.ObservedIDCode)
-        w.bits(0x0, 1)
+        u = o.ObservedIDCode
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 3
     elif o.EVResultCode is not None:
-        w.bits((_I_iso20_wpt_WPT_EVResultType[o.EVResultCode]) << 1 | 0x10, 6)
+        a = (a << 6) | (_I_iso20_wpt_WPT_EVResultType[o.EVResultCode]) << 1 | 0x10
+        k += 6
         s = 4
     else:
         raise encode_error('WPT_PairingReqType', 'missing SE(ObservedIDCode), SE(EVResultCode)')
     if s == 3:
         if o.EVResultCode is not None:
-            w.bits((_I_iso20_wpt_WPT_EVResultType[o.EVResultCode]) << 1, 5)
+            a = (a << 5) | (_I_iso20_wpt_WPT_EVResultType[o.EVResultCode]) << 1
+            k += 5
             s = 4
         else:
             raise encode_error('WPT_PairingReqType', 'missing SE(EVResultCode)')
@@ -10608,11 +15370,17 @@ def _e_iso20_wpt_WPT_PairingReqType(w: BitWriter, o: _iso20_wpt.WPT_PairingReqTy
         if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
             x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if len(x_VendorSpecificDataContainer) > 256:
                 raise encode_error('WPT_PairingReqType.VendorSpecificDataContainer', f'length {len(x_VendorSpecificDataContainer)} outside 0..256')
+            w.acc = a
+            w.n = k
             w.binary(x_VendorSpecificDataContainer)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             n += 1
             if n == 16:
                 s = 20
@@ -10620,13 +15388,19 @@ def _e_iso20_wpt_WPT_PairingReqType(w: BitWriter, o: _iso20_wpt.WPT_PairingReqTy
                     raise encode_error('WPT_PairingReqType.VendorSpecificDataContainer', 'too many entries')
                 break
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
             break
     if s == 20:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResType:
     f_Header: _iso20_common_types.MessageHeaderType
@@ -10750,72 +15524,125 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
     return _iso20_wpt.WPT_PairingResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, ObservedIDCode=f_ObservedIDCode, AlternativeSECCList=f_AlternativeSECCList, VendorSpecificDataContainer=f_VendorSpecificDataContainer)
 
 def _e_iso20_wpt_WPT_PairingResType(w: BitWriter, o: _iso20_wpt.WPT_PairingResType) -> None:
+    a = w.acc
+    k = w.n
     i_VendorSpecificDataContainer = 0
     s = 0
     if o.Header is None:
         raise encode_error('WPT_PairingResType.Header', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_iso20_common_types_MessageHeaderType(w, o.Header)
+    a = w.acc
+    k = w.n
     if o.ResponseCode is None:
         raise encode_error('WPT_PairingResType.ResponseCode', 'required value missing')
     if o.EVSEProcessing is None:
         raise encode_error('WPT_PairingResType.EVSEProcessing', 'required value missing')
-    w.bits((_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 6 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 1, 14)
+    a = (a << 14) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 6 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 1
+    k += 14
     s = 1
     s = 2
     s = 3
     if o.ObservedIDCode is not None:
-        w.bits(0x0, 4)
+        a <<= 4
+        k += 4
         if o.ObservedIDCode < 0 or (w.strict and (o.ObservedIDCode < 1 or o.ObservedIDCode > 4294967295)):
             raise encode_error('WPT_PairingResType.ObservedIDCode', f'{o.ObservedIDCode!r} outside 1..4294967295')
-        w.uint(o.ObservedIDCode)
-        w.bits(0x0, 1)
+        u = o.ObservedIDCode
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 4
     elif o.AlternativeSECCList is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         _e_iso20_wpt_AlternativeSECCListType(w, o.AlternativeSECCList)
+        a = w.acc
+        k = w.n
         s = 5
     elif i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
         x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
         i_VendorSpecificDataContainer += 1
-        w.bits(0x4, 4)
+        a = (a << 4) | 0x4
+        k += 4
         if len(x_VendorSpecificDataContainer) > 256:
             raise encode_error('WPT_PairingResType.VendorSpecificDataContainer', f'length {len(x_VendorSpecificDataContainer)} outside 0..256')
+        w.acc = a
+        w.n = k
         w.binary(x_VendorSpecificDataContainer)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 6
     else:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
         s = -1
     if s == 4:
         if o.AlternativeSECCList is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_iso20_wpt_AlternativeSECCListType(w, o.AlternativeSECCList)
+            a = w.acc
+            k = w.n
             s = 5
         elif i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
             x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             if len(x_VendorSpecificDataContainer) > 256:
                 raise encode_error('WPT_PairingResType.VendorSpecificDataContainer', f'length {len(x_VendorSpecificDataContainer)} outside 0..256')
+            w.acc = a
+            w.n = k
             w.binary(x_VendorSpecificDataContainer)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 6
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 5:
         if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
             x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
             i_VendorSpecificDataContainer += 1
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if len(x_VendorSpecificDataContainer) > 256:
                 raise encode_error('WPT_PairingResType.VendorSpecificDataContainer', f'length {len(x_VendorSpecificDataContainer)} outside 0..256')
+            w.acc = a
+            w.n = k
             w.binary(x_VendorSpecificDataContainer)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 6
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 6:
         n = 0
@@ -10823,11 +15650,17 @@ def _e_iso20_wpt_WPT_PairingResType(w: BitWriter, o: _iso20_wpt.WPT_PairingResTy
             if i_VendorSpecificDataContainer < len(o.VendorSpecificDataContainer):
                 x_VendorSpecificDataContainer = o.VendorSpecificDataContainer[i_VendorSpecificDataContainer]
                 i_VendorSpecificDataContainer += 1
-                w.bits(0x0, 3)
+                a <<= 3
+                k += 3
                 if len(x_VendorSpecificDataContainer) > 256:
                     raise encode_error('WPT_PairingResType.VendorSpecificDataContainer', f'length {len(x_VendorSpecificDataContainer)} outside 0..256')
+                w.acc = a
+                w.n = k
                 w.binary(x_VendorSpecificDataContainer)
-                w.bits(0x0, 1)
+                a = w.acc
+                k = w.n
+                a <<= 1
+                k += 1
                 n += 1
                 if n == 15:
                     s = 21
@@ -10835,13 +15668,19 @@ def _e_iso20_wpt_WPT_PairingResType(w: BitWriter, o: _iso20_wpt.WPT_PairingResTy
                         raise encode_error('WPT_PairingResType.VendorSpecificDataContainer', 'too many entries')
                     break
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
     if s == 21:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_SPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.WPT_SPCPowerControlParameterType:
     f_SPCPrimaryDeviceCoilCurrentInformation: _iso20_common_types.RationalNumberType
@@ -10861,6 +15700,8 @@ def _d_iso20_wpt_WPT_SPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.WP
     return _iso20_wpt.WPT_SPCPowerControlParameterType(SPCPrimaryDeviceCoilCurrentInformation=f_SPCPrimaryDeviceCoilCurrentInformation)
 
 def _e_iso20_wpt_WPT_SPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.WPT_SPCPowerControlParameterType) -> None:
+    a = w.acc
+    k = w.n
     if o.SPCPrimaryDeviceCoilCurrentInformation is None:
         raise encode_error('WPT_SPCPowerControlParameterType.SPCPrimaryDeviceCoilCurrentInformation', 'required value missing')
     if o.SPCPrimaryDeviceCoilCurrentInformation.Exponent is None:
@@ -10869,11 +15710,29 @@ def _e_iso20_wpt_WPT_SPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.WP
         raise encode_error('RationalNumberType.Exponent', f'{o.SPCPrimaryDeviceCoilCurrentInformation.Exponent!r} outside -128..127')
     if o.SPCPrimaryDeviceCoilCurrentInformation.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    w.bits((o.SPCPrimaryDeviceCoilCurrentInformation.Exponent + 128) << 3, 14)
     if (w.strict and (o.SPCPrimaryDeviceCoilCurrentInformation.Value < -32768 or o.SPCPrimaryDeviceCoilCurrentInformation.Value > 32767)):
         raise encode_error('RationalNumberType.Value', f'{o.SPCPrimaryDeviceCoilCurrentInformation.Value!r} outside -32768..32767')
-    w.integer(o.SPCPrimaryDeviceCoilCurrentInformation.Value)
-    w.bits(0x0, 3)
+    a = (a << 15) | (o.SPCPrimaryDeviceCoilCurrentInformation.Exponent + 128) << 4 | (1 if o.SPCPrimaryDeviceCoilCurrentInformation.Value < 0 else 0)
+    k += 15
+    u = -o.SPCPrimaryDeviceCoilCurrentInformation.Value - 1 if o.SPCPrimaryDeviceCoilCurrentInformation.Value < 0 else o.SPCPrimaryDeviceCoilCurrentInformation.Value
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxRxPackageSpecDataType:
     f_PulseSequenceOrder: list[_iso20_wpt.WPT_TxRxPulseOrderType] = []
@@ -10990,67 +15849,153 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
     return _iso20_wpt.WPT_TxRxPackageSpecDataType(PulseSequenceOrder=f_PulseSequenceOrder, PulseSeparationTime=f_PulseSeparationTime, PulseDuration=f_PulseDuration, PackageSeparationTime=f_PackageSeparationTime)
 
 def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxRxPackageSpecDataType) -> None:
+    a = w.acc
+    k = w.n
     i_PulseSequenceOrder = 0
     s = 0
     if i_PulseSequenceOrder < len(o.PulseSequenceOrder):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_PulseSequenceOrder = o.PulseSequenceOrder[i_PulseSequenceOrder]
         i_PulseSequenceOrder += 1
         if x_PulseSequenceOrder.IndexNumber is None:
             raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', 'required value missing')
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         if x_PulseSequenceOrder.IndexNumber < 0 or (w.strict and (x_PulseSequenceOrder.IndexNumber > 65535)):
             raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', f'{x_PulseSequenceOrder.IndexNumber!r} outside 0..65535')
-        w.uint(x_PulseSequenceOrder.IndexNumber)
+        u = x_PulseSequenceOrder.IndexNumber
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_PulseSequenceOrder.TxRxIdentifier is None:
             raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'required value missing')
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if x_PulseSequenceOrder.TxRxIdentifier < 0 or (w.strict and (x_PulseSequenceOrder.TxRxIdentifier < 1 or x_PulseSequenceOrder.TxRxIdentifier > 4294967295)):
             raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', f'{x_PulseSequenceOrder.TxRxIdentifier!r} outside 1..4294967295')
-        w.uint(x_PulseSequenceOrder.TxRxIdentifier)
-        w.bits(0x0, 2)
+        u = x_PulseSequenceOrder.TxRxIdentifier
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 1
     else:
         raise encode_error('WPT_TxRxPackageSpecDataType', 'missing SE(PulseSequenceOrder)')
     if i_PulseSequenceOrder < len(o.PulseSequenceOrder):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_PulseSequenceOrder = o.PulseSequenceOrder[i_PulseSequenceOrder]
         i_PulseSequenceOrder += 1
         if x_PulseSequenceOrder.IndexNumber is None:
             raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', 'required value missing')
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         if x_PulseSequenceOrder.IndexNumber < 0 or (w.strict and (x_PulseSequenceOrder.IndexNumber > 65535)):
             raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', f'{x_PulseSequenceOrder.IndexNumber!r} outside 0..65535')
-        w.uint(x_PulseSequenceOrder.IndexNumber)
+        u = x_PulseSequenceOrder.IndexNumber
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
         if x_PulseSequenceOrder.TxRxIdentifier is None:
             raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'required value missing')
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         if x_PulseSequenceOrder.TxRxIdentifier < 0 or (w.strict and (x_PulseSequenceOrder.TxRxIdentifier < 1 or x_PulseSequenceOrder.TxRxIdentifier > 4294967295)):
             raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', f'{x_PulseSequenceOrder.TxRxIdentifier!r} outside 1..4294967295')
-        w.uint(x_PulseSequenceOrder.TxRxIdentifier)
-        w.bits(0x0, 2)
+        u = x_PulseSequenceOrder.TxRxIdentifier
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         s = 2
     else:
         raise encode_error('WPT_TxRxPackageSpecDataType', 'missing SE(PulseSequenceOrder)')
     n = 0
     while True:
         if i_PulseSequenceOrder < len(o.PulseSequenceOrder):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_PulseSequenceOrder = o.PulseSequenceOrder[i_PulseSequenceOrder]
             i_PulseSequenceOrder += 1
             if x_PulseSequenceOrder.IndexNumber is None:
                 raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if x_PulseSequenceOrder.IndexNumber < 0 or (w.strict and (x_PulseSequenceOrder.IndexNumber > 65535)):
                 raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', f'{x_PulseSequenceOrder.IndexNumber!r} outside 0..65535')
-            w.uint(x_PulseSequenceOrder.IndexNumber)
+            u = x_PulseSequenceOrder.IndexNumber
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
             if x_PulseSequenceOrder.TxRxIdentifier is None:
                 raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'required value missing')
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             if x_PulseSequenceOrder.TxRxIdentifier < 0 or (w.strict and (x_PulseSequenceOrder.TxRxIdentifier < 1 or x_PulseSequenceOrder.TxRxIdentifier > 4294967295)):
                 raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', f'{x_PulseSequenceOrder.TxRxIdentifier!r} outside 1..4294967295')
-            w.uint(x_PulseSequenceOrder.TxRxIdentifier)
-            w.bits(0x0, 2)
+            u = x_PulseSequenceOrder.TxRxIdentifier
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
             n += 1
             if n == 253:
                 s = 258
@@ -11058,41 +16003,100 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
                     raise encode_error('WPT_TxRxPackageSpecDataType.PulseSequenceOrder', 'too many entries')
                 break
         elif o.PulseSeparationTime is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             if o.PulseSeparationTime < 0 or (w.strict and (o.PulseSeparationTime > 65535)):
                 raise encode_error('WPT_TxRxPackageSpecDataType.PulseSeparationTime', f'{o.PulseSeparationTime!r} outside 0..65535')
-            w.uint(o.PulseSeparationTime)
-            w.bits(0x0, 1)
+            u = o.PulseSeparationTime
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
             break
         else:
             raise encode_error('WPT_TxRxPackageSpecDataType', 'missing SE(PulseSequenceOrder), SE(PulseSeparationTime)')
     if s == 258:
         if o.PulseSeparationTime is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             if o.PulseSeparationTime < 0 or (w.strict and (o.PulseSeparationTime > 65535)):
                 raise encode_error('WPT_TxRxPackageSpecDataType.PulseSeparationTime', f'{o.PulseSeparationTime!r} outside 0..65535')
-            w.uint(o.PulseSeparationTime)
-            w.bits(0x0, 1)
+            u = o.PulseSeparationTime
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 1
+            k += 1
             s = 4
         else:
             raise encode_error('WPT_TxRxPackageSpecDataType', 'missing SE(PulseSeparationTime)')
     if o.PulseDuration is None:
         raise encode_error('WPT_TxRxPackageSpecDataType.PulseDuration', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.PulseDuration < 0 or (w.strict and (o.PulseDuration > 65535)):
         raise encode_error('WPT_TxRxPackageSpecDataType.PulseDuration', f'{o.PulseDuration!r} outside 0..65535')
-    w.uint(o.PulseDuration)
+    u = o.PulseDuration
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.PackageSeparationTime is None:
         raise encode_error('WPT_TxRxPackageSpecDataType.PackageSeparationTime', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     s = 6
     if o.PackageSeparationTime < 0 or (w.strict and (o.PackageSeparationTime > 65535)):
         raise encode_error('WPT_TxRxPackageSpecDataType.PackageSeparationTime', f'{o.PackageSeparationTime!r} outside 0..65535')
-    w.uint(o.PackageSeparationTime)
-    w.bits(0x0, 2)
+    u = o.PackageSeparationTime
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
     s = 8
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_TxRxPulseOrderType(r: BitReader) -> _iso20_wpt.WPT_TxRxPulseOrderType:
     f_IndexNumber: int
@@ -11117,19 +16121,52 @@ def _d_iso20_wpt_WPT_TxRxPulseOrderType(r: BitReader) -> _iso20_wpt.WPT_TxRxPuls
     return _iso20_wpt.WPT_TxRxPulseOrderType(IndexNumber=f_IndexNumber, TxRxIdentifier=f_TxRxIdentifier)
 
 def _e_iso20_wpt_WPT_TxRxPulseOrderType(w: BitWriter, o: _iso20_wpt.WPT_TxRxPulseOrderType) -> None:
+    a = w.acc
+    k = w.n
     if o.IndexNumber is None:
         raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.IndexNumber < 0 or (w.strict and (o.IndexNumber > 65535)):
         raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', f'{o.IndexNumber!r} outside 0..65535')
-    w.uint(o.IndexNumber)
+    u = o.IndexNumber
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.TxRxIdentifier is None:
         raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
     if o.TxRxIdentifier < 0 or (w.strict and (o.TxRxIdentifier < 1 or o.TxRxIdentifier > 4294967295)):
         raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', f'{o.TxRxIdentifier!r} outside 1..4294967295')
-    w.uint(o.TxRxIdentifier)
-    w.bits(0x0, 2)
+    u = o.TxRxIdentifier
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_iso20_wpt_WPT_TxRxSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxRxSpecDataType:
     f_TxRxIdentifier: int
@@ -11198,53 +16235,151 @@ def _d_iso20_wpt_WPT_TxRxSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxRxSpecDa
     return _iso20_wpt.WPT_TxRxSpecDataType(TxRxIdentifier=f_TxRxIdentifier, TxRxPosition=f_TxRxPosition, TxRxOrientation=f_TxRxOrientation)
 
 def _e_iso20_wpt_WPT_TxRxSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxRxSpecDataType) -> None:
+    a = w.acc
+    k = w.n
     if o.TxRxIdentifier is None:
         raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
     if o.TxRxIdentifier < 0 or (w.strict and (o.TxRxIdentifier < 1 or o.TxRxIdentifier > 4294967295)):
         raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{o.TxRxIdentifier!r} outside 1..4294967295')
-    w.uint(o.TxRxIdentifier)
+    u = o.TxRxIdentifier
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.TxRxPosition is None:
         raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
     if o.TxRxPosition.Coord_X is None:
         raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-    w.bits(0x0, 4)
     if (w.strict and (o.TxRxPosition.Coord_X < -32768 or o.TxRxPosition.Coord_X > 32767)):
         raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{o.TxRxPosition.Coord_X!r} outside -32768..32767')
-    w.integer(o.TxRxPosition.Coord_X)
+    a = (a << 5) | (1 if o.TxRxPosition.Coord_X < 0 else 0)
+    k += 5
+    u = -o.TxRxPosition.Coord_X - 1 if o.TxRxPosition.Coord_X < 0 else o.TxRxPosition.Coord_X
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.TxRxPosition.Coord_Y is None:
         raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-    w.bits(0x0, 3)
     if (w.strict and (o.TxRxPosition.Coord_Y < -32768 or o.TxRxPosition.Coord_Y > 32767)):
         raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{o.TxRxPosition.Coord_Y!r} outside -32768..32767')
-    w.integer(o.TxRxPosition.Coord_Y)
+    a = (a << 4) | (1 if o.TxRxPosition.Coord_Y < 0 else 0)
+    k += 4
+    u = -o.TxRxPosition.Coord_Y - 1 if o.TxRxPosition.Coord_Y < 0 else o.TxRxPosition.Coord_Y
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.TxRxPosition.Coord_Z is None:
         raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-    w.bits(0x0, 3)
     if (w.strict and (o.TxRxPosition.Coord_Z < -32768 or o.TxRxPosition.Coord_Z > 32767)):
         raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{o.TxRxPosition.Coord_Z!r} outside -32768..32767')
-    w.integer(o.TxRxPosition.Coord_Z)
+    a = (a << 4) | (1 if o.TxRxPosition.Coord_Z < 0 else 0)
+    k += 4
+    u = -o.TxRxPosition.Coord_Z - 1 if o.TxRxPosition.Coord_Z < 0 else o.TxRxPosition.Coord_Z
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.TxRxOrientation is None:
         raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
     if o.TxRxOrientation.Coord_X is None:
         raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-    w.bits(0x0, 5)
     if (w.strict and (o.TxRxOrientation.Coord_X < -32768 or o.TxRxOrientation.Coord_X > 32767)):
         raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{o.TxRxOrientation.Coord_X!r} outside -32768..32767')
-    w.integer(o.TxRxOrientation.Coord_X)
+    a = (a << 6) | (1 if o.TxRxOrientation.Coord_X < 0 else 0)
+    k += 6
+    u = -o.TxRxOrientation.Coord_X - 1 if o.TxRxOrientation.Coord_X < 0 else o.TxRxOrientation.Coord_X
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.TxRxOrientation.Coord_Y is None:
         raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-    w.bits(0x0, 3)
     if (w.strict and (o.TxRxOrientation.Coord_Y < -32768 or o.TxRxOrientation.Coord_Y > 32767)):
         raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{o.TxRxOrientation.Coord_Y!r} outside -32768..32767')
-    w.integer(o.TxRxOrientation.Coord_Y)
+    a = (a << 4) | (1 if o.TxRxOrientation.Coord_Y < 0 else 0)
+    k += 4
+    u = -o.TxRxOrientation.Coord_Y - 1 if o.TxRxOrientation.Coord_Y < 0 else o.TxRxOrientation.Coord_Y
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
     if o.TxRxOrientation.Coord_Z is None:
         raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-    w.bits(0x0, 3)
     if (w.strict and (o.TxRxOrientation.Coord_Z < -32768 or o.TxRxOrientation.Coord_Z > 32767)):
         raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{o.TxRxOrientation.Coord_Z!r} outside -32768..32767')
-    w.integer(o.TxRxOrientation.Coord_Z)
-    w.bits(0x0, 3)
+    a = (a << 4) | (1 if o.TxRxOrientation.Coord_Z < 0 else 0)
+    k += 4
+    u = -o.TxRxOrientation.Coord_Z - 1 if o.TxRxOrientation.Coord_Z < 0 else o.TxRxOrientation.Coord_Z
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v0(r: BitReader) -> object:
     c = r.bits(9)
@@ -11259,9 +16394,21 @@ def _d_v0(r: BitReader) -> object:
     return v
 
 def _e_v0(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v1(r: BitReader) -> object:
     c = r.bits(9)
@@ -11276,9 +16423,21 @@ def _d_v1(r: BitReader) -> object:
     return v
 
 def _e_v1(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v2(r: BitReader) -> object:
     c = r.bits(9)
@@ -11293,11 +16452,31 @@ def _d_v2(r: BitReader) -> object:
     return v
 
 def _e_v2(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if o < 0 or (w.strict and (o > 65535)):
         raise encode_error('value', f'{o!r} outside 0..65535')
-    w.uint(o)
-    w.bits(0x0, 1)
+    u = o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v3(r: BitReader) -> object:
     c = r.bits(9)
@@ -11312,11 +16491,31 @@ def _d_v3(r: BitReader) -> object:
     return v
 
 def _e_v3(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if o < 0 or (w.strict and (o > 18446744073709551615)):
         raise encode_error('value', f'{o!r} outside 0..18446744073709551615')
-    w.uint(o)
-    w.bits(0x0, 1)
+    u = o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v4(r: BitReader) -> object:
     c = r.bits(9)
@@ -11331,11 +16530,23 @@ def _d_v4(r: BitReader) -> object:
     return v
 
 def _e_v4(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 12:
         raise encode_error('value', f'length {len(o)} outside 0..12')
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v5(r: BitReader) -> object:
     c = r.bits(3)
@@ -11345,7 +16556,14 @@ def _d_v5(r: BitReader) -> object:
     return v
 
 def _e_v5(w: BitWriter, o: Any) -> None:
-    w.bits((1 if o else 0) << 1, 3)
+    a = w.acc
+    k = w.n
+    a = (a << 3) | (1 if o else 0) << 1
+    k += 3
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v6(r: BitReader) -> object:
     c = r.bits(10)
@@ -11361,11 +16579,31 @@ def _d_v6(r: BitReader) -> object:
     return v
 
 def _e_v6(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
     if (w.strict and (o < -32768 or o > 32767)):
         raise encode_error('value', f'{o!r} outside -32768..32767')
-    w.integer(o)
-    w.bits(0x0, 1)
+    a = (a << 2) | (1 if o < 0 else 0)
+    k += 2
+    u = -o - 1 if o < 0 else o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v7(r: BitReader) -> object:
     c = r.bits(9)
@@ -11380,11 +16618,31 @@ def _d_v7(r: BitReader) -> object:
     return v
 
 def _e_v7(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if o < 0 or (w.strict and (o > 4294967295)):
         raise encode_error('value', f'{o!r} outside 0..4294967295')
-    w.uint(o)
-    w.bits(0x0, 1)
+    u = o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v8(r: BitReader) -> object:
     c = r.bits(4)
@@ -11394,7 +16652,14 @@ def _d_v8(r: BitReader) -> object:
     return v
 
 def _e_v8(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_wpt_WPT_EVPCChargeDiagnosticsType[o]) << 1, 4)
+    a = w.acc
+    k = w.n
+    a = (a << 4) | (_I_iso20_wpt_WPT_EVPCChargeDiagnosticsType[o]) << 1
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v9(r: BitReader) -> object:
     c = r.bits(4)
@@ -11407,7 +16672,14 @@ def _d_v9(r: BitReader) -> object:
     return v
 
 def _e_v9(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_common_types_processingType[o]) << 1, 4)
+    a = w.acc
+    k = w.n
+    a = (a << 4) | (_I_iso20_common_types_processingType[o]) << 1
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v10(r: BitReader) -> object:
     c = r.bits(4)
@@ -11420,7 +16692,14 @@ def _d_v10(r: BitReader) -> object:
     return v
 
 def _e_v10(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_wpt_WPT_EVResultType[o]) << 1, 4)
+    a = w.acc
+    k = w.n
+    a = (a << 4) | (_I_iso20_wpt_WPT_EVResultType[o]) << 1
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v11(r: BitReader) -> object:
     c = r.bits(5)
@@ -11433,7 +16712,14 @@ def _d_v11(r: BitReader) -> object:
     return v
 
 def _e_v11(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_common_types_evseNotificationType[o]) << 1, 5)
+    a = w.acc
+    k = w.n
+    a = (a << 5) | (_I_iso20_common_types_evseNotificationType[o]) << 1
+    k += 5
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v12(r: BitReader) -> object:
     c = r.bits(9)
@@ -11448,9 +16734,21 @@ def _d_v12(r: BitReader) -> object:
     return v
 
 def _e_v12(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v13(r: BitReader) -> object:
     c = r.bits(10)
@@ -11460,9 +16758,16 @@ def _d_v13(r: BitReader) -> object:
     return v
 
 def _e_v13(w: BitWriter, o: Any) -> None:
+    a = w.acc
+    k = w.n
     if o < -128 or o > 127:
         raise encode_error('value', f'{o!r} outside -128..127')
-    w.bits((o + 128) << 1, 10)
+    a = (a << 10) | (o + 128) << 1
+    k += 10
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v14(r: BitReader) -> object:
     c = r.bits(10)
@@ -11478,9 +16783,29 @@ def _d_v14(r: BitReader) -> object:
     return v
 
 def _e_v14(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
-    w.integer(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a = (a << 2) | (1 if o < 0 else 0)
+    k += 2
+    u = -o - 1 if o < 0 else o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v15(r: BitReader) -> object:
     c = r.bits(9)
@@ -11495,11 +16820,23 @@ def _d_v15(r: BitReader) -> object:
     return v
 
 def _e_v15(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 39:
         raise encode_error('value', f'length {len(o)} outside 0..39')
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v16(r: BitReader) -> object:
     c = r.bits(9)
@@ -11514,11 +16851,23 @@ def _d_v16(r: BitReader) -> object:
     return v
 
 def _e_v16(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 256:
         raise encode_error('value', f'length {len(o)} outside 0..256')
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v17(r: BitReader) -> object:
     c = r.bits(9)
@@ -11528,9 +16877,16 @@ def _d_v17(r: BitReader) -> object:
     return v
 
 def _e_v17(w: BitWriter, o: Any) -> None:
+    a = w.acc
+    k = w.n
     if o < 0 or o > 127 or (w.strict and (o > 100)):
         raise encode_error('value', f'{o!r} outside 0..100')
-    w.bits((o) << 1, 9)
+    a = (a << 9) | (o) << 1
+    k += 9
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v18(r: BitReader) -> object:
     c = r.bits(9)
@@ -11545,11 +16901,23 @@ def _d_v18(r: BitReader) -> object:
     return v
 
 def _e_v18(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 32:
         raise encode_error('value', f'length {len(o)} outside 0..32')
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v19(r: BitReader) -> object:
     c = r.bits(9)
@@ -11564,11 +16932,23 @@ def _d_v19(r: BitReader) -> object:
     return v
 
 def _e_v19(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 64:
         raise encode_error('value', f'length {len(o)} outside 0..64')
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v20(r: BitReader) -> object:
     c = r.bits(10)
@@ -11578,9 +16958,16 @@ def _d_v20(r: BitReader) -> object:
     return v
 
 def _e_v20(w: BitWriter, o: Any) -> None:
+    a = w.acc
+    k = w.n
     if o < 0 or o > 255:
         raise encode_error('value', f'{o!r} outside 0..255')
-    w.bits((o) << 1, 10)
+    a = (a << 10) | (o) << 1
+    k += 10
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v21(r: BitReader) -> object:
     c = r.bits(9)
@@ -11595,11 +16982,31 @@ def _d_v21(r: BitReader) -> object:
     return v
 
 def _e_v21(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if o < 0 or (w.strict and (o < 1 or o > 4294967295)):
         raise encode_error('value', f'{o!r} outside 1..4294967295')
-    w.uint(o)
-    w.bits(0x0, 1)
+    u = o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v22(r: BitReader) -> object:
     c = r.bits(4)
@@ -11609,7 +17016,14 @@ def _d_v22(r: BitReader) -> object:
     return v
 
 def _e_v22(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_wpt_WPT_PowerClassType[o]) << 1, 4)
+    a = w.acc
+    k = w.n
+    a = (a << 4) | (_I_iso20_wpt_WPT_PowerClassType[o]) << 1
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v23(r: BitReader) -> object:
     c = r.bits(9)
@@ -11624,9 +17038,21 @@ def _d_v23(r: BitReader) -> object:
     return v
 
 def _e_v23(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v24(r: BitReader) -> object:
     c = r.bits(8)
@@ -11639,7 +17065,14 @@ def _d_v24(r: BitReader) -> object:
     return v
 
 def _e_v24(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_common_types_responseCodeType[o]) << 1, 8)
+    a = w.acc
+    k = w.n
+    a = (a << 8) | (_I_iso20_common_types_responseCodeType[o]) << 1
+    k += 8
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v25(r: BitReader) -> object:
     c = r.bits(5)
@@ -11652,7 +17085,14 @@ def _d_v25(r: BitReader) -> object:
     return v
 
 def _e_v25(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_wpt_WPT_SPCChargeDiagnosticsType[o]) << 1, 5)
+    a = w.acc
+    k = w.n
+    a = (a << 5) | (_I_iso20_wpt_WPT_SPCChargeDiagnosticsType[o]) << 1
+    k += 5
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v26(r: BitReader) -> object:
     c = r.bits(9)
@@ -11667,11 +17107,23 @@ def _d_v26(r: BitReader) -> object:
     return v
 
 def _e_v26(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if len(o) > 255:
         raise encode_error('value', f'length {len(o)} outside 0..255')
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v27(r: BitReader) -> object:
     c = r.bits(9)
@@ -11686,11 +17138,23 @@ def _d_v27(r: BitReader) -> object:
     return v
 
 def _e_v27(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
     if (len(o) < 8 and w.strict) or len(o) > 8:
         raise encode_error('value', f'length {len(o)} outside 8..8')
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v28(r: BitReader) -> object:
     c = r.bits(4)
@@ -11703,7 +17167,14 @@ def _d_v28(r: BitReader) -> object:
     return v
 
 def _e_v28(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_wpt_WPT_AlignmentCheckMethodType[o]) << 1, 4)
+    a = w.acc
+    k = w.n
+    a = (a << 4) | (_I_iso20_wpt_WPT_AlignmentCheckMethodType[o]) << 1
+    k += 4
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v29(r: BitReader) -> object:
     c = r.bits(5)
@@ -11716,7 +17187,14 @@ def _d_v29(r: BitReader) -> object:
     return v
 
 def _e_v29(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_wpt_WPT_FinePositioningMethodType[o]) << 1, 5)
+    a = w.acc
+    k = w.n
+    a = (a << 5) | (_I_iso20_wpt_WPT_FinePositioningMethodType[o]) << 1
+    k += 5
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v30(r: BitReader) -> object:
     c = r.bits(5)
@@ -11729,7 +17207,14 @@ def _d_v30(r: BitReader) -> object:
     return v
 
 def _e_v30(w: BitWriter, o: Any) -> None:
-    w.bits((_I_iso20_wpt_WPT_PairingMethodType[o]) << 1, 5)
+    a = w.acc
+    k = w.n
+    a = (a << 5) | (_I_iso20_wpt_WPT_PairingMethodType[o]) << 1
+    k += 5
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v31(r: BitReader) -> object:
     c = r.bits(10)
@@ -11745,9 +17230,29 @@ def _d_v31(r: BitReader) -> object:
     return v
 
 def _e_v31(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
-    w.integer(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a = (a << 2) | (1 if o < 0 else 0)
+    k += 2
+    u = -o - 1 if o < 0 else o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 DOCUMENT: EntryTable = (
     ('urn:iso:std:iso:15118:-20:CommonTypes', 'CLReqControlMode', _d_iso20_common_types_CLReqControlModeType, _e_iso20_common_types_CLReqControlModeType, _iso20_common_types.CLReqControlModeType),

@@ -56,19 +56,32 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
     return _xmldsig.CanonicalizationMethodType(Algorithm=f_Algorithm)
 
 def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.CanonicalizationMethodType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Algorithm is None:
         raise encode_error('CanonicalizationMethodType.Algorithm', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Algorithm)
+    a = w.acc
+    k = w.n
     s = 1
     if True:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     f_P: bytes | None = None
@@ -227,87 +240,162 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     return _xmldsig.DSAKeyValueType(P=f_P, Q=f_Q, G=f_G, Y=f_Y, J=f_J, Seed=f_Seed, PgenCounter=f_PgenCounter)
 
 def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.P is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.P)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif o.G is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.G)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     elif o.Y is not None:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.Y)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 3
     else:
         raise encode_error('DSAKeyValueType', 'missing SE(P), SE(G), SE(Y)')
     if s == 1:
         if o.Q is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.binary(o.Q)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 4
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(Q)')
     if s == 4:
         if o.G is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.binary(o.G)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 2
         elif o.Y is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
+            w.acc = a
+            w.n = k
             w.binary(o.Y)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 3
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(G), SE(Y)')
     if s == 2:
         if o.Y is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.binary(o.Y)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 3
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(Y)')
     if o.J is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.J)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 5
     elif o.Seed is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.Seed)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 6
     else:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         s = -1
     if s == 5:
         if o.Seed is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.binary(o.Seed)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 6
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 6:
         if o.PgenCounter is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.binary(o.PgenCounter)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 7
         else:
             raise encode_error('DSAKeyValueType', 'missing SE(PgenCounter)')
     if s == 7:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
     f_Algorithm: str
@@ -346,19 +434,32 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
     return _xmldsig.DigestMethodType(Algorithm=f_Algorithm)
 
 def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Algorithm is None:
         raise encode_error('DigestMethodType.Algorithm', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Algorithm)
+    a = w.acc
+    k = w.n
     s = 1
     if True:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     f_Id: str | None = None
@@ -519,6 +620,8 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     return _xmldsig.KeyInfoType(Id=f_Id, KeyName=f_KeyName, KeyValue=f_KeyValue, RetrievalMethod=f_RetrievalMethod, X509Data=f_X509Data, PGPData=f_PGPData, SPKIData=f_SPKIData, MgmtData=f_MgmtData)
 
 def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
+    a = w.acc
+    k = w.n
     i_KeyName = 0
     i_KeyValue = 0
     i_RetrievalMethod = 0
@@ -528,52 +631,94 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     i_MgmtData = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 4)
+        a <<= 4
+        k += 4
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif i_KeyName < len(o.KeyName):
         x_KeyName = o.KeyName[i_KeyName]
         i_KeyName += 1
-        w.bits(0x2, 5)
+        a = (a << 5) | 0x2
+        k += 5
+        w.acc = a
+        w.n = k
         w.string(x_KeyName)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     elif i_KeyValue < len(o.KeyValue):
-        w.bits(0x2, 4)
+        a = (a << 4) | 0x2
+        k += 4
         x_KeyValue = o.KeyValue[i_KeyValue]
         i_KeyValue += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_KeyValueType(w, x_KeyValue)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_RetrievalMethod < len(o.RetrievalMethod):
-        w.bits(0x3, 4)
+        a = (a << 4) | 0x3
+        k += 4
         x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
         i_RetrievalMethod += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_X509Data < len(o.X509Data):
-        w.bits(0x4, 4)
+        a = (a << 4) | 0x4
+        k += 4
         x_X509Data = o.X509Data[i_X509Data]
         i_X509Data += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_X509DataType(w, x_X509Data)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_PGPData < len(o.PGPData):
-        w.bits(0x5, 4)
+        a = (a << 4) | 0x5
+        k += 4
         x_PGPData = o.PGPData[i_PGPData]
         i_PGPData += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_PGPDataType(w, x_PGPData)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_SPKIData < len(o.SPKIData):
-        w.bits(0x6, 4)
+        a = (a << 4) | 0x6
+        k += 4
         x_SPKIData = o.SPKIData[i_SPKIData]
         i_SPKIData += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_SPKIDataType(w, x_SPKIData)
+        a = w.acc
+        k = w.n
         s = 2
     elif i_MgmtData < len(o.MgmtData):
         x_MgmtData = o.MgmtData[i_MgmtData]
         i_MgmtData += 1
-        w.bits(0xe, 5)
+        a = (a << 5) | 0xe
+        k += 5
+        w.acc = a
+        w.n = k
         w.string(x_MgmtData)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
         raise encode_error('KeyInfoType', 'missing AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData)')
@@ -581,46 +726,83 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
         if i_KeyName < len(o.KeyName):
             x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
-            w.bits(0x0, 5)
+            a <<= 5
+            k += 5
+            w.acc = a
+            w.n = k
             w.string(x_KeyName)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 2
         elif i_KeyValue < len(o.KeyValue):
-            w.bits(0x1, 4)
+            a = (a << 4) | 0x1
+            k += 4
             x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_KeyValueType(w, x_KeyValue)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_RetrievalMethod < len(o.RetrievalMethod):
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_X509Data < len(o.X509Data):
-            w.bits(0x3, 4)
+            a = (a << 4) | 0x3
+            k += 4
             x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_X509DataType(w, x_X509Data)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_PGPData < len(o.PGPData):
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_PGPDataType(w, x_PGPData)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_SPKIData < len(o.SPKIData):
-            w.bits(0x5, 4)
+            a = (a << 4) | 0x5
+            k += 4
             x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_SPKIDataType(w, x_SPKIData)
+            a = w.acc
+            k = w.n
             s = 2
         elif i_MgmtData < len(o.MgmtData):
             x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
-            w.bits(0xc, 5)
+            a = (a << 5) | 0xc
+            k += 5
+            w.acc = a
+            w.n = k
             w.string(x_MgmtData)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             s = 2
         else:
             raise encode_error('KeyInfoType', 'missing SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData)')
@@ -628,44 +810,86 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
         if i_KeyName < len(o.KeyName):
             x_KeyName = o.KeyName[i_KeyName]
             i_KeyName += 1
-            w.bits(0x0, 5)
+            a <<= 5
+            k += 5
+            w.acc = a
+            w.n = k
             w.string(x_KeyName)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         elif i_KeyValue < len(o.KeyValue):
-            w.bits(0x1, 4)
+            a = (a << 4) | 0x1
+            k += 4
             x_KeyValue = o.KeyValue[i_KeyValue]
             i_KeyValue += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_KeyValueType(w, x_KeyValue)
+            a = w.acc
+            k = w.n
         elif i_RetrievalMethod < len(o.RetrievalMethod):
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
             x_RetrievalMethod = o.RetrievalMethod[i_RetrievalMethod]
             i_RetrievalMethod += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_RetrievalMethodType(w, x_RetrievalMethod)
+            a = w.acc
+            k = w.n
         elif i_X509Data < len(o.X509Data):
-            w.bits(0x3, 4)
+            a = (a << 4) | 0x3
+            k += 4
             x_X509Data = o.X509Data[i_X509Data]
             i_X509Data += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_X509DataType(w, x_X509Data)
+            a = w.acc
+            k = w.n
         elif i_PGPData < len(o.PGPData):
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
             x_PGPData = o.PGPData[i_PGPData]
             i_PGPData += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_PGPDataType(w, x_PGPData)
+            a = w.acc
+            k = w.n
         elif i_SPKIData < len(o.SPKIData):
-            w.bits(0x5, 4)
+            a = (a << 4) | 0x5
+            k += 4
             x_SPKIData = o.SPKIData[i_SPKIData]
             i_SPKIData += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_SPKIDataType(w, x_SPKIData)
+            a = w.acc
+            k = w.n
         elif i_MgmtData < len(o.MgmtData):
             x_MgmtData = o.MgmtData[i_MgmtData]
             i_MgmtData += 1
-            w.bits(0xc, 5)
+            a = (a << 5) | 0xc
+            k += 5
+            w.acc = a
+            w.n = k
             w.string(x_MgmtData)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         else:
-            w.bits(0x8, 4)
+            a = (a << 4) | 0x8
+            k += 4
             s = -1
             break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
     f_DSAKeyValue: _xmldsig.DSAKeyValueType | None = None
@@ -712,26 +936,49 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
     return _xmldsig.KeyValueType(DSAKeyValue=f_DSAKeyValue, RSAKeyValue=f_RSAKeyValue)
 
 def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
+    a = w.acc
+    k = w.n
     if o.DSAKeyValue is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         _e_xmldsig_DSAKeyValueType(w, o.DSAKeyValue)
+        a = w.acc
+        k = w.n
         if o.RSAKeyValue is not None:
             raise encode_error('KeyValueType.RSAKeyValue', 'cannot be combined with DSAKeyValue')
     elif o.RSAKeyValue is not None:
         if o.RSAKeyValue.Modulus is None:
             raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
-        w.bits(0x4, 5)
+        a = (a << 5) | 0x4
+        k += 5
+        w.acc = a
+        w.n = k
         w.binary(o.RSAKeyValue.Modulus)
+        a = w.acc
+        k = w.n
         if o.RSAKeyValue.Exponent is None:
             raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.RSAKeyValue.Exponent)
-        w.bits(0x0, 2)
+        a = w.acc
+        k = w.n
+        a <<= 2
+        k += 2
     else:
         raise encode_error('KeyValueType', 'missing SE(DSAKeyValue), SE(RSAKeyValue)')
     if True:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         pass
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
     f_Id: str | None = None
@@ -778,49 +1025,82 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
     return _xmldsig.ManifestType(Id=f_Id, Reference=f_Reference)
 
 def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
+    a = w.acc
+    k = w.n
     i_Reference = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif i_Reference < len(o.Reference):
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ReferenceType(w, x_Reference)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('ManifestType', 'missing AT(Id), SE(Reference)')
     if s == 1:
         if i_Reference < len(o.Reference):
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             x_Reference = o.Reference[i_Reference]
             i_Reference += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_ReferenceType(w, x_Reference)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('ManifestType', 'missing SE(Reference)')
     if i_Reference < len(o.Reference):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ReferenceType(w, x_Reference)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         while True:
             if i_Reference < len(o.Reference):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Reference = o.Reference[i_Reference]
                 i_Reference += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_ReferenceType(w, x_Reference)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     f_Encoding: str | None = None
@@ -926,50 +1206,91 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
     return _xmldsig.ObjectType(Encoding=f_Encoding, Id=f_Id, MimeType=f_MimeType)
 
 def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Encoding is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Encoding)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.Id is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.MimeType is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.MimeType)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
         s = -1
     if s == 1:
         if o.Id is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.Id)
+            a = w.acc
+            k = w.n
             s = 2
         elif o.MimeType is not None:
-            w.bits(0x1, 3)
+            a = (a << 3) | 0x1
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.MimeType)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
             s = -1
     if s == 2:
         if o.MimeType is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.MimeType)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             s = -1
     if s == 3:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 4:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     f_PGPKeyID: bytes | None = None
@@ -1059,19 +1380,33 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     return _xmldsig.PGPDataType(PGPKeyID=f_PGPKeyID, PGPKeyPacket=f_PGPKeyPacket)
 
 def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
+    a = w.acc
+    k = w.n
     i_PGPKeyPacket = 0
     s = 0
     if o.PGPKeyID is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(o.PGPKeyID)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 1
     elif i_PGPKeyPacket < len(o.PGPKeyPacket):
         x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
         i_PGPKeyPacket += 1
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.binary(x_PGPKeyPacket)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
         s = 2
@@ -1081,31 +1416,46 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         if i_PGPKeyPacket < len(o.PGPKeyPacket):
             x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
             i_PGPKeyPacket += 1
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.binary(x_PGPKeyPacket)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
             if i_PGPKeyPacket < len(o.PGPKeyPacket):
                 raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
             s = 3
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 2:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 4:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 5:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     f_Modulus: bytes
@@ -1130,15 +1480,32 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     return _xmldsig.RSAKeyValueType(Modulus=f_Modulus, Exponent=f_Exponent)
 
 def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> None:
+    a = w.acc
+    k = w.n
     if o.Modulus is None:
         raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     w.binary(o.Modulus)
+    a = w.acc
+    k = w.n
     if o.Exponent is None:
         raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
-    w.bits(0x0, 3)
+    a <<= 3
+    k += 3
+    w.acc = a
+    w.n = k
     w.binary(o.Exponent)
-    w.bits(0x0, 2)
+    a = w.acc
+    k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     f_Id: str | None = None
@@ -1250,88 +1617,175 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     return _xmldsig.ReferenceType(Id=f_Id, Type=f_Type, URI=f_URI, Transforms=f_Transforms, DigestMethod=f_DigestMethod, DigestValue=f_DigestValue)
 
 def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.Type is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Type)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.URI is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.URI)
+        a = w.acc
+        k = w.n
         s = 3
     elif o.Transforms is not None:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
+        w.acc = a
+        w.n = k
         _e_xmldsig_TransformsType(w, o.Transforms)
+        a = w.acc
+        k = w.n
         s = 4
     elif o.DigestMethod is not None:
-        w.bits(0x4, 3)
+        a = (a << 3) | 0x4
+        k += 3
+        w.acc = a
+        w.n = k
         _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+        a = w.acc
+        k = w.n
         s = 5
     else:
         raise encode_error('ReferenceType', 'missing AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 1:
         if o.Type is not None:
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.Type)
+            a = w.acc
+            k = w.n
             s = 2
         elif o.URI is not None:
-            w.bits(0x1, 3)
+            a = (a << 3) | 0x1
+            k += 3
+            w.acc = a
+            w.n = k
             w.string(o.URI)
+            a = w.acc
+            k = w.n
             s = 3
         elif o.Transforms is not None:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(0x3, 3)
+            a = (a << 3) | 0x3
+            k += 3
+            w.acc = a
+            w.n = k
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 2:
         if o.URI is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.string(o.URI)
+            a = w.acc
+            k = w.n
             s = 3
         elif o.Transforms is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 3:
         if o.Transforms is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 4
         elif o.DigestMethod is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing SE(Transforms), SE(DigestMethod)')
     if s == 4:
         if o.DigestMethod is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_DigestMethodType(w, o.DigestMethod)
+            a = w.acc
+            k = w.n
             s = 5
         else:
             raise encode_error('ReferenceType', 'missing SE(DigestMethod)')
     if o.DigestValue is None:
         raise encode_error('ReferenceType.DigestValue', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     w.binary(o.DigestValue)
-    w.bits(0x0, 2)
+    a = w.acc
+    k = w.n
+    a <<= 2
+    k += 2
     s = 6
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType:
     f_Type: str | None = None
@@ -1393,46 +1847,86 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
     return _xmldsig.RetrievalMethodType(Type=f_Type, URI=f_URI, Transforms=f_Transforms)
 
 def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Type is not None:
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.Type)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.URI is not None:
-        w.bits(0x1, 3)
+        a = (a << 3) | 0x1
+        k += 3
+        w.acc = a
+        w.n = k
         w.string(o.URI)
+        a = w.acc
+        k = w.n
         s = 2
     elif o.Transforms is not None:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
         _e_xmldsig_TransformsType(w, o.Transforms)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x3, 3)
+        a = (a << 3) | 0x3
+        k += 3
         s = -1
     if s == 1:
         if o.URI is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.string(o.URI)
+            a = w.acc
+            k = w.n
             s = 2
         elif o.Transforms is not None:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x2, 2)
+            a = (a << 2) | 0x2
+            k += 2
             s = -1
     if s == 2:
         if o.Transforms is not None:
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             _e_xmldsig_TransformsType(w, o.Transforms)
+            a = w.acc
+            k = w.n
             s = 3
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
     f_SPKISexp: list[bytes] = []
@@ -1489,6 +1983,8 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
     return _xmldsig.SPKIDataType(SPKISexp=f_SPKISexp)
 
 def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
+    a = w.acc
+    k = w.n
     i_SPKISexp = 0
     s = 0
     while s >= 0:
@@ -1496,9 +1992,15 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
             if i_SPKISexp < len(o.SPKISexp):
                 x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
+                w.acc = a
+                w.n = k
                 w.binary(x_SPKISexp)
-                w.bits(0x0, 1)
+                a = w.acc
+                k = w.n
+                a <<= 1
+                k += 1
                 s = 1
             else:
                 raise encode_error('SPKIDataType', 'missing SE(SPKISexp)')
@@ -1507,24 +2009,42 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
                 if i_SPKISexp < len(o.SPKISexp):
                     x_SPKISexp = o.SPKISexp[i_SPKISexp]
                     i_SPKISexp += 1
-                    w.bits(0x0, 3)
+                    a <<= 3
+                    k += 3
+                    w.acc = a
+                    w.n = k
                     w.binary(x_SPKISexp)
-                    w.bits(0x0, 1)
+                    a = w.acc
+                    k = w.n
+                    a <<= 1
+                    k += 1
                 else:
-                    w.bits(0x2, 2)
+                    a = (a << 2) | 0x2
+                    k += 2
                     s = -1
                     break
         if s == 2:
             if i_SPKISexp < len(o.SPKISexp):
                 x_SPKISexp = o.SPKISexp[i_SPKISexp]
                 i_SPKISexp += 1
-                w.bits(0x0, 3)
+                a <<= 3
+                k += 3
+                w.acc = a
+                w.n = k
                 w.binary(x_SPKISexp)
-                w.bits(0x0, 1)
+                a = w.acc
+                k = w.n
+                a <<= 1
+                k += 1
                 s = 1
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType:
     f_Algorithm: str
@@ -1589,28 +2109,56 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
     return _xmldsig.SignatureMethodType(Algorithm=f_Algorithm, HMACOutputLength=f_HMACOutputLength)
 
 def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Algorithm is None:
         raise encode_error('SignatureMethodType.Algorithm', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Algorithm)
+    a = w.acc
+    k = w.n
     s = 1
     if o.HMACOutputLength is not None:
-        w.bits(0x0, 4)
-        w.integer(o.HMACOutputLength)
-        w.bits(0x0, 1)
+        a = (a << 5) | (1 if o.HMACOutputLength < 0 else 0)
+        k += 5
+        u = -o.HMACOutputLength - 1 if o.HMACOutputLength < 0 else o.HMACOutputLength
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 1
+        k += 1
         s = 2
     else:
-        w.bits(0x2, 3)
+        a = (a << 3) | 0x2
+        k += 3
         s = -1
     if s == 2:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 3:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignaturePropertiesType:
     f_Id: str | None = None
@@ -1657,49 +2205,82 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
     return _xmldsig.SignaturePropertiesType(Id=f_Id, SignatureProperty=f_SignatureProperty)
 
 def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignaturePropertiesType) -> None:
+    a = w.acc
+    k = w.n
     i_SignatureProperty = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif i_SignatureProperty < len(o.SignatureProperty):
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignaturePropertiesType', 'missing AT(Id), SE(SignatureProperty)')
     if s == 1:
         if i_SignatureProperty < len(o.SignatureProperty):
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
             x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
             i_SignatureProperty += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignaturePropertiesType', 'missing SE(SignatureProperty)')
     if i_SignatureProperty < len(o.SignatureProperty):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
         i_SignatureProperty += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+        a = w.acc
+        k = w.n
         s = 3
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 3:
         while True:
             if i_SignatureProperty < len(o.SignatureProperty):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_SignatureProperty = o.SignatureProperty[i_SignatureProperty]
                 i_SignatureProperty += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_SignaturePropertyType(w, x_SignatureProperty)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignaturePropertyType:
     f_Id: str | None = None
@@ -1766,33 +2347,56 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
     return _xmldsig.SignaturePropertyType(Id=f_Id, Target=f_Target)
 
 def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignaturePropertyType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.Target is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Target)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignaturePropertyType', 'missing AT(Id), AT(Target)')
     if s == 1:
         if o.Target is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             w.string(o.Target)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignaturePropertyType', 'missing AT(Target)')
     else:
         raise encode_error('SignaturePropertyType', 'missing ')
     if True:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 4:
         if True:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     f_Id: str | None = None
@@ -1858,64 +2462,113 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
     return _xmldsig.SignatureType(Id=f_Id, SignedInfo=f_SignedInfo, SignatureValue=f_SignatureValue, KeyInfo=f_KeyInfo, Object=f_Object)
 
 def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
+    a = w.acc
+    k = w.n
     i_Object = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.SignedInfo is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_xmldsig_SignedInfoType(w, o.SignedInfo)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignatureType', 'missing AT(Id), SE(SignedInfo)')
     if s == 1:
         if o.SignedInfo is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_SignedInfoType(w, o.SignedInfo)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignatureType', 'missing SE(SignedInfo)')
     if o.SignatureValue is None:
         raise encode_error('SignatureType.SignatureValue', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_xmldsig_SignatureValueType(w, o.SignatureValue)
+    a = w.acc
+    k = w.n
     s = 3
     if o.KeyInfo is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         _e_xmldsig_KeyInfoType(w, o.KeyInfo)
+        a = w.acc
+        k = w.n
         s = 4
     elif i_Object < len(o.Object):
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         x_Object = o.Object[i_Object]
         i_Object += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ObjectType(w, x_Object)
+        a = w.acc
+        k = w.n
         s = 5
     else:
-        w.bits(0x2, 2)
+        a = (a << 2) | 0x2
+        k += 2
         s = -1
     if s == 4:
         if i_Object < len(o.Object):
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
             x_Object = o.Object[i_Object]
             i_Object += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_ObjectType(w, x_Object)
+            a = w.acc
+            k = w.n
             s = 5
         else:
-            w.bits(0x1, 2)
+            a = (a << 2) | 0x1
+            k += 2
             s = -1
     if s == 5:
         while True:
             if i_Object < len(o.Object):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Object = o.Object[i_Object]
                 i_Object += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_ObjectType(w, x_Object)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     f_Id: str | None = None
@@ -1954,26 +2607,48 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     return _xmldsig.SignatureValueType(Id=f_Id, value=f_value)
 
 def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) -> None:
+    a = w.acc
+    k = w.n
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.value is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         w.binary(o.value)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignatureValueType', 'missing AT(Id), CH')
     if s == 1:
         if o.value is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             w.binary(o.value)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignatureValueType', 'missing CH')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
     s = -1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     f_Id: str | None = None
@@ -2030,58 +2705,101 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
     return _xmldsig.SignedInfoType(Id=f_Id, CanonicalizationMethod=f_CanonicalizationMethod, SignatureMethod=f_SignatureMethod, Reference=f_Reference)
 
 def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
+    a = w.acc
+    k = w.n
     i_Reference = 0
     s = 0
     if o.Id is not None:
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(o.Id)
+        a = w.acc
+        k = w.n
         s = 1
     elif o.CanonicalizationMethod is not None:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
+        w.acc = a
+        w.n = k
         _e_xmldsig_CanonicalizationMethodType(w, o.CanonicalizationMethod)
+        a = w.acc
+        k = w.n
         s = 2
     else:
         raise encode_error('SignedInfoType', 'missing AT(Id), SE(CanonicalizationMethod)')
     if s == 1:
         if o.CanonicalizationMethod is not None:
-            w.bits(0x0, 1)
+            a <<= 1
+            k += 1
+            w.acc = a
+            w.n = k
             _e_xmldsig_CanonicalizationMethodType(w, o.CanonicalizationMethod)
+            a = w.acc
+            k = w.n
             s = 2
         else:
             raise encode_error('SignedInfoType', 'missing SE(CanonicalizationMethod)')
     if o.SignatureMethod is None:
         raise encode_error('SignedInfoType.SignatureMethod', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     _e_xmldsig_SignatureMethodType(w, o.SignatureMethod)
+    a = w.acc
+    k = w.n
     s = 3
     if i_Reference < len(o.Reference):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ReferenceType(w, x_Reference)
+        a = w.acc
+        k = w.n
         s = 4
     else:
         raise encode_error('SignedInfoType', 'missing SE(Reference)')
     if i_Reference < len(o.Reference):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_Reference = o.Reference[i_Reference]
         i_Reference += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_ReferenceType(w, x_Reference)
+        a = w.acc
+        k = w.n
         s = 5
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 5:
         while True:
             if i_Reference < len(o.Reference):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Reference = o.Reference[i_Reference]
                 i_Reference += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_ReferenceType(w, x_Reference)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     f_Algorithm: str
@@ -2116,22 +2834,40 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
     return _xmldsig.TransformType(Algorithm=f_Algorithm, XPath=f_XPath)
 
 def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
+    a = w.acc
+    k = w.n
     i_XPath = 0
     if o.Algorithm is None:
         raise encode_error('TransformType.Algorithm', 'required value missing')
-    w.bits(0x0, 1)
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o.Algorithm)
+    a = w.acc
+    k = w.n
     while True:
         if i_XPath < len(o.XPath):
             x_XPath = o.XPath[i_XPath]
             i_XPath += 1
-            w.bits(0x0, 4)
+            a <<= 4
+            k += 4
+            w.acc = a
+            w.n = k
             w.string(x_XPath)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         else:
-            w.bits(0x2, 3)
+            a = (a << 3) | 0x2
+            k += 3
             pass
             break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
     f_Transform: list[_xmldsig.TransformType] = []
@@ -2162,36 +2898,59 @@ def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
     return _xmldsig.TransformsType(Transform=f_Transform)
 
 def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
+    a = w.acc
+    k = w.n
     i_Transform = 0
     s = 0
     if i_Transform < len(o.Transform):
-        w.bits(0x0, 1)
+        a <<= 1
+        k += 1
         x_Transform = o.Transform[i_Transform]
         i_Transform += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_TransformType(w, x_Transform)
+        a = w.acc
+        k = w.n
         s = 1
     else:
         raise encode_error('TransformsType', 'missing SE(Transform)')
     if i_Transform < len(o.Transform):
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
         x_Transform = o.Transform[i_Transform]
         i_Transform += 1
+        w.acc = a
+        w.n = k
         _e_xmldsig_TransformType(w, x_Transform)
+        a = w.acc
+        k = w.n
         s = 2
     else:
-        w.bits(0x1, 2)
+        a = (a << 2) | 0x1
+        k += 2
         s = -1
     if s == 2:
         while True:
             if i_Transform < len(o.Transform):
-                w.bits(0x0, 2)
+                a <<= 2
+                k += 2
                 x_Transform = o.Transform[i_Transform]
                 i_Transform += 1
+                w.acc = a
+                w.n = k
                 _e_xmldsig_TransformType(w, x_Transform)
+                a = w.acc
+                k = w.n
             else:
-                w.bits(0x1, 2)
+                a = (a << 2) | 0x1
+                k += 2
                 s = -1
                 break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     f_X509IssuerSerial: list[_xmldsig.X509IssuerSerialType] = []
@@ -2336,92 +3095,187 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
     return _xmldsig.X509DataType(X509IssuerSerial=f_X509IssuerSerial, X509SKI=f_X509SKI, X509SubjectName=f_X509SubjectName, X509Certificate=f_X509Certificate, X509CRL=f_X509CRL)
 
 def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
+    a = w.acc
+    k = w.n
     i_X509IssuerSerial = 0
     i_X509SKI = 0
     i_X509SubjectName = 0
     i_X509Certificate = 0
     i_X509CRL = 0
     if i_X509IssuerSerial < len(o.X509IssuerSerial):
-        w.bits(0x0, 3)
+        a <<= 3
+        k += 3
         x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
         if x_X509IssuerSerial.X509IssuerName is None:
             raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-        w.bits(0x0, 2)
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
         w.string(x_X509IssuerSerial.X509IssuerName)
+        a = w.acc
+        k = w.n
         if x_X509IssuerSerial.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        w.bits(0x0, 3)
-        w.integer(x_X509IssuerSerial.X509SerialNumber)
-        w.bits(0x0, 2)
+        a = (a << 4) | (1 if x_X509IssuerSerial.X509SerialNumber < 0 else 0)
+        k += 4
+        u = -x_X509IssuerSerial.X509SerialNumber - 1 if x_X509IssuerSerial.X509SerialNumber < 0 else x_X509IssuerSerial.X509SerialNumber
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
     elif i_X509SKI < len(o.X509SKI):
         x_X509SKI = o.X509SKI[i_X509SKI]
         i_X509SKI += 1
-        w.bits(0x2, 4)
+        a = (a << 4) | 0x2
+        k += 4
+        w.acc = a
+        w.n = k
         w.binary(x_X509SKI)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     elif i_X509SubjectName < len(o.X509SubjectName):
         x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
         i_X509SubjectName += 1
-        w.bits(0x4, 4)
+        a = (a << 4) | 0x4
+        k += 4
+        w.acc = a
+        w.n = k
         w.string(x_X509SubjectName)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     elif i_X509Certificate < len(o.X509Certificate):
         x_X509Certificate = o.X509Certificate[i_X509Certificate]
         i_X509Certificate += 1
-        w.bits(0x6, 4)
+        a = (a << 4) | 0x6
+        k += 4
+        w.acc = a
+        w.n = k
         w.binary(x_X509Certificate)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     elif i_X509CRL < len(o.X509CRL):
         x_X509CRL = o.X509CRL[i_X509CRL]
         i_X509CRL += 1
-        w.bits(0x8, 4)
+        a = (a << 4) | 0x8
+        k += 4
+        w.acc = a
+        w.n = k
         w.binary(x_X509CRL)
-        w.bits(0x0, 1)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
     else:
         raise encode_error('X509DataType', 'missing SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL)')
     while True:
         if i_X509IssuerSerial < len(o.X509IssuerSerial):
-            w.bits(0x0, 3)
+            a <<= 3
+            k += 3
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
             if x_X509IssuerSerial.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-            w.bits(0x0, 2)
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
             w.string(x_X509IssuerSerial.X509IssuerName)
+            a = w.acc
+            k = w.n
             if x_X509IssuerSerial.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            w.bits(0x0, 3)
-            w.integer(x_X509IssuerSerial.X509SerialNumber)
-            w.bits(0x0, 2)
+            a = (a << 4) | (1 if x_X509IssuerSerial.X509SerialNumber < 0 else 0)
+            k += 4
+            u = -x_X509IssuerSerial.X509SerialNumber - 1 if x_X509IssuerSerial.X509SerialNumber < 0 else x_X509IssuerSerial.X509SerialNumber
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
         elif i_X509SKI < len(o.X509SKI):
             x_X509SKI = o.X509SKI[i_X509SKI]
             i_X509SKI += 1
-            w.bits(0x2, 4)
+            a = (a << 4) | 0x2
+            k += 4
+            w.acc = a
+            w.n = k
             w.binary(x_X509SKI)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         elif i_X509SubjectName < len(o.X509SubjectName):
             x_X509SubjectName = o.X509SubjectName[i_X509SubjectName]
             i_X509SubjectName += 1
-            w.bits(0x4, 4)
+            a = (a << 4) | 0x4
+            k += 4
+            w.acc = a
+            w.n = k
             w.string(x_X509SubjectName)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         elif i_X509Certificate < len(o.X509Certificate):
             x_X509Certificate = o.X509Certificate[i_X509Certificate]
             i_X509Certificate += 1
-            w.bits(0x6, 4)
+            a = (a << 4) | 0x6
+            k += 4
+            w.acc = a
+            w.n = k
             w.binary(x_X509Certificate)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         elif i_X509CRL < len(o.X509CRL):
             x_X509CRL = o.X509CRL[i_X509CRL]
             i_X509CRL += 1
-            w.bits(0x8, 4)
+            a = (a << 4) | 0x8
+            k += 4
+            w.acc = a
+            w.n = k
             w.binary(x_X509CRL)
-            w.bits(0x0, 1)
+            a = w.acc
+            k = w.n
+            a <<= 1
+            k += 1
         else:
-            w.bits(0x6, 3)
+            a = (a << 3) | 0x6
+            k += 3
             pass
             break
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialType:
     f_X509IssuerName: str
@@ -2447,15 +3301,40 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
     return _xmldsig.X509IssuerSerialType(X509IssuerName=f_X509IssuerName, X509SerialNumber=f_X509SerialNumber)
 
 def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialType) -> None:
+    a = w.acc
+    k = w.n
     if o.X509IssuerName is None:
         raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
-    w.bits(0x0, 2)
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
     w.string(o.X509IssuerName)
+    a = w.acc
+    k = w.n
     if o.X509SerialNumber is None:
         raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-    w.bits(0x0, 3)
-    w.integer(o.X509SerialNumber)
-    w.bits(0x0, 2)
+    a = (a << 4) | (1 if o.X509SerialNumber < 0 else 0)
+    k += 4
+    u = -o.X509SerialNumber - 1 if o.X509SerialNumber < 0 else o.X509SerialNumber
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v0(r: BitReader) -> object:
     c = r.bits(9)
@@ -2470,9 +3349,21 @@ def _d_v0(r: BitReader) -> object:
     return v
 
 def _e_v0(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v1(r: BitReader) -> object:
     c = r.bits(9)
@@ -2487,9 +3378,21 @@ def _d_v1(r: BitReader) -> object:
     return v
 
 def _e_v1(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.string(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v2(r: BitReader) -> object:
     c = r.bits(9)
@@ -2504,9 +3407,21 @@ def _d_v2(r: BitReader) -> object:
     return v
 
 def _e_v2(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v3(r: BitReader) -> object:
     c = r.bits(10)
@@ -2522,9 +3437,29 @@ def _d_v3(r: BitReader) -> object:
     return v
 
 def _e_v3(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
-    w.integer(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a = (a << 2) | (1 if o < 0 else 0)
+    k += 2
+    u = -o - 1 if o < 0 else o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v4(r: BitReader) -> object:
     c = r.bits(9)
@@ -2539,9 +3474,21 @@ def _d_v4(r: BitReader) -> object:
     return v
 
 def _e_v4(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
     w.binary(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 def _d_v5(r: BitReader) -> object:
     c = r.bits(10)
@@ -2557,9 +3504,29 @@ def _d_v5(r: BitReader) -> object:
     return v
 
 def _e_v5(w: BitWriter, o: Any) -> None:
-    w.bits(0x0, 1)
-    w.integer(o)
-    w.bits(0x0, 1)
+    a = w.acc
+    k = w.n
+    a = (a << 2) | (1 if o < 0 else 0)
+    k += 2
+    u = -o - 1 if o < 0 else o
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    a <<= 1
+    k += 1
+    w.acc = a
+    w.n = k
+    if k >= 1024:
+        w.spill()
 
 DOCUMENT: EntryTable = (
     ('http://www.w3.org/2000/09/xmldsig#', 'CanonicalizationMethod', _d_xmldsig_CanonicalizationMethodType, _e_xmldsig_CanonicalizationMethodType, _xmldsig.CanonicalizationMethodType),

@@ -140,6 +140,14 @@ def _write_run(run: list[WriteBits]) -> list[str]:
     if const or not parts:
         parts.append(f"{const:#x}")
     expr = " | ".join(parts)
-    if len(parts) == 1 and expr.startswith("(") and expr.endswith(")") and "<<" not in expr:
-        expr = expr[1:-1]
-    return [*out, f"w.bits({expr}, {total})"]
+    return [
+        *out,
+        f"a = (a << {total}) | {expr}" if expr != "0x0" else f"a <<= {total}",
+        f"k += {total}",
+    ]
+
+
+def with_writer(lines: list[str]) -> list[str]:
+    """Statements that call the writer itself: the generated encoder keeps the writer's
+    accumulator in the locals `a` and `k` and hands them over around such calls."""
+    return ["w.acc = a", "w.n = k", *lines, "a = w.acc", "k = w.n"]

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from .chunks import ReadBits, WriteBits, flush_reads, flush_writes
-from .gen_functions import FunctionWriter, _indent
+from .gen_functions import ENCODER_EPILOGUE, FunctionWriter, _indent
 from .gen_types import HEADER, enum_name
 from .model import ClassModel, LoadedSet, module_of
 from .xsd import ComplexType, ElementDecl, QName, SimpleType
@@ -42,7 +42,8 @@ class CodecWriter(FunctionWriter):
             out += [*_indent(flush_reads(reads, "value")), f"{_IND}return v", ""]
             out.append(f"def _e{name}(w: BitWriter, o: Any) -> None:")
             writes = [WriteBits(1, 0), *self.write_value(st, "o", "value", []), WriteBits(1, 0)]
-            out += [*_indent(flush_writes(writes)), ""]
+            body = ["a = w.acc", "k = w.n", *flush_writes(writes), *ENCODER_EPILOGUE]
+            out += [*_indent(body), ""]
         return out
 
     def entries(self, decls: list[ElementDecl], label: str) -> tuple[list[str], int]:

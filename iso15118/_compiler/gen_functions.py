@@ -7,7 +7,7 @@ become an if-chain on the event code; repetitions become loops.
 
 from __future__ import annotations
 
-from .chunks import Raw, ReadBits, Stmt, WriteBits, flush_reads, flush_writes
+from .chunks import Raw, ReadBits, Stmt, WriteBits, flush_reads, flush_writes, with_writer
 from .gen_types import enum_name
 from .grammar import AT, CH, CH_UNTYPED, EE, SE, SE_ANY, Grammar, Production, type_grammar
 from .layout import chains as find_chains
@@ -35,6 +35,23 @@ def int_plan(st: SimpleType) -> tuple[str, int | None, int | None, int]:
 def _first_octet(where: str) -> list[ReadBits]:
     """The first octet of an Unsigned Integer, read with the fixed-width run before it."""
     return [ReadBits(8, where, lines=["u = {x}"])]
+
+
+ENCODER_EPILOGUE = ["w.acc = a", "w.n = k", "if k >= 1024:", _IND + "w.spill()"]
+
+
+def _uint_lines() -> list[str]:
+    """Write the Unsigned Integer `u`: one or two octets in place, longer ones by the writer."""
+    return [
+        "if u < 0x80:",
+        _IND + "a = (a << 8) | u",
+        _IND + "k += 8",
+        "elif u < 0x4000:",
+        _IND + "a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7",
+        _IND + "k += 16",
+        "else:",
+        *_indent(with_writer(["w.uint(u)"])),
+    ]
 
 
 def _more_octets() -> list[str]:
@@ -238,13 +255,15 @@ class FunctionWriter:
             if kind == "nbit":
                 offset = "" if not lo else f" - {lo}" if lo > 0 else f" + {-lo}"
                 return [WriteBits(bits, expr + offset, pre + check)]
-            call = "w.uint" if kind == "uint" else "w.integer"
-            return [Raw([*pre, *check, f"{call}({expr})"])]
+            if kind == "uint":
+                return [Raw([*pre, *check, "u = " + expr, *_uint_lines()])]
+            sign = WriteBits(1, f"1 if {expr} < 0 else 0", [*pre, *check])
+            return [sign, Raw([f"u = -{expr} - 1 if {expr} < 0 else {expr}", *_uint_lines()])]
         check = _length_check(st, expr, where)
         call = "w.binary" if prim in ("base64Binary", "hexBinary") else "w.string"
         if prim not in ("base64Binary", "hexBinary", "string"):
             raise NotImplementedError(f"EXI datatype for {prim}")
-        return [Raw([*pre, *check, f"{call}({expr})"])]
+        return [Raw([*pre, *check, *with_writer([f"{call}({expr})"])])]
 
     # -- decoding -----------------------------------------------------------------------------
     def decode_function(self, ct: ComplexType, g: Grammar) -> list[str]:
@@ -421,6 +440,7 @@ class FunctionWriter:
         self.chains = find_chains(g)
         order = skip_chain_interiors(order, g, self.chains)
         out = [f"def {self.fn(key, 'e')}(w: BitWriter, o: {self.cls_ref(key)}) -> None:"]
+        out += [f"{_IND}a = w.acc", f"{_IND}k = w.n"]
         out += [f"{_IND}i_{fm.py} = 0" for fm in cm.fields if fm.is_list]
         items: list[WriteItem] = []
         for k in order:
@@ -432,7 +452,7 @@ class FunctionWriter:
             out += [f"{_IND}while s >= 0:", *_indent(body, 2)]
         else:
             out += _indent(body)
-        return out
+        return [*out, *_indent(ENCODER_EPILOGUE)]
 
     def encode_block(
         self, cm: ClassModel, g: Grammar, k: int, guarded: bool, reach: list[set[str]]
@@ -554,7 +574,8 @@ class FunctionWriter:
             if self.straight(p.element.type):
                 items: list[WriteItem] = [Raw(pre)] if pre else []
                 return items + self.inline_encode(p.element.type, expr)
-            return [Raw([*pre, f"{self.fn(self.key_of(p.element.type), 'e')}(w, {expr})"])]
+            call = f"{self.fn(self.key_of(p.element.type), 'e')}(w, {expr})"
+            return [Raw([*pre, *with_writer([call])])]
         if p.kind == SE:
             assert p.element is not None and isinstance(p.element.type, SimpleType)
             return [

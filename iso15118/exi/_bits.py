@@ -200,6 +200,14 @@ class BitWriter:
         self.acc = acc
         self.n = total
 
+    def spill(self) -> None:
+        """Move the whole octets of the accumulator into the buffer."""
+        total = self.n
+        keep = total & 7
+        self.buf += (self.acc >> keep).to_bytes(total >> 3, "big")
+        self.acc &= (1 << keep) - 1
+        self.n = keep
+
     def uint(self, value: int) -> None:
         if value < 0x80:
             self.bits(value, 8)
