@@ -22,37 +22,64 @@ _I_apphand_responseCodeType = {m: i for i, m in enumerate(_E_apphand_responseCod
 
 
 def _d_apphand_AppProtocolType(r: BitReader) -> _apphand.AppProtocolType:
+    win = r.win
+    av = r.avail
     f_ProtocolNamespace: str
     f_VersionNumberMajor: int
     f_VersionNumberMinor: int
     f_SchemaID: int
     f_Priority: int
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'AppProtocolType', 'expected SE(ProtocolNamespace), CH of ProtocolNamespace')
+        raise r.fail_at(av + 10, 'AppProtocolType', 'expected SE(ProtocolNamespace), CH of ProtocolNamespace')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_ProtocolNamespace = r.string_of(u, 100)
-    c = r.bits(11)
+    win = r.win
+    av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'AppProtocolType', 'expected EE of ProtocolNamespace, SE(VersionNumberMajor), CH of VersionNumberMajor')
+        raise r.fail_at(av + 11, 'AppProtocolType', 'expected EE of ProtocolNamespace, SE(VersionNumberMajor), CH of VersionNumberMajor')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_VersionNumberMajor = u
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'AppProtocolType', 'expected EE of VersionNumberMajor, SE(VersionNumberMinor), CH of VersionNumberMinor')
+        raise r.fail_at(av + 11, 'AppProtocolType', 'expected EE of VersionNumberMajor, SE(VersionNumberMinor), CH of VersionNumberMinor')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_VersionNumberMinor = u
-    c = r.bits(21)
+    av -= 21
+    if av < 0:
+        win, av = r.refill(av, 21)
+    c = (win >> av) & 0x1fffff
     if c & 0x1c0383 != 0x0:
-        raise r.fail_back(21, 'AppProtocolType', 'expected EE of VersionNumberMinor, SE(SchemaID), CH of SchemaID, EE of SchemaID, SE(Priority), CH of Priority, EE of Priority, EE')
+        raise r.fail_at(av + 21, 'AppProtocolType', 'expected EE of VersionNumberMinor, SE(SchemaID), CH of SchemaID, EE of SchemaID, SE(Priority), CH of Priority, EE of Priority, EE')
     f_SchemaID = ((c >> 10) & 255)
     f_Priority = ((c >> 2) & 31) + 1
+    r.avail = av
     return _apphand.AppProtocolType(ProtocolNamespace=f_ProtocolNamespace, VersionNumberMajor=f_VersionNumberMajor, VersionNumberMinor=f_VersionNumberMinor, SchemaID=f_SchemaID, Priority=f_Priority)
 
 def _e_apphand_AppProtocolType(w: BitWriter, o: _apphand.AppProtocolType) -> None:
@@ -123,64 +150,117 @@ def _e_apphand_AppProtocolType(w: BitWriter, o: _apphand.AppProtocolType) -> Non
         w.spill()
 
 def _d_apphand_supportedAppProtocolReq(r: BitReader) -> _apphand.supportedAppProtocolReq:
+    win = r.win
+    av = r.avail
     f_AppProtocol: list[_apphand.AppProtocolType] = []
     s = 0
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'supportedAppProtocolReq', 'expected SE(AppProtocol), SE(ProtocolNamespace), CH of ProtocolNamespace')
+        raise r.fail_at(av + 11, 'supportedAppProtocolReq', 'expected SE(AppProtocol), SE(ProtocolNamespace), CH of ProtocolNamespace')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_1_ProtocolNamespace = r.string_of(u, 100)
-    c = r.bits(11)
+    win = r.win
+    av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'supportedAppProtocolReq', 'expected EE of ProtocolNamespace, SE(VersionNumberMajor), CH of VersionNumberMajor')
+        raise r.fail_at(av + 11, 'supportedAppProtocolReq', 'expected EE of ProtocolNamespace, SE(VersionNumberMajor), CH of VersionNumberMajor')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_VersionNumberMajor = u
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'supportedAppProtocolReq', 'expected EE of VersionNumberMajor, SE(VersionNumberMinor), CH of VersionNumberMinor')
+        raise r.fail_at(av + 11, 'supportedAppProtocolReq', 'expected EE of VersionNumberMajor, SE(VersionNumberMinor), CH of VersionNumberMinor')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_VersionNumberMinor = u
-    c = r.bits(21)
+    av -= 21
+    if av < 0:
+        win, av = r.refill(av, 21)
+    c = (win >> av) & 0x1fffff
     if c & 0x1c0383 != 0x0:
-        raise r.fail_back(21, 'supportedAppProtocolReq', 'expected EE of VersionNumberMinor, SE(SchemaID), CH of SchemaID, EE of SchemaID, SE(Priority), CH of Priority, EE of Priority, EE')
+        raise r.fail_at(av + 21, 'supportedAppProtocolReq', 'expected EE of VersionNumberMinor, SE(SchemaID), CH of SchemaID, EE of SchemaID, SE(Priority), CH of Priority, EE of Priority, EE')
     f_1_SchemaID = ((c >> 10) & 255)
     f_1_Priority = ((c >> 2) & 31) + 1
     f_AppProtocol.append(_apphand.AppProtocolType(ProtocolNamespace=f_1_ProtocolNamespace, VersionNumberMajor=f_1_VersionNumberMajor, VersionNumberMinor=f_1_VersionNumberMinor, SchemaID=f_1_SchemaID, Priority=f_1_Priority))
     s = 1
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'supportedAppProtocolReq[1]', 'expected SE(ProtocolNamespace), CH of ProtocolNamespace')
+                raise r.fail_at(av + 10, 'supportedAppProtocolReq[1]', 'expected SE(ProtocolNamespace), CH of ProtocolNamespace')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_2_ProtocolNamespace = r.string_of(u, 100)
-            c = r.bits(11)
+            win = r.win
+            av = r.avail
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
             if c & 0x700 != 0x0:
-                raise r.fail_back(11, 'supportedAppProtocolReq[1]', 'expected EE of ProtocolNamespace, SE(VersionNumberMajor), CH of VersionNumberMajor')
+                raise r.fail_at(av + 11, 'supportedAppProtocolReq[1]', 'expected EE of ProtocolNamespace, SE(VersionNumberMajor), CH of VersionNumberMajor')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_2_VersionNumberMajor = u
-            c = r.bits(11)
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
             if c & 0x700 != 0x0:
-                raise r.fail_back(11, 'supportedAppProtocolReq[1]', 'expected EE of VersionNumberMajor, SE(VersionNumberMinor), CH of VersionNumberMinor')
+                raise r.fail_at(av + 11, 'supportedAppProtocolReq[1]', 'expected EE of VersionNumberMajor, SE(VersionNumberMinor), CH of VersionNumberMinor')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_2_VersionNumberMinor = u
-            c = r.bits(21)
+            av -= 21
+            if av < 0:
+                win, av = r.refill(av, 21)
+            c = (win >> av) & 0x1fffff
             if c & 0x1c0383 != 0x0:
-                raise r.fail_back(21, 'supportedAppProtocolReq[1]', 'expected EE of VersionNumberMinor, SE(SchemaID), CH of SchemaID, EE of SchemaID, SE(Priority), CH of Priority, EE of Priority, EE')
+                raise r.fail_at(av + 21, 'supportedAppProtocolReq[1]', 'expected EE of VersionNumberMinor, SE(SchemaID), CH of SchemaID, EE of SchemaID, SE(Priority), CH of Priority, EE of Priority, EE')
             f_2_SchemaID = ((c >> 10) & 255)
             f_2_Priority = ((c >> 2) & 31) + 1
             f_AppProtocol.append(_apphand.AppProtocolType(ProtocolNamespace=f_2_ProtocolNamespace, VersionNumberMajor=f_2_VersionNumberMajor, VersionNumberMinor=f_2_VersionNumberMinor, SchemaID=f_2_SchemaID, Priority=f_2_Priority))
@@ -192,11 +272,16 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader) -> _apphand.supportedAppPro
             s = -1
             break
         else:
-            raise r.fail('supportedAppProtocolReq[1]', f'event code {ec}, expected SE(AppProtocol), EE')
+            raise r.fail_at(av, 'supportedAppProtocolReq[1]', f'event code {ec}, expected SE(AppProtocol), EE')
     if s == 20:
-        if r.bits(1):
-            raise r.fail_back(1, 'supportedAppProtocolReq[20]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'supportedAppProtocolReq[20]', 'expected EE')
         s = -1
+    r.avail = av
     return _apphand.supportedAppProtocolReq(AppProtocol=f_AppProtocol)
 
 def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppProtocolReq) -> None:
@@ -359,32 +444,45 @@ def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppPro
         w.spill()
 
 def _d_apphand_supportedAppProtocolRes(r: BitReader) -> _apphand.supportedAppProtocolRes:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _apphand.responseCodeType
     f_SchemaID: int | None = None
     s = 0
-    c = r.bits(7)
+    av -= 7
+    if av < 0:
+        win, av = r.refill(av, 7)
+    c = (win >> av) & 0x7f
     if c & 0x64 != 0x0:
-        raise r.fail_back(7, 'supportedAppProtocolRes', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
+        raise r.fail_at(av + 7, 'supportedAppProtocolRes', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
     iv = ((c >> 3) & 3)
     if iv >= 3:
-        raise r.fail('supportedAppProtocolRes.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'supportedAppProtocolRes.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_apphand_responseCodeType[iv]
     ec = (c & 3)
     s = 1
     if ec == 0:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x201 != 0x0:
-            raise r.fail_back(10, 'supportedAppProtocolRes[1]', 'expected CH of SchemaID, EE of SchemaID')
+            raise r.fail_at(av + 10, 'supportedAppProtocolRes[1]', 'expected CH of SchemaID, EE of SchemaID')
         f_SchemaID = ((c >> 1) & 255)
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('supportedAppProtocolRes[1]', f'event code {ec}, expected SE(SchemaID), EE')
+        raise r.fail_at(av, 'supportedAppProtocolRes[1]', f'event code {ec}, expected SE(SchemaID), EE')
     if s == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'supportedAppProtocolRes[2]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'supportedAppProtocolRes[2]', 'expected EE')
         s = -1
+    r.avail = av
     return _apphand.supportedAppProtocolRes(ResponseCode=f_ResponseCode, SchemaID=f_SchemaID)
 
 def _e_apphand_supportedAppProtocolRes(w: BitWriter, o: _apphand.supportedAppProtocolRes) -> None:
@@ -417,10 +515,16 @@ def _e_apphand_supportedAppProtocolRes(w: BitWriter, o: _apphand.supportedAppPro
         w.spill()
 
 def _d_v0(r: BitReader) -> object:
-    c = r.bits(7)
+    win = r.win
+    av = r.avail
+    av -= 7
+    if av < 0:
+        win, av = r.refill(av, 7)
+    c = (win >> av) & 0x7f
     if c & 0x41 != 0x0:
-        raise r.fail_back(7, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 7, 'value', 'expected CH, EE')
     v = ((c >> 1) & 31) + 1
+    r.avail = av
     return v
 
 def _e_v0(w: BitWriter, o: Any) -> None:
@@ -436,15 +540,31 @@ def _e_v0(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v1(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, 100)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v1(w: BitWriter, o: Any) -> None:
@@ -467,13 +587,19 @@ def _e_v1(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v2(r: BitReader) -> object:
-    c = r.bits(4)
+    win = r.win
+    av = r.avail
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x9 != 0x0:
-        raise r.fail_back(4, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_apphand_responseCodeType[iv]
+    r.avail = av
     return v
 
 def _e_v2(w: BitWriter, o: Any) -> None:
@@ -487,10 +613,16 @@ def _e_v2(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v3(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x201 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 10, 'value', 'expected CH, EE')
     v = ((c >> 1) & 255)
+    r.avail = av
     return v
 
 def _e_v3(w: BitWriter, o: Any) -> None:
@@ -506,15 +638,28 @@ def _e_v3(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v4(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v4(w: BitWriter, o: Any) -> None:

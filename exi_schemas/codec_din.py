@@ -49,39 +49,57 @@ _I_din_valueType = {m: i for i, m in enumerate(_E_din_valueType)}
 
 
 def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.CanonicalizationMethodType:
+    win = r.win
+    av = r.avail
     f_Algorithm: str
     s = 0
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
+        raise r.fail_at(av + 9, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Algorithm = r.string_of(u, None)
+    win = r.win
+    av = r.avail
     s = 1
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('CanonicalizationMethodType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'CanonicalizationMethodType[1]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
             break
         elif ec == 2:
-            raise r.fail('CanonicalizationMethodType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'CanonicalizationMethodType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('CanonicalizationMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'CanonicalizationMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('CanonicalizationMethodType[2]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'CanonicalizationMethodType[2]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('CanonicalizationMethodType[2]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'CanonicalizationMethodType[2]', 'untyped character content is not supported')
             else:
-                raise r.fail('CanonicalizationMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'CanonicalizationMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.CanonicalizationMethodType(Algorithm=f_Algorithm)
 
 def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.CanonicalizationMethodType) -> None:
@@ -113,6 +131,8 @@ def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.Canonicaliza
         w.spill()
 
 def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
+    win = r.win
+    av = r.avail
     f_P: bytes | None = None
     f_Q: bytes | None = None
     f_G: bytes | None = None
@@ -121,151 +141,311 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     f_Seed: bytes | None = None
     f_PgenCounter: bytes | None = None
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of P')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of P')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_P = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of P')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of P')
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of G')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of G')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_G = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of G')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of G')
         s = 2
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of Y')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of Y')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Y = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of Y')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of Y')
         s = 3
     else:
-        raise r.fail('DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
+        raise r.fail_at(av, 'DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
     if s == 1:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
+            raise r.fail_at(av + 10, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Q = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[1]', 'expected EE of Q')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[1]', 'expected EE of Q')
         s = 4
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DSAKeyValueType[4]', 'expected CH of G')
+                raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of G')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_G = r.binary_of(u, None)
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of G')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DSAKeyValueType[4]', 'expected EE of G')
             s = 2
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DSAKeyValueType[4]', 'expected CH of Y')
+                raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of Y')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_Y = r.binary_of(u, None)
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of Y')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DSAKeyValueType[4]', 'expected EE of Y')
             s = 3
         else:
-            raise r.fail('DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
+            raise r.fail_at(av, 'DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
     if s == 2:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
+            raise r.fail_at(av + 10, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Y = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[2]', 'expected EE of Y')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[2]', 'expected EE of Y')
         s = 3
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DSAKeyValueType[3]', 'expected CH of J')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of J')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_J = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of J')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of J')
         s = 5
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DSAKeyValueType[3]', 'expected CH of Seed')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of Seed')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Seed = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of Seed')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of Seed')
         s = 6
     elif ec == 2:
         s = -1
     else:
-        raise r.fail('DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
+        raise r.fail_at(av, 'DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
     if s == 5:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DSAKeyValueType[5]', 'expected CH of Seed')
+                raise r.fail_at(av + 9, 'DSAKeyValueType[5]', 'expected CH of Seed')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_Seed = r.binary_of(u, None)
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected EE of Seed')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DSAKeyValueType[5]', 'expected EE of Seed')
             s = 6
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
+            raise r.fail_at(av, 'DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
     if s == 6:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
+            raise r.fail_at(av + 10, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_PgenCounter = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[6]', 'expected EE of PgenCounter')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[6]', 'expected EE of PgenCounter')
         s = 7
     if s == 7:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[7]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[7]', 'expected EE')
         s = -1
+    r.avail = av
     return _xmldsig.DSAKeyValueType(P=f_P, Q=f_Q, G=f_G, Y=f_Y, J=f_J, Seed=f_Seed, PgenCounter=f_PgenCounter)
 
 def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> None:
@@ -427,39 +607,57 @@ def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> Non
         w.spill()
 
 def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
+    win = r.win
+    av = r.avail
     f_Algorithm: str
     s = 0
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'DigestMethodType', 'expected AT(Algorithm)')
+        raise r.fail_at(av + 9, 'DigestMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Algorithm = r.string_of(u, None)
+    win = r.win
+    av = r.avail
     s = 1
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('DigestMethodType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'DigestMethodType[1]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
             break
         elif ec == 2:
-            raise r.fail('DigestMethodType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'DigestMethodType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('DigestMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'DigestMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('DigestMethodType[2]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'DigestMethodType[2]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('DigestMethodType[2]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'DigestMethodType[2]', 'untyped character content is not supported')
             else:
-                raise r.fail('DigestMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'DigestMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.DigestMethodType(Algorithm=f_Algorithm)
 
 def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> None:
@@ -491,6 +689,8 @@ def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> N
         w.spill()
 
 def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_KeyName: list[str] = []
     f_KeyValue: list[_xmldsig.KeyValueType] = []
@@ -500,152 +700,294 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     f_SPKIData: list[_xmldsig.SPKIDataType] = []
     f_MgmtData: list[str] = []
     s = 0
-    c = r.bits(4)
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'KeyInfoType[0]', 'expected CH of KeyName')
+            raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of KeyName')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_KeyName.append(r.string_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of KeyName')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'KeyInfoType[0]', 'expected EE of KeyName')
         s = 2
     elif ec == 2:
+        r.avail = av
         f_KeyValue.append(_d_xmldsig_KeyValueType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 3:
+        r.avail = av
         f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 4:
+        r.avail = av
         f_X509Data.append(_d_xmldsig_X509DataType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 5:
+        r.avail = av
         f_PGPData.append(_d_xmldsig_PGPDataType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 6:
+        r.avail = av
         f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 7:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'KeyInfoType[0]', 'expected CH of MgmtData')
+            raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of MgmtData')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_MgmtData.append(r.string_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of MgmtData')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'KeyInfoType[0]', 'expected EE of MgmtData')
         s = 2
     elif ec == 8:
-        raise r.fail('KeyInfoType[0]', 'wildcard element content is not supported')
+        raise r.fail_at(av, 'KeyInfoType[0]', 'wildcard element content is not supported')
     elif ec == 9:
-        raise r.fail('KeyInfoType[0]', 'untyped character content is not supported')
+        raise r.fail_at(av, 'KeyInfoType[0]', 'untyped character content is not supported')
     else:
-        raise r.fail('KeyInfoType[0]', f'event code {ec}, expected AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
+        raise r.fail_at(av, 'KeyInfoType[0]', f'event code {ec}, expected AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
     if s == 1:
         while True:
-            ec = r.bits(4)
+            av -= 4
+            if av < 0:
+                win, av = r.refill(av, 4)
+            ec = (win >> av) & 0xf
             if ec == 0:
-                c = r.bits(9)
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
-                    raise r.fail_back(9, 'KeyInfoType[1]', 'expected CH of KeyName')
+                    raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of KeyName')
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
+                r.avail = av
                 f_KeyName.append(r.string_of(u, None))
-                if r.bits(1):
-                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of KeyName')
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'KeyInfoType[1]', 'expected EE of KeyName')
                 s = 2
                 break
             elif ec == 1:
+                r.avail = av
                 f_KeyValue.append(_d_xmldsig_KeyValueType(r))
+                win = r.win
+                av = r.avail
                 s = 2
                 break
             elif ec == 2:
+                r.avail = av
                 f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r))
+                win = r.win
+                av = r.avail
                 s = 2
                 break
             elif ec == 3:
+                r.avail = av
                 f_X509Data.append(_d_xmldsig_X509DataType(r))
+                win = r.win
+                av = r.avail
                 s = 2
                 break
             elif ec == 4:
+                r.avail = av
                 f_PGPData.append(_d_xmldsig_PGPDataType(r))
+                win = r.win
+                av = r.avail
                 s = 2
                 break
             elif ec == 5:
+                r.avail = av
                 f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
+                win = r.win
+                av = r.avail
                 s = 2
                 break
             elif ec == 6:
-                c = r.bits(9)
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
-                    raise r.fail_back(9, 'KeyInfoType[1]', 'expected CH of MgmtData')
+                    raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of MgmtData')
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
+                r.avail = av
                 f_MgmtData.append(r.string_of(u, None))
-                if r.bits(1):
-                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of MgmtData')
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'KeyInfoType[1]', 'expected EE of MgmtData')
                 s = 2
                 break
             elif ec == 7:
-                raise r.fail('KeyInfoType[1]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'KeyInfoType[1]', 'wildcard element content is not supported')
             elif ec == 8:
-                raise r.fail('KeyInfoType[1]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'KeyInfoType[1]', 'untyped character content is not supported')
             else:
-                raise r.fail('KeyInfoType[1]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
+                raise r.fail_at(av, 'KeyInfoType[1]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
     while True:
-        ec = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        ec = (win >> av) & 0xf
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'KeyInfoType[2]', 'expected CH of KeyName')
+                raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of KeyName')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_KeyName.append(r.string_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of KeyName')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'KeyInfoType[2]', 'expected EE of KeyName')
         elif ec == 1:
+            r.avail = av
             f_KeyValue.append(_d_xmldsig_KeyValueType(r))
+            win = r.win
+            av = r.avail
         elif ec == 2:
+            r.avail = av
             f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r))
+            win = r.win
+            av = r.avail
         elif ec == 3:
+            r.avail = av
             f_X509Data.append(_d_xmldsig_X509DataType(r))
+            win = r.win
+            av = r.avail
         elif ec == 4:
+            r.avail = av
             f_PGPData.append(_d_xmldsig_PGPDataType(r))
+            win = r.win
+            av = r.avail
         elif ec == 5:
+            r.avail = av
             f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
+            win = r.win
+            av = r.avail
         elif ec == 6:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'KeyInfoType[2]', 'expected CH of MgmtData')
+                raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of MgmtData')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_MgmtData.append(r.string_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of MgmtData')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'KeyInfoType[2]', 'expected EE of MgmtData')
         elif ec == 7:
-            raise r.fail('KeyInfoType[2]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'KeyInfoType[2]', 'wildcard element content is not supported')
         elif ec == 8:
             s = -1
             break
         elif ec == 9:
-            raise r.fail('KeyInfoType[2]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'KeyInfoType[2]', 'untyped character content is not supported')
         else:
-            raise r.fail('KeyInfoType[2]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'KeyInfoType[2]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.KeyInfoType(Id=f_Id, KeyName=f_KeyName, KeyValue=f_KeyValue, RetrievalMethod=f_RetrievalMethod, X509Data=f_X509Data, PGPData=f_PGPData, SPKIData=f_SPKIData, MgmtData=f_MgmtData)
 
 def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
@@ -921,47 +1263,80 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
         w.spill()
 
 def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
+    win = r.win
+    av = r.avail
     f_DSAKeyValue: _xmldsig.DSAKeyValueType | None = None
     f_RSAKeyValue: _xmldsig.RSAKeyValueType | None = None
     while True:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
+            r.avail = av
             f_DSAKeyValue = _d_xmldsig_DSAKeyValueType(r)
+            win = r.win
+            av = r.avail
             break
         elif ec == 1:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'KeyValueType[0]', 'expected SE(Modulus), CH of Modulus')
+                raise r.fail_at(av + 10, 'KeyValueType[0]', 'expected SE(Modulus), CH of Modulus')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_1_Modulus = r.binary_of(u, None)
-            c = r.bits(11)
+            win = r.win
+            av = r.avail
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
             if c & 0x700 != 0x0:
-                raise r.fail_back(11, 'KeyValueType[0]', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
+                raise r.fail_at(av + 11, 'KeyValueType[0]', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_1_Exponent = r.binary_of(u, None)
-            c = r.bits(2)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'KeyValueType[0]', 'expected EE of Exponent, EE')
+                raise r.fail_at(av + 2, 'KeyValueType[0]', 'expected EE of Exponent, EE')
             f_RSAKeyValue = _xmldsig.RSAKeyValueType(Modulus=f_1_Modulus, Exponent=f_1_Exponent)
             break
         elif ec == 2:
-            raise r.fail('KeyValueType[0]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'KeyValueType[0]', 'wildcard element content is not supported')
         elif ec == 3:
-            raise r.fail('KeyValueType[0]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'KeyValueType[0]', 'untyped character content is not supported')
         else:
-            raise r.fail('KeyValueType[0]', f'event code {ec}, expected SE(DSAKeyValue), SE(RSAKeyValue), SE(*), CH(untyped)')
+            raise r.fail_at(av, 'KeyValueType[0]', f'event code {ec}, expected SE(DSAKeyValue), SE(RSAKeyValue), SE(*), CH(untyped)')
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
             break
         elif ec == 1:
-            raise r.fail('KeyValueType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'KeyValueType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('KeyValueType[1]', f'event code {ec}, expected EE, CH(untyped)')
+            raise r.fail_at(av, 'KeyValueType[1]', f'event code {ec}, expected EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.KeyValueType(DSAKeyValue=f_DSAKeyValue, RSAKeyValue=f_RSAKeyValue)
 
 def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
@@ -1010,47 +1385,84 @@ def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
         w.spill()
 
 def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
+        r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
+        raise r.fail_at(av, 'ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'ManifestType[1]', 'expected SE(Reference)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ManifestType[1]', 'expected SE(Reference)')
+        r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
+        win = r.win
+        av = r.avail
         s = 2
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
+        r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('ManifestType[2]', f'event code {ec}, expected SE(Reference), EE')
+        raise r.fail_at(av, 'ManifestType[2]', f'event code {ec}, expected SE(Reference), EE')
     if s == 3:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_Reference.append(_d_xmldsig_ReferenceType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('ManifestType[3]', f'event code {ec}, expected SE(Reference), EE')
+                raise r.fail_at(av, 'ManifestType[3]', f'event code {ec}, expected SE(Reference), EE')
+    r.avail = av
     return _xmldsig.ManifestType(Id=f_Id, Reference=f_Reference)
 
 def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
@@ -1132,106 +1544,178 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
         w.spill()
 
 def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
+    win = r.win
+    av = r.avail
     f_Encoding: str | None = None
     f_Id: str | None = None
     f_MimeType: str | None = None
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Encoding = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 2:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_MimeType = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 3:
-        raise r.fail('ObjectType[0]', 'wildcard element content is not supported')
+        raise r.fail_at(av, 'ObjectType[0]', 'wildcard element content is not supported')
     elif ec == 4:
         s = -1
     elif ec == 5:
-        raise r.fail('ObjectType[0]', 'untyped character content is not supported')
+        raise r.fail_at(av, 'ObjectType[0]', 'untyped character content is not supported')
     else:
-        raise r.fail('ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
+        raise r.fail_at(av, 'ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
     if s == 1:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_Id = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 2
         elif ec == 1:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_MimeType = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 2:
-            raise r.fail('ObjectType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'ObjectType[1]', 'wildcard element content is not supported')
         elif ec == 3:
             s = -1
         elif ec == 4:
-            raise r.fail('ObjectType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'ObjectType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('ObjectType[1]', f'event code {ec}, expected AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'ObjectType[1]', f'event code {ec}, expected AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
     if s == 2:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_MimeType = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 1:
-            raise r.fail('ObjectType[2]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'ObjectType[2]', 'wildcard element content is not supported')
         elif ec == 2:
             s = -1
         elif ec == 3:
-            raise r.fail('ObjectType[2]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'ObjectType[2]', 'untyped character content is not supported')
         else:
-            raise r.fail('ObjectType[2]', f'event code {ec}, expected AT(MimeType), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'ObjectType[2]', f'event code {ec}, expected AT(MimeType), SE(*), EE, CH(untyped)')
     if s == 3:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('ObjectType[3]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'ObjectType[3]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('ObjectType[3]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'ObjectType[3]', 'untyped character content is not supported')
             else:
-                raise r.fail('ObjectType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'ObjectType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 4:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('ObjectType[4]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'ObjectType[4]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('ObjectType[4]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'ObjectType[4]', 'untyped character content is not supported')
             else:
-                raise r.fail('ObjectType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'ObjectType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.ObjectType(Encoding=f_Encoding, Id=f_Id, MimeType=f_MimeType)
 
 def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
@@ -1322,90 +1806,150 @@ def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
         w.spill()
 
 def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
+    win = r.win
+    av = r.avail
     f_PGPKeyID: bytes | None = None
     f_PGPKeyPacket: list[bytes] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'PGPDataType[0]', 'expected CH of PGPKeyID')
+            raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyID')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_PGPKeyID = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
+            raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_PGPKeyPacket.append(r.binary_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
         s = 2
     else:
-        raise r.fail('PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
+        raise r.fail_at(av, 'PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
     if s == 1:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
+                raise r.fail_at(av + 9, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_PGPKeyPacket.append(r.binary_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
             s = 3
         elif ec == 1:
-            raise r.fail('PGPDataType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'PGPDataType[1]', 'wildcard element content is not supported')
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('PGPDataType[1]', f'event code {ec}, expected SE(PGPKeyPacket), SE(*), EE')
+            raise r.fail_at(av, 'PGPDataType[1]', f'event code {ec}, expected SE(PGPKeyPacket), SE(*), EE')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('PGPDataType[2]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'PGPDataType[2]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('PGPDataType[2]', f'event code {ec}, expected SE(*), EE')
+            raise r.fail_at(av, 'PGPDataType[2]', f'event code {ec}, expected SE(*), EE')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('PGPDataType[3]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'PGPDataType[3]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
+            raise r.fail_at(av, 'PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
     if s == 4:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('PGPDataType[4]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'PGPDataType[4]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('PGPDataType[4]', f'event code {ec}, expected SE(*), EE')
+                raise r.fail_at(av, 'PGPDataType[4]', f'event code {ec}, expected SE(*), EE')
     if s == 5:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('PGPDataType[5]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'PGPDataType[5]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('PGPDataType[5]', f'event code {ec}, expected SE(*), EE')
+                raise r.fail_at(av, 'PGPDataType[5]', f'event code {ec}, expected SE(*), EE')
+    r.avail = av
     return _xmldsig.PGPDataType(PGPKeyID=f_PGPKeyID, PGPKeyPacket=f_PGPKeyPacket)
 
 def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
@@ -1487,25 +2031,49 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         w.spill()
 
 def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
+    win = r.win
+    av = r.avail
     f_Modulus: bytes
     f_Exponent: bytes
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
+        raise r.fail_at(av + 10, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Modulus = r.binary_of(u, None)
-    c = r.bits(11)
+    win = r.win
+    av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
+        raise r.fail_at(av + 11, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Exponent = r.binary_of(u, None)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
+        raise r.fail_at(av + 2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
+    r.avail = av
     return _xmldsig.RSAKeyValueType(Modulus=f_Modulus, Exponent=f_Exponent)
 
 def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> None:
@@ -1537,6 +2105,8 @@ def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> Non
         w.spill()
 
 def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_Type: str | None = None
     f_URI: str | None = None
@@ -1544,105 +2114,215 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     f_DigestMethod: _xmldsig.DigestMethodType
     f_DigestValue: bytes
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Type = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 2:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_URI = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 3:
+        r.avail = av
         f_Transforms = _d_xmldsig_TransformsType(r)
+        win = r.win
+        av = r.avail
         s = 4
     elif ec == 4:
+        r.avail = av
         f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+        win = r.win
+        av = r.avail
         s = 5
     else:
-        raise r.fail('ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
+        raise r.fail_at(av, 'ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 1:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_Type = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 2
         elif ec == 1:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_URI = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 2:
+            r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 3:
+            r.avail = av
             f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+            win = r.win
+            av = r.avail
             s = 5
         else:
-            raise r.fail('ReferenceType[1]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
+            raise r.fail_at(av, 'ReferenceType[1]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_URI = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 1:
+            r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 2:
+            r.avail = av
             f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+            win = r.win
+            av = r.avail
             s = 5
         else:
-            raise r.fail('ReferenceType[2]', f'event code {ec}, expected AT(URI), SE(Transforms), SE(DigestMethod)')
+            raise r.fail_at(av, 'ReferenceType[2]', f'event code {ec}, expected AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 1:
+            r.avail = av
             f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+            win = r.win
+            av = r.avail
             s = 5
         else:
-            raise r.fail('ReferenceType[3]', f'event code {ec}, expected SE(Transforms), SE(DigestMethod)')
+            raise r.fail_at(av, 'ReferenceType[3]', f'event code {ec}, expected SE(Transforms), SE(DigestMethod)')
     if s == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'ReferenceType[4]', 'expected SE(DigestMethod)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ReferenceType[4]', 'expected SE(DigestMethod)')
+        r.avail = av
         f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+        win = r.win
+        av = r.avail
         s = 5
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
+        raise r.fail_at(av + 10, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_DigestValue = r.binary_of(u, None)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'ReferenceType', 'expected EE of DigestValue, EE')
+        raise r.fail_at(av + 2, 'ReferenceType', 'expected EE of DigestValue, EE')
     s = 6
     s = -1
+    r.avail = av
     return _xmldsig.ReferenceType(Id=f_Id, Type=f_Type, URI=f_URI, Transforms=f_Transforms, DigestMethod=f_DigestMethod, DigestValue=f_DigestValue)
 
 def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
@@ -1817,62 +2497,114 @@ def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
         w.spill()
 
 def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType:
+    win = r.win
+    av = r.avail
     f_Type: str | None = None
     f_URI: str | None = None
     f_Transforms: _xmldsig.TransformsType | None = None
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Type = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_URI = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 2:
+        r.avail = av
         f_Transforms = _d_xmldsig_TransformsType(r)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 3:
         s = -1
     else:
-        raise r.fail('RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
+        raise r.fail_at(av, 'RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
     if s == 1:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_URI = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 2
         elif ec == 1:
+            r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('RetrievalMethodType[1]', f'event code {ec}, expected AT(URI), SE(Transforms), EE')
+            raise r.fail_at(av, 'RetrievalMethodType[1]', f'event code {ec}, expected AT(URI), SE(Transforms), EE')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('RetrievalMethodType[2]', f'event code {ec}, expected SE(Transforms), EE')
+            raise r.fail_at(av, 'RetrievalMethodType[2]', f'event code {ec}, expected SE(Transforms), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'RetrievalMethodType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'RetrievalMethodType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _xmldsig.RetrievalMethodType(Type=f_Type, URI=f_URI, Transforms=f_Transforms)
 
 def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType) -> None:
@@ -1958,57 +2690,105 @@ def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType
         w.spill()
 
 def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
+    win = r.win
+    av = r.avail
     f_SPKISexp: list[bytes] = []
     s = 0
     while s >= 0:
         if s == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
+                raise r.fail_at(av + 10, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_SPKISexp.append(r.binary_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'SPKIDataType[0]', 'expected EE of SPKISexp')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'SPKIDataType[0]', 'expected EE of SPKISexp')
             s = 1
         if s == 1:
             while True:
-                ec = r.bits(2)
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                ec = (win >> av) & 0x3
                 if ec == 0:
-                    c = r.bits(9)
+                    av -= 9
+                    if av < 0:
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
                     if c & 0x100 != 0x0:
-                        raise r.fail_back(9, 'SPKIDataType[1]', 'expected CH of SPKISexp')
+                        raise r.fail_at(av + 9, 'SPKIDataType[1]', 'expected CH of SPKISexp')
                     u = (c & 255)
                     if u > 127:
+                        r.avail = av
                         u = r.uint_more(u)
+                        win = r.win
+                        av = r.avail
+                    r.avail = av
                     f_SPKISexp.append(r.binary_of(u, None))
-                    if r.bits(1):
-                        raise r.fail_back(1, 'SPKIDataType[1]', 'expected EE of SPKISexp')
+                    win = r.win
+                    av = r.avail
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 1)
+                    c = (win >> av) & 0x1
+                    if c:
+                        raise r.fail_at(av + 1, 'SPKIDataType[1]', 'expected EE of SPKISexp')
                 elif ec == 1:
-                    raise r.fail('SPKIDataType[1]', 'wildcard element content is not supported')
+                    raise r.fail_at(av, 'SPKIDataType[1]', 'wildcard element content is not supported')
                 elif ec == 2:
                     s = -1
                     break
                 else:
-                    raise r.fail('SPKIDataType[1]', f'event code {ec}, expected SE(SPKISexp), SE(*), EE')
+                    raise r.fail_at(av, 'SPKIDataType[1]', f'event code {ec}, expected SE(SPKISexp), SE(*), EE')
         if s == 2:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                c = r.bits(9)
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
-                    raise r.fail_back(9, 'SPKIDataType[2]', 'expected CH of SPKISexp')
+                    raise r.fail_at(av + 9, 'SPKIDataType[2]', 'expected CH of SPKISexp')
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
+                r.avail = av
                 f_SPKISexp.append(r.binary_of(u, None))
-                if r.bits(1):
-                    raise r.fail_back(1, 'SPKIDataType[2]', 'expected EE of SPKISexp')
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'SPKIDataType[2]', 'expected EE of SPKISexp')
                 s = 1
             elif ec == 1:
                 s = -1
             else:
-                raise r.fail('SPKIDataType[2]', f'event code {ec}, expected SE(SPKISexp), EE')
+                raise r.fail_at(av, 'SPKIDataType[2]', f'event code {ec}, expected SE(SPKISexp), EE')
+    r.avail = av
     return _xmldsig.SPKIDataType(SPKISexp=f_SPKISexp)
 
 def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
@@ -2076,65 +2856,96 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
         w.spill()
 
 def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType:
+    win = r.win
+    av = r.avail
     f_Algorithm: str
     f_HMACOutputLength: int | None = None
     s = 0
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'SignatureMethodType', 'expected AT(Algorithm)')
+        raise r.fail_at(av + 9, 'SignatureMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Algorithm = r.string_of(u, None)
+    win = r.win
+    av = r.avail
     s = 1
     while True:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
+                raise r.fail_at(av + 10, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_HMACOutputLength = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
             s = 2
             break
         elif ec == 1:
-            raise r.fail('SignatureMethodType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'SignatureMethodType[1]', 'wildcard element content is not supported')
         elif ec == 2:
             s = -1
             break
         elif ec == 3:
-            raise r.fail('SignatureMethodType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'SignatureMethodType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('SignatureMethodType[1]', f'event code {ec}, expected SE(HMACOutputLength), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'SignatureMethodType[1]', f'event code {ec}, expected SE(HMACOutputLength), SE(*), EE, CH(untyped)')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('SignatureMethodType[2]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'SignatureMethodType[2]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('SignatureMethodType[2]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'SignatureMethodType[2]', 'untyped character content is not supported')
             else:
-                raise r.fail('SignatureMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'SignatureMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 3:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('SignatureMethodType[3]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'SignatureMethodType[3]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('SignatureMethodType[3]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'SignatureMethodType[3]', 'untyped character content is not supported')
             else:
-                raise r.fail('SignatureMethodType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'SignatureMethodType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.SignatureMethodType(Algorithm=f_Algorithm, HMACOutputLength=f_HMACOutputLength)
 
 def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType) -> None:
@@ -2190,47 +3001,84 @@ def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType
         w.spill()
 
 def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignaturePropertiesType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_SignatureProperty: list[_xmldsig.SignaturePropertyType] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
+        r.avail = av
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
+        raise r.fail_at(av, 'SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
+        r.avail = av
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+        win = r.win
+        av = r.avail
         s = 2
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
+        r.avail = av
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('SignaturePropertiesType[2]', f'event code {ec}, expected SE(SignatureProperty), EE')
+        raise r.fail_at(av, 'SignaturePropertiesType[2]', f'event code {ec}, expected SE(SignatureProperty), EE')
     if s == 3:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('SignaturePropertiesType[3]', f'event code {ec}, expected SE(SignatureProperty), EE')
+                raise r.fail_at(av, 'SignaturePropertiesType[3]', f'event code {ec}, expected SE(SignatureProperty), EE')
+    r.avail = av
     return _xmldsig.SignaturePropertiesType(Id=f_Id, SignatureProperty=f_SignatureProperty)
 
 def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignaturePropertiesType) -> None:
@@ -2312,67 +3160,109 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
         w.spill()
 
 def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignaturePropertyType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_Target: str
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Target = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
+        raise r.fail_at(av, 'SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
     if s == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'SignaturePropertyType[1]', 'expected AT(Target)')
+            raise r.fail_at(av + 9, 'SignaturePropertyType[1]', 'expected AT(Target)')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Target = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('SignaturePropertyType[2]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'SignaturePropertyType[2]', 'wildcard element content is not supported')
         elif ec == 1:
-            raise r.fail('SignaturePropertyType[2]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'SignaturePropertyType[2]', 'untyped character content is not supported')
         else:
-            raise r.fail('SignaturePropertyType[2]', f'event code {ec}, expected SE(*), CH(untyped)')
+            raise r.fail_at(av, 'SignaturePropertyType[2]', f'event code {ec}, expected SE(*), CH(untyped)')
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('SignaturePropertyType[3]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'SignaturePropertyType[3]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
             break
         elif ec == 2:
-            raise r.fail('SignaturePropertyType[3]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'SignaturePropertyType[3]', 'untyped character content is not supported')
         else:
-            raise r.fail('SignaturePropertyType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'SignaturePropertyType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 4:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('SignaturePropertyType[4]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'SignaturePropertyType[4]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('SignaturePropertyType[4]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'SignaturePropertyType[4]', 'untyped character content is not supported')
             else:
-                raise r.fail('SignaturePropertyType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'SignaturePropertyType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.SignaturePropertyType(Id=f_Id, Target=f_Target)
 
 def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignaturePropertyType) -> None:
@@ -2428,66 +3318,119 @@ def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignatureProperty
         w.spill()
 
 def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_SignedInfo: _xmldsig.SignedInfoType
     f_SignatureValue: _xmldsig.SignatureValueType
     f_KeyInfo: _xmldsig.KeyInfoType | None = None
     f_Object: list[_xmldsig.ObjectType] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
+        r.avail = av
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
+        raise r.fail_at(av, 'SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignatureType[1]', 'expected SE(SignedInfo)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignatureType[1]', 'expected SE(SignedInfo)')
+        r.avail = av
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
+        win = r.win
+        av = r.avail
         s = 2
-    if r.bits(1):
-        raise r.fail_back(1, 'SignatureType', 'expected SE(SignatureValue)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SignatureType', 'expected SE(SignatureValue)')
+    r.avail = av
     f_SignatureValue = _d_xmldsig_SignatureValueType(r)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 3
     if ec == 0:
+        r.avail = av
         f_KeyInfo = _d_xmldsig_KeyInfoType(r)
+        win = r.win
+        av = r.avail
         s = 4
     elif ec == 1:
+        r.avail = av
         f_Object.append(_d_xmldsig_ObjectType(r))
+        win = r.win
+        av = r.avail
         s = 5
     elif ec == 2:
         s = -1
     else:
-        raise r.fail('SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
+        raise r.fail_at(av, 'SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_Object.append(_d_xmldsig_ObjectType(r))
+            win = r.win
+            av = r.avail
             s = 5
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('SignatureType[4]', f'event code {ec}, expected SE(Object), EE')
+            raise r.fail_at(av, 'SignatureType[4]', f'event code {ec}, expected SE(Object), EE')
     if s == 5:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_Object.append(_d_xmldsig_ObjectType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('SignatureType[5]', f'event code {ec}, expected SE(Object), EE')
+                raise r.fail_at(av, 'SignatureType[5]', f'event code {ec}, expected SE(Object), EE')
+    r.avail = av
     return _xmldsig.SignatureType(Id=f_Id, SignedInfo=f_SignedInfo, SignatureValue=f_SignatureValue, KeyInfo=f_KeyInfo, Object=f_Object)
 
 def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
@@ -2600,39 +3543,76 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
         w.spill()
 
 def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_value: bytes
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
+        raise r.fail_at(av, 'SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
     if s == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'SignatureValueType[1]', 'expected CH')
+            raise r.fail_at(av + 9, 'SignatureValueType[1]', 'expected CH')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
-    if r.bits(1):
-        raise r.fail_back(1, 'SignatureValueType', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SignatureValueType', 'expected EE')
     s = -1
+    r.avail = av
     return _xmldsig.SignatureValueType(Id=f_Id, value=f_value)
 
 def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) -> None:
@@ -2680,57 +3660,108 @@ def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) 
         w.spill()
 
 def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_CanonicalizationMethod: _xmldsig.CanonicalizationMethodType
     f_SignatureMethod: _xmldsig.SignatureMethodType
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
+        r.avail = av
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
+        raise r.fail_at(av, 'SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
+        r.avail = av
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
+        win = r.win
+        av = r.avail
         s = 2
-    if r.bits(1):
-        raise r.fail_back(1, 'SignedInfoType', 'expected SE(SignatureMethod)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SignedInfoType', 'expected SE(SignatureMethod)')
+    r.avail = av
     f_SignatureMethod = _d_xmldsig_SignatureMethodType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'SignedInfoType', 'expected SE(Reference)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SignedInfoType', 'expected SE(Reference)')
     s = 3
+    r.avail = av
     f_Reference.append(_d_xmldsig_ReferenceType(r))
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 4
     if ec == 0:
+        r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
+        win = r.win
+        av = r.avail
         s = 5
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('SignedInfoType[4]', f'event code {ec}, expected SE(Reference), EE')
+        raise r.fail_at(av, 'SignedInfoType[4]', f'event code {ec}, expected SE(Reference), EE')
     if s == 5:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_Reference.append(_d_xmldsig_ReferenceType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('SignedInfoType[5]', f'event code {ec}, expected SE(Reference), EE')
+                raise r.fail_at(av, 'SignedInfoType[5]', f'event code {ec}, expected SE(Reference), EE')
+    r.avail = av
     return _xmldsig.SignedInfoType(Id=f_Id, CanonicalizationMethod=f_CanonicalizationMethod, SignatureMethod=f_SignatureMethod, Reference=f_Reference)
 
 def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
@@ -2831,35 +3862,63 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
         w.spill()
 
 def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
+    win = r.win
+    av = r.avail
     f_Algorithm: str
     f_XPath: list[str] = []
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'TransformType', 'expected AT(Algorithm)')
+        raise r.fail_at(av + 9, 'TransformType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Algorithm = r.string_of(u, None)
+    win = r.win
+    av = r.avail
     while True:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'TransformType[1]', 'expected CH of XPath')
+                raise r.fail_at(av + 9, 'TransformType[1]', 'expected CH of XPath')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_XPath.append(r.string_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'TransformType[1]', 'expected EE of XPath')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'TransformType[1]', 'expected EE of XPath')
         elif ec == 1:
-            raise r.fail('TransformType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'TransformType[1]', 'wildcard element content is not supported')
         elif ec == 2:
             break
         elif ec == 3:
-            raise r.fail('TransformType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'TransformType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('TransformType[1]', f'event code {ec}, expected SE(XPath), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'TransformType[1]', f'event code {ec}, expected SE(XPath), SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.TransformType(Algorithm=f_Algorithm, XPath=f_XPath)
 
 def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
@@ -2899,31 +3958,53 @@ def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
         w.spill()
 
 def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
+    win = r.win
+    av = r.avail
     f_Transform: list[_xmldsig.TransformType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'TransformsType', 'expected SE(Transform)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'TransformsType', 'expected SE(Transform)')
+    r.avail = av
     f_Transform.append(_d_xmldsig_TransformType(r))
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 1
     if ec == 0:
+        r.avail = av
         f_Transform.append(_d_xmldsig_TransformType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('TransformsType[1]', f'event code {ec}, expected SE(Transform), EE')
+        raise r.fail_at(av, 'TransformsType[1]', f'event code {ec}, expected SE(Transform), EE')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_Transform.append(_d_xmldsig_TransformType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('TransformsType[2]', f'event code {ec}, expected SE(Transform), EE')
+                raise r.fail_at(av, 'TransformsType[2]', f'event code {ec}, expected SE(Transform), EE')
+    r.avail = av
     return _xmldsig.TransformsType(Transform=f_Transform)
 
 def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
@@ -2982,145 +4063,294 @@ def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
         w.spill()
 
 def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
+    win = r.win
+    av = r.avail
     f_X509IssuerSerial: list[_xmldsig.X509IssuerSerialType] = []
     f_X509SKI: list[bytes] = []
     f_X509SubjectName: list[str] = []
     f_X509Certificate: list[bytes] = []
     f_X509CRL: list[bytes] = []
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'X509DataType[0]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+            raise r.fail_at(av + 10, 'X509DataType[0]', 'expected SE(X509IssuerName), CH of X509IssuerName')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_1_X509IssuerName = r.string_of(u, None)
-        c = r.bits(12)
+        win = r.win
+        av = r.avail
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
         if c & 0xe00 != 0x0:
-            raise r.fail_back(12, 'X509DataType[0]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+            raise r.fail_at(av + 12, 'X509DataType[0]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_X509SerialNumber = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'X509DataType[0]', 'expected EE of X509SerialNumber, EE')
+            raise r.fail_at(av + 2, 'X509DataType[0]', 'expected EE of X509SerialNumber, EE')
         f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509SKI')
+            raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509SKI')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_X509SKI.append(r.binary_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SKI')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509SKI')
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509SubjectName')
+            raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509SubjectName')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_X509SubjectName.append(r.string_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SubjectName')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509SubjectName')
     elif ec == 3:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509Certificate')
+            raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509Certificate')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_X509Certificate.append(r.binary_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509Certificate')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509Certificate')
     elif ec == 4:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509CRL')
+            raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509CRL')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_X509CRL.append(r.binary_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509CRL')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509CRL')
     elif ec == 5:
-        raise r.fail('X509DataType[0]', 'wildcard element content is not supported')
+        raise r.fail_at(av, 'X509DataType[0]', 'wildcard element content is not supported')
     else:
-        raise r.fail('X509DataType[0]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*)')
+        raise r.fail_at(av, 'X509DataType[0]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*)')
     while True:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'X509DataType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+                raise r.fail_at(av + 10, 'X509DataType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_2_X509IssuerName = r.string_of(u, None)
-            c = r.bits(12)
+            win = r.win
+            av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
             if c & 0xe00 != 0x0:
-                raise r.fail_back(12, 'X509DataType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+                raise r.fail_at(av + 12, 'X509DataType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_2_X509SerialNumber = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'X509DataType[1]', 'expected EE of X509SerialNumber, EE')
+                raise r.fail_at(av + 2, 'X509DataType[1]', 'expected EE of X509SerialNumber, EE')
             f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509SKI')
+                raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509SKI')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_X509SKI.append(r.binary_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SKI')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509SKI')
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509SubjectName')
+                raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509SubjectName')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_X509SubjectName.append(r.string_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SubjectName')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509SubjectName')
         elif ec == 3:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509Certificate')
+                raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509Certificate')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_X509Certificate.append(r.binary_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509Certificate')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509Certificate')
         elif ec == 4:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509CRL')
+                raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509CRL')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_X509CRL.append(r.binary_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509CRL')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509CRL')
         elif ec == 5:
-            raise r.fail('X509DataType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'X509DataType[1]', 'wildcard element content is not supported')
         elif ec == 6:
             break
         else:
-            raise r.fail('X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
+            raise r.fail_at(av, 'X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
+    r.avail = av
     return _xmldsig.X509DataType(X509IssuerSerial=f_X509IssuerSerial, X509SKI=f_X509SKI, X509SubjectName=f_X509SubjectName, X509Certificate=f_X509Certificate, X509CRL=f_X509CRL)
 
 def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
@@ -3307,26 +4537,47 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         w.spill()
 
 def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialType:
+    win = r.win
+    av = r.avail
     f_X509IssuerName: str
     f_X509SerialNumber: int
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
+        raise r.fail_at(av + 10, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_X509IssuerName = r.string_of(u, None)
-    c = r.bits(12)
+    win = r.win
+    av = r.avail
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+        raise r.fail_at(av + 12, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_X509SerialNumber = -u - 1 if sg else u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
+        raise r.fail_at(av + 2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
+    r.avail = av
     return _xmldsig.X509IssuerSerialType(X509IssuerName=f_X509IssuerName, X509SerialNumber=f_X509SerialNumber)
 
 def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialType) -> None:
@@ -3366,12 +4617,26 @@ def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialTy
         w.spill()
 
 def _d_din_CableCheckReqType(r: BitReader) -> _din.CableCheckReqType:
+    win = r.win
+    av = r.avail
     f_DC_EVStatus: _din.DC_EVStatusType
-    if r.bits(1):
-        raise r.fail_back(1, 'CableCheckReqType', 'expected SE(DC_EVStatus)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'CableCheckReqType', 'expected SE(DC_EVStatus)')
+    r.avail = av
     f_DC_EVStatus = _d_din_DC_EVStatusType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'CableCheckReqType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'CableCheckReqType', 'expected EE')
+    r.avail = av
     return _din.CableCheckReqType(DC_EVStatus=f_DC_EVStatus)
 
 def _e_din_CableCheckReqType(w: BitWriter, o: _din.CableCheckReqType) -> None:
@@ -3394,21 +4659,33 @@ def _e_din_CableCheckReqType(w: BitWriter, o: _din.CableCheckReqType) -> None:
         w.spill()
 
 def _d_din_CableCheckResType(r: BitReader) -> _din.CableCheckResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _din.responseCodeType
     f_DC_EVSEStatus: _din.DC_EVSEStatusType
     f_EVSEProcessing: _din.EVSEProcessingType
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x183 != 0x0:
-        raise r.fail_back(9, 'CableCheckResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
+        raise r.fail_at(av + 9, 'CableCheckResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
     iv = ((c >> 2) & 31)
     if iv >= 23:
-        raise r.fail('CableCheckResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'CableCheckResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
+    r.avail = av
     f_DC_EVSEStatus = _d_din_DC_EVSEStatusType(r)
-    c = r.bits(5)
+    win = r.win
+    av = r.avail
+    av -= 5
+    if av < 0:
+        win, av = r.refill(av, 5)
+    c = (win >> av) & 0x1f
     if c & 0x1b != 0x0:
-        raise r.fail_back(5, 'CableCheckResType', 'expected SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
+        raise r.fail_at(av + 5, 'CableCheckResType', 'expected SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
     f_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 2) & 1)]
+    r.avail = av
     return _din.CableCheckResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEProcessing=f_EVSEProcessing)
 
 def _e_din_CableCheckResType(w: BitWriter, o: _din.CableCheckResType) -> None:
@@ -3435,60 +4712,120 @@ def _e_din_CableCheckResType(w: BitWriter, o: _din.CableCheckResType) -> None:
         w.spill()
 
 def _d_din_CertificateInstallationReqType(r: BitReader) -> _din.CertificateInstallationReqType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_OEMProvisioningCert: bytes
     f_ListOfRootCertificateIDs: _din.ListOfRootCertificateIDsType
     f_DHParams: bytes
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'CertificateInstallationReqType[0]', 'expected CH of OEMProvisioningCert')
+            raise r.fail_at(av + 9, 'CertificateInstallationReqType[0]', 'expected CH of OEMProvisioningCert')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_OEMProvisioningCert = r.binary_of(u, 1200)
-        if r.bits(1):
-            raise r.fail_back(1, 'CertificateInstallationReqType[0]', 'expected EE of OEMProvisioningCert')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateInstallationReqType[0]', 'expected EE of OEMProvisioningCert')
         s = 2
     else:
-        raise r.fail('CertificateInstallationReqType[0]', f'event code {ec}, expected AT(Id), SE(OEMProvisioningCert)')
+        raise r.fail_at(av, 'CertificateInstallationReqType[0]', f'event code {ec}, expected AT(Id), SE(OEMProvisioningCert)')
     if s == 1:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'CertificateInstallationReqType[1]', 'expected SE(OEMProvisioningCert), CH of OEMProvisioningCert')
+            raise r.fail_at(av + 10, 'CertificateInstallationReqType[1]', 'expected SE(OEMProvisioningCert), CH of OEMProvisioningCert')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_OEMProvisioningCert = r.binary_of(u, 1200)
-        if r.bits(1):
-            raise r.fail_back(1, 'CertificateInstallationReqType[1]', 'expected EE of OEMProvisioningCert')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateInstallationReqType[1]', 'expected EE of OEMProvisioningCert')
         s = 2
-    if r.bits(1):
-        raise r.fail_back(1, 'CertificateInstallationReqType', 'expected SE(ListOfRootCertificateIDs)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'CertificateInstallationReqType', 'expected SE(ListOfRootCertificateIDs)')
+    r.avail = av
     f_ListOfRootCertificateIDs = _d_din_ListOfRootCertificateIDsType(r)
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'CertificateInstallationReqType', 'expected SE(DHParams), CH of DHParams')
+        raise r.fail_at(av + 10, 'CertificateInstallationReqType', 'expected SE(DHParams), CH of DHParams')
     u = (c & 255)
     s = 3
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_DHParams = r.binary_of(u, 256)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'CertificateInstallationReqType', 'expected EE of DHParams, EE')
+        raise r.fail_at(av + 2, 'CertificateInstallationReqType', 'expected EE of DHParams, EE')
     s = 4
     s = -1
+    r.avail = av
     return _din.CertificateInstallationReqType(Id=f_Id, OEMProvisioningCert=f_OEMProvisioningCert, ListOfRootCertificateIDs=f_ListOfRootCertificateIDs, DHParams=f_DHParams)
 
 def _e_din_CertificateInstallationReqType(w: BitWriter, o: _din.CertificateInstallationReqType) -> None:
@@ -3566,51 +4903,99 @@ def _e_din_CertificateInstallationReqType(w: BitWriter, o: _din.CertificateInsta
         w.spill()
 
 def _d_din_CertificateInstallationResType(r: BitReader) -> _din.CertificateInstallationResType:
+    win = r.win
+    av = r.avail
     f_Id: str
     f_ResponseCode: _din.responseCodeType
     f_ContractSignatureCertChain: _din.CertificateChainType
     f_ContractSignatureEncryptedPrivateKey: bytes
     f_DHParams: bytes
     f_ContractID: str
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'CertificateInstallationResType', 'expected AT(Id)')
+        raise r.fail_at(av + 9, 'CertificateInstallationResType', 'expected AT(Id)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Id = r.string_of(u, None)
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x183 != 0x0:
-        raise r.fail_back(9, 'CertificateInstallationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ContractSignatureCertChain)')
+        raise r.fail_at(av + 9, 'CertificateInstallationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ContractSignatureCertChain)')
     iv = ((c >> 2) & 31)
     if iv >= 23:
-        raise r.fail('CertificateInstallationResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'CertificateInstallationResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
+    r.avail = av
     f_ContractSignatureCertChain = _d_din_CertificateChainType(r)
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'CertificateInstallationResType', 'expected SE(ContractSignatureEncryptedPrivateKey), CH of ContractSignatureEncryptedPrivateKey')
+        raise r.fail_at(av + 10, 'CertificateInstallationResType', 'expected SE(ContractSignatureEncryptedPrivateKey), CH of ContractSignatureEncryptedPrivateKey')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_ContractSignatureEncryptedPrivateKey = r.binary_of(u, 128)
-    c = r.bits(11)
+    win = r.win
+    av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'CertificateInstallationResType', 'expected EE of ContractSignatureEncryptedPrivateKey, SE(DHParams), CH of DHParams')
+        raise r.fail_at(av + 11, 'CertificateInstallationResType', 'expected EE of ContractSignatureEncryptedPrivateKey, SE(DHParams), CH of DHParams')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_DHParams = r.binary_of(u, 256)
-    c = r.bits(11)
+    win = r.win
+    av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'CertificateInstallationResType', 'expected EE of DHParams, SE(ContractID), CH of ContractID')
+        raise r.fail_at(av + 11, 'CertificateInstallationResType', 'expected EE of DHParams, SE(ContractID), CH of ContractID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_ContractID = r.string_of(u, 24)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'CertificateInstallationResType', 'expected EE of ContractID, EE')
+        raise r.fail_at(av + 2, 'CertificateInstallationResType', 'expected EE of ContractID, EE')
+    r.avail = av
     return _din.CertificateInstallationResType(Id=f_Id, ResponseCode=f_ResponseCode, ContractSignatureCertChain=f_ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey=f_ContractSignatureEncryptedPrivateKey, DHParams=f_DHParams, ContractID=f_ContractID)
 
 def _e_din_CertificateInstallationResType(w: BitWriter, o: _din.CertificateInstallationResType) -> None:
@@ -3677,56 +5062,108 @@ def _e_din_CertificateInstallationResType(w: BitWriter, o: _din.CertificateInsta
         w.spill()
 
 def _d_din_CertificateUpdateReqType(r: BitReader) -> _din.CertificateUpdateReqType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_ContractSignatureCertChain: _din.CertificateChainType
     f_ContractID: str
     f_ListOfRootCertificateIDs: _din.ListOfRootCertificateIDsType
     f_DHParams: bytes
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
+        r.avail = av
         f_ContractSignatureCertChain = _d_din_CertificateChainType(r)
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('CertificateUpdateReqType[0]', f'event code {ec}, expected AT(Id), SE(ContractSignatureCertChain)')
+        raise r.fail_at(av, 'CertificateUpdateReqType[0]', f'event code {ec}, expected AT(Id), SE(ContractSignatureCertChain)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'CertificateUpdateReqType[1]', 'expected SE(ContractSignatureCertChain)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateUpdateReqType[1]', 'expected SE(ContractSignatureCertChain)')
+        r.avail = av
         f_ContractSignatureCertChain = _d_din_CertificateChainType(r)
+        win = r.win
+        av = r.avail
         s = 2
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'CertificateUpdateReqType', 'expected SE(ContractID), CH of ContractID')
+        raise r.fail_at(av + 10, 'CertificateUpdateReqType', 'expected SE(ContractID), CH of ContractID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_ContractID = r.string_of(u, 24)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'CertificateUpdateReqType', 'expected EE of ContractID, SE(ListOfRootCertificateIDs)')
+        raise r.fail_at(av + 2, 'CertificateUpdateReqType', 'expected EE of ContractID, SE(ListOfRootCertificateIDs)')
     s = 3
+    r.avail = av
     f_ListOfRootCertificateIDs = _d_din_ListOfRootCertificateIDsType(r)
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'CertificateUpdateReqType', 'expected SE(DHParams), CH of DHParams')
+        raise r.fail_at(av + 10, 'CertificateUpdateReqType', 'expected SE(DHParams), CH of DHParams')
     u = (c & 255)
     s = 4
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_DHParams = r.binary_of(u, 256)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'CertificateUpdateReqType', 'expected EE of DHParams, EE')
+        raise r.fail_at(av + 2, 'CertificateUpdateReqType', 'expected EE of DHParams, EE')
     s = 5
     s = -1
+    r.avail = av
     return _din.CertificateUpdateReqType(Id=f_Id, ContractSignatureCertChain=f_ContractSignatureCertChain, ContractID=f_ContractID, ListOfRootCertificateIDs=f_ListOfRootCertificateIDs, DHParams=f_DHParams)
 
 def _e_din_CertificateUpdateReqType(w: BitWriter, o: _din.CertificateUpdateReqType) -> None:
@@ -3808,6 +5245,8 @@ def _e_din_CertificateUpdateReqType(w: BitWriter, o: _din.CertificateUpdateReqTy
         w.spill()
 
 def _d_din_CertificateUpdateResType(r: BitReader) -> _din.CertificateUpdateResType:
+    win = r.win
+    av = r.avail
     f_Id: str
     f_ResponseCode: _din.responseCodeType
     f_ContractSignatureCertChain: _din.CertificateChainType
@@ -3815,53 +5254,105 @@ def _d_din_CertificateUpdateResType(r: BitReader) -> _din.CertificateUpdateResTy
     f_DHParams: bytes
     f_ContractID: str
     f_RetryCounter: int
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'CertificateUpdateResType', 'expected AT(Id)')
+        raise r.fail_at(av + 9, 'CertificateUpdateResType', 'expected AT(Id)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Id = r.string_of(u, None)
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x183 != 0x0:
-        raise r.fail_back(9, 'CertificateUpdateResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ContractSignatureCertChain)')
+        raise r.fail_at(av + 9, 'CertificateUpdateResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ContractSignatureCertChain)')
     iv = ((c >> 2) & 31)
     if iv >= 23:
-        raise r.fail('CertificateUpdateResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'CertificateUpdateResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
+    r.avail = av
     f_ContractSignatureCertChain = _d_din_CertificateChainType(r)
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'CertificateUpdateResType', 'expected SE(ContractSignatureEncryptedPrivateKey), CH of ContractSignatureEncryptedPrivateKey')
+        raise r.fail_at(av + 10, 'CertificateUpdateResType', 'expected SE(ContractSignatureEncryptedPrivateKey), CH of ContractSignatureEncryptedPrivateKey')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_ContractSignatureEncryptedPrivateKey = r.binary_of(u, 128)
-    c = r.bits(11)
+    win = r.win
+    av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'CertificateUpdateResType', 'expected EE of ContractSignatureEncryptedPrivateKey, SE(DHParams), CH of DHParams')
+        raise r.fail_at(av + 11, 'CertificateUpdateResType', 'expected EE of ContractSignatureEncryptedPrivateKey, SE(DHParams), CH of DHParams')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_DHParams = r.binary_of(u, 256)
-    c = r.bits(11)
+    win = r.win
+    av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'CertificateUpdateResType', 'expected EE of DHParams, SE(ContractID), CH of ContractID')
+        raise r.fail_at(av + 11, 'CertificateUpdateResType', 'expected EE of DHParams, SE(ContractID), CH of ContractID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_ContractID = r.string_of(u, 24)
-    c = r.bits(12)
+    win = r.win
+    av = r.avail
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'CertificateUpdateResType', 'expected EE of ContractID, SE(RetryCounter), CH of RetryCounter')
+        raise r.fail_at(av + 12, 'CertificateUpdateResType', 'expected EE of ContractID, SE(RetryCounter), CH of RetryCounter')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_RetryCounter = -u - 1 if sg else u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'CertificateUpdateResType', 'expected EE of RetryCounter, EE')
+        raise r.fail_at(av + 2, 'CertificateUpdateResType', 'expected EE of RetryCounter, EE')
+    r.avail = av
     return _din.CertificateUpdateResType(Id=f_Id, ResponseCode=f_ResponseCode, ContractSignatureCertChain=f_ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey=f_ContractSignatureEncryptedPrivateKey, DHParams=f_DHParams, ContractID=f_ContractID, RetryCounter=f_RetryCounter)
 
 def _e_din_CertificateUpdateResType(w: BitWriter, o: _din.CertificateUpdateResType) -> None:
@@ -3947,30 +5438,50 @@ def _e_din_CertificateUpdateResType(w: BitWriter, o: _din.CertificateUpdateResTy
         w.spill()
 
 def _d_din_ChargeParameterDiscoveryReqType(r: BitReader) -> _din.ChargeParameterDiscoveryReqType:
+    win = r.win
+    av = r.avail
     f_EVRequestedEnergyTransferType: _din.EVRequestedEnergyTransferType
     f_AC_EVChargeParameter: _din.AC_EVChargeParameterType | None = None
     f_DC_EVChargeParameter: _din.DC_EVChargeParameterType | None = None
     f_EVChargeParameter: _din.EVChargeParameterType | None = None
-    c = r.bits(8)
+    av -= 8
+    if av < 0:
+        win, av = r.refill(av, 8)
+    c = (win >> av) & 0xff
     if c & 0xc4 != 0x0:
-        raise r.fail_back(8, 'ChargeParameterDiscoveryReqType', 'expected SE(EVRequestedEnergyTransferType), CH of EVRequestedEnergyTransferType, EE of EVRequestedEnergyTransferType')
+        raise r.fail_at(av + 8, 'ChargeParameterDiscoveryReqType', 'expected SE(EVRequestedEnergyTransferType), CH of EVRequestedEnergyTransferType, EE of EVRequestedEnergyTransferType')
     iv = ((c >> 3) & 7)
     if iv >= 6:
-        raise r.fail('ChargeParameterDiscoveryReqType.EVRequestedEnergyTransferType', f'enumeration index {iv}')
+        raise r.fail_at(av, 'ChargeParameterDiscoveryReqType.EVRequestedEnergyTransferType', f'enumeration index {iv}')
     f_EVRequestedEnergyTransferType = _E_din_EVRequestedEnergyTransferType[iv]
     ec = (c & 3)
     if ec == 0:
+        r.avail = av
         f_AC_EVChargeParameter = _d_din_AC_EVChargeParameterType(r)
+        win = r.win
+        av = r.avail
     elif ec == 1:
+        r.avail = av
         f_DC_EVChargeParameter = _d_din_DC_EVChargeParameterType(r)
+        win = r.win
+        av = r.avail
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'ChargeParameterDiscoveryReqType[1]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType[1]', 'expected EE')
         f_EVChargeParameter = _din.EVChargeParameterType()
     else:
-        raise r.fail('ChargeParameterDiscoveryReqType[1]', f'event code {ec}, expected SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargeParameterDiscoveryReqType', 'expected EE')
+        raise r.fail_at(av, 'ChargeParameterDiscoveryReqType[1]', f'event code {ec}, expected SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected EE')
+    r.avail = av
     return _din.ChargeParameterDiscoveryReqType(EVRequestedEnergyTransferType=f_EVRequestedEnergyTransferType, AC_EVChargeParameter=f_AC_EVChargeParameter, DC_EVChargeParameter=f_DC_EVChargeParameter, EVChargeParameter=f_EVChargeParameter)
 
 def _e_din_ChargeParameterDiscoveryReqType(w: BitWriter, o: _din.ChargeParameterDiscoveryReqType) -> None:
@@ -4015,6 +5526,8 @@ def _e_din_ChargeParameterDiscoveryReqType(w: BitWriter, o: _din.ChargeParameter
         w.spill()
 
 def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameterDiscoveryResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _din.responseCodeType
     f_EVSEProcessing: _din.EVSEProcessingType
     f_SAScheduleList: _din.SAScheduleListType | None = None
@@ -4022,37 +5535,65 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameter
     f_AC_EVSEChargeParameter: _din.AC_EVSEChargeParameterType | None = None
     f_DC_EVSEChargeParameter: _din.DC_EVSEChargeParameterType | None = None
     f_EVSEChargeParameter: _din.EVSEChargeParameterType | None = None
-    c = r.bits(14)
+    av -= 14
+    if av < 0:
+        win, av = r.refill(av, 14)
+    c = (win >> av) & 0x3fff
     if c & 0x3074 != 0x0:
-        raise r.fail_back(14, 'ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
+        raise r.fail_at(av + 14, 'ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
     iv = ((c >> 7) & 31)
     if iv >= 23:
-        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
     f_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 3) & 1)]
     ec = (c & 3)
     if ec == 0:
+        r.avail = av
         f_SAScheduleList = _d_din_SAScheduleListType(r)
+        win = r.win
+        av = r.avail
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
         f_SASchedules = _din.SASchedulesType()
     else:
-        raise r.fail('ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(SAScheduleList), SE(SASchedules)')
-    c = r.bits(2)
+        raise r.fail_at(av, 'ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(SAScheduleList), SE(SASchedules)')
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
+        r.avail = av
         f_AC_EVSEChargeParameter = _d_din_AC_EVSEChargeParameterType(r)
+        win = r.win
+        av = r.avail
     elif ec == 1:
+        r.avail = av
         f_DC_EVSEChargeParameter = _d_din_DC_EVSEChargeParameterType(r)
+        win = r.win
+        av = r.avail
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
         f_EVSEChargeParameter = _din.EVSEChargeParameterType()
     else:
-        raise r.fail('ChargeParameterDiscoveryResType[3]', f'event code {ec}, expected SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargeParameterDiscoveryResType', 'expected EE')
+        raise r.fail_at(av, 'ChargeParameterDiscoveryResType[3]', f'event code {ec}, expected SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType', 'expected EE')
+    r.avail = av
     return _din.ChargeParameterDiscoveryResType(ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, SAScheduleList=f_SAScheduleList, SASchedules=f_SASchedules, AC_EVSEChargeParameter=f_AC_EVSEChargeParameter, DC_EVSEChargeParameter=f_DC_EVSEChargeParameter, EVSEChargeParameter=f_EVSEChargeParameter)
 
 def _e_din_ChargeParameterDiscoveryResType(w: BitWriter, o: _din.ChargeParameterDiscoveryResType) -> None:
@@ -4114,8 +5655,15 @@ def _e_din_ChargeParameterDiscoveryResType(w: BitWriter, o: _din.ChargeParameter
         w.spill()
 
 def _d_din_ChargingStatusReqType(r: BitReader) -> _din.ChargingStatusReqType:
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargingStatusReqType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ChargingStatusReqType', 'expected EE')
+    r.avail = av
     return _din.ChargingStatusReqType()
 
 def _e_din_ChargingStatusReqType(w: BitWriter, o: _din.ChargingStatusReqType) -> None:
@@ -4129,6 +5677,8 @@ def _e_din_ChargingStatusReqType(w: BitWriter, o: _din.ChargingStatusReqType) ->
         w.spill()
 
 def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _din.responseCodeType
     f_EVSEID: bytes
     f_SAScheduleTupleID: int
@@ -4137,84 +5687,133 @@ def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
     f_ReceiptRequired: bool
     f_AC_EVSEStatus: _din.AC_EVSEStatusType
     s = 0
-    c = r.bits(18)
+    av -= 18
+    if av < 0:
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
     if c & 0x30700 != 0x0:
-        raise r.fail_back(18, 'ChargingStatusResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID')
+        raise r.fail_at(av + 18, 'ChargingStatusResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID')
     iv = ((c >> 11) & 31)
     if iv >= 23:
-        raise r.fail('ChargingStatusResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'ChargingStatusResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
     u = (c & 255)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_EVSEID = r.binary_of(u, 32)
-    c = r.bits(12)
+    win = r.win
+    av = r.avail
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'ChargingStatusResType', 'expected EE of EVSEID, SE(SAScheduleTupleID), CH of SAScheduleTupleID')
+        raise r.fail_at(av + 12, 'ChargingStatusResType', 'expected EE of EVSEID, SE(SAScheduleTupleID), CH of SAScheduleTupleID')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     s = 2
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_SAScheduleTupleID = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'ChargingStatusResType', 'expected EE of SAScheduleTupleID')
+        raise r.fail_at(av + 3, 'ChargingStatusResType', 'expected EE of SAScheduleTupleID')
     ec = (c & 3)
     s = 3
     if ec == 0:
+        r.avail = av
         f_EVSEMaxCurrent = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
         s = 4
     elif ec == 1:
+        r.avail = av
         f_MeterInfo = _d_din_MeterInfoType(r)
+        win = r.win
+        av = r.avail
         s = 5
     elif ec == 2:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'ChargingStatusResType[3]', 'expected CH of ReceiptRequired, EE of ReceiptRequired')
+            raise r.fail_at(av + 3, 'ChargingStatusResType[3]', 'expected CH of ReceiptRequired, EE of ReceiptRequired')
         f_ReceiptRequired = ((c >> 1) & 1) == 1
         s = 6
     else:
-        raise r.fail('ChargingStatusResType[3]', f'event code {ec}, expected SE(EVSEMaxCurrent), SE(MeterInfo), SE(ReceiptRequired)')
+        raise r.fail_at(av, 'ChargingStatusResType[3]', f'event code {ec}, expected SE(EVSEMaxCurrent), SE(MeterInfo), SE(ReceiptRequired)')
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_MeterInfo = _d_din_MeterInfoType(r)
+            win = r.win
+            av = r.avail
             s = 5
         elif ec == 1:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'ChargingStatusResType[4]', 'expected CH of ReceiptRequired, EE of ReceiptRequired')
+                raise r.fail_at(av + 3, 'ChargingStatusResType[4]', 'expected CH of ReceiptRequired, EE of ReceiptRequired')
             f_ReceiptRequired = ((c >> 1) & 1) == 1
             s = 6
         else:
-            raise r.fail('ChargingStatusResType[4]', f'event code {ec}, expected SE(MeterInfo), SE(ReceiptRequired)')
+            raise r.fail_at(av, 'ChargingStatusResType[4]', f'event code {ec}, expected SE(MeterInfo), SE(ReceiptRequired)')
     if s == 5:
-        c = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
         if c & 0xd != 0x0:
-            raise r.fail_back(4, 'ChargingStatusResType[5]', 'expected SE(ReceiptRequired), CH of ReceiptRequired, EE of ReceiptRequired')
+            raise r.fail_at(av + 4, 'ChargingStatusResType[5]', 'expected SE(ReceiptRequired), CH of ReceiptRequired, EE of ReceiptRequired')
         f_ReceiptRequired = ((c >> 1) & 1) == 1
         s = 6
-    c = r.bits(19)
+    av -= 19
+    if av < 0:
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
     if c & 0x77700 != 0x0:
-        raise r.fail_back(19, 'ChargingStatusResType', 'expected SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        raise r.fail_at(av + 19, 'ChargingStatusResType', 'expected SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     f_1_PowerSwitchClosed = ((c >> 15) & 1) == 1
     f_1_RCD = ((c >> 11) & 1) == 1
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_NotificationMaxDelay = u
-    c = r.bits(8)
+    av -= 8
+    if av < 0:
+        win, av = r.refill(av, 8)
+    c = (win >> av) & 0xff
     if c & 0xe7 != 0x0:
-        raise r.fail_back(8, 'ChargingStatusResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, EE')
+        raise r.fail_at(av + 8, 'ChargingStatusResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, EE')
     iv = ((c >> 3) & 3)
     if iv >= 3:
-        raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_1_EVSENotification = _E_din_EVSENotificationType[iv]
     f_AC_EVSEStatus = _din.AC_EVSEStatusType(PowerSwitchClosed=f_1_PowerSwitchClosed, RCD=f_1_RCD, NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
     s = 7
     s = -1
+    r.avail = av
     return _din.ChargingStatusResType(ResponseCode=f_ResponseCode, EVSEID=f_EVSEID, SAScheduleTupleID=f_SAScheduleTupleID, EVSEMaxCurrent=f_EVSEMaxCurrent, MeterInfo=f_MeterInfo, ReceiptRequired=f_ReceiptRequired, AC_EVSEStatus=f_AC_EVSEStatus)
 
 def _e_din_ChargingStatusResType(w: BitWriter, o: _din.ChargingStatusResType) -> None:
@@ -4342,54 +5941,102 @@ def _e_din_ChargingStatusResType(w: BitWriter, o: _din.ChargingStatusResType) ->
         w.spill()
 
 def _d_din_ContractAuthenticationReqType(r: BitReader) -> _din.ContractAuthenticationReqType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_GenChallenge: str | None = None
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'ContractAuthenticationReqType[0]', 'expected CH of GenChallenge')
+            raise r.fail_at(av + 9, 'ContractAuthenticationReqType[0]', 'expected CH of GenChallenge')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_GenChallenge = r.string_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'ContractAuthenticationReqType[0]', 'expected EE of GenChallenge')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ContractAuthenticationReqType[0]', 'expected EE of GenChallenge')
         s = 2
     elif ec == 2:
         s = -1
     else:
-        raise r.fail('ContractAuthenticationReqType[0]', f'event code {ec}, expected AT(Id), SE(GenChallenge), EE')
+        raise r.fail_at(av, 'ContractAuthenticationReqType[0]', f'event code {ec}, expected AT(Id), SE(GenChallenge), EE')
     if s == 1:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'ContractAuthenticationReqType[1]', 'expected CH of GenChallenge')
+                raise r.fail_at(av + 9, 'ContractAuthenticationReqType[1]', 'expected CH of GenChallenge')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_GenChallenge = r.string_of(u, None)
-            if r.bits(1):
-                raise r.fail_back(1, 'ContractAuthenticationReqType[1]', 'expected EE of GenChallenge')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'ContractAuthenticationReqType[1]', 'expected EE of GenChallenge')
             s = 2
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('ContractAuthenticationReqType[1]', f'event code {ec}, expected SE(GenChallenge), EE')
+            raise r.fail_at(av, 'ContractAuthenticationReqType[1]', f'event code {ec}, expected SE(GenChallenge), EE')
     if s == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'ContractAuthenticationReqType[2]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ContractAuthenticationReqType[2]', 'expected EE')
         s = -1
+    r.avail = av
     return _din.ContractAuthenticationReqType(Id=f_Id, GenChallenge=f_GenChallenge)
 
 def _e_din_ContractAuthenticationReqType(w: BitWriter, o: _din.ContractAuthenticationReqType) -> None:
@@ -4447,16 +6094,22 @@ def _e_din_ContractAuthenticationReqType(w: BitWriter, o: _din.ContractAuthentic
         w.spill()
 
 def _d_din_ContractAuthenticationResType(r: BitReader) -> _din.ContractAuthenticationResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _din.responseCodeType
     f_EVSEProcessing: _din.EVSEProcessingType
-    c = r.bits(13)
+    av -= 13
+    if av < 0:
+        win, av = r.refill(av, 13)
+    c = (win >> av) & 0x1fff
     if c & 0x183b != 0x0:
-        raise r.fail_back(13, 'ContractAuthenticationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
+        raise r.fail_at(av + 13, 'ContractAuthenticationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
     iv = ((c >> 6) & 31)
     if iv >= 23:
-        raise r.fail('ContractAuthenticationResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'ContractAuthenticationResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
     f_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 2) & 1)]
+    r.avail = av
     return _din.ContractAuthenticationResType(ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing)
 
 def _e_din_ContractAuthenticationResType(w: BitWriter, o: _din.ContractAuthenticationResType) -> None:
@@ -4474,6 +6127,8 @@ def _e_din_ContractAuthenticationResType(w: BitWriter, o: _din.ContractAuthentic
         w.spill()
 
 def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
+    win = r.win
+    av = r.avail
     f_DC_EVStatus: _din.DC_EVStatusType
     f_EVTargetCurrent: _din.PhysicalValueType
     f_EVMaximumVoltageLimit: _din.PhysicalValueType | None = None
@@ -4485,133 +6140,237 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
     f_RemainingTimeToBulkSoC: _din.PhysicalValueType | None = None
     f_EVTargetVoltage: _din.PhysicalValueType
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'CurrentDemandReqType', 'expected SE(DC_EVStatus)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'CurrentDemandReqType', 'expected SE(DC_EVStatus)')
+    r.avail = av
     f_DC_EVStatus = _d_din_DC_EVStatusType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'CurrentDemandReqType', 'expected SE(EVTargetCurrent)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'CurrentDemandReqType', 'expected SE(EVTargetCurrent)')
     s = 1
+    r.avail = av
     f_EVTargetCurrent = _d_din_PhysicalValueType(r)
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     s = 2
     if ec == 0:
+        r.avail = av
         f_EVMaximumVoltageLimit = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
+        r.avail = av
         f_EVMaximumCurrentLimit = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
         s = 4
     elif ec == 2:
+        r.avail = av
         f_EVMaximumPowerLimit = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
         s = 5
     elif ec == 3:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'CurrentDemandReqType[2]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
+            raise r.fail_at(av + 3, 'CurrentDemandReqType[2]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
         f_BulkChargingComplete = ((c >> 1) & 1) == 1
         s = 6
     elif ec == 4:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'CurrentDemandReqType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            raise r.fail_at(av + 3, 'CurrentDemandReqType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete')
         f_ChargingComplete = ((c >> 1) & 1) == 1
         s = 7
     else:
-        raise r.fail('CurrentDemandReqType[2]', f'event code {ec}, expected SE(EVMaximumVoltageLimit), SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
+        raise r.fail_at(av, 'CurrentDemandReqType[2]', f'event code {ec}, expected SE(EVMaximumVoltageLimit), SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 3:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
+            r.avail = av
             f_EVMaximumCurrentLimit = _d_din_PhysicalValueType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 1:
+            r.avail = av
             f_EVMaximumPowerLimit = _d_din_PhysicalValueType(r)
+            win = r.win
+            av = r.avail
             s = 5
         elif ec == 2:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'CurrentDemandReqType[3]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
+                raise r.fail_at(av + 3, 'CurrentDemandReqType[3]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
             f_BulkChargingComplete = ((c >> 1) & 1) == 1
             s = 6
         elif ec == 3:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'CurrentDemandReqType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+                raise r.fail_at(av + 3, 'CurrentDemandReqType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete')
             f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 7
         else:
-            raise r.fail('CurrentDemandReqType[3]', f'event code {ec}, expected SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
+            raise r.fail_at(av, 'CurrentDemandReqType[3]', f'event code {ec}, expected SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_EVMaximumPowerLimit = _d_din_PhysicalValueType(r)
+            win = r.win
+            av = r.avail
             s = 5
         elif ec == 1:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'CurrentDemandReqType[4]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
+                raise r.fail_at(av + 3, 'CurrentDemandReqType[4]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
             f_BulkChargingComplete = ((c >> 1) & 1) == 1
             s = 6
         elif ec == 2:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'CurrentDemandReqType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+                raise r.fail_at(av + 3, 'CurrentDemandReqType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete')
             f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 7
         else:
-            raise r.fail('CurrentDemandReqType[4]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
+            raise r.fail_at(av, 'CurrentDemandReqType[4]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 5:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'CurrentDemandReqType[5]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
+                raise r.fail_at(av + 3, 'CurrentDemandReqType[5]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
             f_BulkChargingComplete = ((c >> 1) & 1) == 1
             s = 6
         elif ec == 1:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'CurrentDemandReqType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+                raise r.fail_at(av + 3, 'CurrentDemandReqType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete')
             f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 7
         else:
-            raise r.fail('CurrentDemandReqType[5]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
+            raise r.fail_at(av, 'CurrentDemandReqType[5]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 6:
-        c = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
         if c & 0xd != 0x0:
-            raise r.fail_back(4, 'CurrentDemandReqType[6]', 'expected SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete')
+            raise r.fail_at(av + 4, 'CurrentDemandReqType[6]', 'expected SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete')
         f_ChargingComplete = ((c >> 1) & 1) == 1
         s = 7
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
+        r.avail = av
         f_RemainingTimeToFullSoC = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
         s = 8
     elif ec == 1:
+        r.avail = av
         f_RemainingTimeToBulkSoC = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
         s = 9
     elif ec == 2:
+        r.avail = av
         f_EVTargetVoltage = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
         s = 10
     else:
-        raise r.fail('CurrentDemandReqType[7]', f'event code {ec}, expected SE(RemainingTimeToFullSoC), SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
+        raise r.fail_at(av, 'CurrentDemandReqType[7]', f'event code {ec}, expected SE(RemainingTimeToFullSoC), SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     if s == 8:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_RemainingTimeToBulkSoC = _d_din_PhysicalValueType(r)
+            win = r.win
+            av = r.avail
             s = 9
         elif ec == 1:
+            r.avail = av
             f_EVTargetVoltage = _d_din_PhysicalValueType(r)
+            win = r.win
+            av = r.avail
             s = 10
         else:
-            raise r.fail('CurrentDemandReqType[8]', f'event code {ec}, expected SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
+            raise r.fail_at(av, 'CurrentDemandReqType[8]', f'event code {ec}, expected SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     if s == 9:
-        if r.bits(1):
-            raise r.fail_back(1, 'CurrentDemandReqType[9]', 'expected SE(EVTargetVoltage)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CurrentDemandReqType[9]', 'expected SE(EVTargetVoltage)')
+        r.avail = av
         f_EVTargetVoltage = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
         s = 10
-    if r.bits(1):
-        raise r.fail_back(1, 'CurrentDemandReqType', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'CurrentDemandReqType', 'expected EE')
     s = -1
+    r.avail = av
     return _din.CurrentDemandReqType(DC_EVStatus=f_DC_EVStatus, EVTargetCurrent=f_EVTargetCurrent, EVMaximumVoltageLimit=f_EVMaximumVoltageLimit, EVMaximumCurrentLimit=f_EVMaximumCurrentLimit, EVMaximumPowerLimit=f_EVMaximumPowerLimit, BulkChargingComplete=f_BulkChargingComplete, ChargingComplete=f_ChargingComplete, RemainingTimeToFullSoC=f_RemainingTimeToFullSoC, RemainingTimeToBulkSoC=f_RemainingTimeToBulkSoC, EVTargetVoltage=f_EVTargetVoltage)
 
 def _e_din_CurrentDemandReqType(w: BitWriter, o: _din.CurrentDemandReqType) -> None:
@@ -4813,6 +6572,8 @@ def _e_din_CurrentDemandReqType(w: BitWriter, o: _din.CurrentDemandReqType) -> N
         w.spill()
 
 def _d_din_CurrentDemandResType(r: BitReader) -> _din.CurrentDemandResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _din.responseCodeType
     f_DC_EVSEStatus: _din.DC_EVSEStatusType
     f_EVSEPresentVoltage: _din.PhysicalValueType
@@ -4824,26 +6585,49 @@ def _d_din_CurrentDemandResType(r: BitReader) -> _din.CurrentDemandResType:
     f_EVSEMaximumCurrentLimit: _din.PhysicalValueType | None = None
     f_EVSEMaximumPowerLimit: _din.PhysicalValueType | None = None
     s = 0
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x183 != 0x0:
-        raise r.fail_back(9, 'CurrentDemandResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
+        raise r.fail_at(av + 9, 'CurrentDemandResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
     iv = ((c >> 2) & 31)
     if iv >= 23:
-        raise r.fail('CurrentDemandResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'CurrentDemandResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
     s = 1
+    r.avail = av
     f_DC_EVSEStatus = _d_din_DC_EVSEStatusType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'CurrentDemandResType', 'expected SE(EVSEPresentVoltage)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'CurrentDemandResType', 'expected SE(EVSEPresentVoltage)')
     s = 2
+    r.avail = av
     f_EVSEPresentVoltage = _d_din_PhysicalValueType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'CurrentDemandResType', 'expected SE(EVSEPresentCurrent)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'CurrentDemandResType', 'expected SE(EVSEPresentCurrent)')
     s = 3
+    r.avail = av
     f_EVSEPresentCurrent = _d_din_PhysicalValueType(r)
-    c = r.bits(15)
+    win = r.win
+    av = r.avail
+    av -= 15
+    if av < 0:
+        win, av = r.refill(av, 15)
+    c = (win >> av) & 0x7fff
     if c & 0x6ee8 != 0x0:
-        raise r.fail_back(15, 'CurrentDemandResType', 'expected SE(EVSECurrentLimitAchieved), CH of EVSECurrentLimitAchieved, EE of EVSECurrentLimitAchieved, SE(EVSEVoltageLimitAchieved), CH of EVSEVoltageLimitAchieved, EE of EVSEVoltageLimitAchieved, SE(EVSEPowerLimitAchieved), CH of EVSEPowerLimitAchieved, EE of EVSEPowerLimitAchieved')
+        raise r.fail_at(av + 15, 'CurrentDemandResType', 'expected SE(EVSECurrentLimitAchieved), CH of EVSECurrentLimitAchieved, EE of EVSECurrentLimitAchieved, SE(EVSEVoltageLimitAchieved), CH of EVSEVoltageLimitAchieved, EE of EVSEVoltageLimitAchieved, SE(EVSEPowerLimitAchieved), CH of EVSEPowerLimitAchieved, EE of EVSEPowerLimitAchieved')
     f_EVSECurrentLimitAchieved = ((c >> 12) & 1) == 1
     f_EVSEVoltageLimitAchieved = ((c >> 8) & 1) == 1
     f_EVSEPowerLimitAchieved = ((c >> 4) & 1) == 1
@@ -4853,43 +6637,72 @@ def _d_din_CurrentDemandResType(r: BitReader) -> _din.CurrentDemandResType:
     s = 6
     s = 7
     if ec == 0:
+        r.avail = av
         f_EVSEMaximumVoltageLimit = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
         s = 8
     elif ec == 1:
+        r.avail = av
         f_EVSEMaximumCurrentLimit = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
         s = 9
     elif ec == 2:
+        r.avail = av
         f_EVSEMaximumPowerLimit = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
         s = 10
     elif ec == 3:
         s = -1
     else:
-        raise r.fail('CurrentDemandResType[7]', f'event code {ec}, expected SE(EVSEMaximumVoltageLimit), SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), EE')
+        raise r.fail_at(av, 'CurrentDemandResType[7]', f'event code {ec}, expected SE(EVSEMaximumVoltageLimit), SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), EE')
     if s == 8:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_EVSEMaximumCurrentLimit = _d_din_PhysicalValueType(r)
+            win = r.win
+            av = r.avail
             s = 9
         elif ec == 1:
+            r.avail = av
             f_EVSEMaximumPowerLimit = _d_din_PhysicalValueType(r)
+            win = r.win
+            av = r.avail
             s = 10
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('CurrentDemandResType[8]', f'event code {ec}, expected SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), EE')
+            raise r.fail_at(av, 'CurrentDemandResType[8]', f'event code {ec}, expected SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), EE')
     if s == 9:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_EVSEMaximumPowerLimit = _d_din_PhysicalValueType(r)
+            win = r.win
+            av = r.avail
             s = 10
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('CurrentDemandResType[9]', f'event code {ec}, expected SE(EVSEMaximumPowerLimit), EE')
+            raise r.fail_at(av, 'CurrentDemandResType[9]', f'event code {ec}, expected SE(EVSEMaximumPowerLimit), EE')
     if s == 10:
-        if r.bits(1):
-            raise r.fail_back(1, 'CurrentDemandResType[10]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CurrentDemandResType[10]', 'expected EE')
         s = -1
+    r.avail = av
     return _din.CurrentDemandResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEPresentVoltage=f_EVSEPresentVoltage, EVSEPresentCurrent=f_EVSEPresentCurrent, EVSECurrentLimitAchieved=f_EVSECurrentLimitAchieved, EVSEVoltageLimitAchieved=f_EVSEVoltageLimitAchieved, EVSEPowerLimitAchieved=f_EVSEPowerLimitAchieved, EVSEMaximumVoltageLimit=f_EVSEMaximumVoltageLimit, EVSEMaximumCurrentLimit=f_EVSEMaximumCurrentLimit, EVSEMaximumPowerLimit=f_EVSEMaximumPowerLimit)
 
 def _e_din_CurrentDemandResType(w: BitWriter, o: _din.CurrentDemandResType) -> None:
@@ -5019,71 +6832,139 @@ def _e_din_CurrentDemandResType(w: BitWriter, o: _din.CurrentDemandResType) -> N
         w.spill()
 
 def _d_din_MeteringReceiptReqType(r: BitReader) -> _din.MeteringReceiptReqType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_SessionID: bytes
     f_SAScheduleTupleID: int | None = None
     f_MeterInfo: _din.MeterInfoType
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'MeteringReceiptReqType[0]', 'expected CH of SessionID')
+            raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', 'expected CH of SessionID')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_SessionID = r.binary_of(u, 8)
-        if r.bits(1):
-            raise r.fail_back(1, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
         s = 2
     else:
-        raise r.fail('MeteringReceiptReqType[0]', f'event code {ec}, expected AT(Id), SE(SessionID)')
+        raise r.fail_at(av, 'MeteringReceiptReqType[0]', f'event code {ec}, expected AT(Id), SE(SessionID)')
     if s == 1:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'MeteringReceiptReqType[1]', 'expected SE(SessionID), CH of SessionID')
+            raise r.fail_at(av + 10, 'MeteringReceiptReqType[1]', 'expected SE(SessionID), CH of SessionID')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_SessionID = r.binary_of(u, 8)
-        if r.bits(1):
-            raise r.fail_back(1, 'MeteringReceiptReqType[1]', 'expected EE of SessionID')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeteringReceiptReqType[1]', 'expected EE of SessionID')
         s = 2
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x200 != 0x0:
-            raise r.fail_back(10, 'MeteringReceiptReqType[2]', 'expected CH of SAScheduleTupleID')
+            raise r.fail_at(av + 10, 'MeteringReceiptReqType[2]', 'expected CH of SAScheduleTupleID')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_SAScheduleTupleID = -u - 1 if sg else u
-        if r.bits(1):
-            raise r.fail_back(1, 'MeteringReceiptReqType[2]', 'expected EE of SAScheduleTupleID')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeteringReceiptReqType[2]', 'expected EE of SAScheduleTupleID')
         s = 3
     elif ec == 1:
+        r.avail = av
         f_MeterInfo = _d_din_MeterInfoType(r)
+        win = r.win
+        av = r.avail
         s = 4
     else:
-        raise r.fail('MeteringReceiptReqType[2]', f'event code {ec}, expected SE(SAScheduleTupleID), SE(MeterInfo)')
+        raise r.fail_at(av, 'MeteringReceiptReqType[2]', f'event code {ec}, expected SE(SAScheduleTupleID), SE(MeterInfo)')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeteringReceiptReqType[3]', 'expected SE(MeterInfo)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeteringReceiptReqType[3]', 'expected SE(MeterInfo)')
+        r.avail = av
         f_MeterInfo = _d_din_MeterInfoType(r)
+        win = r.win
+        av = r.avail
         s = 4
-    if r.bits(1):
-        raise r.fail_back(1, 'MeteringReceiptReqType', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'MeteringReceiptReqType', 'expected EE')
     s = -1
+    r.avail = av
     return _din.MeteringReceiptReqType(Id=f_Id, SessionID=f_SessionID, SAScheduleTupleID=f_SAScheduleTupleID, MeterInfo=f_MeterInfo)
 
 def _e_din_MeteringReceiptReqType(w: BitWriter, o: _din.MeteringReceiptReqType) -> None:
@@ -5183,29 +7064,41 @@ def _e_din_MeteringReceiptReqType(w: BitWriter, o: _din.MeteringReceiptReqType) 
         w.spill()
 
 def _d_din_MeteringReceiptResType(r: BitReader) -> _din.MeteringReceiptResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _din.responseCodeType
     f_AC_EVSEStatus: _din.AC_EVSEStatusType
-    c = r.bits(27)
+    av -= 27
+    if av < 0:
+        win, av = r.refill(av, 27)
+    c = (win >> av) & 0x7ffffff
     if c & 0x60f7700 != 0x0:
-        raise r.fail_back(27, 'MeteringReceiptResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        raise r.fail_at(av + 27, 'MeteringReceiptResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     iv = ((c >> 20) & 31)
     if iv >= 23:
-        raise r.fail('MeteringReceiptResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'MeteringReceiptResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
     f_1_PowerSwitchClosed = ((c >> 15) & 1) == 1
     f_1_RCD = ((c >> 11) & 1) == 1
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_NotificationMaxDelay = u
-    c = r.bits(8)
+    av -= 8
+    if av < 0:
+        win, av = r.refill(av, 8)
+    c = (win >> av) & 0xff
     if c & 0xe7 != 0x0:
-        raise r.fail_back(8, 'MeteringReceiptResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, EE')
+        raise r.fail_at(av + 8, 'MeteringReceiptResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, EE')
     iv = ((c >> 3) & 3)
     if iv >= 3:
-        raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_1_EVSENotification = _E_din_EVSENotificationType[iv]
     f_AC_EVSEStatus = _din.AC_EVSEStatusType(PowerSwitchClosed=f_1_PowerSwitchClosed, RCD=f_1_RCD, NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
+    r.avail = av
     return _din.MeteringReceiptResType(ResponseCode=f_ResponseCode, AC_EVSEStatus=f_AC_EVSEStatus)
 
 def _e_din_MeteringReceiptResType(w: BitWriter, o: _din.MeteringReceiptResType) -> None:
@@ -5248,21 +7141,43 @@ def _e_din_MeteringReceiptResType(w: BitWriter, o: _din.MeteringReceiptResType) 
         w.spill()
 
 def _d_din_PaymentDetailsReqType(r: BitReader) -> _din.PaymentDetailsReqType:
+    win = r.win
+    av = r.avail
     f_ContractID: str
     f_ContractSignatureCertChain: _din.CertificateChainType
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'PaymentDetailsReqType', 'expected SE(ContractID), CH of ContractID')
+        raise r.fail_at(av + 10, 'PaymentDetailsReqType', 'expected SE(ContractID), CH of ContractID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_ContractID = r.string_of(u, 24)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'PaymentDetailsReqType', 'expected EE of ContractID, SE(ContractSignatureCertChain)')
+        raise r.fail_at(av + 2, 'PaymentDetailsReqType', 'expected EE of ContractID, SE(ContractSignatureCertChain)')
+    r.avail = av
     f_ContractSignatureCertChain = _d_din_CertificateChainType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'PaymentDetailsReqType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'PaymentDetailsReqType', 'expected EE')
+    r.avail = av
     return _din.PaymentDetailsReqType(ContractID=f_ContractID, ContractSignatureCertChain=f_ContractSignatureCertChain)
 
 def _e_din_PaymentDetailsReqType(w: BitWriter, o: _din.PaymentDetailsReqType) -> None:
@@ -5296,31 +7211,52 @@ def _e_din_PaymentDetailsReqType(w: BitWriter, o: _din.PaymentDetailsReqType) ->
         w.spill()
 
 def _d_din_PaymentDetailsResType(r: BitReader) -> _din.PaymentDetailsResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _din.responseCodeType
     f_GenChallenge: str
     f_DateTimeNow: int
-    c = r.bits(18)
+    av -= 18
+    if av < 0:
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
     if c & 0x30700 != 0x0:
-        raise r.fail_back(18, 'PaymentDetailsResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(GenChallenge), CH of GenChallenge')
+        raise r.fail_at(av + 18, 'PaymentDetailsResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(GenChallenge), CH of GenChallenge')
     iv = ((c >> 11) & 31)
     if iv >= 23:
-        raise r.fail('PaymentDetailsResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PaymentDetailsResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_GenChallenge = r.string_of(u, None)
-    c = r.bits(12)
+    win = r.win
+    av = r.avail
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'PaymentDetailsResType', 'expected EE of GenChallenge, SE(DateTimeNow), CH of DateTimeNow')
+        raise r.fail_at(av + 12, 'PaymentDetailsResType', 'expected EE of GenChallenge, SE(DateTimeNow), CH of DateTimeNow')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_DateTimeNow = -u - 1 if sg else u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'PaymentDetailsResType', 'expected EE of DateTimeNow, EE')
+        raise r.fail_at(av + 2, 'PaymentDetailsResType', 'expected EE of DateTimeNow, EE')
+    r.avail = av
     return _din.PaymentDetailsResType(ResponseCode=f_ResponseCode, GenChallenge=f_GenChallenge, DateTimeNow=f_DateTimeNow)
 
 def _e_din_PaymentDetailsResType(w: BitWriter, o: _din.PaymentDetailsResType) -> None:
@@ -5364,50 +7300,80 @@ def _e_din_PaymentDetailsResType(w: BitWriter, o: _din.PaymentDetailsResType) ->
         w.spill()
 
 def _d_din_PowerDeliveryReqType(r: BitReader) -> _din.PowerDeliveryReqType:
+    win = r.win
+    av = r.avail
     f_ReadyToChargeState: bool
     f_ChargingProfile: _din.ChargingProfileType | None = None
     f_DC_EVPowerDeliveryParameter: _din.DC_EVPowerDeliveryParameterType | None = None
     f_EVPowerDeliveryParameter: _din.EVPowerDeliveryParameterType | None = None
     s = 0
-    c = r.bits(7)
+    av -= 7
+    if av < 0:
+        win, av = r.refill(av, 7)
+    c = (win >> av) & 0x7f
     if c & 0x68 != 0x0:
-        raise r.fail_back(7, 'PowerDeliveryReqType', 'expected SE(ReadyToChargeState), CH of ReadyToChargeState, EE of ReadyToChargeState')
+        raise r.fail_at(av + 7, 'PowerDeliveryReqType', 'expected SE(ReadyToChargeState), CH of ReadyToChargeState, EE of ReadyToChargeState')
     f_ReadyToChargeState = ((c >> 4) & 1) == 1
     ec = (c & 7)
     s = 1
     if ec == 0:
+        r.avail = av
         f_ChargingProfile = _d_din_ChargingProfileType(r)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 1:
+        r.avail = av
         f_DC_EVPowerDeliveryParameter = _d_din_DC_EVPowerDeliveryParameterType(r)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'PowerDeliveryReqType[1]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PowerDeliveryReqType[1]', 'expected EE')
         f_EVPowerDeliveryParameter = _din.EVPowerDeliveryParameterType()
         s = 3
     elif ec == 3:
         s = -1
     else:
-        raise r.fail('PowerDeliveryReqType[1]', f'event code {ec}, expected SE(ChargingProfile), SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
+        raise r.fail_at(av, 'PowerDeliveryReqType[1]', f'event code {ec}, expected SE(ChargingProfile), SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_DC_EVPowerDeliveryParameter = _d_din_DC_EVPowerDeliveryParameterType(r)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'PowerDeliveryReqType[2]', 'expected EE')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PowerDeliveryReqType[2]', 'expected EE')
             f_EVPowerDeliveryParameter = _din.EVPowerDeliveryParameterType()
             s = 3
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('PowerDeliveryReqType[2]', f'event code {ec}, expected SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
+            raise r.fail_at(av, 'PowerDeliveryReqType[2]', f'event code {ec}, expected SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'PowerDeliveryReqType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PowerDeliveryReqType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _din.PowerDeliveryReqType(ReadyToChargeState=f_ReadyToChargeState, ChargingProfile=f_ChargingProfile, DC_EVPowerDeliveryParameter=f_DC_EVPowerDeliveryParameter, EVPowerDeliveryParameter=f_EVPowerDeliveryParameter)
 
 def _e_din_PowerDeliveryReqType(w: BitWriter, o: _din.PowerDeliveryReqType) -> None:
@@ -5478,46 +7444,72 @@ def _e_din_PowerDeliveryReqType(w: BitWriter, o: _din.PowerDeliveryReqType) -> N
         w.spill()
 
 def _d_din_PowerDeliveryResType(r: BitReader) -> _din.PowerDeliveryResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _din.responseCodeType
     f_AC_EVSEStatus: _din.AC_EVSEStatusType | None = None
     f_DC_EVSEStatus: _din.DC_EVSEStatusType | None = None
     f_EVSEStatus: _din.EVSEStatusType | None = None
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x304 != 0x0:
-        raise r.fail_back(10, 'PowerDeliveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
+        raise r.fail_at(av + 10, 'PowerDeliveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
     iv = ((c >> 3) & 31)
     if iv >= 23:
-        raise r.fail('PowerDeliveryResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PowerDeliveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
     ec = (c & 3)
     if ec == 0:
-        c = r.bits(18)
+        av -= 18
+        if av < 0:
+            win, av = r.refill(av, 18)
+        c = (win >> av) & 0x3ffff
         if c & 0x37700 != 0x0:
-            raise r.fail_back(18, 'PowerDeliveryResType[1]', 'expected SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            raise r.fail_at(av + 18, 'PowerDeliveryResType[1]', 'expected SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         f_1_PowerSwitchClosed = ((c >> 15) & 1) == 1
         f_1_RCD = ((c >> 11) & 1) == 1
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_NotificationMaxDelay = u
-        c = r.bits(7)
+        av -= 7
+        if av < 0:
+            win, av = r.refill(av, 7)
+        c = (win >> av) & 0x7f
         if c & 0x73 != 0x0:
-            raise r.fail_back(7, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+            raise r.fail_at(av + 7, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
         iv = ((c >> 2) & 3)
         if iv >= 3:
-            raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+            raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_1_EVSENotification = _E_din_EVSENotificationType[iv]
         f_AC_EVSEStatus = _din.AC_EVSEStatusType(PowerSwitchClosed=f_1_PowerSwitchClosed, RCD=f_1_RCD, NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
     elif ec == 1:
+        r.avail = av
         f_DC_EVSEStatus = _d_din_DC_EVSEStatusType(r)
+        win = r.win
+        av = r.avail
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'PowerDeliveryResType[1]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PowerDeliveryResType[1]', 'expected EE')
         f_EVSEStatus = _din.EVSEStatusType()
     else:
-        raise r.fail('PowerDeliveryResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
-    if r.bits(1):
-        raise r.fail_back(1, 'PowerDeliveryResType', 'expected EE')
+        raise r.fail_at(av, 'PowerDeliveryResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'PowerDeliveryResType', 'expected EE')
+    r.avail = av
     return _din.PowerDeliveryResType(ResponseCode=f_ResponseCode, AC_EVSEStatus=f_AC_EVSEStatus, DC_EVSEStatus=f_DC_EVSEStatus, EVSEStatus=f_EVSEStatus)
 
 def _e_din_PowerDeliveryResType(w: BitWriter, o: _din.PowerDeliveryResType) -> None:
@@ -5582,20 +7574,48 @@ def _e_din_PowerDeliveryResType(w: BitWriter, o: _din.PowerDeliveryResType) -> N
         w.spill()
 
 def _d_din_PreChargeReqType(r: BitReader) -> _din.PreChargeReqType:
+    win = r.win
+    av = r.avail
     f_DC_EVStatus: _din.DC_EVStatusType
     f_EVTargetVoltage: _din.PhysicalValueType
     f_EVTargetCurrent: _din.PhysicalValueType
-    if r.bits(1):
-        raise r.fail_back(1, 'PreChargeReqType', 'expected SE(DC_EVStatus)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'PreChargeReqType', 'expected SE(DC_EVStatus)')
+    r.avail = av
     f_DC_EVStatus = _d_din_DC_EVStatusType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'PreChargeReqType', 'expected SE(EVTargetVoltage)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'PreChargeReqType', 'expected SE(EVTargetVoltage)')
+    r.avail = av
     f_EVTargetVoltage = _d_din_PhysicalValueType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'PreChargeReqType', 'expected SE(EVTargetCurrent)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'PreChargeReqType', 'expected SE(EVTargetCurrent)')
+    r.avail = av
     f_EVTargetCurrent = _d_din_PhysicalValueType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'PreChargeReqType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'PreChargeReqType', 'expected EE')
+    r.avail = av
     return _din.PreChargeReqType(DC_EVStatus=f_DC_EVStatus, EVTargetVoltage=f_EVTargetVoltage, EVTargetCurrent=f_EVTargetCurrent)
 
 def _e_din_PreChargeReqType(w: BitWriter, o: _din.PreChargeReqType) -> None:
@@ -5636,22 +7656,42 @@ def _e_din_PreChargeReqType(w: BitWriter, o: _din.PreChargeReqType) -> None:
         w.spill()
 
 def _d_din_PreChargeResType(r: BitReader) -> _din.PreChargeResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _din.responseCodeType
     f_DC_EVSEStatus: _din.DC_EVSEStatusType
     f_EVSEPresentVoltage: _din.PhysicalValueType
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x183 != 0x0:
-        raise r.fail_back(9, 'PreChargeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
+        raise r.fail_at(av + 9, 'PreChargeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
     iv = ((c >> 2) & 31)
     if iv >= 23:
-        raise r.fail('PreChargeResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PreChargeResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
+    r.avail = av
     f_DC_EVSEStatus = _d_din_DC_EVSEStatusType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'PreChargeResType', 'expected SE(EVSEPresentVoltage)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'PreChargeResType', 'expected SE(EVSEPresentVoltage)')
+    r.avail = av
     f_EVSEPresentVoltage = _d_din_PhysicalValueType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'PreChargeResType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'PreChargeResType', 'expected EE')
+    r.avail = av
     return _din.PreChargeResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEPresentVoltage=f_EVSEPresentVoltage)
 
 def _e_din_PreChargeResType(w: BitWriter, o: _din.PreChargeResType) -> None:
@@ -5685,17 +7725,29 @@ def _e_din_PreChargeResType(w: BitWriter, o: _din.PreChargeResType) -> None:
         w.spill()
 
 def _d_din_ServiceDetailReqType(r: BitReader) -> _din.ServiceDetailReqType:
+    win = r.win
+    av = r.avail
     f_ServiceID: int
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'ServiceDetailReqType', 'expected SE(ServiceID), CH of ServiceID')
+        raise r.fail_at(av + 10, 'ServiceDetailReqType', 'expected SE(ServiceID), CH of ServiceID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_ServiceID = u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'ServiceDetailReqType', 'expected EE of ServiceID, EE')
+        raise r.fail_at(av + 2, 'ServiceDetailReqType', 'expected EE of ServiceID, EE')
+    r.avail = av
     return _din.ServiceDetailReqType(ServiceID=f_ServiceID)
 
 def _e_din_ServiceDetailReqType(w: BitWriter, o: _din.ServiceDetailReqType) -> None:
@@ -5728,38 +7780,57 @@ def _e_din_ServiceDetailReqType(w: BitWriter, o: _din.ServiceDetailReqType) -> N
         w.spill()
 
 def _d_din_ServiceDetailResType(r: BitReader) -> _din.ServiceDetailResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _din.responseCodeType
     f_ServiceID: int
     f_ServiceParameterList: _din.ServiceParameterListType | None = None
     s = 0
-    c = r.bits(18)
+    av -= 18
+    if av < 0:
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
     if c & 0x30700 != 0x0:
-        raise r.fail_back(18, 'ServiceDetailResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID')
+        raise r.fail_at(av + 18, 'ServiceDetailResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID')
     iv = ((c >> 11) & 31)
     if iv >= 23:
-        raise r.fail('ServiceDetailResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'ServiceDetailResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
     u = (c & 255)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_ServiceID = u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'ServiceDetailResType', 'expected EE of ServiceID')
+        raise r.fail_at(av + 3, 'ServiceDetailResType', 'expected EE of ServiceID')
     ec = (c & 3)
     s = 2
     if ec == 0:
+        r.avail = av
         f_ServiceParameterList = _d_din_ServiceParameterListType(r)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
+        raise r.fail_at(av, 'ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'ServiceDetailResType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ServiceDetailResType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _din.ServiceDetailResType(ResponseCode=f_ResponseCode, ServiceID=f_ServiceID, ServiceParameterList=f_ServiceParameterList)
 
 def _e_din_ServiceDetailResType(w: BitWriter, o: _din.ServiceDetailResType) -> None:
@@ -5815,48 +7886,80 @@ def _e_din_ServiceDetailResType(w: BitWriter, o: _din.ServiceDetailResType) -> N
         w.spill()
 
 def _d_din_ServiceDiscoveryReqType(r: BitReader) -> _din.ServiceDiscoveryReqType:
+    win = r.win
+    av = r.avail
     f_ServiceScope: str | None = None
     f_ServiceCategory: _din.serviceCategoryType | None = None
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceScope')
+            raise r.fail_at(av + 9, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceScope')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_ServiceScope = r.string_of(u, 32)
-        if r.bits(1):
-            raise r.fail_back(1, 'ServiceDiscoveryReqType[0]', 'expected EE of ServiceScope')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ServiceDiscoveryReqType[0]', 'expected EE of ServiceScope')
         s = 1
     elif ec == 1:
-        c = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
         if c & 0x9 != 0x0:
-            raise r.fail_back(4, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceCategory, EE of ServiceCategory')
+            raise r.fail_at(av + 4, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceCategory, EE of ServiceCategory')
         f_ServiceCategory = _E_din_serviceCategoryType[((c >> 1) & 3)]
         s = 2
     elif ec == 2:
         s = -1
     else:
-        raise r.fail('ServiceDiscoveryReqType[0]', f'event code {ec}, expected SE(ServiceScope), SE(ServiceCategory), EE')
+        raise r.fail_at(av, 'ServiceDiscoveryReqType[0]', f'event code {ec}, expected SE(ServiceScope), SE(ServiceCategory), EE')
     if s == 1:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(4)
+            av -= 4
+            if av < 0:
+                win, av = r.refill(av, 4)
+            c = (win >> av) & 0xf
             if c & 0x9 != 0x0:
-                raise r.fail_back(4, 'ServiceDiscoveryReqType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory')
+                raise r.fail_at(av + 4, 'ServiceDiscoveryReqType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory')
             f_ServiceCategory = _E_din_serviceCategoryType[((c >> 1) & 3)]
             s = 2
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('ServiceDiscoveryReqType[1]', f'event code {ec}, expected SE(ServiceCategory), EE')
+            raise r.fail_at(av, 'ServiceDiscoveryReqType[1]', f'event code {ec}, expected SE(ServiceCategory), EE')
     if s == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'ServiceDiscoveryReqType[2]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ServiceDiscoveryReqType[2]', 'expected EE')
         s = -1
+    r.avail = av
     return _din.ServiceDiscoveryReqType(ServiceScope=f_ServiceScope, ServiceCategory=f_ServiceCategory)
 
 def _e_din_ServiceDiscoveryReqType(w: BitWriter, o: _din.ServiceDiscoveryReqType) -> None:
@@ -5904,38 +8007,64 @@ def _e_din_ServiceDiscoveryReqType(w: BitWriter, o: _din.ServiceDiscoveryReqType
         w.spill()
 
 def _d_din_ServiceDiscoveryResType(r: BitReader) -> _din.ServiceDiscoveryResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _din.responseCodeType
     f_PaymentOptions: _din.PaymentOptionsType
     f_ChargeService: _din.ServiceChargeType
     f_ServiceList: _din.ServiceTagListType | None = None
     s = 0
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x183 != 0x0:
-        raise r.fail_back(9, 'ServiceDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PaymentOptions)')
+        raise r.fail_at(av + 9, 'ServiceDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PaymentOptions)')
     iv = ((c >> 2) & 31)
     if iv >= 23:
-        raise r.fail('ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
     s = 1
+    r.avail = av
     f_PaymentOptions = _d_din_PaymentOptionsType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'ServiceDiscoveryResType', 'expected SE(ChargeService)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ServiceDiscoveryResType', 'expected SE(ChargeService)')
     s = 2
+    r.avail = av
     f_ChargeService = _d_din_ServiceChargeType(r)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 3
     if ec == 0:
+        r.avail = av
         f_ServiceList = _d_din_ServiceTagListType(r)
+        win = r.win
+        av = r.avail
         s = 4
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('ServiceDiscoveryResType[3]', f'event code {ec}, expected SE(ServiceList), EE')
+        raise r.fail_at(av, 'ServiceDiscoveryResType[3]', f'event code {ec}, expected SE(ServiceList), EE')
     if s == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'ServiceDiscoveryResType[4]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ServiceDiscoveryResType[4]', 'expected EE')
         s = -1
+    r.avail = av
     return _din.ServiceDiscoveryResType(ResponseCode=f_ResponseCode, PaymentOptions=f_PaymentOptions, ChargeService=f_ChargeService, ServiceList=f_ServiceList)
 
 def _e_din_ServiceDiscoveryResType(w: BitWriter, o: _din.ServiceDiscoveryResType) -> None:
@@ -5989,15 +8118,28 @@ def _e_din_ServiceDiscoveryResType(w: BitWriter, o: _din.ServiceDiscoveryResType
         w.spill()
 
 def _d_din_ServicePaymentSelectionReqType(r: BitReader) -> _din.ServicePaymentSelectionReqType:
+    win = r.win
+    av = r.avail
     f_SelectedPaymentOption: _din.paymentOptionType
     f_SelectedServiceList: _din.SelectedServiceListType
-    c = r.bits(5)
+    av -= 5
+    if av < 0:
+        win, av = r.refill(av, 5)
+    c = (win >> av) & 0x1f
     if c & 0x1b != 0x0:
-        raise r.fail_back(5, 'ServicePaymentSelectionReqType', 'expected SE(SelectedPaymentOption), CH of SelectedPaymentOption, EE of SelectedPaymentOption, SE(SelectedServiceList)')
+        raise r.fail_at(av + 5, 'ServicePaymentSelectionReqType', 'expected SE(SelectedPaymentOption), CH of SelectedPaymentOption, EE of SelectedPaymentOption, SE(SelectedServiceList)')
     f_SelectedPaymentOption = _E_din_paymentOptionType[((c >> 2) & 1)]
+    r.avail = av
     f_SelectedServiceList = _d_din_SelectedServiceListType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'ServicePaymentSelectionReqType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ServicePaymentSelectionReqType', 'expected EE')
+    r.avail = av
     return _din.ServicePaymentSelectionReqType(SelectedPaymentOption=f_SelectedPaymentOption, SelectedServiceList=f_SelectedServiceList)
 
 def _e_din_ServicePaymentSelectionReqType(w: BitWriter, o: _din.ServicePaymentSelectionReqType) -> None:
@@ -6022,14 +8164,20 @@ def _e_din_ServicePaymentSelectionReqType(w: BitWriter, o: _din.ServicePaymentSe
         w.spill()
 
 def _d_din_ServicePaymentSelectionResType(r: BitReader) -> _din.ServicePaymentSelectionResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _din.responseCodeType
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x183 != 0x0:
-        raise r.fail_back(9, 'ServicePaymentSelectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+        raise r.fail_at(av + 9, 'ServicePaymentSelectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
     iv = ((c >> 2) & 31)
     if iv >= 23:
-        raise r.fail('ServicePaymentSelectionResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'ServicePaymentSelectionResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
+    r.avail = av
     return _din.ServicePaymentSelectionResType(ResponseCode=f_ResponseCode)
 
 def _e_din_ServicePaymentSelectionResType(w: BitWriter, o: _din.ServicePaymentSelectionResType) -> None:
@@ -6045,17 +8193,32 @@ def _e_din_ServicePaymentSelectionResType(w: BitWriter, o: _din.ServicePaymentSe
         w.spill()
 
 def _d_din_SessionSetupReqType(r: BitReader) -> _din.SessionSetupReqType:
+    win = r.win
+    av = r.avail
     f_EVCCID: bytes
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'SessionSetupReqType', 'expected SE(EVCCID), CH of EVCCID')
+        raise r.fail_at(av + 10, 'SessionSetupReqType', 'expected SE(EVCCID), CH of EVCCID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_EVCCID = r.binary_of(u, 8)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'SessionSetupReqType', 'expected EE of EVCCID, EE')
+        raise r.fail_at(av + 2, 'SessionSetupReqType', 'expected EE of EVCCID, EE')
+    r.avail = av
     return _din.SessionSetupReqType(EVCCID=f_EVCCID)
 
 def _e_din_SessionSetupReqType(w: BitWriter, o: _din.SessionSetupReqType) -> None:
@@ -6080,47 +8243,76 @@ def _e_din_SessionSetupReqType(w: BitWriter, o: _din.SessionSetupReqType) -> Non
         w.spill()
 
 def _d_din_SessionSetupResType(r: BitReader) -> _din.SessionSetupResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _din.responseCodeType
     f_EVSEID: bytes
     f_DateTimeNow: int | None = None
     s = 0
-    c = r.bits(18)
+    av -= 18
+    if av < 0:
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
     if c & 0x30700 != 0x0:
-        raise r.fail_back(18, 'SessionSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID')
+        raise r.fail_at(av + 18, 'SessionSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID')
     iv = ((c >> 11) & 31)
     if iv >= 23:
-        raise r.fail('SessionSetupResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'SessionSetupResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
     u = (c & 255)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_EVSEID = r.binary_of(u, 32)
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'SessionSetupResType', 'expected EE of EVSEID')
+        raise r.fail_at(av + 3, 'SessionSetupResType', 'expected EE of EVSEID')
     ec = (c & 3)
     s = 2
     if ec == 0:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x200 != 0x0:
-            raise r.fail_back(10, 'SessionSetupResType[2]', 'expected CH of DateTimeNow')
+            raise r.fail_at(av + 10, 'SessionSetupResType[2]', 'expected CH of DateTimeNow')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_DateTimeNow = -u - 1 if sg else u
-        if r.bits(1):
-            raise r.fail_back(1, 'SessionSetupResType[2]', 'expected EE of DateTimeNow')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SessionSetupResType[2]', 'expected EE of DateTimeNow')
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('SessionSetupResType[2]', f'event code {ec}, expected SE(DateTimeNow), EE')
+        raise r.fail_at(av, 'SessionSetupResType[2]', f'event code {ec}, expected SE(DateTimeNow), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'SessionSetupResType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SessionSetupResType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _din.SessionSetupResType(ResponseCode=f_ResponseCode, EVSEID=f_EVSEID, DateTimeNow=f_DateTimeNow)
 
 def _e_din_SessionSetupResType(w: BitWriter, o: _din.SessionSetupResType) -> None:
@@ -6180,14 +8372,20 @@ def _e_din_SessionSetupResType(w: BitWriter, o: _din.SessionSetupResType) -> Non
         w.spill()
 
 def _d_din_SessionStopResType(r: BitReader) -> _din.SessionStopResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _din.responseCodeType
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x183 != 0x0:
-        raise r.fail_back(9, 'SessionStopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+        raise r.fail_at(av + 9, 'SessionStopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
     iv = ((c >> 2) & 31)
     if iv >= 23:
-        raise r.fail('SessionStopResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'SessionStopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
+    r.avail = av
     return _din.SessionStopResType(ResponseCode=f_ResponseCode)
 
 def _e_din_SessionStopResType(w: BitWriter, o: _din.SessionStopResType) -> None:
@@ -6203,8 +8401,15 @@ def _e_din_SessionStopResType(w: BitWriter, o: _din.SessionStopResType) -> None:
         w.spill()
 
 def _d_din_SessionStopType(r: BitReader) -> _din.SessionStopType:
-    if r.bits(1):
-        raise r.fail_back(1, 'SessionStopType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SessionStopType', 'expected EE')
+    r.avail = av
     return _din.SessionStopType()
 
 def _e_din_SessionStopType(w: BitWriter, o: _din.SessionStopType) -> None:
@@ -6218,12 +8423,26 @@ def _e_din_SessionStopType(w: BitWriter, o: _din.SessionStopType) -> None:
         w.spill()
 
 def _d_din_WeldingDetectionReqType(r: BitReader) -> _din.WeldingDetectionReqType:
+    win = r.win
+    av = r.avail
     f_DC_EVStatus: _din.DC_EVStatusType
-    if r.bits(1):
-        raise r.fail_back(1, 'WeldingDetectionReqType', 'expected SE(DC_EVStatus)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'WeldingDetectionReqType', 'expected SE(DC_EVStatus)')
+    r.avail = av
     f_DC_EVStatus = _d_din_DC_EVStatusType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'WeldingDetectionReqType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'WeldingDetectionReqType', 'expected EE')
+    r.avail = av
     return _din.WeldingDetectionReqType(DC_EVStatus=f_DC_EVStatus)
 
 def _e_din_WeldingDetectionReqType(w: BitWriter, o: _din.WeldingDetectionReqType) -> None:
@@ -6246,22 +8465,42 @@ def _e_din_WeldingDetectionReqType(w: BitWriter, o: _din.WeldingDetectionReqType
         w.spill()
 
 def _d_din_WeldingDetectionResType(r: BitReader) -> _din.WeldingDetectionResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _din.responseCodeType
     f_DC_EVSEStatus: _din.DC_EVSEStatusType
     f_EVSEPresentVoltage: _din.PhysicalValueType
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x183 != 0x0:
-        raise r.fail_back(9, 'WeldingDetectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
+        raise r.fail_at(av + 9, 'WeldingDetectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
     iv = ((c >> 2) & 31)
     if iv >= 23:
-        raise r.fail('WeldingDetectionResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'WeldingDetectionResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
+    r.avail = av
     f_DC_EVSEStatus = _d_din_DC_EVSEStatusType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'WeldingDetectionResType', 'expected SE(EVSEPresentVoltage)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'WeldingDetectionResType', 'expected SE(EVSEPresentVoltage)')
+    r.avail = av
     f_EVSEPresentVoltage = _d_din_PhysicalValueType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'WeldingDetectionResType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'WeldingDetectionResType', 'expected EE')
+    r.avail = av
     return _din.WeldingDetectionResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEPresentVoltage=f_EVSEPresentVoltage)
 
 def _e_din_WeldingDetectionResType(w: BitWriter, o: _din.WeldingDetectionResType) -> None:
@@ -6295,33 +8534,73 @@ def _e_din_WeldingDetectionResType(w: BitWriter, o: _din.WeldingDetectionResType
         w.spill()
 
 def _d_din_AC_EVChargeParameterType(r: BitReader) -> _din.AC_EVChargeParameterType:
+    win = r.win
+    av = r.avail
     f_DepartureTime: int
     f_EAmount: _din.PhysicalValueType
     f_EVMaxVoltage: _din.PhysicalValueType
     f_EVMaxCurrent: _din.PhysicalValueType
     f_EVMinCurrent: _din.PhysicalValueType
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'AC_EVChargeParameterType', 'expected SE(DepartureTime), CH of DepartureTime')
+        raise r.fail_at(av + 10, 'AC_EVChargeParameterType', 'expected SE(DepartureTime), CH of DepartureTime')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_DepartureTime = u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'AC_EVChargeParameterType', 'expected EE of DepartureTime, SE(EAmount)')
+        raise r.fail_at(av + 2, 'AC_EVChargeParameterType', 'expected EE of DepartureTime, SE(EAmount)')
+    r.avail = av
     f_EAmount = _d_din_PhysicalValueType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'AC_EVChargeParameterType', 'expected SE(EVMaxVoltage)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'AC_EVChargeParameterType', 'expected SE(EVMaxVoltage)')
+    r.avail = av
     f_EVMaxVoltage = _d_din_PhysicalValueType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'AC_EVChargeParameterType', 'expected SE(EVMaxCurrent)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'AC_EVChargeParameterType', 'expected SE(EVMaxCurrent)')
+    r.avail = av
     f_EVMaxCurrent = _d_din_PhysicalValueType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'AC_EVChargeParameterType', 'expected SE(EVMinCurrent)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'AC_EVChargeParameterType', 'expected SE(EVMinCurrent)')
+    r.avail = av
     f_EVMinCurrent = _d_din_PhysicalValueType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'AC_EVChargeParameterType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'AC_EVChargeParameterType', 'expected EE')
+    r.avail = av
     return _din.AC_EVChargeParameterType(DepartureTime=f_DepartureTime, EAmount=f_EAmount, EVMaxVoltage=f_EVMaxVoltage, EVMaxCurrent=f_EVMaxCurrent, EVMinCurrent=f_EVMinCurrent)
 
 def _e_din_AC_EVChargeParameterType(w: BitWriter, o: _din.AC_EVChargeParameterType) -> None:
@@ -6390,36 +8669,69 @@ def _e_din_AC_EVChargeParameterType(w: BitWriter, o: _din.AC_EVChargeParameterTy
         w.spill()
 
 def _d_din_AC_EVSEChargeParameterType(r: BitReader) -> _din.AC_EVSEChargeParameterType:
+    win = r.win
+    av = r.avail
     f_AC_EVSEStatus: _din.AC_EVSEStatusType
     f_EVSEMaxVoltage: _din.PhysicalValueType
     f_EVSEMaxCurrent: _din.PhysicalValueType
     f_EVSEMinCurrent: _din.PhysicalValueType
-    c = r.bits(19)
+    av -= 19
+    if av < 0:
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
     if c & 0x77700 != 0x0:
-        raise r.fail_back(19, 'AC_EVSEChargeParameterType', 'expected SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        raise r.fail_at(av + 19, 'AC_EVSEChargeParameterType', 'expected SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     f_1_PowerSwitchClosed = ((c >> 15) & 1) == 1
     f_1_RCD = ((c >> 11) & 1) == 1
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_NotificationMaxDelay = u
-    c = r.bits(8)
+    av -= 8
+    if av < 0:
+        win, av = r.refill(av, 8)
+    c = (win >> av) & 0xff
     if c & 0xe7 != 0x0:
-        raise r.fail_back(8, 'AC_EVSEChargeParameterType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEMaxVoltage)')
+        raise r.fail_at(av + 8, 'AC_EVSEChargeParameterType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEMaxVoltage)')
     iv = ((c >> 3) & 3)
     if iv >= 3:
-        raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_1_EVSENotification = _E_din_EVSENotificationType[iv]
     f_AC_EVSEStatus = _din.AC_EVSEStatusType(PowerSwitchClosed=f_1_PowerSwitchClosed, RCD=f_1_RCD, NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
+    r.avail = av
     f_EVSEMaxVoltage = _d_din_PhysicalValueType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'AC_EVSEChargeParameterType', 'expected SE(EVSEMaxCurrent)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'AC_EVSEChargeParameterType', 'expected SE(EVSEMaxCurrent)')
+    r.avail = av
     f_EVSEMaxCurrent = _d_din_PhysicalValueType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'AC_EVSEChargeParameterType', 'expected SE(EVSEMinCurrent)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'AC_EVSEChargeParameterType', 'expected SE(EVSEMinCurrent)')
+    r.avail = av
     f_EVSEMinCurrent = _d_din_PhysicalValueType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'AC_EVSEChargeParameterType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'AC_EVSEChargeParameterType', 'expected EE')
+    r.avail = av
     return _din.AC_EVSEChargeParameterType(AC_EVSEStatus=f_AC_EVSEStatus, EVSEMaxVoltage=f_EVSEMaxVoltage, EVSEMaxCurrent=f_EVSEMaxCurrent, EVSEMinCurrent=f_EVSEMinCurrent)
 
 def _e_din_AC_EVSEChargeParameterType(w: BitWriter, o: _din.AC_EVSEChargeParameterType) -> None:
@@ -6487,26 +8799,38 @@ def _e_din_AC_EVSEChargeParameterType(w: BitWriter, o: _din.AC_EVSEChargeParamet
         w.spill()
 
 def _d_din_AC_EVSEStatusType(r: BitReader) -> _din.AC_EVSEStatusType:
+    win = r.win
+    av = r.avail
     f_PowerSwitchClosed: bool
     f_RCD: bool
     f_NotificationMaxDelay: int
     f_EVSENotification: _din.EVSENotificationType
-    c = r.bits(18)
+    av -= 18
+    if av < 0:
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
     if c & 0x37700 != 0x0:
-        raise r.fail_back(18, 'AC_EVSEStatusType', 'expected SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        raise r.fail_at(av + 18, 'AC_EVSEStatusType', 'expected SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     f_PowerSwitchClosed = ((c >> 15) & 1) == 1
     f_RCD = ((c >> 11) & 1) == 1
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_NotificationMaxDelay = u
-    c = r.bits(7)
+    av -= 7
+    if av < 0:
+        win, av = r.refill(av, 7)
+    c = (win >> av) & 0x7f
     if c & 0x73 != 0x0:
-        raise r.fail_back(7, 'AC_EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+        raise r.fail_at(av + 7, 'AC_EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
     iv = ((c >> 2) & 3)
     if iv >= 3:
-        raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_EVSENotification = _E_din_EVSENotificationType[iv]
+    r.avail = av
     return _din.AC_EVSEStatusType(PowerSwitchClosed=f_PowerSwitchClosed, RCD=f_RCD, NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification)
 
 def _e_din_AC_EVSEStatusType(w: BitWriter, o: _din.AC_EVSEStatusType) -> None:
@@ -6545,32 +8869,54 @@ def _e_din_AC_EVSEStatusType(w: BitWriter, o: _din.AC_EVSEStatusType) -> None:
         w.spill()
 
 def _d_din_CertificateChainType(r: BitReader) -> _din.CertificateChainType:
+    win = r.win
+    av = r.avail
     f_Certificate: bytes
     f_SubCertificates: _din.SubCertificatesType | None = None
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'CertificateChainType', 'expected SE(Certificate), CH of Certificate')
+        raise r.fail_at(av + 10, 'CertificateChainType', 'expected SE(Certificate), CH of Certificate')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Certificate = r.binary_of(u, 1200)
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'CertificateChainType', 'expected EE of Certificate')
+        raise r.fail_at(av + 3, 'CertificateChainType', 'expected EE of Certificate')
     ec = (c & 3)
     s = 1
     if ec == 0:
+        r.avail = av
         f_SubCertificates = _d_din_SubCertificatesType(r)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
+        raise r.fail_at(av, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
     if s == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'CertificateChainType[2]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateChainType[2]', 'expected EE')
         s = -1
+    r.avail = av
     return _din.CertificateChainType(Certificate=f_Certificate, SubCertificates=f_SubCertificates)
 
 def _e_din_CertificateChainType(w: BitWriter, o: _din.CertificateChainType) -> None:
@@ -6615,92 +8961,149 @@ def _e_din_CertificateChainType(w: BitWriter, o: _din.CertificateChainType) -> N
         w.spill()
 
 def _d_din_ChargingProfileType(r: BitReader) -> _din.ChargingProfileType:
+    win = r.win
+    av = r.avail
     f_SAScheduleTupleID: int
     f_ProfileEntry: list[_din.ProfileEntryType] = []
     s = 0
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x600 != 0x0:
-        raise r.fail_back(11, 'ChargingProfileType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID')
+        raise r.fail_at(av + 11, 'ChargingProfileType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_SAScheduleTupleID = -u - 1 if sg else u
-    c = r.bits(12)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xf00 != 0x0:
-        raise r.fail_back(12, 'ChargingProfileType', 'expected EE of SAScheduleTupleID, SE(ProfileEntry), SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
+        raise r.fail_at(av + 12, 'ChargingProfileType', 'expected EE of SAScheduleTupleID, SE(ProfileEntry), SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
     u = (c & 255)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_ChargingProfileEntryStart = u
-    c = r.bits(12)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'ChargingProfileType', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), CH of ChargingProfileEntryMaxPower')
+        raise r.fail_at(av + 12, 'ChargingProfileType', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), CH of ChargingProfileEntryMaxPower')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_ChargingProfileEntryMaxPower = -u - 1 if sg else u
-    c = r.bits(4)
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0xc != 0x0:
-        raise r.fail_back(4, 'ChargingProfileType', 'expected EE of ChargingProfileEntryMaxPower, EE')
+        raise r.fail_at(av + 4, 'ChargingProfileType', 'expected EE of ChargingProfileEntryMaxPower, EE')
     ec = (c & 3)
     f_ProfileEntry.append(_din.ProfileEntryType(ChargingProfileEntryStart=f_1_ChargingProfileEntryStart, ChargingProfileEntryMaxPower=f_1_ChargingProfileEntryMaxPower))
     s = 2
     if ec == 0:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'ChargingProfileType[2]', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
+            raise r.fail_at(av + 10, 'ChargingProfileType[2]', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_ChargingProfileEntryStart = u
-        c = r.bits(12)
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
         if c & 0xe00 != 0x0:
-            raise r.fail_back(12, 'ChargingProfileType[2]', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), CH of ChargingProfileEntryMaxPower')
+            raise r.fail_at(av + 12, 'ChargingProfileType[2]', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), CH of ChargingProfileEntryMaxPower')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_ChargingProfileEntryMaxPower = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'ChargingProfileType[2]', 'expected EE of ChargingProfileEntryMaxPower, EE')
+            raise r.fail_at(av + 2, 'ChargingProfileType[2]', 'expected EE of ChargingProfileEntryMaxPower, EE')
         f_ProfileEntry.append(_din.ProfileEntryType(ChargingProfileEntryStart=f_2_ChargingProfileEntryStart, ChargingProfileEntryMaxPower=f_2_ChargingProfileEntryMaxPower))
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('ChargingProfileType[2]', f'event code {ec}, expected SE(ProfileEntry), EE')
+        raise r.fail_at(av, 'ChargingProfileType[2]', f'event code {ec}, expected SE(ProfileEntry), EE')
     if s == 3:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                c = r.bits(10)
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
                 if c & 0x300 != 0x0:
-                    raise r.fail_back(10, 'ChargingProfileType[3]', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
+                    raise r.fail_at(av + 10, 'ChargingProfileType[3]', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
                 f_3_ChargingProfileEntryStart = u
-                c = r.bits(12)
+                av -= 12
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
                 if c & 0xe00 != 0x0:
-                    raise r.fail_back(12, 'ChargingProfileType[3]', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), CH of ChargingProfileEntryMaxPower')
+                    raise r.fail_at(av + 12, 'ChargingProfileType[3]', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), CH of ChargingProfileEntryMaxPower')
                 sg = ((c >> 8) & 1)
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
                 f_3_ChargingProfileEntryMaxPower = -u - 1 if sg else u
-                c = r.bits(2)
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
                 if c != 0x0:
-                    raise r.fail_back(2, 'ChargingProfileType[3]', 'expected EE of ChargingProfileEntryMaxPower, EE')
+                    raise r.fail_at(av + 2, 'ChargingProfileType[3]', 'expected EE of ChargingProfileEntryMaxPower, EE')
                 f_ProfileEntry.append(_din.ProfileEntryType(ChargingProfileEntryStart=f_3_ChargingProfileEntryStart, ChargingProfileEntryMaxPower=f_3_ChargingProfileEntryMaxPower))
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('ChargingProfileType[3]', f'event code {ec}, expected SE(ProfileEntry), EE')
+                raise r.fail_at(av, 'ChargingProfileType[3]', f'event code {ec}, expected SE(ProfileEntry), EE')
+    r.avail = av
     return _din.ChargingProfileType(SAScheduleTupleID=f_SAScheduleTupleID, ProfileEntry=f_ProfileEntry)
 
 def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> None:
@@ -6886,38 +9289,59 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
         w.spill()
 
 def _d_din_ConsumptionCostType(r: BitReader) -> _din.ConsumptionCostType:
+    win = r.win
+    av = r.avail
     f_startValue: int
     f_Cost: list[_din.CostType] = []
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'ConsumptionCostType', 'expected SE(startValue), CH of startValue')
+        raise r.fail_at(av + 10, 'ConsumptionCostType', 'expected SE(startValue), CH of startValue')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_startValue = u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'ConsumptionCostType', 'expected EE of startValue')
+        raise r.fail_at(av + 3, 'ConsumptionCostType', 'expected EE of startValue')
     ec = (c & 3)
     s = 1
     if ec == 0:
+        r.avail = av
         f_Cost.append(_d_din_CostType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('ConsumptionCostType[1]', f'event code {ec}, expected SE(Cost), EE')
+        raise r.fail_at(av, 'ConsumptionCostType[1]', f'event code {ec}, expected SE(Cost), EE')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_Cost.append(_d_din_CostType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
+                raise r.fail_at(av, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
+    r.avail = av
     return _din.ConsumptionCostType(startValue=f_startValue, Cost=f_Cost)
 
 def _e_din_ConsumptionCostType(w: BitWriter, o: _din.ConsumptionCostType) -> None:
@@ -6985,41 +9409,60 @@ def _e_din_ConsumptionCostType(w: BitWriter, o: _din.ConsumptionCostType) -> Non
         w.spill()
 
 def _d_din_CostType(r: BitReader) -> _din.CostType:
+    win = r.win
+    av = r.avail
     f_costKind: _din.costKindType
     f_amount: int
     f_amountMultiplier: int | None = None
     s = 0
-    c = r.bits(15)
+    av -= 15
+    if av < 0:
+        win, av = r.refill(av, 15)
+    c = (win >> av) & 0x7fff
     if c & 0x6700 != 0x0:
-        raise r.fail_back(15, 'CostType', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount')
+        raise r.fail_at(av + 15, 'CostType', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount')
     iv = ((c >> 11) & 3)
     if iv >= 3:
-        raise r.fail('CostType.costKind', f'enumeration index {iv}')
+        raise r.fail_at(av, 'CostType.costKind', f'enumeration index {iv}')
     f_costKind = _E_din_costKindType[iv]
     u = (c & 255)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_amount = u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'CostType', 'expected EE of amount')
+        raise r.fail_at(av + 3, 'CostType', 'expected EE of amount')
     ec = (c & 3)
     s = 2
     if ec == 0:
-        c = r.bits(5)
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
         if c & 0x11 != 0x0:
-            raise r.fail_back(5, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier')
+            raise r.fail_at(av + 5, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier')
         f_amountMultiplier = ((c >> 1) & 7) - 3
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+        raise r.fail_at(av, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'CostType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CostType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _din.CostType(costKind=f_costKind, amount=f_amount, amountMultiplier=f_amountMultiplier)
 
 def _e_din_CostType(w: BitWriter, o: _din.CostType) -> None:
@@ -7072,6 +9515,8 @@ def _e_din_CostType(w: BitWriter, o: _din.CostType) -> None:
         w.spill()
 
 def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterType:
+    win = r.win
+    av = r.avail
     f_DC_EVStatus: _din.DC_EVStatusType
     f_EVMaximumCurrentLimit: _din.PhysicalValueType
     f_EVMaximumPowerLimit: _din.PhysicalValueType | None = None
@@ -7081,108 +9526,185 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
     f_FullSOC: int | None = None
     f_BulkSOC: int | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_EVChargeParameterType', 'expected SE(DC_EVStatus)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'DC_EVChargeParameterType', 'expected SE(DC_EVStatus)')
+    r.avail = av
     f_DC_EVStatus = _d_din_DC_EVStatusType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_EVChargeParameterType', 'expected SE(EVMaximumCurrentLimit)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'DC_EVChargeParameterType', 'expected SE(EVMaximumCurrentLimit)')
     s = 1
+    r.avail = av
     f_EVMaximumCurrentLimit = _d_din_PhysicalValueType(r)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 2
     if ec == 0:
+        r.avail = av
         f_EVMaximumPowerLimit = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
+        r.avail = av
         f_EVMaximumVoltageLimit = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
         s = 4
     else:
-        raise r.fail('DC_EVChargeParameterType[2]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(EVMaximumVoltageLimit)')
+        raise r.fail_at(av, 'DC_EVChargeParameterType[2]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(EVMaximumVoltageLimit)')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'DC_EVChargeParameterType[3]', 'expected SE(EVMaximumVoltageLimit)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DC_EVChargeParameterType[3]', 'expected SE(EVMaximumVoltageLimit)')
+        r.avail = av
         f_EVMaximumVoltageLimit = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
         s = 4
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
+        r.avail = av
         f_EVEnergyCapacity = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
         s = 5
     elif ec == 1:
+        r.avail = av
         f_EVEnergyRequest = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
         s = 6
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'DC_EVChargeParameterType[4]', 'expected CH of FullSOC, EE of FullSOC')
+            raise r.fail_at(av + 9, 'DC_EVChargeParameterType[4]', 'expected CH of FullSOC, EE of FullSOC')
         f_FullSOC = ((c >> 1) & 127)
         s = 7
     elif ec == 3:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'DC_EVChargeParameterType[4]', 'expected CH of BulkSOC, EE of BulkSOC')
+            raise r.fail_at(av + 9, 'DC_EVChargeParameterType[4]', 'expected CH of BulkSOC, EE of BulkSOC')
         f_BulkSOC = ((c >> 1) & 127)
         s = 8
     elif ec == 4:
         s = -1
     else:
-        raise r.fail('DC_EVChargeParameterType[4]', f'event code {ec}, expected SE(EVEnergyCapacity), SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
+        raise r.fail_at(av, 'DC_EVChargeParameterType[4]', f'event code {ec}, expected SE(EVEnergyCapacity), SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
     if s == 5:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
+            r.avail = av
             f_EVEnergyRequest = _d_din_PhysicalValueType(r)
+            win = r.win
+            av = r.avail
             s = 6
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'DC_EVChargeParameterType[5]', 'expected CH of FullSOC, EE of FullSOC')
+                raise r.fail_at(av + 9, 'DC_EVChargeParameterType[5]', 'expected CH of FullSOC, EE of FullSOC')
             f_FullSOC = ((c >> 1) & 127)
             s = 7
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'DC_EVChargeParameterType[5]', 'expected CH of BulkSOC, EE of BulkSOC')
+                raise r.fail_at(av + 9, 'DC_EVChargeParameterType[5]', 'expected CH of BulkSOC, EE of BulkSOC')
             f_BulkSOC = ((c >> 1) & 127)
             s = 8
         elif ec == 3:
             s = -1
         else:
-            raise r.fail('DC_EVChargeParameterType[5]', f'event code {ec}, expected SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
+            raise r.fail_at(av, 'DC_EVChargeParameterType[5]', f'event code {ec}, expected SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
     if s == 6:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'DC_EVChargeParameterType[6]', 'expected CH of FullSOC, EE of FullSOC')
+                raise r.fail_at(av + 9, 'DC_EVChargeParameterType[6]', 'expected CH of FullSOC, EE of FullSOC')
             f_FullSOC = ((c >> 1) & 127)
             s = 7
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'DC_EVChargeParameterType[6]', 'expected CH of BulkSOC, EE of BulkSOC')
+                raise r.fail_at(av + 9, 'DC_EVChargeParameterType[6]', 'expected CH of BulkSOC, EE of BulkSOC')
             f_BulkSOC = ((c >> 1) & 127)
             s = 8
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('DC_EVChargeParameterType[6]', f'event code {ec}, expected SE(FullSOC), SE(BulkSOC), EE')
+            raise r.fail_at(av, 'DC_EVChargeParameterType[6]', f'event code {ec}, expected SE(FullSOC), SE(BulkSOC), EE')
     if s == 7:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'DC_EVChargeParameterType[7]', 'expected CH of BulkSOC, EE of BulkSOC')
+                raise r.fail_at(av + 9, 'DC_EVChargeParameterType[7]', 'expected CH of BulkSOC, EE of BulkSOC')
             f_BulkSOC = ((c >> 1) & 127)
             s = 8
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('DC_EVChargeParameterType[7]', f'event code {ec}, expected SE(BulkSOC), EE')
+            raise r.fail_at(av, 'DC_EVChargeParameterType[7]', f'event code {ec}, expected SE(BulkSOC), EE')
     if s == 8:
-        if r.bits(1):
-            raise r.fail_back(1, 'DC_EVChargeParameterType[8]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DC_EVChargeParameterType[8]', 'expected EE')
         s = -1
+    r.avail = av
     return _din.DC_EVChargeParameterType(DC_EVStatus=f_DC_EVStatus, EVMaximumCurrentLimit=f_EVMaximumCurrentLimit, EVMaximumPowerLimit=f_EVMaximumPowerLimit, EVMaximumVoltageLimit=f_EVMaximumVoltageLimit, EVEnergyCapacity=f_EVEnergyCapacity, EVEnergyRequest=f_EVEnergyRequest, FullSOC=f_FullSOC, BulkSOC=f_BulkSOC)
 
 def _e_din_DC_EVChargeParameterType(w: BitWriter, o: _din.DC_EVChargeParameterType) -> None:
@@ -7340,39 +9862,65 @@ def _e_din_DC_EVChargeParameterType(w: BitWriter, o: _din.DC_EVChargeParameterTy
         w.spill()
 
 def _d_din_DC_EVPowerDeliveryParameterType(r: BitReader) -> _din.DC_EVPowerDeliveryParameterType:
+    win = r.win
+    av = r.avail
     f_DC_EVStatus: _din.DC_EVStatusType
     f_BulkChargingComplete: bool | None = None
     f_ChargingComplete: bool
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_EVPowerDeliveryParameterType', 'expected SE(DC_EVStatus)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'DC_EVPowerDeliveryParameterType', 'expected SE(DC_EVStatus)')
+    r.avail = av
     f_DC_EVStatus = _d_din_DC_EVStatusType(r)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 1
     if ec == 0:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
+            raise r.fail_at(av + 3, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
         f_BulkChargingComplete = ((c >> 1) & 1) == 1
         s = 2
     elif ec == 1:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            raise r.fail_at(av + 3, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
         f_ChargingComplete = ((c >> 1) & 1) == 1
         s = 3
     else:
-        raise r.fail('DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
+        raise r.fail_at(av, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 2:
-        c = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
         if c & 0xd != 0x0:
-            raise r.fail_back(4, 'DC_EVPowerDeliveryParameterType[2]', 'expected SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete')
+            raise r.fail_at(av + 4, 'DC_EVPowerDeliveryParameterType[2]', 'expected SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete')
         f_ChargingComplete = ((c >> 1) & 1) == 1
         s = 3
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_EVPowerDeliveryParameterType', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'DC_EVPowerDeliveryParameterType', 'expected EE')
     s = -1
+    r.avail = av
     return _din.DC_EVPowerDeliveryParameterType(DC_EVStatus=f_DC_EVStatus, BulkChargingComplete=f_BulkChargingComplete, ChargingComplete=f_ChargingComplete)
 
 def _e_din_DC_EVPowerDeliveryParameterType(w: BitWriter, o: _din.DC_EVPowerDeliveryParameterType) -> None:
@@ -7415,6 +9963,8 @@ def _e_din_DC_EVPowerDeliveryParameterType(w: BitWriter, o: _din.DC_EVPowerDeliv
         w.spill()
 
 def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParameterType:
+    win = r.win
+    av = r.avail
     f_DC_EVSEStatus: _din.DC_EVSEStatusType
     f_EVSEMaximumCurrentLimit: _din.PhysicalValueType
     f_EVSEMaximumPowerLimit: _din.PhysicalValueType | None = None
@@ -7425,65 +9975,136 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
     f_EVSEPeakCurrentRipple: _din.PhysicalValueType
     f_EVSEEnergyToBeDelivered: _din.PhysicalValueType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_EVSEChargeParameterType', 'expected SE(DC_EVSEStatus)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType', 'expected SE(DC_EVSEStatus)')
+    r.avail = av
     f_DC_EVSEStatus = _d_din_DC_EVSEStatusType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_EVSEChargeParameterType', 'expected SE(EVSEMaximumCurrentLimit)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType', 'expected SE(EVSEMaximumCurrentLimit)')
     s = 1
+    r.avail = av
     f_EVSEMaximumCurrentLimit = _d_din_PhysicalValueType(r)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 2
     if ec == 0:
+        r.avail = av
         f_EVSEMaximumPowerLimit = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
+        r.avail = av
         f_EVSEMaximumVoltageLimit = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
         s = 4
     else:
-        raise r.fail('DC_EVSEChargeParameterType[2]', f'event code {ec}, expected SE(EVSEMaximumPowerLimit), SE(EVSEMaximumVoltageLimit)')
+        raise r.fail_at(av, 'DC_EVSEChargeParameterType[2]', f'event code {ec}, expected SE(EVSEMaximumPowerLimit), SE(EVSEMaximumVoltageLimit)')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'DC_EVSEChargeParameterType[3]', 'expected SE(EVSEMaximumVoltageLimit)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType[3]', 'expected SE(EVSEMaximumVoltageLimit)')
+        r.avail = av
         f_EVSEMaximumVoltageLimit = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
         s = 4
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_EVSEChargeParameterType', 'expected SE(EVSEMinimumCurrentLimit)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType', 'expected SE(EVSEMinimumCurrentLimit)')
+    r.avail = av
     f_EVSEMinimumCurrentLimit = _d_din_PhysicalValueType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_EVSEChargeParameterType', 'expected SE(EVSEMinimumVoltageLimit)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType', 'expected SE(EVSEMinimumVoltageLimit)')
     s = 5
+    r.avail = av
     f_EVSEMinimumVoltageLimit = _d_din_PhysicalValueType(r)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 6
     if ec == 0:
+        r.avail = av
         f_EVSECurrentRegulationTolerance = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
         s = 7
     elif ec == 1:
+        r.avail = av
         f_EVSEPeakCurrentRipple = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
         s = 8
     else:
-        raise r.fail('DC_EVSEChargeParameterType[6]', f'event code {ec}, expected SE(EVSECurrentRegulationTolerance), SE(EVSEPeakCurrentRipple)')
+        raise r.fail_at(av, 'DC_EVSEChargeParameterType[6]', f'event code {ec}, expected SE(EVSECurrentRegulationTolerance), SE(EVSEPeakCurrentRipple)')
     if s == 7:
-        if r.bits(1):
-            raise r.fail_back(1, 'DC_EVSEChargeParameterType[7]', 'expected SE(EVSEPeakCurrentRipple)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType[7]', 'expected SE(EVSEPeakCurrentRipple)')
+        r.avail = av
         f_EVSEPeakCurrentRipple = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
         s = 8
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
+        r.avail = av
         f_EVSEEnergyToBeDelivered = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
         s = 9
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('DC_EVSEChargeParameterType[8]', f'event code {ec}, expected SE(EVSEEnergyToBeDelivered), EE')
+        raise r.fail_at(av, 'DC_EVSEChargeParameterType[8]', f'event code {ec}, expected SE(EVSEEnergyToBeDelivered), EE')
     if s == 9:
-        if r.bits(1):
-            raise r.fail_back(1, 'DC_EVSEChargeParameterType[9]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType[9]', 'expected EE')
         s = -1
+    r.avail = av
     return _din.DC_EVSEChargeParameterType(DC_EVSEStatus=f_DC_EVSEStatus, EVSEMaximumCurrentLimit=f_EVSEMaximumCurrentLimit, EVSEMaximumPowerLimit=f_EVSEMaximumPowerLimit, EVSEMaximumVoltageLimit=f_EVSEMaximumVoltageLimit, EVSEMinimumCurrentLimit=f_EVSEMinimumCurrentLimit, EVSEMinimumVoltageLimit=f_EVSEMinimumVoltageLimit, EVSECurrentRegulationTolerance=f_EVSECurrentRegulationTolerance, EVSEPeakCurrentRipple=f_EVSEPeakCurrentRipple, EVSEEnergyToBeDelivered=f_EVSEEnergyToBeDelivered)
 
 def _e_din_DC_EVSEChargeParameterType(w: BitWriter, o: _din.DC_EVSEChargeParameterType) -> None:
@@ -7618,56 +10239,80 @@ def _e_din_DC_EVSEChargeParameterType(w: BitWriter, o: _din.DC_EVSEChargeParamet
         w.spill()
 
 def _d_din_DC_EVSEStatusType(r: BitReader) -> _din.DC_EVSEStatusType:
+    win = r.win
+    av = r.avail
     f_EVSEIsolationStatus: _din.isolationLevelType | None = None
     f_EVSEStatusCode: _din.DC_EVSEStatusCodeType
     f_NotificationMaxDelay: int
     f_EVSENotification: _din.EVSENotificationType
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
         if c & 0x9 != 0x0:
-            raise r.fail_back(4, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus')
+            raise r.fail_at(av + 4, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus')
         f_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 1) & 3)]
         s = 1
     elif ec == 1:
-        c = r.bits(6)
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
         if c & 0x21 != 0x0:
-            raise r.fail_back(6, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode')
+            raise r.fail_at(av + 6, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode')
         iv = ((c >> 1) & 15)
         if iv >= 12:
-            raise r.fail('DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
         f_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
         s = 2
     else:
-        raise r.fail('DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+        raise r.fail_at(av, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     if s == 1:
-        c = r.bits(7)
+        av -= 7
+        if av < 0:
+            win, av = r.refill(av, 7)
+        c = (win >> av) & 0x7f
         if c & 0x61 != 0x0:
-            raise r.fail_back(7, 'DC_EVSEStatusType[1]', 'expected SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
+            raise r.fail_at(av + 7, 'DC_EVSEStatusType[1]', 'expected SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
         iv = ((c >> 1) & 15)
         if iv >= 12:
-            raise r.fail('DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
         f_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
         s = 2
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'DC_EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        raise r.fail_at(av + 10, 'DC_EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_NotificationMaxDelay = u
-    c = r.bits(7)
+    av -= 7
+    if av < 0:
+        win, av = r.refill(av, 7)
+    c = (win >> av) & 0x7f
     if c & 0x73 != 0x0:
-        raise r.fail_back(7, 'DC_EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+        raise r.fail_at(av + 7, 'DC_EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
     iv = ((c >> 2) & 3)
     if iv >= 3:
-        raise r.fail('DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        raise r.fail_at(av, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_EVSENotification = _E_din_EVSENotificationType[iv]
     s = 3
     s = 4
     s = -1
+    r.avail = av
     return _din.DC_EVSEStatusType(EVSEIsolationStatus=f_EVSEIsolationStatus, EVSEStatusCode=f_EVSEStatusCode, NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification)
 
 def _e_din_DC_EVSEStatusType(w: BitWriter, o: _din.DC_EVSEStatusType) -> None:
@@ -7723,75 +10368,105 @@ def _e_din_DC_EVSEStatusType(w: BitWriter, o: _din.DC_EVSEStatusType) -> None:
         w.spill()
 
 def _d_din_DC_EVStatusType(r: BitReader) -> _din.DC_EVStatusType:
+    win = r.win
+    av = r.avail
     f_EVReady: bool
     f_EVCabinConditioning: bool | None = None
     f_EVRESSConditioning: bool | None = None
     f_EVErrorCode: _din.DC_EVErrorCodeType
     f_EVRESSSOC: int
     s = 0
-    c = r.bits(6)
+    av -= 6
+    if av < 0:
+        win, av = r.refill(av, 6)
+    c = (win >> av) & 0x3f
     if c & 0x34 != 0x0:
-        raise r.fail_back(6, 'DC_EVStatusType', 'expected SE(EVReady), CH of EVReady, EE of EVReady')
+        raise r.fail_at(av + 6, 'DC_EVStatusType', 'expected SE(EVReady), CH of EVReady, EE of EVReady')
     f_EVReady = ((c >> 3) & 1) == 1
     ec = (c & 3)
     s = 1
     if ec == 0:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'DC_EVStatusType[1]', 'expected CH of EVCabinConditioning, EE of EVCabinConditioning')
+            raise r.fail_at(av + 3, 'DC_EVStatusType[1]', 'expected CH of EVCabinConditioning, EE of EVCabinConditioning')
         f_EVCabinConditioning = ((c >> 1) & 1) == 1
         s = 2
     elif ec == 1:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'DC_EVStatusType[1]', 'expected CH of EVRESSConditioning, EE of EVRESSConditioning')
+            raise r.fail_at(av + 3, 'DC_EVStatusType[1]', 'expected CH of EVRESSConditioning, EE of EVRESSConditioning')
         f_EVRESSConditioning = ((c >> 1) & 1) == 1
         s = 3
     elif ec == 2:
-        c = r.bits(6)
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
         if c & 0x21 != 0x0:
-            raise r.fail_back(6, 'DC_EVStatusType[1]', 'expected CH of EVErrorCode, EE of EVErrorCode')
+            raise r.fail_at(av + 6, 'DC_EVStatusType[1]', 'expected CH of EVErrorCode, EE of EVErrorCode')
         iv = ((c >> 1) & 15)
         if iv >= 12:
-            raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+            raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
         f_EVErrorCode = _E_din_DC_EVErrorCodeType[iv]
         s = 4
     else:
-        raise r.fail('DC_EVStatusType[1]', f'event code {ec}, expected SE(EVCabinConditioning), SE(EVRESSConditioning), SE(EVErrorCode)')
+        raise r.fail_at(av, 'DC_EVStatusType[1]', f'event code {ec}, expected SE(EVCabinConditioning), SE(EVRESSConditioning), SE(EVErrorCode)')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DC_EVStatusType[2]', 'expected CH of EVRESSConditioning, EE of EVRESSConditioning')
+                raise r.fail_at(av + 3, 'DC_EVStatusType[2]', 'expected CH of EVRESSConditioning, EE of EVRESSConditioning')
             f_EVRESSConditioning = ((c >> 1) & 1) == 1
             s = 3
         elif ec == 1:
-            c = r.bits(6)
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 6)
+            c = (win >> av) & 0x3f
             if c & 0x21 != 0x0:
-                raise r.fail_back(6, 'DC_EVStatusType[2]', 'expected CH of EVErrorCode, EE of EVErrorCode')
+                raise r.fail_at(av + 6, 'DC_EVStatusType[2]', 'expected CH of EVErrorCode, EE of EVErrorCode')
             iv = ((c >> 1) & 15)
             if iv >= 12:
-                raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+                raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
             f_EVErrorCode = _E_din_DC_EVErrorCodeType[iv]
             s = 4
         else:
-            raise r.fail('DC_EVStatusType[2]', f'event code {ec}, expected SE(EVRESSConditioning), SE(EVErrorCode)')
+            raise r.fail_at(av, 'DC_EVStatusType[2]', f'event code {ec}, expected SE(EVRESSConditioning), SE(EVErrorCode)')
     if s == 3:
-        c = r.bits(7)
+        av -= 7
+        if av < 0:
+            win, av = r.refill(av, 7)
+        c = (win >> av) & 0x7f
         if c & 0x61 != 0x0:
-            raise r.fail_back(7, 'DC_EVStatusType[3]', 'expected SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode')
+            raise r.fail_at(av + 7, 'DC_EVStatusType[3]', 'expected SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode')
         iv = ((c >> 1) & 15)
         if iv >= 12:
-            raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+            raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
         f_EVErrorCode = _E_din_DC_EVErrorCodeType[iv]
         s = 4
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x603 != 0x0:
-        raise r.fail_back(11, 'DC_EVStatusType', 'expected SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
+        raise r.fail_at(av + 11, 'DC_EVStatusType', 'expected SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
     f_EVRESSSOC = ((c >> 2) & 127)
     s = 5
     s = -1
+    r.avail = av
     return _din.DC_EVStatusType(EVReady=f_EVReady, EVCabinConditioning=f_EVCabinConditioning, EVRESSConditioning=f_EVRESSConditioning, EVErrorCode=f_EVErrorCode, EVRESSSOC=f_EVRESSSOC)
 
 def _e_din_DC_EVStatusType(w: BitWriter, o: _din.DC_EVStatusType) -> None:
@@ -7849,8 +10524,15 @@ def _e_din_DC_EVStatusType(w: BitWriter, o: _din.DC_EVStatusType) -> None:
         w.spill()
 
 def _d_din_EVChargeParameterType(r: BitReader) -> _din.EVChargeParameterType:
-    if r.bits(1):
-        raise r.fail_back(1, 'EVChargeParameterType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'EVChargeParameterType', 'expected EE')
+    r.avail = av
     return _din.EVChargeParameterType()
 
 def _e_din_EVChargeParameterType(w: BitWriter, o: _din.EVChargeParameterType) -> None:
@@ -7864,8 +10546,15 @@ def _e_din_EVChargeParameterType(w: BitWriter, o: _din.EVChargeParameterType) ->
         w.spill()
 
 def _d_din_EVPowerDeliveryParameterType(r: BitReader) -> _din.EVPowerDeliveryParameterType:
-    if r.bits(1):
-        raise r.fail_back(1, 'EVPowerDeliveryParameterType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'EVPowerDeliveryParameterType', 'expected EE')
+    r.avail = av
     return _din.EVPowerDeliveryParameterType()
 
 def _e_din_EVPowerDeliveryParameterType(w: BitWriter, o: _din.EVPowerDeliveryParameterType) -> None:
@@ -7879,8 +10568,15 @@ def _e_din_EVPowerDeliveryParameterType(w: BitWriter, o: _din.EVPowerDeliveryPar
         w.spill()
 
 def _d_din_EVSEChargeParameterType(r: BitReader) -> _din.EVSEChargeParameterType:
-    if r.bits(1):
-        raise r.fail_back(1, 'EVSEChargeParameterType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'EVSEChargeParameterType', 'expected EE')
+    r.avail = av
     return _din.EVSEChargeParameterType()
 
 def _e_din_EVSEChargeParameterType(w: BitWriter, o: _din.EVSEChargeParameterType) -> None:
@@ -7894,8 +10590,15 @@ def _e_din_EVSEChargeParameterType(w: BitWriter, o: _din.EVSEChargeParameterType
         w.spill()
 
 def _d_din_EVSEStatusType(r: BitReader) -> _din.EVSEStatusType:
-    if r.bits(1):
-        raise r.fail_back(1, 'EVSEStatusType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'EVSEStatusType', 'expected EE')
+    r.avail = av
     return _din.EVSEStatusType()
 
 def _e_din_EVSEStatusType(w: BitWriter, o: _din.EVSEStatusType) -> None:
@@ -7909,8 +10612,15 @@ def _e_din_EVSEStatusType(w: BitWriter, o: _din.EVSEStatusType) -> None:
         w.spill()
 
 def _d_din_EVStatusType(r: BitReader) -> _din.EVStatusType:
-    if r.bits(1):
-        raise r.fail_back(1, 'EVStatusType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'EVStatusType', 'expected EE')
+    r.avail = av
     return _din.EVStatusType()
 
 def _e_din_EVStatusType(w: BitWriter, o: _din.EVStatusType) -> None:
@@ -7924,20 +10634,37 @@ def _e_din_EVStatusType(w: BitWriter, o: _din.EVStatusType) -> None:
         w.spill()
 
 def _d_din_EntryType(r: BitReader) -> _din.EntryType:
+    win = r.win
+    av = r.avail
     f_RelativeTimeInterval: _din.RelativeTimeIntervalType | None = None
     f_TimeInterval: _din.IntervalType | None = None
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
+        r.avail = av
         f_RelativeTimeInterval = _d_din_RelativeTimeIntervalType(r)
+        win = r.win
+        av = r.avail
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'EntryType[0]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'EntryType[0]', 'expected EE')
         f_TimeInterval = _din.IntervalType()
     else:
-        raise r.fail('EntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
-    if r.bits(1):
-        raise r.fail_back(1, 'EntryType', 'expected EE')
+        raise r.fail_at(av, 'EntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'EntryType', 'expected EE')
+    r.avail = av
     return _din.EntryType(RelativeTimeInterval=f_RelativeTimeInterval, TimeInterval=f_TimeInterval)
 
 def _e_din_EntryType(w: BitWriter, o: _din.EntryType) -> None:
@@ -7966,8 +10693,15 @@ def _e_din_EntryType(w: BitWriter, o: _din.EntryType) -> None:
         w.spill()
 
 def _d_din_IntervalType(r: BitReader) -> _din.IntervalType:
-    if r.bits(1):
-        raise r.fail_back(1, 'IntervalType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'IntervalType', 'expected EE')
+    r.avail = av
     return _din.IntervalType()
 
 def _e_din_IntervalType(w: BitWriter, o: _din.IntervalType) -> None:
@@ -7981,53 +10715,97 @@ def _e_din_IntervalType(w: BitWriter, o: _din.IntervalType) -> None:
         w.spill()
 
 def _d_din_ListOfRootCertificateIDsType(r: BitReader) -> _din.ListOfRootCertificateIDsType:
+    win = r.win
+    av = r.avail
     f_RootCertificateID: list[str] = []
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID), CH of RootCertificateID')
+        raise r.fail_at(av + 10, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID), CH of RootCertificateID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_RootCertificateID.append(r.string_of(u, 40))
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'ListOfRootCertificateIDsType', 'expected EE of RootCertificateID')
+        raise r.fail_at(av + 3, 'ListOfRootCertificateIDsType', 'expected EE of RootCertificateID')
     ec = (c & 3)
     s = 1
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'ListOfRootCertificateIDsType[1]', 'expected CH of RootCertificateID')
+            raise r.fail_at(av + 9, 'ListOfRootCertificateIDsType[1]', 'expected CH of RootCertificateID')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_RootCertificateID.append(r.string_of(u, 40))
-        if r.bits(1):
-            raise r.fail_back(1, 'ListOfRootCertificateIDsType[1]', 'expected EE of RootCertificateID')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ListOfRootCertificateIDsType[1]', 'expected EE of RootCertificateID')
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('ListOfRootCertificateIDsType[1]', f'event code {ec}, expected SE(RootCertificateID), EE')
+        raise r.fail_at(av, 'ListOfRootCertificateIDsType[1]', f'event code {ec}, expected SE(RootCertificateID), EE')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                c = r.bits(9)
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
-                    raise r.fail_back(9, 'ListOfRootCertificateIDsType[2]', 'expected CH of RootCertificateID')
+                    raise r.fail_at(av + 9, 'ListOfRootCertificateIDsType[2]', 'expected CH of RootCertificateID')
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
+                r.avail = av
                 f_RootCertificateID.append(r.string_of(u, 40))
-                if r.bits(1):
-                    raise r.fail_back(1, 'ListOfRootCertificateIDsType[2]', 'expected EE of RootCertificateID')
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'ListOfRootCertificateIDsType[2]', 'expected EE of RootCertificateID')
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('ListOfRootCertificateIDsType[2]', f'event code {ec}, expected SE(RootCertificateID), EE')
+                raise r.fail_at(av, 'ListOfRootCertificateIDsType[2]', f'event code {ec}, expected SE(RootCertificateID), EE')
+    r.avail = av
     return _din.ListOfRootCertificateIDsType(RootCertificateID=f_RootCertificateID)
 
 def _e_din_ListOfRootCertificateIDsType(w: BitWriter, o: _din.ListOfRootCertificateIDsType) -> None:
@@ -8098,159 +10876,286 @@ def _e_din_ListOfRootCertificateIDsType(w: BitWriter, o: _din.ListOfRootCertific
         w.spill()
 
 def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
+    win = r.win
+    av = r.avail
     f_MeterID: str
     f_MeterReading: _din.PhysicalValueType | None = None
     f_SigMeterReading: bytes | None = None
     f_MeterStatus: int | None = None
     f_TMeter: int | None = None
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
+        raise r.fail_at(av + 10, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_MeterID = r.string_of(u, 32)
-    c = r.bits(4)
+    win = r.win
+    av = r.avail
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x8 != 0x0:
-        raise r.fail_back(4, 'MeterInfoType', 'expected EE of MeterID')
+        raise r.fail_at(av + 4, 'MeterInfoType', 'expected EE of MeterID')
     ec = (c & 7)
     s = 1
     if ec == 0:
+        r.avail = av
         f_MeterReading = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'MeterInfoType[1]', 'expected CH of SigMeterReading')
+            raise r.fail_at(av + 9, 'MeterInfoType[1]', 'expected CH of SigMeterReading')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_SigMeterReading = r.binary_of(u, 32)
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[1]', 'expected EE of SigMeterReading')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[1]', 'expected EE of SigMeterReading')
         s = 3
     elif ec == 2:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x200 != 0x0:
-            raise r.fail_back(10, 'MeterInfoType[1]', 'expected CH of MeterStatus')
+            raise r.fail_at(av + 10, 'MeterInfoType[1]', 'expected CH of MeterStatus')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_MeterStatus = -u - 1 if sg else u
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[1]', 'expected EE of MeterStatus')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[1]', 'expected EE of MeterStatus')
         s = 4
     elif ec == 3:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x200 != 0x0:
-            raise r.fail_back(10, 'MeterInfoType[1]', 'expected CH of TMeter')
+            raise r.fail_at(av + 10, 'MeterInfoType[1]', 'expected CH of TMeter')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_TMeter = -u - 1 if sg else u
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[1]', 'expected EE of TMeter')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[1]', 'expected EE of TMeter')
         s = 5
     elif ec == 4:
         s = -1
     else:
-        raise r.fail('MeterInfoType[1]', f'event code {ec}, expected SE(MeterReading), SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
+        raise r.fail_at(av, 'MeterInfoType[1]', f'event code {ec}, expected SE(MeterReading), SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
     if s == 2:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of SigMeterReading')
+                raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of SigMeterReading')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_SigMeterReading = r.binary_of(u, 32)
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of SigMeterReading')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of SigMeterReading')
             s = 3
         elif ec == 1:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'MeterInfoType[2]', 'expected CH of MeterStatus')
+                raise r.fail_at(av + 10, 'MeterInfoType[2]', 'expected CH of MeterStatus')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterStatus = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
             s = 4
         elif ec == 2:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'MeterInfoType[2]', 'expected CH of TMeter')
+                raise r.fail_at(av + 10, 'MeterInfoType[2]', 'expected CH of TMeter')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_TMeter = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of TMeter')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of TMeter')
             s = 5
         elif ec == 3:
             s = -1
         else:
-            raise r.fail('MeterInfoType[2]', f'event code {ec}, expected SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
+            raise r.fail_at(av, 'MeterInfoType[2]', f'event code {ec}, expected SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'MeterInfoType[3]', 'expected CH of MeterStatus')
+                raise r.fail_at(av + 10, 'MeterInfoType[3]', 'expected CH of MeterStatus')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterStatus = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterStatus')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[3]', 'expected EE of MeterStatus')
             s = 4
         elif ec == 1:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'MeterInfoType[3]', 'expected CH of TMeter')
+                raise r.fail_at(av + 10, 'MeterInfoType[3]', 'expected CH of TMeter')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_TMeter = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of TMeter')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[3]', 'expected EE of TMeter')
             s = 5
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('MeterInfoType[3]', f'event code {ec}, expected SE(MeterStatus), SE(TMeter), EE')
+            raise r.fail_at(av, 'MeterInfoType[3]', f'event code {ec}, expected SE(MeterStatus), SE(TMeter), EE')
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'MeterInfoType[4]', 'expected CH of TMeter')
+                raise r.fail_at(av + 10, 'MeterInfoType[4]', 'expected CH of TMeter')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_TMeter = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of TMeter')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[4]', 'expected EE of TMeter')
             s = 5
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('MeterInfoType[4]', f'event code {ec}, expected SE(TMeter), EE')
+            raise r.fail_at(av, 'MeterInfoType[4]', f'event code {ec}, expected SE(TMeter), EE')
     if s == 5:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[5]', 'expected EE')
         s = -1
+    r.avail = av
     return _din.MeterInfoType(MeterID=f_MeterID, MeterReading=f_MeterReading, SigMeterReading=f_SigMeterReading, MeterStatus=f_MeterStatus, TMeter=f_TMeter)
 
 def _e_din_MeterInfoType(w: BitWriter, o: _din.MeterInfoType) -> None:
@@ -8483,37 +11388,60 @@ def _e_din_MeterInfoType(w: BitWriter, o: _din.MeterInfoType) -> None:
         w.spill()
 
 def _d_din_NotificationType(r: BitReader) -> _din.NotificationType:
+    win = r.win
+    av = r.avail
     f_FaultCode: _din.faultCodeType
     f_FaultMsg: str | None = None
     s = 0
-    c = r.bits(7)
+    av -= 7
+    if av < 0:
+        win, av = r.refill(av, 7)
+    c = (win >> av) & 0x7f
     if c & 0x64 != 0x0:
-        raise r.fail_back(7, 'NotificationType', 'expected SE(FaultCode), CH of FaultCode, EE of FaultCode')
+        raise r.fail_at(av + 7, 'NotificationType', 'expected SE(FaultCode), CH of FaultCode, EE of FaultCode')
     iv = ((c >> 3) & 3)
     if iv >= 3:
-        raise r.fail('NotificationType.FaultCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'NotificationType.FaultCode', f'enumeration index {iv}')
     f_FaultCode = _E_din_faultCodeType[iv]
     ec = (c & 3)
     s = 1
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'NotificationType[1]', 'expected CH of FaultMsg')
+            raise r.fail_at(av + 9, 'NotificationType[1]', 'expected CH of FaultMsg')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_FaultMsg = r.string_of(u, 64)
-        if r.bits(1):
-            raise r.fail_back(1, 'NotificationType[1]', 'expected EE of FaultMsg')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'NotificationType[1]', 'expected EE of FaultMsg')
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('NotificationType[1]', f'event code {ec}, expected SE(FaultMsg), EE')
+        raise r.fail_at(av, 'NotificationType[1]', f'event code {ec}, expected SE(FaultMsg), EE')
     if s == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'NotificationType[2]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'NotificationType[2]', 'expected EE')
         s = -1
+    r.avail = av
     return _din.NotificationType(FaultCode=f_FaultCode, FaultMsg=f_FaultMsg)
 
 def _e_din_NotificationType(w: BitWriter, o: _din.NotificationType) -> None:
@@ -8553,30 +11481,52 @@ def _e_din_NotificationType(w: BitWriter, o: _din.NotificationType) -> None:
         w.spill()
 
 def _d_din_PMaxScheduleEntryType(r: BitReader) -> _din.PMaxScheduleEntryType:
+    win = r.win
+    av = r.avail
     f_RelativeTimeInterval: _din.RelativeTimeIntervalType | None = None
     f_TimeInterval: _din.IntervalType | None = None
     f_PMax: int
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
+        r.avail = av
         f_RelativeTimeInterval = _d_din_RelativeTimeIntervalType(r)
+        win = r.win
+        av = r.avail
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'PMaxScheduleEntryType[0]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PMaxScheduleEntryType[0]', 'expected EE')
         f_TimeInterval = _din.IntervalType()
     else:
-        raise r.fail('PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
-    c = r.bits(11)
+        raise r.fail_at(av, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x600 != 0x0:
-        raise r.fail_back(11, 'PMaxScheduleEntryType', 'expected SE(PMax), CH of PMax')
+        raise r.fail_at(av + 11, 'PMaxScheduleEntryType', 'expected SE(PMax), CH of PMax')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_PMax = -u - 1 if sg else u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'PMaxScheduleEntryType', 'expected EE of PMax, EE')
+        raise r.fail_at(av + 2, 'PMaxScheduleEntryType', 'expected EE of PMax, EE')
+    r.avail = av
     return _din.PMaxScheduleEntryType(RelativeTimeInterval=f_RelativeTimeInterval, TimeInterval=f_TimeInterval, PMax=f_PMax)
 
 def _e_din_PMaxScheduleEntryType(w: BitWriter, o: _din.PMaxScheduleEntryType) -> None:
@@ -8624,42 +11574,69 @@ def _e_din_PMaxScheduleEntryType(w: BitWriter, o: _din.PMaxScheduleEntryType) ->
         w.spill()
 
 def _d_din_PMaxScheduleType(r: BitReader) -> _din.PMaxScheduleType:
+    win = r.win
+    av = r.avail
     f_PMaxScheduleID: int
     f_PMaxScheduleEntry: list[_din.PMaxScheduleEntryType] = []
     s = 0
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x600 != 0x0:
-        raise r.fail_back(11, 'PMaxScheduleType', 'expected SE(PMaxScheduleID), CH of PMaxScheduleID')
+        raise r.fail_at(av + 11, 'PMaxScheduleType', 'expected SE(PMaxScheduleID), CH of PMaxScheduleID')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_PMaxScheduleID = -u - 1 if sg else u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'PMaxScheduleType', 'expected EE of PMaxScheduleID, SE(PMaxScheduleEntry)')
+        raise r.fail_at(av + 2, 'PMaxScheduleType', 'expected EE of PMaxScheduleID, SE(PMaxScheduleEntry)')
     s = 1
+    r.avail = av
     f_PMaxScheduleEntry.append(_d_din_PMaxScheduleEntryType(r))
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 2
     if ec == 0:
+        r.avail = av
         f_PMaxScheduleEntry.append(_d_din_PMaxScheduleEntryType(r))
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('PMaxScheduleType[2]', f'event code {ec}, expected SE(PMaxScheduleEntry), EE')
+        raise r.fail_at(av, 'PMaxScheduleType[2]', f'event code {ec}, expected SE(PMaxScheduleEntry), EE')
     if s == 3:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_PMaxScheduleEntry.append(_d_din_PMaxScheduleEntryType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('PMaxScheduleType[3]', f'event code {ec}, expected SE(PMaxScheduleEntry), EE')
+                raise r.fail_at(av, 'PMaxScheduleType[3]', f'event code {ec}, expected SE(PMaxScheduleEntry), EE')
+    r.avail = av
     return _din.PMaxScheduleType(PMaxScheduleID=f_PMaxScheduleID, PMaxScheduleEntry=f_PMaxScheduleEntry)
 
 def _e_din_PMaxScheduleType(w: BitWriter, o: _din.PMaxScheduleType) -> None:
@@ -8740,42 +11717,69 @@ def _e_din_PMaxScheduleType(w: BitWriter, o: _din.PMaxScheduleType) -> None:
         w.spill()
 
 def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
+    win = r.win
+    av = r.avail
     f_ParameterSetID: int
     f_Parameter: list[_din.ParameterType] = []
     s = 0
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x600 != 0x0:
-        raise r.fail_back(11, 'ParameterSetType', 'expected SE(ParameterSetID), CH of ParameterSetID')
+        raise r.fail_at(av + 11, 'ParameterSetType', 'expected SE(ParameterSetID), CH of ParameterSetID')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_ParameterSetID = -u - 1 if sg else u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'ParameterSetType', 'expected EE of ParameterSetID, SE(Parameter)')
+        raise r.fail_at(av + 2, 'ParameterSetType', 'expected EE of ParameterSetID, SE(Parameter)')
     s = 1
+    r.avail = av
     f_Parameter.append(_d_din_ParameterType(r))
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 2
     if ec == 0:
+        r.avail = av
         f_Parameter.append(_d_din_ParameterType(r))
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('ParameterSetType[2]', f'event code {ec}, expected SE(Parameter), EE')
+        raise r.fail_at(av, 'ParameterSetType[2]', f'event code {ec}, expected SE(Parameter), EE')
     if s == 3:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_Parameter.append(_d_din_ParameterType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('ParameterSetType[3]', f'event code {ec}, expected SE(Parameter), EE')
+                raise r.fail_at(av, 'ParameterSetType[3]', f'event code {ec}, expected SE(Parameter), EE')
+    r.avail = av
     return _din.ParameterSetType(ParameterSetID=f_ParameterSetID, Parameter=f_Parameter)
 
 def _e_din_ParameterSetType(w: BitWriter, o: _din.ParameterSetType) -> None:
@@ -8856,6 +11860,8 @@ def _e_din_ParameterSetType(w: BitWriter, o: _din.ParameterSetType) -> None:
         w.spill()
 
 def _d_din_ParameterType(r: BitReader) -> _din.ParameterType:
+    win = r.win
+    av = r.avail
     f_Name: str
     f_ValueType: _din.valueType
     f_boolValue: bool | None = None
@@ -8864,69 +11870,128 @@ def _d_din_ParameterType(r: BitReader) -> _din.ParameterType:
     f_intValue: int | None = None
     f_physicalValue: _din.PhysicalValueType | None = None
     f_stringValue: str | None = None
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'ParameterType', 'expected AT(Name)')
+        raise r.fail_at(av + 9, 'ParameterType', 'expected AT(Name)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Name = r.string_of(u, None)
-    c = r.bits(7)
+    win = r.win
+    av = r.avail
+    av -= 7
+    if av < 0:
+        win, av = r.refill(av, 7)
+    c = (win >> av) & 0x7f
     if c & 0x40 != 0x0:
-        raise r.fail_back(7, 'ParameterType', 'expected AT(ValueType)')
+        raise r.fail_at(av + 7, 'ParameterType', 'expected AT(ValueType)')
     iv = ((c >> 3) & 7)
     if iv >= 6:
-        raise r.fail('ParameterType.ValueType', f'enumeration index {iv}')
+        raise r.fail_at(av, 'ParameterType.ValueType', f'enumeration index {iv}')
     f_ValueType = _E_din_valueType[iv]
     ec = (c & 7)
     if ec == 0:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'ParameterType[2]', 'expected CH of boolValue, EE of boolValue')
+            raise r.fail_at(av + 3, 'ParameterType[2]', 'expected CH of boolValue, EE of boolValue')
         f_boolValue = ((c >> 1) & 1) == 1
     elif ec == 1:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x201 != 0x0:
-            raise r.fail_back(10, 'ParameterType[2]', 'expected CH of byteValue, EE of byteValue')
+            raise r.fail_at(av + 10, 'ParameterType[2]', 'expected CH of byteValue, EE of byteValue')
         f_byteValue = ((c >> 1) & 255) - 128
     elif ec == 2:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x200 != 0x0:
-            raise r.fail_back(10, 'ParameterType[2]', 'expected CH of shortValue')
+            raise r.fail_at(av + 10, 'ParameterType[2]', 'expected CH of shortValue')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_shortValue = -u - 1 if sg else u
-        if r.bits(1):
-            raise r.fail_back(1, 'ParameterType[2]', 'expected EE of shortValue')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ParameterType[2]', 'expected EE of shortValue')
     elif ec == 3:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x200 != 0x0:
-            raise r.fail_back(10, 'ParameterType[2]', 'expected CH of intValue')
+            raise r.fail_at(av + 10, 'ParameterType[2]', 'expected CH of intValue')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_intValue = -u - 1 if sg else u
-        if r.bits(1):
-            raise r.fail_back(1, 'ParameterType[2]', 'expected EE of intValue')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ParameterType[2]', 'expected EE of intValue')
     elif ec == 4:
+        r.avail = av
         f_physicalValue = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
     elif ec == 5:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'ParameterType[2]', 'expected CH of stringValue')
+            raise r.fail_at(av + 9, 'ParameterType[2]', 'expected CH of stringValue')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_stringValue = r.string_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'ParameterType[2]', 'expected EE of stringValue')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ParameterType[2]', 'expected EE of stringValue')
     else:
-        raise r.fail('ParameterType[2]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
-    if r.bits(1):
-        raise r.fail_back(1, 'ParameterType', 'expected EE')
+        raise r.fail_at(av, 'ParameterType[2]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ParameterType', 'expected EE')
+    r.avail = av
     return _din.ParameterType(Name=f_Name, ValueType=f_ValueType, boolValue=f_boolValue, byteValue=f_byteValue, shortValue=f_shortValue, intValue=f_intValue, physicalValue=f_physicalValue, stringValue=f_stringValue)
 
 def _e_din_ParameterType(w: BitWriter, o: _din.ParameterType) -> None:
@@ -9051,37 +12116,52 @@ def _e_din_ParameterType(w: BitWriter, o: _din.ParameterType) -> None:
         w.spill()
 
 def _d_din_PaymentOptionsType(r: BitReader) -> _din.PaymentOptionsType:
+    win = r.win
+    av = r.avail
     f_PaymentOption: list[_din.paymentOptionType] = []
     s = 0
-    c = r.bits(6)
+    av -= 6
+    if av < 0:
+        win, av = r.refill(av, 6)
+    c = (win >> av) & 0x3f
     if c & 0x34 != 0x0:
-        raise r.fail_back(6, 'PaymentOptionsType', 'expected SE(PaymentOption), CH of PaymentOption, EE of PaymentOption')
+        raise r.fail_at(av + 6, 'PaymentOptionsType', 'expected SE(PaymentOption), CH of PaymentOption, EE of PaymentOption')
     f_PaymentOption.append(_E_din_paymentOptionType[((c >> 3) & 1)])
     ec = (c & 3)
     s = 1
     if ec == 0:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'PaymentOptionsType[1]', 'expected CH of PaymentOption, EE of PaymentOption')
+            raise r.fail_at(av + 3, 'PaymentOptionsType[1]', 'expected CH of PaymentOption, EE of PaymentOption')
         f_PaymentOption.append(_E_din_paymentOptionType[((c >> 1) & 1)])
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('PaymentOptionsType[1]', f'event code {ec}, expected SE(PaymentOption), EE')
+        raise r.fail_at(av, 'PaymentOptionsType[1]', f'event code {ec}, expected SE(PaymentOption), EE')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                c = r.bits(3)
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
                 if c & 0x5 != 0x0:
-                    raise r.fail_back(3, 'PaymentOptionsType[2]', 'expected CH of PaymentOption, EE of PaymentOption')
+                    raise r.fail_at(av + 3, 'PaymentOptionsType[2]', 'expected CH of PaymentOption, EE of PaymentOption')
                 f_PaymentOption.append(_E_din_paymentOptionType[((c >> 1) & 1)])
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('PaymentOptionsType[2]', f'event code {ec}, expected SE(PaymentOption), EE')
+                raise r.fail_at(av, 'PaymentOptionsType[2]', f'event code {ec}, expected SE(PaymentOption), EE')
+    r.avail = av
     return _din.PaymentOptionsType(PaymentOption=f_PaymentOption)
 
 def _e_din_PaymentOptionsType(w: BitWriter, o: _din.PaymentOptionsType) -> None:
@@ -9125,54 +12205,87 @@ def _e_din_PaymentOptionsType(w: BitWriter, o: _din.PaymentOptionsType) -> None:
         w.spill()
 
 def _d_din_PhysicalValueType(r: BitReader) -> _din.PhysicalValueType:
+    win = r.win
+    av = r.avail
     f_Multiplier: int
     f_Unit: _din.unitSymbolType | None = None
     f_Value: int
     s = 0
-    c = r.bits(8)
+    av -= 8
+    if av < 0:
+        win, av = r.refill(av, 8)
+    c = (win >> av) & 0xff
     if c & 0xc4 != 0x0:
-        raise r.fail_back(8, 'PhysicalValueType', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        raise r.fail_at(av + 8, 'PhysicalValueType', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
     f_Multiplier = ((c >> 3) & 7) - 3
     ec = (c & 3)
     s = 1
     if ec == 0:
-        c = r.bits(6)
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
         if c & 0x21 != 0x0:
-            raise r.fail_back(6, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit')
+            raise r.fail_at(av + 6, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit')
         iv = ((c >> 1) & 15)
         if iv >= 10:
-            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
         f_Unit = _E_din_unitSymbolType[iv]
         s = 2
     elif ec == 1:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x200 != 0x0:
-            raise r.fail_back(10, 'PhysicalValueType[1]', 'expected CH of Value')
+            raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_Value = -u - 1 if sg else u
-        if r.bits(1):
-            raise r.fail_back(1, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
         s = 3
     else:
-        raise r.fail('PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     if s == 2:
-        c = r.bits(11)
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
         if c & 0x600 != 0x0:
-            raise r.fail_back(11, 'PhysicalValueType[2]', 'expected SE(Value), CH of Value')
+            raise r.fail_at(av + 11, 'PhysicalValueType[2]', 'expected SE(Value), CH of Value')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_Value = -u - 1 if sg else u
-        if r.bits(1):
-            raise r.fail_back(1, 'PhysicalValueType[2]', 'expected EE of Value')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[2]', 'expected EE of Value')
         s = 3
-    if r.bits(1):
-        raise r.fail_back(1, 'PhysicalValueType', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'PhysicalValueType', 'expected EE')
     s = -1
+    r.avail = av
     return _din.PhysicalValueType(Multiplier=f_Multiplier, Unit=f_Unit, Value=f_Value)
 
 def _e_din_PhysicalValueType(w: BitWriter, o: _din.PhysicalValueType) -> None:
@@ -9246,26 +12359,44 @@ def _e_din_PhysicalValueType(w: BitWriter, o: _din.PhysicalValueType) -> None:
         w.spill()
 
 def _d_din_ProfileEntryType(r: BitReader) -> _din.ProfileEntryType:
+    win = r.win
+    av = r.avail
     f_ChargingProfileEntryStart: int
     f_ChargingProfileEntryMaxPower: int
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'ProfileEntryType', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
+        raise r.fail_at(av + 10, 'ProfileEntryType', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_ChargingProfileEntryStart = u
-    c = r.bits(12)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'ProfileEntryType', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), CH of ChargingProfileEntryMaxPower')
+        raise r.fail_at(av + 12, 'ProfileEntryType', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), CH of ChargingProfileEntryMaxPower')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_ChargingProfileEntryMaxPower = -u - 1 if sg else u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'ProfileEntryType', 'expected EE of ChargingProfileEntryMaxPower, EE')
+        raise r.fail_at(av + 2, 'ProfileEntryType', 'expected EE of ChargingProfileEntryMaxPower, EE')
+    r.avail = av
     return _din.ProfileEntryType(ChargingProfileEntryStart=f_ChargingProfileEntryStart, ChargingProfileEntryMaxPower=f_ChargingProfileEntryMaxPower)
 
 def _e_din_ProfileEntryType(w: BitWriter, o: _din.ProfileEntryType) -> None:
@@ -9317,40 +12448,66 @@ def _e_din_ProfileEntryType(w: BitWriter, o: _din.ProfileEntryType) -> None:
         w.spill()
 
 def _d_din_RelativeTimeIntervalType(r: BitReader) -> _din.RelativeTimeIntervalType:
+    win = r.win
+    av = r.avail
     f_start: int
     f_duration: int | None = None
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'RelativeTimeIntervalType', 'expected SE(start), CH of start')
+        raise r.fail_at(av + 10, 'RelativeTimeIntervalType', 'expected SE(start), CH of start')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_start = u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'RelativeTimeIntervalType', 'expected EE of start')
+        raise r.fail_at(av + 3, 'RelativeTimeIntervalType', 'expected EE of start')
     ec = (c & 3)
     s = 1
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
+            raise r.fail_at(av + 9, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_duration = u
-        if r.bits(1):
-            raise r.fail_back(1, 'RelativeTimeIntervalType[1]', 'expected EE of duration')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'RelativeTimeIntervalType[1]', 'expected EE of duration')
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+        raise r.fail_at(av, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
     if s == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'RelativeTimeIntervalType[2]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'RelativeTimeIntervalType[2]', 'expected EE')
         s = -1
+    r.avail = av
     return _din.RelativeTimeIntervalType(start=f_start, duration=f_duration)
 
 def _e_din_RelativeTimeIntervalType(w: BitWriter, o: _din.RelativeTimeIntervalType) -> None:
@@ -9415,31 +12572,53 @@ def _e_din_RelativeTimeIntervalType(w: BitWriter, o: _din.RelativeTimeIntervalTy
         w.spill()
 
 def _d_din_SAScheduleListType(r: BitReader) -> _din.SAScheduleListType:
+    win = r.win
+    av = r.avail
     f_SAScheduleTuple: list[_din.SAScheduleTupleType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'SAScheduleListType', 'expected SE(SAScheduleTuple)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SAScheduleListType', 'expected SE(SAScheduleTuple)')
+    r.avail = av
     f_SAScheduleTuple.append(_d_din_SAScheduleTupleType(r))
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 1
     if ec == 0:
+        r.avail = av
         f_SAScheduleTuple.append(_d_din_SAScheduleTupleType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('SAScheduleListType[1]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
+        raise r.fail_at(av, 'SAScheduleListType[1]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_SAScheduleTuple.append(_d_din_SAScheduleTupleType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('SAScheduleListType[2]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
+                raise r.fail_at(av, 'SAScheduleListType[2]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
+    r.avail = av
     return _din.SAScheduleListType(SAScheduleTuple=f_SAScheduleTuple)
 
 def _e_din_SAScheduleListType(w: BitWriter, o: _din.SAScheduleListType) -> None:
@@ -9498,37 +12677,62 @@ def _e_din_SAScheduleListType(w: BitWriter, o: _din.SAScheduleListType) -> None:
         w.spill()
 
 def _d_din_SAScheduleTupleType(r: BitReader) -> _din.SAScheduleTupleType:
+    win = r.win
+    av = r.avail
     f_SAScheduleTupleID: int
     f_PMaxSchedule: _din.PMaxScheduleType
     f_SalesTariff: _din.SalesTariffType | None = None
     s = 0
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x600 != 0x0:
-        raise r.fail_back(11, 'SAScheduleTupleType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID')
+        raise r.fail_at(av + 11, 'SAScheduleTupleType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_SAScheduleTupleID = -u - 1 if sg else u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'SAScheduleTupleType', 'expected EE of SAScheduleTupleID, SE(PMaxSchedule)')
+        raise r.fail_at(av + 2, 'SAScheduleTupleType', 'expected EE of SAScheduleTupleID, SE(PMaxSchedule)')
     s = 1
+    r.avail = av
     f_PMaxSchedule = _d_din_PMaxScheduleType(r)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 2
     if ec == 0:
+        r.avail = av
         f_SalesTariff = _d_din_SalesTariffType(r)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+        raise r.fail_at(av, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'SAScheduleTupleType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SAScheduleTupleType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _din.SAScheduleTupleType(SAScheduleTupleID=f_SAScheduleTupleID, PMaxSchedule=f_PMaxSchedule, SalesTariff=f_SalesTariff)
 
 def _e_din_SAScheduleTupleType(w: BitWriter, o: _din.SAScheduleTupleType) -> None:
@@ -9589,8 +12793,15 @@ def _e_din_SAScheduleTupleType(w: BitWriter, o: _din.SAScheduleTupleType) -> Non
         w.spill()
 
 def _d_din_SASchedulesType(r: BitReader) -> _din.SASchedulesType:
-    if r.bits(1):
-        raise r.fail_back(1, 'SASchedulesType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SASchedulesType', 'expected EE')
+    r.avail = av
     return _din.SASchedulesType()
 
 def _e_din_SASchedulesType(w: BitWriter, o: _din.SASchedulesType) -> None:
@@ -9604,46 +12815,71 @@ def _e_din_SASchedulesType(w: BitWriter, o: _din.SASchedulesType) -> None:
         w.spill()
 
 def _d_din_SalesTariffEntryType(r: BitReader) -> _din.SalesTariffEntryType:
+    win = r.win
+    av = r.avail
     f_RelativeTimeInterval: _din.RelativeTimeIntervalType | None = None
     f_TimeInterval: _din.IntervalType | None = None
     f_EPriceLevel: int
     f_ConsumptionCost: list[_din.ConsumptionCostType] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
+        r.avail = av
         f_RelativeTimeInterval = _d_din_RelativeTimeIntervalType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SalesTariffEntryType[0]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SalesTariffEntryType[0]', 'expected EE')
         f_TimeInterval = _din.IntervalType()
         s = 1
     else:
-        raise r.fail('SalesTariffEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
-    c = r.bits(13)
+        raise r.fail_at(av, 'SalesTariffEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
+    av -= 13
+    if av < 0:
+        win, av = r.refill(av, 13)
+    c = (win >> av) & 0x1fff
     if c & 0x1804 != 0x0:
-        raise r.fail_back(13, 'SalesTariffEntryType', 'expected SE(EPriceLevel), CH of EPriceLevel, EE of EPriceLevel')
+        raise r.fail_at(av + 13, 'SalesTariffEntryType', 'expected SE(EPriceLevel), CH of EPriceLevel, EE of EPriceLevel')
     f_EPriceLevel = ((c >> 3) & 255)
     ec = (c & 3)
     s = 2
     if ec == 0:
+        r.avail = av
         f_ConsumptionCost.append(_d_din_ConsumptionCostType(r))
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('SalesTariffEntryType[2]', f'event code {ec}, expected SE(ConsumptionCost), EE')
+        raise r.fail_at(av, 'SalesTariffEntryType[2]', f'event code {ec}, expected SE(ConsumptionCost), EE')
     if s == 3:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_ConsumptionCost.append(_d_din_ConsumptionCostType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('SalesTariffEntryType[3]', f'event code {ec}, expected SE(ConsumptionCost), EE')
+                raise r.fail_at(av, 'SalesTariffEntryType[3]', f'event code {ec}, expected SE(ConsumptionCost), EE')
+    r.avail = av
     return _din.SalesTariffEntryType(RelativeTimeInterval=f_RelativeTimeInterval, TimeInterval=f_TimeInterval, EPriceLevel=f_EPriceLevel, ConsumptionCost=f_ConsumptionCost)
 
 def _e_din_SalesTariffEntryType(w: BitWriter, o: _din.SalesTariffEntryType) -> None:
@@ -9713,81 +12949,140 @@ def _e_din_SalesTariffEntryType(w: BitWriter, o: _din.SalesTariffEntryType) -> N
         w.spill()
 
 def _d_din_SalesTariffType(r: BitReader) -> _din.SalesTariffType:
+    win = r.win
+    av = r.avail
     f_Id: str
     f_SalesTariffID: int
     f_SalesTariffDescription: str | None = None
     f_NumEPriceLevels: int
     f_SalesTariffEntry: list[_din.SalesTariffEntryType] = []
     s = 0
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'SalesTariffType', 'expected AT(Id)')
+        raise r.fail_at(av + 9, 'SalesTariffType', 'expected AT(Id)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Id = r.string_of(u, None)
-    c = r.bits(11)
+    win = r.win
+    av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x600 != 0x0:
-        raise r.fail_back(11, 'SalesTariffType', 'expected SE(SalesTariffID), CH of SalesTariffID')
+        raise r.fail_at(av + 11, 'SalesTariffType', 'expected SE(SalesTariffID), CH of SalesTariffID')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_SalesTariffID = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'SalesTariffType', 'expected EE of SalesTariffID')
+        raise r.fail_at(av + 3, 'SalesTariffType', 'expected EE of SalesTariffID')
     ec = (c & 3)
     s = 2
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'SalesTariffType[2]', 'expected CH of SalesTariffDescription')
+            raise r.fail_at(av + 9, 'SalesTariffType[2]', 'expected CH of SalesTariffDescription')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_SalesTariffDescription = r.string_of(u, 32)
-        if r.bits(1):
-            raise r.fail_back(1, 'SalesTariffType[2]', 'expected EE of SalesTariffDescription')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SalesTariffType[2]', 'expected EE of SalesTariffDescription')
         s = 3
     elif ec == 1:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x201 != 0x0:
-            raise r.fail_back(10, 'SalesTariffType[2]', 'expected CH of NumEPriceLevels, EE of NumEPriceLevels')
+            raise r.fail_at(av + 10, 'SalesTariffType[2]', 'expected CH of NumEPriceLevels, EE of NumEPriceLevels')
         f_NumEPriceLevels = ((c >> 1) & 255)
         s = 4
     else:
-        raise r.fail('SalesTariffType[2]', f'event code {ec}, expected SE(SalesTariffDescription), SE(NumEPriceLevels)')
+        raise r.fail_at(av, 'SalesTariffType[2]', f'event code {ec}, expected SE(SalesTariffDescription), SE(NumEPriceLevels)')
     if s == 3:
-        c = r.bits(11)
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
         if c & 0x601 != 0x0:
-            raise r.fail_back(11, 'SalesTariffType[3]', 'expected SE(NumEPriceLevels), CH of NumEPriceLevels, EE of NumEPriceLevels')
+            raise r.fail_at(av + 11, 'SalesTariffType[3]', 'expected SE(NumEPriceLevels), CH of NumEPriceLevels, EE of NumEPriceLevels')
         f_NumEPriceLevels = ((c >> 1) & 255)
         s = 4
-    if r.bits(1):
-        raise r.fail_back(1, 'SalesTariffType', 'expected SE(SalesTariffEntry)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SalesTariffType', 'expected SE(SalesTariffEntry)')
+    r.avail = av
     f_SalesTariffEntry.append(_d_din_SalesTariffEntryType(r))
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 5
     if ec == 0:
+        r.avail = av
         f_SalesTariffEntry.append(_d_din_SalesTariffEntryType(r))
+        win = r.win
+        av = r.avail
         s = 6
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('SalesTariffType[5]', f'event code {ec}, expected SE(SalesTariffEntry), EE')
+        raise r.fail_at(av, 'SalesTariffType[5]', f'event code {ec}, expected SE(SalesTariffEntry), EE')
     if s == 6:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_SalesTariffEntry.append(_d_din_SalesTariffEntryType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('SalesTariffType[6]', f'event code {ec}, expected SE(SalesTariffEntry), EE')
+                raise r.fail_at(av, 'SalesTariffType[6]', f'event code {ec}, expected SE(SalesTariffEntry), EE')
+    r.avail = av
     return _din.SalesTariffType(Id=f_Id, SalesTariffID=f_SalesTariffID, SalesTariffDescription=f_SalesTariffDescription, NumEPriceLevels=f_NumEPriceLevels, SalesTariffEntry=f_SalesTariffEntry)
 
 def _e_din_SalesTariffType(w: BitWriter, o: _din.SalesTariffType) -> None:
@@ -9908,31 +13203,53 @@ def _e_din_SalesTariffType(w: BitWriter, o: _din.SalesTariffType) -> None:
         w.spill()
 
 def _d_din_SelectedServiceListType(r: BitReader) -> _din.SelectedServiceListType:
+    win = r.win
+    av = r.avail
     f_SelectedService: list[_din.SelectedServiceType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'SelectedServiceListType', 'expected SE(SelectedService)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SelectedServiceListType', 'expected SE(SelectedService)')
+    r.avail = av
     f_SelectedService.append(_d_din_SelectedServiceType(r))
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 1
     if ec == 0:
+        r.avail = av
         f_SelectedService.append(_d_din_SelectedServiceType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('SelectedServiceListType[1]', f'event code {ec}, expected SE(SelectedService), EE')
+        raise r.fail_at(av, 'SelectedServiceListType[1]', f'event code {ec}, expected SE(SelectedService), EE')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_SelectedService.append(_d_din_SelectedServiceType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('SelectedServiceListType[2]', f'event code {ec}, expected SE(SelectedService), EE')
+                raise r.fail_at(av, 'SelectedServiceListType[2]', f'event code {ec}, expected SE(SelectedService), EE')
+    r.avail = av
     return _din.SelectedServiceListType(SelectedService=f_SelectedService)
 
 def _e_din_SelectedServiceListType(w: BitWriter, o: _din.SelectedServiceListType) -> None:
@@ -9991,41 +13308,67 @@ def _e_din_SelectedServiceListType(w: BitWriter, o: _din.SelectedServiceListType
         w.spill()
 
 def _d_din_SelectedServiceType(r: BitReader) -> _din.SelectedServiceType:
+    win = r.win
+    av = r.avail
     f_ServiceID: int
     f_ParameterSetID: int | None = None
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'SelectedServiceType', 'expected SE(ServiceID), CH of ServiceID')
+        raise r.fail_at(av + 10, 'SelectedServiceType', 'expected SE(ServiceID), CH of ServiceID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_ServiceID = u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'SelectedServiceType', 'expected EE of ServiceID')
+        raise r.fail_at(av + 3, 'SelectedServiceType', 'expected EE of ServiceID')
     ec = (c & 3)
     s = 1
     if ec == 0:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x200 != 0x0:
-            raise r.fail_back(10, 'SelectedServiceType[1]', 'expected CH of ParameterSetID')
+            raise r.fail_at(av + 10, 'SelectedServiceType[1]', 'expected CH of ParameterSetID')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_ParameterSetID = -u - 1 if sg else u
-        if r.bits(1):
-            raise r.fail_back(1, 'SelectedServiceType[1]', 'expected EE of ParameterSetID')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SelectedServiceType[1]', 'expected EE of ParameterSetID')
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
+        raise r.fail_at(av, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
     if s == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'SelectedServiceType[2]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SelectedServiceType[2]', 'expected EE')
         s = -1
+    r.avail = av
     return _din.SelectedServiceType(ServiceID=f_ServiceID, ParameterSetID=f_ParameterSetID)
 
 def _e_din_SelectedServiceType(w: BitWriter, o: _din.SelectedServiceType) -> None:
@@ -10090,20 +13433,33 @@ def _e_din_SelectedServiceType(w: BitWriter, o: _din.SelectedServiceType) -> Non
         w.spill()
 
 def _d_din_ServiceChargeType(r: BitReader) -> _din.ServiceChargeType:
+    win = r.win
+    av = r.avail
     f_ServiceTag: _din.ServiceTagType
     f_FreeService: bool
     f_EnergyTransferType: _din.EVSESupportedEnergyTransferType
-    if r.bits(1):
-        raise r.fail_back(1, 'ServiceChargeType', 'expected SE(ServiceTag)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ServiceChargeType', 'expected SE(ServiceTag)')
+    r.avail = av
     f_ServiceTag = _d_din_ServiceTagType(r)
-    c = r.bits(12)
+    win = r.win
+    av = r.avail
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xdc3 != 0x0:
-        raise r.fail_back(12, 'ServiceChargeType', 'expected SE(FreeService), CH of FreeService, EE of FreeService, SE(EnergyTransferType), CH of EnergyTransferType, EE of EnergyTransferType, EE')
+        raise r.fail_at(av + 12, 'ServiceChargeType', 'expected SE(FreeService), CH of FreeService, EE of FreeService, SE(EnergyTransferType), CH of EnergyTransferType, EE of EnergyTransferType, EE')
     f_FreeService = ((c >> 9) & 1) == 1
     iv = ((c >> 2) & 15)
     if iv >= 10:
-        raise r.fail('ServiceChargeType.EnergyTransferType', f'enumeration index {iv}')
+        raise r.fail_at(av, 'ServiceChargeType.EnergyTransferType', f'enumeration index {iv}')
     f_EnergyTransferType = _E_din_EVSESupportedEnergyTransferType[iv]
+    r.avail = av
     return _din.ServiceChargeType(ServiceTag=f_ServiceTag, FreeService=f_FreeService, EnergyTransferType=f_EnergyTransferType)
 
 def _e_din_ServiceChargeType(w: BitWriter, o: _din.ServiceChargeType) -> None:
@@ -10130,31 +13486,53 @@ def _e_din_ServiceChargeType(w: BitWriter, o: _din.ServiceChargeType) -> None:
         w.spill()
 
 def _d_din_ServiceParameterListType(r: BitReader) -> _din.ServiceParameterListType:
+    win = r.win
+    av = r.avail
     f_ParameterSet: list[_din.ParameterSetType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'ServiceParameterListType', 'expected SE(ParameterSet)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ServiceParameterListType', 'expected SE(ParameterSet)')
+    r.avail = av
     f_ParameterSet.append(_d_din_ParameterSetType(r))
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 1
     if ec == 0:
+        r.avail = av
         f_ParameterSet.append(_d_din_ParameterSetType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('ServiceParameterListType[1]', f'event code {ec}, expected SE(ParameterSet), EE')
+        raise r.fail_at(av, 'ServiceParameterListType[1]', f'event code {ec}, expected SE(ParameterSet), EE')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_ParameterSet.append(_d_din_ParameterSetType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('ServiceParameterListType[2]', f'event code {ec}, expected SE(ParameterSet), EE')
+                raise r.fail_at(av, 'ServiceParameterListType[2]', f'event code {ec}, expected SE(ParameterSet), EE')
+    r.avail = av
     return _din.ServiceParameterListType(ParameterSet=f_ParameterSet)
 
 def _e_din_ServiceParameterListType(w: BitWriter, o: _din.ServiceParameterListType) -> None:
@@ -10213,31 +13591,53 @@ def _e_din_ServiceParameterListType(w: BitWriter, o: _din.ServiceParameterListTy
         w.spill()
 
 def _d_din_ServiceTagListType(r: BitReader) -> _din.ServiceTagListType:
+    win = r.win
+    av = r.avail
     f_Service: list[_din.ServiceType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'ServiceTagListType', 'expected SE(Service)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ServiceTagListType', 'expected SE(Service)')
+    r.avail = av
     f_Service.append(_d_din_ServiceType(r))
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 1
     if ec == 0:
+        r.avail = av
         f_Service.append(_d_din_ServiceType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('ServiceTagListType[1]', f'event code {ec}, expected SE(Service), EE')
+        raise r.fail_at(av, 'ServiceTagListType[1]', f'event code {ec}, expected SE(Service), EE')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_Service.append(_d_din_ServiceType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('ServiceTagListType[2]', f'event code {ec}, expected SE(Service), EE')
+                raise r.fail_at(av, 'ServiceTagListType[2]', f'event code {ec}, expected SE(Service), EE')
+    r.avail = av
     return _din.ServiceTagListType(Service=f_Service)
 
 def _e_din_ServiceTagListType(w: BitWriter, o: _din.ServiceTagListType) -> None:
@@ -10296,69 +13696,120 @@ def _e_din_ServiceTagListType(w: BitWriter, o: _din.ServiceTagListType) -> None:
         w.spill()
 
 def _d_din_ServiceTagType(r: BitReader) -> _din.ServiceTagType:
+    win = r.win
+    av = r.avail
     f_ServiceID: int
     f_ServiceName: str | None = None
     f_ServiceCategory: _din.serviceCategoryType
     f_ServiceScope: str | None = None
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'ServiceTagType', 'expected SE(ServiceID), CH of ServiceID')
+        raise r.fail_at(av + 10, 'ServiceTagType', 'expected SE(ServiceID), CH of ServiceID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_ServiceID = u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'ServiceTagType', 'expected EE of ServiceID')
+        raise r.fail_at(av + 3, 'ServiceTagType', 'expected EE of ServiceID')
     ec = (c & 3)
     s = 1
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'ServiceTagType[1]', 'expected CH of ServiceName')
+            raise r.fail_at(av + 9, 'ServiceTagType[1]', 'expected CH of ServiceName')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_ServiceName = r.string_of(u, 32)
-        if r.bits(1):
-            raise r.fail_back(1, 'ServiceTagType[1]', 'expected EE of ServiceName')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ServiceTagType[1]', 'expected EE of ServiceName')
         s = 2
     elif ec == 1:
-        c = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
         if c & 0x9 != 0x0:
-            raise r.fail_back(4, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory')
+            raise r.fail_at(av + 4, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory')
         f_ServiceCategory = _E_din_serviceCategoryType[((c >> 1) & 3)]
         s = 3
     else:
-        raise r.fail('ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+        raise r.fail_at(av, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
     if s == 2:
-        c = r.bits(5)
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
         if c & 0x19 != 0x0:
-            raise r.fail_back(5, 'ServiceTagType[2]', 'expected SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory')
+            raise r.fail_at(av + 5, 'ServiceTagType[2]', 'expected SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory')
         f_ServiceCategory = _E_din_serviceCategoryType[((c >> 1) & 3)]
         s = 3
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'ServiceTagType[3]', 'expected CH of ServiceScope')
+            raise r.fail_at(av + 9, 'ServiceTagType[3]', 'expected CH of ServiceScope')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_ServiceScope = r.string_of(u, 32)
-        if r.bits(1):
-            raise r.fail_back(1, 'ServiceTagType[3]', 'expected EE of ServiceScope')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ServiceTagType[3]', 'expected EE of ServiceScope')
         s = 4
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
+        raise r.fail_at(av, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
     if s == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'ServiceTagType[4]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ServiceTagType[4]', 'expected EE')
         s = -1
+    r.avail = av
     return _din.ServiceTagType(ServiceID=f_ServiceID, ServiceName=f_ServiceName, ServiceCategory=f_ServiceCategory, ServiceScope=f_ServiceScope)
 
 def _e_din_ServiceTagType(w: BitWriter, o: _din.ServiceTagType) -> None:
@@ -10441,15 +13892,28 @@ def _e_din_ServiceTagType(w: BitWriter, o: _din.ServiceTagType) -> None:
         w.spill()
 
 def _d_din_ServiceType(r: BitReader) -> _din.ServiceType:
+    win = r.win
+    av = r.avail
     f_ServiceTag: _din.ServiceTagType
     f_FreeService: bool
-    if r.bits(1):
-        raise r.fail_back(1, 'ServiceType', 'expected SE(ServiceTag)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ServiceType', 'expected SE(ServiceTag)')
+    r.avail = av
     f_ServiceTag = _d_din_ServiceTagType(r)
-    c = r.bits(5)
+    win = r.win
+    av = r.avail
+    av -= 5
+    if av < 0:
+        win, av = r.refill(av, 5)
+    c = (win >> av) & 0x1f
     if c & 0x1b != 0x0:
-        raise r.fail_back(5, 'ServiceType', 'expected SE(FreeService), CH of FreeService, EE of FreeService, EE')
+        raise r.fail_at(av + 5, 'ServiceType', 'expected SE(FreeService), CH of FreeService, EE of FreeService, EE')
     f_FreeService = ((c >> 2) & 1) == 1
+    r.avail = av
     return _din.ServiceType(ServiceTag=f_ServiceTag, FreeService=f_FreeService)
 
 def _e_din_ServiceType(w: BitWriter, o: _din.ServiceType) -> None:
@@ -10474,53 +13938,97 @@ def _e_din_ServiceType(w: BitWriter, o: _din.ServiceType) -> None:
         w.spill()
 
 def _d_din_SubCertificatesType(r: BitReader) -> _din.SubCertificatesType:
+    win = r.win
+    av = r.avail
     f_Certificate: list[bytes] = []
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'SubCertificatesType', 'expected SE(Certificate), CH of Certificate')
+        raise r.fail_at(av + 10, 'SubCertificatesType', 'expected SE(Certificate), CH of Certificate')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Certificate.append(r.binary_of(u, 1200))
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'SubCertificatesType', 'expected EE of Certificate')
+        raise r.fail_at(av + 3, 'SubCertificatesType', 'expected EE of Certificate')
     ec = (c & 3)
     s = 1
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'SubCertificatesType[1]', 'expected CH of Certificate')
+            raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Certificate.append(r.binary_of(u, 1200))
-        if r.bits(1):
-            raise r.fail_back(1, 'SubCertificatesType[1]', 'expected EE of Certificate')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SubCertificatesType[1]', 'expected EE of Certificate')
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
+        raise r.fail_at(av, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                c = r.bits(9)
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
-                    raise r.fail_back(9, 'SubCertificatesType[2]', 'expected CH of Certificate')
+                    raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
+                r.avail = av
                 f_Certificate.append(r.binary_of(u, 1200))
-                if r.bits(1):
-                    raise r.fail_back(1, 'SubCertificatesType[2]', 'expected EE of Certificate')
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'SubCertificatesType[2]', 'expected EE of Certificate')
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+                raise r.fail_at(av, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+    r.avail = av
     return _din.SubCertificatesType(Certificate=f_Certificate)
 
 def _e_din_SubCertificatesType(w: BitWriter, o: _din.SubCertificatesType) -> None:
@@ -10591,8 +14099,15 @@ def _e_din_SubCertificatesType(w: BitWriter, o: _din.SubCertificatesType) -> Non
         w.spill()
 
 def _d_din_BodyBaseType(r: BitReader) -> _din.BodyBaseType:
-    if r.bits(1):
-        raise r.fail_back(1, 'BodyBaseType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'BodyBaseType', 'expected EE')
+    r.avail = av
     return _din.BodyBaseType()
 
 def _e_din_BodyBaseType(w: BitWriter, o: _din.BodyBaseType) -> None:
@@ -10606,214 +14121,368 @@ def _e_din_BodyBaseType(w: BitWriter, o: _din.BodyBaseType) -> None:
         w.spill()
 
 def _d_din_BodyType(r: BitReader) -> _din.BodyType:
+    win = r.win
+    av = r.avail
     kw: dict[str, Any] = {}
     s = 0
-    c = r.bits(6)
+    av -= 6
+    if av < 0:
+        win, av = r.refill(av, 6)
+    c = (win >> av) & 0x3f
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'BodyType[0]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
         kw['BodyElement'] = _din.BodyBaseType()
         s = 1
     elif ec == 1:
+        r.avail = av
         kw['CableCheckReq'] = _d_din_CableCheckReqType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 2:
+        r.avail = av
         kw['CableCheckRes'] = _d_din_CableCheckResType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 3:
+        r.avail = av
         kw['CertificateInstallationReq'] = _d_din_CertificateInstallationReqType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 4:
+        r.avail = av
         kw['CertificateInstallationRes'] = _d_din_CertificateInstallationResType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 5:
+        r.avail = av
         kw['CertificateUpdateReq'] = _d_din_CertificateUpdateReqType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 6:
+        r.avail = av
         kw['CertificateUpdateRes'] = _d_din_CertificateUpdateResType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 7:
+        r.avail = av
         kw['ChargeParameterDiscoveryReq'] = _d_din_ChargeParameterDiscoveryReqType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 8:
+        r.avail = av
         kw['ChargeParameterDiscoveryRes'] = _d_din_ChargeParameterDiscoveryResType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 9:
-        if r.bits(1):
-            raise r.fail_back(1, 'BodyType[0]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
         kw['ChargingStatusReq'] = _din.ChargingStatusReqType()
         s = 1
     elif ec == 10:
+        r.avail = av
         kw['ChargingStatusRes'] = _d_din_ChargingStatusResType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 11:
+        r.avail = av
         kw['ContractAuthenticationReq'] = _d_din_ContractAuthenticationReqType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 12:
-        c = r.bits(13)
+        av -= 13
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         if c & 0x183b != 0x0:
-            raise r.fail_back(13, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
+            raise r.fail_at(av + 13, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
         iv = ((c >> 6) & 31)
         if iv >= 23:
-            raise r.fail('ContractAuthenticationResType.ResponseCode', f'enumeration index {iv}')
+            raise r.fail_at(av, 'ContractAuthenticationResType.ResponseCode', f'enumeration index {iv}')
         f_3_ResponseCode = _E_din_responseCodeType[iv]
         f_3_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 2) & 1)]
         kw['ContractAuthenticationRes'] = _din.ContractAuthenticationResType(ResponseCode=f_3_ResponseCode, EVSEProcessing=f_3_EVSEProcessing)
         s = 1
     elif ec == 13:
+        r.avail = av
         kw['CurrentDemandReq'] = _d_din_CurrentDemandReqType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 14:
+        r.avail = av
         kw['CurrentDemandRes'] = _d_din_CurrentDemandResType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 15:
+        r.avail = av
         kw['MeteringReceiptReq'] = _d_din_MeteringReceiptReqType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 16:
-        c = r.bits(27)
+        av -= 27
+        if av < 0:
+            win, av = r.refill(av, 27)
+        c = (win >> av) & 0x7ffffff
         if c & 0x60f7700 != 0x0:
-            raise r.fail_back(27, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            raise r.fail_at(av + 27, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         iv = ((c >> 20) & 31)
         if iv >= 23:
-            raise r.fail('MeteringReceiptResType.ResponseCode', f'enumeration index {iv}')
+            raise r.fail_at(av, 'MeteringReceiptResType.ResponseCode', f'enumeration index {iv}')
         f_4_ResponseCode = _E_din_responseCodeType[iv]
         f_5_PowerSwitchClosed = ((c >> 15) & 1) == 1
         f_5_RCD = ((c >> 11) & 1) == 1
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_5_NotificationMaxDelay = u
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         if c & 0xe7 != 0x0:
-            raise r.fail_back(8, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, EE')
+            raise r.fail_at(av + 8, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, EE')
         iv = ((c >> 3) & 3)
         if iv >= 3:
-            raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+            raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_5_EVSENotification = _E_din_EVSENotificationType[iv]
         f_4_AC_EVSEStatus = _din.AC_EVSEStatusType(PowerSwitchClosed=f_5_PowerSwitchClosed, RCD=f_5_RCD, NotificationMaxDelay=f_5_NotificationMaxDelay, EVSENotification=f_5_EVSENotification)
         kw['MeteringReceiptRes'] = _din.MeteringReceiptResType(ResponseCode=f_4_ResponseCode, AC_EVSEStatus=f_4_AC_EVSEStatus)
         s = 1
     elif ec == 17:
+        r.avail = av
         kw['PaymentDetailsReq'] = _d_din_PaymentDetailsReqType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 18:
-        c = r.bits(18)
+        av -= 18
+        if av < 0:
+            win, av = r.refill(av, 18)
+        c = (win >> av) & 0x3ffff
         if c & 0x30700 != 0x0:
-            raise r.fail_back(18, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(GenChallenge), CH of GenChallenge')
+            raise r.fail_at(av + 18, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(GenChallenge), CH of GenChallenge')
         iv = ((c >> 11) & 31)
         if iv >= 23:
-            raise r.fail('PaymentDetailsResType.ResponseCode', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PaymentDetailsResType.ResponseCode', f'enumeration index {iv}')
         f_6_ResponseCode = _E_din_responseCodeType[iv]
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_6_GenChallenge = r.string_of(u, None)
-        c = r.bits(12)
+        win = r.win
+        av = r.avail
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
         if c & 0xe00 != 0x0:
-            raise r.fail_back(12, 'BodyType[0]', 'expected EE of GenChallenge, SE(DateTimeNow), CH of DateTimeNow')
+            raise r.fail_at(av + 12, 'BodyType[0]', 'expected EE of GenChallenge, SE(DateTimeNow), CH of DateTimeNow')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_6_DateTimeNow = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BodyType[0]', 'expected EE of DateTimeNow, EE')
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of DateTimeNow, EE')
         kw['PaymentDetailsRes'] = _din.PaymentDetailsResType(ResponseCode=f_6_ResponseCode, GenChallenge=f_6_GenChallenge, DateTimeNow=f_6_DateTimeNow)
         s = 1
     elif ec == 19:
+        r.avail = av
         kw['PowerDeliveryReq'] = _d_din_PowerDeliveryReqType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 20:
+        r.avail = av
         kw['PowerDeliveryRes'] = _d_din_PowerDeliveryResType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 21:
+        r.avail = av
         kw['PreChargeReq'] = _d_din_PreChargeReqType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 22:
+        r.avail = av
         kw['PreChargeRes'] = _d_din_PreChargeResType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 23:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'BodyType[0]', 'expected SE(ServiceID), CH of ServiceID')
+            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ServiceID), CH of ServiceID')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_7_ServiceID = u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BodyType[0]', 'expected EE of ServiceID, EE')
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of ServiceID, EE')
         kw['ServiceDetailReq'] = _din.ServiceDetailReqType(ServiceID=f_7_ServiceID)
         s = 1
     elif ec == 24:
+        r.avail = av
         kw['ServiceDetailRes'] = _d_din_ServiceDetailResType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 25:
+        r.avail = av
         kw['ServiceDiscoveryReq'] = _d_din_ServiceDiscoveryReqType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 26:
+        r.avail = av
         kw['ServiceDiscoveryRes'] = _d_din_ServiceDiscoveryResType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 27:
+        r.avail = av
         kw['ServicePaymentSelectionReq'] = _d_din_ServicePaymentSelectionReqType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 28:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x183 != 0x0:
-            raise r.fail_back(9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+            raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
         iv = ((c >> 2) & 31)
         if iv >= 23:
-            raise r.fail('ServicePaymentSelectionResType.ResponseCode', f'enumeration index {iv}')
+            raise r.fail_at(av, 'ServicePaymentSelectionResType.ResponseCode', f'enumeration index {iv}')
         f_8_ResponseCode = _E_din_responseCodeType[iv]
         kw['ServicePaymentSelectionRes'] = _din.ServicePaymentSelectionResType(ResponseCode=f_8_ResponseCode)
         s = 1
     elif ec == 29:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'BodyType[0]', 'expected SE(EVCCID), CH of EVCCID')
+            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(EVCCID), CH of EVCCID')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_9_EVCCID = r.binary_of(u, 8)
-        c = r.bits(2)
+        win = r.win
+        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BodyType[0]', 'expected EE of EVCCID, EE')
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of EVCCID, EE')
         kw['SessionSetupReq'] = _din.SessionSetupReqType(EVCCID=f_9_EVCCID)
         s = 1
     elif ec == 30:
+        r.avail = av
         kw['SessionSetupRes'] = _d_din_SessionSetupResType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 31:
-        if r.bits(1):
-            raise r.fail_back(1, 'BodyType[0]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
         kw['SessionStopReq'] = _din.SessionStopType()
         s = 1
     elif ec == 32:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x183 != 0x0:
-            raise r.fail_back(9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+            raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
         iv = ((c >> 2) & 31)
         if iv >= 23:
-            raise r.fail('SessionStopResType.ResponseCode', f'enumeration index {iv}')
+            raise r.fail_at(av, 'SessionStopResType.ResponseCode', f'enumeration index {iv}')
         f_11_ResponseCode = _E_din_responseCodeType[iv]
         kw['SessionStopRes'] = _din.SessionStopResType(ResponseCode=f_11_ResponseCode)
         s = 1
     elif ec == 33:
+        r.avail = av
         kw['WeldingDetectionReq'] = _d_din_WeldingDetectionReqType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 34:
+        r.avail = av
         kw['WeldingDetectionRes'] = _d_din_WeldingDetectionResType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 35:
         s = -1
     else:
-        raise r.fail('BodyType[0]', f'event code {ec}, expected SE(BodyElement), SE(CableCheckReq), SE(CableCheckRes), SE(CertificateInstallationReq), SE(CertificateInstallationRes), SE(CertificateUpdateReq), SE(CertificateUpdateRes), SE(ChargeParameterDiscoveryReq), SE(ChargeParameterDiscoveryRes), SE(ChargingStatusReq), SE(ChargingStatusRes), SE(ContractAuthenticationReq), SE(ContractAuthenticationRes), SE(CurrentDemandReq), SE(CurrentDemandRes), SE(MeteringReceiptReq), SE(MeteringReceiptRes), SE(PaymentDetailsReq), SE(PaymentDetailsRes), SE(PowerDeliveryReq), SE(PowerDeliveryRes), SE(PreChargeReq), SE(PreChargeRes), SE(ServiceDetailReq), SE(ServiceDetailRes), SE(ServiceDiscoveryReq), SE(ServiceDiscoveryRes), SE(ServicePaymentSelectionReq), SE(ServicePaymentSelectionRes), SE(SessionSetupReq), SE(SessionSetupRes), SE(SessionStopReq), SE(SessionStopRes), SE(WeldingDetectionReq), SE(WeldingDetectionRes), EE')
+        raise r.fail_at(av, 'BodyType[0]', f'event code {ec}, expected SE(BodyElement), SE(CableCheckReq), SE(CableCheckRes), SE(CertificateInstallationReq), SE(CertificateInstallationRes), SE(CertificateUpdateReq), SE(CertificateUpdateRes), SE(ChargeParameterDiscoveryReq), SE(ChargeParameterDiscoveryRes), SE(ChargingStatusReq), SE(ChargingStatusRes), SE(ContractAuthenticationReq), SE(ContractAuthenticationRes), SE(CurrentDemandReq), SE(CurrentDemandRes), SE(MeteringReceiptReq), SE(MeteringReceiptRes), SE(PaymentDetailsReq), SE(PaymentDetailsRes), SE(PowerDeliveryReq), SE(PowerDeliveryRes), SE(PreChargeReq), SE(PreChargeRes), SE(ServiceDetailReq), SE(ServiceDetailRes), SE(ServiceDiscoveryReq), SE(ServiceDiscoveryRes), SE(ServicePaymentSelectionReq), SE(ServicePaymentSelectionRes), SE(SessionSetupReq), SE(SessionSetupRes), SE(SessionStopReq), SE(SessionStopRes), SE(WeldingDetectionReq), SE(WeldingDetectionRes), EE')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'BodyType[1]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[1]', 'expected EE')
         s = -1
+    r.avail = av
     return _din.BodyType(**kw)
 
 def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
@@ -12387,16 +16056,37 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
         w.spill()
 
 def _d_din_V2G_Message(r: BitReader) -> _din.V2G_Message:
+    win = r.win
+    av = r.avail
     f_Header: _din.MessageHeaderType
     f_Body: _din.BodyType
-    if r.bits(1):
-        raise r.fail_back(1, 'V2G_Message', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'V2G_Message', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_din_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'V2G_Message', 'expected SE(Body)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'V2G_Message', 'expected SE(Body)')
+    r.avail = av
     f_Body = _d_din_BodyType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'V2G_Message', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'V2G_Message', 'expected EE')
+    r.avail = av
     return _din.V2G_Message(Header=f_Header, Body=f_Body)
 
 def _e_din_V2G_Message(w: BitWriter, o: _din.V2G_Message) -> None:
@@ -12428,45 +16118,76 @@ def _e_din_V2G_Message(w: BitWriter, o: _din.V2G_Message) -> None:
         w.spill()
 
 def _d_din_MessageHeaderType(r: BitReader) -> _din.MessageHeaderType:
+    win = r.win
+    av = r.avail
     f_SessionID: bytes
     f_Notification: _din.NotificationType | None = None
     f_Signature: _xmldsig.SignatureType | None = None
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
+        raise r.fail_at(av + 10, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_SessionID = r.binary_of(u, 8)
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'MessageHeaderType', 'expected EE of SessionID')
+        raise r.fail_at(av + 3, 'MessageHeaderType', 'expected EE of SessionID')
     ec = (c & 3)
     s = 1
     if ec == 0:
+        r.avail = av
         f_Notification = _d_din_NotificationType(r)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 1:
+        r.avail = av
         f_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 2:
         s = -1
     else:
-        raise r.fail('MessageHeaderType[1]', f'event code {ec}, expected SE(Notification), SE(Signature), EE')
+        raise r.fail_at(av, 'MessageHeaderType[1]', f'event code {ec}, expected SE(Notification), SE(Signature), EE')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_Signature = _d_xmldsig_SignatureType(r)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+            raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'MessageHeaderType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _din.MessageHeaderType(SessionID=f_SessionID, Notification=f_Notification, Signature=f_Signature)
 
 def _e_din_MessageHeaderType(w: BitWriter, o: _din.MessageHeaderType) -> None:
@@ -12534,15 +16255,31 @@ def _e_din_MessageHeaderType(w: BitWriter, o: _din.MessageHeaderType) -> None:
         w.spill()
 
 def _d_v0(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, None)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v0(w: BitWriter, o: Any) -> None:
@@ -12563,15 +16300,31 @@ def _e_v0(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v1(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, None)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v1(w: BitWriter, o: Any) -> None:
@@ -12592,10 +16345,16 @@ def _e_v1(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v2(r: BitReader) -> object:
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x5 != 0x0:
-        raise r.fail_back(3, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 3, 'value', 'expected CH, EE')
     v = ((c >> 1) & 1) == 1
+    r.avail = av
     return v
 
 def _e_v2(w: BitWriter, o: Any) -> None:
@@ -12609,10 +16368,16 @@ def _e_v2(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v3(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x101 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 9, 'value', 'expected CH, EE')
     v = ((c >> 1) & 127)
+    r.avail = av
     return v
 
 def _e_v3(w: BitWriter, o: Any) -> None:
@@ -12628,15 +16393,31 @@ def _e_v3(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v4(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, 1200)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v4(w: BitWriter, o: Any) -> None:
@@ -12659,16 +16440,29 @@ def _e_v4(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v5(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x200 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH')
+        raise r.fail_at(av + 10, 'value', 'expected CH')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = -u - 1 if sg else u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v5(w: BitWriter, o: Any) -> None:
@@ -12699,15 +16493,28 @@ def _e_v5(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v6(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v6(w: BitWriter, o: Any) -> None:
@@ -12738,15 +16545,31 @@ def _e_v6(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v7(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, 24)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v7(w: BitWriter, o: Any) -> None:
@@ -12769,15 +16592,31 @@ def _e_v7(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v8(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, 128)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v8(w: BitWriter, o: Any) -> None:
@@ -12800,15 +16639,31 @@ def _e_v8(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v9(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, 256)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v9(w: BitWriter, o: Any) -> None:
@@ -12831,16 +16686,29 @@ def _e_v9(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v10(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x200 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH')
+        raise r.fail_at(av + 10, 'value', 'expected CH')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = -u - 1 if sg else u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v10(w: BitWriter, o: Any) -> None:
@@ -12871,10 +16739,16 @@ def _e_v10(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v11(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x201 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 10, 'value', 'expected CH, EE')
     v = ((c >> 1) & 255)
+    r.avail = av
     return v
 
 def _e_v11(w: BitWriter, o: Any) -> None:
@@ -12890,15 +16764,31 @@ def _e_v11(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v12(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, 8)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v12(w: BitWriter, o: Any) -> None:
@@ -12921,13 +16811,19 @@ def _e_v12(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v13(r: BitReader) -> object:
-    c = r.bits(6)
+    win = r.win
+    av = r.avail
+    av -= 6
+    if av < 0:
+        win, av = r.refill(av, 6)
+    c = (win >> av) & 0x3f
     if c & 0x21 != 0x0:
-        raise r.fail_back(6, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 6, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 15)
     if iv >= 12:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_din_DC_EVErrorCodeType[iv]
+    r.avail = av
     return v
 
 def _e_v13(w: BitWriter, o: Any) -> None:
@@ -12941,13 +16837,19 @@ def _e_v13(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v14(r: BitReader) -> object:
-    c = r.bits(5)
+    win = r.win
+    av = r.avail
+    av -= 5
+    if av < 0:
+        win, av = r.refill(av, 5)
+    c = (win >> av) & 0x1f
     if c & 0x11 != 0x0:
-        raise r.fail_back(5, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 5, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 7)
     if iv >= 6:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_din_EVRequestedEnergyTransferType[iv]
+    r.avail = av
     return v
 
 def _e_v14(w: BitWriter, o: Any) -> None:
@@ -12961,15 +16863,31 @@ def _e_v14(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v15(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, 32)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v15(w: BitWriter, o: Any) -> None:
@@ -12992,10 +16910,16 @@ def _e_v15(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v16(r: BitReader) -> object:
-    c = r.bits(4)
+    win = r.win
+    av = r.avail
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x9 != 0x0:
-        raise r.fail_back(4, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
     v = _E_din_isolationLevelType[((c >> 1) & 3)]
+    r.avail = av
     return v
 
 def _e_v16(w: BitWriter, o: Any) -> None:
@@ -13009,13 +16933,19 @@ def _e_v16(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v17(r: BitReader) -> object:
-    c = r.bits(4)
+    win = r.win
+    av = r.avail
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x9 != 0x0:
-        raise r.fail_back(4, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_din_EVSENotificationType[iv]
+    r.avail = av
     return v
 
 def _e_v17(w: BitWriter, o: Any) -> None:
@@ -13029,10 +16959,16 @@ def _e_v17(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v18(r: BitReader) -> object:
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x5 != 0x0:
-        raise r.fail_back(3, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 3, 'value', 'expected CH, EE')
     v = _E_din_EVSEProcessingType[((c >> 1) & 1)]
+    r.avail = av
     return v
 
 def _e_v18(w: BitWriter, o: Any) -> None:
@@ -13046,13 +16982,19 @@ def _e_v18(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v19(r: BitReader) -> object:
-    c = r.bits(6)
+    win = r.win
+    av = r.avail
+    av -= 6
+    if av < 0:
+        win, av = r.refill(av, 6)
+    c = (win >> av) & 0x3f
     if c & 0x21 != 0x0:
-        raise r.fail_back(6, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 6, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 15)
     if iv >= 12:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_din_DC_EVSEStatusCodeType[iv]
+    r.avail = av
     return v
 
 def _e_v19(w: BitWriter, o: Any) -> None:
@@ -13066,13 +17008,19 @@ def _e_v19(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v20(r: BitReader) -> object:
-    c = r.bits(6)
+    win = r.win
+    av = r.avail
+    av -= 6
+    if av < 0:
+        win, av = r.refill(av, 6)
+    c = (win >> av) & 0x3f
     if c & 0x21 != 0x0:
-        raise r.fail_back(6, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 6, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 15)
     if iv >= 10:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_din_EVSESupportedEnergyTransferType[iv]
+    r.avail = av
     return v
 
 def _e_v20(w: BitWriter, o: Any) -> None:
@@ -13086,15 +17034,31 @@ def _e_v20(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v21(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, None)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v21(w: BitWriter, o: Any) -> None:
@@ -13115,13 +17079,19 @@ def _e_v21(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v22(r: BitReader) -> object:
-    c = r.bits(4)
+    win = r.win
+    av = r.avail
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x9 != 0x0:
-        raise r.fail_back(4, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_din_faultCodeType[iv]
+    r.avail = av
     return v
 
 def _e_v22(w: BitWriter, o: Any) -> None:
@@ -13135,15 +17105,31 @@ def _e_v22(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v23(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, 64)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v23(w: BitWriter, o: Any) -> None:
@@ -13166,15 +17152,31 @@ def _e_v23(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v24(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, None)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v24(w: BitWriter, o: Any) -> None:
@@ -13195,16 +17197,29 @@ def _e_v24(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v25(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x200 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH')
+        raise r.fail_at(av + 10, 'value', 'expected CH')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = -u - 1 if sg else u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v25(w: BitWriter, o: Any) -> None:
@@ -13233,15 +17248,31 @@ def _e_v25(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v26(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, 32)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v26(w: BitWriter, o: Any) -> None:
@@ -13264,16 +17295,29 @@ def _e_v26(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v27(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x200 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH')
+        raise r.fail_at(av + 10, 'value', 'expected CH')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = -u - 1 if sg else u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v27(w: BitWriter, o: Any) -> None:
@@ -13304,10 +17348,16 @@ def _e_v27(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v28(r: BitReader) -> object:
-    c = r.bits(5)
+    win = r.win
+    av = r.avail
+    av -= 5
+    if av < 0:
+        win, av = r.refill(av, 5)
+    c = (win >> av) & 0x1f
     if c & 0x11 != 0x0:
-        raise r.fail_back(5, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 5, 'value', 'expected CH, EE')
     v = ((c >> 1) & 7) - 3
+    r.avail = av
     return v
 
 def _e_v28(w: BitWriter, o: Any) -> None:
@@ -13323,15 +17373,31 @@ def _e_v28(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v29(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, None)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v29(w: BitWriter, o: Any) -> None:
@@ -13352,16 +17418,29 @@ def _e_v29(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v30(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x200 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH')
+        raise r.fail_at(av + 10, 'value', 'expected CH')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = -u - 1 if sg else u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v30(w: BitWriter, o: Any) -> None:
@@ -13392,16 +17471,29 @@ def _e_v30(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v31(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x200 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH')
+        raise r.fail_at(av + 10, 'value', 'expected CH')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = -u - 1 if sg else u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v31(w: BitWriter, o: Any) -> None:
@@ -13432,10 +17524,16 @@ def _e_v31(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v32(r: BitReader) -> object:
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x5 != 0x0:
-        raise r.fail_back(3, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 3, 'value', 'expected CH, EE')
     v = _E_din_paymentOptionType[((c >> 1) & 1)]
+    r.avail = av
     return v
 
 def _e_v32(w: BitWriter, o: Any) -> None:
@@ -13449,13 +17547,19 @@ def _e_v32(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v33(r: BitReader) -> object:
-    c = r.bits(7)
+    win = r.win
+    av = r.avail
+    av -= 7
+    if av < 0:
+        win, av = r.refill(av, 7)
+    c = (win >> av) & 0x7f
     if c & 0x41 != 0x0:
-        raise r.fail_back(7, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 7, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 31)
     if iv >= 23:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_din_responseCodeType[iv]
+    r.avail = av
     return v
 
 def _e_v33(w: BitWriter, o: Any) -> None:
@@ -13469,15 +17573,31 @@ def _e_v33(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v34(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, 40)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v34(w: BitWriter, o: Any) -> None:
@@ -13500,15 +17620,31 @@ def _e_v34(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v35(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, 32)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v35(w: BitWriter, o: Any) -> None:
@@ -13531,10 +17667,16 @@ def _e_v35(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v36(r: BitReader) -> object:
-    c = r.bits(4)
+    win = r.win
+    av = r.avail
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x9 != 0x0:
-        raise r.fail_back(4, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
     v = _E_din_serviceCategoryType[((c >> 1) & 3)]
+    r.avail = av
     return v
 
 def _e_v36(w: BitWriter, o: Any) -> None:
@@ -13548,15 +17690,28 @@ def _e_v36(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v37(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v37(w: BitWriter, o: Any) -> None:
@@ -13587,15 +17742,31 @@ def _e_v37(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v38(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, 32)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v38(w: BitWriter, o: Any) -> None:
@@ -13618,15 +17789,31 @@ def _e_v38(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v39(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, 32)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v39(w: BitWriter, o: Any) -> None:
@@ -13649,15 +17836,31 @@ def _e_v39(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v40(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, 8)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v40(w: BitWriter, o: Any) -> None:
@@ -13680,15 +17883,31 @@ def _e_v40(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v41(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, 32)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v41(w: BitWriter, o: Any) -> None:
@@ -13711,13 +17930,19 @@ def _e_v41(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v42(r: BitReader) -> object:
-    c = r.bits(6)
+    win = r.win
+    av = r.avail
+    av -= 6
+    if av < 0:
+        win, av = r.refill(av, 6)
+    c = (win >> av) & 0x3f
     if c & 0x21 != 0x0:
-        raise r.fail_back(6, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 6, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 15)
     if iv >= 10:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_din_unitSymbolType[iv]
+    r.avail = av
     return v
 
 def _e_v42(w: BitWriter, o: Any) -> None:
@@ -13731,16 +17956,29 @@ def _e_v42(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v43(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x200 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH')
+        raise r.fail_at(av + 10, 'value', 'expected CH')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = -u - 1 if sg else u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v43(w: BitWriter, o: Any) -> None:
@@ -13769,10 +18007,16 @@ def _e_v43(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v44(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x201 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 10, 'value', 'expected CH, EE')
     v = ((c >> 1) & 255) - 128
+    r.avail = av
     return v
 
 def _e_v44(w: BitWriter, o: Any) -> None:
@@ -13788,13 +18032,19 @@ def _e_v44(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v45(r: BitReader) -> object:
-    c = r.bits(4)
+    win = r.win
+    av = r.avail
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x9 != 0x0:
-        raise r.fail_back(4, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_din_costKindType[iv]
+    r.avail = av
     return v
 
 def _e_v45(w: BitWriter, o: Any) -> None:
@@ -13808,16 +18058,29 @@ def _e_v45(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v46(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x200 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH')
+        raise r.fail_at(av + 10, 'value', 'expected CH')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = -u - 1 if sg else u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v46(w: BitWriter, o: Any) -> None:

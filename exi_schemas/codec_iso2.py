@@ -49,39 +49,57 @@ _I_iso2_unitSymbolType = {m: i for i, m in enumerate(_E_iso2_unitSymbolType)}
 
 
 def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.CanonicalizationMethodType:
+    win = r.win
+    av = r.avail
     f_Algorithm: str
     s = 0
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
+        raise r.fail_at(av + 9, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Algorithm = r.string_of(u, None)
+    win = r.win
+    av = r.avail
     s = 1
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('CanonicalizationMethodType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'CanonicalizationMethodType[1]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
             break
         elif ec == 2:
-            raise r.fail('CanonicalizationMethodType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'CanonicalizationMethodType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('CanonicalizationMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'CanonicalizationMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('CanonicalizationMethodType[2]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'CanonicalizationMethodType[2]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('CanonicalizationMethodType[2]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'CanonicalizationMethodType[2]', 'untyped character content is not supported')
             else:
-                raise r.fail('CanonicalizationMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'CanonicalizationMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.CanonicalizationMethodType(Algorithm=f_Algorithm)
 
 def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.CanonicalizationMethodType) -> None:
@@ -113,6 +131,8 @@ def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.Canonicaliza
         w.spill()
 
 def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
+    win = r.win
+    av = r.avail
     f_P: bytes | None = None
     f_Q: bytes | None = None
     f_G: bytes | None = None
@@ -121,151 +141,311 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     f_Seed: bytes | None = None
     f_PgenCounter: bytes | None = None
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of P')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of P')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_P = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of P')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of P')
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of G')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of G')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_G = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of G')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of G')
         s = 2
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of Y')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of Y')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Y = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of Y')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of Y')
         s = 3
     else:
-        raise r.fail('DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
+        raise r.fail_at(av, 'DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
     if s == 1:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
+            raise r.fail_at(av + 10, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Q = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[1]', 'expected EE of Q')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[1]', 'expected EE of Q')
         s = 4
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DSAKeyValueType[4]', 'expected CH of G')
+                raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of G')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_G = r.binary_of(u, None)
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of G')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DSAKeyValueType[4]', 'expected EE of G')
             s = 2
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DSAKeyValueType[4]', 'expected CH of Y')
+                raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of Y')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_Y = r.binary_of(u, None)
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of Y')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DSAKeyValueType[4]', 'expected EE of Y')
             s = 3
         else:
-            raise r.fail('DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
+            raise r.fail_at(av, 'DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
     if s == 2:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
+            raise r.fail_at(av + 10, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Y = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[2]', 'expected EE of Y')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[2]', 'expected EE of Y')
         s = 3
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DSAKeyValueType[3]', 'expected CH of J')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of J')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_J = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of J')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of J')
         s = 5
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DSAKeyValueType[3]', 'expected CH of Seed')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of Seed')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Seed = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of Seed')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of Seed')
         s = 6
     elif ec == 2:
         s = -1
     else:
-        raise r.fail('DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
+        raise r.fail_at(av, 'DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
     if s == 5:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DSAKeyValueType[5]', 'expected CH of Seed')
+                raise r.fail_at(av + 9, 'DSAKeyValueType[5]', 'expected CH of Seed')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_Seed = r.binary_of(u, None)
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected EE of Seed')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DSAKeyValueType[5]', 'expected EE of Seed')
             s = 6
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
+            raise r.fail_at(av, 'DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
     if s == 6:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
+            raise r.fail_at(av + 10, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_PgenCounter = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[6]', 'expected EE of PgenCounter')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[6]', 'expected EE of PgenCounter')
         s = 7
     if s == 7:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[7]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[7]', 'expected EE')
         s = -1
+    r.avail = av
     return _xmldsig.DSAKeyValueType(P=f_P, Q=f_Q, G=f_G, Y=f_Y, J=f_J, Seed=f_Seed, PgenCounter=f_PgenCounter)
 
 def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> None:
@@ -427,39 +607,57 @@ def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> Non
         w.spill()
 
 def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
+    win = r.win
+    av = r.avail
     f_Algorithm: str
     s = 0
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'DigestMethodType', 'expected AT(Algorithm)')
+        raise r.fail_at(av + 9, 'DigestMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Algorithm = r.string_of(u, None)
+    win = r.win
+    av = r.avail
     s = 1
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('DigestMethodType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'DigestMethodType[1]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
             break
         elif ec == 2:
-            raise r.fail('DigestMethodType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'DigestMethodType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('DigestMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'DigestMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('DigestMethodType[2]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'DigestMethodType[2]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('DigestMethodType[2]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'DigestMethodType[2]', 'untyped character content is not supported')
             else:
-                raise r.fail('DigestMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'DigestMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.DigestMethodType(Algorithm=f_Algorithm)
 
 def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> None:
@@ -491,6 +689,8 @@ def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> N
         w.spill()
 
 def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_KeyName: list[str] = []
     f_KeyValue: list[_xmldsig.KeyValueType] = []
@@ -500,152 +700,294 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     f_SPKIData: list[_xmldsig.SPKIDataType] = []
     f_MgmtData: list[str] = []
     s = 0
-    c = r.bits(4)
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'KeyInfoType[0]', 'expected CH of KeyName')
+            raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of KeyName')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_KeyName.append(r.string_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of KeyName')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'KeyInfoType[0]', 'expected EE of KeyName')
         s = 2
     elif ec == 2:
+        r.avail = av
         f_KeyValue.append(_d_xmldsig_KeyValueType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 3:
+        r.avail = av
         f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 4:
+        r.avail = av
         f_X509Data.append(_d_xmldsig_X509DataType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 5:
+        r.avail = av
         f_PGPData.append(_d_xmldsig_PGPDataType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 6:
+        r.avail = av
         f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 7:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'KeyInfoType[0]', 'expected CH of MgmtData')
+            raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of MgmtData')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_MgmtData.append(r.string_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of MgmtData')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'KeyInfoType[0]', 'expected EE of MgmtData')
         s = 2
     elif ec == 8:
-        raise r.fail('KeyInfoType[0]', 'wildcard element content is not supported')
+        raise r.fail_at(av, 'KeyInfoType[0]', 'wildcard element content is not supported')
     elif ec == 9:
-        raise r.fail('KeyInfoType[0]', 'untyped character content is not supported')
+        raise r.fail_at(av, 'KeyInfoType[0]', 'untyped character content is not supported')
     else:
-        raise r.fail('KeyInfoType[0]', f'event code {ec}, expected AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
+        raise r.fail_at(av, 'KeyInfoType[0]', f'event code {ec}, expected AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
     if s == 1:
         while True:
-            ec = r.bits(4)
+            av -= 4
+            if av < 0:
+                win, av = r.refill(av, 4)
+            ec = (win >> av) & 0xf
             if ec == 0:
-                c = r.bits(9)
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
-                    raise r.fail_back(9, 'KeyInfoType[1]', 'expected CH of KeyName')
+                    raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of KeyName')
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
+                r.avail = av
                 f_KeyName.append(r.string_of(u, None))
-                if r.bits(1):
-                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of KeyName')
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'KeyInfoType[1]', 'expected EE of KeyName')
                 s = 2
                 break
             elif ec == 1:
+                r.avail = av
                 f_KeyValue.append(_d_xmldsig_KeyValueType(r))
+                win = r.win
+                av = r.avail
                 s = 2
                 break
             elif ec == 2:
+                r.avail = av
                 f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r))
+                win = r.win
+                av = r.avail
                 s = 2
                 break
             elif ec == 3:
+                r.avail = av
                 f_X509Data.append(_d_xmldsig_X509DataType(r))
+                win = r.win
+                av = r.avail
                 s = 2
                 break
             elif ec == 4:
+                r.avail = av
                 f_PGPData.append(_d_xmldsig_PGPDataType(r))
+                win = r.win
+                av = r.avail
                 s = 2
                 break
             elif ec == 5:
+                r.avail = av
                 f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
+                win = r.win
+                av = r.avail
                 s = 2
                 break
             elif ec == 6:
-                c = r.bits(9)
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
-                    raise r.fail_back(9, 'KeyInfoType[1]', 'expected CH of MgmtData')
+                    raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of MgmtData')
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
+                r.avail = av
                 f_MgmtData.append(r.string_of(u, None))
-                if r.bits(1):
-                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of MgmtData')
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'KeyInfoType[1]', 'expected EE of MgmtData')
                 s = 2
                 break
             elif ec == 7:
-                raise r.fail('KeyInfoType[1]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'KeyInfoType[1]', 'wildcard element content is not supported')
             elif ec == 8:
-                raise r.fail('KeyInfoType[1]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'KeyInfoType[1]', 'untyped character content is not supported')
             else:
-                raise r.fail('KeyInfoType[1]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
+                raise r.fail_at(av, 'KeyInfoType[1]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
     while True:
-        ec = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        ec = (win >> av) & 0xf
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'KeyInfoType[2]', 'expected CH of KeyName')
+                raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of KeyName')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_KeyName.append(r.string_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of KeyName')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'KeyInfoType[2]', 'expected EE of KeyName')
         elif ec == 1:
+            r.avail = av
             f_KeyValue.append(_d_xmldsig_KeyValueType(r))
+            win = r.win
+            av = r.avail
         elif ec == 2:
+            r.avail = av
             f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r))
+            win = r.win
+            av = r.avail
         elif ec == 3:
+            r.avail = av
             f_X509Data.append(_d_xmldsig_X509DataType(r))
+            win = r.win
+            av = r.avail
         elif ec == 4:
+            r.avail = av
             f_PGPData.append(_d_xmldsig_PGPDataType(r))
+            win = r.win
+            av = r.avail
         elif ec == 5:
+            r.avail = av
             f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
+            win = r.win
+            av = r.avail
         elif ec == 6:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'KeyInfoType[2]', 'expected CH of MgmtData')
+                raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of MgmtData')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_MgmtData.append(r.string_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of MgmtData')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'KeyInfoType[2]', 'expected EE of MgmtData')
         elif ec == 7:
-            raise r.fail('KeyInfoType[2]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'KeyInfoType[2]', 'wildcard element content is not supported')
         elif ec == 8:
             s = -1
             break
         elif ec == 9:
-            raise r.fail('KeyInfoType[2]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'KeyInfoType[2]', 'untyped character content is not supported')
         else:
-            raise r.fail('KeyInfoType[2]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'KeyInfoType[2]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.KeyInfoType(Id=f_Id, KeyName=f_KeyName, KeyValue=f_KeyValue, RetrievalMethod=f_RetrievalMethod, X509Data=f_X509Data, PGPData=f_PGPData, SPKIData=f_SPKIData, MgmtData=f_MgmtData)
 
 def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
@@ -921,47 +1263,80 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
         w.spill()
 
 def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
+    win = r.win
+    av = r.avail
     f_DSAKeyValue: _xmldsig.DSAKeyValueType | None = None
     f_RSAKeyValue: _xmldsig.RSAKeyValueType | None = None
     while True:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
+            r.avail = av
             f_DSAKeyValue = _d_xmldsig_DSAKeyValueType(r)
+            win = r.win
+            av = r.avail
             break
         elif ec == 1:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'KeyValueType[0]', 'expected SE(Modulus), CH of Modulus')
+                raise r.fail_at(av + 10, 'KeyValueType[0]', 'expected SE(Modulus), CH of Modulus')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_1_Modulus = r.binary_of(u, None)
-            c = r.bits(11)
+            win = r.win
+            av = r.avail
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
             if c & 0x700 != 0x0:
-                raise r.fail_back(11, 'KeyValueType[0]', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
+                raise r.fail_at(av + 11, 'KeyValueType[0]', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_1_Exponent = r.binary_of(u, None)
-            c = r.bits(2)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'KeyValueType[0]', 'expected EE of Exponent, EE')
+                raise r.fail_at(av + 2, 'KeyValueType[0]', 'expected EE of Exponent, EE')
             f_RSAKeyValue = _xmldsig.RSAKeyValueType(Modulus=f_1_Modulus, Exponent=f_1_Exponent)
             break
         elif ec == 2:
-            raise r.fail('KeyValueType[0]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'KeyValueType[0]', 'wildcard element content is not supported')
         elif ec == 3:
-            raise r.fail('KeyValueType[0]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'KeyValueType[0]', 'untyped character content is not supported')
         else:
-            raise r.fail('KeyValueType[0]', f'event code {ec}, expected SE(DSAKeyValue), SE(RSAKeyValue), SE(*), CH(untyped)')
+            raise r.fail_at(av, 'KeyValueType[0]', f'event code {ec}, expected SE(DSAKeyValue), SE(RSAKeyValue), SE(*), CH(untyped)')
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
             break
         elif ec == 1:
-            raise r.fail('KeyValueType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'KeyValueType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('KeyValueType[1]', f'event code {ec}, expected EE, CH(untyped)')
+            raise r.fail_at(av, 'KeyValueType[1]', f'event code {ec}, expected EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.KeyValueType(DSAKeyValue=f_DSAKeyValue, RSAKeyValue=f_RSAKeyValue)
 
 def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
@@ -1010,47 +1385,84 @@ def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
         w.spill()
 
 def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
+        r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
+        raise r.fail_at(av, 'ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'ManifestType[1]', 'expected SE(Reference)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ManifestType[1]', 'expected SE(Reference)')
+        r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
+        win = r.win
+        av = r.avail
         s = 2
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
+        r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('ManifestType[2]', f'event code {ec}, expected SE(Reference), EE')
+        raise r.fail_at(av, 'ManifestType[2]', f'event code {ec}, expected SE(Reference), EE')
     if s == 3:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_Reference.append(_d_xmldsig_ReferenceType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('ManifestType[3]', f'event code {ec}, expected SE(Reference), EE')
+                raise r.fail_at(av, 'ManifestType[3]', f'event code {ec}, expected SE(Reference), EE')
+    r.avail = av
     return _xmldsig.ManifestType(Id=f_Id, Reference=f_Reference)
 
 def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
@@ -1132,106 +1544,178 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
         w.spill()
 
 def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
+    win = r.win
+    av = r.avail
     f_Encoding: str | None = None
     f_Id: str | None = None
     f_MimeType: str | None = None
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Encoding = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 2:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_MimeType = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 3:
-        raise r.fail('ObjectType[0]', 'wildcard element content is not supported')
+        raise r.fail_at(av, 'ObjectType[0]', 'wildcard element content is not supported')
     elif ec == 4:
         s = -1
     elif ec == 5:
-        raise r.fail('ObjectType[0]', 'untyped character content is not supported')
+        raise r.fail_at(av, 'ObjectType[0]', 'untyped character content is not supported')
     else:
-        raise r.fail('ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
+        raise r.fail_at(av, 'ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
     if s == 1:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_Id = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 2
         elif ec == 1:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_MimeType = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 2:
-            raise r.fail('ObjectType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'ObjectType[1]', 'wildcard element content is not supported')
         elif ec == 3:
             s = -1
         elif ec == 4:
-            raise r.fail('ObjectType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'ObjectType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('ObjectType[1]', f'event code {ec}, expected AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'ObjectType[1]', f'event code {ec}, expected AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
     if s == 2:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_MimeType = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 1:
-            raise r.fail('ObjectType[2]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'ObjectType[2]', 'wildcard element content is not supported')
         elif ec == 2:
             s = -1
         elif ec == 3:
-            raise r.fail('ObjectType[2]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'ObjectType[2]', 'untyped character content is not supported')
         else:
-            raise r.fail('ObjectType[2]', f'event code {ec}, expected AT(MimeType), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'ObjectType[2]', f'event code {ec}, expected AT(MimeType), SE(*), EE, CH(untyped)')
     if s == 3:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('ObjectType[3]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'ObjectType[3]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('ObjectType[3]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'ObjectType[3]', 'untyped character content is not supported')
             else:
-                raise r.fail('ObjectType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'ObjectType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 4:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('ObjectType[4]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'ObjectType[4]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('ObjectType[4]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'ObjectType[4]', 'untyped character content is not supported')
             else:
-                raise r.fail('ObjectType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'ObjectType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.ObjectType(Encoding=f_Encoding, Id=f_Id, MimeType=f_MimeType)
 
 def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
@@ -1322,90 +1806,150 @@ def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
         w.spill()
 
 def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
+    win = r.win
+    av = r.avail
     f_PGPKeyID: bytes | None = None
     f_PGPKeyPacket: list[bytes] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'PGPDataType[0]', 'expected CH of PGPKeyID')
+            raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyID')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_PGPKeyID = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
+            raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_PGPKeyPacket.append(r.binary_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
         s = 2
     else:
-        raise r.fail('PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
+        raise r.fail_at(av, 'PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
     if s == 1:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
+                raise r.fail_at(av + 9, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_PGPKeyPacket.append(r.binary_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
             s = 3
         elif ec == 1:
-            raise r.fail('PGPDataType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'PGPDataType[1]', 'wildcard element content is not supported')
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('PGPDataType[1]', f'event code {ec}, expected SE(PGPKeyPacket), SE(*), EE')
+            raise r.fail_at(av, 'PGPDataType[1]', f'event code {ec}, expected SE(PGPKeyPacket), SE(*), EE')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('PGPDataType[2]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'PGPDataType[2]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('PGPDataType[2]', f'event code {ec}, expected SE(*), EE')
+            raise r.fail_at(av, 'PGPDataType[2]', f'event code {ec}, expected SE(*), EE')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('PGPDataType[3]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'PGPDataType[3]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
+            raise r.fail_at(av, 'PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
     if s == 4:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('PGPDataType[4]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'PGPDataType[4]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('PGPDataType[4]', f'event code {ec}, expected SE(*), EE')
+                raise r.fail_at(av, 'PGPDataType[4]', f'event code {ec}, expected SE(*), EE')
     if s == 5:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('PGPDataType[5]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'PGPDataType[5]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('PGPDataType[5]', f'event code {ec}, expected SE(*), EE')
+                raise r.fail_at(av, 'PGPDataType[5]', f'event code {ec}, expected SE(*), EE')
+    r.avail = av
     return _xmldsig.PGPDataType(PGPKeyID=f_PGPKeyID, PGPKeyPacket=f_PGPKeyPacket)
 
 def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
@@ -1487,25 +2031,49 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         w.spill()
 
 def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
+    win = r.win
+    av = r.avail
     f_Modulus: bytes
     f_Exponent: bytes
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
+        raise r.fail_at(av + 10, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Modulus = r.binary_of(u, None)
-    c = r.bits(11)
+    win = r.win
+    av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
+        raise r.fail_at(av + 11, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Exponent = r.binary_of(u, None)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
+        raise r.fail_at(av + 2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
+    r.avail = av
     return _xmldsig.RSAKeyValueType(Modulus=f_Modulus, Exponent=f_Exponent)
 
 def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> None:
@@ -1537,6 +2105,8 @@ def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> Non
         w.spill()
 
 def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_Type: str | None = None
     f_URI: str | None = None
@@ -1544,105 +2114,215 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     f_DigestMethod: _xmldsig.DigestMethodType
     f_DigestValue: bytes
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Type = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 2:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_URI = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 3:
+        r.avail = av
         f_Transforms = _d_xmldsig_TransformsType(r)
+        win = r.win
+        av = r.avail
         s = 4
     elif ec == 4:
+        r.avail = av
         f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+        win = r.win
+        av = r.avail
         s = 5
     else:
-        raise r.fail('ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
+        raise r.fail_at(av, 'ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 1:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_Type = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 2
         elif ec == 1:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_URI = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 2:
+            r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 3:
+            r.avail = av
             f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+            win = r.win
+            av = r.avail
             s = 5
         else:
-            raise r.fail('ReferenceType[1]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
+            raise r.fail_at(av, 'ReferenceType[1]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_URI = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 1:
+            r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 2:
+            r.avail = av
             f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+            win = r.win
+            av = r.avail
             s = 5
         else:
-            raise r.fail('ReferenceType[2]', f'event code {ec}, expected AT(URI), SE(Transforms), SE(DigestMethod)')
+            raise r.fail_at(av, 'ReferenceType[2]', f'event code {ec}, expected AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 1:
+            r.avail = av
             f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+            win = r.win
+            av = r.avail
             s = 5
         else:
-            raise r.fail('ReferenceType[3]', f'event code {ec}, expected SE(Transforms), SE(DigestMethod)')
+            raise r.fail_at(av, 'ReferenceType[3]', f'event code {ec}, expected SE(Transforms), SE(DigestMethod)')
     if s == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'ReferenceType[4]', 'expected SE(DigestMethod)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ReferenceType[4]', 'expected SE(DigestMethod)')
+        r.avail = av
         f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+        win = r.win
+        av = r.avail
         s = 5
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
+        raise r.fail_at(av + 10, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_DigestValue = r.binary_of(u, None)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'ReferenceType', 'expected EE of DigestValue, EE')
+        raise r.fail_at(av + 2, 'ReferenceType', 'expected EE of DigestValue, EE')
     s = 6
     s = -1
+    r.avail = av
     return _xmldsig.ReferenceType(Id=f_Id, Type=f_Type, URI=f_URI, Transforms=f_Transforms, DigestMethod=f_DigestMethod, DigestValue=f_DigestValue)
 
 def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
@@ -1817,62 +2497,114 @@ def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
         w.spill()
 
 def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType:
+    win = r.win
+    av = r.avail
     f_Type: str | None = None
     f_URI: str | None = None
     f_Transforms: _xmldsig.TransformsType | None = None
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Type = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_URI = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 2:
+        r.avail = av
         f_Transforms = _d_xmldsig_TransformsType(r)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 3:
         s = -1
     else:
-        raise r.fail('RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
+        raise r.fail_at(av, 'RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
     if s == 1:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_URI = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 2
         elif ec == 1:
+            r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('RetrievalMethodType[1]', f'event code {ec}, expected AT(URI), SE(Transforms), EE')
+            raise r.fail_at(av, 'RetrievalMethodType[1]', f'event code {ec}, expected AT(URI), SE(Transforms), EE')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('RetrievalMethodType[2]', f'event code {ec}, expected SE(Transforms), EE')
+            raise r.fail_at(av, 'RetrievalMethodType[2]', f'event code {ec}, expected SE(Transforms), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'RetrievalMethodType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'RetrievalMethodType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _xmldsig.RetrievalMethodType(Type=f_Type, URI=f_URI, Transforms=f_Transforms)
 
 def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType) -> None:
@@ -1958,57 +2690,105 @@ def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType
         w.spill()
 
 def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
+    win = r.win
+    av = r.avail
     f_SPKISexp: list[bytes] = []
     s = 0
     while s >= 0:
         if s == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
+                raise r.fail_at(av + 10, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_SPKISexp.append(r.binary_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'SPKIDataType[0]', 'expected EE of SPKISexp')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'SPKIDataType[0]', 'expected EE of SPKISexp')
             s = 1
         if s == 1:
             while True:
-                ec = r.bits(2)
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                ec = (win >> av) & 0x3
                 if ec == 0:
-                    c = r.bits(9)
+                    av -= 9
+                    if av < 0:
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
                     if c & 0x100 != 0x0:
-                        raise r.fail_back(9, 'SPKIDataType[1]', 'expected CH of SPKISexp')
+                        raise r.fail_at(av + 9, 'SPKIDataType[1]', 'expected CH of SPKISexp')
                     u = (c & 255)
                     if u > 127:
+                        r.avail = av
                         u = r.uint_more(u)
+                        win = r.win
+                        av = r.avail
+                    r.avail = av
                     f_SPKISexp.append(r.binary_of(u, None))
-                    if r.bits(1):
-                        raise r.fail_back(1, 'SPKIDataType[1]', 'expected EE of SPKISexp')
+                    win = r.win
+                    av = r.avail
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 1)
+                    c = (win >> av) & 0x1
+                    if c:
+                        raise r.fail_at(av + 1, 'SPKIDataType[1]', 'expected EE of SPKISexp')
                 elif ec == 1:
-                    raise r.fail('SPKIDataType[1]', 'wildcard element content is not supported')
+                    raise r.fail_at(av, 'SPKIDataType[1]', 'wildcard element content is not supported')
                 elif ec == 2:
                     s = -1
                     break
                 else:
-                    raise r.fail('SPKIDataType[1]', f'event code {ec}, expected SE(SPKISexp), SE(*), EE')
+                    raise r.fail_at(av, 'SPKIDataType[1]', f'event code {ec}, expected SE(SPKISexp), SE(*), EE')
         if s == 2:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                c = r.bits(9)
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
-                    raise r.fail_back(9, 'SPKIDataType[2]', 'expected CH of SPKISexp')
+                    raise r.fail_at(av + 9, 'SPKIDataType[2]', 'expected CH of SPKISexp')
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
+                r.avail = av
                 f_SPKISexp.append(r.binary_of(u, None))
-                if r.bits(1):
-                    raise r.fail_back(1, 'SPKIDataType[2]', 'expected EE of SPKISexp')
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'SPKIDataType[2]', 'expected EE of SPKISexp')
                 s = 1
             elif ec == 1:
                 s = -1
             else:
-                raise r.fail('SPKIDataType[2]', f'event code {ec}, expected SE(SPKISexp), EE')
+                raise r.fail_at(av, 'SPKIDataType[2]', f'event code {ec}, expected SE(SPKISexp), EE')
+    r.avail = av
     return _xmldsig.SPKIDataType(SPKISexp=f_SPKISexp)
 
 def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
@@ -2076,65 +2856,96 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
         w.spill()
 
 def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType:
+    win = r.win
+    av = r.avail
     f_Algorithm: str
     f_HMACOutputLength: int | None = None
     s = 0
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'SignatureMethodType', 'expected AT(Algorithm)')
+        raise r.fail_at(av + 9, 'SignatureMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Algorithm = r.string_of(u, None)
+    win = r.win
+    av = r.avail
     s = 1
     while True:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
+                raise r.fail_at(av + 10, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_HMACOutputLength = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
             s = 2
             break
         elif ec == 1:
-            raise r.fail('SignatureMethodType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'SignatureMethodType[1]', 'wildcard element content is not supported')
         elif ec == 2:
             s = -1
             break
         elif ec == 3:
-            raise r.fail('SignatureMethodType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'SignatureMethodType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('SignatureMethodType[1]', f'event code {ec}, expected SE(HMACOutputLength), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'SignatureMethodType[1]', f'event code {ec}, expected SE(HMACOutputLength), SE(*), EE, CH(untyped)')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('SignatureMethodType[2]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'SignatureMethodType[2]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('SignatureMethodType[2]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'SignatureMethodType[2]', 'untyped character content is not supported')
             else:
-                raise r.fail('SignatureMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'SignatureMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 3:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('SignatureMethodType[3]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'SignatureMethodType[3]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('SignatureMethodType[3]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'SignatureMethodType[3]', 'untyped character content is not supported')
             else:
-                raise r.fail('SignatureMethodType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'SignatureMethodType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.SignatureMethodType(Algorithm=f_Algorithm, HMACOutputLength=f_HMACOutputLength)
 
 def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType) -> None:
@@ -2190,47 +3001,84 @@ def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType
         w.spill()
 
 def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignaturePropertiesType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_SignatureProperty: list[_xmldsig.SignaturePropertyType] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
+        r.avail = av
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
+        raise r.fail_at(av, 'SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
+        r.avail = av
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+        win = r.win
+        av = r.avail
         s = 2
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
+        r.avail = av
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('SignaturePropertiesType[2]', f'event code {ec}, expected SE(SignatureProperty), EE')
+        raise r.fail_at(av, 'SignaturePropertiesType[2]', f'event code {ec}, expected SE(SignatureProperty), EE')
     if s == 3:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('SignaturePropertiesType[3]', f'event code {ec}, expected SE(SignatureProperty), EE')
+                raise r.fail_at(av, 'SignaturePropertiesType[3]', f'event code {ec}, expected SE(SignatureProperty), EE')
+    r.avail = av
     return _xmldsig.SignaturePropertiesType(Id=f_Id, SignatureProperty=f_SignatureProperty)
 
 def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignaturePropertiesType) -> None:
@@ -2312,67 +3160,109 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
         w.spill()
 
 def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignaturePropertyType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_Target: str
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Target = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
+        raise r.fail_at(av, 'SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
     if s == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'SignaturePropertyType[1]', 'expected AT(Target)')
+            raise r.fail_at(av + 9, 'SignaturePropertyType[1]', 'expected AT(Target)')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Target = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('SignaturePropertyType[2]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'SignaturePropertyType[2]', 'wildcard element content is not supported')
         elif ec == 1:
-            raise r.fail('SignaturePropertyType[2]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'SignaturePropertyType[2]', 'untyped character content is not supported')
         else:
-            raise r.fail('SignaturePropertyType[2]', f'event code {ec}, expected SE(*), CH(untyped)')
+            raise r.fail_at(av, 'SignaturePropertyType[2]', f'event code {ec}, expected SE(*), CH(untyped)')
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('SignaturePropertyType[3]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'SignaturePropertyType[3]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
             break
         elif ec == 2:
-            raise r.fail('SignaturePropertyType[3]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'SignaturePropertyType[3]', 'untyped character content is not supported')
         else:
-            raise r.fail('SignaturePropertyType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'SignaturePropertyType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 4:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('SignaturePropertyType[4]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'SignaturePropertyType[4]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('SignaturePropertyType[4]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'SignaturePropertyType[4]', 'untyped character content is not supported')
             else:
-                raise r.fail('SignaturePropertyType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'SignaturePropertyType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.SignaturePropertyType(Id=f_Id, Target=f_Target)
 
 def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignaturePropertyType) -> None:
@@ -2428,66 +3318,119 @@ def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignatureProperty
         w.spill()
 
 def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_SignedInfo: _xmldsig.SignedInfoType
     f_SignatureValue: _xmldsig.SignatureValueType
     f_KeyInfo: _xmldsig.KeyInfoType | None = None
     f_Object: list[_xmldsig.ObjectType] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
+        r.avail = av
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
+        raise r.fail_at(av, 'SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignatureType[1]', 'expected SE(SignedInfo)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignatureType[1]', 'expected SE(SignedInfo)')
+        r.avail = av
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
+        win = r.win
+        av = r.avail
         s = 2
-    if r.bits(1):
-        raise r.fail_back(1, 'SignatureType', 'expected SE(SignatureValue)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SignatureType', 'expected SE(SignatureValue)')
+    r.avail = av
     f_SignatureValue = _d_xmldsig_SignatureValueType(r)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 3
     if ec == 0:
+        r.avail = av
         f_KeyInfo = _d_xmldsig_KeyInfoType(r)
+        win = r.win
+        av = r.avail
         s = 4
     elif ec == 1:
+        r.avail = av
         f_Object.append(_d_xmldsig_ObjectType(r))
+        win = r.win
+        av = r.avail
         s = 5
     elif ec == 2:
         s = -1
     else:
-        raise r.fail('SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
+        raise r.fail_at(av, 'SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_Object.append(_d_xmldsig_ObjectType(r))
+            win = r.win
+            av = r.avail
             s = 5
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('SignatureType[4]', f'event code {ec}, expected SE(Object), EE')
+            raise r.fail_at(av, 'SignatureType[4]', f'event code {ec}, expected SE(Object), EE')
     if s == 5:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_Object.append(_d_xmldsig_ObjectType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('SignatureType[5]', f'event code {ec}, expected SE(Object), EE')
+                raise r.fail_at(av, 'SignatureType[5]', f'event code {ec}, expected SE(Object), EE')
+    r.avail = av
     return _xmldsig.SignatureType(Id=f_Id, SignedInfo=f_SignedInfo, SignatureValue=f_SignatureValue, KeyInfo=f_KeyInfo, Object=f_Object)
 
 def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
@@ -2600,39 +3543,76 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
         w.spill()
 
 def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_value: bytes
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
+        raise r.fail_at(av, 'SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
     if s == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'SignatureValueType[1]', 'expected CH')
+            raise r.fail_at(av + 9, 'SignatureValueType[1]', 'expected CH')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
-    if r.bits(1):
-        raise r.fail_back(1, 'SignatureValueType', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SignatureValueType', 'expected EE')
     s = -1
+    r.avail = av
     return _xmldsig.SignatureValueType(Id=f_Id, value=f_value)
 
 def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) -> None:
@@ -2680,57 +3660,108 @@ def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) 
         w.spill()
 
 def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_CanonicalizationMethod: _xmldsig.CanonicalizationMethodType
     f_SignatureMethod: _xmldsig.SignatureMethodType
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
+        r.avail = av
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
+        raise r.fail_at(av, 'SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
+        r.avail = av
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
+        win = r.win
+        av = r.avail
         s = 2
-    if r.bits(1):
-        raise r.fail_back(1, 'SignedInfoType', 'expected SE(SignatureMethod)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SignedInfoType', 'expected SE(SignatureMethod)')
+    r.avail = av
     f_SignatureMethod = _d_xmldsig_SignatureMethodType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'SignedInfoType', 'expected SE(Reference)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SignedInfoType', 'expected SE(Reference)')
     s = 3
+    r.avail = av
     f_Reference.append(_d_xmldsig_ReferenceType(r))
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 4
     if ec == 0:
+        r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
+        win = r.win
+        av = r.avail
         s = 5
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('SignedInfoType[4]', f'event code {ec}, expected SE(Reference), EE')
+        raise r.fail_at(av, 'SignedInfoType[4]', f'event code {ec}, expected SE(Reference), EE')
     if s == 5:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_Reference.append(_d_xmldsig_ReferenceType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('SignedInfoType[5]', f'event code {ec}, expected SE(Reference), EE')
+                raise r.fail_at(av, 'SignedInfoType[5]', f'event code {ec}, expected SE(Reference), EE')
+    r.avail = av
     return _xmldsig.SignedInfoType(Id=f_Id, CanonicalizationMethod=f_CanonicalizationMethod, SignatureMethod=f_SignatureMethod, Reference=f_Reference)
 
 def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
@@ -2831,35 +3862,63 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
         w.spill()
 
 def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
+    win = r.win
+    av = r.avail
     f_Algorithm: str
     f_XPath: list[str] = []
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'TransformType', 'expected AT(Algorithm)')
+        raise r.fail_at(av + 9, 'TransformType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Algorithm = r.string_of(u, None)
+    win = r.win
+    av = r.avail
     while True:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'TransformType[1]', 'expected CH of XPath')
+                raise r.fail_at(av + 9, 'TransformType[1]', 'expected CH of XPath')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_XPath.append(r.string_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'TransformType[1]', 'expected EE of XPath')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'TransformType[1]', 'expected EE of XPath')
         elif ec == 1:
-            raise r.fail('TransformType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'TransformType[1]', 'wildcard element content is not supported')
         elif ec == 2:
             break
         elif ec == 3:
-            raise r.fail('TransformType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'TransformType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('TransformType[1]', f'event code {ec}, expected SE(XPath), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'TransformType[1]', f'event code {ec}, expected SE(XPath), SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.TransformType(Algorithm=f_Algorithm, XPath=f_XPath)
 
 def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
@@ -2899,31 +3958,53 @@ def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
         w.spill()
 
 def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
+    win = r.win
+    av = r.avail
     f_Transform: list[_xmldsig.TransformType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'TransformsType', 'expected SE(Transform)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'TransformsType', 'expected SE(Transform)')
+    r.avail = av
     f_Transform.append(_d_xmldsig_TransformType(r))
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 1
     if ec == 0:
+        r.avail = av
         f_Transform.append(_d_xmldsig_TransformType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('TransformsType[1]', f'event code {ec}, expected SE(Transform), EE')
+        raise r.fail_at(av, 'TransformsType[1]', f'event code {ec}, expected SE(Transform), EE')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_Transform.append(_d_xmldsig_TransformType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('TransformsType[2]', f'event code {ec}, expected SE(Transform), EE')
+                raise r.fail_at(av, 'TransformsType[2]', f'event code {ec}, expected SE(Transform), EE')
+    r.avail = av
     return _xmldsig.TransformsType(Transform=f_Transform)
 
 def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
@@ -2982,145 +4063,294 @@ def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
         w.spill()
 
 def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
+    win = r.win
+    av = r.avail
     f_X509IssuerSerial: list[_xmldsig.X509IssuerSerialType] = []
     f_X509SKI: list[bytes] = []
     f_X509SubjectName: list[str] = []
     f_X509Certificate: list[bytes] = []
     f_X509CRL: list[bytes] = []
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'X509DataType[0]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+            raise r.fail_at(av + 10, 'X509DataType[0]', 'expected SE(X509IssuerName), CH of X509IssuerName')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_1_X509IssuerName = r.string_of(u, None)
-        c = r.bits(12)
+        win = r.win
+        av = r.avail
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
         if c & 0xe00 != 0x0:
-            raise r.fail_back(12, 'X509DataType[0]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+            raise r.fail_at(av + 12, 'X509DataType[0]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_X509SerialNumber = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'X509DataType[0]', 'expected EE of X509SerialNumber, EE')
+            raise r.fail_at(av + 2, 'X509DataType[0]', 'expected EE of X509SerialNumber, EE')
         f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509SKI')
+            raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509SKI')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_X509SKI.append(r.binary_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SKI')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509SKI')
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509SubjectName')
+            raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509SubjectName')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_X509SubjectName.append(r.string_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SubjectName')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509SubjectName')
     elif ec == 3:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509Certificate')
+            raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509Certificate')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_X509Certificate.append(r.binary_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509Certificate')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509Certificate')
     elif ec == 4:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509CRL')
+            raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509CRL')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_X509CRL.append(r.binary_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509CRL')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509CRL')
     elif ec == 5:
-        raise r.fail('X509DataType[0]', 'wildcard element content is not supported')
+        raise r.fail_at(av, 'X509DataType[0]', 'wildcard element content is not supported')
     else:
-        raise r.fail('X509DataType[0]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*)')
+        raise r.fail_at(av, 'X509DataType[0]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*)')
     while True:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'X509DataType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+                raise r.fail_at(av + 10, 'X509DataType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_2_X509IssuerName = r.string_of(u, None)
-            c = r.bits(12)
+            win = r.win
+            av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
             if c & 0xe00 != 0x0:
-                raise r.fail_back(12, 'X509DataType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+                raise r.fail_at(av + 12, 'X509DataType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_2_X509SerialNumber = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'X509DataType[1]', 'expected EE of X509SerialNumber, EE')
+                raise r.fail_at(av + 2, 'X509DataType[1]', 'expected EE of X509SerialNumber, EE')
             f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509SKI')
+                raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509SKI')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_X509SKI.append(r.binary_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SKI')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509SKI')
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509SubjectName')
+                raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509SubjectName')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_X509SubjectName.append(r.string_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SubjectName')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509SubjectName')
         elif ec == 3:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509Certificate')
+                raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509Certificate')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_X509Certificate.append(r.binary_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509Certificate')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509Certificate')
         elif ec == 4:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509CRL')
+                raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509CRL')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_X509CRL.append(r.binary_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509CRL')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509CRL')
         elif ec == 5:
-            raise r.fail('X509DataType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'X509DataType[1]', 'wildcard element content is not supported')
         elif ec == 6:
             break
         else:
-            raise r.fail('X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
+            raise r.fail_at(av, 'X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
+    r.avail = av
     return _xmldsig.X509DataType(X509IssuerSerial=f_X509IssuerSerial, X509SKI=f_X509SKI, X509SubjectName=f_X509SubjectName, X509Certificate=f_X509Certificate, X509CRL=f_X509CRL)
 
 def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
@@ -3307,26 +4537,47 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         w.spill()
 
 def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialType:
+    win = r.win
+    av = r.avail
     f_X509IssuerName: str
     f_X509SerialNumber: int
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
+        raise r.fail_at(av + 10, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_X509IssuerName = r.string_of(u, None)
-    c = r.bits(12)
+    win = r.win
+    av = r.avail
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+        raise r.fail_at(av + 12, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_X509SerialNumber = -u - 1 if sg else u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
+        raise r.fail_at(av + 2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
+    r.avail = av
     return _xmldsig.X509IssuerSerialType(X509IssuerName=f_X509IssuerName, X509SerialNumber=f_X509SerialNumber)
 
 def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialType) -> None:
@@ -3366,54 +4617,102 @@ def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialTy
         w.spill()
 
 def _d_iso2_AuthorizationReqType(r: BitReader) -> _iso2.AuthorizationReqType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_GenChallenge: bytes | None = None
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'AuthorizationReqType[0]', 'expected CH of GenChallenge')
+            raise r.fail_at(av + 9, 'AuthorizationReqType[0]', 'expected CH of GenChallenge')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_GenChallenge = r.binary_of(u, 16)
-        if r.bits(1):
-            raise r.fail_back(1, 'AuthorizationReqType[0]', 'expected EE of GenChallenge')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'AuthorizationReqType[0]', 'expected EE of GenChallenge')
         s = 2
     elif ec == 2:
         s = -1
     else:
-        raise r.fail('AuthorizationReqType[0]', f'event code {ec}, expected AT(Id), SE(GenChallenge), EE')
+        raise r.fail_at(av, 'AuthorizationReqType[0]', f'event code {ec}, expected AT(Id), SE(GenChallenge), EE')
     if s == 1:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'AuthorizationReqType[1]', 'expected CH of GenChallenge')
+                raise r.fail_at(av + 9, 'AuthorizationReqType[1]', 'expected CH of GenChallenge')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_GenChallenge = r.binary_of(u, 16)
-            if r.bits(1):
-                raise r.fail_back(1, 'AuthorizationReqType[1]', 'expected EE of GenChallenge')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'AuthorizationReqType[1]', 'expected EE of GenChallenge')
             s = 2
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('AuthorizationReqType[1]', f'event code {ec}, expected SE(GenChallenge), EE')
+            raise r.fail_at(av, 'AuthorizationReqType[1]', f'event code {ec}, expected SE(GenChallenge), EE')
     if s == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'AuthorizationReqType[2]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'AuthorizationReqType[2]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.AuthorizationReqType(Id=f_Id, GenChallenge=f_GenChallenge)
 
 def _e_iso2_AuthorizationReqType(w: BitWriter, o: _iso2.AuthorizationReqType) -> None:
@@ -3475,19 +4774,25 @@ def _e_iso2_AuthorizationReqType(w: BitWriter, o: _iso2.AuthorizationReqType) ->
         w.spill()
 
 def _d_iso2_AuthorizationResType(r: BitReader) -> _iso2.AuthorizationResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _iso2.responseCodeType
     f_EVSEProcessing: _iso2.EVSEProcessingType
-    c = r.bits(14)
+    av -= 14
+    if av < 0:
+        win, av = r.refill(av, 14)
+    c = (win >> av) & 0x3fff
     if c & 0x3073 != 0x0:
-        raise r.fail_back(14, 'AuthorizationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
+        raise r.fail_at(av + 14, 'AuthorizationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
     iv = ((c >> 7) & 31)
     if iv >= 26:
-        raise r.fail('AuthorizationResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'AuthorizationResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
     iv = ((c >> 2) & 3)
     if iv >= 3:
-        raise r.fail('AuthorizationResType.EVSEProcessing', f'enumeration index {iv}')
+        raise r.fail_at(av, 'AuthorizationResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso2_EVSEProcessingType[iv]
+    r.avail = av
     return _iso2.AuthorizationResType(ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing)
 
 def _e_iso2_AuthorizationResType(w: BitWriter, o: _iso2.AuthorizationResType) -> None:
@@ -3505,8 +4810,15 @@ def _e_iso2_AuthorizationResType(w: BitWriter, o: _iso2.AuthorizationResType) ->
         w.spill()
 
 def _d_iso2_BodyBaseType(r: BitReader) -> _iso2.BodyBaseType:
-    if r.bits(1):
-        raise r.fail_back(1, 'BodyBaseType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'BodyBaseType', 'expected EE')
+    r.avail = av
     return _iso2.BodyBaseType()
 
 def _e_iso2_BodyBaseType(w: BitWriter, o: _iso2.BodyBaseType) -> None:
@@ -3520,256 +4832,415 @@ def _e_iso2_BodyBaseType(w: BitWriter, o: _iso2.BodyBaseType) -> None:
         w.spill()
 
 def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
+    win = r.win
+    av = r.avail
     kw: dict[str, Any] = {}
     s = 0
-    c = r.bits(6)
+    av -= 6
+    if av < 0:
+        win, av = r.refill(av, 6)
+    c = (win >> av) & 0x3f
     ec = c
     if ec == 0:
+        r.avail = av
         kw['AuthorizationReq'] = _d_iso2_AuthorizationReqType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(14)
+        av -= 14
+        if av < 0:
+            win, av = r.refill(av, 14)
+        c = (win >> av) & 0x3fff
         if c & 0x3073 != 0x0:
-            raise r.fail_back(14, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
+            raise r.fail_at(av + 14, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
         iv = ((c >> 7) & 31)
         if iv >= 26:
-            raise r.fail('AuthorizationResType.ResponseCode', f'enumeration index {iv}')
+            raise r.fail_at(av, 'AuthorizationResType.ResponseCode', f'enumeration index {iv}')
         f_1_ResponseCode = _E_iso2_responseCodeType[iv]
         iv = ((c >> 2) & 3)
         if iv >= 3:
-            raise r.fail('AuthorizationResType.EVSEProcessing', f'enumeration index {iv}')
+            raise r.fail_at(av, 'AuthorizationResType.EVSEProcessing', f'enumeration index {iv}')
         f_1_EVSEProcessing = _E_iso2_EVSEProcessingType[iv]
         kw['AuthorizationRes'] = _iso2.AuthorizationResType(ResponseCode=f_1_ResponseCode, EVSEProcessing=f_1_EVSEProcessing)
         s = 1
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'BodyType[0]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
         kw['BodyElement'] = _iso2.BodyBaseType()
         s = 1
     elif ec == 3:
-        c = r.bits(24)
+        av -= 24
+        if av < 0:
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
         if c & 0xee1c07 != 0x0:
-            raise r.fail_back(24, 'BodyType[0]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, EE')
+            raise r.fail_at(av + 24, 'BodyType[0]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, EE')
         f_4_EVReady = ((c >> 20) & 1) == 1
         iv = ((c >> 13) & 15)
         if iv >= 12:
-            raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+            raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
         f_4_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
         f_4_EVRESSSOC = ((c >> 3) & 127)
         f_3_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_4_EVReady, EVErrorCode=f_4_EVErrorCode, EVRESSSOC=f_4_EVRESSSOC)
         kw['CableCheckReq'] = _iso2.CableCheckReqType(DC_EVStatus=f_3_DC_EVStatus)
         s = 1
     elif ec == 4:
+        r.avail = av
         kw['CableCheckRes'] = _d_iso2_CableCheckResType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 5:
+        r.avail = av
         kw['CertificateInstallationReq'] = _d_iso2_CertificateInstallationReqType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 6:
+        r.avail = av
         kw['CertificateInstallationRes'] = _d_iso2_CertificateInstallationResType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 7:
+        r.avail = av
         kw['CertificateUpdateReq'] = _d_iso2_CertificateUpdateReqType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 8:
+        r.avail = av
         kw['CertificateUpdateRes'] = _d_iso2_CertificateUpdateResType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 9:
+        r.avail = av
         kw['ChargeParameterDiscoveryReq'] = _d_iso2_ChargeParameterDiscoveryReqType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 10:
+        r.avail = av
         kw['ChargeParameterDiscoveryRes'] = _d_iso2_ChargeParameterDiscoveryResType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 11:
-        if r.bits(1):
-            raise r.fail_back(1, 'BodyType[0]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
         kw['ChargingStatusReq'] = _iso2.ChargingStatusReqType()
         s = 1
     elif ec == 12:
+        r.avail = av
         kw['ChargingStatusRes'] = _d_iso2_ChargingStatusResType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 13:
+        r.avail = av
         kw['CurrentDemandReq'] = _d_iso2_CurrentDemandReqType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 14:
+        r.avail = av
         kw['CurrentDemandRes'] = _d_iso2_CurrentDemandResType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 15:
+        r.avail = av
         kw['MeteringReceiptReq'] = _d_iso2_MeteringReceiptReqType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 16:
+        r.avail = av
         kw['MeteringReceiptRes'] = _d_iso2_MeteringReceiptResType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 17:
+        r.avail = av
         kw['PaymentDetailsReq'] = _d_iso2_PaymentDetailsReqType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 18:
-        c = r.bits(18)
+        av -= 18
+        if av < 0:
+            win, av = r.refill(av, 18)
+        c = (win >> av) & 0x3ffff
         if c & 0x30700 != 0x0:
-            raise r.fail_back(18, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(GenChallenge), CH of GenChallenge')
+            raise r.fail_at(av + 18, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(GenChallenge), CH of GenChallenge')
         iv = ((c >> 11) & 31)
         if iv >= 26:
-            raise r.fail('PaymentDetailsResType.ResponseCode', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PaymentDetailsResType.ResponseCode', f'enumeration index {iv}')
         f_6_ResponseCode = _E_iso2_responseCodeType[iv]
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_6_GenChallenge = r.binary_of(u, 16)
-        c = r.bits(12)
+        win = r.win
+        av = r.avail
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
         if c & 0xe00 != 0x0:
-            raise r.fail_back(12, 'BodyType[0]', 'expected EE of GenChallenge, SE(EVSETimeStamp), CH of EVSETimeStamp')
+            raise r.fail_at(av + 12, 'BodyType[0]', 'expected EE of GenChallenge, SE(EVSETimeStamp), CH of EVSETimeStamp')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_6_EVSETimeStamp = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BodyType[0]', 'expected EE of EVSETimeStamp, EE')
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of EVSETimeStamp, EE')
         kw['PaymentDetailsRes'] = _iso2.PaymentDetailsResType(ResponseCode=f_6_ResponseCode, GenChallenge=f_6_GenChallenge, EVSETimeStamp=f_6_EVSETimeStamp)
         s = 1
     elif ec == 19:
+        r.avail = av
         kw['PaymentServiceSelectionReq'] = _d_iso2_PaymentServiceSelectionReqType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 20:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x183 != 0x0:
-            raise r.fail_back(9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+            raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
         iv = ((c >> 2) & 31)
         if iv >= 26:
-            raise r.fail('PaymentServiceSelectionResType.ResponseCode', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PaymentServiceSelectionResType.ResponseCode', f'enumeration index {iv}')
         f_7_ResponseCode = _E_iso2_responseCodeType[iv]
         kw['PaymentServiceSelectionRes'] = _iso2.PaymentServiceSelectionResType(ResponseCode=f_7_ResponseCode)
         s = 1
     elif ec == 21:
+        r.avail = av
         kw['PowerDeliveryReq'] = _d_iso2_PowerDeliveryReqType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 22:
+        r.avail = av
         kw['PowerDeliveryRes'] = _d_iso2_PowerDeliveryResType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 23:
-        c = r.bits(47)
+        av -= 47
+        if av < 0:
+            win, av = r.refill(av, 47)
+        c = (win >> av) & 0x7fffffffffff
         if c & 0x770e03e38e00 != 0x0:
-            raise r.fail_back(47, 'BodyType[0]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, SE(EVTargetVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            raise r.fail_at(av + 47, 'BodyType[0]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, SE(EVTargetVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_9_EVReady = ((c >> 43) & 1) == 1
         iv = ((c >> 36) & 15)
         if iv >= 12:
-            raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+            raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
         f_9_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
         f_9_EVRESSSOC = ((c >> 26) & 127)
         f_10_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
-            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
         f_10_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
         f_8_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_9_EVReady, EVErrorCode=f_9_EVErrorCode, EVRESSSOC=f_9_EVRESSSOC)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_10_Value = -u - 1 if sg else u
-        c = r.bits(26)
+        av -= 26
+        if av < 0:
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
         if c & 0x3e38e00 != 0x0:
-            raise r.fail_back(26, 'BodyType[0]', 'expected EE of Value, EE, SE(EVTargetCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            raise r.fail_at(av + 26, 'BodyType[0]', 'expected EE of Value, EE, SE(EVTargetCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_11_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
-            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
         f_11_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
         f_8_EVTargetVoltage = _iso2.PhysicalValueType(Multiplier=f_10_Multiplier, Unit=f_10_Unit, Value=f_10_Value)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_11_Value = -u - 1 if sg else u
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c != 0x0:
-            raise r.fail_back(3, 'BodyType[0]', 'expected EE of Value, EE, EE')
+            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of Value, EE, EE')
         f_8_EVTargetCurrent = _iso2.PhysicalValueType(Multiplier=f_11_Multiplier, Unit=f_11_Unit, Value=f_11_Value)
         kw['PreChargeReq'] = _iso2.PreChargeReqType(DC_EVStatus=f_8_DC_EVStatus, EVTargetVoltage=f_8_EVTargetVoltage, EVTargetCurrent=f_8_EVTargetCurrent)
         s = 1
     elif ec == 24:
+        r.avail = av
         kw['PreChargeRes'] = _d_iso2_PreChargeResType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 25:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'BodyType[0]', 'expected SE(ServiceID), CH of ServiceID')
+            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ServiceID), CH of ServiceID')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_12_ServiceID = u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BodyType[0]', 'expected EE of ServiceID, EE')
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of ServiceID, EE')
         kw['ServiceDetailReq'] = _iso2.ServiceDetailReqType(ServiceID=f_12_ServiceID)
         s = 1
     elif ec == 26:
+        r.avail = av
         kw['ServiceDetailRes'] = _d_iso2_ServiceDetailResType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 27:
+        r.avail = av
         kw['ServiceDiscoveryReq'] = _d_iso2_ServiceDiscoveryReqType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 28:
+        r.avail = av
         kw['ServiceDiscoveryRes'] = _d_iso2_ServiceDiscoveryResType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 29:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'BodyType[0]', 'expected SE(EVCCID), CH of EVCCID')
+            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(EVCCID), CH of EVCCID')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_13_EVCCID = r.binary_of(u, 6)
-        c = r.bits(2)
+        win = r.win
+        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BodyType[0]', 'expected EE of EVCCID, EE')
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of EVCCID, EE')
         kw['SessionSetupReq'] = _iso2.SessionSetupReqType(EVCCID=f_13_EVCCID)
         s = 1
     elif ec == 30:
+        r.avail = av
         kw['SessionSetupRes'] = _d_iso2_SessionSetupResType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 31:
-        c = r.bits(5)
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
         if c & 0x1b != 0x0:
-            raise r.fail_back(5, 'BodyType[0]', 'expected SE(ChargingSession), CH of ChargingSession, EE of ChargingSession, EE')
+            raise r.fail_at(av + 5, 'BodyType[0]', 'expected SE(ChargingSession), CH of ChargingSession, EE of ChargingSession, EE')
         f_14_ChargingSession = _E_iso2_chargingSessionType[((c >> 2) & 1)]
         kw['SessionStopReq'] = _iso2.SessionStopReqType(ChargingSession=f_14_ChargingSession)
         s = 1
     elif ec == 32:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x183 != 0x0:
-            raise r.fail_back(9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+            raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
         iv = ((c >> 2) & 31)
         if iv >= 26:
-            raise r.fail('SessionStopResType.ResponseCode', f'enumeration index {iv}')
+            raise r.fail_at(av, 'SessionStopResType.ResponseCode', f'enumeration index {iv}')
         f_15_ResponseCode = _E_iso2_responseCodeType[iv]
         kw['SessionStopRes'] = _iso2.SessionStopResType(ResponseCode=f_15_ResponseCode)
         s = 1
     elif ec == 33:
-        c = r.bits(24)
+        av -= 24
+        if av < 0:
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
         if c & 0xee1c07 != 0x0:
-            raise r.fail_back(24, 'BodyType[0]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, EE')
+            raise r.fail_at(av + 24, 'BodyType[0]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, EE')
         f_17_EVReady = ((c >> 20) & 1) == 1
         iv = ((c >> 13) & 15)
         if iv >= 12:
-            raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+            raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
         f_17_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
         f_17_EVRESSSOC = ((c >> 3) & 127)
         f_16_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_17_EVReady, EVErrorCode=f_17_EVErrorCode, EVRESSSOC=f_17_EVRESSSOC)
         kw['WeldingDetectionReq'] = _iso2.WeldingDetectionReqType(DC_EVStatus=f_16_DC_EVStatus)
         s = 1
     elif ec == 34:
+        r.avail = av
         kw['WeldingDetectionRes'] = _d_iso2_WeldingDetectionResType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 35:
         s = -1
     else:
-        raise r.fail('BodyType[0]', f'event code {ec}, expected SE(AuthorizationReq), SE(AuthorizationRes), SE(BodyElement), SE(CableCheckReq), SE(CableCheckRes), SE(CertificateInstallationReq), SE(CertificateInstallationRes), SE(CertificateUpdateReq), SE(CertificateUpdateRes), SE(ChargeParameterDiscoveryReq), SE(ChargeParameterDiscoveryRes), SE(ChargingStatusReq), SE(ChargingStatusRes), SE(CurrentDemandReq), SE(CurrentDemandRes), SE(MeteringReceiptReq), SE(MeteringReceiptRes), SE(PaymentDetailsReq), SE(PaymentDetailsRes), SE(PaymentServiceSelectionReq), SE(PaymentServiceSelectionRes), SE(PowerDeliveryReq), SE(PowerDeliveryRes), SE(PreChargeReq), SE(PreChargeRes), SE(ServiceDetailReq), SE(ServiceDetailRes), SE(ServiceDiscoveryReq), SE(ServiceDiscoveryRes), SE(SessionSetupReq), SE(SessionSetupRes), SE(SessionStopReq), SE(SessionStopRes), SE(WeldingDetectionReq), SE(WeldingDetectionRes), EE')
+        raise r.fail_at(av, 'BodyType[0]', f'event code {ec}, expected SE(AuthorizationReq), SE(AuthorizationRes), SE(BodyElement), SE(CableCheckReq), SE(CableCheckRes), SE(CertificateInstallationReq), SE(CertificateInstallationRes), SE(CertificateUpdateReq), SE(CertificateUpdateRes), SE(ChargeParameterDiscoveryReq), SE(ChargeParameterDiscoveryRes), SE(ChargingStatusReq), SE(ChargingStatusRes), SE(CurrentDemandReq), SE(CurrentDemandRes), SE(MeteringReceiptReq), SE(MeteringReceiptRes), SE(PaymentDetailsReq), SE(PaymentDetailsRes), SE(PaymentServiceSelectionReq), SE(PaymentServiceSelectionRes), SE(PowerDeliveryReq), SE(PowerDeliveryRes), SE(PreChargeReq), SE(PreChargeRes), SE(ServiceDetailReq), SE(ServiceDetailRes), SE(ServiceDiscoveryReq), SE(ServiceDiscoveryRes), SE(SessionSetupReq), SE(SessionSetupRes), SE(SessionStopReq), SE(SessionStopRes), SE(WeldingDetectionReq), SE(WeldingDetectionRes), EE')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'BodyType[1]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[1]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.BodyType(**kw)
 
 def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
@@ -5392,17 +6863,23 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
         w.spill()
 
 def _d_iso2_CableCheckReqType(r: BitReader) -> _iso2.CableCheckReqType:
+    win = r.win
+    av = r.avail
     f_DC_EVStatus: _iso2.DC_EVStatusType
-    c = r.bits(24)
+    av -= 24
+    if av < 0:
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
     if c & 0xee1c07 != 0x0:
-        raise r.fail_back(24, 'CableCheckReqType', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, EE')
+        raise r.fail_at(av + 24, 'CableCheckReqType', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, EE')
     f_1_EVReady = ((c >> 20) & 1) == 1
     iv = ((c >> 13) & 15)
     if iv >= 12:
-        raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
     f_1_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
     f_1_EVRESSSOC = ((c >> 3) & 127)
     f_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_1_EVReady, EVErrorCode=f_1_EVErrorCode, EVRESSSOC=f_1_EVRESSSOC)
+    r.avail = av
     return _iso2.CableCheckReqType(DC_EVStatus=f_DC_EVStatus)
 
 def _e_iso2_CableCheckReqType(w: BitWriter, o: _iso2.CableCheckReqType) -> None:
@@ -5426,24 +6903,36 @@ def _e_iso2_CableCheckReqType(w: BitWriter, o: _iso2.CableCheckReqType) -> None:
         w.spill()
 
 def _d_iso2_CableCheckResType(r: BitReader) -> _iso2.CableCheckResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _iso2.responseCodeType
     f_DC_EVSEStatus: _iso2.DC_EVSEStatusType
     f_EVSEProcessing: _iso2.EVSEProcessingType
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x183 != 0x0:
-        raise r.fail_back(9, 'CableCheckResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
+        raise r.fail_at(av + 9, 'CableCheckResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
     iv = ((c >> 2) & 31)
     if iv >= 26:
-        raise r.fail('CableCheckResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'CableCheckResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
+    r.avail = av
     f_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
-    c = r.bits(6)
+    win = r.win
+    av = r.avail
+    av -= 6
+    if av < 0:
+        win, av = r.refill(av, 6)
+    c = (win >> av) & 0x3f
     if c & 0x33 != 0x0:
-        raise r.fail_back(6, 'CableCheckResType', 'expected SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
+        raise r.fail_at(av + 6, 'CableCheckResType', 'expected SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
     iv = ((c >> 2) & 3)
     if iv >= 3:
-        raise r.fail('CableCheckResType.EVSEProcessing', f'enumeration index {iv}')
+        raise r.fail_at(av, 'CableCheckResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso2_EVSEProcessingType[iv]
+    r.avail = av
     return _iso2.CableCheckResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEProcessing=f_EVSEProcessing)
 
 def _e_iso2_CableCheckResType(w: BitWriter, o: _iso2.CableCheckResType) -> None:
@@ -5470,29 +6959,60 @@ def _e_iso2_CableCheckResType(w: BitWriter, o: _iso2.CableCheckResType) -> None:
         w.spill()
 
 def _d_iso2_CertificateInstallationReqType(r: BitReader) -> _iso2.CertificateInstallationReqType:
+    win = r.win
+    av = r.avail
     f_Id: str
     f_OEMProvisioningCert: bytes
     f_ListOfRootCertificateIDs: _iso2.ListOfRootCertificateIDsType
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'CertificateInstallationReqType', 'expected AT(Id)')
+        raise r.fail_at(av + 9, 'CertificateInstallationReqType', 'expected AT(Id)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Id = r.string_of(u, None)
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'CertificateInstallationReqType', 'expected SE(OEMProvisioningCert), CH of OEMProvisioningCert')
+        raise r.fail_at(av + 10, 'CertificateInstallationReqType', 'expected SE(OEMProvisioningCert), CH of OEMProvisioningCert')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_OEMProvisioningCert = r.binary_of(u, 800)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'CertificateInstallationReqType', 'expected EE of OEMProvisioningCert, SE(ListOfRootCertificateIDs)')
+        raise r.fail_at(av + 2, 'CertificateInstallationReqType', 'expected EE of OEMProvisioningCert, SE(ListOfRootCertificateIDs)')
+    r.avail = av
     f_ListOfRootCertificateIDs = _d_iso2_ListOfRootCertificateIDsType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'CertificateInstallationReqType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'CertificateInstallationReqType', 'expected EE')
+    r.avail = av
     return _iso2.CertificateInstallationReqType(Id=f_Id, OEMProvisioningCert=f_OEMProvisioningCert, ListOfRootCertificateIDs=f_ListOfRootCertificateIDs)
 
 def _e_iso2_CertificateInstallationReqType(w: BitWriter, o: _iso2.CertificateInstallationReqType) -> None:
@@ -5535,71 +7055,144 @@ def _e_iso2_CertificateInstallationReqType(w: BitWriter, o: _iso2.CertificateIns
         w.spill()
 
 def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateInstallationResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _iso2.responseCodeType
     f_SAProvisioningCertificateChain: _iso2.CertificateChainType
     f_ContractSignatureCertChain: _iso2.CertificateChainType
     f_ContractSignatureEncryptedPrivateKey: _iso2.ContractSignatureEncryptedPrivateKeyType
     f_DHpublickey: _iso2.DiffieHellmanPublickeyType
     f_eMAID: _iso2.EMAIDType
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x183 != 0x0:
-        raise r.fail_back(9, 'CertificateInstallationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(SAProvisioningCertificateChain)')
+        raise r.fail_at(av + 9, 'CertificateInstallationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(SAProvisioningCertificateChain)')
     iv = ((c >> 2) & 31)
     if iv >= 26:
-        raise r.fail('CertificateInstallationResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'CertificateInstallationResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
+    r.avail = av
     f_SAProvisioningCertificateChain = _d_iso2_CertificateChainType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'CertificateInstallationResType', 'expected SE(ContractSignatureCertChain)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'CertificateInstallationResType', 'expected SE(ContractSignatureCertChain)')
+    r.avail = av
     f_ContractSignatureCertChain = _d_iso2_CertificateChainType(r)
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'CertificateInstallationResType', 'expected SE(ContractSignatureEncryptedPrivateKey), AT(Id)')
+        raise r.fail_at(av + 10, 'CertificateInstallationResType', 'expected SE(ContractSignatureEncryptedPrivateKey), AT(Id)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_1_Id = r.string_of(u, None)
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'CertificateInstallationResType', 'expected CH')
+        raise r.fail_at(av + 9, 'CertificateInstallationResType', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_1_value = r.binary_of(u, 48)
-    c = r.bits(11)
+    win = r.win
+    av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'CertificateInstallationResType', 'expected EE, SE(DHpublickey), AT(Id)')
+        raise r.fail_at(av + 11, 'CertificateInstallationResType', 'expected EE, SE(DHpublickey), AT(Id)')
     u = (c & 255)
     f_ContractSignatureEncryptedPrivateKey = _iso2.ContractSignatureEncryptedPrivateKeyType(Id=f_1_Id, value=f_1_value)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_2_Id = r.string_of(u, None)
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'CertificateInstallationResType', 'expected CH')
+        raise r.fail_at(av + 9, 'CertificateInstallationResType', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_2_value = r.binary_of(u, 65)
-    c = r.bits(11)
+    win = r.win
+    av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'CertificateInstallationResType', 'expected EE, SE(eMAID), AT(Id)')
+        raise r.fail_at(av + 11, 'CertificateInstallationResType', 'expected EE, SE(eMAID), AT(Id)')
     u = (c & 255)
     f_DHpublickey = _iso2.DiffieHellmanPublickeyType(Id=f_2_Id, value=f_2_value)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_3_Id = r.string_of(u, None)
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'CertificateInstallationResType', 'expected CH')
+        raise r.fail_at(av + 9, 'CertificateInstallationResType', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_3_value = r.string_of(u, 15)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'CertificateInstallationResType', 'expected EE, EE')
+        raise r.fail_at(av + 2, 'CertificateInstallationResType', 'expected EE, EE')
     f_eMAID = _iso2.EMAIDType(Id=f_3_Id, value=f_3_value)
+    r.avail = av
     return _iso2.CertificateInstallationResType(ResponseCode=f_ResponseCode, SAProvisioningCertificateChain=f_SAProvisioningCertificateChain, ContractSignatureCertChain=f_ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey=f_ContractSignatureEncryptedPrivateKey, DHpublickey=f_DHpublickey, eMAID=f_eMAID)
 
 def _e_iso2_CertificateInstallationResType(w: BitWriter, o: _iso2.CertificateInstallationResType) -> None:
@@ -5699,33 +7292,71 @@ def _e_iso2_CertificateInstallationResType(w: BitWriter, o: _iso2.CertificateIns
         w.spill()
 
 def _d_iso2_CertificateUpdateReqType(r: BitReader) -> _iso2.CertificateUpdateReqType:
+    win = r.win
+    av = r.avail
     f_Id: str
     f_ContractSignatureCertChain: _iso2.CertificateChainType
     f_eMAID: str
     f_ListOfRootCertificateIDs: _iso2.ListOfRootCertificateIDsType
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'CertificateUpdateReqType', 'expected AT(Id)')
+        raise r.fail_at(av + 9, 'CertificateUpdateReqType', 'expected AT(Id)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Id = r.string_of(u, None)
-    if r.bits(1):
-        raise r.fail_back(1, 'CertificateUpdateReqType', 'expected SE(ContractSignatureCertChain)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'CertificateUpdateReqType', 'expected SE(ContractSignatureCertChain)')
+    r.avail = av
     f_ContractSignatureCertChain = _d_iso2_CertificateChainType(r)
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'CertificateUpdateReqType', 'expected SE(eMAID), CH of eMAID')
+        raise r.fail_at(av + 10, 'CertificateUpdateReqType', 'expected SE(eMAID), CH of eMAID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_eMAID = r.string_of(u, 15)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'CertificateUpdateReqType', 'expected EE of eMAID, SE(ListOfRootCertificateIDs)')
+        raise r.fail_at(av + 2, 'CertificateUpdateReqType', 'expected EE of eMAID, SE(ListOfRootCertificateIDs)')
+    r.avail = av
     f_ListOfRootCertificateIDs = _d_iso2_ListOfRootCertificateIDsType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'CertificateUpdateReqType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'CertificateUpdateReqType', 'expected EE')
+    r.avail = av
     return _iso2.CertificateUpdateReqType(Id=f_Id, ContractSignatureCertChain=f_ContractSignatureCertChain, eMAID=f_eMAID, ListOfRootCertificateIDs=f_ListOfRootCertificateIDs)
 
 def _e_iso2_CertificateUpdateReqType(w: BitWriter, o: _iso2.CertificateUpdateReqType) -> None:
@@ -5777,6 +7408,8 @@ def _e_iso2_CertificateUpdateReqType(w: BitWriter, o: _iso2.CertificateUpdateReq
         w.spill()
 
 def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _iso2.responseCodeType
     f_SAProvisioningCertificateChain: _iso2.CertificateChainType
     f_ContractSignatureCertChain: _iso2.CertificateChainType
@@ -5785,92 +7418,177 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
     f_eMAID: _iso2.EMAIDType
     f_RetryCounter: int | None = None
     s = 0
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x183 != 0x0:
-        raise r.fail_back(9, 'CertificateUpdateResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(SAProvisioningCertificateChain)')
+        raise r.fail_at(av + 9, 'CertificateUpdateResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(SAProvisioningCertificateChain)')
     iv = ((c >> 2) & 31)
     if iv >= 26:
-        raise r.fail('CertificateUpdateResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'CertificateUpdateResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
     s = 1
+    r.avail = av
     f_SAProvisioningCertificateChain = _d_iso2_CertificateChainType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'CertificateUpdateResType', 'expected SE(ContractSignatureCertChain)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'CertificateUpdateResType', 'expected SE(ContractSignatureCertChain)')
     s = 2
+    r.avail = av
     f_ContractSignatureCertChain = _d_iso2_CertificateChainType(r)
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'CertificateUpdateResType', 'expected SE(ContractSignatureEncryptedPrivateKey), AT(Id)')
+        raise r.fail_at(av + 10, 'CertificateUpdateResType', 'expected SE(ContractSignatureEncryptedPrivateKey), AT(Id)')
     u = (c & 255)
     s = 3
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_1_Id = r.string_of(u, None)
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'CertificateUpdateResType', 'expected CH')
+        raise r.fail_at(av + 9, 'CertificateUpdateResType', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_1_value = r.binary_of(u, 48)
-    c = r.bits(11)
+    win = r.win
+    av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'CertificateUpdateResType', 'expected EE, SE(DHpublickey), AT(Id)')
+        raise r.fail_at(av + 11, 'CertificateUpdateResType', 'expected EE, SE(DHpublickey), AT(Id)')
     u = (c & 255)
     f_ContractSignatureEncryptedPrivateKey = _iso2.ContractSignatureEncryptedPrivateKeyType(Id=f_1_Id, value=f_1_value)
     s = 4
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_2_Id = r.string_of(u, None)
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'CertificateUpdateResType', 'expected CH')
+        raise r.fail_at(av + 9, 'CertificateUpdateResType', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_2_value = r.binary_of(u, 65)
-    c = r.bits(11)
+    win = r.win
+    av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'CertificateUpdateResType', 'expected EE, SE(eMAID), AT(Id)')
+        raise r.fail_at(av + 11, 'CertificateUpdateResType', 'expected EE, SE(eMAID), AT(Id)')
     u = (c & 255)
     f_DHpublickey = _iso2.DiffieHellmanPublickeyType(Id=f_2_Id, value=f_2_value)
     s = 5
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_3_Id = r.string_of(u, None)
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'CertificateUpdateResType', 'expected CH')
+        raise r.fail_at(av + 9, 'CertificateUpdateResType', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_3_value = r.string_of(u, 15)
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'CertificateUpdateResType', 'expected EE')
+        raise r.fail_at(av + 3, 'CertificateUpdateResType', 'expected EE')
     ec = (c & 3)
     f_eMAID = _iso2.EMAIDType(Id=f_3_Id, value=f_3_value)
     s = 6
     if ec == 0:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x200 != 0x0:
-            raise r.fail_back(10, 'CertificateUpdateResType[6]', 'expected CH of RetryCounter')
+            raise r.fail_at(av + 10, 'CertificateUpdateResType[6]', 'expected CH of RetryCounter')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_RetryCounter = -u - 1 if sg else u
-        if r.bits(1):
-            raise r.fail_back(1, 'CertificateUpdateResType[6]', 'expected EE of RetryCounter')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateUpdateResType[6]', 'expected EE of RetryCounter')
         s = 7
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('CertificateUpdateResType[6]', f'event code {ec}, expected SE(RetryCounter), EE')
+        raise r.fail_at(av, 'CertificateUpdateResType[6]', f'event code {ec}, expected SE(RetryCounter), EE')
     if s == 7:
-        if r.bits(1):
-            raise r.fail_back(1, 'CertificateUpdateResType[7]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateUpdateResType[7]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.CertificateUpdateResType(ResponseCode=f_ResponseCode, SAProvisioningCertificateChain=f_SAProvisioningCertificateChain, ContractSignatureCertChain=f_ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey=f_ContractSignatureEncryptedPrivateKey, DHpublickey=f_DHpublickey, eMAID=f_eMAID, RetryCounter=f_RetryCounter)
 
 def _e_iso2_CertificateUpdateResType(w: BitWriter, o: _iso2.CertificateUpdateResType) -> None:
@@ -6007,61 +7725,99 @@ def _e_iso2_CertificateUpdateResType(w: BitWriter, o: _iso2.CertificateUpdateRes
         w.spill()
 
 def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2.ChargeParameterDiscoveryReqType:
+    win = r.win
+    av = r.avail
     f_MaxEntriesSAScheduleTuple: int | None = None
     f_RequestedEnergyTransferMode: _iso2.EnergyTransferModeType
     f_AC_EVChargeParameter: _iso2.AC_EVChargeParameterType | None = None
     f_DC_EVChargeParameter: _iso2.DC_EVChargeParameterType | None = None
     f_EVChargeParameter: _iso2.EVChargeParameterType | None = None
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'ChargeParameterDiscoveryReqType[0]', 'expected CH of MaxEntriesSAScheduleTuple')
+            raise r.fail_at(av + 9, 'ChargeParameterDiscoveryReqType[0]', 'expected CH of MaxEntriesSAScheduleTuple')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_MaxEntriesSAScheduleTuple = u
-        if r.bits(1):
-            raise r.fail_back(1, 'ChargeParameterDiscoveryReqType[0]', 'expected EE of MaxEntriesSAScheduleTuple')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType[0]', 'expected EE of MaxEntriesSAScheduleTuple')
         s = 1
     elif ec == 1:
-        c = r.bits(5)
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
         if c & 0x11 != 0x0:
-            raise r.fail_back(5, 'ChargeParameterDiscoveryReqType[0]', 'expected CH of RequestedEnergyTransferMode, EE of RequestedEnergyTransferMode')
+            raise r.fail_at(av + 5, 'ChargeParameterDiscoveryReqType[0]', 'expected CH of RequestedEnergyTransferMode, EE of RequestedEnergyTransferMode')
         iv = ((c >> 1) & 7)
         if iv >= 6:
-            raise r.fail('ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {iv}')
+            raise r.fail_at(av, 'ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {iv}')
         f_RequestedEnergyTransferMode = _E_iso2_EnergyTransferModeType[iv]
         s = 2
     else:
-        raise r.fail('ChargeParameterDiscoveryReqType[0]', f'event code {ec}, expected SE(MaxEntriesSAScheduleTuple), SE(RequestedEnergyTransferMode)')
+        raise r.fail_at(av, 'ChargeParameterDiscoveryReqType[0]', f'event code {ec}, expected SE(MaxEntriesSAScheduleTuple), SE(RequestedEnergyTransferMode)')
     if s == 1:
-        c = r.bits(6)
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
         if c & 0x31 != 0x0:
-            raise r.fail_back(6, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(RequestedEnergyTransferMode), CH of RequestedEnergyTransferMode, EE of RequestedEnergyTransferMode')
+            raise r.fail_at(av + 6, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(RequestedEnergyTransferMode), CH of RequestedEnergyTransferMode, EE of RequestedEnergyTransferMode')
         iv = ((c >> 1) & 7)
         if iv >= 6:
-            raise r.fail('ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {iv}')
+            raise r.fail_at(av, 'ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {iv}')
         f_RequestedEnergyTransferMode = _E_iso2_EnergyTransferModeType[iv]
         s = 2
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
+        r.avail = av
         f_AC_EVChargeParameter = _d_iso2_AC_EVChargeParameterType(r)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
+        r.avail = av
         f_DC_EVChargeParameter = _d_iso2_DC_EVChargeParameterType(r)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 2:
+        r.avail = av
         f_EVChargeParameter = _d_iso2_EVChargeParameterType(r)
+        win = r.win
+        av = r.avail
         s = 3
     else:
-        raise r.fail('ChargeParameterDiscoveryReqType[2]', f'event code {ec}, expected SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargeParameterDiscoveryReqType', 'expected EE')
+        raise r.fail_at(av, 'ChargeParameterDiscoveryReqType[2]', f'event code {ec}, expected SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected EE')
     s = -1
+    r.avail = av
     return _iso2.ChargeParameterDiscoveryReqType(MaxEntriesSAScheduleTuple=f_MaxEntriesSAScheduleTuple, RequestedEnergyTransferMode=f_RequestedEnergyTransferMode, AC_EVChargeParameter=f_AC_EVChargeParameter, DC_EVChargeParameter=f_DC_EVChargeParameter, EVChargeParameter=f_EVChargeParameter)
 
 def _e_iso2_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso2.ChargeParameterDiscoveryReqType) -> None:
@@ -6146,6 +7902,8 @@ def _e_iso2_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso2.ChargeParamet
         w.spill()
 
 def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParameterDiscoveryResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _iso2.responseCodeType
     f_EVSEProcessing: _iso2.EVSEProcessingType
     f_SAScheduleList: _iso2.SAScheduleListType | None = None
@@ -6154,147 +7912,221 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
     f_DC_EVSEChargeParameter: _iso2.DC_EVSEChargeParameterType | None = None
     f_EVSEChargeParameter: _iso2.EVSEChargeParameterType | None = None
     s = 0
-    c = r.bits(16)
+    av -= 16
+    if av < 0:
+        win, av = r.refill(av, 16)
+    c = (win >> av) & 0xffff
     if c & 0xc1c8 != 0x0:
-        raise r.fail_back(16, 'ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
+        raise r.fail_at(av + 16, 'ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
     iv = ((c >> 9) & 31)
     if iv >= 26:
-        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
     iv = ((c >> 4) & 3)
     if iv >= 3:
-        raise r.fail('ChargeParameterDiscoveryResType.EVSEProcessing', f'enumeration index {iv}')
+        raise r.fail_at(av, 'ChargeParameterDiscoveryResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso2_EVSEProcessingType[iv]
     ec = (c & 7)
     s = 1
     s = 2
     if ec == 0:
+        r.avail = av
         f_SAScheduleList = _d_iso2_SAScheduleListType(r)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
         f_SASchedules = _iso2.SASchedulesType()
         s = 3
     elif ec == 2:
-        c = r.bits(11)
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
         if c & 0x700 != 0x0:
-            raise r.fail_back(11, 'ChargeParameterDiscoveryResType[2]', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            raise r.fail_at(av + 11, 'ChargeParameterDiscoveryResType[2]', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_3_NotificationMaxDelay = u
-        c = r.bits(35)
+        av -= 35
+        if av < 0:
+            win, av = r.refill(av, 35)
+        c = (win >> av) & 0x7ffffffff
         if c & 0x73be38e00 != 0x0:
-            raise r.fail_back(35, 'ChargeParameterDiscoveryResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE, SE(EVSENominalVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            raise r.fail_at(av + 35, 'ChargeParameterDiscoveryResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE, SE(EVSENominalVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         iv = ((c >> 30) & 3)
         if iv >= 3:
-            raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+            raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_3_EVSENotification = _E_iso2_EVSENotificationType[iv]
         f_3_RCD = ((c >> 26) & 1) == 1
         f_4_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
-            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
         f_4_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
         f_2_AC_EVSEStatus = _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_3_NotificationMaxDelay, EVSENotification=f_3_EVSENotification, RCD=f_3_RCD)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_4_Value = -u - 1 if sg else u
-        c = r.bits(26)
+        av -= 26
+        if av < 0:
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
         if c & 0x3e38e00 != 0x0:
-            raise r.fail_back(26, 'ChargeParameterDiscoveryResType[2]', 'expected EE of Value, EE, SE(EVSEMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            raise r.fail_at(av + 26, 'ChargeParameterDiscoveryResType[2]', 'expected EE of Value, EE, SE(EVSEMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_5_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
-            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
         f_5_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
         f_2_EVSENominalVoltage = _iso2.PhysicalValueType(Multiplier=f_4_Multiplier, Unit=f_4_Unit, Value=f_4_Value)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_5_Value = -u - 1 if sg else u
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c != 0x0:
-            raise r.fail_back(3, 'ChargeParameterDiscoveryResType[2]', 'expected EE of Value, EE, EE')
+            raise r.fail_at(av + 3, 'ChargeParameterDiscoveryResType[2]', 'expected EE of Value, EE, EE')
         f_2_EVSEMaxCurrent = _iso2.PhysicalValueType(Multiplier=f_5_Multiplier, Unit=f_5_Unit, Value=f_5_Value)
         f_AC_EVSEChargeParameter = _iso2.AC_EVSEChargeParameterType(AC_EVSEStatus=f_2_AC_EVSEStatus, EVSENominalVoltage=f_2_EVSENominalVoltage, EVSEMaxCurrent=f_2_EVSEMaxCurrent)
         s = 4
     elif ec == 3:
+        r.avail = av
         f_DC_EVSEChargeParameter = _d_iso2_DC_EVSEChargeParameterType(r)
+        win = r.win
+        av = r.avail
         s = 4
     elif ec == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
         f_EVSEChargeParameter = _iso2.EVSEChargeParameterType()
         s = 4
     else:
-        raise r.fail('ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(SAScheduleList), SE(SASchedules), SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
+        raise r.fail_at(av, 'ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(SAScheduleList), SE(SASchedules), SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(11)
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
             if c & 0x700 != 0x0:
-                raise r.fail_back(11, 'ChargeParameterDiscoveryResType[3]', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+                raise r.fail_at(av + 11, 'ChargeParameterDiscoveryResType[3]', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_8_NotificationMaxDelay = u
-            c = r.bits(35)
+            av -= 35
+            if av < 0:
+                win, av = r.refill(av, 35)
+            c = (win >> av) & 0x7ffffffff
             if c & 0x73be38e00 != 0x0:
-                raise r.fail_back(35, 'ChargeParameterDiscoveryResType[3]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE, SE(EVSENominalVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+                raise r.fail_at(av + 35, 'ChargeParameterDiscoveryResType[3]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE, SE(EVSENominalVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
             iv = ((c >> 30) & 3)
             if iv >= 3:
-                raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+                raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
             f_8_EVSENotification = _E_iso2_EVSENotificationType[iv]
             f_8_RCD = ((c >> 26) & 1) == 1
             f_9_Multiplier = ((c >> 18) & 7) - 3
             iv = ((c >> 12) & 7)
             if iv >= 7:
-                raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
             f_9_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 8) & 1)
             u = (c & 255)
             f_7_AC_EVSEStatus = _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_8_NotificationMaxDelay, EVSENotification=f_8_EVSENotification, RCD=f_8_RCD)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_9_Value = -u - 1 if sg else u
-            c = r.bits(26)
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 26)
+            c = (win >> av) & 0x3ffffff
             if c & 0x3e38e00 != 0x0:
-                raise r.fail_back(26, 'ChargeParameterDiscoveryResType[3]', 'expected EE of Value, EE, SE(EVSEMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+                raise r.fail_at(av + 26, 'ChargeParameterDiscoveryResType[3]', 'expected EE of Value, EE, SE(EVSEMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
             f_10_Multiplier = ((c >> 18) & 7) - 3
             iv = ((c >> 12) & 7)
             if iv >= 7:
-                raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
             f_10_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 8) & 1)
             u = (c & 255)
             f_7_EVSENominalVoltage = _iso2.PhysicalValueType(Multiplier=f_9_Multiplier, Unit=f_9_Unit, Value=f_9_Value)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_10_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ChargeParameterDiscoveryResType[3]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ChargeParameterDiscoveryResType[3]', 'expected EE of Value, EE, EE')
             f_7_EVSEMaxCurrent = _iso2.PhysicalValueType(Multiplier=f_10_Multiplier, Unit=f_10_Unit, Value=f_10_Value)
             f_AC_EVSEChargeParameter = _iso2.AC_EVSEChargeParameterType(AC_EVSEStatus=f_7_AC_EVSEStatus, EVSENominalVoltage=f_7_EVSENominalVoltage, EVSEMaxCurrent=f_7_EVSEMaxCurrent)
             s = 4
         elif ec == 1:
+            r.avail = av
             f_DC_EVSEChargeParameter = _d_iso2_DC_EVSEChargeParameterType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 2:
-            if r.bits(1):
-                raise r.fail_back(1, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
             f_EVSEChargeParameter = _iso2.EVSEChargeParameterType()
             s = 4
         else:
-            raise r.fail('ChargeParameterDiscoveryResType[3]', f'event code {ec}, expected SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargeParameterDiscoveryResType', 'expected EE')
+            raise r.fail_at(av, 'ChargeParameterDiscoveryResType[3]', f'event code {ec}, expected SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType', 'expected EE')
     s = -1
+    r.avail = av
     return _iso2.ChargeParameterDiscoveryResType(ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, SAScheduleList=f_SAScheduleList, SASchedules=f_SASchedules, AC_EVSEChargeParameter=f_AC_EVSEChargeParameter, DC_EVSEChargeParameter=f_DC_EVSEChargeParameter, EVSEChargeParameter=f_EVSEChargeParameter)
 
 def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParameterDiscoveryResType) -> None:
@@ -6542,8 +8374,15 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
         w.spill()
 
 def _d_iso2_ChargingStatusReqType(r: BitReader) -> _iso2.ChargingStatusReqType:
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargingStatusReqType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ChargingStatusReqType', 'expected EE')
+    r.avail = av
     return _iso2.ChargingStatusReqType()
 
 def _e_iso2_ChargingStatusReqType(w: BitWriter, o: _iso2.ChargingStatusReqType) -> None:
@@ -6557,6 +8396,8 @@ def _e_iso2_ChargingStatusReqType(w: BitWriter, o: _iso2.ChargingStatusReqType) 
         w.spill()
 
 def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _iso2.responseCodeType
     f_EVSEID: str
     f_SAScheduleTupleID: int
@@ -6565,153 +8406,236 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
     f_ReceiptRequired: bool | None = None
     f_AC_EVSEStatus: _iso2.AC_EVSEStatusType
     s = 0
-    c = r.bits(18)
+    av -= 18
+    if av < 0:
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
     if c & 0x30700 != 0x0:
-        raise r.fail_back(18, 'ChargingStatusResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID')
+        raise r.fail_at(av + 18, 'ChargingStatusResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID')
     iv = ((c >> 11) & 31)
     if iv >= 26:
-        raise r.fail('ChargingStatusResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'ChargingStatusResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
     u = (c & 255)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_EVSEID = r.string_of(u, 37)
-    c = r.bits(15)
+    win = r.win
+    av = r.avail
+    av -= 15
+    if av < 0:
+        win, av = r.refill(av, 15)
+    c = (win >> av) & 0x7fff
     if c & 0x7008 != 0x0:
-        raise r.fail_back(15, 'ChargingStatusResType', 'expected EE of EVSEID, SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID')
+        raise r.fail_at(av + 15, 'ChargingStatusResType', 'expected EE of EVSEID, SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID')
     f_SAScheduleTupleID = ((c >> 4) & 255) + 1
     ec = (c & 7)
     s = 2
     s = 3
     if ec == 0:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x638e00 != 0x0:
-            raise r.fail_back(23, 'ChargingStatusResType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'ChargingStatusResType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_1_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
-            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
         f_1_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'ChargingStatusResType[3]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'ChargingStatusResType[3]', 'expected EE of Value, EE')
         f_EVSEMaxCurrent = _iso2.PhysicalValueType(Multiplier=f_1_Multiplier, Unit=f_1_Unit, Value=f_1_Value)
         s = 4
     elif ec == 1:
+        r.avail = av
         f_MeterInfo = _d_iso2_MeterInfoType(r)
+        win = r.win
+        av = r.avail
         s = 5
     elif ec == 2:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'ChargingStatusResType[3]', 'expected CH of ReceiptRequired, EE of ReceiptRequired')
+            raise r.fail_at(av + 3, 'ChargingStatusResType[3]', 'expected CH of ReceiptRequired, EE of ReceiptRequired')
         f_ReceiptRequired = ((c >> 1) & 1) == 1
         s = 6
     elif ec == 3:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'ChargingStatusResType[3]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            raise r.fail_at(av + 10, 'ChargingStatusResType[3]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_NotificationMaxDelay = u
-        c = r.bits(11)
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
         if c & 0x73b != 0x0:
-            raise r.fail_back(11, 'ChargingStatusResType[3]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE')
+            raise r.fail_at(av + 11, 'ChargingStatusResType[3]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE')
         iv = ((c >> 6) & 3)
         if iv >= 3:
-            raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+            raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_2_EVSENotification = _E_iso2_EVSENotificationType[iv]
         f_2_RCD = ((c >> 2) & 1) == 1
         f_AC_EVSEStatus = _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_2_NotificationMaxDelay, EVSENotification=f_2_EVSENotification, RCD=f_2_RCD)
         s = 7
     else:
-        raise r.fail('ChargingStatusResType[3]', f'event code {ec}, expected SE(EVSEMaxCurrent), SE(MeterInfo), SE(ReceiptRequired), SE(AC_EVSEStatus)')
+        raise r.fail_at(av, 'ChargingStatusResType[3]', f'event code {ec}, expected SE(EVSEMaxCurrent), SE(MeterInfo), SE(ReceiptRequired), SE(AC_EVSEStatus)')
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_MeterInfo = _d_iso2_MeterInfoType(r)
+            win = r.win
+            av = r.avail
             s = 5
         elif ec == 1:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'ChargingStatusResType[4]', 'expected CH of ReceiptRequired, EE of ReceiptRequired')
+                raise r.fail_at(av + 3, 'ChargingStatusResType[4]', 'expected CH of ReceiptRequired, EE of ReceiptRequired')
             f_ReceiptRequired = ((c >> 1) & 1) == 1
             s = 6
         elif ec == 2:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'ChargingStatusResType[4]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+                raise r.fail_at(av + 10, 'ChargingStatusResType[4]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_3_NotificationMaxDelay = u
-            c = r.bits(11)
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
             if c & 0x73b != 0x0:
-                raise r.fail_back(11, 'ChargingStatusResType[4]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE')
+                raise r.fail_at(av + 11, 'ChargingStatusResType[4]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE')
             iv = ((c >> 6) & 3)
             if iv >= 3:
-                raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+                raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
             f_3_EVSENotification = _E_iso2_EVSENotificationType[iv]
             f_3_RCD = ((c >> 2) & 1) == 1
             f_AC_EVSEStatus = _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_3_NotificationMaxDelay, EVSENotification=f_3_EVSENotification, RCD=f_3_RCD)
             s = 7
         else:
-            raise r.fail('ChargingStatusResType[4]', f'event code {ec}, expected SE(MeterInfo), SE(ReceiptRequired), SE(AC_EVSEStatus)')
+            raise r.fail_at(av, 'ChargingStatusResType[4]', f'event code {ec}, expected SE(MeterInfo), SE(ReceiptRequired), SE(AC_EVSEStatus)')
     if s == 5:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'ChargingStatusResType[5]', 'expected CH of ReceiptRequired, EE of ReceiptRequired')
+                raise r.fail_at(av + 3, 'ChargingStatusResType[5]', 'expected CH of ReceiptRequired, EE of ReceiptRequired')
             f_ReceiptRequired = ((c >> 1) & 1) == 1
             s = 6
         elif ec == 1:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'ChargingStatusResType[5]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+                raise r.fail_at(av + 10, 'ChargingStatusResType[5]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_4_NotificationMaxDelay = u
-            c = r.bits(11)
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
             if c & 0x73b != 0x0:
-                raise r.fail_back(11, 'ChargingStatusResType[5]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE')
+                raise r.fail_at(av + 11, 'ChargingStatusResType[5]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE')
             iv = ((c >> 6) & 3)
             if iv >= 3:
-                raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+                raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
             f_4_EVSENotification = _E_iso2_EVSENotificationType[iv]
             f_4_RCD = ((c >> 2) & 1) == 1
             f_AC_EVSEStatus = _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_4_NotificationMaxDelay, EVSENotification=f_4_EVSENotification, RCD=f_4_RCD)
             s = 7
         else:
-            raise r.fail('ChargingStatusResType[5]', f'event code {ec}, expected SE(ReceiptRequired), SE(AC_EVSEStatus)')
+            raise r.fail_at(av, 'ChargingStatusResType[5]', f'event code {ec}, expected SE(ReceiptRequired), SE(AC_EVSEStatus)')
     if s == 6:
-        c = r.bits(11)
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
         if c & 0x700 != 0x0:
-            raise r.fail_back(11, 'ChargingStatusResType[6]', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            raise r.fail_at(av + 11, 'ChargingStatusResType[6]', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_5_NotificationMaxDelay = u
-        c = r.bits(11)
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
         if c & 0x73b != 0x0:
-            raise r.fail_back(11, 'ChargingStatusResType[6]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE')
+            raise r.fail_at(av + 11, 'ChargingStatusResType[6]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE')
         iv = ((c >> 6) & 3)
         if iv >= 3:
-            raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+            raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_5_EVSENotification = _E_iso2_EVSENotificationType[iv]
         f_5_RCD = ((c >> 2) & 1) == 1
         f_AC_EVSEStatus = _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_5_NotificationMaxDelay, EVSENotification=f_5_EVSENotification, RCD=f_5_RCD)
         s = 7
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargingStatusResType', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ChargingStatusResType', 'expected EE')
     s = -1
+    r.avail = av
     return _iso2.ChargingStatusResType(ResponseCode=f_ResponseCode, EVSEID=f_EVSEID, SAScheduleTupleID=f_SAScheduleTupleID, EVSEMaxCurrent=f_EVSEMaxCurrent, MeterInfo=f_MeterInfo, ReceiptRequired=f_ReceiptRequired, AC_EVSEStatus=f_AC_EVSEStatus)
 
 def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) -> None:
@@ -6927,6 +8851,8 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
         w.spill()
 
 def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
+    win = r.win
+    av = r.avail
     f_DC_EVStatus: _iso2.DC_EVStatusType
     f_EVTargetCurrent: _iso2.PhysicalValueType
     f_EVMaximumVoltageLimit: _iso2.PhysicalValueType | None = None
@@ -6938,340 +8864,504 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
     f_RemainingTimeToBulkSoC: _iso2.PhysicalValueType | None = None
     f_EVTargetVoltage: _iso2.PhysicalValueType
     s = 0
-    c = r.bits(47)
+    av -= 47
+    if av < 0:
+        win, av = r.refill(av, 47)
+    c = (win >> av) & 0x7fffffffffff
     if c & 0x770e03e38e00 != 0x0:
-        raise r.fail_back(47, 'CurrentDemandReqType', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, SE(EVTargetCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        raise r.fail_at(av + 47, 'CurrentDemandReqType', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, SE(EVTargetCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
     f_1_EVReady = ((c >> 43) & 1) == 1
     iv = ((c >> 36) & 15)
     if iv >= 12:
-        raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
     f_1_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
     f_1_EVRESSSOC = ((c >> 26) & 127)
     f_2_Multiplier = ((c >> 18) & 7) - 3
     iv = ((c >> 12) & 7)
     if iv >= 7:
-        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
     f_2_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_1_EVReady, EVErrorCode=f_1_EVErrorCode, EVRESSSOC=f_1_EVRESSSOC)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_Value = -u - 1 if sg else u
-    c = r.bits(5)
+    av -= 5
+    if av < 0:
+        win, av = r.refill(av, 5)
+    c = (win >> av) & 0x1f
     if c & 0x18 != 0x0:
-        raise r.fail_back(5, 'CurrentDemandReqType', 'expected EE of Value, EE')
+        raise r.fail_at(av + 5, 'CurrentDemandReqType', 'expected EE of Value, EE')
     ec = (c & 7)
     f_EVTargetCurrent = _iso2.PhysicalValueType(Multiplier=f_2_Multiplier, Unit=f_2_Unit, Value=f_2_Value)
     s = 2
     if ec == 0:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x638e00 != 0x0:
-            raise r.fail_back(23, 'CurrentDemandReqType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'CurrentDemandReqType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_3_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
-            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
         f_3_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_3_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'CurrentDemandReqType[2]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'CurrentDemandReqType[2]', 'expected EE of Value, EE')
         f_EVMaximumVoltageLimit = _iso2.PhysicalValueType(Multiplier=f_3_Multiplier, Unit=f_3_Unit, Value=f_3_Value)
         s = 3
     elif ec == 1:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x638e00 != 0x0:
-            raise r.fail_back(23, 'CurrentDemandReqType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'CurrentDemandReqType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_4_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
-            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
         f_4_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_4_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'CurrentDemandReqType[2]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'CurrentDemandReqType[2]', 'expected EE of Value, EE')
         f_EVMaximumCurrentLimit = _iso2.PhysicalValueType(Multiplier=f_4_Multiplier, Unit=f_4_Unit, Value=f_4_Value)
         s = 4
     elif ec == 2:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x638e00 != 0x0:
-            raise r.fail_back(23, 'CurrentDemandReqType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'CurrentDemandReqType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_5_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
-            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
         f_5_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_5_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'CurrentDemandReqType[2]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'CurrentDemandReqType[2]', 'expected EE of Value, EE')
         f_EVMaximumPowerLimit = _iso2.PhysicalValueType(Multiplier=f_5_Multiplier, Unit=f_5_Unit, Value=f_5_Value)
         s = 5
     elif ec == 3:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'CurrentDemandReqType[2]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
+            raise r.fail_at(av + 3, 'CurrentDemandReqType[2]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
         f_BulkChargingComplete = ((c >> 1) & 1) == 1
         s = 6
     elif ec == 4:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'CurrentDemandReqType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            raise r.fail_at(av + 3, 'CurrentDemandReqType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete')
         f_ChargingComplete = ((c >> 1) & 1) == 1
         s = 7
     else:
-        raise r.fail('CurrentDemandReqType[2]', f'event code {ec}, expected SE(EVMaximumVoltageLimit), SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
+        raise r.fail_at(av, 'CurrentDemandReqType[2]', f'event code {ec}, expected SE(EVMaximumVoltageLimit), SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 3:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(23)
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             if c & 0x638e00 != 0x0:
-                raise r.fail_back(23, 'CurrentDemandReqType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+                raise r.fail_at(av + 23, 'CurrentDemandReqType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
             f_6_Multiplier = ((c >> 18) & 7) - 3
             iv = ((c >> 12) & 7)
             if iv >= 7:
-                raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
             f_6_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_6_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'CurrentDemandReqType[3]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'CurrentDemandReqType[3]', 'expected EE of Value, EE')
             f_EVMaximumCurrentLimit = _iso2.PhysicalValueType(Multiplier=f_6_Multiplier, Unit=f_6_Unit, Value=f_6_Value)
             s = 4
         elif ec == 1:
-            c = r.bits(23)
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             if c & 0x638e00 != 0x0:
-                raise r.fail_back(23, 'CurrentDemandReqType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+                raise r.fail_at(av + 23, 'CurrentDemandReqType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
             f_7_Multiplier = ((c >> 18) & 7) - 3
             iv = ((c >> 12) & 7)
             if iv >= 7:
-                raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
             f_7_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_7_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'CurrentDemandReqType[3]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'CurrentDemandReqType[3]', 'expected EE of Value, EE')
             f_EVMaximumPowerLimit = _iso2.PhysicalValueType(Multiplier=f_7_Multiplier, Unit=f_7_Unit, Value=f_7_Value)
             s = 5
         elif ec == 2:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'CurrentDemandReqType[3]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
+                raise r.fail_at(av + 3, 'CurrentDemandReqType[3]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
             f_BulkChargingComplete = ((c >> 1) & 1) == 1
             s = 6
         elif ec == 3:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'CurrentDemandReqType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+                raise r.fail_at(av + 3, 'CurrentDemandReqType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete')
             f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 7
         else:
-            raise r.fail('CurrentDemandReqType[3]', f'event code {ec}, expected SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
+            raise r.fail_at(av, 'CurrentDemandReqType[3]', f'event code {ec}, expected SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(23)
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             if c & 0x638e00 != 0x0:
-                raise r.fail_back(23, 'CurrentDemandReqType[4]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+                raise r.fail_at(av + 23, 'CurrentDemandReqType[4]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
             f_8_Multiplier = ((c >> 18) & 7) - 3
             iv = ((c >> 12) & 7)
             if iv >= 7:
-                raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
             f_8_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_8_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'CurrentDemandReqType[4]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'CurrentDemandReqType[4]', 'expected EE of Value, EE')
             f_EVMaximumPowerLimit = _iso2.PhysicalValueType(Multiplier=f_8_Multiplier, Unit=f_8_Unit, Value=f_8_Value)
             s = 5
         elif ec == 1:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'CurrentDemandReqType[4]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
+                raise r.fail_at(av + 3, 'CurrentDemandReqType[4]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
             f_BulkChargingComplete = ((c >> 1) & 1) == 1
             s = 6
         elif ec == 2:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'CurrentDemandReqType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+                raise r.fail_at(av + 3, 'CurrentDemandReqType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete')
             f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 7
         else:
-            raise r.fail('CurrentDemandReqType[4]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
+            raise r.fail_at(av, 'CurrentDemandReqType[4]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 5:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'CurrentDemandReqType[5]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
+                raise r.fail_at(av + 3, 'CurrentDemandReqType[5]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
             f_BulkChargingComplete = ((c >> 1) & 1) == 1
             s = 6
         elif ec == 1:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'CurrentDemandReqType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+                raise r.fail_at(av + 3, 'CurrentDemandReqType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete')
             f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 7
         else:
-            raise r.fail('CurrentDemandReqType[5]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
+            raise r.fail_at(av, 'CurrentDemandReqType[5]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 6:
-        c = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
         if c & 0xd != 0x0:
-            raise r.fail_back(4, 'CurrentDemandReqType[6]', 'expected SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete')
+            raise r.fail_at(av + 4, 'CurrentDemandReqType[6]', 'expected SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete')
         f_ChargingComplete = ((c >> 1) & 1) == 1
         s = 7
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x638e00 != 0x0:
-            raise r.fail_back(23, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_9_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
-            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
         f_9_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_9_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'CurrentDemandReqType[7]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'CurrentDemandReqType[7]', 'expected EE of Value, EE')
         f_RemainingTimeToFullSoC = _iso2.PhysicalValueType(Multiplier=f_9_Multiplier, Unit=f_9_Unit, Value=f_9_Value)
         s = 8
     elif ec == 1:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x638e00 != 0x0:
-            raise r.fail_back(23, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_10_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
-            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
         f_10_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_10_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'CurrentDemandReqType[7]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'CurrentDemandReqType[7]', 'expected EE of Value, EE')
         f_RemainingTimeToBulkSoC = _iso2.PhysicalValueType(Multiplier=f_10_Multiplier, Unit=f_10_Unit, Value=f_10_Value)
         s = 9
     elif ec == 2:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x638e00 != 0x0:
-            raise r.fail_back(23, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_11_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
-            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
         f_11_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_11_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'CurrentDemandReqType[7]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'CurrentDemandReqType[7]', 'expected EE of Value, EE')
         f_EVTargetVoltage = _iso2.PhysicalValueType(Multiplier=f_11_Multiplier, Unit=f_11_Unit, Value=f_11_Value)
         s = 10
     else:
-        raise r.fail('CurrentDemandReqType[7]', f'event code {ec}, expected SE(RemainingTimeToFullSoC), SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
+        raise r.fail_at(av, 'CurrentDemandReqType[7]', f'event code {ec}, expected SE(RemainingTimeToFullSoC), SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     if s == 8:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(23)
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             if c & 0x638e00 != 0x0:
-                raise r.fail_back(23, 'CurrentDemandReqType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+                raise r.fail_at(av + 23, 'CurrentDemandReqType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
             f_12_Multiplier = ((c >> 18) & 7) - 3
             iv = ((c >> 12) & 7)
             if iv >= 7:
-                raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
             f_12_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_12_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'CurrentDemandReqType[8]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'CurrentDemandReqType[8]', 'expected EE of Value, EE')
             f_RemainingTimeToBulkSoC = _iso2.PhysicalValueType(Multiplier=f_12_Multiplier, Unit=f_12_Unit, Value=f_12_Value)
             s = 9
         elif ec == 1:
-            c = r.bits(23)
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             if c & 0x638e00 != 0x0:
-                raise r.fail_back(23, 'CurrentDemandReqType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+                raise r.fail_at(av + 23, 'CurrentDemandReqType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
             f_13_Multiplier = ((c >> 18) & 7) - 3
             iv = ((c >> 12) & 7)
             if iv >= 7:
-                raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
             f_13_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_13_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'CurrentDemandReqType[8]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'CurrentDemandReqType[8]', 'expected EE of Value, EE')
             f_EVTargetVoltage = _iso2.PhysicalValueType(Multiplier=f_13_Multiplier, Unit=f_13_Unit, Value=f_13_Value)
             s = 10
         else:
-            raise r.fail('CurrentDemandReqType[8]', f'event code {ec}, expected SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
+            raise r.fail_at(av, 'CurrentDemandReqType[8]', f'event code {ec}, expected SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     if s == 9:
-        c = r.bits(24)
+        av -= 24
+        if av < 0:
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
         if c & 0xe38e00 != 0x0:
-            raise r.fail_back(24, 'CurrentDemandReqType[9]', 'expected SE(EVTargetVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            raise r.fail_at(av + 24, 'CurrentDemandReqType[9]', 'expected SE(EVTargetVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_14_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
-            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
         f_14_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_14_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'CurrentDemandReqType[9]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'CurrentDemandReqType[9]', 'expected EE of Value, EE')
         f_EVTargetVoltage = _iso2.PhysicalValueType(Multiplier=f_14_Multiplier, Unit=f_14_Unit, Value=f_14_Value)
         s = 10
-    if r.bits(1):
-        raise r.fail_back(1, 'CurrentDemandReqType', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'CurrentDemandReqType', 'expected EE')
     s = -1
+    r.avail = av
     return _iso2.CurrentDemandReqType(DC_EVStatus=f_DC_EVStatus, EVTargetCurrent=f_EVTargetCurrent, EVMaximumVoltageLimit=f_EVMaximumVoltageLimit, EVMaximumCurrentLimit=f_EVMaximumCurrentLimit, EVMaximumPowerLimit=f_EVMaximumPowerLimit, BulkChargingComplete=f_BulkChargingComplete, ChargingComplete=f_ChargingComplete, RemainingTimeToFullSoC=f_RemainingTimeToFullSoC, RemainingTimeToBulkSoC=f_RemainingTimeToBulkSoC, EVTargetVoltage=f_EVTargetVoltage)
 
 def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) -> None:
@@ -7734,6 +9824,8 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
         w.spill()
 
 def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _iso2.responseCodeType
     f_DC_EVSEStatus: _iso2.DC_EVSEStatusType
     f_EVSEPresentVoltage: _iso2.PhysicalValueType
@@ -7749,47 +9841,68 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
     f_MeterInfo: _iso2.MeterInfoType | None = None
     f_ReceiptRequired: bool | None = None
     s = 0
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x183 != 0x0:
-        raise r.fail_back(9, 'CurrentDemandResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
+        raise r.fail_at(av + 9, 'CurrentDemandResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
     iv = ((c >> 2) & 31)
     if iv >= 26:
-        raise r.fail('CurrentDemandResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'CurrentDemandResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
     s = 1
+    r.avail = av
     f_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
-    c = r.bits(24)
+    win = r.win
+    av = r.avail
+    av -= 24
+    if av < 0:
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
     if c & 0xe38e00 != 0x0:
-        raise r.fail_back(24, 'CurrentDemandResType', 'expected SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        raise r.fail_at(av + 24, 'CurrentDemandResType', 'expected SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
     f_1_Multiplier = ((c >> 18) & 7) - 3
     iv = ((c >> 12) & 7)
     if iv >= 7:
-        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
     f_1_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
     s = 2
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(26)
+    av -= 26
+    if av < 0:
+        win, av = r.refill(av, 26)
+    c = (win >> av) & 0x3ffffff
     if c & 0x3e38e00 != 0x0:
-        raise r.fail_back(26, 'CurrentDemandResType', 'expected EE of Value, EE, SE(EVSEPresentCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        raise r.fail_at(av + 26, 'CurrentDemandResType', 'expected EE of Value, EE, SE(EVSEPresentCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
     f_2_Multiplier = ((c >> 18) & 7) - 3
     iv = ((c >> 12) & 7)
     if iv >= 7:
-        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
     f_2_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVSEPresentVoltage = _iso2.PhysicalValueType(Multiplier=f_1_Multiplier, Unit=f_1_Unit, Value=f_1_Value)
     s = 3
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_Value = -u - 1 if sg else u
-    c = r.bits(17)
+    av -= 17
+    if av < 0:
+        win, av = r.refill(av, 17)
+    c = (win >> av) & 0x1ffff
     if c & 0x1eee8 != 0x0:
-        raise r.fail_back(17, 'CurrentDemandResType', 'expected EE of Value, EE, SE(EVSECurrentLimitAchieved), CH of EVSECurrentLimitAchieved, EE of EVSECurrentLimitAchieved, SE(EVSEVoltageLimitAchieved), CH of EVSEVoltageLimitAchieved, EE of EVSEVoltageLimitAchieved, SE(EVSEPowerLimitAchieved), CH of EVSEPowerLimitAchieved, EE of EVSEPowerLimitAchieved')
+        raise r.fail_at(av + 17, 'CurrentDemandResType', 'expected EE of Value, EE, SE(EVSECurrentLimitAchieved), CH of EVSECurrentLimitAchieved, EE of EVSECurrentLimitAchieved, SE(EVSEVoltageLimitAchieved), CH of EVSEVoltageLimitAchieved, EE of EVSEVoltageLimitAchieved, SE(EVSEPowerLimitAchieved), CH of EVSEPowerLimitAchieved, EE of EVSEPowerLimitAchieved')
     f_EVSECurrentLimitAchieved = ((c >> 12) & 1) == 1
     f_EVSEVoltageLimitAchieved = ((c >> 8) & 1) == 1
     f_EVSEPowerLimitAchieved = ((c >> 4) & 1) == 1
@@ -7800,208 +9913,340 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
     s = 6
     s = 7
     if ec == 0:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x638e00 != 0x0:
-            raise r.fail_back(23, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_3_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
-            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
         f_3_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_3_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'CurrentDemandResType[7]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'CurrentDemandResType[7]', 'expected EE of Value, EE')
         f_EVSEMaximumVoltageLimit = _iso2.PhysicalValueType(Multiplier=f_3_Multiplier, Unit=f_3_Unit, Value=f_3_Value)
         s = 8
     elif ec == 1:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x638e00 != 0x0:
-            raise r.fail_back(23, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_4_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
-            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
         f_4_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_4_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'CurrentDemandResType[7]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'CurrentDemandResType[7]', 'expected EE of Value, EE')
         f_EVSEMaximumCurrentLimit = _iso2.PhysicalValueType(Multiplier=f_4_Multiplier, Unit=f_4_Unit, Value=f_4_Value)
         s = 9
     elif ec == 2:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x638e00 != 0x0:
-            raise r.fail_back(23, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_5_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
-            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
         f_5_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_5_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'CurrentDemandResType[7]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'CurrentDemandResType[7]', 'expected EE of Value, EE')
         f_EVSEMaximumPowerLimit = _iso2.PhysicalValueType(Multiplier=f_5_Multiplier, Unit=f_5_Unit, Value=f_5_Value)
         s = 10
     elif ec == 3:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'CurrentDemandResType[7]', 'expected CH of EVSEID')
+            raise r.fail_at(av + 9, 'CurrentDemandResType[7]', 'expected CH of EVSEID')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_EVSEID = r.string_of(u, 37)
-        if r.bits(1):
-            raise r.fail_back(1, 'CurrentDemandResType[7]', 'expected EE of EVSEID')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CurrentDemandResType[7]', 'expected EE of EVSEID')
         s = 11
     else:
-        raise r.fail('CurrentDemandResType[7]', f'event code {ec}, expected SE(EVSEMaximumVoltageLimit), SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), SE(EVSEID)')
+        raise r.fail_at(av, 'CurrentDemandResType[7]', f'event code {ec}, expected SE(EVSEMaximumVoltageLimit), SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), SE(EVSEID)')
     if s == 8:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(23)
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             if c & 0x638e00 != 0x0:
-                raise r.fail_back(23, 'CurrentDemandResType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+                raise r.fail_at(av + 23, 'CurrentDemandResType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
             f_6_Multiplier = ((c >> 18) & 7) - 3
             iv = ((c >> 12) & 7)
             if iv >= 7:
-                raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
             f_6_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_6_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'CurrentDemandResType[8]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'CurrentDemandResType[8]', 'expected EE of Value, EE')
             f_EVSEMaximumCurrentLimit = _iso2.PhysicalValueType(Multiplier=f_6_Multiplier, Unit=f_6_Unit, Value=f_6_Value)
             s = 9
         elif ec == 1:
-            c = r.bits(23)
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             if c & 0x638e00 != 0x0:
-                raise r.fail_back(23, 'CurrentDemandResType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+                raise r.fail_at(av + 23, 'CurrentDemandResType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
             f_7_Multiplier = ((c >> 18) & 7) - 3
             iv = ((c >> 12) & 7)
             if iv >= 7:
-                raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
             f_7_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_7_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'CurrentDemandResType[8]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'CurrentDemandResType[8]', 'expected EE of Value, EE')
             f_EVSEMaximumPowerLimit = _iso2.PhysicalValueType(Multiplier=f_7_Multiplier, Unit=f_7_Unit, Value=f_7_Value)
             s = 10
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'CurrentDemandResType[8]', 'expected CH of EVSEID')
+                raise r.fail_at(av + 9, 'CurrentDemandResType[8]', 'expected CH of EVSEID')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_EVSEID = r.string_of(u, 37)
-            if r.bits(1):
-                raise r.fail_back(1, 'CurrentDemandResType[8]', 'expected EE of EVSEID')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'CurrentDemandResType[8]', 'expected EE of EVSEID')
             s = 11
         else:
-            raise r.fail('CurrentDemandResType[8]', f'event code {ec}, expected SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), SE(EVSEID)')
+            raise r.fail_at(av, 'CurrentDemandResType[8]', f'event code {ec}, expected SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), SE(EVSEID)')
     if s == 9:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(23)
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             if c & 0x638e00 != 0x0:
-                raise r.fail_back(23, 'CurrentDemandResType[9]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+                raise r.fail_at(av + 23, 'CurrentDemandResType[9]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
             f_8_Multiplier = ((c >> 18) & 7) - 3
             iv = ((c >> 12) & 7)
             if iv >= 7:
-                raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
             f_8_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_8_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'CurrentDemandResType[9]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'CurrentDemandResType[9]', 'expected EE of Value, EE')
             f_EVSEMaximumPowerLimit = _iso2.PhysicalValueType(Multiplier=f_8_Multiplier, Unit=f_8_Unit, Value=f_8_Value)
             s = 10
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'CurrentDemandResType[9]', 'expected CH of EVSEID')
+                raise r.fail_at(av + 9, 'CurrentDemandResType[9]', 'expected CH of EVSEID')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_EVSEID = r.string_of(u, 37)
-            if r.bits(1):
-                raise r.fail_back(1, 'CurrentDemandResType[9]', 'expected EE of EVSEID')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'CurrentDemandResType[9]', 'expected EE of EVSEID')
             s = 11
         else:
-            raise r.fail('CurrentDemandResType[9]', f'event code {ec}, expected SE(EVSEMaximumPowerLimit), SE(EVSEID)')
+            raise r.fail_at(av, 'CurrentDemandResType[9]', f'event code {ec}, expected SE(EVSEMaximumPowerLimit), SE(EVSEID)')
     if s == 10:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'CurrentDemandResType[10]', 'expected SE(EVSEID), CH of EVSEID')
+            raise r.fail_at(av + 10, 'CurrentDemandResType[10]', 'expected SE(EVSEID), CH of EVSEID')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_EVSEID = r.string_of(u, 37)
-        if r.bits(1):
-            raise r.fail_back(1, 'CurrentDemandResType[10]', 'expected EE of EVSEID')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CurrentDemandResType[10]', 'expected EE of EVSEID')
         s = 11
-    c = r.bits(13)
+    av -= 13
+    if av < 0:
+        win, av = r.refill(av, 13)
+    c = (win >> av) & 0x1fff
     if c & 0x1804 != 0x0:
-        raise r.fail_back(13, 'CurrentDemandResType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID')
+        raise r.fail_at(av + 13, 'CurrentDemandResType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID')
     f_SAScheduleTupleID = ((c >> 3) & 255) + 1
     ec = (c & 3)
     s = 12
     if ec == 0:
+        r.avail = av
         f_MeterInfo = _d_iso2_MeterInfoType(r)
+        win = r.win
+        av = r.avail
         s = 13
     elif ec == 1:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'CurrentDemandResType[12]', 'expected CH of ReceiptRequired, EE of ReceiptRequired')
+            raise r.fail_at(av + 3, 'CurrentDemandResType[12]', 'expected CH of ReceiptRequired, EE of ReceiptRequired')
         f_ReceiptRequired = ((c >> 1) & 1) == 1
         s = 14
     elif ec == 2:
         s = -1
     else:
-        raise r.fail('CurrentDemandResType[12]', f'event code {ec}, expected SE(MeterInfo), SE(ReceiptRequired), EE')
+        raise r.fail_at(av, 'CurrentDemandResType[12]', f'event code {ec}, expected SE(MeterInfo), SE(ReceiptRequired), EE')
     if s == 13:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'CurrentDemandResType[13]', 'expected CH of ReceiptRequired, EE of ReceiptRequired')
+                raise r.fail_at(av + 3, 'CurrentDemandResType[13]', 'expected CH of ReceiptRequired, EE of ReceiptRequired')
             f_ReceiptRequired = ((c >> 1) & 1) == 1
             s = 14
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('CurrentDemandResType[13]', f'event code {ec}, expected SE(ReceiptRequired), EE')
+            raise r.fail_at(av, 'CurrentDemandResType[13]', f'event code {ec}, expected SE(ReceiptRequired), EE')
     if s == 14:
-        if r.bits(1):
-            raise r.fail_back(1, 'CurrentDemandResType[14]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CurrentDemandResType[14]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.CurrentDemandResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEPresentVoltage=f_EVSEPresentVoltage, EVSEPresentCurrent=f_EVSEPresentCurrent, EVSECurrentLimitAchieved=f_EVSECurrentLimitAchieved, EVSEVoltageLimitAchieved=f_EVSEVoltageLimitAchieved, EVSEPowerLimitAchieved=f_EVSEPowerLimitAchieved, EVSEMaximumVoltageLimit=f_EVSEMaximumVoltageLimit, EVSEMaximumCurrentLimit=f_EVSEMaximumCurrentLimit, EVSEMaximumPowerLimit=f_EVSEMaximumPowerLimit, EVSEID=f_EVSEID, SAScheduleTupleID=f_SAScheduleTupleID, MeterInfo=f_MeterInfo, ReceiptRequired=f_ReceiptRequired)
 
 def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) -> None:
@@ -8369,65 +10614,126 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
         w.spill()
 
 def _d_iso2_MeteringReceiptReqType(r: BitReader) -> _iso2.MeteringReceiptReqType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_SessionID: bytes
     f_SAScheduleTupleID: int | None = None
     f_MeterInfo: _iso2.MeterInfoType
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'MeteringReceiptReqType[0]', 'expected CH of SessionID')
+            raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', 'expected CH of SessionID')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_SessionID = r.binary_of(u, 8)
-        if r.bits(1):
-            raise r.fail_back(1, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
         s = 2
     else:
-        raise r.fail('MeteringReceiptReqType[0]', f'event code {ec}, expected AT(Id), SE(SessionID)')
+        raise r.fail_at(av, 'MeteringReceiptReqType[0]', f'event code {ec}, expected AT(Id), SE(SessionID)')
     if s == 1:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'MeteringReceiptReqType[1]', 'expected SE(SessionID), CH of SessionID')
+            raise r.fail_at(av + 10, 'MeteringReceiptReqType[1]', 'expected SE(SessionID), CH of SessionID')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_SessionID = r.binary_of(u, 8)
-        if r.bits(1):
-            raise r.fail_back(1, 'MeteringReceiptReqType[1]', 'expected EE of SessionID')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeteringReceiptReqType[1]', 'expected EE of SessionID')
         s = 2
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x201 != 0x0:
-            raise r.fail_back(10, 'MeteringReceiptReqType[2]', 'expected CH of SAScheduleTupleID, EE of SAScheduleTupleID')
+            raise r.fail_at(av + 10, 'MeteringReceiptReqType[2]', 'expected CH of SAScheduleTupleID, EE of SAScheduleTupleID')
         f_SAScheduleTupleID = ((c >> 1) & 255) + 1
         s = 3
     elif ec == 1:
+        r.avail = av
         f_MeterInfo = _d_iso2_MeterInfoType(r)
+        win = r.win
+        av = r.avail
         s = 4
     else:
-        raise r.fail('MeteringReceiptReqType[2]', f'event code {ec}, expected SE(SAScheduleTupleID), SE(MeterInfo)')
+        raise r.fail_at(av, 'MeteringReceiptReqType[2]', f'event code {ec}, expected SE(SAScheduleTupleID), SE(MeterInfo)')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeteringReceiptReqType[3]', 'expected SE(MeterInfo)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeteringReceiptReqType[3]', 'expected SE(MeterInfo)')
+        r.avail = av
         f_MeterInfo = _d_iso2_MeterInfoType(r)
+        win = r.win
+        av = r.avail
         s = 4
-    if r.bits(1):
-        raise r.fail_back(1, 'MeteringReceiptReqType', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'MeteringReceiptReqType', 'expected EE')
     s = -1
+    r.avail = av
     return _iso2.MeteringReceiptReqType(Id=f_Id, SessionID=f_SessionID, SAScheduleTupleID=f_SAScheduleTupleID, MeterInfo=f_MeterInfo)
 
 def _e_iso2_MeteringReceiptReqType(w: BitWriter, o: _iso2.MeteringReceiptReqType) -> None:
@@ -8512,57 +10818,88 @@ def _e_iso2_MeteringReceiptReqType(w: BitWriter, o: _iso2.MeteringReceiptReqType
         w.spill()
 
 def _d_iso2_MeteringReceiptResType(r: BitReader) -> _iso2.MeteringReceiptResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _iso2.responseCodeType
     f_AC_EVSEStatus: _iso2.AC_EVSEStatusType | None = None
     f_DC_EVSEStatus: _iso2.DC_EVSEStatusType | None = None
     f_EVSEStatus: _iso2.EVSEStatusType | None = None
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x304 != 0x0:
-        raise r.fail_back(10, 'MeteringReceiptResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
+        raise r.fail_at(av + 10, 'MeteringReceiptResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
     iv = ((c >> 3) & 31)
     if iv >= 26:
-        raise r.fail('MeteringReceiptResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'MeteringReceiptResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
     ec = (c & 3)
     if ec == 0:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            raise r.fail_at(av + 10, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_NotificationMaxDelay = u
-        c = r.bits(11)
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
         if c & 0x73b != 0x0:
-            raise r.fail_back(11, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE')
+            raise r.fail_at(av + 11, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE')
         iv = ((c >> 6) & 3)
         if iv >= 3:
-            raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+            raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
         f_1_RCD = ((c >> 2) & 1) == 1
         f_AC_EVSEStatus = _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification, RCD=f_1_RCD)
     elif ec == 1:
+        r.avail = av
         f_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
+        win = r.win
+        av = r.avail
     elif ec == 2:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            raise r.fail_at(av + 10, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_NotificationMaxDelay = u
-        c = r.bits(7)
+        av -= 7
+        if av < 0:
+            win, av = r.refill(av, 7)
+        c = (win >> av) & 0x7f
         if c & 0x73 != 0x0:
-            raise r.fail_back(7, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+            raise r.fail_at(av + 7, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
         iv = ((c >> 2) & 3)
         if iv >= 3:
-            raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+            raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_2_EVSENotification = _E_iso2_EVSENotificationType[iv]
         f_EVSEStatus = _iso2.EVSEStatusType(NotificationMaxDelay=f_2_NotificationMaxDelay, EVSENotification=f_2_EVSENotification)
     else:
-        raise r.fail('MeteringReceiptResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
-    if r.bits(1):
-        raise r.fail_back(1, 'MeteringReceiptResType', 'expected EE')
+        raise r.fail_at(av, 'MeteringReceiptResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'MeteringReceiptResType', 'expected EE')
+    r.avail = av
     return _iso2.MeteringReceiptResType(ResponseCode=f_ResponseCode, AC_EVSEStatus=f_AC_EVSEStatus, DC_EVSEStatus=f_DC_EVSEStatus, EVSEStatus=f_EVSEStatus)
 
 def _e_iso2_MeteringReceiptResType(w: BitWriter, o: _iso2.MeteringReceiptResType) -> None:
@@ -8646,21 +10983,43 @@ def _e_iso2_MeteringReceiptResType(w: BitWriter, o: _iso2.MeteringReceiptResType
         w.spill()
 
 def _d_iso2_PaymentDetailsReqType(r: BitReader) -> _iso2.PaymentDetailsReqType:
+    win = r.win
+    av = r.avail
     f_eMAID: str
     f_ContractSignatureCertChain: _iso2.CertificateChainType
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'PaymentDetailsReqType', 'expected SE(eMAID), CH of eMAID')
+        raise r.fail_at(av + 10, 'PaymentDetailsReqType', 'expected SE(eMAID), CH of eMAID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_eMAID = r.string_of(u, 15)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'PaymentDetailsReqType', 'expected EE of eMAID, SE(ContractSignatureCertChain)')
+        raise r.fail_at(av + 2, 'PaymentDetailsReqType', 'expected EE of eMAID, SE(ContractSignatureCertChain)')
+    r.avail = av
     f_ContractSignatureCertChain = _d_iso2_CertificateChainType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'PaymentDetailsReqType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'PaymentDetailsReqType', 'expected EE')
+    r.avail = av
     return _iso2.PaymentDetailsReqType(eMAID=f_eMAID, ContractSignatureCertChain=f_ContractSignatureCertChain)
 
 def _e_iso2_PaymentDetailsReqType(w: BitWriter, o: _iso2.PaymentDetailsReqType) -> None:
@@ -8694,31 +11053,52 @@ def _e_iso2_PaymentDetailsReqType(w: BitWriter, o: _iso2.PaymentDetailsReqType) 
         w.spill()
 
 def _d_iso2_PaymentDetailsResType(r: BitReader) -> _iso2.PaymentDetailsResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _iso2.responseCodeType
     f_GenChallenge: bytes
     f_EVSETimeStamp: int
-    c = r.bits(18)
+    av -= 18
+    if av < 0:
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
     if c & 0x30700 != 0x0:
-        raise r.fail_back(18, 'PaymentDetailsResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(GenChallenge), CH of GenChallenge')
+        raise r.fail_at(av + 18, 'PaymentDetailsResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(GenChallenge), CH of GenChallenge')
     iv = ((c >> 11) & 31)
     if iv >= 26:
-        raise r.fail('PaymentDetailsResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PaymentDetailsResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_GenChallenge = r.binary_of(u, 16)
-    c = r.bits(12)
+    win = r.win
+    av = r.avail
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'PaymentDetailsResType', 'expected EE of GenChallenge, SE(EVSETimeStamp), CH of EVSETimeStamp')
+        raise r.fail_at(av + 12, 'PaymentDetailsResType', 'expected EE of GenChallenge, SE(EVSETimeStamp), CH of EVSETimeStamp')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_EVSETimeStamp = -u - 1 if sg else u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'PaymentDetailsResType', 'expected EE of EVSETimeStamp, EE')
+        raise r.fail_at(av + 2, 'PaymentDetailsResType', 'expected EE of EVSETimeStamp, EE')
+    r.avail = av
     return _iso2.PaymentDetailsResType(ResponseCode=f_ResponseCode, GenChallenge=f_GenChallenge, EVSETimeStamp=f_EVSETimeStamp)
 
 def _e_iso2_PaymentDetailsResType(w: BitWriter, o: _iso2.PaymentDetailsResType) -> None:
@@ -8764,15 +11144,28 @@ def _e_iso2_PaymentDetailsResType(w: BitWriter, o: _iso2.PaymentDetailsResType) 
         w.spill()
 
 def _d_iso2_PaymentServiceSelectionReqType(r: BitReader) -> _iso2.PaymentServiceSelectionReqType:
+    win = r.win
+    av = r.avail
     f_SelectedPaymentOption: _iso2.paymentOptionType
     f_SelectedServiceList: _iso2.SelectedServiceListType
-    c = r.bits(5)
+    av -= 5
+    if av < 0:
+        win, av = r.refill(av, 5)
+    c = (win >> av) & 0x1f
     if c & 0x1b != 0x0:
-        raise r.fail_back(5, 'PaymentServiceSelectionReqType', 'expected SE(SelectedPaymentOption), CH of SelectedPaymentOption, EE of SelectedPaymentOption, SE(SelectedServiceList)')
+        raise r.fail_at(av + 5, 'PaymentServiceSelectionReqType', 'expected SE(SelectedPaymentOption), CH of SelectedPaymentOption, EE of SelectedPaymentOption, SE(SelectedServiceList)')
     f_SelectedPaymentOption = _E_iso2_paymentOptionType[((c >> 2) & 1)]
+    r.avail = av
     f_SelectedServiceList = _d_iso2_SelectedServiceListType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'PaymentServiceSelectionReqType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'PaymentServiceSelectionReqType', 'expected EE')
+    r.avail = av
     return _iso2.PaymentServiceSelectionReqType(SelectedPaymentOption=f_SelectedPaymentOption, SelectedServiceList=f_SelectedServiceList)
 
 def _e_iso2_PaymentServiceSelectionReqType(w: BitWriter, o: _iso2.PaymentServiceSelectionReqType) -> None:
@@ -8797,14 +11190,20 @@ def _e_iso2_PaymentServiceSelectionReqType(w: BitWriter, o: _iso2.PaymentService
         w.spill()
 
 def _d_iso2_PaymentServiceSelectionResType(r: BitReader) -> _iso2.PaymentServiceSelectionResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _iso2.responseCodeType
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x183 != 0x0:
-        raise r.fail_back(9, 'PaymentServiceSelectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+        raise r.fail_at(av + 9, 'PaymentServiceSelectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
     iv = ((c >> 2) & 31)
     if iv >= 26:
-        raise r.fail('PaymentServiceSelectionResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PaymentServiceSelectionResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
+    r.avail = av
     return _iso2.PaymentServiceSelectionResType(ResponseCode=f_ResponseCode)
 
 def _e_iso2_PaymentServiceSelectionResType(w: BitWriter, o: _iso2.PaymentServiceSelectionResType) -> None:
@@ -8820,56 +11219,86 @@ def _e_iso2_PaymentServiceSelectionResType(w: BitWriter, o: _iso2.PaymentService
         w.spill()
 
 def _d_iso2_PowerDeliveryReqType(r: BitReader) -> _iso2.PowerDeliveryReqType:
+    win = r.win
+    av = r.avail
     f_ChargeProgress: _iso2.chargeProgressType
     f_SAScheduleTupleID: int
     f_ChargingProfile: _iso2.ChargingProfileType | None = None
     f_DC_EVPowerDeliveryParameter: _iso2.DC_EVPowerDeliveryParameterType | None = None
     f_EVPowerDeliveryParameter: _iso2.EVPowerDeliveryParameterType | None = None
     s = 0
-    c = r.bits(19)
+    av -= 19
+    if av < 0:
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
     if c & 0x67008 != 0x0:
-        raise r.fail_back(19, 'PowerDeliveryReqType', 'expected SE(ChargeProgress), CH of ChargeProgress, EE of ChargeProgress, SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID')
+        raise r.fail_at(av + 19, 'PowerDeliveryReqType', 'expected SE(ChargeProgress), CH of ChargeProgress, EE of ChargeProgress, SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID')
     iv = ((c >> 15) & 3)
     if iv >= 3:
-        raise r.fail('PowerDeliveryReqType.ChargeProgress', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PowerDeliveryReqType.ChargeProgress', f'enumeration index {iv}')
     f_ChargeProgress = _E_iso2_chargeProgressType[iv]
     f_SAScheduleTupleID = ((c >> 4) & 255) + 1
     ec = (c & 7)
     s = 1
     s = 2
     if ec == 0:
+        r.avail = av
         f_ChargingProfile = _d_iso2_ChargingProfileType(r)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
+        r.avail = av
         f_DC_EVPowerDeliveryParameter = _d_iso2_DC_EVPowerDeliveryParameterType(r)
+        win = r.win
+        av = r.avail
         s = 4
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'PowerDeliveryReqType[2]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PowerDeliveryReqType[2]', 'expected EE')
         f_EVPowerDeliveryParameter = _iso2.EVPowerDeliveryParameterType()
         s = 4
     elif ec == 3:
         s = -1
     else:
-        raise r.fail('PowerDeliveryReqType[2]', f'event code {ec}, expected SE(ChargingProfile), SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
+        raise r.fail_at(av, 'PowerDeliveryReqType[2]', f'event code {ec}, expected SE(ChargingProfile), SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_DC_EVPowerDeliveryParameter = _d_iso2_DC_EVPowerDeliveryParameterType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 1:
-            if r.bits(1):
-                raise r.fail_back(1, 'PowerDeliveryReqType[3]', 'expected EE')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PowerDeliveryReqType[3]', 'expected EE')
             f_EVPowerDeliveryParameter = _iso2.EVPowerDeliveryParameterType()
             s = 4
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('PowerDeliveryReqType[3]', f'event code {ec}, expected SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
+            raise r.fail_at(av, 'PowerDeliveryReqType[3]', f'event code {ec}, expected SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
     if s == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'PowerDeliveryReqType[4]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PowerDeliveryReqType[4]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.PowerDeliveryReqType(ChargeProgress=f_ChargeProgress, SAScheduleTupleID=f_SAScheduleTupleID, ChargingProfile=f_ChargingProfile, DC_EVPowerDeliveryParameter=f_DC_EVPowerDeliveryParameter, EVPowerDeliveryParameter=f_EVPowerDeliveryParameter)
 
 def _e_iso2_PowerDeliveryReqType(w: BitWriter, o: _iso2.PowerDeliveryReqType) -> None:
@@ -8945,57 +11374,88 @@ def _e_iso2_PowerDeliveryReqType(w: BitWriter, o: _iso2.PowerDeliveryReqType) ->
         w.spill()
 
 def _d_iso2_PowerDeliveryResType(r: BitReader) -> _iso2.PowerDeliveryResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _iso2.responseCodeType
     f_AC_EVSEStatus: _iso2.AC_EVSEStatusType | None = None
     f_DC_EVSEStatus: _iso2.DC_EVSEStatusType | None = None
     f_EVSEStatus: _iso2.EVSEStatusType | None = None
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x304 != 0x0:
-        raise r.fail_back(10, 'PowerDeliveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
+        raise r.fail_at(av + 10, 'PowerDeliveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
     iv = ((c >> 3) & 31)
     if iv >= 26:
-        raise r.fail('PowerDeliveryResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PowerDeliveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
     ec = (c & 3)
     if ec == 0:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            raise r.fail_at(av + 10, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_NotificationMaxDelay = u
-        c = r.bits(11)
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
         if c & 0x73b != 0x0:
-            raise r.fail_back(11, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE')
+            raise r.fail_at(av + 11, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE')
         iv = ((c >> 6) & 3)
         if iv >= 3:
-            raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+            raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
         f_1_RCD = ((c >> 2) & 1) == 1
         f_AC_EVSEStatus = _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification, RCD=f_1_RCD)
     elif ec == 1:
+        r.avail = av
         f_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
+        win = r.win
+        av = r.avail
     elif ec == 2:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            raise r.fail_at(av + 10, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_NotificationMaxDelay = u
-        c = r.bits(7)
+        av -= 7
+        if av < 0:
+            win, av = r.refill(av, 7)
+        c = (win >> av) & 0x7f
         if c & 0x73 != 0x0:
-            raise r.fail_back(7, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+            raise r.fail_at(av + 7, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
         iv = ((c >> 2) & 3)
         if iv >= 3:
-            raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+            raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_2_EVSENotification = _E_iso2_EVSENotificationType[iv]
         f_EVSEStatus = _iso2.EVSEStatusType(NotificationMaxDelay=f_2_NotificationMaxDelay, EVSENotification=f_2_EVSENotification)
     else:
-        raise r.fail('PowerDeliveryResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
-    if r.bits(1):
-        raise r.fail_back(1, 'PowerDeliveryResType', 'expected EE')
+        raise r.fail_at(av, 'PowerDeliveryResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'PowerDeliveryResType', 'expected EE')
+    r.avail = av
     return _iso2.PowerDeliveryResType(ResponseCode=f_ResponseCode, AC_EVSEStatus=f_AC_EVSEStatus, DC_EVSEStatus=f_DC_EVSEStatus, EVSEStatus=f_EVSEStatus)
 
 def _e_iso2_PowerDeliveryResType(w: BitWriter, o: _iso2.PowerDeliveryResType) -> None:
@@ -9079,47 +11539,65 @@ def _e_iso2_PowerDeliveryResType(w: BitWriter, o: _iso2.PowerDeliveryResType) ->
         w.spill()
 
 def _d_iso2_PreChargeReqType(r: BitReader) -> _iso2.PreChargeReqType:
+    win = r.win
+    av = r.avail
     f_DC_EVStatus: _iso2.DC_EVStatusType
     f_EVTargetVoltage: _iso2.PhysicalValueType
     f_EVTargetCurrent: _iso2.PhysicalValueType
-    c = r.bits(47)
+    av -= 47
+    if av < 0:
+        win, av = r.refill(av, 47)
+    c = (win >> av) & 0x7fffffffffff
     if c & 0x770e03e38e00 != 0x0:
-        raise r.fail_back(47, 'PreChargeReqType', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, SE(EVTargetVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        raise r.fail_at(av + 47, 'PreChargeReqType', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, SE(EVTargetVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
     f_1_EVReady = ((c >> 43) & 1) == 1
     iv = ((c >> 36) & 15)
     if iv >= 12:
-        raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
     f_1_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
     f_1_EVRESSSOC = ((c >> 26) & 127)
     f_2_Multiplier = ((c >> 18) & 7) - 3
     iv = ((c >> 12) & 7)
     if iv >= 7:
-        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
     f_2_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_1_EVReady, EVErrorCode=f_1_EVErrorCode, EVRESSSOC=f_1_EVRESSSOC)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_Value = -u - 1 if sg else u
-    c = r.bits(26)
+    av -= 26
+    if av < 0:
+        win, av = r.refill(av, 26)
+    c = (win >> av) & 0x3ffffff
     if c & 0x3e38e00 != 0x0:
-        raise r.fail_back(26, 'PreChargeReqType', 'expected EE of Value, EE, SE(EVTargetCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        raise r.fail_at(av + 26, 'PreChargeReqType', 'expected EE of Value, EE, SE(EVTargetCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
     f_3_Multiplier = ((c >> 18) & 7) - 3
     iv = ((c >> 12) & 7)
     if iv >= 7:
-        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
     f_3_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVTargetVoltage = _iso2.PhysicalValueType(Multiplier=f_2_Multiplier, Unit=f_2_Unit, Value=f_2_Value)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_3_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'PreChargeReqType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'PreChargeReqType', 'expected EE of Value, EE, EE')
     f_EVTargetCurrent = _iso2.PhysicalValueType(Multiplier=f_3_Multiplier, Unit=f_3_Unit, Value=f_3_Value)
+    r.avail = av
     return _iso2.PreChargeReqType(DC_EVStatus=f_DC_EVStatus, EVTargetVoltage=f_EVTargetVoltage, EVTargetCurrent=f_EVTargetCurrent)
 
 def _e_iso2_PreChargeReqType(w: BitWriter, o: _iso2.PreChargeReqType) -> None:
@@ -9197,34 +11675,52 @@ def _e_iso2_PreChargeReqType(w: BitWriter, o: _iso2.PreChargeReqType) -> None:
         w.spill()
 
 def _d_iso2_PreChargeResType(r: BitReader) -> _iso2.PreChargeResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _iso2.responseCodeType
     f_DC_EVSEStatus: _iso2.DC_EVSEStatusType
     f_EVSEPresentVoltage: _iso2.PhysicalValueType
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x183 != 0x0:
-        raise r.fail_back(9, 'PreChargeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
+        raise r.fail_at(av + 9, 'PreChargeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
     iv = ((c >> 2) & 31)
     if iv >= 26:
-        raise r.fail('PreChargeResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PreChargeResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
+    r.avail = av
     f_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
-    c = r.bits(24)
+    win = r.win
+    av = r.avail
+    av -= 24
+    if av < 0:
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
     if c & 0xe38e00 != 0x0:
-        raise r.fail_back(24, 'PreChargeResType', 'expected SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        raise r.fail_at(av + 24, 'PreChargeResType', 'expected SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
     f_1_Multiplier = ((c >> 18) & 7) - 3
     iv = ((c >> 12) & 7)
     if iv >= 7:
-        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
     f_1_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'PreChargeResType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'PreChargeResType', 'expected EE of Value, EE, EE')
     f_EVSEPresentVoltage = _iso2.PhysicalValueType(Multiplier=f_1_Multiplier, Unit=f_1_Unit, Value=f_1_Value)
+    r.avail = av
     return _iso2.PreChargeResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEPresentVoltage=f_EVSEPresentVoltage)
 
 def _e_iso2_PreChargeResType(w: BitWriter, o: _iso2.PreChargeResType) -> None:
@@ -9276,17 +11772,29 @@ def _e_iso2_PreChargeResType(w: BitWriter, o: _iso2.PreChargeResType) -> None:
         w.spill()
 
 def _d_iso2_ServiceDetailReqType(r: BitReader) -> _iso2.ServiceDetailReqType:
+    win = r.win
+    av = r.avail
     f_ServiceID: int
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'ServiceDetailReqType', 'expected SE(ServiceID), CH of ServiceID')
+        raise r.fail_at(av + 10, 'ServiceDetailReqType', 'expected SE(ServiceID), CH of ServiceID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_ServiceID = u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'ServiceDetailReqType', 'expected EE of ServiceID, EE')
+        raise r.fail_at(av + 2, 'ServiceDetailReqType', 'expected EE of ServiceID, EE')
+    r.avail = av
     return _iso2.ServiceDetailReqType(ServiceID=f_ServiceID)
 
 def _e_iso2_ServiceDetailReqType(w: BitWriter, o: _iso2.ServiceDetailReqType) -> None:
@@ -9319,38 +11827,57 @@ def _e_iso2_ServiceDetailReqType(w: BitWriter, o: _iso2.ServiceDetailReqType) ->
         w.spill()
 
 def _d_iso2_ServiceDetailResType(r: BitReader) -> _iso2.ServiceDetailResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _iso2.responseCodeType
     f_ServiceID: int
     f_ServiceParameterList: _iso2.ServiceParameterListType | None = None
     s = 0
-    c = r.bits(18)
+    av -= 18
+    if av < 0:
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
     if c & 0x30700 != 0x0:
-        raise r.fail_back(18, 'ServiceDetailResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID')
+        raise r.fail_at(av + 18, 'ServiceDetailResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID')
     iv = ((c >> 11) & 31)
     if iv >= 26:
-        raise r.fail('ServiceDetailResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'ServiceDetailResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
     u = (c & 255)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_ServiceID = u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'ServiceDetailResType', 'expected EE of ServiceID')
+        raise r.fail_at(av + 3, 'ServiceDetailResType', 'expected EE of ServiceID')
     ec = (c & 3)
     s = 2
     if ec == 0:
+        r.avail = av
         f_ServiceParameterList = _d_iso2_ServiceParameterListType(r)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
+        raise r.fail_at(av, 'ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'ServiceDetailResType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ServiceDetailResType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.ServiceDetailResType(ResponseCode=f_ResponseCode, ServiceID=f_ServiceID, ServiceParameterList=f_ServiceParameterList)
 
 def _e_iso2_ServiceDetailResType(w: BitWriter, o: _iso2.ServiceDetailResType) -> None:
@@ -9406,48 +11933,80 @@ def _e_iso2_ServiceDetailResType(w: BitWriter, o: _iso2.ServiceDetailResType) ->
         w.spill()
 
 def _d_iso2_ServiceDiscoveryReqType(r: BitReader) -> _iso2.ServiceDiscoveryReqType:
+    win = r.win
+    av = r.avail
     f_ServiceScope: str | None = None
     f_ServiceCategory: _iso2.serviceCategoryType | None = None
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceScope')
+            raise r.fail_at(av + 9, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceScope')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_ServiceScope = r.string_of(u, 64)
-        if r.bits(1):
-            raise r.fail_back(1, 'ServiceDiscoveryReqType[0]', 'expected EE of ServiceScope')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ServiceDiscoveryReqType[0]', 'expected EE of ServiceScope')
         s = 1
     elif ec == 1:
-        c = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
         if c & 0x9 != 0x0:
-            raise r.fail_back(4, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceCategory, EE of ServiceCategory')
+            raise r.fail_at(av + 4, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceCategory, EE of ServiceCategory')
         f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 1) & 3)]
         s = 2
     elif ec == 2:
         s = -1
     else:
-        raise r.fail('ServiceDiscoveryReqType[0]', f'event code {ec}, expected SE(ServiceScope), SE(ServiceCategory), EE')
+        raise r.fail_at(av, 'ServiceDiscoveryReqType[0]', f'event code {ec}, expected SE(ServiceScope), SE(ServiceCategory), EE')
     if s == 1:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(4)
+            av -= 4
+            if av < 0:
+                win, av = r.refill(av, 4)
+            c = (win >> av) & 0xf
             if c & 0x9 != 0x0:
-                raise r.fail_back(4, 'ServiceDiscoveryReqType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory')
+                raise r.fail_at(av + 4, 'ServiceDiscoveryReqType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory')
             f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 1) & 3)]
             s = 2
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('ServiceDiscoveryReqType[1]', f'event code {ec}, expected SE(ServiceCategory), EE')
+            raise r.fail_at(av, 'ServiceDiscoveryReqType[1]', f'event code {ec}, expected SE(ServiceCategory), EE')
     if s == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'ServiceDiscoveryReqType[2]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ServiceDiscoveryReqType[2]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.ServiceDiscoveryReqType(ServiceScope=f_ServiceScope, ServiceCategory=f_ServiceCategory)
 
 def _e_iso2_ServiceDiscoveryReqType(w: BitWriter, o: _iso2.ServiceDiscoveryReqType) -> None:
@@ -9495,38 +12054,64 @@ def _e_iso2_ServiceDiscoveryReqType(w: BitWriter, o: _iso2.ServiceDiscoveryReqTy
         w.spill()
 
 def _d_iso2_ServiceDiscoveryResType(r: BitReader) -> _iso2.ServiceDiscoveryResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _iso2.responseCodeType
     f_PaymentOptionList: _iso2.PaymentOptionListType
     f_ChargeService: _iso2.ChargeServiceType
     f_ServiceList: _iso2.ServiceListType | None = None
     s = 0
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x183 != 0x0:
-        raise r.fail_back(9, 'ServiceDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PaymentOptionList)')
+        raise r.fail_at(av + 9, 'ServiceDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PaymentOptionList)')
     iv = ((c >> 2) & 31)
     if iv >= 26:
-        raise r.fail('ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
     s = 1
+    r.avail = av
     f_PaymentOptionList = _d_iso2_PaymentOptionListType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'ServiceDiscoveryResType', 'expected SE(ChargeService)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ServiceDiscoveryResType', 'expected SE(ChargeService)')
     s = 2
+    r.avail = av
     f_ChargeService = _d_iso2_ChargeServiceType(r)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 3
     if ec == 0:
+        r.avail = av
         f_ServiceList = _d_iso2_ServiceListType(r)
+        win = r.win
+        av = r.avail
         s = 4
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('ServiceDiscoveryResType[3]', f'event code {ec}, expected SE(ServiceList), EE')
+        raise r.fail_at(av, 'ServiceDiscoveryResType[3]', f'event code {ec}, expected SE(ServiceList), EE')
     if s == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'ServiceDiscoveryResType[4]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ServiceDiscoveryResType[4]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.ServiceDiscoveryResType(ResponseCode=f_ResponseCode, PaymentOptionList=f_PaymentOptionList, ChargeService=f_ChargeService, ServiceList=f_ServiceList)
 
 def _e_iso2_ServiceDiscoveryResType(w: BitWriter, o: _iso2.ServiceDiscoveryResType) -> None:
@@ -9580,17 +12165,32 @@ def _e_iso2_ServiceDiscoveryResType(w: BitWriter, o: _iso2.ServiceDiscoveryResTy
         w.spill()
 
 def _d_iso2_SessionSetupReqType(r: BitReader) -> _iso2.SessionSetupReqType:
+    win = r.win
+    av = r.avail
     f_EVCCID: bytes
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'SessionSetupReqType', 'expected SE(EVCCID), CH of EVCCID')
+        raise r.fail_at(av + 10, 'SessionSetupReqType', 'expected SE(EVCCID), CH of EVCCID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_EVCCID = r.binary_of(u, 6)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'SessionSetupReqType', 'expected EE of EVCCID, EE')
+        raise r.fail_at(av + 2, 'SessionSetupReqType', 'expected EE of EVCCID, EE')
+    r.avail = av
     return _iso2.SessionSetupReqType(EVCCID=f_EVCCID)
 
 def _e_iso2_SessionSetupReqType(w: BitWriter, o: _iso2.SessionSetupReqType) -> None:
@@ -9615,47 +12215,76 @@ def _e_iso2_SessionSetupReqType(w: BitWriter, o: _iso2.SessionSetupReqType) -> N
         w.spill()
 
 def _d_iso2_SessionSetupResType(r: BitReader) -> _iso2.SessionSetupResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _iso2.responseCodeType
     f_EVSEID: str
     f_EVSETimeStamp: int | None = None
     s = 0
-    c = r.bits(18)
+    av -= 18
+    if av < 0:
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
     if c & 0x30700 != 0x0:
-        raise r.fail_back(18, 'SessionSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID')
+        raise r.fail_at(av + 18, 'SessionSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID')
     iv = ((c >> 11) & 31)
     if iv >= 26:
-        raise r.fail('SessionSetupResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'SessionSetupResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
     u = (c & 255)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_EVSEID = r.string_of(u, 37)
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'SessionSetupResType', 'expected EE of EVSEID')
+        raise r.fail_at(av + 3, 'SessionSetupResType', 'expected EE of EVSEID')
     ec = (c & 3)
     s = 2
     if ec == 0:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x200 != 0x0:
-            raise r.fail_back(10, 'SessionSetupResType[2]', 'expected CH of EVSETimeStamp')
+            raise r.fail_at(av + 10, 'SessionSetupResType[2]', 'expected CH of EVSETimeStamp')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_EVSETimeStamp = -u - 1 if sg else u
-        if r.bits(1):
-            raise r.fail_back(1, 'SessionSetupResType[2]', 'expected EE of EVSETimeStamp')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SessionSetupResType[2]', 'expected EE of EVSETimeStamp')
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('SessionSetupResType[2]', f'event code {ec}, expected SE(EVSETimeStamp), EE')
+        raise r.fail_at(av, 'SessionSetupResType[2]', f'event code {ec}, expected SE(EVSETimeStamp), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'SessionSetupResType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SessionSetupResType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.SessionSetupResType(ResponseCode=f_ResponseCode, EVSEID=f_EVSEID, EVSETimeStamp=f_EVSETimeStamp)
 
 def _e_iso2_SessionSetupResType(w: BitWriter, o: _iso2.SessionSetupResType) -> None:
@@ -9715,11 +12344,17 @@ def _e_iso2_SessionSetupResType(w: BitWriter, o: _iso2.SessionSetupResType) -> N
         w.spill()
 
 def _d_iso2_SessionStopReqType(r: BitReader) -> _iso2.SessionStopReqType:
+    win = r.win
+    av = r.avail
     f_ChargingSession: _iso2.chargingSessionType
-    c = r.bits(5)
+    av -= 5
+    if av < 0:
+        win, av = r.refill(av, 5)
+    c = (win >> av) & 0x1f
     if c & 0x1b != 0x0:
-        raise r.fail_back(5, 'SessionStopReqType', 'expected SE(ChargingSession), CH of ChargingSession, EE of ChargingSession, EE')
+        raise r.fail_at(av + 5, 'SessionStopReqType', 'expected SE(ChargingSession), CH of ChargingSession, EE of ChargingSession, EE')
     f_ChargingSession = _E_iso2_chargingSessionType[((c >> 2) & 1)]
+    r.avail = av
     return _iso2.SessionStopReqType(ChargingSession=f_ChargingSession)
 
 def _e_iso2_SessionStopReqType(w: BitWriter, o: _iso2.SessionStopReqType) -> None:
@@ -9735,14 +12370,20 @@ def _e_iso2_SessionStopReqType(w: BitWriter, o: _iso2.SessionStopReqType) -> Non
         w.spill()
 
 def _d_iso2_SessionStopResType(r: BitReader) -> _iso2.SessionStopResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _iso2.responseCodeType
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x183 != 0x0:
-        raise r.fail_back(9, 'SessionStopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+        raise r.fail_at(av + 9, 'SessionStopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
     iv = ((c >> 2) & 31)
     if iv >= 26:
-        raise r.fail('SessionStopResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'SessionStopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
+    r.avail = av
     return _iso2.SessionStopResType(ResponseCode=f_ResponseCode)
 
 def _e_iso2_SessionStopResType(w: BitWriter, o: _iso2.SessionStopResType) -> None:
@@ -9758,17 +12399,23 @@ def _e_iso2_SessionStopResType(w: BitWriter, o: _iso2.SessionStopResType) -> Non
         w.spill()
 
 def _d_iso2_WeldingDetectionReqType(r: BitReader) -> _iso2.WeldingDetectionReqType:
+    win = r.win
+    av = r.avail
     f_DC_EVStatus: _iso2.DC_EVStatusType
-    c = r.bits(24)
+    av -= 24
+    if av < 0:
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
     if c & 0xee1c07 != 0x0:
-        raise r.fail_back(24, 'WeldingDetectionReqType', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, EE')
+        raise r.fail_at(av + 24, 'WeldingDetectionReqType', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, EE')
     f_1_EVReady = ((c >> 20) & 1) == 1
     iv = ((c >> 13) & 15)
     if iv >= 12:
-        raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
     f_1_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
     f_1_EVRESSSOC = ((c >> 3) & 127)
     f_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_1_EVReady, EVErrorCode=f_1_EVErrorCode, EVRESSSOC=f_1_EVRESSSOC)
+    r.avail = av
     return _iso2.WeldingDetectionReqType(DC_EVStatus=f_DC_EVStatus)
 
 def _e_iso2_WeldingDetectionReqType(w: BitWriter, o: _iso2.WeldingDetectionReqType) -> None:
@@ -9792,34 +12439,52 @@ def _e_iso2_WeldingDetectionReqType(w: BitWriter, o: _iso2.WeldingDetectionReqTy
         w.spill()
 
 def _d_iso2_WeldingDetectionResType(r: BitReader) -> _iso2.WeldingDetectionResType:
+    win = r.win
+    av = r.avail
     f_ResponseCode: _iso2.responseCodeType
     f_DC_EVSEStatus: _iso2.DC_EVSEStatusType
     f_EVSEPresentVoltage: _iso2.PhysicalValueType
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x183 != 0x0:
-        raise r.fail_back(9, 'WeldingDetectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
+        raise r.fail_at(av + 9, 'WeldingDetectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
     iv = ((c >> 2) & 31)
     if iv >= 26:
-        raise r.fail('WeldingDetectionResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'WeldingDetectionResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
+    r.avail = av
     f_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
-    c = r.bits(24)
+    win = r.win
+    av = r.avail
+    av -= 24
+    if av < 0:
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
     if c & 0xe38e00 != 0x0:
-        raise r.fail_back(24, 'WeldingDetectionResType', 'expected SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        raise r.fail_at(av + 24, 'WeldingDetectionResType', 'expected SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
     f_1_Multiplier = ((c >> 18) & 7) - 3
     iv = ((c >> 12) & 7)
     if iv >= 7:
-        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
     f_1_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'WeldingDetectionResType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'WeldingDetectionResType', 'expected EE of Value, EE, EE')
     f_EVSEPresentVoltage = _iso2.PhysicalValueType(Multiplier=f_1_Multiplier, Unit=f_1_Unit, Value=f_1_Value)
+    r.avail = av
     return _iso2.WeldingDetectionResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEPresentVoltage=f_EVSEPresentVoltage)
 
 def _e_iso2_WeldingDetectionResType(w: BitWriter, o: _iso2.WeldingDetectionResType) -> None:
@@ -9871,114 +12536,169 @@ def _e_iso2_WeldingDetectionResType(w: BitWriter, o: _iso2.WeldingDetectionResTy
         w.spill()
 
 def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameterType:
+    win = r.win
+    av = r.avail
     f_DepartureTime: int | None = None
     f_EAmount: _iso2.PhysicalValueType
     f_EVMaxVoltage: _iso2.PhysicalValueType
     f_EVMaxCurrent: _iso2.PhysicalValueType
     f_EVMinCurrent: _iso2.PhysicalValueType
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'AC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
+            raise r.fail_at(av + 9, 'AC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_DepartureTime = u
-        if r.bits(1):
-            raise r.fail_back(1, 'AC_EVChargeParameterType[0]', 'expected EE of DepartureTime')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'AC_EVChargeParameterType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x638e00 != 0x0:
-            raise r.fail_back(23, 'AC_EVChargeParameterType[0]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'AC_EVChargeParameterType[0]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_1_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
-            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
         f_1_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'AC_EVChargeParameterType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'AC_EVChargeParameterType[0]', 'expected EE of Value, EE')
         f_EAmount = _iso2.PhysicalValueType(Multiplier=f_1_Multiplier, Unit=f_1_Unit, Value=f_1_Value)
         s = 2
     else:
-        raise r.fail('AC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EAmount)')
+        raise r.fail_at(av, 'AC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EAmount)')
     if s == 1:
-        c = r.bits(24)
+        av -= 24
+        if av < 0:
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
         if c & 0xe38e00 != 0x0:
-            raise r.fail_back(24, 'AC_EVChargeParameterType[1]', 'expected SE(EAmount), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            raise r.fail_at(av + 24, 'AC_EVChargeParameterType[1]', 'expected SE(EAmount), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_2_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
-            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
         f_2_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'AC_EVChargeParameterType[1]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'AC_EVChargeParameterType[1]', 'expected EE of Value, EE')
         f_EAmount = _iso2.PhysicalValueType(Multiplier=f_2_Multiplier, Unit=f_2_Unit, Value=f_2_Value)
         s = 2
-    c = r.bits(24)
+    av -= 24
+    if av < 0:
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
     if c & 0xe38e00 != 0x0:
-        raise r.fail_back(24, 'AC_EVChargeParameterType', 'expected SE(EVMaxVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        raise r.fail_at(av + 24, 'AC_EVChargeParameterType', 'expected SE(EVMaxVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
     f_3_Multiplier = ((c >> 18) & 7) - 3
     iv = ((c >> 12) & 7)
     if iv >= 7:
-        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
     f_3_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_3_Value = -u - 1 if sg else u
-    c = r.bits(26)
+    av -= 26
+    if av < 0:
+        win, av = r.refill(av, 26)
+    c = (win >> av) & 0x3ffffff
     if c & 0x3e38e00 != 0x0:
-        raise r.fail_back(26, 'AC_EVChargeParameterType', 'expected EE of Value, EE, SE(EVMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        raise r.fail_at(av + 26, 'AC_EVChargeParameterType', 'expected EE of Value, EE, SE(EVMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
     f_4_Multiplier = ((c >> 18) & 7) - 3
     iv = ((c >> 12) & 7)
     if iv >= 7:
-        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
     f_4_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMaxVoltage = _iso2.PhysicalValueType(Multiplier=f_3_Multiplier, Unit=f_3_Unit, Value=f_3_Value)
     s = 3
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_4_Value = -u - 1 if sg else u
-    c = r.bits(26)
+    av -= 26
+    if av < 0:
+        win, av = r.refill(av, 26)
+    c = (win >> av) & 0x3ffffff
     if c & 0x3e38e00 != 0x0:
-        raise r.fail_back(26, 'AC_EVChargeParameterType', 'expected EE of Value, EE, SE(EVMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        raise r.fail_at(av + 26, 'AC_EVChargeParameterType', 'expected EE of Value, EE, SE(EVMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
     f_5_Multiplier = ((c >> 18) & 7) - 3
     iv = ((c >> 12) & 7)
     if iv >= 7:
-        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
     f_5_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMaxCurrent = _iso2.PhysicalValueType(Multiplier=f_4_Multiplier, Unit=f_4_Unit, Value=f_4_Value)
     s = 4
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_5_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'AC_EVChargeParameterType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'AC_EVChargeParameterType', 'expected EE of Value, EE, EE')
     f_EVMinCurrent = _iso2.PhysicalValueType(Multiplier=f_5_Multiplier, Unit=f_5_Unit, Value=f_5_Value)
     s = 5
     s = -1
+    r.avail = av
     return _iso2.AC_EVChargeParameterType(DepartureTime=f_DepartureTime, EAmount=f_EAmount, EVMaxVoltage=f_EVMaxVoltage, EVMaxCurrent=f_EVMaxCurrent, EVMinCurrent=f_EVMinCurrent)
 
 def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameterType) -> None:
@@ -10162,53 +12882,77 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
         w.spill()
 
 def _d_iso2_AC_EVSEChargeParameterType(r: BitReader) -> _iso2.AC_EVSEChargeParameterType:
+    win = r.win
+    av = r.avail
     f_AC_EVSEStatus: _iso2.AC_EVSEStatusType
     f_EVSENominalVoltage: _iso2.PhysicalValueType
     f_EVSEMaxCurrent: _iso2.PhysicalValueType
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'AC_EVSEChargeParameterType', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        raise r.fail_at(av + 11, 'AC_EVSEChargeParameterType', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_NotificationMaxDelay = u
-    c = r.bits(35)
+    av -= 35
+    if av < 0:
+        win, av = r.refill(av, 35)
+    c = (win >> av) & 0x7ffffffff
     if c & 0x73be38e00 != 0x0:
-        raise r.fail_back(35, 'AC_EVSEChargeParameterType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE, SE(EVSENominalVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        raise r.fail_at(av + 35, 'AC_EVSEChargeParameterType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE, SE(EVSENominalVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
     iv = ((c >> 30) & 3)
     if iv >= 3:
-        raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
     f_1_RCD = ((c >> 26) & 1) == 1
     f_2_Multiplier = ((c >> 18) & 7) - 3
     iv = ((c >> 12) & 7)
     if iv >= 7:
-        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
     f_2_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_AC_EVSEStatus = _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification, RCD=f_1_RCD)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_Value = -u - 1 if sg else u
-    c = r.bits(26)
+    av -= 26
+    if av < 0:
+        win, av = r.refill(av, 26)
+    c = (win >> av) & 0x3ffffff
     if c & 0x3e38e00 != 0x0:
-        raise r.fail_back(26, 'AC_EVSEChargeParameterType', 'expected EE of Value, EE, SE(EVSEMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        raise r.fail_at(av + 26, 'AC_EVSEChargeParameterType', 'expected EE of Value, EE, SE(EVSEMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
     f_3_Multiplier = ((c >> 18) & 7) - 3
     iv = ((c >> 12) & 7)
     if iv >= 7:
-        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
     f_3_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVSENominalVoltage = _iso2.PhysicalValueType(Multiplier=f_2_Multiplier, Unit=f_2_Unit, Value=f_2_Value)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_3_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'AC_EVSEChargeParameterType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'AC_EVSEChargeParameterType', 'expected EE of Value, EE, EE')
     f_EVSEMaxCurrent = _iso2.PhysicalValueType(Multiplier=f_3_Multiplier, Unit=f_3_Unit, Value=f_3_Value)
+    r.avail = av
     return _iso2.AC_EVSEChargeParameterType(AC_EVSEStatus=f_AC_EVSEStatus, EVSENominalVoltage=f_EVSENominalVoltage, EVSEMaxCurrent=f_EVSEMaxCurrent)
 
 def _e_iso2_AC_EVSEChargeParameterType(w: BitWriter, o: _iso2.AC_EVSEChargeParameterType) -> None:
@@ -10301,24 +13045,36 @@ def _e_iso2_AC_EVSEChargeParameterType(w: BitWriter, o: _iso2.AC_EVSEChargeParam
         w.spill()
 
 def _d_iso2_AC_EVSEStatusType(r: BitReader) -> _iso2.AC_EVSEStatusType:
+    win = r.win
+    av = r.avail
     f_NotificationMaxDelay: int
     f_EVSENotification: _iso2.EVSENotificationType
     f_RCD: bool
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'AC_EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        raise r.fail_at(av + 10, 'AC_EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_NotificationMaxDelay = u
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x73b != 0x0:
-        raise r.fail_back(11, 'AC_EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE')
+        raise r.fail_at(av + 11, 'AC_EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE')
     iv = ((c >> 6) & 3)
     if iv >= 3:
-        raise r.fail('AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_EVSENotification = _E_iso2_EVSENotificationType[iv]
     f_RCD = ((c >> 2) & 1) == 1
+    r.avail = av
     return _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification, RCD=f_RCD)
 
 def _e_iso2_AC_EVSEStatusType(w: BitWriter, o: _iso2.AC_EVSEStatusType) -> None:
@@ -10355,56 +13111,107 @@ def _e_iso2_AC_EVSEStatusType(w: BitWriter, o: _iso2.AC_EVSEStatusType) -> None:
         w.spill()
 
 def _d_iso2_CertificateChainType(r: BitReader) -> _iso2.CertificateChainType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_Certificate: bytes
     f_SubCertificates: _iso2.SubCertificatesType | None = None
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'CertificateChainType[0]', 'expected CH of Certificate')
+            raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Certificate = r.binary_of(u, 800)
-        if r.bits(1):
-            raise r.fail_back(1, 'CertificateChainType[0]', 'expected EE of Certificate')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateChainType[0]', 'expected EE of Certificate')
         s = 2
     else:
-        raise r.fail('CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
+        raise r.fail_at(av, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
     if s == 1:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'CertificateChainType[1]', 'expected SE(Certificate), CH of Certificate')
+            raise r.fail_at(av + 10, 'CertificateChainType[1]', 'expected SE(Certificate), CH of Certificate')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Certificate = r.binary_of(u, 800)
-        if r.bits(1):
-            raise r.fail_back(1, 'CertificateChainType[1]', 'expected EE of Certificate')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateChainType[1]', 'expected EE of Certificate')
         s = 2
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
+        r.avail = av
         f_SubCertificates = _d_iso2_SubCertificatesType(r)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
+        raise r.fail_at(av, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'CertificateChainType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateChainType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.CertificateChainType(Id=f_Id, Certificate=f_Certificate, SubCertificates=f_SubCertificates)
 
 def _e_iso2_CertificateChainType(w: BitWriter, o: _iso2.CertificateChainType) -> None:
@@ -10475,6 +13282,8 @@ def _e_iso2_CertificateChainType(w: BitWriter, o: _iso2.CertificateChainType) ->
         w.spill()
 
 def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
+    win = r.win
+    av = r.avail
     f_ServiceID: int
     f_ServiceName: str | None = None
     f_ServiceCategory: _iso2.serviceCategoryType
@@ -10482,77 +13291,139 @@ def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
     f_FreeService: bool
     f_SupportedEnergyTransferMode: _iso2.SupportedEnergyTransferModeType
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'ChargeServiceType', 'expected SE(ServiceID), CH of ServiceID')
+        raise r.fail_at(av + 10, 'ChargeServiceType', 'expected SE(ServiceID), CH of ServiceID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_ServiceID = u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'ChargeServiceType', 'expected EE of ServiceID')
+        raise r.fail_at(av + 3, 'ChargeServiceType', 'expected EE of ServiceID')
     ec = (c & 3)
     s = 1
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'ChargeServiceType[1]', 'expected CH of ServiceName')
+            raise r.fail_at(av + 9, 'ChargeServiceType[1]', 'expected CH of ServiceName')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_ServiceName = r.string_of(u, 32)
-        if r.bits(1):
-            raise r.fail_back(1, 'ChargeServiceType[1]', 'expected EE of ServiceName')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ChargeServiceType[1]', 'expected EE of ServiceName')
         s = 2
     elif ec == 1:
-        c = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
         if c & 0x9 != 0x0:
-            raise r.fail_back(4, 'ChargeServiceType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory')
+            raise r.fail_at(av + 4, 'ChargeServiceType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory')
         f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 1) & 3)]
         s = 3
     else:
-        raise r.fail('ChargeServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+        raise r.fail_at(av, 'ChargeServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
     if s == 2:
-        c = r.bits(5)
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
         if c & 0x19 != 0x0:
-            raise r.fail_back(5, 'ChargeServiceType[2]', 'expected SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory')
+            raise r.fail_at(av + 5, 'ChargeServiceType[2]', 'expected SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory')
         f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 1) & 3)]
         s = 3
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'ChargeServiceType[3]', 'expected CH of ServiceScope')
+            raise r.fail_at(av + 9, 'ChargeServiceType[3]', 'expected CH of ServiceScope')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_ServiceScope = r.string_of(u, 64)
-        if r.bits(1):
-            raise r.fail_back(1, 'ChargeServiceType[3]', 'expected EE of ServiceScope')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ChargeServiceType[3]', 'expected EE of ServiceScope')
         s = 4
     elif ec == 1:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'ChargeServiceType[3]', 'expected CH of FreeService, EE of FreeService')
+            raise r.fail_at(av + 3, 'ChargeServiceType[3]', 'expected CH of FreeService, EE of FreeService')
         f_FreeService = ((c >> 1) & 1) == 1
         s = 5
     else:
-        raise r.fail('ChargeServiceType[3]', f'event code {ec}, expected SE(ServiceScope), SE(FreeService)')
+        raise r.fail_at(av, 'ChargeServiceType[3]', f'event code {ec}, expected SE(ServiceScope), SE(FreeService)')
     if s == 4:
-        c = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
         if c & 0xd != 0x0:
-            raise r.fail_back(4, 'ChargeServiceType[4]', 'expected SE(FreeService), CH of FreeService, EE of FreeService')
+            raise r.fail_at(av + 4, 'ChargeServiceType[4]', 'expected SE(FreeService), CH of FreeService, EE of FreeService')
         f_FreeService = ((c >> 1) & 1) == 1
         s = 5
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargeServiceType', 'expected SE(SupportedEnergyTransferMode)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ChargeServiceType', 'expected SE(SupportedEnergyTransferMode)')
+    r.avail = av
     f_SupportedEnergyTransferMode = _d_iso2_SupportedEnergyTransferModeType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargeServiceType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ChargeServiceType', 'expected EE')
     s = 6
     s = -1
+    r.avail = av
     return _iso2.ChargeServiceType(ServiceID=f_ServiceID, ServiceName=f_ServiceName, ServiceCategory=f_ServiceCategory, ServiceScope=f_ServiceScope, FreeService=f_FreeService, SupportedEnergyTransferMode=f_SupportedEnergyTransferMode)
 
 def _e_iso2_ChargeServiceType(w: BitWriter, o: _iso2.ChargeServiceType) -> None:
@@ -10652,17 +13523,32 @@ def _e_iso2_ChargeServiceType(w: BitWriter, o: _iso2.ChargeServiceType) -> None:
         w.spill()
 
 def _d_iso2_ChargingProfileType(r: BitReader) -> _iso2.ChargingProfileType:
+    win = r.win
+    av = r.avail
     f_ProfileEntry: list[_iso2.ProfileEntryType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargingProfileType', 'expected SE(ProfileEntry)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ChargingProfileType', 'expected SE(ProfileEntry)')
+    r.avail = av
     f_ProfileEntry.append(_d_iso2_ProfileEntryType(r))
+    win = r.win
+    av = r.avail
     s = 1
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_ProfileEntry.append(_d_iso2_ProfileEntryType(r))
+            win = r.win
+            av = r.avail
             n += 1
             if n == 23:
                 s = 24
@@ -10671,11 +13557,16 @@ def _d_iso2_ChargingProfileType(r: BitReader) -> _iso2.ChargingProfileType:
             s = -1
             break
         else:
-            raise r.fail('ChargingProfileType[1]', f'event code {ec}, expected SE(ProfileEntry), EE')
+            raise r.fail_at(av, 'ChargingProfileType[1]', f'event code {ec}, expected SE(ProfileEntry), EE')
     if s == 24:
-        if r.bits(1):
-            raise r.fail_back(1, 'ChargingProfileType[24]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ChargingProfileType[24]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.ChargingProfileType(ProfileEntry=f_ProfileEntry)
 
 def _e_iso2_ChargingProfileType(w: BitWriter, o: _iso2.ChargingProfileType) -> None:
@@ -10730,51 +13621,82 @@ def _e_iso2_ChargingProfileType(w: BitWriter, o: _iso2.ChargingProfileType) -> N
         w.spill()
 
 def _d_iso2_ConsumptionCostType(r: BitReader) -> _iso2.ConsumptionCostType:
+    win = r.win
+    av = r.avail
     f_startValue: _iso2.PhysicalValueType
     f_Cost: list[_iso2.CostType] = []
     s = 0
-    c = r.bits(24)
+    av -= 24
+    if av < 0:
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
     if c & 0xe38e00 != 0x0:
-        raise r.fail_back(24, 'ConsumptionCostType', 'expected SE(startValue), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        raise r.fail_at(av + 24, 'ConsumptionCostType', 'expected SE(startValue), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
     f_1_Multiplier = ((c >> 18) & 7) - 3
     iv = ((c >> 12) & 7)
     if iv >= 7:
-        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
     f_1_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'ConsumptionCostType', 'expected EE of Value, EE, SE(Cost)')
+        raise r.fail_at(av + 3, 'ConsumptionCostType', 'expected EE of Value, EE, SE(Cost)')
     f_startValue = _iso2.PhysicalValueType(Multiplier=f_1_Multiplier, Unit=f_1_Unit, Value=f_1_Value)
     s = 1
+    r.avail = av
     f_Cost.append(_d_iso2_CostType(r))
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 2
     if ec == 0:
+        r.avail = av
         f_Cost.append(_d_iso2_CostType(r))
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
+        raise r.fail_at(av, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_Cost.append(_d_iso2_CostType(r))
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('ConsumptionCostType[3]', f'event code {ec}, expected SE(Cost), EE')
+            raise r.fail_at(av, 'ConsumptionCostType[3]', f'event code {ec}, expected SE(Cost), EE')
     if s == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'ConsumptionCostType[4]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ConsumptionCostType[4]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.ConsumptionCostType(startValue=f_startValue, Cost=f_Cost)
 
 def _e_iso2_ConsumptionCostType(w: BitWriter, o: _iso2.ConsumptionCostType) -> None:
@@ -10869,24 +13791,49 @@ def _e_iso2_ConsumptionCostType(w: BitWriter, o: _iso2.ConsumptionCostType) -> N
         w.spill()
 
 def _d_iso2_ContractSignatureEncryptedPrivateKeyType(r: BitReader) -> _iso2.ContractSignatureEncryptedPrivateKeyType:
+    win = r.win
+    av = r.avail
     f_Id: str
     f_value: bytes
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'ContractSignatureEncryptedPrivateKeyType', 'expected AT(Id)')
+        raise r.fail_at(av + 9, 'ContractSignatureEncryptedPrivateKeyType', 'expected AT(Id)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Id = r.string_of(u, None)
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'ContractSignatureEncryptedPrivateKeyType', 'expected CH')
+        raise r.fail_at(av + 9, 'ContractSignatureEncryptedPrivateKeyType', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_value = r.binary_of(u, 48)
-    if r.bits(1):
-        raise r.fail_back(1, 'ContractSignatureEncryptedPrivateKeyType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ContractSignatureEncryptedPrivateKeyType', 'expected EE')
+    r.avail = av
     return _iso2.ContractSignatureEncryptedPrivateKeyType(Id=f_Id, value=f_value)
 
 def _e_iso2_ContractSignatureEncryptedPrivateKeyType(w: BitWriter, o: _iso2.ContractSignatureEncryptedPrivateKeyType) -> None:
@@ -10920,41 +13867,60 @@ def _e_iso2_ContractSignatureEncryptedPrivateKeyType(w: BitWriter, o: _iso2.Cont
         w.spill()
 
 def _d_iso2_CostType(r: BitReader) -> _iso2.CostType:
+    win = r.win
+    av = r.avail
     f_costKind: _iso2.costKindType
     f_amount: int
     f_amountMultiplier: int | None = None
     s = 0
-    c = r.bits(15)
+    av -= 15
+    if av < 0:
+        win, av = r.refill(av, 15)
+    c = (win >> av) & 0x7fff
     if c & 0x6700 != 0x0:
-        raise r.fail_back(15, 'CostType', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount')
+        raise r.fail_at(av + 15, 'CostType', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount')
     iv = ((c >> 11) & 3)
     if iv >= 3:
-        raise r.fail('CostType.costKind', f'enumeration index {iv}')
+        raise r.fail_at(av, 'CostType.costKind', f'enumeration index {iv}')
     f_costKind = _E_iso2_costKindType[iv]
     u = (c & 255)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_amount = u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'CostType', 'expected EE of amount')
+        raise r.fail_at(av + 3, 'CostType', 'expected EE of amount')
     ec = (c & 3)
     s = 2
     if ec == 0:
-        c = r.bits(5)
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
         if c & 0x11 != 0x0:
-            raise r.fail_back(5, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier')
+            raise r.fail_at(av + 5, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier')
         f_amountMultiplier = ((c >> 1) & 7) - 3
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+        raise r.fail_at(av, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'CostType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CostType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.CostType(costKind=f_costKind, amount=f_amount, amountMultiplier=f_amountMultiplier)
 
 def _e_iso2_CostType(w: BitWriter, o: _iso2.CostType) -> None:
@@ -11007,6 +13973,8 @@ def _e_iso2_CostType(w: BitWriter, o: _iso2.CostType) -> None:
         w.spill()
 
 def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameterType:
+    win = r.win
+    av = r.avail
     f_DepartureTime: int | None = None
     f_DC_EVStatus: _iso2.DC_EVStatusType
     f_EVMaximumCurrentLimit: _iso2.PhysicalValueType
@@ -11017,250 +13985,370 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
     f_FullSOC: int | None = None
     f_BulkSOC: int | None = None
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
+            raise r.fail_at(av + 9, 'DC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_DepartureTime = u
-        if r.bits(1):
-            raise r.fail_back(1, 'DC_EVChargeParameterType[0]', 'expected EE of DepartureTime')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DC_EVChargeParameterType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x370e03 != 0x0:
-            raise r.fail_back(22, 'DC_EVChargeParameterType[0]', 'expected SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
+            raise r.fail_at(av + 22, 'DC_EVChargeParameterType[0]', 'expected SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
         f_1_EVReady = ((c >> 19) & 1) == 1
         iv = ((c >> 12) & 15)
         if iv >= 12:
-            raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+            raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
         f_1_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
         f_1_EVRESSSOC = ((c >> 2) & 127)
         f_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_1_EVReady, EVErrorCode=f_1_EVErrorCode, EVRESSSOC=f_1_EVRESSSOC)
         s = 2
     else:
-        raise r.fail('DC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(DC_EVStatus)')
+        raise r.fail_at(av, 'DC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(DC_EVStatus)')
     if s == 1:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x770e03 != 0x0:
-            raise r.fail_back(23, 'DC_EVChargeParameterType[1]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
+            raise r.fail_at(av + 23, 'DC_EVChargeParameterType[1]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
         f_2_EVReady = ((c >> 19) & 1) == 1
         iv = ((c >> 12) & 15)
         if iv >= 12:
-            raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+            raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
         f_2_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
         f_2_EVRESSSOC = ((c >> 2) & 127)
         f_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_2_EVReady, EVErrorCode=f_2_EVErrorCode, EVRESSSOC=f_2_EVRESSSOC)
         s = 2
-    c = r.bits(24)
+    av -= 24
+    if av < 0:
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
     if c & 0xe38e00 != 0x0:
-        raise r.fail_back(24, 'DC_EVChargeParameterType', 'expected SE(EVMaximumCurrentLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        raise r.fail_at(av + 24, 'DC_EVChargeParameterType', 'expected SE(EVMaximumCurrentLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
     f_3_Multiplier = ((c >> 18) & 7) - 3
     iv = ((c >> 12) & 7)
     if iv >= 7:
-        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
     f_3_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_3_Value = -u - 1 if sg else u
-    c = r.bits(4)
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0xc != 0x0:
-        raise r.fail_back(4, 'DC_EVChargeParameterType', 'expected EE of Value, EE')
+        raise r.fail_at(av + 4, 'DC_EVChargeParameterType', 'expected EE of Value, EE')
     ec = (c & 3)
     f_EVMaximumCurrentLimit = _iso2.PhysicalValueType(Multiplier=f_3_Multiplier, Unit=f_3_Unit, Value=f_3_Value)
     s = 3
     if ec == 0:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x638e00 != 0x0:
-            raise r.fail_back(23, 'DC_EVChargeParameterType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'DC_EVChargeParameterType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_4_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
-            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
         f_4_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_4_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'DC_EVChargeParameterType[3]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'DC_EVChargeParameterType[3]', 'expected EE of Value, EE')
         f_EVMaximumPowerLimit = _iso2.PhysicalValueType(Multiplier=f_4_Multiplier, Unit=f_4_Unit, Value=f_4_Value)
         s = 4
     elif ec == 1:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x638e00 != 0x0:
-            raise r.fail_back(23, 'DC_EVChargeParameterType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'DC_EVChargeParameterType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_5_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
-            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
         f_5_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_5_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'DC_EVChargeParameterType[3]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'DC_EVChargeParameterType[3]', 'expected EE of Value, EE')
         f_EVMaximumVoltageLimit = _iso2.PhysicalValueType(Multiplier=f_5_Multiplier, Unit=f_5_Unit, Value=f_5_Value)
         s = 5
     else:
-        raise r.fail('DC_EVChargeParameterType[3]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(EVMaximumVoltageLimit)')
+        raise r.fail_at(av, 'DC_EVChargeParameterType[3]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(EVMaximumVoltageLimit)')
     if s == 4:
-        c = r.bits(24)
+        av -= 24
+        if av < 0:
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
         if c & 0xe38e00 != 0x0:
-            raise r.fail_back(24, 'DC_EVChargeParameterType[4]', 'expected SE(EVMaximumVoltageLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            raise r.fail_at(av + 24, 'DC_EVChargeParameterType[4]', 'expected SE(EVMaximumVoltageLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_6_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
-            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
         f_6_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_6_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'DC_EVChargeParameterType[4]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'DC_EVChargeParameterType[4]', 'expected EE of Value, EE')
         f_EVMaximumVoltageLimit = _iso2.PhysicalValueType(Multiplier=f_6_Multiplier, Unit=f_6_Unit, Value=f_6_Value)
         s = 5
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x638e00 != 0x0:
-            raise r.fail_back(23, 'DC_EVChargeParameterType[5]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'DC_EVChargeParameterType[5]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_7_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
-            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
         f_7_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_7_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'DC_EVChargeParameterType[5]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'DC_EVChargeParameterType[5]', 'expected EE of Value, EE')
         f_EVEnergyCapacity = _iso2.PhysicalValueType(Multiplier=f_7_Multiplier, Unit=f_7_Unit, Value=f_7_Value)
         s = 6
     elif ec == 1:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x638e00 != 0x0:
-            raise r.fail_back(23, 'DC_EVChargeParameterType[5]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'DC_EVChargeParameterType[5]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_8_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
-            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
         f_8_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_8_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'DC_EVChargeParameterType[5]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'DC_EVChargeParameterType[5]', 'expected EE of Value, EE')
         f_EVEnergyRequest = _iso2.PhysicalValueType(Multiplier=f_8_Multiplier, Unit=f_8_Unit, Value=f_8_Value)
         s = 7
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'DC_EVChargeParameterType[5]', 'expected CH of FullSOC, EE of FullSOC')
+            raise r.fail_at(av + 9, 'DC_EVChargeParameterType[5]', 'expected CH of FullSOC, EE of FullSOC')
         f_FullSOC = ((c >> 1) & 127)
         s = 8
     elif ec == 3:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'DC_EVChargeParameterType[5]', 'expected CH of BulkSOC, EE of BulkSOC')
+            raise r.fail_at(av + 9, 'DC_EVChargeParameterType[5]', 'expected CH of BulkSOC, EE of BulkSOC')
         f_BulkSOC = ((c >> 1) & 127)
         s = 9
     elif ec == 4:
         s = -1
     else:
-        raise r.fail('DC_EVChargeParameterType[5]', f'event code {ec}, expected SE(EVEnergyCapacity), SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
+        raise r.fail_at(av, 'DC_EVChargeParameterType[5]', f'event code {ec}, expected SE(EVEnergyCapacity), SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
     if s == 6:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(23)
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             if c & 0x638e00 != 0x0:
-                raise r.fail_back(23, 'DC_EVChargeParameterType[6]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+                raise r.fail_at(av + 23, 'DC_EVChargeParameterType[6]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
             f_9_Multiplier = ((c >> 18) & 7) - 3
             iv = ((c >> 12) & 7)
             if iv >= 7:
-                raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
             f_9_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_9_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'DC_EVChargeParameterType[6]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'DC_EVChargeParameterType[6]', 'expected EE of Value, EE')
             f_EVEnergyRequest = _iso2.PhysicalValueType(Multiplier=f_9_Multiplier, Unit=f_9_Unit, Value=f_9_Value)
             s = 7
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'DC_EVChargeParameterType[6]', 'expected CH of FullSOC, EE of FullSOC')
+                raise r.fail_at(av + 9, 'DC_EVChargeParameterType[6]', 'expected CH of FullSOC, EE of FullSOC')
             f_FullSOC = ((c >> 1) & 127)
             s = 8
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'DC_EVChargeParameterType[6]', 'expected CH of BulkSOC, EE of BulkSOC')
+                raise r.fail_at(av + 9, 'DC_EVChargeParameterType[6]', 'expected CH of BulkSOC, EE of BulkSOC')
             f_BulkSOC = ((c >> 1) & 127)
             s = 9
         elif ec == 3:
             s = -1
         else:
-            raise r.fail('DC_EVChargeParameterType[6]', f'event code {ec}, expected SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
+            raise r.fail_at(av, 'DC_EVChargeParameterType[6]', f'event code {ec}, expected SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
     if s == 7:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'DC_EVChargeParameterType[7]', 'expected CH of FullSOC, EE of FullSOC')
+                raise r.fail_at(av + 9, 'DC_EVChargeParameterType[7]', 'expected CH of FullSOC, EE of FullSOC')
             f_FullSOC = ((c >> 1) & 127)
             s = 8
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'DC_EVChargeParameterType[7]', 'expected CH of BulkSOC, EE of BulkSOC')
+                raise r.fail_at(av + 9, 'DC_EVChargeParameterType[7]', 'expected CH of BulkSOC, EE of BulkSOC')
             f_BulkSOC = ((c >> 1) & 127)
             s = 9
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('DC_EVChargeParameterType[7]', f'event code {ec}, expected SE(FullSOC), SE(BulkSOC), EE')
+            raise r.fail_at(av, 'DC_EVChargeParameterType[7]', f'event code {ec}, expected SE(FullSOC), SE(BulkSOC), EE')
     if s == 8:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'DC_EVChargeParameterType[8]', 'expected CH of BulkSOC, EE of BulkSOC')
+                raise r.fail_at(av + 9, 'DC_EVChargeParameterType[8]', 'expected CH of BulkSOC, EE of BulkSOC')
             f_BulkSOC = ((c >> 1) & 127)
             s = 9
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('DC_EVChargeParameterType[8]', f'event code {ec}, expected SE(BulkSOC), EE')
+            raise r.fail_at(av, 'DC_EVChargeParameterType[8]', f'event code {ec}, expected SE(BulkSOC), EE')
     if s == 9:
-        if r.bits(1):
-            raise r.fail_back(1, 'DC_EVChargeParameterType[9]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DC_EVChargeParameterType[9]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.DC_EVChargeParameterType(DepartureTime=f_DepartureTime, DC_EVStatus=f_DC_EVStatus, EVMaximumCurrentLimit=f_EVMaximumCurrentLimit, EVMaximumPowerLimit=f_EVMaximumPowerLimit, EVMaximumVoltageLimit=f_EVMaximumVoltageLimit, EVEnergyCapacity=f_EVEnergyCapacity, EVEnergyRequest=f_EVEnergyRequest, FullSOC=f_FullSOC, BulkSOC=f_BulkSOC)
 
 def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameterType) -> None:
@@ -11598,45 +14686,64 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
         w.spill()
 
 def _d_iso2_DC_EVPowerDeliveryParameterType(r: BitReader) -> _iso2.DC_EVPowerDeliveryParameterType:
+    win = r.win
+    av = r.avail
     f_DC_EVStatus: _iso2.DC_EVStatusType
     f_BulkChargingComplete: bool | None = None
     f_ChargingComplete: bool
     s = 0
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1dc380c != 0x0:
-        raise r.fail_back(25, 'DC_EVPowerDeliveryParameterType', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
+        raise r.fail_at(av + 25, 'DC_EVPowerDeliveryParameterType', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
     f_1_EVReady = ((c >> 21) & 1) == 1
     iv = ((c >> 14) & 15)
     if iv >= 12:
-        raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
     f_1_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
     f_1_EVRESSSOC = ((c >> 4) & 127)
     ec = (c & 3)
     f_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_1_EVReady, EVErrorCode=f_1_EVErrorCode, EVRESSSOC=f_1_EVRESSSOC)
     s = 1
     if ec == 0:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
+            raise r.fail_at(av + 3, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
         f_BulkChargingComplete = ((c >> 1) & 1) == 1
         s = 2
     elif ec == 1:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            raise r.fail_at(av + 3, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
         f_ChargingComplete = ((c >> 1) & 1) == 1
         s = 3
     else:
-        raise r.fail('DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
+        raise r.fail_at(av, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 2:
-        c = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
         if c & 0xd != 0x0:
-            raise r.fail_back(4, 'DC_EVPowerDeliveryParameterType[2]', 'expected SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete')
+            raise r.fail_at(av + 4, 'DC_EVPowerDeliveryParameterType[2]', 'expected SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete')
         f_ChargingComplete = ((c >> 1) & 1) == 1
         s = 3
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_EVPowerDeliveryParameterType', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'DC_EVPowerDeliveryParameterType', 'expected EE')
     s = -1
+    r.avail = av
     return _iso2.DC_EVPowerDeliveryParameterType(DC_EVStatus=f_DC_EVStatus, BulkChargingComplete=f_BulkChargingComplete, ChargingComplete=f_ChargingComplete)
 
 def _e_iso2_DC_EVPowerDeliveryParameterType(w: BitWriter, o: _iso2.DC_EVPowerDeliveryParameterType) -> None:
@@ -11682,6 +14789,8 @@ def _e_iso2_DC_EVPowerDeliveryParameterType(w: BitWriter, o: _iso2.DC_EVPowerDel
         w.spill()
 
 def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParameterType:
+    win = r.win
+    av = r.avail
     f_DC_EVSEStatus: _iso2.DC_EVSEStatusType
     f_EVSEMaximumCurrentLimit: _iso2.PhysicalValueType
     f_EVSEMaximumPowerLimit: _iso2.PhysicalValueType
@@ -11692,177 +14801,261 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
     f_EVSEPeakCurrentRipple: _iso2.PhysicalValueType
     f_EVSEEnergyToBeDelivered: _iso2.PhysicalValueType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_EVSEChargeParameterType', 'expected SE(DC_EVSEStatus)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType', 'expected SE(DC_EVSEStatus)')
+    r.avail = av
     f_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
-    c = r.bits(24)
+    win = r.win
+    av = r.avail
+    av -= 24
+    if av < 0:
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
     if c & 0xe38e00 != 0x0:
-        raise r.fail_back(24, 'DC_EVSEChargeParameterType', 'expected SE(EVSEMaximumCurrentLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        raise r.fail_at(av + 24, 'DC_EVSEChargeParameterType', 'expected SE(EVSEMaximumCurrentLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
     f_1_Multiplier = ((c >> 18) & 7) - 3
     iv = ((c >> 12) & 7)
     if iv >= 7:
-        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
     f_1_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(26)
+    av -= 26
+    if av < 0:
+        win, av = r.refill(av, 26)
+    c = (win >> av) & 0x3ffffff
     if c & 0x3e38e00 != 0x0:
-        raise r.fail_back(26, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE, SE(EVSEMaximumPowerLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        raise r.fail_at(av + 26, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE, SE(EVSEMaximumPowerLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
     f_2_Multiplier = ((c >> 18) & 7) - 3
     iv = ((c >> 12) & 7)
     if iv >= 7:
-        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
     f_2_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVSEMaximumCurrentLimit = _iso2.PhysicalValueType(Multiplier=f_1_Multiplier, Unit=f_1_Unit, Value=f_1_Value)
     s = 2
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_Value = -u - 1 if sg else u
-    c = r.bits(26)
+    av -= 26
+    if av < 0:
+        win, av = r.refill(av, 26)
+    c = (win >> av) & 0x3ffffff
     if c & 0x3e38e00 != 0x0:
-        raise r.fail_back(26, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE, SE(EVSEMaximumVoltageLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        raise r.fail_at(av + 26, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE, SE(EVSEMaximumVoltageLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
     f_3_Multiplier = ((c >> 18) & 7) - 3
     iv = ((c >> 12) & 7)
     if iv >= 7:
-        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
     f_3_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVSEMaximumPowerLimit = _iso2.PhysicalValueType(Multiplier=f_2_Multiplier, Unit=f_2_Unit, Value=f_2_Value)
     s = 3
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_3_Value = -u - 1 if sg else u
-    c = r.bits(26)
+    av -= 26
+    if av < 0:
+        win, av = r.refill(av, 26)
+    c = (win >> av) & 0x3ffffff
     if c & 0x3e38e00 != 0x0:
-        raise r.fail_back(26, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE, SE(EVSEMinimumCurrentLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        raise r.fail_at(av + 26, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE, SE(EVSEMinimumCurrentLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
     f_4_Multiplier = ((c >> 18) & 7) - 3
     iv = ((c >> 12) & 7)
     if iv >= 7:
-        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
     f_4_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVSEMaximumVoltageLimit = _iso2.PhysicalValueType(Multiplier=f_3_Multiplier, Unit=f_3_Unit, Value=f_3_Value)
     s = 4
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_4_Value = -u - 1 if sg else u
-    c = r.bits(26)
+    av -= 26
+    if av < 0:
+        win, av = r.refill(av, 26)
+    c = (win >> av) & 0x3ffffff
     if c & 0x3e38e00 != 0x0:
-        raise r.fail_back(26, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE, SE(EVSEMinimumVoltageLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        raise r.fail_at(av + 26, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE, SE(EVSEMinimumVoltageLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
     f_5_Multiplier = ((c >> 18) & 7) - 3
     iv = ((c >> 12) & 7)
     if iv >= 7:
-        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
     f_5_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVSEMinimumCurrentLimit = _iso2.PhysicalValueType(Multiplier=f_4_Multiplier, Unit=f_4_Unit, Value=f_4_Value)
     s = 5
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_5_Value = -u - 1 if sg else u
-    c = r.bits(4)
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0xc != 0x0:
-        raise r.fail_back(4, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE')
+        raise r.fail_at(av + 4, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE')
     ec = (c & 3)
     f_EVSEMinimumVoltageLimit = _iso2.PhysicalValueType(Multiplier=f_5_Multiplier, Unit=f_5_Unit, Value=f_5_Value)
     s = 6
     if ec == 0:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x638e00 != 0x0:
-            raise r.fail_back(23, 'DC_EVSEChargeParameterType[6]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'DC_EVSEChargeParameterType[6]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_6_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
-            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
         f_6_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_6_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'DC_EVSEChargeParameterType[6]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'DC_EVSEChargeParameterType[6]', 'expected EE of Value, EE')
         f_EVSECurrentRegulationTolerance = _iso2.PhysicalValueType(Multiplier=f_6_Multiplier, Unit=f_6_Unit, Value=f_6_Value)
         s = 7
     elif ec == 1:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x638e00 != 0x0:
-            raise r.fail_back(23, 'DC_EVSEChargeParameterType[6]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'DC_EVSEChargeParameterType[6]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_7_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
-            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
         f_7_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_7_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'DC_EVSEChargeParameterType[6]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'DC_EVSEChargeParameterType[6]', 'expected EE of Value, EE')
         f_EVSEPeakCurrentRipple = _iso2.PhysicalValueType(Multiplier=f_7_Multiplier, Unit=f_7_Unit, Value=f_7_Value)
         s = 8
     else:
-        raise r.fail('DC_EVSEChargeParameterType[6]', f'event code {ec}, expected SE(EVSECurrentRegulationTolerance), SE(EVSEPeakCurrentRipple)')
+        raise r.fail_at(av, 'DC_EVSEChargeParameterType[6]', f'event code {ec}, expected SE(EVSECurrentRegulationTolerance), SE(EVSEPeakCurrentRipple)')
     if s == 7:
-        c = r.bits(24)
+        av -= 24
+        if av < 0:
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
         if c & 0xe38e00 != 0x0:
-            raise r.fail_back(24, 'DC_EVSEChargeParameterType[7]', 'expected SE(EVSEPeakCurrentRipple), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            raise r.fail_at(av + 24, 'DC_EVSEChargeParameterType[7]', 'expected SE(EVSEPeakCurrentRipple), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_8_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
-            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
         f_8_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_8_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'DC_EVSEChargeParameterType[7]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'DC_EVSEChargeParameterType[7]', 'expected EE of Value, EE')
         f_EVSEPeakCurrentRipple = _iso2.PhysicalValueType(Multiplier=f_8_Multiplier, Unit=f_8_Unit, Value=f_8_Value)
         s = 8
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x638e00 != 0x0:
-            raise r.fail_back(23, 'DC_EVSEChargeParameterType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'DC_EVSEChargeParameterType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_9_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
-            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
         f_9_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_9_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'DC_EVSEChargeParameterType[8]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'DC_EVSEChargeParameterType[8]', 'expected EE of Value, EE')
         f_EVSEEnergyToBeDelivered = _iso2.PhysicalValueType(Multiplier=f_9_Multiplier, Unit=f_9_Unit, Value=f_9_Value)
         s = 9
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('DC_EVSEChargeParameterType[8]', f'event code {ec}, expected SE(EVSEEnergyToBeDelivered), EE')
+        raise r.fail_at(av, 'DC_EVSEChargeParameterType[8]', f'event code {ec}, expected SE(EVSEEnergyToBeDelivered), EE')
     if s == 9:
-        if r.bits(1):
-            raise r.fail_back(1, 'DC_EVSEChargeParameterType[9]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType[9]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.DC_EVSEChargeParameterType(DC_EVSEStatus=f_DC_EVSEStatus, EVSEMaximumCurrentLimit=f_EVSEMaximumCurrentLimit, EVSEMaximumPowerLimit=f_EVSEMaximumPowerLimit, EVSEMaximumVoltageLimit=f_EVSEMaximumVoltageLimit, EVSEMinimumCurrentLimit=f_EVSEMinimumCurrentLimit, EVSEMinimumVoltageLimit=f_EVSEMinimumVoltageLimit, EVSECurrentRegulationTolerance=f_EVSECurrentRegulationTolerance, EVSEPeakCurrentRipple=f_EVSEPeakCurrentRipple, EVSEEnergyToBeDelivered=f_EVSEEnergyToBeDelivered)
 
 def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParameterType) -> None:
@@ -12157,60 +15350,85 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
         w.spill()
 
 def _d_iso2_DC_EVSEStatusType(r: BitReader) -> _iso2.DC_EVSEStatusType:
+    win = r.win
+    av = r.avail
     f_NotificationMaxDelay: int
     f_EVSENotification: _iso2.EVSENotificationType
     f_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
     f_EVSEStatusCode: _iso2.DC_EVSEStatusCodeType
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'DC_EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        raise r.fail_at(av + 10, 'DC_EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_NotificationMaxDelay = u
-    c = r.bits(8)
+    av -= 8
+    if av < 0:
+        win, av = r.refill(av, 8)
+    c = (win >> av) & 0xff
     if c & 0xe4 != 0x0:
-        raise r.fail_back(8, 'DC_EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification')
+        raise r.fail_at(av + 8, 'DC_EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification')
     iv = ((c >> 3) & 3)
     if iv >= 3:
-        raise r.fail('DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        raise r.fail_at(av, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_EVSENotification = _E_iso2_EVSENotificationType[iv]
     ec = (c & 3)
     s = 1
     s = 2
     if ec == 0:
-        c = r.bits(5)
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
         if c & 0x11 != 0x0:
-            raise r.fail_back(5, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus')
+            raise r.fail_at(av + 5, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus')
         iv = ((c >> 1) & 7)
         if iv >= 5:
-            raise r.fail('DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}')
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}')
         f_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
         s = 3
     elif ec == 1:
-        c = r.bits(6)
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
         if c & 0x21 != 0x0:
-            raise r.fail_back(6, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode')
+            raise r.fail_at(av + 6, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode')
         iv = ((c >> 1) & 15)
         if iv >= 12:
-            raise r.fail('DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
         f_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
         s = 4
     else:
-        raise r.fail('DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+        raise r.fail_at(av, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     if s == 3:
-        c = r.bits(7)
+        av -= 7
+        if av < 0:
+            win, av = r.refill(av, 7)
+        c = (win >> av) & 0x7f
         if c & 0x61 != 0x0:
-            raise r.fail_back(7, 'DC_EVSEStatusType[3]', 'expected SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
+            raise r.fail_at(av + 7, 'DC_EVSEStatusType[3]', 'expected SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
         iv = ((c >> 1) & 15)
         if iv >= 12:
-            raise r.fail('DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
         f_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
         s = 4
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_EVSEStatusType', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'DC_EVSEStatusType', 'expected EE')
     s = -1
+    r.avail = av
     return _iso2.DC_EVSEStatusType(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification, EVSEIsolationStatus=f_EVSEIsolationStatus, EVSEStatusCode=f_EVSEStatusCode)
 
 def _e_iso2_DC_EVSEStatusType(w: BitWriter, o: _iso2.DC_EVSEStatusType) -> None:
@@ -12268,18 +15486,24 @@ def _e_iso2_DC_EVSEStatusType(w: BitWriter, o: _iso2.DC_EVSEStatusType) -> None:
         w.spill()
 
 def _d_iso2_DC_EVStatusType(r: BitReader) -> _iso2.DC_EVStatusType:
+    win = r.win
+    av = r.avail
     f_EVReady: bool
     f_EVErrorCode: _iso2.DC_EVErrorCodeType
     f_EVRESSSOC: int
-    c = r.bits(22)
+    av -= 22
+    if av < 0:
+        win, av = r.refill(av, 22)
+    c = (win >> av) & 0x3fffff
     if c & 0x370e03 != 0x0:
-        raise r.fail_back(22, 'DC_EVStatusType', 'expected SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
+        raise r.fail_at(av + 22, 'DC_EVStatusType', 'expected SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
     f_EVReady = ((c >> 19) & 1) == 1
     iv = ((c >> 12) & 15)
     if iv >= 12:
-        raise r.fail('DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
     f_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
     f_EVRESSSOC = ((c >> 2) & 127)
+    r.avail = av
     return _iso2.DC_EVStatusType(EVReady=f_EVReady, EVErrorCode=f_EVErrorCode, EVRESSSOC=f_EVRESSSOC)
 
 def _e_iso2_DC_EVStatusType(w: BitWriter, o: _iso2.DC_EVStatusType) -> None:
@@ -12301,24 +15525,49 @@ def _e_iso2_DC_EVStatusType(w: BitWriter, o: _iso2.DC_EVStatusType) -> None:
         w.spill()
 
 def _d_iso2_DiffieHellmanPublickeyType(r: BitReader) -> _iso2.DiffieHellmanPublickeyType:
+    win = r.win
+    av = r.avail
     f_Id: str
     f_value: bytes
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'DiffieHellmanPublickeyType', 'expected AT(Id)')
+        raise r.fail_at(av + 9, 'DiffieHellmanPublickeyType', 'expected AT(Id)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Id = r.string_of(u, None)
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'DiffieHellmanPublickeyType', 'expected CH')
+        raise r.fail_at(av + 9, 'DiffieHellmanPublickeyType', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_value = r.binary_of(u, 65)
-    if r.bits(1):
-        raise r.fail_back(1, 'DiffieHellmanPublickeyType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'DiffieHellmanPublickeyType', 'expected EE')
+    r.avail = av
     return _iso2.DiffieHellmanPublickeyType(Id=f_Id, value=f_value)
 
 def _e_iso2_DiffieHellmanPublickeyType(w: BitWriter, o: _iso2.DiffieHellmanPublickeyType) -> None:
@@ -12352,24 +15601,49 @@ def _e_iso2_DiffieHellmanPublickeyType(w: BitWriter, o: _iso2.DiffieHellmanPubli
         w.spill()
 
 def _d_iso2_EMAIDType(r: BitReader) -> _iso2.EMAIDType:
+    win = r.win
+    av = r.avail
     f_Id: str
     f_value: str
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'EMAIDType', 'expected AT(Id)')
+        raise r.fail_at(av + 9, 'EMAIDType', 'expected AT(Id)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Id = r.string_of(u, None)
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'EMAIDType', 'expected CH')
+        raise r.fail_at(av + 9, 'EMAIDType', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_value = r.string_of(u, 15)
-    if r.bits(1):
-        raise r.fail_back(1, 'EMAIDType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'EMAIDType', 'expected EE')
+    r.avail = av
     return _iso2.EMAIDType(Id=f_Id, value=f_value)
 
 def _e_iso2_EMAIDType(w: BitWriter, o: _iso2.EMAIDType) -> None:
@@ -12403,29 +15677,49 @@ def _e_iso2_EMAIDType(w: BitWriter, o: _iso2.EMAIDType) -> None:
         w.spill()
 
 def _d_iso2_EVChargeParameterType(r: BitReader) -> _iso2.EVChargeParameterType:
+    win = r.win
+    av = r.avail
     f_DepartureTime: int | None = None
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'EVChargeParameterType[0]', 'expected CH of DepartureTime')
+            raise r.fail_at(av + 9, 'EVChargeParameterType[0]', 'expected CH of DepartureTime')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_DepartureTime = u
-        if r.bits(1):
-            raise r.fail_back(1, 'EVChargeParameterType[0]', 'expected EE of DepartureTime')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'EVChargeParameterType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), EE')
+        raise r.fail_at(av, 'EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), EE')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'EVChargeParameterType[1]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'EVChargeParameterType[1]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.EVChargeParameterType(DepartureTime=f_DepartureTime)
 
 def _e_iso2_EVChargeParameterType(w: BitWriter, o: _iso2.EVChargeParameterType) -> None:
@@ -12468,8 +15762,15 @@ def _e_iso2_EVChargeParameterType(w: BitWriter, o: _iso2.EVChargeParameterType) 
         w.spill()
 
 def _d_iso2_EVPowerDeliveryParameterType(r: BitReader) -> _iso2.EVPowerDeliveryParameterType:
-    if r.bits(1):
-        raise r.fail_back(1, 'EVPowerDeliveryParameterType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'EVPowerDeliveryParameterType', 'expected EE')
+    r.avail = av
     return _iso2.EVPowerDeliveryParameterType()
 
 def _e_iso2_EVPowerDeliveryParameterType(w: BitWriter, o: _iso2.EVPowerDeliveryParameterType) -> None:
@@ -12483,8 +15784,15 @@ def _e_iso2_EVPowerDeliveryParameterType(w: BitWriter, o: _iso2.EVPowerDeliveryP
         w.spill()
 
 def _d_iso2_EVSEChargeParameterType(r: BitReader) -> _iso2.EVSEChargeParameterType:
-    if r.bits(1):
-        raise r.fail_back(1, 'EVSEChargeParameterType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'EVSEChargeParameterType', 'expected EE')
+    r.avail = av
     return _iso2.EVSEChargeParameterType()
 
 def _e_iso2_EVSEChargeParameterType(w: BitWriter, o: _iso2.EVSEChargeParameterType) -> None:
@@ -12498,22 +15806,34 @@ def _e_iso2_EVSEChargeParameterType(w: BitWriter, o: _iso2.EVSEChargeParameterTy
         w.spill()
 
 def _d_iso2_EVSEStatusType(r: BitReader) -> _iso2.EVSEStatusType:
+    win = r.win
+    av = r.avail
     f_NotificationMaxDelay: int
     f_EVSENotification: _iso2.EVSENotificationType
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        raise r.fail_at(av + 10, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_NotificationMaxDelay = u
-    c = r.bits(7)
+    av -= 7
+    if av < 0:
+        win, av = r.refill(av, 7)
+    c = (win >> av) & 0x7f
     if c & 0x73 != 0x0:
-        raise r.fail_back(7, 'EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+        raise r.fail_at(av + 7, 'EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
     iv = ((c >> 2) & 3)
     if iv >= 3:
-        raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_EVSENotification = _E_iso2_EVSENotificationType[iv]
+    r.avail = av
     return _iso2.EVSEStatusType(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification)
 
 def _e_iso2_EVSEStatusType(w: BitWriter, o: _iso2.EVSEStatusType) -> None:
@@ -12548,8 +15868,15 @@ def _e_iso2_EVSEStatusType(w: BitWriter, o: _iso2.EVSEStatusType) -> None:
         w.spill()
 
 def _d_iso2_EVStatusType(r: BitReader) -> _iso2.EVStatusType:
-    if r.bits(1):
-        raise r.fail_back(1, 'EVStatusType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'EVStatusType', 'expected EE')
+    r.avail = av
     return _iso2.EVStatusType()
 
 def _e_iso2_EVStatusType(w: BitWriter, o: _iso2.EVStatusType) -> None:
@@ -12563,20 +15890,37 @@ def _e_iso2_EVStatusType(w: BitWriter, o: _iso2.EVStatusType) -> None:
         w.spill()
 
 def _d_iso2_EntryType(r: BitReader) -> _iso2.EntryType:
+    win = r.win
+    av = r.avail
     f_RelativeTimeInterval: _iso2.RelativeTimeIntervalType | None = None
     f_TimeInterval: _iso2.IntervalType | None = None
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
+        r.avail = av
         f_RelativeTimeInterval = _d_iso2_RelativeTimeIntervalType(r)
+        win = r.win
+        av = r.avail
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'EntryType[0]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'EntryType[0]', 'expected EE')
         f_TimeInterval = _iso2.IntervalType()
     else:
-        raise r.fail('EntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
-    if r.bits(1):
-        raise r.fail_back(1, 'EntryType', 'expected EE')
+        raise r.fail_at(av, 'EntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'EntryType', 'expected EE')
+    r.avail = av
     return _iso2.EntryType(RelativeTimeInterval=f_RelativeTimeInterval, TimeInterval=f_TimeInterval)
 
 def _e_iso2_EntryType(w: BitWriter, o: _iso2.EntryType) -> None:
@@ -12605,8 +15949,15 @@ def _e_iso2_EntryType(w: BitWriter, o: _iso2.EntryType) -> None:
         w.spill()
 
 def _d_iso2_IntervalType(r: BitReader) -> _iso2.IntervalType:
-    if r.bits(1):
-        raise r.fail_back(1, 'IntervalType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'IntervalType', 'expected EE')
+    r.avail = av
     return _iso2.IntervalType()
 
 def _e_iso2_IntervalType(w: BitWriter, o: _iso2.IntervalType) -> None:
@@ -12620,50 +15971,91 @@ def _e_iso2_IntervalType(w: BitWriter, o: _iso2.IntervalType) -> None:
         w.spill()
 
 def _d_iso2_ListOfRootCertificateIDsType(r: BitReader) -> _iso2.ListOfRootCertificateIDsType:
+    win = r.win
+    av = r.avail
     f_RootCertificateID: list[_xmldsig.X509IssuerSerialType] = []
     s = 0
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID), SE(X509IssuerName), CH of X509IssuerName')
+        raise r.fail_at(av + 11, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID), SE(X509IssuerName), CH of X509IssuerName')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_1_X509IssuerName = r.string_of(u, None)
-    c = r.bits(12)
+    win = r.win
+    av = r.avail
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'ListOfRootCertificateIDsType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+        raise r.fail_at(av + 12, 'ListOfRootCertificateIDsType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_X509SerialNumber = -u - 1 if sg else u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'ListOfRootCertificateIDsType', 'expected EE of X509SerialNumber, EE')
+        raise r.fail_at(av + 2, 'ListOfRootCertificateIDsType', 'expected EE of X509SerialNumber, EE')
     f_RootCertificateID.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
     s = 1
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'ListOfRootCertificateIDsType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+                raise r.fail_at(av + 10, 'ListOfRootCertificateIDsType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_2_X509IssuerName = r.string_of(u, None)
-            c = r.bits(12)
+            win = r.win
+            av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
             if c & 0xe00 != 0x0:
-                raise r.fail_back(12, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+                raise r.fail_at(av + 12, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_2_X509SerialNumber = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509SerialNumber, EE')
+                raise r.fail_at(av + 2, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509SerialNumber, EE')
             f_RootCertificateID.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
             n += 1
             if n == 19:
@@ -12673,11 +16065,16 @@ def _d_iso2_ListOfRootCertificateIDsType(r: BitReader) -> _iso2.ListOfRootCertif
             s = -1
             break
         else:
-            raise r.fail('ListOfRootCertificateIDsType[1]', f'event code {ec}, expected SE(RootCertificateID), EE')
+            raise r.fail_at(av, 'ListOfRootCertificateIDsType[1]', f'event code {ec}, expected SE(RootCertificateID), EE')
     if s == 20:
-        if r.bits(1):
-            raise r.fail_back(1, 'ListOfRootCertificateIDsType[20]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ListOfRootCertificateIDsType[20]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.ListOfRootCertificateIDsType(RootCertificateID=f_RootCertificateID)
 
 def _e_iso2_ListOfRootCertificateIDsType(w: BitWriter, o: _iso2.ListOfRootCertificateIDsType) -> None:
@@ -12778,167 +16175,301 @@ def _e_iso2_ListOfRootCertificateIDsType(w: BitWriter, o: _iso2.ListOfRootCertif
         w.spill()
 
 def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
+    win = r.win
+    av = r.avail
     f_MeterID: str
     f_MeterReading: int | None = None
     f_SigMeterReading: bytes | None = None
     f_MeterStatus: int | None = None
     f_TMeter: int | None = None
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
+        raise r.fail_at(av + 10, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_MeterID = r.string_of(u, 32)
-    c = r.bits(4)
+    win = r.win
+    av = r.avail
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x8 != 0x0:
-        raise r.fail_back(4, 'MeterInfoType', 'expected EE of MeterID')
+        raise r.fail_at(av + 4, 'MeterInfoType', 'expected EE of MeterID')
     ec = (c & 7)
     s = 1
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'MeterInfoType[1]', 'expected CH of MeterReading')
+            raise r.fail_at(av + 9, 'MeterInfoType[1]', 'expected CH of MeterReading')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_MeterReading = u
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[1]', 'expected EE of MeterReading')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[1]', 'expected EE of MeterReading')
         s = 2
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'MeterInfoType[1]', 'expected CH of SigMeterReading')
+            raise r.fail_at(av + 9, 'MeterInfoType[1]', 'expected CH of SigMeterReading')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_SigMeterReading = r.binary_of(u, 64)
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[1]', 'expected EE of SigMeterReading')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[1]', 'expected EE of SigMeterReading')
         s = 3
     elif ec == 2:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x200 != 0x0:
-            raise r.fail_back(10, 'MeterInfoType[1]', 'expected CH of MeterStatus')
+            raise r.fail_at(av + 10, 'MeterInfoType[1]', 'expected CH of MeterStatus')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_MeterStatus = -u - 1 if sg else u
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[1]', 'expected EE of MeterStatus')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[1]', 'expected EE of MeterStatus')
         s = 4
     elif ec == 3:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x200 != 0x0:
-            raise r.fail_back(10, 'MeterInfoType[1]', 'expected CH of TMeter')
+            raise r.fail_at(av + 10, 'MeterInfoType[1]', 'expected CH of TMeter')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_TMeter = -u - 1 if sg else u
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[1]', 'expected EE of TMeter')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[1]', 'expected EE of TMeter')
         s = 5
     elif ec == 4:
         s = -1
     else:
-        raise r.fail('MeterInfoType[1]', f'event code {ec}, expected SE(MeterReading), SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
+        raise r.fail_at(av, 'MeterInfoType[1]', f'event code {ec}, expected SE(MeterReading), SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
     if s == 2:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of SigMeterReading')
+                raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of SigMeterReading')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_SigMeterReading = r.binary_of(u, 64)
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of SigMeterReading')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of SigMeterReading')
             s = 3
         elif ec == 1:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'MeterInfoType[2]', 'expected CH of MeterStatus')
+                raise r.fail_at(av + 10, 'MeterInfoType[2]', 'expected CH of MeterStatus')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterStatus = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
             s = 4
         elif ec == 2:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'MeterInfoType[2]', 'expected CH of TMeter')
+                raise r.fail_at(av + 10, 'MeterInfoType[2]', 'expected CH of TMeter')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_TMeter = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of TMeter')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of TMeter')
             s = 5
         elif ec == 3:
             s = -1
         else:
-            raise r.fail('MeterInfoType[2]', f'event code {ec}, expected SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
+            raise r.fail_at(av, 'MeterInfoType[2]', f'event code {ec}, expected SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'MeterInfoType[3]', 'expected CH of MeterStatus')
+                raise r.fail_at(av + 10, 'MeterInfoType[3]', 'expected CH of MeterStatus')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterStatus = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterStatus')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[3]', 'expected EE of MeterStatus')
             s = 4
         elif ec == 1:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'MeterInfoType[3]', 'expected CH of TMeter')
+                raise r.fail_at(av + 10, 'MeterInfoType[3]', 'expected CH of TMeter')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_TMeter = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of TMeter')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[3]', 'expected EE of TMeter')
             s = 5
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('MeterInfoType[3]', f'event code {ec}, expected SE(MeterStatus), SE(TMeter), EE')
+            raise r.fail_at(av, 'MeterInfoType[3]', f'event code {ec}, expected SE(MeterStatus), SE(TMeter), EE')
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'MeterInfoType[4]', 'expected CH of TMeter')
+                raise r.fail_at(av + 10, 'MeterInfoType[4]', 'expected CH of TMeter')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_TMeter = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of TMeter')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[4]', 'expected EE of TMeter')
             s = 5
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('MeterInfoType[4]', f'event code {ec}, expected SE(TMeter), EE')
+            raise r.fail_at(av, 'MeterInfoType[4]', f'event code {ec}, expected SE(TMeter), EE')
     if s == 5:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[5]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.MeterInfoType(MeterID=f_MeterID, MeterReading=f_MeterReading, SigMeterReading=f_SigMeterReading, MeterStatus=f_MeterStatus, TMeter=f_TMeter)
 
 def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
@@ -13183,37 +16714,60 @@ def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
         w.spill()
 
 def _d_iso2_NotificationType(r: BitReader) -> _iso2.NotificationType:
+    win = r.win
+    av = r.avail
     f_FaultCode: _iso2.faultCodeType
     f_FaultMsg: str | None = None
     s = 0
-    c = r.bits(7)
+    av -= 7
+    if av < 0:
+        win, av = r.refill(av, 7)
+    c = (win >> av) & 0x7f
     if c & 0x64 != 0x0:
-        raise r.fail_back(7, 'NotificationType', 'expected SE(FaultCode), CH of FaultCode, EE of FaultCode')
+        raise r.fail_at(av + 7, 'NotificationType', 'expected SE(FaultCode), CH of FaultCode, EE of FaultCode')
     iv = ((c >> 3) & 3)
     if iv >= 3:
-        raise r.fail('NotificationType.FaultCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'NotificationType.FaultCode', f'enumeration index {iv}')
     f_FaultCode = _E_iso2_faultCodeType[iv]
     ec = (c & 3)
     s = 1
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'NotificationType[1]', 'expected CH of FaultMsg')
+            raise r.fail_at(av + 9, 'NotificationType[1]', 'expected CH of FaultMsg')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_FaultMsg = r.string_of(u, 64)
-        if r.bits(1):
-            raise r.fail_back(1, 'NotificationType[1]', 'expected EE of FaultMsg')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'NotificationType[1]', 'expected EE of FaultMsg')
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('NotificationType[1]', f'event code {ec}, expected SE(FaultMsg), EE')
+        raise r.fail_at(av, 'NotificationType[1]', f'event code {ec}, expected SE(FaultMsg), EE')
     if s == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'NotificationType[2]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'NotificationType[2]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.NotificationType(FaultCode=f_FaultCode, FaultMsg=f_FaultMsg)
 
 def _e_iso2_NotificationType(w: BitWriter, o: _iso2.NotificationType) -> None:
@@ -13253,36 +16807,58 @@ def _e_iso2_NotificationType(w: BitWriter, o: _iso2.NotificationType) -> None:
         w.spill()
 
 def _d_iso2_PMaxScheduleEntryType(r: BitReader) -> _iso2.PMaxScheduleEntryType:
+    win = r.win
+    av = r.avail
     f_RelativeTimeInterval: _iso2.RelativeTimeIntervalType | None = None
     f_TimeInterval: _iso2.IntervalType | None = None
     f_PMax: _iso2.PhysicalValueType
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
+        r.avail = av
         f_RelativeTimeInterval = _d_iso2_RelativeTimeIntervalType(r)
+        win = r.win
+        av = r.avail
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'PMaxScheduleEntryType[0]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PMaxScheduleEntryType[0]', 'expected EE')
         f_TimeInterval = _iso2.IntervalType()
     else:
-        raise r.fail('PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
-    c = r.bits(24)
+        raise r.fail_at(av, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
+    av -= 24
+    if av < 0:
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
     if c & 0xe38e00 != 0x0:
-        raise r.fail_back(24, 'PMaxScheduleEntryType', 'expected SE(PMax), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        raise r.fail_at(av + 24, 'PMaxScheduleEntryType', 'expected SE(PMax), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
     f_2_Multiplier = ((c >> 18) & 7) - 3
     iv = ((c >> 12) & 7)
     if iv >= 7:
-        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
     f_2_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'PMaxScheduleEntryType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'PMaxScheduleEntryType', 'expected EE of Value, EE, EE')
     f_PMax = _iso2.PhysicalValueType(Multiplier=f_2_Multiplier, Unit=f_2_Unit, Value=f_2_Value)
+    r.avail = av
     return _iso2.PMaxScheduleEntryType(RelativeTimeInterval=f_RelativeTimeInterval, TimeInterval=f_TimeInterval, PMax=f_PMax)
 
 def _e_iso2_PMaxScheduleEntryType(w: BitWriter, o: _iso2.PMaxScheduleEntryType) -> None:
@@ -13338,17 +16914,32 @@ def _e_iso2_PMaxScheduleEntryType(w: BitWriter, o: _iso2.PMaxScheduleEntryType) 
         w.spill()
 
 def _d_iso2_PMaxScheduleType(r: BitReader) -> _iso2.PMaxScheduleType:
+    win = r.win
+    av = r.avail
     f_PMaxScheduleEntry: list[_iso2.PMaxScheduleEntryType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'PMaxScheduleType', 'expected SE(PMaxScheduleEntry)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'PMaxScheduleType', 'expected SE(PMaxScheduleEntry)')
+    r.avail = av
     f_PMaxScheduleEntry.append(_d_iso2_PMaxScheduleEntryType(r))
+    win = r.win
+    av = r.avail
     s = 1
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_PMaxScheduleEntry.append(_d_iso2_PMaxScheduleEntryType(r))
+            win = r.win
+            av = r.avail
             n += 1
             if n == 1023:
                 s = 1024
@@ -13357,11 +16948,16 @@ def _d_iso2_PMaxScheduleType(r: BitReader) -> _iso2.PMaxScheduleType:
             s = -1
             break
         else:
-            raise r.fail('PMaxScheduleType[1]', f'event code {ec}, expected SE(PMaxScheduleEntry), EE')
+            raise r.fail_at(av, 'PMaxScheduleType[1]', f'event code {ec}, expected SE(PMaxScheduleEntry), EE')
     if s == 1024:
-        if r.bits(1):
-            raise r.fail_back(1, 'PMaxScheduleType[1024]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PMaxScheduleType[1024]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.PMaxScheduleType(PMaxScheduleEntry=f_PMaxScheduleEntry)
 
 def _e_iso2_PMaxScheduleType(w: BitWriter, o: _iso2.PMaxScheduleType) -> None:
@@ -13416,28 +17012,48 @@ def _e_iso2_PMaxScheduleType(w: BitWriter, o: _iso2.PMaxScheduleType) -> None:
         w.spill()
 
 def _d_iso2_ParameterSetType(r: BitReader) -> _iso2.ParameterSetType:
+    win = r.win
+    av = r.avail
     f_ParameterSetID: int
     f_Parameter: list[_iso2.ParameterType] = []
     s = 0
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x600 != 0x0:
-        raise r.fail_back(11, 'ParameterSetType', 'expected SE(ParameterSetID), CH of ParameterSetID')
+        raise r.fail_at(av + 11, 'ParameterSetType', 'expected SE(ParameterSetID), CH of ParameterSetID')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_ParameterSetID = -u - 1 if sg else u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'ParameterSetType', 'expected EE of ParameterSetID, SE(Parameter)')
+        raise r.fail_at(av + 2, 'ParameterSetType', 'expected EE of ParameterSetID, SE(Parameter)')
     s = 1
+    r.avail = av
     f_Parameter.append(_d_iso2_ParameterType(r))
+    win = r.win
+    av = r.avail
     s = 2
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_Parameter.append(_d_iso2_ParameterType(r))
+            win = r.win
+            av = r.avail
             n += 1
             if n == 15:
                 s = 17
@@ -13446,11 +17062,16 @@ def _d_iso2_ParameterSetType(r: BitReader) -> _iso2.ParameterSetType:
             s = -1
             break
         else:
-            raise r.fail('ParameterSetType[2]', f'event code {ec}, expected SE(Parameter), EE')
+            raise r.fail_at(av, 'ParameterSetType[2]', f'event code {ec}, expected SE(Parameter), EE')
     if s == 17:
-        if r.bits(1):
-            raise r.fail_back(1, 'ParameterSetType[17]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ParameterSetType[17]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.ParameterSetType(ParameterSetID=f_ParameterSetID, Parameter=f_Parameter)
 
 def _e_iso2_ParameterSetType(w: BitWriter, o: _iso2.ParameterSetType) -> None:
@@ -13527,6 +17148,8 @@ def _e_iso2_ParameterSetType(w: BitWriter, o: _iso2.ParameterSetType) -> None:
         w.spill()
 
 def _d_iso2_ParameterType(r: BitReader) -> _iso2.ParameterType:
+    win = r.win
+    av = r.avail
     f_Name: str
     f_boolValue: bool | None = None
     f_byteValue: int | None = None
@@ -13534,79 +17157,144 @@ def _d_iso2_ParameterType(r: BitReader) -> _iso2.ParameterType:
     f_intValue: int | None = None
     f_physicalValue: _iso2.PhysicalValueType | None = None
     f_stringValue: str | None = None
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'ParameterType', 'expected AT(Name)')
+        raise r.fail_at(av + 9, 'ParameterType', 'expected AT(Name)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Name = r.string_of(u, None)
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'ParameterType[1]', 'expected CH of boolValue, EE of boolValue')
+            raise r.fail_at(av + 3, 'ParameterType[1]', 'expected CH of boolValue, EE of boolValue')
         f_boolValue = ((c >> 1) & 1) == 1
     elif ec == 1:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x201 != 0x0:
-            raise r.fail_back(10, 'ParameterType[1]', 'expected CH of byteValue, EE of byteValue')
+            raise r.fail_at(av + 10, 'ParameterType[1]', 'expected CH of byteValue, EE of byteValue')
         f_byteValue = ((c >> 1) & 255) - 128
     elif ec == 2:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x200 != 0x0:
-            raise r.fail_back(10, 'ParameterType[1]', 'expected CH of shortValue')
+            raise r.fail_at(av + 10, 'ParameterType[1]', 'expected CH of shortValue')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_shortValue = -u - 1 if sg else u
-        if r.bits(1):
-            raise r.fail_back(1, 'ParameterType[1]', 'expected EE of shortValue')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ParameterType[1]', 'expected EE of shortValue')
     elif ec == 3:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x200 != 0x0:
-            raise r.fail_back(10, 'ParameterType[1]', 'expected CH of intValue')
+            raise r.fail_at(av + 10, 'ParameterType[1]', 'expected CH of intValue')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_intValue = -u - 1 if sg else u
-        if r.bits(1):
-            raise r.fail_back(1, 'ParameterType[1]', 'expected EE of intValue')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ParameterType[1]', 'expected EE of intValue')
     elif ec == 4:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x638e00 != 0x0:
-            raise r.fail_back(23, 'ParameterType[1]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'ParameterType[1]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_1_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
-            raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
         f_1_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'ParameterType[1]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of Value, EE')
         f_physicalValue = _iso2.PhysicalValueType(Multiplier=f_1_Multiplier, Unit=f_1_Unit, Value=f_1_Value)
     elif ec == 5:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'ParameterType[1]', 'expected CH of stringValue')
+            raise r.fail_at(av + 9, 'ParameterType[1]', 'expected CH of stringValue')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_stringValue = r.string_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'ParameterType[1]', 'expected EE of stringValue')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ParameterType[1]', 'expected EE of stringValue')
     else:
-        raise r.fail('ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
-    if r.bits(1):
-        raise r.fail_back(1, 'ParameterType', 'expected EE')
+        raise r.fail_at(av, 'ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ParameterType', 'expected EE')
+    r.avail = av
     return _iso2.ParameterType(Name=f_Name, boolValue=f_boolValue, byteValue=f_byteValue, shortValue=f_shortValue, intValue=f_intValue, physicalValue=f_physicalValue, stringValue=f_stringValue)
 
 def _e_iso2_ParameterType(w: BitWriter, o: _iso2.ParameterType) -> None:
@@ -13747,28 +17435,41 @@ def _e_iso2_ParameterType(w: BitWriter, o: _iso2.ParameterType) -> None:
         w.spill()
 
 def _d_iso2_PaymentOptionListType(r: BitReader) -> _iso2.PaymentOptionListType:
+    win = r.win
+    av = r.avail
     f_PaymentOption: list[_iso2.paymentOptionType] = []
     s = 0
-    c = r.bits(6)
+    av -= 6
+    if av < 0:
+        win, av = r.refill(av, 6)
+    c = (win >> av) & 0x3f
     if c & 0x34 != 0x0:
-        raise r.fail_back(6, 'PaymentOptionListType', 'expected SE(PaymentOption), CH of PaymentOption, EE of PaymentOption')
+        raise r.fail_at(av + 6, 'PaymentOptionListType', 'expected SE(PaymentOption), CH of PaymentOption, EE of PaymentOption')
     f_PaymentOption.append(_E_iso2_paymentOptionType[((c >> 3) & 1)])
     ec = (c & 3)
     s = 1
     if ec == 0:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'PaymentOptionListType[1]', 'expected CH of PaymentOption, EE of PaymentOption')
+            raise r.fail_at(av + 3, 'PaymentOptionListType[1]', 'expected CH of PaymentOption, EE of PaymentOption')
         f_PaymentOption.append(_E_iso2_paymentOptionType[((c >> 1) & 1)])
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('PaymentOptionListType[1]', f'event code {ec}, expected SE(PaymentOption), EE')
+        raise r.fail_at(av, 'PaymentOptionListType[1]', f'event code {ec}, expected SE(PaymentOption), EE')
     if s == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'PaymentOptionListType[2]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PaymentOptionListType[2]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.PaymentOptionListType(PaymentOption=f_PaymentOption)
 
 def _e_iso2_PaymentOptionListType(w: BitWriter, o: _iso2.PaymentOptionListType) -> None:
@@ -13807,25 +17508,37 @@ def _e_iso2_PaymentOptionListType(w: BitWriter, o: _iso2.PaymentOptionListType) 
         w.spill()
 
 def _d_iso2_PhysicalValueType(r: BitReader) -> _iso2.PhysicalValueType:
+    win = r.win
+    av = r.avail
     f_Multiplier: int
     f_Unit: _iso2.unitSymbolType
     f_Value: int
-    c = r.bits(23)
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     if c & 0x638e00 != 0x0:
-        raise r.fail_back(23, 'PhysicalValueType', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        raise r.fail_at(av + 23, 'PhysicalValueType', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
     f_Multiplier = ((c >> 18) & 7) - 3
     iv = ((c >> 12) & 7)
     if iv >= 7:
-        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
     f_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_Value = -u - 1 if sg else u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'PhysicalValueType', 'expected EE of Value, EE')
+        raise r.fail_at(av + 2, 'PhysicalValueType', 'expected EE of Value, EE')
+    r.avail = av
     return _iso2.PhysicalValueType(Multiplier=f_Multiplier, Unit=f_Unit, Value=f_Value)
 
 def _e_iso2_PhysicalValueType(w: BitWriter, o: _iso2.PhysicalValueType) -> None:
@@ -13864,51 +17577,76 @@ def _e_iso2_PhysicalValueType(w: BitWriter, o: _iso2.PhysicalValueType) -> None:
         w.spill()
 
 def _d_iso2_ProfileEntryType(r: BitReader) -> _iso2.ProfileEntryType:
+    win = r.win
+    av = r.avail
     f_ChargingProfileEntryStart: int
     f_ChargingProfileEntryMaxPower: _iso2.PhysicalValueType
     f_ChargingProfileEntryMaxNumberOfPhasesInUse: int | None = None
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'ProfileEntryType', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
+        raise r.fail_at(av + 10, 'ProfileEntryType', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_ChargingProfileEntryStart = u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1e38e00 != 0x0:
-        raise r.fail_back(25, 'ProfileEntryType', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'ProfileEntryType', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
     f_1_Multiplier = ((c >> 18) & 7) - 3
     iv = ((c >> 12) & 7)
     if iv >= 7:
-        raise r.fail('PhysicalValueType.Unit', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
     f_1_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(4)
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0xc != 0x0:
-        raise r.fail_back(4, 'ProfileEntryType', 'expected EE of Value, EE')
+        raise r.fail_at(av + 4, 'ProfileEntryType', 'expected EE of Value, EE')
     ec = (c & 3)
     f_ChargingProfileEntryMaxPower = _iso2.PhysicalValueType(Multiplier=f_1_Multiplier, Unit=f_1_Unit, Value=f_1_Value)
     s = 2
     if ec == 0:
-        c = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
         if c & 0x9 != 0x0:
-            raise r.fail_back(4, 'ProfileEntryType[2]', 'expected CH of ChargingProfileEntryMaxNumberOfPhasesInUse, EE of ChargingProfileEntryMaxNumberOfPhasesInUse')
+            raise r.fail_at(av + 4, 'ProfileEntryType[2]', 'expected CH of ChargingProfileEntryMaxNumberOfPhasesInUse, EE of ChargingProfileEntryMaxNumberOfPhasesInUse')
         f_ChargingProfileEntryMaxNumberOfPhasesInUse = ((c >> 1) & 3) + 1
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('ProfileEntryType[2]', f'event code {ec}, expected SE(ChargingProfileEntryMaxNumberOfPhasesInUse), EE')
+        raise r.fail_at(av, 'ProfileEntryType[2]', f'event code {ec}, expected SE(ChargingProfileEntryMaxNumberOfPhasesInUse), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'ProfileEntryType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ProfileEntryType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.ProfileEntryType(ChargingProfileEntryStart=f_ChargingProfileEntryStart, ChargingProfileEntryMaxPower=f_ChargingProfileEntryMaxPower, ChargingProfileEntryMaxNumberOfPhasesInUse=f_ChargingProfileEntryMaxNumberOfPhasesInUse)
 
 def _e_iso2_ProfileEntryType(w: BitWriter, o: _iso2.ProfileEntryType) -> None:
@@ -13986,40 +17724,66 @@ def _e_iso2_ProfileEntryType(w: BitWriter, o: _iso2.ProfileEntryType) -> None:
         w.spill()
 
 def _d_iso2_RelativeTimeIntervalType(r: BitReader) -> _iso2.RelativeTimeIntervalType:
+    win = r.win
+    av = r.avail
     f_start: int
     f_duration: int | None = None
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'RelativeTimeIntervalType', 'expected SE(start), CH of start')
+        raise r.fail_at(av + 10, 'RelativeTimeIntervalType', 'expected SE(start), CH of start')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_start = u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'RelativeTimeIntervalType', 'expected EE of start')
+        raise r.fail_at(av + 3, 'RelativeTimeIntervalType', 'expected EE of start')
     ec = (c & 3)
     s = 1
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
+            raise r.fail_at(av + 9, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_duration = u
-        if r.bits(1):
-            raise r.fail_back(1, 'RelativeTimeIntervalType[1]', 'expected EE of duration')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'RelativeTimeIntervalType[1]', 'expected EE of duration')
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+        raise r.fail_at(av, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
     if s == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'RelativeTimeIntervalType[2]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'RelativeTimeIntervalType[2]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.RelativeTimeIntervalType(start=f_start, duration=f_duration)
 
 def _e_iso2_RelativeTimeIntervalType(w: BitWriter, o: _iso2.RelativeTimeIntervalType) -> None:
@@ -14084,34 +17848,60 @@ def _e_iso2_RelativeTimeIntervalType(w: BitWriter, o: _iso2.RelativeTimeInterval
         w.spill()
 
 def _d_iso2_SAScheduleListType(r: BitReader) -> _iso2.SAScheduleListType:
+    win = r.win
+    av = r.avail
     f_SAScheduleTuple: list[_iso2.SAScheduleTupleType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'SAScheduleListType', 'expected SE(SAScheduleTuple)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SAScheduleListType', 'expected SE(SAScheduleTuple)')
+    r.avail = av
     f_SAScheduleTuple.append(_d_iso2_SAScheduleTupleType(r))
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 1
     if ec == 0:
+        r.avail = av
         f_SAScheduleTuple.append(_d_iso2_SAScheduleTupleType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('SAScheduleListType[1]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
+        raise r.fail_at(av, 'SAScheduleListType[1]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_SAScheduleTuple.append(_d_iso2_SAScheduleTupleType(r))
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('SAScheduleListType[2]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
+            raise r.fail_at(av, 'SAScheduleListType[2]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'SAScheduleListType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SAScheduleListType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.SAScheduleListType(SAScheduleTuple=f_SAScheduleTuple)
 
 def _e_iso2_SAScheduleListType(w: BitWriter, o: _iso2.SAScheduleListType) -> None:
@@ -14176,30 +17966,49 @@ def _e_iso2_SAScheduleListType(w: BitWriter, o: _iso2.SAScheduleListType) -> Non
         w.spill()
 
 def _d_iso2_SAScheduleTupleType(r: BitReader) -> _iso2.SAScheduleTupleType:
+    win = r.win
+    av = r.avail
     f_SAScheduleTupleID: int
     f_PMaxSchedule: _iso2.PMaxScheduleType
     f_SalesTariff: _iso2.SalesTariffType | None = None
     s = 0
-    c = r.bits(12)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xc03 != 0x0:
-        raise r.fail_back(12, 'SAScheduleTupleType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)')
+        raise r.fail_at(av + 12, 'SAScheduleTupleType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)')
     f_SAScheduleTupleID = ((c >> 2) & 255) + 1
     s = 1
+    r.avail = av
     f_PMaxSchedule = _d_iso2_PMaxScheduleType(r)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 2
     if ec == 0:
+        r.avail = av
         f_SalesTariff = _d_iso2_SalesTariffType(r)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+        raise r.fail_at(av, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'SAScheduleTupleType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SAScheduleTupleType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.SAScheduleTupleType(SAScheduleTupleID=f_SAScheduleTupleID, PMaxSchedule=f_PMaxSchedule, SalesTariff=f_SalesTariff)
 
 def _e_iso2_SAScheduleTupleType(w: BitWriter, o: _iso2.SAScheduleTupleType) -> None:
@@ -14245,8 +18054,15 @@ def _e_iso2_SAScheduleTupleType(w: BitWriter, o: _iso2.SAScheduleTupleType) -> N
         w.spill()
 
 def _d_iso2_SASchedulesType(r: BitReader) -> _iso2.SASchedulesType:
-    if r.bits(1):
-        raise r.fail_back(1, 'SASchedulesType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SASchedulesType', 'expected EE')
+    r.avail = av
     return _iso2.SASchedulesType()
 
 def _e_iso2_SASchedulesType(w: BitWriter, o: _iso2.SASchedulesType) -> None:
@@ -14260,69 +18076,113 @@ def _e_iso2_SASchedulesType(w: BitWriter, o: _iso2.SASchedulesType) -> None:
         w.spill()
 
 def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
+    win = r.win
+    av = r.avail
     f_RelativeTimeInterval: _iso2.RelativeTimeIntervalType | None = None
     f_TimeInterval: _iso2.IntervalType | None = None
     f_EPriceLevel: int | None = None
     f_ConsumptionCost: list[_iso2.ConsumptionCostType] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
+        r.avail = av
         f_RelativeTimeInterval = _d_iso2_RelativeTimeIntervalType(r)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SalesTariffEntryType[0]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SalesTariffEntryType[0]', 'expected EE')
         f_TimeInterval = _iso2.IntervalType()
         s = 1
     else:
-        raise r.fail('SalesTariffEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
-    c = r.bits(2)
+        raise r.fail_at(av, 'SalesTariffEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x201 != 0x0:
-            raise r.fail_back(10, 'SalesTariffEntryType[1]', 'expected CH of EPriceLevel, EE of EPriceLevel')
+            raise r.fail_at(av + 10, 'SalesTariffEntryType[1]', 'expected CH of EPriceLevel, EE of EPriceLevel')
         f_EPriceLevel = ((c >> 1) & 255)
         s = 2
     elif ec == 1:
+        r.avail = av
         f_ConsumptionCost.append(_d_iso2_ConsumptionCostType(r))
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 2:
         s = -1
     else:
-        raise r.fail('SalesTariffEntryType[1]', f'event code {ec}, expected SE(EPriceLevel), SE(ConsumptionCost), EE')
+        raise r.fail_at(av, 'SalesTariffEntryType[1]', f'event code {ec}, expected SE(EPriceLevel), SE(ConsumptionCost), EE')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_ConsumptionCost.append(_d_iso2_ConsumptionCostType(r))
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('SalesTariffEntryType[2]', f'event code {ec}, expected SE(ConsumptionCost), EE')
+            raise r.fail_at(av, 'SalesTariffEntryType[2]', f'event code {ec}, expected SE(ConsumptionCost), EE')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_ConsumptionCost.append(_d_iso2_ConsumptionCostType(r))
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('SalesTariffEntryType[3]', f'event code {ec}, expected SE(ConsumptionCost), EE')
+            raise r.fail_at(av, 'SalesTariffEntryType[3]', f'event code {ec}, expected SE(ConsumptionCost), EE')
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_ConsumptionCost.append(_d_iso2_ConsumptionCostType(r))
+            win = r.win
+            av = r.avail
             s = 5
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('SalesTariffEntryType[4]', f'event code {ec}, expected SE(ConsumptionCost), EE')
+            raise r.fail_at(av, 'SalesTariffEntryType[4]', f'event code {ec}, expected SE(ConsumptionCost), EE')
     if s == 5:
-        if r.bits(1):
-            raise r.fail_back(1, 'SalesTariffEntryType[5]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SalesTariffEntryType[5]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.SalesTariffEntryType(RelativeTimeInterval=f_RelativeTimeInterval, TimeInterval=f_TimeInterval, EPriceLevel=f_EPriceLevel, ConsumptionCost=f_ConsumptionCost)
 
 def _e_iso2_SalesTariffEntryType(w: BitWriter, o: _iso2.SalesTariffEntryType) -> None:
@@ -14429,82 +18289,146 @@ def _e_iso2_SalesTariffEntryType(w: BitWriter, o: _iso2.SalesTariffEntryType) ->
         w.spill()
 
 def _d_iso2_SalesTariffType(r: BitReader) -> _iso2.SalesTariffType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_SalesTariffID: int
     f_SalesTariffDescription: str | None = None
     f_NumEPriceLevels: int | None = None
     f_SalesTariffEntry: list[_iso2.SalesTariffEntryType] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x201 != 0x0:
-            raise r.fail_back(10, 'SalesTariffType[0]', 'expected CH of SalesTariffID, EE of SalesTariffID')
+            raise r.fail_at(av + 10, 'SalesTariffType[0]', 'expected CH of SalesTariffID, EE of SalesTariffID')
         f_SalesTariffID = ((c >> 1) & 255) + 1
         s = 2
     else:
-        raise r.fail('SalesTariffType[0]', f'event code {ec}, expected AT(Id), SE(SalesTariffID)')
+        raise r.fail_at(av, 'SalesTariffType[0]', f'event code {ec}, expected AT(Id), SE(SalesTariffID)')
     if s == 1:
-        c = r.bits(11)
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
         if c & 0x601 != 0x0:
-            raise r.fail_back(11, 'SalesTariffType[1]', 'expected SE(SalesTariffID), CH of SalesTariffID, EE of SalesTariffID')
+            raise r.fail_at(av + 11, 'SalesTariffType[1]', 'expected SE(SalesTariffID), CH of SalesTariffID, EE of SalesTariffID')
         f_SalesTariffID = ((c >> 1) & 255) + 1
         s = 2
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'SalesTariffType[2]', 'expected CH of SalesTariffDescription')
+            raise r.fail_at(av + 9, 'SalesTariffType[2]', 'expected CH of SalesTariffDescription')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_SalesTariffDescription = r.string_of(u, 32)
-        if r.bits(1):
-            raise r.fail_back(1, 'SalesTariffType[2]', 'expected EE of SalesTariffDescription')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SalesTariffType[2]', 'expected EE of SalesTariffDescription')
         s = 3
     elif ec == 1:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x201 != 0x0:
-            raise r.fail_back(10, 'SalesTariffType[2]', 'expected CH of NumEPriceLevels, EE of NumEPriceLevels')
+            raise r.fail_at(av + 10, 'SalesTariffType[2]', 'expected CH of NumEPriceLevels, EE of NumEPriceLevels')
         f_NumEPriceLevels = ((c >> 1) & 255)
         s = 4
     elif ec == 2:
+        r.avail = av
         f_SalesTariffEntry.append(_d_iso2_SalesTariffEntryType(r))
+        win = r.win
+        av = r.avail
         s = 5
     else:
-        raise r.fail('SalesTariffType[2]', f'event code {ec}, expected SE(SalesTariffDescription), SE(NumEPriceLevels), SE(SalesTariffEntry)')
+        raise r.fail_at(av, 'SalesTariffType[2]', f'event code {ec}, expected SE(SalesTariffDescription), SE(NumEPriceLevels), SE(SalesTariffEntry)')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x201 != 0x0:
-                raise r.fail_back(10, 'SalesTariffType[3]', 'expected CH of NumEPriceLevels, EE of NumEPriceLevels')
+                raise r.fail_at(av + 10, 'SalesTariffType[3]', 'expected CH of NumEPriceLevels, EE of NumEPriceLevels')
             f_NumEPriceLevels = ((c >> 1) & 255)
             s = 4
         elif ec == 1:
+            r.avail = av
             f_SalesTariffEntry.append(_d_iso2_SalesTariffEntryType(r))
+            win = r.win
+            av = r.avail
             s = 5
         else:
-            raise r.fail('SalesTariffType[3]', f'event code {ec}, expected SE(NumEPriceLevels), SE(SalesTariffEntry)')
+            raise r.fail_at(av, 'SalesTariffType[3]', f'event code {ec}, expected SE(NumEPriceLevels), SE(SalesTariffEntry)')
     if s == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'SalesTariffType[4]', 'expected SE(SalesTariffEntry)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SalesTariffType[4]', 'expected SE(SalesTariffEntry)')
+        r.avail = av
         f_SalesTariffEntry.append(_d_iso2_SalesTariffEntryType(r))
+        win = r.win
+        av = r.avail
         s = 5
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_SalesTariffEntry.append(_d_iso2_SalesTariffEntryType(r))
+            win = r.win
+            av = r.avail
             n += 1
             if n == 1023:
                 s = 1028
@@ -14513,11 +18437,16 @@ def _d_iso2_SalesTariffType(r: BitReader) -> _iso2.SalesTariffType:
             s = -1
             break
         else:
-            raise r.fail('SalesTariffType[5]', f'event code {ec}, expected SE(SalesTariffEntry), EE')
+            raise r.fail_at(av, 'SalesTariffType[5]', f'event code {ec}, expected SE(SalesTariffEntry), EE')
     if s == 1028:
-        if r.bits(1):
-            raise r.fail_back(1, 'SalesTariffType[1028]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SalesTariffType[1028]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.SalesTariffType(Id=f_Id, SalesTariffID=f_SalesTariffID, SalesTariffDescription=f_SalesTariffDescription, NumEPriceLevels=f_NumEPriceLevels, SalesTariffEntry=f_SalesTariffEntry)
 
 def _e_iso2_SalesTariffType(w: BitWriter, o: _iso2.SalesTariffType) -> None:
@@ -14651,17 +18580,32 @@ def _e_iso2_SalesTariffType(w: BitWriter, o: _iso2.SalesTariffType) -> None:
         w.spill()
 
 def _d_iso2_SelectedServiceListType(r: BitReader) -> _iso2.SelectedServiceListType:
+    win = r.win
+    av = r.avail
     f_SelectedService: list[_iso2.SelectedServiceType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'SelectedServiceListType', 'expected SE(SelectedService)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SelectedServiceListType', 'expected SE(SelectedService)')
+    r.avail = av
     f_SelectedService.append(_d_iso2_SelectedServiceType(r))
+    win = r.win
+    av = r.avail
     s = 1
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_SelectedService.append(_d_iso2_SelectedServiceType(r))
+            win = r.win
+            av = r.avail
             n += 1
             if n == 15:
                 s = 16
@@ -14670,11 +18614,16 @@ def _d_iso2_SelectedServiceListType(r: BitReader) -> _iso2.SelectedServiceListTy
             s = -1
             break
         else:
-            raise r.fail('SelectedServiceListType[1]', f'event code {ec}, expected SE(SelectedService), EE')
+            raise r.fail_at(av, 'SelectedServiceListType[1]', f'event code {ec}, expected SE(SelectedService), EE')
     if s == 16:
-        if r.bits(1):
-            raise r.fail_back(1, 'SelectedServiceListType[16]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SelectedServiceListType[16]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.SelectedServiceListType(SelectedService=f_SelectedService)
 
 def _e_iso2_SelectedServiceListType(w: BitWriter, o: _iso2.SelectedServiceListType) -> None:
@@ -14729,41 +18678,67 @@ def _e_iso2_SelectedServiceListType(w: BitWriter, o: _iso2.SelectedServiceListTy
         w.spill()
 
 def _d_iso2_SelectedServiceType(r: BitReader) -> _iso2.SelectedServiceType:
+    win = r.win
+    av = r.avail
     f_ServiceID: int
     f_ParameterSetID: int | None = None
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'SelectedServiceType', 'expected SE(ServiceID), CH of ServiceID')
+        raise r.fail_at(av + 10, 'SelectedServiceType', 'expected SE(ServiceID), CH of ServiceID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_ServiceID = u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'SelectedServiceType', 'expected EE of ServiceID')
+        raise r.fail_at(av + 3, 'SelectedServiceType', 'expected EE of ServiceID')
     ec = (c & 3)
     s = 1
     if ec == 0:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x200 != 0x0:
-            raise r.fail_back(10, 'SelectedServiceType[1]', 'expected CH of ParameterSetID')
+            raise r.fail_at(av + 10, 'SelectedServiceType[1]', 'expected CH of ParameterSetID')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_ParameterSetID = -u - 1 if sg else u
-        if r.bits(1):
-            raise r.fail_back(1, 'SelectedServiceType[1]', 'expected EE of ParameterSetID')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SelectedServiceType[1]', 'expected EE of ParameterSetID')
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
+        raise r.fail_at(av, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
     if s == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'SelectedServiceType[2]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SelectedServiceType[2]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.SelectedServiceType(ServiceID=f_ServiceID, ParameterSetID=f_ParameterSetID)
 
 def _e_iso2_SelectedServiceType(w: BitWriter, o: _iso2.SelectedServiceType) -> None:
@@ -14828,17 +18803,32 @@ def _e_iso2_SelectedServiceType(w: BitWriter, o: _iso2.SelectedServiceType) -> N
         w.spill()
 
 def _d_iso2_ServiceListType(r: BitReader) -> _iso2.ServiceListType:
+    win = r.win
+    av = r.avail
     f_Service: list[_iso2.ServiceType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'ServiceListType', 'expected SE(Service)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ServiceListType', 'expected SE(Service)')
+    r.avail = av
     f_Service.append(_d_iso2_ServiceType(r))
+    win = r.win
+    av = r.avail
     s = 1
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_Service.append(_d_iso2_ServiceType(r))
+            win = r.win
+            av = r.avail
             n += 1
             if n == 7:
                 s = 8
@@ -14847,11 +18837,16 @@ def _d_iso2_ServiceListType(r: BitReader) -> _iso2.ServiceListType:
             s = -1
             break
         else:
-            raise r.fail('ServiceListType[1]', f'event code {ec}, expected SE(Service), EE')
+            raise r.fail_at(av, 'ServiceListType[1]', f'event code {ec}, expected SE(Service), EE')
     if s == 8:
-        if r.bits(1):
-            raise r.fail_back(1, 'ServiceListType[8]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ServiceListType[8]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.ServiceListType(Service=f_Service)
 
 def _e_iso2_ServiceListType(w: BitWriter, o: _iso2.ServiceListType) -> None:
@@ -14906,17 +18901,32 @@ def _e_iso2_ServiceListType(w: BitWriter, o: _iso2.ServiceListType) -> None:
         w.spill()
 
 def _d_iso2_ServiceParameterListType(r: BitReader) -> _iso2.ServiceParameterListType:
+    win = r.win
+    av = r.avail
     f_ParameterSet: list[_iso2.ParameterSetType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'ServiceParameterListType', 'expected SE(ParameterSet)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ServiceParameterListType', 'expected SE(ParameterSet)')
+    r.avail = av
     f_ParameterSet.append(_d_iso2_ParameterSetType(r))
+    win = r.win
+    av = r.avail
     s = 1
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_ParameterSet.append(_d_iso2_ParameterSetType(r))
+            win = r.win
+            av = r.avail
             n += 1
             if n == 254:
                 s = 255
@@ -14925,11 +18935,16 @@ def _d_iso2_ServiceParameterListType(r: BitReader) -> _iso2.ServiceParameterList
             s = -1
             break
         else:
-            raise r.fail('ServiceParameterListType[1]', f'event code {ec}, expected SE(ParameterSet), EE')
+            raise r.fail_at(av, 'ServiceParameterListType[1]', f'event code {ec}, expected SE(ParameterSet), EE')
     if s == 255:
-        if r.bits(1):
-            raise r.fail_back(1, 'ServiceParameterListType[255]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ServiceParameterListType[255]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.ServiceParameterListType(ParameterSet=f_ParameterSet)
 
 def _e_iso2_ServiceParameterListType(w: BitWriter, o: _iso2.ServiceParameterListType) -> None:
@@ -14984,79 +18999,136 @@ def _e_iso2_ServiceParameterListType(w: BitWriter, o: _iso2.ServiceParameterList
         w.spill()
 
 def _d_iso2_ServiceType(r: BitReader) -> _iso2.ServiceType:
+    win = r.win
+    av = r.avail
     f_ServiceID: int
     f_ServiceName: str | None = None
     f_ServiceCategory: _iso2.serviceCategoryType
     f_ServiceScope: str | None = None
     f_FreeService: bool
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'ServiceType', 'expected SE(ServiceID), CH of ServiceID')
+        raise r.fail_at(av + 10, 'ServiceType', 'expected SE(ServiceID), CH of ServiceID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_ServiceID = u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'ServiceType', 'expected EE of ServiceID')
+        raise r.fail_at(av + 3, 'ServiceType', 'expected EE of ServiceID')
     ec = (c & 3)
     s = 1
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'ServiceType[1]', 'expected CH of ServiceName')
+            raise r.fail_at(av + 9, 'ServiceType[1]', 'expected CH of ServiceName')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_ServiceName = r.string_of(u, 32)
-        if r.bits(1):
-            raise r.fail_back(1, 'ServiceType[1]', 'expected EE of ServiceName')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ServiceType[1]', 'expected EE of ServiceName')
         s = 2
     elif ec == 1:
-        c = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
         if c & 0x9 != 0x0:
-            raise r.fail_back(4, 'ServiceType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory')
+            raise r.fail_at(av + 4, 'ServiceType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory')
         f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 1) & 3)]
         s = 3
     else:
-        raise r.fail('ServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+        raise r.fail_at(av, 'ServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
     if s == 2:
-        c = r.bits(5)
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
         if c & 0x19 != 0x0:
-            raise r.fail_back(5, 'ServiceType[2]', 'expected SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory')
+            raise r.fail_at(av + 5, 'ServiceType[2]', 'expected SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory')
         f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 1) & 3)]
         s = 3
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'ServiceType[3]', 'expected CH of ServiceScope')
+            raise r.fail_at(av + 9, 'ServiceType[3]', 'expected CH of ServiceScope')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_ServiceScope = r.string_of(u, 64)
-        if r.bits(1):
-            raise r.fail_back(1, 'ServiceType[3]', 'expected EE of ServiceScope')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ServiceType[3]', 'expected EE of ServiceScope')
         s = 4
     elif ec == 1:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'ServiceType[3]', 'expected CH of FreeService, EE of FreeService')
+            raise r.fail_at(av + 3, 'ServiceType[3]', 'expected CH of FreeService, EE of FreeService')
         f_FreeService = ((c >> 1) & 1) == 1
         s = 5
     else:
-        raise r.fail('ServiceType[3]', f'event code {ec}, expected SE(ServiceScope), SE(FreeService)')
+        raise r.fail_at(av, 'ServiceType[3]', f'event code {ec}, expected SE(ServiceScope), SE(FreeService)')
     if s == 4:
-        c = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
         if c & 0xd != 0x0:
-            raise r.fail_back(4, 'ServiceType[4]', 'expected SE(FreeService), CH of FreeService, EE of FreeService')
+            raise r.fail_at(av + 4, 'ServiceType[4]', 'expected SE(FreeService), CH of FreeService, EE of FreeService')
         f_FreeService = ((c >> 1) & 1) == 1
         s = 5
-    if r.bits(1):
-        raise r.fail_back(1, 'ServiceType', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ServiceType', 'expected EE')
     s = -1
+    r.avail = av
     return _iso2.ServiceType(ServiceID=f_ServiceID, ServiceName=f_ServiceName, ServiceCategory=f_ServiceCategory, ServiceScope=f_ServiceScope, FreeService=f_FreeService)
 
 def _e_iso2_ServiceType(w: BitWriter, o: _iso2.ServiceType) -> None:
@@ -15146,73 +19218,137 @@ def _e_iso2_ServiceType(w: BitWriter, o: _iso2.ServiceType) -> None:
         w.spill()
 
 def _d_iso2_SubCertificatesType(r: BitReader) -> _iso2.SubCertificatesType:
+    win = r.win
+    av = r.avail
     f_Certificate: list[bytes] = []
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'SubCertificatesType', 'expected SE(Certificate), CH of Certificate')
+        raise r.fail_at(av + 10, 'SubCertificatesType', 'expected SE(Certificate), CH of Certificate')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Certificate.append(r.binary_of(u, 800))
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'SubCertificatesType', 'expected EE of Certificate')
+        raise r.fail_at(av + 3, 'SubCertificatesType', 'expected EE of Certificate')
     ec = (c & 3)
     s = 1
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'SubCertificatesType[1]', 'expected CH of Certificate')
+            raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Certificate.append(r.binary_of(u, 800))
-        if r.bits(1):
-            raise r.fail_back(1, 'SubCertificatesType[1]', 'expected EE of Certificate')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SubCertificatesType[1]', 'expected EE of Certificate')
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
+        raise r.fail_at(av, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'SubCertificatesType[2]', 'expected CH of Certificate')
+                raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_Certificate.append(r.binary_of(u, 800))
-            if r.bits(1):
-                raise r.fail_back(1, 'SubCertificatesType[2]', 'expected EE of Certificate')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'SubCertificatesType[2]', 'expected EE of Certificate')
             s = 3
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+            raise r.fail_at(av, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'SubCertificatesType[3]', 'expected CH of Certificate')
+                raise r.fail_at(av + 9, 'SubCertificatesType[3]', 'expected CH of Certificate')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_Certificate.append(r.binary_of(u, 800))
-            if r.bits(1):
-                raise r.fail_back(1, 'SubCertificatesType[3]', 'expected EE of Certificate')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'SubCertificatesType[3]', 'expected EE of Certificate')
             s = 4
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
+            raise r.fail_at(av, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
     if s == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'SubCertificatesType[4]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SubCertificatesType[4]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.SubCertificatesType(Certificate=f_Certificate)
 
 def _e_iso2_SubCertificatesType(w: BitWriter, o: _iso2.SubCertificatesType) -> None:
@@ -15309,26 +19445,37 @@ def _e_iso2_SubCertificatesType(w: BitWriter, o: _iso2.SubCertificatesType) -> N
         w.spill()
 
 def _d_iso2_SupportedEnergyTransferModeType(r: BitReader) -> _iso2.SupportedEnergyTransferModeType:
+    win = r.win
+    av = r.avail
     f_EnergyTransferMode: list[_iso2.EnergyTransferModeType] = []
     s = 0
-    c = r.bits(6)
+    av -= 6
+    if av < 0:
+        win, av = r.refill(av, 6)
+    c = (win >> av) & 0x3f
     if c & 0x31 != 0x0:
-        raise r.fail_back(6, 'SupportedEnergyTransferModeType', 'expected SE(EnergyTransferMode), CH of EnergyTransferMode, EE of EnergyTransferMode')
+        raise r.fail_at(av + 6, 'SupportedEnergyTransferModeType', 'expected SE(EnergyTransferMode), CH of EnergyTransferMode, EE of EnergyTransferMode')
     iv = ((c >> 1) & 7)
     if iv >= 6:
-        raise r.fail('SupportedEnergyTransferModeType.EnergyTransferMode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'SupportedEnergyTransferModeType.EnergyTransferMode', f'enumeration index {iv}')
     f_EnergyTransferMode.append(_E_iso2_EnergyTransferModeType[iv])
     s = 1
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(5)
+            av -= 5
+            if av < 0:
+                win, av = r.refill(av, 5)
+            c = (win >> av) & 0x1f
             if c & 0x11 != 0x0:
-                raise r.fail_back(5, 'SupportedEnergyTransferModeType[1]', 'expected CH of EnergyTransferMode, EE of EnergyTransferMode')
+                raise r.fail_at(av + 5, 'SupportedEnergyTransferModeType[1]', 'expected CH of EnergyTransferMode, EE of EnergyTransferMode')
             iv = ((c >> 1) & 7)
             if iv >= 6:
-                raise r.fail('SupportedEnergyTransferModeType.EnergyTransferMode', f'enumeration index {iv}')
+                raise r.fail_at(av, 'SupportedEnergyTransferModeType.EnergyTransferMode', f'enumeration index {iv}')
             f_EnergyTransferMode.append(_E_iso2_EnergyTransferModeType[iv])
             n += 1
             if n == 5:
@@ -15338,11 +19485,16 @@ def _d_iso2_SupportedEnergyTransferModeType(r: BitReader) -> _iso2.SupportedEner
             s = -1
             break
         else:
-            raise r.fail('SupportedEnergyTransferModeType[1]', f'event code {ec}, expected SE(EnergyTransferMode), EE')
+            raise r.fail_at(av, 'SupportedEnergyTransferModeType[1]', f'event code {ec}, expected SE(EnergyTransferMode), EE')
     if s == 6:
-        if r.bits(1):
-            raise r.fail_back(1, 'SupportedEnergyTransferModeType[6]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SupportedEnergyTransferModeType[6]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.SupportedEnergyTransferModeType(EnergyTransferMode=f_EnergyTransferMode)
 
 def _e_iso2_SupportedEnergyTransferModeType(w: BitWriter, o: _iso2.SupportedEnergyTransferModeType) -> None:
@@ -15387,16 +19539,37 @@ def _e_iso2_SupportedEnergyTransferModeType(w: BitWriter, o: _iso2.SupportedEner
         w.spill()
 
 def _d_iso2_V2G_Message(r: BitReader) -> _iso2.V2G_Message:
+    win = r.win
+    av = r.avail
     f_Header: _iso2.MessageHeaderType
     f_Body: _iso2.BodyType
-    if r.bits(1):
-        raise r.fail_back(1, 'V2G_Message', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'V2G_Message', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso2_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'V2G_Message', 'expected SE(Body)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'V2G_Message', 'expected SE(Body)')
+    r.avail = av
     f_Body = _d_iso2_BodyType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'V2G_Message', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'V2G_Message', 'expected EE')
+    r.avail = av
     return _iso2.V2G_Message(Header=f_Header, Body=f_Body)
 
 def _e_iso2_V2G_Message(w: BitWriter, o: _iso2.V2G_Message) -> None:
@@ -15428,45 +19601,76 @@ def _e_iso2_V2G_Message(w: BitWriter, o: _iso2.V2G_Message) -> None:
         w.spill()
 
 def _d_iso2_MessageHeaderType(r: BitReader) -> _iso2.MessageHeaderType:
+    win = r.win
+    av = r.avail
     f_SessionID: bytes
     f_Notification: _iso2.NotificationType | None = None
     f_Signature: _xmldsig.SignatureType | None = None
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
+        raise r.fail_at(av + 10, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_SessionID = r.binary_of(u, 8)
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'MessageHeaderType', 'expected EE of SessionID')
+        raise r.fail_at(av + 3, 'MessageHeaderType', 'expected EE of SessionID')
     ec = (c & 3)
     s = 1
     if ec == 0:
+        r.avail = av
         f_Notification = _d_iso2_NotificationType(r)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 1:
+        r.avail = av
         f_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 2:
         s = -1
     else:
-        raise r.fail('MessageHeaderType[1]', f'event code {ec}, expected SE(Notification), SE(Signature), EE')
+        raise r.fail_at(av, 'MessageHeaderType[1]', f'event code {ec}, expected SE(Notification), SE(Signature), EE')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_Signature = _d_xmldsig_SignatureType(r)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+            raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'MessageHeaderType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso2.MessageHeaderType(SessionID=f_SessionID, Notification=f_Notification, Signature=f_Signature)
 
 def _e_iso2_MessageHeaderType(w: BitWriter, o: _iso2.MessageHeaderType) -> None:
@@ -15534,15 +19738,31 @@ def _e_iso2_MessageHeaderType(w: BitWriter, o: _iso2.MessageHeaderType) -> None:
         w.spill()
 
 def _d_v0(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, None)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v0(w: BitWriter, o: Any) -> None:
@@ -15563,15 +19783,31 @@ def _e_v0(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v1(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, None)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v1(w: BitWriter, o: Any) -> None:
@@ -15592,10 +19828,16 @@ def _e_v1(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v2(r: BitReader) -> object:
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x5 != 0x0:
-        raise r.fail_back(3, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 3, 'value', 'expected CH, EE')
     v = ((c >> 1) & 1) == 1
+    r.avail = av
     return v
 
 def _e_v2(w: BitWriter, o: Any) -> None:
@@ -15609,10 +19851,16 @@ def _e_v2(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v3(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x101 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 9, 'value', 'expected CH, EE')
     v = ((c >> 1) & 127)
+    r.avail = av
     return v
 
 def _e_v3(w: BitWriter, o: Any) -> None:
@@ -15628,15 +19876,31 @@ def _e_v3(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v4(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, 800)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v4(w: BitWriter, o: Any) -> None:
@@ -15659,13 +19923,19 @@ def _e_v4(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v5(r: BitReader) -> object:
-    c = r.bits(4)
+    win = r.win
+    av = r.avail
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x9 != 0x0:
-        raise r.fail_back(4, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_iso2_chargeProgressType[iv]
+    r.avail = av
     return v
 
 def _e_v5(w: BitWriter, o: Any) -> None:
@@ -15679,10 +19949,16 @@ def _e_v5(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v6(r: BitReader) -> object:
-    c = r.bits(4)
+    win = r.win
+    av = r.avail
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x9 != 0x0:
-        raise r.fail_back(4, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
     v = ((c >> 1) & 3) + 1
+    r.avail = av
     return v
 
 def _e_v6(w: BitWriter, o: Any) -> None:
@@ -15698,15 +19974,28 @@ def _e_v6(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v7(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v7(w: BitWriter, o: Any) -> None:
@@ -15737,10 +20026,16 @@ def _e_v7(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v8(r: BitReader) -> object:
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x5 != 0x0:
-        raise r.fail_back(3, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 3, 'value', 'expected CH, EE')
     v = _E_iso2_chargingSessionType[((c >> 1) & 1)]
+    r.avail = av
     return v
 
 def _e_v8(w: BitWriter, o: Any) -> None:
@@ -15754,10 +20049,16 @@ def _e_v8(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v9(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x201 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 10, 'value', 'expected CH, EE')
     v = ((c >> 1) & 255)
+    r.avail = av
     return v
 
 def _e_v9(w: BitWriter, o: Any) -> None:
@@ -15773,15 +20074,31 @@ def _e_v9(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v10(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, 6)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v10(w: BitWriter, o: Any) -> None:
@@ -15804,13 +20121,19 @@ def _e_v10(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v11(r: BitReader) -> object:
-    c = r.bits(6)
+    win = r.win
+    av = r.avail
+    av -= 6
+    if av < 0:
+        win, av = r.refill(av, 6)
+    c = (win >> av) & 0x3f
     if c & 0x21 != 0x0:
-        raise r.fail_back(6, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 6, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 15)
     if iv >= 12:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_iso2_DC_EVErrorCodeType[iv]
+    r.avail = av
     return v
 
 def _e_v11(w: BitWriter, o: Any) -> None:
@@ -15824,15 +20147,31 @@ def _e_v11(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v12(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, 37)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v12(w: BitWriter, o: Any) -> None:
@@ -15855,13 +20194,19 @@ def _e_v12(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v13(r: BitReader) -> object:
-    c = r.bits(5)
+    win = r.win
+    av = r.avail
+    av -= 5
+    if av < 0:
+        win, av = r.refill(av, 5)
+    c = (win >> av) & 0x1f
     if c & 0x11 != 0x0:
-        raise r.fail_back(5, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 5, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 7)
     if iv >= 5:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_iso2_isolationLevelType[iv]
+    r.avail = av
     return v
 
 def _e_v13(w: BitWriter, o: Any) -> None:
@@ -15875,13 +20220,19 @@ def _e_v13(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v14(r: BitReader) -> object:
-    c = r.bits(4)
+    win = r.win
+    av = r.avail
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x9 != 0x0:
-        raise r.fail_back(4, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_iso2_EVSENotificationType[iv]
+    r.avail = av
     return v
 
 def _e_v14(w: BitWriter, o: Any) -> None:
@@ -15895,13 +20246,19 @@ def _e_v14(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v15(r: BitReader) -> object:
-    c = r.bits(4)
+    win = r.win
+    av = r.avail
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x9 != 0x0:
-        raise r.fail_back(4, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_iso2_EVSEProcessingType[iv]
+    r.avail = av
     return v
 
 def _e_v15(w: BitWriter, o: Any) -> None:
@@ -15915,13 +20272,19 @@ def _e_v15(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v16(r: BitReader) -> object:
-    c = r.bits(6)
+    win = r.win
+    av = r.avail
+    av -= 6
+    if av < 0:
+        win, av = r.refill(av, 6)
+    c = (win >> av) & 0x3f
     if c & 0x21 != 0x0:
-        raise r.fail_back(6, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 6, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 15)
     if iv >= 12:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_iso2_DC_EVSEStatusCodeType[iv]
+    r.avail = av
     return v
 
 def _e_v16(w: BitWriter, o: Any) -> None:
@@ -15935,16 +20298,29 @@ def _e_v16(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v17(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x200 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH')
+        raise r.fail_at(av + 10, 'value', 'expected CH')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = -u - 1 if sg else u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v17(w: BitWriter, o: Any) -> None:
@@ -15975,13 +20351,19 @@ def _e_v17(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v18(r: BitReader) -> object:
-    c = r.bits(5)
+    win = r.win
+    av = r.avail
+    av -= 5
+    if av < 0:
+        win, av = r.refill(av, 5)
+    c = (win >> av) & 0x1f
     if c & 0x11 != 0x0:
-        raise r.fail_back(5, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 5, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 7)
     if iv >= 6:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_iso2_EnergyTransferModeType[iv]
+    r.avail = av
     return v
 
 def _e_v18(w: BitWriter, o: Any) -> None:
@@ -15995,15 +20377,31 @@ def _e_v18(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v19(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, None)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v19(w: BitWriter, o: Any) -> None:
@@ -16024,13 +20422,19 @@ def _e_v19(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v20(r: BitReader) -> object:
-    c = r.bits(4)
+    win = r.win
+    av = r.avail
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x9 != 0x0:
-        raise r.fail_back(4, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_iso2_faultCodeType[iv]
+    r.avail = av
     return v
 
 def _e_v20(w: BitWriter, o: Any) -> None:
@@ -16044,15 +20448,31 @@ def _e_v20(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v21(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, 64)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v21(w: BitWriter, o: Any) -> None:
@@ -16075,15 +20495,31 @@ def _e_v21(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v22(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, 16)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v22(w: BitWriter, o: Any) -> None:
@@ -16106,16 +20542,29 @@ def _e_v22(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v23(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x200 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH')
+        raise r.fail_at(av + 10, 'value', 'expected CH')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = -u - 1 if sg else u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v23(w: BitWriter, o: Any) -> None:
@@ -16144,15 +20593,28 @@ def _e_v23(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v24(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v24(w: BitWriter, o: Any) -> None:
@@ -16183,15 +20645,31 @@ def _e_v24(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v25(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, 32)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v25(w: BitWriter, o: Any) -> None:
@@ -16214,15 +20692,28 @@ def _e_v25(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v26(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v26(w: BitWriter, o: Any) -> None:
@@ -16253,16 +20744,29 @@ def _e_v26(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v27(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x200 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH')
+        raise r.fail_at(av + 10, 'value', 'expected CH')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = -u - 1 if sg else u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v27(w: BitWriter, o: Any) -> None:
@@ -16293,10 +20797,16 @@ def _e_v27(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v28(r: BitReader) -> object:
-    c = r.bits(5)
+    win = r.win
+    av = r.avail
+    av -= 5
+    if av < 0:
+        win, av = r.refill(av, 5)
+    c = (win >> av) & 0x1f
     if c & 0x11 != 0x0:
-        raise r.fail_back(5, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 5, 'value', 'expected CH, EE')
     v = ((c >> 1) & 7) - 3
+    r.avail = av
     return v
 
 def _e_v28(w: BitWriter, o: Any) -> None:
@@ -16312,15 +20822,31 @@ def _e_v28(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v29(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, None)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v29(w: BitWriter, o: Any) -> None:
@@ -16341,16 +20867,29 @@ def _e_v29(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v30(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x200 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH')
+        raise r.fail_at(av + 10, 'value', 'expected CH')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = -u - 1 if sg else u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v30(w: BitWriter, o: Any) -> None:
@@ -16381,10 +20920,16 @@ def _e_v30(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v31(r: BitReader) -> object:
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x5 != 0x0:
-        raise r.fail_back(3, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 3, 'value', 'expected CH, EE')
     v = _E_iso2_paymentOptionType[((c >> 1) & 1)]
+    r.avail = av
     return v
 
 def _e_v31(w: BitWriter, o: Any) -> None:
@@ -16398,13 +20943,19 @@ def _e_v31(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v32(r: BitReader) -> object:
-    c = r.bits(7)
+    win = r.win
+    av = r.avail
+    av -= 7
+    if av < 0:
+        win, av = r.refill(av, 7)
+    c = (win >> av) & 0x7f
     if c & 0x41 != 0x0:
-        raise r.fail_back(7, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 7, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 31)
     if iv >= 26:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_iso2_responseCodeType[iv]
+    r.avail = av
     return v
 
 def _e_v32(w: BitWriter, o: Any) -> None:
@@ -16418,10 +20969,16 @@ def _e_v32(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v33(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x201 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 10, 'value', 'expected CH, EE')
     v = ((c >> 1) & 255) + 1
+    r.avail = av
     return v
 
 def _e_v33(w: BitWriter, o: Any) -> None:
@@ -16437,15 +20994,31 @@ def _e_v33(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v34(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, 32)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v34(w: BitWriter, o: Any) -> None:
@@ -16468,10 +21041,16 @@ def _e_v34(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v35(r: BitReader) -> object:
-    c = r.bits(4)
+    win = r.win
+    av = r.avail
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x9 != 0x0:
-        raise r.fail_back(4, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
     v = _E_iso2_serviceCategoryType[((c >> 1) & 3)]
+    r.avail = av
     return v
 
 def _e_v35(w: BitWriter, o: Any) -> None:
@@ -16485,15 +21064,28 @@ def _e_v35(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v36(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v36(w: BitWriter, o: Any) -> None:
@@ -16524,15 +21116,31 @@ def _e_v36(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v37(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, 32)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v37(w: BitWriter, o: Any) -> None:
@@ -16555,15 +21163,31 @@ def _e_v37(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v38(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, 64)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v38(w: BitWriter, o: Any) -> None:
@@ -16586,15 +21210,31 @@ def _e_v38(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v39(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, 8)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v39(w: BitWriter, o: Any) -> None:
@@ -16617,15 +21257,31 @@ def _e_v39(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v40(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, 64)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v40(w: BitWriter, o: Any) -> None:
@@ -16648,13 +21304,19 @@ def _e_v40(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v41(r: BitReader) -> object:
-    c = r.bits(5)
+    win = r.win
+    av = r.avail
+    av -= 5
+    if av < 0:
+        win, av = r.refill(av, 5)
+    c = (win >> av) & 0x1f
     if c & 0x11 != 0x0:
-        raise r.fail_back(5, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 5, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 7)
     if iv >= 7:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_iso2_unitSymbolType[iv]
+    r.avail = av
     return v
 
 def _e_v41(w: BitWriter, o: Any) -> None:
@@ -16668,16 +21330,29 @@ def _e_v41(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v42(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x200 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH')
+        raise r.fail_at(av + 10, 'value', 'expected CH')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = -u - 1 if sg else u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v42(w: BitWriter, o: Any) -> None:
@@ -16706,10 +21381,16 @@ def _e_v42(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v43(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x201 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 10, 'value', 'expected CH, EE')
     v = ((c >> 1) & 255) - 128
+    r.avail = av
     return v
 
 def _e_v43(w: BitWriter, o: Any) -> None:
@@ -16725,13 +21406,19 @@ def _e_v43(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v44(r: BitReader) -> object:
-    c = r.bits(4)
+    win = r.win
+    av = r.avail
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x9 != 0x0:
-        raise r.fail_back(4, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_iso2_costKindType[iv]
+    r.avail = av
     return v
 
 def _e_v44(w: BitWriter, o: Any) -> None:
@@ -16745,15 +21432,28 @@ def _e_v44(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v45(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v45(w: BitWriter, o: Any) -> None:
@@ -16784,16 +21484,29 @@ def _e_v45(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v46(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x200 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH')
+        raise r.fail_at(av + 10, 'value', 'expected CH')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = -u - 1 if sg else u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v46(w: BitWriter, o: Any) -> None:
@@ -16824,15 +21537,28 @@ def _e_v46(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v47(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v47(w: BitWriter, o: Any) -> None:

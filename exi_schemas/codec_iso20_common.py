@@ -48,39 +48,57 @@ _I_iso20_common_types_responseCodeType = {m: i for i, m in enumerate(_E_iso20_co
 
 
 def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.CanonicalizationMethodType:
+    win = r.win
+    av = r.avail
     f_Algorithm: str
     s = 0
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
+        raise r.fail_at(av + 9, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Algorithm = r.string_of(u, None)
+    win = r.win
+    av = r.avail
     s = 1
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('CanonicalizationMethodType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'CanonicalizationMethodType[1]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
             break
         elif ec == 2:
-            raise r.fail('CanonicalizationMethodType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'CanonicalizationMethodType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('CanonicalizationMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'CanonicalizationMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('CanonicalizationMethodType[2]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'CanonicalizationMethodType[2]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('CanonicalizationMethodType[2]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'CanonicalizationMethodType[2]', 'untyped character content is not supported')
             else:
-                raise r.fail('CanonicalizationMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'CanonicalizationMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.CanonicalizationMethodType(Algorithm=f_Algorithm)
 
 def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.CanonicalizationMethodType) -> None:
@@ -112,6 +130,8 @@ def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.Canonicaliza
         w.spill()
 
 def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
+    win = r.win
+    av = r.avail
     f_P: bytes | None = None
     f_Q: bytes | None = None
     f_G: bytes | None = None
@@ -120,151 +140,311 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     f_Seed: bytes | None = None
     f_PgenCounter: bytes | None = None
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of P')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of P')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_P = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of P')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of P')
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of G')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of G')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_G = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of G')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of G')
         s = 2
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of Y')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of Y')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Y = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of Y')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of Y')
         s = 3
     else:
-        raise r.fail('DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
+        raise r.fail_at(av, 'DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
     if s == 1:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
+            raise r.fail_at(av + 10, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Q = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[1]', 'expected EE of Q')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[1]', 'expected EE of Q')
         s = 4
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DSAKeyValueType[4]', 'expected CH of G')
+                raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of G')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_G = r.binary_of(u, None)
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of G')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DSAKeyValueType[4]', 'expected EE of G')
             s = 2
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DSAKeyValueType[4]', 'expected CH of Y')
+                raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of Y')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_Y = r.binary_of(u, None)
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of Y')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DSAKeyValueType[4]', 'expected EE of Y')
             s = 3
         else:
-            raise r.fail('DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
+            raise r.fail_at(av, 'DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
     if s == 2:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
+            raise r.fail_at(av + 10, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Y = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[2]', 'expected EE of Y')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[2]', 'expected EE of Y')
         s = 3
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DSAKeyValueType[3]', 'expected CH of J')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of J')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_J = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of J')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of J')
         s = 5
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DSAKeyValueType[3]', 'expected CH of Seed')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of Seed')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Seed = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of Seed')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of Seed')
         s = 6
     elif ec == 2:
         s = -1
     else:
-        raise r.fail('DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
+        raise r.fail_at(av, 'DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
     if s == 5:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DSAKeyValueType[5]', 'expected CH of Seed')
+                raise r.fail_at(av + 9, 'DSAKeyValueType[5]', 'expected CH of Seed')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_Seed = r.binary_of(u, None)
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected EE of Seed')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DSAKeyValueType[5]', 'expected EE of Seed')
             s = 6
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
+            raise r.fail_at(av, 'DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
     if s == 6:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
+            raise r.fail_at(av + 10, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_PgenCounter = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[6]', 'expected EE of PgenCounter')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[6]', 'expected EE of PgenCounter')
         s = 7
     if s == 7:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[7]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[7]', 'expected EE')
         s = -1
+    r.avail = av
     return _xmldsig.DSAKeyValueType(P=f_P, Q=f_Q, G=f_G, Y=f_Y, J=f_J, Seed=f_Seed, PgenCounter=f_PgenCounter)
 
 def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> None:
@@ -426,39 +606,57 @@ def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> Non
         w.spill()
 
 def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
+    win = r.win
+    av = r.avail
     f_Algorithm: str
     s = 0
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'DigestMethodType', 'expected AT(Algorithm)')
+        raise r.fail_at(av + 9, 'DigestMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Algorithm = r.string_of(u, None)
+    win = r.win
+    av = r.avail
     s = 1
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('DigestMethodType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'DigestMethodType[1]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
             break
         elif ec == 2:
-            raise r.fail('DigestMethodType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'DigestMethodType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('DigestMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'DigestMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('DigestMethodType[2]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'DigestMethodType[2]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('DigestMethodType[2]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'DigestMethodType[2]', 'untyped character content is not supported')
             else:
-                raise r.fail('DigestMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'DigestMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.DigestMethodType(Algorithm=f_Algorithm)
 
 def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> None:
@@ -490,6 +688,8 @@ def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> N
         w.spill()
 
 def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_KeyName: list[str] = []
     f_KeyValue: list[_xmldsig.KeyValueType] = []
@@ -499,152 +699,294 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     f_SPKIData: list[_xmldsig.SPKIDataType] = []
     f_MgmtData: list[str] = []
     s = 0
-    c = r.bits(4)
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'KeyInfoType[0]', 'expected CH of KeyName')
+            raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of KeyName')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_KeyName.append(r.string_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of KeyName')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'KeyInfoType[0]', 'expected EE of KeyName')
         s = 2
     elif ec == 2:
+        r.avail = av
         f_KeyValue.append(_d_xmldsig_KeyValueType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 3:
+        r.avail = av
         f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 4:
+        r.avail = av
         f_X509Data.append(_d_xmldsig_X509DataType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 5:
+        r.avail = av
         f_PGPData.append(_d_xmldsig_PGPDataType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 6:
+        r.avail = av
         f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 7:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'KeyInfoType[0]', 'expected CH of MgmtData')
+            raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of MgmtData')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_MgmtData.append(r.string_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of MgmtData')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'KeyInfoType[0]', 'expected EE of MgmtData')
         s = 2
     elif ec == 8:
-        raise r.fail('KeyInfoType[0]', 'wildcard element content is not supported')
+        raise r.fail_at(av, 'KeyInfoType[0]', 'wildcard element content is not supported')
     elif ec == 9:
-        raise r.fail('KeyInfoType[0]', 'untyped character content is not supported')
+        raise r.fail_at(av, 'KeyInfoType[0]', 'untyped character content is not supported')
     else:
-        raise r.fail('KeyInfoType[0]', f'event code {ec}, expected AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
+        raise r.fail_at(av, 'KeyInfoType[0]', f'event code {ec}, expected AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
     if s == 1:
         while True:
-            ec = r.bits(4)
+            av -= 4
+            if av < 0:
+                win, av = r.refill(av, 4)
+            ec = (win >> av) & 0xf
             if ec == 0:
-                c = r.bits(9)
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
-                    raise r.fail_back(9, 'KeyInfoType[1]', 'expected CH of KeyName')
+                    raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of KeyName')
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
+                r.avail = av
                 f_KeyName.append(r.string_of(u, None))
-                if r.bits(1):
-                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of KeyName')
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'KeyInfoType[1]', 'expected EE of KeyName')
                 s = 2
                 break
             elif ec == 1:
+                r.avail = av
                 f_KeyValue.append(_d_xmldsig_KeyValueType(r))
+                win = r.win
+                av = r.avail
                 s = 2
                 break
             elif ec == 2:
+                r.avail = av
                 f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r))
+                win = r.win
+                av = r.avail
                 s = 2
                 break
             elif ec == 3:
+                r.avail = av
                 f_X509Data.append(_d_xmldsig_X509DataType(r))
+                win = r.win
+                av = r.avail
                 s = 2
                 break
             elif ec == 4:
+                r.avail = av
                 f_PGPData.append(_d_xmldsig_PGPDataType(r))
+                win = r.win
+                av = r.avail
                 s = 2
                 break
             elif ec == 5:
+                r.avail = av
                 f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
+                win = r.win
+                av = r.avail
                 s = 2
                 break
             elif ec == 6:
-                c = r.bits(9)
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
-                    raise r.fail_back(9, 'KeyInfoType[1]', 'expected CH of MgmtData')
+                    raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of MgmtData')
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
+                r.avail = av
                 f_MgmtData.append(r.string_of(u, None))
-                if r.bits(1):
-                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of MgmtData')
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'KeyInfoType[1]', 'expected EE of MgmtData')
                 s = 2
                 break
             elif ec == 7:
-                raise r.fail('KeyInfoType[1]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'KeyInfoType[1]', 'wildcard element content is not supported')
             elif ec == 8:
-                raise r.fail('KeyInfoType[1]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'KeyInfoType[1]', 'untyped character content is not supported')
             else:
-                raise r.fail('KeyInfoType[1]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
+                raise r.fail_at(av, 'KeyInfoType[1]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
     while True:
-        ec = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        ec = (win >> av) & 0xf
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'KeyInfoType[2]', 'expected CH of KeyName')
+                raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of KeyName')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_KeyName.append(r.string_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of KeyName')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'KeyInfoType[2]', 'expected EE of KeyName')
         elif ec == 1:
+            r.avail = av
             f_KeyValue.append(_d_xmldsig_KeyValueType(r))
+            win = r.win
+            av = r.avail
         elif ec == 2:
+            r.avail = av
             f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r))
+            win = r.win
+            av = r.avail
         elif ec == 3:
+            r.avail = av
             f_X509Data.append(_d_xmldsig_X509DataType(r))
+            win = r.win
+            av = r.avail
         elif ec == 4:
+            r.avail = av
             f_PGPData.append(_d_xmldsig_PGPDataType(r))
+            win = r.win
+            av = r.avail
         elif ec == 5:
+            r.avail = av
             f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
+            win = r.win
+            av = r.avail
         elif ec == 6:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'KeyInfoType[2]', 'expected CH of MgmtData')
+                raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of MgmtData')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_MgmtData.append(r.string_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of MgmtData')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'KeyInfoType[2]', 'expected EE of MgmtData')
         elif ec == 7:
-            raise r.fail('KeyInfoType[2]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'KeyInfoType[2]', 'wildcard element content is not supported')
         elif ec == 8:
             s = -1
             break
         elif ec == 9:
-            raise r.fail('KeyInfoType[2]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'KeyInfoType[2]', 'untyped character content is not supported')
         else:
-            raise r.fail('KeyInfoType[2]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'KeyInfoType[2]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.KeyInfoType(Id=f_Id, KeyName=f_KeyName, KeyValue=f_KeyValue, RetrievalMethod=f_RetrievalMethod, X509Data=f_X509Data, PGPData=f_PGPData, SPKIData=f_SPKIData, MgmtData=f_MgmtData)
 
 def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
@@ -920,47 +1262,80 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
         w.spill()
 
 def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
+    win = r.win
+    av = r.avail
     f_DSAKeyValue: _xmldsig.DSAKeyValueType | None = None
     f_RSAKeyValue: _xmldsig.RSAKeyValueType | None = None
     while True:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
+            r.avail = av
             f_DSAKeyValue = _d_xmldsig_DSAKeyValueType(r)
+            win = r.win
+            av = r.avail
             break
         elif ec == 1:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'KeyValueType[0]', 'expected SE(Modulus), CH of Modulus')
+                raise r.fail_at(av + 10, 'KeyValueType[0]', 'expected SE(Modulus), CH of Modulus')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_1_Modulus = r.binary_of(u, None)
-            c = r.bits(11)
+            win = r.win
+            av = r.avail
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
             if c & 0x700 != 0x0:
-                raise r.fail_back(11, 'KeyValueType[0]', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
+                raise r.fail_at(av + 11, 'KeyValueType[0]', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_1_Exponent = r.binary_of(u, None)
-            c = r.bits(2)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'KeyValueType[0]', 'expected EE of Exponent, EE')
+                raise r.fail_at(av + 2, 'KeyValueType[0]', 'expected EE of Exponent, EE')
             f_RSAKeyValue = _xmldsig.RSAKeyValueType(Modulus=f_1_Modulus, Exponent=f_1_Exponent)
             break
         elif ec == 2:
-            raise r.fail('KeyValueType[0]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'KeyValueType[0]', 'wildcard element content is not supported')
         elif ec == 3:
-            raise r.fail('KeyValueType[0]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'KeyValueType[0]', 'untyped character content is not supported')
         else:
-            raise r.fail('KeyValueType[0]', f'event code {ec}, expected SE(DSAKeyValue), SE(RSAKeyValue), SE(*), CH(untyped)')
+            raise r.fail_at(av, 'KeyValueType[0]', f'event code {ec}, expected SE(DSAKeyValue), SE(RSAKeyValue), SE(*), CH(untyped)')
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
             break
         elif ec == 1:
-            raise r.fail('KeyValueType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'KeyValueType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('KeyValueType[1]', f'event code {ec}, expected EE, CH(untyped)')
+            raise r.fail_at(av, 'KeyValueType[1]', f'event code {ec}, expected EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.KeyValueType(DSAKeyValue=f_DSAKeyValue, RSAKeyValue=f_RSAKeyValue)
 
 def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
@@ -1009,47 +1384,84 @@ def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
         w.spill()
 
 def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
+        r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
+        raise r.fail_at(av, 'ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'ManifestType[1]', 'expected SE(Reference)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ManifestType[1]', 'expected SE(Reference)')
+        r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
+        win = r.win
+        av = r.avail
         s = 2
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
+        r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('ManifestType[2]', f'event code {ec}, expected SE(Reference), EE')
+        raise r.fail_at(av, 'ManifestType[2]', f'event code {ec}, expected SE(Reference), EE')
     if s == 3:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_Reference.append(_d_xmldsig_ReferenceType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('ManifestType[3]', f'event code {ec}, expected SE(Reference), EE')
+                raise r.fail_at(av, 'ManifestType[3]', f'event code {ec}, expected SE(Reference), EE')
+    r.avail = av
     return _xmldsig.ManifestType(Id=f_Id, Reference=f_Reference)
 
 def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
@@ -1131,106 +1543,178 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
         w.spill()
 
 def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
+    win = r.win
+    av = r.avail
     f_Encoding: str | None = None
     f_Id: str | None = None
     f_MimeType: str | None = None
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Encoding = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 2:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_MimeType = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 3:
-        raise r.fail('ObjectType[0]', 'wildcard element content is not supported')
+        raise r.fail_at(av, 'ObjectType[0]', 'wildcard element content is not supported')
     elif ec == 4:
         s = -1
     elif ec == 5:
-        raise r.fail('ObjectType[0]', 'untyped character content is not supported')
+        raise r.fail_at(av, 'ObjectType[0]', 'untyped character content is not supported')
     else:
-        raise r.fail('ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
+        raise r.fail_at(av, 'ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
     if s == 1:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_Id = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 2
         elif ec == 1:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_MimeType = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 2:
-            raise r.fail('ObjectType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'ObjectType[1]', 'wildcard element content is not supported')
         elif ec == 3:
             s = -1
         elif ec == 4:
-            raise r.fail('ObjectType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'ObjectType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('ObjectType[1]', f'event code {ec}, expected AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'ObjectType[1]', f'event code {ec}, expected AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
     if s == 2:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_MimeType = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 1:
-            raise r.fail('ObjectType[2]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'ObjectType[2]', 'wildcard element content is not supported')
         elif ec == 2:
             s = -1
         elif ec == 3:
-            raise r.fail('ObjectType[2]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'ObjectType[2]', 'untyped character content is not supported')
         else:
-            raise r.fail('ObjectType[2]', f'event code {ec}, expected AT(MimeType), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'ObjectType[2]', f'event code {ec}, expected AT(MimeType), SE(*), EE, CH(untyped)')
     if s == 3:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('ObjectType[3]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'ObjectType[3]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('ObjectType[3]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'ObjectType[3]', 'untyped character content is not supported')
             else:
-                raise r.fail('ObjectType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'ObjectType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 4:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('ObjectType[4]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'ObjectType[4]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('ObjectType[4]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'ObjectType[4]', 'untyped character content is not supported')
             else:
-                raise r.fail('ObjectType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'ObjectType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.ObjectType(Encoding=f_Encoding, Id=f_Id, MimeType=f_MimeType)
 
 def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
@@ -1321,90 +1805,150 @@ def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
         w.spill()
 
 def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
+    win = r.win
+    av = r.avail
     f_PGPKeyID: bytes | None = None
     f_PGPKeyPacket: list[bytes] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'PGPDataType[0]', 'expected CH of PGPKeyID')
+            raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyID')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_PGPKeyID = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
+            raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_PGPKeyPacket.append(r.binary_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
         s = 2
     else:
-        raise r.fail('PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
+        raise r.fail_at(av, 'PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
     if s == 1:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
+                raise r.fail_at(av + 9, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_PGPKeyPacket.append(r.binary_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
             s = 3
         elif ec == 1:
-            raise r.fail('PGPDataType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'PGPDataType[1]', 'wildcard element content is not supported')
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('PGPDataType[1]', f'event code {ec}, expected SE(PGPKeyPacket), SE(*), EE')
+            raise r.fail_at(av, 'PGPDataType[1]', f'event code {ec}, expected SE(PGPKeyPacket), SE(*), EE')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('PGPDataType[2]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'PGPDataType[2]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('PGPDataType[2]', f'event code {ec}, expected SE(*), EE')
+            raise r.fail_at(av, 'PGPDataType[2]', f'event code {ec}, expected SE(*), EE')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('PGPDataType[3]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'PGPDataType[3]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
+            raise r.fail_at(av, 'PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
     if s == 4:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('PGPDataType[4]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'PGPDataType[4]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('PGPDataType[4]', f'event code {ec}, expected SE(*), EE')
+                raise r.fail_at(av, 'PGPDataType[4]', f'event code {ec}, expected SE(*), EE')
     if s == 5:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('PGPDataType[5]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'PGPDataType[5]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('PGPDataType[5]', f'event code {ec}, expected SE(*), EE')
+                raise r.fail_at(av, 'PGPDataType[5]', f'event code {ec}, expected SE(*), EE')
+    r.avail = av
     return _xmldsig.PGPDataType(PGPKeyID=f_PGPKeyID, PGPKeyPacket=f_PGPKeyPacket)
 
 def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
@@ -1486,25 +2030,49 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         w.spill()
 
 def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
+    win = r.win
+    av = r.avail
     f_Modulus: bytes
     f_Exponent: bytes
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
+        raise r.fail_at(av + 10, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Modulus = r.binary_of(u, None)
-    c = r.bits(11)
+    win = r.win
+    av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
+        raise r.fail_at(av + 11, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Exponent = r.binary_of(u, None)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
+        raise r.fail_at(av + 2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
+    r.avail = av
     return _xmldsig.RSAKeyValueType(Modulus=f_Modulus, Exponent=f_Exponent)
 
 def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> None:
@@ -1536,6 +2104,8 @@ def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> Non
         w.spill()
 
 def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_Type: str | None = None
     f_URI: str | None = None
@@ -1543,105 +2113,215 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     f_DigestMethod: _xmldsig.DigestMethodType
     f_DigestValue: bytes
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Type = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 2:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_URI = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 3:
+        r.avail = av
         f_Transforms = _d_xmldsig_TransformsType(r)
+        win = r.win
+        av = r.avail
         s = 4
     elif ec == 4:
+        r.avail = av
         f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+        win = r.win
+        av = r.avail
         s = 5
     else:
-        raise r.fail('ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
+        raise r.fail_at(av, 'ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 1:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_Type = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 2
         elif ec == 1:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_URI = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 2:
+            r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 3:
+            r.avail = av
             f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+            win = r.win
+            av = r.avail
             s = 5
         else:
-            raise r.fail('ReferenceType[1]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
+            raise r.fail_at(av, 'ReferenceType[1]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_URI = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 1:
+            r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 2:
+            r.avail = av
             f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+            win = r.win
+            av = r.avail
             s = 5
         else:
-            raise r.fail('ReferenceType[2]', f'event code {ec}, expected AT(URI), SE(Transforms), SE(DigestMethod)')
+            raise r.fail_at(av, 'ReferenceType[2]', f'event code {ec}, expected AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 1:
+            r.avail = av
             f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+            win = r.win
+            av = r.avail
             s = 5
         else:
-            raise r.fail('ReferenceType[3]', f'event code {ec}, expected SE(Transforms), SE(DigestMethod)')
+            raise r.fail_at(av, 'ReferenceType[3]', f'event code {ec}, expected SE(Transforms), SE(DigestMethod)')
     if s == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'ReferenceType[4]', 'expected SE(DigestMethod)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ReferenceType[4]', 'expected SE(DigestMethod)')
+        r.avail = av
         f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+        win = r.win
+        av = r.avail
         s = 5
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
+        raise r.fail_at(av + 10, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_DigestValue = r.binary_of(u, None)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'ReferenceType', 'expected EE of DigestValue, EE')
+        raise r.fail_at(av + 2, 'ReferenceType', 'expected EE of DigestValue, EE')
     s = 6
     s = -1
+    r.avail = av
     return _xmldsig.ReferenceType(Id=f_Id, Type=f_Type, URI=f_URI, Transforms=f_Transforms, DigestMethod=f_DigestMethod, DigestValue=f_DigestValue)
 
 def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
@@ -1816,62 +2496,114 @@ def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
         w.spill()
 
 def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType:
+    win = r.win
+    av = r.avail
     f_Type: str | None = None
     f_URI: str | None = None
     f_Transforms: _xmldsig.TransformsType | None = None
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Type = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_URI = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 2:
+        r.avail = av
         f_Transforms = _d_xmldsig_TransformsType(r)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 3:
         s = -1
     else:
-        raise r.fail('RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
+        raise r.fail_at(av, 'RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
     if s == 1:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_URI = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 2
         elif ec == 1:
+            r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('RetrievalMethodType[1]', f'event code {ec}, expected AT(URI), SE(Transforms), EE')
+            raise r.fail_at(av, 'RetrievalMethodType[1]', f'event code {ec}, expected AT(URI), SE(Transforms), EE')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('RetrievalMethodType[2]', f'event code {ec}, expected SE(Transforms), EE')
+            raise r.fail_at(av, 'RetrievalMethodType[2]', f'event code {ec}, expected SE(Transforms), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'RetrievalMethodType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'RetrievalMethodType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _xmldsig.RetrievalMethodType(Type=f_Type, URI=f_URI, Transforms=f_Transforms)
 
 def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType) -> None:
@@ -1957,57 +2689,105 @@ def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType
         w.spill()
 
 def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
+    win = r.win
+    av = r.avail
     f_SPKISexp: list[bytes] = []
     s = 0
     while s >= 0:
         if s == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
+                raise r.fail_at(av + 10, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_SPKISexp.append(r.binary_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'SPKIDataType[0]', 'expected EE of SPKISexp')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'SPKIDataType[0]', 'expected EE of SPKISexp')
             s = 1
         if s == 1:
             while True:
-                ec = r.bits(2)
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                ec = (win >> av) & 0x3
                 if ec == 0:
-                    c = r.bits(9)
+                    av -= 9
+                    if av < 0:
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
                     if c & 0x100 != 0x0:
-                        raise r.fail_back(9, 'SPKIDataType[1]', 'expected CH of SPKISexp')
+                        raise r.fail_at(av + 9, 'SPKIDataType[1]', 'expected CH of SPKISexp')
                     u = (c & 255)
                     if u > 127:
+                        r.avail = av
                         u = r.uint_more(u)
+                        win = r.win
+                        av = r.avail
+                    r.avail = av
                     f_SPKISexp.append(r.binary_of(u, None))
-                    if r.bits(1):
-                        raise r.fail_back(1, 'SPKIDataType[1]', 'expected EE of SPKISexp')
+                    win = r.win
+                    av = r.avail
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 1)
+                    c = (win >> av) & 0x1
+                    if c:
+                        raise r.fail_at(av + 1, 'SPKIDataType[1]', 'expected EE of SPKISexp')
                 elif ec == 1:
-                    raise r.fail('SPKIDataType[1]', 'wildcard element content is not supported')
+                    raise r.fail_at(av, 'SPKIDataType[1]', 'wildcard element content is not supported')
                 elif ec == 2:
                     s = -1
                     break
                 else:
-                    raise r.fail('SPKIDataType[1]', f'event code {ec}, expected SE(SPKISexp), SE(*), EE')
+                    raise r.fail_at(av, 'SPKIDataType[1]', f'event code {ec}, expected SE(SPKISexp), SE(*), EE')
         if s == 2:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                c = r.bits(9)
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
-                    raise r.fail_back(9, 'SPKIDataType[2]', 'expected CH of SPKISexp')
+                    raise r.fail_at(av + 9, 'SPKIDataType[2]', 'expected CH of SPKISexp')
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
+                r.avail = av
                 f_SPKISexp.append(r.binary_of(u, None))
-                if r.bits(1):
-                    raise r.fail_back(1, 'SPKIDataType[2]', 'expected EE of SPKISexp')
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'SPKIDataType[2]', 'expected EE of SPKISexp')
                 s = 1
             elif ec == 1:
                 s = -1
             else:
-                raise r.fail('SPKIDataType[2]', f'event code {ec}, expected SE(SPKISexp), EE')
+                raise r.fail_at(av, 'SPKIDataType[2]', f'event code {ec}, expected SE(SPKISexp), EE')
+    r.avail = av
     return _xmldsig.SPKIDataType(SPKISexp=f_SPKISexp)
 
 def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
@@ -2075,65 +2855,96 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
         w.spill()
 
 def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType:
+    win = r.win
+    av = r.avail
     f_Algorithm: str
     f_HMACOutputLength: int | None = None
     s = 0
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'SignatureMethodType', 'expected AT(Algorithm)')
+        raise r.fail_at(av + 9, 'SignatureMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Algorithm = r.string_of(u, None)
+    win = r.win
+    av = r.avail
     s = 1
     while True:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
+                raise r.fail_at(av + 10, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_HMACOutputLength = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
             s = 2
             break
         elif ec == 1:
-            raise r.fail('SignatureMethodType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'SignatureMethodType[1]', 'wildcard element content is not supported')
         elif ec == 2:
             s = -1
             break
         elif ec == 3:
-            raise r.fail('SignatureMethodType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'SignatureMethodType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('SignatureMethodType[1]', f'event code {ec}, expected SE(HMACOutputLength), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'SignatureMethodType[1]', f'event code {ec}, expected SE(HMACOutputLength), SE(*), EE, CH(untyped)')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('SignatureMethodType[2]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'SignatureMethodType[2]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('SignatureMethodType[2]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'SignatureMethodType[2]', 'untyped character content is not supported')
             else:
-                raise r.fail('SignatureMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'SignatureMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 3:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('SignatureMethodType[3]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'SignatureMethodType[3]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('SignatureMethodType[3]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'SignatureMethodType[3]', 'untyped character content is not supported')
             else:
-                raise r.fail('SignatureMethodType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'SignatureMethodType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.SignatureMethodType(Algorithm=f_Algorithm, HMACOutputLength=f_HMACOutputLength)
 
 def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType) -> None:
@@ -2189,47 +3000,84 @@ def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType
         w.spill()
 
 def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignaturePropertiesType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_SignatureProperty: list[_xmldsig.SignaturePropertyType] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
+        r.avail = av
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
+        raise r.fail_at(av, 'SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
+        r.avail = av
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+        win = r.win
+        av = r.avail
         s = 2
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
+        r.avail = av
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('SignaturePropertiesType[2]', f'event code {ec}, expected SE(SignatureProperty), EE')
+        raise r.fail_at(av, 'SignaturePropertiesType[2]', f'event code {ec}, expected SE(SignatureProperty), EE')
     if s == 3:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('SignaturePropertiesType[3]', f'event code {ec}, expected SE(SignatureProperty), EE')
+                raise r.fail_at(av, 'SignaturePropertiesType[3]', f'event code {ec}, expected SE(SignatureProperty), EE')
+    r.avail = av
     return _xmldsig.SignaturePropertiesType(Id=f_Id, SignatureProperty=f_SignatureProperty)
 
 def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignaturePropertiesType) -> None:
@@ -2311,67 +3159,109 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
         w.spill()
 
 def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignaturePropertyType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_Target: str
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Target = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
+        raise r.fail_at(av, 'SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
     if s == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'SignaturePropertyType[1]', 'expected AT(Target)')
+            raise r.fail_at(av + 9, 'SignaturePropertyType[1]', 'expected AT(Target)')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Target = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('SignaturePropertyType[2]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'SignaturePropertyType[2]', 'wildcard element content is not supported')
         elif ec == 1:
-            raise r.fail('SignaturePropertyType[2]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'SignaturePropertyType[2]', 'untyped character content is not supported')
         else:
-            raise r.fail('SignaturePropertyType[2]', f'event code {ec}, expected SE(*), CH(untyped)')
+            raise r.fail_at(av, 'SignaturePropertyType[2]', f'event code {ec}, expected SE(*), CH(untyped)')
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('SignaturePropertyType[3]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'SignaturePropertyType[3]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
             break
         elif ec == 2:
-            raise r.fail('SignaturePropertyType[3]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'SignaturePropertyType[3]', 'untyped character content is not supported')
         else:
-            raise r.fail('SignaturePropertyType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'SignaturePropertyType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 4:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('SignaturePropertyType[4]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'SignaturePropertyType[4]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('SignaturePropertyType[4]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'SignaturePropertyType[4]', 'untyped character content is not supported')
             else:
-                raise r.fail('SignaturePropertyType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'SignaturePropertyType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.SignaturePropertyType(Id=f_Id, Target=f_Target)
 
 def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignaturePropertyType) -> None:
@@ -2427,66 +3317,119 @@ def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignatureProperty
         w.spill()
 
 def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_SignedInfo: _xmldsig.SignedInfoType
     f_SignatureValue: _xmldsig.SignatureValueType
     f_KeyInfo: _xmldsig.KeyInfoType | None = None
     f_Object: list[_xmldsig.ObjectType] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
+        r.avail = av
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
+        raise r.fail_at(av, 'SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignatureType[1]', 'expected SE(SignedInfo)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignatureType[1]', 'expected SE(SignedInfo)')
+        r.avail = av
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
+        win = r.win
+        av = r.avail
         s = 2
-    if r.bits(1):
-        raise r.fail_back(1, 'SignatureType', 'expected SE(SignatureValue)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SignatureType', 'expected SE(SignatureValue)')
+    r.avail = av
     f_SignatureValue = _d_xmldsig_SignatureValueType(r)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 3
     if ec == 0:
+        r.avail = av
         f_KeyInfo = _d_xmldsig_KeyInfoType(r)
+        win = r.win
+        av = r.avail
         s = 4
     elif ec == 1:
+        r.avail = av
         f_Object.append(_d_xmldsig_ObjectType(r))
+        win = r.win
+        av = r.avail
         s = 5
     elif ec == 2:
         s = -1
     else:
-        raise r.fail('SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
+        raise r.fail_at(av, 'SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_Object.append(_d_xmldsig_ObjectType(r))
+            win = r.win
+            av = r.avail
             s = 5
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('SignatureType[4]', f'event code {ec}, expected SE(Object), EE')
+            raise r.fail_at(av, 'SignatureType[4]', f'event code {ec}, expected SE(Object), EE')
     if s == 5:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_Object.append(_d_xmldsig_ObjectType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('SignatureType[5]', f'event code {ec}, expected SE(Object), EE')
+                raise r.fail_at(av, 'SignatureType[5]', f'event code {ec}, expected SE(Object), EE')
+    r.avail = av
     return _xmldsig.SignatureType(Id=f_Id, SignedInfo=f_SignedInfo, SignatureValue=f_SignatureValue, KeyInfo=f_KeyInfo, Object=f_Object)
 
 def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
@@ -2599,39 +3542,76 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
         w.spill()
 
 def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_value: bytes
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
+        raise r.fail_at(av, 'SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
     if s == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'SignatureValueType[1]', 'expected CH')
+            raise r.fail_at(av + 9, 'SignatureValueType[1]', 'expected CH')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
-    if r.bits(1):
-        raise r.fail_back(1, 'SignatureValueType', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SignatureValueType', 'expected EE')
     s = -1
+    r.avail = av
     return _xmldsig.SignatureValueType(Id=f_Id, value=f_value)
 
 def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) -> None:
@@ -2679,57 +3659,108 @@ def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) 
         w.spill()
 
 def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_CanonicalizationMethod: _xmldsig.CanonicalizationMethodType
     f_SignatureMethod: _xmldsig.SignatureMethodType
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
+        r.avail = av
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
+        raise r.fail_at(av, 'SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
+        r.avail = av
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
+        win = r.win
+        av = r.avail
         s = 2
-    if r.bits(1):
-        raise r.fail_back(1, 'SignedInfoType', 'expected SE(SignatureMethod)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SignedInfoType', 'expected SE(SignatureMethod)')
+    r.avail = av
     f_SignatureMethod = _d_xmldsig_SignatureMethodType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'SignedInfoType', 'expected SE(Reference)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SignedInfoType', 'expected SE(Reference)')
     s = 3
+    r.avail = av
     f_Reference.append(_d_xmldsig_ReferenceType(r))
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 4
     if ec == 0:
+        r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
+        win = r.win
+        av = r.avail
         s = 5
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('SignedInfoType[4]', f'event code {ec}, expected SE(Reference), EE')
+        raise r.fail_at(av, 'SignedInfoType[4]', f'event code {ec}, expected SE(Reference), EE')
     if s == 5:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_Reference.append(_d_xmldsig_ReferenceType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('SignedInfoType[5]', f'event code {ec}, expected SE(Reference), EE')
+                raise r.fail_at(av, 'SignedInfoType[5]', f'event code {ec}, expected SE(Reference), EE')
+    r.avail = av
     return _xmldsig.SignedInfoType(Id=f_Id, CanonicalizationMethod=f_CanonicalizationMethod, SignatureMethod=f_SignatureMethod, Reference=f_Reference)
 
 def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
@@ -2830,35 +3861,63 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
         w.spill()
 
 def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
+    win = r.win
+    av = r.avail
     f_Algorithm: str
     f_XPath: list[str] = []
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'TransformType', 'expected AT(Algorithm)')
+        raise r.fail_at(av + 9, 'TransformType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Algorithm = r.string_of(u, None)
+    win = r.win
+    av = r.avail
     while True:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'TransformType[1]', 'expected CH of XPath')
+                raise r.fail_at(av + 9, 'TransformType[1]', 'expected CH of XPath')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_XPath.append(r.string_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'TransformType[1]', 'expected EE of XPath')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'TransformType[1]', 'expected EE of XPath')
         elif ec == 1:
-            raise r.fail('TransformType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'TransformType[1]', 'wildcard element content is not supported')
         elif ec == 2:
             break
         elif ec == 3:
-            raise r.fail('TransformType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'TransformType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('TransformType[1]', f'event code {ec}, expected SE(XPath), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'TransformType[1]', f'event code {ec}, expected SE(XPath), SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.TransformType(Algorithm=f_Algorithm, XPath=f_XPath)
 
 def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
@@ -2898,31 +3957,53 @@ def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
         w.spill()
 
 def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
+    win = r.win
+    av = r.avail
     f_Transform: list[_xmldsig.TransformType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'TransformsType', 'expected SE(Transform)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'TransformsType', 'expected SE(Transform)')
+    r.avail = av
     f_Transform.append(_d_xmldsig_TransformType(r))
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 1
     if ec == 0:
+        r.avail = av
         f_Transform.append(_d_xmldsig_TransformType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('TransformsType[1]', f'event code {ec}, expected SE(Transform), EE')
+        raise r.fail_at(av, 'TransformsType[1]', f'event code {ec}, expected SE(Transform), EE')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_Transform.append(_d_xmldsig_TransformType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('TransformsType[2]', f'event code {ec}, expected SE(Transform), EE')
+                raise r.fail_at(av, 'TransformsType[2]', f'event code {ec}, expected SE(Transform), EE')
+    r.avail = av
     return _xmldsig.TransformsType(Transform=f_Transform)
 
 def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
@@ -2981,145 +4062,294 @@ def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
         w.spill()
 
 def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
+    win = r.win
+    av = r.avail
     f_X509IssuerSerial: list[_xmldsig.X509IssuerSerialType] = []
     f_X509SKI: list[bytes] = []
     f_X509SubjectName: list[str] = []
     f_X509Certificate: list[bytes] = []
     f_X509CRL: list[bytes] = []
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'X509DataType[0]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+            raise r.fail_at(av + 10, 'X509DataType[0]', 'expected SE(X509IssuerName), CH of X509IssuerName')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_1_X509IssuerName = r.string_of(u, None)
-        c = r.bits(12)
+        win = r.win
+        av = r.avail
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
         if c & 0xe00 != 0x0:
-            raise r.fail_back(12, 'X509DataType[0]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+            raise r.fail_at(av + 12, 'X509DataType[0]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_X509SerialNumber = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'X509DataType[0]', 'expected EE of X509SerialNumber, EE')
+            raise r.fail_at(av + 2, 'X509DataType[0]', 'expected EE of X509SerialNumber, EE')
         f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509SKI')
+            raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509SKI')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_X509SKI.append(r.binary_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SKI')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509SKI')
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509SubjectName')
+            raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509SubjectName')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_X509SubjectName.append(r.string_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SubjectName')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509SubjectName')
     elif ec == 3:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509Certificate')
+            raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509Certificate')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_X509Certificate.append(r.binary_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509Certificate')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509Certificate')
     elif ec == 4:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509CRL')
+            raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509CRL')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_X509CRL.append(r.binary_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509CRL')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509CRL')
     elif ec == 5:
-        raise r.fail('X509DataType[0]', 'wildcard element content is not supported')
+        raise r.fail_at(av, 'X509DataType[0]', 'wildcard element content is not supported')
     else:
-        raise r.fail('X509DataType[0]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*)')
+        raise r.fail_at(av, 'X509DataType[0]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*)')
     while True:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'X509DataType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+                raise r.fail_at(av + 10, 'X509DataType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_2_X509IssuerName = r.string_of(u, None)
-            c = r.bits(12)
+            win = r.win
+            av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
             if c & 0xe00 != 0x0:
-                raise r.fail_back(12, 'X509DataType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+                raise r.fail_at(av + 12, 'X509DataType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_2_X509SerialNumber = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'X509DataType[1]', 'expected EE of X509SerialNumber, EE')
+                raise r.fail_at(av + 2, 'X509DataType[1]', 'expected EE of X509SerialNumber, EE')
             f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509SKI')
+                raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509SKI')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_X509SKI.append(r.binary_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SKI')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509SKI')
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509SubjectName')
+                raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509SubjectName')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_X509SubjectName.append(r.string_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SubjectName')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509SubjectName')
         elif ec == 3:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509Certificate')
+                raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509Certificate')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_X509Certificate.append(r.binary_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509Certificate')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509Certificate')
         elif ec == 4:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509CRL')
+                raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509CRL')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_X509CRL.append(r.binary_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509CRL')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509CRL')
         elif ec == 5:
-            raise r.fail('X509DataType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'X509DataType[1]', 'wildcard element content is not supported')
         elif ec == 6:
             break
         else:
-            raise r.fail('X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
+            raise r.fail_at(av, 'X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
+    r.avail = av
     return _xmldsig.X509DataType(X509IssuerSerial=f_X509IssuerSerial, X509SKI=f_X509SKI, X509SubjectName=f_X509SubjectName, X509Certificate=f_X509Certificate, X509CRL=f_X509CRL)
 
 def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
@@ -3306,26 +4536,47 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         w.spill()
 
 def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialType:
+    win = r.win
+    av = r.avail
     f_X509IssuerName: str
     f_X509SerialNumber: int
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
+        raise r.fail_at(av + 10, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_X509IssuerName = r.string_of(u, None)
-    c = r.bits(12)
+    win = r.win
+    av = r.avail
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+        raise r.fail_at(av + 12, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_X509SerialNumber = -u - 1 if sg else u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
+        raise r.fail_at(av + 2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
+    r.avail = av
     return _xmldsig.X509IssuerSerialType(X509IssuerName=f_X509IssuerName, X509SerialNumber=f_X509SerialNumber)
 
 def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialType) -> None:
@@ -3365,6 +4616,8 @@ def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialTy
         w.spill()
 
 def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_common_messages.AbsolutePriceScheduleType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_TimeAnchor: int
     f_PriceScheduleID: int
@@ -3379,209 +4632,388 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
     f_OverstayRules: _iso20_common_messages.OverstayRuleListType | None = None
     f_AdditionalSelectedServices: _iso20_common_messages.AdditionalServiceListType | None = None
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'AbsolutePriceScheduleType[0]', 'expected CH of TimeAnchor')
+            raise r.fail_at(av + 9, 'AbsolutePriceScheduleType[0]', 'expected CH of TimeAnchor')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_TimeAnchor = u
-        if r.bits(1):
-            raise r.fail_back(1, 'AbsolutePriceScheduleType[0]', 'expected EE of TimeAnchor')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'AbsolutePriceScheduleType[0]', 'expected EE of TimeAnchor')
         s = 2
     else:
-        raise r.fail('AbsolutePriceScheduleType[0]', f'event code {ec}, expected AT(Id), SE(TimeAnchor)')
+        raise r.fail_at(av, 'AbsolutePriceScheduleType[0]', f'event code {ec}, expected AT(Id), SE(TimeAnchor)')
     if s == 1:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'AbsolutePriceScheduleType[1]', 'expected SE(TimeAnchor), CH of TimeAnchor')
+            raise r.fail_at(av + 10, 'AbsolutePriceScheduleType[1]', 'expected SE(TimeAnchor), CH of TimeAnchor')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_TimeAnchor = u
-        if r.bits(1):
-            raise r.fail_back(1, 'AbsolutePriceScheduleType[1]', 'expected EE of TimeAnchor')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'AbsolutePriceScheduleType[1]', 'expected EE of TimeAnchor')
         s = 2
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'AbsolutePriceScheduleType', 'expected SE(PriceScheduleID), CH of PriceScheduleID')
+        raise r.fail_at(av + 10, 'AbsolutePriceScheduleType', 'expected SE(PriceScheduleID), CH of PriceScheduleID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_PriceScheduleID = u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'AbsolutePriceScheduleType', 'expected EE of PriceScheduleID')
+        raise r.fail_at(av + 3, 'AbsolutePriceScheduleType', 'expected EE of PriceScheduleID')
     ec = (c & 3)
     s = 3
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'AbsolutePriceScheduleType[3]', 'expected CH of PriceScheduleDescription')
+            raise r.fail_at(av + 9, 'AbsolutePriceScheduleType[3]', 'expected CH of PriceScheduleDescription')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_PriceScheduleDescription = r.string_of(u, 160)
-        if r.bits(1):
-            raise r.fail_back(1, 'AbsolutePriceScheduleType[3]', 'expected EE of PriceScheduleDescription')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'AbsolutePriceScheduleType[3]', 'expected EE of PriceScheduleDescription')
         s = 4
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'AbsolutePriceScheduleType[3]', 'expected CH of Currency')
+            raise r.fail_at(av + 9, 'AbsolutePriceScheduleType[3]', 'expected CH of Currency')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Currency = r.string_of(u, 3)
-        if r.bits(1):
-            raise r.fail_back(1, 'AbsolutePriceScheduleType[3]', 'expected EE of Currency')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'AbsolutePriceScheduleType[3]', 'expected EE of Currency')
         s = 5
     else:
-        raise r.fail('AbsolutePriceScheduleType[3]', f'event code {ec}, expected SE(PriceScheduleDescription), SE(Currency)')
+        raise r.fail_at(av, 'AbsolutePriceScheduleType[3]', f'event code {ec}, expected SE(PriceScheduleDescription), SE(Currency)')
     if s == 4:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'AbsolutePriceScheduleType[4]', 'expected SE(Currency), CH of Currency')
+            raise r.fail_at(av + 10, 'AbsolutePriceScheduleType[4]', 'expected SE(Currency), CH of Currency')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Currency = r.string_of(u, 3)
-        if r.bits(1):
-            raise r.fail_back(1, 'AbsolutePriceScheduleType[4]', 'expected EE of Currency')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'AbsolutePriceScheduleType[4]', 'expected EE of Currency')
         s = 5
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'AbsolutePriceScheduleType', 'expected SE(Language), CH of Language')
+        raise r.fail_at(av + 10, 'AbsolutePriceScheduleType', 'expected SE(Language), CH of Language')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Language = r.string_of(u, 3)
-    c = r.bits(11)
+    win = r.win
+    av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'AbsolutePriceScheduleType', 'expected EE of Language, SE(PriceAlgorithm), CH of PriceAlgorithm')
+        raise r.fail_at(av + 11, 'AbsolutePriceScheduleType', 'expected EE of Language, SE(PriceAlgorithm), CH of PriceAlgorithm')
     u = (c & 255)
     s = 6
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_PriceAlgorithm = r.string_of(u, 255)
-    c = r.bits(4)
+    win = r.win
+    av = r.avail
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x8 != 0x0:
-        raise r.fail_back(4, 'AbsolutePriceScheduleType', 'expected EE of PriceAlgorithm')
+        raise r.fail_at(av + 4, 'AbsolutePriceScheduleType', 'expected EE of PriceAlgorithm')
     ec = (c & 7)
     s = 7
     if ec == 0:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'AbsolutePriceScheduleType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'AbsolutePriceScheduleType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'AbsolutePriceScheduleType[7]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'AbsolutePriceScheduleType[7]', 'expected EE of Value, EE')
         f_MinimumCost = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 8
     elif ec == 1:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'AbsolutePriceScheduleType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'AbsolutePriceScheduleType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'AbsolutePriceScheduleType[7]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'AbsolutePriceScheduleType[7]', 'expected EE of Value, EE')
         f_MaximumCost = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 9
     elif ec == 2:
+        r.avail = av
         f_TaxRules = _d_iso20_common_messages_TaxRuleListType(r)
+        win = r.win
+        av = r.avail
         s = 10
     elif ec == 3:
+        r.avail = av
         f_PriceRuleStacks = _d_iso20_common_messages_PriceRuleStackListType(r)
+        win = r.win
+        av = r.avail
         s = 11
     else:
-        raise r.fail('AbsolutePriceScheduleType[7]', f'event code {ec}, expected SE(MinimumCost), SE(MaximumCost), SE(TaxRules), SE(PriceRuleStacks)')
+        raise r.fail_at(av, 'AbsolutePriceScheduleType[7]', f'event code {ec}, expected SE(MinimumCost), SE(MaximumCost), SE(TaxRules), SE(PriceRuleStacks)')
     if s == 8:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'AbsolutePriceScheduleType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'AbsolutePriceScheduleType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_3_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'AbsolutePriceScheduleType[8]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'AbsolutePriceScheduleType[8]', 'expected EE of Value, EE')
             f_MaximumCost = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
             s = 9
         elif ec == 1:
+            r.avail = av
             f_TaxRules = _d_iso20_common_messages_TaxRuleListType(r)
+            win = r.win
+            av = r.avail
             s = 10
         elif ec == 2:
+            r.avail = av
             f_PriceRuleStacks = _d_iso20_common_messages_PriceRuleStackListType(r)
+            win = r.win
+            av = r.avail
             s = 11
         else:
-            raise r.fail('AbsolutePriceScheduleType[8]', f'event code {ec}, expected SE(MaximumCost), SE(TaxRules), SE(PriceRuleStacks)')
+            raise r.fail_at(av, 'AbsolutePriceScheduleType[8]', f'event code {ec}, expected SE(MaximumCost), SE(TaxRules), SE(PriceRuleStacks)')
     if s == 9:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_TaxRules = _d_iso20_common_messages_TaxRuleListType(r)
+            win = r.win
+            av = r.avail
             s = 10
         elif ec == 1:
+            r.avail = av
             f_PriceRuleStacks = _d_iso20_common_messages_PriceRuleStackListType(r)
+            win = r.win
+            av = r.avail
             s = 11
         else:
-            raise r.fail('AbsolutePriceScheduleType[9]', f'event code {ec}, expected SE(TaxRules), SE(PriceRuleStacks)')
+            raise r.fail_at(av, 'AbsolutePriceScheduleType[9]', f'event code {ec}, expected SE(TaxRules), SE(PriceRuleStacks)')
     if s == 10:
-        if r.bits(1):
-            raise r.fail_back(1, 'AbsolutePriceScheduleType[10]', 'expected SE(PriceRuleStacks)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'AbsolutePriceScheduleType[10]', 'expected SE(PriceRuleStacks)')
+        r.avail = av
         f_PriceRuleStacks = _d_iso20_common_messages_PriceRuleStackListType(r)
+        win = r.win
+        av = r.avail
         s = 11
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
+        r.avail = av
         f_OverstayRules = _d_iso20_common_messages_OverstayRuleListType(r)
+        win = r.win
+        av = r.avail
         s = 12
     elif ec == 1:
+        r.avail = av
         f_AdditionalSelectedServices = _d_iso20_common_messages_AdditionalServiceListType(r)
+        win = r.win
+        av = r.avail
         s = 13
     elif ec == 2:
         s = -1
     else:
-        raise r.fail('AbsolutePriceScheduleType[11]', f'event code {ec}, expected SE(OverstayRules), SE(AdditionalSelectedServices), EE')
+        raise r.fail_at(av, 'AbsolutePriceScheduleType[11]', f'event code {ec}, expected SE(OverstayRules), SE(AdditionalSelectedServices), EE')
     if s == 12:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_AdditionalSelectedServices = _d_iso20_common_messages_AdditionalServiceListType(r)
+            win = r.win
+            av = r.avail
             s = 13
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('AbsolutePriceScheduleType[12]', f'event code {ec}, expected SE(AdditionalSelectedServices), EE')
+            raise r.fail_at(av, 'AbsolutePriceScheduleType[12]', f'event code {ec}, expected SE(AdditionalSelectedServices), EE')
     if s == 13:
-        if r.bits(1):
-            raise r.fail_back(1, 'AbsolutePriceScheduleType[13]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'AbsolutePriceScheduleType[13]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.AbsolutePriceScheduleType(Id=f_Id, TimeAnchor=f_TimeAnchor, PriceScheduleID=f_PriceScheduleID, PriceScheduleDescription=f_PriceScheduleDescription, Currency=f_Currency, Language=f_Language, PriceAlgorithm=f_PriceAlgorithm, MinimumCost=f_MinimumCost, MaximumCost=f_MaximumCost, TaxRules=f_TaxRules, PriceRuleStacks=f_PriceRuleStacks, OverstayRules=f_OverstayRules, AdditionalSelectedServices=f_AdditionalSelectedServices)
 
 def _e_iso20_common_messages_AbsolutePriceScheduleType(w: BitWriter, o: _iso20_common_messages.AbsolutePriceScheduleType) -> None:
@@ -3938,53 +5370,94 @@ def _e_iso20_common_messages_AbsolutePriceScheduleType(w: BitWriter, o: _iso20_c
         w.spill()
 
 def _d_iso20_common_messages_AdditionalServiceListType(r: BitReader) -> _iso20_common_messages.AdditionalServiceListType:
+    win = r.win
+    av = r.avail
     f_AdditionalService: list[_iso20_common_messages.AdditionalServiceType] = []
     s = 0
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'AdditionalServiceListType', 'expected SE(AdditionalService), SE(ServiceName), CH of ServiceName')
+        raise r.fail_at(av + 11, 'AdditionalServiceListType', 'expected SE(AdditionalService), SE(ServiceName), CH of ServiceName')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_1_ServiceName = r.string_of(u, 80)
-    c = r.bits(24)
+    win = r.win
+    av = r.avail
+    av -= 24
+    if av < 0:
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
     if c & 0xf00e00 != 0x0:
-        raise r.fail_back(24, 'AdditionalServiceListType', 'expected EE of ServiceName, SE(ServiceFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 24, 'AdditionalServiceListType', 'expected EE of ServiceName, SE(ServiceFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'AdditionalServiceListType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'AdditionalServiceListType', 'expected EE of Value, EE, EE')
     f_1_ServiceFee = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
     f_AdditionalService.append(_iso20_common_messages.AdditionalServiceType(ServiceName=f_1_ServiceName, ServiceFee=f_1_ServiceFee))
     s = 1
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'AdditionalServiceListType[1]', 'expected SE(ServiceName), CH of ServiceName')
+                raise r.fail_at(av + 10, 'AdditionalServiceListType[1]', 'expected SE(ServiceName), CH of ServiceName')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_3_ServiceName = r.string_of(u, 80)
-            c = r.bits(24)
+            win = r.win
+            av = r.avail
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
             if c & 0xf00e00 != 0x0:
-                raise r.fail_back(24, 'AdditionalServiceListType[1]', 'expected EE of ServiceName, SE(ServiceFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 24, 'AdditionalServiceListType[1]', 'expected EE of ServiceName, SE(ServiceFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_4_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'AdditionalServiceListType[1]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'AdditionalServiceListType[1]', 'expected EE of Value, EE, EE')
             f_3_ServiceFee = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
             f_AdditionalService.append(_iso20_common_messages.AdditionalServiceType(ServiceName=f_3_ServiceName, ServiceFee=f_3_ServiceFee))
             n += 1
@@ -3995,11 +5468,16 @@ def _d_iso20_common_messages_AdditionalServiceListType(r: BitReader) -> _iso20_c
             s = -1
             break
         else:
-            raise r.fail('AdditionalServiceListType[1]', f'event code {ec}, expected SE(AdditionalService), EE')
+            raise r.fail_at(av, 'AdditionalServiceListType[1]', f'event code {ec}, expected SE(AdditionalService), EE')
     if s == 5:
-        if r.bits(1):
-            raise r.fail_back(1, 'AdditionalServiceListType[5]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'AdditionalServiceListType[5]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.AdditionalServiceListType(AdditionalService=f_AdditionalService)
 
 def _e_iso20_common_messages_AdditionalServiceListType(w: BitWriter, o: _iso20_common_messages.AdditionalServiceListType) -> None:
@@ -4120,28 +5598,49 @@ def _e_iso20_common_messages_AdditionalServiceListType(w: BitWriter, o: _iso20_c
         w.spill()
 
 def _d_iso20_common_messages_AdditionalServiceType(r: BitReader) -> _iso20_common_messages.AdditionalServiceType:
+    win = r.win
+    av = r.avail
     f_ServiceName: str
     f_ServiceFee: _iso20_common_types.RationalNumberType
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'AdditionalServiceType', 'expected SE(ServiceName), CH of ServiceName')
+        raise r.fail_at(av + 10, 'AdditionalServiceType', 'expected SE(ServiceName), CH of ServiceName')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_ServiceName = r.string_of(u, 80)
-    c = r.bits(24)
+    win = r.win
+    av = r.avail
+    av -= 24
+    if av < 0:
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
     if c & 0xf00e00 != 0x0:
-        raise r.fail_back(24, 'AdditionalServiceType', 'expected EE of ServiceName, SE(ServiceFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 24, 'AdditionalServiceType', 'expected EE of ServiceName, SE(ServiceFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_1_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'AdditionalServiceType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'AdditionalServiceType', 'expected EE of Value, EE, EE')
     f_ServiceFee = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    r.avail = av
     return _iso20_common_messages.AdditionalServiceType(ServiceName=f_ServiceName, ServiceFee=f_ServiceFee)
 
 def _e_iso20_common_messages_AdditionalServiceType(w: BitWriter, o: _iso20_common_messages.AdditionalServiceType) -> None:
@@ -4191,28 +5690,52 @@ def _e_iso20_common_messages_AdditionalServiceType(w: BitWriter, o: _iso20_commo
         w.spill()
 
 def _d_iso20_common_messages_AuthorizationReqType(r: BitReader) -> _iso20_common_messages.AuthorizationReqType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_SelectedAuthorizationService: _iso20_common_messages.authorizationType
     f_EIM_AReqAuthorizationMode: _iso20_common_messages.EIM_AReqAuthorizationModeType | None = None
     f_PnC_AReqAuthorizationMode: _iso20_common_messages.PnC_AReqAuthorizationModeType | None = None
-    if r.bits(1):
-        raise r.fail_back(1, 'AuthorizationReqType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'AuthorizationReqType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(6)
+    win = r.win
+    av = r.avail
+    av -= 6
+    if av < 0:
+        win, av = r.refill(av, 6)
+    c = (win >> av) & 0x3f
     if c & 0x34 != 0x0:
-        raise r.fail_back(6, 'AuthorizationReqType', 'expected SE(SelectedAuthorizationService), CH of SelectedAuthorizationService, EE of SelectedAuthorizationService')
+        raise r.fail_at(av + 6, 'AuthorizationReqType', 'expected SE(SelectedAuthorizationService), CH of SelectedAuthorizationService, EE of SelectedAuthorizationService')
     f_SelectedAuthorizationService = _E_iso20_common_messages_authorizationType[((c >> 3) & 1)]
     ec = (c & 3)
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'AuthorizationReqType[2]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'AuthorizationReqType[2]', 'expected EE')
         f_EIM_AReqAuthorizationMode = _iso20_common_messages.EIM_AReqAuthorizationModeType()
     elif ec == 1:
+        r.avail = av
         f_PnC_AReqAuthorizationMode = _d_iso20_common_messages_PnC_AReqAuthorizationModeType(r)
+        win = r.win
+        av = r.avail
     else:
-        raise r.fail('AuthorizationReqType[2]', f'event code {ec}, expected SE(EIM_AReqAuthorizationMode), SE(PnC_AReqAuthorizationMode)')
-    if r.bits(1):
-        raise r.fail_back(1, 'AuthorizationReqType', 'expected EE')
+        raise r.fail_at(av, 'AuthorizationReqType[2]', f'event code {ec}, expected SE(EIM_AReqAuthorizationMode), SE(PnC_AReqAuthorizationMode)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'AuthorizationReqType', 'expected EE')
+    r.avail = av
     return _iso20_common_messages.AuthorizationReqType(Header=f_Header, SelectedAuthorizationService=f_SelectedAuthorizationService, EIM_AReqAuthorizationMode=f_EIM_AReqAuthorizationMode, PnC_AReqAuthorizationMode=f_PnC_AReqAuthorizationMode)
 
 def _e_iso20_common_messages_AuthorizationReqType(w: BitWriter, o: _iso20_common_messages.AuthorizationReqType) -> None:
@@ -4254,23 +5777,36 @@ def _e_iso20_common_messages_AuthorizationReqType(w: BitWriter, o: _iso20_common
         w.spill()
 
 def _d_iso20_common_messages_AuthorizationResType(r: BitReader) -> _iso20_common_messages.AuthorizationResType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEProcessing: _iso20_common_types.processingType
-    if r.bits(1):
-        raise r.fail_back(1, 'AuthorizationResType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'AuthorizationResType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(15)
+    win = r.win
+    av = r.avail
+    av -= 15
+    if av < 0:
+        win, av = r.refill(av, 15)
+    c = (win >> av) & 0x7fff
     if c & 0x6073 != 0x0:
-        raise r.fail_back(15, 'AuthorizationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
+        raise r.fail_at(av + 15, 'AuthorizationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
     iv = ((c >> 7) & 63)
     if iv >= 40:
-        raise r.fail('AuthorizationResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'AuthorizationResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     iv = ((c >> 2) & 3)
     if iv >= 3:
-        raise r.fail('AuthorizationResType.EVSEProcessing', f'enumeration index {iv}')
+        raise r.fail_at(av, 'AuthorizationResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
+    r.avail = av
     return _iso20_common_messages.AuthorizationResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing)
 
 def _e_iso20_common_messages_AuthorizationResType(w: BitWriter, o: _iso20_common_messages.AuthorizationResType) -> None:
@@ -4297,12 +5833,26 @@ def _e_iso20_common_messages_AuthorizationResType(w: BitWriter, o: _iso20_common
         w.spill()
 
 def _d_iso20_common_messages_AuthorizationSetupReqType(r: BitReader) -> _iso20_common_messages.AuthorizationSetupReqType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    if r.bits(1):
-        raise r.fail_back(1, 'AuthorizationSetupReqType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'AuthorizationSetupReqType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'AuthorizationSetupReqType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'AuthorizationSetupReqType', 'expected EE')
+    r.avail = av
     return _iso20_common_messages.AuthorizationSetupReqType(Header=f_Header)
 
 def _e_iso20_common_messages_AuthorizationSetupReqType(w: BitWriter, o: _iso20_common_messages.AuthorizationSetupReqType) -> None:
@@ -4325,6 +5875,8 @@ def _e_iso20_common_messages_AuthorizationSetupReqType(w: BitWriter, o: _iso20_c
         w.spill()
 
 def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader) -> _iso20_common_messages.AuthorizationSetupResType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_AuthorizationServices: list[_iso20_common_messages.authorizationType] = []
@@ -4332,15 +5884,25 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader) -> _iso20_c
     f_EIM_ASResAuthorizationMode: _iso20_common_messages.EIM_ASResAuthorizationModeType | None = None
     f_PnC_ASResAuthorizationMode: _iso20_common_messages.PnC_ASResAuthorizationModeType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'AuthorizationSetupResType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'AuthorizationSetupResType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(15)
+    win = r.win
+    av = r.avail
+    av -= 15
+    if av < 0:
+        win, av = r.refill(av, 15)
+    c = (win >> av) & 0x7fff
     if c & 0x6074 != 0x0:
-        raise r.fail_back(15, 'AuthorizationSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(AuthorizationServices), CH of AuthorizationServices, EE of AuthorizationServices')
+        raise r.fail_at(av + 15, 'AuthorizationSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(AuthorizationServices), CH of AuthorizationServices, EE of AuthorizationServices')
     iv = ((c >> 7) & 63)
     if iv >= 40:
-        raise r.fail('AuthorizationSetupResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'AuthorizationSetupResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     f_AuthorizationServices.append(_E_iso20_common_messages_authorizationType[((c >> 3) & 1)])
     ec = (c & 3)
@@ -4348,40 +5910,64 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader) -> _iso20_c
     s = 2
     s = 3
     if ec == 0:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'AuthorizationSetupResType[3]', 'expected CH of AuthorizationServices, EE of AuthorizationServices')
+            raise r.fail_at(av + 3, 'AuthorizationSetupResType[3]', 'expected CH of AuthorizationServices, EE of AuthorizationServices')
         f_AuthorizationServices.append(_E_iso20_common_messages_authorizationType[((c >> 1) & 1)])
         s = 4
     elif ec == 1:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'AuthorizationSetupResType[3]', 'expected CH of CertificateInstallationService, EE of CertificateInstallationService')
+            raise r.fail_at(av + 3, 'AuthorizationSetupResType[3]', 'expected CH of CertificateInstallationService, EE of CertificateInstallationService')
         f_CertificateInstallationService = ((c >> 1) & 1) == 1
         s = 5
     else:
-        raise r.fail('AuthorizationSetupResType[3]', f'event code {ec}, expected SE(AuthorizationServices), SE(CertificateInstallationService)')
+        raise r.fail_at(av, 'AuthorizationSetupResType[3]', f'event code {ec}, expected SE(AuthorizationServices), SE(CertificateInstallationService)')
     if s == 4:
-        c = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
         if c & 0xd != 0x0:
-            raise r.fail_back(4, 'AuthorizationSetupResType[4]', 'expected SE(CertificateInstallationService), CH of CertificateInstallationService, EE of CertificateInstallationService')
+            raise r.fail_at(av + 4, 'AuthorizationSetupResType[4]', 'expected SE(CertificateInstallationService), CH of CertificateInstallationService, EE of CertificateInstallationService')
         f_CertificateInstallationService = ((c >> 1) & 1) == 1
         s = 5
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'AuthorizationSetupResType[5]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'AuthorizationSetupResType[5]', 'expected EE')
         f_EIM_ASResAuthorizationMode = _iso20_common_messages.EIM_ASResAuthorizationModeType()
         s = 6
     elif ec == 1:
+        r.avail = av
         f_PnC_ASResAuthorizationMode = _d_iso20_common_messages_PnC_ASResAuthorizationModeType(r)
+        win = r.win
+        av = r.avail
         s = 6
     else:
-        raise r.fail('AuthorizationSetupResType[5]', f'event code {ec}, expected SE(EIM_ASResAuthorizationMode), SE(PnC_ASResAuthorizationMode)')
-    if r.bits(1):
-        raise r.fail_back(1, 'AuthorizationSetupResType', 'expected EE')
+        raise r.fail_at(av, 'AuthorizationSetupResType[5]', f'event code {ec}, expected SE(EIM_ASResAuthorizationMode), SE(PnC_ASResAuthorizationMode)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'AuthorizationSetupResType', 'expected EE')
     s = -1
+    r.avail = av
     return _iso20_common_messages.AuthorizationSetupResType(Header=f_Header, ResponseCode=f_ResponseCode, AuthorizationServices=f_AuthorizationServices, CertificateInstallationService=f_CertificateInstallationService, EIM_ASResAuthorizationMode=f_EIM_ASResAuthorizationMode, PnC_ASResAuthorizationMode=f_PnC_ASResAuthorizationMode)
 
 def _e_iso20_common_messages_AuthorizationSetupResType(w: BitWriter, o: _iso20_common_messages.AuthorizationSetupResType) -> None:
@@ -4459,32 +6045,54 @@ def _e_iso20_common_messages_AuthorizationSetupResType(w: BitWriter, o: _iso20_c
         w.spill()
 
 def _d_iso20_common_messages_CertificateChainType(r: BitReader) -> _iso20_common_messages.CertificateChainType:
+    win = r.win
+    av = r.avail
     f_Certificate: bytes
     f_SubCertificates: _iso20_common_messages.SubCertificatesType | None = None
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'CertificateChainType', 'expected SE(Certificate), CH of Certificate')
+        raise r.fail_at(av + 10, 'CertificateChainType', 'expected SE(Certificate), CH of Certificate')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Certificate = r.binary_of(u, 1600)
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'CertificateChainType', 'expected EE of Certificate')
+        raise r.fail_at(av + 3, 'CertificateChainType', 'expected EE of Certificate')
     ec = (c & 3)
     s = 1
     if ec == 0:
+        r.avail = av
         f_SubCertificates = _d_iso20_common_messages_SubCertificatesType(r)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
+        raise r.fail_at(av, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
     if s == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'CertificateChainType[2]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateChainType[2]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.CertificateChainType(Certificate=f_Certificate, SubCertificates=f_SubCertificates)
 
 def _e_iso20_common_messages_CertificateChainType(w: BitWriter, o: _iso20_common_messages.CertificateChainType) -> None:
@@ -4529,41 +6137,75 @@ def _e_iso20_common_messages_CertificateChainType(w: BitWriter, o: _iso20_common
         w.spill()
 
 def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader) -> _iso20_common_messages.CertificateInstallationReqType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_OEMProvisioningCertificateChain: _iso20_common_messages.SignedCertificateChainType
     f_ListOfRootCertificateIDs: _iso20_common_types.ListOfRootCertificateIDsType
     f_MaximumContractCertificateChains: int
     f_PrioritizedEMAIDs: _iso20_common_messages.EMAIDListType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'CertificateInstallationReqType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'CertificateInstallationReqType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'CertificateInstallationReqType', 'expected SE(OEMProvisioningCertificateChain)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'CertificateInstallationReqType', 'expected SE(OEMProvisioningCertificateChain)')
     s = 1
+    r.avail = av
     f_OEMProvisioningCertificateChain = _d_iso20_common_messages_SignedCertificateChainType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'CertificateInstallationReqType', 'expected SE(ListOfRootCertificateIDs)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'CertificateInstallationReqType', 'expected SE(ListOfRootCertificateIDs)')
     s = 2
+    r.avail = av
     f_ListOfRootCertificateIDs = _d_iso20_common_types_ListOfRootCertificateIDsType(r)
-    c = r.bits(13)
+    win = r.win
+    av = r.avail
+    av -= 13
+    if av < 0:
+        win, av = r.refill(av, 13)
+    c = (win >> av) & 0x1fff
     if c & 0x1804 != 0x0:
-        raise r.fail_back(13, 'CertificateInstallationReqType', 'expected SE(MaximumContractCertificateChains), CH of MaximumContractCertificateChains, EE of MaximumContractCertificateChains')
+        raise r.fail_at(av + 13, 'CertificateInstallationReqType', 'expected SE(MaximumContractCertificateChains), CH of MaximumContractCertificateChains, EE of MaximumContractCertificateChains')
     f_MaximumContractCertificateChains = ((c >> 3) & 255)
     ec = (c & 3)
     s = 3
     s = 4
     if ec == 0:
+        r.avail = av
         f_PrioritizedEMAIDs = _d_iso20_common_messages_EMAIDListType(r)
+        win = r.win
+        av = r.avail
         s = 5
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('CertificateInstallationReqType[4]', f'event code {ec}, expected SE(PrioritizedEMAIDs), EE')
+        raise r.fail_at(av, 'CertificateInstallationReqType[4]', f'event code {ec}, expected SE(PrioritizedEMAIDs), EE')
     if s == 5:
-        if r.bits(1):
-            raise r.fail_back(1, 'CertificateInstallationReqType[5]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateInstallationReqType[5]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.CertificateInstallationReqType(Header=f_Header, OEMProvisioningCertificateChain=f_OEMProvisioningCertificateChain, ListOfRootCertificateIDs=f_ListOfRootCertificateIDs, MaximumContractCertificateChains=f_MaximumContractCertificateChains, PrioritizedEMAIDs=f_PrioritizedEMAIDs)
 
 def _e_iso20_common_messages_CertificateInstallationReqType(w: BitWriter, o: _iso20_common_messages.CertificateInstallationReqType) -> None:
@@ -4631,34 +6273,60 @@ def _e_iso20_common_messages_CertificateInstallationReqType(w: BitWriter, o: _is
         w.spill()
 
 def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader) -> _iso20_common_messages.CertificateInstallationResType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEProcessing: _iso20_common_types.processingType
     f_CPSCertificateChain: _iso20_common_messages.CertificateChainType
     f_SignedInstallationData: _iso20_common_messages.SignedInstallationDataType
     f_RemainingContractCertificateChains: int
-    if r.bits(1):
-        raise r.fail_back(1, 'CertificateInstallationResType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'CertificateInstallationResType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(15)
+    win = r.win
+    av = r.avail
+    av -= 15
+    if av < 0:
+        win, av = r.refill(av, 15)
+    c = (win >> av) & 0x7fff
     if c & 0x6073 != 0x0:
-        raise r.fail_back(15, 'CertificateInstallationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, SE(CPSCertificateChain)')
+        raise r.fail_at(av + 15, 'CertificateInstallationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, SE(CPSCertificateChain)')
     iv = ((c >> 7) & 63)
     if iv >= 40:
-        raise r.fail('CertificateInstallationResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'CertificateInstallationResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     iv = ((c >> 2) & 3)
     if iv >= 3:
-        raise r.fail('CertificateInstallationResType.EVSEProcessing', f'enumeration index {iv}')
+        raise r.fail_at(av, 'CertificateInstallationResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
+    r.avail = av
     f_CPSCertificateChain = _d_iso20_common_messages_CertificateChainType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'CertificateInstallationResType', 'expected SE(SignedInstallationData)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'CertificateInstallationResType', 'expected SE(SignedInstallationData)')
+    r.avail = av
     f_SignedInstallationData = _d_iso20_common_messages_SignedInstallationDataType(r)
-    c = r.bits(12)
+    win = r.win
+    av = r.avail
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xc03 != 0x0:
-        raise r.fail_back(12, 'CertificateInstallationResType', 'expected SE(RemainingContractCertificateChains), CH of RemainingContractCertificateChains, EE of RemainingContractCertificateChains, EE')
+        raise r.fail_at(av + 12, 'CertificateInstallationResType', 'expected SE(RemainingContractCertificateChains), CH of RemainingContractCertificateChains, EE of RemainingContractCertificateChains, EE')
     f_RemainingContractCertificateChains = ((c >> 2) & 255)
+    r.avail = av
     return _iso20_common_messages.CertificateInstallationResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, CPSCertificateChain=f_CPSCertificateChain, SignedInstallationData=f_SignedInstallationData, RemainingContractCertificateChains=f_RemainingContractCertificateChains)
 
 def _e_iso20_common_messages_CertificateInstallationResType(w: BitWriter, o: _iso20_common_messages.CertificateInstallationResType) -> None:
@@ -4707,30 +6375,53 @@ def _e_iso20_common_messages_CertificateInstallationResType(w: BitWriter, o: _is
         w.spill()
 
 def _d_iso20_common_messages_ChargingScheduleType(r: BitReader) -> _iso20_common_messages.ChargingScheduleType:
+    win = r.win
+    av = r.avail
     f_PowerSchedule: _iso20_common_messages.PowerScheduleType
     f_AbsolutePriceSchedule: _iso20_common_messages.AbsolutePriceScheduleType | None = None
     f_PriceLevelSchedule: _iso20_common_messages.PriceLevelScheduleType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargingScheduleType', 'expected SE(PowerSchedule)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ChargingScheduleType', 'expected SE(PowerSchedule)')
+    r.avail = av
     f_PowerSchedule = _d_iso20_common_messages_PowerScheduleType(r)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 1
     if ec == 0:
+        r.avail = av
         f_AbsolutePriceSchedule = _d_iso20_common_messages_AbsolutePriceScheduleType(r)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 1:
+        r.avail = av
         f_PriceLevelSchedule = _d_iso20_common_messages_PriceLevelScheduleType(r)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 2:
         s = -1
     else:
-        raise r.fail('ChargingScheduleType[1]', f'event code {ec}, expected SE(AbsolutePriceSchedule), SE(PriceLevelSchedule), EE')
+        raise r.fail_at(av, 'ChargingScheduleType[1]', f'event code {ec}, expected SE(AbsolutePriceSchedule), SE(PriceLevelSchedule), EE')
     if s == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'ChargingScheduleType[2]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ChargingScheduleType[2]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.ChargingScheduleType(PowerSchedule=f_PowerSchedule, AbsolutePriceSchedule=f_AbsolutePriceSchedule, PriceLevelSchedule=f_PriceLevelSchedule)
 
 def _e_iso20_common_messages_ChargingScheduleType(w: BitWriter, o: _iso20_common_messages.ChargingScheduleType) -> None:
@@ -4782,21 +6473,43 @@ def _e_iso20_common_messages_ChargingScheduleType(w: BitWriter, o: _iso20_common
         w.spill()
 
 def _d_iso20_common_messages_ContractCertificateChainType(r: BitReader) -> _iso20_common_messages.ContractCertificateChainType:
+    win = r.win
+    av = r.avail
     f_Certificate: bytes
     f_SubCertificates: _iso20_common_messages.SubCertificatesType
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'ContractCertificateChainType', 'expected SE(Certificate), CH of Certificate')
+        raise r.fail_at(av + 10, 'ContractCertificateChainType', 'expected SE(Certificate), CH of Certificate')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Certificate = r.binary_of(u, 1600)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'ContractCertificateChainType', 'expected EE of Certificate, SE(SubCertificates)')
+        raise r.fail_at(av + 2, 'ContractCertificateChainType', 'expected EE of Certificate, SE(SubCertificates)')
+    r.avail = av
     f_SubCertificates = _d_iso20_common_messages_SubCertificatesType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'ContractCertificateChainType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ContractCertificateChainType', 'expected EE')
+    r.avail = av
     return _iso20_common_messages.ContractCertificateChainType(Certificate=f_Certificate, SubCertificates=f_SubCertificates)
 
 def _e_iso20_common_messages_ContractCertificateChainType(w: BitWriter, o: _iso20_common_messages.ContractCertificateChainType) -> None:
@@ -4830,8 +6543,15 @@ def _e_iso20_common_messages_ContractCertificateChainType(w: BitWriter, o: _iso2
         w.spill()
 
 def _d_iso20_common_messages_Dynamic_EVPPTControlModeType(r: BitReader) -> _iso20_common_messages.Dynamic_EVPPTControlModeType:
-    if r.bits(1):
-        raise r.fail_back(1, 'Dynamic_EVPPTControlModeType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'Dynamic_EVPPTControlModeType', 'expected EE')
+    r.avail = av
     return _iso20_common_messages.Dynamic_EVPPTControlModeType()
 
 def _e_iso20_common_messages_Dynamic_EVPPTControlModeType(w: BitWriter, o: _iso20_common_messages.Dynamic_EVPPTControlModeType) -> None:
@@ -4845,6 +6565,8 @@ def _e_iso20_common_messages_Dynamic_EVPPTControlModeType(w: BitWriter, o: _iso2
         w.spill()
 
 def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso20_common_messages.Dynamic_SEReqControlModeType:
+    win = r.win
+    av = r.avail
     f_DepartureTime: int
     f_MinimumSOC: int | None = None
     f_TargetSOC: int | None = None
@@ -4854,172 +6576,270 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
     f_EVMaximumV2XEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumV2XEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'Dynamic_SEReqControlModeType', 'expected SE(DepartureTime), CH of DepartureTime')
+        raise r.fail_at(av + 10, 'Dynamic_SEReqControlModeType', 'expected SE(DepartureTime), CH of DepartureTime')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_DepartureTime = u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'Dynamic_SEReqControlModeType', 'expected EE of DepartureTime')
+        raise r.fail_at(av + 3, 'Dynamic_SEReqControlModeType', 'expected EE of DepartureTime')
     ec = (c & 3)
     s = 1
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'Dynamic_SEReqControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+            raise r.fail_at(av + 9, 'Dynamic_SEReqControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
         f_MinimumSOC = ((c >> 1) & 127)
         s = 2
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'Dynamic_SEReqControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
+            raise r.fail_at(av + 9, 'Dynamic_SEReqControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
         f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 2:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Dynamic_SEReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Dynamic_SEReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Dynamic_SEReqControlModeType[1]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Dynamic_SEReqControlModeType[1]', 'expected EE of Value, EE')
         f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 4
     else:
-        raise r.fail('Dynamic_SEReqControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(EVTargetEnergyRequest)')
+        raise r.fail_at(av, 'Dynamic_SEReqControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(EVTargetEnergyRequest)')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'Dynamic_SEReqControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
+                raise r.fail_at(av + 9, 'Dynamic_SEReqControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
             f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Dynamic_SEReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Dynamic_SEReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_2_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_2_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Dynamic_SEReqControlModeType[2]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Dynamic_SEReqControlModeType[2]', 'expected EE of Value, EE')
             f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
             s = 4
         else:
-            raise r.fail('Dynamic_SEReqControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(EVTargetEnergyRequest)')
+            raise r.fail_at(av, 'Dynamic_SEReqControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(EVTargetEnergyRequest)')
     if s == 3:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'Dynamic_SEReqControlModeType[3]', 'expected SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'Dynamic_SEReqControlModeType[3]', 'expected SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_3_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_3_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Dynamic_SEReqControlModeType[3]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Dynamic_SEReqControlModeType[3]', 'expected EE of Value, EE')
         f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
         s = 4
-    c = r.bits(23)
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
-        raise r.fail_back(23, 'Dynamic_SEReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 23, 'Dynamic_SEReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_4_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_4_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'Dynamic_SEReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'Dynamic_SEReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_5_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
     s = 5
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_5_Value = -u - 1 if sg else u
-    c = r.bits(4)
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0xc != 0x0:
-        raise r.fail_back(4, 'Dynamic_SEReqControlModeType', 'expected EE of Value, EE')
+        raise r.fail_at(av + 4, 'Dynamic_SEReqControlModeType', 'expected EE of Value, EE')
     ec = (c & 3)
     f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
     s = 6
     if ec == 0:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Dynamic_SEReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Dynamic_SEReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_6_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_6_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Dynamic_SEReqControlModeType[6]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Dynamic_SEReqControlModeType[6]', 'expected EE of Value, EE')
         f_EVMaximumV2XEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
         s = 7
     elif ec == 1:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Dynamic_SEReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Dynamic_SEReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_7_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_7_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Dynamic_SEReqControlModeType[6]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Dynamic_SEReqControlModeType[6]', 'expected EE of Value, EE')
         f_EVMinimumV2XEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
         s = 8
     elif ec == 2:
         s = -1
     else:
-        raise r.fail('Dynamic_SEReqControlModeType[6]', f'event code {ec}, expected SE(EVMaximumV2XEnergyRequest), SE(EVMinimumV2XEnergyRequest), EE')
+        raise r.fail_at(av, 'Dynamic_SEReqControlModeType[6]', f'event code {ec}, expected SE(EVMaximumV2XEnergyRequest), SE(EVMinimumV2XEnergyRequest), EE')
     if s == 7:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Dynamic_SEReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Dynamic_SEReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_8_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_8_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Dynamic_SEReqControlModeType[7]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Dynamic_SEReqControlModeType[7]', 'expected EE of Value, EE')
             f_EVMinimumV2XEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
             s = 8
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('Dynamic_SEReqControlModeType[7]', f'event code {ec}, expected SE(EVMinimumV2XEnergyRequest), EE')
+            raise r.fail_at(av, 'Dynamic_SEReqControlModeType[7]', f'event code {ec}, expected SE(EVMinimumV2XEnergyRequest), EE')
     if s == 8:
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_SEReqControlModeType[8]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Dynamic_SEReqControlModeType[8]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.Dynamic_SEReqControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVMaximumV2XEnergyRequest=f_EVMaximumV2XEnergyRequest, EVMinimumV2XEnergyRequest=f_EVMinimumV2XEnergyRequest)
 
 def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso20_common_messages.Dynamic_SEReqControlModeType) -> None:
@@ -5310,105 +7130,173 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
         w.spill()
 
 def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader) -> _iso20_common_messages.Dynamic_SEResControlModeType:
+    win = r.win
+    av = r.avail
     f_DepartureTime: int | None = None
     f_MinimumSOC: int | None = None
     f_TargetSOC: int | None = None
     f_AbsolutePriceSchedule: _iso20_common_messages.AbsolutePriceScheduleType | None = None
     f_PriceLevelSchedule: _iso20_common_messages.PriceLevelScheduleType | None = None
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'Dynamic_SEResControlModeType[0]', 'expected CH of DepartureTime')
+            raise r.fail_at(av + 9, 'Dynamic_SEResControlModeType[0]', 'expected CH of DepartureTime')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_DepartureTime = u
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_SEResControlModeType[0]', 'expected EE of DepartureTime')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Dynamic_SEResControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'Dynamic_SEResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+            raise r.fail_at(av + 9, 'Dynamic_SEResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
         f_MinimumSOC = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'Dynamic_SEResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+            raise r.fail_at(av + 9, 'Dynamic_SEResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
         f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
+        r.avail = av
         f_AbsolutePriceSchedule = _d_iso20_common_messages_AbsolutePriceScheduleType(r)
+        win = r.win
+        av = r.avail
         s = 4
     elif ec == 4:
+        r.avail = av
         f_PriceLevelSchedule = _d_iso20_common_messages_PriceLevelScheduleType(r)
+        win = r.win
+        av = r.avail
         s = 4
     elif ec == 5:
         s = -1
     else:
-        raise r.fail('Dynamic_SEResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AbsolutePriceSchedule), SE(PriceLevelSchedule), EE')
+        raise r.fail_at(av, 'Dynamic_SEResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AbsolutePriceSchedule), SE(PriceLevelSchedule), EE')
     if s == 1:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'Dynamic_SEResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+                raise r.fail_at(av + 9, 'Dynamic_SEResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
             f_MinimumSOC = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'Dynamic_SEResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
+                raise r.fail_at(av + 9, 'Dynamic_SEResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
             f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
+            r.avail = av
             f_AbsolutePriceSchedule = _d_iso20_common_messages_AbsolutePriceScheduleType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 3:
+            r.avail = av
             f_PriceLevelSchedule = _d_iso20_common_messages_PriceLevelScheduleType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 4:
             s = -1
         else:
-            raise r.fail('Dynamic_SEResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AbsolutePriceSchedule), SE(PriceLevelSchedule), EE')
+            raise r.fail_at(av, 'Dynamic_SEResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AbsolutePriceSchedule), SE(PriceLevelSchedule), EE')
     if s == 2:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'Dynamic_SEResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
+                raise r.fail_at(av + 9, 'Dynamic_SEResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
             f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
+            r.avail = av
             f_AbsolutePriceSchedule = _d_iso20_common_messages_AbsolutePriceScheduleType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 2:
+            r.avail = av
             f_PriceLevelSchedule = _d_iso20_common_messages_PriceLevelScheduleType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 3:
             s = -1
         else:
-            raise r.fail('Dynamic_SEResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AbsolutePriceSchedule), SE(PriceLevelSchedule), EE')
+            raise r.fail_at(av, 'Dynamic_SEResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AbsolutePriceSchedule), SE(PriceLevelSchedule), EE')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_AbsolutePriceSchedule = _d_iso20_common_messages_AbsolutePriceScheduleType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 1:
+            r.avail = av
             f_PriceLevelSchedule = _d_iso20_common_messages_PriceLevelScheduleType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('Dynamic_SEResControlModeType[3]', f'event code {ec}, expected SE(AbsolutePriceSchedule), SE(PriceLevelSchedule), EE')
+            raise r.fail_at(av, 'Dynamic_SEResControlModeType[3]', f'event code {ec}, expected SE(AbsolutePriceSchedule), SE(PriceLevelSchedule), EE')
     if s == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_SEResControlModeType[4]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Dynamic_SEResControlModeType[4]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.Dynamic_SEResControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AbsolutePriceSchedule=f_AbsolutePriceSchedule, PriceLevelSchedule=f_PriceLevelSchedule)
 
 def _e_iso20_common_messages_Dynamic_SEResControlModeType(w: BitWriter, o: _iso20_common_messages.Dynamic_SEResControlModeType) -> None:
@@ -5576,8 +7464,15 @@ def _e_iso20_common_messages_Dynamic_SEResControlModeType(w: BitWriter, o: _iso2
         w.spill()
 
 def _d_iso20_common_messages_Dynamic_SMDTControlModeType(r: BitReader) -> _iso20_common_messages.Dynamic_SMDTControlModeType:
-    if r.bits(1):
-        raise r.fail_back(1, 'Dynamic_SMDTControlModeType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'Dynamic_SMDTControlModeType', 'expected EE')
+    r.avail = av
     return _iso20_common_messages.Dynamic_SMDTControlModeType()
 
 def _e_iso20_common_messages_Dynamic_SMDTControlModeType(w: BitWriter, o: _iso20_common_messages.Dynamic_SMDTControlModeType) -> None:
@@ -5591,8 +7486,15 @@ def _e_iso20_common_messages_Dynamic_SMDTControlModeType(w: BitWriter, o: _iso20
         w.spill()
 
 def _d_iso20_common_messages_EIM_AReqAuthorizationModeType(r: BitReader) -> _iso20_common_messages.EIM_AReqAuthorizationModeType:
-    if r.bits(1):
-        raise r.fail_back(1, 'EIM_AReqAuthorizationModeType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'EIM_AReqAuthorizationModeType', 'expected EE')
+    r.avail = av
     return _iso20_common_messages.EIM_AReqAuthorizationModeType()
 
 def _e_iso20_common_messages_EIM_AReqAuthorizationModeType(w: BitWriter, o: _iso20_common_messages.EIM_AReqAuthorizationModeType) -> None:
@@ -5606,8 +7508,15 @@ def _e_iso20_common_messages_EIM_AReqAuthorizationModeType(w: BitWriter, o: _iso
         w.spill()
 
 def _d_iso20_common_messages_EIM_ASResAuthorizationModeType(r: BitReader) -> _iso20_common_messages.EIM_ASResAuthorizationModeType:
-    if r.bits(1):
-        raise r.fail_back(1, 'EIM_ASResAuthorizationModeType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'EIM_ASResAuthorizationModeType', 'expected EE')
+    r.avail = av
     return _iso20_common_messages.EIM_ASResAuthorizationModeType()
 
 def _e_iso20_common_messages_EIM_ASResAuthorizationModeType(w: BitWriter, o: _iso20_common_messages.EIM_ASResAuthorizationModeType) -> None:
@@ -5621,31 +7530,62 @@ def _e_iso20_common_messages_EIM_ASResAuthorizationModeType(w: BitWriter, o: _is
         w.spill()
 
 def _d_iso20_common_messages_EMAIDListType(r: BitReader) -> _iso20_common_messages.EMAIDListType:
+    win = r.win
+    av = r.avail
     f_EMAID: list[str] = []
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'EMAIDListType', 'expected SE(EMAID), CH of EMAID')
+        raise r.fail_at(av + 10, 'EMAIDListType', 'expected SE(EMAID), CH of EMAID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_EMAID.append(r.string_of(u, 255))
-    if r.bits(1):
-        raise r.fail_back(1, 'EMAIDListType', 'expected EE of EMAID')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'EMAIDListType', 'expected EE of EMAID')
     s = 1
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'EMAIDListType[1]', 'expected CH of EMAID')
+                raise r.fail_at(av + 9, 'EMAIDListType[1]', 'expected CH of EMAID')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_EMAID.append(r.string_of(u, 255))
-            if r.bits(1):
-                raise r.fail_back(1, 'EMAIDListType[1]', 'expected EE of EMAID')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'EMAIDListType[1]', 'expected EE of EMAID')
             n += 1
             if n == 7:
                 s = 8
@@ -5654,11 +7594,16 @@ def _d_iso20_common_messages_EMAIDListType(r: BitReader) -> _iso20_common_messag
             s = -1
             break
         else:
-            raise r.fail('EMAIDListType[1]', f'event code {ec}, expected SE(EMAID), EE')
+            raise r.fail_at(av, 'EMAIDListType[1]', f'event code {ec}, expected SE(EMAID), EE')
     if s == 8:
-        if r.bits(1):
-            raise r.fail_back(1, 'EMAIDListType[8]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'EMAIDListType[8]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.EMAIDListType(EMAID=f_EMAID)
 
 def _e_iso20_common_messages_EMAIDListType(w: BitWriter, o: _iso20_common_messages.EMAIDListType) -> None:
@@ -5721,37 +7666,74 @@ def _e_iso20_common_messages_EMAIDListType(w: BitWriter, o: _iso20_common_messag
         w.spill()
 
 def _d_iso20_common_messages_EVAbsolutePriceScheduleType(r: BitReader) -> _iso20_common_messages.EVAbsolutePriceScheduleType:
+    win = r.win
+    av = r.avail
     f_TimeAnchor: int
     f_Currency: str
     f_PriceAlgorithm: str
     f_EVPriceRuleStacks: _iso20_common_messages.EVPriceRuleStackListType
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'EVAbsolutePriceScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
+        raise r.fail_at(av + 10, 'EVAbsolutePriceScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_TimeAnchor = u
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'EVAbsolutePriceScheduleType', 'expected EE of TimeAnchor, SE(Currency), CH of Currency')
+        raise r.fail_at(av + 11, 'EVAbsolutePriceScheduleType', 'expected EE of TimeAnchor, SE(Currency), CH of Currency')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Currency = r.string_of(u, 3)
-    c = r.bits(11)
+    win = r.win
+    av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'EVAbsolutePriceScheduleType', 'expected EE of Currency, SE(PriceAlgorithm), CH of PriceAlgorithm')
+        raise r.fail_at(av + 11, 'EVAbsolutePriceScheduleType', 'expected EE of Currency, SE(PriceAlgorithm), CH of PriceAlgorithm')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_PriceAlgorithm = r.string_of(u, 255)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'EVAbsolutePriceScheduleType', 'expected EE of PriceAlgorithm, SE(EVPriceRuleStacks)')
+        raise r.fail_at(av + 2, 'EVAbsolutePriceScheduleType', 'expected EE of PriceAlgorithm, SE(EVPriceRuleStacks)')
+    r.avail = av
     f_EVPriceRuleStacks = _d_iso20_common_messages_EVPriceRuleStackListType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'EVAbsolutePriceScheduleType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'EVAbsolutePriceScheduleType', 'expected EE')
+    r.avail = av
     return _iso20_common_messages.EVAbsolutePriceScheduleType(TimeAnchor=f_TimeAnchor, Currency=f_Currency, PriceAlgorithm=f_PriceAlgorithm, EVPriceRuleStacks=f_EVPriceRuleStacks)
 
 def _e_iso20_common_messages_EVAbsolutePriceScheduleType(w: BitWriter, o: _iso20_common_messages.EVAbsolutePriceScheduleType) -> None:
@@ -5815,16 +7797,37 @@ def _e_iso20_common_messages_EVAbsolutePriceScheduleType(w: BitWriter, o: _iso20
         w.spill()
 
 def _d_iso20_common_messages_EVEnergyOfferType(r: BitReader) -> _iso20_common_messages.EVEnergyOfferType:
+    win = r.win
+    av = r.avail
     f_EVPowerSchedule: _iso20_common_messages.EVPowerScheduleType
     f_EVAbsolutePriceSchedule: _iso20_common_messages.EVAbsolutePriceScheduleType
-    if r.bits(1):
-        raise r.fail_back(1, 'EVEnergyOfferType', 'expected SE(EVPowerSchedule)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'EVEnergyOfferType', 'expected SE(EVPowerSchedule)')
+    r.avail = av
     f_EVPowerSchedule = _d_iso20_common_messages_EVPowerScheduleType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'EVEnergyOfferType', 'expected SE(EVAbsolutePriceSchedule)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'EVEnergyOfferType', 'expected SE(EVAbsolutePriceSchedule)')
+    r.avail = av
     f_EVAbsolutePriceSchedule = _d_iso20_common_messages_EVAbsolutePriceScheduleType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'EVEnergyOfferType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'EVEnergyOfferType', 'expected EE')
+    r.avail = av
     return _iso20_common_messages.EVEnergyOfferType(EVPowerSchedule=f_EVPowerSchedule, EVAbsolutePriceSchedule=f_EVAbsolutePriceSchedule)
 
 def _e_iso20_common_messages_EVEnergyOfferType(w: BitWriter, o: _iso20_common_messages.EVEnergyOfferType) -> None:
@@ -5856,17 +7859,32 @@ def _e_iso20_common_messages_EVEnergyOfferType(w: BitWriter, o: _iso20_common_me
         w.spill()
 
 def _d_iso20_common_messages_EVPowerProfileEntryListType(r: BitReader) -> _iso20_common_messages.EVPowerProfileEntryListType:
+    win = r.win
+    av = r.avail
     f_EVPowerProfileEntry: list[_iso20_common_messages.PowerScheduleEntryType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'EVPowerProfileEntryListType', 'expected SE(EVPowerProfileEntry)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'EVPowerProfileEntryListType', 'expected SE(EVPowerProfileEntry)')
+    r.avail = av
     f_EVPowerProfileEntry.append(_d_iso20_common_messages_PowerScheduleEntryType(r))
+    win = r.win
+    av = r.avail
     s = 1
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_EVPowerProfileEntry.append(_d_iso20_common_messages_PowerScheduleEntryType(r))
+            win = r.win
+            av = r.avail
             n += 1
             if n == 2047:
                 s = 2048
@@ -5875,11 +7893,16 @@ def _d_iso20_common_messages_EVPowerProfileEntryListType(r: BitReader) -> _iso20
             s = -1
             break
         else:
-            raise r.fail('EVPowerProfileEntryListType[1]', f'event code {ec}, expected SE(EVPowerProfileEntry), EE')
+            raise r.fail_at(av, 'EVPowerProfileEntryListType[1]', f'event code {ec}, expected SE(EVPowerProfileEntry), EE')
     if s == 2048:
-        if r.bits(1):
-            raise r.fail_back(1, 'EVPowerProfileEntryListType[2048]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'EVPowerProfileEntryListType[2048]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.EVPowerProfileEntryListType(EVPowerProfileEntry=f_EVPowerProfileEntry)
 
 def _e_iso20_common_messages_EVPowerProfileEntryListType(w: BitWriter, o: _iso20_common_messages.EVPowerProfileEntryListType) -> None:
@@ -5934,34 +7957,64 @@ def _e_iso20_common_messages_EVPowerProfileEntryListType(w: BitWriter, o: _iso20
         w.spill()
 
 def _d_iso20_common_messages_EVPowerProfileType(r: BitReader) -> _iso20_common_messages.EVPowerProfileType:
+    win = r.win
+    av = r.avail
     f_TimeAnchor: int
     f_Dynamic_EVPPTControlMode: _iso20_common_messages.Dynamic_EVPPTControlModeType | None = None
     f_Scheduled_EVPPTControlMode: _iso20_common_messages.Scheduled_EVPPTControlModeType | None = None
     f_EVPowerProfileEntries: _iso20_common_messages.EVPowerProfileEntryListType
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'EVPowerProfileType', 'expected SE(TimeAnchor), CH of TimeAnchor')
+        raise r.fail_at(av + 10, 'EVPowerProfileType', 'expected SE(TimeAnchor), CH of TimeAnchor')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_TimeAnchor = u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'EVPowerProfileType', 'expected EE of TimeAnchor')
+        raise r.fail_at(av + 3, 'EVPowerProfileType', 'expected EE of TimeAnchor')
     ec = (c & 3)
     if ec == 0:
-        if r.bits(1):
-            raise r.fail_back(1, 'EVPowerProfileType[1]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'EVPowerProfileType[1]', 'expected EE')
         f_Dynamic_EVPPTControlMode = _iso20_common_messages.Dynamic_EVPPTControlModeType()
     elif ec == 1:
+        r.avail = av
         f_Scheduled_EVPPTControlMode = _d_iso20_common_messages_Scheduled_EVPPTControlModeType(r)
+        win = r.win
+        av = r.avail
     else:
-        raise r.fail('EVPowerProfileType[1]', f'event code {ec}, expected SE(Dynamic_EVPPTControlMode), SE(Scheduled_EVPPTControlMode)')
-    if r.bits(1):
-        raise r.fail_back(1, 'EVPowerProfileType', 'expected SE(EVPowerProfileEntries)')
+        raise r.fail_at(av, 'EVPowerProfileType[1]', f'event code {ec}, expected SE(Dynamic_EVPPTControlMode), SE(Scheduled_EVPPTControlMode)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'EVPowerProfileType', 'expected SE(EVPowerProfileEntries)')
+    r.avail = av
     f_EVPowerProfileEntries = _d_iso20_common_messages_EVPowerProfileEntryListType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'EVPowerProfileType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'EVPowerProfileType', 'expected EE')
+    r.avail = av
     return _iso20_common_messages.EVPowerProfileType(TimeAnchor=f_TimeAnchor, Dynamic_EVPPTControlMode=f_Dynamic_EVPPTControlMode, Scheduled_EVPPTControlMode=f_Scheduled_EVPPTControlMode, EVPowerProfileEntries=f_EVPowerProfileEntries)
 
 def _e_iso20_common_messages_EVPowerProfileType(w: BitWriter, o: _iso20_common_messages.EVPowerProfileType) -> None:
@@ -6020,53 +8073,88 @@ def _e_iso20_common_messages_EVPowerProfileType(w: BitWriter, o: _iso20_common_m
         w.spill()
 
 def _d_iso20_common_messages_EVPowerScheduleEntryListType(r: BitReader) -> _iso20_common_messages.EVPowerScheduleEntryListType:
+    win = r.win
+    av = r.avail
     f_EVPowerScheduleEntry: list[_iso20_common_messages.EVPowerScheduleEntryType] = []
     s = 0
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'EVPowerScheduleEntryListType', 'expected SE(EVPowerScheduleEntry), SE(Duration), CH of Duration')
+        raise r.fail_at(av + 11, 'EVPowerScheduleEntryListType', 'expected SE(EVPowerScheduleEntry), SE(Duration), CH of Duration')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Duration = u
-    c = r.bits(24)
+    av -= 24
+    if av < 0:
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
     if c & 0xf00e00 != 0x0:
-        raise r.fail_back(24, 'EVPowerScheduleEntryListType', 'expected EE of Duration, SE(Power), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 24, 'EVPowerScheduleEntryListType', 'expected EE of Duration, SE(Power), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'EVPowerScheduleEntryListType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'EVPowerScheduleEntryListType', 'expected EE of Value, EE, EE')
     f_1_Power = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
     f_EVPowerScheduleEntry.append(_iso20_common_messages.EVPowerScheduleEntryType(Duration=f_1_Duration, Power=f_1_Power))
     s = 1
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'EVPowerScheduleEntryListType[1]', 'expected SE(Duration), CH of Duration')
+                raise r.fail_at(av + 10, 'EVPowerScheduleEntryListType[1]', 'expected SE(Duration), CH of Duration')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_3_Duration = u
-            c = r.bits(24)
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
             if c & 0xf00e00 != 0x0:
-                raise r.fail_back(24, 'EVPowerScheduleEntryListType[1]', 'expected EE of Duration, SE(Power), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 24, 'EVPowerScheduleEntryListType[1]', 'expected EE of Duration, SE(Power), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_4_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'EVPowerScheduleEntryListType[1]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'EVPowerScheduleEntryListType[1]', 'expected EE of Value, EE, EE')
             f_3_Power = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
             f_EVPowerScheduleEntry.append(_iso20_common_messages.EVPowerScheduleEntryType(Duration=f_3_Duration, Power=f_3_Power))
             n += 1
@@ -6077,11 +8165,16 @@ def _d_iso20_common_messages_EVPowerScheduleEntryListType(r: BitReader) -> _iso2
             s = -1
             break
         else:
-            raise r.fail('EVPowerScheduleEntryListType[1]', f'event code {ec}, expected SE(EVPowerScheduleEntry), EE')
+            raise r.fail_at(av, 'EVPowerScheduleEntryListType[1]', f'event code {ec}, expected SE(EVPowerScheduleEntry), EE')
     if s == 1024:
-        if r.bits(1):
-            raise r.fail_back(1, 'EVPowerScheduleEntryListType[1024]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'EVPowerScheduleEntryListType[1024]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.EVPowerScheduleEntryListType(EVPowerScheduleEntry=f_EVPowerScheduleEntry)
 
 def _e_iso20_common_messages_EVPowerScheduleEntryListType(w: BitWriter, o: _iso20_common_messages.EVPowerScheduleEntryListType) -> None:
@@ -6218,28 +8311,46 @@ def _e_iso20_common_messages_EVPowerScheduleEntryListType(w: BitWriter, o: _iso2
         w.spill()
 
 def _d_iso20_common_messages_EVPowerScheduleEntryType(r: BitReader) -> _iso20_common_messages.EVPowerScheduleEntryType:
+    win = r.win
+    av = r.avail
     f_Duration: int
     f_Power: _iso20_common_types.RationalNumberType
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'EVPowerScheduleEntryType', 'expected SE(Duration), CH of Duration')
+        raise r.fail_at(av + 10, 'EVPowerScheduleEntryType', 'expected SE(Duration), CH of Duration')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_Duration = u
-    c = r.bits(24)
+    av -= 24
+    if av < 0:
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
     if c & 0xf00e00 != 0x0:
-        raise r.fail_back(24, 'EVPowerScheduleEntryType', 'expected EE of Duration, SE(Power), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 24, 'EVPowerScheduleEntryType', 'expected EE of Duration, SE(Power), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_1_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'EVPowerScheduleEntryType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'EVPowerScheduleEntryType', 'expected EE of Value, EE, EE')
     f_Power = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    r.avail = av
     return _iso20_common_messages.EVPowerScheduleEntryType(Duration=f_Duration, Power=f_Power)
 
 def _e_iso20_common_messages_EVPowerScheduleEntryType(w: BitWriter, o: _iso20_common_messages.EVPowerScheduleEntryType) -> None:
@@ -6297,21 +8408,40 @@ def _e_iso20_common_messages_EVPowerScheduleEntryType(w: BitWriter, o: _iso20_co
         w.spill()
 
 def _d_iso20_common_messages_EVPowerScheduleType(r: BitReader) -> _iso20_common_messages.EVPowerScheduleType:
+    win = r.win
+    av = r.avail
     f_TimeAnchor: int
     f_EVPowerScheduleEntries: _iso20_common_messages.EVPowerScheduleEntryListType
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'EVPowerScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
+        raise r.fail_at(av + 10, 'EVPowerScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_TimeAnchor = u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'EVPowerScheduleType', 'expected EE of TimeAnchor, SE(EVPowerScheduleEntries)')
+        raise r.fail_at(av + 2, 'EVPowerScheduleType', 'expected EE of TimeAnchor, SE(EVPowerScheduleEntries)')
+    r.avail = av
     f_EVPowerScheduleEntries = _d_iso20_common_messages_EVPowerScheduleEntryListType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'EVPowerScheduleType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'EVPowerScheduleType', 'expected EE')
+    r.avail = av
     return _iso20_common_messages.EVPowerScheduleType(TimeAnchor=f_TimeAnchor, EVPowerScheduleEntries=f_EVPowerScheduleEntries)
 
 def _e_iso20_common_messages_EVPowerScheduleType(w: BitWriter, o: _iso20_common_messages.EVPowerScheduleType) -> None:
@@ -6353,17 +8483,32 @@ def _e_iso20_common_messages_EVPowerScheduleType(w: BitWriter, o: _iso20_common_
         w.spill()
 
 def _d_iso20_common_messages_EVPriceRuleStackListType(r: BitReader) -> _iso20_common_messages.EVPriceRuleStackListType:
+    win = r.win
+    av = r.avail
     f_EVPriceRuleStack: list[_iso20_common_messages.EVPriceRuleStackType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'EVPriceRuleStackListType', 'expected SE(EVPriceRuleStack)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'EVPriceRuleStackListType', 'expected SE(EVPriceRuleStack)')
+    r.avail = av
     f_EVPriceRuleStack.append(_d_iso20_common_messages_EVPriceRuleStackType(r))
+    win = r.win
+    av = r.avail
     s = 1
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_EVPriceRuleStack.append(_d_iso20_common_messages_EVPriceRuleStackType(r))
+            win = r.win
+            av = r.avail
             n += 1
             if n == 1023:
                 s = 1024
@@ -6372,11 +8517,16 @@ def _d_iso20_common_messages_EVPriceRuleStackListType(r: BitReader) -> _iso20_co
             s = -1
             break
         else:
-            raise r.fail('EVPriceRuleStackListType[1]', f'event code {ec}, expected SE(EVPriceRuleStack), EE')
+            raise r.fail_at(av, 'EVPriceRuleStackListType[1]', f'event code {ec}, expected SE(EVPriceRuleStack), EE')
     if s == 1024:
-        if r.bits(1):
-            raise r.fail_back(1, 'EVPriceRuleStackListType[1024]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'EVPriceRuleStackListType[1024]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.EVPriceRuleStackListType(EVPriceRuleStack=f_EVPriceRuleStack)
 
 def _e_iso20_common_messages_EVPriceRuleStackListType(w: BitWriter, o: _iso20_common_messages.EVPriceRuleStackListType) -> None:
@@ -6431,68 +8581,109 @@ def _e_iso20_common_messages_EVPriceRuleStackListType(w: BitWriter, o: _iso20_co
         w.spill()
 
 def _d_iso20_common_messages_EVPriceRuleStackType(r: BitReader) -> _iso20_common_messages.EVPriceRuleStackType:
+    win = r.win
+    av = r.avail
     f_Duration: int
     f_EVPriceRule: list[_iso20_common_messages.EVPriceRuleType] = []
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'EVPriceRuleStackType', 'expected SE(Duration), CH of Duration')
+        raise r.fail_at(av + 10, 'EVPriceRuleStackType', 'expected SE(Duration), CH of Duration')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_Duration = u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'EVPriceRuleStackType', 'expected EE of Duration, SE(EVPriceRule), SE(EnergyFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'EVPriceRuleStackType', 'expected EE of Duration, SE(EVPriceRule), SE(EnergyFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'EVPriceRuleStackType', 'expected EE of Value, EE, SE(PowerRangeStart), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'EVPriceRuleStackType', 'expected EE of Value, EE, SE(PowerRangeStart), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_3_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_1_EnergyFee = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_3_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'EVPriceRuleStackType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'EVPriceRuleStackType', 'expected EE of Value, EE, EE')
     f_1_PowerRangeStart = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
     f_EVPriceRule.append(_iso20_common_messages.EVPriceRuleType(EnergyFee=f_1_EnergyFee, PowerRangeStart=f_1_PowerRangeStart))
     s = 2
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(23)
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
-                raise r.fail_back(23, 'EVPriceRuleStackType[2]', 'expected SE(EnergyFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 23, 'EVPriceRuleStackType[2]', 'expected SE(EnergyFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_5_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_5_Value = -u - 1 if sg else u
-            c = r.bits(25)
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
-                raise r.fail_back(25, 'EVPriceRuleStackType[2]', 'expected EE of Value, EE, SE(PowerRangeStart), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 25, 'EVPriceRuleStackType[2]', 'expected EE of Value, EE, SE(PowerRangeStart), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_6_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             f_4_EnergyFee = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_6_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'EVPriceRuleStackType[2]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'EVPriceRuleStackType[2]', 'expected EE of Value, EE, EE')
             f_4_PowerRangeStart = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
             f_EVPriceRule.append(_iso20_common_messages.EVPriceRuleType(EnergyFee=f_4_EnergyFee, PowerRangeStart=f_4_PowerRangeStart))
             n += 1
@@ -6503,11 +8694,16 @@ def _d_iso20_common_messages_EVPriceRuleStackType(r: BitReader) -> _iso20_common
             s = -1
             break
         else:
-            raise r.fail('EVPriceRuleStackType[2]', f'event code {ec}, expected SE(EVPriceRule), EE')
+            raise r.fail_at(av, 'EVPriceRuleStackType[2]', f'event code {ec}, expected SE(EVPriceRule), EE')
     if s == 9:
-        if r.bits(1):
-            raise r.fail_back(1, 'EVPriceRuleStackType[9]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'EVPriceRuleStackType[9]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.EVPriceRuleStackType(Duration=f_Duration, EVPriceRule=f_EVPriceRule)
 
 def _e_iso20_common_messages_EVPriceRuleStackType(w: BitWriter, o: _iso20_common_messages.EVPriceRuleStackType) -> None:
@@ -6678,31 +8874,49 @@ def _e_iso20_common_messages_EVPriceRuleStackType(w: BitWriter, o: _iso20_common
         w.spill()
 
 def _d_iso20_common_messages_EVPriceRuleType(r: BitReader) -> _iso20_common_messages.EVPriceRuleType:
+    win = r.win
+    av = r.avail
     f_EnergyFee: _iso20_common_types.RationalNumberType
     f_PowerRangeStart: _iso20_common_types.RationalNumberType
-    c = r.bits(23)
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
-        raise r.fail_back(23, 'EVPriceRuleType', 'expected SE(EnergyFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 23, 'EVPriceRuleType', 'expected SE(EnergyFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_1_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'EVPriceRuleType', 'expected EE of Value, EE, SE(PowerRangeStart), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'EVPriceRuleType', 'expected EE of Value, EE, SE(PowerRangeStart), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EnergyFee = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'EVPriceRuleType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'EVPriceRuleType', 'expected EE of Value, EE, EE')
     f_PowerRangeStart = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+    r.avail = av
     return _iso20_common_messages.EVPriceRuleType(EnergyFee=f_EnergyFee, PowerRangeStart=f_PowerRangeStart)
 
 def _e_iso20_common_messages_EVPriceRuleType(w: BitWriter, o: _iso20_common_messages.EVPriceRuleType) -> None:
@@ -6766,16 +8980,37 @@ def _e_iso20_common_messages_EVPriceRuleType(w: BitWriter, o: _iso20_common_mess
         w.spill()
 
 def _d_iso20_common_messages_MeteringConfirmationReqType(r: BitReader) -> _iso20_common_messages.MeteringConfirmationReqType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_SignedMeteringData: _iso20_common_messages.SignedMeteringDataType
-    if r.bits(1):
-        raise r.fail_back(1, 'MeteringConfirmationReqType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'MeteringConfirmationReqType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'MeteringConfirmationReqType', 'expected SE(SignedMeteringData)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'MeteringConfirmationReqType', 'expected SE(SignedMeteringData)')
+    r.avail = av
     f_SignedMeteringData = _d_iso20_common_messages_SignedMeteringDataType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'MeteringConfirmationReqType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'MeteringConfirmationReqType', 'expected EE')
+    r.avail = av
     return _iso20_common_messages.MeteringConfirmationReqType(Header=f_Header, SignedMeteringData=f_SignedMeteringData)
 
 def _e_iso20_common_messages_MeteringConfirmationReqType(w: BitWriter, o: _iso20_common_messages.MeteringConfirmationReqType) -> None:
@@ -6807,18 +9042,31 @@ def _e_iso20_common_messages_MeteringConfirmationReqType(w: BitWriter, o: _iso20
         w.spill()
 
 def _d_iso20_common_messages_MeteringConfirmationResType(r: BitReader) -> _iso20_common_messages.MeteringConfirmationResType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
-    if r.bits(1):
-        raise r.fail_back(1, 'MeteringConfirmationResType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'MeteringConfirmationResType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x303 != 0x0:
-        raise r.fail_back(10, 'MeteringConfirmationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+        raise r.fail_at(av + 10, 'MeteringConfirmationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
     iv = ((c >> 2) & 63)
     if iv >= 40:
-        raise r.fail('MeteringConfirmationResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'MeteringConfirmationResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
+    r.avail = av
     return _iso20_common_messages.MeteringConfirmationResType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_messages_MeteringConfirmationResType(w: BitWriter, o: _iso20_common_messages.MeteringConfirmationResType) -> None:
@@ -6843,75 +9091,130 @@ def _e_iso20_common_messages_MeteringConfirmationResType(w: BitWriter, o: _iso20
         w.spill()
 
 def _d_iso20_common_messages_OverstayRuleListType(r: BitReader) -> _iso20_common_messages.OverstayRuleListType:
+    win = r.win
+    av = r.avail
     f_OverstayTimeThreshold: int | None = None
     f_OverstayPowerThreshold: _iso20_common_types.RationalNumberType | None = None
     f_OverstayRule: list[_iso20_common_messages.OverstayRuleType] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'OverstayRuleListType[0]', 'expected CH of OverstayTimeThreshold')
+            raise r.fail_at(av + 9, 'OverstayRuleListType[0]', 'expected CH of OverstayTimeThreshold')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_OverstayTimeThreshold = u
-        if r.bits(1):
-            raise r.fail_back(1, 'OverstayRuleListType[0]', 'expected EE of OverstayTimeThreshold')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'OverstayRuleListType[0]', 'expected EE of OverstayTimeThreshold')
         s = 1
     elif ec == 1:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'OverstayRuleListType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'OverstayRuleListType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'OverstayRuleListType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'OverstayRuleListType[0]', 'expected EE of Value, EE')
         f_OverstayPowerThreshold = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 2
     elif ec == 2:
+        r.avail = av
         f_OverstayRule.append(_d_iso20_common_messages_OverstayRuleType(r))
+        win = r.win
+        av = r.avail
         s = 3
     else:
-        raise r.fail('OverstayRuleListType[0]', f'event code {ec}, expected SE(OverstayTimeThreshold), SE(OverstayPowerThreshold), SE(OverstayRule)')
+        raise r.fail_at(av, 'OverstayRuleListType[0]', f'event code {ec}, expected SE(OverstayTimeThreshold), SE(OverstayPowerThreshold), SE(OverstayRule)')
     if s == 1:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'OverstayRuleListType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'OverstayRuleListType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_2_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_2_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'OverstayRuleListType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'OverstayRuleListType[1]', 'expected EE of Value, EE')
             f_OverstayPowerThreshold = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
             s = 2
         elif ec == 1:
+            r.avail = av
             f_OverstayRule.append(_d_iso20_common_messages_OverstayRuleType(r))
+            win = r.win
+            av = r.avail
             s = 3
         else:
-            raise r.fail('OverstayRuleListType[1]', f'event code {ec}, expected SE(OverstayPowerThreshold), SE(OverstayRule)')
+            raise r.fail_at(av, 'OverstayRuleListType[1]', f'event code {ec}, expected SE(OverstayPowerThreshold), SE(OverstayRule)')
     if s == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'OverstayRuleListType[2]', 'expected SE(OverstayRule)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'OverstayRuleListType[2]', 'expected SE(OverstayRule)')
+        r.avail = av
         f_OverstayRule.append(_d_iso20_common_messages_OverstayRuleType(r))
+        win = r.win
+        av = r.avail
         s = 3
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_OverstayRule.append(_d_iso20_common_messages_OverstayRuleType(r))
+            win = r.win
+            av = r.avail
             n += 1
             if n == 4:
                 s = 7
@@ -6920,11 +9223,16 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader) -> _iso20_common
             s = -1
             break
         else:
-            raise r.fail('OverstayRuleListType[3]', f'event code {ec}, expected SE(OverstayRule), EE')
+            raise r.fail_at(av, 'OverstayRuleListType[3]', f'event code {ec}, expected SE(OverstayRule), EE')
     if s == 7:
-        if r.bits(1):
-            raise r.fail_back(1, 'OverstayRuleListType[7]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'OverstayRuleListType[7]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.OverstayRuleListType(OverstayTimeThreshold=f_OverstayTimeThreshold, OverstayPowerThreshold=f_OverstayPowerThreshold, OverstayRule=f_OverstayRule)
 
 def _e_iso20_common_messages_OverstayRuleListType(w: BitWriter, o: _iso20_common_messages.OverstayRuleListType) -> None:
@@ -7082,71 +9390,125 @@ def _e_iso20_common_messages_OverstayRuleListType(w: BitWriter, o: _iso20_common
         w.spill()
 
 def _d_iso20_common_messages_OverstayRuleType(r: BitReader) -> _iso20_common_messages.OverstayRuleType:
+    win = r.win
+    av = r.avail
     f_OverstayRuleDescription: str | None = None
     f_StartTime: int
     f_OverstayFee: _iso20_common_types.RationalNumberType
     f_OverstayFeePeriod: int
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'OverstayRuleType[0]', 'expected CH of OverstayRuleDescription')
+            raise r.fail_at(av + 9, 'OverstayRuleType[0]', 'expected CH of OverstayRuleDescription')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_OverstayRuleDescription = r.string_of(u, 160)
-        if r.bits(1):
-            raise r.fail_back(1, 'OverstayRuleType[0]', 'expected EE of OverstayRuleDescription')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'OverstayRuleType[0]', 'expected EE of OverstayRuleDescription')
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'OverstayRuleType[0]', 'expected CH of StartTime')
+            raise r.fail_at(av + 9, 'OverstayRuleType[0]', 'expected CH of StartTime')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_StartTime = u
-        if r.bits(1):
-            raise r.fail_back(1, 'OverstayRuleType[0]', 'expected EE of StartTime')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'OverstayRuleType[0]', 'expected EE of StartTime')
         s = 2
     else:
-        raise r.fail('OverstayRuleType[0]', f'event code {ec}, expected SE(OverstayRuleDescription), SE(StartTime)')
+        raise r.fail_at(av, 'OverstayRuleType[0]', f'event code {ec}, expected SE(OverstayRuleDescription), SE(StartTime)')
     if s == 1:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'OverstayRuleType[1]', 'expected SE(StartTime), CH of StartTime')
+            raise r.fail_at(av + 10, 'OverstayRuleType[1]', 'expected SE(StartTime), CH of StartTime')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_StartTime = u
-        if r.bits(1):
-            raise r.fail_back(1, 'OverstayRuleType[1]', 'expected EE of StartTime')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'OverstayRuleType[1]', 'expected EE of StartTime')
         s = 2
-    c = r.bits(23)
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
-        raise r.fail_back(23, 'OverstayRuleType', 'expected SE(OverstayFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 23, 'OverstayRuleType', 'expected SE(OverstayFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_1_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(12)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xf00 != 0x0:
-        raise r.fail_back(12, 'OverstayRuleType', 'expected EE of Value, EE, SE(OverstayFeePeriod), CH of OverstayFeePeriod')
+        raise r.fail_at(av + 12, 'OverstayRuleType', 'expected EE of Value, EE, SE(OverstayFeePeriod), CH of OverstayFeePeriod')
     u = (c & 255)
     f_OverstayFee = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     s = 3
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_OverstayFeePeriod = u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'OverstayRuleType', 'expected EE of OverstayFeePeriod, EE')
+        raise r.fail_at(av + 2, 'OverstayRuleType', 'expected EE of OverstayFeePeriod, EE')
     s = 4
     s = -1
+    r.avail = av
     return _iso20_common_messages.OverstayRuleType(OverstayRuleDescription=f_OverstayRuleDescription, StartTime=f_StartTime, OverstayFee=f_OverstayFee, OverstayFeePeriod=f_OverstayFeePeriod)
 
 def _e_iso20_common_messages_OverstayRuleType(w: BitWriter, o: _iso20_common_messages.OverstayRuleType) -> None:
@@ -7268,27 +9630,47 @@ def _e_iso20_common_messages_OverstayRuleType(w: BitWriter, o: _iso20_common_mes
         w.spill()
 
 def _d_iso20_common_messages_ParameterSetType(r: BitReader) -> _iso20_common_messages.ParameterSetType:
+    win = r.win
+    av = r.avail
     f_ParameterSetID: int
     f_Parameter: list[_iso20_common_messages.ParameterType] = []
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'ParameterSetType', 'expected SE(ParameterSetID), CH of ParameterSetID')
+        raise r.fail_at(av + 10, 'ParameterSetType', 'expected SE(ParameterSetID), CH of ParameterSetID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_ParameterSetID = u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'ParameterSetType', 'expected EE of ParameterSetID, SE(Parameter)')
+        raise r.fail_at(av + 2, 'ParameterSetType', 'expected EE of ParameterSetID, SE(Parameter)')
     s = 1
+    r.avail = av
     f_Parameter.append(_d_iso20_common_messages_ParameterType(r))
+    win = r.win
+    av = r.avail
     s = 2
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_Parameter.append(_d_iso20_common_messages_ParameterType(r))
+            win = r.win
+            av = r.avail
             n += 1
             if n == 31:
                 s = 33
@@ -7297,11 +9679,16 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader) -> _iso20_common_mes
             s = -1
             break
         else:
-            raise r.fail('ParameterSetType[2]', f'event code {ec}, expected SE(Parameter), EE')
+            raise r.fail_at(av, 'ParameterSetType[2]', f'event code {ec}, expected SE(Parameter), EE')
     if s == 33:
-        if r.bits(1):
-            raise r.fail_back(1, 'ParameterSetType[33]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ParameterSetType[33]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.ParameterSetType(ParameterSetID=f_ParameterSetID, Parameter=f_Parameter)
 
 def _e_iso20_common_messages_ParameterSetType(w: BitWriter, o: _iso20_common_messages.ParameterSetType) -> None:
@@ -7378,6 +9765,8 @@ def _e_iso20_common_messages_ParameterSetType(w: BitWriter, o: _iso20_common_mes
         w.spill()
 
 def _d_iso20_common_messages_ParameterType(r: BitReader) -> _iso20_common_messages.ParameterType:
+    win = r.win
+    av = r.avail
     f_Name: str
     f_boolValue: bool | None = None
     f_byteValue: int | None = None
@@ -7385,75 +9774,140 @@ def _d_iso20_common_messages_ParameterType(r: BitReader) -> _iso20_common_messag
     f_intValue: int | None = None
     f_rationalNumber: _iso20_common_types.RationalNumberType | None = None
     f_finiteString: str | None = None
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'ParameterType', 'expected AT(Name)')
+        raise r.fail_at(av + 9, 'ParameterType', 'expected AT(Name)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Name = r.string_of(u, 80)
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'ParameterType[1]', 'expected CH of boolValue, EE of boolValue')
+            raise r.fail_at(av + 3, 'ParameterType[1]', 'expected CH of boolValue, EE of boolValue')
         f_boolValue = ((c >> 1) & 1) == 1
     elif ec == 1:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x201 != 0x0:
-            raise r.fail_back(10, 'ParameterType[1]', 'expected CH of byteValue, EE of byteValue')
+            raise r.fail_at(av + 10, 'ParameterType[1]', 'expected CH of byteValue, EE of byteValue')
         f_byteValue = ((c >> 1) & 255) - 128
     elif ec == 2:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x200 != 0x0:
-            raise r.fail_back(10, 'ParameterType[1]', 'expected CH of shortValue')
+            raise r.fail_at(av + 10, 'ParameterType[1]', 'expected CH of shortValue')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_shortValue = -u - 1 if sg else u
-        if r.bits(1):
-            raise r.fail_back(1, 'ParameterType[1]', 'expected EE of shortValue')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ParameterType[1]', 'expected EE of shortValue')
     elif ec == 3:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x200 != 0x0:
-            raise r.fail_back(10, 'ParameterType[1]', 'expected CH of intValue')
+            raise r.fail_at(av + 10, 'ParameterType[1]', 'expected CH of intValue')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_intValue = -u - 1 if sg else u
-        if r.bits(1):
-            raise r.fail_back(1, 'ParameterType[1]', 'expected EE of intValue')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ParameterType[1]', 'expected EE of intValue')
     elif ec == 4:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'ParameterType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'ParameterType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'ParameterType[1]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of Value, EE')
         f_rationalNumber = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     elif ec == 5:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'ParameterType[1]', 'expected CH of finiteString')
+            raise r.fail_at(av + 9, 'ParameterType[1]', 'expected CH of finiteString')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_finiteString = r.string_of(u, 80)
-        if r.bits(1):
-            raise r.fail_back(1, 'ParameterType[1]', 'expected EE of finiteString')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ParameterType[1]', 'expected EE of finiteString')
     else:
-        raise r.fail('ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(rationalNumber), SE(finiteString)')
-    if r.bits(1):
-        raise r.fail_back(1, 'ParameterType', 'expected EE')
+        raise r.fail_at(av, 'ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(rationalNumber), SE(finiteString)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ParameterType', 'expected EE')
+    r.avail = av
     return _iso20_common_messages.ParameterType(Name=f_Name, boolValue=f_boolValue, byteValue=f_byteValue, shortValue=f_shortValue, intValue=f_intValue, rationalNumber=f_rationalNumber, finiteString=f_finiteString)
 
 def _e_iso20_common_messages_ParameterType(w: BitWriter, o: _iso20_common_messages.ParameterType) -> None:
@@ -7596,29 +10050,60 @@ def _e_iso20_common_messages_ParameterType(w: BitWriter, o: _iso20_common_messag
         w.spill()
 
 def _d_iso20_common_messages_PnC_AReqAuthorizationModeType(r: BitReader) -> _iso20_common_messages.PnC_AReqAuthorizationModeType:
+    win = r.win
+    av = r.avail
     f_Id: str
     f_GenChallenge: bytes
     f_ContractCertificateChain: _iso20_common_messages.ContractCertificateChainType
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'PnC_AReqAuthorizationModeType', 'expected AT(Id)')
+        raise r.fail_at(av + 9, 'PnC_AReqAuthorizationModeType', 'expected AT(Id)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Id = r.string_of(u, None)
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'PnC_AReqAuthorizationModeType', 'expected SE(GenChallenge), CH of GenChallenge')
+        raise r.fail_at(av + 10, 'PnC_AReqAuthorizationModeType', 'expected SE(GenChallenge), CH of GenChallenge')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_GenChallenge = r.binary_of(u, 16)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'PnC_AReqAuthorizationModeType', 'expected EE of GenChallenge, SE(ContractCertificateChain)')
+        raise r.fail_at(av + 2, 'PnC_AReqAuthorizationModeType', 'expected EE of GenChallenge, SE(ContractCertificateChain)')
+    r.avail = av
     f_ContractCertificateChain = _d_iso20_common_messages_ContractCertificateChainType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'PnC_AReqAuthorizationModeType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'PnC_AReqAuthorizationModeType', 'expected EE')
+    r.avail = av
     return _iso20_common_messages.PnC_AReqAuthorizationModeType(Id=f_Id, GenChallenge=f_GenChallenge, ContractCertificateChain=f_ContractCertificateChain)
 
 def _e_iso20_common_messages_PnC_AReqAuthorizationModeType(w: BitWriter, o: _iso20_common_messages.PnC_AReqAuthorizationModeType) -> None:
@@ -7661,32 +10146,54 @@ def _e_iso20_common_messages_PnC_AReqAuthorizationModeType(w: BitWriter, o: _iso
         w.spill()
 
 def _d_iso20_common_messages_PnC_ASResAuthorizationModeType(r: BitReader) -> _iso20_common_messages.PnC_ASResAuthorizationModeType:
+    win = r.win
+    av = r.avail
     f_GenChallenge: bytes
     f_SupportedProviders: _iso20_common_messages.SupportedProvidersListType | None = None
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'PnC_ASResAuthorizationModeType', 'expected SE(GenChallenge), CH of GenChallenge')
+        raise r.fail_at(av + 10, 'PnC_ASResAuthorizationModeType', 'expected SE(GenChallenge), CH of GenChallenge')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_GenChallenge = r.binary_of(u, 16)
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'PnC_ASResAuthorizationModeType', 'expected EE of GenChallenge')
+        raise r.fail_at(av + 3, 'PnC_ASResAuthorizationModeType', 'expected EE of GenChallenge')
     ec = (c & 3)
     s = 1
     if ec == 0:
+        r.avail = av
         f_SupportedProviders = _d_iso20_common_messages_SupportedProvidersListType(r)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('PnC_ASResAuthorizationModeType[1]', f'event code {ec}, expected SE(SupportedProviders), EE')
+        raise r.fail_at(av, 'PnC_ASResAuthorizationModeType[1]', f'event code {ec}, expected SE(SupportedProviders), EE')
     if s == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'PnC_ASResAuthorizationModeType[2]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PnC_ASResAuthorizationModeType[2]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.PnC_ASResAuthorizationModeType(GenChallenge=f_GenChallenge, SupportedProviders=f_SupportedProviders)
 
 def _e_iso20_common_messages_PnC_ASResAuthorizationModeType(w: BitWriter, o: _iso20_common_messages.PnC_ASResAuthorizationModeType) -> None:
@@ -7731,21 +10238,33 @@ def _e_iso20_common_messages_PnC_ASResAuthorizationModeType(w: BitWriter, o: _is
         w.spill()
 
 def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader) -> _iso20_common_messages.PowerDeliveryReqType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVProcessing: _iso20_common_types.processingType
     f_ChargeProgress: _iso20_common_messages.chargeProgressType
     f_EVPowerProfile: _iso20_common_messages.EVPowerProfileType | None = None
     f_BPT_ChannelSelection: _iso20_common_messages.channelSelectionType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'PowerDeliveryReqType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'PowerDeliveryReqType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(12)
+    win = r.win
+    av = r.avail
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xce4 != 0x0:
-        raise r.fail_back(12, 'PowerDeliveryReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, SE(ChargeProgress), CH of ChargeProgress, EE of ChargeProgress')
+        raise r.fail_at(av + 12, 'PowerDeliveryReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, SE(ChargeProgress), CH of ChargeProgress, EE of ChargeProgress')
     iv = ((c >> 8) & 3)
     if iv >= 3:
-        raise r.fail('PowerDeliveryReqType.EVProcessing', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PowerDeliveryReqType.EVProcessing', f'enumeration index {iv}')
     f_EVProcessing = _E_iso20_common_types_processingType[iv]
     f_ChargeProgress = _E_iso20_common_messages_chargeProgressType[((c >> 3) & 3)]
     ec = (c & 3)
@@ -7753,34 +10272,51 @@ def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader) -> _iso20_common
     s = 2
     s = 3
     if ec == 0:
+        r.avail = av
         f_EVPowerProfile = _d_iso20_common_messages_EVPowerProfileType(r)
+        win = r.win
+        av = r.avail
         s = 4
     elif ec == 1:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'PowerDeliveryReqType[3]', 'expected CH of BPT_ChannelSelection, EE of BPT_ChannelSelection')
+            raise r.fail_at(av + 3, 'PowerDeliveryReqType[3]', 'expected CH of BPT_ChannelSelection, EE of BPT_ChannelSelection')
         f_BPT_ChannelSelection = _E_iso20_common_messages_channelSelectionType[((c >> 1) & 1)]
         s = 5
     elif ec == 2:
         s = -1
     else:
-        raise r.fail('PowerDeliveryReqType[3]', f'event code {ec}, expected SE(EVPowerProfile), SE(BPT_ChannelSelection), EE')
+        raise r.fail_at(av, 'PowerDeliveryReqType[3]', f'event code {ec}, expected SE(EVPowerProfile), SE(BPT_ChannelSelection), EE')
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'PowerDeliveryReqType[4]', 'expected CH of BPT_ChannelSelection, EE of BPT_ChannelSelection')
+                raise r.fail_at(av + 3, 'PowerDeliveryReqType[4]', 'expected CH of BPT_ChannelSelection, EE of BPT_ChannelSelection')
             f_BPT_ChannelSelection = _E_iso20_common_messages_channelSelectionType[((c >> 1) & 1)]
             s = 5
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('PowerDeliveryReqType[4]', f'event code {ec}, expected SE(BPT_ChannelSelection), EE')
+            raise r.fail_at(av, 'PowerDeliveryReqType[4]', f'event code {ec}, expected SE(BPT_ChannelSelection), EE')
     if s == 5:
-        if r.bits(1):
-            raise r.fail_back(1, 'PowerDeliveryReqType[5]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PowerDeliveryReqType[5]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.PowerDeliveryReqType(Header=f_Header, EVProcessing=f_EVProcessing, ChargeProgress=f_ChargeProgress, EVPowerProfile=f_EVPowerProfile, BPT_ChannelSelection=f_BPT_ChannelSelection)
 
 def _e_iso20_common_messages_PowerDeliveryReqType(w: BitWriter, o: _iso20_common_messages.PowerDeliveryReqType) -> None:
@@ -7842,48 +10378,74 @@ def _e_iso20_common_messages_PowerDeliveryReqType(w: BitWriter, o: _iso20_common
         w.spill()
 
 def _d_iso20_common_messages_PowerDeliveryResType(r: BitReader) -> _iso20_common_messages.PowerDeliveryResType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEStatus: _iso20_common_types.EVSEStatusType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'PowerDeliveryResType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'PowerDeliveryResType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(11)
+    win = r.win
+    av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x604 != 0x0:
-        raise r.fail_back(11, 'PowerDeliveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
+        raise r.fail_at(av + 11, 'PowerDeliveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
     iv = ((c >> 3) & 63)
     if iv >= 40:
-        raise r.fail('PowerDeliveryResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'PowerDeliveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     ec = (c & 3)
     s = 1
     s = 2
     if ec == 0:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'PowerDeliveryResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            raise r.fail_at(av + 10, 'PowerDeliveryResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_NotificationMaxDelay = u
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         if c & 0xe3 != 0x0:
-            raise r.fail_back(8, 'PowerDeliveryResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+            raise r.fail_at(av + 8, 'PowerDeliveryResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
         iv = ((c >> 2) & 7)
         if iv >= 6:
-            raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+            raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
         f_EVSEStatus = _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('PowerDeliveryResType[2]', f'event code {ec}, expected SE(EVSEStatus), EE')
+        raise r.fail_at(av, 'PowerDeliveryResType[2]', f'event code {ec}, expected SE(EVSEStatus), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'PowerDeliveryResType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PowerDeliveryResType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.PowerDeliveryResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus)
 
 def _e_iso20_common_messages_PowerDeliveryResType(w: BitWriter, o: _iso20_common_messages.PowerDeliveryResType) -> None:
@@ -7945,17 +10507,32 @@ def _e_iso20_common_messages_PowerDeliveryResType(w: BitWriter, o: _iso20_common
         w.spill()
 
 def _d_iso20_common_messages_PowerScheduleEntryListType(r: BitReader) -> _iso20_common_messages.PowerScheduleEntryListType:
+    win = r.win
+    av = r.avail
     f_PowerScheduleEntry: list[_iso20_common_messages.PowerScheduleEntryType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'PowerScheduleEntryListType', 'expected SE(PowerScheduleEntry)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'PowerScheduleEntryListType', 'expected SE(PowerScheduleEntry)')
+    r.avail = av
     f_PowerScheduleEntry.append(_d_iso20_common_messages_PowerScheduleEntryType(r))
+    win = r.win
+    av = r.avail
     s = 1
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_PowerScheduleEntry.append(_d_iso20_common_messages_PowerScheduleEntryType(r))
+            win = r.win
+            av = r.avail
             n += 1
             if n == 1023:
                 s = 1024
@@ -7964,11 +10541,16 @@ def _d_iso20_common_messages_PowerScheduleEntryListType(r: BitReader) -> _iso20_
             s = -1
             break
         else:
-            raise r.fail('PowerScheduleEntryListType[1]', f'event code {ec}, expected SE(PowerScheduleEntry), EE')
+            raise r.fail_at(av, 'PowerScheduleEntryListType[1]', f'event code {ec}, expected SE(PowerScheduleEntry), EE')
     if s == 1024:
-        if r.bits(1):
-            raise r.fail_back(1, 'PowerScheduleEntryListType[1024]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PowerScheduleEntryListType[1024]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.PowerScheduleEntryListType(PowerScheduleEntry=f_PowerScheduleEntry)
 
 def _e_iso20_common_messages_PowerScheduleEntryListType(w: BitWriter, o: _iso20_common_messages.PowerScheduleEntryListType) -> None:
@@ -8023,93 +10605,145 @@ def _e_iso20_common_messages_PowerScheduleEntryListType(w: BitWriter, o: _iso20_
         w.spill()
 
 def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader) -> _iso20_common_messages.PowerScheduleEntryType:
+    win = r.win
+    av = r.avail
     f_Duration: int
     f_Power: _iso20_common_types.RationalNumberType
     f_Power_L2: _iso20_common_types.RationalNumberType | None = None
     f_Power_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'PowerScheduleEntryType', 'expected SE(Duration), CH of Duration')
+        raise r.fail_at(av + 10, 'PowerScheduleEntryType', 'expected SE(Duration), CH of Duration')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_Duration = u
-    c = r.bits(24)
+    av -= 24
+    if av < 0:
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
     if c & 0xf00e00 != 0x0:
-        raise r.fail_back(24, 'PowerScheduleEntryType', 'expected EE of Duration, SE(Power), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 24, 'PowerScheduleEntryType', 'expected EE of Duration, SE(Power), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_1_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(4)
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0xc != 0x0:
-        raise r.fail_back(4, 'PowerScheduleEntryType', 'expected EE of Value, EE')
+        raise r.fail_at(av + 4, 'PowerScheduleEntryType', 'expected EE of Value, EE')
     ec = (c & 3)
     f_Power = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     s = 2
     if ec == 0:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'PowerScheduleEntryType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'PowerScheduleEntryType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'PowerScheduleEntryType[2]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'PowerScheduleEntryType[2]', 'expected EE of Value, EE')
         f_Power_L2 = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 3
     elif ec == 1:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'PowerScheduleEntryType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'PowerScheduleEntryType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_3_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_3_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'PowerScheduleEntryType[2]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'PowerScheduleEntryType[2]', 'expected EE of Value, EE')
         f_Power_L3 = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
         s = 4
     elif ec == 2:
         s = -1
     else:
-        raise r.fail('PowerScheduleEntryType[2]', f'event code {ec}, expected SE(Power_L2), SE(Power_L3), EE')
+        raise r.fail_at(av, 'PowerScheduleEntryType[2]', f'event code {ec}, expected SE(Power_L2), SE(Power_L3), EE')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'PowerScheduleEntryType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'PowerScheduleEntryType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_4_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'PowerScheduleEntryType[3]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'PowerScheduleEntryType[3]', 'expected EE of Value, EE')
             f_Power_L3 = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
             s = 4
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('PowerScheduleEntryType[3]', f'event code {ec}, expected SE(Power_L3), EE')
+            raise r.fail_at(av, 'PowerScheduleEntryType[3]', f'event code {ec}, expected SE(Power_L3), EE')
     if s == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'PowerScheduleEntryType[4]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PowerScheduleEntryType[4]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.PowerScheduleEntryType(Duration=f_Duration, Power=f_Power, Power_L2=f_Power_L2, Power_L3=f_Power_L3)
 
 def _e_iso20_common_messages_PowerScheduleEntryType(w: BitWriter, o: _iso20_common_messages.PowerScheduleEntryType) -> None:
@@ -8265,88 +10899,147 @@ def _e_iso20_common_messages_PowerScheduleEntryType(w: BitWriter, o: _iso20_comm
         w.spill()
 
 def _d_iso20_common_messages_PowerScheduleType(r: BitReader) -> _iso20_common_messages.PowerScheduleType:
+    win = r.win
+    av = r.avail
     f_TimeAnchor: int
     f_AvailableEnergy: _iso20_common_types.RationalNumberType | None = None
     f_PowerTolerance: _iso20_common_types.RationalNumberType | None = None
     f_PowerScheduleEntries: _iso20_common_messages.PowerScheduleEntryListType
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'PowerScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
+        raise r.fail_at(av + 10, 'PowerScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_TimeAnchor = u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'PowerScheduleType', 'expected EE of TimeAnchor')
+        raise r.fail_at(av + 3, 'PowerScheduleType', 'expected EE of TimeAnchor')
     ec = (c & 3)
     s = 1
     if ec == 0:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'PowerScheduleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'PowerScheduleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'PowerScheduleType[1]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'PowerScheduleType[1]', 'expected EE of Value, EE')
         f_AvailableEnergy = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 2
     elif ec == 1:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'PowerScheduleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'PowerScheduleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'PowerScheduleType[1]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'PowerScheduleType[1]', 'expected EE of Value, EE')
         f_PowerTolerance = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 3
     elif ec == 2:
+        r.avail = av
         f_PowerScheduleEntries = _d_iso20_common_messages_PowerScheduleEntryListType(r)
+        win = r.win
+        av = r.avail
         s = 4
     else:
-        raise r.fail('PowerScheduleType[1]', f'event code {ec}, expected SE(AvailableEnergy), SE(PowerTolerance), SE(PowerScheduleEntries)')
+        raise r.fail_at(av, 'PowerScheduleType[1]', f'event code {ec}, expected SE(AvailableEnergy), SE(PowerTolerance), SE(PowerScheduleEntries)')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'PowerScheduleType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'PowerScheduleType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_3_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'PowerScheduleType[2]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'PowerScheduleType[2]', 'expected EE of Value, EE')
             f_PowerTolerance = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
             s = 3
         elif ec == 1:
+            r.avail = av
             f_PowerScheduleEntries = _d_iso20_common_messages_PowerScheduleEntryListType(r)
+            win = r.win
+            av = r.avail
             s = 4
         else:
-            raise r.fail('PowerScheduleType[2]', f'event code {ec}, expected SE(PowerTolerance), SE(PowerScheduleEntries)')
+            raise r.fail_at(av, 'PowerScheduleType[2]', f'event code {ec}, expected SE(PowerTolerance), SE(PowerScheduleEntries)')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'PowerScheduleType[3]', 'expected SE(PowerScheduleEntries)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PowerScheduleType[3]', 'expected SE(PowerScheduleEntries)')
+        r.avail = av
         f_PowerScheduleEntries = _d_iso20_common_messages_PowerScheduleEntryListType(r)
+        win = r.win
+        av = r.avail
         s = 4
-    if r.bits(1):
-        raise r.fail_back(1, 'PowerScheduleType', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'PowerScheduleType', 'expected EE')
     s = -1
+    r.avail = av
     return _iso20_common_messages.PowerScheduleType(TimeAnchor=f_TimeAnchor, AvailableEnergy=f_AvailableEnergy, PowerTolerance=f_PowerTolerance, PowerScheduleEntries=f_PowerScheduleEntries)
 
 def _e_iso20_common_messages_PowerScheduleType(w: BitWriter, o: _iso20_common_messages.PowerScheduleType) -> None:
@@ -8500,35 +11193,58 @@ def _e_iso20_common_messages_PowerScheduleType(w: BitWriter, o: _iso20_common_me
         w.spill()
 
 def _d_iso20_common_messages_PriceLevelScheduleEntryListType(r: BitReader) -> _iso20_common_messages.PriceLevelScheduleEntryListType:
+    win = r.win
+    av = r.avail
     f_PriceLevelScheduleEntry: list[_iso20_common_messages.PriceLevelScheduleEntryType] = []
     s = 0
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'PriceLevelScheduleEntryListType', 'expected SE(PriceLevelScheduleEntry), SE(Duration), CH of Duration')
+        raise r.fail_at(av + 11, 'PriceLevelScheduleEntryListType', 'expected SE(PriceLevelScheduleEntry), SE(Duration), CH of Duration')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Duration = u
-    c = r.bits(13)
+    av -= 13
+    if av < 0:
+        win, av = r.refill(av, 13)
+    c = (win >> av) & 0x1fff
     if c & 0x1c03 != 0x0:
-        raise r.fail_back(13, 'PriceLevelScheduleEntryListType', 'expected EE of Duration, SE(PriceLevel), CH of PriceLevel, EE of PriceLevel, EE')
+        raise r.fail_at(av + 13, 'PriceLevelScheduleEntryListType', 'expected EE of Duration, SE(PriceLevel), CH of PriceLevel, EE of PriceLevel, EE')
     f_1_PriceLevel = ((c >> 2) & 255)
     f_PriceLevelScheduleEntry.append(_iso20_common_messages.PriceLevelScheduleEntryType(Duration=f_1_Duration, PriceLevel=f_1_PriceLevel))
     s = 1
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'PriceLevelScheduleEntryListType[1]', 'expected SE(Duration), CH of Duration')
+                raise r.fail_at(av + 10, 'PriceLevelScheduleEntryListType[1]', 'expected SE(Duration), CH of Duration')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_2_Duration = u
-            c = r.bits(13)
+            av -= 13
+            if av < 0:
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
             if c & 0x1c03 != 0x0:
-                raise r.fail_back(13, 'PriceLevelScheduleEntryListType[1]', 'expected EE of Duration, SE(PriceLevel), CH of PriceLevel, EE of PriceLevel, EE')
+                raise r.fail_at(av + 13, 'PriceLevelScheduleEntryListType[1]', 'expected EE of Duration, SE(PriceLevel), CH of PriceLevel, EE of PriceLevel, EE')
             f_2_PriceLevel = ((c >> 2) & 255)
             f_PriceLevelScheduleEntry.append(_iso20_common_messages.PriceLevelScheduleEntryType(Duration=f_2_Duration, PriceLevel=f_2_PriceLevel))
             n += 1
@@ -8539,11 +11255,16 @@ def _d_iso20_common_messages_PriceLevelScheduleEntryListType(r: BitReader) -> _i
             s = -1
             break
         else:
-            raise r.fail('PriceLevelScheduleEntryListType[1]', f'event code {ec}, expected SE(PriceLevelScheduleEntry), EE')
+            raise r.fail_at(av, 'PriceLevelScheduleEntryListType[1]', f'event code {ec}, expected SE(PriceLevelScheduleEntry), EE')
     if s == 1024:
-        if r.bits(1):
-            raise r.fail_back(1, 'PriceLevelScheduleEntryListType[1024]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PriceLevelScheduleEntryListType[1024]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.PriceLevelScheduleEntryListType(PriceLevelScheduleEntry=f_PriceLevelScheduleEntry)
 
 def _e_iso20_common_messages_PriceLevelScheduleEntryListType(w: BitWriter, o: _iso20_common_messages.PriceLevelScheduleEntryListType) -> None:
@@ -8638,19 +11359,31 @@ def _e_iso20_common_messages_PriceLevelScheduleEntryListType(w: BitWriter, o: _i
         w.spill()
 
 def _d_iso20_common_messages_PriceLevelScheduleEntryType(r: BitReader) -> _iso20_common_messages.PriceLevelScheduleEntryType:
+    win = r.win
+    av = r.avail
     f_Duration: int
     f_PriceLevel: int
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'PriceLevelScheduleEntryType', 'expected SE(Duration), CH of Duration')
+        raise r.fail_at(av + 10, 'PriceLevelScheduleEntryType', 'expected SE(Duration), CH of Duration')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_Duration = u
-    c = r.bits(13)
+    av -= 13
+    if av < 0:
+        win, av = r.refill(av, 13)
+    c = (win >> av) & 0x1fff
     if c & 0x1c03 != 0x0:
-        raise r.fail_back(13, 'PriceLevelScheduleEntryType', 'expected EE of Duration, SE(PriceLevel), CH of PriceLevel, EE of PriceLevel, EE')
+        raise r.fail_at(av + 13, 'PriceLevelScheduleEntryType', 'expected EE of Duration, SE(PriceLevel), CH of PriceLevel, EE of PriceLevel, EE')
     f_PriceLevel = ((c >> 2) & 255)
+    r.avail = av
     return _iso20_common_messages.PriceLevelScheduleEntryType(Duration=f_Duration, PriceLevel=f_PriceLevel)
 
 def _e_iso20_common_messages_PriceLevelScheduleEntryType(w: BitWriter, o: _iso20_common_messages.PriceLevelScheduleEntryType) -> None:
@@ -8687,6 +11420,8 @@ def _e_iso20_common_messages_PriceLevelScheduleEntryType(w: BitWriter, o: _iso20
         w.spill()
 
 def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader) -> _iso20_common_messages.PriceLevelScheduleType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_TimeAnchor: int
     f_PriceScheduleID: int
@@ -8694,83 +11429,155 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader) -> _iso20_comm
     f_NumberOfPriceLevels: int
     f_PriceLevelScheduleEntries: _iso20_common_messages.PriceLevelScheduleEntryListType
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'PriceLevelScheduleType[0]', 'expected CH of TimeAnchor')
+            raise r.fail_at(av + 9, 'PriceLevelScheduleType[0]', 'expected CH of TimeAnchor')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_TimeAnchor = u
-        if r.bits(1):
-            raise r.fail_back(1, 'PriceLevelScheduleType[0]', 'expected EE of TimeAnchor')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PriceLevelScheduleType[0]', 'expected EE of TimeAnchor')
         s = 2
     else:
-        raise r.fail('PriceLevelScheduleType[0]', f'event code {ec}, expected AT(Id), SE(TimeAnchor)')
+        raise r.fail_at(av, 'PriceLevelScheduleType[0]', f'event code {ec}, expected AT(Id), SE(TimeAnchor)')
     if s == 1:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'PriceLevelScheduleType[1]', 'expected SE(TimeAnchor), CH of TimeAnchor')
+            raise r.fail_at(av + 10, 'PriceLevelScheduleType[1]', 'expected SE(TimeAnchor), CH of TimeAnchor')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_TimeAnchor = u
-        if r.bits(1):
-            raise r.fail_back(1, 'PriceLevelScheduleType[1]', 'expected EE of TimeAnchor')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PriceLevelScheduleType[1]', 'expected EE of TimeAnchor')
         s = 2
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'PriceLevelScheduleType', 'expected SE(PriceScheduleID), CH of PriceScheduleID')
+        raise r.fail_at(av + 10, 'PriceLevelScheduleType', 'expected SE(PriceScheduleID), CH of PriceScheduleID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_PriceScheduleID = u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'PriceLevelScheduleType', 'expected EE of PriceScheduleID')
+        raise r.fail_at(av + 3, 'PriceLevelScheduleType', 'expected EE of PriceScheduleID')
     ec = (c & 3)
     s = 3
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'PriceLevelScheduleType[3]', 'expected CH of PriceScheduleDescription')
+            raise r.fail_at(av + 9, 'PriceLevelScheduleType[3]', 'expected CH of PriceScheduleDescription')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_PriceScheduleDescription = r.string_of(u, 160)
-        if r.bits(1):
-            raise r.fail_back(1, 'PriceLevelScheduleType[3]', 'expected EE of PriceScheduleDescription')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PriceLevelScheduleType[3]', 'expected EE of PriceScheduleDescription')
         s = 4
     elif ec == 1:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x201 != 0x0:
-            raise r.fail_back(10, 'PriceLevelScheduleType[3]', 'expected CH of NumberOfPriceLevels, EE of NumberOfPriceLevels')
+            raise r.fail_at(av + 10, 'PriceLevelScheduleType[3]', 'expected CH of NumberOfPriceLevels, EE of NumberOfPriceLevels')
         f_NumberOfPriceLevels = ((c >> 1) & 255)
         s = 5
     else:
-        raise r.fail('PriceLevelScheduleType[3]', f'event code {ec}, expected SE(PriceScheduleDescription), SE(NumberOfPriceLevels)')
+        raise r.fail_at(av, 'PriceLevelScheduleType[3]', f'event code {ec}, expected SE(PriceScheduleDescription), SE(NumberOfPriceLevels)')
     if s == 4:
-        c = r.bits(11)
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
         if c & 0x601 != 0x0:
-            raise r.fail_back(11, 'PriceLevelScheduleType[4]', 'expected SE(NumberOfPriceLevels), CH of NumberOfPriceLevels, EE of NumberOfPriceLevels')
+            raise r.fail_at(av + 11, 'PriceLevelScheduleType[4]', 'expected SE(NumberOfPriceLevels), CH of NumberOfPriceLevels, EE of NumberOfPriceLevels')
         f_NumberOfPriceLevels = ((c >> 1) & 255)
         s = 5
-    if r.bits(1):
-        raise r.fail_back(1, 'PriceLevelScheduleType', 'expected SE(PriceLevelScheduleEntries)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'PriceLevelScheduleType', 'expected SE(PriceLevelScheduleEntries)')
+    r.avail = av
     f_PriceLevelScheduleEntries = _d_iso20_common_messages_PriceLevelScheduleEntryListType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'PriceLevelScheduleType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'PriceLevelScheduleType', 'expected EE')
     s = 6
     s = -1
+    r.avail = av
     return _iso20_common_messages.PriceLevelScheduleType(Id=f_Id, TimeAnchor=f_TimeAnchor, PriceScheduleID=f_PriceScheduleID, PriceScheduleDescription=f_PriceScheduleDescription, NumberOfPriceLevels=f_NumberOfPriceLevels, PriceLevelScheduleEntries=f_PriceLevelScheduleEntries)
 
 def _e_iso20_common_messages_PriceLevelScheduleType(w: BitWriter, o: _iso20_common_messages.PriceLevelScheduleType) -> None:
@@ -8904,17 +11711,32 @@ def _e_iso20_common_messages_PriceLevelScheduleType(w: BitWriter, o: _iso20_comm
         w.spill()
 
 def _d_iso20_common_messages_PriceRuleStackListType(r: BitReader) -> _iso20_common_messages.PriceRuleStackListType:
+    win = r.win
+    av = r.avail
     f_PriceRuleStack: list[_iso20_common_messages.PriceRuleStackType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'PriceRuleStackListType', 'expected SE(PriceRuleStack)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'PriceRuleStackListType', 'expected SE(PriceRuleStack)')
+    r.avail = av
     f_PriceRuleStack.append(_d_iso20_common_messages_PriceRuleStackType(r))
+    win = r.win
+    av = r.avail
     s = 1
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_PriceRuleStack.append(_d_iso20_common_messages_PriceRuleStackType(r))
+            win = r.win
+            av = r.avail
             n += 1
             if n == 1023:
                 s = 1024
@@ -8923,11 +11745,16 @@ def _d_iso20_common_messages_PriceRuleStackListType(r: BitReader) -> _iso20_comm
             s = -1
             break
         else:
-            raise r.fail('PriceRuleStackListType[1]', f'event code {ec}, expected SE(PriceRuleStack), EE')
+            raise r.fail_at(av, 'PriceRuleStackListType[1]', f'event code {ec}, expected SE(PriceRuleStack), EE')
     if s == 1024:
-        if r.bits(1):
-            raise r.fail_back(1, 'PriceRuleStackListType[1024]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PriceRuleStackListType[1024]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.PriceRuleStackListType(PriceRuleStack=f_PriceRuleStack)
 
 def _e_iso20_common_messages_PriceRuleStackListType(w: BitWriter, o: _iso20_common_messages.PriceRuleStackListType) -> None:
@@ -8982,27 +11809,47 @@ def _e_iso20_common_messages_PriceRuleStackListType(w: BitWriter, o: _iso20_comm
         w.spill()
 
 def _d_iso20_common_messages_PriceRuleStackType(r: BitReader) -> _iso20_common_messages.PriceRuleStackType:
+    win = r.win
+    av = r.avail
     f_Duration: int
     f_PriceRule: list[_iso20_common_messages.PriceRuleType] = []
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'PriceRuleStackType', 'expected SE(Duration), CH of Duration')
+        raise r.fail_at(av + 10, 'PriceRuleStackType', 'expected SE(Duration), CH of Duration')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_Duration = u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'PriceRuleStackType', 'expected EE of Duration, SE(PriceRule)')
+        raise r.fail_at(av + 2, 'PriceRuleStackType', 'expected EE of Duration, SE(PriceRule)')
     s = 1
+    r.avail = av
     f_PriceRule.append(_d_iso20_common_messages_PriceRuleType(r))
+    win = r.win
+    av = r.avail
     s = 2
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_PriceRule.append(_d_iso20_common_messages_PriceRuleType(r))
+            win = r.win
+            av = r.avail
             n += 1
             if n == 7:
                 s = 9
@@ -9011,11 +11858,16 @@ def _d_iso20_common_messages_PriceRuleStackType(r: BitReader) -> _iso20_common_m
             s = -1
             break
         else:
-            raise r.fail('PriceRuleStackType[2]', f'event code {ec}, expected SE(PriceRule), EE')
+            raise r.fail_at(av, 'PriceRuleStackType[2]', f'event code {ec}, expected SE(PriceRule), EE')
     if s == 9:
-        if r.bits(1):
-            raise r.fail_back(1, 'PriceRuleStackType[9]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PriceRuleStackType[9]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.PriceRuleStackType(Duration=f_Duration, PriceRule=f_PriceRule)
 
 def _e_iso20_common_messages_PriceRuleStackType(w: BitWriter, o: _iso20_common_messages.PriceRuleStackType) -> None:
@@ -9092,6 +11944,8 @@ def _e_iso20_common_messages_PriceRuleStackType(w: BitWriter, o: _iso20_common_m
         w.spill()
 
 def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messages.PriceRuleType:
+    win = r.win
+    av = r.avail
     f_EnergyFee: _iso20_common_types.RationalNumberType
     f_ParkingFee: _iso20_common_types.RationalNumberType | None = None
     f_ParkingFeePeriod: int | None = None
@@ -9099,207 +11953,346 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
     f_RenewableGenerationPercentage: int | None = None
     f_PowerRangeStart: _iso20_common_types.RationalNumberType
     s = 0
-    c = r.bits(23)
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
-        raise r.fail_back(23, 'PriceRuleType', 'expected SE(EnergyFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 23, 'PriceRuleType', 'expected SE(EnergyFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_1_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(5)
+    av -= 5
+    if av < 0:
+        win, av = r.refill(av, 5)
+    c = (win >> av) & 0x1f
     if c & 0x18 != 0x0:
-        raise r.fail_back(5, 'PriceRuleType', 'expected EE of Value, EE')
+        raise r.fail_at(av + 5, 'PriceRuleType', 'expected EE of Value, EE')
     ec = (c & 7)
     f_EnergyFee = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     s = 1
     if ec == 0:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'PriceRuleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'PriceRuleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'PriceRuleType[1]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'PriceRuleType[1]', 'expected EE of Value, EE')
         f_ParkingFee = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 2
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'PriceRuleType[1]', 'expected CH of ParkingFeePeriod')
+            raise r.fail_at(av + 9, 'PriceRuleType[1]', 'expected CH of ParkingFeePeriod')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_ParkingFeePeriod = u
-        if r.bits(1):
-            raise r.fail_back(1, 'PriceRuleType[1]', 'expected EE of ParkingFeePeriod')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PriceRuleType[1]', 'expected EE of ParkingFeePeriod')
         s = 3
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'PriceRuleType[1]', 'expected CH of CarbonDioxideEmission')
+            raise r.fail_at(av + 9, 'PriceRuleType[1]', 'expected CH of CarbonDioxideEmission')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_CarbonDioxideEmission = u
-        if r.bits(1):
-            raise r.fail_back(1, 'PriceRuleType[1]', 'expected EE of CarbonDioxideEmission')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PriceRuleType[1]', 'expected EE of CarbonDioxideEmission')
         s = 4
     elif ec == 3:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x201 != 0x0:
-            raise r.fail_back(10, 'PriceRuleType[1]', 'expected CH of RenewableGenerationPercentage, EE of RenewableGenerationPercentage')
+            raise r.fail_at(av + 10, 'PriceRuleType[1]', 'expected CH of RenewableGenerationPercentage, EE of RenewableGenerationPercentage')
         f_RenewableGenerationPercentage = ((c >> 1) & 255)
         s = 5
     elif ec == 4:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'PriceRuleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'PriceRuleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_3_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_3_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'PriceRuleType[1]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'PriceRuleType[1]', 'expected EE of Value, EE')
         f_PowerRangeStart = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
         s = 6
     else:
-        raise r.fail('PriceRuleType[1]', f'event code {ec}, expected SE(ParkingFee), SE(ParkingFeePeriod), SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
+        raise r.fail_at(av, 'PriceRuleType[1]', f'event code {ec}, expected SE(ParkingFee), SE(ParkingFeePeriod), SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
     if s == 2:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'PriceRuleType[2]', 'expected CH of ParkingFeePeriod')
+                raise r.fail_at(av + 9, 'PriceRuleType[2]', 'expected CH of ParkingFeePeriod')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_ParkingFeePeriod = u
-            if r.bits(1):
-                raise r.fail_back(1, 'PriceRuleType[2]', 'expected EE of ParkingFeePeriod')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PriceRuleType[2]', 'expected EE of ParkingFeePeriod')
             s = 3
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'PriceRuleType[2]', 'expected CH of CarbonDioxideEmission')
+                raise r.fail_at(av + 9, 'PriceRuleType[2]', 'expected CH of CarbonDioxideEmission')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_CarbonDioxideEmission = u
-            if r.bits(1):
-                raise r.fail_back(1, 'PriceRuleType[2]', 'expected EE of CarbonDioxideEmission')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PriceRuleType[2]', 'expected EE of CarbonDioxideEmission')
             s = 4
         elif ec == 2:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x201 != 0x0:
-                raise r.fail_back(10, 'PriceRuleType[2]', 'expected CH of RenewableGenerationPercentage, EE of RenewableGenerationPercentage')
+                raise r.fail_at(av + 10, 'PriceRuleType[2]', 'expected CH of RenewableGenerationPercentage, EE of RenewableGenerationPercentage')
             f_RenewableGenerationPercentage = ((c >> 1) & 255)
             s = 5
         elif ec == 3:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'PriceRuleType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'PriceRuleType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_4_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'PriceRuleType[2]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'PriceRuleType[2]', 'expected EE of Value, EE')
             f_PowerRangeStart = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
             s = 6
         else:
-            raise r.fail('PriceRuleType[2]', f'event code {ec}, expected SE(ParkingFeePeriod), SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
+            raise r.fail_at(av, 'PriceRuleType[2]', f'event code {ec}, expected SE(ParkingFeePeriod), SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'PriceRuleType[3]', 'expected CH of CarbonDioxideEmission')
+                raise r.fail_at(av + 9, 'PriceRuleType[3]', 'expected CH of CarbonDioxideEmission')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_CarbonDioxideEmission = u
-            if r.bits(1):
-                raise r.fail_back(1, 'PriceRuleType[3]', 'expected EE of CarbonDioxideEmission')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PriceRuleType[3]', 'expected EE of CarbonDioxideEmission')
             s = 4
         elif ec == 1:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x201 != 0x0:
-                raise r.fail_back(10, 'PriceRuleType[3]', 'expected CH of RenewableGenerationPercentage, EE of RenewableGenerationPercentage')
+                raise r.fail_at(av + 10, 'PriceRuleType[3]', 'expected CH of RenewableGenerationPercentage, EE of RenewableGenerationPercentage')
             f_RenewableGenerationPercentage = ((c >> 1) & 255)
             s = 5
         elif ec == 2:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'PriceRuleType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'PriceRuleType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_5_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_5_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'PriceRuleType[3]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'PriceRuleType[3]', 'expected EE of Value, EE')
             f_PowerRangeStart = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
             s = 6
         else:
-            raise r.fail('PriceRuleType[3]', f'event code {ec}, expected SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
+            raise r.fail_at(av, 'PriceRuleType[3]', f'event code {ec}, expected SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x201 != 0x0:
-                raise r.fail_back(10, 'PriceRuleType[4]', 'expected CH of RenewableGenerationPercentage, EE of RenewableGenerationPercentage')
+                raise r.fail_at(av + 10, 'PriceRuleType[4]', 'expected CH of RenewableGenerationPercentage, EE of RenewableGenerationPercentage')
             f_RenewableGenerationPercentage = ((c >> 1) & 255)
             s = 5
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'PriceRuleType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'PriceRuleType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_6_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_6_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'PriceRuleType[4]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'PriceRuleType[4]', 'expected EE of Value, EE')
             f_PowerRangeStart = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
             s = 6
         else:
-            raise r.fail('PriceRuleType[4]', f'event code {ec}, expected SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
+            raise r.fail_at(av, 'PriceRuleType[4]', f'event code {ec}, expected SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
     if s == 5:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'PriceRuleType[5]', 'expected SE(PowerRangeStart), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'PriceRuleType[5]', 'expected SE(PowerRangeStart), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_7_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_7_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'PriceRuleType[5]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'PriceRuleType[5]', 'expected EE of Value, EE')
         f_PowerRangeStart = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
         s = 6
-    if r.bits(1):
-        raise r.fail_back(1, 'PriceRuleType', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'PriceRuleType', 'expected EE')
     s = -1
+    r.avail = av
     return _iso20_common_messages.PriceRuleType(EnergyFee=f_EnergyFee, ParkingFee=f_ParkingFee, ParkingFeePeriod=f_ParkingFeePeriod, CarbonDioxideEmission=f_CarbonDioxideEmission, RenewableGenerationPercentage=f_RenewableGenerationPercentage, PowerRangeStart=f_PowerRangeStart)
 
 def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messages.PriceRuleType) -> None:
@@ -9648,49 +12641,84 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
         w.spill()
 
 def _d_iso20_common_messages_PriceScheduleType(r: BitReader) -> _iso20_common_messages.PriceScheduleType:
+    win = r.win
+    av = r.avail
     f_TimeAnchor: int
     f_PriceScheduleID: int
     f_PriceScheduleDescription: str | None = None
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'PriceScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
+        raise r.fail_at(av + 10, 'PriceScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_TimeAnchor = u
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'PriceScheduleType', 'expected EE of TimeAnchor, SE(PriceScheduleID), CH of PriceScheduleID')
+        raise r.fail_at(av + 11, 'PriceScheduleType', 'expected EE of TimeAnchor, SE(PriceScheduleID), CH of PriceScheduleID')
     u = (c & 255)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_PriceScheduleID = u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'PriceScheduleType', 'expected EE of PriceScheduleID')
+        raise r.fail_at(av + 3, 'PriceScheduleType', 'expected EE of PriceScheduleID')
     ec = (c & 3)
     s = 2
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'PriceScheduleType[2]', 'expected CH of PriceScheduleDescription')
+            raise r.fail_at(av + 9, 'PriceScheduleType[2]', 'expected CH of PriceScheduleDescription')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_PriceScheduleDescription = r.string_of(u, 160)
-        if r.bits(1):
-            raise r.fail_back(1, 'PriceScheduleType[2]', 'expected EE of PriceScheduleDescription')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PriceScheduleType[2]', 'expected EE of PriceScheduleDescription')
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('PriceScheduleType[2]', f'event code {ec}, expected SE(PriceScheduleDescription), EE')
+        raise r.fail_at(av, 'PriceScheduleType[2]', f'event code {ec}, expected SE(PriceScheduleDescription), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'PriceScheduleType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PriceScheduleType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.PriceScheduleType(TimeAnchor=f_TimeAnchor, PriceScheduleID=f_PriceScheduleID, PriceScheduleDescription=f_PriceScheduleDescription)
 
 def _e_iso20_common_messages_PriceScheduleType(w: BitWriter, o: _iso20_common_messages.PriceScheduleType) -> None:
@@ -9767,26 +12795,49 @@ def _e_iso20_common_messages_PriceScheduleType(w: BitWriter, o: _iso20_common_me
         w.spill()
 
 def _d_iso20_common_messages_ScheduleExchangeReqType(r: BitReader) -> _iso20_common_messages.ScheduleExchangeReqType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_MaximumSupportingPoints: int
     f_Dynamic_SEReqControlMode: _iso20_common_messages.Dynamic_SEReqControlModeType | None = None
     f_Scheduled_SEReqControlMode: _iso20_common_messages.Scheduled_SEReqControlModeType | None = None
-    if r.bits(1):
-        raise r.fail_back(1, 'ScheduleExchangeReqType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ScheduleExchangeReqType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(15)
+    win = r.win
+    av = r.avail
+    av -= 15
+    if av < 0:
+        win, av = r.refill(av, 15)
+    c = (win >> av) & 0x7fff
     if c & 0x6004 != 0x0:
-        raise r.fail_back(15, 'ScheduleExchangeReqType', 'expected SE(MaximumSupportingPoints), CH of MaximumSupportingPoints, EE of MaximumSupportingPoints')
+        raise r.fail_at(av + 15, 'ScheduleExchangeReqType', 'expected SE(MaximumSupportingPoints), CH of MaximumSupportingPoints, EE of MaximumSupportingPoints')
     f_MaximumSupportingPoints = ((c >> 3) & 1023) + 12
     ec = (c & 3)
     if ec == 0:
+        r.avail = av
         f_Dynamic_SEReqControlMode = _d_iso20_common_messages_Dynamic_SEReqControlModeType(r)
+        win = r.win
+        av = r.avail
     elif ec == 1:
+        r.avail = av
         f_Scheduled_SEReqControlMode = _d_iso20_common_messages_Scheduled_SEReqControlModeType(r)
+        win = r.win
+        av = r.avail
     else:
-        raise r.fail('ScheduleExchangeReqType[2]', f'event code {ec}, expected SE(Dynamic_SEReqControlMode), SE(Scheduled_SEReqControlMode)')
-    if r.bits(1):
-        raise r.fail_back(1, 'ScheduleExchangeReqType', 'expected EE')
+        raise r.fail_at(av, 'ScheduleExchangeReqType[2]', f'event code {ec}, expected SE(Dynamic_SEReqControlMode), SE(Scheduled_SEReqControlMode)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ScheduleExchangeReqType', 'expected EE')
+    r.avail = av
     return _iso20_common_messages.ScheduleExchangeReqType(Header=f_Header, MaximumSupportingPoints=f_MaximumSupportingPoints, Dynamic_SEReqControlMode=f_Dynamic_SEReqControlMode, Scheduled_SEReqControlMode=f_Scheduled_SEReqControlMode)
 
 def _e_iso20_common_messages_ScheduleExchangeReqType(w: BitWriter, o: _iso20_common_messages.ScheduleExchangeReqType) -> None:
@@ -9835,6 +12886,8 @@ def _e_iso20_common_messages_ScheduleExchangeReqType(w: BitWriter, o: _iso20_com
         w.spill()
 
 def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader) -> _iso20_common_messages.ScheduleExchangeResType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEProcessing: _iso20_common_types.processingType
@@ -9842,51 +12895,84 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader) -> _iso20_com
     f_Dynamic_SEResControlMode: _iso20_common_messages.Dynamic_SEResControlModeType | None = None
     f_Scheduled_SEResControlMode: _iso20_common_messages.Scheduled_SEResControlModeType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'ScheduleExchangeResType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ScheduleExchangeResType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(16)
+    win = r.win
+    av = r.avail
+    av -= 16
+    if av < 0:
+        win, av = r.refill(av, 16)
+    c = (win >> av) & 0xffff
     if c & 0xc0e4 != 0x0:
-        raise r.fail_back(16, 'ScheduleExchangeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
+        raise r.fail_at(av + 16, 'ScheduleExchangeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
     iv = ((c >> 8) & 63)
     if iv >= 40:
-        raise r.fail('ScheduleExchangeResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'ScheduleExchangeResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     iv = ((c >> 3) & 3)
     if iv >= 3:
-        raise r.fail('ScheduleExchangeResType.EVSEProcessing', f'enumeration index {iv}')
+        raise r.fail_at(av, 'ScheduleExchangeResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
     ec = (c & 3)
     s = 1
     s = 2
     s = 3
     if ec == 0:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'ScheduleExchangeResType[3]', 'expected CH of GoToPause, EE of GoToPause')
+            raise r.fail_at(av + 3, 'ScheduleExchangeResType[3]', 'expected CH of GoToPause, EE of GoToPause')
         f_GoToPause = ((c >> 1) & 1) == 1
         s = 4
     elif ec == 1:
+        r.avail = av
         f_Dynamic_SEResControlMode = _d_iso20_common_messages_Dynamic_SEResControlModeType(r)
+        win = r.win
+        av = r.avail
         s = 5
     elif ec == 2:
+        r.avail = av
         f_Scheduled_SEResControlMode = _d_iso20_common_messages_Scheduled_SEResControlModeType(r)
+        win = r.win
+        av = r.avail
         s = 5
     else:
-        raise r.fail('ScheduleExchangeResType[3]', f'event code {ec}, expected SE(GoToPause), SE(Dynamic_SEResControlMode), SE(Scheduled_SEResControlMode)')
+        raise r.fail_at(av, 'ScheduleExchangeResType[3]', f'event code {ec}, expected SE(GoToPause), SE(Dynamic_SEResControlMode), SE(Scheduled_SEResControlMode)')
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_Dynamic_SEResControlMode = _d_iso20_common_messages_Dynamic_SEResControlModeType(r)
+            win = r.win
+            av = r.avail
             s = 5
         elif ec == 1:
+            r.avail = av
             f_Scheduled_SEResControlMode = _d_iso20_common_messages_Scheduled_SEResControlModeType(r)
+            win = r.win
+            av = r.avail
             s = 5
         else:
-            raise r.fail('ScheduleExchangeResType[4]', f'event code {ec}, expected SE(Dynamic_SEResControlMode), SE(Scheduled_SEResControlMode)')
-    if r.bits(1):
-        raise r.fail_back(1, 'ScheduleExchangeResType', 'expected EE')
+            raise r.fail_at(av, 'ScheduleExchangeResType[4]', f'event code {ec}, expected SE(Dynamic_SEResControlMode), SE(Scheduled_SEResControlMode)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ScheduleExchangeResType', 'expected EE')
     s = -1
+    r.avail = av
     return _iso20_common_messages.ScheduleExchangeResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, GoToPause=f_GoToPause, Dynamic_SEResControlMode=f_Dynamic_SEResControlMode, Scheduled_SEResControlMode=f_Scheduled_SEResControlMode)
 
 def _e_iso20_common_messages_ScheduleExchangeResType(w: BitWriter, o: _iso20_common_messages.ScheduleExchangeResType) -> None:
@@ -9969,36 +13055,61 @@ def _e_iso20_common_messages_ScheduleExchangeResType(w: BitWriter, o: _iso20_com
         w.spill()
 
 def _d_iso20_common_messages_ScheduleTupleType(r: BitReader) -> _iso20_common_messages.ScheduleTupleType:
+    win = r.win
+    av = r.avail
     f_ScheduleTupleID: int
     f_ChargingSchedule: _iso20_common_messages.ChargingScheduleType
     f_DischargingSchedule: _iso20_common_messages.ChargingScheduleType | None = None
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'ScheduleTupleType', 'expected SE(ScheduleTupleID), CH of ScheduleTupleID')
+        raise r.fail_at(av + 10, 'ScheduleTupleType', 'expected SE(ScheduleTupleID), CH of ScheduleTupleID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_ScheduleTupleID = u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'ScheduleTupleType', 'expected EE of ScheduleTupleID, SE(ChargingSchedule)')
+        raise r.fail_at(av + 2, 'ScheduleTupleType', 'expected EE of ScheduleTupleID, SE(ChargingSchedule)')
     s = 1
+    r.avail = av
     f_ChargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 2
     if ec == 0:
+        r.avail = av
         f_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
+        raise r.fail_at(av, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'ScheduleTupleType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ScheduleTupleType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.ScheduleTupleType(ScheduleTupleID=f_ScheduleTupleID, ChargingSchedule=f_ChargingSchedule, DischargingSchedule=f_DischargingSchedule)
 
 def _e_iso20_common_messages_ScheduleTupleType(w: BitWriter, o: _iso20_common_messages.ScheduleTupleType) -> None:
@@ -10059,35 +13170,54 @@ def _e_iso20_common_messages_ScheduleTupleType(w: BitWriter, o: _iso20_common_me
         w.spill()
 
 def _d_iso20_common_messages_Scheduled_EVPPTControlModeType(r: BitReader) -> _iso20_common_messages.Scheduled_EVPPTControlModeType:
+    win = r.win
+    av = r.avail
     f_SelectedScheduleTupleID: int
     f_PowerToleranceAcceptance: _iso20_common_messages.powerToleranceAcceptanceType | None = None
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'Scheduled_EVPPTControlModeType', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
+        raise r.fail_at(av + 10, 'Scheduled_EVPPTControlModeType', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_SelectedScheduleTupleID = u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'Scheduled_EVPPTControlModeType', 'expected EE of SelectedScheduleTupleID')
+        raise r.fail_at(av + 3, 'Scheduled_EVPPTControlModeType', 'expected EE of SelectedScheduleTupleID')
     ec = (c & 3)
     s = 1
     if ec == 0:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'Scheduled_EVPPTControlModeType[1]', 'expected CH of PowerToleranceAcceptance, EE of PowerToleranceAcceptance')
+            raise r.fail_at(av + 3, 'Scheduled_EVPPTControlModeType[1]', 'expected CH of PowerToleranceAcceptance, EE of PowerToleranceAcceptance')
         f_PowerToleranceAcceptance = _E_iso20_common_messages_powerToleranceAcceptanceType[((c >> 1) & 1)]
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('Scheduled_EVPPTControlModeType[1]', f'event code {ec}, expected SE(PowerToleranceAcceptance), EE')
+        raise r.fail_at(av, 'Scheduled_EVPPTControlModeType[1]', f'event code {ec}, expected SE(PowerToleranceAcceptance), EE')
     if s == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'Scheduled_EVPPTControlModeType[2]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Scheduled_EVPPTControlModeType[2]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.Scheduled_EVPPTControlModeType(SelectedScheduleTupleID=f_SelectedScheduleTupleID, PowerToleranceAcceptance=f_PowerToleranceAcceptance)
 
 def _e_iso20_common_messages_Scheduled_EVPPTControlModeType(w: BitWriter, o: _iso20_common_messages.Scheduled_EVPPTControlModeType) -> None:
@@ -10135,207 +13265,335 @@ def _e_iso20_common_messages_Scheduled_EVPPTControlModeType(w: BitWriter, o: _is
         w.spill()
 
 def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _iso20_common_messages.Scheduled_SEReqControlModeType:
+    win = r.win
+    av = r.avail
     f_DepartureTime: int | None = None
     f_EVTargetEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVEnergyOffer: _iso20_common_messages.EVEnergyOfferType | None = None
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'Scheduled_SEReqControlModeType[0]', 'expected CH of DepartureTime')
+            raise r.fail_at(av + 9, 'Scheduled_SEReqControlModeType[0]', 'expected CH of DepartureTime')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_DepartureTime = u
-        if r.bits(1):
-            raise r.fail_back(1, 'Scheduled_SEReqControlModeType[0]', 'expected EE of DepartureTime')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Scheduled_SEReqControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Scheduled_SEReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Scheduled_SEReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Value, EE')
         f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 2
     elif ec == 2:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Scheduled_SEReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Scheduled_SEReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Value, EE')
         f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 3
     elif ec == 3:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Scheduled_SEReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Scheduled_SEReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_3_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_3_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Value, EE')
         f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
         s = 4
     elif ec == 4:
+        r.avail = av
         f_EVEnergyOffer = _d_iso20_common_messages_EVEnergyOfferType(r)
+        win = r.win
+        av = r.avail
         s = 5
     elif ec == 5:
         s = -1
     else:
-        raise r.fail('Scheduled_SEReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVEnergyOffer), EE')
+        raise r.fail_at(av, 'Scheduled_SEReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVEnergyOffer), EE')
     if s == 1:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_SEReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_SEReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_4_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_SEReqControlModeType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[1]', 'expected EE of Value, EE')
             f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
             s = 2
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_SEReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_SEReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_5_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_5_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_SEReqControlModeType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[1]', 'expected EE of Value, EE')
             f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
             s = 3
         elif ec == 2:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_SEReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_SEReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_6_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_6_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_SEReqControlModeType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[1]', 'expected EE of Value, EE')
             f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
             s = 4
         elif ec == 3:
+            r.avail = av
             f_EVEnergyOffer = _d_iso20_common_messages_EVEnergyOfferType(r)
+            win = r.win
+            av = r.avail
             s = 5
         elif ec == 4:
             s = -1
         else:
-            raise r.fail('Scheduled_SEReqControlModeType[1]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVEnergyOffer), EE')
+            raise r.fail_at(av, 'Scheduled_SEReqControlModeType[1]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVEnergyOffer), EE')
     if s == 2:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_SEReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_SEReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_7_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_7_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_SEReqControlModeType[2]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[2]', 'expected EE of Value, EE')
             f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
             s = 3
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_SEReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_SEReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_8_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_8_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_SEReqControlModeType[2]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[2]', 'expected EE of Value, EE')
             f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
             s = 4
         elif ec == 2:
+            r.avail = av
             f_EVEnergyOffer = _d_iso20_common_messages_EVEnergyOfferType(r)
+            win = r.win
+            av = r.avail
             s = 5
         elif ec == 3:
             s = -1
         else:
-            raise r.fail('Scheduled_SEReqControlModeType[2]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVEnergyOffer), EE')
+            raise r.fail_at(av, 'Scheduled_SEReqControlModeType[2]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVEnergyOffer), EE')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_SEReqControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_SEReqControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_9_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_9_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_SEReqControlModeType[3]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[3]', 'expected EE of Value, EE')
             f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
             s = 4
         elif ec == 1:
+            r.avail = av
             f_EVEnergyOffer = _d_iso20_common_messages_EVEnergyOfferType(r)
+            win = r.win
+            av = r.avail
             s = 5
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('Scheduled_SEReqControlModeType[3]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVEnergyOffer), EE')
+            raise r.fail_at(av, 'Scheduled_SEReqControlModeType[3]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVEnergyOffer), EE')
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_EVEnergyOffer = _d_iso20_common_messages_EVEnergyOfferType(r)
+            win = r.win
+            av = r.avail
             s = 5
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('Scheduled_SEReqControlModeType[4]', f'event code {ec}, expected SE(EVEnergyOffer), EE')
+            raise r.fail_at(av, 'Scheduled_SEReqControlModeType[4]', f'event code {ec}, expected SE(EVEnergyOffer), EE')
     if s == 5:
-        if r.bits(1):
-            raise r.fail_back(1, 'Scheduled_SEReqControlModeType[5]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Scheduled_SEReqControlModeType[5]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.Scheduled_SEReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVEnergyOffer=f_EVEnergyOffer)
 
 def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _iso20_common_messages.Scheduled_SEReqControlModeType) -> None:
@@ -10686,34 +13944,60 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
         w.spill()
 
 def _d_iso20_common_messages_Scheduled_SEResControlModeType(r: BitReader) -> _iso20_common_messages.Scheduled_SEResControlModeType:
+    win = r.win
+    av = r.avail
     f_ScheduleTuple: list[_iso20_common_messages.ScheduleTupleType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'Scheduled_SEResControlModeType', 'expected SE(ScheduleTuple)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'Scheduled_SEResControlModeType', 'expected SE(ScheduleTuple)')
+    r.avail = av
     f_ScheduleTuple.append(_d_iso20_common_messages_ScheduleTupleType(r))
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 1
     if ec == 0:
+        r.avail = av
         f_ScheduleTuple.append(_d_iso20_common_messages_ScheduleTupleType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('Scheduled_SEResControlModeType[1]', f'event code {ec}, expected SE(ScheduleTuple), EE')
+        raise r.fail_at(av, 'Scheduled_SEResControlModeType[1]', f'event code {ec}, expected SE(ScheduleTuple), EE')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_ScheduleTuple.append(_d_iso20_common_messages_ScheduleTupleType(r))
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('Scheduled_SEResControlModeType[2]', f'event code {ec}, expected SE(ScheduleTuple), EE')
+            raise r.fail_at(av, 'Scheduled_SEResControlModeType[2]', f'event code {ec}, expected SE(ScheduleTuple), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'Scheduled_SEResControlModeType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Scheduled_SEResControlModeType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.Scheduled_SEResControlModeType(ScheduleTuple=f_ScheduleTuple)
 
 def _e_iso20_common_messages_Scheduled_SEResControlModeType(w: BitWriter, o: _iso20_common_messages.Scheduled_SEResControlModeType) -> None:
@@ -10778,17 +14062,29 @@ def _e_iso20_common_messages_Scheduled_SEResControlModeType(w: BitWriter, o: _is
         w.spill()
 
 def _d_iso20_common_messages_Scheduled_SMDTControlModeType(r: BitReader) -> _iso20_common_messages.Scheduled_SMDTControlModeType:
+    win = r.win
+    av = r.avail
     f_SelectedScheduleTupleID: int
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'Scheduled_SMDTControlModeType', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
+        raise r.fail_at(av + 10, 'Scheduled_SMDTControlModeType', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_SelectedScheduleTupleID = u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'Scheduled_SMDTControlModeType', 'expected EE of SelectedScheduleTupleID, EE')
+        raise r.fail_at(av + 2, 'Scheduled_SMDTControlModeType', 'expected EE of SelectedScheduleTupleID, EE')
+    r.avail = av
     return _iso20_common_messages.Scheduled_SMDTControlModeType(SelectedScheduleTupleID=f_SelectedScheduleTupleID)
 
 def _e_iso20_common_messages_Scheduled_SMDTControlModeType(w: BitWriter, o: _iso20_common_messages.Scheduled_SMDTControlModeType) -> None:
@@ -10821,48 +14117,83 @@ def _e_iso20_common_messages_Scheduled_SMDTControlModeType(w: BitWriter, o: _iso
         w.spill()
 
 def _d_iso20_common_messages_SelectedServiceListType(r: BitReader) -> _iso20_common_messages.SelectedServiceListType:
+    win = r.win
+    av = r.avail
     f_SelectedService: list[_iso20_common_messages.SelectedServiceType] = []
     s = 0
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'SelectedServiceListType', 'expected SE(SelectedService), SE(ServiceID), CH of ServiceID')
+        raise r.fail_at(av + 11, 'SelectedServiceListType', 'expected SE(SelectedService), SE(ServiceID), CH of ServiceID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_ServiceID = u
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'SelectedServiceListType', 'expected EE of ServiceID, SE(ParameterSetID), CH of ParameterSetID')
+        raise r.fail_at(av + 11, 'SelectedServiceListType', 'expected EE of ServiceID, SE(ParameterSetID), CH of ParameterSetID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_ParameterSetID = u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'SelectedServiceListType', 'expected EE of ParameterSetID, EE')
+        raise r.fail_at(av + 2, 'SelectedServiceListType', 'expected EE of ParameterSetID, EE')
     f_SelectedService.append(_iso20_common_messages.SelectedServiceType(ServiceID=f_1_ServiceID, ParameterSetID=f_1_ParameterSetID))
     s = 1
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'SelectedServiceListType[1]', 'expected SE(ServiceID), CH of ServiceID')
+                raise r.fail_at(av + 10, 'SelectedServiceListType[1]', 'expected SE(ServiceID), CH of ServiceID')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_2_ServiceID = u
-            c = r.bits(11)
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
             if c & 0x700 != 0x0:
-                raise r.fail_back(11, 'SelectedServiceListType[1]', 'expected EE of ServiceID, SE(ParameterSetID), CH of ParameterSetID')
+                raise r.fail_at(av + 11, 'SelectedServiceListType[1]', 'expected EE of ServiceID, SE(ParameterSetID), CH of ParameterSetID')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_2_ParameterSetID = u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'SelectedServiceListType[1]', 'expected EE of ParameterSetID, EE')
+                raise r.fail_at(av + 2, 'SelectedServiceListType[1]', 'expected EE of ParameterSetID, EE')
             f_SelectedService.append(_iso20_common_messages.SelectedServiceType(ServiceID=f_2_ServiceID, ParameterSetID=f_2_ParameterSetID))
             n += 1
             if n == 15:
@@ -10872,11 +14203,16 @@ def _d_iso20_common_messages_SelectedServiceListType(r: BitReader) -> _iso20_com
             s = -1
             break
         else:
-            raise r.fail('SelectedServiceListType[1]', f'event code {ec}, expected SE(SelectedService), EE')
+            raise r.fail_at(av, 'SelectedServiceListType[1]', f'event code {ec}, expected SE(SelectedService), EE')
     if s == 16:
-        if r.bits(1):
-            raise r.fail_back(1, 'SelectedServiceListType[16]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SelectedServiceListType[16]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.SelectedServiceListType(SelectedService=f_SelectedService)
 
 def _e_iso20_common_messages_SelectedServiceListType(w: BitWriter, o: _iso20_common_messages.SelectedServiceListType) -> None:
@@ -11001,25 +14337,43 @@ def _e_iso20_common_messages_SelectedServiceListType(w: BitWriter, o: _iso20_com
         w.spill()
 
 def _d_iso20_common_messages_SelectedServiceType(r: BitReader) -> _iso20_common_messages.SelectedServiceType:
+    win = r.win
+    av = r.avail
     f_ServiceID: int
     f_ParameterSetID: int
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'SelectedServiceType', 'expected SE(ServiceID), CH of ServiceID')
+        raise r.fail_at(av + 10, 'SelectedServiceType', 'expected SE(ServiceID), CH of ServiceID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_ServiceID = u
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'SelectedServiceType', 'expected EE of ServiceID, SE(ParameterSetID), CH of ParameterSetID')
+        raise r.fail_at(av + 11, 'SelectedServiceType', 'expected EE of ServiceID, SE(ParameterSetID), CH of ParameterSetID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_ParameterSetID = u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'SelectedServiceType', 'expected EE of ParameterSetID, EE')
+        raise r.fail_at(av + 2, 'SelectedServiceType', 'expected EE of ParameterSetID, EE')
+    r.avail = av
     return _iso20_common_messages.SelectedServiceType(ServiceID=f_ServiceID, ParameterSetID=f_ParameterSetID)
 
 def _e_iso20_common_messages_SelectedServiceType(w: BitWriter, o: _iso20_common_messages.SelectedServiceType) -> None:
@@ -11071,21 +14425,40 @@ def _e_iso20_common_messages_SelectedServiceType(w: BitWriter, o: _iso20_common_
         w.spill()
 
 def _d_iso20_common_messages_ServiceDetailReqType(r: BitReader) -> _iso20_common_messages.ServiceDetailReqType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ServiceID: int
-    if r.bits(1):
-        raise r.fail_back(1, 'ServiceDetailReqType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ServiceDetailReqType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'ServiceDetailReqType', 'expected SE(ServiceID), CH of ServiceID')
+        raise r.fail_at(av + 10, 'ServiceDetailReqType', 'expected SE(ServiceID), CH of ServiceID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_ServiceID = u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'ServiceDetailReqType', 'expected EE of ServiceID, EE')
+        raise r.fail_at(av + 2, 'ServiceDetailReqType', 'expected EE of ServiceID, EE')
+    r.avail = av
     return _iso20_common_messages.ServiceDetailReqType(Header=f_Header, ServiceID=f_ServiceID)
 
 def _e_iso20_common_messages_ServiceDetailReqType(w: BitWriter, o: _iso20_common_messages.ServiceDetailReqType) -> None:
@@ -11127,30 +14500,56 @@ def _e_iso20_common_messages_ServiceDetailReqType(w: BitWriter, o: _iso20_common
         w.spill()
 
 def _d_iso20_common_messages_ServiceDetailResType(r: BitReader) -> _iso20_common_messages.ServiceDetailResType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_ServiceID: int
     f_ServiceParameterList: _iso20_common_messages.ServiceParameterListType
-    if r.bits(1):
-        raise r.fail_back(1, 'ServiceDetailResType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ServiceDetailResType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(19)
+    win = r.win
+    av = r.avail
+    av -= 19
+    if av < 0:
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
     if c & 0x60700 != 0x0:
-        raise r.fail_back(19, 'ServiceDetailResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID')
+        raise r.fail_at(av + 19, 'ServiceDetailResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID')
     iv = ((c >> 11) & 63)
     if iv >= 40:
-        raise r.fail('ServiceDetailResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'ServiceDetailResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_ServiceID = u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'ServiceDetailResType', 'expected EE of ServiceID, SE(ServiceParameterList)')
+        raise r.fail_at(av + 2, 'ServiceDetailResType', 'expected EE of ServiceID, SE(ServiceParameterList)')
+    r.avail = av
     f_ServiceParameterList = _d_iso20_common_messages_ServiceParameterListType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'ServiceDetailResType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ServiceDetailResType', 'expected EE')
+    r.avail = av
     return _iso20_common_messages.ServiceDetailResType(Header=f_Header, ResponseCode=f_ResponseCode, ServiceID=f_ServiceID, ServiceParameterList=f_ServiceParameterList)
 
 def _e_iso20_common_messages_ServiceDetailResType(w: BitWriter, o: _iso20_common_messages.ServiceDetailResType) -> None:
@@ -11203,26 +14602,46 @@ def _e_iso20_common_messages_ServiceDetailResType(w: BitWriter, o: _iso20_common
         w.spill()
 
 def _d_iso20_common_messages_ServiceDiscoveryReqType(r: BitReader) -> _iso20_common_messages.ServiceDiscoveryReqType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_SupportedServiceIDs: _iso20_common_messages.ServiceIDListType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'ServiceDiscoveryReqType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ServiceDiscoveryReqType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 1
     if ec == 0:
+        r.avail = av
         f_SupportedServiceIDs = _d_iso20_common_messages_ServiceIDListType(r)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('ServiceDiscoveryReqType[1]', f'event code {ec}, expected SE(SupportedServiceIDs), EE')
+        raise r.fail_at(av, 'ServiceDiscoveryReqType[1]', f'event code {ec}, expected SE(SupportedServiceIDs), EE')
     if s == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'ServiceDiscoveryReqType[2]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ServiceDiscoveryReqType[2]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.ServiceDiscoveryReqType(Header=f_Header, SupportedServiceIDs=f_SupportedServiceIDs)
 
 def _e_iso20_common_messages_ServiceDiscoveryReqType(w: BitWriter, o: _iso20_common_messages.ServiceDiscoveryReqType) -> None:
@@ -11263,41 +14682,67 @@ def _e_iso20_common_messages_ServiceDiscoveryReqType(w: BitWriter, o: _iso20_com
         w.spill()
 
 def _d_iso20_common_messages_ServiceDiscoveryResType(r: BitReader) -> _iso20_common_messages.ServiceDiscoveryResType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_ServiceRenegotiationSupported: bool
     f_EnergyTransferServiceList: _iso20_common_messages.ServiceListType
     f_VASList: _iso20_common_messages.ServiceListType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'ServiceDiscoveryResType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ServiceDiscoveryResType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(14)
+    win = r.win
+    av = r.avail
+    av -= 14
+    if av < 0:
+        win, av = r.refill(av, 14)
+    c = (win >> av) & 0x3fff
     if c & 0x303b != 0x0:
-        raise r.fail_back(14, 'ServiceDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceRenegotiationSupported), CH of ServiceRenegotiationSupported, EE of ServiceRenegotiationSupported, SE(EnergyTransferServiceList)')
+        raise r.fail_at(av + 14, 'ServiceDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceRenegotiationSupported), CH of ServiceRenegotiationSupported, EE of ServiceRenegotiationSupported, SE(EnergyTransferServiceList)')
     iv = ((c >> 6) & 63)
     if iv >= 40:
-        raise r.fail('ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     f_ServiceRenegotiationSupported = ((c >> 2) & 1) == 1
     s = 1
     s = 2
     s = 3
+    r.avail = av
     f_EnergyTransferServiceList = _d_iso20_common_messages_ServiceListType(r)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 4
     if ec == 0:
+        r.avail = av
         f_VASList = _d_iso20_common_messages_ServiceListType(r)
+        win = r.win
+        av = r.avail
         s = 5
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('ServiceDiscoveryResType[4]', f'event code {ec}, expected SE(VASList), EE')
+        raise r.fail_at(av, 'ServiceDiscoveryResType[4]', f'event code {ec}, expected SE(VASList), EE')
     if s == 5:
-        if r.bits(1):
-            raise r.fail_back(1, 'ServiceDiscoveryResType[5]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ServiceDiscoveryResType[5]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.ServiceDiscoveryResType(Header=f_Header, ResponseCode=f_ResponseCode, ServiceRenegotiationSupported=f_ServiceRenegotiationSupported, EnergyTransferServiceList=f_EnergyTransferServiceList, VASList=f_VASList)
 
 def _e_iso20_common_messages_ServiceDiscoveryResType(w: BitWriter, o: _iso20_common_messages.ServiceDiscoveryResType) -> None:
@@ -11354,31 +14799,56 @@ def _e_iso20_common_messages_ServiceDiscoveryResType(w: BitWriter, o: _iso20_com
         w.spill()
 
 def _d_iso20_common_messages_ServiceIDListType(r: BitReader) -> _iso20_common_messages.ServiceIDListType:
+    win = r.win
+    av = r.avail
     f_ServiceID: list[int] = []
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'ServiceIDListType', 'expected SE(ServiceID), CH of ServiceID')
+        raise r.fail_at(av + 10, 'ServiceIDListType', 'expected SE(ServiceID), CH of ServiceID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_ServiceID.append(u)
-    if r.bits(1):
-        raise r.fail_back(1, 'ServiceIDListType', 'expected EE of ServiceID')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ServiceIDListType', 'expected EE of ServiceID')
     s = 1
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'ServiceIDListType[1]', 'expected CH of ServiceID')
+                raise r.fail_at(av + 9, 'ServiceIDListType[1]', 'expected CH of ServiceID')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_ServiceID.append(u)
-            if r.bits(1):
-                raise r.fail_back(1, 'ServiceIDListType[1]', 'expected EE of ServiceID')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'ServiceIDListType[1]', 'expected EE of ServiceID')
             n += 1
             if n == 15:
                 s = 16
@@ -11387,11 +14857,16 @@ def _d_iso20_common_messages_ServiceIDListType(r: BitReader) -> _iso20_common_me
             s = -1
             break
         else:
-            raise r.fail('ServiceIDListType[1]', f'event code {ec}, expected SE(ServiceID), EE')
+            raise r.fail_at(av, 'ServiceIDListType[1]', f'event code {ec}, expected SE(ServiceID), EE')
     if s == 16:
-        if r.bits(1):
-            raise r.fail_back(1, 'ServiceIDListType[16]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ServiceIDListType[16]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.ServiceIDListType(ServiceID=f_ServiceID)
 
 def _e_iso20_common_messages_ServiceIDListType(w: BitWriter, o: _iso20_common_messages.ServiceIDListType) -> None:
@@ -11470,35 +14945,58 @@ def _e_iso20_common_messages_ServiceIDListType(w: BitWriter, o: _iso20_common_me
         w.spill()
 
 def _d_iso20_common_messages_ServiceListType(r: BitReader) -> _iso20_common_messages.ServiceListType:
+    win = r.win
+    av = r.avail
     f_Service: list[_iso20_common_messages.ServiceType] = []
     s = 0
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'ServiceListType', 'expected SE(Service), SE(ServiceID), CH of ServiceID')
+        raise r.fail_at(av + 11, 'ServiceListType', 'expected SE(Service), SE(ServiceID), CH of ServiceID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_ServiceID = u
-    c = r.bits(6)
+    av -= 6
+    if av < 0:
+        win, av = r.refill(av, 6)
+    c = (win >> av) & 0x3f
     if c & 0x3b != 0x0:
-        raise r.fail_back(6, 'ServiceListType', 'expected EE of ServiceID, SE(FreeService), CH of FreeService, EE of FreeService, EE')
+        raise r.fail_at(av + 6, 'ServiceListType', 'expected EE of ServiceID, SE(FreeService), CH of FreeService, EE of FreeService, EE')
     f_1_FreeService = ((c >> 2) & 1) == 1
     f_Service.append(_iso20_common_messages.ServiceType(ServiceID=f_1_ServiceID, FreeService=f_1_FreeService))
     s = 1
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'ServiceListType[1]', 'expected SE(ServiceID), CH of ServiceID')
+                raise r.fail_at(av + 10, 'ServiceListType[1]', 'expected SE(ServiceID), CH of ServiceID')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_2_ServiceID = u
-            c = r.bits(6)
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 6)
+            c = (win >> av) & 0x3f
             if c & 0x3b != 0x0:
-                raise r.fail_back(6, 'ServiceListType[1]', 'expected EE of ServiceID, SE(FreeService), CH of FreeService, EE of FreeService, EE')
+                raise r.fail_at(av + 6, 'ServiceListType[1]', 'expected EE of ServiceID, SE(FreeService), CH of FreeService, EE of FreeService, EE')
             f_2_FreeService = ((c >> 2) & 1) == 1
             f_Service.append(_iso20_common_messages.ServiceType(ServiceID=f_2_ServiceID, FreeService=f_2_FreeService))
             n += 1
@@ -11509,11 +15007,16 @@ def _d_iso20_common_messages_ServiceListType(r: BitReader) -> _iso20_common_mess
             s = -1
             break
         else:
-            raise r.fail('ServiceListType[1]', f'event code {ec}, expected SE(Service), EE')
+            raise r.fail_at(av, 'ServiceListType[1]', f'event code {ec}, expected SE(Service), EE')
     if s == 8:
-        if r.bits(1):
-            raise r.fail_back(1, 'ServiceListType[8]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ServiceListType[8]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.ServiceListType(Service=f_Service)
 
 def _e_iso20_common_messages_ServiceListType(w: BitWriter, o: _iso20_common_messages.ServiceListType) -> None:
@@ -11604,17 +15107,32 @@ def _e_iso20_common_messages_ServiceListType(w: BitWriter, o: _iso20_common_mess
         w.spill()
 
 def _d_iso20_common_messages_ServiceParameterListType(r: BitReader) -> _iso20_common_messages.ServiceParameterListType:
+    win = r.win
+    av = r.avail
     f_ParameterSet: list[_iso20_common_messages.ParameterSetType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'ServiceParameterListType', 'expected SE(ParameterSet)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ServiceParameterListType', 'expected SE(ParameterSet)')
+    r.avail = av
     f_ParameterSet.append(_d_iso20_common_messages_ParameterSetType(r))
+    win = r.win
+    av = r.avail
     s = 1
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_ParameterSet.append(_d_iso20_common_messages_ParameterSetType(r))
+            win = r.win
+            av = r.avail
             n += 1
             if n == 31:
                 s = 32
@@ -11623,11 +15141,16 @@ def _d_iso20_common_messages_ServiceParameterListType(r: BitReader) -> _iso20_co
             s = -1
             break
         else:
-            raise r.fail('ServiceParameterListType[1]', f'event code {ec}, expected SE(ParameterSet), EE')
+            raise r.fail_at(av, 'ServiceParameterListType[1]', f'event code {ec}, expected SE(ParameterSet), EE')
     if s == 32:
-        if r.bits(1):
-            raise r.fail_back(1, 'ServiceParameterListType[32]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ServiceParameterListType[32]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.ServiceParameterListType(ParameterSet=f_ParameterSet)
 
 def _e_iso20_common_messages_ServiceParameterListType(w: BitWriter, o: _iso20_common_messages.ServiceParameterListType) -> None:
@@ -11682,45 +15205,77 @@ def _e_iso20_common_messages_ServiceParameterListType(w: BitWriter, o: _iso20_co
         w.spill()
 
 def _d_iso20_common_messages_ServiceSelectionReqType(r: BitReader) -> _iso20_common_messages.ServiceSelectionReqType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_SelectedEnergyTransferService: _iso20_common_messages.SelectedServiceType
     f_SelectedVASList: _iso20_common_messages.SelectedServiceListType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'ServiceSelectionReqType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ServiceSelectionReqType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(11)
+    win = r.win
+    av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'ServiceSelectionReqType', 'expected SE(SelectedEnergyTransferService), SE(ServiceID), CH of ServiceID')
+        raise r.fail_at(av + 11, 'ServiceSelectionReqType', 'expected SE(SelectedEnergyTransferService), SE(ServiceID), CH of ServiceID')
     u = (c & 255)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_ServiceID = u
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'ServiceSelectionReqType', 'expected EE of ServiceID, SE(ParameterSetID), CH of ParameterSetID')
+        raise r.fail_at(av + 11, 'ServiceSelectionReqType', 'expected EE of ServiceID, SE(ParameterSetID), CH of ParameterSetID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_ParameterSetID = u
-    c = r.bits(4)
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0xc != 0x0:
-        raise r.fail_back(4, 'ServiceSelectionReqType', 'expected EE of ParameterSetID, EE')
+        raise r.fail_at(av + 4, 'ServiceSelectionReqType', 'expected EE of ParameterSetID, EE')
     ec = (c & 3)
     f_SelectedEnergyTransferService = _iso20_common_messages.SelectedServiceType(ServiceID=f_1_ServiceID, ParameterSetID=f_1_ParameterSetID)
     s = 2
     if ec == 0:
+        r.avail = av
         f_SelectedVASList = _d_iso20_common_messages_SelectedServiceListType(r)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('ServiceSelectionReqType[2]', f'event code {ec}, expected SE(SelectedVASList), EE')
+        raise r.fail_at(av, 'ServiceSelectionReqType[2]', f'event code {ec}, expected SE(SelectedVASList), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'ServiceSelectionReqType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ServiceSelectionReqType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.ServiceSelectionReqType(Header=f_Header, SelectedEnergyTransferService=f_SelectedEnergyTransferService, SelectedVASList=f_SelectedVASList)
 
 def _e_iso20_common_messages_ServiceSelectionReqType(w: BitWriter, o: _iso20_common_messages.ServiceSelectionReqType) -> None:
@@ -11804,18 +15359,31 @@ def _e_iso20_common_messages_ServiceSelectionReqType(w: BitWriter, o: _iso20_com
         w.spill()
 
 def _d_iso20_common_messages_ServiceSelectionResType(r: BitReader) -> _iso20_common_messages.ServiceSelectionResType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
-    if r.bits(1):
-        raise r.fail_back(1, 'ServiceSelectionResType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ServiceSelectionResType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x303 != 0x0:
-        raise r.fail_back(10, 'ServiceSelectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+        raise r.fail_at(av + 10, 'ServiceSelectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
     iv = ((c >> 2) & 63)
     if iv >= 40:
-        raise r.fail('ServiceSelectionResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'ServiceSelectionResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
+    r.avail = av
     return _iso20_common_messages.ServiceSelectionResType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_messages_ServiceSelectionResType(w: BitWriter, o: _iso20_common_messages.ServiceSelectionResType) -> None:
@@ -11840,19 +15408,31 @@ def _e_iso20_common_messages_ServiceSelectionResType(w: BitWriter, o: _iso20_com
         w.spill()
 
 def _d_iso20_common_messages_ServiceType(r: BitReader) -> _iso20_common_messages.ServiceType:
+    win = r.win
+    av = r.avail
     f_ServiceID: int
     f_FreeService: bool
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'ServiceType', 'expected SE(ServiceID), CH of ServiceID')
+        raise r.fail_at(av + 10, 'ServiceType', 'expected SE(ServiceID), CH of ServiceID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_ServiceID = u
-    c = r.bits(6)
+    av -= 6
+    if av < 0:
+        win, av = r.refill(av, 6)
+    c = (win >> av) & 0x3f
     if c & 0x3b != 0x0:
-        raise r.fail_back(6, 'ServiceType', 'expected EE of ServiceID, SE(FreeService), CH of FreeService, EE of FreeService, EE')
+        raise r.fail_at(av + 6, 'ServiceType', 'expected EE of ServiceID, SE(FreeService), CH of FreeService, EE of FreeService, EE')
     f_FreeService = ((c >> 2) & 1) == 1
+    r.avail = av
     return _iso20_common_messages.ServiceType(ServiceID=f_ServiceID, FreeService=f_FreeService)
 
 def _e_iso20_common_messages_ServiceType(w: BitWriter, o: _iso20_common_messages.ServiceType) -> None:
@@ -11887,21 +15467,43 @@ def _e_iso20_common_messages_ServiceType(w: BitWriter, o: _iso20_common_messages
         w.spill()
 
 def _d_iso20_common_messages_SessionSetupReqType(r: BitReader) -> _iso20_common_messages.SessionSetupReqType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVCCID: str
-    if r.bits(1):
-        raise r.fail_back(1, 'SessionSetupReqType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SessionSetupReqType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'SessionSetupReqType', 'expected SE(EVCCID), CH of EVCCID')
+        raise r.fail_at(av + 10, 'SessionSetupReqType', 'expected SE(EVCCID), CH of EVCCID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_EVCCID = r.string_of(u, 255)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'SessionSetupReqType', 'expected EE of EVCCID, EE')
+        raise r.fail_at(av + 2, 'SessionSetupReqType', 'expected EE of EVCCID, EE')
+    r.avail = av
     return _iso20_common_messages.SessionSetupReqType(Header=f_Header, EVCCID=f_EVCCID)
 
 def _e_iso20_common_messages_SessionSetupReqType(w: BitWriter, o: _iso20_common_messages.SessionSetupReqType) -> None:
@@ -11935,26 +15537,48 @@ def _e_iso20_common_messages_SessionSetupReqType(w: BitWriter, o: _iso20_common_
         w.spill()
 
 def _d_iso20_common_messages_SessionSetupResType(r: BitReader) -> _iso20_common_messages.SessionSetupResType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEID: str
-    if r.bits(1):
-        raise r.fail_back(1, 'SessionSetupResType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SessionSetupResType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(19)
+    win = r.win
+    av = r.avail
+    av -= 19
+    if av < 0:
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
     if c & 0x60700 != 0x0:
-        raise r.fail_back(19, 'SessionSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID')
+        raise r.fail_at(av + 19, 'SessionSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID')
     iv = ((c >> 11) & 63)
     if iv >= 40:
-        raise r.fail('SessionSetupResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'SessionSetupResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_EVSEID = r.string_of(u, 255)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'SessionSetupResType', 'expected EE of EVSEID, EE')
+        raise r.fail_at(av + 2, 'SessionSetupResType', 'expected EE of EVSEID, EE')
+    r.avail = av
     return _iso20_common_messages.SessionSetupResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEID=f_EVSEID)
 
 def _e_iso20_common_messages_SessionSetupResType(w: BitWriter, o: _iso20_common_messages.SessionSetupResType) -> None:
@@ -11990,71 +15614,130 @@ def _e_iso20_common_messages_SessionSetupResType(w: BitWriter, o: _iso20_common_
         w.spill()
 
 def _d_iso20_common_messages_SessionStopReqType(r: BitReader) -> _iso20_common_messages.SessionStopReqType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ChargingSession: _iso20_common_messages.chargingSessionType
     f_EVTerminationCode: str | None = None
     f_EVTerminationExplanation: str | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'SessionStopReqType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SessionStopReqType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(7)
+    win = r.win
+    av = r.avail
+    av -= 7
+    if av < 0:
+        win, av = r.refill(av, 7)
+    c = (win >> av) & 0x7f
     if c & 0x64 != 0x0:
-        raise r.fail_back(7, 'SessionStopReqType', 'expected SE(ChargingSession), CH of ChargingSession, EE of ChargingSession')
+        raise r.fail_at(av + 7, 'SessionStopReqType', 'expected SE(ChargingSession), CH of ChargingSession, EE of ChargingSession')
     iv = ((c >> 3) & 3)
     if iv >= 3:
-        raise r.fail('SessionStopReqType.ChargingSession', f'enumeration index {iv}')
+        raise r.fail_at(av, 'SessionStopReqType.ChargingSession', f'enumeration index {iv}')
     f_ChargingSession = _E_iso20_common_messages_chargingSessionType[iv]
     ec = (c & 3)
     s = 1
     s = 2
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'SessionStopReqType[2]', 'expected CH of EVTerminationCode')
+            raise r.fail_at(av + 9, 'SessionStopReqType[2]', 'expected CH of EVTerminationCode')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_EVTerminationCode = r.string_of(u, 80)
-        if r.bits(1):
-            raise r.fail_back(1, 'SessionStopReqType[2]', 'expected EE of EVTerminationCode')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SessionStopReqType[2]', 'expected EE of EVTerminationCode')
         s = 3
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'SessionStopReqType[2]', 'expected CH of EVTerminationExplanation')
+            raise r.fail_at(av + 9, 'SessionStopReqType[2]', 'expected CH of EVTerminationExplanation')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_EVTerminationExplanation = r.string_of(u, 160)
-        if r.bits(1):
-            raise r.fail_back(1, 'SessionStopReqType[2]', 'expected EE of EVTerminationExplanation')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SessionStopReqType[2]', 'expected EE of EVTerminationExplanation')
         s = 4
     elif ec == 2:
         s = -1
     else:
-        raise r.fail('SessionStopReqType[2]', f'event code {ec}, expected SE(EVTerminationCode), SE(EVTerminationExplanation), EE')
+        raise r.fail_at(av, 'SessionStopReqType[2]', f'event code {ec}, expected SE(EVTerminationCode), SE(EVTerminationExplanation), EE')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'SessionStopReqType[3]', 'expected CH of EVTerminationExplanation')
+                raise r.fail_at(av + 9, 'SessionStopReqType[3]', 'expected CH of EVTerminationExplanation')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_EVTerminationExplanation = r.string_of(u, 160)
-            if r.bits(1):
-                raise r.fail_back(1, 'SessionStopReqType[3]', 'expected EE of EVTerminationExplanation')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'SessionStopReqType[3]', 'expected EE of EVTerminationExplanation')
             s = 4
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('SessionStopReqType[3]', f'event code {ec}, expected SE(EVTerminationExplanation), EE')
+            raise r.fail_at(av, 'SessionStopReqType[3]', f'event code {ec}, expected SE(EVTerminationExplanation), EE')
     if s == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'SessionStopReqType[4]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SessionStopReqType[4]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.SessionStopReqType(Header=f_Header, ChargingSession=f_ChargingSession, EVTerminationCode=f_EVTerminationCode, EVTerminationExplanation=f_EVTerminationExplanation)
 
 def _e_iso20_common_messages_SessionStopReqType(w: BitWriter, o: _iso20_common_messages.SessionStopReqType) -> None:
@@ -12135,18 +15818,31 @@ def _e_iso20_common_messages_SessionStopReqType(w: BitWriter, o: _iso20_common_m
         w.spill()
 
 def _d_iso20_common_messages_SessionStopResType(r: BitReader) -> _iso20_common_messages.SessionStopResType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
-    if r.bits(1):
-        raise r.fail_back(1, 'SessionStopResType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SessionStopResType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x303 != 0x0:
-        raise r.fail_back(10, 'SessionStopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+        raise r.fail_at(av + 10, 'SessionStopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
     iv = ((c >> 2) & 63)
     if iv >= 40:
-        raise r.fail('SessionStopResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'SessionStopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
+    r.avail = av
     return _iso20_common_messages.SessionStopResType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_messages_SessionStopResType(w: BitWriter, o: _iso20_common_messages.SessionStopResType) -> None:
@@ -12171,41 +15867,72 @@ def _e_iso20_common_messages_SessionStopResType(w: BitWriter, o: _iso20_common_m
         w.spill()
 
 def _d_iso20_common_messages_SignedCertificateChainType(r: BitReader) -> _iso20_common_messages.SignedCertificateChainType:
+    win = r.win
+    av = r.avail
     f_Id: str
     f_Certificate: bytes
     f_SubCertificates: _iso20_common_messages.SubCertificatesType | None = None
     s = 0
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'SignedCertificateChainType', 'expected AT(Id)')
+        raise r.fail_at(av + 9, 'SignedCertificateChainType', 'expected AT(Id)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Id = r.string_of(u, None)
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'SignedCertificateChainType', 'expected SE(Certificate), CH of Certificate')
+        raise r.fail_at(av + 10, 'SignedCertificateChainType', 'expected SE(Certificate), CH of Certificate')
     u = (c & 255)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Certificate = r.binary_of(u, 1600)
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'SignedCertificateChainType', 'expected EE of Certificate')
+        raise r.fail_at(av + 3, 'SignedCertificateChainType', 'expected EE of Certificate')
     ec = (c & 3)
     s = 2
     if ec == 0:
+        r.avail = av
         f_SubCertificates = _d_iso20_common_messages_SubCertificatesType(r)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('SignedCertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
+        raise r.fail_at(av, 'SignedCertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignedCertificateChainType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignedCertificateChainType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.SignedCertificateChainType(Id=f_Id, Certificate=f_Certificate, SubCertificates=f_SubCertificates)
 
 def _e_iso20_common_messages_SignedCertificateChainType(w: BitWriter, o: _iso20_common_messages.SignedCertificateChainType) -> None:
@@ -12260,6 +15987,8 @@ def _e_iso20_common_messages_SignedCertificateChainType(w: BitWriter, o: _iso20_
         w.spill()
 
 def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader) -> _iso20_common_messages.SignedInstallationDataType:
+    win = r.win
+    av = r.avail
     f_Id: str
     f_ContractCertificateChain: _iso20_common_messages.ContractCertificateChainType
     f_ECDHCurve: _iso20_common_messages.ecdhCurveType
@@ -12267,62 +15996,134 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader) -> _iso20_
     f_SECP521_EncryptedPrivateKey: bytes | None = None
     f_X448_EncryptedPrivateKey: bytes | None = None
     f_TPM_EncryptedPrivateKey: bytes | None = None
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'SignedInstallationDataType', 'expected AT(Id)')
+        raise r.fail_at(av + 9, 'SignedInstallationDataType', 'expected AT(Id)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Id = r.string_of(u, None)
-    if r.bits(1):
-        raise r.fail_back(1, 'SignedInstallationDataType', 'expected SE(ContractCertificateChain)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SignedInstallationDataType', 'expected SE(ContractCertificateChain)')
+    r.avail = av
     f_ContractCertificateChain = _d_iso20_common_messages_ContractCertificateChainType(r)
-    c = r.bits(14)
+    win = r.win
+    av = r.avail
+    av -= 14
+    if av < 0:
+        win, av = r.refill(av, 14)
+    c = (win >> av) & 0x3fff
     if c & 0x3700 != 0x0:
-        raise r.fail_back(14, 'SignedInstallationDataType', 'expected SE(ECDHCurve), CH of ECDHCurve, EE of ECDHCurve, SE(DHPublicKey), CH of DHPublicKey')
+        raise r.fail_at(av + 14, 'SignedInstallationDataType', 'expected SE(ECDHCurve), CH of ECDHCurve, EE of ECDHCurve, SE(DHPublicKey), CH of DHPublicKey')
     f_ECDHCurve = _E_iso20_common_messages_ecdhCurveType[((c >> 11) & 1)]
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_DHPublicKey = r.binary_of(u, 133)
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'SignedInstallationDataType', 'expected EE of DHPublicKey')
+        raise r.fail_at(av + 3, 'SignedInstallationDataType', 'expected EE of DHPublicKey')
     ec = (c & 3)
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'SignedInstallationDataType[4]', 'expected CH of SECP521_EncryptedPrivateKey')
+            raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', 'expected CH of SECP521_EncryptedPrivateKey')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_SECP521_EncryptedPrivateKey = r.binary_of(u, 94)
-        if r.bits(1):
-            raise r.fail_back(1, 'SignedInstallationDataType[4]', 'expected EE of SECP521_EncryptedPrivateKey')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignedInstallationDataType[4]', 'expected EE of SECP521_EncryptedPrivateKey')
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'SignedInstallationDataType[4]', 'expected CH of X448_EncryptedPrivateKey')
+            raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', 'expected CH of X448_EncryptedPrivateKey')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_X448_EncryptedPrivateKey = r.binary_of(u, 84)
-        if r.bits(1):
-            raise r.fail_back(1, 'SignedInstallationDataType[4]', 'expected EE of X448_EncryptedPrivateKey')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignedInstallationDataType[4]', 'expected EE of X448_EncryptedPrivateKey')
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'SignedInstallationDataType[4]', 'expected CH of TPM_EncryptedPrivateKey')
+            raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', 'expected CH of TPM_EncryptedPrivateKey')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_TPM_EncryptedPrivateKey = r.binary_of(u, 206)
-        if r.bits(1):
-            raise r.fail_back(1, 'SignedInstallationDataType[4]', 'expected EE of TPM_EncryptedPrivateKey')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignedInstallationDataType[4]', 'expected EE of TPM_EncryptedPrivateKey')
     else:
-        raise r.fail('SignedInstallationDataType[4]', f'event code {ec}, expected SE(SECP521_EncryptedPrivateKey), SE(X448_EncryptedPrivateKey), SE(TPM_EncryptedPrivateKey)')
-    if r.bits(1):
-        raise r.fail_back(1, 'SignedInstallationDataType', 'expected EE')
+        raise r.fail_at(av, 'SignedInstallationDataType[4]', f'event code {ec}, expected SE(SECP521_EncryptedPrivateKey), SE(X448_EncryptedPrivateKey), SE(TPM_EncryptedPrivateKey)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SignedInstallationDataType', 'expected EE')
+    r.avail = av
     return _iso20_common_messages.SignedInstallationDataType(Id=f_Id, ContractCertificateChain=f_ContractCertificateChain, ECDHCurve=f_ECDHCurve, DHPublicKey=f_DHPublicKey, SECP521_EncryptedPrivateKey=f_SECP521_EncryptedPrivateKey, X448_EncryptedPrivateKey=f_X448_EncryptedPrivateKey, TPM_EncryptedPrivateKey=f_TPM_EncryptedPrivateKey)
 
 def _e_iso20_common_messages_SignedInstallationDataType(w: BitWriter, o: _iso20_common_messages.SignedInstallationDataType) -> None:
@@ -12413,6 +16214,8 @@ def _e_iso20_common_messages_SignedInstallationDataType(w: BitWriter, o: _iso20_
         w.spill()
 
 def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader) -> _iso20_common_messages.SignedMeteringDataType:
+    win = r.win
+    av = r.avail
     f_Id: str
     f_SessionID: bytes
     f_MeterInfo: _iso20_common_types.MeterInfoType
@@ -12420,77 +16223,141 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader) -> _iso20_comm
     f_Dynamic_SMDTControlMode: _iso20_common_messages.Dynamic_SMDTControlModeType | None = None
     f_Scheduled_SMDTControlMode: _iso20_common_messages.Scheduled_SMDTControlModeType | None = None
     s = 0
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'SignedMeteringDataType', 'expected AT(Id)')
+        raise r.fail_at(av + 9, 'SignedMeteringDataType', 'expected AT(Id)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Id = r.string_of(u, None)
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'SignedMeteringDataType', 'expected SE(SessionID), CH of SessionID')
+        raise r.fail_at(av + 10, 'SignedMeteringDataType', 'expected SE(SessionID), CH of SessionID')
     u = (c & 255)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_SessionID = r.binary_of(u, 8)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'SignedMeteringDataType', 'expected EE of SessionID, SE(MeterInfo)')
+        raise r.fail_at(av + 2, 'SignedMeteringDataType', 'expected EE of SessionID, SE(MeterInfo)')
     s = 2
+    r.avail = av
     f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 3
     if ec == 0:
+        r.avail = av
         f_Receipt = _d_iso20_common_types_ReceiptType(r)
+        win = r.win
+        av = r.avail
         s = 4
     elif ec == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignedMeteringDataType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignedMeteringDataType[3]', 'expected EE')
         f_Dynamic_SMDTControlMode = _iso20_common_messages.Dynamic_SMDTControlModeType()
         s = 5
     elif ec == 2:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'SignedMeteringDataType[3]', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
+            raise r.fail_at(av + 10, 'SignedMeteringDataType[3]', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_SelectedScheduleTupleID = u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'SignedMeteringDataType[3]', 'expected EE of SelectedScheduleTupleID, EE')
+            raise r.fail_at(av + 2, 'SignedMeteringDataType[3]', 'expected EE of SelectedScheduleTupleID, EE')
         f_Scheduled_SMDTControlMode = _iso20_common_messages.Scheduled_SMDTControlModeType(SelectedScheduleTupleID=f_2_SelectedScheduleTupleID)
         s = 5
     else:
-        raise r.fail('SignedMeteringDataType[3]', f'event code {ec}, expected SE(Receipt), SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
+        raise r.fail_at(av, 'SignedMeteringDataType[3]', f'event code {ec}, expected SE(Receipt), SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            if r.bits(1):
-                raise r.fail_back(1, 'SignedMeteringDataType[4]', 'expected EE')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'SignedMeteringDataType[4]', 'expected EE')
             f_Dynamic_SMDTControlMode = _iso20_common_messages.Dynamic_SMDTControlModeType()
             s = 5
         elif ec == 1:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'SignedMeteringDataType[4]', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
+                raise r.fail_at(av + 10, 'SignedMeteringDataType[4]', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_4_SelectedScheduleTupleID = u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'SignedMeteringDataType[4]', 'expected EE of SelectedScheduleTupleID, EE')
+                raise r.fail_at(av + 2, 'SignedMeteringDataType[4]', 'expected EE of SelectedScheduleTupleID, EE')
             f_Scheduled_SMDTControlMode = _iso20_common_messages.Scheduled_SMDTControlModeType(SelectedScheduleTupleID=f_4_SelectedScheduleTupleID)
             s = 5
         else:
-            raise r.fail('SignedMeteringDataType[4]', f'event code {ec}, expected SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
-    if r.bits(1):
-        raise r.fail_back(1, 'SignedMeteringDataType', 'expected EE')
+            raise r.fail_at(av, 'SignedMeteringDataType[4]', f'event code {ec}, expected SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SignedMeteringDataType', 'expected EE')
     s = -1
+    r.avail = av
     return _iso20_common_messages.SignedMeteringDataType(Id=f_Id, SessionID=f_SessionID, MeterInfo=f_MeterInfo, Receipt=f_Receipt, Dynamic_SMDTControlMode=f_Dynamic_SMDTControlMode, Scheduled_SMDTControlMode=f_Scheduled_SMDTControlMode)
 
 def _e_iso20_common_messages_SignedMeteringDataType(w: BitWriter, o: _iso20_common_messages.SignedMeteringDataType) -> None:
@@ -12610,56 +16477,104 @@ def _e_iso20_common_messages_SignedMeteringDataType(w: BitWriter, o: _iso20_comm
         w.spill()
 
 def _d_iso20_common_messages_SubCertificatesType(r: BitReader) -> _iso20_common_messages.SubCertificatesType:
+    win = r.win
+    av = r.avail
     f_Certificate: list[bytes] = []
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'SubCertificatesType', 'expected SE(Certificate), CH of Certificate')
+        raise r.fail_at(av + 10, 'SubCertificatesType', 'expected SE(Certificate), CH of Certificate')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Certificate.append(r.binary_of(u, 1600))
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'SubCertificatesType', 'expected EE of Certificate')
+        raise r.fail_at(av + 3, 'SubCertificatesType', 'expected EE of Certificate')
     ec = (c & 3)
     s = 1
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'SubCertificatesType[1]', 'expected CH of Certificate')
+            raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Certificate.append(r.binary_of(u, 1600))
-        if r.bits(1):
-            raise r.fail_back(1, 'SubCertificatesType[1]', 'expected EE of Certificate')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SubCertificatesType[1]', 'expected EE of Certificate')
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
+        raise r.fail_at(av, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'SubCertificatesType[2]', 'expected CH of Certificate')
+                raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_Certificate.append(r.binary_of(u, 1600))
-            if r.bits(1):
-                raise r.fail_back(1, 'SubCertificatesType[2]', 'expected EE of Certificate')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'SubCertificatesType[2]', 'expected EE of Certificate')
             s = 3
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+            raise r.fail_at(av, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'SubCertificatesType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SubCertificatesType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.SubCertificatesType(Certificate=f_Certificate)
 
 def _e_iso20_common_messages_SubCertificatesType(w: BitWriter, o: _iso20_common_messages.SubCertificatesType) -> None:
@@ -12736,31 +16651,62 @@ def _e_iso20_common_messages_SubCertificatesType(w: BitWriter, o: _iso20_common_
         w.spill()
 
 def _d_iso20_common_messages_SupportedProvidersListType(r: BitReader) -> _iso20_common_messages.SupportedProvidersListType:
+    win = r.win
+    av = r.avail
     f_ProviderID: list[str] = []
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'SupportedProvidersListType', 'expected SE(ProviderID), CH of ProviderID')
+        raise r.fail_at(av + 10, 'SupportedProvidersListType', 'expected SE(ProviderID), CH of ProviderID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_ProviderID.append(r.string_of(u, 80))
-    if r.bits(1):
-        raise r.fail_back(1, 'SupportedProvidersListType', 'expected EE of ProviderID')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SupportedProvidersListType', 'expected EE of ProviderID')
     s = 1
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'SupportedProvidersListType[1]', 'expected CH of ProviderID')
+                raise r.fail_at(av + 9, 'SupportedProvidersListType[1]', 'expected CH of ProviderID')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_ProviderID.append(r.string_of(u, 80))
-            if r.bits(1):
-                raise r.fail_back(1, 'SupportedProvidersListType[1]', 'expected EE of ProviderID')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'SupportedProvidersListType[1]', 'expected EE of ProviderID')
             n += 1
             if n == 127:
                 s = 128
@@ -12769,11 +16715,16 @@ def _d_iso20_common_messages_SupportedProvidersListType(r: BitReader) -> _iso20_
             s = -1
             break
         else:
-            raise r.fail('SupportedProvidersListType[1]', f'event code {ec}, expected SE(ProviderID), EE')
+            raise r.fail_at(av, 'SupportedProvidersListType[1]', f'event code {ec}, expected SE(ProviderID), EE')
     if s == 128:
-        if r.bits(1):
-            raise r.fail_back(1, 'SupportedProvidersListType[128]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SupportedProvidersListType[128]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.SupportedProvidersListType(ProviderID=f_ProviderID)
 
 def _e_iso20_common_messages_SupportedProvidersListType(w: BitWriter, o: _iso20_common_messages.SupportedProvidersListType) -> None:
@@ -12836,25 +16787,43 @@ def _e_iso20_common_messages_SupportedProvidersListType(w: BitWriter, o: _iso20_
         w.spill()
 
 def _d_iso20_common_messages_TargetPositionType(r: BitReader) -> _iso20_common_messages.TargetPositionType:
+    win = r.win
+    av = r.avail
     f_TargetOffsetX: int
     f_TargetOffsetY: int
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'TargetPositionType', 'expected SE(TargetOffsetX), CH of TargetOffsetX')
+        raise r.fail_at(av + 10, 'TargetPositionType', 'expected SE(TargetOffsetX), CH of TargetOffsetX')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_TargetOffsetX = u
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'TargetPositionType', 'expected EE of TargetOffsetX, SE(TargetOffsetY), CH of TargetOffsetY')
+        raise r.fail_at(av + 11, 'TargetPositionType', 'expected EE of TargetOffsetX, SE(TargetOffsetY), CH of TargetOffsetY')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_TargetOffsetY = u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'TargetPositionType', 'expected EE of TargetOffsetY, EE')
+        raise r.fail_at(av + 2, 'TargetPositionType', 'expected EE of TargetOffsetY, EE')
+    r.avail = av
     return _iso20_common_messages.TargetPositionType(TargetOffsetX=f_TargetOffsetX, TargetOffsetY=f_TargetOffsetY)
 
 def _e_iso20_common_messages_TargetPositionType(w: BitWriter, o: _iso20_common_messages.TargetPositionType) -> None:
@@ -12906,17 +16875,32 @@ def _e_iso20_common_messages_TargetPositionType(w: BitWriter, o: _iso20_common_m
         w.spill()
 
 def _d_iso20_common_messages_TaxRuleListType(r: BitReader) -> _iso20_common_messages.TaxRuleListType:
+    win = r.win
+    av = r.avail
     f_TaxRule: list[_iso20_common_messages.TaxRuleType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'TaxRuleListType', 'expected SE(TaxRule)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'TaxRuleListType', 'expected SE(TaxRule)')
+    r.avail = av
     f_TaxRule.append(_d_iso20_common_messages_TaxRuleType(r))
+    win = r.win
+    av = r.avail
     s = 1
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_TaxRule.append(_d_iso20_common_messages_TaxRuleType(r))
+            win = r.win
+            av = r.avail
             n += 1
             if n == 9:
                 s = 10
@@ -12925,11 +16909,16 @@ def _d_iso20_common_messages_TaxRuleListType(r: BitReader) -> _iso20_common_mess
             s = -1
             break
         else:
-            raise r.fail('TaxRuleListType[1]', f'event code {ec}, expected SE(TaxRule), EE')
+            raise r.fail_at(av, 'TaxRuleListType[1]', f'event code {ec}, expected SE(TaxRule), EE')
     if s == 10:
-        if r.bits(1):
-            raise r.fail_back(1, 'TaxRuleListType[10]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'TaxRuleListType[10]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.TaxRuleListType(TaxRule=f_TaxRule)
 
 def _e_iso20_common_messages_TaxRuleListType(w: BitWriter, o: _iso20_common_messages.TaxRuleListType) -> None:
@@ -12984,6 +16973,8 @@ def _e_iso20_common_messages_TaxRuleListType(w: BitWriter, o: _iso20_common_mess
         w.spill()
 
 def _d_iso20_common_messages_TaxRuleType(r: BitReader) -> _iso20_common_messages.TaxRuleType:
+    win = r.win
+    av = r.avail
     f_TaxRuleID: int
     f_TaxRuleName: str | None = None
     f_TaxRate: _iso20_common_types.RationalNumberType
@@ -12993,86 +16984,141 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader) -> _iso20_common_messages
     f_AppliesToOverstayFee: bool
     f_AppliesMinimumMaximumCost: bool
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'TaxRuleType', 'expected SE(TaxRuleID), CH of TaxRuleID')
+        raise r.fail_at(av + 10, 'TaxRuleType', 'expected SE(TaxRuleID), CH of TaxRuleID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_TaxRuleID = u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'TaxRuleType', 'expected EE of TaxRuleID')
+        raise r.fail_at(av + 3, 'TaxRuleType', 'expected EE of TaxRuleID')
     ec = (c & 3)
     s = 1
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'TaxRuleType[1]', 'expected CH of TaxRuleName')
+            raise r.fail_at(av + 9, 'TaxRuleType[1]', 'expected CH of TaxRuleName')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_TaxRuleName = r.string_of(u, 80)
-        if r.bits(1):
-            raise r.fail_back(1, 'TaxRuleType[1]', 'expected EE of TaxRuleName')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'TaxRuleType[1]', 'expected EE of TaxRuleName')
         s = 2
     elif ec == 1:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'TaxRuleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'TaxRuleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'TaxRuleType[1]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'TaxRuleType[1]', 'expected EE of Value, EE')
         f_TaxRate = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 3
     else:
-        raise r.fail('TaxRuleType[1]', f'event code {ec}, expected SE(TaxRuleName), SE(TaxRate)')
+        raise r.fail_at(av, 'TaxRuleType[1]', f'event code {ec}, expected SE(TaxRuleName), SE(TaxRate)')
     if s == 2:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'TaxRuleType[2]', 'expected SE(TaxRate), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'TaxRuleType[2]', 'expected SE(TaxRate), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'TaxRuleType[2]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'TaxRuleType[2]', 'expected EE of Value, EE')
         f_TaxRate = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 3
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'TaxRuleType[3]', 'expected CH of TaxIncludedInPrice, EE of TaxIncludedInPrice')
+            raise r.fail_at(av + 3, 'TaxRuleType[3]', 'expected CH of TaxIncludedInPrice, EE of TaxIncludedInPrice')
         f_TaxIncludedInPrice = ((c >> 1) & 1) == 1
         s = 4
     elif ec == 1:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'TaxRuleType[3]', 'expected CH of AppliesToEnergyFee, EE of AppliesToEnergyFee')
+            raise r.fail_at(av + 3, 'TaxRuleType[3]', 'expected CH of AppliesToEnergyFee, EE of AppliesToEnergyFee')
         f_AppliesToEnergyFee = ((c >> 1) & 1) == 1
         s = 5
     else:
-        raise r.fail('TaxRuleType[3]', f'event code {ec}, expected SE(TaxIncludedInPrice), SE(AppliesToEnergyFee)')
+        raise r.fail_at(av, 'TaxRuleType[3]', f'event code {ec}, expected SE(TaxIncludedInPrice), SE(AppliesToEnergyFee)')
     if s == 4:
-        c = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
         if c & 0xd != 0x0:
-            raise r.fail_back(4, 'TaxRuleType[4]', 'expected SE(AppliesToEnergyFee), CH of AppliesToEnergyFee, EE of AppliesToEnergyFee')
+            raise r.fail_at(av + 4, 'TaxRuleType[4]', 'expected SE(AppliesToEnergyFee), CH of AppliesToEnergyFee, EE of AppliesToEnergyFee')
         f_AppliesToEnergyFee = ((c >> 1) & 1) == 1
         s = 5
-    c = r.bits(13)
+    av -= 13
+    if av < 0:
+        win, av = r.refill(av, 13)
+    c = (win >> av) & 0x1fff
     if c & 0x1bbb != 0x0:
-        raise r.fail_back(13, 'TaxRuleType', 'expected SE(AppliesToParkingFee), CH of AppliesToParkingFee, EE of AppliesToParkingFee, SE(AppliesToOverstayFee), CH of AppliesToOverstayFee, EE of AppliesToOverstayFee, SE(AppliesMinimumMaximumCost), CH of AppliesMinimumMaximumCost, EE of AppliesMinimumMaximumCost, EE')
+        raise r.fail_at(av + 13, 'TaxRuleType', 'expected SE(AppliesToParkingFee), CH of AppliesToParkingFee, EE of AppliesToParkingFee, SE(AppliesToOverstayFee), CH of AppliesToOverstayFee, EE of AppliesToOverstayFee, SE(AppliesMinimumMaximumCost), CH of AppliesMinimumMaximumCost, EE of AppliesMinimumMaximumCost, EE')
     f_AppliesToParkingFee = ((c >> 10) & 1) == 1
     f_AppliesToOverstayFee = ((c >> 6) & 1) == 1
     f_AppliesMinimumMaximumCost = ((c >> 2) & 1) == 1
@@ -13080,6 +17126,7 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader) -> _iso20_common_messages
     s = 7
     s = 8
     s = -1
+    r.avail = av
     return _iso20_common_messages.TaxRuleType(TaxRuleID=f_TaxRuleID, TaxRuleName=f_TaxRuleName, TaxRate=f_TaxRate, TaxIncludedInPrice=f_TaxIncludedInPrice, AppliesToEnergyFee=f_AppliesToEnergyFee, AppliesToParkingFee=f_AppliesToParkingFee, AppliesToOverstayFee=f_AppliesToOverstayFee, AppliesMinimumMaximumCost=f_AppliesMinimumMaximumCost)
 
 def _e_iso20_common_messages_TaxRuleType(w: BitWriter, o: _iso20_common_messages.TaxRuleType) -> None:
@@ -13215,6 +17262,8 @@ def _e_iso20_common_messages_TaxRuleType(w: BitWriter, o: _iso20_common_messages
         w.spill()
 
 def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_common_messages.VehicleCheckInReqType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVCheckInStatus: _iso20_common_messages.evCheckInStatusType
     f_ParkingMethod: _iso20_common_messages.parkingMethodType
@@ -13222,116 +17271,197 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_commo
     f_DeviceOffset: int | None = None
     f_VehicleTravel: int | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'VehicleCheckInReqType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'VehicleCheckInReqType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(13)
+    win = r.win
+    av = r.avail
+    av -= 13
+    if av < 0:
+        win, av = r.refill(av, 13)
+    c = (win >> av) & 0x1fff
     if c & 0x19c8 != 0x0:
-        raise r.fail_back(13, 'VehicleCheckInReqType', 'expected SE(EVCheckInStatus), CH of EVCheckInStatus, EE of EVCheckInStatus, SE(ParkingMethod), CH of ParkingMethod, EE of ParkingMethod')
+        raise r.fail_at(av + 13, 'VehicleCheckInReqType', 'expected SE(EVCheckInStatus), CH of EVCheckInStatus, EE of EVCheckInStatus, SE(ParkingMethod), CH of ParkingMethod, EE of ParkingMethod')
     iv = ((c >> 9) & 3)
     if iv >= 3:
-        raise r.fail('VehicleCheckInReqType.EVCheckInStatus', f'enumeration index {iv}')
+        raise r.fail_at(av, 'VehicleCheckInReqType.EVCheckInStatus', f'enumeration index {iv}')
     f_EVCheckInStatus = _E_iso20_common_messages_evCheckInStatusType[iv]
     iv = ((c >> 4) & 3)
     if iv >= 3:
-        raise r.fail('VehicleCheckInReqType.ParkingMethod', f'enumeration index {iv}')
+        raise r.fail_at(av, 'VehicleCheckInReqType.ParkingMethod', f'enumeration index {iv}')
     f_ParkingMethod = _E_iso20_common_messages_parkingMethodType[iv]
     ec = (c & 7)
     s = 1
     s = 2
     s = 3
     if ec == 0:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x200 != 0x0:
-            raise r.fail_back(10, 'VehicleCheckInReqType[3]', 'expected CH of VehicleFrame')
+            raise r.fail_at(av + 10, 'VehicleCheckInReqType[3]', 'expected CH of VehicleFrame')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_VehicleFrame = -u - 1 if sg else u
-        if r.bits(1):
-            raise r.fail_back(1, 'VehicleCheckInReqType[3]', 'expected EE of VehicleFrame')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'VehicleCheckInReqType[3]', 'expected EE of VehicleFrame')
         s = 4
     elif ec == 1:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x200 != 0x0:
-            raise r.fail_back(10, 'VehicleCheckInReqType[3]', 'expected CH of DeviceOffset')
+            raise r.fail_at(av + 10, 'VehicleCheckInReqType[3]', 'expected CH of DeviceOffset')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_DeviceOffset = -u - 1 if sg else u
-        if r.bits(1):
-            raise r.fail_back(1, 'VehicleCheckInReqType[3]', 'expected EE of DeviceOffset')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'VehicleCheckInReqType[3]', 'expected EE of DeviceOffset')
         s = 5
     elif ec == 2:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x200 != 0x0:
-            raise r.fail_back(10, 'VehicleCheckInReqType[3]', 'expected CH of VehicleTravel')
+            raise r.fail_at(av + 10, 'VehicleCheckInReqType[3]', 'expected CH of VehicleTravel')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_VehicleTravel = -u - 1 if sg else u
-        if r.bits(1):
-            raise r.fail_back(1, 'VehicleCheckInReqType[3]', 'expected EE of VehicleTravel')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'VehicleCheckInReqType[3]', 'expected EE of VehicleTravel')
         s = 6
     elif ec == 3:
         s = -1
     else:
-        raise r.fail('VehicleCheckInReqType[3]', f'event code {ec}, expected SE(VehicleFrame), SE(DeviceOffset), SE(VehicleTravel), EE')
+        raise r.fail_at(av, 'VehicleCheckInReqType[3]', f'event code {ec}, expected SE(VehicleFrame), SE(DeviceOffset), SE(VehicleTravel), EE')
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'VehicleCheckInReqType[4]', 'expected CH of DeviceOffset')
+                raise r.fail_at(av + 10, 'VehicleCheckInReqType[4]', 'expected CH of DeviceOffset')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_DeviceOffset = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'VehicleCheckInReqType[4]', 'expected EE of DeviceOffset')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'VehicleCheckInReqType[4]', 'expected EE of DeviceOffset')
             s = 5
         elif ec == 1:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'VehicleCheckInReqType[4]', 'expected CH of VehicleTravel')
+                raise r.fail_at(av + 10, 'VehicleCheckInReqType[4]', 'expected CH of VehicleTravel')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_VehicleTravel = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'VehicleCheckInReqType[4]', 'expected EE of VehicleTravel')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'VehicleCheckInReqType[4]', 'expected EE of VehicleTravel')
             s = 6
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('VehicleCheckInReqType[4]', f'event code {ec}, expected SE(DeviceOffset), SE(VehicleTravel), EE')
+            raise r.fail_at(av, 'VehicleCheckInReqType[4]', f'event code {ec}, expected SE(DeviceOffset), SE(VehicleTravel), EE')
     if s == 5:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'VehicleCheckInReqType[5]', 'expected CH of VehicleTravel')
+                raise r.fail_at(av + 10, 'VehicleCheckInReqType[5]', 'expected CH of VehicleTravel')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_VehicleTravel = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'VehicleCheckInReqType[5]', 'expected EE of VehicleTravel')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'VehicleCheckInReqType[5]', 'expected EE of VehicleTravel')
             s = 6
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('VehicleCheckInReqType[5]', f'event code {ec}, expected SE(VehicleTravel), EE')
+            raise r.fail_at(av, 'VehicleCheckInReqType[5]', f'event code {ec}, expected SE(VehicleTravel), EE')
     if s == 6:
-        if r.bits(1):
-            raise r.fail_back(1, 'VehicleCheckInReqType[6]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'VehicleCheckInReqType[6]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.VehicleCheckInReqType(Header=f_Header, EVCheckInStatus=f_EVCheckInStatus, ParkingMethod=f_ParkingMethod, VehicleFrame=f_VehicleFrame, DeviceOffset=f_DeviceOffset, VehicleTravel=f_VehicleTravel)
 
 def _e_iso20_common_messages_VehicleCheckInReqType(w: BitWriter, o: _iso20_common_messages.VehicleCheckInReqType) -> None:
@@ -13507,117 +17637,200 @@ def _e_iso20_common_messages_VehicleCheckInReqType(w: BitWriter, o: _iso20_commo
         w.spill()
 
 def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_common_messages.VehicleCheckInResType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_ParkingSpace: int | None = None
     f_DeviceLocation: int | None = None
     f_TargetDistance: int | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'VehicleCheckInResType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'VehicleCheckInResType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(12)
+    win = r.win
+    av = r.avail
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xc08 != 0x0:
-        raise r.fail_back(12, 'VehicleCheckInResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
+        raise r.fail_at(av + 12, 'VehicleCheckInResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
     iv = ((c >> 4) & 63)
     if iv >= 40:
-        raise r.fail('VehicleCheckInResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'VehicleCheckInResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     ec = (c & 7)
     s = 1
     s = 2
     if ec == 0:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x200 != 0x0:
-            raise r.fail_back(10, 'VehicleCheckInResType[2]', 'expected CH of ParkingSpace')
+            raise r.fail_at(av + 10, 'VehicleCheckInResType[2]', 'expected CH of ParkingSpace')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_ParkingSpace = -u - 1 if sg else u
-        if r.bits(1):
-            raise r.fail_back(1, 'VehicleCheckInResType[2]', 'expected EE of ParkingSpace')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'VehicleCheckInResType[2]', 'expected EE of ParkingSpace')
         s = 3
     elif ec == 1:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x200 != 0x0:
-            raise r.fail_back(10, 'VehicleCheckInResType[2]', 'expected CH of DeviceLocation')
+            raise r.fail_at(av + 10, 'VehicleCheckInResType[2]', 'expected CH of DeviceLocation')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_DeviceLocation = -u - 1 if sg else u
-        if r.bits(1):
-            raise r.fail_back(1, 'VehicleCheckInResType[2]', 'expected EE of DeviceLocation')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'VehicleCheckInResType[2]', 'expected EE of DeviceLocation')
         s = 4
     elif ec == 2:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x200 != 0x0:
-            raise r.fail_back(10, 'VehicleCheckInResType[2]', 'expected CH of TargetDistance')
+            raise r.fail_at(av + 10, 'VehicleCheckInResType[2]', 'expected CH of TargetDistance')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_TargetDistance = -u - 1 if sg else u
-        if r.bits(1):
-            raise r.fail_back(1, 'VehicleCheckInResType[2]', 'expected EE of TargetDistance')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'VehicleCheckInResType[2]', 'expected EE of TargetDistance')
         s = 5
     elif ec == 3:
         s = -1
     else:
-        raise r.fail('VehicleCheckInResType[2]', f'event code {ec}, expected SE(ParkingSpace), SE(DeviceLocation), SE(TargetDistance), EE')
+        raise r.fail_at(av, 'VehicleCheckInResType[2]', f'event code {ec}, expected SE(ParkingSpace), SE(DeviceLocation), SE(TargetDistance), EE')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'VehicleCheckInResType[3]', 'expected CH of DeviceLocation')
+                raise r.fail_at(av + 10, 'VehicleCheckInResType[3]', 'expected CH of DeviceLocation')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_DeviceLocation = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'VehicleCheckInResType[3]', 'expected EE of DeviceLocation')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'VehicleCheckInResType[3]', 'expected EE of DeviceLocation')
             s = 4
         elif ec == 1:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'VehicleCheckInResType[3]', 'expected CH of TargetDistance')
+                raise r.fail_at(av + 10, 'VehicleCheckInResType[3]', 'expected CH of TargetDistance')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_TargetDistance = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'VehicleCheckInResType[3]', 'expected EE of TargetDistance')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'VehicleCheckInResType[3]', 'expected EE of TargetDistance')
             s = 5
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('VehicleCheckInResType[3]', f'event code {ec}, expected SE(DeviceLocation), SE(TargetDistance), EE')
+            raise r.fail_at(av, 'VehicleCheckInResType[3]', f'event code {ec}, expected SE(DeviceLocation), SE(TargetDistance), EE')
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'VehicleCheckInResType[4]', 'expected CH of TargetDistance')
+                raise r.fail_at(av + 10, 'VehicleCheckInResType[4]', 'expected CH of TargetDistance')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_TargetDistance = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'VehicleCheckInResType[4]', 'expected EE of TargetDistance')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'VehicleCheckInResType[4]', 'expected EE of TargetDistance')
             s = 5
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('VehicleCheckInResType[4]', f'event code {ec}, expected SE(TargetDistance), EE')
+            raise r.fail_at(av, 'VehicleCheckInResType[4]', f'event code {ec}, expected SE(TargetDistance), EE')
     if s == 5:
-        if r.bits(1):
-            raise r.fail_back(1, 'VehicleCheckInResType[5]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'VehicleCheckInResType[5]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_messages.VehicleCheckInResType(Header=f_Header, ResponseCode=f_ResponseCode, ParkingSpace=f_ParkingSpace, DeviceLocation=f_DeviceLocation, TargetDistance=f_TargetDistance)
 
 def _e_iso20_common_messages_VehicleCheckInResType(w: BitWriter, o: _iso20_common_messages.VehicleCheckInResType) -> None:
@@ -13790,26 +18003,45 @@ def _e_iso20_common_messages_VehicleCheckInResType(w: BitWriter, o: _iso20_commo
         w.spill()
 
 def _d_iso20_common_messages_VehicleCheckOutReqType(r: BitReader) -> _iso20_common_messages.VehicleCheckOutReqType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVCheckOutStatus: _iso20_common_messages.evCheckOutStatusType
     f_CheckOutTime: int
-    if r.bits(1):
-        raise r.fail_back(1, 'VehicleCheckOutReqType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'VehicleCheckOutReqType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(15)
+    win = r.win
+    av = r.avail
+    av -= 15
+    if av < 0:
+        win, av = r.refill(av, 15)
+    c = (win >> av) & 0x7fff
     if c & 0x6700 != 0x0:
-        raise r.fail_back(15, 'VehicleCheckOutReqType', 'expected SE(EVCheckOutStatus), CH of EVCheckOutStatus, EE of EVCheckOutStatus, SE(CheckOutTime), CH of CheckOutTime')
+        raise r.fail_at(av + 15, 'VehicleCheckOutReqType', 'expected SE(EVCheckOutStatus), CH of EVCheckOutStatus, EE of EVCheckOutStatus, SE(CheckOutTime), CH of CheckOutTime')
     iv = ((c >> 11) & 3)
     if iv >= 3:
-        raise r.fail('VehicleCheckOutReqType.EVCheckOutStatus', f'enumeration index {iv}')
+        raise r.fail_at(av, 'VehicleCheckOutReqType.EVCheckOutStatus', f'enumeration index {iv}')
     f_EVCheckOutStatus = _E_iso20_common_messages_evCheckOutStatusType[iv]
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_CheckOutTime = u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'VehicleCheckOutReqType', 'expected EE of CheckOutTime, EE')
+        raise r.fail_at(av + 2, 'VehicleCheckOutReqType', 'expected EE of CheckOutTime, EE')
+    r.avail = av
     return _iso20_common_messages.VehicleCheckOutReqType(Header=f_Header, EVCheckOutStatus=f_EVCheckOutStatus, CheckOutTime=f_CheckOutTime)
 
 def _e_iso20_common_messages_VehicleCheckOutReqType(w: BitWriter, o: _iso20_common_messages.VehicleCheckOutReqType) -> None:
@@ -13853,20 +18085,33 @@ def _e_iso20_common_messages_VehicleCheckOutReqType(w: BitWriter, o: _iso20_comm
         w.spill()
 
 def _d_iso20_common_messages_VehicleCheckOutResType(r: BitReader) -> _iso20_common_messages.VehicleCheckOutResType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSECheckOutStatus: _iso20_common_messages.evseCheckOutStatusType
-    if r.bits(1):
-        raise r.fail_back(1, 'VehicleCheckOutResType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'VehicleCheckOutResType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(14)
+    win = r.win
+    av = r.avail
+    av -= 14
+    if av < 0:
+        win, av = r.refill(av, 14)
+    c = (win >> av) & 0x3fff
     if c & 0x303b != 0x0:
-        raise r.fail_back(14, 'VehicleCheckOutResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSECheckOutStatus), CH of EVSECheckOutStatus, EE of EVSECheckOutStatus, EE')
+        raise r.fail_at(av + 14, 'VehicleCheckOutResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSECheckOutStatus), CH of EVSECheckOutStatus, EE of EVSECheckOutStatus, EE')
     iv = ((c >> 6) & 63)
     if iv >= 40:
-        raise r.fail('VehicleCheckOutResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'VehicleCheckOutResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     f_EVSECheckOutStatus = _E_iso20_common_messages_evseCheckOutStatusType[((c >> 2) & 1)]
+    r.avail = av
     return _iso20_common_messages.VehicleCheckOutResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSECheckOutStatus=f_EVSECheckOutStatus)
 
 def _e_iso20_common_messages_VehicleCheckOutResType(w: BitWriter, o: _iso20_common_messages.VehicleCheckOutResType) -> None:
@@ -13893,8 +18138,15 @@ def _e_iso20_common_messages_VehicleCheckOutResType(w: BitWriter, o: _iso20_comm
         w.spill()
 
 def _d_iso20_common_types_CLReqControlModeType(r: BitReader) -> _iso20_common_types.CLReqControlModeType:
-    if r.bits(1):
-        raise r.fail_back(1, 'CLReqControlModeType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'CLReqControlModeType', 'expected EE')
+    r.avail = av
     return _iso20_common_types.CLReqControlModeType()
 
 def _e_iso20_common_types_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.CLReqControlModeType) -> None:
@@ -13908,8 +18160,15 @@ def _e_iso20_common_types_CLReqControlModeType(w: BitWriter, o: _iso20_common_ty
         w.spill()
 
 def _d_iso20_common_types_CLResControlModeType(r: BitReader) -> _iso20_common_types.CLResControlModeType:
-    if r.bits(1):
-        raise r.fail_back(1, 'CLResControlModeType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'CLResControlModeType', 'expected EE')
+    r.avail = av
     return _iso20_common_types.CLResControlModeType()
 
 def _e_iso20_common_types_CLResControlModeType(w: BitWriter, o: _iso20_common_types.CLResControlModeType) -> None:
@@ -13923,36 +18182,62 @@ def _e_iso20_common_types_CLResControlModeType(w: BitWriter, o: _iso20_common_ty
         w.spill()
 
 def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types.ChargeLoopReqType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_DisplayParameters: _iso20_common_types.DisplayParametersType | None = None
     f_MeterInfoRequested: bool
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargeLoopReqType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ChargeLoopReqType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 1
     if ec == 0:
+        r.avail = av
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 1:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested')
+            raise r.fail_at(av + 3, 'ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested')
         f_MeterInfoRequested = ((c >> 1) & 1) == 1
         s = 3
     else:
-        raise r.fail('ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
+        raise r.fail_at(av, 'ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
-        c = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
         if c & 0xd != 0x0:
-            raise r.fail_back(4, 'ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
+            raise r.fail_at(av + 4, 'ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
         f_MeterInfoRequested = ((c >> 1) & 1) == 1
         s = 3
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargeLoopReqType', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ChargeLoopReqType', 'expected EE')
     s = -1
+    r.avail = av
     return _iso20_common_types.ChargeLoopReqType(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested)
 
 def _e_iso20_common_types_ChargeLoopReqType(w: BitWriter, o: _iso20_common_types.ChargeLoopReqType) -> None:
@@ -14000,77 +18285,124 @@ def _e_iso20_common_types_ChargeLoopReqType(w: BitWriter, o: _iso20_common_types
         w.spill()
 
 def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types.ChargeLoopResType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEStatus: _iso20_common_types.EVSEStatusType | None = None
     f_MeterInfo: _iso20_common_types.MeterInfoType | None = None
     f_Receipt: _iso20_common_types.ReceiptType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargeLoopResType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ChargeLoopResType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(12)
+    win = r.win
+    av = r.avail
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xc08 != 0x0:
-        raise r.fail_back(12, 'ChargeLoopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
+        raise r.fail_at(av + 12, 'ChargeLoopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
     iv = ((c >> 4) & 63)
     if iv >= 40:
-        raise r.fail('ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     ec = (c & 7)
     s = 1
     s = 2
     if ec == 0:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'ChargeLoopResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            raise r.fail_at(av + 10, 'ChargeLoopResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_NotificationMaxDelay = u
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         if c & 0xe3 != 0x0:
-            raise r.fail_back(8, 'ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+            raise r.fail_at(av + 8, 'ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
         iv = ((c >> 2) & 7)
         if iv >= 6:
-            raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+            raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
         f_EVSEStatus = _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
         s = 3
     elif ec == 1:
+        r.avail = av
         f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
+        win = r.win
+        av = r.avail
         s = 4
     elif ec == 2:
+        r.avail = av
         f_Receipt = _d_iso20_common_types_ReceiptType(r)
+        win = r.win
+        av = r.avail
         s = 5
     elif ec == 3:
         s = -1
     else:
-        raise r.fail('ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), EE')
+        raise r.fail_at(av, 'ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), EE')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 1:
+            r.avail = av
             f_Receipt = _d_iso20_common_types_ReceiptType(r)
+            win = r.win
+            av = r.avail
             s = 5
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), EE')
+            raise r.fail_at(av, 'ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), EE')
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_Receipt = _d_iso20_common_types_ReceiptType(r)
+            win = r.win
+            av = r.avail
             s = 5
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), EE')
+            raise r.fail_at(av, 'ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), EE')
     if s == 5:
-        if r.bits(1):
-            raise r.fail_back(1, 'ChargeLoopResType[5]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ChargeLoopResType[5]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_types.ChargeLoopResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt)
 
 def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types.ChargeLoopResType) -> None:
@@ -14187,12 +18519,26 @@ def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types
         w.spill()
 
 def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_common_types.ChargeParameterDiscoveryReqType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargeParameterDiscoveryReqType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargeParameterDiscoveryReqType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected EE')
+    r.avail = av
     return _iso20_common_types.ChargeParameterDiscoveryReqType(Header=f_Header)
 
 def _e_iso20_common_types_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryReqType) -> None:
@@ -14215,18 +18561,31 @@ def _e_iso20_common_types_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso2
         w.spill()
 
 def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_common_types.ChargeParameterDiscoveryResType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargeParameterDiscoveryResType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x303 != 0x0:
-        raise r.fail_back(10, 'ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+        raise r.fail_at(av + 10, 'ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
     iv = ((c >> 2) & 63)
     if iv >= 40:
-        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
+    r.avail = av
     return _iso20_common_types.ChargeParameterDiscoveryResType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_types_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryResType) -> None:
@@ -14251,31 +18610,49 @@ def _e_iso20_common_types_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2
         w.spill()
 
 def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.DetailedCostType:
+    win = r.win
+    av = r.avail
     f_Amount: _iso20_common_types.RationalNumberType
     f_CostPerUnit: _iso20_common_types.RationalNumberType
-    c = r.bits(23)
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
-        raise r.fail_back(23, 'DetailedCostType', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 23, 'DetailedCostType', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_1_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'DetailedCostType', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'DetailedCostType', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_Amount = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'DetailedCostType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'DetailedCostType', 'expected EE of Value, EE, EE')
     f_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+    r.avail = av
     return _iso20_common_types.DetailedCostType(Amount=f_Amount, CostPerUnit=f_CostPerUnit)
 
 def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.DetailedCostType) -> None:
@@ -14339,28 +18716,46 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
         w.spill()
 
 def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.DetailedTaxType:
+    win = r.win
+    av = r.avail
     f_TaxRuleID: int
     f_Amount: _iso20_common_types.RationalNumberType
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'DetailedTaxType', 'expected SE(TaxRuleID), CH of TaxRuleID')
+        raise r.fail_at(av + 10, 'DetailedTaxType', 'expected SE(TaxRuleID), CH of TaxRuleID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_TaxRuleID = u
-    c = r.bits(24)
+    av -= 24
+    if av < 0:
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
     if c & 0xf00e00 != 0x0:
-        raise r.fail_back(24, 'DetailedTaxType', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 24, 'DetailedTaxType', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_1_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'DetailedTaxType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'DetailedTaxType', 'expected EE of Value, EE, EE')
     f_Amount = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    r.avail = av
     return _iso20_common_types.DetailedTaxType(TaxRuleID=f_TaxRuleID, Amount=f_Amount)
 
 def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.DetailedTaxType) -> None:
@@ -14418,573 +18813,955 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
         w.spill()
 
 def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_types.DisplayParametersType:
+    win = r.win
+    av = r.avail
     kw: dict[str, Any] = {}
     s = 0
-    c = r.bits(4)
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
         kw['PresentSOC'] = ((c >> 1) & 127)
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
         kw['MinimumSOC'] = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
         kw['TargetSOC'] = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
         kw['MaximumSOC'] = ((c >> 1) & 127)
         s = 4
     elif ec == 4:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         kw['RemainingTimeToMinimumSOC'] = u
-        if r.bits(1):
-            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMinimumSOC')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMinimumSOC')
         s = 5
     elif ec == 5:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         kw['RemainingTimeToTargetSOC'] = u
-        if r.bits(1):
-            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToTargetSOC')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToTargetSOC')
         s = 6
     elif ec == 6:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         kw['RemainingTimeToMaximumSOC'] = u
-        if r.bits(1):
-            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMaximumSOC')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMaximumSOC')
         s = 7
     elif ec == 7:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'DisplayParametersType[0]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of ChargingComplete, EE of ChargingComplete')
         kw['ChargingComplete'] = ((c >> 1) & 1) == 1
         s = 8
     elif ec == 8:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'DisplayParametersType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'DisplayParametersType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'DisplayParametersType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'DisplayParametersType[0]', 'expected EE of Value, EE')
         kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 9
     elif ec == 9:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'DisplayParametersType[0]', 'expected CH of InletHot, EE of InletHot')
+            raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of InletHot, EE of InletHot')
         kw['InletHot'] = ((c >> 1) & 1) == 1
         s = 10
     elif ec == 10:
         s = -1
     else:
-        raise r.fail('DisplayParametersType[0]', f'event code {ec}, expected SE(PresentSOC), SE(MinimumSOC), SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+        raise r.fail_at(av, 'DisplayParametersType[0]', f'event code {ec}, expected SE(PresentSOC), SE(MinimumSOC), SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 1:
-        ec = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        ec = (win >> av) & 0xf
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
             kw['MinimumSOC'] = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
             kw['TargetSOC'] = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of MaximumSOC, EE of MaximumSOC')
             kw['MaximumSOC'] = ((c >> 1) & 127)
             s = 4
         elif ec == 3:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMinimumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMinimumSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToMinimumSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMinimumSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 4:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToTargetSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToTargetSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToTargetSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToTargetSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 5:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMaximumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMaximumSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 6:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+                raise r.fail_at(av + 3, 'DisplayParametersType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
             kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 7:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'DisplayParametersType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'DisplayParametersType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_2_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_2_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'DisplayParametersType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'DisplayParametersType[1]', 'expected EE of Value, EE')
             kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
             s = 9
         elif ec == 8:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[1]', 'expected CH of InletHot, EE of InletHot')
+                raise r.fail_at(av + 3, 'DisplayParametersType[1]', 'expected CH of InletHot, EE of InletHot')
             kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 9:
             s = -1
         else:
-            raise r.fail('DisplayParametersType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+            raise r.fail_at(av, 'DisplayParametersType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 2:
-        ec = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        ec = (win >> av) & 0xf
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
             kw['TargetSOC'] = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of MaximumSOC, EE of MaximumSOC')
             kw['MaximumSOC'] = ((c >> 1) & 127)
             s = 4
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMinimumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMinimumSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToMinimumSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMinimumSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 3:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToTargetSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToTargetSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToTargetSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToTargetSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 4:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMaximumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMaximumSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 5:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+                raise r.fail_at(av + 3, 'DisplayParametersType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete')
             kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 6:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'DisplayParametersType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'DisplayParametersType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_3_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'DisplayParametersType[2]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'DisplayParametersType[2]', 'expected EE of Value, EE')
             kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
             s = 9
         elif ec == 7:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[2]', 'expected CH of InletHot, EE of InletHot')
+                raise r.fail_at(av + 3, 'DisplayParametersType[2]', 'expected CH of InletHot, EE of InletHot')
             kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 8:
             s = -1
         else:
-            raise r.fail('DisplayParametersType[2]', f'event code {ec}, expected SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+            raise r.fail_at(av, 'DisplayParametersType[2]', f'event code {ec}, expected SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 3:
-        ec = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        ec = (win >> av) & 0xf
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[3]', 'expected CH of MaximumSOC, EE of MaximumSOC')
             kw['MaximumSOC'] = ((c >> 1) & 127)
             s = 4
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMinimumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMinimumSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToMinimumSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMinimumSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToTargetSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToTargetSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToTargetSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToTargetSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 3:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMaximumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMaximumSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 4:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+                raise r.fail_at(av + 3, 'DisplayParametersType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete')
             kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 5:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'DisplayParametersType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'DisplayParametersType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_4_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'DisplayParametersType[3]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'DisplayParametersType[3]', 'expected EE of Value, EE')
             kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
             s = 9
         elif ec == 6:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[3]', 'expected CH of InletHot, EE of InletHot')
+                raise r.fail_at(av + 3, 'DisplayParametersType[3]', 'expected CH of InletHot, EE of InletHot')
             kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 7:
             s = -1
         else:
-            raise r.fail('DisplayParametersType[3]', f'event code {ec}, expected SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+            raise r.fail_at(av, 'DisplayParametersType[3]', f'event code {ec}, expected SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 4:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMinimumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMinimumSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToMinimumSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMinimumSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToTargetSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToTargetSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToTargetSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToTargetSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMaximumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMaximumSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 3:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+                raise r.fail_at(av + 3, 'DisplayParametersType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete')
             kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 4:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'DisplayParametersType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'DisplayParametersType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_5_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_5_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'DisplayParametersType[4]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'DisplayParametersType[4]', 'expected EE of Value, EE')
             kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
             s = 9
         elif ec == 5:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[4]', 'expected CH of InletHot, EE of InletHot')
+                raise r.fail_at(av + 3, 'DisplayParametersType[4]', 'expected CH of InletHot, EE of InletHot')
             kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 6:
             s = -1
         else:
-            raise r.fail('DisplayParametersType[4]', f'event code {ec}, expected SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+            raise r.fail_at(av, 'DisplayParametersType[4]', f'event code {ec}, expected SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 5:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToTargetSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToTargetSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToTargetSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToTargetSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToMaximumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToMaximumSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 2:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+                raise r.fail_at(av + 3, 'DisplayParametersType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete')
             kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 3:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'DisplayParametersType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'DisplayParametersType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_6_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_6_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'DisplayParametersType[5]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'DisplayParametersType[5]', 'expected EE of Value, EE')
             kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
             s = 9
         elif ec == 4:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[5]', 'expected CH of InletHot, EE of InletHot')
+                raise r.fail_at(av + 3, 'DisplayParametersType[5]', 'expected CH of InletHot, EE of InletHot')
             kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 5:
             s = -1
         else:
-            raise r.fail('DisplayParametersType[5]', f'event code {ec}, expected SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+            raise r.fail_at(av, 'DisplayParametersType[5]', f'event code {ec}, expected SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 6:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[6]', 'expected CH of RemainingTimeToMaximumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[6]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[6]', 'expected EE of RemainingTimeToMaximumSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[6]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 1:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[6]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+                raise r.fail_at(av + 3, 'DisplayParametersType[6]', 'expected CH of ChargingComplete, EE of ChargingComplete')
             kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 2:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'DisplayParametersType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'DisplayParametersType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_7_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_7_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'DisplayParametersType[6]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'DisplayParametersType[6]', 'expected EE of Value, EE')
             kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
             s = 9
         elif ec == 3:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[6]', 'expected CH of InletHot, EE of InletHot')
+                raise r.fail_at(av + 3, 'DisplayParametersType[6]', 'expected CH of InletHot, EE of InletHot')
             kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 4:
             s = -1
         else:
-            raise r.fail('DisplayParametersType[6]', f'event code {ec}, expected SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+            raise r.fail_at(av, 'DisplayParametersType[6]', f'event code {ec}, expected SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 7:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[7]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+                raise r.fail_at(av + 3, 'DisplayParametersType[7]', 'expected CH of ChargingComplete, EE of ChargingComplete')
             kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'DisplayParametersType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'DisplayParametersType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_8_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_8_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'DisplayParametersType[7]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'DisplayParametersType[7]', 'expected EE of Value, EE')
             kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
             s = 9
         elif ec == 2:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[7]', 'expected CH of InletHot, EE of InletHot')
+                raise r.fail_at(av + 3, 'DisplayParametersType[7]', 'expected CH of InletHot, EE of InletHot')
             kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 3:
             s = -1
         else:
-            raise r.fail('DisplayParametersType[7]', f'event code {ec}, expected SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+            raise r.fail_at(av, 'DisplayParametersType[7]', f'event code {ec}, expected SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 8:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'DisplayParametersType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'DisplayParametersType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_9_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_9_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'DisplayParametersType[8]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'DisplayParametersType[8]', 'expected EE of Value, EE')
             kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
             s = 9
         elif ec == 1:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[8]', 'expected CH of InletHot, EE of InletHot')
+                raise r.fail_at(av + 3, 'DisplayParametersType[8]', 'expected CH of InletHot, EE of InletHot')
             kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('DisplayParametersType[8]', f'event code {ec}, expected SE(BatteryEnergyCapacity), SE(InletHot), EE')
+            raise r.fail_at(av, 'DisplayParametersType[8]', f'event code {ec}, expected SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 9:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[9]', 'expected CH of InletHot, EE of InletHot')
+                raise r.fail_at(av + 3, 'DisplayParametersType[9]', 'expected CH of InletHot, EE of InletHot')
             kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('DisplayParametersType[9]', f'event code {ec}, expected SE(InletHot), EE')
+            raise r.fail_at(av, 'DisplayParametersType[9]', f'event code {ec}, expected SE(InletHot), EE')
     if s == 10:
-        if r.bits(1):
-            raise r.fail_back(1, 'DisplayParametersType[10]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DisplayParametersType[10]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_types.DisplayParametersType(**kw)
 
 def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_types.DisplayParametersType) -> None:
@@ -15804,82 +20581,131 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         w.spill()
 
 def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_common_types.Dynamic_CLReqControlModeType:
+    win = r.win
+    av = r.avail
     f_DepartureTime: int | None = None
     f_EVTargetEnergyRequest: _iso20_common_types.RationalNumberType
     f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType
     f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'Dynamic_CLReqControlModeType[0]', 'expected CH of DepartureTime')
+            raise r.fail_at(av + 9, 'Dynamic_CLReqControlModeType[0]', 'expected CH of DepartureTime')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_DepartureTime = u
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_CLReqControlModeType[0]', 'expected EE of DepartureTime')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Dynamic_CLReqControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Dynamic_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Dynamic_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Dynamic_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Dynamic_CLReqControlModeType[0]', 'expected EE of Value, EE')
         f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 2
     else:
-        raise r.fail('Dynamic_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
+        raise r.fail_at(av, 'Dynamic_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'Dynamic_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'Dynamic_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Dynamic_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Dynamic_CLReqControlModeType[1]', 'expected EE of Value, EE')
         f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 2
-    c = r.bits(23)
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
-        raise r.fail_back(23, 'Dynamic_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 23, 'Dynamic_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_3_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_3_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'Dynamic_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'Dynamic_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_4_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
     s = 3
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_4_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'Dynamic_CLReqControlModeType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'Dynamic_CLReqControlModeType', 'expected EE of Value, EE, EE')
     f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
     s = 4
     s = -1
+    r.avail = av
     return _iso20_common_types.Dynamic_CLReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
 
 def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLReqControlModeType) -> None:
@@ -16027,124 +20853,208 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         w.spill()
 
 def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_common_types.Dynamic_CLResControlModeType:
+    win = r.win
+    av = r.avail
     f_DepartureTime: int | None = None
     f_MinimumSOC: int | None = None
     f_TargetSOC: int | None = None
     f_AckMaxDelay: int | None = None
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of DepartureTime')
+            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of DepartureTime')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_DepartureTime = u
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected EE of DepartureTime')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
         f_MinimumSOC = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
         f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
+            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_AckMaxDelay = u
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
         s = 4
     elif ec == 4:
         s = -1
     else:
-        raise r.fail('Dynamic_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), EE')
+        raise r.fail_at(av, 'Dynamic_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), EE')
     if s == 1:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'Dynamic_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+                raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
             f_MinimumSOC = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'Dynamic_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
+                raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
             f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'Dynamic_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
+                raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_AckMaxDelay = u
-            if r.bits(1):
-                raise r.fail_back(1, 'Dynamic_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 3:
             s = -1
         else:
-            raise r.fail('Dynamic_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), EE')
+            raise r.fail_at(av, 'Dynamic_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), EE')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'Dynamic_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
+                raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
             f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'Dynamic_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
+                raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_AckMaxDelay = u
-            if r.bits(1):
-                raise r.fail_back(1, 'Dynamic_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('Dynamic_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), EE')
+            raise r.fail_at(av, 'Dynamic_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), EE')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'Dynamic_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
+                raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_AckMaxDelay = u
-            if r.bits(1):
-                raise r.fail_back(1, 'Dynamic_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('Dynamic_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), EE')
+            raise r.fail_at(av, 'Dynamic_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), EE')
     if s == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_CLResControlModeType[4]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[4]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_types.Dynamic_CLResControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay)
 
 def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLResControlModeType) -> None:
@@ -16316,22 +21226,34 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         w.spill()
 
 def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EVSEStatusType:
+    win = r.win
+    av = r.avail
     f_NotificationMaxDelay: int
     f_EVSENotification: _iso20_common_types.evseNotificationType
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        raise r.fail_at(av + 10, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_NotificationMaxDelay = u
-    c = r.bits(8)
+    av -= 8
+    if av < 0:
+        win, av = r.refill(av, 8)
+    c = (win >> av) & 0xff
     if c & 0xe3 != 0x0:
-        raise r.fail_back(8, 'EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+        raise r.fail_at(av + 8, 'EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
     iv = ((c >> 2) & 7)
     if iv >= 6:
-        raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
+    r.avail = av
     return _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification)
 
 def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EVSEStatusType) -> None:
@@ -16366,50 +21288,91 @@ def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EV
         w.spill()
 
 def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_common_types.ListOfRootCertificateIDsType:
+    win = r.win
+    av = r.avail
     f_RootCertificateID: list[_xmldsig.X509IssuerSerialType] = []
     s = 0
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID), SE(X509IssuerName), CH of X509IssuerName')
+        raise r.fail_at(av + 11, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID), SE(X509IssuerName), CH of X509IssuerName')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_1_X509IssuerName = r.string_of(u, None)
-    c = r.bits(12)
+    win = r.win
+    av = r.avail
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'ListOfRootCertificateIDsType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+        raise r.fail_at(av + 12, 'ListOfRootCertificateIDsType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_X509SerialNumber = -u - 1 if sg else u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'ListOfRootCertificateIDsType', 'expected EE of X509SerialNumber, EE')
+        raise r.fail_at(av + 2, 'ListOfRootCertificateIDsType', 'expected EE of X509SerialNumber, EE')
     f_RootCertificateID.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
     s = 1
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'ListOfRootCertificateIDsType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+                raise r.fail_at(av + 10, 'ListOfRootCertificateIDsType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_2_X509IssuerName = r.string_of(u, None)
-            c = r.bits(12)
+            win = r.win
+            av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
             if c & 0xe00 != 0x0:
-                raise r.fail_back(12, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+                raise r.fail_at(av + 12, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_2_X509SerialNumber = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509SerialNumber, EE')
+                raise r.fail_at(av + 2, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509SerialNumber, EE')
             f_RootCertificateID.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
             n += 1
             if n == 19:
@@ -16419,11 +21382,16 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
             s = -1
             break
         else:
-            raise r.fail('ListOfRootCertificateIDsType[1]', f'event code {ec}, expected SE(RootCertificateID), EE')
+            raise r.fail_at(av, 'ListOfRootCertificateIDsType[1]', f'event code {ec}, expected SE(RootCertificateID), EE')
     if s == 20:
-        if r.bits(1):
-            raise r.fail_back(1, 'ListOfRootCertificateIDsType[20]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ListOfRootCertificateIDsType[20]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_types.ListOfRootCertificateIDsType(RootCertificateID=f_RootCertificateID)
 
 def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_common_types.ListOfRootCertificateIDsType) -> None:
@@ -16524,41 +21492,69 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
         w.spill()
 
 def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types.MessageHeaderType:
+    win = r.win
+    av = r.avail
     f_SessionID: bytes
     f_TimeStamp: int
     f_Signature: _xmldsig.SignatureType | None = None
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
+        raise r.fail_at(av + 10, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_SessionID = r.binary_of(u, 8)
-    c = r.bits(11)
+    win = r.win
+    av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'MessageHeaderType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+        raise r.fail_at(av + 11, 'MessageHeaderType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     u = (c & 255)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_TimeStamp = u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'MessageHeaderType', 'expected EE of TimeStamp')
+        raise r.fail_at(av + 3, 'MessageHeaderType', 'expected EE of TimeStamp')
     ec = (c & 3)
     s = 2
     if ec == 0:
+        r.avail = av
         f_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'MessageHeaderType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_types.MessageHeaderType(SessionID=f_SessionID, TimeStamp=f_TimeStamp, Signature=f_Signature)
 
 def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types.MessageHeaderType) -> None:
@@ -16623,6 +21619,8 @@ def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types
         w.spill()
 
 def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.MeterInfoType:
+    win = r.win
+    av = r.avail
     f_MeterID: str
     f_ChargedEnergyReadingWh: int
     f_BPT_DischargedEnergyReadingWh: int | None = None
@@ -16632,300 +21630,560 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     f_MeterStatus: int | None = None
     f_MeterTimestamp: int | None = None
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
+        raise r.fail_at(av + 10, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_MeterID = r.string_of(u, 32)
-    c = r.bits(11)
+    win = r.win
+    av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'MeterInfoType', 'expected EE of MeterID, SE(ChargedEnergyReadingWh), CH of ChargedEnergyReadingWh')
+        raise r.fail_at(av + 11, 'MeterInfoType', 'expected EE of MeterID, SE(ChargedEnergyReadingWh), CH of ChargedEnergyReadingWh')
     u = (c & 255)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_ChargedEnergyReadingWh = u
-    c = r.bits(4)
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x8 != 0x0:
-        raise r.fail_back(4, 'MeterInfoType', 'expected EE of ChargedEnergyReadingWh')
+        raise r.fail_at(av + 4, 'MeterInfoType', 'expected EE of ChargedEnergyReadingWh')
     ec = (c & 7)
     s = 2
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of BPT_DischargedEnergyReadingWh')
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of BPT_DischargedEnergyReadingWh')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_BPT_DischargedEnergyReadingWh = u
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of BPT_DischargedEnergyReadingWh')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of BPT_DischargedEnergyReadingWh')
         s = 3
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_CapacitiveEnergyReadingVARh = u
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of CapacitiveEnergyReadingVARh')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of CapacitiveEnergyReadingVARh')
         s = 4
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_BPT_InductiveEnergyReadingVARh = u
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of BPT_InductiveEnergyReadingVARh')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of BPT_InductiveEnergyReadingVARh')
         s = 5
     elif ec == 3:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of MeterSignature')
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterSignature')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_MeterSignature = r.binary_of(u, 64)
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterSignature')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterSignature')
         s = 6
     elif ec == 4:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x200 != 0x0:
-            raise r.fail_back(10, 'MeterInfoType[2]', 'expected CH of MeterStatus')
+            raise r.fail_at(av + 10, 'MeterInfoType[2]', 'expected CH of MeterStatus')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_MeterStatus = -u - 1 if sg else u
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
         s = 7
     elif ec == 5:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_MeterTimestamp = u
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterTimestamp')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterTimestamp')
         s = 8
     elif ec == 6:
         s = -1
     else:
-        raise r.fail('MeterInfoType[2]', f'event code {ec}, expected SE(BPT_DischargedEnergyReadingWh), SE(CapacitiveEnergyReadingVARh), SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
+        raise r.fail_at(av, 'MeterInfoType[2]', f'event code {ec}, expected SE(BPT_DischargedEnergyReadingWh), SE(CapacitiveEnergyReadingVARh), SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
     if s == 3:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[3]', 'expected CH of CapacitiveEnergyReadingVARh')
+                raise r.fail_at(av + 9, 'MeterInfoType[3]', 'expected CH of CapacitiveEnergyReadingVARh')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_CapacitiveEnergyReadingVARh = u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of CapacitiveEnergyReadingVARh')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[3]', 'expected EE of CapacitiveEnergyReadingVARh')
             s = 4
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[3]', 'expected CH of BPT_InductiveEnergyReadingVARh')
+                raise r.fail_at(av + 9, 'MeterInfoType[3]', 'expected CH of BPT_InductiveEnergyReadingVARh')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_BPT_InductiveEnergyReadingVARh = u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of BPT_InductiveEnergyReadingVARh')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[3]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[3]', 'expected CH of MeterSignature')
+                raise r.fail_at(av + 9, 'MeterInfoType[3]', 'expected CH of MeterSignature')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_MeterSignature = r.binary_of(u, 64)
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterSignature')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[3]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 3:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'MeterInfoType[3]', 'expected CH of MeterStatus')
+                raise r.fail_at(av + 10, 'MeterInfoType[3]', 'expected CH of MeterStatus')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterStatus = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterStatus')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[3]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 4:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[3]', 'expected CH of MeterTimestamp')
+                raise r.fail_at(av + 9, 'MeterInfoType[3]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterTimestamp = u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterTimestamp')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[3]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 5:
             s = -1
         else:
-            raise r.fail('MeterInfoType[3]', f'event code {ec}, expected SE(CapacitiveEnergyReadingVARh), SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
+            raise r.fail_at(av, 'MeterInfoType[3]', f'event code {ec}, expected SE(CapacitiveEnergyReadingVARh), SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
     if s == 4:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[4]', 'expected CH of BPT_InductiveEnergyReadingVARh')
+                raise r.fail_at(av + 9, 'MeterInfoType[4]', 'expected CH of BPT_InductiveEnergyReadingVARh')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_BPT_InductiveEnergyReadingVARh = u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of BPT_InductiveEnergyReadingVARh')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[4]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[4]', 'expected CH of MeterSignature')
+                raise r.fail_at(av + 9, 'MeterInfoType[4]', 'expected CH of MeterSignature')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_MeterSignature = r.binary_of(u, 64)
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterSignature')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[4]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 2:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'MeterInfoType[4]', 'expected CH of MeterStatus')
+                raise r.fail_at(av + 10, 'MeterInfoType[4]', 'expected CH of MeterStatus')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterStatus = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterStatus')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[4]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 3:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[4]', 'expected CH of MeterTimestamp')
+                raise r.fail_at(av + 9, 'MeterInfoType[4]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterTimestamp = u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterTimestamp')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[4]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 4:
             s = -1
         else:
-            raise r.fail('MeterInfoType[4]', f'event code {ec}, expected SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
+            raise r.fail_at(av, 'MeterInfoType[4]', f'event code {ec}, expected SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
     if s == 5:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[5]', 'expected CH of MeterSignature')
+                raise r.fail_at(av + 9, 'MeterInfoType[5]', 'expected CH of MeterSignature')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_MeterSignature = r.binary_of(u, 64)
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterSignature')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[5]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 1:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'MeterInfoType[5]', 'expected CH of MeterStatus')
+                raise r.fail_at(av + 10, 'MeterInfoType[5]', 'expected CH of MeterStatus')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterStatus = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterStatus')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[5]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[5]', 'expected CH of MeterTimestamp')
+                raise r.fail_at(av + 9, 'MeterInfoType[5]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterTimestamp = u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterTimestamp')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[5]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 3:
             s = -1
         else:
-            raise r.fail('MeterInfoType[5]', f'event code {ec}, expected SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
+            raise r.fail_at(av, 'MeterInfoType[5]', f'event code {ec}, expected SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
     if s == 6:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'MeterInfoType[6]', 'expected CH of MeterStatus')
+                raise r.fail_at(av + 10, 'MeterInfoType[6]', 'expected CH of MeterStatus')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterStatus = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[6]', 'expected EE of MeterStatus')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[6]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[6]', 'expected CH of MeterTimestamp')
+                raise r.fail_at(av + 9, 'MeterInfoType[6]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterTimestamp = u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[6]', 'expected EE of MeterTimestamp')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[6]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('MeterInfoType[6]', f'event code {ec}, expected SE(MeterStatus), SE(MeterTimestamp), EE')
+            raise r.fail_at(av, 'MeterInfoType[6]', f'event code {ec}, expected SE(MeterStatus), SE(MeterTimestamp), EE')
     if s == 7:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[7]', 'expected CH of MeterTimestamp')
+                raise r.fail_at(av + 9, 'MeterInfoType[7]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterTimestamp = u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[7]', 'expected EE of MeterTimestamp')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[7]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('MeterInfoType[7]', f'event code {ec}, expected SE(MeterTimestamp), EE')
+            raise r.fail_at(av, 'MeterInfoType[7]', f'event code {ec}, expected SE(MeterTimestamp), EE')
     if s == 8:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[8]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[8]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_types.MeterInfoType(MeterID=f_MeterID, ChargedEnergyReadingWh=f_ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh=f_BPT_DischargedEnergyReadingWh, CapacitiveEnergyReadingVARh=f_CapacitiveEnergyReadingVARh, BPT_InductiveEnergyReadingVARh=f_BPT_InductiveEnergyReadingVARh, MeterSignature=f_MeterSignature, MeterStatus=f_MeterStatus, MeterTimestamp=f_MeterTimestamp)
 
 def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.MeterInfoType) -> None:
@@ -17415,20 +22673,32 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         w.spill()
 
 def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_types.RationalNumberType:
+    win = r.win
+    av = r.avail
     f_Exponent: int
     f_Value: int
-    c = r.bits(22)
+    av -= 22
+    if av < 0:
+        win, av = r.refill(av, 22)
+    c = (win >> av) & 0x3fffff
     if c & 0x300e00 != 0x0:
-        raise r.fail_back(22, 'RationalNumberType', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 22, 'RationalNumberType', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_Value = -u - 1 if sg else u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'RationalNumberType', 'expected EE of Value, EE')
+        raise r.fail_at(av + 2, 'RationalNumberType', 'expected EE of Value, EE')
+    r.avail = av
     return _iso20_common_types.RationalNumberType(Exponent=f_Exponent, Value=f_Value)
 
 def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_types.RationalNumberType) -> None:
@@ -17465,6 +22735,8 @@ def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_type
         w.spill()
 
 def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.ReceiptType:
+    win = r.win
+    av = r.avail
     f_TimeAnchor: int
     f_EnergyCosts: _iso20_common_types.DetailedCostType | None = None
     f_OccupancyCosts: _iso20_common_types.DetailedCostType | None = None
@@ -17472,445 +22744,709 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     f_OverstayCosts: _iso20_common_types.DetailedCostType | None = None
     f_TaxCosts: list[_iso20_common_types.DetailedTaxType] = []
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'ReceiptType', 'expected SE(TimeAnchor), CH of TimeAnchor')
+        raise r.fail_at(av + 10, 'ReceiptType', 'expected SE(TimeAnchor), CH of TimeAnchor')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_TimeAnchor = u
-    c = r.bits(4)
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x8 != 0x0:
-        raise r.fail_back(4, 'ReceiptType', 'expected EE of TimeAnchor')
+        raise r.fail_at(av + 4, 'ReceiptType', 'expected EE of TimeAnchor')
     ec = (c & 7)
     s = 1
     if ec == 0:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_Value = -u - 1 if sg else u
-        c = r.bits(25)
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
         if c & 0x1f00e00 != 0x0:
-            raise r.fail_back(25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_3_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         f_1_Amount = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_3_Value = -u - 1 if sg else u
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c != 0x0:
-            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
         f_1_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
         f_EnergyCosts = _iso20_common_types.DetailedCostType(Amount=f_1_Amount, CostPerUnit=f_1_CostPerUnit)
         s = 2
     elif ec == 1:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_5_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_5_Value = -u - 1 if sg else u
-        c = r.bits(25)
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
         if c & 0x1f00e00 != 0x0:
-            raise r.fail_back(25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_6_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         f_4_Amount = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_6_Value = -u - 1 if sg else u
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c != 0x0:
-            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
         f_4_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
         f_OccupancyCosts = _iso20_common_types.DetailedCostType(Amount=f_4_Amount, CostPerUnit=f_4_CostPerUnit)
         s = 3
     elif ec == 2:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_8_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_8_Value = -u - 1 if sg else u
-        c = r.bits(25)
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
         if c & 0x1f00e00 != 0x0:
-            raise r.fail_back(25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_9_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         f_7_Amount = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_9_Value = -u - 1 if sg else u
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c != 0x0:
-            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
         f_7_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
         f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_7_Amount, CostPerUnit=f_7_CostPerUnit)
         s = 4
     elif ec == 3:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_11_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_11_Value = -u - 1 if sg else u
-        c = r.bits(25)
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
         if c & 0x1f00e00 != 0x0:
-            raise r.fail_back(25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_12_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         f_10_Amount = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_12_Value = -u - 1 if sg else u
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c != 0x0:
-            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
         f_10_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
         f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_10_Amount, CostPerUnit=f_10_CostPerUnit)
         s = 5
     elif ec == 4:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'ReceiptType[1]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+            raise r.fail_at(av + 10, 'ReceiptType[1]', 'expected SE(TaxRuleID), CH of TaxRuleID')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_13_TaxRuleID = u
-        c = r.bits(24)
+        av -= 24
+        if av < 0:
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
         if c & 0xf00e00 != 0x0:
-            raise r.fail_back(24, 'ReceiptType[1]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 24, 'ReceiptType[1]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_14_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_14_Value = -u - 1 if sg else u
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c != 0x0:
-            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
         f_13_Amount = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
         f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_13_TaxRuleID, Amount=f_13_Amount))
         s = 6
     elif ec == 5:
         s = -1
     else:
-        raise r.fail('ReceiptType[1]', f'event code {ec}, expected SE(EnergyCosts), SE(OccupancyCosts), SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
+        raise r.fail_at(av, 'ReceiptType[1]', f'event code {ec}, expected SE(EnergyCosts), SE(OccupancyCosts), SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
     if s == 2:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(23)
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
-                raise r.fail_back(23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_16_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_16_Value = -u - 1 if sg else u
-            c = r.bits(25)
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
-                raise r.fail_back(25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_17_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             f_15_Amount = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_17_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
             f_15_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
             f_OccupancyCosts = _iso20_common_types.DetailedCostType(Amount=f_15_Amount, CostPerUnit=f_15_CostPerUnit)
             s = 3
         elif ec == 1:
-            c = r.bits(23)
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
-                raise r.fail_back(23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_19_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_19_Value = -u - 1 if sg else u
-            c = r.bits(25)
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
-                raise r.fail_back(25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_20_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             f_18_Amount = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_20_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
             f_18_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
             f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_18_Amount, CostPerUnit=f_18_CostPerUnit)
             s = 4
         elif ec == 2:
-            c = r.bits(23)
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
-                raise r.fail_back(23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_22_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_22_Value = -u - 1 if sg else u
-            c = r.bits(25)
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
-                raise r.fail_back(25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_23_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             f_21_Amount = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_23_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
             f_21_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
             f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_21_Amount, CostPerUnit=f_21_CostPerUnit)
             s = 5
         elif ec == 3:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'ReceiptType[2]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+                raise r.fail_at(av + 10, 'ReceiptType[2]', 'expected SE(TaxRuleID), CH of TaxRuleID')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_24_TaxRuleID = u
-            c = r.bits(24)
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
             if c & 0xf00e00 != 0x0:
-                raise r.fail_back(24, 'ReceiptType[2]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 24, 'ReceiptType[2]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_25_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_25_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
             f_24_Amount = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
             f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_24_TaxRuleID, Amount=f_24_Amount))
             s = 6
         elif ec == 4:
             s = -1
         else:
-            raise r.fail('ReceiptType[2]', f'event code {ec}, expected SE(OccupancyCosts), SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
+            raise r.fail_at(av, 'ReceiptType[2]', f'event code {ec}, expected SE(OccupancyCosts), SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
     if s == 3:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(23)
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
-                raise r.fail_back(23, 'ReceiptType[3]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 23, 'ReceiptType[3]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_27_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_27_Value = -u - 1 if sg else u
-            c = r.bits(25)
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
-                raise r.fail_back(25, 'ReceiptType[3]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 25, 'ReceiptType[3]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_28_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             f_26_Amount = _iso20_common_types.RationalNumberType(Exponent=f_27_Exponent, Value=f_27_Value)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_28_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
             f_26_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_28_Exponent, Value=f_28_Value)
             f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_26_Amount, CostPerUnit=f_26_CostPerUnit)
             s = 4
         elif ec == 1:
-            c = r.bits(23)
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
-                raise r.fail_back(23, 'ReceiptType[3]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 23, 'ReceiptType[3]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_30_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_30_Value = -u - 1 if sg else u
-            c = r.bits(25)
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
-                raise r.fail_back(25, 'ReceiptType[3]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 25, 'ReceiptType[3]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_31_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             f_29_Amount = _iso20_common_types.RationalNumberType(Exponent=f_30_Exponent, Value=f_30_Value)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_31_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
             f_29_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_31_Exponent, Value=f_31_Value)
             f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_29_Amount, CostPerUnit=f_29_CostPerUnit)
             s = 5
         elif ec == 2:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'ReceiptType[3]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+                raise r.fail_at(av + 10, 'ReceiptType[3]', 'expected SE(TaxRuleID), CH of TaxRuleID')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_32_TaxRuleID = u
-            c = r.bits(24)
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
             if c & 0xf00e00 != 0x0:
-                raise r.fail_back(24, 'ReceiptType[3]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 24, 'ReceiptType[3]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_33_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_33_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
             f_32_Amount = _iso20_common_types.RationalNumberType(Exponent=f_33_Exponent, Value=f_33_Value)
             f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_32_TaxRuleID, Amount=f_32_Amount))
             s = 6
         elif ec == 3:
             s = -1
         else:
-            raise r.fail('ReceiptType[3]', f'event code {ec}, expected SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
+            raise r.fail_at(av, 'ReceiptType[3]', f'event code {ec}, expected SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(23)
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
-                raise r.fail_back(23, 'ReceiptType[4]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 23, 'ReceiptType[4]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_35_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_35_Value = -u - 1 if sg else u
-            c = r.bits(25)
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
-                raise r.fail_back(25, 'ReceiptType[4]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 25, 'ReceiptType[4]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_36_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             f_34_Amount = _iso20_common_types.RationalNumberType(Exponent=f_35_Exponent, Value=f_35_Value)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_36_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
             f_34_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_36_Exponent, Value=f_36_Value)
             f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_34_Amount, CostPerUnit=f_34_CostPerUnit)
             s = 5
         elif ec == 1:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'ReceiptType[4]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+                raise r.fail_at(av + 10, 'ReceiptType[4]', 'expected SE(TaxRuleID), CH of TaxRuleID')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_37_TaxRuleID = u
-            c = r.bits(24)
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
             if c & 0xf00e00 != 0x0:
-                raise r.fail_back(24, 'ReceiptType[4]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 24, 'ReceiptType[4]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_38_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_38_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
             f_37_Amount = _iso20_common_types.RationalNumberType(Exponent=f_38_Exponent, Value=f_38_Value)
             f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_37_TaxRuleID, Amount=f_37_Amount))
             s = 6
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('ReceiptType[4]', f'event code {ec}, expected SE(OverstayCosts), SE(TaxCosts), EE')
+            raise r.fail_at(av, 'ReceiptType[4]', f'event code {ec}, expected SE(OverstayCosts), SE(TaxCosts), EE')
     if s == 5:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'ReceiptType[5]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+                raise r.fail_at(av + 10, 'ReceiptType[5]', 'expected SE(TaxRuleID), CH of TaxRuleID')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_39_TaxRuleID = u
-            c = r.bits(24)
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
             if c & 0xf00e00 != 0x0:
-                raise r.fail_back(24, 'ReceiptType[5]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 24, 'ReceiptType[5]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_40_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_40_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ReceiptType[5]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ReceiptType[5]', 'expected EE of Value, EE, EE')
             f_39_Amount = _iso20_common_types.RationalNumberType(Exponent=f_40_Exponent, Value=f_40_Value)
             f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_39_TaxRuleID, Amount=f_39_Amount))
             s = 6
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('ReceiptType[5]', f'event code {ec}, expected SE(TaxCosts), EE')
+            raise r.fail_at(av, 'ReceiptType[5]', f'event code {ec}, expected SE(TaxCosts), EE')
     if s == 6:
         n = 0
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                c = r.bits(10)
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
                 if c & 0x300 != 0x0:
-                    raise r.fail_back(10, 'ReceiptType[6]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+                    raise r.fail_at(av + 10, 'ReceiptType[6]', 'expected SE(TaxRuleID), CH of TaxRuleID')
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
                 f_41_TaxRuleID = u
-                c = r.bits(24)
+                av -= 24
+                if av < 0:
+                    win, av = r.refill(av, 24)
+                c = (win >> av) & 0xffffff
                 if c & 0xf00e00 != 0x0:
-                    raise r.fail_back(24, 'ReceiptType[6]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                    raise r.fail_at(av + 24, 'ReceiptType[6]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
                 f_42_Exponent = ((c >> 12) & 255) - 128
                 sg = ((c >> 8) & 1)
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
                 f_42_Value = -u - 1 if sg else u
-                c = r.bits(3)
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
                 if c != 0x0:
-                    raise r.fail_back(3, 'ReceiptType[6]', 'expected EE of Value, EE, EE')
+                    raise r.fail_at(av + 3, 'ReceiptType[6]', 'expected EE of Value, EE, EE')
                 f_41_Amount = _iso20_common_types.RationalNumberType(Exponent=f_42_Exponent, Value=f_42_Value)
                 f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_41_TaxRuleID, Amount=f_41_Amount))
                 n += 1
@@ -17921,11 +23457,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 s = -1
                 break
             else:
-                raise r.fail('ReceiptType[6]', f'event code {ec}, expected SE(TaxCosts), EE')
+                raise r.fail_at(av, 'ReceiptType[6]', f'event code {ec}, expected SE(TaxCosts), EE')
     if s == 15:
-        if r.bits(1):
-            raise r.fail_back(1, 'ReceiptType[15]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ReceiptType[15]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_types.ReceiptType(TimeAnchor=f_TimeAnchor, EnergyCosts=f_EnergyCosts, OccupancyCosts=f_OccupancyCosts, AdditionalServicesCosts=f_AdditionalServicesCosts, OverstayCosts=f_OverstayCosts, TaxCosts=f_TaxCosts)
 
 def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.ReceiptType) -> None:
@@ -18855,122 +24396,192 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         w.spill()
 
 def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20_common_types.Scheduled_CLReqControlModeType:
+    win = r.win
+    av = r.avail
     f_EVTargetEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
         f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 1
     elif ec == 1:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
         f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 2
     elif ec == 2:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_3_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_3_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
         f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
         s = 3
     elif ec == 3:
         s = -1
     else:
-        raise r.fail('Scheduled_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), EE')
+        raise r.fail_at(av, 'Scheduled_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), EE')
     if s == 1:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_4_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
             f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
             s = 2
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_5_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_5_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
             f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
             s = 3
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('Scheduled_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), EE')
+            raise r.fail_at(av, 'Scheduled_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), EE')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_6_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_6_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_CLReqControlModeType[2]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[2]', 'expected EE of Value, EE')
             f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
             s = 3
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('Scheduled_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), EE')
+            raise r.fail_at(av, 'Scheduled_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'Scheduled_CLReqControlModeType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Scheduled_CLReqControlModeType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_types.Scheduled_CLReqControlModeType(EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
 
 def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLReqControlModeType) -> None:
@@ -19164,8 +24775,15 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         w.spill()
 
 def _d_iso20_common_types_Scheduled_CLResControlModeType(r: BitReader) -> _iso20_common_types.Scheduled_CLResControlModeType:
-    if r.bits(1):
-        raise r.fail_back(1, 'Scheduled_CLResControlModeType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'Scheduled_CLResControlModeType', 'expected EE')
+    r.avail = av
     return _iso20_common_types.Scheduled_CLResControlModeType()
 
 def _e_iso20_common_types_Scheduled_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLResControlModeType) -> None:
@@ -19179,12 +24797,26 @@ def _e_iso20_common_types_Scheduled_CLResControlModeType(w: BitWriter, o: _iso20
         w.spill()
 
 def _d_iso20_common_types_V2GMessageType(r: BitReader) -> _iso20_common_types.V2GMessageType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    if r.bits(1):
-        raise r.fail_back(1, 'V2GMessageType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'V2GMessageType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'V2GMessageType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'V2GMessageType', 'expected EE')
+    r.avail = av
     return _iso20_common_types.V2GMessageType(Header=f_Header)
 
 def _e_iso20_common_types_V2GMessageType(w: BitWriter, o: _iso20_common_types.V2GMessageType) -> None:
@@ -19207,12 +24839,26 @@ def _e_iso20_common_types_V2GMessageType(w: BitWriter, o: _iso20_common_types.V2
         w.spill()
 
 def _d_iso20_common_types_V2GRequestType(r: BitReader) -> _iso20_common_types.V2GRequestType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    if r.bits(1):
-        raise r.fail_back(1, 'V2GRequestType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'V2GRequestType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'V2GRequestType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'V2GRequestType', 'expected EE')
+    r.avail = av
     return _iso20_common_types.V2GRequestType(Header=f_Header)
 
 def _e_iso20_common_types_V2GRequestType(w: BitWriter, o: _iso20_common_types.V2GRequestType) -> None:
@@ -19235,18 +24881,31 @@ def _e_iso20_common_types_V2GRequestType(w: BitWriter, o: _iso20_common_types.V2
         w.spill()
 
 def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V2GResponseType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
-    if r.bits(1):
-        raise r.fail_back(1, 'V2GResponseType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'V2GResponseType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x303 != 0x0:
-        raise r.fail_back(10, 'V2GResponseType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+        raise r.fail_at(av + 10, 'V2GResponseType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
     iv = ((c >> 2) & 63)
     if iv >= 40:
-        raise r.fail('V2GResponseType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'V2GResponseType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
+    r.avail = av
     return _iso20_common_types.V2GResponseType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_types_V2GResponseType(w: BitWriter, o: _iso20_common_types.V2GResponseType) -> None:
@@ -19271,15 +24930,31 @@ def _e_iso20_common_types_V2GResponseType(w: BitWriter, o: _iso20_common_types.V
         w.spill()
 
 def _d_v0(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, None)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v0(w: BitWriter, o: Any) -> None:
@@ -19300,15 +24975,31 @@ def _e_v0(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v1(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, None)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v1(w: BitWriter, o: Any) -> None:
@@ -19329,15 +25020,28 @@ def _e_v1(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v2(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v2(w: BitWriter, o: Any) -> None:
@@ -19368,10 +25072,16 @@ def _e_v2(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v3(r: BitReader) -> object:
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x5 != 0x0:
-        raise r.fail_back(3, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 3, 'value', 'expected CH, EE')
     v = ((c >> 1) & 1) == 1
+    r.avail = av
     return v
 
 def _e_v3(w: BitWriter, o: Any) -> None:
@@ -19385,10 +25095,16 @@ def _e_v3(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v4(r: BitReader) -> object:
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x5 != 0x0:
-        raise r.fail_back(3, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 3, 'value', 'expected CH, EE')
     v = _E_iso20_common_messages_authorizationType[((c >> 1) & 1)]
+    r.avail = av
     return v
 
 def _e_v4(w: BitWriter, o: Any) -> None:
@@ -19402,10 +25118,16 @@ def _e_v4(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v5(r: BitReader) -> object:
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x5 != 0x0:
-        raise r.fail_back(3, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 3, 'value', 'expected CH, EE')
     v = _E_iso20_common_messages_channelSelectionType[((c >> 1) & 1)]
+    r.avail = av
     return v
 
 def _e_v5(w: BitWriter, o: Any) -> None:
@@ -19419,15 +25141,28 @@ def _e_v5(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v6(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v6(w: BitWriter, o: Any) -> None:
@@ -19458,15 +25193,31 @@ def _e_v6(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v7(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, 1600)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v7(w: BitWriter, o: Any) -> None:
@@ -19489,10 +25240,16 @@ def _e_v7(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v8(r: BitReader) -> object:
-    c = r.bits(4)
+    win = r.win
+    av = r.avail
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x9 != 0x0:
-        raise r.fail_back(4, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
     v = _E_iso20_common_messages_chargeProgressType[((c >> 1) & 3)]
+    r.avail = av
     return v
 
 def _e_v8(w: BitWriter, o: Any) -> None:
@@ -19506,13 +25263,19 @@ def _e_v8(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v9(r: BitReader) -> object:
-    c = r.bits(4)
+    win = r.win
+    av = r.avail
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x9 != 0x0:
-        raise r.fail_back(4, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_iso20_common_messages_chargingSessionType[iv]
+    r.avail = av
     return v
 
 def _e_v9(w: BitWriter, o: Any) -> None:
@@ -19526,15 +25289,31 @@ def _e_v9(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v10(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, 3)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v10(w: BitWriter, o: Any) -> None:
@@ -19557,15 +25336,31 @@ def _e_v10(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v11(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, 133)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v11(w: BitWriter, o: Any) -> None:
@@ -19588,15 +25383,28 @@ def _e_v11(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v12(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v12(w: BitWriter, o: Any) -> None:
@@ -19627,16 +25435,29 @@ def _e_v12(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v13(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x200 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH')
+        raise r.fail_at(av + 10, 'value', 'expected CH')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = -u - 1 if sg else u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v13(w: BitWriter, o: Any) -> None:
@@ -19667,10 +25488,16 @@ def _e_v13(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v14(r: BitReader) -> object:
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x5 != 0x0:
-        raise r.fail_back(3, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 3, 'value', 'expected CH, EE')
     v = _E_iso20_common_messages_ecdhCurveType[((c >> 1) & 1)]
+    r.avail = av
     return v
 
 def _e_v14(w: BitWriter, o: Any) -> None:
@@ -19684,15 +25511,31 @@ def _e_v14(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v15(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, 255)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v15(w: BitWriter, o: Any) -> None:
@@ -19715,13 +25558,19 @@ def _e_v15(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v16(r: BitReader) -> object:
-    c = r.bits(4)
+    win = r.win
+    av = r.avail
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x9 != 0x0:
-        raise r.fail_back(4, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_iso20_common_messages_evCheckInStatusType[iv]
+    r.avail = av
     return v
 
 def _e_v16(w: BitWriter, o: Any) -> None:
@@ -19735,13 +25584,19 @@ def _e_v16(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v17(r: BitReader) -> object:
-    c = r.bits(4)
+    win = r.win
+    av = r.avail
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x9 != 0x0:
-        raise r.fail_back(4, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_iso20_common_messages_evCheckOutStatusType[iv]
+    r.avail = av
     return v
 
 def _e_v17(w: BitWriter, o: Any) -> None:
@@ -19755,13 +25610,19 @@ def _e_v17(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v18(r: BitReader) -> object:
-    c = r.bits(4)
+    win = r.win
+    av = r.avail
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x9 != 0x0:
-        raise r.fail_back(4, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_iso20_common_types_processingType[iv]
+    r.avail = av
     return v
 
 def _e_v18(w: BitWriter, o: Any) -> None:
@@ -19775,10 +25636,16 @@ def _e_v18(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v19(r: BitReader) -> object:
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x5 != 0x0:
-        raise r.fail_back(3, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 3, 'value', 'expected CH, EE')
     v = _E_iso20_common_messages_evseCheckOutStatusType[((c >> 1) & 1)]
+    r.avail = av
     return v
 
 def _e_v19(w: BitWriter, o: Any) -> None:
@@ -19792,13 +25659,19 @@ def _e_v19(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v20(r: BitReader) -> object:
-    c = r.bits(5)
+    win = r.win
+    av = r.avail
+    av -= 5
+    if av < 0:
+        win, av = r.refill(av, 5)
+    c = (win >> av) & 0x1f
     if c & 0x11 != 0x0:
-        raise r.fail_back(5, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 5, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 7)
     if iv >= 6:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_iso20_common_types_evseNotificationType[iv]
+    r.avail = av
     return v
 
 def _e_v20(w: BitWriter, o: Any) -> None:
@@ -19812,15 +25685,31 @@ def _e_v20(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v21(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, 80)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v21(w: BitWriter, o: Any) -> None:
@@ -19843,15 +25732,31 @@ def _e_v21(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v22(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, 160)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v22(w: BitWriter, o: Any) -> None:
@@ -19874,15 +25779,31 @@ def _e_v22(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v23(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, None)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v23(w: BitWriter, o: Any) -> None:
@@ -19903,10 +25824,16 @@ def _e_v23(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v24(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x201 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 10, 'value', 'expected CH, EE')
     v = ((c >> 1) & 255) - 128
+    r.avail = av
     return v
 
 def _e_v24(w: BitWriter, o: Any) -> None:
@@ -19922,15 +25849,31 @@ def _e_v24(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v25(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, 16)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v25(w: BitWriter, o: Any) -> None:
@@ -19953,16 +25896,29 @@ def _e_v25(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v26(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x200 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH')
+        raise r.fail_at(av + 10, 'value', 'expected CH')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = -u - 1 if sg else u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v26(w: BitWriter, o: Any) -> None:
@@ -19991,15 +25947,31 @@ def _e_v26(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v27(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, 3)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v27(w: BitWriter, o: Any) -> None:
@@ -20022,10 +25994,16 @@ def _e_v27(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v28(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x201 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 10, 'value', 'expected CH, EE')
     v = ((c >> 1) & 255)
+    r.avail = av
     return v
 
 def _e_v28(w: BitWriter, o: Any) -> None:
@@ -20041,10 +26019,16 @@ def _e_v28(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v29(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x101 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 9, 'value', 'expected CH, EE')
     v = ((c >> 1) & 127)
+    r.avail = av
     return v
 
 def _e_v29(w: BitWriter, o: Any) -> None:
@@ -20060,10 +26044,16 @@ def _e_v29(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v30(r: BitReader) -> object:
-    c = r.bits(12)
+    win = r.win
+    av = r.avail
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0x801 != 0x0:
-        raise r.fail_back(12, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 12, 'value', 'expected CH, EE')
     v = ((c >> 1) & 1023) + 12
+    r.avail = av
     return v
 
 def _e_v30(w: BitWriter, o: Any) -> None:
@@ -20079,15 +26069,31 @@ def _e_v30(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v31(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, 32)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v31(w: BitWriter, o: Any) -> None:
@@ -20110,15 +26116,31 @@ def _e_v31(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v32(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, 64)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v32(w: BitWriter, o: Any) -> None:
@@ -20141,15 +26163,31 @@ def _e_v32(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v33(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, None)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v33(w: BitWriter, o: Any) -> None:
@@ -20170,15 +26208,28 @@ def _e_v33(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v34(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v34(w: BitWriter, o: Any) -> None:
@@ -20209,13 +26260,19 @@ def _e_v34(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v35(r: BitReader) -> object:
-    c = r.bits(4)
+    win = r.win
+    av = r.avail
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x9 != 0x0:
-        raise r.fail_back(4, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_iso20_common_messages_parkingMethodType[iv]
+    r.avail = av
     return v
 
 def _e_v35(w: BitWriter, o: Any) -> None:
@@ -20229,10 +26286,16 @@ def _e_v35(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v36(r: BitReader) -> object:
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x5 != 0x0:
-        raise r.fail_back(3, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 3, 'value', 'expected CH, EE')
     v = _E_iso20_common_messages_powerToleranceAcceptanceType[((c >> 1) & 1)]
+    r.avail = av
     return v
 
 def _e_v36(w: BitWriter, o: Any) -> None:
@@ -20246,15 +26309,28 @@ def _e_v36(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v37(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v37(w: BitWriter, o: Any) -> None:
@@ -20285,13 +26361,19 @@ def _e_v37(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v38(r: BitReader) -> object:
-    c = r.bits(8)
+    win = r.win
+    av = r.avail
+    av -= 8
+    if av < 0:
+        win, av = r.refill(av, 8)
+    c = (win >> av) & 0xff
     if c & 0x81 != 0x0:
-        raise r.fail_back(8, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 8, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 63)
     if iv >= 40:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_iso20_common_types_responseCodeType[iv]
+    r.avail = av
     return v
 
 def _e_v38(w: BitWriter, o: Any) -> None:
@@ -20305,15 +26387,31 @@ def _e_v38(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v39(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, 94)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v39(w: BitWriter, o: Any) -> None:
@@ -20336,15 +26434,31 @@ def _e_v39(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v40(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, 8)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v40(w: BitWriter, o: Any) -> None:
@@ -20367,15 +26481,31 @@ def _e_v40(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v41(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, 206)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v41(w: BitWriter, o: Any) -> None:
@@ -20398,15 +26528,31 @@ def _e_v41(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v42(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, 84)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v42(w: BitWriter, o: Any) -> None:
@@ -20429,16 +26575,29 @@ def _e_v42(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v43(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x200 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH')
+        raise r.fail_at(av + 10, 'value', 'expected CH')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = -u - 1 if sg else u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v43(w: BitWriter, o: Any) -> None:
@@ -20467,16 +26626,29 @@ def _e_v43(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v44(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x200 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH')
+        raise r.fail_at(av + 10, 'value', 'expected CH')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = -u - 1 if sg else u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v44(w: BitWriter, o: Any) -> None:

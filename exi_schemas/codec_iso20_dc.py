@@ -28,39 +28,57 @@ _I_iso20_common_types_responseCodeType = {m: i for i, m in enumerate(_E_iso20_co
 
 
 def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.CanonicalizationMethodType:
+    win = r.win
+    av = r.avail
     f_Algorithm: str
     s = 0
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
+        raise r.fail_at(av + 9, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Algorithm = r.string_of(u, None)
+    win = r.win
+    av = r.avail
     s = 1
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('CanonicalizationMethodType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'CanonicalizationMethodType[1]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
             break
         elif ec == 2:
-            raise r.fail('CanonicalizationMethodType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'CanonicalizationMethodType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('CanonicalizationMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'CanonicalizationMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('CanonicalizationMethodType[2]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'CanonicalizationMethodType[2]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('CanonicalizationMethodType[2]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'CanonicalizationMethodType[2]', 'untyped character content is not supported')
             else:
-                raise r.fail('CanonicalizationMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'CanonicalizationMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.CanonicalizationMethodType(Algorithm=f_Algorithm)
 
 def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.CanonicalizationMethodType) -> None:
@@ -92,6 +110,8 @@ def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.Canonicaliza
         w.spill()
 
 def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
+    win = r.win
+    av = r.avail
     f_P: bytes | None = None
     f_Q: bytes | None = None
     f_G: bytes | None = None
@@ -100,151 +120,311 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     f_Seed: bytes | None = None
     f_PgenCounter: bytes | None = None
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of P')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of P')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_P = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of P')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of P')
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of G')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of G')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_G = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of G')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of G')
         s = 2
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of Y')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of Y')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Y = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of Y')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of Y')
         s = 3
     else:
-        raise r.fail('DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
+        raise r.fail_at(av, 'DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
     if s == 1:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
+            raise r.fail_at(av + 10, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Q = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[1]', 'expected EE of Q')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[1]', 'expected EE of Q')
         s = 4
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DSAKeyValueType[4]', 'expected CH of G')
+                raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of G')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_G = r.binary_of(u, None)
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of G')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DSAKeyValueType[4]', 'expected EE of G')
             s = 2
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DSAKeyValueType[4]', 'expected CH of Y')
+                raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of Y')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_Y = r.binary_of(u, None)
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of Y')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DSAKeyValueType[4]', 'expected EE of Y')
             s = 3
         else:
-            raise r.fail('DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
+            raise r.fail_at(av, 'DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
     if s == 2:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
+            raise r.fail_at(av + 10, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Y = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[2]', 'expected EE of Y')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[2]', 'expected EE of Y')
         s = 3
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DSAKeyValueType[3]', 'expected CH of J')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of J')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_J = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of J')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of J')
         s = 5
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DSAKeyValueType[3]', 'expected CH of Seed')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of Seed')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Seed = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of Seed')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of Seed')
         s = 6
     elif ec == 2:
         s = -1
     else:
-        raise r.fail('DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
+        raise r.fail_at(av, 'DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
     if s == 5:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DSAKeyValueType[5]', 'expected CH of Seed')
+                raise r.fail_at(av + 9, 'DSAKeyValueType[5]', 'expected CH of Seed')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_Seed = r.binary_of(u, None)
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected EE of Seed')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DSAKeyValueType[5]', 'expected EE of Seed')
             s = 6
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
+            raise r.fail_at(av, 'DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
     if s == 6:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
+            raise r.fail_at(av + 10, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_PgenCounter = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[6]', 'expected EE of PgenCounter')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[6]', 'expected EE of PgenCounter')
         s = 7
     if s == 7:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[7]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[7]', 'expected EE')
         s = -1
+    r.avail = av
     return _xmldsig.DSAKeyValueType(P=f_P, Q=f_Q, G=f_G, Y=f_Y, J=f_J, Seed=f_Seed, PgenCounter=f_PgenCounter)
 
 def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> None:
@@ -406,39 +586,57 @@ def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> Non
         w.spill()
 
 def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
+    win = r.win
+    av = r.avail
     f_Algorithm: str
     s = 0
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'DigestMethodType', 'expected AT(Algorithm)')
+        raise r.fail_at(av + 9, 'DigestMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Algorithm = r.string_of(u, None)
+    win = r.win
+    av = r.avail
     s = 1
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('DigestMethodType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'DigestMethodType[1]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
             break
         elif ec == 2:
-            raise r.fail('DigestMethodType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'DigestMethodType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('DigestMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'DigestMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('DigestMethodType[2]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'DigestMethodType[2]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('DigestMethodType[2]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'DigestMethodType[2]', 'untyped character content is not supported')
             else:
-                raise r.fail('DigestMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'DigestMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.DigestMethodType(Algorithm=f_Algorithm)
 
 def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> None:
@@ -470,6 +668,8 @@ def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> N
         w.spill()
 
 def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_KeyName: list[str] = []
     f_KeyValue: list[_xmldsig.KeyValueType] = []
@@ -479,152 +679,294 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     f_SPKIData: list[_xmldsig.SPKIDataType] = []
     f_MgmtData: list[str] = []
     s = 0
-    c = r.bits(4)
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'KeyInfoType[0]', 'expected CH of KeyName')
+            raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of KeyName')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_KeyName.append(r.string_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of KeyName')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'KeyInfoType[0]', 'expected EE of KeyName')
         s = 2
     elif ec == 2:
+        r.avail = av
         f_KeyValue.append(_d_xmldsig_KeyValueType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 3:
+        r.avail = av
         f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 4:
+        r.avail = av
         f_X509Data.append(_d_xmldsig_X509DataType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 5:
+        r.avail = av
         f_PGPData.append(_d_xmldsig_PGPDataType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 6:
+        r.avail = av
         f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 7:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'KeyInfoType[0]', 'expected CH of MgmtData')
+            raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of MgmtData')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_MgmtData.append(r.string_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of MgmtData')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'KeyInfoType[0]', 'expected EE of MgmtData')
         s = 2
     elif ec == 8:
-        raise r.fail('KeyInfoType[0]', 'wildcard element content is not supported')
+        raise r.fail_at(av, 'KeyInfoType[0]', 'wildcard element content is not supported')
     elif ec == 9:
-        raise r.fail('KeyInfoType[0]', 'untyped character content is not supported')
+        raise r.fail_at(av, 'KeyInfoType[0]', 'untyped character content is not supported')
     else:
-        raise r.fail('KeyInfoType[0]', f'event code {ec}, expected AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
+        raise r.fail_at(av, 'KeyInfoType[0]', f'event code {ec}, expected AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
     if s == 1:
         while True:
-            ec = r.bits(4)
+            av -= 4
+            if av < 0:
+                win, av = r.refill(av, 4)
+            ec = (win >> av) & 0xf
             if ec == 0:
-                c = r.bits(9)
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
-                    raise r.fail_back(9, 'KeyInfoType[1]', 'expected CH of KeyName')
+                    raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of KeyName')
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
+                r.avail = av
                 f_KeyName.append(r.string_of(u, None))
-                if r.bits(1):
-                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of KeyName')
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'KeyInfoType[1]', 'expected EE of KeyName')
                 s = 2
                 break
             elif ec == 1:
+                r.avail = av
                 f_KeyValue.append(_d_xmldsig_KeyValueType(r))
+                win = r.win
+                av = r.avail
                 s = 2
                 break
             elif ec == 2:
+                r.avail = av
                 f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r))
+                win = r.win
+                av = r.avail
                 s = 2
                 break
             elif ec == 3:
+                r.avail = av
                 f_X509Data.append(_d_xmldsig_X509DataType(r))
+                win = r.win
+                av = r.avail
                 s = 2
                 break
             elif ec == 4:
+                r.avail = av
                 f_PGPData.append(_d_xmldsig_PGPDataType(r))
+                win = r.win
+                av = r.avail
                 s = 2
                 break
             elif ec == 5:
+                r.avail = av
                 f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
+                win = r.win
+                av = r.avail
                 s = 2
                 break
             elif ec == 6:
-                c = r.bits(9)
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
-                    raise r.fail_back(9, 'KeyInfoType[1]', 'expected CH of MgmtData')
+                    raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of MgmtData')
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
+                r.avail = av
                 f_MgmtData.append(r.string_of(u, None))
-                if r.bits(1):
-                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of MgmtData')
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'KeyInfoType[1]', 'expected EE of MgmtData')
                 s = 2
                 break
             elif ec == 7:
-                raise r.fail('KeyInfoType[1]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'KeyInfoType[1]', 'wildcard element content is not supported')
             elif ec == 8:
-                raise r.fail('KeyInfoType[1]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'KeyInfoType[1]', 'untyped character content is not supported')
             else:
-                raise r.fail('KeyInfoType[1]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
+                raise r.fail_at(av, 'KeyInfoType[1]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
     while True:
-        ec = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        ec = (win >> av) & 0xf
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'KeyInfoType[2]', 'expected CH of KeyName')
+                raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of KeyName')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_KeyName.append(r.string_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of KeyName')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'KeyInfoType[2]', 'expected EE of KeyName')
         elif ec == 1:
+            r.avail = av
             f_KeyValue.append(_d_xmldsig_KeyValueType(r))
+            win = r.win
+            av = r.avail
         elif ec == 2:
+            r.avail = av
             f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r))
+            win = r.win
+            av = r.avail
         elif ec == 3:
+            r.avail = av
             f_X509Data.append(_d_xmldsig_X509DataType(r))
+            win = r.win
+            av = r.avail
         elif ec == 4:
+            r.avail = av
             f_PGPData.append(_d_xmldsig_PGPDataType(r))
+            win = r.win
+            av = r.avail
         elif ec == 5:
+            r.avail = av
             f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
+            win = r.win
+            av = r.avail
         elif ec == 6:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'KeyInfoType[2]', 'expected CH of MgmtData')
+                raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of MgmtData')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_MgmtData.append(r.string_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of MgmtData')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'KeyInfoType[2]', 'expected EE of MgmtData')
         elif ec == 7:
-            raise r.fail('KeyInfoType[2]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'KeyInfoType[2]', 'wildcard element content is not supported')
         elif ec == 8:
             s = -1
             break
         elif ec == 9:
-            raise r.fail('KeyInfoType[2]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'KeyInfoType[2]', 'untyped character content is not supported')
         else:
-            raise r.fail('KeyInfoType[2]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'KeyInfoType[2]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.KeyInfoType(Id=f_Id, KeyName=f_KeyName, KeyValue=f_KeyValue, RetrievalMethod=f_RetrievalMethod, X509Data=f_X509Data, PGPData=f_PGPData, SPKIData=f_SPKIData, MgmtData=f_MgmtData)
 
 def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
@@ -900,47 +1242,80 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
         w.spill()
 
 def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
+    win = r.win
+    av = r.avail
     f_DSAKeyValue: _xmldsig.DSAKeyValueType | None = None
     f_RSAKeyValue: _xmldsig.RSAKeyValueType | None = None
     while True:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
+            r.avail = av
             f_DSAKeyValue = _d_xmldsig_DSAKeyValueType(r)
+            win = r.win
+            av = r.avail
             break
         elif ec == 1:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'KeyValueType[0]', 'expected SE(Modulus), CH of Modulus')
+                raise r.fail_at(av + 10, 'KeyValueType[0]', 'expected SE(Modulus), CH of Modulus')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_1_Modulus = r.binary_of(u, None)
-            c = r.bits(11)
+            win = r.win
+            av = r.avail
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
             if c & 0x700 != 0x0:
-                raise r.fail_back(11, 'KeyValueType[0]', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
+                raise r.fail_at(av + 11, 'KeyValueType[0]', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_1_Exponent = r.binary_of(u, None)
-            c = r.bits(2)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'KeyValueType[0]', 'expected EE of Exponent, EE')
+                raise r.fail_at(av + 2, 'KeyValueType[0]', 'expected EE of Exponent, EE')
             f_RSAKeyValue = _xmldsig.RSAKeyValueType(Modulus=f_1_Modulus, Exponent=f_1_Exponent)
             break
         elif ec == 2:
-            raise r.fail('KeyValueType[0]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'KeyValueType[0]', 'wildcard element content is not supported')
         elif ec == 3:
-            raise r.fail('KeyValueType[0]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'KeyValueType[0]', 'untyped character content is not supported')
         else:
-            raise r.fail('KeyValueType[0]', f'event code {ec}, expected SE(DSAKeyValue), SE(RSAKeyValue), SE(*), CH(untyped)')
+            raise r.fail_at(av, 'KeyValueType[0]', f'event code {ec}, expected SE(DSAKeyValue), SE(RSAKeyValue), SE(*), CH(untyped)')
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
             break
         elif ec == 1:
-            raise r.fail('KeyValueType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'KeyValueType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('KeyValueType[1]', f'event code {ec}, expected EE, CH(untyped)')
+            raise r.fail_at(av, 'KeyValueType[1]', f'event code {ec}, expected EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.KeyValueType(DSAKeyValue=f_DSAKeyValue, RSAKeyValue=f_RSAKeyValue)
 
 def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
@@ -989,47 +1364,84 @@ def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
         w.spill()
 
 def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
+        r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
+        raise r.fail_at(av, 'ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'ManifestType[1]', 'expected SE(Reference)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ManifestType[1]', 'expected SE(Reference)')
+        r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
+        win = r.win
+        av = r.avail
         s = 2
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
+        r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('ManifestType[2]', f'event code {ec}, expected SE(Reference), EE')
+        raise r.fail_at(av, 'ManifestType[2]', f'event code {ec}, expected SE(Reference), EE')
     if s == 3:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_Reference.append(_d_xmldsig_ReferenceType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('ManifestType[3]', f'event code {ec}, expected SE(Reference), EE')
+                raise r.fail_at(av, 'ManifestType[3]', f'event code {ec}, expected SE(Reference), EE')
+    r.avail = av
     return _xmldsig.ManifestType(Id=f_Id, Reference=f_Reference)
 
 def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
@@ -1111,106 +1523,178 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
         w.spill()
 
 def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
+    win = r.win
+    av = r.avail
     f_Encoding: str | None = None
     f_Id: str | None = None
     f_MimeType: str | None = None
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Encoding = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 2:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_MimeType = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 3:
-        raise r.fail('ObjectType[0]', 'wildcard element content is not supported')
+        raise r.fail_at(av, 'ObjectType[0]', 'wildcard element content is not supported')
     elif ec == 4:
         s = -1
     elif ec == 5:
-        raise r.fail('ObjectType[0]', 'untyped character content is not supported')
+        raise r.fail_at(av, 'ObjectType[0]', 'untyped character content is not supported')
     else:
-        raise r.fail('ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
+        raise r.fail_at(av, 'ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
     if s == 1:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_Id = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 2
         elif ec == 1:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_MimeType = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 2:
-            raise r.fail('ObjectType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'ObjectType[1]', 'wildcard element content is not supported')
         elif ec == 3:
             s = -1
         elif ec == 4:
-            raise r.fail('ObjectType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'ObjectType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('ObjectType[1]', f'event code {ec}, expected AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'ObjectType[1]', f'event code {ec}, expected AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
     if s == 2:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_MimeType = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 1:
-            raise r.fail('ObjectType[2]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'ObjectType[2]', 'wildcard element content is not supported')
         elif ec == 2:
             s = -1
         elif ec == 3:
-            raise r.fail('ObjectType[2]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'ObjectType[2]', 'untyped character content is not supported')
         else:
-            raise r.fail('ObjectType[2]', f'event code {ec}, expected AT(MimeType), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'ObjectType[2]', f'event code {ec}, expected AT(MimeType), SE(*), EE, CH(untyped)')
     if s == 3:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('ObjectType[3]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'ObjectType[3]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('ObjectType[3]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'ObjectType[3]', 'untyped character content is not supported')
             else:
-                raise r.fail('ObjectType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'ObjectType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 4:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('ObjectType[4]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'ObjectType[4]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('ObjectType[4]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'ObjectType[4]', 'untyped character content is not supported')
             else:
-                raise r.fail('ObjectType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'ObjectType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.ObjectType(Encoding=f_Encoding, Id=f_Id, MimeType=f_MimeType)
 
 def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
@@ -1301,90 +1785,150 @@ def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
         w.spill()
 
 def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
+    win = r.win
+    av = r.avail
     f_PGPKeyID: bytes | None = None
     f_PGPKeyPacket: list[bytes] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'PGPDataType[0]', 'expected CH of PGPKeyID')
+            raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyID')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_PGPKeyID = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
+            raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_PGPKeyPacket.append(r.binary_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
         s = 2
     else:
-        raise r.fail('PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
+        raise r.fail_at(av, 'PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
     if s == 1:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
+                raise r.fail_at(av + 9, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_PGPKeyPacket.append(r.binary_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
             s = 3
         elif ec == 1:
-            raise r.fail('PGPDataType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'PGPDataType[1]', 'wildcard element content is not supported')
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('PGPDataType[1]', f'event code {ec}, expected SE(PGPKeyPacket), SE(*), EE')
+            raise r.fail_at(av, 'PGPDataType[1]', f'event code {ec}, expected SE(PGPKeyPacket), SE(*), EE')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('PGPDataType[2]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'PGPDataType[2]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('PGPDataType[2]', f'event code {ec}, expected SE(*), EE')
+            raise r.fail_at(av, 'PGPDataType[2]', f'event code {ec}, expected SE(*), EE')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('PGPDataType[3]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'PGPDataType[3]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
+            raise r.fail_at(av, 'PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
     if s == 4:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('PGPDataType[4]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'PGPDataType[4]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('PGPDataType[4]', f'event code {ec}, expected SE(*), EE')
+                raise r.fail_at(av, 'PGPDataType[4]', f'event code {ec}, expected SE(*), EE')
     if s == 5:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('PGPDataType[5]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'PGPDataType[5]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('PGPDataType[5]', f'event code {ec}, expected SE(*), EE')
+                raise r.fail_at(av, 'PGPDataType[5]', f'event code {ec}, expected SE(*), EE')
+    r.avail = av
     return _xmldsig.PGPDataType(PGPKeyID=f_PGPKeyID, PGPKeyPacket=f_PGPKeyPacket)
 
 def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
@@ -1466,25 +2010,49 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         w.spill()
 
 def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
+    win = r.win
+    av = r.avail
     f_Modulus: bytes
     f_Exponent: bytes
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
+        raise r.fail_at(av + 10, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Modulus = r.binary_of(u, None)
-    c = r.bits(11)
+    win = r.win
+    av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
+        raise r.fail_at(av + 11, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Exponent = r.binary_of(u, None)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
+        raise r.fail_at(av + 2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
+    r.avail = av
     return _xmldsig.RSAKeyValueType(Modulus=f_Modulus, Exponent=f_Exponent)
 
 def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> None:
@@ -1516,6 +2084,8 @@ def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> Non
         w.spill()
 
 def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_Type: str | None = None
     f_URI: str | None = None
@@ -1523,105 +2093,215 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     f_DigestMethod: _xmldsig.DigestMethodType
     f_DigestValue: bytes
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Type = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 2:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_URI = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 3:
+        r.avail = av
         f_Transforms = _d_xmldsig_TransformsType(r)
+        win = r.win
+        av = r.avail
         s = 4
     elif ec == 4:
+        r.avail = av
         f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+        win = r.win
+        av = r.avail
         s = 5
     else:
-        raise r.fail('ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
+        raise r.fail_at(av, 'ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 1:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_Type = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 2
         elif ec == 1:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_URI = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 2:
+            r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 3:
+            r.avail = av
             f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+            win = r.win
+            av = r.avail
             s = 5
         else:
-            raise r.fail('ReferenceType[1]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
+            raise r.fail_at(av, 'ReferenceType[1]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_URI = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 1:
+            r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 2:
+            r.avail = av
             f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+            win = r.win
+            av = r.avail
             s = 5
         else:
-            raise r.fail('ReferenceType[2]', f'event code {ec}, expected AT(URI), SE(Transforms), SE(DigestMethod)')
+            raise r.fail_at(av, 'ReferenceType[2]', f'event code {ec}, expected AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 1:
+            r.avail = av
             f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+            win = r.win
+            av = r.avail
             s = 5
         else:
-            raise r.fail('ReferenceType[3]', f'event code {ec}, expected SE(Transforms), SE(DigestMethod)')
+            raise r.fail_at(av, 'ReferenceType[3]', f'event code {ec}, expected SE(Transforms), SE(DigestMethod)')
     if s == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'ReferenceType[4]', 'expected SE(DigestMethod)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ReferenceType[4]', 'expected SE(DigestMethod)')
+        r.avail = av
         f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+        win = r.win
+        av = r.avail
         s = 5
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
+        raise r.fail_at(av + 10, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_DigestValue = r.binary_of(u, None)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'ReferenceType', 'expected EE of DigestValue, EE')
+        raise r.fail_at(av + 2, 'ReferenceType', 'expected EE of DigestValue, EE')
     s = 6
     s = -1
+    r.avail = av
     return _xmldsig.ReferenceType(Id=f_Id, Type=f_Type, URI=f_URI, Transforms=f_Transforms, DigestMethod=f_DigestMethod, DigestValue=f_DigestValue)
 
 def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
@@ -1796,62 +2476,114 @@ def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
         w.spill()
 
 def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType:
+    win = r.win
+    av = r.avail
     f_Type: str | None = None
     f_URI: str | None = None
     f_Transforms: _xmldsig.TransformsType | None = None
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Type = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_URI = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 2:
+        r.avail = av
         f_Transforms = _d_xmldsig_TransformsType(r)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 3:
         s = -1
     else:
-        raise r.fail('RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
+        raise r.fail_at(av, 'RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
     if s == 1:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_URI = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 2
         elif ec == 1:
+            r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('RetrievalMethodType[1]', f'event code {ec}, expected AT(URI), SE(Transforms), EE')
+            raise r.fail_at(av, 'RetrievalMethodType[1]', f'event code {ec}, expected AT(URI), SE(Transforms), EE')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('RetrievalMethodType[2]', f'event code {ec}, expected SE(Transforms), EE')
+            raise r.fail_at(av, 'RetrievalMethodType[2]', f'event code {ec}, expected SE(Transforms), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'RetrievalMethodType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'RetrievalMethodType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _xmldsig.RetrievalMethodType(Type=f_Type, URI=f_URI, Transforms=f_Transforms)
 
 def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType) -> None:
@@ -1937,57 +2669,105 @@ def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType
         w.spill()
 
 def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
+    win = r.win
+    av = r.avail
     f_SPKISexp: list[bytes] = []
     s = 0
     while s >= 0:
         if s == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
+                raise r.fail_at(av + 10, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_SPKISexp.append(r.binary_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'SPKIDataType[0]', 'expected EE of SPKISexp')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'SPKIDataType[0]', 'expected EE of SPKISexp')
             s = 1
         if s == 1:
             while True:
-                ec = r.bits(2)
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                ec = (win >> av) & 0x3
                 if ec == 0:
-                    c = r.bits(9)
+                    av -= 9
+                    if av < 0:
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
                     if c & 0x100 != 0x0:
-                        raise r.fail_back(9, 'SPKIDataType[1]', 'expected CH of SPKISexp')
+                        raise r.fail_at(av + 9, 'SPKIDataType[1]', 'expected CH of SPKISexp')
                     u = (c & 255)
                     if u > 127:
+                        r.avail = av
                         u = r.uint_more(u)
+                        win = r.win
+                        av = r.avail
+                    r.avail = av
                     f_SPKISexp.append(r.binary_of(u, None))
-                    if r.bits(1):
-                        raise r.fail_back(1, 'SPKIDataType[1]', 'expected EE of SPKISexp')
+                    win = r.win
+                    av = r.avail
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 1)
+                    c = (win >> av) & 0x1
+                    if c:
+                        raise r.fail_at(av + 1, 'SPKIDataType[1]', 'expected EE of SPKISexp')
                 elif ec == 1:
-                    raise r.fail('SPKIDataType[1]', 'wildcard element content is not supported')
+                    raise r.fail_at(av, 'SPKIDataType[1]', 'wildcard element content is not supported')
                 elif ec == 2:
                     s = -1
                     break
                 else:
-                    raise r.fail('SPKIDataType[1]', f'event code {ec}, expected SE(SPKISexp), SE(*), EE')
+                    raise r.fail_at(av, 'SPKIDataType[1]', f'event code {ec}, expected SE(SPKISexp), SE(*), EE')
         if s == 2:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                c = r.bits(9)
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
-                    raise r.fail_back(9, 'SPKIDataType[2]', 'expected CH of SPKISexp')
+                    raise r.fail_at(av + 9, 'SPKIDataType[2]', 'expected CH of SPKISexp')
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
+                r.avail = av
                 f_SPKISexp.append(r.binary_of(u, None))
-                if r.bits(1):
-                    raise r.fail_back(1, 'SPKIDataType[2]', 'expected EE of SPKISexp')
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'SPKIDataType[2]', 'expected EE of SPKISexp')
                 s = 1
             elif ec == 1:
                 s = -1
             else:
-                raise r.fail('SPKIDataType[2]', f'event code {ec}, expected SE(SPKISexp), EE')
+                raise r.fail_at(av, 'SPKIDataType[2]', f'event code {ec}, expected SE(SPKISexp), EE')
+    r.avail = av
     return _xmldsig.SPKIDataType(SPKISexp=f_SPKISexp)
 
 def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
@@ -2055,65 +2835,96 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
         w.spill()
 
 def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType:
+    win = r.win
+    av = r.avail
     f_Algorithm: str
     f_HMACOutputLength: int | None = None
     s = 0
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'SignatureMethodType', 'expected AT(Algorithm)')
+        raise r.fail_at(av + 9, 'SignatureMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Algorithm = r.string_of(u, None)
+    win = r.win
+    av = r.avail
     s = 1
     while True:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
+                raise r.fail_at(av + 10, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_HMACOutputLength = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
             s = 2
             break
         elif ec == 1:
-            raise r.fail('SignatureMethodType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'SignatureMethodType[1]', 'wildcard element content is not supported')
         elif ec == 2:
             s = -1
             break
         elif ec == 3:
-            raise r.fail('SignatureMethodType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'SignatureMethodType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('SignatureMethodType[1]', f'event code {ec}, expected SE(HMACOutputLength), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'SignatureMethodType[1]', f'event code {ec}, expected SE(HMACOutputLength), SE(*), EE, CH(untyped)')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('SignatureMethodType[2]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'SignatureMethodType[2]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('SignatureMethodType[2]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'SignatureMethodType[2]', 'untyped character content is not supported')
             else:
-                raise r.fail('SignatureMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'SignatureMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 3:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('SignatureMethodType[3]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'SignatureMethodType[3]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('SignatureMethodType[3]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'SignatureMethodType[3]', 'untyped character content is not supported')
             else:
-                raise r.fail('SignatureMethodType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'SignatureMethodType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.SignatureMethodType(Algorithm=f_Algorithm, HMACOutputLength=f_HMACOutputLength)
 
 def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType) -> None:
@@ -2169,47 +2980,84 @@ def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType
         w.spill()
 
 def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignaturePropertiesType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_SignatureProperty: list[_xmldsig.SignaturePropertyType] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
+        r.avail = av
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
+        raise r.fail_at(av, 'SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
+        r.avail = av
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+        win = r.win
+        av = r.avail
         s = 2
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
+        r.avail = av
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('SignaturePropertiesType[2]', f'event code {ec}, expected SE(SignatureProperty), EE')
+        raise r.fail_at(av, 'SignaturePropertiesType[2]', f'event code {ec}, expected SE(SignatureProperty), EE')
     if s == 3:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('SignaturePropertiesType[3]', f'event code {ec}, expected SE(SignatureProperty), EE')
+                raise r.fail_at(av, 'SignaturePropertiesType[3]', f'event code {ec}, expected SE(SignatureProperty), EE')
+    r.avail = av
     return _xmldsig.SignaturePropertiesType(Id=f_Id, SignatureProperty=f_SignatureProperty)
 
 def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignaturePropertiesType) -> None:
@@ -2291,67 +3139,109 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
         w.spill()
 
 def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignaturePropertyType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_Target: str
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Target = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
+        raise r.fail_at(av, 'SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
     if s == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'SignaturePropertyType[1]', 'expected AT(Target)')
+            raise r.fail_at(av + 9, 'SignaturePropertyType[1]', 'expected AT(Target)')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Target = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('SignaturePropertyType[2]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'SignaturePropertyType[2]', 'wildcard element content is not supported')
         elif ec == 1:
-            raise r.fail('SignaturePropertyType[2]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'SignaturePropertyType[2]', 'untyped character content is not supported')
         else:
-            raise r.fail('SignaturePropertyType[2]', f'event code {ec}, expected SE(*), CH(untyped)')
+            raise r.fail_at(av, 'SignaturePropertyType[2]', f'event code {ec}, expected SE(*), CH(untyped)')
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('SignaturePropertyType[3]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'SignaturePropertyType[3]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
             break
         elif ec == 2:
-            raise r.fail('SignaturePropertyType[3]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'SignaturePropertyType[3]', 'untyped character content is not supported')
         else:
-            raise r.fail('SignaturePropertyType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'SignaturePropertyType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 4:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('SignaturePropertyType[4]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'SignaturePropertyType[4]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('SignaturePropertyType[4]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'SignaturePropertyType[4]', 'untyped character content is not supported')
             else:
-                raise r.fail('SignaturePropertyType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'SignaturePropertyType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.SignaturePropertyType(Id=f_Id, Target=f_Target)
 
 def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignaturePropertyType) -> None:
@@ -2407,66 +3297,119 @@ def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignatureProperty
         w.spill()
 
 def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_SignedInfo: _xmldsig.SignedInfoType
     f_SignatureValue: _xmldsig.SignatureValueType
     f_KeyInfo: _xmldsig.KeyInfoType | None = None
     f_Object: list[_xmldsig.ObjectType] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
+        r.avail = av
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
+        raise r.fail_at(av, 'SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignatureType[1]', 'expected SE(SignedInfo)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignatureType[1]', 'expected SE(SignedInfo)')
+        r.avail = av
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
+        win = r.win
+        av = r.avail
         s = 2
-    if r.bits(1):
-        raise r.fail_back(1, 'SignatureType', 'expected SE(SignatureValue)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SignatureType', 'expected SE(SignatureValue)')
+    r.avail = av
     f_SignatureValue = _d_xmldsig_SignatureValueType(r)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 3
     if ec == 0:
+        r.avail = av
         f_KeyInfo = _d_xmldsig_KeyInfoType(r)
+        win = r.win
+        av = r.avail
         s = 4
     elif ec == 1:
+        r.avail = av
         f_Object.append(_d_xmldsig_ObjectType(r))
+        win = r.win
+        av = r.avail
         s = 5
     elif ec == 2:
         s = -1
     else:
-        raise r.fail('SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
+        raise r.fail_at(av, 'SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_Object.append(_d_xmldsig_ObjectType(r))
+            win = r.win
+            av = r.avail
             s = 5
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('SignatureType[4]', f'event code {ec}, expected SE(Object), EE')
+            raise r.fail_at(av, 'SignatureType[4]', f'event code {ec}, expected SE(Object), EE')
     if s == 5:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_Object.append(_d_xmldsig_ObjectType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('SignatureType[5]', f'event code {ec}, expected SE(Object), EE')
+                raise r.fail_at(av, 'SignatureType[5]', f'event code {ec}, expected SE(Object), EE')
+    r.avail = av
     return _xmldsig.SignatureType(Id=f_Id, SignedInfo=f_SignedInfo, SignatureValue=f_SignatureValue, KeyInfo=f_KeyInfo, Object=f_Object)
 
 def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
@@ -2579,39 +3522,76 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
         w.spill()
 
 def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_value: bytes
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
+        raise r.fail_at(av, 'SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
     if s == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'SignatureValueType[1]', 'expected CH')
+            raise r.fail_at(av + 9, 'SignatureValueType[1]', 'expected CH')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
-    if r.bits(1):
-        raise r.fail_back(1, 'SignatureValueType', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SignatureValueType', 'expected EE')
     s = -1
+    r.avail = av
     return _xmldsig.SignatureValueType(Id=f_Id, value=f_value)
 
 def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) -> None:
@@ -2659,57 +3639,108 @@ def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) 
         w.spill()
 
 def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_CanonicalizationMethod: _xmldsig.CanonicalizationMethodType
     f_SignatureMethod: _xmldsig.SignatureMethodType
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
+        r.avail = av
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
+        raise r.fail_at(av, 'SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
+        r.avail = av
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
+        win = r.win
+        av = r.avail
         s = 2
-    if r.bits(1):
-        raise r.fail_back(1, 'SignedInfoType', 'expected SE(SignatureMethod)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SignedInfoType', 'expected SE(SignatureMethod)')
+    r.avail = av
     f_SignatureMethod = _d_xmldsig_SignatureMethodType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'SignedInfoType', 'expected SE(Reference)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SignedInfoType', 'expected SE(Reference)')
     s = 3
+    r.avail = av
     f_Reference.append(_d_xmldsig_ReferenceType(r))
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 4
     if ec == 0:
+        r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
+        win = r.win
+        av = r.avail
         s = 5
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('SignedInfoType[4]', f'event code {ec}, expected SE(Reference), EE')
+        raise r.fail_at(av, 'SignedInfoType[4]', f'event code {ec}, expected SE(Reference), EE')
     if s == 5:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_Reference.append(_d_xmldsig_ReferenceType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('SignedInfoType[5]', f'event code {ec}, expected SE(Reference), EE')
+                raise r.fail_at(av, 'SignedInfoType[5]', f'event code {ec}, expected SE(Reference), EE')
+    r.avail = av
     return _xmldsig.SignedInfoType(Id=f_Id, CanonicalizationMethod=f_CanonicalizationMethod, SignatureMethod=f_SignatureMethod, Reference=f_Reference)
 
 def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
@@ -2810,35 +3841,63 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
         w.spill()
 
 def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
+    win = r.win
+    av = r.avail
     f_Algorithm: str
     f_XPath: list[str] = []
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'TransformType', 'expected AT(Algorithm)')
+        raise r.fail_at(av + 9, 'TransformType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Algorithm = r.string_of(u, None)
+    win = r.win
+    av = r.avail
     while True:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'TransformType[1]', 'expected CH of XPath')
+                raise r.fail_at(av + 9, 'TransformType[1]', 'expected CH of XPath')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_XPath.append(r.string_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'TransformType[1]', 'expected EE of XPath')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'TransformType[1]', 'expected EE of XPath')
         elif ec == 1:
-            raise r.fail('TransformType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'TransformType[1]', 'wildcard element content is not supported')
         elif ec == 2:
             break
         elif ec == 3:
-            raise r.fail('TransformType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'TransformType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('TransformType[1]', f'event code {ec}, expected SE(XPath), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'TransformType[1]', f'event code {ec}, expected SE(XPath), SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.TransformType(Algorithm=f_Algorithm, XPath=f_XPath)
 
 def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
@@ -2878,31 +3937,53 @@ def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
         w.spill()
 
 def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
+    win = r.win
+    av = r.avail
     f_Transform: list[_xmldsig.TransformType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'TransformsType', 'expected SE(Transform)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'TransformsType', 'expected SE(Transform)')
+    r.avail = av
     f_Transform.append(_d_xmldsig_TransformType(r))
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 1
     if ec == 0:
+        r.avail = av
         f_Transform.append(_d_xmldsig_TransformType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('TransformsType[1]', f'event code {ec}, expected SE(Transform), EE')
+        raise r.fail_at(av, 'TransformsType[1]', f'event code {ec}, expected SE(Transform), EE')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_Transform.append(_d_xmldsig_TransformType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('TransformsType[2]', f'event code {ec}, expected SE(Transform), EE')
+                raise r.fail_at(av, 'TransformsType[2]', f'event code {ec}, expected SE(Transform), EE')
+    r.avail = av
     return _xmldsig.TransformsType(Transform=f_Transform)
 
 def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
@@ -2961,145 +4042,294 @@ def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
         w.spill()
 
 def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
+    win = r.win
+    av = r.avail
     f_X509IssuerSerial: list[_xmldsig.X509IssuerSerialType] = []
     f_X509SKI: list[bytes] = []
     f_X509SubjectName: list[str] = []
     f_X509Certificate: list[bytes] = []
     f_X509CRL: list[bytes] = []
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'X509DataType[0]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+            raise r.fail_at(av + 10, 'X509DataType[0]', 'expected SE(X509IssuerName), CH of X509IssuerName')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_1_X509IssuerName = r.string_of(u, None)
-        c = r.bits(12)
+        win = r.win
+        av = r.avail
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
         if c & 0xe00 != 0x0:
-            raise r.fail_back(12, 'X509DataType[0]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+            raise r.fail_at(av + 12, 'X509DataType[0]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_X509SerialNumber = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'X509DataType[0]', 'expected EE of X509SerialNumber, EE')
+            raise r.fail_at(av + 2, 'X509DataType[0]', 'expected EE of X509SerialNumber, EE')
         f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509SKI')
+            raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509SKI')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_X509SKI.append(r.binary_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SKI')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509SKI')
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509SubjectName')
+            raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509SubjectName')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_X509SubjectName.append(r.string_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SubjectName')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509SubjectName')
     elif ec == 3:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509Certificate')
+            raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509Certificate')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_X509Certificate.append(r.binary_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509Certificate')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509Certificate')
     elif ec == 4:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509CRL')
+            raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509CRL')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_X509CRL.append(r.binary_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509CRL')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509CRL')
     elif ec == 5:
-        raise r.fail('X509DataType[0]', 'wildcard element content is not supported')
+        raise r.fail_at(av, 'X509DataType[0]', 'wildcard element content is not supported')
     else:
-        raise r.fail('X509DataType[0]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*)')
+        raise r.fail_at(av, 'X509DataType[0]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*)')
     while True:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'X509DataType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+                raise r.fail_at(av + 10, 'X509DataType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_2_X509IssuerName = r.string_of(u, None)
-            c = r.bits(12)
+            win = r.win
+            av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
             if c & 0xe00 != 0x0:
-                raise r.fail_back(12, 'X509DataType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+                raise r.fail_at(av + 12, 'X509DataType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_2_X509SerialNumber = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'X509DataType[1]', 'expected EE of X509SerialNumber, EE')
+                raise r.fail_at(av + 2, 'X509DataType[1]', 'expected EE of X509SerialNumber, EE')
             f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509SKI')
+                raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509SKI')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_X509SKI.append(r.binary_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SKI')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509SKI')
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509SubjectName')
+                raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509SubjectName')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_X509SubjectName.append(r.string_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SubjectName')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509SubjectName')
         elif ec == 3:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509Certificate')
+                raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509Certificate')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_X509Certificate.append(r.binary_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509Certificate')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509Certificate')
         elif ec == 4:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509CRL')
+                raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509CRL')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_X509CRL.append(r.binary_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509CRL')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509CRL')
         elif ec == 5:
-            raise r.fail('X509DataType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'X509DataType[1]', 'wildcard element content is not supported')
         elif ec == 6:
             break
         else:
-            raise r.fail('X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
+            raise r.fail_at(av, 'X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
+    r.avail = av
     return _xmldsig.X509DataType(X509IssuerSerial=f_X509IssuerSerial, X509SKI=f_X509SKI, X509SubjectName=f_X509SubjectName, X509Certificate=f_X509Certificate, X509CRL=f_X509CRL)
 
 def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
@@ -3286,26 +4516,47 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         w.spill()
 
 def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialType:
+    win = r.win
+    av = r.avail
     f_X509IssuerName: str
     f_X509SerialNumber: int
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
+        raise r.fail_at(av + 10, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_X509IssuerName = r.string_of(u, None)
-    c = r.bits(12)
+    win = r.win
+    av = r.avail
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+        raise r.fail_at(av + 12, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_X509SerialNumber = -u - 1 if sg else u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
+        raise r.fail_at(av + 2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
+    r.avail = av
     return _xmldsig.X509IssuerSerialType(X509IssuerName=f_X509IssuerName, X509SerialNumber=f_X509SerialNumber)
 
 def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialType) -> None:
@@ -3345,8 +4596,15 @@ def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialTy
         w.spill()
 
 def _d_iso20_common_types_CLReqControlModeType(r: BitReader) -> _iso20_common_types.CLReqControlModeType:
-    if r.bits(1):
-        raise r.fail_back(1, 'CLReqControlModeType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'CLReqControlModeType', 'expected EE')
+    r.avail = av
     return _iso20_common_types.CLReqControlModeType()
 
 def _e_iso20_common_types_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.CLReqControlModeType) -> None:
@@ -3360,8 +4618,15 @@ def _e_iso20_common_types_CLReqControlModeType(w: BitWriter, o: _iso20_common_ty
         w.spill()
 
 def _d_iso20_common_types_CLResControlModeType(r: BitReader) -> _iso20_common_types.CLResControlModeType:
-    if r.bits(1):
-        raise r.fail_back(1, 'CLResControlModeType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'CLResControlModeType', 'expected EE')
+    r.avail = av
     return _iso20_common_types.CLResControlModeType()
 
 def _e_iso20_common_types_CLResControlModeType(w: BitWriter, o: _iso20_common_types.CLResControlModeType) -> None:
@@ -3375,36 +4640,62 @@ def _e_iso20_common_types_CLResControlModeType(w: BitWriter, o: _iso20_common_ty
         w.spill()
 
 def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types.ChargeLoopReqType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_DisplayParameters: _iso20_common_types.DisplayParametersType | None = None
     f_MeterInfoRequested: bool
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargeLoopReqType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ChargeLoopReqType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 1
     if ec == 0:
+        r.avail = av
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 1:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested')
+            raise r.fail_at(av + 3, 'ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested')
         f_MeterInfoRequested = ((c >> 1) & 1) == 1
         s = 3
     else:
-        raise r.fail('ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
+        raise r.fail_at(av, 'ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
-        c = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
         if c & 0xd != 0x0:
-            raise r.fail_back(4, 'ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
+            raise r.fail_at(av + 4, 'ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
         f_MeterInfoRequested = ((c >> 1) & 1) == 1
         s = 3
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargeLoopReqType', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ChargeLoopReqType', 'expected EE')
     s = -1
+    r.avail = av
     return _iso20_common_types.ChargeLoopReqType(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested)
 
 def _e_iso20_common_types_ChargeLoopReqType(w: BitWriter, o: _iso20_common_types.ChargeLoopReqType) -> None:
@@ -3452,77 +4743,124 @@ def _e_iso20_common_types_ChargeLoopReqType(w: BitWriter, o: _iso20_common_types
         w.spill()
 
 def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types.ChargeLoopResType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEStatus: _iso20_common_types.EVSEStatusType | None = None
     f_MeterInfo: _iso20_common_types.MeterInfoType | None = None
     f_Receipt: _iso20_common_types.ReceiptType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargeLoopResType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ChargeLoopResType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(12)
+    win = r.win
+    av = r.avail
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xc08 != 0x0:
-        raise r.fail_back(12, 'ChargeLoopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
+        raise r.fail_at(av + 12, 'ChargeLoopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
     iv = ((c >> 4) & 63)
     if iv >= 40:
-        raise r.fail('ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     ec = (c & 7)
     s = 1
     s = 2
     if ec == 0:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'ChargeLoopResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            raise r.fail_at(av + 10, 'ChargeLoopResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_NotificationMaxDelay = u
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         if c & 0xe3 != 0x0:
-            raise r.fail_back(8, 'ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+            raise r.fail_at(av + 8, 'ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
         iv = ((c >> 2) & 7)
         if iv >= 6:
-            raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+            raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
         f_EVSEStatus = _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
         s = 3
     elif ec == 1:
+        r.avail = av
         f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
+        win = r.win
+        av = r.avail
         s = 4
     elif ec == 2:
+        r.avail = av
         f_Receipt = _d_iso20_common_types_ReceiptType(r)
+        win = r.win
+        av = r.avail
         s = 5
     elif ec == 3:
         s = -1
     else:
-        raise r.fail('ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), EE')
+        raise r.fail_at(av, 'ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), EE')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 1:
+            r.avail = av
             f_Receipt = _d_iso20_common_types_ReceiptType(r)
+            win = r.win
+            av = r.avail
             s = 5
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), EE')
+            raise r.fail_at(av, 'ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), EE')
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_Receipt = _d_iso20_common_types_ReceiptType(r)
+            win = r.win
+            av = r.avail
             s = 5
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), EE')
+            raise r.fail_at(av, 'ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), EE')
     if s == 5:
-        if r.bits(1):
-            raise r.fail_back(1, 'ChargeLoopResType[5]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ChargeLoopResType[5]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_types.ChargeLoopResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt)
 
 def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types.ChargeLoopResType) -> None:
@@ -3639,12 +4977,26 @@ def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types
         w.spill()
 
 def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_common_types.ChargeParameterDiscoveryReqType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargeParameterDiscoveryReqType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargeParameterDiscoveryReqType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected EE')
+    r.avail = av
     return _iso20_common_types.ChargeParameterDiscoveryReqType(Header=f_Header)
 
 def _e_iso20_common_types_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryReqType) -> None:
@@ -3667,18 +5019,31 @@ def _e_iso20_common_types_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso2
         w.spill()
 
 def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_common_types.ChargeParameterDiscoveryResType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargeParameterDiscoveryResType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x303 != 0x0:
-        raise r.fail_back(10, 'ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+        raise r.fail_at(av + 10, 'ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
     iv = ((c >> 2) & 63)
     if iv >= 40:
-        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
+    r.avail = av
     return _iso20_common_types.ChargeParameterDiscoveryResType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_types_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryResType) -> None:
@@ -3703,31 +5068,49 @@ def _e_iso20_common_types_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2
         w.spill()
 
 def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.DetailedCostType:
+    win = r.win
+    av = r.avail
     f_Amount: _iso20_common_types.RationalNumberType
     f_CostPerUnit: _iso20_common_types.RationalNumberType
-    c = r.bits(23)
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
-        raise r.fail_back(23, 'DetailedCostType', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 23, 'DetailedCostType', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_1_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'DetailedCostType', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'DetailedCostType', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_Amount = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'DetailedCostType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'DetailedCostType', 'expected EE of Value, EE, EE')
     f_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+    r.avail = av
     return _iso20_common_types.DetailedCostType(Amount=f_Amount, CostPerUnit=f_CostPerUnit)
 
 def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.DetailedCostType) -> None:
@@ -3791,28 +5174,46 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
         w.spill()
 
 def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.DetailedTaxType:
+    win = r.win
+    av = r.avail
     f_TaxRuleID: int
     f_Amount: _iso20_common_types.RationalNumberType
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'DetailedTaxType', 'expected SE(TaxRuleID), CH of TaxRuleID')
+        raise r.fail_at(av + 10, 'DetailedTaxType', 'expected SE(TaxRuleID), CH of TaxRuleID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_TaxRuleID = u
-    c = r.bits(24)
+    av -= 24
+    if av < 0:
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
     if c & 0xf00e00 != 0x0:
-        raise r.fail_back(24, 'DetailedTaxType', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 24, 'DetailedTaxType', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_1_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'DetailedTaxType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'DetailedTaxType', 'expected EE of Value, EE, EE')
     f_Amount = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    r.avail = av
     return _iso20_common_types.DetailedTaxType(TaxRuleID=f_TaxRuleID, Amount=f_Amount)
 
 def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.DetailedTaxType) -> None:
@@ -3870,573 +5271,955 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
         w.spill()
 
 def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_types.DisplayParametersType:
+    win = r.win
+    av = r.avail
     kw: dict[str, Any] = {}
     s = 0
-    c = r.bits(4)
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
         kw['PresentSOC'] = ((c >> 1) & 127)
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
         kw['MinimumSOC'] = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
         kw['TargetSOC'] = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
         kw['MaximumSOC'] = ((c >> 1) & 127)
         s = 4
     elif ec == 4:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         kw['RemainingTimeToMinimumSOC'] = u
-        if r.bits(1):
-            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMinimumSOC')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMinimumSOC')
         s = 5
     elif ec == 5:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         kw['RemainingTimeToTargetSOC'] = u
-        if r.bits(1):
-            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToTargetSOC')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToTargetSOC')
         s = 6
     elif ec == 6:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         kw['RemainingTimeToMaximumSOC'] = u
-        if r.bits(1):
-            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMaximumSOC')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMaximumSOC')
         s = 7
     elif ec == 7:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'DisplayParametersType[0]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of ChargingComplete, EE of ChargingComplete')
         kw['ChargingComplete'] = ((c >> 1) & 1) == 1
         s = 8
     elif ec == 8:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'DisplayParametersType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'DisplayParametersType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'DisplayParametersType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'DisplayParametersType[0]', 'expected EE of Value, EE')
         kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 9
     elif ec == 9:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'DisplayParametersType[0]', 'expected CH of InletHot, EE of InletHot')
+            raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of InletHot, EE of InletHot')
         kw['InletHot'] = ((c >> 1) & 1) == 1
         s = 10
     elif ec == 10:
         s = -1
     else:
-        raise r.fail('DisplayParametersType[0]', f'event code {ec}, expected SE(PresentSOC), SE(MinimumSOC), SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+        raise r.fail_at(av, 'DisplayParametersType[0]', f'event code {ec}, expected SE(PresentSOC), SE(MinimumSOC), SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 1:
-        ec = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        ec = (win >> av) & 0xf
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
             kw['MinimumSOC'] = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
             kw['TargetSOC'] = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of MaximumSOC, EE of MaximumSOC')
             kw['MaximumSOC'] = ((c >> 1) & 127)
             s = 4
         elif ec == 3:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMinimumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMinimumSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToMinimumSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMinimumSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 4:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToTargetSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToTargetSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToTargetSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToTargetSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 5:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMaximumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMaximumSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 6:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+                raise r.fail_at(av + 3, 'DisplayParametersType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
             kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 7:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'DisplayParametersType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'DisplayParametersType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_2_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_2_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'DisplayParametersType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'DisplayParametersType[1]', 'expected EE of Value, EE')
             kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
             s = 9
         elif ec == 8:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[1]', 'expected CH of InletHot, EE of InletHot')
+                raise r.fail_at(av + 3, 'DisplayParametersType[1]', 'expected CH of InletHot, EE of InletHot')
             kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 9:
             s = -1
         else:
-            raise r.fail('DisplayParametersType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+            raise r.fail_at(av, 'DisplayParametersType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 2:
-        ec = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        ec = (win >> av) & 0xf
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
             kw['TargetSOC'] = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of MaximumSOC, EE of MaximumSOC')
             kw['MaximumSOC'] = ((c >> 1) & 127)
             s = 4
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMinimumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMinimumSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToMinimumSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMinimumSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 3:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToTargetSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToTargetSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToTargetSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToTargetSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 4:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMaximumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMaximumSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 5:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+                raise r.fail_at(av + 3, 'DisplayParametersType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete')
             kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 6:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'DisplayParametersType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'DisplayParametersType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_3_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'DisplayParametersType[2]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'DisplayParametersType[2]', 'expected EE of Value, EE')
             kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
             s = 9
         elif ec == 7:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[2]', 'expected CH of InletHot, EE of InletHot')
+                raise r.fail_at(av + 3, 'DisplayParametersType[2]', 'expected CH of InletHot, EE of InletHot')
             kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 8:
             s = -1
         else:
-            raise r.fail('DisplayParametersType[2]', f'event code {ec}, expected SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+            raise r.fail_at(av, 'DisplayParametersType[2]', f'event code {ec}, expected SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 3:
-        ec = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        ec = (win >> av) & 0xf
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[3]', 'expected CH of MaximumSOC, EE of MaximumSOC')
             kw['MaximumSOC'] = ((c >> 1) & 127)
             s = 4
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMinimumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMinimumSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToMinimumSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMinimumSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToTargetSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToTargetSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToTargetSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToTargetSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 3:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMaximumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMaximumSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 4:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+                raise r.fail_at(av + 3, 'DisplayParametersType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete')
             kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 5:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'DisplayParametersType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'DisplayParametersType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_4_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'DisplayParametersType[3]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'DisplayParametersType[3]', 'expected EE of Value, EE')
             kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
             s = 9
         elif ec == 6:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[3]', 'expected CH of InletHot, EE of InletHot')
+                raise r.fail_at(av + 3, 'DisplayParametersType[3]', 'expected CH of InletHot, EE of InletHot')
             kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 7:
             s = -1
         else:
-            raise r.fail('DisplayParametersType[3]', f'event code {ec}, expected SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+            raise r.fail_at(av, 'DisplayParametersType[3]', f'event code {ec}, expected SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 4:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMinimumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMinimumSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToMinimumSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMinimumSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToTargetSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToTargetSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToTargetSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToTargetSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMaximumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMaximumSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 3:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+                raise r.fail_at(av + 3, 'DisplayParametersType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete')
             kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 4:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'DisplayParametersType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'DisplayParametersType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_5_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_5_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'DisplayParametersType[4]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'DisplayParametersType[4]', 'expected EE of Value, EE')
             kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
             s = 9
         elif ec == 5:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[4]', 'expected CH of InletHot, EE of InletHot')
+                raise r.fail_at(av + 3, 'DisplayParametersType[4]', 'expected CH of InletHot, EE of InletHot')
             kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 6:
             s = -1
         else:
-            raise r.fail('DisplayParametersType[4]', f'event code {ec}, expected SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+            raise r.fail_at(av, 'DisplayParametersType[4]', f'event code {ec}, expected SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 5:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToTargetSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToTargetSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToTargetSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToTargetSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToMaximumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToMaximumSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 2:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+                raise r.fail_at(av + 3, 'DisplayParametersType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete')
             kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 3:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'DisplayParametersType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'DisplayParametersType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_6_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_6_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'DisplayParametersType[5]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'DisplayParametersType[5]', 'expected EE of Value, EE')
             kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
             s = 9
         elif ec == 4:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[5]', 'expected CH of InletHot, EE of InletHot')
+                raise r.fail_at(av + 3, 'DisplayParametersType[5]', 'expected CH of InletHot, EE of InletHot')
             kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 5:
             s = -1
         else:
-            raise r.fail('DisplayParametersType[5]', f'event code {ec}, expected SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+            raise r.fail_at(av, 'DisplayParametersType[5]', f'event code {ec}, expected SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 6:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[6]', 'expected CH of RemainingTimeToMaximumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[6]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[6]', 'expected EE of RemainingTimeToMaximumSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[6]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 1:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[6]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+                raise r.fail_at(av + 3, 'DisplayParametersType[6]', 'expected CH of ChargingComplete, EE of ChargingComplete')
             kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 2:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'DisplayParametersType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'DisplayParametersType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_7_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_7_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'DisplayParametersType[6]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'DisplayParametersType[6]', 'expected EE of Value, EE')
             kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
             s = 9
         elif ec == 3:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[6]', 'expected CH of InletHot, EE of InletHot')
+                raise r.fail_at(av + 3, 'DisplayParametersType[6]', 'expected CH of InletHot, EE of InletHot')
             kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 4:
             s = -1
         else:
-            raise r.fail('DisplayParametersType[6]', f'event code {ec}, expected SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+            raise r.fail_at(av, 'DisplayParametersType[6]', f'event code {ec}, expected SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 7:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[7]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+                raise r.fail_at(av + 3, 'DisplayParametersType[7]', 'expected CH of ChargingComplete, EE of ChargingComplete')
             kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'DisplayParametersType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'DisplayParametersType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_8_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_8_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'DisplayParametersType[7]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'DisplayParametersType[7]', 'expected EE of Value, EE')
             kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
             s = 9
         elif ec == 2:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[7]', 'expected CH of InletHot, EE of InletHot')
+                raise r.fail_at(av + 3, 'DisplayParametersType[7]', 'expected CH of InletHot, EE of InletHot')
             kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 3:
             s = -1
         else:
-            raise r.fail('DisplayParametersType[7]', f'event code {ec}, expected SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+            raise r.fail_at(av, 'DisplayParametersType[7]', f'event code {ec}, expected SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 8:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'DisplayParametersType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'DisplayParametersType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_9_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_9_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'DisplayParametersType[8]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'DisplayParametersType[8]', 'expected EE of Value, EE')
             kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
             s = 9
         elif ec == 1:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[8]', 'expected CH of InletHot, EE of InletHot')
+                raise r.fail_at(av + 3, 'DisplayParametersType[8]', 'expected CH of InletHot, EE of InletHot')
             kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('DisplayParametersType[8]', f'event code {ec}, expected SE(BatteryEnergyCapacity), SE(InletHot), EE')
+            raise r.fail_at(av, 'DisplayParametersType[8]', f'event code {ec}, expected SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 9:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[9]', 'expected CH of InletHot, EE of InletHot')
+                raise r.fail_at(av + 3, 'DisplayParametersType[9]', 'expected CH of InletHot, EE of InletHot')
             kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('DisplayParametersType[9]', f'event code {ec}, expected SE(InletHot), EE')
+            raise r.fail_at(av, 'DisplayParametersType[9]', f'event code {ec}, expected SE(InletHot), EE')
     if s == 10:
-        if r.bits(1):
-            raise r.fail_back(1, 'DisplayParametersType[10]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DisplayParametersType[10]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_types.DisplayParametersType(**kw)
 
 def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_types.DisplayParametersType) -> None:
@@ -5256,82 +7039,131 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         w.spill()
 
 def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_common_types.Dynamic_CLReqControlModeType:
+    win = r.win
+    av = r.avail
     f_DepartureTime: int | None = None
     f_EVTargetEnergyRequest: _iso20_common_types.RationalNumberType
     f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType
     f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'Dynamic_CLReqControlModeType[0]', 'expected CH of DepartureTime')
+            raise r.fail_at(av + 9, 'Dynamic_CLReqControlModeType[0]', 'expected CH of DepartureTime')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_DepartureTime = u
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_CLReqControlModeType[0]', 'expected EE of DepartureTime')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Dynamic_CLReqControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Dynamic_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Dynamic_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Dynamic_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Dynamic_CLReqControlModeType[0]', 'expected EE of Value, EE')
         f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 2
     else:
-        raise r.fail('Dynamic_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
+        raise r.fail_at(av, 'Dynamic_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'Dynamic_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'Dynamic_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Dynamic_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Dynamic_CLReqControlModeType[1]', 'expected EE of Value, EE')
         f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 2
-    c = r.bits(23)
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
-        raise r.fail_back(23, 'Dynamic_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 23, 'Dynamic_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_3_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_3_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'Dynamic_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'Dynamic_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_4_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
     s = 3
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_4_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'Dynamic_CLReqControlModeType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'Dynamic_CLReqControlModeType', 'expected EE of Value, EE, EE')
     f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
     s = 4
     s = -1
+    r.avail = av
     return _iso20_common_types.Dynamic_CLReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
 
 def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLReqControlModeType) -> None:
@@ -5479,124 +7311,208 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         w.spill()
 
 def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_common_types.Dynamic_CLResControlModeType:
+    win = r.win
+    av = r.avail
     f_DepartureTime: int | None = None
     f_MinimumSOC: int | None = None
     f_TargetSOC: int | None = None
     f_AckMaxDelay: int | None = None
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of DepartureTime')
+            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of DepartureTime')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_DepartureTime = u
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected EE of DepartureTime')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
         f_MinimumSOC = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
         f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
+            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_AckMaxDelay = u
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
         s = 4
     elif ec == 4:
         s = -1
     else:
-        raise r.fail('Dynamic_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), EE')
+        raise r.fail_at(av, 'Dynamic_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), EE')
     if s == 1:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'Dynamic_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+                raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
             f_MinimumSOC = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'Dynamic_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
+                raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
             f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'Dynamic_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
+                raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_AckMaxDelay = u
-            if r.bits(1):
-                raise r.fail_back(1, 'Dynamic_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 3:
             s = -1
         else:
-            raise r.fail('Dynamic_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), EE')
+            raise r.fail_at(av, 'Dynamic_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), EE')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'Dynamic_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
+                raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
             f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'Dynamic_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
+                raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_AckMaxDelay = u
-            if r.bits(1):
-                raise r.fail_back(1, 'Dynamic_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('Dynamic_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), EE')
+            raise r.fail_at(av, 'Dynamic_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), EE')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'Dynamic_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
+                raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_AckMaxDelay = u
-            if r.bits(1):
-                raise r.fail_back(1, 'Dynamic_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('Dynamic_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), EE')
+            raise r.fail_at(av, 'Dynamic_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), EE')
     if s == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_CLResControlModeType[4]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[4]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_types.Dynamic_CLResControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay)
 
 def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLResControlModeType) -> None:
@@ -5768,22 +7684,34 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         w.spill()
 
 def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EVSEStatusType:
+    win = r.win
+    av = r.avail
     f_NotificationMaxDelay: int
     f_EVSENotification: _iso20_common_types.evseNotificationType
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        raise r.fail_at(av + 10, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_NotificationMaxDelay = u
-    c = r.bits(8)
+    av -= 8
+    if av < 0:
+        win, av = r.refill(av, 8)
+    c = (win >> av) & 0xff
     if c & 0xe3 != 0x0:
-        raise r.fail_back(8, 'EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+        raise r.fail_at(av + 8, 'EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
     iv = ((c >> 2) & 7)
     if iv >= 6:
-        raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
+    r.avail = av
     return _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification)
 
 def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EVSEStatusType) -> None:
@@ -5818,50 +7746,91 @@ def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EV
         w.spill()
 
 def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_common_types.ListOfRootCertificateIDsType:
+    win = r.win
+    av = r.avail
     f_RootCertificateID: list[_xmldsig.X509IssuerSerialType] = []
     s = 0
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID), SE(X509IssuerName), CH of X509IssuerName')
+        raise r.fail_at(av + 11, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID), SE(X509IssuerName), CH of X509IssuerName')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_1_X509IssuerName = r.string_of(u, None)
-    c = r.bits(12)
+    win = r.win
+    av = r.avail
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'ListOfRootCertificateIDsType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+        raise r.fail_at(av + 12, 'ListOfRootCertificateIDsType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_X509SerialNumber = -u - 1 if sg else u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'ListOfRootCertificateIDsType', 'expected EE of X509SerialNumber, EE')
+        raise r.fail_at(av + 2, 'ListOfRootCertificateIDsType', 'expected EE of X509SerialNumber, EE')
     f_RootCertificateID.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
     s = 1
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'ListOfRootCertificateIDsType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+                raise r.fail_at(av + 10, 'ListOfRootCertificateIDsType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_2_X509IssuerName = r.string_of(u, None)
-            c = r.bits(12)
+            win = r.win
+            av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
             if c & 0xe00 != 0x0:
-                raise r.fail_back(12, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+                raise r.fail_at(av + 12, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_2_X509SerialNumber = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509SerialNumber, EE')
+                raise r.fail_at(av + 2, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509SerialNumber, EE')
             f_RootCertificateID.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
             n += 1
             if n == 19:
@@ -5871,11 +7840,16 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
             s = -1
             break
         else:
-            raise r.fail('ListOfRootCertificateIDsType[1]', f'event code {ec}, expected SE(RootCertificateID), EE')
+            raise r.fail_at(av, 'ListOfRootCertificateIDsType[1]', f'event code {ec}, expected SE(RootCertificateID), EE')
     if s == 20:
-        if r.bits(1):
-            raise r.fail_back(1, 'ListOfRootCertificateIDsType[20]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ListOfRootCertificateIDsType[20]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_types.ListOfRootCertificateIDsType(RootCertificateID=f_RootCertificateID)
 
 def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_common_types.ListOfRootCertificateIDsType) -> None:
@@ -5976,41 +7950,69 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
         w.spill()
 
 def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types.MessageHeaderType:
+    win = r.win
+    av = r.avail
     f_SessionID: bytes
     f_TimeStamp: int
     f_Signature: _xmldsig.SignatureType | None = None
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
+        raise r.fail_at(av + 10, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_SessionID = r.binary_of(u, 8)
-    c = r.bits(11)
+    win = r.win
+    av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'MessageHeaderType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+        raise r.fail_at(av + 11, 'MessageHeaderType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     u = (c & 255)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_TimeStamp = u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'MessageHeaderType', 'expected EE of TimeStamp')
+        raise r.fail_at(av + 3, 'MessageHeaderType', 'expected EE of TimeStamp')
     ec = (c & 3)
     s = 2
     if ec == 0:
+        r.avail = av
         f_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'MessageHeaderType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_types.MessageHeaderType(SessionID=f_SessionID, TimeStamp=f_TimeStamp, Signature=f_Signature)
 
 def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types.MessageHeaderType) -> None:
@@ -6075,6 +8077,8 @@ def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types
         w.spill()
 
 def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.MeterInfoType:
+    win = r.win
+    av = r.avail
     f_MeterID: str
     f_ChargedEnergyReadingWh: int
     f_BPT_DischargedEnergyReadingWh: int | None = None
@@ -6084,300 +8088,560 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     f_MeterStatus: int | None = None
     f_MeterTimestamp: int | None = None
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
+        raise r.fail_at(av + 10, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_MeterID = r.string_of(u, 32)
-    c = r.bits(11)
+    win = r.win
+    av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'MeterInfoType', 'expected EE of MeterID, SE(ChargedEnergyReadingWh), CH of ChargedEnergyReadingWh')
+        raise r.fail_at(av + 11, 'MeterInfoType', 'expected EE of MeterID, SE(ChargedEnergyReadingWh), CH of ChargedEnergyReadingWh')
     u = (c & 255)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_ChargedEnergyReadingWh = u
-    c = r.bits(4)
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x8 != 0x0:
-        raise r.fail_back(4, 'MeterInfoType', 'expected EE of ChargedEnergyReadingWh')
+        raise r.fail_at(av + 4, 'MeterInfoType', 'expected EE of ChargedEnergyReadingWh')
     ec = (c & 7)
     s = 2
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of BPT_DischargedEnergyReadingWh')
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of BPT_DischargedEnergyReadingWh')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_BPT_DischargedEnergyReadingWh = u
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of BPT_DischargedEnergyReadingWh')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of BPT_DischargedEnergyReadingWh')
         s = 3
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_CapacitiveEnergyReadingVARh = u
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of CapacitiveEnergyReadingVARh')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of CapacitiveEnergyReadingVARh')
         s = 4
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_BPT_InductiveEnergyReadingVARh = u
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of BPT_InductiveEnergyReadingVARh')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of BPT_InductiveEnergyReadingVARh')
         s = 5
     elif ec == 3:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of MeterSignature')
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterSignature')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_MeterSignature = r.binary_of(u, 64)
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterSignature')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterSignature')
         s = 6
     elif ec == 4:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x200 != 0x0:
-            raise r.fail_back(10, 'MeterInfoType[2]', 'expected CH of MeterStatus')
+            raise r.fail_at(av + 10, 'MeterInfoType[2]', 'expected CH of MeterStatus')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_MeterStatus = -u - 1 if sg else u
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
         s = 7
     elif ec == 5:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_MeterTimestamp = u
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterTimestamp')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterTimestamp')
         s = 8
     elif ec == 6:
         s = -1
     else:
-        raise r.fail('MeterInfoType[2]', f'event code {ec}, expected SE(BPT_DischargedEnergyReadingWh), SE(CapacitiveEnergyReadingVARh), SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
+        raise r.fail_at(av, 'MeterInfoType[2]', f'event code {ec}, expected SE(BPT_DischargedEnergyReadingWh), SE(CapacitiveEnergyReadingVARh), SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
     if s == 3:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[3]', 'expected CH of CapacitiveEnergyReadingVARh')
+                raise r.fail_at(av + 9, 'MeterInfoType[3]', 'expected CH of CapacitiveEnergyReadingVARh')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_CapacitiveEnergyReadingVARh = u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of CapacitiveEnergyReadingVARh')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[3]', 'expected EE of CapacitiveEnergyReadingVARh')
             s = 4
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[3]', 'expected CH of BPT_InductiveEnergyReadingVARh')
+                raise r.fail_at(av + 9, 'MeterInfoType[3]', 'expected CH of BPT_InductiveEnergyReadingVARh')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_BPT_InductiveEnergyReadingVARh = u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of BPT_InductiveEnergyReadingVARh')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[3]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[3]', 'expected CH of MeterSignature')
+                raise r.fail_at(av + 9, 'MeterInfoType[3]', 'expected CH of MeterSignature')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_MeterSignature = r.binary_of(u, 64)
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterSignature')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[3]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 3:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'MeterInfoType[3]', 'expected CH of MeterStatus')
+                raise r.fail_at(av + 10, 'MeterInfoType[3]', 'expected CH of MeterStatus')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterStatus = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterStatus')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[3]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 4:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[3]', 'expected CH of MeterTimestamp')
+                raise r.fail_at(av + 9, 'MeterInfoType[3]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterTimestamp = u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterTimestamp')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[3]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 5:
             s = -1
         else:
-            raise r.fail('MeterInfoType[3]', f'event code {ec}, expected SE(CapacitiveEnergyReadingVARh), SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
+            raise r.fail_at(av, 'MeterInfoType[3]', f'event code {ec}, expected SE(CapacitiveEnergyReadingVARh), SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
     if s == 4:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[4]', 'expected CH of BPT_InductiveEnergyReadingVARh')
+                raise r.fail_at(av + 9, 'MeterInfoType[4]', 'expected CH of BPT_InductiveEnergyReadingVARh')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_BPT_InductiveEnergyReadingVARh = u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of BPT_InductiveEnergyReadingVARh')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[4]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[4]', 'expected CH of MeterSignature')
+                raise r.fail_at(av + 9, 'MeterInfoType[4]', 'expected CH of MeterSignature')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_MeterSignature = r.binary_of(u, 64)
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterSignature')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[4]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 2:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'MeterInfoType[4]', 'expected CH of MeterStatus')
+                raise r.fail_at(av + 10, 'MeterInfoType[4]', 'expected CH of MeterStatus')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterStatus = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterStatus')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[4]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 3:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[4]', 'expected CH of MeterTimestamp')
+                raise r.fail_at(av + 9, 'MeterInfoType[4]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterTimestamp = u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterTimestamp')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[4]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 4:
             s = -1
         else:
-            raise r.fail('MeterInfoType[4]', f'event code {ec}, expected SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
+            raise r.fail_at(av, 'MeterInfoType[4]', f'event code {ec}, expected SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
     if s == 5:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[5]', 'expected CH of MeterSignature')
+                raise r.fail_at(av + 9, 'MeterInfoType[5]', 'expected CH of MeterSignature')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_MeterSignature = r.binary_of(u, 64)
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterSignature')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[5]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 1:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'MeterInfoType[5]', 'expected CH of MeterStatus')
+                raise r.fail_at(av + 10, 'MeterInfoType[5]', 'expected CH of MeterStatus')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterStatus = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterStatus')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[5]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[5]', 'expected CH of MeterTimestamp')
+                raise r.fail_at(av + 9, 'MeterInfoType[5]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterTimestamp = u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterTimestamp')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[5]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 3:
             s = -1
         else:
-            raise r.fail('MeterInfoType[5]', f'event code {ec}, expected SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
+            raise r.fail_at(av, 'MeterInfoType[5]', f'event code {ec}, expected SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
     if s == 6:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'MeterInfoType[6]', 'expected CH of MeterStatus')
+                raise r.fail_at(av + 10, 'MeterInfoType[6]', 'expected CH of MeterStatus')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterStatus = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[6]', 'expected EE of MeterStatus')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[6]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[6]', 'expected CH of MeterTimestamp')
+                raise r.fail_at(av + 9, 'MeterInfoType[6]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterTimestamp = u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[6]', 'expected EE of MeterTimestamp')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[6]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('MeterInfoType[6]', f'event code {ec}, expected SE(MeterStatus), SE(MeterTimestamp), EE')
+            raise r.fail_at(av, 'MeterInfoType[6]', f'event code {ec}, expected SE(MeterStatus), SE(MeterTimestamp), EE')
     if s == 7:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[7]', 'expected CH of MeterTimestamp')
+                raise r.fail_at(av + 9, 'MeterInfoType[7]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterTimestamp = u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[7]', 'expected EE of MeterTimestamp')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[7]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('MeterInfoType[7]', f'event code {ec}, expected SE(MeterTimestamp), EE')
+            raise r.fail_at(av, 'MeterInfoType[7]', f'event code {ec}, expected SE(MeterTimestamp), EE')
     if s == 8:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[8]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[8]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_types.MeterInfoType(MeterID=f_MeterID, ChargedEnergyReadingWh=f_ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh=f_BPT_DischargedEnergyReadingWh, CapacitiveEnergyReadingVARh=f_CapacitiveEnergyReadingVARh, BPT_InductiveEnergyReadingVARh=f_BPT_InductiveEnergyReadingVARh, MeterSignature=f_MeterSignature, MeterStatus=f_MeterStatus, MeterTimestamp=f_MeterTimestamp)
 
 def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.MeterInfoType) -> None:
@@ -6867,20 +9131,32 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         w.spill()
 
 def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_types.RationalNumberType:
+    win = r.win
+    av = r.avail
     f_Exponent: int
     f_Value: int
-    c = r.bits(22)
+    av -= 22
+    if av < 0:
+        win, av = r.refill(av, 22)
+    c = (win >> av) & 0x3fffff
     if c & 0x300e00 != 0x0:
-        raise r.fail_back(22, 'RationalNumberType', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 22, 'RationalNumberType', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_Value = -u - 1 if sg else u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'RationalNumberType', 'expected EE of Value, EE')
+        raise r.fail_at(av + 2, 'RationalNumberType', 'expected EE of Value, EE')
+    r.avail = av
     return _iso20_common_types.RationalNumberType(Exponent=f_Exponent, Value=f_Value)
 
 def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_types.RationalNumberType) -> None:
@@ -6917,6 +9193,8 @@ def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_type
         w.spill()
 
 def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.ReceiptType:
+    win = r.win
+    av = r.avail
     f_TimeAnchor: int
     f_EnergyCosts: _iso20_common_types.DetailedCostType | None = None
     f_OccupancyCosts: _iso20_common_types.DetailedCostType | None = None
@@ -6924,445 +9202,709 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     f_OverstayCosts: _iso20_common_types.DetailedCostType | None = None
     f_TaxCosts: list[_iso20_common_types.DetailedTaxType] = []
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'ReceiptType', 'expected SE(TimeAnchor), CH of TimeAnchor')
+        raise r.fail_at(av + 10, 'ReceiptType', 'expected SE(TimeAnchor), CH of TimeAnchor')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_TimeAnchor = u
-    c = r.bits(4)
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x8 != 0x0:
-        raise r.fail_back(4, 'ReceiptType', 'expected EE of TimeAnchor')
+        raise r.fail_at(av + 4, 'ReceiptType', 'expected EE of TimeAnchor')
     ec = (c & 7)
     s = 1
     if ec == 0:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_Value = -u - 1 if sg else u
-        c = r.bits(25)
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
         if c & 0x1f00e00 != 0x0:
-            raise r.fail_back(25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_3_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         f_1_Amount = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_3_Value = -u - 1 if sg else u
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c != 0x0:
-            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
         f_1_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
         f_EnergyCosts = _iso20_common_types.DetailedCostType(Amount=f_1_Amount, CostPerUnit=f_1_CostPerUnit)
         s = 2
     elif ec == 1:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_5_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_5_Value = -u - 1 if sg else u
-        c = r.bits(25)
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
         if c & 0x1f00e00 != 0x0:
-            raise r.fail_back(25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_6_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         f_4_Amount = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_6_Value = -u - 1 if sg else u
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c != 0x0:
-            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
         f_4_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
         f_OccupancyCosts = _iso20_common_types.DetailedCostType(Amount=f_4_Amount, CostPerUnit=f_4_CostPerUnit)
         s = 3
     elif ec == 2:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_8_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_8_Value = -u - 1 if sg else u
-        c = r.bits(25)
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
         if c & 0x1f00e00 != 0x0:
-            raise r.fail_back(25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_9_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         f_7_Amount = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_9_Value = -u - 1 if sg else u
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c != 0x0:
-            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
         f_7_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
         f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_7_Amount, CostPerUnit=f_7_CostPerUnit)
         s = 4
     elif ec == 3:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_11_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_11_Value = -u - 1 if sg else u
-        c = r.bits(25)
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
         if c & 0x1f00e00 != 0x0:
-            raise r.fail_back(25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_12_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         f_10_Amount = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_12_Value = -u - 1 if sg else u
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c != 0x0:
-            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
         f_10_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
         f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_10_Amount, CostPerUnit=f_10_CostPerUnit)
         s = 5
     elif ec == 4:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'ReceiptType[1]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+            raise r.fail_at(av + 10, 'ReceiptType[1]', 'expected SE(TaxRuleID), CH of TaxRuleID')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_13_TaxRuleID = u
-        c = r.bits(24)
+        av -= 24
+        if av < 0:
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
         if c & 0xf00e00 != 0x0:
-            raise r.fail_back(24, 'ReceiptType[1]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 24, 'ReceiptType[1]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_14_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_14_Value = -u - 1 if sg else u
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c != 0x0:
-            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
         f_13_Amount = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
         f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_13_TaxRuleID, Amount=f_13_Amount))
         s = 6
     elif ec == 5:
         s = -1
     else:
-        raise r.fail('ReceiptType[1]', f'event code {ec}, expected SE(EnergyCosts), SE(OccupancyCosts), SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
+        raise r.fail_at(av, 'ReceiptType[1]', f'event code {ec}, expected SE(EnergyCosts), SE(OccupancyCosts), SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
     if s == 2:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(23)
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
-                raise r.fail_back(23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_16_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_16_Value = -u - 1 if sg else u
-            c = r.bits(25)
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
-                raise r.fail_back(25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_17_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             f_15_Amount = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_17_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
             f_15_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
             f_OccupancyCosts = _iso20_common_types.DetailedCostType(Amount=f_15_Amount, CostPerUnit=f_15_CostPerUnit)
             s = 3
         elif ec == 1:
-            c = r.bits(23)
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
-                raise r.fail_back(23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_19_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_19_Value = -u - 1 if sg else u
-            c = r.bits(25)
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
-                raise r.fail_back(25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_20_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             f_18_Amount = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_20_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
             f_18_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
             f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_18_Amount, CostPerUnit=f_18_CostPerUnit)
             s = 4
         elif ec == 2:
-            c = r.bits(23)
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
-                raise r.fail_back(23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_22_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_22_Value = -u - 1 if sg else u
-            c = r.bits(25)
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
-                raise r.fail_back(25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_23_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             f_21_Amount = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_23_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
             f_21_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
             f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_21_Amount, CostPerUnit=f_21_CostPerUnit)
             s = 5
         elif ec == 3:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'ReceiptType[2]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+                raise r.fail_at(av + 10, 'ReceiptType[2]', 'expected SE(TaxRuleID), CH of TaxRuleID')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_24_TaxRuleID = u
-            c = r.bits(24)
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
             if c & 0xf00e00 != 0x0:
-                raise r.fail_back(24, 'ReceiptType[2]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 24, 'ReceiptType[2]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_25_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_25_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
             f_24_Amount = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
             f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_24_TaxRuleID, Amount=f_24_Amount))
             s = 6
         elif ec == 4:
             s = -1
         else:
-            raise r.fail('ReceiptType[2]', f'event code {ec}, expected SE(OccupancyCosts), SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
+            raise r.fail_at(av, 'ReceiptType[2]', f'event code {ec}, expected SE(OccupancyCosts), SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
     if s == 3:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(23)
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
-                raise r.fail_back(23, 'ReceiptType[3]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 23, 'ReceiptType[3]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_27_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_27_Value = -u - 1 if sg else u
-            c = r.bits(25)
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
-                raise r.fail_back(25, 'ReceiptType[3]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 25, 'ReceiptType[3]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_28_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             f_26_Amount = _iso20_common_types.RationalNumberType(Exponent=f_27_Exponent, Value=f_27_Value)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_28_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
             f_26_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_28_Exponent, Value=f_28_Value)
             f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_26_Amount, CostPerUnit=f_26_CostPerUnit)
             s = 4
         elif ec == 1:
-            c = r.bits(23)
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
-                raise r.fail_back(23, 'ReceiptType[3]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 23, 'ReceiptType[3]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_30_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_30_Value = -u - 1 if sg else u
-            c = r.bits(25)
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
-                raise r.fail_back(25, 'ReceiptType[3]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 25, 'ReceiptType[3]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_31_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             f_29_Amount = _iso20_common_types.RationalNumberType(Exponent=f_30_Exponent, Value=f_30_Value)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_31_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
             f_29_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_31_Exponent, Value=f_31_Value)
             f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_29_Amount, CostPerUnit=f_29_CostPerUnit)
             s = 5
         elif ec == 2:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'ReceiptType[3]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+                raise r.fail_at(av + 10, 'ReceiptType[3]', 'expected SE(TaxRuleID), CH of TaxRuleID')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_32_TaxRuleID = u
-            c = r.bits(24)
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
             if c & 0xf00e00 != 0x0:
-                raise r.fail_back(24, 'ReceiptType[3]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 24, 'ReceiptType[3]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_33_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_33_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
             f_32_Amount = _iso20_common_types.RationalNumberType(Exponent=f_33_Exponent, Value=f_33_Value)
             f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_32_TaxRuleID, Amount=f_32_Amount))
             s = 6
         elif ec == 3:
             s = -1
         else:
-            raise r.fail('ReceiptType[3]', f'event code {ec}, expected SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
+            raise r.fail_at(av, 'ReceiptType[3]', f'event code {ec}, expected SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(23)
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
-                raise r.fail_back(23, 'ReceiptType[4]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 23, 'ReceiptType[4]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_35_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_35_Value = -u - 1 if sg else u
-            c = r.bits(25)
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
-                raise r.fail_back(25, 'ReceiptType[4]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 25, 'ReceiptType[4]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_36_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             f_34_Amount = _iso20_common_types.RationalNumberType(Exponent=f_35_Exponent, Value=f_35_Value)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_36_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
             f_34_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_36_Exponent, Value=f_36_Value)
             f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_34_Amount, CostPerUnit=f_34_CostPerUnit)
             s = 5
         elif ec == 1:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'ReceiptType[4]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+                raise r.fail_at(av + 10, 'ReceiptType[4]', 'expected SE(TaxRuleID), CH of TaxRuleID')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_37_TaxRuleID = u
-            c = r.bits(24)
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
             if c & 0xf00e00 != 0x0:
-                raise r.fail_back(24, 'ReceiptType[4]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 24, 'ReceiptType[4]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_38_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_38_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
             f_37_Amount = _iso20_common_types.RationalNumberType(Exponent=f_38_Exponent, Value=f_38_Value)
             f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_37_TaxRuleID, Amount=f_37_Amount))
             s = 6
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('ReceiptType[4]', f'event code {ec}, expected SE(OverstayCosts), SE(TaxCosts), EE')
+            raise r.fail_at(av, 'ReceiptType[4]', f'event code {ec}, expected SE(OverstayCosts), SE(TaxCosts), EE')
     if s == 5:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'ReceiptType[5]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+                raise r.fail_at(av + 10, 'ReceiptType[5]', 'expected SE(TaxRuleID), CH of TaxRuleID')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_39_TaxRuleID = u
-            c = r.bits(24)
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
             if c & 0xf00e00 != 0x0:
-                raise r.fail_back(24, 'ReceiptType[5]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 24, 'ReceiptType[5]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_40_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_40_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ReceiptType[5]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ReceiptType[5]', 'expected EE of Value, EE, EE')
             f_39_Amount = _iso20_common_types.RationalNumberType(Exponent=f_40_Exponent, Value=f_40_Value)
             f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_39_TaxRuleID, Amount=f_39_Amount))
             s = 6
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('ReceiptType[5]', f'event code {ec}, expected SE(TaxCosts), EE')
+            raise r.fail_at(av, 'ReceiptType[5]', f'event code {ec}, expected SE(TaxCosts), EE')
     if s == 6:
         n = 0
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                c = r.bits(10)
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
                 if c & 0x300 != 0x0:
-                    raise r.fail_back(10, 'ReceiptType[6]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+                    raise r.fail_at(av + 10, 'ReceiptType[6]', 'expected SE(TaxRuleID), CH of TaxRuleID')
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
                 f_41_TaxRuleID = u
-                c = r.bits(24)
+                av -= 24
+                if av < 0:
+                    win, av = r.refill(av, 24)
+                c = (win >> av) & 0xffffff
                 if c & 0xf00e00 != 0x0:
-                    raise r.fail_back(24, 'ReceiptType[6]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                    raise r.fail_at(av + 24, 'ReceiptType[6]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
                 f_42_Exponent = ((c >> 12) & 255) - 128
                 sg = ((c >> 8) & 1)
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
                 f_42_Value = -u - 1 if sg else u
-                c = r.bits(3)
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
                 if c != 0x0:
-                    raise r.fail_back(3, 'ReceiptType[6]', 'expected EE of Value, EE, EE')
+                    raise r.fail_at(av + 3, 'ReceiptType[6]', 'expected EE of Value, EE, EE')
                 f_41_Amount = _iso20_common_types.RationalNumberType(Exponent=f_42_Exponent, Value=f_42_Value)
                 f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_41_TaxRuleID, Amount=f_41_Amount))
                 n += 1
@@ -7373,11 +9915,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 s = -1
                 break
             else:
-                raise r.fail('ReceiptType[6]', f'event code {ec}, expected SE(TaxCosts), EE')
+                raise r.fail_at(av, 'ReceiptType[6]', f'event code {ec}, expected SE(TaxCosts), EE')
     if s == 15:
-        if r.bits(1):
-            raise r.fail_back(1, 'ReceiptType[15]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ReceiptType[15]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_types.ReceiptType(TimeAnchor=f_TimeAnchor, EnergyCosts=f_EnergyCosts, OccupancyCosts=f_OccupancyCosts, AdditionalServicesCosts=f_AdditionalServicesCosts, OverstayCosts=f_OverstayCosts, TaxCosts=f_TaxCosts)
 
 def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.ReceiptType) -> None:
@@ -8307,122 +10854,192 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         w.spill()
 
 def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20_common_types.Scheduled_CLReqControlModeType:
+    win = r.win
+    av = r.avail
     f_EVTargetEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
         f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 1
     elif ec == 1:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
         f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 2
     elif ec == 2:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_3_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_3_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
         f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
         s = 3
     elif ec == 3:
         s = -1
     else:
-        raise r.fail('Scheduled_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), EE')
+        raise r.fail_at(av, 'Scheduled_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), EE')
     if s == 1:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_4_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
             f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
             s = 2
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_5_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_5_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
             f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
             s = 3
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('Scheduled_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), EE')
+            raise r.fail_at(av, 'Scheduled_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), EE')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_6_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_6_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_CLReqControlModeType[2]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[2]', 'expected EE of Value, EE')
             f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
             s = 3
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('Scheduled_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), EE')
+            raise r.fail_at(av, 'Scheduled_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'Scheduled_CLReqControlModeType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Scheduled_CLReqControlModeType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_types.Scheduled_CLReqControlModeType(EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
 
 def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLReqControlModeType) -> None:
@@ -8616,8 +11233,15 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         w.spill()
 
 def _d_iso20_common_types_Scheduled_CLResControlModeType(r: BitReader) -> _iso20_common_types.Scheduled_CLResControlModeType:
-    if r.bits(1):
-        raise r.fail_back(1, 'Scheduled_CLResControlModeType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'Scheduled_CLResControlModeType', 'expected EE')
+    r.avail = av
     return _iso20_common_types.Scheduled_CLResControlModeType()
 
 def _e_iso20_common_types_Scheduled_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLResControlModeType) -> None:
@@ -8631,12 +11255,26 @@ def _e_iso20_common_types_Scheduled_CLResControlModeType(w: BitWriter, o: _iso20
         w.spill()
 
 def _d_iso20_common_types_V2GMessageType(r: BitReader) -> _iso20_common_types.V2GMessageType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    if r.bits(1):
-        raise r.fail_back(1, 'V2GMessageType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'V2GMessageType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'V2GMessageType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'V2GMessageType', 'expected EE')
+    r.avail = av
     return _iso20_common_types.V2GMessageType(Header=f_Header)
 
 def _e_iso20_common_types_V2GMessageType(w: BitWriter, o: _iso20_common_types.V2GMessageType) -> None:
@@ -8659,12 +11297,26 @@ def _e_iso20_common_types_V2GMessageType(w: BitWriter, o: _iso20_common_types.V2
         w.spill()
 
 def _d_iso20_common_types_V2GRequestType(r: BitReader) -> _iso20_common_types.V2GRequestType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    if r.bits(1):
-        raise r.fail_back(1, 'V2GRequestType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'V2GRequestType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'V2GRequestType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'V2GRequestType', 'expected EE')
+    r.avail = av
     return _iso20_common_types.V2GRequestType(Header=f_Header)
 
 def _e_iso20_common_types_V2GRequestType(w: BitWriter, o: _iso20_common_types.V2GRequestType) -> None:
@@ -8687,18 +11339,31 @@ def _e_iso20_common_types_V2GRequestType(w: BitWriter, o: _iso20_common_types.V2
         w.spill()
 
 def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V2GResponseType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
-    if r.bits(1):
-        raise r.fail_back(1, 'V2GResponseType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'V2GResponseType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x303 != 0x0:
-        raise r.fail_back(10, 'V2GResponseType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+        raise r.fail_at(av + 10, 'V2GResponseType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
     iv = ((c >> 2) & 63)
     if iv >= 40:
-        raise r.fail('V2GResponseType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'V2GResponseType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
+    r.avail = av
     return _iso20_common_types.V2GResponseType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_types_V2GResponseType(w: BitWriter, o: _iso20_common_types.V2GResponseType) -> None:
@@ -8723,6 +11388,8 @@ def _e_iso20_common_types_V2GResponseType(w: BitWriter, o: _iso20_common_types.V
         w.spill()
 
 def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.BPT_DC_CPDReqEnergyTransferModeType:
+    win = r.win
+    av = r.avail
     f_EVMaximumChargePower: _iso20_common_types.RationalNumberType
     f_EVMinimumChargePower: _iso20_common_types.RationalNumberType
     f_EVMaximumChargeCurrent: _iso20_common_types.RationalNumberType
@@ -8735,151 +11402,233 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_EVMaximumDischargeCurrent: _iso20_common_types.RationalNumberType
     f_EVMinimumDischargeCurrent: _iso20_common_types.RationalNumberType
     s = 0
-    c = r.bits(23)
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
-        raise r.fail_back(23, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 23, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_1_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_3_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
     s = 2
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_3_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_4_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
     s = 3
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_4_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_5_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMinimumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
     s = 4
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_5_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_6_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
     s = 5
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_6_Value = -u - 1 if sg else u
-    c = r.bits(4)
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0xc != 0x0:
-        raise r.fail_back(4, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE')
+        raise r.fail_at(av + 4, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE')
     ec = (c & 3)
     f_EVMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
     s = 6
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected CH of TargetSOC, EE of TargetSOC')
+            raise r.fail_at(av + 9, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected CH of TargetSOC, EE of TargetSOC')
         f_TargetSOC = ((c >> 1) & 127)
         s = 7
     elif ec == 1:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_7_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_7_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected EE of Value, EE')
         f_EVMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
         s = 8
     else:
-        raise r.fail('BPT_DC_CPDReqEnergyTransferModeType[6]', f'event code {ec}, expected SE(TargetSOC), SE(EVMaximumDischargePower)')
+        raise r.fail_at(av, 'BPT_DC_CPDReqEnergyTransferModeType[6]', f'event code {ec}, expected SE(TargetSOC), SE(EVMaximumDischargePower)')
     if s == 7:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'BPT_DC_CPDReqEnergyTransferModeType[7]', 'expected SE(EVMaximumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'BPT_DC_CPDReqEnergyTransferModeType[7]', 'expected SE(EVMaximumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_8_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_8_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_DC_CPDReqEnergyTransferModeType[7]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_DC_CPDReqEnergyTransferModeType[7]', 'expected EE of Value, EE')
         f_EVMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
         s = 8
-    c = r.bits(23)
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
-        raise r.fail_back(23, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected SE(EVMinimumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 23, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected SE(EVMinimumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_9_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_9_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMaximumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMaximumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_10_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
     s = 9
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_10_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_11_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
     s = 10
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_11_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, EE')
     f_EVMinimumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
     s = 11
     s = -1
+    r.avail = av
     return _iso20_dc.BPT_DC_CPDReqEnergyTransferModeType(EVMaximumChargePower=f_EVMaximumChargePower, EVMinimumChargePower=f_EVMinimumChargePower, EVMaximumChargeCurrent=f_EVMaximumChargeCurrent, EVMinimumChargeCurrent=f_EVMinimumChargeCurrent, EVMaximumVoltage=f_EVMaximumVoltage, EVMinimumVoltage=f_EVMinimumVoltage, TargetSOC=f_TargetSOC, EVMaximumDischargePower=f_EVMaximumDischargePower, EVMinimumDischargePower=f_EVMinimumDischargePower, EVMaximumDischargeCurrent=f_EVMaximumDischargeCurrent, EVMinimumDischargeCurrent=f_EVMinimumDischargeCurrent)
 
 def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.BPT_DC_CPDReqEnergyTransferModeType) -> None:
@@ -9196,6 +11945,8 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         w.spill()
 
 def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.BPT_DC_CPDResEnergyTransferModeType:
+    win = r.win
+    av = r.avail
     f_EVSEMaximumChargePower: _iso20_common_types.RationalNumberType
     f_EVSEMinimumChargePower: _iso20_common_types.RationalNumberType
     f_EVSEMaximumChargeCurrent: _iso20_common_types.RationalNumberType
@@ -9208,160 +11959,248 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_EVSEMaximumDischargeCurrent: _iso20_common_types.RationalNumberType
     f_EVSEMinimumDischargeCurrent: _iso20_common_types.RationalNumberType
     s = 0
-    c = r.bits(23)
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
-        raise r.fail_back(23, 'BPT_DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 23, 'BPT_DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_1_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_3_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVSEMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
     s = 2
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_3_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_4_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVSEMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
     s = 3
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_4_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_5_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVSEMinimumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
     s = 4
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_5_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_6_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
     s = 5
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_6_Value = -u - 1 if sg else u
-    c = r.bits(4)
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0xc != 0x0:
-        raise r.fail_back(4, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE')
+        raise r.fail_at(av + 4, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE')
     ec = (c & 3)
     f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
     s = 6
     if ec == 0:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_7_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_7_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE')
         f_EVSEPowerRampLimitation = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
         s = 7
     elif ec == 1:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_8_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_8_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE')
         f_EVSEMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
         s = 8
     else:
-        raise r.fail('BPT_DC_CPDResEnergyTransferModeType[6]', f'event code {ec}, expected SE(EVSEPowerRampLimitation), SE(EVSEMaximumDischargePower)')
+        raise r.fail_at(av, 'BPT_DC_CPDResEnergyTransferModeType[6]', f'event code {ec}, expected SE(EVSEPowerRampLimitation), SE(EVSEMaximumDischargePower)')
     if s == 7:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'BPT_DC_CPDResEnergyTransferModeType[7]', 'expected SE(EVSEMaximumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'BPT_DC_CPDResEnergyTransferModeType[7]', 'expected SE(EVSEMaximumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_9_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_9_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_DC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_DC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
         f_EVSEMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
         s = 8
-    c = r.bits(23)
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
-        raise r.fail_back(23, 'BPT_DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMinimumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 23, 'BPT_DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMinimumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_10_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_10_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMaximumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMaximumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_11_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVSEMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
     s = 9
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_11_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_12_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVSEMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
     s = 10
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_12_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, EE')
     f_EVSEMinimumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
     s = 11
     s = -1
+    r.avail = av
     return _iso20_dc.BPT_DC_CPDResEnergyTransferModeType(EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMaximumChargeCurrent=f_EVSEMaximumChargeCurrent, EVSEMinimumChargeCurrent=f_EVSEMinimumChargeCurrent, EVSEMaximumVoltage=f_EVSEMaximumVoltage, EVSEMinimumVoltage=f_EVSEMinimumVoltage, EVSEPowerRampLimitation=f_EVSEPowerRampLimitation, EVSEMaximumDischargePower=f_EVSEMaximumDischargePower, EVSEMinimumDischargePower=f_EVSEMinimumDischargePower, EVSEMaximumDischargeCurrent=f_EVSEMaximumDischargeCurrent, EVSEMinimumDischargeCurrent=f_EVSEMinimumDischargeCurrent)
 
 def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.BPT_DC_CPDResEnergyTransferModeType) -> None:
@@ -9699,6 +12538,8 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         w.spill()
 
 def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.BPT_Dynamic_DC_CLReqControlModeType:
+    win = r.win
+    av = r.avail
     f_DepartureTime: int | None = None
     f_EVTargetEnergyRequest: _iso20_common_types.RationalNumberType
     f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType
@@ -9714,224 +12555,353 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     f_EVMaximumV2XEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumV2XEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected CH of DepartureTime')
+            raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected CH of DepartureTime')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_DepartureTime = u
-        if r.bits(1):
-            raise r.fail_back(1, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected EE of DepartureTime')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
         f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 2
     else:
-        raise r.fail('BPT_Dynamic_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
+        raise r.fail_at(av, 'BPT_Dynamic_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'BPT_Dynamic_DC_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'BPT_Dynamic_DC_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_Dynamic_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
         f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 2
-    c = r.bits(23)
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
-        raise r.fail_back(23, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 23, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_3_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_3_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_4_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
     s = 3
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_4_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_5_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
     s = 4
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_5_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_6_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
     s = 5
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_6_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_7_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
     s = 6
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_7_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_8_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
     s = 7
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_8_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_9_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
     s = 8
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_9_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_10_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
     s = 9
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_10_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_11_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
     s = 10
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_11_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_12_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
     s = 11
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_12_Value = -u - 1 if sg else u
-    c = r.bits(4)
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0xc != 0x0:
-        raise r.fail_back(4, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE')
+        raise r.fail_at(av + 4, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE')
     ec = (c & 3)
     f_EVMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
     s = 12
     if ec == 0:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_13_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_13_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected EE of Value, EE')
         f_EVMaximumV2XEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_13_Exponent, Value=f_13_Value)
         s = 13
     elif ec == 1:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_14_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_14_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected EE of Value, EE')
         f_EVMinimumV2XEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
         s = 14
     elif ec == 2:
         s = -1
     else:
-        raise r.fail('BPT_Dynamic_DC_CLReqControlModeType[12]', f'event code {ec}, expected SE(EVMaximumV2XEnergyRequest), SE(EVMinimumV2XEnergyRequest), EE')
+        raise r.fail_at(av, 'BPT_Dynamic_DC_CLReqControlModeType[12]', f'event code {ec}, expected SE(EVMaximumV2XEnergyRequest), SE(EVMinimumV2XEnergyRequest), EE')
     if s == 13:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Dynamic_DC_CLReqControlModeType[13]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Dynamic_DC_CLReqControlModeType[13]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_15_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_15_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Dynamic_DC_CLReqControlModeType[13]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLReqControlModeType[13]', 'expected EE of Value, EE')
             f_EVMinimumV2XEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_15_Exponent, Value=f_15_Value)
             s = 14
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('BPT_Dynamic_DC_CLReqControlModeType[13]', f'event code {ec}, expected SE(EVMinimumV2XEnergyRequest), EE')
+            raise r.fail_at(av, 'BPT_Dynamic_DC_CLReqControlModeType[13]', f'event code {ec}, expected SE(EVMinimumV2XEnergyRequest), EE')
     if s == 14:
-        if r.bits(1):
-            raise r.fail_back(1, 'BPT_Dynamic_DC_CLReqControlModeType[14]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BPT_Dynamic_DC_CLReqControlModeType[14]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_dc.BPT_Dynamic_DC_CLReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVMaximumChargePower=f_EVMaximumChargePower, EVMinimumChargePower=f_EVMinimumChargePower, EVMaximumChargeCurrent=f_EVMaximumChargeCurrent, EVMaximumVoltage=f_EVMaximumVoltage, EVMinimumVoltage=f_EVMinimumVoltage, EVMaximumDischargePower=f_EVMaximumDischargePower, EVMinimumDischargePower=f_EVMinimumDischargePower, EVMaximumDischargeCurrent=f_EVMaximumDischargeCurrent, EVMaximumV2XEnergyRequest=f_EVMaximumV2XEnergyRequest, EVMinimumV2XEnergyRequest=f_EVMinimumV2XEnergyRequest)
 
 def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.BPT_Dynamic_DC_CLReqControlModeType) -> None:
@@ -10381,6 +13351,8 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         w.spill()
 
 def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.BPT_Dynamic_DC_CLResControlModeType:
+    win = r.win
+    av = r.avail
     f_DepartureTime: int | None = None
     f_MinimumSOC: int | None = None
     f_TargetSOC: int | None = None
@@ -10394,263 +13366,431 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
     f_EVSEMaximumDischargeCurrent: _iso20_common_types.RationalNumberType
     f_EVSEMinimumVoltage: _iso20_common_types.RationalNumberType
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of DepartureTime')
+            raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of DepartureTime')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_DepartureTime = u
-        if r.bits(1):
-            raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of DepartureTime')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+            raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
         f_MinimumSOC = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+            raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
         f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
+            raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_AckMaxDelay = u
-        if r.bits(1):
-            raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
         s = 4
     elif ec == 4:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
         f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 5
     else:
-        raise r.fail('BPT_Dynamic_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+        raise r.fail_at(av, 'BPT_Dynamic_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 1:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+                raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
             f_MinimumSOC = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
+                raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
             f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
+                raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_AckMaxDelay = u
-            if r.bits(1):
-                raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 3:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_2_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_2_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
             f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
             s = 5
         else:
-            raise r.fail('BPT_Dynamic_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+            raise r.fail_at(av, 'BPT_Dynamic_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
+                raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
             f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
+                raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_AckMaxDelay = u
-            if r.bits(1):
-                raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 2:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_3_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
             f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
             s = 5
         else:
-            raise r.fail('BPT_Dynamic_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+            raise r.fail_at(av, 'BPT_Dynamic_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
+                raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_AckMaxDelay = u
-            if r.bits(1):
-                raise r.fail_back(1, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_4_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
             f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
             s = 5
         else:
-            raise r.fail('BPT_Dynamic_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+            raise r.fail_at(av, 'BPT_Dynamic_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 4:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'BPT_Dynamic_DC_CLResControlModeType[4]', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'BPT_Dynamic_DC_CLResControlModeType[4]', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_5_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_5_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_Dynamic_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
         f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
         s = 5
-    c = r.bits(23)
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
-        raise r.fail_back(23, 'BPT_Dynamic_DC_CLResControlModeType', 'expected SE(EVSEMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 23, 'BPT_Dynamic_DC_CLResControlModeType', 'expected SE(EVSEMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_6_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_6_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_7_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVSEMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
     s = 6
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_7_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_8_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVSEMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
     s = 7
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_8_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_9_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
     s = 8
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_9_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMinimumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMinimumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_10_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVSEMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
     s = 9
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_10_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumDischargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_11_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVSEMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
     s = 10
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_11_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_12_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVSEMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
     s = 11
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_12_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, EE')
     f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
     s = 12
     s = -1
+    r.avail = av
     return _iso20_dc.BPT_Dynamic_DC_CLResControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay, EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMaximumChargeCurrent=f_EVSEMaximumChargeCurrent, EVSEMaximumVoltage=f_EVSEMaximumVoltage, EVSEMaximumDischargePower=f_EVSEMaximumDischargePower, EVSEMinimumDischargePower=f_EVSEMinimumDischargePower, EVSEMaximumDischargeCurrent=f_EVSEMaximumDischargeCurrent, EVSEMinimumVoltage=f_EVSEMinimumVoltage)
 
 def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.BPT_Dynamic_DC_CLResControlModeType) -> None:
@@ -11132,777 +14272,1237 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         w.spill()
 
 def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.BPT_Scheduled_DC_CLReqControlModeType:
+    win = r.win
+    av = r.avail
     kw: dict[str, Any] = {}
     f_EVTargetCurrent: _iso20_common_types.RationalNumberType
     f_EVTargetVoltage: _iso20_common_types.RationalNumberType
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
         kw['EVTargetEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 1
     elif ec == 1:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
         kw['EVMaximumEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 2
     elif ec == 2:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_3_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_3_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
         kw['EVMinimumEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
         s = 3
     elif ec == 3:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_4_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_4_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
         f_EVTargetCurrent = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
         s = 4
     else:
-        raise r.fail('BPT_Scheduled_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
+        raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 1:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_5_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_5_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
             kw['EVMaximumEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
             s = 2
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_6_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_6_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
             kw['EVMinimumEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
             s = 3
         elif ec == 2:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_7_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_7_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
             f_EVTargetCurrent = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
             s = 4
         else:
-            raise r.fail('BPT_Scheduled_DC_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
+            raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_8_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_8_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
             kw['EVMinimumEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
             s = 3
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_9_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_9_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
             f_EVTargetCurrent = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
             s = 4
         else:
-            raise r.fail('BPT_Scheduled_DC_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
+            raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 3:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'BPT_Scheduled_DC_CLReqControlModeType[3]', 'expected SE(EVTargetCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'BPT_Scheduled_DC_CLReqControlModeType[3]', 'expected SE(EVTargetCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_10_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_10_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[3]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[3]', 'expected EE of Value, EE')
         f_EVTargetCurrent = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
         s = 4
-    c = r.bits(23)
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
-        raise r.fail_back(23, 'BPT_Scheduled_DC_CLReqControlModeType', 'expected SE(EVTargetVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 23, 'BPT_Scheduled_DC_CLReqControlModeType', 'expected SE(EVTargetVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_11_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_11_Value = -u - 1 if sg else u
-    c = r.bits(6)
+    av -= 6
+    if av < 0:
+        win, av = r.refill(av, 6)
+    c = (win >> av) & 0x3f
     if c & 0x30 != 0x0:
-        raise r.fail_back(6, 'BPT_Scheduled_DC_CLReqControlModeType', 'expected EE of Value, EE')
+        raise r.fail_at(av + 6, 'BPT_Scheduled_DC_CLReqControlModeType', 'expected EE of Value, EE')
     ec = (c & 15)
     f_EVTargetVoltage = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
     s = 5
     if ec == 0:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_12_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_12_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         kw['EVMaximumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
         s = 6
     elif ec == 1:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_13_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_13_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         kw['EVMinimumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_13_Exponent, Value=f_13_Value)
         s = 7
     elif ec == 2:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_14_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_14_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         kw['EVMaximumChargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
         s = 8
     elif ec == 3:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_15_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_15_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         kw['EVMaximumVoltage'] = _iso20_common_types.RationalNumberType(Exponent=f_15_Exponent, Value=f_15_Value)
         s = 9
     elif ec == 4:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_16_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_16_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         kw['EVMinimumVoltage'] = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
         s = 10
     elif ec == 5:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_17_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_17_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         kw['EVMaximumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
         s = 11
     elif ec == 6:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_18_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_18_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         kw['EVMinimumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_18_Exponent, Value=f_18_Value)
         s = 12
     elif ec == 7:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_19_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_19_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         kw['EVMaximumDischargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
         s = 13
     elif ec == 8:
         s = -1
     else:
-        raise r.fail('BPT_Scheduled_DC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower), SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
+        raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower), SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
     if s == 6:
-        ec = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        ec = (win >> av) & 0xf
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_20_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_20_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
             kw['EVMinimumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
             s = 7
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_21_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_21_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
             kw['EVMaximumChargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_21_Exponent, Value=f_21_Value)
             s = 8
         elif ec == 2:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_22_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_22_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
             kw['EVMaximumVoltage'] = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
             s = 9
         elif ec == 3:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_23_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_23_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
             kw['EVMinimumVoltage'] = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
             s = 10
         elif ec == 4:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_24_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_24_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
             kw['EVMaximumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_24_Exponent, Value=f_24_Value)
             s = 11
         elif ec == 5:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_25_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_25_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
             kw['EVMinimumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
             s = 12
         elif ec == 6:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_26_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_26_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
             kw['EVMaximumDischargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_26_Exponent, Value=f_26_Value)
             s = 13
         elif ec == 7:
             s = -1
         else:
-            raise r.fail('BPT_Scheduled_DC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
+            raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
     if s == 7:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_27_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_27_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
             kw['EVMaximumChargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_27_Exponent, Value=f_27_Value)
             s = 8
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_28_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_28_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
             kw['EVMaximumVoltage'] = _iso20_common_types.RationalNumberType(Exponent=f_28_Exponent, Value=f_28_Value)
             s = 9
         elif ec == 2:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_29_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_29_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
             kw['EVMinimumVoltage'] = _iso20_common_types.RationalNumberType(Exponent=f_29_Exponent, Value=f_29_Value)
             s = 10
         elif ec == 3:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_30_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_30_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
             kw['EVMaximumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_30_Exponent, Value=f_30_Value)
             s = 11
         elif ec == 4:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_31_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_31_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
             kw['EVMinimumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_31_Exponent, Value=f_31_Value)
             s = 12
         elif ec == 5:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_32_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_32_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
             kw['EVMaximumDischargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_32_Exponent, Value=f_32_Value)
             s = 13
         elif ec == 6:
             s = -1
         else:
-            raise r.fail('BPT_Scheduled_DC_CLReqControlModeType[7]', f'event code {ec}, expected SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
+            raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[7]', f'event code {ec}, expected SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
     if s == 8:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_33_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_33_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
             kw['EVMaximumVoltage'] = _iso20_common_types.RationalNumberType(Exponent=f_33_Exponent, Value=f_33_Value)
             s = 9
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_34_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_34_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
             kw['EVMinimumVoltage'] = _iso20_common_types.RationalNumberType(Exponent=f_34_Exponent, Value=f_34_Value)
             s = 10
         elif ec == 2:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_35_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_35_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
             kw['EVMaximumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_35_Exponent, Value=f_35_Value)
             s = 11
         elif ec == 3:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_36_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_36_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
             kw['EVMinimumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_36_Exponent, Value=f_36_Value)
             s = 12
         elif ec == 4:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_37_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_37_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
             kw['EVMaximumDischargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_37_Exponent, Value=f_37_Value)
             s = 13
         elif ec == 5:
             s = -1
         else:
-            raise r.fail('BPT_Scheduled_DC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
+            raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
     if s == 9:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_38_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_38_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
             kw['EVMinimumVoltage'] = _iso20_common_types.RationalNumberType(Exponent=f_38_Exponent, Value=f_38_Value)
             s = 10
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_39_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_39_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
             kw['EVMaximumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_39_Exponent, Value=f_39_Value)
             s = 11
         elif ec == 2:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_40_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_40_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
             kw['EVMinimumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_40_Exponent, Value=f_40_Value)
             s = 12
         elif ec == 3:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_41_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_41_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
             kw['EVMaximumDischargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_41_Exponent, Value=f_41_Value)
             s = 13
         elif ec == 4:
             s = -1
         else:
-            raise r.fail('BPT_Scheduled_DC_CLReqControlModeType[9]', f'event code {ec}, expected SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
+            raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[9]', f'event code {ec}, expected SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
     if s == 10:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_42_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_42_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected EE of Value, EE')
             kw['EVMaximumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_42_Exponent, Value=f_42_Value)
             s = 11
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_43_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_43_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected EE of Value, EE')
             kw['EVMinimumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_43_Exponent, Value=f_43_Value)
             s = 12
         elif ec == 2:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_44_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_44_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected EE of Value, EE')
             kw['EVMaximumDischargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_44_Exponent, Value=f_44_Value)
             s = 13
         elif ec == 3:
             s = -1
         else:
-            raise r.fail('BPT_Scheduled_DC_CLReqControlModeType[10]', f'event code {ec}, expected SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
+            raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[10]', f'event code {ec}, expected SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
     if s == 11:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_45_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_45_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected EE of Value, EE')
             kw['EVMinimumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_45_Exponent, Value=f_45_Value)
             s = 12
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_46_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_46_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected EE of Value, EE')
             kw['EVMaximumDischargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_46_Exponent, Value=f_46_Value)
             s = 13
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('BPT_Scheduled_DC_CLReqControlModeType[11]', f'event code {ec}, expected SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
+            raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[11]', f'event code {ec}, expected SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
     if s == 12:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_47_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_47_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLReqControlModeType[12]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[12]', 'expected EE of Value, EE')
             kw['EVMaximumDischargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_47_Exponent, Value=f_47_Value)
             s = 13
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('BPT_Scheduled_DC_CLReqControlModeType[12]', f'event code {ec}, expected SE(EVMaximumDischargeCurrent), EE')
+            raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[12]', f'event code {ec}, expected SE(EVMaximumDischargeCurrent), EE')
     if s == 13:
-        if r.bits(1):
-            raise r.fail_back(1, 'BPT_Scheduled_DC_CLReqControlModeType[13]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BPT_Scheduled_DC_CLReqControlModeType[13]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_dc.BPT_Scheduled_DC_CLReqControlModeType(EVTargetCurrent=f_EVTargetCurrent, EVTargetVoltage=f_EVTargetVoltage, **kw)
 
 def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.BPT_Scheduled_DC_CLReqControlModeType) -> None:
@@ -13240,6 +16840,8 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         w.spill()
 
 def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.BPT_Scheduled_DC_CLResControlModeType:
+    win = r.win
+    av = r.avail
     f_EVSEMaximumChargePower: _iso20_common_types.RationalNumberType | None = None
     f_EVSEMinimumChargePower: _iso20_common_types.RationalNumberType | None = None
     f_EVSEMaximumChargeCurrent: _iso20_common_types.RationalNumberType | None = None
@@ -13249,598 +16851,951 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
     f_EVSEMaximumDischargeCurrent: _iso20_common_types.RationalNumberType | None = None
     f_EVSEMinimumVoltage: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    c = r.bits(4)
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     ec = c
     if ec == 0:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
         f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 1
     elif ec == 1:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
         f_EVSEMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 2
     elif ec == 2:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_3_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_3_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
         f_EVSEMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
         s = 3
     elif ec == 3:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_4_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_4_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
         f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
         s = 4
     elif ec == 4:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_5_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_5_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
         f_EVSEMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
         s = 5
     elif ec == 5:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_6_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_6_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
         f_EVSEMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
         s = 6
     elif ec == 6:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_7_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_7_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
         f_EVSEMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
         s = 7
     elif ec == 7:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_8_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_8_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
         f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
         s = 8
     elif ec == 8:
         s = -1
     else:
-        raise r.fail('BPT_Scheduled_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(EVSEMaximumChargePower), SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
+        raise r.fail_at(av, 'BPT_Scheduled_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(EVSEMaximumChargePower), SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
     if s == 1:
-        ec = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        ec = (win >> av) & 0xf
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_9_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_9_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
             f_EVSEMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
             s = 2
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_10_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_10_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
             f_EVSEMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
             s = 3
         elif ec == 2:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_11_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_11_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
             f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
             s = 4
         elif ec == 3:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_12_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_12_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
             f_EVSEMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
             s = 5
         elif ec == 4:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_13_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_13_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
             f_EVSEMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_13_Exponent, Value=f_13_Value)
             s = 6
         elif ec == 5:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_14_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_14_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
             f_EVSEMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
             s = 7
         elif ec == 6:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_15_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_15_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
             f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_15_Exponent, Value=f_15_Value)
             s = 8
         elif ec == 7:
             s = -1
         else:
-            raise r.fail('BPT_Scheduled_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
+            raise r.fail_at(av, 'BPT_Scheduled_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
     if s == 2:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_16_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_16_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
             f_EVSEMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
             s = 3
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_17_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_17_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
             f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
             s = 4
         elif ec == 2:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_18_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_18_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
             f_EVSEMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_18_Exponent, Value=f_18_Value)
             s = 5
         elif ec == 3:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_19_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_19_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
             f_EVSEMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
             s = 6
         elif ec == 4:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_20_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_20_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
             f_EVSEMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
             s = 7
         elif ec == 5:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_21_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_21_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
             f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_21_Exponent, Value=f_21_Value)
             s = 8
         elif ec == 6:
             s = -1
         else:
-            raise r.fail('BPT_Scheduled_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
+            raise r.fail_at(av, 'BPT_Scheduled_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
     if s == 3:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_22_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_22_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
             f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
             s = 4
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_23_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_23_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
             f_EVSEMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
             s = 5
         elif ec == 2:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_24_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_24_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
             f_EVSEMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_24_Exponent, Value=f_24_Value)
             s = 6
         elif ec == 3:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_25_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_25_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
             f_EVSEMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
             s = 7
         elif ec == 4:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_26_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_26_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
             f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_26_Exponent, Value=f_26_Value)
             s = 8
         elif ec == 5:
             s = -1
         else:
-            raise r.fail('BPT_Scheduled_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
+            raise r.fail_at(av, 'BPT_Scheduled_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
     if s == 4:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_27_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_27_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
             f_EVSEMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_27_Exponent, Value=f_27_Value)
             s = 5
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_28_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_28_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
             f_EVSEMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_28_Exponent, Value=f_28_Value)
             s = 6
         elif ec == 2:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_29_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_29_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
             f_EVSEMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_29_Exponent, Value=f_29_Value)
             s = 7
         elif ec == 3:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_30_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_30_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
             f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_30_Exponent, Value=f_30_Value)
             s = 8
         elif ec == 4:
             s = -1
         else:
-            raise r.fail('BPT_Scheduled_DC_CLResControlModeType[4]', f'event code {ec}, expected SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
+            raise r.fail_at(av, 'BPT_Scheduled_DC_CLResControlModeType[4]', f'event code {ec}, expected SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
     if s == 5:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_31_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_31_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected EE of Value, EE')
             f_EVSEMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_31_Exponent, Value=f_31_Value)
             s = 6
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_32_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_32_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected EE of Value, EE')
             f_EVSEMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_32_Exponent, Value=f_32_Value)
             s = 7
         elif ec == 2:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_33_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_33_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected EE of Value, EE')
             f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_33_Exponent, Value=f_33_Value)
             s = 8
         elif ec == 3:
             s = -1
         else:
-            raise r.fail('BPT_Scheduled_DC_CLResControlModeType[5]', f'event code {ec}, expected SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
+            raise r.fail_at(av, 'BPT_Scheduled_DC_CLResControlModeType[5]', f'event code {ec}, expected SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
     if s == 6:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_34_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_34_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected EE of Value, EE')
             f_EVSEMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_34_Exponent, Value=f_34_Value)
             s = 7
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_35_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_35_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected EE of Value, EE')
             f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_35_Exponent, Value=f_35_Value)
             s = 8
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('BPT_Scheduled_DC_CLResControlModeType[6]', f'event code {ec}, expected SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
+            raise r.fail_at(av, 'BPT_Scheduled_DC_CLResControlModeType[6]', f'event code {ec}, expected SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
     if s == 7:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'BPT_Scheduled_DC_CLResControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_36_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_36_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'BPT_Scheduled_DC_CLResControlModeType[7]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[7]', 'expected EE of Value, EE')
             f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_36_Exponent, Value=f_36_Value)
             s = 8
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('BPT_Scheduled_DC_CLResControlModeType[7]', f'event code {ec}, expected SE(EVSEMinimumVoltage), EE')
+            raise r.fail_at(av, 'BPT_Scheduled_DC_CLResControlModeType[7]', f'event code {ec}, expected SE(EVSEMinimumVoltage), EE')
     if s == 8:
-        if r.bits(1):
-            raise r.fail_back(1, 'BPT_Scheduled_DC_CLResControlModeType[8]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BPT_Scheduled_DC_CLResControlModeType[8]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_dc.BPT_Scheduled_DC_CLResControlModeType(EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMaximumChargeCurrent=f_EVSEMaximumChargeCurrent, EVSEMaximumVoltage=f_EVSEMaximumVoltage, EVSEMaximumDischargePower=f_EVSEMaximumDischargePower, EVSEMinimumDischargePower=f_EVSEMinimumDischargePower, EVSEMaximumDischargeCurrent=f_EVSEMaximumDischargeCurrent, EVSEMinimumVoltage=f_EVSEMinimumVoltage)
 
 def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.BPT_Scheduled_DC_CLResControlModeType) -> None:
@@ -14869,6 +18824,8 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
         w.spill()
 
 def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CPDReqEnergyTransferModeType:
+    win = r.win
+    av = r.avail
     f_EVMaximumChargePower: _iso20_common_types.RationalNumberType
     f_EVMinimumChargePower: _iso20_common_types.RationalNumberType
     f_EVMaximumChargeCurrent: _iso20_common_types.RationalNumberType
@@ -14877,90 +18834,137 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     f_EVMinimumVoltage: _iso20_common_types.RationalNumberType
     f_TargetSOC: int | None = None
     s = 0
-    c = r.bits(23)
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
-        raise r.fail_back(23, 'DC_CPDReqEnergyTransferModeType', 'expected SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 23, 'DC_CPDReqEnergyTransferModeType', 'expected SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_1_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_3_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
     s = 2
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_3_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_4_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
     s = 3
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_4_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_5_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMinimumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
     s = 4
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_5_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, SE(EVMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_6_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
     s = 5
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_6_Value = -u - 1 if sg else u
-    c = r.bits(4)
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0xc != 0x0:
-        raise r.fail_back(4, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE')
+        raise r.fail_at(av + 4, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE')
     ec = (c & 3)
     f_EVMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
     s = 6
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'DC_CPDReqEnergyTransferModeType[6]', 'expected CH of TargetSOC, EE of TargetSOC')
+            raise r.fail_at(av + 9, 'DC_CPDReqEnergyTransferModeType[6]', 'expected CH of TargetSOC, EE of TargetSOC')
         f_TargetSOC = ((c >> 1) & 127)
         s = 7
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('DC_CPDReqEnergyTransferModeType[6]', f'event code {ec}, expected SE(TargetSOC), EE')
+        raise r.fail_at(av, 'DC_CPDReqEnergyTransferModeType[6]', f'event code {ec}, expected SE(TargetSOC), EE')
     if s == 7:
-        if r.bits(1):
-            raise r.fail_back(1, 'DC_CPDReqEnergyTransferModeType[7]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DC_CPDReqEnergyTransferModeType[7]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_dc.DC_CPDReqEnergyTransferModeType(EVMaximumChargePower=f_EVMaximumChargePower, EVMinimumChargePower=f_EVMinimumChargePower, EVMaximumChargeCurrent=f_EVMaximumChargeCurrent, EVMinimumChargeCurrent=f_EVMinimumChargeCurrent, EVMaximumVoltage=f_EVMaximumVoltage, EVMinimumVoltage=f_EVMinimumVoltage, TargetSOC=f_TargetSOC)
 
 def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CPDReqEnergyTransferModeType) -> None:
@@ -15146,6 +19150,8 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         w.spill()
 
 def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CPDResEnergyTransferModeType:
+    win = r.win
+    av = r.avail
     f_EVSEMaximumChargePower: _iso20_common_types.RationalNumberType
     f_EVSEMinimumChargePower: _iso20_common_types.RationalNumberType
     f_EVSEMaximumChargeCurrent: _iso20_common_types.RationalNumberType
@@ -15154,99 +19160,152 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     f_EVSEMinimumVoltage: _iso20_common_types.RationalNumberType
     f_EVSEPowerRampLimitation: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    c = r.bits(23)
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
-        raise r.fail_back(23, 'DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 23, 'DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_1_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_3_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVSEMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
     s = 2
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_3_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_4_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVSEMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
     s = 3
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_4_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_5_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVSEMinimumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
     s = 4
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_5_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, SE(EVSEMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_6_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
     s = 5
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_6_Value = -u - 1 if sg else u
-    c = r.bits(4)
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0xc != 0x0:
-        raise r.fail_back(4, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE')
+        raise r.fail_at(av + 4, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE')
     ec = (c & 3)
     f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
     s = 6
     if ec == 0:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'DC_CPDResEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'DC_CPDResEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_7_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_7_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE')
         f_EVSEPowerRampLimitation = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
         s = 7
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('DC_CPDResEnergyTransferModeType[6]', f'event code {ec}, expected SE(EVSEPowerRampLimitation), EE')
+        raise r.fail_at(av, 'DC_CPDResEnergyTransferModeType[6]', f'event code {ec}, expected SE(EVSEPowerRampLimitation), EE')
     if s == 7:
-        if r.bits(1):
-            raise r.fail_back(1, 'DC_CPDResEnergyTransferModeType[7]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DC_CPDResEnergyTransferModeType[7]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_dc.DC_CPDResEnergyTransferModeType(EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMaximumChargeCurrent=f_EVSEMaximumChargeCurrent, EVSEMinimumChargeCurrent=f_EVSEMinimumChargeCurrent, EVSEMaximumVoltage=f_EVSEMaximumVoltage, EVSEMinimumVoltage=f_EVSEMinimumVoltage, EVSEPowerRampLimitation=f_EVSEPowerRampLimitation)
 
 def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CPDResEnergyTransferModeType) -> None:
@@ -15453,12 +19512,26 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         w.spill()
 
 def _d_iso20_dc_DC_CableCheckReqType(r: BitReader) -> _iso20_dc.DC_CableCheckReqType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_CableCheckReqType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'DC_CableCheckReqType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_CableCheckReqType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'DC_CableCheckReqType', 'expected EE')
+    r.avail = av
     return _iso20_dc.DC_CableCheckReqType(Header=f_Header)
 
 def _e_iso20_dc_DC_CableCheckReqType(w: BitWriter, o: _iso20_dc.DC_CableCheckReqType) -> None:
@@ -15481,23 +19554,36 @@ def _e_iso20_dc_DC_CableCheckReqType(w: BitWriter, o: _iso20_dc.DC_CableCheckReq
         w.spill()
 
 def _d_iso20_dc_DC_CableCheckResType(r: BitReader) -> _iso20_dc.DC_CableCheckResType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEProcessing: _iso20_common_types.processingType
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_CableCheckResType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'DC_CableCheckResType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(15)
+    win = r.win
+    av = r.avail
+    av -= 15
+    if av < 0:
+        win, av = r.refill(av, 15)
+    c = (win >> av) & 0x7fff
     if c & 0x6073 != 0x0:
-        raise r.fail_back(15, 'DC_CableCheckResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
+        raise r.fail_at(av + 15, 'DC_CableCheckResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
     iv = ((c >> 7) & 63)
     if iv >= 40:
-        raise r.fail('DC_CableCheckResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'DC_CableCheckResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     iv = ((c >> 2) & 3)
     if iv >= 3:
-        raise r.fail('DC_CableCheckResType.EVSEProcessing', f'enumeration index {iv}')
+        raise r.fail_at(av, 'DC_CableCheckResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
+    r.avail = av
     return _iso20_dc.DC_CableCheckResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing)
 
 def _e_iso20_dc_DC_CableCheckResType(w: BitWriter, o: _iso20_dc.DC_CableCheckResType) -> None:
@@ -15524,6 +19610,8 @@ def _e_iso20_dc_DC_CableCheckResType(w: BitWriter, o: _iso20_dc.DC_CableCheckRes
         w.spill()
 
 def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReqType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_DisplayParameters: _iso20_common_types.DisplayParametersType | None = None
     f_MeterInfoRequested: bool
@@ -15534,66 +19622,115 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
     f_Dynamic_DC_CLReqControlMode: _iso20_dc.Dynamic_DC_CLReqControlModeType | None = None
     f_Scheduled_DC_CLReqControlMode: _iso20_dc.Scheduled_DC_CLReqControlModeType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_ChargeLoopReqType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'DC_ChargeLoopReqType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 1
     if ec == 0:
+        r.avail = av
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 1:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'DC_ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested')
+            raise r.fail_at(av + 3, 'DC_ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested')
         f_MeterInfoRequested = ((c >> 1) & 1) == 1
         s = 3
     else:
-        raise r.fail('DC_ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
+        raise r.fail_at(av, 'DC_ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
-        c = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
         if c & 0xd != 0x0:
-            raise r.fail_back(4, 'DC_ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
+            raise r.fail_at(av + 4, 'DC_ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
         f_MeterInfoRequested = ((c >> 1) & 1) == 1
         s = 3
-    c = r.bits(23)
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
-        raise r.fail_back(23, 'DC_ChargeLoopReqType', 'expected SE(EVPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 23, 'DC_ChargeLoopReqType', 'expected SE(EVPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_1_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(5)
+    av -= 5
+    if av < 0:
+        win, av = r.refill(av, 5)
+    c = (win >> av) & 0x1f
     if c & 0x18 != 0x0:
-        raise r.fail_back(5, 'DC_ChargeLoopReqType', 'expected EE of Value, EE')
+        raise r.fail_at(av + 5, 'DC_ChargeLoopReqType', 'expected EE of Value, EE')
     ec = (c & 7)
     f_EVPresentVoltage = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     s = 4
     if ec == 0:
+        r.avail = av
         f_BPT_Dynamic_DC_CLReqControlMode = _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r)
+        win = r.win
+        av = r.avail
         s = 5
     elif ec == 1:
+        r.avail = av
         f_BPT_Scheduled_DC_CLReqControlMode = _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r)
+        win = r.win
+        av = r.avail
         s = 5
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'DC_ChargeLoopReqType[4]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DC_ChargeLoopReqType[4]', 'expected EE')
         f_CLReqControlMode = _iso20_common_types.CLReqControlModeType()
         s = 5
     elif ec == 3:
+        r.avail = av
         f_Dynamic_DC_CLReqControlMode = _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r)
+        win = r.win
+        av = r.avail
         s = 5
     elif ec == 4:
+        r.avail = av
         f_Scheduled_DC_CLReqControlMode = _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r)
+        win = r.win
+        av = r.avail
         s = 5
     else:
-        raise r.fail('DC_ChargeLoopReqType[4]', f'event code {ec}, expected SE(BPT_Dynamic_DC_CLReqControlMode), SE(BPT_Scheduled_DC_CLReqControlMode), SE(CLReqControlMode), SE(Dynamic_DC_CLReqControlMode), SE(Scheduled_DC_CLReqControlMode)')
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_ChargeLoopReqType', 'expected EE')
+        raise r.fail_at(av, 'DC_ChargeLoopReqType[4]', f'event code {ec}, expected SE(BPT_Dynamic_DC_CLReqControlMode), SE(BPT_Scheduled_DC_CLReqControlMode), SE(CLReqControlMode), SE(Dynamic_DC_CLReqControlMode), SE(Scheduled_DC_CLReqControlMode)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'DC_ChargeLoopReqType', 'expected EE')
     s = -1
+    r.avail = av
     return _iso20_dc.DC_ChargeLoopReqType(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested, EVPresentVoltage=f_EVPresentVoltage, BPT_Dynamic_DC_CLReqControlMode=f_BPT_Dynamic_DC_CLReqControlMode, BPT_Scheduled_DC_CLReqControlMode=f_BPT_Scheduled_DC_CLReqControlMode, CLReqControlMode=f_CLReqControlMode, Dynamic_DC_CLReqControlMode=f_Dynamic_DC_CLReqControlMode, Scheduled_DC_CLReqControlMode=f_Scheduled_DC_CLReqControlMode)
 
 def _e_iso20_dc_DC_ChargeLoopReqType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopReqType) -> None:
@@ -15731,6 +19868,8 @@ def _e_iso20_dc_DC_ChargeLoopReqType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopReq
         w.spill()
 
 def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopResType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEStatus: _iso20_common_types.EVSEStatusType | None = None
@@ -15747,133 +19886,218 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
     f_Dynamic_DC_CLResControlMode: _iso20_dc.Dynamic_DC_CLResControlModeType | None = None
     f_Scheduled_DC_CLResControlMode: _iso20_dc.Scheduled_DC_CLResControlModeType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_ChargeLoopResType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'DC_ChargeLoopResType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(12)
+    win = r.win
+    av = r.avail
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xc08 != 0x0:
-        raise r.fail_back(12, 'DC_ChargeLoopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
+        raise r.fail_at(av + 12, 'DC_ChargeLoopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
     iv = ((c >> 4) & 63)
     if iv >= 40:
-        raise r.fail('DC_ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'DC_ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     ec = (c & 7)
     s = 1
     s = 2
     if ec == 0:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'DC_ChargeLoopResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            raise r.fail_at(av + 10, 'DC_ChargeLoopResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_NotificationMaxDelay = u
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         if c & 0xe3 != 0x0:
-            raise r.fail_back(8, 'DC_ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+            raise r.fail_at(av + 8, 'DC_ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
         iv = ((c >> 2) & 7)
         if iv >= 6:
-            raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+            raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
         f_EVSEStatus = _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
         s = 3
     elif ec == 1:
+        r.avail = av
         f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
+        win = r.win
+        av = r.avail
         s = 4
     elif ec == 2:
+        r.avail = av
         f_Receipt = _d_iso20_common_types_ReceiptType(r)
+        win = r.win
+        av = r.avail
         s = 5
     elif ec == 3:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'DC_ChargeLoopResType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'DC_ChargeLoopResType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'DC_ChargeLoopResType[2]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'DC_ChargeLoopResType[2]', 'expected EE of Value, EE')
         f_EVSEPresentCurrent = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 6
     else:
-        raise r.fail('DC_ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVSEPresentCurrent)')
+        raise r.fail_at(av, 'DC_ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVSEPresentCurrent)')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 1:
+            r.avail = av
             f_Receipt = _d_iso20_common_types_ReceiptType(r)
+            win = r.win
+            av = r.avail
             s = 5
         elif ec == 2:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'DC_ChargeLoopResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'DC_ChargeLoopResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_3_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'DC_ChargeLoopResType[3]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'DC_ChargeLoopResType[3]', 'expected EE of Value, EE')
             f_EVSEPresentCurrent = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
             s = 6
         else:
-            raise r.fail('DC_ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), SE(EVSEPresentCurrent)')
+            raise r.fail_at(av, 'DC_ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), SE(EVSEPresentCurrent)')
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_Receipt = _d_iso20_common_types_ReceiptType(r)
+            win = r.win
+            av = r.avail
             s = 5
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'DC_ChargeLoopResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'DC_ChargeLoopResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_4_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'DC_ChargeLoopResType[4]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'DC_ChargeLoopResType[4]', 'expected EE of Value, EE')
             f_EVSEPresentCurrent = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
             s = 6
         else:
-            raise r.fail('DC_ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), SE(EVSEPresentCurrent)')
+            raise r.fail_at(av, 'DC_ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), SE(EVSEPresentCurrent)')
     if s == 5:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'DC_ChargeLoopResType[5]', 'expected SE(EVSEPresentCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'DC_ChargeLoopResType[5]', 'expected SE(EVSEPresentCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_5_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_5_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'DC_ChargeLoopResType[5]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'DC_ChargeLoopResType[5]', 'expected EE of Value, EE')
         f_EVSEPresentCurrent = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
         s = 6
-    c = r.bits(23)
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
-        raise r.fail_back(23, 'DC_ChargeLoopResType', 'expected SE(EVSEPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 23, 'DC_ChargeLoopResType', 'expected SE(EVSEPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_6_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_6_Value = -u - 1 if sg else u
-    c = r.bits(17)
+    av -= 17
+    if av < 0:
+        win, av = r.refill(av, 17)
+    c = (win >> av) & 0x1ffff
     if c & 0x1eee8 != 0x0:
-        raise r.fail_back(17, 'DC_ChargeLoopResType', 'expected EE of Value, EE, SE(EVSEPowerLimitAchieved), CH of EVSEPowerLimitAchieved, EE of EVSEPowerLimitAchieved, SE(EVSECurrentLimitAchieved), CH of EVSECurrentLimitAchieved, EE of EVSECurrentLimitAchieved, SE(EVSEVoltageLimitAchieved), CH of EVSEVoltageLimitAchieved, EE of EVSEVoltageLimitAchieved')
+        raise r.fail_at(av + 17, 'DC_ChargeLoopResType', 'expected EE of Value, EE, SE(EVSEPowerLimitAchieved), CH of EVSEPowerLimitAchieved, EE of EVSEPowerLimitAchieved, SE(EVSECurrentLimitAchieved), CH of EVSECurrentLimitAchieved, EE of EVSECurrentLimitAchieved, SE(EVSEVoltageLimitAchieved), CH of EVSEVoltageLimitAchieved, EE of EVSEVoltageLimitAchieved')
     f_EVSEPowerLimitAchieved = ((c >> 12) & 1) == 1
     f_EVSECurrentLimitAchieved = ((c >> 8) & 1) == 1
     f_EVSEVoltageLimitAchieved = ((c >> 4) & 1) == 1
@@ -15884,27 +20108,48 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
     s = 9
     s = 10
     if ec == 0:
+        r.avail = av
         f_BPT_Dynamic_DC_CLResControlMode = _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r)
+        win = r.win
+        av = r.avail
         s = 11
     elif ec == 1:
+        r.avail = av
         f_BPT_Scheduled_DC_CLResControlMode = _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r)
+        win = r.win
+        av = r.avail
         s = 11
     elif ec == 2:
-        if r.bits(1):
-            raise r.fail_back(1, 'DC_ChargeLoopResType[10]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DC_ChargeLoopResType[10]', 'expected EE')
         f_CLResControlMode = _iso20_common_types.CLResControlModeType()
         s = 11
     elif ec == 3:
+        r.avail = av
         f_Dynamic_DC_CLResControlMode = _d_iso20_dc_Dynamic_DC_CLResControlModeType(r)
+        win = r.win
+        av = r.avail
         s = 11
     elif ec == 4:
+        r.avail = av
         f_Scheduled_DC_CLResControlMode = _d_iso20_dc_Scheduled_DC_CLResControlModeType(r)
+        win = r.win
+        av = r.avail
         s = 11
     else:
-        raise r.fail('DC_ChargeLoopResType[10]', f'event code {ec}, expected SE(BPT_Dynamic_DC_CLResControlMode), SE(BPT_Scheduled_DC_CLResControlMode), SE(CLResControlMode), SE(Dynamic_DC_CLResControlMode), SE(Scheduled_DC_CLResControlMode)')
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_ChargeLoopResType', 'expected EE')
+        raise r.fail_at(av, 'DC_ChargeLoopResType[10]', f'event code {ec}, expected SE(BPT_Dynamic_DC_CLResControlMode), SE(BPT_Scheduled_DC_CLResControlMode), SE(CLResControlMode), SE(Dynamic_DC_CLResControlMode), SE(Scheduled_DC_CLResControlMode)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'DC_ChargeLoopResType', 'expected EE')
     s = -1
+    r.avail = av
     return _iso20_dc.DC_ChargeLoopResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt, EVSEPresentCurrent=f_EVSEPresentCurrent, EVSEPresentVoltage=f_EVSEPresentVoltage, EVSEPowerLimitAchieved=f_EVSEPowerLimitAchieved, EVSECurrentLimitAchieved=f_EVSECurrentLimitAchieved, EVSEVoltageLimitAchieved=f_EVSEVoltageLimitAchieved, BPT_Dynamic_DC_CLResControlMode=f_BPT_Dynamic_DC_CLResControlMode, BPT_Scheduled_DC_CLResControlMode=f_BPT_Scheduled_DC_CLResControlMode, CLResControlMode=f_CLResControlMode, Dynamic_DC_CLResControlMode=f_Dynamic_DC_CLResControlMode, Scheduled_DC_CLResControlMode=f_Scheduled_DC_CLResControlMode)
 
 def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopResType) -> None:
@@ -16223,22 +20468,45 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
         w.spill()
 
 def _d_iso20_dc_DC_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_dc.DC_ChargeParameterDiscoveryReqType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_BPT_DC_CPDReqEnergyTransferMode: _iso20_dc.BPT_DC_CPDReqEnergyTransferModeType | None = None
     f_DC_CPDReqEnergyTransferMode: _iso20_dc.DC_CPDReqEnergyTransferModeType | None = None
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_ChargeParameterDiscoveryReqType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'DC_ChargeParameterDiscoveryReqType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
+        r.avail = av
         f_BPT_DC_CPDReqEnergyTransferMode = _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r)
+        win = r.win
+        av = r.avail
     elif ec == 1:
+        r.avail = av
         f_DC_CPDReqEnergyTransferMode = _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r)
+        win = r.win
+        av = r.avail
     else:
-        raise r.fail('DC_ChargeParameterDiscoveryReqType[1]', f'event code {ec}, expected SE(BPT_DC_CPDReqEnergyTransferMode), SE(DC_CPDReqEnergyTransferMode)')
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_ChargeParameterDiscoveryReqType', 'expected EE')
+        raise r.fail_at(av, 'DC_ChargeParameterDiscoveryReqType[1]', f'event code {ec}, expected SE(BPT_DC_CPDReqEnergyTransferMode), SE(DC_CPDReqEnergyTransferMode)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'DC_ChargeParameterDiscoveryReqType', 'expected EE')
+    r.avail = av
     return _iso20_dc.DC_ChargeParameterDiscoveryReqType(Header=f_Header, BPT_DC_CPDReqEnergyTransferMode=f_BPT_DC_CPDReqEnergyTransferMode, DC_CPDReqEnergyTransferMode=f_DC_CPDReqEnergyTransferMode)
 
 def _e_iso20_dc_DC_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_dc.DC_ChargeParameterDiscoveryReqType) -> None:
@@ -16281,29 +20549,52 @@ def _e_iso20_dc_DC_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_dc.DC
         w.spill()
 
 def _d_iso20_dc_DC_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_dc.DC_ChargeParameterDiscoveryResType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_BPT_DC_CPDResEnergyTransferMode: _iso20_dc.BPT_DC_CPDResEnergyTransferModeType | None = None
     f_DC_CPDResEnergyTransferMode: _iso20_dc.DC_CPDResEnergyTransferModeType | None = None
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_ChargeParameterDiscoveryResType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'DC_ChargeParameterDiscoveryResType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(11)
+    win = r.win
+    av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x604 != 0x0:
-        raise r.fail_back(11, 'DC_ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
+        raise r.fail_at(av + 11, 'DC_ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
     iv = ((c >> 3) & 63)
     if iv >= 40:
-        raise r.fail('DC_ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'DC_ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     ec = (c & 3)
     if ec == 0:
+        r.avail = av
         f_BPT_DC_CPDResEnergyTransferMode = _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r)
+        win = r.win
+        av = r.avail
     elif ec == 1:
+        r.avail = av
         f_DC_CPDResEnergyTransferMode = _d_iso20_dc_DC_CPDResEnergyTransferModeType(r)
+        win = r.win
+        av = r.avail
     else:
-        raise r.fail('DC_ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(BPT_DC_CPDResEnergyTransferMode), SE(DC_CPDResEnergyTransferMode)')
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_ChargeParameterDiscoveryResType', 'expected EE')
+        raise r.fail_at(av, 'DC_ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(BPT_DC_CPDResEnergyTransferMode), SE(DC_CPDResEnergyTransferMode)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'DC_ChargeParameterDiscoveryResType', 'expected EE')
+    r.avail = av
     return _iso20_dc.DC_ChargeParameterDiscoveryResType(Header=f_Header, ResponseCode=f_ResponseCode, BPT_DC_CPDResEnergyTransferMode=f_BPT_DC_CPDResEnergyTransferMode, DC_CPDResEnergyTransferMode=f_DC_CPDResEnergyTransferMode)
 
 def _e_iso20_dc_DC_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_dc.DC_ChargeParameterDiscoveryResType) -> None:
@@ -16350,40 +20641,65 @@ def _e_iso20_dc_DC_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_dc.DC
         w.spill()
 
 def _d_iso20_dc_DC_PreChargeReqType(r: BitReader) -> _iso20_dc.DC_PreChargeReqType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVProcessing: _iso20_common_types.processingType
     f_EVPresentVoltage: _iso20_common_types.RationalNumberType
     f_EVTargetVoltage: _iso20_common_types.RationalNumberType
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_PreChargeReqType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'DC_PreChargeReqType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(28)
+    win = r.win
+    av = r.avail
+    av -= 28
+    if av < 0:
+        win, av = r.refill(av, 28)
+    c = (win >> av) & 0xfffffff
     if c & 0xcf00e00 != 0x0:
-        raise r.fail_back(28, 'DC_PreChargeReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, SE(EVPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 28, 'DC_PreChargeReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, SE(EVPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     iv = ((c >> 24) & 3)
     if iv >= 3:
-        raise r.fail('DC_PreChargeReqType.EVProcessing', f'enumeration index {iv}')
+        raise r.fail_at(av, 'DC_PreChargeReqType.EVProcessing', f'enumeration index {iv}')
     f_EVProcessing = _E_iso20_common_types_processingType[iv]
     f_1_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'DC_PreChargeReqType', 'expected EE of Value, EE, SE(EVTargetVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'DC_PreChargeReqType', 'expected EE of Value, EE, SE(EVTargetVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVPresentVoltage = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'DC_PreChargeReqType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'DC_PreChargeReqType', 'expected EE of Value, EE, EE')
     f_EVTargetVoltage = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+    r.avail = av
     return _iso20_dc.DC_PreChargeReqType(Header=f_Header, EVProcessing=f_EVProcessing, EVPresentVoltage=f_EVPresentVoltage, EVTargetVoltage=f_EVTargetVoltage)
 
 def _e_iso20_dc_DC_PreChargeReqType(w: BitWriter, o: _iso20_dc.DC_PreChargeReqType) -> None:
@@ -16458,29 +20774,48 @@ def _e_iso20_dc_DC_PreChargeReqType(w: BitWriter, o: _iso20_dc.DC_PreChargeReqTy
         w.spill()
 
 def _d_iso20_dc_DC_PreChargeResType(r: BitReader) -> _iso20_dc.DC_PreChargeResType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEPresentVoltage: _iso20_common_types.RationalNumberType
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_PreChargeResType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'DC_PreChargeResType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(32)
+    win = r.win
+    av = r.avail
+    av -= 32
+    if av < 0:
+        win, av = r.refill(av, 32)
+    c = (win >> av) & 0xffffffff
     if c & 0xc0f00e00 != 0x0:
-        raise r.fail_back(32, 'DC_PreChargeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 32, 'DC_PreChargeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     iv = ((c >> 24) & 63)
     if iv >= 40:
-        raise r.fail('DC_PreChargeResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'DC_PreChargeResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     f_1_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'DC_PreChargeResType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'DC_PreChargeResType', 'expected EE of Value, EE, EE')
     f_EVSEPresentVoltage = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    r.avail = av
     return _iso20_dc.DC_PreChargeResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEPresentVoltage=f_EVSEPresentVoltage)
 
 def _e_iso20_dc_DC_PreChargeResType(w: BitWriter, o: _iso20_dc.DC_PreChargeResType) -> None:
@@ -16530,18 +20865,31 @@ def _e_iso20_dc_DC_PreChargeResType(w: BitWriter, o: _iso20_dc.DC_PreChargeResTy
         w.spill()
 
 def _d_iso20_dc_DC_WeldingDetectionReqType(r: BitReader) -> _iso20_dc.DC_WeldingDetectionReqType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVProcessing: _iso20_common_types.processingType
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_WeldingDetectionReqType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'DC_WeldingDetectionReqType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(6)
+    win = r.win
+    av = r.avail
+    av -= 6
+    if av < 0:
+        win, av = r.refill(av, 6)
+    c = (win >> av) & 0x3f
     if c & 0x33 != 0x0:
-        raise r.fail_back(6, 'DC_WeldingDetectionReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, EE')
+        raise r.fail_at(av + 6, 'DC_WeldingDetectionReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, EE')
     iv = ((c >> 2) & 3)
     if iv >= 3:
-        raise r.fail('DC_WeldingDetectionReqType.EVProcessing', f'enumeration index {iv}')
+        raise r.fail_at(av, 'DC_WeldingDetectionReqType.EVProcessing', f'enumeration index {iv}')
     f_EVProcessing = _E_iso20_common_types_processingType[iv]
+    r.avail = av
     return _iso20_dc.DC_WeldingDetectionReqType(Header=f_Header, EVProcessing=f_EVProcessing)
 
 def _e_iso20_dc_DC_WeldingDetectionReqType(w: BitWriter, o: _iso20_dc.DC_WeldingDetectionReqType) -> None:
@@ -16566,29 +20914,48 @@ def _e_iso20_dc_DC_WeldingDetectionReqType(w: BitWriter, o: _iso20_dc.DC_Welding
         w.spill()
 
 def _d_iso20_dc_DC_WeldingDetectionResType(r: BitReader) -> _iso20_dc.DC_WeldingDetectionResType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEPresentVoltage: _iso20_common_types.RationalNumberType
-    if r.bits(1):
-        raise r.fail_back(1, 'DC_WeldingDetectionResType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'DC_WeldingDetectionResType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(32)
+    win = r.win
+    av = r.avail
+    av -= 32
+    if av < 0:
+        win, av = r.refill(av, 32)
+    c = (win >> av) & 0xffffffff
     if c & 0xc0f00e00 != 0x0:
-        raise r.fail_back(32, 'DC_WeldingDetectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 32, 'DC_WeldingDetectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     iv = ((c >> 24) & 63)
     if iv >= 40:
-        raise r.fail('DC_WeldingDetectionResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'DC_WeldingDetectionResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     f_1_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'DC_WeldingDetectionResType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'DC_WeldingDetectionResType', 'expected EE of Value, EE, EE')
     f_EVSEPresentVoltage = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    r.avail = av
     return _iso20_dc.DC_WeldingDetectionResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEPresentVoltage=f_EVSEPresentVoltage)
 
 def _e_iso20_dc_DC_WeldingDetectionResType(w: BitWriter, o: _iso20_dc.DC_WeldingDetectionResType) -> None:
@@ -16638,6 +21005,8 @@ def _e_iso20_dc_DC_WeldingDetectionResType(w: BitWriter, o: _iso20_dc.DC_Welding
         w.spill()
 
 def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynamic_DC_CLReqControlModeType:
+    win = r.win
+    av = r.avail
     f_DepartureTime: int | None = None
     f_EVTargetEnergyRequest: _iso20_common_types.RationalNumberType
     f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType
@@ -16648,132 +21017,209 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     f_EVMaximumVoltage: _iso20_common_types.RationalNumberType
     f_EVMinimumVoltage: _iso20_common_types.RationalNumberType
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'Dynamic_DC_CLReqControlModeType[0]', 'expected CH of DepartureTime')
+            raise r.fail_at(av + 9, 'Dynamic_DC_CLReqControlModeType[0]', 'expected CH of DepartureTime')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_DepartureTime = u
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_DC_CLReqControlModeType[0]', 'expected EE of DepartureTime')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Dynamic_DC_CLReqControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Dynamic_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Dynamic_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Dynamic_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Dynamic_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
         f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 2
     else:
-        raise r.fail('Dynamic_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
+        raise r.fail_at(av, 'Dynamic_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'Dynamic_DC_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'Dynamic_DC_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Dynamic_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Dynamic_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
         f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 2
-    c = r.bits(23)
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
-        raise r.fail_back(23, 'Dynamic_DC_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 23, 'Dynamic_DC_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_3_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_3_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_4_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
     s = 3
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_4_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_5_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
     s = 4
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_5_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_6_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
     s = 5
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_6_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_7_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
     s = 6
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_7_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_8_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
     s = 7
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_8_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_9_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
     s = 8
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_9_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, EE')
     f_EVMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
     s = 9
     s = -1
+    r.avail = av
     return _iso20_dc.Dynamic_DC_CLReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVMaximumChargePower=f_EVMaximumChargePower, EVMinimumChargePower=f_EVMinimumChargePower, EVMaximumChargeCurrent=f_EVMaximumChargeCurrent, EVMaximumVoltage=f_EVMaximumVoltage, EVMinimumVoltage=f_EVMinimumVoltage)
 
 def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynamic_DC_CLReqControlModeType) -> None:
@@ -17051,6 +21497,8 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         w.spill()
 
 def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynamic_DC_CLResControlModeType:
+    win = r.win
+    av = r.avail
     f_DepartureTime: int | None = None
     f_MinimumSOC: int | None = None
     f_TargetSOC: int | None = None
@@ -17060,219 +21508,363 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
     f_EVSEMaximumChargeCurrent: _iso20_common_types.RationalNumberType
     f_EVSEMaximumVoltage: _iso20_common_types.RationalNumberType
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of DepartureTime')
+            raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of DepartureTime')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_DepartureTime = u
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of DepartureTime')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+            raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
         f_MinimumSOC = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+            raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
         f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
+            raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_AckMaxDelay = u
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
         s = 4
     elif ec == 4:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Dynamic_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Dynamic_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
         f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 5
     else:
-        raise r.fail('Dynamic_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+        raise r.fail_at(av, 'Dynamic_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 1:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'Dynamic_DC_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+                raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
             f_MinimumSOC = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'Dynamic_DC_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
+                raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
             f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'Dynamic_DC_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
+                raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_AckMaxDelay = u
-            if r.bits(1):
-                raise r.fail_back(1, 'Dynamic_DC_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'Dynamic_DC_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 3:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Dynamic_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Dynamic_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_2_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_2_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Dynamic_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Dynamic_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
             f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
             s = 5
         else:
-            raise r.fail('Dynamic_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+            raise r.fail_at(av, 'Dynamic_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'Dynamic_DC_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
+                raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
             f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'Dynamic_DC_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
+                raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_AckMaxDelay = u
-            if r.bits(1):
-                raise r.fail_back(1, 'Dynamic_DC_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'Dynamic_DC_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 2:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Dynamic_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Dynamic_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_3_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Dynamic_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Dynamic_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
             f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
             s = 5
         else:
-            raise r.fail('Dynamic_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+            raise r.fail_at(av, 'Dynamic_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'Dynamic_DC_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
+                raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_AckMaxDelay = u
-            if r.bits(1):
-                raise r.fail_back(1, 'Dynamic_DC_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'Dynamic_DC_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Dynamic_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Dynamic_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_4_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Dynamic_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Dynamic_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
             f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
             s = 5
         else:
-            raise r.fail('Dynamic_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+            raise r.fail_at(av, 'Dynamic_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 4:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'Dynamic_DC_CLResControlModeType[4]', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'Dynamic_DC_CLResControlModeType[4]', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_5_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_5_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Dynamic_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Dynamic_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
         f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
         s = 5
-    c = r.bits(23)
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
-        raise r.fail_back(23, 'Dynamic_DC_CLResControlModeType', 'expected SE(EVSEMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 23, 'Dynamic_DC_CLResControlModeType', 'expected SE(EVSEMinimumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_6_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_6_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumChargeCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_7_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVSEMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
     s = 6
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_7_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, SE(EVSEMaximumVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_8_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVSEMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
     s = 7
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_8_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, EE')
     f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
     s = 8
     s = -1
+    r.avail = av
     return _iso20_dc.Dynamic_DC_CLResControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay, EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMaximumChargeCurrent=f_EVSEMaximumChargeCurrent, EVSEMaximumVoltage=f_EVSEMaximumVoltage)
 
 def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynamic_DC_CLResControlModeType) -> None:
@@ -17650,6 +22242,8 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         w.spill()
 
 def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Scheduled_DC_CLReqControlModeType:
+    win = r.win
+    av = r.avail
     f_EVTargetEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
@@ -17661,440 +22255,700 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
     f_EVMaximumVoltage: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumVoltage: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
         f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 1
     elif ec == 1:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
         f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 2
     elif ec == 2:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_3_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_3_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
         f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
         s = 3
     elif ec == 3:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_4_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_4_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
         f_EVTargetCurrent = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
         s = 4
     else:
-        raise r.fail('Scheduled_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
+        raise r.fail_at(av, 'Scheduled_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 1:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_5_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_5_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
             f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
             s = 2
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_6_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_6_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
             f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
             s = 3
         elif ec == 2:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_7_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_7_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
             f_EVTargetCurrent = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
             s = 4
         else:
-            raise r.fail('Scheduled_DC_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
+            raise r.fail_at(av, 'Scheduled_DC_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_8_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_8_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
             f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
             s = 3
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_9_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_9_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
             f_EVTargetCurrent = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
             s = 4
         else:
-            raise r.fail('Scheduled_DC_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
+            raise r.fail_at(av, 'Scheduled_DC_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 3:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'Scheduled_DC_CLReqControlModeType[3]', 'expected SE(EVTargetCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'Scheduled_DC_CLReqControlModeType[3]', 'expected SE(EVTargetCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_10_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_10_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[3]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[3]', 'expected EE of Value, EE')
         f_EVTargetCurrent = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
         s = 4
-    c = r.bits(23)
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
-        raise r.fail_back(23, 'Scheduled_DC_CLReqControlModeType', 'expected SE(EVTargetVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 23, 'Scheduled_DC_CLReqControlModeType', 'expected SE(EVTargetVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_11_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_11_Value = -u - 1 if sg else u
-    c = r.bits(5)
+    av -= 5
+    if av < 0:
+        win, av = r.refill(av, 5)
+    c = (win >> av) & 0x1f
     if c & 0x18 != 0x0:
-        raise r.fail_back(5, 'Scheduled_DC_CLReqControlModeType', 'expected EE of Value, EE')
+        raise r.fail_at(av + 5, 'Scheduled_DC_CLReqControlModeType', 'expected EE of Value, EE')
     ec = (c & 7)
     f_EVTargetVoltage = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
     s = 5
     if ec == 0:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_12_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_12_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         f_EVMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
         s = 6
     elif ec == 1:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_13_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_13_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         f_EVMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_13_Exponent, Value=f_13_Value)
         s = 7
     elif ec == 2:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_14_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_14_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         f_EVMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
         s = 8
     elif ec == 3:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_15_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_15_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         f_EVMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_15_Exponent, Value=f_15_Value)
         s = 9
     elif ec == 4:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_16_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_16_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
         f_EVMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
         s = 10
     elif ec == 5:
         s = -1
     else:
-        raise r.fail('Scheduled_DC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower), SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
+        raise r.fail_at(av, 'Scheduled_DC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower), SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
     if s == 6:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_17_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_17_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
             f_EVMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
             s = 7
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_18_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_18_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
             f_EVMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_18_Exponent, Value=f_18_Value)
             s = 8
         elif ec == 2:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_19_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_19_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
             f_EVMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
             s = 9
         elif ec == 3:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_20_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_20_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
             f_EVMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
             s = 10
         elif ec == 4:
             s = -1
         else:
-            raise r.fail('Scheduled_DC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
+            raise r.fail_at(av, 'Scheduled_DC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
     if s == 7:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_21_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_21_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
             f_EVMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_21_Exponent, Value=f_21_Value)
             s = 8
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_22_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_22_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
             f_EVMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
             s = 9
         elif ec == 2:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_23_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_23_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
             f_EVMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
             s = 10
         elif ec == 3:
             s = -1
         else:
-            raise r.fail('Scheduled_DC_CLReqControlModeType[7]', f'event code {ec}, expected SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
+            raise r.fail_at(av, 'Scheduled_DC_CLReqControlModeType[7]', f'event code {ec}, expected SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
     if s == 8:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_24_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_24_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
             f_EVMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_24_Exponent, Value=f_24_Value)
             s = 9
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_25_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_25_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
             f_EVMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
             s = 10
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('Scheduled_DC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
+            raise r.fail_at(av, 'Scheduled_DC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
     if s == 9:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_26_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_26_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
             f_EVMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_26_Exponent, Value=f_26_Value)
             s = 10
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('Scheduled_DC_CLReqControlModeType[9]', f'event code {ec}, expected SE(EVMinimumVoltage), EE')
+            raise r.fail_at(av, 'Scheduled_DC_CLReqControlModeType[9]', f'event code {ec}, expected SE(EVMinimumVoltage), EE')
     if s == 10:
-        if r.bits(1):
-            raise r.fail_back(1, 'Scheduled_DC_CLReqControlModeType[10]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Scheduled_DC_CLReqControlModeType[10]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_dc.Scheduled_DC_CLReqControlModeType(EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVTargetCurrent=f_EVTargetCurrent, EVTargetVoltage=f_EVTargetVoltage, EVMaximumChargePower=f_EVMaximumChargePower, EVMinimumChargePower=f_EVMinimumChargePower, EVMaximumChargeCurrent=f_EVMaximumChargeCurrent, EVMaximumVoltage=f_EVMaximumVoltage, EVMinimumVoltage=f_EVMinimumVoltage)
 
 def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Scheduled_DC_CLReqControlModeType) -> None:
@@ -18850,189 +23704,298 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         w.spill()
 
 def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Scheduled_DC_CLResControlModeType:
+    win = r.win
+    av = r.avail
     f_EVSEMaximumChargePower: _iso20_common_types.RationalNumberType | None = None
     f_EVSEMinimumChargePower: _iso20_common_types.RationalNumberType | None = None
     f_EVSEMaximumChargeCurrent: _iso20_common_types.RationalNumberType | None = None
     f_EVSEMaximumVoltage: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
         f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 1
     elif ec == 1:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
         f_EVSEMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 2
     elif ec == 2:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_3_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_3_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
         f_EVSEMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
         s = 3
     elif ec == 3:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_4_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_4_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
         f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
         s = 4
     elif ec == 4:
         s = -1
     else:
-        raise r.fail('Scheduled_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(EVSEMaximumChargePower), SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), EE')
+        raise r.fail_at(av, 'Scheduled_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(EVSEMaximumChargePower), SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), EE')
     if s == 1:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_5_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_5_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
             f_EVSEMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
             s = 2
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_6_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_6_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
             f_EVSEMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
             s = 3
         elif ec == 2:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_7_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_7_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
             f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
             s = 4
         elif ec == 3:
             s = -1
         else:
-            raise r.fail('Scheduled_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), EE')
+            raise r.fail_at(av, 'Scheduled_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), EE')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_8_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_8_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
             f_EVSEMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
             s = 3
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_9_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_9_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
             f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
             s = 4
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('Scheduled_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), EE')
+            raise r.fail_at(av, 'Scheduled_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), EE')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_10_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_10_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
             f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
             s = 4
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('Scheduled_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(EVSEMaximumVoltage), EE')
+            raise r.fail_at(av, 'Scheduled_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(EVSEMaximumVoltage), EE')
     if s == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'Scheduled_DC_CLResControlModeType[4]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Scheduled_DC_CLResControlModeType[4]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_dc.Scheduled_DC_CLResControlModeType(EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMaximumChargeCurrent=f_EVSEMaximumChargeCurrent, EVSEMaximumVoltage=f_EVSEMaximumVoltage)
 
 def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Scheduled_DC_CLResControlModeType) -> None:
@@ -19339,15 +24302,31 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
         w.spill()
 
 def _d_v0(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, None)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v0(w: BitWriter, o: Any) -> None:
@@ -19368,15 +24347,31 @@ def _e_v0(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v1(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, None)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v1(w: BitWriter, o: Any) -> None:
@@ -19397,15 +24392,28 @@ def _e_v1(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v2(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v2(w: BitWriter, o: Any) -> None:
@@ -19436,15 +24444,28 @@ def _e_v2(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v3(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v3(w: BitWriter, o: Any) -> None:
@@ -19475,10 +24496,16 @@ def _e_v3(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v4(r: BitReader) -> object:
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x5 != 0x0:
-        raise r.fail_back(3, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 3, 'value', 'expected CH, EE')
     v = ((c >> 1) & 1) == 1
+    r.avail = av
     return v
 
 def _e_v4(w: BitWriter, o: Any) -> None:
@@ -19492,15 +24519,28 @@ def _e_v4(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v5(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v5(w: BitWriter, o: Any) -> None:
@@ -19531,13 +24571,19 @@ def _e_v5(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v6(r: BitReader) -> object:
-    c = r.bits(4)
+    win = r.win
+    av = r.avail
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x9 != 0x0:
-        raise r.fail_back(4, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_iso20_common_types_processingType[iv]
+    r.avail = av
     return v
 
 def _e_v6(w: BitWriter, o: Any) -> None:
@@ -19551,13 +24597,19 @@ def _e_v6(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v7(r: BitReader) -> object:
-    c = r.bits(5)
+    win = r.win
+    av = r.avail
+    av -= 5
+    if av < 0:
+        win, av = r.refill(av, 5)
+    c = (win >> av) & 0x1f
     if c & 0x11 != 0x0:
-        raise r.fail_back(5, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 5, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 7)
     if iv >= 6:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_iso20_common_types_evseNotificationType[iv]
+    r.avail = av
     return v
 
 def _e_v7(w: BitWriter, o: Any) -> None:
@@ -19571,15 +24623,31 @@ def _e_v7(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v8(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, None)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v8(w: BitWriter, o: Any) -> None:
@@ -19600,10 +24668,16 @@ def _e_v8(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v9(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x201 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 10, 'value', 'expected CH, EE')
     v = ((c >> 1) & 255) - 128
+    r.avail = av
     return v
 
 def _e_v9(w: BitWriter, o: Any) -> None:
@@ -19619,16 +24693,29 @@ def _e_v9(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v10(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x200 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH')
+        raise r.fail_at(av + 10, 'value', 'expected CH')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = -u - 1 if sg else u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v10(w: BitWriter, o: Any) -> None:
@@ -19657,10 +24744,16 @@ def _e_v10(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v11(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x101 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 9, 'value', 'expected CH, EE')
     v = ((c >> 1) & 127)
+    r.avail = av
     return v
 
 def _e_v11(w: BitWriter, o: Any) -> None:
@@ -19676,15 +24769,31 @@ def _e_v11(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v12(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, 32)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v12(w: BitWriter, o: Any) -> None:
@@ -19707,15 +24816,31 @@ def _e_v12(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v13(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, 64)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v13(w: BitWriter, o: Any) -> None:
@@ -19738,16 +24863,29 @@ def _e_v13(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v14(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x200 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH')
+        raise r.fail_at(av + 10, 'value', 'expected CH')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = -u - 1 if sg else u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v14(w: BitWriter, o: Any) -> None:
@@ -19778,15 +24916,31 @@ def _e_v14(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v15(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, None)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v15(w: BitWriter, o: Any) -> None:
@@ -19807,13 +24961,19 @@ def _e_v15(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v16(r: BitReader) -> object:
-    c = r.bits(8)
+    win = r.win
+    av = r.avail
+    av -= 8
+    if av < 0:
+        win, av = r.refill(av, 8)
+    c = (win >> av) & 0xff
     if c & 0x81 != 0x0:
-        raise r.fail_back(8, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 8, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 63)
     if iv >= 40:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_iso20_common_types_responseCodeType[iv]
+    r.avail = av
     return v
 
 def _e_v16(w: BitWriter, o: Any) -> None:
@@ -19827,15 +24987,31 @@ def _e_v16(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v17(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, 8)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v17(w: BitWriter, o: Any) -> None:
@@ -19858,15 +25034,28 @@ def _e_v17(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v18(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v18(w: BitWriter, o: Any) -> None:
@@ -19897,16 +25086,29 @@ def _e_v18(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v19(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x200 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH')
+        raise r.fail_at(av + 10, 'value', 'expected CH')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = -u - 1 if sg else u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v19(w: BitWriter, o: Any) -> None:

@@ -42,39 +42,57 @@ _I_iso20_wpt_WPT_SPCChargeDiagnosticsType = {m: i for i, m in enumerate(_E_iso20
 
 
 def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.CanonicalizationMethodType:
+    win = r.win
+    av = r.avail
     f_Algorithm: str
     s = 0
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
+        raise r.fail_at(av + 9, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Algorithm = r.string_of(u, None)
+    win = r.win
+    av = r.avail
     s = 1
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('CanonicalizationMethodType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'CanonicalizationMethodType[1]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
             break
         elif ec == 2:
-            raise r.fail('CanonicalizationMethodType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'CanonicalizationMethodType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('CanonicalizationMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'CanonicalizationMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('CanonicalizationMethodType[2]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'CanonicalizationMethodType[2]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('CanonicalizationMethodType[2]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'CanonicalizationMethodType[2]', 'untyped character content is not supported')
             else:
-                raise r.fail('CanonicalizationMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'CanonicalizationMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.CanonicalizationMethodType(Algorithm=f_Algorithm)
 
 def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.CanonicalizationMethodType) -> None:
@@ -106,6 +124,8 @@ def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.Canonicaliza
         w.spill()
 
 def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
+    win = r.win
+    av = r.avail
     f_P: bytes | None = None
     f_Q: bytes | None = None
     f_G: bytes | None = None
@@ -114,151 +134,311 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     f_Seed: bytes | None = None
     f_PgenCounter: bytes | None = None
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of P')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of P')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_P = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of P')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of P')
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of G')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of G')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_G = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of G')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of G')
         s = 2
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of Y')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of Y')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Y = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of Y')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of Y')
         s = 3
     else:
-        raise r.fail('DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
+        raise r.fail_at(av, 'DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
     if s == 1:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
+            raise r.fail_at(av + 10, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Q = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[1]', 'expected EE of Q')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[1]', 'expected EE of Q')
         s = 4
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DSAKeyValueType[4]', 'expected CH of G')
+                raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of G')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_G = r.binary_of(u, None)
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of G')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DSAKeyValueType[4]', 'expected EE of G')
             s = 2
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DSAKeyValueType[4]', 'expected CH of Y')
+                raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of Y')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_Y = r.binary_of(u, None)
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of Y')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DSAKeyValueType[4]', 'expected EE of Y')
             s = 3
         else:
-            raise r.fail('DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
+            raise r.fail_at(av, 'DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
     if s == 2:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
+            raise r.fail_at(av + 10, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Y = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[2]', 'expected EE of Y')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[2]', 'expected EE of Y')
         s = 3
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DSAKeyValueType[3]', 'expected CH of J')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of J')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_J = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of J')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of J')
         s = 5
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DSAKeyValueType[3]', 'expected CH of Seed')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of Seed')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Seed = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of Seed')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of Seed')
         s = 6
     elif ec == 2:
         s = -1
     else:
-        raise r.fail('DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
+        raise r.fail_at(av, 'DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
     if s == 5:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DSAKeyValueType[5]', 'expected CH of Seed')
+                raise r.fail_at(av + 9, 'DSAKeyValueType[5]', 'expected CH of Seed')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_Seed = r.binary_of(u, None)
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected EE of Seed')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DSAKeyValueType[5]', 'expected EE of Seed')
             s = 6
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
+            raise r.fail_at(av, 'DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
     if s == 6:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
+            raise r.fail_at(av + 10, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_PgenCounter = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[6]', 'expected EE of PgenCounter')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[6]', 'expected EE of PgenCounter')
         s = 7
     if s == 7:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[7]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[7]', 'expected EE')
         s = -1
+    r.avail = av
     return _xmldsig.DSAKeyValueType(P=f_P, Q=f_Q, G=f_G, Y=f_Y, J=f_J, Seed=f_Seed, PgenCounter=f_PgenCounter)
 
 def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> None:
@@ -420,39 +600,57 @@ def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> Non
         w.spill()
 
 def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
+    win = r.win
+    av = r.avail
     f_Algorithm: str
     s = 0
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'DigestMethodType', 'expected AT(Algorithm)')
+        raise r.fail_at(av + 9, 'DigestMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Algorithm = r.string_of(u, None)
+    win = r.win
+    av = r.avail
     s = 1
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('DigestMethodType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'DigestMethodType[1]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
             break
         elif ec == 2:
-            raise r.fail('DigestMethodType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'DigestMethodType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('DigestMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'DigestMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('DigestMethodType[2]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'DigestMethodType[2]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('DigestMethodType[2]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'DigestMethodType[2]', 'untyped character content is not supported')
             else:
-                raise r.fail('DigestMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'DigestMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.DigestMethodType(Algorithm=f_Algorithm)
 
 def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> None:
@@ -484,6 +682,8 @@ def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> N
         w.spill()
 
 def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_KeyName: list[str] = []
     f_KeyValue: list[_xmldsig.KeyValueType] = []
@@ -493,152 +693,294 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     f_SPKIData: list[_xmldsig.SPKIDataType] = []
     f_MgmtData: list[str] = []
     s = 0
-    c = r.bits(4)
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'KeyInfoType[0]', 'expected CH of KeyName')
+            raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of KeyName')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_KeyName.append(r.string_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of KeyName')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'KeyInfoType[0]', 'expected EE of KeyName')
         s = 2
     elif ec == 2:
+        r.avail = av
         f_KeyValue.append(_d_xmldsig_KeyValueType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 3:
+        r.avail = av
         f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 4:
+        r.avail = av
         f_X509Data.append(_d_xmldsig_X509DataType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 5:
+        r.avail = av
         f_PGPData.append(_d_xmldsig_PGPDataType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 6:
+        r.avail = av
         f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 7:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'KeyInfoType[0]', 'expected CH of MgmtData')
+            raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of MgmtData')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_MgmtData.append(r.string_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of MgmtData')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'KeyInfoType[0]', 'expected EE of MgmtData')
         s = 2
     elif ec == 8:
-        raise r.fail('KeyInfoType[0]', 'wildcard element content is not supported')
+        raise r.fail_at(av, 'KeyInfoType[0]', 'wildcard element content is not supported')
     elif ec == 9:
-        raise r.fail('KeyInfoType[0]', 'untyped character content is not supported')
+        raise r.fail_at(av, 'KeyInfoType[0]', 'untyped character content is not supported')
     else:
-        raise r.fail('KeyInfoType[0]', f'event code {ec}, expected AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
+        raise r.fail_at(av, 'KeyInfoType[0]', f'event code {ec}, expected AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
     if s == 1:
         while True:
-            ec = r.bits(4)
+            av -= 4
+            if av < 0:
+                win, av = r.refill(av, 4)
+            ec = (win >> av) & 0xf
             if ec == 0:
-                c = r.bits(9)
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
-                    raise r.fail_back(9, 'KeyInfoType[1]', 'expected CH of KeyName')
+                    raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of KeyName')
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
+                r.avail = av
                 f_KeyName.append(r.string_of(u, None))
-                if r.bits(1):
-                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of KeyName')
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'KeyInfoType[1]', 'expected EE of KeyName')
                 s = 2
                 break
             elif ec == 1:
+                r.avail = av
                 f_KeyValue.append(_d_xmldsig_KeyValueType(r))
+                win = r.win
+                av = r.avail
                 s = 2
                 break
             elif ec == 2:
+                r.avail = av
                 f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r))
+                win = r.win
+                av = r.avail
                 s = 2
                 break
             elif ec == 3:
+                r.avail = av
                 f_X509Data.append(_d_xmldsig_X509DataType(r))
+                win = r.win
+                av = r.avail
                 s = 2
                 break
             elif ec == 4:
+                r.avail = av
                 f_PGPData.append(_d_xmldsig_PGPDataType(r))
+                win = r.win
+                av = r.avail
                 s = 2
                 break
             elif ec == 5:
+                r.avail = av
                 f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
+                win = r.win
+                av = r.avail
                 s = 2
                 break
             elif ec == 6:
-                c = r.bits(9)
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
-                    raise r.fail_back(9, 'KeyInfoType[1]', 'expected CH of MgmtData')
+                    raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of MgmtData')
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
+                r.avail = av
                 f_MgmtData.append(r.string_of(u, None))
-                if r.bits(1):
-                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of MgmtData')
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'KeyInfoType[1]', 'expected EE of MgmtData')
                 s = 2
                 break
             elif ec == 7:
-                raise r.fail('KeyInfoType[1]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'KeyInfoType[1]', 'wildcard element content is not supported')
             elif ec == 8:
-                raise r.fail('KeyInfoType[1]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'KeyInfoType[1]', 'untyped character content is not supported')
             else:
-                raise r.fail('KeyInfoType[1]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
+                raise r.fail_at(av, 'KeyInfoType[1]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
     while True:
-        ec = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        ec = (win >> av) & 0xf
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'KeyInfoType[2]', 'expected CH of KeyName')
+                raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of KeyName')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_KeyName.append(r.string_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of KeyName')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'KeyInfoType[2]', 'expected EE of KeyName')
         elif ec == 1:
+            r.avail = av
             f_KeyValue.append(_d_xmldsig_KeyValueType(r))
+            win = r.win
+            av = r.avail
         elif ec == 2:
+            r.avail = av
             f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r))
+            win = r.win
+            av = r.avail
         elif ec == 3:
+            r.avail = av
             f_X509Data.append(_d_xmldsig_X509DataType(r))
+            win = r.win
+            av = r.avail
         elif ec == 4:
+            r.avail = av
             f_PGPData.append(_d_xmldsig_PGPDataType(r))
+            win = r.win
+            av = r.avail
         elif ec == 5:
+            r.avail = av
             f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
+            win = r.win
+            av = r.avail
         elif ec == 6:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'KeyInfoType[2]', 'expected CH of MgmtData')
+                raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of MgmtData')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_MgmtData.append(r.string_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of MgmtData')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'KeyInfoType[2]', 'expected EE of MgmtData')
         elif ec == 7:
-            raise r.fail('KeyInfoType[2]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'KeyInfoType[2]', 'wildcard element content is not supported')
         elif ec == 8:
             s = -1
             break
         elif ec == 9:
-            raise r.fail('KeyInfoType[2]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'KeyInfoType[2]', 'untyped character content is not supported')
         else:
-            raise r.fail('KeyInfoType[2]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'KeyInfoType[2]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.KeyInfoType(Id=f_Id, KeyName=f_KeyName, KeyValue=f_KeyValue, RetrievalMethod=f_RetrievalMethod, X509Data=f_X509Data, PGPData=f_PGPData, SPKIData=f_SPKIData, MgmtData=f_MgmtData)
 
 def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
@@ -914,47 +1256,80 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
         w.spill()
 
 def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
+    win = r.win
+    av = r.avail
     f_DSAKeyValue: _xmldsig.DSAKeyValueType | None = None
     f_RSAKeyValue: _xmldsig.RSAKeyValueType | None = None
     while True:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
+            r.avail = av
             f_DSAKeyValue = _d_xmldsig_DSAKeyValueType(r)
+            win = r.win
+            av = r.avail
             break
         elif ec == 1:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'KeyValueType[0]', 'expected SE(Modulus), CH of Modulus')
+                raise r.fail_at(av + 10, 'KeyValueType[0]', 'expected SE(Modulus), CH of Modulus')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_1_Modulus = r.binary_of(u, None)
-            c = r.bits(11)
+            win = r.win
+            av = r.avail
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
             if c & 0x700 != 0x0:
-                raise r.fail_back(11, 'KeyValueType[0]', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
+                raise r.fail_at(av + 11, 'KeyValueType[0]', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_1_Exponent = r.binary_of(u, None)
-            c = r.bits(2)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'KeyValueType[0]', 'expected EE of Exponent, EE')
+                raise r.fail_at(av + 2, 'KeyValueType[0]', 'expected EE of Exponent, EE')
             f_RSAKeyValue = _xmldsig.RSAKeyValueType(Modulus=f_1_Modulus, Exponent=f_1_Exponent)
             break
         elif ec == 2:
-            raise r.fail('KeyValueType[0]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'KeyValueType[0]', 'wildcard element content is not supported')
         elif ec == 3:
-            raise r.fail('KeyValueType[0]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'KeyValueType[0]', 'untyped character content is not supported')
         else:
-            raise r.fail('KeyValueType[0]', f'event code {ec}, expected SE(DSAKeyValue), SE(RSAKeyValue), SE(*), CH(untyped)')
+            raise r.fail_at(av, 'KeyValueType[0]', f'event code {ec}, expected SE(DSAKeyValue), SE(RSAKeyValue), SE(*), CH(untyped)')
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
             break
         elif ec == 1:
-            raise r.fail('KeyValueType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'KeyValueType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('KeyValueType[1]', f'event code {ec}, expected EE, CH(untyped)')
+            raise r.fail_at(av, 'KeyValueType[1]', f'event code {ec}, expected EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.KeyValueType(DSAKeyValue=f_DSAKeyValue, RSAKeyValue=f_RSAKeyValue)
 
 def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
@@ -1003,47 +1378,84 @@ def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
         w.spill()
 
 def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
+        r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
+        raise r.fail_at(av, 'ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'ManifestType[1]', 'expected SE(Reference)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ManifestType[1]', 'expected SE(Reference)')
+        r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
+        win = r.win
+        av = r.avail
         s = 2
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
+        r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('ManifestType[2]', f'event code {ec}, expected SE(Reference), EE')
+        raise r.fail_at(av, 'ManifestType[2]', f'event code {ec}, expected SE(Reference), EE')
     if s == 3:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_Reference.append(_d_xmldsig_ReferenceType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('ManifestType[3]', f'event code {ec}, expected SE(Reference), EE')
+                raise r.fail_at(av, 'ManifestType[3]', f'event code {ec}, expected SE(Reference), EE')
+    r.avail = av
     return _xmldsig.ManifestType(Id=f_Id, Reference=f_Reference)
 
 def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
@@ -1125,106 +1537,178 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
         w.spill()
 
 def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
+    win = r.win
+    av = r.avail
     f_Encoding: str | None = None
     f_Id: str | None = None
     f_MimeType: str | None = None
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Encoding = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 2:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_MimeType = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 3:
-        raise r.fail('ObjectType[0]', 'wildcard element content is not supported')
+        raise r.fail_at(av, 'ObjectType[0]', 'wildcard element content is not supported')
     elif ec == 4:
         s = -1
     elif ec == 5:
-        raise r.fail('ObjectType[0]', 'untyped character content is not supported')
+        raise r.fail_at(av, 'ObjectType[0]', 'untyped character content is not supported')
     else:
-        raise r.fail('ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
+        raise r.fail_at(av, 'ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
     if s == 1:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_Id = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 2
         elif ec == 1:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_MimeType = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 2:
-            raise r.fail('ObjectType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'ObjectType[1]', 'wildcard element content is not supported')
         elif ec == 3:
             s = -1
         elif ec == 4:
-            raise r.fail('ObjectType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'ObjectType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('ObjectType[1]', f'event code {ec}, expected AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'ObjectType[1]', f'event code {ec}, expected AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
     if s == 2:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_MimeType = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 1:
-            raise r.fail('ObjectType[2]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'ObjectType[2]', 'wildcard element content is not supported')
         elif ec == 2:
             s = -1
         elif ec == 3:
-            raise r.fail('ObjectType[2]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'ObjectType[2]', 'untyped character content is not supported')
         else:
-            raise r.fail('ObjectType[2]', f'event code {ec}, expected AT(MimeType), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'ObjectType[2]', f'event code {ec}, expected AT(MimeType), SE(*), EE, CH(untyped)')
     if s == 3:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('ObjectType[3]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'ObjectType[3]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('ObjectType[3]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'ObjectType[3]', 'untyped character content is not supported')
             else:
-                raise r.fail('ObjectType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'ObjectType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 4:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('ObjectType[4]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'ObjectType[4]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('ObjectType[4]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'ObjectType[4]', 'untyped character content is not supported')
             else:
-                raise r.fail('ObjectType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'ObjectType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.ObjectType(Encoding=f_Encoding, Id=f_Id, MimeType=f_MimeType)
 
 def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
@@ -1315,90 +1799,150 @@ def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
         w.spill()
 
 def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
+    win = r.win
+    av = r.avail
     f_PGPKeyID: bytes | None = None
     f_PGPKeyPacket: list[bytes] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'PGPDataType[0]', 'expected CH of PGPKeyID')
+            raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyID')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_PGPKeyID = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
+            raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_PGPKeyPacket.append(r.binary_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
         s = 2
     else:
-        raise r.fail('PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
+        raise r.fail_at(av, 'PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
     if s == 1:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
+                raise r.fail_at(av + 9, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_PGPKeyPacket.append(r.binary_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
             s = 3
         elif ec == 1:
-            raise r.fail('PGPDataType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'PGPDataType[1]', 'wildcard element content is not supported')
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('PGPDataType[1]', f'event code {ec}, expected SE(PGPKeyPacket), SE(*), EE')
+            raise r.fail_at(av, 'PGPDataType[1]', f'event code {ec}, expected SE(PGPKeyPacket), SE(*), EE')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('PGPDataType[2]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'PGPDataType[2]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('PGPDataType[2]', f'event code {ec}, expected SE(*), EE')
+            raise r.fail_at(av, 'PGPDataType[2]', f'event code {ec}, expected SE(*), EE')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('PGPDataType[3]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'PGPDataType[3]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
+            raise r.fail_at(av, 'PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
     if s == 4:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('PGPDataType[4]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'PGPDataType[4]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('PGPDataType[4]', f'event code {ec}, expected SE(*), EE')
+                raise r.fail_at(av, 'PGPDataType[4]', f'event code {ec}, expected SE(*), EE')
     if s == 5:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('PGPDataType[5]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'PGPDataType[5]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('PGPDataType[5]', f'event code {ec}, expected SE(*), EE')
+                raise r.fail_at(av, 'PGPDataType[5]', f'event code {ec}, expected SE(*), EE')
+    r.avail = av
     return _xmldsig.PGPDataType(PGPKeyID=f_PGPKeyID, PGPKeyPacket=f_PGPKeyPacket)
 
 def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
@@ -1480,25 +2024,49 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         w.spill()
 
 def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
+    win = r.win
+    av = r.avail
     f_Modulus: bytes
     f_Exponent: bytes
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
+        raise r.fail_at(av + 10, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Modulus = r.binary_of(u, None)
-    c = r.bits(11)
+    win = r.win
+    av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
+        raise r.fail_at(av + 11, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Exponent = r.binary_of(u, None)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
+        raise r.fail_at(av + 2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
+    r.avail = av
     return _xmldsig.RSAKeyValueType(Modulus=f_Modulus, Exponent=f_Exponent)
 
 def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> None:
@@ -1530,6 +2098,8 @@ def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> Non
         w.spill()
 
 def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_Type: str | None = None
     f_URI: str | None = None
@@ -1537,105 +2107,215 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     f_DigestMethod: _xmldsig.DigestMethodType
     f_DigestValue: bytes
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Type = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 2:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_URI = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 3:
+        r.avail = av
         f_Transforms = _d_xmldsig_TransformsType(r)
+        win = r.win
+        av = r.avail
         s = 4
     elif ec == 4:
+        r.avail = av
         f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+        win = r.win
+        av = r.avail
         s = 5
     else:
-        raise r.fail('ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
+        raise r.fail_at(av, 'ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 1:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_Type = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 2
         elif ec == 1:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_URI = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 2:
+            r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 3:
+            r.avail = av
             f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+            win = r.win
+            av = r.avail
             s = 5
         else:
-            raise r.fail('ReferenceType[1]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
+            raise r.fail_at(av, 'ReferenceType[1]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_URI = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 1:
+            r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 2:
+            r.avail = av
             f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+            win = r.win
+            av = r.avail
             s = 5
         else:
-            raise r.fail('ReferenceType[2]', f'event code {ec}, expected AT(URI), SE(Transforms), SE(DigestMethod)')
+            raise r.fail_at(av, 'ReferenceType[2]', f'event code {ec}, expected AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 1:
+            r.avail = av
             f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+            win = r.win
+            av = r.avail
             s = 5
         else:
-            raise r.fail('ReferenceType[3]', f'event code {ec}, expected SE(Transforms), SE(DigestMethod)')
+            raise r.fail_at(av, 'ReferenceType[3]', f'event code {ec}, expected SE(Transforms), SE(DigestMethod)')
     if s == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'ReferenceType[4]', 'expected SE(DigestMethod)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ReferenceType[4]', 'expected SE(DigestMethod)')
+        r.avail = av
         f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+        win = r.win
+        av = r.avail
         s = 5
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
+        raise r.fail_at(av + 10, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_DigestValue = r.binary_of(u, None)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'ReferenceType', 'expected EE of DigestValue, EE')
+        raise r.fail_at(av + 2, 'ReferenceType', 'expected EE of DigestValue, EE')
     s = 6
     s = -1
+    r.avail = av
     return _xmldsig.ReferenceType(Id=f_Id, Type=f_Type, URI=f_URI, Transforms=f_Transforms, DigestMethod=f_DigestMethod, DigestValue=f_DigestValue)
 
 def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
@@ -1810,62 +2490,114 @@ def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
         w.spill()
 
 def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType:
+    win = r.win
+    av = r.avail
     f_Type: str | None = None
     f_URI: str | None = None
     f_Transforms: _xmldsig.TransformsType | None = None
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Type = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_URI = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 2:
+        r.avail = av
         f_Transforms = _d_xmldsig_TransformsType(r)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 3:
         s = -1
     else:
-        raise r.fail('RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
+        raise r.fail_at(av, 'RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
     if s == 1:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_URI = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 2
         elif ec == 1:
+            r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('RetrievalMethodType[1]', f'event code {ec}, expected AT(URI), SE(Transforms), EE')
+            raise r.fail_at(av, 'RetrievalMethodType[1]', f'event code {ec}, expected AT(URI), SE(Transforms), EE')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('RetrievalMethodType[2]', f'event code {ec}, expected SE(Transforms), EE')
+            raise r.fail_at(av, 'RetrievalMethodType[2]', f'event code {ec}, expected SE(Transforms), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'RetrievalMethodType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'RetrievalMethodType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _xmldsig.RetrievalMethodType(Type=f_Type, URI=f_URI, Transforms=f_Transforms)
 
 def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType) -> None:
@@ -1951,57 +2683,105 @@ def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType
         w.spill()
 
 def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
+    win = r.win
+    av = r.avail
     f_SPKISexp: list[bytes] = []
     s = 0
     while s >= 0:
         if s == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
+                raise r.fail_at(av + 10, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_SPKISexp.append(r.binary_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'SPKIDataType[0]', 'expected EE of SPKISexp')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'SPKIDataType[0]', 'expected EE of SPKISexp')
             s = 1
         if s == 1:
             while True:
-                ec = r.bits(2)
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                ec = (win >> av) & 0x3
                 if ec == 0:
-                    c = r.bits(9)
+                    av -= 9
+                    if av < 0:
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
                     if c & 0x100 != 0x0:
-                        raise r.fail_back(9, 'SPKIDataType[1]', 'expected CH of SPKISexp')
+                        raise r.fail_at(av + 9, 'SPKIDataType[1]', 'expected CH of SPKISexp')
                     u = (c & 255)
                     if u > 127:
+                        r.avail = av
                         u = r.uint_more(u)
+                        win = r.win
+                        av = r.avail
+                    r.avail = av
                     f_SPKISexp.append(r.binary_of(u, None))
-                    if r.bits(1):
-                        raise r.fail_back(1, 'SPKIDataType[1]', 'expected EE of SPKISexp')
+                    win = r.win
+                    av = r.avail
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 1)
+                    c = (win >> av) & 0x1
+                    if c:
+                        raise r.fail_at(av + 1, 'SPKIDataType[1]', 'expected EE of SPKISexp')
                 elif ec == 1:
-                    raise r.fail('SPKIDataType[1]', 'wildcard element content is not supported')
+                    raise r.fail_at(av, 'SPKIDataType[1]', 'wildcard element content is not supported')
                 elif ec == 2:
                     s = -1
                     break
                 else:
-                    raise r.fail('SPKIDataType[1]', f'event code {ec}, expected SE(SPKISexp), SE(*), EE')
+                    raise r.fail_at(av, 'SPKIDataType[1]', f'event code {ec}, expected SE(SPKISexp), SE(*), EE')
         if s == 2:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                c = r.bits(9)
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
-                    raise r.fail_back(9, 'SPKIDataType[2]', 'expected CH of SPKISexp')
+                    raise r.fail_at(av + 9, 'SPKIDataType[2]', 'expected CH of SPKISexp')
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
+                r.avail = av
                 f_SPKISexp.append(r.binary_of(u, None))
-                if r.bits(1):
-                    raise r.fail_back(1, 'SPKIDataType[2]', 'expected EE of SPKISexp')
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'SPKIDataType[2]', 'expected EE of SPKISexp')
                 s = 1
             elif ec == 1:
                 s = -1
             else:
-                raise r.fail('SPKIDataType[2]', f'event code {ec}, expected SE(SPKISexp), EE')
+                raise r.fail_at(av, 'SPKIDataType[2]', f'event code {ec}, expected SE(SPKISexp), EE')
+    r.avail = av
     return _xmldsig.SPKIDataType(SPKISexp=f_SPKISexp)
 
 def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
@@ -2069,65 +2849,96 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
         w.spill()
 
 def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType:
+    win = r.win
+    av = r.avail
     f_Algorithm: str
     f_HMACOutputLength: int | None = None
     s = 0
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'SignatureMethodType', 'expected AT(Algorithm)')
+        raise r.fail_at(av + 9, 'SignatureMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Algorithm = r.string_of(u, None)
+    win = r.win
+    av = r.avail
     s = 1
     while True:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
+                raise r.fail_at(av + 10, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_HMACOutputLength = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
             s = 2
             break
         elif ec == 1:
-            raise r.fail('SignatureMethodType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'SignatureMethodType[1]', 'wildcard element content is not supported')
         elif ec == 2:
             s = -1
             break
         elif ec == 3:
-            raise r.fail('SignatureMethodType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'SignatureMethodType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('SignatureMethodType[1]', f'event code {ec}, expected SE(HMACOutputLength), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'SignatureMethodType[1]', f'event code {ec}, expected SE(HMACOutputLength), SE(*), EE, CH(untyped)')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('SignatureMethodType[2]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'SignatureMethodType[2]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('SignatureMethodType[2]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'SignatureMethodType[2]', 'untyped character content is not supported')
             else:
-                raise r.fail('SignatureMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'SignatureMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 3:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('SignatureMethodType[3]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'SignatureMethodType[3]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('SignatureMethodType[3]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'SignatureMethodType[3]', 'untyped character content is not supported')
             else:
-                raise r.fail('SignatureMethodType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'SignatureMethodType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.SignatureMethodType(Algorithm=f_Algorithm, HMACOutputLength=f_HMACOutputLength)
 
 def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType) -> None:
@@ -2183,47 +2994,84 @@ def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType
         w.spill()
 
 def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignaturePropertiesType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_SignatureProperty: list[_xmldsig.SignaturePropertyType] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
+        r.avail = av
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
+        raise r.fail_at(av, 'SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
+        r.avail = av
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+        win = r.win
+        av = r.avail
         s = 2
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
+        r.avail = av
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('SignaturePropertiesType[2]', f'event code {ec}, expected SE(SignatureProperty), EE')
+        raise r.fail_at(av, 'SignaturePropertiesType[2]', f'event code {ec}, expected SE(SignatureProperty), EE')
     if s == 3:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('SignaturePropertiesType[3]', f'event code {ec}, expected SE(SignatureProperty), EE')
+                raise r.fail_at(av, 'SignaturePropertiesType[3]', f'event code {ec}, expected SE(SignatureProperty), EE')
+    r.avail = av
     return _xmldsig.SignaturePropertiesType(Id=f_Id, SignatureProperty=f_SignatureProperty)
 
 def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignaturePropertiesType) -> None:
@@ -2305,67 +3153,109 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
         w.spill()
 
 def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignaturePropertyType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_Target: str
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Target = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
+        raise r.fail_at(av, 'SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
     if s == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'SignaturePropertyType[1]', 'expected AT(Target)')
+            raise r.fail_at(av + 9, 'SignaturePropertyType[1]', 'expected AT(Target)')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Target = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('SignaturePropertyType[2]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'SignaturePropertyType[2]', 'wildcard element content is not supported')
         elif ec == 1:
-            raise r.fail('SignaturePropertyType[2]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'SignaturePropertyType[2]', 'untyped character content is not supported')
         else:
-            raise r.fail('SignaturePropertyType[2]', f'event code {ec}, expected SE(*), CH(untyped)')
+            raise r.fail_at(av, 'SignaturePropertyType[2]', f'event code {ec}, expected SE(*), CH(untyped)')
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('SignaturePropertyType[3]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'SignaturePropertyType[3]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
             break
         elif ec == 2:
-            raise r.fail('SignaturePropertyType[3]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'SignaturePropertyType[3]', 'untyped character content is not supported')
         else:
-            raise r.fail('SignaturePropertyType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'SignaturePropertyType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 4:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('SignaturePropertyType[4]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'SignaturePropertyType[4]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('SignaturePropertyType[4]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'SignaturePropertyType[4]', 'untyped character content is not supported')
             else:
-                raise r.fail('SignaturePropertyType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'SignaturePropertyType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.SignaturePropertyType(Id=f_Id, Target=f_Target)
 
 def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignaturePropertyType) -> None:
@@ -2421,66 +3311,119 @@ def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignatureProperty
         w.spill()
 
 def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_SignedInfo: _xmldsig.SignedInfoType
     f_SignatureValue: _xmldsig.SignatureValueType
     f_KeyInfo: _xmldsig.KeyInfoType | None = None
     f_Object: list[_xmldsig.ObjectType] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
+        r.avail = av
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
+        raise r.fail_at(av, 'SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignatureType[1]', 'expected SE(SignedInfo)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignatureType[1]', 'expected SE(SignedInfo)')
+        r.avail = av
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
+        win = r.win
+        av = r.avail
         s = 2
-    if r.bits(1):
-        raise r.fail_back(1, 'SignatureType', 'expected SE(SignatureValue)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SignatureType', 'expected SE(SignatureValue)')
+    r.avail = av
     f_SignatureValue = _d_xmldsig_SignatureValueType(r)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 3
     if ec == 0:
+        r.avail = av
         f_KeyInfo = _d_xmldsig_KeyInfoType(r)
+        win = r.win
+        av = r.avail
         s = 4
     elif ec == 1:
+        r.avail = av
         f_Object.append(_d_xmldsig_ObjectType(r))
+        win = r.win
+        av = r.avail
         s = 5
     elif ec == 2:
         s = -1
     else:
-        raise r.fail('SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
+        raise r.fail_at(av, 'SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_Object.append(_d_xmldsig_ObjectType(r))
+            win = r.win
+            av = r.avail
             s = 5
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('SignatureType[4]', f'event code {ec}, expected SE(Object), EE')
+            raise r.fail_at(av, 'SignatureType[4]', f'event code {ec}, expected SE(Object), EE')
     if s == 5:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_Object.append(_d_xmldsig_ObjectType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('SignatureType[5]', f'event code {ec}, expected SE(Object), EE')
+                raise r.fail_at(av, 'SignatureType[5]', f'event code {ec}, expected SE(Object), EE')
+    r.avail = av
     return _xmldsig.SignatureType(Id=f_Id, SignedInfo=f_SignedInfo, SignatureValue=f_SignatureValue, KeyInfo=f_KeyInfo, Object=f_Object)
 
 def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
@@ -2593,39 +3536,76 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
         w.spill()
 
 def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_value: bytes
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
+        raise r.fail_at(av, 'SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
     if s == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'SignatureValueType[1]', 'expected CH')
+            raise r.fail_at(av + 9, 'SignatureValueType[1]', 'expected CH')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
-    if r.bits(1):
-        raise r.fail_back(1, 'SignatureValueType', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SignatureValueType', 'expected EE')
     s = -1
+    r.avail = av
     return _xmldsig.SignatureValueType(Id=f_Id, value=f_value)
 
 def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) -> None:
@@ -2673,57 +3653,108 @@ def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) 
         w.spill()
 
 def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_CanonicalizationMethod: _xmldsig.CanonicalizationMethodType
     f_SignatureMethod: _xmldsig.SignatureMethodType
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
+        r.avail = av
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
+        raise r.fail_at(av, 'SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
+        r.avail = av
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
+        win = r.win
+        av = r.avail
         s = 2
-    if r.bits(1):
-        raise r.fail_back(1, 'SignedInfoType', 'expected SE(SignatureMethod)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SignedInfoType', 'expected SE(SignatureMethod)')
+    r.avail = av
     f_SignatureMethod = _d_xmldsig_SignatureMethodType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'SignedInfoType', 'expected SE(Reference)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SignedInfoType', 'expected SE(Reference)')
     s = 3
+    r.avail = av
     f_Reference.append(_d_xmldsig_ReferenceType(r))
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 4
     if ec == 0:
+        r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
+        win = r.win
+        av = r.avail
         s = 5
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('SignedInfoType[4]', f'event code {ec}, expected SE(Reference), EE')
+        raise r.fail_at(av, 'SignedInfoType[4]', f'event code {ec}, expected SE(Reference), EE')
     if s == 5:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_Reference.append(_d_xmldsig_ReferenceType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('SignedInfoType[5]', f'event code {ec}, expected SE(Reference), EE')
+                raise r.fail_at(av, 'SignedInfoType[5]', f'event code {ec}, expected SE(Reference), EE')
+    r.avail = av
     return _xmldsig.SignedInfoType(Id=f_Id, CanonicalizationMethod=f_CanonicalizationMethod, SignatureMethod=f_SignatureMethod, Reference=f_Reference)
 
 def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
@@ -2824,35 +3855,63 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
         w.spill()
 
 def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
+    win = r.win
+    av = r.avail
     f_Algorithm: str
     f_XPath: list[str] = []
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'TransformType', 'expected AT(Algorithm)')
+        raise r.fail_at(av + 9, 'TransformType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Algorithm = r.string_of(u, None)
+    win = r.win
+    av = r.avail
     while True:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'TransformType[1]', 'expected CH of XPath')
+                raise r.fail_at(av + 9, 'TransformType[1]', 'expected CH of XPath')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_XPath.append(r.string_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'TransformType[1]', 'expected EE of XPath')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'TransformType[1]', 'expected EE of XPath')
         elif ec == 1:
-            raise r.fail('TransformType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'TransformType[1]', 'wildcard element content is not supported')
         elif ec == 2:
             break
         elif ec == 3:
-            raise r.fail('TransformType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'TransformType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('TransformType[1]', f'event code {ec}, expected SE(XPath), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'TransformType[1]', f'event code {ec}, expected SE(XPath), SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.TransformType(Algorithm=f_Algorithm, XPath=f_XPath)
 
 def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
@@ -2892,31 +3951,53 @@ def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
         w.spill()
 
 def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
+    win = r.win
+    av = r.avail
     f_Transform: list[_xmldsig.TransformType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'TransformsType', 'expected SE(Transform)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'TransformsType', 'expected SE(Transform)')
+    r.avail = av
     f_Transform.append(_d_xmldsig_TransformType(r))
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 1
     if ec == 0:
+        r.avail = av
         f_Transform.append(_d_xmldsig_TransformType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('TransformsType[1]', f'event code {ec}, expected SE(Transform), EE')
+        raise r.fail_at(av, 'TransformsType[1]', f'event code {ec}, expected SE(Transform), EE')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_Transform.append(_d_xmldsig_TransformType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('TransformsType[2]', f'event code {ec}, expected SE(Transform), EE')
+                raise r.fail_at(av, 'TransformsType[2]', f'event code {ec}, expected SE(Transform), EE')
+    r.avail = av
     return _xmldsig.TransformsType(Transform=f_Transform)
 
 def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
@@ -2975,145 +4056,294 @@ def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
         w.spill()
 
 def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
+    win = r.win
+    av = r.avail
     f_X509IssuerSerial: list[_xmldsig.X509IssuerSerialType] = []
     f_X509SKI: list[bytes] = []
     f_X509SubjectName: list[str] = []
     f_X509Certificate: list[bytes] = []
     f_X509CRL: list[bytes] = []
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'X509DataType[0]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+            raise r.fail_at(av + 10, 'X509DataType[0]', 'expected SE(X509IssuerName), CH of X509IssuerName')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_1_X509IssuerName = r.string_of(u, None)
-        c = r.bits(12)
+        win = r.win
+        av = r.avail
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
         if c & 0xe00 != 0x0:
-            raise r.fail_back(12, 'X509DataType[0]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+            raise r.fail_at(av + 12, 'X509DataType[0]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_X509SerialNumber = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'X509DataType[0]', 'expected EE of X509SerialNumber, EE')
+            raise r.fail_at(av + 2, 'X509DataType[0]', 'expected EE of X509SerialNumber, EE')
         f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509SKI')
+            raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509SKI')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_X509SKI.append(r.binary_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SKI')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509SKI')
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509SubjectName')
+            raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509SubjectName')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_X509SubjectName.append(r.string_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SubjectName')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509SubjectName')
     elif ec == 3:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509Certificate')
+            raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509Certificate')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_X509Certificate.append(r.binary_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509Certificate')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509Certificate')
     elif ec == 4:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509CRL')
+            raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509CRL')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_X509CRL.append(r.binary_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509CRL')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509CRL')
     elif ec == 5:
-        raise r.fail('X509DataType[0]', 'wildcard element content is not supported')
+        raise r.fail_at(av, 'X509DataType[0]', 'wildcard element content is not supported')
     else:
-        raise r.fail('X509DataType[0]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*)')
+        raise r.fail_at(av, 'X509DataType[0]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*)')
     while True:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'X509DataType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+                raise r.fail_at(av + 10, 'X509DataType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_2_X509IssuerName = r.string_of(u, None)
-            c = r.bits(12)
+            win = r.win
+            av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
             if c & 0xe00 != 0x0:
-                raise r.fail_back(12, 'X509DataType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+                raise r.fail_at(av + 12, 'X509DataType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_2_X509SerialNumber = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'X509DataType[1]', 'expected EE of X509SerialNumber, EE')
+                raise r.fail_at(av + 2, 'X509DataType[1]', 'expected EE of X509SerialNumber, EE')
             f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509SKI')
+                raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509SKI')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_X509SKI.append(r.binary_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SKI')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509SKI')
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509SubjectName')
+                raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509SubjectName')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_X509SubjectName.append(r.string_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SubjectName')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509SubjectName')
         elif ec == 3:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509Certificate')
+                raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509Certificate')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_X509Certificate.append(r.binary_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509Certificate')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509Certificate')
         elif ec == 4:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509CRL')
+                raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509CRL')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_X509CRL.append(r.binary_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509CRL')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509CRL')
         elif ec == 5:
-            raise r.fail('X509DataType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'X509DataType[1]', 'wildcard element content is not supported')
         elif ec == 6:
             break
         else:
-            raise r.fail('X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
+            raise r.fail_at(av, 'X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
+    r.avail = av
     return _xmldsig.X509DataType(X509IssuerSerial=f_X509IssuerSerial, X509SKI=f_X509SKI, X509SubjectName=f_X509SubjectName, X509Certificate=f_X509Certificate, X509CRL=f_X509CRL)
 
 def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
@@ -3300,26 +4530,47 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         w.spill()
 
 def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialType:
+    win = r.win
+    av = r.avail
     f_X509IssuerName: str
     f_X509SerialNumber: int
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
+        raise r.fail_at(av + 10, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_X509IssuerName = r.string_of(u, None)
-    c = r.bits(12)
+    win = r.win
+    av = r.avail
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+        raise r.fail_at(av + 12, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_X509SerialNumber = -u - 1 if sg else u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
+        raise r.fail_at(av + 2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
+    r.avail = av
     return _xmldsig.X509IssuerSerialType(X509IssuerName=f_X509IssuerName, X509SerialNumber=f_X509SerialNumber)
 
 def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialType) -> None:
@@ -3359,8 +4610,15 @@ def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialTy
         w.spill()
 
 def _d_iso20_common_types_CLReqControlModeType(r: BitReader) -> _iso20_common_types.CLReqControlModeType:
-    if r.bits(1):
-        raise r.fail_back(1, 'CLReqControlModeType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'CLReqControlModeType', 'expected EE')
+    r.avail = av
     return _iso20_common_types.CLReqControlModeType()
 
 def _e_iso20_common_types_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.CLReqControlModeType) -> None:
@@ -3374,8 +4632,15 @@ def _e_iso20_common_types_CLReqControlModeType(w: BitWriter, o: _iso20_common_ty
         w.spill()
 
 def _d_iso20_common_types_CLResControlModeType(r: BitReader) -> _iso20_common_types.CLResControlModeType:
-    if r.bits(1):
-        raise r.fail_back(1, 'CLResControlModeType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'CLResControlModeType', 'expected EE')
+    r.avail = av
     return _iso20_common_types.CLResControlModeType()
 
 def _e_iso20_common_types_CLResControlModeType(w: BitWriter, o: _iso20_common_types.CLResControlModeType) -> None:
@@ -3389,36 +4654,62 @@ def _e_iso20_common_types_CLResControlModeType(w: BitWriter, o: _iso20_common_ty
         w.spill()
 
 def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types.ChargeLoopReqType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_DisplayParameters: _iso20_common_types.DisplayParametersType | None = None
     f_MeterInfoRequested: bool
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargeLoopReqType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ChargeLoopReqType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 1
     if ec == 0:
+        r.avail = av
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 1:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested')
+            raise r.fail_at(av + 3, 'ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested')
         f_MeterInfoRequested = ((c >> 1) & 1) == 1
         s = 3
     else:
-        raise r.fail('ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
+        raise r.fail_at(av, 'ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
-        c = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
         if c & 0xd != 0x0:
-            raise r.fail_back(4, 'ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
+            raise r.fail_at(av + 4, 'ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
         f_MeterInfoRequested = ((c >> 1) & 1) == 1
         s = 3
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargeLoopReqType', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ChargeLoopReqType', 'expected EE')
     s = -1
+    r.avail = av
     return _iso20_common_types.ChargeLoopReqType(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested)
 
 def _e_iso20_common_types_ChargeLoopReqType(w: BitWriter, o: _iso20_common_types.ChargeLoopReqType) -> None:
@@ -3466,77 +4757,124 @@ def _e_iso20_common_types_ChargeLoopReqType(w: BitWriter, o: _iso20_common_types
         w.spill()
 
 def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types.ChargeLoopResType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEStatus: _iso20_common_types.EVSEStatusType | None = None
     f_MeterInfo: _iso20_common_types.MeterInfoType | None = None
     f_Receipt: _iso20_common_types.ReceiptType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargeLoopResType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ChargeLoopResType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(12)
+    win = r.win
+    av = r.avail
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xc08 != 0x0:
-        raise r.fail_back(12, 'ChargeLoopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
+        raise r.fail_at(av + 12, 'ChargeLoopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
     iv = ((c >> 4) & 63)
     if iv >= 40:
-        raise r.fail('ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     ec = (c & 7)
     s = 1
     s = 2
     if ec == 0:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'ChargeLoopResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            raise r.fail_at(av + 10, 'ChargeLoopResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_NotificationMaxDelay = u
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         if c & 0xe3 != 0x0:
-            raise r.fail_back(8, 'ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+            raise r.fail_at(av + 8, 'ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
         iv = ((c >> 2) & 7)
         if iv >= 6:
-            raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+            raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
         f_EVSEStatus = _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
         s = 3
     elif ec == 1:
+        r.avail = av
         f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
+        win = r.win
+        av = r.avail
         s = 4
     elif ec == 2:
+        r.avail = av
         f_Receipt = _d_iso20_common_types_ReceiptType(r)
+        win = r.win
+        av = r.avail
         s = 5
     elif ec == 3:
         s = -1
     else:
-        raise r.fail('ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), EE')
+        raise r.fail_at(av, 'ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), EE')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 1:
+            r.avail = av
             f_Receipt = _d_iso20_common_types_ReceiptType(r)
+            win = r.win
+            av = r.avail
             s = 5
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), EE')
+            raise r.fail_at(av, 'ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), EE')
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_Receipt = _d_iso20_common_types_ReceiptType(r)
+            win = r.win
+            av = r.avail
             s = 5
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), EE')
+            raise r.fail_at(av, 'ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), EE')
     if s == 5:
-        if r.bits(1):
-            raise r.fail_back(1, 'ChargeLoopResType[5]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ChargeLoopResType[5]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_types.ChargeLoopResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt)
 
 def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types.ChargeLoopResType) -> None:
@@ -3653,12 +4991,26 @@ def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types
         w.spill()
 
 def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_common_types.ChargeParameterDiscoveryReqType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargeParameterDiscoveryReqType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargeParameterDiscoveryReqType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected EE')
+    r.avail = av
     return _iso20_common_types.ChargeParameterDiscoveryReqType(Header=f_Header)
 
 def _e_iso20_common_types_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryReqType) -> None:
@@ -3681,18 +5033,31 @@ def _e_iso20_common_types_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso2
         w.spill()
 
 def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_common_types.ChargeParameterDiscoveryResType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
-    if r.bits(1):
-        raise r.fail_back(1, 'ChargeParameterDiscoveryResType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x303 != 0x0:
-        raise r.fail_back(10, 'ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+        raise r.fail_at(av + 10, 'ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
     iv = ((c >> 2) & 63)
     if iv >= 40:
-        raise r.fail('ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
+    r.avail = av
     return _iso20_common_types.ChargeParameterDiscoveryResType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_types_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryResType) -> None:
@@ -3717,31 +5082,49 @@ def _e_iso20_common_types_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2
         w.spill()
 
 def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.DetailedCostType:
+    win = r.win
+    av = r.avail
     f_Amount: _iso20_common_types.RationalNumberType
     f_CostPerUnit: _iso20_common_types.RationalNumberType
-    c = r.bits(23)
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
-        raise r.fail_back(23, 'DetailedCostType', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 23, 'DetailedCostType', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_1_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'DetailedCostType', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'DetailedCostType', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_Amount = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'DetailedCostType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'DetailedCostType', 'expected EE of Value, EE, EE')
     f_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+    r.avail = av
     return _iso20_common_types.DetailedCostType(Amount=f_Amount, CostPerUnit=f_CostPerUnit)
 
 def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.DetailedCostType) -> None:
@@ -3805,28 +5188,46 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
         w.spill()
 
 def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.DetailedTaxType:
+    win = r.win
+    av = r.avail
     f_TaxRuleID: int
     f_Amount: _iso20_common_types.RationalNumberType
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'DetailedTaxType', 'expected SE(TaxRuleID), CH of TaxRuleID')
+        raise r.fail_at(av + 10, 'DetailedTaxType', 'expected SE(TaxRuleID), CH of TaxRuleID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_TaxRuleID = u
-    c = r.bits(24)
+    av -= 24
+    if av < 0:
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
     if c & 0xf00e00 != 0x0:
-        raise r.fail_back(24, 'DetailedTaxType', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 24, 'DetailedTaxType', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_1_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'DetailedTaxType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'DetailedTaxType', 'expected EE of Value, EE, EE')
     f_Amount = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    r.avail = av
     return _iso20_common_types.DetailedTaxType(TaxRuleID=f_TaxRuleID, Amount=f_Amount)
 
 def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.DetailedTaxType) -> None:
@@ -3884,573 +5285,955 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
         w.spill()
 
 def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_types.DisplayParametersType:
+    win = r.win
+    av = r.avail
     kw: dict[str, Any] = {}
     s = 0
-    c = r.bits(4)
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
         kw['PresentSOC'] = ((c >> 1) & 127)
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
         kw['MinimumSOC'] = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
         kw['TargetSOC'] = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
         kw['MaximumSOC'] = ((c >> 1) & 127)
         s = 4
     elif ec == 4:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         kw['RemainingTimeToMinimumSOC'] = u
-        if r.bits(1):
-            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMinimumSOC')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMinimumSOC')
         s = 5
     elif ec == 5:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         kw['RemainingTimeToTargetSOC'] = u
-        if r.bits(1):
-            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToTargetSOC')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToTargetSOC')
         s = 6
     elif ec == 6:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         kw['RemainingTimeToMaximumSOC'] = u
-        if r.bits(1):
-            raise r.fail_back(1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMaximumSOC')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMaximumSOC')
         s = 7
     elif ec == 7:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'DisplayParametersType[0]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of ChargingComplete, EE of ChargingComplete')
         kw['ChargingComplete'] = ((c >> 1) & 1) == 1
         s = 8
     elif ec == 8:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'DisplayParametersType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'DisplayParametersType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'DisplayParametersType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'DisplayParametersType[0]', 'expected EE of Value, EE')
         kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 9
     elif ec == 9:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'DisplayParametersType[0]', 'expected CH of InletHot, EE of InletHot')
+            raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of InletHot, EE of InletHot')
         kw['InletHot'] = ((c >> 1) & 1) == 1
         s = 10
     elif ec == 10:
         s = -1
     else:
-        raise r.fail('DisplayParametersType[0]', f'event code {ec}, expected SE(PresentSOC), SE(MinimumSOC), SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+        raise r.fail_at(av, 'DisplayParametersType[0]', f'event code {ec}, expected SE(PresentSOC), SE(MinimumSOC), SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 1:
-        ec = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        ec = (win >> av) & 0xf
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
             kw['MinimumSOC'] = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
             kw['TargetSOC'] = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of MaximumSOC, EE of MaximumSOC')
             kw['MaximumSOC'] = ((c >> 1) & 127)
             s = 4
         elif ec == 3:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMinimumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMinimumSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToMinimumSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMinimumSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 4:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToTargetSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToTargetSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToTargetSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToTargetSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 5:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMaximumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMaximumSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[1]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 6:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+                raise r.fail_at(av + 3, 'DisplayParametersType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
             kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 7:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'DisplayParametersType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'DisplayParametersType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_2_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_2_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'DisplayParametersType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'DisplayParametersType[1]', 'expected EE of Value, EE')
             kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
             s = 9
         elif ec == 8:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[1]', 'expected CH of InletHot, EE of InletHot')
+                raise r.fail_at(av + 3, 'DisplayParametersType[1]', 'expected CH of InletHot, EE of InletHot')
             kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 9:
             s = -1
         else:
-            raise r.fail('DisplayParametersType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+            raise r.fail_at(av, 'DisplayParametersType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 2:
-        ec = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        ec = (win >> av) & 0xf
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
             kw['TargetSOC'] = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of MaximumSOC, EE of MaximumSOC')
             kw['MaximumSOC'] = ((c >> 1) & 127)
             s = 4
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMinimumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMinimumSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToMinimumSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMinimumSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 3:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToTargetSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToTargetSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToTargetSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToTargetSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 4:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMaximumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMaximumSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[2]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 5:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+                raise r.fail_at(av + 3, 'DisplayParametersType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete')
             kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 6:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'DisplayParametersType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'DisplayParametersType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_3_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'DisplayParametersType[2]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'DisplayParametersType[2]', 'expected EE of Value, EE')
             kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
             s = 9
         elif ec == 7:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[2]', 'expected CH of InletHot, EE of InletHot')
+                raise r.fail_at(av + 3, 'DisplayParametersType[2]', 'expected CH of InletHot, EE of InletHot')
             kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 8:
             s = -1
         else:
-            raise r.fail('DisplayParametersType[2]', f'event code {ec}, expected SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+            raise r.fail_at(av, 'DisplayParametersType[2]', f'event code {ec}, expected SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 3:
-        ec = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        ec = (win >> av) & 0xf
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[3]', 'expected CH of MaximumSOC, EE of MaximumSOC')
             kw['MaximumSOC'] = ((c >> 1) & 127)
             s = 4
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMinimumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMinimumSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToMinimumSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMinimumSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToTargetSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToTargetSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToTargetSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToTargetSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 3:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMaximumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMaximumSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[3]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 4:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+                raise r.fail_at(av + 3, 'DisplayParametersType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete')
             kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 5:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'DisplayParametersType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'DisplayParametersType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_4_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'DisplayParametersType[3]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'DisplayParametersType[3]', 'expected EE of Value, EE')
             kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
             s = 9
         elif ec == 6:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[3]', 'expected CH of InletHot, EE of InletHot')
+                raise r.fail_at(av + 3, 'DisplayParametersType[3]', 'expected CH of InletHot, EE of InletHot')
             kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 7:
             s = -1
         else:
-            raise r.fail('DisplayParametersType[3]', f'event code {ec}, expected SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+            raise r.fail_at(av, 'DisplayParametersType[3]', f'event code {ec}, expected SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 4:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMinimumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMinimumSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToMinimumSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMinimumSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMinimumSOC')
             s = 5
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToTargetSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToTargetSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToTargetSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToTargetSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMaximumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMaximumSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[4]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 3:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+                raise r.fail_at(av + 3, 'DisplayParametersType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete')
             kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 4:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'DisplayParametersType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'DisplayParametersType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_5_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_5_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'DisplayParametersType[4]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'DisplayParametersType[4]', 'expected EE of Value, EE')
             kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
             s = 9
         elif ec == 5:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[4]', 'expected CH of InletHot, EE of InletHot')
+                raise r.fail_at(av + 3, 'DisplayParametersType[4]', 'expected CH of InletHot, EE of InletHot')
             kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 6:
             s = -1
         else:
-            raise r.fail('DisplayParametersType[4]', f'event code {ec}, expected SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+            raise r.fail_at(av, 'DisplayParametersType[4]', f'event code {ec}, expected SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 5:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToTargetSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToTargetSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToTargetSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToTargetSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToTargetSOC')
             s = 6
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToMaximumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToMaximumSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[5]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 2:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+                raise r.fail_at(av + 3, 'DisplayParametersType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete')
             kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 3:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'DisplayParametersType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'DisplayParametersType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_6_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_6_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'DisplayParametersType[5]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'DisplayParametersType[5]', 'expected EE of Value, EE')
             kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
             s = 9
         elif ec == 4:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[5]', 'expected CH of InletHot, EE of InletHot')
+                raise r.fail_at(av + 3, 'DisplayParametersType[5]', 'expected CH of InletHot, EE of InletHot')
             kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 5:
             s = -1
         else:
-            raise r.fail('DisplayParametersType[5]', f'event code {ec}, expected SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+            raise r.fail_at(av, 'DisplayParametersType[5]', f'event code {ec}, expected SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 6:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DisplayParametersType[6]', 'expected CH of RemainingTimeToMaximumSOC')
+                raise r.fail_at(av + 9, 'DisplayParametersType[6]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
-            if r.bits(1):
-                raise r.fail_back(1, 'DisplayParametersType[6]', 'expected EE of RemainingTimeToMaximumSOC')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DisplayParametersType[6]', 'expected EE of RemainingTimeToMaximumSOC')
             s = 7
         elif ec == 1:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[6]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+                raise r.fail_at(av + 3, 'DisplayParametersType[6]', 'expected CH of ChargingComplete, EE of ChargingComplete')
             kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 2:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'DisplayParametersType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'DisplayParametersType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_7_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_7_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'DisplayParametersType[6]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'DisplayParametersType[6]', 'expected EE of Value, EE')
             kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
             s = 9
         elif ec == 3:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[6]', 'expected CH of InletHot, EE of InletHot')
+                raise r.fail_at(av + 3, 'DisplayParametersType[6]', 'expected CH of InletHot, EE of InletHot')
             kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 4:
             s = -1
         else:
-            raise r.fail('DisplayParametersType[6]', f'event code {ec}, expected SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+            raise r.fail_at(av, 'DisplayParametersType[6]', f'event code {ec}, expected SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 7:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[7]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+                raise r.fail_at(av + 3, 'DisplayParametersType[7]', 'expected CH of ChargingComplete, EE of ChargingComplete')
             kw['ChargingComplete'] = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'DisplayParametersType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'DisplayParametersType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_8_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_8_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'DisplayParametersType[7]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'DisplayParametersType[7]', 'expected EE of Value, EE')
             kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
             s = 9
         elif ec == 2:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[7]', 'expected CH of InletHot, EE of InletHot')
+                raise r.fail_at(av + 3, 'DisplayParametersType[7]', 'expected CH of InletHot, EE of InletHot')
             kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 3:
             s = -1
         else:
-            raise r.fail('DisplayParametersType[7]', f'event code {ec}, expected SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+            raise r.fail_at(av, 'DisplayParametersType[7]', f'event code {ec}, expected SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 8:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'DisplayParametersType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'DisplayParametersType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_9_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_9_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'DisplayParametersType[8]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'DisplayParametersType[8]', 'expected EE of Value, EE')
             kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
             s = 9
         elif ec == 1:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[8]', 'expected CH of InletHot, EE of InletHot')
+                raise r.fail_at(av + 3, 'DisplayParametersType[8]', 'expected CH of InletHot, EE of InletHot')
             kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('DisplayParametersType[8]', f'event code {ec}, expected SE(BatteryEnergyCapacity), SE(InletHot), EE')
+            raise r.fail_at(av, 'DisplayParametersType[8]', f'event code {ec}, expected SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 9:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
-                raise r.fail_back(3, 'DisplayParametersType[9]', 'expected CH of InletHot, EE of InletHot')
+                raise r.fail_at(av + 3, 'DisplayParametersType[9]', 'expected CH of InletHot, EE of InletHot')
             kw['InletHot'] = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('DisplayParametersType[9]', f'event code {ec}, expected SE(InletHot), EE')
+            raise r.fail_at(av, 'DisplayParametersType[9]', f'event code {ec}, expected SE(InletHot), EE')
     if s == 10:
-        if r.bits(1):
-            raise r.fail_back(1, 'DisplayParametersType[10]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DisplayParametersType[10]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_types.DisplayParametersType(**kw)
 
 def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_types.DisplayParametersType) -> None:
@@ -5270,82 +7053,131 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         w.spill()
 
 def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_common_types.Dynamic_CLReqControlModeType:
+    win = r.win
+    av = r.avail
     f_DepartureTime: int | None = None
     f_EVTargetEnergyRequest: _iso20_common_types.RationalNumberType
     f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType
     f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'Dynamic_CLReqControlModeType[0]', 'expected CH of DepartureTime')
+            raise r.fail_at(av + 9, 'Dynamic_CLReqControlModeType[0]', 'expected CH of DepartureTime')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_DepartureTime = u
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_CLReqControlModeType[0]', 'expected EE of DepartureTime')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Dynamic_CLReqControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Dynamic_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Dynamic_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Dynamic_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Dynamic_CLReqControlModeType[0]', 'expected EE of Value, EE')
         f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 2
     else:
-        raise r.fail('Dynamic_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
+        raise r.fail_at(av, 'Dynamic_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'Dynamic_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'Dynamic_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Dynamic_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Dynamic_CLReqControlModeType[1]', 'expected EE of Value, EE')
         f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 2
-    c = r.bits(23)
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
-        raise r.fail_back(23, 'Dynamic_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 23, 'Dynamic_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_3_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_3_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'Dynamic_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'Dynamic_CLReqControlModeType', 'expected EE of Value, EE, SE(EVMinimumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_4_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
     s = 3
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_4_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'Dynamic_CLReqControlModeType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'Dynamic_CLReqControlModeType', 'expected EE of Value, EE, EE')
     f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
     s = 4
     s = -1
+    r.avail = av
     return _iso20_common_types.Dynamic_CLReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
 
 def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLReqControlModeType) -> None:
@@ -5493,124 +7325,208 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         w.spill()
 
 def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_common_types.Dynamic_CLResControlModeType:
+    win = r.win
+    av = r.avail
     f_DepartureTime: int | None = None
     f_MinimumSOC: int | None = None
     f_TargetSOC: int | None = None
     f_AckMaxDelay: int | None = None
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of DepartureTime')
+            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of DepartureTime')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_DepartureTime = u
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected EE of DepartureTime')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[0]', 'expected EE of DepartureTime')
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
         f_MinimumSOC = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
-            raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
         f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
+            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_AckMaxDelay = u
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
         s = 4
     elif ec == 4:
         s = -1
     else:
-        raise r.fail('Dynamic_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), EE')
+        raise r.fail_at(av, 'Dynamic_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), EE')
     if s == 1:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'Dynamic_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+                raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
             f_MinimumSOC = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'Dynamic_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
+                raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
             f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'Dynamic_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
+                raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_AckMaxDelay = u
-            if r.bits(1):
-                raise r.fail_back(1, 'Dynamic_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[1]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 3:
             s = -1
         else:
-            raise r.fail('Dynamic_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), EE')
+            raise r.fail_at(av, 'Dynamic_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), EE')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
-                raise r.fail_back(9, 'Dynamic_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
+                raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
             f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'Dynamic_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
+                raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_AckMaxDelay = u
-            if r.bits(1):
-                raise r.fail_back(1, 'Dynamic_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[2]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('Dynamic_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), EE')
+            raise r.fail_at(av, 'Dynamic_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), EE')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'Dynamic_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
+                raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_AckMaxDelay = u
-            if r.bits(1):
-                raise r.fail_back(1, 'Dynamic_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[3]', 'expected EE of AckMaxDelay')
             s = 4
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('Dynamic_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), EE')
+            raise r.fail_at(av, 'Dynamic_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), EE')
     if s == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'Dynamic_CLResControlModeType[4]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[4]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_types.Dynamic_CLResControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay)
 
 def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLResControlModeType) -> None:
@@ -5782,22 +7698,34 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         w.spill()
 
 def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EVSEStatusType:
+    win = r.win
+    av = r.avail
     f_NotificationMaxDelay: int
     f_EVSENotification: _iso20_common_types.evseNotificationType
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        raise r.fail_at(av + 10, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_NotificationMaxDelay = u
-    c = r.bits(8)
+    av -= 8
+    if av < 0:
+        win, av = r.refill(av, 8)
+    c = (win >> av) & 0xff
     if c & 0xe3 != 0x0:
-        raise r.fail_back(8, 'EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+        raise r.fail_at(av + 8, 'EVSEStatusType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
     iv = ((c >> 2) & 7)
     if iv >= 6:
-        raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
+    r.avail = av
     return _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification)
 
 def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EVSEStatusType) -> None:
@@ -5832,50 +7760,91 @@ def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EV
         w.spill()
 
 def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_common_types.ListOfRootCertificateIDsType:
+    win = r.win
+    av = r.avail
     f_RootCertificateID: list[_xmldsig.X509IssuerSerialType] = []
     s = 0
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID), SE(X509IssuerName), CH of X509IssuerName')
+        raise r.fail_at(av + 11, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID), SE(X509IssuerName), CH of X509IssuerName')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_1_X509IssuerName = r.string_of(u, None)
-    c = r.bits(12)
+    win = r.win
+    av = r.avail
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'ListOfRootCertificateIDsType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+        raise r.fail_at(av + 12, 'ListOfRootCertificateIDsType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_X509SerialNumber = -u - 1 if sg else u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'ListOfRootCertificateIDsType', 'expected EE of X509SerialNumber, EE')
+        raise r.fail_at(av + 2, 'ListOfRootCertificateIDsType', 'expected EE of X509SerialNumber, EE')
     f_RootCertificateID.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
     s = 1
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'ListOfRootCertificateIDsType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+                raise r.fail_at(av + 10, 'ListOfRootCertificateIDsType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_2_X509IssuerName = r.string_of(u, None)
-            c = r.bits(12)
+            win = r.win
+            av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
             if c & 0xe00 != 0x0:
-                raise r.fail_back(12, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+                raise r.fail_at(av + 12, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_2_X509SerialNumber = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509SerialNumber, EE')
+                raise r.fail_at(av + 2, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509SerialNumber, EE')
             f_RootCertificateID.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
             n += 1
             if n == 19:
@@ -5885,11 +7854,16 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
             s = -1
             break
         else:
-            raise r.fail('ListOfRootCertificateIDsType[1]', f'event code {ec}, expected SE(RootCertificateID), EE')
+            raise r.fail_at(av, 'ListOfRootCertificateIDsType[1]', f'event code {ec}, expected SE(RootCertificateID), EE')
     if s == 20:
-        if r.bits(1):
-            raise r.fail_back(1, 'ListOfRootCertificateIDsType[20]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ListOfRootCertificateIDsType[20]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_types.ListOfRootCertificateIDsType(RootCertificateID=f_RootCertificateID)
 
 def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_common_types.ListOfRootCertificateIDsType) -> None:
@@ -5990,41 +7964,69 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
         w.spill()
 
 def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types.MessageHeaderType:
+    win = r.win
+    av = r.avail
     f_SessionID: bytes
     f_TimeStamp: int
     f_Signature: _xmldsig.SignatureType | None = None
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
+        raise r.fail_at(av + 10, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_SessionID = r.binary_of(u, 8)
-    c = r.bits(11)
+    win = r.win
+    av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'MessageHeaderType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+        raise r.fail_at(av + 11, 'MessageHeaderType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     u = (c & 255)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_TimeStamp = u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x4 != 0x0:
-        raise r.fail_back(3, 'MessageHeaderType', 'expected EE of TimeStamp')
+        raise r.fail_at(av + 3, 'MessageHeaderType', 'expected EE of TimeStamp')
     ec = (c & 3)
     s = 2
     if ec == 0:
+        r.avail = av
         f_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'MessageHeaderType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_types.MessageHeaderType(SessionID=f_SessionID, TimeStamp=f_TimeStamp, Signature=f_Signature)
 
 def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types.MessageHeaderType) -> None:
@@ -6089,6 +8091,8 @@ def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types
         w.spill()
 
 def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.MeterInfoType:
+    win = r.win
+    av = r.avail
     f_MeterID: str
     f_ChargedEnergyReadingWh: int
     f_BPT_DischargedEnergyReadingWh: int | None = None
@@ -6098,300 +8102,560 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     f_MeterStatus: int | None = None
     f_MeterTimestamp: int | None = None
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
+        raise r.fail_at(av + 10, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_MeterID = r.string_of(u, 32)
-    c = r.bits(11)
+    win = r.win
+    av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'MeterInfoType', 'expected EE of MeterID, SE(ChargedEnergyReadingWh), CH of ChargedEnergyReadingWh')
+        raise r.fail_at(av + 11, 'MeterInfoType', 'expected EE of MeterID, SE(ChargedEnergyReadingWh), CH of ChargedEnergyReadingWh')
     u = (c & 255)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_ChargedEnergyReadingWh = u
-    c = r.bits(4)
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x8 != 0x0:
-        raise r.fail_back(4, 'MeterInfoType', 'expected EE of ChargedEnergyReadingWh')
+        raise r.fail_at(av + 4, 'MeterInfoType', 'expected EE of ChargedEnergyReadingWh')
     ec = (c & 7)
     s = 2
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of BPT_DischargedEnergyReadingWh')
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of BPT_DischargedEnergyReadingWh')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_BPT_DischargedEnergyReadingWh = u
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of BPT_DischargedEnergyReadingWh')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of BPT_DischargedEnergyReadingWh')
         s = 3
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_CapacitiveEnergyReadingVARh = u
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of CapacitiveEnergyReadingVARh')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of CapacitiveEnergyReadingVARh')
         s = 4
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_BPT_InductiveEnergyReadingVARh = u
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of BPT_InductiveEnergyReadingVARh')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of BPT_InductiveEnergyReadingVARh')
         s = 5
     elif ec == 3:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of MeterSignature')
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterSignature')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_MeterSignature = r.binary_of(u, 64)
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterSignature')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterSignature')
         s = 6
     elif ec == 4:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x200 != 0x0:
-            raise r.fail_back(10, 'MeterInfoType[2]', 'expected CH of MeterStatus')
+            raise r.fail_at(av + 10, 'MeterInfoType[2]', 'expected CH of MeterStatus')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_MeterStatus = -u - 1 if sg else u
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
         s = 7
     elif ec == 5:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_MeterTimestamp = u
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[2]', 'expected EE of MeterTimestamp')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterTimestamp')
         s = 8
     elif ec == 6:
         s = -1
     else:
-        raise r.fail('MeterInfoType[2]', f'event code {ec}, expected SE(BPT_DischargedEnergyReadingWh), SE(CapacitiveEnergyReadingVARh), SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
+        raise r.fail_at(av, 'MeterInfoType[2]', f'event code {ec}, expected SE(BPT_DischargedEnergyReadingWh), SE(CapacitiveEnergyReadingVARh), SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
     if s == 3:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[3]', 'expected CH of CapacitiveEnergyReadingVARh')
+                raise r.fail_at(av + 9, 'MeterInfoType[3]', 'expected CH of CapacitiveEnergyReadingVARh')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_CapacitiveEnergyReadingVARh = u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of CapacitiveEnergyReadingVARh')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[3]', 'expected EE of CapacitiveEnergyReadingVARh')
             s = 4
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[3]', 'expected CH of BPT_InductiveEnergyReadingVARh')
+                raise r.fail_at(av + 9, 'MeterInfoType[3]', 'expected CH of BPT_InductiveEnergyReadingVARh')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_BPT_InductiveEnergyReadingVARh = u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of BPT_InductiveEnergyReadingVARh')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[3]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[3]', 'expected CH of MeterSignature')
+                raise r.fail_at(av + 9, 'MeterInfoType[3]', 'expected CH of MeterSignature')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_MeterSignature = r.binary_of(u, 64)
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterSignature')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[3]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 3:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'MeterInfoType[3]', 'expected CH of MeterStatus')
+                raise r.fail_at(av + 10, 'MeterInfoType[3]', 'expected CH of MeterStatus')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterStatus = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterStatus')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[3]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 4:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[3]', 'expected CH of MeterTimestamp')
+                raise r.fail_at(av + 9, 'MeterInfoType[3]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterTimestamp = u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[3]', 'expected EE of MeterTimestamp')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[3]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 5:
             s = -1
         else:
-            raise r.fail('MeterInfoType[3]', f'event code {ec}, expected SE(CapacitiveEnergyReadingVARh), SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
+            raise r.fail_at(av, 'MeterInfoType[3]', f'event code {ec}, expected SE(CapacitiveEnergyReadingVARh), SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
     if s == 4:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[4]', 'expected CH of BPT_InductiveEnergyReadingVARh')
+                raise r.fail_at(av + 9, 'MeterInfoType[4]', 'expected CH of BPT_InductiveEnergyReadingVARh')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_BPT_InductiveEnergyReadingVARh = u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of BPT_InductiveEnergyReadingVARh')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[4]', 'expected EE of BPT_InductiveEnergyReadingVARh')
             s = 5
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[4]', 'expected CH of MeterSignature')
+                raise r.fail_at(av + 9, 'MeterInfoType[4]', 'expected CH of MeterSignature')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_MeterSignature = r.binary_of(u, 64)
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterSignature')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[4]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 2:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'MeterInfoType[4]', 'expected CH of MeterStatus')
+                raise r.fail_at(av + 10, 'MeterInfoType[4]', 'expected CH of MeterStatus')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterStatus = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterStatus')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[4]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 3:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[4]', 'expected CH of MeterTimestamp')
+                raise r.fail_at(av + 9, 'MeterInfoType[4]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterTimestamp = u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[4]', 'expected EE of MeterTimestamp')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[4]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 4:
             s = -1
         else:
-            raise r.fail('MeterInfoType[4]', f'event code {ec}, expected SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
+            raise r.fail_at(av, 'MeterInfoType[4]', f'event code {ec}, expected SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
     if s == 5:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[5]', 'expected CH of MeterSignature')
+                raise r.fail_at(av + 9, 'MeterInfoType[5]', 'expected CH of MeterSignature')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_MeterSignature = r.binary_of(u, 64)
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterSignature')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[5]', 'expected EE of MeterSignature')
             s = 6
         elif ec == 1:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'MeterInfoType[5]', 'expected CH of MeterStatus')
+                raise r.fail_at(av + 10, 'MeterInfoType[5]', 'expected CH of MeterStatus')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterStatus = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterStatus')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[5]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[5]', 'expected CH of MeterTimestamp')
+                raise r.fail_at(av + 9, 'MeterInfoType[5]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterTimestamp = u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[5]', 'expected EE of MeterTimestamp')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[5]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 3:
             s = -1
         else:
-            raise r.fail('MeterInfoType[5]', f'event code {ec}, expected SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
+            raise r.fail_at(av, 'MeterInfoType[5]', f'event code {ec}, expected SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
     if s == 6:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'MeterInfoType[6]', 'expected CH of MeterStatus')
+                raise r.fail_at(av + 10, 'MeterInfoType[6]', 'expected CH of MeterStatus')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterStatus = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[6]', 'expected EE of MeterStatus')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[6]', 'expected EE of MeterStatus')
             s = 7
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[6]', 'expected CH of MeterTimestamp')
+                raise r.fail_at(av + 9, 'MeterInfoType[6]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterTimestamp = u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[6]', 'expected EE of MeterTimestamp')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[6]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('MeterInfoType[6]', f'event code {ec}, expected SE(MeterStatus), SE(MeterTimestamp), EE')
+            raise r.fail_at(av, 'MeterInfoType[6]', f'event code {ec}, expected SE(MeterStatus), SE(MeterTimestamp), EE')
     if s == 7:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'MeterInfoType[7]', 'expected CH of MeterTimestamp')
+                raise r.fail_at(av + 9, 'MeterInfoType[7]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_MeterTimestamp = u
-            if r.bits(1):
-                raise r.fail_back(1, 'MeterInfoType[7]', 'expected EE of MeterTimestamp')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeterInfoType[7]', 'expected EE of MeterTimestamp')
             s = 8
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('MeterInfoType[7]', f'event code {ec}, expected SE(MeterTimestamp), EE')
+            raise r.fail_at(av, 'MeterInfoType[7]', f'event code {ec}, expected SE(MeterTimestamp), EE')
     if s == 8:
-        if r.bits(1):
-            raise r.fail_back(1, 'MeterInfoType[8]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[8]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_types.MeterInfoType(MeterID=f_MeterID, ChargedEnergyReadingWh=f_ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh=f_BPT_DischargedEnergyReadingWh, CapacitiveEnergyReadingVARh=f_CapacitiveEnergyReadingVARh, BPT_InductiveEnergyReadingVARh=f_BPT_InductiveEnergyReadingVARh, MeterSignature=f_MeterSignature, MeterStatus=f_MeterStatus, MeterTimestamp=f_MeterTimestamp)
 
 def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.MeterInfoType) -> None:
@@ -6881,20 +9145,32 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         w.spill()
 
 def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_types.RationalNumberType:
+    win = r.win
+    av = r.avail
     f_Exponent: int
     f_Value: int
-    c = r.bits(22)
+    av -= 22
+    if av < 0:
+        win, av = r.refill(av, 22)
+    c = (win >> av) & 0x3fffff
     if c & 0x300e00 != 0x0:
-        raise r.fail_back(22, 'RationalNumberType', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 22, 'RationalNumberType', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_Value = -u - 1 if sg else u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'RationalNumberType', 'expected EE of Value, EE')
+        raise r.fail_at(av + 2, 'RationalNumberType', 'expected EE of Value, EE')
+    r.avail = av
     return _iso20_common_types.RationalNumberType(Exponent=f_Exponent, Value=f_Value)
 
 def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_types.RationalNumberType) -> None:
@@ -6931,6 +9207,8 @@ def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_type
         w.spill()
 
 def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.ReceiptType:
+    win = r.win
+    av = r.avail
     f_TimeAnchor: int
     f_EnergyCosts: _iso20_common_types.DetailedCostType | None = None
     f_OccupancyCosts: _iso20_common_types.DetailedCostType | None = None
@@ -6938,445 +9216,709 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
     f_OverstayCosts: _iso20_common_types.DetailedCostType | None = None
     f_TaxCosts: list[_iso20_common_types.DetailedTaxType] = []
     s = 0
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'ReceiptType', 'expected SE(TimeAnchor), CH of TimeAnchor')
+        raise r.fail_at(av + 10, 'ReceiptType', 'expected SE(TimeAnchor), CH of TimeAnchor')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_TimeAnchor = u
-    c = r.bits(4)
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x8 != 0x0:
-        raise r.fail_back(4, 'ReceiptType', 'expected EE of TimeAnchor')
+        raise r.fail_at(av + 4, 'ReceiptType', 'expected EE of TimeAnchor')
     ec = (c & 7)
     s = 1
     if ec == 0:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_Value = -u - 1 if sg else u
-        c = r.bits(25)
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
         if c & 0x1f00e00 != 0x0:
-            raise r.fail_back(25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_3_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         f_1_Amount = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_3_Value = -u - 1 if sg else u
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c != 0x0:
-            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
         f_1_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
         f_EnergyCosts = _iso20_common_types.DetailedCostType(Amount=f_1_Amount, CostPerUnit=f_1_CostPerUnit)
         s = 2
     elif ec == 1:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_5_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_5_Value = -u - 1 if sg else u
-        c = r.bits(25)
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
         if c & 0x1f00e00 != 0x0:
-            raise r.fail_back(25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_6_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         f_4_Amount = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_6_Value = -u - 1 if sg else u
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c != 0x0:
-            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
         f_4_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
         f_OccupancyCosts = _iso20_common_types.DetailedCostType(Amount=f_4_Amount, CostPerUnit=f_4_CostPerUnit)
         s = 3
     elif ec == 2:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_8_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_8_Value = -u - 1 if sg else u
-        c = r.bits(25)
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
         if c & 0x1f00e00 != 0x0:
-            raise r.fail_back(25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_9_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         f_7_Amount = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_9_Value = -u - 1 if sg else u
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c != 0x0:
-            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
         f_7_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
         f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_7_Amount, CostPerUnit=f_7_CostPerUnit)
         s = 4
     elif ec == 3:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_11_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_11_Value = -u - 1 if sg else u
-        c = r.bits(25)
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
         if c & 0x1f00e00 != 0x0:
-            raise r.fail_back(25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_12_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         f_10_Amount = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_12_Value = -u - 1 if sg else u
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c != 0x0:
-            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
         f_10_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
         f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_10_Amount, CostPerUnit=f_10_CostPerUnit)
         s = 5
     elif ec == 4:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'ReceiptType[1]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+            raise r.fail_at(av + 10, 'ReceiptType[1]', 'expected SE(TaxRuleID), CH of TaxRuleID')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_13_TaxRuleID = u
-        c = r.bits(24)
+        av -= 24
+        if av < 0:
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
         if c & 0xf00e00 != 0x0:
-            raise r.fail_back(24, 'ReceiptType[1]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 24, 'ReceiptType[1]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_14_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_14_Value = -u - 1 if sg else u
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c != 0x0:
-            raise r.fail_back(3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
         f_13_Amount = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
         f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_13_TaxRuleID, Amount=f_13_Amount))
         s = 6
     elif ec == 5:
         s = -1
     else:
-        raise r.fail('ReceiptType[1]', f'event code {ec}, expected SE(EnergyCosts), SE(OccupancyCosts), SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
+        raise r.fail_at(av, 'ReceiptType[1]', f'event code {ec}, expected SE(EnergyCosts), SE(OccupancyCosts), SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
     if s == 2:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(23)
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
-                raise r.fail_back(23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_16_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_16_Value = -u - 1 if sg else u
-            c = r.bits(25)
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
-                raise r.fail_back(25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_17_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             f_15_Amount = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_17_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
             f_15_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
             f_OccupancyCosts = _iso20_common_types.DetailedCostType(Amount=f_15_Amount, CostPerUnit=f_15_CostPerUnit)
             s = 3
         elif ec == 1:
-            c = r.bits(23)
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
-                raise r.fail_back(23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_19_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_19_Value = -u - 1 if sg else u
-            c = r.bits(25)
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
-                raise r.fail_back(25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_20_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             f_18_Amount = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_20_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
             f_18_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
             f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_18_Amount, CostPerUnit=f_18_CostPerUnit)
             s = 4
         elif ec == 2:
-            c = r.bits(23)
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
-                raise r.fail_back(23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_22_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_22_Value = -u - 1 if sg else u
-            c = r.bits(25)
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
-                raise r.fail_back(25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_23_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             f_21_Amount = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_23_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
             f_21_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
             f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_21_Amount, CostPerUnit=f_21_CostPerUnit)
             s = 5
         elif ec == 3:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'ReceiptType[2]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+                raise r.fail_at(av + 10, 'ReceiptType[2]', 'expected SE(TaxRuleID), CH of TaxRuleID')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_24_TaxRuleID = u
-            c = r.bits(24)
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
             if c & 0xf00e00 != 0x0:
-                raise r.fail_back(24, 'ReceiptType[2]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 24, 'ReceiptType[2]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_25_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_25_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
             f_24_Amount = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
             f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_24_TaxRuleID, Amount=f_24_Amount))
             s = 6
         elif ec == 4:
             s = -1
         else:
-            raise r.fail('ReceiptType[2]', f'event code {ec}, expected SE(OccupancyCosts), SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
+            raise r.fail_at(av, 'ReceiptType[2]', f'event code {ec}, expected SE(OccupancyCosts), SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
     if s == 3:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(23)
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
-                raise r.fail_back(23, 'ReceiptType[3]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 23, 'ReceiptType[3]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_27_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_27_Value = -u - 1 if sg else u
-            c = r.bits(25)
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
-                raise r.fail_back(25, 'ReceiptType[3]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 25, 'ReceiptType[3]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_28_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             f_26_Amount = _iso20_common_types.RationalNumberType(Exponent=f_27_Exponent, Value=f_27_Value)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_28_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
             f_26_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_28_Exponent, Value=f_28_Value)
             f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_26_Amount, CostPerUnit=f_26_CostPerUnit)
             s = 4
         elif ec == 1:
-            c = r.bits(23)
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
-                raise r.fail_back(23, 'ReceiptType[3]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 23, 'ReceiptType[3]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_30_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_30_Value = -u - 1 if sg else u
-            c = r.bits(25)
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
-                raise r.fail_back(25, 'ReceiptType[3]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 25, 'ReceiptType[3]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_31_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             f_29_Amount = _iso20_common_types.RationalNumberType(Exponent=f_30_Exponent, Value=f_30_Value)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_31_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
             f_29_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_31_Exponent, Value=f_31_Value)
             f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_29_Amount, CostPerUnit=f_29_CostPerUnit)
             s = 5
         elif ec == 2:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'ReceiptType[3]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+                raise r.fail_at(av + 10, 'ReceiptType[3]', 'expected SE(TaxRuleID), CH of TaxRuleID')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_32_TaxRuleID = u
-            c = r.bits(24)
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
             if c & 0xf00e00 != 0x0:
-                raise r.fail_back(24, 'ReceiptType[3]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 24, 'ReceiptType[3]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_33_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_33_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
             f_32_Amount = _iso20_common_types.RationalNumberType(Exponent=f_33_Exponent, Value=f_33_Value)
             f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_32_TaxRuleID, Amount=f_32_Amount))
             s = 6
         elif ec == 3:
             s = -1
         else:
-            raise r.fail('ReceiptType[3]', f'event code {ec}, expected SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
+            raise r.fail_at(av, 'ReceiptType[3]', f'event code {ec}, expected SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(23)
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
-                raise r.fail_back(23, 'ReceiptType[4]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 23, 'ReceiptType[4]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_35_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_35_Value = -u - 1 if sg else u
-            c = r.bits(25)
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
-                raise r.fail_back(25, 'ReceiptType[4]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 25, 'ReceiptType[4]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_36_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             f_34_Amount = _iso20_common_types.RationalNumberType(Exponent=f_35_Exponent, Value=f_35_Value)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_36_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
             f_34_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_36_Exponent, Value=f_36_Value)
             f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_34_Amount, CostPerUnit=f_34_CostPerUnit)
             s = 5
         elif ec == 1:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'ReceiptType[4]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+                raise r.fail_at(av + 10, 'ReceiptType[4]', 'expected SE(TaxRuleID), CH of TaxRuleID')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_37_TaxRuleID = u
-            c = r.bits(24)
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
             if c & 0xf00e00 != 0x0:
-                raise r.fail_back(24, 'ReceiptType[4]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 24, 'ReceiptType[4]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_38_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_38_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
             f_37_Amount = _iso20_common_types.RationalNumberType(Exponent=f_38_Exponent, Value=f_38_Value)
             f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_37_TaxRuleID, Amount=f_37_Amount))
             s = 6
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('ReceiptType[4]', f'event code {ec}, expected SE(OverstayCosts), SE(TaxCosts), EE')
+            raise r.fail_at(av, 'ReceiptType[4]', f'event code {ec}, expected SE(OverstayCosts), SE(TaxCosts), EE')
     if s == 5:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'ReceiptType[5]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+                raise r.fail_at(av + 10, 'ReceiptType[5]', 'expected SE(TaxRuleID), CH of TaxRuleID')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_39_TaxRuleID = u
-            c = r.bits(24)
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
             if c & 0xf00e00 != 0x0:
-                raise r.fail_back(24, 'ReceiptType[5]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 24, 'ReceiptType[5]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_40_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_40_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'ReceiptType[5]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'ReceiptType[5]', 'expected EE of Value, EE, EE')
             f_39_Amount = _iso20_common_types.RationalNumberType(Exponent=f_40_Exponent, Value=f_40_Value)
             f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_39_TaxRuleID, Amount=f_39_Amount))
             s = 6
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('ReceiptType[5]', f'event code {ec}, expected SE(TaxCosts), EE')
+            raise r.fail_at(av, 'ReceiptType[5]', f'event code {ec}, expected SE(TaxCosts), EE')
     if s == 6:
         n = 0
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                c = r.bits(10)
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
                 if c & 0x300 != 0x0:
-                    raise r.fail_back(10, 'ReceiptType[6]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+                    raise r.fail_at(av + 10, 'ReceiptType[6]', 'expected SE(TaxRuleID), CH of TaxRuleID')
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
                 f_41_TaxRuleID = u
-                c = r.bits(24)
+                av -= 24
+                if av < 0:
+                    win, av = r.refill(av, 24)
+                c = (win >> av) & 0xffffff
                 if c & 0xf00e00 != 0x0:
-                    raise r.fail_back(24, 'ReceiptType[6]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                    raise r.fail_at(av + 24, 'ReceiptType[6]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
                 f_42_Exponent = ((c >> 12) & 255) - 128
                 sg = ((c >> 8) & 1)
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
                 f_42_Value = -u - 1 if sg else u
-                c = r.bits(3)
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
                 if c != 0x0:
-                    raise r.fail_back(3, 'ReceiptType[6]', 'expected EE of Value, EE, EE')
+                    raise r.fail_at(av + 3, 'ReceiptType[6]', 'expected EE of Value, EE, EE')
                 f_41_Amount = _iso20_common_types.RationalNumberType(Exponent=f_42_Exponent, Value=f_42_Value)
                 f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_41_TaxRuleID, Amount=f_41_Amount))
                 n += 1
@@ -7387,11 +9929,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 s = -1
                 break
             else:
-                raise r.fail('ReceiptType[6]', f'event code {ec}, expected SE(TaxCosts), EE')
+                raise r.fail_at(av, 'ReceiptType[6]', f'event code {ec}, expected SE(TaxCosts), EE')
     if s == 15:
-        if r.bits(1):
-            raise r.fail_back(1, 'ReceiptType[15]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ReceiptType[15]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_types.ReceiptType(TimeAnchor=f_TimeAnchor, EnergyCosts=f_EnergyCosts, OccupancyCosts=f_OccupancyCosts, AdditionalServicesCosts=f_AdditionalServicesCosts, OverstayCosts=f_OverstayCosts, TaxCosts=f_TaxCosts)
 
 def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.ReceiptType) -> None:
@@ -8321,122 +10868,192 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         w.spill()
 
 def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20_common_types.Scheduled_CLReqControlModeType:
+    win = r.win
+    av = r.avail
     f_EVTargetEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
         f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 1
     elif ec == 1:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
         f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 2
     elif ec == 2:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_3_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_3_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
         f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
         s = 3
     elif ec == 3:
         s = -1
     else:
-        raise r.fail('Scheduled_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), EE')
+        raise r.fail_at(av, 'Scheduled_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), EE')
     if s == 1:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_4_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
             f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
             s = 2
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_5_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_5_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
             f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
             s = 3
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('Scheduled_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), EE')
+            raise r.fail_at(av, 'Scheduled_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), EE')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'Scheduled_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_6_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_6_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'Scheduled_CLReqControlModeType[2]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[2]', 'expected EE of Value, EE')
             f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
             s = 3
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('Scheduled_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), EE')
+            raise r.fail_at(av, 'Scheduled_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'Scheduled_CLReqControlModeType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Scheduled_CLReqControlModeType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_common_types.Scheduled_CLReqControlModeType(EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
 
 def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLReqControlModeType) -> None:
@@ -8630,8 +11247,15 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         w.spill()
 
 def _d_iso20_common_types_Scheduled_CLResControlModeType(r: BitReader) -> _iso20_common_types.Scheduled_CLResControlModeType:
-    if r.bits(1):
-        raise r.fail_back(1, 'Scheduled_CLResControlModeType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'Scheduled_CLResControlModeType', 'expected EE')
+    r.avail = av
     return _iso20_common_types.Scheduled_CLResControlModeType()
 
 def _e_iso20_common_types_Scheduled_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLResControlModeType) -> None:
@@ -8645,12 +11269,26 @@ def _e_iso20_common_types_Scheduled_CLResControlModeType(w: BitWriter, o: _iso20
         w.spill()
 
 def _d_iso20_common_types_V2GMessageType(r: BitReader) -> _iso20_common_types.V2GMessageType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    if r.bits(1):
-        raise r.fail_back(1, 'V2GMessageType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'V2GMessageType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'V2GMessageType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'V2GMessageType', 'expected EE')
+    r.avail = av
     return _iso20_common_types.V2GMessageType(Header=f_Header)
 
 def _e_iso20_common_types_V2GMessageType(w: BitWriter, o: _iso20_common_types.V2GMessageType) -> None:
@@ -8673,12 +11311,26 @@ def _e_iso20_common_types_V2GMessageType(w: BitWriter, o: _iso20_common_types.V2
         w.spill()
 
 def _d_iso20_common_types_V2GRequestType(r: BitReader) -> _iso20_common_types.V2GRequestType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    if r.bits(1):
-        raise r.fail_back(1, 'V2GRequestType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'V2GRequestType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'V2GRequestType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'V2GRequestType', 'expected EE')
+    r.avail = av
     return _iso20_common_types.V2GRequestType(Header=f_Header)
 
 def _e_iso20_common_types_V2GRequestType(w: BitWriter, o: _iso20_common_types.V2GRequestType) -> None:
@@ -8701,18 +11353,31 @@ def _e_iso20_common_types_V2GRequestType(w: BitWriter, o: _iso20_common_types.V2
         w.spill()
 
 def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V2GResponseType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
-    if r.bits(1):
-        raise r.fail_back(1, 'V2GResponseType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'V2GResponseType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x303 != 0x0:
-        raise r.fail_back(10, 'V2GResponseType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+        raise r.fail_at(av + 10, 'V2GResponseType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
     iv = ((c >> 2) & 63)
     if iv >= 40:
-        raise r.fail('V2GResponseType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'V2GResponseType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
+    r.avail = av
     return _iso20_common_types.V2GResponseType(Header=f_Header, ResponseCode=f_ResponseCode)
 
 def _e_iso20_common_types_V2GResponseType(w: BitWriter, o: _iso20_common_types.V2GResponseType) -> None:
@@ -8737,17 +11402,32 @@ def _e_iso20_common_types_V2GResponseType(w: BitWriter, o: _iso20_common_types.V
         w.spill()
 
 def _d_iso20_wpt_AlternativeSECCListType(r: BitReader) -> _iso20_wpt.AlternativeSECCListType:
+    win = r.win
+    av = r.avail
     f_AlternativeSECC: list[_iso20_wpt.AlternativeSECCType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'AlternativeSECCListType', 'expected SE(AlternativeSECC)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'AlternativeSECCListType', 'expected SE(AlternativeSECC)')
+    r.avail = av
     f_AlternativeSECC.append(_d_iso20_wpt_AlternativeSECCType(r))
+    win = r.win
+    av = r.avail
     s = 1
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_AlternativeSECC.append(_d_iso20_wpt_AlternativeSECCType(r))
+            win = r.win
+            av = r.avail
             n += 1
             if n == 7:
                 s = 8
@@ -8756,11 +11436,16 @@ def _d_iso20_wpt_AlternativeSECCListType(r: BitReader) -> _iso20_wpt.Alternative
             s = -1
             break
         else:
-            raise r.fail('AlternativeSECCListType[1]', f'event code {ec}, expected SE(AlternativeSECC), EE')
+            raise r.fail_at(av, 'AlternativeSECCListType[1]', f'event code {ec}, expected SE(AlternativeSECC), EE')
     if s == 8:
-        if r.bits(1):
-            raise r.fail_back(1, 'AlternativeSECCListType[8]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'AlternativeSECCListType[8]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_wpt.AlternativeSECCListType(AlternativeSECC=f_AlternativeSECC)
 
 def _e_iso20_wpt_AlternativeSECCListType(w: BitWriter, o: _iso20_wpt.AlternativeSECCListType) -> None:
@@ -8815,149 +11500,286 @@ def _e_iso20_wpt_AlternativeSECCListType(w: BitWriter, o: _iso20_wpt.Alternative
         w.spill()
 
 def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECCType:
+    win = r.win
+    av = r.avail
     f_SSID: str | None = None
     f_BSSID: str | None = None
     f_IPAddress: str | None = None
     f_Port: int | None = None
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'AlternativeSECCType[0]', 'expected CH of SSID')
+            raise r.fail_at(av + 9, 'AlternativeSECCType[0]', 'expected CH of SSID')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_SSID = r.string_of(u, 255)
-        if r.bits(1):
-            raise r.fail_back(1, 'AlternativeSECCType[0]', 'expected EE of SSID')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'AlternativeSECCType[0]', 'expected EE of SSID')
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'AlternativeSECCType[0]', 'expected CH of BSSID')
+            raise r.fail_at(av + 9, 'AlternativeSECCType[0]', 'expected CH of BSSID')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_BSSID = r.string_of(u, 12)
-        if r.bits(1):
-            raise r.fail_back(1, 'AlternativeSECCType[0]', 'expected EE of BSSID')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'AlternativeSECCType[0]', 'expected EE of BSSID')
         s = 2
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'AlternativeSECCType[0]', 'expected CH of IPAddress')
+            raise r.fail_at(av + 9, 'AlternativeSECCType[0]', 'expected CH of IPAddress')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_IPAddress = r.string_of(u, 39)
-        if r.bits(1):
-            raise r.fail_back(1, 'AlternativeSECCType[0]', 'expected EE of IPAddress')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'AlternativeSECCType[0]', 'expected EE of IPAddress')
         s = 3
     elif ec == 3:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'AlternativeSECCType[0]', 'expected CH of Port')
+            raise r.fail_at(av + 9, 'AlternativeSECCType[0]', 'expected CH of Port')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_Port = u
-        if r.bits(1):
-            raise r.fail_back(1, 'AlternativeSECCType[0]', 'expected EE of Port')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'AlternativeSECCType[0]', 'expected EE of Port')
         s = 4
     elif ec == 4:
         s = -1
     else:
-        raise r.fail('AlternativeSECCType[0]', f'event code {ec}, expected SE(SSID), SE(BSSID), SE(IPAddress), SE(Port), EE')
+        raise r.fail_at(av, 'AlternativeSECCType[0]', f'event code {ec}, expected SE(SSID), SE(BSSID), SE(IPAddress), SE(Port), EE')
     if s == 1:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'AlternativeSECCType[1]', 'expected CH of BSSID')
+                raise r.fail_at(av + 9, 'AlternativeSECCType[1]', 'expected CH of BSSID')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_BSSID = r.string_of(u, 12)
-            if r.bits(1):
-                raise r.fail_back(1, 'AlternativeSECCType[1]', 'expected EE of BSSID')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'AlternativeSECCType[1]', 'expected EE of BSSID')
             s = 2
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'AlternativeSECCType[1]', 'expected CH of IPAddress')
+                raise r.fail_at(av + 9, 'AlternativeSECCType[1]', 'expected CH of IPAddress')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_IPAddress = r.string_of(u, 39)
-            if r.bits(1):
-                raise r.fail_back(1, 'AlternativeSECCType[1]', 'expected EE of IPAddress')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'AlternativeSECCType[1]', 'expected EE of IPAddress')
             s = 3
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'AlternativeSECCType[1]', 'expected CH of Port')
+                raise r.fail_at(av + 9, 'AlternativeSECCType[1]', 'expected CH of Port')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_Port = u
-            if r.bits(1):
-                raise r.fail_back(1, 'AlternativeSECCType[1]', 'expected EE of Port')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'AlternativeSECCType[1]', 'expected EE of Port')
             s = 4
         elif ec == 3:
             s = -1
         else:
-            raise r.fail('AlternativeSECCType[1]', f'event code {ec}, expected SE(BSSID), SE(IPAddress), SE(Port), EE')
+            raise r.fail_at(av, 'AlternativeSECCType[1]', f'event code {ec}, expected SE(BSSID), SE(IPAddress), SE(Port), EE')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'AlternativeSECCType[2]', 'expected CH of IPAddress')
+                raise r.fail_at(av + 9, 'AlternativeSECCType[2]', 'expected CH of IPAddress')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_IPAddress = r.string_of(u, 39)
-            if r.bits(1):
-                raise r.fail_back(1, 'AlternativeSECCType[2]', 'expected EE of IPAddress')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'AlternativeSECCType[2]', 'expected EE of IPAddress')
             s = 3
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'AlternativeSECCType[2]', 'expected CH of Port')
+                raise r.fail_at(av + 9, 'AlternativeSECCType[2]', 'expected CH of Port')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_Port = u
-            if r.bits(1):
-                raise r.fail_back(1, 'AlternativeSECCType[2]', 'expected EE of Port')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'AlternativeSECCType[2]', 'expected EE of Port')
             s = 4
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('AlternativeSECCType[2]', f'event code {ec}, expected SE(IPAddress), SE(Port), EE')
+            raise r.fail_at(av, 'AlternativeSECCType[2]', f'event code {ec}, expected SE(IPAddress), SE(Port), EE')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'AlternativeSECCType[3]', 'expected CH of Port')
+                raise r.fail_at(av + 9, 'AlternativeSECCType[3]', 'expected CH of Port')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_Port = u
-            if r.bits(1):
-                raise r.fail_back(1, 'AlternativeSECCType[3]', 'expected EE of Port')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'AlternativeSECCType[3]', 'expected EE of Port')
             s = 4
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('AlternativeSECCType[3]', f'event code {ec}, expected SE(Port), EE')
+            raise r.fail_at(av, 'AlternativeSECCType[3]', f'event code {ec}, expected SE(Port), EE')
     if s == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'AlternativeSECCType[4]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'AlternativeSECCType[4]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_wpt.AlternativeSECCType(SSID=f_SSID, BSSID=f_BSSID, IPAddress=f_IPAddress, Port=f_Port)
 
 def _e_iso20_wpt_AlternativeSECCType(w: BitWriter, o: _iso20_wpt.AlternativeSECCType) -> None:
@@ -9156,26 +11978,37 @@ def _e_iso20_wpt_AlternativeSECCType(w: BitWriter, o: _iso20_wpt.AlternativeSECC
         w.spill()
 
 def _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r: BitReader) -> _iso20_wpt.WPT_AlignmentCheckMethodListType:
+    win = r.win
+    av = r.avail
     f_WPT_AlignmentCheckMethod: list[_iso20_wpt.WPT_AlignmentCheckMethodType] = []
     s = 0
-    c = r.bits(5)
+    av -= 5
+    if av < 0:
+        win, av = r.refill(av, 5)
+    c = (win >> av) & 0x1f
     if c & 0x19 != 0x0:
-        raise r.fail_back(5, 'WPT_AlignmentCheckMethodListType', 'expected SE(WPT_AlignmentCheckMethod), CH of WPT_AlignmentCheckMethod, EE of WPT_AlignmentCheckMethod')
+        raise r.fail_at(av + 5, 'WPT_AlignmentCheckMethodListType', 'expected SE(WPT_AlignmentCheckMethod), CH of WPT_AlignmentCheckMethod, EE of WPT_AlignmentCheckMethod')
     iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('WPT_AlignmentCheckMethodListType.WPT_AlignmentCheckMethod', f'enumeration index {iv}')
+        raise r.fail_at(av, 'WPT_AlignmentCheckMethodListType.WPT_AlignmentCheckMethod', f'enumeration index {iv}')
     f_WPT_AlignmentCheckMethod.append(_E_iso20_wpt_WPT_AlignmentCheckMethodType[iv])
     s = 1
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(4)
+            av -= 4
+            if av < 0:
+                win, av = r.refill(av, 4)
+            c = (win >> av) & 0xf
             if c & 0x9 != 0x0:
-                raise r.fail_back(4, 'WPT_AlignmentCheckMethodListType[1]', 'expected CH of WPT_AlignmentCheckMethod, EE of WPT_AlignmentCheckMethod')
+                raise r.fail_at(av + 4, 'WPT_AlignmentCheckMethodListType[1]', 'expected CH of WPT_AlignmentCheckMethod, EE of WPT_AlignmentCheckMethod')
             iv = ((c >> 1) & 3)
             if iv >= 3:
-                raise r.fail('WPT_AlignmentCheckMethodListType.WPT_AlignmentCheckMethod', f'enumeration index {iv}')
+                raise r.fail_at(av, 'WPT_AlignmentCheckMethodListType.WPT_AlignmentCheckMethod', f'enumeration index {iv}')
             f_WPT_AlignmentCheckMethod.append(_E_iso20_wpt_WPT_AlignmentCheckMethodType[iv])
             n += 1
             if n == 7:
@@ -9185,11 +12018,16 @@ def _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r: BitReader) -> _iso20_wpt.WP
             s = -1
             break
         else:
-            raise r.fail('WPT_AlignmentCheckMethodListType[1]', f'event code {ec}, expected SE(WPT_AlignmentCheckMethod), EE')
+            raise r.fail_at(av, 'WPT_AlignmentCheckMethodListType[1]', f'event code {ec}, expected SE(WPT_AlignmentCheckMethod), EE')
     if s == 8:
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_AlignmentCheckMethodListType[8]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'WPT_AlignmentCheckMethodListType[8]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_wpt.WPT_AlignmentCheckMethodListType(WPT_AlignmentCheckMethod=f_WPT_AlignmentCheckMethod)
 
 def _e_iso20_wpt_WPT_AlignmentCheckMethodListType(w: BitWriter, o: _iso20_wpt.WPT_AlignmentCheckMethodListType) -> None:
@@ -9234,73 +12072,116 @@ def _e_iso20_wpt_WPT_AlignmentCheckMethodListType(w: BitWriter, o: _iso20_wpt.WP
         w.spill()
 
 def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_AlignmentCheckReqType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVProcessing: _iso20_common_types.processingType
     f_TargetCoilCurrent: _iso20_common_types.RationalNumberType | None = None
     f_EVResultCode: _iso20_wpt.WPT_EVResultType
     f_VendorSpecificDataContainer: list[bytes] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_AlignmentCheckReqType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'WPT_AlignmentCheckReqType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(7)
+    win = r.win
+    av = r.avail
+    av -= 7
+    if av < 0:
+        win, av = r.refill(av, 7)
+    c = (win >> av) & 0x7f
     if c & 0x64 != 0x0:
-        raise r.fail_back(7, 'WPT_AlignmentCheckReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing')
+        raise r.fail_at(av + 7, 'WPT_AlignmentCheckReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing')
     iv = ((c >> 3) & 3)
     if iv >= 3:
-        raise r.fail('WPT_AlignmentCheckReqType.EVProcessing', f'enumeration index {iv}')
+        raise r.fail_at(av, 'WPT_AlignmentCheckReqType.EVProcessing', f'enumeration index {iv}')
     f_EVProcessing = _E_iso20_common_types_processingType[iv]
     ec = (c & 3)
     s = 1
     s = 2
     if ec == 0:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'WPT_AlignmentCheckReqType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'WPT_AlignmentCheckReqType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'WPT_AlignmentCheckReqType[2]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'WPT_AlignmentCheckReqType[2]', 'expected EE of Value, EE')
         f_TargetCoilCurrent = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 3
     elif ec == 1:
-        c = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
         if c & 0x9 != 0x0:
-            raise r.fail_back(4, 'WPT_AlignmentCheckReqType[2]', 'expected CH of EVResultCode, EE of EVResultCode')
+            raise r.fail_at(av + 4, 'WPT_AlignmentCheckReqType[2]', 'expected CH of EVResultCode, EE of EVResultCode')
         iv = ((c >> 1) & 3)
         if iv >= 3:
-            raise r.fail('WPT_AlignmentCheckReqType.EVResultCode', f'enumeration index {iv}')
+            raise r.fail_at(av, 'WPT_AlignmentCheckReqType.EVResultCode', f'enumeration index {iv}')
         f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
         s = 4
     else:
-        raise r.fail('WPT_AlignmentCheckReqType[2]', f'event code {ec}, expected SE(TargetCoilCurrent), SE(EVResultCode)')
+        raise r.fail_at(av, 'WPT_AlignmentCheckReqType[2]', f'event code {ec}, expected SE(TargetCoilCurrent), SE(EVResultCode)')
     if s == 3:
-        c = r.bits(5)
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
         if c & 0x19 != 0x0:
-            raise r.fail_back(5, 'WPT_AlignmentCheckReqType[3]', 'expected SE(EVResultCode), CH of EVResultCode, EE of EVResultCode')
+            raise r.fail_at(av + 5, 'WPT_AlignmentCheckReqType[3]', 'expected SE(EVResultCode), CH of EVResultCode, EE of EVResultCode')
         iv = ((c >> 1) & 3)
         if iv >= 3:
-            raise r.fail('WPT_AlignmentCheckReqType.EVResultCode', f'enumeration index {iv}')
+            raise r.fail_at(av, 'WPT_AlignmentCheckReqType.EVResultCode', f'enumeration index {iv}')
         f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
         s = 4
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'WPT_AlignmentCheckReqType[4]', 'expected CH of VendorSpecificDataContainer')
+                raise r.fail_at(av + 9, 'WPT_AlignmentCheckReqType[4]', 'expected CH of VendorSpecificDataContainer')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_AlignmentCheckReqType[4]', 'expected EE of VendorSpecificDataContainer')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'WPT_AlignmentCheckReqType[4]', 'expected EE of VendorSpecificDataContainer')
             n += 1
             if n == 16:
                 s = 20
@@ -9309,11 +12190,16 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
             s = -1
             break
         else:
-            raise r.fail('WPT_AlignmentCheckReqType[4]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
+            raise r.fail_at(av, 'WPT_AlignmentCheckReqType[4]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     if s == 20:
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_AlignmentCheckReqType[20]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'WPT_AlignmentCheckReqType[20]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_wpt.WPT_AlignmentCheckReqType(Header=f_Header, EVProcessing=f_EVProcessing, TargetCoilCurrent=f_TargetCoilCurrent, EVResultCode=f_EVResultCode, VendorSpecificDataContainer=f_VendorSpecificDataContainer)
 
 def _e_iso20_wpt_WPT_AlignmentCheckReqType(w: BitWriter, o: _iso20_wpt.WPT_AlignmentCheckReqType) -> None:
@@ -9414,6 +12300,8 @@ def _e_iso20_wpt_WPT_AlignmentCheckReqType(w: BitWriter, o: _iso20_wpt.WPT_Align
         w.spill()
 
 def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_AlignmentCheckResType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEProcessing: _iso20_common_types.processingType
@@ -9421,132 +12309,230 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
     f_SupplyDeviceCurrent: _iso20_common_types.RationalNumberType | None = None
     f_VendorSpecificDataContainer: list[bytes] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_AlignmentCheckResType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'WPT_AlignmentCheckResType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(17)
+    win = r.win
+    av = r.avail
+    av -= 17
+    if av < 0:
+        win, av = r.refill(av, 17)
+    c = (win >> av) & 0x1ffff
     if c & 0x181c8 != 0x0:
-        raise r.fail_back(17, 'WPT_AlignmentCheckResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
+        raise r.fail_at(av + 17, 'WPT_AlignmentCheckResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
     iv = ((c >> 9) & 63)
     if iv >= 40:
-        raise r.fail('WPT_AlignmentCheckResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'WPT_AlignmentCheckResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     iv = ((c >> 4) & 3)
     if iv >= 3:
-        raise r.fail('WPT_AlignmentCheckResType.EVSEProcessing', f'enumeration index {iv}')
+        raise r.fail_at(av, 'WPT_AlignmentCheckResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
     ec = (c & 7)
     s = 1
     s = 2
     s = 3
     if ec == 0:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'WPT_AlignmentCheckResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'WPT_AlignmentCheckResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'WPT_AlignmentCheckResType[3]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'WPT_AlignmentCheckResType[3]', 'expected EE of Value, EE')
         f_PowerTransmitted = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
         s = 4
     elif ec == 1:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'WPT_AlignmentCheckResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'WPT_AlignmentCheckResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'WPT_AlignmentCheckResType[3]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'WPT_AlignmentCheckResType[3]', 'expected EE of Value, EE')
         f_SupplyDeviceCurrent = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 5
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'WPT_AlignmentCheckResType[3]', 'expected CH of VendorSpecificDataContainer')
+            raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[3]', 'expected CH of VendorSpecificDataContainer')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_AlignmentCheckResType[3]', 'expected EE of VendorSpecificDataContainer')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'WPT_AlignmentCheckResType[3]', 'expected EE of VendorSpecificDataContainer')
         s = 6
     elif ec == 3:
         s = -1
     else:
-        raise r.fail('WPT_AlignmentCheckResType[3]', f'event code {ec}, expected SE(PowerTransmitted), SE(SupplyDeviceCurrent), SE(VendorSpecificDataContainer), EE')
+        raise r.fail_at(av, 'WPT_AlignmentCheckResType[3]', f'event code {ec}, expected SE(PowerTransmitted), SE(SupplyDeviceCurrent), SE(VendorSpecificDataContainer), EE')
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'WPT_AlignmentCheckResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'WPT_AlignmentCheckResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_3_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'WPT_AlignmentCheckResType[4]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'WPT_AlignmentCheckResType[4]', 'expected EE of Value, EE')
             f_SupplyDeviceCurrent = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
             s = 5
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'WPT_AlignmentCheckResType[4]', 'expected CH of VendorSpecificDataContainer')
+                raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[4]', 'expected CH of VendorSpecificDataContainer')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_AlignmentCheckResType[4]', 'expected EE of VendorSpecificDataContainer')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'WPT_AlignmentCheckResType[4]', 'expected EE of VendorSpecificDataContainer')
             s = 6
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('WPT_AlignmentCheckResType[4]', f'event code {ec}, expected SE(SupplyDeviceCurrent), SE(VendorSpecificDataContainer), EE')
+            raise r.fail_at(av, 'WPT_AlignmentCheckResType[4]', f'event code {ec}, expected SE(SupplyDeviceCurrent), SE(VendorSpecificDataContainer), EE')
     if s == 5:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'WPT_AlignmentCheckResType[5]', 'expected CH of VendorSpecificDataContainer')
+                raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[5]', 'expected CH of VendorSpecificDataContainer')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_AlignmentCheckResType[5]', 'expected EE of VendorSpecificDataContainer')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'WPT_AlignmentCheckResType[5]', 'expected EE of VendorSpecificDataContainer')
             s = 6
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('WPT_AlignmentCheckResType[5]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
+            raise r.fail_at(av, 'WPT_AlignmentCheckResType[5]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     if s == 6:
         n = 0
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                c = r.bits(9)
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
-                    raise r.fail_back(9, 'WPT_AlignmentCheckResType[6]', 'expected CH of VendorSpecificDataContainer')
+                    raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[6]', 'expected CH of VendorSpecificDataContainer')
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
+                r.avail = av
                 f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
-                if r.bits(1):
-                    raise r.fail_back(1, 'WPT_AlignmentCheckResType[6]', 'expected EE of VendorSpecificDataContainer')
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'WPT_AlignmentCheckResType[6]', 'expected EE of VendorSpecificDataContainer')
                 n += 1
                 if n == 15:
                     s = 21
@@ -9555,11 +12541,16 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
                 s = -1
                 break
             else:
-                raise r.fail('WPT_AlignmentCheckResType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
+                raise r.fail_at(av, 'WPT_AlignmentCheckResType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     if s == 21:
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_AlignmentCheckResType[21]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'WPT_AlignmentCheckResType[21]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_wpt.WPT_AlignmentCheckResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, PowerTransmitted=f_PowerTransmitted, SupplyDeviceCurrent=f_SupplyDeviceCurrent, VendorSpecificDataContainer=f_VendorSpecificDataContainer)
 
 def _e_iso20_wpt_WPT_AlignmentCheckResType(w: BitWriter, o: _iso20_wpt.WPT_AlignmentCheckResType) -> None:
@@ -9764,6 +12755,8 @@ def _e_iso20_wpt_WPT_AlignmentCheckResType(w: BitWriter, o: _iso20_wpt.WPT_Align
         w.spill()
 
 def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoopReqType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_DisplayParameters: _iso20_common_types.DisplayParametersType | None = None
     f_MeterInfoRequested: bool
@@ -9774,227 +12767,385 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     f_EVPCPowerControlParameter: _iso20_wpt.WPT_EVPCPowerControlParameterType | None = None
     f_ManufacturerSpecificDataContainer: list[bytes] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_ChargeLoopReqType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'WPT_ChargeLoopReqType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 1
     if ec == 0:
+        r.avail = av
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 1:
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
-            raise r.fail_back(3, 'WPT_ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested')
+            raise r.fail_at(av + 3, 'WPT_ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested')
         f_MeterInfoRequested = ((c >> 1) & 1) == 1
         s = 3
     else:
-        raise r.fail('WPT_ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
+        raise r.fail_at(av, 'WPT_ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
-        c = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
         if c & 0xd != 0x0:
-            raise r.fail_back(4, 'WPT_ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
+            raise r.fail_at(av + 4, 'WPT_ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
         f_MeterInfoRequested = ((c >> 1) & 1) == 1
         s = 3
-    c = r.bits(23)
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
-        raise r.fail_back(23, 'WPT_ChargeLoopReqType', 'expected SE(EVPCPowerRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 23, 'WPT_ChargeLoopReqType', 'expected SE(EVPCPowerRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_1_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'WPT_ChargeLoopReqType', 'expected EE of Value, EE, SE(EVPCPowerOutput), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType', 'expected EE of Value, EE, SE(EVPCPowerOutput), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVPCPowerRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     s = 4
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_Value = -u - 1 if sg else u
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x3c8 != 0x0:
-        raise r.fail_back(10, 'WPT_ChargeLoopReqType', 'expected EE of Value, EE, SE(EVPCChargeDiagnostics), CH of EVPCChargeDiagnostics, EE of EVPCChargeDiagnostics')
+        raise r.fail_at(av + 10, 'WPT_ChargeLoopReqType', 'expected EE of Value, EE, SE(EVPCChargeDiagnostics), CH of EVPCChargeDiagnostics, EE of EVPCChargeDiagnostics')
     f_EVPCChargeDiagnostics = _E_iso20_wpt_WPT_EVPCChargeDiagnosticsType[((c >> 4) & 3)]
     ec = (c & 7)
     f_EVPCPowerOutput = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
     s = 5
     s = 6
     if ec == 0:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'WPT_ChargeLoopReqType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'WPT_ChargeLoopReqType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_3_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_3_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE')
         f_EVPCOperatingFrequency = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
         s = 7
     elif ec == 1:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'WPT_ChargeLoopReqType[6]', 'expected SE(EVPCCoilCurrentRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'WPT_ChargeLoopReqType[6]', 'expected SE(EVPCCoilCurrentRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_5_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_5_Value = -u - 1 if sg else u
-        c = r.bits(25)
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
         if c & 0x1f00e00 != 0x0:
-            raise r.fail_back(25, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_6_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         f_4_EVPCCoilCurrentRequest = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_6_Value = -u - 1 if sg else u
-        c = r.bits(25)
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
         if c & 0x1f00e00 != 0x0:
-            raise r.fail_back(25, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCCurrentOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCCurrentOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_7_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         f_4_EVPCCoilCurrentInformation = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_7_Value = -u - 1 if sg else u
-        c = r.bits(25)
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
         if c & 0x1f00e00 != 0x0:
-            raise r.fail_back(25, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_8_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         f_4_EVPCCurrentOutputInformation = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_8_Value = -u - 1 if sg else u
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c != 0x0:
-            raise r.fail_back(3, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, EE')
+            raise r.fail_at(av + 3, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, EE')
         f_4_EVPCVoltageOutputInformation = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
         f_EVPCPowerControlParameter = _iso20_wpt.WPT_EVPCPowerControlParameterType(EVPCCoilCurrentRequest=f_4_EVPCCoilCurrentRequest, EVPCCoilCurrentInformation=f_4_EVPCCoilCurrentInformation, EVPCCurrentOutputInformation=f_4_EVPCCurrentOutputInformation, EVPCVoltageOutputInformation=f_4_EVPCVoltageOutputInformation)
         s = 8
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'WPT_ChargeLoopReqType[6]', 'expected CH of ManufacturerSpecificDataContainer')
+            raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[6]', 'expected CH of ManufacturerSpecificDataContainer')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_ChargeLoopReqType[6]', 'expected EE of ManufacturerSpecificDataContainer')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'WPT_ChargeLoopReqType[6]', 'expected EE of ManufacturerSpecificDataContainer')
         s = 9
     elif ec == 3:
         s = -1
     else:
-        raise r.fail('WPT_ChargeLoopReqType[6]', f'event code {ec}, expected SE(EVPCOperatingFrequency), SE(EVPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
+        raise r.fail_at(av, 'WPT_ChargeLoopReqType[6]', f'event code {ec}, expected SE(EVPCOperatingFrequency), SE(EVPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
     if s == 7:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(23)
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
-                raise r.fail_back(23, 'WPT_ChargeLoopReqType[7]', 'expected SE(EVPCCoilCurrentRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 23, 'WPT_ChargeLoopReqType[7]', 'expected SE(EVPCCoilCurrentRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_10_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_10_Value = -u - 1 if sg else u
-            c = r.bits(25)
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
-                raise r.fail_back(25, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_11_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             f_9_EVPCCoilCurrentRequest = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_11_Value = -u - 1 if sg else u
-            c = r.bits(25)
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
-                raise r.fail_back(25, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCCurrentOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCCurrentOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_12_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             f_9_EVPCCoilCurrentInformation = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_12_Value = -u - 1 if sg else u
-            c = r.bits(25)
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
-                raise r.fail_back(25, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_13_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             f_9_EVPCCurrentOutputInformation = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_13_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, EE')
             f_9_EVPCVoltageOutputInformation = _iso20_common_types.RationalNumberType(Exponent=f_13_Exponent, Value=f_13_Value)
             f_EVPCPowerControlParameter = _iso20_wpt.WPT_EVPCPowerControlParameterType(EVPCCoilCurrentRequest=f_9_EVPCCoilCurrentRequest, EVPCCoilCurrentInformation=f_9_EVPCCoilCurrentInformation, EVPCCurrentOutputInformation=f_9_EVPCCurrentOutputInformation, EVPCVoltageOutputInformation=f_9_EVPCVoltageOutputInformation)
             s = 8
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'WPT_ChargeLoopReqType[7]', 'expected CH of ManufacturerSpecificDataContainer')
+                raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[7]', 'expected CH of ManufacturerSpecificDataContainer')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_ChargeLoopReqType[7]', 'expected EE of ManufacturerSpecificDataContainer')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'WPT_ChargeLoopReqType[7]', 'expected EE of ManufacturerSpecificDataContainer')
             s = 9
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('WPT_ChargeLoopReqType[7]', f'event code {ec}, expected SE(EVPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
+            raise r.fail_at(av, 'WPT_ChargeLoopReqType[7]', f'event code {ec}, expected SE(EVPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
     if s == 8:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'WPT_ChargeLoopReqType[8]', 'expected CH of ManufacturerSpecificDataContainer')
+                raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[8]', 'expected CH of ManufacturerSpecificDataContainer')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_ChargeLoopReqType[8]', 'expected EE of ManufacturerSpecificDataContainer')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'WPT_ChargeLoopReqType[8]', 'expected EE of ManufacturerSpecificDataContainer')
             s = 9
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('WPT_ChargeLoopReqType[8]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
+            raise r.fail_at(av, 'WPT_ChargeLoopReqType[8]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
     if s == 9:
         n = 0
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                c = r.bits(9)
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
-                    raise r.fail_back(9, 'WPT_ChargeLoopReqType[9]', 'expected CH of ManufacturerSpecificDataContainer')
+                    raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[9]', 'expected CH of ManufacturerSpecificDataContainer')
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
+                r.avail = av
                 f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
-                if r.bits(1):
-                    raise r.fail_back(1, 'WPT_ChargeLoopReqType[9]', 'expected EE of ManufacturerSpecificDataContainer')
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'WPT_ChargeLoopReqType[9]', 'expected EE of ManufacturerSpecificDataContainer')
                 n += 1
                 if n == 15:
                     s = 24
@@ -10003,11 +13154,16 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                 s = -1
                 break
             else:
-                raise r.fail('WPT_ChargeLoopReqType[9]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
+                raise r.fail_at(av, 'WPT_ChargeLoopReqType[9]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
     if s == 24:
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_ChargeLoopReqType[24]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'WPT_ChargeLoopReqType[24]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_wpt.WPT_ChargeLoopReqType(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested, EVPCPowerRequest=f_EVPCPowerRequest, EVPCPowerOutput=f_EVPCPowerOutput, EVPCChargeDiagnostics=f_EVPCChargeDiagnostics, EVPCOperatingFrequency=f_EVPCOperatingFrequency, EVPCPowerControlParameter=f_EVPCPowerControlParameter, ManufacturerSpecificDataContainer=f_ManufacturerSpecificDataContainer)
 
 def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoopReqType) -> None:
@@ -10437,6 +13593,8 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         w.spill()
 
 def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoopResType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEStatus: _iso20_common_types.EVSEStatusType | None = None
@@ -10451,300 +13609,503 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     f_SPCPowerControlParameter: _iso20_wpt.WPT_SPCPowerControlParameterType | None = None
     f_ManufacturerSpecificDataContainer: list[bytes] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_ChargeLoopResType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'WPT_ChargeLoopResType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(12)
+    win = r.win
+    av = r.avail
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xc08 != 0x0:
-        raise r.fail_back(12, 'WPT_ChargeLoopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
+        raise r.fail_at(av + 12, 'WPT_ChargeLoopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
     iv = ((c >> 4) & 63)
     if iv >= 40:
-        raise r.fail('WPT_ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'WPT_ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     ec = (c & 7)
     s = 1
     s = 2
     if ec == 0:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'WPT_ChargeLoopResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            raise r.fail_at(av + 10, 'WPT_ChargeLoopResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_NotificationMaxDelay = u
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         if c & 0xe3 != 0x0:
-            raise r.fail_back(8, 'WPT_ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+            raise r.fail_at(av + 8, 'WPT_ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
         iv = ((c >> 2) & 7)
         if iv >= 6:
-            raise r.fail('EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+            raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
         f_EVSEStatus = _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
         s = 3
     elif ec == 1:
+        r.avail = av
         f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
+        win = r.win
+        av = r.avail
         s = 4
     elif ec == 2:
+        r.avail = av
         f_Receipt = _d_iso20_common_types_ReceiptType(r)
+        win = r.win
+        av = r.avail
         s = 5
     elif ec == 3:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'WPT_ChargeLoopResType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'WPT_ChargeLoopResType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'WPT_ChargeLoopResType[2]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[2]', 'expected EE of Value, EE')
         f_EVPCPowerRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         s = 6
     else:
-        raise r.fail('WPT_ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
+        raise r.fail_at(av, 'WPT_ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 1:
+            r.avail = av
             f_Receipt = _d_iso20_common_types_ReceiptType(r)
+            win = r.win
+            av = r.avail
             s = 5
         elif ec == 2:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'WPT_ChargeLoopResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'WPT_ChargeLoopResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_3_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'WPT_ChargeLoopResType[3]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[3]', 'expected EE of Value, EE')
             f_EVPCPowerRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
             s = 6
         else:
-            raise r.fail('WPT_ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
+            raise r.fail_at(av, 'WPT_ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_Receipt = _d_iso20_common_types_ReceiptType(r)
+            win = r.win
+            av = r.avail
             s = 5
         elif ec == 1:
-            c = r.bits(22)
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
-                raise r.fail_back(22, 'WPT_ChargeLoopResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 22, 'WPT_ChargeLoopResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_4_Value = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'WPT_ChargeLoopResType[4]', 'expected EE of Value, EE')
+                raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[4]', 'expected EE of Value, EE')
             f_EVPCPowerRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
             s = 6
         else:
-            raise r.fail('WPT_ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), SE(EVPCPowerRequest)')
+            raise r.fail_at(av, 'WPT_ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), SE(EVPCPowerRequest)')
     if s == 5:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'WPT_ChargeLoopResType[5]', 'expected SE(EVPCPowerRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'WPT_ChargeLoopResType[5]', 'expected SE(EVPCPowerRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_5_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_5_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'WPT_ChargeLoopResType[5]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[5]', 'expected EE of Value, EE')
         f_EVPCPowerRequest = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
         s = 6
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'WPT_ChargeLoopResType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'WPT_ChargeLoopResType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_6_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_6_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'WPT_ChargeLoopResType[6]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[6]', 'expected EE of Value, EE')
         f_SDPowerInput = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
         s = 7
     elif ec == 1:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'WPT_ChargeLoopResType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'WPT_ChargeLoopResType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_7_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_7_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'WPT_ChargeLoopResType[6]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[6]', 'expected EE of Value, EE')
         f_SPCMaxOutputPowerLimit = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
         s = 8
     else:
-        raise r.fail('WPT_ChargeLoopResType[6]', f'event code {ec}, expected SE(SDPowerInput), SE(SPCMaxOutputPowerLimit)')
+        raise r.fail_at(av, 'WPT_ChargeLoopResType[6]', f'event code {ec}, expected SE(SDPowerInput), SE(SPCMaxOutputPowerLimit)')
     if s == 7:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'WPT_ChargeLoopResType[7]', 'expected SE(SPCMaxOutputPowerLimit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'WPT_ChargeLoopResType[7]', 'expected SE(SPCMaxOutputPowerLimit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_8_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_8_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'WPT_ChargeLoopResType[7]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[7]', 'expected EE of Value, EE')
         f_SPCMaxOutputPowerLimit = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
         s = 8
-    c = r.bits(23)
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
-        raise r.fail_back(23, 'WPT_ChargeLoopResType', 'expected SE(SPCMinOutputPowerLimit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 23, 'WPT_ChargeLoopResType', 'expected SE(SPCMinOutputPowerLimit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_9_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_9_Value = -u - 1 if sg else u
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x788 != 0x0:
-        raise r.fail_back(11, 'WPT_ChargeLoopResType', 'expected EE of Value, EE, SE(SPCChargeDiagnostics), CH of SPCChargeDiagnostics, EE of SPCChargeDiagnostics')
+        raise r.fail_at(av + 11, 'WPT_ChargeLoopResType', 'expected EE of Value, EE, SE(SPCChargeDiagnostics), CH of SPCChargeDiagnostics, EE of SPCChargeDiagnostics')
     iv = ((c >> 4) & 7)
     if iv >= 6:
-        raise r.fail('WPT_ChargeLoopResType.SPCChargeDiagnostics', f'enumeration index {iv}')
+        raise r.fail_at(av, 'WPT_ChargeLoopResType.SPCChargeDiagnostics', f'enumeration index {iv}')
     f_SPCChargeDiagnostics = _E_iso20_wpt_WPT_SPCChargeDiagnosticsType[iv]
     ec = (c & 7)
     f_SPCMinOutputPowerLimit = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
     s = 9
     s = 10
     if ec == 0:
-        c = r.bits(22)
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_back(22, 'WPT_ChargeLoopResType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 22, 'WPT_ChargeLoopResType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_10_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_10_Value = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'WPT_ChargeLoopResType[10]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[10]', 'expected EE of Value, EE')
         f_SPCOperatingFrequency = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
         s = 11
     elif ec == 1:
-        c = r.bits(23)
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
-            raise r.fail_back(23, 'WPT_ChargeLoopResType[10]', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'WPT_ChargeLoopResType[10]', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_12_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_12_Value = -u - 1 if sg else u
-        c = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c != 0x0:
-            raise r.fail_back(3, 'WPT_ChargeLoopResType[10]', 'expected EE of Value, EE, EE')
+            raise r.fail_at(av + 3, 'WPT_ChargeLoopResType[10]', 'expected EE of Value, EE, EE')
         f_11_SPCPrimaryDeviceCoilCurrentInformation = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
         f_SPCPowerControlParameter = _iso20_wpt.WPT_SPCPowerControlParameterType(SPCPrimaryDeviceCoilCurrentInformation=f_11_SPCPrimaryDeviceCoilCurrentInformation)
         s = 12
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'WPT_ChargeLoopResType[10]', 'expected CH of ManufacturerSpecificDataContainer')
+            raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[10]', 'expected CH of ManufacturerSpecificDataContainer')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_ChargeLoopResType[10]', 'expected EE of ManufacturerSpecificDataContainer')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'WPT_ChargeLoopResType[10]', 'expected EE of ManufacturerSpecificDataContainer')
         s = 13
     elif ec == 3:
         s = -1
     else:
-        raise r.fail('WPT_ChargeLoopResType[10]', f'event code {ec}, expected SE(SPCOperatingFrequency), SE(SPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
+        raise r.fail_at(av, 'WPT_ChargeLoopResType[10]', f'event code {ec}, expected SE(SPCOperatingFrequency), SE(SPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
     if s == 11:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(23)
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
-                raise r.fail_back(23, 'WPT_ChargeLoopResType[11]', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 23, 'WPT_ChargeLoopResType[11]', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_14_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_14_Value = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'WPT_ChargeLoopResType[11]', 'expected EE of Value, EE, EE')
+                raise r.fail_at(av + 3, 'WPT_ChargeLoopResType[11]', 'expected EE of Value, EE, EE')
             f_13_SPCPrimaryDeviceCoilCurrentInformation = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
             f_SPCPowerControlParameter = _iso20_wpt.WPT_SPCPowerControlParameterType(SPCPrimaryDeviceCoilCurrentInformation=f_13_SPCPrimaryDeviceCoilCurrentInformation)
             s = 12
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'WPT_ChargeLoopResType[11]', 'expected CH of ManufacturerSpecificDataContainer')
+                raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[11]', 'expected CH of ManufacturerSpecificDataContainer')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_ChargeLoopResType[11]', 'expected EE of ManufacturerSpecificDataContainer')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'WPT_ChargeLoopResType[11]', 'expected EE of ManufacturerSpecificDataContainer')
             s = 13
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('WPT_ChargeLoopResType[11]', f'event code {ec}, expected SE(SPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
+            raise r.fail_at(av, 'WPT_ChargeLoopResType[11]', f'event code {ec}, expected SE(SPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
     if s == 12:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'WPT_ChargeLoopResType[12]', 'expected CH of ManufacturerSpecificDataContainer')
+                raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[12]', 'expected CH of ManufacturerSpecificDataContainer')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_ChargeLoopResType[12]', 'expected EE of ManufacturerSpecificDataContainer')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'WPT_ChargeLoopResType[12]', 'expected EE of ManufacturerSpecificDataContainer')
             s = 13
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('WPT_ChargeLoopResType[12]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
+            raise r.fail_at(av, 'WPT_ChargeLoopResType[12]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
     if s == 13:
         n = 0
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                c = r.bits(9)
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
-                    raise r.fail_back(9, 'WPT_ChargeLoopResType[13]', 'expected CH of ManufacturerSpecificDataContainer')
+                    raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[13]', 'expected CH of ManufacturerSpecificDataContainer')
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
+                r.avail = av
                 f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
-                if r.bits(1):
-                    raise r.fail_back(1, 'WPT_ChargeLoopResType[13]', 'expected EE of ManufacturerSpecificDataContainer')
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'WPT_ChargeLoopResType[13]', 'expected EE of ManufacturerSpecificDataContainer')
                 n += 1
                 if n == 15:
                     s = 28
@@ -10753,11 +14114,16 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                 s = -1
                 break
             else:
-                raise r.fail('WPT_ChargeLoopResType[13]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
+                raise r.fail_at(av, 'WPT_ChargeLoopResType[13]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
     if s == 28:
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_ChargeLoopResType[28]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'WPT_ChargeLoopResType[28]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_wpt.WPT_ChargeLoopResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt, EVPCPowerRequest=f_EVPCPowerRequest, SDPowerInput=f_SDPowerInput, SPCMaxOutputPowerLimit=f_SPCMaxOutputPowerLimit, SPCMinOutputPowerLimit=f_SPCMinOutputPowerLimit, SPCChargeDiagnostics=f_SPCChargeDiagnostics, SPCOperatingFrequency=f_SPCOperatingFrequency, SPCPowerControlParameter=f_SPCPowerControlParameter, ManufacturerSpecificDataContainer=f_ManufacturerSpecificDataContainer)
 
 def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoopResType) -> None:
@@ -11269,6 +14635,8 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         w.spill()
 
 def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeParameterDiscoveryReqType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVPCMaxReceivablePower: _iso20_common_types.RationalNumberType
     f_SDMaxGroundClearence: int
@@ -11277,66 +14645,116 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
     f_EVPCDeviceLocalControl: bool
     f_VendorSpecificDataContainer: list[bytes] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_ChargeParameterDiscoveryReqType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'WPT_ChargeParameterDiscoveryReqType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(23)
+    win = r.win
+    av = r.avail
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
-        raise r.fail_back(23, 'WPT_ChargeParameterDiscoveryReqType', 'expected SE(EVPCMaxReceivablePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 23, 'WPT_ChargeParameterDiscoveryReqType', 'expected SE(EVPCMaxReceivablePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_1_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(12)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xf00 != 0x0:
-        raise r.fail_back(12, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of Value, EE, SE(SDMaxGroundClearence), CH of SDMaxGroundClearence')
+        raise r.fail_at(av + 12, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of Value, EE, SE(SDMaxGroundClearence), CH of SDMaxGroundClearence')
     u = (c & 255)
     f_EVPCMaxReceivablePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     s = 2
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_SDMaxGroundClearence = u
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of SDMaxGroundClearence, SE(SDMinGroundClearence), CH of SDMinGroundClearence')
+        raise r.fail_at(av + 11, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of SDMaxGroundClearence, SE(SDMinGroundClearence), CH of SDMinGroundClearence')
     u = (c & 255)
     s = 3
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_SDMinGroundClearence = u
-    c = r.bits(24)
+    av -= 24
+    if av < 0:
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
     if c & 0xf00e00 != 0x0:
-        raise r.fail_back(24, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of SDMinGroundClearence, SE(EVPCNaturalFrequency), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 24, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of SDMinGroundClearence, SE(EVPCNaturalFrequency), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     s = 4
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_Value = -u - 1 if sg else u
-    c = r.bits(6)
+    av -= 6
+    if av < 0:
+        win, av = r.refill(av, 6)
+    c = (win >> av) & 0x3f
     if c & 0x3d != 0x0:
-        raise r.fail_back(6, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of Value, EE, SE(EVPCDeviceLocalControl), CH of EVPCDeviceLocalControl, EE of EVPCDeviceLocalControl')
+        raise r.fail_at(av + 6, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of Value, EE, SE(EVPCDeviceLocalControl), CH of EVPCDeviceLocalControl, EE of EVPCDeviceLocalControl')
     f_EVPCDeviceLocalControl = ((c >> 1) & 1) == 1
     f_EVPCNaturalFrequency = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
     s = 5
     s = 6
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'WPT_ChargeParameterDiscoveryReqType[6]', 'expected CH of VendorSpecificDataContainer')
+                raise r.fail_at(av + 9, 'WPT_ChargeParameterDiscoveryReqType[6]', 'expected CH of VendorSpecificDataContainer')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_ChargeParameterDiscoveryReqType[6]', 'expected EE of VendorSpecificDataContainer')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'WPT_ChargeParameterDiscoveryReqType[6]', 'expected EE of VendorSpecificDataContainer')
             n += 1
             if n == 16:
                 s = 22
@@ -11345,11 +14763,16 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
             s = -1
             break
         else:
-            raise r.fail('WPT_ChargeParameterDiscoveryReqType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
+            raise r.fail_at(av, 'WPT_ChargeParameterDiscoveryReqType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     if s == 22:
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_ChargeParameterDiscoveryReqType[22]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'WPT_ChargeParameterDiscoveryReqType[22]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_wpt.WPT_ChargeParameterDiscoveryReqType(Header=f_Header, EVPCMaxReceivablePower=f_EVPCMaxReceivablePower, SDMaxGroundClearence=f_SDMaxGroundClearence, SDMinGroundClearence=f_SDMinGroundClearence, EVPCNaturalFrequency=f_EVPCNaturalFrequency, EVPCDeviceLocalControl=f_EVPCDeviceLocalControl, VendorSpecificDataContainer=f_VendorSpecificDataContainer)
 
 def _e_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeParameterDiscoveryReqType) -> None:
@@ -11502,6 +14925,8 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_wpt
         w.spill()
 
 def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt.WPT_ChargeParameterDiscoveryResType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_PDInputPowerClass: _iso20_wpt.WPT_PowerClassType
@@ -11513,15 +14938,25 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
     f_PDMaxCoilCurrent: _iso20_common_types.RationalNumberType
     f_SDManufacturerSpecificDataContainer: list[bytes] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_ChargeParameterDiscoveryResType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'WPT_ChargeParameterDiscoveryResType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(37)
+    win = r.win
+    av = r.avail
+    av -= 37
+    if av < 0:
+        win, av = r.refill(av, 37)
+    c = (win >> av) & 0x1fffffffff
     if c & 0x181cf00e00 != 0x0:
-        raise r.fail_back(37, 'WPT_ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PDInputPowerClass), CH of PDInputPowerClass, EE of PDInputPowerClass, SE(SDMinOutputPower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 37, 'WPT_ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PDInputPowerClass), CH of PDInputPowerClass, EE of PDInputPowerClass, SE(SDMinOutputPower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     iv = ((c >> 29) & 63)
     if iv >= 40:
-        raise r.fail('WPT_ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'WPT_ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     f_PDInputPowerClass = _E_iso20_wpt_WPT_PowerClassType[((c >> 24) & 3)]
     f_1_Exponent = ((c >> 12) & 255) - 128
@@ -11531,75 +14966,127 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
     s = 2
     s = 3
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE, SE(SDMaxOutputPower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE, SE(SDMaxOutputPower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_SDMinOutputPower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     s = 4
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_Value = -u - 1 if sg else u
-    c = r.bits(12)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xf00 != 0x0:
-        raise r.fail_back(12, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE, SE(SDMaxGroundClearanceSupport), CH of SDMaxGroundClearanceSupport')
+        raise r.fail_at(av + 12, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE, SE(SDMaxGroundClearanceSupport), CH of SDMaxGroundClearanceSupport')
     u = (c & 255)
     f_SDMaxOutputPower = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
     s = 5
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_SDMaxGroundClearanceSupport = u
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of SDMaxGroundClearanceSupport, SE(SDMinGroundClearanceSupport), CH of SDMinGroundClearanceSupport')
+        raise r.fail_at(av + 11, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of SDMaxGroundClearanceSupport, SE(SDMinGroundClearanceSupport), CH of SDMinGroundClearanceSupport')
     u = (c & 255)
     s = 6
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_SDMinGroundClearanceSupport = u
-    c = r.bits(24)
+    av -= 24
+    if av < 0:
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
     if c & 0xf00e00 != 0x0:
-        raise r.fail_back(24, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of SDMinGroundClearanceSupport, SE(PDMinCoilCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 24, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of SDMinGroundClearanceSupport, SE(PDMinCoilCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_3_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     s = 7
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_3_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE, SE(PDMaxCoilCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE, SE(PDMaxCoilCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_4_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_PDMinCoilCurrent = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
     s = 8
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_4_Value = -u - 1 if sg else u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE')
+        raise r.fail_at(av + 2, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE')
     f_PDMaxCoilCurrent = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
     s = 9
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'WPT_ChargeParameterDiscoveryResType[9]', 'expected CH of SDManufacturerSpecificDataContainer')
+                raise r.fail_at(av + 9, 'WPT_ChargeParameterDiscoveryResType[9]', 'expected CH of SDManufacturerSpecificDataContainer')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_SDManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_ChargeParameterDiscoveryResType[9]', 'expected EE of SDManufacturerSpecificDataContainer')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'WPT_ChargeParameterDiscoveryResType[9]', 'expected EE of SDManufacturerSpecificDataContainer')
             n += 1
             if n == 16:
                 s = 25
@@ -11608,11 +15095,16 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
             s = -1
             break
         else:
-            raise r.fail('WPT_ChargeParameterDiscoveryResType[9]', f'event code {ec}, expected SE(SDManufacturerSpecificDataContainer), EE')
+            raise r.fail_at(av, 'WPT_ChargeParameterDiscoveryResType[9]', f'event code {ec}, expected SE(SDManufacturerSpecificDataContainer), EE')
     if s == 25:
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_ChargeParameterDiscoveryResType[25]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'WPT_ChargeParameterDiscoveryResType[25]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_wpt.WPT_ChargeParameterDiscoveryResType(Header=f_Header, ResponseCode=f_ResponseCode, PDInputPowerClass=f_PDInputPowerClass, SDMinOutputPower=f_SDMinOutputPower, SDMaxOutputPower=f_SDMaxOutputPower, SDMaxGroundClearanceSupport=f_SDMaxGroundClearanceSupport, SDMinGroundClearanceSupport=f_SDMinGroundClearanceSupport, PDMinCoilCurrent=f_PDMinCoilCurrent, PDMaxCoilCurrent=f_PDMaxCoilCurrent, SDManufacturerSpecificDataContainer=f_SDManufacturerSpecificDataContainer)
 
 def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeParameterDiscoveryResType) -> None:
@@ -11820,36 +15312,60 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
         w.spill()
 
 def _d_iso20_wpt_WPT_CoordinateXYZType(r: BitReader) -> _iso20_wpt.WPT_CoordinateXYZType:
+    win = r.win
+    av = r.avail
     f_Coord_X: int
     f_Coord_Y: int
     f_Coord_Z: int
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x600 != 0x0:
-        raise r.fail_back(11, 'WPT_CoordinateXYZType', 'expected SE(Coord_X), CH of Coord_X')
+        raise r.fail_at(av + 11, 'WPT_CoordinateXYZType', 'expected SE(Coord_X), CH of Coord_X')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_Coord_X = -u - 1 if sg else u
-    c = r.bits(12)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'WPT_CoordinateXYZType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+        raise r.fail_at(av + 12, 'WPT_CoordinateXYZType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_Coord_Y = -u - 1 if sg else u
-    c = r.bits(12)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'WPT_CoordinateXYZType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+        raise r.fail_at(av + 12, 'WPT_CoordinateXYZType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_Coord_Z = -u - 1 if sg else u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'WPT_CoordinateXYZType', 'expected EE of Coord_Z, EE')
+        raise r.fail_at(av + 2, 'WPT_CoordinateXYZType', 'expected EE of Coord_Z, EE')
+    r.avail = av
     return _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_Coord_X, Coord_Y=f_Coord_Y, Coord_Z=f_Coord_Z)
 
 def _e_iso20_wpt_WPT_CoordinateXYZType(w: BitWriter, o: _iso20_wpt.WPT_CoordinateXYZType) -> None:
@@ -11920,53 +15436,83 @@ def _e_iso20_wpt_WPT_CoordinateXYZType(w: BitWriter, o: _iso20_wpt.WPT_Coordinat
         w.spill()
 
 def _d_iso20_wpt_WPT_EVPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.WPT_EVPCPowerControlParameterType:
+    win = r.win
+    av = r.avail
     f_EVPCCoilCurrentRequest: _iso20_common_types.RationalNumberType
     f_EVPCCoilCurrentInformation: _iso20_common_types.RationalNumberType
     f_EVPCCurrentOutputInformation: _iso20_common_types.RationalNumberType
     f_EVPCVoltageOutputInformation: _iso20_common_types.RationalNumberType
-    c = r.bits(23)
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
-        raise r.fail_back(23, 'WPT_EVPCPowerControlParameterType', 'expected SE(EVPCCoilCurrentRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 23, 'WPT_EVPCPowerControlParameterType', 'expected SE(EVPCCoilCurrentRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_1_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'WPT_EVPCPowerControlParameterType', 'expected EE of Value, EE, SE(EVPCCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'WPT_EVPCPowerControlParameterType', 'expected EE of Value, EE, SE(EVPCCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVPCCoilCurrentRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'WPT_EVPCPowerControlParameterType', 'expected EE of Value, EE, SE(EVPCCurrentOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'WPT_EVPCPowerControlParameterType', 'expected EE of Value, EE, SE(EVPCCurrentOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_3_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVPCCoilCurrentInformation = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_3_Value = -u - 1 if sg else u
-    c = r.bits(25)
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
-        raise r.fail_back(25, 'WPT_EVPCPowerControlParameterType', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 25, 'WPT_EVPCPowerControlParameterType', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_4_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_EVPCCurrentOutputInformation = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_4_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'WPT_EVPCPowerControlParameterType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'WPT_EVPCPowerControlParameterType', 'expected EE of Value, EE, EE')
     f_EVPCVoltageOutputInformation = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+    r.avail = av
     return _iso20_wpt.WPT_EVPCPowerControlParameterType(EVPCCoilCurrentRequest=f_EVPCCoilCurrentRequest, EVPCCoilCurrentInformation=f_EVPCCoilCurrentInformation, EVPCCurrentOutputInformation=f_EVPCCurrentOutputInformation, EVPCVoltageOutputInformation=f_EVPCVoltageOutputInformation)
 
 def _e_iso20_wpt_WPT_EVPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.WPT_EVPCPowerControlParameterType) -> None:
@@ -12080,26 +15626,37 @@ def _e_iso20_wpt_WPT_EVPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.W
         w.spill()
 
 def _d_iso20_wpt_WPT_FinePositioningMethodListType(r: BitReader) -> _iso20_wpt.WPT_FinePositioningMethodListType:
+    win = r.win
+    av = r.avail
     f_WPT_FinePositioningMethod: list[_iso20_wpt.WPT_FinePositioningMethodType] = []
     s = 0
-    c = r.bits(6)
+    av -= 6
+    if av < 0:
+        win, av = r.refill(av, 6)
+    c = (win >> av) & 0x3f
     if c & 0x31 != 0x0:
-        raise r.fail_back(6, 'WPT_FinePositioningMethodListType', 'expected SE(WPT_FinePositioningMethod), CH of WPT_FinePositioningMethod, EE of WPT_FinePositioningMethod')
+        raise r.fail_at(av + 6, 'WPT_FinePositioningMethodListType', 'expected SE(WPT_FinePositioningMethod), CH of WPT_FinePositioningMethod, EE of WPT_FinePositioningMethod')
     iv = ((c >> 1) & 7)
     if iv >= 5:
-        raise r.fail('WPT_FinePositioningMethodListType.WPT_FinePositioningMethod', f'enumeration index {iv}')
+        raise r.fail_at(av, 'WPT_FinePositioningMethodListType.WPT_FinePositioningMethod', f'enumeration index {iv}')
     f_WPT_FinePositioningMethod.append(_E_iso20_wpt_WPT_FinePositioningMethodType[iv])
     s = 1
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(5)
+            av -= 5
+            if av < 0:
+                win, av = r.refill(av, 5)
+            c = (win >> av) & 0x1f
             if c & 0x11 != 0x0:
-                raise r.fail_back(5, 'WPT_FinePositioningMethodListType[1]', 'expected CH of WPT_FinePositioningMethod, EE of WPT_FinePositioningMethod')
+                raise r.fail_at(av + 5, 'WPT_FinePositioningMethodListType[1]', 'expected CH of WPT_FinePositioningMethod, EE of WPT_FinePositioningMethod')
             iv = ((c >> 1) & 7)
             if iv >= 5:
-                raise r.fail('WPT_FinePositioningMethodListType.WPT_FinePositioningMethod', f'enumeration index {iv}')
+                raise r.fail_at(av, 'WPT_FinePositioningMethodListType.WPT_FinePositioningMethod', f'enumeration index {iv}')
             f_WPT_FinePositioningMethod.append(_E_iso20_wpt_WPT_FinePositioningMethodType[iv])
             n += 1
             if n == 7:
@@ -12109,11 +15666,16 @@ def _d_iso20_wpt_WPT_FinePositioningMethodListType(r: BitReader) -> _iso20_wpt.W
             s = -1
             break
         else:
-            raise r.fail('WPT_FinePositioningMethodListType[1]', f'event code {ec}, expected SE(WPT_FinePositioningMethod), EE')
+            raise r.fail_at(av, 'WPT_FinePositioningMethodListType[1]', f'event code {ec}, expected SE(WPT_FinePositioningMethod), EE')
     if s == 8:
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_FinePositioningMethodListType[8]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'WPT_FinePositioningMethodListType[8]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_wpt.WPT_FinePositioningMethodListType(WPT_FinePositioningMethod=f_WPT_FinePositioningMethod)
 
 def _e_iso20_wpt_WPT_FinePositioningMethodListType(w: BitWriter, o: _iso20_wpt.WPT_FinePositioningMethodListType) -> None:
@@ -12158,68 +15720,110 @@ def _e_iso20_wpt_WPT_FinePositioningMethodListType(w: BitWriter, o: _iso20_wpt.W
         w.spill()
 
 def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_FinePositioningReqType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVProcessing: _iso20_common_types.processingType
     f_EVResultCode: _iso20_wpt.WPT_EVResultType
     f_VendorSpecificDataContainer: list[bytes] = []
     f_WPT_LF_DataPackageList: _iso20_wpt.WPT_LF_DataPackageListType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_FinePositioningReqType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'WPT_FinePositioningReqType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x339 != 0x0:
-        raise r.fail_back(10, 'WPT_FinePositioningReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, SE(EVResultCode), CH of EVResultCode, EE of EVResultCode')
+        raise r.fail_at(av + 10, 'WPT_FinePositioningReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, SE(EVResultCode), CH of EVResultCode, EE of EVResultCode')
     iv = ((c >> 6) & 3)
     if iv >= 3:
-        raise r.fail('WPT_FinePositioningReqType.EVProcessing', f'enumeration index {iv}')
+        raise r.fail_at(av, 'WPT_FinePositioningReqType.EVProcessing', f'enumeration index {iv}')
     f_EVProcessing = _E_iso20_common_types_processingType[iv]
     iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('WPT_FinePositioningReqType.EVResultCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'WPT_FinePositioningReqType.EVResultCode', f'enumeration index {iv}')
     f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
     s = 1
     s = 2
     s = 3
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'WPT_FinePositioningReqType[3]', 'expected CH of VendorSpecificDataContainer')
+                raise r.fail_at(av + 9, 'WPT_FinePositioningReqType[3]', 'expected CH of VendorSpecificDataContainer')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_FinePositioningReqType[3]', 'expected EE of VendorSpecificDataContainer')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'WPT_FinePositioningReqType[3]', 'expected EE of VendorSpecificDataContainer')
             n += 1
             if n == 16:
                 s = 20
                 break
         elif ec == 1:
+            r.avail = av
             f_WPT_LF_DataPackageList = _d_iso20_wpt_WPT_LF_DataPackageListType(r)
+            win = r.win
+            av = r.avail
             s = 5
             break
         elif ec == 2:
             s = -1
             break
         else:
-            raise r.fail('WPT_FinePositioningReqType[3]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(WPT_LF_DataPackageList), EE')
+            raise r.fail_at(av, 'WPT_FinePositioningReqType[3]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(WPT_LF_DataPackageList), EE')
     if s == 20:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_WPT_LF_DataPackageList = _d_iso20_wpt_WPT_LF_DataPackageListType(r)
+            win = r.win
+            av = r.avail
             s = 5
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('WPT_FinePositioningReqType[20]', f'event code {ec}, expected SE(WPT_LF_DataPackageList), EE')
+            raise r.fail_at(av, 'WPT_FinePositioningReqType[20]', f'event code {ec}, expected SE(WPT_LF_DataPackageList), EE')
     if s == 5:
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_FinePositioningReqType[5]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'WPT_FinePositioningReqType[5]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_wpt.WPT_FinePositioningReqType(Header=f_Header, EVProcessing=f_EVProcessing, EVResultCode=f_EVResultCode, VendorSpecificDataContainer=f_VendorSpecificDataContainer, WPT_LF_DataPackageList=f_WPT_LF_DataPackageList)
 
 def _e_iso20_wpt_WPT_FinePositioningReqType(w: BitWriter, o: _iso20_wpt.WPT_FinePositioningReqType) -> None:
@@ -12307,68 +15911,110 @@ def _e_iso20_wpt_WPT_FinePositioningReqType(w: BitWriter, o: _iso20_wpt.WPT_Fine
         w.spill()
 
 def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_FinePositioningResType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEProcessing: _iso20_common_types.processingType
     f_VendorSpecificDataContainer: list[bytes] = []
     f_WPT_LF_DataPackageList: _iso20_wpt.WPT_LF_DataPackageListType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_FinePositioningResType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'WPT_FinePositioningResType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(14)
+    win = r.win
+    av = r.avail
+    av -= 14
+    if av < 0:
+        win, av = r.refill(av, 14)
+    c = (win >> av) & 0x3fff
     if c & 0x3039 != 0x0:
-        raise r.fail_back(14, 'WPT_FinePositioningResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
+        raise r.fail_at(av + 14, 'WPT_FinePositioningResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
     iv = ((c >> 6) & 63)
     if iv >= 40:
-        raise r.fail('WPT_FinePositioningResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'WPT_FinePositioningResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('WPT_FinePositioningResType.EVSEProcessing', f'enumeration index {iv}')
+        raise r.fail_at(av, 'WPT_FinePositioningResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
     s = 1
     s = 2
     s = 3
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'WPT_FinePositioningResType[3]', 'expected CH of VendorSpecificDataContainer')
+                raise r.fail_at(av + 9, 'WPT_FinePositioningResType[3]', 'expected CH of VendorSpecificDataContainer')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_FinePositioningResType[3]', 'expected EE of VendorSpecificDataContainer')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'WPT_FinePositioningResType[3]', 'expected EE of VendorSpecificDataContainer')
             n += 1
             if n == 16:
                 s = 20
                 break
         elif ec == 1:
+            r.avail = av
             f_WPT_LF_DataPackageList = _d_iso20_wpt_WPT_LF_DataPackageListType(r)
+            win = r.win
+            av = r.avail
             s = 5
             break
         elif ec == 2:
             s = -1
             break
         else:
-            raise r.fail('WPT_FinePositioningResType[3]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(WPT_LF_DataPackageList), EE')
+            raise r.fail_at(av, 'WPT_FinePositioningResType[3]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(WPT_LF_DataPackageList), EE')
     if s == 20:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_WPT_LF_DataPackageList = _d_iso20_wpt_WPT_LF_DataPackageListType(r)
+            win = r.win
+            av = r.avail
             s = 5
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('WPT_FinePositioningResType[20]', f'event code {ec}, expected SE(WPT_LF_DataPackageList), EE')
+            raise r.fail_at(av, 'WPT_FinePositioningResType[20]', f'event code {ec}, expected SE(WPT_LF_DataPackageList), EE')
     if s == 5:
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_FinePositioningResType[5]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'WPT_FinePositioningResType[5]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_wpt.WPT_FinePositioningResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, VendorSpecificDataContainer=f_VendorSpecificDataContainer, WPT_LF_DataPackageList=f_WPT_LF_DataPackageList)
 
 def _e_iso20_wpt_WPT_FinePositioningResType(w: BitWriter, o: _iso20_wpt.WPT_FinePositioningResType) -> None:
@@ -12456,6 +16102,8 @@ def _e_iso20_wpt_WPT_FinePositioningResType(w: BitWriter, o: _iso20_wpt.WPT_Fine
         w.spill()
 
 def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT_FinePositioningSetupReqType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVProcessing: _iso20_common_types.processingType
     f_EVDeviceFinePositioningMethodList: _iso20_wpt.WPT_FinePositioningMethodListType
@@ -12465,77 +16113,144 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
     f_VendorSpecificDataContainer: list[bytes] = []
     f_LF_SystemSetupData: _iso20_wpt.WPT_LF_SystemSetupDataType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_FinePositioningSetupReqType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'WPT_FinePositioningSetupReqType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(6)
+    win = r.win
+    av = r.avail
+    av -= 6
+    if av < 0:
+        win, av = r.refill(av, 6)
+    c = (win >> av) & 0x3f
     if c & 0x33 != 0x0:
-        raise r.fail_back(6, 'WPT_FinePositioningSetupReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, SE(EVDeviceFinePositioningMethodList)')
+        raise r.fail_at(av + 6, 'WPT_FinePositioningSetupReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, SE(EVDeviceFinePositioningMethodList)')
     iv = ((c >> 2) & 3)
     if iv >= 3:
-        raise r.fail('WPT_FinePositioningSetupReqType.EVProcessing', f'enumeration index {iv}')
+        raise r.fail_at(av, 'WPT_FinePositioningSetupReqType.EVProcessing', f'enumeration index {iv}')
     f_EVProcessing = _E_iso20_common_types_processingType[iv]
     s = 1
     s = 2
+    r.avail = av
     f_EVDeviceFinePositioningMethodList = _d_iso20_wpt_WPT_FinePositioningMethodListType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_FinePositioningSetupReqType', 'expected SE(EVDevicePairingMethodList)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'WPT_FinePositioningSetupReqType', 'expected SE(EVDevicePairingMethodList)')
     s = 3
+    r.avail = av
     f_EVDevicePairingMethodList = _d_iso20_wpt_WPT_PairingMethodListType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_FinePositioningSetupReqType', 'expected SE(EVDeviceAlignmentCheckMethodList)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'WPT_FinePositioningSetupReqType', 'expected SE(EVDeviceAlignmentCheckMethodList)')
     s = 4
+    r.avail = av
     f_EVDeviceAlignmentCheckMethodList = _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r)
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'WPT_FinePositioningSetupReqType', 'expected SE(NaturalOffset), CH of NaturalOffset')
+        raise r.fail_at(av + 10, 'WPT_FinePositioningSetupReqType', 'expected SE(NaturalOffset), CH of NaturalOffset')
     u = (c & 255)
     s = 5
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_NaturalOffset = u
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_FinePositioningSetupReqType', 'expected EE of NaturalOffset')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'WPT_FinePositioningSetupReqType', 'expected EE of NaturalOffset')
     s = 6
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'WPT_FinePositioningSetupReqType[6]', 'expected CH of VendorSpecificDataContainer')
+                raise r.fail_at(av + 9, 'WPT_FinePositioningSetupReqType[6]', 'expected CH of VendorSpecificDataContainer')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_FinePositioningSetupReqType[6]', 'expected EE of VendorSpecificDataContainer')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'WPT_FinePositioningSetupReqType[6]', 'expected EE of VendorSpecificDataContainer')
             n += 1
             if n == 16:
                 s = 23
                 break
         elif ec == 1:
+            r.avail = av
             f_LF_SystemSetupData = _d_iso20_wpt_WPT_LF_SystemSetupDataType(r)
+            win = r.win
+            av = r.avail
             s = 8
             break
         elif ec == 2:
             s = -1
             break
         else:
-            raise r.fail('WPT_FinePositioningSetupReqType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(LF_SystemSetupData), EE')
+            raise r.fail_at(av, 'WPT_FinePositioningSetupReqType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(LF_SystemSetupData), EE')
     if s == 23:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_LF_SystemSetupData = _d_iso20_wpt_WPT_LF_SystemSetupDataType(r)
+            win = r.win
+            av = r.avail
             s = 8
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('WPT_FinePositioningSetupReqType[23]', f'event code {ec}, expected SE(LF_SystemSetupData), EE')
+            raise r.fail_at(av, 'WPT_FinePositioningSetupReqType[23]', f'event code {ec}, expected SE(LF_SystemSetupData), EE')
     if s == 8:
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_FinePositioningSetupReqType[8]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'WPT_FinePositioningSetupReqType[8]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_wpt.WPT_FinePositioningSetupReqType(Header=f_Header, EVProcessing=f_EVProcessing, EVDeviceFinePositioningMethodList=f_EVDeviceFinePositioningMethodList, EVDevicePairingMethodList=f_EVDevicePairingMethodList, EVDeviceAlignmentCheckMethodList=f_EVDeviceAlignmentCheckMethodList, NaturalOffset=f_NaturalOffset, VendorSpecificDataContainer=f_VendorSpecificDataContainer, LF_SystemSetupData=f_LF_SystemSetupData)
 
 def _e_iso20_wpt_WPT_FinePositioningSetupReqType(w: BitWriter, o: _iso20_wpt.WPT_FinePositioningSetupReqType) -> None:
@@ -12670,6 +16385,8 @@ def _e_iso20_wpt_WPT_FinePositioningSetupReqType(w: BitWriter, o: _iso20_wpt.WPT
         w.spill()
 
 def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT_FinePositioningSetupResType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_PrimaryDeviceFinePositioningMethodList: _iso20_wpt.WPT_FinePositioningMethodListType
@@ -12679,77 +16396,144 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
     f_VendorSpecificDataContainer: list[bytes] = []
     f_LF_SystemSetupData: _iso20_wpt.WPT_LF_SystemSetupDataType | None = None
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_FinePositioningSetupResType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'WPT_FinePositioningSetupResType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x303 != 0x0:
-        raise r.fail_back(10, 'WPT_FinePositioningSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PrimaryDeviceFinePositioningMethodList)')
+        raise r.fail_at(av + 10, 'WPT_FinePositioningSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PrimaryDeviceFinePositioningMethodList)')
     iv = ((c >> 2) & 63)
     if iv >= 40:
-        raise r.fail('WPT_FinePositioningSetupResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'WPT_FinePositioningSetupResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     s = 1
     s = 2
+    r.avail = av
     f_PrimaryDeviceFinePositioningMethodList = _d_iso20_wpt_WPT_FinePositioningMethodListType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_FinePositioningSetupResType', 'expected SE(PrimaryDevicePairingMethodList)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'WPT_FinePositioningSetupResType', 'expected SE(PrimaryDevicePairingMethodList)')
     s = 3
+    r.avail = av
     f_PrimaryDevicePairingMethodList = _d_iso20_wpt_WPT_PairingMethodListType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_FinePositioningSetupResType', 'expected SE(PrimaryDeviceAlignmentCheckMethodList)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'WPT_FinePositioningSetupResType', 'expected SE(PrimaryDeviceAlignmentCheckMethodList)')
     s = 4
+    r.avail = av
     f_PrimaryDeviceAlignmentCheckMethodList = _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r)
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'WPT_FinePositioningSetupResType', 'expected SE(NaturalOffset), CH of NaturalOffset')
+        raise r.fail_at(av + 10, 'WPT_FinePositioningSetupResType', 'expected SE(NaturalOffset), CH of NaturalOffset')
     u = (c & 255)
     s = 5
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_NaturalOffset = u
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_FinePositioningSetupResType', 'expected EE of NaturalOffset')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'WPT_FinePositioningSetupResType', 'expected EE of NaturalOffset')
     s = 6
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'WPT_FinePositioningSetupResType[6]', 'expected CH of VendorSpecificDataContainer')
+                raise r.fail_at(av + 9, 'WPT_FinePositioningSetupResType[6]', 'expected CH of VendorSpecificDataContainer')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_FinePositioningSetupResType[6]', 'expected EE of VendorSpecificDataContainer')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'WPT_FinePositioningSetupResType[6]', 'expected EE of VendorSpecificDataContainer')
             n += 1
             if n == 16:
                 s = 23
                 break
         elif ec == 1:
+            r.avail = av
             f_LF_SystemSetupData = _d_iso20_wpt_WPT_LF_SystemSetupDataType(r)
+            win = r.win
+            av = r.avail
             s = 8
             break
         elif ec == 2:
             s = -1
             break
         else:
-            raise r.fail('WPT_FinePositioningSetupResType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(LF_SystemSetupData), EE')
+            raise r.fail_at(av, 'WPT_FinePositioningSetupResType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(LF_SystemSetupData), EE')
     if s == 23:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_LF_SystemSetupData = _d_iso20_wpt_WPT_LF_SystemSetupDataType(r)
+            win = r.win
+            av = r.avail
             s = 8
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('WPT_FinePositioningSetupResType[23]', f'event code {ec}, expected SE(LF_SystemSetupData), EE')
+            raise r.fail_at(av, 'WPT_FinePositioningSetupResType[23]', f'event code {ec}, expected SE(LF_SystemSetupData), EE')
     if s == 8:
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_FinePositioningSetupResType[8]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'WPT_FinePositioningSetupResType[8]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_wpt.WPT_FinePositioningSetupResType(Header=f_Header, ResponseCode=f_ResponseCode, PrimaryDeviceFinePositioningMethodList=f_PrimaryDeviceFinePositioningMethodList, PrimaryDevicePairingMethodList=f_PrimaryDevicePairingMethodList, PrimaryDeviceAlignmentCheckMethodList=f_PrimaryDeviceAlignmentCheckMethodList, NaturalOffset=f_NaturalOffset, VendorSpecificDataContainer=f_VendorSpecificDataContainer, LF_SystemSetupData=f_LF_SystemSetupData)
 
 def _e_iso20_wpt_WPT_FinePositioningSetupResType(w: BitWriter, o: _iso20_wpt.WPT_FinePositioningSetupResType) -> None:
@@ -12884,15 +16668,28 @@ def _e_iso20_wpt_WPT_FinePositioningSetupResType(w: BitWriter, o: _iso20_wpt.WPT
         w.spill()
 
 def _d_iso20_wpt_WPT_LF_DataPackageListType(r: BitReader) -> _iso20_wpt.WPT_LF_DataPackageListType:
+    win = r.win
+    av = r.avail
     f_NumPackages: int
     f_WPT_LF_DataPackage: _iso20_wpt.WPT_LF_DataPackageType
-    c = r.bits(12)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xc03 != 0x0:
-        raise r.fail_back(12, 'WPT_LF_DataPackageListType', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage)')
+        raise r.fail_at(av + 12, 'WPT_LF_DataPackageListType', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage)')
     f_NumPackages = ((c >> 2) & 255)
+    r.avail = av
     f_WPT_LF_DataPackage = _d_iso20_wpt_WPT_LF_DataPackageType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_LF_DataPackageListType', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'WPT_LF_DataPackageListType', 'expected EE')
+    r.avail = av
     return _iso20_wpt.WPT_LF_DataPackageListType(NumPackages=f_NumPackages, WPT_LF_DataPackage=f_WPT_LF_DataPackage)
 
 def _e_iso20_wpt_WPT_LF_DataPackageListType(w: BitWriter, o: _iso20_wpt.WPT_LF_DataPackageListType) -> None:
@@ -12919,73 +16716,119 @@ def _e_iso20_wpt_WPT_LF_DataPackageListType(w: BitWriter, o: _iso20_wpt.WPT_LF_D
         w.spill()
 
 def _d_iso20_wpt_WPT_LF_DataPackageType(r: BitReader) -> _iso20_wpt.WPT_LF_DataPackageType:
+    win = r.win
+    av = r.avail
     f_PackageIndex: int
     f_LF_TxData: _iso20_wpt.WPT_LF_TxDataListType | None = None
     f_LF_RxData: _iso20_wpt.WPT_LF_RxDataListType | None = None
-    c = r.bits(13)
+    av -= 13
+    if av < 0:
+        win, av = r.refill(av, 13)
+    c = (win >> av) & 0x1fff
     if c & 0x1804 != 0x0:
-        raise r.fail_back(13, 'WPT_LF_DataPackageType', 'expected SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
+        raise r.fail_at(av + 13, 'WPT_LF_DataPackageType', 'expected SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
     f_PackageIndex = ((c >> 3) & 255)
     ec = (c & 3)
     if ec == 0:
-        c = r.bits(11)
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
         if c & 0x700 != 0x0:
-            raise r.fail_back(11, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList), SE(TxIdentifier), CH of TxIdentifier')
+            raise r.fail_at(av + 11, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList), SE(TxIdentifier), CH of TxIdentifier')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_2_TxIdentifier = u
-        c = r.bits(24)
+        av -= 24
+        if av < 0:
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
         if c & 0xf00e00 != 0x0:
-            raise r.fail_back(24, 'WPT_LF_DataPackageType[1]', 'expected EE of TxIdentifier, SE(EIRP), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 24, 'WPT_LF_DataPackageType[1]', 'expected EE of TxIdentifier, SE(EIRP), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_3_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_3_Value = -u - 1 if sg else u
-        c = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
         if c != 0x0:
-            raise r.fail_back(4, 'WPT_LF_DataPackageType[1]', 'expected EE of Value, EE, EE, EE')
+            raise r.fail_at(av + 4, 'WPT_LF_DataPackageType[1]', 'expected EE of Value, EE, EE, EE')
         f_2_EIRP = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
         f_1_WPT_LF_TxDataList = _iso20_wpt.WPT_LF_TxDataType(TxIdentifier=f_2_TxIdentifier, EIRP=f_2_EIRP)
         f_LF_TxData = _iso20_wpt.WPT_LF_TxDataListType(WPT_LF_TxDataList=f_1_WPT_LF_TxDataList)
     elif ec == 1:
-        c = r.bits(11)
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
         if c & 0x700 != 0x0:
-            raise r.fail_back(11, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList), SE(RxIdentifier), CH of RxIdentifier')
+            raise r.fail_at(av + 11, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList), SE(RxIdentifier), CH of RxIdentifier')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_5_RxIdentifier = u
-        c = r.bits(13)
+        av -= 13
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
         if c & 0x1f00 != 0x0:
-            raise r.fail_back(13, 'WPT_LF_DataPackageType[1]', 'expected EE of RxIdentifier, SE(RSSIData), SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
+            raise r.fail_at(av + 13, 'WPT_LF_DataPackageType[1]', 'expected EE of RxIdentifier, SE(RSSIData), SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_7_TxIdentifier = u
-        c = r.bits(24)
+        av -= 24
+        if av < 0:
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
         if c & 0xf00e00 != 0x0:
-            raise r.fail_back(24, 'WPT_LF_DataPackageType[1]', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 24, 'WPT_LF_DataPackageType[1]', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_8_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_8_Value = -u - 1 if sg else u
-        c = r.bits(6)
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
         if c != 0x0:
-            raise r.fail_back(6, 'WPT_LF_DataPackageType[1]', 'expected EE of Value, EE, EE, EE, EE, EE')
+            raise r.fail_at(av + 6, 'WPT_LF_DataPackageType[1]', 'expected EE of Value, EE, EE, EE, EE, EE')
         f_7_RSSI = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
         f_6_RSSIDataList = _iso20_wpt.WPT_LF_RxRSSIType(TxIdentifier=f_7_TxIdentifier, RSSI=f_7_RSSI)
         f_5_RSSIData = _iso20_wpt.WPT_LF_RxRSSIListType(RSSIDataList=f_6_RSSIDataList)
         f_4_WPT_LF_RxDataList = _iso20_wpt.WPT_LF_RxDataType(RxIdentifier=f_5_RxIdentifier, RSSIData=f_5_RSSIData)
         f_LF_RxData = _iso20_wpt.WPT_LF_RxDataListType(WPT_LF_RxDataList=f_4_WPT_LF_RxDataList)
     else:
-        raise r.fail('WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_LF_DataPackageType', 'expected EE')
+        raise r.fail_at(av, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'WPT_LF_DataPackageType', 'expected EE')
+    r.avail = av
     return _iso20_wpt.WPT_LF_DataPackageType(PackageIndex=f_PackageIndex, LF_TxData=f_LF_TxData, LF_RxData=f_LF_RxData)
 
 def _e_iso20_wpt_WPT_LF_DataPackageType(w: BitWriter, o: _iso20_wpt.WPT_LF_DataPackageType) -> None:
@@ -13130,195 +16973,332 @@ def _e_iso20_wpt_WPT_LF_DataPackageType(w: BitWriter, o: _iso20_wpt.WPT_LF_DataP
         w.spill()
 
 def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_ReceiverDataType:
+    win = r.win
+    av = r.avail
     f_NumberOfReceivers: int
     f_RxSpecData: list[_iso20_wpt.WPT_TxRxSpecDataType] = []
     s = 0
-    c = r.bits(22)
+    av -= 22
+    if av < 0:
+        win, av = r.refill(av, 22)
+    c = (win >> av) & 0x3fffff
     if c & 0x300f00 != 0x0:
-        raise r.fail_back(22, 'WPT_LF_ReceiverDataType', 'expected SE(NumberOfReceivers), CH of NumberOfReceivers, EE of NumberOfReceivers, SE(RxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier')
+        raise r.fail_at(av + 22, 'WPT_LF_ReceiverDataType', 'expected SE(NumberOfReceivers), CH of NumberOfReceivers, EE of NumberOfReceivers, SE(RxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier')
     f_NumberOfReceivers = ((c >> 12) & 255)
     u = (c & 255)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_TxRxIdentifier = u
-    c = r.bits(13)
+    av -= 13
+    if av < 0:
+        win, av = r.refill(av, 13)
+    c = (win >> av) & 0x1fff
     if c & 0x1e00 != 0x0:
-        raise r.fail_back(13, 'WPT_LF_ReceiverDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X')
+        raise r.fail_at(av + 13, 'WPT_LF_ReceiverDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_Coord_X = -u - 1 if sg else u
-    c = r.bits(12)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+        raise r.fail_at(av + 12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_Coord_Y = -u - 1 if sg else u
-    c = r.bits(12)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+        raise r.fail_at(av + 12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_Coord_Z = -u - 1 if sg else u
-    c = r.bits(14)
+    av -= 14
+    if av < 0:
+        win, av = r.refill(av, 14)
+    c = (win >> av) & 0x3fff
     if c & 0x3e00 != 0x0:
-        raise r.fail_back(14, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
+        raise r.fail_at(av + 14, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_1_TxRxPosition = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_2_Coord_X, Coord_Y=f_2_Coord_Y, Coord_Z=f_2_Coord_Z)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_3_Coord_X = -u - 1 if sg else u
-    c = r.bits(12)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+        raise r.fail_at(av + 12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_3_Coord_Y = -u - 1 if sg else u
-    c = r.bits(12)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+        raise r.fail_at(av + 12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_3_Coord_Z = -u - 1 if sg else u
-    c = r.bits(14)
+    av -= 14
+    if av < 0:
+        win, av = r.refill(av, 14)
+    c = (win >> av) & 0x3fff
     if c & 0x3f00 != 0x0:
-        raise r.fail_back(14, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, EE, SE(RxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier')
+        raise r.fail_at(av + 14, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, EE, SE(RxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier')
     u = (c & 255)
     f_1_TxRxOrientation = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_3_Coord_X, Coord_Y=f_3_Coord_Y, Coord_Z=f_3_Coord_Z)
     f_RxSpecData.append(_iso20_wpt.WPT_TxRxSpecDataType(TxRxIdentifier=f_1_TxRxIdentifier, TxRxPosition=f_1_TxRxPosition, TxRxOrientation=f_1_TxRxOrientation))
     s = 2
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_4_TxRxIdentifier = u
-    c = r.bits(13)
+    av -= 13
+    if av < 0:
+        win, av = r.refill(av, 13)
+    c = (win >> av) & 0x1fff
     if c & 0x1e00 != 0x0:
-        raise r.fail_back(13, 'WPT_LF_ReceiverDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X')
+        raise r.fail_at(av + 13, 'WPT_LF_ReceiverDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_5_Coord_X = -u - 1 if sg else u
-    c = r.bits(12)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+        raise r.fail_at(av + 12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_5_Coord_Y = -u - 1 if sg else u
-    c = r.bits(12)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+        raise r.fail_at(av + 12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_5_Coord_Z = -u - 1 if sg else u
-    c = r.bits(14)
+    av -= 14
+    if av < 0:
+        win, av = r.refill(av, 14)
+    c = (win >> av) & 0x3fff
     if c & 0x3e00 != 0x0:
-        raise r.fail_back(14, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
+        raise r.fail_at(av + 14, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_4_TxRxPosition = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_5_Coord_X, Coord_Y=f_5_Coord_Y, Coord_Z=f_5_Coord_Z)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_6_Coord_X = -u - 1 if sg else u
-    c = r.bits(12)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+        raise r.fail_at(av + 12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_6_Coord_Y = -u - 1 if sg else u
-    c = r.bits(12)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+        raise r.fail_at(av + 12, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_6_Coord_Z = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, EE')
+        raise r.fail_at(av + 3, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, EE')
     f_4_TxRxOrientation = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_6_Coord_X, Coord_Y=f_6_Coord_Y, Coord_Z=f_6_Coord_Z)
     f_RxSpecData.append(_iso20_wpt.WPT_TxRxSpecDataType(TxRxIdentifier=f_4_TxRxIdentifier, TxRxPosition=f_4_TxRxPosition, TxRxOrientation=f_4_TxRxOrientation))
     s = 3
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'WPT_LF_ReceiverDataType[3]', 'expected SE(TxRxIdentifier), CH of TxRxIdentifier')
+                raise r.fail_at(av + 10, 'WPT_LF_ReceiverDataType[3]', 'expected SE(TxRxIdentifier), CH of TxRxIdentifier')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_7_TxRxIdentifier = u
-            c = r.bits(13)
+            av -= 13
+            if av < 0:
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
             if c & 0x1e00 != 0x0:
-                raise r.fail_back(13, 'WPT_LF_ReceiverDataType[3]', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X')
+                raise r.fail_at(av + 13, 'WPT_LF_ReceiverDataType[3]', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_8_Coord_X = -u - 1 if sg else u
-            c = r.bits(12)
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
             if c & 0xe00 != 0x0:
-                raise r.fail_back(12, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+                raise r.fail_at(av + 12, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_8_Coord_Y = -u - 1 if sg else u
-            c = r.bits(12)
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
             if c & 0xe00 != 0x0:
-                raise r.fail_back(12, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+                raise r.fail_at(av + 12, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_8_Coord_Z = -u - 1 if sg else u
-            c = r.bits(14)
+            av -= 14
+            if av < 0:
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
             if c & 0x3e00 != 0x0:
-                raise r.fail_back(14, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
+                raise r.fail_at(av + 14, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             f_7_TxRxPosition = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_8_Coord_X, Coord_Y=f_8_Coord_Y, Coord_Z=f_8_Coord_Z)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_9_Coord_X = -u - 1 if sg else u
-            c = r.bits(12)
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
             if c & 0xe00 != 0x0:
-                raise r.fail_back(12, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+                raise r.fail_at(av + 12, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_9_Coord_Y = -u - 1 if sg else u
-            c = r.bits(12)
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
             if c & 0xe00 != 0x0:
-                raise r.fail_back(12, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+                raise r.fail_at(av + 12, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_9_Coord_Z = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_Z, EE, EE')
+                raise r.fail_at(av + 3, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_Z, EE, EE')
             f_7_TxRxOrientation = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_9_Coord_X, Coord_Y=f_9_Coord_Y, Coord_Z=f_9_Coord_Z)
             f_RxSpecData.append(_iso20_wpt.WPT_TxRxSpecDataType(TxRxIdentifier=f_7_TxRxIdentifier, TxRxPosition=f_7_TxRxPosition, TxRxOrientation=f_7_TxRxOrientation))
             n += 1
@@ -13329,11 +17309,16 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
             s = -1
             break
         else:
-            raise r.fail('WPT_LF_ReceiverDataType[3]', f'event code {ec}, expected SE(RxSpecData), EE')
+            raise r.fail_at(av, 'WPT_LF_ReceiverDataType[3]', f'event code {ec}, expected SE(RxSpecData), EE')
     if s == 256:
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_LF_ReceiverDataType[256]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'WPT_LF_ReceiverDataType[256]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_wpt.WPT_LF_ReceiverDataType(NumberOfReceivers=f_NumberOfReceivers, RxSpecData=f_RxSpecData)
 
 def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_ReceiverDataType) -> None:
@@ -13810,37 +17795,61 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
         w.spill()
 
 def _d_iso20_wpt_WPT_LF_RxDataListType(r: BitReader) -> _iso20_wpt.WPT_LF_RxDataListType:
+    win = r.win
+    av = r.avail
     f_WPT_LF_RxDataList: _iso20_wpt.WPT_LF_RxDataType
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'WPT_LF_RxDataListType', 'expected SE(WPT_LF_RxDataList), SE(RxIdentifier), CH of RxIdentifier')
+        raise r.fail_at(av + 11, 'WPT_LF_RxDataListType', 'expected SE(WPT_LF_RxDataList), SE(RxIdentifier), CH of RxIdentifier')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_RxIdentifier = u
-    c = r.bits(13)
+    av -= 13
+    if av < 0:
+        win, av = r.refill(av, 13)
+    c = (win >> av) & 0x1fff
     if c & 0x1f00 != 0x0:
-        raise r.fail_back(13, 'WPT_LF_RxDataListType', 'expected EE of RxIdentifier, SE(RSSIData), SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
+        raise r.fail_at(av + 13, 'WPT_LF_RxDataListType', 'expected EE of RxIdentifier, SE(RSSIData), SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_3_TxIdentifier = u
-    c = r.bits(24)
+    av -= 24
+    if av < 0:
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
     if c & 0xf00e00 != 0x0:
-        raise r.fail_back(24, 'WPT_LF_RxDataListType', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 24, 'WPT_LF_RxDataListType', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_4_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_4_Value = -u - 1 if sg else u
-    c = r.bits(6)
+    av -= 6
+    if av < 0:
+        win, av = r.refill(av, 6)
+    c = (win >> av) & 0x3f
     if c != 0x0:
-        raise r.fail_back(6, 'WPT_LF_RxDataListType', 'expected EE of Value, EE, EE, EE, EE, EE')
+        raise r.fail_at(av + 6, 'WPT_LF_RxDataListType', 'expected EE of Value, EE, EE, EE, EE, EE')
     f_3_RSSI = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
     f_2_RSSIDataList = _iso20_wpt.WPT_LF_RxRSSIType(TxIdentifier=f_3_TxIdentifier, RSSI=f_3_RSSI)
     f_1_RSSIData = _iso20_wpt.WPT_LF_RxRSSIListType(RSSIDataList=f_2_RSSIDataList)
     f_WPT_LF_RxDataList = _iso20_wpt.WPT_LF_RxDataType(RxIdentifier=f_1_RxIdentifier, RSSIData=f_1_RSSIData)
+    r.avail = av
     return _iso20_wpt.WPT_LF_RxDataListType(WPT_LF_RxDataList=f_WPT_LF_RxDataList)
 
 def _e_iso20_wpt_WPT_LF_RxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxDataListType) -> None:
@@ -13923,37 +17932,61 @@ def _e_iso20_wpt_WPT_LF_RxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxData
         w.spill()
 
 def _d_iso20_wpt_WPT_LF_RxDataType(r: BitReader) -> _iso20_wpt.WPT_LF_RxDataType:
+    win = r.win
+    av = r.avail
     f_RxIdentifier: int
     f_RSSIData: _iso20_wpt.WPT_LF_RxRSSIListType
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'WPT_LF_RxDataType', 'expected SE(RxIdentifier), CH of RxIdentifier')
+        raise r.fail_at(av + 10, 'WPT_LF_RxDataType', 'expected SE(RxIdentifier), CH of RxIdentifier')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_RxIdentifier = u
-    c = r.bits(13)
+    av -= 13
+    if av < 0:
+        win, av = r.refill(av, 13)
+    c = (win >> av) & 0x1fff
     if c & 0x1f00 != 0x0:
-        raise r.fail_back(13, 'WPT_LF_RxDataType', 'expected EE of RxIdentifier, SE(RSSIData), SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
+        raise r.fail_at(av + 13, 'WPT_LF_RxDataType', 'expected EE of RxIdentifier, SE(RSSIData), SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_TxIdentifier = u
-    c = r.bits(24)
+    av -= 24
+    if av < 0:
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
     if c & 0xf00e00 != 0x0:
-        raise r.fail_back(24, 'WPT_LF_RxDataType', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 24, 'WPT_LF_RxDataType', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_3_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_3_Value = -u - 1 if sg else u
-    c = r.bits(5)
+    av -= 5
+    if av < 0:
+        win, av = r.refill(av, 5)
+    c = (win >> av) & 0x1f
     if c != 0x0:
-        raise r.fail_back(5, 'WPT_LF_RxDataType', 'expected EE of Value, EE, EE, EE, EE')
+        raise r.fail_at(av + 5, 'WPT_LF_RxDataType', 'expected EE of Value, EE, EE, EE, EE')
     f_2_RSSI = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
     f_1_RSSIDataList = _iso20_wpt.WPT_LF_RxRSSIType(TxIdentifier=f_2_TxIdentifier, RSSI=f_2_RSSI)
     f_RSSIData = _iso20_wpt.WPT_LF_RxRSSIListType(RSSIDataList=f_1_RSSIDataList)
+    r.avail = av
     return _iso20_wpt.WPT_LF_RxDataType(RxIdentifier=f_RxIdentifier, RSSIData=f_RSSIData)
 
 def _e_iso20_wpt_WPT_LF_RxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxDataType) -> None:
@@ -14034,28 +18067,46 @@ def _e_iso20_wpt_WPT_LF_RxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxDataType
         w.spill()
 
 def _d_iso20_wpt_WPT_LF_RxRSSIListType(r: BitReader) -> _iso20_wpt.WPT_LF_RxRSSIListType:
+    win = r.win
+    av = r.avail
     f_RSSIDataList: _iso20_wpt.WPT_LF_RxRSSIType
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'WPT_LF_RxRSSIListType', 'expected SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
+        raise r.fail_at(av + 11, 'WPT_LF_RxRSSIListType', 'expected SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_TxIdentifier = u
-    c = r.bits(24)
+    av -= 24
+    if av < 0:
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
     if c & 0xf00e00 != 0x0:
-        raise r.fail_back(24, 'WPT_LF_RxRSSIListType', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 24, 'WPT_LF_RxRSSIListType', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_Value = -u - 1 if sg else u
-    c = r.bits(4)
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c != 0x0:
-        raise r.fail_back(4, 'WPT_LF_RxRSSIListType', 'expected EE of Value, EE, EE, EE')
+        raise r.fail_at(av + 4, 'WPT_LF_RxRSSIListType', 'expected EE of Value, EE, EE, EE')
     f_1_RSSI = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
     f_RSSIDataList = _iso20_wpt.WPT_LF_RxRSSIType(TxIdentifier=f_1_TxIdentifier, RSSI=f_1_RSSI)
+    r.avail = av
     return _iso20_wpt.WPT_LF_RxRSSIListType(RSSIDataList=f_RSSIDataList)
 
 def _e_iso20_wpt_WPT_LF_RxRSSIListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxRSSIListType) -> None:
@@ -14115,28 +18166,46 @@ def _e_iso20_wpt_WPT_LF_RxRSSIListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxRSSI
         w.spill()
 
 def _d_iso20_wpt_WPT_LF_RxRSSIType(r: BitReader) -> _iso20_wpt.WPT_LF_RxRSSIType:
+    win = r.win
+    av = r.avail
     f_TxIdentifier: int
     f_RSSI: _iso20_common_types.RationalNumberType
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'WPT_LF_RxRSSIType', 'expected SE(TxIdentifier), CH of TxIdentifier')
+        raise r.fail_at(av + 10, 'WPT_LF_RxRSSIType', 'expected SE(TxIdentifier), CH of TxIdentifier')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_TxIdentifier = u
-    c = r.bits(24)
+    av -= 24
+    if av < 0:
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
     if c & 0xf00e00 != 0x0:
-        raise r.fail_back(24, 'WPT_LF_RxRSSIType', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 24, 'WPT_LF_RxRSSIType', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_1_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'WPT_LF_RxRSSIType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'WPT_LF_RxRSSIType', 'expected EE of Value, EE, EE')
     f_RSSI = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    r.avail = av
     return _iso20_wpt.WPT_LF_RxRSSIType(TxIdentifier=f_TxIdentifier, RSSI=f_RSSI)
 
 def _e_iso20_wpt_WPT_LF_RxRSSIType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxRSSIType) -> None:
@@ -14194,18 +18263,34 @@ def _e_iso20_wpt_WPT_LF_RxRSSIType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxRSSIType
         w.spill()
 
 def _d_iso20_wpt_WPT_LF_SystemSetupDataType(r: BitReader) -> _iso20_wpt.WPT_LF_SystemSetupDataType:
+    win = r.win
+    av = r.avail
     f_LF_TransmitterSetupData: _iso20_wpt.WPT_LF_TransmitterDataType | None = None
     f_LF_ReceiverSetupData: _iso20_wpt.WPT_LF_ReceiverDataType | None = None
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
+        r.avail = av
         f_LF_TransmitterSetupData = _d_iso20_wpt_WPT_LF_TransmitterDataType(r)
+        win = r.win
+        av = r.avail
     elif ec == 1:
+        r.avail = av
         f_LF_ReceiverSetupData = _d_iso20_wpt_WPT_LF_ReceiverDataType(r)
+        win = r.win
+        av = r.avail
     else:
-        raise r.fail('WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_LF_SystemSetupDataType', 'expected EE')
+        raise r.fail_at(av, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'WPT_LF_SystemSetupDataType', 'expected EE')
+    r.avail = av
     return _iso20_wpt.WPT_LF_SystemSetupDataType(LF_TransmitterSetupData=f_LF_TransmitterSetupData, LF_ReceiverSetupData=f_LF_ReceiverSetupData)
 
 def _e_iso20_wpt_WPT_LF_SystemSetupDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_SystemSetupDataType) -> None:
@@ -14239,208 +18324,351 @@ def _e_iso20_wpt_WPT_LF_SystemSetupDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_S
         w.spill()
 
 def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_TransmitterDataType:
+    win = r.win
+    av = r.avail
     f_NumberOfTransmitters: int
     f_SignalFrequency: _iso20_common_types.RationalNumberType
     f_TxSpecData: list[_iso20_wpt.WPT_TxRxSpecDataType] = []
     f_TxPackageSpecData: _iso20_wpt.WPT_TxRxPackageSpecDataType | None = None
     s = 0
-    c = r.bits(34)
+    av -= 34
+    if av < 0:
+        win, av = r.refill(av, 34)
+    c = (win >> av) & 0x3ffffffff
     if c & 0x300f00e00 != 0x0:
-        raise r.fail_back(34, 'WPT_LF_TransmitterDataType', 'expected SE(NumberOfTransmitters), CH of NumberOfTransmitters, EE of NumberOfTransmitters, SE(SignalFrequency), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 34, 'WPT_LF_TransmitterDataType', 'expected SE(NumberOfTransmitters), CH of NumberOfTransmitters, EE of NumberOfTransmitters, SE(SignalFrequency), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_NumberOfTransmitters = ((c >> 24) & 255)
     f_1_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(13)
+    av -= 13
+    if av < 0:
+        win, av = r.refill(av, 13)
+    c = (win >> av) & 0x1fff
     if c & 0x1f00 != 0x0:
-        raise r.fail_back(13, 'WPT_LF_TransmitterDataType', 'expected EE of Value, EE, SE(TxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier')
+        raise r.fail_at(av + 13, 'WPT_LF_TransmitterDataType', 'expected EE of Value, EE, SE(TxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier')
     u = (c & 255)
     f_SignalFrequency = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     s = 2
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_TxRxIdentifier = u
-    c = r.bits(13)
+    av -= 13
+    if av < 0:
+        win, av = r.refill(av, 13)
+    c = (win >> av) & 0x1fff
     if c & 0x1e00 != 0x0:
-        raise r.fail_back(13, 'WPT_LF_TransmitterDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X')
+        raise r.fail_at(av + 13, 'WPT_LF_TransmitterDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_3_Coord_X = -u - 1 if sg else u
-    c = r.bits(12)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+        raise r.fail_at(av + 12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_3_Coord_Y = -u - 1 if sg else u
-    c = r.bits(12)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+        raise r.fail_at(av + 12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_3_Coord_Z = -u - 1 if sg else u
-    c = r.bits(14)
+    av -= 14
+    if av < 0:
+        win, av = r.refill(av, 14)
+    c = (win >> av) & 0x3fff
     if c & 0x3e00 != 0x0:
-        raise r.fail_back(14, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
+        raise r.fail_at(av + 14, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_2_TxRxPosition = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_3_Coord_X, Coord_Y=f_3_Coord_Y, Coord_Z=f_3_Coord_Z)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_4_Coord_X = -u - 1 if sg else u
-    c = r.bits(12)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+        raise r.fail_at(av + 12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_4_Coord_Y = -u - 1 if sg else u
-    c = r.bits(12)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+        raise r.fail_at(av + 12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_4_Coord_Z = -u - 1 if sg else u
-    c = r.bits(14)
+    av -= 14
+    if av < 0:
+        win, av = r.refill(av, 14)
+    c = (win >> av) & 0x3fff
     if c & 0x3f00 != 0x0:
-        raise r.fail_back(14, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, EE, SE(TxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier')
+        raise r.fail_at(av + 14, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, EE, SE(TxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier')
     u = (c & 255)
     f_2_TxRxOrientation = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_4_Coord_X, Coord_Y=f_4_Coord_Y, Coord_Z=f_4_Coord_Z)
     f_TxSpecData.append(_iso20_wpt.WPT_TxRxSpecDataType(TxRxIdentifier=f_2_TxRxIdentifier, TxRxPosition=f_2_TxRxPosition, TxRxOrientation=f_2_TxRxOrientation))
     s = 3
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_5_TxRxIdentifier = u
-    c = r.bits(13)
+    av -= 13
+    if av < 0:
+        win, av = r.refill(av, 13)
+    c = (win >> av) & 0x1fff
     if c & 0x1e00 != 0x0:
-        raise r.fail_back(13, 'WPT_LF_TransmitterDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X')
+        raise r.fail_at(av + 13, 'WPT_LF_TransmitterDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_6_Coord_X = -u - 1 if sg else u
-    c = r.bits(12)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+        raise r.fail_at(av + 12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_6_Coord_Y = -u - 1 if sg else u
-    c = r.bits(12)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+        raise r.fail_at(av + 12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_6_Coord_Z = -u - 1 if sg else u
-    c = r.bits(14)
+    av -= 14
+    if av < 0:
+        win, av = r.refill(av, 14)
+    c = (win >> av) & 0x3fff
     if c & 0x3e00 != 0x0:
-        raise r.fail_back(14, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
+        raise r.fail_at(av + 14, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_5_TxRxPosition = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_6_Coord_X, Coord_Y=f_6_Coord_Y, Coord_Z=f_6_Coord_Z)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_7_Coord_X = -u - 1 if sg else u
-    c = r.bits(12)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+        raise r.fail_at(av + 12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_7_Coord_Y = -u - 1 if sg else u
-    c = r.bits(12)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+        raise r.fail_at(av + 12, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_7_Coord_Z = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, EE')
+        raise r.fail_at(av + 3, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, EE')
     f_5_TxRxOrientation = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_7_Coord_X, Coord_Y=f_7_Coord_Y, Coord_Z=f_7_Coord_Z)
     f_TxSpecData.append(_iso20_wpt.WPT_TxRxSpecDataType(TxRxIdentifier=f_5_TxRxIdentifier, TxRxPosition=f_5_TxRxPosition, TxRxOrientation=f_5_TxRxOrientation))
     s = 4
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'WPT_LF_TransmitterDataType[4]', 'expected SE(TxRxIdentifier), CH of TxRxIdentifier')
+                raise r.fail_at(av + 10, 'WPT_LF_TransmitterDataType[4]', 'expected SE(TxRxIdentifier), CH of TxRxIdentifier')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_8_TxRxIdentifier = u
-            c = r.bits(13)
+            av -= 13
+            if av < 0:
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
             if c & 0x1e00 != 0x0:
-                raise r.fail_back(13, 'WPT_LF_TransmitterDataType[4]', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X')
+                raise r.fail_at(av + 13, 'WPT_LF_TransmitterDataType[4]', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_9_Coord_X = -u - 1 if sg else u
-            c = r.bits(12)
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
             if c & 0xe00 != 0x0:
-                raise r.fail_back(12, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+                raise r.fail_at(av + 12, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_9_Coord_Y = -u - 1 if sg else u
-            c = r.bits(12)
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
             if c & 0xe00 != 0x0:
-                raise r.fail_back(12, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+                raise r.fail_at(av + 12, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_9_Coord_Z = -u - 1 if sg else u
-            c = r.bits(14)
+            av -= 14
+            if av < 0:
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
             if c & 0x3e00 != 0x0:
-                raise r.fail_back(14, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
+                raise r.fail_at(av + 14, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             f_8_TxRxPosition = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_9_Coord_X, Coord_Y=f_9_Coord_Y, Coord_Z=f_9_Coord_Z)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_10_Coord_X = -u - 1 if sg else u
-            c = r.bits(12)
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
             if c & 0xe00 != 0x0:
-                raise r.fail_back(12, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+                raise r.fail_at(av + 12, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_10_Coord_Y = -u - 1 if sg else u
-            c = r.bits(12)
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
             if c & 0xe00 != 0x0:
-                raise r.fail_back(12, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+                raise r.fail_at(av + 12, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_10_Coord_Z = -u - 1 if sg else u
-            c = r.bits(3)
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
             if c != 0x0:
-                raise r.fail_back(3, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_Z, EE, EE')
+                raise r.fail_at(av + 3, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_Z, EE, EE')
             f_8_TxRxOrientation = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_10_Coord_X, Coord_Y=f_10_Coord_Y, Coord_Z=f_10_Coord_Z)
             f_TxSpecData.append(_iso20_wpt.WPT_TxRxSpecDataType(TxRxIdentifier=f_8_TxRxIdentifier, TxRxPosition=f_8_TxRxPosition, TxRxOrientation=f_8_TxRxOrientation))
             n += 1
@@ -14448,27 +18676,41 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
                 s = 258
                 break
         elif ec == 1:
+            r.avail = av
             f_TxPackageSpecData = _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r)
+            win = r.win
+            av = r.avail
             s = 6
             break
         elif ec == 2:
             s = -1
             break
         else:
-            raise r.fail('WPT_LF_TransmitterDataType[4]', f'event code {ec}, expected SE(TxSpecData), SE(TxPackageSpecData), EE')
+            raise r.fail_at(av, 'WPT_LF_TransmitterDataType[4]', f'event code {ec}, expected SE(TxSpecData), SE(TxPackageSpecData), EE')
     if s == 258:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_TxPackageSpecData = _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r)
+            win = r.win
+            av = r.avail
             s = 6
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('WPT_LF_TransmitterDataType[258]', f'event code {ec}, expected SE(TxPackageSpecData), EE')
+            raise r.fail_at(av, 'WPT_LF_TransmitterDataType[258]', f'event code {ec}, expected SE(TxPackageSpecData), EE')
     if s == 6:
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_LF_TransmitterDataType[6]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'WPT_LF_TransmitterDataType[6]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_wpt.WPT_LF_TransmitterDataType(NumberOfTransmitters=f_NumberOfTransmitters, SignalFrequency=f_SignalFrequency, TxSpecData=f_TxSpecData, TxPackageSpecData=f_TxPackageSpecData)
 
 def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_TransmitterDataType) -> None:
@@ -14995,28 +19237,46 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
         w.spill()
 
 def _d_iso20_wpt_WPT_LF_TxDataListType(r: BitReader) -> _iso20_wpt.WPT_LF_TxDataListType:
+    win = r.win
+    av = r.avail
     f_WPT_LF_TxDataList: _iso20_wpt.WPT_LF_TxDataType
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'WPT_LF_TxDataListType', 'expected SE(WPT_LF_TxDataList), SE(TxIdentifier), CH of TxIdentifier')
+        raise r.fail_at(av + 11, 'WPT_LF_TxDataListType', 'expected SE(WPT_LF_TxDataList), SE(TxIdentifier), CH of TxIdentifier')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_TxIdentifier = u
-    c = r.bits(24)
+    av -= 24
+    if av < 0:
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
     if c & 0xf00e00 != 0x0:
-        raise r.fail_back(24, 'WPT_LF_TxDataListType', 'expected EE of TxIdentifier, SE(EIRP), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 24, 'WPT_LF_TxDataListType', 'expected EE of TxIdentifier, SE(EIRP), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_Value = -u - 1 if sg else u
-    c = r.bits(4)
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c != 0x0:
-        raise r.fail_back(4, 'WPT_LF_TxDataListType', 'expected EE of Value, EE, EE, EE')
+        raise r.fail_at(av + 4, 'WPT_LF_TxDataListType', 'expected EE of Value, EE, EE, EE')
     f_1_EIRP = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
     f_WPT_LF_TxDataList = _iso20_wpt.WPT_LF_TxDataType(TxIdentifier=f_1_TxIdentifier, EIRP=f_1_EIRP)
+    r.avail = av
     return _iso20_wpt.WPT_LF_TxDataListType(WPT_LF_TxDataList=f_WPT_LF_TxDataList)
 
 def _e_iso20_wpt_WPT_LF_TxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_TxDataListType) -> None:
@@ -15076,28 +19336,46 @@ def _e_iso20_wpt_WPT_LF_TxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_TxData
         w.spill()
 
 def _d_iso20_wpt_WPT_LF_TxDataType(r: BitReader) -> _iso20_wpt.WPT_LF_TxDataType:
+    win = r.win
+    av = r.avail
     f_TxIdentifier: int
     f_EIRP: _iso20_common_types.RationalNumberType
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'WPT_LF_TxDataType', 'expected SE(TxIdentifier), CH of TxIdentifier')
+        raise r.fail_at(av + 10, 'WPT_LF_TxDataType', 'expected SE(TxIdentifier), CH of TxIdentifier')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_TxIdentifier = u
-    c = r.bits(24)
+    av -= 24
+    if av < 0:
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
     if c & 0xf00e00 != 0x0:
-        raise r.fail_back(24, 'WPT_LF_TxDataType', 'expected EE of TxIdentifier, SE(EIRP), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 24, 'WPT_LF_TxDataType', 'expected EE of TxIdentifier, SE(EIRP), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_1_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'WPT_LF_TxDataType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'WPT_LF_TxDataType', 'expected EE of Value, EE, EE')
     f_EIRP = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    r.avail = av
     return _iso20_wpt.WPT_LF_TxDataType(TxIdentifier=f_TxIdentifier, EIRP=f_EIRP)
 
 def _e_iso20_wpt_WPT_LF_TxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_TxDataType) -> None:
@@ -15155,26 +19433,37 @@ def _e_iso20_wpt_WPT_LF_TxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_TxDataType
         w.spill()
 
 def _d_iso20_wpt_WPT_PairingMethodListType(r: BitReader) -> _iso20_wpt.WPT_PairingMethodListType:
+    win = r.win
+    av = r.avail
     f_WPT_PairingMethod: list[_iso20_wpt.WPT_PairingMethodType] = []
     s = 0
-    c = r.bits(6)
+    av -= 6
+    if av < 0:
+        win, av = r.refill(av, 6)
+    c = (win >> av) & 0x3f
     if c & 0x31 != 0x0:
-        raise r.fail_back(6, 'WPT_PairingMethodListType', 'expected SE(WPT_PairingMethod), CH of WPT_PairingMethod, EE of WPT_PairingMethod')
+        raise r.fail_at(av + 6, 'WPT_PairingMethodListType', 'expected SE(WPT_PairingMethod), CH of WPT_PairingMethod, EE of WPT_PairingMethod')
     iv = ((c >> 1) & 7)
     if iv >= 6:
-        raise r.fail('WPT_PairingMethodListType.WPT_PairingMethod', f'enumeration index {iv}')
+        raise r.fail_at(av, 'WPT_PairingMethodListType.WPT_PairingMethod', f'enumeration index {iv}')
     f_WPT_PairingMethod.append(_E_iso20_wpt_WPT_PairingMethodType[iv])
     s = 1
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(5)
+            av -= 5
+            if av < 0:
+                win, av = r.refill(av, 5)
+            c = (win >> av) & 0x1f
             if c & 0x11 != 0x0:
-                raise r.fail_back(5, 'WPT_PairingMethodListType[1]', 'expected CH of WPT_PairingMethod, EE of WPT_PairingMethod')
+                raise r.fail_at(av + 5, 'WPT_PairingMethodListType[1]', 'expected CH of WPT_PairingMethod, EE of WPT_PairingMethod')
             iv = ((c >> 1) & 7)
             if iv >= 6:
-                raise r.fail('WPT_PairingMethodListType.WPT_PairingMethod', f'enumeration index {iv}')
+                raise r.fail_at(av, 'WPT_PairingMethodListType.WPT_PairingMethod', f'enumeration index {iv}')
             f_WPT_PairingMethod.append(_E_iso20_wpt_WPT_PairingMethodType[iv])
             n += 1
             if n == 7:
@@ -15184,11 +19473,16 @@ def _d_iso20_wpt_WPT_PairingMethodListType(r: BitReader) -> _iso20_wpt.WPT_Pairi
             s = -1
             break
         else:
-            raise r.fail('WPT_PairingMethodListType[1]', f'event code {ec}, expected SE(WPT_PairingMethod), EE')
+            raise r.fail_at(av, 'WPT_PairingMethodListType[1]', f'event code {ec}, expected SE(WPT_PairingMethod), EE')
     if s == 8:
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_PairingMethodListType[8]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'WPT_PairingMethodListType[8]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_wpt.WPT_PairingMethodListType(WPT_PairingMethod=f_WPT_PairingMethod)
 
 def _e_iso20_wpt_WPT_PairingMethodListType(w: BitWriter, o: _iso20_wpt.WPT_PairingMethodListType) -> None:
@@ -15233,69 +19527,113 @@ def _e_iso20_wpt_WPT_PairingMethodListType(w: BitWriter, o: _iso20_wpt.WPT_Pairi
         w.spill()
 
 def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVProcessing: _iso20_common_types.processingType
     f_ObservedIDCode: int | None = None
     f_EVResultCode: _iso20_wpt.WPT_EVResultType
     f_VendorSpecificDataContainer: list[bytes] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_PairingReqType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'WPT_PairingReqType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(7)
+    win = r.win
+    av = r.avail
+    av -= 7
+    if av < 0:
+        win, av = r.refill(av, 7)
+    c = (win >> av) & 0x7f
     if c & 0x64 != 0x0:
-        raise r.fail_back(7, 'WPT_PairingReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing')
+        raise r.fail_at(av + 7, 'WPT_PairingReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing')
     iv = ((c >> 3) & 3)
     if iv >= 3:
-        raise r.fail('WPT_PairingReqType.EVProcessing', f'enumeration index {iv}')
+        raise r.fail_at(av, 'WPT_PairingReqType.EVProcessing', f'enumeration index {iv}')
     f_EVProcessing = _E_iso20_common_types_processingType[iv]
     ec = (c & 3)
     s = 1
     s = 2
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'WPT_PairingReqType[2]', 'expected CH of ObservedIDCode')
+            raise r.fail_at(av + 9, 'WPT_PairingReqType[2]', 'expected CH of ObservedIDCode')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_ObservedIDCode = u
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_PairingReqType[2]', 'expected EE of ObservedIDCode')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'WPT_PairingReqType[2]', 'expected EE of ObservedIDCode')
         s = 3
     elif ec == 1:
-        c = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
         if c & 0x9 != 0x0:
-            raise r.fail_back(4, 'WPT_PairingReqType[2]', 'expected CH of EVResultCode, EE of EVResultCode')
+            raise r.fail_at(av + 4, 'WPT_PairingReqType[2]', 'expected CH of EVResultCode, EE of EVResultCode')
         iv = ((c >> 1) & 3)
         if iv >= 3:
-            raise r.fail('WPT_PairingReqType.EVResultCode', f'enumeration index {iv}')
+            raise r.fail_at(av, 'WPT_PairingReqType.EVResultCode', f'enumeration index {iv}')
         f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
         s = 4
     else:
-        raise r.fail('WPT_PairingReqType[2]', f'event code {ec}, expected SE(ObservedIDCode), SE(EVResultCode)')
+        raise r.fail_at(av, 'WPT_PairingReqType[2]', f'event code {ec}, expected SE(ObservedIDCode), SE(EVResultCode)')
     if s == 3:
-        c = r.bits(5)
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
         if c & 0x19 != 0x0:
-            raise r.fail_back(5, 'WPT_PairingReqType[3]', 'expected SE(EVResultCode), CH of EVResultCode, EE of EVResultCode')
+            raise r.fail_at(av + 5, 'WPT_PairingReqType[3]', 'expected SE(EVResultCode), CH of EVResultCode, EE of EVResultCode')
         iv = ((c >> 1) & 3)
         if iv >= 3:
-            raise r.fail('WPT_PairingReqType.EVResultCode', f'enumeration index {iv}')
+            raise r.fail_at(av, 'WPT_PairingReqType.EVResultCode', f'enumeration index {iv}')
         f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
         s = 4
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'WPT_PairingReqType[4]', 'expected CH of VendorSpecificDataContainer')
+                raise r.fail_at(av + 9, 'WPT_PairingReqType[4]', 'expected CH of VendorSpecificDataContainer')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_PairingReqType[4]', 'expected EE of VendorSpecificDataContainer')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'WPT_PairingReqType[4]', 'expected EE of VendorSpecificDataContainer')
             n += 1
             if n == 16:
                 s = 20
@@ -15304,11 +19642,16 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqTy
             s = -1
             break
         else:
-            raise r.fail('WPT_PairingReqType[4]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
+            raise r.fail_at(av, 'WPT_PairingReqType[4]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     if s == 20:
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_PairingReqType[20]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'WPT_PairingReqType[20]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_wpt.WPT_PairingReqType(Header=f_Header, EVProcessing=f_EVProcessing, ObservedIDCode=f_ObservedIDCode, EVResultCode=f_EVResultCode, VendorSpecificDataContainer=f_VendorSpecificDataContainer)
 
 def _e_iso20_wpt_WPT_PairingReqType(w: BitWriter, o: _iso20_wpt.WPT_PairingReqType) -> None:
@@ -15403,6 +19746,8 @@ def _e_iso20_wpt_WPT_PairingReqType(w: BitWriter, o: _iso20_wpt.WPT_PairingReqTy
         w.spill()
 
 def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResType:
+    win = r.win
+    av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEProcessing: _iso20_common_types.processingType
@@ -15410,104 +19755,191 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
     f_AlternativeSECCList: _iso20_wpt.AlternativeSECCListType | None = None
     f_VendorSpecificDataContainer: list[bytes] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'WPT_PairingResType', 'expected SE(Header)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'WPT_PairingResType', 'expected SE(Header)')
+    r.avail = av
     f_Header = _d_iso20_common_types_MessageHeaderType(r)
-    c = r.bits(17)
+    win = r.win
+    av = r.avail
+    av -= 17
+    if av < 0:
+        win, av = r.refill(av, 17)
+    c = (win >> av) & 0x1ffff
     if c & 0x181c8 != 0x0:
-        raise r.fail_back(17, 'WPT_PairingResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
+        raise r.fail_at(av + 17, 'WPT_PairingResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
     iv = ((c >> 9) & 63)
     if iv >= 40:
-        raise r.fail('WPT_PairingResType.ResponseCode', f'enumeration index {iv}')
+        raise r.fail_at(av, 'WPT_PairingResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     iv = ((c >> 4) & 3)
     if iv >= 3:
-        raise r.fail('WPT_PairingResType.EVSEProcessing', f'enumeration index {iv}')
+        raise r.fail_at(av, 'WPT_PairingResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
     ec = (c & 7)
     s = 1
     s = 2
     s = 3
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'WPT_PairingResType[3]', 'expected CH of ObservedIDCode')
+            raise r.fail_at(av + 9, 'WPT_PairingResType[3]', 'expected CH of ObservedIDCode')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_ObservedIDCode = u
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_PairingResType[3]', 'expected EE of ObservedIDCode')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'WPT_PairingResType[3]', 'expected EE of ObservedIDCode')
         s = 4
     elif ec == 1:
+        r.avail = av
         f_AlternativeSECCList = _d_iso20_wpt_AlternativeSECCListType(r)
+        win = r.win
+        av = r.avail
         s = 5
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'WPT_PairingResType[3]', 'expected CH of VendorSpecificDataContainer')
+            raise r.fail_at(av + 9, 'WPT_PairingResType[3]', 'expected CH of VendorSpecificDataContainer')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_PairingResType[3]', 'expected EE of VendorSpecificDataContainer')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'WPT_PairingResType[3]', 'expected EE of VendorSpecificDataContainer')
         s = 6
     elif ec == 3:
         s = -1
     else:
-        raise r.fail('WPT_PairingResType[3]', f'event code {ec}, expected SE(ObservedIDCode), SE(AlternativeSECCList), SE(VendorSpecificDataContainer), EE')
+        raise r.fail_at(av, 'WPT_PairingResType[3]', f'event code {ec}, expected SE(ObservedIDCode), SE(AlternativeSECCList), SE(VendorSpecificDataContainer), EE')
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_AlternativeSECCList = _d_iso20_wpt_AlternativeSECCListType(r)
+            win = r.win
+            av = r.avail
             s = 5
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'WPT_PairingResType[4]', 'expected CH of VendorSpecificDataContainer')
+                raise r.fail_at(av + 9, 'WPT_PairingResType[4]', 'expected CH of VendorSpecificDataContainer')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_PairingResType[4]', 'expected EE of VendorSpecificDataContainer')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'WPT_PairingResType[4]', 'expected EE of VendorSpecificDataContainer')
             s = 6
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('WPT_PairingResType[4]', f'event code {ec}, expected SE(AlternativeSECCList), SE(VendorSpecificDataContainer), EE')
+            raise r.fail_at(av, 'WPT_PairingResType[4]', f'event code {ec}, expected SE(AlternativeSECCList), SE(VendorSpecificDataContainer), EE')
     if s == 5:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'WPT_PairingResType[5]', 'expected CH of VendorSpecificDataContainer')
+                raise r.fail_at(av + 9, 'WPT_PairingResType[5]', 'expected CH of VendorSpecificDataContainer')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_PairingResType[5]', 'expected EE of VendorSpecificDataContainer')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'WPT_PairingResType[5]', 'expected EE of VendorSpecificDataContainer')
             s = 6
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('WPT_PairingResType[5]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
+            raise r.fail_at(av, 'WPT_PairingResType[5]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     if s == 6:
         n = 0
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                c = r.bits(9)
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
-                    raise r.fail_back(9, 'WPT_PairingResType[6]', 'expected CH of VendorSpecificDataContainer')
+                    raise r.fail_at(av + 9, 'WPT_PairingResType[6]', 'expected CH of VendorSpecificDataContainer')
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
+                r.avail = av
                 f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
-                if r.bits(1):
-                    raise r.fail_back(1, 'WPT_PairingResType[6]', 'expected EE of VendorSpecificDataContainer')
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'WPT_PairingResType[6]', 'expected EE of VendorSpecificDataContainer')
                 n += 1
                 if n == 15:
                     s = 21
@@ -15516,11 +19948,16 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
                 s = -1
                 break
             else:
-                raise r.fail('WPT_PairingResType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
+                raise r.fail_at(av, 'WPT_PairingResType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     if s == 21:
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_PairingResType[21]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'WPT_PairingResType[21]', 'expected EE')
         s = -1
+    r.avail = av
     return _iso20_wpt.WPT_PairingResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, ObservedIDCode=f_ObservedIDCode, AlternativeSECCList=f_AlternativeSECCList, VendorSpecificDataContainer=f_VendorSpecificDataContainer)
 
 def _e_iso20_wpt_WPT_PairingResType(w: BitWriter, o: _iso20_wpt.WPT_PairingResType) -> None:
@@ -15683,20 +20120,32 @@ def _e_iso20_wpt_WPT_PairingResType(w: BitWriter, o: _iso20_wpt.WPT_PairingResTy
         w.spill()
 
 def _d_iso20_wpt_WPT_SPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.WPT_SPCPowerControlParameterType:
+    win = r.win
+    av = r.avail
     f_SPCPrimaryDeviceCoilCurrentInformation: _iso20_common_types.RationalNumberType
-    c = r.bits(23)
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
-        raise r.fail_back(23, 'WPT_SPCPowerControlParameterType', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        raise r.fail_at(av + 23, 'WPT_SPCPowerControlParameterType', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_1_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Value = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'WPT_SPCPowerControlParameterType', 'expected EE of Value, EE, EE')
+        raise r.fail_at(av + 3, 'WPT_SPCPowerControlParameterType', 'expected EE of Value, EE, EE')
     f_SPCPrimaryDeviceCoilCurrentInformation = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    r.avail = av
     return _iso20_wpt.WPT_SPCPowerControlParameterType(SPCPrimaryDeviceCoilCurrentInformation=f_SPCPrimaryDeviceCoilCurrentInformation)
 
 def _e_iso20_wpt_WPT_SPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.WPT_SPCPowerControlParameterType) -> None:
@@ -15735,117 +20184,200 @@ def _e_iso20_wpt_WPT_SPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.WP
         w.spill()
 
 def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxRxPackageSpecDataType:
+    win = r.win
+    av = r.avail
     f_PulseSequenceOrder: list[_iso20_wpt.WPT_TxRxPulseOrderType] = []
     f_PulseSeparationTime: int
     f_PulseDuration: int
     f_PackageSeparationTime: int
     s = 0
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'WPT_TxRxPackageSpecDataType', 'expected SE(PulseSequenceOrder), SE(IndexNumber), CH of IndexNumber')
+        raise r.fail_at(av + 11, 'WPT_TxRxPackageSpecDataType', 'expected SE(PulseSequenceOrder), SE(IndexNumber), CH of IndexNumber')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_IndexNumber = u
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'WPT_TxRxPackageSpecDataType', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
+        raise r.fail_at(av + 11, 'WPT_TxRxPackageSpecDataType', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_TxRxIdentifier = u
-    c = r.bits(13)
+    av -= 13
+    if av < 0:
+        win, av = r.refill(av, 13)
+    c = (win >> av) & 0x1fff
     if c & 0x1f00 != 0x0:
-        raise r.fail_back(13, 'WPT_TxRxPackageSpecDataType', 'expected EE of TxRxIdentifier, EE, SE(PulseSequenceOrder), SE(IndexNumber), CH of IndexNumber')
+        raise r.fail_at(av + 13, 'WPT_TxRxPackageSpecDataType', 'expected EE of TxRxIdentifier, EE, SE(PulseSequenceOrder), SE(IndexNumber), CH of IndexNumber')
     u = (c & 255)
     f_PulseSequenceOrder.append(_iso20_wpt.WPT_TxRxPulseOrderType(IndexNumber=f_1_IndexNumber, TxRxIdentifier=f_1_TxRxIdentifier))
     s = 1
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_IndexNumber = u
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'WPT_TxRxPackageSpecDataType', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
+        raise r.fail_at(av + 11, 'WPT_TxRxPackageSpecDataType', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_TxRxIdentifier = u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'WPT_TxRxPackageSpecDataType', 'expected EE of TxRxIdentifier, EE')
+        raise r.fail_at(av + 2, 'WPT_TxRxPackageSpecDataType', 'expected EE of TxRxIdentifier, EE')
     f_PulseSequenceOrder.append(_iso20_wpt.WPT_TxRxPulseOrderType(IndexNumber=f_2_IndexNumber, TxRxIdentifier=f_2_TxRxIdentifier))
     s = 2
     n = 0
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'WPT_TxRxPackageSpecDataType[2]', 'expected SE(IndexNumber), CH of IndexNumber')
+                raise r.fail_at(av + 10, 'WPT_TxRxPackageSpecDataType[2]', 'expected SE(IndexNumber), CH of IndexNumber')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_3_IndexNumber = u
-            c = r.bits(11)
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
             if c & 0x700 != 0x0:
-                raise r.fail_back(11, 'WPT_TxRxPackageSpecDataType[2]', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
+                raise r.fail_at(av + 11, 'WPT_TxRxPackageSpecDataType[2]', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_3_TxRxIdentifier = u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'WPT_TxRxPackageSpecDataType[2]', 'expected EE of TxRxIdentifier, EE')
+                raise r.fail_at(av + 2, 'WPT_TxRxPackageSpecDataType[2]', 'expected EE of TxRxIdentifier, EE')
             f_PulseSequenceOrder.append(_iso20_wpt.WPT_TxRxPulseOrderType(IndexNumber=f_3_IndexNumber, TxRxIdentifier=f_3_TxRxIdentifier))
             n += 1
             if n == 253:
                 s = 258
                 break
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'WPT_TxRxPackageSpecDataType[2]', 'expected CH of PulseSeparationTime')
+                raise r.fail_at(av + 9, 'WPT_TxRxPackageSpecDataType[2]', 'expected CH of PulseSeparationTime')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_PulseSeparationTime = u
-            if r.bits(1):
-                raise r.fail_back(1, 'WPT_TxRxPackageSpecDataType[2]', 'expected EE of PulseSeparationTime')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'WPT_TxRxPackageSpecDataType[2]', 'expected EE of PulseSeparationTime')
             s = 4
             break
         else:
-            raise r.fail('WPT_TxRxPackageSpecDataType[2]', f'event code {ec}, expected SE(PulseSequenceOrder), SE(PulseSeparationTime)')
+            raise r.fail_at(av, 'WPT_TxRxPackageSpecDataType[2]', f'event code {ec}, expected SE(PulseSequenceOrder), SE(PulseSeparationTime)')
     if s == 258:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'WPT_TxRxPackageSpecDataType[258]', 'expected SE(PulseSeparationTime), CH of PulseSeparationTime')
+            raise r.fail_at(av + 10, 'WPT_TxRxPackageSpecDataType[258]', 'expected SE(PulseSeparationTime), CH of PulseSeparationTime')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_PulseSeparationTime = u
-        if r.bits(1):
-            raise r.fail_back(1, 'WPT_TxRxPackageSpecDataType[258]', 'expected EE of PulseSeparationTime')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'WPT_TxRxPackageSpecDataType[258]', 'expected EE of PulseSeparationTime')
         s = 4
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'WPT_TxRxPackageSpecDataType', 'expected SE(PulseDuration), CH of PulseDuration')
+        raise r.fail_at(av + 10, 'WPT_TxRxPackageSpecDataType', 'expected SE(PulseDuration), CH of PulseDuration')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_PulseDuration = u
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'WPT_TxRxPackageSpecDataType', 'expected EE of PulseDuration, SE(PackageSeparationTime), CH of PackageSeparationTime')
+        raise r.fail_at(av + 11, 'WPT_TxRxPackageSpecDataType', 'expected EE of PulseDuration, SE(PackageSeparationTime), CH of PackageSeparationTime')
     u = (c & 255)
     s = 6
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_PackageSeparationTime = u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'WPT_TxRxPackageSpecDataType', 'expected EE of PackageSeparationTime, EE')
+        raise r.fail_at(av + 2, 'WPT_TxRxPackageSpecDataType', 'expected EE of PackageSeparationTime, EE')
     s = 8
     s = -1
+    r.avail = av
     return _iso20_wpt.WPT_TxRxPackageSpecDataType(PulseSequenceOrder=f_PulseSequenceOrder, PulseSeparationTime=f_PulseSeparationTime, PulseDuration=f_PulseDuration, PackageSeparationTime=f_PackageSeparationTime)
 
 def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxRxPackageSpecDataType) -> None:
@@ -16099,25 +20631,43 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
         w.spill()
 
 def _d_iso20_wpt_WPT_TxRxPulseOrderType(r: BitReader) -> _iso20_wpt.WPT_TxRxPulseOrderType:
+    win = r.win
+    av = r.avail
     f_IndexNumber: int
     f_TxRxIdentifier: int
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'WPT_TxRxPulseOrderType', 'expected SE(IndexNumber), CH of IndexNumber')
+        raise r.fail_at(av + 10, 'WPT_TxRxPulseOrderType', 'expected SE(IndexNumber), CH of IndexNumber')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_IndexNumber = u
-    c = r.bits(11)
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'WPT_TxRxPulseOrderType', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
+        raise r.fail_at(av + 11, 'WPT_TxRxPulseOrderType', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_TxRxIdentifier = u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'WPT_TxRxPulseOrderType', 'expected EE of TxRxIdentifier, EE')
+        raise r.fail_at(av + 2, 'WPT_TxRxPulseOrderType', 'expected EE of TxRxIdentifier, EE')
+    r.avail = av
     return _iso20_wpt.WPT_TxRxPulseOrderType(IndexNumber=f_IndexNumber, TxRxIdentifier=f_TxRxIdentifier)
 
 def _e_iso20_wpt_WPT_TxRxPulseOrderType(w: BitWriter, o: _iso20_wpt.WPT_TxRxPulseOrderType) -> None:
@@ -16169,69 +20719,117 @@ def _e_iso20_wpt_WPT_TxRxPulseOrderType(w: BitWriter, o: _iso20_wpt.WPT_TxRxPuls
         w.spill()
 
 def _d_iso20_wpt_WPT_TxRxSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxRxSpecDataType:
+    win = r.win
+    av = r.avail
     f_TxRxIdentifier: int
     f_TxRxPosition: _iso20_wpt.WPT_CoordinateXYZType
     f_TxRxOrientation: _iso20_wpt.WPT_CoordinateXYZType
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'WPT_TxRxSpecDataType', 'expected SE(TxRxIdentifier), CH of TxRxIdentifier')
+        raise r.fail_at(av + 10, 'WPT_TxRxSpecDataType', 'expected SE(TxRxIdentifier), CH of TxRxIdentifier')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_TxRxIdentifier = u
-    c = r.bits(13)
+    av -= 13
+    if av < 0:
+        win, av = r.refill(av, 13)
+    c = (win >> av) & 0x1fff
     if c & 0x1e00 != 0x0:
-        raise r.fail_back(13, 'WPT_TxRxSpecDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X')
+        raise r.fail_at(av + 13, 'WPT_TxRxSpecDataType', 'expected EE of TxRxIdentifier, SE(TxRxPosition), SE(Coord_X), CH of Coord_X')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Coord_X = -u - 1 if sg else u
-    c = r.bits(12)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'WPT_TxRxSpecDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+        raise r.fail_at(av + 12, 'WPT_TxRxSpecDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Coord_Y = -u - 1 if sg else u
-    c = r.bits(12)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'WPT_TxRxSpecDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+        raise r.fail_at(av + 12, 'WPT_TxRxSpecDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_1_Coord_Z = -u - 1 if sg else u
-    c = r.bits(14)
+    av -= 14
+    if av < 0:
+        win, av = r.refill(av, 14)
+    c = (win >> av) & 0x3fff
     if c & 0x3e00 != 0x0:
-        raise r.fail_back(14, 'WPT_TxRxSpecDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
+        raise r.fail_at(av + 14, 'WPT_TxRxSpecDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     f_TxRxPosition = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_1_Coord_X, Coord_Y=f_1_Coord_Y, Coord_Z=f_1_Coord_Z)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_Coord_X = -u - 1 if sg else u
-    c = r.bits(12)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'WPT_TxRxSpecDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
+        raise r.fail_at(av + 12, 'WPT_TxRxSpecDataType', 'expected EE of Coord_X, SE(Coord_Y), CH of Coord_Y')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_Coord_Y = -u - 1 if sg else u
-    c = r.bits(12)
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'WPT_TxRxSpecDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
+        raise r.fail_at(av + 12, 'WPT_TxRxSpecDataType', 'expected EE of Coord_Y, SE(Coord_Z), CH of Coord_Z')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_2_Coord_Z = -u - 1 if sg else u
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c != 0x0:
-        raise r.fail_back(3, 'WPT_TxRxSpecDataType', 'expected EE of Coord_Z, EE, EE')
+        raise r.fail_at(av + 3, 'WPT_TxRxSpecDataType', 'expected EE of Coord_Z, EE, EE')
     f_TxRxOrientation = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_2_Coord_X, Coord_Y=f_2_Coord_Y, Coord_Z=f_2_Coord_Z)
+    r.avail = av
     return _iso20_wpt.WPT_TxRxSpecDataType(TxRxIdentifier=f_TxRxIdentifier, TxRxPosition=f_TxRxPosition, TxRxOrientation=f_TxRxOrientation)
 
 def _e_iso20_wpt_WPT_TxRxSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxRxSpecDataType) -> None:
@@ -16382,15 +20980,31 @@ def _e_iso20_wpt_WPT_TxRxSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxRxSpecDa
         w.spill()
 
 def _d_v0(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, None)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v0(w: BitWriter, o: Any) -> None:
@@ -16411,15 +21025,31 @@ def _e_v0(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v1(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, None)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v1(w: BitWriter, o: Any) -> None:
@@ -16440,15 +21070,28 @@ def _e_v1(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v2(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v2(w: BitWriter, o: Any) -> None:
@@ -16479,15 +21122,28 @@ def _e_v2(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v3(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v3(w: BitWriter, o: Any) -> None:
@@ -16518,15 +21174,31 @@ def _e_v3(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v4(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, 12)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v4(w: BitWriter, o: Any) -> None:
@@ -16549,10 +21221,16 @@ def _e_v4(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v5(r: BitReader) -> object:
-    c = r.bits(3)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     if c & 0x5 != 0x0:
-        raise r.fail_back(3, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 3, 'value', 'expected CH, EE')
     v = ((c >> 1) & 1) == 1
+    r.avail = av
     return v
 
 def _e_v5(w: BitWriter, o: Any) -> None:
@@ -16566,16 +21244,29 @@ def _e_v5(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v6(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x200 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH')
+        raise r.fail_at(av + 10, 'value', 'expected CH')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = -u - 1 if sg else u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v6(w: BitWriter, o: Any) -> None:
@@ -16606,15 +21297,28 @@ def _e_v6(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v7(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v7(w: BitWriter, o: Any) -> None:
@@ -16645,10 +21349,16 @@ def _e_v7(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v8(r: BitReader) -> object:
-    c = r.bits(4)
+    win = r.win
+    av = r.avail
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x9 != 0x0:
-        raise r.fail_back(4, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
     v = _E_iso20_wpt_WPT_EVPCChargeDiagnosticsType[((c >> 1) & 3)]
+    r.avail = av
     return v
 
 def _e_v8(w: BitWriter, o: Any) -> None:
@@ -16662,13 +21372,19 @@ def _e_v8(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v9(r: BitReader) -> object:
-    c = r.bits(4)
+    win = r.win
+    av = r.avail
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x9 != 0x0:
-        raise r.fail_back(4, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_iso20_common_types_processingType[iv]
+    r.avail = av
     return v
 
 def _e_v9(w: BitWriter, o: Any) -> None:
@@ -16682,13 +21398,19 @@ def _e_v9(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v10(r: BitReader) -> object:
-    c = r.bits(4)
+    win = r.win
+    av = r.avail
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x9 != 0x0:
-        raise r.fail_back(4, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_iso20_wpt_WPT_EVResultType[iv]
+    r.avail = av
     return v
 
 def _e_v10(w: BitWriter, o: Any) -> None:
@@ -16702,13 +21424,19 @@ def _e_v10(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v11(r: BitReader) -> object:
-    c = r.bits(5)
+    win = r.win
+    av = r.avail
+    av -= 5
+    if av < 0:
+        win, av = r.refill(av, 5)
+    c = (win >> av) & 0x1f
     if c & 0x11 != 0x0:
-        raise r.fail_back(5, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 5, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 7)
     if iv >= 6:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_iso20_common_types_evseNotificationType[iv]
+    r.avail = av
     return v
 
 def _e_v11(w: BitWriter, o: Any) -> None:
@@ -16722,15 +21450,31 @@ def _e_v11(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v12(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, None)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v12(w: BitWriter, o: Any) -> None:
@@ -16751,10 +21495,16 @@ def _e_v12(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v13(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x201 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 10, 'value', 'expected CH, EE')
     v = ((c >> 1) & 255) - 128
+    r.avail = av
     return v
 
 def _e_v13(w: BitWriter, o: Any) -> None:
@@ -16770,16 +21520,29 @@ def _e_v13(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v14(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x200 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH')
+        raise r.fail_at(av + 10, 'value', 'expected CH')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = -u - 1 if sg else u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v14(w: BitWriter, o: Any) -> None:
@@ -16808,15 +21571,31 @@ def _e_v14(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v15(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, 39)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v15(w: BitWriter, o: Any) -> None:
@@ -16839,15 +21618,31 @@ def _e_v15(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v16(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, 256)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v16(w: BitWriter, o: Any) -> None:
@@ -16870,10 +21665,16 @@ def _e_v16(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v17(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x101 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 9, 'value', 'expected CH, EE')
     v = ((c >> 1) & 127)
+    r.avail = av
     return v
 
 def _e_v17(w: BitWriter, o: Any) -> None:
@@ -16889,15 +21690,31 @@ def _e_v17(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v18(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, 32)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v18(w: BitWriter, o: Any) -> None:
@@ -16920,15 +21737,31 @@ def _e_v18(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v19(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, 64)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v19(w: BitWriter, o: Any) -> None:
@@ -16951,10 +21784,16 @@ def _e_v19(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v20(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x201 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 10, 'value', 'expected CH, EE')
     v = ((c >> 1) & 255)
+    r.avail = av
     return v
 
 def _e_v20(w: BitWriter, o: Any) -> None:
@@ -16970,15 +21809,28 @@ def _e_v20(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v21(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v21(w: BitWriter, o: Any) -> None:
@@ -17009,10 +21861,16 @@ def _e_v21(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v22(r: BitReader) -> object:
-    c = r.bits(4)
+    win = r.win
+    av = r.avail
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x9 != 0x0:
-        raise r.fail_back(4, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
     v = _E_iso20_wpt_WPT_PowerClassType[((c >> 1) & 3)]
+    r.avail = av
     return v
 
 def _e_v22(w: BitWriter, o: Any) -> None:
@@ -17026,15 +21884,31 @@ def _e_v22(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v23(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, None)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v23(w: BitWriter, o: Any) -> None:
@@ -17055,13 +21929,19 @@ def _e_v23(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v24(r: BitReader) -> object:
-    c = r.bits(8)
+    win = r.win
+    av = r.avail
+    av -= 8
+    if av < 0:
+        win, av = r.refill(av, 8)
+    c = (win >> av) & 0xff
     if c & 0x81 != 0x0:
-        raise r.fail_back(8, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 8, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 63)
     if iv >= 40:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_iso20_common_types_responseCodeType[iv]
+    r.avail = av
     return v
 
 def _e_v24(w: BitWriter, o: Any) -> None:
@@ -17075,13 +21955,19 @@ def _e_v24(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v25(r: BitReader) -> object:
-    c = r.bits(5)
+    win = r.win
+    av = r.avail
+    av -= 5
+    if av < 0:
+        win, av = r.refill(av, 5)
+    c = (win >> av) & 0x1f
     if c & 0x11 != 0x0:
-        raise r.fail_back(5, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 5, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 7)
     if iv >= 6:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_iso20_wpt_WPT_SPCChargeDiagnosticsType[iv]
+    r.avail = av
     return v
 
 def _e_v25(w: BitWriter, o: Any) -> None:
@@ -17095,15 +21981,31 @@ def _e_v25(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v26(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, 255)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v26(w: BitWriter, o: Any) -> None:
@@ -17126,15 +22028,31 @@ def _e_v26(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v27(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, 8)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v27(w: BitWriter, o: Any) -> None:
@@ -17157,13 +22075,19 @@ def _e_v27(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v28(r: BitReader) -> object:
-    c = r.bits(4)
+    win = r.win
+    av = r.avail
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     if c & 0x9 != 0x0:
-        raise r.fail_back(4, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 4, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 3)
     if iv >= 3:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_iso20_wpt_WPT_AlignmentCheckMethodType[iv]
+    r.avail = av
     return v
 
 def _e_v28(w: BitWriter, o: Any) -> None:
@@ -17177,13 +22101,19 @@ def _e_v28(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v29(r: BitReader) -> object:
-    c = r.bits(5)
+    win = r.win
+    av = r.avail
+    av -= 5
+    if av < 0:
+        win, av = r.refill(av, 5)
+    c = (win >> av) & 0x1f
     if c & 0x11 != 0x0:
-        raise r.fail_back(5, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 5, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 7)
     if iv >= 5:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_iso20_wpt_WPT_FinePositioningMethodType[iv]
+    r.avail = av
     return v
 
 def _e_v29(w: BitWriter, o: Any) -> None:
@@ -17197,13 +22127,19 @@ def _e_v29(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v30(r: BitReader) -> object:
-    c = r.bits(5)
+    win = r.win
+    av = r.avail
+    av -= 5
+    if av < 0:
+        win, av = r.refill(av, 5)
+    c = (win >> av) & 0x1f
     if c & 0x11 != 0x0:
-        raise r.fail_back(5, 'value', 'expected CH, EE')
+        raise r.fail_at(av + 5, 'value', 'expected CH, EE')
     iv = ((c >> 1) & 7)
     if iv >= 6:
-        raise r.fail('value', f'enumeration index {iv}')
+        raise r.fail_at(av, 'value', f'enumeration index {iv}')
     v = _E_iso20_wpt_WPT_PairingMethodType[iv]
+    r.avail = av
     return v
 
 def _e_v30(w: BitWriter, o: Any) -> None:
@@ -17217,16 +22153,29 @@ def _e_v30(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v31(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x200 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH')
+        raise r.fail_at(av + 10, 'value', 'expected CH')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = -u - 1 if sg else u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v31(w: BitWriter, o: Any) -> None:

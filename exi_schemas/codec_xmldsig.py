@@ -20,39 +20,57 @@ FRAGMENT_WIDTH = 6  # 45 elements + SE(*) + ED
 
 
 def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.CanonicalizationMethodType:
+    win = r.win
+    av = r.avail
     f_Algorithm: str
     s = 0
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
+        raise r.fail_at(av + 9, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Algorithm = r.string_of(u, None)
+    win = r.win
+    av = r.avail
     s = 1
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('CanonicalizationMethodType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'CanonicalizationMethodType[1]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
             break
         elif ec == 2:
-            raise r.fail('CanonicalizationMethodType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'CanonicalizationMethodType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('CanonicalizationMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'CanonicalizationMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('CanonicalizationMethodType[2]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'CanonicalizationMethodType[2]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('CanonicalizationMethodType[2]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'CanonicalizationMethodType[2]', 'untyped character content is not supported')
             else:
-                raise r.fail('CanonicalizationMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'CanonicalizationMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.CanonicalizationMethodType(Algorithm=f_Algorithm)
 
 def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.CanonicalizationMethodType) -> None:
@@ -84,6 +102,8 @@ def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.Canonicaliza
         w.spill()
 
 def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
+    win = r.win
+    av = r.avail
     f_P: bytes | None = None
     f_Q: bytes | None = None
     f_G: bytes | None = None
@@ -92,151 +112,311 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
     f_Seed: bytes | None = None
     f_PgenCounter: bytes | None = None
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of P')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of P')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_P = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of P')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of P')
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of G')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of G')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_G = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of G')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of G')
         s = 2
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DSAKeyValueType[0]', 'expected CH of Y')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of Y')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Y = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[0]', 'expected EE of Y')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of Y')
         s = 3
     else:
-        raise r.fail('DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
+        raise r.fail_at(av, 'DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
     if s == 1:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
+            raise r.fail_at(av + 10, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Q = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[1]', 'expected EE of Q')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[1]', 'expected EE of Q')
         s = 4
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DSAKeyValueType[4]', 'expected CH of G')
+                raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of G')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_G = r.binary_of(u, None)
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of G')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DSAKeyValueType[4]', 'expected EE of G')
             s = 2
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DSAKeyValueType[4]', 'expected CH of Y')
+                raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of Y')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_Y = r.binary_of(u, None)
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[4]', 'expected EE of Y')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DSAKeyValueType[4]', 'expected EE of Y')
             s = 3
         else:
-            raise r.fail('DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
+            raise r.fail_at(av, 'DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
     if s == 2:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
+            raise r.fail_at(av + 10, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Y = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[2]', 'expected EE of Y')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[2]', 'expected EE of Y')
         s = 3
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DSAKeyValueType[3]', 'expected CH of J')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of J')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_J = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of J')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of J')
         s = 5
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'DSAKeyValueType[3]', 'expected CH of Seed')
+            raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of Seed')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Seed = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[3]', 'expected EE of Seed')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of Seed')
         s = 6
     elif ec == 2:
         s = -1
     else:
-        raise r.fail('DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
+        raise r.fail_at(av, 'DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
     if s == 5:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'DSAKeyValueType[5]', 'expected CH of Seed')
+                raise r.fail_at(av + 9, 'DSAKeyValueType[5]', 'expected CH of Seed')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_Seed = r.binary_of(u, None)
-            if r.bits(1):
-                raise r.fail_back(1, 'DSAKeyValueType[5]', 'expected EE of Seed')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DSAKeyValueType[5]', 'expected EE of Seed')
             s = 6
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
+            raise r.fail_at(av, 'DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
     if s == 6:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
+            raise r.fail_at(av + 10, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_PgenCounter = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[6]', 'expected EE of PgenCounter')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[6]', 'expected EE of PgenCounter')
         s = 7
     if s == 7:
-        if r.bits(1):
-            raise r.fail_back(1, 'DSAKeyValueType[7]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[7]', 'expected EE')
         s = -1
+    r.avail = av
     return _xmldsig.DSAKeyValueType(P=f_P, Q=f_Q, G=f_G, Y=f_Y, J=f_J, Seed=f_Seed, PgenCounter=f_PgenCounter)
 
 def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> None:
@@ -398,39 +578,57 @@ def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> Non
         w.spill()
 
 def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
+    win = r.win
+    av = r.avail
     f_Algorithm: str
     s = 0
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'DigestMethodType', 'expected AT(Algorithm)')
+        raise r.fail_at(av + 9, 'DigestMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Algorithm = r.string_of(u, None)
+    win = r.win
+    av = r.avail
     s = 1
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('DigestMethodType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'DigestMethodType[1]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
             break
         elif ec == 2:
-            raise r.fail('DigestMethodType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'DigestMethodType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('DigestMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'DigestMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('DigestMethodType[2]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'DigestMethodType[2]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('DigestMethodType[2]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'DigestMethodType[2]', 'untyped character content is not supported')
             else:
-                raise r.fail('DigestMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'DigestMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.DigestMethodType(Algorithm=f_Algorithm)
 
 def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> None:
@@ -462,6 +660,8 @@ def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> N
         w.spill()
 
 def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_KeyName: list[str] = []
     f_KeyValue: list[_xmldsig.KeyValueType] = []
@@ -471,152 +671,294 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
     f_SPKIData: list[_xmldsig.SPKIDataType] = []
     f_MgmtData: list[str] = []
     s = 0
-    c = r.bits(4)
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'KeyInfoType[0]', 'expected CH of KeyName')
+            raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of KeyName')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_KeyName.append(r.string_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of KeyName')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'KeyInfoType[0]', 'expected EE of KeyName')
         s = 2
     elif ec == 2:
+        r.avail = av
         f_KeyValue.append(_d_xmldsig_KeyValueType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 3:
+        r.avail = av
         f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 4:
+        r.avail = av
         f_X509Data.append(_d_xmldsig_X509DataType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 5:
+        r.avail = av
         f_PGPData.append(_d_xmldsig_PGPDataType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 6:
+        r.avail = av
         f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 7:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'KeyInfoType[0]', 'expected CH of MgmtData')
+            raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of MgmtData')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_MgmtData.append(r.string_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'KeyInfoType[0]', 'expected EE of MgmtData')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'KeyInfoType[0]', 'expected EE of MgmtData')
         s = 2
     elif ec == 8:
-        raise r.fail('KeyInfoType[0]', 'wildcard element content is not supported')
+        raise r.fail_at(av, 'KeyInfoType[0]', 'wildcard element content is not supported')
     elif ec == 9:
-        raise r.fail('KeyInfoType[0]', 'untyped character content is not supported')
+        raise r.fail_at(av, 'KeyInfoType[0]', 'untyped character content is not supported')
     else:
-        raise r.fail('KeyInfoType[0]', f'event code {ec}, expected AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
+        raise r.fail_at(av, 'KeyInfoType[0]', f'event code {ec}, expected AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
     if s == 1:
         while True:
-            ec = r.bits(4)
+            av -= 4
+            if av < 0:
+                win, av = r.refill(av, 4)
+            ec = (win >> av) & 0xf
             if ec == 0:
-                c = r.bits(9)
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
-                    raise r.fail_back(9, 'KeyInfoType[1]', 'expected CH of KeyName')
+                    raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of KeyName')
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
+                r.avail = av
                 f_KeyName.append(r.string_of(u, None))
-                if r.bits(1):
-                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of KeyName')
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'KeyInfoType[1]', 'expected EE of KeyName')
                 s = 2
                 break
             elif ec == 1:
+                r.avail = av
                 f_KeyValue.append(_d_xmldsig_KeyValueType(r))
+                win = r.win
+                av = r.avail
                 s = 2
                 break
             elif ec == 2:
+                r.avail = av
                 f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r))
+                win = r.win
+                av = r.avail
                 s = 2
                 break
             elif ec == 3:
+                r.avail = av
                 f_X509Data.append(_d_xmldsig_X509DataType(r))
+                win = r.win
+                av = r.avail
                 s = 2
                 break
             elif ec == 4:
+                r.avail = av
                 f_PGPData.append(_d_xmldsig_PGPDataType(r))
+                win = r.win
+                av = r.avail
                 s = 2
                 break
             elif ec == 5:
+                r.avail = av
                 f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
+                win = r.win
+                av = r.avail
                 s = 2
                 break
             elif ec == 6:
-                c = r.bits(9)
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
-                    raise r.fail_back(9, 'KeyInfoType[1]', 'expected CH of MgmtData')
+                    raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of MgmtData')
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
+                r.avail = av
                 f_MgmtData.append(r.string_of(u, None))
-                if r.bits(1):
-                    raise r.fail_back(1, 'KeyInfoType[1]', 'expected EE of MgmtData')
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'KeyInfoType[1]', 'expected EE of MgmtData')
                 s = 2
                 break
             elif ec == 7:
-                raise r.fail('KeyInfoType[1]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'KeyInfoType[1]', 'wildcard element content is not supported')
             elif ec == 8:
-                raise r.fail('KeyInfoType[1]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'KeyInfoType[1]', 'untyped character content is not supported')
             else:
-                raise r.fail('KeyInfoType[1]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
+                raise r.fail_at(av, 'KeyInfoType[1]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
     while True:
-        ec = r.bits(4)
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        ec = (win >> av) & 0xf
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'KeyInfoType[2]', 'expected CH of KeyName')
+                raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of KeyName')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_KeyName.append(r.string_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of KeyName')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'KeyInfoType[2]', 'expected EE of KeyName')
         elif ec == 1:
+            r.avail = av
             f_KeyValue.append(_d_xmldsig_KeyValueType(r))
+            win = r.win
+            av = r.avail
         elif ec == 2:
+            r.avail = av
             f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r))
+            win = r.win
+            av = r.avail
         elif ec == 3:
+            r.avail = av
             f_X509Data.append(_d_xmldsig_X509DataType(r))
+            win = r.win
+            av = r.avail
         elif ec == 4:
+            r.avail = av
             f_PGPData.append(_d_xmldsig_PGPDataType(r))
+            win = r.win
+            av = r.avail
         elif ec == 5:
+            r.avail = av
             f_SPKIData.append(_d_xmldsig_SPKIDataType(r))
+            win = r.win
+            av = r.avail
         elif ec == 6:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'KeyInfoType[2]', 'expected CH of MgmtData')
+                raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of MgmtData')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_MgmtData.append(r.string_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'KeyInfoType[2]', 'expected EE of MgmtData')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'KeyInfoType[2]', 'expected EE of MgmtData')
         elif ec == 7:
-            raise r.fail('KeyInfoType[2]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'KeyInfoType[2]', 'wildcard element content is not supported')
         elif ec == 8:
             s = -1
             break
         elif ec == 9:
-            raise r.fail('KeyInfoType[2]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'KeyInfoType[2]', 'untyped character content is not supported')
         else:
-            raise r.fail('KeyInfoType[2]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'KeyInfoType[2]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.KeyInfoType(Id=f_Id, KeyName=f_KeyName, KeyValue=f_KeyValue, RetrievalMethod=f_RetrievalMethod, X509Data=f_X509Data, PGPData=f_PGPData, SPKIData=f_SPKIData, MgmtData=f_MgmtData)
 
 def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
@@ -892,47 +1234,80 @@ def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
         w.spill()
 
 def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
+    win = r.win
+    av = r.avail
     f_DSAKeyValue: _xmldsig.DSAKeyValueType | None = None
     f_RSAKeyValue: _xmldsig.RSAKeyValueType | None = None
     while True:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
+            r.avail = av
             f_DSAKeyValue = _d_xmldsig_DSAKeyValueType(r)
+            win = r.win
+            av = r.avail
             break
         elif ec == 1:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'KeyValueType[0]', 'expected SE(Modulus), CH of Modulus')
+                raise r.fail_at(av + 10, 'KeyValueType[0]', 'expected SE(Modulus), CH of Modulus')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_1_Modulus = r.binary_of(u, None)
-            c = r.bits(11)
+            win = r.win
+            av = r.avail
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
             if c & 0x700 != 0x0:
-                raise r.fail_back(11, 'KeyValueType[0]', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
+                raise r.fail_at(av + 11, 'KeyValueType[0]', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_1_Exponent = r.binary_of(u, None)
-            c = r.bits(2)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'KeyValueType[0]', 'expected EE of Exponent, EE')
+                raise r.fail_at(av + 2, 'KeyValueType[0]', 'expected EE of Exponent, EE')
             f_RSAKeyValue = _xmldsig.RSAKeyValueType(Modulus=f_1_Modulus, Exponent=f_1_Exponent)
             break
         elif ec == 2:
-            raise r.fail('KeyValueType[0]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'KeyValueType[0]', 'wildcard element content is not supported')
         elif ec == 3:
-            raise r.fail('KeyValueType[0]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'KeyValueType[0]', 'untyped character content is not supported')
         else:
-            raise r.fail('KeyValueType[0]', f'event code {ec}, expected SE(DSAKeyValue), SE(RSAKeyValue), SE(*), CH(untyped)')
+            raise r.fail_at(av, 'KeyValueType[0]', f'event code {ec}, expected SE(DSAKeyValue), SE(RSAKeyValue), SE(*), CH(untyped)')
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
             break
         elif ec == 1:
-            raise r.fail('KeyValueType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'KeyValueType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('KeyValueType[1]', f'event code {ec}, expected EE, CH(untyped)')
+            raise r.fail_at(av, 'KeyValueType[1]', f'event code {ec}, expected EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.KeyValueType(DSAKeyValue=f_DSAKeyValue, RSAKeyValue=f_RSAKeyValue)
 
 def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
@@ -981,47 +1356,84 @@ def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
         w.spill()
 
 def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
+        r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
+        raise r.fail_at(av, 'ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'ManifestType[1]', 'expected SE(Reference)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ManifestType[1]', 'expected SE(Reference)')
+        r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
+        win = r.win
+        av = r.avail
         s = 2
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
+        r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('ManifestType[2]', f'event code {ec}, expected SE(Reference), EE')
+        raise r.fail_at(av, 'ManifestType[2]', f'event code {ec}, expected SE(Reference), EE')
     if s == 3:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_Reference.append(_d_xmldsig_ReferenceType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('ManifestType[3]', f'event code {ec}, expected SE(Reference), EE')
+                raise r.fail_at(av, 'ManifestType[3]', f'event code {ec}, expected SE(Reference), EE')
+    r.avail = av
     return _xmldsig.ManifestType(Id=f_Id, Reference=f_Reference)
 
 def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
@@ -1103,106 +1515,178 @@ def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
         w.spill()
 
 def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
+    win = r.win
+    av = r.avail
     f_Encoding: str | None = None
     f_Id: str | None = None
     f_MimeType: str | None = None
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Encoding = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 2:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_MimeType = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 3:
-        raise r.fail('ObjectType[0]', 'wildcard element content is not supported')
+        raise r.fail_at(av, 'ObjectType[0]', 'wildcard element content is not supported')
     elif ec == 4:
         s = -1
     elif ec == 5:
-        raise r.fail('ObjectType[0]', 'untyped character content is not supported')
+        raise r.fail_at(av, 'ObjectType[0]', 'untyped character content is not supported')
     else:
-        raise r.fail('ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
+        raise r.fail_at(av, 'ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
     if s == 1:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_Id = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 2
         elif ec == 1:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_MimeType = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 2:
-            raise r.fail('ObjectType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'ObjectType[1]', 'wildcard element content is not supported')
         elif ec == 3:
             s = -1
         elif ec == 4:
-            raise r.fail('ObjectType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'ObjectType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('ObjectType[1]', f'event code {ec}, expected AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'ObjectType[1]', f'event code {ec}, expected AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
     if s == 2:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_MimeType = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 1:
-            raise r.fail('ObjectType[2]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'ObjectType[2]', 'wildcard element content is not supported')
         elif ec == 2:
             s = -1
         elif ec == 3:
-            raise r.fail('ObjectType[2]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'ObjectType[2]', 'untyped character content is not supported')
         else:
-            raise r.fail('ObjectType[2]', f'event code {ec}, expected AT(MimeType), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'ObjectType[2]', f'event code {ec}, expected AT(MimeType), SE(*), EE, CH(untyped)')
     if s == 3:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('ObjectType[3]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'ObjectType[3]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('ObjectType[3]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'ObjectType[3]', 'untyped character content is not supported')
             else:
-                raise r.fail('ObjectType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'ObjectType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 4:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('ObjectType[4]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'ObjectType[4]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('ObjectType[4]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'ObjectType[4]', 'untyped character content is not supported')
             else:
-                raise r.fail('ObjectType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'ObjectType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.ObjectType(Encoding=f_Encoding, Id=f_Id, MimeType=f_MimeType)
 
 def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
@@ -1293,90 +1777,150 @@ def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
         w.spill()
 
 def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
+    win = r.win
+    av = r.avail
     f_PGPKeyID: bytes | None = None
     f_PGPKeyPacket: list[bytes] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'PGPDataType[0]', 'expected CH of PGPKeyID')
+            raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyID')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_PGPKeyID = r.binary_of(u, None)
-        if r.bits(1):
-            raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
         s = 1
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
+            raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_PGPKeyPacket.append(r.binary_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
         s = 2
     else:
-        raise r.fail('PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
+        raise r.fail_at(av, 'PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
     if s == 1:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
+                raise r.fail_at(av + 9, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_PGPKeyPacket.append(r.binary_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
             s = 3
         elif ec == 1:
-            raise r.fail('PGPDataType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'PGPDataType[1]', 'wildcard element content is not supported')
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('PGPDataType[1]', f'event code {ec}, expected SE(PGPKeyPacket), SE(*), EE')
+            raise r.fail_at(av, 'PGPDataType[1]', f'event code {ec}, expected SE(PGPKeyPacket), SE(*), EE')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('PGPDataType[2]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'PGPDataType[2]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('PGPDataType[2]', f'event code {ec}, expected SE(*), EE')
+            raise r.fail_at(av, 'PGPDataType[2]', f'event code {ec}, expected SE(*), EE')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('PGPDataType[3]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'PGPDataType[3]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
+            raise r.fail_at(av, 'PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
     if s == 4:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('PGPDataType[4]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'PGPDataType[4]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('PGPDataType[4]', f'event code {ec}, expected SE(*), EE')
+                raise r.fail_at(av, 'PGPDataType[4]', f'event code {ec}, expected SE(*), EE')
     if s == 5:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('PGPDataType[5]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'PGPDataType[5]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('PGPDataType[5]', f'event code {ec}, expected SE(*), EE')
+                raise r.fail_at(av, 'PGPDataType[5]', f'event code {ec}, expected SE(*), EE')
+    r.avail = av
     return _xmldsig.PGPDataType(PGPKeyID=f_PGPKeyID, PGPKeyPacket=f_PGPKeyPacket)
 
 def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
@@ -1458,25 +2002,49 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         w.spill()
 
 def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
+    win = r.win
+    av = r.avail
     f_Modulus: bytes
     f_Exponent: bytes
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
+        raise r.fail_at(av + 10, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Modulus = r.binary_of(u, None)
-    c = r.bits(11)
+    win = r.win
+    av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_back(11, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
+        raise r.fail_at(av + 11, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Exponent = r.binary_of(u, None)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
+        raise r.fail_at(av + 2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
+    r.avail = av
     return _xmldsig.RSAKeyValueType(Modulus=f_Modulus, Exponent=f_Exponent)
 
 def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> None:
@@ -1508,6 +2076,8 @@ def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> Non
         w.spill()
 
 def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_Type: str | None = None
     f_URI: str | None = None
@@ -1515,105 +2085,215 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     f_DigestMethod: _xmldsig.DigestMethodType
     f_DigestValue: bytes
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Type = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 2:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_URI = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 3:
+        r.avail = av
         f_Transforms = _d_xmldsig_TransformsType(r)
+        win = r.win
+        av = r.avail
         s = 4
     elif ec == 4:
+        r.avail = av
         f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+        win = r.win
+        av = r.avail
         s = 5
     else:
-        raise r.fail('ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
+        raise r.fail_at(av, 'ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 1:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_Type = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 2
         elif ec == 1:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_URI = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 2:
+            r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 3:
+            r.avail = av
             f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+            win = r.win
+            av = r.avail
             s = 5
         else:
-            raise r.fail('ReferenceType[1]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
+            raise r.fail_at(av, 'ReferenceType[1]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_URI = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 1:
+            r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 2:
+            r.avail = av
             f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+            win = r.win
+            av = r.avail
             s = 5
         else:
-            raise r.fail('ReferenceType[2]', f'event code {ec}, expected AT(URI), SE(Transforms), SE(DigestMethod)')
+            raise r.fail_at(av, 'ReferenceType[2]', f'event code {ec}, expected AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 3:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
+            win = r.win
+            av = r.avail
             s = 4
         elif ec == 1:
+            r.avail = av
             f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+            win = r.win
+            av = r.avail
             s = 5
         else:
-            raise r.fail('ReferenceType[3]', f'event code {ec}, expected SE(Transforms), SE(DigestMethod)')
+            raise r.fail_at(av, 'ReferenceType[3]', f'event code {ec}, expected SE(Transforms), SE(DigestMethod)')
     if s == 4:
-        if r.bits(1):
-            raise r.fail_back(1, 'ReferenceType[4]', 'expected SE(DigestMethod)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ReferenceType[4]', 'expected SE(DigestMethod)')
+        r.avail = av
         f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+        win = r.win
+        av = r.avail
         s = 5
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
+        raise r.fail_at(av + 10, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_DigestValue = r.binary_of(u, None)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'ReferenceType', 'expected EE of DigestValue, EE')
+        raise r.fail_at(av + 2, 'ReferenceType', 'expected EE of DigestValue, EE')
     s = 6
     s = -1
+    r.avail = av
     return _xmldsig.ReferenceType(Id=f_Id, Type=f_Type, URI=f_URI, Transforms=f_Transforms, DigestMethod=f_DigestMethod, DigestValue=f_DigestValue)
 
 def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
@@ -1788,62 +2468,114 @@ def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
         w.spill()
 
 def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType:
+    win = r.win
+    av = r.avail
     f_Type: str | None = None
     f_URI: str | None = None
     f_Transforms: _xmldsig.TransformsType | None = None
     s = 0
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Type = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_URI = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 2:
+        r.avail = av
         f_Transforms = _d_xmldsig_TransformsType(r)
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 3:
         s = -1
     else:
-        raise r.fail('RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
+        raise r.fail_at(av, 'RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
     if s == 1:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            c = r.bits(8)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
             u = c
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_URI = r.string_of(u, None)
+            win = r.win
+            av = r.avail
             s = 2
         elif ec == 1:
+            r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 2:
             s = -1
         else:
-            raise r.fail('RetrievalMethodType[1]', f'event code {ec}, expected AT(URI), SE(Transforms), EE')
+            raise r.fail_at(av, 'RetrievalMethodType[1]', f'event code {ec}, expected AT(URI), SE(Transforms), EE')
     if s == 2:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r)
+            win = r.win
+            av = r.avail
             s = 3
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('RetrievalMethodType[2]', f'event code {ec}, expected SE(Transforms), EE')
+            raise r.fail_at(av, 'RetrievalMethodType[2]', f'event code {ec}, expected SE(Transforms), EE')
     if s == 3:
-        if r.bits(1):
-            raise r.fail_back(1, 'RetrievalMethodType[3]', 'expected EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'RetrievalMethodType[3]', 'expected EE')
         s = -1
+    r.avail = av
     return _xmldsig.RetrievalMethodType(Type=f_Type, URI=f_URI, Transforms=f_Transforms)
 
 def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType) -> None:
@@ -1929,57 +2661,105 @@ def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType
         w.spill()
 
 def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
+    win = r.win
+    av = r.avail
     f_SPKISexp: list[bytes] = []
     s = 0
     while s >= 0:
         if s == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
+                raise r.fail_at(av + 10, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_SPKISexp.append(r.binary_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'SPKIDataType[0]', 'expected EE of SPKISexp')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'SPKIDataType[0]', 'expected EE of SPKISexp')
             s = 1
         if s == 1:
             while True:
-                ec = r.bits(2)
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                ec = (win >> av) & 0x3
                 if ec == 0:
-                    c = r.bits(9)
+                    av -= 9
+                    if av < 0:
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
                     if c & 0x100 != 0x0:
-                        raise r.fail_back(9, 'SPKIDataType[1]', 'expected CH of SPKISexp')
+                        raise r.fail_at(av + 9, 'SPKIDataType[1]', 'expected CH of SPKISexp')
                     u = (c & 255)
                     if u > 127:
+                        r.avail = av
                         u = r.uint_more(u)
+                        win = r.win
+                        av = r.avail
+                    r.avail = av
                     f_SPKISexp.append(r.binary_of(u, None))
-                    if r.bits(1):
-                        raise r.fail_back(1, 'SPKIDataType[1]', 'expected EE of SPKISexp')
+                    win = r.win
+                    av = r.avail
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 1)
+                    c = (win >> av) & 0x1
+                    if c:
+                        raise r.fail_at(av + 1, 'SPKIDataType[1]', 'expected EE of SPKISexp')
                 elif ec == 1:
-                    raise r.fail('SPKIDataType[1]', 'wildcard element content is not supported')
+                    raise r.fail_at(av, 'SPKIDataType[1]', 'wildcard element content is not supported')
                 elif ec == 2:
                     s = -1
                     break
                 else:
-                    raise r.fail('SPKIDataType[1]', f'event code {ec}, expected SE(SPKISexp), SE(*), EE')
+                    raise r.fail_at(av, 'SPKIDataType[1]', f'event code {ec}, expected SE(SPKISexp), SE(*), EE')
         if s == 2:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                c = r.bits(9)
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
                 if c & 0x100 != 0x0:
-                    raise r.fail_back(9, 'SPKIDataType[2]', 'expected CH of SPKISexp')
+                    raise r.fail_at(av + 9, 'SPKIDataType[2]', 'expected CH of SPKISexp')
                 u = (c & 255)
                 if u > 127:
+                    r.avail = av
                     u = r.uint_more(u)
+                    win = r.win
+                    av = r.avail
+                r.avail = av
                 f_SPKISexp.append(r.binary_of(u, None))
-                if r.bits(1):
-                    raise r.fail_back(1, 'SPKIDataType[2]', 'expected EE of SPKISexp')
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'SPKIDataType[2]', 'expected EE of SPKISexp')
                 s = 1
             elif ec == 1:
                 s = -1
             else:
-                raise r.fail('SPKIDataType[2]', f'event code {ec}, expected SE(SPKISexp), EE')
+                raise r.fail_at(av, 'SPKIDataType[2]', f'event code {ec}, expected SE(SPKISexp), EE')
+    r.avail = av
     return _xmldsig.SPKIDataType(SPKISexp=f_SPKISexp)
 
 def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
@@ -2047,65 +2827,96 @@ def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
         w.spill()
 
 def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType:
+    win = r.win
+    av = r.avail
     f_Algorithm: str
     f_HMACOutputLength: int | None = None
     s = 0
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'SignatureMethodType', 'expected AT(Algorithm)')
+        raise r.fail_at(av + 9, 'SignatureMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Algorithm = r.string_of(u, None)
+    win = r.win
+    av = r.avail
     s = 1
     while True:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x200 != 0x0:
-                raise r.fail_back(10, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
+                raise r.fail_at(av + 10, 'SignatureMethodType[1]', 'expected CH of HMACOutputLength')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_HMACOutputLength = -u - 1 if sg else u
-            if r.bits(1):
-                raise r.fail_back(1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
             s = 2
             break
         elif ec == 1:
-            raise r.fail('SignatureMethodType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'SignatureMethodType[1]', 'wildcard element content is not supported')
         elif ec == 2:
             s = -1
             break
         elif ec == 3:
-            raise r.fail('SignatureMethodType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'SignatureMethodType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('SignatureMethodType[1]', f'event code {ec}, expected SE(HMACOutputLength), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'SignatureMethodType[1]', f'event code {ec}, expected SE(HMACOutputLength), SE(*), EE, CH(untyped)')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('SignatureMethodType[2]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'SignatureMethodType[2]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('SignatureMethodType[2]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'SignatureMethodType[2]', 'untyped character content is not supported')
             else:
-                raise r.fail('SignatureMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'SignatureMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 3:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('SignatureMethodType[3]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'SignatureMethodType[3]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('SignatureMethodType[3]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'SignatureMethodType[3]', 'untyped character content is not supported')
             else:
-                raise r.fail('SignatureMethodType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'SignatureMethodType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.SignatureMethodType(Algorithm=f_Algorithm, HMACOutputLength=f_HMACOutputLength)
 
 def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType) -> None:
@@ -2161,47 +2972,84 @@ def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType
         w.spill()
 
 def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignaturePropertiesType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_SignatureProperty: list[_xmldsig.SignaturePropertyType] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
+        r.avail = av
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
+        raise r.fail_at(av, 'SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
+        r.avail = av
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+        win = r.win
+        av = r.avail
         s = 2
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
+        r.avail = av
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+        win = r.win
+        av = r.avail
         s = 3
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('SignaturePropertiesType[2]', f'event code {ec}, expected SE(SignatureProperty), EE')
+        raise r.fail_at(av, 'SignaturePropertiesType[2]', f'event code {ec}, expected SE(SignatureProperty), EE')
     if s == 3:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('SignaturePropertiesType[3]', f'event code {ec}, expected SE(SignatureProperty), EE')
+                raise r.fail_at(av, 'SignaturePropertiesType[3]', f'event code {ec}, expected SE(SignatureProperty), EE')
+    r.avail = av
     return _xmldsig.SignaturePropertiesType(Id=f_Id, SignatureProperty=f_SignatureProperty)
 
 def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignaturePropertiesType) -> None:
@@ -2283,67 +3131,109 @@ def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignatureProper
         w.spill()
 
 def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignaturePropertyType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_Target: str
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Target = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
+        raise r.fail_at(av, 'SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
     if s == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'SignaturePropertyType[1]', 'expected AT(Target)')
+            raise r.fail_at(av + 9, 'SignaturePropertyType[1]', 'expected AT(Target)')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Target = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('SignaturePropertyType[2]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'SignaturePropertyType[2]', 'wildcard element content is not supported')
         elif ec == 1:
-            raise r.fail('SignaturePropertyType[2]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'SignaturePropertyType[2]', 'untyped character content is not supported')
         else:
-            raise r.fail('SignaturePropertyType[2]', f'event code {ec}, expected SE(*), CH(untyped)')
+            raise r.fail_at(av, 'SignaturePropertyType[2]', f'event code {ec}, expected SE(*), CH(untyped)')
     while True:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
-            raise r.fail('SignaturePropertyType[3]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'SignaturePropertyType[3]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
             break
         elif ec == 2:
-            raise r.fail('SignaturePropertyType[3]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'SignaturePropertyType[3]', 'untyped character content is not supported')
         else:
-            raise r.fail('SignaturePropertyType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'SignaturePropertyType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 4:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
-                raise r.fail('SignaturePropertyType[4]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'SignaturePropertyType[4]', 'wildcard element content is not supported')
             elif ec == 1:
                 s = -1
                 break
             elif ec == 2:
-                raise r.fail('SignaturePropertyType[4]', 'untyped character content is not supported')
+                raise r.fail_at(av, 'SignaturePropertyType[4]', 'untyped character content is not supported')
             else:
-                raise r.fail('SignaturePropertyType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+                raise r.fail_at(av, 'SignaturePropertyType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.SignaturePropertyType(Id=f_Id, Target=f_Target)
 
 def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignaturePropertyType) -> None:
@@ -2399,66 +3289,119 @@ def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignatureProperty
         w.spill()
 
 def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_SignedInfo: _xmldsig.SignedInfoType
     f_SignatureValue: _xmldsig.SignatureValueType
     f_KeyInfo: _xmldsig.KeyInfoType | None = None
     f_Object: list[_xmldsig.ObjectType] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
+        r.avail = av
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
+        raise r.fail_at(av, 'SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignatureType[1]', 'expected SE(SignedInfo)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignatureType[1]', 'expected SE(SignedInfo)')
+        r.avail = av
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
+        win = r.win
+        av = r.avail
         s = 2
-    if r.bits(1):
-        raise r.fail_back(1, 'SignatureType', 'expected SE(SignatureValue)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SignatureType', 'expected SE(SignatureValue)')
+    r.avail = av
     f_SignatureValue = _d_xmldsig_SignatureValueType(r)
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 3
     if ec == 0:
+        r.avail = av
         f_KeyInfo = _d_xmldsig_KeyInfoType(r)
+        win = r.win
+        av = r.avail
         s = 4
     elif ec == 1:
+        r.avail = av
         f_Object.append(_d_xmldsig_ObjectType(r))
+        win = r.win
+        av = r.avail
         s = 5
     elif ec == 2:
         s = -1
     else:
-        raise r.fail('SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
+        raise r.fail_at(av, 'SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
     if s == 4:
-        ec = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        ec = (win >> av) & 0x3
         if ec == 0:
+            r.avail = av
             f_Object.append(_d_xmldsig_ObjectType(r))
+            win = r.win
+            av = r.avail
             s = 5
         elif ec == 1:
             s = -1
         else:
-            raise r.fail('SignatureType[4]', f'event code {ec}, expected SE(Object), EE')
+            raise r.fail_at(av, 'SignatureType[4]', f'event code {ec}, expected SE(Object), EE')
     if s == 5:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_Object.append(_d_xmldsig_ObjectType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('SignatureType[5]', f'event code {ec}, expected SE(Object), EE')
+                raise r.fail_at(av, 'SignatureType[5]', f'event code {ec}, expected SE(Object), EE')
+    r.avail = av
     return _xmldsig.SignatureType(Id=f_Id, SignedInfo=f_SignedInfo, SignatureValue=f_SignatureValue, KeyInfo=f_KeyInfo, Object=f_Object)
 
 def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
@@ -2571,39 +3514,76 @@ def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
         w.spill()
 
 def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_value: bytes
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
+        raise r.fail_at(av, 'SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
     if s == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'SignatureValueType[1]', 'expected CH')
+            raise r.fail_at(av + 9, 'SignatureValueType[1]', 'expected CH')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
         s = 2
-    if r.bits(1):
-        raise r.fail_back(1, 'SignatureValueType', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SignatureValueType', 'expected EE')
     s = -1
+    r.avail = av
     return _xmldsig.SignatureValueType(Id=f_Id, value=f_value)
 
 def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) -> None:
@@ -2651,57 +3631,108 @@ def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) 
         w.spill()
 
 def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
+    win = r.win
+    av = r.avail
     f_Id: str | None = None
     f_CanonicalizationMethod: _xmldsig.CanonicalizationMethodType
     f_SignatureMethod: _xmldsig.SignatureMethodType
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        c = r.bits(8)
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
         u = c
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
         s = 1
     elif ec == 1:
+        r.avail = av
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
+        win = r.win
+        av = r.avail
         s = 2
     else:
-        raise r.fail('SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
+        raise r.fail_at(av, 'SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
     if s == 1:
-        if r.bits(1):
-            raise r.fail_back(1, 'SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
+        r.avail = av
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
+        win = r.win
+        av = r.avail
         s = 2
-    if r.bits(1):
-        raise r.fail_back(1, 'SignedInfoType', 'expected SE(SignatureMethod)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SignedInfoType', 'expected SE(SignatureMethod)')
+    r.avail = av
     f_SignatureMethod = _d_xmldsig_SignatureMethodType(r)
-    if r.bits(1):
-        raise r.fail_back(1, 'SignedInfoType', 'expected SE(Reference)')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'SignedInfoType', 'expected SE(Reference)')
     s = 3
+    r.avail = av
     f_Reference.append(_d_xmldsig_ReferenceType(r))
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 4
     if ec == 0:
+        r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
+        win = r.win
+        av = r.avail
         s = 5
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('SignedInfoType[4]', f'event code {ec}, expected SE(Reference), EE')
+        raise r.fail_at(av, 'SignedInfoType[4]', f'event code {ec}, expected SE(Reference), EE')
     if s == 5:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_Reference.append(_d_xmldsig_ReferenceType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('SignedInfoType[5]', f'event code {ec}, expected SE(Reference), EE')
+                raise r.fail_at(av, 'SignedInfoType[5]', f'event code {ec}, expected SE(Reference), EE')
+    r.avail = av
     return _xmldsig.SignedInfoType(Id=f_Id, CanonicalizationMethod=f_CanonicalizationMethod, SignatureMethod=f_SignatureMethod, Reference=f_Reference)
 
 def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
@@ -2802,35 +3833,63 @@ def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
         w.spill()
 
 def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
+    win = r.win
+    av = r.avail
     f_Algorithm: str
     f_XPath: list[str] = []
-    c = r.bits(9)
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'TransformType', 'expected AT(Algorithm)')
+        raise r.fail_at(av + 9, 'TransformType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_Algorithm = r.string_of(u, None)
+    win = r.win
+    av = r.avail
     while True:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'TransformType[1]', 'expected CH of XPath')
+                raise r.fail_at(av + 9, 'TransformType[1]', 'expected CH of XPath')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_XPath.append(r.string_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'TransformType[1]', 'expected EE of XPath')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'TransformType[1]', 'expected EE of XPath')
         elif ec == 1:
-            raise r.fail('TransformType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'TransformType[1]', 'wildcard element content is not supported')
         elif ec == 2:
             break
         elif ec == 3:
-            raise r.fail('TransformType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'TransformType[1]', 'untyped character content is not supported')
         else:
-            raise r.fail('TransformType[1]', f'event code {ec}, expected SE(XPath), SE(*), EE, CH(untyped)')
+            raise r.fail_at(av, 'TransformType[1]', f'event code {ec}, expected SE(XPath), SE(*), EE, CH(untyped)')
+    r.avail = av
     return _xmldsig.TransformType(Algorithm=f_Algorithm, XPath=f_XPath)
 
 def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
@@ -2870,31 +3929,53 @@ def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
         w.spill()
 
 def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
+    win = r.win
+    av = r.avail
     f_Transform: list[_xmldsig.TransformType] = []
     s = 0
-    if r.bits(1):
-        raise r.fail_back(1, 'TransformsType', 'expected SE(Transform)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'TransformsType', 'expected SE(Transform)')
+    r.avail = av
     f_Transform.append(_d_xmldsig_TransformType(r))
-    c = r.bits(2)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     ec = c
     s = 1
     if ec == 0:
+        r.avail = av
         f_Transform.append(_d_xmldsig_TransformType(r))
+        win = r.win
+        av = r.avail
         s = 2
     elif ec == 1:
         s = -1
     else:
-        raise r.fail('TransformsType[1]', f'event code {ec}, expected SE(Transform), EE')
+        raise r.fail_at(av, 'TransformsType[1]', f'event code {ec}, expected SE(Transform), EE')
     if s == 2:
         while True:
-            ec = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            ec = (win >> av) & 0x3
             if ec == 0:
+                r.avail = av
                 f_Transform.append(_d_xmldsig_TransformType(r))
+                win = r.win
+                av = r.avail
             elif ec == 1:
                 s = -1
                 break
             else:
-                raise r.fail('TransformsType[2]', f'event code {ec}, expected SE(Transform), EE')
+                raise r.fail_at(av, 'TransformsType[2]', f'event code {ec}, expected SE(Transform), EE')
+    r.avail = av
     return _xmldsig.TransformsType(Transform=f_Transform)
 
 def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
@@ -2953,145 +4034,294 @@ def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
         w.spill()
 
 def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
+    win = r.win
+    av = r.avail
     f_X509IssuerSerial: list[_xmldsig.X509IssuerSerialType] = []
     f_X509SKI: list[bytes] = []
     f_X509SubjectName: list[str] = []
     f_X509Certificate: list[bytes] = []
     f_X509CRL: list[bytes] = []
-    c = r.bits(3)
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        c = r.bits(10)
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
         if c & 0x300 != 0x0:
-            raise r.fail_back(10, 'X509DataType[0]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+            raise r.fail_at(av + 10, 'X509DataType[0]', 'expected SE(X509IssuerName), CH of X509IssuerName')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_1_X509IssuerName = r.string_of(u, None)
-        c = r.bits(12)
+        win = r.win
+        av = r.avail
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
         if c & 0xe00 != 0x0:
-            raise r.fail_back(12, 'X509DataType[0]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+            raise r.fail_at(av + 12, 'X509DataType[0]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         f_1_X509SerialNumber = -u - 1 if sg else u
-        c = r.bits(2)
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_back(2, 'X509DataType[0]', 'expected EE of X509SerialNumber, EE')
+            raise r.fail_at(av + 2, 'X509DataType[0]', 'expected EE of X509SerialNumber, EE')
         f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
     elif ec == 1:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509SKI')
+            raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509SKI')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_X509SKI.append(r.binary_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SKI')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509SKI')
     elif ec == 2:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509SubjectName')
+            raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509SubjectName')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_X509SubjectName.append(r.string_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509SubjectName')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509SubjectName')
     elif ec == 3:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509Certificate')
+            raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509Certificate')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_X509Certificate.append(r.binary_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509Certificate')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509Certificate')
     elif ec == 4:
-        c = r.bits(9)
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
         if c & 0x100 != 0x0:
-            raise r.fail_back(9, 'X509DataType[0]', 'expected CH of X509CRL')
+            raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509CRL')
         u = (c & 255)
         if u > 127:
+            r.avail = av
             u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
         f_X509CRL.append(r.binary_of(u, None))
-        if r.bits(1):
-            raise r.fail_back(1, 'X509DataType[0]', 'expected EE of X509CRL')
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509CRL')
     elif ec == 5:
-        raise r.fail('X509DataType[0]', 'wildcard element content is not supported')
+        raise r.fail_at(av, 'X509DataType[0]', 'wildcard element content is not supported')
     else:
-        raise r.fail('X509DataType[0]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*)')
+        raise r.fail_at(av, 'X509DataType[0]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*)')
     while True:
-        ec = r.bits(3)
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        ec = (win >> av) & 0x7
         if ec == 0:
-            c = r.bits(10)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
             if c & 0x300 != 0x0:
-                raise r.fail_back(10, 'X509DataType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
+                raise r.fail_at(av + 10, 'X509DataType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_2_X509IssuerName = r.string_of(u, None)
-            c = r.bits(12)
+            win = r.win
+            av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
             if c & 0xe00 != 0x0:
-                raise r.fail_back(12, 'X509DataType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+                raise r.fail_at(av + 12, 'X509DataType[1]', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
             f_2_X509SerialNumber = -u - 1 if sg else u
-            c = r.bits(2)
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
             if c != 0x0:
-                raise r.fail_back(2, 'X509DataType[1]', 'expected EE of X509SerialNumber, EE')
+                raise r.fail_at(av + 2, 'X509DataType[1]', 'expected EE of X509SerialNumber, EE')
             f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
         elif ec == 1:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509SKI')
+                raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509SKI')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_X509SKI.append(r.binary_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SKI')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509SKI')
         elif ec == 2:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509SubjectName')
+                raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509SubjectName')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_X509SubjectName.append(r.string_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509SubjectName')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509SubjectName')
         elif ec == 3:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509Certificate')
+                raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509Certificate')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_X509Certificate.append(r.binary_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509Certificate')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509Certificate')
         elif ec == 4:
-            c = r.bits(9)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
             if c & 0x100 != 0x0:
-                raise r.fail_back(9, 'X509DataType[1]', 'expected CH of X509CRL')
+                raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509CRL')
             u = (c & 255)
             if u > 127:
+                r.avail = av
                 u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
             f_X509CRL.append(r.binary_of(u, None))
-            if r.bits(1):
-                raise r.fail_back(1, 'X509DataType[1]', 'expected EE of X509CRL')
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509CRL')
         elif ec == 5:
-            raise r.fail('X509DataType[1]', 'wildcard element content is not supported')
+            raise r.fail_at(av, 'X509DataType[1]', 'wildcard element content is not supported')
         elif ec == 6:
             break
         else:
-            raise r.fail('X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
+            raise r.fail_at(av, 'X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
+    r.avail = av
     return _xmldsig.X509DataType(X509IssuerSerial=f_X509IssuerSerial, X509SKI=f_X509SKI, X509SubjectName=f_X509SubjectName, X509Certificate=f_X509Certificate, X509CRL=f_X509CRL)
 
 def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
@@ -3278,26 +4508,47 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         w.spill()
 
 def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialType:
+    win = r.win
+    av = r.avail
     f_X509IssuerName: str
     f_X509SerialNumber: int
-    c = r.bits(10)
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x300 != 0x0:
-        raise r.fail_back(10, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
+        raise r.fail_at(av + 10, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     f_X509IssuerName = r.string_of(u, None)
-    c = r.bits(12)
+    win = r.win
+    av = r.avail
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
     if c & 0xe00 != 0x0:
-        raise r.fail_back(12, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
+        raise r.fail_at(av + 12, 'X509IssuerSerialType', 'expected EE of X509IssuerName, SE(X509SerialNumber), CH of X509SerialNumber')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     f_X509SerialNumber = -u - 1 if sg else u
-    c = r.bits(2)
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_back(2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
+        raise r.fail_at(av + 2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
+    r.avail = av
     return _xmldsig.X509IssuerSerialType(X509IssuerName=f_X509IssuerName, X509SerialNumber=f_X509SerialNumber)
 
 def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialType) -> None:
@@ -3337,15 +4588,31 @@ def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialTy
         w.spill()
 
 def _d_v0(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, None)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v0(w: BitWriter, o: Any) -> None:
@@ -3366,15 +4633,31 @@ def _e_v0(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v1(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.string_of(u, None)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v1(w: BitWriter, o: Any) -> None:
@@ -3395,15 +4678,31 @@ def _e_v1(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v2(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, None)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v2(w: BitWriter, o: Any) -> None:
@@ -3424,16 +4723,29 @@ def _e_v2(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v3(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x200 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH')
+        raise r.fail_at(av + 10, 'value', 'expected CH')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = -u - 1 if sg else u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v3(w: BitWriter, o: Any) -> None:
@@ -3462,15 +4774,31 @@ def _e_v3(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v4(r: BitReader) -> object:
-    c = r.bits(9)
+    win = r.win
+    av = r.avail
+    av -= 9
+    if av < 0:
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
     if c & 0x100 != 0x0:
-        raise r.fail_back(9, 'value', 'expected CH')
+        raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
     v = r.binary_of(u, None)
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    win = r.win
+    av = r.avail
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v4(w: BitWriter, o: Any) -> None:
@@ -3491,16 +4819,29 @@ def _e_v4(w: BitWriter, o: Any) -> None:
         w.spill()
 
 def _d_v5(r: BitReader) -> object:
-    c = r.bits(10)
+    win = r.win
+    av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
     if c & 0x200 != 0x0:
-        raise r.fail_back(10, 'value', 'expected CH')
+        raise r.fail_at(av + 10, 'value', 'expected CH')
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
+        r.avail = av
         u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     v = -u - 1 if sg else u
-    if r.bits(1):
-        raise r.fail_back(1, 'value', 'expected EE')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'value', 'expected EE')
+    r.avail = av
     return v
 
 def _e_v5(w: BitWriter, o: Any) -> None:

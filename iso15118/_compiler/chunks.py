@@ -68,6 +68,22 @@ def flush_reads(items: list[ReadBits | Raw | Stmt], where: str) -> list[str]:
     return out + _read_run(run, where) + later
 
 
+def read_into(var: str, width: int) -> list[str]:
+    """Read `width` bits into `var`.  Generated decoders keep the reader's window in the
+    locals `win` (an int) and `av` (its unread bits) and refill it when it runs short."""
+    return [
+        f"av -= {width}",
+        "if av < 0:",
+        _IND + f"win, av = r.refill(av, {width})",
+        f"{var} = (win >> av) & {(1 << width) - 1:#x}",
+    ]
+
+
+def with_reader(lines: list[str]) -> list[str]:
+    """Statements that use the reader itself: hand the window position over and back."""
+    return ["r.avail = av", *lines, "win = r.win", "av = r.avail"]
+
+
 def _read_run(run: list[ReadBits], where: str) -> list[str]:
     if not run:
         return []
@@ -75,10 +91,11 @@ def _read_run(run: list[ReadBits], where: str) -> list[str]:
     if len(run) == 1 and run[0].expect is not None:
         b = run[0]
         return [
-            f"if r.bits({b.width}){f' != {b.expect}' if b.expect else ''}:",
-            _IND + f"raise r.fail_back({b.width}, {where!r}, 'expected {b.what}')",
+            *read_into("c", b.width),
+            f"if c{f' != {b.expect}' if b.expect else ''}:",
+            _IND + f"raise r.fail_at(av + {b.width}, {where!r}, 'expected {b.what}')",
         ]
-    out = [f"c = r.bits({total})"]
+    out = read_into("c", total)
     mask = expect = 0
     shift = total
     values: list[str] = []
@@ -99,7 +116,7 @@ def _read_run(run: list[ReadBits], where: str) -> list[str]:
         test = "c" if mask == (1 << total) - 1 else f"c & {mask:#x}"
         out += [
             f"if {test} != {expect:#x}:",
-            _IND + f"raise r.fail_back({total}, {where!r}, 'expected {', '.join(whats)}')",
+            _IND + f"raise r.fail_at(av + {total}, {where!r}, 'expected {', '.join(whats)}')",
         ]
     return out + values
 

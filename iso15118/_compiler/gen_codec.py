@@ -39,7 +39,8 @@ class CodecWriter(FunctionWriter):
                 ReadBits(1, "EE", expect=0),
             ]
             out.append(f"def _d{name}(r: BitReader) -> object:")
-            out += [*_indent(flush_reads(reads, "value")), f"{_IND}return v", ""]
+            body = ["win = r.win", "av = r.avail", *flush_reads(reads, "value"), "r.avail = av"]
+            out += [*_indent(body), f"{_IND}return v", ""]
             out.append(f"def _e{name}(w: BitWriter, o: Any) -> None:")
             writes = [WriteBits(1, 0), *self.write_value(st, "o", "value", []), WriteBits(1, 0)]
             body = ["a = w.acc", "k = w.n", *flush_writes(writes), *ENCODER_EPILOGUE]

@@ -7,7 +7,17 @@ become an if-chain on the event code; repetitions become loops.
 
 from __future__ import annotations
 
-from .chunks import Raw, ReadBits, Stmt, WriteBits, flush_reads, flush_writes, with_writer
+from .chunks import (
+    Raw,
+    ReadBits,
+    Stmt,
+    WriteBits,
+    flush_reads,
+    flush_writes,
+    read_into,
+    with_reader,
+    with_writer,
+)
 from .gen_types import enum_name
 from .grammar import AT, CH, CH_UNTYPED, EE, SE, SE_ANY, Grammar, Production, type_grammar
 from .layout import chains as find_chains
@@ -55,7 +65,7 @@ def _uint_lines() -> list[str]:
 
 
 def _more_octets() -> list[str]:
-    return ["if u > 127:", _IND + "u = r.uint_more(u)"]
+    return ["if u > 127:", *_indent(with_reader(["u = r.uint_more(u)"]))]
 
 
 def _indent(lines: list[str], depth: int = 1) -> list[str]:
@@ -187,7 +197,7 @@ class FunctionWriter:
         def put(v: str) -> str:
             return target.replace("{v}", v)
 
-        fail = f"raise r.fail({where!r}, "
+        fail = f"raise r.fail_at(av, {where!r}, "
         if st.enum_owner is not None:
             count = len(st.facets.enumeration or [])
             table = self.enum_table(st)
@@ -213,9 +223,11 @@ class FunctionWriter:
         f = st.facets
         hi_len = f.length if f.length is not None else f.max_length
         if prim in ("base64Binary", "hexBinary"):
-            return [*_first_octet(where), Raw([*_more_octets(), put(f"r.binary_of(u, {hi_len})")])]
+            read = with_reader([put(f"r.binary_of(u, {hi_len})")])
+            return [*_first_octet(where), Raw([*_more_octets(), *read])]
         if prim == "string":
-            return [*_first_octet(where), Raw([*_more_octets(), put(f"r.string_of(u, {hi_len})")])]
+            read = with_reader([put(f"r.string_of(u, {hi_len})")])
+            return [*_first_octet(where), Raw([*_more_octets(), *read])]
         raise NotImplementedError(f"EXI datatype for {prim}")
 
     def write_value(self, st: SimpleType, expr: str, where: str, pre: list[str]) -> list[WriteItem]:
@@ -275,6 +287,7 @@ class FunctionWriter:
         order = skip_chain_interiors(order, g, self.chains)
         self.inlined = 0
         out = [f"def {self.fn(key, 'd')}(r: BitReader) -> {self.cls_ref(key)}:"]
+        out += [f"{_IND}win = r.win", f"{_IND}av = r.avail"]
         # a type with many optional fields (Body: one of 35) is built from the ones present
         optional = [fm.py for fm in cm.fields if fm.min == 0 and not fm.is_list]
         self.kw_fields = set(optional) if len(optional) > 8 else set()
@@ -307,6 +320,7 @@ class FunctionWriter:
         ignore = ""
         if cyclic and any(fm.min > 0 and not fm.is_list for fm in cm.fields):
             ignore = "  # type: ignore[arg-type]"
+        out.append(f"{_IND}r.avail = av")
         out.append(f"{_IND}return {self.cls_ref(key)}({args}){ignore}")
         return out
 
@@ -343,10 +357,10 @@ class FunctionWriter:
             code = flush_reads(action, where) + tail
             branches += [f"{'if' if i == 0 else 'elif'} ec == {i}:", *_indent(code or ["pass"])]
         bad = f"f'event code {{ec}}, expected {expected}')"
-        branches += ["else:", _IND + f"raise r.fail({where!r}, {bad}"]
+        branches += ["else:", _IND + f"raise r.fail_at(av, {where!r}, {bad}"]
         if not selfloop and not guarded:
             return [ReadBits(state.width, where, lines=["ec = {x}"]), Raw(branches)]
-        lines = [f"ec = r.bits({state.width})", *branches]
+        lines = [*read_into("ec", state.width), *branches]
         if selfloop:
             lines = ["while True:", *_indent(lines)]
         if chain is not None:
@@ -360,7 +374,7 @@ class FunctionWriter:
             return [Stmt(["s = -1"])] if self.need_s else []
         if p.kind in (SE_ANY, CH_UNTYPED):
             what = "wildcard element" if p.kind == SE_ANY else "untyped character"
-            return [Raw([f"raise r.fail({where!r}, '{what} content is not supported')"])]
+            return [Raw([f"raise r.fail_at(av, {where!r}, '{what} content is not supported')"])]
         fm = self.field_for(cm, p)
         fwhere = f"{cm.name}.{fm.py}"
         local = f"f_{self.prefix}{fm.py}"
@@ -371,7 +385,7 @@ class FunctionWriter:
             if self.straight(p.element.type):
                 return self.inline_decode(p.element.type, target)
             call = f"{self.fn(self.key_of(p.element.type), 'd')}(r)"
-            return [Raw([target.replace("{v}", call)])]
+            return [Raw(with_reader([target.replace("{v}", call)]))]
         if p.kind == SE:
             assert p.element is not None and isinstance(p.element.type, SimpleType)
             return [

@@ -65,9 +65,16 @@ class BitReader:
     def fail(self, where: str, reason: str) -> ExiDecodeError:
         return ExiDecodeError(reason, bit_offset=self.pos, position=where)
 
-    def fail_back(self, nbits: int, where: str, reason: str) -> ExiDecodeError:
-        """An error about the `nbits` just read."""
-        return ExiDecodeError(reason, bit_offset=self.pos - nbits, position=where)
+    def fail_at(self, avail: int, where: str, reason: str) -> ExiDecodeError:
+        """An error at the position where the window had `avail` unread bits."""
+        return ExiDecodeError(reason, bit_offset=self.next * 8 - avail, position=where)
+
+    def refill(self, avail: int, n: int) -> tuple[int, int]:
+        """Load more octets for a read of `n` bits that left `avail` (< 0) in the window:
+        the new window and its unread bits after that read."""
+        self.avail = avail + n
+        self._load(n)
+        return self.win, self.avail - n
 
     def bits(self, n: int) -> int:
         avail = self.avail - n
