@@ -5456,10 +5456,66 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader) -> _din.ChargeParameter
     f_EVRequestedEnergyTransferType = _E_din_EVRequestedEnergyTransferType[iv]
     ec = (c & 3)
     if ec == 0:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(DepartureTime), CH of DepartureTime')
+        u = (c & 255)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        f_1_DepartureTime = u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'ChargeParameterDiscoveryReqType[1]', 'expected EE of DepartureTime, SE(EAmount)')
         r.avail = av
-        f_AC_EVChargeParameter = _d_din_AC_EVChargeParameterType(r)
+        f_1_EAmount = _d_din_PhysicalValueType(r)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(EVMaxVoltage)')
+        r.avail = av
+        f_1_EVMaxVoltage = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(EVMaxCurrent)')
+        r.avail = av
+        f_1_EVMaxCurrent = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(EVMinCurrent)')
+        r.avail = av
+        f_1_EVMinCurrent = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType[1]', 'expected EE')
+        f_AC_EVChargeParameter = _din.AC_EVChargeParameterType(DepartureTime=f_1_DepartureTime, EAmount=f_1_EAmount, EVMaxVoltage=f_1_EVMaxVoltage, EVMaxCurrent=f_1_EVMaxCurrent, EVMinCurrent=f_1_EVMinCurrent)
     elif ec == 1:
         r.avail = av
         f_DC_EVChargeParameter = _d_din_DC_EVChargeParameterType(r)
@@ -5492,13 +5548,63 @@ def _e_din_ChargeParameterDiscoveryReqType(w: BitWriter, o: _din.ChargeParameter
     a = (a << 6) | (_I_din_EVRequestedEnergyTransferType[o.EVRequestedEnergyTransferType]) << 1
     k += 6
     if o.AC_EVChargeParameter is not None:
+        if o.AC_EVChargeParameter.DepartureTime is None:
+            raise encode_error('AC_EVChargeParameterType.DepartureTime', 'required value missing')
+        a <<= 4
+        k += 4
+        if o.AC_EVChargeParameter.DepartureTime < 0 or (w.strict and (o.AC_EVChargeParameter.DepartureTime > 4294967295)):
+            raise encode_error('AC_EVChargeParameterType.DepartureTime', f'{o.AC_EVChargeParameter.DepartureTime!r} outside 0..4294967295')
+        u = o.AC_EVChargeParameter.DepartureTime
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        if o.AC_EVChargeParameter.EAmount is None:
+            raise encode_error('AC_EVChargeParameterType.EAmount', 'required value missing')
         a <<= 2
         k += 2
         w.acc = a
         w.n = k
-        _e_din_AC_EVChargeParameterType(w, o.AC_EVChargeParameter)
+        _e_din_PhysicalValueType(w, o.AC_EVChargeParameter.EAmount)
         a = w.acc
         k = w.n
+        if o.AC_EVChargeParameter.EVMaxVoltage is None:
+            raise encode_error('AC_EVChargeParameterType.EVMaxVoltage', 'required value missing')
+        a <<= 1
+        k += 1
+        w.acc = a
+        w.n = k
+        _e_din_PhysicalValueType(w, o.AC_EVChargeParameter.EVMaxVoltage)
+        a = w.acc
+        k = w.n
+        if o.AC_EVChargeParameter.EVMaxCurrent is None:
+            raise encode_error('AC_EVChargeParameterType.EVMaxCurrent', 'required value missing')
+        a <<= 1
+        k += 1
+        w.acc = a
+        w.n = k
+        _e_din_PhysicalValueType(w, o.AC_EVChargeParameter.EVMaxCurrent)
+        a = w.acc
+        k = w.n
+        if o.AC_EVChargeParameter.EVMinCurrent is None:
+            raise encode_error('AC_EVChargeParameterType.EVMinCurrent', 'required value missing')
+        a <<= 1
+        k += 1
+        w.acc = a
+        w.n = k
+        _e_din_PhysicalValueType(w, o.AC_EVChargeParameter.EVMinCurrent)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         if o.DC_EVChargeParameter is not None:
             raise encode_error('ChargeParameterDiscoveryReqType.DC_EVChargeParameter', 'cannot be combined with AC_EVChargeParameter')
         if o.EVChargeParameter is not None:
@@ -5568,10 +5674,63 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameter
     c = (win >> av) & 0x3
     ec = c
     if ec == 0:
+        av -= 19
+        if av < 0:
+            win, av = r.refill(av, 19)
+        c = (win >> av) & 0x7ffff
+        if c & 0x77700 != 0x0:
+            raise r.fail_at(av + 19, 'ChargeParameterDiscoveryResType[3]', 'expected SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        f_3_PowerSwitchClosed = ((c >> 15) & 1) == 1
+        f_3_RCD = ((c >> 11) & 1) == 1
+        u = (c & 255)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        f_3_NotificationMaxDelay = u
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        if c & 0xe7 != 0x0:
+            raise r.fail_at(av + 8, 'ChargeParameterDiscoveryResType[3]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEMaxVoltage)')
+        iv = ((c >> 3) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        f_3_EVSENotification = _E_din_EVSENotificationType[iv]
+        f_2_AC_EVSEStatus = _din.AC_EVSEStatusType(PowerSwitchClosed=f_3_PowerSwitchClosed, RCD=f_3_RCD, NotificationMaxDelay=f_3_NotificationMaxDelay, EVSENotification=f_3_EVSENotification)
         r.avail = av
-        f_AC_EVSEChargeParameter = _d_din_AC_EVSEChargeParameterType(r)
+        f_2_EVSEMaxVoltage = _d_din_PhysicalValueType(r)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[3]', 'expected SE(EVSEMaxCurrent)')
+        r.avail = av
+        f_2_EVSEMaxCurrent = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[3]', 'expected SE(EVSEMinCurrent)')
+        r.avail = av
+        f_2_EVSEMinCurrent = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
+        f_AC_EVSEChargeParameter = _din.AC_EVSEChargeParameterType(AC_EVSEStatus=f_2_AC_EVSEStatus, EVSEMaxVoltage=f_2_EVSEMaxVoltage, EVSEMaxCurrent=f_2_EVSEMaxCurrent, EVSEMinCurrent=f_2_EVSEMinCurrent)
     elif ec == 1:
         r.avail = av
         f_DC_EVSEChargeParameter = _d_din_DC_EVSEChargeParameterType(r)
@@ -5621,13 +5780,62 @@ def _e_din_ChargeParameterDiscoveryResType(w: BitWriter, o: _din.ChargeParameter
     else:
         raise encode_error('ChargeParameterDiscoveryResType', 'missing SE(SAScheduleList), SE(SASchedules)')
     if o.AC_EVSEChargeParameter is not None:
-        a <<= 2
-        k += 2
+        if o.AC_EVSEChargeParameter.AC_EVSEStatus is None:
+            raise encode_error('AC_EVSEChargeParameterType.AC_EVSEStatus', 'required value missing')
+        if o.AC_EVSEChargeParameter.AC_EVSEStatus.PowerSwitchClosed is None:
+            raise encode_error('AC_EVSEStatusType.PowerSwitchClosed', 'required value missing')
+        if o.AC_EVSEChargeParameter.AC_EVSEStatus.RCD is None:
+            raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
+        if o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay is None:
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
+        a = (a << 13) | (1 if o.AC_EVSEChargeParameter.AC_EVSEStatus.PowerSwitchClosed else 0) << 7 | (1 if o.AC_EVSEChargeParameter.AC_EVSEStatus.RCD else 0) << 3
+        k += 13
+        if o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay > 4294967295)):
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..4294967295')
+        u = o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        if o.AC_EVSEChargeParameter.AC_EVSEStatus.EVSENotification is None:
+            raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
+        if o.AC_EVSEChargeParameter.EVSEMaxVoltage is None:
+            raise encode_error('AC_EVSEChargeParameterType.EVSEMaxVoltage', 'required value missing')
+        a = (a << 8) | (_I_din_EVSENotificationType[o.AC_EVSEChargeParameter.AC_EVSEStatus.EVSENotification]) << 3
+        k += 8
         w.acc = a
         w.n = k
-        _e_din_AC_EVSEChargeParameterType(w, o.AC_EVSEChargeParameter)
+        _e_din_PhysicalValueType(w, o.AC_EVSEChargeParameter.EVSEMaxVoltage)
         a = w.acc
         k = w.n
+        if o.AC_EVSEChargeParameter.EVSEMaxCurrent is None:
+            raise encode_error('AC_EVSEChargeParameterType.EVSEMaxCurrent', 'required value missing')
+        a <<= 1
+        k += 1
+        w.acc = a
+        w.n = k
+        _e_din_PhysicalValueType(w, o.AC_EVSEChargeParameter.EVSEMaxCurrent)
+        a = w.acc
+        k = w.n
+        if o.AC_EVSEChargeParameter.EVSEMinCurrent is None:
+            raise encode_error('AC_EVSEChargeParameterType.EVSEMinCurrent', 'required value missing')
+        a <<= 1
+        k += 1
+        w.acc = a
+        w.n = k
+        _e_din_PhysicalValueType(w, o.AC_EVSEChargeParameter.EVSEMinCurrent)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         if o.DC_EVSEChargeParameter is not None:
             raise encode_error('ChargeParameterDiscoveryResType.DC_EVSEChargeParameter', 'cannot be combined with AC_EVSEChargeParameter')
         if o.EVSEChargeParameter is not None:
@@ -8029,22 +8237,30 @@ def _d_din_ServiceDiscoveryResType(r: BitReader) -> _din.ServiceDiscoveryResType
     f_PaymentOptions = _d_din_PaymentOptionsType(r)
     win = r.win
     av = r.avail
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ServiceDiscoveryResType', 'expected SE(ChargeService)')
-    s = 2
-    r.avail = av
-    f_ChargeService = _d_din_ServiceChargeType(r)
-    win = r.win
-    av = r.avail
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
-    ec = c
+    if c != 0x0:
+        raise r.fail_at(av + 2, 'ServiceDiscoveryResType', 'expected SE(ChargeService), SE(ServiceTag)')
+    s = 2
+    r.avail = av
+    f_1_ServiceTag = _d_din_ServiceTagType(r)
+    win = r.win
+    av = r.avail
+    av -= 14
+    if av < 0:
+        win, av = r.refill(av, 14)
+    c = (win >> av) & 0x3fff
+    if c & 0x370c != 0x0:
+        raise r.fail_at(av + 14, 'ServiceDiscoveryResType', 'expected SE(FreeService), CH of FreeService, EE of FreeService, SE(EnergyTransferType), CH of EnergyTransferType, EE of EnergyTransferType, EE')
+    f_1_FreeService = ((c >> 11) & 1) == 1
+    iv = ((c >> 4) & 15)
+    if iv >= 10:
+        raise r.fail_at(av, 'ServiceChargeType.EnergyTransferType', f'enumeration index {iv}')
+    f_1_EnergyTransferType = _E_din_EVSESupportedEnergyTransferType[iv]
+    ec = (c & 3)
+    f_ChargeService = _din.ServiceChargeType(ServiceTag=f_1_ServiceTag, FreeService=f_1_FreeService, EnergyTransferType=f_1_EnergyTransferType)
     s = 3
     if ec == 0:
         r.avail = av
@@ -8085,14 +8301,22 @@ def _e_din_ServiceDiscoveryResType(w: BitWriter, o: _din.ServiceDiscoveryResType
     k = w.n
     if o.ChargeService is None:
         raise encode_error('ServiceDiscoveryResType.ChargeService', 'required value missing')
-    a <<= 1
-    k += 1
+    if o.ChargeService.ServiceTag is None:
+        raise encode_error('ServiceChargeType.ServiceTag', 'required value missing')
+    a <<= 2
+    k += 2
     s = 2
     w.acc = a
     w.n = k
-    _e_din_ServiceChargeType(w, o.ChargeService)
+    _e_din_ServiceTagType(w, o.ChargeService.ServiceTag)
     a = w.acc
     k = w.n
+    if o.ChargeService.FreeService is None:
+        raise encode_error('ServiceChargeType.FreeService', 'required value missing')
+    if o.ChargeService.EnergyTransferType is None:
+        raise encode_error('ServiceChargeType.EnergyTransferType', 'required value missing')
+    a = (a << 12) | (1 if o.ChargeService.FreeService else 0) << 9 | (_I_din_EVSESupportedEnergyTransferType[o.ChargeService.EnergyTransferType]) << 2
+    k += 12
     s = 3
     if o.ServiceList is not None:
         a <<= 2
@@ -13595,27 +13819,45 @@ def _d_din_ServiceTagListType(r: BitReader) -> _din.ServiceTagListType:
     av = r.avail
     f_Service: list[_din.ServiceType] = []
     s = 0
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ServiceTagListType', 'expected SE(Service)')
-    r.avail = av
-    f_Service.append(_d_din_ServiceType(r))
-    win = r.win
-    av = r.avail
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
-    ec = c
+    if c != 0x0:
+        raise r.fail_at(av + 2, 'ServiceTagListType', 'expected SE(Service), SE(ServiceTag)')
+    r.avail = av
+    f_1_ServiceTag = _d_din_ServiceTagType(r)
+    win = r.win
+    av = r.avail
+    av -= 7
+    if av < 0:
+        win, av = r.refill(av, 7)
+    c = (win >> av) & 0x7f
+    if c & 0x6c != 0x0:
+        raise r.fail_at(av + 7, 'ServiceTagListType', 'expected SE(FreeService), CH of FreeService, EE of FreeService, EE')
+    f_1_FreeService = ((c >> 4) & 1) == 1
+    ec = (c & 3)
+    f_Service.append(_din.ServiceType(ServiceTag=f_1_ServiceTag, FreeService=f_1_FreeService))
     s = 1
     if ec == 0:
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ServiceTagListType[1]', 'expected SE(ServiceTag)')
         r.avail = av
-        f_Service.append(_d_din_ServiceType(r))
+        f_2_ServiceTag = _d_din_ServiceTagType(r)
         win = r.win
         av = r.avail
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
+        if c & 0x1b != 0x0:
+            raise r.fail_at(av + 5, 'ServiceTagListType[1]', 'expected SE(FreeService), CH of FreeService, EE of FreeService, EE')
+        f_2_FreeService = ((c >> 2) & 1) == 1
+        f_Service.append(_din.ServiceType(ServiceTag=f_2_ServiceTag, FreeService=f_2_FreeService))
         s = 2
     elif ec == 1:
         s = -1
@@ -13628,10 +13870,24 @@ def _d_din_ServiceTagListType(r: BitReader) -> _din.ServiceTagListType:
                 win, av = r.refill(av, 2)
             ec = (win >> av) & 0x3
             if ec == 0:
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'ServiceTagListType[2]', 'expected SE(ServiceTag)')
                 r.avail = av
-                f_Service.append(_d_din_ServiceType(r))
+                f_3_ServiceTag = _d_din_ServiceTagType(r)
                 win = r.win
                 av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
+                if c & 0x1b != 0x0:
+                    raise r.fail_at(av + 5, 'ServiceTagListType[2]', 'expected SE(FreeService), CH of FreeService, EE of FreeService, EE')
+                f_3_FreeService = ((c >> 2) & 1) == 1
+                f_Service.append(_din.ServiceType(ServiceTag=f_3_ServiceTag, FreeService=f_3_FreeService))
             elif ec == 1:
                 s = -1
                 break
@@ -13650,11 +13906,19 @@ def _e_din_ServiceTagListType(w: BitWriter, o: _din.ServiceTagListType) -> None:
         k += 1
         x_Service = o.Service[i_Service]
         i_Service += 1
+        if x_Service.ServiceTag is None:
+            raise encode_error('ServiceType.ServiceTag', 'required value missing')
+        a <<= 1
+        k += 1
         w.acc = a
         w.n = k
-        _e_din_ServiceType(w, x_Service)
+        _e_din_ServiceTagType(w, x_Service.ServiceTag)
         a = w.acc
         k = w.n
+        if x_Service.FreeService is None:
+            raise encode_error('ServiceType.FreeService', 'required value missing')
+        a = (a << 5) | (1 if x_Service.FreeService else 0) << 2
+        k += 5
         s = 1
     else:
         raise encode_error('ServiceTagListType', 'missing SE(Service)')
@@ -13663,11 +13927,19 @@ def _e_din_ServiceTagListType(w: BitWriter, o: _din.ServiceTagListType) -> None:
         k += 2
         x_Service = o.Service[i_Service]
         i_Service += 1
+        if x_Service.ServiceTag is None:
+            raise encode_error('ServiceType.ServiceTag', 'required value missing')
+        a <<= 1
+        k += 1
         w.acc = a
         w.n = k
-        _e_din_ServiceType(w, x_Service)
+        _e_din_ServiceTagType(w, x_Service.ServiceTag)
         a = w.acc
         k = w.n
+        if x_Service.FreeService is None:
+            raise encode_error('ServiceType.FreeService', 'required value missing')
+        a = (a << 5) | (1 if x_Service.FreeService else 0) << 2
+        k += 5
         s = 2
     else:
         a = (a << 2) | 0x1
@@ -13680,11 +13952,19 @@ def _e_din_ServiceTagListType(w: BitWriter, o: _din.ServiceTagListType) -> None:
                 k += 2
                 x_Service = o.Service[i_Service]
                 i_Service += 1
+                if x_Service.ServiceTag is None:
+                    raise encode_error('ServiceType.ServiceTag', 'required value missing')
+                a <<= 1
+                k += 1
                 w.acc = a
                 w.n = k
-                _e_din_ServiceType(w, x_Service)
+                _e_din_ServiceTagType(w, x_Service.ServiceTag)
                 a = w.acc
                 k = w.n
+                if x_Service.FreeService is None:
+                    raise encode_error('ServiceType.FreeService', 'required value missing')
+                a = (a << 5) | (1 if x_Service.FreeService else 0) << 2
+                k += 5
             else:
                 a = (a << 2) | 0x1
                 k += 2
@@ -14140,16 +14420,47 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         kw['BodyElement'] = _din.BodyBaseType()
         s = 1
     elif ec == 1:
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected SE(DC_EVStatus)')
         r.avail = av
-        kw['CableCheckReq'] = _d_din_CableCheckReqType(r)
+        f_2_DC_EVStatus = _d_din_DC_EVStatusType(r)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
+        kw['CableCheckReq'] = _din.CableCheckReqType(DC_EVStatus=f_2_DC_EVStatus)
         s = 1
     elif ec == 2:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x183 != 0x0:
+            raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
+        iv = ((c >> 2) & 31)
+        if iv >= 23:
+            raise r.fail_at(av, 'CableCheckResType.ResponseCode', f'enumeration index {iv}')
+        f_3_ResponseCode = _E_din_responseCodeType[iv]
         r.avail = av
-        kw['CableCheckRes'] = _d_din_CableCheckResType(r)
+        f_3_DC_EVSEStatus = _d_din_DC_EVSEStatusType(r)
         win = r.win
         av = r.avail
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
+        if c & 0x1b != 0x0:
+            raise r.fail_at(av + 5, 'BodyType[0]', 'expected SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
+        f_3_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 2) & 1)]
+        kw['CableCheckRes'] = _din.CableCheckResType(ResponseCode=f_3_ResponseCode, DC_EVSEStatus=f_3_DC_EVSEStatus, EVSEProcessing=f_3_EVSEProcessing)
         s = 1
     elif ec == 3:
         r.avail = av
@@ -14158,10 +14469,91 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         av = r.avail
         s = 1
     elif ec == 4:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'BodyType[0]', 'expected AT(Id)')
+        u = (c & 255)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         r.avail = av
-        kw['CertificateInstallationRes'] = _d_din_CertificateInstallationResType(r)
+        f_4_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x183 != 0x0:
+            raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ContractSignatureCertChain)')
+        iv = ((c >> 2) & 31)
+        if iv >= 23:
+            raise r.fail_at(av, 'CertificateInstallationResType.ResponseCode', f'enumeration index {iv}')
+        f_4_ResponseCode = _E_din_responseCodeType[iv]
+        r.avail = av
+        f_4_ContractSignatureCertChain = _d_din_CertificateChainType(r)
+        win = r.win
+        av = r.avail
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ContractSignatureEncryptedPrivateKey), CH of ContractSignatureEncryptedPrivateKey')
+        u = (c & 255)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
+        f_4_ContractSignatureEncryptedPrivateKey = r.binary_of(u, 128)
+        win = r.win
+        av = r.avail
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x700 != 0x0:
+            raise r.fail_at(av + 11, 'BodyType[0]', 'expected EE of ContractSignatureEncryptedPrivateKey, SE(DHParams), CH of DHParams')
+        u = (c & 255)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
+        f_4_DHParams = r.binary_of(u, 256)
+        win = r.win
+        av = r.avail
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x700 != 0x0:
+            raise r.fail_at(av + 11, 'BodyType[0]', 'expected EE of DHParams, SE(ContractID), CH of ContractID')
+        u = (c & 255)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
+        f_4_ContractID = r.string_of(u, 24)
+        win = r.win
+        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of ContractID, EE')
+        kw['CertificateInstallationRes'] = _din.CertificateInstallationResType(Id=f_4_Id, ResponseCode=f_4_ResponseCode, ContractSignatureCertChain=f_4_ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey=f_4_ContractSignatureEncryptedPrivateKey, DHParams=f_4_DHParams, ContractID=f_4_ContractID)
         s = 1
     elif ec == 5:
         r.avail = av
@@ -14170,10 +14562,105 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         av = r.avail
         s = 1
     elif ec == 6:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'BodyType[0]', 'expected AT(Id)')
+        u = (c & 255)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         r.avail = av
-        kw['CertificateUpdateRes'] = _d_din_CertificateUpdateResType(r)
+        f_5_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x183 != 0x0:
+            raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ContractSignatureCertChain)')
+        iv = ((c >> 2) & 31)
+        if iv >= 23:
+            raise r.fail_at(av, 'CertificateUpdateResType.ResponseCode', f'enumeration index {iv}')
+        f_5_ResponseCode = _E_din_responseCodeType[iv]
+        r.avail = av
+        f_5_ContractSignatureCertChain = _d_din_CertificateChainType(r)
+        win = r.win
+        av = r.avail
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ContractSignatureEncryptedPrivateKey), CH of ContractSignatureEncryptedPrivateKey')
+        u = (c & 255)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
+        f_5_ContractSignatureEncryptedPrivateKey = r.binary_of(u, 128)
+        win = r.win
+        av = r.avail
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x700 != 0x0:
+            raise r.fail_at(av + 11, 'BodyType[0]', 'expected EE of ContractSignatureEncryptedPrivateKey, SE(DHParams), CH of DHParams')
+        u = (c & 255)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
+        f_5_DHParams = r.binary_of(u, 256)
+        win = r.win
+        av = r.avail
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x700 != 0x0:
+            raise r.fail_at(av + 11, 'BodyType[0]', 'expected EE of DHParams, SE(ContractID), CH of ContractID')
+        u = (c & 255)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
+        f_5_ContractID = r.string_of(u, 24)
+        win = r.win
+        av = r.avail
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        if c & 0xe00 != 0x0:
+            raise r.fail_at(av + 12, 'BodyType[0]', 'expected EE of ContractID, SE(RetryCounter), CH of RetryCounter')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        f_5_RetryCounter = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of RetryCounter, EE')
+        kw['CertificateUpdateRes'] = _din.CertificateUpdateResType(Id=f_5_Id, ResponseCode=f_5_ResponseCode, ContractSignatureCertChain=f_5_ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey=f_5_ContractSignatureEncryptedPrivateKey, DHParams=f_5_DHParams, ContractID=f_5_ContractID, RetryCounter=f_5_RetryCounter)
         s = 1
     elif ec == 7:
         r.avail = av
@@ -14218,9 +14705,9 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         iv = ((c >> 6) & 31)
         if iv >= 23:
             raise r.fail_at(av, 'ContractAuthenticationResType.ResponseCode', f'enumeration index {iv}')
-        f_3_ResponseCode = _E_din_responseCodeType[iv]
-        f_3_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 2) & 1)]
-        kw['ContractAuthenticationRes'] = _din.ContractAuthenticationResType(ResponseCode=f_3_ResponseCode, EVSEProcessing=f_3_EVSEProcessing)
+        f_7_ResponseCode = _E_din_responseCodeType[iv]
+        f_7_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 2) & 1)]
+        kw['ContractAuthenticationRes'] = _din.ContractAuthenticationResType(ResponseCode=f_7_ResponseCode, EVSEProcessing=f_7_EVSEProcessing)
         s = 1
     elif ec == 13:
         r.avail = av
@@ -14250,16 +14737,16 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         iv = ((c >> 20) & 31)
         if iv >= 23:
             raise r.fail_at(av, 'MeteringReceiptResType.ResponseCode', f'enumeration index {iv}')
-        f_4_ResponseCode = _E_din_responseCodeType[iv]
-        f_5_PowerSwitchClosed = ((c >> 15) & 1) == 1
-        f_5_RCD = ((c >> 11) & 1) == 1
+        f_8_ResponseCode = _E_din_responseCodeType[iv]
+        f_9_PowerSwitchClosed = ((c >> 15) & 1) == 1
+        f_9_RCD = ((c >> 11) & 1) == 1
         u = (c & 255)
         if u > 127:
             r.avail = av
             u = r.uint_more(u)
             win = r.win
             av = r.avail
-        f_5_NotificationMaxDelay = u
+        f_9_NotificationMaxDelay = u
         av -= 8
         if av < 0:
             win, av = r.refill(av, 8)
@@ -14269,15 +14756,44 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         iv = ((c >> 3) & 3)
         if iv >= 3:
             raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
-        f_5_EVSENotification = _E_din_EVSENotificationType[iv]
-        f_4_AC_EVSEStatus = _din.AC_EVSEStatusType(PowerSwitchClosed=f_5_PowerSwitchClosed, RCD=f_5_RCD, NotificationMaxDelay=f_5_NotificationMaxDelay, EVSENotification=f_5_EVSENotification)
-        kw['MeteringReceiptRes'] = _din.MeteringReceiptResType(ResponseCode=f_4_ResponseCode, AC_EVSEStatus=f_4_AC_EVSEStatus)
+        f_9_EVSENotification = _E_din_EVSENotificationType[iv]
+        f_8_AC_EVSEStatus = _din.AC_EVSEStatusType(PowerSwitchClosed=f_9_PowerSwitchClosed, RCD=f_9_RCD, NotificationMaxDelay=f_9_NotificationMaxDelay, EVSENotification=f_9_EVSENotification)
+        kw['MeteringReceiptRes'] = _din.MeteringReceiptResType(ResponseCode=f_8_ResponseCode, AC_EVSEStatus=f_8_AC_EVSEStatus)
         s = 1
     elif ec == 17:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ContractID), CH of ContractID')
+        u = (c & 255)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         r.avail = av
-        kw['PaymentDetailsReq'] = _d_din_PaymentDetailsReqType(r)
+        f_10_ContractID = r.string_of(u, 24)
         win = r.win
         av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of ContractID, SE(ContractSignatureCertChain)')
+        r.avail = av
+        f_10_ContractSignatureCertChain = _d_din_CertificateChainType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
+        kw['PaymentDetailsReq'] = _din.PaymentDetailsReqType(ContractID=f_10_ContractID, ContractSignatureCertChain=f_10_ContractSignatureCertChain)
         s = 1
     elif ec == 18:
         av -= 18
@@ -14289,7 +14805,7 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         iv = ((c >> 11) & 31)
         if iv >= 23:
             raise r.fail_at(av, 'PaymentDetailsResType.ResponseCode', f'enumeration index {iv}')
-        f_6_ResponseCode = _E_din_responseCodeType[iv]
+        f_11_ResponseCode = _E_din_responseCodeType[iv]
         u = (c & 255)
         if u > 127:
             r.avail = av
@@ -14297,7 +14813,7 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
             win = r.win
             av = r.avail
         r.avail = av
-        f_6_GenChallenge = r.string_of(u, None)
+        f_11_GenChallenge = r.string_of(u, None)
         win = r.win
         av = r.avail
         av -= 12
@@ -14313,14 +14829,14 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
             u = r.uint_more(u)
             win = r.win
             av = r.avail
-        f_6_DateTimeNow = -u - 1 if sg else u
+        f_11_DateTimeNow = -u - 1 if sg else u
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of DateTimeNow, EE')
-        kw['PaymentDetailsRes'] = _din.PaymentDetailsResType(ResponseCode=f_6_ResponseCode, GenChallenge=f_6_GenChallenge, DateTimeNow=f_6_DateTimeNow)
+        kw['PaymentDetailsRes'] = _din.PaymentDetailsResType(ResponseCode=f_11_ResponseCode, GenChallenge=f_11_GenChallenge, DateTimeNow=f_11_DateTimeNow)
         s = 1
     elif ec == 19:
         r.avail = av
@@ -14335,16 +14851,76 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         av = r.avail
         s = 1
     elif ec == 21:
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected SE(DC_EVStatus)')
         r.avail = av
-        kw['PreChargeReq'] = _d_din_PreChargeReqType(r)
+        f_12_DC_EVStatus = _d_din_DC_EVStatusType(r)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected SE(EVTargetVoltage)')
+        r.avail = av
+        f_12_EVTargetVoltage = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected SE(EVTargetCurrent)')
+        r.avail = av
+        f_12_EVTargetCurrent = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
+        kw['PreChargeReq'] = _din.PreChargeReqType(DC_EVStatus=f_12_DC_EVStatus, EVTargetVoltage=f_12_EVTargetVoltage, EVTargetCurrent=f_12_EVTargetCurrent)
         s = 1
     elif ec == 22:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x183 != 0x0:
+            raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
+        iv = ((c >> 2) & 31)
+        if iv >= 23:
+            raise r.fail_at(av, 'PreChargeResType.ResponseCode', f'enumeration index {iv}')
+        f_13_ResponseCode = _E_din_responseCodeType[iv]
         r.avail = av
-        kw['PreChargeRes'] = _d_din_PreChargeResType(r)
+        f_13_DC_EVSEStatus = _d_din_DC_EVSEStatusType(r)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected SE(EVSEPresentVoltage)')
+        r.avail = av
+        f_13_EVSEPresentVoltage = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
+        kw['PreChargeRes'] = _din.PreChargeResType(ResponseCode=f_13_ResponseCode, DC_EVSEStatus=f_13_DC_EVSEStatus, EVSEPresentVoltage=f_13_EVSEPresentVoltage)
         s = 1
     elif ec == 23:
         av -= 10
@@ -14359,14 +14935,14 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
             u = r.uint_more(u)
             win = r.win
             av = r.avail
-        f_7_ServiceID = u
+        f_14_ServiceID = u
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of ServiceID, EE')
-        kw['ServiceDetailReq'] = _din.ServiceDetailReqType(ServiceID=f_7_ServiceID)
+        kw['ServiceDetailReq'] = _din.ServiceDetailReqType(ServiceID=f_14_ServiceID)
         s = 1
     elif ec == 24:
         r.avail = av
@@ -14387,10 +14963,24 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         av = r.avail
         s = 1
     elif ec == 27:
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
+        if c & 0x1b != 0x0:
+            raise r.fail_at(av + 5, 'BodyType[0]', 'expected SE(SelectedPaymentOption), CH of SelectedPaymentOption, EE of SelectedPaymentOption, SE(SelectedServiceList)')
+        f_15_SelectedPaymentOption = _E_din_paymentOptionType[((c >> 2) & 1)]
         r.avail = av
-        kw['ServicePaymentSelectionReq'] = _d_din_ServicePaymentSelectionReqType(r)
+        f_15_SelectedServiceList = _d_din_SelectedServiceListType(r)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
+        kw['ServicePaymentSelectionReq'] = _din.ServicePaymentSelectionReqType(SelectedPaymentOption=f_15_SelectedPaymentOption, SelectedServiceList=f_15_SelectedServiceList)
         s = 1
     elif ec == 28:
         av -= 9
@@ -14402,8 +14992,8 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         iv = ((c >> 2) & 31)
         if iv >= 23:
             raise r.fail_at(av, 'ServicePaymentSelectionResType.ResponseCode', f'enumeration index {iv}')
-        f_8_ResponseCode = _E_din_responseCodeType[iv]
-        kw['ServicePaymentSelectionRes'] = _din.ServicePaymentSelectionResType(ResponseCode=f_8_ResponseCode)
+        f_16_ResponseCode = _E_din_responseCodeType[iv]
+        kw['ServicePaymentSelectionRes'] = _din.ServicePaymentSelectionResType(ResponseCode=f_16_ResponseCode)
         s = 1
     elif ec == 29:
         av -= 10
@@ -14419,7 +15009,7 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
             win = r.win
             av = r.avail
         r.avail = av
-        f_9_EVCCID = r.binary_of(u, 8)
+        f_17_EVCCID = r.binary_of(u, 8)
         win = r.win
         av = r.avail
         av -= 2
@@ -14428,7 +15018,7 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of EVCCID, EE')
-        kw['SessionSetupReq'] = _din.SessionSetupReqType(EVCCID=f_9_EVCCID)
+        kw['SessionSetupReq'] = _din.SessionSetupReqType(EVCCID=f_17_EVCCID)
         s = 1
     elif ec == 30:
         r.avail = av
@@ -14455,20 +15045,60 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         iv = ((c >> 2) & 31)
         if iv >= 23:
             raise r.fail_at(av, 'SessionStopResType.ResponseCode', f'enumeration index {iv}')
-        f_11_ResponseCode = _E_din_responseCodeType[iv]
-        kw['SessionStopRes'] = _din.SessionStopResType(ResponseCode=f_11_ResponseCode)
+        f_19_ResponseCode = _E_din_responseCodeType[iv]
+        kw['SessionStopRes'] = _din.SessionStopResType(ResponseCode=f_19_ResponseCode)
         s = 1
     elif ec == 33:
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected SE(DC_EVStatus)')
         r.avail = av
-        kw['WeldingDetectionReq'] = _d_din_WeldingDetectionReqType(r)
+        f_20_DC_EVStatus = _d_din_DC_EVStatusType(r)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
+        kw['WeldingDetectionReq'] = _din.WeldingDetectionReqType(DC_EVStatus=f_20_DC_EVStatus)
         s = 1
     elif ec == 34:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x183 != 0x0:
+            raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
+        iv = ((c >> 2) & 31)
+        if iv >= 23:
+            raise r.fail_at(av, 'WeldingDetectionResType.ResponseCode', f'enumeration index {iv}')
+        f_21_ResponseCode = _E_din_responseCodeType[iv]
         r.avail = av
-        kw['WeldingDetectionRes'] = _d_din_WeldingDetectionResType(r)
+        f_21_DC_EVSEStatus = _d_din_DC_EVSEStatusType(r)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected SE(EVSEPresentVoltage)')
+        r.avail = av
+        f_21_EVSEPresentVoltage = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
+        kw['WeldingDetectionRes'] = _din.WeldingDetectionResType(ResponseCode=f_21_ResponseCode, DC_EVSEStatus=f_21_DC_EVSEStatus, EVSEPresentVoltage=f_21_EVSEPresentVoltage)
         s = 1
     elif ec == 35:
         s = -1
@@ -14562,13 +15192,17 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with BodyElement')
         s = 1
     elif o.CableCheckReq is not None:
-        a = (a << 6) | 0x1
-        k += 6
+        if o.CableCheckReq.DC_EVStatus is None:
+            raise encode_error('CableCheckReqType.DC_EVStatus', 'required value missing')
+        a = (a << 7) | 0x2
+        k += 7
         w.acc = a
         w.n = k
-        _e_din_CableCheckReqType(w, o.CableCheckReq)
+        _e_din_DC_EVStatusType(w, o.CableCheckReq.DC_EVStatus)
         a = w.acc
         k = w.n
+        a <<= 1
+        k += 1
         if o.CableCheckRes is not None:
             raise encode_error('BodyType.CableCheckRes', 'cannot be combined with CableCheckReq')
         if o.CertificateInstallationReq is not None:
@@ -14637,13 +15271,21 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CableCheckReq')
         s = 1
     elif o.CableCheckRes is not None:
-        a = (a << 6) | 0x2
-        k += 6
+        if o.CableCheckRes.ResponseCode is None:
+            raise encode_error('CableCheckResType.ResponseCode', 'required value missing')
+        if o.CableCheckRes.DC_EVSEStatus is None:
+            raise encode_error('CableCheckResType.DC_EVSEStatus', 'required value missing')
+        a = (a << 15) | (_I_din_responseCodeType[o.CableCheckRes.ResponseCode]) << 2 | 0x400
+        k += 15
         w.acc = a
         w.n = k
-        _e_din_CableCheckResType(w, o.CableCheckRes)
+        _e_din_DC_EVSEStatusType(w, o.CableCheckRes.DC_EVSEStatus)
         a = w.acc
         k = w.n
+        if o.CableCheckRes.EVSEProcessing is None:
+            raise encode_error('CableCheckResType.EVSEProcessing', 'required value missing')
+        a = (a << 5) | (_I_din_EVSEProcessingType[o.CableCheckRes.EVSEProcessing]) << 2
+        k += 5
         if o.CertificateInstallationReq is not None:
             raise encode_error('BodyType.CertificateInstallationReq', 'cannot be combined with CableCheckRes')
         if o.CertificateInstallationRes is not None:
@@ -14781,13 +15423,61 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CertificateInstallationReq')
         s = 1
     elif o.CertificateInstallationRes is not None:
-        a = (a << 6) | 0x4
-        k += 6
+        if o.CertificateInstallationRes.Id is None:
+            raise encode_error('CertificateInstallationResType.Id', 'required value missing')
+        a = (a << 7) | 0x8
+        k += 7
         w.acc = a
         w.n = k
-        _e_din_CertificateInstallationResType(w, o.CertificateInstallationRes)
+        w.string(o.CertificateInstallationRes.Id)
         a = w.acc
         k = w.n
+        if o.CertificateInstallationRes.ResponseCode is None:
+            raise encode_error('CertificateInstallationResType.ResponseCode', 'required value missing')
+        if o.CertificateInstallationRes.ContractSignatureCertChain is None:
+            raise encode_error('CertificateInstallationResType.ContractSignatureCertChain', 'required value missing')
+        a = (a << 9) | (_I_din_responseCodeType[o.CertificateInstallationRes.ResponseCode]) << 2
+        k += 9
+        w.acc = a
+        w.n = k
+        _e_din_CertificateChainType(w, o.CertificateInstallationRes.ContractSignatureCertChain)
+        a = w.acc
+        k = w.n
+        if o.CertificateInstallationRes.ContractSignatureEncryptedPrivateKey is None:
+            raise encode_error('CertificateInstallationResType.ContractSignatureEncryptedPrivateKey', 'required value missing')
+        a <<= 2
+        k += 2
+        if len(o.CertificateInstallationRes.ContractSignatureEncryptedPrivateKey) > 128:
+            raise encode_error('CertificateInstallationResType.ContractSignatureEncryptedPrivateKey', f'length {len(o.CertificateInstallationRes.ContractSignatureEncryptedPrivateKey)} outside 0..128')
+        w.acc = a
+        w.n = k
+        w.binary(o.CertificateInstallationRes.ContractSignatureEncryptedPrivateKey)
+        a = w.acc
+        k = w.n
+        if o.CertificateInstallationRes.DHParams is None:
+            raise encode_error('CertificateInstallationResType.DHParams', 'required value missing')
+        a <<= 3
+        k += 3
+        if len(o.CertificateInstallationRes.DHParams) > 256:
+            raise encode_error('CertificateInstallationResType.DHParams', f'length {len(o.CertificateInstallationRes.DHParams)} outside 0..256')
+        w.acc = a
+        w.n = k
+        w.binary(o.CertificateInstallationRes.DHParams)
+        a = w.acc
+        k = w.n
+        if o.CertificateInstallationRes.ContractID is None:
+            raise encode_error('CertificateInstallationResType.ContractID', 'required value missing')
+        a <<= 3
+        k += 3
+        if len(o.CertificateInstallationRes.ContractID) > 24:
+            raise encode_error('CertificateInstallationResType.ContractID', f'length {len(o.CertificateInstallationRes.ContractID)} outside 0..24')
+        w.acc = a
+        w.n = k
+        w.string(o.CertificateInstallationRes.ContractID)
+        a = w.acc
+        k = w.n
+        a <<= 2
+        k += 2
         if o.CertificateUpdateReq is not None:
             raise encode_error('BodyType.CertificateUpdateReq', 'cannot be combined with CertificateInstallationRes')
         if o.CertificateUpdateRes is not None:
@@ -14917,13 +15607,80 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CertificateUpdateReq')
         s = 1
     elif o.CertificateUpdateRes is not None:
-        a = (a << 6) | 0x6
-        k += 6
+        if o.CertificateUpdateRes.Id is None:
+            raise encode_error('CertificateUpdateResType.Id', 'required value missing')
+        a = (a << 7) | 0xc
+        k += 7
         w.acc = a
         w.n = k
-        _e_din_CertificateUpdateResType(w, o.CertificateUpdateRes)
+        w.string(o.CertificateUpdateRes.Id)
         a = w.acc
         k = w.n
+        if o.CertificateUpdateRes.ResponseCode is None:
+            raise encode_error('CertificateUpdateResType.ResponseCode', 'required value missing')
+        if o.CertificateUpdateRes.ContractSignatureCertChain is None:
+            raise encode_error('CertificateUpdateResType.ContractSignatureCertChain', 'required value missing')
+        a = (a << 9) | (_I_din_responseCodeType[o.CertificateUpdateRes.ResponseCode]) << 2
+        k += 9
+        w.acc = a
+        w.n = k
+        _e_din_CertificateChainType(w, o.CertificateUpdateRes.ContractSignatureCertChain)
+        a = w.acc
+        k = w.n
+        if o.CertificateUpdateRes.ContractSignatureEncryptedPrivateKey is None:
+            raise encode_error('CertificateUpdateResType.ContractSignatureEncryptedPrivateKey', 'required value missing')
+        a <<= 2
+        k += 2
+        if len(o.CertificateUpdateRes.ContractSignatureEncryptedPrivateKey) > 128:
+            raise encode_error('CertificateUpdateResType.ContractSignatureEncryptedPrivateKey', f'length {len(o.CertificateUpdateRes.ContractSignatureEncryptedPrivateKey)} outside 0..128')
+        w.acc = a
+        w.n = k
+        w.binary(o.CertificateUpdateRes.ContractSignatureEncryptedPrivateKey)
+        a = w.acc
+        k = w.n
+        if o.CertificateUpdateRes.DHParams is None:
+            raise encode_error('CertificateUpdateResType.DHParams', 'required value missing')
+        a <<= 3
+        k += 3
+        if len(o.CertificateUpdateRes.DHParams) > 256:
+            raise encode_error('CertificateUpdateResType.DHParams', f'length {len(o.CertificateUpdateRes.DHParams)} outside 0..256')
+        w.acc = a
+        w.n = k
+        w.binary(o.CertificateUpdateRes.DHParams)
+        a = w.acc
+        k = w.n
+        if o.CertificateUpdateRes.ContractID is None:
+            raise encode_error('CertificateUpdateResType.ContractID', 'required value missing')
+        a <<= 3
+        k += 3
+        if len(o.CertificateUpdateRes.ContractID) > 24:
+            raise encode_error('CertificateUpdateResType.ContractID', f'length {len(o.CertificateUpdateRes.ContractID)} outside 0..24')
+        w.acc = a
+        w.n = k
+        w.string(o.CertificateUpdateRes.ContractID)
+        a = w.acc
+        k = w.n
+        if o.CertificateUpdateRes.RetryCounter is None:
+            raise encode_error('CertificateUpdateResType.RetryCounter', 'required value missing')
+        if (w.strict and (o.CertificateUpdateRes.RetryCounter < -32768 or o.CertificateUpdateRes.RetryCounter > 32767)):
+            raise encode_error('CertificateUpdateResType.RetryCounter', f'{o.CertificateUpdateRes.RetryCounter!r} outside -32768..32767')
+        a = (a << 4) | (1 if o.CertificateUpdateRes.RetryCounter < 0 else 0)
+        k += 4
+        u = -o.CertificateUpdateRes.RetryCounter - 1 if o.CertificateUpdateRes.RetryCounter < 0 else o.CertificateUpdateRes.RetryCounter
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 2
+        k += 2
         if o.ChargeParameterDiscoveryReq is not None:
             raise encode_error('BodyType.ChargeParameterDiscoveryReq', 'cannot be combined with CertificateUpdateRes')
         if o.ChargeParameterDiscoveryRes is not None:
@@ -15540,13 +16297,28 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with MeteringReceiptRes')
         s = 1
     elif o.PaymentDetailsReq is not None:
-        a = (a << 6) | 0x11
-        k += 6
+        if o.PaymentDetailsReq.ContractID is None:
+            raise encode_error('PaymentDetailsReqType.ContractID', 'required value missing')
+        a = (a << 8) | 0x44
+        k += 8
+        if len(o.PaymentDetailsReq.ContractID) > 24:
+            raise encode_error('PaymentDetailsReqType.ContractID', f'length {len(o.PaymentDetailsReq.ContractID)} outside 0..24')
         w.acc = a
         w.n = k
-        _e_din_PaymentDetailsReqType(w, o.PaymentDetailsReq)
+        w.string(o.PaymentDetailsReq.ContractID)
         a = w.acc
         k = w.n
+        if o.PaymentDetailsReq.ContractSignatureCertChain is None:
+            raise encode_error('PaymentDetailsReqType.ContractSignatureCertChain', 'required value missing')
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
+        _e_din_CertificateChainType(w, o.PaymentDetailsReq.ContractSignatureCertChain)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         if o.PaymentDetailsRes is not None:
             raise encode_error('BodyType.PaymentDetailsRes', 'cannot be combined with PaymentDetailsReq')
         if o.PowerDeliveryReq is not None:
@@ -15725,13 +16497,35 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PowerDeliveryRes')
         s = 1
     elif o.PreChargeReq is not None:
-        a = (a << 6) | 0x15
-        k += 6
+        if o.PreChargeReq.DC_EVStatus is None:
+            raise encode_error('PreChargeReqType.DC_EVStatus', 'required value missing')
+        a = (a << 7) | 0x2a
+        k += 7
         w.acc = a
         w.n = k
-        _e_din_PreChargeReqType(w, o.PreChargeReq)
+        _e_din_DC_EVStatusType(w, o.PreChargeReq.DC_EVStatus)
         a = w.acc
         k = w.n
+        if o.PreChargeReq.EVTargetVoltage is None:
+            raise encode_error('PreChargeReqType.EVTargetVoltage', 'required value missing')
+        a <<= 1
+        k += 1
+        w.acc = a
+        w.n = k
+        _e_din_PhysicalValueType(w, o.PreChargeReq.EVTargetVoltage)
+        a = w.acc
+        k = w.n
+        if o.PreChargeReq.EVTargetCurrent is None:
+            raise encode_error('PreChargeReqType.EVTargetCurrent', 'required value missing')
+        a <<= 1
+        k += 1
+        w.acc = a
+        w.n = k
+        _e_din_PhysicalValueType(w, o.PreChargeReq.EVTargetCurrent)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         if o.PreChargeRes is not None:
             raise encode_error('BodyType.PreChargeRes', 'cannot be combined with PreChargeReq')
         if o.ServiceDetailReq is not None:
@@ -15760,13 +16554,28 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PreChargeReq')
         s = 1
     elif o.PreChargeRes is not None:
-        a = (a << 6) | 0x16
-        k += 6
+        if o.PreChargeRes.ResponseCode is None:
+            raise encode_error('PreChargeResType.ResponseCode', 'required value missing')
+        if o.PreChargeRes.DC_EVSEStatus is None:
+            raise encode_error('PreChargeResType.DC_EVSEStatus', 'required value missing')
+        a = (a << 15) | (_I_din_responseCodeType[o.PreChargeRes.ResponseCode]) << 2 | 0x2c00
+        k += 15
         w.acc = a
         w.n = k
-        _e_din_PreChargeResType(w, o.PreChargeRes)
+        _e_din_DC_EVSEStatusType(w, o.PreChargeRes.DC_EVSEStatus)
         a = w.acc
         k = w.n
+        if o.PreChargeRes.EVSEPresentVoltage is None:
+            raise encode_error('PreChargeResType.EVSEPresentVoltage', 'required value missing')
+        a <<= 1
+        k += 1
+        w.acc = a
+        w.n = k
+        _e_din_PhysicalValueType(w, o.PreChargeRes.EVSEPresentVoltage)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         if o.ServiceDetailReq is not None:
             raise encode_error('BodyType.ServiceDetailReq', 'cannot be combined with PreChargeRes')
         if o.ServiceDetailRes is not None:
@@ -15919,13 +16728,19 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ServiceDiscoveryRes')
         s = 1
     elif o.ServicePaymentSelectionReq is not None:
-        a = (a << 6) | 0x1b
-        k += 6
+        if o.ServicePaymentSelectionReq.SelectedPaymentOption is None:
+            raise encode_error('ServicePaymentSelectionReqType.SelectedPaymentOption', 'required value missing')
+        if o.ServicePaymentSelectionReq.SelectedServiceList is None:
+            raise encode_error('ServicePaymentSelectionReqType.SelectedServiceList', 'required value missing')
+        a = (a << 11) | (_I_din_paymentOptionType[o.ServicePaymentSelectionReq.SelectedPaymentOption]) << 2 | 0x360
+        k += 11
         w.acc = a
         w.n = k
-        _e_din_ServicePaymentSelectionReqType(w, o.ServicePaymentSelectionReq)
+        _e_din_SelectedServiceListType(w, o.ServicePaymentSelectionReq.SelectedServiceList)
         a = w.acc
         k = w.n
+        a <<= 1
+        k += 1
         if o.ServicePaymentSelectionRes is not None:
             raise encode_error('BodyType.ServicePaymentSelectionRes', 'cannot be combined with ServicePaymentSelectionReq')
         if o.SessionSetupReq is not None:
@@ -16022,24 +16837,43 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with SessionStopRes')
         s = 1
     elif o.WeldingDetectionReq is not None:
-        a = (a << 6) | 0x21
-        k += 6
+        if o.WeldingDetectionReq.DC_EVStatus is None:
+            raise encode_error('WeldingDetectionReqType.DC_EVStatus', 'required value missing')
+        a = (a << 7) | 0x42
+        k += 7
         w.acc = a
         w.n = k
-        _e_din_WeldingDetectionReqType(w, o.WeldingDetectionReq)
+        _e_din_DC_EVStatusType(w, o.WeldingDetectionReq.DC_EVStatus)
         a = w.acc
         k = w.n
+        a <<= 1
+        k += 1
         if o.WeldingDetectionRes is not None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with WeldingDetectionReq')
         s = 1
     elif o.WeldingDetectionRes is not None:
-        a = (a << 6) | 0x22
-        k += 6
+        if o.WeldingDetectionRes.ResponseCode is None:
+            raise encode_error('WeldingDetectionResType.ResponseCode', 'required value missing')
+        if o.WeldingDetectionRes.DC_EVSEStatus is None:
+            raise encode_error('WeldingDetectionResType.DC_EVSEStatus', 'required value missing')
+        a = (a << 15) | (_I_din_responseCodeType[o.WeldingDetectionRes.ResponseCode]) << 2 | 0x4400
+        k += 15
         w.acc = a
         w.n = k
-        _e_din_WeldingDetectionResType(w, o.WeldingDetectionRes)
+        _e_din_DC_EVSEStatusType(w, o.WeldingDetectionRes.DC_EVSEStatus)
         a = w.acc
         k = w.n
+        if o.WeldingDetectionRes.EVSEPresentVoltage is None:
+            raise encode_error('WeldingDetectionResType.EVSEPresentVoltage', 'required value missing')
+        a <<= 1
+        k += 1
+        w.acc = a
+        w.n = k
+        _e_din_PhysicalValueType(w, o.WeldingDetectionRes.EVSEPresentVoltage)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         s = 1
     else:
         a = (a << 6) | 0x23

@@ -4890,28 +4890,275 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         kw['CableCheckReq'] = _iso2.CableCheckReqType(DC_EVStatus=f_3_DC_EVStatus)
         s = 1
     elif ec == 4:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x183 != 0x0:
+            raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
+        iv = ((c >> 2) & 31)
+        if iv >= 26:
+            raise r.fail_at(av, 'CableCheckResType.ResponseCode', f'enumeration index {iv}')
+        f_5_ResponseCode = _E_iso2_responseCodeType[iv]
         r.avail = av
-        kw['CableCheckRes'] = _d_iso2_CableCheckResType(r)
+        f_5_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
         win = r.win
         av = r.avail
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x33 != 0x0:
+            raise r.fail_at(av + 6, 'BodyType[0]', 'expected SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
+        iv = ((c >> 2) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'CableCheckResType.EVSEProcessing', f'enumeration index {iv}')
+        f_5_EVSEProcessing = _E_iso2_EVSEProcessingType[iv]
+        kw['CableCheckRes'] = _iso2.CableCheckResType(ResponseCode=f_5_ResponseCode, DC_EVSEStatus=f_5_DC_EVSEStatus, EVSEProcessing=f_5_EVSEProcessing)
         s = 1
     elif ec == 5:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'BodyType[0]', 'expected AT(Id)')
+        u = (c & 255)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         r.avail = av
-        kw['CertificateInstallationReq'] = _d_iso2_CertificateInstallationReqType(r)
+        f_6_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(OEMProvisioningCert), CH of OEMProvisioningCert')
+        u = (c & 255)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
+        f_6_OEMProvisioningCert = r.binary_of(u, 800)
+        win = r.win
+        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of OEMProvisioningCert, SE(ListOfRootCertificateIDs)')
+        r.avail = av
+        f_6_ListOfRootCertificateIDs = _d_iso2_ListOfRootCertificateIDsType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
+        kw['CertificateInstallationReq'] = _iso2.CertificateInstallationReqType(Id=f_6_Id, OEMProvisioningCert=f_6_OEMProvisioningCert, ListOfRootCertificateIDs=f_6_ListOfRootCertificateIDs)
         s = 1
     elif ec == 6:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x183 != 0x0:
+            raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(SAProvisioningCertificateChain)')
+        iv = ((c >> 2) & 31)
+        if iv >= 26:
+            raise r.fail_at(av, 'CertificateInstallationResType.ResponseCode', f'enumeration index {iv}')
+        f_7_ResponseCode = _E_iso2_responseCodeType[iv]
         r.avail = av
-        kw['CertificateInstallationRes'] = _d_iso2_CertificateInstallationResType(r)
+        f_7_SAProvisioningCertificateChain = _d_iso2_CertificateChainType(r)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected SE(ContractSignatureCertChain)')
+        r.avail = av
+        f_7_ContractSignatureCertChain = _d_iso2_CertificateChainType(r)
+        win = r.win
+        av = r.avail
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ContractSignatureEncryptedPrivateKey), AT(Id)')
+        u = (c & 255)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
+        f_8_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'BodyType[0]', 'expected CH')
+        u = (c & 255)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
+        f_8_value = r.binary_of(u, 48)
+        win = r.win
+        av = r.avail
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x700 != 0x0:
+            raise r.fail_at(av + 11, 'BodyType[0]', 'expected EE, SE(DHpublickey), AT(Id)')
+        u = (c & 255)
+        f_7_ContractSignatureEncryptedPrivateKey = _iso2.ContractSignatureEncryptedPrivateKeyType(Id=f_8_Id, value=f_8_value)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
+        f_9_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'BodyType[0]', 'expected CH')
+        u = (c & 255)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
+        f_9_value = r.binary_of(u, 65)
+        win = r.win
+        av = r.avail
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x700 != 0x0:
+            raise r.fail_at(av + 11, 'BodyType[0]', 'expected EE, SE(eMAID), AT(Id)')
+        u = (c & 255)
+        f_7_DHpublickey = _iso2.DiffieHellmanPublickeyType(Id=f_9_Id, value=f_9_value)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
+        f_10_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'BodyType[0]', 'expected CH')
+        u = (c & 255)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
+        f_10_value = r.string_of(u, 15)
+        win = r.win
+        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE, EE')
+        f_7_eMAID = _iso2.EMAIDType(Id=f_10_Id, value=f_10_value)
+        kw['CertificateInstallationRes'] = _iso2.CertificateInstallationResType(ResponseCode=f_7_ResponseCode, SAProvisioningCertificateChain=f_7_SAProvisioningCertificateChain, ContractSignatureCertChain=f_7_ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey=f_7_ContractSignatureEncryptedPrivateKey, DHpublickey=f_7_DHpublickey, eMAID=f_7_eMAID)
         s = 1
     elif ec == 7:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'BodyType[0]', 'expected AT(Id)')
+        u = (c & 255)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         r.avail = av
-        kw['CertificateUpdateReq'] = _d_iso2_CertificateUpdateReqType(r)
+        f_11_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected SE(ContractSignatureCertChain)')
+        r.avail = av
+        f_11_ContractSignatureCertChain = _d_iso2_CertificateChainType(r)
+        win = r.win
+        av = r.avail
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(eMAID), CH of eMAID')
+        u = (c & 255)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
+        f_11_eMAID = r.string_of(u, 15)
+        win = r.win
+        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of eMAID, SE(ListOfRootCertificateIDs)')
+        r.avail = av
+        f_11_ListOfRootCertificateIDs = _d_iso2_ListOfRootCertificateIDsType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
+        kw['CertificateUpdateReq'] = _iso2.CertificateUpdateReqType(Id=f_11_Id, ContractSignatureCertChain=f_11_ContractSignatureCertChain, eMAID=f_11_eMAID, ListOfRootCertificateIDs=f_11_ListOfRootCertificateIDs)
         s = 1
     elif ec == 8:
         r.avail = av
@@ -4971,10 +5218,39 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         av = r.avail
         s = 1
     elif ec == 17:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(eMAID), CH of eMAID')
+        u = (c & 255)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         r.avail = av
-        kw['PaymentDetailsReq'] = _d_iso2_PaymentDetailsReqType(r)
+        f_13_eMAID = r.string_of(u, 15)
         win = r.win
         av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of eMAID, SE(ContractSignatureCertChain)')
+        r.avail = av
+        f_13_ContractSignatureCertChain = _d_iso2_CertificateChainType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
+        kw['PaymentDetailsReq'] = _iso2.PaymentDetailsReqType(eMAID=f_13_eMAID, ContractSignatureCertChain=f_13_ContractSignatureCertChain)
         s = 1
     elif ec == 18:
         av -= 18
@@ -4986,7 +5262,7 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         iv = ((c >> 11) & 31)
         if iv >= 26:
             raise r.fail_at(av, 'PaymentDetailsResType.ResponseCode', f'enumeration index {iv}')
-        f_6_ResponseCode = _E_iso2_responseCodeType[iv]
+        f_14_ResponseCode = _E_iso2_responseCodeType[iv]
         u = (c & 255)
         if u > 127:
             r.avail = av
@@ -4994,7 +5270,7 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             win = r.win
             av = r.avail
         r.avail = av
-        f_6_GenChallenge = r.binary_of(u, 16)
+        f_14_GenChallenge = r.binary_of(u, 16)
         win = r.win
         av = r.avail
         av -= 12
@@ -5010,20 +5286,34 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             u = r.uint_more(u)
             win = r.win
             av = r.avail
-        f_6_EVSETimeStamp = -u - 1 if sg else u
+        f_14_EVSETimeStamp = -u - 1 if sg else u
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of EVSETimeStamp, EE')
-        kw['PaymentDetailsRes'] = _iso2.PaymentDetailsResType(ResponseCode=f_6_ResponseCode, GenChallenge=f_6_GenChallenge, EVSETimeStamp=f_6_EVSETimeStamp)
+        kw['PaymentDetailsRes'] = _iso2.PaymentDetailsResType(ResponseCode=f_14_ResponseCode, GenChallenge=f_14_GenChallenge, EVSETimeStamp=f_14_EVSETimeStamp)
         s = 1
     elif ec == 19:
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
+        if c & 0x1b != 0x0:
+            raise r.fail_at(av + 5, 'BodyType[0]', 'expected SE(SelectedPaymentOption), CH of SelectedPaymentOption, EE of SelectedPaymentOption, SE(SelectedServiceList)')
+        f_15_SelectedPaymentOption = _E_iso2_paymentOptionType[((c >> 2) & 1)]
         r.avail = av
-        kw['PaymentServiceSelectionReq'] = _d_iso2_PaymentServiceSelectionReqType(r)
+        f_15_SelectedServiceList = _d_iso2_SelectedServiceListType(r)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
+        kw['PaymentServiceSelectionReq'] = _iso2.PaymentServiceSelectionReqType(SelectedPaymentOption=f_15_SelectedPaymentOption, SelectedServiceList=f_15_SelectedServiceList)
         s = 1
     elif ec == 20:
         av -= 9
@@ -5035,8 +5325,8 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         iv = ((c >> 2) & 31)
         if iv >= 26:
             raise r.fail_at(av, 'PaymentServiceSelectionResType.ResponseCode', f'enumeration index {iv}')
-        f_7_ResponseCode = _E_iso2_responseCodeType[iv]
-        kw['PaymentServiceSelectionRes'] = _iso2.PaymentServiceSelectionResType(ResponseCode=f_7_ResponseCode)
+        f_16_ResponseCode = _E_iso2_responseCodeType[iv]
+        kw['PaymentServiceSelectionRes'] = _iso2.PaymentServiceSelectionResType(ResponseCode=f_16_ResponseCode)
         s = 1
     elif ec == 21:
         r.avail = av
@@ -5057,60 +5347,97 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         c = (win >> av) & 0x7fffffffffff
         if c & 0x770e03e38e00 != 0x0:
             raise r.fail_at(av + 47, 'BodyType[0]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, SE(EVTargetVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-        f_9_EVReady = ((c >> 43) & 1) == 1
+        f_18_EVReady = ((c >> 43) & 1) == 1
         iv = ((c >> 36) & 15)
         if iv >= 12:
             raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
-        f_9_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
-        f_9_EVRESSSOC = ((c >> 26) & 127)
-        f_10_Multiplier = ((c >> 18) & 7) - 3
+        f_18_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
+        f_18_EVRESSSOC = ((c >> 26) & 127)
+        f_19_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
             raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-        f_10_Unit = _E_iso2_unitSymbolType[iv]
+        f_19_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        f_8_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_9_EVReady, EVErrorCode=f_9_EVErrorCode, EVRESSSOC=f_9_EVRESSSOC)
+        f_17_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_18_EVReady, EVErrorCode=f_18_EVErrorCode, EVRESSSOC=f_18_EVRESSSOC)
         if u > 127:
             r.avail = av
             u = r.uint_more(u)
             win = r.win
             av = r.avail
-        f_10_Value = -u - 1 if sg else u
+        f_19_Value = -u - 1 if sg else u
         av -= 26
         if av < 0:
             win, av = r.refill(av, 26)
         c = (win >> av) & 0x3ffffff
         if c & 0x3e38e00 != 0x0:
             raise r.fail_at(av + 26, 'BodyType[0]', 'expected EE of Value, EE, SE(EVTargetCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-        f_11_Multiplier = ((c >> 18) & 7) - 3
+        f_20_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
             raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-        f_11_Unit = _E_iso2_unitSymbolType[iv]
+        f_20_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        f_8_EVTargetVoltage = _iso2.PhysicalValueType(Multiplier=f_10_Multiplier, Unit=f_10_Unit, Value=f_10_Value)
+        f_17_EVTargetVoltage = _iso2.PhysicalValueType(Multiplier=f_19_Multiplier, Unit=f_19_Unit, Value=f_19_Value)
         if u > 127:
             r.avail = av
             u = r.uint_more(u)
             win = r.win
             av = r.avail
-        f_11_Value = -u - 1 if sg else u
+        f_20_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
             win, av = r.refill(av, 3)
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of Value, EE, EE')
-        f_8_EVTargetCurrent = _iso2.PhysicalValueType(Multiplier=f_11_Multiplier, Unit=f_11_Unit, Value=f_11_Value)
-        kw['PreChargeReq'] = _iso2.PreChargeReqType(DC_EVStatus=f_8_DC_EVStatus, EVTargetVoltage=f_8_EVTargetVoltage, EVTargetCurrent=f_8_EVTargetCurrent)
+        f_17_EVTargetCurrent = _iso2.PhysicalValueType(Multiplier=f_20_Multiplier, Unit=f_20_Unit, Value=f_20_Value)
+        kw['PreChargeReq'] = _iso2.PreChargeReqType(DC_EVStatus=f_17_DC_EVStatus, EVTargetVoltage=f_17_EVTargetVoltage, EVTargetCurrent=f_17_EVTargetCurrent)
         s = 1
     elif ec == 24:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x183 != 0x0:
+            raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
+        iv = ((c >> 2) & 31)
+        if iv >= 26:
+            raise r.fail_at(av, 'PreChargeResType.ResponseCode', f'enumeration index {iv}')
+        f_21_ResponseCode = _E_iso2_responseCodeType[iv]
         r.avail = av
-        kw['PreChargeRes'] = _d_iso2_PreChargeResType(r)
+        f_21_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
         win = r.win
         av = r.avail
+        av -= 24
+        if av < 0:
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xe38e00 != 0x0:
+            raise r.fail_at(av + 24, 'BodyType[0]', 'expected SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_22_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_22_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        f_22_Value = -u - 1 if sg else u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c != 0x0:
+            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of Value, EE, EE')
+        f_21_EVSEPresentVoltage = _iso2.PhysicalValueType(Multiplier=f_22_Multiplier, Unit=f_22_Unit, Value=f_22_Value)
+        kw['PreChargeRes'] = _iso2.PreChargeResType(ResponseCode=f_21_ResponseCode, DC_EVSEStatus=f_21_DC_EVSEStatus, EVSEPresentVoltage=f_21_EVSEPresentVoltage)
         s = 1
     elif ec == 25:
         av -= 10
@@ -5125,14 +5452,14 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             u = r.uint_more(u)
             win = r.win
             av = r.avail
-        f_12_ServiceID = u
+        f_23_ServiceID = u
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of ServiceID, EE')
-        kw['ServiceDetailReq'] = _iso2.ServiceDetailReqType(ServiceID=f_12_ServiceID)
+        kw['ServiceDetailReq'] = _iso2.ServiceDetailReqType(ServiceID=f_23_ServiceID)
         s = 1
     elif ec == 26:
         r.avail = av
@@ -5166,7 +5493,7 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             win = r.win
             av = r.avail
         r.avail = av
-        f_13_EVCCID = r.binary_of(u, 6)
+        f_24_EVCCID = r.binary_of(u, 6)
         win = r.win
         av = r.avail
         av -= 2
@@ -5175,7 +5502,7 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of EVCCID, EE')
-        kw['SessionSetupReq'] = _iso2.SessionSetupReqType(EVCCID=f_13_EVCCID)
+        kw['SessionSetupReq'] = _iso2.SessionSetupReqType(EVCCID=f_24_EVCCID)
         s = 1
     elif ec == 30:
         r.avail = av
@@ -5190,8 +5517,8 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         c = (win >> av) & 0x1f
         if c & 0x1b != 0x0:
             raise r.fail_at(av + 5, 'BodyType[0]', 'expected SE(ChargingSession), CH of ChargingSession, EE of ChargingSession, EE')
-        f_14_ChargingSession = _E_iso2_chargingSessionType[((c >> 2) & 1)]
-        kw['SessionStopReq'] = _iso2.SessionStopReqType(ChargingSession=f_14_ChargingSession)
+        f_25_ChargingSession = _E_iso2_chargingSessionType[((c >> 2) & 1)]
+        kw['SessionStopReq'] = _iso2.SessionStopReqType(ChargingSession=f_25_ChargingSession)
         s = 1
     elif ec == 32:
         av -= 9
@@ -5203,8 +5530,8 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         iv = ((c >> 2) & 31)
         if iv >= 26:
             raise r.fail_at(av, 'SessionStopResType.ResponseCode', f'enumeration index {iv}')
-        f_15_ResponseCode = _E_iso2_responseCodeType[iv]
-        kw['SessionStopRes'] = _iso2.SessionStopResType(ResponseCode=f_15_ResponseCode)
+        f_26_ResponseCode = _E_iso2_responseCodeType[iv]
+        kw['SessionStopRes'] = _iso2.SessionStopResType(ResponseCode=f_26_ResponseCode)
         s = 1
     elif ec == 33:
         av -= 24
@@ -5213,20 +5540,57 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         c = (win >> av) & 0xffffff
         if c & 0xee1c07 != 0x0:
             raise r.fail_at(av + 24, 'BodyType[0]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, EE')
-        f_17_EVReady = ((c >> 20) & 1) == 1
+        f_28_EVReady = ((c >> 20) & 1) == 1
         iv = ((c >> 13) & 15)
         if iv >= 12:
             raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
-        f_17_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
-        f_17_EVRESSSOC = ((c >> 3) & 127)
-        f_16_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_17_EVReady, EVErrorCode=f_17_EVErrorCode, EVRESSSOC=f_17_EVRESSSOC)
-        kw['WeldingDetectionReq'] = _iso2.WeldingDetectionReqType(DC_EVStatus=f_16_DC_EVStatus)
+        f_28_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
+        f_28_EVRESSSOC = ((c >> 3) & 127)
+        f_27_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_28_EVReady, EVErrorCode=f_28_EVErrorCode, EVRESSSOC=f_28_EVRESSSOC)
+        kw['WeldingDetectionReq'] = _iso2.WeldingDetectionReqType(DC_EVStatus=f_27_DC_EVStatus)
         s = 1
     elif ec == 34:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x183 != 0x0:
+            raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
+        iv = ((c >> 2) & 31)
+        if iv >= 26:
+            raise r.fail_at(av, 'WeldingDetectionResType.ResponseCode', f'enumeration index {iv}')
+        f_29_ResponseCode = _E_iso2_responseCodeType[iv]
         r.avail = av
-        kw['WeldingDetectionRes'] = _d_iso2_WeldingDetectionResType(r)
+        f_29_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
         win = r.win
         av = r.avail
+        av -= 24
+        if av < 0:
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xe38e00 != 0x0:
+            raise r.fail_at(av + 24, 'BodyType[0]', 'expected SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_30_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_30_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        f_30_Value = -u - 1 if sg else u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c != 0x0:
+            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of Value, EE, EE')
+        f_29_EVSEPresentVoltage = _iso2.PhysicalValueType(Multiplier=f_30_Multiplier, Unit=f_30_Unit, Value=f_30_Value)
+        kw['WeldingDetectionRes'] = _iso2.WeldingDetectionResType(ResponseCode=f_29_ResponseCode, DC_EVSEStatus=f_29_DC_EVSEStatus, EVSEPresentVoltage=f_29_EVSEPresentVoltage)
         s = 1
     elif ec == 35:
         s = -1
@@ -5543,13 +5907,21 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CableCheckReq')
         s = 1
     elif o.CableCheckRes is not None:
-        a = (a << 6) | 0x4
-        k += 6
+        if o.CableCheckRes.ResponseCode is None:
+            raise encode_error('CableCheckResType.ResponseCode', 'required value missing')
+        if o.CableCheckRes.DC_EVSEStatus is None:
+            raise encode_error('CableCheckResType.DC_EVSEStatus', 'required value missing')
+        a = (a << 15) | (_I_iso2_responseCodeType[o.CableCheckRes.ResponseCode]) << 2 | 0x800
+        k += 15
         w.acc = a
         w.n = k
-        _e_iso2_CableCheckResType(w, o.CableCheckRes)
+        _e_iso2_DC_EVSEStatusType(w, o.CableCheckRes.DC_EVSEStatus)
         a = w.acc
         k = w.n
+        if o.CableCheckRes.EVSEProcessing is None:
+            raise encode_error('CableCheckResType.EVSEProcessing', 'required value missing')
+        a = (a << 6) | (_I_iso2_EVSEProcessingType[o.CableCheckRes.EVSEProcessing]) << 2
+        k += 6
         if o.CertificateInstallationReq is not None:
             raise encode_error('BodyType.CertificateInstallationReq', 'cannot be combined with CableCheckRes')
         if o.CertificateInstallationRes is not None:
@@ -5612,13 +5984,37 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CableCheckRes')
         s = 1
     elif o.CertificateInstallationReq is not None:
-        a = (a << 6) | 0x5
-        k += 6
+        if o.CertificateInstallationReq.Id is None:
+            raise encode_error('CertificateInstallationReqType.Id', 'required value missing')
+        a = (a << 7) | 0xa
+        k += 7
         w.acc = a
         w.n = k
-        _e_iso2_CertificateInstallationReqType(w, o.CertificateInstallationReq)
+        w.string(o.CertificateInstallationReq.Id)
         a = w.acc
         k = w.n
+        if o.CertificateInstallationReq.OEMProvisioningCert is None:
+            raise encode_error('CertificateInstallationReqType.OEMProvisioningCert', 'required value missing')
+        a <<= 2
+        k += 2
+        if len(o.CertificateInstallationReq.OEMProvisioningCert) > 800:
+            raise encode_error('CertificateInstallationReqType.OEMProvisioningCert', f'length {len(o.CertificateInstallationReq.OEMProvisioningCert)} outside 0..800')
+        w.acc = a
+        w.n = k
+        w.binary(o.CertificateInstallationReq.OEMProvisioningCert)
+        a = w.acc
+        k = w.n
+        if o.CertificateInstallationReq.ListOfRootCertificateIDs is None:
+            raise encode_error('CertificateInstallationReqType.ListOfRootCertificateIDs', 'required value missing')
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
+        _e_iso2_ListOfRootCertificateIDsType(w, o.CertificateInstallationReq.ListOfRootCertificateIDs)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         if o.CertificateInstallationRes is not None:
             raise encode_error('BodyType.CertificateInstallationRes', 'cannot be combined with CertificateInstallationReq')
         if o.CertificateUpdateReq is not None:
@@ -5679,13 +6075,94 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CertificateInstallationReq')
         s = 1
     elif o.CertificateInstallationRes is not None:
-        a = (a << 6) | 0x6
-        k += 6
+        if o.CertificateInstallationRes.ResponseCode is None:
+            raise encode_error('CertificateInstallationResType.ResponseCode', 'required value missing')
+        if o.CertificateInstallationRes.SAProvisioningCertificateChain is None:
+            raise encode_error('CertificateInstallationResType.SAProvisioningCertificateChain', 'required value missing')
+        a = (a << 15) | (_I_iso2_responseCodeType[o.CertificateInstallationRes.ResponseCode]) << 2 | 0xc00
+        k += 15
         w.acc = a
         w.n = k
-        _e_iso2_CertificateInstallationResType(w, o.CertificateInstallationRes)
+        _e_iso2_CertificateChainType(w, o.CertificateInstallationRes.SAProvisioningCertificateChain)
         a = w.acc
         k = w.n
+        if o.CertificateInstallationRes.ContractSignatureCertChain is None:
+            raise encode_error('CertificateInstallationResType.ContractSignatureCertChain', 'required value missing')
+        a <<= 1
+        k += 1
+        w.acc = a
+        w.n = k
+        _e_iso2_CertificateChainType(w, o.CertificateInstallationRes.ContractSignatureCertChain)
+        a = w.acc
+        k = w.n
+        if o.CertificateInstallationRes.ContractSignatureEncryptedPrivateKey is None:
+            raise encode_error('CertificateInstallationResType.ContractSignatureEncryptedPrivateKey', 'required value missing')
+        if o.CertificateInstallationRes.ContractSignatureEncryptedPrivateKey.Id is None:
+            raise encode_error('ContractSignatureEncryptedPrivateKeyType.Id', 'required value missing')
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
+        w.string(o.CertificateInstallationRes.ContractSignatureEncryptedPrivateKey.Id)
+        a = w.acc
+        k = w.n
+        if o.CertificateInstallationRes.ContractSignatureEncryptedPrivateKey.value is None:
+            raise encode_error('ContractSignatureEncryptedPrivateKeyType.value', 'required value missing')
+        a <<= 1
+        k += 1
+        if len(o.CertificateInstallationRes.ContractSignatureEncryptedPrivateKey.value) > 48:
+            raise encode_error('ContractSignatureEncryptedPrivateKeyType.value', f'length {len(o.CertificateInstallationRes.ContractSignatureEncryptedPrivateKey.value)} outside 0..48')
+        w.acc = a
+        w.n = k
+        w.binary(o.CertificateInstallationRes.ContractSignatureEncryptedPrivateKey.value)
+        a = w.acc
+        k = w.n
+        if o.CertificateInstallationRes.DHpublickey is None:
+            raise encode_error('CertificateInstallationResType.DHpublickey', 'required value missing')
+        if o.CertificateInstallationRes.DHpublickey.Id is None:
+            raise encode_error('DiffieHellmanPublickeyType.Id', 'required value missing')
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
+        w.string(o.CertificateInstallationRes.DHpublickey.Id)
+        a = w.acc
+        k = w.n
+        if o.CertificateInstallationRes.DHpublickey.value is None:
+            raise encode_error('DiffieHellmanPublickeyType.value', 'required value missing')
+        a <<= 1
+        k += 1
+        if len(o.CertificateInstallationRes.DHpublickey.value) > 65:
+            raise encode_error('DiffieHellmanPublickeyType.value', f'length {len(o.CertificateInstallationRes.DHpublickey.value)} outside 0..65')
+        w.acc = a
+        w.n = k
+        w.binary(o.CertificateInstallationRes.DHpublickey.value)
+        a = w.acc
+        k = w.n
+        if o.CertificateInstallationRes.eMAID is None:
+            raise encode_error('CertificateInstallationResType.eMAID', 'required value missing')
+        if o.CertificateInstallationRes.eMAID.Id is None:
+            raise encode_error('EMAIDType.Id', 'required value missing')
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
+        w.string(o.CertificateInstallationRes.eMAID.Id)
+        a = w.acc
+        k = w.n
+        if o.CertificateInstallationRes.eMAID.value is None:
+            raise encode_error('EMAIDType.value', 'required value missing')
+        a <<= 1
+        k += 1
+        if (len(o.CertificateInstallationRes.eMAID.value) < 14 and w.strict) or len(o.CertificateInstallationRes.eMAID.value) > 15:
+            raise encode_error('EMAIDType.value', f'length {len(o.CertificateInstallationRes.eMAID.value)} outside 14..15')
+        w.acc = a
+        w.n = k
+        w.string(o.CertificateInstallationRes.eMAID.value)
+        a = w.acc
+        k = w.n
+        a <<= 2
+        k += 2
         if o.CertificateUpdateReq is not None:
             raise encode_error('BodyType.CertificateUpdateReq', 'cannot be combined with CertificateInstallationRes')
         if o.CertificateUpdateRes is not None:
@@ -5744,13 +6221,46 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CertificateInstallationRes')
         s = 1
     elif o.CertificateUpdateReq is not None:
-        a = (a << 6) | 0x7
-        k += 6
+        if o.CertificateUpdateReq.Id is None:
+            raise encode_error('CertificateUpdateReqType.Id', 'required value missing')
+        a = (a << 7) | 0xe
+        k += 7
         w.acc = a
         w.n = k
-        _e_iso2_CertificateUpdateReqType(w, o.CertificateUpdateReq)
+        w.string(o.CertificateUpdateReq.Id)
         a = w.acc
         k = w.n
+        if o.CertificateUpdateReq.ContractSignatureCertChain is None:
+            raise encode_error('CertificateUpdateReqType.ContractSignatureCertChain', 'required value missing')
+        a <<= 1
+        k += 1
+        w.acc = a
+        w.n = k
+        _e_iso2_CertificateChainType(w, o.CertificateUpdateReq.ContractSignatureCertChain)
+        a = w.acc
+        k = w.n
+        if o.CertificateUpdateReq.eMAID is None:
+            raise encode_error('CertificateUpdateReqType.eMAID', 'required value missing')
+        a <<= 2
+        k += 2
+        if (len(o.CertificateUpdateReq.eMAID) < 14 and w.strict) or len(o.CertificateUpdateReq.eMAID) > 15:
+            raise encode_error('CertificateUpdateReqType.eMAID', f'length {len(o.CertificateUpdateReq.eMAID)} outside 14..15')
+        w.acc = a
+        w.n = k
+        w.string(o.CertificateUpdateReq.eMAID)
+        a = w.acc
+        k = w.n
+        if o.CertificateUpdateReq.ListOfRootCertificateIDs is None:
+            raise encode_error('CertificateUpdateReqType.ListOfRootCertificateIDs', 'required value missing')
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
+        _e_iso2_ListOfRootCertificateIDsType(w, o.CertificateUpdateReq.ListOfRootCertificateIDs)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         if o.CertificateUpdateRes is not None:
             raise encode_error('BodyType.CertificateUpdateRes', 'cannot be combined with CertificateUpdateReq')
         if o.ChargeParameterDiscoveryReq is not None:
@@ -6279,13 +6789,28 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with MeteringReceiptRes')
         s = 1
     elif o.PaymentDetailsReq is not None:
-        a = (a << 6) | 0x11
-        k += 6
+        if o.PaymentDetailsReq.eMAID is None:
+            raise encode_error('PaymentDetailsReqType.eMAID', 'required value missing')
+        a = (a << 8) | 0x44
+        k += 8
+        if (len(o.PaymentDetailsReq.eMAID) < 14 and w.strict) or len(o.PaymentDetailsReq.eMAID) > 15:
+            raise encode_error('PaymentDetailsReqType.eMAID', f'length {len(o.PaymentDetailsReq.eMAID)} outside 14..15')
         w.acc = a
         w.n = k
-        _e_iso2_PaymentDetailsReqType(w, o.PaymentDetailsReq)
+        w.string(o.PaymentDetailsReq.eMAID)
         a = w.acc
         k = w.n
+        if o.PaymentDetailsReq.ContractSignatureCertChain is None:
+            raise encode_error('PaymentDetailsReqType.ContractSignatureCertChain', 'required value missing')
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
+        _e_iso2_CertificateChainType(w, o.PaymentDetailsReq.ContractSignatureCertChain)
+        a = w.acc
+        k = w.n
+        a <<= 1
+        k += 1
         if o.PaymentDetailsRes is not None:
             raise encode_error('BodyType.PaymentDetailsRes', 'cannot be combined with PaymentDetailsReq')
         if o.PaymentServiceSelectionReq is not None:
@@ -6390,13 +6915,19 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PaymentDetailsRes')
         s = 1
     elif o.PaymentServiceSelectionReq is not None:
-        a = (a << 6) | 0x13
-        k += 6
+        if o.PaymentServiceSelectionReq.SelectedPaymentOption is None:
+            raise encode_error('PaymentServiceSelectionReqType.SelectedPaymentOption', 'required value missing')
+        if o.PaymentServiceSelectionReq.SelectedServiceList is None:
+            raise encode_error('PaymentServiceSelectionReqType.SelectedServiceList', 'required value missing')
+        a = (a << 11) | (_I_iso2_paymentOptionType[o.PaymentServiceSelectionReq.SelectedPaymentOption]) << 2 | 0x260
+        k += 11
         w.acc = a
         w.n = k
-        _e_iso2_PaymentServiceSelectionReqType(w, o.PaymentServiceSelectionReq)
+        _e_iso2_SelectedServiceListType(w, o.PaymentServiceSelectionReq.SelectedServiceList)
         a = w.acc
         k = w.n
+        a <<= 1
+        k += 1
         if o.PaymentServiceSelectionRes is not None:
             raise encode_error('BodyType.PaymentServiceSelectionRes', 'cannot be combined with PaymentServiceSelectionReq')
         if o.PowerDeliveryReq is not None:
@@ -6621,13 +7152,46 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PreChargeReq')
         s = 1
     elif o.PreChargeRes is not None:
-        a = (a << 6) | 0x18
-        k += 6
+        if o.PreChargeRes.ResponseCode is None:
+            raise encode_error('PreChargeResType.ResponseCode', 'required value missing')
+        if o.PreChargeRes.DC_EVSEStatus is None:
+            raise encode_error('PreChargeResType.DC_EVSEStatus', 'required value missing')
+        a = (a << 15) | (_I_iso2_responseCodeType[o.PreChargeRes.ResponseCode]) << 2 | 0x3000
+        k += 15
         w.acc = a
         w.n = k
-        _e_iso2_PreChargeResType(w, o.PreChargeRes)
+        _e_iso2_DC_EVSEStatusType(w, o.PreChargeRes.DC_EVSEStatus)
         a = w.acc
         k = w.n
+        if o.PreChargeRes.EVSEPresentVoltage is None:
+            raise encode_error('PreChargeResType.EVSEPresentVoltage', 'required value missing')
+        if o.PreChargeRes.EVSEPresentVoltage.Multiplier is None:
+            raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+        if o.PreChargeRes.EVSEPresentVoltage.Multiplier < -3 or o.PreChargeRes.EVSEPresentVoltage.Multiplier > 4 or (w.strict and (o.PreChargeRes.EVSEPresentVoltage.Multiplier > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{o.PreChargeRes.EVSEPresentVoltage.Multiplier!r} outside -3..3')
+        if o.PreChargeRes.EVSEPresentVoltage.Unit is None:
+            raise encode_error('PhysicalValueType.Unit', 'required value missing')
+        if o.PreChargeRes.EVSEPresentVoltage.Value is None:
+            raise encode_error('PhysicalValueType.Value', 'required value missing')
+        if (w.strict and (o.PreChargeRes.EVSEPresentVoltage.Value < -32768 or o.PreChargeRes.EVSEPresentVoltage.Value > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{o.PreChargeRes.EVSEPresentVoltage.Value!r} outside -32768..32767')
+        a = (a << 16) | (o.PreChargeRes.EVSEPresentVoltage.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.PreChargeRes.EVSEPresentVoltage.Unit]) << 4 | (1 if o.PreChargeRes.EVSEPresentVoltage.Value < 0 else 0)
+        k += 16
+        u = -o.PreChargeRes.EVSEPresentVoltage.Value - 1 if o.PreChargeRes.EVSEPresentVoltage.Value < 0 else o.PreChargeRes.EVSEPresentVoltage.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         if o.ServiceDetailReq is not None:
             raise encode_error('BodyType.ServiceDetailReq', 'cannot be combined with PreChargeRes')
         if o.ServiceDetailRes is not None:
@@ -6840,13 +7404,46 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with WeldingDetectionReq')
         s = 1
     elif o.WeldingDetectionRes is not None:
-        a = (a << 6) | 0x22
-        k += 6
+        if o.WeldingDetectionRes.ResponseCode is None:
+            raise encode_error('WeldingDetectionResType.ResponseCode', 'required value missing')
+        if o.WeldingDetectionRes.DC_EVSEStatus is None:
+            raise encode_error('WeldingDetectionResType.DC_EVSEStatus', 'required value missing')
+        a = (a << 15) | (_I_iso2_responseCodeType[o.WeldingDetectionRes.ResponseCode]) << 2 | 0x4400
+        k += 15
         w.acc = a
         w.n = k
-        _e_iso2_WeldingDetectionResType(w, o.WeldingDetectionRes)
+        _e_iso2_DC_EVSEStatusType(w, o.WeldingDetectionRes.DC_EVSEStatus)
         a = w.acc
         k = w.n
+        if o.WeldingDetectionRes.EVSEPresentVoltage is None:
+            raise encode_error('WeldingDetectionResType.EVSEPresentVoltage', 'required value missing')
+        if o.WeldingDetectionRes.EVSEPresentVoltage.Multiplier is None:
+            raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
+        if o.WeldingDetectionRes.EVSEPresentVoltage.Multiplier < -3 or o.WeldingDetectionRes.EVSEPresentVoltage.Multiplier > 4 or (w.strict and (o.WeldingDetectionRes.EVSEPresentVoltage.Multiplier > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{o.WeldingDetectionRes.EVSEPresentVoltage.Multiplier!r} outside -3..3')
+        if o.WeldingDetectionRes.EVSEPresentVoltage.Unit is None:
+            raise encode_error('PhysicalValueType.Unit', 'required value missing')
+        if o.WeldingDetectionRes.EVSEPresentVoltage.Value is None:
+            raise encode_error('PhysicalValueType.Value', 'required value missing')
+        if (w.strict and (o.WeldingDetectionRes.EVSEPresentVoltage.Value < -32768 or o.WeldingDetectionRes.EVSEPresentVoltage.Value > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{o.WeldingDetectionRes.EVSEPresentVoltage.Value!r} outside -32768..32767')
+        a = (a << 16) | (o.WeldingDetectionRes.EVSEPresentVoltage.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.WeldingDetectionRes.EVSEPresentVoltage.Unit]) << 4 | (1 if o.WeldingDetectionRes.EVSEPresentVoltage.Value < 0 else 0)
+        k += 16
+        u = -o.WeldingDetectionRes.EVSEPresentVoltage.Value - 1 if o.WeldingDetectionRes.EVSEPresentVoltage.Value < 0 else o.WeldingDetectionRes.EVSEPresentVoltage.Value
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        a <<= 3
+        k += 3
         s = 1
     else:
         a = (a << 6) | 0x23

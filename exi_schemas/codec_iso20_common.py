@@ -5723,10 +5723,72 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader) -> _iso20_common
             raise r.fail_at(av + 1, 'AuthorizationReqType[2]', 'expected EE')
         f_EIM_AReqAuthorizationMode = _iso20_common_messages.EIM_AReqAuthorizationModeType()
     elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'AuthorizationReqType[2]', 'expected AT(Id)')
+        u = (c & 255)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
         r.avail = av
-        f_PnC_AReqAuthorizationMode = _d_iso20_common_messages_PnC_AReqAuthorizationModeType(r)
+        f_2_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'AuthorizationReqType[2]', 'expected SE(GenChallenge), CH of GenChallenge')
+        u = (c & 255)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
+        f_2_GenChallenge = r.binary_of(u, 16)
+        win = r.win
+        av = r.avail
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        if c & 0xf00 != 0x0:
+            raise r.fail_at(av + 12, 'AuthorizationReqType[2]', 'expected EE of GenChallenge, SE(ContractCertificateChain), SE(Certificate), CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
+        f_3_Certificate = r.binary_of(u, 1600)
+        win = r.win
+        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'AuthorizationReqType[2]', 'expected EE of Certificate, SE(SubCertificates)')
+        r.avail = av
+        f_3_SubCertificates = _d_iso20_common_messages_SubCertificatesType(r)
+        win = r.win
+        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'AuthorizationReqType[2]', 'expected EE, EE')
+        f_2_ContractCertificateChain = _iso20_common_messages.ContractCertificateChainType(Certificate=f_3_Certificate, SubCertificates=f_3_SubCertificates)
+        f_PnC_AReqAuthorizationMode = _iso20_common_messages.PnC_AReqAuthorizationModeType(Id=f_2_Id, GenChallenge=f_2_GenChallenge, ContractCertificateChain=f_2_ContractCertificateChain)
     else:
         raise r.fail_at(av, 'AuthorizationReqType[2]', f'event code {ec}, expected SE(EIM_AReqAuthorizationMode), SE(PnC_AReqAuthorizationMode)')
     av -= 1
@@ -5760,13 +5822,50 @@ def _e_iso20_common_messages_AuthorizationReqType(w: BitWriter, o: _iso20_common
         if o.PnC_AReqAuthorizationMode is not None:
             raise encode_error('AuthorizationReqType.PnC_AReqAuthorizationMode', 'cannot be combined with EIM_AReqAuthorizationMode')
     elif o.PnC_AReqAuthorizationMode is not None:
-        a = (a << 2) | 0x1
+        if o.PnC_AReqAuthorizationMode.Id is None:
+            raise encode_error('PnC_AReqAuthorizationModeType.Id', 'required value missing')
+        a = (a << 3) | 0x2
+        k += 3
+        w.acc = a
+        w.n = k
+        w.string(o.PnC_AReqAuthorizationMode.Id)
+        a = w.acc
+        k = w.n
+        if o.PnC_AReqAuthorizationMode.GenChallenge is None:
+            raise encode_error('PnC_AReqAuthorizationModeType.GenChallenge', 'required value missing')
+        a <<= 2
+        k += 2
+        if (len(o.PnC_AReqAuthorizationMode.GenChallenge) < 16 and w.strict) or len(o.PnC_AReqAuthorizationMode.GenChallenge) > 16:
+            raise encode_error('PnC_AReqAuthorizationModeType.GenChallenge', f'length {len(o.PnC_AReqAuthorizationMode.GenChallenge)} outside 16..16')
+        w.acc = a
+        w.n = k
+        w.binary(o.PnC_AReqAuthorizationMode.GenChallenge)
+        a = w.acc
+        k = w.n
+        if o.PnC_AReqAuthorizationMode.ContractCertificateChain is None:
+            raise encode_error('PnC_AReqAuthorizationModeType.ContractCertificateChain', 'required value missing')
+        if o.PnC_AReqAuthorizationMode.ContractCertificateChain.Certificate is None:
+            raise encode_error('ContractCertificateChainType.Certificate', 'required value missing')
+        a <<= 4
+        k += 4
+        if len(o.PnC_AReqAuthorizationMode.ContractCertificateChain.Certificate) > 1600:
+            raise encode_error('ContractCertificateChainType.Certificate', f'length {len(o.PnC_AReqAuthorizationMode.ContractCertificateChain.Certificate)} outside 0..1600')
+        w.acc = a
+        w.n = k
+        w.binary(o.PnC_AReqAuthorizationMode.ContractCertificateChain.Certificate)
+        a = w.acc
+        k = w.n
+        if o.PnC_AReqAuthorizationMode.ContractCertificateChain.SubCertificates is None:
+            raise encode_error('ContractCertificateChainType.SubCertificates', 'required value missing')
+        a <<= 2
         k += 2
         w.acc = a
         w.n = k
-        _e_iso20_common_messages_PnC_AReqAuthorizationModeType(w, o.PnC_AReqAuthorizationMode)
+        _e_iso20_common_messages_SubCertificatesType(w, o.PnC_AReqAuthorizationMode.ContractCertificateChain.SubCertificates)
         a = w.acc
         k = w.n
+        a <<= 2
+        k += 2
     else:
         raise encode_error('AuthorizationReqType', 'missing SE(EIM_AReqAuthorizationMode), SE(PnC_AReqAuthorizationMode)')
     a <<= 1
@@ -7801,32 +7900,92 @@ def _d_iso20_common_messages_EVEnergyOfferType(r: BitReader) -> _iso20_common_me
     av = r.avail
     f_EVPowerSchedule: _iso20_common_messages.EVPowerScheduleType
     f_EVAbsolutePriceSchedule: _iso20_common_messages.EVAbsolutePriceScheduleType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'EVEnergyOfferType', 'expected SE(EVPowerSchedule)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'EVEnergyOfferType', 'expected SE(EVPowerSchedule), SE(TimeAnchor), CH of TimeAnchor')
+    u = (c & 255)
+    if u > 127:
+        r.avail = av
+        u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    f_1_TimeAnchor = u
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
+    if c != 0x0:
+        raise r.fail_at(av + 2, 'EVEnergyOfferType', 'expected EE of TimeAnchor, SE(EVPowerScheduleEntries)')
     r.avail = av
-    f_EVPowerSchedule = _d_iso20_common_messages_EVPowerScheduleType(r)
+    f_1_EVPowerScheduleEntries = _d_iso20_common_messages_EVPowerScheduleEntryListType(r)
     win = r.win
     av = r.avail
-    av -= 1
+    av -= 12
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'EVEnergyOfferType', 'expected SE(EVAbsolutePriceSchedule)')
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
+    if c & 0xf00 != 0x0:
+        raise r.fail_at(av + 12, 'EVEnergyOfferType', 'expected EE, SE(EVAbsolutePriceSchedule), SE(TimeAnchor), CH of TimeAnchor')
+    u = (c & 255)
+    f_EVPowerSchedule = _iso20_common_messages.EVPowerScheduleType(TimeAnchor=f_1_TimeAnchor, EVPowerScheduleEntries=f_1_EVPowerScheduleEntries)
+    if u > 127:
+        r.avail = av
+        u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    f_2_TimeAnchor = u
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'EVEnergyOfferType', 'expected EE of TimeAnchor, SE(Currency), CH of Currency')
+    u = (c & 255)
+    if u > 127:
+        r.avail = av
+        u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     r.avail = av
-    f_EVAbsolutePriceSchedule = _d_iso20_common_messages_EVAbsolutePriceScheduleType(r)
+    f_2_Currency = r.string_of(u, 3)
     win = r.win
     av = r.avail
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'EVEnergyOfferType', 'expected EE')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'EVEnergyOfferType', 'expected EE of Currency, SE(PriceAlgorithm), CH of PriceAlgorithm')
+    u = (c & 255)
+    if u > 127:
+        r.avail = av
+        u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
+    f_2_PriceAlgorithm = r.string_of(u, 255)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
+    if c != 0x0:
+        raise r.fail_at(av + 2, 'EVEnergyOfferType', 'expected EE of PriceAlgorithm, SE(EVPriceRuleStacks)')
+    r.avail = av
+    f_2_EVPriceRuleStacks = _d_iso20_common_messages_EVPriceRuleStackListType(r)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
+    if c != 0x0:
+        raise r.fail_at(av + 2, 'EVEnergyOfferType', 'expected EE, EE')
+    f_EVAbsolutePriceSchedule = _iso20_common_messages.EVAbsolutePriceScheduleType(TimeAnchor=f_2_TimeAnchor, Currency=f_2_Currency, PriceAlgorithm=f_2_PriceAlgorithm, EVPriceRuleStacks=f_2_EVPriceRuleStacks)
     r.avail = av
     return _iso20_common_messages.EVEnergyOfferType(EVPowerSchedule=f_EVPowerSchedule, EVAbsolutePriceSchedule=f_EVAbsolutePriceSchedule)
 
@@ -7835,24 +7994,88 @@ def _e_iso20_common_messages_EVEnergyOfferType(w: BitWriter, o: _iso20_common_me
     k = w.n
     if o.EVPowerSchedule is None:
         raise encode_error('EVEnergyOfferType.EVPowerSchedule', 'required value missing')
-    a <<= 1
-    k += 1
+    if o.EVPowerSchedule.TimeAnchor is None:
+        raise encode_error('EVPowerScheduleType.TimeAnchor', 'required value missing')
+    a <<= 3
+    k += 3
+    if o.EVPowerSchedule.TimeAnchor < 0 or (w.strict and (o.EVPowerSchedule.TimeAnchor > 18446744073709551615)):
+        raise encode_error('EVPowerScheduleType.TimeAnchor', f'{o.EVPowerSchedule.TimeAnchor!r} outside 0..18446744073709551615')
+    u = o.EVPowerSchedule.TimeAnchor
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    if o.EVPowerSchedule.EVPowerScheduleEntries is None:
+        raise encode_error('EVPowerScheduleType.EVPowerScheduleEntries', 'required value missing')
+    a <<= 2
+    k += 2
     w.acc = a
     w.n = k
-    _e_iso20_common_messages_EVPowerScheduleType(w, o.EVPowerSchedule)
+    _e_iso20_common_messages_EVPowerScheduleEntryListType(w, o.EVPowerSchedule.EVPowerScheduleEntries)
     a = w.acc
     k = w.n
     if o.EVAbsolutePriceSchedule is None:
         raise encode_error('EVEnergyOfferType.EVAbsolutePriceSchedule', 'required value missing')
-    a <<= 1
-    k += 1
+    if o.EVAbsolutePriceSchedule.TimeAnchor is None:
+        raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'required value missing')
+    a <<= 4
+    k += 4
+    if o.EVAbsolutePriceSchedule.TimeAnchor < 0 or (w.strict and (o.EVAbsolutePriceSchedule.TimeAnchor > 18446744073709551615)):
+        raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{o.EVAbsolutePriceSchedule.TimeAnchor!r} outside 0..18446744073709551615')
+    u = o.EVAbsolutePriceSchedule.TimeAnchor
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    if o.EVAbsolutePriceSchedule.Currency is None:
+        raise encode_error('EVAbsolutePriceScheduleType.Currency', 'required value missing')
+    a <<= 3
+    k += 3
+    if len(o.EVAbsolutePriceSchedule.Currency) > 3:
+        raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(o.EVAbsolutePriceSchedule.Currency)} outside 0..3')
     w.acc = a
     w.n = k
-    _e_iso20_common_messages_EVAbsolutePriceScheduleType(w, o.EVAbsolutePriceSchedule)
+    w.string(o.EVAbsolutePriceSchedule.Currency)
     a = w.acc
     k = w.n
-    a <<= 1
-    k += 1
+    if o.EVAbsolutePriceSchedule.PriceAlgorithm is None:
+        raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', 'required value missing')
+    a <<= 3
+    k += 3
+    if len(o.EVAbsolutePriceSchedule.PriceAlgorithm) > 255:
+        raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(o.EVAbsolutePriceSchedule.PriceAlgorithm)} outside 0..255')
+    w.acc = a
+    w.n = k
+    w.string(o.EVAbsolutePriceSchedule.PriceAlgorithm)
+    a = w.acc
+    k = w.n
+    if o.EVAbsolutePriceSchedule.EVPriceRuleStacks is None:
+        raise encode_error('EVAbsolutePriceScheduleType.EVPriceRuleStacks', 'required value missing')
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    _e_iso20_common_messages_EVPriceRuleStackListType(w, o.EVAbsolutePriceSchedule.EVPriceRuleStacks)
+    a = w.acc
+    k = w.n
+    a <<= 2
+    k += 2
     w.acc = a
     w.n = k
     if k >= 1024:
@@ -10087,22 +10310,39 @@ def _d_iso20_common_messages_PnC_AReqAuthorizationModeType(r: BitReader) -> _iso
     f_GenChallenge = r.binary_of(u, 16)
     win = r.win
     av = r.avail
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
+    if c & 0xf00 != 0x0:
+        raise r.fail_at(av + 12, 'PnC_AReqAuthorizationModeType', 'expected EE of GenChallenge, SE(ContractCertificateChain), SE(Certificate), CH of Certificate')
+    u = (c & 255)
+    if u > 127:
+        r.avail = av
+        u = r.uint_more(u)
+        win = r.win
+        av = r.avail
+    r.avail = av
+    f_1_Certificate = r.binary_of(u, 1600)
+    win = r.win
+    av = r.avail
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_at(av + 2, 'PnC_AReqAuthorizationModeType', 'expected EE of GenChallenge, SE(ContractCertificateChain)')
+        raise r.fail_at(av + 2, 'PnC_AReqAuthorizationModeType', 'expected EE of Certificate, SE(SubCertificates)')
     r.avail = av
-    f_ContractCertificateChain = _d_iso20_common_messages_ContractCertificateChainType(r)
+    f_1_SubCertificates = _d_iso20_common_messages_SubCertificatesType(r)
     win = r.win
     av = r.avail
-    av -= 1
+    av -= 2
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'PnC_AReqAuthorizationModeType', 'expected EE')
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
+    if c != 0x0:
+        raise r.fail_at(av + 2, 'PnC_AReqAuthorizationModeType', 'expected EE, EE')
+    f_ContractCertificateChain = _iso20_common_messages.ContractCertificateChainType(Certificate=f_1_Certificate, SubCertificates=f_1_SubCertificates)
     r.avail = av
     return _iso20_common_messages.PnC_AReqAuthorizationModeType(Id=f_Id, GenChallenge=f_GenChallenge, ContractCertificateChain=f_ContractCertificateChain)
 
@@ -10131,15 +10371,28 @@ def _e_iso20_common_messages_PnC_AReqAuthorizationModeType(w: BitWriter, o: _iso
     k = w.n
     if o.ContractCertificateChain is None:
         raise encode_error('PnC_AReqAuthorizationModeType.ContractCertificateChain', 'required value missing')
+    if o.ContractCertificateChain.Certificate is None:
+        raise encode_error('ContractCertificateChainType.Certificate', 'required value missing')
+    a <<= 4
+    k += 4
+    if len(o.ContractCertificateChain.Certificate) > 1600:
+        raise encode_error('ContractCertificateChainType.Certificate', f'length {len(o.ContractCertificateChain.Certificate)} outside 0..1600')
+    w.acc = a
+    w.n = k
+    w.binary(o.ContractCertificateChain.Certificate)
+    a = w.acc
+    k = w.n
+    if o.ContractCertificateChain.SubCertificates is None:
+        raise encode_error('ContractCertificateChainType.SubCertificates', 'required value missing')
     a <<= 2
     k += 2
     w.acc = a
     w.n = k
-    _e_iso20_common_messages_ContractCertificateChainType(w, o.ContractCertificateChain)
+    _e_iso20_common_messages_SubCertificatesType(w, o.ContractCertificateChain.SubCertificates)
     a = w.acc
     k = w.n
-    a <<= 1
-    k += 1
+    a <<= 2
+    k += 2
     w.acc = a
     w.n = k
     if k >= 1024:
@@ -13372,10 +13625,93 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
         f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
         s = 4
     elif ec == 4:
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x700 != 0x0:
+            raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[0]', 'expected SE(EVPowerSchedule), SE(TimeAnchor), CH of TimeAnchor')
+        u = (c & 255)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        f_5_TimeAnchor = u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[0]', 'expected EE of TimeAnchor, SE(EVPowerScheduleEntries)')
         r.avail = av
-        f_EVEnergyOffer = _d_iso20_common_messages_EVEnergyOfferType(r)
+        f_5_EVPowerScheduleEntries = _d_iso20_common_messages_EVPowerScheduleEntryListType(r)
         win = r.win
         av = r.avail
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        if c & 0xf00 != 0x0:
+            raise r.fail_at(av + 12, 'Scheduled_SEReqControlModeType[0]', 'expected EE, SE(EVAbsolutePriceSchedule), SE(TimeAnchor), CH of TimeAnchor')
+        u = (c & 255)
+        f_4_EVPowerSchedule = _iso20_common_messages.EVPowerScheduleType(TimeAnchor=f_5_TimeAnchor, EVPowerScheduleEntries=f_5_EVPowerScheduleEntries)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        f_6_TimeAnchor = u
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x700 != 0x0:
+            raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[0]', 'expected EE of TimeAnchor, SE(Currency), CH of Currency')
+        u = (c & 255)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
+        f_6_Currency = r.string_of(u, 3)
+        win = r.win
+        av = r.avail
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x700 != 0x0:
+            raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Currency, SE(PriceAlgorithm), CH of PriceAlgorithm')
+        u = (c & 255)
+        if u > 127:
+            r.avail = av
+            u = r.uint_more(u)
+            win = r.win
+            av = r.avail
+        r.avail = av
+        f_6_PriceAlgorithm = r.string_of(u, 255)
+        win = r.win
+        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[0]', 'expected EE of PriceAlgorithm, SE(EVPriceRuleStacks)')
+        r.avail = av
+        f_6_EVPriceRuleStacks = _d_iso20_common_messages_EVPriceRuleStackListType(r)
+        win = r.win
+        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[0]', 'expected EE, EE')
+        f_4_EVAbsolutePriceSchedule = _iso20_common_messages.EVAbsolutePriceScheduleType(TimeAnchor=f_6_TimeAnchor, Currency=f_6_Currency, PriceAlgorithm=f_6_PriceAlgorithm, EVPriceRuleStacks=f_6_EVPriceRuleStacks)
+        f_EVEnergyOffer = _iso20_common_messages.EVEnergyOfferType(EVPowerSchedule=f_4_EVPowerSchedule, EVAbsolutePriceSchedule=f_4_EVAbsolutePriceSchedule)
         s = 5
     elif ec == 5:
         s = -1
@@ -13393,7 +13729,7 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_SEReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_4_Exponent = ((c >> 12) & 255) - 128
+            f_7_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -13401,14 +13737,14 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
                 u = r.uint_more(u)
                 win = r.win
                 av = r.avail
-            f_4_Value = -u - 1 if sg else u
+            f_7_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[1]', 'expected EE of Value, EE')
-            f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+            f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
             s = 2
         elif ec == 1:
             av -= 22
@@ -13417,7 +13753,7 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_SEReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_5_Exponent = ((c >> 12) & 255) - 128
+            f_8_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -13425,14 +13761,14 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
                 u = r.uint_more(u)
                 win = r.win
                 av = r.avail
-            f_5_Value = -u - 1 if sg else u
+            f_8_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[1]', 'expected EE of Value, EE')
-            f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+            f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
             s = 3
         elif ec == 2:
             av -= 22
@@ -13441,7 +13777,7 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_SEReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_6_Exponent = ((c >> 12) & 255) - 128
+            f_9_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -13449,20 +13785,103 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
                 u = r.uint_more(u)
                 win = r.win
                 av = r.avail
-            f_6_Value = -u - 1 if sg else u
+            f_9_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[1]', 'expected EE of Value, EE')
-            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
             s = 4
         elif ec == 3:
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            if c & 0x700 != 0x0:
+                raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[1]', 'expected SE(EVPowerSchedule), SE(TimeAnchor), CH of TimeAnchor')
+            u = (c & 255)
+            if u > 127:
+                r.avail = av
+                u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            f_11_TimeAnchor = u
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[1]', 'expected EE of TimeAnchor, SE(EVPowerScheduleEntries)')
             r.avail = av
-            f_EVEnergyOffer = _d_iso20_common_messages_EVEnergyOfferType(r)
+            f_11_EVPowerScheduleEntries = _d_iso20_common_messages_EVPowerScheduleEntryListType(r)
             win = r.win
             av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            if c & 0xf00 != 0x0:
+                raise r.fail_at(av + 12, 'Scheduled_SEReqControlModeType[1]', 'expected EE, SE(EVAbsolutePriceSchedule), SE(TimeAnchor), CH of TimeAnchor')
+            u = (c & 255)
+            f_10_EVPowerSchedule = _iso20_common_messages.EVPowerScheduleType(TimeAnchor=f_11_TimeAnchor, EVPowerScheduleEntries=f_11_EVPowerScheduleEntries)
+            if u > 127:
+                r.avail = av
+                u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            f_12_TimeAnchor = u
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            if c & 0x700 != 0x0:
+                raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[1]', 'expected EE of TimeAnchor, SE(Currency), CH of Currency')
+            u = (c & 255)
+            if u > 127:
+                r.avail = av
+                u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
+            f_12_Currency = r.string_of(u, 3)
+            win = r.win
+            av = r.avail
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            if c & 0x700 != 0x0:
+                raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[1]', 'expected EE of Currency, SE(PriceAlgorithm), CH of PriceAlgorithm')
+            u = (c & 255)
+            if u > 127:
+                r.avail = av
+                u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
+            f_12_PriceAlgorithm = r.string_of(u, 255)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[1]', 'expected EE of PriceAlgorithm, SE(EVPriceRuleStacks)')
+            r.avail = av
+            f_12_EVPriceRuleStacks = _d_iso20_common_messages_EVPriceRuleStackListType(r)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[1]', 'expected EE, EE')
+            f_10_EVAbsolutePriceSchedule = _iso20_common_messages.EVAbsolutePriceScheduleType(TimeAnchor=f_12_TimeAnchor, Currency=f_12_Currency, PriceAlgorithm=f_12_PriceAlgorithm, EVPriceRuleStacks=f_12_EVPriceRuleStacks)
+            f_EVEnergyOffer = _iso20_common_messages.EVEnergyOfferType(EVPowerSchedule=f_10_EVPowerSchedule, EVAbsolutePriceSchedule=f_10_EVAbsolutePriceSchedule)
             s = 5
         elif ec == 4:
             s = -1
@@ -13480,7 +13899,7 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_SEReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_7_Exponent = ((c >> 12) & 255) - 128
+            f_13_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -13488,14 +13907,14 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
                 u = r.uint_more(u)
                 win = r.win
                 av = r.avail
-            f_7_Value = -u - 1 if sg else u
+            f_13_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[2]', 'expected EE of Value, EE')
-            f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+            f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_13_Exponent, Value=f_13_Value)
             s = 3
         elif ec == 1:
             av -= 22
@@ -13504,7 +13923,7 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_SEReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_8_Exponent = ((c >> 12) & 255) - 128
+            f_14_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -13512,20 +13931,103 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
                 u = r.uint_more(u)
                 win = r.win
                 av = r.avail
-            f_8_Value = -u - 1 if sg else u
+            f_14_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[2]', 'expected EE of Value, EE')
-            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
             s = 4
         elif ec == 2:
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            if c & 0x700 != 0x0:
+                raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[2]', 'expected SE(EVPowerSchedule), SE(TimeAnchor), CH of TimeAnchor')
+            u = (c & 255)
+            if u > 127:
+                r.avail = av
+                u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            f_16_TimeAnchor = u
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[2]', 'expected EE of TimeAnchor, SE(EVPowerScheduleEntries)')
             r.avail = av
-            f_EVEnergyOffer = _d_iso20_common_messages_EVEnergyOfferType(r)
+            f_16_EVPowerScheduleEntries = _d_iso20_common_messages_EVPowerScheduleEntryListType(r)
             win = r.win
             av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            if c & 0xf00 != 0x0:
+                raise r.fail_at(av + 12, 'Scheduled_SEReqControlModeType[2]', 'expected EE, SE(EVAbsolutePriceSchedule), SE(TimeAnchor), CH of TimeAnchor')
+            u = (c & 255)
+            f_15_EVPowerSchedule = _iso20_common_messages.EVPowerScheduleType(TimeAnchor=f_16_TimeAnchor, EVPowerScheduleEntries=f_16_EVPowerScheduleEntries)
+            if u > 127:
+                r.avail = av
+                u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            f_17_TimeAnchor = u
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            if c & 0x700 != 0x0:
+                raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[2]', 'expected EE of TimeAnchor, SE(Currency), CH of Currency')
+            u = (c & 255)
+            if u > 127:
+                r.avail = av
+                u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
+            f_17_Currency = r.string_of(u, 3)
+            win = r.win
+            av = r.avail
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            if c & 0x700 != 0x0:
+                raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[2]', 'expected EE of Currency, SE(PriceAlgorithm), CH of PriceAlgorithm')
+            u = (c & 255)
+            if u > 127:
+                r.avail = av
+                u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
+            f_17_PriceAlgorithm = r.string_of(u, 255)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[2]', 'expected EE of PriceAlgorithm, SE(EVPriceRuleStacks)')
+            r.avail = av
+            f_17_EVPriceRuleStacks = _d_iso20_common_messages_EVPriceRuleStackListType(r)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[2]', 'expected EE, EE')
+            f_15_EVAbsolutePriceSchedule = _iso20_common_messages.EVAbsolutePriceScheduleType(TimeAnchor=f_17_TimeAnchor, Currency=f_17_Currency, PriceAlgorithm=f_17_PriceAlgorithm, EVPriceRuleStacks=f_17_EVPriceRuleStacks)
+            f_EVEnergyOffer = _iso20_common_messages.EVEnergyOfferType(EVPowerSchedule=f_15_EVPowerSchedule, EVAbsolutePriceSchedule=f_15_EVAbsolutePriceSchedule)
             s = 5
         elif ec == 3:
             s = -1
@@ -13543,7 +14045,7 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_SEReqControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_9_Exponent = ((c >> 12) & 255) - 128
+            f_18_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -13551,20 +14053,103 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
                 u = r.uint_more(u)
                 win = r.win
                 av = r.avail
-            f_9_Value = -u - 1 if sg else u
+            f_18_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[3]', 'expected EE of Value, EE')
-            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_18_Exponent, Value=f_18_Value)
             s = 4
         elif ec == 1:
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            if c & 0x700 != 0x0:
+                raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[3]', 'expected SE(EVPowerSchedule), SE(TimeAnchor), CH of TimeAnchor')
+            u = (c & 255)
+            if u > 127:
+                r.avail = av
+                u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            f_20_TimeAnchor = u
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[3]', 'expected EE of TimeAnchor, SE(EVPowerScheduleEntries)')
             r.avail = av
-            f_EVEnergyOffer = _d_iso20_common_messages_EVEnergyOfferType(r)
+            f_20_EVPowerScheduleEntries = _d_iso20_common_messages_EVPowerScheduleEntryListType(r)
             win = r.win
             av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            if c & 0xf00 != 0x0:
+                raise r.fail_at(av + 12, 'Scheduled_SEReqControlModeType[3]', 'expected EE, SE(EVAbsolutePriceSchedule), SE(TimeAnchor), CH of TimeAnchor')
+            u = (c & 255)
+            f_19_EVPowerSchedule = _iso20_common_messages.EVPowerScheduleType(TimeAnchor=f_20_TimeAnchor, EVPowerScheduleEntries=f_20_EVPowerScheduleEntries)
+            if u > 127:
+                r.avail = av
+                u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            f_21_TimeAnchor = u
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            if c & 0x700 != 0x0:
+                raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[3]', 'expected EE of TimeAnchor, SE(Currency), CH of Currency')
+            u = (c & 255)
+            if u > 127:
+                r.avail = av
+                u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
+            f_21_Currency = r.string_of(u, 3)
+            win = r.win
+            av = r.avail
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            if c & 0x700 != 0x0:
+                raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[3]', 'expected EE of Currency, SE(PriceAlgorithm), CH of PriceAlgorithm')
+            u = (c & 255)
+            if u > 127:
+                r.avail = av
+                u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
+            f_21_PriceAlgorithm = r.string_of(u, 255)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[3]', 'expected EE of PriceAlgorithm, SE(EVPriceRuleStacks)')
+            r.avail = av
+            f_21_EVPriceRuleStacks = _d_iso20_common_messages_EVPriceRuleStackListType(r)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[3]', 'expected EE, EE')
+            f_19_EVAbsolutePriceSchedule = _iso20_common_messages.EVAbsolutePriceScheduleType(TimeAnchor=f_21_TimeAnchor, Currency=f_21_Currency, PriceAlgorithm=f_21_PriceAlgorithm, EVPriceRuleStacks=f_21_EVPriceRuleStacks)
+            f_EVEnergyOffer = _iso20_common_messages.EVEnergyOfferType(EVPowerSchedule=f_19_EVPowerSchedule, EVAbsolutePriceSchedule=f_19_EVAbsolutePriceSchedule)
             s = 5
         elif ec == 2:
             s = -1
@@ -13576,10 +14161,93 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             win, av = r.refill(av, 2)
         ec = (win >> av) & 0x3
         if ec == 0:
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            if c & 0x700 != 0x0:
+                raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[4]', 'expected SE(EVPowerSchedule), SE(TimeAnchor), CH of TimeAnchor')
+            u = (c & 255)
+            if u > 127:
+                r.avail = av
+                u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            f_23_TimeAnchor = u
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[4]', 'expected EE of TimeAnchor, SE(EVPowerScheduleEntries)')
             r.avail = av
-            f_EVEnergyOffer = _d_iso20_common_messages_EVEnergyOfferType(r)
+            f_23_EVPowerScheduleEntries = _d_iso20_common_messages_EVPowerScheduleEntryListType(r)
             win = r.win
             av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            if c & 0xf00 != 0x0:
+                raise r.fail_at(av + 12, 'Scheduled_SEReqControlModeType[4]', 'expected EE, SE(EVAbsolutePriceSchedule), SE(TimeAnchor), CH of TimeAnchor')
+            u = (c & 255)
+            f_22_EVPowerSchedule = _iso20_common_messages.EVPowerScheduleType(TimeAnchor=f_23_TimeAnchor, EVPowerScheduleEntries=f_23_EVPowerScheduleEntries)
+            if u > 127:
+                r.avail = av
+                u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            f_24_TimeAnchor = u
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            if c & 0x700 != 0x0:
+                raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[4]', 'expected EE of TimeAnchor, SE(Currency), CH of Currency')
+            u = (c & 255)
+            if u > 127:
+                r.avail = av
+                u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
+            f_24_Currency = r.string_of(u, 3)
+            win = r.win
+            av = r.avail
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            if c & 0x700 != 0x0:
+                raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[4]', 'expected EE of Currency, SE(PriceAlgorithm), CH of PriceAlgorithm')
+            u = (c & 255)
+            if u > 127:
+                r.avail = av
+                u = r.uint_more(u)
+                win = r.win
+                av = r.avail
+            r.avail = av
+            f_24_PriceAlgorithm = r.string_of(u, 255)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[4]', 'expected EE of PriceAlgorithm, SE(EVPriceRuleStacks)')
+            r.avail = av
+            f_24_EVPriceRuleStacks = _d_iso20_common_messages_EVPriceRuleStackListType(r)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[4]', 'expected EE, EE')
+            f_22_EVAbsolutePriceSchedule = _iso20_common_messages.EVAbsolutePriceScheduleType(TimeAnchor=f_24_TimeAnchor, Currency=f_24_Currency, PriceAlgorithm=f_24_PriceAlgorithm, EVPriceRuleStacks=f_24_EVPriceRuleStacks)
+            f_EVEnergyOffer = _iso20_common_messages.EVEnergyOfferType(EVPowerSchedule=f_22_EVPowerSchedule, EVAbsolutePriceSchedule=f_22_EVAbsolutePriceSchedule)
             s = 5
         elif ec == 1:
             s = -1
@@ -13703,13 +14371,90 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
         k += 2
         s = 4
     elif o.EVEnergyOffer is not None:
-        a = (a << 3) | 0x4
-        k += 3
+        if o.EVEnergyOffer.EVPowerSchedule is None:
+            raise encode_error('EVEnergyOfferType.EVPowerSchedule', 'required value missing')
+        if o.EVEnergyOffer.EVPowerSchedule.TimeAnchor is None:
+            raise encode_error('EVPowerScheduleType.TimeAnchor', 'required value missing')
+        a = (a << 6) | 0x20
+        k += 6
+        if o.EVEnergyOffer.EVPowerSchedule.TimeAnchor < 0 or (w.strict and (o.EVEnergyOffer.EVPowerSchedule.TimeAnchor > 18446744073709551615)):
+            raise encode_error('EVPowerScheduleType.TimeAnchor', f'{o.EVEnergyOffer.EVPowerSchedule.TimeAnchor!r} outside 0..18446744073709551615')
+        u = o.EVEnergyOffer.EVPowerSchedule.TimeAnchor
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        if o.EVEnergyOffer.EVPowerSchedule.EVPowerScheduleEntries is None:
+            raise encode_error('EVPowerScheduleType.EVPowerScheduleEntries', 'required value missing')
+        a <<= 2
+        k += 2
         w.acc = a
         w.n = k
-        _e_iso20_common_messages_EVEnergyOfferType(w, o.EVEnergyOffer)
+        _e_iso20_common_messages_EVPowerScheduleEntryListType(w, o.EVEnergyOffer.EVPowerSchedule.EVPowerScheduleEntries)
         a = w.acc
         k = w.n
+        if o.EVEnergyOffer.EVAbsolutePriceSchedule is None:
+            raise encode_error('EVEnergyOfferType.EVAbsolutePriceSchedule', 'required value missing')
+        if o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor is None:
+            raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'required value missing')
+        a <<= 4
+        k += 4
+        if o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor < 0 or (w.strict and (o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor > 18446744073709551615)):
+            raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor!r} outside 0..18446744073709551615')
+        u = o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        if o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency is None:
+            raise encode_error('EVAbsolutePriceScheduleType.Currency', 'required value missing')
+        a <<= 3
+        k += 3
+        if len(o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency) > 3:
+            raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency)} outside 0..3')
+        w.acc = a
+        w.n = k
+        w.string(o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency)
+        a = w.acc
+        k = w.n
+        if o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm is None:
+            raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', 'required value missing')
+        a <<= 3
+        k += 3
+        if len(o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm) > 255:
+            raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm)} outside 0..255')
+        w.acc = a
+        w.n = k
+        w.string(o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm)
+        a = w.acc
+        k = w.n
+        if o.EVEnergyOffer.EVAbsolutePriceSchedule.EVPriceRuleStacks is None:
+            raise encode_error('EVAbsolutePriceScheduleType.EVPriceRuleStacks', 'required value missing')
+        a <<= 2
+        k += 2
+        w.acc = a
+        w.n = k
+        _e_iso20_common_messages_EVPriceRuleStackListType(w, o.EVEnergyOffer.EVAbsolutePriceSchedule.EVPriceRuleStacks)
+        a = w.acc
+        k = w.n
+        a <<= 2
+        k += 2
         s = 5
     else:
         a = (a << 3) | 0x5
@@ -13798,13 +14543,90 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             k += 2
             s = 4
         elif o.EVEnergyOffer is not None:
-            a = (a << 3) | 0x3
-            k += 3
+            if o.EVEnergyOffer.EVPowerSchedule is None:
+                raise encode_error('EVEnergyOfferType.EVPowerSchedule', 'required value missing')
+            if o.EVEnergyOffer.EVPowerSchedule.TimeAnchor is None:
+                raise encode_error('EVPowerScheduleType.TimeAnchor', 'required value missing')
+            a = (a << 6) | 0x18
+            k += 6
+            if o.EVEnergyOffer.EVPowerSchedule.TimeAnchor < 0 or (w.strict and (o.EVEnergyOffer.EVPowerSchedule.TimeAnchor > 18446744073709551615)):
+                raise encode_error('EVPowerScheduleType.TimeAnchor', f'{o.EVEnergyOffer.EVPowerSchedule.TimeAnchor!r} outside 0..18446744073709551615')
+            u = o.EVEnergyOffer.EVPowerSchedule.TimeAnchor
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            if o.EVEnergyOffer.EVPowerSchedule.EVPowerScheduleEntries is None:
+                raise encode_error('EVPowerScheduleType.EVPowerScheduleEntries', 'required value missing')
+            a <<= 2
+            k += 2
             w.acc = a
             w.n = k
-            _e_iso20_common_messages_EVEnergyOfferType(w, o.EVEnergyOffer)
+            _e_iso20_common_messages_EVPowerScheduleEntryListType(w, o.EVEnergyOffer.EVPowerSchedule.EVPowerScheduleEntries)
             a = w.acc
             k = w.n
+            if o.EVEnergyOffer.EVAbsolutePriceSchedule is None:
+                raise encode_error('EVEnergyOfferType.EVAbsolutePriceSchedule', 'required value missing')
+            if o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor is None:
+                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'required value missing')
+            a <<= 4
+            k += 4
+            if o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor < 0 or (w.strict and (o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor > 18446744073709551615)):
+                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor!r} outside 0..18446744073709551615')
+            u = o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            if o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency is None:
+                raise encode_error('EVAbsolutePriceScheduleType.Currency', 'required value missing')
+            a <<= 3
+            k += 3
+            if len(o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency) > 3:
+                raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency)} outside 0..3')
+            w.acc = a
+            w.n = k
+            w.string(o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency)
+            a = w.acc
+            k = w.n
+            if o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm is None:
+                raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', 'required value missing')
+            a <<= 3
+            k += 3
+            if len(o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm) > 255:
+                raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm)} outside 0..255')
+            w.acc = a
+            w.n = k
+            w.string(o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm)
+            a = w.acc
+            k = w.n
+            if o.EVEnergyOffer.EVAbsolutePriceSchedule.EVPriceRuleStacks is None:
+                raise encode_error('EVAbsolutePriceScheduleType.EVPriceRuleStacks', 'required value missing')
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
+            _e_iso20_common_messages_EVPriceRuleStackListType(w, o.EVEnergyOffer.EVAbsolutePriceSchedule.EVPriceRuleStacks)
+            a = w.acc
+            k = w.n
+            a <<= 2
+            k += 2
             s = 5
         else:
             a = (a << 3) | 0x4
@@ -13866,13 +14688,90 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             k += 2
             s = 4
         elif o.EVEnergyOffer is not None:
-            a = (a << 3) | 0x2
-            k += 3
+            if o.EVEnergyOffer.EVPowerSchedule is None:
+                raise encode_error('EVEnergyOfferType.EVPowerSchedule', 'required value missing')
+            if o.EVEnergyOffer.EVPowerSchedule.TimeAnchor is None:
+                raise encode_error('EVPowerScheduleType.TimeAnchor', 'required value missing')
+            a = (a << 6) | 0x10
+            k += 6
+            if o.EVEnergyOffer.EVPowerSchedule.TimeAnchor < 0 or (w.strict and (o.EVEnergyOffer.EVPowerSchedule.TimeAnchor > 18446744073709551615)):
+                raise encode_error('EVPowerScheduleType.TimeAnchor', f'{o.EVEnergyOffer.EVPowerSchedule.TimeAnchor!r} outside 0..18446744073709551615')
+            u = o.EVEnergyOffer.EVPowerSchedule.TimeAnchor
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            if o.EVEnergyOffer.EVPowerSchedule.EVPowerScheduleEntries is None:
+                raise encode_error('EVPowerScheduleType.EVPowerScheduleEntries', 'required value missing')
+            a <<= 2
+            k += 2
             w.acc = a
             w.n = k
-            _e_iso20_common_messages_EVEnergyOfferType(w, o.EVEnergyOffer)
+            _e_iso20_common_messages_EVPowerScheduleEntryListType(w, o.EVEnergyOffer.EVPowerSchedule.EVPowerScheduleEntries)
             a = w.acc
             k = w.n
+            if o.EVEnergyOffer.EVAbsolutePriceSchedule is None:
+                raise encode_error('EVEnergyOfferType.EVAbsolutePriceSchedule', 'required value missing')
+            if o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor is None:
+                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'required value missing')
+            a <<= 4
+            k += 4
+            if o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor < 0 or (w.strict and (o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor > 18446744073709551615)):
+                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor!r} outside 0..18446744073709551615')
+            u = o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            if o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency is None:
+                raise encode_error('EVAbsolutePriceScheduleType.Currency', 'required value missing')
+            a <<= 3
+            k += 3
+            if len(o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency) > 3:
+                raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency)} outside 0..3')
+            w.acc = a
+            w.n = k
+            w.string(o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency)
+            a = w.acc
+            k = w.n
+            if o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm is None:
+                raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', 'required value missing')
+            a <<= 3
+            k += 3
+            if len(o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm) > 255:
+                raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm)} outside 0..255')
+            w.acc = a
+            w.n = k
+            w.string(o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm)
+            a = w.acc
+            k = w.n
+            if o.EVEnergyOffer.EVAbsolutePriceSchedule.EVPriceRuleStacks is None:
+                raise encode_error('EVAbsolutePriceScheduleType.EVPriceRuleStacks', 'required value missing')
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
+            _e_iso20_common_messages_EVPriceRuleStackListType(w, o.EVEnergyOffer.EVAbsolutePriceSchedule.EVPriceRuleStacks)
+            a = w.acc
+            k = w.n
+            a <<= 2
+            k += 2
             s = 5
         else:
             a = (a << 3) | 0x3
@@ -13907,13 +14806,90 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             k += 2
             s = 4
         elif o.EVEnergyOffer is not None:
-            a = (a << 2) | 0x1
+            if o.EVEnergyOffer.EVPowerSchedule is None:
+                raise encode_error('EVEnergyOfferType.EVPowerSchedule', 'required value missing')
+            if o.EVEnergyOffer.EVPowerSchedule.TimeAnchor is None:
+                raise encode_error('EVPowerScheduleType.TimeAnchor', 'required value missing')
+            a = (a << 5) | 0x8
+            k += 5
+            if o.EVEnergyOffer.EVPowerSchedule.TimeAnchor < 0 or (w.strict and (o.EVEnergyOffer.EVPowerSchedule.TimeAnchor > 18446744073709551615)):
+                raise encode_error('EVPowerScheduleType.TimeAnchor', f'{o.EVEnergyOffer.EVPowerSchedule.TimeAnchor!r} outside 0..18446744073709551615')
+            u = o.EVEnergyOffer.EVPowerSchedule.TimeAnchor
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            if o.EVEnergyOffer.EVPowerSchedule.EVPowerScheduleEntries is None:
+                raise encode_error('EVPowerScheduleType.EVPowerScheduleEntries', 'required value missing')
+            a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            _e_iso20_common_messages_EVEnergyOfferType(w, o.EVEnergyOffer)
+            _e_iso20_common_messages_EVPowerScheduleEntryListType(w, o.EVEnergyOffer.EVPowerSchedule.EVPowerScheduleEntries)
             a = w.acc
             k = w.n
+            if o.EVEnergyOffer.EVAbsolutePriceSchedule is None:
+                raise encode_error('EVEnergyOfferType.EVAbsolutePriceSchedule', 'required value missing')
+            if o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor is None:
+                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'required value missing')
+            a <<= 4
+            k += 4
+            if o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor < 0 or (w.strict and (o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor > 18446744073709551615)):
+                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor!r} outside 0..18446744073709551615')
+            u = o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            if o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency is None:
+                raise encode_error('EVAbsolutePriceScheduleType.Currency', 'required value missing')
+            a <<= 3
+            k += 3
+            if len(o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency) > 3:
+                raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency)} outside 0..3')
+            w.acc = a
+            w.n = k
+            w.string(o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency)
+            a = w.acc
+            k = w.n
+            if o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm is None:
+                raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', 'required value missing')
+            a <<= 3
+            k += 3
+            if len(o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm) > 255:
+                raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm)} outside 0..255')
+            w.acc = a
+            w.n = k
+            w.string(o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm)
+            a = w.acc
+            k = w.n
+            if o.EVEnergyOffer.EVAbsolutePriceSchedule.EVPriceRuleStacks is None:
+                raise encode_error('EVAbsolutePriceScheduleType.EVPriceRuleStacks', 'required value missing')
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
+            _e_iso20_common_messages_EVPriceRuleStackListType(w, o.EVEnergyOffer.EVAbsolutePriceSchedule.EVPriceRuleStacks)
+            a = w.acc
+            k = w.n
+            a <<= 2
+            k += 2
             s = 5
         else:
             a = (a << 2) | 0x2
@@ -13921,13 +14897,90 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             s = -1
     if s == 4:
         if o.EVEnergyOffer is not None:
+            if o.EVEnergyOffer.EVPowerSchedule is None:
+                raise encode_error('EVEnergyOfferType.EVPowerSchedule', 'required value missing')
+            if o.EVEnergyOffer.EVPowerSchedule.TimeAnchor is None:
+                raise encode_error('EVPowerScheduleType.TimeAnchor', 'required value missing')
+            a <<= 5
+            k += 5
+            if o.EVEnergyOffer.EVPowerSchedule.TimeAnchor < 0 or (w.strict and (o.EVEnergyOffer.EVPowerSchedule.TimeAnchor > 18446744073709551615)):
+                raise encode_error('EVPowerScheduleType.TimeAnchor', f'{o.EVEnergyOffer.EVPowerSchedule.TimeAnchor!r} outside 0..18446744073709551615')
+            u = o.EVEnergyOffer.EVPowerSchedule.TimeAnchor
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            if o.EVEnergyOffer.EVPowerSchedule.EVPowerScheduleEntries is None:
+                raise encode_error('EVPowerScheduleType.EVPowerScheduleEntries', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            _e_iso20_common_messages_EVEnergyOfferType(w, o.EVEnergyOffer)
+            _e_iso20_common_messages_EVPowerScheduleEntryListType(w, o.EVEnergyOffer.EVPowerSchedule.EVPowerScheduleEntries)
             a = w.acc
             k = w.n
+            if o.EVEnergyOffer.EVAbsolutePriceSchedule is None:
+                raise encode_error('EVEnergyOfferType.EVAbsolutePriceSchedule', 'required value missing')
+            if o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor is None:
+                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'required value missing')
+            a <<= 4
+            k += 4
+            if o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor < 0 or (w.strict and (o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor > 18446744073709551615)):
+                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor!r} outside 0..18446744073709551615')
+            u = o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            if o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency is None:
+                raise encode_error('EVAbsolutePriceScheduleType.Currency', 'required value missing')
+            a <<= 3
+            k += 3
+            if len(o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency) > 3:
+                raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency)} outside 0..3')
+            w.acc = a
+            w.n = k
+            w.string(o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency)
+            a = w.acc
+            k = w.n
+            if o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm is None:
+                raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', 'required value missing')
+            a <<= 3
+            k += 3
+            if len(o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm) > 255:
+                raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm)} outside 0..255')
+            w.acc = a
+            w.n = k
+            w.string(o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm)
+            a = w.acc
+            k = w.n
+            if o.EVEnergyOffer.EVAbsolutePriceSchedule.EVPriceRuleStacks is None:
+                raise encode_error('EVAbsolutePriceScheduleType.EVPriceRuleStacks', 'required value missing')
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
+            _e_iso20_common_messages_EVPriceRuleStackListType(w, o.EVEnergyOffer.EVAbsolutePriceSchedule.EVPriceRuleStacks)
+            a = w.acc
+            k = w.n
+            a <<= 2
+            k += 2
             s = 5
         else:
             a = (a << 2) | 0x1
@@ -16012,24 +17065,41 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader) -> _iso20_
     f_Id = r.string_of(u, None)
     win = r.win
     av = r.avail
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'SignedInstallationDataType', 'expected SE(ContractCertificateChain)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'SignedInstallationDataType', 'expected SE(ContractCertificateChain), SE(Certificate), CH of Certificate')
+    u = (c & 255)
+    if u > 127:
+        r.avail = av
+        u = r.uint_more(u)
+        win = r.win
+        av = r.avail
     r.avail = av
-    f_ContractCertificateChain = _d_iso20_common_messages_ContractCertificateChainType(r)
+    f_1_Certificate = r.binary_of(u, 1600)
     win = r.win
     av = r.avail
-    av -= 14
+    av -= 2
     if av < 0:
-        win, av = r.refill(av, 14)
-    c = (win >> av) & 0x3fff
-    if c & 0x3700 != 0x0:
-        raise r.fail_at(av + 14, 'SignedInstallationDataType', 'expected SE(ECDHCurve), CH of ECDHCurve, EE of ECDHCurve, SE(DHPublicKey), CH of DHPublicKey')
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
+    if c != 0x0:
+        raise r.fail_at(av + 2, 'SignedInstallationDataType', 'expected EE of Certificate, SE(SubCertificates)')
+    r.avail = av
+    f_1_SubCertificates = _d_iso20_common_messages_SubCertificatesType(r)
+    win = r.win
+    av = r.avail
+    av -= 15
+    if av < 0:
+        win, av = r.refill(av, 15)
+    c = (win >> av) & 0x7fff
+    if c & 0x7700 != 0x0:
+        raise r.fail_at(av + 15, 'SignedInstallationDataType', 'expected EE, SE(ECDHCurve), CH of ECDHCurve, EE of ECDHCurve, SE(DHPublicKey), CH of DHPublicKey')
     f_ECDHCurve = _E_iso20_common_messages_ecdhCurveType[((c >> 11) & 1)]
     u = (c & 255)
+    f_ContractCertificateChain = _iso20_common_messages.ContractCertificateChainType(Certificate=f_1_Certificate, SubCertificates=f_1_SubCertificates)
     if u > 127:
         r.avail = av
         u = r.uint_more(u)
@@ -16140,19 +17210,32 @@ def _e_iso20_common_messages_SignedInstallationDataType(w: BitWriter, o: _iso20_
     k = w.n
     if o.ContractCertificateChain is None:
         raise encode_error('SignedInstallationDataType.ContractCertificateChain', 'required value missing')
-    a <<= 1
-    k += 1
+    if o.ContractCertificateChain.Certificate is None:
+        raise encode_error('ContractCertificateChainType.Certificate', 'required value missing')
+    a <<= 3
+    k += 3
+    if len(o.ContractCertificateChain.Certificate) > 1600:
+        raise encode_error('ContractCertificateChainType.Certificate', f'length {len(o.ContractCertificateChain.Certificate)} outside 0..1600')
     w.acc = a
     w.n = k
-    _e_iso20_common_messages_ContractCertificateChainType(w, o.ContractCertificateChain)
+    w.binary(o.ContractCertificateChain.Certificate)
+    a = w.acc
+    k = w.n
+    if o.ContractCertificateChain.SubCertificates is None:
+        raise encode_error('ContractCertificateChainType.SubCertificates', 'required value missing')
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    _e_iso20_common_messages_SubCertificatesType(w, o.ContractCertificateChain.SubCertificates)
     a = w.acc
     k = w.n
     if o.ECDHCurve is None:
         raise encode_error('SignedInstallationDataType.ECDHCurve', 'required value missing')
     if o.DHPublicKey is None:
         raise encode_error('SignedInstallationDataType.DHPublicKey', 'required value missing')
-    a = (a << 6) | (_I_iso20_common_messages_ecdhCurveType[o.ECDHCurve]) << 3
-    k += 6
+    a = (a << 7) | (_I_iso20_common_messages_ecdhCurveType[o.ECDHCurve]) << 3
+    k += 7
     if (len(o.DHPublicKey) < 133 and w.strict) or len(o.DHPublicKey) > 133:
         raise encode_error('SignedInstallationDataType.DHPublicKey', f'length {len(o.DHPublicKey)} outside 133..133')
     w.acc = a

@@ -15789,10 +15789,24 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
                 s = 20
                 break
         elif ec == 1:
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            if c & 0xc03 != 0x0:
+                raise r.fail_at(av + 12, 'WPT_FinePositioningReqType[3]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage)')
+            f_1_NumPackages = ((c >> 2) & 255)
             r.avail = av
-            f_WPT_LF_DataPackageList = _d_iso20_wpt_WPT_LF_DataPackageListType(r)
+            f_1_WPT_LF_DataPackage = _d_iso20_wpt_WPT_LF_DataPackageType(r)
             win = r.win
             av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'WPT_FinePositioningReqType[3]', 'expected EE')
+            f_WPT_LF_DataPackageList = _iso20_wpt.WPT_LF_DataPackageListType(NumPackages=f_1_NumPackages, WPT_LF_DataPackage=f_1_WPT_LF_DataPackage)
             s = 5
             break
         elif ec == 2:
@@ -15806,10 +15820,24 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
             win, av = r.refill(av, 2)
         ec = (win >> av) & 0x3
         if ec == 0:
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            if c & 0xc03 != 0x0:
+                raise r.fail_at(av + 12, 'WPT_FinePositioningReqType[20]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage)')
+            f_2_NumPackages = ((c >> 2) & 255)
             r.avail = av
-            f_WPT_LF_DataPackageList = _d_iso20_wpt_WPT_LF_DataPackageListType(r)
+            f_2_WPT_LF_DataPackage = _d_iso20_wpt_WPT_LF_DataPackageType(r)
             win = r.win
             av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'WPT_FinePositioningReqType[20]', 'expected EE')
+            f_WPT_LF_DataPackageList = _iso20_wpt.WPT_LF_DataPackageListType(NumPackages=f_2_NumPackages, WPT_LF_DataPackage=f_2_WPT_LF_DataPackage)
             s = 5
         elif ec == 1:
             s = -1
@@ -15872,13 +15900,21 @@ def _e_iso20_wpt_WPT_FinePositioningReqType(w: BitWriter, o: _iso20_wpt.WPT_Fine
                     raise encode_error('WPT_FinePositioningReqType.VendorSpecificDataContainer', 'too many entries')
                 break
         elif o.WPT_LF_DataPackageList is not None:
-            a = (a << 2) | 0x1
-            k += 2
+            if o.WPT_LF_DataPackageList.NumPackages is None:
+                raise encode_error('WPT_LF_DataPackageListType.NumPackages', 'required value missing')
+            if o.WPT_LF_DataPackageList.NumPackages < 0 or o.WPT_LF_DataPackageList.NumPackages > 255:
+                raise encode_error('WPT_LF_DataPackageListType.NumPackages', f'{o.WPT_LF_DataPackageList.NumPackages!r} outside 0..255')
+            if o.WPT_LF_DataPackageList.WPT_LF_DataPackage is None:
+                raise encode_error('WPT_LF_DataPackageListType.WPT_LF_DataPackage', 'required value missing')
+            a = (a << 14) | (o.WPT_LF_DataPackageList.NumPackages) << 2 | 0x1000
+            k += 14
             w.acc = a
             w.n = k
-            _e_iso20_wpt_WPT_LF_DataPackageListType(w, o.WPT_LF_DataPackageList)
+            _e_iso20_wpt_WPT_LF_DataPackageType(w, o.WPT_LF_DataPackageList.WPT_LF_DataPackage)
             a = w.acc
             k = w.n
+            a <<= 1
+            k += 1
             s = 5
             break
         else:
@@ -15888,13 +15924,21 @@ def _e_iso20_wpt_WPT_FinePositioningReqType(w: BitWriter, o: _iso20_wpt.WPT_Fine
             break
     if s == 20:
         if o.WPT_LF_DataPackageList is not None:
-            a <<= 2
-            k += 2
+            if o.WPT_LF_DataPackageList.NumPackages is None:
+                raise encode_error('WPT_LF_DataPackageListType.NumPackages', 'required value missing')
+            if o.WPT_LF_DataPackageList.NumPackages < 0 or o.WPT_LF_DataPackageList.NumPackages > 255:
+                raise encode_error('WPT_LF_DataPackageListType.NumPackages', f'{o.WPT_LF_DataPackageList.NumPackages!r} outside 0..255')
+            if o.WPT_LF_DataPackageList.WPT_LF_DataPackage is None:
+                raise encode_error('WPT_LF_DataPackageListType.WPT_LF_DataPackage', 'required value missing')
+            a = (a << 14) | (o.WPT_LF_DataPackageList.NumPackages) << 2
+            k += 14
             w.acc = a
             w.n = k
-            _e_iso20_wpt_WPT_LF_DataPackageListType(w, o.WPT_LF_DataPackageList)
+            _e_iso20_wpt_WPT_LF_DataPackageType(w, o.WPT_LF_DataPackageList.WPT_LF_DataPackage)
             a = w.acc
             k = w.n
+            a <<= 1
+            k += 1
             s = 5
         else:
             a = (a << 2) | 0x1
@@ -15980,10 +16024,24 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
                 s = 20
                 break
         elif ec == 1:
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            if c & 0xc03 != 0x0:
+                raise r.fail_at(av + 12, 'WPT_FinePositioningResType[3]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage)')
+            f_1_NumPackages = ((c >> 2) & 255)
             r.avail = av
-            f_WPT_LF_DataPackageList = _d_iso20_wpt_WPT_LF_DataPackageListType(r)
+            f_1_WPT_LF_DataPackage = _d_iso20_wpt_WPT_LF_DataPackageType(r)
             win = r.win
             av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'WPT_FinePositioningResType[3]', 'expected EE')
+            f_WPT_LF_DataPackageList = _iso20_wpt.WPT_LF_DataPackageListType(NumPackages=f_1_NumPackages, WPT_LF_DataPackage=f_1_WPT_LF_DataPackage)
             s = 5
             break
         elif ec == 2:
@@ -15997,10 +16055,24 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
             win, av = r.refill(av, 2)
         ec = (win >> av) & 0x3
         if ec == 0:
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            if c & 0xc03 != 0x0:
+                raise r.fail_at(av + 12, 'WPT_FinePositioningResType[20]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage)')
+            f_2_NumPackages = ((c >> 2) & 255)
             r.avail = av
-            f_WPT_LF_DataPackageList = _d_iso20_wpt_WPT_LF_DataPackageListType(r)
+            f_2_WPT_LF_DataPackage = _d_iso20_wpt_WPT_LF_DataPackageType(r)
             win = r.win
             av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'WPT_FinePositioningResType[20]', 'expected EE')
+            f_WPT_LF_DataPackageList = _iso20_wpt.WPT_LF_DataPackageListType(NumPackages=f_2_NumPackages, WPT_LF_DataPackage=f_2_WPT_LF_DataPackage)
             s = 5
         elif ec == 1:
             s = -1
@@ -16063,13 +16135,21 @@ def _e_iso20_wpt_WPT_FinePositioningResType(w: BitWriter, o: _iso20_wpt.WPT_Fine
                     raise encode_error('WPT_FinePositioningResType.VendorSpecificDataContainer', 'too many entries')
                 break
         elif o.WPT_LF_DataPackageList is not None:
-            a = (a << 2) | 0x1
-            k += 2
+            if o.WPT_LF_DataPackageList.NumPackages is None:
+                raise encode_error('WPT_LF_DataPackageListType.NumPackages', 'required value missing')
+            if o.WPT_LF_DataPackageList.NumPackages < 0 or o.WPT_LF_DataPackageList.NumPackages > 255:
+                raise encode_error('WPT_LF_DataPackageListType.NumPackages', f'{o.WPT_LF_DataPackageList.NumPackages!r} outside 0..255')
+            if o.WPT_LF_DataPackageList.WPT_LF_DataPackage is None:
+                raise encode_error('WPT_LF_DataPackageListType.WPT_LF_DataPackage', 'required value missing')
+            a = (a << 14) | (o.WPT_LF_DataPackageList.NumPackages) << 2 | 0x1000
+            k += 14
             w.acc = a
             w.n = k
-            _e_iso20_wpt_WPT_LF_DataPackageListType(w, o.WPT_LF_DataPackageList)
+            _e_iso20_wpt_WPT_LF_DataPackageType(w, o.WPT_LF_DataPackageList.WPT_LF_DataPackage)
             a = w.acc
             k = w.n
+            a <<= 1
+            k += 1
             s = 5
             break
         else:
@@ -16079,13 +16159,21 @@ def _e_iso20_wpt_WPT_FinePositioningResType(w: BitWriter, o: _iso20_wpt.WPT_Fine
             break
     if s == 20:
         if o.WPT_LF_DataPackageList is not None:
-            a <<= 2
-            k += 2
+            if o.WPT_LF_DataPackageList.NumPackages is None:
+                raise encode_error('WPT_LF_DataPackageListType.NumPackages', 'required value missing')
+            if o.WPT_LF_DataPackageList.NumPackages < 0 or o.WPT_LF_DataPackageList.NumPackages > 255:
+                raise encode_error('WPT_LF_DataPackageListType.NumPackages', f'{o.WPT_LF_DataPackageList.NumPackages!r} outside 0..255')
+            if o.WPT_LF_DataPackageList.WPT_LF_DataPackage is None:
+                raise encode_error('WPT_LF_DataPackageListType.WPT_LF_DataPackage', 'required value missing')
+            a = (a << 14) | (o.WPT_LF_DataPackageList.NumPackages) << 2
+            k += 14
             w.acc = a
             w.n = k
-            _e_iso20_wpt_WPT_LF_DataPackageListType(w, o.WPT_LF_DataPackageList)
+            _e_iso20_wpt_WPT_LF_DataPackageType(w, o.WPT_LF_DataPackageList.WPT_LF_DataPackage)
             a = w.acc
             k = w.n
+            a <<= 1
+            k += 1
             s = 5
         else:
             a = (a << 2) | 0x1
@@ -16781,42 +16869,22 @@ def _d_iso20_wpt_WPT_LF_DataPackageType(r: BitReader) -> _iso20_wpt.WPT_LF_DataP
             win = r.win
             av = r.avail
         f_5_RxIdentifier = u
-        av -= 13
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
-        if c & 0x1f00 != 0x0:
-            raise r.fail_at(av + 13, 'WPT_LF_DataPackageType[1]', 'expected EE of RxIdentifier, SE(RSSIData), SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
-        u = (c & 255)
-        if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
-        f_7_TxIdentifier = u
-        av -= 24
-        if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c & 0xf00e00 != 0x0:
-            raise r.fail_at(av + 24, 'WPT_LF_DataPackageType[1]', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
-        f_8_Value = -u - 1 if sg else u
-        av -= 6
-        if av < 0:
-            win, av = r.refill(av, 6)
-        c = (win >> av) & 0x3f
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c != 0x0:
-            raise r.fail_at(av + 6, 'WPT_LF_DataPackageType[1]', 'expected EE of Value, EE, EE, EE, EE, EE')
-        f_7_RSSI = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
-        f_6_RSSIDataList = _iso20_wpt.WPT_LF_RxRSSIType(TxIdentifier=f_7_TxIdentifier, RSSI=f_7_RSSI)
+            raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected EE of RxIdentifier, SE(RSSIData), SE(RSSIDataList)')
+        r.avail = av
+        f_6_RSSIDataList = _d_iso20_wpt_WPT_LF_RxRSSIType(r)
+        win = r.win
+        av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c != 0x0:
+            raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected EE, EE, EE')
         f_5_RSSIData = _iso20_wpt.WPT_LF_RxRSSIListType(RSSIDataList=f_6_RSSIDataList)
         f_4_WPT_LF_RxDataList = _iso20_wpt.WPT_LF_RxDataType(RxIdentifier=f_5_RxIdentifier, RSSIData=f_5_RSSIData)
         f_LF_RxData = _iso20_wpt.WPT_LF_RxDataListType(WPT_LF_RxDataList=f_4_WPT_LF_RxDataList)
@@ -16917,52 +16985,15 @@ def _e_iso20_wpt_WPT_LF_DataPackageType(w: BitWriter, o: _iso20_wpt.WPT_LF_DataP
             raise encode_error('WPT_LF_RxDataType.RSSIData', 'required value missing')
         if o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList is None:
             raise encode_error('WPT_LF_RxRSSIListType.RSSIDataList', 'required value missing')
-        if o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier is None:
-            raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'required value missing')
-        a <<= 5
-        k += 5
-        if o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier < 0 or (w.strict and (o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier < 1 or o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier > 4294967295)):
-            raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier!r} outside 1..4294967295')
-        u = o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier
-        if u < 0x80:
-            a = (a << 8) | u
-            k += 8
-        elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
-        else:
-            w.acc = a
-            w.n = k
-            w.uint(u)
-            a = w.acc
-            k = w.n
-        if o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI is None:
-            raise encode_error('WPT_LF_RxRSSIType.RSSI', 'required value missing')
-        if o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Exponent is None:
-            raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Exponent < -128 or o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Exponent!r} outside -128..127')
-        if o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value is None:
-            raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value < -32768 or o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value!r} outside -32768..32767')
-        a = (a << 16) | (o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Exponent + 128) << 4 | (1 if o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value < 0 else 0)
-        k += 16
-        u = -o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value - 1 if o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value < 0 else o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value
-        if u < 0x80:
-            a = (a << 8) | u
-            k += 8
-        elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
-        else:
-            w.acc = a
-            w.n = k
-            w.uint(u)
-            a = w.acc
-            k = w.n
-        a <<= 6
-        k += 6
+        a <<= 3
+        k += 3
+        w.acc = a
+        w.n = k
+        _e_iso20_wpt_WPT_LF_RxRSSIType(w, o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList)
+        a = w.acc
+        k = w.n
+        a <<= 3
+        k += 3
     else:
         raise encode_error('WPT_LF_DataPackageType', 'missing SE(LF_TxData), SE(LF_RxData)')
     a <<= 1
@@ -17824,28 +17855,22 @@ def _d_iso20_wpt_WPT_LF_RxDataListType(r: BitReader) -> _iso20_wpt.WPT_LF_RxData
         win = r.win
         av = r.avail
     f_3_TxIdentifier = u
-    av -= 24
+    av -= 2
     if av < 0:
-        win, av = r.refill(av, 24)
-    c = (win >> av) & 0xffffff
-    if c & 0xf00e00 != 0x0:
-        raise r.fail_at(av + 24, 'WPT_LF_RxDataListType', 'expected EE of TxIdentifier, SE(RSSI), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_4_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
-    if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
-    f_4_Value = -u - 1 if sg else u
-    av -= 6
-    if av < 0:
-        win, av = r.refill(av, 6)
-    c = (win >> av) & 0x3f
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_at(av + 6, 'WPT_LF_RxDataListType', 'expected EE of Value, EE, EE, EE, EE, EE')
-    f_3_RSSI = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+        raise r.fail_at(av + 2, 'WPT_LF_RxDataListType', 'expected EE of TxIdentifier, SE(RSSI)')
+    r.avail = av
+    f_3_RSSI = _d_iso20_common_types_RationalNumberType(r)
+    win = r.win
+    av = r.avail
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
+    if c != 0x0:
+        raise r.fail_at(av + 4, 'WPT_LF_RxDataListType', 'expected EE, EE, EE, EE')
     f_2_RSSIDataList = _iso20_wpt.WPT_LF_RxRSSIType(TxIdentifier=f_3_TxIdentifier, RSSI=f_3_RSSI)
     f_1_RSSIData = _iso20_wpt.WPT_LF_RxRSSIListType(RSSIDataList=f_2_RSSIDataList)
     f_WPT_LF_RxDataList = _iso20_wpt.WPT_LF_RxDataType(RxIdentifier=f_1_RxIdentifier, RSSIData=f_1_RSSIData)
@@ -17901,31 +17926,15 @@ def _e_iso20_wpt_WPT_LF_RxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxData
         k = w.n
     if o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI is None:
         raise encode_error('WPT_LF_RxRSSIType.RSSI', 'required value missing')
-    if o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Exponent is None:
-        raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Exponent < -128 or o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Exponent!r} outside -128..127')
-    if o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value is None:
-        raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value < -32768 or o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value!r} outside -32768..32767')
-    a = (a << 16) | (o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Exponent + 128) << 4 | (1 if o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value < 0 else 0)
-    k += 16
-    u = -o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value - 1 if o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value < 0 else o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI.Value
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
-    a <<= 6
-    k += 6
+    a <<= 2
+    k += 2
+    w.acc = a
+    w.n = k
+    _e_iso20_common_types_RationalNumberType(w, o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI)
+    a = w.acc
+    k = w.n
+    a <<= 4
+    k += 4
     w.acc = a
     w.n = k
     if k >= 1024:

@@ -179,9 +179,8 @@ class BitReader:
 
     def finish(self, where: str) -> None:
         """After the end of the document only zero padding may follow."""
-        rest = self.end - self.pos
-        if rest and self.bits(rest):
-            self.pos -= rest
+        in_window = self.win & ((1 << self.avail) - 1)
+        if in_window or self.data[self.next :].strip(b"\0"):
             raise self.fail(where, "non-zero data after the end of the document")
 
 
