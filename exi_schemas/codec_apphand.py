@@ -37,10 +37,16 @@ def _d_apphand_AppProtocolType(r: BitReader) -> _apphand.AppProtocolType:
         raise r.fail_at(av + 10, 'AppProtocolType', 'expected SE(ProtocolNamespace), CH of ProtocolNamespace')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_ProtocolNamespace = r.string_of(u, 100)
     win = r.win
@@ -53,10 +59,16 @@ def _d_apphand_AppProtocolType(r: BitReader) -> _apphand.AppProtocolType:
         raise r.fail_at(av + 11, 'AppProtocolType', 'expected EE of ProtocolNamespace, SE(VersionNumberMajor), CH of VersionNumberMajor')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_VersionNumberMajor = u
     av -= 11
     if av < 0:
@@ -66,10 +78,16 @@ def _d_apphand_AppProtocolType(r: BitReader) -> _apphand.AppProtocolType:
         raise r.fail_at(av + 11, 'AppProtocolType', 'expected EE of VersionNumberMajor, SE(VersionNumberMinor), CH of VersionNumberMinor')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_VersionNumberMinor = u
     av -= 21
     if av < 0:
@@ -162,10 +180,16 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader) -> _apphand.supportedAppPro
         raise r.fail_at(av + 11, 'supportedAppProtocolReq', 'expected SE(AppProtocol), SE(ProtocolNamespace), CH of ProtocolNamespace')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_1_ProtocolNamespace = r.string_of(u, 100)
     win = r.win
@@ -178,10 +202,16 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader) -> _apphand.supportedAppPro
         raise r.fail_at(av + 11, 'supportedAppProtocolReq', 'expected EE of ProtocolNamespace, SE(VersionNumberMajor), CH of VersionNumberMajor')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_VersionNumberMajor = u
     av -= 11
     if av < 0:
@@ -191,10 +221,16 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader) -> _apphand.supportedAppPro
         raise r.fail_at(av + 11, 'supportedAppProtocolReq', 'expected EE of VersionNumberMajor, SE(VersionNumberMinor), CH of VersionNumberMinor')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_VersionNumberMinor = u
     av -= 21
     if av < 0:
@@ -221,10 +257,16 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader) -> _apphand.supportedAppPro
                 raise r.fail_at(av + 10, 'supportedAppProtocolReq[1]', 'expected SE(ProtocolNamespace), CH of ProtocolNamespace')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_2_ProtocolNamespace = r.string_of(u, 100)
             win = r.win
@@ -237,10 +279,16 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader) -> _apphand.supportedAppPro
                 raise r.fail_at(av + 11, 'supportedAppProtocolReq[1]', 'expected EE of ProtocolNamespace, SE(VersionNumberMajor), CH of VersionNumberMajor')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_2_VersionNumberMajor = u
             av -= 11
             if av < 0:
@@ -250,10 +298,16 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader) -> _apphand.supportedAppPro
                 raise r.fail_at(av + 11, 'supportedAppProtocolReq[1]', 'expected EE of VersionNumberMajor, SE(VersionNumberMinor), CH of VersionNumberMinor')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_2_VersionNumberMinor = u
             av -= 21
             if av < 0:
@@ -550,10 +604,16 @@ def _d_v1(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.string_of(u, 100)
     win = r.win
@@ -648,10 +708,16 @@ def _d_v4(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = u
     av -= 1
     if av < 0:

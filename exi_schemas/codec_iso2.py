@@ -61,10 +61,16 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
         raise r.fail_at(av + 9, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -155,10 +161,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of P')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_P = r.binary_of(u, None)
         win = r.win
@@ -179,10 +191,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of G')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_G = r.binary_of(u, None)
         win = r.win
@@ -203,10 +221,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of Y')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Y = r.binary_of(u, None)
         win = r.win
@@ -229,10 +253,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 10, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Q = r.binary_of(u, None)
         win = r.win
@@ -258,10 +288,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of G')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_G = r.binary_of(u, None)
             win = r.win
@@ -282,10 +318,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of Y')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_Y = r.binary_of(u, None)
             win = r.win
@@ -308,10 +350,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 10, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Y = r.binary_of(u, None)
         win = r.win
@@ -337,10 +385,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of J')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_J = r.binary_of(u, None)
         win = r.win
@@ -361,10 +415,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of Seed')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Seed = r.binary_of(u, None)
         win = r.win
@@ -394,10 +454,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 raise r.fail_at(av + 9, 'DSAKeyValueType[5]', 'expected CH of Seed')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_Seed = r.binary_of(u, None)
             win = r.win
@@ -422,10 +488,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 10, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_PgenCounter = r.binary_of(u, None)
         win = r.win
@@ -619,10 +691,16 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
         raise r.fail_at(av + 9, 'DigestMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -712,10 +790,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -730,10 +814,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of KeyName')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_KeyName.append(r.string_of(u, None))
         win = r.win
@@ -784,10 +874,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of MgmtData')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_MgmtData.append(r.string_of(u, None))
         win = r.win
@@ -820,10 +916,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                     raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of KeyName')
                 u = (c & 255)
                 if u > 127:
-                    r.avail = av
-                    u = r.uint_more(u)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 14)
+                        win = r.win
+                        av = r.avail
                 r.avail = av
                 f_KeyName.append(r.string_of(u, None))
                 win = r.win
@@ -880,10 +982,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                     raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of MgmtData')
                 u = (c & 255)
                 if u > 127:
-                    r.avail = av
-                    u = r.uint_more(u)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 14)
+                        win = r.win
+                        av = r.avail
                 r.avail = av
                 f_MgmtData.append(r.string_of(u, None))
                 win = r.win
@@ -916,10 +1024,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of KeyName')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_KeyName.append(r.string_of(u, None))
             win = r.win
@@ -964,10 +1078,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of MgmtData')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_MgmtData.append(r.string_of(u, None))
             win = r.win
@@ -1287,10 +1407,16 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
                 raise r.fail_at(av + 10, 'KeyValueType[0]', 'expected SE(Modulus), CH of Modulus')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_1_Modulus = r.binary_of(u, None)
             win = r.win
@@ -1303,10 +1429,16 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
                 raise r.fail_at(av + 11, 'KeyValueType[0]', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_1_Exponent = r.binary_of(u, None)
             win = r.win
@@ -1402,10 +1534,16 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -1562,10 +1700,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Encoding = r.string_of(u, None)
         win = r.win
@@ -1578,10 +1722,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -1594,10 +1744,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_MimeType = r.string_of(u, None)
         win = r.win
@@ -1623,10 +1779,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_Id = r.string_of(u, None)
             win = r.win
@@ -1639,10 +1801,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_MimeType = r.string_of(u, None)
             win = r.win
@@ -1668,10 +1836,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_MimeType = r.string_of(u, None)
             win = r.win
@@ -1825,10 +1999,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyID')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_PGPKeyID = r.binary_of(u, None)
         win = r.win
@@ -1849,10 +2029,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_PGPKeyPacket.append(r.binary_of(u, None))
         win = r.win
@@ -1880,10 +2066,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
                 raise r.fail_at(av + 9, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_PGPKeyPacket.append(r.binary_of(u, None))
             win = r.win
@@ -2043,10 +2235,16 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
         raise r.fail_at(av + 10, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Modulus = r.binary_of(u, None)
     win = r.win
@@ -2059,10 +2257,16 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
         raise r.fail_at(av + 11, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Exponent = r.binary_of(u, None)
     win = r.win
@@ -2126,10 +2330,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -2142,10 +2352,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Type = r.string_of(u, None)
         win = r.win
@@ -2158,10 +2374,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_URI = r.string_of(u, None)
         win = r.win
@@ -2193,10 +2415,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_Type = r.string_of(u, None)
             win = r.win
@@ -2209,10 +2437,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_URI = r.string_of(u, None)
             win = r.win
@@ -2244,10 +2478,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_URI = r.string_of(u, None)
             win = r.win
@@ -2306,10 +2546,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         raise r.fail_at(av + 10, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_DigestValue = r.binary_of(u, None)
     win = r.win
@@ -2515,10 +2761,16 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Type = r.string_of(u, None)
         win = r.win
@@ -2531,10 +2783,16 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_URI = r.string_of(u, None)
         win = r.win
@@ -2562,10 +2820,16 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_URI = r.string_of(u, None)
             win = r.win
@@ -2704,10 +2968,16 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                 raise r.fail_at(av + 10, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_SPKISexp.append(r.binary_of(u, None))
             win = r.win
@@ -2734,10 +3004,16 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                         raise r.fail_at(av + 9, 'SPKIDataType[1]', 'expected CH of SPKISexp')
                     u = (c & 255)
                     if u > 127:
-                        r.avail = av
-                        u = r.uint_more(u)
-                        win = r.win
-                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 14)
+                            win = r.win
+                            av = r.avail
                     r.avail = av
                     f_SPKISexp.append(r.binary_of(u, None))
                     win = r.win
@@ -2769,10 +3045,16 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                     raise r.fail_at(av + 9, 'SPKIDataType[2]', 'expected CH of SPKISexp')
                 u = (c & 255)
                 if u > 127:
-                    r.avail = av
-                    u = r.uint_more(u)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 14)
+                        win = r.win
+                        av = r.avail
                 r.avail = av
                 f_SPKISexp.append(r.binary_of(u, None))
                 win = r.win
@@ -2869,10 +3151,16 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
         raise r.fail_at(av + 9, 'SignatureMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -2893,10 +3181,16 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_HMACOutputLength = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -3018,10 +3312,16 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3177,10 +3477,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3193,10 +3499,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Target = r.string_of(u, None)
         win = r.win
@@ -3213,10 +3525,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             raise r.fail_at(av + 9, 'SignaturePropertyType[1]', 'expected AT(Target)')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Target = r.string_of(u, None)
         win = r.win
@@ -3338,10 +3656,16 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3560,10 +3884,16 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3576,10 +3906,16 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_value = r.binary_of(u, None)
         win = r.win
@@ -3596,10 +3932,16 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
             raise r.fail_at(av + 9, 'SignatureValueType[1]', 'expected CH')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_value = r.binary_of(u, None)
         win = r.win
@@ -3679,10 +4021,16 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3874,10 +4222,16 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
         raise r.fail_at(av + 9, 'TransformType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -3896,10 +4250,16 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
                 raise r.fail_at(av + 9, 'TransformType[1]', 'expected CH of XPath')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_XPath.append(r.string_of(u, None))
             win = r.win
@@ -4084,10 +4444,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             raise r.fail_at(av + 10, 'X509DataType[0]', 'expected SE(X509IssuerName), CH of X509IssuerName')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_1_X509IssuerName = r.string_of(u, None)
         win = r.win
@@ -4101,10 +4467,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_X509SerialNumber = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -4122,10 +4494,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509SKI')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_X509SKI.append(r.binary_of(u, None))
         win = r.win
@@ -4145,10 +4523,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509SubjectName')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_X509SubjectName.append(r.string_of(u, None))
         win = r.win
@@ -4168,10 +4552,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509Certificate')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_X509Certificate.append(r.binary_of(u, None))
         win = r.win
@@ -4191,10 +4581,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509CRL')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_X509CRL.append(r.binary_of(u, None))
         win = r.win
@@ -4223,10 +4619,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 raise r.fail_at(av + 10, 'X509DataType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_2_X509IssuerName = r.string_of(u, None)
             win = r.win
@@ -4240,10 +4642,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_2_X509SerialNumber = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -4261,10 +4669,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509SKI')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_X509SKI.append(r.binary_of(u, None))
             win = r.win
@@ -4284,10 +4698,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509SubjectName')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_X509SubjectName.append(r.string_of(u, None))
             win = r.win
@@ -4307,10 +4727,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509Certificate')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_X509Certificate.append(r.binary_of(u, None))
             win = r.win
@@ -4330,10 +4756,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509CRL')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_X509CRL.append(r.binary_of(u, None))
             win = r.win
@@ -4549,10 +4981,16 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
         raise r.fail_at(av + 10, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_X509IssuerName = r.string_of(u, None)
     win = r.win
@@ -4566,10 +5004,16 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_X509SerialNumber = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -4634,10 +5078,16 @@ def _d_iso2_AuthorizationReqType(r: BitReader) -> _iso2.AuthorizationReqType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -4652,10 +5102,16 @@ def _d_iso2_AuthorizationReqType(r: BitReader) -> _iso2.AuthorizationReqType:
             raise r.fail_at(av + 9, 'AuthorizationReqType[0]', 'expected CH of GenChallenge')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_GenChallenge = r.binary_of(u, 16)
         win = r.win
@@ -4685,10 +5141,16 @@ def _d_iso2_AuthorizationReqType(r: BitReader) -> _iso2.AuthorizationReqType:
                 raise r.fail_at(av + 9, 'AuthorizationReqType[1]', 'expected CH of GenChallenge')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_GenChallenge = r.binary_of(u, 16)
             win = r.win
@@ -4925,10 +5387,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             raise r.fail_at(av + 9, 'BodyType[0]', 'expected AT(Id)')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_6_Id = r.string_of(u, None)
         win = r.win
@@ -4941,10 +5409,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(OEMProvisioningCert), CH of OEMProvisioningCert')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_6_OEMProvisioningCert = r.binary_of(u, 800)
         win = r.win
@@ -5000,10 +5474,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ContractSignatureEncryptedPrivateKey), AT(Id)')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_8_Id = r.string_of(u, None)
         win = r.win
@@ -5016,10 +5496,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             raise r.fail_at(av + 9, 'BodyType[0]', 'expected CH')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_8_value = r.binary_of(u, 48)
         win = r.win
@@ -5033,10 +5519,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         u = (c & 255)
         f_7_ContractSignatureEncryptedPrivateKey = _iso2.ContractSignatureEncryptedPrivateKeyType(Id=f_8_Id, value=f_8_value)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_9_Id = r.string_of(u, None)
         win = r.win
@@ -5049,10 +5541,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             raise r.fail_at(av + 9, 'BodyType[0]', 'expected CH')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_9_value = r.binary_of(u, 65)
         win = r.win
@@ -5066,10 +5564,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         u = (c & 255)
         f_7_DHpublickey = _iso2.DiffieHellmanPublickeyType(Id=f_9_Id, value=f_9_value)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_10_Id = r.string_of(u, None)
         win = r.win
@@ -5082,10 +5586,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             raise r.fail_at(av + 9, 'BodyType[0]', 'expected CH')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_10_value = r.string_of(u, 15)
         win = r.win
@@ -5108,10 +5618,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             raise r.fail_at(av + 9, 'BodyType[0]', 'expected AT(Id)')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_11_Id = r.string_of(u, None)
         win = r.win
@@ -5134,10 +5650,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(eMAID), CH of eMAID')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_11_eMAID = r.string_of(u, 15)
         win = r.win
@@ -5226,10 +5748,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(eMAID), CH of eMAID')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_13_eMAID = r.string_of(u, 15)
         win = r.win
@@ -5265,10 +5793,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         f_14_ResponseCode = _E_iso2_responseCodeType[iv]
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_14_GenChallenge = r.binary_of(u, 16)
         win = r.win
@@ -5282,10 +5816,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_14_EVSETimeStamp = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -5362,10 +5902,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         u = (c & 255)
         f_17_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_18_EVReady, EVErrorCode=f_18_EVErrorCode, EVRESSSOC=f_18_EVRESSSOC)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_19_Value = -u - 1 if sg else u
         av -= 26
         if av < 0:
@@ -5382,10 +5928,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         u = (c & 255)
         f_17_EVTargetVoltage = _iso2.PhysicalValueType(Multiplier=f_19_Multiplier, Unit=f_19_Unit, Value=f_19_Value)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_20_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -5425,10 +5977,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_22_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -5448,10 +6006,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ServiceID), CH of ServiceID')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_23_ServiceID = u
         av -= 2
         if av < 0:
@@ -5488,10 +6052,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(EVCCID), CH of EVCCID')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_24_EVCCID = r.binary_of(u, 6)
         win = r.win
@@ -5578,10 +6148,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_30_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -7569,10 +8145,16 @@ def _d_iso2_CertificateInstallationReqType(r: BitReader) -> _iso2.CertificateIns
         raise r.fail_at(av + 9, 'CertificateInstallationReqType', 'expected AT(Id)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Id = r.string_of(u, None)
     win = r.win
@@ -7585,10 +8167,16 @@ def _d_iso2_CertificateInstallationReqType(r: BitReader) -> _iso2.CertificateIns
         raise r.fail_at(av + 10, 'CertificateInstallationReqType', 'expected SE(OEMProvisioningCert), CH of OEMProvisioningCert')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_OEMProvisioningCert = r.binary_of(u, 800)
     win = r.win
@@ -7692,10 +8280,16 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
         raise r.fail_at(av + 10, 'CertificateInstallationResType', 'expected SE(ContractSignatureEncryptedPrivateKey), AT(Id)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_1_Id = r.string_of(u, None)
     win = r.win
@@ -7708,10 +8302,16 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
         raise r.fail_at(av + 9, 'CertificateInstallationResType', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_1_value = r.binary_of(u, 48)
     win = r.win
@@ -7725,10 +8325,16 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
     u = (c & 255)
     f_ContractSignatureEncryptedPrivateKey = _iso2.ContractSignatureEncryptedPrivateKeyType(Id=f_1_Id, value=f_1_value)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_2_Id = r.string_of(u, None)
     win = r.win
@@ -7741,10 +8347,16 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
         raise r.fail_at(av + 9, 'CertificateInstallationResType', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_2_value = r.binary_of(u, 65)
     win = r.win
@@ -7758,10 +8370,16 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
     u = (c & 255)
     f_DHpublickey = _iso2.DiffieHellmanPublickeyType(Id=f_2_Id, value=f_2_value)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_3_Id = r.string_of(u, None)
     win = r.win
@@ -7774,10 +8392,16 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
         raise r.fail_at(av + 9, 'CertificateInstallationResType', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_3_value = r.string_of(u, 15)
     win = r.win
@@ -7903,10 +8527,16 @@ def _d_iso2_CertificateUpdateReqType(r: BitReader) -> _iso2.CertificateUpdateReq
         raise r.fail_at(av + 9, 'CertificateUpdateReqType', 'expected AT(Id)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Id = r.string_of(u, None)
     win = r.win
@@ -7929,10 +8559,16 @@ def _d_iso2_CertificateUpdateReqType(r: BitReader) -> _iso2.CertificateUpdateReq
         raise r.fail_at(av + 10, 'CertificateUpdateReqType', 'expected SE(eMAID), CH of eMAID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_eMAID = r.string_of(u, 15)
     win = r.win
@@ -8050,10 +8686,16 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
     u = (c & 255)
     s = 3
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_1_Id = r.string_of(u, None)
     win = r.win
@@ -8066,10 +8708,16 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
         raise r.fail_at(av + 9, 'CertificateUpdateResType', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_1_value = r.binary_of(u, 48)
     win = r.win
@@ -8084,10 +8732,16 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
     f_ContractSignatureEncryptedPrivateKey = _iso2.ContractSignatureEncryptedPrivateKeyType(Id=f_1_Id, value=f_1_value)
     s = 4
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_2_Id = r.string_of(u, None)
     win = r.win
@@ -8100,10 +8754,16 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
         raise r.fail_at(av + 9, 'CertificateUpdateResType', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_2_value = r.binary_of(u, 65)
     win = r.win
@@ -8118,10 +8778,16 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
     f_DHpublickey = _iso2.DiffieHellmanPublickeyType(Id=f_2_Id, value=f_2_value)
     s = 5
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_3_Id = r.string_of(u, None)
     win = r.win
@@ -8134,10 +8800,16 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
         raise r.fail_at(av + 9, 'CertificateUpdateResType', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_3_value = r.string_of(u, 15)
     win = r.win
@@ -8161,10 +8833,16 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_RetryCounter = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -8344,10 +9022,16 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2.ChargeParamet
             raise r.fail_at(av + 9, 'ChargeParameterDiscoveryReqType[0]', 'expected CH of MaxEntriesSAScheduleTuple')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_MaxEntriesSAScheduleTuple = u
         av -= 1
         if av < 0:
@@ -8550,10 +9234,16 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
             raise r.fail_at(av + 11, 'ChargeParameterDiscoveryResType[2]', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_3_NotificationMaxDelay = u
         av -= 35
         if av < 0:
@@ -8575,10 +9265,16 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
         u = (c & 255)
         f_2_AC_EVSEStatus = _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_3_NotificationMaxDelay, EVSENotification=f_3_EVSENotification, RCD=f_3_RCD)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_4_Value = -u - 1 if sg else u
         av -= 26
         if av < 0:
@@ -8595,10 +9291,16 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
         u = (c & 255)
         f_2_EVSENominalVoltage = _iso2.PhysicalValueType(Multiplier=f_4_Multiplier, Unit=f_4_Unit, Value=f_4_Value)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_5_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -8640,10 +9342,16 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
                 raise r.fail_at(av + 11, 'ChargeParameterDiscoveryResType[3]', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_8_NotificationMaxDelay = u
             av -= 35
             if av < 0:
@@ -8665,10 +9373,16 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
             u = (c & 255)
             f_7_AC_EVSEStatus = _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_8_NotificationMaxDelay, EVSENotification=f_8_EVSENotification, RCD=f_8_RCD)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_9_Value = -u - 1 if sg else u
             av -= 26
             if av < 0:
@@ -8685,10 +9399,16 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
             u = (c & 255)
             f_7_EVSENominalVoltage = _iso2.PhysicalValueType(Multiplier=f_9_Multiplier, Unit=f_9_Unit, Value=f_9_Value)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_10_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -9016,10 +9736,16 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
     u = (c & 255)
     s = 1
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_EVSEID = r.string_of(u, 37)
     win = r.win
@@ -9049,10 +9775,16 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -9086,10 +9818,16 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
             raise r.fail_at(av + 10, 'ChargingStatusResType[3]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_2_NotificationMaxDelay = u
         av -= 11
         if av < 0:
@@ -9135,10 +9873,16 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
                 raise r.fail_at(av + 10, 'ChargingStatusResType[4]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_3_NotificationMaxDelay = u
             av -= 11
             if av < 0:
@@ -9178,10 +9922,16 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
                 raise r.fail_at(av + 10, 'ChargingStatusResType[5]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_4_NotificationMaxDelay = u
             av -= 11
             if av < 0:
@@ -9207,10 +9957,16 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
             raise r.fail_at(av + 11, 'ChargingStatusResType[6]', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_5_NotificationMaxDelay = u
         av -= 11
         if av < 0:
@@ -9483,10 +10239,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
     f_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_1_EVReady, EVErrorCode=f_1_EVErrorCode, EVRESSSOC=f_1_EVRESSSOC)
     s = 1
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 5
     if av < 0:
@@ -9512,10 +10274,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_3_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -9540,10 +10308,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_4_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -9568,10 +10342,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_5_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -9621,10 +10401,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_6_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -9649,10 +10435,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_7_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -9702,10 +10494,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_8_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -9789,10 +10587,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_9_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -9817,10 +10621,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_10_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -9845,10 +10655,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_11_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -9880,10 +10696,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_12_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -9908,10 +10730,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_13_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -9938,10 +10766,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_14_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -10468,10 +11302,16 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
     u = (c & 255)
     s = 2
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 26
     if av < 0:
@@ -10489,10 +11329,16 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
     f_EVSEPresentVoltage = _iso2.PhysicalValueType(Multiplier=f_1_Multiplier, Unit=f_1_Unit, Value=f_1_Value)
     s = 3
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 17
     if av < 0:
@@ -10524,10 +11370,16 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_3_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -10552,10 +11404,16 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_4_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -10580,10 +11438,16 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_5_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -10602,10 +11466,16 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
             raise r.fail_at(av + 9, 'CurrentDemandResType[7]', 'expected CH of EVSEID')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_EVSEID = r.string_of(u, 37)
         win = r.win
@@ -10639,10 +11509,16 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_6_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -10667,10 +11543,16 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_7_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -10689,10 +11571,16 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
                 raise r.fail_at(av + 9, 'CurrentDemandResType[8]', 'expected CH of EVSEID')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_EVSEID = r.string_of(u, 37)
             win = r.win
@@ -10726,10 +11614,16 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_8_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -10748,10 +11642,16 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
                 raise r.fail_at(av + 9, 'CurrentDemandResType[9]', 'expected CH of EVSEID')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_EVSEID = r.string_of(u, 37)
             win = r.win
@@ -10774,10 +11674,16 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
             raise r.fail_at(av + 10, 'CurrentDemandResType[10]', 'expected SE(EVSEID), CH of EVSEID')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_EVSEID = r.string_of(u, 37)
         win = r.win
@@ -11230,10 +12136,16 @@ def _d_iso2_MeteringReceiptReqType(r: BitReader) -> _iso2.MeteringReceiptReqType
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -11248,10 +12160,16 @@ def _d_iso2_MeteringReceiptReqType(r: BitReader) -> _iso2.MeteringReceiptReqType
             raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', 'expected CH of SessionID')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_SessionID = r.binary_of(u, 8)
         win = r.win
@@ -11274,10 +12192,16 @@ def _d_iso2_MeteringReceiptReqType(r: BitReader) -> _iso2.MeteringReceiptReqType
             raise r.fail_at(av + 10, 'MeteringReceiptReqType[1]', 'expected SE(SessionID), CH of SessionID')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_SessionID = r.binary_of(u, 8)
         win = r.win
@@ -11441,10 +12365,16 @@ def _d_iso2_MeteringReceiptResType(r: BitReader) -> _iso2.MeteringReceiptResType
             raise r.fail_at(av + 10, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_NotificationMaxDelay = u
         av -= 11
         if av < 0:
@@ -11472,10 +12402,16 @@ def _d_iso2_MeteringReceiptResType(r: BitReader) -> _iso2.MeteringReceiptResType
             raise r.fail_at(av + 10, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_2_NotificationMaxDelay = u
         av -= 7
         if av < 0:
@@ -11592,10 +12528,16 @@ def _d_iso2_PaymentDetailsReqType(r: BitReader) -> _iso2.PaymentDetailsReqType:
         raise r.fail_at(av + 10, 'PaymentDetailsReqType', 'expected SE(eMAID), CH of eMAID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_eMAID = r.string_of(u, 15)
     win = r.win
@@ -11667,10 +12609,16 @@ def _d_iso2_PaymentDetailsResType(r: BitReader) -> _iso2.PaymentDetailsResType:
     f_ResponseCode = _E_iso2_responseCodeType[iv]
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_GenChallenge = r.binary_of(u, 16)
     win = r.win
@@ -11684,10 +12632,16 @@ def _d_iso2_PaymentDetailsResType(r: BitReader) -> _iso2.PaymentDetailsResType:
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_EVSETimeStamp = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -11997,10 +12951,16 @@ def _d_iso2_PowerDeliveryResType(r: BitReader) -> _iso2.PowerDeliveryResType:
             raise r.fail_at(av + 10, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_NotificationMaxDelay = u
         av -= 11
         if av < 0:
@@ -12028,10 +12988,16 @@ def _d_iso2_PowerDeliveryResType(r: BitReader) -> _iso2.PowerDeliveryResType:
             raise r.fail_at(av + 10, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_2_NotificationMaxDelay = u
         av -= 7
         if av < 0:
@@ -12162,10 +13128,16 @@ def _d_iso2_PreChargeReqType(r: BitReader) -> _iso2.PreChargeReqType:
     u = (c & 255)
     f_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_1_EVReady, EVErrorCode=f_1_EVErrorCode, EVRESSSOC=f_1_EVRESSSOC)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 26
     if av < 0:
@@ -12182,10 +13154,16 @@ def _d_iso2_PreChargeReqType(r: BitReader) -> _iso2.PreChargeReqType:
     u = (c & 255)
     f_EVTargetVoltage = _iso2.PhysicalValueType(Multiplier=f_2_Multiplier, Unit=f_2_Unit, Value=f_2_Value)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_3_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -12305,10 +13283,16 @@ def _d_iso2_PreChargeResType(r: BitReader) -> _iso2.PreChargeResType:
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -12380,10 +13364,16 @@ def _d_iso2_ServiceDetailReqType(r: BitReader) -> _iso2.ServiceDetailReqType:
         raise r.fail_at(av + 10, 'ServiceDetailReqType', 'expected SE(ServiceID), CH of ServiceID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_ServiceID = u
     av -= 2
     if av < 0:
@@ -12443,10 +13433,16 @@ def _d_iso2_ServiceDetailResType(r: BitReader) -> _iso2.ServiceDetailResType:
     u = (c & 255)
     s = 1
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_ServiceID = u
     av -= 3
     if av < 0:
@@ -12549,10 +13545,16 @@ def _d_iso2_ServiceDiscoveryReqType(r: BitReader) -> _iso2.ServiceDiscoveryReqTy
             raise r.fail_at(av + 9, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceScope')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_ServiceScope = r.string_of(u, 64)
         win = r.win
@@ -12773,10 +13775,16 @@ def _d_iso2_SessionSetupReqType(r: BitReader) -> _iso2.SessionSetupReqType:
         raise r.fail_at(av + 10, 'SessionSetupReqType', 'expected SE(EVCCID), CH of EVCCID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_EVCCID = r.binary_of(u, 6)
     win = r.win
@@ -12831,10 +13839,16 @@ def _d_iso2_SessionSetupResType(r: BitReader) -> _iso2.SessionSetupResType:
     u = (c & 255)
     s = 1
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_EVSEID = r.string_of(u, 37)
     win = r.win
@@ -12857,10 +13871,16 @@ def _d_iso2_SessionSetupResType(r: BitReader) -> _iso2.SessionSetupResType:
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_EVSETimeStamp = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -13069,10 +14089,16 @@ def _d_iso2_WeldingDetectionResType(r: BitReader) -> _iso2.WeldingDetectionResTy
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -13155,10 +14181,16 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
             raise r.fail_at(av + 9, 'AC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_DepartureTime = u
         av -= 1
         if av < 0:
@@ -13182,10 +14214,16 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -13212,10 +14250,16 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -13239,10 +14283,16 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_3_Value = -u - 1 if sg else u
     av -= 26
     if av < 0:
@@ -13260,10 +14310,16 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
     f_EVMaxVoltage = _iso2.PhysicalValueType(Multiplier=f_3_Multiplier, Unit=f_3_Unit, Value=f_3_Value)
     s = 3
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_4_Value = -u - 1 if sg else u
     av -= 26
     if av < 0:
@@ -13281,10 +14337,16 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
     f_EVMaxCurrent = _iso2.PhysicalValueType(Multiplier=f_4_Multiplier, Unit=f_4_Unit, Value=f_4_Value)
     s = 4
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_5_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -13492,10 +14554,16 @@ def _d_iso2_AC_EVSEChargeParameterType(r: BitReader) -> _iso2.AC_EVSEChargeParam
         raise r.fail_at(av + 11, 'AC_EVSEChargeParameterType', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_NotificationMaxDelay = u
     av -= 35
     if av < 0:
@@ -13517,10 +14585,16 @@ def _d_iso2_AC_EVSEChargeParameterType(r: BitReader) -> _iso2.AC_EVSEChargeParam
     u = (c & 255)
     f_AC_EVSEStatus = _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification, RCD=f_1_RCD)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 26
     if av < 0:
@@ -13537,10 +14611,16 @@ def _d_iso2_AC_EVSEChargeParameterType(r: BitReader) -> _iso2.AC_EVSEChargeParam
     u = (c & 255)
     f_EVSENominalVoltage = _iso2.PhysicalValueType(Multiplier=f_2_Multiplier, Unit=f_2_Unit, Value=f_2_Value)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_3_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -13655,10 +14735,16 @@ def _d_iso2_AC_EVSEStatusType(r: BitReader) -> _iso2.AC_EVSEStatusType:
         raise r.fail_at(av + 10, 'AC_EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_NotificationMaxDelay = u
     av -= 11
     if av < 0:
@@ -13726,10 +14812,16 @@ def _d_iso2_CertificateChainType(r: BitReader) -> _iso2.CertificateChainType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -13744,10 +14836,16 @@ def _d_iso2_CertificateChainType(r: BitReader) -> _iso2.CertificateChainType:
             raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Certificate = r.binary_of(u, 800)
         win = r.win
@@ -13770,10 +14868,16 @@ def _d_iso2_CertificateChainType(r: BitReader) -> _iso2.CertificateChainType:
             raise r.fail_at(av + 10, 'CertificateChainType[1]', 'expected SE(Certificate), CH of Certificate')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Certificate = r.binary_of(u, 800)
         win = r.win
@@ -13896,10 +15000,16 @@ def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
         raise r.fail_at(av + 10, 'ChargeServiceType', 'expected SE(ServiceID), CH of ServiceID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_ServiceID = u
     av -= 3
     if av < 0:
@@ -13918,10 +15028,16 @@ def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
             raise r.fail_at(av + 9, 'ChargeServiceType[1]', 'expected CH of ServiceName')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_ServiceName = r.string_of(u, 32)
         win = r.win
@@ -13967,10 +15083,16 @@ def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
             raise r.fail_at(av + 9, 'ChargeServiceType[3]', 'expected CH of ServiceScope')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_ServiceScope = r.string_of(u, 64)
         win = r.win
@@ -14237,10 +15359,16 @@ def _d_iso2_ConsumptionCostType(r: BitReader) -> _iso2.ConsumptionCostType:
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -14400,10 +15528,16 @@ def _d_iso2_ContractSignatureEncryptedPrivateKeyType(r: BitReader) -> _iso2.Cont
         raise r.fail_at(av + 9, 'ContractSignatureEncryptedPrivateKeyType', 'expected AT(Id)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Id = r.string_of(u, None)
     win = r.win
@@ -14416,10 +15550,16 @@ def _d_iso2_ContractSignatureEncryptedPrivateKeyType(r: BitReader) -> _iso2.Cont
         raise r.fail_at(av + 9, 'ContractSignatureEncryptedPrivateKeyType', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_value = r.binary_of(u, 48)
     win = r.win
@@ -14483,10 +15623,16 @@ def _d_iso2_CostType(r: BitReader) -> _iso2.CostType:
     u = (c & 255)
     s = 1
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_amount = u
     av -= 3
     if av < 0:
@@ -14596,10 +15742,16 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
             raise r.fail_at(av + 9, 'DC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_DepartureTime = u
         av -= 1
         if av < 0:
@@ -14654,10 +15806,16 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_3_Value = -u - 1 if sg else u
     av -= 4
     if av < 0:
@@ -14683,10 +15841,16 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_4_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -14711,10 +15875,16 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_5_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -14741,10 +15911,16 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_6_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -14774,10 +15950,16 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_7_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -14802,10 +15984,16 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_8_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -14857,10 +16045,16 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_9_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -15423,10 +16617,16 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
     u = (c & 255)
     s = 1
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 26
     if av < 0:
@@ -15444,10 +16644,16 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
     f_EVSEMaximumCurrentLimit = _iso2.PhysicalValueType(Multiplier=f_1_Multiplier, Unit=f_1_Unit, Value=f_1_Value)
     s = 2
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 26
     if av < 0:
@@ -15465,10 +16671,16 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
     f_EVSEMaximumPowerLimit = _iso2.PhysicalValueType(Multiplier=f_2_Multiplier, Unit=f_2_Unit, Value=f_2_Value)
     s = 3
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_3_Value = -u - 1 if sg else u
     av -= 26
     if av < 0:
@@ -15486,10 +16698,16 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
     f_EVSEMaximumVoltageLimit = _iso2.PhysicalValueType(Multiplier=f_3_Multiplier, Unit=f_3_Unit, Value=f_3_Value)
     s = 4
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_4_Value = -u - 1 if sg else u
     av -= 26
     if av < 0:
@@ -15507,10 +16725,16 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
     f_EVSEMinimumCurrentLimit = _iso2.PhysicalValueType(Multiplier=f_4_Multiplier, Unit=f_4_Unit, Value=f_4_Value)
     s = 5
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_5_Value = -u - 1 if sg else u
     av -= 4
     if av < 0:
@@ -15536,10 +16760,16 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_6_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -15564,10 +16794,16 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_7_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -15594,10 +16830,16 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_8_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -15627,10 +16869,16 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_9_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -15962,10 +17210,16 @@ def _d_iso2_DC_EVSEStatusType(r: BitReader) -> _iso2.DC_EVSEStatusType:
         raise r.fail_at(av + 10, 'DC_EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_NotificationMaxDelay = u
     av -= 8
     if av < 0:
@@ -16134,10 +17388,16 @@ def _d_iso2_DiffieHellmanPublickeyType(r: BitReader) -> _iso2.DiffieHellmanPubli
         raise r.fail_at(av + 9, 'DiffieHellmanPublickeyType', 'expected AT(Id)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Id = r.string_of(u, None)
     win = r.win
@@ -16150,10 +17410,16 @@ def _d_iso2_DiffieHellmanPublickeyType(r: BitReader) -> _iso2.DiffieHellmanPubli
         raise r.fail_at(av + 9, 'DiffieHellmanPublickeyType', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_value = r.binary_of(u, 65)
     win = r.win
@@ -16210,10 +17476,16 @@ def _d_iso2_EMAIDType(r: BitReader) -> _iso2.EMAIDType:
         raise r.fail_at(av + 9, 'EMAIDType', 'expected AT(Id)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Id = r.string_of(u, None)
     win = r.win
@@ -16226,10 +17498,16 @@ def _d_iso2_EMAIDType(r: BitReader) -> _iso2.EMAIDType:
         raise r.fail_at(av + 9, 'EMAIDType', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_value = r.string_of(u, 15)
     win = r.win
@@ -16292,10 +17570,16 @@ def _d_iso2_EVChargeParameterType(r: BitReader) -> _iso2.EVChargeParameterType:
             raise r.fail_at(av + 9, 'EVChargeParameterType[0]', 'expected CH of DepartureTime')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_DepartureTime = u
         av -= 1
         if av < 0:
@@ -16415,10 +17699,16 @@ def _d_iso2_EVSEStatusType(r: BitReader) -> _iso2.EVSEStatusType:
         raise r.fail_at(av + 10, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_NotificationMaxDelay = u
     av -= 7
     if av < 0:
@@ -16580,10 +17870,16 @@ def _d_iso2_ListOfRootCertificateIDsType(r: BitReader) -> _iso2.ListOfRootCertif
         raise r.fail_at(av + 11, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID), SE(X509IssuerName), CH of X509IssuerName')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_1_X509IssuerName = r.string_of(u, None)
     win = r.win
@@ -16597,10 +17893,16 @@ def _d_iso2_ListOfRootCertificateIDsType(r: BitReader) -> _iso2.ListOfRootCertif
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_X509SerialNumber = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -16625,10 +17927,16 @@ def _d_iso2_ListOfRootCertificateIDsType(r: BitReader) -> _iso2.ListOfRootCertif
                 raise r.fail_at(av + 10, 'ListOfRootCertificateIDsType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_2_X509IssuerName = r.string_of(u, None)
             win = r.win
@@ -16642,10 +17950,16 @@ def _d_iso2_ListOfRootCertificateIDsType(r: BitReader) -> _iso2.ListOfRootCertif
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_2_X509SerialNumber = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -16788,10 +18102,16 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
         raise r.fail_at(av + 10, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_MeterID = r.string_of(u, 32)
     win = r.win
@@ -16813,10 +18133,16 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
             raise r.fail_at(av + 9, 'MeterInfoType[1]', 'expected CH of MeterReading')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_MeterReading = u
         av -= 1
         if av < 0:
@@ -16834,10 +18160,16 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
             raise r.fail_at(av + 9, 'MeterInfoType[1]', 'expected CH of SigMeterReading')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_SigMeterReading = r.binary_of(u, 64)
         win = r.win
@@ -16859,10 +18191,16 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_MeterStatus = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -16881,10 +18219,16 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_TMeter = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -16911,10 +18255,16 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
                 raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of SigMeterReading')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_SigMeterReading = r.binary_of(u, 64)
             win = r.win
@@ -16936,10 +18286,16 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_MeterStatus = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -16958,10 +18314,16 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_TMeter = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -16989,10 +18351,16 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_MeterStatus = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -17011,10 +18379,16 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_TMeter = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -17042,10 +18416,16 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_TMeter = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -17337,10 +18717,16 @@ def _d_iso2_NotificationType(r: BitReader) -> _iso2.NotificationType:
             raise r.fail_at(av + 9, 'NotificationType[1]', 'expected CH of FaultMsg')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_FaultMsg = r.string_of(u, 64)
         win = r.win
@@ -17443,10 +18829,16 @@ def _d_iso2_PMaxScheduleEntryType(r: BitReader) -> _iso2.PMaxScheduleEntryType:
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -17623,10 +19015,16 @@ def _d_iso2_ParameterSetType(r: BitReader) -> _iso2.ParameterSetType:
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_ParameterSetID = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -17762,10 +19160,16 @@ def _d_iso2_ParameterType(r: BitReader) -> _iso2.ParameterType:
         raise r.fail_at(av + 9, 'ParameterType', 'expected AT(Name)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Name = r.string_of(u, None)
     win = r.win
@@ -17801,10 +19205,16 @@ def _d_iso2_ParameterType(r: BitReader) -> _iso2.ParameterType:
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_shortValue = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -17822,10 +19232,16 @@ def _d_iso2_ParameterType(r: BitReader) -> _iso2.ParameterType:
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_intValue = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -17848,10 +19264,16 @@ def _d_iso2_ParameterType(r: BitReader) -> _iso2.ParameterType:
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -17869,10 +19291,16 @@ def _d_iso2_ParameterType(r: BitReader) -> _iso2.ParameterType:
             raise r.fail_at(av + 9, 'ParameterType[1]', 'expected CH of stringValue')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_stringValue = r.string_of(u, None)
         win = r.win
@@ -18124,10 +19552,16 @@ def _d_iso2_PhysicalValueType(r: BitReader) -> _iso2.PhysicalValueType:
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_Value = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -18188,10 +19622,16 @@ def _d_iso2_ProfileEntryType(r: BitReader) -> _iso2.ProfileEntryType:
         raise r.fail_at(av + 10, 'ProfileEntryType', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_ChargingProfileEntryStart = u
     av -= 25
     if av < 0:
@@ -18208,10 +19648,16 @@ def _d_iso2_ProfileEntryType(r: BitReader) -> _iso2.ProfileEntryType:
     u = (c & 255)
     s = 1
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 4
     if av < 0:
@@ -18334,10 +19780,16 @@ def _d_iso2_RelativeTimeIntervalType(r: BitReader) -> _iso2.RelativeTimeInterval
         raise r.fail_at(av + 10, 'RelativeTimeIntervalType', 'expected SE(start), CH of start')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_start = u
     av -= 3
     if av < 0:
@@ -18356,10 +19808,16 @@ def _d_iso2_RelativeTimeIntervalType(r: BitReader) -> _iso2.RelativeTimeInterval
             raise r.fail_at(av + 9, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_duration = u
         av -= 1
         if av < 0:
@@ -18906,10 +20364,16 @@ def _d_iso2_SalesTariffType(r: BitReader) -> _iso2.SalesTariffType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -18949,10 +20413,16 @@ def _d_iso2_SalesTariffType(r: BitReader) -> _iso2.SalesTariffType:
             raise r.fail_at(av + 9, 'SalesTariffType[2]', 'expected CH of SalesTariffDescription')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_SalesTariffDescription = r.string_of(u, 32)
         win = r.win
@@ -19288,10 +20758,16 @@ def _d_iso2_SelectedServiceType(r: BitReader) -> _iso2.SelectedServiceType:
         raise r.fail_at(av + 10, 'SelectedServiceType', 'expected SE(ServiceID), CH of ServiceID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_ServiceID = u
     av -= 3
     if av < 0:
@@ -19311,10 +20787,16 @@ def _d_iso2_SelectedServiceType(r: BitReader) -> _iso2.SelectedServiceType:
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_ParameterSetID = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -19612,10 +21094,16 @@ def _d_iso2_ServiceType(r: BitReader) -> _iso2.ServiceType:
         raise r.fail_at(av + 10, 'ServiceType', 'expected SE(ServiceID), CH of ServiceID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_ServiceID = u
     av -= 3
     if av < 0:
@@ -19634,10 +21122,16 @@ def _d_iso2_ServiceType(r: BitReader) -> _iso2.ServiceType:
             raise r.fail_at(av + 9, 'ServiceType[1]', 'expected CH of ServiceName')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_ServiceName = r.string_of(u, 32)
         win = r.win
@@ -19683,10 +21177,16 @@ def _d_iso2_ServiceType(r: BitReader) -> _iso2.ServiceType:
             raise r.fail_at(av + 9, 'ServiceType[3]', 'expected CH of ServiceScope')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_ServiceScope = r.string_of(u, 64)
         win = r.win
@@ -19827,10 +21327,16 @@ def _d_iso2_SubCertificatesType(r: BitReader) -> _iso2.SubCertificatesType:
         raise r.fail_at(av + 10, 'SubCertificatesType', 'expected SE(Certificate), CH of Certificate')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Certificate.append(r.binary_of(u, 800))
     win = r.win
@@ -19852,10 +21358,16 @@ def _d_iso2_SubCertificatesType(r: BitReader) -> _iso2.SubCertificatesType:
             raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Certificate.append(r.binary_of(u, 800))
         win = r.win
@@ -19885,10 +21397,16 @@ def _d_iso2_SubCertificatesType(r: BitReader) -> _iso2.SubCertificatesType:
                 raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_Certificate.append(r.binary_of(u, 800))
             win = r.win
@@ -19918,10 +21436,16 @@ def _d_iso2_SubCertificatesType(r: BitReader) -> _iso2.SubCertificatesType:
                 raise r.fail_at(av + 9, 'SubCertificatesType[3]', 'expected CH of Certificate')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_Certificate.append(r.binary_of(u, 800))
             win = r.win
@@ -20212,10 +21736,16 @@ def _d_iso2_MessageHeaderType(r: BitReader) -> _iso2.MessageHeaderType:
         raise r.fail_at(av + 10, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_SessionID = r.binary_of(u, 8)
     win = r.win
@@ -20345,10 +21875,16 @@ def _d_v0(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, None)
     win = r.win
@@ -20390,10 +21926,16 @@ def _d_v1(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.string_of(u, None)
     win = r.win
@@ -20483,10 +22025,16 @@ def _d_v4(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, 800)
     win = r.win
@@ -20581,10 +22129,16 @@ def _d_v7(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -20681,10 +22235,16 @@ def _d_v10(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, 6)
     win = r.win
@@ -20754,10 +22314,16 @@ def _d_v12(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.string_of(u, 37)
     win = r.win
@@ -20906,10 +22472,16 @@ def _d_v17(r: BitReader) -> object:
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -20984,10 +22556,16 @@ def _d_v19(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, None)
     win = r.win
@@ -21055,10 +22633,16 @@ def _d_v21(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.string_of(u, 64)
     win = r.win
@@ -21102,10 +22686,16 @@ def _d_v22(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, 16)
     win = r.win
@@ -21150,10 +22740,16 @@ def _d_v23(r: BitReader) -> object:
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -21200,10 +22796,16 @@ def _d_v24(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -21252,10 +22854,16 @@ def _d_v25(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.string_of(u, 32)
     win = r.win
@@ -21299,10 +22907,16 @@ def _d_v26(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -21352,10 +22966,16 @@ def _d_v27(r: BitReader) -> object:
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -21429,10 +23049,16 @@ def _d_v29(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, None)
     win = r.win
@@ -21475,10 +23101,16 @@ def _d_v30(r: BitReader) -> object:
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -21601,10 +23233,16 @@ def _d_v34(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.string_of(u, 32)
     win = r.win
@@ -21671,10 +23309,16 @@ def _d_v36(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -21723,10 +23367,16 @@ def _d_v37(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.string_of(u, 32)
     win = r.win
@@ -21770,10 +23420,16 @@ def _d_v38(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.string_of(u, 64)
     win = r.win
@@ -21817,10 +23473,16 @@ def _d_v39(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, 8)
     win = r.win
@@ -21864,10 +23526,16 @@ def _d_v40(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, 64)
     win = r.win
@@ -21938,10 +23606,16 @@ def _d_v42(r: BitReader) -> object:
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -22039,10 +23713,16 @@ def _d_v45(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -22092,10 +23772,16 @@ def _d_v46(r: BitReader) -> object:
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -22144,10 +23830,16 @@ def _d_v47(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = u
     av -= 1
     if av < 0:

@@ -50,10 +50,16 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
         raise r.fail_at(av + 9, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -144,10 +150,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of P')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_P = r.binary_of(u, None)
         win = r.win
@@ -168,10 +180,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of G')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_G = r.binary_of(u, None)
         win = r.win
@@ -192,10 +210,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of Y')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Y = r.binary_of(u, None)
         win = r.win
@@ -218,10 +242,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 10, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Q = r.binary_of(u, None)
         win = r.win
@@ -247,10 +277,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of G')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_G = r.binary_of(u, None)
             win = r.win
@@ -271,10 +307,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of Y')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_Y = r.binary_of(u, None)
             win = r.win
@@ -297,10 +339,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 10, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Y = r.binary_of(u, None)
         win = r.win
@@ -326,10 +374,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of J')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_J = r.binary_of(u, None)
         win = r.win
@@ -350,10 +404,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of Seed')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Seed = r.binary_of(u, None)
         win = r.win
@@ -383,10 +443,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 raise r.fail_at(av + 9, 'DSAKeyValueType[5]', 'expected CH of Seed')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_Seed = r.binary_of(u, None)
             win = r.win
@@ -411,10 +477,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 10, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_PgenCounter = r.binary_of(u, None)
         win = r.win
@@ -608,10 +680,16 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
         raise r.fail_at(av + 9, 'DigestMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -701,10 +779,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -719,10 +803,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of KeyName')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_KeyName.append(r.string_of(u, None))
         win = r.win
@@ -773,10 +863,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of MgmtData')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_MgmtData.append(r.string_of(u, None))
         win = r.win
@@ -809,10 +905,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                     raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of KeyName')
                 u = (c & 255)
                 if u > 127:
-                    r.avail = av
-                    u = r.uint_more(u)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 14)
+                        win = r.win
+                        av = r.avail
                 r.avail = av
                 f_KeyName.append(r.string_of(u, None))
                 win = r.win
@@ -869,10 +971,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                     raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of MgmtData')
                 u = (c & 255)
                 if u > 127:
-                    r.avail = av
-                    u = r.uint_more(u)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 14)
+                        win = r.win
+                        av = r.avail
                 r.avail = av
                 f_MgmtData.append(r.string_of(u, None))
                 win = r.win
@@ -905,10 +1013,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of KeyName')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_KeyName.append(r.string_of(u, None))
             win = r.win
@@ -953,10 +1067,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of MgmtData')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_MgmtData.append(r.string_of(u, None))
             win = r.win
@@ -1276,10 +1396,16 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
                 raise r.fail_at(av + 10, 'KeyValueType[0]', 'expected SE(Modulus), CH of Modulus')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_1_Modulus = r.binary_of(u, None)
             win = r.win
@@ -1292,10 +1418,16 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
                 raise r.fail_at(av + 11, 'KeyValueType[0]', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_1_Exponent = r.binary_of(u, None)
             win = r.win
@@ -1391,10 +1523,16 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -1551,10 +1689,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Encoding = r.string_of(u, None)
         win = r.win
@@ -1567,10 +1711,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -1583,10 +1733,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_MimeType = r.string_of(u, None)
         win = r.win
@@ -1612,10 +1768,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_Id = r.string_of(u, None)
             win = r.win
@@ -1628,10 +1790,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_MimeType = r.string_of(u, None)
             win = r.win
@@ -1657,10 +1825,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_MimeType = r.string_of(u, None)
             win = r.win
@@ -1814,10 +1988,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyID')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_PGPKeyID = r.binary_of(u, None)
         win = r.win
@@ -1838,10 +2018,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_PGPKeyPacket.append(r.binary_of(u, None))
         win = r.win
@@ -1869,10 +2055,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
                 raise r.fail_at(av + 9, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_PGPKeyPacket.append(r.binary_of(u, None))
             win = r.win
@@ -2032,10 +2224,16 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
         raise r.fail_at(av + 10, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Modulus = r.binary_of(u, None)
     win = r.win
@@ -2048,10 +2246,16 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
         raise r.fail_at(av + 11, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Exponent = r.binary_of(u, None)
     win = r.win
@@ -2115,10 +2319,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -2131,10 +2341,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Type = r.string_of(u, None)
         win = r.win
@@ -2147,10 +2363,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_URI = r.string_of(u, None)
         win = r.win
@@ -2182,10 +2404,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_Type = r.string_of(u, None)
             win = r.win
@@ -2198,10 +2426,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_URI = r.string_of(u, None)
             win = r.win
@@ -2233,10 +2467,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_URI = r.string_of(u, None)
             win = r.win
@@ -2295,10 +2535,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         raise r.fail_at(av + 10, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_DigestValue = r.binary_of(u, None)
     win = r.win
@@ -2504,10 +2750,16 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Type = r.string_of(u, None)
         win = r.win
@@ -2520,10 +2772,16 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_URI = r.string_of(u, None)
         win = r.win
@@ -2551,10 +2809,16 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_URI = r.string_of(u, None)
             win = r.win
@@ -2693,10 +2957,16 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                 raise r.fail_at(av + 10, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_SPKISexp.append(r.binary_of(u, None))
             win = r.win
@@ -2723,10 +2993,16 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                         raise r.fail_at(av + 9, 'SPKIDataType[1]', 'expected CH of SPKISexp')
                     u = (c & 255)
                     if u > 127:
-                        r.avail = av
-                        u = r.uint_more(u)
-                        win = r.win
-                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 14)
+                            win = r.win
+                            av = r.avail
                     r.avail = av
                     f_SPKISexp.append(r.binary_of(u, None))
                     win = r.win
@@ -2758,10 +3034,16 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                     raise r.fail_at(av + 9, 'SPKIDataType[2]', 'expected CH of SPKISexp')
                 u = (c & 255)
                 if u > 127:
-                    r.avail = av
-                    u = r.uint_more(u)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 14)
+                        win = r.win
+                        av = r.avail
                 r.avail = av
                 f_SPKISexp.append(r.binary_of(u, None))
                 win = r.win
@@ -2858,10 +3140,16 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
         raise r.fail_at(av + 9, 'SignatureMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -2882,10 +3170,16 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_HMACOutputLength = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -3007,10 +3301,16 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3166,10 +3466,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3182,10 +3488,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Target = r.string_of(u, None)
         win = r.win
@@ -3202,10 +3514,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             raise r.fail_at(av + 9, 'SignaturePropertyType[1]', 'expected AT(Target)')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Target = r.string_of(u, None)
         win = r.win
@@ -3327,10 +3645,16 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3549,10 +3873,16 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3565,10 +3895,16 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_value = r.binary_of(u, None)
         win = r.win
@@ -3585,10 +3921,16 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
             raise r.fail_at(av + 9, 'SignatureValueType[1]', 'expected CH')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_value = r.binary_of(u, None)
         win = r.win
@@ -3668,10 +4010,16 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3863,10 +4211,16 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
         raise r.fail_at(av + 9, 'TransformType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -3885,10 +4239,16 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
                 raise r.fail_at(av + 9, 'TransformType[1]', 'expected CH of XPath')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_XPath.append(r.string_of(u, None))
             win = r.win
@@ -4073,10 +4433,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             raise r.fail_at(av + 10, 'X509DataType[0]', 'expected SE(X509IssuerName), CH of X509IssuerName')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_1_X509IssuerName = r.string_of(u, None)
         win = r.win
@@ -4090,10 +4456,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_X509SerialNumber = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -4111,10 +4483,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509SKI')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_X509SKI.append(r.binary_of(u, None))
         win = r.win
@@ -4134,10 +4512,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509SubjectName')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_X509SubjectName.append(r.string_of(u, None))
         win = r.win
@@ -4157,10 +4541,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509Certificate')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_X509Certificate.append(r.binary_of(u, None))
         win = r.win
@@ -4180,10 +4570,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509CRL')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_X509CRL.append(r.binary_of(u, None))
         win = r.win
@@ -4212,10 +4608,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 raise r.fail_at(av + 10, 'X509DataType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_2_X509IssuerName = r.string_of(u, None)
             win = r.win
@@ -4229,10 +4631,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_2_X509SerialNumber = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -4250,10 +4658,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509SKI')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_X509SKI.append(r.binary_of(u, None))
             win = r.win
@@ -4273,10 +4687,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509SubjectName')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_X509SubjectName.append(r.string_of(u, None))
             win = r.win
@@ -4296,10 +4716,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509Certificate')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_X509Certificate.append(r.binary_of(u, None))
             win = r.win
@@ -4319,10 +4745,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509CRL')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_X509CRL.append(r.binary_of(u, None))
             win = r.win
@@ -4538,10 +4970,16 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
         raise r.fail_at(av + 10, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_X509IssuerName = r.string_of(u, None)
     win = r.win
@@ -4555,10 +4993,16 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_X509SerialNumber = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -4958,10 +5402,16 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader) -> _iso20_acdp.AC
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_EVRelativeXDeviation = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -4972,10 +5422,16 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader) -> _iso20_acdp.AC
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_EVRelativeYDeviation = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -4986,10 +5442,16 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader) -> _iso20_acdp.AC
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_ContactWindowXc = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -5000,10 +5462,16 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader) -> _iso20_acdp.AC
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_ContactWindowYc = -u - 1 if sg else u
     av -= 6
     if av < 0:
@@ -5161,10 +5629,16 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -5236,10 +5710,16 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_2_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -5821,10 +6301,16 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
             raise r.fail_at(av + 10, 'ChargeLoopResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_NotificationMaxDelay = u
         av -= 8
         if av < 0:
@@ -6120,10 +6606,16 @@ def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -6136,10 +6628,16 @@ def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.
     u = (c & 255)
     f_Amount = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -6224,10 +6722,16 @@ def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.D
         raise r.fail_at(av + 10, 'DetailedTaxType', 'expected SE(TaxRuleID), CH of TaxRuleID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_TaxRuleID = u
     av -= 24
     if av < 0:
@@ -6239,10 +6743,16 @@ def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.D
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -6363,10 +6873,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         kw['RemainingTimeToMinimumSOC'] = u
         av -= 1
         if av < 0:
@@ -6384,10 +6900,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         kw['RemainingTimeToTargetSOC'] = u
         av -= 1
         if av < 0:
@@ -6405,10 +6927,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         kw['RemainingTimeToMaximumSOC'] = u
         av -= 1
         if av < 0:
@@ -6437,10 +6965,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -6504,10 +7038,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMinimumSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToMinimumSOC'] = u
             av -= 1
             if av < 0:
@@ -6525,10 +7065,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToTargetSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToTargetSOC'] = u
             av -= 1
             if av < 0:
@@ -6546,10 +7092,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
             av -= 1
             if av < 0:
@@ -6578,10 +7130,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_2_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -6636,10 +7194,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMinimumSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToMinimumSOC'] = u
             av -= 1
             if av < 0:
@@ -6657,10 +7221,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToTargetSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToTargetSOC'] = u
             av -= 1
             if av < 0:
@@ -6678,10 +7248,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
             av -= 1
             if av < 0:
@@ -6710,10 +7286,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -6759,10 +7341,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMinimumSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToMinimumSOC'] = u
             av -= 1
             if av < 0:
@@ -6780,10 +7368,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToTargetSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToTargetSOC'] = u
             av -= 1
             if av < 0:
@@ -6801,10 +7395,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
             av -= 1
             if av < 0:
@@ -6833,10 +7433,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_4_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -6873,10 +7479,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMinimumSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToMinimumSOC'] = u
             av -= 1
             if av < 0:
@@ -6894,10 +7506,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToTargetSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToTargetSOC'] = u
             av -= 1
             if av < 0:
@@ -6915,10 +7533,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
             av -= 1
             if av < 0:
@@ -6947,10 +7571,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_5_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -6987,10 +7617,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToTargetSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToTargetSOC'] = u
             av -= 1
             if av < 0:
@@ -7008,10 +7644,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
             av -= 1
             if av < 0:
@@ -7040,10 +7682,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_6_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -7080,10 +7728,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[6]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
             av -= 1
             if av < 0:
@@ -7112,10 +7766,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_7_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -7163,10 +7823,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_8_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -7205,10 +7871,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_9_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -8098,10 +8770,16 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
             raise r.fail_at(av + 9, 'Dynamic_CLReqControlModeType[0]', 'expected CH of DepartureTime')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_DepartureTime = u
         av -= 1
         if av < 0:
@@ -8121,10 +8799,16 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -8147,10 +8831,16 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -8170,10 +8860,16 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_3_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -8187,10 +8883,16 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
     s = 3
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_4_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -8370,10 +9072,16 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of DepartureTime')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_DepartureTime = u
         av -= 1
         if av < 0:
@@ -8409,10 +9117,16 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_AckMaxDelay = u
         av -= 1
         if av < 0:
@@ -8457,10 +9171,16 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
                 raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_AckMaxDelay = u
             av -= 1
             if av < 0:
@@ -8496,10 +9216,16 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
                 raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_AckMaxDelay = u
             av -= 1
             if av < 0:
@@ -8526,10 +9252,16 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
                 raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_AckMaxDelay = u
             av -= 1
             if av < 0:
@@ -8734,10 +9466,16 @@ def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EV
         raise r.fail_at(av + 10, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_NotificationMaxDelay = u
     av -= 8
     if av < 0:
@@ -8796,10 +9534,16 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
         raise r.fail_at(av + 11, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID), SE(X509IssuerName), CH of X509IssuerName')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_1_X509IssuerName = r.string_of(u, None)
     win = r.win
@@ -8813,10 +9557,16 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_X509SerialNumber = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -8841,10 +9591,16 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
                 raise r.fail_at(av + 10, 'ListOfRootCertificateIDsType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_2_X509IssuerName = r.string_of(u, None)
             win = r.win
@@ -8858,10 +9614,16 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_2_X509SerialNumber = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -9002,10 +9764,16 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
         raise r.fail_at(av + 10, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_SessionID = r.binary_of(u, 8)
     win = r.win
@@ -9019,10 +9787,16 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     u = (c & 255)
     s = 1
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_TimeStamp = u
     av -= 3
     if av < 0:
@@ -9134,10 +9908,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         raise r.fail_at(av + 10, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_MeterID = r.string_of(u, 32)
     win = r.win
@@ -9151,10 +9931,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     u = (c & 255)
     s = 1
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_ChargedEnergyReadingWh = u
     av -= 4
     if av < 0:
@@ -9173,10 +9959,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of BPT_DischargedEnergyReadingWh')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_BPT_DischargedEnergyReadingWh = u
         av -= 1
         if av < 0:
@@ -9194,10 +9986,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_CapacitiveEnergyReadingVARh = u
         av -= 1
         if av < 0:
@@ -9215,10 +10013,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_BPT_InductiveEnergyReadingVARh = u
         av -= 1
         if av < 0:
@@ -9236,10 +10040,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterSignature')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_MeterSignature = r.binary_of(u, 64)
         win = r.win
@@ -9261,10 +10071,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_MeterStatus = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -9282,10 +10098,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_MeterTimestamp = u
         av -= 1
         if av < 0:
@@ -9312,10 +10134,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[3]', 'expected CH of CapacitiveEnergyReadingVARh')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_CapacitiveEnergyReadingVARh = u
             av -= 1
             if av < 0:
@@ -9333,10 +10161,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[3]', 'expected CH of BPT_InductiveEnergyReadingVARh')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_BPT_InductiveEnergyReadingVARh = u
             av -= 1
             if av < 0:
@@ -9354,10 +10188,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[3]', 'expected CH of MeterSignature')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_MeterSignature = r.binary_of(u, 64)
             win = r.win
@@ -9379,10 +10219,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_MeterStatus = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -9400,10 +10246,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[3]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_MeterTimestamp = u
             av -= 1
             if av < 0:
@@ -9430,10 +10282,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[4]', 'expected CH of BPT_InductiveEnergyReadingVARh')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_BPT_InductiveEnergyReadingVARh = u
             av -= 1
             if av < 0:
@@ -9451,10 +10309,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[4]', 'expected CH of MeterSignature')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_MeterSignature = r.binary_of(u, 64)
             win = r.win
@@ -9476,10 +10340,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_MeterStatus = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -9497,10 +10367,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[4]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_MeterTimestamp = u
             av -= 1
             if av < 0:
@@ -9527,10 +10403,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[5]', 'expected CH of MeterSignature')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_MeterSignature = r.binary_of(u, 64)
             win = r.win
@@ -9552,10 +10434,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_MeterStatus = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -9573,10 +10461,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[5]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_MeterTimestamp = u
             av -= 1
             if av < 0:
@@ -9604,10 +10498,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_MeterStatus = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -9625,10 +10525,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[6]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_MeterTimestamp = u
             av -= 1
             if av < 0:
@@ -9655,10 +10561,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[7]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_MeterTimestamp = u
             av -= 1
             if av < 0:
@@ -10183,10 +11095,16 @@ def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_type
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_Value = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -10248,10 +11166,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         raise r.fail_at(av + 10, 'ReceiptType', 'expected SE(TimeAnchor), CH of TimeAnchor')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_TimeAnchor = u
     av -= 4
     if av < 0:
@@ -10272,10 +11196,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 25
         if av < 0:
@@ -10288,10 +11218,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         u = (c & 255)
         f_1_Amount = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_3_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -10313,10 +11249,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_5_Value = -u - 1 if sg else u
         av -= 25
         if av < 0:
@@ -10329,10 +11271,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         u = (c & 255)
         f_4_Amount = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_6_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -10354,10 +11302,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_8_Value = -u - 1 if sg else u
         av -= 25
         if av < 0:
@@ -10370,10 +11324,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         u = (c & 255)
         f_7_Amount = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_9_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -10395,10 +11355,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_11_Value = -u - 1 if sg else u
         av -= 25
         if av < 0:
@@ -10411,10 +11377,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         u = (c & 255)
         f_10_Amount = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_12_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -10434,10 +11406,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             raise r.fail_at(av + 10, 'ReceiptType[1]', 'expected SE(TaxRuleID), CH of TaxRuleID')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_13_TaxRuleID = u
         av -= 24
         if av < 0:
@@ -10449,10 +11427,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_14_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -10483,10 +11467,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_16_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -10499,10 +11489,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u = (c & 255)
             f_15_Amount = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_17_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -10524,10 +11520,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_19_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -10540,10 +11542,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u = (c & 255)
             f_18_Amount = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_20_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -10565,10 +11573,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_22_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -10581,10 +11595,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u = (c & 255)
             f_21_Amount = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_23_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -10604,10 +11624,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 raise r.fail_at(av + 10, 'ReceiptType[2]', 'expected SE(TaxRuleID), CH of TaxRuleID')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_24_TaxRuleID = u
             av -= 24
             if av < 0:
@@ -10619,10 +11645,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_25_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -10653,10 +11685,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_27_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -10669,10 +11707,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u = (c & 255)
             f_26_Amount = _iso20_common_types.RationalNumberType(Exponent=f_27_Exponent, Value=f_27_Value)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_28_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -10694,10 +11738,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_30_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -10710,10 +11760,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u = (c & 255)
             f_29_Amount = _iso20_common_types.RationalNumberType(Exponent=f_30_Exponent, Value=f_30_Value)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_31_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -10733,10 +11789,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 raise r.fail_at(av + 10, 'ReceiptType[3]', 'expected SE(TaxRuleID), CH of TaxRuleID')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_32_TaxRuleID = u
             av -= 24
             if av < 0:
@@ -10748,10 +11810,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_33_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -10782,10 +11850,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_35_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -10798,10 +11872,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u = (c & 255)
             f_34_Amount = _iso20_common_types.RationalNumberType(Exponent=f_35_Exponent, Value=f_35_Value)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_36_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -10821,10 +11901,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 raise r.fail_at(av + 10, 'ReceiptType[4]', 'expected SE(TaxRuleID), CH of TaxRuleID')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_37_TaxRuleID = u
             av -= 24
             if av < 0:
@@ -10836,10 +11922,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_38_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -10868,10 +11960,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 raise r.fail_at(av + 10, 'ReceiptType[5]', 'expected SE(TaxRuleID), CH of TaxRuleID')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_39_TaxRuleID = u
             av -= 24
             if av < 0:
@@ -10883,10 +11981,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_40_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -10917,10 +12021,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                     raise r.fail_at(av + 10, 'ReceiptType[6]', 'expected SE(TaxRuleID), CH of TaxRuleID')
                 u = (c & 255)
                 if u > 127:
-                    r.avail = av
-                    u = r.uint_more(u)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 14)
+                        win = r.win
+                        av = r.avail
                 f_41_TaxRuleID = u
                 av -= 24
                 if av < 0:
@@ -10932,10 +12042,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 sg = ((c >> 8) & 1)
                 u = (c & 255)
                 if u > 127:
-                    r.avail = av
-                    u = r.uint_more(u)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 14)
+                        win = r.win
+                        av = r.avail
                 f_42_Value = -u - 1 if sg else u
                 av -= 3
                 if av < 0:
@@ -11914,10 +13030,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -11938,10 +13060,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -11962,10 +13090,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_3_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -11995,10 +13129,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_4_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -12019,10 +13159,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_5_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -12052,10 +13198,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_6_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -12436,10 +13588,16 @@ def _d_v0(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, None)
     win = r.win
@@ -12481,10 +13639,16 @@ def _d_v1(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.string_of(u, None)
     win = r.win
@@ -12526,10 +13690,16 @@ def _d_v2(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -12578,10 +13748,16 @@ def _d_v3(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -12654,10 +13830,16 @@ def _d_v5(r: BitReader) -> object:
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -12706,10 +13888,16 @@ def _d_v6(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -12959,10 +14147,16 @@ def _d_v15(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, None)
     win = r.win
@@ -13030,10 +14224,16 @@ def _d_v17(r: BitReader) -> object:
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -13080,10 +14280,16 @@ def _d_v18(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.string_of(u, 32)
     win = r.win
@@ -13127,10 +14333,16 @@ def _d_v19(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, 64)
     win = r.win
@@ -13174,10 +14386,16 @@ def _d_v20(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, None)
     win = r.win
@@ -13245,10 +14463,16 @@ def _d_v22(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, 8)
     win = r.win
@@ -13292,10 +14516,16 @@ def _d_v23(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -13345,10 +14575,16 @@ def _d_v24(r: BitReader) -> object:
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:

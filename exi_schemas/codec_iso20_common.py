@@ -60,10 +60,16 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
         raise r.fail_at(av + 9, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -154,10 +160,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of P')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_P = r.binary_of(u, None)
         win = r.win
@@ -178,10 +190,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of G')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_G = r.binary_of(u, None)
         win = r.win
@@ -202,10 +220,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of Y')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Y = r.binary_of(u, None)
         win = r.win
@@ -228,10 +252,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 10, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Q = r.binary_of(u, None)
         win = r.win
@@ -257,10 +287,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of G')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_G = r.binary_of(u, None)
             win = r.win
@@ -281,10 +317,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of Y')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_Y = r.binary_of(u, None)
             win = r.win
@@ -307,10 +349,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 10, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Y = r.binary_of(u, None)
         win = r.win
@@ -336,10 +384,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of J')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_J = r.binary_of(u, None)
         win = r.win
@@ -360,10 +414,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of Seed')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Seed = r.binary_of(u, None)
         win = r.win
@@ -393,10 +453,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 raise r.fail_at(av + 9, 'DSAKeyValueType[5]', 'expected CH of Seed')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_Seed = r.binary_of(u, None)
             win = r.win
@@ -421,10 +487,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 10, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_PgenCounter = r.binary_of(u, None)
         win = r.win
@@ -618,10 +690,16 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
         raise r.fail_at(av + 9, 'DigestMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -711,10 +789,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -729,10 +813,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of KeyName')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_KeyName.append(r.string_of(u, None))
         win = r.win
@@ -783,10 +873,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of MgmtData')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_MgmtData.append(r.string_of(u, None))
         win = r.win
@@ -819,10 +915,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                     raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of KeyName')
                 u = (c & 255)
                 if u > 127:
-                    r.avail = av
-                    u = r.uint_more(u)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 14)
+                        win = r.win
+                        av = r.avail
                 r.avail = av
                 f_KeyName.append(r.string_of(u, None))
                 win = r.win
@@ -879,10 +981,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                     raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of MgmtData')
                 u = (c & 255)
                 if u > 127:
-                    r.avail = av
-                    u = r.uint_more(u)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 14)
+                        win = r.win
+                        av = r.avail
                 r.avail = av
                 f_MgmtData.append(r.string_of(u, None))
                 win = r.win
@@ -915,10 +1023,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of KeyName')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_KeyName.append(r.string_of(u, None))
             win = r.win
@@ -963,10 +1077,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of MgmtData')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_MgmtData.append(r.string_of(u, None))
             win = r.win
@@ -1286,10 +1406,16 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
                 raise r.fail_at(av + 10, 'KeyValueType[0]', 'expected SE(Modulus), CH of Modulus')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_1_Modulus = r.binary_of(u, None)
             win = r.win
@@ -1302,10 +1428,16 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
                 raise r.fail_at(av + 11, 'KeyValueType[0]', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_1_Exponent = r.binary_of(u, None)
             win = r.win
@@ -1401,10 +1533,16 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -1561,10 +1699,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Encoding = r.string_of(u, None)
         win = r.win
@@ -1577,10 +1721,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -1593,10 +1743,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_MimeType = r.string_of(u, None)
         win = r.win
@@ -1622,10 +1778,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_Id = r.string_of(u, None)
             win = r.win
@@ -1638,10 +1800,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_MimeType = r.string_of(u, None)
             win = r.win
@@ -1667,10 +1835,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_MimeType = r.string_of(u, None)
             win = r.win
@@ -1824,10 +1998,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyID')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_PGPKeyID = r.binary_of(u, None)
         win = r.win
@@ -1848,10 +2028,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_PGPKeyPacket.append(r.binary_of(u, None))
         win = r.win
@@ -1879,10 +2065,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
                 raise r.fail_at(av + 9, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_PGPKeyPacket.append(r.binary_of(u, None))
             win = r.win
@@ -2042,10 +2234,16 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
         raise r.fail_at(av + 10, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Modulus = r.binary_of(u, None)
     win = r.win
@@ -2058,10 +2256,16 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
         raise r.fail_at(av + 11, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Exponent = r.binary_of(u, None)
     win = r.win
@@ -2125,10 +2329,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -2141,10 +2351,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Type = r.string_of(u, None)
         win = r.win
@@ -2157,10 +2373,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_URI = r.string_of(u, None)
         win = r.win
@@ -2192,10 +2414,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_Type = r.string_of(u, None)
             win = r.win
@@ -2208,10 +2436,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_URI = r.string_of(u, None)
             win = r.win
@@ -2243,10 +2477,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_URI = r.string_of(u, None)
             win = r.win
@@ -2305,10 +2545,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         raise r.fail_at(av + 10, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_DigestValue = r.binary_of(u, None)
     win = r.win
@@ -2514,10 +2760,16 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Type = r.string_of(u, None)
         win = r.win
@@ -2530,10 +2782,16 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_URI = r.string_of(u, None)
         win = r.win
@@ -2561,10 +2819,16 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_URI = r.string_of(u, None)
             win = r.win
@@ -2703,10 +2967,16 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                 raise r.fail_at(av + 10, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_SPKISexp.append(r.binary_of(u, None))
             win = r.win
@@ -2733,10 +3003,16 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                         raise r.fail_at(av + 9, 'SPKIDataType[1]', 'expected CH of SPKISexp')
                     u = (c & 255)
                     if u > 127:
-                        r.avail = av
-                        u = r.uint_more(u)
-                        win = r.win
-                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 14)
+                            win = r.win
+                            av = r.avail
                     r.avail = av
                     f_SPKISexp.append(r.binary_of(u, None))
                     win = r.win
@@ -2768,10 +3044,16 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                     raise r.fail_at(av + 9, 'SPKIDataType[2]', 'expected CH of SPKISexp')
                 u = (c & 255)
                 if u > 127:
-                    r.avail = av
-                    u = r.uint_more(u)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 14)
+                        win = r.win
+                        av = r.avail
                 r.avail = av
                 f_SPKISexp.append(r.binary_of(u, None))
                 win = r.win
@@ -2868,10 +3150,16 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
         raise r.fail_at(av + 9, 'SignatureMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -2892,10 +3180,16 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_HMACOutputLength = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -3017,10 +3311,16 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3176,10 +3476,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3192,10 +3498,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Target = r.string_of(u, None)
         win = r.win
@@ -3212,10 +3524,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             raise r.fail_at(av + 9, 'SignaturePropertyType[1]', 'expected AT(Target)')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Target = r.string_of(u, None)
         win = r.win
@@ -3337,10 +3655,16 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3559,10 +3883,16 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3575,10 +3905,16 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_value = r.binary_of(u, None)
         win = r.win
@@ -3595,10 +3931,16 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
             raise r.fail_at(av + 9, 'SignatureValueType[1]', 'expected CH')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_value = r.binary_of(u, None)
         win = r.win
@@ -3678,10 +4020,16 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3873,10 +4221,16 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
         raise r.fail_at(av + 9, 'TransformType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -3895,10 +4249,16 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
                 raise r.fail_at(av + 9, 'TransformType[1]', 'expected CH of XPath')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_XPath.append(r.string_of(u, None))
             win = r.win
@@ -4083,10 +4443,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             raise r.fail_at(av + 10, 'X509DataType[0]', 'expected SE(X509IssuerName), CH of X509IssuerName')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_1_X509IssuerName = r.string_of(u, None)
         win = r.win
@@ -4100,10 +4466,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_X509SerialNumber = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -4121,10 +4493,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509SKI')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_X509SKI.append(r.binary_of(u, None))
         win = r.win
@@ -4144,10 +4522,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509SubjectName')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_X509SubjectName.append(r.string_of(u, None))
         win = r.win
@@ -4167,10 +4551,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509Certificate')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_X509Certificate.append(r.binary_of(u, None))
         win = r.win
@@ -4190,10 +4580,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509CRL')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_X509CRL.append(r.binary_of(u, None))
         win = r.win
@@ -4222,10 +4618,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 raise r.fail_at(av + 10, 'X509DataType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_2_X509IssuerName = r.string_of(u, None)
             win = r.win
@@ -4239,10 +4641,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_2_X509SerialNumber = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -4260,10 +4668,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509SKI')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_X509SKI.append(r.binary_of(u, None))
             win = r.win
@@ -4283,10 +4697,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509SubjectName')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_X509SubjectName.append(r.string_of(u, None))
             win = r.win
@@ -4306,10 +4726,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509Certificate')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_X509Certificate.append(r.binary_of(u, None))
             win = r.win
@@ -4329,10 +4755,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509CRL')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_X509CRL.append(r.binary_of(u, None))
             win = r.win
@@ -4548,10 +4980,16 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
         raise r.fail_at(av + 10, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_X509IssuerName = r.string_of(u, None)
     win = r.win
@@ -4565,10 +5003,16 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_X509SerialNumber = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -4644,10 +5088,16 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -4662,10 +5112,16 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
             raise r.fail_at(av + 9, 'AbsolutePriceScheduleType[0]', 'expected CH of TimeAnchor')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_TimeAnchor = u
         av -= 1
         if av < 0:
@@ -4685,10 +5141,16 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
             raise r.fail_at(av + 10, 'AbsolutePriceScheduleType[1]', 'expected SE(TimeAnchor), CH of TimeAnchor')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_TimeAnchor = u
         av -= 1
         if av < 0:
@@ -4705,10 +5167,16 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
         raise r.fail_at(av + 10, 'AbsolutePriceScheduleType', 'expected SE(PriceScheduleID), CH of PriceScheduleID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_PriceScheduleID = u
     av -= 3
     if av < 0:
@@ -4727,10 +5195,16 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
             raise r.fail_at(av + 9, 'AbsolutePriceScheduleType[3]', 'expected CH of PriceScheduleDescription')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_PriceScheduleDescription = r.string_of(u, 160)
         win = r.win
@@ -4751,10 +5225,16 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
             raise r.fail_at(av + 9, 'AbsolutePriceScheduleType[3]', 'expected CH of Currency')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Currency = r.string_of(u, 3)
         win = r.win
@@ -4777,10 +5257,16 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
             raise r.fail_at(av + 10, 'AbsolutePriceScheduleType[4]', 'expected SE(Currency), CH of Currency')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Currency = r.string_of(u, 3)
         win = r.win
@@ -4800,10 +5286,16 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
         raise r.fail_at(av + 10, 'AbsolutePriceScheduleType', 'expected SE(Language), CH of Language')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Language = r.string_of(u, 3)
     win = r.win
@@ -4817,10 +5309,16 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
     u = (c & 255)
     s = 6
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_PriceAlgorithm = r.string_of(u, 255)
     win = r.win
@@ -4844,10 +5342,16 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -4868,10 +5372,16 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -4911,10 +5421,16 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -5382,10 +5898,16 @@ def _d_iso20_common_messages_AdditionalServiceListType(r: BitReader) -> _iso20_c
         raise r.fail_at(av + 11, 'AdditionalServiceListType', 'expected SE(AdditionalService), SE(ServiceName), CH of ServiceName')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_1_ServiceName = r.string_of(u, 80)
     win = r.win
@@ -5400,10 +5922,16 @@ def _d_iso20_common_messages_AdditionalServiceListType(r: BitReader) -> _iso20_c
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -5429,10 +5957,16 @@ def _d_iso20_common_messages_AdditionalServiceListType(r: BitReader) -> _iso20_c
                 raise r.fail_at(av + 10, 'AdditionalServiceListType[1]', 'expected SE(ServiceName), CH of ServiceName')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_3_ServiceName = r.string_of(u, 80)
             win = r.win
@@ -5447,10 +5981,16 @@ def _d_iso20_common_messages_AdditionalServiceListType(r: BitReader) -> _iso20_c
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_4_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -5610,10 +6150,16 @@ def _d_iso20_common_messages_AdditionalServiceType(r: BitReader) -> _iso20_commo
         raise r.fail_at(av + 10, 'AdditionalServiceType', 'expected SE(ServiceName), CH of ServiceName')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_ServiceName = r.string_of(u, 80)
     win = r.win
@@ -5628,10 +6174,16 @@ def _d_iso20_common_messages_AdditionalServiceType(r: BitReader) -> _iso20_commo
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -5731,10 +6283,16 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader) -> _iso20_common
             raise r.fail_at(av + 9, 'AuthorizationReqType[2]', 'expected AT(Id)')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_2_Id = r.string_of(u, None)
         win = r.win
@@ -5747,10 +6305,16 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader) -> _iso20_common
             raise r.fail_at(av + 10, 'AuthorizationReqType[2]', 'expected SE(GenChallenge), CH of GenChallenge')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_2_GenChallenge = r.binary_of(u, 16)
         win = r.win
@@ -5763,10 +6327,16 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader) -> _iso20_common
             raise r.fail_at(av + 12, 'AuthorizationReqType[2]', 'expected EE of GenChallenge, SE(ContractCertificateChain), SE(Certificate), CH of Certificate')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_3_Certificate = r.binary_of(u, 1600)
         win = r.win
@@ -6157,10 +6727,16 @@ def _d_iso20_common_messages_CertificateChainType(r: BitReader) -> _iso20_common
         raise r.fail_at(av + 10, 'CertificateChainType', 'expected SE(Certificate), CH of Certificate')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Certificate = r.binary_of(u, 1600)
     win = r.win
@@ -6584,10 +7160,16 @@ def _d_iso20_common_messages_ContractCertificateChainType(r: BitReader) -> _iso2
         raise r.fail_at(av + 10, 'ContractCertificateChainType', 'expected SE(Certificate), CH of Certificate')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Certificate = r.binary_of(u, 1600)
     win = r.win
@@ -6683,10 +7265,16 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
         raise r.fail_at(av + 10, 'Dynamic_SEReqControlModeType', 'expected SE(DepartureTime), CH of DepartureTime')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_DepartureTime = u
     av -= 3
     if av < 0:
@@ -6725,10 +7313,16 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -6765,10 +7359,16 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_2_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -6791,10 +7391,16 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_3_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -6814,10 +7420,16 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_4_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -6831,10 +7443,16 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
     f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
     s = 5
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_5_Value = -u - 1 if sg else u
     av -= 4
     if av < 0:
@@ -6856,10 +7474,16 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_6_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -6880,10 +7504,16 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_7_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -6913,10 +7543,16 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_8_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -7251,10 +7887,16 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader) -> _iso2
             raise r.fail_at(av + 9, 'Dynamic_SEResControlModeType[0]', 'expected CH of DepartureTime')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_DepartureTime = u
         av -= 1
         if av < 0:
@@ -7641,10 +8283,16 @@ def _d_iso20_common_messages_EMAIDListType(r: BitReader) -> _iso20_common_messag
         raise r.fail_at(av + 10, 'EMAIDListType', 'expected SE(EMAID), CH of EMAID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_EMAID.append(r.string_of(u, 255))
     win = r.win
@@ -7671,10 +8319,16 @@ def _d_iso20_common_messages_EMAIDListType(r: BitReader) -> _iso20_common_messag
                 raise r.fail_at(av + 9, 'EMAIDListType[1]', 'expected CH of EMAID')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_EMAID.append(r.string_of(u, 255))
             win = r.win
@@ -7779,10 +8433,16 @@ def _d_iso20_common_messages_EVAbsolutePriceScheduleType(r: BitReader) -> _iso20
         raise r.fail_at(av + 10, 'EVAbsolutePriceScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_TimeAnchor = u
     av -= 11
     if av < 0:
@@ -7792,10 +8452,16 @@ def _d_iso20_common_messages_EVAbsolutePriceScheduleType(r: BitReader) -> _iso20
         raise r.fail_at(av + 11, 'EVAbsolutePriceScheduleType', 'expected EE of TimeAnchor, SE(Currency), CH of Currency')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Currency = r.string_of(u, 3)
     win = r.win
@@ -7808,10 +8474,16 @@ def _d_iso20_common_messages_EVAbsolutePriceScheduleType(r: BitReader) -> _iso20
         raise r.fail_at(av + 11, 'EVAbsolutePriceScheduleType', 'expected EE of Currency, SE(PriceAlgorithm), CH of PriceAlgorithm')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_PriceAlgorithm = r.string_of(u, 255)
     win = r.win
@@ -7908,10 +8580,16 @@ def _d_iso20_common_messages_EVEnergyOfferType(r: BitReader) -> _iso20_common_me
         raise r.fail_at(av + 11, 'EVEnergyOfferType', 'expected SE(EVPowerSchedule), SE(TimeAnchor), CH of TimeAnchor')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_TimeAnchor = u
     av -= 2
     if av < 0:
@@ -7932,10 +8610,16 @@ def _d_iso20_common_messages_EVEnergyOfferType(r: BitReader) -> _iso20_common_me
     u = (c & 255)
     f_EVPowerSchedule = _iso20_common_messages.EVPowerScheduleType(TimeAnchor=f_1_TimeAnchor, EVPowerScheduleEntries=f_1_EVPowerScheduleEntries)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_2_TimeAnchor = u
     av -= 11
     if av < 0:
@@ -7945,10 +8629,16 @@ def _d_iso20_common_messages_EVEnergyOfferType(r: BitReader) -> _iso20_common_me
         raise r.fail_at(av + 11, 'EVEnergyOfferType', 'expected EE of TimeAnchor, SE(Currency), CH of Currency')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_2_Currency = r.string_of(u, 3)
     win = r.win
@@ -7961,10 +8651,16 @@ def _d_iso20_common_messages_EVEnergyOfferType(r: BitReader) -> _iso20_common_me
         raise r.fail_at(av + 11, 'EVEnergyOfferType', 'expected EE of Currency, SE(PriceAlgorithm), CH of PriceAlgorithm')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_2_PriceAlgorithm = r.string_of(u, 255)
     win = r.win
@@ -8194,10 +8890,16 @@ def _d_iso20_common_messages_EVPowerProfileType(r: BitReader) -> _iso20_common_m
         raise r.fail_at(av + 10, 'EVPowerProfileType', 'expected SE(TimeAnchor), CH of TimeAnchor')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_TimeAnchor = u
     av -= 3
     if av < 0:
@@ -8308,10 +9010,16 @@ def _d_iso20_common_messages_EVPowerScheduleEntryListType(r: BitReader) -> _iso2
         raise r.fail_at(av + 11, 'EVPowerScheduleEntryListType', 'expected SE(EVPowerScheduleEntry), SE(Duration), CH of Duration')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Duration = u
     av -= 24
     if av < 0:
@@ -8323,10 +9031,16 @@ def _d_iso20_common_messages_EVPowerScheduleEntryListType(r: BitReader) -> _iso2
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -8352,10 +9066,16 @@ def _d_iso20_common_messages_EVPowerScheduleEntryListType(r: BitReader) -> _iso2
                 raise r.fail_at(av + 10, 'EVPowerScheduleEntryListType[1]', 'expected SE(Duration), CH of Duration')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_3_Duration = u
             av -= 24
             if av < 0:
@@ -8367,10 +9087,16 @@ def _d_iso20_common_messages_EVPowerScheduleEntryListType(r: BitReader) -> _iso2
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_4_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -8546,10 +9272,16 @@ def _d_iso20_common_messages_EVPowerScheduleEntryType(r: BitReader) -> _iso20_co
         raise r.fail_at(av + 10, 'EVPowerScheduleEntryType', 'expected SE(Duration), CH of Duration')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_Duration = u
     av -= 24
     if av < 0:
@@ -8561,10 +9293,16 @@ def _d_iso20_common_messages_EVPowerScheduleEntryType(r: BitReader) -> _iso20_co
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -8643,10 +9381,16 @@ def _d_iso20_common_messages_EVPowerScheduleType(r: BitReader) -> _iso20_common_
         raise r.fail_at(av + 10, 'EVPowerScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_TimeAnchor = u
     av -= 2
     if av < 0:
@@ -8817,10 +9561,16 @@ def _d_iso20_common_messages_EVPriceRuleStackType(r: BitReader) -> _iso20_common
         raise r.fail_at(av + 10, 'EVPriceRuleStackType', 'expected SE(Duration), CH of Duration')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_Duration = u
     av -= 25
     if av < 0:
@@ -8833,10 +9583,16 @@ def _d_iso20_common_messages_EVPriceRuleStackType(r: BitReader) -> _iso20_common
     u = (c & 255)
     s = 1
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -8849,10 +9605,16 @@ def _d_iso20_common_messages_EVPriceRuleStackType(r: BitReader) -> _iso20_common
     u = (c & 255)
     f_1_EnergyFee = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_3_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -8880,10 +9642,16 @@ def _d_iso20_common_messages_EVPriceRuleStackType(r: BitReader) -> _iso20_common
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_5_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -8896,10 +9664,16 @@ def _d_iso20_common_messages_EVPriceRuleStackType(r: BitReader) -> _iso20_common
             u = (c & 255)
             f_4_EnergyFee = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_6_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -9111,10 +9885,16 @@ def _d_iso20_common_messages_EVPriceRuleType(r: BitReader) -> _iso20_common_mess
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -9127,10 +9907,16 @@ def _d_iso20_common_messages_EVPriceRuleType(r: BitReader) -> _iso20_common_mess
     u = (c & 255)
     f_EnergyFee = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -9334,10 +10120,16 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader) -> _iso20_common
             raise r.fail_at(av + 9, 'OverstayRuleListType[0]', 'expected CH of OverstayTimeThreshold')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_OverstayTimeThreshold = u
         av -= 1
         if av < 0:
@@ -9357,10 +10149,16 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader) -> _iso20_common
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -9394,10 +10192,16 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader) -> _iso20_common
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_2_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -9634,10 +10438,16 @@ def _d_iso20_common_messages_OverstayRuleType(r: BitReader) -> _iso20_common_mes
             raise r.fail_at(av + 9, 'OverstayRuleType[0]', 'expected CH of OverstayRuleDescription')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_OverstayRuleDescription = r.string_of(u, 160)
         win = r.win
@@ -9658,10 +10468,16 @@ def _d_iso20_common_messages_OverstayRuleType(r: BitReader) -> _iso20_common_mes
             raise r.fail_at(av + 9, 'OverstayRuleType[0]', 'expected CH of StartTime')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_StartTime = u
         av -= 1
         if av < 0:
@@ -9681,10 +10497,16 @@ def _d_iso20_common_messages_OverstayRuleType(r: BitReader) -> _iso20_common_mes
             raise r.fail_at(av + 10, 'OverstayRuleType[1]', 'expected SE(StartTime), CH of StartTime')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_StartTime = u
         av -= 1
         if av < 0:
@@ -9703,10 +10525,16 @@ def _d_iso20_common_messages_OverstayRuleType(r: BitReader) -> _iso20_common_mes
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -9718,10 +10546,16 @@ def _d_iso20_common_messages_OverstayRuleType(r: BitReader) -> _iso20_common_mes
     f_OverstayFee = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     s = 3
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_OverstayFeePeriod = u
     av -= 2
     if av < 0:
@@ -9866,10 +10700,16 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader) -> _iso20_common_mes
         raise r.fail_at(av + 10, 'ParameterSetType', 'expected SE(ParameterSetID), CH of ParameterSetID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_ParameterSetID = u
     av -= 2
     if av < 0:
@@ -10005,10 +10845,16 @@ def _d_iso20_common_messages_ParameterType(r: BitReader) -> _iso20_common_messag
         raise r.fail_at(av + 9, 'ParameterType', 'expected AT(Name)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Name = r.string_of(u, 80)
     win = r.win
@@ -10044,10 +10890,16 @@ def _d_iso20_common_messages_ParameterType(r: BitReader) -> _iso20_common_messag
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_shortValue = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -10065,10 +10917,16 @@ def _d_iso20_common_messages_ParameterType(r: BitReader) -> _iso20_common_messag
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_intValue = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -10087,10 +10945,16 @@ def _d_iso20_common_messages_ParameterType(r: BitReader) -> _iso20_common_messag
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -10108,10 +10972,16 @@ def _d_iso20_common_messages_ParameterType(r: BitReader) -> _iso20_common_messag
             raise r.fail_at(av + 9, 'ParameterType[1]', 'expected CH of finiteString')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_finiteString = r.string_of(u, 80)
         win = r.win
@@ -10286,10 +11156,16 @@ def _d_iso20_common_messages_PnC_AReqAuthorizationModeType(r: BitReader) -> _iso
         raise r.fail_at(av + 9, 'PnC_AReqAuthorizationModeType', 'expected AT(Id)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Id = r.string_of(u, None)
     win = r.win
@@ -10302,10 +11178,16 @@ def _d_iso20_common_messages_PnC_AReqAuthorizationModeType(r: BitReader) -> _iso
         raise r.fail_at(av + 10, 'PnC_AReqAuthorizationModeType', 'expected SE(GenChallenge), CH of GenChallenge')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_GenChallenge = r.binary_of(u, 16)
     win = r.win
@@ -10318,10 +11200,16 @@ def _d_iso20_common_messages_PnC_AReqAuthorizationModeType(r: BitReader) -> _iso
         raise r.fail_at(av + 12, 'PnC_AReqAuthorizationModeType', 'expected EE of GenChallenge, SE(ContractCertificateChain), SE(Certificate), CH of Certificate')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_1_Certificate = r.binary_of(u, 1600)
     win = r.win
@@ -10412,10 +11300,16 @@ def _d_iso20_common_messages_PnC_ASResAuthorizationModeType(r: BitReader) -> _is
         raise r.fail_at(av + 10, 'PnC_ASResAuthorizationModeType', 'expected SE(GenChallenge), CH of GenChallenge')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_GenChallenge = r.binary_of(u, 16)
     win = r.win
@@ -10669,10 +11563,16 @@ def _d_iso20_common_messages_PowerDeliveryResType(r: BitReader) -> _iso20_common
             raise r.fail_at(av + 10, 'PowerDeliveryResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_NotificationMaxDelay = u
         av -= 8
         if av < 0:
@@ -10873,10 +11773,16 @@ def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader) -> _iso20_comm
         raise r.fail_at(av + 10, 'PowerScheduleEntryType', 'expected SE(Duration), CH of Duration')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_Duration = u
     av -= 24
     if av < 0:
@@ -10889,10 +11795,16 @@ def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader) -> _iso20_comm
     u = (c & 255)
     s = 1
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 4
     if av < 0:
@@ -10914,10 +11826,16 @@ def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader) -> _iso20_comm
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -10938,10 +11856,16 @@ def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader) -> _iso20_comm
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_3_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -10971,10 +11895,16 @@ def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader) -> _iso20_comm
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_4_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -11167,10 +12097,16 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader) -> _iso20_common_me
         raise r.fail_at(av + 10, 'PowerScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_TimeAnchor = u
     av -= 3
     if av < 0:
@@ -11191,10 +12127,16 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader) -> _iso20_common_me
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -11215,10 +12157,16 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader) -> _iso20_common_me
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -11252,10 +12200,16 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader) -> _iso20_common_me
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -11458,10 +12412,16 @@ def _d_iso20_common_messages_PriceLevelScheduleEntryListType(r: BitReader) -> _i
         raise r.fail_at(av + 11, 'PriceLevelScheduleEntryListType', 'expected SE(PriceLevelScheduleEntry), SE(Duration), CH of Duration')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Duration = u
     av -= 13
     if av < 0:
@@ -11487,10 +12447,16 @@ def _d_iso20_common_messages_PriceLevelScheduleEntryListType(r: BitReader) -> _i
                 raise r.fail_at(av + 10, 'PriceLevelScheduleEntryListType[1]', 'expected SE(Duration), CH of Duration')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_2_Duration = u
             av -= 13
             if av < 0:
@@ -11624,10 +12590,16 @@ def _d_iso20_common_messages_PriceLevelScheduleEntryType(r: BitReader) -> _iso20
         raise r.fail_at(av + 10, 'PriceLevelScheduleEntryType', 'expected SE(Duration), CH of Duration')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_Duration = u
     av -= 13
     if av < 0:
@@ -11694,10 +12666,16 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader) -> _iso20_comm
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -11712,10 +12690,16 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader) -> _iso20_comm
             raise r.fail_at(av + 9, 'PriceLevelScheduleType[0]', 'expected CH of TimeAnchor')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_TimeAnchor = u
         av -= 1
         if av < 0:
@@ -11735,10 +12719,16 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader) -> _iso20_comm
             raise r.fail_at(av + 10, 'PriceLevelScheduleType[1]', 'expected SE(TimeAnchor), CH of TimeAnchor')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_TimeAnchor = u
         av -= 1
         if av < 0:
@@ -11755,10 +12745,16 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader) -> _iso20_comm
         raise r.fail_at(av + 10, 'PriceLevelScheduleType', 'expected SE(PriceScheduleID), CH of PriceScheduleID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_PriceScheduleID = u
     av -= 3
     if av < 0:
@@ -11777,10 +12773,16 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader) -> _iso20_comm
             raise r.fail_at(av + 9, 'PriceLevelScheduleType[3]', 'expected CH of PriceScheduleDescription')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_PriceScheduleDescription = r.string_of(u, 160)
         win = r.win
@@ -12075,10 +13077,16 @@ def _d_iso20_common_messages_PriceRuleStackType(r: BitReader) -> _iso20_common_m
         raise r.fail_at(av + 10, 'PriceRuleStackType', 'expected SE(Duration), CH of Duration')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_Duration = u
     av -= 2
     if av < 0:
@@ -12216,10 +13224,16 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 5
     if av < 0:
@@ -12241,10 +13255,16 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -12263,10 +13283,16 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
             raise r.fail_at(av + 9, 'PriceRuleType[1]', 'expected CH of ParkingFeePeriod')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_ParkingFeePeriod = u
         av -= 1
         if av < 0:
@@ -12284,10 +13310,16 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
             raise r.fail_at(av + 9, 'PriceRuleType[1]', 'expected CH of CarbonDioxideEmission')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_CarbonDioxideEmission = u
         av -= 1
         if av < 0:
@@ -12316,10 +13348,16 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_3_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -12345,10 +13383,16 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
                 raise r.fail_at(av + 9, 'PriceRuleType[2]', 'expected CH of ParkingFeePeriod')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_ParkingFeePeriod = u
             av -= 1
             if av < 0:
@@ -12366,10 +13410,16 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
                 raise r.fail_at(av + 9, 'PriceRuleType[2]', 'expected CH of CarbonDioxideEmission')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_CarbonDioxideEmission = u
             av -= 1
             if av < 0:
@@ -12398,10 +13448,16 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_4_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -12427,10 +13483,16 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
                 raise r.fail_at(av + 9, 'PriceRuleType[3]', 'expected CH of CarbonDioxideEmission')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_CarbonDioxideEmission = u
             av -= 1
             if av < 0:
@@ -12459,10 +13521,16 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_5_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -12499,10 +13567,16 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_6_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -12525,10 +13599,16 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_7_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -12908,10 +13988,16 @@ def _d_iso20_common_messages_PriceScheduleType(r: BitReader) -> _iso20_common_me
         raise r.fail_at(av + 10, 'PriceScheduleType', 'expected SE(TimeAnchor), CH of TimeAnchor')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_TimeAnchor = u
     av -= 11
     if av < 0:
@@ -12922,10 +14008,16 @@ def _d_iso20_common_messages_PriceScheduleType(r: BitReader) -> _iso20_common_me
     u = (c & 255)
     s = 1
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_PriceScheduleID = u
     av -= 3
     if av < 0:
@@ -12944,10 +14036,16 @@ def _d_iso20_common_messages_PriceScheduleType(r: BitReader) -> _iso20_common_me
             raise r.fail_at(av + 9, 'PriceScheduleType[2]', 'expected CH of PriceScheduleDescription')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_PriceScheduleDescription = r.string_of(u, 160)
         win = r.win
@@ -13322,10 +14420,16 @@ def _d_iso20_common_messages_ScheduleTupleType(r: BitReader) -> _iso20_common_me
         raise r.fail_at(av + 10, 'ScheduleTupleType', 'expected SE(ScheduleTupleID), CH of ScheduleTupleID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_ScheduleTupleID = u
     av -= 2
     if av < 0:
@@ -13436,10 +14540,16 @@ def _d_iso20_common_messages_Scheduled_EVPPTControlModeType(r: BitReader) -> _is
         raise r.fail_at(av + 10, 'Scheduled_EVPPTControlModeType', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_SelectedScheduleTupleID = u
     av -= 3
     if av < 0:
@@ -13540,10 +14650,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             raise r.fail_at(av + 9, 'Scheduled_SEReqControlModeType[0]', 'expected CH of DepartureTime')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_DepartureTime = u
         av -= 1
         if av < 0:
@@ -13563,10 +14679,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -13587,10 +14709,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -13611,10 +14739,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_3_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -13633,10 +14767,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[0]', 'expected SE(EVPowerSchedule), SE(TimeAnchor), CH of TimeAnchor')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_5_TimeAnchor = u
         av -= 2
         if av < 0:
@@ -13657,10 +14797,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
         u = (c & 255)
         f_4_EVPowerSchedule = _iso20_common_messages.EVPowerScheduleType(TimeAnchor=f_5_TimeAnchor, EVPowerScheduleEntries=f_5_EVPowerScheduleEntries)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_6_TimeAnchor = u
         av -= 11
         if av < 0:
@@ -13670,10 +14816,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[0]', 'expected EE of TimeAnchor, SE(Currency), CH of Currency')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_6_Currency = r.string_of(u, 3)
         win = r.win
@@ -13686,10 +14838,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Currency, SE(PriceAlgorithm), CH of PriceAlgorithm')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_6_PriceAlgorithm = r.string_of(u, 255)
         win = r.win
@@ -13733,10 +14891,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_7_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -13757,10 +14921,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_8_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -13781,10 +14951,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_9_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -13803,10 +14979,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
                 raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[1]', 'expected SE(EVPowerSchedule), SE(TimeAnchor), CH of TimeAnchor')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_11_TimeAnchor = u
             av -= 2
             if av < 0:
@@ -13827,10 +15009,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             u = (c & 255)
             f_10_EVPowerSchedule = _iso20_common_messages.EVPowerScheduleType(TimeAnchor=f_11_TimeAnchor, EVPowerScheduleEntries=f_11_EVPowerScheduleEntries)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_12_TimeAnchor = u
             av -= 11
             if av < 0:
@@ -13840,10 +15028,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
                 raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[1]', 'expected EE of TimeAnchor, SE(Currency), CH of Currency')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_12_Currency = r.string_of(u, 3)
             win = r.win
@@ -13856,10 +15050,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
                 raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[1]', 'expected EE of Currency, SE(PriceAlgorithm), CH of PriceAlgorithm')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_12_PriceAlgorithm = r.string_of(u, 255)
             win = r.win
@@ -13903,10 +15103,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_13_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -13927,10 +15133,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_14_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -13949,10 +15161,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
                 raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[2]', 'expected SE(EVPowerSchedule), SE(TimeAnchor), CH of TimeAnchor')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_16_TimeAnchor = u
             av -= 2
             if av < 0:
@@ -13973,10 +15191,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             u = (c & 255)
             f_15_EVPowerSchedule = _iso20_common_messages.EVPowerScheduleType(TimeAnchor=f_16_TimeAnchor, EVPowerScheduleEntries=f_16_EVPowerScheduleEntries)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_17_TimeAnchor = u
             av -= 11
             if av < 0:
@@ -13986,10 +15210,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
                 raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[2]', 'expected EE of TimeAnchor, SE(Currency), CH of Currency')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_17_Currency = r.string_of(u, 3)
             win = r.win
@@ -14002,10 +15232,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
                 raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[2]', 'expected EE of Currency, SE(PriceAlgorithm), CH of PriceAlgorithm')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_17_PriceAlgorithm = r.string_of(u, 255)
             win = r.win
@@ -14049,10 +15285,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_18_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -14071,10 +15313,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
                 raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[3]', 'expected SE(EVPowerSchedule), SE(TimeAnchor), CH of TimeAnchor')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_20_TimeAnchor = u
             av -= 2
             if av < 0:
@@ -14095,10 +15343,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             u = (c & 255)
             f_19_EVPowerSchedule = _iso20_common_messages.EVPowerScheduleType(TimeAnchor=f_20_TimeAnchor, EVPowerScheduleEntries=f_20_EVPowerScheduleEntries)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_21_TimeAnchor = u
             av -= 11
             if av < 0:
@@ -14108,10 +15362,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
                 raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[3]', 'expected EE of TimeAnchor, SE(Currency), CH of Currency')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_21_Currency = r.string_of(u, 3)
             win = r.win
@@ -14124,10 +15384,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
                 raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[3]', 'expected EE of Currency, SE(PriceAlgorithm), CH of PriceAlgorithm')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_21_PriceAlgorithm = r.string_of(u, 255)
             win = r.win
@@ -14169,10 +15435,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
                 raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[4]', 'expected SE(EVPowerSchedule), SE(TimeAnchor), CH of TimeAnchor')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_23_TimeAnchor = u
             av -= 2
             if av < 0:
@@ -14193,10 +15465,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             u = (c & 255)
             f_22_EVPowerSchedule = _iso20_common_messages.EVPowerScheduleType(TimeAnchor=f_23_TimeAnchor, EVPowerScheduleEntries=f_23_EVPowerScheduleEntries)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_24_TimeAnchor = u
             av -= 11
             if av < 0:
@@ -14206,10 +15484,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
                 raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[4]', 'expected EE of TimeAnchor, SE(Currency), CH of Currency')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_24_Currency = r.string_of(u, 3)
             win = r.win
@@ -14222,10 +15506,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
                 raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[4]', 'expected EE of Currency, SE(PriceAlgorithm), CH of PriceAlgorithm')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_24_PriceAlgorithm = r.string_of(u, 255)
             win = r.win
@@ -15126,10 +16416,16 @@ def _d_iso20_common_messages_Scheduled_SMDTControlModeType(r: BitReader) -> _iso
         raise r.fail_at(av + 10, 'Scheduled_SMDTControlModeType', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_SelectedScheduleTupleID = u
     av -= 2
     if av < 0:
@@ -15182,10 +16478,16 @@ def _d_iso20_common_messages_SelectedServiceListType(r: BitReader) -> _iso20_com
         raise r.fail_at(av + 11, 'SelectedServiceListType', 'expected SE(SelectedService), SE(ServiceID), CH of ServiceID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_ServiceID = u
     av -= 11
     if av < 0:
@@ -15195,10 +16497,16 @@ def _d_iso20_common_messages_SelectedServiceListType(r: BitReader) -> _iso20_com
         raise r.fail_at(av + 11, 'SelectedServiceListType', 'expected EE of ServiceID, SE(ParameterSetID), CH of ParameterSetID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_ParameterSetID = u
     av -= 2
     if av < 0:
@@ -15223,10 +16531,16 @@ def _d_iso20_common_messages_SelectedServiceListType(r: BitReader) -> _iso20_com
                 raise r.fail_at(av + 10, 'SelectedServiceListType[1]', 'expected SE(ServiceID), CH of ServiceID')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_2_ServiceID = u
             av -= 11
             if av < 0:
@@ -15236,10 +16550,16 @@ def _d_iso20_common_messages_SelectedServiceListType(r: BitReader) -> _iso20_com
                 raise r.fail_at(av + 11, 'SelectedServiceListType[1]', 'expected EE of ServiceID, SE(ParameterSetID), CH of ParameterSetID')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_2_ParameterSetID = u
             av -= 2
             if av < 0:
@@ -15402,10 +16722,16 @@ def _d_iso20_common_messages_SelectedServiceType(r: BitReader) -> _iso20_common_
         raise r.fail_at(av + 10, 'SelectedServiceType', 'expected SE(ServiceID), CH of ServiceID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_ServiceID = u
     av -= 11
     if av < 0:
@@ -15415,10 +16741,16 @@ def _d_iso20_common_messages_SelectedServiceType(r: BitReader) -> _iso20_common_
         raise r.fail_at(av + 11, 'SelectedServiceType', 'expected EE of ServiceID, SE(ParameterSetID), CH of ParameterSetID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_ParameterSetID = u
     av -= 2
     if av < 0:
@@ -15500,10 +16832,16 @@ def _d_iso20_common_messages_ServiceDetailReqType(r: BitReader) -> _iso20_common
         raise r.fail_at(av + 10, 'ServiceDetailReqType', 'expected SE(ServiceID), CH of ServiceID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_ServiceID = u
     av -= 2
     if av < 0:
@@ -15581,10 +16919,16 @@ def _d_iso20_common_messages_ServiceDetailResType(r: BitReader) -> _iso20_common
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_ServiceID = u
     av -= 2
     if av < 0:
@@ -15864,10 +17208,16 @@ def _d_iso20_common_messages_ServiceIDListType(r: BitReader) -> _iso20_common_me
         raise r.fail_at(av + 10, 'ServiceIDListType', 'expected SE(ServiceID), CH of ServiceID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_ServiceID.append(u)
     av -= 1
     if av < 0:
@@ -15891,10 +17241,16 @@ def _d_iso20_common_messages_ServiceIDListType(r: BitReader) -> _iso20_common_me
                 raise r.fail_at(av + 9, 'ServiceIDListType[1]', 'expected CH of ServiceID')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_ServiceID.append(u)
             av -= 1
             if av < 0:
@@ -16010,10 +17366,16 @@ def _d_iso20_common_messages_ServiceListType(r: BitReader) -> _iso20_common_mess
         raise r.fail_at(av + 11, 'ServiceListType', 'expected SE(Service), SE(ServiceID), CH of ServiceID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_ServiceID = u
     av -= 6
     if av < 0:
@@ -16039,10 +17401,16 @@ def _d_iso20_common_messages_ServiceListType(r: BitReader) -> _iso20_common_mess
                 raise r.fail_at(av + 10, 'ServiceListType[1]', 'expected SE(ServiceID), CH of ServiceID')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_2_ServiceID = u
             av -= 6
             if av < 0:
@@ -16283,10 +17651,16 @@ def _d_iso20_common_messages_ServiceSelectionReqType(r: BitReader) -> _iso20_com
     u = (c & 255)
     s = 1
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_ServiceID = u
     av -= 11
     if av < 0:
@@ -16296,10 +17670,16 @@ def _d_iso20_common_messages_ServiceSelectionReqType(r: BitReader) -> _iso20_com
         raise r.fail_at(av + 11, 'ServiceSelectionReqType', 'expected EE of ServiceID, SE(ParameterSetID), CH of ParameterSetID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_ParameterSetID = u
     av -= 4
     if av < 0:
@@ -16473,10 +17853,16 @@ def _d_iso20_common_messages_ServiceType(r: BitReader) -> _iso20_common_messages
         raise r.fail_at(av + 10, 'ServiceType', 'expected SE(ServiceID), CH of ServiceID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_ServiceID = u
     av -= 6
     if av < 0:
@@ -16542,10 +17928,16 @@ def _d_iso20_common_messages_SessionSetupReqType(r: BitReader) -> _iso20_common_
         raise r.fail_at(av + 10, 'SessionSetupReqType', 'expected SE(EVCCID), CH of EVCCID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_EVCCID = r.string_of(u, 255)
     win = r.win
@@ -16617,10 +18009,16 @@ def _d_iso20_common_messages_SessionSetupResType(r: BitReader) -> _iso20_common_
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_EVSEID = r.string_of(u, 255)
     win = r.win
@@ -16706,10 +18104,16 @@ def _d_iso20_common_messages_SessionStopReqType(r: BitReader) -> _iso20_common_m
             raise r.fail_at(av + 9, 'SessionStopReqType[2]', 'expected CH of EVTerminationCode')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_EVTerminationCode = r.string_of(u, 80)
         win = r.win
@@ -16730,10 +18134,16 @@ def _d_iso20_common_messages_SessionStopReqType(r: BitReader) -> _iso20_common_m
             raise r.fail_at(av + 9, 'SessionStopReqType[2]', 'expected CH of EVTerminationExplanation')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_EVTerminationExplanation = r.string_of(u, 160)
         win = r.win
@@ -16763,10 +18173,16 @@ def _d_iso20_common_messages_SessionStopReqType(r: BitReader) -> _iso20_common_m
                 raise r.fail_at(av + 9, 'SessionStopReqType[3]', 'expected CH of EVTerminationExplanation')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_EVTerminationExplanation = r.string_of(u, 160)
             win = r.win
@@ -16934,10 +18350,16 @@ def _d_iso20_common_messages_SignedCertificateChainType(r: BitReader) -> _iso20_
         raise r.fail_at(av + 9, 'SignedCertificateChainType', 'expected AT(Id)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Id = r.string_of(u, None)
     win = r.win
@@ -16951,10 +18373,16 @@ def _d_iso20_common_messages_SignedCertificateChainType(r: BitReader) -> _iso20_
     u = (c & 255)
     s = 1
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Certificate = r.binary_of(u, 1600)
     win = r.win
@@ -17057,10 +18485,16 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader) -> _iso20_
         raise r.fail_at(av + 9, 'SignedInstallationDataType', 'expected AT(Id)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Id = r.string_of(u, None)
     win = r.win
@@ -17073,10 +18507,16 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader) -> _iso20_
         raise r.fail_at(av + 11, 'SignedInstallationDataType', 'expected SE(ContractCertificateChain), SE(Certificate), CH of Certificate')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_1_Certificate = r.binary_of(u, 1600)
     win = r.win
@@ -17101,10 +18541,16 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader) -> _iso20_
     u = (c & 255)
     f_ContractCertificateChain = _iso20_common_messages.ContractCertificateChainType(Certificate=f_1_Certificate, SubCertificates=f_1_SubCertificates)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_DHPublicKey = r.binary_of(u, 133)
     win = r.win
@@ -17125,10 +18571,16 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader) -> _iso20_
             raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', 'expected CH of SECP521_EncryptedPrivateKey')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_SECP521_EncryptedPrivateKey = r.binary_of(u, 94)
         win = r.win
@@ -17148,10 +18600,16 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader) -> _iso20_
             raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', 'expected CH of X448_EncryptedPrivateKey')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_X448_EncryptedPrivateKey = r.binary_of(u, 84)
         win = r.win
@@ -17171,10 +18629,16 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader) -> _iso20_
             raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', 'expected CH of TPM_EncryptedPrivateKey')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_TPM_EncryptedPrivateKey = r.binary_of(u, 206)
         win = r.win
@@ -17314,10 +18778,16 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader) -> _iso20_comm
         raise r.fail_at(av + 9, 'SignedMeteringDataType', 'expected AT(Id)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Id = r.string_of(u, None)
     win = r.win
@@ -17331,10 +18801,16 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader) -> _iso20_comm
     u = (c & 255)
     s = 1
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_SessionID = r.binary_of(u, 8)
     win = r.win
@@ -17380,10 +18856,16 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader) -> _iso20_comm
             raise r.fail_at(av + 10, 'SignedMeteringDataType[3]', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_2_SelectedScheduleTupleID = u
         av -= 2
         if av < 0:
@@ -17418,10 +18900,16 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader) -> _iso20_comm
                 raise r.fail_at(av + 10, 'SignedMeteringDataType[4]', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_4_SelectedScheduleTupleID = u
             av -= 2
             if av < 0:
@@ -17572,10 +19060,16 @@ def _d_iso20_common_messages_SubCertificatesType(r: BitReader) -> _iso20_common_
         raise r.fail_at(av + 10, 'SubCertificatesType', 'expected SE(Certificate), CH of Certificate')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Certificate.append(r.binary_of(u, 1600))
     win = r.win
@@ -17597,10 +19091,16 @@ def _d_iso20_common_messages_SubCertificatesType(r: BitReader) -> _iso20_common_
             raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Certificate.append(r.binary_of(u, 1600))
         win = r.win
@@ -17630,10 +19130,16 @@ def _d_iso20_common_messages_SubCertificatesType(r: BitReader) -> _iso20_common_
                 raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_Certificate.append(r.binary_of(u, 1600))
             win = r.win
@@ -17746,10 +19252,16 @@ def _d_iso20_common_messages_SupportedProvidersListType(r: BitReader) -> _iso20_
         raise r.fail_at(av + 10, 'SupportedProvidersListType', 'expected SE(ProviderID), CH of ProviderID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_ProviderID.append(r.string_of(u, 80))
     win = r.win
@@ -17776,10 +19288,16 @@ def _d_iso20_common_messages_SupportedProvidersListType(r: BitReader) -> _iso20_
                 raise r.fail_at(av + 9, 'SupportedProvidersListType[1]', 'expected CH of ProviderID')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_ProviderID.append(r.string_of(u, 80))
             win = r.win
@@ -17882,10 +19400,16 @@ def _d_iso20_common_messages_TargetPositionType(r: BitReader) -> _iso20_common_m
         raise r.fail_at(av + 10, 'TargetPositionType', 'expected SE(TargetOffsetX), CH of TargetOffsetX')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_TargetOffsetX = u
     av -= 11
     if av < 0:
@@ -17895,10 +19419,16 @@ def _d_iso20_common_messages_TargetPositionType(r: BitReader) -> _iso20_common_m
         raise r.fail_at(av + 11, 'TargetPositionType', 'expected EE of TargetOffsetX, SE(TargetOffsetY), CH of TargetOffsetY')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_TargetOffsetY = u
     av -= 2
     if av < 0:
@@ -18075,10 +19605,16 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader) -> _iso20_common_messages
         raise r.fail_at(av + 10, 'TaxRuleType', 'expected SE(TaxRuleID), CH of TaxRuleID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_TaxRuleID = u
     av -= 3
     if av < 0:
@@ -18097,10 +19633,16 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader) -> _iso20_common_messages
             raise r.fail_at(av + 9, 'TaxRuleType[1]', 'expected CH of TaxRuleName')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_TaxRuleName = r.string_of(u, 80)
         win = r.win
@@ -18123,10 +19665,16 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader) -> _iso20_common_messages
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -18149,10 +19697,16 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader) -> _iso20_common_messages
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -18392,10 +19946,16 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_commo
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_VehicleFrame = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -18414,10 +19974,16 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_commo
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_DeviceOffset = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -18436,10 +20002,16 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_commo
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_VehicleTravel = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -18467,10 +20039,16 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_commo
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_DeviceOffset = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -18489,10 +20067,16 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_commo
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_VehicleTravel = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -18520,10 +20104,16 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_commo
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_VehicleTravel = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -18761,10 +20351,16 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_commo
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_ParkingSpace = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -18783,10 +20379,16 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_commo
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_DeviceLocation = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -18805,10 +20407,16 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_commo
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_TargetDistance = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -18836,10 +20444,16 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_commo
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_DeviceLocation = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -18858,10 +20472,16 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_commo
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_TargetDistance = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -18889,10 +20509,16 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_commo
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_TargetDistance = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -19113,10 +20739,16 @@ def _d_iso20_common_messages_VehicleCheckOutReqType(r: BitReader) -> _iso20_comm
     f_EVCheckOutStatus = _E_iso20_common_messages_evCheckOutStatusType[iv]
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_CheckOutTime = u
     av -= 2
     if av < 0:
@@ -19408,10 +21040,16 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
             raise r.fail_at(av + 10, 'ChargeLoopResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_NotificationMaxDelay = u
         av -= 8
         if av < 0:
@@ -19707,10 +21345,16 @@ def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -19723,10 +21367,16 @@ def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.
     u = (c & 255)
     f_Amount = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -19811,10 +21461,16 @@ def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.D
         raise r.fail_at(av + 10, 'DetailedTaxType', 'expected SE(TaxRuleID), CH of TaxRuleID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_TaxRuleID = u
     av -= 24
     if av < 0:
@@ -19826,10 +21482,16 @@ def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.D
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -19950,10 +21612,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         kw['RemainingTimeToMinimumSOC'] = u
         av -= 1
         if av < 0:
@@ -19971,10 +21639,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         kw['RemainingTimeToTargetSOC'] = u
         av -= 1
         if av < 0:
@@ -19992,10 +21666,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         kw['RemainingTimeToMaximumSOC'] = u
         av -= 1
         if av < 0:
@@ -20024,10 +21704,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -20091,10 +21777,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMinimumSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToMinimumSOC'] = u
             av -= 1
             if av < 0:
@@ -20112,10 +21804,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToTargetSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToTargetSOC'] = u
             av -= 1
             if av < 0:
@@ -20133,10 +21831,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
             av -= 1
             if av < 0:
@@ -20165,10 +21869,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_2_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -20223,10 +21933,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMinimumSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToMinimumSOC'] = u
             av -= 1
             if av < 0:
@@ -20244,10 +21960,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToTargetSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToTargetSOC'] = u
             av -= 1
             if av < 0:
@@ -20265,10 +21987,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
             av -= 1
             if av < 0:
@@ -20297,10 +22025,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -20346,10 +22080,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMinimumSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToMinimumSOC'] = u
             av -= 1
             if av < 0:
@@ -20367,10 +22107,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToTargetSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToTargetSOC'] = u
             av -= 1
             if av < 0:
@@ -20388,10 +22134,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
             av -= 1
             if av < 0:
@@ -20420,10 +22172,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_4_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -20460,10 +22218,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMinimumSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToMinimumSOC'] = u
             av -= 1
             if av < 0:
@@ -20481,10 +22245,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToTargetSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToTargetSOC'] = u
             av -= 1
             if av < 0:
@@ -20502,10 +22272,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
             av -= 1
             if av < 0:
@@ -20534,10 +22310,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_5_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -20574,10 +22356,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToTargetSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToTargetSOC'] = u
             av -= 1
             if av < 0:
@@ -20595,10 +22383,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
             av -= 1
             if av < 0:
@@ -20627,10 +22421,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_6_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -20667,10 +22467,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[6]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
             av -= 1
             if av < 0:
@@ -20699,10 +22505,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_7_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -20750,10 +22562,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_8_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -20792,10 +22610,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_9_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -21685,10 +23509,16 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
             raise r.fail_at(av + 9, 'Dynamic_CLReqControlModeType[0]', 'expected CH of DepartureTime')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_DepartureTime = u
         av -= 1
         if av < 0:
@@ -21708,10 +23538,16 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -21734,10 +23570,16 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -21757,10 +23599,16 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_3_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -21774,10 +23622,16 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
     s = 3
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_4_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -21957,10 +23811,16 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of DepartureTime')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_DepartureTime = u
         av -= 1
         if av < 0:
@@ -21996,10 +23856,16 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_AckMaxDelay = u
         av -= 1
         if av < 0:
@@ -22044,10 +23910,16 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
                 raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_AckMaxDelay = u
             av -= 1
             if av < 0:
@@ -22083,10 +23955,16 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
                 raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_AckMaxDelay = u
             av -= 1
             if av < 0:
@@ -22113,10 +23991,16 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
                 raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_AckMaxDelay = u
             av -= 1
             if av < 0:
@@ -22321,10 +24205,16 @@ def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EV
         raise r.fail_at(av + 10, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_NotificationMaxDelay = u
     av -= 8
     if av < 0:
@@ -22383,10 +24273,16 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
         raise r.fail_at(av + 11, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID), SE(X509IssuerName), CH of X509IssuerName')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_1_X509IssuerName = r.string_of(u, None)
     win = r.win
@@ -22400,10 +24296,16 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_X509SerialNumber = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -22428,10 +24330,16 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
                 raise r.fail_at(av + 10, 'ListOfRootCertificateIDsType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_2_X509IssuerName = r.string_of(u, None)
             win = r.win
@@ -22445,10 +24353,16 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_2_X509SerialNumber = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -22589,10 +24503,16 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
         raise r.fail_at(av + 10, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_SessionID = r.binary_of(u, 8)
     win = r.win
@@ -22606,10 +24526,16 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     u = (c & 255)
     s = 1
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_TimeStamp = u
     av -= 3
     if av < 0:
@@ -22721,10 +24647,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         raise r.fail_at(av + 10, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_MeterID = r.string_of(u, 32)
     win = r.win
@@ -22738,10 +24670,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     u = (c & 255)
     s = 1
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_ChargedEnergyReadingWh = u
     av -= 4
     if av < 0:
@@ -22760,10 +24698,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of BPT_DischargedEnergyReadingWh')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_BPT_DischargedEnergyReadingWh = u
         av -= 1
         if av < 0:
@@ -22781,10 +24725,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_CapacitiveEnergyReadingVARh = u
         av -= 1
         if av < 0:
@@ -22802,10 +24752,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_BPT_InductiveEnergyReadingVARh = u
         av -= 1
         if av < 0:
@@ -22823,10 +24779,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterSignature')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_MeterSignature = r.binary_of(u, 64)
         win = r.win
@@ -22848,10 +24810,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_MeterStatus = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -22869,10 +24837,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_MeterTimestamp = u
         av -= 1
         if av < 0:
@@ -22899,10 +24873,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[3]', 'expected CH of CapacitiveEnergyReadingVARh')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_CapacitiveEnergyReadingVARh = u
             av -= 1
             if av < 0:
@@ -22920,10 +24900,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[3]', 'expected CH of BPT_InductiveEnergyReadingVARh')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_BPT_InductiveEnergyReadingVARh = u
             av -= 1
             if av < 0:
@@ -22941,10 +24927,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[3]', 'expected CH of MeterSignature')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_MeterSignature = r.binary_of(u, 64)
             win = r.win
@@ -22966,10 +24958,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_MeterStatus = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -22987,10 +24985,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[3]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_MeterTimestamp = u
             av -= 1
             if av < 0:
@@ -23017,10 +25021,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[4]', 'expected CH of BPT_InductiveEnergyReadingVARh')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_BPT_InductiveEnergyReadingVARh = u
             av -= 1
             if av < 0:
@@ -23038,10 +25048,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[4]', 'expected CH of MeterSignature')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_MeterSignature = r.binary_of(u, 64)
             win = r.win
@@ -23063,10 +25079,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_MeterStatus = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -23084,10 +25106,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[4]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_MeterTimestamp = u
             av -= 1
             if av < 0:
@@ -23114,10 +25142,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[5]', 'expected CH of MeterSignature')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_MeterSignature = r.binary_of(u, 64)
             win = r.win
@@ -23139,10 +25173,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_MeterStatus = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -23160,10 +25200,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[5]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_MeterTimestamp = u
             av -= 1
             if av < 0:
@@ -23191,10 +25237,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_MeterStatus = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -23212,10 +25264,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[6]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_MeterTimestamp = u
             av -= 1
             if av < 0:
@@ -23242,10 +25300,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[7]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_MeterTimestamp = u
             av -= 1
             if av < 0:
@@ -23770,10 +25834,16 @@ def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_type
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_Value = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -23835,10 +25905,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         raise r.fail_at(av + 10, 'ReceiptType', 'expected SE(TimeAnchor), CH of TimeAnchor')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_TimeAnchor = u
     av -= 4
     if av < 0:
@@ -23859,10 +25935,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 25
         if av < 0:
@@ -23875,10 +25957,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         u = (c & 255)
         f_1_Amount = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_3_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -23900,10 +25988,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_5_Value = -u - 1 if sg else u
         av -= 25
         if av < 0:
@@ -23916,10 +26010,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         u = (c & 255)
         f_4_Amount = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_6_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -23941,10 +26041,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_8_Value = -u - 1 if sg else u
         av -= 25
         if av < 0:
@@ -23957,10 +26063,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         u = (c & 255)
         f_7_Amount = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_9_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -23982,10 +26094,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_11_Value = -u - 1 if sg else u
         av -= 25
         if av < 0:
@@ -23998,10 +26116,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         u = (c & 255)
         f_10_Amount = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_12_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -24021,10 +26145,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             raise r.fail_at(av + 10, 'ReceiptType[1]', 'expected SE(TaxRuleID), CH of TaxRuleID')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_13_TaxRuleID = u
         av -= 24
         if av < 0:
@@ -24036,10 +26166,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_14_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -24070,10 +26206,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_16_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -24086,10 +26228,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u = (c & 255)
             f_15_Amount = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_17_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -24111,10 +26259,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_19_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -24127,10 +26281,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u = (c & 255)
             f_18_Amount = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_20_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -24152,10 +26312,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_22_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -24168,10 +26334,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u = (c & 255)
             f_21_Amount = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_23_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -24191,10 +26363,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 raise r.fail_at(av + 10, 'ReceiptType[2]', 'expected SE(TaxRuleID), CH of TaxRuleID')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_24_TaxRuleID = u
             av -= 24
             if av < 0:
@@ -24206,10 +26384,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_25_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -24240,10 +26424,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_27_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -24256,10 +26446,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u = (c & 255)
             f_26_Amount = _iso20_common_types.RationalNumberType(Exponent=f_27_Exponent, Value=f_27_Value)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_28_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -24281,10 +26477,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_30_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -24297,10 +26499,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u = (c & 255)
             f_29_Amount = _iso20_common_types.RationalNumberType(Exponent=f_30_Exponent, Value=f_30_Value)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_31_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -24320,10 +26528,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 raise r.fail_at(av + 10, 'ReceiptType[3]', 'expected SE(TaxRuleID), CH of TaxRuleID')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_32_TaxRuleID = u
             av -= 24
             if av < 0:
@@ -24335,10 +26549,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_33_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -24369,10 +26589,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_35_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -24385,10 +26611,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u = (c & 255)
             f_34_Amount = _iso20_common_types.RationalNumberType(Exponent=f_35_Exponent, Value=f_35_Value)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_36_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -24408,10 +26640,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 raise r.fail_at(av + 10, 'ReceiptType[4]', 'expected SE(TaxRuleID), CH of TaxRuleID')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_37_TaxRuleID = u
             av -= 24
             if av < 0:
@@ -24423,10 +26661,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_38_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -24455,10 +26699,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 raise r.fail_at(av + 10, 'ReceiptType[5]', 'expected SE(TaxRuleID), CH of TaxRuleID')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_39_TaxRuleID = u
             av -= 24
             if av < 0:
@@ -24470,10 +26720,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_40_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -24504,10 +26760,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                     raise r.fail_at(av + 10, 'ReceiptType[6]', 'expected SE(TaxRuleID), CH of TaxRuleID')
                 u = (c & 255)
                 if u > 127:
-                    r.avail = av
-                    u = r.uint_more(u)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 14)
+                        win = r.win
+                        av = r.avail
                 f_41_TaxRuleID = u
                 av -= 24
                 if av < 0:
@@ -24519,10 +26781,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 sg = ((c >> 8) & 1)
                 u = (c & 255)
                 if u > 127:
-                    r.avail = av
-                    u = r.uint_more(u)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 14)
+                        win = r.win
+                        av = r.avail
                 f_42_Value = -u - 1 if sg else u
                 av -= 3
                 if av < 0:
@@ -25501,10 +27769,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -25525,10 +27799,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -25549,10 +27829,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_3_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -25582,10 +27868,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_4_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -25606,10 +27898,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_5_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -25639,10 +27937,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_6_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -26023,10 +28327,16 @@ def _d_v0(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, None)
     win = r.win
@@ -26068,10 +28378,16 @@ def _d_v1(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.string_of(u, None)
     win = r.win
@@ -26113,10 +28429,16 @@ def _d_v2(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -26234,10 +28556,16 @@ def _d_v6(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -26286,10 +28614,16 @@ def _d_v7(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, 1600)
     win = r.win
@@ -26382,10 +28716,16 @@ def _d_v10(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.string_of(u, 3)
     win = r.win
@@ -26429,10 +28769,16 @@ def _d_v11(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, 133)
     win = r.win
@@ -26476,10 +28822,16 @@ def _d_v12(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -26529,10 +28881,16 @@ def _d_v13(r: BitReader) -> object:
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -26604,10 +28962,16 @@ def _d_v15(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.string_of(u, 255)
     win = r.win
@@ -26778,10 +29142,16 @@ def _d_v21(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.string_of(u, 80)
     win = r.win
@@ -26825,10 +29195,16 @@ def _d_v22(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.string_of(u, 160)
     win = r.win
@@ -26872,10 +29248,16 @@ def _d_v23(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, None)
     win = r.win
@@ -26942,10 +29324,16 @@ def _d_v25(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, 16)
     win = r.win
@@ -26990,10 +29378,16 @@ def _d_v26(r: BitReader) -> object:
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -27040,10 +29434,16 @@ def _d_v27(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.string_of(u, 3)
     win = r.win
@@ -27162,10 +29562,16 @@ def _d_v31(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.string_of(u, 32)
     win = r.win
@@ -27209,10 +29615,16 @@ def _d_v32(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, 64)
     win = r.win
@@ -27256,10 +29668,16 @@ def _d_v33(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, None)
     win = r.win
@@ -27301,10 +29719,16 @@ def _d_v34(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -27402,10 +29826,16 @@ def _d_v37(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -27480,10 +29910,16 @@ def _d_v39(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, 94)
     win = r.win
@@ -27527,10 +29963,16 @@ def _d_v40(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, 8)
     win = r.win
@@ -27574,10 +30016,16 @@ def _d_v41(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, 206)
     win = r.win
@@ -27621,10 +30069,16 @@ def _d_v42(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, 84)
     win = r.win
@@ -27669,10 +30123,16 @@ def _d_v43(r: BitReader) -> object:
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -27720,10 +30180,16 @@ def _d_v44(r: BitReader) -> object:
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:

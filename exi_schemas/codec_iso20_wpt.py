@@ -54,10 +54,16 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
         raise r.fail_at(av + 9, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -148,10 +154,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of P')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_P = r.binary_of(u, None)
         win = r.win
@@ -172,10 +184,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of G')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_G = r.binary_of(u, None)
         win = r.win
@@ -196,10 +214,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of Y')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Y = r.binary_of(u, None)
         win = r.win
@@ -222,10 +246,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 10, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Q = r.binary_of(u, None)
         win = r.win
@@ -251,10 +281,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of G')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_G = r.binary_of(u, None)
             win = r.win
@@ -275,10 +311,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of Y')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_Y = r.binary_of(u, None)
             win = r.win
@@ -301,10 +343,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 10, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Y = r.binary_of(u, None)
         win = r.win
@@ -330,10 +378,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of J')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_J = r.binary_of(u, None)
         win = r.win
@@ -354,10 +408,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of Seed')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Seed = r.binary_of(u, None)
         win = r.win
@@ -387,10 +447,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 raise r.fail_at(av + 9, 'DSAKeyValueType[5]', 'expected CH of Seed')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_Seed = r.binary_of(u, None)
             win = r.win
@@ -415,10 +481,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 10, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_PgenCounter = r.binary_of(u, None)
         win = r.win
@@ -612,10 +684,16 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
         raise r.fail_at(av + 9, 'DigestMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -705,10 +783,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -723,10 +807,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of KeyName')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_KeyName.append(r.string_of(u, None))
         win = r.win
@@ -777,10 +867,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of MgmtData')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_MgmtData.append(r.string_of(u, None))
         win = r.win
@@ -813,10 +909,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                     raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of KeyName')
                 u = (c & 255)
                 if u > 127:
-                    r.avail = av
-                    u = r.uint_more(u)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 14)
+                        win = r.win
+                        av = r.avail
                 r.avail = av
                 f_KeyName.append(r.string_of(u, None))
                 win = r.win
@@ -873,10 +975,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                     raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of MgmtData')
                 u = (c & 255)
                 if u > 127:
-                    r.avail = av
-                    u = r.uint_more(u)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 14)
+                        win = r.win
+                        av = r.avail
                 r.avail = av
                 f_MgmtData.append(r.string_of(u, None))
                 win = r.win
@@ -909,10 +1017,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of KeyName')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_KeyName.append(r.string_of(u, None))
             win = r.win
@@ -957,10 +1071,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of MgmtData')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_MgmtData.append(r.string_of(u, None))
             win = r.win
@@ -1280,10 +1400,16 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
                 raise r.fail_at(av + 10, 'KeyValueType[0]', 'expected SE(Modulus), CH of Modulus')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_1_Modulus = r.binary_of(u, None)
             win = r.win
@@ -1296,10 +1422,16 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
                 raise r.fail_at(av + 11, 'KeyValueType[0]', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_1_Exponent = r.binary_of(u, None)
             win = r.win
@@ -1395,10 +1527,16 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -1555,10 +1693,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Encoding = r.string_of(u, None)
         win = r.win
@@ -1571,10 +1715,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -1587,10 +1737,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_MimeType = r.string_of(u, None)
         win = r.win
@@ -1616,10 +1772,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_Id = r.string_of(u, None)
             win = r.win
@@ -1632,10 +1794,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_MimeType = r.string_of(u, None)
             win = r.win
@@ -1661,10 +1829,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_MimeType = r.string_of(u, None)
             win = r.win
@@ -1818,10 +1992,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyID')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_PGPKeyID = r.binary_of(u, None)
         win = r.win
@@ -1842,10 +2022,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_PGPKeyPacket.append(r.binary_of(u, None))
         win = r.win
@@ -1873,10 +2059,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
                 raise r.fail_at(av + 9, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_PGPKeyPacket.append(r.binary_of(u, None))
             win = r.win
@@ -2036,10 +2228,16 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
         raise r.fail_at(av + 10, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Modulus = r.binary_of(u, None)
     win = r.win
@@ -2052,10 +2250,16 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
         raise r.fail_at(av + 11, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Exponent = r.binary_of(u, None)
     win = r.win
@@ -2119,10 +2323,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -2135,10 +2345,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Type = r.string_of(u, None)
         win = r.win
@@ -2151,10 +2367,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_URI = r.string_of(u, None)
         win = r.win
@@ -2186,10 +2408,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_Type = r.string_of(u, None)
             win = r.win
@@ -2202,10 +2430,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_URI = r.string_of(u, None)
             win = r.win
@@ -2237,10 +2471,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_URI = r.string_of(u, None)
             win = r.win
@@ -2299,10 +2539,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         raise r.fail_at(av + 10, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_DigestValue = r.binary_of(u, None)
     win = r.win
@@ -2508,10 +2754,16 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Type = r.string_of(u, None)
         win = r.win
@@ -2524,10 +2776,16 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_URI = r.string_of(u, None)
         win = r.win
@@ -2555,10 +2813,16 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_URI = r.string_of(u, None)
             win = r.win
@@ -2697,10 +2961,16 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                 raise r.fail_at(av + 10, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_SPKISexp.append(r.binary_of(u, None))
             win = r.win
@@ -2727,10 +2997,16 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                         raise r.fail_at(av + 9, 'SPKIDataType[1]', 'expected CH of SPKISexp')
                     u = (c & 255)
                     if u > 127:
-                        r.avail = av
-                        u = r.uint_more(u)
-                        win = r.win
-                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 14)
+                            win = r.win
+                            av = r.avail
                     r.avail = av
                     f_SPKISexp.append(r.binary_of(u, None))
                     win = r.win
@@ -2762,10 +3038,16 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                     raise r.fail_at(av + 9, 'SPKIDataType[2]', 'expected CH of SPKISexp')
                 u = (c & 255)
                 if u > 127:
-                    r.avail = av
-                    u = r.uint_more(u)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 14)
+                        win = r.win
+                        av = r.avail
                 r.avail = av
                 f_SPKISexp.append(r.binary_of(u, None))
                 win = r.win
@@ -2862,10 +3144,16 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
         raise r.fail_at(av + 9, 'SignatureMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -2886,10 +3174,16 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_HMACOutputLength = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -3011,10 +3305,16 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3170,10 +3470,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3186,10 +3492,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Target = r.string_of(u, None)
         win = r.win
@@ -3206,10 +3518,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             raise r.fail_at(av + 9, 'SignaturePropertyType[1]', 'expected AT(Target)')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Target = r.string_of(u, None)
         win = r.win
@@ -3331,10 +3649,16 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3553,10 +3877,16 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3569,10 +3899,16 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_value = r.binary_of(u, None)
         win = r.win
@@ -3589,10 +3925,16 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
             raise r.fail_at(av + 9, 'SignatureValueType[1]', 'expected CH')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_value = r.binary_of(u, None)
         win = r.win
@@ -3672,10 +4014,16 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3867,10 +4215,16 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
         raise r.fail_at(av + 9, 'TransformType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -3889,10 +4243,16 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
                 raise r.fail_at(av + 9, 'TransformType[1]', 'expected CH of XPath')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_XPath.append(r.string_of(u, None))
             win = r.win
@@ -4077,10 +4437,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             raise r.fail_at(av + 10, 'X509DataType[0]', 'expected SE(X509IssuerName), CH of X509IssuerName')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_1_X509IssuerName = r.string_of(u, None)
         win = r.win
@@ -4094,10 +4460,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_X509SerialNumber = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -4115,10 +4487,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509SKI')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_X509SKI.append(r.binary_of(u, None))
         win = r.win
@@ -4138,10 +4516,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509SubjectName')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_X509SubjectName.append(r.string_of(u, None))
         win = r.win
@@ -4161,10 +4545,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509Certificate')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_X509Certificate.append(r.binary_of(u, None))
         win = r.win
@@ -4184,10 +4574,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509CRL')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_X509CRL.append(r.binary_of(u, None))
         win = r.win
@@ -4216,10 +4612,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 raise r.fail_at(av + 10, 'X509DataType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_2_X509IssuerName = r.string_of(u, None)
             win = r.win
@@ -4233,10 +4635,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_2_X509SerialNumber = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -4254,10 +4662,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509SKI')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_X509SKI.append(r.binary_of(u, None))
             win = r.win
@@ -4277,10 +4691,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509SubjectName')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_X509SubjectName.append(r.string_of(u, None))
             win = r.win
@@ -4300,10 +4720,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509Certificate')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_X509Certificate.append(r.binary_of(u, None))
             win = r.win
@@ -4323,10 +4749,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509CRL')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_X509CRL.append(r.binary_of(u, None))
             win = r.win
@@ -4542,10 +4974,16 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
         raise r.fail_at(av + 10, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_X509IssuerName = r.string_of(u, None)
     win = r.win
@@ -4559,10 +4997,16 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_X509SerialNumber = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -4797,10 +5241,16 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
             raise r.fail_at(av + 10, 'ChargeLoopResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_NotificationMaxDelay = u
         av -= 8
         if av < 0:
@@ -5096,10 +5546,16 @@ def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -5112,10 +5568,16 @@ def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.
     u = (c & 255)
     f_Amount = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -5200,10 +5662,16 @@ def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.D
         raise r.fail_at(av + 10, 'DetailedTaxType', 'expected SE(TaxRuleID), CH of TaxRuleID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_TaxRuleID = u
     av -= 24
     if av < 0:
@@ -5215,10 +5683,16 @@ def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.D
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -5339,10 +5813,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         kw['RemainingTimeToMinimumSOC'] = u
         av -= 1
         if av < 0:
@@ -5360,10 +5840,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         kw['RemainingTimeToTargetSOC'] = u
         av -= 1
         if av < 0:
@@ -5381,10 +5867,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         kw['RemainingTimeToMaximumSOC'] = u
         av -= 1
         if av < 0:
@@ -5413,10 +5905,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -5480,10 +5978,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMinimumSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToMinimumSOC'] = u
             av -= 1
             if av < 0:
@@ -5501,10 +6005,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToTargetSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToTargetSOC'] = u
             av -= 1
             if av < 0:
@@ -5522,10 +6032,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
             av -= 1
             if av < 0:
@@ -5554,10 +6070,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_2_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -5612,10 +6134,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMinimumSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToMinimumSOC'] = u
             av -= 1
             if av < 0:
@@ -5633,10 +6161,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToTargetSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToTargetSOC'] = u
             av -= 1
             if av < 0:
@@ -5654,10 +6188,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
             av -= 1
             if av < 0:
@@ -5686,10 +6226,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -5735,10 +6281,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMinimumSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToMinimumSOC'] = u
             av -= 1
             if av < 0:
@@ -5756,10 +6308,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToTargetSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToTargetSOC'] = u
             av -= 1
             if av < 0:
@@ -5777,10 +6335,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[3]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
             av -= 1
             if av < 0:
@@ -5809,10 +6373,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_4_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -5849,10 +6419,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMinimumSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToMinimumSOC'] = u
             av -= 1
             if av < 0:
@@ -5870,10 +6446,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToTargetSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToTargetSOC'] = u
             av -= 1
             if av < 0:
@@ -5891,10 +6473,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[4]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
             av -= 1
             if av < 0:
@@ -5923,10 +6511,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_5_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -5963,10 +6557,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToTargetSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToTargetSOC'] = u
             av -= 1
             if av < 0:
@@ -5984,10 +6584,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[5]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
             av -= 1
             if av < 0:
@@ -6016,10 +6622,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_6_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -6056,10 +6668,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 raise r.fail_at(av + 9, 'DisplayParametersType[6]', 'expected CH of RemainingTimeToMaximumSOC')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             kw['RemainingTimeToMaximumSOC'] = u
             av -= 1
             if av < 0:
@@ -6088,10 +6706,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_7_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -6139,10 +6763,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_8_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -6181,10 +6811,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_9_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -7074,10 +7710,16 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
             raise r.fail_at(av + 9, 'Dynamic_CLReqControlModeType[0]', 'expected CH of DepartureTime')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_DepartureTime = u
         av -= 1
         if av < 0:
@@ -7097,10 +7739,16 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -7123,10 +7771,16 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -7146,10 +7800,16 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_3_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -7163,10 +7823,16 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
     s = 3
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_4_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -7346,10 +8012,16 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of DepartureTime')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_DepartureTime = u
         av -= 1
         if av < 0:
@@ -7385,10 +8057,16 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_AckMaxDelay = u
         av -= 1
         if av < 0:
@@ -7433,10 +8111,16 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
                 raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[1]', 'expected CH of AckMaxDelay')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_AckMaxDelay = u
             av -= 1
             if av < 0:
@@ -7472,10 +8156,16 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
                 raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_AckMaxDelay = u
             av -= 1
             if av < 0:
@@ -7502,10 +8192,16 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
                 raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_AckMaxDelay = u
             av -= 1
             if av < 0:
@@ -7710,10 +8406,16 @@ def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EV
         raise r.fail_at(av + 10, 'EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_NotificationMaxDelay = u
     av -= 8
     if av < 0:
@@ -7772,10 +8474,16 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
         raise r.fail_at(av + 11, 'ListOfRootCertificateIDsType', 'expected SE(RootCertificateID), SE(X509IssuerName), CH of X509IssuerName')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_1_X509IssuerName = r.string_of(u, None)
     win = r.win
@@ -7789,10 +8497,16 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_X509SerialNumber = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -7817,10 +8531,16 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
                 raise r.fail_at(av + 10, 'ListOfRootCertificateIDsType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_2_X509IssuerName = r.string_of(u, None)
             win = r.win
@@ -7834,10 +8554,16 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_2_X509SerialNumber = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -7978,10 +8704,16 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
         raise r.fail_at(av + 10, 'MessageHeaderType', 'expected SE(SessionID), CH of SessionID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_SessionID = r.binary_of(u, 8)
     win = r.win
@@ -7995,10 +8727,16 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     u = (c & 255)
     s = 1
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_TimeStamp = u
     av -= 3
     if av < 0:
@@ -8110,10 +8848,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         raise r.fail_at(av + 10, 'MeterInfoType', 'expected SE(MeterID), CH of MeterID')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_MeterID = r.string_of(u, 32)
     win = r.win
@@ -8127,10 +8871,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
     u = (c & 255)
     s = 1
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_ChargedEnergyReadingWh = u
     av -= 4
     if av < 0:
@@ -8149,10 +8899,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of BPT_DischargedEnergyReadingWh')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_BPT_DischargedEnergyReadingWh = u
         av -= 1
         if av < 0:
@@ -8170,10 +8926,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_CapacitiveEnergyReadingVARh = u
         av -= 1
         if av < 0:
@@ -8191,10 +8953,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_BPT_InductiveEnergyReadingVARh = u
         av -= 1
         if av < 0:
@@ -8212,10 +8980,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterSignature')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_MeterSignature = r.binary_of(u, 64)
         win = r.win
@@ -8237,10 +9011,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_MeterStatus = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -8258,10 +9038,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_MeterTimestamp = u
         av -= 1
         if av < 0:
@@ -8288,10 +9074,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[3]', 'expected CH of CapacitiveEnergyReadingVARh')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_CapacitiveEnergyReadingVARh = u
             av -= 1
             if av < 0:
@@ -8309,10 +9101,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[3]', 'expected CH of BPT_InductiveEnergyReadingVARh')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_BPT_InductiveEnergyReadingVARh = u
             av -= 1
             if av < 0:
@@ -8330,10 +9128,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[3]', 'expected CH of MeterSignature')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_MeterSignature = r.binary_of(u, 64)
             win = r.win
@@ -8355,10 +9159,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_MeterStatus = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -8376,10 +9186,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[3]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_MeterTimestamp = u
             av -= 1
             if av < 0:
@@ -8406,10 +9222,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[4]', 'expected CH of BPT_InductiveEnergyReadingVARh')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_BPT_InductiveEnergyReadingVARh = u
             av -= 1
             if av < 0:
@@ -8427,10 +9249,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[4]', 'expected CH of MeterSignature')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_MeterSignature = r.binary_of(u, 64)
             win = r.win
@@ -8452,10 +9280,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_MeterStatus = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -8473,10 +9307,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[4]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_MeterTimestamp = u
             av -= 1
             if av < 0:
@@ -8503,10 +9343,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[5]', 'expected CH of MeterSignature')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_MeterSignature = r.binary_of(u, 64)
             win = r.win
@@ -8528,10 +9374,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_MeterStatus = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -8549,10 +9401,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[5]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_MeterTimestamp = u
             av -= 1
             if av < 0:
@@ -8580,10 +9438,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_MeterStatus = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -8601,10 +9465,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[6]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_MeterTimestamp = u
             av -= 1
             if av < 0:
@@ -8631,10 +9501,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 raise r.fail_at(av + 9, 'MeterInfoType[7]', 'expected CH of MeterTimestamp')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_MeterTimestamp = u
             av -= 1
             if av < 0:
@@ -9159,10 +10035,16 @@ def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_type
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_Value = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -9224,10 +10106,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         raise r.fail_at(av + 10, 'ReceiptType', 'expected SE(TimeAnchor), CH of TimeAnchor')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_TimeAnchor = u
     av -= 4
     if av < 0:
@@ -9248,10 +10136,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 25
         if av < 0:
@@ -9264,10 +10158,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         u = (c & 255)
         f_1_Amount = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_3_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -9289,10 +10189,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_5_Value = -u - 1 if sg else u
         av -= 25
         if av < 0:
@@ -9305,10 +10211,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         u = (c & 255)
         f_4_Amount = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_6_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -9330,10 +10242,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_8_Value = -u - 1 if sg else u
         av -= 25
         if av < 0:
@@ -9346,10 +10264,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         u = (c & 255)
         f_7_Amount = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_9_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -9371,10 +10295,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_11_Value = -u - 1 if sg else u
         av -= 25
         if av < 0:
@@ -9387,10 +10317,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         u = (c & 255)
         f_10_Amount = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_12_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -9410,10 +10346,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             raise r.fail_at(av + 10, 'ReceiptType[1]', 'expected SE(TaxRuleID), CH of TaxRuleID')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_13_TaxRuleID = u
         av -= 24
         if av < 0:
@@ -9425,10 +10367,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_14_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -9459,10 +10407,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_16_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -9475,10 +10429,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u = (c & 255)
             f_15_Amount = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_17_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -9500,10 +10460,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_19_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -9516,10 +10482,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u = (c & 255)
             f_18_Amount = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_20_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -9541,10 +10513,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_22_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -9557,10 +10535,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u = (c & 255)
             f_21_Amount = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_23_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -9580,10 +10564,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 raise r.fail_at(av + 10, 'ReceiptType[2]', 'expected SE(TaxRuleID), CH of TaxRuleID')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_24_TaxRuleID = u
             av -= 24
             if av < 0:
@@ -9595,10 +10585,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_25_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -9629,10 +10625,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_27_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -9645,10 +10647,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u = (c & 255)
             f_26_Amount = _iso20_common_types.RationalNumberType(Exponent=f_27_Exponent, Value=f_27_Value)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_28_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -9670,10 +10678,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_30_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -9686,10 +10700,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u = (c & 255)
             f_29_Amount = _iso20_common_types.RationalNumberType(Exponent=f_30_Exponent, Value=f_30_Value)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_31_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -9709,10 +10729,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 raise r.fail_at(av + 10, 'ReceiptType[3]', 'expected SE(TaxRuleID), CH of TaxRuleID')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_32_TaxRuleID = u
             av -= 24
             if av < 0:
@@ -9724,10 +10750,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_33_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -9758,10 +10790,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_35_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -9774,10 +10812,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u = (c & 255)
             f_34_Amount = _iso20_common_types.RationalNumberType(Exponent=f_35_Exponent, Value=f_35_Value)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_36_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -9797,10 +10841,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 raise r.fail_at(av + 10, 'ReceiptType[4]', 'expected SE(TaxRuleID), CH of TaxRuleID')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_37_TaxRuleID = u
             av -= 24
             if av < 0:
@@ -9812,10 +10862,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_38_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -9844,10 +10900,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 raise r.fail_at(av + 10, 'ReceiptType[5]', 'expected SE(TaxRuleID), CH of TaxRuleID')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_39_TaxRuleID = u
             av -= 24
             if av < 0:
@@ -9859,10 +10921,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_40_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -9893,10 +10961,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                     raise r.fail_at(av + 10, 'ReceiptType[6]', 'expected SE(TaxRuleID), CH of TaxRuleID')
                 u = (c & 255)
                 if u > 127:
-                    r.avail = av
-                    u = r.uint_more(u)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 14)
+                        win = r.win
+                        av = r.avail
                 f_41_TaxRuleID = u
                 av -= 24
                 if av < 0:
@@ -9908,10 +10982,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 sg = ((c >> 8) & 1)
                 u = (c & 255)
                 if u > 127:
-                    r.avail = av
-                    u = r.uint_more(u)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 14)
+                        win = r.win
+                        av = r.avail
                 f_42_Value = -u - 1 if sg else u
                 av -= 3
                 if av < 0:
@@ -10890,10 +11970,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -10914,10 +12000,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -10938,10 +12030,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_3_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -10971,10 +12069,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_4_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -10995,10 +12099,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_5_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -11028,10 +12138,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_6_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -11521,10 +12637,16 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
             raise r.fail_at(av + 9, 'AlternativeSECCType[0]', 'expected CH of SSID')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_SSID = r.string_of(u, 255)
         win = r.win
@@ -11545,10 +12667,16 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
             raise r.fail_at(av + 9, 'AlternativeSECCType[0]', 'expected CH of BSSID')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_BSSID = r.string_of(u, 12)
         win = r.win
@@ -11569,10 +12697,16 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
             raise r.fail_at(av + 9, 'AlternativeSECCType[0]', 'expected CH of IPAddress')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_IPAddress = r.string_of(u, 39)
         win = r.win
@@ -11593,10 +12727,16 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
             raise r.fail_at(av + 9, 'AlternativeSECCType[0]', 'expected CH of Port')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_Port = u
         av -= 1
         if av < 0:
@@ -11623,10 +12763,16 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
                 raise r.fail_at(av + 9, 'AlternativeSECCType[1]', 'expected CH of BSSID')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_BSSID = r.string_of(u, 12)
             win = r.win
@@ -11647,10 +12793,16 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
                 raise r.fail_at(av + 9, 'AlternativeSECCType[1]', 'expected CH of IPAddress')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_IPAddress = r.string_of(u, 39)
             win = r.win
@@ -11671,10 +12823,16 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
                 raise r.fail_at(av + 9, 'AlternativeSECCType[1]', 'expected CH of Port')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_Port = u
             av -= 1
             if av < 0:
@@ -11701,10 +12859,16 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
                 raise r.fail_at(av + 9, 'AlternativeSECCType[2]', 'expected CH of IPAddress')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_IPAddress = r.string_of(u, 39)
             win = r.win
@@ -11725,10 +12889,16 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
                 raise r.fail_at(av + 9, 'AlternativeSECCType[2]', 'expected CH of Port')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_Port = u
             av -= 1
             if av < 0:
@@ -11755,10 +12925,16 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
                 raise r.fail_at(av + 9, 'AlternativeSECCType[3]', 'expected CH of Port')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_Port = u
             av -= 1
             if av < 0:
@@ -12114,10 +13290,16 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -12168,10 +13350,16 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
                 raise r.fail_at(av + 9, 'WPT_AlignmentCheckReqType[4]', 'expected CH of VendorSpecificDataContainer')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
             win = r.win
@@ -12348,10 +13536,16 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -12372,10 +13566,16 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -12394,10 +13594,16 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
             raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[3]', 'expected CH of VendorSpecificDataContainer')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
         win = r.win
@@ -12429,10 +13635,16 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -12451,10 +13663,16 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
                 raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[4]', 'expected CH of VendorSpecificDataContainer')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
             win = r.win
@@ -12484,10 +13702,16 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
                 raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[5]', 'expected CH of VendorSpecificDataContainer')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
             win = r.win
@@ -12519,10 +13743,16 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
                     raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[6]', 'expected CH of VendorSpecificDataContainer')
                 u = (c & 255)
                 if u > 127:
-                    r.avail = av
-                    u = r.uint_more(u)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 14)
+                        win = r.win
+                        av = r.avail
                 r.avail = av
                 f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
                 win = r.win
@@ -12819,10 +14049,16 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -12836,10 +14072,16 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     f_EVPCPowerRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     s = 4
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 10
     if av < 0:
@@ -12863,10 +14105,16 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_3_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -12887,10 +14135,16 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_5_Value = -u - 1 if sg else u
         av -= 25
         if av < 0:
@@ -12903,10 +14157,16 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         u = (c & 255)
         f_4_EVPCCoilCurrentRequest = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_6_Value = -u - 1 if sg else u
         av -= 25
         if av < 0:
@@ -12919,10 +14179,16 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         u = (c & 255)
         f_4_EVPCCoilCurrentInformation = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_7_Value = -u - 1 if sg else u
         av -= 25
         if av < 0:
@@ -12935,10 +14201,16 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         u = (c & 255)
         f_4_EVPCCurrentOutputInformation = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_8_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -12958,10 +14230,16 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[6]', 'expected CH of ManufacturerSpecificDataContainer')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
         win = r.win
@@ -12993,10 +14271,16 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_10_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -13009,10 +14293,16 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             u = (c & 255)
             f_9_EVPCCoilCurrentRequest = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_11_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -13025,10 +14315,16 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             u = (c & 255)
             f_9_EVPCCoilCurrentInformation = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_12_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -13041,10 +14337,16 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             u = (c & 255)
             f_9_EVPCCurrentOutputInformation = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_13_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -13064,10 +14366,16 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                 raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[7]', 'expected CH of ManufacturerSpecificDataContainer')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
             win = r.win
@@ -13097,10 +14405,16 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                 raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[8]', 'expected CH of ManufacturerSpecificDataContainer')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
             win = r.win
@@ -13132,10 +14446,16 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                     raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[9]', 'expected CH of ManufacturerSpecificDataContainer')
                 u = (c & 255)
                 if u > 127:
-                    r.avail = av
-                    u = r.uint_more(u)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 14)
+                        win = r.win
+                        av = r.avail
                 r.avail = av
                 f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
                 win = r.win
@@ -13641,10 +14961,16 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             raise r.fail_at(av + 10, 'WPT_ChargeLoopResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_NotificationMaxDelay = u
         av -= 8
         if av < 0:
@@ -13681,10 +15007,16 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -13724,10 +15056,16 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -13761,10 +15099,16 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_4_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -13787,10 +15131,16 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_5_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -13816,10 +15166,16 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_6_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -13840,10 +15196,16 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_7_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -13866,10 +15228,16 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_8_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -13889,10 +15257,16 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_9_Value = -u - 1 if sg else u
     av -= 11
     if av < 0:
@@ -13919,10 +15293,16 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_10_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -13943,10 +15323,16 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_12_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -13966,10 +15352,16 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[10]', 'expected CH of ManufacturerSpecificDataContainer')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
         win = r.win
@@ -14001,10 +15393,16 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_14_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -14024,10 +15422,16 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                 raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[11]', 'expected CH of ManufacturerSpecificDataContainer')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
             win = r.win
@@ -14057,10 +15461,16 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                 raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[12]', 'expected CH of ManufacturerSpecificDataContainer')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
             win = r.win
@@ -14092,10 +15502,16 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                     raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[13]', 'expected CH of ManufacturerSpecificDataContainer')
                 u = (c & 255)
                 if u > 127:
-                    r.avail = av
-                    u = r.uint_more(u)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 14)
+                        win = r.win
+                        av = r.avail
                 r.avail = av
                 f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
                 win = r.win
@@ -14666,10 +16082,16 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
     u = (c & 255)
     s = 1
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -14681,10 +16103,16 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
     f_EVPCMaxReceivablePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     s = 2
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_SDMaxGroundClearence = u
     av -= 11
     if av < 0:
@@ -14695,10 +16123,16 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
     u = (c & 255)
     s = 3
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_SDMinGroundClearence = u
     av -= 24
     if av < 0:
@@ -14711,10 +16145,16 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
     u = (c & 255)
     s = 4
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 6
     if av < 0:
@@ -14741,10 +16181,16 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
                 raise r.fail_at(av + 9, 'WPT_ChargeParameterDiscoveryReqType[6]', 'expected CH of VendorSpecificDataContainer')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
             win = r.win
@@ -14966,10 +16412,16 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
     s = 2
     s = 3
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -14983,10 +16435,16 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
     f_SDMinOutputPower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     s = 4
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -14998,10 +16456,16 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
     f_SDMaxOutputPower = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
     s = 5
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_SDMaxGroundClearanceSupport = u
     av -= 11
     if av < 0:
@@ -15012,10 +16476,16 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
     u = (c & 255)
     s = 6
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_SDMinGroundClearanceSupport = u
     av -= 24
     if av < 0:
@@ -15028,10 +16498,16 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
     u = (c & 255)
     s = 7
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_3_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -15045,10 +16521,16 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
     f_PDMinCoilCurrent = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
     s = 8
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_4_Value = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -15073,10 +16555,16 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
                 raise r.fail_at(av + 9, 'WPT_ChargeParameterDiscoveryResType[9]', 'expected CH of SDManufacturerSpecificDataContainer')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_SDManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
             win = r.win
@@ -15326,10 +16814,16 @@ def _d_iso20_wpt_WPT_CoordinateXYZType(r: BitReader) -> _iso20_wpt.WPT_Coordinat
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_Coord_X = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -15340,10 +16834,16 @@ def _d_iso20_wpt_WPT_CoordinateXYZType(r: BitReader) -> _iso20_wpt.WPT_Coordinat
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_Coord_Y = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -15354,10 +16854,16 @@ def _d_iso20_wpt_WPT_CoordinateXYZType(r: BitReader) -> _iso20_wpt.WPT_Coordinat
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_Coord_Z = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -15452,10 +16958,16 @@ def _d_iso20_wpt_WPT_EVPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.W
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -15468,10 +16980,16 @@ def _d_iso20_wpt_WPT_EVPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.W
     u = (c & 255)
     f_EVPCCoilCurrentRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -15484,10 +17002,16 @@ def _d_iso20_wpt_WPT_EVPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.W
     u = (c & 255)
     f_EVPCCoilCurrentInformation = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_3_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -15500,10 +17024,16 @@ def _d_iso20_wpt_WPT_EVPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.W
     u = (c & 255)
     f_EVPCCurrentOutputInformation = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_4_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -15770,10 +17300,16 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
                 raise r.fail_at(av + 9, 'WPT_FinePositioningReqType[3]', 'expected CH of VendorSpecificDataContainer')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
             win = r.win
@@ -16005,10 +17541,16 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
                 raise r.fail_at(av + 9, 'WPT_FinePositioningResType[3]', 'expected CH of VendorSpecificDataContainer')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
             win = r.win
@@ -16258,10 +17800,16 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
     u = (c & 255)
     s = 5
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_NaturalOffset = u
     av -= 1
     if av < 0:
@@ -16285,10 +17833,16 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
                 raise r.fail_at(av + 9, 'WPT_FinePositioningSetupReqType[6]', 'expected CH of VendorSpecificDataContainer')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
             win = r.win
@@ -16541,10 +18095,16 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
     u = (c & 255)
     s = 5
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_NaturalOffset = u
     av -= 1
     if av < 0:
@@ -16568,10 +18128,16 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
                 raise r.fail_at(av + 9, 'WPT_FinePositioningSetupResType[6]', 'expected CH of VendorSpecificDataContainer')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
             win = r.win
@@ -16826,10 +18392,16 @@ def _d_iso20_wpt_WPT_LF_DataPackageType(r: BitReader) -> _iso20_wpt.WPT_LF_DataP
             raise r.fail_at(av + 11, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList), SE(TxIdentifier), CH of TxIdentifier')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_2_TxIdentifier = u
         av -= 24
         if av < 0:
@@ -16841,10 +18413,16 @@ def _d_iso20_wpt_WPT_LF_DataPackageType(r: BitReader) -> _iso20_wpt.WPT_LF_DataP
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_3_Value = -u - 1 if sg else u
         av -= 4
         if av < 0:
@@ -16864,10 +18442,16 @@ def _d_iso20_wpt_WPT_LF_DataPackageType(r: BitReader) -> _iso20_wpt.WPT_LF_DataP
             raise r.fail_at(av + 11, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList), SE(RxIdentifier), CH of RxIdentifier')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_5_RxIdentifier = u
         av -= 3
         if av < 0:
@@ -17019,10 +18603,16 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
     u = (c & 255)
     s = 1
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_TxRxIdentifier = u
     av -= 13
     if av < 0:
@@ -17033,10 +18623,16 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_2_Coord_X = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -17047,10 +18643,16 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_2_Coord_Y = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -17061,10 +18663,16 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_2_Coord_Z = -u - 1 if sg else u
     av -= 14
     if av < 0:
@@ -17076,10 +18684,16 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
     u = (c & 255)
     f_1_TxRxPosition = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_2_Coord_X, Coord_Y=f_2_Coord_Y, Coord_Z=f_2_Coord_Z)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_3_Coord_X = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -17090,10 +18704,16 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_3_Coord_Y = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -17104,10 +18724,16 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_3_Coord_Z = -u - 1 if sg else u
     av -= 14
     if av < 0:
@@ -17120,10 +18746,16 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
     f_RxSpecData.append(_iso20_wpt.WPT_TxRxSpecDataType(TxRxIdentifier=f_1_TxRxIdentifier, TxRxPosition=f_1_TxRxPosition, TxRxOrientation=f_1_TxRxOrientation))
     s = 2
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_4_TxRxIdentifier = u
     av -= 13
     if av < 0:
@@ -17134,10 +18766,16 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_5_Coord_X = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -17148,10 +18786,16 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_5_Coord_Y = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -17162,10 +18806,16 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_5_Coord_Z = -u - 1 if sg else u
     av -= 14
     if av < 0:
@@ -17177,10 +18827,16 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
     u = (c & 255)
     f_4_TxRxPosition = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_5_Coord_X, Coord_Y=f_5_Coord_Y, Coord_Z=f_5_Coord_Z)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_6_Coord_X = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -17191,10 +18847,16 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_6_Coord_Y = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -17205,10 +18867,16 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_6_Coord_Z = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -17234,10 +18902,16 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
                 raise r.fail_at(av + 10, 'WPT_LF_ReceiverDataType[3]', 'expected SE(TxRxIdentifier), CH of TxRxIdentifier')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_7_TxRxIdentifier = u
             av -= 13
             if av < 0:
@@ -17248,10 +18922,16 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_8_Coord_X = -u - 1 if sg else u
             av -= 12
             if av < 0:
@@ -17262,10 +18942,16 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_8_Coord_Y = -u - 1 if sg else u
             av -= 12
             if av < 0:
@@ -17276,10 +18962,16 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_8_Coord_Z = -u - 1 if sg else u
             av -= 14
             if av < 0:
@@ -17291,10 +18983,16 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
             u = (c & 255)
             f_7_TxRxPosition = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_8_Coord_X, Coord_Y=f_8_Coord_Y, Coord_Z=f_8_Coord_Z)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_9_Coord_X = -u - 1 if sg else u
             av -= 12
             if av < 0:
@@ -17305,10 +19003,16 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_9_Coord_Y = -u - 1 if sg else u
             av -= 12
             if av < 0:
@@ -17319,10 +19023,16 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_9_Coord_Z = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -17837,10 +19547,16 @@ def _d_iso20_wpt_WPT_LF_RxDataListType(r: BitReader) -> _iso20_wpt.WPT_LF_RxData
         raise r.fail_at(av + 11, 'WPT_LF_RxDataListType', 'expected SE(WPT_LF_RxDataList), SE(RxIdentifier), CH of RxIdentifier')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_RxIdentifier = u
     av -= 13
     if av < 0:
@@ -17850,10 +19566,16 @@ def _d_iso20_wpt_WPT_LF_RxDataListType(r: BitReader) -> _iso20_wpt.WPT_LF_RxData
         raise r.fail_at(av + 13, 'WPT_LF_RxDataListType', 'expected EE of RxIdentifier, SE(RSSIData), SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_3_TxIdentifier = u
     av -= 2
     if av < 0:
@@ -17953,10 +19675,16 @@ def _d_iso20_wpt_WPT_LF_RxDataType(r: BitReader) -> _iso20_wpt.WPT_LF_RxDataType
         raise r.fail_at(av + 10, 'WPT_LF_RxDataType', 'expected SE(RxIdentifier), CH of RxIdentifier')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_RxIdentifier = u
     av -= 13
     if av < 0:
@@ -17966,10 +19694,16 @@ def _d_iso20_wpt_WPT_LF_RxDataType(r: BitReader) -> _iso20_wpt.WPT_LF_RxDataType
         raise r.fail_at(av + 13, 'WPT_LF_RxDataType', 'expected EE of RxIdentifier, SE(RSSIData), SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_2_TxIdentifier = u
     av -= 24
     if av < 0:
@@ -17981,10 +19715,16 @@ def _d_iso20_wpt_WPT_LF_RxDataType(r: BitReader) -> _iso20_wpt.WPT_LF_RxDataType
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_3_Value = -u - 1 if sg else u
     av -= 5
     if av < 0:
@@ -18087,10 +19827,16 @@ def _d_iso20_wpt_WPT_LF_RxRSSIListType(r: BitReader) -> _iso20_wpt.WPT_LF_RxRSSI
         raise r.fail_at(av + 11, 'WPT_LF_RxRSSIListType', 'expected SE(RSSIDataList), SE(TxIdentifier), CH of TxIdentifier')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_TxIdentifier = u
     av -= 24
     if av < 0:
@@ -18102,10 +19848,16 @@ def _d_iso20_wpt_WPT_LF_RxRSSIListType(r: BitReader) -> _iso20_wpt.WPT_LF_RxRSSI
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 4
     if av < 0:
@@ -18187,10 +19939,16 @@ def _d_iso20_wpt_WPT_LF_RxRSSIType(r: BitReader) -> _iso20_wpt.WPT_LF_RxRSSIType
         raise r.fail_at(av + 10, 'WPT_LF_RxRSSIType', 'expected SE(TxIdentifier), CH of TxIdentifier')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_TxIdentifier = u
     av -= 24
     if av < 0:
@@ -18202,10 +19960,16 @@ def _d_iso20_wpt_WPT_LF_RxRSSIType(r: BitReader) -> _iso20_wpt.WPT_LF_RxRSSIType
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -18352,10 +20116,16 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
     u = (c & 255)
     s = 1
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 13
     if av < 0:
@@ -18367,10 +20137,16 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
     f_SignalFrequency = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
     s = 2
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_2_TxRxIdentifier = u
     av -= 13
     if av < 0:
@@ -18381,10 +20157,16 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_3_Coord_X = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -18395,10 +20177,16 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_3_Coord_Y = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -18409,10 +20197,16 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_3_Coord_Z = -u - 1 if sg else u
     av -= 14
     if av < 0:
@@ -18424,10 +20218,16 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
     u = (c & 255)
     f_2_TxRxPosition = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_3_Coord_X, Coord_Y=f_3_Coord_Y, Coord_Z=f_3_Coord_Z)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_4_Coord_X = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -18438,10 +20238,16 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_4_Coord_Y = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -18452,10 +20258,16 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_4_Coord_Z = -u - 1 if sg else u
     av -= 14
     if av < 0:
@@ -18468,10 +20280,16 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
     f_TxSpecData.append(_iso20_wpt.WPT_TxRxSpecDataType(TxRxIdentifier=f_2_TxRxIdentifier, TxRxPosition=f_2_TxRxPosition, TxRxOrientation=f_2_TxRxOrientation))
     s = 3
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_5_TxRxIdentifier = u
     av -= 13
     if av < 0:
@@ -18482,10 +20300,16 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_6_Coord_X = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -18496,10 +20320,16 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_6_Coord_Y = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -18510,10 +20340,16 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_6_Coord_Z = -u - 1 if sg else u
     av -= 14
     if av < 0:
@@ -18525,10 +20361,16 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
     u = (c & 255)
     f_5_TxRxPosition = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_6_Coord_X, Coord_Y=f_6_Coord_Y, Coord_Z=f_6_Coord_Z)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_7_Coord_X = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -18539,10 +20381,16 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_7_Coord_Y = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -18553,10 +20401,16 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_7_Coord_Z = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -18582,10 +20436,16 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
                 raise r.fail_at(av + 10, 'WPT_LF_TransmitterDataType[4]', 'expected SE(TxRxIdentifier), CH of TxRxIdentifier')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_8_TxRxIdentifier = u
             av -= 13
             if av < 0:
@@ -18596,10 +20456,16 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_9_Coord_X = -u - 1 if sg else u
             av -= 12
             if av < 0:
@@ -18610,10 +20476,16 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_9_Coord_Y = -u - 1 if sg else u
             av -= 12
             if av < 0:
@@ -18624,10 +20496,16 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_9_Coord_Z = -u - 1 if sg else u
             av -= 14
             if av < 0:
@@ -18639,10 +20517,16 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
             u = (c & 255)
             f_8_TxRxPosition = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_9_Coord_X, Coord_Y=f_9_Coord_Y, Coord_Z=f_9_Coord_Z)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_10_Coord_X = -u - 1 if sg else u
             av -= 12
             if av < 0:
@@ -18653,10 +20537,16 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_10_Coord_Y = -u - 1 if sg else u
             av -= 12
             if av < 0:
@@ -18667,10 +20557,16 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_10_Coord_Z = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -19257,10 +21153,16 @@ def _d_iso20_wpt_WPT_LF_TxDataListType(r: BitReader) -> _iso20_wpt.WPT_LF_TxData
         raise r.fail_at(av + 11, 'WPT_LF_TxDataListType', 'expected SE(WPT_LF_TxDataList), SE(TxIdentifier), CH of TxIdentifier')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_TxIdentifier = u
     av -= 24
     if av < 0:
@@ -19272,10 +21174,16 @@ def _d_iso20_wpt_WPT_LF_TxDataListType(r: BitReader) -> _iso20_wpt.WPT_LF_TxData
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 4
     if av < 0:
@@ -19357,10 +21265,16 @@ def _d_iso20_wpt_WPT_LF_TxDataType(r: BitReader) -> _iso20_wpt.WPT_LF_TxDataType
         raise r.fail_at(av + 10, 'WPT_LF_TxDataType', 'expected SE(TxIdentifier), CH of TxIdentifier')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_TxIdentifier = u
     av -= 24
     if av < 0:
@@ -19372,10 +21286,16 @@ def _d_iso20_wpt_WPT_LF_TxDataType(r: BitReader) -> _iso20_wpt.WPT_LF_TxDataType
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -19576,10 +21496,16 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqTy
             raise r.fail_at(av + 9, 'WPT_PairingReqType[2]', 'expected CH of ObservedIDCode')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_ObservedIDCode = u
         av -= 1
         if av < 0:
@@ -19629,10 +21555,16 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqTy
                 raise r.fail_at(av + 9, 'WPT_PairingReqType[4]', 'expected CH of VendorSpecificDataContainer')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
             win = r.win
@@ -19801,10 +21733,16 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
             raise r.fail_at(av + 9, 'WPT_PairingResType[3]', 'expected CH of ObservedIDCode')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_ObservedIDCode = u
         av -= 1
         if av < 0:
@@ -19828,10 +21766,16 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
             raise r.fail_at(av + 9, 'WPT_PairingResType[3]', 'expected CH of VendorSpecificDataContainer')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
         win = r.win
@@ -19867,10 +21811,16 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
                 raise r.fail_at(av + 9, 'WPT_PairingResType[4]', 'expected CH of VendorSpecificDataContainer')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
             win = r.win
@@ -19900,10 +21850,16 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
                 raise r.fail_at(av + 9, 'WPT_PairingResType[5]', 'expected CH of VendorSpecificDataContainer')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
             win = r.win
@@ -19935,10 +21891,16 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
                     raise r.fail_at(av + 9, 'WPT_PairingResType[6]', 'expected CH of VendorSpecificDataContainer')
                 u = (c & 255)
                 if u > 127:
-                    r.avail = av
-                    u = r.uint_more(u)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 14)
+                        win = r.win
+                        av = r.avail
                 r.avail = av
                 f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
                 win = r.win
@@ -20142,10 +22104,16 @@ def _d_iso20_wpt_WPT_SPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.WP
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -20208,10 +22176,16 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
         raise r.fail_at(av + 11, 'WPT_TxRxPackageSpecDataType', 'expected SE(PulseSequenceOrder), SE(IndexNumber), CH of IndexNumber')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_IndexNumber = u
     av -= 11
     if av < 0:
@@ -20221,10 +22195,16 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
         raise r.fail_at(av + 11, 'WPT_TxRxPackageSpecDataType', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_TxRxIdentifier = u
     av -= 13
     if av < 0:
@@ -20236,10 +22216,16 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
     f_PulseSequenceOrder.append(_iso20_wpt.WPT_TxRxPulseOrderType(IndexNumber=f_1_IndexNumber, TxRxIdentifier=f_1_TxRxIdentifier))
     s = 1
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_2_IndexNumber = u
     av -= 11
     if av < 0:
@@ -20249,10 +22235,16 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
         raise r.fail_at(av + 11, 'WPT_TxRxPackageSpecDataType', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_2_TxRxIdentifier = u
     av -= 2
     if av < 0:
@@ -20277,10 +22269,16 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
                 raise r.fail_at(av + 10, 'WPT_TxRxPackageSpecDataType[2]', 'expected SE(IndexNumber), CH of IndexNumber')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_3_IndexNumber = u
             av -= 11
             if av < 0:
@@ -20290,10 +22288,16 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
                 raise r.fail_at(av + 11, 'WPT_TxRxPackageSpecDataType[2]', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_3_TxRxIdentifier = u
             av -= 2
             if av < 0:
@@ -20315,10 +22319,16 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
                 raise r.fail_at(av + 9, 'WPT_TxRxPackageSpecDataType[2]', 'expected CH of PulseSeparationTime')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_PulseSeparationTime = u
             av -= 1
             if av < 0:
@@ -20339,10 +22349,16 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
             raise r.fail_at(av + 10, 'WPT_TxRxPackageSpecDataType[258]', 'expected SE(PulseSeparationTime), CH of PulseSeparationTime')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_PulseSeparationTime = u
         av -= 1
         if av < 0:
@@ -20359,10 +22375,16 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
         raise r.fail_at(av + 10, 'WPT_TxRxPackageSpecDataType', 'expected SE(PulseDuration), CH of PulseDuration')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_PulseDuration = u
     av -= 11
     if av < 0:
@@ -20373,10 +22395,16 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
     u = (c & 255)
     s = 6
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_PackageSeparationTime = u
     av -= 2
     if av < 0:
@@ -20652,10 +22680,16 @@ def _d_iso20_wpt_WPT_TxRxPulseOrderType(r: BitReader) -> _iso20_wpt.WPT_TxRxPuls
         raise r.fail_at(av + 10, 'WPT_TxRxPulseOrderType', 'expected SE(IndexNumber), CH of IndexNumber')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_IndexNumber = u
     av -= 11
     if av < 0:
@@ -20665,10 +22699,16 @@ def _d_iso20_wpt_WPT_TxRxPulseOrderType(r: BitReader) -> _iso20_wpt.WPT_TxRxPuls
         raise r.fail_at(av + 11, 'WPT_TxRxPulseOrderType', 'expected EE of IndexNumber, SE(TxRxIdentifier), CH of TxRxIdentifier')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_TxRxIdentifier = u
     av -= 2
     if av < 0:
@@ -20741,10 +22781,16 @@ def _d_iso20_wpt_WPT_TxRxSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxRxSpecDa
         raise r.fail_at(av + 10, 'WPT_TxRxSpecDataType', 'expected SE(TxRxIdentifier), CH of TxRxIdentifier')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_TxRxIdentifier = u
     av -= 13
     if av < 0:
@@ -20755,10 +22801,16 @@ def _d_iso20_wpt_WPT_TxRxSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxRxSpecDa
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Coord_X = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -20769,10 +22821,16 @@ def _d_iso20_wpt_WPT_TxRxSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxRxSpecDa
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Coord_Y = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -20783,10 +22841,16 @@ def _d_iso20_wpt_WPT_TxRxSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxRxSpecDa
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_1_Coord_Z = -u - 1 if sg else u
     av -= 14
     if av < 0:
@@ -20798,10 +22862,16 @@ def _d_iso20_wpt_WPT_TxRxSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxRxSpecDa
     u = (c & 255)
     f_TxRxPosition = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_1_Coord_X, Coord_Y=f_1_Coord_Y, Coord_Z=f_1_Coord_Z)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_2_Coord_X = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -20812,10 +22882,16 @@ def _d_iso20_wpt_WPT_TxRxSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxRxSpecDa
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_2_Coord_Y = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -20826,10 +22902,16 @@ def _d_iso20_wpt_WPT_TxRxSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxRxSpecDa
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_2_Coord_Z = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -20999,10 +23081,16 @@ def _d_v0(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, None)
     win = r.win
@@ -21044,10 +23132,16 @@ def _d_v1(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.string_of(u, None)
     win = r.win
@@ -21089,10 +23183,16 @@ def _d_v2(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -21141,10 +23241,16 @@ def _d_v3(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -21193,10 +23299,16 @@ def _d_v4(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.string_of(u, 12)
     win = r.win
@@ -21264,10 +23376,16 @@ def _d_v6(r: BitReader) -> object:
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -21316,10 +23434,16 @@ def _d_v7(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -21469,10 +23593,16 @@ def _d_v12(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, None)
     win = r.win
@@ -21540,10 +23670,16 @@ def _d_v14(r: BitReader) -> object:
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -21590,10 +23726,16 @@ def _d_v15(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.string_of(u, 39)
     win = r.win
@@ -21637,10 +23779,16 @@ def _d_v16(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, 256)
     win = r.win
@@ -21709,10 +23857,16 @@ def _d_v18(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.string_of(u, 32)
     win = r.win
@@ -21756,10 +23910,16 @@ def _d_v19(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, 64)
     win = r.win
@@ -21828,10 +23988,16 @@ def _d_v21(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -21903,10 +24069,16 @@ def _d_v23(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, None)
     win = r.win
@@ -22000,10 +24172,16 @@ def _d_v26(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.string_of(u, 255)
     win = r.win
@@ -22047,10 +24225,16 @@ def _d_v27(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, 8)
     win = r.win
@@ -22173,10 +24357,16 @@ def _d_v31(r: BitReader) -> object:
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:

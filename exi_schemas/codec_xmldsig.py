@@ -32,10 +32,16 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
         raise r.fail_at(av + 9, 'CanonicalizationMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -126,10 +132,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of P')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_P = r.binary_of(u, None)
         win = r.win
@@ -150,10 +162,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of G')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_G = r.binary_of(u, None)
         win = r.win
@@ -174,10 +192,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of Y')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Y = r.binary_of(u, None)
         win = r.win
@@ -200,10 +224,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 10, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Q = r.binary_of(u, None)
         win = r.win
@@ -229,10 +259,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of G')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_G = r.binary_of(u, None)
             win = r.win
@@ -253,10 +289,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of Y')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_Y = r.binary_of(u, None)
             win = r.win
@@ -279,10 +321,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 10, 'DSAKeyValueType[2]', 'expected SE(Y), CH of Y')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Y = r.binary_of(u, None)
         win = r.win
@@ -308,10 +356,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of J')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_J = r.binary_of(u, None)
         win = r.win
@@ -332,10 +386,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of Seed')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Seed = r.binary_of(u, None)
         win = r.win
@@ -365,10 +425,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 raise r.fail_at(av + 9, 'DSAKeyValueType[5]', 'expected CH of Seed')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_Seed = r.binary_of(u, None)
             win = r.win
@@ -393,10 +459,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 10, 'DSAKeyValueType[6]', 'expected SE(PgenCounter), CH of PgenCounter')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_PgenCounter = r.binary_of(u, None)
         win = r.win
@@ -590,10 +662,16 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
         raise r.fail_at(av + 9, 'DigestMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -683,10 +761,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -701,10 +785,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of KeyName')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_KeyName.append(r.string_of(u, None))
         win = r.win
@@ -755,10 +845,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of MgmtData')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_MgmtData.append(r.string_of(u, None))
         win = r.win
@@ -791,10 +887,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                     raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of KeyName')
                 u = (c & 255)
                 if u > 127:
-                    r.avail = av
-                    u = r.uint_more(u)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 14)
+                        win = r.win
+                        av = r.avail
                 r.avail = av
                 f_KeyName.append(r.string_of(u, None))
                 win = r.win
@@ -851,10 +953,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                     raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of MgmtData')
                 u = (c & 255)
                 if u > 127:
-                    r.avail = av
-                    u = r.uint_more(u)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 14)
+                        win = r.win
+                        av = r.avail
                 r.avail = av
                 f_MgmtData.append(r.string_of(u, None))
                 win = r.win
@@ -887,10 +995,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of KeyName')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_KeyName.append(r.string_of(u, None))
             win = r.win
@@ -935,10 +1049,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of MgmtData')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_MgmtData.append(r.string_of(u, None))
             win = r.win
@@ -1258,10 +1378,16 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
                 raise r.fail_at(av + 10, 'KeyValueType[0]', 'expected SE(Modulus), CH of Modulus')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_1_Modulus = r.binary_of(u, None)
             win = r.win
@@ -1274,10 +1400,16 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
                 raise r.fail_at(av + 11, 'KeyValueType[0]', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_1_Exponent = r.binary_of(u, None)
             win = r.win
@@ -1373,10 +1505,16 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -1533,10 +1671,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Encoding = r.string_of(u, None)
         win = r.win
@@ -1549,10 +1693,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -1565,10 +1715,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_MimeType = r.string_of(u, None)
         win = r.win
@@ -1594,10 +1750,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_Id = r.string_of(u, None)
             win = r.win
@@ -1610,10 +1772,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_MimeType = r.string_of(u, None)
             win = r.win
@@ -1639,10 +1807,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_MimeType = r.string_of(u, None)
             win = r.win
@@ -1796,10 +1970,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyID')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_PGPKeyID = r.binary_of(u, None)
         win = r.win
@@ -1820,10 +2000,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_PGPKeyPacket.append(r.binary_of(u, None))
         win = r.win
@@ -1851,10 +2037,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
                 raise r.fail_at(av + 9, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_PGPKeyPacket.append(r.binary_of(u, None))
             win = r.win
@@ -2014,10 +2206,16 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
         raise r.fail_at(av + 10, 'RSAKeyValueType', 'expected SE(Modulus), CH of Modulus')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Modulus = r.binary_of(u, None)
     win = r.win
@@ -2030,10 +2228,16 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
         raise r.fail_at(av + 11, 'RSAKeyValueType', 'expected EE of Modulus, SE(Exponent), CH of Exponent')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Exponent = r.binary_of(u, None)
     win = r.win
@@ -2097,10 +2301,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -2113,10 +2323,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Type = r.string_of(u, None)
         win = r.win
@@ -2129,10 +2345,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_URI = r.string_of(u, None)
         win = r.win
@@ -2164,10 +2386,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_Type = r.string_of(u, None)
             win = r.win
@@ -2180,10 +2408,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_URI = r.string_of(u, None)
             win = r.win
@@ -2215,10 +2449,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_URI = r.string_of(u, None)
             win = r.win
@@ -2277,10 +2517,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         raise r.fail_at(av + 10, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_DigestValue = r.binary_of(u, None)
     win = r.win
@@ -2486,10 +2732,16 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Type = r.string_of(u, None)
         win = r.win
@@ -2502,10 +2754,16 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_URI = r.string_of(u, None)
         win = r.win
@@ -2533,10 +2791,16 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             c = (win >> av) & 0xff
             u = c
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_URI = r.string_of(u, None)
             win = r.win
@@ -2675,10 +2939,16 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                 raise r.fail_at(av + 10, 'SPKIDataType[0]', 'expected SE(SPKISexp), CH of SPKISexp')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_SPKISexp.append(r.binary_of(u, None))
             win = r.win
@@ -2705,10 +2975,16 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                         raise r.fail_at(av + 9, 'SPKIDataType[1]', 'expected CH of SPKISexp')
                     u = (c & 255)
                     if u > 127:
-                        r.avail = av
-                        u = r.uint_more(u)
-                        win = r.win
-                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 14)
+                            win = r.win
+                            av = r.avail
                     r.avail = av
                     f_SPKISexp.append(r.binary_of(u, None))
                     win = r.win
@@ -2740,10 +3016,16 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                     raise r.fail_at(av + 9, 'SPKIDataType[2]', 'expected CH of SPKISexp')
                 u = (c & 255)
                 if u > 127:
-                    r.avail = av
-                    u = r.uint_more(u)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 14)
+                        win = r.win
+                        av = r.avail
                 r.avail = av
                 f_SPKISexp.append(r.binary_of(u, None))
                 win = r.win
@@ -2840,10 +3122,16 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
         raise r.fail_at(av + 9, 'SignatureMethodType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -2864,10 +3152,16 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_HMACOutputLength = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -2989,10 +3283,16 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3148,10 +3448,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3164,10 +3470,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Target = r.string_of(u, None)
         win = r.win
@@ -3184,10 +3496,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             raise r.fail_at(av + 9, 'SignaturePropertyType[1]', 'expected AT(Target)')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Target = r.string_of(u, None)
         win = r.win
@@ -3309,10 +3627,16 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3531,10 +3855,16 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3547,10 +3877,16 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_value = r.binary_of(u, None)
         win = r.win
@@ -3567,10 +3903,16 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
             raise r.fail_at(av + 9, 'SignatureValueType[1]', 'expected CH')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_value = r.binary_of(u, None)
         win = r.win
@@ -3650,10 +3992,16 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
         c = (win >> av) & 0xff
         u = c
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3845,10 +4193,16 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
         raise r.fail_at(av + 9, 'TransformType', 'expected AT(Algorithm)')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -3867,10 +4221,16 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
                 raise r.fail_at(av + 9, 'TransformType[1]', 'expected CH of XPath')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_XPath.append(r.string_of(u, None))
             win = r.win
@@ -4055,10 +4415,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             raise r.fail_at(av + 10, 'X509DataType[0]', 'expected SE(X509IssuerName), CH of X509IssuerName')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_1_X509IssuerName = r.string_of(u, None)
         win = r.win
@@ -4072,10 +4438,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         f_1_X509SerialNumber = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -4093,10 +4465,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509SKI')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_X509SKI.append(r.binary_of(u, None))
         win = r.win
@@ -4116,10 +4494,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509SubjectName')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_X509SubjectName.append(r.string_of(u, None))
         win = r.win
@@ -4139,10 +4523,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509Certificate')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_X509Certificate.append(r.binary_of(u, None))
         win = r.win
@@ -4162,10 +4552,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509CRL')
         u = (c & 255)
         if u > 127:
-            r.avail = av
-            u = r.uint_more(u)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 14)
+                win = r.win
+                av = r.avail
         r.avail = av
         f_X509CRL.append(r.binary_of(u, None))
         win = r.win
@@ -4194,10 +4590,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 raise r.fail_at(av + 10, 'X509DataType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_2_X509IssuerName = r.string_of(u, None)
             win = r.win
@@ -4211,10 +4613,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             f_2_X509SerialNumber = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -4232,10 +4640,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509SKI')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_X509SKI.append(r.binary_of(u, None))
             win = r.win
@@ -4255,10 +4669,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509SubjectName')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_X509SubjectName.append(r.string_of(u, None))
             win = r.win
@@ -4278,10 +4698,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509Certificate')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_X509Certificate.append(r.binary_of(u, None))
             win = r.win
@@ -4301,10 +4727,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509CRL')
             u = (c & 255)
             if u > 127:
-                r.avail = av
-                u = r.uint_more(u)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 14)
+                    win = r.win
+                    av = r.avail
             r.avail = av
             f_X509CRL.append(r.binary_of(u, None))
             win = r.win
@@ -4520,10 +4952,16 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
         raise r.fail_at(av + 10, 'X509IssuerSerialType', 'expected SE(X509IssuerName), CH of X509IssuerName')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     f_X509IssuerName = r.string_of(u, None)
     win = r.win
@@ -4537,10 +4975,16 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     f_X509SerialNumber = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -4598,10 +5042,16 @@ def _d_v0(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, None)
     win = r.win
@@ -4643,10 +5093,16 @@ def _d_v1(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.string_of(u, None)
     win = r.win
@@ -4688,10 +5144,16 @@ def _d_v2(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, None)
     win = r.win
@@ -4734,10 +5196,16 @@ def _d_v3(r: BitReader) -> object:
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -4784,10 +5252,16 @@ def _d_v4(r: BitReader) -> object:
         raise r.fail_at(av + 9, 'value', 'expected CH')
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     r.avail = av
     v = r.binary_of(u, None)
     win = r.win
@@ -4830,10 +5304,16 @@ def _d_v5(r: BitReader) -> object:
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
-        r.avail = av
-        u = r.uint_more(u)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            r.avail = av
+            u = r.uint_more(u, 14)
+            win = r.win
+            av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:

@@ -65,7 +65,15 @@ def _uint_lines() -> list[str]:
 
 
 def _more_octets() -> list[str]:
-    return ["if u > 127:", *_indent(with_reader(["u = r.uint_more(u)"]))]
+    """After the first octet `u` of an Unsigned Integer: the second in place, more by the
+    reader (EXI 1.0 section 7.1.6)."""
+    return [
+        "if u > 127:",
+        *_indent(read_into("u2", 8)),
+        _IND + "u = (u & 0x7F) | (u2 & 0x7F) << 7",
+        _IND + "if u2 > 127:",
+        *_indent(with_reader(["u = r.uint_more(u, 14)"]), 2),
+    ]
 
 
 def _indent(lines: list[str], depth: int = 1) -> list[str]:

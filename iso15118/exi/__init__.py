@@ -123,10 +123,12 @@ def decode(schema: str, data: bytes) -> Any:
     codec = _codec(schema)
     r = reader(data)
     try:
-        if r.bits(8) != EXI_HEADER:
+        width = codec.document_width
+        head = r.bits(8 + width)
+        code = head & ((1 << width) - 1)
+        if head >> width != EXI_HEADER:
             r.pos = 0
             raise r.fail("header", "not an EXI stream with header 0x80 (no options, version 1)")
-        code = r.bits(codec.document_width)
         if code >= len(codec.document):
             raise r.fail("document", f"event code {code} is not a known global element")
         namespace, name, decoder, *_rest = codec.document[code]
@@ -162,10 +164,12 @@ def decode_fragment(schema: str, data: bytes) -> Any:
     r = reader(data)
     end = len(codec.fragment) + 1  # SE(*) comes before ED
     try:
-        if r.bits(8) != EXI_HEADER:
+        width = codec.fragment_width
+        head = r.bits(8 + width)
+        code = head & ((1 << width) - 1)
+        if head >> width != EXI_HEADER:
             r.pos = 0
             raise r.fail("header", "not an EXI stream with header 0x80")
-        code = r.bits(codec.fragment_width)
         if code >= len(codec.fragment):
             raise r.fail("fragment", f"event code {code} is not a declared element")
         namespace, name, decoder, *_rest = codec.fragment[code]

@@ -42,11 +42,12 @@ class BitReader:
     __slots__ = ("avail", "data", "end", "next", "win")
 
     def __init__(self, data: bytes) -> None:
-        self.data = bytes(data)
-        self.end = len(self.data) * 8
-        self.win = 0  # the window; its low `avail` bits are unread
-        self.avail = 0
-        self.next = 0  # index of the first octet not yet in the window
+        self.data = data = data if type(data) is bytes else bytes(data)
+        self.end = len(data) * 8
+        first = data[:WINDOW]
+        self.win = int.from_bytes(first, "big")  # the window; its low `avail` bits are unread
+        self.avail = len(first) * 8
+        self.next = len(first)  # index of the first octet not yet in the window
 
     @property
     def pos(self) -> int:
@@ -105,10 +106,9 @@ class BitReader:
                 return value
             shift += 7
 
-    def uint_more(self, first: int) -> int:
-        """The rest of an Unsigned Integer whose first octet (`first` >= 0x80) was read."""
-        value = first & 0x7F
-        shift = 7
+    def uint_more(self, value: int, shift: int) -> int:
+        """The rest of an Unsigned Integer: `value` holds its first `shift` bits (7 per octet
+        read so far, the last of which had the continuation bit set)."""
         while True:
             octet = self.bits(8)
             value |= (octet & 0x7F) << shift
@@ -180,7 +180,7 @@ class BitReader:
     def finish(self, where: str) -> None:
         """After the end of the document only zero padding may follow."""
         in_window = self.win & ((1 << self.avail) - 1)
-        if in_window or self.data[self.next :].strip(b"\0"):
+        if in_window or (self.next < len(self.data) and self.data[self.next :].strip(b"\0")):
             raise self.fail(where, "non-zero data after the end of the document")
 
 
