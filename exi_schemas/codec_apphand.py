@@ -10,6 +10,8 @@ from typing import Any
 from exi_schemas import apphand as _apphand
 from iso15118.exi._bits import BitReader, BitWriter, encode_error
 
+_new = object.__new__
+
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
     ...,
@@ -98,7 +100,13 @@ def _d_apphand_AppProtocolType(r: BitReader) -> _apphand.AppProtocolType:
     f_SchemaID = ((c >> 10) & 255)
     f_Priority = ((c >> 2) & 31) + 1
     r.avail = av
-    return _apphand.AppProtocolType(ProtocolNamespace=f_ProtocolNamespace, VersionNumberMajor=f_VersionNumberMajor, VersionNumberMinor=f_VersionNumberMinor, SchemaID=f_SchemaID, Priority=f_Priority)
+    ob = _new(_apphand.AppProtocolType)
+    ob.ProtocolNamespace = f_ProtocolNamespace
+    ob.VersionNumberMajor = f_VersionNumberMajor
+    ob.VersionNumberMinor = f_VersionNumberMinor
+    ob.SchemaID = f_SchemaID
+    ob.Priority = f_Priority
+    return ob
 
 def _e_apphand_AppProtocolType(w: BitWriter, o: _apphand.AppProtocolType) -> None:
     a = w.acc
@@ -240,7 +248,13 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader) -> _apphand.supportedAppPro
         raise r.fail_at(av + 21, 'supportedAppProtocolReq', 'expected EE of VersionNumberMinor, SE(SchemaID), CH of SchemaID, EE of SchemaID, SE(Priority), CH of Priority, EE of Priority, EE')
     f_1_SchemaID = ((c >> 10) & 255)
     f_1_Priority = ((c >> 2) & 31) + 1
-    f_AppProtocol.append(_apphand.AppProtocolType(ProtocolNamespace=f_1_ProtocolNamespace, VersionNumberMajor=f_1_VersionNumberMajor, VersionNumberMinor=f_1_VersionNumberMinor, SchemaID=f_1_SchemaID, Priority=f_1_Priority))
+    ob1_ = _new(_apphand.AppProtocolType)
+    ob1_.ProtocolNamespace = f_1_ProtocolNamespace
+    ob1_.VersionNumberMajor = f_1_VersionNumberMajor
+    ob1_.VersionNumberMinor = f_1_VersionNumberMinor
+    ob1_.SchemaID = f_1_SchemaID
+    ob1_.Priority = f_1_Priority
+    f_AppProtocol.append(ob1_)
     s = 1
     n = 0
     while True:
@@ -317,7 +331,13 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader) -> _apphand.supportedAppPro
                 raise r.fail_at(av + 21, 'supportedAppProtocolReq[1]', 'expected EE of VersionNumberMinor, SE(SchemaID), CH of SchemaID, EE of SchemaID, SE(Priority), CH of Priority, EE of Priority, EE')
             f_2_SchemaID = ((c >> 10) & 255)
             f_2_Priority = ((c >> 2) & 31) + 1
-            f_AppProtocol.append(_apphand.AppProtocolType(ProtocolNamespace=f_2_ProtocolNamespace, VersionNumberMajor=f_2_VersionNumberMajor, VersionNumberMinor=f_2_VersionNumberMinor, SchemaID=f_2_SchemaID, Priority=f_2_Priority))
+            ob2_ = _new(_apphand.AppProtocolType)
+            ob2_.ProtocolNamespace = f_2_ProtocolNamespace
+            ob2_.VersionNumberMajor = f_2_VersionNumberMajor
+            ob2_.VersionNumberMinor = f_2_VersionNumberMinor
+            ob2_.SchemaID = f_2_SchemaID
+            ob2_.Priority = f_2_Priority
+            f_AppProtocol.append(ob2_)
             n += 1
             if n == 19:
                 s = 20
@@ -336,7 +356,9 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader) -> _apphand.supportedAppPro
             raise r.fail_at(av + 1, 'supportedAppProtocolReq[20]', 'expected EE')
         s = -1
     r.avail = av
-    return _apphand.supportedAppProtocolReq(AppProtocol=f_AppProtocol)
+    ob = _new(_apphand.supportedAppProtocolReq)
+    ob.AppProtocol = f_AppProtocol
+    return ob
 
 def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppProtocolReq) -> None:
     a = w.acc
@@ -537,7 +559,10 @@ def _d_apphand_supportedAppProtocolRes(r: BitReader) -> _apphand.supportedAppPro
             raise r.fail_at(av + 1, 'supportedAppProtocolRes[2]', 'expected EE')
         s = -1
     r.avail = av
-    return _apphand.supportedAppProtocolRes(ResponseCode=f_ResponseCode, SchemaID=f_SchemaID)
+    ob = _new(_apphand.supportedAppProtocolRes)
+    ob.ResponseCode = f_ResponseCode
+    ob.SchemaID = f_SchemaID
+    return ob
 
 def _e_apphand_supportedAppProtocolRes(w: BitWriter, o: _apphand.supportedAppProtocolRes) -> None:
     a = w.acc

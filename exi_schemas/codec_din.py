@@ -11,6 +11,8 @@ from exi_schemas import din as _din
 from exi_schemas import xmldsig as _xmldsig
 from iso15118.exi._bits import BitReader, BitWriter, encode_error
 
+_new = object.__new__
+
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
     ...,
@@ -106,7 +108,9 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
             else:
                 raise r.fail_at(av, 'CanonicalizationMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.CanonicalizationMethodType(Algorithm=f_Algorithm)
+    ob = _new(_xmldsig.CanonicalizationMethodType)
+    ob.Algorithm = f_Algorithm
+    return ob
 
 def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.CanonicalizationMethodType) -> None:
     a = w.acc
@@ -518,7 +522,15 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 1, 'DSAKeyValueType[7]', 'expected EE')
         s = -1
     r.avail = av
-    return _xmldsig.DSAKeyValueType(P=f_P, Q=f_Q, G=f_G, Y=f_Y, J=f_J, Seed=f_Seed, PgenCounter=f_PgenCounter)
+    ob = _new(_xmldsig.DSAKeyValueType)
+    ob.P = f_P
+    ob.Q = f_Q
+    ob.G = f_G
+    ob.Y = f_Y
+    ob.J = f_J
+    ob.Seed = f_Seed
+    ob.PgenCounter = f_PgenCounter
+    return ob
 
 def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> None:
     a = w.acc
@@ -736,7 +748,9 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
             else:
                 raise r.fail_at(av, 'DigestMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.DigestMethodType(Algorithm=f_Algorithm)
+    ob = _new(_xmldsig.DigestMethodType)
+    ob.Algorithm = f_Algorithm
+    return ob
 
 def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> None:
     a = w.acc
@@ -1108,7 +1122,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         else:
             raise r.fail_at(av, 'KeyInfoType[2]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.KeyInfoType(Id=f_Id, KeyName=f_KeyName, KeyValue=f_KeyValue, RetrievalMethod=f_RetrievalMethod, X509Data=f_X509Data, PGPData=f_PGPData, SPKIData=f_SPKIData, MgmtData=f_MgmtData)
+    ob = _new(_xmldsig.KeyInfoType)
+    ob.Id = f_Id
+    ob.KeyName = f_KeyName
+    ob.KeyValue = f_KeyValue
+    ob.RetrievalMethod = f_RetrievalMethod
+    ob.X509Data = f_X509Data
+    ob.PGPData = f_PGPData
+    ob.SPKIData = f_SPKIData
+    ob.MgmtData = f_MgmtData
+    return ob
 
 def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     a = w.acc
@@ -1449,7 +1472,10 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'KeyValueType[0]', 'expected EE of Exponent, EE')
-            f_RSAKeyValue = _xmldsig.RSAKeyValueType(Modulus=f_1_Modulus, Exponent=f_1_Exponent)
+            ob1_ = _new(_xmldsig.RSAKeyValueType)
+            ob1_.Modulus = f_1_Modulus
+            ob1_.Exponent = f_1_Exponent
+            f_RSAKeyValue = ob1_
             break
         elif ec == 2:
             raise r.fail_at(av, 'KeyValueType[0]', 'wildcard element content is not supported')
@@ -1469,7 +1495,10 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
         else:
             raise r.fail_at(av, 'KeyValueType[1]', f'event code {ec}, expected EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.KeyValueType(DSAKeyValue=f_DSAKeyValue, RSAKeyValue=f_RSAKeyValue)
+    ob = _new(_xmldsig.KeyValueType)
+    ob.DSAKeyValue = f_DSAKeyValue
+    ob.RSAKeyValue = f_RSAKeyValue
+    return ob
 
 def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
     a = w.acc
@@ -1601,7 +1630,10 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
             else:
                 raise r.fail_at(av, 'ManifestType[3]', f'event code {ec}, expected SE(Reference), EE')
     r.avail = av
-    return _xmldsig.ManifestType(Id=f_Id, Reference=f_Reference)
+    ob = _new(_xmldsig.ManifestType)
+    ob.Id = f_Id
+    ob.Reference = f_Reference
+    return ob
 
 def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
     a = w.acc
@@ -1890,7 +1922,11 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             else:
                 raise r.fail_at(av, 'ObjectType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.ObjectType(Encoding=f_Encoding, Id=f_Id, MimeType=f_MimeType)
+    ob = _new(_xmldsig.ObjectType)
+    ob.Encoding = f_Encoding
+    ob.Id = f_Id
+    ob.MimeType = f_MimeType
+    return ob
 
 def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
     a = w.acc
@@ -2142,7 +2178,10 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             else:
                 raise r.fail_at(av, 'PGPDataType[5]', f'event code {ec}, expected SE(*), EE')
     r.avail = av
-    return _xmldsig.PGPDataType(PGPKeyID=f_PGPKeyID, PGPKeyPacket=f_PGPKeyPacket)
+    ob = _new(_xmldsig.PGPDataType)
+    ob.PGPKeyID = f_PGPKeyID
+    ob.PGPKeyPacket = f_PGPKeyPacket
+    return ob
 
 def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
     a = w.acc
@@ -2278,7 +2317,10 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     if c != 0x0:
         raise r.fail_at(av + 2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
     r.avail = av
-    return _xmldsig.RSAKeyValueType(Modulus=f_Modulus, Exponent=f_Exponent)
+    ob = _new(_xmldsig.RSAKeyValueType)
+    ob.Modulus = f_Modulus
+    ob.Exponent = f_Exponent
+    return ob
 
 def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> None:
     a = w.acc
@@ -2569,7 +2611,14 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     s = 6
     s = -1
     r.avail = av
-    return _xmldsig.ReferenceType(Id=f_Id, Type=f_Type, URI=f_URI, Transforms=f_Transforms, DigestMethod=f_DigestMethod, DigestValue=f_DigestValue)
+    ob = _new(_xmldsig.ReferenceType)
+    ob.Id = f_Id
+    ob.Type = f_Type
+    ob.URI = f_URI
+    ob.Transforms = f_Transforms
+    ob.DigestMethod = f_DigestMethod
+    ob.DigestValue = f_DigestValue
+    return ob
 
 def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
     a = w.acc
@@ -2869,7 +2918,11 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             raise r.fail_at(av + 1, 'RetrievalMethodType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _xmldsig.RetrievalMethodType(Type=f_Type, URI=f_URI, Transforms=f_Transforms)
+    ob = _new(_xmldsig.RetrievalMethodType)
+    ob.Type = f_Type
+    ob.URI = f_URI
+    ob.Transforms = f_Transforms
+    return ob
 
 def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType) -> None:
     a = w.acc
@@ -3071,7 +3124,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
             else:
                 raise r.fail_at(av, 'SPKIDataType[2]', f'event code {ec}, expected SE(SPKISexp), EE')
     r.avail = av
-    return _xmldsig.SPKIDataType(SPKISexp=f_SPKISexp)
+    ob = _new(_xmldsig.SPKIDataType)
+    ob.SPKISexp = f_SPKISexp
+    return ob
 
 def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
     a = w.acc
@@ -3240,7 +3295,10 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
             else:
                 raise r.fail_at(av, 'SignatureMethodType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.SignatureMethodType(Algorithm=f_Algorithm, HMACOutputLength=f_HMACOutputLength)
+    ob = _new(_xmldsig.SignatureMethodType)
+    ob.Algorithm = f_Algorithm
+    ob.HMACOutputLength = f_HMACOutputLength
+    return ob
 
 def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType) -> None:
     a = w.acc
@@ -3379,7 +3437,10 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
             else:
                 raise r.fail_at(av, 'SignaturePropertiesType[3]', f'event code {ec}, expected SE(SignatureProperty), EE')
     r.avail = av
-    return _xmldsig.SignaturePropertiesType(Id=f_Id, SignatureProperty=f_SignatureProperty)
+    ob = _new(_xmldsig.SignaturePropertiesType)
+    ob.Id = f_Id
+    ob.SignatureProperty = f_SignatureProperty
+    return ob
 
 def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignaturePropertiesType) -> None:
     a = w.acc
@@ -3581,7 +3642,10 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             else:
                 raise r.fail_at(av, 'SignaturePropertyType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.SignaturePropertyType(Id=f_Id, Target=f_Target)
+    ob = _new(_xmldsig.SignaturePropertyType)
+    ob.Id = f_Id
+    ob.Target = f_Target
+    return ob
 
 def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignaturePropertyType) -> None:
     a = w.acc
@@ -3755,7 +3819,13 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
             else:
                 raise r.fail_at(av, 'SignatureType[5]', f'event code {ec}, expected SE(Object), EE')
     r.avail = av
-    return _xmldsig.SignatureType(Id=f_Id, SignedInfo=f_SignedInfo, SignatureValue=f_SignatureValue, KeyInfo=f_KeyInfo, Object=f_Object)
+    ob = _new(_xmldsig.SignatureType)
+    ob.Id = f_Id
+    ob.SignedInfo = f_SignedInfo
+    ob.SignatureValue = f_SignatureValue
+    ob.KeyInfo = f_KeyInfo
+    ob.Object = f_Object
+    return ob
 
 def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
     a = w.acc
@@ -3955,7 +4025,10 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         raise r.fail_at(av + 1, 'SignatureValueType', 'expected EE')
     s = -1
     r.avail = av
-    return _xmldsig.SignatureValueType(Id=f_Id, value=f_value)
+    ob = _new(_xmldsig.SignatureValueType)
+    ob.Id = f_Id
+    ob.value = f_value
+    return ob
 
 def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) -> None:
     a = w.acc
@@ -4110,7 +4183,12 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
             else:
                 raise r.fail_at(av, 'SignedInfoType[5]', f'event code {ec}, expected SE(Reference), EE')
     r.avail = av
-    return _xmldsig.SignedInfoType(Id=f_Id, CanonicalizationMethod=f_CanonicalizationMethod, SignatureMethod=f_SignatureMethod, Reference=f_Reference)
+    ob = _new(_xmldsig.SignedInfoType)
+    ob.Id = f_Id
+    ob.CanonicalizationMethod = f_CanonicalizationMethod
+    ob.SignatureMethod = f_SignatureMethod
+    ob.Reference = f_Reference
+    return ob
 
 def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
     a = w.acc
@@ -4279,7 +4357,10 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
         else:
             raise r.fail_at(av, 'TransformType[1]', f'event code {ec}, expected SE(XPath), SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.TransformType(Algorithm=f_Algorithm, XPath=f_XPath)
+    ob = _new(_xmldsig.TransformType)
+    ob.Algorithm = f_Algorithm
+    ob.XPath = f_XPath
+    return ob
 
 def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
     a = w.acc
@@ -4365,7 +4446,9 @@ def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
             else:
                 raise r.fail_at(av, 'TransformsType[2]', f'event code {ec}, expected SE(Transform), EE')
     r.avail = av
-    return _xmldsig.TransformsType(Transform=f_Transform)
+    ob = _new(_xmldsig.TransformsType)
+    ob.Transform = f_Transform
+    return ob
 
 def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     a = w.acc
@@ -4484,7 +4567,10 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'X509DataType[0]', 'expected EE of X509SerialNumber, EE')
-        f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
+        ob1_ = _new(_xmldsig.X509IssuerSerialType)
+        ob1_.X509IssuerName = f_1_X509IssuerName
+        ob1_.X509SerialNumber = f_1_X509SerialNumber
+        f_X509IssuerSerial.append(ob1_)
     elif ec == 1:
         av -= 9
         if av < 0:
@@ -4659,7 +4745,10 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'X509DataType[1]', 'expected EE of X509SerialNumber, EE')
-            f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
+            ob2_ = _new(_xmldsig.X509IssuerSerialType)
+            ob2_.X509IssuerName = f_2_X509IssuerName
+            ob2_.X509SerialNumber = f_2_X509SerialNumber
+            f_X509IssuerSerial.append(ob2_)
         elif ec == 1:
             av -= 9
             if av < 0:
@@ -4783,7 +4872,13 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         else:
             raise r.fail_at(av, 'X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
     r.avail = av
-    return _xmldsig.X509DataType(X509IssuerSerial=f_X509IssuerSerial, X509SKI=f_X509SKI, X509SubjectName=f_X509SubjectName, X509Certificate=f_X509Certificate, X509CRL=f_X509CRL)
+    ob = _new(_xmldsig.X509DataType)
+    ob.X509IssuerSerial = f_X509IssuerSerial
+    ob.X509SKI = f_X509SKI
+    ob.X509SubjectName = f_X509SubjectName
+    ob.X509Certificate = f_X509Certificate
+    ob.X509CRL = f_X509CRL
+    return ob
 
 def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
     a = w.acc
@@ -5022,7 +5117,10 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
     if c != 0x0:
         raise r.fail_at(av + 2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
     r.avail = av
-    return _xmldsig.X509IssuerSerialType(X509IssuerName=f_X509IssuerName, X509SerialNumber=f_X509SerialNumber)
+    ob = _new(_xmldsig.X509IssuerSerialType)
+    ob.X509IssuerName = f_X509IssuerName
+    ob.X509SerialNumber = f_X509SerialNumber
+    return ob
 
 def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialType) -> None:
     a = w.acc
@@ -5081,7 +5179,9 @@ def _d_din_CableCheckReqType(r: BitReader) -> _din.CableCheckReqType:
     if c:
         raise r.fail_at(av + 1, 'CableCheckReqType', 'expected EE')
     r.avail = av
-    return _din.CableCheckReqType(DC_EVStatus=f_DC_EVStatus)
+    ob = _new(_din.CableCheckReqType)
+    ob.DC_EVStatus = f_DC_EVStatus
+    return ob
 
 def _e_din_CableCheckReqType(w: BitWriter, o: _din.CableCheckReqType) -> None:
     a = w.acc
@@ -5130,7 +5230,11 @@ def _d_din_CableCheckResType(r: BitReader) -> _din.CableCheckResType:
         raise r.fail_at(av + 5, 'CableCheckResType', 'expected SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
     f_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 2) & 1)]
     r.avail = av
-    return _din.CableCheckResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEProcessing=f_EVSEProcessing)
+    ob = _new(_din.CableCheckResType)
+    ob.ResponseCode = f_ResponseCode
+    ob.DC_EVSEStatus = f_DC_EVSEStatus
+    ob.EVSEProcessing = f_EVSEProcessing
+    return ob
 
 def _e_din_CableCheckResType(w: BitWriter, o: _din.CableCheckResType) -> None:
     a = w.acc
@@ -5294,7 +5398,12 @@ def _d_din_CertificateInstallationReqType(r: BitReader) -> _din.CertificateInsta
     s = 4
     s = -1
     r.avail = av
-    return _din.CertificateInstallationReqType(Id=f_Id, OEMProvisioningCert=f_OEMProvisioningCert, ListOfRootCertificateIDs=f_ListOfRootCertificateIDs, DHParams=f_DHParams)
+    ob = _new(_din.CertificateInstallationReqType)
+    ob.Id = f_Id
+    ob.OEMProvisioningCert = f_OEMProvisioningCert
+    ob.ListOfRootCertificateIDs = f_ListOfRootCertificateIDs
+    ob.DHParams = f_DHParams
+    return ob
 
 def _e_din_CertificateInstallationReqType(w: BitWriter, o: _din.CertificateInstallationReqType) -> None:
     a = w.acc
@@ -5488,7 +5597,14 @@ def _d_din_CertificateInstallationResType(r: BitReader) -> _din.CertificateInsta
     if c != 0x0:
         raise r.fail_at(av + 2, 'CertificateInstallationResType', 'expected EE of ContractID, EE')
     r.avail = av
-    return _din.CertificateInstallationResType(Id=f_Id, ResponseCode=f_ResponseCode, ContractSignatureCertChain=f_ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey=f_ContractSignatureEncryptedPrivateKey, DHParams=f_DHParams, ContractID=f_ContractID)
+    ob = _new(_din.CertificateInstallationResType)
+    ob.Id = f_Id
+    ob.ResponseCode = f_ResponseCode
+    ob.ContractSignatureCertChain = f_ContractSignatureCertChain
+    ob.ContractSignatureEncryptedPrivateKey = f_ContractSignatureEncryptedPrivateKey
+    ob.DHParams = f_DHParams
+    ob.ContractID = f_ContractID
+    return ob
 
 def _e_din_CertificateInstallationResType(w: BitWriter, o: _din.CertificateInstallationResType) -> None:
     a = w.acc
@@ -5674,7 +5790,13 @@ def _d_din_CertificateUpdateReqType(r: BitReader) -> _din.CertificateUpdateReqTy
     s = 5
     s = -1
     r.avail = av
-    return _din.CertificateUpdateReqType(Id=f_Id, ContractSignatureCertChain=f_ContractSignatureCertChain, ContractID=f_ContractID, ListOfRootCertificateIDs=f_ListOfRootCertificateIDs, DHParams=f_DHParams)
+    ob = _new(_din.CertificateUpdateReqType)
+    ob.Id = f_Id
+    ob.ContractSignatureCertChain = f_ContractSignatureCertChain
+    ob.ContractID = f_ContractID
+    ob.ListOfRootCertificateIDs = f_ListOfRootCertificateIDs
+    ob.DHParams = f_DHParams
+    return ob
 
 def _e_din_CertificateUpdateReqType(w: BitWriter, o: _din.CertificateUpdateReqType) -> None:
     a = w.acc
@@ -5893,7 +6015,15 @@ def _d_din_CertificateUpdateResType(r: BitReader) -> _din.CertificateUpdateResTy
     if c != 0x0:
         raise r.fail_at(av + 2, 'CertificateUpdateResType', 'expected EE of RetryCounter, EE')
     r.avail = av
-    return _din.CertificateUpdateResType(Id=f_Id, ResponseCode=f_ResponseCode, ContractSignatureCertChain=f_ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey=f_ContractSignatureEncryptedPrivateKey, DHParams=f_DHParams, ContractID=f_ContractID, RetryCounter=f_RetryCounter)
+    ob = _new(_din.CertificateUpdateResType)
+    ob.Id = f_Id
+    ob.ResponseCode = f_ResponseCode
+    ob.ContractSignatureCertChain = f_ContractSignatureCertChain
+    ob.ContractSignatureEncryptedPrivateKey = f_ContractSignatureEncryptedPrivateKey
+    ob.DHParams = f_DHParams
+    ob.ContractID = f_ContractID
+    ob.RetryCounter = f_RetryCounter
+    return ob
 
 def _e_din_CertificateUpdateResType(w: BitWriter, o: _din.CertificateUpdateResType) -> None:
     a = w.acc
@@ -6061,7 +6191,13 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader) -> _din.ChargeParameter
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType[1]', 'expected EE')
-        f_AC_EVChargeParameter = _din.AC_EVChargeParameterType(DepartureTime=f_1_DepartureTime, EAmount=f_1_EAmount, EVMaxVoltage=f_1_EVMaxVoltage, EVMaxCurrent=f_1_EVMaxCurrent, EVMinCurrent=f_1_EVMinCurrent)
+        ob1_ = _new(_din.AC_EVChargeParameterType)
+        ob1_.DepartureTime = f_1_DepartureTime
+        ob1_.EAmount = f_1_EAmount
+        ob1_.EVMaxVoltage = f_1_EVMaxVoltage
+        ob1_.EVMaxCurrent = f_1_EVMaxCurrent
+        ob1_.EVMinCurrent = f_1_EVMinCurrent
+        f_AC_EVChargeParameter = ob1_
     elif ec == 1:
         r.avail = av
         f_DC_EVChargeParameter = _d_din_DC_EVChargeParameterType(r)
@@ -6074,7 +6210,8 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader) -> _din.ChargeParameter
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType[1]', 'expected EE')
-        f_EVChargeParameter = _din.EVChargeParameterType()
+        ob2_ = _new(_din.EVChargeParameterType)
+        f_EVChargeParameter = ob2_
     else:
         raise r.fail_at(av, 'ChargeParameterDiscoveryReqType[1]', f'event code {ec}, expected SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
     av -= 1
@@ -6084,7 +6221,12 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader) -> _din.ChargeParameter
     if c:
         raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected EE')
     r.avail = av
-    return _din.ChargeParameterDiscoveryReqType(EVRequestedEnergyTransferType=f_EVRequestedEnergyTransferType, AC_EVChargeParameter=f_AC_EVChargeParameter, DC_EVChargeParameter=f_DC_EVChargeParameter, EVChargeParameter=f_EVChargeParameter)
+    ob = _new(_din.ChargeParameterDiscoveryReqType)
+    ob.EVRequestedEnergyTransferType = f_EVRequestedEnergyTransferType
+    ob.AC_EVChargeParameter = f_AC_EVChargeParameter
+    ob.DC_EVChargeParameter = f_DC_EVChargeParameter
+    ob.EVChargeParameter = f_EVChargeParameter
+    return ob
 
 def _e_din_ChargeParameterDiscoveryReqType(w: BitWriter, o: _din.ChargeParameterDiscoveryReqType) -> None:
     a = w.acc
@@ -6211,7 +6353,8 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameter
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
-        f_SASchedules = _din.SASchedulesType()
+        ob1_ = _new(_din.SASchedulesType)
+        f_SASchedules = ob1_
     else:
         raise r.fail_at(av, 'ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(SAScheduleList), SE(SASchedules)')
     av -= 2
@@ -6251,7 +6394,12 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameter
         if iv >= 3:
             raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_3_EVSENotification = _E_din_EVSENotificationType[iv]
-        f_2_AC_EVSEStatus = _din.AC_EVSEStatusType(PowerSwitchClosed=f_3_PowerSwitchClosed, RCD=f_3_RCD, NotificationMaxDelay=f_3_NotificationMaxDelay, EVSENotification=f_3_EVSENotification)
+        ob3_ = _new(_din.AC_EVSEStatusType)
+        ob3_.PowerSwitchClosed = f_3_PowerSwitchClosed
+        ob3_.RCD = f_3_RCD
+        ob3_.NotificationMaxDelay = f_3_NotificationMaxDelay
+        ob3_.EVSENotification = f_3_EVSENotification
+        f_2_AC_EVSEStatus = ob3_
         r.avail = av
         f_2_EVSEMaxVoltage = _d_din_PhysicalValueType(r)
         win = r.win
@@ -6282,7 +6430,12 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameter
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
-        f_AC_EVSEChargeParameter = _din.AC_EVSEChargeParameterType(AC_EVSEStatus=f_2_AC_EVSEStatus, EVSEMaxVoltage=f_2_EVSEMaxVoltage, EVSEMaxCurrent=f_2_EVSEMaxCurrent, EVSEMinCurrent=f_2_EVSEMinCurrent)
+        ob2_ = _new(_din.AC_EVSEChargeParameterType)
+        ob2_.AC_EVSEStatus = f_2_AC_EVSEStatus
+        ob2_.EVSEMaxVoltage = f_2_EVSEMaxVoltage
+        ob2_.EVSEMaxCurrent = f_2_EVSEMaxCurrent
+        ob2_.EVSEMinCurrent = f_2_EVSEMinCurrent
+        f_AC_EVSEChargeParameter = ob2_
     elif ec == 1:
         r.avail = av
         f_DC_EVSEChargeParameter = _d_din_DC_EVSEChargeParameterType(r)
@@ -6295,7 +6448,8 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameter
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
-        f_EVSEChargeParameter = _din.EVSEChargeParameterType()
+        ob4_ = _new(_din.EVSEChargeParameterType)
+        f_EVSEChargeParameter = ob4_
     else:
         raise r.fail_at(av, 'ChargeParameterDiscoveryResType[3]', f'event code {ec}, expected SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
     av -= 1
@@ -6305,7 +6459,15 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameter
     if c:
         raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType', 'expected EE')
     r.avail = av
-    return _din.ChargeParameterDiscoveryResType(ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, SAScheduleList=f_SAScheduleList, SASchedules=f_SASchedules, AC_EVSEChargeParameter=f_AC_EVSEChargeParameter, DC_EVSEChargeParameter=f_DC_EVSEChargeParameter, EVSEChargeParameter=f_EVSEChargeParameter)
+    ob = _new(_din.ChargeParameterDiscoveryResType)
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSEProcessing = f_EVSEProcessing
+    ob.SAScheduleList = f_SAScheduleList
+    ob.SASchedules = f_SASchedules
+    ob.AC_EVSEChargeParameter = f_AC_EVSEChargeParameter
+    ob.DC_EVSEChargeParameter = f_DC_EVSEChargeParameter
+    ob.EVSEChargeParameter = f_EVSEChargeParameter
+    return ob
 
 def _e_din_ChargeParameterDiscoveryResType(w: BitWriter, o: _din.ChargeParameterDiscoveryResType) -> None:
     a = w.acc
@@ -6424,7 +6586,8 @@ def _d_din_ChargingStatusReqType(r: BitReader) -> _din.ChargingStatusReqType:
     if c:
         raise r.fail_at(av + 1, 'ChargingStatusReqType', 'expected EE')
     r.avail = av
-    return _din.ChargingStatusReqType()
+    ob = _new(_din.ChargingStatusReqType)
+    return ob
 
 def _e_din_ChargingStatusReqType(w: BitWriter, o: _din.ChargingStatusReqType) -> None:
     a = w.acc
@@ -6588,11 +6751,24 @@ def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
     if iv >= 3:
         raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_1_EVSENotification = _E_din_EVSENotificationType[iv]
-    f_AC_EVSEStatus = _din.AC_EVSEStatusType(PowerSwitchClosed=f_1_PowerSwitchClosed, RCD=f_1_RCD, NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
+    ob1_ = _new(_din.AC_EVSEStatusType)
+    ob1_.PowerSwitchClosed = f_1_PowerSwitchClosed
+    ob1_.RCD = f_1_RCD
+    ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
+    ob1_.EVSENotification = f_1_EVSENotification
+    f_AC_EVSEStatus = ob1_
     s = 7
     s = -1
     r.avail = av
-    return _din.ChargingStatusResType(ResponseCode=f_ResponseCode, EVSEID=f_EVSEID, SAScheduleTupleID=f_SAScheduleTupleID, EVSEMaxCurrent=f_EVSEMaxCurrent, MeterInfo=f_MeterInfo, ReceiptRequired=f_ReceiptRequired, AC_EVSEStatus=f_AC_EVSEStatus)
+    ob = _new(_din.ChargingStatusResType)
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSEID = f_EVSEID
+    ob.SAScheduleTupleID = f_SAScheduleTupleID
+    ob.EVSEMaxCurrent = f_EVSEMaxCurrent
+    ob.MeterInfo = f_MeterInfo
+    ob.ReceiptRequired = f_ReceiptRequired
+    ob.AC_EVSEStatus = f_AC_EVSEStatus
+    return ob
 
 def _e_din_ChargingStatusResType(w: BitWriter, o: _din.ChargingStatusResType) -> None:
     a = w.acc
@@ -6833,7 +7009,10 @@ def _d_din_ContractAuthenticationReqType(r: BitReader) -> _din.ContractAuthentic
             raise r.fail_at(av + 1, 'ContractAuthenticationReqType[2]', 'expected EE')
         s = -1
     r.avail = av
-    return _din.ContractAuthenticationReqType(Id=f_Id, GenChallenge=f_GenChallenge)
+    ob = _new(_din.ContractAuthenticationReqType)
+    ob.Id = f_Id
+    ob.GenChallenge = f_GenChallenge
+    return ob
 
 def _e_din_ContractAuthenticationReqType(w: BitWriter, o: _din.ContractAuthenticationReqType) -> None:
     a = w.acc
@@ -6906,7 +7085,10 @@ def _d_din_ContractAuthenticationResType(r: BitReader) -> _din.ContractAuthentic
     f_ResponseCode = _E_din_responseCodeType[iv]
     f_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 2) & 1)]
     r.avail = av
-    return _din.ContractAuthenticationResType(ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing)
+    ob = _new(_din.ContractAuthenticationResType)
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSEProcessing = f_EVSEProcessing
+    return ob
 
 def _e_din_ContractAuthenticationResType(w: BitWriter, o: _din.ContractAuthenticationResType) -> None:
     a = w.acc
@@ -7167,7 +7349,18 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
         raise r.fail_at(av + 1, 'CurrentDemandReqType', 'expected EE')
     s = -1
     r.avail = av
-    return _din.CurrentDemandReqType(DC_EVStatus=f_DC_EVStatus, EVTargetCurrent=f_EVTargetCurrent, EVMaximumVoltageLimit=f_EVMaximumVoltageLimit, EVMaximumCurrentLimit=f_EVMaximumCurrentLimit, EVMaximumPowerLimit=f_EVMaximumPowerLimit, BulkChargingComplete=f_BulkChargingComplete, ChargingComplete=f_ChargingComplete, RemainingTimeToFullSoC=f_RemainingTimeToFullSoC, RemainingTimeToBulkSoC=f_RemainingTimeToBulkSoC, EVTargetVoltage=f_EVTargetVoltage)
+    ob = _new(_din.CurrentDemandReqType)
+    ob.DC_EVStatus = f_DC_EVStatus
+    ob.EVTargetCurrent = f_EVTargetCurrent
+    ob.EVMaximumVoltageLimit = f_EVMaximumVoltageLimit
+    ob.EVMaximumCurrentLimit = f_EVMaximumCurrentLimit
+    ob.EVMaximumPowerLimit = f_EVMaximumPowerLimit
+    ob.BulkChargingComplete = f_BulkChargingComplete
+    ob.ChargingComplete = f_ChargingComplete
+    ob.RemainingTimeToFullSoC = f_RemainingTimeToFullSoC
+    ob.RemainingTimeToBulkSoC = f_RemainingTimeToBulkSoC
+    ob.EVTargetVoltage = f_EVTargetVoltage
+    return ob
 
 def _e_din_CurrentDemandReqType(w: BitWriter, o: _din.CurrentDemandReqType) -> None:
     a = w.acc
@@ -7499,7 +7692,18 @@ def _d_din_CurrentDemandResType(r: BitReader) -> _din.CurrentDemandResType:
             raise r.fail_at(av + 1, 'CurrentDemandResType[10]', 'expected EE')
         s = -1
     r.avail = av
-    return _din.CurrentDemandResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEPresentVoltage=f_EVSEPresentVoltage, EVSEPresentCurrent=f_EVSEPresentCurrent, EVSECurrentLimitAchieved=f_EVSECurrentLimitAchieved, EVSEVoltageLimitAchieved=f_EVSEVoltageLimitAchieved, EVSEPowerLimitAchieved=f_EVSEPowerLimitAchieved, EVSEMaximumVoltageLimit=f_EVSEMaximumVoltageLimit, EVSEMaximumCurrentLimit=f_EVSEMaximumCurrentLimit, EVSEMaximumPowerLimit=f_EVSEMaximumPowerLimit)
+    ob = _new(_din.CurrentDemandResType)
+    ob.ResponseCode = f_ResponseCode
+    ob.DC_EVSEStatus = f_DC_EVSEStatus
+    ob.EVSEPresentVoltage = f_EVSEPresentVoltage
+    ob.EVSEPresentCurrent = f_EVSEPresentCurrent
+    ob.EVSECurrentLimitAchieved = f_EVSECurrentLimitAchieved
+    ob.EVSEVoltageLimitAchieved = f_EVSEVoltageLimitAchieved
+    ob.EVSEPowerLimitAchieved = f_EVSEPowerLimitAchieved
+    ob.EVSEMaximumVoltageLimit = f_EVSEMaximumVoltageLimit
+    ob.EVSEMaximumCurrentLimit = f_EVSEMaximumCurrentLimit
+    ob.EVSEMaximumPowerLimit = f_EVSEMaximumPowerLimit
+    return ob
 
 def _e_din_CurrentDemandResType(w: BitWriter, o: _din.CurrentDemandResType) -> None:
     a = w.acc
@@ -7785,7 +7989,12 @@ def _d_din_MeteringReceiptReqType(r: BitReader) -> _din.MeteringReceiptReqType:
         raise r.fail_at(av + 1, 'MeteringReceiptReqType', 'expected EE')
     s = -1
     r.avail = av
-    return _din.MeteringReceiptReqType(Id=f_Id, SessionID=f_SessionID, SAScheduleTupleID=f_SAScheduleTupleID, MeterInfo=f_MeterInfo)
+    ob = _new(_din.MeteringReceiptReqType)
+    ob.Id = f_Id
+    ob.SessionID = f_SessionID
+    ob.SAScheduleTupleID = f_SAScheduleTupleID
+    ob.MeterInfo = f_MeterInfo
+    return ob
 
 def _e_din_MeteringReceiptReqType(w: BitWriter, o: _din.MeteringReceiptReqType) -> None:
     a = w.acc
@@ -7923,9 +8132,17 @@ def _d_din_MeteringReceiptResType(r: BitReader) -> _din.MeteringReceiptResType:
     if iv >= 3:
         raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_1_EVSENotification = _E_din_EVSENotificationType[iv]
-    f_AC_EVSEStatus = _din.AC_EVSEStatusType(PowerSwitchClosed=f_1_PowerSwitchClosed, RCD=f_1_RCD, NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
+    ob1_ = _new(_din.AC_EVSEStatusType)
+    ob1_.PowerSwitchClosed = f_1_PowerSwitchClosed
+    ob1_.RCD = f_1_RCD
+    ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
+    ob1_.EVSENotification = f_1_EVSENotification
+    f_AC_EVSEStatus = ob1_
     r.avail = av
-    return _din.MeteringReceiptResType(ResponseCode=f_ResponseCode, AC_EVSEStatus=f_AC_EVSEStatus)
+    ob = _new(_din.MeteringReceiptResType)
+    ob.ResponseCode = f_ResponseCode
+    ob.AC_EVSEStatus = f_AC_EVSEStatus
+    return ob
 
 def _e_din_MeteringReceiptResType(w: BitWriter, o: _din.MeteringReceiptResType) -> None:
     a = w.acc
@@ -8010,7 +8227,10 @@ def _d_din_PaymentDetailsReqType(r: BitReader) -> _din.PaymentDetailsReqType:
     if c:
         raise r.fail_at(av + 1, 'PaymentDetailsReqType', 'expected EE')
     r.avail = av
-    return _din.PaymentDetailsReqType(ContractID=f_ContractID, ContractSignatureCertChain=f_ContractSignatureCertChain)
+    ob = _new(_din.PaymentDetailsReqType)
+    ob.ContractID = f_ContractID
+    ob.ContractSignatureCertChain = f_ContractSignatureCertChain
+    return ob
 
 def _e_din_PaymentDetailsReqType(w: BitWriter, o: _din.PaymentDetailsReqType) -> None:
     a = w.acc
@@ -8101,7 +8321,11 @@ def _d_din_PaymentDetailsResType(r: BitReader) -> _din.PaymentDetailsResType:
     if c != 0x0:
         raise r.fail_at(av + 2, 'PaymentDetailsResType', 'expected EE of DateTimeNow, EE')
     r.avail = av
-    return _din.PaymentDetailsResType(ResponseCode=f_ResponseCode, GenChallenge=f_GenChallenge, DateTimeNow=f_DateTimeNow)
+    ob = _new(_din.PaymentDetailsResType)
+    ob.ResponseCode = f_ResponseCode
+    ob.GenChallenge = f_GenChallenge
+    ob.DateTimeNow = f_DateTimeNow
+    return ob
 
 def _e_din_PaymentDetailsResType(w: BitWriter, o: _din.PaymentDetailsResType) -> None:
     a = w.acc
@@ -8179,7 +8403,8 @@ def _d_din_PowerDeliveryReqType(r: BitReader) -> _din.PowerDeliveryReqType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'PowerDeliveryReqType[1]', 'expected EE')
-        f_EVPowerDeliveryParameter = _din.EVPowerDeliveryParameterType()
+        ob1_ = _new(_din.EVPowerDeliveryParameterType)
+        f_EVPowerDeliveryParameter = ob1_
         s = 3
     elif ec == 3:
         s = -1
@@ -8203,7 +8428,8 @@ def _d_din_PowerDeliveryReqType(r: BitReader) -> _din.PowerDeliveryReqType:
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'PowerDeliveryReqType[2]', 'expected EE')
-            f_EVPowerDeliveryParameter = _din.EVPowerDeliveryParameterType()
+            ob2_ = _new(_din.EVPowerDeliveryParameterType)
+            f_EVPowerDeliveryParameter = ob2_
             s = 3
         elif ec == 2:
             s = -1
@@ -8218,7 +8444,12 @@ def _d_din_PowerDeliveryReqType(r: BitReader) -> _din.PowerDeliveryReqType:
             raise r.fail_at(av + 1, 'PowerDeliveryReqType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _din.PowerDeliveryReqType(ReadyToChargeState=f_ReadyToChargeState, ChargingProfile=f_ChargingProfile, DC_EVPowerDeliveryParameter=f_DC_EVPowerDeliveryParameter, EVPowerDeliveryParameter=f_EVPowerDeliveryParameter)
+    ob = _new(_din.PowerDeliveryReqType)
+    ob.ReadyToChargeState = f_ReadyToChargeState
+    ob.ChargingProfile = f_ChargingProfile
+    ob.DC_EVPowerDeliveryParameter = f_DC_EVPowerDeliveryParameter
+    ob.EVPowerDeliveryParameter = f_EVPowerDeliveryParameter
+    return ob
 
 def _e_din_PowerDeliveryReqType(w: BitWriter, o: _din.PowerDeliveryReqType) -> None:
     a = w.acc
@@ -8337,7 +8568,12 @@ def _d_din_PowerDeliveryResType(r: BitReader) -> _din.PowerDeliveryResType:
         if iv >= 3:
             raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_1_EVSENotification = _E_din_EVSENotificationType[iv]
-        f_AC_EVSEStatus = _din.AC_EVSEStatusType(PowerSwitchClosed=f_1_PowerSwitchClosed, RCD=f_1_RCD, NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
+        ob1_ = _new(_din.AC_EVSEStatusType)
+        ob1_.PowerSwitchClosed = f_1_PowerSwitchClosed
+        ob1_.RCD = f_1_RCD
+        ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
+        ob1_.EVSENotification = f_1_EVSENotification
+        f_AC_EVSEStatus = ob1_
     elif ec == 1:
         r.avail = av
         f_DC_EVSEStatus = _d_din_DC_EVSEStatusType(r)
@@ -8350,7 +8586,8 @@ def _d_din_PowerDeliveryResType(r: BitReader) -> _din.PowerDeliveryResType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'PowerDeliveryResType[1]', 'expected EE')
-        f_EVSEStatus = _din.EVSEStatusType()
+        ob2_ = _new(_din.EVSEStatusType)
+        f_EVSEStatus = ob2_
     else:
         raise r.fail_at(av, 'PowerDeliveryResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
     av -= 1
@@ -8360,7 +8597,12 @@ def _d_din_PowerDeliveryResType(r: BitReader) -> _din.PowerDeliveryResType:
     if c:
         raise r.fail_at(av + 1, 'PowerDeliveryResType', 'expected EE')
     r.avail = av
-    return _din.PowerDeliveryResType(ResponseCode=f_ResponseCode, AC_EVSEStatus=f_AC_EVSEStatus, DC_EVSEStatus=f_DC_EVSEStatus, EVSEStatus=f_EVSEStatus)
+    ob = _new(_din.PowerDeliveryResType)
+    ob.ResponseCode = f_ResponseCode
+    ob.AC_EVSEStatus = f_AC_EVSEStatus
+    ob.DC_EVSEStatus = f_DC_EVSEStatus
+    ob.EVSEStatus = f_EVSEStatus
+    return ob
 
 def _e_din_PowerDeliveryResType(w: BitWriter, o: _din.PowerDeliveryResType) -> None:
     a = w.acc
@@ -8466,7 +8708,11 @@ def _d_din_PreChargeReqType(r: BitReader) -> _din.PreChargeReqType:
     if c:
         raise r.fail_at(av + 1, 'PreChargeReqType', 'expected EE')
     r.avail = av
-    return _din.PreChargeReqType(DC_EVStatus=f_DC_EVStatus, EVTargetVoltage=f_EVTargetVoltage, EVTargetCurrent=f_EVTargetCurrent)
+    ob = _new(_din.PreChargeReqType)
+    ob.DC_EVStatus = f_DC_EVStatus
+    ob.EVTargetVoltage = f_EVTargetVoltage
+    ob.EVTargetCurrent = f_EVTargetCurrent
+    return ob
 
 def _e_din_PreChargeReqType(w: BitWriter, o: _din.PreChargeReqType) -> None:
     a = w.acc
@@ -8542,7 +8788,11 @@ def _d_din_PreChargeResType(r: BitReader) -> _din.PreChargeResType:
     if c:
         raise r.fail_at(av + 1, 'PreChargeResType', 'expected EE')
     r.avail = av
-    return _din.PreChargeResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEPresentVoltage=f_EVSEPresentVoltage)
+    ob = _new(_din.PreChargeResType)
+    ob.ResponseCode = f_ResponseCode
+    ob.DC_EVSEStatus = f_DC_EVSEStatus
+    ob.EVSEPresentVoltage = f_EVSEPresentVoltage
+    return ob
 
 def _e_din_PreChargeResType(w: BitWriter, o: _din.PreChargeResType) -> None:
     a = w.acc
@@ -8604,7 +8854,9 @@ def _d_din_ServiceDetailReqType(r: BitReader) -> _din.ServiceDetailReqType:
     if c != 0x0:
         raise r.fail_at(av + 2, 'ServiceDetailReqType', 'expected EE of ServiceID, EE')
     r.avail = av
-    return _din.ServiceDetailReqType(ServiceID=f_ServiceID)
+    ob = _new(_din.ServiceDetailReqType)
+    ob.ServiceID = f_ServiceID
+    return ob
 
 def _e_din_ServiceDetailReqType(w: BitWriter, o: _din.ServiceDetailReqType) -> None:
     a = w.acc
@@ -8693,7 +8945,11 @@ def _d_din_ServiceDetailResType(r: BitReader) -> _din.ServiceDetailResType:
             raise r.fail_at(av + 1, 'ServiceDetailResType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _din.ServiceDetailResType(ResponseCode=f_ResponseCode, ServiceID=f_ServiceID, ServiceParameterList=f_ServiceParameterList)
+    ob = _new(_din.ServiceDetailResType)
+    ob.ResponseCode = f_ResponseCode
+    ob.ServiceID = f_ServiceID
+    ob.ServiceParameterList = f_ServiceParameterList
+    return ob
 
 def _e_din_ServiceDetailResType(w: BitWriter, o: _din.ServiceDetailResType) -> None:
     a = w.acc
@@ -8828,7 +9084,10 @@ def _d_din_ServiceDiscoveryReqType(r: BitReader) -> _din.ServiceDiscoveryReqType
             raise r.fail_at(av + 1, 'ServiceDiscoveryReqType[2]', 'expected EE')
         s = -1
     r.avail = av
-    return _din.ServiceDiscoveryReqType(ServiceScope=f_ServiceScope, ServiceCategory=f_ServiceCategory)
+    ob = _new(_din.ServiceDiscoveryReqType)
+    ob.ServiceScope = f_ServiceScope
+    ob.ServiceCategory = f_ServiceCategory
+    return ob
 
 def _e_din_ServiceDiscoveryReqType(w: BitWriter, o: _din.ServiceDiscoveryReqType) -> None:
     a = w.acc
@@ -8920,7 +9179,11 @@ def _d_din_ServiceDiscoveryResType(r: BitReader) -> _din.ServiceDiscoveryResType
         raise r.fail_at(av, 'ServiceChargeType.EnergyTransferType', f'enumeration index {iv}')
     f_1_EnergyTransferType = _E_din_EVSESupportedEnergyTransferType[iv]
     ec = (c & 3)
-    f_ChargeService = _din.ServiceChargeType(ServiceTag=f_1_ServiceTag, FreeService=f_1_FreeService, EnergyTransferType=f_1_EnergyTransferType)
+    ob1_ = _new(_din.ServiceChargeType)
+    ob1_.ServiceTag = f_1_ServiceTag
+    ob1_.FreeService = f_1_FreeService
+    ob1_.EnergyTransferType = f_1_EnergyTransferType
+    f_ChargeService = ob1_
     s = 3
     if ec == 0:
         r.avail = av
@@ -8941,7 +9204,12 @@ def _d_din_ServiceDiscoveryResType(r: BitReader) -> _din.ServiceDiscoveryResType
             raise r.fail_at(av + 1, 'ServiceDiscoveryResType[4]', 'expected EE')
         s = -1
     r.avail = av
-    return _din.ServiceDiscoveryResType(ResponseCode=f_ResponseCode, PaymentOptions=f_PaymentOptions, ChargeService=f_ChargeService, ServiceList=f_ServiceList)
+    ob = _new(_din.ServiceDiscoveryResType)
+    ob.ResponseCode = f_ResponseCode
+    ob.PaymentOptions = f_PaymentOptions
+    ob.ChargeService = f_ChargeService
+    ob.ServiceList = f_ServiceList
+    return ob
 
 def _e_din_ServiceDiscoveryResType(w: BitWriter, o: _din.ServiceDiscoveryResType) -> None:
     a = w.acc
@@ -9024,7 +9292,10 @@ def _d_din_ServicePaymentSelectionReqType(r: BitReader) -> _din.ServicePaymentSe
     if c:
         raise r.fail_at(av + 1, 'ServicePaymentSelectionReqType', 'expected EE')
     r.avail = av
-    return _din.ServicePaymentSelectionReqType(SelectedPaymentOption=f_SelectedPaymentOption, SelectedServiceList=f_SelectedServiceList)
+    ob = _new(_din.ServicePaymentSelectionReqType)
+    ob.SelectedPaymentOption = f_SelectedPaymentOption
+    ob.SelectedServiceList = f_SelectedServiceList
+    return ob
 
 def _e_din_ServicePaymentSelectionReqType(w: BitWriter, o: _din.ServicePaymentSelectionReqType) -> None:
     a = w.acc
@@ -9062,7 +9333,9 @@ def _d_din_ServicePaymentSelectionResType(r: BitReader) -> _din.ServicePaymentSe
         raise r.fail_at(av, 'ServicePaymentSelectionResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
     r.avail = av
-    return _din.ServicePaymentSelectionResType(ResponseCode=f_ResponseCode)
+    ob = _new(_din.ServicePaymentSelectionResType)
+    ob.ResponseCode = f_ResponseCode
+    return ob
 
 def _e_din_ServicePaymentSelectionResType(w: BitWriter, o: _din.ServicePaymentSelectionResType) -> None:
     a = w.acc
@@ -9109,7 +9382,9 @@ def _d_din_SessionSetupReqType(r: BitReader) -> _din.SessionSetupReqType:
     if c != 0x0:
         raise r.fail_at(av + 2, 'SessionSetupReqType', 'expected EE of EVCCID, EE')
     r.avail = av
-    return _din.SessionSetupReqType(EVCCID=f_EVCCID)
+    ob = _new(_din.SessionSetupReqType)
+    ob.EVCCID = f_EVCCID
+    return ob
 
 def _e_din_SessionSetupReqType(w: BitWriter, o: _din.SessionSetupReqType) -> None:
     a = w.acc
@@ -9215,7 +9490,11 @@ def _d_din_SessionSetupResType(r: BitReader) -> _din.SessionSetupResType:
             raise r.fail_at(av + 1, 'SessionSetupResType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _din.SessionSetupResType(ResponseCode=f_ResponseCode, EVSEID=f_EVSEID, DateTimeNow=f_DateTimeNow)
+    ob = _new(_din.SessionSetupResType)
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSEID = f_EVSEID
+    ob.DateTimeNow = f_DateTimeNow
+    return ob
 
 def _e_din_SessionSetupResType(w: BitWriter, o: _din.SessionSetupResType) -> None:
     a = w.acc
@@ -9288,7 +9567,9 @@ def _d_din_SessionStopResType(r: BitReader) -> _din.SessionStopResType:
         raise r.fail_at(av, 'SessionStopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
     r.avail = av
-    return _din.SessionStopResType(ResponseCode=f_ResponseCode)
+    ob = _new(_din.SessionStopResType)
+    ob.ResponseCode = f_ResponseCode
+    return ob
 
 def _e_din_SessionStopResType(w: BitWriter, o: _din.SessionStopResType) -> None:
     a = w.acc
@@ -9312,7 +9593,8 @@ def _d_din_SessionStopType(r: BitReader) -> _din.SessionStopType:
     if c:
         raise r.fail_at(av + 1, 'SessionStopType', 'expected EE')
     r.avail = av
-    return _din.SessionStopType()
+    ob = _new(_din.SessionStopType)
+    return ob
 
 def _e_din_SessionStopType(w: BitWriter, o: _din.SessionStopType) -> None:
     a = w.acc
@@ -9345,7 +9627,9 @@ def _d_din_WeldingDetectionReqType(r: BitReader) -> _din.WeldingDetectionReqType
     if c:
         raise r.fail_at(av + 1, 'WeldingDetectionReqType', 'expected EE')
     r.avail = av
-    return _din.WeldingDetectionReqType(DC_EVStatus=f_DC_EVStatus)
+    ob = _new(_din.WeldingDetectionReqType)
+    ob.DC_EVStatus = f_DC_EVStatus
+    return ob
 
 def _e_din_WeldingDetectionReqType(w: BitWriter, o: _din.WeldingDetectionReqType) -> None:
     a = w.acc
@@ -9403,7 +9687,11 @@ def _d_din_WeldingDetectionResType(r: BitReader) -> _din.WeldingDetectionResType
     if c:
         raise r.fail_at(av + 1, 'WeldingDetectionResType', 'expected EE')
     r.avail = av
-    return _din.WeldingDetectionResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEPresentVoltage=f_EVSEPresentVoltage)
+    ob = _new(_din.WeldingDetectionResType)
+    ob.ResponseCode = f_ResponseCode
+    ob.DC_EVSEStatus = f_DC_EVSEStatus
+    ob.EVSEPresentVoltage = f_EVSEPresentVoltage
+    return ob
 
 def _e_din_WeldingDetectionResType(w: BitWriter, o: _din.WeldingDetectionResType) -> None:
     a = w.acc
@@ -9509,7 +9797,13 @@ def _d_din_AC_EVChargeParameterType(r: BitReader) -> _din.AC_EVChargeParameterTy
     if c:
         raise r.fail_at(av + 1, 'AC_EVChargeParameterType', 'expected EE')
     r.avail = av
-    return _din.AC_EVChargeParameterType(DepartureTime=f_DepartureTime, EAmount=f_EAmount, EVMaxVoltage=f_EVMaxVoltage, EVMaxCurrent=f_EVMaxCurrent, EVMinCurrent=f_EVMinCurrent)
+    ob = _new(_din.AC_EVChargeParameterType)
+    ob.DepartureTime = f_DepartureTime
+    ob.EAmount = f_EAmount
+    ob.EVMaxVoltage = f_EVMaxVoltage
+    ob.EVMaxCurrent = f_EVMaxCurrent
+    ob.EVMinCurrent = f_EVMinCurrent
+    return ob
 
 def _e_din_AC_EVChargeParameterType(w: BitWriter, o: _din.AC_EVChargeParameterType) -> None:
     a = w.acc
@@ -9614,7 +9908,12 @@ def _d_din_AC_EVSEChargeParameterType(r: BitReader) -> _din.AC_EVSEChargeParamet
     if iv >= 3:
         raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_1_EVSENotification = _E_din_EVSENotificationType[iv]
-    f_AC_EVSEStatus = _din.AC_EVSEStatusType(PowerSwitchClosed=f_1_PowerSwitchClosed, RCD=f_1_RCD, NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
+    ob1_ = _new(_din.AC_EVSEStatusType)
+    ob1_.PowerSwitchClosed = f_1_PowerSwitchClosed
+    ob1_.RCD = f_1_RCD
+    ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
+    ob1_.EVSENotification = f_1_EVSENotification
+    f_AC_EVSEStatus = ob1_
     r.avail = av
     f_EVSEMaxVoltage = _d_din_PhysicalValueType(r)
     win = r.win
@@ -9646,7 +9945,12 @@ def _d_din_AC_EVSEChargeParameterType(r: BitReader) -> _din.AC_EVSEChargeParamet
     if c:
         raise r.fail_at(av + 1, 'AC_EVSEChargeParameterType', 'expected EE')
     r.avail = av
-    return _din.AC_EVSEChargeParameterType(AC_EVSEStatus=f_AC_EVSEStatus, EVSEMaxVoltage=f_EVSEMaxVoltage, EVSEMaxCurrent=f_EVSEMaxCurrent, EVSEMinCurrent=f_EVSEMinCurrent)
+    ob = _new(_din.AC_EVSEChargeParameterType)
+    ob.AC_EVSEStatus = f_AC_EVSEStatus
+    ob.EVSEMaxVoltage = f_EVSEMaxVoltage
+    ob.EVSEMaxCurrent = f_EVSEMaxCurrent
+    ob.EVSEMinCurrent = f_EVSEMinCurrent
+    return ob
 
 def _e_din_AC_EVSEChargeParameterType(w: BitWriter, o: _din.AC_EVSEChargeParameterType) -> None:
     a = w.acc
@@ -9751,7 +10055,12 @@ def _d_din_AC_EVSEStatusType(r: BitReader) -> _din.AC_EVSEStatusType:
         raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_EVSENotification = _E_din_EVSENotificationType[iv]
     r.avail = av
-    return _din.AC_EVSEStatusType(PowerSwitchClosed=f_PowerSwitchClosed, RCD=f_RCD, NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification)
+    ob = _new(_din.AC_EVSEStatusType)
+    ob.PowerSwitchClosed = f_PowerSwitchClosed
+    ob.RCD = f_RCD
+    ob.NotificationMaxDelay = f_NotificationMaxDelay
+    ob.EVSENotification = f_EVSENotification
+    return ob
 
 def _e_din_AC_EVSEStatusType(w: BitWriter, o: _din.AC_EVSEStatusType) -> None:
     a = w.acc
@@ -9843,7 +10152,10 @@ def _d_din_CertificateChainType(r: BitReader) -> _din.CertificateChainType:
             raise r.fail_at(av + 1, 'CertificateChainType[2]', 'expected EE')
         s = -1
     r.avail = av
-    return _din.CertificateChainType(Certificate=f_Certificate, SubCertificates=f_SubCertificates)
+    ob = _new(_din.CertificateChainType)
+    ob.Certificate = f_Certificate
+    ob.SubCertificates = f_SubCertificates
+    return ob
 
 def _e_din_CertificateChainType(w: BitWriter, o: _din.CertificateChainType) -> None:
     a = w.acc
@@ -9959,7 +10271,10 @@ def _d_din_ChargingProfileType(r: BitReader) -> _din.ChargingProfileType:
     if c & 0xc != 0x0:
         raise r.fail_at(av + 4, 'ChargingProfileType', 'expected EE of ChargingProfileEntryMaxPower, EE')
     ec = (c & 3)
-    f_ProfileEntry.append(_din.ProfileEntryType(ChargingProfileEntryStart=f_1_ChargingProfileEntryStart, ChargingProfileEntryMaxPower=f_1_ChargingProfileEntryMaxPower))
+    ob1_ = _new(_din.ProfileEntryType)
+    ob1_.ChargingProfileEntryStart = f_1_ChargingProfileEntryStart
+    ob1_.ChargingProfileEntryMaxPower = f_1_ChargingProfileEntryMaxPower
+    f_ProfileEntry.append(ob1_)
     s = 2
     if ec == 0:
         av -= 10
@@ -10007,7 +10322,10 @@ def _d_din_ChargingProfileType(r: BitReader) -> _din.ChargingProfileType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'ChargingProfileType[2]', 'expected EE of ChargingProfileEntryMaxPower, EE')
-        f_ProfileEntry.append(_din.ProfileEntryType(ChargingProfileEntryStart=f_2_ChargingProfileEntryStart, ChargingProfileEntryMaxPower=f_2_ChargingProfileEntryMaxPower))
+        ob2_ = _new(_din.ProfileEntryType)
+        ob2_.ChargingProfileEntryStart = f_2_ChargingProfileEntryStart
+        ob2_.ChargingProfileEntryMaxPower = f_2_ChargingProfileEntryMaxPower
+        f_ProfileEntry.append(ob2_)
         s = 3
     elif ec == 1:
         s = -1
@@ -10065,14 +10383,20 @@ def _d_din_ChargingProfileType(r: BitReader) -> _din.ChargingProfileType:
                 c = (win >> av) & 0x3
                 if c != 0x0:
                     raise r.fail_at(av + 2, 'ChargingProfileType[3]', 'expected EE of ChargingProfileEntryMaxPower, EE')
-                f_ProfileEntry.append(_din.ProfileEntryType(ChargingProfileEntryStart=f_3_ChargingProfileEntryStart, ChargingProfileEntryMaxPower=f_3_ChargingProfileEntryMaxPower))
+                ob3_ = _new(_din.ProfileEntryType)
+                ob3_.ChargingProfileEntryStart = f_3_ChargingProfileEntryStart
+                ob3_.ChargingProfileEntryMaxPower = f_3_ChargingProfileEntryMaxPower
+                f_ProfileEntry.append(ob3_)
             elif ec == 1:
                 s = -1
                 break
             else:
                 raise r.fail_at(av, 'ChargingProfileType[3]', f'event code {ec}, expected SE(ProfileEntry), EE')
     r.avail = av
-    return _din.ChargingProfileType(SAScheduleTupleID=f_SAScheduleTupleID, ProfileEntry=f_ProfileEntry)
+    ob = _new(_din.ChargingProfileType)
+    ob.SAScheduleTupleID = f_SAScheduleTupleID
+    ob.ProfileEntry = f_ProfileEntry
+    return ob
 
 def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> None:
     a = w.acc
@@ -10316,7 +10640,10 @@ def _d_din_ConsumptionCostType(r: BitReader) -> _din.ConsumptionCostType:
             else:
                 raise r.fail_at(av, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
     r.avail = av
-    return _din.ConsumptionCostType(startValue=f_startValue, Cost=f_Cost)
+    ob = _new(_din.ConsumptionCostType)
+    ob.startValue = f_startValue
+    ob.Cost = f_Cost
+    return ob
 
 def _e_din_ConsumptionCostType(w: BitWriter, o: _din.ConsumptionCostType) -> None:
     a = w.acc
@@ -10443,7 +10770,11 @@ def _d_din_CostType(r: BitReader) -> _din.CostType:
             raise r.fail_at(av + 1, 'CostType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _din.CostType(costKind=f_costKind, amount=f_amount, amountMultiplier=f_amountMultiplier)
+    ob = _new(_din.CostType)
+    ob.costKind = f_costKind
+    ob.amount = f_amount
+    ob.amountMultiplier = f_amountMultiplier
+    return ob
 
 def _e_din_CostType(w: BitWriter, o: _din.CostType) -> None:
     a = w.acc
@@ -10685,7 +11016,16 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
             raise r.fail_at(av + 1, 'DC_EVChargeParameterType[8]', 'expected EE')
         s = -1
     r.avail = av
-    return _din.DC_EVChargeParameterType(DC_EVStatus=f_DC_EVStatus, EVMaximumCurrentLimit=f_EVMaximumCurrentLimit, EVMaximumPowerLimit=f_EVMaximumPowerLimit, EVMaximumVoltageLimit=f_EVMaximumVoltageLimit, EVEnergyCapacity=f_EVEnergyCapacity, EVEnergyRequest=f_EVEnergyRequest, FullSOC=f_FullSOC, BulkSOC=f_BulkSOC)
+    ob = _new(_din.DC_EVChargeParameterType)
+    ob.DC_EVStatus = f_DC_EVStatus
+    ob.EVMaximumCurrentLimit = f_EVMaximumCurrentLimit
+    ob.EVMaximumPowerLimit = f_EVMaximumPowerLimit
+    ob.EVMaximumVoltageLimit = f_EVMaximumVoltageLimit
+    ob.EVEnergyCapacity = f_EVEnergyCapacity
+    ob.EVEnergyRequest = f_EVEnergyRequest
+    ob.FullSOC = f_FullSOC
+    ob.BulkSOC = f_BulkSOC
+    return ob
 
 def _e_din_DC_EVChargeParameterType(w: BitWriter, o: _din.DC_EVChargeParameterType) -> None:
     a = w.acc
@@ -10901,7 +11241,11 @@ def _d_din_DC_EVPowerDeliveryParameterType(r: BitReader) -> _din.DC_EVPowerDeliv
         raise r.fail_at(av + 1, 'DC_EVPowerDeliveryParameterType', 'expected EE')
     s = -1
     r.avail = av
-    return _din.DC_EVPowerDeliveryParameterType(DC_EVStatus=f_DC_EVStatus, BulkChargingComplete=f_BulkChargingComplete, ChargingComplete=f_ChargingComplete)
+    ob = _new(_din.DC_EVPowerDeliveryParameterType)
+    ob.DC_EVStatus = f_DC_EVStatus
+    ob.BulkChargingComplete = f_BulkChargingComplete
+    ob.ChargingComplete = f_ChargingComplete
+    return ob
 
 def _e_din_DC_EVPowerDeliveryParameterType(w: BitWriter, o: _din.DC_EVPowerDeliveryParameterType) -> None:
     a = w.acc
@@ -11085,7 +11429,17 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
             raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType[9]', 'expected EE')
         s = -1
     r.avail = av
-    return _din.DC_EVSEChargeParameterType(DC_EVSEStatus=f_DC_EVSEStatus, EVSEMaximumCurrentLimit=f_EVSEMaximumCurrentLimit, EVSEMaximumPowerLimit=f_EVSEMaximumPowerLimit, EVSEMaximumVoltageLimit=f_EVSEMaximumVoltageLimit, EVSEMinimumCurrentLimit=f_EVSEMinimumCurrentLimit, EVSEMinimumVoltageLimit=f_EVSEMinimumVoltageLimit, EVSECurrentRegulationTolerance=f_EVSECurrentRegulationTolerance, EVSEPeakCurrentRipple=f_EVSEPeakCurrentRipple, EVSEEnergyToBeDelivered=f_EVSEEnergyToBeDelivered)
+    ob = _new(_din.DC_EVSEChargeParameterType)
+    ob.DC_EVSEStatus = f_DC_EVSEStatus
+    ob.EVSEMaximumCurrentLimit = f_EVSEMaximumCurrentLimit
+    ob.EVSEMaximumPowerLimit = f_EVSEMaximumPowerLimit
+    ob.EVSEMaximumVoltageLimit = f_EVSEMaximumVoltageLimit
+    ob.EVSEMinimumCurrentLimit = f_EVSEMinimumCurrentLimit
+    ob.EVSEMinimumVoltageLimit = f_EVSEMinimumVoltageLimit
+    ob.EVSECurrentRegulationTolerance = f_EVSECurrentRegulationTolerance
+    ob.EVSEPeakCurrentRipple = f_EVSEPeakCurrentRipple
+    ob.EVSEEnergyToBeDelivered = f_EVSEEnergyToBeDelivered
+    return ob
 
 def _e_din_DC_EVSEChargeParameterType(w: BitWriter, o: _din.DC_EVSEChargeParameterType) -> None:
     a = w.acc
@@ -11299,7 +11653,12 @@ def _d_din_DC_EVSEStatusType(r: BitReader) -> _din.DC_EVSEStatusType:
     s = 4
     s = -1
     r.avail = av
-    return _din.DC_EVSEStatusType(EVSEIsolationStatus=f_EVSEIsolationStatus, EVSEStatusCode=f_EVSEStatusCode, NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification)
+    ob = _new(_din.DC_EVSEStatusType)
+    ob.EVSEIsolationStatus = f_EVSEIsolationStatus
+    ob.EVSEStatusCode = f_EVSEStatusCode
+    ob.NotificationMaxDelay = f_NotificationMaxDelay
+    ob.EVSENotification = f_EVSENotification
+    return ob
 
 def _e_din_DC_EVSEStatusType(w: BitWriter, o: _din.DC_EVSEStatusType) -> None:
     a = w.acc
@@ -11453,7 +11812,13 @@ def _d_din_DC_EVStatusType(r: BitReader) -> _din.DC_EVStatusType:
     s = 5
     s = -1
     r.avail = av
-    return _din.DC_EVStatusType(EVReady=f_EVReady, EVCabinConditioning=f_EVCabinConditioning, EVRESSConditioning=f_EVRESSConditioning, EVErrorCode=f_EVErrorCode, EVRESSSOC=f_EVRESSSOC)
+    ob = _new(_din.DC_EVStatusType)
+    ob.EVReady = f_EVReady
+    ob.EVCabinConditioning = f_EVCabinConditioning
+    ob.EVRESSConditioning = f_EVRESSConditioning
+    ob.EVErrorCode = f_EVErrorCode
+    ob.EVRESSSOC = f_EVRESSSOC
+    return ob
 
 def _e_din_DC_EVStatusType(w: BitWriter, o: _din.DC_EVStatusType) -> None:
     a = w.acc
@@ -11519,7 +11884,8 @@ def _d_din_EVChargeParameterType(r: BitReader) -> _din.EVChargeParameterType:
     if c:
         raise r.fail_at(av + 1, 'EVChargeParameterType', 'expected EE')
     r.avail = av
-    return _din.EVChargeParameterType()
+    ob = _new(_din.EVChargeParameterType)
+    return ob
 
 def _e_din_EVChargeParameterType(w: BitWriter, o: _din.EVChargeParameterType) -> None:
     a = w.acc
@@ -11541,7 +11907,8 @@ def _d_din_EVPowerDeliveryParameterType(r: BitReader) -> _din.EVPowerDeliveryPar
     if c:
         raise r.fail_at(av + 1, 'EVPowerDeliveryParameterType', 'expected EE')
     r.avail = av
-    return _din.EVPowerDeliveryParameterType()
+    ob = _new(_din.EVPowerDeliveryParameterType)
+    return ob
 
 def _e_din_EVPowerDeliveryParameterType(w: BitWriter, o: _din.EVPowerDeliveryParameterType) -> None:
     a = w.acc
@@ -11563,7 +11930,8 @@ def _d_din_EVSEChargeParameterType(r: BitReader) -> _din.EVSEChargeParameterType
     if c:
         raise r.fail_at(av + 1, 'EVSEChargeParameterType', 'expected EE')
     r.avail = av
-    return _din.EVSEChargeParameterType()
+    ob = _new(_din.EVSEChargeParameterType)
+    return ob
 
 def _e_din_EVSEChargeParameterType(w: BitWriter, o: _din.EVSEChargeParameterType) -> None:
     a = w.acc
@@ -11585,7 +11953,8 @@ def _d_din_EVSEStatusType(r: BitReader) -> _din.EVSEStatusType:
     if c:
         raise r.fail_at(av + 1, 'EVSEStatusType', 'expected EE')
     r.avail = av
-    return _din.EVSEStatusType()
+    ob = _new(_din.EVSEStatusType)
+    return ob
 
 def _e_din_EVSEStatusType(w: BitWriter, o: _din.EVSEStatusType) -> None:
     a = w.acc
@@ -11607,7 +11976,8 @@ def _d_din_EVStatusType(r: BitReader) -> _din.EVStatusType:
     if c:
         raise r.fail_at(av + 1, 'EVStatusType', 'expected EE')
     r.avail = av
-    return _din.EVStatusType()
+    ob = _new(_din.EVStatusType)
+    return ob
 
 def _e_din_EVStatusType(w: BitWriter, o: _din.EVStatusType) -> None:
     a = w.acc
@@ -11641,7 +12011,8 @@ def _d_din_EntryType(r: BitReader) -> _din.EntryType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'EntryType[0]', 'expected EE')
-        f_TimeInterval = _din.IntervalType()
+        ob1_ = _new(_din.IntervalType)
+        f_TimeInterval = ob1_
     else:
         raise r.fail_at(av, 'EntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     av -= 1
@@ -11651,7 +12022,10 @@ def _d_din_EntryType(r: BitReader) -> _din.EntryType:
     if c:
         raise r.fail_at(av + 1, 'EntryType', 'expected EE')
     r.avail = av
-    return _din.EntryType(RelativeTimeInterval=f_RelativeTimeInterval, TimeInterval=f_TimeInterval)
+    ob = _new(_din.EntryType)
+    ob.RelativeTimeInterval = f_RelativeTimeInterval
+    ob.TimeInterval = f_TimeInterval
+    return ob
 
 def _e_din_EntryType(w: BitWriter, o: _din.EntryType) -> None:
     a = w.acc
@@ -11688,7 +12062,8 @@ def _d_din_IntervalType(r: BitReader) -> _din.IntervalType:
     if c:
         raise r.fail_at(av + 1, 'IntervalType', 'expected EE')
     r.avail = av
-    return _din.IntervalType()
+    ob = _new(_din.IntervalType)
+    return ob
 
 def _e_din_IntervalType(w: BitWriter, o: _din.IntervalType) -> None:
     a = w.acc
@@ -11810,7 +12185,9 @@ def _d_din_ListOfRootCertificateIDsType(r: BitReader) -> _din.ListOfRootCertific
             else:
                 raise r.fail_at(av, 'ListOfRootCertificateIDsType[2]', f'event code {ec}, expected SE(RootCertificateID), EE')
     r.avail = av
-    return _din.ListOfRootCertificateIDsType(RootCertificateID=f_RootCertificateID)
+    ob = _new(_din.ListOfRootCertificateIDsType)
+    ob.RootCertificateID = f_RootCertificateID
+    return ob
 
 def _e_din_ListOfRootCertificateIDsType(w: BitWriter, o: _din.ListOfRootCertificateIDsType) -> None:
     a = w.acc
@@ -12220,7 +12597,13 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
             raise r.fail_at(av + 1, 'MeterInfoType[5]', 'expected EE')
         s = -1
     r.avail = av
-    return _din.MeterInfoType(MeterID=f_MeterID, MeterReading=f_MeterReading, SigMeterReading=f_SigMeterReading, MeterStatus=f_MeterStatus, TMeter=f_TMeter)
+    ob = _new(_din.MeterInfoType)
+    ob.MeterID = f_MeterID
+    ob.MeterReading = f_MeterReading
+    ob.SigMeterReading = f_SigMeterReading
+    ob.MeterStatus = f_MeterStatus
+    ob.TMeter = f_TMeter
+    return ob
 
 def _e_din_MeterInfoType(w: BitWriter, o: _din.MeterInfoType) -> None:
     a = w.acc
@@ -12512,7 +12895,10 @@ def _d_din_NotificationType(r: BitReader) -> _din.NotificationType:
             raise r.fail_at(av + 1, 'NotificationType[2]', 'expected EE')
         s = -1
     r.avail = av
-    return _din.NotificationType(FaultCode=f_FaultCode, FaultMsg=f_FaultMsg)
+    ob = _new(_din.NotificationType)
+    ob.FaultCode = f_FaultCode
+    ob.FaultMsg = f_FaultMsg
+    return ob
 
 def _e_din_NotificationType(w: BitWriter, o: _din.NotificationType) -> None:
     a = w.acc
@@ -12573,7 +12959,8 @@ def _d_din_PMaxScheduleEntryType(r: BitReader) -> _din.PMaxScheduleEntryType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'PMaxScheduleEntryType[0]', 'expected EE')
-        f_TimeInterval = _din.IntervalType()
+        ob1_ = _new(_din.IntervalType)
+        f_TimeInterval = ob1_
     else:
         raise r.fail_at(av, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     av -= 11
@@ -12603,7 +12990,11 @@ def _d_din_PMaxScheduleEntryType(r: BitReader) -> _din.PMaxScheduleEntryType:
     if c != 0x0:
         raise r.fail_at(av + 2, 'PMaxScheduleEntryType', 'expected EE of PMax, EE')
     r.avail = av
-    return _din.PMaxScheduleEntryType(RelativeTimeInterval=f_RelativeTimeInterval, TimeInterval=f_TimeInterval, PMax=f_PMax)
+    ob = _new(_din.PMaxScheduleEntryType)
+    ob.RelativeTimeInterval = f_RelativeTimeInterval
+    ob.TimeInterval = f_TimeInterval
+    ob.PMax = f_PMax
+    return ob
 
 def _e_din_PMaxScheduleEntryType(w: BitWriter, o: _din.PMaxScheduleEntryType) -> None:
     a = w.acc
@@ -12719,7 +13110,10 @@ def _d_din_PMaxScheduleType(r: BitReader) -> _din.PMaxScheduleType:
             else:
                 raise r.fail_at(av, 'PMaxScheduleType[3]', f'event code {ec}, expected SE(PMaxScheduleEntry), EE')
     r.avail = av
-    return _din.PMaxScheduleType(PMaxScheduleID=f_PMaxScheduleID, PMaxScheduleEntry=f_PMaxScheduleEntry)
+    ob = _new(_din.PMaxScheduleType)
+    ob.PMaxScheduleID = f_PMaxScheduleID
+    ob.PMaxScheduleEntry = f_PMaxScheduleEntry
+    return ob
 
 def _e_din_PMaxScheduleType(w: BitWriter, o: _din.PMaxScheduleType) -> None:
     a = w.acc
@@ -12868,7 +13262,10 @@ def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
             else:
                 raise r.fail_at(av, 'ParameterSetType[3]', f'event code {ec}, expected SE(Parameter), EE')
     r.avail = av
-    return _din.ParameterSetType(ParameterSetID=f_ParameterSetID, Parameter=f_Parameter)
+    ob = _new(_din.ParameterSetType)
+    ob.ParameterSetID = f_ParameterSetID
+    ob.Parameter = f_Parameter
+    return ob
 
 def _e_din_ParameterSetType(w: BitWriter, o: _din.ParameterSetType) -> None:
     a = w.acc
@@ -13104,7 +13501,16 @@ def _d_din_ParameterType(r: BitReader) -> _din.ParameterType:
     if c:
         raise r.fail_at(av + 1, 'ParameterType', 'expected EE')
     r.avail = av
-    return _din.ParameterType(Name=f_Name, ValueType=f_ValueType, boolValue=f_boolValue, byteValue=f_byteValue, shortValue=f_shortValue, intValue=f_intValue, physicalValue=f_physicalValue, stringValue=f_stringValue)
+    ob = _new(_din.ParameterType)
+    ob.Name = f_Name
+    ob.ValueType = f_ValueType
+    ob.boolValue = f_boolValue
+    ob.byteValue = f_byteValue
+    ob.shortValue = f_shortValue
+    ob.intValue = f_intValue
+    ob.physicalValue = f_physicalValue
+    ob.stringValue = f_stringValue
+    return ob
 
 def _e_din_ParameterType(w: BitWriter, o: _din.ParameterType) -> None:
     a = w.acc
@@ -13274,7 +13680,9 @@ def _d_din_PaymentOptionsType(r: BitReader) -> _din.PaymentOptionsType:
             else:
                 raise r.fail_at(av, 'PaymentOptionsType[2]', f'event code {ec}, expected SE(PaymentOption), EE')
     r.avail = av
-    return _din.PaymentOptionsType(PaymentOption=f_PaymentOption)
+    ob = _new(_din.PaymentOptionsType)
+    ob.PaymentOption = f_PaymentOption
+    return ob
 
 def _e_din_PaymentOptionsType(w: BitWriter, o: _din.PaymentOptionsType) -> None:
     a = w.acc
@@ -13410,7 +13818,11 @@ def _d_din_PhysicalValueType(r: BitReader) -> _din.PhysicalValueType:
         raise r.fail_at(av + 1, 'PhysicalValueType', 'expected EE')
     s = -1
     r.avail = av
-    return _din.PhysicalValueType(Multiplier=f_Multiplier, Unit=f_Unit, Value=f_Value)
+    ob = _new(_din.PhysicalValueType)
+    ob.Multiplier = f_Multiplier
+    ob.Unit = f_Unit
+    ob.Value = f_Value
+    return ob
 
 def _e_din_PhysicalValueType(w: BitWriter, o: _din.PhysicalValueType) -> None:
     a = w.acc
@@ -13533,7 +13945,10 @@ def _d_din_ProfileEntryType(r: BitReader) -> _din.ProfileEntryType:
     if c != 0x0:
         raise r.fail_at(av + 2, 'ProfileEntryType', 'expected EE of ChargingProfileEntryMaxPower, EE')
     r.avail = av
-    return _din.ProfileEntryType(ChargingProfileEntryStart=f_ChargingProfileEntryStart, ChargingProfileEntryMaxPower=f_ChargingProfileEntryMaxPower)
+    ob = _new(_din.ProfileEntryType)
+    ob.ChargingProfileEntryStart = f_ChargingProfileEntryStart
+    ob.ChargingProfileEntryMaxPower = f_ChargingProfileEntryMaxPower
+    return ob
 
 def _e_din_ProfileEntryType(w: BitWriter, o: _din.ProfileEntryType) -> None:
     a = w.acc
@@ -13656,7 +14071,10 @@ def _d_din_RelativeTimeIntervalType(r: BitReader) -> _din.RelativeTimeIntervalTy
             raise r.fail_at(av + 1, 'RelativeTimeIntervalType[2]', 'expected EE')
         s = -1
     r.avail = av
-    return _din.RelativeTimeIntervalType(start=f_start, duration=f_duration)
+    ob = _new(_din.RelativeTimeIntervalType)
+    ob.start = f_start
+    ob.duration = f_duration
+    return ob
 
 def _e_din_RelativeTimeIntervalType(w: BitWriter, o: _din.RelativeTimeIntervalType) -> None:
     a = w.acc
@@ -13767,7 +14185,9 @@ def _d_din_SAScheduleListType(r: BitReader) -> _din.SAScheduleListType:
             else:
                 raise r.fail_at(av, 'SAScheduleListType[2]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
     r.avail = av
-    return _din.SAScheduleListType(SAScheduleTuple=f_SAScheduleTuple)
+    ob = _new(_din.SAScheduleListType)
+    ob.SAScheduleTuple = f_SAScheduleTuple
+    return ob
 
 def _e_din_SAScheduleListType(w: BitWriter, o: _din.SAScheduleListType) -> None:
     a = w.acc
@@ -13887,7 +14307,11 @@ def _d_din_SAScheduleTupleType(r: BitReader) -> _din.SAScheduleTupleType:
             raise r.fail_at(av + 1, 'SAScheduleTupleType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _din.SAScheduleTupleType(SAScheduleTupleID=f_SAScheduleTupleID, PMaxSchedule=f_PMaxSchedule, SalesTariff=f_SalesTariff)
+    ob = _new(_din.SAScheduleTupleType)
+    ob.SAScheduleTupleID = f_SAScheduleTupleID
+    ob.PMaxSchedule = f_PMaxSchedule
+    ob.SalesTariff = f_SalesTariff
+    return ob
 
 def _e_din_SAScheduleTupleType(w: BitWriter, o: _din.SAScheduleTupleType) -> None:
     a = w.acc
@@ -13956,7 +14380,8 @@ def _d_din_SASchedulesType(r: BitReader) -> _din.SASchedulesType:
     if c:
         raise r.fail_at(av + 1, 'SASchedulesType', 'expected EE')
     r.avail = av
-    return _din.SASchedulesType()
+    ob = _new(_din.SASchedulesType)
+    return ob
 
 def _e_din_SASchedulesType(w: BitWriter, o: _din.SASchedulesType) -> None:
     a = w.acc
@@ -13994,7 +14419,8 @@ def _d_din_SalesTariffEntryType(r: BitReader) -> _din.SalesTariffEntryType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'SalesTariffEntryType[0]', 'expected EE')
-        f_TimeInterval = _din.IntervalType()
+        ob1_ = _new(_din.IntervalType)
+        f_TimeInterval = ob1_
         s = 1
     else:
         raise r.fail_at(av, 'SalesTariffEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
@@ -14034,7 +14460,12 @@ def _d_din_SalesTariffEntryType(r: BitReader) -> _din.SalesTariffEntryType:
             else:
                 raise r.fail_at(av, 'SalesTariffEntryType[3]', f'event code {ec}, expected SE(ConsumptionCost), EE')
     r.avail = av
-    return _din.SalesTariffEntryType(RelativeTimeInterval=f_RelativeTimeInterval, TimeInterval=f_TimeInterval, EPriceLevel=f_EPriceLevel, ConsumptionCost=f_ConsumptionCost)
+    ob = _new(_din.SalesTariffEntryType)
+    ob.RelativeTimeInterval = f_RelativeTimeInterval
+    ob.TimeInterval = f_TimeInterval
+    ob.EPriceLevel = f_EPriceLevel
+    ob.ConsumptionCost = f_ConsumptionCost
+    return ob
 
 def _e_din_SalesTariffEntryType(w: BitWriter, o: _din.SalesTariffEntryType) -> None:
     a = w.acc
@@ -14255,7 +14686,13 @@ def _d_din_SalesTariffType(r: BitReader) -> _din.SalesTariffType:
             else:
                 raise r.fail_at(av, 'SalesTariffType[6]', f'event code {ec}, expected SE(SalesTariffEntry), EE')
     r.avail = av
-    return _din.SalesTariffType(Id=f_Id, SalesTariffID=f_SalesTariffID, SalesTariffDescription=f_SalesTariffDescription, NumEPriceLevels=f_NumEPriceLevels, SalesTariffEntry=f_SalesTariffEntry)
+    ob = _new(_din.SalesTariffType)
+    ob.Id = f_Id
+    ob.SalesTariffID = f_SalesTariffID
+    ob.SalesTariffDescription = f_SalesTariffDescription
+    ob.NumEPriceLevels = f_NumEPriceLevels
+    ob.SalesTariffEntry = f_SalesTariffEntry
+    return ob
 
 def _e_din_SalesTariffType(w: BitWriter, o: _din.SalesTariffType) -> None:
     a = w.acc
@@ -14422,7 +14859,9 @@ def _d_din_SelectedServiceListType(r: BitReader) -> _din.SelectedServiceListType
             else:
                 raise r.fail_at(av, 'SelectedServiceListType[2]', f'event code {ec}, expected SE(SelectedService), EE')
     r.avail = av
-    return _din.SelectedServiceListType(SelectedService=f_SelectedService)
+    ob = _new(_din.SelectedServiceListType)
+    ob.SelectedService = f_SelectedService
+    return ob
 
 def _e_din_SelectedServiceListType(w: BitWriter, o: _din.SelectedServiceListType) -> None:
     a = w.acc
@@ -14553,7 +14992,10 @@ def _d_din_SelectedServiceType(r: BitReader) -> _din.SelectedServiceType:
             raise r.fail_at(av + 1, 'SelectedServiceType[2]', 'expected EE')
         s = -1
     r.avail = av
-    return _din.SelectedServiceType(ServiceID=f_ServiceID, ParameterSetID=f_ParameterSetID)
+    ob = _new(_din.SelectedServiceType)
+    ob.ServiceID = f_ServiceID
+    ob.ParameterSetID = f_ParameterSetID
+    return ob
 
 def _e_din_SelectedServiceType(w: BitWriter, o: _din.SelectedServiceType) -> None:
     a = w.acc
@@ -14644,7 +15086,11 @@ def _d_din_ServiceChargeType(r: BitReader) -> _din.ServiceChargeType:
         raise r.fail_at(av, 'ServiceChargeType.EnergyTransferType', f'enumeration index {iv}')
     f_EnergyTransferType = _E_din_EVSESupportedEnergyTransferType[iv]
     r.avail = av
-    return _din.ServiceChargeType(ServiceTag=f_ServiceTag, FreeService=f_FreeService, EnergyTransferType=f_EnergyTransferType)
+    ob = _new(_din.ServiceChargeType)
+    ob.ServiceTag = f_ServiceTag
+    ob.FreeService = f_FreeService
+    ob.EnergyTransferType = f_EnergyTransferType
+    return ob
 
 def _e_din_ServiceChargeType(w: BitWriter, o: _din.ServiceChargeType) -> None:
     a = w.acc
@@ -14717,7 +15163,9 @@ def _d_din_ServiceParameterListType(r: BitReader) -> _din.ServiceParameterListTy
             else:
                 raise r.fail_at(av, 'ServiceParameterListType[2]', f'event code {ec}, expected SE(ParameterSet), EE')
     r.avail = av
-    return _din.ServiceParameterListType(ParameterSet=f_ParameterSet)
+    ob = _new(_din.ServiceParameterListType)
+    ob.ParameterSet = f_ParameterSet
+    return ob
 
 def _e_din_ServiceParameterListType(w: BitWriter, o: _din.ServiceParameterListType) -> None:
     a = w.acc
@@ -14797,7 +15245,10 @@ def _d_din_ServiceTagListType(r: BitReader) -> _din.ServiceTagListType:
         raise r.fail_at(av + 7, 'ServiceTagListType', 'expected SE(FreeService), CH of FreeService, EE of FreeService, EE')
     f_1_FreeService = ((c >> 4) & 1) == 1
     ec = (c & 3)
-    f_Service.append(_din.ServiceType(ServiceTag=f_1_ServiceTag, FreeService=f_1_FreeService))
+    ob1_ = _new(_din.ServiceType)
+    ob1_.ServiceTag = f_1_ServiceTag
+    ob1_.FreeService = f_1_FreeService
+    f_Service.append(ob1_)
     s = 1
     if ec == 0:
         av -= 1
@@ -14817,7 +15268,10 @@ def _d_din_ServiceTagListType(r: BitReader) -> _din.ServiceTagListType:
         if c & 0x1b != 0x0:
             raise r.fail_at(av + 5, 'ServiceTagListType[1]', 'expected SE(FreeService), CH of FreeService, EE of FreeService, EE')
         f_2_FreeService = ((c >> 2) & 1) == 1
-        f_Service.append(_din.ServiceType(ServiceTag=f_2_ServiceTag, FreeService=f_2_FreeService))
+        ob2_ = _new(_din.ServiceType)
+        ob2_.ServiceTag = f_2_ServiceTag
+        ob2_.FreeService = f_2_FreeService
+        f_Service.append(ob2_)
         s = 2
     elif ec == 1:
         s = -1
@@ -14847,14 +15301,19 @@ def _d_din_ServiceTagListType(r: BitReader) -> _din.ServiceTagListType:
                 if c & 0x1b != 0x0:
                     raise r.fail_at(av + 5, 'ServiceTagListType[2]', 'expected SE(FreeService), CH of FreeService, EE of FreeService, EE')
                 f_3_FreeService = ((c >> 2) & 1) == 1
-                f_Service.append(_din.ServiceType(ServiceTag=f_3_ServiceTag, FreeService=f_3_FreeService))
+                ob3_ = _new(_din.ServiceType)
+                ob3_.ServiceTag = f_3_ServiceTag
+                ob3_.FreeService = f_3_FreeService
+                f_Service.append(ob3_)
             elif ec == 1:
                 s = -1
                 break
             else:
                 raise r.fail_at(av, 'ServiceTagListType[2]', f'event code {ec}, expected SE(Service), EE')
     r.avail = av
-    return _din.ServiceTagListType(Service=f_Service)
+    ob = _new(_din.ServiceTagListType)
+    ob.Service = f_Service
+    return ob
 
 def _e_din_ServiceTagListType(w: BitWriter, o: _din.ServiceTagListType) -> None:
     a = w.acc
@@ -15068,7 +15527,12 @@ def _d_din_ServiceTagType(r: BitReader) -> _din.ServiceTagType:
             raise r.fail_at(av + 1, 'ServiceTagType[4]', 'expected EE')
         s = -1
     r.avail = av
-    return _din.ServiceTagType(ServiceID=f_ServiceID, ServiceName=f_ServiceName, ServiceCategory=f_ServiceCategory, ServiceScope=f_ServiceScope)
+    ob = _new(_din.ServiceTagType)
+    ob.ServiceID = f_ServiceID
+    ob.ServiceName = f_ServiceName
+    ob.ServiceCategory = f_ServiceCategory
+    ob.ServiceScope = f_ServiceScope
+    return ob
 
 def _e_din_ServiceTagType(w: BitWriter, o: _din.ServiceTagType) -> None:
     a = w.acc
@@ -15172,7 +15636,10 @@ def _d_din_ServiceType(r: BitReader) -> _din.ServiceType:
         raise r.fail_at(av + 5, 'ServiceType', 'expected SE(FreeService), CH of FreeService, EE of FreeService, EE')
     f_FreeService = ((c >> 2) & 1) == 1
     r.avail = av
-    return _din.ServiceType(ServiceTag=f_ServiceTag, FreeService=f_FreeService)
+    ob = _new(_din.ServiceType)
+    ob.ServiceTag = f_ServiceTag
+    ob.FreeService = f_FreeService
+    return ob
 
 def _e_din_ServiceType(w: BitWriter, o: _din.ServiceType) -> None:
     a = w.acc
@@ -15305,7 +15772,9 @@ def _d_din_SubCertificatesType(r: BitReader) -> _din.SubCertificatesType:
             else:
                 raise r.fail_at(av, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
     r.avail = av
-    return _din.SubCertificatesType(Certificate=f_Certificate)
+    ob = _new(_din.SubCertificatesType)
+    ob.Certificate = f_Certificate
+    return ob
 
 def _e_din_SubCertificatesType(w: BitWriter, o: _din.SubCertificatesType) -> None:
     a = w.acc
@@ -15384,7 +15853,8 @@ def _d_din_BodyBaseType(r: BitReader) -> _din.BodyBaseType:
     if c:
         raise r.fail_at(av + 1, 'BodyBaseType', 'expected EE')
     r.avail = av
-    return _din.BodyBaseType()
+    ob = _new(_din.BodyBaseType)
+    return ob
 
 def _e_din_BodyBaseType(w: BitWriter, o: _din.BodyBaseType) -> None:
     a = w.acc
@@ -15399,7 +15869,41 @@ def _e_din_BodyBaseType(w: BitWriter, o: _din.BodyBaseType) -> None:
 def _d_din_BodyType(r: BitReader) -> _din.BodyType:
     win = r.win
     av = r.avail
-    kw: dict[str, Any] = {}
+    f_BodyElement: _din.BodyBaseType | None = None
+    f_CableCheckReq: _din.CableCheckReqType | None = None
+    f_CableCheckRes: _din.CableCheckResType | None = None
+    f_CertificateInstallationReq: _din.CertificateInstallationReqType | None = None
+    f_CertificateInstallationRes: _din.CertificateInstallationResType | None = None
+    f_CertificateUpdateReq: _din.CertificateUpdateReqType | None = None
+    f_CertificateUpdateRes: _din.CertificateUpdateResType | None = None
+    f_ChargeParameterDiscoveryReq: _din.ChargeParameterDiscoveryReqType | None = None
+    f_ChargeParameterDiscoveryRes: _din.ChargeParameterDiscoveryResType | None = None
+    f_ChargingStatusReq: _din.ChargingStatusReqType | None = None
+    f_ChargingStatusRes: _din.ChargingStatusResType | None = None
+    f_ContractAuthenticationReq: _din.ContractAuthenticationReqType | None = None
+    f_ContractAuthenticationRes: _din.ContractAuthenticationResType | None = None
+    f_CurrentDemandReq: _din.CurrentDemandReqType | None = None
+    f_CurrentDemandRes: _din.CurrentDemandResType | None = None
+    f_MeteringReceiptReq: _din.MeteringReceiptReqType | None = None
+    f_MeteringReceiptRes: _din.MeteringReceiptResType | None = None
+    f_PaymentDetailsReq: _din.PaymentDetailsReqType | None = None
+    f_PaymentDetailsRes: _din.PaymentDetailsResType | None = None
+    f_PowerDeliveryReq: _din.PowerDeliveryReqType | None = None
+    f_PowerDeliveryRes: _din.PowerDeliveryResType | None = None
+    f_PreChargeReq: _din.PreChargeReqType | None = None
+    f_PreChargeRes: _din.PreChargeResType | None = None
+    f_ServiceDetailReq: _din.ServiceDetailReqType | None = None
+    f_ServiceDetailRes: _din.ServiceDetailResType | None = None
+    f_ServiceDiscoveryReq: _din.ServiceDiscoveryReqType | None = None
+    f_ServiceDiscoveryRes: _din.ServiceDiscoveryResType | None = None
+    f_ServicePaymentSelectionReq: _din.ServicePaymentSelectionReqType | None = None
+    f_ServicePaymentSelectionRes: _din.ServicePaymentSelectionResType | None = None
+    f_SessionSetupReq: _din.SessionSetupReqType | None = None
+    f_SessionSetupRes: _din.SessionSetupResType | None = None
+    f_SessionStopReq: _din.SessionStopType | None = None
+    f_SessionStopRes: _din.SessionStopResType | None = None
+    f_WeldingDetectionReq: _din.WeldingDetectionReqType | None = None
+    f_WeldingDetectionRes: _din.WeldingDetectionResType | None = None
     s = 0
     av -= 6
     if av < 0:
@@ -15413,7 +15917,8 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        kw['BodyElement'] = _din.BodyBaseType()
+        ob1_ = _new(_din.BodyBaseType)
+        f_BodyElement = ob1_
         s = 1
     elif ec == 1:
         av -= 1
@@ -15432,7 +15937,9 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        kw['CableCheckReq'] = _din.CableCheckReqType(DC_EVStatus=f_2_DC_EVStatus)
+        ob2_ = _new(_din.CableCheckReqType)
+        ob2_.DC_EVStatus = f_2_DC_EVStatus
+        f_CableCheckReq = ob2_
         s = 1
     elif ec == 2:
         av -= 9
@@ -15456,11 +15963,15 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         if c & 0x1b != 0x0:
             raise r.fail_at(av + 5, 'BodyType[0]', 'expected SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
         f_3_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 2) & 1)]
-        kw['CableCheckRes'] = _din.CableCheckResType(ResponseCode=f_3_ResponseCode, DC_EVSEStatus=f_3_DC_EVSEStatus, EVSEProcessing=f_3_EVSEProcessing)
+        ob3_ = _new(_din.CableCheckResType)
+        ob3_.ResponseCode = f_3_ResponseCode
+        ob3_.DC_EVSEStatus = f_3_DC_EVSEStatus
+        ob3_.EVSEProcessing = f_3_EVSEProcessing
+        f_CableCheckRes = ob3_
         s = 1
     elif ec == 3:
         r.avail = av
-        kw['CertificateInstallationReq'] = _d_din_CertificateInstallationReqType(r)
+        f_CertificateInstallationReq = _d_din_CertificateInstallationReqType(r)
         win = r.win
         av = r.avail
         s = 1
@@ -15573,11 +16084,18 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of ContractID, EE')
-        kw['CertificateInstallationRes'] = _din.CertificateInstallationResType(Id=f_4_Id, ResponseCode=f_4_ResponseCode, ContractSignatureCertChain=f_4_ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey=f_4_ContractSignatureEncryptedPrivateKey, DHParams=f_4_DHParams, ContractID=f_4_ContractID)
+        ob4_ = _new(_din.CertificateInstallationResType)
+        ob4_.Id = f_4_Id
+        ob4_.ResponseCode = f_4_ResponseCode
+        ob4_.ContractSignatureCertChain = f_4_ContractSignatureCertChain
+        ob4_.ContractSignatureEncryptedPrivateKey = f_4_ContractSignatureEncryptedPrivateKey
+        ob4_.DHParams = f_4_DHParams
+        ob4_.ContractID = f_4_ContractID
+        f_CertificateInstallationRes = ob4_
         s = 1
     elif ec == 5:
         r.avail = av
-        kw['CertificateUpdateReq'] = _d_din_CertificateUpdateReqType(r)
+        f_CertificateUpdateReq = _d_din_CertificateUpdateReqType(r)
         win = r.win
         av = r.avail
         s = 1
@@ -15710,17 +16228,25 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of RetryCounter, EE')
-        kw['CertificateUpdateRes'] = _din.CertificateUpdateResType(Id=f_5_Id, ResponseCode=f_5_ResponseCode, ContractSignatureCertChain=f_5_ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey=f_5_ContractSignatureEncryptedPrivateKey, DHParams=f_5_DHParams, ContractID=f_5_ContractID, RetryCounter=f_5_RetryCounter)
+        ob5_ = _new(_din.CertificateUpdateResType)
+        ob5_.Id = f_5_Id
+        ob5_.ResponseCode = f_5_ResponseCode
+        ob5_.ContractSignatureCertChain = f_5_ContractSignatureCertChain
+        ob5_.ContractSignatureEncryptedPrivateKey = f_5_ContractSignatureEncryptedPrivateKey
+        ob5_.DHParams = f_5_DHParams
+        ob5_.ContractID = f_5_ContractID
+        ob5_.RetryCounter = f_5_RetryCounter
+        f_CertificateUpdateRes = ob5_
         s = 1
     elif ec == 7:
         r.avail = av
-        kw['ChargeParameterDiscoveryReq'] = _d_din_ChargeParameterDiscoveryReqType(r)
+        f_ChargeParameterDiscoveryReq = _d_din_ChargeParameterDiscoveryReqType(r)
         win = r.win
         av = r.avail
         s = 1
     elif ec == 8:
         r.avail = av
-        kw['ChargeParameterDiscoveryRes'] = _d_din_ChargeParameterDiscoveryResType(r)
+        f_ChargeParameterDiscoveryRes = _d_din_ChargeParameterDiscoveryResType(r)
         win = r.win
         av = r.avail
         s = 1
@@ -15731,17 +16257,18 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        kw['ChargingStatusReq'] = _din.ChargingStatusReqType()
+        ob6_ = _new(_din.ChargingStatusReqType)
+        f_ChargingStatusReq = ob6_
         s = 1
     elif ec == 10:
         r.avail = av
-        kw['ChargingStatusRes'] = _d_din_ChargingStatusResType(r)
+        f_ChargingStatusRes = _d_din_ChargingStatusResType(r)
         win = r.win
         av = r.avail
         s = 1
     elif ec == 11:
         r.avail = av
-        kw['ContractAuthenticationReq'] = _d_din_ContractAuthenticationReqType(r)
+        f_ContractAuthenticationReq = _d_din_ContractAuthenticationReqType(r)
         win = r.win
         av = r.avail
         s = 1
@@ -15757,23 +16284,26 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
             raise r.fail_at(av, 'ContractAuthenticationResType.ResponseCode', f'enumeration index {iv}')
         f_7_ResponseCode = _E_din_responseCodeType[iv]
         f_7_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 2) & 1)]
-        kw['ContractAuthenticationRes'] = _din.ContractAuthenticationResType(ResponseCode=f_7_ResponseCode, EVSEProcessing=f_7_EVSEProcessing)
+        ob7_ = _new(_din.ContractAuthenticationResType)
+        ob7_.ResponseCode = f_7_ResponseCode
+        ob7_.EVSEProcessing = f_7_EVSEProcessing
+        f_ContractAuthenticationRes = ob7_
         s = 1
     elif ec == 13:
         r.avail = av
-        kw['CurrentDemandReq'] = _d_din_CurrentDemandReqType(r)
+        f_CurrentDemandReq = _d_din_CurrentDemandReqType(r)
         win = r.win
         av = r.avail
         s = 1
     elif ec == 14:
         r.avail = av
-        kw['CurrentDemandRes'] = _d_din_CurrentDemandResType(r)
+        f_CurrentDemandRes = _d_din_CurrentDemandResType(r)
         win = r.win
         av = r.avail
         s = 1
     elif ec == 15:
         r.avail = av
-        kw['MeteringReceiptReq'] = _d_din_MeteringReceiptReqType(r)
+        f_MeteringReceiptReq = _d_din_MeteringReceiptReqType(r)
         win = r.win
         av = r.avail
         s = 1
@@ -15813,8 +16343,16 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         if iv >= 3:
             raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_9_EVSENotification = _E_din_EVSENotificationType[iv]
-        f_8_AC_EVSEStatus = _din.AC_EVSEStatusType(PowerSwitchClosed=f_9_PowerSwitchClosed, RCD=f_9_RCD, NotificationMaxDelay=f_9_NotificationMaxDelay, EVSENotification=f_9_EVSENotification)
-        kw['MeteringReceiptRes'] = _din.MeteringReceiptResType(ResponseCode=f_8_ResponseCode, AC_EVSEStatus=f_8_AC_EVSEStatus)
+        ob9_ = _new(_din.AC_EVSEStatusType)
+        ob9_.PowerSwitchClosed = f_9_PowerSwitchClosed
+        ob9_.RCD = f_9_RCD
+        ob9_.NotificationMaxDelay = f_9_NotificationMaxDelay
+        ob9_.EVSENotification = f_9_EVSENotification
+        f_8_AC_EVSEStatus = ob9_
+        ob8_ = _new(_din.MeteringReceiptResType)
+        ob8_.ResponseCode = f_8_ResponseCode
+        ob8_.AC_EVSEStatus = f_8_AC_EVSEStatus
+        f_MeteringReceiptRes = ob8_
         s = 1
     elif ec == 17:
         av -= 10
@@ -15855,7 +16393,10 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        kw['PaymentDetailsReq'] = _din.PaymentDetailsReqType(ContractID=f_10_ContractID, ContractSignatureCertChain=f_10_ContractSignatureCertChain)
+        ob10_ = _new(_din.PaymentDetailsReqType)
+        ob10_.ContractID = f_10_ContractID
+        ob10_.ContractSignatureCertChain = f_10_ContractSignatureCertChain
+        f_PaymentDetailsReq = ob10_
         s = 1
     elif ec == 18:
         av -= 18
@@ -15910,17 +16451,21 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of DateTimeNow, EE')
-        kw['PaymentDetailsRes'] = _din.PaymentDetailsResType(ResponseCode=f_11_ResponseCode, GenChallenge=f_11_GenChallenge, DateTimeNow=f_11_DateTimeNow)
+        ob11_ = _new(_din.PaymentDetailsResType)
+        ob11_.ResponseCode = f_11_ResponseCode
+        ob11_.GenChallenge = f_11_GenChallenge
+        ob11_.DateTimeNow = f_11_DateTimeNow
+        f_PaymentDetailsRes = ob11_
         s = 1
     elif ec == 19:
         r.avail = av
-        kw['PowerDeliveryReq'] = _d_din_PowerDeliveryReqType(r)
+        f_PowerDeliveryReq = _d_din_PowerDeliveryReqType(r)
         win = r.win
         av = r.avail
         s = 1
     elif ec == 20:
         r.avail = av
-        kw['PowerDeliveryRes'] = _d_din_PowerDeliveryResType(r)
+        f_PowerDeliveryRes = _d_din_PowerDeliveryResType(r)
         win = r.win
         av = r.avail
         s = 1
@@ -15961,7 +16506,11 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        kw['PreChargeReq'] = _din.PreChargeReqType(DC_EVStatus=f_12_DC_EVStatus, EVTargetVoltage=f_12_EVTargetVoltage, EVTargetCurrent=f_12_EVTargetCurrent)
+        ob12_ = _new(_din.PreChargeReqType)
+        ob12_.DC_EVStatus = f_12_DC_EVStatus
+        ob12_.EVTargetVoltage = f_12_EVTargetVoltage
+        ob12_.EVTargetCurrent = f_12_EVTargetCurrent
+        f_PreChargeReq = ob12_
         s = 1
     elif ec == 22:
         av -= 9
@@ -15994,7 +16543,11 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        kw['PreChargeRes'] = _din.PreChargeResType(ResponseCode=f_13_ResponseCode, DC_EVSEStatus=f_13_DC_EVSEStatus, EVSEPresentVoltage=f_13_EVSEPresentVoltage)
+        ob13_ = _new(_din.PreChargeResType)
+        ob13_.ResponseCode = f_13_ResponseCode
+        ob13_.DC_EVSEStatus = f_13_DC_EVSEStatus
+        ob13_.EVSEPresentVoltage = f_13_EVSEPresentVoltage
+        f_PreChargeRes = ob13_
         s = 1
     elif ec == 23:
         av -= 10
@@ -16022,23 +16575,25 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of ServiceID, EE')
-        kw['ServiceDetailReq'] = _din.ServiceDetailReqType(ServiceID=f_14_ServiceID)
+        ob14_ = _new(_din.ServiceDetailReqType)
+        ob14_.ServiceID = f_14_ServiceID
+        f_ServiceDetailReq = ob14_
         s = 1
     elif ec == 24:
         r.avail = av
-        kw['ServiceDetailRes'] = _d_din_ServiceDetailResType(r)
+        f_ServiceDetailRes = _d_din_ServiceDetailResType(r)
         win = r.win
         av = r.avail
         s = 1
     elif ec == 25:
         r.avail = av
-        kw['ServiceDiscoveryReq'] = _d_din_ServiceDiscoveryReqType(r)
+        f_ServiceDiscoveryReq = _d_din_ServiceDiscoveryReqType(r)
         win = r.win
         av = r.avail
         s = 1
     elif ec == 26:
         r.avail = av
-        kw['ServiceDiscoveryRes'] = _d_din_ServiceDiscoveryResType(r)
+        f_ServiceDiscoveryRes = _d_din_ServiceDiscoveryResType(r)
         win = r.win
         av = r.avail
         s = 1
@@ -16060,7 +16615,10 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        kw['ServicePaymentSelectionReq'] = _din.ServicePaymentSelectionReqType(SelectedPaymentOption=f_15_SelectedPaymentOption, SelectedServiceList=f_15_SelectedServiceList)
+        ob15_ = _new(_din.ServicePaymentSelectionReqType)
+        ob15_.SelectedPaymentOption = f_15_SelectedPaymentOption
+        ob15_.SelectedServiceList = f_15_SelectedServiceList
+        f_ServicePaymentSelectionReq = ob15_
         s = 1
     elif ec == 28:
         av -= 9
@@ -16073,7 +16631,9 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         if iv >= 23:
             raise r.fail_at(av, 'ServicePaymentSelectionResType.ResponseCode', f'enumeration index {iv}')
         f_16_ResponseCode = _E_din_responseCodeType[iv]
-        kw['ServicePaymentSelectionRes'] = _din.ServicePaymentSelectionResType(ResponseCode=f_16_ResponseCode)
+        ob16_ = _new(_din.ServicePaymentSelectionResType)
+        ob16_.ResponseCode = f_16_ResponseCode
+        f_ServicePaymentSelectionRes = ob16_
         s = 1
     elif ec == 29:
         av -= 10
@@ -16104,11 +16664,13 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of EVCCID, EE')
-        kw['SessionSetupReq'] = _din.SessionSetupReqType(EVCCID=f_17_EVCCID)
+        ob17_ = _new(_din.SessionSetupReqType)
+        ob17_.EVCCID = f_17_EVCCID
+        f_SessionSetupReq = ob17_
         s = 1
     elif ec == 30:
         r.avail = av
-        kw['SessionSetupRes'] = _d_din_SessionSetupResType(r)
+        f_SessionSetupRes = _d_din_SessionSetupResType(r)
         win = r.win
         av = r.avail
         s = 1
@@ -16119,7 +16681,8 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        kw['SessionStopReq'] = _din.SessionStopType()
+        ob18_ = _new(_din.SessionStopType)
+        f_SessionStopReq = ob18_
         s = 1
     elif ec == 32:
         av -= 9
@@ -16132,7 +16695,9 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         if iv >= 23:
             raise r.fail_at(av, 'SessionStopResType.ResponseCode', f'enumeration index {iv}')
         f_19_ResponseCode = _E_din_responseCodeType[iv]
-        kw['SessionStopRes'] = _din.SessionStopResType(ResponseCode=f_19_ResponseCode)
+        ob19_ = _new(_din.SessionStopResType)
+        ob19_.ResponseCode = f_19_ResponseCode
+        f_SessionStopRes = ob19_
         s = 1
     elif ec == 33:
         av -= 1
@@ -16151,7 +16716,9 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        kw['WeldingDetectionReq'] = _din.WeldingDetectionReqType(DC_EVStatus=f_20_DC_EVStatus)
+        ob20_ = _new(_din.WeldingDetectionReqType)
+        ob20_.DC_EVStatus = f_20_DC_EVStatus
+        f_WeldingDetectionReq = ob20_
         s = 1
     elif ec == 34:
         av -= 9
@@ -16184,7 +16751,11 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        kw['WeldingDetectionRes'] = _din.WeldingDetectionResType(ResponseCode=f_21_ResponseCode, DC_EVSEStatus=f_21_DC_EVSEStatus, EVSEPresentVoltage=f_21_EVSEPresentVoltage)
+        ob21_ = _new(_din.WeldingDetectionResType)
+        ob21_.ResponseCode = f_21_ResponseCode
+        ob21_.DC_EVSEStatus = f_21_DC_EVSEStatus
+        ob21_.EVSEPresentVoltage = f_21_EVSEPresentVoltage
+        f_WeldingDetectionRes = ob21_
         s = 1
     elif ec == 35:
         s = -1
@@ -16199,7 +16770,43 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
             raise r.fail_at(av + 1, 'BodyType[1]', 'expected EE')
         s = -1
     r.avail = av
-    return _din.BodyType(**kw)
+    ob = _new(_din.BodyType)
+    ob.BodyElement = f_BodyElement
+    ob.CableCheckReq = f_CableCheckReq
+    ob.CableCheckRes = f_CableCheckRes
+    ob.CertificateInstallationReq = f_CertificateInstallationReq
+    ob.CertificateInstallationRes = f_CertificateInstallationRes
+    ob.CertificateUpdateReq = f_CertificateUpdateReq
+    ob.CertificateUpdateRes = f_CertificateUpdateRes
+    ob.ChargeParameterDiscoveryReq = f_ChargeParameterDiscoveryReq
+    ob.ChargeParameterDiscoveryRes = f_ChargeParameterDiscoveryRes
+    ob.ChargingStatusReq = f_ChargingStatusReq
+    ob.ChargingStatusRes = f_ChargingStatusRes
+    ob.ContractAuthenticationReq = f_ContractAuthenticationReq
+    ob.ContractAuthenticationRes = f_ContractAuthenticationRes
+    ob.CurrentDemandReq = f_CurrentDemandReq
+    ob.CurrentDemandRes = f_CurrentDemandRes
+    ob.MeteringReceiptReq = f_MeteringReceiptReq
+    ob.MeteringReceiptRes = f_MeteringReceiptRes
+    ob.PaymentDetailsReq = f_PaymentDetailsReq
+    ob.PaymentDetailsRes = f_PaymentDetailsRes
+    ob.PowerDeliveryReq = f_PowerDeliveryReq
+    ob.PowerDeliveryRes = f_PowerDeliveryRes
+    ob.PreChargeReq = f_PreChargeReq
+    ob.PreChargeRes = f_PreChargeRes
+    ob.ServiceDetailReq = f_ServiceDetailReq
+    ob.ServiceDetailRes = f_ServiceDetailRes
+    ob.ServiceDiscoveryReq = f_ServiceDiscoveryReq
+    ob.ServiceDiscoveryRes = f_ServiceDiscoveryRes
+    ob.ServicePaymentSelectionReq = f_ServicePaymentSelectionReq
+    ob.ServicePaymentSelectionRes = f_ServicePaymentSelectionRes
+    ob.SessionSetupReq = f_SessionSetupReq
+    ob.SessionSetupRes = f_SessionSetupRes
+    ob.SessionStopReq = f_SessionStopReq
+    ob.SessionStopRes = f_SessionStopRes
+    ob.WeldingDetectionReq = f_WeldingDetectionReq
+    ob.WeldingDetectionRes = f_WeldingDetectionRes
+    return ob
 
 def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
     a = w.acc
@@ -18007,7 +18614,10 @@ def _d_din_V2G_Message(r: BitReader) -> _din.V2G_Message:
     if c:
         raise r.fail_at(av + 1, 'V2G_Message', 'expected EE')
     r.avail = av
-    return _din.V2G_Message(Header=f_Header, Body=f_Body)
+    ob = _new(_din.V2G_Message)
+    ob.Header = f_Header
+    ob.Body = f_Body
+    return ob
 
 def _e_din_V2G_Message(w: BitWriter, o: _din.V2G_Message) -> None:
     a = w.acc
@@ -18114,7 +18724,11 @@ def _d_din_MessageHeaderType(r: BitReader) -> _din.MessageHeaderType:
             raise r.fail_at(av + 1, 'MessageHeaderType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _din.MessageHeaderType(SessionID=f_SessionID, Notification=f_Notification, Signature=f_Signature)
+    ob = _new(_din.MessageHeaderType)
+    ob.SessionID = f_SessionID
+    ob.Notification = f_Notification
+    ob.Signature = f_Signature
+    return ob
 
 def _e_din_MessageHeaderType(w: BitWriter, o: _din.MessageHeaderType) -> None:
     a = w.acc

@@ -11,6 +11,8 @@ from exi_schemas import iso2 as _iso2
 from exi_schemas import xmldsig as _xmldsig
 from iso15118.exi._bits import BitReader, BitWriter, encode_error
 
+_new = object.__new__
+
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
     ...,
@@ -106,7 +108,9 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
             else:
                 raise r.fail_at(av, 'CanonicalizationMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.CanonicalizationMethodType(Algorithm=f_Algorithm)
+    ob = _new(_xmldsig.CanonicalizationMethodType)
+    ob.Algorithm = f_Algorithm
+    return ob
 
 def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.CanonicalizationMethodType) -> None:
     a = w.acc
@@ -518,7 +522,15 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 1, 'DSAKeyValueType[7]', 'expected EE')
         s = -1
     r.avail = av
-    return _xmldsig.DSAKeyValueType(P=f_P, Q=f_Q, G=f_G, Y=f_Y, J=f_J, Seed=f_Seed, PgenCounter=f_PgenCounter)
+    ob = _new(_xmldsig.DSAKeyValueType)
+    ob.P = f_P
+    ob.Q = f_Q
+    ob.G = f_G
+    ob.Y = f_Y
+    ob.J = f_J
+    ob.Seed = f_Seed
+    ob.PgenCounter = f_PgenCounter
+    return ob
 
 def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> None:
     a = w.acc
@@ -736,7 +748,9 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
             else:
                 raise r.fail_at(av, 'DigestMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.DigestMethodType(Algorithm=f_Algorithm)
+    ob = _new(_xmldsig.DigestMethodType)
+    ob.Algorithm = f_Algorithm
+    return ob
 
 def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> None:
     a = w.acc
@@ -1108,7 +1122,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         else:
             raise r.fail_at(av, 'KeyInfoType[2]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.KeyInfoType(Id=f_Id, KeyName=f_KeyName, KeyValue=f_KeyValue, RetrievalMethod=f_RetrievalMethod, X509Data=f_X509Data, PGPData=f_PGPData, SPKIData=f_SPKIData, MgmtData=f_MgmtData)
+    ob = _new(_xmldsig.KeyInfoType)
+    ob.Id = f_Id
+    ob.KeyName = f_KeyName
+    ob.KeyValue = f_KeyValue
+    ob.RetrievalMethod = f_RetrievalMethod
+    ob.X509Data = f_X509Data
+    ob.PGPData = f_PGPData
+    ob.SPKIData = f_SPKIData
+    ob.MgmtData = f_MgmtData
+    return ob
 
 def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     a = w.acc
@@ -1449,7 +1472,10 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'KeyValueType[0]', 'expected EE of Exponent, EE')
-            f_RSAKeyValue = _xmldsig.RSAKeyValueType(Modulus=f_1_Modulus, Exponent=f_1_Exponent)
+            ob1_ = _new(_xmldsig.RSAKeyValueType)
+            ob1_.Modulus = f_1_Modulus
+            ob1_.Exponent = f_1_Exponent
+            f_RSAKeyValue = ob1_
             break
         elif ec == 2:
             raise r.fail_at(av, 'KeyValueType[0]', 'wildcard element content is not supported')
@@ -1469,7 +1495,10 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
         else:
             raise r.fail_at(av, 'KeyValueType[1]', f'event code {ec}, expected EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.KeyValueType(DSAKeyValue=f_DSAKeyValue, RSAKeyValue=f_RSAKeyValue)
+    ob = _new(_xmldsig.KeyValueType)
+    ob.DSAKeyValue = f_DSAKeyValue
+    ob.RSAKeyValue = f_RSAKeyValue
+    return ob
 
 def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
     a = w.acc
@@ -1601,7 +1630,10 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
             else:
                 raise r.fail_at(av, 'ManifestType[3]', f'event code {ec}, expected SE(Reference), EE')
     r.avail = av
-    return _xmldsig.ManifestType(Id=f_Id, Reference=f_Reference)
+    ob = _new(_xmldsig.ManifestType)
+    ob.Id = f_Id
+    ob.Reference = f_Reference
+    return ob
 
 def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
     a = w.acc
@@ -1890,7 +1922,11 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             else:
                 raise r.fail_at(av, 'ObjectType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.ObjectType(Encoding=f_Encoding, Id=f_Id, MimeType=f_MimeType)
+    ob = _new(_xmldsig.ObjectType)
+    ob.Encoding = f_Encoding
+    ob.Id = f_Id
+    ob.MimeType = f_MimeType
+    return ob
 
 def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
     a = w.acc
@@ -2142,7 +2178,10 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             else:
                 raise r.fail_at(av, 'PGPDataType[5]', f'event code {ec}, expected SE(*), EE')
     r.avail = av
-    return _xmldsig.PGPDataType(PGPKeyID=f_PGPKeyID, PGPKeyPacket=f_PGPKeyPacket)
+    ob = _new(_xmldsig.PGPDataType)
+    ob.PGPKeyID = f_PGPKeyID
+    ob.PGPKeyPacket = f_PGPKeyPacket
+    return ob
 
 def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
     a = w.acc
@@ -2278,7 +2317,10 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     if c != 0x0:
         raise r.fail_at(av + 2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
     r.avail = av
-    return _xmldsig.RSAKeyValueType(Modulus=f_Modulus, Exponent=f_Exponent)
+    ob = _new(_xmldsig.RSAKeyValueType)
+    ob.Modulus = f_Modulus
+    ob.Exponent = f_Exponent
+    return ob
 
 def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> None:
     a = w.acc
@@ -2569,7 +2611,14 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     s = 6
     s = -1
     r.avail = av
-    return _xmldsig.ReferenceType(Id=f_Id, Type=f_Type, URI=f_URI, Transforms=f_Transforms, DigestMethod=f_DigestMethod, DigestValue=f_DigestValue)
+    ob = _new(_xmldsig.ReferenceType)
+    ob.Id = f_Id
+    ob.Type = f_Type
+    ob.URI = f_URI
+    ob.Transforms = f_Transforms
+    ob.DigestMethod = f_DigestMethod
+    ob.DigestValue = f_DigestValue
+    return ob
 
 def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
     a = w.acc
@@ -2869,7 +2918,11 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             raise r.fail_at(av + 1, 'RetrievalMethodType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _xmldsig.RetrievalMethodType(Type=f_Type, URI=f_URI, Transforms=f_Transforms)
+    ob = _new(_xmldsig.RetrievalMethodType)
+    ob.Type = f_Type
+    ob.URI = f_URI
+    ob.Transforms = f_Transforms
+    return ob
 
 def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType) -> None:
     a = w.acc
@@ -3071,7 +3124,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
             else:
                 raise r.fail_at(av, 'SPKIDataType[2]', f'event code {ec}, expected SE(SPKISexp), EE')
     r.avail = av
-    return _xmldsig.SPKIDataType(SPKISexp=f_SPKISexp)
+    ob = _new(_xmldsig.SPKIDataType)
+    ob.SPKISexp = f_SPKISexp
+    return ob
 
 def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
     a = w.acc
@@ -3240,7 +3295,10 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
             else:
                 raise r.fail_at(av, 'SignatureMethodType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.SignatureMethodType(Algorithm=f_Algorithm, HMACOutputLength=f_HMACOutputLength)
+    ob = _new(_xmldsig.SignatureMethodType)
+    ob.Algorithm = f_Algorithm
+    ob.HMACOutputLength = f_HMACOutputLength
+    return ob
 
 def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType) -> None:
     a = w.acc
@@ -3379,7 +3437,10 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
             else:
                 raise r.fail_at(av, 'SignaturePropertiesType[3]', f'event code {ec}, expected SE(SignatureProperty), EE')
     r.avail = av
-    return _xmldsig.SignaturePropertiesType(Id=f_Id, SignatureProperty=f_SignatureProperty)
+    ob = _new(_xmldsig.SignaturePropertiesType)
+    ob.Id = f_Id
+    ob.SignatureProperty = f_SignatureProperty
+    return ob
 
 def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignaturePropertiesType) -> None:
     a = w.acc
@@ -3581,7 +3642,10 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             else:
                 raise r.fail_at(av, 'SignaturePropertyType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.SignaturePropertyType(Id=f_Id, Target=f_Target)
+    ob = _new(_xmldsig.SignaturePropertyType)
+    ob.Id = f_Id
+    ob.Target = f_Target
+    return ob
 
 def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignaturePropertyType) -> None:
     a = w.acc
@@ -3755,7 +3819,13 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
             else:
                 raise r.fail_at(av, 'SignatureType[5]', f'event code {ec}, expected SE(Object), EE')
     r.avail = av
-    return _xmldsig.SignatureType(Id=f_Id, SignedInfo=f_SignedInfo, SignatureValue=f_SignatureValue, KeyInfo=f_KeyInfo, Object=f_Object)
+    ob = _new(_xmldsig.SignatureType)
+    ob.Id = f_Id
+    ob.SignedInfo = f_SignedInfo
+    ob.SignatureValue = f_SignatureValue
+    ob.KeyInfo = f_KeyInfo
+    ob.Object = f_Object
+    return ob
 
 def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
     a = w.acc
@@ -3955,7 +4025,10 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         raise r.fail_at(av + 1, 'SignatureValueType', 'expected EE')
     s = -1
     r.avail = av
-    return _xmldsig.SignatureValueType(Id=f_Id, value=f_value)
+    ob = _new(_xmldsig.SignatureValueType)
+    ob.Id = f_Id
+    ob.value = f_value
+    return ob
 
 def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) -> None:
     a = w.acc
@@ -4110,7 +4183,12 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
             else:
                 raise r.fail_at(av, 'SignedInfoType[5]', f'event code {ec}, expected SE(Reference), EE')
     r.avail = av
-    return _xmldsig.SignedInfoType(Id=f_Id, CanonicalizationMethod=f_CanonicalizationMethod, SignatureMethod=f_SignatureMethod, Reference=f_Reference)
+    ob = _new(_xmldsig.SignedInfoType)
+    ob.Id = f_Id
+    ob.CanonicalizationMethod = f_CanonicalizationMethod
+    ob.SignatureMethod = f_SignatureMethod
+    ob.Reference = f_Reference
+    return ob
 
 def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
     a = w.acc
@@ -4279,7 +4357,10 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
         else:
             raise r.fail_at(av, 'TransformType[1]', f'event code {ec}, expected SE(XPath), SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.TransformType(Algorithm=f_Algorithm, XPath=f_XPath)
+    ob = _new(_xmldsig.TransformType)
+    ob.Algorithm = f_Algorithm
+    ob.XPath = f_XPath
+    return ob
 
 def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
     a = w.acc
@@ -4365,7 +4446,9 @@ def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
             else:
                 raise r.fail_at(av, 'TransformsType[2]', f'event code {ec}, expected SE(Transform), EE')
     r.avail = av
-    return _xmldsig.TransformsType(Transform=f_Transform)
+    ob = _new(_xmldsig.TransformsType)
+    ob.Transform = f_Transform
+    return ob
 
 def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     a = w.acc
@@ -4484,7 +4567,10 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'X509DataType[0]', 'expected EE of X509SerialNumber, EE')
-        f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
+        ob1_ = _new(_xmldsig.X509IssuerSerialType)
+        ob1_.X509IssuerName = f_1_X509IssuerName
+        ob1_.X509SerialNumber = f_1_X509SerialNumber
+        f_X509IssuerSerial.append(ob1_)
     elif ec == 1:
         av -= 9
         if av < 0:
@@ -4659,7 +4745,10 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'X509DataType[1]', 'expected EE of X509SerialNumber, EE')
-            f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
+            ob2_ = _new(_xmldsig.X509IssuerSerialType)
+            ob2_.X509IssuerName = f_2_X509IssuerName
+            ob2_.X509SerialNumber = f_2_X509SerialNumber
+            f_X509IssuerSerial.append(ob2_)
         elif ec == 1:
             av -= 9
             if av < 0:
@@ -4783,7 +4872,13 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         else:
             raise r.fail_at(av, 'X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
     r.avail = av
-    return _xmldsig.X509DataType(X509IssuerSerial=f_X509IssuerSerial, X509SKI=f_X509SKI, X509SubjectName=f_X509SubjectName, X509Certificate=f_X509Certificate, X509CRL=f_X509CRL)
+    ob = _new(_xmldsig.X509DataType)
+    ob.X509IssuerSerial = f_X509IssuerSerial
+    ob.X509SKI = f_X509SKI
+    ob.X509SubjectName = f_X509SubjectName
+    ob.X509Certificate = f_X509Certificate
+    ob.X509CRL = f_X509CRL
+    return ob
 
 def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
     a = w.acc
@@ -5022,7 +5117,10 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
     if c != 0x0:
         raise r.fail_at(av + 2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
     r.avail = av
-    return _xmldsig.X509IssuerSerialType(X509IssuerName=f_X509IssuerName, X509SerialNumber=f_X509SerialNumber)
+    ob = _new(_xmldsig.X509IssuerSerialType)
+    ob.X509IssuerName = f_X509IssuerName
+    ob.X509SerialNumber = f_X509SerialNumber
+    return ob
 
 def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialType) -> None:
     a = w.acc
@@ -5175,7 +5273,10 @@ def _d_iso2_AuthorizationReqType(r: BitReader) -> _iso2.AuthorizationReqType:
             raise r.fail_at(av + 1, 'AuthorizationReqType[2]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.AuthorizationReqType(Id=f_Id, GenChallenge=f_GenChallenge)
+    ob = _new(_iso2.AuthorizationReqType)
+    ob.Id = f_Id
+    ob.GenChallenge = f_GenChallenge
+    return ob
 
 def _e_iso2_AuthorizationReqType(w: BitWriter, o: _iso2.AuthorizationReqType) -> None:
     a = w.acc
@@ -5255,7 +5356,10 @@ def _d_iso2_AuthorizationResType(r: BitReader) -> _iso2.AuthorizationResType:
         raise r.fail_at(av, 'AuthorizationResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso2_EVSEProcessingType[iv]
     r.avail = av
-    return _iso2.AuthorizationResType(ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing)
+    ob = _new(_iso2.AuthorizationResType)
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSEProcessing = f_EVSEProcessing
+    return ob
 
 def _e_iso2_AuthorizationResType(w: BitWriter, o: _iso2.AuthorizationResType) -> None:
     a = w.acc
@@ -5281,7 +5385,8 @@ def _d_iso2_BodyBaseType(r: BitReader) -> _iso2.BodyBaseType:
     if c:
         raise r.fail_at(av + 1, 'BodyBaseType', 'expected EE')
     r.avail = av
-    return _iso2.BodyBaseType()
+    ob = _new(_iso2.BodyBaseType)
+    return ob
 
 def _e_iso2_BodyBaseType(w: BitWriter, o: _iso2.BodyBaseType) -> None:
     a = w.acc
@@ -5296,7 +5401,41 @@ def _e_iso2_BodyBaseType(w: BitWriter, o: _iso2.BodyBaseType) -> None:
 def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
     win = r.win
     av = r.avail
-    kw: dict[str, Any] = {}
+    f_AuthorizationReq: _iso2.AuthorizationReqType | None = None
+    f_AuthorizationRes: _iso2.AuthorizationResType | None = None
+    f_BodyElement: _iso2.BodyBaseType | None = None
+    f_CableCheckReq: _iso2.CableCheckReqType | None = None
+    f_CableCheckRes: _iso2.CableCheckResType | None = None
+    f_CertificateInstallationReq: _iso2.CertificateInstallationReqType | None = None
+    f_CertificateInstallationRes: _iso2.CertificateInstallationResType | None = None
+    f_CertificateUpdateReq: _iso2.CertificateUpdateReqType | None = None
+    f_CertificateUpdateRes: _iso2.CertificateUpdateResType | None = None
+    f_ChargeParameterDiscoveryReq: _iso2.ChargeParameterDiscoveryReqType | None = None
+    f_ChargeParameterDiscoveryRes: _iso2.ChargeParameterDiscoveryResType | None = None
+    f_ChargingStatusReq: _iso2.ChargingStatusReqType | None = None
+    f_ChargingStatusRes: _iso2.ChargingStatusResType | None = None
+    f_CurrentDemandReq: _iso2.CurrentDemandReqType | None = None
+    f_CurrentDemandRes: _iso2.CurrentDemandResType | None = None
+    f_MeteringReceiptReq: _iso2.MeteringReceiptReqType | None = None
+    f_MeteringReceiptRes: _iso2.MeteringReceiptResType | None = None
+    f_PaymentDetailsReq: _iso2.PaymentDetailsReqType | None = None
+    f_PaymentDetailsRes: _iso2.PaymentDetailsResType | None = None
+    f_PaymentServiceSelectionReq: _iso2.PaymentServiceSelectionReqType | None = None
+    f_PaymentServiceSelectionRes: _iso2.PaymentServiceSelectionResType | None = None
+    f_PowerDeliveryReq: _iso2.PowerDeliveryReqType | None = None
+    f_PowerDeliveryRes: _iso2.PowerDeliveryResType | None = None
+    f_PreChargeReq: _iso2.PreChargeReqType | None = None
+    f_PreChargeRes: _iso2.PreChargeResType | None = None
+    f_ServiceDetailReq: _iso2.ServiceDetailReqType | None = None
+    f_ServiceDetailRes: _iso2.ServiceDetailResType | None = None
+    f_ServiceDiscoveryReq: _iso2.ServiceDiscoveryReqType | None = None
+    f_ServiceDiscoveryRes: _iso2.ServiceDiscoveryResType | None = None
+    f_SessionSetupReq: _iso2.SessionSetupReqType | None = None
+    f_SessionSetupRes: _iso2.SessionSetupResType | None = None
+    f_SessionStopReq: _iso2.SessionStopReqType | None = None
+    f_SessionStopRes: _iso2.SessionStopResType | None = None
+    f_WeldingDetectionReq: _iso2.WeldingDetectionReqType | None = None
+    f_WeldingDetectionRes: _iso2.WeldingDetectionResType | None = None
     s = 0
     av -= 6
     if av < 0:
@@ -5305,7 +5444,7 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
     ec = c
     if ec == 0:
         r.avail = av
-        kw['AuthorizationReq'] = _d_iso2_AuthorizationReqType(r)
+        f_AuthorizationReq = _d_iso2_AuthorizationReqType(r)
         win = r.win
         av = r.avail
         s = 1
@@ -5324,7 +5463,10 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         if iv >= 3:
             raise r.fail_at(av, 'AuthorizationResType.EVSEProcessing', f'enumeration index {iv}')
         f_1_EVSEProcessing = _E_iso2_EVSEProcessingType[iv]
-        kw['AuthorizationRes'] = _iso2.AuthorizationResType(ResponseCode=f_1_ResponseCode, EVSEProcessing=f_1_EVSEProcessing)
+        ob1_ = _new(_iso2.AuthorizationResType)
+        ob1_.ResponseCode = f_1_ResponseCode
+        ob1_.EVSEProcessing = f_1_EVSEProcessing
+        f_AuthorizationRes = ob1_
         s = 1
     elif ec == 2:
         av -= 1
@@ -5333,7 +5475,8 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        kw['BodyElement'] = _iso2.BodyBaseType()
+        ob2_ = _new(_iso2.BodyBaseType)
+        f_BodyElement = ob2_
         s = 1
     elif ec == 3:
         av -= 24
@@ -5348,8 +5491,14 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
         f_4_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
         f_4_EVRESSSOC = ((c >> 3) & 127)
-        f_3_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_4_EVReady, EVErrorCode=f_4_EVErrorCode, EVRESSSOC=f_4_EVRESSSOC)
-        kw['CableCheckReq'] = _iso2.CableCheckReqType(DC_EVStatus=f_3_DC_EVStatus)
+        ob4_ = _new(_iso2.DC_EVStatusType)
+        ob4_.EVReady = f_4_EVReady
+        ob4_.EVErrorCode = f_4_EVErrorCode
+        ob4_.EVRESSSOC = f_4_EVRESSSOC
+        f_3_DC_EVStatus = ob4_
+        ob3_ = _new(_iso2.CableCheckReqType)
+        ob3_.DC_EVStatus = f_3_DC_EVStatus
+        f_CableCheckReq = ob3_
         s = 1
     elif ec == 4:
         av -= 9
@@ -5376,7 +5525,11 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         if iv >= 3:
             raise r.fail_at(av, 'CableCheckResType.EVSEProcessing', f'enumeration index {iv}')
         f_5_EVSEProcessing = _E_iso2_EVSEProcessingType[iv]
-        kw['CableCheckRes'] = _iso2.CableCheckResType(ResponseCode=f_5_ResponseCode, DC_EVSEStatus=f_5_DC_EVSEStatus, EVSEProcessing=f_5_EVSEProcessing)
+        ob5_ = _new(_iso2.CableCheckResType)
+        ob5_.ResponseCode = f_5_ResponseCode
+        ob5_.DC_EVSEStatus = f_5_DC_EVSEStatus
+        ob5_.EVSEProcessing = f_5_EVSEProcessing
+        f_CableCheckRes = ob5_
         s = 1
     elif ec == 5:
         av -= 9
@@ -5439,7 +5592,11 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        kw['CertificateInstallationReq'] = _iso2.CertificateInstallationReqType(Id=f_6_Id, OEMProvisioningCert=f_6_OEMProvisioningCert, ListOfRootCertificateIDs=f_6_ListOfRootCertificateIDs)
+        ob6_ = _new(_iso2.CertificateInstallationReqType)
+        ob6_.Id = f_6_Id
+        ob6_.OEMProvisioningCert = f_6_OEMProvisioningCert
+        ob6_.ListOfRootCertificateIDs = f_6_ListOfRootCertificateIDs
+        f_CertificateInstallationReq = ob6_
         s = 1
     elif ec == 6:
         av -= 9
@@ -5517,7 +5674,10 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         if c & 0x700 != 0x0:
             raise r.fail_at(av + 11, 'BodyType[0]', 'expected EE, SE(DHpublickey), AT(Id)')
         u = (c & 255)
-        f_7_ContractSignatureEncryptedPrivateKey = _iso2.ContractSignatureEncryptedPrivateKeyType(Id=f_8_Id, value=f_8_value)
+        ob8_ = _new(_iso2.ContractSignatureEncryptedPrivateKeyType)
+        ob8_.Id = f_8_Id
+        ob8_.value = f_8_value
+        f_7_ContractSignatureEncryptedPrivateKey = ob8_
         if u > 127:
             av -= 8
             if av < 0:
@@ -5562,7 +5722,10 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         if c & 0x700 != 0x0:
             raise r.fail_at(av + 11, 'BodyType[0]', 'expected EE, SE(eMAID), AT(Id)')
         u = (c & 255)
-        f_7_DHpublickey = _iso2.DiffieHellmanPublickeyType(Id=f_9_Id, value=f_9_value)
+        ob9_ = _new(_iso2.DiffieHellmanPublickeyType)
+        ob9_.Id = f_9_Id
+        ob9_.value = f_9_value
+        f_7_DHpublickey = ob9_
         if u > 127:
             av -= 8
             if av < 0:
@@ -5606,8 +5769,18 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE, EE')
-        f_7_eMAID = _iso2.EMAIDType(Id=f_10_Id, value=f_10_value)
-        kw['CertificateInstallationRes'] = _iso2.CertificateInstallationResType(ResponseCode=f_7_ResponseCode, SAProvisioningCertificateChain=f_7_SAProvisioningCertificateChain, ContractSignatureCertChain=f_7_ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey=f_7_ContractSignatureEncryptedPrivateKey, DHpublickey=f_7_DHpublickey, eMAID=f_7_eMAID)
+        ob10_ = _new(_iso2.EMAIDType)
+        ob10_.Id = f_10_Id
+        ob10_.value = f_10_value
+        f_7_eMAID = ob10_
+        ob7_ = _new(_iso2.CertificateInstallationResType)
+        ob7_.ResponseCode = f_7_ResponseCode
+        ob7_.SAProvisioningCertificateChain = f_7_SAProvisioningCertificateChain
+        ob7_.ContractSignatureCertChain = f_7_ContractSignatureCertChain
+        ob7_.ContractSignatureEncryptedPrivateKey = f_7_ContractSignatureEncryptedPrivateKey
+        ob7_.DHpublickey = f_7_DHpublickey
+        ob7_.eMAID = f_7_eMAID
+        f_CertificateInstallationRes = ob7_
         s = 1
     elif ec == 7:
         av -= 9
@@ -5680,23 +5853,28 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        kw['CertificateUpdateReq'] = _iso2.CertificateUpdateReqType(Id=f_11_Id, ContractSignatureCertChain=f_11_ContractSignatureCertChain, eMAID=f_11_eMAID, ListOfRootCertificateIDs=f_11_ListOfRootCertificateIDs)
+        ob11_ = _new(_iso2.CertificateUpdateReqType)
+        ob11_.Id = f_11_Id
+        ob11_.ContractSignatureCertChain = f_11_ContractSignatureCertChain
+        ob11_.eMAID = f_11_eMAID
+        ob11_.ListOfRootCertificateIDs = f_11_ListOfRootCertificateIDs
+        f_CertificateUpdateReq = ob11_
         s = 1
     elif ec == 8:
         r.avail = av
-        kw['CertificateUpdateRes'] = _d_iso2_CertificateUpdateResType(r)
+        f_CertificateUpdateRes = _d_iso2_CertificateUpdateResType(r)
         win = r.win
         av = r.avail
         s = 1
     elif ec == 9:
         r.avail = av
-        kw['ChargeParameterDiscoveryReq'] = _d_iso2_ChargeParameterDiscoveryReqType(r)
+        f_ChargeParameterDiscoveryReq = _d_iso2_ChargeParameterDiscoveryReqType(r)
         win = r.win
         av = r.avail
         s = 1
     elif ec == 10:
         r.avail = av
-        kw['ChargeParameterDiscoveryRes'] = _d_iso2_ChargeParameterDiscoveryResType(r)
+        f_ChargeParameterDiscoveryRes = _d_iso2_ChargeParameterDiscoveryResType(r)
         win = r.win
         av = r.avail
         s = 1
@@ -5707,35 +5885,36 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        kw['ChargingStatusReq'] = _iso2.ChargingStatusReqType()
+        ob12_ = _new(_iso2.ChargingStatusReqType)
+        f_ChargingStatusReq = ob12_
         s = 1
     elif ec == 12:
         r.avail = av
-        kw['ChargingStatusRes'] = _d_iso2_ChargingStatusResType(r)
+        f_ChargingStatusRes = _d_iso2_ChargingStatusResType(r)
         win = r.win
         av = r.avail
         s = 1
     elif ec == 13:
         r.avail = av
-        kw['CurrentDemandReq'] = _d_iso2_CurrentDemandReqType(r)
+        f_CurrentDemandReq = _d_iso2_CurrentDemandReqType(r)
         win = r.win
         av = r.avail
         s = 1
     elif ec == 14:
         r.avail = av
-        kw['CurrentDemandRes'] = _d_iso2_CurrentDemandResType(r)
+        f_CurrentDemandRes = _d_iso2_CurrentDemandResType(r)
         win = r.win
         av = r.avail
         s = 1
     elif ec == 15:
         r.avail = av
-        kw['MeteringReceiptReq'] = _d_iso2_MeteringReceiptReqType(r)
+        f_MeteringReceiptReq = _d_iso2_MeteringReceiptReqType(r)
         win = r.win
         av = r.avail
         s = 1
     elif ec == 16:
         r.avail = av
-        kw['MeteringReceiptRes'] = _d_iso2_MeteringReceiptResType(r)
+        f_MeteringReceiptRes = _d_iso2_MeteringReceiptResType(r)
         win = r.win
         av = r.avail
         s = 1
@@ -5778,7 +5957,10 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        kw['PaymentDetailsReq'] = _iso2.PaymentDetailsReqType(eMAID=f_13_eMAID, ContractSignatureCertChain=f_13_ContractSignatureCertChain)
+        ob13_ = _new(_iso2.PaymentDetailsReqType)
+        ob13_.eMAID = f_13_eMAID
+        ob13_.ContractSignatureCertChain = f_13_ContractSignatureCertChain
+        f_PaymentDetailsReq = ob13_
         s = 1
     elif ec == 18:
         av -= 18
@@ -5833,7 +6015,11 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of EVSETimeStamp, EE')
-        kw['PaymentDetailsRes'] = _iso2.PaymentDetailsResType(ResponseCode=f_14_ResponseCode, GenChallenge=f_14_GenChallenge, EVSETimeStamp=f_14_EVSETimeStamp)
+        ob14_ = _new(_iso2.PaymentDetailsResType)
+        ob14_.ResponseCode = f_14_ResponseCode
+        ob14_.GenChallenge = f_14_GenChallenge
+        ob14_.EVSETimeStamp = f_14_EVSETimeStamp
+        f_PaymentDetailsRes = ob14_
         s = 1
     elif ec == 19:
         av -= 5
@@ -5853,7 +6039,10 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        kw['PaymentServiceSelectionReq'] = _iso2.PaymentServiceSelectionReqType(SelectedPaymentOption=f_15_SelectedPaymentOption, SelectedServiceList=f_15_SelectedServiceList)
+        ob15_ = _new(_iso2.PaymentServiceSelectionReqType)
+        ob15_.SelectedPaymentOption = f_15_SelectedPaymentOption
+        ob15_.SelectedServiceList = f_15_SelectedServiceList
+        f_PaymentServiceSelectionReq = ob15_
         s = 1
     elif ec == 20:
         av -= 9
@@ -5866,17 +6055,19 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         if iv >= 26:
             raise r.fail_at(av, 'PaymentServiceSelectionResType.ResponseCode', f'enumeration index {iv}')
         f_16_ResponseCode = _E_iso2_responseCodeType[iv]
-        kw['PaymentServiceSelectionRes'] = _iso2.PaymentServiceSelectionResType(ResponseCode=f_16_ResponseCode)
+        ob16_ = _new(_iso2.PaymentServiceSelectionResType)
+        ob16_.ResponseCode = f_16_ResponseCode
+        f_PaymentServiceSelectionRes = ob16_
         s = 1
     elif ec == 21:
         r.avail = av
-        kw['PowerDeliveryReq'] = _d_iso2_PowerDeliveryReqType(r)
+        f_PowerDeliveryReq = _d_iso2_PowerDeliveryReqType(r)
         win = r.win
         av = r.avail
         s = 1
     elif ec == 22:
         r.avail = av
-        kw['PowerDeliveryRes'] = _d_iso2_PowerDeliveryResType(r)
+        f_PowerDeliveryRes = _d_iso2_PowerDeliveryResType(r)
         win = r.win
         av = r.avail
         s = 1
@@ -5900,7 +6091,11 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         f_19_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        f_17_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_18_EVReady, EVErrorCode=f_18_EVErrorCode, EVRESSSOC=f_18_EVRESSSOC)
+        ob18_ = _new(_iso2.DC_EVStatusType)
+        ob18_.EVReady = f_18_EVReady
+        ob18_.EVErrorCode = f_18_EVErrorCode
+        ob18_.EVRESSSOC = f_18_EVRESSSOC
+        f_17_DC_EVStatus = ob18_
         if u > 127:
             av -= 8
             if av < 0:
@@ -5926,7 +6121,11 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         f_20_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        f_17_EVTargetVoltage = _iso2.PhysicalValueType(Multiplier=f_19_Multiplier, Unit=f_19_Unit, Value=f_19_Value)
+        ob19_ = _new(_iso2.PhysicalValueType)
+        ob19_.Multiplier = f_19_Multiplier
+        ob19_.Unit = f_19_Unit
+        ob19_.Value = f_19_Value
+        f_17_EVTargetVoltage = ob19_
         if u > 127:
             av -= 8
             if av < 0:
@@ -5945,8 +6144,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of Value, EE, EE')
-        f_17_EVTargetCurrent = _iso2.PhysicalValueType(Multiplier=f_20_Multiplier, Unit=f_20_Unit, Value=f_20_Value)
-        kw['PreChargeReq'] = _iso2.PreChargeReqType(DC_EVStatus=f_17_DC_EVStatus, EVTargetVoltage=f_17_EVTargetVoltage, EVTargetCurrent=f_17_EVTargetCurrent)
+        ob20_ = _new(_iso2.PhysicalValueType)
+        ob20_.Multiplier = f_20_Multiplier
+        ob20_.Unit = f_20_Unit
+        ob20_.Value = f_20_Value
+        f_17_EVTargetCurrent = ob20_
+        ob17_ = _new(_iso2.PreChargeReqType)
+        ob17_.DC_EVStatus = f_17_DC_EVStatus
+        ob17_.EVTargetVoltage = f_17_EVTargetVoltage
+        ob17_.EVTargetCurrent = f_17_EVTargetCurrent
+        f_PreChargeReq = ob17_
         s = 1
     elif ec == 24:
         av -= 9
@@ -5994,8 +6201,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of Value, EE, EE')
-        f_21_EVSEPresentVoltage = _iso2.PhysicalValueType(Multiplier=f_22_Multiplier, Unit=f_22_Unit, Value=f_22_Value)
-        kw['PreChargeRes'] = _iso2.PreChargeResType(ResponseCode=f_21_ResponseCode, DC_EVSEStatus=f_21_DC_EVSEStatus, EVSEPresentVoltage=f_21_EVSEPresentVoltage)
+        ob22_ = _new(_iso2.PhysicalValueType)
+        ob22_.Multiplier = f_22_Multiplier
+        ob22_.Unit = f_22_Unit
+        ob22_.Value = f_22_Value
+        f_21_EVSEPresentVoltage = ob22_
+        ob21_ = _new(_iso2.PreChargeResType)
+        ob21_.ResponseCode = f_21_ResponseCode
+        ob21_.DC_EVSEStatus = f_21_DC_EVSEStatus
+        ob21_.EVSEPresentVoltage = f_21_EVSEPresentVoltage
+        f_PreChargeRes = ob21_
         s = 1
     elif ec == 25:
         av -= 10
@@ -6023,23 +6238,25 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of ServiceID, EE')
-        kw['ServiceDetailReq'] = _iso2.ServiceDetailReqType(ServiceID=f_23_ServiceID)
+        ob23_ = _new(_iso2.ServiceDetailReqType)
+        ob23_.ServiceID = f_23_ServiceID
+        f_ServiceDetailReq = ob23_
         s = 1
     elif ec == 26:
         r.avail = av
-        kw['ServiceDetailRes'] = _d_iso2_ServiceDetailResType(r)
+        f_ServiceDetailRes = _d_iso2_ServiceDetailResType(r)
         win = r.win
         av = r.avail
         s = 1
     elif ec == 27:
         r.avail = av
-        kw['ServiceDiscoveryReq'] = _d_iso2_ServiceDiscoveryReqType(r)
+        f_ServiceDiscoveryReq = _d_iso2_ServiceDiscoveryReqType(r)
         win = r.win
         av = r.avail
         s = 1
     elif ec == 28:
         r.avail = av
-        kw['ServiceDiscoveryRes'] = _d_iso2_ServiceDiscoveryResType(r)
+        f_ServiceDiscoveryRes = _d_iso2_ServiceDiscoveryResType(r)
         win = r.win
         av = r.avail
         s = 1
@@ -6072,11 +6289,13 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of EVCCID, EE')
-        kw['SessionSetupReq'] = _iso2.SessionSetupReqType(EVCCID=f_24_EVCCID)
+        ob24_ = _new(_iso2.SessionSetupReqType)
+        ob24_.EVCCID = f_24_EVCCID
+        f_SessionSetupReq = ob24_
         s = 1
     elif ec == 30:
         r.avail = av
-        kw['SessionSetupRes'] = _d_iso2_SessionSetupResType(r)
+        f_SessionSetupRes = _d_iso2_SessionSetupResType(r)
         win = r.win
         av = r.avail
         s = 1
@@ -6088,7 +6307,9 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         if c & 0x1b != 0x0:
             raise r.fail_at(av + 5, 'BodyType[0]', 'expected SE(ChargingSession), CH of ChargingSession, EE of ChargingSession, EE')
         f_25_ChargingSession = _E_iso2_chargingSessionType[((c >> 2) & 1)]
-        kw['SessionStopReq'] = _iso2.SessionStopReqType(ChargingSession=f_25_ChargingSession)
+        ob25_ = _new(_iso2.SessionStopReqType)
+        ob25_.ChargingSession = f_25_ChargingSession
+        f_SessionStopReq = ob25_
         s = 1
     elif ec == 32:
         av -= 9
@@ -6101,7 +6322,9 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         if iv >= 26:
             raise r.fail_at(av, 'SessionStopResType.ResponseCode', f'enumeration index {iv}')
         f_26_ResponseCode = _E_iso2_responseCodeType[iv]
-        kw['SessionStopRes'] = _iso2.SessionStopResType(ResponseCode=f_26_ResponseCode)
+        ob26_ = _new(_iso2.SessionStopResType)
+        ob26_.ResponseCode = f_26_ResponseCode
+        f_SessionStopRes = ob26_
         s = 1
     elif ec == 33:
         av -= 24
@@ -6116,8 +6339,14 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
         f_28_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
         f_28_EVRESSSOC = ((c >> 3) & 127)
-        f_27_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_28_EVReady, EVErrorCode=f_28_EVErrorCode, EVRESSSOC=f_28_EVRESSSOC)
-        kw['WeldingDetectionReq'] = _iso2.WeldingDetectionReqType(DC_EVStatus=f_27_DC_EVStatus)
+        ob28_ = _new(_iso2.DC_EVStatusType)
+        ob28_.EVReady = f_28_EVReady
+        ob28_.EVErrorCode = f_28_EVErrorCode
+        ob28_.EVRESSSOC = f_28_EVRESSSOC
+        f_27_DC_EVStatus = ob28_
+        ob27_ = _new(_iso2.WeldingDetectionReqType)
+        ob27_.DC_EVStatus = f_27_DC_EVStatus
+        f_WeldingDetectionReq = ob27_
         s = 1
     elif ec == 34:
         av -= 9
@@ -6165,8 +6394,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of Value, EE, EE')
-        f_29_EVSEPresentVoltage = _iso2.PhysicalValueType(Multiplier=f_30_Multiplier, Unit=f_30_Unit, Value=f_30_Value)
-        kw['WeldingDetectionRes'] = _iso2.WeldingDetectionResType(ResponseCode=f_29_ResponseCode, DC_EVSEStatus=f_29_DC_EVSEStatus, EVSEPresentVoltage=f_29_EVSEPresentVoltage)
+        ob30_ = _new(_iso2.PhysicalValueType)
+        ob30_.Multiplier = f_30_Multiplier
+        ob30_.Unit = f_30_Unit
+        ob30_.Value = f_30_Value
+        f_29_EVSEPresentVoltage = ob30_
+        ob29_ = _new(_iso2.WeldingDetectionResType)
+        ob29_.ResponseCode = f_29_ResponseCode
+        ob29_.DC_EVSEStatus = f_29_DC_EVSEStatus
+        ob29_.EVSEPresentVoltage = f_29_EVSEPresentVoltage
+        f_WeldingDetectionRes = ob29_
         s = 1
     elif ec == 35:
         s = -1
@@ -6181,7 +6418,43 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             raise r.fail_at(av + 1, 'BodyType[1]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.BodyType(**kw)
+    ob = _new(_iso2.BodyType)
+    ob.AuthorizationReq = f_AuthorizationReq
+    ob.AuthorizationRes = f_AuthorizationRes
+    ob.BodyElement = f_BodyElement
+    ob.CableCheckReq = f_CableCheckReq
+    ob.CableCheckRes = f_CableCheckRes
+    ob.CertificateInstallationReq = f_CertificateInstallationReq
+    ob.CertificateInstallationRes = f_CertificateInstallationRes
+    ob.CertificateUpdateReq = f_CertificateUpdateReq
+    ob.CertificateUpdateRes = f_CertificateUpdateRes
+    ob.ChargeParameterDiscoveryReq = f_ChargeParameterDiscoveryReq
+    ob.ChargeParameterDiscoveryRes = f_ChargeParameterDiscoveryRes
+    ob.ChargingStatusReq = f_ChargingStatusReq
+    ob.ChargingStatusRes = f_ChargingStatusRes
+    ob.CurrentDemandReq = f_CurrentDemandReq
+    ob.CurrentDemandRes = f_CurrentDemandRes
+    ob.MeteringReceiptReq = f_MeteringReceiptReq
+    ob.MeteringReceiptRes = f_MeteringReceiptRes
+    ob.PaymentDetailsReq = f_PaymentDetailsReq
+    ob.PaymentDetailsRes = f_PaymentDetailsRes
+    ob.PaymentServiceSelectionReq = f_PaymentServiceSelectionReq
+    ob.PaymentServiceSelectionRes = f_PaymentServiceSelectionRes
+    ob.PowerDeliveryReq = f_PowerDeliveryReq
+    ob.PowerDeliveryRes = f_PowerDeliveryRes
+    ob.PreChargeReq = f_PreChargeReq
+    ob.PreChargeRes = f_PreChargeRes
+    ob.ServiceDetailReq = f_ServiceDetailReq
+    ob.ServiceDetailRes = f_ServiceDetailRes
+    ob.ServiceDiscoveryReq = f_ServiceDiscoveryReq
+    ob.ServiceDiscoveryRes = f_ServiceDiscoveryRes
+    ob.SessionSetupReq = f_SessionSetupReq
+    ob.SessionSetupRes = f_SessionSetupRes
+    ob.SessionStopReq = f_SessionStopReq
+    ob.SessionStopRes = f_SessionStopRes
+    ob.WeldingDetectionReq = f_WeldingDetectionReq
+    ob.WeldingDetectionRes = f_WeldingDetectionRes
+    return ob
 
 def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
     a = w.acc
@@ -8051,9 +8324,15 @@ def _d_iso2_CableCheckReqType(r: BitReader) -> _iso2.CableCheckReqType:
         raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
     f_1_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
     f_1_EVRESSSOC = ((c >> 3) & 127)
-    f_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_1_EVReady, EVErrorCode=f_1_EVErrorCode, EVRESSSOC=f_1_EVRESSSOC)
+    ob1_ = _new(_iso2.DC_EVStatusType)
+    ob1_.EVReady = f_1_EVReady
+    ob1_.EVErrorCode = f_1_EVErrorCode
+    ob1_.EVRESSSOC = f_1_EVRESSSOC
+    f_DC_EVStatus = ob1_
     r.avail = av
-    return _iso2.CableCheckReqType(DC_EVStatus=f_DC_EVStatus)
+    ob = _new(_iso2.CableCheckReqType)
+    ob.DC_EVStatus = f_DC_EVStatus
+    return ob
 
 def _e_iso2_CableCheckReqType(w: BitWriter, o: _iso2.CableCheckReqType) -> None:
     a = w.acc
@@ -8106,7 +8385,11 @@ def _d_iso2_CableCheckResType(r: BitReader) -> _iso2.CableCheckResType:
         raise r.fail_at(av, 'CableCheckResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso2_EVSEProcessingType[iv]
     r.avail = av
-    return _iso2.CableCheckResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEProcessing=f_EVSEProcessing)
+    ob = _new(_iso2.CableCheckResType)
+    ob.ResponseCode = f_ResponseCode
+    ob.DC_EVSEStatus = f_DC_EVSEStatus
+    ob.EVSEProcessing = f_EVSEProcessing
+    return ob
 
 def _e_iso2_CableCheckResType(w: BitWriter, o: _iso2.CableCheckResType) -> None:
     a = w.acc
@@ -8198,7 +8481,11 @@ def _d_iso2_CertificateInstallationReqType(r: BitReader) -> _iso2.CertificateIns
     if c:
         raise r.fail_at(av + 1, 'CertificateInstallationReqType', 'expected EE')
     r.avail = av
-    return _iso2.CertificateInstallationReqType(Id=f_Id, OEMProvisioningCert=f_OEMProvisioningCert, ListOfRootCertificateIDs=f_ListOfRootCertificateIDs)
+    ob = _new(_iso2.CertificateInstallationReqType)
+    ob.Id = f_Id
+    ob.OEMProvisioningCert = f_OEMProvisioningCert
+    ob.ListOfRootCertificateIDs = f_ListOfRootCertificateIDs
+    return ob
 
 def _e_iso2_CertificateInstallationReqType(w: BitWriter, o: _iso2.CertificateInstallationReqType) -> None:
     a = w.acc
@@ -8323,7 +8610,10 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'CertificateInstallationResType', 'expected EE, SE(DHpublickey), AT(Id)')
     u = (c & 255)
-    f_ContractSignatureEncryptedPrivateKey = _iso2.ContractSignatureEncryptedPrivateKeyType(Id=f_1_Id, value=f_1_value)
+    ob1_ = _new(_iso2.ContractSignatureEncryptedPrivateKeyType)
+    ob1_.Id = f_1_Id
+    ob1_.value = f_1_value
+    f_ContractSignatureEncryptedPrivateKey = ob1_
     if u > 127:
         av -= 8
         if av < 0:
@@ -8368,7 +8658,10 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'CertificateInstallationResType', 'expected EE, SE(eMAID), AT(Id)')
     u = (c & 255)
-    f_DHpublickey = _iso2.DiffieHellmanPublickeyType(Id=f_2_Id, value=f_2_value)
+    ob2_ = _new(_iso2.DiffieHellmanPublickeyType)
+    ob2_.Id = f_2_Id
+    ob2_.value = f_2_value
+    f_DHpublickey = ob2_
     if u > 127:
         av -= 8
         if av < 0:
@@ -8412,9 +8705,19 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
     c = (win >> av) & 0x3
     if c != 0x0:
         raise r.fail_at(av + 2, 'CertificateInstallationResType', 'expected EE, EE')
-    f_eMAID = _iso2.EMAIDType(Id=f_3_Id, value=f_3_value)
+    ob3_ = _new(_iso2.EMAIDType)
+    ob3_.Id = f_3_Id
+    ob3_.value = f_3_value
+    f_eMAID = ob3_
     r.avail = av
-    return _iso2.CertificateInstallationResType(ResponseCode=f_ResponseCode, SAProvisioningCertificateChain=f_SAProvisioningCertificateChain, ContractSignatureCertChain=f_ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey=f_ContractSignatureEncryptedPrivateKey, DHpublickey=f_DHpublickey, eMAID=f_eMAID)
+    ob = _new(_iso2.CertificateInstallationResType)
+    ob.ResponseCode = f_ResponseCode
+    ob.SAProvisioningCertificateChain = f_SAProvisioningCertificateChain
+    ob.ContractSignatureCertChain = f_ContractSignatureCertChain
+    ob.ContractSignatureEncryptedPrivateKey = f_ContractSignatureEncryptedPrivateKey
+    ob.DHpublickey = f_DHpublickey
+    ob.eMAID = f_eMAID
+    return ob
 
 def _e_iso2_CertificateInstallationResType(w: BitWriter, o: _iso2.CertificateInstallationResType) -> None:
     a = w.acc
@@ -8590,7 +8893,12 @@ def _d_iso2_CertificateUpdateReqType(r: BitReader) -> _iso2.CertificateUpdateReq
     if c:
         raise r.fail_at(av + 1, 'CertificateUpdateReqType', 'expected EE')
     r.avail = av
-    return _iso2.CertificateUpdateReqType(Id=f_Id, ContractSignatureCertChain=f_ContractSignatureCertChain, eMAID=f_eMAID, ListOfRootCertificateIDs=f_ListOfRootCertificateIDs)
+    ob = _new(_iso2.CertificateUpdateReqType)
+    ob.Id = f_Id
+    ob.ContractSignatureCertChain = f_ContractSignatureCertChain
+    ob.eMAID = f_eMAID
+    ob.ListOfRootCertificateIDs = f_ListOfRootCertificateIDs
+    return ob
 
 def _e_iso2_CertificateUpdateReqType(w: BitWriter, o: _iso2.CertificateUpdateReqType) -> None:
     a = w.acc
@@ -8729,7 +9037,10 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'CertificateUpdateResType', 'expected EE, SE(DHpublickey), AT(Id)')
     u = (c & 255)
-    f_ContractSignatureEncryptedPrivateKey = _iso2.ContractSignatureEncryptedPrivateKeyType(Id=f_1_Id, value=f_1_value)
+    ob1_ = _new(_iso2.ContractSignatureEncryptedPrivateKeyType)
+    ob1_.Id = f_1_Id
+    ob1_.value = f_1_value
+    f_ContractSignatureEncryptedPrivateKey = ob1_
     s = 4
     if u > 127:
         av -= 8
@@ -8775,7 +9086,10 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'CertificateUpdateResType', 'expected EE, SE(eMAID), AT(Id)')
     u = (c & 255)
-    f_DHpublickey = _iso2.DiffieHellmanPublickeyType(Id=f_2_Id, value=f_2_value)
+    ob2_ = _new(_iso2.DiffieHellmanPublickeyType)
+    ob2_.Id = f_2_Id
+    ob2_.value = f_2_value
+    f_DHpublickey = ob2_
     s = 5
     if u > 127:
         av -= 8
@@ -8821,7 +9135,10 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
     if c & 0x4 != 0x0:
         raise r.fail_at(av + 3, 'CertificateUpdateResType', 'expected EE')
     ec = (c & 3)
-    f_eMAID = _iso2.EMAIDType(Id=f_3_Id, value=f_3_value)
+    ob3_ = _new(_iso2.EMAIDType)
+    ob3_.Id = f_3_Id
+    ob3_.value = f_3_value
+    f_eMAID = ob3_
     s = 6
     if ec == 0:
         av -= 10
@@ -8864,7 +9181,15 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
             raise r.fail_at(av + 1, 'CertificateUpdateResType[7]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.CertificateUpdateResType(ResponseCode=f_ResponseCode, SAProvisioningCertificateChain=f_SAProvisioningCertificateChain, ContractSignatureCertChain=f_ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey=f_ContractSignatureEncryptedPrivateKey, DHpublickey=f_DHpublickey, eMAID=f_eMAID, RetryCounter=f_RetryCounter)
+    ob = _new(_iso2.CertificateUpdateResType)
+    ob.ResponseCode = f_ResponseCode
+    ob.SAProvisioningCertificateChain = f_SAProvisioningCertificateChain
+    ob.ContractSignatureCertChain = f_ContractSignatureCertChain
+    ob.ContractSignatureEncryptedPrivateKey = f_ContractSignatureEncryptedPrivateKey
+    ob.DHpublickey = f_DHpublickey
+    ob.eMAID = f_eMAID
+    ob.RetryCounter = f_RetryCounter
+    return ob
 
 def _e_iso2_CertificateUpdateResType(w: BitWriter, o: _iso2.CertificateUpdateResType) -> None:
     a = w.acc
@@ -9099,7 +9424,13 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2.ChargeParamet
         raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected EE')
     s = -1
     r.avail = av
-    return _iso2.ChargeParameterDiscoveryReqType(MaxEntriesSAScheduleTuple=f_MaxEntriesSAScheduleTuple, RequestedEnergyTransferMode=f_RequestedEnergyTransferMode, AC_EVChargeParameter=f_AC_EVChargeParameter, DC_EVChargeParameter=f_DC_EVChargeParameter, EVChargeParameter=f_EVChargeParameter)
+    ob = _new(_iso2.ChargeParameterDiscoveryReqType)
+    ob.MaxEntriesSAScheduleTuple = f_MaxEntriesSAScheduleTuple
+    ob.RequestedEnergyTransferMode = f_RequestedEnergyTransferMode
+    ob.AC_EVChargeParameter = f_AC_EVChargeParameter
+    ob.DC_EVChargeParameter = f_DC_EVChargeParameter
+    ob.EVChargeParameter = f_EVChargeParameter
+    return ob
 
 def _e_iso2_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso2.ChargeParameterDiscoveryReqType) -> None:
     a = w.acc
@@ -9223,7 +9554,8 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
-        f_SASchedules = _iso2.SASchedulesType()
+        ob1_ = _new(_iso2.SASchedulesType)
+        f_SASchedules = ob1_
         s = 3
     elif ec == 2:
         av -= 11
@@ -9263,7 +9595,11 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
         f_4_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        f_2_AC_EVSEStatus = _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_3_NotificationMaxDelay, EVSENotification=f_3_EVSENotification, RCD=f_3_RCD)
+        ob3_ = _new(_iso2.AC_EVSEStatusType)
+        ob3_.NotificationMaxDelay = f_3_NotificationMaxDelay
+        ob3_.EVSENotification = f_3_EVSENotification
+        ob3_.RCD = f_3_RCD
+        f_2_AC_EVSEStatus = ob3_
         if u > 127:
             av -= 8
             if av < 0:
@@ -9289,7 +9625,11 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
         f_5_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        f_2_EVSENominalVoltage = _iso2.PhysicalValueType(Multiplier=f_4_Multiplier, Unit=f_4_Unit, Value=f_4_Value)
+        ob4_ = _new(_iso2.PhysicalValueType)
+        ob4_.Multiplier = f_4_Multiplier
+        ob4_.Unit = f_4_Unit
+        ob4_.Value = f_4_Value
+        f_2_EVSENominalVoltage = ob4_
         if u > 127:
             av -= 8
             if av < 0:
@@ -9308,8 +9648,16 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'ChargeParameterDiscoveryResType[2]', 'expected EE of Value, EE, EE')
-        f_2_EVSEMaxCurrent = _iso2.PhysicalValueType(Multiplier=f_5_Multiplier, Unit=f_5_Unit, Value=f_5_Value)
-        f_AC_EVSEChargeParameter = _iso2.AC_EVSEChargeParameterType(AC_EVSEStatus=f_2_AC_EVSEStatus, EVSENominalVoltage=f_2_EVSENominalVoltage, EVSEMaxCurrent=f_2_EVSEMaxCurrent)
+        ob5_ = _new(_iso2.PhysicalValueType)
+        ob5_.Multiplier = f_5_Multiplier
+        ob5_.Unit = f_5_Unit
+        ob5_.Value = f_5_Value
+        f_2_EVSEMaxCurrent = ob5_
+        ob2_ = _new(_iso2.AC_EVSEChargeParameterType)
+        ob2_.AC_EVSEStatus = f_2_AC_EVSEStatus
+        ob2_.EVSENominalVoltage = f_2_EVSENominalVoltage
+        ob2_.EVSEMaxCurrent = f_2_EVSEMaxCurrent
+        f_AC_EVSEChargeParameter = ob2_
         s = 4
     elif ec == 3:
         r.avail = av
@@ -9324,7 +9672,8 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
-        f_EVSEChargeParameter = _iso2.EVSEChargeParameterType()
+        ob6_ = _new(_iso2.EVSEChargeParameterType)
+        f_EVSEChargeParameter = ob6_
         s = 4
     else:
         raise r.fail_at(av, 'ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(SAScheduleList), SE(SASchedules), SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
@@ -9371,7 +9720,11 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
             f_9_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_7_AC_EVSEStatus = _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_8_NotificationMaxDelay, EVSENotification=f_8_EVSENotification, RCD=f_8_RCD)
+            ob8_ = _new(_iso2.AC_EVSEStatusType)
+            ob8_.NotificationMaxDelay = f_8_NotificationMaxDelay
+            ob8_.EVSENotification = f_8_EVSENotification
+            ob8_.RCD = f_8_RCD
+            f_7_AC_EVSEStatus = ob8_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -9397,7 +9750,11 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
             f_10_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_7_EVSENominalVoltage = _iso2.PhysicalValueType(Multiplier=f_9_Multiplier, Unit=f_9_Unit, Value=f_9_Value)
+            ob9_ = _new(_iso2.PhysicalValueType)
+            ob9_.Multiplier = f_9_Multiplier
+            ob9_.Unit = f_9_Unit
+            ob9_.Value = f_9_Value
+            f_7_EVSENominalVoltage = ob9_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -9416,8 +9773,16 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ChargeParameterDiscoveryResType[3]', 'expected EE of Value, EE, EE')
-            f_7_EVSEMaxCurrent = _iso2.PhysicalValueType(Multiplier=f_10_Multiplier, Unit=f_10_Unit, Value=f_10_Value)
-            f_AC_EVSEChargeParameter = _iso2.AC_EVSEChargeParameterType(AC_EVSEStatus=f_7_AC_EVSEStatus, EVSENominalVoltage=f_7_EVSENominalVoltage, EVSEMaxCurrent=f_7_EVSEMaxCurrent)
+            ob10_ = _new(_iso2.PhysicalValueType)
+            ob10_.Multiplier = f_10_Multiplier
+            ob10_.Unit = f_10_Unit
+            ob10_.Value = f_10_Value
+            f_7_EVSEMaxCurrent = ob10_
+            ob7_ = _new(_iso2.AC_EVSEChargeParameterType)
+            ob7_.AC_EVSEStatus = f_7_AC_EVSEStatus
+            ob7_.EVSENominalVoltage = f_7_EVSENominalVoltage
+            ob7_.EVSEMaxCurrent = f_7_EVSEMaxCurrent
+            f_AC_EVSEChargeParameter = ob7_
             s = 4
         elif ec == 1:
             r.avail = av
@@ -9432,7 +9797,8 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
-            f_EVSEChargeParameter = _iso2.EVSEChargeParameterType()
+            ob11_ = _new(_iso2.EVSEChargeParameterType)
+            f_EVSEChargeParameter = ob11_
             s = 4
         else:
             raise r.fail_at(av, 'ChargeParameterDiscoveryResType[3]', f'event code {ec}, expected SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
@@ -9444,7 +9810,15 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
         raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType', 'expected EE')
     s = -1
     r.avail = av
-    return _iso2.ChargeParameterDiscoveryResType(ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, SAScheduleList=f_SAScheduleList, SASchedules=f_SASchedules, AC_EVSEChargeParameter=f_AC_EVSEChargeParameter, DC_EVSEChargeParameter=f_DC_EVSEChargeParameter, EVSEChargeParameter=f_EVSEChargeParameter)
+    ob = _new(_iso2.ChargeParameterDiscoveryResType)
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSEProcessing = f_EVSEProcessing
+    ob.SAScheduleList = f_SAScheduleList
+    ob.SASchedules = f_SASchedules
+    ob.AC_EVSEChargeParameter = f_AC_EVSEChargeParameter
+    ob.DC_EVSEChargeParameter = f_DC_EVSEChargeParameter
+    ob.EVSEChargeParameter = f_EVSEChargeParameter
+    return ob
 
 def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParameterDiscoveryResType) -> None:
     a = w.acc
@@ -9700,7 +10074,8 @@ def _d_iso2_ChargingStatusReqType(r: BitReader) -> _iso2.ChargingStatusReqType:
     if c:
         raise r.fail_at(av + 1, 'ChargingStatusReqType', 'expected EE')
     r.avail = av
-    return _iso2.ChargingStatusReqType()
+    ob = _new(_iso2.ChargingStatusReqType)
+    return ob
 
 def _e_iso2_ChargingStatusReqType(w: BitWriter, o: _iso2.ChargingStatusReqType) -> None:
     a = w.acc
@@ -9792,7 +10167,11 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'ChargingStatusResType[3]', 'expected EE of Value, EE')
-        f_EVSEMaxCurrent = _iso2.PhysicalValueType(Multiplier=f_1_Multiplier, Unit=f_1_Unit, Value=f_1_Value)
+        ob1_ = _new(_iso2.PhysicalValueType)
+        ob1_.Multiplier = f_1_Multiplier
+        ob1_.Unit = f_1_Unit
+        ob1_.Value = f_1_Value
+        f_EVSEMaxCurrent = ob1_
         s = 4
     elif ec == 1:
         r.avail = av
@@ -9840,7 +10219,11 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
             raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_2_EVSENotification = _E_iso2_EVSENotificationType[iv]
         f_2_RCD = ((c >> 2) & 1) == 1
-        f_AC_EVSEStatus = _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_2_NotificationMaxDelay, EVSENotification=f_2_EVSENotification, RCD=f_2_RCD)
+        ob2_ = _new(_iso2.AC_EVSEStatusType)
+        ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
+        ob2_.EVSENotification = f_2_EVSENotification
+        ob2_.RCD = f_2_RCD
+        f_AC_EVSEStatus = ob2_
         s = 7
     else:
         raise r.fail_at(av, 'ChargingStatusResType[3]', f'event code {ec}, expected SE(EVSEMaxCurrent), SE(MeterInfo), SE(ReceiptRequired), SE(AC_EVSEStatus)')
@@ -9895,7 +10278,11 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
                 raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
             f_3_EVSENotification = _E_iso2_EVSENotificationType[iv]
             f_3_RCD = ((c >> 2) & 1) == 1
-            f_AC_EVSEStatus = _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_3_NotificationMaxDelay, EVSENotification=f_3_EVSENotification, RCD=f_3_RCD)
+            ob3_ = _new(_iso2.AC_EVSEStatusType)
+            ob3_.NotificationMaxDelay = f_3_NotificationMaxDelay
+            ob3_.EVSENotification = f_3_EVSENotification
+            ob3_.RCD = f_3_RCD
+            f_AC_EVSEStatus = ob3_
             s = 7
         else:
             raise r.fail_at(av, 'ChargingStatusResType[4]', f'event code {ec}, expected SE(MeterInfo), SE(ReceiptRequired), SE(AC_EVSEStatus)')
@@ -9944,7 +10331,11 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
                 raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
             f_4_EVSENotification = _E_iso2_EVSENotificationType[iv]
             f_4_RCD = ((c >> 2) & 1) == 1
-            f_AC_EVSEStatus = _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_4_NotificationMaxDelay, EVSENotification=f_4_EVSENotification, RCD=f_4_RCD)
+            ob4_ = _new(_iso2.AC_EVSEStatusType)
+            ob4_.NotificationMaxDelay = f_4_NotificationMaxDelay
+            ob4_.EVSENotification = f_4_EVSENotification
+            ob4_.RCD = f_4_RCD
+            f_AC_EVSEStatus = ob4_
             s = 7
         else:
             raise r.fail_at(av, 'ChargingStatusResType[5]', f'event code {ec}, expected SE(ReceiptRequired), SE(AC_EVSEStatus)')
@@ -9979,7 +10370,11 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
             raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_5_EVSENotification = _E_iso2_EVSENotificationType[iv]
         f_5_RCD = ((c >> 2) & 1) == 1
-        f_AC_EVSEStatus = _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_5_NotificationMaxDelay, EVSENotification=f_5_EVSENotification, RCD=f_5_RCD)
+        ob5_ = _new(_iso2.AC_EVSEStatusType)
+        ob5_.NotificationMaxDelay = f_5_NotificationMaxDelay
+        ob5_.EVSENotification = f_5_EVSENotification
+        ob5_.RCD = f_5_RCD
+        f_AC_EVSEStatus = ob5_
         s = 7
     av -= 1
     if av < 0:
@@ -9989,7 +10384,15 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
         raise r.fail_at(av + 1, 'ChargingStatusResType', 'expected EE')
     s = -1
     r.avail = av
-    return _iso2.ChargingStatusResType(ResponseCode=f_ResponseCode, EVSEID=f_EVSEID, SAScheduleTupleID=f_SAScheduleTupleID, EVSEMaxCurrent=f_EVSEMaxCurrent, MeterInfo=f_MeterInfo, ReceiptRequired=f_ReceiptRequired, AC_EVSEStatus=f_AC_EVSEStatus)
+    ob = _new(_iso2.ChargingStatusResType)
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSEID = f_EVSEID
+    ob.SAScheduleTupleID = f_SAScheduleTupleID
+    ob.EVSEMaxCurrent = f_EVSEMaxCurrent
+    ob.MeterInfo = f_MeterInfo
+    ob.ReceiptRequired = f_ReceiptRequired
+    ob.AC_EVSEStatus = f_AC_EVSEStatus
+    return ob
 
 def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) -> None:
     a = w.acc
@@ -10236,7 +10639,11 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
     f_2_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_1_EVReady, EVErrorCode=f_1_EVErrorCode, EVRESSSOC=f_1_EVRESSSOC)
+    ob1_ = _new(_iso2.DC_EVStatusType)
+    ob1_.EVReady = f_1_EVReady
+    ob1_.EVErrorCode = f_1_EVErrorCode
+    ob1_.EVRESSSOC = f_1_EVRESSSOC
+    f_DC_EVStatus = ob1_
     s = 1
     if u > 127:
         av -= 8
@@ -10257,7 +10664,11 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
     if c & 0x18 != 0x0:
         raise r.fail_at(av + 5, 'CurrentDemandReqType', 'expected EE of Value, EE')
     ec = (c & 7)
-    f_EVTargetCurrent = _iso2.PhysicalValueType(Multiplier=f_2_Multiplier, Unit=f_2_Unit, Value=f_2_Value)
+    ob2_ = _new(_iso2.PhysicalValueType)
+    ob2_.Multiplier = f_2_Multiplier
+    ob2_.Unit = f_2_Unit
+    ob2_.Value = f_2_Value
+    f_EVTargetCurrent = ob2_
     s = 2
     if ec == 0:
         av -= 23
@@ -10291,7 +10702,11 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'CurrentDemandReqType[2]', 'expected EE of Value, EE')
-        f_EVMaximumVoltageLimit = _iso2.PhysicalValueType(Multiplier=f_3_Multiplier, Unit=f_3_Unit, Value=f_3_Value)
+        ob3_ = _new(_iso2.PhysicalValueType)
+        ob3_.Multiplier = f_3_Multiplier
+        ob3_.Unit = f_3_Unit
+        ob3_.Value = f_3_Value
+        f_EVMaximumVoltageLimit = ob3_
         s = 3
     elif ec == 1:
         av -= 23
@@ -10325,7 +10740,11 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'CurrentDemandReqType[2]', 'expected EE of Value, EE')
-        f_EVMaximumCurrentLimit = _iso2.PhysicalValueType(Multiplier=f_4_Multiplier, Unit=f_4_Unit, Value=f_4_Value)
+        ob4_ = _new(_iso2.PhysicalValueType)
+        ob4_.Multiplier = f_4_Multiplier
+        ob4_.Unit = f_4_Unit
+        ob4_.Value = f_4_Value
+        f_EVMaximumCurrentLimit = ob4_
         s = 4
     elif ec == 2:
         av -= 23
@@ -10359,7 +10778,11 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'CurrentDemandReqType[2]', 'expected EE of Value, EE')
-        f_EVMaximumPowerLimit = _iso2.PhysicalValueType(Multiplier=f_5_Multiplier, Unit=f_5_Unit, Value=f_5_Value)
+        ob5_ = _new(_iso2.PhysicalValueType)
+        ob5_.Multiplier = f_5_Multiplier
+        ob5_.Unit = f_5_Unit
+        ob5_.Value = f_5_Value
+        f_EVMaximumPowerLimit = ob5_
         s = 5
     elif ec == 3:
         av -= 3
@@ -10418,7 +10841,11 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'CurrentDemandReqType[3]', 'expected EE of Value, EE')
-            f_EVMaximumCurrentLimit = _iso2.PhysicalValueType(Multiplier=f_6_Multiplier, Unit=f_6_Unit, Value=f_6_Value)
+            ob6_ = _new(_iso2.PhysicalValueType)
+            ob6_.Multiplier = f_6_Multiplier
+            ob6_.Unit = f_6_Unit
+            ob6_.Value = f_6_Value
+            f_EVMaximumCurrentLimit = ob6_
             s = 4
         elif ec == 1:
             av -= 23
@@ -10452,7 +10879,11 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'CurrentDemandReqType[3]', 'expected EE of Value, EE')
-            f_EVMaximumPowerLimit = _iso2.PhysicalValueType(Multiplier=f_7_Multiplier, Unit=f_7_Unit, Value=f_7_Value)
+            ob7_ = _new(_iso2.PhysicalValueType)
+            ob7_.Multiplier = f_7_Multiplier
+            ob7_.Unit = f_7_Unit
+            ob7_.Value = f_7_Value
+            f_EVMaximumPowerLimit = ob7_
             s = 5
         elif ec == 2:
             av -= 3
@@ -10511,7 +10942,11 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'CurrentDemandReqType[4]', 'expected EE of Value, EE')
-            f_EVMaximumPowerLimit = _iso2.PhysicalValueType(Multiplier=f_8_Multiplier, Unit=f_8_Unit, Value=f_8_Value)
+            ob8_ = _new(_iso2.PhysicalValueType)
+            ob8_.Multiplier = f_8_Multiplier
+            ob8_.Unit = f_8_Unit
+            ob8_.Value = f_8_Value
+            f_EVMaximumPowerLimit = ob8_
             s = 5
         elif ec == 1:
             av -= 3
@@ -10604,7 +11039,11 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'CurrentDemandReqType[7]', 'expected EE of Value, EE')
-        f_RemainingTimeToFullSoC = _iso2.PhysicalValueType(Multiplier=f_9_Multiplier, Unit=f_9_Unit, Value=f_9_Value)
+        ob9_ = _new(_iso2.PhysicalValueType)
+        ob9_.Multiplier = f_9_Multiplier
+        ob9_.Unit = f_9_Unit
+        ob9_.Value = f_9_Value
+        f_RemainingTimeToFullSoC = ob9_
         s = 8
     elif ec == 1:
         av -= 23
@@ -10638,7 +11077,11 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'CurrentDemandReqType[7]', 'expected EE of Value, EE')
-        f_RemainingTimeToBulkSoC = _iso2.PhysicalValueType(Multiplier=f_10_Multiplier, Unit=f_10_Unit, Value=f_10_Value)
+        ob10_ = _new(_iso2.PhysicalValueType)
+        ob10_.Multiplier = f_10_Multiplier
+        ob10_.Unit = f_10_Unit
+        ob10_.Value = f_10_Value
+        f_RemainingTimeToBulkSoC = ob10_
         s = 9
     elif ec == 2:
         av -= 23
@@ -10672,7 +11115,11 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'CurrentDemandReqType[7]', 'expected EE of Value, EE')
-        f_EVTargetVoltage = _iso2.PhysicalValueType(Multiplier=f_11_Multiplier, Unit=f_11_Unit, Value=f_11_Value)
+        ob11_ = _new(_iso2.PhysicalValueType)
+        ob11_.Multiplier = f_11_Multiplier
+        ob11_.Unit = f_11_Unit
+        ob11_.Value = f_11_Value
+        f_EVTargetVoltage = ob11_
         s = 10
     else:
         raise r.fail_at(av, 'CurrentDemandReqType[7]', f'event code {ec}, expected SE(RemainingTimeToFullSoC), SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
@@ -10713,7 +11160,11 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'CurrentDemandReqType[8]', 'expected EE of Value, EE')
-            f_RemainingTimeToBulkSoC = _iso2.PhysicalValueType(Multiplier=f_12_Multiplier, Unit=f_12_Unit, Value=f_12_Value)
+            ob12_ = _new(_iso2.PhysicalValueType)
+            ob12_.Multiplier = f_12_Multiplier
+            ob12_.Unit = f_12_Unit
+            ob12_.Value = f_12_Value
+            f_RemainingTimeToBulkSoC = ob12_
             s = 9
         elif ec == 1:
             av -= 23
@@ -10747,7 +11198,11 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'CurrentDemandReqType[8]', 'expected EE of Value, EE')
-            f_EVTargetVoltage = _iso2.PhysicalValueType(Multiplier=f_13_Multiplier, Unit=f_13_Unit, Value=f_13_Value)
+            ob13_ = _new(_iso2.PhysicalValueType)
+            ob13_.Multiplier = f_13_Multiplier
+            ob13_.Unit = f_13_Unit
+            ob13_.Value = f_13_Value
+            f_EVTargetVoltage = ob13_
             s = 10
         else:
             raise r.fail_at(av, 'CurrentDemandReqType[8]', f'event code {ec}, expected SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
@@ -10783,7 +11238,11 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'CurrentDemandReqType[9]', 'expected EE of Value, EE')
-        f_EVTargetVoltage = _iso2.PhysicalValueType(Multiplier=f_14_Multiplier, Unit=f_14_Unit, Value=f_14_Value)
+        ob14_ = _new(_iso2.PhysicalValueType)
+        ob14_.Multiplier = f_14_Multiplier
+        ob14_.Unit = f_14_Unit
+        ob14_.Value = f_14_Value
+        f_EVTargetVoltage = ob14_
         s = 10
     av -= 1
     if av < 0:
@@ -10793,7 +11252,18 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
         raise r.fail_at(av + 1, 'CurrentDemandReqType', 'expected EE')
     s = -1
     r.avail = av
-    return _iso2.CurrentDemandReqType(DC_EVStatus=f_DC_EVStatus, EVTargetCurrent=f_EVTargetCurrent, EVMaximumVoltageLimit=f_EVMaximumVoltageLimit, EVMaximumCurrentLimit=f_EVMaximumCurrentLimit, EVMaximumPowerLimit=f_EVMaximumPowerLimit, BulkChargingComplete=f_BulkChargingComplete, ChargingComplete=f_ChargingComplete, RemainingTimeToFullSoC=f_RemainingTimeToFullSoC, RemainingTimeToBulkSoC=f_RemainingTimeToBulkSoC, EVTargetVoltage=f_EVTargetVoltage)
+    ob = _new(_iso2.CurrentDemandReqType)
+    ob.DC_EVStatus = f_DC_EVStatus
+    ob.EVTargetCurrent = f_EVTargetCurrent
+    ob.EVMaximumVoltageLimit = f_EVMaximumVoltageLimit
+    ob.EVMaximumCurrentLimit = f_EVMaximumCurrentLimit
+    ob.EVMaximumPowerLimit = f_EVMaximumPowerLimit
+    ob.BulkChargingComplete = f_BulkChargingComplete
+    ob.ChargingComplete = f_ChargingComplete
+    ob.RemainingTimeToFullSoC = f_RemainingTimeToFullSoC
+    ob.RemainingTimeToBulkSoC = f_RemainingTimeToBulkSoC
+    ob.EVTargetVoltage = f_EVTargetVoltage
+    return ob
 
 def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) -> None:
     a = w.acc
@@ -11326,7 +11796,11 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
     f_2_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVSEPresentVoltage = _iso2.PhysicalValueType(Multiplier=f_1_Multiplier, Unit=f_1_Unit, Value=f_1_Value)
+    ob1_ = _new(_iso2.PhysicalValueType)
+    ob1_.Multiplier = f_1_Multiplier
+    ob1_.Unit = f_1_Unit
+    ob1_.Value = f_1_Value
+    f_EVSEPresentVoltage = ob1_
     s = 3
     if u > 127:
         av -= 8
@@ -11350,7 +11824,11 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
     f_EVSEVoltageLimitAchieved = ((c >> 8) & 1) == 1
     f_EVSEPowerLimitAchieved = ((c >> 4) & 1) == 1
     ec = (c & 7)
-    f_EVSEPresentCurrent = _iso2.PhysicalValueType(Multiplier=f_2_Multiplier, Unit=f_2_Unit, Value=f_2_Value)
+    ob2_ = _new(_iso2.PhysicalValueType)
+    ob2_.Multiplier = f_2_Multiplier
+    ob2_.Unit = f_2_Unit
+    ob2_.Value = f_2_Value
+    f_EVSEPresentCurrent = ob2_
     s = 4
     s = 5
     s = 6
@@ -11387,7 +11865,11 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'CurrentDemandResType[7]', 'expected EE of Value, EE')
-        f_EVSEMaximumVoltageLimit = _iso2.PhysicalValueType(Multiplier=f_3_Multiplier, Unit=f_3_Unit, Value=f_3_Value)
+        ob3_ = _new(_iso2.PhysicalValueType)
+        ob3_.Multiplier = f_3_Multiplier
+        ob3_.Unit = f_3_Unit
+        ob3_.Value = f_3_Value
+        f_EVSEMaximumVoltageLimit = ob3_
         s = 8
     elif ec == 1:
         av -= 23
@@ -11421,7 +11903,11 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'CurrentDemandResType[7]', 'expected EE of Value, EE')
-        f_EVSEMaximumCurrentLimit = _iso2.PhysicalValueType(Multiplier=f_4_Multiplier, Unit=f_4_Unit, Value=f_4_Value)
+        ob4_ = _new(_iso2.PhysicalValueType)
+        ob4_.Multiplier = f_4_Multiplier
+        ob4_.Unit = f_4_Unit
+        ob4_.Value = f_4_Value
+        f_EVSEMaximumCurrentLimit = ob4_
         s = 9
     elif ec == 2:
         av -= 23
@@ -11455,7 +11941,11 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'CurrentDemandResType[7]', 'expected EE of Value, EE')
-        f_EVSEMaximumPowerLimit = _iso2.PhysicalValueType(Multiplier=f_5_Multiplier, Unit=f_5_Unit, Value=f_5_Value)
+        ob5_ = _new(_iso2.PhysicalValueType)
+        ob5_.Multiplier = f_5_Multiplier
+        ob5_.Unit = f_5_Unit
+        ob5_.Value = f_5_Value
+        f_EVSEMaximumPowerLimit = ob5_
         s = 10
     elif ec == 3:
         av -= 9
@@ -11526,7 +12016,11 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'CurrentDemandResType[8]', 'expected EE of Value, EE')
-            f_EVSEMaximumCurrentLimit = _iso2.PhysicalValueType(Multiplier=f_6_Multiplier, Unit=f_6_Unit, Value=f_6_Value)
+            ob6_ = _new(_iso2.PhysicalValueType)
+            ob6_.Multiplier = f_6_Multiplier
+            ob6_.Unit = f_6_Unit
+            ob6_.Value = f_6_Value
+            f_EVSEMaximumCurrentLimit = ob6_
             s = 9
         elif ec == 1:
             av -= 23
@@ -11560,7 +12054,11 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'CurrentDemandResType[8]', 'expected EE of Value, EE')
-            f_EVSEMaximumPowerLimit = _iso2.PhysicalValueType(Multiplier=f_7_Multiplier, Unit=f_7_Unit, Value=f_7_Value)
+            ob7_ = _new(_iso2.PhysicalValueType)
+            ob7_.Multiplier = f_7_Multiplier
+            ob7_.Unit = f_7_Unit
+            ob7_.Value = f_7_Value
+            f_EVSEMaximumPowerLimit = ob7_
             s = 10
         elif ec == 2:
             av -= 9
@@ -11631,7 +12129,11 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'CurrentDemandResType[9]', 'expected EE of Value, EE')
-            f_EVSEMaximumPowerLimit = _iso2.PhysicalValueType(Multiplier=f_8_Multiplier, Unit=f_8_Unit, Value=f_8_Value)
+            ob8_ = _new(_iso2.PhysicalValueType)
+            ob8_.Multiplier = f_8_Multiplier
+            ob8_.Unit = f_8_Unit
+            ob8_.Value = f_8_Value
+            f_EVSEMaximumPowerLimit = ob8_
             s = 10
         elif ec == 1:
             av -= 9
@@ -11750,7 +12252,22 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
             raise r.fail_at(av + 1, 'CurrentDemandResType[14]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.CurrentDemandResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEPresentVoltage=f_EVSEPresentVoltage, EVSEPresentCurrent=f_EVSEPresentCurrent, EVSECurrentLimitAchieved=f_EVSECurrentLimitAchieved, EVSEVoltageLimitAchieved=f_EVSEVoltageLimitAchieved, EVSEPowerLimitAchieved=f_EVSEPowerLimitAchieved, EVSEMaximumVoltageLimit=f_EVSEMaximumVoltageLimit, EVSEMaximumCurrentLimit=f_EVSEMaximumCurrentLimit, EVSEMaximumPowerLimit=f_EVSEMaximumPowerLimit, EVSEID=f_EVSEID, SAScheduleTupleID=f_SAScheduleTupleID, MeterInfo=f_MeterInfo, ReceiptRequired=f_ReceiptRequired)
+    ob = _new(_iso2.CurrentDemandResType)
+    ob.ResponseCode = f_ResponseCode
+    ob.DC_EVSEStatus = f_DC_EVSEStatus
+    ob.EVSEPresentVoltage = f_EVSEPresentVoltage
+    ob.EVSEPresentCurrent = f_EVSEPresentCurrent
+    ob.EVSECurrentLimitAchieved = f_EVSECurrentLimitAchieved
+    ob.EVSEVoltageLimitAchieved = f_EVSEVoltageLimitAchieved
+    ob.EVSEPowerLimitAchieved = f_EVSEPowerLimitAchieved
+    ob.EVSEMaximumVoltageLimit = f_EVSEMaximumVoltageLimit
+    ob.EVSEMaximumCurrentLimit = f_EVSEMaximumCurrentLimit
+    ob.EVSEMaximumPowerLimit = f_EVSEMaximumPowerLimit
+    ob.EVSEID = f_EVSEID
+    ob.SAScheduleTupleID = f_SAScheduleTupleID
+    ob.MeterInfo = f_MeterInfo
+    ob.ReceiptRequired = f_ReceiptRequired
+    return ob
 
 def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) -> None:
     a = w.acc
@@ -12255,7 +12772,12 @@ def _d_iso2_MeteringReceiptReqType(r: BitReader) -> _iso2.MeteringReceiptReqType
         raise r.fail_at(av + 1, 'MeteringReceiptReqType', 'expected EE')
     s = -1
     r.avail = av
-    return _iso2.MeteringReceiptReqType(Id=f_Id, SessionID=f_SessionID, SAScheduleTupleID=f_SAScheduleTupleID, MeterInfo=f_MeterInfo)
+    ob = _new(_iso2.MeteringReceiptReqType)
+    ob.Id = f_Id
+    ob.SessionID = f_SessionID
+    ob.SAScheduleTupleID = f_SAScheduleTupleID
+    ob.MeterInfo = f_MeterInfo
+    return ob
 
 def _e_iso2_MeteringReceiptReqType(w: BitWriter, o: _iso2.MeteringReceiptReqType) -> None:
     a = w.acc
@@ -12387,7 +12909,11 @@ def _d_iso2_MeteringReceiptResType(r: BitReader) -> _iso2.MeteringReceiptResType
             raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
         f_1_RCD = ((c >> 2) & 1) == 1
-        f_AC_EVSEStatus = _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification, RCD=f_1_RCD)
+        ob1_ = _new(_iso2.AC_EVSEStatusType)
+        ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
+        ob1_.EVSENotification = f_1_EVSENotification
+        ob1_.RCD = f_1_RCD
+        f_AC_EVSEStatus = ob1_
     elif ec == 1:
         r.avail = av
         f_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
@@ -12423,7 +12949,10 @@ def _d_iso2_MeteringReceiptResType(r: BitReader) -> _iso2.MeteringReceiptResType
         if iv >= 3:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_2_EVSENotification = _E_iso2_EVSENotificationType[iv]
-        f_EVSEStatus = _iso2.EVSEStatusType(NotificationMaxDelay=f_2_NotificationMaxDelay, EVSENotification=f_2_EVSENotification)
+        ob2_ = _new(_iso2.EVSEStatusType)
+        ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
+        ob2_.EVSENotification = f_2_EVSENotification
+        f_EVSEStatus = ob2_
     else:
         raise r.fail_at(av, 'MeteringReceiptResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
     av -= 1
@@ -12433,7 +12962,12 @@ def _d_iso2_MeteringReceiptResType(r: BitReader) -> _iso2.MeteringReceiptResType
     if c:
         raise r.fail_at(av + 1, 'MeteringReceiptResType', 'expected EE')
     r.avail = av
-    return _iso2.MeteringReceiptResType(ResponseCode=f_ResponseCode, AC_EVSEStatus=f_AC_EVSEStatus, DC_EVSEStatus=f_DC_EVSEStatus, EVSEStatus=f_EVSEStatus)
+    ob = _new(_iso2.MeteringReceiptResType)
+    ob.ResponseCode = f_ResponseCode
+    ob.AC_EVSEStatus = f_AC_EVSEStatus
+    ob.DC_EVSEStatus = f_DC_EVSEStatus
+    ob.EVSEStatus = f_EVSEStatus
+    return ob
 
 def _e_iso2_MeteringReceiptResType(w: BitWriter, o: _iso2.MeteringReceiptResType) -> None:
     a = w.acc
@@ -12559,7 +13093,10 @@ def _d_iso2_PaymentDetailsReqType(r: BitReader) -> _iso2.PaymentDetailsReqType:
     if c:
         raise r.fail_at(av + 1, 'PaymentDetailsReqType', 'expected EE')
     r.avail = av
-    return _iso2.PaymentDetailsReqType(eMAID=f_eMAID, ContractSignatureCertChain=f_ContractSignatureCertChain)
+    ob = _new(_iso2.PaymentDetailsReqType)
+    ob.eMAID = f_eMAID
+    ob.ContractSignatureCertChain = f_ContractSignatureCertChain
+    return ob
 
 def _e_iso2_PaymentDetailsReqType(w: BitWriter, o: _iso2.PaymentDetailsReqType) -> None:
     a = w.acc
@@ -12650,7 +13187,11 @@ def _d_iso2_PaymentDetailsResType(r: BitReader) -> _iso2.PaymentDetailsResType:
     if c != 0x0:
         raise r.fail_at(av + 2, 'PaymentDetailsResType', 'expected EE of EVSETimeStamp, EE')
     r.avail = av
-    return _iso2.PaymentDetailsResType(ResponseCode=f_ResponseCode, GenChallenge=f_GenChallenge, EVSETimeStamp=f_EVSETimeStamp)
+    ob = _new(_iso2.PaymentDetailsResType)
+    ob.ResponseCode = f_ResponseCode
+    ob.GenChallenge = f_GenChallenge
+    ob.EVSETimeStamp = f_EVSETimeStamp
+    return ob
 
 def _e_iso2_PaymentDetailsResType(w: BitWriter, o: _iso2.PaymentDetailsResType) -> None:
     a = w.acc
@@ -12717,7 +13258,10 @@ def _d_iso2_PaymentServiceSelectionReqType(r: BitReader) -> _iso2.PaymentService
     if c:
         raise r.fail_at(av + 1, 'PaymentServiceSelectionReqType', 'expected EE')
     r.avail = av
-    return _iso2.PaymentServiceSelectionReqType(SelectedPaymentOption=f_SelectedPaymentOption, SelectedServiceList=f_SelectedServiceList)
+    ob = _new(_iso2.PaymentServiceSelectionReqType)
+    ob.SelectedPaymentOption = f_SelectedPaymentOption
+    ob.SelectedServiceList = f_SelectedServiceList
+    return ob
 
 def _e_iso2_PaymentServiceSelectionReqType(w: BitWriter, o: _iso2.PaymentServiceSelectionReqType) -> None:
     a = w.acc
@@ -12755,7 +13299,9 @@ def _d_iso2_PaymentServiceSelectionResType(r: BitReader) -> _iso2.PaymentService
         raise r.fail_at(av, 'PaymentServiceSelectionResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
     r.avail = av
-    return _iso2.PaymentServiceSelectionResType(ResponseCode=f_ResponseCode)
+    ob = _new(_iso2.PaymentServiceSelectionResType)
+    ob.ResponseCode = f_ResponseCode
+    return ob
 
 def _e_iso2_PaymentServiceSelectionResType(w: BitWriter, o: _iso2.PaymentServiceSelectionResType) -> None:
     a = w.acc
@@ -12811,7 +13357,8 @@ def _d_iso2_PowerDeliveryReqType(r: BitReader) -> _iso2.PowerDeliveryReqType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'PowerDeliveryReqType[2]', 'expected EE')
-        f_EVPowerDeliveryParameter = _iso2.EVPowerDeliveryParameterType()
+        ob1_ = _new(_iso2.EVPowerDeliveryParameterType)
+        f_EVPowerDeliveryParameter = ob1_
         s = 4
     elif ec == 3:
         s = -1
@@ -12835,7 +13382,8 @@ def _d_iso2_PowerDeliveryReqType(r: BitReader) -> _iso2.PowerDeliveryReqType:
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'PowerDeliveryReqType[3]', 'expected EE')
-            f_EVPowerDeliveryParameter = _iso2.EVPowerDeliveryParameterType()
+            ob2_ = _new(_iso2.EVPowerDeliveryParameterType)
+            f_EVPowerDeliveryParameter = ob2_
             s = 4
         elif ec == 2:
             s = -1
@@ -12850,7 +13398,13 @@ def _d_iso2_PowerDeliveryReqType(r: BitReader) -> _iso2.PowerDeliveryReqType:
             raise r.fail_at(av + 1, 'PowerDeliveryReqType[4]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.PowerDeliveryReqType(ChargeProgress=f_ChargeProgress, SAScheduleTupleID=f_SAScheduleTupleID, ChargingProfile=f_ChargingProfile, DC_EVPowerDeliveryParameter=f_DC_EVPowerDeliveryParameter, EVPowerDeliveryParameter=f_EVPowerDeliveryParameter)
+    ob = _new(_iso2.PowerDeliveryReqType)
+    ob.ChargeProgress = f_ChargeProgress
+    ob.SAScheduleTupleID = f_SAScheduleTupleID
+    ob.ChargingProfile = f_ChargingProfile
+    ob.DC_EVPowerDeliveryParameter = f_DC_EVPowerDeliveryParameter
+    ob.EVPowerDeliveryParameter = f_EVPowerDeliveryParameter
+    return ob
 
 def _e_iso2_PowerDeliveryReqType(w: BitWriter, o: _iso2.PowerDeliveryReqType) -> None:
     a = w.acc
@@ -12973,7 +13527,11 @@ def _d_iso2_PowerDeliveryResType(r: BitReader) -> _iso2.PowerDeliveryResType:
             raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
         f_1_RCD = ((c >> 2) & 1) == 1
-        f_AC_EVSEStatus = _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification, RCD=f_1_RCD)
+        ob1_ = _new(_iso2.AC_EVSEStatusType)
+        ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
+        ob1_.EVSENotification = f_1_EVSENotification
+        ob1_.RCD = f_1_RCD
+        f_AC_EVSEStatus = ob1_
     elif ec == 1:
         r.avail = av
         f_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
@@ -13009,7 +13567,10 @@ def _d_iso2_PowerDeliveryResType(r: BitReader) -> _iso2.PowerDeliveryResType:
         if iv >= 3:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_2_EVSENotification = _E_iso2_EVSENotificationType[iv]
-        f_EVSEStatus = _iso2.EVSEStatusType(NotificationMaxDelay=f_2_NotificationMaxDelay, EVSENotification=f_2_EVSENotification)
+        ob2_ = _new(_iso2.EVSEStatusType)
+        ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
+        ob2_.EVSENotification = f_2_EVSENotification
+        f_EVSEStatus = ob2_
     else:
         raise r.fail_at(av, 'PowerDeliveryResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
     av -= 1
@@ -13019,7 +13580,12 @@ def _d_iso2_PowerDeliveryResType(r: BitReader) -> _iso2.PowerDeliveryResType:
     if c:
         raise r.fail_at(av + 1, 'PowerDeliveryResType', 'expected EE')
     r.avail = av
-    return _iso2.PowerDeliveryResType(ResponseCode=f_ResponseCode, AC_EVSEStatus=f_AC_EVSEStatus, DC_EVSEStatus=f_DC_EVSEStatus, EVSEStatus=f_EVSEStatus)
+    ob = _new(_iso2.PowerDeliveryResType)
+    ob.ResponseCode = f_ResponseCode
+    ob.AC_EVSEStatus = f_AC_EVSEStatus
+    ob.DC_EVSEStatus = f_DC_EVSEStatus
+    ob.EVSEStatus = f_EVSEStatus
+    return ob
 
 def _e_iso2_PowerDeliveryResType(w: BitWriter, o: _iso2.PowerDeliveryResType) -> None:
     a = w.acc
@@ -13126,7 +13692,11 @@ def _d_iso2_PreChargeReqType(r: BitReader) -> _iso2.PreChargeReqType:
     f_2_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_1_EVReady, EVErrorCode=f_1_EVErrorCode, EVRESSSOC=f_1_EVRESSSOC)
+    ob1_ = _new(_iso2.DC_EVStatusType)
+    ob1_.EVReady = f_1_EVReady
+    ob1_.EVErrorCode = f_1_EVErrorCode
+    ob1_.EVRESSSOC = f_1_EVRESSSOC
+    f_DC_EVStatus = ob1_
     if u > 127:
         av -= 8
         if av < 0:
@@ -13152,7 +13722,11 @@ def _d_iso2_PreChargeReqType(r: BitReader) -> _iso2.PreChargeReqType:
     f_3_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVTargetVoltage = _iso2.PhysicalValueType(Multiplier=f_2_Multiplier, Unit=f_2_Unit, Value=f_2_Value)
+    ob2_ = _new(_iso2.PhysicalValueType)
+    ob2_.Multiplier = f_2_Multiplier
+    ob2_.Unit = f_2_Unit
+    ob2_.Value = f_2_Value
+    f_EVTargetVoltage = ob2_
     if u > 127:
         av -= 8
         if av < 0:
@@ -13171,9 +13745,17 @@ def _d_iso2_PreChargeReqType(r: BitReader) -> _iso2.PreChargeReqType:
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'PreChargeReqType', 'expected EE of Value, EE, EE')
-    f_EVTargetCurrent = _iso2.PhysicalValueType(Multiplier=f_3_Multiplier, Unit=f_3_Unit, Value=f_3_Value)
+    ob3_ = _new(_iso2.PhysicalValueType)
+    ob3_.Multiplier = f_3_Multiplier
+    ob3_.Unit = f_3_Unit
+    ob3_.Value = f_3_Value
+    f_EVTargetCurrent = ob3_
     r.avail = av
-    return _iso2.PreChargeReqType(DC_EVStatus=f_DC_EVStatus, EVTargetVoltage=f_EVTargetVoltage, EVTargetCurrent=f_EVTargetCurrent)
+    ob = _new(_iso2.PreChargeReqType)
+    ob.DC_EVStatus = f_DC_EVStatus
+    ob.EVTargetVoltage = f_EVTargetVoltage
+    ob.EVTargetCurrent = f_EVTargetCurrent
+    return ob
 
 def _e_iso2_PreChargeReqType(w: BitWriter, o: _iso2.PreChargeReqType) -> None:
     a = w.acc
@@ -13300,9 +13882,17 @@ def _d_iso2_PreChargeResType(r: BitReader) -> _iso2.PreChargeResType:
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'PreChargeResType', 'expected EE of Value, EE, EE')
-    f_EVSEPresentVoltage = _iso2.PhysicalValueType(Multiplier=f_1_Multiplier, Unit=f_1_Unit, Value=f_1_Value)
+    ob1_ = _new(_iso2.PhysicalValueType)
+    ob1_.Multiplier = f_1_Multiplier
+    ob1_.Unit = f_1_Unit
+    ob1_.Value = f_1_Value
+    f_EVSEPresentVoltage = ob1_
     r.avail = av
-    return _iso2.PreChargeResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEPresentVoltage=f_EVSEPresentVoltage)
+    ob = _new(_iso2.PreChargeResType)
+    ob.ResponseCode = f_ResponseCode
+    ob.DC_EVSEStatus = f_DC_EVSEStatus
+    ob.EVSEPresentVoltage = f_EVSEPresentVoltage
+    return ob
 
 def _e_iso2_PreChargeResType(w: BitWriter, o: _iso2.PreChargeResType) -> None:
     a = w.acc
@@ -13382,7 +13972,9 @@ def _d_iso2_ServiceDetailReqType(r: BitReader) -> _iso2.ServiceDetailReqType:
     if c != 0x0:
         raise r.fail_at(av + 2, 'ServiceDetailReqType', 'expected EE of ServiceID, EE')
     r.avail = av
-    return _iso2.ServiceDetailReqType(ServiceID=f_ServiceID)
+    ob = _new(_iso2.ServiceDetailReqType)
+    ob.ServiceID = f_ServiceID
+    return ob
 
 def _e_iso2_ServiceDetailReqType(w: BitWriter, o: _iso2.ServiceDetailReqType) -> None:
     a = w.acc
@@ -13471,7 +14063,11 @@ def _d_iso2_ServiceDetailResType(r: BitReader) -> _iso2.ServiceDetailResType:
             raise r.fail_at(av + 1, 'ServiceDetailResType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.ServiceDetailResType(ResponseCode=f_ResponseCode, ServiceID=f_ServiceID, ServiceParameterList=f_ServiceParameterList)
+    ob = _new(_iso2.ServiceDetailResType)
+    ob.ResponseCode = f_ResponseCode
+    ob.ServiceID = f_ServiceID
+    ob.ServiceParameterList = f_ServiceParameterList
+    return ob
 
 def _e_iso2_ServiceDetailResType(w: BitWriter, o: _iso2.ServiceDetailResType) -> None:
     a = w.acc
@@ -13606,7 +14202,10 @@ def _d_iso2_ServiceDiscoveryReqType(r: BitReader) -> _iso2.ServiceDiscoveryReqTy
             raise r.fail_at(av + 1, 'ServiceDiscoveryReqType[2]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.ServiceDiscoveryReqType(ServiceScope=f_ServiceScope, ServiceCategory=f_ServiceCategory)
+    ob = _new(_iso2.ServiceDiscoveryReqType)
+    ob.ServiceScope = f_ServiceScope
+    ob.ServiceCategory = f_ServiceCategory
+    return ob
 
 def _e_iso2_ServiceDiscoveryReqType(w: BitWriter, o: _iso2.ServiceDiscoveryReqType) -> None:
     a = w.acc
@@ -13711,7 +14310,12 @@ def _d_iso2_ServiceDiscoveryResType(r: BitReader) -> _iso2.ServiceDiscoveryResTy
             raise r.fail_at(av + 1, 'ServiceDiscoveryResType[4]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.ServiceDiscoveryResType(ResponseCode=f_ResponseCode, PaymentOptionList=f_PaymentOptionList, ChargeService=f_ChargeService, ServiceList=f_ServiceList)
+    ob = _new(_iso2.ServiceDiscoveryResType)
+    ob.ResponseCode = f_ResponseCode
+    ob.PaymentOptionList = f_PaymentOptionList
+    ob.ChargeService = f_ChargeService
+    ob.ServiceList = f_ServiceList
+    return ob
 
 def _e_iso2_ServiceDiscoveryResType(w: BitWriter, o: _iso2.ServiceDiscoveryResType) -> None:
     a = w.acc
@@ -13796,7 +14400,9 @@ def _d_iso2_SessionSetupReqType(r: BitReader) -> _iso2.SessionSetupReqType:
     if c != 0x0:
         raise r.fail_at(av + 2, 'SessionSetupReqType', 'expected EE of EVCCID, EE')
     r.avail = av
-    return _iso2.SessionSetupReqType(EVCCID=f_EVCCID)
+    ob = _new(_iso2.SessionSetupReqType)
+    ob.EVCCID = f_EVCCID
+    return ob
 
 def _e_iso2_SessionSetupReqType(w: BitWriter, o: _iso2.SessionSetupReqType) -> None:
     a = w.acc
@@ -13902,7 +14508,11 @@ def _d_iso2_SessionSetupResType(r: BitReader) -> _iso2.SessionSetupResType:
             raise r.fail_at(av + 1, 'SessionSetupResType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.SessionSetupResType(ResponseCode=f_ResponseCode, EVSEID=f_EVSEID, EVSETimeStamp=f_EVSETimeStamp)
+    ob = _new(_iso2.SessionSetupResType)
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSEID = f_EVSEID
+    ob.EVSETimeStamp = f_EVSETimeStamp
+    return ob
 
 def _e_iso2_SessionSetupResType(w: BitWriter, o: _iso2.SessionSetupResType) -> None:
     a = w.acc
@@ -13972,7 +14582,9 @@ def _d_iso2_SessionStopReqType(r: BitReader) -> _iso2.SessionStopReqType:
         raise r.fail_at(av + 5, 'SessionStopReqType', 'expected SE(ChargingSession), CH of ChargingSession, EE of ChargingSession, EE')
     f_ChargingSession = _E_iso2_chargingSessionType[((c >> 2) & 1)]
     r.avail = av
-    return _iso2.SessionStopReqType(ChargingSession=f_ChargingSession)
+    ob = _new(_iso2.SessionStopReqType)
+    ob.ChargingSession = f_ChargingSession
+    return ob
 
 def _e_iso2_SessionStopReqType(w: BitWriter, o: _iso2.SessionStopReqType) -> None:
     a = w.acc
@@ -14001,7 +14613,9 @@ def _d_iso2_SessionStopResType(r: BitReader) -> _iso2.SessionStopResType:
         raise r.fail_at(av, 'SessionStopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
     r.avail = av
-    return _iso2.SessionStopResType(ResponseCode=f_ResponseCode)
+    ob = _new(_iso2.SessionStopResType)
+    ob.ResponseCode = f_ResponseCode
+    return ob
 
 def _e_iso2_SessionStopResType(w: BitWriter, o: _iso2.SessionStopResType) -> None:
     a = w.acc
@@ -14031,9 +14645,15 @@ def _d_iso2_WeldingDetectionReqType(r: BitReader) -> _iso2.WeldingDetectionReqTy
         raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
     f_1_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
     f_1_EVRESSSOC = ((c >> 3) & 127)
-    f_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_1_EVReady, EVErrorCode=f_1_EVErrorCode, EVRESSSOC=f_1_EVRESSSOC)
+    ob1_ = _new(_iso2.DC_EVStatusType)
+    ob1_.EVReady = f_1_EVReady
+    ob1_.EVErrorCode = f_1_EVErrorCode
+    ob1_.EVRESSSOC = f_1_EVRESSSOC
+    f_DC_EVStatus = ob1_
     r.avail = av
-    return _iso2.WeldingDetectionReqType(DC_EVStatus=f_DC_EVStatus)
+    ob = _new(_iso2.WeldingDetectionReqType)
+    ob.DC_EVStatus = f_DC_EVStatus
+    return ob
 
 def _e_iso2_WeldingDetectionReqType(w: BitWriter, o: _iso2.WeldingDetectionReqType) -> None:
     a = w.acc
@@ -14106,9 +14726,17 @@ def _d_iso2_WeldingDetectionResType(r: BitReader) -> _iso2.WeldingDetectionResTy
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'WeldingDetectionResType', 'expected EE of Value, EE, EE')
-    f_EVSEPresentVoltage = _iso2.PhysicalValueType(Multiplier=f_1_Multiplier, Unit=f_1_Unit, Value=f_1_Value)
+    ob1_ = _new(_iso2.PhysicalValueType)
+    ob1_.Multiplier = f_1_Multiplier
+    ob1_.Unit = f_1_Unit
+    ob1_.Value = f_1_Value
+    f_EVSEPresentVoltage = ob1_
     r.avail = av
-    return _iso2.WeldingDetectionResType(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEPresentVoltage=f_EVSEPresentVoltage)
+    ob = _new(_iso2.WeldingDetectionResType)
+    ob.ResponseCode = f_ResponseCode
+    ob.DC_EVSEStatus = f_DC_EVSEStatus
+    ob.EVSEPresentVoltage = f_EVSEPresentVoltage
+    return ob
 
 def _e_iso2_WeldingDetectionResType(w: BitWriter, o: _iso2.WeldingDetectionResType) -> None:
     a = w.acc
@@ -14231,7 +14859,11 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'AC_EVChargeParameterType[0]', 'expected EE of Value, EE')
-        f_EAmount = _iso2.PhysicalValueType(Multiplier=f_1_Multiplier, Unit=f_1_Unit, Value=f_1_Value)
+        ob1_ = _new(_iso2.PhysicalValueType)
+        ob1_.Multiplier = f_1_Multiplier
+        ob1_.Unit = f_1_Unit
+        ob1_.Value = f_1_Value
+        f_EAmount = ob1_
         s = 2
     else:
         raise r.fail_at(av, 'AC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EAmount)')
@@ -14267,7 +14899,11 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'AC_EVChargeParameterType[1]', 'expected EE of Value, EE')
-        f_EAmount = _iso2.PhysicalValueType(Multiplier=f_2_Multiplier, Unit=f_2_Unit, Value=f_2_Value)
+        ob2_ = _new(_iso2.PhysicalValueType)
+        ob2_.Multiplier = f_2_Multiplier
+        ob2_.Unit = f_2_Unit
+        ob2_.Value = f_2_Value
+        f_EAmount = ob2_
         s = 2
     av -= 24
     if av < 0:
@@ -14307,7 +14943,11 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
     f_4_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMaxVoltage = _iso2.PhysicalValueType(Multiplier=f_3_Multiplier, Unit=f_3_Unit, Value=f_3_Value)
+    ob3_ = _new(_iso2.PhysicalValueType)
+    ob3_.Multiplier = f_3_Multiplier
+    ob3_.Unit = f_3_Unit
+    ob3_.Value = f_3_Value
+    f_EVMaxVoltage = ob3_
     s = 3
     if u > 127:
         av -= 8
@@ -14334,7 +14974,11 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
     f_5_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMaxCurrent = _iso2.PhysicalValueType(Multiplier=f_4_Multiplier, Unit=f_4_Unit, Value=f_4_Value)
+    ob4_ = _new(_iso2.PhysicalValueType)
+    ob4_.Multiplier = f_4_Multiplier
+    ob4_.Unit = f_4_Unit
+    ob4_.Value = f_4_Value
+    f_EVMaxCurrent = ob4_
     s = 4
     if u > 127:
         av -= 8
@@ -14354,11 +14998,21 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'AC_EVChargeParameterType', 'expected EE of Value, EE, EE')
-    f_EVMinCurrent = _iso2.PhysicalValueType(Multiplier=f_5_Multiplier, Unit=f_5_Unit, Value=f_5_Value)
+    ob5_ = _new(_iso2.PhysicalValueType)
+    ob5_.Multiplier = f_5_Multiplier
+    ob5_.Unit = f_5_Unit
+    ob5_.Value = f_5_Value
+    f_EVMinCurrent = ob5_
     s = 5
     s = -1
     r.avail = av
-    return _iso2.AC_EVChargeParameterType(DepartureTime=f_DepartureTime, EAmount=f_EAmount, EVMaxVoltage=f_EVMaxVoltage, EVMaxCurrent=f_EVMaxCurrent, EVMinCurrent=f_EVMinCurrent)
+    ob = _new(_iso2.AC_EVChargeParameterType)
+    ob.DepartureTime = f_DepartureTime
+    ob.EAmount = f_EAmount
+    ob.EVMaxVoltage = f_EVMaxVoltage
+    ob.EVMaxCurrent = f_EVMaxCurrent
+    ob.EVMinCurrent = f_EVMinCurrent
+    return ob
 
 def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameterType) -> None:
     a = w.acc
@@ -14583,7 +15237,11 @@ def _d_iso2_AC_EVSEChargeParameterType(r: BitReader) -> _iso2.AC_EVSEChargeParam
     f_2_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_AC_EVSEStatus = _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification, RCD=f_1_RCD)
+    ob1_ = _new(_iso2.AC_EVSEStatusType)
+    ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
+    ob1_.EVSENotification = f_1_EVSENotification
+    ob1_.RCD = f_1_RCD
+    f_AC_EVSEStatus = ob1_
     if u > 127:
         av -= 8
         if av < 0:
@@ -14609,7 +15267,11 @@ def _d_iso2_AC_EVSEChargeParameterType(r: BitReader) -> _iso2.AC_EVSEChargeParam
     f_3_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVSENominalVoltage = _iso2.PhysicalValueType(Multiplier=f_2_Multiplier, Unit=f_2_Unit, Value=f_2_Value)
+    ob2_ = _new(_iso2.PhysicalValueType)
+    ob2_.Multiplier = f_2_Multiplier
+    ob2_.Unit = f_2_Unit
+    ob2_.Value = f_2_Value
+    f_EVSENominalVoltage = ob2_
     if u > 127:
         av -= 8
         if av < 0:
@@ -14628,9 +15290,17 @@ def _d_iso2_AC_EVSEChargeParameterType(r: BitReader) -> _iso2.AC_EVSEChargeParam
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'AC_EVSEChargeParameterType', 'expected EE of Value, EE, EE')
-    f_EVSEMaxCurrent = _iso2.PhysicalValueType(Multiplier=f_3_Multiplier, Unit=f_3_Unit, Value=f_3_Value)
+    ob3_ = _new(_iso2.PhysicalValueType)
+    ob3_.Multiplier = f_3_Multiplier
+    ob3_.Unit = f_3_Unit
+    ob3_.Value = f_3_Value
+    f_EVSEMaxCurrent = ob3_
     r.avail = av
-    return _iso2.AC_EVSEChargeParameterType(AC_EVSEStatus=f_AC_EVSEStatus, EVSENominalVoltage=f_EVSENominalVoltage, EVSEMaxCurrent=f_EVSEMaxCurrent)
+    ob = _new(_iso2.AC_EVSEChargeParameterType)
+    ob.AC_EVSEStatus = f_AC_EVSEStatus
+    ob.EVSENominalVoltage = f_EVSENominalVoltage
+    ob.EVSEMaxCurrent = f_EVSEMaxCurrent
+    return ob
 
 def _e_iso2_AC_EVSEChargeParameterType(w: BitWriter, o: _iso2.AC_EVSEChargeParameterType) -> None:
     a = w.acc
@@ -14758,7 +15428,11 @@ def _d_iso2_AC_EVSEStatusType(r: BitReader) -> _iso2.AC_EVSEStatusType:
     f_EVSENotification = _E_iso2_EVSENotificationType[iv]
     f_RCD = ((c >> 2) & 1) == 1
     r.avail = av
-    return _iso2.AC_EVSEStatusType(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification, RCD=f_RCD)
+    ob = _new(_iso2.AC_EVSEStatusType)
+    ob.NotificationMaxDelay = f_NotificationMaxDelay
+    ob.EVSENotification = f_EVSENotification
+    ob.RCD = f_RCD
+    return ob
 
 def _e_iso2_AC_EVSEStatusType(w: BitWriter, o: _iso2.AC_EVSEStatusType) -> None:
     a = w.acc
@@ -14913,7 +15587,11 @@ def _d_iso2_CertificateChainType(r: BitReader) -> _iso2.CertificateChainType:
             raise r.fail_at(av + 1, 'CertificateChainType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.CertificateChainType(Id=f_Id, Certificate=f_Certificate, SubCertificates=f_SubCertificates)
+    ob = _new(_iso2.CertificateChainType)
+    ob.Id = f_Id
+    ob.Certificate = f_Certificate
+    ob.SubCertificates = f_SubCertificates
+    return ob
 
 def _e_iso2_CertificateChainType(w: BitWriter, o: _iso2.CertificateChainType) -> None:
     a = w.acc
@@ -15143,7 +15821,14 @@ def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
     s = 6
     s = -1
     r.avail = av
-    return _iso2.ChargeServiceType(ServiceID=f_ServiceID, ServiceName=f_ServiceName, ServiceCategory=f_ServiceCategory, ServiceScope=f_ServiceScope, FreeService=f_FreeService, SupportedEnergyTransferMode=f_SupportedEnergyTransferMode)
+    ob = _new(_iso2.ChargeServiceType)
+    ob.ServiceID = f_ServiceID
+    ob.ServiceName = f_ServiceName
+    ob.ServiceCategory = f_ServiceCategory
+    ob.ServiceScope = f_ServiceScope
+    ob.FreeService = f_FreeService
+    ob.SupportedEnergyTransferMode = f_SupportedEnergyTransferMode
+    return ob
 
 def _e_iso2_ChargeServiceType(w: BitWriter, o: _iso2.ChargeServiceType) -> None:
     a = w.acc
@@ -15286,7 +15971,9 @@ def _d_iso2_ChargingProfileType(r: BitReader) -> _iso2.ChargingProfileType:
             raise r.fail_at(av + 1, 'ChargingProfileType[24]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.ChargingProfileType(ProfileEntry=f_ProfileEntry)
+    ob = _new(_iso2.ChargingProfileType)
+    ob.ProfileEntry = f_ProfileEntry
+    return ob
 
 def _e_iso2_ChargingProfileType(w: BitWriter, o: _iso2.ChargingProfileType) -> None:
     a = w.acc
@@ -15376,7 +16063,11 @@ def _d_iso2_ConsumptionCostType(r: BitReader) -> _iso2.ConsumptionCostType:
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'ConsumptionCostType', 'expected EE of Value, EE, SE(Cost)')
-    f_startValue = _iso2.PhysicalValueType(Multiplier=f_1_Multiplier, Unit=f_1_Unit, Value=f_1_Value)
+    ob1_ = _new(_iso2.PhysicalValueType)
+    ob1_.Multiplier = f_1_Multiplier
+    ob1_.Unit = f_1_Unit
+    ob1_.Value = f_1_Value
+    f_startValue = ob1_
     s = 1
     r.avail = av
     f_Cost.append(_d_iso2_CostType(r))
@@ -15422,7 +16113,10 @@ def _d_iso2_ConsumptionCostType(r: BitReader) -> _iso2.ConsumptionCostType:
             raise r.fail_at(av + 1, 'ConsumptionCostType[4]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.ConsumptionCostType(startValue=f_startValue, Cost=f_Cost)
+    ob = _new(_iso2.ConsumptionCostType)
+    ob.startValue = f_startValue
+    ob.Cost = f_Cost
+    return ob
 
 def _e_iso2_ConsumptionCostType(w: BitWriter, o: _iso2.ConsumptionCostType) -> None:
     a = w.acc
@@ -15571,7 +16265,10 @@ def _d_iso2_ContractSignatureEncryptedPrivateKeyType(r: BitReader) -> _iso2.Cont
     if c:
         raise r.fail_at(av + 1, 'ContractSignatureEncryptedPrivateKeyType', 'expected EE')
     r.avail = av
-    return _iso2.ContractSignatureEncryptedPrivateKeyType(Id=f_Id, value=f_value)
+    ob = _new(_iso2.ContractSignatureEncryptedPrivateKeyType)
+    ob.Id = f_Id
+    ob.value = f_value
+    return ob
 
 def _e_iso2_ContractSignatureEncryptedPrivateKeyType(w: BitWriter, o: _iso2.ContractSignatureEncryptedPrivateKeyType) -> None:
     a = w.acc
@@ -15664,7 +16361,11 @@ def _d_iso2_CostType(r: BitReader) -> _iso2.CostType:
             raise r.fail_at(av + 1, 'CostType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.CostType(costKind=f_costKind, amount=f_amount, amountMultiplier=f_amountMultiplier)
+    ob = _new(_iso2.CostType)
+    ob.costKind = f_costKind
+    ob.amount = f_amount
+    ob.amountMultiplier = f_amountMultiplier
+    return ob
 
 def _e_iso2_CostType(w: BitWriter, o: _iso2.CostType) -> None:
     a = w.acc
@@ -15773,7 +16474,11 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
             raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
         f_1_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
         f_1_EVRESSSOC = ((c >> 2) & 127)
-        f_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_1_EVReady, EVErrorCode=f_1_EVErrorCode, EVRESSSOC=f_1_EVRESSSOC)
+        ob1_ = _new(_iso2.DC_EVStatusType)
+        ob1_.EVReady = f_1_EVReady
+        ob1_.EVErrorCode = f_1_EVErrorCode
+        ob1_.EVRESSSOC = f_1_EVRESSSOC
+        f_DC_EVStatus = ob1_
         s = 2
     else:
         raise r.fail_at(av, 'DC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(DC_EVStatus)')
@@ -15790,7 +16495,11 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
             raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
         f_2_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
         f_2_EVRESSSOC = ((c >> 2) & 127)
-        f_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_2_EVReady, EVErrorCode=f_2_EVErrorCode, EVRESSSOC=f_2_EVRESSSOC)
+        ob2_ = _new(_iso2.DC_EVStatusType)
+        ob2_.EVReady = f_2_EVReady
+        ob2_.EVErrorCode = f_2_EVErrorCode
+        ob2_.EVRESSSOC = f_2_EVRESSSOC
+        f_DC_EVStatus = ob2_
         s = 2
     av -= 24
     if av < 0:
@@ -15824,7 +16533,11 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
     if c & 0xc != 0x0:
         raise r.fail_at(av + 4, 'DC_EVChargeParameterType', 'expected EE of Value, EE')
     ec = (c & 3)
-    f_EVMaximumCurrentLimit = _iso2.PhysicalValueType(Multiplier=f_3_Multiplier, Unit=f_3_Unit, Value=f_3_Value)
+    ob3_ = _new(_iso2.PhysicalValueType)
+    ob3_.Multiplier = f_3_Multiplier
+    ob3_.Unit = f_3_Unit
+    ob3_.Value = f_3_Value
+    f_EVMaximumCurrentLimit = ob3_
     s = 3
     if ec == 0:
         av -= 23
@@ -15858,7 +16571,11 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'DC_EVChargeParameterType[3]', 'expected EE of Value, EE')
-        f_EVMaximumPowerLimit = _iso2.PhysicalValueType(Multiplier=f_4_Multiplier, Unit=f_4_Unit, Value=f_4_Value)
+        ob4_ = _new(_iso2.PhysicalValueType)
+        ob4_.Multiplier = f_4_Multiplier
+        ob4_.Unit = f_4_Unit
+        ob4_.Value = f_4_Value
+        f_EVMaximumPowerLimit = ob4_
         s = 4
     elif ec == 1:
         av -= 23
@@ -15892,7 +16609,11 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'DC_EVChargeParameterType[3]', 'expected EE of Value, EE')
-        f_EVMaximumVoltageLimit = _iso2.PhysicalValueType(Multiplier=f_5_Multiplier, Unit=f_5_Unit, Value=f_5_Value)
+        ob5_ = _new(_iso2.PhysicalValueType)
+        ob5_.Multiplier = f_5_Multiplier
+        ob5_.Unit = f_5_Unit
+        ob5_.Value = f_5_Value
+        f_EVMaximumVoltageLimit = ob5_
         s = 5
     else:
         raise r.fail_at(av, 'DC_EVChargeParameterType[3]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(EVMaximumVoltageLimit)')
@@ -15928,7 +16649,11 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'DC_EVChargeParameterType[4]', 'expected EE of Value, EE')
-        f_EVMaximumVoltageLimit = _iso2.PhysicalValueType(Multiplier=f_6_Multiplier, Unit=f_6_Unit, Value=f_6_Value)
+        ob6_ = _new(_iso2.PhysicalValueType)
+        ob6_.Multiplier = f_6_Multiplier
+        ob6_.Unit = f_6_Unit
+        ob6_.Value = f_6_Value
+        f_EVMaximumVoltageLimit = ob6_
         s = 5
     av -= 3
     if av < 0:
@@ -15967,7 +16692,11 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'DC_EVChargeParameterType[5]', 'expected EE of Value, EE')
-        f_EVEnergyCapacity = _iso2.PhysicalValueType(Multiplier=f_7_Multiplier, Unit=f_7_Unit, Value=f_7_Value)
+        ob7_ = _new(_iso2.PhysicalValueType)
+        ob7_.Multiplier = f_7_Multiplier
+        ob7_.Unit = f_7_Unit
+        ob7_.Value = f_7_Value
+        f_EVEnergyCapacity = ob7_
         s = 6
     elif ec == 1:
         av -= 23
@@ -16001,7 +16730,11 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'DC_EVChargeParameterType[5]', 'expected EE of Value, EE')
-        f_EVEnergyRequest = _iso2.PhysicalValueType(Multiplier=f_8_Multiplier, Unit=f_8_Unit, Value=f_8_Value)
+        ob8_ = _new(_iso2.PhysicalValueType)
+        ob8_.Multiplier = f_8_Multiplier
+        ob8_.Unit = f_8_Unit
+        ob8_.Value = f_8_Value
+        f_EVEnergyRequest = ob8_
         s = 7
     elif ec == 2:
         av -= 9
@@ -16062,7 +16795,11 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DC_EVChargeParameterType[6]', 'expected EE of Value, EE')
-            f_EVEnergyRequest = _iso2.PhysicalValueType(Multiplier=f_9_Multiplier, Unit=f_9_Unit, Value=f_9_Value)
+            ob9_ = _new(_iso2.PhysicalValueType)
+            ob9_.Multiplier = f_9_Multiplier
+            ob9_.Unit = f_9_Unit
+            ob9_.Value = f_9_Value
+            f_EVEnergyRequest = ob9_
             s = 7
         elif ec == 1:
             av -= 9
@@ -16140,7 +16877,17 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
             raise r.fail_at(av + 1, 'DC_EVChargeParameterType[9]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.DC_EVChargeParameterType(DepartureTime=f_DepartureTime, DC_EVStatus=f_DC_EVStatus, EVMaximumCurrentLimit=f_EVMaximumCurrentLimit, EVMaximumPowerLimit=f_EVMaximumPowerLimit, EVMaximumVoltageLimit=f_EVMaximumVoltageLimit, EVEnergyCapacity=f_EVEnergyCapacity, EVEnergyRequest=f_EVEnergyRequest, FullSOC=f_FullSOC, BulkSOC=f_BulkSOC)
+    ob = _new(_iso2.DC_EVChargeParameterType)
+    ob.DepartureTime = f_DepartureTime
+    ob.DC_EVStatus = f_DC_EVStatus
+    ob.EVMaximumCurrentLimit = f_EVMaximumCurrentLimit
+    ob.EVMaximumPowerLimit = f_EVMaximumPowerLimit
+    ob.EVMaximumVoltageLimit = f_EVMaximumVoltageLimit
+    ob.EVEnergyCapacity = f_EVEnergyCapacity
+    ob.EVEnergyRequest = f_EVEnergyRequest
+    ob.FullSOC = f_FullSOC
+    ob.BulkSOC = f_BulkSOC
+    return ob
 
 def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameterType) -> None:
     a = w.acc
@@ -16496,7 +17243,11 @@ def _d_iso2_DC_EVPowerDeliveryParameterType(r: BitReader) -> _iso2.DC_EVPowerDel
     f_1_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
     f_1_EVRESSSOC = ((c >> 4) & 127)
     ec = (c & 3)
-    f_DC_EVStatus = _iso2.DC_EVStatusType(EVReady=f_1_EVReady, EVErrorCode=f_1_EVErrorCode, EVRESSSOC=f_1_EVRESSSOC)
+    ob1_ = _new(_iso2.DC_EVStatusType)
+    ob1_.EVReady = f_1_EVReady
+    ob1_.EVErrorCode = f_1_EVErrorCode
+    ob1_.EVRESSSOC = f_1_EVRESSSOC
+    f_DC_EVStatus = ob1_
     s = 1
     if ec == 0:
         av -= 3
@@ -16535,7 +17286,11 @@ def _d_iso2_DC_EVPowerDeliveryParameterType(r: BitReader) -> _iso2.DC_EVPowerDel
         raise r.fail_at(av + 1, 'DC_EVPowerDeliveryParameterType', 'expected EE')
     s = -1
     r.avail = av
-    return _iso2.DC_EVPowerDeliveryParameterType(DC_EVStatus=f_DC_EVStatus, BulkChargingComplete=f_BulkChargingComplete, ChargingComplete=f_ChargingComplete)
+    ob = _new(_iso2.DC_EVPowerDeliveryParameterType)
+    ob.DC_EVStatus = f_DC_EVStatus
+    ob.BulkChargingComplete = f_BulkChargingComplete
+    ob.ChargingComplete = f_ChargingComplete
+    return ob
 
 def _e_iso2_DC_EVPowerDeliveryParameterType(w: BitWriter, o: _iso2.DC_EVPowerDeliveryParameterType) -> None:
     a = w.acc
@@ -16641,7 +17396,11 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
     f_2_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVSEMaximumCurrentLimit = _iso2.PhysicalValueType(Multiplier=f_1_Multiplier, Unit=f_1_Unit, Value=f_1_Value)
+    ob1_ = _new(_iso2.PhysicalValueType)
+    ob1_.Multiplier = f_1_Multiplier
+    ob1_.Unit = f_1_Unit
+    ob1_.Value = f_1_Value
+    f_EVSEMaximumCurrentLimit = ob1_
     s = 2
     if u > 127:
         av -= 8
@@ -16668,7 +17427,11 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
     f_3_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVSEMaximumPowerLimit = _iso2.PhysicalValueType(Multiplier=f_2_Multiplier, Unit=f_2_Unit, Value=f_2_Value)
+    ob2_ = _new(_iso2.PhysicalValueType)
+    ob2_.Multiplier = f_2_Multiplier
+    ob2_.Unit = f_2_Unit
+    ob2_.Value = f_2_Value
+    f_EVSEMaximumPowerLimit = ob2_
     s = 3
     if u > 127:
         av -= 8
@@ -16695,7 +17458,11 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
     f_4_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVSEMaximumVoltageLimit = _iso2.PhysicalValueType(Multiplier=f_3_Multiplier, Unit=f_3_Unit, Value=f_3_Value)
+    ob3_ = _new(_iso2.PhysicalValueType)
+    ob3_.Multiplier = f_3_Multiplier
+    ob3_.Unit = f_3_Unit
+    ob3_.Value = f_3_Value
+    f_EVSEMaximumVoltageLimit = ob3_
     s = 4
     if u > 127:
         av -= 8
@@ -16722,7 +17489,11 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
     f_5_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVSEMinimumCurrentLimit = _iso2.PhysicalValueType(Multiplier=f_4_Multiplier, Unit=f_4_Unit, Value=f_4_Value)
+    ob4_ = _new(_iso2.PhysicalValueType)
+    ob4_.Multiplier = f_4_Multiplier
+    ob4_.Unit = f_4_Unit
+    ob4_.Value = f_4_Value
+    f_EVSEMinimumCurrentLimit = ob4_
     s = 5
     if u > 127:
         av -= 8
@@ -16743,7 +17514,11 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
     if c & 0xc != 0x0:
         raise r.fail_at(av + 4, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE')
     ec = (c & 3)
-    f_EVSEMinimumVoltageLimit = _iso2.PhysicalValueType(Multiplier=f_5_Multiplier, Unit=f_5_Unit, Value=f_5_Value)
+    ob5_ = _new(_iso2.PhysicalValueType)
+    ob5_.Multiplier = f_5_Multiplier
+    ob5_.Unit = f_5_Unit
+    ob5_.Value = f_5_Value
+    f_EVSEMinimumVoltageLimit = ob5_
     s = 6
     if ec == 0:
         av -= 23
@@ -16777,7 +17552,11 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'DC_EVSEChargeParameterType[6]', 'expected EE of Value, EE')
-        f_EVSECurrentRegulationTolerance = _iso2.PhysicalValueType(Multiplier=f_6_Multiplier, Unit=f_6_Unit, Value=f_6_Value)
+        ob6_ = _new(_iso2.PhysicalValueType)
+        ob6_.Multiplier = f_6_Multiplier
+        ob6_.Unit = f_6_Unit
+        ob6_.Value = f_6_Value
+        f_EVSECurrentRegulationTolerance = ob6_
         s = 7
     elif ec == 1:
         av -= 23
@@ -16811,7 +17590,11 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'DC_EVSEChargeParameterType[6]', 'expected EE of Value, EE')
-        f_EVSEPeakCurrentRipple = _iso2.PhysicalValueType(Multiplier=f_7_Multiplier, Unit=f_7_Unit, Value=f_7_Value)
+        ob7_ = _new(_iso2.PhysicalValueType)
+        ob7_.Multiplier = f_7_Multiplier
+        ob7_.Unit = f_7_Unit
+        ob7_.Value = f_7_Value
+        f_EVSEPeakCurrentRipple = ob7_
         s = 8
     else:
         raise r.fail_at(av, 'DC_EVSEChargeParameterType[6]', f'event code {ec}, expected SE(EVSECurrentRegulationTolerance), SE(EVSEPeakCurrentRipple)')
@@ -16847,7 +17630,11 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'DC_EVSEChargeParameterType[7]', 'expected EE of Value, EE')
-        f_EVSEPeakCurrentRipple = _iso2.PhysicalValueType(Multiplier=f_8_Multiplier, Unit=f_8_Unit, Value=f_8_Value)
+        ob8_ = _new(_iso2.PhysicalValueType)
+        ob8_.Multiplier = f_8_Multiplier
+        ob8_.Unit = f_8_Unit
+        ob8_.Value = f_8_Value
+        f_EVSEPeakCurrentRipple = ob8_
         s = 8
     av -= 2
     if av < 0:
@@ -16886,7 +17673,11 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'DC_EVSEChargeParameterType[8]', 'expected EE of Value, EE')
-        f_EVSEEnergyToBeDelivered = _iso2.PhysicalValueType(Multiplier=f_9_Multiplier, Unit=f_9_Unit, Value=f_9_Value)
+        ob9_ = _new(_iso2.PhysicalValueType)
+        ob9_.Multiplier = f_9_Multiplier
+        ob9_.Unit = f_9_Unit
+        ob9_.Value = f_9_Value
+        f_EVSEEnergyToBeDelivered = ob9_
         s = 9
     elif ec == 1:
         s = -1
@@ -16901,7 +17692,17 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
             raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType[9]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.DC_EVSEChargeParameterType(DC_EVSEStatus=f_DC_EVSEStatus, EVSEMaximumCurrentLimit=f_EVSEMaximumCurrentLimit, EVSEMaximumPowerLimit=f_EVSEMaximumPowerLimit, EVSEMaximumVoltageLimit=f_EVSEMaximumVoltageLimit, EVSEMinimumCurrentLimit=f_EVSEMinimumCurrentLimit, EVSEMinimumVoltageLimit=f_EVSEMinimumVoltageLimit, EVSECurrentRegulationTolerance=f_EVSECurrentRegulationTolerance, EVSEPeakCurrentRipple=f_EVSEPeakCurrentRipple, EVSEEnergyToBeDelivered=f_EVSEEnergyToBeDelivered)
+    ob = _new(_iso2.DC_EVSEChargeParameterType)
+    ob.DC_EVSEStatus = f_DC_EVSEStatus
+    ob.EVSEMaximumCurrentLimit = f_EVSEMaximumCurrentLimit
+    ob.EVSEMaximumPowerLimit = f_EVSEMaximumPowerLimit
+    ob.EVSEMaximumVoltageLimit = f_EVSEMaximumVoltageLimit
+    ob.EVSEMinimumCurrentLimit = f_EVSEMinimumCurrentLimit
+    ob.EVSEMinimumVoltageLimit = f_EVSEMinimumVoltageLimit
+    ob.EVSECurrentRegulationTolerance = f_EVSECurrentRegulationTolerance
+    ob.EVSEPeakCurrentRipple = f_EVSEPeakCurrentRipple
+    ob.EVSEEnergyToBeDelivered = f_EVSEEnergyToBeDelivered
+    return ob
 
 def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParameterType) -> None:
     a = w.acc
@@ -17280,7 +18081,12 @@ def _d_iso2_DC_EVSEStatusType(r: BitReader) -> _iso2.DC_EVSEStatusType:
         raise r.fail_at(av + 1, 'DC_EVSEStatusType', 'expected EE')
     s = -1
     r.avail = av
-    return _iso2.DC_EVSEStatusType(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification, EVSEIsolationStatus=f_EVSEIsolationStatus, EVSEStatusCode=f_EVSEStatusCode)
+    ob = _new(_iso2.DC_EVSEStatusType)
+    ob.NotificationMaxDelay = f_NotificationMaxDelay
+    ob.EVSENotification = f_EVSENotification
+    ob.EVSEIsolationStatus = f_EVSEIsolationStatus
+    ob.EVSEStatusCode = f_EVSEStatusCode
+    return ob
 
 def _e_iso2_DC_EVSEStatusType(w: BitWriter, o: _iso2.DC_EVSEStatusType) -> None:
     a = w.acc
@@ -17355,7 +18161,11 @@ def _d_iso2_DC_EVStatusType(r: BitReader) -> _iso2.DC_EVStatusType:
     f_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
     f_EVRESSSOC = ((c >> 2) & 127)
     r.avail = av
-    return _iso2.DC_EVStatusType(EVReady=f_EVReady, EVErrorCode=f_EVErrorCode, EVRESSSOC=f_EVRESSSOC)
+    ob = _new(_iso2.DC_EVStatusType)
+    ob.EVReady = f_EVReady
+    ob.EVErrorCode = f_EVErrorCode
+    ob.EVRESSSOC = f_EVRESSSOC
+    return ob
 
 def _e_iso2_DC_EVStatusType(w: BitWriter, o: _iso2.DC_EVStatusType) -> None:
     a = w.acc
@@ -17431,7 +18241,10 @@ def _d_iso2_DiffieHellmanPublickeyType(r: BitReader) -> _iso2.DiffieHellmanPubli
     if c:
         raise r.fail_at(av + 1, 'DiffieHellmanPublickeyType', 'expected EE')
     r.avail = av
-    return _iso2.DiffieHellmanPublickeyType(Id=f_Id, value=f_value)
+    ob = _new(_iso2.DiffieHellmanPublickeyType)
+    ob.Id = f_Id
+    ob.value = f_value
+    return ob
 
 def _e_iso2_DiffieHellmanPublickeyType(w: BitWriter, o: _iso2.DiffieHellmanPublickeyType) -> None:
     a = w.acc
@@ -17519,7 +18332,10 @@ def _d_iso2_EMAIDType(r: BitReader) -> _iso2.EMAIDType:
     if c:
         raise r.fail_at(av + 1, 'EMAIDType', 'expected EE')
     r.avail = av
-    return _iso2.EMAIDType(Id=f_Id, value=f_value)
+    ob = _new(_iso2.EMAIDType)
+    ob.Id = f_Id
+    ob.value = f_value
+    return ob
 
 def _e_iso2_EMAIDType(w: BitWriter, o: _iso2.EMAIDType) -> None:
     a = w.acc
@@ -17601,7 +18417,9 @@ def _d_iso2_EVChargeParameterType(r: BitReader) -> _iso2.EVChargeParameterType:
             raise r.fail_at(av + 1, 'EVChargeParameterType[1]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.EVChargeParameterType(DepartureTime=f_DepartureTime)
+    ob = _new(_iso2.EVChargeParameterType)
+    ob.DepartureTime = f_DepartureTime
+    return ob
 
 def _e_iso2_EVChargeParameterType(w: BitWriter, o: _iso2.EVChargeParameterType) -> None:
     a = w.acc
@@ -17652,7 +18470,8 @@ def _d_iso2_EVPowerDeliveryParameterType(r: BitReader) -> _iso2.EVPowerDeliveryP
     if c:
         raise r.fail_at(av + 1, 'EVPowerDeliveryParameterType', 'expected EE')
     r.avail = av
-    return _iso2.EVPowerDeliveryParameterType()
+    ob = _new(_iso2.EVPowerDeliveryParameterType)
+    return ob
 
 def _e_iso2_EVPowerDeliveryParameterType(w: BitWriter, o: _iso2.EVPowerDeliveryParameterType) -> None:
     a = w.acc
@@ -17674,7 +18493,8 @@ def _d_iso2_EVSEChargeParameterType(r: BitReader) -> _iso2.EVSEChargeParameterTy
     if c:
         raise r.fail_at(av + 1, 'EVSEChargeParameterType', 'expected EE')
     r.avail = av
-    return _iso2.EVSEChargeParameterType()
+    ob = _new(_iso2.EVSEChargeParameterType)
+    return ob
 
 def _e_iso2_EVSEChargeParameterType(w: BitWriter, o: _iso2.EVSEChargeParameterType) -> None:
     a = w.acc
@@ -17721,7 +18541,10 @@ def _d_iso2_EVSEStatusType(r: BitReader) -> _iso2.EVSEStatusType:
         raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_EVSENotification = _E_iso2_EVSENotificationType[iv]
     r.avail = av
-    return _iso2.EVSEStatusType(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification)
+    ob = _new(_iso2.EVSEStatusType)
+    ob.NotificationMaxDelay = f_NotificationMaxDelay
+    ob.EVSENotification = f_EVSENotification
+    return ob
 
 def _e_iso2_EVSEStatusType(w: BitWriter, o: _iso2.EVSEStatusType) -> None:
     a = w.acc
@@ -17764,7 +18587,8 @@ def _d_iso2_EVStatusType(r: BitReader) -> _iso2.EVStatusType:
     if c:
         raise r.fail_at(av + 1, 'EVStatusType', 'expected EE')
     r.avail = av
-    return _iso2.EVStatusType()
+    ob = _new(_iso2.EVStatusType)
+    return ob
 
 def _e_iso2_EVStatusType(w: BitWriter, o: _iso2.EVStatusType) -> None:
     a = w.acc
@@ -17798,7 +18622,8 @@ def _d_iso2_EntryType(r: BitReader) -> _iso2.EntryType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'EntryType[0]', 'expected EE')
-        f_TimeInterval = _iso2.IntervalType()
+        ob1_ = _new(_iso2.IntervalType)
+        f_TimeInterval = ob1_
     else:
         raise r.fail_at(av, 'EntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     av -= 1
@@ -17808,7 +18633,10 @@ def _d_iso2_EntryType(r: BitReader) -> _iso2.EntryType:
     if c:
         raise r.fail_at(av + 1, 'EntryType', 'expected EE')
     r.avail = av
-    return _iso2.EntryType(RelativeTimeInterval=f_RelativeTimeInterval, TimeInterval=f_TimeInterval)
+    ob = _new(_iso2.EntryType)
+    ob.RelativeTimeInterval = f_RelativeTimeInterval
+    ob.TimeInterval = f_TimeInterval
+    return ob
 
 def _e_iso2_EntryType(w: BitWriter, o: _iso2.EntryType) -> None:
     a = w.acc
@@ -17845,7 +18673,8 @@ def _d_iso2_IntervalType(r: BitReader) -> _iso2.IntervalType:
     if c:
         raise r.fail_at(av + 1, 'IntervalType', 'expected EE')
     r.avail = av
-    return _iso2.IntervalType()
+    ob = _new(_iso2.IntervalType)
+    return ob
 
 def _e_iso2_IntervalType(w: BitWriter, o: _iso2.IntervalType) -> None:
     a = w.acc
@@ -17910,7 +18739,10 @@ def _d_iso2_ListOfRootCertificateIDsType(r: BitReader) -> _iso2.ListOfRootCertif
     c = (win >> av) & 0x3
     if c != 0x0:
         raise r.fail_at(av + 2, 'ListOfRootCertificateIDsType', 'expected EE of X509SerialNumber, EE')
-    f_RootCertificateID.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
+    ob1_ = _new(_xmldsig.X509IssuerSerialType)
+    ob1_.X509IssuerName = f_1_X509IssuerName
+    ob1_.X509SerialNumber = f_1_X509SerialNumber
+    f_RootCertificateID.append(ob1_)
     s = 1
     n = 0
     while True:
@@ -17967,7 +18799,10 @@ def _d_iso2_ListOfRootCertificateIDsType(r: BitReader) -> _iso2.ListOfRootCertif
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509SerialNumber, EE')
-            f_RootCertificateID.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
+            ob2_ = _new(_xmldsig.X509IssuerSerialType)
+            ob2_.X509IssuerName = f_2_X509IssuerName
+            ob2_.X509SerialNumber = f_2_X509SerialNumber
+            f_RootCertificateID.append(ob2_)
             n += 1
             if n == 19:
                 s = 20
@@ -17986,7 +18821,9 @@ def _d_iso2_ListOfRootCertificateIDsType(r: BitReader) -> _iso2.ListOfRootCertif
             raise r.fail_at(av + 1, 'ListOfRootCertificateIDsType[20]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.ListOfRootCertificateIDsType(RootCertificateID=f_RootCertificateID)
+    ob = _new(_iso2.ListOfRootCertificateIDsType)
+    ob.RootCertificateID = f_RootCertificateID
+    return ob
 
 def _e_iso2_ListOfRootCertificateIDsType(w: BitWriter, o: _iso2.ListOfRootCertificateIDsType) -> None:
     a = w.acc
@@ -18447,7 +19284,13 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
             raise r.fail_at(av + 1, 'MeterInfoType[5]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.MeterInfoType(MeterID=f_MeterID, MeterReading=f_MeterReading, SigMeterReading=f_SigMeterReading, MeterStatus=f_MeterStatus, TMeter=f_TMeter)
+    ob = _new(_iso2.MeterInfoType)
+    ob.MeterID = f_MeterID
+    ob.MeterReading = f_MeterReading
+    ob.SigMeterReading = f_SigMeterReading
+    ob.MeterStatus = f_MeterStatus
+    ob.TMeter = f_TMeter
+    return ob
 
 def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
     a = w.acc
@@ -18751,7 +19594,10 @@ def _d_iso2_NotificationType(r: BitReader) -> _iso2.NotificationType:
             raise r.fail_at(av + 1, 'NotificationType[2]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.NotificationType(FaultCode=f_FaultCode, FaultMsg=f_FaultMsg)
+    ob = _new(_iso2.NotificationType)
+    ob.FaultCode = f_FaultCode
+    ob.FaultMsg = f_FaultMsg
+    return ob
 
 def _e_iso2_NotificationType(w: BitWriter, o: _iso2.NotificationType) -> None:
     a = w.acc
@@ -18812,7 +19658,8 @@ def _d_iso2_PMaxScheduleEntryType(r: BitReader) -> _iso2.PMaxScheduleEntryType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'PMaxScheduleEntryType[0]', 'expected EE')
-        f_TimeInterval = _iso2.IntervalType()
+        ob1_ = _new(_iso2.IntervalType)
+        f_TimeInterval = ob1_
     else:
         raise r.fail_at(av, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     av -= 24
@@ -18846,9 +19693,17 @@ def _d_iso2_PMaxScheduleEntryType(r: BitReader) -> _iso2.PMaxScheduleEntryType:
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'PMaxScheduleEntryType', 'expected EE of Value, EE, EE')
-    f_PMax = _iso2.PhysicalValueType(Multiplier=f_2_Multiplier, Unit=f_2_Unit, Value=f_2_Value)
+    ob2_ = _new(_iso2.PhysicalValueType)
+    ob2_.Multiplier = f_2_Multiplier
+    ob2_.Unit = f_2_Unit
+    ob2_.Value = f_2_Value
+    f_PMax = ob2_
     r.avail = av
-    return _iso2.PMaxScheduleEntryType(RelativeTimeInterval=f_RelativeTimeInterval, TimeInterval=f_TimeInterval, PMax=f_PMax)
+    ob = _new(_iso2.PMaxScheduleEntryType)
+    ob.RelativeTimeInterval = f_RelativeTimeInterval
+    ob.TimeInterval = f_TimeInterval
+    ob.PMax = f_PMax
+    return ob
 
 def _e_iso2_PMaxScheduleEntryType(w: BitWriter, o: _iso2.PMaxScheduleEntryType) -> None:
     a = w.acc
@@ -18947,7 +19802,9 @@ def _d_iso2_PMaxScheduleType(r: BitReader) -> _iso2.PMaxScheduleType:
             raise r.fail_at(av + 1, 'PMaxScheduleType[1024]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.PMaxScheduleType(PMaxScheduleEntry=f_PMaxScheduleEntry)
+    ob = _new(_iso2.PMaxScheduleType)
+    ob.PMaxScheduleEntry = f_PMaxScheduleEntry
+    return ob
 
 def _e_iso2_PMaxScheduleType(w: BitWriter, o: _iso2.PMaxScheduleType) -> None:
     a = w.acc
@@ -19067,7 +19924,10 @@ def _d_iso2_ParameterSetType(r: BitReader) -> _iso2.ParameterSetType:
             raise r.fail_at(av + 1, 'ParameterSetType[17]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.ParameterSetType(ParameterSetID=f_ParameterSetID, Parameter=f_Parameter)
+    ob = _new(_iso2.ParameterSetType)
+    ob.ParameterSetID = f_ParameterSetID
+    ob.Parameter = f_Parameter
+    return ob
 
 def _e_iso2_ParameterSetType(w: BitWriter, o: _iso2.ParameterSetType) -> None:
     a = w.acc
@@ -19281,7 +20141,11 @@ def _d_iso2_ParameterType(r: BitReader) -> _iso2.ParameterType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of Value, EE')
-        f_physicalValue = _iso2.PhysicalValueType(Multiplier=f_1_Multiplier, Unit=f_1_Unit, Value=f_1_Value)
+        ob1_ = _new(_iso2.PhysicalValueType)
+        ob1_.Multiplier = f_1_Multiplier
+        ob1_.Unit = f_1_Unit
+        ob1_.Value = f_1_Value
+        f_physicalValue = ob1_
     elif ec == 5:
         av -= 9
         if av < 0:
@@ -19320,7 +20184,15 @@ def _d_iso2_ParameterType(r: BitReader) -> _iso2.ParameterType:
     if c:
         raise r.fail_at(av + 1, 'ParameterType', 'expected EE')
     r.avail = av
-    return _iso2.ParameterType(Name=f_Name, boolValue=f_boolValue, byteValue=f_byteValue, shortValue=f_shortValue, intValue=f_intValue, physicalValue=f_physicalValue, stringValue=f_stringValue)
+    ob = _new(_iso2.ParameterType)
+    ob.Name = f_Name
+    ob.boolValue = f_boolValue
+    ob.byteValue = f_byteValue
+    ob.shortValue = f_shortValue
+    ob.intValue = f_intValue
+    ob.physicalValue = f_physicalValue
+    ob.stringValue = f_stringValue
+    return ob
 
 def _e_iso2_ParameterType(w: BitWriter, o: _iso2.ParameterType) -> None:
     a = w.acc
@@ -19495,7 +20367,9 @@ def _d_iso2_PaymentOptionListType(r: BitReader) -> _iso2.PaymentOptionListType:
             raise r.fail_at(av + 1, 'PaymentOptionListType[2]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.PaymentOptionListType(PaymentOption=f_PaymentOption)
+    ob = _new(_iso2.PaymentOptionListType)
+    ob.PaymentOption = f_PaymentOption
+    return ob
 
 def _e_iso2_PaymentOptionListType(w: BitWriter, o: _iso2.PaymentOptionListType) -> None:
     a = w.acc
@@ -19570,7 +20444,11 @@ def _d_iso2_PhysicalValueType(r: BitReader) -> _iso2.PhysicalValueType:
     if c != 0x0:
         raise r.fail_at(av + 2, 'PhysicalValueType', 'expected EE of Value, EE')
     r.avail = av
-    return _iso2.PhysicalValueType(Multiplier=f_Multiplier, Unit=f_Unit, Value=f_Value)
+    ob = _new(_iso2.PhysicalValueType)
+    ob.Multiplier = f_Multiplier
+    ob.Unit = f_Unit
+    ob.Value = f_Value
+    return ob
 
 def _e_iso2_PhysicalValueType(w: BitWriter, o: _iso2.PhysicalValueType) -> None:
     a = w.acc
@@ -19666,7 +20544,11 @@ def _d_iso2_ProfileEntryType(r: BitReader) -> _iso2.ProfileEntryType:
     if c & 0xc != 0x0:
         raise r.fail_at(av + 4, 'ProfileEntryType', 'expected EE of Value, EE')
     ec = (c & 3)
-    f_ChargingProfileEntryMaxPower = _iso2.PhysicalValueType(Multiplier=f_1_Multiplier, Unit=f_1_Unit, Value=f_1_Value)
+    ob1_ = _new(_iso2.PhysicalValueType)
+    ob1_.Multiplier = f_1_Multiplier
+    ob1_.Unit = f_1_Unit
+    ob1_.Value = f_1_Value
+    f_ChargingProfileEntryMaxPower = ob1_
     s = 2
     if ec == 0:
         av -= 4
@@ -19690,7 +20572,11 @@ def _d_iso2_ProfileEntryType(r: BitReader) -> _iso2.ProfileEntryType:
             raise r.fail_at(av + 1, 'ProfileEntryType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.ProfileEntryType(ChargingProfileEntryStart=f_ChargingProfileEntryStart, ChargingProfileEntryMaxPower=f_ChargingProfileEntryMaxPower, ChargingProfileEntryMaxNumberOfPhasesInUse=f_ChargingProfileEntryMaxNumberOfPhasesInUse)
+    ob = _new(_iso2.ProfileEntryType)
+    ob.ChargingProfileEntryStart = f_ChargingProfileEntryStart
+    ob.ChargingProfileEntryMaxPower = f_ChargingProfileEntryMaxPower
+    ob.ChargingProfileEntryMaxNumberOfPhasesInUse = f_ChargingProfileEntryMaxNumberOfPhasesInUse
+    return ob
 
 def _e_iso2_ProfileEntryType(w: BitWriter, o: _iso2.ProfileEntryType) -> None:
     a = w.acc
@@ -19839,7 +20725,10 @@ def _d_iso2_RelativeTimeIntervalType(r: BitReader) -> _iso2.RelativeTimeInterval
             raise r.fail_at(av + 1, 'RelativeTimeIntervalType[2]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.RelativeTimeIntervalType(start=f_start, duration=f_duration)
+    ob = _new(_iso2.RelativeTimeIntervalType)
+    ob.start = f_start
+    ob.duration = f_duration
+    return ob
 
 def _e_iso2_RelativeTimeIntervalType(w: BitWriter, o: _iso2.RelativeTimeIntervalType) -> None:
     a = w.acc
@@ -19957,7 +20846,9 @@ def _d_iso2_SAScheduleListType(r: BitReader) -> _iso2.SAScheduleListType:
             raise r.fail_at(av + 1, 'SAScheduleListType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.SAScheduleListType(SAScheduleTuple=f_SAScheduleTuple)
+    ob = _new(_iso2.SAScheduleListType)
+    ob.SAScheduleTuple = f_SAScheduleTuple
+    return ob
 
 def _e_iso2_SAScheduleListType(w: BitWriter, o: _iso2.SAScheduleListType) -> None:
     a = w.acc
@@ -20064,7 +20955,11 @@ def _d_iso2_SAScheduleTupleType(r: BitReader) -> _iso2.SAScheduleTupleType:
             raise r.fail_at(av + 1, 'SAScheduleTupleType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.SAScheduleTupleType(SAScheduleTupleID=f_SAScheduleTupleID, PMaxSchedule=f_PMaxSchedule, SalesTariff=f_SalesTariff)
+    ob = _new(_iso2.SAScheduleTupleType)
+    ob.SAScheduleTupleID = f_SAScheduleTupleID
+    ob.PMaxSchedule = f_PMaxSchedule
+    ob.SalesTariff = f_SalesTariff
+    return ob
 
 def _e_iso2_SAScheduleTupleType(w: BitWriter, o: _iso2.SAScheduleTupleType) -> None:
     a = w.acc
@@ -20118,7 +21013,8 @@ def _d_iso2_SASchedulesType(r: BitReader) -> _iso2.SASchedulesType:
     if c:
         raise r.fail_at(av + 1, 'SASchedulesType', 'expected EE')
     r.avail = av
-    return _iso2.SASchedulesType()
+    ob = _new(_iso2.SASchedulesType)
+    return ob
 
 def _e_iso2_SASchedulesType(w: BitWriter, o: _iso2.SASchedulesType) -> None:
     a = w.acc
@@ -20156,7 +21052,8 @@ def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'SalesTariffEntryType[0]', 'expected EE')
-        f_TimeInterval = _iso2.IntervalType()
+        ob1_ = _new(_iso2.IntervalType)
+        f_TimeInterval = ob1_
         s = 1
     else:
         raise r.fail_at(av, 'SalesTariffEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
@@ -20238,7 +21135,12 @@ def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
             raise r.fail_at(av + 1, 'SalesTariffEntryType[5]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.SalesTariffEntryType(RelativeTimeInterval=f_RelativeTimeInterval, TimeInterval=f_TimeInterval, EPriceLevel=f_EPriceLevel, ConsumptionCost=f_ConsumptionCost)
+    ob = _new(_iso2.SalesTariffEntryType)
+    ob.RelativeTimeInterval = f_RelativeTimeInterval
+    ob.TimeInterval = f_TimeInterval
+    ob.EPriceLevel = f_EPriceLevel
+    ob.ConsumptionCost = f_ConsumptionCost
+    return ob
 
 def _e_iso2_SalesTariffEntryType(w: BitWriter, o: _iso2.SalesTariffEntryType) -> None:
     a = w.acc
@@ -20514,7 +21416,13 @@ def _d_iso2_SalesTariffType(r: BitReader) -> _iso2.SalesTariffType:
             raise r.fail_at(av + 1, 'SalesTariffType[1028]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.SalesTariffType(Id=f_Id, SalesTariffID=f_SalesTariffID, SalesTariffDescription=f_SalesTariffDescription, NumEPriceLevels=f_NumEPriceLevels, SalesTariffEntry=f_SalesTariffEntry)
+    ob = _new(_iso2.SalesTariffType)
+    ob.Id = f_Id
+    ob.SalesTariffID = f_SalesTariffID
+    ob.SalesTariffDescription = f_SalesTariffDescription
+    ob.NumEPriceLevels = f_NumEPriceLevels
+    ob.SalesTariffEntry = f_SalesTariffEntry
+    return ob
 
 def _e_iso2_SalesTariffType(w: BitWriter, o: _iso2.SalesTariffType) -> None:
     a = w.acc
@@ -20691,7 +21599,9 @@ def _d_iso2_SelectedServiceListType(r: BitReader) -> _iso2.SelectedServiceListTy
             raise r.fail_at(av + 1, 'SelectedServiceListType[16]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.SelectedServiceListType(SelectedService=f_SelectedService)
+    ob = _new(_iso2.SelectedServiceListType)
+    ob.SelectedService = f_SelectedService
+    return ob
 
 def _e_iso2_SelectedServiceListType(w: BitWriter, o: _iso2.SelectedServiceListType) -> None:
     a = w.acc
@@ -20818,7 +21728,10 @@ def _d_iso2_SelectedServiceType(r: BitReader) -> _iso2.SelectedServiceType:
             raise r.fail_at(av + 1, 'SelectedServiceType[2]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.SelectedServiceType(ServiceID=f_ServiceID, ParameterSetID=f_ParameterSetID)
+    ob = _new(_iso2.SelectedServiceType)
+    ob.ServiceID = f_ServiceID
+    ob.ParameterSetID = f_ParameterSetID
+    return ob
 
 def _e_iso2_SelectedServiceType(w: BitWriter, o: _iso2.SelectedServiceType) -> None:
     a = w.acc
@@ -20926,7 +21839,9 @@ def _d_iso2_ServiceListType(r: BitReader) -> _iso2.ServiceListType:
             raise r.fail_at(av + 1, 'ServiceListType[8]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.ServiceListType(Service=f_Service)
+    ob = _new(_iso2.ServiceListType)
+    ob.Service = f_Service
+    return ob
 
 def _e_iso2_ServiceListType(w: BitWriter, o: _iso2.ServiceListType) -> None:
     a = w.acc
@@ -21024,7 +21939,9 @@ def _d_iso2_ServiceParameterListType(r: BitReader) -> _iso2.ServiceParameterList
             raise r.fail_at(av + 1, 'ServiceParameterListType[255]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.ServiceParameterListType(ParameterSet=f_ParameterSet)
+    ob = _new(_iso2.ServiceParameterListType)
+    ob.ParameterSet = f_ParameterSet
+    return ob
 
 def _e_iso2_ServiceParameterListType(w: BitWriter, o: _iso2.ServiceParameterListType) -> None:
     a = w.acc
@@ -21226,7 +22143,13 @@ def _d_iso2_ServiceType(r: BitReader) -> _iso2.ServiceType:
         raise r.fail_at(av + 1, 'ServiceType', 'expected EE')
     s = -1
     r.avail = av
-    return _iso2.ServiceType(ServiceID=f_ServiceID, ServiceName=f_ServiceName, ServiceCategory=f_ServiceCategory, ServiceScope=f_ServiceScope, FreeService=f_FreeService)
+    ob = _new(_iso2.ServiceType)
+    ob.ServiceID = f_ServiceID
+    ob.ServiceName = f_ServiceName
+    ob.ServiceCategory = f_ServiceCategory
+    ob.ServiceScope = f_ServiceScope
+    ob.FreeService = f_FreeService
+    return ob
 
 def _e_iso2_ServiceType(w: BitWriter, o: _iso2.ServiceType) -> None:
     a = w.acc
@@ -21470,7 +22393,9 @@ def _d_iso2_SubCertificatesType(r: BitReader) -> _iso2.SubCertificatesType:
             raise r.fail_at(av + 1, 'SubCertificatesType[4]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.SubCertificatesType(Certificate=f_Certificate)
+    ob = _new(_iso2.SubCertificatesType)
+    ob.Certificate = f_Certificate
+    return ob
 
 def _e_iso2_SubCertificatesType(w: BitWriter, o: _iso2.SubCertificatesType) -> None:
     a = w.acc
@@ -21616,7 +22541,9 @@ def _d_iso2_SupportedEnergyTransferModeType(r: BitReader) -> _iso2.SupportedEner
             raise r.fail_at(av + 1, 'SupportedEnergyTransferModeType[6]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.SupportedEnergyTransferModeType(EnergyTransferMode=f_EnergyTransferMode)
+    ob = _new(_iso2.SupportedEnergyTransferModeType)
+    ob.EnergyTransferMode = f_EnergyTransferMode
+    return ob
 
 def _e_iso2_SupportedEnergyTransferModeType(w: BitWriter, o: _iso2.SupportedEnergyTransferModeType) -> None:
     a = w.acc
@@ -21691,7 +22618,10 @@ def _d_iso2_V2G_Message(r: BitReader) -> _iso2.V2G_Message:
     if c:
         raise r.fail_at(av + 1, 'V2G_Message', 'expected EE')
     r.avail = av
-    return _iso2.V2G_Message(Header=f_Header, Body=f_Body)
+    ob = _new(_iso2.V2G_Message)
+    ob.Header = f_Header
+    ob.Body = f_Body
+    return ob
 
 def _e_iso2_V2G_Message(w: BitWriter, o: _iso2.V2G_Message) -> None:
     a = w.acc
@@ -21798,7 +22728,11 @@ def _d_iso2_MessageHeaderType(r: BitReader) -> _iso2.MessageHeaderType:
             raise r.fail_at(av + 1, 'MessageHeaderType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso2.MessageHeaderType(SessionID=f_SessionID, Notification=f_Notification, Signature=f_Signature)
+    ob = _new(_iso2.MessageHeaderType)
+    ob.SessionID = f_SessionID
+    ob.Notification = f_Notification
+    ob.Signature = f_Signature
+    return ob
 
 def _e_iso2_MessageHeaderType(w: BitWriter, o: _iso2.MessageHeaderType) -> None:
     a = w.acc

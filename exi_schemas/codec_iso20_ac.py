@@ -12,6 +12,8 @@ from exi_schemas import iso20_common_types as _iso20_common_types
 from exi_schemas import xmldsig as _xmldsig
 from iso15118.exi._bits import BitReader, BitWriter, encode_error
 
+_new = object.__new__
+
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
     ...,
@@ -83,7 +85,9 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
             else:
                 raise r.fail_at(av, 'CanonicalizationMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.CanonicalizationMethodType(Algorithm=f_Algorithm)
+    ob = _new(_xmldsig.CanonicalizationMethodType)
+    ob.Algorithm = f_Algorithm
+    return ob
 
 def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.CanonicalizationMethodType) -> None:
     a = w.acc
@@ -495,7 +499,15 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 1, 'DSAKeyValueType[7]', 'expected EE')
         s = -1
     r.avail = av
-    return _xmldsig.DSAKeyValueType(P=f_P, Q=f_Q, G=f_G, Y=f_Y, J=f_J, Seed=f_Seed, PgenCounter=f_PgenCounter)
+    ob = _new(_xmldsig.DSAKeyValueType)
+    ob.P = f_P
+    ob.Q = f_Q
+    ob.G = f_G
+    ob.Y = f_Y
+    ob.J = f_J
+    ob.Seed = f_Seed
+    ob.PgenCounter = f_PgenCounter
+    return ob
 
 def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> None:
     a = w.acc
@@ -713,7 +725,9 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
             else:
                 raise r.fail_at(av, 'DigestMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.DigestMethodType(Algorithm=f_Algorithm)
+    ob = _new(_xmldsig.DigestMethodType)
+    ob.Algorithm = f_Algorithm
+    return ob
 
 def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> None:
     a = w.acc
@@ -1085,7 +1099,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         else:
             raise r.fail_at(av, 'KeyInfoType[2]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.KeyInfoType(Id=f_Id, KeyName=f_KeyName, KeyValue=f_KeyValue, RetrievalMethod=f_RetrievalMethod, X509Data=f_X509Data, PGPData=f_PGPData, SPKIData=f_SPKIData, MgmtData=f_MgmtData)
+    ob = _new(_xmldsig.KeyInfoType)
+    ob.Id = f_Id
+    ob.KeyName = f_KeyName
+    ob.KeyValue = f_KeyValue
+    ob.RetrievalMethod = f_RetrievalMethod
+    ob.X509Data = f_X509Data
+    ob.PGPData = f_PGPData
+    ob.SPKIData = f_SPKIData
+    ob.MgmtData = f_MgmtData
+    return ob
 
 def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     a = w.acc
@@ -1426,7 +1449,10 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'KeyValueType[0]', 'expected EE of Exponent, EE')
-            f_RSAKeyValue = _xmldsig.RSAKeyValueType(Modulus=f_1_Modulus, Exponent=f_1_Exponent)
+            ob1_ = _new(_xmldsig.RSAKeyValueType)
+            ob1_.Modulus = f_1_Modulus
+            ob1_.Exponent = f_1_Exponent
+            f_RSAKeyValue = ob1_
             break
         elif ec == 2:
             raise r.fail_at(av, 'KeyValueType[0]', 'wildcard element content is not supported')
@@ -1446,7 +1472,10 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
         else:
             raise r.fail_at(av, 'KeyValueType[1]', f'event code {ec}, expected EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.KeyValueType(DSAKeyValue=f_DSAKeyValue, RSAKeyValue=f_RSAKeyValue)
+    ob = _new(_xmldsig.KeyValueType)
+    ob.DSAKeyValue = f_DSAKeyValue
+    ob.RSAKeyValue = f_RSAKeyValue
+    return ob
 
 def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
     a = w.acc
@@ -1578,7 +1607,10 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
             else:
                 raise r.fail_at(av, 'ManifestType[3]', f'event code {ec}, expected SE(Reference), EE')
     r.avail = av
-    return _xmldsig.ManifestType(Id=f_Id, Reference=f_Reference)
+    ob = _new(_xmldsig.ManifestType)
+    ob.Id = f_Id
+    ob.Reference = f_Reference
+    return ob
 
 def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
     a = w.acc
@@ -1867,7 +1899,11 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             else:
                 raise r.fail_at(av, 'ObjectType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.ObjectType(Encoding=f_Encoding, Id=f_Id, MimeType=f_MimeType)
+    ob = _new(_xmldsig.ObjectType)
+    ob.Encoding = f_Encoding
+    ob.Id = f_Id
+    ob.MimeType = f_MimeType
+    return ob
 
 def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
     a = w.acc
@@ -2119,7 +2155,10 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             else:
                 raise r.fail_at(av, 'PGPDataType[5]', f'event code {ec}, expected SE(*), EE')
     r.avail = av
-    return _xmldsig.PGPDataType(PGPKeyID=f_PGPKeyID, PGPKeyPacket=f_PGPKeyPacket)
+    ob = _new(_xmldsig.PGPDataType)
+    ob.PGPKeyID = f_PGPKeyID
+    ob.PGPKeyPacket = f_PGPKeyPacket
+    return ob
 
 def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
     a = w.acc
@@ -2255,7 +2294,10 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     if c != 0x0:
         raise r.fail_at(av + 2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
     r.avail = av
-    return _xmldsig.RSAKeyValueType(Modulus=f_Modulus, Exponent=f_Exponent)
+    ob = _new(_xmldsig.RSAKeyValueType)
+    ob.Modulus = f_Modulus
+    ob.Exponent = f_Exponent
+    return ob
 
 def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> None:
     a = w.acc
@@ -2546,7 +2588,14 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     s = 6
     s = -1
     r.avail = av
-    return _xmldsig.ReferenceType(Id=f_Id, Type=f_Type, URI=f_URI, Transforms=f_Transforms, DigestMethod=f_DigestMethod, DigestValue=f_DigestValue)
+    ob = _new(_xmldsig.ReferenceType)
+    ob.Id = f_Id
+    ob.Type = f_Type
+    ob.URI = f_URI
+    ob.Transforms = f_Transforms
+    ob.DigestMethod = f_DigestMethod
+    ob.DigestValue = f_DigestValue
+    return ob
 
 def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
     a = w.acc
@@ -2846,7 +2895,11 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             raise r.fail_at(av + 1, 'RetrievalMethodType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _xmldsig.RetrievalMethodType(Type=f_Type, URI=f_URI, Transforms=f_Transforms)
+    ob = _new(_xmldsig.RetrievalMethodType)
+    ob.Type = f_Type
+    ob.URI = f_URI
+    ob.Transforms = f_Transforms
+    return ob
 
 def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType) -> None:
     a = w.acc
@@ -3048,7 +3101,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
             else:
                 raise r.fail_at(av, 'SPKIDataType[2]', f'event code {ec}, expected SE(SPKISexp), EE')
     r.avail = av
-    return _xmldsig.SPKIDataType(SPKISexp=f_SPKISexp)
+    ob = _new(_xmldsig.SPKIDataType)
+    ob.SPKISexp = f_SPKISexp
+    return ob
 
 def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
     a = w.acc
@@ -3217,7 +3272,10 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
             else:
                 raise r.fail_at(av, 'SignatureMethodType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.SignatureMethodType(Algorithm=f_Algorithm, HMACOutputLength=f_HMACOutputLength)
+    ob = _new(_xmldsig.SignatureMethodType)
+    ob.Algorithm = f_Algorithm
+    ob.HMACOutputLength = f_HMACOutputLength
+    return ob
 
 def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType) -> None:
     a = w.acc
@@ -3356,7 +3414,10 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
             else:
                 raise r.fail_at(av, 'SignaturePropertiesType[3]', f'event code {ec}, expected SE(SignatureProperty), EE')
     r.avail = av
-    return _xmldsig.SignaturePropertiesType(Id=f_Id, SignatureProperty=f_SignatureProperty)
+    ob = _new(_xmldsig.SignaturePropertiesType)
+    ob.Id = f_Id
+    ob.SignatureProperty = f_SignatureProperty
+    return ob
 
 def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignaturePropertiesType) -> None:
     a = w.acc
@@ -3558,7 +3619,10 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             else:
                 raise r.fail_at(av, 'SignaturePropertyType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.SignaturePropertyType(Id=f_Id, Target=f_Target)
+    ob = _new(_xmldsig.SignaturePropertyType)
+    ob.Id = f_Id
+    ob.Target = f_Target
+    return ob
 
 def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignaturePropertyType) -> None:
     a = w.acc
@@ -3732,7 +3796,13 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
             else:
                 raise r.fail_at(av, 'SignatureType[5]', f'event code {ec}, expected SE(Object), EE')
     r.avail = av
-    return _xmldsig.SignatureType(Id=f_Id, SignedInfo=f_SignedInfo, SignatureValue=f_SignatureValue, KeyInfo=f_KeyInfo, Object=f_Object)
+    ob = _new(_xmldsig.SignatureType)
+    ob.Id = f_Id
+    ob.SignedInfo = f_SignedInfo
+    ob.SignatureValue = f_SignatureValue
+    ob.KeyInfo = f_KeyInfo
+    ob.Object = f_Object
+    return ob
 
 def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
     a = w.acc
@@ -3932,7 +4002,10 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         raise r.fail_at(av + 1, 'SignatureValueType', 'expected EE')
     s = -1
     r.avail = av
-    return _xmldsig.SignatureValueType(Id=f_Id, value=f_value)
+    ob = _new(_xmldsig.SignatureValueType)
+    ob.Id = f_Id
+    ob.value = f_value
+    return ob
 
 def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) -> None:
     a = w.acc
@@ -4087,7 +4160,12 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
             else:
                 raise r.fail_at(av, 'SignedInfoType[5]', f'event code {ec}, expected SE(Reference), EE')
     r.avail = av
-    return _xmldsig.SignedInfoType(Id=f_Id, CanonicalizationMethod=f_CanonicalizationMethod, SignatureMethod=f_SignatureMethod, Reference=f_Reference)
+    ob = _new(_xmldsig.SignedInfoType)
+    ob.Id = f_Id
+    ob.CanonicalizationMethod = f_CanonicalizationMethod
+    ob.SignatureMethod = f_SignatureMethod
+    ob.Reference = f_Reference
+    return ob
 
 def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
     a = w.acc
@@ -4256,7 +4334,10 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
         else:
             raise r.fail_at(av, 'TransformType[1]', f'event code {ec}, expected SE(XPath), SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.TransformType(Algorithm=f_Algorithm, XPath=f_XPath)
+    ob = _new(_xmldsig.TransformType)
+    ob.Algorithm = f_Algorithm
+    ob.XPath = f_XPath
+    return ob
 
 def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
     a = w.acc
@@ -4342,7 +4423,9 @@ def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
             else:
                 raise r.fail_at(av, 'TransformsType[2]', f'event code {ec}, expected SE(Transform), EE')
     r.avail = av
-    return _xmldsig.TransformsType(Transform=f_Transform)
+    ob = _new(_xmldsig.TransformsType)
+    ob.Transform = f_Transform
+    return ob
 
 def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     a = w.acc
@@ -4461,7 +4544,10 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'X509DataType[0]', 'expected EE of X509SerialNumber, EE')
-        f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
+        ob1_ = _new(_xmldsig.X509IssuerSerialType)
+        ob1_.X509IssuerName = f_1_X509IssuerName
+        ob1_.X509SerialNumber = f_1_X509SerialNumber
+        f_X509IssuerSerial.append(ob1_)
     elif ec == 1:
         av -= 9
         if av < 0:
@@ -4636,7 +4722,10 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'X509DataType[1]', 'expected EE of X509SerialNumber, EE')
-            f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
+            ob2_ = _new(_xmldsig.X509IssuerSerialType)
+            ob2_.X509IssuerName = f_2_X509IssuerName
+            ob2_.X509SerialNumber = f_2_X509SerialNumber
+            f_X509IssuerSerial.append(ob2_)
         elif ec == 1:
             av -= 9
             if av < 0:
@@ -4760,7 +4849,13 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         else:
             raise r.fail_at(av, 'X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
     r.avail = av
-    return _xmldsig.X509DataType(X509IssuerSerial=f_X509IssuerSerial, X509SKI=f_X509SKI, X509SubjectName=f_X509SubjectName, X509Certificate=f_X509Certificate, X509CRL=f_X509CRL)
+    ob = _new(_xmldsig.X509DataType)
+    ob.X509IssuerSerial = f_X509IssuerSerial
+    ob.X509SKI = f_X509SKI
+    ob.X509SubjectName = f_X509SubjectName
+    ob.X509Certificate = f_X509Certificate
+    ob.X509CRL = f_X509CRL
+    return ob
 
 def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
     a = w.acc
@@ -4999,7 +5094,10 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
     if c != 0x0:
         raise r.fail_at(av + 2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
     r.avail = av
-    return _xmldsig.X509IssuerSerialType(X509IssuerName=f_X509IssuerName, X509SerialNumber=f_X509SerialNumber)
+    ob = _new(_xmldsig.X509IssuerSerialType)
+    ob.X509IssuerName = f_X509IssuerName
+    ob.X509SerialNumber = f_X509SerialNumber
+    return ob
 
 def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialType) -> None:
     a = w.acc
@@ -5075,7 +5173,10 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
     if c & 0xc != 0x0:
         raise r.fail_at(av + 4, 'AC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE')
     ec = (c & 3)
-    f_EVMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_EVMaximumChargePower = ob1_
     s = 1
     if ec == 0:
         av -= 22
@@ -5105,7 +5206,10 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'AC_CPDReqEnergyTransferModeType[1]', 'expected EE of Value, EE')
-        f_EVMaximumChargePower_L2 = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVMaximumChargePower_L2 = ob2_
         s = 2
     elif ec == 1:
         av -= 22
@@ -5135,7 +5239,10 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'AC_CPDReqEnergyTransferModeType[1]', 'expected EE of Value, EE')
-        f_EVMaximumChargePower_L3 = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_EVMaximumChargePower_L3 = ob3_
         s = 3
     elif ec == 2:
         av -= 22
@@ -5165,7 +5272,10 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'AC_CPDReqEnergyTransferModeType[1]', 'expected EE of Value, EE')
-        f_EVMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+        ob4_ = _new(_iso20_common_types.RationalNumberType)
+        ob4_.Exponent = f_4_Exponent
+        ob4_.Value = f_4_Value
+        f_EVMinimumChargePower = ob4_
         s = 4
     else:
         raise r.fail_at(av, 'AC_CPDReqEnergyTransferModeType[1]', f'event code {ec}, expected SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
@@ -5202,7 +5312,10 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_CPDReqEnergyTransferModeType[2]', 'expected EE of Value, EE')
-            f_EVMaximumChargePower_L3 = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_EVMaximumChargePower_L3 = ob5_
             s = 3
         elif ec == 1:
             av -= 22
@@ -5232,7 +5345,10 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_CPDReqEnergyTransferModeType[2]', 'expected EE of Value, EE')
-            f_EVMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_EVMinimumChargePower = ob6_
             s = 4
         else:
             raise r.fail_at(av, 'AC_CPDReqEnergyTransferModeType[2]', f'event code {ec}, expected SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
@@ -5264,7 +5380,10 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'AC_CPDReqEnergyTransferModeType[3]', 'expected EE of Value, EE')
-        f_EVMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+        ob7_ = _new(_iso20_common_types.RationalNumberType)
+        ob7_.Exponent = f_7_Exponent
+        ob7_.Value = f_7_Value
+        f_EVMinimumChargePower = ob7_
         s = 4
     av -= 2
     if av < 0:
@@ -5299,7 +5418,10 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'AC_CPDReqEnergyTransferModeType[4]', 'expected EE of Value, EE')
-        f_EVMinimumChargePower_L2 = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+        ob8_ = _new(_iso20_common_types.RationalNumberType)
+        ob8_.Exponent = f_8_Exponent
+        ob8_.Value = f_8_Value
+        f_EVMinimumChargePower_L2 = ob8_
         s = 5
     elif ec == 1:
         av -= 22
@@ -5329,7 +5451,10 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'AC_CPDReqEnergyTransferModeType[4]', 'expected EE of Value, EE')
-        f_EVMinimumChargePower_L3 = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+        ob9_ = _new(_iso20_common_types.RationalNumberType)
+        ob9_.Exponent = f_9_Exponent
+        ob9_.Value = f_9_Value
+        f_EVMinimumChargePower_L3 = ob9_
         s = 6
     elif ec == 2:
         s = -1
@@ -5368,7 +5493,10 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_CPDReqEnergyTransferModeType[5]', 'expected EE of Value, EE')
-            f_EVMinimumChargePower_L3 = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
+            ob10_ = _new(_iso20_common_types.RationalNumberType)
+            ob10_.Exponent = f_10_Exponent
+            ob10_.Value = f_10_Value
+            f_EVMinimumChargePower_L3 = ob10_
             s = 6
         elif ec == 1:
             s = -1
@@ -5383,7 +5511,14 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             raise r.fail_at(av + 1, 'AC_CPDReqEnergyTransferModeType[6]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_ac.AC_CPDReqEnergyTransferModeType(EVMaximumChargePower=f_EVMaximumChargePower, EVMaximumChargePower_L2=f_EVMaximumChargePower_L2, EVMaximumChargePower_L3=f_EVMaximumChargePower_L3, EVMinimumChargePower=f_EVMinimumChargePower, EVMinimumChargePower_L2=f_EVMinimumChargePower_L2, EVMinimumChargePower_L3=f_EVMinimumChargePower_L3)
+    ob = _new(_iso20_ac.AC_CPDReqEnergyTransferModeType)
+    ob.EVMaximumChargePower = f_EVMaximumChargePower
+    ob.EVMaximumChargePower_L2 = f_EVMaximumChargePower_L2
+    ob.EVMaximumChargePower_L3 = f_EVMaximumChargePower_L3
+    ob.EVMinimumChargePower = f_EVMinimumChargePower
+    ob.EVMinimumChargePower_L2 = f_EVMinimumChargePower_L2
+    ob.EVMinimumChargePower_L3 = f_EVMinimumChargePower_L3
+    return ob
 
 def _e_iso20_ac_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CPDReqEnergyTransferModeType) -> None:
     a = w.acc
@@ -5690,10 +5825,18 @@ def _e_iso20_ac_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
 def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CPDResEnergyTransferModeType:
     win = r.win
     av = r.avail
-    kw: dict[str, Any] = {}
     f_EVSEMaximumChargePower: _iso20_common_types.RationalNumberType
+    f_EVSEMaximumChargePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVSEMaximumChargePower_L3: _iso20_common_types.RationalNumberType | None = None
     f_EVSEMinimumChargePower: _iso20_common_types.RationalNumberType
+    f_EVSEMinimumChargePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVSEMinimumChargePower_L3: _iso20_common_types.RationalNumberType | None = None
     f_EVSENominalFrequency: _iso20_common_types.RationalNumberType
+    f_MaximumPowerAsymmetry: _iso20_common_types.RationalNumberType | None = None
+    f_EVSEPowerRampLimitation: _iso20_common_types.RationalNumberType | None = None
+    f_EVSEPresentActivePower: _iso20_common_types.RationalNumberType | None = None
+    f_EVSEPresentActivePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVSEPresentActivePower_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
     av -= 23
     if av < 0:
@@ -5723,7 +5866,10 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
     if c & 0xc != 0x0:
         raise r.fail_at(av + 4, 'AC_CPDResEnergyTransferModeType', 'expected EE of Value, EE')
     ec = (c & 3)
-    f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_EVSEMaximumChargePower = ob1_
     s = 1
     if ec == 0:
         av -= 22
@@ -5753,7 +5899,10 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[1]', 'expected EE of Value, EE')
-        kw['EVSEMaximumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVSEMaximumChargePower_L2 = ob2_
         s = 2
     elif ec == 1:
         av -= 22
@@ -5783,7 +5932,10 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[1]', 'expected EE of Value, EE')
-        kw['EVSEMaximumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_EVSEMaximumChargePower_L3 = ob3_
         s = 3
     elif ec == 2:
         av -= 22
@@ -5813,7 +5965,10 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[1]', 'expected EE of Value, EE')
-        f_EVSEMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+        ob4_ = _new(_iso20_common_types.RationalNumberType)
+        ob4_.Exponent = f_4_Exponent
+        ob4_.Value = f_4_Value
+        f_EVSEMinimumChargePower = ob4_
         s = 4
     else:
         raise r.fail_at(av, 'AC_CPDResEnergyTransferModeType[1]', f'event code {ec}, expected SE(EVSEMaximumChargePower_L2), SE(EVSEMaximumChargePower_L3), SE(EVSEMinimumChargePower)')
@@ -5850,7 +6005,10 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[2]', 'expected EE of Value, EE')
-            kw['EVSEMaximumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_EVSEMaximumChargePower_L3 = ob5_
             s = 3
         elif ec == 1:
             av -= 22
@@ -5880,7 +6038,10 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[2]', 'expected EE of Value, EE')
-            f_EVSEMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_EVSEMinimumChargePower = ob6_
             s = 4
         else:
             raise r.fail_at(av, 'AC_CPDResEnergyTransferModeType[2]', f'event code {ec}, expected SE(EVSEMaximumChargePower_L3), SE(EVSEMinimumChargePower)')
@@ -5912,7 +6073,10 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[3]', 'expected EE of Value, EE')
-        f_EVSEMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+        ob7_ = _new(_iso20_common_types.RationalNumberType)
+        ob7_.Exponent = f_7_Exponent
+        ob7_.Value = f_7_Value
+        f_EVSEMinimumChargePower = ob7_
         s = 4
     av -= 2
     if av < 0:
@@ -5947,7 +6111,10 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[4]', 'expected EE of Value, EE')
-        kw['EVSEMinimumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+        ob8_ = _new(_iso20_common_types.RationalNumberType)
+        ob8_.Exponent = f_8_Exponent
+        ob8_.Value = f_8_Value
+        f_EVSEMinimumChargePower_L2 = ob8_
         s = 5
     elif ec == 1:
         av -= 22
@@ -5977,7 +6144,10 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[4]', 'expected EE of Value, EE')
-        kw['EVSEMinimumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+        ob9_ = _new(_iso20_common_types.RationalNumberType)
+        ob9_.Exponent = f_9_Exponent
+        ob9_.Value = f_9_Value
+        f_EVSEMinimumChargePower_L3 = ob9_
         s = 6
     elif ec == 2:
         av -= 22
@@ -6007,7 +6177,10 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[4]', 'expected EE of Value, EE')
-        f_EVSENominalFrequency = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
+        ob10_ = _new(_iso20_common_types.RationalNumberType)
+        ob10_.Exponent = f_10_Exponent
+        ob10_.Value = f_10_Value
+        f_EVSENominalFrequency = ob10_
         s = 7
     else:
         raise r.fail_at(av, 'AC_CPDResEnergyTransferModeType[4]', f'event code {ec}, expected SE(EVSEMinimumChargePower_L2), SE(EVSEMinimumChargePower_L3), SE(EVSENominalFrequency)')
@@ -6044,7 +6217,10 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[5]', 'expected EE of Value, EE')
-            kw['EVSEMinimumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
+            ob11_ = _new(_iso20_common_types.RationalNumberType)
+            ob11_.Exponent = f_11_Exponent
+            ob11_.Value = f_11_Value
+            f_EVSEMinimumChargePower_L3 = ob11_
             s = 6
         elif ec == 1:
             av -= 22
@@ -6074,7 +6250,10 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[5]', 'expected EE of Value, EE')
-            f_EVSENominalFrequency = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
+            ob12_ = _new(_iso20_common_types.RationalNumberType)
+            ob12_.Exponent = f_12_Exponent
+            ob12_.Value = f_12_Value
+            f_EVSENominalFrequency = ob12_
             s = 7
         else:
             raise r.fail_at(av, 'AC_CPDResEnergyTransferModeType[5]', f'event code {ec}, expected SE(EVSEMinimumChargePower_L3), SE(EVSENominalFrequency)')
@@ -6106,7 +6285,10 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE')
-        f_EVSENominalFrequency = _iso20_common_types.RationalNumberType(Exponent=f_13_Exponent, Value=f_13_Value)
+        ob13_ = _new(_iso20_common_types.RationalNumberType)
+        ob13_.Exponent = f_13_Exponent
+        ob13_.Value = f_13_Value
+        f_EVSENominalFrequency = ob13_
         s = 7
     av -= 3
     if av < 0:
@@ -6141,7 +6323,10 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
-        kw['MaximumPowerAsymmetry'] = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
+        ob14_ = _new(_iso20_common_types.RationalNumberType)
+        ob14_.Exponent = f_14_Exponent
+        ob14_.Value = f_14_Value
+        f_MaximumPowerAsymmetry = ob14_
         s = 8
     elif ec == 1:
         av -= 22
@@ -6171,7 +6356,10 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
-        kw['EVSEPowerRampLimitation'] = _iso20_common_types.RationalNumberType(Exponent=f_15_Exponent, Value=f_15_Value)
+        ob15_ = _new(_iso20_common_types.RationalNumberType)
+        ob15_.Exponent = f_15_Exponent
+        ob15_.Value = f_15_Value
+        f_EVSEPowerRampLimitation = ob15_
         s = 9
     elif ec == 2:
         av -= 22
@@ -6201,7 +6389,10 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
-        kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
+        ob16_ = _new(_iso20_common_types.RationalNumberType)
+        ob16_.Exponent = f_16_Exponent
+        ob16_.Value = f_16_Value
+        f_EVSEPresentActivePower = ob16_
         s = 10
     elif ec == 3:
         av -= 22
@@ -6231,7 +6422,10 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
-        kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
+        ob17_ = _new(_iso20_common_types.RationalNumberType)
+        ob17_.Exponent = f_17_Exponent
+        ob17_.Value = f_17_Value
+        f_EVSEPresentActivePower_L2 = ob17_
         s = 11
     elif ec == 4:
         av -= 22
@@ -6261,7 +6455,10 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
-        kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_18_Exponent, Value=f_18_Value)
+        ob18_ = _new(_iso20_common_types.RationalNumberType)
+        ob18_.Exponent = f_18_Exponent
+        ob18_.Value = f_18_Value
+        f_EVSEPresentActivePower_L3 = ob18_
         s = 12
     elif ec == 5:
         s = -1
@@ -6300,7 +6497,10 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[8]', 'expected EE of Value, EE')
-            kw['EVSEPowerRampLimitation'] = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
+            ob19_ = _new(_iso20_common_types.RationalNumberType)
+            ob19_.Exponent = f_19_Exponent
+            ob19_.Value = f_19_Value
+            f_EVSEPowerRampLimitation = ob19_
             s = 9
         elif ec == 1:
             av -= 22
@@ -6330,7 +6530,10 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[8]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
+            ob20_ = _new(_iso20_common_types.RationalNumberType)
+            ob20_.Exponent = f_20_Exponent
+            ob20_.Value = f_20_Value
+            f_EVSEPresentActivePower = ob20_
             s = 10
         elif ec == 2:
             av -= 22
@@ -6360,7 +6563,10 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[8]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_21_Exponent, Value=f_21_Value)
+            ob21_ = _new(_iso20_common_types.RationalNumberType)
+            ob21_.Exponent = f_21_Exponent
+            ob21_.Value = f_21_Value
+            f_EVSEPresentActivePower_L2 = ob21_
             s = 11
         elif ec == 3:
             av -= 22
@@ -6390,7 +6596,10 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[8]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
+            ob22_ = _new(_iso20_common_types.RationalNumberType)
+            ob22_.Exponent = f_22_Exponent
+            ob22_.Value = f_22_Value
+            f_EVSEPresentActivePower_L3 = ob22_
             s = 12
         elif ec == 4:
             s = -1
@@ -6429,7 +6638,10 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[9]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
+            ob23_ = _new(_iso20_common_types.RationalNumberType)
+            ob23_.Exponent = f_23_Exponent
+            ob23_.Value = f_23_Value
+            f_EVSEPresentActivePower = ob23_
             s = 10
         elif ec == 1:
             av -= 22
@@ -6459,7 +6671,10 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[9]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_24_Exponent, Value=f_24_Value)
+            ob24_ = _new(_iso20_common_types.RationalNumberType)
+            ob24_.Exponent = f_24_Exponent
+            ob24_.Value = f_24_Value
+            f_EVSEPresentActivePower_L2 = ob24_
             s = 11
         elif ec == 2:
             av -= 22
@@ -6489,7 +6704,10 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[9]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
+            ob25_ = _new(_iso20_common_types.RationalNumberType)
+            ob25_.Exponent = f_25_Exponent
+            ob25_.Value = f_25_Value
+            f_EVSEPresentActivePower_L3 = ob25_
             s = 12
         elif ec == 3:
             s = -1
@@ -6528,7 +6746,10 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[10]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_26_Exponent, Value=f_26_Value)
+            ob26_ = _new(_iso20_common_types.RationalNumberType)
+            ob26_.Exponent = f_26_Exponent
+            ob26_.Value = f_26_Value
+            f_EVSEPresentActivePower_L2 = ob26_
             s = 11
         elif ec == 1:
             av -= 22
@@ -6558,7 +6779,10 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[10]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_27_Exponent, Value=f_27_Value)
+            ob27_ = _new(_iso20_common_types.RationalNumberType)
+            ob27_.Exponent = f_27_Exponent
+            ob27_.Value = f_27_Value
+            f_EVSEPresentActivePower_L3 = ob27_
             s = 12
         elif ec == 2:
             s = -1
@@ -6597,7 +6821,10 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[11]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_28_Exponent, Value=f_28_Value)
+            ob28_ = _new(_iso20_common_types.RationalNumberType)
+            ob28_.Exponent = f_28_Exponent
+            ob28_.Value = f_28_Value
+            f_EVSEPresentActivePower_L3 = ob28_
             s = 12
         elif ec == 1:
             s = -1
@@ -6612,7 +6839,20 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             raise r.fail_at(av + 1, 'AC_CPDResEnergyTransferModeType[12]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_ac.AC_CPDResEnergyTransferModeType(EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSENominalFrequency=f_EVSENominalFrequency, **kw)
+    ob = _new(_iso20_ac.AC_CPDResEnergyTransferModeType)
+    ob.EVSEMaximumChargePower = f_EVSEMaximumChargePower
+    ob.EVSEMaximumChargePower_L2 = f_EVSEMaximumChargePower_L2
+    ob.EVSEMaximumChargePower_L3 = f_EVSEMaximumChargePower_L3
+    ob.EVSEMinimumChargePower = f_EVSEMinimumChargePower
+    ob.EVSEMinimumChargePower_L2 = f_EVSEMinimumChargePower_L2
+    ob.EVSEMinimumChargePower_L3 = f_EVSEMinimumChargePower_L3
+    ob.EVSENominalFrequency = f_EVSENominalFrequency
+    ob.MaximumPowerAsymmetry = f_MaximumPowerAsymmetry
+    ob.EVSEPowerRampLimitation = f_EVSEPowerRampLimitation
+    ob.EVSEPresentActivePower = f_EVSEPresentActivePower
+    ob.EVSEPresentActivePower_L2 = f_EVSEPresentActivePower_L2
+    ob.EVSEPresentActivePower_L3 = f_EVSEPresentActivePower_L3
+    return ob
 
 def _e_iso20_ac_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CPDResEnergyTransferModeType) -> None:
     a = w.acc
@@ -7503,7 +7743,8 @@ def _d_iso20_ac_AC_ChargeLoopReqType(r: BitReader) -> _iso20_ac.AC_ChargeLoopReq
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'AC_ChargeLoopReqType[3]', 'expected EE')
-        f_CLReqControlMode = _iso20_common_types.CLReqControlModeType()
+        ob1_ = _new(_iso20_common_types.CLReqControlModeType)
+        f_CLReqControlMode = ob1_
         s = 4
     elif ec == 3:
         r.avail = av
@@ -7527,7 +7768,16 @@ def _d_iso20_ac_AC_ChargeLoopReqType(r: BitReader) -> _iso20_ac.AC_ChargeLoopReq
         raise r.fail_at(av + 1, 'AC_ChargeLoopReqType', 'expected EE')
     s = -1
     r.avail = av
-    return _iso20_ac.AC_ChargeLoopReqType(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested, BPT_Dynamic_AC_CLReqControlMode=f_BPT_Dynamic_AC_CLReqControlMode, BPT_Scheduled_AC_CLReqControlMode=f_BPT_Scheduled_AC_CLReqControlMode, CLReqControlMode=f_CLReqControlMode, Dynamic_AC_CLReqControlMode=f_Dynamic_AC_CLReqControlMode, Scheduled_AC_CLReqControlMode=f_Scheduled_AC_CLReqControlMode)
+    ob = _new(_iso20_ac.AC_ChargeLoopReqType)
+    ob.Header = f_Header
+    ob.DisplayParameters = f_DisplayParameters
+    ob.MeterInfoRequested = f_MeterInfoRequested
+    ob.BPT_Dynamic_AC_CLReqControlMode = f_BPT_Dynamic_AC_CLReqControlMode
+    ob.BPT_Scheduled_AC_CLReqControlMode = f_BPT_Scheduled_AC_CLReqControlMode
+    ob.CLReqControlMode = f_CLReqControlMode
+    ob.Dynamic_AC_CLReqControlMode = f_Dynamic_AC_CLReqControlMode
+    ob.Scheduled_AC_CLReqControlMode = f_Scheduled_AC_CLReqControlMode
+    return ob
 
 def _e_iso20_ac_AC_ChargeLoopReqType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopReqType) -> None:
     a = w.acc
@@ -7638,9 +7888,17 @@ def _e_iso20_ac_AC_ChargeLoopReqType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopReq
 def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopResType:
     win = r.win
     av = r.avail
-    kw: dict[str, Any] = {}
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
+    f_EVSEStatus: _iso20_common_types.EVSEStatusType | None = None
+    f_MeterInfo: _iso20_common_types.MeterInfoType | None = None
+    f_Receipt: _iso20_common_types.ReceiptType | None = None
+    f_EVSETargetFrequency: _iso20_common_types.RationalNumberType | None = None
+    f_BPT_Dynamic_AC_CLResControlMode: _iso20_ac.BPT_Dynamic_AC_CLResControlModeType | None = None
+    f_BPT_Scheduled_AC_CLResControlMode: _iso20_ac.BPT_Scheduled_AC_CLResControlModeType | None = None
+    f_CLResControlMode: _iso20_common_types.CLResControlModeType | None = None
+    f_Dynamic_AC_CLResControlMode: _iso20_ac.Dynamic_AC_CLResControlModeType | None = None
+    f_Scheduled_AC_CLResControlMode: _iso20_ac.Scheduled_AC_CLResControlModeType | None = None
     s = 0
     av -= 1
     if av < 0:
@@ -7695,17 +7953,20 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
         if iv >= 6:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
-        kw['EVSEStatus'] = _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
+        ob1_ = _new(_iso20_common_types.EVSEStatusType)
+        ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
+        ob1_.EVSENotification = f_1_EVSENotification
+        f_EVSEStatus = ob1_
         s = 3
     elif ec == 1:
         r.avail = av
-        kw['MeterInfo'] = _d_iso20_common_types_MeterInfoType(r)
+        f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
         win = r.win
         av = r.avail
         s = 4
     elif ec == 2:
         r.avail = av
-        kw['Receipt'] = _d_iso20_common_types_ReceiptType(r)
+        f_Receipt = _d_iso20_common_types_ReceiptType(r)
         win = r.win
         av = r.avail
         s = 5
@@ -7737,17 +7998,20 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'AC_ChargeLoopResType[2]', 'expected EE of Value, EE')
-        kw['EVSETargetFrequency'] = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVSETargetFrequency = ob2_
         s = 6
     elif ec == 4:
         r.avail = av
-        kw['BPT_Dynamic_AC_CLResControlMode'] = _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r)
+        f_BPT_Dynamic_AC_CLResControlMode = _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r)
         win = r.win
         av = r.avail
         s = 7
     elif ec == 5:
         r.avail = av
-        kw['BPT_Scheduled_AC_CLResControlMode'] = _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r)
+        f_BPT_Scheduled_AC_CLResControlMode = _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r)
         win = r.win
         av = r.avail
         s = 7
@@ -7758,17 +8022,18 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'AC_ChargeLoopResType[2]', 'expected EE')
-        kw['CLResControlMode'] = _iso20_common_types.CLResControlModeType()
+        ob3_ = _new(_iso20_common_types.CLResControlModeType)
+        f_CLResControlMode = ob3_
         s = 7
     elif ec == 7:
         r.avail = av
-        kw['Dynamic_AC_CLResControlMode'] = _d_iso20_ac_Dynamic_AC_CLResControlModeType(r)
+        f_Dynamic_AC_CLResControlMode = _d_iso20_ac_Dynamic_AC_CLResControlModeType(r)
         win = r.win
         av = r.avail
         s = 7
     elif ec == 8:
         r.avail = av
-        kw['Scheduled_AC_CLResControlMode'] = _d_iso20_ac_Scheduled_AC_CLResControlModeType(r)
+        f_Scheduled_AC_CLResControlMode = _d_iso20_ac_Scheduled_AC_CLResControlModeType(r)
         win = r.win
         av = r.avail
         s = 7
@@ -7781,13 +8046,13 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
         ec = (win >> av) & 0xf
         if ec == 0:
             r.avail = av
-            kw['MeterInfo'] = _d_iso20_common_types_MeterInfoType(r)
+            f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
             win = r.win
             av = r.avail
             s = 4
         elif ec == 1:
             r.avail = av
-            kw['Receipt'] = _d_iso20_common_types_ReceiptType(r)
+            f_Receipt = _d_iso20_common_types_ReceiptType(r)
             win = r.win
             av = r.avail
             s = 5
@@ -7819,17 +8084,20 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_ChargeLoopResType[3]', 'expected EE of Value, EE')
-            kw['EVSETargetFrequency'] = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVSETargetFrequency = ob4_
             s = 6
         elif ec == 3:
             r.avail = av
-            kw['BPT_Dynamic_AC_CLResControlMode'] = _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r)
+            f_BPT_Dynamic_AC_CLResControlMode = _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r)
             win = r.win
             av = r.avail
             s = 7
         elif ec == 4:
             r.avail = av
-            kw['BPT_Scheduled_AC_CLResControlMode'] = _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r)
+            f_BPT_Scheduled_AC_CLResControlMode = _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r)
             win = r.win
             av = r.avail
             s = 7
@@ -7840,17 +8108,18 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'AC_ChargeLoopResType[3]', 'expected EE')
-            kw['CLResControlMode'] = _iso20_common_types.CLResControlModeType()
+            ob5_ = _new(_iso20_common_types.CLResControlModeType)
+            f_CLResControlMode = ob5_
             s = 7
         elif ec == 6:
             r.avail = av
-            kw['Dynamic_AC_CLResControlMode'] = _d_iso20_ac_Dynamic_AC_CLResControlModeType(r)
+            f_Dynamic_AC_CLResControlMode = _d_iso20_ac_Dynamic_AC_CLResControlModeType(r)
             win = r.win
             av = r.avail
             s = 7
         elif ec == 7:
             r.avail = av
-            kw['Scheduled_AC_CLResControlMode'] = _d_iso20_ac_Scheduled_AC_CLResControlModeType(r)
+            f_Scheduled_AC_CLResControlMode = _d_iso20_ac_Scheduled_AC_CLResControlModeType(r)
             win = r.win
             av = r.avail
             s = 7
@@ -7863,7 +8132,7 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
         ec = (win >> av) & 0x7
         if ec == 0:
             r.avail = av
-            kw['Receipt'] = _d_iso20_common_types_ReceiptType(r)
+            f_Receipt = _d_iso20_common_types_ReceiptType(r)
             win = r.win
             av = r.avail
             s = 5
@@ -7895,17 +8164,20 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_ChargeLoopResType[4]', 'expected EE of Value, EE')
-            kw['EVSETargetFrequency'] = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_EVSETargetFrequency = ob6_
             s = 6
         elif ec == 2:
             r.avail = av
-            kw['BPT_Dynamic_AC_CLResControlMode'] = _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r)
+            f_BPT_Dynamic_AC_CLResControlMode = _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r)
             win = r.win
             av = r.avail
             s = 7
         elif ec == 3:
             r.avail = av
-            kw['BPT_Scheduled_AC_CLResControlMode'] = _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r)
+            f_BPT_Scheduled_AC_CLResControlMode = _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r)
             win = r.win
             av = r.avail
             s = 7
@@ -7916,17 +8188,18 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'AC_ChargeLoopResType[4]', 'expected EE')
-            kw['CLResControlMode'] = _iso20_common_types.CLResControlModeType()
+            ob7_ = _new(_iso20_common_types.CLResControlModeType)
+            f_CLResControlMode = ob7_
             s = 7
         elif ec == 5:
             r.avail = av
-            kw['Dynamic_AC_CLResControlMode'] = _d_iso20_ac_Dynamic_AC_CLResControlModeType(r)
+            f_Dynamic_AC_CLResControlMode = _d_iso20_ac_Dynamic_AC_CLResControlModeType(r)
             win = r.win
             av = r.avail
             s = 7
         elif ec == 6:
             r.avail = av
-            kw['Scheduled_AC_CLResControlMode'] = _d_iso20_ac_Scheduled_AC_CLResControlModeType(r)
+            f_Scheduled_AC_CLResControlMode = _d_iso20_ac_Scheduled_AC_CLResControlModeType(r)
             win = r.win
             av = r.avail
             s = 7
@@ -7965,17 +8238,20 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_ChargeLoopResType[5]', 'expected EE of Value, EE')
-            kw['EVSETargetFrequency'] = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+            ob8_ = _new(_iso20_common_types.RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_EVSETargetFrequency = ob8_
             s = 6
         elif ec == 1:
             r.avail = av
-            kw['BPT_Dynamic_AC_CLResControlMode'] = _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r)
+            f_BPT_Dynamic_AC_CLResControlMode = _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r)
             win = r.win
             av = r.avail
             s = 7
         elif ec == 2:
             r.avail = av
-            kw['BPT_Scheduled_AC_CLResControlMode'] = _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r)
+            f_BPT_Scheduled_AC_CLResControlMode = _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r)
             win = r.win
             av = r.avail
             s = 7
@@ -7986,17 +8262,18 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'AC_ChargeLoopResType[5]', 'expected EE')
-            kw['CLResControlMode'] = _iso20_common_types.CLResControlModeType()
+            ob9_ = _new(_iso20_common_types.CLResControlModeType)
+            f_CLResControlMode = ob9_
             s = 7
         elif ec == 4:
             r.avail = av
-            kw['Dynamic_AC_CLResControlMode'] = _d_iso20_ac_Dynamic_AC_CLResControlModeType(r)
+            f_Dynamic_AC_CLResControlMode = _d_iso20_ac_Dynamic_AC_CLResControlModeType(r)
             win = r.win
             av = r.avail
             s = 7
         elif ec == 5:
             r.avail = av
-            kw['Scheduled_AC_CLResControlMode'] = _d_iso20_ac_Scheduled_AC_CLResControlModeType(r)
+            f_Scheduled_AC_CLResControlMode = _d_iso20_ac_Scheduled_AC_CLResControlModeType(r)
             win = r.win
             av = r.avail
             s = 7
@@ -8009,13 +8286,13 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
         ec = (win >> av) & 0x7
         if ec == 0:
             r.avail = av
-            kw['BPT_Dynamic_AC_CLResControlMode'] = _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r)
+            f_BPT_Dynamic_AC_CLResControlMode = _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r)
             win = r.win
             av = r.avail
             s = 7
         elif ec == 1:
             r.avail = av
-            kw['BPT_Scheduled_AC_CLResControlMode'] = _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r)
+            f_BPT_Scheduled_AC_CLResControlMode = _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r)
             win = r.win
             av = r.avail
             s = 7
@@ -8026,17 +8303,18 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'AC_ChargeLoopResType[6]', 'expected EE')
-            kw['CLResControlMode'] = _iso20_common_types.CLResControlModeType()
+            ob10_ = _new(_iso20_common_types.CLResControlModeType)
+            f_CLResControlMode = ob10_
             s = 7
         elif ec == 3:
             r.avail = av
-            kw['Dynamic_AC_CLResControlMode'] = _d_iso20_ac_Dynamic_AC_CLResControlModeType(r)
+            f_Dynamic_AC_CLResControlMode = _d_iso20_ac_Dynamic_AC_CLResControlModeType(r)
             win = r.win
             av = r.avail
             s = 7
         elif ec == 4:
             r.avail = av
-            kw['Scheduled_AC_CLResControlMode'] = _d_iso20_ac_Scheduled_AC_CLResControlModeType(r)
+            f_Scheduled_AC_CLResControlMode = _d_iso20_ac_Scheduled_AC_CLResControlModeType(r)
             win = r.win
             av = r.avail
             s = 7
@@ -8050,7 +8328,19 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
         raise r.fail_at(av + 1, 'AC_ChargeLoopResType', 'expected EE')
     s = -1
     r.avail = av
-    return _iso20_ac.AC_ChargeLoopResType(Header=f_Header, ResponseCode=f_ResponseCode, **kw)
+    ob = _new(_iso20_ac.AC_ChargeLoopResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSEStatus = f_EVSEStatus
+    ob.MeterInfo = f_MeterInfo
+    ob.Receipt = f_Receipt
+    ob.EVSETargetFrequency = f_EVSETargetFrequency
+    ob.BPT_Dynamic_AC_CLResControlMode = f_BPT_Dynamic_AC_CLResControlMode
+    ob.BPT_Scheduled_AC_CLResControlMode = f_BPT_Scheduled_AC_CLResControlMode
+    ob.CLResControlMode = f_CLResControlMode
+    ob.Dynamic_AC_CLResControlMode = f_Dynamic_AC_CLResControlMode
+    ob.Scheduled_AC_CLResControlMode = f_Scheduled_AC_CLResControlMode
+    return ob
 
 def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopResType) -> None:
     a = w.acc
@@ -8611,7 +8901,11 @@ def _d_iso20_ac_AC_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_ac.AC
     if c:
         raise r.fail_at(av + 1, 'AC_ChargeParameterDiscoveryReqType', 'expected EE')
     r.avail = av
-    return _iso20_ac.AC_ChargeParameterDiscoveryReqType(Header=f_Header, AC_CPDReqEnergyTransferMode=f_AC_CPDReqEnergyTransferMode, BPT_AC_CPDReqEnergyTransferMode=f_BPT_AC_CPDReqEnergyTransferMode)
+    ob = _new(_iso20_ac.AC_ChargeParameterDiscoveryReqType)
+    ob.Header = f_Header
+    ob.AC_CPDReqEnergyTransferMode = f_AC_CPDReqEnergyTransferMode
+    ob.BPT_AC_CPDReqEnergyTransferMode = f_BPT_AC_CPDReqEnergyTransferMode
+    return ob
 
 def _e_iso20_ac_AC_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_ac.AC_ChargeParameterDiscoveryReqType) -> None:
     a = w.acc
@@ -8699,7 +8993,12 @@ def _d_iso20_ac_AC_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_ac.AC
     if c:
         raise r.fail_at(av + 1, 'AC_ChargeParameterDiscoveryResType', 'expected EE')
     r.avail = av
-    return _iso20_ac.AC_ChargeParameterDiscoveryResType(Header=f_Header, ResponseCode=f_ResponseCode, AC_CPDResEnergyTransferMode=f_AC_CPDResEnergyTransferMode, BPT_AC_CPDResEnergyTransferMode=f_BPT_AC_CPDResEnergyTransferMode)
+    ob = _new(_iso20_ac.AC_ChargeParameterDiscoveryResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.AC_CPDResEnergyTransferMode = f_AC_CPDResEnergyTransferMode
+    ob.BPT_AC_CPDResEnergyTransferMode = f_BPT_AC_CPDResEnergyTransferMode
+    return ob
 
 def _e_iso20_ac_AC_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_ac.AC_ChargeParameterDiscoveryResType) -> None:
     a = w.acc
@@ -8788,7 +9087,10 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
     if c & 0xc != 0x0:
         raise r.fail_at(av + 4, 'BPT_AC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE')
     ec = (c & 3)
-    f_EVMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_EVMaximumChargePower = ob1_
     s = 1
     if ec == 0:
         av -= 22
@@ -8818,7 +9120,10 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[1]', 'expected EE of Value, EE')
-        f_EVMaximumChargePower_L2 = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVMaximumChargePower_L2 = ob2_
         s = 2
     elif ec == 1:
         av -= 22
@@ -8848,7 +9153,10 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[1]', 'expected EE of Value, EE')
-        f_EVMaximumChargePower_L3 = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_EVMaximumChargePower_L3 = ob3_
         s = 3
     elif ec == 2:
         av -= 22
@@ -8878,7 +9186,10 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[1]', 'expected EE of Value, EE')
-        f_EVMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+        ob4_ = _new(_iso20_common_types.RationalNumberType)
+        ob4_.Exponent = f_4_Exponent
+        ob4_.Value = f_4_Value
+        f_EVMinimumChargePower = ob4_
         s = 4
     else:
         raise r.fail_at(av, 'BPT_AC_CPDReqEnergyTransferModeType[1]', f'event code {ec}, expected SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
@@ -8915,7 +9226,10 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[2]', 'expected EE of Value, EE')
-            f_EVMaximumChargePower_L3 = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_EVMaximumChargePower_L3 = ob5_
             s = 3
         elif ec == 1:
             av -= 22
@@ -8945,7 +9259,10 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[2]', 'expected EE of Value, EE')
-            f_EVMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_EVMinimumChargePower = ob6_
             s = 4
         else:
             raise r.fail_at(av, 'BPT_AC_CPDReqEnergyTransferModeType[2]', f'event code {ec}, expected SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
@@ -8977,7 +9294,10 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[3]', 'expected EE of Value, EE')
-        f_EVMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+        ob7_ = _new(_iso20_common_types.RationalNumberType)
+        ob7_.Exponent = f_7_Exponent
+        ob7_.Value = f_7_Value
+        f_EVMinimumChargePower = ob7_
         s = 4
     av -= 2
     if av < 0:
@@ -9012,7 +9332,10 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[4]', 'expected EE of Value, EE')
-        f_EVMinimumChargePower_L2 = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+        ob8_ = _new(_iso20_common_types.RationalNumberType)
+        ob8_.Exponent = f_8_Exponent
+        ob8_.Value = f_8_Value
+        f_EVMinimumChargePower_L2 = ob8_
         s = 5
     elif ec == 1:
         av -= 22
@@ -9042,7 +9365,10 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[4]', 'expected EE of Value, EE')
-        f_EVMinimumChargePower_L3 = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+        ob9_ = _new(_iso20_common_types.RationalNumberType)
+        ob9_.Exponent = f_9_Exponent
+        ob9_.Value = f_9_Value
+        f_EVMinimumChargePower_L3 = ob9_
         s = 6
     elif ec == 2:
         av -= 22
@@ -9072,7 +9398,10 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[4]', 'expected EE of Value, EE')
-        f_EVMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
+        ob10_ = _new(_iso20_common_types.RationalNumberType)
+        ob10_.Exponent = f_10_Exponent
+        ob10_.Value = f_10_Value
+        f_EVMaximumDischargePower = ob10_
         s = 7
     else:
         raise r.fail_at(av, 'BPT_AC_CPDReqEnergyTransferModeType[4]', f'event code {ec}, expected SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVMaximumDischargePower)')
@@ -9109,7 +9438,10 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[5]', 'expected EE of Value, EE')
-            f_EVMinimumChargePower_L3 = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
+            ob11_ = _new(_iso20_common_types.RationalNumberType)
+            ob11_.Exponent = f_11_Exponent
+            ob11_.Value = f_11_Value
+            f_EVMinimumChargePower_L3 = ob11_
             s = 6
         elif ec == 1:
             av -= 22
@@ -9139,7 +9471,10 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[5]', 'expected EE of Value, EE')
-            f_EVMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
+            ob12_ = _new(_iso20_common_types.RationalNumberType)
+            ob12_.Exponent = f_12_Exponent
+            ob12_.Value = f_12_Value
+            f_EVMaximumDischargePower = ob12_
             s = 7
         else:
             raise r.fail_at(av, 'BPT_AC_CPDReqEnergyTransferModeType[5]', f'event code {ec}, expected SE(EVMinimumChargePower_L3), SE(EVMaximumDischargePower)')
@@ -9171,7 +9506,10 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[6]', 'expected EE of Value, EE')
-        f_EVMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_13_Exponent, Value=f_13_Value)
+        ob13_ = _new(_iso20_common_types.RationalNumberType)
+        ob13_.Exponent = f_13_Exponent
+        ob13_.Value = f_13_Value
+        f_EVMaximumDischargePower = ob13_
         s = 7
     av -= 2
     if av < 0:
@@ -9206,7 +9544,10 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[7]', 'expected EE of Value, EE')
-        f_EVMaximumDischargePower_L2 = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
+        ob14_ = _new(_iso20_common_types.RationalNumberType)
+        ob14_.Exponent = f_14_Exponent
+        ob14_.Value = f_14_Value
+        f_EVMaximumDischargePower_L2 = ob14_
         s = 8
     elif ec == 1:
         av -= 22
@@ -9236,7 +9577,10 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[7]', 'expected EE of Value, EE')
-        f_EVMaximumDischargePower_L3 = _iso20_common_types.RationalNumberType(Exponent=f_15_Exponent, Value=f_15_Value)
+        ob15_ = _new(_iso20_common_types.RationalNumberType)
+        ob15_.Exponent = f_15_Exponent
+        ob15_.Value = f_15_Value
+        f_EVMaximumDischargePower_L3 = ob15_
         s = 9
     elif ec == 2:
         av -= 22
@@ -9266,7 +9610,10 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[7]', 'expected EE of Value, EE')
-        f_EVMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
+        ob16_ = _new(_iso20_common_types.RationalNumberType)
+        ob16_.Exponent = f_16_Exponent
+        ob16_.Value = f_16_Value
+        f_EVMinimumDischargePower = ob16_
         s = 10
     else:
         raise r.fail_at(av, 'BPT_AC_CPDReqEnergyTransferModeType[7]', f'event code {ec}, expected SE(EVMaximumDischargePower_L2), SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower)')
@@ -9303,7 +9650,10 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[8]', 'expected EE of Value, EE')
-            f_EVMaximumDischargePower_L3 = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
+            ob17_ = _new(_iso20_common_types.RationalNumberType)
+            ob17_.Exponent = f_17_Exponent
+            ob17_.Value = f_17_Value
+            f_EVMaximumDischargePower_L3 = ob17_
             s = 9
         elif ec == 1:
             av -= 22
@@ -9333,7 +9683,10 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[8]', 'expected EE of Value, EE')
-            f_EVMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_18_Exponent, Value=f_18_Value)
+            ob18_ = _new(_iso20_common_types.RationalNumberType)
+            ob18_.Exponent = f_18_Exponent
+            ob18_.Value = f_18_Value
+            f_EVMinimumDischargePower = ob18_
             s = 10
         else:
             raise r.fail_at(av, 'BPT_AC_CPDReqEnergyTransferModeType[8]', f'event code {ec}, expected SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower)')
@@ -9365,7 +9718,10 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[9]', 'expected EE of Value, EE')
-        f_EVMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
+        ob19_ = _new(_iso20_common_types.RationalNumberType)
+        ob19_.Exponent = f_19_Exponent
+        ob19_.Value = f_19_Value
+        f_EVMinimumDischargePower = ob19_
         s = 10
     av -= 2
     if av < 0:
@@ -9400,7 +9756,10 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[10]', 'expected EE of Value, EE')
-        f_EVMinimumDischargePower_L2 = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
+        ob20_ = _new(_iso20_common_types.RationalNumberType)
+        ob20_.Exponent = f_20_Exponent
+        ob20_.Value = f_20_Value
+        f_EVMinimumDischargePower_L2 = ob20_
         s = 11
     elif ec == 1:
         av -= 22
@@ -9430,7 +9789,10 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[10]', 'expected EE of Value, EE')
-        f_EVMinimumDischargePower_L3 = _iso20_common_types.RationalNumberType(Exponent=f_21_Exponent, Value=f_21_Value)
+        ob21_ = _new(_iso20_common_types.RationalNumberType)
+        ob21_.Exponent = f_21_Exponent
+        ob21_.Value = f_21_Value
+        f_EVMinimumDischargePower_L3 = ob21_
         s = 12
     elif ec == 2:
         s = -1
@@ -9469,7 +9831,10 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[11]', 'expected EE of Value, EE')
-            f_EVMinimumDischargePower_L3 = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
+            ob22_ = _new(_iso20_common_types.RationalNumberType)
+            ob22_.Exponent = f_22_Exponent
+            ob22_.Value = f_22_Value
+            f_EVMinimumDischargePower_L3 = ob22_
             s = 12
         elif ec == 1:
             s = -1
@@ -9484,7 +9849,20 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             raise r.fail_at(av + 1, 'BPT_AC_CPDReqEnergyTransferModeType[12]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_ac.BPT_AC_CPDReqEnergyTransferModeType(EVMaximumChargePower=f_EVMaximumChargePower, EVMaximumChargePower_L2=f_EVMaximumChargePower_L2, EVMaximumChargePower_L3=f_EVMaximumChargePower_L3, EVMinimumChargePower=f_EVMinimumChargePower, EVMinimumChargePower_L2=f_EVMinimumChargePower_L2, EVMinimumChargePower_L3=f_EVMinimumChargePower_L3, EVMaximumDischargePower=f_EVMaximumDischargePower, EVMaximumDischargePower_L2=f_EVMaximumDischargePower_L2, EVMaximumDischargePower_L3=f_EVMaximumDischargePower_L3, EVMinimumDischargePower=f_EVMinimumDischargePower, EVMinimumDischargePower_L2=f_EVMinimumDischargePower_L2, EVMinimumDischargePower_L3=f_EVMinimumDischargePower_L3)
+    ob = _new(_iso20_ac.BPT_AC_CPDReqEnergyTransferModeType)
+    ob.EVMaximumChargePower = f_EVMaximumChargePower
+    ob.EVMaximumChargePower_L2 = f_EVMaximumChargePower_L2
+    ob.EVMaximumChargePower_L3 = f_EVMaximumChargePower_L3
+    ob.EVMinimumChargePower = f_EVMinimumChargePower
+    ob.EVMinimumChargePower_L2 = f_EVMinimumChargePower_L2
+    ob.EVMinimumChargePower_L3 = f_EVMinimumChargePower_L3
+    ob.EVMaximumDischargePower = f_EVMaximumDischargePower
+    ob.EVMaximumDischargePower_L2 = f_EVMaximumDischargePower_L2
+    ob.EVMaximumDischargePower_L3 = f_EVMaximumDischargePower_L3
+    ob.EVMinimumDischargePower = f_EVMinimumDischargePower
+    ob.EVMinimumDischargePower_L2 = f_EVMinimumDischargePower_L2
+    ob.EVMinimumDischargePower_L3 = f_EVMinimumDischargePower_L3
+    return ob
 
 def _e_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.BPT_AC_CPDReqEnergyTransferModeType) -> None:
     a = w.acc
@@ -10131,12 +10509,24 @@ def _e_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
 def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.BPT_AC_CPDResEnergyTransferModeType:
     win = r.win
     av = r.avail
-    kw: dict[str, Any] = {}
     f_EVSEMaximumChargePower: _iso20_common_types.RationalNumberType
+    f_EVSEMaximumChargePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVSEMaximumChargePower_L3: _iso20_common_types.RationalNumberType | None = None
     f_EVSEMinimumChargePower: _iso20_common_types.RationalNumberType
+    f_EVSEMinimumChargePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVSEMinimumChargePower_L3: _iso20_common_types.RationalNumberType | None = None
     f_EVSENominalFrequency: _iso20_common_types.RationalNumberType
+    f_MaximumPowerAsymmetry: _iso20_common_types.RationalNumberType | None = None
+    f_EVSEPowerRampLimitation: _iso20_common_types.RationalNumberType | None = None
+    f_EVSEPresentActivePower: _iso20_common_types.RationalNumberType | None = None
+    f_EVSEPresentActivePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVSEPresentActivePower_L3: _iso20_common_types.RationalNumberType | None = None
     f_EVSEMaximumDischargePower: _iso20_common_types.RationalNumberType
+    f_EVSEMaximumDischargePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVSEMaximumDischargePower_L3: _iso20_common_types.RationalNumberType | None = None
     f_EVSEMinimumDischargePower: _iso20_common_types.RationalNumberType
+    f_EVSEMinimumDischargePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVSEMinimumDischargePower_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
     av -= 23
     if av < 0:
@@ -10166,7 +10556,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
     if c & 0xc != 0x0:
         raise r.fail_at(av + 4, 'BPT_AC_CPDResEnergyTransferModeType', 'expected EE of Value, EE')
     ec = (c & 3)
-    f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_EVSEMaximumChargePower = ob1_
     s = 1
     if ec == 0:
         av -= 22
@@ -10196,7 +10589,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[1]', 'expected EE of Value, EE')
-        kw['EVSEMaximumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVSEMaximumChargePower_L2 = ob2_
         s = 2
     elif ec == 1:
         av -= 22
@@ -10226,7 +10622,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[1]', 'expected EE of Value, EE')
-        kw['EVSEMaximumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_EVSEMaximumChargePower_L3 = ob3_
         s = 3
     elif ec == 2:
         av -= 22
@@ -10256,7 +10655,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[1]', 'expected EE of Value, EE')
-        f_EVSEMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+        ob4_ = _new(_iso20_common_types.RationalNumberType)
+        ob4_.Exponent = f_4_Exponent
+        ob4_.Value = f_4_Value
+        f_EVSEMinimumChargePower = ob4_
         s = 4
     else:
         raise r.fail_at(av, 'BPT_AC_CPDResEnergyTransferModeType[1]', f'event code {ec}, expected SE(EVSEMaximumChargePower_L2), SE(EVSEMaximumChargePower_L3), SE(EVSEMinimumChargePower)')
@@ -10293,7 +10695,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[2]', 'expected EE of Value, EE')
-            kw['EVSEMaximumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_EVSEMaximumChargePower_L3 = ob5_
             s = 3
         elif ec == 1:
             av -= 22
@@ -10323,7 +10728,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[2]', 'expected EE of Value, EE')
-            f_EVSEMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_EVSEMinimumChargePower = ob6_
             s = 4
         else:
             raise r.fail_at(av, 'BPT_AC_CPDResEnergyTransferModeType[2]', f'event code {ec}, expected SE(EVSEMaximumChargePower_L3), SE(EVSEMinimumChargePower)')
@@ -10355,7 +10763,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[3]', 'expected EE of Value, EE')
-        f_EVSEMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+        ob7_ = _new(_iso20_common_types.RationalNumberType)
+        ob7_.Exponent = f_7_Exponent
+        ob7_.Value = f_7_Value
+        f_EVSEMinimumChargePower = ob7_
         s = 4
     av -= 2
     if av < 0:
@@ -10390,7 +10801,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[4]', 'expected EE of Value, EE')
-        kw['EVSEMinimumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+        ob8_ = _new(_iso20_common_types.RationalNumberType)
+        ob8_.Exponent = f_8_Exponent
+        ob8_.Value = f_8_Value
+        f_EVSEMinimumChargePower_L2 = ob8_
         s = 5
     elif ec == 1:
         av -= 22
@@ -10420,7 +10834,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[4]', 'expected EE of Value, EE')
-        kw['EVSEMinimumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+        ob9_ = _new(_iso20_common_types.RationalNumberType)
+        ob9_.Exponent = f_9_Exponent
+        ob9_.Value = f_9_Value
+        f_EVSEMinimumChargePower_L3 = ob9_
         s = 6
     elif ec == 2:
         av -= 22
@@ -10450,7 +10867,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[4]', 'expected EE of Value, EE')
-        f_EVSENominalFrequency = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
+        ob10_ = _new(_iso20_common_types.RationalNumberType)
+        ob10_.Exponent = f_10_Exponent
+        ob10_.Value = f_10_Value
+        f_EVSENominalFrequency = ob10_
         s = 7
     else:
         raise r.fail_at(av, 'BPT_AC_CPDResEnergyTransferModeType[4]', f'event code {ec}, expected SE(EVSEMinimumChargePower_L2), SE(EVSEMinimumChargePower_L3), SE(EVSENominalFrequency)')
@@ -10487,7 +10907,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[5]', 'expected EE of Value, EE')
-            kw['EVSEMinimumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
+            ob11_ = _new(_iso20_common_types.RationalNumberType)
+            ob11_.Exponent = f_11_Exponent
+            ob11_.Value = f_11_Value
+            f_EVSEMinimumChargePower_L3 = ob11_
             s = 6
         elif ec == 1:
             av -= 22
@@ -10517,7 +10940,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[5]', 'expected EE of Value, EE')
-            f_EVSENominalFrequency = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
+            ob12_ = _new(_iso20_common_types.RationalNumberType)
+            ob12_.Exponent = f_12_Exponent
+            ob12_.Value = f_12_Value
+            f_EVSENominalFrequency = ob12_
             s = 7
         else:
             raise r.fail_at(av, 'BPT_AC_CPDResEnergyTransferModeType[5]', f'event code {ec}, expected SE(EVSEMinimumChargePower_L3), SE(EVSENominalFrequency)')
@@ -10549,7 +10975,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE')
-        f_EVSENominalFrequency = _iso20_common_types.RationalNumberType(Exponent=f_13_Exponent, Value=f_13_Value)
+        ob13_ = _new(_iso20_common_types.RationalNumberType)
+        ob13_.Exponent = f_13_Exponent
+        ob13_.Value = f_13_Value
+        f_EVSENominalFrequency = ob13_
         s = 7
     av -= 3
     if av < 0:
@@ -10584,7 +11013,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
-        kw['MaximumPowerAsymmetry'] = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
+        ob14_ = _new(_iso20_common_types.RationalNumberType)
+        ob14_.Exponent = f_14_Exponent
+        ob14_.Value = f_14_Value
+        f_MaximumPowerAsymmetry = ob14_
         s = 8
     elif ec == 1:
         av -= 22
@@ -10614,7 +11046,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
-        kw['EVSEPowerRampLimitation'] = _iso20_common_types.RationalNumberType(Exponent=f_15_Exponent, Value=f_15_Value)
+        ob15_ = _new(_iso20_common_types.RationalNumberType)
+        ob15_.Exponent = f_15_Exponent
+        ob15_.Value = f_15_Value
+        f_EVSEPowerRampLimitation = ob15_
         s = 9
     elif ec == 2:
         av -= 22
@@ -10644,7 +11079,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
-        kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
+        ob16_ = _new(_iso20_common_types.RationalNumberType)
+        ob16_.Exponent = f_16_Exponent
+        ob16_.Value = f_16_Value
+        f_EVSEPresentActivePower = ob16_
         s = 10
     elif ec == 3:
         av -= 22
@@ -10674,7 +11112,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
-        kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
+        ob17_ = _new(_iso20_common_types.RationalNumberType)
+        ob17_.Exponent = f_17_Exponent
+        ob17_.Value = f_17_Value
+        f_EVSEPresentActivePower_L2 = ob17_
         s = 11
     elif ec == 4:
         av -= 22
@@ -10704,7 +11145,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
-        kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_18_Exponent, Value=f_18_Value)
+        ob18_ = _new(_iso20_common_types.RationalNumberType)
+        ob18_.Exponent = f_18_Exponent
+        ob18_.Value = f_18_Value
+        f_EVSEPresentActivePower_L3 = ob18_
         s = 12
     elif ec == 5:
         av -= 22
@@ -10734,7 +11178,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
-        f_EVSEMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
+        ob19_ = _new(_iso20_common_types.RationalNumberType)
+        ob19_.Exponent = f_19_Exponent
+        ob19_.Value = f_19_Value
+        f_EVSEMaximumDischargePower = ob19_
         s = 13
     else:
         raise r.fail_at(av, 'BPT_AC_CPDResEnergyTransferModeType[7]', f'event code {ec}, expected SE(MaximumPowerAsymmetry), SE(EVSEPowerRampLimitation), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), SE(EVSEMaximumDischargePower)')
@@ -10771,7 +11218,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[8]', 'expected EE of Value, EE')
-            kw['EVSEPowerRampLimitation'] = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
+            ob20_ = _new(_iso20_common_types.RationalNumberType)
+            ob20_.Exponent = f_20_Exponent
+            ob20_.Value = f_20_Value
+            f_EVSEPowerRampLimitation = ob20_
             s = 9
         elif ec == 1:
             av -= 22
@@ -10801,7 +11251,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[8]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_21_Exponent, Value=f_21_Value)
+            ob21_ = _new(_iso20_common_types.RationalNumberType)
+            ob21_.Exponent = f_21_Exponent
+            ob21_.Value = f_21_Value
+            f_EVSEPresentActivePower = ob21_
             s = 10
         elif ec == 2:
             av -= 22
@@ -10831,7 +11284,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[8]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
+            ob22_ = _new(_iso20_common_types.RationalNumberType)
+            ob22_.Exponent = f_22_Exponent
+            ob22_.Value = f_22_Value
+            f_EVSEPresentActivePower_L2 = ob22_
             s = 11
         elif ec == 3:
             av -= 22
@@ -10861,7 +11317,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[8]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
+            ob23_ = _new(_iso20_common_types.RationalNumberType)
+            ob23_.Exponent = f_23_Exponent
+            ob23_.Value = f_23_Value
+            f_EVSEPresentActivePower_L3 = ob23_
             s = 12
         elif ec == 4:
             av -= 22
@@ -10891,7 +11350,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[8]', 'expected EE of Value, EE')
-            f_EVSEMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_24_Exponent, Value=f_24_Value)
+            ob24_ = _new(_iso20_common_types.RationalNumberType)
+            ob24_.Exponent = f_24_Exponent
+            ob24_.Value = f_24_Value
+            f_EVSEMaximumDischargePower = ob24_
             s = 13
         else:
             raise r.fail_at(av, 'BPT_AC_CPDResEnergyTransferModeType[8]', f'event code {ec}, expected SE(EVSEPowerRampLimitation), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), SE(EVSEMaximumDischargePower)')
@@ -10928,7 +11390,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[9]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
+            ob25_ = _new(_iso20_common_types.RationalNumberType)
+            ob25_.Exponent = f_25_Exponent
+            ob25_.Value = f_25_Value
+            f_EVSEPresentActivePower = ob25_
             s = 10
         elif ec == 1:
             av -= 22
@@ -10958,7 +11423,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[9]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_26_Exponent, Value=f_26_Value)
+            ob26_ = _new(_iso20_common_types.RationalNumberType)
+            ob26_.Exponent = f_26_Exponent
+            ob26_.Value = f_26_Value
+            f_EVSEPresentActivePower_L2 = ob26_
             s = 11
         elif ec == 2:
             av -= 22
@@ -10988,7 +11456,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[9]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_27_Exponent, Value=f_27_Value)
+            ob27_ = _new(_iso20_common_types.RationalNumberType)
+            ob27_.Exponent = f_27_Exponent
+            ob27_.Value = f_27_Value
+            f_EVSEPresentActivePower_L3 = ob27_
             s = 12
         elif ec == 3:
             av -= 22
@@ -11018,7 +11489,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[9]', 'expected EE of Value, EE')
-            f_EVSEMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_28_Exponent, Value=f_28_Value)
+            ob28_ = _new(_iso20_common_types.RationalNumberType)
+            ob28_.Exponent = f_28_Exponent
+            ob28_.Value = f_28_Value
+            f_EVSEMaximumDischargePower = ob28_
             s = 13
         else:
             raise r.fail_at(av, 'BPT_AC_CPDResEnergyTransferModeType[9]', f'event code {ec}, expected SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), SE(EVSEMaximumDischargePower)')
@@ -11055,7 +11529,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[10]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_29_Exponent, Value=f_29_Value)
+            ob29_ = _new(_iso20_common_types.RationalNumberType)
+            ob29_.Exponent = f_29_Exponent
+            ob29_.Value = f_29_Value
+            f_EVSEPresentActivePower_L2 = ob29_
             s = 11
         elif ec == 1:
             av -= 22
@@ -11085,7 +11562,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[10]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_30_Exponent, Value=f_30_Value)
+            ob30_ = _new(_iso20_common_types.RationalNumberType)
+            ob30_.Exponent = f_30_Exponent
+            ob30_.Value = f_30_Value
+            f_EVSEPresentActivePower_L3 = ob30_
             s = 12
         elif ec == 2:
             av -= 22
@@ -11115,7 +11595,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[10]', 'expected EE of Value, EE')
-            f_EVSEMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_31_Exponent, Value=f_31_Value)
+            ob31_ = _new(_iso20_common_types.RationalNumberType)
+            ob31_.Exponent = f_31_Exponent
+            ob31_.Value = f_31_Value
+            f_EVSEMaximumDischargePower = ob31_
             s = 13
         else:
             raise r.fail_at(av, 'BPT_AC_CPDResEnergyTransferModeType[10]', f'event code {ec}, expected SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), SE(EVSEMaximumDischargePower)')
@@ -11152,7 +11635,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[11]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_32_Exponent, Value=f_32_Value)
+            ob32_ = _new(_iso20_common_types.RationalNumberType)
+            ob32_.Exponent = f_32_Exponent
+            ob32_.Value = f_32_Value
+            f_EVSEPresentActivePower_L3 = ob32_
             s = 12
         elif ec == 1:
             av -= 22
@@ -11182,7 +11668,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[11]', 'expected EE of Value, EE')
-            f_EVSEMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_33_Exponent, Value=f_33_Value)
+            ob33_ = _new(_iso20_common_types.RationalNumberType)
+            ob33_.Exponent = f_33_Exponent
+            ob33_.Value = f_33_Value
+            f_EVSEMaximumDischargePower = ob33_
             s = 13
         else:
             raise r.fail_at(av, 'BPT_AC_CPDResEnergyTransferModeType[11]', f'event code {ec}, expected SE(EVSEPresentActivePower_L3), SE(EVSEMaximumDischargePower)')
@@ -11214,7 +11703,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[12]', 'expected EE of Value, EE')
-        f_EVSEMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_34_Exponent, Value=f_34_Value)
+        ob34_ = _new(_iso20_common_types.RationalNumberType)
+        ob34_.Exponent = f_34_Exponent
+        ob34_.Value = f_34_Value
+        f_EVSEMaximumDischargePower = ob34_
         s = 13
     av -= 2
     if av < 0:
@@ -11249,7 +11741,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[13]', 'expected EE of Value, EE')
-        kw['EVSEMaximumDischargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_35_Exponent, Value=f_35_Value)
+        ob35_ = _new(_iso20_common_types.RationalNumberType)
+        ob35_.Exponent = f_35_Exponent
+        ob35_.Value = f_35_Value
+        f_EVSEMaximumDischargePower_L2 = ob35_
         s = 14
     elif ec == 1:
         av -= 22
@@ -11279,7 +11774,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[13]', 'expected EE of Value, EE')
-        kw['EVSEMaximumDischargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_36_Exponent, Value=f_36_Value)
+        ob36_ = _new(_iso20_common_types.RationalNumberType)
+        ob36_.Exponent = f_36_Exponent
+        ob36_.Value = f_36_Value
+        f_EVSEMaximumDischargePower_L3 = ob36_
         s = 15
     elif ec == 2:
         av -= 22
@@ -11309,7 +11807,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[13]', 'expected EE of Value, EE')
-        f_EVSEMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_37_Exponent, Value=f_37_Value)
+        ob37_ = _new(_iso20_common_types.RationalNumberType)
+        ob37_.Exponent = f_37_Exponent
+        ob37_.Value = f_37_Value
+        f_EVSEMinimumDischargePower = ob37_
         s = 16
     else:
         raise r.fail_at(av, 'BPT_AC_CPDResEnergyTransferModeType[13]', f'event code {ec}, expected SE(EVSEMaximumDischargePower_L2), SE(EVSEMaximumDischargePower_L3), SE(EVSEMinimumDischargePower)')
@@ -11346,7 +11847,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[14]', 'expected EE of Value, EE')
-            kw['EVSEMaximumDischargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_38_Exponent, Value=f_38_Value)
+            ob38_ = _new(_iso20_common_types.RationalNumberType)
+            ob38_.Exponent = f_38_Exponent
+            ob38_.Value = f_38_Value
+            f_EVSEMaximumDischargePower_L3 = ob38_
             s = 15
         elif ec == 1:
             av -= 22
@@ -11376,7 +11880,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[14]', 'expected EE of Value, EE')
-            f_EVSEMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_39_Exponent, Value=f_39_Value)
+            ob39_ = _new(_iso20_common_types.RationalNumberType)
+            ob39_.Exponent = f_39_Exponent
+            ob39_.Value = f_39_Value
+            f_EVSEMinimumDischargePower = ob39_
             s = 16
         else:
             raise r.fail_at(av, 'BPT_AC_CPDResEnergyTransferModeType[14]', f'event code {ec}, expected SE(EVSEMaximumDischargePower_L3), SE(EVSEMinimumDischargePower)')
@@ -11408,7 +11915,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[15]', 'expected EE of Value, EE')
-        f_EVSEMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_40_Exponent, Value=f_40_Value)
+        ob40_ = _new(_iso20_common_types.RationalNumberType)
+        ob40_.Exponent = f_40_Exponent
+        ob40_.Value = f_40_Value
+        f_EVSEMinimumDischargePower = ob40_
         s = 16
     av -= 2
     if av < 0:
@@ -11443,7 +11953,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[16]', 'expected EE of Value, EE')
-        kw['EVSEMinimumDischargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_41_Exponent, Value=f_41_Value)
+        ob41_ = _new(_iso20_common_types.RationalNumberType)
+        ob41_.Exponent = f_41_Exponent
+        ob41_.Value = f_41_Value
+        f_EVSEMinimumDischargePower_L2 = ob41_
         s = 17
     elif ec == 1:
         av -= 22
@@ -11473,7 +11986,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[16]', 'expected EE of Value, EE')
-        kw['EVSEMinimumDischargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_42_Exponent, Value=f_42_Value)
+        ob42_ = _new(_iso20_common_types.RationalNumberType)
+        ob42_.Exponent = f_42_Exponent
+        ob42_.Value = f_42_Value
+        f_EVSEMinimumDischargePower_L3 = ob42_
         s = 18
     elif ec == 2:
         s = -1
@@ -11512,7 +12028,10 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[17]', 'expected EE of Value, EE')
-            kw['EVSEMinimumDischargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_43_Exponent, Value=f_43_Value)
+            ob43_ = _new(_iso20_common_types.RationalNumberType)
+            ob43_.Exponent = f_43_Exponent
+            ob43_.Value = f_43_Value
+            f_EVSEMinimumDischargePower_L3 = ob43_
             s = 18
         elif ec == 1:
             s = -1
@@ -11527,7 +12046,26 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             raise r.fail_at(av + 1, 'BPT_AC_CPDResEnergyTransferModeType[18]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_ac.BPT_AC_CPDResEnergyTransferModeType(EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSENominalFrequency=f_EVSENominalFrequency, EVSEMaximumDischargePower=f_EVSEMaximumDischargePower, EVSEMinimumDischargePower=f_EVSEMinimumDischargePower, **kw)
+    ob = _new(_iso20_ac.BPT_AC_CPDResEnergyTransferModeType)
+    ob.EVSEMaximumChargePower = f_EVSEMaximumChargePower
+    ob.EVSEMaximumChargePower_L2 = f_EVSEMaximumChargePower_L2
+    ob.EVSEMaximumChargePower_L3 = f_EVSEMaximumChargePower_L3
+    ob.EVSEMinimumChargePower = f_EVSEMinimumChargePower
+    ob.EVSEMinimumChargePower_L2 = f_EVSEMinimumChargePower_L2
+    ob.EVSEMinimumChargePower_L3 = f_EVSEMinimumChargePower_L3
+    ob.EVSENominalFrequency = f_EVSENominalFrequency
+    ob.MaximumPowerAsymmetry = f_MaximumPowerAsymmetry
+    ob.EVSEPowerRampLimitation = f_EVSEPowerRampLimitation
+    ob.EVSEPresentActivePower = f_EVSEPresentActivePower
+    ob.EVSEPresentActivePower_L2 = f_EVSEPresentActivePower_L2
+    ob.EVSEPresentActivePower_L3 = f_EVSEPresentActivePower_L3
+    ob.EVSEMaximumDischargePower = f_EVSEMaximumDischargePower
+    ob.EVSEMaximumDischargePower_L2 = f_EVSEMaximumDischargePower_L2
+    ob.EVSEMaximumDischargePower_L3 = f_EVSEMaximumDischargePower_L3
+    ob.EVSEMinimumDischargePower = f_EVSEMinimumDischargePower
+    ob.EVSEMinimumDischargePower_L2 = f_EVSEMinimumDischargePower_L2
+    ob.EVSEMinimumDischargePower_L3 = f_EVSEMinimumDischargePower_L3
+    return ob
 
 def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.BPT_AC_CPDResEnergyTransferModeType) -> None:
     a = w.acc
@@ -12758,16 +13296,30 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
 def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.BPT_Dynamic_AC_CLReqControlModeType:
     win = r.win
     av = r.avail
-    kw: dict[str, Any] = {}
+    f_DepartureTime: int | None = None
     f_EVTargetEnergyRequest: _iso20_common_types.RationalNumberType
     f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType
     f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType
     f_EVMaximumChargePower: _iso20_common_types.RationalNumberType
+    f_EVMaximumChargePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVMaximumChargePower_L3: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumChargePower: _iso20_common_types.RationalNumberType
+    f_EVMinimumChargePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVMinimumChargePower_L3: _iso20_common_types.RationalNumberType | None = None
     f_EVPresentActivePower: _iso20_common_types.RationalNumberType
+    f_EVPresentActivePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVPresentActivePower_L3: _iso20_common_types.RationalNumberType | None = None
     f_EVPresentReactivePower: _iso20_common_types.RationalNumberType
+    f_EVPresentReactivePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVPresentReactivePower_L3: _iso20_common_types.RationalNumberType | None = None
     f_EVMaximumDischargePower: _iso20_common_types.RationalNumberType
+    f_EVMaximumDischargePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVMaximumDischargePower_L3: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumDischargePower: _iso20_common_types.RationalNumberType
+    f_EVMinimumDischargePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVMinimumDischargePower_L3: _iso20_common_types.RationalNumberType | None = None
+    f_EVMaximumV2XEnergyRequest: _iso20_common_types.RationalNumberType | None = None
+    f_EVMinimumV2XEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     s = 0
     av -= 2
     if av < 0:
@@ -12793,7 +13345,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
                 u = r.uint_more(u, 14)
                 win = r.win
                 av = r.avail
-        kw['DepartureTime'] = u
+        f_DepartureTime = u
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
@@ -12829,7 +13381,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVTargetEnergyRequest = ob1_
         s = 2
     else:
         raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
@@ -12861,7 +13416,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVTargetEnergyRequest = ob2_
         s = 2
     av -= 23
     if av < 0:
@@ -12893,7 +13451,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
     f_4_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_.Exponent = f_3_Exponent
+    ob3_.Value = f_3_Value
+    f_EVMaximumEnergyRequest = ob3_
     s = 3
     if u > 127:
         av -= 8
@@ -12916,7 +13477,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
     f_5_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+    ob4_ = _new(_iso20_common_types.RationalNumberType)
+    ob4_.Exponent = f_4_Exponent
+    ob4_.Value = f_4_Value
+    f_EVMinimumEnergyRequest = ob4_
     s = 4
     if u > 127:
         av -= 8
@@ -12937,7 +13501,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
     if c & 0xc != 0x0:
         raise r.fail_at(av + 4, 'BPT_Dynamic_AC_CLReqControlModeType', 'expected EE of Value, EE')
     ec = (c & 3)
-    f_EVMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+    ob5_ = _new(_iso20_common_types.RationalNumberType)
+    ob5_.Exponent = f_5_Exponent
+    ob5_.Value = f_5_Value
+    f_EVMaximumChargePower = ob5_
     s = 5
     if ec == 0:
         av -= 22
@@ -12967,7 +13534,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        kw['EVMaximumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+        ob6_ = _new(_iso20_common_types.RationalNumberType)
+        ob6_.Exponent = f_6_Exponent
+        ob6_.Value = f_6_Value
+        f_EVMaximumChargePower_L2 = ob6_
         s = 6
     elif ec == 1:
         av -= 22
@@ -12997,7 +13567,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        kw['EVMaximumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+        ob7_ = _new(_iso20_common_types.RationalNumberType)
+        ob7_.Exponent = f_7_Exponent
+        ob7_.Value = f_7_Value
+        f_EVMaximumChargePower_L3 = ob7_
         s = 7
     elif ec == 2:
         av -= 22
@@ -13027,7 +13600,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        f_EVMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+        ob8_ = _new(_iso20_common_types.RationalNumberType)
+        ob8_.Exponent = f_8_Exponent
+        ob8_.Value = f_8_Value
+        f_EVMinimumChargePower = ob8_
         s = 8
     else:
         raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
@@ -13064,7 +13640,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVMaximumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+            ob9_ = _new(_iso20_common_types.RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_EVMaximumChargePower_L3 = ob9_
             s = 7
         elif ec == 1:
             av -= 22
@@ -13094,7 +13673,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            f_EVMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
+            ob10_ = _new(_iso20_common_types.RationalNumberType)
+            ob10_.Exponent = f_10_Exponent
+            ob10_.Value = f_10_Value
+            f_EVMinimumChargePower = ob10_
             s = 8
         else:
             raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
@@ -13126,7 +13708,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-        f_EVMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
+        ob11_ = _new(_iso20_common_types.RationalNumberType)
+        ob11_.Exponent = f_11_Exponent
+        ob11_.Value = f_11_Value
+        f_EVMinimumChargePower = ob11_
         s = 8
     av -= 2
     if av < 0:
@@ -13161,7 +13746,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-        kw['EVMinimumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
+        ob12_ = _new(_iso20_common_types.RationalNumberType)
+        ob12_.Exponent = f_12_Exponent
+        ob12_.Value = f_12_Value
+        f_EVMinimumChargePower_L2 = ob12_
         s = 9
     elif ec == 1:
         av -= 22
@@ -13191,7 +13779,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-        kw['EVMinimumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_13_Exponent, Value=f_13_Value)
+        ob13_ = _new(_iso20_common_types.RationalNumberType)
+        ob13_.Exponent = f_13_Exponent
+        ob13_.Value = f_13_Value
+        f_EVMinimumChargePower_L3 = ob13_
         s = 10
     elif ec == 2:
         av -= 22
@@ -13221,7 +13812,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-        f_EVPresentActivePower = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
+        ob14_ = _new(_iso20_common_types.RationalNumberType)
+        ob14_.Exponent = f_14_Exponent
+        ob14_.Value = f_14_Value
+        f_EVPresentActivePower = ob14_
         s = 11
     else:
         raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
@@ -13258,7 +13852,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[9]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_15_Exponent, Value=f_15_Value)
+            ob15_ = _new(_iso20_common_types.RationalNumberType)
+            ob15_.Exponent = f_15_Exponent
+            ob15_.Value = f_15_Value
+            f_EVMinimumChargePower_L3 = ob15_
             s = 10
         elif ec == 1:
             av -= 22
@@ -13288,7 +13885,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[9]', 'expected EE of Value, EE')
-            f_EVPresentActivePower = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
+            ob16_ = _new(_iso20_common_types.RationalNumberType)
+            ob16_.Exponent = f_16_Exponent
+            ob16_.Value = f_16_Value
+            f_EVPresentActivePower = ob16_
             s = 11
         else:
             raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[9]', f'event code {ec}, expected SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
@@ -13320,7 +13920,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        f_EVPresentActivePower = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
+        ob17_ = _new(_iso20_common_types.RationalNumberType)
+        ob17_.Exponent = f_17_Exponent
+        ob17_.Value = f_17_Value
+        f_EVPresentActivePower = ob17_
         s = 11
     av -= 2
     if av < 0:
@@ -13355,7 +13958,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-        kw['EVPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_18_Exponent, Value=f_18_Value)
+        ob18_ = _new(_iso20_common_types.RationalNumberType)
+        ob18_.Exponent = f_18_Exponent
+        ob18_.Value = f_18_Value
+        f_EVPresentActivePower_L2 = ob18_
         s = 12
     elif ec == 1:
         av -= 22
@@ -13385,7 +13991,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-        kw['EVPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
+        ob19_ = _new(_iso20_common_types.RationalNumberType)
+        ob19_.Exponent = f_19_Exponent
+        ob19_.Value = f_19_Value
+        f_EVPresentActivePower_L3 = ob19_
         s = 13
     elif ec == 2:
         av -= 22
@@ -13415,7 +14024,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-        f_EVPresentReactivePower = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
+        ob20_ = _new(_iso20_common_types.RationalNumberType)
+        ob20_.Exponent = f_20_Exponent
+        ob20_.Value = f_20_Value
+        f_EVPresentReactivePower = ob20_
         s = 14
     else:
         raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[11]', f'event code {ec}, expected SE(EVPresentActivePower_L2), SE(EVPresentActivePower_L3), SE(EVPresentReactivePower)')
@@ -13452,7 +14064,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[12]', 'expected EE of Value, EE')
-            kw['EVPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_21_Exponent, Value=f_21_Value)
+            ob21_ = _new(_iso20_common_types.RationalNumberType)
+            ob21_.Exponent = f_21_Exponent
+            ob21_.Value = f_21_Value
+            f_EVPresentActivePower_L3 = ob21_
             s = 13
         elif ec == 1:
             av -= 22
@@ -13482,7 +14097,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[12]', 'expected EE of Value, EE')
-            f_EVPresentReactivePower = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
+            ob22_ = _new(_iso20_common_types.RationalNumberType)
+            ob22_.Exponent = f_22_Exponent
+            ob22_.Value = f_22_Value
+            f_EVPresentReactivePower = ob22_
             s = 14
         else:
             raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[12]', f'event code {ec}, expected SE(EVPresentActivePower_L3), SE(EVPresentReactivePower)')
@@ -13514,7 +14132,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[13]', 'expected EE of Value, EE')
-        f_EVPresentReactivePower = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
+        ob23_ = _new(_iso20_common_types.RationalNumberType)
+        ob23_.Exponent = f_23_Exponent
+        ob23_.Value = f_23_Value
+        f_EVPresentReactivePower = ob23_
         s = 14
     av -= 2
     if av < 0:
@@ -13549,7 +14170,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[14]', 'expected EE of Value, EE')
-        kw['EVPresentReactivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_24_Exponent, Value=f_24_Value)
+        ob24_ = _new(_iso20_common_types.RationalNumberType)
+        ob24_.Exponent = f_24_Exponent
+        ob24_.Value = f_24_Value
+        f_EVPresentReactivePower_L2 = ob24_
         s = 15
     elif ec == 1:
         av -= 22
@@ -13579,7 +14203,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[14]', 'expected EE of Value, EE')
-        kw['EVPresentReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
+        ob25_ = _new(_iso20_common_types.RationalNumberType)
+        ob25_.Exponent = f_25_Exponent
+        ob25_.Value = f_25_Value
+        f_EVPresentReactivePower_L3 = ob25_
         s = 16
     elif ec == 2:
         av -= 22
@@ -13609,7 +14236,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[14]', 'expected EE of Value, EE')
-        f_EVMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_26_Exponent, Value=f_26_Value)
+        ob26_ = _new(_iso20_common_types.RationalNumberType)
+        ob26_.Exponent = f_26_Exponent
+        ob26_.Value = f_26_Value
+        f_EVMaximumDischargePower = ob26_
         s = 17
     else:
         raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[14]', f'event code {ec}, expected SE(EVPresentReactivePower_L2), SE(EVPresentReactivePower_L3), SE(EVMaximumDischargePower)')
@@ -13646,7 +14276,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[15]', 'expected EE of Value, EE')
-            kw['EVPresentReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_27_Exponent, Value=f_27_Value)
+            ob27_ = _new(_iso20_common_types.RationalNumberType)
+            ob27_.Exponent = f_27_Exponent
+            ob27_.Value = f_27_Value
+            f_EVPresentReactivePower_L3 = ob27_
             s = 16
         elif ec == 1:
             av -= 22
@@ -13676,7 +14309,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[15]', 'expected EE of Value, EE')
-            f_EVMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_28_Exponent, Value=f_28_Value)
+            ob28_ = _new(_iso20_common_types.RationalNumberType)
+            ob28_.Exponent = f_28_Exponent
+            ob28_.Value = f_28_Value
+            f_EVMaximumDischargePower = ob28_
             s = 17
         else:
             raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[15]', f'event code {ec}, expected SE(EVPresentReactivePower_L3), SE(EVMaximumDischargePower)')
@@ -13708,7 +14344,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[16]', 'expected EE of Value, EE')
-        f_EVMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_29_Exponent, Value=f_29_Value)
+        ob29_ = _new(_iso20_common_types.RationalNumberType)
+        ob29_.Exponent = f_29_Exponent
+        ob29_.Value = f_29_Value
+        f_EVMaximumDischargePower = ob29_
         s = 17
     av -= 2
     if av < 0:
@@ -13743,7 +14382,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[17]', 'expected EE of Value, EE')
-        kw['EVMaximumDischargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_30_Exponent, Value=f_30_Value)
+        ob30_ = _new(_iso20_common_types.RationalNumberType)
+        ob30_.Exponent = f_30_Exponent
+        ob30_.Value = f_30_Value
+        f_EVMaximumDischargePower_L2 = ob30_
         s = 18
     elif ec == 1:
         av -= 22
@@ -13773,7 +14415,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[17]', 'expected EE of Value, EE')
-        kw['EVMaximumDischargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_31_Exponent, Value=f_31_Value)
+        ob31_ = _new(_iso20_common_types.RationalNumberType)
+        ob31_.Exponent = f_31_Exponent
+        ob31_.Value = f_31_Value
+        f_EVMaximumDischargePower_L3 = ob31_
         s = 19
     elif ec == 2:
         av -= 22
@@ -13803,7 +14448,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[17]', 'expected EE of Value, EE')
-        f_EVMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_32_Exponent, Value=f_32_Value)
+        ob32_ = _new(_iso20_common_types.RationalNumberType)
+        ob32_.Exponent = f_32_Exponent
+        ob32_.Value = f_32_Value
+        f_EVMinimumDischargePower = ob32_
         s = 20
     else:
         raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[17]', f'event code {ec}, expected SE(EVMaximumDischargePower_L2), SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower)')
@@ -13840,7 +14488,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[18]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_33_Exponent, Value=f_33_Value)
+            ob33_ = _new(_iso20_common_types.RationalNumberType)
+            ob33_.Exponent = f_33_Exponent
+            ob33_.Value = f_33_Value
+            f_EVMaximumDischargePower_L3 = ob33_
             s = 19
         elif ec == 1:
             av -= 22
@@ -13870,7 +14521,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[18]', 'expected EE of Value, EE')
-            f_EVMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_34_Exponent, Value=f_34_Value)
+            ob34_ = _new(_iso20_common_types.RationalNumberType)
+            ob34_.Exponent = f_34_Exponent
+            ob34_.Value = f_34_Value
+            f_EVMinimumDischargePower = ob34_
             s = 20
         else:
             raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[18]', f'event code {ec}, expected SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower)')
@@ -13902,7 +14556,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[19]', 'expected EE of Value, EE')
-        f_EVMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_35_Exponent, Value=f_35_Value)
+        ob35_ = _new(_iso20_common_types.RationalNumberType)
+        ob35_.Exponent = f_35_Exponent
+        ob35_.Value = f_35_Value
+        f_EVMinimumDischargePower = ob35_
         s = 20
     av -= 3
     if av < 0:
@@ -13937,7 +14594,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[20]', 'expected EE of Value, EE')
-        kw['EVMinimumDischargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_36_Exponent, Value=f_36_Value)
+        ob36_ = _new(_iso20_common_types.RationalNumberType)
+        ob36_.Exponent = f_36_Exponent
+        ob36_.Value = f_36_Value
+        f_EVMinimumDischargePower_L2 = ob36_
         s = 21
     elif ec == 1:
         av -= 22
@@ -13967,7 +14627,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[20]', 'expected EE of Value, EE')
-        kw['EVMinimumDischargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_37_Exponent, Value=f_37_Value)
+        ob37_ = _new(_iso20_common_types.RationalNumberType)
+        ob37_.Exponent = f_37_Exponent
+        ob37_.Value = f_37_Value
+        f_EVMinimumDischargePower_L3 = ob37_
         s = 22
     elif ec == 2:
         av -= 22
@@ -13997,7 +14660,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[20]', 'expected EE of Value, EE')
-        kw['EVMaximumV2XEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_38_Exponent, Value=f_38_Value)
+        ob38_ = _new(_iso20_common_types.RationalNumberType)
+        ob38_.Exponent = f_38_Exponent
+        ob38_.Value = f_38_Value
+        f_EVMaximumV2XEnergyRequest = ob38_
         s = 23
     elif ec == 3:
         av -= 22
@@ -14027,7 +14693,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[20]', 'expected EE of Value, EE')
-        kw['EVMinimumV2XEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_39_Exponent, Value=f_39_Value)
+        ob39_ = _new(_iso20_common_types.RationalNumberType)
+        ob39_.Exponent = f_39_Exponent
+        ob39_.Value = f_39_Value
+        f_EVMinimumV2XEnergyRequest = ob39_
         s = 24
     elif ec == 4:
         s = -1
@@ -14066,7 +14735,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[21]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_40_Exponent, Value=f_40_Value)
+            ob40_ = _new(_iso20_common_types.RationalNumberType)
+            ob40_.Exponent = f_40_Exponent
+            ob40_.Value = f_40_Value
+            f_EVMinimumDischargePower_L3 = ob40_
             s = 22
         elif ec == 1:
             av -= 22
@@ -14096,7 +14768,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[21]', 'expected EE of Value, EE')
-            kw['EVMaximumV2XEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_41_Exponent, Value=f_41_Value)
+            ob41_ = _new(_iso20_common_types.RationalNumberType)
+            ob41_.Exponent = f_41_Exponent
+            ob41_.Value = f_41_Value
+            f_EVMaximumV2XEnergyRequest = ob41_
             s = 23
         elif ec == 2:
             av -= 22
@@ -14126,7 +14801,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[21]', 'expected EE of Value, EE')
-            kw['EVMinimumV2XEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_42_Exponent, Value=f_42_Value)
+            ob42_ = _new(_iso20_common_types.RationalNumberType)
+            ob42_.Exponent = f_42_Exponent
+            ob42_.Value = f_42_Value
+            f_EVMinimumV2XEnergyRequest = ob42_
             s = 24
         elif ec == 3:
             s = -1
@@ -14165,7 +14843,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[22]', 'expected EE of Value, EE')
-            kw['EVMaximumV2XEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_43_Exponent, Value=f_43_Value)
+            ob43_ = _new(_iso20_common_types.RationalNumberType)
+            ob43_.Exponent = f_43_Exponent
+            ob43_.Value = f_43_Value
+            f_EVMaximumV2XEnergyRequest = ob43_
             s = 23
         elif ec == 1:
             av -= 22
@@ -14195,7 +14876,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[22]', 'expected EE of Value, EE')
-            kw['EVMinimumV2XEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_44_Exponent, Value=f_44_Value)
+            ob44_ = _new(_iso20_common_types.RationalNumberType)
+            ob44_.Exponent = f_44_Exponent
+            ob44_.Value = f_44_Value
+            f_EVMinimumV2XEnergyRequest = ob44_
             s = 24
         elif ec == 2:
             s = -1
@@ -14234,7 +14918,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[23]', 'expected EE of Value, EE')
-            kw['EVMinimumV2XEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_45_Exponent, Value=f_45_Value)
+            ob45_ = _new(_iso20_common_types.RationalNumberType)
+            ob45_.Exponent = f_45_Exponent
+            ob45_.Value = f_45_Value
+            f_EVMinimumV2XEnergyRequest = ob45_
             s = 24
         elif ec == 1:
             s = -1
@@ -14249,7 +14936,32 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             raise r.fail_at(av + 1, 'BPT_Dynamic_AC_CLReqControlModeType[24]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_ac.BPT_Dynamic_AC_CLReqControlModeType(EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVMaximumChargePower=f_EVMaximumChargePower, EVMinimumChargePower=f_EVMinimumChargePower, EVPresentActivePower=f_EVPresentActivePower, EVPresentReactivePower=f_EVPresentReactivePower, EVMaximumDischargePower=f_EVMaximumDischargePower, EVMinimumDischargePower=f_EVMinimumDischargePower, **kw)
+    ob = _new(_iso20_ac.BPT_Dynamic_AC_CLReqControlModeType)
+    ob.DepartureTime = f_DepartureTime
+    ob.EVTargetEnergyRequest = f_EVTargetEnergyRequest
+    ob.EVMaximumEnergyRequest = f_EVMaximumEnergyRequest
+    ob.EVMinimumEnergyRequest = f_EVMinimumEnergyRequest
+    ob.EVMaximumChargePower = f_EVMaximumChargePower
+    ob.EVMaximumChargePower_L2 = f_EVMaximumChargePower_L2
+    ob.EVMaximumChargePower_L3 = f_EVMaximumChargePower_L3
+    ob.EVMinimumChargePower = f_EVMinimumChargePower
+    ob.EVMinimumChargePower_L2 = f_EVMinimumChargePower_L2
+    ob.EVMinimumChargePower_L3 = f_EVMinimumChargePower_L3
+    ob.EVPresentActivePower = f_EVPresentActivePower
+    ob.EVPresentActivePower_L2 = f_EVPresentActivePower_L2
+    ob.EVPresentActivePower_L3 = f_EVPresentActivePower_L3
+    ob.EVPresentReactivePower = f_EVPresentReactivePower
+    ob.EVPresentReactivePower_L2 = f_EVPresentReactivePower_L2
+    ob.EVPresentReactivePower_L3 = f_EVPresentReactivePower_L3
+    ob.EVMaximumDischargePower = f_EVMaximumDischargePower
+    ob.EVMaximumDischargePower_L2 = f_EVMaximumDischargePower_L2
+    ob.EVMaximumDischargePower_L3 = f_EVMaximumDischargePower_L3
+    ob.EVMinimumDischargePower = f_EVMinimumDischargePower
+    ob.EVMinimumDischargePower_L2 = f_EVMinimumDischargePower_L2
+    ob.EVMinimumDischargePower_L3 = f_EVMinimumDischargePower_L3
+    ob.EVMaximumV2XEnergyRequest = f_EVMaximumV2XEnergyRequest
+    ob.EVMinimumV2XEnergyRequest = f_EVMinimumV2XEnergyRequest
+    return ob
 
 def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.BPT_Dynamic_AC_CLReqControlModeType) -> None:
     a = w.acc
@@ -15567,8 +16279,19 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
 def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.BPT_Dynamic_AC_CLResControlModeType:
     win = r.win
     av = r.avail
-    kw: dict[str, Any] = {}
+    f_DepartureTime: int | None = None
+    f_MinimumSOC: int | None = None
+    f_TargetSOC: int | None = None
+    f_AckMaxDelay: int | None = None
     f_EVSETargetActivePower: _iso20_common_types.RationalNumberType
+    f_EVSETargetActivePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVSETargetActivePower_L3: _iso20_common_types.RationalNumberType | None = None
+    f_EVSETargetReactivePower: _iso20_common_types.RationalNumberType | None = None
+    f_EVSETargetReactivePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVSETargetReactivePower_L3: _iso20_common_types.RationalNumberType | None = None
+    f_EVSEPresentActivePower: _iso20_common_types.RationalNumberType | None = None
+    f_EVSEPresentActivePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVSEPresentActivePower_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
     av -= 3
     if av < 0:
@@ -15594,7 +16317,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
                 u = r.uint_more(u, 14)
                 win = r.win
                 av = r.avail
-        kw['DepartureTime'] = u
+        f_DepartureTime = u
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
@@ -15609,7 +16332,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'BPT_Dynamic_AC_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        kw['MinimumSOC'] = ((c >> 1) & 127)
+        f_MinimumSOC = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
         av -= 9
@@ -15618,7 +16341,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'BPT_Dynamic_AC_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        kw['TargetSOC'] = ((c >> 1) & 127)
+        f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
         av -= 9
@@ -15639,7 +16362,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
                 u = r.uint_more(u, 14)
                 win = r.win
                 av = r.avail
-        kw['AckMaxDelay'] = u
+        f_AckMaxDelay = u
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
@@ -15675,7 +16398,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        f_EVSETargetActivePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVSETargetActivePower = ob1_
         s = 5
     else:
         raise r.fail_at(av, 'BPT_Dynamic_AC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSETargetActivePower)')
@@ -15691,7 +16417,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'BPT_Dynamic_AC_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-            kw['MinimumSOC'] = ((c >> 1) & 127)
+            f_MinimumSOC = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
             av -= 9
@@ -15700,7 +16426,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'BPT_Dynamic_AC_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
-            kw['TargetSOC'] = ((c >> 1) & 127)
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
             av -= 9
@@ -15721,7 +16447,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['AckMaxDelay'] = u
+            f_AckMaxDelay = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -15757,7 +16483,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            f_EVSETargetActivePower = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_EVSETargetActivePower = ob2_
             s = 5
         else:
             raise r.fail_at(av, 'BPT_Dynamic_AC_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSETargetActivePower)')
@@ -15773,7 +16502,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'BPT_Dynamic_AC_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
-            kw['TargetSOC'] = ((c >> 1) & 127)
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
             av -= 9
@@ -15794,7 +16523,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['AckMaxDelay'] = u
+            f_AckMaxDelay = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -15830,7 +16559,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            f_EVSETargetActivePower = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_EVSETargetActivePower = ob3_
             s = 5
         else:
             raise r.fail_at(av, 'BPT_Dynamic_AC_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), SE(EVSETargetActivePower)')
@@ -15858,7 +16590,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['AckMaxDelay'] = u
+            f_AckMaxDelay = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -15894,7 +16626,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            f_EVSETargetActivePower = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVSETargetActivePower = ob4_
             s = 5
         else:
             raise r.fail_at(av, 'BPT_Dynamic_AC_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), SE(EVSETargetActivePower)')
@@ -15926,7 +16661,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[4]', 'expected EE of Value, EE')
-        f_EVSETargetActivePower = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_EVSETargetActivePower = ob5_
         s = 5
     av -= 4
     if av < 0:
@@ -15961,7 +16699,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-        kw['EVSETargetActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+        ob6_ = _new(_iso20_common_types.RationalNumberType)
+        ob6_.Exponent = f_6_Exponent
+        ob6_.Value = f_6_Value
+        f_EVSETargetActivePower_L2 = ob6_
         s = 6
     elif ec == 1:
         av -= 22
@@ -15991,7 +16732,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-        kw['EVSETargetActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+        ob7_ = _new(_iso20_common_types.RationalNumberType)
+        ob7_.Exponent = f_7_Exponent
+        ob7_.Value = f_7_Value
+        f_EVSETargetActivePower_L3 = ob7_
         s = 7
     elif ec == 2:
         av -= 22
@@ -16021,7 +16765,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-        kw['EVSETargetReactivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+        ob8_ = _new(_iso20_common_types.RationalNumberType)
+        ob8_.Exponent = f_8_Exponent
+        ob8_.Value = f_8_Value
+        f_EVSETargetReactivePower = ob8_
         s = 8
     elif ec == 3:
         av -= 22
@@ -16051,7 +16798,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-        kw['EVSETargetReactivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+        ob9_ = _new(_iso20_common_types.RationalNumberType)
+        ob9_.Exponent = f_9_Exponent
+        ob9_.Value = f_9_Value
+        f_EVSETargetReactivePower_L2 = ob9_
         s = 9
     elif ec == 4:
         av -= 22
@@ -16081,7 +16831,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-        kw['EVSETargetReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
+        ob10_ = _new(_iso20_common_types.RationalNumberType)
+        ob10_.Exponent = f_10_Exponent
+        ob10_.Value = f_10_Value
+        f_EVSETargetReactivePower_L3 = ob10_
         s = 10
     elif ec == 5:
         av -= 22
@@ -16111,7 +16864,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-        kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
+        ob11_ = _new(_iso20_common_types.RationalNumberType)
+        ob11_.Exponent = f_11_Exponent
+        ob11_.Value = f_11_Value
+        f_EVSEPresentActivePower = ob11_
         s = 11
     elif ec == 6:
         av -= 22
@@ -16141,7 +16897,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-        kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
+        ob12_ = _new(_iso20_common_types.RationalNumberType)
+        ob12_.Exponent = f_12_Exponent
+        ob12_.Value = f_12_Value
+        f_EVSEPresentActivePower_L2 = ob12_
         s = 12
     elif ec == 7:
         av -= 22
@@ -16171,7 +16930,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-        kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_13_Exponent, Value=f_13_Value)
+        ob13_ = _new(_iso20_common_types.RationalNumberType)
+        ob13_.Exponent = f_13_Exponent
+        ob13_.Value = f_13_Value
+        f_EVSEPresentActivePower_L3 = ob13_
         s = 13
     elif ec == 8:
         s = -1
@@ -16210,7 +16972,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVSETargetActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
+            ob14_ = _new(_iso20_common_types.RationalNumberType)
+            ob14_.Exponent = f_14_Exponent
+            ob14_.Value = f_14_Value
+            f_EVSETargetActivePower_L3 = ob14_
             s = 7
         elif ec == 1:
             av -= 22
@@ -16240,7 +17005,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_15_Exponent, Value=f_15_Value)
+            ob15_ = _new(_iso20_common_types.RationalNumberType)
+            ob15_.Exponent = f_15_Exponent
+            ob15_.Value = f_15_Value
+            f_EVSETargetReactivePower = ob15_
             s = 8
         elif ec == 2:
             av -= 22
@@ -16270,7 +17038,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
+            ob16_ = _new(_iso20_common_types.RationalNumberType)
+            ob16_.Exponent = f_16_Exponent
+            ob16_.Value = f_16_Value
+            f_EVSETargetReactivePower_L2 = ob16_
             s = 9
         elif ec == 3:
             av -= 22
@@ -16300,7 +17071,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
+            ob17_ = _new(_iso20_common_types.RationalNumberType)
+            ob17_.Exponent = f_17_Exponent
+            ob17_.Value = f_17_Value
+            f_EVSETargetReactivePower_L3 = ob17_
             s = 10
         elif ec == 4:
             av -= 22
@@ -16330,7 +17104,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_18_Exponent, Value=f_18_Value)
+            ob18_ = _new(_iso20_common_types.RationalNumberType)
+            ob18_.Exponent = f_18_Exponent
+            ob18_.Value = f_18_Value
+            f_EVSEPresentActivePower = ob18_
             s = 11
         elif ec == 5:
             av -= 22
@@ -16360,7 +17137,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
+            ob19_ = _new(_iso20_common_types.RationalNumberType)
+            ob19_.Exponent = f_19_Exponent
+            ob19_.Value = f_19_Value
+            f_EVSEPresentActivePower_L2 = ob19_
             s = 12
         elif ec == 6:
             av -= 22
@@ -16390,7 +17170,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
+            ob20_ = _new(_iso20_common_types.RationalNumberType)
+            ob20_.Exponent = f_20_Exponent
+            ob20_.Value = f_20_Value
+            f_EVSEPresentActivePower_L3 = ob20_
             s = 13
         elif ec == 7:
             s = -1
@@ -16429,7 +17212,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[7]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_21_Exponent, Value=f_21_Value)
+            ob21_ = _new(_iso20_common_types.RationalNumberType)
+            ob21_.Exponent = f_21_Exponent
+            ob21_.Value = f_21_Value
+            f_EVSETargetReactivePower = ob21_
             s = 8
         elif ec == 1:
             av -= 22
@@ -16459,7 +17245,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[7]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
+            ob22_ = _new(_iso20_common_types.RationalNumberType)
+            ob22_.Exponent = f_22_Exponent
+            ob22_.Value = f_22_Value
+            f_EVSETargetReactivePower_L2 = ob22_
             s = 9
         elif ec == 2:
             av -= 22
@@ -16489,7 +17278,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[7]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
+            ob23_ = _new(_iso20_common_types.RationalNumberType)
+            ob23_.Exponent = f_23_Exponent
+            ob23_.Value = f_23_Value
+            f_EVSETargetReactivePower_L3 = ob23_
             s = 10
         elif ec == 3:
             av -= 22
@@ -16519,7 +17311,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[7]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_24_Exponent, Value=f_24_Value)
+            ob24_ = _new(_iso20_common_types.RationalNumberType)
+            ob24_.Exponent = f_24_Exponent
+            ob24_.Value = f_24_Value
+            f_EVSEPresentActivePower = ob24_
             s = 11
         elif ec == 4:
             av -= 22
@@ -16549,7 +17344,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[7]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
+            ob25_ = _new(_iso20_common_types.RationalNumberType)
+            ob25_.Exponent = f_25_Exponent
+            ob25_.Value = f_25_Value
+            f_EVSEPresentActivePower_L2 = ob25_
             s = 12
         elif ec == 5:
             av -= 22
@@ -16579,7 +17377,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[7]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_26_Exponent, Value=f_26_Value)
+            ob26_ = _new(_iso20_common_types.RationalNumberType)
+            ob26_.Exponent = f_26_Exponent
+            ob26_.Value = f_26_Value
+            f_EVSEPresentActivePower_L3 = ob26_
             s = 13
         elif ec == 6:
             s = -1
@@ -16618,7 +17419,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[8]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_27_Exponent, Value=f_27_Value)
+            ob27_ = _new(_iso20_common_types.RationalNumberType)
+            ob27_.Exponent = f_27_Exponent
+            ob27_.Value = f_27_Value
+            f_EVSETargetReactivePower_L2 = ob27_
             s = 9
         elif ec == 1:
             av -= 22
@@ -16648,7 +17452,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[8]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_28_Exponent, Value=f_28_Value)
+            ob28_ = _new(_iso20_common_types.RationalNumberType)
+            ob28_.Exponent = f_28_Exponent
+            ob28_.Value = f_28_Value
+            f_EVSETargetReactivePower_L3 = ob28_
             s = 10
         elif ec == 2:
             av -= 22
@@ -16678,7 +17485,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[8]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_29_Exponent, Value=f_29_Value)
+            ob29_ = _new(_iso20_common_types.RationalNumberType)
+            ob29_.Exponent = f_29_Exponent
+            ob29_.Value = f_29_Value
+            f_EVSEPresentActivePower = ob29_
             s = 11
         elif ec == 3:
             av -= 22
@@ -16708,7 +17518,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[8]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_30_Exponent, Value=f_30_Value)
+            ob30_ = _new(_iso20_common_types.RationalNumberType)
+            ob30_.Exponent = f_30_Exponent
+            ob30_.Value = f_30_Value
+            f_EVSEPresentActivePower_L2 = ob30_
             s = 12
         elif ec == 4:
             av -= 22
@@ -16738,7 +17551,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[8]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_31_Exponent, Value=f_31_Value)
+            ob31_ = _new(_iso20_common_types.RationalNumberType)
+            ob31_.Exponent = f_31_Exponent
+            ob31_.Value = f_31_Value
+            f_EVSEPresentActivePower_L3 = ob31_
             s = 13
         elif ec == 5:
             s = -1
@@ -16777,7 +17593,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[9]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_32_Exponent, Value=f_32_Value)
+            ob32_ = _new(_iso20_common_types.RationalNumberType)
+            ob32_.Exponent = f_32_Exponent
+            ob32_.Value = f_32_Value
+            f_EVSETargetReactivePower_L3 = ob32_
             s = 10
         elif ec == 1:
             av -= 22
@@ -16807,7 +17626,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[9]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_33_Exponent, Value=f_33_Value)
+            ob33_ = _new(_iso20_common_types.RationalNumberType)
+            ob33_.Exponent = f_33_Exponent
+            ob33_.Value = f_33_Value
+            f_EVSEPresentActivePower = ob33_
             s = 11
         elif ec == 2:
             av -= 22
@@ -16837,7 +17659,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[9]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_34_Exponent, Value=f_34_Value)
+            ob34_ = _new(_iso20_common_types.RationalNumberType)
+            ob34_.Exponent = f_34_Exponent
+            ob34_.Value = f_34_Value
+            f_EVSEPresentActivePower_L2 = ob34_
             s = 12
         elif ec == 3:
             av -= 22
@@ -16867,7 +17692,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[9]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_35_Exponent, Value=f_35_Value)
+            ob35_ = _new(_iso20_common_types.RationalNumberType)
+            ob35_.Exponent = f_35_Exponent
+            ob35_.Value = f_35_Value
+            f_EVSEPresentActivePower_L3 = ob35_
             s = 13
         elif ec == 4:
             s = -1
@@ -16906,7 +17734,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[10]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_36_Exponent, Value=f_36_Value)
+            ob36_ = _new(_iso20_common_types.RationalNumberType)
+            ob36_.Exponent = f_36_Exponent
+            ob36_.Value = f_36_Value
+            f_EVSEPresentActivePower = ob36_
             s = 11
         elif ec == 1:
             av -= 22
@@ -16936,7 +17767,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[10]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_37_Exponent, Value=f_37_Value)
+            ob37_ = _new(_iso20_common_types.RationalNumberType)
+            ob37_.Exponent = f_37_Exponent
+            ob37_.Value = f_37_Value
+            f_EVSEPresentActivePower_L2 = ob37_
             s = 12
         elif ec == 2:
             av -= 22
@@ -16966,7 +17800,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[10]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_38_Exponent, Value=f_38_Value)
+            ob38_ = _new(_iso20_common_types.RationalNumberType)
+            ob38_.Exponent = f_38_Exponent
+            ob38_.Value = f_38_Value
+            f_EVSEPresentActivePower_L3 = ob38_
             s = 13
         elif ec == 3:
             s = -1
@@ -17005,7 +17842,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[11]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_39_Exponent, Value=f_39_Value)
+            ob39_ = _new(_iso20_common_types.RationalNumberType)
+            ob39_.Exponent = f_39_Exponent
+            ob39_.Value = f_39_Value
+            f_EVSEPresentActivePower_L2 = ob39_
             s = 12
         elif ec == 1:
             av -= 22
@@ -17035,7 +17875,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[11]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_40_Exponent, Value=f_40_Value)
+            ob40_ = _new(_iso20_common_types.RationalNumberType)
+            ob40_.Exponent = f_40_Exponent
+            ob40_.Value = f_40_Value
+            f_EVSEPresentActivePower_L3 = ob40_
             s = 13
         elif ec == 2:
             s = -1
@@ -17074,7 +17917,10 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[12]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_41_Exponent, Value=f_41_Value)
+            ob41_ = _new(_iso20_common_types.RationalNumberType)
+            ob41_.Exponent = f_41_Exponent
+            ob41_.Value = f_41_Value
+            f_EVSEPresentActivePower_L3 = ob41_
             s = 13
         elif ec == 1:
             s = -1
@@ -17089,7 +17935,21 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             raise r.fail_at(av + 1, 'BPT_Dynamic_AC_CLResControlModeType[13]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_ac.BPT_Dynamic_AC_CLResControlModeType(EVSETargetActivePower=f_EVSETargetActivePower, **kw)
+    ob = _new(_iso20_ac.BPT_Dynamic_AC_CLResControlModeType)
+    ob.DepartureTime = f_DepartureTime
+    ob.MinimumSOC = f_MinimumSOC
+    ob.TargetSOC = f_TargetSOC
+    ob.AckMaxDelay = f_AckMaxDelay
+    ob.EVSETargetActivePower = f_EVSETargetActivePower
+    ob.EVSETargetActivePower_L2 = f_EVSETargetActivePower_L2
+    ob.EVSETargetActivePower_L3 = f_EVSETargetActivePower_L3
+    ob.EVSETargetReactivePower = f_EVSETargetReactivePower
+    ob.EVSETargetReactivePower_L2 = f_EVSETargetReactivePower_L2
+    ob.EVSETargetReactivePower_L3 = f_EVSETargetReactivePower_L3
+    ob.EVSEPresentActivePower = f_EVSEPresentActivePower
+    ob.EVSEPresentActivePower_L2 = f_EVSEPresentActivePower_L2
+    ob.EVSEPresentActivePower_L3 = f_EVSEPresentActivePower_L3
+    return ob
 
 def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.BPT_Dynamic_AC_CLResControlModeType) -> None:
     a = w.acc
@@ -18403,8 +19263,27 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
 def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.BPT_Scheduled_AC_CLReqControlModeType:
     win = r.win
     av = r.avail
-    kw: dict[str, Any] = {}
+    f_EVTargetEnergyRequest: _iso20_common_types.RationalNumberType | None = None
+    f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
+    f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
+    f_EVMaximumChargePower: _iso20_common_types.RationalNumberType | None = None
+    f_EVMaximumChargePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVMaximumChargePower_L3: _iso20_common_types.RationalNumberType | None = None
+    f_EVMinimumChargePower: _iso20_common_types.RationalNumberType | None = None
+    f_EVMinimumChargePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVMinimumChargePower_L3: _iso20_common_types.RationalNumberType | None = None
     f_EVPresentActivePower: _iso20_common_types.RationalNumberType
+    f_EVPresentActivePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVPresentActivePower_L3: _iso20_common_types.RationalNumberType | None = None
+    f_EVPresentReactivePower: _iso20_common_types.RationalNumberType | None = None
+    f_EVPresentReactivePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVPresentReactivePower_L3: _iso20_common_types.RationalNumberType | None = None
+    f_EVMaximumDischargePower: _iso20_common_types.RationalNumberType | None = None
+    f_EVMaximumDischargePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVMaximumDischargePower_L3: _iso20_common_types.RationalNumberType | None = None
+    f_EVMinimumDischargePower: _iso20_common_types.RationalNumberType | None = None
+    f_EVMinimumDischargePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVMinimumDischargePower_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
     av -= 4
     if av < 0:
@@ -18439,7 +19318,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVTargetEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVTargetEnergyRequest = ob1_
         s = 1
     elif ec == 1:
         av -= 22
@@ -18469,7 +19351,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVMaximumEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVMaximumEnergyRequest = ob2_
         s = 2
     elif ec == 2:
         av -= 22
@@ -18499,7 +19384,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVMinimumEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_EVMinimumEnergyRequest = ob3_
         s = 3
     elif ec == 3:
         av -= 22
@@ -18529,7 +19417,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVMaximumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+        ob4_ = _new(_iso20_common_types.RationalNumberType)
+        ob4_.Exponent = f_4_Exponent
+        ob4_.Value = f_4_Value
+        f_EVMaximumChargePower = ob4_
         s = 4
     elif ec == 4:
         av -= 22
@@ -18559,7 +19450,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVMaximumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_EVMaximumChargePower_L2 = ob5_
         s = 5
     elif ec == 5:
         av -= 22
@@ -18589,7 +19483,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVMaximumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+        ob6_ = _new(_iso20_common_types.RationalNumberType)
+        ob6_.Exponent = f_6_Exponent
+        ob6_.Value = f_6_Value
+        f_EVMaximumChargePower_L3 = ob6_
         s = 6
     elif ec == 6:
         av -= 22
@@ -18619,7 +19516,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVMinimumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+        ob7_ = _new(_iso20_common_types.RationalNumberType)
+        ob7_.Exponent = f_7_Exponent
+        ob7_.Value = f_7_Value
+        f_EVMinimumChargePower = ob7_
         s = 7
     elif ec == 7:
         av -= 22
@@ -18649,7 +19549,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVMinimumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+        ob8_ = _new(_iso20_common_types.RationalNumberType)
+        ob8_.Exponent = f_8_Exponent
+        ob8_.Value = f_8_Value
+        f_EVMinimumChargePower_L2 = ob8_
         s = 8
     elif ec == 8:
         av -= 22
@@ -18679,7 +19582,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVMinimumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+        ob9_ = _new(_iso20_common_types.RationalNumberType)
+        ob9_.Exponent = f_9_Exponent
+        ob9_.Value = f_9_Value
+        f_EVMinimumChargePower_L3 = ob9_
         s = 9
     elif ec == 9:
         av -= 22
@@ -18709,7 +19615,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVPresentActivePower = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
+        ob10_ = _new(_iso20_common_types.RationalNumberType)
+        ob10_.Exponent = f_10_Exponent
+        ob10_.Value = f_10_Value
+        f_EVPresentActivePower = ob10_
         s = 10
     else:
         raise r.fail_at(av, 'BPT_Scheduled_AC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVMaximumChargePower), SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
@@ -18746,7 +19655,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVMaximumEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
+            ob11_ = _new(_iso20_common_types.RationalNumberType)
+            ob11_.Exponent = f_11_Exponent
+            ob11_.Value = f_11_Value
+            f_EVMaximumEnergyRequest = ob11_
             s = 2
         elif ec == 1:
             av -= 22
@@ -18776,7 +19688,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVMinimumEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
+            ob12_ = _new(_iso20_common_types.RationalNumberType)
+            ob12_.Exponent = f_12_Exponent
+            ob12_.Value = f_12_Value
+            f_EVMinimumEnergyRequest = ob12_
             s = 3
         elif ec == 2:
             av -= 22
@@ -18806,7 +19721,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVMaximumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_13_Exponent, Value=f_13_Value)
+            ob13_ = _new(_iso20_common_types.RationalNumberType)
+            ob13_.Exponent = f_13_Exponent
+            ob13_.Value = f_13_Value
+            f_EVMaximumChargePower = ob13_
             s = 4
         elif ec == 3:
             av -= 22
@@ -18836,7 +19754,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVMaximumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
+            ob14_ = _new(_iso20_common_types.RationalNumberType)
+            ob14_.Exponent = f_14_Exponent
+            ob14_.Value = f_14_Value
+            f_EVMaximumChargePower_L2 = ob14_
             s = 5
         elif ec == 4:
             av -= 22
@@ -18866,7 +19787,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVMaximumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_15_Exponent, Value=f_15_Value)
+            ob15_ = _new(_iso20_common_types.RationalNumberType)
+            ob15_.Exponent = f_15_Exponent
+            ob15_.Value = f_15_Value
+            f_EVMaximumChargePower_L3 = ob15_
             s = 6
         elif ec == 5:
             av -= 22
@@ -18896,7 +19820,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
+            ob16_ = _new(_iso20_common_types.RationalNumberType)
+            ob16_.Exponent = f_16_Exponent
+            ob16_.Value = f_16_Value
+            f_EVMinimumChargePower = ob16_
             s = 7
         elif ec == 6:
             av -= 22
@@ -18926,7 +19853,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
+            ob17_ = _new(_iso20_common_types.RationalNumberType)
+            ob17_.Exponent = f_17_Exponent
+            ob17_.Value = f_17_Value
+            f_EVMinimumChargePower_L2 = ob17_
             s = 8
         elif ec == 7:
             av -= 22
@@ -18956,7 +19886,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_18_Exponent, Value=f_18_Value)
+            ob18_ = _new(_iso20_common_types.RationalNumberType)
+            ob18_.Exponent = f_18_Exponent
+            ob18_.Value = f_18_Value
+            f_EVMinimumChargePower_L3 = ob18_
             s = 9
         elif ec == 8:
             av -= 22
@@ -18986,7 +19919,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            f_EVPresentActivePower = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
+            ob19_ = _new(_iso20_common_types.RationalNumberType)
+            ob19_.Exponent = f_19_Exponent
+            ob19_.Value = f_19_Value
+            f_EVPresentActivePower = ob19_
             s = 10
         else:
             raise r.fail_at(av, 'BPT_Scheduled_AC_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVMaximumChargePower), SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
@@ -19023,7 +19959,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            kw['EVMinimumEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
+            ob20_ = _new(_iso20_common_types.RationalNumberType)
+            ob20_.Exponent = f_20_Exponent
+            ob20_.Value = f_20_Value
+            f_EVMinimumEnergyRequest = ob20_
             s = 3
         elif ec == 1:
             av -= 22
@@ -19053,7 +19992,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            kw['EVMaximumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_21_Exponent, Value=f_21_Value)
+            ob21_ = _new(_iso20_common_types.RationalNumberType)
+            ob21_.Exponent = f_21_Exponent
+            ob21_.Value = f_21_Value
+            f_EVMaximumChargePower = ob21_
             s = 4
         elif ec == 2:
             av -= 22
@@ -19083,7 +20025,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            kw['EVMaximumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
+            ob22_ = _new(_iso20_common_types.RationalNumberType)
+            ob22_.Exponent = f_22_Exponent
+            ob22_.Value = f_22_Value
+            f_EVMaximumChargePower_L2 = ob22_
             s = 5
         elif ec == 3:
             av -= 22
@@ -19113,7 +20058,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            kw['EVMaximumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
+            ob23_ = _new(_iso20_common_types.RationalNumberType)
+            ob23_.Exponent = f_23_Exponent
+            ob23_.Value = f_23_Value
+            f_EVMaximumChargePower_L3 = ob23_
             s = 6
         elif ec == 4:
             av -= 22
@@ -19143,7 +20091,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_24_Exponent, Value=f_24_Value)
+            ob24_ = _new(_iso20_common_types.RationalNumberType)
+            ob24_.Exponent = f_24_Exponent
+            ob24_.Value = f_24_Value
+            f_EVMinimumChargePower = ob24_
             s = 7
         elif ec == 5:
             av -= 22
@@ -19173,7 +20124,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
+            ob25_ = _new(_iso20_common_types.RationalNumberType)
+            ob25_.Exponent = f_25_Exponent
+            ob25_.Value = f_25_Value
+            f_EVMinimumChargePower_L2 = ob25_
             s = 8
         elif ec == 6:
             av -= 22
@@ -19203,7 +20157,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_26_Exponent, Value=f_26_Value)
+            ob26_ = _new(_iso20_common_types.RationalNumberType)
+            ob26_.Exponent = f_26_Exponent
+            ob26_.Value = f_26_Value
+            f_EVMinimumChargePower_L3 = ob26_
             s = 9
         elif ec == 7:
             av -= 22
@@ -19233,7 +20190,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            f_EVPresentActivePower = _iso20_common_types.RationalNumberType(Exponent=f_27_Exponent, Value=f_27_Value)
+            ob27_ = _new(_iso20_common_types.RationalNumberType)
+            ob27_.Exponent = f_27_Exponent
+            ob27_.Value = f_27_Value
+            f_EVPresentActivePower = ob27_
             s = 10
         else:
             raise r.fail_at(av, 'BPT_Scheduled_AC_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVMaximumChargePower), SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
@@ -19270,7 +20230,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[3]', 'expected EE of Value, EE')
-            kw['EVMaximumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_28_Exponent, Value=f_28_Value)
+            ob28_ = _new(_iso20_common_types.RationalNumberType)
+            ob28_.Exponent = f_28_Exponent
+            ob28_.Value = f_28_Value
+            f_EVMaximumChargePower = ob28_
             s = 4
         elif ec == 1:
             av -= 22
@@ -19300,7 +20263,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[3]', 'expected EE of Value, EE')
-            kw['EVMaximumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_29_Exponent, Value=f_29_Value)
+            ob29_ = _new(_iso20_common_types.RationalNumberType)
+            ob29_.Exponent = f_29_Exponent
+            ob29_.Value = f_29_Value
+            f_EVMaximumChargePower_L2 = ob29_
             s = 5
         elif ec == 2:
             av -= 22
@@ -19330,7 +20296,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[3]', 'expected EE of Value, EE')
-            kw['EVMaximumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_30_Exponent, Value=f_30_Value)
+            ob30_ = _new(_iso20_common_types.RationalNumberType)
+            ob30_.Exponent = f_30_Exponent
+            ob30_.Value = f_30_Value
+            f_EVMaximumChargePower_L3 = ob30_
             s = 6
         elif ec == 3:
             av -= 22
@@ -19360,7 +20329,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[3]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_31_Exponent, Value=f_31_Value)
+            ob31_ = _new(_iso20_common_types.RationalNumberType)
+            ob31_.Exponent = f_31_Exponent
+            ob31_.Value = f_31_Value
+            f_EVMinimumChargePower = ob31_
             s = 7
         elif ec == 4:
             av -= 22
@@ -19390,7 +20362,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[3]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_32_Exponent, Value=f_32_Value)
+            ob32_ = _new(_iso20_common_types.RationalNumberType)
+            ob32_.Exponent = f_32_Exponent
+            ob32_.Value = f_32_Value
+            f_EVMinimumChargePower_L2 = ob32_
             s = 8
         elif ec == 5:
             av -= 22
@@ -19420,7 +20395,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[3]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_33_Exponent, Value=f_33_Value)
+            ob33_ = _new(_iso20_common_types.RationalNumberType)
+            ob33_.Exponent = f_33_Exponent
+            ob33_.Value = f_33_Value
+            f_EVMinimumChargePower_L3 = ob33_
             s = 9
         elif ec == 6:
             av -= 22
@@ -19450,7 +20428,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[3]', 'expected EE of Value, EE')
-            f_EVPresentActivePower = _iso20_common_types.RationalNumberType(Exponent=f_34_Exponent, Value=f_34_Value)
+            ob34_ = _new(_iso20_common_types.RationalNumberType)
+            ob34_.Exponent = f_34_Exponent
+            ob34_.Value = f_34_Value
+            f_EVPresentActivePower = ob34_
             s = 10
         else:
             raise r.fail_at(av, 'BPT_Scheduled_AC_CLReqControlModeType[3]', f'event code {ec}, expected SE(EVMaximumChargePower), SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
@@ -19487,7 +20468,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[4]', 'expected EE of Value, EE')
-            kw['EVMaximumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_35_Exponent, Value=f_35_Value)
+            ob35_ = _new(_iso20_common_types.RationalNumberType)
+            ob35_.Exponent = f_35_Exponent
+            ob35_.Value = f_35_Value
+            f_EVMaximumChargePower_L2 = ob35_
             s = 5
         elif ec == 1:
             av -= 22
@@ -19517,7 +20501,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[4]', 'expected EE of Value, EE')
-            kw['EVMaximumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_36_Exponent, Value=f_36_Value)
+            ob36_ = _new(_iso20_common_types.RationalNumberType)
+            ob36_.Exponent = f_36_Exponent
+            ob36_.Value = f_36_Value
+            f_EVMaximumChargePower_L3 = ob36_
             s = 6
         elif ec == 2:
             av -= 22
@@ -19547,7 +20534,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[4]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_37_Exponent, Value=f_37_Value)
+            ob37_ = _new(_iso20_common_types.RationalNumberType)
+            ob37_.Exponent = f_37_Exponent
+            ob37_.Value = f_37_Value
+            f_EVMinimumChargePower = ob37_
             s = 7
         elif ec == 3:
             av -= 22
@@ -19577,7 +20567,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[4]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_38_Exponent, Value=f_38_Value)
+            ob38_ = _new(_iso20_common_types.RationalNumberType)
+            ob38_.Exponent = f_38_Exponent
+            ob38_.Value = f_38_Value
+            f_EVMinimumChargePower_L2 = ob38_
             s = 8
         elif ec == 4:
             av -= 22
@@ -19607,7 +20600,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[4]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_39_Exponent, Value=f_39_Value)
+            ob39_ = _new(_iso20_common_types.RationalNumberType)
+            ob39_.Exponent = f_39_Exponent
+            ob39_.Value = f_39_Value
+            f_EVMinimumChargePower_L3 = ob39_
             s = 9
         elif ec == 5:
             av -= 22
@@ -19637,7 +20633,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[4]', 'expected EE of Value, EE')
-            f_EVPresentActivePower = _iso20_common_types.RationalNumberType(Exponent=f_40_Exponent, Value=f_40_Value)
+            ob40_ = _new(_iso20_common_types.RationalNumberType)
+            ob40_.Exponent = f_40_Exponent
+            ob40_.Value = f_40_Value
+            f_EVPresentActivePower = ob40_
             s = 10
         else:
             raise r.fail_at(av, 'BPT_Scheduled_AC_CLReqControlModeType[4]', f'event code {ec}, expected SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
@@ -19674,7 +20673,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-            kw['EVMaximumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_41_Exponent, Value=f_41_Value)
+            ob41_ = _new(_iso20_common_types.RationalNumberType)
+            ob41_.Exponent = f_41_Exponent
+            ob41_.Value = f_41_Value
+            f_EVMaximumChargePower_L3 = ob41_
             s = 6
         elif ec == 1:
             av -= 22
@@ -19704,7 +20706,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_42_Exponent, Value=f_42_Value)
+            ob42_ = _new(_iso20_common_types.RationalNumberType)
+            ob42_.Exponent = f_42_Exponent
+            ob42_.Value = f_42_Value
+            f_EVMinimumChargePower = ob42_
             s = 7
         elif ec == 2:
             av -= 22
@@ -19734,7 +20739,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_43_Exponent, Value=f_43_Value)
+            ob43_ = _new(_iso20_common_types.RationalNumberType)
+            ob43_.Exponent = f_43_Exponent
+            ob43_.Value = f_43_Value
+            f_EVMinimumChargePower_L2 = ob43_
             s = 8
         elif ec == 3:
             av -= 22
@@ -19764,7 +20772,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_44_Exponent, Value=f_44_Value)
+            ob44_ = _new(_iso20_common_types.RationalNumberType)
+            ob44_.Exponent = f_44_Exponent
+            ob44_.Value = f_44_Value
+            f_EVMinimumChargePower_L3 = ob44_
             s = 9
         elif ec == 4:
             av -= 22
@@ -19794,7 +20805,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-            f_EVPresentActivePower = _iso20_common_types.RationalNumberType(Exponent=f_45_Exponent, Value=f_45_Value)
+            ob45_ = _new(_iso20_common_types.RationalNumberType)
+            ob45_.Exponent = f_45_Exponent
+            ob45_.Value = f_45_Value
+            f_EVPresentActivePower = ob45_
             s = 10
         else:
             raise r.fail_at(av, 'BPT_Scheduled_AC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
@@ -19831,7 +20845,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_46_Exponent, Value=f_46_Value)
+            ob46_ = _new(_iso20_common_types.RationalNumberType)
+            ob46_.Exponent = f_46_Exponent
+            ob46_.Value = f_46_Value
+            f_EVMinimumChargePower = ob46_
             s = 7
         elif ec == 1:
             av -= 22
@@ -19861,7 +20878,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_47_Exponent, Value=f_47_Value)
+            ob47_ = _new(_iso20_common_types.RationalNumberType)
+            ob47_.Exponent = f_47_Exponent
+            ob47_.Value = f_47_Value
+            f_EVMinimumChargePower_L2 = ob47_
             s = 8
         elif ec == 2:
             av -= 22
@@ -19891,7 +20911,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_48_Exponent, Value=f_48_Value)
+            ob48_ = _new(_iso20_common_types.RationalNumberType)
+            ob48_.Exponent = f_48_Exponent
+            ob48_.Value = f_48_Value
+            f_EVMinimumChargePower_L3 = ob48_
             s = 9
         elif ec == 3:
             av -= 22
@@ -19921,7 +20944,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            f_EVPresentActivePower = _iso20_common_types.RationalNumberType(Exponent=f_49_Exponent, Value=f_49_Value)
+            ob49_ = _new(_iso20_common_types.RationalNumberType)
+            ob49_.Exponent = f_49_Exponent
+            ob49_.Value = f_49_Value
+            f_EVPresentActivePower = ob49_
             s = 10
         else:
             raise r.fail_at(av, 'BPT_Scheduled_AC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
@@ -19958,7 +20984,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_50_Exponent, Value=f_50_Value)
+            ob50_ = _new(_iso20_common_types.RationalNumberType)
+            ob50_.Exponent = f_50_Exponent
+            ob50_.Value = f_50_Value
+            f_EVMinimumChargePower_L2 = ob50_
             s = 8
         elif ec == 1:
             av -= 22
@@ -19988,7 +21017,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_51_Exponent, Value=f_51_Value)
+            ob51_ = _new(_iso20_common_types.RationalNumberType)
+            ob51_.Exponent = f_51_Exponent
+            ob51_.Value = f_51_Value
+            f_EVMinimumChargePower_L3 = ob51_
             s = 9
         elif ec == 2:
             av -= 22
@@ -20018,7 +21050,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            f_EVPresentActivePower = _iso20_common_types.RationalNumberType(Exponent=f_52_Exponent, Value=f_52_Value)
+            ob52_ = _new(_iso20_common_types.RationalNumberType)
+            ob52_.Exponent = f_52_Exponent
+            ob52_.Value = f_52_Value
+            f_EVPresentActivePower = ob52_
             s = 10
         else:
             raise r.fail_at(av, 'BPT_Scheduled_AC_CLReqControlModeType[7]', f'event code {ec}, expected SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
@@ -20055,7 +21090,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_53_Exponent, Value=f_53_Value)
+            ob53_ = _new(_iso20_common_types.RationalNumberType)
+            ob53_.Exponent = f_53_Exponent
+            ob53_.Value = f_53_Value
+            f_EVMinimumChargePower_L3 = ob53_
             s = 9
         elif ec == 1:
             av -= 22
@@ -20085,7 +21123,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-            f_EVPresentActivePower = _iso20_common_types.RationalNumberType(Exponent=f_54_Exponent, Value=f_54_Value)
+            ob54_ = _new(_iso20_common_types.RationalNumberType)
+            ob54_.Exponent = f_54_Exponent
+            ob54_.Value = f_54_Value
+            f_EVPresentActivePower = ob54_
             s = 10
         else:
             raise r.fail_at(av, 'BPT_Scheduled_AC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
@@ -20117,7 +21158,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[9]', 'expected EE of Value, EE')
-        f_EVPresentActivePower = _iso20_common_types.RationalNumberType(Exponent=f_55_Exponent, Value=f_55_Value)
+        ob55_ = _new(_iso20_common_types.RationalNumberType)
+        ob55_.Exponent = f_55_Exponent
+        ob55_.Value = f_55_Value
+        f_EVPresentActivePower = ob55_
         s = 10
     av -= 4
     if av < 0:
@@ -20152,7 +21196,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        kw['EVPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_56_Exponent, Value=f_56_Value)
+        ob56_ = _new(_iso20_common_types.RationalNumberType)
+        ob56_.Exponent = f_56_Exponent
+        ob56_.Value = f_56_Value
+        f_EVPresentActivePower_L2 = ob56_
         s = 11
     elif ec == 1:
         av -= 22
@@ -20182,7 +21229,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        kw['EVPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_57_Exponent, Value=f_57_Value)
+        ob57_ = _new(_iso20_common_types.RationalNumberType)
+        ob57_.Exponent = f_57_Exponent
+        ob57_.Value = f_57_Value
+        f_EVPresentActivePower_L3 = ob57_
         s = 12
     elif ec == 2:
         av -= 22
@@ -20212,7 +21262,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        kw['EVPresentReactivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_58_Exponent, Value=f_58_Value)
+        ob58_ = _new(_iso20_common_types.RationalNumberType)
+        ob58_.Exponent = f_58_Exponent
+        ob58_.Value = f_58_Value
+        f_EVPresentReactivePower = ob58_
         s = 13
     elif ec == 3:
         av -= 22
@@ -20242,7 +21295,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        kw['EVPresentReactivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_59_Exponent, Value=f_59_Value)
+        ob59_ = _new(_iso20_common_types.RationalNumberType)
+        ob59_.Exponent = f_59_Exponent
+        ob59_.Value = f_59_Value
+        f_EVPresentReactivePower_L2 = ob59_
         s = 14
     elif ec == 4:
         av -= 22
@@ -20272,7 +21328,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        kw['EVPresentReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_60_Exponent, Value=f_60_Value)
+        ob60_ = _new(_iso20_common_types.RationalNumberType)
+        ob60_.Exponent = f_60_Exponent
+        ob60_.Value = f_60_Value
+        f_EVPresentReactivePower_L3 = ob60_
         s = 15
     elif ec == 5:
         av -= 22
@@ -20302,7 +21361,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        kw['EVMaximumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_61_Exponent, Value=f_61_Value)
+        ob61_ = _new(_iso20_common_types.RationalNumberType)
+        ob61_.Exponent = f_61_Exponent
+        ob61_.Value = f_61_Value
+        f_EVMaximumDischargePower = ob61_
         s = 16
     elif ec == 6:
         av -= 22
@@ -20332,7 +21394,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        kw['EVMaximumDischargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_62_Exponent, Value=f_62_Value)
+        ob62_ = _new(_iso20_common_types.RationalNumberType)
+        ob62_.Exponent = f_62_Exponent
+        ob62_.Value = f_62_Value
+        f_EVMaximumDischargePower_L2 = ob62_
         s = 17
     elif ec == 7:
         av -= 22
@@ -20362,7 +21427,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        kw['EVMaximumDischargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_63_Exponent, Value=f_63_Value)
+        ob63_ = _new(_iso20_common_types.RationalNumberType)
+        ob63_.Exponent = f_63_Exponent
+        ob63_.Value = f_63_Value
+        f_EVMaximumDischargePower_L3 = ob63_
         s = 18
     elif ec == 8:
         av -= 22
@@ -20392,7 +21460,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        kw['EVMinimumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_64_Exponent, Value=f_64_Value)
+        ob64_ = _new(_iso20_common_types.RationalNumberType)
+        ob64_.Exponent = f_64_Exponent
+        ob64_.Value = f_64_Value
+        f_EVMinimumDischargePower = ob64_
         s = 19
     elif ec == 9:
         av -= 22
@@ -20422,7 +21493,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        kw['EVMinimumDischargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_65_Exponent, Value=f_65_Value)
+        ob65_ = _new(_iso20_common_types.RationalNumberType)
+        ob65_.Exponent = f_65_Exponent
+        ob65_.Value = f_65_Value
+        f_EVMinimumDischargePower_L2 = ob65_
         s = 20
     elif ec == 10:
         av -= 22
@@ -20452,7 +21526,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        kw['EVMinimumDischargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_66_Exponent, Value=f_66_Value)
+        ob66_ = _new(_iso20_common_types.RationalNumberType)
+        ob66_.Exponent = f_66_Exponent
+        ob66_.Value = f_66_Value
+        f_EVMinimumDischargePower_L3 = ob66_
         s = 21
     elif ec == 11:
         s = -1
@@ -20491,7 +21568,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            kw['EVPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_67_Exponent, Value=f_67_Value)
+            ob67_ = _new(_iso20_common_types.RationalNumberType)
+            ob67_.Exponent = f_67_Exponent
+            ob67_.Value = f_67_Value
+            f_EVPresentActivePower_L3 = ob67_
             s = 12
         elif ec == 1:
             av -= 22
@@ -20521,7 +21601,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            kw['EVPresentReactivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_68_Exponent, Value=f_68_Value)
+            ob68_ = _new(_iso20_common_types.RationalNumberType)
+            ob68_.Exponent = f_68_Exponent
+            ob68_.Value = f_68_Value
+            f_EVPresentReactivePower = ob68_
             s = 13
         elif ec == 2:
             av -= 22
@@ -20551,7 +21634,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            kw['EVPresentReactivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_69_Exponent, Value=f_69_Value)
+            ob69_ = _new(_iso20_common_types.RationalNumberType)
+            ob69_.Exponent = f_69_Exponent
+            ob69_.Value = f_69_Value
+            f_EVPresentReactivePower_L2 = ob69_
             s = 14
         elif ec == 3:
             av -= 22
@@ -20581,7 +21667,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            kw['EVPresentReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_70_Exponent, Value=f_70_Value)
+            ob70_ = _new(_iso20_common_types.RationalNumberType)
+            ob70_.Exponent = f_70_Exponent
+            ob70_.Value = f_70_Value
+            f_EVPresentReactivePower_L3 = ob70_
             s = 15
         elif ec == 4:
             av -= 22
@@ -20611,7 +21700,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_71_Exponent, Value=f_71_Value)
+            ob71_ = _new(_iso20_common_types.RationalNumberType)
+            ob71_.Exponent = f_71_Exponent
+            ob71_.Value = f_71_Value
+            f_EVMaximumDischargePower = ob71_
             s = 16
         elif ec == 5:
             av -= 22
@@ -20641,7 +21733,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_72_Exponent, Value=f_72_Value)
+            ob72_ = _new(_iso20_common_types.RationalNumberType)
+            ob72_.Exponent = f_72_Exponent
+            ob72_.Value = f_72_Value
+            f_EVMaximumDischargePower_L2 = ob72_
             s = 17
         elif ec == 6:
             av -= 22
@@ -20671,7 +21766,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_73_Exponent, Value=f_73_Value)
+            ob73_ = _new(_iso20_common_types.RationalNumberType)
+            ob73_.Exponent = f_73_Exponent
+            ob73_.Value = f_73_Value
+            f_EVMaximumDischargePower_L3 = ob73_
             s = 18
         elif ec == 7:
             av -= 22
@@ -20701,7 +21799,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_74_Exponent, Value=f_74_Value)
+            ob74_ = _new(_iso20_common_types.RationalNumberType)
+            ob74_.Exponent = f_74_Exponent
+            ob74_.Value = f_74_Value
+            f_EVMinimumDischargePower = ob74_
             s = 19
         elif ec == 8:
             av -= 22
@@ -20731,7 +21832,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_75_Exponent, Value=f_75_Value)
+            ob75_ = _new(_iso20_common_types.RationalNumberType)
+            ob75_.Exponent = f_75_Exponent
+            ob75_.Value = f_75_Value
+            f_EVMinimumDischargePower_L2 = ob75_
             s = 20
         elif ec == 9:
             av -= 22
@@ -20761,7 +21865,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_76_Exponent, Value=f_76_Value)
+            ob76_ = _new(_iso20_common_types.RationalNumberType)
+            ob76_.Exponent = f_76_Exponent
+            ob76_.Value = f_76_Value
+            f_EVMinimumDischargePower_L3 = ob76_
             s = 21
         elif ec == 10:
             s = -1
@@ -20800,7 +21907,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[12]', 'expected EE of Value, EE')
-            kw['EVPresentReactivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_77_Exponent, Value=f_77_Value)
+            ob77_ = _new(_iso20_common_types.RationalNumberType)
+            ob77_.Exponent = f_77_Exponent
+            ob77_.Value = f_77_Value
+            f_EVPresentReactivePower = ob77_
             s = 13
         elif ec == 1:
             av -= 22
@@ -20830,7 +21940,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[12]', 'expected EE of Value, EE')
-            kw['EVPresentReactivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_78_Exponent, Value=f_78_Value)
+            ob78_ = _new(_iso20_common_types.RationalNumberType)
+            ob78_.Exponent = f_78_Exponent
+            ob78_.Value = f_78_Value
+            f_EVPresentReactivePower_L2 = ob78_
             s = 14
         elif ec == 2:
             av -= 22
@@ -20860,7 +21973,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[12]', 'expected EE of Value, EE')
-            kw['EVPresentReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_79_Exponent, Value=f_79_Value)
+            ob79_ = _new(_iso20_common_types.RationalNumberType)
+            ob79_.Exponent = f_79_Exponent
+            ob79_.Value = f_79_Value
+            f_EVPresentReactivePower_L3 = ob79_
             s = 15
         elif ec == 3:
             av -= 22
@@ -20890,7 +22006,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[12]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_80_Exponent, Value=f_80_Value)
+            ob80_ = _new(_iso20_common_types.RationalNumberType)
+            ob80_.Exponent = f_80_Exponent
+            ob80_.Value = f_80_Value
+            f_EVMaximumDischargePower = ob80_
             s = 16
         elif ec == 4:
             av -= 22
@@ -20920,7 +22039,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[12]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_81_Exponent, Value=f_81_Value)
+            ob81_ = _new(_iso20_common_types.RationalNumberType)
+            ob81_.Exponent = f_81_Exponent
+            ob81_.Value = f_81_Value
+            f_EVMaximumDischargePower_L2 = ob81_
             s = 17
         elif ec == 5:
             av -= 22
@@ -20950,7 +22072,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[12]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_82_Exponent, Value=f_82_Value)
+            ob82_ = _new(_iso20_common_types.RationalNumberType)
+            ob82_.Exponent = f_82_Exponent
+            ob82_.Value = f_82_Value
+            f_EVMaximumDischargePower_L3 = ob82_
             s = 18
         elif ec == 6:
             av -= 22
@@ -20980,7 +22105,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[12]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_83_Exponent, Value=f_83_Value)
+            ob83_ = _new(_iso20_common_types.RationalNumberType)
+            ob83_.Exponent = f_83_Exponent
+            ob83_.Value = f_83_Value
+            f_EVMinimumDischargePower = ob83_
             s = 19
         elif ec == 7:
             av -= 22
@@ -21010,7 +22138,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[12]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_84_Exponent, Value=f_84_Value)
+            ob84_ = _new(_iso20_common_types.RationalNumberType)
+            ob84_.Exponent = f_84_Exponent
+            ob84_.Value = f_84_Value
+            f_EVMinimumDischargePower_L2 = ob84_
             s = 20
         elif ec == 8:
             av -= 22
@@ -21040,7 +22171,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[12]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_85_Exponent, Value=f_85_Value)
+            ob85_ = _new(_iso20_common_types.RationalNumberType)
+            ob85_.Exponent = f_85_Exponent
+            ob85_.Value = f_85_Value
+            f_EVMinimumDischargePower_L3 = ob85_
             s = 21
         elif ec == 9:
             s = -1
@@ -21079,7 +22213,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[13]', 'expected EE of Value, EE')
-            kw['EVPresentReactivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_86_Exponent, Value=f_86_Value)
+            ob86_ = _new(_iso20_common_types.RationalNumberType)
+            ob86_.Exponent = f_86_Exponent
+            ob86_.Value = f_86_Value
+            f_EVPresentReactivePower_L2 = ob86_
             s = 14
         elif ec == 1:
             av -= 22
@@ -21109,7 +22246,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[13]', 'expected EE of Value, EE')
-            kw['EVPresentReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_87_Exponent, Value=f_87_Value)
+            ob87_ = _new(_iso20_common_types.RationalNumberType)
+            ob87_.Exponent = f_87_Exponent
+            ob87_.Value = f_87_Value
+            f_EVPresentReactivePower_L3 = ob87_
             s = 15
         elif ec == 2:
             av -= 22
@@ -21139,7 +22279,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[13]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_88_Exponent, Value=f_88_Value)
+            ob88_ = _new(_iso20_common_types.RationalNumberType)
+            ob88_.Exponent = f_88_Exponent
+            ob88_.Value = f_88_Value
+            f_EVMaximumDischargePower = ob88_
             s = 16
         elif ec == 3:
             av -= 22
@@ -21169,7 +22312,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[13]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_89_Exponent, Value=f_89_Value)
+            ob89_ = _new(_iso20_common_types.RationalNumberType)
+            ob89_.Exponent = f_89_Exponent
+            ob89_.Value = f_89_Value
+            f_EVMaximumDischargePower_L2 = ob89_
             s = 17
         elif ec == 4:
             av -= 22
@@ -21199,7 +22345,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[13]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_90_Exponent, Value=f_90_Value)
+            ob90_ = _new(_iso20_common_types.RationalNumberType)
+            ob90_.Exponent = f_90_Exponent
+            ob90_.Value = f_90_Value
+            f_EVMaximumDischargePower_L3 = ob90_
             s = 18
         elif ec == 5:
             av -= 22
@@ -21229,7 +22378,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[13]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_91_Exponent, Value=f_91_Value)
+            ob91_ = _new(_iso20_common_types.RationalNumberType)
+            ob91_.Exponent = f_91_Exponent
+            ob91_.Value = f_91_Value
+            f_EVMinimumDischargePower = ob91_
             s = 19
         elif ec == 6:
             av -= 22
@@ -21259,7 +22411,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[13]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_92_Exponent, Value=f_92_Value)
+            ob92_ = _new(_iso20_common_types.RationalNumberType)
+            ob92_.Exponent = f_92_Exponent
+            ob92_.Value = f_92_Value
+            f_EVMinimumDischargePower_L2 = ob92_
             s = 20
         elif ec == 7:
             av -= 22
@@ -21289,7 +22444,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[13]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_93_Exponent, Value=f_93_Value)
+            ob93_ = _new(_iso20_common_types.RationalNumberType)
+            ob93_.Exponent = f_93_Exponent
+            ob93_.Value = f_93_Value
+            f_EVMinimumDischargePower_L3 = ob93_
             s = 21
         elif ec == 8:
             s = -1
@@ -21328,7 +22486,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[14]', 'expected EE of Value, EE')
-            kw['EVPresentReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_94_Exponent, Value=f_94_Value)
+            ob94_ = _new(_iso20_common_types.RationalNumberType)
+            ob94_.Exponent = f_94_Exponent
+            ob94_.Value = f_94_Value
+            f_EVPresentReactivePower_L3 = ob94_
             s = 15
         elif ec == 1:
             av -= 22
@@ -21358,7 +22519,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[14]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_95_Exponent, Value=f_95_Value)
+            ob95_ = _new(_iso20_common_types.RationalNumberType)
+            ob95_.Exponent = f_95_Exponent
+            ob95_.Value = f_95_Value
+            f_EVMaximumDischargePower = ob95_
             s = 16
         elif ec == 2:
             av -= 22
@@ -21388,7 +22552,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[14]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_96_Exponent, Value=f_96_Value)
+            ob96_ = _new(_iso20_common_types.RationalNumberType)
+            ob96_.Exponent = f_96_Exponent
+            ob96_.Value = f_96_Value
+            f_EVMaximumDischargePower_L2 = ob96_
             s = 17
         elif ec == 3:
             av -= 22
@@ -21418,7 +22585,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[14]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_97_Exponent, Value=f_97_Value)
+            ob97_ = _new(_iso20_common_types.RationalNumberType)
+            ob97_.Exponent = f_97_Exponent
+            ob97_.Value = f_97_Value
+            f_EVMaximumDischargePower_L3 = ob97_
             s = 18
         elif ec == 4:
             av -= 22
@@ -21448,7 +22618,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[14]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_98_Exponent, Value=f_98_Value)
+            ob98_ = _new(_iso20_common_types.RationalNumberType)
+            ob98_.Exponent = f_98_Exponent
+            ob98_.Value = f_98_Value
+            f_EVMinimumDischargePower = ob98_
             s = 19
         elif ec == 5:
             av -= 22
@@ -21478,7 +22651,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[14]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_99_Exponent, Value=f_99_Value)
+            ob99_ = _new(_iso20_common_types.RationalNumberType)
+            ob99_.Exponent = f_99_Exponent
+            ob99_.Value = f_99_Value
+            f_EVMinimumDischargePower_L2 = ob99_
             s = 20
         elif ec == 6:
             av -= 22
@@ -21508,7 +22684,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[14]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_100_Exponent, Value=f_100_Value)
+            ob100_ = _new(_iso20_common_types.RationalNumberType)
+            ob100_.Exponent = f_100_Exponent
+            ob100_.Value = f_100_Value
+            f_EVMinimumDischargePower_L3 = ob100_
             s = 21
         elif ec == 7:
             s = -1
@@ -21547,7 +22726,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[15]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_101_Exponent, Value=f_101_Value)
+            ob101_ = _new(_iso20_common_types.RationalNumberType)
+            ob101_.Exponent = f_101_Exponent
+            ob101_.Value = f_101_Value
+            f_EVMaximumDischargePower = ob101_
             s = 16
         elif ec == 1:
             av -= 22
@@ -21577,7 +22759,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[15]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_102_Exponent, Value=f_102_Value)
+            ob102_ = _new(_iso20_common_types.RationalNumberType)
+            ob102_.Exponent = f_102_Exponent
+            ob102_.Value = f_102_Value
+            f_EVMaximumDischargePower_L2 = ob102_
             s = 17
         elif ec == 2:
             av -= 22
@@ -21607,7 +22792,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[15]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_103_Exponent, Value=f_103_Value)
+            ob103_ = _new(_iso20_common_types.RationalNumberType)
+            ob103_.Exponent = f_103_Exponent
+            ob103_.Value = f_103_Value
+            f_EVMaximumDischargePower_L3 = ob103_
             s = 18
         elif ec == 3:
             av -= 22
@@ -21637,7 +22825,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[15]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_104_Exponent, Value=f_104_Value)
+            ob104_ = _new(_iso20_common_types.RationalNumberType)
+            ob104_.Exponent = f_104_Exponent
+            ob104_.Value = f_104_Value
+            f_EVMinimumDischargePower = ob104_
             s = 19
         elif ec == 4:
             av -= 22
@@ -21667,7 +22858,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[15]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_105_Exponent, Value=f_105_Value)
+            ob105_ = _new(_iso20_common_types.RationalNumberType)
+            ob105_.Exponent = f_105_Exponent
+            ob105_.Value = f_105_Value
+            f_EVMinimumDischargePower_L2 = ob105_
             s = 20
         elif ec == 5:
             av -= 22
@@ -21697,7 +22891,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[15]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_106_Exponent, Value=f_106_Value)
+            ob106_ = _new(_iso20_common_types.RationalNumberType)
+            ob106_.Exponent = f_106_Exponent
+            ob106_.Value = f_106_Value
+            f_EVMinimumDischargePower_L3 = ob106_
             s = 21
         elif ec == 6:
             s = -1
@@ -21736,7 +22933,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[16]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_107_Exponent, Value=f_107_Value)
+            ob107_ = _new(_iso20_common_types.RationalNumberType)
+            ob107_.Exponent = f_107_Exponent
+            ob107_.Value = f_107_Value
+            f_EVMaximumDischargePower_L2 = ob107_
             s = 17
         elif ec == 1:
             av -= 22
@@ -21766,7 +22966,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[16]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_108_Exponent, Value=f_108_Value)
+            ob108_ = _new(_iso20_common_types.RationalNumberType)
+            ob108_.Exponent = f_108_Exponent
+            ob108_.Value = f_108_Value
+            f_EVMaximumDischargePower_L3 = ob108_
             s = 18
         elif ec == 2:
             av -= 22
@@ -21796,7 +22999,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[16]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_109_Exponent, Value=f_109_Value)
+            ob109_ = _new(_iso20_common_types.RationalNumberType)
+            ob109_.Exponent = f_109_Exponent
+            ob109_.Value = f_109_Value
+            f_EVMinimumDischargePower = ob109_
             s = 19
         elif ec == 3:
             av -= 22
@@ -21826,7 +23032,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[16]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_110_Exponent, Value=f_110_Value)
+            ob110_ = _new(_iso20_common_types.RationalNumberType)
+            ob110_.Exponent = f_110_Exponent
+            ob110_.Value = f_110_Value
+            f_EVMinimumDischargePower_L2 = ob110_
             s = 20
         elif ec == 4:
             av -= 22
@@ -21856,7 +23065,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[16]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_111_Exponent, Value=f_111_Value)
+            ob111_ = _new(_iso20_common_types.RationalNumberType)
+            ob111_.Exponent = f_111_Exponent
+            ob111_.Value = f_111_Value
+            f_EVMinimumDischargePower_L3 = ob111_
             s = 21
         elif ec == 5:
             s = -1
@@ -21895,7 +23107,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[17]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_112_Exponent, Value=f_112_Value)
+            ob112_ = _new(_iso20_common_types.RationalNumberType)
+            ob112_.Exponent = f_112_Exponent
+            ob112_.Value = f_112_Value
+            f_EVMaximumDischargePower_L3 = ob112_
             s = 18
         elif ec == 1:
             av -= 22
@@ -21925,7 +23140,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[17]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_113_Exponent, Value=f_113_Value)
+            ob113_ = _new(_iso20_common_types.RationalNumberType)
+            ob113_.Exponent = f_113_Exponent
+            ob113_.Value = f_113_Value
+            f_EVMinimumDischargePower = ob113_
             s = 19
         elif ec == 2:
             av -= 22
@@ -21955,7 +23173,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[17]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_114_Exponent, Value=f_114_Value)
+            ob114_ = _new(_iso20_common_types.RationalNumberType)
+            ob114_.Exponent = f_114_Exponent
+            ob114_.Value = f_114_Value
+            f_EVMinimumDischargePower_L2 = ob114_
             s = 20
         elif ec == 3:
             av -= 22
@@ -21985,7 +23206,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[17]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_115_Exponent, Value=f_115_Value)
+            ob115_ = _new(_iso20_common_types.RationalNumberType)
+            ob115_.Exponent = f_115_Exponent
+            ob115_.Value = f_115_Value
+            f_EVMinimumDischargePower_L3 = ob115_
             s = 21
         elif ec == 4:
             s = -1
@@ -22024,7 +23248,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[18]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_116_Exponent, Value=f_116_Value)
+            ob116_ = _new(_iso20_common_types.RationalNumberType)
+            ob116_.Exponent = f_116_Exponent
+            ob116_.Value = f_116_Value
+            f_EVMinimumDischargePower = ob116_
             s = 19
         elif ec == 1:
             av -= 22
@@ -22054,7 +23281,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[18]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_117_Exponent, Value=f_117_Value)
+            ob117_ = _new(_iso20_common_types.RationalNumberType)
+            ob117_.Exponent = f_117_Exponent
+            ob117_.Value = f_117_Value
+            f_EVMinimumDischargePower_L2 = ob117_
             s = 20
         elif ec == 2:
             av -= 22
@@ -22084,7 +23314,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[18]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_118_Exponent, Value=f_118_Value)
+            ob118_ = _new(_iso20_common_types.RationalNumberType)
+            ob118_.Exponent = f_118_Exponent
+            ob118_.Value = f_118_Value
+            f_EVMinimumDischargePower_L3 = ob118_
             s = 21
         elif ec == 3:
             s = -1
@@ -22123,7 +23356,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[19]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_119_Exponent, Value=f_119_Value)
+            ob119_ = _new(_iso20_common_types.RationalNumberType)
+            ob119_.Exponent = f_119_Exponent
+            ob119_.Value = f_119_Value
+            f_EVMinimumDischargePower_L2 = ob119_
             s = 20
         elif ec == 1:
             av -= 22
@@ -22153,7 +23389,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[19]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_120_Exponent, Value=f_120_Value)
+            ob120_ = _new(_iso20_common_types.RationalNumberType)
+            ob120_.Exponent = f_120_Exponent
+            ob120_.Value = f_120_Value
+            f_EVMinimumDischargePower_L3 = ob120_
             s = 21
         elif ec == 2:
             s = -1
@@ -22192,7 +23431,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[20]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_121_Exponent, Value=f_121_Value)
+            ob121_ = _new(_iso20_common_types.RationalNumberType)
+            ob121_.Exponent = f_121_Exponent
+            ob121_.Value = f_121_Value
+            f_EVMinimumDischargePower_L3 = ob121_
             s = 21
         elif ec == 1:
             s = -1
@@ -22207,7 +23449,29 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             raise r.fail_at(av + 1, 'BPT_Scheduled_AC_CLReqControlModeType[21]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_ac.BPT_Scheduled_AC_CLReqControlModeType(EVPresentActivePower=f_EVPresentActivePower, **kw)
+    ob = _new(_iso20_ac.BPT_Scheduled_AC_CLReqControlModeType)
+    ob.EVTargetEnergyRequest = f_EVTargetEnergyRequest
+    ob.EVMaximumEnergyRequest = f_EVMaximumEnergyRequest
+    ob.EVMinimumEnergyRequest = f_EVMinimumEnergyRequest
+    ob.EVMaximumChargePower = f_EVMaximumChargePower
+    ob.EVMaximumChargePower_L2 = f_EVMaximumChargePower_L2
+    ob.EVMaximumChargePower_L3 = f_EVMaximumChargePower_L3
+    ob.EVMinimumChargePower = f_EVMinimumChargePower
+    ob.EVMinimumChargePower_L2 = f_EVMinimumChargePower_L2
+    ob.EVMinimumChargePower_L3 = f_EVMinimumChargePower_L3
+    ob.EVPresentActivePower = f_EVPresentActivePower
+    ob.EVPresentActivePower_L2 = f_EVPresentActivePower_L2
+    ob.EVPresentActivePower_L3 = f_EVPresentActivePower_L3
+    ob.EVPresentReactivePower = f_EVPresentReactivePower
+    ob.EVPresentReactivePower_L2 = f_EVPresentReactivePower_L2
+    ob.EVPresentReactivePower_L3 = f_EVPresentReactivePower_L3
+    ob.EVMaximumDischargePower = f_EVMaximumDischargePower
+    ob.EVMaximumDischargePower_L2 = f_EVMaximumDischargePower_L2
+    ob.EVMaximumDischargePower_L3 = f_EVMaximumDischargePower_L3
+    ob.EVMinimumDischargePower = f_EVMinimumDischargePower
+    ob.EVMinimumDischargePower_L2 = f_EVMinimumDischargePower_L2
+    ob.EVMinimumDischargePower_L3 = f_EVMinimumDischargePower_L3
+    return ob
 
 def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.BPT_Scheduled_AC_CLReqControlModeType) -> None:
     a = w.acc
@@ -25576,7 +26840,15 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
 def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.BPT_Scheduled_AC_CLResControlModeType:
     win = r.win
     av = r.avail
-    kw: dict[str, Any] = {}
+    f_EVSETargetActivePower: _iso20_common_types.RationalNumberType | None = None
+    f_EVSETargetActivePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVSETargetActivePower_L3: _iso20_common_types.RationalNumberType | None = None
+    f_EVSETargetReactivePower: _iso20_common_types.RationalNumberType | None = None
+    f_EVSETargetReactivePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVSETargetReactivePower_L3: _iso20_common_types.RationalNumberType | None = None
+    f_EVSEPresentActivePower: _iso20_common_types.RationalNumberType | None = None
+    f_EVSEPresentActivePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVSEPresentActivePower_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
     av -= 4
     if av < 0:
@@ -25611,7 +26883,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVSETargetActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVSETargetActivePower = ob1_
         s = 1
     elif ec == 1:
         av -= 22
@@ -25641,7 +26916,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVSETargetActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVSETargetActivePower_L2 = ob2_
         s = 2
     elif ec == 2:
         av -= 22
@@ -25671,7 +26949,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVSETargetActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_EVSETargetActivePower_L3 = ob3_
         s = 3
     elif ec == 3:
         av -= 22
@@ -25701,7 +26982,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVSETargetReactivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+        ob4_ = _new(_iso20_common_types.RationalNumberType)
+        ob4_.Exponent = f_4_Exponent
+        ob4_.Value = f_4_Value
+        f_EVSETargetReactivePower = ob4_
         s = 4
     elif ec == 4:
         av -= 22
@@ -25731,7 +27015,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVSETargetReactivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_EVSETargetReactivePower_L2 = ob5_
         s = 5
     elif ec == 5:
         av -= 22
@@ -25761,7 +27048,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVSETargetReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+        ob6_ = _new(_iso20_common_types.RationalNumberType)
+        ob6_.Exponent = f_6_Exponent
+        ob6_.Value = f_6_Value
+        f_EVSETargetReactivePower_L3 = ob6_
         s = 6
     elif ec == 6:
         av -= 22
@@ -25791,7 +27081,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+        ob7_ = _new(_iso20_common_types.RationalNumberType)
+        ob7_.Exponent = f_7_Exponent
+        ob7_.Value = f_7_Value
+        f_EVSEPresentActivePower = ob7_
         s = 7
     elif ec == 7:
         av -= 22
@@ -25821,7 +27114,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+        ob8_ = _new(_iso20_common_types.RationalNumberType)
+        ob8_.Exponent = f_8_Exponent
+        ob8_.Value = f_8_Value
+        f_EVSEPresentActivePower_L2 = ob8_
         s = 8
     elif ec == 8:
         av -= 22
@@ -25851,7 +27147,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+        ob9_ = _new(_iso20_common_types.RationalNumberType)
+        ob9_.Exponent = f_9_Exponent
+        ob9_.Value = f_9_Value
+        f_EVSEPresentActivePower_L3 = ob9_
         s = 9
     elif ec == 9:
         s = -1
@@ -25890,7 +27189,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVSETargetActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
+            ob10_ = _new(_iso20_common_types.RationalNumberType)
+            ob10_.Exponent = f_10_Exponent
+            ob10_.Value = f_10_Value
+            f_EVSETargetActivePower_L2 = ob10_
             s = 2
         elif ec == 1:
             av -= 22
@@ -25920,7 +27222,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVSETargetActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
+            ob11_ = _new(_iso20_common_types.RationalNumberType)
+            ob11_.Exponent = f_11_Exponent
+            ob11_.Value = f_11_Value
+            f_EVSETargetActivePower_L3 = ob11_
             s = 3
         elif ec == 2:
             av -= 22
@@ -25950,7 +27255,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
+            ob12_ = _new(_iso20_common_types.RationalNumberType)
+            ob12_.Exponent = f_12_Exponent
+            ob12_.Value = f_12_Value
+            f_EVSETargetReactivePower = ob12_
             s = 4
         elif ec == 3:
             av -= 22
@@ -25980,7 +27288,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_13_Exponent, Value=f_13_Value)
+            ob13_ = _new(_iso20_common_types.RationalNumberType)
+            ob13_.Exponent = f_13_Exponent
+            ob13_.Value = f_13_Value
+            f_EVSETargetReactivePower_L2 = ob13_
             s = 5
         elif ec == 4:
             av -= 22
@@ -26010,7 +27321,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
+            ob14_ = _new(_iso20_common_types.RationalNumberType)
+            ob14_.Exponent = f_14_Exponent
+            ob14_.Value = f_14_Value
+            f_EVSETargetReactivePower_L3 = ob14_
             s = 6
         elif ec == 5:
             av -= 22
@@ -26040,7 +27354,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_15_Exponent, Value=f_15_Value)
+            ob15_ = _new(_iso20_common_types.RationalNumberType)
+            ob15_.Exponent = f_15_Exponent
+            ob15_.Value = f_15_Value
+            f_EVSEPresentActivePower = ob15_
             s = 7
         elif ec == 6:
             av -= 22
@@ -26070,7 +27387,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
+            ob16_ = _new(_iso20_common_types.RationalNumberType)
+            ob16_.Exponent = f_16_Exponent
+            ob16_.Value = f_16_Value
+            f_EVSEPresentActivePower_L2 = ob16_
             s = 8
         elif ec == 7:
             av -= 22
@@ -26100,7 +27420,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
+            ob17_ = _new(_iso20_common_types.RationalNumberType)
+            ob17_.Exponent = f_17_Exponent
+            ob17_.Value = f_17_Value
+            f_EVSEPresentActivePower_L3 = ob17_
             s = 9
         elif ec == 8:
             s = -1
@@ -26139,7 +27462,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            kw['EVSETargetActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_18_Exponent, Value=f_18_Value)
+            ob18_ = _new(_iso20_common_types.RationalNumberType)
+            ob18_.Exponent = f_18_Exponent
+            ob18_.Value = f_18_Value
+            f_EVSETargetActivePower_L3 = ob18_
             s = 3
         elif ec == 1:
             av -= 22
@@ -26169,7 +27495,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
+            ob19_ = _new(_iso20_common_types.RationalNumberType)
+            ob19_.Exponent = f_19_Exponent
+            ob19_.Value = f_19_Value
+            f_EVSETargetReactivePower = ob19_
             s = 4
         elif ec == 2:
             av -= 22
@@ -26199,7 +27528,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
+            ob20_ = _new(_iso20_common_types.RationalNumberType)
+            ob20_.Exponent = f_20_Exponent
+            ob20_.Value = f_20_Value
+            f_EVSETargetReactivePower_L2 = ob20_
             s = 5
         elif ec == 3:
             av -= 22
@@ -26229,7 +27561,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_21_Exponent, Value=f_21_Value)
+            ob21_ = _new(_iso20_common_types.RationalNumberType)
+            ob21_.Exponent = f_21_Exponent
+            ob21_.Value = f_21_Value
+            f_EVSETargetReactivePower_L3 = ob21_
             s = 6
         elif ec == 4:
             av -= 22
@@ -26259,7 +27594,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
+            ob22_ = _new(_iso20_common_types.RationalNumberType)
+            ob22_.Exponent = f_22_Exponent
+            ob22_.Value = f_22_Value
+            f_EVSEPresentActivePower = ob22_
             s = 7
         elif ec == 5:
             av -= 22
@@ -26289,7 +27627,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
+            ob23_ = _new(_iso20_common_types.RationalNumberType)
+            ob23_.Exponent = f_23_Exponent
+            ob23_.Value = f_23_Value
+            f_EVSEPresentActivePower_L2 = ob23_
             s = 8
         elif ec == 6:
             av -= 22
@@ -26319,7 +27660,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_24_Exponent, Value=f_24_Value)
+            ob24_ = _new(_iso20_common_types.RationalNumberType)
+            ob24_.Exponent = f_24_Exponent
+            ob24_.Value = f_24_Value
+            f_EVSEPresentActivePower_L3 = ob24_
             s = 9
         elif ec == 7:
             s = -1
@@ -26358,7 +27702,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
+            ob25_ = _new(_iso20_common_types.RationalNumberType)
+            ob25_.Exponent = f_25_Exponent
+            ob25_.Value = f_25_Value
+            f_EVSETargetReactivePower = ob25_
             s = 4
         elif ec == 1:
             av -= 22
@@ -26388,7 +27735,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_26_Exponent, Value=f_26_Value)
+            ob26_ = _new(_iso20_common_types.RationalNumberType)
+            ob26_.Exponent = f_26_Exponent
+            ob26_.Value = f_26_Value
+            f_EVSETargetReactivePower_L2 = ob26_
             s = 5
         elif ec == 2:
             av -= 22
@@ -26418,7 +27768,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_27_Exponent, Value=f_27_Value)
+            ob27_ = _new(_iso20_common_types.RationalNumberType)
+            ob27_.Exponent = f_27_Exponent
+            ob27_.Value = f_27_Value
+            f_EVSETargetReactivePower_L3 = ob27_
             s = 6
         elif ec == 3:
             av -= 22
@@ -26448,7 +27801,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_28_Exponent, Value=f_28_Value)
+            ob28_ = _new(_iso20_common_types.RationalNumberType)
+            ob28_.Exponent = f_28_Exponent
+            ob28_.Value = f_28_Value
+            f_EVSEPresentActivePower = ob28_
             s = 7
         elif ec == 4:
             av -= 22
@@ -26478,7 +27834,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_29_Exponent, Value=f_29_Value)
+            ob29_ = _new(_iso20_common_types.RationalNumberType)
+            ob29_.Exponent = f_29_Exponent
+            ob29_.Value = f_29_Value
+            f_EVSEPresentActivePower_L2 = ob29_
             s = 8
         elif ec == 5:
             av -= 22
@@ -26508,7 +27867,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_30_Exponent, Value=f_30_Value)
+            ob30_ = _new(_iso20_common_types.RationalNumberType)
+            ob30_.Exponent = f_30_Exponent
+            ob30_.Value = f_30_Value
+            f_EVSEPresentActivePower_L3 = ob30_
             s = 9
         elif ec == 6:
             s = -1
@@ -26547,7 +27909,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[4]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_31_Exponent, Value=f_31_Value)
+            ob31_ = _new(_iso20_common_types.RationalNumberType)
+            ob31_.Exponent = f_31_Exponent
+            ob31_.Value = f_31_Value
+            f_EVSETargetReactivePower_L2 = ob31_
             s = 5
         elif ec == 1:
             av -= 22
@@ -26577,7 +27942,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[4]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_32_Exponent, Value=f_32_Value)
+            ob32_ = _new(_iso20_common_types.RationalNumberType)
+            ob32_.Exponent = f_32_Exponent
+            ob32_.Value = f_32_Value
+            f_EVSETargetReactivePower_L3 = ob32_
             s = 6
         elif ec == 2:
             av -= 22
@@ -26607,7 +27975,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[4]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_33_Exponent, Value=f_33_Value)
+            ob33_ = _new(_iso20_common_types.RationalNumberType)
+            ob33_.Exponent = f_33_Exponent
+            ob33_.Value = f_33_Value
+            f_EVSEPresentActivePower = ob33_
             s = 7
         elif ec == 3:
             av -= 22
@@ -26637,7 +28008,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[4]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_34_Exponent, Value=f_34_Value)
+            ob34_ = _new(_iso20_common_types.RationalNumberType)
+            ob34_.Exponent = f_34_Exponent
+            ob34_.Value = f_34_Value
+            f_EVSEPresentActivePower_L2 = ob34_
             s = 8
         elif ec == 4:
             av -= 22
@@ -26667,7 +28041,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[4]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_35_Exponent, Value=f_35_Value)
+            ob35_ = _new(_iso20_common_types.RationalNumberType)
+            ob35_.Exponent = f_35_Exponent
+            ob35_.Value = f_35_Value
+            f_EVSEPresentActivePower_L3 = ob35_
             s = 9
         elif ec == 5:
             s = -1
@@ -26706,7 +28083,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_36_Exponent, Value=f_36_Value)
+            ob36_ = _new(_iso20_common_types.RationalNumberType)
+            ob36_.Exponent = f_36_Exponent
+            ob36_.Value = f_36_Value
+            f_EVSETargetReactivePower_L3 = ob36_
             s = 6
         elif ec == 1:
             av -= 22
@@ -26736,7 +28116,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_37_Exponent, Value=f_37_Value)
+            ob37_ = _new(_iso20_common_types.RationalNumberType)
+            ob37_.Exponent = f_37_Exponent
+            ob37_.Value = f_37_Value
+            f_EVSEPresentActivePower = ob37_
             s = 7
         elif ec == 2:
             av -= 22
@@ -26766,7 +28149,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_38_Exponent, Value=f_38_Value)
+            ob38_ = _new(_iso20_common_types.RationalNumberType)
+            ob38_.Exponent = f_38_Exponent
+            ob38_.Value = f_38_Value
+            f_EVSEPresentActivePower_L2 = ob38_
             s = 8
         elif ec == 3:
             av -= 22
@@ -26796,7 +28182,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_39_Exponent, Value=f_39_Value)
+            ob39_ = _new(_iso20_common_types.RationalNumberType)
+            ob39_.Exponent = f_39_Exponent
+            ob39_.Value = f_39_Value
+            f_EVSEPresentActivePower_L3 = ob39_
             s = 9
         elif ec == 4:
             s = -1
@@ -26835,7 +28224,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_40_Exponent, Value=f_40_Value)
+            ob40_ = _new(_iso20_common_types.RationalNumberType)
+            ob40_.Exponent = f_40_Exponent
+            ob40_.Value = f_40_Value
+            f_EVSEPresentActivePower = ob40_
             s = 7
         elif ec == 1:
             av -= 22
@@ -26865,7 +28257,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_41_Exponent, Value=f_41_Value)
+            ob41_ = _new(_iso20_common_types.RationalNumberType)
+            ob41_.Exponent = f_41_Exponent
+            ob41_.Value = f_41_Value
+            f_EVSEPresentActivePower_L2 = ob41_
             s = 8
         elif ec == 2:
             av -= 22
@@ -26895,7 +28290,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_42_Exponent, Value=f_42_Value)
+            ob42_ = _new(_iso20_common_types.RationalNumberType)
+            ob42_.Exponent = f_42_Exponent
+            ob42_.Value = f_42_Value
+            f_EVSEPresentActivePower_L3 = ob42_
             s = 9
         elif ec == 3:
             s = -1
@@ -26934,7 +28332,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[7]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_43_Exponent, Value=f_43_Value)
+            ob43_ = _new(_iso20_common_types.RationalNumberType)
+            ob43_.Exponent = f_43_Exponent
+            ob43_.Value = f_43_Value
+            f_EVSEPresentActivePower_L2 = ob43_
             s = 8
         elif ec == 1:
             av -= 22
@@ -26964,7 +28365,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[7]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_44_Exponent, Value=f_44_Value)
+            ob44_ = _new(_iso20_common_types.RationalNumberType)
+            ob44_.Exponent = f_44_Exponent
+            ob44_.Value = f_44_Value
+            f_EVSEPresentActivePower_L3 = ob44_
             s = 9
         elif ec == 2:
             s = -1
@@ -27003,7 +28407,10 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[8]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_45_Exponent, Value=f_45_Value)
+            ob45_ = _new(_iso20_common_types.RationalNumberType)
+            ob45_.Exponent = f_45_Exponent
+            ob45_.Value = f_45_Value
+            f_EVSEPresentActivePower_L3 = ob45_
             s = 9
         elif ec == 1:
             s = -1
@@ -27018,7 +28425,17 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             raise r.fail_at(av + 1, 'BPT_Scheduled_AC_CLResControlModeType[9]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_ac.BPT_Scheduled_AC_CLResControlModeType(**kw)
+    ob = _new(_iso20_ac.BPT_Scheduled_AC_CLResControlModeType)
+    ob.EVSETargetActivePower = f_EVSETargetActivePower
+    ob.EVSETargetActivePower_L2 = f_EVSETargetActivePower_L2
+    ob.EVSETargetActivePower_L3 = f_EVSETargetActivePower_L3
+    ob.EVSETargetReactivePower = f_EVSETargetReactivePower
+    ob.EVSETargetReactivePower_L2 = f_EVSETargetReactivePower_L2
+    ob.EVSETargetReactivePower_L3 = f_EVSETargetReactivePower_L3
+    ob.EVSEPresentActivePower = f_EVSEPresentActivePower
+    ob.EVSEPresentActivePower_L2 = f_EVSEPresentActivePower_L2
+    ob.EVSEPresentActivePower_L3 = f_EVSEPresentActivePower_L3
+    return ob
 
 def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.BPT_Scheduled_AC_CLResControlModeType) -> None:
     a = w.acc
@@ -28296,14 +29713,22 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
 def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynamic_AC_CLReqControlModeType:
     win = r.win
     av = r.avail
-    kw: dict[str, Any] = {}
+    f_DepartureTime: int | None = None
     f_EVTargetEnergyRequest: _iso20_common_types.RationalNumberType
     f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType
     f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType
     f_EVMaximumChargePower: _iso20_common_types.RationalNumberType
+    f_EVMaximumChargePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVMaximumChargePower_L3: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumChargePower: _iso20_common_types.RationalNumberType
+    f_EVMinimumChargePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVMinimumChargePower_L3: _iso20_common_types.RationalNumberType | None = None
     f_EVPresentActivePower: _iso20_common_types.RationalNumberType
+    f_EVPresentActivePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVPresentActivePower_L3: _iso20_common_types.RationalNumberType | None = None
     f_EVPresentReactivePower: _iso20_common_types.RationalNumberType
+    f_EVPresentReactivePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVPresentReactivePower_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
     av -= 2
     if av < 0:
@@ -28329,7 +29754,7 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
                 u = r.uint_more(u, 14)
                 win = r.win
                 av = r.avail
-        kw['DepartureTime'] = u
+        f_DepartureTime = u
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
@@ -28365,7 +29790,10 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVTargetEnergyRequest = ob1_
         s = 2
     else:
         raise r.fail_at(av, 'Dynamic_AC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
@@ -28397,7 +29825,10 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVTargetEnergyRequest = ob2_
         s = 2
     av -= 23
     if av < 0:
@@ -28429,7 +29860,10 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
     f_4_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_.Exponent = f_3_Exponent
+    ob3_.Value = f_3_Value
+    f_EVMaximumEnergyRequest = ob3_
     s = 3
     if u > 127:
         av -= 8
@@ -28452,7 +29886,10 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
     f_5_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+    ob4_ = _new(_iso20_common_types.RationalNumberType)
+    ob4_.Exponent = f_4_Exponent
+    ob4_.Value = f_4_Value
+    f_EVMinimumEnergyRequest = ob4_
     s = 4
     if u > 127:
         av -= 8
@@ -28473,7 +29910,10 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
     if c & 0xc != 0x0:
         raise r.fail_at(av + 4, 'Dynamic_AC_CLReqControlModeType', 'expected EE of Value, EE')
     ec = (c & 3)
-    f_EVMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+    ob5_ = _new(_iso20_common_types.RationalNumberType)
+    ob5_.Exponent = f_5_Exponent
+    ob5_.Value = f_5_Value
+    f_EVMaximumChargePower = ob5_
     s = 5
     if ec == 0:
         av -= 22
@@ -28503,7 +29943,10 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        kw['EVMaximumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+        ob6_ = _new(_iso20_common_types.RationalNumberType)
+        ob6_.Exponent = f_6_Exponent
+        ob6_.Value = f_6_Value
+        f_EVMaximumChargePower_L2 = ob6_
         s = 6
     elif ec == 1:
         av -= 22
@@ -28533,7 +29976,10 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        kw['EVMaximumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+        ob7_ = _new(_iso20_common_types.RationalNumberType)
+        ob7_.Exponent = f_7_Exponent
+        ob7_.Value = f_7_Value
+        f_EVMaximumChargePower_L3 = ob7_
         s = 7
     elif ec == 2:
         av -= 22
@@ -28563,7 +30009,10 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        f_EVMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+        ob8_ = _new(_iso20_common_types.RationalNumberType)
+        ob8_.Exponent = f_8_Exponent
+        ob8_.Value = f_8_Value
+        f_EVMinimumChargePower = ob8_
         s = 8
     else:
         raise r.fail_at(av, 'Dynamic_AC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
@@ -28600,7 +30049,10 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVMaximumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+            ob9_ = _new(_iso20_common_types.RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_EVMaximumChargePower_L3 = ob9_
             s = 7
         elif ec == 1:
             av -= 22
@@ -28630,7 +30082,10 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            f_EVMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
+            ob10_ = _new(_iso20_common_types.RationalNumberType)
+            ob10_.Exponent = f_10_Exponent
+            ob10_.Value = f_10_Value
+            f_EVMinimumChargePower = ob10_
             s = 8
         else:
             raise r.fail_at(av, 'Dynamic_AC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
@@ -28662,7 +30117,10 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-        f_EVMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
+        ob11_ = _new(_iso20_common_types.RationalNumberType)
+        ob11_.Exponent = f_11_Exponent
+        ob11_.Value = f_11_Value
+        f_EVMinimumChargePower = ob11_
         s = 8
     av -= 2
     if av < 0:
@@ -28697,7 +30155,10 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-        kw['EVMinimumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
+        ob12_ = _new(_iso20_common_types.RationalNumberType)
+        ob12_.Exponent = f_12_Exponent
+        ob12_.Value = f_12_Value
+        f_EVMinimumChargePower_L2 = ob12_
         s = 9
     elif ec == 1:
         av -= 22
@@ -28727,7 +30188,10 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-        kw['EVMinimumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_13_Exponent, Value=f_13_Value)
+        ob13_ = _new(_iso20_common_types.RationalNumberType)
+        ob13_.Exponent = f_13_Exponent
+        ob13_.Value = f_13_Value
+        f_EVMinimumChargePower_L3 = ob13_
         s = 10
     elif ec == 2:
         av -= 22
@@ -28757,7 +30221,10 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-        f_EVPresentActivePower = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
+        ob14_ = _new(_iso20_common_types.RationalNumberType)
+        ob14_.Exponent = f_14_Exponent
+        ob14_.Value = f_14_Value
+        f_EVPresentActivePower = ob14_
         s = 11
     else:
         raise r.fail_at(av, 'Dynamic_AC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
@@ -28794,7 +30261,10 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[9]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_15_Exponent, Value=f_15_Value)
+            ob15_ = _new(_iso20_common_types.RationalNumberType)
+            ob15_.Exponent = f_15_Exponent
+            ob15_.Value = f_15_Value
+            f_EVMinimumChargePower_L3 = ob15_
             s = 10
         elif ec == 1:
             av -= 22
@@ -28824,7 +30294,10 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[9]', 'expected EE of Value, EE')
-            f_EVPresentActivePower = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
+            ob16_ = _new(_iso20_common_types.RationalNumberType)
+            ob16_.Exponent = f_16_Exponent
+            ob16_.Value = f_16_Value
+            f_EVPresentActivePower = ob16_
             s = 11
         else:
             raise r.fail_at(av, 'Dynamic_AC_CLReqControlModeType[9]', f'event code {ec}, expected SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
@@ -28856,7 +30329,10 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        f_EVPresentActivePower = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
+        ob17_ = _new(_iso20_common_types.RationalNumberType)
+        ob17_.Exponent = f_17_Exponent
+        ob17_.Value = f_17_Value
+        f_EVPresentActivePower = ob17_
         s = 11
     av -= 2
     if av < 0:
@@ -28891,7 +30367,10 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-        kw['EVPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_18_Exponent, Value=f_18_Value)
+        ob18_ = _new(_iso20_common_types.RationalNumberType)
+        ob18_.Exponent = f_18_Exponent
+        ob18_.Value = f_18_Value
+        f_EVPresentActivePower_L2 = ob18_
         s = 12
     elif ec == 1:
         av -= 22
@@ -28921,7 +30400,10 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-        kw['EVPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
+        ob19_ = _new(_iso20_common_types.RationalNumberType)
+        ob19_.Exponent = f_19_Exponent
+        ob19_.Value = f_19_Value
+        f_EVPresentActivePower_L3 = ob19_
         s = 13
     elif ec == 2:
         av -= 22
@@ -28951,7 +30433,10 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-        f_EVPresentReactivePower = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
+        ob20_ = _new(_iso20_common_types.RationalNumberType)
+        ob20_.Exponent = f_20_Exponent
+        ob20_.Value = f_20_Value
+        f_EVPresentReactivePower = ob20_
         s = 14
     else:
         raise r.fail_at(av, 'Dynamic_AC_CLReqControlModeType[11]', f'event code {ec}, expected SE(EVPresentActivePower_L2), SE(EVPresentActivePower_L3), SE(EVPresentReactivePower)')
@@ -28988,7 +30473,10 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[12]', 'expected EE of Value, EE')
-            kw['EVPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_21_Exponent, Value=f_21_Value)
+            ob21_ = _new(_iso20_common_types.RationalNumberType)
+            ob21_.Exponent = f_21_Exponent
+            ob21_.Value = f_21_Value
+            f_EVPresentActivePower_L3 = ob21_
             s = 13
         elif ec == 1:
             av -= 22
@@ -29018,7 +30506,10 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[12]', 'expected EE of Value, EE')
-            f_EVPresentReactivePower = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
+            ob22_ = _new(_iso20_common_types.RationalNumberType)
+            ob22_.Exponent = f_22_Exponent
+            ob22_.Value = f_22_Value
+            f_EVPresentReactivePower = ob22_
             s = 14
         else:
             raise r.fail_at(av, 'Dynamic_AC_CLReqControlModeType[12]', f'event code {ec}, expected SE(EVPresentActivePower_L3), SE(EVPresentReactivePower)')
@@ -29050,7 +30541,10 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[13]', 'expected EE of Value, EE')
-        f_EVPresentReactivePower = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
+        ob23_ = _new(_iso20_common_types.RationalNumberType)
+        ob23_.Exponent = f_23_Exponent
+        ob23_.Value = f_23_Value
+        f_EVPresentReactivePower = ob23_
         s = 14
     av -= 2
     if av < 0:
@@ -29085,7 +30579,10 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[14]', 'expected EE of Value, EE')
-        kw['EVPresentReactivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_24_Exponent, Value=f_24_Value)
+        ob24_ = _new(_iso20_common_types.RationalNumberType)
+        ob24_.Exponent = f_24_Exponent
+        ob24_.Value = f_24_Value
+        f_EVPresentReactivePower_L2 = ob24_
         s = 15
     elif ec == 1:
         av -= 22
@@ -29115,7 +30612,10 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[14]', 'expected EE of Value, EE')
-        kw['EVPresentReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
+        ob25_ = _new(_iso20_common_types.RationalNumberType)
+        ob25_.Exponent = f_25_Exponent
+        ob25_.Value = f_25_Value
+        f_EVPresentReactivePower_L3 = ob25_
         s = 16
     elif ec == 2:
         s = -1
@@ -29154,7 +30654,10 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[15]', 'expected EE of Value, EE')
-            kw['EVPresentReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_26_Exponent, Value=f_26_Value)
+            ob26_ = _new(_iso20_common_types.RationalNumberType)
+            ob26_.Exponent = f_26_Exponent
+            ob26_.Value = f_26_Value
+            f_EVPresentReactivePower_L3 = ob26_
             s = 16
         elif ec == 1:
             s = -1
@@ -29169,7 +30672,24 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
             raise r.fail_at(av + 1, 'Dynamic_AC_CLReqControlModeType[16]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_ac.Dynamic_AC_CLReqControlModeType(EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVMaximumChargePower=f_EVMaximumChargePower, EVMinimumChargePower=f_EVMinimumChargePower, EVPresentActivePower=f_EVPresentActivePower, EVPresentReactivePower=f_EVPresentReactivePower, **kw)
+    ob = _new(_iso20_ac.Dynamic_AC_CLReqControlModeType)
+    ob.DepartureTime = f_DepartureTime
+    ob.EVTargetEnergyRequest = f_EVTargetEnergyRequest
+    ob.EVMaximumEnergyRequest = f_EVMaximumEnergyRequest
+    ob.EVMinimumEnergyRequest = f_EVMinimumEnergyRequest
+    ob.EVMaximumChargePower = f_EVMaximumChargePower
+    ob.EVMaximumChargePower_L2 = f_EVMaximumChargePower_L2
+    ob.EVMaximumChargePower_L3 = f_EVMaximumChargePower_L3
+    ob.EVMinimumChargePower = f_EVMinimumChargePower
+    ob.EVMinimumChargePower_L2 = f_EVMinimumChargePower_L2
+    ob.EVMinimumChargePower_L3 = f_EVMinimumChargePower_L3
+    ob.EVPresentActivePower = f_EVPresentActivePower
+    ob.EVPresentActivePower_L2 = f_EVPresentActivePower_L2
+    ob.EVPresentActivePower_L3 = f_EVPresentActivePower_L3
+    ob.EVPresentReactivePower = f_EVPresentReactivePower
+    ob.EVPresentReactivePower_L2 = f_EVPresentReactivePower_L2
+    ob.EVPresentReactivePower_L3 = f_EVPresentReactivePower_L3
+    return ob
 
 def _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Dynamic_AC_CLReqControlModeType) -> None:
     a = w.acc
@@ -29948,8 +31468,19 @@ def _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Dynam
 def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynamic_AC_CLResControlModeType:
     win = r.win
     av = r.avail
-    kw: dict[str, Any] = {}
+    f_DepartureTime: int | None = None
+    f_MinimumSOC: int | None = None
+    f_TargetSOC: int | None = None
+    f_AckMaxDelay: int | None = None
     f_EVSETargetActivePower: _iso20_common_types.RationalNumberType
+    f_EVSETargetActivePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVSETargetActivePower_L3: _iso20_common_types.RationalNumberType | None = None
+    f_EVSETargetReactivePower: _iso20_common_types.RationalNumberType | None = None
+    f_EVSETargetReactivePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVSETargetReactivePower_L3: _iso20_common_types.RationalNumberType | None = None
+    f_EVSEPresentActivePower: _iso20_common_types.RationalNumberType | None = None
+    f_EVSEPresentActivePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVSEPresentActivePower_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
     av -= 3
     if av < 0:
@@ -29975,7 +31506,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
                 u = r.uint_more(u, 14)
                 win = r.win
                 av = r.avail
-        kw['DepartureTime'] = u
+        f_DepartureTime = u
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
@@ -29990,7 +31521,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
         c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'Dynamic_AC_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        kw['MinimumSOC'] = ((c >> 1) & 127)
+        f_MinimumSOC = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
         av -= 9
@@ -29999,7 +31530,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
         c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'Dynamic_AC_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        kw['TargetSOC'] = ((c >> 1) & 127)
+        f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
         av -= 9
@@ -30020,7 +31551,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
                 u = r.uint_more(u, 14)
                 win = r.win
                 av = r.avail
-        kw['AckMaxDelay'] = u
+        f_AckMaxDelay = u
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
@@ -30056,7 +31587,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        f_EVSETargetActivePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVSETargetActivePower = ob1_
         s = 5
     else:
         raise r.fail_at(av, 'Dynamic_AC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSETargetActivePower)')
@@ -30072,7 +31606,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'Dynamic_AC_CLResControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-            kw['MinimumSOC'] = ((c >> 1) & 127)
+            f_MinimumSOC = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
             av -= 9
@@ -30081,7 +31615,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'Dynamic_AC_CLResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
-            kw['TargetSOC'] = ((c >> 1) & 127)
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
             av -= 9
@@ -30102,7 +31636,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['AckMaxDelay'] = u
+            f_AckMaxDelay = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -30138,7 +31672,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            f_EVSETargetActivePower = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_EVSETargetActivePower = ob2_
             s = 5
         else:
             raise r.fail_at(av, 'Dynamic_AC_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSETargetActivePower)')
@@ -30154,7 +31691,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'Dynamic_AC_CLResControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
-            kw['TargetSOC'] = ((c >> 1) & 127)
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
             av -= 9
@@ -30175,7 +31712,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['AckMaxDelay'] = u
+            f_AckMaxDelay = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -30211,7 +31748,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            f_EVSETargetActivePower = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_EVSETargetActivePower = ob3_
             s = 5
         else:
             raise r.fail_at(av, 'Dynamic_AC_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), SE(EVSETargetActivePower)')
@@ -30239,7 +31779,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['AckMaxDelay'] = u
+            f_AckMaxDelay = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -30275,7 +31815,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            f_EVSETargetActivePower = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVSETargetActivePower = ob4_
             s = 5
         else:
             raise r.fail_at(av, 'Dynamic_AC_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), SE(EVSETargetActivePower)')
@@ -30307,7 +31850,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[4]', 'expected EE of Value, EE')
-        f_EVSETargetActivePower = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_EVSETargetActivePower = ob5_
         s = 5
     av -= 4
     if av < 0:
@@ -30342,7 +31888,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-        kw['EVSETargetActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+        ob6_ = _new(_iso20_common_types.RationalNumberType)
+        ob6_.Exponent = f_6_Exponent
+        ob6_.Value = f_6_Value
+        f_EVSETargetActivePower_L2 = ob6_
         s = 6
     elif ec == 1:
         av -= 22
@@ -30372,7 +31921,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-        kw['EVSETargetActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+        ob7_ = _new(_iso20_common_types.RationalNumberType)
+        ob7_.Exponent = f_7_Exponent
+        ob7_.Value = f_7_Value
+        f_EVSETargetActivePower_L3 = ob7_
         s = 7
     elif ec == 2:
         av -= 22
@@ -30402,7 +31954,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-        kw['EVSETargetReactivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+        ob8_ = _new(_iso20_common_types.RationalNumberType)
+        ob8_.Exponent = f_8_Exponent
+        ob8_.Value = f_8_Value
+        f_EVSETargetReactivePower = ob8_
         s = 8
     elif ec == 3:
         av -= 22
@@ -30432,7 +31987,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-        kw['EVSETargetReactivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+        ob9_ = _new(_iso20_common_types.RationalNumberType)
+        ob9_.Exponent = f_9_Exponent
+        ob9_.Value = f_9_Value
+        f_EVSETargetReactivePower_L2 = ob9_
         s = 9
     elif ec == 4:
         av -= 22
@@ -30462,7 +32020,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-        kw['EVSETargetReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
+        ob10_ = _new(_iso20_common_types.RationalNumberType)
+        ob10_.Exponent = f_10_Exponent
+        ob10_.Value = f_10_Value
+        f_EVSETargetReactivePower_L3 = ob10_
         s = 10
     elif ec == 5:
         av -= 22
@@ -30492,7 +32053,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-        kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
+        ob11_ = _new(_iso20_common_types.RationalNumberType)
+        ob11_.Exponent = f_11_Exponent
+        ob11_.Value = f_11_Value
+        f_EVSEPresentActivePower = ob11_
         s = 11
     elif ec == 6:
         av -= 22
@@ -30522,7 +32086,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-        kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
+        ob12_ = _new(_iso20_common_types.RationalNumberType)
+        ob12_.Exponent = f_12_Exponent
+        ob12_.Value = f_12_Value
+        f_EVSEPresentActivePower_L2 = ob12_
         s = 12
     elif ec == 7:
         av -= 22
@@ -30552,7 +32119,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-        kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_13_Exponent, Value=f_13_Value)
+        ob13_ = _new(_iso20_common_types.RationalNumberType)
+        ob13_.Exponent = f_13_Exponent
+        ob13_.Value = f_13_Value
+        f_EVSEPresentActivePower_L3 = ob13_
         s = 13
     elif ec == 8:
         s = -1
@@ -30591,7 +32161,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVSETargetActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
+            ob14_ = _new(_iso20_common_types.RationalNumberType)
+            ob14_.Exponent = f_14_Exponent
+            ob14_.Value = f_14_Value
+            f_EVSETargetActivePower_L3 = ob14_
             s = 7
         elif ec == 1:
             av -= 22
@@ -30621,7 +32194,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_15_Exponent, Value=f_15_Value)
+            ob15_ = _new(_iso20_common_types.RationalNumberType)
+            ob15_.Exponent = f_15_Exponent
+            ob15_.Value = f_15_Value
+            f_EVSETargetReactivePower = ob15_
             s = 8
         elif ec == 2:
             av -= 22
@@ -30651,7 +32227,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
+            ob16_ = _new(_iso20_common_types.RationalNumberType)
+            ob16_.Exponent = f_16_Exponent
+            ob16_.Value = f_16_Value
+            f_EVSETargetReactivePower_L2 = ob16_
             s = 9
         elif ec == 3:
             av -= 22
@@ -30681,7 +32260,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
+            ob17_ = _new(_iso20_common_types.RationalNumberType)
+            ob17_.Exponent = f_17_Exponent
+            ob17_.Value = f_17_Value
+            f_EVSETargetReactivePower_L3 = ob17_
             s = 10
         elif ec == 4:
             av -= 22
@@ -30711,7 +32293,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_18_Exponent, Value=f_18_Value)
+            ob18_ = _new(_iso20_common_types.RationalNumberType)
+            ob18_.Exponent = f_18_Exponent
+            ob18_.Value = f_18_Value
+            f_EVSEPresentActivePower = ob18_
             s = 11
         elif ec == 5:
             av -= 22
@@ -30741,7 +32326,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
+            ob19_ = _new(_iso20_common_types.RationalNumberType)
+            ob19_.Exponent = f_19_Exponent
+            ob19_.Value = f_19_Value
+            f_EVSEPresentActivePower_L2 = ob19_
             s = 12
         elif ec == 6:
             av -= 22
@@ -30771,7 +32359,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
+            ob20_ = _new(_iso20_common_types.RationalNumberType)
+            ob20_.Exponent = f_20_Exponent
+            ob20_.Value = f_20_Value
+            f_EVSEPresentActivePower_L3 = ob20_
             s = 13
         elif ec == 7:
             s = -1
@@ -30810,7 +32401,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[7]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_21_Exponent, Value=f_21_Value)
+            ob21_ = _new(_iso20_common_types.RationalNumberType)
+            ob21_.Exponent = f_21_Exponent
+            ob21_.Value = f_21_Value
+            f_EVSETargetReactivePower = ob21_
             s = 8
         elif ec == 1:
             av -= 22
@@ -30840,7 +32434,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[7]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
+            ob22_ = _new(_iso20_common_types.RationalNumberType)
+            ob22_.Exponent = f_22_Exponent
+            ob22_.Value = f_22_Value
+            f_EVSETargetReactivePower_L2 = ob22_
             s = 9
         elif ec == 2:
             av -= 22
@@ -30870,7 +32467,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[7]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
+            ob23_ = _new(_iso20_common_types.RationalNumberType)
+            ob23_.Exponent = f_23_Exponent
+            ob23_.Value = f_23_Value
+            f_EVSETargetReactivePower_L3 = ob23_
             s = 10
         elif ec == 3:
             av -= 22
@@ -30900,7 +32500,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[7]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_24_Exponent, Value=f_24_Value)
+            ob24_ = _new(_iso20_common_types.RationalNumberType)
+            ob24_.Exponent = f_24_Exponent
+            ob24_.Value = f_24_Value
+            f_EVSEPresentActivePower = ob24_
             s = 11
         elif ec == 4:
             av -= 22
@@ -30930,7 +32533,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[7]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
+            ob25_ = _new(_iso20_common_types.RationalNumberType)
+            ob25_.Exponent = f_25_Exponent
+            ob25_.Value = f_25_Value
+            f_EVSEPresentActivePower_L2 = ob25_
             s = 12
         elif ec == 5:
             av -= 22
@@ -30960,7 +32566,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[7]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_26_Exponent, Value=f_26_Value)
+            ob26_ = _new(_iso20_common_types.RationalNumberType)
+            ob26_.Exponent = f_26_Exponent
+            ob26_.Value = f_26_Value
+            f_EVSEPresentActivePower_L3 = ob26_
             s = 13
         elif ec == 6:
             s = -1
@@ -30999,7 +32608,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[8]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_27_Exponent, Value=f_27_Value)
+            ob27_ = _new(_iso20_common_types.RationalNumberType)
+            ob27_.Exponent = f_27_Exponent
+            ob27_.Value = f_27_Value
+            f_EVSETargetReactivePower_L2 = ob27_
             s = 9
         elif ec == 1:
             av -= 22
@@ -31029,7 +32641,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[8]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_28_Exponent, Value=f_28_Value)
+            ob28_ = _new(_iso20_common_types.RationalNumberType)
+            ob28_.Exponent = f_28_Exponent
+            ob28_.Value = f_28_Value
+            f_EVSETargetReactivePower_L3 = ob28_
             s = 10
         elif ec == 2:
             av -= 22
@@ -31059,7 +32674,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[8]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_29_Exponent, Value=f_29_Value)
+            ob29_ = _new(_iso20_common_types.RationalNumberType)
+            ob29_.Exponent = f_29_Exponent
+            ob29_.Value = f_29_Value
+            f_EVSEPresentActivePower = ob29_
             s = 11
         elif ec == 3:
             av -= 22
@@ -31089,7 +32707,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[8]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_30_Exponent, Value=f_30_Value)
+            ob30_ = _new(_iso20_common_types.RationalNumberType)
+            ob30_.Exponent = f_30_Exponent
+            ob30_.Value = f_30_Value
+            f_EVSEPresentActivePower_L2 = ob30_
             s = 12
         elif ec == 4:
             av -= 22
@@ -31119,7 +32740,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[8]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_31_Exponent, Value=f_31_Value)
+            ob31_ = _new(_iso20_common_types.RationalNumberType)
+            ob31_.Exponent = f_31_Exponent
+            ob31_.Value = f_31_Value
+            f_EVSEPresentActivePower_L3 = ob31_
             s = 13
         elif ec == 5:
             s = -1
@@ -31158,7 +32782,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[9]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_32_Exponent, Value=f_32_Value)
+            ob32_ = _new(_iso20_common_types.RationalNumberType)
+            ob32_.Exponent = f_32_Exponent
+            ob32_.Value = f_32_Value
+            f_EVSETargetReactivePower_L3 = ob32_
             s = 10
         elif ec == 1:
             av -= 22
@@ -31188,7 +32815,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[9]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_33_Exponent, Value=f_33_Value)
+            ob33_ = _new(_iso20_common_types.RationalNumberType)
+            ob33_.Exponent = f_33_Exponent
+            ob33_.Value = f_33_Value
+            f_EVSEPresentActivePower = ob33_
             s = 11
         elif ec == 2:
             av -= 22
@@ -31218,7 +32848,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[9]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_34_Exponent, Value=f_34_Value)
+            ob34_ = _new(_iso20_common_types.RationalNumberType)
+            ob34_.Exponent = f_34_Exponent
+            ob34_.Value = f_34_Value
+            f_EVSEPresentActivePower_L2 = ob34_
             s = 12
         elif ec == 3:
             av -= 22
@@ -31248,7 +32881,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[9]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_35_Exponent, Value=f_35_Value)
+            ob35_ = _new(_iso20_common_types.RationalNumberType)
+            ob35_.Exponent = f_35_Exponent
+            ob35_.Value = f_35_Value
+            f_EVSEPresentActivePower_L3 = ob35_
             s = 13
         elif ec == 4:
             s = -1
@@ -31287,7 +32923,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[10]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_36_Exponent, Value=f_36_Value)
+            ob36_ = _new(_iso20_common_types.RationalNumberType)
+            ob36_.Exponent = f_36_Exponent
+            ob36_.Value = f_36_Value
+            f_EVSEPresentActivePower = ob36_
             s = 11
         elif ec == 1:
             av -= 22
@@ -31317,7 +32956,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[10]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_37_Exponent, Value=f_37_Value)
+            ob37_ = _new(_iso20_common_types.RationalNumberType)
+            ob37_.Exponent = f_37_Exponent
+            ob37_.Value = f_37_Value
+            f_EVSEPresentActivePower_L2 = ob37_
             s = 12
         elif ec == 2:
             av -= 22
@@ -31347,7 +32989,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[10]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_38_Exponent, Value=f_38_Value)
+            ob38_ = _new(_iso20_common_types.RationalNumberType)
+            ob38_.Exponent = f_38_Exponent
+            ob38_.Value = f_38_Value
+            f_EVSEPresentActivePower_L3 = ob38_
             s = 13
         elif ec == 3:
             s = -1
@@ -31386,7 +33031,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[11]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_39_Exponent, Value=f_39_Value)
+            ob39_ = _new(_iso20_common_types.RationalNumberType)
+            ob39_.Exponent = f_39_Exponent
+            ob39_.Value = f_39_Value
+            f_EVSEPresentActivePower_L2 = ob39_
             s = 12
         elif ec == 1:
             av -= 22
@@ -31416,7 +33064,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[11]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_40_Exponent, Value=f_40_Value)
+            ob40_ = _new(_iso20_common_types.RationalNumberType)
+            ob40_.Exponent = f_40_Exponent
+            ob40_.Value = f_40_Value
+            f_EVSEPresentActivePower_L3 = ob40_
             s = 13
         elif ec == 2:
             s = -1
@@ -31455,7 +33106,10 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[12]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_41_Exponent, Value=f_41_Value)
+            ob41_ = _new(_iso20_common_types.RationalNumberType)
+            ob41_.Exponent = f_41_Exponent
+            ob41_.Value = f_41_Value
+            f_EVSEPresentActivePower_L3 = ob41_
             s = 13
         elif ec == 1:
             s = -1
@@ -31470,7 +33124,21 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             raise r.fail_at(av + 1, 'Dynamic_AC_CLResControlModeType[13]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_ac.Dynamic_AC_CLResControlModeType(EVSETargetActivePower=f_EVSETargetActivePower, **kw)
+    ob = _new(_iso20_ac.Dynamic_AC_CLResControlModeType)
+    ob.DepartureTime = f_DepartureTime
+    ob.MinimumSOC = f_MinimumSOC
+    ob.TargetSOC = f_TargetSOC
+    ob.AckMaxDelay = f_AckMaxDelay
+    ob.EVSETargetActivePower = f_EVSETargetActivePower
+    ob.EVSETargetActivePower_L2 = f_EVSETargetActivePower_L2
+    ob.EVSETargetActivePower_L3 = f_EVSETargetActivePower_L3
+    ob.EVSETargetReactivePower = f_EVSETargetReactivePower
+    ob.EVSETargetReactivePower_L2 = f_EVSETargetReactivePower_L2
+    ob.EVSETargetReactivePower_L3 = f_EVSETargetReactivePower_L3
+    ob.EVSEPresentActivePower = f_EVSEPresentActivePower
+    ob.EVSEPresentActivePower_L2 = f_EVSEPresentActivePower_L2
+    ob.EVSEPresentActivePower_L3 = f_EVSEPresentActivePower_L3
+    return ob
 
 def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynamic_AC_CLResControlModeType) -> None:
     a = w.acc
@@ -32784,8 +34452,21 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
 def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Scheduled_AC_CLReqControlModeType:
     win = r.win
     av = r.avail
-    kw: dict[str, Any] = {}
+    f_EVTargetEnergyRequest: _iso20_common_types.RationalNumberType | None = None
+    f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
+    f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
+    f_EVMaximumChargePower: _iso20_common_types.RationalNumberType | None = None
+    f_EVMaximumChargePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVMaximumChargePower_L3: _iso20_common_types.RationalNumberType | None = None
+    f_EVMinimumChargePower: _iso20_common_types.RationalNumberType | None = None
+    f_EVMinimumChargePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVMinimumChargePower_L3: _iso20_common_types.RationalNumberType | None = None
     f_EVPresentActivePower: _iso20_common_types.RationalNumberType
+    f_EVPresentActivePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVPresentActivePower_L3: _iso20_common_types.RationalNumberType | None = None
+    f_EVPresentReactivePower: _iso20_common_types.RationalNumberType | None = None
+    f_EVPresentReactivePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVPresentReactivePower_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
     av -= 4
     if av < 0:
@@ -32820,7 +34501,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVTargetEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVTargetEnergyRequest = ob1_
         s = 1
     elif ec == 1:
         av -= 22
@@ -32850,7 +34534,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVMaximumEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVMaximumEnergyRequest = ob2_
         s = 2
     elif ec == 2:
         av -= 22
@@ -32880,7 +34567,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVMinimumEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_EVMinimumEnergyRequest = ob3_
         s = 3
     elif ec == 3:
         av -= 22
@@ -32910,7 +34600,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVMaximumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+        ob4_ = _new(_iso20_common_types.RationalNumberType)
+        ob4_.Exponent = f_4_Exponent
+        ob4_.Value = f_4_Value
+        f_EVMaximumChargePower = ob4_
         s = 4
     elif ec == 4:
         av -= 22
@@ -32940,7 +34633,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVMaximumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_EVMaximumChargePower_L2 = ob5_
         s = 5
     elif ec == 5:
         av -= 22
@@ -32970,7 +34666,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVMaximumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+        ob6_ = _new(_iso20_common_types.RationalNumberType)
+        ob6_.Exponent = f_6_Exponent
+        ob6_.Value = f_6_Value
+        f_EVMaximumChargePower_L3 = ob6_
         s = 6
     elif ec == 6:
         av -= 22
@@ -33000,7 +34699,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVMinimumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+        ob7_ = _new(_iso20_common_types.RationalNumberType)
+        ob7_.Exponent = f_7_Exponent
+        ob7_.Value = f_7_Value
+        f_EVMinimumChargePower = ob7_
         s = 7
     elif ec == 7:
         av -= 22
@@ -33030,7 +34732,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVMinimumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+        ob8_ = _new(_iso20_common_types.RationalNumberType)
+        ob8_.Exponent = f_8_Exponent
+        ob8_.Value = f_8_Value
+        f_EVMinimumChargePower_L2 = ob8_
         s = 8
     elif ec == 8:
         av -= 22
@@ -33060,7 +34765,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVMinimumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+        ob9_ = _new(_iso20_common_types.RationalNumberType)
+        ob9_.Exponent = f_9_Exponent
+        ob9_.Value = f_9_Value
+        f_EVMinimumChargePower_L3 = ob9_
         s = 9
     elif ec == 9:
         av -= 22
@@ -33090,7 +34798,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVPresentActivePower = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
+        ob10_ = _new(_iso20_common_types.RationalNumberType)
+        ob10_.Exponent = f_10_Exponent
+        ob10_.Value = f_10_Value
+        f_EVPresentActivePower = ob10_
         s = 10
     else:
         raise r.fail_at(av, 'Scheduled_AC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVMaximumChargePower), SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
@@ -33127,7 +34838,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVMaximumEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
+            ob11_ = _new(_iso20_common_types.RationalNumberType)
+            ob11_.Exponent = f_11_Exponent
+            ob11_.Value = f_11_Value
+            f_EVMaximumEnergyRequest = ob11_
             s = 2
         elif ec == 1:
             av -= 22
@@ -33157,7 +34871,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVMinimumEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
+            ob12_ = _new(_iso20_common_types.RationalNumberType)
+            ob12_.Exponent = f_12_Exponent
+            ob12_.Value = f_12_Value
+            f_EVMinimumEnergyRequest = ob12_
             s = 3
         elif ec == 2:
             av -= 22
@@ -33187,7 +34904,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVMaximumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_13_Exponent, Value=f_13_Value)
+            ob13_ = _new(_iso20_common_types.RationalNumberType)
+            ob13_.Exponent = f_13_Exponent
+            ob13_.Value = f_13_Value
+            f_EVMaximumChargePower = ob13_
             s = 4
         elif ec == 3:
             av -= 22
@@ -33217,7 +34937,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVMaximumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
+            ob14_ = _new(_iso20_common_types.RationalNumberType)
+            ob14_.Exponent = f_14_Exponent
+            ob14_.Value = f_14_Value
+            f_EVMaximumChargePower_L2 = ob14_
             s = 5
         elif ec == 4:
             av -= 22
@@ -33247,7 +34970,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVMaximumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_15_Exponent, Value=f_15_Value)
+            ob15_ = _new(_iso20_common_types.RationalNumberType)
+            ob15_.Exponent = f_15_Exponent
+            ob15_.Value = f_15_Value
+            f_EVMaximumChargePower_L3 = ob15_
             s = 6
         elif ec == 5:
             av -= 22
@@ -33277,7 +35003,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
+            ob16_ = _new(_iso20_common_types.RationalNumberType)
+            ob16_.Exponent = f_16_Exponent
+            ob16_.Value = f_16_Value
+            f_EVMinimumChargePower = ob16_
             s = 7
         elif ec == 6:
             av -= 22
@@ -33307,7 +35036,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
+            ob17_ = _new(_iso20_common_types.RationalNumberType)
+            ob17_.Exponent = f_17_Exponent
+            ob17_.Value = f_17_Value
+            f_EVMinimumChargePower_L2 = ob17_
             s = 8
         elif ec == 7:
             av -= 22
@@ -33337,7 +35069,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_18_Exponent, Value=f_18_Value)
+            ob18_ = _new(_iso20_common_types.RationalNumberType)
+            ob18_.Exponent = f_18_Exponent
+            ob18_.Value = f_18_Value
+            f_EVMinimumChargePower_L3 = ob18_
             s = 9
         elif ec == 8:
             av -= 22
@@ -33367,7 +35102,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            f_EVPresentActivePower = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
+            ob19_ = _new(_iso20_common_types.RationalNumberType)
+            ob19_.Exponent = f_19_Exponent
+            ob19_.Value = f_19_Value
+            f_EVPresentActivePower = ob19_
             s = 10
         else:
             raise r.fail_at(av, 'Scheduled_AC_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVMaximumChargePower), SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
@@ -33404,7 +35142,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            kw['EVMinimumEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
+            ob20_ = _new(_iso20_common_types.RationalNumberType)
+            ob20_.Exponent = f_20_Exponent
+            ob20_.Value = f_20_Value
+            f_EVMinimumEnergyRequest = ob20_
             s = 3
         elif ec == 1:
             av -= 22
@@ -33434,7 +35175,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            kw['EVMaximumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_21_Exponent, Value=f_21_Value)
+            ob21_ = _new(_iso20_common_types.RationalNumberType)
+            ob21_.Exponent = f_21_Exponent
+            ob21_.Value = f_21_Value
+            f_EVMaximumChargePower = ob21_
             s = 4
         elif ec == 2:
             av -= 22
@@ -33464,7 +35208,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            kw['EVMaximumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
+            ob22_ = _new(_iso20_common_types.RationalNumberType)
+            ob22_.Exponent = f_22_Exponent
+            ob22_.Value = f_22_Value
+            f_EVMaximumChargePower_L2 = ob22_
             s = 5
         elif ec == 3:
             av -= 22
@@ -33494,7 +35241,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            kw['EVMaximumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
+            ob23_ = _new(_iso20_common_types.RationalNumberType)
+            ob23_.Exponent = f_23_Exponent
+            ob23_.Value = f_23_Value
+            f_EVMaximumChargePower_L3 = ob23_
             s = 6
         elif ec == 4:
             av -= 22
@@ -33524,7 +35274,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_24_Exponent, Value=f_24_Value)
+            ob24_ = _new(_iso20_common_types.RationalNumberType)
+            ob24_.Exponent = f_24_Exponent
+            ob24_.Value = f_24_Value
+            f_EVMinimumChargePower = ob24_
             s = 7
         elif ec == 5:
             av -= 22
@@ -33554,7 +35307,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
+            ob25_ = _new(_iso20_common_types.RationalNumberType)
+            ob25_.Exponent = f_25_Exponent
+            ob25_.Value = f_25_Value
+            f_EVMinimumChargePower_L2 = ob25_
             s = 8
         elif ec == 6:
             av -= 22
@@ -33584,7 +35340,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_26_Exponent, Value=f_26_Value)
+            ob26_ = _new(_iso20_common_types.RationalNumberType)
+            ob26_.Exponent = f_26_Exponent
+            ob26_.Value = f_26_Value
+            f_EVMinimumChargePower_L3 = ob26_
             s = 9
         elif ec == 7:
             av -= 22
@@ -33614,7 +35373,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            f_EVPresentActivePower = _iso20_common_types.RationalNumberType(Exponent=f_27_Exponent, Value=f_27_Value)
+            ob27_ = _new(_iso20_common_types.RationalNumberType)
+            ob27_.Exponent = f_27_Exponent
+            ob27_.Value = f_27_Value
+            f_EVPresentActivePower = ob27_
             s = 10
         else:
             raise r.fail_at(av, 'Scheduled_AC_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVMaximumChargePower), SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
@@ -33651,7 +35413,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[3]', 'expected EE of Value, EE')
-            kw['EVMaximumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_28_Exponent, Value=f_28_Value)
+            ob28_ = _new(_iso20_common_types.RationalNumberType)
+            ob28_.Exponent = f_28_Exponent
+            ob28_.Value = f_28_Value
+            f_EVMaximumChargePower = ob28_
             s = 4
         elif ec == 1:
             av -= 22
@@ -33681,7 +35446,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[3]', 'expected EE of Value, EE')
-            kw['EVMaximumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_29_Exponent, Value=f_29_Value)
+            ob29_ = _new(_iso20_common_types.RationalNumberType)
+            ob29_.Exponent = f_29_Exponent
+            ob29_.Value = f_29_Value
+            f_EVMaximumChargePower_L2 = ob29_
             s = 5
         elif ec == 2:
             av -= 22
@@ -33711,7 +35479,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[3]', 'expected EE of Value, EE')
-            kw['EVMaximumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_30_Exponent, Value=f_30_Value)
+            ob30_ = _new(_iso20_common_types.RationalNumberType)
+            ob30_.Exponent = f_30_Exponent
+            ob30_.Value = f_30_Value
+            f_EVMaximumChargePower_L3 = ob30_
             s = 6
         elif ec == 3:
             av -= 22
@@ -33741,7 +35512,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[3]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_31_Exponent, Value=f_31_Value)
+            ob31_ = _new(_iso20_common_types.RationalNumberType)
+            ob31_.Exponent = f_31_Exponent
+            ob31_.Value = f_31_Value
+            f_EVMinimumChargePower = ob31_
             s = 7
         elif ec == 4:
             av -= 22
@@ -33771,7 +35545,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[3]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_32_Exponent, Value=f_32_Value)
+            ob32_ = _new(_iso20_common_types.RationalNumberType)
+            ob32_.Exponent = f_32_Exponent
+            ob32_.Value = f_32_Value
+            f_EVMinimumChargePower_L2 = ob32_
             s = 8
         elif ec == 5:
             av -= 22
@@ -33801,7 +35578,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[3]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_33_Exponent, Value=f_33_Value)
+            ob33_ = _new(_iso20_common_types.RationalNumberType)
+            ob33_.Exponent = f_33_Exponent
+            ob33_.Value = f_33_Value
+            f_EVMinimumChargePower_L3 = ob33_
             s = 9
         elif ec == 6:
             av -= 22
@@ -33831,7 +35611,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[3]', 'expected EE of Value, EE')
-            f_EVPresentActivePower = _iso20_common_types.RationalNumberType(Exponent=f_34_Exponent, Value=f_34_Value)
+            ob34_ = _new(_iso20_common_types.RationalNumberType)
+            ob34_.Exponent = f_34_Exponent
+            ob34_.Value = f_34_Value
+            f_EVPresentActivePower = ob34_
             s = 10
         else:
             raise r.fail_at(av, 'Scheduled_AC_CLReqControlModeType[3]', f'event code {ec}, expected SE(EVMaximumChargePower), SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
@@ -33868,7 +35651,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[4]', 'expected EE of Value, EE')
-            kw['EVMaximumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_35_Exponent, Value=f_35_Value)
+            ob35_ = _new(_iso20_common_types.RationalNumberType)
+            ob35_.Exponent = f_35_Exponent
+            ob35_.Value = f_35_Value
+            f_EVMaximumChargePower_L2 = ob35_
             s = 5
         elif ec == 1:
             av -= 22
@@ -33898,7 +35684,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[4]', 'expected EE of Value, EE')
-            kw['EVMaximumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_36_Exponent, Value=f_36_Value)
+            ob36_ = _new(_iso20_common_types.RationalNumberType)
+            ob36_.Exponent = f_36_Exponent
+            ob36_.Value = f_36_Value
+            f_EVMaximumChargePower_L3 = ob36_
             s = 6
         elif ec == 2:
             av -= 22
@@ -33928,7 +35717,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[4]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_37_Exponent, Value=f_37_Value)
+            ob37_ = _new(_iso20_common_types.RationalNumberType)
+            ob37_.Exponent = f_37_Exponent
+            ob37_.Value = f_37_Value
+            f_EVMinimumChargePower = ob37_
             s = 7
         elif ec == 3:
             av -= 22
@@ -33958,7 +35750,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[4]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_38_Exponent, Value=f_38_Value)
+            ob38_ = _new(_iso20_common_types.RationalNumberType)
+            ob38_.Exponent = f_38_Exponent
+            ob38_.Value = f_38_Value
+            f_EVMinimumChargePower_L2 = ob38_
             s = 8
         elif ec == 4:
             av -= 22
@@ -33988,7 +35783,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[4]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_39_Exponent, Value=f_39_Value)
+            ob39_ = _new(_iso20_common_types.RationalNumberType)
+            ob39_.Exponent = f_39_Exponent
+            ob39_.Value = f_39_Value
+            f_EVMinimumChargePower_L3 = ob39_
             s = 9
         elif ec == 5:
             av -= 22
@@ -34018,7 +35816,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[4]', 'expected EE of Value, EE')
-            f_EVPresentActivePower = _iso20_common_types.RationalNumberType(Exponent=f_40_Exponent, Value=f_40_Value)
+            ob40_ = _new(_iso20_common_types.RationalNumberType)
+            ob40_.Exponent = f_40_Exponent
+            ob40_.Value = f_40_Value
+            f_EVPresentActivePower = ob40_
             s = 10
         else:
             raise r.fail_at(av, 'Scheduled_AC_CLReqControlModeType[4]', f'event code {ec}, expected SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
@@ -34055,7 +35856,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-            kw['EVMaximumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_41_Exponent, Value=f_41_Value)
+            ob41_ = _new(_iso20_common_types.RationalNumberType)
+            ob41_.Exponent = f_41_Exponent
+            ob41_.Value = f_41_Value
+            f_EVMaximumChargePower_L3 = ob41_
             s = 6
         elif ec == 1:
             av -= 22
@@ -34085,7 +35889,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_42_Exponent, Value=f_42_Value)
+            ob42_ = _new(_iso20_common_types.RationalNumberType)
+            ob42_.Exponent = f_42_Exponent
+            ob42_.Value = f_42_Value
+            f_EVMinimumChargePower = ob42_
             s = 7
         elif ec == 2:
             av -= 22
@@ -34115,7 +35922,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_43_Exponent, Value=f_43_Value)
+            ob43_ = _new(_iso20_common_types.RationalNumberType)
+            ob43_.Exponent = f_43_Exponent
+            ob43_.Value = f_43_Value
+            f_EVMinimumChargePower_L2 = ob43_
             s = 8
         elif ec == 3:
             av -= 22
@@ -34145,7 +35955,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_44_Exponent, Value=f_44_Value)
+            ob44_ = _new(_iso20_common_types.RationalNumberType)
+            ob44_.Exponent = f_44_Exponent
+            ob44_.Value = f_44_Value
+            f_EVMinimumChargePower_L3 = ob44_
             s = 9
         elif ec == 4:
             av -= 22
@@ -34175,7 +35988,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-            f_EVPresentActivePower = _iso20_common_types.RationalNumberType(Exponent=f_45_Exponent, Value=f_45_Value)
+            ob45_ = _new(_iso20_common_types.RationalNumberType)
+            ob45_.Exponent = f_45_Exponent
+            ob45_.Value = f_45_Value
+            f_EVPresentActivePower = ob45_
             s = 10
         else:
             raise r.fail_at(av, 'Scheduled_AC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
@@ -34212,7 +36028,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_46_Exponent, Value=f_46_Value)
+            ob46_ = _new(_iso20_common_types.RationalNumberType)
+            ob46_.Exponent = f_46_Exponent
+            ob46_.Value = f_46_Value
+            f_EVMinimumChargePower = ob46_
             s = 7
         elif ec == 1:
             av -= 22
@@ -34242,7 +36061,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_47_Exponent, Value=f_47_Value)
+            ob47_ = _new(_iso20_common_types.RationalNumberType)
+            ob47_.Exponent = f_47_Exponent
+            ob47_.Value = f_47_Value
+            f_EVMinimumChargePower_L2 = ob47_
             s = 8
         elif ec == 2:
             av -= 22
@@ -34272,7 +36094,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_48_Exponent, Value=f_48_Value)
+            ob48_ = _new(_iso20_common_types.RationalNumberType)
+            ob48_.Exponent = f_48_Exponent
+            ob48_.Value = f_48_Value
+            f_EVMinimumChargePower_L3 = ob48_
             s = 9
         elif ec == 3:
             av -= 22
@@ -34302,7 +36127,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            f_EVPresentActivePower = _iso20_common_types.RationalNumberType(Exponent=f_49_Exponent, Value=f_49_Value)
+            ob49_ = _new(_iso20_common_types.RationalNumberType)
+            ob49_.Exponent = f_49_Exponent
+            ob49_.Value = f_49_Value
+            f_EVPresentActivePower = ob49_
             s = 10
         else:
             raise r.fail_at(av, 'Scheduled_AC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
@@ -34339,7 +36167,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_50_Exponent, Value=f_50_Value)
+            ob50_ = _new(_iso20_common_types.RationalNumberType)
+            ob50_.Exponent = f_50_Exponent
+            ob50_.Value = f_50_Value
+            f_EVMinimumChargePower_L2 = ob50_
             s = 8
         elif ec == 1:
             av -= 22
@@ -34369,7 +36200,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_51_Exponent, Value=f_51_Value)
+            ob51_ = _new(_iso20_common_types.RationalNumberType)
+            ob51_.Exponent = f_51_Exponent
+            ob51_.Value = f_51_Value
+            f_EVMinimumChargePower_L3 = ob51_
             s = 9
         elif ec == 2:
             av -= 22
@@ -34399,7 +36233,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            f_EVPresentActivePower = _iso20_common_types.RationalNumberType(Exponent=f_52_Exponent, Value=f_52_Value)
+            ob52_ = _new(_iso20_common_types.RationalNumberType)
+            ob52_.Exponent = f_52_Exponent
+            ob52_.Value = f_52_Value
+            f_EVPresentActivePower = ob52_
             s = 10
         else:
             raise r.fail_at(av, 'Scheduled_AC_CLReqControlModeType[7]', f'event code {ec}, expected SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
@@ -34436,7 +36273,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_53_Exponent, Value=f_53_Value)
+            ob53_ = _new(_iso20_common_types.RationalNumberType)
+            ob53_.Exponent = f_53_Exponent
+            ob53_.Value = f_53_Value
+            f_EVMinimumChargePower_L3 = ob53_
             s = 9
         elif ec == 1:
             av -= 22
@@ -34466,7 +36306,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-            f_EVPresentActivePower = _iso20_common_types.RationalNumberType(Exponent=f_54_Exponent, Value=f_54_Value)
+            ob54_ = _new(_iso20_common_types.RationalNumberType)
+            ob54_.Exponent = f_54_Exponent
+            ob54_.Value = f_54_Value
+            f_EVPresentActivePower = ob54_
             s = 10
         else:
             raise r.fail_at(av, 'Scheduled_AC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
@@ -34498,7 +36341,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[9]', 'expected EE of Value, EE')
-        f_EVPresentActivePower = _iso20_common_types.RationalNumberType(Exponent=f_55_Exponent, Value=f_55_Value)
+        ob55_ = _new(_iso20_common_types.RationalNumberType)
+        ob55_.Exponent = f_55_Exponent
+        ob55_.Value = f_55_Value
+        f_EVPresentActivePower = ob55_
         s = 10
     av -= 3
     if av < 0:
@@ -34533,7 +36379,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        kw['EVPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_56_Exponent, Value=f_56_Value)
+        ob56_ = _new(_iso20_common_types.RationalNumberType)
+        ob56_.Exponent = f_56_Exponent
+        ob56_.Value = f_56_Value
+        f_EVPresentActivePower_L2 = ob56_
         s = 11
     elif ec == 1:
         av -= 22
@@ -34563,7 +36412,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        kw['EVPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_57_Exponent, Value=f_57_Value)
+        ob57_ = _new(_iso20_common_types.RationalNumberType)
+        ob57_.Exponent = f_57_Exponent
+        ob57_.Value = f_57_Value
+        f_EVPresentActivePower_L3 = ob57_
         s = 12
     elif ec == 2:
         av -= 22
@@ -34593,7 +36445,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        kw['EVPresentReactivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_58_Exponent, Value=f_58_Value)
+        ob58_ = _new(_iso20_common_types.RationalNumberType)
+        ob58_.Exponent = f_58_Exponent
+        ob58_.Value = f_58_Value
+        f_EVPresentReactivePower = ob58_
         s = 13
     elif ec == 3:
         av -= 22
@@ -34623,7 +36478,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        kw['EVPresentReactivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_59_Exponent, Value=f_59_Value)
+        ob59_ = _new(_iso20_common_types.RationalNumberType)
+        ob59_.Exponent = f_59_Exponent
+        ob59_.Value = f_59_Value
+        f_EVPresentReactivePower_L2 = ob59_
         s = 14
     elif ec == 4:
         av -= 22
@@ -34653,7 +36511,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        kw['EVPresentReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_60_Exponent, Value=f_60_Value)
+        ob60_ = _new(_iso20_common_types.RationalNumberType)
+        ob60_.Exponent = f_60_Exponent
+        ob60_.Value = f_60_Value
+        f_EVPresentReactivePower_L3 = ob60_
         s = 15
     elif ec == 5:
         s = -1
@@ -34692,7 +36553,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            kw['EVPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_61_Exponent, Value=f_61_Value)
+            ob61_ = _new(_iso20_common_types.RationalNumberType)
+            ob61_.Exponent = f_61_Exponent
+            ob61_.Value = f_61_Value
+            f_EVPresentActivePower_L3 = ob61_
             s = 12
         elif ec == 1:
             av -= 22
@@ -34722,7 +36586,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            kw['EVPresentReactivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_62_Exponent, Value=f_62_Value)
+            ob62_ = _new(_iso20_common_types.RationalNumberType)
+            ob62_.Exponent = f_62_Exponent
+            ob62_.Value = f_62_Value
+            f_EVPresentReactivePower = ob62_
             s = 13
         elif ec == 2:
             av -= 22
@@ -34752,7 +36619,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            kw['EVPresentReactivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_63_Exponent, Value=f_63_Value)
+            ob63_ = _new(_iso20_common_types.RationalNumberType)
+            ob63_.Exponent = f_63_Exponent
+            ob63_.Value = f_63_Value
+            f_EVPresentReactivePower_L2 = ob63_
             s = 14
         elif ec == 3:
             av -= 22
@@ -34782,7 +36652,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            kw['EVPresentReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_64_Exponent, Value=f_64_Value)
+            ob64_ = _new(_iso20_common_types.RationalNumberType)
+            ob64_.Exponent = f_64_Exponent
+            ob64_.Value = f_64_Value
+            f_EVPresentReactivePower_L3 = ob64_
             s = 15
         elif ec == 4:
             s = -1
@@ -34821,7 +36694,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[12]', 'expected EE of Value, EE')
-            kw['EVPresentReactivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_65_Exponent, Value=f_65_Value)
+            ob65_ = _new(_iso20_common_types.RationalNumberType)
+            ob65_.Exponent = f_65_Exponent
+            ob65_.Value = f_65_Value
+            f_EVPresentReactivePower = ob65_
             s = 13
         elif ec == 1:
             av -= 22
@@ -34851,7 +36727,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[12]', 'expected EE of Value, EE')
-            kw['EVPresentReactivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_66_Exponent, Value=f_66_Value)
+            ob66_ = _new(_iso20_common_types.RationalNumberType)
+            ob66_.Exponent = f_66_Exponent
+            ob66_.Value = f_66_Value
+            f_EVPresentReactivePower_L2 = ob66_
             s = 14
         elif ec == 2:
             av -= 22
@@ -34881,7 +36760,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[12]', 'expected EE of Value, EE')
-            kw['EVPresentReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_67_Exponent, Value=f_67_Value)
+            ob67_ = _new(_iso20_common_types.RationalNumberType)
+            ob67_.Exponent = f_67_Exponent
+            ob67_.Value = f_67_Value
+            f_EVPresentReactivePower_L3 = ob67_
             s = 15
         elif ec == 3:
             s = -1
@@ -34920,7 +36802,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[13]', 'expected EE of Value, EE')
-            kw['EVPresentReactivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_68_Exponent, Value=f_68_Value)
+            ob68_ = _new(_iso20_common_types.RationalNumberType)
+            ob68_.Exponent = f_68_Exponent
+            ob68_.Value = f_68_Value
+            f_EVPresentReactivePower_L2 = ob68_
             s = 14
         elif ec == 1:
             av -= 22
@@ -34950,7 +36835,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[13]', 'expected EE of Value, EE')
-            kw['EVPresentReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_69_Exponent, Value=f_69_Value)
+            ob69_ = _new(_iso20_common_types.RationalNumberType)
+            ob69_.Exponent = f_69_Exponent
+            ob69_.Value = f_69_Value
+            f_EVPresentReactivePower_L3 = ob69_
             s = 15
         elif ec == 2:
             s = -1
@@ -34989,7 +36877,10 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[14]', 'expected EE of Value, EE')
-            kw['EVPresentReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_70_Exponent, Value=f_70_Value)
+            ob70_ = _new(_iso20_common_types.RationalNumberType)
+            ob70_.Exponent = f_70_Exponent
+            ob70_.Value = f_70_Value
+            f_EVPresentReactivePower_L3 = ob70_
             s = 15
         elif ec == 1:
             s = -1
@@ -35004,7 +36895,23 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             raise r.fail_at(av + 1, 'Scheduled_AC_CLReqControlModeType[15]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_ac.Scheduled_AC_CLReqControlModeType(EVPresentActivePower=f_EVPresentActivePower, **kw)
+    ob = _new(_iso20_ac.Scheduled_AC_CLReqControlModeType)
+    ob.EVTargetEnergyRequest = f_EVTargetEnergyRequest
+    ob.EVMaximumEnergyRequest = f_EVMaximumEnergyRequest
+    ob.EVMinimumEnergyRequest = f_EVMinimumEnergyRequest
+    ob.EVMaximumChargePower = f_EVMaximumChargePower
+    ob.EVMaximumChargePower_L2 = f_EVMaximumChargePower_L2
+    ob.EVMaximumChargePower_L3 = f_EVMaximumChargePower_L3
+    ob.EVMinimumChargePower = f_EVMinimumChargePower
+    ob.EVMinimumChargePower_L2 = f_EVMinimumChargePower_L2
+    ob.EVMinimumChargePower_L3 = f_EVMinimumChargePower_L3
+    ob.EVPresentActivePower = f_EVPresentActivePower
+    ob.EVPresentActivePower_L2 = f_EVPresentActivePower_L2
+    ob.EVPresentActivePower_L3 = f_EVPresentActivePower_L3
+    ob.EVPresentReactivePower = f_EVPresentReactivePower
+    ob.EVPresentReactivePower_L2 = f_EVPresentReactivePower_L2
+    ob.EVPresentReactivePower_L3 = f_EVPresentReactivePower_L3
+    return ob
 
 def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Scheduled_AC_CLReqControlModeType) -> None:
     a = w.acc
@@ -36966,7 +38873,15 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
 def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Scheduled_AC_CLResControlModeType:
     win = r.win
     av = r.avail
-    kw: dict[str, Any] = {}
+    f_EVSETargetActivePower: _iso20_common_types.RationalNumberType | None = None
+    f_EVSETargetActivePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVSETargetActivePower_L3: _iso20_common_types.RationalNumberType | None = None
+    f_EVSETargetReactivePower: _iso20_common_types.RationalNumberType | None = None
+    f_EVSETargetReactivePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVSETargetReactivePower_L3: _iso20_common_types.RationalNumberType | None = None
+    f_EVSEPresentActivePower: _iso20_common_types.RationalNumberType | None = None
+    f_EVSEPresentActivePower_L2: _iso20_common_types.RationalNumberType | None = None
+    f_EVSEPresentActivePower_L3: _iso20_common_types.RationalNumberType | None = None
     s = 0
     av -= 4
     if av < 0:
@@ -37001,7 +38916,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVSETargetActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVSETargetActivePower = ob1_
         s = 1
     elif ec == 1:
         av -= 22
@@ -37031,7 +38949,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVSETargetActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVSETargetActivePower_L2 = ob2_
         s = 2
     elif ec == 2:
         av -= 22
@@ -37061,7 +38982,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVSETargetActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_EVSETargetActivePower_L3 = ob3_
         s = 3
     elif ec == 3:
         av -= 22
@@ -37091,7 +39015,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVSETargetReactivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+        ob4_ = _new(_iso20_common_types.RationalNumberType)
+        ob4_.Exponent = f_4_Exponent
+        ob4_.Value = f_4_Value
+        f_EVSETargetReactivePower = ob4_
         s = 4
     elif ec == 4:
         av -= 22
@@ -37121,7 +39048,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVSETargetReactivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_EVSETargetReactivePower_L2 = ob5_
         s = 5
     elif ec == 5:
         av -= 22
@@ -37151,7 +39081,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVSETargetReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+        ob6_ = _new(_iso20_common_types.RationalNumberType)
+        ob6_.Exponent = f_6_Exponent
+        ob6_.Value = f_6_Value
+        f_EVSETargetReactivePower_L3 = ob6_
         s = 6
     elif ec == 6:
         av -= 22
@@ -37181,7 +39114,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+        ob7_ = _new(_iso20_common_types.RationalNumberType)
+        ob7_.Exponent = f_7_Exponent
+        ob7_.Value = f_7_Value
+        f_EVSEPresentActivePower = ob7_
         s = 7
     elif ec == 7:
         av -= 22
@@ -37211,7 +39147,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+        ob8_ = _new(_iso20_common_types.RationalNumberType)
+        ob8_.Exponent = f_8_Exponent
+        ob8_.Value = f_8_Value
+        f_EVSEPresentActivePower_L2 = ob8_
         s = 8
     elif ec == 8:
         av -= 22
@@ -37241,7 +39180,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+        ob9_ = _new(_iso20_common_types.RationalNumberType)
+        ob9_.Exponent = f_9_Exponent
+        ob9_.Value = f_9_Value
+        f_EVSEPresentActivePower_L3 = ob9_
         s = 9
     elif ec == 9:
         s = -1
@@ -37280,7 +39222,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVSETargetActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
+            ob10_ = _new(_iso20_common_types.RationalNumberType)
+            ob10_.Exponent = f_10_Exponent
+            ob10_.Value = f_10_Value
+            f_EVSETargetActivePower_L2 = ob10_
             s = 2
         elif ec == 1:
             av -= 22
@@ -37310,7 +39255,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVSETargetActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
+            ob11_ = _new(_iso20_common_types.RationalNumberType)
+            ob11_.Exponent = f_11_Exponent
+            ob11_.Value = f_11_Value
+            f_EVSETargetActivePower_L3 = ob11_
             s = 3
         elif ec == 2:
             av -= 22
@@ -37340,7 +39288,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
+            ob12_ = _new(_iso20_common_types.RationalNumberType)
+            ob12_.Exponent = f_12_Exponent
+            ob12_.Value = f_12_Value
+            f_EVSETargetReactivePower = ob12_
             s = 4
         elif ec == 3:
             av -= 22
@@ -37370,7 +39321,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_13_Exponent, Value=f_13_Value)
+            ob13_ = _new(_iso20_common_types.RationalNumberType)
+            ob13_.Exponent = f_13_Exponent
+            ob13_.Value = f_13_Value
+            f_EVSETargetReactivePower_L2 = ob13_
             s = 5
         elif ec == 4:
             av -= 22
@@ -37400,7 +39354,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
+            ob14_ = _new(_iso20_common_types.RationalNumberType)
+            ob14_.Exponent = f_14_Exponent
+            ob14_.Value = f_14_Value
+            f_EVSETargetReactivePower_L3 = ob14_
             s = 6
         elif ec == 5:
             av -= 22
@@ -37430,7 +39387,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_15_Exponent, Value=f_15_Value)
+            ob15_ = _new(_iso20_common_types.RationalNumberType)
+            ob15_.Exponent = f_15_Exponent
+            ob15_.Value = f_15_Value
+            f_EVSEPresentActivePower = ob15_
             s = 7
         elif ec == 6:
             av -= 22
@@ -37460,7 +39420,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
+            ob16_ = _new(_iso20_common_types.RationalNumberType)
+            ob16_.Exponent = f_16_Exponent
+            ob16_.Value = f_16_Value
+            f_EVSEPresentActivePower_L2 = ob16_
             s = 8
         elif ec == 7:
             av -= 22
@@ -37490,7 +39453,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
+            ob17_ = _new(_iso20_common_types.RationalNumberType)
+            ob17_.Exponent = f_17_Exponent
+            ob17_.Value = f_17_Value
+            f_EVSEPresentActivePower_L3 = ob17_
             s = 9
         elif ec == 8:
             s = -1
@@ -37529,7 +39495,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            kw['EVSETargetActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_18_Exponent, Value=f_18_Value)
+            ob18_ = _new(_iso20_common_types.RationalNumberType)
+            ob18_.Exponent = f_18_Exponent
+            ob18_.Value = f_18_Value
+            f_EVSETargetActivePower_L3 = ob18_
             s = 3
         elif ec == 1:
             av -= 22
@@ -37559,7 +39528,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
+            ob19_ = _new(_iso20_common_types.RationalNumberType)
+            ob19_.Exponent = f_19_Exponent
+            ob19_.Value = f_19_Value
+            f_EVSETargetReactivePower = ob19_
             s = 4
         elif ec == 2:
             av -= 22
@@ -37589,7 +39561,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
+            ob20_ = _new(_iso20_common_types.RationalNumberType)
+            ob20_.Exponent = f_20_Exponent
+            ob20_.Value = f_20_Value
+            f_EVSETargetReactivePower_L2 = ob20_
             s = 5
         elif ec == 3:
             av -= 22
@@ -37619,7 +39594,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_21_Exponent, Value=f_21_Value)
+            ob21_ = _new(_iso20_common_types.RationalNumberType)
+            ob21_.Exponent = f_21_Exponent
+            ob21_.Value = f_21_Value
+            f_EVSETargetReactivePower_L3 = ob21_
             s = 6
         elif ec == 4:
             av -= 22
@@ -37649,7 +39627,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
+            ob22_ = _new(_iso20_common_types.RationalNumberType)
+            ob22_.Exponent = f_22_Exponent
+            ob22_.Value = f_22_Value
+            f_EVSEPresentActivePower = ob22_
             s = 7
         elif ec == 5:
             av -= 22
@@ -37679,7 +39660,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
+            ob23_ = _new(_iso20_common_types.RationalNumberType)
+            ob23_.Exponent = f_23_Exponent
+            ob23_.Value = f_23_Value
+            f_EVSEPresentActivePower_L2 = ob23_
             s = 8
         elif ec == 6:
             av -= 22
@@ -37709,7 +39693,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_24_Exponent, Value=f_24_Value)
+            ob24_ = _new(_iso20_common_types.RationalNumberType)
+            ob24_.Exponent = f_24_Exponent
+            ob24_.Value = f_24_Value
+            f_EVSEPresentActivePower_L3 = ob24_
             s = 9
         elif ec == 7:
             s = -1
@@ -37748,7 +39735,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
+            ob25_ = _new(_iso20_common_types.RationalNumberType)
+            ob25_.Exponent = f_25_Exponent
+            ob25_.Value = f_25_Value
+            f_EVSETargetReactivePower = ob25_
             s = 4
         elif ec == 1:
             av -= 22
@@ -37778,7 +39768,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_26_Exponent, Value=f_26_Value)
+            ob26_ = _new(_iso20_common_types.RationalNumberType)
+            ob26_.Exponent = f_26_Exponent
+            ob26_.Value = f_26_Value
+            f_EVSETargetReactivePower_L2 = ob26_
             s = 5
         elif ec == 2:
             av -= 22
@@ -37808,7 +39801,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_27_Exponent, Value=f_27_Value)
+            ob27_ = _new(_iso20_common_types.RationalNumberType)
+            ob27_.Exponent = f_27_Exponent
+            ob27_.Value = f_27_Value
+            f_EVSETargetReactivePower_L3 = ob27_
             s = 6
         elif ec == 3:
             av -= 22
@@ -37838,7 +39834,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_28_Exponent, Value=f_28_Value)
+            ob28_ = _new(_iso20_common_types.RationalNumberType)
+            ob28_.Exponent = f_28_Exponent
+            ob28_.Value = f_28_Value
+            f_EVSEPresentActivePower = ob28_
             s = 7
         elif ec == 4:
             av -= 22
@@ -37868,7 +39867,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_29_Exponent, Value=f_29_Value)
+            ob29_ = _new(_iso20_common_types.RationalNumberType)
+            ob29_.Exponent = f_29_Exponent
+            ob29_.Value = f_29_Value
+            f_EVSEPresentActivePower_L2 = ob29_
             s = 8
         elif ec == 5:
             av -= 22
@@ -37898,7 +39900,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_30_Exponent, Value=f_30_Value)
+            ob30_ = _new(_iso20_common_types.RationalNumberType)
+            ob30_.Exponent = f_30_Exponent
+            ob30_.Value = f_30_Value
+            f_EVSEPresentActivePower_L3 = ob30_
             s = 9
         elif ec == 6:
             s = -1
@@ -37937,7 +39942,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[4]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_31_Exponent, Value=f_31_Value)
+            ob31_ = _new(_iso20_common_types.RationalNumberType)
+            ob31_.Exponent = f_31_Exponent
+            ob31_.Value = f_31_Value
+            f_EVSETargetReactivePower_L2 = ob31_
             s = 5
         elif ec == 1:
             av -= 22
@@ -37967,7 +39975,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[4]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_32_Exponent, Value=f_32_Value)
+            ob32_ = _new(_iso20_common_types.RationalNumberType)
+            ob32_.Exponent = f_32_Exponent
+            ob32_.Value = f_32_Value
+            f_EVSETargetReactivePower_L3 = ob32_
             s = 6
         elif ec == 2:
             av -= 22
@@ -37997,7 +40008,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[4]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_33_Exponent, Value=f_33_Value)
+            ob33_ = _new(_iso20_common_types.RationalNumberType)
+            ob33_.Exponent = f_33_Exponent
+            ob33_.Value = f_33_Value
+            f_EVSEPresentActivePower = ob33_
             s = 7
         elif ec == 3:
             av -= 22
@@ -38027,7 +40041,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[4]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_34_Exponent, Value=f_34_Value)
+            ob34_ = _new(_iso20_common_types.RationalNumberType)
+            ob34_.Exponent = f_34_Exponent
+            ob34_.Value = f_34_Value
+            f_EVSEPresentActivePower_L2 = ob34_
             s = 8
         elif ec == 4:
             av -= 22
@@ -38057,7 +40074,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[4]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_35_Exponent, Value=f_35_Value)
+            ob35_ = _new(_iso20_common_types.RationalNumberType)
+            ob35_.Exponent = f_35_Exponent
+            ob35_.Value = f_35_Value
+            f_EVSEPresentActivePower_L3 = ob35_
             s = 9
         elif ec == 5:
             s = -1
@@ -38096,7 +40116,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-            kw['EVSETargetReactivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_36_Exponent, Value=f_36_Value)
+            ob36_ = _new(_iso20_common_types.RationalNumberType)
+            ob36_.Exponent = f_36_Exponent
+            ob36_.Value = f_36_Value
+            f_EVSETargetReactivePower_L3 = ob36_
             s = 6
         elif ec == 1:
             av -= 22
@@ -38126,7 +40149,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_37_Exponent, Value=f_37_Value)
+            ob37_ = _new(_iso20_common_types.RationalNumberType)
+            ob37_.Exponent = f_37_Exponent
+            ob37_.Value = f_37_Value
+            f_EVSEPresentActivePower = ob37_
             s = 7
         elif ec == 2:
             av -= 22
@@ -38156,7 +40182,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_38_Exponent, Value=f_38_Value)
+            ob38_ = _new(_iso20_common_types.RationalNumberType)
+            ob38_.Exponent = f_38_Exponent
+            ob38_.Value = f_38_Value
+            f_EVSEPresentActivePower_L2 = ob38_
             s = 8
         elif ec == 3:
             av -= 22
@@ -38186,7 +40215,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_39_Exponent, Value=f_39_Value)
+            ob39_ = _new(_iso20_common_types.RationalNumberType)
+            ob39_.Exponent = f_39_Exponent
+            ob39_.Value = f_39_Value
+            f_EVSEPresentActivePower_L3 = ob39_
             s = 9
         elif ec == 4:
             s = -1
@@ -38225,7 +40257,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower'] = _iso20_common_types.RationalNumberType(Exponent=f_40_Exponent, Value=f_40_Value)
+            ob40_ = _new(_iso20_common_types.RationalNumberType)
+            ob40_.Exponent = f_40_Exponent
+            ob40_.Value = f_40_Value
+            f_EVSEPresentActivePower = ob40_
             s = 7
         elif ec == 1:
             av -= 22
@@ -38255,7 +40290,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_41_Exponent, Value=f_41_Value)
+            ob41_ = _new(_iso20_common_types.RationalNumberType)
+            ob41_.Exponent = f_41_Exponent
+            ob41_.Value = f_41_Value
+            f_EVSEPresentActivePower_L2 = ob41_
             s = 8
         elif ec == 2:
             av -= 22
@@ -38285,7 +40323,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_42_Exponent, Value=f_42_Value)
+            ob42_ = _new(_iso20_common_types.RationalNumberType)
+            ob42_.Exponent = f_42_Exponent
+            ob42_.Value = f_42_Value
+            f_EVSEPresentActivePower_L3 = ob42_
             s = 9
         elif ec == 3:
             s = -1
@@ -38324,7 +40365,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[7]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L2'] = _iso20_common_types.RationalNumberType(Exponent=f_43_Exponent, Value=f_43_Value)
+            ob43_ = _new(_iso20_common_types.RationalNumberType)
+            ob43_.Exponent = f_43_Exponent
+            ob43_.Value = f_43_Value
+            f_EVSEPresentActivePower_L2 = ob43_
             s = 8
         elif ec == 1:
             av -= 22
@@ -38354,7 +40398,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[7]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_44_Exponent, Value=f_44_Value)
+            ob44_ = _new(_iso20_common_types.RationalNumberType)
+            ob44_.Exponent = f_44_Exponent
+            ob44_.Value = f_44_Value
+            f_EVSEPresentActivePower_L3 = ob44_
             s = 9
         elif ec == 2:
             s = -1
@@ -38393,7 +40440,10 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[8]', 'expected EE of Value, EE')
-            kw['EVSEPresentActivePower_L3'] = _iso20_common_types.RationalNumberType(Exponent=f_45_Exponent, Value=f_45_Value)
+            ob45_ = _new(_iso20_common_types.RationalNumberType)
+            ob45_.Exponent = f_45_Exponent
+            ob45_.Value = f_45_Value
+            f_EVSEPresentActivePower_L3 = ob45_
             s = 9
         elif ec == 1:
             s = -1
@@ -38408,7 +40458,17 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             raise r.fail_at(av + 1, 'Scheduled_AC_CLResControlModeType[9]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_ac.Scheduled_AC_CLResControlModeType(**kw)
+    ob = _new(_iso20_ac.Scheduled_AC_CLResControlModeType)
+    ob.EVSETargetActivePower = f_EVSETargetActivePower
+    ob.EVSETargetActivePower_L2 = f_EVSETargetActivePower_L2
+    ob.EVSETargetActivePower_L3 = f_EVSETargetActivePower_L3
+    ob.EVSETargetReactivePower = f_EVSETargetReactivePower
+    ob.EVSETargetReactivePower_L2 = f_EVSETargetReactivePower_L2
+    ob.EVSETargetReactivePower_L3 = f_EVSETargetReactivePower_L3
+    ob.EVSEPresentActivePower = f_EVSEPresentActivePower
+    ob.EVSEPresentActivePower_L2 = f_EVSEPresentActivePower_L2
+    ob.EVSEPresentActivePower_L3 = f_EVSEPresentActivePower_L3
+    return ob
 
 def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Scheduled_AC_CLResControlModeType) -> None:
     a = w.acc
@@ -39693,7 +41753,8 @@ def _d_iso20_common_types_CLReqControlModeType(r: BitReader) -> _iso20_common_ty
     if c:
         raise r.fail_at(av + 1, 'CLReqControlModeType', 'expected EE')
     r.avail = av
-    return _iso20_common_types.CLReqControlModeType()
+    ob = _new(_iso20_common_types.CLReqControlModeType)
+    return ob
 
 def _e_iso20_common_types_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.CLReqControlModeType) -> None:
     a = w.acc
@@ -39715,7 +41776,8 @@ def _d_iso20_common_types_CLResControlModeType(r: BitReader) -> _iso20_common_ty
     if c:
         raise r.fail_at(av + 1, 'CLResControlModeType', 'expected EE')
     r.avail = av
-    return _iso20_common_types.CLResControlModeType()
+    ob = _new(_iso20_common_types.CLResControlModeType)
+    return ob
 
 def _e_iso20_common_types_CLResControlModeType(w: BitWriter, o: _iso20_common_types.CLResControlModeType) -> None:
     a = w.acc
@@ -39784,7 +41846,11 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
         raise r.fail_at(av + 1, 'ChargeLoopReqType', 'expected EE')
     s = -1
     r.avail = av
-    return _iso20_common_types.ChargeLoopReqType(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested)
+    ob = _new(_iso20_common_types.ChargeLoopReqType)
+    ob.Header = f_Header
+    ob.DisplayParameters = f_DisplayParameters
+    ob.MeterInfoRequested = f_MeterInfoRequested
+    return ob
 
 def _e_iso20_common_types_ChargeLoopReqType(w: BitWriter, o: _iso20_common_types.ChargeLoopReqType) -> None:
     a = w.acc
@@ -39892,7 +41958,10 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
         if iv >= 6:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
-        f_EVSEStatus = _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
+        ob1_ = _new(_iso20_common_types.EVSEStatusType)
+        ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
+        ob1_.EVSENotification = f_1_EVSENotification
+        f_EVSEStatus = ob1_
         s = 3
     elif ec == 1:
         r.avail = av
@@ -39955,7 +42024,13 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
             raise r.fail_at(av + 1, 'ChargeLoopResType[5]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.ChargeLoopResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt)
+    ob = _new(_iso20_common_types.ChargeLoopResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSEStatus = f_EVSEStatus
+    ob.MeterInfo = f_MeterInfo
+    ob.Receipt = f_Receipt
+    return ob
 
 def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types.ChargeLoopResType) -> None:
     a = w.acc
@@ -40091,7 +42166,9 @@ def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2
     if c:
         raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected EE')
     r.avail = av
-    return _iso20_common_types.ChargeParameterDiscoveryReqType(Header=f_Header)
+    ob = _new(_iso20_common_types.ChargeParameterDiscoveryReqType)
+    ob.Header = f_Header
+    return ob
 
 def _e_iso20_common_types_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryReqType) -> None:
     a = w.acc
@@ -40138,7 +42215,10 @@ def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2
         raise r.fail_at(av, 'ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     r.avail = av
-    return _iso20_common_types.ChargeParameterDiscoveryResType(Header=f_Header, ResponseCode=f_ResponseCode)
+    ob = _new(_iso20_common_types.ChargeParameterDiscoveryResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    return ob
 
 def _e_iso20_common_types_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryResType) -> None:
     a = w.acc
@@ -40196,7 +42276,10 @@ def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_Amount = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_Amount = ob1_
     if u > 127:
         av -= 8
         if av < 0:
@@ -40215,9 +42298,15 @@ def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'DetailedCostType', 'expected EE of Value, EE, EE')
-    f_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_.Exponent = f_2_Exponent
+    ob2_.Value = f_2_Value
+    f_CostPerUnit = ob2_
     r.avail = av
-    return _iso20_common_types.DetailedCostType(Amount=f_Amount, CostPerUnit=f_CostPerUnit)
+    ob = _new(_iso20_common_types.DetailedCostType)
+    ob.Amount = f_Amount
+    ob.CostPerUnit = f_CostPerUnit
+    return ob
 
 def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.DetailedCostType) -> None:
     a = w.acc
@@ -40330,9 +42419,15 @@ def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.D
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'DetailedTaxType', 'expected EE of Value, EE, EE')
-    f_Amount = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_Amount = ob1_
     r.avail = av
-    return _iso20_common_types.DetailedTaxType(TaxRuleID=f_TaxRuleID, Amount=f_Amount)
+    ob = _new(_iso20_common_types.DetailedTaxType)
+    ob.TaxRuleID = f_TaxRuleID
+    ob.Amount = f_Amount
+    return ob
 
 def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.DetailedTaxType) -> None:
     a = w.acc
@@ -40391,7 +42486,16 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
 def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_types.DisplayParametersType:
     win = r.win
     av = r.avail
-    kw: dict[str, Any] = {}
+    f_PresentSOC: int | None = None
+    f_MinimumSOC: int | None = None
+    f_TargetSOC: int | None = None
+    f_MaximumSOC: int | None = None
+    f_RemainingTimeToMinimumSOC: int | None = None
+    f_RemainingTimeToTargetSOC: int | None = None
+    f_RemainingTimeToMaximumSOC: int | None = None
+    f_ChargingComplete: bool | None = None
+    f_BatteryEnergyCapacity: _iso20_common_types.RationalNumberType | None = None
+    f_InletHot: bool | None = None
     s = 0
     av -= 4
     if av < 0:
@@ -40405,7 +42509,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
-        kw['PresentSOC'] = ((c >> 1) & 127)
+        f_PresentSOC = ((c >> 1) & 127)
         s = 1
     elif ec == 1:
         av -= 9
@@ -40414,7 +42518,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        kw['MinimumSOC'] = ((c >> 1) & 127)
+        f_MinimumSOC = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
         av -= 9
@@ -40423,7 +42527,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        kw['TargetSOC'] = ((c >> 1) & 127)
+        f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
         av -= 9
@@ -40432,7 +42536,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-        kw['MaximumSOC'] = ((c >> 1) & 127)
+        f_MaximumSOC = ((c >> 1) & 127)
         s = 4
     elif ec == 4:
         av -= 9
@@ -40453,7 +42557,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u = r.uint_more(u, 14)
                 win = r.win
                 av = r.avail
-        kw['RemainingTimeToMinimumSOC'] = u
+        f_RemainingTimeToMinimumSOC = u
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
@@ -40480,7 +42584,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u = r.uint_more(u, 14)
                 win = r.win
                 av = r.avail
-        kw['RemainingTimeToTargetSOC'] = u
+        f_RemainingTimeToTargetSOC = u
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
@@ -40507,7 +42611,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u = r.uint_more(u, 14)
                 win = r.win
                 av = r.avail
-        kw['RemainingTimeToMaximumSOC'] = u
+        f_RemainingTimeToMaximumSOC = u
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
@@ -40522,7 +42626,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-        kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+        f_ChargingComplete = ((c >> 1) & 1) == 1
         s = 8
     elif ec == 8:
         av -= 22
@@ -40552,7 +42656,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'DisplayParametersType[0]', 'expected EE of Value, EE')
-        kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_BatteryEnergyCapacity = ob1_
         s = 9
     elif ec == 9:
         av -= 3
@@ -40561,7 +42668,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of InletHot, EE of InletHot')
-        kw['InletHot'] = ((c >> 1) & 1) == 1
+        f_InletHot = ((c >> 1) & 1) == 1
         s = 10
     elif ec == 10:
         s = -1
@@ -40579,7 +42686,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-            kw['MinimumSOC'] = ((c >> 1) & 127)
+            f_MinimumSOC = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
             av -= 9
@@ -40588,7 +42695,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
-            kw['TargetSOC'] = ((c >> 1) & 127)
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
             av -= 9
@@ -40597,7 +42704,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            kw['MaximumSOC'] = ((c >> 1) & 127)
+            f_MaximumSOC = ((c >> 1) & 127)
             s = 4
         elif ec == 3:
             av -= 9
@@ -40618,7 +42725,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMinimumSOC'] = u
+            f_RemainingTimeToMinimumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -40645,7 +42752,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToTargetSOC'] = u
+            f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -40672,7 +42779,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMaximumSOC'] = u
+            f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -40687,7 +42794,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 7:
             av -= 22
@@ -40717,7 +42824,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[1]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_BatteryEnergyCapacity = ob2_
             s = 9
         elif ec == 8:
             av -= 3
@@ -40726,7 +42836,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[1]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 9:
             s = -1
@@ -40744,7 +42854,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
-            kw['TargetSOC'] = ((c >> 1) & 127)
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
             av -= 9
@@ -40753,7 +42863,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            kw['MaximumSOC'] = ((c >> 1) & 127)
+            f_MaximumSOC = ((c >> 1) & 127)
             s = 4
         elif ec == 2:
             av -= 9
@@ -40774,7 +42884,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMinimumSOC'] = u
+            f_RemainingTimeToMinimumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -40801,7 +42911,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToTargetSOC'] = u
+            f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -40828,7 +42938,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMaximumSOC'] = u
+            f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -40843,7 +42953,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 6:
             av -= 22
@@ -40873,7 +42983,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[2]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_BatteryEnergyCapacity = ob3_
             s = 9
         elif ec == 7:
             av -= 3
@@ -40882,7 +42995,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[2]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 8:
             s = -1
@@ -40900,7 +43013,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'DisplayParametersType[3]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            kw['MaximumSOC'] = ((c >> 1) & 127)
+            f_MaximumSOC = ((c >> 1) & 127)
             s = 4
         elif ec == 1:
             av -= 9
@@ -40921,7 +43034,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMinimumSOC'] = u
+            f_RemainingTimeToMinimumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -40948,7 +43061,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToTargetSOC'] = u
+            f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -40975,7 +43088,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMaximumSOC'] = u
+            f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -40990,7 +43103,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 5:
             av -= 22
@@ -41020,7 +43133,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[3]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_BatteryEnergyCapacity = ob4_
             s = 9
         elif ec == 6:
             av -= 3
@@ -41029,7 +43145,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[3]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 7:
             s = -1
@@ -41059,7 +43175,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMinimumSOC'] = u
+            f_RemainingTimeToMinimumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -41086,7 +43202,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToTargetSOC'] = u
+            f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -41113,7 +43229,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMaximumSOC'] = u
+            f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -41128,7 +43244,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 4:
             av -= 22
@@ -41158,7 +43274,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[4]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_BatteryEnergyCapacity = ob5_
             s = 9
         elif ec == 5:
             av -= 3
@@ -41167,7 +43286,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[4]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 6:
             s = -1
@@ -41197,7 +43316,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToTargetSOC'] = u
+            f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -41224,7 +43343,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMaximumSOC'] = u
+            f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -41239,7 +43358,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 3:
             av -= 22
@@ -41269,7 +43388,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[5]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_BatteryEnergyCapacity = ob6_
             s = 9
         elif ec == 4:
             av -= 3
@@ -41278,7 +43400,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[5]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 5:
             s = -1
@@ -41308,7 +43430,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMaximumSOC'] = u
+            f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -41323,7 +43445,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[6]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 2:
             av -= 22
@@ -41353,7 +43475,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[6]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+            ob7_ = _new(_iso20_common_types.RationalNumberType)
+            ob7_.Exponent = f_7_Exponent
+            ob7_.Value = f_7_Value
+            f_BatteryEnergyCapacity = ob7_
             s = 9
         elif ec == 3:
             av -= 3
@@ -41362,7 +43487,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[6]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 4:
             s = -1
@@ -41380,7 +43505,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[7]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 1:
             av -= 22
@@ -41410,7 +43535,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[7]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+            ob8_ = _new(_iso20_common_types.RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_BatteryEnergyCapacity = ob8_
             s = 9
         elif ec == 2:
             av -= 3
@@ -41419,7 +43547,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[7]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 3:
             s = -1
@@ -41458,7 +43586,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[8]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+            ob9_ = _new(_iso20_common_types.RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_BatteryEnergyCapacity = ob9_
             s = 9
         elif ec == 1:
             av -= 3
@@ -41467,7 +43598,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[8]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 2:
             s = -1
@@ -41485,7 +43616,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[9]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 1:
             s = -1
@@ -41500,7 +43631,18 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             raise r.fail_at(av + 1, 'DisplayParametersType[10]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.DisplayParametersType(**kw)
+    ob = _new(_iso20_common_types.DisplayParametersType)
+    ob.PresentSOC = f_PresentSOC
+    ob.MinimumSOC = f_MinimumSOC
+    ob.TargetSOC = f_TargetSOC
+    ob.MaximumSOC = f_MaximumSOC
+    ob.RemainingTimeToMinimumSOC = f_RemainingTimeToMinimumSOC
+    ob.RemainingTimeToTargetSOC = f_RemainingTimeToTargetSOC
+    ob.RemainingTimeToMaximumSOC = f_RemainingTimeToMaximumSOC
+    ob.ChargingComplete = f_ChargingComplete
+    ob.BatteryEnergyCapacity = f_BatteryEnergyCapacity
+    ob.InletHot = f_InletHot
+    return ob
 
 def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_types.DisplayParametersType) -> None:
     a = w.acc
@@ -42386,7 +44528,10 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVTargetEnergyRequest = ob1_
         s = 2
     else:
         raise r.fail_at(av, 'Dynamic_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
@@ -42418,7 +44563,10 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_CLReqControlModeType[1]', 'expected EE of Value, EE')
-        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVTargetEnergyRequest = ob2_
         s = 2
     av -= 23
     if av < 0:
@@ -42450,7 +44598,10 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     f_4_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_.Exponent = f_3_Exponent
+    ob3_.Value = f_3_Value
+    f_EVMaximumEnergyRequest = ob3_
     s = 3
     if u > 127:
         av -= 8
@@ -42470,11 +44621,19 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'Dynamic_CLReqControlModeType', 'expected EE of Value, EE, EE')
-    f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+    ob4_ = _new(_iso20_common_types.RationalNumberType)
+    ob4_.Exponent = f_4_Exponent
+    ob4_.Value = f_4_Value
+    f_EVMinimumEnergyRequest = ob4_
     s = 4
     s = -1
     r.avail = av
-    return _iso20_common_types.Dynamic_CLReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
+    ob = _new(_iso20_common_types.Dynamic_CLReqControlModeType)
+    ob.DepartureTime = f_DepartureTime
+    ob.EVTargetEnergyRequest = f_EVTargetEnergyRequest
+    ob.EVMaximumEnergyRequest = f_EVMaximumEnergyRequest
+    ob.EVMinimumEnergyRequest = f_EVMinimumEnergyRequest
+    return ob
 
 def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLReqControlModeType) -> None:
     a = w.acc
@@ -42853,7 +45012,12 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[4]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.Dynamic_CLResControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay)
+    ob = _new(_iso20_common_types.Dynamic_CLResControlModeType)
+    ob.DepartureTime = f_DepartureTime
+    ob.MinimumSOC = f_MinimumSOC
+    ob.TargetSOC = f_TargetSOC
+    ob.AckMaxDelay = f_AckMaxDelay
+    return ob
 
 def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLResControlModeType) -> None:
     a = w.acc
@@ -43058,7 +45222,10 @@ def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EV
         raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
     r.avail = av
-    return _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification)
+    ob = _new(_iso20_common_types.EVSEStatusType)
+    ob.NotificationMaxDelay = f_NotificationMaxDelay
+    ob.EVSENotification = f_EVSENotification
+    return ob
 
 def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EVSEStatusType) -> None:
     a = w.acc
@@ -43144,7 +45311,10 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
     c = (win >> av) & 0x3
     if c != 0x0:
         raise r.fail_at(av + 2, 'ListOfRootCertificateIDsType', 'expected EE of X509SerialNumber, EE')
-    f_RootCertificateID.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
+    ob1_ = _new(_xmldsig.X509IssuerSerialType)
+    ob1_.X509IssuerName = f_1_X509IssuerName
+    ob1_.X509SerialNumber = f_1_X509SerialNumber
+    f_RootCertificateID.append(ob1_)
     s = 1
     n = 0
     while True:
@@ -43201,7 +45371,10 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509SerialNumber, EE')
-            f_RootCertificateID.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
+            ob2_ = _new(_xmldsig.X509IssuerSerialType)
+            ob2_.X509IssuerName = f_2_X509IssuerName
+            ob2_.X509SerialNumber = f_2_X509SerialNumber
+            f_RootCertificateID.append(ob2_)
             n += 1
             if n == 19:
                 s = 20
@@ -43220,7 +45393,9 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
             raise r.fail_at(av + 1, 'ListOfRootCertificateIDsType[20]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.ListOfRootCertificateIDsType(RootCertificateID=f_RootCertificateID)
+    ob = _new(_iso20_common_types.ListOfRootCertificateIDsType)
+    ob.RootCertificateID = f_RootCertificateID
+    return ob
 
 def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_common_types.ListOfRootCertificateIDsType) -> None:
     a = w.acc
@@ -43395,7 +45570,11 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
             raise r.fail_at(av + 1, 'MessageHeaderType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.MessageHeaderType(SessionID=f_SessionID, TimeStamp=f_TimeStamp, Signature=f_Signature)
+    ob = _new(_iso20_common_types.MessageHeaderType)
+    ob.SessionID = f_SessionID
+    ob.TimeStamp = f_TimeStamp
+    ob.Signature = f_Signature
+    return ob
 
 def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types.MessageHeaderType) -> None:
     a = w.acc
@@ -44162,7 +46341,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             raise r.fail_at(av + 1, 'MeterInfoType[8]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.MeterInfoType(MeterID=f_MeterID, ChargedEnergyReadingWh=f_ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh=f_BPT_DischargedEnergyReadingWh, CapacitiveEnergyReadingVARh=f_CapacitiveEnergyReadingVARh, BPT_InductiveEnergyReadingVARh=f_BPT_InductiveEnergyReadingVARh, MeterSignature=f_MeterSignature, MeterStatus=f_MeterStatus, MeterTimestamp=f_MeterTimestamp)
+    ob = _new(_iso20_common_types.MeterInfoType)
+    ob.MeterID = f_MeterID
+    ob.ChargedEnergyReadingWh = f_ChargedEnergyReadingWh
+    ob.BPT_DischargedEnergyReadingWh = f_BPT_DischargedEnergyReadingWh
+    ob.CapacitiveEnergyReadingVARh = f_CapacitiveEnergyReadingVARh
+    ob.BPT_InductiveEnergyReadingVARh = f_BPT_InductiveEnergyReadingVARh
+    ob.MeterSignature = f_MeterSignature
+    ob.MeterStatus = f_MeterStatus
+    ob.MeterTimestamp = f_MeterTimestamp
+    return ob
 
 def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.MeterInfoType) -> None:
     a = w.acc
@@ -44683,7 +46871,10 @@ def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_type
     if c != 0x0:
         raise r.fail_at(av + 2, 'RationalNumberType', 'expected EE of Value, EE')
     r.avail = av
-    return _iso20_common_types.RationalNumberType(Exponent=f_Exponent, Value=f_Value)
+    ob = _new(_iso20_common_types.RationalNumberType)
+    ob.Exponent = f_Exponent
+    ob.Value = f_Value
+    return ob
 
 def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_types.RationalNumberType) -> None:
     a = w.acc
@@ -44786,7 +46977,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         f_3_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        f_1_Amount = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_1_Amount = ob2_
         if u > 127:
             av -= 8
             if av < 0:
@@ -44805,8 +46999,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        f_1_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
-        f_EnergyCosts = _iso20_common_types.DetailedCostType(Amount=f_1_Amount, CostPerUnit=f_1_CostPerUnit)
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_1_CostPerUnit = ob3_
+        ob1_ = _new(_iso20_common_types.DetailedCostType)
+        ob1_.Amount = f_1_Amount
+        ob1_.CostPerUnit = f_1_CostPerUnit
+        f_EnergyCosts = ob1_
         s = 2
     elif ec == 1:
         av -= 23
@@ -44839,7 +47039,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         f_6_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        f_4_Amount = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_4_Amount = ob5_
         if u > 127:
             av -= 8
             if av < 0:
@@ -44858,8 +47061,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        f_4_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
-        f_OccupancyCosts = _iso20_common_types.DetailedCostType(Amount=f_4_Amount, CostPerUnit=f_4_CostPerUnit)
+        ob6_ = _new(_iso20_common_types.RationalNumberType)
+        ob6_.Exponent = f_6_Exponent
+        ob6_.Value = f_6_Value
+        f_4_CostPerUnit = ob6_
+        ob4_ = _new(_iso20_common_types.DetailedCostType)
+        ob4_.Amount = f_4_Amount
+        ob4_.CostPerUnit = f_4_CostPerUnit
+        f_OccupancyCosts = ob4_
         s = 3
     elif ec == 2:
         av -= 23
@@ -44892,7 +47101,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         f_9_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        f_7_Amount = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+        ob8_ = _new(_iso20_common_types.RationalNumberType)
+        ob8_.Exponent = f_8_Exponent
+        ob8_.Value = f_8_Value
+        f_7_Amount = ob8_
         if u > 127:
             av -= 8
             if av < 0:
@@ -44911,8 +47123,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        f_7_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
-        f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_7_Amount, CostPerUnit=f_7_CostPerUnit)
+        ob9_ = _new(_iso20_common_types.RationalNumberType)
+        ob9_.Exponent = f_9_Exponent
+        ob9_.Value = f_9_Value
+        f_7_CostPerUnit = ob9_
+        ob7_ = _new(_iso20_common_types.DetailedCostType)
+        ob7_.Amount = f_7_Amount
+        ob7_.CostPerUnit = f_7_CostPerUnit
+        f_AdditionalServicesCosts = ob7_
         s = 4
     elif ec == 3:
         av -= 23
@@ -44945,7 +47163,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         f_12_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        f_10_Amount = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
+        ob11_ = _new(_iso20_common_types.RationalNumberType)
+        ob11_.Exponent = f_11_Exponent
+        ob11_.Value = f_11_Value
+        f_10_Amount = ob11_
         if u > 127:
             av -= 8
             if av < 0:
@@ -44964,8 +47185,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        f_10_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
-        f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_10_Amount, CostPerUnit=f_10_CostPerUnit)
+        ob12_ = _new(_iso20_common_types.RationalNumberType)
+        ob12_.Exponent = f_12_Exponent
+        ob12_.Value = f_12_Value
+        f_10_CostPerUnit = ob12_
+        ob10_ = _new(_iso20_common_types.DetailedCostType)
+        ob10_.Amount = f_10_Amount
+        ob10_.CostPerUnit = f_10_CostPerUnit
+        f_OverstayCosts = ob10_
         s = 5
     elif ec == 4:
         av -= 10
@@ -45014,8 +47241,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        f_13_Amount = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
-        f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_13_TaxRuleID, Amount=f_13_Amount))
+        ob14_ = _new(_iso20_common_types.RationalNumberType)
+        ob14_.Exponent = f_14_Exponent
+        ob14_.Value = f_14_Value
+        f_13_Amount = ob14_
+        ob13_ = _new(_iso20_common_types.DetailedTaxType)
+        ob13_.TaxRuleID = f_13_TaxRuleID
+        ob13_.Amount = f_13_Amount
+        f_TaxCosts.append(ob13_)
         s = 6
     elif ec == 5:
         s = -1
@@ -45057,7 +47290,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             f_17_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_15_Amount = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
+            ob16_ = _new(_iso20_common_types.RationalNumberType)
+            ob16_.Exponent = f_16_Exponent
+            ob16_.Value = f_16_Value
+            f_15_Amount = ob16_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -45076,8 +47312,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            f_15_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
-            f_OccupancyCosts = _iso20_common_types.DetailedCostType(Amount=f_15_Amount, CostPerUnit=f_15_CostPerUnit)
+            ob17_ = _new(_iso20_common_types.RationalNumberType)
+            ob17_.Exponent = f_17_Exponent
+            ob17_.Value = f_17_Value
+            f_15_CostPerUnit = ob17_
+            ob15_ = _new(_iso20_common_types.DetailedCostType)
+            ob15_.Amount = f_15_Amount
+            ob15_.CostPerUnit = f_15_CostPerUnit
+            f_OccupancyCosts = ob15_
             s = 3
         elif ec == 1:
             av -= 23
@@ -45110,7 +47352,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             f_20_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_18_Amount = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
+            ob19_ = _new(_iso20_common_types.RationalNumberType)
+            ob19_.Exponent = f_19_Exponent
+            ob19_.Value = f_19_Value
+            f_18_Amount = ob19_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -45129,8 +47374,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            f_18_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
-            f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_18_Amount, CostPerUnit=f_18_CostPerUnit)
+            ob20_ = _new(_iso20_common_types.RationalNumberType)
+            ob20_.Exponent = f_20_Exponent
+            ob20_.Value = f_20_Value
+            f_18_CostPerUnit = ob20_
+            ob18_ = _new(_iso20_common_types.DetailedCostType)
+            ob18_.Amount = f_18_Amount
+            ob18_.CostPerUnit = f_18_CostPerUnit
+            f_AdditionalServicesCosts = ob18_
             s = 4
         elif ec == 2:
             av -= 23
@@ -45163,7 +47414,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             f_23_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_21_Amount = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
+            ob22_ = _new(_iso20_common_types.RationalNumberType)
+            ob22_.Exponent = f_22_Exponent
+            ob22_.Value = f_22_Value
+            f_21_Amount = ob22_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -45182,8 +47436,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            f_21_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
-            f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_21_Amount, CostPerUnit=f_21_CostPerUnit)
+            ob23_ = _new(_iso20_common_types.RationalNumberType)
+            ob23_.Exponent = f_23_Exponent
+            ob23_.Value = f_23_Value
+            f_21_CostPerUnit = ob23_
+            ob21_ = _new(_iso20_common_types.DetailedCostType)
+            ob21_.Amount = f_21_Amount
+            ob21_.CostPerUnit = f_21_CostPerUnit
+            f_OverstayCosts = ob21_
             s = 5
         elif ec == 3:
             av -= 10
@@ -45232,8 +47492,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            f_24_Amount = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
-            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_24_TaxRuleID, Amount=f_24_Amount))
+            ob25_ = _new(_iso20_common_types.RationalNumberType)
+            ob25_.Exponent = f_25_Exponent
+            ob25_.Value = f_25_Value
+            f_24_Amount = ob25_
+            ob24_ = _new(_iso20_common_types.DetailedTaxType)
+            ob24_.TaxRuleID = f_24_TaxRuleID
+            ob24_.Amount = f_24_Amount
+            f_TaxCosts.append(ob24_)
             s = 6
         elif ec == 4:
             s = -1
@@ -45275,7 +47541,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             f_28_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_26_Amount = _iso20_common_types.RationalNumberType(Exponent=f_27_Exponent, Value=f_27_Value)
+            ob27_ = _new(_iso20_common_types.RationalNumberType)
+            ob27_.Exponent = f_27_Exponent
+            ob27_.Value = f_27_Value
+            f_26_Amount = ob27_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -45294,8 +47563,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
-            f_26_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_28_Exponent, Value=f_28_Value)
-            f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_26_Amount, CostPerUnit=f_26_CostPerUnit)
+            ob28_ = _new(_iso20_common_types.RationalNumberType)
+            ob28_.Exponent = f_28_Exponent
+            ob28_.Value = f_28_Value
+            f_26_CostPerUnit = ob28_
+            ob26_ = _new(_iso20_common_types.DetailedCostType)
+            ob26_.Amount = f_26_Amount
+            ob26_.CostPerUnit = f_26_CostPerUnit
+            f_AdditionalServicesCosts = ob26_
             s = 4
         elif ec == 1:
             av -= 23
@@ -45328,7 +47603,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             f_31_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_29_Amount = _iso20_common_types.RationalNumberType(Exponent=f_30_Exponent, Value=f_30_Value)
+            ob30_ = _new(_iso20_common_types.RationalNumberType)
+            ob30_.Exponent = f_30_Exponent
+            ob30_.Value = f_30_Value
+            f_29_Amount = ob30_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -45347,8 +47625,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
-            f_29_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_31_Exponent, Value=f_31_Value)
-            f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_29_Amount, CostPerUnit=f_29_CostPerUnit)
+            ob31_ = _new(_iso20_common_types.RationalNumberType)
+            ob31_.Exponent = f_31_Exponent
+            ob31_.Value = f_31_Value
+            f_29_CostPerUnit = ob31_
+            ob29_ = _new(_iso20_common_types.DetailedCostType)
+            ob29_.Amount = f_29_Amount
+            ob29_.CostPerUnit = f_29_CostPerUnit
+            f_OverstayCosts = ob29_
             s = 5
         elif ec == 2:
             av -= 10
@@ -45397,8 +47681,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
-            f_32_Amount = _iso20_common_types.RationalNumberType(Exponent=f_33_Exponent, Value=f_33_Value)
-            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_32_TaxRuleID, Amount=f_32_Amount))
+            ob33_ = _new(_iso20_common_types.RationalNumberType)
+            ob33_.Exponent = f_33_Exponent
+            ob33_.Value = f_33_Value
+            f_32_Amount = ob33_
+            ob32_ = _new(_iso20_common_types.DetailedTaxType)
+            ob32_.TaxRuleID = f_32_TaxRuleID
+            ob32_.Amount = f_32_Amount
+            f_TaxCosts.append(ob32_)
             s = 6
         elif ec == 3:
             s = -1
@@ -45440,7 +47730,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             f_36_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_34_Amount = _iso20_common_types.RationalNumberType(Exponent=f_35_Exponent, Value=f_35_Value)
+            ob35_ = _new(_iso20_common_types.RationalNumberType)
+            ob35_.Exponent = f_35_Exponent
+            ob35_.Value = f_35_Value
+            f_34_Amount = ob35_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -45459,8 +47752,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
-            f_34_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_36_Exponent, Value=f_36_Value)
-            f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_34_Amount, CostPerUnit=f_34_CostPerUnit)
+            ob36_ = _new(_iso20_common_types.RationalNumberType)
+            ob36_.Exponent = f_36_Exponent
+            ob36_.Value = f_36_Value
+            f_34_CostPerUnit = ob36_
+            ob34_ = _new(_iso20_common_types.DetailedCostType)
+            ob34_.Amount = f_34_Amount
+            ob34_.CostPerUnit = f_34_CostPerUnit
+            f_OverstayCosts = ob34_
             s = 5
         elif ec == 1:
             av -= 10
@@ -45509,8 +47808,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
-            f_37_Amount = _iso20_common_types.RationalNumberType(Exponent=f_38_Exponent, Value=f_38_Value)
-            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_37_TaxRuleID, Amount=f_37_Amount))
+            ob38_ = _new(_iso20_common_types.RationalNumberType)
+            ob38_.Exponent = f_38_Exponent
+            ob38_.Value = f_38_Value
+            f_37_Amount = ob38_
+            ob37_ = _new(_iso20_common_types.DetailedTaxType)
+            ob37_.TaxRuleID = f_37_TaxRuleID
+            ob37_.Amount = f_37_Amount
+            f_TaxCosts.append(ob37_)
             s = 6
         elif ec == 2:
             s = -1
@@ -45568,8 +47873,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[5]', 'expected EE of Value, EE, EE')
-            f_39_Amount = _iso20_common_types.RationalNumberType(Exponent=f_40_Exponent, Value=f_40_Value)
-            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_39_TaxRuleID, Amount=f_39_Amount))
+            ob40_ = _new(_iso20_common_types.RationalNumberType)
+            ob40_.Exponent = f_40_Exponent
+            ob40_.Value = f_40_Value
+            f_39_Amount = ob40_
+            ob39_ = _new(_iso20_common_types.DetailedTaxType)
+            ob39_.TaxRuleID = f_39_TaxRuleID
+            ob39_.Amount = f_39_Amount
+            f_TaxCosts.append(ob39_)
             s = 6
         elif ec == 1:
             s = -1
@@ -45629,8 +47940,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 c = (win >> av) & 0x7
                 if c != 0x0:
                     raise r.fail_at(av + 3, 'ReceiptType[6]', 'expected EE of Value, EE, EE')
-                f_41_Amount = _iso20_common_types.RationalNumberType(Exponent=f_42_Exponent, Value=f_42_Value)
-                f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_41_TaxRuleID, Amount=f_41_Amount))
+                ob42_ = _new(_iso20_common_types.RationalNumberType)
+                ob42_.Exponent = f_42_Exponent
+                ob42_.Value = f_42_Value
+                f_41_Amount = ob42_
+                ob41_ = _new(_iso20_common_types.DetailedTaxType)
+                ob41_.TaxRuleID = f_41_TaxRuleID
+                ob41_.Amount = f_41_Amount
+                f_TaxCosts.append(ob41_)
                 n += 1
                 if n == 9:
                     s = 15
@@ -45649,7 +47966,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             raise r.fail_at(av + 1, 'ReceiptType[15]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.ReceiptType(TimeAnchor=f_TimeAnchor, EnergyCosts=f_EnergyCosts, OccupancyCosts=f_OccupancyCosts, AdditionalServicesCosts=f_AdditionalServicesCosts, OverstayCosts=f_OverstayCosts, TaxCosts=f_TaxCosts)
+    ob = _new(_iso20_common_types.ReceiptType)
+    ob.TimeAnchor = f_TimeAnchor
+    ob.EnergyCosts = f_EnergyCosts
+    ob.OccupancyCosts = f_OccupancyCosts
+    ob.AdditionalServicesCosts = f_AdditionalServicesCosts
+    ob.OverstayCosts = f_OverstayCosts
+    ob.TaxCosts = f_TaxCosts
+    return ob
 
 def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.ReceiptType) -> None:
     a = w.acc
@@ -46617,7 +48941,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVTargetEnergyRequest = ob1_
         s = 1
     elif ec == 1:
         av -= 22
@@ -46647,7 +48974,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVMaximumEnergyRequest = ob2_
         s = 2
     elif ec == 2:
         av -= 22
@@ -46677,7 +49007,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_EVMinimumEnergyRequest = ob3_
         s = 3
     elif ec == 3:
         s = -1
@@ -46716,7 +49049,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVMaximumEnergyRequest = ob4_
             s = 2
         elif ec == 1:
             av -= 22
@@ -46746,7 +49082,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_EVMinimumEnergyRequest = ob5_
             s = 3
         elif ec == 2:
             s = -1
@@ -46785,7 +49124,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_EVMinimumEnergyRequest = ob6_
             s = 3
         elif ec == 1:
             s = -1
@@ -46800,7 +49142,11 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             raise r.fail_at(av + 1, 'Scheduled_CLReqControlModeType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.Scheduled_CLReqControlModeType(EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
+    ob = _new(_iso20_common_types.Scheduled_CLReqControlModeType)
+    ob.EVTargetEnergyRequest = f_EVTargetEnergyRequest
+    ob.EVMaximumEnergyRequest = f_EVMaximumEnergyRequest
+    ob.EVMinimumEnergyRequest = f_EVMinimumEnergyRequest
+    return ob
 
 def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLReqControlModeType) -> None:
     a = w.acc
@@ -47002,7 +49348,8 @@ def _d_iso20_common_types_Scheduled_CLResControlModeType(r: BitReader) -> _iso20
     if c:
         raise r.fail_at(av + 1, 'Scheduled_CLResControlModeType', 'expected EE')
     r.avail = av
-    return _iso20_common_types.Scheduled_CLResControlModeType()
+    ob = _new(_iso20_common_types.Scheduled_CLResControlModeType)
+    return ob
 
 def _e_iso20_common_types_Scheduled_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLResControlModeType) -> None:
     a = w.acc
@@ -47035,7 +49382,9 @@ def _d_iso20_common_types_V2GMessageType(r: BitReader) -> _iso20_common_types.V2
     if c:
         raise r.fail_at(av + 1, 'V2GMessageType', 'expected EE')
     r.avail = av
-    return _iso20_common_types.V2GMessageType(Header=f_Header)
+    ob = _new(_iso20_common_types.V2GMessageType)
+    ob.Header = f_Header
+    return ob
 
 def _e_iso20_common_types_V2GMessageType(w: BitWriter, o: _iso20_common_types.V2GMessageType) -> None:
     a = w.acc
@@ -47077,7 +49426,9 @@ def _d_iso20_common_types_V2GRequestType(r: BitReader) -> _iso20_common_types.V2
     if c:
         raise r.fail_at(av + 1, 'V2GRequestType', 'expected EE')
     r.avail = av
-    return _iso20_common_types.V2GRequestType(Header=f_Header)
+    ob = _new(_iso20_common_types.V2GRequestType)
+    ob.Header = f_Header
+    return ob
 
 def _e_iso20_common_types_V2GRequestType(w: BitWriter, o: _iso20_common_types.V2GRequestType) -> None:
     a = w.acc
@@ -47124,7 +49475,10 @@ def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V
         raise r.fail_at(av, 'V2GResponseType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     r.avail = av
-    return _iso20_common_types.V2GResponseType(Header=f_Header, ResponseCode=f_ResponseCode)
+    ob = _new(_iso20_common_types.V2GResponseType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    return ob
 
 def _e_iso20_common_types_V2GResponseType(w: BitWriter, o: _iso20_common_types.V2GResponseType) -> None:
     a = w.acc

@@ -12,6 +12,8 @@ from exi_schemas import iso20_common_types as _iso20_common_types
 from exi_schemas import xmldsig as _xmldsig
 from iso15118.exi._bits import BitReader, BitWriter, encode_error
 
+_new = object.__new__
+
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
     ...,
@@ -95,7 +97,9 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
             else:
                 raise r.fail_at(av, 'CanonicalizationMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.CanonicalizationMethodType(Algorithm=f_Algorithm)
+    ob = _new(_xmldsig.CanonicalizationMethodType)
+    ob.Algorithm = f_Algorithm
+    return ob
 
 def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.CanonicalizationMethodType) -> None:
     a = w.acc
@@ -507,7 +511,15 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 1, 'DSAKeyValueType[7]', 'expected EE')
         s = -1
     r.avail = av
-    return _xmldsig.DSAKeyValueType(P=f_P, Q=f_Q, G=f_G, Y=f_Y, J=f_J, Seed=f_Seed, PgenCounter=f_PgenCounter)
+    ob = _new(_xmldsig.DSAKeyValueType)
+    ob.P = f_P
+    ob.Q = f_Q
+    ob.G = f_G
+    ob.Y = f_Y
+    ob.J = f_J
+    ob.Seed = f_Seed
+    ob.PgenCounter = f_PgenCounter
+    return ob
 
 def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> None:
     a = w.acc
@@ -725,7 +737,9 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
             else:
                 raise r.fail_at(av, 'DigestMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.DigestMethodType(Algorithm=f_Algorithm)
+    ob = _new(_xmldsig.DigestMethodType)
+    ob.Algorithm = f_Algorithm
+    return ob
 
 def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> None:
     a = w.acc
@@ -1097,7 +1111,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         else:
             raise r.fail_at(av, 'KeyInfoType[2]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.KeyInfoType(Id=f_Id, KeyName=f_KeyName, KeyValue=f_KeyValue, RetrievalMethod=f_RetrievalMethod, X509Data=f_X509Data, PGPData=f_PGPData, SPKIData=f_SPKIData, MgmtData=f_MgmtData)
+    ob = _new(_xmldsig.KeyInfoType)
+    ob.Id = f_Id
+    ob.KeyName = f_KeyName
+    ob.KeyValue = f_KeyValue
+    ob.RetrievalMethod = f_RetrievalMethod
+    ob.X509Data = f_X509Data
+    ob.PGPData = f_PGPData
+    ob.SPKIData = f_SPKIData
+    ob.MgmtData = f_MgmtData
+    return ob
 
 def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     a = w.acc
@@ -1438,7 +1461,10 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'KeyValueType[0]', 'expected EE of Exponent, EE')
-            f_RSAKeyValue = _xmldsig.RSAKeyValueType(Modulus=f_1_Modulus, Exponent=f_1_Exponent)
+            ob1_ = _new(_xmldsig.RSAKeyValueType)
+            ob1_.Modulus = f_1_Modulus
+            ob1_.Exponent = f_1_Exponent
+            f_RSAKeyValue = ob1_
             break
         elif ec == 2:
             raise r.fail_at(av, 'KeyValueType[0]', 'wildcard element content is not supported')
@@ -1458,7 +1484,10 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
         else:
             raise r.fail_at(av, 'KeyValueType[1]', f'event code {ec}, expected EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.KeyValueType(DSAKeyValue=f_DSAKeyValue, RSAKeyValue=f_RSAKeyValue)
+    ob = _new(_xmldsig.KeyValueType)
+    ob.DSAKeyValue = f_DSAKeyValue
+    ob.RSAKeyValue = f_RSAKeyValue
+    return ob
 
 def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
     a = w.acc
@@ -1590,7 +1619,10 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
             else:
                 raise r.fail_at(av, 'ManifestType[3]', f'event code {ec}, expected SE(Reference), EE')
     r.avail = av
-    return _xmldsig.ManifestType(Id=f_Id, Reference=f_Reference)
+    ob = _new(_xmldsig.ManifestType)
+    ob.Id = f_Id
+    ob.Reference = f_Reference
+    return ob
 
 def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
     a = w.acc
@@ -1879,7 +1911,11 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             else:
                 raise r.fail_at(av, 'ObjectType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.ObjectType(Encoding=f_Encoding, Id=f_Id, MimeType=f_MimeType)
+    ob = _new(_xmldsig.ObjectType)
+    ob.Encoding = f_Encoding
+    ob.Id = f_Id
+    ob.MimeType = f_MimeType
+    return ob
 
 def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
     a = w.acc
@@ -2131,7 +2167,10 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             else:
                 raise r.fail_at(av, 'PGPDataType[5]', f'event code {ec}, expected SE(*), EE')
     r.avail = av
-    return _xmldsig.PGPDataType(PGPKeyID=f_PGPKeyID, PGPKeyPacket=f_PGPKeyPacket)
+    ob = _new(_xmldsig.PGPDataType)
+    ob.PGPKeyID = f_PGPKeyID
+    ob.PGPKeyPacket = f_PGPKeyPacket
+    return ob
 
 def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
     a = w.acc
@@ -2267,7 +2306,10 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     if c != 0x0:
         raise r.fail_at(av + 2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
     r.avail = av
-    return _xmldsig.RSAKeyValueType(Modulus=f_Modulus, Exponent=f_Exponent)
+    ob = _new(_xmldsig.RSAKeyValueType)
+    ob.Modulus = f_Modulus
+    ob.Exponent = f_Exponent
+    return ob
 
 def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> None:
     a = w.acc
@@ -2558,7 +2600,14 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     s = 6
     s = -1
     r.avail = av
-    return _xmldsig.ReferenceType(Id=f_Id, Type=f_Type, URI=f_URI, Transforms=f_Transforms, DigestMethod=f_DigestMethod, DigestValue=f_DigestValue)
+    ob = _new(_xmldsig.ReferenceType)
+    ob.Id = f_Id
+    ob.Type = f_Type
+    ob.URI = f_URI
+    ob.Transforms = f_Transforms
+    ob.DigestMethod = f_DigestMethod
+    ob.DigestValue = f_DigestValue
+    return ob
 
 def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
     a = w.acc
@@ -2858,7 +2907,11 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             raise r.fail_at(av + 1, 'RetrievalMethodType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _xmldsig.RetrievalMethodType(Type=f_Type, URI=f_URI, Transforms=f_Transforms)
+    ob = _new(_xmldsig.RetrievalMethodType)
+    ob.Type = f_Type
+    ob.URI = f_URI
+    ob.Transforms = f_Transforms
+    return ob
 
 def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType) -> None:
     a = w.acc
@@ -3060,7 +3113,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
             else:
                 raise r.fail_at(av, 'SPKIDataType[2]', f'event code {ec}, expected SE(SPKISexp), EE')
     r.avail = av
-    return _xmldsig.SPKIDataType(SPKISexp=f_SPKISexp)
+    ob = _new(_xmldsig.SPKIDataType)
+    ob.SPKISexp = f_SPKISexp
+    return ob
 
 def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
     a = w.acc
@@ -3229,7 +3284,10 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
             else:
                 raise r.fail_at(av, 'SignatureMethodType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.SignatureMethodType(Algorithm=f_Algorithm, HMACOutputLength=f_HMACOutputLength)
+    ob = _new(_xmldsig.SignatureMethodType)
+    ob.Algorithm = f_Algorithm
+    ob.HMACOutputLength = f_HMACOutputLength
+    return ob
 
 def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType) -> None:
     a = w.acc
@@ -3368,7 +3426,10 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
             else:
                 raise r.fail_at(av, 'SignaturePropertiesType[3]', f'event code {ec}, expected SE(SignatureProperty), EE')
     r.avail = av
-    return _xmldsig.SignaturePropertiesType(Id=f_Id, SignatureProperty=f_SignatureProperty)
+    ob = _new(_xmldsig.SignaturePropertiesType)
+    ob.Id = f_Id
+    ob.SignatureProperty = f_SignatureProperty
+    return ob
 
 def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignaturePropertiesType) -> None:
     a = w.acc
@@ -3570,7 +3631,10 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             else:
                 raise r.fail_at(av, 'SignaturePropertyType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.SignaturePropertyType(Id=f_Id, Target=f_Target)
+    ob = _new(_xmldsig.SignaturePropertyType)
+    ob.Id = f_Id
+    ob.Target = f_Target
+    return ob
 
 def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignaturePropertyType) -> None:
     a = w.acc
@@ -3744,7 +3808,13 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
             else:
                 raise r.fail_at(av, 'SignatureType[5]', f'event code {ec}, expected SE(Object), EE')
     r.avail = av
-    return _xmldsig.SignatureType(Id=f_Id, SignedInfo=f_SignedInfo, SignatureValue=f_SignatureValue, KeyInfo=f_KeyInfo, Object=f_Object)
+    ob = _new(_xmldsig.SignatureType)
+    ob.Id = f_Id
+    ob.SignedInfo = f_SignedInfo
+    ob.SignatureValue = f_SignatureValue
+    ob.KeyInfo = f_KeyInfo
+    ob.Object = f_Object
+    return ob
 
 def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
     a = w.acc
@@ -3944,7 +4014,10 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         raise r.fail_at(av + 1, 'SignatureValueType', 'expected EE')
     s = -1
     r.avail = av
-    return _xmldsig.SignatureValueType(Id=f_Id, value=f_value)
+    ob = _new(_xmldsig.SignatureValueType)
+    ob.Id = f_Id
+    ob.value = f_value
+    return ob
 
 def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) -> None:
     a = w.acc
@@ -4099,7 +4172,12 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
             else:
                 raise r.fail_at(av, 'SignedInfoType[5]', f'event code {ec}, expected SE(Reference), EE')
     r.avail = av
-    return _xmldsig.SignedInfoType(Id=f_Id, CanonicalizationMethod=f_CanonicalizationMethod, SignatureMethod=f_SignatureMethod, Reference=f_Reference)
+    ob = _new(_xmldsig.SignedInfoType)
+    ob.Id = f_Id
+    ob.CanonicalizationMethod = f_CanonicalizationMethod
+    ob.SignatureMethod = f_SignatureMethod
+    ob.Reference = f_Reference
+    return ob
 
 def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
     a = w.acc
@@ -4268,7 +4346,10 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
         else:
             raise r.fail_at(av, 'TransformType[1]', f'event code {ec}, expected SE(XPath), SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.TransformType(Algorithm=f_Algorithm, XPath=f_XPath)
+    ob = _new(_xmldsig.TransformType)
+    ob.Algorithm = f_Algorithm
+    ob.XPath = f_XPath
+    return ob
 
 def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
     a = w.acc
@@ -4354,7 +4435,9 @@ def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
             else:
                 raise r.fail_at(av, 'TransformsType[2]', f'event code {ec}, expected SE(Transform), EE')
     r.avail = av
-    return _xmldsig.TransformsType(Transform=f_Transform)
+    ob = _new(_xmldsig.TransformsType)
+    ob.Transform = f_Transform
+    return ob
 
 def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     a = w.acc
@@ -4473,7 +4556,10 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'X509DataType[0]', 'expected EE of X509SerialNumber, EE')
-        f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
+        ob1_ = _new(_xmldsig.X509IssuerSerialType)
+        ob1_.X509IssuerName = f_1_X509IssuerName
+        ob1_.X509SerialNumber = f_1_X509SerialNumber
+        f_X509IssuerSerial.append(ob1_)
     elif ec == 1:
         av -= 9
         if av < 0:
@@ -4648,7 +4734,10 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'X509DataType[1]', 'expected EE of X509SerialNumber, EE')
-            f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
+            ob2_ = _new(_xmldsig.X509IssuerSerialType)
+            ob2_.X509IssuerName = f_2_X509IssuerName
+            ob2_.X509SerialNumber = f_2_X509SerialNumber
+            f_X509IssuerSerial.append(ob2_)
         elif ec == 1:
             av -= 9
             if av < 0:
@@ -4772,7 +4861,13 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         else:
             raise r.fail_at(av, 'X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
     r.avail = av
-    return _xmldsig.X509DataType(X509IssuerSerial=f_X509IssuerSerial, X509SKI=f_X509SKI, X509SubjectName=f_X509SubjectName, X509Certificate=f_X509Certificate, X509CRL=f_X509CRL)
+    ob = _new(_xmldsig.X509DataType)
+    ob.X509IssuerSerial = f_X509IssuerSerial
+    ob.X509SKI = f_X509SKI
+    ob.X509SubjectName = f_X509SubjectName
+    ob.X509Certificate = f_X509Certificate
+    ob.X509CRL = f_X509CRL
+    return ob
 
 def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
     a = w.acc
@@ -5011,7 +5106,10 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
     if c != 0x0:
         raise r.fail_at(av + 2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
     r.avail = av
-    return _xmldsig.X509IssuerSerialType(X509IssuerName=f_X509IssuerName, X509SerialNumber=f_X509SerialNumber)
+    ob = _new(_xmldsig.X509IssuerSerialType)
+    ob.X509IssuerName = f_X509IssuerName
+    ob.X509SerialNumber = f_X509SerialNumber
+    return ob
 
 def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialType) -> None:
     a = w.acc
@@ -5072,7 +5170,10 @@ def _d_iso20_acdp_ACDP_ConnectReqType(r: BitReader) -> _iso20_acdp.ACDP_ConnectR
         raise r.fail_at(av + 6, 'ACDP_ConnectReqType', 'expected SE(EVElectricalChargingDeviceStatus), CH of EVElectricalChargingDeviceStatus, EE of EVElectricalChargingDeviceStatus, EE')
     f_EVElectricalChargingDeviceStatus = _E_iso20_acdp_electricalChargingDeviceStatusType[((c >> 2) & 3)]
     r.avail = av
-    return _iso20_acdp.ACDP_ConnectReqType(Header=f_Header, EVElectricalChargingDeviceStatus=f_EVElectricalChargingDeviceStatus)
+    ob = _new(_iso20_acdp.ACDP_ConnectReqType)
+    ob.Header = f_Header
+    ob.EVElectricalChargingDeviceStatus = f_EVElectricalChargingDeviceStatus
+    return ob
 
 def _e_iso20_acdp_ACDP_ConnectReqType(w: BitWriter, o: _iso20_acdp.ACDP_ConnectReqType) -> None:
     a = w.acc
@@ -5133,7 +5234,13 @@ def _d_iso20_acdp_ACDP_ConnectResType(r: BitReader) -> _iso20_acdp.ACDP_ConnectR
         raise r.fail_at(av, 'ACDP_ConnectResType.EVSEMechanicalChargingDeviceStatus', f'enumeration index {iv}')
     f_EVSEMechanicalChargingDeviceStatus = _E_iso20_acdp_mechanicalChargingDeviceStatusType[iv]
     r.avail = av
-    return _iso20_acdp.ACDP_ConnectResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, EVSEElectricalChargingDeviceStatus=f_EVSEElectricalChargingDeviceStatus, EVSEMechanicalChargingDeviceStatus=f_EVSEMechanicalChargingDeviceStatus)
+    ob = _new(_iso20_acdp.ACDP_ConnectResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSEProcessing = f_EVSEProcessing
+    ob.EVSEElectricalChargingDeviceStatus = f_EVSEElectricalChargingDeviceStatus
+    ob.EVSEMechanicalChargingDeviceStatus = f_EVSEMechanicalChargingDeviceStatus
+    return ob
 
 def _e_iso20_acdp_ACDP_ConnectResType(w: BitWriter, o: _iso20_acdp.ACDP_ConnectResType) -> None:
     a = w.acc
@@ -5194,7 +5301,10 @@ def _d_iso20_acdp_ACDP_SystemStatusReqType(r: BitReader) -> _iso20_acdp.ACDP_Sys
     if c:
         raise r.fail_at(av + 1, 'ACDP_SystemStatusReqType', 'expected EE')
     r.avail = av
-    return _iso20_acdp.ACDP_SystemStatusReqType(Header=f_Header, EVTechnicalStatus=f_EVTechnicalStatus)
+    ob = _new(_iso20_acdp.ACDP_SystemStatusReqType)
+    ob.Header = f_Header
+    ob.EVTechnicalStatus = f_EVTechnicalStatus
+    return ob
 
 def _e_iso20_acdp_ACDP_SystemStatusReqType(w: BitWriter, o: _iso20_acdp.ACDP_SystemStatusReqType) -> None:
     a = w.acc
@@ -5271,7 +5381,19 @@ def _d_iso20_acdp_ACDP_SystemStatusResType(r: BitReader) -> _iso20_acdp.ACDP_Sys
     f_EVInChargePosition = ((c >> 6) & 1) == 1
     f_EVAssociationStatus = ((c >> 2) & 1) == 1
     r.avail = av
-    return _iso20_acdp.ACDP_SystemStatusResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEMechanicalChargingDeviceStatus=f_EVSEMechanicalChargingDeviceStatus, EVSEReadyToCharge=f_EVSEReadyToCharge, EVSEIsolationStatus=f_EVSEIsolationStatus, EVSEDisabled=f_EVSEDisabled, EVSEUtilityInterruptEvent=f_EVSEUtilityInterruptEvent, EVSEEmergencyShutdown=f_EVSEEmergencyShutdown, EVSEMalfunction=f_EVSEMalfunction, EVInChargePosition=f_EVInChargePosition, EVAssociationStatus=f_EVAssociationStatus)
+    ob = _new(_iso20_acdp.ACDP_SystemStatusResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSEMechanicalChargingDeviceStatus = f_EVSEMechanicalChargingDeviceStatus
+    ob.EVSEReadyToCharge = f_EVSEReadyToCharge
+    ob.EVSEIsolationStatus = f_EVSEIsolationStatus
+    ob.EVSEDisabled = f_EVSEDisabled
+    ob.EVSEUtilityInterruptEvent = f_EVSEUtilityInterruptEvent
+    ob.EVSEEmergencyShutdown = f_EVSEEmergencyShutdown
+    ob.EVSEMalfunction = f_EVSEMalfunction
+    ob.EVInChargePosition = f_EVInChargePosition
+    ob.EVAssociationStatus = f_EVAssociationStatus
+    return ob
 
 def _e_iso20_acdp_ACDP_SystemStatusResType(w: BitWriter, o: _iso20_acdp.ACDP_SystemStatusResType) -> None:
     a = w.acc
@@ -5337,7 +5459,11 @@ def _d_iso20_acdp_ACDP_VehiclePositioningReqType(r: BitReader) -> _iso20_acdp.AC
     f_EVMobilityStatus = ((c >> 6) & 1) == 1
     f_EVPositioningSupport = ((c >> 2) & 1) == 1
     r.avail = av
-    return _iso20_acdp.ACDP_VehiclePositioningReqType(Header=f_Header, EVMobilityStatus=f_EVMobilityStatus, EVPositioningSupport=f_EVPositioningSupport)
+    ob = _new(_iso20_acdp.ACDP_VehiclePositioningReqType)
+    ob.Header = f_Header
+    ob.EVMobilityStatus = f_EVMobilityStatus
+    ob.EVPositioningSupport = f_EVPositioningSupport
+    return ob
 
 def _e_iso20_acdp_ACDP_VehiclePositioningReqType(w: BitWriter, o: _iso20_acdp.ACDP_VehiclePositioningReqType) -> None:
     a = w.acc
@@ -5481,7 +5607,17 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader) -> _iso20_acdp.AC
         raise r.fail_at(av + 6, 'ACDP_VehiclePositioningResType', 'expected EE of ContactWindowYc, SE(EVInChargePosition), CH of EVInChargePosition, EE of EVInChargePosition, EE')
     f_EVInChargePosition = ((c >> 2) & 1) == 1
     r.avail = av
-    return _iso20_acdp.ACDP_VehiclePositioningResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, EVSEPositioningSupport=f_EVSEPositioningSupport, EVRelativeXDeviation=f_EVRelativeXDeviation, EVRelativeYDeviation=f_EVRelativeYDeviation, ContactWindowXc=f_ContactWindowXc, ContactWindowYc=f_ContactWindowYc, EVInChargePosition=f_EVInChargePosition)
+    ob = _new(_iso20_acdp.ACDP_VehiclePositioningResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSEProcessing = f_EVSEProcessing
+    ob.EVSEPositioningSupport = f_EVSEPositioningSupport
+    ob.EVRelativeXDeviation = f_EVRelativeXDeviation
+    ob.EVRelativeYDeviation = f_EVRelativeYDeviation
+    ob.ContactWindowXc = f_ContactWindowXc
+    ob.ContactWindowYc = f_ContactWindowYc
+    ob.EVInChargePosition = f_EVInChargePosition
+    return ob
 
 def _e_iso20_acdp_ACDP_VehiclePositioningResType(w: BitWriter, o: _iso20_acdp.ACDP_VehiclePositioningResType) -> None:
     a = w.acc
@@ -5646,7 +5782,10 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'EVTechnicalStatusType[2]', 'expected EE of Value, EE')
-        f_EVWLANStrength = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVWLANStrength = ob1_
         s = 4
     elif ec == 2:
         av -= 5
@@ -5727,7 +5866,10 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'EVTechnicalStatusType[3]', 'expected EE of Value, EE')
-            f_EVWLANStrength = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_EVWLANStrength = ob2_
             s = 4
         elif ec == 1:
             av -= 5
@@ -5922,7 +6064,16 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
             raise r.fail_at(av + 1, 'EVTechnicalStatusType[8]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_acdp.EVTechnicalStatusType(EVReadyToCharge=f_EVReadyToCharge, EVImmobilizationRequest=f_EVImmobilizationRequest, EVImmobilized=f_EVImmobilized, EVWLANStrength=f_EVWLANStrength, EVCPStatus=f_EVCPStatus, EVSOC=f_EVSOC, EVErrorCode=f_EVErrorCode, EVTimeout=f_EVTimeout)
+    ob = _new(_iso20_acdp.EVTechnicalStatusType)
+    ob.EVReadyToCharge = f_EVReadyToCharge
+    ob.EVImmobilizationRequest = f_EVImmobilizationRequest
+    ob.EVImmobilized = f_EVImmobilized
+    ob.EVWLANStrength = f_EVWLANStrength
+    ob.EVCPStatus = f_EVCPStatus
+    ob.EVSOC = f_EVSOC
+    ob.EVErrorCode = f_EVErrorCode
+    ob.EVTimeout = f_EVTimeout
+    return ob
 
 def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnicalStatusType) -> None:
     a = w.acc
@@ -6123,7 +6274,8 @@ def _d_iso20_common_types_CLReqControlModeType(r: BitReader) -> _iso20_common_ty
     if c:
         raise r.fail_at(av + 1, 'CLReqControlModeType', 'expected EE')
     r.avail = av
-    return _iso20_common_types.CLReqControlModeType()
+    ob = _new(_iso20_common_types.CLReqControlModeType)
+    return ob
 
 def _e_iso20_common_types_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.CLReqControlModeType) -> None:
     a = w.acc
@@ -6145,7 +6297,8 @@ def _d_iso20_common_types_CLResControlModeType(r: BitReader) -> _iso20_common_ty
     if c:
         raise r.fail_at(av + 1, 'CLResControlModeType', 'expected EE')
     r.avail = av
-    return _iso20_common_types.CLResControlModeType()
+    ob = _new(_iso20_common_types.CLResControlModeType)
+    return ob
 
 def _e_iso20_common_types_CLResControlModeType(w: BitWriter, o: _iso20_common_types.CLResControlModeType) -> None:
     a = w.acc
@@ -6214,7 +6367,11 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
         raise r.fail_at(av + 1, 'ChargeLoopReqType', 'expected EE')
     s = -1
     r.avail = av
-    return _iso20_common_types.ChargeLoopReqType(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested)
+    ob = _new(_iso20_common_types.ChargeLoopReqType)
+    ob.Header = f_Header
+    ob.DisplayParameters = f_DisplayParameters
+    ob.MeterInfoRequested = f_MeterInfoRequested
+    return ob
 
 def _e_iso20_common_types_ChargeLoopReqType(w: BitWriter, o: _iso20_common_types.ChargeLoopReqType) -> None:
     a = w.acc
@@ -6322,7 +6479,10 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
         if iv >= 6:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
-        f_EVSEStatus = _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
+        ob1_ = _new(_iso20_common_types.EVSEStatusType)
+        ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
+        ob1_.EVSENotification = f_1_EVSENotification
+        f_EVSEStatus = ob1_
         s = 3
     elif ec == 1:
         r.avail = av
@@ -6385,7 +6545,13 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
             raise r.fail_at(av + 1, 'ChargeLoopResType[5]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.ChargeLoopResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt)
+    ob = _new(_iso20_common_types.ChargeLoopResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSEStatus = f_EVSEStatus
+    ob.MeterInfo = f_MeterInfo
+    ob.Receipt = f_Receipt
+    return ob
 
 def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types.ChargeLoopResType) -> None:
     a = w.acc
@@ -6521,7 +6687,9 @@ def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2
     if c:
         raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected EE')
     r.avail = av
-    return _iso20_common_types.ChargeParameterDiscoveryReqType(Header=f_Header)
+    ob = _new(_iso20_common_types.ChargeParameterDiscoveryReqType)
+    ob.Header = f_Header
+    return ob
 
 def _e_iso20_common_types_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryReqType) -> None:
     a = w.acc
@@ -6568,7 +6736,10 @@ def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2
         raise r.fail_at(av, 'ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     r.avail = av
-    return _iso20_common_types.ChargeParameterDiscoveryResType(Header=f_Header, ResponseCode=f_ResponseCode)
+    ob = _new(_iso20_common_types.ChargeParameterDiscoveryResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    return ob
 
 def _e_iso20_common_types_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryResType) -> None:
     a = w.acc
@@ -6626,7 +6797,10 @@ def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_Amount = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_Amount = ob1_
     if u > 127:
         av -= 8
         if av < 0:
@@ -6645,9 +6819,15 @@ def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'DetailedCostType', 'expected EE of Value, EE, EE')
-    f_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_.Exponent = f_2_Exponent
+    ob2_.Value = f_2_Value
+    f_CostPerUnit = ob2_
     r.avail = av
-    return _iso20_common_types.DetailedCostType(Amount=f_Amount, CostPerUnit=f_CostPerUnit)
+    ob = _new(_iso20_common_types.DetailedCostType)
+    ob.Amount = f_Amount
+    ob.CostPerUnit = f_CostPerUnit
+    return ob
 
 def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.DetailedCostType) -> None:
     a = w.acc
@@ -6760,9 +6940,15 @@ def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.D
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'DetailedTaxType', 'expected EE of Value, EE, EE')
-    f_Amount = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_Amount = ob1_
     r.avail = av
-    return _iso20_common_types.DetailedTaxType(TaxRuleID=f_TaxRuleID, Amount=f_Amount)
+    ob = _new(_iso20_common_types.DetailedTaxType)
+    ob.TaxRuleID = f_TaxRuleID
+    ob.Amount = f_Amount
+    return ob
 
 def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.DetailedTaxType) -> None:
     a = w.acc
@@ -6821,7 +7007,16 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
 def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_types.DisplayParametersType:
     win = r.win
     av = r.avail
-    kw: dict[str, Any] = {}
+    f_PresentSOC: int | None = None
+    f_MinimumSOC: int | None = None
+    f_TargetSOC: int | None = None
+    f_MaximumSOC: int | None = None
+    f_RemainingTimeToMinimumSOC: int | None = None
+    f_RemainingTimeToTargetSOC: int | None = None
+    f_RemainingTimeToMaximumSOC: int | None = None
+    f_ChargingComplete: bool | None = None
+    f_BatteryEnergyCapacity: _iso20_common_types.RationalNumberType | None = None
+    f_InletHot: bool | None = None
     s = 0
     av -= 4
     if av < 0:
@@ -6835,7 +7030,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
-        kw['PresentSOC'] = ((c >> 1) & 127)
+        f_PresentSOC = ((c >> 1) & 127)
         s = 1
     elif ec == 1:
         av -= 9
@@ -6844,7 +7039,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        kw['MinimumSOC'] = ((c >> 1) & 127)
+        f_MinimumSOC = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
         av -= 9
@@ -6853,7 +7048,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        kw['TargetSOC'] = ((c >> 1) & 127)
+        f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
         av -= 9
@@ -6862,7 +7057,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-        kw['MaximumSOC'] = ((c >> 1) & 127)
+        f_MaximumSOC = ((c >> 1) & 127)
         s = 4
     elif ec == 4:
         av -= 9
@@ -6883,7 +7078,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u = r.uint_more(u, 14)
                 win = r.win
                 av = r.avail
-        kw['RemainingTimeToMinimumSOC'] = u
+        f_RemainingTimeToMinimumSOC = u
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
@@ -6910,7 +7105,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u = r.uint_more(u, 14)
                 win = r.win
                 av = r.avail
-        kw['RemainingTimeToTargetSOC'] = u
+        f_RemainingTimeToTargetSOC = u
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
@@ -6937,7 +7132,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u = r.uint_more(u, 14)
                 win = r.win
                 av = r.avail
-        kw['RemainingTimeToMaximumSOC'] = u
+        f_RemainingTimeToMaximumSOC = u
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
@@ -6952,7 +7147,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-        kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+        f_ChargingComplete = ((c >> 1) & 1) == 1
         s = 8
     elif ec == 8:
         av -= 22
@@ -6982,7 +7177,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'DisplayParametersType[0]', 'expected EE of Value, EE')
-        kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_BatteryEnergyCapacity = ob1_
         s = 9
     elif ec == 9:
         av -= 3
@@ -6991,7 +7189,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of InletHot, EE of InletHot')
-        kw['InletHot'] = ((c >> 1) & 1) == 1
+        f_InletHot = ((c >> 1) & 1) == 1
         s = 10
     elif ec == 10:
         s = -1
@@ -7009,7 +7207,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-            kw['MinimumSOC'] = ((c >> 1) & 127)
+            f_MinimumSOC = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
             av -= 9
@@ -7018,7 +7216,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
-            kw['TargetSOC'] = ((c >> 1) & 127)
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
             av -= 9
@@ -7027,7 +7225,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            kw['MaximumSOC'] = ((c >> 1) & 127)
+            f_MaximumSOC = ((c >> 1) & 127)
             s = 4
         elif ec == 3:
             av -= 9
@@ -7048,7 +7246,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMinimumSOC'] = u
+            f_RemainingTimeToMinimumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -7075,7 +7273,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToTargetSOC'] = u
+            f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -7102,7 +7300,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMaximumSOC'] = u
+            f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -7117,7 +7315,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 7:
             av -= 22
@@ -7147,7 +7345,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[1]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_BatteryEnergyCapacity = ob2_
             s = 9
         elif ec == 8:
             av -= 3
@@ -7156,7 +7357,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[1]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 9:
             s = -1
@@ -7174,7 +7375,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
-            kw['TargetSOC'] = ((c >> 1) & 127)
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
             av -= 9
@@ -7183,7 +7384,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            kw['MaximumSOC'] = ((c >> 1) & 127)
+            f_MaximumSOC = ((c >> 1) & 127)
             s = 4
         elif ec == 2:
             av -= 9
@@ -7204,7 +7405,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMinimumSOC'] = u
+            f_RemainingTimeToMinimumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -7231,7 +7432,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToTargetSOC'] = u
+            f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -7258,7 +7459,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMaximumSOC'] = u
+            f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -7273,7 +7474,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 6:
             av -= 22
@@ -7303,7 +7504,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[2]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_BatteryEnergyCapacity = ob3_
             s = 9
         elif ec == 7:
             av -= 3
@@ -7312,7 +7516,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[2]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 8:
             s = -1
@@ -7330,7 +7534,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'DisplayParametersType[3]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            kw['MaximumSOC'] = ((c >> 1) & 127)
+            f_MaximumSOC = ((c >> 1) & 127)
             s = 4
         elif ec == 1:
             av -= 9
@@ -7351,7 +7555,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMinimumSOC'] = u
+            f_RemainingTimeToMinimumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -7378,7 +7582,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToTargetSOC'] = u
+            f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -7405,7 +7609,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMaximumSOC'] = u
+            f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -7420,7 +7624,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 5:
             av -= 22
@@ -7450,7 +7654,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[3]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_BatteryEnergyCapacity = ob4_
             s = 9
         elif ec == 6:
             av -= 3
@@ -7459,7 +7666,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[3]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 7:
             s = -1
@@ -7489,7 +7696,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMinimumSOC'] = u
+            f_RemainingTimeToMinimumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -7516,7 +7723,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToTargetSOC'] = u
+            f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -7543,7 +7750,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMaximumSOC'] = u
+            f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -7558,7 +7765,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 4:
             av -= 22
@@ -7588,7 +7795,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[4]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_BatteryEnergyCapacity = ob5_
             s = 9
         elif ec == 5:
             av -= 3
@@ -7597,7 +7807,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[4]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 6:
             s = -1
@@ -7627,7 +7837,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToTargetSOC'] = u
+            f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -7654,7 +7864,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMaximumSOC'] = u
+            f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -7669,7 +7879,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 3:
             av -= 22
@@ -7699,7 +7909,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[5]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_BatteryEnergyCapacity = ob6_
             s = 9
         elif ec == 4:
             av -= 3
@@ -7708,7 +7921,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[5]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 5:
             s = -1
@@ -7738,7 +7951,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMaximumSOC'] = u
+            f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -7753,7 +7966,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[6]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 2:
             av -= 22
@@ -7783,7 +7996,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[6]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+            ob7_ = _new(_iso20_common_types.RationalNumberType)
+            ob7_.Exponent = f_7_Exponent
+            ob7_.Value = f_7_Value
+            f_BatteryEnergyCapacity = ob7_
             s = 9
         elif ec == 3:
             av -= 3
@@ -7792,7 +8008,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[6]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 4:
             s = -1
@@ -7810,7 +8026,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[7]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 1:
             av -= 22
@@ -7840,7 +8056,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[7]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+            ob8_ = _new(_iso20_common_types.RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_BatteryEnergyCapacity = ob8_
             s = 9
         elif ec == 2:
             av -= 3
@@ -7849,7 +8068,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[7]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 3:
             s = -1
@@ -7888,7 +8107,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[8]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+            ob9_ = _new(_iso20_common_types.RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_BatteryEnergyCapacity = ob9_
             s = 9
         elif ec == 1:
             av -= 3
@@ -7897,7 +8119,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[8]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 2:
             s = -1
@@ -7915,7 +8137,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[9]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 1:
             s = -1
@@ -7930,7 +8152,18 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             raise r.fail_at(av + 1, 'DisplayParametersType[10]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.DisplayParametersType(**kw)
+    ob = _new(_iso20_common_types.DisplayParametersType)
+    ob.PresentSOC = f_PresentSOC
+    ob.MinimumSOC = f_MinimumSOC
+    ob.TargetSOC = f_TargetSOC
+    ob.MaximumSOC = f_MaximumSOC
+    ob.RemainingTimeToMinimumSOC = f_RemainingTimeToMinimumSOC
+    ob.RemainingTimeToTargetSOC = f_RemainingTimeToTargetSOC
+    ob.RemainingTimeToMaximumSOC = f_RemainingTimeToMaximumSOC
+    ob.ChargingComplete = f_ChargingComplete
+    ob.BatteryEnergyCapacity = f_BatteryEnergyCapacity
+    ob.InletHot = f_InletHot
+    return ob
 
 def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_types.DisplayParametersType) -> None:
     a = w.acc
@@ -8816,7 +9049,10 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVTargetEnergyRequest = ob1_
         s = 2
     else:
         raise r.fail_at(av, 'Dynamic_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
@@ -8848,7 +9084,10 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_CLReqControlModeType[1]', 'expected EE of Value, EE')
-        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVTargetEnergyRequest = ob2_
         s = 2
     av -= 23
     if av < 0:
@@ -8880,7 +9119,10 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     f_4_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_.Exponent = f_3_Exponent
+    ob3_.Value = f_3_Value
+    f_EVMaximumEnergyRequest = ob3_
     s = 3
     if u > 127:
         av -= 8
@@ -8900,11 +9142,19 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'Dynamic_CLReqControlModeType', 'expected EE of Value, EE, EE')
-    f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+    ob4_ = _new(_iso20_common_types.RationalNumberType)
+    ob4_.Exponent = f_4_Exponent
+    ob4_.Value = f_4_Value
+    f_EVMinimumEnergyRequest = ob4_
     s = 4
     s = -1
     r.avail = av
-    return _iso20_common_types.Dynamic_CLReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
+    ob = _new(_iso20_common_types.Dynamic_CLReqControlModeType)
+    ob.DepartureTime = f_DepartureTime
+    ob.EVTargetEnergyRequest = f_EVTargetEnergyRequest
+    ob.EVMaximumEnergyRequest = f_EVMaximumEnergyRequest
+    ob.EVMinimumEnergyRequest = f_EVMinimumEnergyRequest
+    return ob
 
 def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLReqControlModeType) -> None:
     a = w.acc
@@ -9283,7 +9533,12 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[4]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.Dynamic_CLResControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay)
+    ob = _new(_iso20_common_types.Dynamic_CLResControlModeType)
+    ob.DepartureTime = f_DepartureTime
+    ob.MinimumSOC = f_MinimumSOC
+    ob.TargetSOC = f_TargetSOC
+    ob.AckMaxDelay = f_AckMaxDelay
+    return ob
 
 def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLResControlModeType) -> None:
     a = w.acc
@@ -9488,7 +9743,10 @@ def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EV
         raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
     r.avail = av
-    return _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification)
+    ob = _new(_iso20_common_types.EVSEStatusType)
+    ob.NotificationMaxDelay = f_NotificationMaxDelay
+    ob.EVSENotification = f_EVSENotification
+    return ob
 
 def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EVSEStatusType) -> None:
     a = w.acc
@@ -9574,7 +9832,10 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
     c = (win >> av) & 0x3
     if c != 0x0:
         raise r.fail_at(av + 2, 'ListOfRootCertificateIDsType', 'expected EE of X509SerialNumber, EE')
-    f_RootCertificateID.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
+    ob1_ = _new(_xmldsig.X509IssuerSerialType)
+    ob1_.X509IssuerName = f_1_X509IssuerName
+    ob1_.X509SerialNumber = f_1_X509SerialNumber
+    f_RootCertificateID.append(ob1_)
     s = 1
     n = 0
     while True:
@@ -9631,7 +9892,10 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509SerialNumber, EE')
-            f_RootCertificateID.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
+            ob2_ = _new(_xmldsig.X509IssuerSerialType)
+            ob2_.X509IssuerName = f_2_X509IssuerName
+            ob2_.X509SerialNumber = f_2_X509SerialNumber
+            f_RootCertificateID.append(ob2_)
             n += 1
             if n == 19:
                 s = 20
@@ -9650,7 +9914,9 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
             raise r.fail_at(av + 1, 'ListOfRootCertificateIDsType[20]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.ListOfRootCertificateIDsType(RootCertificateID=f_RootCertificateID)
+    ob = _new(_iso20_common_types.ListOfRootCertificateIDsType)
+    ob.RootCertificateID = f_RootCertificateID
+    return ob
 
 def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_common_types.ListOfRootCertificateIDsType) -> None:
     a = w.acc
@@ -9825,7 +10091,11 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
             raise r.fail_at(av + 1, 'MessageHeaderType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.MessageHeaderType(SessionID=f_SessionID, TimeStamp=f_TimeStamp, Signature=f_Signature)
+    ob = _new(_iso20_common_types.MessageHeaderType)
+    ob.SessionID = f_SessionID
+    ob.TimeStamp = f_TimeStamp
+    ob.Signature = f_Signature
+    return ob
 
 def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types.MessageHeaderType) -> None:
     a = w.acc
@@ -10592,7 +10862,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             raise r.fail_at(av + 1, 'MeterInfoType[8]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.MeterInfoType(MeterID=f_MeterID, ChargedEnergyReadingWh=f_ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh=f_BPT_DischargedEnergyReadingWh, CapacitiveEnergyReadingVARh=f_CapacitiveEnergyReadingVARh, BPT_InductiveEnergyReadingVARh=f_BPT_InductiveEnergyReadingVARh, MeterSignature=f_MeterSignature, MeterStatus=f_MeterStatus, MeterTimestamp=f_MeterTimestamp)
+    ob = _new(_iso20_common_types.MeterInfoType)
+    ob.MeterID = f_MeterID
+    ob.ChargedEnergyReadingWh = f_ChargedEnergyReadingWh
+    ob.BPT_DischargedEnergyReadingWh = f_BPT_DischargedEnergyReadingWh
+    ob.CapacitiveEnergyReadingVARh = f_CapacitiveEnergyReadingVARh
+    ob.BPT_InductiveEnergyReadingVARh = f_BPT_InductiveEnergyReadingVARh
+    ob.MeterSignature = f_MeterSignature
+    ob.MeterStatus = f_MeterStatus
+    ob.MeterTimestamp = f_MeterTimestamp
+    return ob
 
 def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.MeterInfoType) -> None:
     a = w.acc
@@ -11113,7 +11392,10 @@ def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_type
     if c != 0x0:
         raise r.fail_at(av + 2, 'RationalNumberType', 'expected EE of Value, EE')
     r.avail = av
-    return _iso20_common_types.RationalNumberType(Exponent=f_Exponent, Value=f_Value)
+    ob = _new(_iso20_common_types.RationalNumberType)
+    ob.Exponent = f_Exponent
+    ob.Value = f_Value
+    return ob
 
 def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_types.RationalNumberType) -> None:
     a = w.acc
@@ -11216,7 +11498,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         f_3_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        f_1_Amount = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_1_Amount = ob2_
         if u > 127:
             av -= 8
             if av < 0:
@@ -11235,8 +11520,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        f_1_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
-        f_EnergyCosts = _iso20_common_types.DetailedCostType(Amount=f_1_Amount, CostPerUnit=f_1_CostPerUnit)
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_1_CostPerUnit = ob3_
+        ob1_ = _new(_iso20_common_types.DetailedCostType)
+        ob1_.Amount = f_1_Amount
+        ob1_.CostPerUnit = f_1_CostPerUnit
+        f_EnergyCosts = ob1_
         s = 2
     elif ec == 1:
         av -= 23
@@ -11269,7 +11560,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         f_6_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        f_4_Amount = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_4_Amount = ob5_
         if u > 127:
             av -= 8
             if av < 0:
@@ -11288,8 +11582,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        f_4_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
-        f_OccupancyCosts = _iso20_common_types.DetailedCostType(Amount=f_4_Amount, CostPerUnit=f_4_CostPerUnit)
+        ob6_ = _new(_iso20_common_types.RationalNumberType)
+        ob6_.Exponent = f_6_Exponent
+        ob6_.Value = f_6_Value
+        f_4_CostPerUnit = ob6_
+        ob4_ = _new(_iso20_common_types.DetailedCostType)
+        ob4_.Amount = f_4_Amount
+        ob4_.CostPerUnit = f_4_CostPerUnit
+        f_OccupancyCosts = ob4_
         s = 3
     elif ec == 2:
         av -= 23
@@ -11322,7 +11622,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         f_9_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        f_7_Amount = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+        ob8_ = _new(_iso20_common_types.RationalNumberType)
+        ob8_.Exponent = f_8_Exponent
+        ob8_.Value = f_8_Value
+        f_7_Amount = ob8_
         if u > 127:
             av -= 8
             if av < 0:
@@ -11341,8 +11644,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        f_7_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
-        f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_7_Amount, CostPerUnit=f_7_CostPerUnit)
+        ob9_ = _new(_iso20_common_types.RationalNumberType)
+        ob9_.Exponent = f_9_Exponent
+        ob9_.Value = f_9_Value
+        f_7_CostPerUnit = ob9_
+        ob7_ = _new(_iso20_common_types.DetailedCostType)
+        ob7_.Amount = f_7_Amount
+        ob7_.CostPerUnit = f_7_CostPerUnit
+        f_AdditionalServicesCosts = ob7_
         s = 4
     elif ec == 3:
         av -= 23
@@ -11375,7 +11684,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         f_12_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        f_10_Amount = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
+        ob11_ = _new(_iso20_common_types.RationalNumberType)
+        ob11_.Exponent = f_11_Exponent
+        ob11_.Value = f_11_Value
+        f_10_Amount = ob11_
         if u > 127:
             av -= 8
             if av < 0:
@@ -11394,8 +11706,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        f_10_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
-        f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_10_Amount, CostPerUnit=f_10_CostPerUnit)
+        ob12_ = _new(_iso20_common_types.RationalNumberType)
+        ob12_.Exponent = f_12_Exponent
+        ob12_.Value = f_12_Value
+        f_10_CostPerUnit = ob12_
+        ob10_ = _new(_iso20_common_types.DetailedCostType)
+        ob10_.Amount = f_10_Amount
+        ob10_.CostPerUnit = f_10_CostPerUnit
+        f_OverstayCosts = ob10_
         s = 5
     elif ec == 4:
         av -= 10
@@ -11444,8 +11762,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        f_13_Amount = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
-        f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_13_TaxRuleID, Amount=f_13_Amount))
+        ob14_ = _new(_iso20_common_types.RationalNumberType)
+        ob14_.Exponent = f_14_Exponent
+        ob14_.Value = f_14_Value
+        f_13_Amount = ob14_
+        ob13_ = _new(_iso20_common_types.DetailedTaxType)
+        ob13_.TaxRuleID = f_13_TaxRuleID
+        ob13_.Amount = f_13_Amount
+        f_TaxCosts.append(ob13_)
         s = 6
     elif ec == 5:
         s = -1
@@ -11487,7 +11811,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             f_17_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_15_Amount = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
+            ob16_ = _new(_iso20_common_types.RationalNumberType)
+            ob16_.Exponent = f_16_Exponent
+            ob16_.Value = f_16_Value
+            f_15_Amount = ob16_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -11506,8 +11833,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            f_15_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
-            f_OccupancyCosts = _iso20_common_types.DetailedCostType(Amount=f_15_Amount, CostPerUnit=f_15_CostPerUnit)
+            ob17_ = _new(_iso20_common_types.RationalNumberType)
+            ob17_.Exponent = f_17_Exponent
+            ob17_.Value = f_17_Value
+            f_15_CostPerUnit = ob17_
+            ob15_ = _new(_iso20_common_types.DetailedCostType)
+            ob15_.Amount = f_15_Amount
+            ob15_.CostPerUnit = f_15_CostPerUnit
+            f_OccupancyCosts = ob15_
             s = 3
         elif ec == 1:
             av -= 23
@@ -11540,7 +11873,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             f_20_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_18_Amount = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
+            ob19_ = _new(_iso20_common_types.RationalNumberType)
+            ob19_.Exponent = f_19_Exponent
+            ob19_.Value = f_19_Value
+            f_18_Amount = ob19_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -11559,8 +11895,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            f_18_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
-            f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_18_Amount, CostPerUnit=f_18_CostPerUnit)
+            ob20_ = _new(_iso20_common_types.RationalNumberType)
+            ob20_.Exponent = f_20_Exponent
+            ob20_.Value = f_20_Value
+            f_18_CostPerUnit = ob20_
+            ob18_ = _new(_iso20_common_types.DetailedCostType)
+            ob18_.Amount = f_18_Amount
+            ob18_.CostPerUnit = f_18_CostPerUnit
+            f_AdditionalServicesCosts = ob18_
             s = 4
         elif ec == 2:
             av -= 23
@@ -11593,7 +11935,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             f_23_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_21_Amount = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
+            ob22_ = _new(_iso20_common_types.RationalNumberType)
+            ob22_.Exponent = f_22_Exponent
+            ob22_.Value = f_22_Value
+            f_21_Amount = ob22_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -11612,8 +11957,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            f_21_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
-            f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_21_Amount, CostPerUnit=f_21_CostPerUnit)
+            ob23_ = _new(_iso20_common_types.RationalNumberType)
+            ob23_.Exponent = f_23_Exponent
+            ob23_.Value = f_23_Value
+            f_21_CostPerUnit = ob23_
+            ob21_ = _new(_iso20_common_types.DetailedCostType)
+            ob21_.Amount = f_21_Amount
+            ob21_.CostPerUnit = f_21_CostPerUnit
+            f_OverstayCosts = ob21_
             s = 5
         elif ec == 3:
             av -= 10
@@ -11662,8 +12013,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            f_24_Amount = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
-            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_24_TaxRuleID, Amount=f_24_Amount))
+            ob25_ = _new(_iso20_common_types.RationalNumberType)
+            ob25_.Exponent = f_25_Exponent
+            ob25_.Value = f_25_Value
+            f_24_Amount = ob25_
+            ob24_ = _new(_iso20_common_types.DetailedTaxType)
+            ob24_.TaxRuleID = f_24_TaxRuleID
+            ob24_.Amount = f_24_Amount
+            f_TaxCosts.append(ob24_)
             s = 6
         elif ec == 4:
             s = -1
@@ -11705,7 +12062,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             f_28_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_26_Amount = _iso20_common_types.RationalNumberType(Exponent=f_27_Exponent, Value=f_27_Value)
+            ob27_ = _new(_iso20_common_types.RationalNumberType)
+            ob27_.Exponent = f_27_Exponent
+            ob27_.Value = f_27_Value
+            f_26_Amount = ob27_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -11724,8 +12084,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
-            f_26_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_28_Exponent, Value=f_28_Value)
-            f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_26_Amount, CostPerUnit=f_26_CostPerUnit)
+            ob28_ = _new(_iso20_common_types.RationalNumberType)
+            ob28_.Exponent = f_28_Exponent
+            ob28_.Value = f_28_Value
+            f_26_CostPerUnit = ob28_
+            ob26_ = _new(_iso20_common_types.DetailedCostType)
+            ob26_.Amount = f_26_Amount
+            ob26_.CostPerUnit = f_26_CostPerUnit
+            f_AdditionalServicesCosts = ob26_
             s = 4
         elif ec == 1:
             av -= 23
@@ -11758,7 +12124,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             f_31_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_29_Amount = _iso20_common_types.RationalNumberType(Exponent=f_30_Exponent, Value=f_30_Value)
+            ob30_ = _new(_iso20_common_types.RationalNumberType)
+            ob30_.Exponent = f_30_Exponent
+            ob30_.Value = f_30_Value
+            f_29_Amount = ob30_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -11777,8 +12146,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
-            f_29_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_31_Exponent, Value=f_31_Value)
-            f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_29_Amount, CostPerUnit=f_29_CostPerUnit)
+            ob31_ = _new(_iso20_common_types.RationalNumberType)
+            ob31_.Exponent = f_31_Exponent
+            ob31_.Value = f_31_Value
+            f_29_CostPerUnit = ob31_
+            ob29_ = _new(_iso20_common_types.DetailedCostType)
+            ob29_.Amount = f_29_Amount
+            ob29_.CostPerUnit = f_29_CostPerUnit
+            f_OverstayCosts = ob29_
             s = 5
         elif ec == 2:
             av -= 10
@@ -11827,8 +12202,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
-            f_32_Amount = _iso20_common_types.RationalNumberType(Exponent=f_33_Exponent, Value=f_33_Value)
-            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_32_TaxRuleID, Amount=f_32_Amount))
+            ob33_ = _new(_iso20_common_types.RationalNumberType)
+            ob33_.Exponent = f_33_Exponent
+            ob33_.Value = f_33_Value
+            f_32_Amount = ob33_
+            ob32_ = _new(_iso20_common_types.DetailedTaxType)
+            ob32_.TaxRuleID = f_32_TaxRuleID
+            ob32_.Amount = f_32_Amount
+            f_TaxCosts.append(ob32_)
             s = 6
         elif ec == 3:
             s = -1
@@ -11870,7 +12251,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             f_36_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_34_Amount = _iso20_common_types.RationalNumberType(Exponent=f_35_Exponent, Value=f_35_Value)
+            ob35_ = _new(_iso20_common_types.RationalNumberType)
+            ob35_.Exponent = f_35_Exponent
+            ob35_.Value = f_35_Value
+            f_34_Amount = ob35_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -11889,8 +12273,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
-            f_34_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_36_Exponent, Value=f_36_Value)
-            f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_34_Amount, CostPerUnit=f_34_CostPerUnit)
+            ob36_ = _new(_iso20_common_types.RationalNumberType)
+            ob36_.Exponent = f_36_Exponent
+            ob36_.Value = f_36_Value
+            f_34_CostPerUnit = ob36_
+            ob34_ = _new(_iso20_common_types.DetailedCostType)
+            ob34_.Amount = f_34_Amount
+            ob34_.CostPerUnit = f_34_CostPerUnit
+            f_OverstayCosts = ob34_
             s = 5
         elif ec == 1:
             av -= 10
@@ -11939,8 +12329,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
-            f_37_Amount = _iso20_common_types.RationalNumberType(Exponent=f_38_Exponent, Value=f_38_Value)
-            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_37_TaxRuleID, Amount=f_37_Amount))
+            ob38_ = _new(_iso20_common_types.RationalNumberType)
+            ob38_.Exponent = f_38_Exponent
+            ob38_.Value = f_38_Value
+            f_37_Amount = ob38_
+            ob37_ = _new(_iso20_common_types.DetailedTaxType)
+            ob37_.TaxRuleID = f_37_TaxRuleID
+            ob37_.Amount = f_37_Amount
+            f_TaxCosts.append(ob37_)
             s = 6
         elif ec == 2:
             s = -1
@@ -11998,8 +12394,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[5]', 'expected EE of Value, EE, EE')
-            f_39_Amount = _iso20_common_types.RationalNumberType(Exponent=f_40_Exponent, Value=f_40_Value)
-            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_39_TaxRuleID, Amount=f_39_Amount))
+            ob40_ = _new(_iso20_common_types.RationalNumberType)
+            ob40_.Exponent = f_40_Exponent
+            ob40_.Value = f_40_Value
+            f_39_Amount = ob40_
+            ob39_ = _new(_iso20_common_types.DetailedTaxType)
+            ob39_.TaxRuleID = f_39_TaxRuleID
+            ob39_.Amount = f_39_Amount
+            f_TaxCosts.append(ob39_)
             s = 6
         elif ec == 1:
             s = -1
@@ -12059,8 +12461,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 c = (win >> av) & 0x7
                 if c != 0x0:
                     raise r.fail_at(av + 3, 'ReceiptType[6]', 'expected EE of Value, EE, EE')
-                f_41_Amount = _iso20_common_types.RationalNumberType(Exponent=f_42_Exponent, Value=f_42_Value)
-                f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_41_TaxRuleID, Amount=f_41_Amount))
+                ob42_ = _new(_iso20_common_types.RationalNumberType)
+                ob42_.Exponent = f_42_Exponent
+                ob42_.Value = f_42_Value
+                f_41_Amount = ob42_
+                ob41_ = _new(_iso20_common_types.DetailedTaxType)
+                ob41_.TaxRuleID = f_41_TaxRuleID
+                ob41_.Amount = f_41_Amount
+                f_TaxCosts.append(ob41_)
                 n += 1
                 if n == 9:
                     s = 15
@@ -12079,7 +12487,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             raise r.fail_at(av + 1, 'ReceiptType[15]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.ReceiptType(TimeAnchor=f_TimeAnchor, EnergyCosts=f_EnergyCosts, OccupancyCosts=f_OccupancyCosts, AdditionalServicesCosts=f_AdditionalServicesCosts, OverstayCosts=f_OverstayCosts, TaxCosts=f_TaxCosts)
+    ob = _new(_iso20_common_types.ReceiptType)
+    ob.TimeAnchor = f_TimeAnchor
+    ob.EnergyCosts = f_EnergyCosts
+    ob.OccupancyCosts = f_OccupancyCosts
+    ob.AdditionalServicesCosts = f_AdditionalServicesCosts
+    ob.OverstayCosts = f_OverstayCosts
+    ob.TaxCosts = f_TaxCosts
+    return ob
 
 def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.ReceiptType) -> None:
     a = w.acc
@@ -13047,7 +13462,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVTargetEnergyRequest = ob1_
         s = 1
     elif ec == 1:
         av -= 22
@@ -13077,7 +13495,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVMaximumEnergyRequest = ob2_
         s = 2
     elif ec == 2:
         av -= 22
@@ -13107,7 +13528,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_EVMinimumEnergyRequest = ob3_
         s = 3
     elif ec == 3:
         s = -1
@@ -13146,7 +13570,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVMaximumEnergyRequest = ob4_
             s = 2
         elif ec == 1:
             av -= 22
@@ -13176,7 +13603,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_EVMinimumEnergyRequest = ob5_
             s = 3
         elif ec == 2:
             s = -1
@@ -13215,7 +13645,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_EVMinimumEnergyRequest = ob6_
             s = 3
         elif ec == 1:
             s = -1
@@ -13230,7 +13663,11 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             raise r.fail_at(av + 1, 'Scheduled_CLReqControlModeType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.Scheduled_CLReqControlModeType(EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
+    ob = _new(_iso20_common_types.Scheduled_CLReqControlModeType)
+    ob.EVTargetEnergyRequest = f_EVTargetEnergyRequest
+    ob.EVMaximumEnergyRequest = f_EVMaximumEnergyRequest
+    ob.EVMinimumEnergyRequest = f_EVMinimumEnergyRequest
+    return ob
 
 def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLReqControlModeType) -> None:
     a = w.acc
@@ -13432,7 +13869,8 @@ def _d_iso20_common_types_Scheduled_CLResControlModeType(r: BitReader) -> _iso20
     if c:
         raise r.fail_at(av + 1, 'Scheduled_CLResControlModeType', 'expected EE')
     r.avail = av
-    return _iso20_common_types.Scheduled_CLResControlModeType()
+    ob = _new(_iso20_common_types.Scheduled_CLResControlModeType)
+    return ob
 
 def _e_iso20_common_types_Scheduled_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLResControlModeType) -> None:
     a = w.acc
@@ -13465,7 +13903,9 @@ def _d_iso20_common_types_V2GMessageType(r: BitReader) -> _iso20_common_types.V2
     if c:
         raise r.fail_at(av + 1, 'V2GMessageType', 'expected EE')
     r.avail = av
-    return _iso20_common_types.V2GMessageType(Header=f_Header)
+    ob = _new(_iso20_common_types.V2GMessageType)
+    ob.Header = f_Header
+    return ob
 
 def _e_iso20_common_types_V2GMessageType(w: BitWriter, o: _iso20_common_types.V2GMessageType) -> None:
     a = w.acc
@@ -13507,7 +13947,9 @@ def _d_iso20_common_types_V2GRequestType(r: BitReader) -> _iso20_common_types.V2
     if c:
         raise r.fail_at(av + 1, 'V2GRequestType', 'expected EE')
     r.avail = av
-    return _iso20_common_types.V2GRequestType(Header=f_Header)
+    ob = _new(_iso20_common_types.V2GRequestType)
+    ob.Header = f_Header
+    return ob
 
 def _e_iso20_common_types_V2GRequestType(w: BitWriter, o: _iso20_common_types.V2GRequestType) -> None:
     a = w.acc
@@ -13554,7 +13996,10 @@ def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V
         raise r.fail_at(av, 'V2GResponseType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     r.avail = av
-    return _iso20_common_types.V2GResponseType(Header=f_Header, ResponseCode=f_ResponseCode)
+    ob = _new(_iso20_common_types.V2GResponseType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    return ob
 
 def _e_iso20_common_types_V2GResponseType(w: BitWriter, o: _iso20_common_types.V2GResponseType) -> None:
     a = w.acc

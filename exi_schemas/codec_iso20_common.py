@@ -12,6 +12,8 @@ from exi_schemas import iso20_common_types as _iso20_common_types
 from exi_schemas import xmldsig as _xmldsig
 from iso15118.exi._bits import BitReader, BitWriter, encode_error
 
+_new = object.__new__
+
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
     ...,
@@ -105,7 +107,9 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
             else:
                 raise r.fail_at(av, 'CanonicalizationMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.CanonicalizationMethodType(Algorithm=f_Algorithm)
+    ob = _new(_xmldsig.CanonicalizationMethodType)
+    ob.Algorithm = f_Algorithm
+    return ob
 
 def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.CanonicalizationMethodType) -> None:
     a = w.acc
@@ -517,7 +521,15 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 1, 'DSAKeyValueType[7]', 'expected EE')
         s = -1
     r.avail = av
-    return _xmldsig.DSAKeyValueType(P=f_P, Q=f_Q, G=f_G, Y=f_Y, J=f_J, Seed=f_Seed, PgenCounter=f_PgenCounter)
+    ob = _new(_xmldsig.DSAKeyValueType)
+    ob.P = f_P
+    ob.Q = f_Q
+    ob.G = f_G
+    ob.Y = f_Y
+    ob.J = f_J
+    ob.Seed = f_Seed
+    ob.PgenCounter = f_PgenCounter
+    return ob
 
 def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> None:
     a = w.acc
@@ -735,7 +747,9 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
             else:
                 raise r.fail_at(av, 'DigestMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.DigestMethodType(Algorithm=f_Algorithm)
+    ob = _new(_xmldsig.DigestMethodType)
+    ob.Algorithm = f_Algorithm
+    return ob
 
 def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> None:
     a = w.acc
@@ -1107,7 +1121,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         else:
             raise r.fail_at(av, 'KeyInfoType[2]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.KeyInfoType(Id=f_Id, KeyName=f_KeyName, KeyValue=f_KeyValue, RetrievalMethod=f_RetrievalMethod, X509Data=f_X509Data, PGPData=f_PGPData, SPKIData=f_SPKIData, MgmtData=f_MgmtData)
+    ob = _new(_xmldsig.KeyInfoType)
+    ob.Id = f_Id
+    ob.KeyName = f_KeyName
+    ob.KeyValue = f_KeyValue
+    ob.RetrievalMethod = f_RetrievalMethod
+    ob.X509Data = f_X509Data
+    ob.PGPData = f_PGPData
+    ob.SPKIData = f_SPKIData
+    ob.MgmtData = f_MgmtData
+    return ob
 
 def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     a = w.acc
@@ -1448,7 +1471,10 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'KeyValueType[0]', 'expected EE of Exponent, EE')
-            f_RSAKeyValue = _xmldsig.RSAKeyValueType(Modulus=f_1_Modulus, Exponent=f_1_Exponent)
+            ob1_ = _new(_xmldsig.RSAKeyValueType)
+            ob1_.Modulus = f_1_Modulus
+            ob1_.Exponent = f_1_Exponent
+            f_RSAKeyValue = ob1_
             break
         elif ec == 2:
             raise r.fail_at(av, 'KeyValueType[0]', 'wildcard element content is not supported')
@@ -1468,7 +1494,10 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
         else:
             raise r.fail_at(av, 'KeyValueType[1]', f'event code {ec}, expected EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.KeyValueType(DSAKeyValue=f_DSAKeyValue, RSAKeyValue=f_RSAKeyValue)
+    ob = _new(_xmldsig.KeyValueType)
+    ob.DSAKeyValue = f_DSAKeyValue
+    ob.RSAKeyValue = f_RSAKeyValue
+    return ob
 
 def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
     a = w.acc
@@ -1600,7 +1629,10 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
             else:
                 raise r.fail_at(av, 'ManifestType[3]', f'event code {ec}, expected SE(Reference), EE')
     r.avail = av
-    return _xmldsig.ManifestType(Id=f_Id, Reference=f_Reference)
+    ob = _new(_xmldsig.ManifestType)
+    ob.Id = f_Id
+    ob.Reference = f_Reference
+    return ob
 
 def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
     a = w.acc
@@ -1889,7 +1921,11 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             else:
                 raise r.fail_at(av, 'ObjectType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.ObjectType(Encoding=f_Encoding, Id=f_Id, MimeType=f_MimeType)
+    ob = _new(_xmldsig.ObjectType)
+    ob.Encoding = f_Encoding
+    ob.Id = f_Id
+    ob.MimeType = f_MimeType
+    return ob
 
 def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
     a = w.acc
@@ -2141,7 +2177,10 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             else:
                 raise r.fail_at(av, 'PGPDataType[5]', f'event code {ec}, expected SE(*), EE')
     r.avail = av
-    return _xmldsig.PGPDataType(PGPKeyID=f_PGPKeyID, PGPKeyPacket=f_PGPKeyPacket)
+    ob = _new(_xmldsig.PGPDataType)
+    ob.PGPKeyID = f_PGPKeyID
+    ob.PGPKeyPacket = f_PGPKeyPacket
+    return ob
 
 def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
     a = w.acc
@@ -2277,7 +2316,10 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     if c != 0x0:
         raise r.fail_at(av + 2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
     r.avail = av
-    return _xmldsig.RSAKeyValueType(Modulus=f_Modulus, Exponent=f_Exponent)
+    ob = _new(_xmldsig.RSAKeyValueType)
+    ob.Modulus = f_Modulus
+    ob.Exponent = f_Exponent
+    return ob
 
 def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> None:
     a = w.acc
@@ -2568,7 +2610,14 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     s = 6
     s = -1
     r.avail = av
-    return _xmldsig.ReferenceType(Id=f_Id, Type=f_Type, URI=f_URI, Transforms=f_Transforms, DigestMethod=f_DigestMethod, DigestValue=f_DigestValue)
+    ob = _new(_xmldsig.ReferenceType)
+    ob.Id = f_Id
+    ob.Type = f_Type
+    ob.URI = f_URI
+    ob.Transforms = f_Transforms
+    ob.DigestMethod = f_DigestMethod
+    ob.DigestValue = f_DigestValue
+    return ob
 
 def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
     a = w.acc
@@ -2868,7 +2917,11 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             raise r.fail_at(av + 1, 'RetrievalMethodType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _xmldsig.RetrievalMethodType(Type=f_Type, URI=f_URI, Transforms=f_Transforms)
+    ob = _new(_xmldsig.RetrievalMethodType)
+    ob.Type = f_Type
+    ob.URI = f_URI
+    ob.Transforms = f_Transforms
+    return ob
 
 def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType) -> None:
     a = w.acc
@@ -3070,7 +3123,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
             else:
                 raise r.fail_at(av, 'SPKIDataType[2]', f'event code {ec}, expected SE(SPKISexp), EE')
     r.avail = av
-    return _xmldsig.SPKIDataType(SPKISexp=f_SPKISexp)
+    ob = _new(_xmldsig.SPKIDataType)
+    ob.SPKISexp = f_SPKISexp
+    return ob
 
 def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
     a = w.acc
@@ -3239,7 +3294,10 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
             else:
                 raise r.fail_at(av, 'SignatureMethodType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.SignatureMethodType(Algorithm=f_Algorithm, HMACOutputLength=f_HMACOutputLength)
+    ob = _new(_xmldsig.SignatureMethodType)
+    ob.Algorithm = f_Algorithm
+    ob.HMACOutputLength = f_HMACOutputLength
+    return ob
 
 def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType) -> None:
     a = w.acc
@@ -3378,7 +3436,10 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
             else:
                 raise r.fail_at(av, 'SignaturePropertiesType[3]', f'event code {ec}, expected SE(SignatureProperty), EE')
     r.avail = av
-    return _xmldsig.SignaturePropertiesType(Id=f_Id, SignatureProperty=f_SignatureProperty)
+    ob = _new(_xmldsig.SignaturePropertiesType)
+    ob.Id = f_Id
+    ob.SignatureProperty = f_SignatureProperty
+    return ob
 
 def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignaturePropertiesType) -> None:
     a = w.acc
@@ -3580,7 +3641,10 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             else:
                 raise r.fail_at(av, 'SignaturePropertyType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.SignaturePropertyType(Id=f_Id, Target=f_Target)
+    ob = _new(_xmldsig.SignaturePropertyType)
+    ob.Id = f_Id
+    ob.Target = f_Target
+    return ob
 
 def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignaturePropertyType) -> None:
     a = w.acc
@@ -3754,7 +3818,13 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
             else:
                 raise r.fail_at(av, 'SignatureType[5]', f'event code {ec}, expected SE(Object), EE')
     r.avail = av
-    return _xmldsig.SignatureType(Id=f_Id, SignedInfo=f_SignedInfo, SignatureValue=f_SignatureValue, KeyInfo=f_KeyInfo, Object=f_Object)
+    ob = _new(_xmldsig.SignatureType)
+    ob.Id = f_Id
+    ob.SignedInfo = f_SignedInfo
+    ob.SignatureValue = f_SignatureValue
+    ob.KeyInfo = f_KeyInfo
+    ob.Object = f_Object
+    return ob
 
 def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
     a = w.acc
@@ -3954,7 +4024,10 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         raise r.fail_at(av + 1, 'SignatureValueType', 'expected EE')
     s = -1
     r.avail = av
-    return _xmldsig.SignatureValueType(Id=f_Id, value=f_value)
+    ob = _new(_xmldsig.SignatureValueType)
+    ob.Id = f_Id
+    ob.value = f_value
+    return ob
 
 def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) -> None:
     a = w.acc
@@ -4109,7 +4182,12 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
             else:
                 raise r.fail_at(av, 'SignedInfoType[5]', f'event code {ec}, expected SE(Reference), EE')
     r.avail = av
-    return _xmldsig.SignedInfoType(Id=f_Id, CanonicalizationMethod=f_CanonicalizationMethod, SignatureMethod=f_SignatureMethod, Reference=f_Reference)
+    ob = _new(_xmldsig.SignedInfoType)
+    ob.Id = f_Id
+    ob.CanonicalizationMethod = f_CanonicalizationMethod
+    ob.SignatureMethod = f_SignatureMethod
+    ob.Reference = f_Reference
+    return ob
 
 def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
     a = w.acc
@@ -4278,7 +4356,10 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
         else:
             raise r.fail_at(av, 'TransformType[1]', f'event code {ec}, expected SE(XPath), SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.TransformType(Algorithm=f_Algorithm, XPath=f_XPath)
+    ob = _new(_xmldsig.TransformType)
+    ob.Algorithm = f_Algorithm
+    ob.XPath = f_XPath
+    return ob
 
 def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
     a = w.acc
@@ -4364,7 +4445,9 @@ def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
             else:
                 raise r.fail_at(av, 'TransformsType[2]', f'event code {ec}, expected SE(Transform), EE')
     r.avail = av
-    return _xmldsig.TransformsType(Transform=f_Transform)
+    ob = _new(_xmldsig.TransformsType)
+    ob.Transform = f_Transform
+    return ob
 
 def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     a = w.acc
@@ -4483,7 +4566,10 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'X509DataType[0]', 'expected EE of X509SerialNumber, EE')
-        f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
+        ob1_ = _new(_xmldsig.X509IssuerSerialType)
+        ob1_.X509IssuerName = f_1_X509IssuerName
+        ob1_.X509SerialNumber = f_1_X509SerialNumber
+        f_X509IssuerSerial.append(ob1_)
     elif ec == 1:
         av -= 9
         if av < 0:
@@ -4658,7 +4744,10 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'X509DataType[1]', 'expected EE of X509SerialNumber, EE')
-            f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
+            ob2_ = _new(_xmldsig.X509IssuerSerialType)
+            ob2_.X509IssuerName = f_2_X509IssuerName
+            ob2_.X509SerialNumber = f_2_X509SerialNumber
+            f_X509IssuerSerial.append(ob2_)
         elif ec == 1:
             av -= 9
             if av < 0:
@@ -4782,7 +4871,13 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         else:
             raise r.fail_at(av, 'X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
     r.avail = av
-    return _xmldsig.X509DataType(X509IssuerSerial=f_X509IssuerSerial, X509SKI=f_X509SKI, X509SubjectName=f_X509SubjectName, X509Certificate=f_X509Certificate, X509CRL=f_X509CRL)
+    ob = _new(_xmldsig.X509DataType)
+    ob.X509IssuerSerial = f_X509IssuerSerial
+    ob.X509SKI = f_X509SKI
+    ob.X509SubjectName = f_X509SubjectName
+    ob.X509Certificate = f_X509Certificate
+    ob.X509CRL = f_X509CRL
+    return ob
 
 def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
     a = w.acc
@@ -5021,7 +5116,10 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
     if c != 0x0:
         raise r.fail_at(av + 2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
     r.avail = av
-    return _xmldsig.X509IssuerSerialType(X509IssuerName=f_X509IssuerName, X509SerialNumber=f_X509SerialNumber)
+    ob = _new(_xmldsig.X509IssuerSerialType)
+    ob.X509IssuerName = f_X509IssuerName
+    ob.X509SerialNumber = f_X509SerialNumber
+    return ob
 
 def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialType) -> None:
     a = w.acc
@@ -5359,7 +5457,10 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'AbsolutePriceScheduleType[7]', 'expected EE of Value, EE')
-        f_MinimumCost = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_MinimumCost = ob1_
         s = 8
     elif ec == 1:
         av -= 22
@@ -5389,7 +5490,10 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'AbsolutePriceScheduleType[7]', 'expected EE of Value, EE')
-        f_MaximumCost = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_MaximumCost = ob2_
         s = 9
     elif ec == 2:
         r.avail = av
@@ -5438,7 +5542,10 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AbsolutePriceScheduleType[8]', 'expected EE of Value, EE')
-            f_MaximumCost = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_MaximumCost = ob3_
             s = 9
         elif ec == 1:
             r.avail = av
@@ -5530,7 +5637,21 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
             raise r.fail_at(av + 1, 'AbsolutePriceScheduleType[13]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.AbsolutePriceScheduleType(Id=f_Id, TimeAnchor=f_TimeAnchor, PriceScheduleID=f_PriceScheduleID, PriceScheduleDescription=f_PriceScheduleDescription, Currency=f_Currency, Language=f_Language, PriceAlgorithm=f_PriceAlgorithm, MinimumCost=f_MinimumCost, MaximumCost=f_MaximumCost, TaxRules=f_TaxRules, PriceRuleStacks=f_PriceRuleStacks, OverstayRules=f_OverstayRules, AdditionalSelectedServices=f_AdditionalSelectedServices)
+    ob = _new(_iso20_common_messages.AbsolutePriceScheduleType)
+    ob.Id = f_Id
+    ob.TimeAnchor = f_TimeAnchor
+    ob.PriceScheduleID = f_PriceScheduleID
+    ob.PriceScheduleDescription = f_PriceScheduleDescription
+    ob.Currency = f_Currency
+    ob.Language = f_Language
+    ob.PriceAlgorithm = f_PriceAlgorithm
+    ob.MinimumCost = f_MinimumCost
+    ob.MaximumCost = f_MaximumCost
+    ob.TaxRules = f_TaxRules
+    ob.PriceRuleStacks = f_PriceRuleStacks
+    ob.OverstayRules = f_OverstayRules
+    ob.AdditionalSelectedServices = f_AdditionalSelectedServices
+    return ob
 
 def _e_iso20_common_messages_AbsolutePriceScheduleType(w: BitWriter, o: _iso20_common_messages.AbsolutePriceScheduleType) -> None:
     a = w.acc
@@ -5939,8 +6060,14 @@ def _d_iso20_common_messages_AdditionalServiceListType(r: BitReader) -> _iso20_c
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'AdditionalServiceListType', 'expected EE of Value, EE, EE')
-    f_1_ServiceFee = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
-    f_AdditionalService.append(_iso20_common_messages.AdditionalServiceType(ServiceName=f_1_ServiceName, ServiceFee=f_1_ServiceFee))
+    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_.Exponent = f_2_Exponent
+    ob2_.Value = f_2_Value
+    f_1_ServiceFee = ob2_
+    ob1_ = _new(_iso20_common_messages.AdditionalServiceType)
+    ob1_.ServiceName = f_1_ServiceName
+    ob1_.ServiceFee = f_1_ServiceFee
+    f_AdditionalService.append(ob1_)
     s = 1
     n = 0
     while True:
@@ -5998,8 +6125,14 @@ def _d_iso20_common_messages_AdditionalServiceListType(r: BitReader) -> _iso20_c
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'AdditionalServiceListType[1]', 'expected EE of Value, EE, EE')
-            f_3_ServiceFee = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
-            f_AdditionalService.append(_iso20_common_messages.AdditionalServiceType(ServiceName=f_3_ServiceName, ServiceFee=f_3_ServiceFee))
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_3_ServiceFee = ob4_
+            ob3_ = _new(_iso20_common_messages.AdditionalServiceType)
+            ob3_.ServiceName = f_3_ServiceName
+            ob3_.ServiceFee = f_3_ServiceFee
+            f_AdditionalService.append(ob3_)
             n += 1
             if n == 4:
                 s = 5
@@ -6018,7 +6151,9 @@ def _d_iso20_common_messages_AdditionalServiceListType(r: BitReader) -> _iso20_c
             raise r.fail_at(av + 1, 'AdditionalServiceListType[5]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.AdditionalServiceListType(AdditionalService=f_AdditionalService)
+    ob = _new(_iso20_common_messages.AdditionalServiceListType)
+    ob.AdditionalService = f_AdditionalService
+    return ob
 
 def _e_iso20_common_messages_AdditionalServiceListType(w: BitWriter, o: _iso20_common_messages.AdditionalServiceListType) -> None:
     a = w.acc
@@ -6191,9 +6326,15 @@ def _d_iso20_common_messages_AdditionalServiceType(r: BitReader) -> _iso20_commo
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'AdditionalServiceType', 'expected EE of Value, EE, EE')
-    f_ServiceFee = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_ServiceFee = ob1_
     r.avail = av
-    return _iso20_common_messages.AdditionalServiceType(ServiceName=f_ServiceName, ServiceFee=f_ServiceFee)
+    ob = _new(_iso20_common_messages.AdditionalServiceType)
+    ob.ServiceName = f_ServiceName
+    ob.ServiceFee = f_ServiceFee
+    return ob
 
 def _e_iso20_common_messages_AdditionalServiceType(w: BitWriter, o: _iso20_common_messages.AdditionalServiceType) -> None:
     a = w.acc
@@ -6273,7 +6414,8 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader) -> _iso20_common
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'AuthorizationReqType[2]', 'expected EE')
-        f_EIM_AReqAuthorizationMode = _iso20_common_messages.EIM_AReqAuthorizationModeType()
+        ob1_ = _new(_iso20_common_messages.EIM_AReqAuthorizationModeType)
+        f_EIM_AReqAuthorizationMode = ob1_
     elif ec == 1:
         av -= 9
         if av < 0:
@@ -6357,8 +6499,15 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader) -> _iso20_common
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'AuthorizationReqType[2]', 'expected EE, EE')
-        f_2_ContractCertificateChain = _iso20_common_messages.ContractCertificateChainType(Certificate=f_3_Certificate, SubCertificates=f_3_SubCertificates)
-        f_PnC_AReqAuthorizationMode = _iso20_common_messages.PnC_AReqAuthorizationModeType(Id=f_2_Id, GenChallenge=f_2_GenChallenge, ContractCertificateChain=f_2_ContractCertificateChain)
+        ob3_ = _new(_iso20_common_messages.ContractCertificateChainType)
+        ob3_.Certificate = f_3_Certificate
+        ob3_.SubCertificates = f_3_SubCertificates
+        f_2_ContractCertificateChain = ob3_
+        ob2_ = _new(_iso20_common_messages.PnC_AReqAuthorizationModeType)
+        ob2_.Id = f_2_Id
+        ob2_.GenChallenge = f_2_GenChallenge
+        ob2_.ContractCertificateChain = f_2_ContractCertificateChain
+        f_PnC_AReqAuthorizationMode = ob2_
     else:
         raise r.fail_at(av, 'AuthorizationReqType[2]', f'event code {ec}, expected SE(EIM_AReqAuthorizationMode), SE(PnC_AReqAuthorizationMode)')
     av -= 1
@@ -6368,7 +6517,12 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader) -> _iso20_common
     if c:
         raise r.fail_at(av + 1, 'AuthorizationReqType', 'expected EE')
     r.avail = av
-    return _iso20_common_messages.AuthorizationReqType(Header=f_Header, SelectedAuthorizationService=f_SelectedAuthorizationService, EIM_AReqAuthorizationMode=f_EIM_AReqAuthorizationMode, PnC_AReqAuthorizationMode=f_PnC_AReqAuthorizationMode)
+    ob = _new(_iso20_common_messages.AuthorizationReqType)
+    ob.Header = f_Header
+    ob.SelectedAuthorizationService = f_SelectedAuthorizationService
+    ob.EIM_AReqAuthorizationMode = f_EIM_AReqAuthorizationMode
+    ob.PnC_AReqAuthorizationMode = f_PnC_AReqAuthorizationMode
+    return ob
 
 def _e_iso20_common_messages_AuthorizationReqType(w: BitWriter, o: _iso20_common_messages.AuthorizationReqType) -> None:
     a = w.acc
@@ -6476,7 +6630,11 @@ def _d_iso20_common_messages_AuthorizationResType(r: BitReader) -> _iso20_common
         raise r.fail_at(av, 'AuthorizationResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
     r.avail = av
-    return _iso20_common_messages.AuthorizationResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing)
+    ob = _new(_iso20_common_messages.AuthorizationResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSEProcessing = f_EVSEProcessing
+    return ob
 
 def _e_iso20_common_messages_AuthorizationResType(w: BitWriter, o: _iso20_common_messages.AuthorizationResType) -> None:
     a = w.acc
@@ -6522,7 +6680,9 @@ def _d_iso20_common_messages_AuthorizationSetupReqType(r: BitReader) -> _iso20_c
     if c:
         raise r.fail_at(av + 1, 'AuthorizationSetupReqType', 'expected EE')
     r.avail = av
-    return _iso20_common_messages.AuthorizationSetupReqType(Header=f_Header)
+    ob = _new(_iso20_common_messages.AuthorizationSetupReqType)
+    ob.Header = f_Header
+    return ob
 
 def _e_iso20_common_messages_AuthorizationSetupReqType(w: BitWriter, o: _iso20_common_messages.AuthorizationSetupReqType) -> None:
     a = w.acc
@@ -6619,7 +6779,8 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader) -> _iso20_c
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'AuthorizationSetupResType[5]', 'expected EE')
-        f_EIM_ASResAuthorizationMode = _iso20_common_messages.EIM_ASResAuthorizationModeType()
+        ob1_ = _new(_iso20_common_messages.EIM_ASResAuthorizationModeType)
+        f_EIM_ASResAuthorizationMode = ob1_
         s = 6
     elif ec == 1:
         r.avail = av
@@ -6637,7 +6798,14 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader) -> _iso20_c
         raise r.fail_at(av + 1, 'AuthorizationSetupResType', 'expected EE')
     s = -1
     r.avail = av
-    return _iso20_common_messages.AuthorizationSetupResType(Header=f_Header, ResponseCode=f_ResponseCode, AuthorizationServices=f_AuthorizationServices, CertificateInstallationService=f_CertificateInstallationService, EIM_ASResAuthorizationMode=f_EIM_ASResAuthorizationMode, PnC_ASResAuthorizationMode=f_PnC_ASResAuthorizationMode)
+    ob = _new(_iso20_common_messages.AuthorizationSetupResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.AuthorizationServices = f_AuthorizationServices
+    ob.CertificateInstallationService = f_CertificateInstallationService
+    ob.EIM_ASResAuthorizationMode = f_EIM_ASResAuthorizationMode
+    ob.PnC_ASResAuthorizationMode = f_PnC_ASResAuthorizationMode
+    return ob
 
 def _e_iso20_common_messages_AuthorizationSetupResType(w: BitWriter, o: _iso20_common_messages.AuthorizationSetupResType) -> None:
     a = w.acc
@@ -6768,7 +6936,10 @@ def _d_iso20_common_messages_CertificateChainType(r: BitReader) -> _iso20_common
             raise r.fail_at(av + 1, 'CertificateChainType[2]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.CertificateChainType(Certificate=f_Certificate, SubCertificates=f_SubCertificates)
+    ob = _new(_iso20_common_messages.CertificateChainType)
+    ob.Certificate = f_Certificate
+    ob.SubCertificates = f_SubCertificates
+    return ob
 
 def _e_iso20_common_messages_CertificateChainType(w: BitWriter, o: _iso20_common_messages.CertificateChainType) -> None:
     a = w.acc
@@ -6881,7 +7052,13 @@ def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader) -> _is
             raise r.fail_at(av + 1, 'CertificateInstallationReqType[5]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.CertificateInstallationReqType(Header=f_Header, OEMProvisioningCertificateChain=f_OEMProvisioningCertificateChain, ListOfRootCertificateIDs=f_ListOfRootCertificateIDs, MaximumContractCertificateChains=f_MaximumContractCertificateChains, PrioritizedEMAIDs=f_PrioritizedEMAIDs)
+    ob = _new(_iso20_common_messages.CertificateInstallationReqType)
+    ob.Header = f_Header
+    ob.OEMProvisioningCertificateChain = f_OEMProvisioningCertificateChain
+    ob.ListOfRootCertificateIDs = f_ListOfRootCertificateIDs
+    ob.MaximumContractCertificateChains = f_MaximumContractCertificateChains
+    ob.PrioritizedEMAIDs = f_PrioritizedEMAIDs
+    return ob
 
 def _e_iso20_common_messages_CertificateInstallationReqType(w: BitWriter, o: _iso20_common_messages.CertificateInstallationReqType) -> None:
     a = w.acc
@@ -7002,7 +7179,14 @@ def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader) -> _is
         raise r.fail_at(av + 12, 'CertificateInstallationResType', 'expected SE(RemainingContractCertificateChains), CH of RemainingContractCertificateChains, EE of RemainingContractCertificateChains, EE')
     f_RemainingContractCertificateChains = ((c >> 2) & 255)
     r.avail = av
-    return _iso20_common_messages.CertificateInstallationResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, CPSCertificateChain=f_CPSCertificateChain, SignedInstallationData=f_SignedInstallationData, RemainingContractCertificateChains=f_RemainingContractCertificateChains)
+    ob = _new(_iso20_common_messages.CertificateInstallationResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSEProcessing = f_EVSEProcessing
+    ob.CPSCertificateChain = f_CPSCertificateChain
+    ob.SignedInstallationData = f_SignedInstallationData
+    ob.RemainingContractCertificateChains = f_RemainingContractCertificateChains
+    return ob
 
 def _e_iso20_common_messages_CertificateInstallationResType(w: BitWriter, o: _iso20_common_messages.CertificateInstallationResType) -> None:
     a = w.acc
@@ -7097,7 +7281,11 @@ def _d_iso20_common_messages_ChargingScheduleType(r: BitReader) -> _iso20_common
             raise r.fail_at(av + 1, 'ChargingScheduleType[2]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.ChargingScheduleType(PowerSchedule=f_PowerSchedule, AbsolutePriceSchedule=f_AbsolutePriceSchedule, PriceLevelSchedule=f_PriceLevelSchedule)
+    ob = _new(_iso20_common_messages.ChargingScheduleType)
+    ob.PowerSchedule = f_PowerSchedule
+    ob.AbsolutePriceSchedule = f_AbsolutePriceSchedule
+    ob.PriceLevelSchedule = f_PriceLevelSchedule
+    return ob
 
 def _e_iso20_common_messages_ChargingScheduleType(w: BitWriter, o: _iso20_common_messages.ChargingScheduleType) -> None:
     a = w.acc
@@ -7191,7 +7379,10 @@ def _d_iso20_common_messages_ContractCertificateChainType(r: BitReader) -> _iso2
     if c:
         raise r.fail_at(av + 1, 'ContractCertificateChainType', 'expected EE')
     r.avail = av
-    return _iso20_common_messages.ContractCertificateChainType(Certificate=f_Certificate, SubCertificates=f_SubCertificates)
+    ob = _new(_iso20_common_messages.ContractCertificateChainType)
+    ob.Certificate = f_Certificate
+    ob.SubCertificates = f_SubCertificates
+    return ob
 
 def _e_iso20_common_messages_ContractCertificateChainType(w: BitWriter, o: _iso20_common_messages.ContractCertificateChainType) -> None:
     a = w.acc
@@ -7233,7 +7424,8 @@ def _d_iso20_common_messages_Dynamic_EVPPTControlModeType(r: BitReader) -> _iso2
     if c:
         raise r.fail_at(av + 1, 'Dynamic_EVPPTControlModeType', 'expected EE')
     r.avail = av
-    return _iso20_common_messages.Dynamic_EVPPTControlModeType()
+    ob = _new(_iso20_common_messages.Dynamic_EVPPTControlModeType)
+    return ob
 
 def _e_iso20_common_messages_Dynamic_EVPPTControlModeType(w: BitWriter, o: _iso20_common_messages.Dynamic_EVPPTControlModeType) -> None:
     a = w.acc
@@ -7330,7 +7522,10 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_SEReqControlModeType[1]', 'expected EE of Value, EE')
-        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVTargetEnergyRequest = ob1_
         s = 4
     else:
         raise r.fail_at(av, 'Dynamic_SEReqControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(EVTargetEnergyRequest)')
@@ -7376,7 +7571,10 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_SEReqControlModeType[2]', 'expected EE of Value, EE')
-            f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_EVTargetEnergyRequest = ob2_
             s = 4
         else:
             raise r.fail_at(av, 'Dynamic_SEReqControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(EVTargetEnergyRequest)')
@@ -7408,7 +7606,10 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_SEReqControlModeType[3]', 'expected EE of Value, EE')
-        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_EVTargetEnergyRequest = ob3_
         s = 4
     av -= 23
     if av < 0:
@@ -7440,7 +7641,10 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
     f_5_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+    ob4_ = _new(_iso20_common_types.RationalNumberType)
+    ob4_.Exponent = f_4_Exponent
+    ob4_.Value = f_4_Value
+    f_EVMaximumEnergyRequest = ob4_
     s = 5
     if u > 127:
         av -= 8
@@ -7461,7 +7665,10 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
     if c & 0xc != 0x0:
         raise r.fail_at(av + 4, 'Dynamic_SEReqControlModeType', 'expected EE of Value, EE')
     ec = (c & 3)
-    f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+    ob5_ = _new(_iso20_common_types.RationalNumberType)
+    ob5_.Exponent = f_5_Exponent
+    ob5_.Value = f_5_Value
+    f_EVMinimumEnergyRequest = ob5_
     s = 6
     if ec == 0:
         av -= 22
@@ -7491,7 +7698,10 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_SEReqControlModeType[6]', 'expected EE of Value, EE')
-        f_EVMaximumV2XEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+        ob6_ = _new(_iso20_common_types.RationalNumberType)
+        ob6_.Exponent = f_6_Exponent
+        ob6_.Value = f_6_Value
+        f_EVMaximumV2XEnergyRequest = ob6_
         s = 7
     elif ec == 1:
         av -= 22
@@ -7521,7 +7731,10 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_SEReqControlModeType[6]', 'expected EE of Value, EE')
-        f_EVMinimumV2XEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+        ob7_ = _new(_iso20_common_types.RationalNumberType)
+        ob7_.Exponent = f_7_Exponent
+        ob7_.Value = f_7_Value
+        f_EVMinimumV2XEnergyRequest = ob7_
         s = 8
     elif ec == 2:
         s = -1
@@ -7560,7 +7773,10 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_SEReqControlModeType[7]', 'expected EE of Value, EE')
-            f_EVMinimumV2XEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+            ob8_ = _new(_iso20_common_types.RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_EVMinimumV2XEnergyRequest = ob8_
             s = 8
         elif ec == 1:
             s = -1
@@ -7575,7 +7791,16 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
             raise r.fail_at(av + 1, 'Dynamic_SEReqControlModeType[8]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.Dynamic_SEReqControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVMaximumV2XEnergyRequest=f_EVMaximumV2XEnergyRequest, EVMinimumV2XEnergyRequest=f_EVMinimumV2XEnergyRequest)
+    ob = _new(_iso20_common_messages.Dynamic_SEReqControlModeType)
+    ob.DepartureTime = f_DepartureTime
+    ob.MinimumSOC = f_MinimumSOC
+    ob.TargetSOC = f_TargetSOC
+    ob.EVTargetEnergyRequest = f_EVTargetEnergyRequest
+    ob.EVMaximumEnergyRequest = f_EVMaximumEnergyRequest
+    ob.EVMinimumEnergyRequest = f_EVMinimumEnergyRequest
+    ob.EVMaximumV2XEnergyRequest = f_EVMaximumV2XEnergyRequest
+    ob.EVMinimumV2XEnergyRequest = f_EVMinimumV2XEnergyRequest
+    return ob
 
 def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso20_common_messages.Dynamic_SEReqControlModeType) -> None:
     a = w.acc
@@ -8038,7 +8263,13 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader) -> _iso2
             raise r.fail_at(av + 1, 'Dynamic_SEResControlModeType[4]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.Dynamic_SEResControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AbsolutePriceSchedule=f_AbsolutePriceSchedule, PriceLevelSchedule=f_PriceLevelSchedule)
+    ob = _new(_iso20_common_messages.Dynamic_SEResControlModeType)
+    ob.DepartureTime = f_DepartureTime
+    ob.MinimumSOC = f_MinimumSOC
+    ob.TargetSOC = f_TargetSOC
+    ob.AbsolutePriceSchedule = f_AbsolutePriceSchedule
+    ob.PriceLevelSchedule = f_PriceLevelSchedule
+    return ob
 
 def _e_iso20_common_messages_Dynamic_SEResControlModeType(w: BitWriter, o: _iso20_common_messages.Dynamic_SEResControlModeType) -> None:
     a = w.acc
@@ -8214,7 +8445,8 @@ def _d_iso20_common_messages_Dynamic_SMDTControlModeType(r: BitReader) -> _iso20
     if c:
         raise r.fail_at(av + 1, 'Dynamic_SMDTControlModeType', 'expected EE')
     r.avail = av
-    return _iso20_common_messages.Dynamic_SMDTControlModeType()
+    ob = _new(_iso20_common_messages.Dynamic_SMDTControlModeType)
+    return ob
 
 def _e_iso20_common_messages_Dynamic_SMDTControlModeType(w: BitWriter, o: _iso20_common_messages.Dynamic_SMDTControlModeType) -> None:
     a = w.acc
@@ -8236,7 +8468,8 @@ def _d_iso20_common_messages_EIM_AReqAuthorizationModeType(r: BitReader) -> _iso
     if c:
         raise r.fail_at(av + 1, 'EIM_AReqAuthorizationModeType', 'expected EE')
     r.avail = av
-    return _iso20_common_messages.EIM_AReqAuthorizationModeType()
+    ob = _new(_iso20_common_messages.EIM_AReqAuthorizationModeType)
+    return ob
 
 def _e_iso20_common_messages_EIM_AReqAuthorizationModeType(w: BitWriter, o: _iso20_common_messages.EIM_AReqAuthorizationModeType) -> None:
     a = w.acc
@@ -8258,7 +8491,8 @@ def _d_iso20_common_messages_EIM_ASResAuthorizationModeType(r: BitReader) -> _is
     if c:
         raise r.fail_at(av + 1, 'EIM_ASResAuthorizationModeType', 'expected EE')
     r.avail = av
-    return _iso20_common_messages.EIM_ASResAuthorizationModeType()
+    ob = _new(_iso20_common_messages.EIM_ASResAuthorizationModeType)
+    return ob
 
 def _e_iso20_common_messages_EIM_ASResAuthorizationModeType(w: BitWriter, o: _iso20_common_messages.EIM_ASResAuthorizationModeType) -> None:
     a = w.acc
@@ -8357,7 +8591,9 @@ def _d_iso20_common_messages_EMAIDListType(r: BitReader) -> _iso20_common_messag
             raise r.fail_at(av + 1, 'EMAIDListType[8]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.EMAIDListType(EMAID=f_EMAID)
+    ob = _new(_iso20_common_messages.EMAIDListType)
+    ob.EMAID = f_EMAID
+    return ob
 
 def _e_iso20_common_messages_EMAIDListType(w: BitWriter, o: _iso20_common_messages.EMAIDListType) -> None:
     a = w.acc
@@ -8505,7 +8741,12 @@ def _d_iso20_common_messages_EVAbsolutePriceScheduleType(r: BitReader) -> _iso20
     if c:
         raise r.fail_at(av + 1, 'EVAbsolutePriceScheduleType', 'expected EE')
     r.avail = av
-    return _iso20_common_messages.EVAbsolutePriceScheduleType(TimeAnchor=f_TimeAnchor, Currency=f_Currency, PriceAlgorithm=f_PriceAlgorithm, EVPriceRuleStacks=f_EVPriceRuleStacks)
+    ob = _new(_iso20_common_messages.EVAbsolutePriceScheduleType)
+    ob.TimeAnchor = f_TimeAnchor
+    ob.Currency = f_Currency
+    ob.PriceAlgorithm = f_PriceAlgorithm
+    ob.EVPriceRuleStacks = f_EVPriceRuleStacks
+    return ob
 
 def _e_iso20_common_messages_EVAbsolutePriceScheduleType(w: BitWriter, o: _iso20_common_messages.EVAbsolutePriceScheduleType) -> None:
     a = w.acc
@@ -8608,7 +8849,10 @@ def _d_iso20_common_messages_EVEnergyOfferType(r: BitReader) -> _iso20_common_me
     if c & 0xf00 != 0x0:
         raise r.fail_at(av + 12, 'EVEnergyOfferType', 'expected EE, SE(EVAbsolutePriceSchedule), SE(TimeAnchor), CH of TimeAnchor')
     u = (c & 255)
-    f_EVPowerSchedule = _iso20_common_messages.EVPowerScheduleType(TimeAnchor=f_1_TimeAnchor, EVPowerScheduleEntries=f_1_EVPowerScheduleEntries)
+    ob1_ = _new(_iso20_common_messages.EVPowerScheduleType)
+    ob1_.TimeAnchor = f_1_TimeAnchor
+    ob1_.EVPowerScheduleEntries = f_1_EVPowerScheduleEntries
+    f_EVPowerSchedule = ob1_
     if u > 127:
         av -= 8
         if av < 0:
@@ -8681,9 +8925,17 @@ def _d_iso20_common_messages_EVEnergyOfferType(r: BitReader) -> _iso20_common_me
     c = (win >> av) & 0x3
     if c != 0x0:
         raise r.fail_at(av + 2, 'EVEnergyOfferType', 'expected EE, EE')
-    f_EVAbsolutePriceSchedule = _iso20_common_messages.EVAbsolutePriceScheduleType(TimeAnchor=f_2_TimeAnchor, Currency=f_2_Currency, PriceAlgorithm=f_2_PriceAlgorithm, EVPriceRuleStacks=f_2_EVPriceRuleStacks)
+    ob2_ = _new(_iso20_common_messages.EVAbsolutePriceScheduleType)
+    ob2_.TimeAnchor = f_2_TimeAnchor
+    ob2_.Currency = f_2_Currency
+    ob2_.PriceAlgorithm = f_2_PriceAlgorithm
+    ob2_.EVPriceRuleStacks = f_2_EVPriceRuleStacks
+    f_EVAbsolutePriceSchedule = ob2_
     r.avail = av
-    return _iso20_common_messages.EVEnergyOfferType(EVPowerSchedule=f_EVPowerSchedule, EVAbsolutePriceSchedule=f_EVAbsolutePriceSchedule)
+    ob = _new(_iso20_common_messages.EVEnergyOfferType)
+    ob.EVPowerSchedule = f_EVPowerSchedule
+    ob.EVAbsolutePriceSchedule = f_EVAbsolutePriceSchedule
+    return ob
 
 def _e_iso20_common_messages_EVEnergyOfferType(w: BitWriter, o: _iso20_common_messages.EVEnergyOfferType) -> None:
     a = w.acc
@@ -8822,7 +9074,9 @@ def _d_iso20_common_messages_EVPowerProfileEntryListType(r: BitReader) -> _iso20
             raise r.fail_at(av + 1, 'EVPowerProfileEntryListType[2048]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.EVPowerProfileEntryListType(EVPowerProfileEntry=f_EVPowerProfileEntry)
+    ob = _new(_iso20_common_messages.EVPowerProfileEntryListType)
+    ob.EVPowerProfileEntry = f_EVPowerProfileEntry
+    return ob
 
 def _e_iso20_common_messages_EVPowerProfileEntryListType(w: BitWriter, o: _iso20_common_messages.EVPowerProfileEntryListType) -> None:
     a = w.acc
@@ -8915,7 +9169,8 @@ def _d_iso20_common_messages_EVPowerProfileType(r: BitReader) -> _iso20_common_m
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'EVPowerProfileType[1]', 'expected EE')
-        f_Dynamic_EVPPTControlMode = _iso20_common_messages.Dynamic_EVPPTControlModeType()
+        ob1_ = _new(_iso20_common_messages.Dynamic_EVPPTControlModeType)
+        f_Dynamic_EVPPTControlMode = ob1_
     elif ec == 1:
         r.avail = av
         f_Scheduled_EVPPTControlMode = _d_iso20_common_messages_Scheduled_EVPPTControlModeType(r)
@@ -8940,7 +9195,12 @@ def _d_iso20_common_messages_EVPowerProfileType(r: BitReader) -> _iso20_common_m
     if c:
         raise r.fail_at(av + 1, 'EVPowerProfileType', 'expected EE')
     r.avail = av
-    return _iso20_common_messages.EVPowerProfileType(TimeAnchor=f_TimeAnchor, Dynamic_EVPPTControlMode=f_Dynamic_EVPPTControlMode, Scheduled_EVPPTControlMode=f_Scheduled_EVPPTControlMode, EVPowerProfileEntries=f_EVPowerProfileEntries)
+    ob = _new(_iso20_common_messages.EVPowerProfileType)
+    ob.TimeAnchor = f_TimeAnchor
+    ob.Dynamic_EVPPTControlMode = f_Dynamic_EVPPTControlMode
+    ob.Scheduled_EVPPTControlMode = f_Scheduled_EVPPTControlMode
+    ob.EVPowerProfileEntries = f_EVPowerProfileEntries
+    return ob
 
 def _e_iso20_common_messages_EVPowerProfileType(w: BitWriter, o: _iso20_common_messages.EVPowerProfileType) -> None:
     a = w.acc
@@ -9048,8 +9308,14 @@ def _d_iso20_common_messages_EVPowerScheduleEntryListType(r: BitReader) -> _iso2
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'EVPowerScheduleEntryListType', 'expected EE of Value, EE, EE')
-    f_1_Power = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
-    f_EVPowerScheduleEntry.append(_iso20_common_messages.EVPowerScheduleEntryType(Duration=f_1_Duration, Power=f_1_Power))
+    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_.Exponent = f_2_Exponent
+    ob2_.Value = f_2_Value
+    f_1_Power = ob2_
+    ob1_ = _new(_iso20_common_messages.EVPowerScheduleEntryType)
+    ob1_.Duration = f_1_Duration
+    ob1_.Power = f_1_Power
+    f_EVPowerScheduleEntry.append(ob1_)
     s = 1
     n = 0
     while True:
@@ -9104,8 +9370,14 @@ def _d_iso20_common_messages_EVPowerScheduleEntryListType(r: BitReader) -> _iso2
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'EVPowerScheduleEntryListType[1]', 'expected EE of Value, EE, EE')
-            f_3_Power = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
-            f_EVPowerScheduleEntry.append(_iso20_common_messages.EVPowerScheduleEntryType(Duration=f_3_Duration, Power=f_3_Power))
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_3_Power = ob4_
+            ob3_ = _new(_iso20_common_messages.EVPowerScheduleEntryType)
+            ob3_.Duration = f_3_Duration
+            ob3_.Power = f_3_Power
+            f_EVPowerScheduleEntry.append(ob3_)
             n += 1
             if n == 1023:
                 s = 1024
@@ -9124,7 +9396,9 @@ def _d_iso20_common_messages_EVPowerScheduleEntryListType(r: BitReader) -> _iso2
             raise r.fail_at(av + 1, 'EVPowerScheduleEntryListType[1024]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.EVPowerScheduleEntryListType(EVPowerScheduleEntry=f_EVPowerScheduleEntry)
+    ob = _new(_iso20_common_messages.EVPowerScheduleEntryListType)
+    ob.EVPowerScheduleEntry = f_EVPowerScheduleEntry
+    return ob
 
 def _e_iso20_common_messages_EVPowerScheduleEntryListType(w: BitWriter, o: _iso20_common_messages.EVPowerScheduleEntryListType) -> None:
     a = w.acc
@@ -9310,9 +9584,15 @@ def _d_iso20_common_messages_EVPowerScheduleEntryType(r: BitReader) -> _iso20_co
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'EVPowerScheduleEntryType', 'expected EE of Value, EE, EE')
-    f_Power = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_Power = ob1_
     r.avail = av
-    return _iso20_common_messages.EVPowerScheduleEntryType(Duration=f_Duration, Power=f_Power)
+    ob = _new(_iso20_common_messages.EVPowerScheduleEntryType)
+    ob.Duration = f_Duration
+    ob.Power = f_Power
+    return ob
 
 def _e_iso20_common_messages_EVPowerScheduleEntryType(w: BitWriter, o: _iso20_common_messages.EVPowerScheduleEntryType) -> None:
     a = w.acc
@@ -9409,7 +9689,10 @@ def _d_iso20_common_messages_EVPowerScheduleType(r: BitReader) -> _iso20_common_
     if c:
         raise r.fail_at(av + 1, 'EVPowerScheduleType', 'expected EE')
     r.avail = av
-    return _iso20_common_messages.EVPowerScheduleType(TimeAnchor=f_TimeAnchor, EVPowerScheduleEntries=f_EVPowerScheduleEntries)
+    ob = _new(_iso20_common_messages.EVPowerScheduleType)
+    ob.TimeAnchor = f_TimeAnchor
+    ob.EVPowerScheduleEntries = f_EVPowerScheduleEntries
+    return ob
 
 def _e_iso20_common_messages_EVPowerScheduleType(w: BitWriter, o: _iso20_common_messages.EVPowerScheduleType) -> None:
     a = w.acc
@@ -9494,7 +9777,9 @@ def _d_iso20_common_messages_EVPriceRuleStackListType(r: BitReader) -> _iso20_co
             raise r.fail_at(av + 1, 'EVPriceRuleStackListType[1024]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.EVPriceRuleStackListType(EVPriceRuleStack=f_EVPriceRuleStack)
+    ob = _new(_iso20_common_messages.EVPriceRuleStackListType)
+    ob.EVPriceRuleStack = f_EVPriceRuleStack
+    return ob
 
 def _e_iso20_common_messages_EVPriceRuleStackListType(w: BitWriter, o: _iso20_common_messages.EVPriceRuleStackListType) -> None:
     a = w.acc
@@ -9603,7 +9888,10 @@ def _d_iso20_common_messages_EVPriceRuleStackType(r: BitReader) -> _iso20_common
     f_3_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_1_EnergyFee = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_.Exponent = f_2_Exponent
+    ob2_.Value = f_2_Value
+    f_1_EnergyFee = ob2_
     if u > 127:
         av -= 8
         if av < 0:
@@ -9622,8 +9910,14 @@ def _d_iso20_common_messages_EVPriceRuleStackType(r: BitReader) -> _iso20_common
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'EVPriceRuleStackType', 'expected EE of Value, EE, EE')
-    f_1_PowerRangeStart = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
-    f_EVPriceRule.append(_iso20_common_messages.EVPriceRuleType(EnergyFee=f_1_EnergyFee, PowerRangeStart=f_1_PowerRangeStart))
+    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_.Exponent = f_3_Exponent
+    ob3_.Value = f_3_Value
+    f_1_PowerRangeStart = ob3_
+    ob1_ = _new(_iso20_common_messages.EVPriceRuleType)
+    ob1_.EnergyFee = f_1_EnergyFee
+    ob1_.PowerRangeStart = f_1_PowerRangeStart
+    f_EVPriceRule.append(ob1_)
     s = 2
     n = 0
     while True:
@@ -9662,7 +9956,10 @@ def _d_iso20_common_messages_EVPriceRuleStackType(r: BitReader) -> _iso20_common
             f_6_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_4_EnergyFee = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_4_EnergyFee = ob5_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -9681,8 +9978,14 @@ def _d_iso20_common_messages_EVPriceRuleStackType(r: BitReader) -> _iso20_common
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'EVPriceRuleStackType[2]', 'expected EE of Value, EE, EE')
-            f_4_PowerRangeStart = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
-            f_EVPriceRule.append(_iso20_common_messages.EVPriceRuleType(EnergyFee=f_4_EnergyFee, PowerRangeStart=f_4_PowerRangeStart))
+            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_4_PowerRangeStart = ob6_
+            ob4_ = _new(_iso20_common_messages.EVPriceRuleType)
+            ob4_.EnergyFee = f_4_EnergyFee
+            ob4_.PowerRangeStart = f_4_PowerRangeStart
+            f_EVPriceRule.append(ob4_)
             n += 1
             if n == 7:
                 s = 9
@@ -9701,7 +10004,10 @@ def _d_iso20_common_messages_EVPriceRuleStackType(r: BitReader) -> _iso20_common
             raise r.fail_at(av + 1, 'EVPriceRuleStackType[9]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.EVPriceRuleStackType(Duration=f_Duration, EVPriceRule=f_EVPriceRule)
+    ob = _new(_iso20_common_messages.EVPriceRuleStackType)
+    ob.Duration = f_Duration
+    ob.EVPriceRule = f_EVPriceRule
+    return ob
 
 def _e_iso20_common_messages_EVPriceRuleStackType(w: BitWriter, o: _iso20_common_messages.EVPriceRuleStackType) -> None:
     a = w.acc
@@ -9905,7 +10211,10 @@ def _d_iso20_common_messages_EVPriceRuleType(r: BitReader) -> _iso20_common_mess
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EnergyFee = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_EnergyFee = ob1_
     if u > 127:
         av -= 8
         if av < 0:
@@ -9924,9 +10233,15 @@ def _d_iso20_common_messages_EVPriceRuleType(r: BitReader) -> _iso20_common_mess
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'EVPriceRuleType', 'expected EE of Value, EE, EE')
-    f_PowerRangeStart = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_.Exponent = f_2_Exponent
+    ob2_.Value = f_2_Value
+    f_PowerRangeStart = ob2_
     r.avail = av
-    return _iso20_common_messages.EVPriceRuleType(EnergyFee=f_EnergyFee, PowerRangeStart=f_PowerRangeStart)
+    ob = _new(_iso20_common_messages.EVPriceRuleType)
+    ob.EnergyFee = f_EnergyFee
+    ob.PowerRangeStart = f_PowerRangeStart
+    return ob
 
 def _e_iso20_common_messages_EVPriceRuleType(w: BitWriter, o: _iso20_common_messages.EVPriceRuleType) -> None:
     a = w.acc
@@ -10020,7 +10335,10 @@ def _d_iso20_common_messages_MeteringConfirmationReqType(r: BitReader) -> _iso20
     if c:
         raise r.fail_at(av + 1, 'MeteringConfirmationReqType', 'expected EE')
     r.avail = av
-    return _iso20_common_messages.MeteringConfirmationReqType(Header=f_Header, SignedMeteringData=f_SignedMeteringData)
+    ob = _new(_iso20_common_messages.MeteringConfirmationReqType)
+    ob.Header = f_Header
+    ob.SignedMeteringData = f_SignedMeteringData
+    return ob
 
 def _e_iso20_common_messages_MeteringConfirmationReqType(w: BitWriter, o: _iso20_common_messages.MeteringConfirmationReqType) -> None:
     a = w.acc
@@ -10076,7 +10394,10 @@ def _d_iso20_common_messages_MeteringConfirmationResType(r: BitReader) -> _iso20
         raise r.fail_at(av, 'MeteringConfirmationResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     r.avail = av
-    return _iso20_common_messages.MeteringConfirmationResType(Header=f_Header, ResponseCode=f_ResponseCode)
+    ob = _new(_iso20_common_messages.MeteringConfirmationResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    return ob
 
 def _e_iso20_common_messages_MeteringConfirmationResType(w: BitWriter, o: _iso20_common_messages.MeteringConfirmationResType) -> None:
     a = w.acc
@@ -10166,7 +10487,10 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader) -> _iso20_common
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'OverstayRuleListType[0]', 'expected EE of Value, EE')
-        f_OverstayPowerThreshold = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_OverstayPowerThreshold = ob1_
         s = 2
     elif ec == 2:
         r.avail = av
@@ -10209,7 +10533,10 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader) -> _iso20_common
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'OverstayRuleListType[1]', 'expected EE of Value, EE')
-            f_OverstayPowerThreshold = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_OverstayPowerThreshold = ob2_
             s = 2
         elif ec == 1:
             r.avail = av
@@ -10260,7 +10587,11 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader) -> _iso20_common
             raise r.fail_at(av + 1, 'OverstayRuleListType[7]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.OverstayRuleListType(OverstayTimeThreshold=f_OverstayTimeThreshold, OverstayPowerThreshold=f_OverstayPowerThreshold, OverstayRule=f_OverstayRule)
+    ob = _new(_iso20_common_messages.OverstayRuleListType)
+    ob.OverstayTimeThreshold = f_OverstayTimeThreshold
+    ob.OverstayPowerThreshold = f_OverstayPowerThreshold
+    ob.OverstayRule = f_OverstayRule
+    return ob
 
 def _e_iso20_common_messages_OverstayRuleListType(w: BitWriter, o: _iso20_common_messages.OverstayRuleListType) -> None:
     a = w.acc
@@ -10543,7 +10874,10 @@ def _d_iso20_common_messages_OverstayRuleType(r: BitReader) -> _iso20_common_mes
     if c & 0xf00 != 0x0:
         raise r.fail_at(av + 12, 'OverstayRuleType', 'expected EE of Value, EE, SE(OverstayFeePeriod), CH of OverstayFeePeriod')
     u = (c & 255)
-    f_OverstayFee = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_OverstayFee = ob1_
     s = 3
     if u > 127:
         av -= 8
@@ -10566,7 +10900,12 @@ def _d_iso20_common_messages_OverstayRuleType(r: BitReader) -> _iso20_common_mes
     s = 4
     s = -1
     r.avail = av
-    return _iso20_common_messages.OverstayRuleType(OverstayRuleDescription=f_OverstayRuleDescription, StartTime=f_StartTime, OverstayFee=f_OverstayFee, OverstayFeePeriod=f_OverstayFeePeriod)
+    ob = _new(_iso20_common_messages.OverstayRuleType)
+    ob.OverstayRuleDescription = f_OverstayRuleDescription
+    ob.StartTime = f_StartTime
+    ob.OverstayFee = f_OverstayFee
+    ob.OverstayFeePeriod = f_OverstayFeePeriod
+    return ob
 
 def _e_iso20_common_messages_OverstayRuleType(w: BitWriter, o: _iso20_common_messages.OverstayRuleType) -> None:
     a = w.acc
@@ -10752,7 +11091,10 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader) -> _iso20_common_mes
             raise r.fail_at(av + 1, 'ParameterSetType[33]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.ParameterSetType(ParameterSetID=f_ParameterSetID, Parameter=f_Parameter)
+    ob = _new(_iso20_common_messages.ParameterSetType)
+    ob.ParameterSetID = f_ParameterSetID
+    ob.Parameter = f_Parameter
+    return ob
 
 def _e_iso20_common_messages_ParameterSetType(w: BitWriter, o: _iso20_common_messages.ParameterSetType) -> None:
     a = w.acc
@@ -10962,7 +11304,10 @@ def _d_iso20_common_messages_ParameterType(r: BitReader) -> _iso20_common_messag
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of Value, EE')
-        f_rationalNumber = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_rationalNumber = ob1_
     elif ec == 5:
         av -= 9
         if av < 0:
@@ -11001,7 +11346,15 @@ def _d_iso20_common_messages_ParameterType(r: BitReader) -> _iso20_common_messag
     if c:
         raise r.fail_at(av + 1, 'ParameterType', 'expected EE')
     r.avail = av
-    return _iso20_common_messages.ParameterType(Name=f_Name, boolValue=f_boolValue, byteValue=f_byteValue, shortValue=f_shortValue, intValue=f_intValue, rationalNumber=f_rationalNumber, finiteString=f_finiteString)
+    ob = _new(_iso20_common_messages.ParameterType)
+    ob.Name = f_Name
+    ob.boolValue = f_boolValue
+    ob.byteValue = f_byteValue
+    ob.shortValue = f_shortValue
+    ob.intValue = f_intValue
+    ob.rationalNumber = f_rationalNumber
+    ob.finiteString = f_finiteString
+    return ob
 
 def _e_iso20_common_messages_ParameterType(w: BitWriter, o: _iso20_common_messages.ParameterType) -> None:
     a = w.acc
@@ -11230,9 +11583,16 @@ def _d_iso20_common_messages_PnC_AReqAuthorizationModeType(r: BitReader) -> _iso
     c = (win >> av) & 0x3
     if c != 0x0:
         raise r.fail_at(av + 2, 'PnC_AReqAuthorizationModeType', 'expected EE, EE')
-    f_ContractCertificateChain = _iso20_common_messages.ContractCertificateChainType(Certificate=f_1_Certificate, SubCertificates=f_1_SubCertificates)
+    ob1_ = _new(_iso20_common_messages.ContractCertificateChainType)
+    ob1_.Certificate = f_1_Certificate
+    ob1_.SubCertificates = f_1_SubCertificates
+    f_ContractCertificateChain = ob1_
     r.avail = av
-    return _iso20_common_messages.PnC_AReqAuthorizationModeType(Id=f_Id, GenChallenge=f_GenChallenge, ContractCertificateChain=f_ContractCertificateChain)
+    ob = _new(_iso20_common_messages.PnC_AReqAuthorizationModeType)
+    ob.Id = f_Id
+    ob.GenChallenge = f_GenChallenge
+    ob.ContractCertificateChain = f_ContractCertificateChain
+    return ob
 
 def _e_iso20_common_messages_PnC_AReqAuthorizationModeType(w: BitWriter, o: _iso20_common_messages.PnC_AReqAuthorizationModeType) -> None:
     a = w.acc
@@ -11341,7 +11701,10 @@ def _d_iso20_common_messages_PnC_ASResAuthorizationModeType(r: BitReader) -> _is
             raise r.fail_at(av + 1, 'PnC_ASResAuthorizationModeType[2]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.PnC_ASResAuthorizationModeType(GenChallenge=f_GenChallenge, SupportedProviders=f_SupportedProviders)
+    ob = _new(_iso20_common_messages.PnC_ASResAuthorizationModeType)
+    ob.GenChallenge = f_GenChallenge
+    ob.SupportedProviders = f_SupportedProviders
+    return ob
 
 def _e_iso20_common_messages_PnC_ASResAuthorizationModeType(w: BitWriter, o: _iso20_common_messages.PnC_ASResAuthorizationModeType) -> None:
     a = w.acc
@@ -11464,7 +11827,13 @@ def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader) -> _iso20_common
             raise r.fail_at(av + 1, 'PowerDeliveryReqType[5]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.PowerDeliveryReqType(Header=f_Header, EVProcessing=f_EVProcessing, ChargeProgress=f_ChargeProgress, EVPowerProfile=f_EVPowerProfile, BPT_ChannelSelection=f_BPT_ChannelSelection)
+    ob = _new(_iso20_common_messages.PowerDeliveryReqType)
+    ob.Header = f_Header
+    ob.EVProcessing = f_EVProcessing
+    ob.ChargeProgress = f_ChargeProgress
+    ob.EVPowerProfile = f_EVPowerProfile
+    ob.BPT_ChannelSelection = f_BPT_ChannelSelection
+    return ob
 
 def _e_iso20_common_messages_PowerDeliveryReqType(w: BitWriter, o: _iso20_common_messages.PowerDeliveryReqType) -> None:
     a = w.acc
@@ -11584,7 +11953,10 @@ def _d_iso20_common_messages_PowerDeliveryResType(r: BitReader) -> _iso20_common
         if iv >= 6:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
-        f_EVSEStatus = _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
+        ob1_ = _new(_iso20_common_types.EVSEStatusType)
+        ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
+        ob1_.EVSENotification = f_1_EVSENotification
+        f_EVSEStatus = ob1_
         s = 3
     elif ec == 1:
         s = -1
@@ -11599,7 +11971,11 @@ def _d_iso20_common_messages_PowerDeliveryResType(r: BitReader) -> _iso20_common
             raise r.fail_at(av + 1, 'PowerDeliveryResType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.PowerDeliveryResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus)
+    ob = _new(_iso20_common_messages.PowerDeliveryResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSEStatus = f_EVSEStatus
+    return ob
 
 def _e_iso20_common_messages_PowerDeliveryResType(w: BitWriter, o: _iso20_common_messages.PowerDeliveryResType) -> None:
     a = w.acc
@@ -11704,7 +12080,9 @@ def _d_iso20_common_messages_PowerScheduleEntryListType(r: BitReader) -> _iso20_
             raise r.fail_at(av + 1, 'PowerScheduleEntryListType[1024]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.PowerScheduleEntryListType(PowerScheduleEntry=f_PowerScheduleEntry)
+    ob = _new(_iso20_common_messages.PowerScheduleEntryListType)
+    ob.PowerScheduleEntry = f_PowerScheduleEntry
+    return ob
 
 def _e_iso20_common_messages_PowerScheduleEntryListType(w: BitWriter, o: _iso20_common_messages.PowerScheduleEntryListType) -> None:
     a = w.acc
@@ -11813,7 +12191,10 @@ def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader) -> _iso20_comm
     if c & 0xc != 0x0:
         raise r.fail_at(av + 4, 'PowerScheduleEntryType', 'expected EE of Value, EE')
     ec = (c & 3)
-    f_Power = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_Power = ob1_
     s = 2
     if ec == 0:
         av -= 22
@@ -11843,7 +12224,10 @@ def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader) -> _iso20_comm
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'PowerScheduleEntryType[2]', 'expected EE of Value, EE')
-        f_Power_L2 = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_Power_L2 = ob2_
         s = 3
     elif ec == 1:
         av -= 22
@@ -11873,7 +12257,10 @@ def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader) -> _iso20_comm
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'PowerScheduleEntryType[2]', 'expected EE of Value, EE')
-        f_Power_L3 = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_Power_L3 = ob3_
         s = 4
     elif ec == 2:
         s = -1
@@ -11912,7 +12299,10 @@ def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader) -> _iso20_comm
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'PowerScheduleEntryType[3]', 'expected EE of Value, EE')
-            f_Power_L3 = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_Power_L3 = ob4_
             s = 4
         elif ec == 1:
             s = -1
@@ -11927,7 +12317,12 @@ def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader) -> _iso20_comm
             raise r.fail_at(av + 1, 'PowerScheduleEntryType[4]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.PowerScheduleEntryType(Duration=f_Duration, Power=f_Power, Power_L2=f_Power_L2, Power_L3=f_Power_L3)
+    ob = _new(_iso20_common_messages.PowerScheduleEntryType)
+    ob.Duration = f_Duration
+    ob.Power = f_Power
+    ob.Power_L2 = f_Power_L2
+    ob.Power_L3 = f_Power_L3
+    return ob
 
 def _e_iso20_common_messages_PowerScheduleEntryType(w: BitWriter, o: _iso20_common_messages.PowerScheduleEntryType) -> None:
     a = w.acc
@@ -12144,7 +12539,10 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader) -> _iso20_common_me
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'PowerScheduleType[1]', 'expected EE of Value, EE')
-        f_AvailableEnergy = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_AvailableEnergy = ob1_
         s = 2
     elif ec == 1:
         av -= 22
@@ -12174,7 +12572,10 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader) -> _iso20_common_me
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'PowerScheduleType[1]', 'expected EE of Value, EE')
-        f_PowerTolerance = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_PowerTolerance = ob2_
         s = 3
     elif ec == 2:
         r.avail = av
@@ -12217,7 +12618,10 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader) -> _iso20_common_me
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'PowerScheduleType[2]', 'expected EE of Value, EE')
-            f_PowerTolerance = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_PowerTolerance = ob3_
             s = 3
         elif ec == 1:
             r.avail = av
@@ -12247,7 +12651,12 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader) -> _iso20_common_me
         raise r.fail_at(av + 1, 'PowerScheduleType', 'expected EE')
     s = -1
     r.avail = av
-    return _iso20_common_messages.PowerScheduleType(TimeAnchor=f_TimeAnchor, AvailableEnergy=f_AvailableEnergy, PowerTolerance=f_PowerTolerance, PowerScheduleEntries=f_PowerScheduleEntries)
+    ob = _new(_iso20_common_messages.PowerScheduleType)
+    ob.TimeAnchor = f_TimeAnchor
+    ob.AvailableEnergy = f_AvailableEnergy
+    ob.PowerTolerance = f_PowerTolerance
+    ob.PowerScheduleEntries = f_PowerScheduleEntries
+    return ob
 
 def _e_iso20_common_messages_PowerScheduleType(w: BitWriter, o: _iso20_common_messages.PowerScheduleType) -> None:
     a = w.acc
@@ -12430,7 +12839,10 @@ def _d_iso20_common_messages_PriceLevelScheduleEntryListType(r: BitReader) -> _i
     if c & 0x1c03 != 0x0:
         raise r.fail_at(av + 13, 'PriceLevelScheduleEntryListType', 'expected EE of Duration, SE(PriceLevel), CH of PriceLevel, EE of PriceLevel, EE')
     f_1_PriceLevel = ((c >> 2) & 255)
-    f_PriceLevelScheduleEntry.append(_iso20_common_messages.PriceLevelScheduleEntryType(Duration=f_1_Duration, PriceLevel=f_1_PriceLevel))
+    ob1_ = _new(_iso20_common_messages.PriceLevelScheduleEntryType)
+    ob1_.Duration = f_1_Duration
+    ob1_.PriceLevel = f_1_PriceLevel
+    f_PriceLevelScheduleEntry.append(ob1_)
     s = 1
     n = 0
     while True:
@@ -12465,7 +12877,10 @@ def _d_iso20_common_messages_PriceLevelScheduleEntryListType(r: BitReader) -> _i
             if c & 0x1c03 != 0x0:
                 raise r.fail_at(av + 13, 'PriceLevelScheduleEntryListType[1]', 'expected EE of Duration, SE(PriceLevel), CH of PriceLevel, EE of PriceLevel, EE')
             f_2_PriceLevel = ((c >> 2) & 255)
-            f_PriceLevelScheduleEntry.append(_iso20_common_messages.PriceLevelScheduleEntryType(Duration=f_2_Duration, PriceLevel=f_2_PriceLevel))
+            ob2_ = _new(_iso20_common_messages.PriceLevelScheduleEntryType)
+            ob2_.Duration = f_2_Duration
+            ob2_.PriceLevel = f_2_PriceLevel
+            f_PriceLevelScheduleEntry.append(ob2_)
             n += 1
             if n == 1023:
                 s = 1024
@@ -12484,7 +12899,9 @@ def _d_iso20_common_messages_PriceLevelScheduleEntryListType(r: BitReader) -> _i
             raise r.fail_at(av + 1, 'PriceLevelScheduleEntryListType[1024]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.PriceLevelScheduleEntryListType(PriceLevelScheduleEntry=f_PriceLevelScheduleEntry)
+    ob = _new(_iso20_common_messages.PriceLevelScheduleEntryListType)
+    ob.PriceLevelScheduleEntry = f_PriceLevelScheduleEntry
+    return ob
 
 def _e_iso20_common_messages_PriceLevelScheduleEntryListType(w: BitWriter, o: _iso20_common_messages.PriceLevelScheduleEntryListType) -> None:
     a = w.acc
@@ -12609,7 +13026,10 @@ def _d_iso20_common_messages_PriceLevelScheduleEntryType(r: BitReader) -> _iso20
         raise r.fail_at(av + 13, 'PriceLevelScheduleEntryType', 'expected EE of Duration, SE(PriceLevel), CH of PriceLevel, EE of PriceLevel, EE')
     f_PriceLevel = ((c >> 2) & 255)
     r.avail = av
-    return _iso20_common_messages.PriceLevelScheduleEntryType(Duration=f_Duration, PriceLevel=f_PriceLevel)
+    ob = _new(_iso20_common_messages.PriceLevelScheduleEntryType)
+    ob.Duration = f_Duration
+    ob.PriceLevel = f_PriceLevel
+    return ob
 
 def _e_iso20_common_messages_PriceLevelScheduleEntryType(w: BitWriter, o: _iso20_common_messages.PriceLevelScheduleEntryType) -> None:
     a = w.acc
@@ -12833,7 +13253,14 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader) -> _iso20_comm
     s = 6
     s = -1
     r.avail = av
-    return _iso20_common_messages.PriceLevelScheduleType(Id=f_Id, TimeAnchor=f_TimeAnchor, PriceScheduleID=f_PriceScheduleID, PriceScheduleDescription=f_PriceScheduleDescription, NumberOfPriceLevels=f_NumberOfPriceLevels, PriceLevelScheduleEntries=f_PriceLevelScheduleEntries)
+    ob = _new(_iso20_common_messages.PriceLevelScheduleType)
+    ob.Id = f_Id
+    ob.TimeAnchor = f_TimeAnchor
+    ob.PriceScheduleID = f_PriceScheduleID
+    ob.PriceScheduleDescription = f_PriceScheduleDescription
+    ob.NumberOfPriceLevels = f_NumberOfPriceLevels
+    ob.PriceLevelScheduleEntries = f_PriceLevelScheduleEntries
+    return ob
 
 def _e_iso20_common_messages_PriceLevelScheduleType(w: BitWriter, o: _iso20_common_messages.PriceLevelScheduleType) -> None:
     a = w.acc
@@ -13010,7 +13437,9 @@ def _d_iso20_common_messages_PriceRuleStackListType(r: BitReader) -> _iso20_comm
             raise r.fail_at(av + 1, 'PriceRuleStackListType[1024]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.PriceRuleStackListType(PriceRuleStack=f_PriceRuleStack)
+    ob = _new(_iso20_common_messages.PriceRuleStackListType)
+    ob.PriceRuleStack = f_PriceRuleStack
+    return ob
 
 def _e_iso20_common_messages_PriceRuleStackListType(w: BitWriter, o: _iso20_common_messages.PriceRuleStackListType) -> None:
     a = w.acc
@@ -13129,7 +13558,10 @@ def _d_iso20_common_messages_PriceRuleStackType(r: BitReader) -> _iso20_common_m
             raise r.fail_at(av + 1, 'PriceRuleStackType[9]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.PriceRuleStackType(Duration=f_Duration, PriceRule=f_PriceRule)
+    ob = _new(_iso20_common_messages.PriceRuleStackType)
+    ob.Duration = f_Duration
+    ob.PriceRule = f_PriceRule
+    return ob
 
 def _e_iso20_common_messages_PriceRuleStackType(w: BitWriter, o: _iso20_common_messages.PriceRuleStackType) -> None:
     a = w.acc
@@ -13242,7 +13674,10 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
     if c & 0x18 != 0x0:
         raise r.fail_at(av + 5, 'PriceRuleType', 'expected EE of Value, EE')
     ec = (c & 7)
-    f_EnergyFee = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_EnergyFee = ob1_
     s = 1
     if ec == 0:
         av -= 22
@@ -13272,7 +13707,10 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'PriceRuleType[1]', 'expected EE of Value, EE')
-        f_ParkingFee = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_ParkingFee = ob2_
         s = 2
     elif ec == 1:
         av -= 9
@@ -13365,7 +13803,10 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'PriceRuleType[1]', 'expected EE of Value, EE')
-        f_PowerRangeStart = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_PowerRangeStart = ob3_
         s = 6
     else:
         raise r.fail_at(av, 'PriceRuleType[1]', f'event code {ec}, expected SE(ParkingFee), SE(ParkingFeePeriod), SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
@@ -13465,7 +13906,10 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'PriceRuleType[2]', 'expected EE of Value, EE')
-            f_PowerRangeStart = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_PowerRangeStart = ob4_
             s = 6
         else:
             raise r.fail_at(av, 'PriceRuleType[2]', f'event code {ec}, expected SE(ParkingFeePeriod), SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
@@ -13538,7 +13982,10 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'PriceRuleType[3]', 'expected EE of Value, EE')
-            f_PowerRangeStart = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_PowerRangeStart = ob5_
             s = 6
         else:
             raise r.fail_at(av, 'PriceRuleType[3]', f'event code {ec}, expected SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
@@ -13584,7 +14031,10 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'PriceRuleType[4]', 'expected EE of Value, EE')
-            f_PowerRangeStart = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_PowerRangeStart = ob6_
             s = 6
         else:
             raise r.fail_at(av, 'PriceRuleType[4]', f'event code {ec}, expected SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
@@ -13616,7 +14066,10 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'PriceRuleType[5]', 'expected EE of Value, EE')
-        f_PowerRangeStart = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+        ob7_ = _new(_iso20_common_types.RationalNumberType)
+        ob7_.Exponent = f_7_Exponent
+        ob7_.Value = f_7_Value
+        f_PowerRangeStart = ob7_
         s = 6
     av -= 1
     if av < 0:
@@ -13626,7 +14079,14 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
         raise r.fail_at(av + 1, 'PriceRuleType', 'expected EE')
     s = -1
     r.avail = av
-    return _iso20_common_messages.PriceRuleType(EnergyFee=f_EnergyFee, ParkingFee=f_ParkingFee, ParkingFeePeriod=f_ParkingFeePeriod, CarbonDioxideEmission=f_CarbonDioxideEmission, RenewableGenerationPercentage=f_RenewableGenerationPercentage, PowerRangeStart=f_PowerRangeStart)
+    ob = _new(_iso20_common_messages.PriceRuleType)
+    ob.EnergyFee = f_EnergyFee
+    ob.ParkingFee = f_ParkingFee
+    ob.ParkingFeePeriod = f_ParkingFeePeriod
+    ob.CarbonDioxideEmission = f_CarbonDioxideEmission
+    ob.RenewableGenerationPercentage = f_RenewableGenerationPercentage
+    ob.PowerRangeStart = f_PowerRangeStart
+    return ob
 
 def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messages.PriceRuleType) -> None:
     a = w.acc
@@ -14070,7 +14530,11 @@ def _d_iso20_common_messages_PriceScheduleType(r: BitReader) -> _iso20_common_me
             raise r.fail_at(av + 1, 'PriceScheduleType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.PriceScheduleType(TimeAnchor=f_TimeAnchor, PriceScheduleID=f_PriceScheduleID, PriceScheduleDescription=f_PriceScheduleDescription)
+    ob = _new(_iso20_common_messages.PriceScheduleType)
+    ob.TimeAnchor = f_TimeAnchor
+    ob.PriceScheduleID = f_PriceScheduleID
+    ob.PriceScheduleDescription = f_PriceScheduleDescription
+    return ob
 
 def _e_iso20_common_messages_PriceScheduleType(w: BitWriter, o: _iso20_common_messages.PriceScheduleType) -> None:
     a = w.acc
@@ -14189,7 +14653,12 @@ def _d_iso20_common_messages_ScheduleExchangeReqType(r: BitReader) -> _iso20_com
     if c:
         raise r.fail_at(av + 1, 'ScheduleExchangeReqType', 'expected EE')
     r.avail = av
-    return _iso20_common_messages.ScheduleExchangeReqType(Header=f_Header, MaximumSupportingPoints=f_MaximumSupportingPoints, Dynamic_SEReqControlMode=f_Dynamic_SEReqControlMode, Scheduled_SEReqControlMode=f_Scheduled_SEReqControlMode)
+    ob = _new(_iso20_common_messages.ScheduleExchangeReqType)
+    ob.Header = f_Header
+    ob.MaximumSupportingPoints = f_MaximumSupportingPoints
+    ob.Dynamic_SEReqControlMode = f_Dynamic_SEReqControlMode
+    ob.Scheduled_SEReqControlMode = f_Scheduled_SEReqControlMode
+    return ob
 
 def _e_iso20_common_messages_ScheduleExchangeReqType(w: BitWriter, o: _iso20_common_messages.ScheduleExchangeReqType) -> None:
     a = w.acc
@@ -14324,7 +14793,14 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader) -> _iso20_com
         raise r.fail_at(av + 1, 'ScheduleExchangeResType', 'expected EE')
     s = -1
     r.avail = av
-    return _iso20_common_messages.ScheduleExchangeResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, GoToPause=f_GoToPause, Dynamic_SEResControlMode=f_Dynamic_SEResControlMode, Scheduled_SEResControlMode=f_Scheduled_SEResControlMode)
+    ob = _new(_iso20_common_messages.ScheduleExchangeResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSEProcessing = f_EVSEProcessing
+    ob.GoToPause = f_GoToPause
+    ob.Dynamic_SEResControlMode = f_Dynamic_SEResControlMode
+    ob.Scheduled_SEResControlMode = f_Scheduled_SEResControlMode
+    return ob
 
 def _e_iso20_common_messages_ScheduleExchangeResType(w: BitWriter, o: _iso20_common_messages.ScheduleExchangeResType) -> None:
     a = w.acc
@@ -14467,7 +14943,11 @@ def _d_iso20_common_messages_ScheduleTupleType(r: BitReader) -> _iso20_common_me
             raise r.fail_at(av + 1, 'ScheduleTupleType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.ScheduleTupleType(ScheduleTupleID=f_ScheduleTupleID, ChargingSchedule=f_ChargingSchedule, DischargingSchedule=f_DischargingSchedule)
+    ob = _new(_iso20_common_messages.ScheduleTupleType)
+    ob.ScheduleTupleID = f_ScheduleTupleID
+    ob.ChargingSchedule = f_ChargingSchedule
+    ob.DischargingSchedule = f_DischargingSchedule
+    return ob
 
 def _e_iso20_common_messages_ScheduleTupleType(w: BitWriter, o: _iso20_common_messages.ScheduleTupleType) -> None:
     a = w.acc
@@ -14581,7 +15061,10 @@ def _d_iso20_common_messages_Scheduled_EVPPTControlModeType(r: BitReader) -> _is
             raise r.fail_at(av + 1, 'Scheduled_EVPPTControlModeType[2]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.Scheduled_EVPPTControlModeType(SelectedScheduleTupleID=f_SelectedScheduleTupleID, PowerToleranceAcceptance=f_PowerToleranceAcceptance)
+    ob = _new(_iso20_common_messages.Scheduled_EVPPTControlModeType)
+    ob.SelectedScheduleTupleID = f_SelectedScheduleTupleID
+    ob.PowerToleranceAcceptance = f_PowerToleranceAcceptance
+    return ob
 
 def _e_iso20_common_messages_Scheduled_EVPPTControlModeType(w: BitWriter, o: _iso20_common_messages.Scheduled_EVPPTControlModeType) -> None:
     a = w.acc
@@ -14696,7 +15179,10 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVTargetEnergyRequest = ob1_
         s = 2
     elif ec == 2:
         av -= 22
@@ -14726,7 +15212,10 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVMaximumEnergyRequest = ob2_
         s = 3
     elif ec == 3:
         av -= 22
@@ -14756,7 +15245,10 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_EVMinimumEnergyRequest = ob3_
         s = 4
     elif ec == 4:
         av -= 11
@@ -14795,7 +15287,10 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
         if c & 0xf00 != 0x0:
             raise r.fail_at(av + 12, 'Scheduled_SEReqControlModeType[0]', 'expected EE, SE(EVAbsolutePriceSchedule), SE(TimeAnchor), CH of TimeAnchor')
         u = (c & 255)
-        f_4_EVPowerSchedule = _iso20_common_messages.EVPowerScheduleType(TimeAnchor=f_5_TimeAnchor, EVPowerScheduleEntries=f_5_EVPowerScheduleEntries)
+        ob5_ = _new(_iso20_common_messages.EVPowerScheduleType)
+        ob5_.TimeAnchor = f_5_TimeAnchor
+        ob5_.EVPowerScheduleEntries = f_5_EVPowerScheduleEntries
+        f_4_EVPowerSchedule = ob5_
         if u > 127:
             av -= 8
             if av < 0:
@@ -14868,8 +15363,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[0]', 'expected EE, EE')
-        f_4_EVAbsolutePriceSchedule = _iso20_common_messages.EVAbsolutePriceScheduleType(TimeAnchor=f_6_TimeAnchor, Currency=f_6_Currency, PriceAlgorithm=f_6_PriceAlgorithm, EVPriceRuleStacks=f_6_EVPriceRuleStacks)
-        f_EVEnergyOffer = _iso20_common_messages.EVEnergyOfferType(EVPowerSchedule=f_4_EVPowerSchedule, EVAbsolutePriceSchedule=f_4_EVAbsolutePriceSchedule)
+        ob6_ = _new(_iso20_common_messages.EVAbsolutePriceScheduleType)
+        ob6_.TimeAnchor = f_6_TimeAnchor
+        ob6_.Currency = f_6_Currency
+        ob6_.PriceAlgorithm = f_6_PriceAlgorithm
+        ob6_.EVPriceRuleStacks = f_6_EVPriceRuleStacks
+        f_4_EVAbsolutePriceSchedule = ob6_
+        ob4_ = _new(_iso20_common_messages.EVEnergyOfferType)
+        ob4_.EVPowerSchedule = f_4_EVPowerSchedule
+        ob4_.EVAbsolutePriceSchedule = f_4_EVAbsolutePriceSchedule
+        f_EVEnergyOffer = ob4_
         s = 5
     elif ec == 5:
         s = -1
@@ -14908,7 +15411,10 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[1]', 'expected EE of Value, EE')
-            f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+            ob7_ = _new(_iso20_common_types.RationalNumberType)
+            ob7_.Exponent = f_7_Exponent
+            ob7_.Value = f_7_Value
+            f_EVTargetEnergyRequest = ob7_
             s = 2
         elif ec == 1:
             av -= 22
@@ -14938,7 +15444,10 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[1]', 'expected EE of Value, EE')
-            f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+            ob8_ = _new(_iso20_common_types.RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_EVMaximumEnergyRequest = ob8_
             s = 3
         elif ec == 2:
             av -= 22
@@ -14968,7 +15477,10 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[1]', 'expected EE of Value, EE')
-            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+            ob9_ = _new(_iso20_common_types.RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_EVMinimumEnergyRequest = ob9_
             s = 4
         elif ec == 3:
             av -= 11
@@ -15007,7 +15519,10 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             if c & 0xf00 != 0x0:
                 raise r.fail_at(av + 12, 'Scheduled_SEReqControlModeType[1]', 'expected EE, SE(EVAbsolutePriceSchedule), SE(TimeAnchor), CH of TimeAnchor')
             u = (c & 255)
-            f_10_EVPowerSchedule = _iso20_common_messages.EVPowerScheduleType(TimeAnchor=f_11_TimeAnchor, EVPowerScheduleEntries=f_11_EVPowerScheduleEntries)
+            ob11_ = _new(_iso20_common_messages.EVPowerScheduleType)
+            ob11_.TimeAnchor = f_11_TimeAnchor
+            ob11_.EVPowerScheduleEntries = f_11_EVPowerScheduleEntries
+            f_10_EVPowerSchedule = ob11_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -15080,8 +15595,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[1]', 'expected EE, EE')
-            f_10_EVAbsolutePriceSchedule = _iso20_common_messages.EVAbsolutePriceScheduleType(TimeAnchor=f_12_TimeAnchor, Currency=f_12_Currency, PriceAlgorithm=f_12_PriceAlgorithm, EVPriceRuleStacks=f_12_EVPriceRuleStacks)
-            f_EVEnergyOffer = _iso20_common_messages.EVEnergyOfferType(EVPowerSchedule=f_10_EVPowerSchedule, EVAbsolutePriceSchedule=f_10_EVAbsolutePriceSchedule)
+            ob12_ = _new(_iso20_common_messages.EVAbsolutePriceScheduleType)
+            ob12_.TimeAnchor = f_12_TimeAnchor
+            ob12_.Currency = f_12_Currency
+            ob12_.PriceAlgorithm = f_12_PriceAlgorithm
+            ob12_.EVPriceRuleStacks = f_12_EVPriceRuleStacks
+            f_10_EVAbsolutePriceSchedule = ob12_
+            ob10_ = _new(_iso20_common_messages.EVEnergyOfferType)
+            ob10_.EVPowerSchedule = f_10_EVPowerSchedule
+            ob10_.EVAbsolutePriceSchedule = f_10_EVAbsolutePriceSchedule
+            f_EVEnergyOffer = ob10_
             s = 5
         elif ec == 4:
             s = -1
@@ -15120,7 +15643,10 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[2]', 'expected EE of Value, EE')
-            f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_13_Exponent, Value=f_13_Value)
+            ob13_ = _new(_iso20_common_types.RationalNumberType)
+            ob13_.Exponent = f_13_Exponent
+            ob13_.Value = f_13_Value
+            f_EVMaximumEnergyRequest = ob13_
             s = 3
         elif ec == 1:
             av -= 22
@@ -15150,7 +15676,10 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[2]', 'expected EE of Value, EE')
-            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
+            ob14_ = _new(_iso20_common_types.RationalNumberType)
+            ob14_.Exponent = f_14_Exponent
+            ob14_.Value = f_14_Value
+            f_EVMinimumEnergyRequest = ob14_
             s = 4
         elif ec == 2:
             av -= 11
@@ -15189,7 +15718,10 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             if c & 0xf00 != 0x0:
                 raise r.fail_at(av + 12, 'Scheduled_SEReqControlModeType[2]', 'expected EE, SE(EVAbsolutePriceSchedule), SE(TimeAnchor), CH of TimeAnchor')
             u = (c & 255)
-            f_15_EVPowerSchedule = _iso20_common_messages.EVPowerScheduleType(TimeAnchor=f_16_TimeAnchor, EVPowerScheduleEntries=f_16_EVPowerScheduleEntries)
+            ob16_ = _new(_iso20_common_messages.EVPowerScheduleType)
+            ob16_.TimeAnchor = f_16_TimeAnchor
+            ob16_.EVPowerScheduleEntries = f_16_EVPowerScheduleEntries
+            f_15_EVPowerSchedule = ob16_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -15262,8 +15794,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[2]', 'expected EE, EE')
-            f_15_EVAbsolutePriceSchedule = _iso20_common_messages.EVAbsolutePriceScheduleType(TimeAnchor=f_17_TimeAnchor, Currency=f_17_Currency, PriceAlgorithm=f_17_PriceAlgorithm, EVPriceRuleStacks=f_17_EVPriceRuleStacks)
-            f_EVEnergyOffer = _iso20_common_messages.EVEnergyOfferType(EVPowerSchedule=f_15_EVPowerSchedule, EVAbsolutePriceSchedule=f_15_EVAbsolutePriceSchedule)
+            ob17_ = _new(_iso20_common_messages.EVAbsolutePriceScheduleType)
+            ob17_.TimeAnchor = f_17_TimeAnchor
+            ob17_.Currency = f_17_Currency
+            ob17_.PriceAlgorithm = f_17_PriceAlgorithm
+            ob17_.EVPriceRuleStacks = f_17_EVPriceRuleStacks
+            f_15_EVAbsolutePriceSchedule = ob17_
+            ob15_ = _new(_iso20_common_messages.EVEnergyOfferType)
+            ob15_.EVPowerSchedule = f_15_EVPowerSchedule
+            ob15_.EVAbsolutePriceSchedule = f_15_EVAbsolutePriceSchedule
+            f_EVEnergyOffer = ob15_
             s = 5
         elif ec == 3:
             s = -1
@@ -15302,7 +15842,10 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[3]', 'expected EE of Value, EE')
-            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_18_Exponent, Value=f_18_Value)
+            ob18_ = _new(_iso20_common_types.RationalNumberType)
+            ob18_.Exponent = f_18_Exponent
+            ob18_.Value = f_18_Value
+            f_EVMinimumEnergyRequest = ob18_
             s = 4
         elif ec == 1:
             av -= 11
@@ -15341,7 +15884,10 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             if c & 0xf00 != 0x0:
                 raise r.fail_at(av + 12, 'Scheduled_SEReqControlModeType[3]', 'expected EE, SE(EVAbsolutePriceSchedule), SE(TimeAnchor), CH of TimeAnchor')
             u = (c & 255)
-            f_19_EVPowerSchedule = _iso20_common_messages.EVPowerScheduleType(TimeAnchor=f_20_TimeAnchor, EVPowerScheduleEntries=f_20_EVPowerScheduleEntries)
+            ob20_ = _new(_iso20_common_messages.EVPowerScheduleType)
+            ob20_.TimeAnchor = f_20_TimeAnchor
+            ob20_.EVPowerScheduleEntries = f_20_EVPowerScheduleEntries
+            f_19_EVPowerSchedule = ob20_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -15414,8 +15960,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[3]', 'expected EE, EE')
-            f_19_EVAbsolutePriceSchedule = _iso20_common_messages.EVAbsolutePriceScheduleType(TimeAnchor=f_21_TimeAnchor, Currency=f_21_Currency, PriceAlgorithm=f_21_PriceAlgorithm, EVPriceRuleStacks=f_21_EVPriceRuleStacks)
-            f_EVEnergyOffer = _iso20_common_messages.EVEnergyOfferType(EVPowerSchedule=f_19_EVPowerSchedule, EVAbsolutePriceSchedule=f_19_EVAbsolutePriceSchedule)
+            ob21_ = _new(_iso20_common_messages.EVAbsolutePriceScheduleType)
+            ob21_.TimeAnchor = f_21_TimeAnchor
+            ob21_.Currency = f_21_Currency
+            ob21_.PriceAlgorithm = f_21_PriceAlgorithm
+            ob21_.EVPriceRuleStacks = f_21_EVPriceRuleStacks
+            f_19_EVAbsolutePriceSchedule = ob21_
+            ob19_ = _new(_iso20_common_messages.EVEnergyOfferType)
+            ob19_.EVPowerSchedule = f_19_EVPowerSchedule
+            ob19_.EVAbsolutePriceSchedule = f_19_EVAbsolutePriceSchedule
+            f_EVEnergyOffer = ob19_
             s = 5
         elif ec == 2:
             s = -1
@@ -15463,7 +16017,10 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             if c & 0xf00 != 0x0:
                 raise r.fail_at(av + 12, 'Scheduled_SEReqControlModeType[4]', 'expected EE, SE(EVAbsolutePriceSchedule), SE(TimeAnchor), CH of TimeAnchor')
             u = (c & 255)
-            f_22_EVPowerSchedule = _iso20_common_messages.EVPowerScheduleType(TimeAnchor=f_23_TimeAnchor, EVPowerScheduleEntries=f_23_EVPowerScheduleEntries)
+            ob23_ = _new(_iso20_common_messages.EVPowerScheduleType)
+            ob23_.TimeAnchor = f_23_TimeAnchor
+            ob23_.EVPowerScheduleEntries = f_23_EVPowerScheduleEntries
+            f_22_EVPowerSchedule = ob23_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -15536,8 +16093,16 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[4]', 'expected EE, EE')
-            f_22_EVAbsolutePriceSchedule = _iso20_common_messages.EVAbsolutePriceScheduleType(TimeAnchor=f_24_TimeAnchor, Currency=f_24_Currency, PriceAlgorithm=f_24_PriceAlgorithm, EVPriceRuleStacks=f_24_EVPriceRuleStacks)
-            f_EVEnergyOffer = _iso20_common_messages.EVEnergyOfferType(EVPowerSchedule=f_22_EVPowerSchedule, EVAbsolutePriceSchedule=f_22_EVAbsolutePriceSchedule)
+            ob24_ = _new(_iso20_common_messages.EVAbsolutePriceScheduleType)
+            ob24_.TimeAnchor = f_24_TimeAnchor
+            ob24_.Currency = f_24_Currency
+            ob24_.PriceAlgorithm = f_24_PriceAlgorithm
+            ob24_.EVPriceRuleStacks = f_24_EVPriceRuleStacks
+            f_22_EVAbsolutePriceSchedule = ob24_
+            ob22_ = _new(_iso20_common_messages.EVEnergyOfferType)
+            ob22_.EVPowerSchedule = f_22_EVPowerSchedule
+            ob22_.EVAbsolutePriceSchedule = f_22_EVAbsolutePriceSchedule
+            f_EVEnergyOffer = ob22_
             s = 5
         elif ec == 1:
             s = -1
@@ -15552,7 +16117,13 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             raise r.fail_at(av + 1, 'Scheduled_SEReqControlModeType[5]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.Scheduled_SEReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVEnergyOffer=f_EVEnergyOffer)
+    ob = _new(_iso20_common_messages.Scheduled_SEReqControlModeType)
+    ob.DepartureTime = f_DepartureTime
+    ob.EVTargetEnergyRequest = f_EVTargetEnergyRequest
+    ob.EVMaximumEnergyRequest = f_EVMaximumEnergyRequest
+    ob.EVMinimumEnergyRequest = f_EVMinimumEnergyRequest
+    ob.EVEnergyOffer = f_EVEnergyOffer
+    return ob
 
 def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _iso20_common_messages.Scheduled_SEReqControlModeType) -> None:
     a = w.acc
@@ -16341,7 +16912,9 @@ def _d_iso20_common_messages_Scheduled_SEResControlModeType(r: BitReader) -> _is
             raise r.fail_at(av + 1, 'Scheduled_SEResControlModeType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.Scheduled_SEResControlModeType(ScheduleTuple=f_ScheduleTuple)
+    ob = _new(_iso20_common_messages.Scheduled_SEResControlModeType)
+    ob.ScheduleTuple = f_ScheduleTuple
+    return ob
 
 def _e_iso20_common_messages_Scheduled_SEResControlModeType(w: BitWriter, o: _iso20_common_messages.Scheduled_SEResControlModeType) -> None:
     a = w.acc
@@ -16434,7 +17007,9 @@ def _d_iso20_common_messages_Scheduled_SMDTControlModeType(r: BitReader) -> _iso
     if c != 0x0:
         raise r.fail_at(av + 2, 'Scheduled_SMDTControlModeType', 'expected EE of SelectedScheduleTupleID, EE')
     r.avail = av
-    return _iso20_common_messages.Scheduled_SMDTControlModeType(SelectedScheduleTupleID=f_SelectedScheduleTupleID)
+    ob = _new(_iso20_common_messages.Scheduled_SMDTControlModeType)
+    ob.SelectedScheduleTupleID = f_SelectedScheduleTupleID
+    return ob
 
 def _e_iso20_common_messages_Scheduled_SMDTControlModeType(w: BitWriter, o: _iso20_common_messages.Scheduled_SMDTControlModeType) -> None:
     a = w.acc
@@ -16514,7 +17089,10 @@ def _d_iso20_common_messages_SelectedServiceListType(r: BitReader) -> _iso20_com
     c = (win >> av) & 0x3
     if c != 0x0:
         raise r.fail_at(av + 2, 'SelectedServiceListType', 'expected EE of ParameterSetID, EE')
-    f_SelectedService.append(_iso20_common_messages.SelectedServiceType(ServiceID=f_1_ServiceID, ParameterSetID=f_1_ParameterSetID))
+    ob1_ = _new(_iso20_common_messages.SelectedServiceType)
+    ob1_.ServiceID = f_1_ServiceID
+    ob1_.ParameterSetID = f_1_ParameterSetID
+    f_SelectedService.append(ob1_)
     s = 1
     n = 0
     while True:
@@ -16567,7 +17145,10 @@ def _d_iso20_common_messages_SelectedServiceListType(r: BitReader) -> _iso20_com
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'SelectedServiceListType[1]', 'expected EE of ParameterSetID, EE')
-            f_SelectedService.append(_iso20_common_messages.SelectedServiceType(ServiceID=f_2_ServiceID, ParameterSetID=f_2_ParameterSetID))
+            ob2_ = _new(_iso20_common_messages.SelectedServiceType)
+            ob2_.ServiceID = f_2_ServiceID
+            ob2_.ParameterSetID = f_2_ParameterSetID
+            f_SelectedService.append(ob2_)
             n += 1
             if n == 15:
                 s = 16
@@ -16586,7 +17167,9 @@ def _d_iso20_common_messages_SelectedServiceListType(r: BitReader) -> _iso20_com
             raise r.fail_at(av + 1, 'SelectedServiceListType[16]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.SelectedServiceListType(SelectedService=f_SelectedService)
+    ob = _new(_iso20_common_messages.SelectedServiceListType)
+    ob.SelectedService = f_SelectedService
+    return ob
 
 def _e_iso20_common_messages_SelectedServiceListType(w: BitWriter, o: _iso20_common_messages.SelectedServiceListType) -> None:
     a = w.acc
@@ -16759,7 +17342,10 @@ def _d_iso20_common_messages_SelectedServiceType(r: BitReader) -> _iso20_common_
     if c != 0x0:
         raise r.fail_at(av + 2, 'SelectedServiceType', 'expected EE of ParameterSetID, EE')
     r.avail = av
-    return _iso20_common_messages.SelectedServiceType(ServiceID=f_ServiceID, ParameterSetID=f_ParameterSetID)
+    ob = _new(_iso20_common_messages.SelectedServiceType)
+    ob.ServiceID = f_ServiceID
+    ob.ParameterSetID = f_ParameterSetID
+    return ob
 
 def _e_iso20_common_messages_SelectedServiceType(w: BitWriter, o: _iso20_common_messages.SelectedServiceType) -> None:
     a = w.acc
@@ -16850,7 +17436,10 @@ def _d_iso20_common_messages_ServiceDetailReqType(r: BitReader) -> _iso20_common
     if c != 0x0:
         raise r.fail_at(av + 2, 'ServiceDetailReqType', 'expected EE of ServiceID, EE')
     r.avail = av
-    return _iso20_common_messages.ServiceDetailReqType(Header=f_Header, ServiceID=f_ServiceID)
+    ob = _new(_iso20_common_messages.ServiceDetailReqType)
+    ob.Header = f_Header
+    ob.ServiceID = f_ServiceID
+    return ob
 
 def _e_iso20_common_messages_ServiceDetailReqType(w: BitWriter, o: _iso20_common_messages.ServiceDetailReqType) -> None:
     a = w.acc
@@ -16947,7 +17536,12 @@ def _d_iso20_common_messages_ServiceDetailResType(r: BitReader) -> _iso20_common
     if c:
         raise r.fail_at(av + 1, 'ServiceDetailResType', 'expected EE')
     r.avail = av
-    return _iso20_common_messages.ServiceDetailResType(Header=f_Header, ResponseCode=f_ResponseCode, ServiceID=f_ServiceID, ServiceParameterList=f_ServiceParameterList)
+    ob = _new(_iso20_common_messages.ServiceDetailResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.ServiceID = f_ServiceID
+    ob.ServiceParameterList = f_ServiceParameterList
+    return ob
 
 def _e_iso20_common_messages_ServiceDetailResType(w: BitWriter, o: _iso20_common_messages.ServiceDetailResType) -> None:
     a = w.acc
@@ -17039,7 +17633,10 @@ def _d_iso20_common_messages_ServiceDiscoveryReqType(r: BitReader) -> _iso20_com
             raise r.fail_at(av + 1, 'ServiceDiscoveryReqType[2]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.ServiceDiscoveryReqType(Header=f_Header, SupportedServiceIDs=f_SupportedServiceIDs)
+    ob = _new(_iso20_common_messages.ServiceDiscoveryReqType)
+    ob.Header = f_Header
+    ob.SupportedServiceIDs = f_SupportedServiceIDs
+    return ob
 
 def _e_iso20_common_messages_ServiceDiscoveryReqType(w: BitWriter, o: _iso20_common_messages.ServiceDiscoveryReqType) -> None:
     a = w.acc
@@ -17140,7 +17737,13 @@ def _d_iso20_common_messages_ServiceDiscoveryResType(r: BitReader) -> _iso20_com
             raise r.fail_at(av + 1, 'ServiceDiscoveryResType[5]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.ServiceDiscoveryResType(Header=f_Header, ResponseCode=f_ResponseCode, ServiceRenegotiationSupported=f_ServiceRenegotiationSupported, EnergyTransferServiceList=f_EnergyTransferServiceList, VASList=f_VASList)
+    ob = _new(_iso20_common_messages.ServiceDiscoveryResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.ServiceRenegotiationSupported = f_ServiceRenegotiationSupported
+    ob.EnergyTransferServiceList = f_EnergyTransferServiceList
+    ob.VASList = f_VASList
+    return ob
 
 def _e_iso20_common_messages_ServiceDiscoveryResType(w: BitWriter, o: _iso20_common_messages.ServiceDiscoveryResType) -> None:
     a = w.acc
@@ -17276,7 +17879,9 @@ def _d_iso20_common_messages_ServiceIDListType(r: BitReader) -> _iso20_common_me
             raise r.fail_at(av + 1, 'ServiceIDListType[16]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.ServiceIDListType(ServiceID=f_ServiceID)
+    ob = _new(_iso20_common_messages.ServiceIDListType)
+    ob.ServiceID = f_ServiceID
+    return ob
 
 def _e_iso20_common_messages_ServiceIDListType(w: BitWriter, o: _iso20_common_messages.ServiceIDListType) -> None:
     a = w.acc
@@ -17384,7 +17989,10 @@ def _d_iso20_common_messages_ServiceListType(r: BitReader) -> _iso20_common_mess
     if c & 0x3b != 0x0:
         raise r.fail_at(av + 6, 'ServiceListType', 'expected EE of ServiceID, SE(FreeService), CH of FreeService, EE of FreeService, EE')
     f_1_FreeService = ((c >> 2) & 1) == 1
-    f_Service.append(_iso20_common_messages.ServiceType(ServiceID=f_1_ServiceID, FreeService=f_1_FreeService))
+    ob1_ = _new(_iso20_common_messages.ServiceType)
+    ob1_.ServiceID = f_1_ServiceID
+    ob1_.FreeService = f_1_FreeService
+    f_Service.append(ob1_)
     s = 1
     n = 0
     while True:
@@ -17419,7 +18027,10 @@ def _d_iso20_common_messages_ServiceListType(r: BitReader) -> _iso20_common_mess
             if c & 0x3b != 0x0:
                 raise r.fail_at(av + 6, 'ServiceListType[1]', 'expected EE of ServiceID, SE(FreeService), CH of FreeService, EE of FreeService, EE')
             f_2_FreeService = ((c >> 2) & 1) == 1
-            f_Service.append(_iso20_common_messages.ServiceType(ServiceID=f_2_ServiceID, FreeService=f_2_FreeService))
+            ob2_ = _new(_iso20_common_messages.ServiceType)
+            ob2_.ServiceID = f_2_ServiceID
+            ob2_.FreeService = f_2_FreeService
+            f_Service.append(ob2_)
             n += 1
             if n == 7:
                 s = 8
@@ -17438,7 +18049,9 @@ def _d_iso20_common_messages_ServiceListType(r: BitReader) -> _iso20_common_mess
             raise r.fail_at(av + 1, 'ServiceListType[8]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.ServiceListType(Service=f_Service)
+    ob = _new(_iso20_common_messages.ServiceListType)
+    ob.Service = f_Service
+    return ob
 
 def _e_iso20_common_messages_ServiceListType(w: BitWriter, o: _iso20_common_messages.ServiceListType) -> None:
     a = w.acc
@@ -17572,7 +18185,9 @@ def _d_iso20_common_messages_ServiceParameterListType(r: BitReader) -> _iso20_co
             raise r.fail_at(av + 1, 'ServiceParameterListType[32]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.ServiceParameterListType(ParameterSet=f_ParameterSet)
+    ob = _new(_iso20_common_messages.ServiceParameterListType)
+    ob.ParameterSet = f_ParameterSet
+    return ob
 
 def _e_iso20_common_messages_ServiceParameterListType(w: BitWriter, o: _iso20_common_messages.ServiceParameterListType) -> None:
     a = w.acc
@@ -17688,7 +18303,10 @@ def _d_iso20_common_messages_ServiceSelectionReqType(r: BitReader) -> _iso20_com
     if c & 0xc != 0x0:
         raise r.fail_at(av + 4, 'ServiceSelectionReqType', 'expected EE of ParameterSetID, EE')
     ec = (c & 3)
-    f_SelectedEnergyTransferService = _iso20_common_messages.SelectedServiceType(ServiceID=f_1_ServiceID, ParameterSetID=f_1_ParameterSetID)
+    ob1_ = _new(_iso20_common_messages.SelectedServiceType)
+    ob1_.ServiceID = f_1_ServiceID
+    ob1_.ParameterSetID = f_1_ParameterSetID
+    f_SelectedEnergyTransferService = ob1_
     s = 2
     if ec == 0:
         r.avail = av
@@ -17709,7 +18327,11 @@ def _d_iso20_common_messages_ServiceSelectionReqType(r: BitReader) -> _iso20_com
             raise r.fail_at(av + 1, 'ServiceSelectionReqType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.ServiceSelectionReqType(Header=f_Header, SelectedEnergyTransferService=f_SelectedEnergyTransferService, SelectedVASList=f_SelectedVASList)
+    ob = _new(_iso20_common_messages.ServiceSelectionReqType)
+    ob.Header = f_Header
+    ob.SelectedEnergyTransferService = f_SelectedEnergyTransferService
+    ob.SelectedVASList = f_SelectedVASList
+    return ob
 
 def _e_iso20_common_messages_ServiceSelectionReqType(w: BitWriter, o: _iso20_common_messages.ServiceSelectionReqType) -> None:
     a = w.acc
@@ -17817,7 +18439,10 @@ def _d_iso20_common_messages_ServiceSelectionResType(r: BitReader) -> _iso20_com
         raise r.fail_at(av, 'ServiceSelectionResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     r.avail = av
-    return _iso20_common_messages.ServiceSelectionResType(Header=f_Header, ResponseCode=f_ResponseCode)
+    ob = _new(_iso20_common_messages.ServiceSelectionResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    return ob
 
 def _e_iso20_common_messages_ServiceSelectionResType(w: BitWriter, o: _iso20_common_messages.ServiceSelectionResType) -> None:
     a = w.acc
@@ -17872,7 +18497,10 @@ def _d_iso20_common_messages_ServiceType(r: BitReader) -> _iso20_common_messages
         raise r.fail_at(av + 6, 'ServiceType', 'expected EE of ServiceID, SE(FreeService), CH of FreeService, EE of FreeService, EE')
     f_FreeService = ((c >> 2) & 1) == 1
     r.avail = av
-    return _iso20_common_messages.ServiceType(ServiceID=f_ServiceID, FreeService=f_FreeService)
+    ob = _new(_iso20_common_messages.ServiceType)
+    ob.ServiceID = f_ServiceID
+    ob.FreeService = f_FreeService
+    return ob
 
 def _e_iso20_common_messages_ServiceType(w: BitWriter, o: _iso20_common_messages.ServiceType) -> None:
     a = w.acc
@@ -17949,7 +18577,10 @@ def _d_iso20_common_messages_SessionSetupReqType(r: BitReader) -> _iso20_common_
     if c != 0x0:
         raise r.fail_at(av + 2, 'SessionSetupReqType', 'expected EE of EVCCID, EE')
     r.avail = av
-    return _iso20_common_messages.SessionSetupReqType(Header=f_Header, EVCCID=f_EVCCID)
+    ob = _new(_iso20_common_messages.SessionSetupReqType)
+    ob.Header = f_Header
+    ob.EVCCID = f_EVCCID
+    return ob
 
 def _e_iso20_common_messages_SessionSetupReqType(w: BitWriter, o: _iso20_common_messages.SessionSetupReqType) -> None:
     a = w.acc
@@ -18030,7 +18661,11 @@ def _d_iso20_common_messages_SessionSetupResType(r: BitReader) -> _iso20_common_
     if c != 0x0:
         raise r.fail_at(av + 2, 'SessionSetupResType', 'expected EE of EVSEID, EE')
     r.avail = av
-    return _iso20_common_messages.SessionSetupResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEID=f_EVSEID)
+    ob = _new(_iso20_common_messages.SessionSetupResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSEID = f_EVSEID
+    return ob
 
 def _e_iso20_common_messages_SessionSetupResType(w: BitWriter, o: _iso20_common_messages.SessionSetupResType) -> None:
     a = w.acc
@@ -18207,7 +18842,12 @@ def _d_iso20_common_messages_SessionStopReqType(r: BitReader) -> _iso20_common_m
             raise r.fail_at(av + 1, 'SessionStopReqType[4]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.SessionStopReqType(Header=f_Header, ChargingSession=f_ChargingSession, EVTerminationCode=f_EVTerminationCode, EVTerminationExplanation=f_EVTerminationExplanation)
+    ob = _new(_iso20_common_messages.SessionStopReqType)
+    ob.Header = f_Header
+    ob.ChargingSession = f_ChargingSession
+    ob.EVTerminationCode = f_EVTerminationCode
+    ob.EVTerminationExplanation = f_EVTerminationExplanation
+    return ob
 
 def _e_iso20_common_messages_SessionStopReqType(w: BitWriter, o: _iso20_common_messages.SessionStopReqType) -> None:
     a = w.acc
@@ -18312,7 +18952,10 @@ def _d_iso20_common_messages_SessionStopResType(r: BitReader) -> _iso20_common_m
         raise r.fail_at(av, 'SessionStopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     r.avail = av
-    return _iso20_common_messages.SessionStopResType(Header=f_Header, ResponseCode=f_ResponseCode)
+    ob = _new(_iso20_common_messages.SessionStopResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    return ob
 
 def _e_iso20_common_messages_SessionStopResType(w: BitWriter, o: _iso20_common_messages.SessionStopResType) -> None:
     a = w.acc
@@ -18414,7 +19057,11 @@ def _d_iso20_common_messages_SignedCertificateChainType(r: BitReader) -> _iso20_
             raise r.fail_at(av + 1, 'SignedCertificateChainType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.SignedCertificateChainType(Id=f_Id, Certificate=f_Certificate, SubCertificates=f_SubCertificates)
+    ob = _new(_iso20_common_messages.SignedCertificateChainType)
+    ob.Id = f_Id
+    ob.Certificate = f_Certificate
+    ob.SubCertificates = f_SubCertificates
+    return ob
 
 def _e_iso20_common_messages_SignedCertificateChainType(w: BitWriter, o: _iso20_common_messages.SignedCertificateChainType) -> None:
     a = w.acc
@@ -18539,7 +19186,10 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader) -> _iso20_
         raise r.fail_at(av + 15, 'SignedInstallationDataType', 'expected EE, SE(ECDHCurve), CH of ECDHCurve, EE of ECDHCurve, SE(DHPublicKey), CH of DHPublicKey')
     f_ECDHCurve = _E_iso20_common_messages_ecdhCurveType[((c >> 11) & 1)]
     u = (c & 255)
-    f_ContractCertificateChain = _iso20_common_messages.ContractCertificateChainType(Certificate=f_1_Certificate, SubCertificates=f_1_SubCertificates)
+    ob1_ = _new(_iso20_common_messages.ContractCertificateChainType)
+    ob1_.Certificate = f_1_Certificate
+    ob1_.SubCertificates = f_1_SubCertificates
+    f_ContractCertificateChain = ob1_
     if u > 127:
         av -= 8
         if av < 0:
@@ -18658,7 +19308,15 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader) -> _iso20_
     if c:
         raise r.fail_at(av + 1, 'SignedInstallationDataType', 'expected EE')
     r.avail = av
-    return _iso20_common_messages.SignedInstallationDataType(Id=f_Id, ContractCertificateChain=f_ContractCertificateChain, ECDHCurve=f_ECDHCurve, DHPublicKey=f_DHPublicKey, SECP521_EncryptedPrivateKey=f_SECP521_EncryptedPrivateKey, X448_EncryptedPrivateKey=f_X448_EncryptedPrivateKey, TPM_EncryptedPrivateKey=f_TPM_EncryptedPrivateKey)
+    ob = _new(_iso20_common_messages.SignedInstallationDataType)
+    ob.Id = f_Id
+    ob.ContractCertificateChain = f_ContractCertificateChain
+    ob.ECDHCurve = f_ECDHCurve
+    ob.DHPublicKey = f_DHPublicKey
+    ob.SECP521_EncryptedPrivateKey = f_SECP521_EncryptedPrivateKey
+    ob.X448_EncryptedPrivateKey = f_X448_EncryptedPrivateKey
+    ob.TPM_EncryptedPrivateKey = f_TPM_EncryptedPrivateKey
+    return ob
 
 def _e_iso20_common_messages_SignedInstallationDataType(w: BitWriter, o: _iso20_common_messages.SignedInstallationDataType) -> None:
     a = w.acc
@@ -18845,7 +19503,8 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader) -> _iso20_comm
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'SignedMeteringDataType[3]', 'expected EE')
-        f_Dynamic_SMDTControlMode = _iso20_common_messages.Dynamic_SMDTControlModeType()
+        ob1_ = _new(_iso20_common_messages.Dynamic_SMDTControlModeType)
+        f_Dynamic_SMDTControlMode = ob1_
         s = 5
     elif ec == 2:
         av -= 10
@@ -18873,7 +19532,9 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader) -> _iso20_comm
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'SignedMeteringDataType[3]', 'expected EE of SelectedScheduleTupleID, EE')
-        f_Scheduled_SMDTControlMode = _iso20_common_messages.Scheduled_SMDTControlModeType(SelectedScheduleTupleID=f_2_SelectedScheduleTupleID)
+        ob2_ = _new(_iso20_common_messages.Scheduled_SMDTControlModeType)
+        ob2_.SelectedScheduleTupleID = f_2_SelectedScheduleTupleID
+        f_Scheduled_SMDTControlMode = ob2_
         s = 5
     else:
         raise r.fail_at(av, 'SignedMeteringDataType[3]', f'event code {ec}, expected SE(Receipt), SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
@@ -18889,7 +19550,8 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader) -> _iso20_comm
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'SignedMeteringDataType[4]', 'expected EE')
-            f_Dynamic_SMDTControlMode = _iso20_common_messages.Dynamic_SMDTControlModeType()
+            ob3_ = _new(_iso20_common_messages.Dynamic_SMDTControlModeType)
+            f_Dynamic_SMDTControlMode = ob3_
             s = 5
         elif ec == 1:
             av -= 10
@@ -18917,7 +19579,9 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader) -> _iso20_comm
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'SignedMeteringDataType[4]', 'expected EE of SelectedScheduleTupleID, EE')
-            f_Scheduled_SMDTControlMode = _iso20_common_messages.Scheduled_SMDTControlModeType(SelectedScheduleTupleID=f_4_SelectedScheduleTupleID)
+            ob4_ = _new(_iso20_common_messages.Scheduled_SMDTControlModeType)
+            ob4_.SelectedScheduleTupleID = f_4_SelectedScheduleTupleID
+            f_Scheduled_SMDTControlMode = ob4_
             s = 5
         else:
             raise r.fail_at(av, 'SignedMeteringDataType[4]', f'event code {ec}, expected SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
@@ -18929,7 +19593,14 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader) -> _iso20_comm
         raise r.fail_at(av + 1, 'SignedMeteringDataType', 'expected EE')
     s = -1
     r.avail = av
-    return _iso20_common_messages.SignedMeteringDataType(Id=f_Id, SessionID=f_SessionID, MeterInfo=f_MeterInfo, Receipt=f_Receipt, Dynamic_SMDTControlMode=f_Dynamic_SMDTControlMode, Scheduled_SMDTControlMode=f_Scheduled_SMDTControlMode)
+    ob = _new(_iso20_common_messages.SignedMeteringDataType)
+    ob.Id = f_Id
+    ob.SessionID = f_SessionID
+    ob.MeterInfo = f_MeterInfo
+    ob.Receipt = f_Receipt
+    ob.Dynamic_SMDTControlMode = f_Dynamic_SMDTControlMode
+    ob.Scheduled_SMDTControlMode = f_Scheduled_SMDTControlMode
+    return ob
 
 def _e_iso20_common_messages_SignedMeteringDataType(w: BitWriter, o: _iso20_common_messages.SignedMeteringDataType) -> None:
     a = w.acc
@@ -19164,7 +19835,9 @@ def _d_iso20_common_messages_SubCertificatesType(r: BitReader) -> _iso20_common_
             raise r.fail_at(av + 1, 'SubCertificatesType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.SubCertificatesType(Certificate=f_Certificate)
+    ob = _new(_iso20_common_messages.SubCertificatesType)
+    ob.Certificate = f_Certificate
+    return ob
 
 def _e_iso20_common_messages_SubCertificatesType(w: BitWriter, o: _iso20_common_messages.SubCertificatesType) -> None:
     a = w.acc
@@ -19326,7 +19999,9 @@ def _d_iso20_common_messages_SupportedProvidersListType(r: BitReader) -> _iso20_
             raise r.fail_at(av + 1, 'SupportedProvidersListType[128]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.SupportedProvidersListType(ProviderID=f_ProviderID)
+    ob = _new(_iso20_common_messages.SupportedProvidersListType)
+    ob.ProviderID = f_ProviderID
+    return ob
 
 def _e_iso20_common_messages_SupportedProvidersListType(w: BitWriter, o: _iso20_common_messages.SupportedProvidersListType) -> None:
     a = w.acc
@@ -19437,7 +20112,10 @@ def _d_iso20_common_messages_TargetPositionType(r: BitReader) -> _iso20_common_m
     if c != 0x0:
         raise r.fail_at(av + 2, 'TargetPositionType', 'expected EE of TargetOffsetY, EE')
     r.avail = av
-    return _iso20_common_messages.TargetPositionType(TargetOffsetX=f_TargetOffsetX, TargetOffsetY=f_TargetOffsetY)
+    ob = _new(_iso20_common_messages.TargetPositionType)
+    ob.TargetOffsetX = f_TargetOffsetX
+    ob.TargetOffsetY = f_TargetOffsetY
+    return ob
 
 def _e_iso20_common_messages_TargetPositionType(w: BitWriter, o: _iso20_common_messages.TargetPositionType) -> None:
     a = w.acc
@@ -19532,7 +20210,9 @@ def _d_iso20_common_messages_TaxRuleListType(r: BitReader) -> _iso20_common_mess
             raise r.fail_at(av + 1, 'TaxRuleListType[10]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.TaxRuleListType(TaxRule=f_TaxRule)
+    ob = _new(_iso20_common_messages.TaxRuleListType)
+    ob.TaxRule = f_TaxRule
+    return ob
 
 def _e_iso20_common_messages_TaxRuleListType(w: BitWriter, o: _iso20_common_messages.TaxRuleListType) -> None:
     a = w.acc
@@ -19682,7 +20362,10 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader) -> _iso20_common_messages
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'TaxRuleType[1]', 'expected EE of Value, EE')
-        f_TaxRate = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_TaxRate = ob1_
         s = 3
     else:
         raise r.fail_at(av, 'TaxRuleType[1]', f'event code {ec}, expected SE(TaxRuleName), SE(TaxRate)')
@@ -19714,7 +20397,10 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader) -> _iso20_common_messages
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'TaxRuleType[2]', 'expected EE of Value, EE')
-        f_TaxRate = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_TaxRate = ob2_
         s = 3
     av -= 2
     if av < 0:
@@ -19764,7 +20450,16 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader) -> _iso20_common_messages
     s = 8
     s = -1
     r.avail = av
-    return _iso20_common_messages.TaxRuleType(TaxRuleID=f_TaxRuleID, TaxRuleName=f_TaxRuleName, TaxRate=f_TaxRate, TaxIncludedInPrice=f_TaxIncludedInPrice, AppliesToEnergyFee=f_AppliesToEnergyFee, AppliesToParkingFee=f_AppliesToParkingFee, AppliesToOverstayFee=f_AppliesToOverstayFee, AppliesMinimumMaximumCost=f_AppliesMinimumMaximumCost)
+    ob = _new(_iso20_common_messages.TaxRuleType)
+    ob.TaxRuleID = f_TaxRuleID
+    ob.TaxRuleName = f_TaxRuleName
+    ob.TaxRate = f_TaxRate
+    ob.TaxIncludedInPrice = f_TaxIncludedInPrice
+    ob.AppliesToEnergyFee = f_AppliesToEnergyFee
+    ob.AppliesToParkingFee = f_AppliesToParkingFee
+    ob.AppliesToOverstayFee = f_AppliesToOverstayFee
+    ob.AppliesMinimumMaximumCost = f_AppliesMinimumMaximumCost
+    return ob
 
 def _e_iso20_common_messages_TaxRuleType(w: BitWriter, o: _iso20_common_messages.TaxRuleType) -> None:
     a = w.acc
@@ -20135,7 +20830,14 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_commo
             raise r.fail_at(av + 1, 'VehicleCheckInReqType[6]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.VehicleCheckInReqType(Header=f_Header, EVCheckInStatus=f_EVCheckInStatus, ParkingMethod=f_ParkingMethod, VehicleFrame=f_VehicleFrame, DeviceOffset=f_DeviceOffset, VehicleTravel=f_VehicleTravel)
+    ob = _new(_iso20_common_messages.VehicleCheckInReqType)
+    ob.Header = f_Header
+    ob.EVCheckInStatus = f_EVCheckInStatus
+    ob.ParkingMethod = f_ParkingMethod
+    ob.VehicleFrame = f_VehicleFrame
+    ob.DeviceOffset = f_DeviceOffset
+    ob.VehicleTravel = f_VehicleTravel
+    return ob
 
 def _e_iso20_common_messages_VehicleCheckInReqType(w: BitWriter, o: _iso20_common_messages.VehicleCheckInReqType) -> None:
     a = w.acc
@@ -20540,7 +21242,13 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_commo
             raise r.fail_at(av + 1, 'VehicleCheckInResType[5]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_messages.VehicleCheckInResType(Header=f_Header, ResponseCode=f_ResponseCode, ParkingSpace=f_ParkingSpace, DeviceLocation=f_DeviceLocation, TargetDistance=f_TargetDistance)
+    ob = _new(_iso20_common_messages.VehicleCheckInResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.ParkingSpace = f_ParkingSpace
+    ob.DeviceLocation = f_DeviceLocation
+    ob.TargetDistance = f_TargetDistance
+    return ob
 
 def _e_iso20_common_messages_VehicleCheckInResType(w: BitWriter, o: _iso20_common_messages.VehicleCheckInResType) -> None:
     a = w.acc
@@ -20757,7 +21465,11 @@ def _d_iso20_common_messages_VehicleCheckOutReqType(r: BitReader) -> _iso20_comm
     if c != 0x0:
         raise r.fail_at(av + 2, 'VehicleCheckOutReqType', 'expected EE of CheckOutTime, EE')
     r.avail = av
-    return _iso20_common_messages.VehicleCheckOutReqType(Header=f_Header, EVCheckOutStatus=f_EVCheckOutStatus, CheckOutTime=f_CheckOutTime)
+    ob = _new(_iso20_common_messages.VehicleCheckOutReqType)
+    ob.Header = f_Header
+    ob.EVCheckOutStatus = f_EVCheckOutStatus
+    ob.CheckOutTime = f_CheckOutTime
+    return ob
 
 def _e_iso20_common_messages_VehicleCheckOutReqType(w: BitWriter, o: _iso20_common_messages.VehicleCheckOutReqType) -> None:
     a = w.acc
@@ -20827,7 +21539,11 @@ def _d_iso20_common_messages_VehicleCheckOutResType(r: BitReader) -> _iso20_comm
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     f_EVSECheckOutStatus = _E_iso20_common_messages_evseCheckOutStatusType[((c >> 2) & 1)]
     r.avail = av
-    return _iso20_common_messages.VehicleCheckOutResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSECheckOutStatus=f_EVSECheckOutStatus)
+    ob = _new(_iso20_common_messages.VehicleCheckOutResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSECheckOutStatus = f_EVSECheckOutStatus
+    return ob
 
 def _e_iso20_common_messages_VehicleCheckOutResType(w: BitWriter, o: _iso20_common_messages.VehicleCheckOutResType) -> None:
     a = w.acc
@@ -20862,7 +21578,8 @@ def _d_iso20_common_types_CLReqControlModeType(r: BitReader) -> _iso20_common_ty
     if c:
         raise r.fail_at(av + 1, 'CLReqControlModeType', 'expected EE')
     r.avail = av
-    return _iso20_common_types.CLReqControlModeType()
+    ob = _new(_iso20_common_types.CLReqControlModeType)
+    return ob
 
 def _e_iso20_common_types_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.CLReqControlModeType) -> None:
     a = w.acc
@@ -20884,7 +21601,8 @@ def _d_iso20_common_types_CLResControlModeType(r: BitReader) -> _iso20_common_ty
     if c:
         raise r.fail_at(av + 1, 'CLResControlModeType', 'expected EE')
     r.avail = av
-    return _iso20_common_types.CLResControlModeType()
+    ob = _new(_iso20_common_types.CLResControlModeType)
+    return ob
 
 def _e_iso20_common_types_CLResControlModeType(w: BitWriter, o: _iso20_common_types.CLResControlModeType) -> None:
     a = w.acc
@@ -20953,7 +21671,11 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
         raise r.fail_at(av + 1, 'ChargeLoopReqType', 'expected EE')
     s = -1
     r.avail = av
-    return _iso20_common_types.ChargeLoopReqType(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested)
+    ob = _new(_iso20_common_types.ChargeLoopReqType)
+    ob.Header = f_Header
+    ob.DisplayParameters = f_DisplayParameters
+    ob.MeterInfoRequested = f_MeterInfoRequested
+    return ob
 
 def _e_iso20_common_types_ChargeLoopReqType(w: BitWriter, o: _iso20_common_types.ChargeLoopReqType) -> None:
     a = w.acc
@@ -21061,7 +21783,10 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
         if iv >= 6:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
-        f_EVSEStatus = _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
+        ob1_ = _new(_iso20_common_types.EVSEStatusType)
+        ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
+        ob1_.EVSENotification = f_1_EVSENotification
+        f_EVSEStatus = ob1_
         s = 3
     elif ec == 1:
         r.avail = av
@@ -21124,7 +21849,13 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
             raise r.fail_at(av + 1, 'ChargeLoopResType[5]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.ChargeLoopResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt)
+    ob = _new(_iso20_common_types.ChargeLoopResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSEStatus = f_EVSEStatus
+    ob.MeterInfo = f_MeterInfo
+    ob.Receipt = f_Receipt
+    return ob
 
 def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types.ChargeLoopResType) -> None:
     a = w.acc
@@ -21260,7 +21991,9 @@ def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2
     if c:
         raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected EE')
     r.avail = av
-    return _iso20_common_types.ChargeParameterDiscoveryReqType(Header=f_Header)
+    ob = _new(_iso20_common_types.ChargeParameterDiscoveryReqType)
+    ob.Header = f_Header
+    return ob
 
 def _e_iso20_common_types_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryReqType) -> None:
     a = w.acc
@@ -21307,7 +22040,10 @@ def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2
         raise r.fail_at(av, 'ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     r.avail = av
-    return _iso20_common_types.ChargeParameterDiscoveryResType(Header=f_Header, ResponseCode=f_ResponseCode)
+    ob = _new(_iso20_common_types.ChargeParameterDiscoveryResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    return ob
 
 def _e_iso20_common_types_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryResType) -> None:
     a = w.acc
@@ -21365,7 +22101,10 @@ def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_Amount = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_Amount = ob1_
     if u > 127:
         av -= 8
         if av < 0:
@@ -21384,9 +22123,15 @@ def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'DetailedCostType', 'expected EE of Value, EE, EE')
-    f_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_.Exponent = f_2_Exponent
+    ob2_.Value = f_2_Value
+    f_CostPerUnit = ob2_
     r.avail = av
-    return _iso20_common_types.DetailedCostType(Amount=f_Amount, CostPerUnit=f_CostPerUnit)
+    ob = _new(_iso20_common_types.DetailedCostType)
+    ob.Amount = f_Amount
+    ob.CostPerUnit = f_CostPerUnit
+    return ob
 
 def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.DetailedCostType) -> None:
     a = w.acc
@@ -21499,9 +22244,15 @@ def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.D
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'DetailedTaxType', 'expected EE of Value, EE, EE')
-    f_Amount = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_Amount = ob1_
     r.avail = av
-    return _iso20_common_types.DetailedTaxType(TaxRuleID=f_TaxRuleID, Amount=f_Amount)
+    ob = _new(_iso20_common_types.DetailedTaxType)
+    ob.TaxRuleID = f_TaxRuleID
+    ob.Amount = f_Amount
+    return ob
 
 def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.DetailedTaxType) -> None:
     a = w.acc
@@ -21560,7 +22311,16 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
 def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_types.DisplayParametersType:
     win = r.win
     av = r.avail
-    kw: dict[str, Any] = {}
+    f_PresentSOC: int | None = None
+    f_MinimumSOC: int | None = None
+    f_TargetSOC: int | None = None
+    f_MaximumSOC: int | None = None
+    f_RemainingTimeToMinimumSOC: int | None = None
+    f_RemainingTimeToTargetSOC: int | None = None
+    f_RemainingTimeToMaximumSOC: int | None = None
+    f_ChargingComplete: bool | None = None
+    f_BatteryEnergyCapacity: _iso20_common_types.RationalNumberType | None = None
+    f_InletHot: bool | None = None
     s = 0
     av -= 4
     if av < 0:
@@ -21574,7 +22334,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
-        kw['PresentSOC'] = ((c >> 1) & 127)
+        f_PresentSOC = ((c >> 1) & 127)
         s = 1
     elif ec == 1:
         av -= 9
@@ -21583,7 +22343,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        kw['MinimumSOC'] = ((c >> 1) & 127)
+        f_MinimumSOC = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
         av -= 9
@@ -21592,7 +22352,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        kw['TargetSOC'] = ((c >> 1) & 127)
+        f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
         av -= 9
@@ -21601,7 +22361,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-        kw['MaximumSOC'] = ((c >> 1) & 127)
+        f_MaximumSOC = ((c >> 1) & 127)
         s = 4
     elif ec == 4:
         av -= 9
@@ -21622,7 +22382,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u = r.uint_more(u, 14)
                 win = r.win
                 av = r.avail
-        kw['RemainingTimeToMinimumSOC'] = u
+        f_RemainingTimeToMinimumSOC = u
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
@@ -21649,7 +22409,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u = r.uint_more(u, 14)
                 win = r.win
                 av = r.avail
-        kw['RemainingTimeToTargetSOC'] = u
+        f_RemainingTimeToTargetSOC = u
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
@@ -21676,7 +22436,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u = r.uint_more(u, 14)
                 win = r.win
                 av = r.avail
-        kw['RemainingTimeToMaximumSOC'] = u
+        f_RemainingTimeToMaximumSOC = u
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
@@ -21691,7 +22451,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-        kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+        f_ChargingComplete = ((c >> 1) & 1) == 1
         s = 8
     elif ec == 8:
         av -= 22
@@ -21721,7 +22481,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'DisplayParametersType[0]', 'expected EE of Value, EE')
-        kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_BatteryEnergyCapacity = ob1_
         s = 9
     elif ec == 9:
         av -= 3
@@ -21730,7 +22493,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of InletHot, EE of InletHot')
-        kw['InletHot'] = ((c >> 1) & 1) == 1
+        f_InletHot = ((c >> 1) & 1) == 1
         s = 10
     elif ec == 10:
         s = -1
@@ -21748,7 +22511,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-            kw['MinimumSOC'] = ((c >> 1) & 127)
+            f_MinimumSOC = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
             av -= 9
@@ -21757,7 +22520,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
-            kw['TargetSOC'] = ((c >> 1) & 127)
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
             av -= 9
@@ -21766,7 +22529,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            kw['MaximumSOC'] = ((c >> 1) & 127)
+            f_MaximumSOC = ((c >> 1) & 127)
             s = 4
         elif ec == 3:
             av -= 9
@@ -21787,7 +22550,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMinimumSOC'] = u
+            f_RemainingTimeToMinimumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -21814,7 +22577,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToTargetSOC'] = u
+            f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -21841,7 +22604,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMaximumSOC'] = u
+            f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -21856,7 +22619,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 7:
             av -= 22
@@ -21886,7 +22649,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[1]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_BatteryEnergyCapacity = ob2_
             s = 9
         elif ec == 8:
             av -= 3
@@ -21895,7 +22661,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[1]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 9:
             s = -1
@@ -21913,7 +22679,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
-            kw['TargetSOC'] = ((c >> 1) & 127)
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
             av -= 9
@@ -21922,7 +22688,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            kw['MaximumSOC'] = ((c >> 1) & 127)
+            f_MaximumSOC = ((c >> 1) & 127)
             s = 4
         elif ec == 2:
             av -= 9
@@ -21943,7 +22709,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMinimumSOC'] = u
+            f_RemainingTimeToMinimumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -21970,7 +22736,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToTargetSOC'] = u
+            f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -21997,7 +22763,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMaximumSOC'] = u
+            f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -22012,7 +22778,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 6:
             av -= 22
@@ -22042,7 +22808,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[2]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_BatteryEnergyCapacity = ob3_
             s = 9
         elif ec == 7:
             av -= 3
@@ -22051,7 +22820,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[2]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 8:
             s = -1
@@ -22069,7 +22838,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'DisplayParametersType[3]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            kw['MaximumSOC'] = ((c >> 1) & 127)
+            f_MaximumSOC = ((c >> 1) & 127)
             s = 4
         elif ec == 1:
             av -= 9
@@ -22090,7 +22859,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMinimumSOC'] = u
+            f_RemainingTimeToMinimumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -22117,7 +22886,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToTargetSOC'] = u
+            f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -22144,7 +22913,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMaximumSOC'] = u
+            f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -22159,7 +22928,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 5:
             av -= 22
@@ -22189,7 +22958,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[3]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_BatteryEnergyCapacity = ob4_
             s = 9
         elif ec == 6:
             av -= 3
@@ -22198,7 +22970,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[3]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 7:
             s = -1
@@ -22228,7 +23000,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMinimumSOC'] = u
+            f_RemainingTimeToMinimumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -22255,7 +23027,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToTargetSOC'] = u
+            f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -22282,7 +23054,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMaximumSOC'] = u
+            f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -22297,7 +23069,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 4:
             av -= 22
@@ -22327,7 +23099,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[4]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_BatteryEnergyCapacity = ob5_
             s = 9
         elif ec == 5:
             av -= 3
@@ -22336,7 +23111,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[4]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 6:
             s = -1
@@ -22366,7 +23141,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToTargetSOC'] = u
+            f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -22393,7 +23168,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMaximumSOC'] = u
+            f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -22408,7 +23183,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 3:
             av -= 22
@@ -22438,7 +23213,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[5]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_BatteryEnergyCapacity = ob6_
             s = 9
         elif ec == 4:
             av -= 3
@@ -22447,7 +23225,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[5]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 5:
             s = -1
@@ -22477,7 +23255,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMaximumSOC'] = u
+            f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -22492,7 +23270,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[6]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 2:
             av -= 22
@@ -22522,7 +23300,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[6]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+            ob7_ = _new(_iso20_common_types.RationalNumberType)
+            ob7_.Exponent = f_7_Exponent
+            ob7_.Value = f_7_Value
+            f_BatteryEnergyCapacity = ob7_
             s = 9
         elif ec == 3:
             av -= 3
@@ -22531,7 +23312,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[6]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 4:
             s = -1
@@ -22549,7 +23330,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[7]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 1:
             av -= 22
@@ -22579,7 +23360,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[7]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+            ob8_ = _new(_iso20_common_types.RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_BatteryEnergyCapacity = ob8_
             s = 9
         elif ec == 2:
             av -= 3
@@ -22588,7 +23372,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[7]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 3:
             s = -1
@@ -22627,7 +23411,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[8]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+            ob9_ = _new(_iso20_common_types.RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_BatteryEnergyCapacity = ob9_
             s = 9
         elif ec == 1:
             av -= 3
@@ -22636,7 +23423,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[8]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 2:
             s = -1
@@ -22654,7 +23441,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[9]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 1:
             s = -1
@@ -22669,7 +23456,18 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             raise r.fail_at(av + 1, 'DisplayParametersType[10]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.DisplayParametersType(**kw)
+    ob = _new(_iso20_common_types.DisplayParametersType)
+    ob.PresentSOC = f_PresentSOC
+    ob.MinimumSOC = f_MinimumSOC
+    ob.TargetSOC = f_TargetSOC
+    ob.MaximumSOC = f_MaximumSOC
+    ob.RemainingTimeToMinimumSOC = f_RemainingTimeToMinimumSOC
+    ob.RemainingTimeToTargetSOC = f_RemainingTimeToTargetSOC
+    ob.RemainingTimeToMaximumSOC = f_RemainingTimeToMaximumSOC
+    ob.ChargingComplete = f_ChargingComplete
+    ob.BatteryEnergyCapacity = f_BatteryEnergyCapacity
+    ob.InletHot = f_InletHot
+    return ob
 
 def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_types.DisplayParametersType) -> None:
     a = w.acc
@@ -23555,7 +24353,10 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVTargetEnergyRequest = ob1_
         s = 2
     else:
         raise r.fail_at(av, 'Dynamic_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
@@ -23587,7 +24388,10 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_CLReqControlModeType[1]', 'expected EE of Value, EE')
-        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVTargetEnergyRequest = ob2_
         s = 2
     av -= 23
     if av < 0:
@@ -23619,7 +24423,10 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     f_4_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_.Exponent = f_3_Exponent
+    ob3_.Value = f_3_Value
+    f_EVMaximumEnergyRequest = ob3_
     s = 3
     if u > 127:
         av -= 8
@@ -23639,11 +24446,19 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'Dynamic_CLReqControlModeType', 'expected EE of Value, EE, EE')
-    f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+    ob4_ = _new(_iso20_common_types.RationalNumberType)
+    ob4_.Exponent = f_4_Exponent
+    ob4_.Value = f_4_Value
+    f_EVMinimumEnergyRequest = ob4_
     s = 4
     s = -1
     r.avail = av
-    return _iso20_common_types.Dynamic_CLReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
+    ob = _new(_iso20_common_types.Dynamic_CLReqControlModeType)
+    ob.DepartureTime = f_DepartureTime
+    ob.EVTargetEnergyRequest = f_EVTargetEnergyRequest
+    ob.EVMaximumEnergyRequest = f_EVMaximumEnergyRequest
+    ob.EVMinimumEnergyRequest = f_EVMinimumEnergyRequest
+    return ob
 
 def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLReqControlModeType) -> None:
     a = w.acc
@@ -24022,7 +24837,12 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[4]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.Dynamic_CLResControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay)
+    ob = _new(_iso20_common_types.Dynamic_CLResControlModeType)
+    ob.DepartureTime = f_DepartureTime
+    ob.MinimumSOC = f_MinimumSOC
+    ob.TargetSOC = f_TargetSOC
+    ob.AckMaxDelay = f_AckMaxDelay
+    return ob
 
 def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLResControlModeType) -> None:
     a = w.acc
@@ -24227,7 +25047,10 @@ def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EV
         raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
     r.avail = av
-    return _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification)
+    ob = _new(_iso20_common_types.EVSEStatusType)
+    ob.NotificationMaxDelay = f_NotificationMaxDelay
+    ob.EVSENotification = f_EVSENotification
+    return ob
 
 def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EVSEStatusType) -> None:
     a = w.acc
@@ -24313,7 +25136,10 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
     c = (win >> av) & 0x3
     if c != 0x0:
         raise r.fail_at(av + 2, 'ListOfRootCertificateIDsType', 'expected EE of X509SerialNumber, EE')
-    f_RootCertificateID.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
+    ob1_ = _new(_xmldsig.X509IssuerSerialType)
+    ob1_.X509IssuerName = f_1_X509IssuerName
+    ob1_.X509SerialNumber = f_1_X509SerialNumber
+    f_RootCertificateID.append(ob1_)
     s = 1
     n = 0
     while True:
@@ -24370,7 +25196,10 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509SerialNumber, EE')
-            f_RootCertificateID.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
+            ob2_ = _new(_xmldsig.X509IssuerSerialType)
+            ob2_.X509IssuerName = f_2_X509IssuerName
+            ob2_.X509SerialNumber = f_2_X509SerialNumber
+            f_RootCertificateID.append(ob2_)
             n += 1
             if n == 19:
                 s = 20
@@ -24389,7 +25218,9 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
             raise r.fail_at(av + 1, 'ListOfRootCertificateIDsType[20]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.ListOfRootCertificateIDsType(RootCertificateID=f_RootCertificateID)
+    ob = _new(_iso20_common_types.ListOfRootCertificateIDsType)
+    ob.RootCertificateID = f_RootCertificateID
+    return ob
 
 def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_common_types.ListOfRootCertificateIDsType) -> None:
     a = w.acc
@@ -24564,7 +25395,11 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
             raise r.fail_at(av + 1, 'MessageHeaderType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.MessageHeaderType(SessionID=f_SessionID, TimeStamp=f_TimeStamp, Signature=f_Signature)
+    ob = _new(_iso20_common_types.MessageHeaderType)
+    ob.SessionID = f_SessionID
+    ob.TimeStamp = f_TimeStamp
+    ob.Signature = f_Signature
+    return ob
 
 def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types.MessageHeaderType) -> None:
     a = w.acc
@@ -25331,7 +26166,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             raise r.fail_at(av + 1, 'MeterInfoType[8]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.MeterInfoType(MeterID=f_MeterID, ChargedEnergyReadingWh=f_ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh=f_BPT_DischargedEnergyReadingWh, CapacitiveEnergyReadingVARh=f_CapacitiveEnergyReadingVARh, BPT_InductiveEnergyReadingVARh=f_BPT_InductiveEnergyReadingVARh, MeterSignature=f_MeterSignature, MeterStatus=f_MeterStatus, MeterTimestamp=f_MeterTimestamp)
+    ob = _new(_iso20_common_types.MeterInfoType)
+    ob.MeterID = f_MeterID
+    ob.ChargedEnergyReadingWh = f_ChargedEnergyReadingWh
+    ob.BPT_DischargedEnergyReadingWh = f_BPT_DischargedEnergyReadingWh
+    ob.CapacitiveEnergyReadingVARh = f_CapacitiveEnergyReadingVARh
+    ob.BPT_InductiveEnergyReadingVARh = f_BPT_InductiveEnergyReadingVARh
+    ob.MeterSignature = f_MeterSignature
+    ob.MeterStatus = f_MeterStatus
+    ob.MeterTimestamp = f_MeterTimestamp
+    return ob
 
 def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.MeterInfoType) -> None:
     a = w.acc
@@ -25852,7 +26696,10 @@ def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_type
     if c != 0x0:
         raise r.fail_at(av + 2, 'RationalNumberType', 'expected EE of Value, EE')
     r.avail = av
-    return _iso20_common_types.RationalNumberType(Exponent=f_Exponent, Value=f_Value)
+    ob = _new(_iso20_common_types.RationalNumberType)
+    ob.Exponent = f_Exponent
+    ob.Value = f_Value
+    return ob
 
 def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_types.RationalNumberType) -> None:
     a = w.acc
@@ -25955,7 +26802,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         f_3_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        f_1_Amount = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_1_Amount = ob2_
         if u > 127:
             av -= 8
             if av < 0:
@@ -25974,8 +26824,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        f_1_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
-        f_EnergyCosts = _iso20_common_types.DetailedCostType(Amount=f_1_Amount, CostPerUnit=f_1_CostPerUnit)
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_1_CostPerUnit = ob3_
+        ob1_ = _new(_iso20_common_types.DetailedCostType)
+        ob1_.Amount = f_1_Amount
+        ob1_.CostPerUnit = f_1_CostPerUnit
+        f_EnergyCosts = ob1_
         s = 2
     elif ec == 1:
         av -= 23
@@ -26008,7 +26864,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         f_6_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        f_4_Amount = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_4_Amount = ob5_
         if u > 127:
             av -= 8
             if av < 0:
@@ -26027,8 +26886,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        f_4_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
-        f_OccupancyCosts = _iso20_common_types.DetailedCostType(Amount=f_4_Amount, CostPerUnit=f_4_CostPerUnit)
+        ob6_ = _new(_iso20_common_types.RationalNumberType)
+        ob6_.Exponent = f_6_Exponent
+        ob6_.Value = f_6_Value
+        f_4_CostPerUnit = ob6_
+        ob4_ = _new(_iso20_common_types.DetailedCostType)
+        ob4_.Amount = f_4_Amount
+        ob4_.CostPerUnit = f_4_CostPerUnit
+        f_OccupancyCosts = ob4_
         s = 3
     elif ec == 2:
         av -= 23
@@ -26061,7 +26926,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         f_9_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        f_7_Amount = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+        ob8_ = _new(_iso20_common_types.RationalNumberType)
+        ob8_.Exponent = f_8_Exponent
+        ob8_.Value = f_8_Value
+        f_7_Amount = ob8_
         if u > 127:
             av -= 8
             if av < 0:
@@ -26080,8 +26948,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        f_7_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
-        f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_7_Amount, CostPerUnit=f_7_CostPerUnit)
+        ob9_ = _new(_iso20_common_types.RationalNumberType)
+        ob9_.Exponent = f_9_Exponent
+        ob9_.Value = f_9_Value
+        f_7_CostPerUnit = ob9_
+        ob7_ = _new(_iso20_common_types.DetailedCostType)
+        ob7_.Amount = f_7_Amount
+        ob7_.CostPerUnit = f_7_CostPerUnit
+        f_AdditionalServicesCosts = ob7_
         s = 4
     elif ec == 3:
         av -= 23
@@ -26114,7 +26988,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         f_12_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        f_10_Amount = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
+        ob11_ = _new(_iso20_common_types.RationalNumberType)
+        ob11_.Exponent = f_11_Exponent
+        ob11_.Value = f_11_Value
+        f_10_Amount = ob11_
         if u > 127:
             av -= 8
             if av < 0:
@@ -26133,8 +27010,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        f_10_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
-        f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_10_Amount, CostPerUnit=f_10_CostPerUnit)
+        ob12_ = _new(_iso20_common_types.RationalNumberType)
+        ob12_.Exponent = f_12_Exponent
+        ob12_.Value = f_12_Value
+        f_10_CostPerUnit = ob12_
+        ob10_ = _new(_iso20_common_types.DetailedCostType)
+        ob10_.Amount = f_10_Amount
+        ob10_.CostPerUnit = f_10_CostPerUnit
+        f_OverstayCosts = ob10_
         s = 5
     elif ec == 4:
         av -= 10
@@ -26183,8 +27066,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        f_13_Amount = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
-        f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_13_TaxRuleID, Amount=f_13_Amount))
+        ob14_ = _new(_iso20_common_types.RationalNumberType)
+        ob14_.Exponent = f_14_Exponent
+        ob14_.Value = f_14_Value
+        f_13_Amount = ob14_
+        ob13_ = _new(_iso20_common_types.DetailedTaxType)
+        ob13_.TaxRuleID = f_13_TaxRuleID
+        ob13_.Amount = f_13_Amount
+        f_TaxCosts.append(ob13_)
         s = 6
     elif ec == 5:
         s = -1
@@ -26226,7 +27115,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             f_17_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_15_Amount = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
+            ob16_ = _new(_iso20_common_types.RationalNumberType)
+            ob16_.Exponent = f_16_Exponent
+            ob16_.Value = f_16_Value
+            f_15_Amount = ob16_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -26245,8 +27137,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            f_15_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
-            f_OccupancyCosts = _iso20_common_types.DetailedCostType(Amount=f_15_Amount, CostPerUnit=f_15_CostPerUnit)
+            ob17_ = _new(_iso20_common_types.RationalNumberType)
+            ob17_.Exponent = f_17_Exponent
+            ob17_.Value = f_17_Value
+            f_15_CostPerUnit = ob17_
+            ob15_ = _new(_iso20_common_types.DetailedCostType)
+            ob15_.Amount = f_15_Amount
+            ob15_.CostPerUnit = f_15_CostPerUnit
+            f_OccupancyCosts = ob15_
             s = 3
         elif ec == 1:
             av -= 23
@@ -26279,7 +27177,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             f_20_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_18_Amount = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
+            ob19_ = _new(_iso20_common_types.RationalNumberType)
+            ob19_.Exponent = f_19_Exponent
+            ob19_.Value = f_19_Value
+            f_18_Amount = ob19_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -26298,8 +27199,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            f_18_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
-            f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_18_Amount, CostPerUnit=f_18_CostPerUnit)
+            ob20_ = _new(_iso20_common_types.RationalNumberType)
+            ob20_.Exponent = f_20_Exponent
+            ob20_.Value = f_20_Value
+            f_18_CostPerUnit = ob20_
+            ob18_ = _new(_iso20_common_types.DetailedCostType)
+            ob18_.Amount = f_18_Amount
+            ob18_.CostPerUnit = f_18_CostPerUnit
+            f_AdditionalServicesCosts = ob18_
             s = 4
         elif ec == 2:
             av -= 23
@@ -26332,7 +27239,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             f_23_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_21_Amount = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
+            ob22_ = _new(_iso20_common_types.RationalNumberType)
+            ob22_.Exponent = f_22_Exponent
+            ob22_.Value = f_22_Value
+            f_21_Amount = ob22_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -26351,8 +27261,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            f_21_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
-            f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_21_Amount, CostPerUnit=f_21_CostPerUnit)
+            ob23_ = _new(_iso20_common_types.RationalNumberType)
+            ob23_.Exponent = f_23_Exponent
+            ob23_.Value = f_23_Value
+            f_21_CostPerUnit = ob23_
+            ob21_ = _new(_iso20_common_types.DetailedCostType)
+            ob21_.Amount = f_21_Amount
+            ob21_.CostPerUnit = f_21_CostPerUnit
+            f_OverstayCosts = ob21_
             s = 5
         elif ec == 3:
             av -= 10
@@ -26401,8 +27317,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            f_24_Amount = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
-            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_24_TaxRuleID, Amount=f_24_Amount))
+            ob25_ = _new(_iso20_common_types.RationalNumberType)
+            ob25_.Exponent = f_25_Exponent
+            ob25_.Value = f_25_Value
+            f_24_Amount = ob25_
+            ob24_ = _new(_iso20_common_types.DetailedTaxType)
+            ob24_.TaxRuleID = f_24_TaxRuleID
+            ob24_.Amount = f_24_Amount
+            f_TaxCosts.append(ob24_)
             s = 6
         elif ec == 4:
             s = -1
@@ -26444,7 +27366,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             f_28_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_26_Amount = _iso20_common_types.RationalNumberType(Exponent=f_27_Exponent, Value=f_27_Value)
+            ob27_ = _new(_iso20_common_types.RationalNumberType)
+            ob27_.Exponent = f_27_Exponent
+            ob27_.Value = f_27_Value
+            f_26_Amount = ob27_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -26463,8 +27388,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
-            f_26_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_28_Exponent, Value=f_28_Value)
-            f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_26_Amount, CostPerUnit=f_26_CostPerUnit)
+            ob28_ = _new(_iso20_common_types.RationalNumberType)
+            ob28_.Exponent = f_28_Exponent
+            ob28_.Value = f_28_Value
+            f_26_CostPerUnit = ob28_
+            ob26_ = _new(_iso20_common_types.DetailedCostType)
+            ob26_.Amount = f_26_Amount
+            ob26_.CostPerUnit = f_26_CostPerUnit
+            f_AdditionalServicesCosts = ob26_
             s = 4
         elif ec == 1:
             av -= 23
@@ -26497,7 +27428,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             f_31_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_29_Amount = _iso20_common_types.RationalNumberType(Exponent=f_30_Exponent, Value=f_30_Value)
+            ob30_ = _new(_iso20_common_types.RationalNumberType)
+            ob30_.Exponent = f_30_Exponent
+            ob30_.Value = f_30_Value
+            f_29_Amount = ob30_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -26516,8 +27450,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
-            f_29_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_31_Exponent, Value=f_31_Value)
-            f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_29_Amount, CostPerUnit=f_29_CostPerUnit)
+            ob31_ = _new(_iso20_common_types.RationalNumberType)
+            ob31_.Exponent = f_31_Exponent
+            ob31_.Value = f_31_Value
+            f_29_CostPerUnit = ob31_
+            ob29_ = _new(_iso20_common_types.DetailedCostType)
+            ob29_.Amount = f_29_Amount
+            ob29_.CostPerUnit = f_29_CostPerUnit
+            f_OverstayCosts = ob29_
             s = 5
         elif ec == 2:
             av -= 10
@@ -26566,8 +27506,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
-            f_32_Amount = _iso20_common_types.RationalNumberType(Exponent=f_33_Exponent, Value=f_33_Value)
-            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_32_TaxRuleID, Amount=f_32_Amount))
+            ob33_ = _new(_iso20_common_types.RationalNumberType)
+            ob33_.Exponent = f_33_Exponent
+            ob33_.Value = f_33_Value
+            f_32_Amount = ob33_
+            ob32_ = _new(_iso20_common_types.DetailedTaxType)
+            ob32_.TaxRuleID = f_32_TaxRuleID
+            ob32_.Amount = f_32_Amount
+            f_TaxCosts.append(ob32_)
             s = 6
         elif ec == 3:
             s = -1
@@ -26609,7 +27555,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             f_36_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_34_Amount = _iso20_common_types.RationalNumberType(Exponent=f_35_Exponent, Value=f_35_Value)
+            ob35_ = _new(_iso20_common_types.RationalNumberType)
+            ob35_.Exponent = f_35_Exponent
+            ob35_.Value = f_35_Value
+            f_34_Amount = ob35_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -26628,8 +27577,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
-            f_34_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_36_Exponent, Value=f_36_Value)
-            f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_34_Amount, CostPerUnit=f_34_CostPerUnit)
+            ob36_ = _new(_iso20_common_types.RationalNumberType)
+            ob36_.Exponent = f_36_Exponent
+            ob36_.Value = f_36_Value
+            f_34_CostPerUnit = ob36_
+            ob34_ = _new(_iso20_common_types.DetailedCostType)
+            ob34_.Amount = f_34_Amount
+            ob34_.CostPerUnit = f_34_CostPerUnit
+            f_OverstayCosts = ob34_
             s = 5
         elif ec == 1:
             av -= 10
@@ -26678,8 +27633,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
-            f_37_Amount = _iso20_common_types.RationalNumberType(Exponent=f_38_Exponent, Value=f_38_Value)
-            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_37_TaxRuleID, Amount=f_37_Amount))
+            ob38_ = _new(_iso20_common_types.RationalNumberType)
+            ob38_.Exponent = f_38_Exponent
+            ob38_.Value = f_38_Value
+            f_37_Amount = ob38_
+            ob37_ = _new(_iso20_common_types.DetailedTaxType)
+            ob37_.TaxRuleID = f_37_TaxRuleID
+            ob37_.Amount = f_37_Amount
+            f_TaxCosts.append(ob37_)
             s = 6
         elif ec == 2:
             s = -1
@@ -26737,8 +27698,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[5]', 'expected EE of Value, EE, EE')
-            f_39_Amount = _iso20_common_types.RationalNumberType(Exponent=f_40_Exponent, Value=f_40_Value)
-            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_39_TaxRuleID, Amount=f_39_Amount))
+            ob40_ = _new(_iso20_common_types.RationalNumberType)
+            ob40_.Exponent = f_40_Exponent
+            ob40_.Value = f_40_Value
+            f_39_Amount = ob40_
+            ob39_ = _new(_iso20_common_types.DetailedTaxType)
+            ob39_.TaxRuleID = f_39_TaxRuleID
+            ob39_.Amount = f_39_Amount
+            f_TaxCosts.append(ob39_)
             s = 6
         elif ec == 1:
             s = -1
@@ -26798,8 +27765,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 c = (win >> av) & 0x7
                 if c != 0x0:
                     raise r.fail_at(av + 3, 'ReceiptType[6]', 'expected EE of Value, EE, EE')
-                f_41_Amount = _iso20_common_types.RationalNumberType(Exponent=f_42_Exponent, Value=f_42_Value)
-                f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_41_TaxRuleID, Amount=f_41_Amount))
+                ob42_ = _new(_iso20_common_types.RationalNumberType)
+                ob42_.Exponent = f_42_Exponent
+                ob42_.Value = f_42_Value
+                f_41_Amount = ob42_
+                ob41_ = _new(_iso20_common_types.DetailedTaxType)
+                ob41_.TaxRuleID = f_41_TaxRuleID
+                ob41_.Amount = f_41_Amount
+                f_TaxCosts.append(ob41_)
                 n += 1
                 if n == 9:
                     s = 15
@@ -26818,7 +27791,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             raise r.fail_at(av + 1, 'ReceiptType[15]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.ReceiptType(TimeAnchor=f_TimeAnchor, EnergyCosts=f_EnergyCosts, OccupancyCosts=f_OccupancyCosts, AdditionalServicesCosts=f_AdditionalServicesCosts, OverstayCosts=f_OverstayCosts, TaxCosts=f_TaxCosts)
+    ob = _new(_iso20_common_types.ReceiptType)
+    ob.TimeAnchor = f_TimeAnchor
+    ob.EnergyCosts = f_EnergyCosts
+    ob.OccupancyCosts = f_OccupancyCosts
+    ob.AdditionalServicesCosts = f_AdditionalServicesCosts
+    ob.OverstayCosts = f_OverstayCosts
+    ob.TaxCosts = f_TaxCosts
+    return ob
 
 def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.ReceiptType) -> None:
     a = w.acc
@@ -27786,7 +28766,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVTargetEnergyRequest = ob1_
         s = 1
     elif ec == 1:
         av -= 22
@@ -27816,7 +28799,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVMaximumEnergyRequest = ob2_
         s = 2
     elif ec == 2:
         av -= 22
@@ -27846,7 +28832,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_EVMinimumEnergyRequest = ob3_
         s = 3
     elif ec == 3:
         s = -1
@@ -27885,7 +28874,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVMaximumEnergyRequest = ob4_
             s = 2
         elif ec == 1:
             av -= 22
@@ -27915,7 +28907,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_EVMinimumEnergyRequest = ob5_
             s = 3
         elif ec == 2:
             s = -1
@@ -27954,7 +28949,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_EVMinimumEnergyRequest = ob6_
             s = 3
         elif ec == 1:
             s = -1
@@ -27969,7 +28967,11 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             raise r.fail_at(av + 1, 'Scheduled_CLReqControlModeType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.Scheduled_CLReqControlModeType(EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
+    ob = _new(_iso20_common_types.Scheduled_CLReqControlModeType)
+    ob.EVTargetEnergyRequest = f_EVTargetEnergyRequest
+    ob.EVMaximumEnergyRequest = f_EVMaximumEnergyRequest
+    ob.EVMinimumEnergyRequest = f_EVMinimumEnergyRequest
+    return ob
 
 def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLReqControlModeType) -> None:
     a = w.acc
@@ -28171,7 +29173,8 @@ def _d_iso20_common_types_Scheduled_CLResControlModeType(r: BitReader) -> _iso20
     if c:
         raise r.fail_at(av + 1, 'Scheduled_CLResControlModeType', 'expected EE')
     r.avail = av
-    return _iso20_common_types.Scheduled_CLResControlModeType()
+    ob = _new(_iso20_common_types.Scheduled_CLResControlModeType)
+    return ob
 
 def _e_iso20_common_types_Scheduled_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLResControlModeType) -> None:
     a = w.acc
@@ -28204,7 +29207,9 @@ def _d_iso20_common_types_V2GMessageType(r: BitReader) -> _iso20_common_types.V2
     if c:
         raise r.fail_at(av + 1, 'V2GMessageType', 'expected EE')
     r.avail = av
-    return _iso20_common_types.V2GMessageType(Header=f_Header)
+    ob = _new(_iso20_common_types.V2GMessageType)
+    ob.Header = f_Header
+    return ob
 
 def _e_iso20_common_types_V2GMessageType(w: BitWriter, o: _iso20_common_types.V2GMessageType) -> None:
     a = w.acc
@@ -28246,7 +29251,9 @@ def _d_iso20_common_types_V2GRequestType(r: BitReader) -> _iso20_common_types.V2
     if c:
         raise r.fail_at(av + 1, 'V2GRequestType', 'expected EE')
     r.avail = av
-    return _iso20_common_types.V2GRequestType(Header=f_Header)
+    ob = _new(_iso20_common_types.V2GRequestType)
+    ob.Header = f_Header
+    return ob
 
 def _e_iso20_common_types_V2GRequestType(w: BitWriter, o: _iso20_common_types.V2GRequestType) -> None:
     a = w.acc
@@ -28293,7 +29300,10 @@ def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V
         raise r.fail_at(av, 'V2GResponseType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     r.avail = av
-    return _iso20_common_types.V2GResponseType(Header=f_Header, ResponseCode=f_ResponseCode)
+    ob = _new(_iso20_common_types.V2GResponseType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    return ob
 
 def _e_iso20_common_types_V2GResponseType(w: BitWriter, o: _iso20_common_types.V2GResponseType) -> None:
     a = w.acc

@@ -12,6 +12,8 @@ from exi_schemas import iso20_dc as _iso20_dc
 from exi_schemas import xmldsig as _xmldsig
 from iso15118.exi._bits import BitReader, BitWriter, encode_error
 
+_new = object.__new__
+
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
     ...,
@@ -85,7 +87,9 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
             else:
                 raise r.fail_at(av, 'CanonicalizationMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.CanonicalizationMethodType(Algorithm=f_Algorithm)
+    ob = _new(_xmldsig.CanonicalizationMethodType)
+    ob.Algorithm = f_Algorithm
+    return ob
 
 def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.CanonicalizationMethodType) -> None:
     a = w.acc
@@ -497,7 +501,15 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 1, 'DSAKeyValueType[7]', 'expected EE')
         s = -1
     r.avail = av
-    return _xmldsig.DSAKeyValueType(P=f_P, Q=f_Q, G=f_G, Y=f_Y, J=f_J, Seed=f_Seed, PgenCounter=f_PgenCounter)
+    ob = _new(_xmldsig.DSAKeyValueType)
+    ob.P = f_P
+    ob.Q = f_Q
+    ob.G = f_G
+    ob.Y = f_Y
+    ob.J = f_J
+    ob.Seed = f_Seed
+    ob.PgenCounter = f_PgenCounter
+    return ob
 
 def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> None:
     a = w.acc
@@ -715,7 +727,9 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
             else:
                 raise r.fail_at(av, 'DigestMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.DigestMethodType(Algorithm=f_Algorithm)
+    ob = _new(_xmldsig.DigestMethodType)
+    ob.Algorithm = f_Algorithm
+    return ob
 
 def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> None:
     a = w.acc
@@ -1087,7 +1101,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         else:
             raise r.fail_at(av, 'KeyInfoType[2]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.KeyInfoType(Id=f_Id, KeyName=f_KeyName, KeyValue=f_KeyValue, RetrievalMethod=f_RetrievalMethod, X509Data=f_X509Data, PGPData=f_PGPData, SPKIData=f_SPKIData, MgmtData=f_MgmtData)
+    ob = _new(_xmldsig.KeyInfoType)
+    ob.Id = f_Id
+    ob.KeyName = f_KeyName
+    ob.KeyValue = f_KeyValue
+    ob.RetrievalMethod = f_RetrievalMethod
+    ob.X509Data = f_X509Data
+    ob.PGPData = f_PGPData
+    ob.SPKIData = f_SPKIData
+    ob.MgmtData = f_MgmtData
+    return ob
 
 def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     a = w.acc
@@ -1428,7 +1451,10 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'KeyValueType[0]', 'expected EE of Exponent, EE')
-            f_RSAKeyValue = _xmldsig.RSAKeyValueType(Modulus=f_1_Modulus, Exponent=f_1_Exponent)
+            ob1_ = _new(_xmldsig.RSAKeyValueType)
+            ob1_.Modulus = f_1_Modulus
+            ob1_.Exponent = f_1_Exponent
+            f_RSAKeyValue = ob1_
             break
         elif ec == 2:
             raise r.fail_at(av, 'KeyValueType[0]', 'wildcard element content is not supported')
@@ -1448,7 +1474,10 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
         else:
             raise r.fail_at(av, 'KeyValueType[1]', f'event code {ec}, expected EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.KeyValueType(DSAKeyValue=f_DSAKeyValue, RSAKeyValue=f_RSAKeyValue)
+    ob = _new(_xmldsig.KeyValueType)
+    ob.DSAKeyValue = f_DSAKeyValue
+    ob.RSAKeyValue = f_RSAKeyValue
+    return ob
 
 def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
     a = w.acc
@@ -1580,7 +1609,10 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
             else:
                 raise r.fail_at(av, 'ManifestType[3]', f'event code {ec}, expected SE(Reference), EE')
     r.avail = av
-    return _xmldsig.ManifestType(Id=f_Id, Reference=f_Reference)
+    ob = _new(_xmldsig.ManifestType)
+    ob.Id = f_Id
+    ob.Reference = f_Reference
+    return ob
 
 def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
     a = w.acc
@@ -1869,7 +1901,11 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             else:
                 raise r.fail_at(av, 'ObjectType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.ObjectType(Encoding=f_Encoding, Id=f_Id, MimeType=f_MimeType)
+    ob = _new(_xmldsig.ObjectType)
+    ob.Encoding = f_Encoding
+    ob.Id = f_Id
+    ob.MimeType = f_MimeType
+    return ob
 
 def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
     a = w.acc
@@ -2121,7 +2157,10 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             else:
                 raise r.fail_at(av, 'PGPDataType[5]', f'event code {ec}, expected SE(*), EE')
     r.avail = av
-    return _xmldsig.PGPDataType(PGPKeyID=f_PGPKeyID, PGPKeyPacket=f_PGPKeyPacket)
+    ob = _new(_xmldsig.PGPDataType)
+    ob.PGPKeyID = f_PGPKeyID
+    ob.PGPKeyPacket = f_PGPKeyPacket
+    return ob
 
 def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
     a = w.acc
@@ -2257,7 +2296,10 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     if c != 0x0:
         raise r.fail_at(av + 2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
     r.avail = av
-    return _xmldsig.RSAKeyValueType(Modulus=f_Modulus, Exponent=f_Exponent)
+    ob = _new(_xmldsig.RSAKeyValueType)
+    ob.Modulus = f_Modulus
+    ob.Exponent = f_Exponent
+    return ob
 
 def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> None:
     a = w.acc
@@ -2548,7 +2590,14 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     s = 6
     s = -1
     r.avail = av
-    return _xmldsig.ReferenceType(Id=f_Id, Type=f_Type, URI=f_URI, Transforms=f_Transforms, DigestMethod=f_DigestMethod, DigestValue=f_DigestValue)
+    ob = _new(_xmldsig.ReferenceType)
+    ob.Id = f_Id
+    ob.Type = f_Type
+    ob.URI = f_URI
+    ob.Transforms = f_Transforms
+    ob.DigestMethod = f_DigestMethod
+    ob.DigestValue = f_DigestValue
+    return ob
 
 def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
     a = w.acc
@@ -2848,7 +2897,11 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             raise r.fail_at(av + 1, 'RetrievalMethodType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _xmldsig.RetrievalMethodType(Type=f_Type, URI=f_URI, Transforms=f_Transforms)
+    ob = _new(_xmldsig.RetrievalMethodType)
+    ob.Type = f_Type
+    ob.URI = f_URI
+    ob.Transforms = f_Transforms
+    return ob
 
 def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType) -> None:
     a = w.acc
@@ -3050,7 +3103,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
             else:
                 raise r.fail_at(av, 'SPKIDataType[2]', f'event code {ec}, expected SE(SPKISexp), EE')
     r.avail = av
-    return _xmldsig.SPKIDataType(SPKISexp=f_SPKISexp)
+    ob = _new(_xmldsig.SPKIDataType)
+    ob.SPKISexp = f_SPKISexp
+    return ob
 
 def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
     a = w.acc
@@ -3219,7 +3274,10 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
             else:
                 raise r.fail_at(av, 'SignatureMethodType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.SignatureMethodType(Algorithm=f_Algorithm, HMACOutputLength=f_HMACOutputLength)
+    ob = _new(_xmldsig.SignatureMethodType)
+    ob.Algorithm = f_Algorithm
+    ob.HMACOutputLength = f_HMACOutputLength
+    return ob
 
 def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType) -> None:
     a = w.acc
@@ -3358,7 +3416,10 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
             else:
                 raise r.fail_at(av, 'SignaturePropertiesType[3]', f'event code {ec}, expected SE(SignatureProperty), EE')
     r.avail = av
-    return _xmldsig.SignaturePropertiesType(Id=f_Id, SignatureProperty=f_SignatureProperty)
+    ob = _new(_xmldsig.SignaturePropertiesType)
+    ob.Id = f_Id
+    ob.SignatureProperty = f_SignatureProperty
+    return ob
 
 def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignaturePropertiesType) -> None:
     a = w.acc
@@ -3560,7 +3621,10 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             else:
                 raise r.fail_at(av, 'SignaturePropertyType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.SignaturePropertyType(Id=f_Id, Target=f_Target)
+    ob = _new(_xmldsig.SignaturePropertyType)
+    ob.Id = f_Id
+    ob.Target = f_Target
+    return ob
 
 def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignaturePropertyType) -> None:
     a = w.acc
@@ -3734,7 +3798,13 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
             else:
                 raise r.fail_at(av, 'SignatureType[5]', f'event code {ec}, expected SE(Object), EE')
     r.avail = av
-    return _xmldsig.SignatureType(Id=f_Id, SignedInfo=f_SignedInfo, SignatureValue=f_SignatureValue, KeyInfo=f_KeyInfo, Object=f_Object)
+    ob = _new(_xmldsig.SignatureType)
+    ob.Id = f_Id
+    ob.SignedInfo = f_SignedInfo
+    ob.SignatureValue = f_SignatureValue
+    ob.KeyInfo = f_KeyInfo
+    ob.Object = f_Object
+    return ob
 
 def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
     a = w.acc
@@ -3934,7 +4004,10 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         raise r.fail_at(av + 1, 'SignatureValueType', 'expected EE')
     s = -1
     r.avail = av
-    return _xmldsig.SignatureValueType(Id=f_Id, value=f_value)
+    ob = _new(_xmldsig.SignatureValueType)
+    ob.Id = f_Id
+    ob.value = f_value
+    return ob
 
 def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) -> None:
     a = w.acc
@@ -4089,7 +4162,12 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
             else:
                 raise r.fail_at(av, 'SignedInfoType[5]', f'event code {ec}, expected SE(Reference), EE')
     r.avail = av
-    return _xmldsig.SignedInfoType(Id=f_Id, CanonicalizationMethod=f_CanonicalizationMethod, SignatureMethod=f_SignatureMethod, Reference=f_Reference)
+    ob = _new(_xmldsig.SignedInfoType)
+    ob.Id = f_Id
+    ob.CanonicalizationMethod = f_CanonicalizationMethod
+    ob.SignatureMethod = f_SignatureMethod
+    ob.Reference = f_Reference
+    return ob
 
 def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
     a = w.acc
@@ -4258,7 +4336,10 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
         else:
             raise r.fail_at(av, 'TransformType[1]', f'event code {ec}, expected SE(XPath), SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.TransformType(Algorithm=f_Algorithm, XPath=f_XPath)
+    ob = _new(_xmldsig.TransformType)
+    ob.Algorithm = f_Algorithm
+    ob.XPath = f_XPath
+    return ob
 
 def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
     a = w.acc
@@ -4344,7 +4425,9 @@ def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
             else:
                 raise r.fail_at(av, 'TransformsType[2]', f'event code {ec}, expected SE(Transform), EE')
     r.avail = av
-    return _xmldsig.TransformsType(Transform=f_Transform)
+    ob = _new(_xmldsig.TransformsType)
+    ob.Transform = f_Transform
+    return ob
 
 def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     a = w.acc
@@ -4463,7 +4546,10 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'X509DataType[0]', 'expected EE of X509SerialNumber, EE')
-        f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
+        ob1_ = _new(_xmldsig.X509IssuerSerialType)
+        ob1_.X509IssuerName = f_1_X509IssuerName
+        ob1_.X509SerialNumber = f_1_X509SerialNumber
+        f_X509IssuerSerial.append(ob1_)
     elif ec == 1:
         av -= 9
         if av < 0:
@@ -4638,7 +4724,10 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'X509DataType[1]', 'expected EE of X509SerialNumber, EE')
-            f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
+            ob2_ = _new(_xmldsig.X509IssuerSerialType)
+            ob2_.X509IssuerName = f_2_X509IssuerName
+            ob2_.X509SerialNumber = f_2_X509SerialNumber
+            f_X509IssuerSerial.append(ob2_)
         elif ec == 1:
             av -= 9
             if av < 0:
@@ -4762,7 +4851,13 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         else:
             raise r.fail_at(av, 'X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
     r.avail = av
-    return _xmldsig.X509DataType(X509IssuerSerial=f_X509IssuerSerial, X509SKI=f_X509SKI, X509SubjectName=f_X509SubjectName, X509Certificate=f_X509Certificate, X509CRL=f_X509CRL)
+    ob = _new(_xmldsig.X509DataType)
+    ob.X509IssuerSerial = f_X509IssuerSerial
+    ob.X509SKI = f_X509SKI
+    ob.X509SubjectName = f_X509SubjectName
+    ob.X509Certificate = f_X509Certificate
+    ob.X509CRL = f_X509CRL
+    return ob
 
 def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
     a = w.acc
@@ -5001,7 +5096,10 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
     if c != 0x0:
         raise r.fail_at(av + 2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
     r.avail = av
-    return _xmldsig.X509IssuerSerialType(X509IssuerName=f_X509IssuerName, X509SerialNumber=f_X509SerialNumber)
+    ob = _new(_xmldsig.X509IssuerSerialType)
+    ob.X509IssuerName = f_X509IssuerName
+    ob.X509SerialNumber = f_X509SerialNumber
+    return ob
 
 def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialType) -> None:
     a = w.acc
@@ -5049,7 +5147,8 @@ def _d_iso20_common_types_CLReqControlModeType(r: BitReader) -> _iso20_common_ty
     if c:
         raise r.fail_at(av + 1, 'CLReqControlModeType', 'expected EE')
     r.avail = av
-    return _iso20_common_types.CLReqControlModeType()
+    ob = _new(_iso20_common_types.CLReqControlModeType)
+    return ob
 
 def _e_iso20_common_types_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.CLReqControlModeType) -> None:
     a = w.acc
@@ -5071,7 +5170,8 @@ def _d_iso20_common_types_CLResControlModeType(r: BitReader) -> _iso20_common_ty
     if c:
         raise r.fail_at(av + 1, 'CLResControlModeType', 'expected EE')
     r.avail = av
-    return _iso20_common_types.CLResControlModeType()
+    ob = _new(_iso20_common_types.CLResControlModeType)
+    return ob
 
 def _e_iso20_common_types_CLResControlModeType(w: BitWriter, o: _iso20_common_types.CLResControlModeType) -> None:
     a = w.acc
@@ -5140,7 +5240,11 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
         raise r.fail_at(av + 1, 'ChargeLoopReqType', 'expected EE')
     s = -1
     r.avail = av
-    return _iso20_common_types.ChargeLoopReqType(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested)
+    ob = _new(_iso20_common_types.ChargeLoopReqType)
+    ob.Header = f_Header
+    ob.DisplayParameters = f_DisplayParameters
+    ob.MeterInfoRequested = f_MeterInfoRequested
+    return ob
 
 def _e_iso20_common_types_ChargeLoopReqType(w: BitWriter, o: _iso20_common_types.ChargeLoopReqType) -> None:
     a = w.acc
@@ -5248,7 +5352,10 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
         if iv >= 6:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
-        f_EVSEStatus = _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
+        ob1_ = _new(_iso20_common_types.EVSEStatusType)
+        ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
+        ob1_.EVSENotification = f_1_EVSENotification
+        f_EVSEStatus = ob1_
         s = 3
     elif ec == 1:
         r.avail = av
@@ -5311,7 +5418,13 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
             raise r.fail_at(av + 1, 'ChargeLoopResType[5]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.ChargeLoopResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt)
+    ob = _new(_iso20_common_types.ChargeLoopResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSEStatus = f_EVSEStatus
+    ob.MeterInfo = f_MeterInfo
+    ob.Receipt = f_Receipt
+    return ob
 
 def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types.ChargeLoopResType) -> None:
     a = w.acc
@@ -5447,7 +5560,9 @@ def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2
     if c:
         raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected EE')
     r.avail = av
-    return _iso20_common_types.ChargeParameterDiscoveryReqType(Header=f_Header)
+    ob = _new(_iso20_common_types.ChargeParameterDiscoveryReqType)
+    ob.Header = f_Header
+    return ob
 
 def _e_iso20_common_types_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryReqType) -> None:
     a = w.acc
@@ -5494,7 +5609,10 @@ def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2
         raise r.fail_at(av, 'ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     r.avail = av
-    return _iso20_common_types.ChargeParameterDiscoveryResType(Header=f_Header, ResponseCode=f_ResponseCode)
+    ob = _new(_iso20_common_types.ChargeParameterDiscoveryResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    return ob
 
 def _e_iso20_common_types_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryResType) -> None:
     a = w.acc
@@ -5552,7 +5670,10 @@ def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_Amount = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_Amount = ob1_
     if u > 127:
         av -= 8
         if av < 0:
@@ -5571,9 +5692,15 @@ def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'DetailedCostType', 'expected EE of Value, EE, EE')
-    f_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_.Exponent = f_2_Exponent
+    ob2_.Value = f_2_Value
+    f_CostPerUnit = ob2_
     r.avail = av
-    return _iso20_common_types.DetailedCostType(Amount=f_Amount, CostPerUnit=f_CostPerUnit)
+    ob = _new(_iso20_common_types.DetailedCostType)
+    ob.Amount = f_Amount
+    ob.CostPerUnit = f_CostPerUnit
+    return ob
 
 def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.DetailedCostType) -> None:
     a = w.acc
@@ -5686,9 +5813,15 @@ def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.D
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'DetailedTaxType', 'expected EE of Value, EE, EE')
-    f_Amount = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_Amount = ob1_
     r.avail = av
-    return _iso20_common_types.DetailedTaxType(TaxRuleID=f_TaxRuleID, Amount=f_Amount)
+    ob = _new(_iso20_common_types.DetailedTaxType)
+    ob.TaxRuleID = f_TaxRuleID
+    ob.Amount = f_Amount
+    return ob
 
 def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.DetailedTaxType) -> None:
     a = w.acc
@@ -5747,7 +5880,16 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
 def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_types.DisplayParametersType:
     win = r.win
     av = r.avail
-    kw: dict[str, Any] = {}
+    f_PresentSOC: int | None = None
+    f_MinimumSOC: int | None = None
+    f_TargetSOC: int | None = None
+    f_MaximumSOC: int | None = None
+    f_RemainingTimeToMinimumSOC: int | None = None
+    f_RemainingTimeToTargetSOC: int | None = None
+    f_RemainingTimeToMaximumSOC: int | None = None
+    f_ChargingComplete: bool | None = None
+    f_BatteryEnergyCapacity: _iso20_common_types.RationalNumberType | None = None
+    f_InletHot: bool | None = None
     s = 0
     av -= 4
     if av < 0:
@@ -5761,7 +5903,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
-        kw['PresentSOC'] = ((c >> 1) & 127)
+        f_PresentSOC = ((c >> 1) & 127)
         s = 1
     elif ec == 1:
         av -= 9
@@ -5770,7 +5912,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        kw['MinimumSOC'] = ((c >> 1) & 127)
+        f_MinimumSOC = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
         av -= 9
@@ -5779,7 +5921,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        kw['TargetSOC'] = ((c >> 1) & 127)
+        f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
         av -= 9
@@ -5788,7 +5930,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-        kw['MaximumSOC'] = ((c >> 1) & 127)
+        f_MaximumSOC = ((c >> 1) & 127)
         s = 4
     elif ec == 4:
         av -= 9
@@ -5809,7 +5951,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u = r.uint_more(u, 14)
                 win = r.win
                 av = r.avail
-        kw['RemainingTimeToMinimumSOC'] = u
+        f_RemainingTimeToMinimumSOC = u
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
@@ -5836,7 +5978,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u = r.uint_more(u, 14)
                 win = r.win
                 av = r.avail
-        kw['RemainingTimeToTargetSOC'] = u
+        f_RemainingTimeToTargetSOC = u
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
@@ -5863,7 +6005,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u = r.uint_more(u, 14)
                 win = r.win
                 av = r.avail
-        kw['RemainingTimeToMaximumSOC'] = u
+        f_RemainingTimeToMaximumSOC = u
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
@@ -5878,7 +6020,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-        kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+        f_ChargingComplete = ((c >> 1) & 1) == 1
         s = 8
     elif ec == 8:
         av -= 22
@@ -5908,7 +6050,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'DisplayParametersType[0]', 'expected EE of Value, EE')
-        kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_BatteryEnergyCapacity = ob1_
         s = 9
     elif ec == 9:
         av -= 3
@@ -5917,7 +6062,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of InletHot, EE of InletHot')
-        kw['InletHot'] = ((c >> 1) & 1) == 1
+        f_InletHot = ((c >> 1) & 1) == 1
         s = 10
     elif ec == 10:
         s = -1
@@ -5935,7 +6080,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-            kw['MinimumSOC'] = ((c >> 1) & 127)
+            f_MinimumSOC = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
             av -= 9
@@ -5944,7 +6089,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
-            kw['TargetSOC'] = ((c >> 1) & 127)
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
             av -= 9
@@ -5953,7 +6098,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            kw['MaximumSOC'] = ((c >> 1) & 127)
+            f_MaximumSOC = ((c >> 1) & 127)
             s = 4
         elif ec == 3:
             av -= 9
@@ -5974,7 +6119,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMinimumSOC'] = u
+            f_RemainingTimeToMinimumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -6001,7 +6146,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToTargetSOC'] = u
+            f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -6028,7 +6173,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMaximumSOC'] = u
+            f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -6043,7 +6188,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 7:
             av -= 22
@@ -6073,7 +6218,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[1]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_BatteryEnergyCapacity = ob2_
             s = 9
         elif ec == 8:
             av -= 3
@@ -6082,7 +6230,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[1]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 9:
             s = -1
@@ -6100,7 +6248,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
-            kw['TargetSOC'] = ((c >> 1) & 127)
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
             av -= 9
@@ -6109,7 +6257,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            kw['MaximumSOC'] = ((c >> 1) & 127)
+            f_MaximumSOC = ((c >> 1) & 127)
             s = 4
         elif ec == 2:
             av -= 9
@@ -6130,7 +6278,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMinimumSOC'] = u
+            f_RemainingTimeToMinimumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -6157,7 +6305,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToTargetSOC'] = u
+            f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -6184,7 +6332,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMaximumSOC'] = u
+            f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -6199,7 +6347,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 6:
             av -= 22
@@ -6229,7 +6377,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[2]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_BatteryEnergyCapacity = ob3_
             s = 9
         elif ec == 7:
             av -= 3
@@ -6238,7 +6389,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[2]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 8:
             s = -1
@@ -6256,7 +6407,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'DisplayParametersType[3]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            kw['MaximumSOC'] = ((c >> 1) & 127)
+            f_MaximumSOC = ((c >> 1) & 127)
             s = 4
         elif ec == 1:
             av -= 9
@@ -6277,7 +6428,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMinimumSOC'] = u
+            f_RemainingTimeToMinimumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -6304,7 +6455,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToTargetSOC'] = u
+            f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -6331,7 +6482,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMaximumSOC'] = u
+            f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -6346,7 +6497,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 5:
             av -= 22
@@ -6376,7 +6527,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[3]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_BatteryEnergyCapacity = ob4_
             s = 9
         elif ec == 6:
             av -= 3
@@ -6385,7 +6539,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[3]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 7:
             s = -1
@@ -6415,7 +6569,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMinimumSOC'] = u
+            f_RemainingTimeToMinimumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -6442,7 +6596,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToTargetSOC'] = u
+            f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -6469,7 +6623,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMaximumSOC'] = u
+            f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -6484,7 +6638,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 4:
             av -= 22
@@ -6514,7 +6668,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[4]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_BatteryEnergyCapacity = ob5_
             s = 9
         elif ec == 5:
             av -= 3
@@ -6523,7 +6680,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[4]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 6:
             s = -1
@@ -6553,7 +6710,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToTargetSOC'] = u
+            f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -6580,7 +6737,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMaximumSOC'] = u
+            f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -6595,7 +6752,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 3:
             av -= 22
@@ -6625,7 +6782,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[5]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_BatteryEnergyCapacity = ob6_
             s = 9
         elif ec == 4:
             av -= 3
@@ -6634,7 +6794,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[5]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 5:
             s = -1
@@ -6664,7 +6824,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMaximumSOC'] = u
+            f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -6679,7 +6839,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[6]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 2:
             av -= 22
@@ -6709,7 +6869,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[6]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+            ob7_ = _new(_iso20_common_types.RationalNumberType)
+            ob7_.Exponent = f_7_Exponent
+            ob7_.Value = f_7_Value
+            f_BatteryEnergyCapacity = ob7_
             s = 9
         elif ec == 3:
             av -= 3
@@ -6718,7 +6881,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[6]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 4:
             s = -1
@@ -6736,7 +6899,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[7]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 1:
             av -= 22
@@ -6766,7 +6929,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[7]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+            ob8_ = _new(_iso20_common_types.RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_BatteryEnergyCapacity = ob8_
             s = 9
         elif ec == 2:
             av -= 3
@@ -6775,7 +6941,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[7]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 3:
             s = -1
@@ -6814,7 +6980,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[8]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+            ob9_ = _new(_iso20_common_types.RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_BatteryEnergyCapacity = ob9_
             s = 9
         elif ec == 1:
             av -= 3
@@ -6823,7 +6992,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[8]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 2:
             s = -1
@@ -6841,7 +7010,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[9]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 1:
             s = -1
@@ -6856,7 +7025,18 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             raise r.fail_at(av + 1, 'DisplayParametersType[10]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.DisplayParametersType(**kw)
+    ob = _new(_iso20_common_types.DisplayParametersType)
+    ob.PresentSOC = f_PresentSOC
+    ob.MinimumSOC = f_MinimumSOC
+    ob.TargetSOC = f_TargetSOC
+    ob.MaximumSOC = f_MaximumSOC
+    ob.RemainingTimeToMinimumSOC = f_RemainingTimeToMinimumSOC
+    ob.RemainingTimeToTargetSOC = f_RemainingTimeToTargetSOC
+    ob.RemainingTimeToMaximumSOC = f_RemainingTimeToMaximumSOC
+    ob.ChargingComplete = f_ChargingComplete
+    ob.BatteryEnergyCapacity = f_BatteryEnergyCapacity
+    ob.InletHot = f_InletHot
+    return ob
 
 def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_types.DisplayParametersType) -> None:
     a = w.acc
@@ -7742,7 +7922,10 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVTargetEnergyRequest = ob1_
         s = 2
     else:
         raise r.fail_at(av, 'Dynamic_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
@@ -7774,7 +7957,10 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_CLReqControlModeType[1]', 'expected EE of Value, EE')
-        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVTargetEnergyRequest = ob2_
         s = 2
     av -= 23
     if av < 0:
@@ -7806,7 +7992,10 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     f_4_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_.Exponent = f_3_Exponent
+    ob3_.Value = f_3_Value
+    f_EVMaximumEnergyRequest = ob3_
     s = 3
     if u > 127:
         av -= 8
@@ -7826,11 +8015,19 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'Dynamic_CLReqControlModeType', 'expected EE of Value, EE, EE')
-    f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+    ob4_ = _new(_iso20_common_types.RationalNumberType)
+    ob4_.Exponent = f_4_Exponent
+    ob4_.Value = f_4_Value
+    f_EVMinimumEnergyRequest = ob4_
     s = 4
     s = -1
     r.avail = av
-    return _iso20_common_types.Dynamic_CLReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
+    ob = _new(_iso20_common_types.Dynamic_CLReqControlModeType)
+    ob.DepartureTime = f_DepartureTime
+    ob.EVTargetEnergyRequest = f_EVTargetEnergyRequest
+    ob.EVMaximumEnergyRequest = f_EVMaximumEnergyRequest
+    ob.EVMinimumEnergyRequest = f_EVMinimumEnergyRequest
+    return ob
 
 def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLReqControlModeType) -> None:
     a = w.acc
@@ -8209,7 +8406,12 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[4]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.Dynamic_CLResControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay)
+    ob = _new(_iso20_common_types.Dynamic_CLResControlModeType)
+    ob.DepartureTime = f_DepartureTime
+    ob.MinimumSOC = f_MinimumSOC
+    ob.TargetSOC = f_TargetSOC
+    ob.AckMaxDelay = f_AckMaxDelay
+    return ob
 
 def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLResControlModeType) -> None:
     a = w.acc
@@ -8414,7 +8616,10 @@ def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EV
         raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
     r.avail = av
-    return _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification)
+    ob = _new(_iso20_common_types.EVSEStatusType)
+    ob.NotificationMaxDelay = f_NotificationMaxDelay
+    ob.EVSENotification = f_EVSENotification
+    return ob
 
 def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EVSEStatusType) -> None:
     a = w.acc
@@ -8500,7 +8705,10 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
     c = (win >> av) & 0x3
     if c != 0x0:
         raise r.fail_at(av + 2, 'ListOfRootCertificateIDsType', 'expected EE of X509SerialNumber, EE')
-    f_RootCertificateID.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
+    ob1_ = _new(_xmldsig.X509IssuerSerialType)
+    ob1_.X509IssuerName = f_1_X509IssuerName
+    ob1_.X509SerialNumber = f_1_X509SerialNumber
+    f_RootCertificateID.append(ob1_)
     s = 1
     n = 0
     while True:
@@ -8557,7 +8765,10 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509SerialNumber, EE')
-            f_RootCertificateID.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
+            ob2_ = _new(_xmldsig.X509IssuerSerialType)
+            ob2_.X509IssuerName = f_2_X509IssuerName
+            ob2_.X509SerialNumber = f_2_X509SerialNumber
+            f_RootCertificateID.append(ob2_)
             n += 1
             if n == 19:
                 s = 20
@@ -8576,7 +8787,9 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
             raise r.fail_at(av + 1, 'ListOfRootCertificateIDsType[20]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.ListOfRootCertificateIDsType(RootCertificateID=f_RootCertificateID)
+    ob = _new(_iso20_common_types.ListOfRootCertificateIDsType)
+    ob.RootCertificateID = f_RootCertificateID
+    return ob
 
 def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_common_types.ListOfRootCertificateIDsType) -> None:
     a = w.acc
@@ -8751,7 +8964,11 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
             raise r.fail_at(av + 1, 'MessageHeaderType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.MessageHeaderType(SessionID=f_SessionID, TimeStamp=f_TimeStamp, Signature=f_Signature)
+    ob = _new(_iso20_common_types.MessageHeaderType)
+    ob.SessionID = f_SessionID
+    ob.TimeStamp = f_TimeStamp
+    ob.Signature = f_Signature
+    return ob
 
 def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types.MessageHeaderType) -> None:
     a = w.acc
@@ -9518,7 +9735,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             raise r.fail_at(av + 1, 'MeterInfoType[8]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.MeterInfoType(MeterID=f_MeterID, ChargedEnergyReadingWh=f_ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh=f_BPT_DischargedEnergyReadingWh, CapacitiveEnergyReadingVARh=f_CapacitiveEnergyReadingVARh, BPT_InductiveEnergyReadingVARh=f_BPT_InductiveEnergyReadingVARh, MeterSignature=f_MeterSignature, MeterStatus=f_MeterStatus, MeterTimestamp=f_MeterTimestamp)
+    ob = _new(_iso20_common_types.MeterInfoType)
+    ob.MeterID = f_MeterID
+    ob.ChargedEnergyReadingWh = f_ChargedEnergyReadingWh
+    ob.BPT_DischargedEnergyReadingWh = f_BPT_DischargedEnergyReadingWh
+    ob.CapacitiveEnergyReadingVARh = f_CapacitiveEnergyReadingVARh
+    ob.BPT_InductiveEnergyReadingVARh = f_BPT_InductiveEnergyReadingVARh
+    ob.MeterSignature = f_MeterSignature
+    ob.MeterStatus = f_MeterStatus
+    ob.MeterTimestamp = f_MeterTimestamp
+    return ob
 
 def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.MeterInfoType) -> None:
     a = w.acc
@@ -10039,7 +10265,10 @@ def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_type
     if c != 0x0:
         raise r.fail_at(av + 2, 'RationalNumberType', 'expected EE of Value, EE')
     r.avail = av
-    return _iso20_common_types.RationalNumberType(Exponent=f_Exponent, Value=f_Value)
+    ob = _new(_iso20_common_types.RationalNumberType)
+    ob.Exponent = f_Exponent
+    ob.Value = f_Value
+    return ob
 
 def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_types.RationalNumberType) -> None:
     a = w.acc
@@ -10142,7 +10371,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         f_3_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        f_1_Amount = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_1_Amount = ob2_
         if u > 127:
             av -= 8
             if av < 0:
@@ -10161,8 +10393,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        f_1_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
-        f_EnergyCosts = _iso20_common_types.DetailedCostType(Amount=f_1_Amount, CostPerUnit=f_1_CostPerUnit)
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_1_CostPerUnit = ob3_
+        ob1_ = _new(_iso20_common_types.DetailedCostType)
+        ob1_.Amount = f_1_Amount
+        ob1_.CostPerUnit = f_1_CostPerUnit
+        f_EnergyCosts = ob1_
         s = 2
     elif ec == 1:
         av -= 23
@@ -10195,7 +10433,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         f_6_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        f_4_Amount = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_4_Amount = ob5_
         if u > 127:
             av -= 8
             if av < 0:
@@ -10214,8 +10455,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        f_4_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
-        f_OccupancyCosts = _iso20_common_types.DetailedCostType(Amount=f_4_Amount, CostPerUnit=f_4_CostPerUnit)
+        ob6_ = _new(_iso20_common_types.RationalNumberType)
+        ob6_.Exponent = f_6_Exponent
+        ob6_.Value = f_6_Value
+        f_4_CostPerUnit = ob6_
+        ob4_ = _new(_iso20_common_types.DetailedCostType)
+        ob4_.Amount = f_4_Amount
+        ob4_.CostPerUnit = f_4_CostPerUnit
+        f_OccupancyCosts = ob4_
         s = 3
     elif ec == 2:
         av -= 23
@@ -10248,7 +10495,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         f_9_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        f_7_Amount = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+        ob8_ = _new(_iso20_common_types.RationalNumberType)
+        ob8_.Exponent = f_8_Exponent
+        ob8_.Value = f_8_Value
+        f_7_Amount = ob8_
         if u > 127:
             av -= 8
             if av < 0:
@@ -10267,8 +10517,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        f_7_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
-        f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_7_Amount, CostPerUnit=f_7_CostPerUnit)
+        ob9_ = _new(_iso20_common_types.RationalNumberType)
+        ob9_.Exponent = f_9_Exponent
+        ob9_.Value = f_9_Value
+        f_7_CostPerUnit = ob9_
+        ob7_ = _new(_iso20_common_types.DetailedCostType)
+        ob7_.Amount = f_7_Amount
+        ob7_.CostPerUnit = f_7_CostPerUnit
+        f_AdditionalServicesCosts = ob7_
         s = 4
     elif ec == 3:
         av -= 23
@@ -10301,7 +10557,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         f_12_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        f_10_Amount = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
+        ob11_ = _new(_iso20_common_types.RationalNumberType)
+        ob11_.Exponent = f_11_Exponent
+        ob11_.Value = f_11_Value
+        f_10_Amount = ob11_
         if u > 127:
             av -= 8
             if av < 0:
@@ -10320,8 +10579,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        f_10_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
-        f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_10_Amount, CostPerUnit=f_10_CostPerUnit)
+        ob12_ = _new(_iso20_common_types.RationalNumberType)
+        ob12_.Exponent = f_12_Exponent
+        ob12_.Value = f_12_Value
+        f_10_CostPerUnit = ob12_
+        ob10_ = _new(_iso20_common_types.DetailedCostType)
+        ob10_.Amount = f_10_Amount
+        ob10_.CostPerUnit = f_10_CostPerUnit
+        f_OverstayCosts = ob10_
         s = 5
     elif ec == 4:
         av -= 10
@@ -10370,8 +10635,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        f_13_Amount = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
-        f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_13_TaxRuleID, Amount=f_13_Amount))
+        ob14_ = _new(_iso20_common_types.RationalNumberType)
+        ob14_.Exponent = f_14_Exponent
+        ob14_.Value = f_14_Value
+        f_13_Amount = ob14_
+        ob13_ = _new(_iso20_common_types.DetailedTaxType)
+        ob13_.TaxRuleID = f_13_TaxRuleID
+        ob13_.Amount = f_13_Amount
+        f_TaxCosts.append(ob13_)
         s = 6
     elif ec == 5:
         s = -1
@@ -10413,7 +10684,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             f_17_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_15_Amount = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
+            ob16_ = _new(_iso20_common_types.RationalNumberType)
+            ob16_.Exponent = f_16_Exponent
+            ob16_.Value = f_16_Value
+            f_15_Amount = ob16_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -10432,8 +10706,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            f_15_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
-            f_OccupancyCosts = _iso20_common_types.DetailedCostType(Amount=f_15_Amount, CostPerUnit=f_15_CostPerUnit)
+            ob17_ = _new(_iso20_common_types.RationalNumberType)
+            ob17_.Exponent = f_17_Exponent
+            ob17_.Value = f_17_Value
+            f_15_CostPerUnit = ob17_
+            ob15_ = _new(_iso20_common_types.DetailedCostType)
+            ob15_.Amount = f_15_Amount
+            ob15_.CostPerUnit = f_15_CostPerUnit
+            f_OccupancyCosts = ob15_
             s = 3
         elif ec == 1:
             av -= 23
@@ -10466,7 +10746,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             f_20_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_18_Amount = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
+            ob19_ = _new(_iso20_common_types.RationalNumberType)
+            ob19_.Exponent = f_19_Exponent
+            ob19_.Value = f_19_Value
+            f_18_Amount = ob19_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -10485,8 +10768,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            f_18_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
-            f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_18_Amount, CostPerUnit=f_18_CostPerUnit)
+            ob20_ = _new(_iso20_common_types.RationalNumberType)
+            ob20_.Exponent = f_20_Exponent
+            ob20_.Value = f_20_Value
+            f_18_CostPerUnit = ob20_
+            ob18_ = _new(_iso20_common_types.DetailedCostType)
+            ob18_.Amount = f_18_Amount
+            ob18_.CostPerUnit = f_18_CostPerUnit
+            f_AdditionalServicesCosts = ob18_
             s = 4
         elif ec == 2:
             av -= 23
@@ -10519,7 +10808,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             f_23_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_21_Amount = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
+            ob22_ = _new(_iso20_common_types.RationalNumberType)
+            ob22_.Exponent = f_22_Exponent
+            ob22_.Value = f_22_Value
+            f_21_Amount = ob22_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -10538,8 +10830,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            f_21_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
-            f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_21_Amount, CostPerUnit=f_21_CostPerUnit)
+            ob23_ = _new(_iso20_common_types.RationalNumberType)
+            ob23_.Exponent = f_23_Exponent
+            ob23_.Value = f_23_Value
+            f_21_CostPerUnit = ob23_
+            ob21_ = _new(_iso20_common_types.DetailedCostType)
+            ob21_.Amount = f_21_Amount
+            ob21_.CostPerUnit = f_21_CostPerUnit
+            f_OverstayCosts = ob21_
             s = 5
         elif ec == 3:
             av -= 10
@@ -10588,8 +10886,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            f_24_Amount = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
-            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_24_TaxRuleID, Amount=f_24_Amount))
+            ob25_ = _new(_iso20_common_types.RationalNumberType)
+            ob25_.Exponent = f_25_Exponent
+            ob25_.Value = f_25_Value
+            f_24_Amount = ob25_
+            ob24_ = _new(_iso20_common_types.DetailedTaxType)
+            ob24_.TaxRuleID = f_24_TaxRuleID
+            ob24_.Amount = f_24_Amount
+            f_TaxCosts.append(ob24_)
             s = 6
         elif ec == 4:
             s = -1
@@ -10631,7 +10935,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             f_28_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_26_Amount = _iso20_common_types.RationalNumberType(Exponent=f_27_Exponent, Value=f_27_Value)
+            ob27_ = _new(_iso20_common_types.RationalNumberType)
+            ob27_.Exponent = f_27_Exponent
+            ob27_.Value = f_27_Value
+            f_26_Amount = ob27_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -10650,8 +10957,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
-            f_26_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_28_Exponent, Value=f_28_Value)
-            f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_26_Amount, CostPerUnit=f_26_CostPerUnit)
+            ob28_ = _new(_iso20_common_types.RationalNumberType)
+            ob28_.Exponent = f_28_Exponent
+            ob28_.Value = f_28_Value
+            f_26_CostPerUnit = ob28_
+            ob26_ = _new(_iso20_common_types.DetailedCostType)
+            ob26_.Amount = f_26_Amount
+            ob26_.CostPerUnit = f_26_CostPerUnit
+            f_AdditionalServicesCosts = ob26_
             s = 4
         elif ec == 1:
             av -= 23
@@ -10684,7 +10997,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             f_31_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_29_Amount = _iso20_common_types.RationalNumberType(Exponent=f_30_Exponent, Value=f_30_Value)
+            ob30_ = _new(_iso20_common_types.RationalNumberType)
+            ob30_.Exponent = f_30_Exponent
+            ob30_.Value = f_30_Value
+            f_29_Amount = ob30_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -10703,8 +11019,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
-            f_29_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_31_Exponent, Value=f_31_Value)
-            f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_29_Amount, CostPerUnit=f_29_CostPerUnit)
+            ob31_ = _new(_iso20_common_types.RationalNumberType)
+            ob31_.Exponent = f_31_Exponent
+            ob31_.Value = f_31_Value
+            f_29_CostPerUnit = ob31_
+            ob29_ = _new(_iso20_common_types.DetailedCostType)
+            ob29_.Amount = f_29_Amount
+            ob29_.CostPerUnit = f_29_CostPerUnit
+            f_OverstayCosts = ob29_
             s = 5
         elif ec == 2:
             av -= 10
@@ -10753,8 +11075,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
-            f_32_Amount = _iso20_common_types.RationalNumberType(Exponent=f_33_Exponent, Value=f_33_Value)
-            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_32_TaxRuleID, Amount=f_32_Amount))
+            ob33_ = _new(_iso20_common_types.RationalNumberType)
+            ob33_.Exponent = f_33_Exponent
+            ob33_.Value = f_33_Value
+            f_32_Amount = ob33_
+            ob32_ = _new(_iso20_common_types.DetailedTaxType)
+            ob32_.TaxRuleID = f_32_TaxRuleID
+            ob32_.Amount = f_32_Amount
+            f_TaxCosts.append(ob32_)
             s = 6
         elif ec == 3:
             s = -1
@@ -10796,7 +11124,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             f_36_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_34_Amount = _iso20_common_types.RationalNumberType(Exponent=f_35_Exponent, Value=f_35_Value)
+            ob35_ = _new(_iso20_common_types.RationalNumberType)
+            ob35_.Exponent = f_35_Exponent
+            ob35_.Value = f_35_Value
+            f_34_Amount = ob35_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -10815,8 +11146,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
-            f_34_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_36_Exponent, Value=f_36_Value)
-            f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_34_Amount, CostPerUnit=f_34_CostPerUnit)
+            ob36_ = _new(_iso20_common_types.RationalNumberType)
+            ob36_.Exponent = f_36_Exponent
+            ob36_.Value = f_36_Value
+            f_34_CostPerUnit = ob36_
+            ob34_ = _new(_iso20_common_types.DetailedCostType)
+            ob34_.Amount = f_34_Amount
+            ob34_.CostPerUnit = f_34_CostPerUnit
+            f_OverstayCosts = ob34_
             s = 5
         elif ec == 1:
             av -= 10
@@ -10865,8 +11202,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
-            f_37_Amount = _iso20_common_types.RationalNumberType(Exponent=f_38_Exponent, Value=f_38_Value)
-            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_37_TaxRuleID, Amount=f_37_Amount))
+            ob38_ = _new(_iso20_common_types.RationalNumberType)
+            ob38_.Exponent = f_38_Exponent
+            ob38_.Value = f_38_Value
+            f_37_Amount = ob38_
+            ob37_ = _new(_iso20_common_types.DetailedTaxType)
+            ob37_.TaxRuleID = f_37_TaxRuleID
+            ob37_.Amount = f_37_Amount
+            f_TaxCosts.append(ob37_)
             s = 6
         elif ec == 2:
             s = -1
@@ -10924,8 +11267,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[5]', 'expected EE of Value, EE, EE')
-            f_39_Amount = _iso20_common_types.RationalNumberType(Exponent=f_40_Exponent, Value=f_40_Value)
-            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_39_TaxRuleID, Amount=f_39_Amount))
+            ob40_ = _new(_iso20_common_types.RationalNumberType)
+            ob40_.Exponent = f_40_Exponent
+            ob40_.Value = f_40_Value
+            f_39_Amount = ob40_
+            ob39_ = _new(_iso20_common_types.DetailedTaxType)
+            ob39_.TaxRuleID = f_39_TaxRuleID
+            ob39_.Amount = f_39_Amount
+            f_TaxCosts.append(ob39_)
             s = 6
         elif ec == 1:
             s = -1
@@ -10985,8 +11334,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 c = (win >> av) & 0x7
                 if c != 0x0:
                     raise r.fail_at(av + 3, 'ReceiptType[6]', 'expected EE of Value, EE, EE')
-                f_41_Amount = _iso20_common_types.RationalNumberType(Exponent=f_42_Exponent, Value=f_42_Value)
-                f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_41_TaxRuleID, Amount=f_41_Amount))
+                ob42_ = _new(_iso20_common_types.RationalNumberType)
+                ob42_.Exponent = f_42_Exponent
+                ob42_.Value = f_42_Value
+                f_41_Amount = ob42_
+                ob41_ = _new(_iso20_common_types.DetailedTaxType)
+                ob41_.TaxRuleID = f_41_TaxRuleID
+                ob41_.Amount = f_41_Amount
+                f_TaxCosts.append(ob41_)
                 n += 1
                 if n == 9:
                     s = 15
@@ -11005,7 +11360,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             raise r.fail_at(av + 1, 'ReceiptType[15]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.ReceiptType(TimeAnchor=f_TimeAnchor, EnergyCosts=f_EnergyCosts, OccupancyCosts=f_OccupancyCosts, AdditionalServicesCosts=f_AdditionalServicesCosts, OverstayCosts=f_OverstayCosts, TaxCosts=f_TaxCosts)
+    ob = _new(_iso20_common_types.ReceiptType)
+    ob.TimeAnchor = f_TimeAnchor
+    ob.EnergyCosts = f_EnergyCosts
+    ob.OccupancyCosts = f_OccupancyCosts
+    ob.AdditionalServicesCosts = f_AdditionalServicesCosts
+    ob.OverstayCosts = f_OverstayCosts
+    ob.TaxCosts = f_TaxCosts
+    return ob
 
 def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.ReceiptType) -> None:
     a = w.acc
@@ -11973,7 +12335,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVTargetEnergyRequest = ob1_
         s = 1
     elif ec == 1:
         av -= 22
@@ -12003,7 +12368,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVMaximumEnergyRequest = ob2_
         s = 2
     elif ec == 2:
         av -= 22
@@ -12033,7 +12401,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_EVMinimumEnergyRequest = ob3_
         s = 3
     elif ec == 3:
         s = -1
@@ -12072,7 +12443,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVMaximumEnergyRequest = ob4_
             s = 2
         elif ec == 1:
             av -= 22
@@ -12102,7 +12476,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_EVMinimumEnergyRequest = ob5_
             s = 3
         elif ec == 2:
             s = -1
@@ -12141,7 +12518,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_EVMinimumEnergyRequest = ob6_
             s = 3
         elif ec == 1:
             s = -1
@@ -12156,7 +12536,11 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             raise r.fail_at(av + 1, 'Scheduled_CLReqControlModeType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.Scheduled_CLReqControlModeType(EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
+    ob = _new(_iso20_common_types.Scheduled_CLReqControlModeType)
+    ob.EVTargetEnergyRequest = f_EVTargetEnergyRequest
+    ob.EVMaximumEnergyRequest = f_EVMaximumEnergyRequest
+    ob.EVMinimumEnergyRequest = f_EVMinimumEnergyRequest
+    return ob
 
 def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLReqControlModeType) -> None:
     a = w.acc
@@ -12358,7 +12742,8 @@ def _d_iso20_common_types_Scheduled_CLResControlModeType(r: BitReader) -> _iso20
     if c:
         raise r.fail_at(av + 1, 'Scheduled_CLResControlModeType', 'expected EE')
     r.avail = av
-    return _iso20_common_types.Scheduled_CLResControlModeType()
+    ob = _new(_iso20_common_types.Scheduled_CLResControlModeType)
+    return ob
 
 def _e_iso20_common_types_Scheduled_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLResControlModeType) -> None:
     a = w.acc
@@ -12391,7 +12776,9 @@ def _d_iso20_common_types_V2GMessageType(r: BitReader) -> _iso20_common_types.V2
     if c:
         raise r.fail_at(av + 1, 'V2GMessageType', 'expected EE')
     r.avail = av
-    return _iso20_common_types.V2GMessageType(Header=f_Header)
+    ob = _new(_iso20_common_types.V2GMessageType)
+    ob.Header = f_Header
+    return ob
 
 def _e_iso20_common_types_V2GMessageType(w: BitWriter, o: _iso20_common_types.V2GMessageType) -> None:
     a = w.acc
@@ -12433,7 +12820,9 @@ def _d_iso20_common_types_V2GRequestType(r: BitReader) -> _iso20_common_types.V2
     if c:
         raise r.fail_at(av + 1, 'V2GRequestType', 'expected EE')
     r.avail = av
-    return _iso20_common_types.V2GRequestType(Header=f_Header)
+    ob = _new(_iso20_common_types.V2GRequestType)
+    ob.Header = f_Header
+    return ob
 
 def _e_iso20_common_types_V2GRequestType(w: BitWriter, o: _iso20_common_types.V2GRequestType) -> None:
     a = w.acc
@@ -12480,7 +12869,10 @@ def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V
         raise r.fail_at(av, 'V2GResponseType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     r.avail = av
-    return _iso20_common_types.V2GResponseType(Header=f_Header, ResponseCode=f_ResponseCode)
+    ob = _new(_iso20_common_types.V2GResponseType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    return ob
 
 def _e_iso20_common_types_V2GResponseType(w: BitWriter, o: _iso20_common_types.V2GResponseType) -> None:
     a = w.acc
@@ -12548,7 +12940,10 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_EVMaximumChargePower = ob1_
     s = 1
     if u > 127:
         av -= 8
@@ -12571,7 +12966,10 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_3_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_.Exponent = f_2_Exponent
+    ob2_.Value = f_2_Value
+    f_EVMinimumChargePower = ob2_
     s = 2
     if u > 127:
         av -= 8
@@ -12594,7 +12992,10 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_4_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_.Exponent = f_3_Exponent
+    ob3_.Value = f_3_Value
+    f_EVMaximumChargeCurrent = ob3_
     s = 3
     if u > 127:
         av -= 8
@@ -12617,7 +13018,10 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_5_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMinimumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+    ob4_ = _new(_iso20_common_types.RationalNumberType)
+    ob4_.Exponent = f_4_Exponent
+    ob4_.Value = f_4_Value
+    f_EVMinimumChargeCurrent = ob4_
     s = 4
     if u > 127:
         av -= 8
@@ -12640,7 +13044,10 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_6_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+    ob5_ = _new(_iso20_common_types.RationalNumberType)
+    ob5_.Exponent = f_5_Exponent
+    ob5_.Value = f_5_Value
+    f_EVMaximumVoltage = ob5_
     s = 5
     if u > 127:
         av -= 8
@@ -12661,7 +13068,10 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     if c & 0xc != 0x0:
         raise r.fail_at(av + 4, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE')
     ec = (c & 3)
-    f_EVMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+    ob6_ = _new(_iso20_common_types.RationalNumberType)
+    ob6_.Exponent = f_6_Exponent
+    ob6_.Value = f_6_Value
+    f_EVMinimumVoltage = ob6_
     s = 6
     if ec == 0:
         av -= 9
@@ -12700,7 +13110,10 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected EE of Value, EE')
-        f_EVMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+        ob7_ = _new(_iso20_common_types.RationalNumberType)
+        ob7_.Exponent = f_7_Exponent
+        ob7_.Value = f_7_Value
+        f_EVMaximumDischargePower = ob7_
         s = 8
     else:
         raise r.fail_at(av, 'BPT_DC_CPDReqEnergyTransferModeType[6]', f'event code {ec}, expected SE(TargetSOC), SE(EVMaximumDischargePower)')
@@ -12732,7 +13145,10 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_DC_CPDReqEnergyTransferModeType[7]', 'expected EE of Value, EE')
-        f_EVMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+        ob8_ = _new(_iso20_common_types.RationalNumberType)
+        ob8_.Exponent = f_8_Exponent
+        ob8_.Value = f_8_Value
+        f_EVMaximumDischargePower = ob8_
         s = 8
     av -= 23
     if av < 0:
@@ -12764,7 +13180,10 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_10_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+    ob9_ = _new(_iso20_common_types.RationalNumberType)
+    ob9_.Exponent = f_9_Exponent
+    ob9_.Value = f_9_Value
+    f_EVMinimumDischargePower = ob9_
     s = 9
     if u > 127:
         av -= 8
@@ -12787,7 +13206,10 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_11_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
+    ob10_ = _new(_iso20_common_types.RationalNumberType)
+    ob10_.Exponent = f_10_Exponent
+    ob10_.Value = f_10_Value
+    f_EVMaximumDischargeCurrent = ob10_
     s = 10
     if u > 127:
         av -= 8
@@ -12807,11 +13229,26 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE, EE')
-    f_EVMinimumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
+    ob11_ = _new(_iso20_common_types.RationalNumberType)
+    ob11_.Exponent = f_11_Exponent
+    ob11_.Value = f_11_Value
+    f_EVMinimumDischargeCurrent = ob11_
     s = 11
     s = -1
     r.avail = av
-    return _iso20_dc.BPT_DC_CPDReqEnergyTransferModeType(EVMaximumChargePower=f_EVMaximumChargePower, EVMinimumChargePower=f_EVMinimumChargePower, EVMaximumChargeCurrent=f_EVMaximumChargeCurrent, EVMinimumChargeCurrent=f_EVMinimumChargeCurrent, EVMaximumVoltage=f_EVMaximumVoltage, EVMinimumVoltage=f_EVMinimumVoltage, TargetSOC=f_TargetSOC, EVMaximumDischargePower=f_EVMaximumDischargePower, EVMinimumDischargePower=f_EVMinimumDischargePower, EVMaximumDischargeCurrent=f_EVMaximumDischargeCurrent, EVMinimumDischargeCurrent=f_EVMinimumDischargeCurrent)
+    ob = _new(_iso20_dc.BPT_DC_CPDReqEnergyTransferModeType)
+    ob.EVMaximumChargePower = f_EVMaximumChargePower
+    ob.EVMinimumChargePower = f_EVMinimumChargePower
+    ob.EVMaximumChargeCurrent = f_EVMaximumChargeCurrent
+    ob.EVMinimumChargeCurrent = f_EVMinimumChargeCurrent
+    ob.EVMaximumVoltage = f_EVMaximumVoltage
+    ob.EVMinimumVoltage = f_EVMinimumVoltage
+    ob.TargetSOC = f_TargetSOC
+    ob.EVMaximumDischargePower = f_EVMaximumDischargePower
+    ob.EVMinimumDischargePower = f_EVMinimumDischargePower
+    ob.EVMaximumDischargeCurrent = f_EVMaximumDischargeCurrent
+    ob.EVMinimumDischargeCurrent = f_EVMinimumDischargeCurrent
+    return ob
 
 def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.BPT_DC_CPDReqEnergyTransferModeType) -> None:
     a = w.acc
@@ -13171,7 +13608,10 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_EVSEMaximumChargePower = ob1_
     s = 1
     if u > 127:
         av -= 8
@@ -13194,7 +13634,10 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_3_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVSEMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_.Exponent = f_2_Exponent
+    ob2_.Value = f_2_Value
+    f_EVSEMinimumChargePower = ob2_
     s = 2
     if u > 127:
         av -= 8
@@ -13217,7 +13660,10 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_4_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVSEMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_.Exponent = f_3_Exponent
+    ob3_.Value = f_3_Value
+    f_EVSEMaximumChargeCurrent = ob3_
     s = 3
     if u > 127:
         av -= 8
@@ -13240,7 +13686,10 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_5_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVSEMinimumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+    ob4_ = _new(_iso20_common_types.RationalNumberType)
+    ob4_.Exponent = f_4_Exponent
+    ob4_.Value = f_4_Value
+    f_EVSEMinimumChargeCurrent = ob4_
     s = 4
     if u > 127:
         av -= 8
@@ -13263,7 +13712,10 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_6_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+    ob5_ = _new(_iso20_common_types.RationalNumberType)
+    ob5_.Exponent = f_5_Exponent
+    ob5_.Value = f_5_Value
+    f_EVSEMaximumVoltage = ob5_
     s = 5
     if u > 127:
         av -= 8
@@ -13284,7 +13736,10 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     if c & 0xc != 0x0:
         raise r.fail_at(av + 4, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE')
     ec = (c & 3)
-    f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+    ob6_ = _new(_iso20_common_types.RationalNumberType)
+    ob6_.Exponent = f_6_Exponent
+    ob6_.Value = f_6_Value
+    f_EVSEMinimumVoltage = ob6_
     s = 6
     if ec == 0:
         av -= 22
@@ -13314,7 +13769,10 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE')
-        f_EVSEPowerRampLimitation = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+        ob7_ = _new(_iso20_common_types.RationalNumberType)
+        ob7_.Exponent = f_7_Exponent
+        ob7_.Value = f_7_Value
+        f_EVSEPowerRampLimitation = ob7_
         s = 7
     elif ec == 1:
         av -= 22
@@ -13344,7 +13802,10 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE')
-        f_EVSEMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+        ob8_ = _new(_iso20_common_types.RationalNumberType)
+        ob8_.Exponent = f_8_Exponent
+        ob8_.Value = f_8_Value
+        f_EVSEMaximumDischargePower = ob8_
         s = 8
     else:
         raise r.fail_at(av, 'BPT_DC_CPDResEnergyTransferModeType[6]', f'event code {ec}, expected SE(EVSEPowerRampLimitation), SE(EVSEMaximumDischargePower)')
@@ -13376,7 +13837,10 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_DC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
-        f_EVSEMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+        ob9_ = _new(_iso20_common_types.RationalNumberType)
+        ob9_.Exponent = f_9_Exponent
+        ob9_.Value = f_9_Value
+        f_EVSEMaximumDischargePower = ob9_
         s = 8
     av -= 23
     if av < 0:
@@ -13408,7 +13872,10 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_11_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVSEMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
+    ob10_ = _new(_iso20_common_types.RationalNumberType)
+    ob10_.Exponent = f_10_Exponent
+    ob10_.Value = f_10_Value
+    f_EVSEMinimumDischargePower = ob10_
     s = 9
     if u > 127:
         av -= 8
@@ -13431,7 +13898,10 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_12_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVSEMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
+    ob11_ = _new(_iso20_common_types.RationalNumberType)
+    ob11_.Exponent = f_11_Exponent
+    ob11_.Value = f_11_Value
+    f_EVSEMaximumDischargeCurrent = ob11_
     s = 10
     if u > 127:
         av -= 8
@@ -13451,11 +13921,26 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'BPT_DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE, EE')
-    f_EVSEMinimumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
+    ob12_ = _new(_iso20_common_types.RationalNumberType)
+    ob12_.Exponent = f_12_Exponent
+    ob12_.Value = f_12_Value
+    f_EVSEMinimumDischargeCurrent = ob12_
     s = 11
     s = -1
     r.avail = av
-    return _iso20_dc.BPT_DC_CPDResEnergyTransferModeType(EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMaximumChargeCurrent=f_EVSEMaximumChargeCurrent, EVSEMinimumChargeCurrent=f_EVSEMinimumChargeCurrent, EVSEMaximumVoltage=f_EVSEMaximumVoltage, EVSEMinimumVoltage=f_EVSEMinimumVoltage, EVSEPowerRampLimitation=f_EVSEPowerRampLimitation, EVSEMaximumDischargePower=f_EVSEMaximumDischargePower, EVSEMinimumDischargePower=f_EVSEMinimumDischargePower, EVSEMaximumDischargeCurrent=f_EVSEMaximumDischargeCurrent, EVSEMinimumDischargeCurrent=f_EVSEMinimumDischargeCurrent)
+    ob = _new(_iso20_dc.BPT_DC_CPDResEnergyTransferModeType)
+    ob.EVSEMaximumChargePower = f_EVSEMaximumChargePower
+    ob.EVSEMinimumChargePower = f_EVSEMinimumChargePower
+    ob.EVSEMaximumChargeCurrent = f_EVSEMaximumChargeCurrent
+    ob.EVSEMinimumChargeCurrent = f_EVSEMinimumChargeCurrent
+    ob.EVSEMaximumVoltage = f_EVSEMaximumVoltage
+    ob.EVSEMinimumVoltage = f_EVSEMinimumVoltage
+    ob.EVSEPowerRampLimitation = f_EVSEPowerRampLimitation
+    ob.EVSEMaximumDischargePower = f_EVSEMaximumDischargePower
+    ob.EVSEMinimumDischargePower = f_EVSEMinimumDischargePower
+    ob.EVSEMaximumDischargeCurrent = f_EVSEMaximumDischargeCurrent
+    ob.EVSEMinimumDischargeCurrent = f_EVSEMinimumDischargeCurrent
+    return ob
 
 def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.BPT_DC_CPDResEnergyTransferModeType) -> None:
     a = w.acc
@@ -13869,7 +14354,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVTargetEnergyRequest = ob1_
         s = 2
     else:
         raise r.fail_at(av, 'BPT_Dynamic_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
@@ -13901,7 +14389,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVTargetEnergyRequest = ob2_
         s = 2
     av -= 23
     if av < 0:
@@ -13933,7 +14424,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     f_4_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_.Exponent = f_3_Exponent
+    ob3_.Value = f_3_Value
+    f_EVMaximumEnergyRequest = ob3_
     s = 3
     if u > 127:
         av -= 8
@@ -13956,7 +14450,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     f_5_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+    ob4_ = _new(_iso20_common_types.RationalNumberType)
+    ob4_.Exponent = f_4_Exponent
+    ob4_.Value = f_4_Value
+    f_EVMinimumEnergyRequest = ob4_
     s = 4
     if u > 127:
         av -= 8
@@ -13979,7 +14476,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     f_6_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+    ob5_ = _new(_iso20_common_types.RationalNumberType)
+    ob5_.Exponent = f_5_Exponent
+    ob5_.Value = f_5_Value
+    f_EVMaximumChargePower = ob5_
     s = 5
     if u > 127:
         av -= 8
@@ -14002,7 +14502,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     f_7_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+    ob6_ = _new(_iso20_common_types.RationalNumberType)
+    ob6_.Exponent = f_6_Exponent
+    ob6_.Value = f_6_Value
+    f_EVMinimumChargePower = ob6_
     s = 6
     if u > 127:
         av -= 8
@@ -14025,7 +14528,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     f_8_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+    ob7_ = _new(_iso20_common_types.RationalNumberType)
+    ob7_.Exponent = f_7_Exponent
+    ob7_.Value = f_7_Value
+    f_EVMaximumChargeCurrent = ob7_
     s = 7
     if u > 127:
         av -= 8
@@ -14048,7 +14554,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     f_9_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+    ob8_ = _new(_iso20_common_types.RationalNumberType)
+    ob8_.Exponent = f_8_Exponent
+    ob8_.Value = f_8_Value
+    f_EVMaximumVoltage = ob8_
     s = 8
     if u > 127:
         av -= 8
@@ -14071,7 +14580,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     f_10_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+    ob9_ = _new(_iso20_common_types.RationalNumberType)
+    ob9_.Exponent = f_9_Exponent
+    ob9_.Value = f_9_Value
+    f_EVMinimumVoltage = ob9_
     s = 9
     if u > 127:
         av -= 8
@@ -14094,7 +14606,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     f_11_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
+    ob10_ = _new(_iso20_common_types.RationalNumberType)
+    ob10_.Exponent = f_10_Exponent
+    ob10_.Value = f_10_Value
+    f_EVMaximumDischargePower = ob10_
     s = 10
     if u > 127:
         av -= 8
@@ -14117,7 +14632,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     f_12_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
+    ob11_ = _new(_iso20_common_types.RationalNumberType)
+    ob11_.Exponent = f_11_Exponent
+    ob11_.Value = f_11_Value
+    f_EVMinimumDischargePower = ob11_
     s = 11
     if u > 127:
         av -= 8
@@ -14138,7 +14656,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
     if c & 0xc != 0x0:
         raise r.fail_at(av + 4, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE')
     ec = (c & 3)
-    f_EVMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
+    ob12_ = _new(_iso20_common_types.RationalNumberType)
+    ob12_.Exponent = f_12_Exponent
+    ob12_.Value = f_12_Value
+    f_EVMaximumDischargeCurrent = ob12_
     s = 12
     if ec == 0:
         av -= 22
@@ -14168,7 +14689,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected EE of Value, EE')
-        f_EVMaximumV2XEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_13_Exponent, Value=f_13_Value)
+        ob13_ = _new(_iso20_common_types.RationalNumberType)
+        ob13_.Exponent = f_13_Exponent
+        ob13_.Value = f_13_Value
+        f_EVMaximumV2XEnergyRequest = ob13_
         s = 13
     elif ec == 1:
         av -= 22
@@ -14198,7 +14722,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected EE of Value, EE')
-        f_EVMinimumV2XEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
+        ob14_ = _new(_iso20_common_types.RationalNumberType)
+        ob14_.Exponent = f_14_Exponent
+        ob14_.Value = f_14_Value
+        f_EVMinimumV2XEnergyRequest = ob14_
         s = 14
     elif ec == 2:
         s = -1
@@ -14237,7 +14764,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLReqControlModeType[13]', 'expected EE of Value, EE')
-            f_EVMinimumV2XEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_15_Exponent, Value=f_15_Value)
+            ob15_ = _new(_iso20_common_types.RationalNumberType)
+            ob15_.Exponent = f_15_Exponent
+            ob15_.Value = f_15_Value
+            f_EVMinimumV2XEnergyRequest = ob15_
             s = 14
         elif ec == 1:
             s = -1
@@ -14252,7 +14782,22 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
             raise r.fail_at(av + 1, 'BPT_Dynamic_DC_CLReqControlModeType[14]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_dc.BPT_Dynamic_DC_CLReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVMaximumChargePower=f_EVMaximumChargePower, EVMinimumChargePower=f_EVMinimumChargePower, EVMaximumChargeCurrent=f_EVMaximumChargeCurrent, EVMaximumVoltage=f_EVMaximumVoltage, EVMinimumVoltage=f_EVMinimumVoltage, EVMaximumDischargePower=f_EVMaximumDischargePower, EVMinimumDischargePower=f_EVMinimumDischargePower, EVMaximumDischargeCurrent=f_EVMaximumDischargeCurrent, EVMaximumV2XEnergyRequest=f_EVMaximumV2XEnergyRequest, EVMinimumV2XEnergyRequest=f_EVMinimumV2XEnergyRequest)
+    ob = _new(_iso20_dc.BPT_Dynamic_DC_CLReqControlModeType)
+    ob.DepartureTime = f_DepartureTime
+    ob.EVTargetEnergyRequest = f_EVTargetEnergyRequest
+    ob.EVMaximumEnergyRequest = f_EVMaximumEnergyRequest
+    ob.EVMinimumEnergyRequest = f_EVMinimumEnergyRequest
+    ob.EVMaximumChargePower = f_EVMaximumChargePower
+    ob.EVMinimumChargePower = f_EVMinimumChargePower
+    ob.EVMaximumChargeCurrent = f_EVMaximumChargeCurrent
+    ob.EVMaximumVoltage = f_EVMaximumVoltage
+    ob.EVMinimumVoltage = f_EVMinimumVoltage
+    ob.EVMaximumDischargePower = f_EVMaximumDischargePower
+    ob.EVMinimumDischargePower = f_EVMinimumDischargePower
+    ob.EVMaximumDischargeCurrent = f_EVMaximumDischargeCurrent
+    ob.EVMaximumV2XEnergyRequest = f_EVMaximumV2XEnergyRequest
+    ob.EVMinimumV2XEnergyRequest = f_EVMinimumV2XEnergyRequest
+    return ob
 
 def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.BPT_Dynamic_DC_CLReqControlModeType) -> None:
     a = w.acc
@@ -14821,7 +15366,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVSEMaximumChargePower = ob1_
         s = 5
     else:
         raise r.fail_at(av, 'BPT_Dynamic_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
@@ -14903,7 +15451,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_EVSEMaximumChargePower = ob2_
             s = 5
         else:
             raise r.fail_at(av, 'BPT_Dynamic_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
@@ -14976,7 +15527,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_EVSEMaximumChargePower = ob3_
             s = 5
         else:
             raise r.fail_at(av, 'BPT_Dynamic_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
@@ -15040,7 +15594,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVSEMaximumChargePower = ob4_
             s = 5
         else:
             raise r.fail_at(av, 'BPT_Dynamic_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
@@ -15072,7 +15629,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
-        f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_EVSEMaximumChargePower = ob5_
         s = 5
     av -= 23
     if av < 0:
@@ -15104,7 +15664,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
     f_7_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVSEMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+    ob6_ = _new(_iso20_common_types.RationalNumberType)
+    ob6_.Exponent = f_6_Exponent
+    ob6_.Value = f_6_Value
+    f_EVSEMinimumChargePower = ob6_
     s = 6
     if u > 127:
         av -= 8
@@ -15127,7 +15690,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
     f_8_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVSEMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+    ob7_ = _new(_iso20_common_types.RationalNumberType)
+    ob7_.Exponent = f_7_Exponent
+    ob7_.Value = f_7_Value
+    f_EVSEMaximumChargeCurrent = ob7_
     s = 7
     if u > 127:
         av -= 8
@@ -15150,7 +15716,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
     f_9_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+    ob8_ = _new(_iso20_common_types.RationalNumberType)
+    ob8_.Exponent = f_8_Exponent
+    ob8_.Value = f_8_Value
+    f_EVSEMaximumVoltage = ob8_
     s = 8
     if u > 127:
         av -= 8
@@ -15173,7 +15742,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
     f_10_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVSEMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+    ob9_ = _new(_iso20_common_types.RationalNumberType)
+    ob9_.Exponent = f_9_Exponent
+    ob9_.Value = f_9_Value
+    f_EVSEMaximumDischargePower = ob9_
     s = 9
     if u > 127:
         av -= 8
@@ -15196,7 +15768,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
     f_11_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVSEMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
+    ob10_ = _new(_iso20_common_types.RationalNumberType)
+    ob10_.Exponent = f_10_Exponent
+    ob10_.Value = f_10_Value
+    f_EVSEMinimumDischargePower = ob10_
     s = 10
     if u > 127:
         av -= 8
@@ -15219,7 +15794,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
     f_12_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVSEMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
+    ob11_ = _new(_iso20_common_types.RationalNumberType)
+    ob11_.Exponent = f_11_Exponent
+    ob11_.Value = f_11_Value
+    f_EVSEMaximumDischargeCurrent = ob11_
     s = 11
     if u > 127:
         av -= 8
@@ -15239,11 +15817,27 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'BPT_Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, EE')
-    f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
+    ob12_ = _new(_iso20_common_types.RationalNumberType)
+    ob12_.Exponent = f_12_Exponent
+    ob12_.Value = f_12_Value
+    f_EVSEMinimumVoltage = ob12_
     s = 12
     s = -1
     r.avail = av
-    return _iso20_dc.BPT_Dynamic_DC_CLResControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay, EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMaximumChargeCurrent=f_EVSEMaximumChargeCurrent, EVSEMaximumVoltage=f_EVSEMaximumVoltage, EVSEMaximumDischargePower=f_EVSEMaximumDischargePower, EVSEMinimumDischargePower=f_EVSEMinimumDischargePower, EVSEMaximumDischargeCurrent=f_EVSEMaximumDischargeCurrent, EVSEMinimumVoltage=f_EVSEMinimumVoltage)
+    ob = _new(_iso20_dc.BPT_Dynamic_DC_CLResControlModeType)
+    ob.DepartureTime = f_DepartureTime
+    ob.MinimumSOC = f_MinimumSOC
+    ob.TargetSOC = f_TargetSOC
+    ob.AckMaxDelay = f_AckMaxDelay
+    ob.EVSEMaximumChargePower = f_EVSEMaximumChargePower
+    ob.EVSEMinimumChargePower = f_EVSEMinimumChargePower
+    ob.EVSEMaximumChargeCurrent = f_EVSEMaximumChargeCurrent
+    ob.EVSEMaximumVoltage = f_EVSEMaximumVoltage
+    ob.EVSEMaximumDischargePower = f_EVSEMaximumDischargePower
+    ob.EVSEMinimumDischargePower = f_EVSEMinimumDischargePower
+    ob.EVSEMaximumDischargeCurrent = f_EVSEMaximumDischargeCurrent
+    ob.EVSEMinimumVoltage = f_EVSEMinimumVoltage
+    return ob
 
 def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.BPT_Dynamic_DC_CLResControlModeType) -> None:
     a = w.acc
@@ -15726,9 +16320,19 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
 def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.BPT_Scheduled_DC_CLReqControlModeType:
     win = r.win
     av = r.avail
-    kw: dict[str, Any] = {}
+    f_EVTargetEnergyRequest: _iso20_common_types.RationalNumberType | None = None
+    f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
+    f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVTargetCurrent: _iso20_common_types.RationalNumberType
     f_EVTargetVoltage: _iso20_common_types.RationalNumberType
+    f_EVMaximumChargePower: _iso20_common_types.RationalNumberType | None = None
+    f_EVMinimumChargePower: _iso20_common_types.RationalNumberType | None = None
+    f_EVMaximumChargeCurrent: _iso20_common_types.RationalNumberType | None = None
+    f_EVMaximumVoltage: _iso20_common_types.RationalNumberType | None = None
+    f_EVMinimumVoltage: _iso20_common_types.RationalNumberType | None = None
+    f_EVMaximumDischargePower: _iso20_common_types.RationalNumberType | None = None
+    f_EVMinimumDischargePower: _iso20_common_types.RationalNumberType | None = None
+    f_EVMaximumDischargeCurrent: _iso20_common_types.RationalNumberType | None = None
     s = 0
     av -= 3
     if av < 0:
@@ -15763,7 +16367,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVTargetEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVTargetEnergyRequest = ob1_
         s = 1
     elif ec == 1:
         av -= 22
@@ -15793,7 +16400,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVMaximumEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVMaximumEnergyRequest = ob2_
         s = 2
     elif ec == 2:
         av -= 22
@@ -15823,7 +16433,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        kw['EVMinimumEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_EVMinimumEnergyRequest = ob3_
         s = 3
     elif ec == 3:
         av -= 22
@@ -15853,7 +16466,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVTargetCurrent = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+        ob4_ = _new(_iso20_common_types.RationalNumberType)
+        ob4_.Exponent = f_4_Exponent
+        ob4_.Value = f_4_Value
+        f_EVTargetCurrent = ob4_
         s = 4
     else:
         raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
@@ -15890,7 +16506,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVMaximumEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_EVMaximumEnergyRequest = ob5_
             s = 2
         elif ec == 1:
             av -= 22
@@ -15920,7 +16539,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            kw['EVMinimumEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_EVMinimumEnergyRequest = ob6_
             s = 3
         elif ec == 2:
             av -= 22
@@ -15950,7 +16572,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            f_EVTargetCurrent = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+            ob7_ = _new(_iso20_common_types.RationalNumberType)
+            ob7_.Exponent = f_7_Exponent
+            ob7_.Value = f_7_Value
+            f_EVTargetCurrent = ob7_
             s = 4
         else:
             raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
@@ -15987,7 +16612,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            kw['EVMinimumEnergyRequest'] = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+            ob8_ = _new(_iso20_common_types.RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_EVMinimumEnergyRequest = ob8_
             s = 3
         elif ec == 1:
             av -= 22
@@ -16017,7 +16645,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            f_EVTargetCurrent = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+            ob9_ = _new(_iso20_common_types.RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_EVTargetCurrent = ob9_
             s = 4
         else:
             raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
@@ -16049,7 +16680,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[3]', 'expected EE of Value, EE')
-        f_EVTargetCurrent = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
+        ob10_ = _new(_iso20_common_types.RationalNumberType)
+        ob10_.Exponent = f_10_Exponent
+        ob10_.Value = f_10_Value
+        f_EVTargetCurrent = ob10_
         s = 4
     av -= 23
     if av < 0:
@@ -16079,7 +16713,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
     if c & 0x30 != 0x0:
         raise r.fail_at(av + 6, 'BPT_Scheduled_DC_CLReqControlModeType', 'expected EE of Value, EE')
     ec = (c & 15)
-    f_EVTargetVoltage = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
+    ob11_ = _new(_iso20_common_types.RationalNumberType)
+    ob11_.Exponent = f_11_Exponent
+    ob11_.Value = f_11_Value
+    f_EVTargetVoltage = ob11_
     s = 5
     if ec == 0:
         av -= 22
@@ -16109,7 +16746,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        kw['EVMaximumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
+        ob12_ = _new(_iso20_common_types.RationalNumberType)
+        ob12_.Exponent = f_12_Exponent
+        ob12_.Value = f_12_Value
+        f_EVMaximumChargePower = ob12_
         s = 6
     elif ec == 1:
         av -= 22
@@ -16139,7 +16779,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        kw['EVMinimumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_13_Exponent, Value=f_13_Value)
+        ob13_ = _new(_iso20_common_types.RationalNumberType)
+        ob13_.Exponent = f_13_Exponent
+        ob13_.Value = f_13_Value
+        f_EVMinimumChargePower = ob13_
         s = 7
     elif ec == 2:
         av -= 22
@@ -16169,7 +16812,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        kw['EVMaximumChargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
+        ob14_ = _new(_iso20_common_types.RationalNumberType)
+        ob14_.Exponent = f_14_Exponent
+        ob14_.Value = f_14_Value
+        f_EVMaximumChargeCurrent = ob14_
         s = 8
     elif ec == 3:
         av -= 22
@@ -16199,7 +16845,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        kw['EVMaximumVoltage'] = _iso20_common_types.RationalNumberType(Exponent=f_15_Exponent, Value=f_15_Value)
+        ob15_ = _new(_iso20_common_types.RationalNumberType)
+        ob15_.Exponent = f_15_Exponent
+        ob15_.Value = f_15_Value
+        f_EVMaximumVoltage = ob15_
         s = 9
     elif ec == 4:
         av -= 22
@@ -16229,7 +16878,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        kw['EVMinimumVoltage'] = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
+        ob16_ = _new(_iso20_common_types.RationalNumberType)
+        ob16_.Exponent = f_16_Exponent
+        ob16_.Value = f_16_Value
+        f_EVMinimumVoltage = ob16_
         s = 10
     elif ec == 5:
         av -= 22
@@ -16259,7 +16911,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        kw['EVMaximumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
+        ob17_ = _new(_iso20_common_types.RationalNumberType)
+        ob17_.Exponent = f_17_Exponent
+        ob17_.Value = f_17_Value
+        f_EVMaximumDischargePower = ob17_
         s = 11
     elif ec == 6:
         av -= 22
@@ -16289,7 +16944,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        kw['EVMinimumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_18_Exponent, Value=f_18_Value)
+        ob18_ = _new(_iso20_common_types.RationalNumberType)
+        ob18_.Exponent = f_18_Exponent
+        ob18_.Value = f_18_Value
+        f_EVMinimumDischargePower = ob18_
         s = 12
     elif ec == 7:
         av -= 22
@@ -16319,7 +16977,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        kw['EVMaximumDischargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
+        ob19_ = _new(_iso20_common_types.RationalNumberType)
+        ob19_.Exponent = f_19_Exponent
+        ob19_.Value = f_19_Value
+        f_EVMaximumDischargeCurrent = ob19_
         s = 13
     elif ec == 8:
         s = -1
@@ -16358,7 +17019,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVMinimumChargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
+            ob20_ = _new(_iso20_common_types.RationalNumberType)
+            ob20_.Exponent = f_20_Exponent
+            ob20_.Value = f_20_Value
+            f_EVMinimumChargePower = ob20_
             s = 7
         elif ec == 1:
             av -= 22
@@ -16388,7 +17052,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVMaximumChargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_21_Exponent, Value=f_21_Value)
+            ob21_ = _new(_iso20_common_types.RationalNumberType)
+            ob21_.Exponent = f_21_Exponent
+            ob21_.Value = f_21_Value
+            f_EVMaximumChargeCurrent = ob21_
             s = 8
         elif ec == 2:
             av -= 22
@@ -16418,7 +17085,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVMaximumVoltage'] = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
+            ob22_ = _new(_iso20_common_types.RationalNumberType)
+            ob22_.Exponent = f_22_Exponent
+            ob22_.Value = f_22_Value
+            f_EVMaximumVoltage = ob22_
             s = 9
         elif ec == 3:
             av -= 22
@@ -16448,7 +17118,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVMinimumVoltage'] = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
+            ob23_ = _new(_iso20_common_types.RationalNumberType)
+            ob23_.Exponent = f_23_Exponent
+            ob23_.Value = f_23_Value
+            f_EVMinimumVoltage = ob23_
             s = 10
         elif ec == 4:
             av -= 22
@@ -16478,7 +17151,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_24_Exponent, Value=f_24_Value)
+            ob24_ = _new(_iso20_common_types.RationalNumberType)
+            ob24_.Exponent = f_24_Exponent
+            ob24_.Value = f_24_Value
+            f_EVMaximumDischargePower = ob24_
             s = 11
         elif ec == 5:
             av -= 22
@@ -16508,7 +17184,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
+            ob25_ = _new(_iso20_common_types.RationalNumberType)
+            ob25_.Exponent = f_25_Exponent
+            ob25_.Value = f_25_Value
+            f_EVMinimumDischargePower = ob25_
             s = 12
         elif ec == 6:
             av -= 22
@@ -16538,7 +17217,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_26_Exponent, Value=f_26_Value)
+            ob26_ = _new(_iso20_common_types.RationalNumberType)
+            ob26_.Exponent = f_26_Exponent
+            ob26_.Value = f_26_Value
+            f_EVMaximumDischargeCurrent = ob26_
             s = 13
         elif ec == 7:
             s = -1
@@ -16577,7 +17259,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            kw['EVMaximumChargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_27_Exponent, Value=f_27_Value)
+            ob27_ = _new(_iso20_common_types.RationalNumberType)
+            ob27_.Exponent = f_27_Exponent
+            ob27_.Value = f_27_Value
+            f_EVMaximumChargeCurrent = ob27_
             s = 8
         elif ec == 1:
             av -= 22
@@ -16607,7 +17292,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            kw['EVMaximumVoltage'] = _iso20_common_types.RationalNumberType(Exponent=f_28_Exponent, Value=f_28_Value)
+            ob28_ = _new(_iso20_common_types.RationalNumberType)
+            ob28_.Exponent = f_28_Exponent
+            ob28_.Value = f_28_Value
+            f_EVMaximumVoltage = ob28_
             s = 9
         elif ec == 2:
             av -= 22
@@ -16637,7 +17325,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            kw['EVMinimumVoltage'] = _iso20_common_types.RationalNumberType(Exponent=f_29_Exponent, Value=f_29_Value)
+            ob29_ = _new(_iso20_common_types.RationalNumberType)
+            ob29_.Exponent = f_29_Exponent
+            ob29_.Value = f_29_Value
+            f_EVMinimumVoltage = ob29_
             s = 10
         elif ec == 3:
             av -= 22
@@ -16667,7 +17358,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_30_Exponent, Value=f_30_Value)
+            ob30_ = _new(_iso20_common_types.RationalNumberType)
+            ob30_.Exponent = f_30_Exponent
+            ob30_.Value = f_30_Value
+            f_EVMaximumDischargePower = ob30_
             s = 11
         elif ec == 4:
             av -= 22
@@ -16697,7 +17391,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_31_Exponent, Value=f_31_Value)
+            ob31_ = _new(_iso20_common_types.RationalNumberType)
+            ob31_.Exponent = f_31_Exponent
+            ob31_.Value = f_31_Value
+            f_EVMinimumDischargePower = ob31_
             s = 12
         elif ec == 5:
             av -= 22
@@ -16727,7 +17424,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_32_Exponent, Value=f_32_Value)
+            ob32_ = _new(_iso20_common_types.RationalNumberType)
+            ob32_.Exponent = f_32_Exponent
+            ob32_.Value = f_32_Value
+            f_EVMaximumDischargeCurrent = ob32_
             s = 13
         elif ec == 6:
             s = -1
@@ -16766,7 +17466,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-            kw['EVMaximumVoltage'] = _iso20_common_types.RationalNumberType(Exponent=f_33_Exponent, Value=f_33_Value)
+            ob33_ = _new(_iso20_common_types.RationalNumberType)
+            ob33_.Exponent = f_33_Exponent
+            ob33_.Value = f_33_Value
+            f_EVMaximumVoltage = ob33_
             s = 9
         elif ec == 1:
             av -= 22
@@ -16796,7 +17499,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-            kw['EVMinimumVoltage'] = _iso20_common_types.RationalNumberType(Exponent=f_34_Exponent, Value=f_34_Value)
+            ob34_ = _new(_iso20_common_types.RationalNumberType)
+            ob34_.Exponent = f_34_Exponent
+            ob34_.Value = f_34_Value
+            f_EVMinimumVoltage = ob34_
             s = 10
         elif ec == 2:
             av -= 22
@@ -16826,7 +17532,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_35_Exponent, Value=f_35_Value)
+            ob35_ = _new(_iso20_common_types.RationalNumberType)
+            ob35_.Exponent = f_35_Exponent
+            ob35_.Value = f_35_Value
+            f_EVMaximumDischargePower = ob35_
             s = 11
         elif ec == 3:
             av -= 22
@@ -16856,7 +17565,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_36_Exponent, Value=f_36_Value)
+            ob36_ = _new(_iso20_common_types.RationalNumberType)
+            ob36_.Exponent = f_36_Exponent
+            ob36_.Value = f_36_Value
+            f_EVMinimumDischargePower = ob36_
             s = 12
         elif ec == 4:
             av -= 22
@@ -16886,7 +17598,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_37_Exponent, Value=f_37_Value)
+            ob37_ = _new(_iso20_common_types.RationalNumberType)
+            ob37_.Exponent = f_37_Exponent
+            ob37_.Value = f_37_Value
+            f_EVMaximumDischargeCurrent = ob37_
             s = 13
         elif ec == 5:
             s = -1
@@ -16925,7 +17640,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
-            kw['EVMinimumVoltage'] = _iso20_common_types.RationalNumberType(Exponent=f_38_Exponent, Value=f_38_Value)
+            ob38_ = _new(_iso20_common_types.RationalNumberType)
+            ob38_.Exponent = f_38_Exponent
+            ob38_.Value = f_38_Value
+            f_EVMinimumVoltage = ob38_
             s = 10
         elif ec == 1:
             av -= 22
@@ -16955,7 +17673,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_39_Exponent, Value=f_39_Value)
+            ob39_ = _new(_iso20_common_types.RationalNumberType)
+            ob39_.Exponent = f_39_Exponent
+            ob39_.Value = f_39_Value
+            f_EVMaximumDischargePower = ob39_
             s = 11
         elif ec == 2:
             av -= 22
@@ -16985,7 +17706,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_40_Exponent, Value=f_40_Value)
+            ob40_ = _new(_iso20_common_types.RationalNumberType)
+            ob40_.Exponent = f_40_Exponent
+            ob40_.Value = f_40_Value
+            f_EVMinimumDischargePower = ob40_
             s = 12
         elif ec == 3:
             av -= 22
@@ -17015,7 +17739,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_41_Exponent, Value=f_41_Value)
+            ob41_ = _new(_iso20_common_types.RationalNumberType)
+            ob41_.Exponent = f_41_Exponent
+            ob41_.Value = f_41_Value
+            f_EVMaximumDischargeCurrent = ob41_
             s = 13
         elif ec == 4:
             s = -1
@@ -17054,7 +17781,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_42_Exponent, Value=f_42_Value)
+            ob42_ = _new(_iso20_common_types.RationalNumberType)
+            ob42_.Exponent = f_42_Exponent
+            ob42_.Value = f_42_Value
+            f_EVMaximumDischargePower = ob42_
             s = 11
         elif ec == 1:
             av -= 22
@@ -17084,7 +17814,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_43_Exponent, Value=f_43_Value)
+            ob43_ = _new(_iso20_common_types.RationalNumberType)
+            ob43_.Exponent = f_43_Exponent
+            ob43_.Value = f_43_Value
+            f_EVMinimumDischargePower = ob43_
             s = 12
         elif ec == 2:
             av -= 22
@@ -17114,7 +17847,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_44_Exponent, Value=f_44_Value)
+            ob44_ = _new(_iso20_common_types.RationalNumberType)
+            ob44_.Exponent = f_44_Exponent
+            ob44_.Value = f_44_Value
+            f_EVMaximumDischargeCurrent = ob44_
             s = 13
         elif ec == 3:
             s = -1
@@ -17153,7 +17889,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            kw['EVMinimumDischargePower'] = _iso20_common_types.RationalNumberType(Exponent=f_45_Exponent, Value=f_45_Value)
+            ob45_ = _new(_iso20_common_types.RationalNumberType)
+            ob45_.Exponent = f_45_Exponent
+            ob45_.Value = f_45_Value
+            f_EVMinimumDischargePower = ob45_
             s = 12
         elif ec == 1:
             av -= 22
@@ -17183,7 +17922,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_46_Exponent, Value=f_46_Value)
+            ob46_ = _new(_iso20_common_types.RationalNumberType)
+            ob46_.Exponent = f_46_Exponent
+            ob46_.Value = f_46_Value
+            f_EVMaximumDischargeCurrent = ob46_
             s = 13
         elif ec == 2:
             s = -1
@@ -17222,7 +17964,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[12]', 'expected EE of Value, EE')
-            kw['EVMaximumDischargeCurrent'] = _iso20_common_types.RationalNumberType(Exponent=f_47_Exponent, Value=f_47_Value)
+            ob47_ = _new(_iso20_common_types.RationalNumberType)
+            ob47_.Exponent = f_47_Exponent
+            ob47_.Value = f_47_Value
+            f_EVMaximumDischargeCurrent = ob47_
             s = 13
         elif ec == 1:
             s = -1
@@ -17237,7 +17982,21 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             raise r.fail_at(av + 1, 'BPT_Scheduled_DC_CLReqControlModeType[13]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_dc.BPT_Scheduled_DC_CLReqControlModeType(EVTargetCurrent=f_EVTargetCurrent, EVTargetVoltage=f_EVTargetVoltage, **kw)
+    ob = _new(_iso20_dc.BPT_Scheduled_DC_CLReqControlModeType)
+    ob.EVTargetEnergyRequest = f_EVTargetEnergyRequest
+    ob.EVMaximumEnergyRequest = f_EVMaximumEnergyRequest
+    ob.EVMinimumEnergyRequest = f_EVMinimumEnergyRequest
+    ob.EVTargetCurrent = f_EVTargetCurrent
+    ob.EVTargetVoltage = f_EVTargetVoltage
+    ob.EVMaximumChargePower = f_EVMaximumChargePower
+    ob.EVMinimumChargePower = f_EVMinimumChargePower
+    ob.EVMaximumChargeCurrent = f_EVMaximumChargeCurrent
+    ob.EVMaximumVoltage = f_EVMaximumVoltage
+    ob.EVMinimumVoltage = f_EVMinimumVoltage
+    ob.EVMaximumDischargePower = f_EVMaximumDischargePower
+    ob.EVMinimumDischargePower = f_EVMinimumDischargePower
+    ob.EVMaximumDischargeCurrent = f_EVMaximumDischargeCurrent
+    return ob
 
 def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.BPT_Scheduled_DC_CLReqControlModeType) -> None:
     a = w.acc
@@ -18618,7 +19377,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVSEMaximumChargePower = ob1_
         s = 1
     elif ec == 1:
         av -= 22
@@ -18648,7 +19410,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        f_EVSEMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVSEMinimumChargePower = ob2_
         s = 2
     elif ec == 2:
         av -= 22
@@ -18678,7 +19443,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        f_EVSEMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_EVSEMaximumChargeCurrent = ob3_
         s = 3
     elif ec == 3:
         av -= 22
@@ -18708,7 +19476,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+        ob4_ = _new(_iso20_common_types.RationalNumberType)
+        ob4_.Exponent = f_4_Exponent
+        ob4_.Value = f_4_Value
+        f_EVSEMaximumVoltage = ob4_
         s = 4
     elif ec == 4:
         av -= 22
@@ -18738,7 +19509,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        f_EVSEMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_EVSEMaximumDischargePower = ob5_
         s = 5
     elif ec == 5:
         av -= 22
@@ -18768,7 +19542,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        f_EVSEMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+        ob6_ = _new(_iso20_common_types.RationalNumberType)
+        ob6_.Exponent = f_6_Exponent
+        ob6_.Value = f_6_Value
+        f_EVSEMinimumDischargePower = ob6_
         s = 6
     elif ec == 6:
         av -= 22
@@ -18798,7 +19575,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        f_EVSEMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+        ob7_ = _new(_iso20_common_types.RationalNumberType)
+        ob7_.Exponent = f_7_Exponent
+        ob7_.Value = f_7_Value
+        f_EVSEMaximumDischargeCurrent = ob7_
         s = 7
     elif ec == 7:
         av -= 22
@@ -18828,7 +19608,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+        ob8_ = _new(_iso20_common_types.RationalNumberType)
+        ob8_.Exponent = f_8_Exponent
+        ob8_.Value = f_8_Value
+        f_EVSEMinimumVoltage = ob8_
         s = 8
     elif ec == 8:
         s = -1
@@ -18867,7 +19650,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            f_EVSEMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+            ob9_ = _new(_iso20_common_types.RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_EVSEMinimumChargePower = ob9_
             s = 2
         elif ec == 1:
             av -= 22
@@ -18897,7 +19683,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            f_EVSEMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
+            ob10_ = _new(_iso20_common_types.RationalNumberType)
+            ob10_.Exponent = f_10_Exponent
+            ob10_.Value = f_10_Value
+            f_EVSEMaximumChargeCurrent = ob10_
             s = 3
         elif ec == 2:
             av -= 22
@@ -18927,7 +19716,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
+            ob11_ = _new(_iso20_common_types.RationalNumberType)
+            ob11_.Exponent = f_11_Exponent
+            ob11_.Value = f_11_Value
+            f_EVSEMaximumVoltage = ob11_
             s = 4
         elif ec == 3:
             av -= 22
@@ -18957,7 +19749,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            f_EVSEMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
+            ob12_ = _new(_iso20_common_types.RationalNumberType)
+            ob12_.Exponent = f_12_Exponent
+            ob12_.Value = f_12_Value
+            f_EVSEMaximumDischargePower = ob12_
             s = 5
         elif ec == 4:
             av -= 22
@@ -18987,7 +19782,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            f_EVSEMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_13_Exponent, Value=f_13_Value)
+            ob13_ = _new(_iso20_common_types.RationalNumberType)
+            ob13_.Exponent = f_13_Exponent
+            ob13_.Value = f_13_Value
+            f_EVSEMinimumDischargePower = ob13_
             s = 6
         elif ec == 5:
             av -= 22
@@ -19017,7 +19815,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            f_EVSEMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
+            ob14_ = _new(_iso20_common_types.RationalNumberType)
+            ob14_.Exponent = f_14_Exponent
+            ob14_.Value = f_14_Value
+            f_EVSEMaximumDischargeCurrent = ob14_
             s = 7
         elif ec == 6:
             av -= 22
@@ -19047,7 +19848,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_15_Exponent, Value=f_15_Value)
+            ob15_ = _new(_iso20_common_types.RationalNumberType)
+            ob15_.Exponent = f_15_Exponent
+            ob15_.Value = f_15_Value
+            f_EVSEMinimumVoltage = ob15_
             s = 8
         elif ec == 7:
             s = -1
@@ -19086,7 +19890,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            f_EVSEMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
+            ob16_ = _new(_iso20_common_types.RationalNumberType)
+            ob16_.Exponent = f_16_Exponent
+            ob16_.Value = f_16_Value
+            f_EVSEMaximumChargeCurrent = ob16_
             s = 3
         elif ec == 1:
             av -= 22
@@ -19116,7 +19923,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
+            ob17_ = _new(_iso20_common_types.RationalNumberType)
+            ob17_.Exponent = f_17_Exponent
+            ob17_.Value = f_17_Value
+            f_EVSEMaximumVoltage = ob17_
             s = 4
         elif ec == 2:
             av -= 22
@@ -19146,7 +19956,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            f_EVSEMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_18_Exponent, Value=f_18_Value)
+            ob18_ = _new(_iso20_common_types.RationalNumberType)
+            ob18_.Exponent = f_18_Exponent
+            ob18_.Value = f_18_Value
+            f_EVSEMaximumDischargePower = ob18_
             s = 5
         elif ec == 3:
             av -= 22
@@ -19176,7 +19989,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            f_EVSEMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
+            ob19_ = _new(_iso20_common_types.RationalNumberType)
+            ob19_.Exponent = f_19_Exponent
+            ob19_.Value = f_19_Value
+            f_EVSEMinimumDischargePower = ob19_
             s = 6
         elif ec == 4:
             av -= 22
@@ -19206,7 +20022,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            f_EVSEMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
+            ob20_ = _new(_iso20_common_types.RationalNumberType)
+            ob20_.Exponent = f_20_Exponent
+            ob20_.Value = f_20_Value
+            f_EVSEMaximumDischargeCurrent = ob20_
             s = 7
         elif ec == 5:
             av -= 22
@@ -19236,7 +20055,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_21_Exponent, Value=f_21_Value)
+            ob21_ = _new(_iso20_common_types.RationalNumberType)
+            ob21_.Exponent = f_21_Exponent
+            ob21_.Value = f_21_Value
+            f_EVSEMinimumVoltage = ob21_
             s = 8
         elif ec == 6:
             s = -1
@@ -19275,7 +20097,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
+            ob22_ = _new(_iso20_common_types.RationalNumberType)
+            ob22_.Exponent = f_22_Exponent
+            ob22_.Value = f_22_Value
+            f_EVSEMaximumVoltage = ob22_
             s = 4
         elif ec == 1:
             av -= 22
@@ -19305,7 +20130,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            f_EVSEMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
+            ob23_ = _new(_iso20_common_types.RationalNumberType)
+            ob23_.Exponent = f_23_Exponent
+            ob23_.Value = f_23_Value
+            f_EVSEMaximumDischargePower = ob23_
             s = 5
         elif ec == 2:
             av -= 22
@@ -19335,7 +20163,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            f_EVSEMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_24_Exponent, Value=f_24_Value)
+            ob24_ = _new(_iso20_common_types.RationalNumberType)
+            ob24_.Exponent = f_24_Exponent
+            ob24_.Value = f_24_Value
+            f_EVSEMinimumDischargePower = ob24_
             s = 6
         elif ec == 3:
             av -= 22
@@ -19365,7 +20196,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            f_EVSEMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
+            ob25_ = _new(_iso20_common_types.RationalNumberType)
+            ob25_.Exponent = f_25_Exponent
+            ob25_.Value = f_25_Value
+            f_EVSEMaximumDischargeCurrent = ob25_
             s = 7
         elif ec == 4:
             av -= 22
@@ -19395,7 +20229,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_26_Exponent, Value=f_26_Value)
+            ob26_ = _new(_iso20_common_types.RationalNumberType)
+            ob26_.Exponent = f_26_Exponent
+            ob26_.Value = f_26_Value
+            f_EVSEMinimumVoltage = ob26_
             s = 8
         elif ec == 5:
             s = -1
@@ -19434,7 +20271,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
-            f_EVSEMaximumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_27_Exponent, Value=f_27_Value)
+            ob27_ = _new(_iso20_common_types.RationalNumberType)
+            ob27_.Exponent = f_27_Exponent
+            ob27_.Value = f_27_Value
+            f_EVSEMaximumDischargePower = ob27_
             s = 5
         elif ec == 1:
             av -= 22
@@ -19464,7 +20304,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
-            f_EVSEMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_28_Exponent, Value=f_28_Value)
+            ob28_ = _new(_iso20_common_types.RationalNumberType)
+            ob28_.Exponent = f_28_Exponent
+            ob28_.Value = f_28_Value
+            f_EVSEMinimumDischargePower = ob28_
             s = 6
         elif ec == 2:
             av -= 22
@@ -19494,7 +20337,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
-            f_EVSEMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_29_Exponent, Value=f_29_Value)
+            ob29_ = _new(_iso20_common_types.RationalNumberType)
+            ob29_.Exponent = f_29_Exponent
+            ob29_.Value = f_29_Value
+            f_EVSEMaximumDischargeCurrent = ob29_
             s = 7
         elif ec == 3:
             av -= 22
@@ -19524,7 +20370,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
-            f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_30_Exponent, Value=f_30_Value)
+            ob30_ = _new(_iso20_common_types.RationalNumberType)
+            ob30_.Exponent = f_30_Exponent
+            ob30_.Value = f_30_Value
+            f_EVSEMinimumVoltage = ob30_
             s = 8
         elif ec == 4:
             s = -1
@@ -19563,7 +20412,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected EE of Value, EE')
-            f_EVSEMinimumDischargePower = _iso20_common_types.RationalNumberType(Exponent=f_31_Exponent, Value=f_31_Value)
+            ob31_ = _new(_iso20_common_types.RationalNumberType)
+            ob31_.Exponent = f_31_Exponent
+            ob31_.Value = f_31_Value
+            f_EVSEMinimumDischargePower = ob31_
             s = 6
         elif ec == 1:
             av -= 22
@@ -19593,7 +20445,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected EE of Value, EE')
-            f_EVSEMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_32_Exponent, Value=f_32_Value)
+            ob32_ = _new(_iso20_common_types.RationalNumberType)
+            ob32_.Exponent = f_32_Exponent
+            ob32_.Value = f_32_Value
+            f_EVSEMaximumDischargeCurrent = ob32_
             s = 7
         elif ec == 2:
             av -= 22
@@ -19623,7 +20478,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected EE of Value, EE')
-            f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_33_Exponent, Value=f_33_Value)
+            ob33_ = _new(_iso20_common_types.RationalNumberType)
+            ob33_.Exponent = f_33_Exponent
+            ob33_.Value = f_33_Value
+            f_EVSEMinimumVoltage = ob33_
             s = 8
         elif ec == 3:
             s = -1
@@ -19662,7 +20520,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            f_EVSEMaximumDischargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_34_Exponent, Value=f_34_Value)
+            ob34_ = _new(_iso20_common_types.RationalNumberType)
+            ob34_.Exponent = f_34_Exponent
+            ob34_.Value = f_34_Value
+            f_EVSEMaximumDischargeCurrent = ob34_
             s = 7
         elif ec == 1:
             av -= 22
@@ -19692,7 +20553,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_35_Exponent, Value=f_35_Value)
+            ob35_ = _new(_iso20_common_types.RationalNumberType)
+            ob35_.Exponent = f_35_Exponent
+            ob35_.Value = f_35_Value
+            f_EVSEMinimumVoltage = ob35_
             s = 8
         elif ec == 2:
             s = -1
@@ -19731,7 +20595,10 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[7]', 'expected EE of Value, EE')
-            f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_36_Exponent, Value=f_36_Value)
+            ob36_ = _new(_iso20_common_types.RationalNumberType)
+            ob36_.Exponent = f_36_Exponent
+            ob36_.Value = f_36_Value
+            f_EVSEMinimumVoltage = ob36_
             s = 8
         elif ec == 1:
             s = -1
@@ -19746,7 +20613,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             raise r.fail_at(av + 1, 'BPT_Scheduled_DC_CLResControlModeType[8]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_dc.BPT_Scheduled_DC_CLResControlModeType(EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMaximumChargeCurrent=f_EVSEMaximumChargeCurrent, EVSEMaximumVoltage=f_EVSEMaximumVoltage, EVSEMaximumDischargePower=f_EVSEMaximumDischargePower, EVSEMinimumDischargePower=f_EVSEMinimumDischargePower, EVSEMaximumDischargeCurrent=f_EVSEMaximumDischargeCurrent, EVSEMinimumVoltage=f_EVSEMinimumVoltage)
+    ob = _new(_iso20_dc.BPT_Scheduled_DC_CLResControlModeType)
+    ob.EVSEMaximumChargePower = f_EVSEMaximumChargePower
+    ob.EVSEMinimumChargePower = f_EVSEMinimumChargePower
+    ob.EVSEMaximumChargeCurrent = f_EVSEMaximumChargeCurrent
+    ob.EVSEMaximumVoltage = f_EVSEMaximumVoltage
+    ob.EVSEMaximumDischargePower = f_EVSEMaximumDischargePower
+    ob.EVSEMinimumDischargePower = f_EVSEMinimumDischargePower
+    ob.EVSEMaximumDischargeCurrent = f_EVSEMaximumDischargeCurrent
+    ob.EVSEMinimumVoltage = f_EVSEMinimumVoltage
+    return ob
 
 def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.BPT_Scheduled_DC_CLResControlModeType) -> None:
     a = w.acc
@@ -20814,7 +21690,10 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_EVMaximumChargePower = ob1_
     s = 1
     if u > 127:
         av -= 8
@@ -20837,7 +21716,10 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     f_3_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_.Exponent = f_2_Exponent
+    ob2_.Value = f_2_Value
+    f_EVMinimumChargePower = ob2_
     s = 2
     if u > 127:
         av -= 8
@@ -20860,7 +21742,10 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     f_4_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_.Exponent = f_3_Exponent
+    ob3_.Value = f_3_Value
+    f_EVMaximumChargeCurrent = ob3_
     s = 3
     if u > 127:
         av -= 8
@@ -20883,7 +21768,10 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     f_5_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMinimumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+    ob4_ = _new(_iso20_common_types.RationalNumberType)
+    ob4_.Exponent = f_4_Exponent
+    ob4_.Value = f_4_Value
+    f_EVMinimumChargeCurrent = ob4_
     s = 4
     if u > 127:
         av -= 8
@@ -20906,7 +21794,10 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     f_6_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+    ob5_ = _new(_iso20_common_types.RationalNumberType)
+    ob5_.Exponent = f_5_Exponent
+    ob5_.Value = f_5_Value
+    f_EVMaximumVoltage = ob5_
     s = 5
     if u > 127:
         av -= 8
@@ -20927,7 +21818,10 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     if c & 0xc != 0x0:
         raise r.fail_at(av + 4, 'DC_CPDReqEnergyTransferModeType', 'expected EE of Value, EE')
     ec = (c & 3)
-    f_EVMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+    ob6_ = _new(_iso20_common_types.RationalNumberType)
+    ob6_.Exponent = f_6_Exponent
+    ob6_.Value = f_6_Value
+    f_EVMinimumVoltage = ob6_
     s = 6
     if ec == 0:
         av -= 9
@@ -20951,7 +21845,15 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
             raise r.fail_at(av + 1, 'DC_CPDReqEnergyTransferModeType[7]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_dc.DC_CPDReqEnergyTransferModeType(EVMaximumChargePower=f_EVMaximumChargePower, EVMinimumChargePower=f_EVMinimumChargePower, EVMaximumChargeCurrent=f_EVMaximumChargeCurrent, EVMinimumChargeCurrent=f_EVMinimumChargeCurrent, EVMaximumVoltage=f_EVMaximumVoltage, EVMinimumVoltage=f_EVMinimumVoltage, TargetSOC=f_TargetSOC)
+    ob = _new(_iso20_dc.DC_CPDReqEnergyTransferModeType)
+    ob.EVMaximumChargePower = f_EVMaximumChargePower
+    ob.EVMinimumChargePower = f_EVMinimumChargePower
+    ob.EVMaximumChargeCurrent = f_EVMaximumChargeCurrent
+    ob.EVMinimumChargeCurrent = f_EVMinimumChargeCurrent
+    ob.EVMaximumVoltage = f_EVMaximumVoltage
+    ob.EVMinimumVoltage = f_EVMinimumVoltage
+    ob.TargetSOC = f_TargetSOC
+    return ob
 
 def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CPDReqEnergyTransferModeType) -> None:
     a = w.acc
@@ -21176,7 +22078,10 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_EVSEMaximumChargePower = ob1_
     s = 1
     if u > 127:
         av -= 8
@@ -21199,7 +22104,10 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     f_3_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVSEMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_.Exponent = f_2_Exponent
+    ob2_.Value = f_2_Value
+    f_EVSEMinimumChargePower = ob2_
     s = 2
     if u > 127:
         av -= 8
@@ -21222,7 +22130,10 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     f_4_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVSEMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_.Exponent = f_3_Exponent
+    ob3_.Value = f_3_Value
+    f_EVSEMaximumChargeCurrent = ob3_
     s = 3
     if u > 127:
         av -= 8
@@ -21245,7 +22156,10 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     f_5_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVSEMinimumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+    ob4_ = _new(_iso20_common_types.RationalNumberType)
+    ob4_.Exponent = f_4_Exponent
+    ob4_.Value = f_4_Value
+    f_EVSEMinimumChargeCurrent = ob4_
     s = 4
     if u > 127:
         av -= 8
@@ -21268,7 +22182,10 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     f_6_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+    ob5_ = _new(_iso20_common_types.RationalNumberType)
+    ob5_.Exponent = f_5_Exponent
+    ob5_.Value = f_5_Value
+    f_EVSEMaximumVoltage = ob5_
     s = 5
     if u > 127:
         av -= 8
@@ -21289,7 +22206,10 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     if c & 0xc != 0x0:
         raise r.fail_at(av + 4, 'DC_CPDResEnergyTransferModeType', 'expected EE of Value, EE')
     ec = (c & 3)
-    f_EVSEMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+    ob6_ = _new(_iso20_common_types.RationalNumberType)
+    ob6_.Exponent = f_6_Exponent
+    ob6_.Value = f_6_Value
+    f_EVSEMinimumVoltage = ob6_
     s = 6
     if ec == 0:
         av -= 22
@@ -21319,7 +22239,10 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE')
-        f_EVSEPowerRampLimitation = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+        ob7_ = _new(_iso20_common_types.RationalNumberType)
+        ob7_.Exponent = f_7_Exponent
+        ob7_.Value = f_7_Value
+        f_EVSEPowerRampLimitation = ob7_
         s = 7
     elif ec == 1:
         s = -1
@@ -21334,7 +22257,15 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
             raise r.fail_at(av + 1, 'DC_CPDResEnergyTransferModeType[7]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_dc.DC_CPDResEnergyTransferModeType(EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMaximumChargeCurrent=f_EVSEMaximumChargeCurrent, EVSEMinimumChargeCurrent=f_EVSEMinimumChargeCurrent, EVSEMaximumVoltage=f_EVSEMaximumVoltage, EVSEMinimumVoltage=f_EVSEMinimumVoltage, EVSEPowerRampLimitation=f_EVSEPowerRampLimitation)
+    ob = _new(_iso20_dc.DC_CPDResEnergyTransferModeType)
+    ob.EVSEMaximumChargePower = f_EVSEMaximumChargePower
+    ob.EVSEMinimumChargePower = f_EVSEMinimumChargePower
+    ob.EVSEMaximumChargeCurrent = f_EVSEMaximumChargeCurrent
+    ob.EVSEMinimumChargeCurrent = f_EVSEMinimumChargeCurrent
+    ob.EVSEMaximumVoltage = f_EVSEMaximumVoltage
+    ob.EVSEMinimumVoltage = f_EVSEMinimumVoltage
+    ob.EVSEPowerRampLimitation = f_EVSEPowerRampLimitation
+    return ob
 
 def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CPDResEnergyTransferModeType) -> None:
     a = w.acc
@@ -21560,7 +22491,9 @@ def _d_iso20_dc_DC_CableCheckReqType(r: BitReader) -> _iso20_dc.DC_CableCheckReq
     if c:
         raise r.fail_at(av + 1, 'DC_CableCheckReqType', 'expected EE')
     r.avail = av
-    return _iso20_dc.DC_CableCheckReqType(Header=f_Header)
+    ob = _new(_iso20_dc.DC_CableCheckReqType)
+    ob.Header = f_Header
+    return ob
 
 def _e_iso20_dc_DC_CableCheckReqType(w: BitWriter, o: _iso20_dc.DC_CableCheckReqType) -> None:
     a = w.acc
@@ -21612,7 +22545,11 @@ def _d_iso20_dc_DC_CableCheckResType(r: BitReader) -> _iso20_dc.DC_CableCheckRes
         raise r.fail_at(av, 'DC_CableCheckResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
     r.avail = av
-    return _iso20_dc.DC_CableCheckResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing)
+    ob = _new(_iso20_dc.DC_CableCheckResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSEProcessing = f_EVSEProcessing
+    return ob
 
 def _e_iso20_dc_DC_CableCheckResType(w: BitWriter, o: _iso20_dc.DC_CableCheckResType) -> None:
     a = w.acc
@@ -21720,7 +22657,10 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
     if c & 0x18 != 0x0:
         raise r.fail_at(av + 5, 'DC_ChargeLoopReqType', 'expected EE of Value, EE')
     ec = (c & 7)
-    f_EVPresentVoltage = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_EVPresentVoltage = ob1_
     s = 4
     if ec == 0:
         r.avail = av
@@ -21741,7 +22681,8 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'DC_ChargeLoopReqType[4]', 'expected EE')
-        f_CLReqControlMode = _iso20_common_types.CLReqControlModeType()
+        ob2_ = _new(_iso20_common_types.CLReqControlModeType)
+        f_CLReqControlMode = ob2_
         s = 5
     elif ec == 3:
         r.avail = av
@@ -21765,7 +22706,17 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
         raise r.fail_at(av + 1, 'DC_ChargeLoopReqType', 'expected EE')
     s = -1
     r.avail = av
-    return _iso20_dc.DC_ChargeLoopReqType(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested, EVPresentVoltage=f_EVPresentVoltage, BPT_Dynamic_DC_CLReqControlMode=f_BPT_Dynamic_DC_CLReqControlMode, BPT_Scheduled_DC_CLReqControlMode=f_BPT_Scheduled_DC_CLReqControlMode, CLReqControlMode=f_CLReqControlMode, Dynamic_DC_CLReqControlMode=f_Dynamic_DC_CLReqControlMode, Scheduled_DC_CLReqControlMode=f_Scheduled_DC_CLReqControlMode)
+    ob = _new(_iso20_dc.DC_ChargeLoopReqType)
+    ob.Header = f_Header
+    ob.DisplayParameters = f_DisplayParameters
+    ob.MeterInfoRequested = f_MeterInfoRequested
+    ob.EVPresentVoltage = f_EVPresentVoltage
+    ob.BPT_Dynamic_DC_CLReqControlMode = f_BPT_Dynamic_DC_CLReqControlMode
+    ob.BPT_Scheduled_DC_CLReqControlMode = f_BPT_Scheduled_DC_CLReqControlMode
+    ob.CLReqControlMode = f_CLReqControlMode
+    ob.Dynamic_DC_CLReqControlMode = f_Dynamic_DC_CLReqControlMode
+    ob.Scheduled_DC_CLReqControlMode = f_Scheduled_DC_CLReqControlMode
+    return ob
 
 def _e_iso20_dc_DC_ChargeLoopReqType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopReqType) -> None:
     a = w.acc
@@ -21973,7 +22924,10 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
         if iv >= 6:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
-        f_EVSEStatus = _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
+        ob1_ = _new(_iso20_common_types.EVSEStatusType)
+        ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
+        ob1_.EVSENotification = f_1_EVSENotification
+        f_EVSEStatus = ob1_
         s = 3
     elif ec == 1:
         r.avail = av
@@ -22015,7 +22969,10 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'DC_ChargeLoopResType[2]', 'expected EE of Value, EE')
-        f_EVSEPresentCurrent = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVSEPresentCurrent = ob2_
         s = 6
     else:
         raise r.fail_at(av, 'DC_ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVSEPresentCurrent)')
@@ -22064,7 +23021,10 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DC_ChargeLoopResType[3]', 'expected EE of Value, EE')
-            f_EVSEPresentCurrent = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_EVSEPresentCurrent = ob3_
             s = 6
         else:
             raise r.fail_at(av, 'DC_ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), SE(EVSEPresentCurrent)')
@@ -22107,7 +23067,10 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DC_ChargeLoopResType[4]', 'expected EE of Value, EE')
-            f_EVSEPresentCurrent = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVSEPresentCurrent = ob4_
             s = 6
         else:
             raise r.fail_at(av, 'DC_ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), SE(EVSEPresentCurrent)')
@@ -22139,7 +23102,10 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'DC_ChargeLoopResType[5]', 'expected EE of Value, EE')
-        f_EVSEPresentCurrent = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_EVSEPresentCurrent = ob5_
         s = 6
     av -= 23
     if av < 0:
@@ -22172,7 +23138,10 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
     f_EVSECurrentLimitAchieved = ((c >> 8) & 1) == 1
     f_EVSEVoltageLimitAchieved = ((c >> 4) & 1) == 1
     ec = (c & 7)
-    f_EVSEPresentVoltage = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+    ob6_ = _new(_iso20_common_types.RationalNumberType)
+    ob6_.Exponent = f_6_Exponent
+    ob6_.Value = f_6_Value
+    f_EVSEPresentVoltage = ob6_
     s = 7
     s = 8
     s = 9
@@ -22196,7 +23165,8 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'DC_ChargeLoopResType[10]', 'expected EE')
-        f_CLResControlMode = _iso20_common_types.CLResControlModeType()
+        ob7_ = _new(_iso20_common_types.CLResControlModeType)
+        f_CLResControlMode = ob7_
         s = 11
     elif ec == 3:
         r.avail = av
@@ -22220,7 +23190,23 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
         raise r.fail_at(av + 1, 'DC_ChargeLoopResType', 'expected EE')
     s = -1
     r.avail = av
-    return _iso20_dc.DC_ChargeLoopResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt, EVSEPresentCurrent=f_EVSEPresentCurrent, EVSEPresentVoltage=f_EVSEPresentVoltage, EVSEPowerLimitAchieved=f_EVSEPowerLimitAchieved, EVSECurrentLimitAchieved=f_EVSECurrentLimitAchieved, EVSEVoltageLimitAchieved=f_EVSEVoltageLimitAchieved, BPT_Dynamic_DC_CLResControlMode=f_BPT_Dynamic_DC_CLResControlMode, BPT_Scheduled_DC_CLResControlMode=f_BPT_Scheduled_DC_CLResControlMode, CLResControlMode=f_CLResControlMode, Dynamic_DC_CLResControlMode=f_Dynamic_DC_CLResControlMode, Scheduled_DC_CLResControlMode=f_Scheduled_DC_CLResControlMode)
+    ob = _new(_iso20_dc.DC_ChargeLoopResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSEStatus = f_EVSEStatus
+    ob.MeterInfo = f_MeterInfo
+    ob.Receipt = f_Receipt
+    ob.EVSEPresentCurrent = f_EVSEPresentCurrent
+    ob.EVSEPresentVoltage = f_EVSEPresentVoltage
+    ob.EVSEPowerLimitAchieved = f_EVSEPowerLimitAchieved
+    ob.EVSECurrentLimitAchieved = f_EVSECurrentLimitAchieved
+    ob.EVSEVoltageLimitAchieved = f_EVSEVoltageLimitAchieved
+    ob.BPT_Dynamic_DC_CLResControlMode = f_BPT_Dynamic_DC_CLResControlMode
+    ob.BPT_Scheduled_DC_CLResControlMode = f_BPT_Scheduled_DC_CLResControlMode
+    ob.CLResControlMode = f_CLResControlMode
+    ob.Dynamic_DC_CLResControlMode = f_Dynamic_DC_CLResControlMode
+    ob.Scheduled_DC_CLResControlMode = f_Scheduled_DC_CLResControlMode
+    return ob
 
 def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopResType) -> None:
     a = w.acc
@@ -22577,7 +23563,11 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_dc.DC
     if c:
         raise r.fail_at(av + 1, 'DC_ChargeParameterDiscoveryReqType', 'expected EE')
     r.avail = av
-    return _iso20_dc.DC_ChargeParameterDiscoveryReqType(Header=f_Header, BPT_DC_CPDReqEnergyTransferMode=f_BPT_DC_CPDReqEnergyTransferMode, DC_CPDReqEnergyTransferMode=f_DC_CPDReqEnergyTransferMode)
+    ob = _new(_iso20_dc.DC_ChargeParameterDiscoveryReqType)
+    ob.Header = f_Header
+    ob.BPT_DC_CPDReqEnergyTransferMode = f_BPT_DC_CPDReqEnergyTransferMode
+    ob.DC_CPDReqEnergyTransferMode = f_DC_CPDReqEnergyTransferMode
+    return ob
 
 def _e_iso20_dc_DC_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_dc.DC_ChargeParameterDiscoveryReqType) -> None:
     a = w.acc
@@ -22665,7 +23655,12 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_dc.DC
     if c:
         raise r.fail_at(av + 1, 'DC_ChargeParameterDiscoveryResType', 'expected EE')
     r.avail = av
-    return _iso20_dc.DC_ChargeParameterDiscoveryResType(Header=f_Header, ResponseCode=f_ResponseCode, BPT_DC_CPDResEnergyTransferMode=f_BPT_DC_CPDResEnergyTransferMode, DC_CPDResEnergyTransferMode=f_DC_CPDResEnergyTransferMode)
+    ob = _new(_iso20_dc.DC_ChargeParameterDiscoveryResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.BPT_DC_CPDResEnergyTransferMode = f_BPT_DC_CPDResEnergyTransferMode
+    ob.DC_CPDResEnergyTransferMode = f_DC_CPDResEnergyTransferMode
+    return ob
 
 def _e_iso20_dc_DC_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_dc.DC_ChargeParameterDiscoveryResType) -> None:
     a = w.acc
@@ -22761,7 +23756,10 @@ def _d_iso20_dc_DC_PreChargeReqType(r: BitReader) -> _iso20_dc.DC_PreChargeReqTy
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVPresentVoltage = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_EVPresentVoltage = ob1_
     if u > 127:
         av -= 8
         if av < 0:
@@ -22780,9 +23778,17 @@ def _d_iso20_dc_DC_PreChargeReqType(r: BitReader) -> _iso20_dc.DC_PreChargeReqTy
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'DC_PreChargeReqType', 'expected EE of Value, EE, EE')
-    f_EVTargetVoltage = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_.Exponent = f_2_Exponent
+    ob2_.Value = f_2_Value
+    f_EVTargetVoltage = ob2_
     r.avail = av
-    return _iso20_dc.DC_PreChargeReqType(Header=f_Header, EVProcessing=f_EVProcessing, EVPresentVoltage=f_EVPresentVoltage, EVTargetVoltage=f_EVTargetVoltage)
+    ob = _new(_iso20_dc.DC_PreChargeReqType)
+    ob.Header = f_Header
+    ob.EVProcessing = f_EVProcessing
+    ob.EVPresentVoltage = f_EVPresentVoltage
+    ob.EVTargetVoltage = f_EVTargetVoltage
+    return ob
 
 def _e_iso20_dc_DC_PreChargeReqType(w: BitWriter, o: _iso20_dc.DC_PreChargeReqType) -> None:
     a = w.acc
@@ -22902,9 +23908,16 @@ def _d_iso20_dc_DC_PreChargeResType(r: BitReader) -> _iso20_dc.DC_PreChargeResTy
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'DC_PreChargeResType', 'expected EE of Value, EE, EE')
-    f_EVSEPresentVoltage = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_EVSEPresentVoltage = ob1_
     r.avail = av
-    return _iso20_dc.DC_PreChargeResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEPresentVoltage=f_EVSEPresentVoltage)
+    ob = _new(_iso20_dc.DC_PreChargeResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSEPresentVoltage = f_EVSEPresentVoltage
+    return ob
 
 def _e_iso20_dc_DC_PreChargeResType(w: BitWriter, o: _iso20_dc.DC_PreChargeResType) -> None:
     a = w.acc
@@ -22978,7 +23991,10 @@ def _d_iso20_dc_DC_WeldingDetectionReqType(r: BitReader) -> _iso20_dc.DC_Welding
         raise r.fail_at(av, 'DC_WeldingDetectionReqType.EVProcessing', f'enumeration index {iv}')
     f_EVProcessing = _E_iso20_common_types_processingType[iv]
     r.avail = av
-    return _iso20_dc.DC_WeldingDetectionReqType(Header=f_Header, EVProcessing=f_EVProcessing)
+    ob = _new(_iso20_dc.DC_WeldingDetectionReqType)
+    ob.Header = f_Header
+    ob.EVProcessing = f_EVProcessing
+    return ob
 
 def _e_iso20_dc_DC_WeldingDetectionReqType(w: BitWriter, o: _iso20_dc.DC_WeldingDetectionReqType) -> None:
     a = w.acc
@@ -23048,9 +24064,16 @@ def _d_iso20_dc_DC_WeldingDetectionResType(r: BitReader) -> _iso20_dc.DC_Welding
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'DC_WeldingDetectionResType', 'expected EE of Value, EE, EE')
-    f_EVSEPresentVoltage = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_EVSEPresentVoltage = ob1_
     r.avail = av
-    return _iso20_dc.DC_WeldingDetectionResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEPresentVoltage=f_EVSEPresentVoltage)
+    ob = _new(_iso20_dc.DC_WeldingDetectionResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSEPresentVoltage = f_EVSEPresentVoltage
+    return ob
 
 def _e_iso20_dc_DC_WeldingDetectionResType(w: BitWriter, o: _iso20_dc.DC_WeldingDetectionResType) -> None:
     a = w.acc
@@ -23171,7 +24194,10 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVTargetEnergyRequest = ob1_
         s = 2
     else:
         raise r.fail_at(av, 'Dynamic_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
@@ -23203,7 +24229,10 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVTargetEnergyRequest = ob2_
         s = 2
     av -= 23
     if av < 0:
@@ -23235,7 +24264,10 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     f_4_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_.Exponent = f_3_Exponent
+    ob3_.Value = f_3_Value
+    f_EVMaximumEnergyRequest = ob3_
     s = 3
     if u > 127:
         av -= 8
@@ -23258,7 +24290,10 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     f_5_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+    ob4_ = _new(_iso20_common_types.RationalNumberType)
+    ob4_.Exponent = f_4_Exponent
+    ob4_.Value = f_4_Value
+    f_EVMinimumEnergyRequest = ob4_
     s = 4
     if u > 127:
         av -= 8
@@ -23281,7 +24316,10 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     f_6_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+    ob5_ = _new(_iso20_common_types.RationalNumberType)
+    ob5_.Exponent = f_5_Exponent
+    ob5_.Value = f_5_Value
+    f_EVMaximumChargePower = ob5_
     s = 5
     if u > 127:
         av -= 8
@@ -23304,7 +24342,10 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     f_7_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+    ob6_ = _new(_iso20_common_types.RationalNumberType)
+    ob6_.Exponent = f_6_Exponent
+    ob6_.Value = f_6_Value
+    f_EVMinimumChargePower = ob6_
     s = 6
     if u > 127:
         av -= 8
@@ -23327,7 +24368,10 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     f_8_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+    ob7_ = _new(_iso20_common_types.RationalNumberType)
+    ob7_.Exponent = f_7_Exponent
+    ob7_.Value = f_7_Value
+    f_EVMaximumChargeCurrent = ob7_
     s = 7
     if u > 127:
         av -= 8
@@ -23350,7 +24394,10 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     f_9_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+    ob8_ = _new(_iso20_common_types.RationalNumberType)
+    ob8_.Exponent = f_8_Exponent
+    ob8_.Value = f_8_Value
+    f_EVMaximumVoltage = ob8_
     s = 8
     if u > 127:
         av -= 8
@@ -23370,11 +24417,24 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'Dynamic_DC_CLReqControlModeType', 'expected EE of Value, EE, EE')
-    f_EVMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+    ob9_ = _new(_iso20_common_types.RationalNumberType)
+    ob9_.Exponent = f_9_Exponent
+    ob9_.Value = f_9_Value
+    f_EVMinimumVoltage = ob9_
     s = 9
     s = -1
     r.avail = av
-    return _iso20_dc.Dynamic_DC_CLReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVMaximumChargePower=f_EVMaximumChargePower, EVMinimumChargePower=f_EVMinimumChargePower, EVMaximumChargeCurrent=f_EVMaximumChargeCurrent, EVMaximumVoltage=f_EVMaximumVoltage, EVMinimumVoltage=f_EVMinimumVoltage)
+    ob = _new(_iso20_dc.Dynamic_DC_CLReqControlModeType)
+    ob.DepartureTime = f_DepartureTime
+    ob.EVTargetEnergyRequest = f_EVTargetEnergyRequest
+    ob.EVMaximumEnergyRequest = f_EVMaximumEnergyRequest
+    ob.EVMinimumEnergyRequest = f_EVMinimumEnergyRequest
+    ob.EVMaximumChargePower = f_EVMaximumChargePower
+    ob.EVMinimumChargePower = f_EVMinimumChargePower
+    ob.EVMaximumChargeCurrent = f_EVMaximumChargeCurrent
+    ob.EVMaximumVoltage = f_EVMaximumVoltage
+    ob.EVMinimumVoltage = f_EVMinimumVoltage
+    return ob
 
 def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynamic_DC_CLReqControlModeType) -> None:
     a = w.acc
@@ -23767,7 +24827,10 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVSEMaximumChargePower = ob1_
         s = 5
     else:
         raise r.fail_at(av, 'Dynamic_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
@@ -23849,7 +24912,10 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_EVSEMaximumChargePower = ob2_
             s = 5
         else:
             raise r.fail_at(av, 'Dynamic_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
@@ -23922,7 +24988,10 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_EVSEMaximumChargePower = ob3_
             s = 5
         else:
             raise r.fail_at(av, 'Dynamic_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
@@ -23986,7 +25055,10 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVSEMaximumChargePower = ob4_
             s = 5
         else:
             raise r.fail_at(av, 'Dynamic_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
@@ -24018,7 +25090,10 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
-        f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_EVSEMaximumChargePower = ob5_
         s = 5
     av -= 23
     if av < 0:
@@ -24050,7 +25125,10 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
     f_7_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVSEMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+    ob6_ = _new(_iso20_common_types.RationalNumberType)
+    ob6_.Exponent = f_6_Exponent
+    ob6_.Value = f_6_Value
+    f_EVSEMinimumChargePower = ob6_
     s = 6
     if u > 127:
         av -= 8
@@ -24073,7 +25151,10 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
     f_8_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVSEMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+    ob7_ = _new(_iso20_common_types.RationalNumberType)
+    ob7_.Exponent = f_7_Exponent
+    ob7_.Value = f_7_Value
+    f_EVSEMaximumChargeCurrent = ob7_
     s = 7
     if u > 127:
         av -= 8
@@ -24093,11 +25174,23 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'Dynamic_DC_CLResControlModeType', 'expected EE of Value, EE, EE')
-    f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+    ob8_ = _new(_iso20_common_types.RationalNumberType)
+    ob8_.Exponent = f_8_Exponent
+    ob8_.Value = f_8_Value
+    f_EVSEMaximumVoltage = ob8_
     s = 8
     s = -1
     r.avail = av
-    return _iso20_dc.Dynamic_DC_CLResControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay, EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMaximumChargeCurrent=f_EVSEMaximumChargeCurrent, EVSEMaximumVoltage=f_EVSEMaximumVoltage)
+    ob = _new(_iso20_dc.Dynamic_DC_CLResControlModeType)
+    ob.DepartureTime = f_DepartureTime
+    ob.MinimumSOC = f_MinimumSOC
+    ob.TargetSOC = f_TargetSOC
+    ob.AckMaxDelay = f_AckMaxDelay
+    ob.EVSEMaximumChargePower = f_EVSEMaximumChargePower
+    ob.EVSEMinimumChargePower = f_EVSEMinimumChargePower
+    ob.EVSEMaximumChargeCurrent = f_EVSEMaximumChargeCurrent
+    ob.EVSEMaximumVoltage = f_EVSEMaximumVoltage
+    return ob
 
 def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynamic_DC_CLResControlModeType) -> None:
     a = w.acc
@@ -24520,7 +25613,10 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVTargetEnergyRequest = ob1_
         s = 1
     elif ec == 1:
         av -= 22
@@ -24550,7 +25646,10 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVMaximumEnergyRequest = ob2_
         s = 2
     elif ec == 2:
         av -= 22
@@ -24580,7 +25679,10 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_EVMinimumEnergyRequest = ob3_
         s = 3
     elif ec == 3:
         av -= 22
@@ -24610,7 +25712,10 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVTargetCurrent = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+        ob4_ = _new(_iso20_common_types.RationalNumberType)
+        ob4_.Exponent = f_4_Exponent
+        ob4_.Value = f_4_Value
+        f_EVTargetCurrent = ob4_
         s = 4
     else:
         raise r.fail_at(av, 'Scheduled_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
@@ -24647,7 +25752,10 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_EVMaximumEnergyRequest = ob5_
             s = 2
         elif ec == 1:
             av -= 22
@@ -24677,7 +25785,10 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_EVMinimumEnergyRequest = ob6_
             s = 3
         elif ec == 2:
             av -= 22
@@ -24707,7 +25818,10 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            f_EVTargetCurrent = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+            ob7_ = _new(_iso20_common_types.RationalNumberType)
+            ob7_.Exponent = f_7_Exponent
+            ob7_.Value = f_7_Value
+            f_EVTargetCurrent = ob7_
             s = 4
         else:
             raise r.fail_at(av, 'Scheduled_DC_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
@@ -24744,7 +25858,10 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+            ob8_ = _new(_iso20_common_types.RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_EVMinimumEnergyRequest = ob8_
             s = 3
         elif ec == 1:
             av -= 22
@@ -24774,7 +25891,10 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            f_EVTargetCurrent = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+            ob9_ = _new(_iso20_common_types.RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_EVTargetCurrent = ob9_
             s = 4
         else:
             raise r.fail_at(av, 'Scheduled_DC_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
@@ -24806,7 +25926,10 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[3]', 'expected EE of Value, EE')
-        f_EVTargetCurrent = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
+        ob10_ = _new(_iso20_common_types.RationalNumberType)
+        ob10_.Exponent = f_10_Exponent
+        ob10_.Value = f_10_Value
+        f_EVTargetCurrent = ob10_
         s = 4
     av -= 23
     if av < 0:
@@ -24836,7 +25959,10 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
     if c & 0x18 != 0x0:
         raise r.fail_at(av + 5, 'Scheduled_DC_CLReqControlModeType', 'expected EE of Value, EE')
     ec = (c & 7)
-    f_EVTargetVoltage = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
+    ob11_ = _new(_iso20_common_types.RationalNumberType)
+    ob11_.Exponent = f_11_Exponent
+    ob11_.Value = f_11_Value
+    f_EVTargetVoltage = ob11_
     s = 5
     if ec == 0:
         av -= 22
@@ -24866,7 +25992,10 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        f_EVMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
+        ob12_ = _new(_iso20_common_types.RationalNumberType)
+        ob12_.Exponent = f_12_Exponent
+        ob12_.Value = f_12_Value
+        f_EVMaximumChargePower = ob12_
         s = 6
     elif ec == 1:
         av -= 22
@@ -24896,7 +26025,10 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        f_EVMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_13_Exponent, Value=f_13_Value)
+        ob13_ = _new(_iso20_common_types.RationalNumberType)
+        ob13_.Exponent = f_13_Exponent
+        ob13_.Value = f_13_Value
+        f_EVMinimumChargePower = ob13_
         s = 7
     elif ec == 2:
         av -= 22
@@ -24926,7 +26058,10 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        f_EVMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
+        ob14_ = _new(_iso20_common_types.RationalNumberType)
+        ob14_.Exponent = f_14_Exponent
+        ob14_.Value = f_14_Value
+        f_EVMaximumChargeCurrent = ob14_
         s = 8
     elif ec == 3:
         av -= 22
@@ -24956,7 +26091,10 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        f_EVMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_15_Exponent, Value=f_15_Value)
+        ob15_ = _new(_iso20_common_types.RationalNumberType)
+        ob15_.Exponent = f_15_Exponent
+        ob15_.Value = f_15_Value
+        f_EVMaximumVoltage = ob15_
         s = 9
     elif ec == 4:
         av -= 22
@@ -24986,7 +26124,10 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        f_EVMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
+        ob16_ = _new(_iso20_common_types.RationalNumberType)
+        ob16_.Exponent = f_16_Exponent
+        ob16_.Value = f_16_Value
+        f_EVMinimumVoltage = ob16_
         s = 10
     elif ec == 5:
         s = -1
@@ -25025,7 +26166,10 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            f_EVMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
+            ob17_ = _new(_iso20_common_types.RationalNumberType)
+            ob17_.Exponent = f_17_Exponent
+            ob17_.Value = f_17_Value
+            f_EVMinimumChargePower = ob17_
             s = 7
         elif ec == 1:
             av -= 22
@@ -25055,7 +26199,10 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            f_EVMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_18_Exponent, Value=f_18_Value)
+            ob18_ = _new(_iso20_common_types.RationalNumberType)
+            ob18_.Exponent = f_18_Exponent
+            ob18_.Value = f_18_Value
+            f_EVMaximumChargeCurrent = ob18_
             s = 8
         elif ec == 2:
             av -= 22
@@ -25085,7 +26232,10 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            f_EVMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
+            ob19_ = _new(_iso20_common_types.RationalNumberType)
+            ob19_.Exponent = f_19_Exponent
+            ob19_.Value = f_19_Value
+            f_EVMaximumVoltage = ob19_
             s = 9
         elif ec == 3:
             av -= 22
@@ -25115,7 +26265,10 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            f_EVMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
+            ob20_ = _new(_iso20_common_types.RationalNumberType)
+            ob20_.Exponent = f_20_Exponent
+            ob20_.Value = f_20_Value
+            f_EVMinimumVoltage = ob20_
             s = 10
         elif ec == 4:
             s = -1
@@ -25154,7 +26307,10 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            f_EVMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_21_Exponent, Value=f_21_Value)
+            ob21_ = _new(_iso20_common_types.RationalNumberType)
+            ob21_.Exponent = f_21_Exponent
+            ob21_.Value = f_21_Value
+            f_EVMaximumChargeCurrent = ob21_
             s = 8
         elif ec == 1:
             av -= 22
@@ -25184,7 +26340,10 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            f_EVMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
+            ob22_ = _new(_iso20_common_types.RationalNumberType)
+            ob22_.Exponent = f_22_Exponent
+            ob22_.Value = f_22_Value
+            f_EVMaximumVoltage = ob22_
             s = 9
         elif ec == 2:
             av -= 22
@@ -25214,7 +26373,10 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            f_EVMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
+            ob23_ = _new(_iso20_common_types.RationalNumberType)
+            ob23_.Exponent = f_23_Exponent
+            ob23_.Value = f_23_Value
+            f_EVMinimumVoltage = ob23_
             s = 10
         elif ec == 3:
             s = -1
@@ -25253,7 +26415,10 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-            f_EVMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_24_Exponent, Value=f_24_Value)
+            ob24_ = _new(_iso20_common_types.RationalNumberType)
+            ob24_.Exponent = f_24_Exponent
+            ob24_.Value = f_24_Value
+            f_EVMaximumVoltage = ob24_
             s = 9
         elif ec == 1:
             av -= 22
@@ -25283,7 +26448,10 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-            f_EVMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
+            ob25_ = _new(_iso20_common_types.RationalNumberType)
+            ob25_.Exponent = f_25_Exponent
+            ob25_.Value = f_25_Value
+            f_EVMinimumVoltage = ob25_
             s = 10
         elif ec == 2:
             s = -1
@@ -25322,7 +26490,10 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
-            f_EVMinimumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_26_Exponent, Value=f_26_Value)
+            ob26_ = _new(_iso20_common_types.RationalNumberType)
+            ob26_.Exponent = f_26_Exponent
+            ob26_.Value = f_26_Value
+            f_EVMinimumVoltage = ob26_
             s = 10
         elif ec == 1:
             s = -1
@@ -25337,7 +26508,18 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             raise r.fail_at(av + 1, 'Scheduled_DC_CLReqControlModeType[10]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_dc.Scheduled_DC_CLReqControlModeType(EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVTargetCurrent=f_EVTargetCurrent, EVTargetVoltage=f_EVTargetVoltage, EVMaximumChargePower=f_EVMaximumChargePower, EVMinimumChargePower=f_EVMinimumChargePower, EVMaximumChargeCurrent=f_EVMaximumChargeCurrent, EVMaximumVoltage=f_EVMaximumVoltage, EVMinimumVoltage=f_EVMinimumVoltage)
+    ob = _new(_iso20_dc.Scheduled_DC_CLReqControlModeType)
+    ob.EVTargetEnergyRequest = f_EVTargetEnergyRequest
+    ob.EVMaximumEnergyRequest = f_EVMaximumEnergyRequest
+    ob.EVMinimumEnergyRequest = f_EVMinimumEnergyRequest
+    ob.EVTargetCurrent = f_EVTargetCurrent
+    ob.EVTargetVoltage = f_EVTargetVoltage
+    ob.EVMaximumChargePower = f_EVMaximumChargePower
+    ob.EVMinimumChargePower = f_EVMinimumChargePower
+    ob.EVMaximumChargeCurrent = f_EVMaximumChargeCurrent
+    ob.EVMaximumVoltage = f_EVMaximumVoltage
+    ob.EVMinimumVoltage = f_EVMinimumVoltage
+    return ob
 
 def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Scheduled_DC_CLReqControlModeType) -> None:
     a = w.acc
@@ -26132,7 +27314,10 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        f_EVSEMaximumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVSEMaximumChargePower = ob1_
         s = 1
     elif ec == 1:
         av -= 22
@@ -26162,7 +27347,10 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        f_EVSEMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVSEMinimumChargePower = ob2_
         s = 2
     elif ec == 2:
         av -= 22
@@ -26192,7 +27380,10 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        f_EVSEMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_EVSEMaximumChargeCurrent = ob3_
         s = 3
     elif ec == 3:
         av -= 22
@@ -26222,7 +27413,10 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+        ob4_ = _new(_iso20_common_types.RationalNumberType)
+        ob4_.Exponent = f_4_Exponent
+        ob4_.Value = f_4_Value
+        f_EVSEMaximumVoltage = ob4_
         s = 4
     elif ec == 4:
         s = -1
@@ -26261,7 +27455,10 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            f_EVSEMinimumChargePower = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_EVSEMinimumChargePower = ob5_
             s = 2
         elif ec == 1:
             av -= 22
@@ -26291,7 +27488,10 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            f_EVSEMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_EVSEMaximumChargeCurrent = ob6_
             s = 3
         elif ec == 2:
             av -= 22
@@ -26321,7 +27521,10 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+            ob7_ = _new(_iso20_common_types.RationalNumberType)
+            ob7_.Exponent = f_7_Exponent
+            ob7_.Value = f_7_Value
+            f_EVSEMaximumVoltage = ob7_
             s = 4
         elif ec == 3:
             s = -1
@@ -26360,7 +27563,10 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            f_EVSEMaximumChargeCurrent = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+            ob8_ = _new(_iso20_common_types.RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_EVSEMaximumChargeCurrent = ob8_
             s = 3
         elif ec == 1:
             av -= 22
@@ -26390,7 +27596,10 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+            ob9_ = _new(_iso20_common_types.RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_EVSEMaximumVoltage = ob9_
             s = 4
         elif ec == 2:
             s = -1
@@ -26429,7 +27638,10 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            f_EVSEMaximumVoltage = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
+            ob10_ = _new(_iso20_common_types.RationalNumberType)
+            ob10_.Exponent = f_10_Exponent
+            ob10_.Value = f_10_Value
+            f_EVSEMaximumVoltage = ob10_
             s = 4
         elif ec == 1:
             s = -1
@@ -26444,7 +27656,12 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
             raise r.fail_at(av + 1, 'Scheduled_DC_CLResControlModeType[4]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_dc.Scheduled_DC_CLResControlModeType(EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMaximumChargeCurrent=f_EVSEMaximumChargeCurrent, EVSEMaximumVoltage=f_EVSEMaximumVoltage)
+    ob = _new(_iso20_dc.Scheduled_DC_CLResControlModeType)
+    ob.EVSEMaximumChargePower = f_EVSEMaximumChargePower
+    ob.EVSEMinimumChargePower = f_EVSEMinimumChargePower
+    ob.EVSEMaximumChargeCurrent = f_EVSEMaximumChargeCurrent
+    ob.EVSEMaximumVoltage = f_EVSEMaximumVoltage
+    return ob
 
 def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Scheduled_DC_CLResControlModeType) -> None:
     a = w.acc

@@ -12,6 +12,8 @@ from exi_schemas import iso20_wpt as _iso20_wpt
 from exi_schemas import xmldsig as _xmldsig
 from iso15118.exi._bits import BitReader, BitWriter, encode_error
 
+_new = object.__new__
+
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
     ...,
@@ -99,7 +101,9 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
             else:
                 raise r.fail_at(av, 'CanonicalizationMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.CanonicalizationMethodType(Algorithm=f_Algorithm)
+    ob = _new(_xmldsig.CanonicalizationMethodType)
+    ob.Algorithm = f_Algorithm
+    return ob
 
 def _e_xmldsig_CanonicalizationMethodType(w: BitWriter, o: _xmldsig.CanonicalizationMethodType) -> None:
     a = w.acc
@@ -511,7 +515,15 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             raise r.fail_at(av + 1, 'DSAKeyValueType[7]', 'expected EE')
         s = -1
     r.avail = av
-    return _xmldsig.DSAKeyValueType(P=f_P, Q=f_Q, G=f_G, Y=f_Y, J=f_J, Seed=f_Seed, PgenCounter=f_PgenCounter)
+    ob = _new(_xmldsig.DSAKeyValueType)
+    ob.P = f_P
+    ob.Q = f_Q
+    ob.G = f_G
+    ob.Y = f_Y
+    ob.J = f_J
+    ob.Seed = f_Seed
+    ob.PgenCounter = f_PgenCounter
+    return ob
 
 def _e_xmldsig_DSAKeyValueType(w: BitWriter, o: _xmldsig.DSAKeyValueType) -> None:
     a = w.acc
@@ -729,7 +741,9 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
             else:
                 raise r.fail_at(av, 'DigestMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.DigestMethodType(Algorithm=f_Algorithm)
+    ob = _new(_xmldsig.DigestMethodType)
+    ob.Algorithm = f_Algorithm
+    return ob
 
 def _e_xmldsig_DigestMethodType(w: BitWriter, o: _xmldsig.DigestMethodType) -> None:
     a = w.acc
@@ -1101,7 +1115,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
         else:
             raise r.fail_at(av, 'KeyInfoType[2]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.KeyInfoType(Id=f_Id, KeyName=f_KeyName, KeyValue=f_KeyValue, RetrievalMethod=f_RetrievalMethod, X509Data=f_X509Data, PGPData=f_PGPData, SPKIData=f_SPKIData, MgmtData=f_MgmtData)
+    ob = _new(_xmldsig.KeyInfoType)
+    ob.Id = f_Id
+    ob.KeyName = f_KeyName
+    ob.KeyValue = f_KeyValue
+    ob.RetrievalMethod = f_RetrievalMethod
+    ob.X509Data = f_X509Data
+    ob.PGPData = f_PGPData
+    ob.SPKIData = f_SPKIData
+    ob.MgmtData = f_MgmtData
+    return ob
 
 def _e_xmldsig_KeyInfoType(w: BitWriter, o: _xmldsig.KeyInfoType) -> None:
     a = w.acc
@@ -1442,7 +1465,10 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'KeyValueType[0]', 'expected EE of Exponent, EE')
-            f_RSAKeyValue = _xmldsig.RSAKeyValueType(Modulus=f_1_Modulus, Exponent=f_1_Exponent)
+            ob1_ = _new(_xmldsig.RSAKeyValueType)
+            ob1_.Modulus = f_1_Modulus
+            ob1_.Exponent = f_1_Exponent
+            f_RSAKeyValue = ob1_
             break
         elif ec == 2:
             raise r.fail_at(av, 'KeyValueType[0]', 'wildcard element content is not supported')
@@ -1462,7 +1488,10 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
         else:
             raise r.fail_at(av, 'KeyValueType[1]', f'event code {ec}, expected EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.KeyValueType(DSAKeyValue=f_DSAKeyValue, RSAKeyValue=f_RSAKeyValue)
+    ob = _new(_xmldsig.KeyValueType)
+    ob.DSAKeyValue = f_DSAKeyValue
+    ob.RSAKeyValue = f_RSAKeyValue
+    return ob
 
 def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
     a = w.acc
@@ -1594,7 +1623,10 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
             else:
                 raise r.fail_at(av, 'ManifestType[3]', f'event code {ec}, expected SE(Reference), EE')
     r.avail = av
-    return _xmldsig.ManifestType(Id=f_Id, Reference=f_Reference)
+    ob = _new(_xmldsig.ManifestType)
+    ob.Id = f_Id
+    ob.Reference = f_Reference
+    return ob
 
 def _e_xmldsig_ManifestType(w: BitWriter, o: _xmldsig.ManifestType) -> None:
     a = w.acc
@@ -1883,7 +1915,11 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             else:
                 raise r.fail_at(av, 'ObjectType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.ObjectType(Encoding=f_Encoding, Id=f_Id, MimeType=f_MimeType)
+    ob = _new(_xmldsig.ObjectType)
+    ob.Encoding = f_Encoding
+    ob.Id = f_Id
+    ob.MimeType = f_MimeType
+    return ob
 
 def _e_xmldsig_ObjectType(w: BitWriter, o: _xmldsig.ObjectType) -> None:
     a = w.acc
@@ -2135,7 +2171,10 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             else:
                 raise r.fail_at(av, 'PGPDataType[5]', f'event code {ec}, expected SE(*), EE')
     r.avail = av
-    return _xmldsig.PGPDataType(PGPKeyID=f_PGPKeyID, PGPKeyPacket=f_PGPKeyPacket)
+    ob = _new(_xmldsig.PGPDataType)
+    ob.PGPKeyID = f_PGPKeyID
+    ob.PGPKeyPacket = f_PGPKeyPacket
+    return ob
 
 def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
     a = w.acc
@@ -2271,7 +2310,10 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
     if c != 0x0:
         raise r.fail_at(av + 2, 'RSAKeyValueType', 'expected EE of Exponent, EE')
     r.avail = av
-    return _xmldsig.RSAKeyValueType(Modulus=f_Modulus, Exponent=f_Exponent)
+    ob = _new(_xmldsig.RSAKeyValueType)
+    ob.Modulus = f_Modulus
+    ob.Exponent = f_Exponent
+    return ob
 
 def _e_xmldsig_RSAKeyValueType(w: BitWriter, o: _xmldsig.RSAKeyValueType) -> None:
     a = w.acc
@@ -2562,7 +2604,14 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
     s = 6
     s = -1
     r.avail = av
-    return _xmldsig.ReferenceType(Id=f_Id, Type=f_Type, URI=f_URI, Transforms=f_Transforms, DigestMethod=f_DigestMethod, DigestValue=f_DigestValue)
+    ob = _new(_xmldsig.ReferenceType)
+    ob.Id = f_Id
+    ob.Type = f_Type
+    ob.URI = f_URI
+    ob.Transforms = f_Transforms
+    ob.DigestMethod = f_DigestMethod
+    ob.DigestValue = f_DigestValue
+    return ob
 
 def _e_xmldsig_ReferenceType(w: BitWriter, o: _xmldsig.ReferenceType) -> None:
     a = w.acc
@@ -2862,7 +2911,11 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             raise r.fail_at(av + 1, 'RetrievalMethodType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _xmldsig.RetrievalMethodType(Type=f_Type, URI=f_URI, Transforms=f_Transforms)
+    ob = _new(_xmldsig.RetrievalMethodType)
+    ob.Type = f_Type
+    ob.URI = f_URI
+    ob.Transforms = f_Transforms
+    return ob
 
 def _e_xmldsig_RetrievalMethodType(w: BitWriter, o: _xmldsig.RetrievalMethodType) -> None:
     a = w.acc
@@ -3064,7 +3117,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
             else:
                 raise r.fail_at(av, 'SPKIDataType[2]', f'event code {ec}, expected SE(SPKISexp), EE')
     r.avail = av
-    return _xmldsig.SPKIDataType(SPKISexp=f_SPKISexp)
+    ob = _new(_xmldsig.SPKIDataType)
+    ob.SPKISexp = f_SPKISexp
+    return ob
 
 def _e_xmldsig_SPKIDataType(w: BitWriter, o: _xmldsig.SPKIDataType) -> None:
     a = w.acc
@@ -3233,7 +3288,10 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
             else:
                 raise r.fail_at(av, 'SignatureMethodType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.SignatureMethodType(Algorithm=f_Algorithm, HMACOutputLength=f_HMACOutputLength)
+    ob = _new(_xmldsig.SignatureMethodType)
+    ob.Algorithm = f_Algorithm
+    ob.HMACOutputLength = f_HMACOutputLength
+    return ob
 
 def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType) -> None:
     a = w.acc
@@ -3372,7 +3430,10 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
             else:
                 raise r.fail_at(av, 'SignaturePropertiesType[3]', f'event code {ec}, expected SE(SignatureProperty), EE')
     r.avail = av
-    return _xmldsig.SignaturePropertiesType(Id=f_Id, SignatureProperty=f_SignatureProperty)
+    ob = _new(_xmldsig.SignaturePropertiesType)
+    ob.Id = f_Id
+    ob.SignatureProperty = f_SignatureProperty
+    return ob
 
 def _e_xmldsig_SignaturePropertiesType(w: BitWriter, o: _xmldsig.SignaturePropertiesType) -> None:
     a = w.acc
@@ -3574,7 +3635,10 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             else:
                 raise r.fail_at(av, 'SignaturePropertyType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.SignaturePropertyType(Id=f_Id, Target=f_Target)
+    ob = _new(_xmldsig.SignaturePropertyType)
+    ob.Id = f_Id
+    ob.Target = f_Target
+    return ob
 
 def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignaturePropertyType) -> None:
     a = w.acc
@@ -3748,7 +3812,13 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
             else:
                 raise r.fail_at(av, 'SignatureType[5]', f'event code {ec}, expected SE(Object), EE')
     r.avail = av
-    return _xmldsig.SignatureType(Id=f_Id, SignedInfo=f_SignedInfo, SignatureValue=f_SignatureValue, KeyInfo=f_KeyInfo, Object=f_Object)
+    ob = _new(_xmldsig.SignatureType)
+    ob.Id = f_Id
+    ob.SignedInfo = f_SignedInfo
+    ob.SignatureValue = f_SignatureValue
+    ob.KeyInfo = f_KeyInfo
+    ob.Object = f_Object
+    return ob
 
 def _e_xmldsig_SignatureType(w: BitWriter, o: _xmldsig.SignatureType) -> None:
     a = w.acc
@@ -3948,7 +4018,10 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         raise r.fail_at(av + 1, 'SignatureValueType', 'expected EE')
     s = -1
     r.avail = av
-    return _xmldsig.SignatureValueType(Id=f_Id, value=f_value)
+    ob = _new(_xmldsig.SignatureValueType)
+    ob.Id = f_Id
+    ob.value = f_value
+    return ob
 
 def _e_xmldsig_SignatureValueType(w: BitWriter, o: _xmldsig.SignatureValueType) -> None:
     a = w.acc
@@ -4103,7 +4176,12 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
             else:
                 raise r.fail_at(av, 'SignedInfoType[5]', f'event code {ec}, expected SE(Reference), EE')
     r.avail = av
-    return _xmldsig.SignedInfoType(Id=f_Id, CanonicalizationMethod=f_CanonicalizationMethod, SignatureMethod=f_SignatureMethod, Reference=f_Reference)
+    ob = _new(_xmldsig.SignedInfoType)
+    ob.Id = f_Id
+    ob.CanonicalizationMethod = f_CanonicalizationMethod
+    ob.SignatureMethod = f_SignatureMethod
+    ob.Reference = f_Reference
+    return ob
 
 def _e_xmldsig_SignedInfoType(w: BitWriter, o: _xmldsig.SignedInfoType) -> None:
     a = w.acc
@@ -4272,7 +4350,10 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
         else:
             raise r.fail_at(av, 'TransformType[1]', f'event code {ec}, expected SE(XPath), SE(*), EE, CH(untyped)')
     r.avail = av
-    return _xmldsig.TransformType(Algorithm=f_Algorithm, XPath=f_XPath)
+    ob = _new(_xmldsig.TransformType)
+    ob.Algorithm = f_Algorithm
+    ob.XPath = f_XPath
+    return ob
 
 def _e_xmldsig_TransformType(w: BitWriter, o: _xmldsig.TransformType) -> None:
     a = w.acc
@@ -4358,7 +4439,9 @@ def _d_xmldsig_TransformsType(r: BitReader) -> _xmldsig.TransformsType:
             else:
                 raise r.fail_at(av, 'TransformsType[2]', f'event code {ec}, expected SE(Transform), EE')
     r.avail = av
-    return _xmldsig.TransformsType(Transform=f_Transform)
+    ob = _new(_xmldsig.TransformsType)
+    ob.Transform = f_Transform
+    return ob
 
 def _e_xmldsig_TransformsType(w: BitWriter, o: _xmldsig.TransformsType) -> None:
     a = w.acc
@@ -4477,7 +4560,10 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'X509DataType[0]', 'expected EE of X509SerialNumber, EE')
-        f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
+        ob1_ = _new(_xmldsig.X509IssuerSerialType)
+        ob1_.X509IssuerName = f_1_X509IssuerName
+        ob1_.X509SerialNumber = f_1_X509SerialNumber
+        f_X509IssuerSerial.append(ob1_)
     elif ec == 1:
         av -= 9
         if av < 0:
@@ -4652,7 +4738,10 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'X509DataType[1]', 'expected EE of X509SerialNumber, EE')
-            f_X509IssuerSerial.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
+            ob2_ = _new(_xmldsig.X509IssuerSerialType)
+            ob2_.X509IssuerName = f_2_X509IssuerName
+            ob2_.X509SerialNumber = f_2_X509SerialNumber
+            f_X509IssuerSerial.append(ob2_)
         elif ec == 1:
             av -= 9
             if av < 0:
@@ -4776,7 +4865,13 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
         else:
             raise r.fail_at(av, 'X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
     r.avail = av
-    return _xmldsig.X509DataType(X509IssuerSerial=f_X509IssuerSerial, X509SKI=f_X509SKI, X509SubjectName=f_X509SubjectName, X509Certificate=f_X509Certificate, X509CRL=f_X509CRL)
+    ob = _new(_xmldsig.X509DataType)
+    ob.X509IssuerSerial = f_X509IssuerSerial
+    ob.X509SKI = f_X509SKI
+    ob.X509SubjectName = f_X509SubjectName
+    ob.X509Certificate = f_X509Certificate
+    ob.X509CRL = f_X509CRL
+    return ob
 
 def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
     a = w.acc
@@ -5015,7 +5110,10 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
     if c != 0x0:
         raise r.fail_at(av + 2, 'X509IssuerSerialType', 'expected EE of X509SerialNumber, EE')
     r.avail = av
-    return _xmldsig.X509IssuerSerialType(X509IssuerName=f_X509IssuerName, X509SerialNumber=f_X509SerialNumber)
+    ob = _new(_xmldsig.X509IssuerSerialType)
+    ob.X509IssuerName = f_X509IssuerName
+    ob.X509SerialNumber = f_X509SerialNumber
+    return ob
 
 def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialType) -> None:
     a = w.acc
@@ -5063,7 +5161,8 @@ def _d_iso20_common_types_CLReqControlModeType(r: BitReader) -> _iso20_common_ty
     if c:
         raise r.fail_at(av + 1, 'CLReqControlModeType', 'expected EE')
     r.avail = av
-    return _iso20_common_types.CLReqControlModeType()
+    ob = _new(_iso20_common_types.CLReqControlModeType)
+    return ob
 
 def _e_iso20_common_types_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.CLReqControlModeType) -> None:
     a = w.acc
@@ -5085,7 +5184,8 @@ def _d_iso20_common_types_CLResControlModeType(r: BitReader) -> _iso20_common_ty
     if c:
         raise r.fail_at(av + 1, 'CLResControlModeType', 'expected EE')
     r.avail = av
-    return _iso20_common_types.CLResControlModeType()
+    ob = _new(_iso20_common_types.CLResControlModeType)
+    return ob
 
 def _e_iso20_common_types_CLResControlModeType(w: BitWriter, o: _iso20_common_types.CLResControlModeType) -> None:
     a = w.acc
@@ -5154,7 +5254,11 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
         raise r.fail_at(av + 1, 'ChargeLoopReqType', 'expected EE')
     s = -1
     r.avail = av
-    return _iso20_common_types.ChargeLoopReqType(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested)
+    ob = _new(_iso20_common_types.ChargeLoopReqType)
+    ob.Header = f_Header
+    ob.DisplayParameters = f_DisplayParameters
+    ob.MeterInfoRequested = f_MeterInfoRequested
+    return ob
 
 def _e_iso20_common_types_ChargeLoopReqType(w: BitWriter, o: _iso20_common_types.ChargeLoopReqType) -> None:
     a = w.acc
@@ -5262,7 +5366,10 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
         if iv >= 6:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
-        f_EVSEStatus = _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
+        ob1_ = _new(_iso20_common_types.EVSEStatusType)
+        ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
+        ob1_.EVSENotification = f_1_EVSENotification
+        f_EVSEStatus = ob1_
         s = 3
     elif ec == 1:
         r.avail = av
@@ -5325,7 +5432,13 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
             raise r.fail_at(av + 1, 'ChargeLoopResType[5]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.ChargeLoopResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt)
+    ob = _new(_iso20_common_types.ChargeLoopResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSEStatus = f_EVSEStatus
+    ob.MeterInfo = f_MeterInfo
+    ob.Receipt = f_Receipt
+    return ob
 
 def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types.ChargeLoopResType) -> None:
     a = w.acc
@@ -5461,7 +5574,9 @@ def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2
     if c:
         raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected EE')
     r.avail = av
-    return _iso20_common_types.ChargeParameterDiscoveryReqType(Header=f_Header)
+    ob = _new(_iso20_common_types.ChargeParameterDiscoveryReqType)
+    ob.Header = f_Header
+    return ob
 
 def _e_iso20_common_types_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryReqType) -> None:
     a = w.acc
@@ -5508,7 +5623,10 @@ def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2
         raise r.fail_at(av, 'ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     r.avail = av
-    return _iso20_common_types.ChargeParameterDiscoveryResType(Header=f_Header, ResponseCode=f_ResponseCode)
+    ob = _new(_iso20_common_types.ChargeParameterDiscoveryResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    return ob
 
 def _e_iso20_common_types_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_common_types.ChargeParameterDiscoveryResType) -> None:
     a = w.acc
@@ -5566,7 +5684,10 @@ def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_Amount = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_Amount = ob1_
     if u > 127:
         av -= 8
         if av < 0:
@@ -5585,9 +5706,15 @@ def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'DetailedCostType', 'expected EE of Value, EE, EE')
-    f_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_.Exponent = f_2_Exponent
+    ob2_.Value = f_2_Value
+    f_CostPerUnit = ob2_
     r.avail = av
-    return _iso20_common_types.DetailedCostType(Amount=f_Amount, CostPerUnit=f_CostPerUnit)
+    ob = _new(_iso20_common_types.DetailedCostType)
+    ob.Amount = f_Amount
+    ob.CostPerUnit = f_CostPerUnit
+    return ob
 
 def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.DetailedCostType) -> None:
     a = w.acc
@@ -5700,9 +5827,15 @@ def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.D
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'DetailedTaxType', 'expected EE of Value, EE, EE')
-    f_Amount = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_Amount = ob1_
     r.avail = av
-    return _iso20_common_types.DetailedTaxType(TaxRuleID=f_TaxRuleID, Amount=f_Amount)
+    ob = _new(_iso20_common_types.DetailedTaxType)
+    ob.TaxRuleID = f_TaxRuleID
+    ob.Amount = f_Amount
+    return ob
 
 def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.DetailedTaxType) -> None:
     a = w.acc
@@ -5761,7 +5894,16 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
 def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_types.DisplayParametersType:
     win = r.win
     av = r.avail
-    kw: dict[str, Any] = {}
+    f_PresentSOC: int | None = None
+    f_MinimumSOC: int | None = None
+    f_TargetSOC: int | None = None
+    f_MaximumSOC: int | None = None
+    f_RemainingTimeToMinimumSOC: int | None = None
+    f_RemainingTimeToTargetSOC: int | None = None
+    f_RemainingTimeToMaximumSOC: int | None = None
+    f_ChargingComplete: bool | None = None
+    f_BatteryEnergyCapacity: _iso20_common_types.RationalNumberType | None = None
+    f_InletHot: bool | None = None
     s = 0
     av -= 4
     if av < 0:
@@ -5775,7 +5917,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
-        kw['PresentSOC'] = ((c >> 1) & 127)
+        f_PresentSOC = ((c >> 1) & 127)
         s = 1
     elif ec == 1:
         av -= 9
@@ -5784,7 +5926,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        kw['MinimumSOC'] = ((c >> 1) & 127)
+        f_MinimumSOC = ((c >> 1) & 127)
         s = 2
     elif ec == 2:
         av -= 9
@@ -5793,7 +5935,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        kw['TargetSOC'] = ((c >> 1) & 127)
+        f_TargetSOC = ((c >> 1) & 127)
         s = 3
     elif ec == 3:
         av -= 9
@@ -5802,7 +5944,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x1ff
         if c & 0x101 != 0x0:
             raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-        kw['MaximumSOC'] = ((c >> 1) & 127)
+        f_MaximumSOC = ((c >> 1) & 127)
         s = 4
     elif ec == 4:
         av -= 9
@@ -5823,7 +5965,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u = r.uint_more(u, 14)
                 win = r.win
                 av = r.avail
-        kw['RemainingTimeToMinimumSOC'] = u
+        f_RemainingTimeToMinimumSOC = u
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
@@ -5850,7 +5992,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u = r.uint_more(u, 14)
                 win = r.win
                 av = r.avail
-        kw['RemainingTimeToTargetSOC'] = u
+        f_RemainingTimeToTargetSOC = u
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
@@ -5877,7 +6019,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u = r.uint_more(u, 14)
                 win = r.win
                 av = r.avail
-        kw['RemainingTimeToMaximumSOC'] = u
+        f_RemainingTimeToMaximumSOC = u
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
@@ -5892,7 +6034,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-        kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+        f_ChargingComplete = ((c >> 1) & 1) == 1
         s = 8
     elif ec == 8:
         av -= 22
@@ -5922,7 +6064,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'DisplayParametersType[0]', 'expected EE of Value, EE')
-        kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_BatteryEnergyCapacity = ob1_
         s = 9
     elif ec == 9:
         av -= 3
@@ -5931,7 +6076,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
         c = (win >> av) & 0x7
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of InletHot, EE of InletHot')
-        kw['InletHot'] = ((c >> 1) & 1) == 1
+        f_InletHot = ((c >> 1) & 1) == 1
         s = 10
     elif ec == 10:
         s = -1
@@ -5949,7 +6094,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-            kw['MinimumSOC'] = ((c >> 1) & 127)
+            f_MinimumSOC = ((c >> 1) & 127)
             s = 2
         elif ec == 1:
             av -= 9
@@ -5958,7 +6103,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
-            kw['TargetSOC'] = ((c >> 1) & 127)
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 2:
             av -= 9
@@ -5967,7 +6112,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'DisplayParametersType[1]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            kw['MaximumSOC'] = ((c >> 1) & 127)
+            f_MaximumSOC = ((c >> 1) & 127)
             s = 4
         elif ec == 3:
             av -= 9
@@ -5988,7 +6133,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMinimumSOC'] = u
+            f_RemainingTimeToMinimumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -6015,7 +6160,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToTargetSOC'] = u
+            f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -6042,7 +6187,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMaximumSOC'] = u
+            f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -6057,7 +6202,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 7:
             av -= 22
@@ -6087,7 +6232,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[1]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_BatteryEnergyCapacity = ob2_
             s = 9
         elif ec == 8:
             av -= 3
@@ -6096,7 +6244,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[1]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 9:
             s = -1
@@ -6114,7 +6262,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of TargetSOC, EE of TargetSOC')
-            kw['TargetSOC'] = ((c >> 1) & 127)
+            f_TargetSOC = ((c >> 1) & 127)
             s = 3
         elif ec == 1:
             av -= 9
@@ -6123,7 +6271,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'DisplayParametersType[2]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            kw['MaximumSOC'] = ((c >> 1) & 127)
+            f_MaximumSOC = ((c >> 1) & 127)
             s = 4
         elif ec == 2:
             av -= 9
@@ -6144,7 +6292,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMinimumSOC'] = u
+            f_RemainingTimeToMinimumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -6171,7 +6319,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToTargetSOC'] = u
+            f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -6198,7 +6346,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMaximumSOC'] = u
+            f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -6213,7 +6361,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 6:
             av -= 22
@@ -6243,7 +6391,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[2]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_BatteryEnergyCapacity = ob3_
             s = 9
         elif ec == 7:
             av -= 3
@@ -6252,7 +6403,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[2]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 8:
             s = -1
@@ -6270,7 +6421,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x1ff
             if c & 0x101 != 0x0:
                 raise r.fail_at(av + 9, 'DisplayParametersType[3]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-            kw['MaximumSOC'] = ((c >> 1) & 127)
+            f_MaximumSOC = ((c >> 1) & 127)
             s = 4
         elif ec == 1:
             av -= 9
@@ -6291,7 +6442,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMinimumSOC'] = u
+            f_RemainingTimeToMinimumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -6318,7 +6469,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToTargetSOC'] = u
+            f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -6345,7 +6496,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMaximumSOC'] = u
+            f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -6360,7 +6511,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 5:
             av -= 22
@@ -6390,7 +6541,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[3]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_BatteryEnergyCapacity = ob4_
             s = 9
         elif ec == 6:
             av -= 3
@@ -6399,7 +6553,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[3]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 7:
             s = -1
@@ -6429,7 +6583,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMinimumSOC'] = u
+            f_RemainingTimeToMinimumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -6456,7 +6610,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToTargetSOC'] = u
+            f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -6483,7 +6637,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMaximumSOC'] = u
+            f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -6498,7 +6652,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 4:
             av -= 22
@@ -6528,7 +6682,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[4]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_BatteryEnergyCapacity = ob5_
             s = 9
         elif ec == 5:
             av -= 3
@@ -6537,7 +6694,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[4]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 6:
             s = -1
@@ -6567,7 +6724,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToTargetSOC'] = u
+            f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -6594,7 +6751,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMaximumSOC'] = u
+            f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -6609,7 +6766,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 3:
             av -= 22
@@ -6639,7 +6796,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[5]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_BatteryEnergyCapacity = ob6_
             s = 9
         elif ec == 4:
             av -= 3
@@ -6648,7 +6808,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[5]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 5:
             s = -1
@@ -6678,7 +6838,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                     u = r.uint_more(u, 14)
                     win = r.win
                     av = r.avail
-            kw['RemainingTimeToMaximumSOC'] = u
+            f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
@@ -6693,7 +6853,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[6]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 2:
             av -= 22
@@ -6723,7 +6883,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[6]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+            ob7_ = _new(_iso20_common_types.RationalNumberType)
+            ob7_.Exponent = f_7_Exponent
+            ob7_.Value = f_7_Value
+            f_BatteryEnergyCapacity = ob7_
             s = 9
         elif ec == 3:
             av -= 3
@@ -6732,7 +6895,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[6]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 4:
             s = -1
@@ -6750,7 +6913,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[7]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-            kw['ChargingComplete'] = ((c >> 1) & 1) == 1
+            f_ChargingComplete = ((c >> 1) & 1) == 1
             s = 8
         elif ec == 1:
             av -= 22
@@ -6780,7 +6943,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[7]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+            ob8_ = _new(_iso20_common_types.RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_BatteryEnergyCapacity = ob8_
             s = 9
         elif ec == 2:
             av -= 3
@@ -6789,7 +6955,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[7]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 3:
             s = -1
@@ -6828,7 +6994,10 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[8]', 'expected EE of Value, EE')
-            kw['BatteryEnergyCapacity'] = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+            ob9_ = _new(_iso20_common_types.RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_BatteryEnergyCapacity = ob9_
             s = 9
         elif ec == 1:
             av -= 3
@@ -6837,7 +7006,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[8]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 2:
             s = -1
@@ -6855,7 +7024,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x7
             if c & 0x5 != 0x0:
                 raise r.fail_at(av + 3, 'DisplayParametersType[9]', 'expected CH of InletHot, EE of InletHot')
-            kw['InletHot'] = ((c >> 1) & 1) == 1
+            f_InletHot = ((c >> 1) & 1) == 1
             s = 10
         elif ec == 1:
             s = -1
@@ -6870,7 +7039,18 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             raise r.fail_at(av + 1, 'DisplayParametersType[10]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.DisplayParametersType(**kw)
+    ob = _new(_iso20_common_types.DisplayParametersType)
+    ob.PresentSOC = f_PresentSOC
+    ob.MinimumSOC = f_MinimumSOC
+    ob.TargetSOC = f_TargetSOC
+    ob.MaximumSOC = f_MaximumSOC
+    ob.RemainingTimeToMinimumSOC = f_RemainingTimeToMinimumSOC
+    ob.RemainingTimeToTargetSOC = f_RemainingTimeToTargetSOC
+    ob.RemainingTimeToMaximumSOC = f_RemainingTimeToMaximumSOC
+    ob.ChargingComplete = f_ChargingComplete
+    ob.BatteryEnergyCapacity = f_BatteryEnergyCapacity
+    ob.InletHot = f_InletHot
+    return ob
 
 def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_types.DisplayParametersType) -> None:
     a = w.acc
@@ -7756,7 +7936,10 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVTargetEnergyRequest = ob1_
         s = 2
     else:
         raise r.fail_at(av, 'Dynamic_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
@@ -7788,7 +7971,10 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Dynamic_CLReqControlModeType[1]', 'expected EE of Value, EE')
-        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVTargetEnergyRequest = ob2_
         s = 2
     av -= 23
     if av < 0:
@@ -7820,7 +8006,10 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     f_4_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_.Exponent = f_3_Exponent
+    ob3_.Value = f_3_Value
+    f_EVMaximumEnergyRequest = ob3_
     s = 3
     if u > 127:
         av -= 8
@@ -7840,11 +8029,19 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'Dynamic_CLReqControlModeType', 'expected EE of Value, EE, EE')
-    f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+    ob4_ = _new(_iso20_common_types.RationalNumberType)
+    ob4_.Exponent = f_4_Exponent
+    ob4_.Value = f_4_Value
+    f_EVMinimumEnergyRequest = ob4_
     s = 4
     s = -1
     r.avail = av
-    return _iso20_common_types.Dynamic_CLReqControlModeType(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
+    ob = _new(_iso20_common_types.Dynamic_CLReqControlModeType)
+    ob.DepartureTime = f_DepartureTime
+    ob.EVTargetEnergyRequest = f_EVTargetEnergyRequest
+    ob.EVMaximumEnergyRequest = f_EVMaximumEnergyRequest
+    ob.EVMinimumEnergyRequest = f_EVMinimumEnergyRequest
+    return ob
 
 def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLReqControlModeType) -> None:
     a = w.acc
@@ -8223,7 +8420,12 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[4]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.Dynamic_CLResControlModeType(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay)
+    ob = _new(_iso20_common_types.Dynamic_CLResControlModeType)
+    ob.DepartureTime = f_DepartureTime
+    ob.MinimumSOC = f_MinimumSOC
+    ob.TargetSOC = f_TargetSOC
+    ob.AckMaxDelay = f_AckMaxDelay
+    return ob
 
 def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Dynamic_CLResControlModeType) -> None:
     a = w.acc
@@ -8428,7 +8630,10 @@ def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EV
         raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
     r.avail = av
-    return _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification)
+    ob = _new(_iso20_common_types.EVSEStatusType)
+    ob.NotificationMaxDelay = f_NotificationMaxDelay
+    ob.EVSENotification = f_EVSENotification
+    return ob
 
 def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EVSEStatusType) -> None:
     a = w.acc
@@ -8514,7 +8719,10 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
     c = (win >> av) & 0x3
     if c != 0x0:
         raise r.fail_at(av + 2, 'ListOfRootCertificateIDsType', 'expected EE of X509SerialNumber, EE')
-    f_RootCertificateID.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_1_X509IssuerName, X509SerialNumber=f_1_X509SerialNumber))
+    ob1_ = _new(_xmldsig.X509IssuerSerialType)
+    ob1_.X509IssuerName = f_1_X509IssuerName
+    ob1_.X509SerialNumber = f_1_X509SerialNumber
+    f_RootCertificateID.append(ob1_)
     s = 1
     n = 0
     while True:
@@ -8571,7 +8779,10 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'ListOfRootCertificateIDsType[1]', 'expected EE of X509SerialNumber, EE')
-            f_RootCertificateID.append(_xmldsig.X509IssuerSerialType(X509IssuerName=f_2_X509IssuerName, X509SerialNumber=f_2_X509SerialNumber))
+            ob2_ = _new(_xmldsig.X509IssuerSerialType)
+            ob2_.X509IssuerName = f_2_X509IssuerName
+            ob2_.X509SerialNumber = f_2_X509SerialNumber
+            f_RootCertificateID.append(ob2_)
             n += 1
             if n == 19:
                 s = 20
@@ -8590,7 +8801,9 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
             raise r.fail_at(av + 1, 'ListOfRootCertificateIDsType[20]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.ListOfRootCertificateIDsType(RootCertificateID=f_RootCertificateID)
+    ob = _new(_iso20_common_types.ListOfRootCertificateIDsType)
+    ob.RootCertificateID = f_RootCertificateID
+    return ob
 
 def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_common_types.ListOfRootCertificateIDsType) -> None:
     a = w.acc
@@ -8765,7 +8978,11 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
             raise r.fail_at(av + 1, 'MessageHeaderType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.MessageHeaderType(SessionID=f_SessionID, TimeStamp=f_TimeStamp, Signature=f_Signature)
+    ob = _new(_iso20_common_types.MessageHeaderType)
+    ob.SessionID = f_SessionID
+    ob.TimeStamp = f_TimeStamp
+    ob.Signature = f_Signature
+    return ob
 
 def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types.MessageHeaderType) -> None:
     a = w.acc
@@ -9532,7 +9749,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             raise r.fail_at(av + 1, 'MeterInfoType[8]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.MeterInfoType(MeterID=f_MeterID, ChargedEnergyReadingWh=f_ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh=f_BPT_DischargedEnergyReadingWh, CapacitiveEnergyReadingVARh=f_CapacitiveEnergyReadingVARh, BPT_InductiveEnergyReadingVARh=f_BPT_InductiveEnergyReadingVARh, MeterSignature=f_MeterSignature, MeterStatus=f_MeterStatus, MeterTimestamp=f_MeterTimestamp)
+    ob = _new(_iso20_common_types.MeterInfoType)
+    ob.MeterID = f_MeterID
+    ob.ChargedEnergyReadingWh = f_ChargedEnergyReadingWh
+    ob.BPT_DischargedEnergyReadingWh = f_BPT_DischargedEnergyReadingWh
+    ob.CapacitiveEnergyReadingVARh = f_CapacitiveEnergyReadingVARh
+    ob.BPT_InductiveEnergyReadingVARh = f_BPT_InductiveEnergyReadingVARh
+    ob.MeterSignature = f_MeterSignature
+    ob.MeterStatus = f_MeterStatus
+    ob.MeterTimestamp = f_MeterTimestamp
+    return ob
 
 def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.MeterInfoType) -> None:
     a = w.acc
@@ -10053,7 +10279,10 @@ def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_type
     if c != 0x0:
         raise r.fail_at(av + 2, 'RationalNumberType', 'expected EE of Value, EE')
     r.avail = av
-    return _iso20_common_types.RationalNumberType(Exponent=f_Exponent, Value=f_Value)
+    ob = _new(_iso20_common_types.RationalNumberType)
+    ob.Exponent = f_Exponent
+    ob.Value = f_Value
+    return ob
 
 def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_types.RationalNumberType) -> None:
     a = w.acc
@@ -10156,7 +10385,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         f_3_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        f_1_Amount = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_1_Amount = ob2_
         if u > 127:
             av -= 8
             if av < 0:
@@ -10175,8 +10407,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        f_1_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
-        f_EnergyCosts = _iso20_common_types.DetailedCostType(Amount=f_1_Amount, CostPerUnit=f_1_CostPerUnit)
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_1_CostPerUnit = ob3_
+        ob1_ = _new(_iso20_common_types.DetailedCostType)
+        ob1_.Amount = f_1_Amount
+        ob1_.CostPerUnit = f_1_CostPerUnit
+        f_EnergyCosts = ob1_
         s = 2
     elif ec == 1:
         av -= 23
@@ -10209,7 +10447,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         f_6_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        f_4_Amount = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_4_Amount = ob5_
         if u > 127:
             av -= 8
             if av < 0:
@@ -10228,8 +10469,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        f_4_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
-        f_OccupancyCosts = _iso20_common_types.DetailedCostType(Amount=f_4_Amount, CostPerUnit=f_4_CostPerUnit)
+        ob6_ = _new(_iso20_common_types.RationalNumberType)
+        ob6_.Exponent = f_6_Exponent
+        ob6_.Value = f_6_Value
+        f_4_CostPerUnit = ob6_
+        ob4_ = _new(_iso20_common_types.DetailedCostType)
+        ob4_.Amount = f_4_Amount
+        ob4_.CostPerUnit = f_4_CostPerUnit
+        f_OccupancyCosts = ob4_
         s = 3
     elif ec == 2:
         av -= 23
@@ -10262,7 +10509,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         f_9_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        f_7_Amount = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+        ob8_ = _new(_iso20_common_types.RationalNumberType)
+        ob8_.Exponent = f_8_Exponent
+        ob8_.Value = f_8_Value
+        f_7_Amount = ob8_
         if u > 127:
             av -= 8
             if av < 0:
@@ -10281,8 +10531,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        f_7_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
-        f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_7_Amount, CostPerUnit=f_7_CostPerUnit)
+        ob9_ = _new(_iso20_common_types.RationalNumberType)
+        ob9_.Exponent = f_9_Exponent
+        ob9_.Value = f_9_Value
+        f_7_CostPerUnit = ob9_
+        ob7_ = _new(_iso20_common_types.DetailedCostType)
+        ob7_.Amount = f_7_Amount
+        ob7_.CostPerUnit = f_7_CostPerUnit
+        f_AdditionalServicesCosts = ob7_
         s = 4
     elif ec == 3:
         av -= 23
@@ -10315,7 +10571,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         f_12_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        f_10_Amount = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
+        ob11_ = _new(_iso20_common_types.RationalNumberType)
+        ob11_.Exponent = f_11_Exponent
+        ob11_.Value = f_11_Value
+        f_10_Amount = ob11_
         if u > 127:
             av -= 8
             if av < 0:
@@ -10334,8 +10593,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        f_10_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
-        f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_10_Amount, CostPerUnit=f_10_CostPerUnit)
+        ob12_ = _new(_iso20_common_types.RationalNumberType)
+        ob12_.Exponent = f_12_Exponent
+        ob12_.Value = f_12_Value
+        f_10_CostPerUnit = ob12_
+        ob10_ = _new(_iso20_common_types.DetailedCostType)
+        ob10_.Amount = f_10_Amount
+        ob10_.CostPerUnit = f_10_CostPerUnit
+        f_OverstayCosts = ob10_
         s = 5
     elif ec == 4:
         av -= 10
@@ -10384,8 +10649,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        f_13_Amount = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
-        f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_13_TaxRuleID, Amount=f_13_Amount))
+        ob14_ = _new(_iso20_common_types.RationalNumberType)
+        ob14_.Exponent = f_14_Exponent
+        ob14_.Value = f_14_Value
+        f_13_Amount = ob14_
+        ob13_ = _new(_iso20_common_types.DetailedTaxType)
+        ob13_.TaxRuleID = f_13_TaxRuleID
+        ob13_.Amount = f_13_Amount
+        f_TaxCosts.append(ob13_)
         s = 6
     elif ec == 5:
         s = -1
@@ -10427,7 +10698,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             f_17_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_15_Amount = _iso20_common_types.RationalNumberType(Exponent=f_16_Exponent, Value=f_16_Value)
+            ob16_ = _new(_iso20_common_types.RationalNumberType)
+            ob16_.Exponent = f_16_Exponent
+            ob16_.Value = f_16_Value
+            f_15_Amount = ob16_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -10446,8 +10720,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            f_15_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_17_Exponent, Value=f_17_Value)
-            f_OccupancyCosts = _iso20_common_types.DetailedCostType(Amount=f_15_Amount, CostPerUnit=f_15_CostPerUnit)
+            ob17_ = _new(_iso20_common_types.RationalNumberType)
+            ob17_.Exponent = f_17_Exponent
+            ob17_.Value = f_17_Value
+            f_15_CostPerUnit = ob17_
+            ob15_ = _new(_iso20_common_types.DetailedCostType)
+            ob15_.Amount = f_15_Amount
+            ob15_.CostPerUnit = f_15_CostPerUnit
+            f_OccupancyCosts = ob15_
             s = 3
         elif ec == 1:
             av -= 23
@@ -10480,7 +10760,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             f_20_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_18_Amount = _iso20_common_types.RationalNumberType(Exponent=f_19_Exponent, Value=f_19_Value)
+            ob19_ = _new(_iso20_common_types.RationalNumberType)
+            ob19_.Exponent = f_19_Exponent
+            ob19_.Value = f_19_Value
+            f_18_Amount = ob19_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -10499,8 +10782,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            f_18_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_20_Exponent, Value=f_20_Value)
-            f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_18_Amount, CostPerUnit=f_18_CostPerUnit)
+            ob20_ = _new(_iso20_common_types.RationalNumberType)
+            ob20_.Exponent = f_20_Exponent
+            ob20_.Value = f_20_Value
+            f_18_CostPerUnit = ob20_
+            ob18_ = _new(_iso20_common_types.DetailedCostType)
+            ob18_.Amount = f_18_Amount
+            ob18_.CostPerUnit = f_18_CostPerUnit
+            f_AdditionalServicesCosts = ob18_
             s = 4
         elif ec == 2:
             av -= 23
@@ -10533,7 +10822,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             f_23_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_21_Amount = _iso20_common_types.RationalNumberType(Exponent=f_22_Exponent, Value=f_22_Value)
+            ob22_ = _new(_iso20_common_types.RationalNumberType)
+            ob22_.Exponent = f_22_Exponent
+            ob22_.Value = f_22_Value
+            f_21_Amount = ob22_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -10552,8 +10844,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            f_21_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_23_Exponent, Value=f_23_Value)
-            f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_21_Amount, CostPerUnit=f_21_CostPerUnit)
+            ob23_ = _new(_iso20_common_types.RationalNumberType)
+            ob23_.Exponent = f_23_Exponent
+            ob23_.Value = f_23_Value
+            f_21_CostPerUnit = ob23_
+            ob21_ = _new(_iso20_common_types.DetailedCostType)
+            ob21_.Amount = f_21_Amount
+            ob21_.CostPerUnit = f_21_CostPerUnit
+            f_OverstayCosts = ob21_
             s = 5
         elif ec == 3:
             av -= 10
@@ -10602,8 +10900,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            f_24_Amount = _iso20_common_types.RationalNumberType(Exponent=f_25_Exponent, Value=f_25_Value)
-            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_24_TaxRuleID, Amount=f_24_Amount))
+            ob25_ = _new(_iso20_common_types.RationalNumberType)
+            ob25_.Exponent = f_25_Exponent
+            ob25_.Value = f_25_Value
+            f_24_Amount = ob25_
+            ob24_ = _new(_iso20_common_types.DetailedTaxType)
+            ob24_.TaxRuleID = f_24_TaxRuleID
+            ob24_.Amount = f_24_Amount
+            f_TaxCosts.append(ob24_)
             s = 6
         elif ec == 4:
             s = -1
@@ -10645,7 +10949,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             f_28_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_26_Amount = _iso20_common_types.RationalNumberType(Exponent=f_27_Exponent, Value=f_27_Value)
+            ob27_ = _new(_iso20_common_types.RationalNumberType)
+            ob27_.Exponent = f_27_Exponent
+            ob27_.Value = f_27_Value
+            f_26_Amount = ob27_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -10664,8 +10971,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
-            f_26_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_28_Exponent, Value=f_28_Value)
-            f_AdditionalServicesCosts = _iso20_common_types.DetailedCostType(Amount=f_26_Amount, CostPerUnit=f_26_CostPerUnit)
+            ob28_ = _new(_iso20_common_types.RationalNumberType)
+            ob28_.Exponent = f_28_Exponent
+            ob28_.Value = f_28_Value
+            f_26_CostPerUnit = ob28_
+            ob26_ = _new(_iso20_common_types.DetailedCostType)
+            ob26_.Amount = f_26_Amount
+            ob26_.CostPerUnit = f_26_CostPerUnit
+            f_AdditionalServicesCosts = ob26_
             s = 4
         elif ec == 1:
             av -= 23
@@ -10698,7 +11011,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             f_31_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_29_Amount = _iso20_common_types.RationalNumberType(Exponent=f_30_Exponent, Value=f_30_Value)
+            ob30_ = _new(_iso20_common_types.RationalNumberType)
+            ob30_.Exponent = f_30_Exponent
+            ob30_.Value = f_30_Value
+            f_29_Amount = ob30_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -10717,8 +11033,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
-            f_29_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_31_Exponent, Value=f_31_Value)
-            f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_29_Amount, CostPerUnit=f_29_CostPerUnit)
+            ob31_ = _new(_iso20_common_types.RationalNumberType)
+            ob31_.Exponent = f_31_Exponent
+            ob31_.Value = f_31_Value
+            f_29_CostPerUnit = ob31_
+            ob29_ = _new(_iso20_common_types.DetailedCostType)
+            ob29_.Amount = f_29_Amount
+            ob29_.CostPerUnit = f_29_CostPerUnit
+            f_OverstayCosts = ob29_
             s = 5
         elif ec == 2:
             av -= 10
@@ -10767,8 +11089,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
-            f_32_Amount = _iso20_common_types.RationalNumberType(Exponent=f_33_Exponent, Value=f_33_Value)
-            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_32_TaxRuleID, Amount=f_32_Amount))
+            ob33_ = _new(_iso20_common_types.RationalNumberType)
+            ob33_.Exponent = f_33_Exponent
+            ob33_.Value = f_33_Value
+            f_32_Amount = ob33_
+            ob32_ = _new(_iso20_common_types.DetailedTaxType)
+            ob32_.TaxRuleID = f_32_TaxRuleID
+            ob32_.Amount = f_32_Amount
+            f_TaxCosts.append(ob32_)
             s = 6
         elif ec == 3:
             s = -1
@@ -10810,7 +11138,10 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             f_36_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_34_Amount = _iso20_common_types.RationalNumberType(Exponent=f_35_Exponent, Value=f_35_Value)
+            ob35_ = _new(_iso20_common_types.RationalNumberType)
+            ob35_.Exponent = f_35_Exponent
+            ob35_.Value = f_35_Value
+            f_34_Amount = ob35_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -10829,8 +11160,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
-            f_34_CostPerUnit = _iso20_common_types.RationalNumberType(Exponent=f_36_Exponent, Value=f_36_Value)
-            f_OverstayCosts = _iso20_common_types.DetailedCostType(Amount=f_34_Amount, CostPerUnit=f_34_CostPerUnit)
+            ob36_ = _new(_iso20_common_types.RationalNumberType)
+            ob36_.Exponent = f_36_Exponent
+            ob36_.Value = f_36_Value
+            f_34_CostPerUnit = ob36_
+            ob34_ = _new(_iso20_common_types.DetailedCostType)
+            ob34_.Amount = f_34_Amount
+            ob34_.CostPerUnit = f_34_CostPerUnit
+            f_OverstayCosts = ob34_
             s = 5
         elif ec == 1:
             av -= 10
@@ -10879,8 +11216,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
-            f_37_Amount = _iso20_common_types.RationalNumberType(Exponent=f_38_Exponent, Value=f_38_Value)
-            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_37_TaxRuleID, Amount=f_37_Amount))
+            ob38_ = _new(_iso20_common_types.RationalNumberType)
+            ob38_.Exponent = f_38_Exponent
+            ob38_.Value = f_38_Value
+            f_37_Amount = ob38_
+            ob37_ = _new(_iso20_common_types.DetailedTaxType)
+            ob37_.TaxRuleID = f_37_TaxRuleID
+            ob37_.Amount = f_37_Amount
+            f_TaxCosts.append(ob37_)
             s = 6
         elif ec == 2:
             s = -1
@@ -10938,8 +11281,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[5]', 'expected EE of Value, EE, EE')
-            f_39_Amount = _iso20_common_types.RationalNumberType(Exponent=f_40_Exponent, Value=f_40_Value)
-            f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_39_TaxRuleID, Amount=f_39_Amount))
+            ob40_ = _new(_iso20_common_types.RationalNumberType)
+            ob40_.Exponent = f_40_Exponent
+            ob40_.Value = f_40_Value
+            f_39_Amount = ob40_
+            ob39_ = _new(_iso20_common_types.DetailedTaxType)
+            ob39_.TaxRuleID = f_39_TaxRuleID
+            ob39_.Amount = f_39_Amount
+            f_TaxCosts.append(ob39_)
             s = 6
         elif ec == 1:
             s = -1
@@ -10999,8 +11348,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 c = (win >> av) & 0x7
                 if c != 0x0:
                     raise r.fail_at(av + 3, 'ReceiptType[6]', 'expected EE of Value, EE, EE')
-                f_41_Amount = _iso20_common_types.RationalNumberType(Exponent=f_42_Exponent, Value=f_42_Value)
-                f_TaxCosts.append(_iso20_common_types.DetailedTaxType(TaxRuleID=f_41_TaxRuleID, Amount=f_41_Amount))
+                ob42_ = _new(_iso20_common_types.RationalNumberType)
+                ob42_.Exponent = f_42_Exponent
+                ob42_.Value = f_42_Value
+                f_41_Amount = ob42_
+                ob41_ = _new(_iso20_common_types.DetailedTaxType)
+                ob41_.TaxRuleID = f_41_TaxRuleID
+                ob41_.Amount = f_41_Amount
+                f_TaxCosts.append(ob41_)
                 n += 1
                 if n == 9:
                     s = 15
@@ -11019,7 +11374,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             raise r.fail_at(av + 1, 'ReceiptType[15]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.ReceiptType(TimeAnchor=f_TimeAnchor, EnergyCosts=f_EnergyCosts, OccupancyCosts=f_OccupancyCosts, AdditionalServicesCosts=f_AdditionalServicesCosts, OverstayCosts=f_OverstayCosts, TaxCosts=f_TaxCosts)
+    ob = _new(_iso20_common_types.ReceiptType)
+    ob.TimeAnchor = f_TimeAnchor
+    ob.EnergyCosts = f_EnergyCosts
+    ob.OccupancyCosts = f_OccupancyCosts
+    ob.AdditionalServicesCosts = f_AdditionalServicesCosts
+    ob.OverstayCosts = f_OverstayCosts
+    ob.TaxCosts = f_TaxCosts
+    return ob
 
 def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.ReceiptType) -> None:
     a = w.acc
@@ -11987,7 +12349,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVTargetEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_EVTargetEnergyRequest = ob1_
         s = 1
     elif ec == 1:
         av -= 22
@@ -12017,7 +12382,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVMaximumEnergyRequest = ob2_
         s = 2
     elif ec == 2:
         av -= 22
@@ -12047,7 +12415,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_EVMinimumEnergyRequest = ob3_
         s = 3
     elif ec == 3:
         s = -1
@@ -12086,7 +12457,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            f_EVMaximumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVMaximumEnergyRequest = ob4_
             s = 2
         elif ec == 1:
             av -= 22
@@ -12116,7 +12490,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_EVMinimumEnergyRequest = ob5_
             s = 3
         elif ec == 2:
             s = -1
@@ -12155,7 +12532,10 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            f_EVMinimumEnergyRequest = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_EVMinimumEnergyRequest = ob6_
             s = 3
         elif ec == 1:
             s = -1
@@ -12170,7 +12550,11 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             raise r.fail_at(av + 1, 'Scheduled_CLReqControlModeType[3]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_common_types.Scheduled_CLReqControlModeType(EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest)
+    ob = _new(_iso20_common_types.Scheduled_CLReqControlModeType)
+    ob.EVTargetEnergyRequest = f_EVTargetEnergyRequest
+    ob.EVMaximumEnergyRequest = f_EVMaximumEnergyRequest
+    ob.EVMinimumEnergyRequest = f_EVMinimumEnergyRequest
+    return ob
 
 def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLReqControlModeType) -> None:
     a = w.acc
@@ -12372,7 +12756,8 @@ def _d_iso20_common_types_Scheduled_CLResControlModeType(r: BitReader) -> _iso20
     if c:
         raise r.fail_at(av + 1, 'Scheduled_CLResControlModeType', 'expected EE')
     r.avail = av
-    return _iso20_common_types.Scheduled_CLResControlModeType()
+    ob = _new(_iso20_common_types.Scheduled_CLResControlModeType)
+    return ob
 
 def _e_iso20_common_types_Scheduled_CLResControlModeType(w: BitWriter, o: _iso20_common_types.Scheduled_CLResControlModeType) -> None:
     a = w.acc
@@ -12405,7 +12790,9 @@ def _d_iso20_common_types_V2GMessageType(r: BitReader) -> _iso20_common_types.V2
     if c:
         raise r.fail_at(av + 1, 'V2GMessageType', 'expected EE')
     r.avail = av
-    return _iso20_common_types.V2GMessageType(Header=f_Header)
+    ob = _new(_iso20_common_types.V2GMessageType)
+    ob.Header = f_Header
+    return ob
 
 def _e_iso20_common_types_V2GMessageType(w: BitWriter, o: _iso20_common_types.V2GMessageType) -> None:
     a = w.acc
@@ -12447,7 +12834,9 @@ def _d_iso20_common_types_V2GRequestType(r: BitReader) -> _iso20_common_types.V2
     if c:
         raise r.fail_at(av + 1, 'V2GRequestType', 'expected EE')
     r.avail = av
-    return _iso20_common_types.V2GRequestType(Header=f_Header)
+    ob = _new(_iso20_common_types.V2GRequestType)
+    ob.Header = f_Header
+    return ob
 
 def _e_iso20_common_types_V2GRequestType(w: BitWriter, o: _iso20_common_types.V2GRequestType) -> None:
     a = w.acc
@@ -12494,7 +12883,10 @@ def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V
         raise r.fail_at(av, 'V2GResponseType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     r.avail = av
-    return _iso20_common_types.V2GResponseType(Header=f_Header, ResponseCode=f_ResponseCode)
+    ob = _new(_iso20_common_types.V2GResponseType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    return ob
 
 def _e_iso20_common_types_V2GResponseType(w: BitWriter, o: _iso20_common_types.V2GResponseType) -> None:
     a = w.acc
@@ -12562,7 +12954,9 @@ def _d_iso20_wpt_AlternativeSECCListType(r: BitReader) -> _iso20_wpt.Alternative
             raise r.fail_at(av + 1, 'AlternativeSECCListType[8]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_wpt.AlternativeSECCListType(AlternativeSECC=f_AlternativeSECC)
+    ob = _new(_iso20_wpt.AlternativeSECCListType)
+    ob.AlternativeSECC = f_AlternativeSECC
+    return ob
 
 def _e_iso20_wpt_AlternativeSECCListType(w: BitWriter, o: _iso20_wpt.AlternativeSECCListType) -> None:
     a = w.acc
@@ -12956,7 +13350,12 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
             raise r.fail_at(av + 1, 'AlternativeSECCType[4]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_wpt.AlternativeSECCType(SSID=f_SSID, BSSID=f_BSSID, IPAddress=f_IPAddress, Port=f_Port)
+    ob = _new(_iso20_wpt.AlternativeSECCType)
+    ob.SSID = f_SSID
+    ob.BSSID = f_BSSID
+    ob.IPAddress = f_IPAddress
+    ob.Port = f_Port
+    return ob
 
 def _e_iso20_wpt_AlternativeSECCType(w: BitWriter, o: _iso20_wpt.AlternativeSECCType) -> None:
     a = w.acc
@@ -13204,7 +13603,9 @@ def _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r: BitReader) -> _iso20_wpt.WP
             raise r.fail_at(av + 1, 'WPT_AlignmentCheckMethodListType[8]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_wpt.WPT_AlignmentCheckMethodListType(WPT_AlignmentCheckMethod=f_WPT_AlignmentCheckMethod)
+    ob = _new(_iso20_wpt.WPT_AlignmentCheckMethodListType)
+    ob.WPT_AlignmentCheckMethod = f_WPT_AlignmentCheckMethod
+    return ob
 
 def _e_iso20_wpt_WPT_AlignmentCheckMethodListType(w: BitWriter, o: _iso20_wpt.WPT_AlignmentCheckMethodListType) -> None:
     a = w.acc
@@ -13307,7 +13708,10 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'WPT_AlignmentCheckReqType[2]', 'expected EE of Value, EE')
-        f_TargetCoilCurrent = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_TargetCoilCurrent = ob1_
         s = 3
     elif ec == 1:
         av -= 4
@@ -13388,7 +13792,13 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
             raise r.fail_at(av + 1, 'WPT_AlignmentCheckReqType[20]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_wpt.WPT_AlignmentCheckReqType(Header=f_Header, EVProcessing=f_EVProcessing, TargetCoilCurrent=f_TargetCoilCurrent, EVResultCode=f_EVResultCode, VendorSpecificDataContainer=f_VendorSpecificDataContainer)
+    ob = _new(_iso20_wpt.WPT_AlignmentCheckReqType)
+    ob.Header = f_Header
+    ob.EVProcessing = f_EVProcessing
+    ob.TargetCoilCurrent = f_TargetCoilCurrent
+    ob.EVResultCode = f_EVResultCode
+    ob.VendorSpecificDataContainer = f_VendorSpecificDataContainer
+    return ob
 
 def _e_iso20_wpt_WPT_AlignmentCheckReqType(w: BitWriter, o: _iso20_wpt.WPT_AlignmentCheckReqType) -> None:
     a = w.acc
@@ -13553,7 +13963,10 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'WPT_AlignmentCheckResType[3]', 'expected EE of Value, EE')
-        f_PowerTransmitted = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+        ob1_ = _new(_iso20_common_types.RationalNumberType)
+        ob1_.Exponent = f_1_Exponent
+        ob1_.Value = f_1_Value
+        f_PowerTransmitted = ob1_
         s = 4
     elif ec == 1:
         av -= 22
@@ -13583,7 +13996,10 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'WPT_AlignmentCheckResType[3]', 'expected EE of Value, EE')
-        f_SupplyDeviceCurrent = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_SupplyDeviceCurrent = ob2_
         s = 5
     elif ec == 2:
         av -= 9
@@ -13652,7 +14068,10 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'WPT_AlignmentCheckResType[4]', 'expected EE of Value, EE')
-            f_SupplyDeviceCurrent = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_SupplyDeviceCurrent = ob3_
             s = 5
         elif ec == 1:
             av -= 9
@@ -13781,7 +14200,14 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
             raise r.fail_at(av + 1, 'WPT_AlignmentCheckResType[21]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_wpt.WPT_AlignmentCheckResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, PowerTransmitted=f_PowerTransmitted, SupplyDeviceCurrent=f_SupplyDeviceCurrent, VendorSpecificDataContainer=f_VendorSpecificDataContainer)
+    ob = _new(_iso20_wpt.WPT_AlignmentCheckResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSEProcessing = f_EVSEProcessing
+    ob.PowerTransmitted = f_PowerTransmitted
+    ob.SupplyDeviceCurrent = f_SupplyDeviceCurrent
+    ob.VendorSpecificDataContainer = f_VendorSpecificDataContainer
+    return ob
 
 def _e_iso20_wpt_WPT_AlignmentCheckResType(w: BitWriter, o: _iso20_wpt.WPT_AlignmentCheckResType) -> None:
     a = w.acc
@@ -14069,7 +14495,10 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVPCPowerRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_EVPCPowerRequest = ob1_
     s = 4
     if u > 127:
         av -= 8
@@ -14091,7 +14520,10 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         raise r.fail_at(av + 10, 'WPT_ChargeLoopReqType', 'expected EE of Value, EE, SE(EVPCChargeDiagnostics), CH of EVPCChargeDiagnostics, EE of EVPCChargeDiagnostics')
     f_EVPCChargeDiagnostics = _E_iso20_wpt_WPT_EVPCChargeDiagnosticsType[((c >> 4) & 3)]
     ec = (c & 7)
-    f_EVPCPowerOutput = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_.Exponent = f_2_Exponent
+    ob2_.Value = f_2_Value
+    f_EVPCPowerOutput = ob2_
     s = 5
     s = 6
     if ec == 0:
@@ -14122,7 +14554,10 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE')
-        f_EVPCOperatingFrequency = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_EVPCOperatingFrequency = ob3_
         s = 7
     elif ec == 1:
         av -= 23
@@ -14155,7 +14590,10 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         f_6_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        f_4_EVPCCoilCurrentRequest = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_4_EVPCCoilCurrentRequest = ob5_
         if u > 127:
             av -= 8
             if av < 0:
@@ -14177,7 +14615,10 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         f_7_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        f_4_EVPCCoilCurrentInformation = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+        ob6_ = _new(_iso20_common_types.RationalNumberType)
+        ob6_.Exponent = f_6_Exponent
+        ob6_.Value = f_6_Value
+        f_4_EVPCCoilCurrentInformation = ob6_
         if u > 127:
             av -= 8
             if av < 0:
@@ -14199,7 +14640,10 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         f_8_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        f_4_EVPCCurrentOutputInformation = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+        ob7_ = _new(_iso20_common_types.RationalNumberType)
+        ob7_.Exponent = f_7_Exponent
+        ob7_.Value = f_7_Value
+        f_4_EVPCCurrentOutputInformation = ob7_
         if u > 127:
             av -= 8
             if av < 0:
@@ -14218,8 +14662,16 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, EE')
-        f_4_EVPCVoltageOutputInformation = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
-        f_EVPCPowerControlParameter = _iso20_wpt.WPT_EVPCPowerControlParameterType(EVPCCoilCurrentRequest=f_4_EVPCCoilCurrentRequest, EVPCCoilCurrentInformation=f_4_EVPCCoilCurrentInformation, EVPCCurrentOutputInformation=f_4_EVPCCurrentOutputInformation, EVPCVoltageOutputInformation=f_4_EVPCVoltageOutputInformation)
+        ob8_ = _new(_iso20_common_types.RationalNumberType)
+        ob8_.Exponent = f_8_Exponent
+        ob8_.Value = f_8_Value
+        f_4_EVPCVoltageOutputInformation = ob8_
+        ob4_ = _new(_iso20_wpt.WPT_EVPCPowerControlParameterType)
+        ob4_.EVPCCoilCurrentRequest = f_4_EVPCCoilCurrentRequest
+        ob4_.EVPCCoilCurrentInformation = f_4_EVPCCoilCurrentInformation
+        ob4_.EVPCCurrentOutputInformation = f_4_EVPCCurrentOutputInformation
+        ob4_.EVPCVoltageOutputInformation = f_4_EVPCVoltageOutputInformation
+        f_EVPCPowerControlParameter = ob4_
         s = 8
     elif ec == 2:
         av -= 9
@@ -14291,7 +14743,10 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             f_11_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_9_EVPCCoilCurrentRequest = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
+            ob10_ = _new(_iso20_common_types.RationalNumberType)
+            ob10_.Exponent = f_10_Exponent
+            ob10_.Value = f_10_Value
+            f_9_EVPCCoilCurrentRequest = ob10_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -14313,7 +14768,10 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             f_12_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_9_EVPCCoilCurrentInformation = _iso20_common_types.RationalNumberType(Exponent=f_11_Exponent, Value=f_11_Value)
+            ob11_ = _new(_iso20_common_types.RationalNumberType)
+            ob11_.Exponent = f_11_Exponent
+            ob11_.Value = f_11_Value
+            f_9_EVPCCoilCurrentInformation = ob11_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -14335,7 +14793,10 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             f_13_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_9_EVPCCurrentOutputInformation = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
+            ob12_ = _new(_iso20_common_types.RationalNumberType)
+            ob12_.Exponent = f_12_Exponent
+            ob12_.Value = f_12_Value
+            f_9_EVPCCurrentOutputInformation = ob12_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -14354,8 +14815,16 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, EE')
-            f_9_EVPCVoltageOutputInformation = _iso20_common_types.RationalNumberType(Exponent=f_13_Exponent, Value=f_13_Value)
-            f_EVPCPowerControlParameter = _iso20_wpt.WPT_EVPCPowerControlParameterType(EVPCCoilCurrentRequest=f_9_EVPCCoilCurrentRequest, EVPCCoilCurrentInformation=f_9_EVPCCoilCurrentInformation, EVPCCurrentOutputInformation=f_9_EVPCCurrentOutputInformation, EVPCVoltageOutputInformation=f_9_EVPCVoltageOutputInformation)
+            ob13_ = _new(_iso20_common_types.RationalNumberType)
+            ob13_.Exponent = f_13_Exponent
+            ob13_.Value = f_13_Value
+            f_9_EVPCVoltageOutputInformation = ob13_
+            ob9_ = _new(_iso20_wpt.WPT_EVPCPowerControlParameterType)
+            ob9_.EVPCCoilCurrentRequest = f_9_EVPCCoilCurrentRequest
+            ob9_.EVPCCoilCurrentInformation = f_9_EVPCCoilCurrentInformation
+            ob9_.EVPCCurrentOutputInformation = f_9_EVPCCurrentOutputInformation
+            ob9_.EVPCVoltageOutputInformation = f_9_EVPCVoltageOutputInformation
+            f_EVPCPowerControlParameter = ob9_
             s = 8
         elif ec == 1:
             av -= 9
@@ -14484,7 +14953,17 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             raise r.fail_at(av + 1, 'WPT_ChargeLoopReqType[24]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_wpt.WPT_ChargeLoopReqType(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested, EVPCPowerRequest=f_EVPCPowerRequest, EVPCPowerOutput=f_EVPCPowerOutput, EVPCChargeDiagnostics=f_EVPCChargeDiagnostics, EVPCOperatingFrequency=f_EVPCOperatingFrequency, EVPCPowerControlParameter=f_EVPCPowerControlParameter, ManufacturerSpecificDataContainer=f_ManufacturerSpecificDataContainer)
+    ob = _new(_iso20_wpt.WPT_ChargeLoopReqType)
+    ob.Header = f_Header
+    ob.DisplayParameters = f_DisplayParameters
+    ob.MeterInfoRequested = f_MeterInfoRequested
+    ob.EVPCPowerRequest = f_EVPCPowerRequest
+    ob.EVPCPowerOutput = f_EVPCPowerOutput
+    ob.EVPCChargeDiagnostics = f_EVPCChargeDiagnostics
+    ob.EVPCOperatingFrequency = f_EVPCOperatingFrequency
+    ob.EVPCPowerControlParameter = f_EVPCPowerControlParameter
+    ob.ManufacturerSpecificDataContainer = f_ManufacturerSpecificDataContainer
+    return ob
 
 def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoopReqType) -> None:
     a = w.acc
@@ -14982,7 +15461,10 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         if iv >= 6:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
-        f_EVSEStatus = _iso20_common_types.EVSEStatusType(NotificationMaxDelay=f_1_NotificationMaxDelay, EVSENotification=f_1_EVSENotification)
+        ob1_ = _new(_iso20_common_types.EVSEStatusType)
+        ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
+        ob1_.EVSENotification = f_1_EVSENotification
+        f_EVSEStatus = ob1_
         s = 3
     elif ec == 1:
         r.avail = av
@@ -15024,7 +15506,10 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[2]', 'expected EE of Value, EE')
-        f_EVPCPowerRequest = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVPCPowerRequest = ob2_
         s = 6
     else:
         raise r.fail_at(av, 'WPT_ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
@@ -15073,7 +15558,10 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[3]', 'expected EE of Value, EE')
-            f_EVPCPowerRequest = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_EVPCPowerRequest = ob3_
             s = 6
         else:
             raise r.fail_at(av, 'WPT_ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
@@ -15116,7 +15604,10 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[4]', 'expected EE of Value, EE')
-            f_EVPCPowerRequest = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVPCPowerRequest = ob4_
             s = 6
         else:
             raise r.fail_at(av, 'WPT_ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), SE(EVPCPowerRequest)')
@@ -15148,7 +15639,10 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[5]', 'expected EE of Value, EE')
-        f_EVPCPowerRequest = _iso20_common_types.RationalNumberType(Exponent=f_5_Exponent, Value=f_5_Value)
+        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_EVPCPowerRequest = ob5_
         s = 6
     av -= 2
     if av < 0:
@@ -15183,7 +15677,10 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[6]', 'expected EE of Value, EE')
-        f_SDPowerInput = _iso20_common_types.RationalNumberType(Exponent=f_6_Exponent, Value=f_6_Value)
+        ob6_ = _new(_iso20_common_types.RationalNumberType)
+        ob6_.Exponent = f_6_Exponent
+        ob6_.Value = f_6_Value
+        f_SDPowerInput = ob6_
         s = 7
     elif ec == 1:
         av -= 22
@@ -15213,7 +15710,10 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[6]', 'expected EE of Value, EE')
-        f_SPCMaxOutputPowerLimit = _iso20_common_types.RationalNumberType(Exponent=f_7_Exponent, Value=f_7_Value)
+        ob7_ = _new(_iso20_common_types.RationalNumberType)
+        ob7_.Exponent = f_7_Exponent
+        ob7_.Value = f_7_Value
+        f_SPCMaxOutputPowerLimit = ob7_
         s = 8
     else:
         raise r.fail_at(av, 'WPT_ChargeLoopResType[6]', f'event code {ec}, expected SE(SDPowerInput), SE(SPCMaxOutputPowerLimit)')
@@ -15245,7 +15745,10 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[7]', 'expected EE of Value, EE')
-        f_SPCMaxOutputPowerLimit = _iso20_common_types.RationalNumberType(Exponent=f_8_Exponent, Value=f_8_Value)
+        ob8_ = _new(_iso20_common_types.RationalNumberType)
+        ob8_.Exponent = f_8_Exponent
+        ob8_.Value = f_8_Value
+        f_SPCMaxOutputPowerLimit = ob8_
         s = 8
     av -= 23
     if av < 0:
@@ -15279,7 +15782,10 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         raise r.fail_at(av, 'WPT_ChargeLoopResType.SPCChargeDiagnostics', f'enumeration index {iv}')
     f_SPCChargeDiagnostics = _E_iso20_wpt_WPT_SPCChargeDiagnosticsType[iv]
     ec = (c & 7)
-    f_SPCMinOutputPowerLimit = _iso20_common_types.RationalNumberType(Exponent=f_9_Exponent, Value=f_9_Value)
+    ob9_ = _new(_iso20_common_types.RationalNumberType)
+    ob9_.Exponent = f_9_Exponent
+    ob9_.Value = f_9_Value
+    f_SPCMinOutputPowerLimit = ob9_
     s = 9
     s = 10
     if ec == 0:
@@ -15310,7 +15816,10 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[10]', 'expected EE of Value, EE')
-        f_SPCOperatingFrequency = _iso20_common_types.RationalNumberType(Exponent=f_10_Exponent, Value=f_10_Value)
+        ob10_ = _new(_iso20_common_types.RationalNumberType)
+        ob10_.Exponent = f_10_Exponent
+        ob10_.Value = f_10_Value
+        f_SPCOperatingFrequency = ob10_
         s = 11
     elif ec == 1:
         av -= 23
@@ -15340,8 +15849,13 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'WPT_ChargeLoopResType[10]', 'expected EE of Value, EE, EE')
-        f_11_SPCPrimaryDeviceCoilCurrentInformation = _iso20_common_types.RationalNumberType(Exponent=f_12_Exponent, Value=f_12_Value)
-        f_SPCPowerControlParameter = _iso20_wpt.WPT_SPCPowerControlParameterType(SPCPrimaryDeviceCoilCurrentInformation=f_11_SPCPrimaryDeviceCoilCurrentInformation)
+        ob12_ = _new(_iso20_common_types.RationalNumberType)
+        ob12_.Exponent = f_12_Exponent
+        ob12_.Value = f_12_Value
+        f_11_SPCPrimaryDeviceCoilCurrentInformation = ob12_
+        ob11_ = _new(_iso20_wpt.WPT_SPCPowerControlParameterType)
+        ob11_.SPCPrimaryDeviceCoilCurrentInformation = f_11_SPCPrimaryDeviceCoilCurrentInformation
+        f_SPCPowerControlParameter = ob11_
         s = 12
     elif ec == 2:
         av -= 9
@@ -15410,8 +15924,13 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'WPT_ChargeLoopResType[11]', 'expected EE of Value, EE, EE')
-            f_13_SPCPrimaryDeviceCoilCurrentInformation = _iso20_common_types.RationalNumberType(Exponent=f_14_Exponent, Value=f_14_Value)
-            f_SPCPowerControlParameter = _iso20_wpt.WPT_SPCPowerControlParameterType(SPCPrimaryDeviceCoilCurrentInformation=f_13_SPCPrimaryDeviceCoilCurrentInformation)
+            ob14_ = _new(_iso20_common_types.RationalNumberType)
+            ob14_.Exponent = f_14_Exponent
+            ob14_.Value = f_14_Value
+            f_13_SPCPrimaryDeviceCoilCurrentInformation = ob14_
+            ob13_ = _new(_iso20_wpt.WPT_SPCPowerControlParameterType)
+            ob13_.SPCPrimaryDeviceCoilCurrentInformation = f_13_SPCPrimaryDeviceCoilCurrentInformation
+            f_SPCPowerControlParameter = ob13_
             s = 12
         elif ec == 1:
             av -= 9
@@ -15540,7 +16059,21 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             raise r.fail_at(av + 1, 'WPT_ChargeLoopResType[28]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_wpt.WPT_ChargeLoopResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt, EVPCPowerRequest=f_EVPCPowerRequest, SDPowerInput=f_SDPowerInput, SPCMaxOutputPowerLimit=f_SPCMaxOutputPowerLimit, SPCMinOutputPowerLimit=f_SPCMinOutputPowerLimit, SPCChargeDiagnostics=f_SPCChargeDiagnostics, SPCOperatingFrequency=f_SPCOperatingFrequency, SPCPowerControlParameter=f_SPCPowerControlParameter, ManufacturerSpecificDataContainer=f_ManufacturerSpecificDataContainer)
+    ob = _new(_iso20_wpt.WPT_ChargeLoopResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSEStatus = f_EVSEStatus
+    ob.MeterInfo = f_MeterInfo
+    ob.Receipt = f_Receipt
+    ob.EVPCPowerRequest = f_EVPCPowerRequest
+    ob.SDPowerInput = f_SDPowerInput
+    ob.SPCMaxOutputPowerLimit = f_SPCMaxOutputPowerLimit
+    ob.SPCMinOutputPowerLimit = f_SPCMinOutputPowerLimit
+    ob.SPCChargeDiagnostics = f_SPCChargeDiagnostics
+    ob.SPCOperatingFrequency = f_SPCOperatingFrequency
+    ob.SPCPowerControlParameter = f_SPCPowerControlParameter
+    ob.ManufacturerSpecificDataContainer = f_ManufacturerSpecificDataContainer
+    return ob
 
 def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoopResType) -> None:
     a = w.acc
@@ -16100,7 +16633,10 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
     if c & 0xf00 != 0x0:
         raise r.fail_at(av + 12, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of Value, EE, SE(SDMaxGroundClearence), CH of SDMaxGroundClearence')
     u = (c & 255)
-    f_EVPCMaxReceivablePower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_EVPCMaxReceivablePower = ob1_
     s = 2
     if u > 127:
         av -= 8
@@ -16163,7 +16699,10 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
     if c & 0x3d != 0x0:
         raise r.fail_at(av + 6, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of Value, EE, SE(EVPCDeviceLocalControl), CH of EVPCDeviceLocalControl, EE of EVPCDeviceLocalControl')
     f_EVPCDeviceLocalControl = ((c >> 1) & 1) == 1
-    f_EVPCNaturalFrequency = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_.Exponent = f_2_Exponent
+    ob2_.Value = f_2_Value
+    f_EVPCNaturalFrequency = ob2_
     s = 5
     s = 6
     n = 0
@@ -16219,7 +16758,15 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
             raise r.fail_at(av + 1, 'WPT_ChargeParameterDiscoveryReqType[22]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_wpt.WPT_ChargeParameterDiscoveryReqType(Header=f_Header, EVPCMaxReceivablePower=f_EVPCMaxReceivablePower, SDMaxGroundClearence=f_SDMaxGroundClearence, SDMinGroundClearence=f_SDMinGroundClearence, EVPCNaturalFrequency=f_EVPCNaturalFrequency, EVPCDeviceLocalControl=f_EVPCDeviceLocalControl, VendorSpecificDataContainer=f_VendorSpecificDataContainer)
+    ob = _new(_iso20_wpt.WPT_ChargeParameterDiscoveryReqType)
+    ob.Header = f_Header
+    ob.EVPCMaxReceivablePower = f_EVPCMaxReceivablePower
+    ob.SDMaxGroundClearence = f_SDMaxGroundClearence
+    ob.SDMinGroundClearence = f_SDMinGroundClearence
+    ob.EVPCNaturalFrequency = f_EVPCNaturalFrequency
+    ob.EVPCDeviceLocalControl = f_EVPCDeviceLocalControl
+    ob.VendorSpecificDataContainer = f_VendorSpecificDataContainer
+    return ob
 
 def _e_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeParameterDiscoveryReqType) -> None:
     a = w.acc
@@ -16432,7 +16979,10 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_SDMinOutputPower = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_SDMinOutputPower = ob1_
     s = 4
     if u > 127:
         av -= 8
@@ -16453,7 +17003,10 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
     if c & 0xf00 != 0x0:
         raise r.fail_at(av + 12, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE, SE(SDMaxGroundClearanceSupport), CH of SDMaxGroundClearanceSupport')
     u = (c & 255)
-    f_SDMaxOutputPower = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_.Exponent = f_2_Exponent
+    ob2_.Value = f_2_Value
+    f_SDMaxOutputPower = ob2_
     s = 5
     if u > 127:
         av -= 8
@@ -16518,7 +17071,10 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
     f_4_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_PDMinCoilCurrent = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_.Exponent = f_3_Exponent
+    ob3_.Value = f_3_Value
+    f_PDMinCoilCurrent = ob3_
     s = 8
     if u > 127:
         av -= 8
@@ -16538,7 +17094,10 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
     c = (win >> av) & 0x3
     if c != 0x0:
         raise r.fail_at(av + 2, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE')
-    f_PDMaxCoilCurrent = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+    ob4_ = _new(_iso20_common_types.RationalNumberType)
+    ob4_.Exponent = f_4_Exponent
+    ob4_.Value = f_4_Value
+    f_PDMaxCoilCurrent = ob4_
     s = 9
     n = 0
     while True:
@@ -16593,7 +17152,18 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
             raise r.fail_at(av + 1, 'WPT_ChargeParameterDiscoveryResType[25]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_wpt.WPT_ChargeParameterDiscoveryResType(Header=f_Header, ResponseCode=f_ResponseCode, PDInputPowerClass=f_PDInputPowerClass, SDMinOutputPower=f_SDMinOutputPower, SDMaxOutputPower=f_SDMaxOutputPower, SDMaxGroundClearanceSupport=f_SDMaxGroundClearanceSupport, SDMinGroundClearanceSupport=f_SDMinGroundClearanceSupport, PDMinCoilCurrent=f_PDMinCoilCurrent, PDMaxCoilCurrent=f_PDMaxCoilCurrent, SDManufacturerSpecificDataContainer=f_SDManufacturerSpecificDataContainer)
+    ob = _new(_iso20_wpt.WPT_ChargeParameterDiscoveryResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.PDInputPowerClass = f_PDInputPowerClass
+    ob.SDMinOutputPower = f_SDMinOutputPower
+    ob.SDMaxOutputPower = f_SDMaxOutputPower
+    ob.SDMaxGroundClearanceSupport = f_SDMaxGroundClearanceSupport
+    ob.SDMinGroundClearanceSupport = f_SDMinGroundClearanceSupport
+    ob.PDMinCoilCurrent = f_PDMinCoilCurrent
+    ob.PDMaxCoilCurrent = f_PDMaxCoilCurrent
+    ob.SDManufacturerSpecificDataContainer = f_SDManufacturerSpecificDataContainer
+    return ob
 
 def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeParameterDiscoveryResType) -> None:
     a = w.acc
@@ -16872,7 +17442,11 @@ def _d_iso20_wpt_WPT_CoordinateXYZType(r: BitReader) -> _iso20_wpt.WPT_Coordinat
     if c != 0x0:
         raise r.fail_at(av + 2, 'WPT_CoordinateXYZType', 'expected EE of Coord_Z, EE')
     r.avail = av
-    return _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_Coord_X, Coord_Y=f_Coord_Y, Coord_Z=f_Coord_Z)
+    ob = _new(_iso20_wpt.WPT_CoordinateXYZType)
+    ob.Coord_X = f_Coord_X
+    ob.Coord_Y = f_Coord_Y
+    ob.Coord_Z = f_Coord_Z
+    return ob
 
 def _e_iso20_wpt_WPT_CoordinateXYZType(w: BitWriter, o: _iso20_wpt.WPT_CoordinateXYZType) -> None:
     a = w.acc
@@ -16978,7 +17552,10 @@ def _d_iso20_wpt_WPT_EVPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.W
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVPCCoilCurrentRequest = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_EVPCCoilCurrentRequest = ob1_
     if u > 127:
         av -= 8
         if av < 0:
@@ -17000,7 +17577,10 @@ def _d_iso20_wpt_WPT_EVPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.W
     f_3_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVPCCoilCurrentInformation = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
+    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_.Exponent = f_2_Exponent
+    ob2_.Value = f_2_Value
+    f_EVPCCoilCurrentInformation = ob2_
     if u > 127:
         av -= 8
         if av < 0:
@@ -17022,7 +17602,10 @@ def _d_iso20_wpt_WPT_EVPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.W
     f_4_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_EVPCCurrentOutputInformation = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
+    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_.Exponent = f_3_Exponent
+    ob3_.Value = f_3_Value
+    f_EVPCCurrentOutputInformation = ob3_
     if u > 127:
         av -= 8
         if av < 0:
@@ -17041,9 +17624,17 @@ def _d_iso20_wpt_WPT_EVPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.W
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'WPT_EVPCPowerControlParameterType', 'expected EE of Value, EE, EE')
-    f_EVPCVoltageOutputInformation = _iso20_common_types.RationalNumberType(Exponent=f_4_Exponent, Value=f_4_Value)
+    ob4_ = _new(_iso20_common_types.RationalNumberType)
+    ob4_.Exponent = f_4_Exponent
+    ob4_.Value = f_4_Value
+    f_EVPCVoltageOutputInformation = ob4_
     r.avail = av
-    return _iso20_wpt.WPT_EVPCPowerControlParameterType(EVPCCoilCurrentRequest=f_EVPCCoilCurrentRequest, EVPCCoilCurrentInformation=f_EVPCCoilCurrentInformation, EVPCCurrentOutputInformation=f_EVPCCurrentOutputInformation, EVPCVoltageOutputInformation=f_EVPCVoltageOutputInformation)
+    ob = _new(_iso20_wpt.WPT_EVPCPowerControlParameterType)
+    ob.EVPCCoilCurrentRequest = f_EVPCCoilCurrentRequest
+    ob.EVPCCoilCurrentInformation = f_EVPCCoilCurrentInformation
+    ob.EVPCCurrentOutputInformation = f_EVPCCurrentOutputInformation
+    ob.EVPCVoltageOutputInformation = f_EVPCVoltageOutputInformation
+    return ob
 
 def _e_iso20_wpt_WPT_EVPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.WPT_EVPCPowerControlParameterType) -> None:
     a = w.acc
@@ -17206,7 +17797,9 @@ def _d_iso20_wpt_WPT_FinePositioningMethodListType(r: BitReader) -> _iso20_wpt.W
             raise r.fail_at(av + 1, 'WPT_FinePositioningMethodListType[8]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_wpt.WPT_FinePositioningMethodListType(WPT_FinePositioningMethod=f_WPT_FinePositioningMethod)
+    ob = _new(_iso20_wpt.WPT_FinePositioningMethodListType)
+    ob.WPT_FinePositioningMethod = f_WPT_FinePositioningMethod
+    return ob
 
 def _e_iso20_wpt_WPT_FinePositioningMethodListType(w: BitWriter, o: _iso20_wpt.WPT_FinePositioningMethodListType) -> None:
     a = w.acc
@@ -17342,7 +17935,10 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'WPT_FinePositioningReqType[3]', 'expected EE')
-            f_WPT_LF_DataPackageList = _iso20_wpt.WPT_LF_DataPackageListType(NumPackages=f_1_NumPackages, WPT_LF_DataPackage=f_1_WPT_LF_DataPackage)
+            ob1_ = _new(_iso20_wpt.WPT_LF_DataPackageListType)
+            ob1_.NumPackages = f_1_NumPackages
+            ob1_.WPT_LF_DataPackage = f_1_WPT_LF_DataPackage
+            f_WPT_LF_DataPackageList = ob1_
             s = 5
             break
         elif ec == 2:
@@ -17373,7 +17969,10 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'WPT_FinePositioningReqType[20]', 'expected EE')
-            f_WPT_LF_DataPackageList = _iso20_wpt.WPT_LF_DataPackageListType(NumPackages=f_2_NumPackages, WPT_LF_DataPackage=f_2_WPT_LF_DataPackage)
+            ob2_ = _new(_iso20_wpt.WPT_LF_DataPackageListType)
+            ob2_.NumPackages = f_2_NumPackages
+            ob2_.WPT_LF_DataPackage = f_2_WPT_LF_DataPackage
+            f_WPT_LF_DataPackageList = ob2_
             s = 5
         elif ec == 1:
             s = -1
@@ -17388,7 +17987,13 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
             raise r.fail_at(av + 1, 'WPT_FinePositioningReqType[5]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_wpt.WPT_FinePositioningReqType(Header=f_Header, EVProcessing=f_EVProcessing, EVResultCode=f_EVResultCode, VendorSpecificDataContainer=f_VendorSpecificDataContainer, WPT_LF_DataPackageList=f_WPT_LF_DataPackageList)
+    ob = _new(_iso20_wpt.WPT_FinePositioningReqType)
+    ob.Header = f_Header
+    ob.EVProcessing = f_EVProcessing
+    ob.EVResultCode = f_EVResultCode
+    ob.VendorSpecificDataContainer = f_VendorSpecificDataContainer
+    ob.WPT_LF_DataPackageList = f_WPT_LF_DataPackageList
+    return ob
 
 def _e_iso20_wpt_WPT_FinePositioningReqType(w: BitWriter, o: _iso20_wpt.WPT_FinePositioningReqType) -> None:
     a = w.acc
@@ -17583,7 +18188,10 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'WPT_FinePositioningResType[3]', 'expected EE')
-            f_WPT_LF_DataPackageList = _iso20_wpt.WPT_LF_DataPackageListType(NumPackages=f_1_NumPackages, WPT_LF_DataPackage=f_1_WPT_LF_DataPackage)
+            ob1_ = _new(_iso20_wpt.WPT_LF_DataPackageListType)
+            ob1_.NumPackages = f_1_NumPackages
+            ob1_.WPT_LF_DataPackage = f_1_WPT_LF_DataPackage
+            f_WPT_LF_DataPackageList = ob1_
             s = 5
             break
         elif ec == 2:
@@ -17614,7 +18222,10 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'WPT_FinePositioningResType[20]', 'expected EE')
-            f_WPT_LF_DataPackageList = _iso20_wpt.WPT_LF_DataPackageListType(NumPackages=f_2_NumPackages, WPT_LF_DataPackage=f_2_WPT_LF_DataPackage)
+            ob2_ = _new(_iso20_wpt.WPT_LF_DataPackageListType)
+            ob2_.NumPackages = f_2_NumPackages
+            ob2_.WPT_LF_DataPackage = f_2_WPT_LF_DataPackage
+            f_WPT_LF_DataPackageList = ob2_
             s = 5
         elif ec == 1:
             s = -1
@@ -17629,7 +18240,13 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
             raise r.fail_at(av + 1, 'WPT_FinePositioningResType[5]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_wpt.WPT_FinePositioningResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, VendorSpecificDataContainer=f_VendorSpecificDataContainer, WPT_LF_DataPackageList=f_WPT_LF_DataPackageList)
+    ob = _new(_iso20_wpt.WPT_FinePositioningResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSEProcessing = f_EVSEProcessing
+    ob.VendorSpecificDataContainer = f_VendorSpecificDataContainer
+    ob.WPT_LF_DataPackageList = f_WPT_LF_DataPackageList
+    return ob
 
 def _e_iso20_wpt_WPT_FinePositioningResType(w: BitWriter, o: _iso20_wpt.WPT_FinePositioningResType) -> None:
     a = w.acc
@@ -17893,7 +18510,16 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
             raise r.fail_at(av + 1, 'WPT_FinePositioningSetupReqType[8]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_wpt.WPT_FinePositioningSetupReqType(Header=f_Header, EVProcessing=f_EVProcessing, EVDeviceFinePositioningMethodList=f_EVDeviceFinePositioningMethodList, EVDevicePairingMethodList=f_EVDevicePairingMethodList, EVDeviceAlignmentCheckMethodList=f_EVDeviceAlignmentCheckMethodList, NaturalOffset=f_NaturalOffset, VendorSpecificDataContainer=f_VendorSpecificDataContainer, LF_SystemSetupData=f_LF_SystemSetupData)
+    ob = _new(_iso20_wpt.WPT_FinePositioningSetupReqType)
+    ob.Header = f_Header
+    ob.EVProcessing = f_EVProcessing
+    ob.EVDeviceFinePositioningMethodList = f_EVDeviceFinePositioningMethodList
+    ob.EVDevicePairingMethodList = f_EVDevicePairingMethodList
+    ob.EVDeviceAlignmentCheckMethodList = f_EVDeviceAlignmentCheckMethodList
+    ob.NaturalOffset = f_NaturalOffset
+    ob.VendorSpecificDataContainer = f_VendorSpecificDataContainer
+    ob.LF_SystemSetupData = f_LF_SystemSetupData
+    return ob
 
 def _e_iso20_wpt_WPT_FinePositioningSetupReqType(w: BitWriter, o: _iso20_wpt.WPT_FinePositioningSetupReqType) -> None:
     a = w.acc
@@ -18188,7 +18814,16 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
             raise r.fail_at(av + 1, 'WPT_FinePositioningSetupResType[8]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_wpt.WPT_FinePositioningSetupResType(Header=f_Header, ResponseCode=f_ResponseCode, PrimaryDeviceFinePositioningMethodList=f_PrimaryDeviceFinePositioningMethodList, PrimaryDevicePairingMethodList=f_PrimaryDevicePairingMethodList, PrimaryDeviceAlignmentCheckMethodList=f_PrimaryDeviceAlignmentCheckMethodList, NaturalOffset=f_NaturalOffset, VendorSpecificDataContainer=f_VendorSpecificDataContainer, LF_SystemSetupData=f_LF_SystemSetupData)
+    ob = _new(_iso20_wpt.WPT_FinePositioningSetupResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.PrimaryDeviceFinePositioningMethodList = f_PrimaryDeviceFinePositioningMethodList
+    ob.PrimaryDevicePairingMethodList = f_PrimaryDevicePairingMethodList
+    ob.PrimaryDeviceAlignmentCheckMethodList = f_PrimaryDeviceAlignmentCheckMethodList
+    ob.NaturalOffset = f_NaturalOffset
+    ob.VendorSpecificDataContainer = f_VendorSpecificDataContainer
+    ob.LF_SystemSetupData = f_LF_SystemSetupData
+    return ob
 
 def _e_iso20_wpt_WPT_FinePositioningSetupResType(w: BitWriter, o: _iso20_wpt.WPT_FinePositioningSetupResType) -> None:
     a = w.acc
@@ -18344,7 +18979,10 @@ def _d_iso20_wpt_WPT_LF_DataPackageListType(r: BitReader) -> _iso20_wpt.WPT_LF_D
     if c:
         raise r.fail_at(av + 1, 'WPT_LF_DataPackageListType', 'expected EE')
     r.avail = av
-    return _iso20_wpt.WPT_LF_DataPackageListType(NumPackages=f_NumPackages, WPT_LF_DataPackage=f_WPT_LF_DataPackage)
+    ob = _new(_iso20_wpt.WPT_LF_DataPackageListType)
+    ob.NumPackages = f_NumPackages
+    ob.WPT_LF_DataPackage = f_WPT_LF_DataPackage
+    return ob
 
 def _e_iso20_wpt_WPT_LF_DataPackageListType(w: BitWriter, o: _iso20_wpt.WPT_LF_DataPackageListType) -> None:
     a = w.acc
@@ -18430,9 +19068,17 @@ def _d_iso20_wpt_WPT_LF_DataPackageType(r: BitReader) -> _iso20_wpt.WPT_LF_DataP
         c = (win >> av) & 0xf
         if c != 0x0:
             raise r.fail_at(av + 4, 'WPT_LF_DataPackageType[1]', 'expected EE of Value, EE, EE, EE')
-        f_2_EIRP = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
-        f_1_WPT_LF_TxDataList = _iso20_wpt.WPT_LF_TxDataType(TxIdentifier=f_2_TxIdentifier, EIRP=f_2_EIRP)
-        f_LF_TxData = _iso20_wpt.WPT_LF_TxDataListType(WPT_LF_TxDataList=f_1_WPT_LF_TxDataList)
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_2_EIRP = ob3_
+        ob2_ = _new(_iso20_wpt.WPT_LF_TxDataType)
+        ob2_.TxIdentifier = f_2_TxIdentifier
+        ob2_.EIRP = f_2_EIRP
+        f_1_WPT_LF_TxDataList = ob2_
+        ob1_ = _new(_iso20_wpt.WPT_LF_TxDataListType)
+        ob1_.WPT_LF_TxDataList = f_1_WPT_LF_TxDataList
+        f_LF_TxData = ob1_
     elif ec == 1:
         av -= 11
         if av < 0:
@@ -18469,9 +19115,16 @@ def _d_iso20_wpt_WPT_LF_DataPackageType(r: BitReader) -> _iso20_wpt.WPT_LF_DataP
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected EE, EE, EE')
-        f_5_RSSIData = _iso20_wpt.WPT_LF_RxRSSIListType(RSSIDataList=f_6_RSSIDataList)
-        f_4_WPT_LF_RxDataList = _iso20_wpt.WPT_LF_RxDataType(RxIdentifier=f_5_RxIdentifier, RSSIData=f_5_RSSIData)
-        f_LF_RxData = _iso20_wpt.WPT_LF_RxDataListType(WPT_LF_RxDataList=f_4_WPT_LF_RxDataList)
+        ob6_ = _new(_iso20_wpt.WPT_LF_RxRSSIListType)
+        ob6_.RSSIDataList = f_6_RSSIDataList
+        f_5_RSSIData = ob6_
+        ob5_ = _new(_iso20_wpt.WPT_LF_RxDataType)
+        ob5_.RxIdentifier = f_5_RxIdentifier
+        ob5_.RSSIData = f_5_RSSIData
+        f_4_WPT_LF_RxDataList = ob5_
+        ob4_ = _new(_iso20_wpt.WPT_LF_RxDataListType)
+        ob4_.WPT_LF_RxDataList = f_4_WPT_LF_RxDataList
+        f_LF_RxData = ob4_
     else:
         raise r.fail_at(av, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
     av -= 1
@@ -18481,7 +19134,11 @@ def _d_iso20_wpt_WPT_LF_DataPackageType(r: BitReader) -> _iso20_wpt.WPT_LF_DataP
     if c:
         raise r.fail_at(av + 1, 'WPT_LF_DataPackageType', 'expected EE')
     r.avail = av
-    return _iso20_wpt.WPT_LF_DataPackageType(PackageIndex=f_PackageIndex, LF_TxData=f_LF_TxData, LF_RxData=f_LF_RxData)
+    ob = _new(_iso20_wpt.WPT_LF_DataPackageType)
+    ob.PackageIndex = f_PackageIndex
+    ob.LF_TxData = f_LF_TxData
+    ob.LF_RxData = f_LF_RxData
+    return ob
 
 def _e_iso20_wpt_WPT_LF_DataPackageType(w: BitWriter, o: _iso20_wpt.WPT_LF_DataPackageType) -> None:
     a = w.acc
@@ -18682,7 +19339,11 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
         raise r.fail_at(av + 14, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_1_TxRxPosition = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_2_Coord_X, Coord_Y=f_2_Coord_Y, Coord_Z=f_2_Coord_Z)
+    ob2_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
+    ob2_.Coord_X = f_2_Coord_X
+    ob2_.Coord_Y = f_2_Coord_Y
+    ob2_.Coord_Z = f_2_Coord_Z
+    f_1_TxRxPosition = ob2_
     if u > 127:
         av -= 8
         if av < 0:
@@ -18742,8 +19403,16 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
     if c & 0x3f00 != 0x0:
         raise r.fail_at(av + 14, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, EE, SE(RxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier')
     u = (c & 255)
-    f_1_TxRxOrientation = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_3_Coord_X, Coord_Y=f_3_Coord_Y, Coord_Z=f_3_Coord_Z)
-    f_RxSpecData.append(_iso20_wpt.WPT_TxRxSpecDataType(TxRxIdentifier=f_1_TxRxIdentifier, TxRxPosition=f_1_TxRxPosition, TxRxOrientation=f_1_TxRxOrientation))
+    ob3_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
+    ob3_.Coord_X = f_3_Coord_X
+    ob3_.Coord_Y = f_3_Coord_Y
+    ob3_.Coord_Z = f_3_Coord_Z
+    f_1_TxRxOrientation = ob3_
+    ob1_ = _new(_iso20_wpt.WPT_TxRxSpecDataType)
+    ob1_.TxRxIdentifier = f_1_TxRxIdentifier
+    ob1_.TxRxPosition = f_1_TxRxPosition
+    ob1_.TxRxOrientation = f_1_TxRxOrientation
+    f_RxSpecData.append(ob1_)
     s = 2
     if u > 127:
         av -= 8
@@ -18825,7 +19494,11 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
         raise r.fail_at(av + 14, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_4_TxRxPosition = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_5_Coord_X, Coord_Y=f_5_Coord_Y, Coord_Z=f_5_Coord_Z)
+    ob5_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
+    ob5_.Coord_X = f_5_Coord_X
+    ob5_.Coord_Y = f_5_Coord_Y
+    ob5_.Coord_Z = f_5_Coord_Z
+    f_4_TxRxPosition = ob5_
     if u > 127:
         av -= 8
         if av < 0:
@@ -18884,8 +19557,16 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'WPT_LF_ReceiverDataType', 'expected EE of Coord_Z, EE, EE')
-    f_4_TxRxOrientation = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_6_Coord_X, Coord_Y=f_6_Coord_Y, Coord_Z=f_6_Coord_Z)
-    f_RxSpecData.append(_iso20_wpt.WPT_TxRxSpecDataType(TxRxIdentifier=f_4_TxRxIdentifier, TxRxPosition=f_4_TxRxPosition, TxRxOrientation=f_4_TxRxOrientation))
+    ob6_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
+    ob6_.Coord_X = f_6_Coord_X
+    ob6_.Coord_Y = f_6_Coord_Y
+    ob6_.Coord_Z = f_6_Coord_Z
+    f_4_TxRxOrientation = ob6_
+    ob4_ = _new(_iso20_wpt.WPT_TxRxSpecDataType)
+    ob4_.TxRxIdentifier = f_4_TxRxIdentifier
+    ob4_.TxRxPosition = f_4_TxRxPosition
+    ob4_.TxRxOrientation = f_4_TxRxOrientation
+    f_RxSpecData.append(ob4_)
     s = 3
     n = 0
     while True:
@@ -18981,7 +19662,11 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
                 raise r.fail_at(av + 14, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_7_TxRxPosition = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_8_Coord_X, Coord_Y=f_8_Coord_Y, Coord_Z=f_8_Coord_Z)
+            ob8_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
+            ob8_.Coord_X = f_8_Coord_X
+            ob8_.Coord_Y = f_8_Coord_Y
+            ob8_.Coord_Z = f_8_Coord_Z
+            f_7_TxRxPosition = ob8_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -19040,8 +19725,16 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'WPT_LF_ReceiverDataType[3]', 'expected EE of Coord_Z, EE, EE')
-            f_7_TxRxOrientation = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_9_Coord_X, Coord_Y=f_9_Coord_Y, Coord_Z=f_9_Coord_Z)
-            f_RxSpecData.append(_iso20_wpt.WPT_TxRxSpecDataType(TxRxIdentifier=f_7_TxRxIdentifier, TxRxPosition=f_7_TxRxPosition, TxRxOrientation=f_7_TxRxOrientation))
+            ob9_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
+            ob9_.Coord_X = f_9_Coord_X
+            ob9_.Coord_Y = f_9_Coord_Y
+            ob9_.Coord_Z = f_9_Coord_Z
+            f_7_TxRxOrientation = ob9_
+            ob7_ = _new(_iso20_wpt.WPT_TxRxSpecDataType)
+            ob7_.TxRxIdentifier = f_7_TxRxIdentifier
+            ob7_.TxRxPosition = f_7_TxRxPosition
+            ob7_.TxRxOrientation = f_7_TxRxOrientation
+            f_RxSpecData.append(ob7_)
             n += 1
             if n == 253:
                 s = 256
@@ -19060,7 +19753,10 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader) -> _iso20_wpt.WPT_LF_Rece
             raise r.fail_at(av + 1, 'WPT_LF_ReceiverDataType[256]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_wpt.WPT_LF_ReceiverDataType(NumberOfReceivers=f_NumberOfReceivers, RxSpecData=f_RxSpecData)
+    ob = _new(_iso20_wpt.WPT_LF_ReceiverDataType)
+    ob.NumberOfReceivers = f_NumberOfReceivers
+    ob.RxSpecData = f_RxSpecData
+    return ob
 
 def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_ReceiverDataType) -> None:
     a = w.acc
@@ -19593,11 +20289,21 @@ def _d_iso20_wpt_WPT_LF_RxDataListType(r: BitReader) -> _iso20_wpt.WPT_LF_RxData
     c = (win >> av) & 0xf
     if c != 0x0:
         raise r.fail_at(av + 4, 'WPT_LF_RxDataListType', 'expected EE, EE, EE, EE')
-    f_2_RSSIDataList = _iso20_wpt.WPT_LF_RxRSSIType(TxIdentifier=f_3_TxIdentifier, RSSI=f_3_RSSI)
-    f_1_RSSIData = _iso20_wpt.WPT_LF_RxRSSIListType(RSSIDataList=f_2_RSSIDataList)
-    f_WPT_LF_RxDataList = _iso20_wpt.WPT_LF_RxDataType(RxIdentifier=f_1_RxIdentifier, RSSIData=f_1_RSSIData)
+    ob3_ = _new(_iso20_wpt.WPT_LF_RxRSSIType)
+    ob3_.TxIdentifier = f_3_TxIdentifier
+    ob3_.RSSI = f_3_RSSI
+    f_2_RSSIDataList = ob3_
+    ob2_ = _new(_iso20_wpt.WPT_LF_RxRSSIListType)
+    ob2_.RSSIDataList = f_2_RSSIDataList
+    f_1_RSSIData = ob2_
+    ob1_ = _new(_iso20_wpt.WPT_LF_RxDataType)
+    ob1_.RxIdentifier = f_1_RxIdentifier
+    ob1_.RSSIData = f_1_RSSIData
+    f_WPT_LF_RxDataList = ob1_
     r.avail = av
-    return _iso20_wpt.WPT_LF_RxDataListType(WPT_LF_RxDataList=f_WPT_LF_RxDataList)
+    ob = _new(_iso20_wpt.WPT_LF_RxDataListType)
+    ob.WPT_LF_RxDataList = f_WPT_LF_RxDataList
+    return ob
 
 def _e_iso20_wpt_WPT_LF_RxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxDataListType) -> None:
     a = w.acc
@@ -19732,11 +20438,22 @@ def _d_iso20_wpt_WPT_LF_RxDataType(r: BitReader) -> _iso20_wpt.WPT_LF_RxDataType
     c = (win >> av) & 0x1f
     if c != 0x0:
         raise r.fail_at(av + 5, 'WPT_LF_RxDataType', 'expected EE of Value, EE, EE, EE, EE')
-    f_2_RSSI = _iso20_common_types.RationalNumberType(Exponent=f_3_Exponent, Value=f_3_Value)
-    f_1_RSSIDataList = _iso20_wpt.WPT_LF_RxRSSIType(TxIdentifier=f_2_TxIdentifier, RSSI=f_2_RSSI)
-    f_RSSIData = _iso20_wpt.WPT_LF_RxRSSIListType(RSSIDataList=f_1_RSSIDataList)
+    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_.Exponent = f_3_Exponent
+    ob3_.Value = f_3_Value
+    f_2_RSSI = ob3_
+    ob2_ = _new(_iso20_wpt.WPT_LF_RxRSSIType)
+    ob2_.TxIdentifier = f_2_TxIdentifier
+    ob2_.RSSI = f_2_RSSI
+    f_1_RSSIDataList = ob2_
+    ob1_ = _new(_iso20_wpt.WPT_LF_RxRSSIListType)
+    ob1_.RSSIDataList = f_1_RSSIDataList
+    f_RSSIData = ob1_
     r.avail = av
-    return _iso20_wpt.WPT_LF_RxDataType(RxIdentifier=f_RxIdentifier, RSSIData=f_RSSIData)
+    ob = _new(_iso20_wpt.WPT_LF_RxDataType)
+    ob.RxIdentifier = f_RxIdentifier
+    ob.RSSIData = f_RSSIData
+    return ob
 
 def _e_iso20_wpt_WPT_LF_RxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxDataType) -> None:
     a = w.acc
@@ -19865,10 +20582,18 @@ def _d_iso20_wpt_WPT_LF_RxRSSIListType(r: BitReader) -> _iso20_wpt.WPT_LF_RxRSSI
     c = (win >> av) & 0xf
     if c != 0x0:
         raise r.fail_at(av + 4, 'WPT_LF_RxRSSIListType', 'expected EE of Value, EE, EE, EE')
-    f_1_RSSI = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
-    f_RSSIDataList = _iso20_wpt.WPT_LF_RxRSSIType(TxIdentifier=f_1_TxIdentifier, RSSI=f_1_RSSI)
+    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_.Exponent = f_2_Exponent
+    ob2_.Value = f_2_Value
+    f_1_RSSI = ob2_
+    ob1_ = _new(_iso20_wpt.WPT_LF_RxRSSIType)
+    ob1_.TxIdentifier = f_1_TxIdentifier
+    ob1_.RSSI = f_1_RSSI
+    f_RSSIDataList = ob1_
     r.avail = av
-    return _iso20_wpt.WPT_LF_RxRSSIListType(RSSIDataList=f_RSSIDataList)
+    ob = _new(_iso20_wpt.WPT_LF_RxRSSIListType)
+    ob.RSSIDataList = f_RSSIDataList
+    return ob
 
 def _e_iso20_wpt_WPT_LF_RxRSSIListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxRSSIListType) -> None:
     a = w.acc
@@ -19977,9 +20702,15 @@ def _d_iso20_wpt_WPT_LF_RxRSSIType(r: BitReader) -> _iso20_wpt.WPT_LF_RxRSSIType
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'WPT_LF_RxRSSIType', 'expected EE of Value, EE, EE')
-    f_RSSI = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_RSSI = ob1_
     r.avail = av
-    return _iso20_wpt.WPT_LF_RxRSSIType(TxIdentifier=f_TxIdentifier, RSSI=f_RSSI)
+    ob = _new(_iso20_wpt.WPT_LF_RxRSSIType)
+    ob.TxIdentifier = f_TxIdentifier
+    ob.RSSI = f_RSSI
+    return ob
 
 def _e_iso20_wpt_WPT_LF_RxRSSIType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxRSSIType) -> None:
     a = w.acc
@@ -20064,7 +20795,10 @@ def _d_iso20_wpt_WPT_LF_SystemSetupDataType(r: BitReader) -> _iso20_wpt.WPT_LF_S
     if c:
         raise r.fail_at(av + 1, 'WPT_LF_SystemSetupDataType', 'expected EE')
     r.avail = av
-    return _iso20_wpt.WPT_LF_SystemSetupDataType(LF_TransmitterSetupData=f_LF_TransmitterSetupData, LF_ReceiverSetupData=f_LF_ReceiverSetupData)
+    ob = _new(_iso20_wpt.WPT_LF_SystemSetupDataType)
+    ob.LF_TransmitterSetupData = f_LF_TransmitterSetupData
+    ob.LF_ReceiverSetupData = f_LF_ReceiverSetupData
+    return ob
 
 def _e_iso20_wpt_WPT_LF_SystemSetupDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_SystemSetupDataType) -> None:
     a = w.acc
@@ -20134,7 +20868,10 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
     if c & 0x1f00 != 0x0:
         raise r.fail_at(av + 13, 'WPT_LF_TransmitterDataType', 'expected EE of Value, EE, SE(TxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier')
     u = (c & 255)
-    f_SignalFrequency = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_SignalFrequency = ob1_
     s = 2
     if u > 127:
         av -= 8
@@ -20216,7 +20953,11 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
         raise r.fail_at(av + 14, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_2_TxRxPosition = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_3_Coord_X, Coord_Y=f_3_Coord_Y, Coord_Z=f_3_Coord_Z)
+    ob3_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
+    ob3_.Coord_X = f_3_Coord_X
+    ob3_.Coord_Y = f_3_Coord_Y
+    ob3_.Coord_Z = f_3_Coord_Z
+    f_2_TxRxPosition = ob3_
     if u > 127:
         av -= 8
         if av < 0:
@@ -20276,8 +21017,16 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
     if c & 0x3f00 != 0x0:
         raise r.fail_at(av + 14, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, EE, SE(TxSpecData), SE(TxRxIdentifier), CH of TxRxIdentifier')
     u = (c & 255)
-    f_2_TxRxOrientation = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_4_Coord_X, Coord_Y=f_4_Coord_Y, Coord_Z=f_4_Coord_Z)
-    f_TxSpecData.append(_iso20_wpt.WPT_TxRxSpecDataType(TxRxIdentifier=f_2_TxRxIdentifier, TxRxPosition=f_2_TxRxPosition, TxRxOrientation=f_2_TxRxOrientation))
+    ob4_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
+    ob4_.Coord_X = f_4_Coord_X
+    ob4_.Coord_Y = f_4_Coord_Y
+    ob4_.Coord_Z = f_4_Coord_Z
+    f_2_TxRxOrientation = ob4_
+    ob2_ = _new(_iso20_wpt.WPT_TxRxSpecDataType)
+    ob2_.TxRxIdentifier = f_2_TxRxIdentifier
+    ob2_.TxRxPosition = f_2_TxRxPosition
+    ob2_.TxRxOrientation = f_2_TxRxOrientation
+    f_TxSpecData.append(ob2_)
     s = 3
     if u > 127:
         av -= 8
@@ -20359,7 +21108,11 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
         raise r.fail_at(av + 14, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_5_TxRxPosition = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_6_Coord_X, Coord_Y=f_6_Coord_Y, Coord_Z=f_6_Coord_Z)
+    ob6_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
+    ob6_.Coord_X = f_6_Coord_X
+    ob6_.Coord_Y = f_6_Coord_Y
+    ob6_.Coord_Z = f_6_Coord_Z
+    f_5_TxRxPosition = ob6_
     if u > 127:
         av -= 8
         if av < 0:
@@ -20418,8 +21171,16 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'WPT_LF_TransmitterDataType', 'expected EE of Coord_Z, EE, EE')
-    f_5_TxRxOrientation = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_7_Coord_X, Coord_Y=f_7_Coord_Y, Coord_Z=f_7_Coord_Z)
-    f_TxSpecData.append(_iso20_wpt.WPT_TxRxSpecDataType(TxRxIdentifier=f_5_TxRxIdentifier, TxRxPosition=f_5_TxRxPosition, TxRxOrientation=f_5_TxRxOrientation))
+    ob7_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
+    ob7_.Coord_X = f_7_Coord_X
+    ob7_.Coord_Y = f_7_Coord_Y
+    ob7_.Coord_Z = f_7_Coord_Z
+    f_5_TxRxOrientation = ob7_
+    ob5_ = _new(_iso20_wpt.WPT_TxRxSpecDataType)
+    ob5_.TxRxIdentifier = f_5_TxRxIdentifier
+    ob5_.TxRxPosition = f_5_TxRxPosition
+    ob5_.TxRxOrientation = f_5_TxRxOrientation
+    f_TxSpecData.append(ob5_)
     s = 4
     n = 0
     while True:
@@ -20515,7 +21276,11 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
                 raise r.fail_at(av + 14, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            f_8_TxRxPosition = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_9_Coord_X, Coord_Y=f_9_Coord_Y, Coord_Z=f_9_Coord_Z)
+            ob9_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
+            ob9_.Coord_X = f_9_Coord_X
+            ob9_.Coord_Y = f_9_Coord_Y
+            ob9_.Coord_Z = f_9_Coord_Z
+            f_8_TxRxPosition = ob9_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -20574,8 +21339,16 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'WPT_LF_TransmitterDataType[4]', 'expected EE of Coord_Z, EE, EE')
-            f_8_TxRxOrientation = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_10_Coord_X, Coord_Y=f_10_Coord_Y, Coord_Z=f_10_Coord_Z)
-            f_TxSpecData.append(_iso20_wpt.WPT_TxRxSpecDataType(TxRxIdentifier=f_8_TxRxIdentifier, TxRxPosition=f_8_TxRxPosition, TxRxOrientation=f_8_TxRxOrientation))
+            ob10_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
+            ob10_.Coord_X = f_10_Coord_X
+            ob10_.Coord_Y = f_10_Coord_Y
+            ob10_.Coord_Z = f_10_Coord_Z
+            f_8_TxRxOrientation = ob10_
+            ob8_ = _new(_iso20_wpt.WPT_TxRxSpecDataType)
+            ob8_.TxRxIdentifier = f_8_TxRxIdentifier
+            ob8_.TxRxPosition = f_8_TxRxPosition
+            ob8_.TxRxOrientation = f_8_TxRxOrientation
+            f_TxSpecData.append(ob8_)
             n += 1
             if n == 253:
                 s = 258
@@ -20616,7 +21389,12 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader) -> _iso20_wpt.WPT_LF_T
             raise r.fail_at(av + 1, 'WPT_LF_TransmitterDataType[6]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_wpt.WPT_LF_TransmitterDataType(NumberOfTransmitters=f_NumberOfTransmitters, SignalFrequency=f_SignalFrequency, TxSpecData=f_TxSpecData, TxPackageSpecData=f_TxPackageSpecData)
+    ob = _new(_iso20_wpt.WPT_LF_TransmitterDataType)
+    ob.NumberOfTransmitters = f_NumberOfTransmitters
+    ob.SignalFrequency = f_SignalFrequency
+    ob.TxSpecData = f_TxSpecData
+    ob.TxPackageSpecData = f_TxPackageSpecData
+    return ob
 
 def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_TransmitterDataType) -> None:
     a = w.acc
@@ -21191,10 +21969,18 @@ def _d_iso20_wpt_WPT_LF_TxDataListType(r: BitReader) -> _iso20_wpt.WPT_LF_TxData
     c = (win >> av) & 0xf
     if c != 0x0:
         raise r.fail_at(av + 4, 'WPT_LF_TxDataListType', 'expected EE of Value, EE, EE, EE')
-    f_1_EIRP = _iso20_common_types.RationalNumberType(Exponent=f_2_Exponent, Value=f_2_Value)
-    f_WPT_LF_TxDataList = _iso20_wpt.WPT_LF_TxDataType(TxIdentifier=f_1_TxIdentifier, EIRP=f_1_EIRP)
+    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_.Exponent = f_2_Exponent
+    ob2_.Value = f_2_Value
+    f_1_EIRP = ob2_
+    ob1_ = _new(_iso20_wpt.WPT_LF_TxDataType)
+    ob1_.TxIdentifier = f_1_TxIdentifier
+    ob1_.EIRP = f_1_EIRP
+    f_WPT_LF_TxDataList = ob1_
     r.avail = av
-    return _iso20_wpt.WPT_LF_TxDataListType(WPT_LF_TxDataList=f_WPT_LF_TxDataList)
+    ob = _new(_iso20_wpt.WPT_LF_TxDataListType)
+    ob.WPT_LF_TxDataList = f_WPT_LF_TxDataList
+    return ob
 
 def _e_iso20_wpt_WPT_LF_TxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_TxDataListType) -> None:
     a = w.acc
@@ -21303,9 +22089,15 @@ def _d_iso20_wpt_WPT_LF_TxDataType(r: BitReader) -> _iso20_wpt.WPT_LF_TxDataType
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'WPT_LF_TxDataType', 'expected EE of Value, EE, EE')
-    f_EIRP = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_EIRP = ob1_
     r.avail = av
-    return _iso20_wpt.WPT_LF_TxDataType(TxIdentifier=f_TxIdentifier, EIRP=f_EIRP)
+    ob = _new(_iso20_wpt.WPT_LF_TxDataType)
+    ob.TxIdentifier = f_TxIdentifier
+    ob.EIRP = f_EIRP
+    return ob
 
 def _e_iso20_wpt_WPT_LF_TxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_TxDataType) -> None:
     a = w.acc
@@ -21412,7 +22204,9 @@ def _d_iso20_wpt_WPT_PairingMethodListType(r: BitReader) -> _iso20_wpt.WPT_Pairi
             raise r.fail_at(av + 1, 'WPT_PairingMethodListType[8]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_wpt.WPT_PairingMethodListType(WPT_PairingMethod=f_WPT_PairingMethod)
+    ob = _new(_iso20_wpt.WPT_PairingMethodListType)
+    ob.WPT_PairingMethod = f_WPT_PairingMethod
+    return ob
 
 def _e_iso20_wpt_WPT_PairingMethodListType(w: BitWriter, o: _iso20_wpt.WPT_PairingMethodListType) -> None:
     a = w.acc
@@ -21593,7 +22387,13 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqTy
             raise r.fail_at(av + 1, 'WPT_PairingReqType[20]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_wpt.WPT_PairingReqType(Header=f_Header, EVProcessing=f_EVProcessing, ObservedIDCode=f_ObservedIDCode, EVResultCode=f_EVResultCode, VendorSpecificDataContainer=f_VendorSpecificDataContainer)
+    ob = _new(_iso20_wpt.WPT_PairingReqType)
+    ob.Header = f_Header
+    ob.EVProcessing = f_EVProcessing
+    ob.ObservedIDCode = f_ObservedIDCode
+    ob.EVResultCode = f_EVResultCode
+    ob.VendorSpecificDataContainer = f_VendorSpecificDataContainer
+    return ob
 
 def _e_iso20_wpt_WPT_PairingReqType(w: BitWriter, o: _iso20_wpt.WPT_PairingReqType) -> None:
     a = w.acc
@@ -21929,7 +22729,14 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
             raise r.fail_at(av + 1, 'WPT_PairingResType[21]', 'expected EE')
         s = -1
     r.avail = av
-    return _iso20_wpt.WPT_PairingResType(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, ObservedIDCode=f_ObservedIDCode, AlternativeSECCList=f_AlternativeSECCList, VendorSpecificDataContainer=f_VendorSpecificDataContainer)
+    ob = _new(_iso20_wpt.WPT_PairingResType)
+    ob.Header = f_Header
+    ob.ResponseCode = f_ResponseCode
+    ob.EVSEProcessing = f_EVSEProcessing
+    ob.ObservedIDCode = f_ObservedIDCode
+    ob.AlternativeSECCList = f_AlternativeSECCList
+    ob.VendorSpecificDataContainer = f_VendorSpecificDataContainer
+    return ob
 
 def _e_iso20_wpt_WPT_PairingResType(w: BitWriter, o: _iso20_wpt.WPT_PairingResType) -> None:
     a = w.acc
@@ -22121,9 +22928,14 @@ def _d_iso20_wpt_WPT_SPCPowerControlParameterType(r: BitReader) -> _iso20_wpt.WP
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'WPT_SPCPowerControlParameterType', 'expected EE of Value, EE, EE')
-    f_SPCPrimaryDeviceCoilCurrentInformation = _iso20_common_types.RationalNumberType(Exponent=f_1_Exponent, Value=f_1_Value)
+    ob1_ = _new(_iso20_common_types.RationalNumberType)
+    ob1_.Exponent = f_1_Exponent
+    ob1_.Value = f_1_Value
+    f_SPCPrimaryDeviceCoilCurrentInformation = ob1_
     r.avail = av
-    return _iso20_wpt.WPT_SPCPowerControlParameterType(SPCPrimaryDeviceCoilCurrentInformation=f_SPCPrimaryDeviceCoilCurrentInformation)
+    ob = _new(_iso20_wpt.WPT_SPCPowerControlParameterType)
+    ob.SPCPrimaryDeviceCoilCurrentInformation = f_SPCPrimaryDeviceCoilCurrentInformation
+    return ob
 
 def _e_iso20_wpt_WPT_SPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.WPT_SPCPowerControlParameterType) -> None:
     a = w.acc
@@ -22213,7 +23025,10 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
     if c & 0x1f00 != 0x0:
         raise r.fail_at(av + 13, 'WPT_TxRxPackageSpecDataType', 'expected EE of TxRxIdentifier, EE, SE(PulseSequenceOrder), SE(IndexNumber), CH of IndexNumber')
     u = (c & 255)
-    f_PulseSequenceOrder.append(_iso20_wpt.WPT_TxRxPulseOrderType(IndexNumber=f_1_IndexNumber, TxRxIdentifier=f_1_TxRxIdentifier))
+    ob1_ = _new(_iso20_wpt.WPT_TxRxPulseOrderType)
+    ob1_.IndexNumber = f_1_IndexNumber
+    ob1_.TxRxIdentifier = f_1_TxRxIdentifier
+    f_PulseSequenceOrder.append(ob1_)
     s = 1
     if u > 127:
         av -= 8
@@ -22252,7 +23067,10 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
     c = (win >> av) & 0x3
     if c != 0x0:
         raise r.fail_at(av + 2, 'WPT_TxRxPackageSpecDataType', 'expected EE of TxRxIdentifier, EE')
-    f_PulseSequenceOrder.append(_iso20_wpt.WPT_TxRxPulseOrderType(IndexNumber=f_2_IndexNumber, TxRxIdentifier=f_2_TxRxIdentifier))
+    ob2_ = _new(_iso20_wpt.WPT_TxRxPulseOrderType)
+    ob2_.IndexNumber = f_2_IndexNumber
+    ob2_.TxRxIdentifier = f_2_TxRxIdentifier
+    f_PulseSequenceOrder.append(ob2_)
     s = 2
     n = 0
     while True:
@@ -22305,7 +23123,10 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'WPT_TxRxPackageSpecDataType[2]', 'expected EE of TxRxIdentifier, EE')
-            f_PulseSequenceOrder.append(_iso20_wpt.WPT_TxRxPulseOrderType(IndexNumber=f_3_IndexNumber, TxRxIdentifier=f_3_TxRxIdentifier))
+            ob3_ = _new(_iso20_wpt.WPT_TxRxPulseOrderType)
+            ob3_.IndexNumber = f_3_IndexNumber
+            ob3_.TxRxIdentifier = f_3_TxRxIdentifier
+            f_PulseSequenceOrder.append(ob3_)
             n += 1
             if n == 253:
                 s = 258
@@ -22415,7 +23236,12 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxR
     s = 8
     s = -1
     r.avail = av
-    return _iso20_wpt.WPT_TxRxPackageSpecDataType(PulseSequenceOrder=f_PulseSequenceOrder, PulseSeparationTime=f_PulseSeparationTime, PulseDuration=f_PulseDuration, PackageSeparationTime=f_PackageSeparationTime)
+    ob = _new(_iso20_wpt.WPT_TxRxPackageSpecDataType)
+    ob.PulseSequenceOrder = f_PulseSequenceOrder
+    ob.PulseSeparationTime = f_PulseSeparationTime
+    ob.PulseDuration = f_PulseDuration
+    ob.PackageSeparationTime = f_PackageSeparationTime
+    return ob
 
 def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxRxPackageSpecDataType) -> None:
     a = w.acc
@@ -22717,7 +23543,10 @@ def _d_iso20_wpt_WPT_TxRxPulseOrderType(r: BitReader) -> _iso20_wpt.WPT_TxRxPuls
     if c != 0x0:
         raise r.fail_at(av + 2, 'WPT_TxRxPulseOrderType', 'expected EE of TxRxIdentifier, EE')
     r.avail = av
-    return _iso20_wpt.WPT_TxRxPulseOrderType(IndexNumber=f_IndexNumber, TxRxIdentifier=f_TxRxIdentifier)
+    ob = _new(_iso20_wpt.WPT_TxRxPulseOrderType)
+    ob.IndexNumber = f_IndexNumber
+    ob.TxRxIdentifier = f_TxRxIdentifier
+    return ob
 
 def _e_iso20_wpt_WPT_TxRxPulseOrderType(w: BitWriter, o: _iso20_wpt.WPT_TxRxPulseOrderType) -> None:
     a = w.acc
@@ -22860,7 +23689,11 @@ def _d_iso20_wpt_WPT_TxRxSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxRxSpecDa
         raise r.fail_at(av + 14, 'WPT_TxRxSpecDataType', 'expected EE of Coord_Z, EE, SE(TxRxOrientation), SE(Coord_X), CH of Coord_X')
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    f_TxRxPosition = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_1_Coord_X, Coord_Y=f_1_Coord_Y, Coord_Z=f_1_Coord_Z)
+    ob1_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
+    ob1_.Coord_X = f_1_Coord_X
+    ob1_.Coord_Y = f_1_Coord_Y
+    ob1_.Coord_Z = f_1_Coord_Z
+    f_TxRxPosition = ob1_
     if u > 127:
         av -= 8
         if av < 0:
@@ -22919,9 +23752,17 @@ def _d_iso20_wpt_WPT_TxRxSpecDataType(r: BitReader) -> _iso20_wpt.WPT_TxRxSpecDa
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'WPT_TxRxSpecDataType', 'expected EE of Coord_Z, EE, EE')
-    f_TxRxOrientation = _iso20_wpt.WPT_CoordinateXYZType(Coord_X=f_2_Coord_X, Coord_Y=f_2_Coord_Y, Coord_Z=f_2_Coord_Z)
+    ob2_ = _new(_iso20_wpt.WPT_CoordinateXYZType)
+    ob2_.Coord_X = f_2_Coord_X
+    ob2_.Coord_Y = f_2_Coord_Y
+    ob2_.Coord_Z = f_2_Coord_Z
+    f_TxRxOrientation = ob2_
     r.avail = av
-    return _iso20_wpt.WPT_TxRxSpecDataType(TxRxIdentifier=f_TxRxIdentifier, TxRxPosition=f_TxRxPosition, TxRxOrientation=f_TxRxOrientation)
+    ob = _new(_iso20_wpt.WPT_TxRxSpecDataType)
+    ob.TxRxIdentifier = f_TxRxIdentifier
+    ob.TxRxPosition = f_TxRxPosition
+    ob.TxRxOrientation = f_TxRxOrientation
+    return ob
 
 def _e_iso20_wpt_WPT_TxRxSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxRxSpecDataType) -> None:
     a = w.acc

@@ -110,7 +110,6 @@ class FunctionWriter:
         self.prefix = ""  # of decode locals, while a child type is inlined
         self.obj = "o"  # the object being encoded
         self.inlined = 0
-        self.kw_fields: set[str] = set()
         self.svar = "s"  # the state variable (another one inside an inlined child)
         self.depth = 0  # of inlined children
 
@@ -286,15 +285,8 @@ class FunctionWriter:
         self.inlined = 0
         out = [f"def {self.fn(key, 'd')}(r: BitReader) -> {self.cls_ref(key)}:"]
         out += [f"{_IND}win = r.win", f"{_IND}av = r.avail"]
-        # a type with many optional fields (Body: one of 35) is built from the ones present
-        optional = [fm.py for fm in cm.fields if fm.min == 0 and not fm.is_list]
-        self.kw_fields = set(optional) if len(optional) > 8 else set()
-        if self.kw_fields:
-            out.append(f"{_IND}kw: dict[str, Any] = {{}}")
         for fm in cm.fields:
             t = self.py_type(fm)
-            if fm.py in self.kw_fields:
-                continue
             if fm.is_list:
                 out.append(f"{_IND}f_{fm.py}: list[{t}] = []")
             elif fm.min == 0 or cyclic:
@@ -311,15 +303,8 @@ class FunctionWriter:
             out += [f"{_IND}while s >= 0:", *_indent(body, 2)]
         else:
             out += _indent(body)
-        args = ", ".join(
-            [f"{fm.py}=f_{fm.py}" for fm in cm.fields if fm.py not in self.kw_fields]
-            + (["**kw"] if self.kw_fields else [])
-        )
-        ignore = ""
-        if cyclic and any(fm.min > 0 and not fm.is_list for fm in cm.fields):
-            ignore = "  # type: ignore[arg-type]"
         out.append(f"{_IND}r.avail = av")
-        out.append(f"{_IND}return {self.cls_ref(key)}({args}){ignore}")
+        out += _indent(self.construct(cm, "", "return {v}", cyclic))
         return out
 
     def decode_block(self, cm: ClassModel, g: Grammar, k: int, guarded: bool) -> list[ReadItem]:
@@ -377,8 +362,6 @@ class FunctionWriter:
         fwhere = f"{cm.name}.{fm.py}"
         local = f"f_{self.prefix}{fm.py}"
         target = f"{local}.append({{v}})" if fm.is_list else f"{local} = {{v}}"
-        if not self.prefix and fm.py in self.kw_fields:
-            target = f"kw[{fm.py!r}] = {{v}}"
         if p.kind == SE and p.element is not None and isinstance(p.element.type, ComplexType):
             if self.inlinable(p.element.type):
                 return self.inline_decode(p.element.type, target)
@@ -394,6 +377,18 @@ class FunctionWriter:
         st = p.simple if p.kind == CH else (p.attribute.type if p.attribute else None)
         assert st is not None
         return self.read_value(st, target, fwhere)
+
+    def construct(self, cm: ClassModel, prefix: str, target: str, cyclic: bool) -> list[str]:
+        """Build the decoded object without its __init__ (a third of the cost): every slot is
+        set from the locals.  `target` is a statement taking the object as `{v}`."""
+        ref = self.cls_ref(cm.key)
+        ignore = "  # type: ignore[assignment]" if cyclic else ""
+        ob = f"ob{prefix}"
+        lines = [f"{ob} = _new({ref})"]
+        for fm in cm.fields:
+            required = fm.min > 0 and not fm.is_list
+            lines.append(f"{ob}.{fm.py} = f_{prefix}{fm.py}{ignore if required else ''}")
+        return [*lines, target.replace("{v}", ob)]
 
     def inline_decode(self, ct: ComplexType, target: str) -> list[ReadItem]:
         """The reads of a small child type, in the parent's function and runs."""
@@ -414,8 +409,7 @@ class FunctionWriter:
         items: list[ReadItem] = [Stmt(inits)] if inits else []
         for k in order:
             items += self.decode_block(cm, g, k, k not in mandatory)
-        args = ", ".join(f"{fm.py}=f_{self.prefix}{fm.py}" for fm in cm.fields)
-        items.append(Stmt([target.replace("{v}", f"{self.cls_ref(self.key_of(ct))}({args})")]))
+        items.append(Stmt(self.construct(cm, self.prefix, target, False)))
         self.prefix, self.need_s, self.svar, self.chains = saved
         self.depth -= 1
         return items
